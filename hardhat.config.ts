@@ -1,0 +1,43 @@
+import { subtask } from "hardhat/config";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import type { HardhatUserConfig } from "hardhat/config";
+import "@nomicfoundation/hardhat-toolbox";
+
+const SOLC_VERSION = "0.8.28";
+
+// No native compiler can be downloaded on our machines: compile with the WebAssembly build that
+// the pinned npm `solc` package ships.
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
+  if (args.solcVersion !== SOLC_VERSION) return runSuper(args);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const solc = require("solc");
+  return {
+    compilerPath: require.resolve("solc/soljson.js"),
+    isSolcJs: true,
+    version: SOLC_VERSION,
+    longVersion: solc.version() as string,
+  };
+});
+
+// A public testnet, named "testnet", configured from the environment only (never committed keys).
+const testnetUrl = process.env.MYST_TESTNET_RPC_URL;
+const deployerKey = process.env.MYST_DEPLOYER_KEY;
+
+const config: HardhatUserConfig = {
+  solidity: {
+    version: SOLC_VERSION,
+    settings: { optimizer: { enabled: true, runs: 10_000 }, evmVersion: "cancun" },
+  },
+  networks: {
+    hardhat: { hardfork: "cancun" },
+    localhost: { url: process.env.MYST_RPC_URL ?? "http://127.0.0.1:8545" },
+    ...(testnetUrl
+      ? { testnet: { url: testnetUrl, accounts: deployerKey ? [deployerKey] : [] } }
+      : {}),
+  },
+  typechain: { outDir: "typechain-types", target: "ethers-v6" },
+  mocha: { timeout: 120_000 },
+  gasReporter: { enabled: false },
+};
+
+export default config;
