@@ -1,0 +1,48 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { SUPPLY } from "./fixtures";
+
+async function tokenFixture() {
+  const [holder, spender, other] = await ethers.getSigners();
+  const token = await ethers.deployContract("MystToken", [holder.address, SUPPLY]);
+  return { token, holder, spender, other };
+}
+
+describe("MystToken", function () {
+  it("is MYST with 18 decimals and mints the whole supply to the holder", async function () {
+    const { token, holder } = await loadFixture(tokenFixture);
+    expect(await token.name()).to.equal("Myst");
+    expect(await token.symbol()).to.equal("MYST");
+    expect(await token.decimals()).to.equal(18n);
+    expect(await token.totalSupply()).to.equal(SUPPLY);
+    expect(await token.balanceOf(holder.address)).to.equal(SUPPLY);
+  });
+
+  it("sets an allowance from an ERC-2612 permit signed as a wallet would", async function () {
+    const { token, holder, spender } = await loadFixture(tokenFixture);
+    const deadline = BigInt(Math.floor(Date.now() / 1000) + 3600);
+    const value = ethers.parseEther("5");
+    const domain = {
+      name: "Myst",
+      version: "1",
+      chainId: (await ethers.provider.getNetwork()).chainId,
+      verifyingContract: await token.getAddress(),
+    };
+    const types = {
+      Permit: [
+        { name: "owner", type: "address" },
+        { name: "spender", type: "address" },
+        { name: "value", type: "uint256" },
+        { name: "nonce", type: "uint256" },
+        { name: "deadline", type: "uint256" },
+      ],
+    };
+    const signature = ethers.Signature.from(
+      await holder.signTypedData(domain, types, { owner: holder.address, spender: spender.address, value, nonce: 0n, deadline }),
+    );
+    await token.connect(spender).permit(holder.address, spender.address, value, deadline, signature.v, signature.r, signature.s);
+    expect(await token.allowance(holder.address, spender.address)).to.equal(value);
+    expect(await token.nonces(holder.address)).to.equal(1n);
+  });
+});

@@ -1,0 +1,106 @@
+import { ethers } from "hardhat";
+import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
+import {
+  beneficiaryChangeTypes,
+  channelsDomain,
+  channelIdOf,
+  promiseTypes,
+  registrationTypes,
+  registryDomain,
+} from "../../node/chain/eip712";
+import type { IdentityRegistry, MystToken, PaymentChannels } from "../../typechain-types";
+
+export const CHALLENGE_PERIOD = 3600n;
+export const SUPPLY = ethers.parseEther("1000000");
+
+/** A node identity: a key of its own, funded with ETH so it can also act directly. */
+export async function newIdentity(): Promise<Wallet> {
+  const wallet = Wallet.createRandom().connect(ethers.provider) as unknown as Wallet;
+  await setBalance(wallet.address, ethers.parseEther("10"));
+  return wallet;
+}
+
+/** The 64-byte public key (x‖y) the registry takes. */
+export function publicKeyOf(wallet: Wallet): string {
+  return "0x" + wallet.signingKey.publicKey.slice(4);
+}
+
+export async function chainId(): Promise<bigint> {
+  return (await ethers.provider.getNetwork()).chainId;
+}
+
+export async function signRegistration(
+  identity: Wallet,
+  registry: string,
+  beneficiary: string = ZeroAddress,
+  domain?: TypedDataDomain,
+): Promise<string> {
+  return identity.signTypedData(domain ?? registryDomain(await chainId(), registry), registrationTypes, {
+    identity: identity.address,
+    beneficiary,
+  });
+}
+
+export async function signBeneficiaryChange(
+  identity: Wallet,
+  registry: string,
+  beneficiary: string,
+  nonce: bigint,
+): Promise<string> {
+  return identity.signTypedData(registryDomain(await chainId(), registry), beneficiaryChangeTypes, {
+    identity: identity.address,
+    beneficiary,
+    nonce,
+  });
+}
+
+export async function signPromise(
+  consumer: Wallet,
+  channels: string,
+  provider: string,
+  amount: bigint,
+  domain?: TypedDataDomain,
+): Promise<string> {
+  return consumer.signTypedData(domain ?? channelsDomain(await chainId(), channels), promiseTypes, {
+    channelId: channelIdOf(consumer.address, provider),
+    amount,
+  });
+}
+
+/** Turns a signature into its high-s twin: the same (r, v) curve point, equally valid for plain ecrecover. */
+export function malleate(signature: string): string {
+  const sig = ethers.Signature.from(signature);
+  const n = BigInt("0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141");
+  const highS = n - BigInt(sig.s);
+  const v = sig.v === 27 ? 28 : 27;
+  return ethers.concat([sig.r, ethers.toBeHex(highS, 32), ethers.toBeHex(v, 1)]);
+}
+
+export async function registerIdentity(registry: IdentityRegistry, identity: Wallet, beneficiary = ZeroAddress) {
+  const signature = await signRegistration(identity, await registry.getAddress(), beneficiary);
+  await registry.register(publicKeyOf(identity), beneficiary, signature);
+}
+
+export async function deployRegistry(): Promise<IdentityRegistry> {
+  return ethers.deployContract("IdentityRegistry");
+}
+
+/** The whole system, as the Ignition module wires it, plus two registered identities. */
+export async function systemFixture() {
+  const [deployer, relayer, stranger] = await ethers.getSigners();
+  const token: MystToken = await ethers.deployContract("MystToken", [deployer.address, SUPPLY]);
+  const registry = await deployRegistry();
+  const channels: PaymentChannels = await ethers.deployContract("PaymentChannels", [
+    await token.getAddress(),
+    await registry.getAddress(),
+    CHALLENGE_PERIOD,
+  ]);
+  const consumer = await newIdentity();
+  const provider = await newIdentity();
+  await registerIdentity(registry.connect(relayer), consumer);
+  await registerIdentity(registry.connect(relayer), provider);
+  await token.transfer(consumer.address, ethers.parseEther("1000"));
+  await token.connect(consumer).approve(await channels.getAddress(), ethers.MaxUint256);
+  return { deployer, relayer, stranger, token, registry, channels, consumer, provider };
+}
