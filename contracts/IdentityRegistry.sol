@@ -84,7 +84,6 @@ contract IdentityRegistry is IIdentityRegistry, EIP712 {
 
     /// @inheritdoc IIdentityRegistry
     function beneficiaryOf(address identity) external view returns (address) {
-        _requireRegistered(identity);
         address beneficiary = _payees[identity].beneficiary;
         return beneficiary == address(0) ? identity : beneficiary;
     }

@@ -48,7 +48,8 @@ interface IIdentityRegistry {
     function publicKeyOf(address identity) external view returns (bytes memory);
 
     /// @notice Where the earnings of `identity` are paid: the identity itself unless it set another.
-    /// @dev Reverts with `IdentityNotRegistered` for an unknown identity.
+    /// @dev Does not check registration (an unknown identity is its own beneficiary): settlement
+    ///      calls it for a provider that was checked at deposit, and saves a storage read.
     function beneficiaryOf(address identity) external view returns (address);
 
     /// @notice The nonce the next beneficiary change of `identity` must carry.

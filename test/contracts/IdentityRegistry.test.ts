@@ -137,16 +137,14 @@ describe("IdentityRegistry", function () {
   });
 
   describe("views of an unknown identity", function () {
-    it("says it is not registered and refuses to name a key or beneficiary", async function () {
+    it("says it is not registered, refuses to name a key, and names the identity as its own beneficiary", async function () {
       const { registry, identity } = await loadFixture(registryFixture);
       expect(await registry.isRegistered(identity.address)).to.equal(false);
       expect(await registry.nonceOf(identity.address)).to.equal(0n);
       await expect(registry.publicKeyOf(identity.address))
         .to.be.revertedWithCustomError(registry, "IdentityNotRegistered")
         .withArgs(identity.address);
-      await expect(registry.beneficiaryOf(identity.address))
-        .to.be.revertedWithCustomError(registry, "IdentityNotRegistered")
-        .withArgs(identity.address);
+      expect(await registry.beneficiaryOf(identity.address)).to.equal(identity.address);
     });
 
     it("publishes the EIP-712 domain wallets sign under", async function () {
