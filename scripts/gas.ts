@@ -34,7 +34,7 @@ async function main() {
   const channelsAddress = await channels.getAddress();
 
   const identity = async () => {
-    const wallet = Wallet.createRandom().connect(ethers.provider);
+    const wallet = new Wallet(Wallet.createRandom().privateKey, ethers.provider);
     await deployer.sendTransaction({ to: wallet.address, value: ethers.parseEther("1") });
     return wallet;
   };

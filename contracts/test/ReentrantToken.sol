@@ -3,10 +3,10 @@ pragma solidity ^0.8.24;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 
-/// @dev Test-only hostile token: when armed, a transfer out of or into `target` calls back into `target`
+/// @dev Test-only hostile token: when armed, a transfer out of or into `victim` calls back into `victim`
 ///      with `payload` before moving the tokens, and records whether that re-entry succeeded.
 contract ReentrantToken is ERC20 {
-    address public target;
+    address public victim;
     bytes public payload;
     bool public attempted;
     bool public reentrySucceeded;
@@ -18,15 +18,15 @@ contract ReentrantToken is ERC20 {
         _mint(to, amount);
     }
 
-    function arm(address target_, bytes calldata payload_) external {
-        target = target_;
+    function arm(address victim_, bytes calldata payload_) external {
+        victim = victim_;
         payload = payload_;
     }
 
     function _update(address from, address to, uint256 value) internal override {
-        if (target != address(0) && (from == target || to == target)) {
-            address t = target;
-            target = address(0);
+        if (victim != address(0) && (from == victim || to == victim)) {
+            address t = victim;
+            victim = address(0);
             attempted = true;
             (bool ok, bytes memory ret) = t.call(payload);
             reentrySucceeded = ok;

@@ -18,14 +18,15 @@ export async function deploySystem(
   options: DeploySystemOptions = {},
 ): Promise<{ deployment: Deployment; file: string }> {
   const chainId = (await hre.ethers.provider.getNetwork()).chainId;
-  if (chainId === LOCAL_CHAIN_ID && hre.network.name !== "hardhat") {
-    // A local dev chain starts empty every time: an Ignition journal from an earlier chain would
-    // make Ignition believe the contracts already exist.
-    fs.rmSync(path.join(hre.config.paths.ignition, "deployments", `chain-${chainId}`), { recursive: true, force: true });
-  }
+  // A local dev chain starts empty every time: an Ignition journal from an earlier chain would make
+  // Ignition believe the contracts already exist. Such a deployment gets a journal of its own,
+  // dropped once the addresses are written.
+  const throwaway = chainId === LOCAL_CHAIN_ID && hre.network.name !== "hardhat";
+  const deploymentId = throwaway ? `local-${process.pid}-${Date.now()}` : undefined;
   const startBlock = await hre.ethers.provider.getBlockNumber();
-  const parameters = options.challengePeriod === undefined ? {} : { Myst: { challengePeriod: options.challengePeriod } };
-  const { token, registry, channels } = await hre.ignition.deploy(MystModule, { parameters });
+  const parameters: Record<string, Record<string, bigint>> =
+    options.challengePeriod === undefined ? {} : { Myst: { challengePeriod: options.challengePeriod } };
+  const { token, registry, channels } = await hre.ignition.deploy(MystModule, { parameters, deploymentId });
   const deployment: Deployment = {
     network: hre.network.name,
     chainId: Number(chainId),
@@ -39,5 +40,6 @@ export async function deploySystem(
   const file = options.file ?? path.join(hre.config.paths.root, "deployments", `${hre.network.name}.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, JSON.stringify(deployment, null, 2) + "\n");
+  if (deploymentId) fs.rmSync(path.join(hre.config.paths.ignition, "deployments", deploymentId), { recursive: true, force: true });
   return { deployment, file };
 }

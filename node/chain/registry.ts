@@ -1,0 +1,129 @@
+import { getAddress, getBytes, ZeroAddress, type Signer } from "ethers";
+import { MystError } from "../errors/MystError";
+import type { IdentityKey } from "../identity/key";
+import type { ChainConnection } from "./connect";
+import { registrationTypes, registryDomain } from "./eip712";
+import { toChainError } from "./errors";
+import { TypedDataEncoder } from "ethers";
+
+/** What the registry says about one identity. */
+export interface IdentityRecord {
+  address: string;
+  publicKey: Uint8Array;
+  beneficiary: string;
+}
+
+export interface IdentityRegistryClientOptions {
+  /** How long "not registered" is believed before asking the chain again. Default 2 s. */
+  negativeTtlMs?: number;
+}
+
+/**
+ * Registry lookups for the rest of the node. Positive answers are cached for good (a key never
+ * changes) and beneficiaries are kept fresh from `BeneficiaryChanged` events; negative answers are
+ * cached briefly and cleared by `IdentityRegistered` events.
+ */
+export class IdentityRegistryClient {
+  readonly #conn: ChainConnection;
+  readonly #negativeTtlMs: number;
+  readonly #known = new Map<string, IdentityRecord>();
+  readonly #unknownUntil = new Map<string, number>();
+  #started = false;
+
+  constructor(conn: ChainConnection, options: IdentityRegistryClientOptions = {}) {
+    this.#conn = conn;
+    this.#negativeTtlMs = options.negativeTtlMs ?? 2000;
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    await this.#conn.registry.on(this.#conn.registry.filters.IdentityRegistered, (identity, beneficiary, publicKey) => {
+      const address = getAddress(identity);
+      this.#unknownUntil.delete(address);
+      this.#known.set(address, { address, beneficiary: getAddress(beneficiary), publicKey: getBytes(publicKey) });
+    });
+    await this.#conn.registry.on(this.#conn.registry.filters.BeneficiaryChanged, (identity, beneficiary) => {
+      const record = this.#known.get(getAddress(identity));
+      if (record) record.beneficiary = getAddress(beneficiary);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    await this.#conn.registry.removeAllListeners();
+  }
+
+  /** The identity's registry record, or null when it is not registered. */
+  async lookup(identity: string): Promise<IdentityRecord | null> {
+    const address = checkedAddress(identity);
+    const known = this.#known.get(address);
+    if (known) return known;
+    const until = this.#unknownUntil.get(address);
+    if (until !== undefined && until > Date.now()) return null;
+    try {
+      const registry = this.#conn.registry;
+      if (!(await registry.isRegistered(address))) {
+        this.#unknownUntil.set(address, Date.now() + this.#negativeTtlMs);
+        return null;
+      }
+      const [publicKey, beneficiary] = await Promise.all([registry.publicKeyOf(address), registry.beneficiaryOf(address)]);
+      const record = { address, publicKey: getBytes(publicKey), beneficiary: getAddress(beneficiary) };
+      this.#known.set(address, record);
+      return record;
+    } catch (err) {
+      throw toChainError(err, `looking up identity ${address}`);
+    }
+  }
+
+  async isRegistered(identity: string): Promise<boolean> {
+    return (await this.lookup(identity)) !== null;
+  }
+
+  /** The 64-byte public key of a registered identity, or null. */
+  async publicKeyOf(identity: string): Promise<Uint8Array | null> {
+    return (await this.lookup(identity))?.publicKey ?? null;
+  }
+
+  /** Where the identity's earnings go, or null when it is not registered. */
+  async beneficiaryOf(identity: string): Promise<string | null> {
+    return (await this.lookup(identity))?.beneficiary ?? null;
+  }
+
+  /** The identity's EIP-712 authorization of its registration, for any relayer to submit. */
+  signRegistration(key: IdentityKey, beneficiary: string = ZeroAddress): Uint8Array {
+    const domain = registryDomain(this.#conn.chainId, this.#conn.deployment.contracts.IdentityRegistry);
+    const digest = TypedDataEncoder.hash(domain, registrationTypes, { identity: key.address, beneficiary });
+    return key.signDigest(getBytes(digest));
+  }
+
+  /** Simulates, then sends a registration from `submitter` (the identity itself or a relayer). */
+  async submitRegistration(
+    key: IdentityKey,
+    submitter: Signer,
+    options: { beneficiary?: string; nonce?: number; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint } = {},
+  ) {
+    const beneficiary = options.beneficiary ?? ZeroAddress;
+    const signature = this.signRegistration(key, beneficiary);
+    const registry = this.#conn.registry.connect(submitter);
+    try {
+      await registry.register.staticCall(key.publicKey, beneficiary, signature);
+      return await registry.register(key.publicKey, beneficiary, signature, {
+        nonce: options.nonce,
+        maxFeePerGas: options.maxFeePerGas,
+        maxPriorityFeePerGas: options.maxPriorityFeePerGas,
+      });
+    } catch (err) {
+      throw toChainError(err, `registering ${key.address}`);
+    }
+  }
+}
+
+function checkedAddress(identity: string): string {
+  try {
+    return getAddress(identity);
+  } catch (err) {
+    throw new MystError("INVALID_ADDRESS", `"${identity}" is not an identity address (0x + 40 hex)`, { cause: err });
+  }
+}

@@ -1,0 +1,196 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { MystError } from "../errors/MystError";
+
+/**
+ * Every setting of a node, its default, and where it can come from. Precedence, lowest first:
+ * defaults → config file (`<dataDir>/config.json`, or `--config`) → environment → flags.
+ * Validated once, at start-up, by `loadConfig`; inner code takes a `MystConfig` and trusts it.
+ */
+export interface MystConfig {
+  /** Keystore, registration records, local state. Default `~/.myst`. Env MYST_DATA_DIR, flag --data-dir. */
+  dataDir: string;
+  /** Ethereum JSON-RPC URL. Default http://127.0.0.1:8545. Env MYST_RPC_URL, flag --rpc-url. */
+  rpcUrl: string;
+  /** Deployment file written by scripts/deploy.ts. Default `<package>/deployments/localhost.json`. Env MYST_DEPLOYMENT, flag --deployment. */
+  deploymentFile: string;
+  /** NATS servers (a cluster may list several). Default nats://127.0.0.1:4222. Env MYST_BROKER_URLS (comma-separated), flag --broker-url (repeatable). */
+  brokerUrls: string[];
+  /** Discovery service. Default http://127.0.0.1:4050. Env MYST_DISCOVERY_URL, flag --discovery-url. */
+  discoveryUrl: string;
+  /** trace | debug | info | warn | error | silent. Default info. Env MYST_LOG_LEVEL, flag --log-level. */
+  logLevel: LogLevel;
+  /** Light scrypt for new keystores (fast, weaker; tests and throwaway identities). Default false. Env MYST_LIGHT_KDF=1, flag --light-kdf. */
+  lightKdf: boolean;
+  /** How long `register` waits for its transaction to be mined before reporting it in progress. Default 60 s. Env MYST_REGISTRATION_TIMEOUT_MS. */
+  registrationTimeoutMs: number;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The directory of myst's package.json, from the sources or from dist/. */
+export const PACKAGE_ROOT = findPackageRoot(__dirname);
+
+function findPackageRoot(dir: string): string {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, "package.json"))) return d;
+    if (path.dirname(d) === d) return process.cwd();
+  }
+}
+
+export function defaultConfig(home = os.homedir()): MystConfig {
+  return {
+    dataDir: path.join(home, ".myst"),
+    rpcUrl: "http://127.0.0.1:8545",
+    deploymentFile: path.join(PACKAGE_ROOT, "deployments", "localhost.json"),
+    brokerUrls: ["nats://127.0.0.1:4222"],
+    discoveryUrl: "http://127.0.0.1:4050",
+    logLevel: "info",
+    lightKdf: false,
+    registrationTimeoutMs: 60_000,
+  };
+}
+
+export class ConfigError extends MystError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("CONFIG_INVALID", message, options);
+  }
+}
+
+/** Settings as the command line gives them (all optional, strings as typed). */
+export interface ConfigFlags {
+  config?: string;
+  dataDir?: string;
+  rpcUrl?: string;
+  deployment?: string;
+  brokerUrl?: string[];
+  discoveryUrl?: string;
+  logLevel?: string;
+  lightKdf?: boolean;
+}
+
+type Raw = Partial<Record<keyof MystConfig, unknown>>;
+type Source = Partial<Record<keyof MystConfig, string>>;
+
+const ENV: Record<string, keyof MystConfig> = {
+  MYST_DATA_DIR: "dataDir",
+  MYST_RPC_URL: "rpcUrl",
+  MYST_DEPLOYMENT: "deploymentFile",
+  MYST_BROKER_URLS: "brokerUrls",
+  MYST_DISCOVERY_URL: "discoveryUrl",
+  MYST_LOG_LEVEL: "logLevel",
+  MYST_LIGHT_KDF: "lightKdf",
+  MYST_REGISTRATION_TIMEOUT_MS: "registrationTimeoutMs",
+};
+
+/** Builds and validates the configuration; every error names the setting and where it came from. */
+export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): MystConfig {
+  const raw: Raw = {};
+  const from: Source = {};
+  const set = (key: keyof MystConfig, value: unknown, source: string) => {
+    if (value === undefined) return;
+    raw[key] = value;
+    from[key] = source;
+  };
+
+  const fromEnv: Raw = {};
+  for (const [name, key] of Object.entries(ENV)) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    fromEnv[key] = key === "brokerUrls" ? value.split(",").map((s) => s.trim()) : value;
+  }
+
+  const dataDir = flags.dataDir ?? (fromEnv.dataDir as string | undefined) ?? defaultConfig().dataDir;
+  const file = flags.config ?? path.join(dataDir, "config.json");
+  const fileRaw = readConfigFile(file, flags.config !== undefined);
+  for (const [key, value] of Object.entries(fileRaw)) {
+    if (!(key in defaultConfig())) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
+    set(key as keyof MystConfig, value, `config file ${file}`);
+  }
+  for (const [name, key] of Object.entries(ENV)) set(key, fromEnv[key], name);
+  set("dataDir", flags.dataDir, "--data-dir");
+  set("rpcUrl", flags.rpcUrl, "--rpc-url");
+  set("deploymentFile", flags.deployment, "--deployment");
+  set("brokerUrls", flags.brokerUrl?.length ? flags.brokerUrl : undefined, "--broker-url");
+  set("discoveryUrl", flags.discoveryUrl, "--discovery-url");
+  set("logLevel", flags.logLevel, "--log-level");
+  set("lightKdf", flags.lightKdf ? true : undefined, "--light-kdf");
+
+  const config = defaultConfig();
+  const bad = (key: keyof MystConfig, why: string): never => {
+    throw new ConfigError(`setting ${key} (from ${from[key]}) ${why}`);
+  };
+  for (const key of Object.keys(raw) as (keyof MystConfig)[]) {
+    const value = raw[key];
+    switch (key) {
+      case "dataDir":
+      case "deploymentFile":
+        if (typeof value !== "string" || value === "") bad(key, "must be a path");
+        config[key] = path.resolve(value as string);
+        break;
+      case "rpcUrl":
+        config.rpcUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
+        break;
+      case "discoveryUrl":
+        config.discoveryUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
+        break;
+      case "brokerUrls": {
+        const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");
+        if (list.length === 0) bad(key, "must name at least one broker");
+        config.brokerUrls = list.map((u) => url(u, ["nats:", "tls:", "ws:", "wss:"]) ?? bad(key, `has "${u}", not a nats:// URL`));
+        break;
+      }
+      case "logLevel":
+        if (!LOG_LEVELS.includes(value as LogLevel)) bad(key, `must be one of ${LOG_LEVELS.join(", ")}`);
+        config.logLevel = value as LogLevel;
+        break;
+      case "lightKdf":
+        config.lightKdf = bool(value) ?? bad(key, "must be true or false");
+        break;
+      case "registrationTimeoutMs": {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
+        config.registrationTimeoutMs = n;
+        break;
+      }
+    }
+  }
+  return config;
+}
+
+function readConfigFile(file: string, required: boolean): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw new ConfigError(`cannot read config file ${file}`, { cause: err });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON`, { cause: err });
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw new ConfigError(`config file ${file} must hold a JSON object`);
+  return data as Record<string, unknown>;
+}
+
+function url(value: unknown, protocols: string[]): string | undefined {
+  if (typeof value !== "string") return undefined;
+  try {
+    const u = new URL(value);
+    return protocols.includes(u.protocol) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function bool(value: unknown): boolean | undefined {
+  if (typeof value === "boolean") return value;
+  if (value === "1" || value === "true") return true;
+  if (value === "0" || value === "false") return false;
+  return undefined;
+}

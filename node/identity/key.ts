@@ -1,0 +1,150 @@
+import * as secp from "@noble/secp256k1";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { keccak_256 } from "@noble/hashes/sha3.js";
+import { bytesToHex, hexToBytes } from "@noble/hashes/utils.js";
+import { MystError } from "../errors/MystError";
+
+secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
+secp.hashes.sha256 = sha256;
+
+export class InvalidKeyError extends MystError {
+  constructor(message: string) {
+    super("INVALID_KEY", message);
+  }
+}
+
+export class InvalidSignatureError extends MystError {
+  constructor(message: string) {
+    super("INVALID_SIGNATURE", message);
+  }
+}
+
+/** A 0x-prefixed, lower-case hex string. */
+export type Hex = `0x${string}`;
+
+export function toHex(bytes: Uint8Array): Hex {
+  return `0x${bytesToHex(bytes)}`;
+}
+
+export function fromHex(hex: string, what = "value"): Uint8Array {
+  const body = hex.startsWith("0x") || hex.startsWith("0X") ? hex.slice(2) : hex;
+  if (body.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(body)) throw new InvalidKeyError(`${what} is not hex`);
+  return hexToBytes(body);
+}
+
+/** EIP-55 mixed-case checksum of a 20-byte address. */
+export function checksumAddress(address: Uint8Array): string {
+  const hex = bytesToHex(address);
+  const hash = bytesToHex(keccak_256(new TextEncoder().encode(hex)));
+  let out = "0x";
+  for (let i = 0; i < hex.length; i++) out += parseInt(hash[i], 16) >= 8 ? hex[i].toUpperCase() : hex[i];
+  return out;
+}
+
+/** The identity of a public key: the last 20 bytes of keccak256 of its 64-byte (x‖y) form. */
+export function addressOfPublicKey(publicKey: Uint8Array): string {
+  const raw = uncompressed64(publicKey);
+  return checksumAddress(keccak_256(raw).slice(12));
+}
+
+/** Accepts a 33-byte compressed, 65-byte (0x04‖x‖y) or 64-byte (x‖y) key; returns x‖y. */
+export function uncompressed64(publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length === 64) {
+    if (!secp.utils.isValidPublicKey(concat(Uint8Array.of(4), publicKey), false)) {
+      throw new InvalidKeyError("public key is not a point on secp256k1");
+    }
+    return publicKey;
+  }
+  try {
+    return secp.Point.fromBytes(publicKey).toBytes(false).slice(1);
+  } catch (err) {
+    throw new InvalidKeyError(`public key of ${publicKey.length} bytes is not a secp256k1 point`);
+  }
+}
+
+/** keccak256 of an EIP-191 personal message, as wallets (`personal_sign`) hash it. */
+export function hashPersonalMessage(message: Uint8Array): Uint8Array {
+  const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${message.length}`);
+  return keccak_256(concat(prefix, message));
+}
+
+/** Recovers the signer's address from a 65-byte r‖s‖v signature over a 32-byte digest. */
+export function recoverAddress(digest: Uint8Array, signature: Uint8Array): string {
+  return addressOfPublicKey(recoverPublicKey(digest, signature));
+}
+
+export function recoverPublicKey(digest: Uint8Array, signature: Uint8Array): Uint8Array {
+  if (signature.length !== 65) throw new InvalidSignatureError(`signature must be 65 bytes, got ${signature.length}`);
+  const v = signature[64];
+  const recovery = v >= 27 ? v - 27 : v;
+  if (recovery !== 0 && recovery !== 1) throw new InvalidSignatureError(`signature recovery byte ${v} is invalid`);
+  const s = secp.etc.bytesToNumberBE(signature.subarray(32, 64));
+  if (s > secp.Point.CURVE().n / 2n) throw new InvalidSignatureError("signature is malleable (high s)");
+  try {
+    const recovered = concat(Uint8Array.of(recovery), signature.subarray(0, 64));
+    return secp.recoverPublicKey(recovered, digest, { prehash: false });
+  } catch {
+    throw new InvalidSignatureError("signature does not recover a public key");
+  }
+}
+
+/** Whether `signature` over `message` (EIP-191) was made by `address`. Never throws. */
+export function verifyMessage(message: Uint8Array, signature: Uint8Array, address: string): boolean {
+  try {
+    return recoverAddress(hashPersonalMessage(message), signature).toLowerCase() === address.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/** An unlocked identity: a secp256k1 secret key and what derives from it. */
+export class IdentityKey {
+  readonly publicKey: Uint8Array;
+  readonly address: string;
+  readonly #secret: Uint8Array;
+
+  constructor(secretKey: Uint8Array) {
+    if (!secp.utils.isValidSecretKey(secretKey)) throw new InvalidKeyError("private key is not a valid secp256k1 scalar");
+    this.#secret = Uint8Array.from(secretKey);
+    this.publicKey = secp.getPublicKey(this.#secret, false).slice(1);
+    this.address = addressOfPublicKey(this.publicKey);
+  }
+
+  static generate(): IdentityKey {
+    return new IdentityKey(secp.utils.randomSecretKey());
+  }
+
+  static fromHex(privateKey: string): IdentityKey {
+    const bytes = fromHex(privateKey.trim(), "private key");
+    if (bytes.length !== 32) throw new InvalidKeyError(`private key must be 32 bytes, got ${bytes.length}`);
+    return new IdentityKey(bytes);
+  }
+
+  /** The secret key, for the keystore only. */
+  privateKeyHex(): Hex {
+    return toHex(this.#secret);
+  }
+
+  /** Signs a 32-byte digest: 65 bytes r‖s‖v with v = 27 | 28, low s (what ecrecover and OZ ECDSA take). */
+  signDigest(digest: Uint8Array): Uint8Array {
+    if (digest.length !== 32) throw new InvalidSignatureError(`digest must be 32 bytes, got ${digest.length}`);
+    const sig = secp.sign(digest, this.#secret, { format: "recovered", prehash: false });
+    return concat(sig.subarray(1, 65), Uint8Array.of(27 + sig[0]));
+  }
+
+  /** Signs an EIP-191 personal message, as `personal_sign` would. */
+  signMessage(message: Uint8Array): Uint8Array {
+    return this.signDigest(hashPersonalMessage(message));
+  }
+
+  /** The ECDH shared secret (x coordinate) with another identity's public key. */
+  sharedSecret(publicKey: Uint8Array): Uint8Array {
+    const point = concat(Uint8Array.of(4), uncompressed64(publicKey));
+    return secp.getSharedSecret(this.#secret, point, true).slice(1);
+  }
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  return secp.etc.concatBytes(...parts);
+}

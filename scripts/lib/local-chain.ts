@@ -1,0 +1,141 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { readDeployment, type Deployment } from "../../node/chain/deployment";
+import { MystToken__factory } from "../../typechain-types";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const HARDHAT_CLI = require.resolve("hardhat/internal/cli/cli", { paths: [ROOT] });
+/** Hardhat's well-known account #0: holds ETH and, after deployment, the whole MYST supply. */
+export const LOCAL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+export interface LocalChain {
+  rpcUrl: string;
+  deployment: Deployment;
+  deploymentFile: string;
+  pid: number;
+  /** Sends ETH and MYST from the funder account to each address. */
+  fund(addresses: string[], amounts?: { eth?: bigint; myst?: bigint }): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface LocalChainOptions {
+  /** Default: a free port. */
+  port?: number;
+  /** Where the deployment file goes. Default: a temporary directory. */
+  deploymentFile?: string;
+  challengePeriod?: bigint;
+  log?: (line: string) => void;
+}
+
+/** Starts `hardhat node` on 127.0.0.1, deploys the contracts with Ignition, and returns a handle. */
+export async function startLocalChain(options: LocalChainOptions = {}): Promise<LocalChain> {
+  const port = options.port ?? (await freePort());
+  const rpcUrl = `http://127.0.0.1:${port}`;
+  const deploymentFile =
+    options.deploymentFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "myst-chain-")), "deployment.json");
+  const child = spawn(process.execPath, [HARDHAT_CLI, "node", "--hostname", "127.0.0.1", "--port", String(port)], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const stop = () => stopChild(child);
+  try {
+    await waitForOutput(child, /Started HTTP and WebSocket JSON-RPC server/, 60_000);
+    await runDeploy(rpcUrl, deploymentFile, options.challengePeriod, options.log);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const deployment = readDeployment(deploymentFile);
+  return {
+    rpcUrl,
+    deployment,
+    deploymentFile,
+    pid: child.pid!,
+    fund: (addresses, amounts) => fund(rpcUrl, deployment, addresses, amounts),
+    stop,
+  };
+}
+
+async function runDeploy(rpcUrl: string, file: string, challengePeriod?: bigint, log?: (line: string) => void) {
+  const env: NodeJS.ProcessEnv = { ...process.env, MYST_RPC_URL: rpcUrl, MYST_DEPLOYMENT_FILE: file };
+  if (challengePeriod !== undefined) env.MYST_CHALLENGE_PERIOD = String(challengePeriod);
+  const child = spawn(process.execPath, [HARDHAT_CLI, "run", "scripts/deploy.ts", "--network", "localhost"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  if (code !== 0) throw new Error(`deploying to ${rpcUrl} failed:\n${output}`);
+  log?.(output.trim().split("\n").filter((l) => !/^Warning|tstore|^\s*[|-]|^$/.test(l)).join("\n"));
+}
+
+async function fund(rpcUrl: string, deployment: Deployment, addresses: string[], amounts: { eth?: bigint; myst?: bigint } = {}) {
+  const provider = new JsonRpcProvider(rpcUrl, deployment.chainId, { staticNetwork: true });
+  try {
+    const funder = new Wallet(LOCAL_FUNDER_KEY, provider);
+    const token = MystToken__factory.connect(deployment.contracts.MystToken, funder);
+    let nonce = await provider.getTransactionCount(funder.address, "pending");
+    const txs = [];
+    for (const to of addresses) {
+      txs.push(await funder.sendTransaction({ to, value: amounts.eth ?? parseEther("10"), nonce: nonce++ }));
+      txs.push(await token.transfer(to, amounts.myst ?? parseEther("1000"), { nonce: nonce++ }));
+    }
+    await Promise.all(txs.map((tx) => tx.wait()));
+  } finally {
+    provider.destroy();
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => done(new Error(`hardhat node did not start within ${timeoutMs} ms:\n${seen}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      seen += d.toString();
+      if (pattern.test(seen)) done();
+    };
+    const onExit = (code: number | null) => done(new Error(`hardhat node exited (${code}) before it was ready:\n${seen}`));
+    function done(err?: Error) {
+      clearTimeout(timer);
+      child.stdout!.off("data", onData);
+      child.stderr!.off("data", onData);
+      child.off("exit", onExit);
+      // Keep draining so the child never blocks on a full pipe.
+      child.stdout!.resume();
+      child.stderr!.resume();
+      if (err) reject(err);
+      else resolve();
+    }
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", onExit);
+  });
+}
+
+/** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
+export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
