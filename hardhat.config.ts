@@ -36,7 +36,7 @@ const config: HardhatUserConfig = {
       : {}),
   },
   typechain: { outDir: "typechain-types", target: "ethers-v6" },
-  mocha: { timeout: 120_000 },
+  mocha: { timeout: 120_000, reporter: require.resolve("./test/support/reporter.js") },
   gasReporter: { enabled: false },
 };
 

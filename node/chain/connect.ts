@@ -46,6 +46,9 @@ export async function connectChain(options: ConnectChainOptions): Promise<ChainC
   const provider = new JsonRpcProvider(rpcUrl, Network.from(chainId), {
     staticNetwork: Network.from(chainId),
     pollingInterval: options.pollingIntervalMs ?? 500,
+    // ethers shares identical calls made within 250 ms by default, which hands out stale nonces
+    // and receipts; the node's calls are few, so it asks every time.
+    cacheTimeout: -1,
   });
   const code = await provider.getCode(deployment.contracts.IdentityRegistry);
   if (code === "0x") {

@@ -1,12 +1,38 @@
+import type { Interface } from "ethers";
 import { MystError } from "../errors/MystError";
+import { IdentityRegistry__factory, MystToken__factory, PaymentChannels__factory } from "../../typechain-types";
+
+/** The contracts' ABIs, to name a custom error that ethers could not attribute to a call. */
+const INTERFACES: Interface[] = [
+  IdentityRegistry__factory.createInterface(),
+  PaymentChannels__factory.createInterface(),
+  MystToken__factory.createInterface(),
+];
+
+function decodeRevert(data: unknown): { name: string; args: unknown[] } | null {
+  if (typeof data !== "string" || data.length < 10) return null;
+  for (const iface of INTERFACES) {
+    try {
+      const parsed = iface.parseError(data);
+      if (parsed) return { name: parsed.name, args: [...parsed.args] };
+    } catch {
+      // not this contract's error
+    }
+  }
+  return null;
+}
 
 /** Anything that went wrong talking to the chain, with the revert decoded where there is one. */
-export class ChainError extends MystError {}
+export class ChainError extends MystError {
+  /** The contract's custom error, when the chain reverted with one. */
+  revert?: { name: string; args: unknown[] };
+}
 
 interface EthersLikeError {
   code?: string;
   shortMessage?: string;
   revert?: { name: string; args: unknown[] } | null;
+  data?: unknown;
   reason?: string | null;
   error?: { message?: string };
 }
@@ -19,9 +45,12 @@ export function toChainError(err: unknown, doing: string): ChainError {
   if (err instanceof ChainError) return err;
   const e = (err ?? {}) as EthersLikeError;
   if (e.code === "CALL_EXCEPTION") {
-    if (e.revert) {
-      const args = e.revert.args.map((a) => String(a)).join(", ");
-      return new ChainError("TX_REVERTED", `${doing} reverted: ${e.revert.name}(${args})`, { cause: err });
+    const revert = e.revert ?? decodeRevert(e.data);
+    if (revert) {
+      const args = revert.args.map((a) => String(a)).join(", ");
+      const chainErr = new ChainError("TX_REVERTED", `${doing} reverted: ${revert.name}(${args})`, { cause: err });
+      chainErr.revert = revert;
+      return chainErr;
     }
     return new ChainError("TX_REVERTED", `${doing} reverted${e.reason ? `: ${e.reason}` : ""}`, { cause: err });
   }
@@ -37,6 +66,5 @@ export function toChainError(err: unknown, doing: string): ChainError {
 
 /** The name of the custom error a ChainError carries, if any. */
 export function revertName(err: unknown): string | undefined {
-  const cause = (err as { cause?: EthersLikeError })?.cause;
-  return cause?.revert?.name ?? (err as EthersLikeError)?.revert?.name ?? undefined;
+  return err instanceof ChainError ? err.revert?.name : undefined;
 }

@@ -21,6 +21,7 @@ interface RegistrationRecord {
   nonce?: number;
   maxFeePerGas?: string;
   maxPriorityFeePerGas?: string;
+  gasLimit?: string;
   submittedAt?: string;
   code?: string;
   reason?: string;
@@ -76,7 +77,7 @@ export class Registrar {
 
   async status(identity: string): Promise<RegistrationStatus> {
     const record = this.records.get(identity);
-    const onChain = await this.registry.lookup(identity);
+    const onChain = await this.registry.lookup(identity, { fresh: true });
     if (onChain) {
       if (record?.state !== "registered") this.records.put({ identity, state: "registered", txHash: record?.txHash });
       return { state: "registered", identity: onChain.address, beneficiary: onChain.beneficiary, txHash: record?.txHash };
@@ -124,18 +125,20 @@ export class Registrar {
       );
     }
 
-    const replacement = current.state === "in-progress" && current.submitter === submitter ? this.records.get(identity) : null;
-    const fees = replacement?.maxFeePerGas
-      ? {
-          nonce: replacement.nonce,
-          maxFeePerGas: bump(BigInt(replacement.maxFeePerGas)),
-          maxPriorityFeePerGas: bump(BigInt(replacement.maxPriorityFeePerGas ?? "0")),
-        }
-      : {};
+    const stuck = current.state === "in-progress" && current.submitter === submitter ? this.records.get(identity) : null;
+    const replace =
+      stuck?.maxFeePerGas && stuck.gasLimit && stuck.nonce !== undefined
+        ? {
+            nonce: stuck.nonce,
+            gasLimit: BigInt(stuck.gasLimit),
+            maxFeePerGas: bump(BigInt(stuck.maxFeePerGas)),
+            maxPriorityFeePerGas: bump(BigInt(stuck.maxPriorityFeePerGas ?? "0")),
+          }
+        : undefined;
 
     let tx: TransactionResponse;
     try {
-      tx = await this.registry.submitRegistration(key, options.submitter, { beneficiary: options.beneficiary, ...fees });
+      tx = await this.registry.submitRegistration(key, options.submitter, { beneficiary: options.beneficiary, replace });
     } catch (err) {
       if (revertName(err) === "IdentityAlreadyRegistered") return this.status(identity);
       const chainErr = toChainError(err, `registering ${identity}`);
@@ -150,6 +153,7 @@ export class Registrar {
       nonce: tx.nonce,
       maxFeePerGas: tx.maxFeePerGas?.toString(),
       maxPriorityFeePerGas: tx.maxPriorityFeePerGas?.toString(),
+      gasLimit: tx.gasLimit.toString(),
       submittedAt: new Date().toISOString(),
     };
     this.records.put(record);

@@ -55,13 +55,16 @@ export class IdentityRegistryClient {
     await this.#conn.registry.removeAllListeners();
   }
 
-  /** The identity's registry record, or null when it is not registered. */
-  async lookup(identity: string): Promise<IdentityRecord | null> {
+  /**
+   * The identity's registry record, or null when it is not registered. `fresh` asks the chain even
+   * when "not registered" is cached (for the registration flow itself).
+   */
+  async lookup(identity: string, options: { fresh?: boolean } = {}): Promise<IdentityRecord | null> {
     const address = checkedAddress(identity);
     const known = this.#known.get(address);
     if (known) return known;
     const until = this.#unknownUntil.get(address);
-    if (until !== undefined && until > Date.now()) return null;
+    if (!options.fresh && until !== undefined && until > Date.now()) return null;
     try {
       const registry = this.#conn.registry;
       if (!(await registry.isRegistered(address))) {
@@ -98,22 +101,23 @@ export class IdentityRegistryClient {
     return key.signDigest(getBytes(digest));
   }
 
-  /** Simulates, then sends a registration from `submitter` (the identity itself or a relayer). */
+  /**
+   * Simulates, then sends a registration from `submitter` (the identity itself or a relayer).
+   * With `replace`, it re-sends a pending registration under the same nonce and gas limit at the
+   * given fees, without simulating (the pending state already holds the first attempt).
+   */
   async submitRegistration(
     key: IdentityKey,
     submitter: Signer,
-    options: { beneficiary?: string; nonce?: number; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint } = {},
+    options: { beneficiary?: string; replace?: { nonce: number; gasLimit: bigint; maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } } = {},
   ) {
     const beneficiary = options.beneficiary ?? ZeroAddress;
     const signature = this.signRegistration(key, beneficiary);
     const registry = this.#conn.registry.connect(submitter);
     try {
-      await registry.register.staticCall(key.publicKey, beneficiary, signature);
-      return await registry.register(key.publicKey, beneficiary, signature, {
-        nonce: options.nonce,
-        maxFeePerGas: options.maxFeePerGas,
-        maxPriorityFeePerGas: options.maxPriorityFeePerGas,
-      });
+      if (options.replace) return await registry.register(key.publicKey, beneficiary, signature, options.replace);
+      await registry.register.staticCall(key.publicKey, beneficiary, signature, { blockTag: "latest" });
+      return await registry.register(key.publicKey, beneficiary, signature);
     } catch (err) {
       throw toChainError(err, `registering ${key.address}`);
     }

@@ -1,0 +1,63 @@
+import path from "node:path";
+import { connectChain, type ChainConnection } from "../chain/connect";
+import { readDeployment } from "../chain/deployment";
+import { RegistrationRecords, Registrar } from "../chain/registration";
+import { IdentityRegistryClient } from "../chain/registry";
+import { loadConfig, type ConfigFlags, type MystConfig } from "../config/config";
+import { Keystore } from "../identity/keystore";
+import { resolvePassphrase } from "../identity/passphrase";
+import { makeOutput, type Output } from "./output";
+
+/** The global flags every command accepts. */
+export interface GlobalFlags extends ConfigFlags {
+  json?: boolean;
+}
+
+/** What a command needs, built from the validated config; the chain is connected only on demand. */
+export class CommandContext {
+  readonly config: MystConfig;
+  readonly out: Output;
+  readonly keystore: Keystore;
+  #chain?: Promise<ChainConnection>;
+
+  constructor(flags: GlobalFlags) {
+    this.config = loadConfig(flags);
+    this.out = makeOutput(Boolean(flags.json));
+    this.keystore = new Keystore({ dir: path.join(this.config.dataDir, "keystore"), lightKdf: this.config.lightKdf });
+  }
+
+  chain(): Promise<ChainConnection> {
+    this.#chain ??= connectChain({ rpcUrl: this.config.rpcUrl, deployment: readDeployment(this.config.deploymentFile) });
+    return this.#chain;
+  }
+
+  async registrar(): Promise<Registrar> {
+    const conn = await this.chain();
+    return new Registrar(conn, new IdentityRegistryClient(conn), new RegistrationRecords(path.join(this.config.dataDir, "registrations")));
+  }
+
+  passphrase(flags: { passphrase?: string; passphraseFile?: string }): string {
+    return resolvePassphrase({
+      flag: flags.passphrase,
+      file: flags.passphraseFile,
+      env: process.env.MYST_PASSPHRASE,
+      hint: "--passphrase-file FILE, MYST_PASSPHRASE or --passphrase",
+    });
+  }
+
+  newPassphrase(flags: { newPassphrase?: string; newPassphraseFile?: string }): string | undefined {
+    if (flags.newPassphrase === undefined && flags.newPassphraseFile === undefined && process.env.MYST_NEW_PASSPHRASE === undefined) {
+      return undefined;
+    }
+    return resolvePassphrase({
+      flag: flags.newPassphrase,
+      file: flags.newPassphraseFile,
+      env: process.env.MYST_NEW_PASSPHRASE,
+      hint: "--new-passphrase-file FILE, MYST_NEW_PASSPHRASE or --new-passphrase",
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#chain) (await this.#chain.catch(() => undefined))?.close();
+  }
+}

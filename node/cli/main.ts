@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import path from "node:path";
+import { PACKAGE_ROOT } from "../config/config";
+import { isMystError } from "../errors/MystError";
+import { CommandContext, type GlobalFlags } from "./context";
+import { identitiesCommand } from "./identities";
+
+const contexts: CommandContext[] = [];
+
+/** The context of a (sub)command, from the global flags of the root program. */
+function context(cmd: Command): CommandContext {
+  const flags = cmd.optsWithGlobals() as GlobalFlags;
+  const ctx = new CommandContext(flags);
+  contexts.push(ctx);
+  return ctx;
+}
+
+function program(): Command {
+  const root = new Command("myst")
+    .description("myst: a decentralized VPN marketplace node")
+    .version(require(path.join(PACKAGE_ROOT, "package.json")).version as string, "-V, --version")
+    .addOption(new Option("--json", "machine-readable output"))
+    .addOption(new Option("--config <file>", "config file (default <data-dir>/config.json)"))
+    .addOption(new Option("--data-dir <dir>", "keystore and local state (default ~/.myst, or MYST_DATA_DIR)"))
+    .addOption(new Option("--rpc-url <url>", "Ethereum JSON-RPC URL (default http://127.0.0.1:8545, or MYST_RPC_URL)"))
+    .addOption(new Option("--deployment <file>", "contract deployment file (default deployments/localhost.json, or MYST_DEPLOYMENT)"))
+    .addOption(new Option("--broker-url <url...>", "NATS server URL, repeatable (default nats://127.0.0.1:4222, or MYST_BROKER_URLS)"))
+    .addOption(new Option("--discovery-url <url>", "discovery service URL (default http://127.0.0.1:4050, or MYST_DISCOVERY_URL)"))
+    .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error|silent (default info, or MYST_LOG_LEVEL)"))
+    .addOption(new Option("--light-kdf", "weaker, fast scrypt for new keystores (tests; or MYST_LIGHT_KDF=1)"))
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  root.addCommand(identitiesCommand(context));
+  for (const cmd of root.commands) cmd.exitOverride();
+  return root;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; usage errors were already printed by commander.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (isMystError(err)) {
+      process.stderr.write(`myst: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`myst: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (process.env.MYST_DEBUG) console.error(err);
+    return 70;
+  } finally {
+    await Promise.all(contexts.map((c) => c.close()));
+  }
+}
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});
