@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import { getAddress, isAddress } from "ethers";
+import { MystError } from "../errors/MystError";
 
 /** Where the contracts of one chain live: written by `scripts/deploy.ts`, read by the node. */
 export interface Deployment {
@@ -14,15 +15,13 @@ export interface Deployment {
   };
 }
 
-export class DeploymentFileError extends Error {
-  readonly code = "DEPLOYMENT_FILE_INVALID";
+export class DeploymentFileError extends MystError {
   constructor(
     readonly file: string,
     reason: string,
     options?: { cause?: unknown },
   ) {
-    super(`deployment file ${file}: ${reason}`, options);
-    this.name = "DeploymentFileError";
+    super("DEPLOYMENT_FILE_INVALID", `deployment file ${file}: ${reason}`, options);
   }
 }
 

@@ -123,7 +123,6 @@ export function identitiesCommand(context: Ctx): Command {
     const conn = await ctx.chain();
     const relayerKey = readRelayerKey(opts.relayerKeyFile);
     const submitter = new Wallet(relayerKey ?? key.privateKeyHex(), conn.provider);
-    ctx.out.note(relayerKey ? `relayed by ${submitter.address}` : `submitted by the identity itself`);
     const status = await (await ctx.registrar()).register(key, {
       submitter,
       beneficiary: opts.beneficiary,

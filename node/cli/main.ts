@@ -32,7 +32,11 @@ function program(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   root.addCommand(identitiesCommand(context));
-  for (const cmd of root.commands) cmd.exitOverride();
+  const everywhere = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.commands.forEach(everywhere);
+  };
+  everywhere(root);
   return root;
 }
 

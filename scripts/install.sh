@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what myst needs on a fresh Debian machine (run as root): the system packages its
+# tests and demo use, then the npm dependencies (npm ci also compiles the contracts and the node).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nats-server openvpn openssl iproute2 iptables iperf3 ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm run --silent build
+fi
