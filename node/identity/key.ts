@@ -1,9 +1,11 @@
+import crypto, { type ECDH, type KeyObject } from "node:crypto";
 import * as secp from "@noble/secp256k1";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { keccak_256 } from "@noble/hashes/sha3.js";
 import { bytesToHex, hexToBytes } from "@noble/hashes/utils.js";
 import { MystError } from "../errors/MystError";
+import { privateKeyObject, signBytes } from "./protocol-signature";
 
 secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
 secp.hashes.sha256 = sha256;
@@ -103,6 +105,8 @@ export class IdentityKey {
   readonly publicKey: Uint8Array;
   readonly address: string;
   readonly #secret: Uint8Array;
+  #protocolKey?: KeyObject;
+  #ecdh?: ECDH;
 
   constructor(secretKey: Uint8Array) {
     if (!secp.utils.isValidSecretKey(secretKey)) throw new InvalidKeyError("private key is not a valid secp256k1 scalar");
@@ -138,10 +142,27 @@ export class IdentityKey {
     return this.signDigest(hashPersonalMessage(message));
   }
 
-  /** The ECDH shared secret (x coordinate) with another identity's public key. */
+  /** Signs a protocol message's exact bytes (see protocol-signature.ts): 64 bytes r‖s. */
+  signProtocol(bytes: Uint8Array): Uint8Array {
+    this.#protocolKey ??= privateKeyObject(this.#secret, this.publicKey);
+    return signBytes(this.#protocolKey, bytes);
+  }
+
+  /**
+   * The ECDH shared secret (x coordinate) with a public key (64-byte x‖y, or 33/65-byte SEC1).
+   * OpenSSL's curve, for speed: it is on every incoming dialog's first message.
+   */
   sharedSecret(publicKey: Uint8Array): Uint8Array {
-    const point = concat(Uint8Array.of(4), uncompressed64(publicKey));
-    return secp.getSharedSecret(this.#secret, point, true).slice(1);
+    if (!this.#ecdh) {
+      this.#ecdh = crypto.createECDH("secp256k1");
+      this.#ecdh.setPrivateKey(this.#secret);
+    }
+    const point = publicKey.length === 64 ? concat(Uint8Array.of(4), publicKey) : publicKey;
+    try {
+      return this.#ecdh.computeSecret(point);
+    } catch (err) {
+      throw new InvalidKeyError("the peer's public key is not a secp256k1 point");
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import {
   verifyMessage,
   hashPersonalMessage,
 } from "../../../node/identity/key";
+import { verifyBytes } from "../../../node/identity/protocol-signature";
 
 // Published vectors: web3.js's documented account, and Hardhat's account #0.
 const VECTORS = [
@@ -95,6 +96,27 @@ describe("identity keys", function () {
       const b = IdentityKey.generate();
       expect(toHex(a.sharedSecret(b.publicKey))).to.equal(toHex(b.sharedSecret(a.publicKey)));
       expect(a.sharedSecret(b.publicKey)).to.have.length(32);
+    });
+
+    it("agrees with noble's ECDH, and refuses a point off the curve", async function () {
+      const secp = await import("@noble/secp256k1");
+      const a = IdentityKey.generate();
+      const b = IdentityKey.generate();
+      const noble = secp.getSharedSecret(getBytes(a.privateKeyHex()), Uint8Array.from([4, ...b.publicKey]), true).slice(1);
+      expect(toHex(a.sharedSecret(b.publicKey))).to.equal(toHex(noble));
+      expect(() => a.sharedSecret(new Uint8Array(64).fill(9))).to.throw(/not a secp256k1 point/);
+    });
+
+    it("makes protocol signatures that verify against the public key only", function () {
+      const a = IdentityKey.generate();
+      const b = IdentityKey.generate();
+      const bytes = new TextEncoder().encode('{"type":"session.create"}');
+      const sig = a.signProtocol(bytes);
+      expect(sig).to.have.length(64);
+      expect(verifyBytes(a.publicKey, bytes, sig)).to.equal(true);
+      expect(verifyBytes(b.publicKey, bytes, sig)).to.equal(false);
+      expect(verifyBytes(a.publicKey, new TextEncoder().encode('{"type":"session.creatE"}'), sig)).to.equal(false);
+      expect(verifyBytes(a.publicKey, bytes, sig.slice(1))).to.equal(false);
     });
   });
 });

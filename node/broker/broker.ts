@@ -1,0 +1,133 @@
+import { connect, ErrorCode, type NatsConnection, type Msg, type Subscription, NatsError } from "nats";
+import { MystError } from "../errors/MystError";
+
+export class BrokerError extends MystError {}
+
+export interface BrokerOptions {
+  /** NATS server URLs; several for a cluster (the client fails over between them). */
+  servers: string[];
+  /** Connection name shown by the server's monitoring. */
+  name?: string;
+  /** How long the first connection may take. Default 3 s. */
+  connectTimeoutMs?: number;
+  /** Pause between reconnect attempts. Default 250 ms. */
+  reconnectWaitMs?: number;
+}
+
+export type BrokerStatus = "connected" | "reconnecting" | "closed";
+
+/** A message handler; `respond` is set when the sender asked for a reply. */
+export type BrokerHandler = (data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, subject: string) => void;
+
+/**
+ * The node's connection to the NATS broker: subscribe, publish, request. It reconnects forever
+ * (resubscribing by itself) and drains on stop. Nothing here knows about dialogs or sessions.
+ */
+export class Broker {
+  readonly #options: BrokerOptions;
+  #nc?: NatsConnection;
+  #status: BrokerStatus = "closed";
+  #statusListeners = new Set<(status: BrokerStatus) => void>();
+
+  constructor(options: BrokerOptions) {
+    if (options.servers.length === 0) throw new BrokerError("BROKER_CONFIG", "no broker URL given");
+    this.#options = options;
+  }
+
+  get status(): BrokerStatus {
+    return this.#status;
+  }
+
+  async start(): Promise<void> {
+    if (this.#nc) return;
+    try {
+      this.#nc = await connect({
+        servers: this.#options.servers,
+        name: this.#options.name,
+        timeout: this.#options.connectTimeoutMs ?? 3000,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: this.#options.reconnectWaitMs ?? 250,
+        pingInterval: 10_000,
+      });
+    } catch (err) {
+      throw new BrokerError(
+        "BROKER_UNAVAILABLE",
+        `no NATS server answered at ${this.#options.servers.join(", ")} (is nats-server running?)`,
+        { cause: err },
+      );
+    }
+    this.#setStatus("connected");
+    void this.#watch(this.#nc);
+  }
+
+  async stop(): Promise<void> {
+    const nc = this.#nc;
+    if (!nc) return;
+    this.#nc = undefined;
+    if (!nc.isClosed()) {
+      await nc.drain().catch(() => nc.close());
+    }
+    this.#setStatus("closed");
+  }
+
+  /** Calls `listener` on every status change; returns the unsubscribe function. */
+  onStatus(listener: (status: BrokerStatus) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  subscribe(subject: string, handler: BrokerHandler, options: { queue?: string } = {}): { unsubscribe(): void } {
+    const sub: Subscription = this.#conn().subscribe(subject, {
+      queue: options.queue,
+      callback: (err, msg: Msg) => {
+        if (err) return;
+        const respond = msg.reply ? (data: Uint8Array) => void msg.respond(data) : undefined;
+        handler(msg.data, respond, msg.subject);
+      },
+    });
+    return { unsubscribe: () => sub.unsubscribe() };
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    this.#conn().publish(subject, data);
+  }
+
+  /** Request/reply; a missing responder and a timeout become typed errors. */
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    try {
+      return (await this.#conn().request(subject, data, { timeout: timeoutMs })).data;
+    } catch (err) {
+      if (err instanceof NatsError && err.code === ErrorCode.NoResponders) {
+        throw new BrokerError("NO_RESPONDERS", `nobody listens on ${subject}`, { cause: err });
+      }
+      if (err instanceof NatsError && err.code === ErrorCode.Timeout) {
+        throw new BrokerError("REQUEST_TIMEOUT", `no answer on ${subject} within ${timeoutMs} ms`, { cause: err });
+      }
+      throw new BrokerError("BROKER_ERROR", `request on ${subject} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Waits until the server has seen everything published so far (e.g. before announcing "ready"). */
+  async flush(): Promise<void> {
+    await this.#conn().flush();
+  }
+
+  #conn(): NatsConnection {
+    if (!this.#nc || this.#nc.isClosed()) throw new BrokerError("BROKER_CLOSED", "the broker connection is not open");
+    return this.#nc;
+  }
+
+  async #watch(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnecting") this.#setStatus("reconnecting");
+      else if (s.type === "reconnect") this.#setStatus("connected");
+    }
+  }
+
+  #setStatus(status: BrokerStatus): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    for (const l of this.#statusListeners) l(status);
+  }
+}

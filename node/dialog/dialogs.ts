@@ -1,0 +1,348 @@
+import crypto from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { Broker } from "../broker/broker";
+import { BrokerError } from "../broker/broker";
+import { MystError, isMystError } from "../errors/MystError";
+import type { IdentityKey } from "../identity/key";
+import { verifyBytes } from "../identity/protocol-signature";
+import { silentLogger, type Logger } from "../log/logger";
+import { EnvelopeError, Opener, Sealer } from "./envelope";
+import { checkDialogMessage, type DialogMessage } from "./message";
+import { ReplayCache } from "./replay-cache";
+
+/** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
+export interface PublicKeyDirectory {
+  publicKeyOf(identity: string): Promise<Uint8Array | null>;
+}
+
+export class DialogError extends MystError {}
+
+/** Why a received message was dropped; each is logged and emitted as a "dropped" event. */
+export type DropReason =
+  | "oversized"
+  | "undecryptable"
+  | "malformed"
+  | "misaddressed"
+  | "unregistered-sender"
+  | "directory-unavailable"
+  | "bad-signature"
+  | "stale"
+  | "replayed"
+  | "wrong-peer"
+  | "unexpected"
+  | "capacity";
+
+export interface DialogsOptions {
+  broker: Broker;
+  key: IdentityKey;
+  directory: PublicKeyDirectory;
+  log?: Logger;
+  /** The subject this identity listens on. Default `subjectOf(address)`. */
+  subject?: string;
+  /** Larger envelopes are dropped unread. Default 64 KiB. */
+  maxMessageBytes?: number;
+  /** Accepted clock difference between sender and receiver. Default 30 s. */
+  clockWindowMs?: number;
+  /** Default time a request waits for its response. Default 5 s. */
+  requestTimeoutMs?: number;
+  /** Open dialogs at most; new ones are refused past it. Default 10,000. */
+  maxDialogs?: number;
+  /** A dialog with no traffic for this long is closed. Default 10 min. */
+  idleTimeoutMs?: number;
+}
+
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** The subject an identity listens on for dialogs. */
+export function subjectOf(identity: string): string {
+  return `myst.dialog.${identity.toLowerCase()}`;
+}
+
+const newId = () => crypto.randomBytes(16).toString("hex");
+
+type RequestHandler = (body: unknown, message: DialogMessage) => unknown | Promise<unknown>;
+type NotifyListener = (body: unknown, message: DialogMessage) => void;
+
+/**
+ * The dialogs of one identity over the broker: it opens dialogs to peers, accepts dialogs peers
+ * open, and checks every message (size, decryption, schema, recipient, registered sender,
+ * signature, time window, replay) before anything else sees it.
+ */
+export class Dialogs extends EventEmitter {
+  readonly address: string;
+  readonly subject: string;
+  readonly #o: Required<Omit<DialogsOptions, "log" | "subject">> & { log: Logger };
+  readonly #opener: Opener;
+  readonly #replay: ReplayCache;
+  readonly #dialogs = new Map<string, Dialog>();
+  #subscription?: { unsubscribe(): void };
+  #sweeper?: NodeJS.Timeout;
+  #onDialog?: (dialog: Dialog) => void;
+
+  constructor(options: DialogsOptions) {
+    super();
+    this.address = options.key.address;
+    this.subject = options.subject ?? subjectOf(this.address);
+    this.#o = {
+      broker: options.broker,
+      key: options.key,
+      directory: options.directory,
+      log: options.log ?? silentLogger,
+      maxMessageBytes: options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
+      clockWindowMs: options.clockWindowMs ?? 30_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
+      maxDialogs: options.maxDialogs ?? 10_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
+    };
+    this.#opener = new Opener(options.key);
+    this.#replay = new ReplayCache(this.#o.clockWindowMs);
+  }
+
+  get options() {
+    return this.#o;
+  }
+
+  start(): void {
+    if (this.#subscription) return;
+    this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receive(data, respond));
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, this.#o.idleTimeoutMs)).unref();
+  }
+
+  stop(): void {
+    this.#subscription?.unsubscribe();
+    this.#subscription = undefined;
+    clearInterval(this.#sweeper);
+    for (const dialog of [...this.#dialogs.values()]) dialog.close();
+  }
+
+  /** Called with every dialog a peer opens, before its first message is handled. */
+  onDialog(handler: (dialog: Dialog) => void): void {
+    this.#onDialog = handler;
+  }
+
+  /** Opens a dialog with a registered peer listening on `peerSubject`. */
+  async open(peer: string, peerSubject: string): Promise<Dialog> {
+    const publicKey = await this.#publicKey(peer);
+    if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
+    const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject);
+    this.#dialogs.set(dialog.id, dialog);
+    return dialog;
+  }
+
+  get openDialogs(): number {
+    return this.#dialogs.size;
+  }
+
+  /** Signs and seals a message for `dialog`'s peer. */
+  seal(dialog: Dialog, fields: Pick<DialogMessage, "kind" | "type" | "body" | "re" | "error">): { id: string; bytes: Uint8Array } {
+    const message: DialogMessage = {
+      v: 1,
+      kind: fields.kind,
+      type: fields.type,
+      from: this.address,
+      to: dialog.peer,
+      dialog: dialog.id,
+      id: newId(),
+      ts: Date.now(),
+      ...(fields.re ? { re: fields.re } : {}),
+      reply: this.subject,
+      body: fields.body ?? null,
+      ...(fields.error ? { error: fields.error } : {}),
+    };
+    const bytes = Buffer.from(JSON.stringify(message));
+    return { id: message.id, bytes: dialog.sealer.seal(this.#o.key.signProtocol(bytes), bytes) };
+  }
+
+  /** Runs every check on an envelope; returns the message or the reason to drop it. */
+  async check(data: Uint8Array): Promise<{ message: DialogMessage } | { drop: DropReason; detail: string }> {
+    if (data.length > this.#o.maxMessageBytes) return { drop: "oversized", detail: `${data.length} bytes` };
+    let opened: { signature: Uint8Array; message: Uint8Array };
+    try {
+      opened = this.#opener.open(data);
+    } catch (err) {
+      return { drop: "undecryptable", detail: err instanceof EnvelopeError ? err.message : String(err) };
+    }
+    let message: DialogMessage;
+    try {
+      message = JSON.parse(Buffer.from(opened.message).toString("utf8"));
+    } catch {
+      return { drop: "malformed", detail: "not JSON" };
+    }
+    if (!checkDialogMessage.Check(message)) {
+      const first = checkDialogMessage.Errors(message).First();
+      return { drop: "malformed", detail: first ? `${first.path || "/"}: ${first.message}` : "schema" };
+    }
+    if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
+    let publicKey: Uint8Array | null;
+    try {
+      publicKey = await this.#publicKey(message.from);
+    } catch (err) {
+      return { drop: "directory-unavailable", detail: (err as Error).message };
+    }
+    if (!publicKey) return { drop: "unregistered-sender", detail: message.from };
+    if (!verifyBytes(publicKey, opened.message, opened.signature)) return { drop: "bad-signature", detail: `claims ${message.from}` };
+    const skew = Math.abs(Date.now() - message.ts);
+    if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
+    if (!this.#replay.remember(`${message.from.toLowerCase()}:${message.id}`)) return { drop: "replayed", detail: message.id };
+    return { message };
+  }
+
+  drop(reason: DropReason, detail: string, message?: DialogMessage): void {
+    this.#o.log.warn({ reason, detail, from: message?.from, type: message?.type }, "dialog message dropped");
+    this.emit("dropped", { reason, detail });
+  }
+
+  forget(dialog: Dialog): void {
+    this.#dialogs.delete(dialog.id);
+  }
+
+  async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
+    const checked = await this.check(data);
+    if ("drop" in checked) return this.drop(checked.drop, checked.detail);
+    const { message } = checked;
+    if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
+
+    let dialog = this.#dialogs.get(message.dialog);
+    if (dialog && dialog.peer.toLowerCase() !== message.from.toLowerCase()) {
+      return this.drop("wrong-peer", `dialog ${message.dialog} belongs to ${dialog.peer}`, message);
+    }
+    if (!dialog) {
+      if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
+      if (this.#dialogs.size >= this.#o.maxDialogs) return this.drop("capacity", `${this.#dialogs.size} dialogs open`, message);
+      const publicKey = (await this.#publicKey(message.from))!;
+      dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
+      this.#dialogs.set(dialog.id, dialog);
+      this.#onDialog(dialog);
+    }
+    dialog.touch();
+    if (message.kind === "request" && respond) await dialog.answer(message, respond);
+    else dialog.deliver(message);
+  }
+
+  async #publicKey(identity: string): Promise<Uint8Array | null> {
+    return this.#o.directory.publicKeyOf(identity);
+  }
+
+  #sweep(): void {
+    const cutoff = Date.now() - this.#o.idleTimeoutMs;
+    for (const dialog of [...this.#dialogs.values()]) if (dialog.lastActivity < cutoff) dialog.close();
+  }
+}
+
+/** One conversation between this identity and a peer: typed requests, responses and notifications. */
+export class Dialog {
+  readonly sealer: Sealer;
+  lastActivity = Date.now();
+  #closed = false;
+  readonly #handlers = new Map<string, RequestHandler>();
+  readonly #listeners = new Map<string, Set<NotifyListener>>();
+  readonly #closeListeners = new Set<() => void>();
+
+  constructor(
+    private readonly dialogs: Dialogs,
+    readonly id: string,
+    readonly peer: string,
+    peerPublicKey: Uint8Array,
+    readonly peerSubject: string,
+  ) {
+    this.sealer = new Sealer(peerPublicKey);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Answers requests of `type`; what the handler returns is the response body. */
+  handle(type: string, handler: RequestHandler): this {
+    this.#handlers.set(type, handler);
+    return this;
+  }
+
+  /** Listens to notifications of `type`. */
+  on(type: string, listener: NotifyListener): this {
+    let set = this.#listeners.get(type);
+    if (!set) this.#listeners.set(type, (set = new Set()));
+    set.add(listener);
+    return this;
+  }
+
+  onClose(listener: () => void): void {
+    this.#closeListeners.add(listener);
+  }
+
+  /** Sends a request and resolves with the peer's response body. */
+  async request<T = unknown>(type: string, body: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
+    this.#assertOpen();
+    const timeoutMs = options.timeoutMs ?? this.dialogs.options.requestTimeoutMs;
+    const { id, bytes } = this.dialogs.seal(this, { kind: "request", type, body });
+    let reply: Uint8Array;
+    try {
+      reply = await this.dialogs.options.broker.request(this.peerSubject, bytes, timeoutMs);
+    } catch (err) {
+      if (err instanceof BrokerError && err.code === "REQUEST_TIMEOUT") {
+        throw new DialogError("DIALOG_TIMEOUT", `${this.peer} did not answer ${type} within ${timeoutMs} ms`, { cause: err });
+      }
+      if (err instanceof BrokerError && err.code === "NO_RESPONDERS") {
+        throw new DialogError("NO_RESPONDERS", `${this.peer} is not listening on ${this.peerSubject}`, { cause: err });
+      }
+      throw err;
+    }
+    const checked = await this.dialogs.check(reply);
+    if ("drop" in checked) {
+      this.dialogs.drop(checked.drop, checked.detail);
+      throw new DialogError("BAD_RESPONSE", `the response to ${type} was dropped: ${checked.drop} (${checked.detail})`);
+    }
+    const m = checked.message;
+    if (m.kind !== "response" || m.re !== id || m.dialog !== this.id || m.from.toLowerCase() !== this.peer.toLowerCase()) {
+      this.dialogs.drop("unexpected", "a response that does not answer this request", m);
+      throw new DialogError("BAD_RESPONSE", `the response to ${type} does not answer it`);
+    }
+    this.touch();
+    if (m.error) throw new DialogError(m.error.code, `${this.peer} answered ${type} with ${m.error.code}: ${m.error.message}`);
+    return m.body as T;
+  }
+
+  /** Sends a one-way message. */
+  notify(type: string, body: unknown): void {
+    this.#assertOpen();
+    this.dialogs.options.broker.publish(this.peerSubject, this.dialogs.seal(this, { kind: "notify", type, body }).bytes);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.dialogs.forget(this);
+    for (const l of this.#closeListeners) l();
+  }
+
+  touch(): void {
+    this.lastActivity = Date.now();
+  }
+
+  async answer(message: DialogMessage, respond: (data: Uint8Array) => void): Promise<void> {
+    const handler = this.#handlers.get(message.type);
+    let reply: Pick<DialogMessage, "kind" | "type" | "body" | "re" | "error">;
+    if (!handler) {
+      reply = { kind: "response", type: message.type, re: message.id, body: null, error: { code: "UNKNOWN_TYPE", message: `no handler for ${message.type}` } };
+    } else {
+      try {
+        reply = { kind: "response", type: message.type, re: message.id, body: (await handler(message.body, message)) ?? null };
+      } catch (err) {
+        const error = isMystError(err) ? { code: err.code, message: err.message } : { code: "INTERNAL", message: "internal error" };
+        if (!isMystError(err)) this.dialogs.options.log.error({ err, type: message.type }, "dialog handler failed");
+        reply = { kind: "response", type: message.type, re: message.id, body: null, error };
+      }
+    }
+    respond(this.dialogs.seal(this, reply).bytes);
+  }
+
+  deliver(message: DialogMessage): void {
+    const listeners = this.#listeners.get(message.type);
+    if (!listeners?.size) return this.dialogs.drop("unexpected", `no listener for ${message.type}`, message);
+    for (const l of listeners) l(message.body, message);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DialogError("DIALOG_CLOSED", `the dialog with ${this.peer} is closed`);
+  }
+}

@@ -1,0 +1,261 @@
+import { expect } from "chai";
+import { connect } from "nats";
+import { Broker } from "../../../node/broker/broker";
+import { Dialogs, subjectOf, type Dialog, type DropReason } from "../../../node/dialog/dialogs";
+import { Opener, Sealer } from "../../../node/dialog/envelope";
+import { IdentityKey } from "../../../node/identity/key";
+import { TestNetwork, startNatsServer } from "../../support/network";
+
+function nextDrop(dialogs: Dialogs): Promise<DropReason> {
+  return new Promise((resolve) => dialogs.once("dropped", ({ reason }) => resolve(reason)));
+}
+
+/** Seals a hand-made message, to play a misbehaving or hostile peer. */
+function forge(signer: IdentityKey, recipient: IdentityKey, fields: Record<string, unknown>): Uint8Array {
+  const message = {
+    v: 1,
+    kind: "notify",
+    type: "test.note",
+    from: signer.address,
+    to: recipient.address,
+    dialog: "ab".repeat(16),
+    id: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
+    ts: Date.now(),
+    body: { n: 1 },
+    ...fields,
+  };
+  const bytes = Buffer.from(JSON.stringify(message));
+  return new Sealer(recipient.publicKey).seal(signer.signProtocol(bytes), bytes);
+}
+
+describe("dialogs over a real NATS server, with identities from the chain's registry", function () {
+  const net = new TestNetwork();
+  let provider: IdentityKey;
+  let consumer: IdentityKey;
+  let providerBroker: Broker;
+  let consumerBroker: Broker;
+  let providerDialogs: Dialogs;
+  let consumerDialogs: Dialogs;
+  let incoming: Dialog[];
+
+  before(async function () {
+    await net.start();
+    [provider, consumer] = [await net.registeredIdentity(), await net.registeredIdentity()];
+  });
+  after(async () => net.stop());
+
+  beforeEach(async function () {
+    providerBroker = new Broker({ servers: [net.nats.url] });
+    consumerBroker = new Broker({ servers: [net.nats.url] });
+    await Promise.all([providerBroker.start(), consumerBroker.start()]);
+    providerDialogs = new Dialogs({ broker: providerBroker, key: provider, directory: net.registry });
+    consumerDialogs = new Dialogs({ broker: consumerBroker, key: consumer, directory: net.registry });
+    incoming = [];
+    providerDialogs.onDialog((dialog) => {
+      incoming.push(dialog);
+      dialog.handle("test.echo", (body) => ({ echoed: body }));
+      dialog.handle("test.fail", () => {
+        throw new Error("secret internals");
+      });
+    });
+    providerDialogs.start();
+    consumerDialogs.start();
+    await Promise.all([providerBroker.flush(), consumerBroker.flush()]);
+  });
+  afterEach(async function () {
+    providerDialogs.stop();
+    consumerDialogs.stop();
+    await Promise.all([providerBroker.stop(), consumerBroker.stop()]);
+  });
+
+  async function openDialog(): Promise<Dialog> {
+    return consumerDialogs.open(provider.address, subjectOf(provider.address));
+  }
+
+  it("carries requests and responses between two registered identities", async function () {
+    const dialog = await openDialog();
+    expect(await dialog.request("test.echo", { hello: "provider" })).to.deep.equal({ echoed: { hello: "provider" } });
+    expect(incoming).to.have.length(1);
+    expect(incoming[0].peer).to.equal(consumer.address);
+    expect(incoming[0].id).to.equal(dialog.id);
+  });
+
+  it("lets the provider send to the consumer unprompted", async function () {
+    const dialog = await openDialog();
+    await dialog.request("test.echo", 1);
+    const received = new Promise((resolve) => dialog.on("test.invoice", resolve));
+    incoming[0].notify("test.invoice", { amount: "42" });
+    expect(await received).to.deep.equal({ amount: "42" });
+    dialog.handle("test.ask", (body) => ({ answer: body }));
+    expect(await incoming[0].request("test.ask", "q")).to.deep.equal({ answer: "q" });
+  });
+
+  it("turns a failed handler into a typed error without leaking its details", async function () {
+    const dialog = await openDialog();
+    const err = await dialog.request("test.fail", null).catch((e) => e);
+    expect(err.code).to.equal("INTERNAL");
+    expect(err.message).to.not.include("secret internals");
+    const unknown = await dialog.request("test.nobody", null).catch((e) => e);
+    expect(unknown.code).to.equal("UNKNOWN_TYPE");
+  });
+
+  it("reports a timeout and a missing peer as typed errors", async function () {
+    const dialog = await openDialog();
+    const silent = providerBroker.subscribe("myst.silent", () => undefined);
+    const timeoutDialog = await consumerDialogs.open(provider.address, "myst.silent");
+    expect((await timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }).catch((e) => e)).code).to.equal("DIALOG_TIMEOUT");
+    silent.unsubscribe();
+    const nobody = await consumerDialogs.open(provider.address, "myst.nobody-here");
+    expect((await nobody.request("test.echo", 1).catch((e) => e)).code).to.equal("NO_RESPONDERS");
+    expect(await dialog.request("test.echo", 2)).to.deep.equal({ echoed: 2 });
+  });
+
+  it("refuses to open a dialog with an unregistered identity", async function () {
+    const stranger = IdentityKey.generate();
+    const err = await consumerDialogs.open(stranger.address, subjectOf(stranger.address)).catch((e) => e);
+    expect(err.code).to.equal("PEER_UNREGISTERED");
+  });
+
+  it("shows a third identity on the same subject nothing it can read", async function () {
+    const eavesdropper = await net.registeredIdentity();
+    const nc = await connect({ servers: net.nats.url });
+    const captured: Uint8Array[] = [];
+    nc.subscribe(subjectOf(provider.address), { callback: (_e, m) => captured.push(m.data) });
+    await nc.flush();
+    const dialog = await openDialog();
+    await dialog.request("test.echo", { secret: "plain-text-marker" });
+    await nc.drain();
+    expect(captured).to.have.length(1);
+    expect(Buffer.from(captured[0]).toString("latin1")).to.not.include("plain-text-marker");
+    expect(Buffer.from(captured[0]).toString("latin1")).to.not.include(consumer.address.slice(2).toLowerCase());
+    expect(() => new Opener(eavesdropper).open(captured[0])).to.throw(/does not decrypt/);
+  });
+
+  describe("rejects, and keeps serving honest messages afterwards", function () {
+    let dialog: Dialog;
+    let notes: unknown[];
+    beforeEach(async function () {
+      dialog = await openDialog();
+      await dialog.request("test.echo", 0);
+      notes = [];
+      incoming[0].on("test.note", (b) => notes.push(b));
+    });
+    afterEach(async function () {
+      expect(await dialog.request("test.echo", "still here")).to.deep.equal({ echoed: "still here" });
+    });
+
+    async function expectDrop(bytes: Uint8Array, reason: DropReason) {
+      const dropped = nextDrop(providerDialogs);
+      consumerBroker.publish(subjectOf(provider.address), bytes);
+      expect(await dropped).to.equal(reason);
+      expect(notes).to.deep.equal([]);
+    }
+
+    it("tampered ciphertext", async function () {
+      const bytes = forge(consumer, provider, { dialog: dialog.id });
+      bytes[bytes.length - 20] ^= 1;
+      await expectDrop(bytes, "undecryptable");
+    });
+
+    it("garbage", async function () {
+      await expectDrop(crypto.getRandomValues(new Uint8Array(500)), "undecryptable");
+    });
+
+    it("oversized messages, before reading them", async function () {
+      await expectDrop(new Uint8Array(70 * 1024), "oversized");
+    });
+
+    it("a message that breaks the schema", async function () {
+      await expectDrop(forge(consumer, provider, { dialog: dialog.id, kind: "shout" }), "malformed");
+    });
+
+    it("a message for someone else", async function () {
+      await expectDrop(forge(consumer, provider, { dialog: dialog.id, to: IdentityKey.generate().address }), "misaddressed");
+    });
+
+    it("a signature by a key other than the claimed sender's", async function () {
+      const impostor = await net.registeredIdentity();
+      const bytes = Buffer.from(JSON.stringify({ v: 1, kind: "notify", type: "test.note", from: consumer.address, to: provider.address, dialog: dialog.id, id: "cd".repeat(16), ts: Date.now(), body: 1 }));
+      await expectDrop(new Sealer(provider.publicKey).seal(impostor.signProtocol(bytes), bytes), "bad-signature");
+    });
+
+    it("an unregistered sender", async function () {
+      await expectDrop(forge(IdentityKey.generate(), provider, { dialog: dialog.id }), "unregistered-sender");
+    });
+
+    it("a stale timestamp", async function () {
+      await expectDrop(forge(consumer, provider, { dialog: dialog.id, ts: Date.now() - 120_000 }), "stale");
+    });
+
+    it("a replayed message", async function () {
+      const bytes = forge(consumer, provider, { dialog: dialog.id });
+      const delivered = new Promise((resolve) => incoming[0].on("test.note", resolve));
+      consumerBroker.publish(subjectOf(provider.address), bytes);
+      await delivered;
+      notes.length = 0;
+      await expectDrop(bytes, "replayed");
+    });
+
+    it("a message into a dialog that belongs to another identity", async function () {
+      const other = await net.registeredIdentity();
+      await expectDrop(forge(other, provider, { dialog: dialog.id }), "wrong-peer");
+    });
+  });
+
+  it("reconnects after the NATS server restarts and carries new dialogs", async function () {
+    this.timeout(30_000);
+    const statuses: string[] = [];
+    consumerBroker.onStatus((s) => statuses.push(s));
+    await net.nats.stop();
+    await net.nats.restart();
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const dialog = await openDialog();
+      const ok = await dialog.request("test.echo", "after restart", { timeoutMs: 500 }).catch(() => null);
+      if (ok) {
+        expect(ok).to.deep.equal({ echoed: "after restart" });
+        break;
+      }
+      if (Date.now() > deadline) throw new Error("no dialog after the restart");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(statuses).to.include("reconnecting");
+    expect(statuses[statuses.length - 1]).to.equal("connected");
+  });
+
+  it("works across a two-server NATS cluster, one peer on each", async function () {
+    const second = await startNatsServer({ routes: [net.nats.clusterPort] });
+    const remoteBroker = new Broker({ servers: [second.url] });
+    await remoteBroker.start();
+    const remoteDialogs = new Dialogs({ broker: remoteBroker, key: consumer, directory: net.registry, subject: "myst.dialog.remote-consumer" });
+    remoteDialogs.start();
+    try {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const dialog = await remoteDialogs.open(provider.address, subjectOf(provider.address));
+        const ok = await dialog.request("test.echo", "via cluster", { timeoutMs: 500 }).catch(() => null);
+        if (ok) {
+          expect(ok).to.deep.equal({ echoed: "via cluster" });
+          // And back: the provider, on the first server, reaches the consumer on the second.
+          const note = new Promise((resolve) => dialog.on("test.invoice", resolve));
+          incoming[incoming.length - 1].notify("test.invoice", "routed");
+          expect(await note).to.equal("routed");
+          break;
+        }
+        if (Date.now() > deadline) throw new Error("the cluster never routed the dialog");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      remoteDialogs.stop();
+      await remoteBroker.stop();
+      await second.stop();
+    }
+  });
+
+  it("names an unreachable broker", async function () {
+    const broker = new Broker({ servers: ["nats://127.0.0.1:9"], connectTimeoutMs: 500 });
+    const err = await broker.start().catch((e) => e);
+    expect(err.code).to.equal("BROKER_UNAVAILABLE");
+    expect(err.message).to.include("nats://127.0.0.1:9");
+  });
+});
