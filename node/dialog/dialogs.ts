@@ -6,7 +6,7 @@ import { MystError, isMystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { verifyBytes } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
-import { EnvelopeError, Opener, Sealer } from "./envelope";
+import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, type DialogMessage } from "./message";
 import { ReplayCache } from "./replay-cache";
 
@@ -154,7 +154,7 @@ export class Dialogs extends EventEmitter {
   }
 
   /** Runs every check on an envelope; returns the message or the reason to drop it. */
-  async check(data: Uint8Array): Promise<{ message: DialogMessage } | { drop: DropReason; detail: string }> {
+  async check(data: Uint8Array): Promise<{ message: DialogMessage } | { drop: DropReason; detail: string; from?: string }> {
     if (data.length > this.#o.maxMessageBytes) return { drop: "oversized", detail: `${data.length} bytes` };
     let opened: { signature: Uint8Array; message: Uint8Array };
     try {
@@ -179,7 +179,7 @@ export class Dialogs extends EventEmitter {
     } catch (err) {
       return { drop: "directory-unavailable", detail: (err as Error).message };
     }
-    if (!publicKey) return { drop: "unregistered-sender", detail: message.from };
+    if (!publicKey) return { drop: "unregistered-sender", detail: message.from, from: message.from };
     if (!verifyBytes(publicKey, opened.message, opened.signature)) return { drop: "bad-signature", detail: `claims ${message.from}` };
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
@@ -198,7 +198,13 @@ export class Dialogs extends EventEmitter {
 
   async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
     const checked = await this.check(data);
-    if ("drop" in checked) return this.drop(checked.drop, checked.detail);
+    if ("drop" in checked) {
+      // The only answer we can give an unregistered sender is in clear: we have no key to seal to.
+      if (checked.drop === "unregistered-sender" && respond) {
+        respond(plainRefusal("SENDER_UNREGISTERED", `${checked.from} is not a registered identity; register it first`));
+      }
+      return this.drop(checked.drop, checked.detail);
+    }
     const { message } = checked;
     if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
 
@@ -287,6 +293,8 @@ export class Dialog {
       }
       throw err;
     }
+    const refusal = readPlainRefusal(reply);
+    if (refusal) throw new DialogError(refusal.code, `${this.peer} refused ${type}: ${refusal.message}`);
     const checked = await this.dialogs.check(reply);
     if ("drop" in checked) {
       this.dialogs.drop(checked.drop, checked.detail);

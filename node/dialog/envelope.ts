@@ -109,3 +109,25 @@ export class Opener {
     return key;
   }
 }
+
+/**
+ * The one thing sent in clear: a refusal to a sender the recipient cannot encrypt to (it is not
+ * registered, so it has no published key). Version byte 0, then JSON {code, message}. It says
+ * nothing the chain does not already say, and a receiver treats it as an error, never as data.
+ */
+export const PLAIN_REFUSAL_VERSION = 0;
+
+export function plainRefusal(code: string, message: string): Uint8Array {
+  return Buffer.concat([Buffer.of(PLAIN_REFUSAL_VERSION), Buffer.from(JSON.stringify({ code, message }))]);
+}
+
+export function readPlainRefusal(bytes: Uint8Array): { code: string; message: string } | null {
+  if (bytes.length === 0 || bytes[0] !== PLAIN_REFUSAL_VERSION || bytes.length > 1024) return null;
+  try {
+    const v = JSON.parse(Buffer.from(bytes.subarray(1)).toString("utf8"));
+    if (typeof v?.code === "string" && typeof v?.message === "string") return { code: v.code.slice(0, 64), message: v.message.slice(0, 256) };
+  } catch {
+    // not a refusal
+  }
+  return null;
+}

@@ -5,6 +5,7 @@ import { Dialogs, subjectOf, type Dialog, type DropReason } from "../../../node/
 import { Opener, Sealer } from "../../../node/dialog/envelope";
 import { IdentityKey } from "../../../node/identity/key";
 import { TestNetwork, startNatsServer } from "../../support/network";
+import { rejectionOf } from "../../support/rejection";
 
 function nextDrop(dialogs: Dialogs): Promise<DropReason> {
   return new Promise((resolve) => dialogs.once("dropped", ({ reason }) => resolve(reason)));
@@ -92,10 +93,10 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
   it("turns a failed handler into a typed error without leaking its details", async function () {
     const dialog = await openDialog();
-    const err = await dialog.request("test.fail", null).catch((e) => e);
+    const err = await rejectionOf(dialog.request("test.fail", null));
     expect(err.code).to.equal("INTERNAL");
     expect(err.message).to.not.include("secret internals");
-    const unknown = await dialog.request("test.nobody", null).catch((e) => e);
+    const unknown = await rejectionOf(dialog.request("test.nobody", null));
     expect(unknown.code).to.equal("UNKNOWN_TYPE");
   });
 
@@ -103,17 +104,31 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     const dialog = await openDialog();
     const silent = providerBroker.subscribe("myst.silent", () => undefined);
     const timeoutDialog = await consumerDialogs.open(provider.address, "myst.silent");
-    expect((await timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }).catch((e) => e)).code).to.equal("DIALOG_TIMEOUT");
+    expect((await rejectionOf(timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }))).code).to.equal("DIALOG_TIMEOUT");
     silent.unsubscribe();
     const nobody = await consumerDialogs.open(provider.address, "myst.nobody-here");
-    expect((await nobody.request("test.echo", 1).catch((e) => e)).code).to.equal("NO_RESPONDERS");
+    expect((await rejectionOf(nobody.request("test.echo", 1))).code).to.equal("NO_RESPONDERS");
     expect(await dialog.request("test.echo", 2)).to.deep.equal({ echoed: 2 });
   });
 
   it("refuses to open a dialog with an unregistered identity", async function () {
     const stranger = IdentityKey.generate();
-    const err = await consumerDialogs.open(stranger.address, subjectOf(stranger.address)).catch((e) => e);
+    const err = await rejectionOf(consumerDialogs.open(stranger.address, subjectOf(stranger.address)));
     expect(err.code).to.equal("PEER_UNREGISTERED");
+  });
+
+  it("tells an unregistered sender, in clear, that it must register first", async function () {
+    const strangerKey = IdentityKey.generate();
+    const directory = {
+      publicKeyOf: async (id: string) => (id === strangerKey.address ? strangerKey.publicKey : net.registry.publicKeyOf(id)),
+    };
+    const stranger = new Dialogs({ broker: consumerBroker, key: strangerKey, directory, subject: "myst.dialog.stranger" });
+    const dialog = await stranger.open(provider.address, subjectOf(provider.address));
+    const dropped = nextDrop(providerDialogs);
+    const err = await rejectionOf(dialog.request("test.echo", 1));
+    expect(err.code).to.equal("SENDER_UNREGISTERED");
+    expect(await dropped).to.equal("unregistered-sender");
+    expect(incoming).to.have.length(0);
   });
 
   it("shows a third identity on the same subject nothing it can read", async function () {
@@ -254,7 +269,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
   it("names an unreachable broker", async function () {
     const broker = new Broker({ servers: ["nats://127.0.0.1:9"], connectTimeoutMs: 500 });
-    const err = await broker.start().catch((e) => e);
+    const err = await rejectionOf(broker.start());
     expect(err.code).to.equal("BROKER_UNAVAILABLE");
     expect(err.message).to.include("nats://127.0.0.1:9");
   });

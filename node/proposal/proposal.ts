@@ -1,0 +1,131 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { MystError } from "../errors/MystError";
+import type { IdentityKey } from "../identity/key";
+import { verifyBytes } from "../identity/protocol-signature";
+
+/**
+ * A provider's offer: who, what, where, for how much, how much, and how to reach it. It travels
+ * as the exact JSON string the provider signed (`SignedProposal.proposal`), so verification never
+ * depends on re-serialization. See docs/protocol.md.
+ */
+
+export const PROPOSAL_FORMAT = "myst-proposal/1";
+export const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"] as const;
+export type IpType = (typeof IP_TYPES)[number];
+
+const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" });
+/** An amount in token wei, as a decimal string (no sign, no leading zeros, at most 78 digits). */
+export const WeiString = Type.String({ pattern: "^(0|[1-9][0-9]{0,77})$" });
+
+export const ProposalSchema = Type.Object(
+  {
+    format: Type.Literal(PROPOSAL_FORMAT),
+    provider: Address,
+    serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }),
+    location: Type.Object(
+      {
+        country: Type.String({ pattern: "^[A-Z]{2}$" }),
+        city: Type.Optional(Type.String({ maxLength: 64 })),
+        asn: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967295 })),
+        isp: Type.Optional(Type.String({ maxLength: 128 })),
+        ipType: Type.Union(IP_TYPES.map((t) => Type.Literal(t))),
+      },
+      { additionalProperties: false },
+    ),
+    price: Type.Object(
+      { currency: Type.Literal("MYST"), perHour: WeiString, perGiB: WeiString },
+      { additionalProperties: false },
+    ),
+    /** Committed bandwidth, Mbit/s. */
+    bandwidthMbps: Type.Number({ minimum: 0, maximum: 1_000_000 }),
+    contacts: Type.Array(
+      Type.Object(
+        {
+          type: Type.Literal("nats/v1"),
+          brokerUrls: Type.Array(Type.String({ maxLength: 256 }), { minItems: 1, maxItems: 8 }),
+          subject: Type.String({ maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 4 },
+    ),
+    /** Milliseconds since the epoch. A newer proposal replaces an older one, never the reverse. */
+    createdAt: Type.Integer({ minimum: 0 }),
+    expiresAt: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type Proposal = Static<typeof ProposalSchema>;
+
+export const SignedProposalSchema = Type.Object(
+  {
+    proposal: Type.String({ maxLength: 8192 }),
+    /** 64-byte ECDSA-SHA256 signature (r‖s) by the provider's identity key, hex. */
+    signature: Type.String({ pattern: "^0x[0-9a-fA-F]{128}$" }),
+  },
+  { additionalProperties: false },
+);
+export type SignedProposal = Static<typeof SignedProposalSchema>;
+
+const checkProposal = TypeCompiler.Compile(ProposalSchema);
+const checkSigned = TypeCompiler.Compile(SignedProposalSchema);
+
+export class ProposalError extends MystError {}
+
+export function signProposal(key: IdentityKey, proposal: Proposal): SignedProposal {
+  if (proposal.provider.toLowerCase() !== key.address.toLowerCase()) {
+    throw new ProposalError("PROPOSAL_NOT_OURS", `the proposal names ${proposal.provider}, not ${key.address}`);
+  }
+  const text = JSON.stringify(proposal);
+  return { proposal: text, signature: "0x" + Buffer.from(key.signProtocol(Buffer.from(text))).toString("hex") };
+}
+
+/** Checks shape only (no signature): what any untrusted input goes through first. */
+export function parseSignedProposal(input: unknown): { signed: SignedProposal; proposal: Proposal } {
+  if (!checkSigned.Check(input)) throw new ProposalError("PROPOSAL_MALFORMED", `signed proposal ${firstError(checkSigned, input)}`);
+  let proposal: unknown;
+  try {
+    proposal = JSON.parse(input.proposal);
+  } catch {
+    throw new ProposalError("PROPOSAL_MALFORMED", "proposal is not JSON");
+  }
+  if (!checkProposal.Check(proposal)) throw new ProposalError("PROPOSAL_MALFORMED", `proposal ${firstError(checkProposal, proposal)}`);
+  if (proposal.expiresAt <= proposal.createdAt) throw new ProposalError("PROPOSAL_MALFORMED", "proposal expires before it was created");
+  return { signed: input, proposal };
+}
+
+export interface VerifyOptions {
+  /** The registry: the provider must be registered, and this is its key. */
+  publicKeyOf(identity: string): Promise<Uint8Array | null>;
+  now?: number;
+  /** Accepted clock difference for `createdAt` in the future. Default 60 s. */
+  clockSkewMs?: number;
+}
+
+/** Parses and verifies: shape, registered provider, signature by that provider, not expired. */
+export async function verifySignedProposal(input: unknown, options: VerifyOptions): Promise<{ signed: SignedProposal; proposal: Proposal }> {
+  const { signed, proposal } = parseSignedProposal(input);
+  const publicKey = await options.publicKeyOf(proposal.provider);
+  if (!publicKey) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${proposal.provider} is not a registered identity`);
+  const signature = Buffer.from(signed.signature.slice(2), "hex");
+  if (!verifyBytes(publicKey, Buffer.from(signed.proposal), signature)) {
+    throw new ProposalError("BAD_SIGNATURE", `the proposal is not signed by its provider ${proposal.provider}`);
+  }
+  const now = options.now ?? Date.now();
+  if (proposal.expiresAt <= now) throw new ProposalError("PROPOSAL_EXPIRED", `the proposal expired at ${new Date(proposal.expiresAt).toISOString()}`);
+  if (proposal.createdAt > now + (options.clockSkewMs ?? 60_000)) {
+    throw new ProposalError("PROPOSAL_FROM_FUTURE", "the proposal was created in the future (clock skew?)");
+  }
+  return { signed, proposal };
+}
+
+/** The part of a proposal a session is agreed on: a re-signed proposal with new times keeps it. */
+export function proposalTerms(p: Proposal): string {
+  return JSON.stringify([p.provider.toLowerCase(), p.serviceType, p.price, p.contacts]);
+}
+
+function firstError(checker: { Errors(v: unknown): { First(): { path: string; message: string } | undefined } }, value: unknown): string {
+  const e = checker.Errors(value).First();
+  return e ? `${e.path || "/"}: ${e.message}` : "is malformed";
+}

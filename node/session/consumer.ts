@@ -1,0 +1,170 @@
+import crypto from "node:crypto";
+import { EventEmitter } from "node:events";
+import { DialogError, type Dialog, type Dialogs } from "../dialog/dialogs";
+import { silentLogger, type Logger } from "../log/logger";
+import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { SessionError, SessionRefusedError } from "./errors";
+import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, type CreateResponse } from "./messages";
+import type { ConsumerService, Tunnel } from "./service";
+
+export type ConsumerSessionState = "active" | "ended";
+
+export interface ConnectOptions {
+  proposal: SignedProposal;
+  service: ConsumerService;
+  maxPrice?: { perHour: string; perGiB: string };
+  /** How long each negotiation step may take. Default 10 s. */
+  timeoutMs?: number;
+}
+
+/** Milliseconds since the epoch at which each phase of connecting finished. */
+export interface ConnectTimings {
+  started: number;
+  accepted: number;
+  tunnelUp: number;
+  confirmed: number;
+}
+
+/**
+ * The consumer's side of one session: negotiated, confirmed, kept alive. It ends when either side
+ * destroys it, the tunnel goes down, or the provider stops answering keepalives ("ended" event,
+ * and `ended` resolves with the reason).
+ */
+export class ConsumerSession extends EventEmitter {
+  state: ConsumerSessionState = "active";
+  endReason?: string;
+  readonly ended: Promise<string>;
+  #resolveEnded!: (reason: string) => void;
+  #keepalive?: NodeJS.Timeout;
+  #missed = 0;
+
+  constructor(
+    readonly id: string,
+    readonly provider: string,
+    readonly proposal: Proposal,
+    readonly dialog: Dialog,
+    readonly tunnel: Tunnel,
+    readonly serviceConfig: unknown,
+    readonly timings: ConnectTimings,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+  }
+
+  /** Starts keepalives; two missed answers in a row end the session. */
+  keepAlive(intervalMs: number): void {
+    this.#keepalive = setInterval(async () => {
+      if (this.state === "ended") return;
+      try {
+        await this.dialog.request(SESSION_KEEPALIVE, { sessionId: this.id }, { timeoutMs: intervalMs });
+        this.#missed = 0;
+      } catch (err) {
+        const code = (err as DialogError).code;
+        if (code === "SESSION_UNKNOWN" || code === "SESSION_ENDED") return void this.finish(`provider no longer knows the session (${code})`);
+        if (++this.#missed >= 2) void this.finish(`provider silent (${code ?? "no answer"})`);
+      }
+    }, intervalMs);
+    this.#keepalive.unref();
+  }
+
+  /** Ends the session from the consumer's side: the provider is told, the tunnel torn down. */
+  async destroy(reason = "consumer disconnected"): Promise<void> {
+    if (this.state === "ended") return;
+    try {
+      await this.dialog.request(SESSION_DESTROY, { sessionId: this.id, reason }, { timeoutMs: 2000 });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, sessionId: this.id }, "the provider did not acknowledge the disconnect");
+    }
+    await this.finish(reason);
+  }
+
+  /** Ends locally (the peer already knows, or cannot be told). */
+  async finish(reason: string): Promise<void> {
+    if (this.state === "ended") return;
+    this.state = "ended";
+    this.endReason = reason;
+    clearInterval(this.#keepalive);
+    await this.tunnel.stop().catch((err) => this.log.error({ err, sessionId: this.id }, "stopping the tunnel failed"));
+    this.dialog.close();
+    this.log.info({ sessionId: this.id, reason }, "session ended");
+    this.emit("ended", reason);
+    this.#resolveEnded(reason);
+  }
+}
+
+/** Opens sessions with providers over dialogs. */
+export class ConsumerSessions {
+  readonly #log: Logger;
+
+  constructor(
+    private readonly dialogs: Dialogs,
+    options: { log?: Logger } = {},
+  ) {
+    this.#log = options.log ?? silentLogger;
+  }
+
+  async connect(options: ConnectOptions): Promise<ConsumerSession> {
+    const started = Date.now();
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const { proposal } = parseSignedProposal(options.proposal);
+    if (proposal.serviceType !== options.service.type) {
+      throw new SessionError("SERVICE_MISMATCH", `the proposal is for ${proposal.serviceType}, not ${options.service.type}`);
+    }
+    const contact = proposal.contacts.find((c) => c.type === "nats/v1");
+    if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
+
+    const dialog = await this.dialogs.open(proposal.provider, contact.subject);
+    let response: CreateResponse;
+    const correlationId = crypto.randomBytes(8).toString("hex");
+    try {
+      response = await dialog.request<CreateResponse>(
+        SESSION_CREATE,
+        { proposal: options.proposal, correlationId, consumerData: await options.service.consumerData(), ...(options.maxPrice ? { maxPrice: options.maxPrice } : {}) },
+        { timeoutMs },
+      );
+    } catch (err) {
+      dialog.close();
+      if (err instanceof DialogError && err.code === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", err.message);
+      throw err;
+    }
+    if ("refused" in response) {
+      dialog.close();
+      throw new SessionRefusedError(response.refused.code, response.refused.message);
+    }
+    const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
+    const accepted = Date.now();
+
+    let tunnel: Tunnel;
+    try {
+      tunnel = await options.service.connect({ id: sessionId, provider: proposal.provider, serviceConfig });
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
+      dialog.close();
+      throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
+    }
+    const tunnelUp = Date.now();
+    try {
+      await dialog.request(SESSION_CONFIRM, { sessionId, ok: true }, { timeoutMs });
+    } catch (err) {
+      await tunnel.stop().catch(() => undefined);
+      dialog.close();
+      throw err;
+    }
+    const session = new ConsumerSession(sessionId, proposal.provider, proposal, dialog, tunnel, serviceConfig, {
+      started,
+      accepted,
+      tunnelUp,
+      confirmed: Date.now(),
+    }, this.#log);
+    dialog.on(SESSION_DESTROY, (body) => {
+      const b = body as { sessionId?: string; reason?: string };
+      if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);
+    });
+    tunnel.onDown((reason) => void session.destroy(`tunnel down: ${reason}`));
+    session.keepAlive(Math.max(100, Math.min(keepaliveMs, 60_000)));
+    this.#log.info({ sessionId, provider: proposal.provider }, "session active");
+    return session;
+  }
+}

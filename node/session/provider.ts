@@ -1,0 +1,239 @@
+import crypto from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { Dialog, Dialogs } from "../dialog/dialogs";
+import { silentLogger, type Logger } from "../log/logger";
+import { parseSignedProposal, proposalTerms, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { SessionError } from "./errors";
+import {
+  SESSION_CONFIRM,
+  SESSION_CREATE,
+  SESSION_DESTROY,
+  SESSION_KEEPALIVE,
+  check,
+  type CreateResponse,
+  type RefusalCode,
+} from "./messages";
+import type { ProviderService } from "./service";
+
+export type ProviderSessionState = "accepted" | "active" | "ended";
+
+export interface ProviderSession {
+  id: string;
+  consumer: string;
+  serviceType: string;
+  proposal: Proposal;
+  state: ProviderSessionState;
+  createdAt: number;
+  confirmedAt?: number;
+  endedAt?: number;
+  endReason?: string;
+  lastSeen: number;
+  dialog: Dialog;
+}
+
+/** A decision a payment policy (or any other) may add before a session is accepted. */
+export type Admission = (request: { consumer: string; proposal: Proposal }) => Promise<{ code: RefusalCode; message: string } | null>;
+
+export interface ProviderSessionsOptions {
+  dialogs: Dialogs;
+  /** The services this provider runs, by type. */
+  services: Map<string, ProviderService>;
+  /** The provider's current signed proposal for a service type, if it offers one. */
+  currentProposal: (serviceType: string) => Proposal | undefined;
+  log?: Logger;
+  /** Sessions at once, over all services. Default 50. */
+  maxSessions?: number;
+  /** How often the consumer must show it is alive. Default 5 s. */
+  keepaliveMs?: number;
+  /** Keepalive periods a consumer may miss before its session ends. Default 3. */
+  missedKeepalives?: number;
+  /** How long an accepted session may wait for `confirmed`. Default 30 s. */
+  confirmTimeoutMs?: number;
+  admission?: Admission;
+}
+
+/**
+ * The provider's side of sessions: answers `session.create` with accepted or refused, tracks
+ * confirmation and keepalives, and ends sessions (service cut-off, peer told) on destroy, failed
+ * confirmation, or silence. Emits "session-accepted", "session-active" and "session-ended".
+ */
+export class ProviderSessions extends EventEmitter {
+  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "log">> & Pick<ProviderSessionsOptions, "admission"> & { log: Logger };
+  readonly #sessions = new Map<string, ProviderSession>();
+  #timer?: NodeJS.Timeout;
+
+  constructor(options: ProviderSessionsOptions) {
+    super();
+    this.#o = {
+      maxSessions: 50,
+      keepaliveMs: 5000,
+      missedKeepalives: 3,
+      confirmTimeoutMs: 30_000,
+      ...options,
+      log: options.log ?? silentLogger,
+    };
+  }
+
+  start(): void {
+    this.#o.dialogs.onDialog((dialog) => this.#attach(dialog));
+    this.#timer = setInterval(() => void this.#sweep(), Math.max(50, Math.floor(this.#o.keepaliveMs / 2)));
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await Promise.all([...this.#sessions.values()].filter((s) => s.state !== "ended").map((s) => this.end(s.id, "provider stopping")));
+  }
+
+  get(id: string): ProviderSession | undefined {
+    return this.#sessions.get(id);
+  }
+
+  list(): ProviderSession[] {
+    return [...this.#sessions.values()];
+  }
+
+  get liveCount(): number {
+    let n = 0;
+    for (const s of this.#sessions.values()) if (s.state !== "ended") n++;
+    return n;
+  }
+
+  /** Ends a session: the service cuts the consumer off and the consumer is told why. */
+  async end(id: string, reason: string, options: { tellConsumer?: boolean } = {}): Promise<void> {
+    const session = this.#sessions.get(id);
+    if (!session || session.state === "ended") return;
+    session.state = "ended";
+    session.endedAt = Date.now();
+    session.endReason = reason;
+    await this.#o.services.get(session.serviceType)?.closeSession(id, reason).catch((err) => {
+      this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
+    });
+    if (options.tellConsumer !== false && !session.dialog.closed) {
+      try {
+        session.dialog.notify(SESSION_DESTROY, { sessionId: id, reason });
+      } catch {
+        // the broker is gone; the consumer will notice by keepalive
+      }
+    }
+    this.#o.log.info({ sessionId: id, consumer: session.consumer, reason }, "session ended");
+    this.emit("session-ended", session);
+  }
+
+  #attach(dialog: Dialog): void {
+    dialog.handle(SESSION_CREATE, (body) => this.#create(dialog, body));
+    dialog.handle(SESSION_CONFIRM, (body) => this.#confirm(dialog, body));
+    dialog.handle(SESSION_KEEPALIVE, (body) => this.#keepalive(dialog, body));
+    dialog.handle(SESSION_DESTROY, (body) => this.#destroy(dialog, body));
+    dialog.on(SESSION_DESTROY, (body) => void this.#destroy(dialog, body).catch(() => undefined));
+  }
+
+  async #create(dialog: Dialog, body: unknown): Promise<CreateResponse> {
+    const correlationId = typeof (body as { correlationId?: unknown })?.correlationId === "string" ? (body as { correlationId: string }).correlationId.slice(0, 64) : "";
+    const refuse = (code: RefusalCode, message: string): CreateResponse => {
+      this.#o.log.info({ consumer: dialog.peer, code, message }, "session refused");
+      return { refused: { code, message, correlationId } };
+    };
+    if (!check.create.Check(body)) return refuse("BAD_REQUEST", "session.create does not match the schema");
+    let offered: Proposal;
+    try {
+      offered = parseSignedProposal(body.proposal).proposal;
+    } catch (err) {
+      return refuse("PROPOSAL_UNKNOWN", (err as Error).message);
+    }
+    const current = this.#o.currentProposal(offered.serviceType);
+    const service = this.#o.services.get(offered.serviceType);
+    if (!current || !service || offered.provider.toLowerCase() !== current.provider.toLowerCase()) {
+      return refuse("PROPOSAL_UNKNOWN", `this provider offers no ${offered.serviceType} proposal`);
+    }
+    if (proposalTerms(offered) !== proposalTerms(current)) {
+      return refuse("PROPOSAL_CHANGED", "the proposal's terms have changed; fetch the current one");
+    }
+    if (!service.isRunning()) return refuse("SERVICE_NOT_RUNNING", `the ${offered.serviceType} service is not running`);
+    if (this.liveCount >= this.#o.maxSessions) return refuse("CAPACITY_REACHED", `${this.#o.maxSessions} sessions are running`);
+    if (body.maxPrice) {
+      const tooDear =
+        BigInt(current.price.perHour) > BigInt(body.maxPrice.perHour) || BigInt(current.price.perGiB) > BigInt(body.maxPrice.perGiB);
+      if (tooDear) return refuse("PRICE_NOT_ACCEPTED", `the price (${current.price.perHour}/h, ${current.price.perGiB}/GiB) is above the consumer's limit`);
+    }
+    const admitted = await this.#o.admission?.({ consumer: dialog.peer, proposal: current });
+    if (admitted) return refuse(admitted.code, admitted.message);
+
+    const id = crypto.randomBytes(16).toString("hex");
+    let serviceConfig: unknown;
+    try {
+      serviceConfig = await service.openSession({ id, consumer: dialog.peer, consumerData: body.consumerData });
+    } catch (err) {
+      this.#o.log.error({ err, consumer: dialog.peer }, "the service could not open a session");
+      return refuse("SERVICE_FAILED", "the service could not open a session");
+    }
+    const now = Date.now();
+    const session: ProviderSession = {
+      id,
+      consumer: dialog.peer,
+      serviceType: offered.serviceType,
+      proposal: current,
+      state: "accepted",
+      createdAt: now,
+      lastSeen: now,
+      dialog,
+    };
+    this.#sessions.set(id, session);
+    dialog.onClose(() => void this.end(id, "dialog closed", { tellConsumer: false }));
+    this.#o.log.info({ sessionId: id, consumer: dialog.peer, serviceType: offered.serviceType }, "session accepted");
+    this.emit("session-accepted", session);
+    return { accepted: { sessionId: id, serviceConfig, keepaliveMs: this.#o.keepaliveMs, correlationId: body.correlationId } };
+  }
+
+  async #confirm(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
+    if (!check.confirm.Check(body)) throw new SessionError("BAD_REQUEST", "session.confirm does not match the schema");
+    const session = this.#own(dialog, body.sessionId);
+    if (session.state !== "accepted") throw new SessionError("SESSION_STATE", `session is ${session.state}, not awaiting confirmation`);
+    session.lastSeen = Date.now();
+    if (!body.ok) {
+      await this.end(session.id, `consumer failed to connect: ${body.reason}`, { tellConsumer: false });
+      return {};
+    }
+    session.state = "active";
+    session.confirmedAt = Date.now();
+    this.emit("session-active", session);
+    return {};
+  }
+
+  async #keepalive(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
+    if (!check.ref.Check(body)) throw new SessionError("BAD_REQUEST", "session.keepalive does not match the schema");
+    const session = this.#own(dialog, body.sessionId);
+    if (session.state === "ended") throw new SessionError("SESSION_ENDED", `session ended: ${session.endReason}`);
+    session.lastSeen = Date.now();
+    return {};
+  }
+
+  async #destroy(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
+    if (!check.ref.Check(body)) throw new SessionError("BAD_REQUEST", "session.destroy does not match the schema");
+    const session = this.#own(dialog, body.sessionId);
+    await this.end(session.id, `consumer ended it${body.reason ? `: ${body.reason}` : ""}`, { tellConsumer: false });
+    return {};
+  }
+
+  /** The session, if it belongs to the dialog's consumer: nobody touches another's session. */
+  #own(dialog: Dialog, sessionId: string): ProviderSession {
+    const session = this.#sessions.get(sessionId);
+    if (!session || session.consumer.toLowerCase() !== dialog.peer.toLowerCase()) {
+      throw new SessionError("SESSION_UNKNOWN", `no session ${sessionId} for ${dialog.peer}`);
+    }
+    return session;
+  }
+
+  async #sweep(): Promise<void> {
+    const now = Date.now();
+    for (const s of this.#sessions.values()) {
+      if (s.state === "accepted" && now - s.createdAt > this.#o.confirmTimeoutMs) {
+        await this.end(s.id, "not confirmed in time");
+      } else if (s.state === "active" && now - s.lastSeen > this.#o.keepaliveMs * this.#o.missedKeepalives) {
+        await this.end(s.id, "consumer silent (no keepalive)");
+      }
+    }
+  }
+}
+
+export type { SignedProposal };

@@ -1,0 +1,34 @@
+/**
+ * The service-specific part of a session, as ports: the session machinery negotiates, the
+ * service provides. OpenVPN is one adapter (services/openvpn), a no-op test service another
+ * (services/noop); a WireGuard adapter would be a third, without touching session/.
+ */
+
+/** What the provider side of a service does for sessions. */
+export interface ProviderService {
+  readonly type: string;
+  isRunning(): boolean;
+  /** Reserves what the session needs; returns the service config the consumer connects with. */
+  openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<unknown>;
+  /** Releases the session: cut the consumer off, free its resources. Idempotent. */
+  closeSession(sessionId: string, reason: string): Promise<void>;
+}
+
+/** A consumer's running connection to a provider. */
+export interface Tunnel {
+  /** Tears the connection down and restores what it changed. Idempotent. */
+  stop(): Promise<void>;
+  /** Called once if the tunnel goes down by itself. */
+  onDown(listener: (reason: string) => void): void;
+  /** Bytes through the tunnel so far, as the consumer measures them. */
+  stats(): { bytesIn: number; bytesOut: number };
+}
+
+/** What the consumer side of a service does. */
+export interface ConsumerService {
+  readonly type: string;
+  /** Sent in `session.create`: whatever the provider's side of this service needs to know. */
+  consumerData(): Promise<unknown>;
+  /** Brings the connection up with the provider's service config; rejects when it cannot. */
+  connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel>;
+}

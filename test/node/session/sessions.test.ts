@@ -1,0 +1,188 @@
+import { expect } from "chai";
+import { Broker } from "../../../node/broker/broker";
+import { Dialogs } from "../../../node/dialog/dialogs";
+import { IdentityKey } from "../../../node/identity/key";
+import type { Proposal } from "../../../node/proposal/proposal";
+import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
+import { ConsumerSessions } from "../../../node/session/consumer";
+import { ProviderSessions, type ProviderSession } from "../../../node/session/provider";
+import { TestNetwork } from "../../support/network";
+import { makeProposal, signedProposal } from "../../support/proposals";
+import { rejectionOf } from "../../support/rejection";
+import { signProposal } from "../../../node/proposal/proposal";
+
+describe("sessions: negotiation over dialogs (real NATS, real registry, no-op service)", function () {
+  const net = new TestNetwork();
+  let providerKey: IdentityKey;
+  let consumerKey: IdentityKey;
+  const brokers: Broker[] = [];
+  let providerDialogs: Dialogs;
+  let providerSessions: ProviderSessions;
+  let providerService: NoopProviderService;
+  let consumerSessions: ConsumerSessions;
+  let consumerService: NoopConsumerService;
+  let current: Proposal;
+
+  before(async function () {
+    await net.start();
+    [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
+  });
+  after(async () => net.stop());
+
+  async function broker(): Promise<Broker> {
+    const b = new Broker({ servers: [net.nats.url] });
+    await b.start();
+    brokers.push(b);
+    return b;
+  }
+
+  async function consumerSide(key: IdentityKey = consumerKey, directory = net.registry): Promise<ConsumerSessions> {
+    const dialogs = new Dialogs({ broker: await broker(), key, directory, subject: `myst.dialog.c${brokers.length}` });
+    dialogs.start();
+    return new ConsumerSessions(dialogs);
+  }
+
+  async function providerSide(options: { maxSessions?: number; keepaliveMs?: number } = {}) {
+    providerDialogs = new Dialogs({ broker: await broker(), key: providerKey, directory: net.registry });
+    providerService = new NoopProviderService();
+    current = makeProposal(providerKey);
+    providerSessions = new ProviderSessions({
+      dialogs: providerDialogs,
+      services: new Map([["noop", providerService]]),
+      currentProposal: (type) => (type === current.serviceType ? current : undefined),
+      keepaliveMs: options.keepaliveMs ?? 200,
+      maxSessions: options.maxSessions,
+    });
+    providerDialogs.start();
+    providerSessions.start();
+  }
+
+  beforeEach(async function () {
+    await providerSide();
+    consumerService = new NoopConsumerService();
+    consumerSessions = await consumerSide();
+  });
+  afterEach(async function () {
+    await providerSessions.stop();
+    providerDialogs.stop();
+    await Promise.all(brokers.splice(0).map((b) => b.stop()));
+  });
+
+  const ended = (sessions: ProviderSessions) => new Promise<ProviderSession>((resolve) => sessions.once("session-ended", resolve));
+
+  it("goes create → accepted → confirmed → destroyed, on both sides", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    expect(session.id).to.match(/^[0-9a-f]{32}$/);
+    expect(session.serviceConfig).to.deep.equal({ greeting: `hello ${consumerKey.address}`, sessionId: session.id });
+    const onProvider = providerSessions.get(session.id)!;
+    expect(onProvider.state).to.equal("active");
+    expect(onProvider.consumer).to.equal(consumerKey.address);
+    expect(providerService.open.get(session.id)?.consumerData).to.deep.equal({ client: "noop/1" });
+
+    const providerEnded = ended(providerSessions);
+    await session.destroy("done browsing");
+    expect((await providerEnded).endReason).to.equal("consumer ended it: done browsing");
+    expect(session.state).to.equal("ended");
+    expect(consumerService.tunnels[0].stopped).to.equal(true);
+    expect(providerService.closed).to.deep.equal([{ id: session.id, reason: "consumer ended it: done browsing" }]);
+  });
+
+  it("tells the consumer when the provider ends the session, and the consumer tears down", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    await providerSessions.end(session.id, "maintenance");
+    expect(await session.ended).to.equal("provider ended it: maintenance");
+    expect(consumerService.tunnels[0].stopped).to.equal(true);
+  });
+
+  it("reports a tunnel that would not come up as failed, and the provider releases the session", async function () {
+    consumerService.failConnect = "TLS handshake failed";
+    const providerEnded = ended(providerSessions);
+    const err = await rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService }));
+    expect(err.code).to.equal("TUNNEL_FAILED");
+    const s = await providerEnded;
+    expect(s.endReason).to.equal("consumer failed to connect: TLS handshake failed");
+    expect(providerService.open.size).to.equal(0);
+  });
+
+  describe("refuses, with a code and a reason", function () {
+    async function refusal(options: Partial<Parameters<ConsumerSessions["connect"]>[0]> = {}, sessions = consumerSessions) {
+      const err = await rejectionOf(
+        sessions.connect({ proposal: signProposal(providerKey, current), service: consumerService, ...options }),
+      );
+      return err.code;
+    }
+
+    it("an unknown proposal", async function () {
+      const proposal = signedProposal(providerKey, { serviceType: "wireguard" });
+      const err = await rejectionOf(consumerSessions.connect({ proposal, service: { ...consumerService, type: "wireguard", consumerData: async () => ({}), connect: consumerService.connect } }));
+      expect(err.code).to.equal("PROPOSAL_UNKNOWN");
+    });
+
+    it("a proposal whose terms changed", async function () {
+      const old = signProposal(providerKey, current);
+      current = makeProposal(providerKey, { price: { perHour: "999" } });
+      expect(await refusal({ proposal: old })).to.equal("PROPOSAL_CHANGED");
+    });
+
+    it("but accepts a re-signed proposal with the same terms", async function () {
+      const old = signProposal(providerKey, { ...current, createdAt: current.createdAt - 1000 });
+      const session = await consumerSessions.connect({ proposal: old, service: consumerService });
+      await session.destroy();
+    });
+
+    it("a service that is not running", async function () {
+      providerService.running = false;
+      expect(await refusal()).to.equal("SERVICE_NOT_RUNNING");
+    });
+
+    it("a consumer that is not registered", async function () {
+      const stranger = IdentityKey.generate();
+      const directory = { publicKeyOf: async (id: string) => (id === stranger.address ? stranger.publicKey : net.registry.publicKeyOf(id)) };
+      expect(await refusal({}, await consumerSide(stranger, directory as typeof net.registry))).to.equal("CONSUMER_UNREGISTERED");
+    });
+
+    it("a session past capacity", async function () {
+      await providerSessions.stop();
+      providerDialogs.stop();
+      await providerSide({ maxSessions: 1 });
+      const first = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+      expect(await refusal()).to.equal("CAPACITY_REACHED");
+      await first.destroy();
+    });
+
+    it("a consumer whose price limit is below the price", async function () {
+      expect(await refusal({ maxPrice: { perHour: "1", perGiB: "200000000000000000" } })).to.equal("PRICE_NOT_ACCEPTED");
+    });
+  });
+
+  it("notices a provider that died mid-session within the keepalive window", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    providerDialogs.stop();
+    await brokers[0].stop();
+    // Only the keepalive loop ends a session with this reason: two missed answers in a row.
+    expect(await session.ended).to.match(/^provider silent/);
+    expect(consumerService.tunnels[0].stopped).to.equal(true);
+  });
+
+  it("ends the session of a consumer that went silent", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    const providerEnded = ended(providerSessions);
+    await brokers[1].stop();
+    const s = await providerEnded;
+    expect(s.id).to.equal(session.id);
+    expect(s.endReason).to.equal("consumer silent (no keepalive)");
+    expect(providerService.open.size).to.equal(0);
+  });
+
+  it("does not let one consumer touch another's session", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    const other = await net.registeredIdentity();
+    const otherDialogs = new Dialogs({ broker: await broker(), key: other, directory: net.registry, subject: "myst.dialog.other" });
+    otherDialogs.start();
+    const dialog = await otherDialogs.open(providerKey.address, providerDialogs.subject);
+    const err = await rejectionOf(dialog.request("session.destroy", { sessionId: session.id }));
+    expect(err.code).to.equal("SESSION_UNKNOWN");
+    expect(providerSessions.get(session.id)!.state).to.equal("active");
+    await session.destroy();
+  });
+});
