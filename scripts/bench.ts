@@ -1,0 +1,30 @@
+import { benchDialog } from "./bench/dialog";
+
+/**
+ * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
+ * Timings are only compared with a baseline measured in the same run.
+ */
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  dialog: benchDialog,
+};
+
+async function main() {
+  const names = process.argv.slice(2);
+  const unknown = names.filter((n) => !(n in BENCHMARKS));
+  if (unknown.length) {
+    console.error(`bench: unknown benchmark ${unknown.join(", ")}; choose from ${Object.keys(BENCHMARKS).join(", ")}`);
+    process.exit(2);
+  }
+  for (const name of names.length ? names : Object.keys(BENCHMARKS)) {
+    console.log(`\n== ${name}`);
+    await BENCHMARKS[name]();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  },
+);
