@@ -37,7 +37,10 @@ export class TestNetwork {
 
   /** A new identity, registered on chain through the funder as relayer. */
   async registeredIdentity(): Promise<IdentityKey> {
-    const key = IdentityKey.generate();
+    return this.registerKey(IdentityKey.generate());
+  }
+
+  async registerKey(key: IdentityKey): Promise<IdentityKey> {
     const registrar = new Registrar(this.conn, new IdentityRegistryClient(this.conn), new RegistrationRecords(this.#tmp.dir));
     const run = this.#nonceQueue.then(() => registrar.register(key, { submitter: this.#relayer, timeoutMs: 10_000 }));
     this.#nonceQueue = run.catch(() => undefined);

@@ -1,0 +1,53 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { IdentityKey } from "../identity/key";
+import { verifyBytes } from "../identity/protocol-signature";
+import { ProposalError } from "../proposal/proposal";
+
+/** The NATS subjects discovery replicas listen on. Every replica hears every announcement. */
+export const DISCOVERY_SUBJECTS = {
+  register: "myst.discovery.register",
+  ping: "myst.discovery.ping",
+  unregister: "myst.discovery.unregister",
+} as const;
+
+/** `{"unregister": "<JSON {provider, serviceType, at}>", "signature": "0x…"}`, signed by the provider. */
+export const SignedUnregisterSchema = Type.Object(
+  { unregister: Type.String({ maxLength: 512 }), signature: Type.String({ pattern: "^0x[0-9a-fA-F]{128}$" }) },
+  { additionalProperties: false },
+);
+export type SignedUnregister = Static<typeof SignedUnregisterSchema>;
+const UnregisterSchema = Type.Object(
+  { provider: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }), serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }), at: Type.Integer({ minimum: 0 }) },
+  { additionalProperties: false },
+);
+const checkSigned = TypeCompiler.Compile(SignedUnregisterSchema);
+const checkBody = TypeCompiler.Compile(UnregisterSchema);
+
+export function signUnregister(key: IdentityKey, serviceType: string, at = Date.now()): SignedUnregister {
+  const text = JSON.stringify({ provider: key.address, serviceType, at });
+  return { unregister: text, signature: "0x" + Buffer.from(key.signProtocol(Buffer.from(text))).toString("hex") };
+}
+
+export async function verifyUnregister(
+  input: unknown,
+  publicKeyOf: (id: string) => Promise<Uint8Array | null>,
+): Promise<{ provider: string; serviceType: string; at: number }> {
+  if (!checkSigned.Check(input)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister message does not match the schema");
+  let body: unknown;
+  try {
+    body = JSON.parse(input.unregister);
+  } catch {
+    throw new ProposalError("UNREGISTER_MALFORMED", "unregister body is not JSON");
+  }
+  if (!checkBody.Check(body)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister body does not match the schema");
+  const key = await publicKeyOf(body.provider);
+  if (!key) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${body.provider} is not a registered identity`);
+  if (!verifyBytes(key, Buffer.from(input.unregister), Buffer.from(input.signature.slice(2), "hex"))) {
+    throw new ProposalError("BAD_SIGNATURE", `the unregister message is not signed by ${body.provider}`);
+  }
+  return body;
+}
+
+/** The reply a replica gives to a `register` request. */
+export type AnnounceReply = { ok: true; result: string } | { ok: false; code: string; message: string };
