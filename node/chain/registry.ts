@@ -29,30 +29,66 @@ export class IdentityRegistryClient {
   readonly #known = new Map<string, IdentityRecord>();
   readonly #unknownUntil = new Map<string, number>();
   #started = false;
+  #pollTimer?: NodeJS.Timeout;
+  #polling?: Promise<void>;
+  #fromBlock = 0;
 
   constructor(conn: ChainConnection, options: IdentityRegistryClientOptions = {}) {
     this.#conn = conn;
     this.#negativeTtlMs = options.negativeTtlMs ?? 2000;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Follows the registry's events from the current block on. The polling is our own (getLogs over
+   * block ranges) so that `stop` can wait for the poll in flight and nothing outlives it.
+   */
+  async start(options: { pollMs?: number } = {}): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    await this.#conn.registry.on(this.#conn.registry.filters.IdentityRegistered, (identity, beneficiary, publicKey) => {
-      const address = getAddress(identity);
-      this.#unknownUntil.delete(address);
-      this.#known.set(address, { address, beneficiary: getAddress(beneficiary), publicKey: getBytes(publicKey) });
-    });
-    await this.#conn.registry.on(this.#conn.registry.filters.BeneficiaryChanged, (identity, beneficiary) => {
-      const record = this.#known.get(getAddress(identity));
-      if (record) record.beneficiary = getAddress(beneficiary);
-    });
+    this.#fromBlock = (await this.#conn.provider.getBlockNumber()) + 1;
+    const pollMs = options.pollMs ?? this.#conn.provider.pollingInterval;
+    const loop = () => {
+      this.#polling = this.#poll()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.#started) this.#pollTimer = setTimeout(loop, pollMs).unref();
+        });
+    };
+    this.#pollTimer = setTimeout(loop, pollMs).unref();
   }
 
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
-    await this.#conn.registry.removeAllListeners();
+    clearTimeout(this.#pollTimer);
+    await this.#polling;
+  }
+
+  async #poll(): Promise<void> {
+    const latest = await this.#conn.provider.getBlockNumber();
+    if (latest < this.#fromBlock) return;
+    const registry = this.#conn.registry;
+    const registered = registry.interface.getEvent("IdentityRegistered").topicHash;
+    const changed = registry.interface.getEvent("BeneficiaryChanged").topicHash;
+    const logs = await this.#conn.provider.getLogs({
+      address: this.#conn.deployment.contracts.IdentityRegistry,
+      fromBlock: this.#fromBlock,
+      toBlock: latest,
+      topics: [[registered, changed]],
+    });
+    for (const log of logs) {
+      const parsed = registry.interface.parseLog(log);
+      if (!parsed) continue;
+      const address = getAddress(parsed.args[0] as string);
+      if (parsed.name === "IdentityRegistered") {
+        this.#unknownUntil.delete(address);
+        this.#known.set(address, { address, beneficiary: getAddress(parsed.args[1] as string), publicKey: getBytes(parsed.args[2] as string) });
+      } else {
+        const record = this.#known.get(address);
+        if (record) record.beneficiary = getAddress(parsed.args[1] as string);
+      }
+    }
+    this.#fromBlock = latest + 1;
   }
 
   /**

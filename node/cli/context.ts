@@ -6,6 +6,9 @@ import { IdentityRegistryClient } from "../chain/registry";
 import { loadConfig, type ConfigFlags, type MystConfig } from "../config/config";
 import { Keystore } from "../identity/keystore";
 import { resolvePassphrase } from "../identity/passphrase";
+import { createLogger, type Logger } from "../log/logger";
+import { MystError } from "../errors/MystError";
+import type { IdentityKey } from "../identity/key";
 import { makeOutput, type Output } from "./output";
 
 /** The global flags every command accepts. */
@@ -19,6 +22,8 @@ export class CommandContext {
   readonly out: Output;
   readonly keystore: Keystore;
   #chain?: Promise<ChainConnection>;
+  #registry?: Promise<IdentityRegistryClient>;
+  #log?: Logger;
 
   constructor(flags: GlobalFlags) {
     this.config = loadConfig(flags);
@@ -29,6 +34,37 @@ export class CommandContext {
   chain(): Promise<ChainConnection> {
     this.#chain ??= connectChain({ rpcUrl: this.config.rpcUrl, deployment: readDeployment(this.config.deploymentFile) });
     return this.#chain;
+  }
+
+  get log(): Logger {
+    this.#log ??= createLogger(this.config.logLevel);
+    return this.#log;
+  }
+
+  /** The registry client, listening to registry events for as long as the command runs. */
+  registry(): Promise<IdentityRegistryClient> {
+    this.#registry ??= this.chain().then(async (conn) => {
+      const client = new IdentityRegistryClient(conn);
+      await client.start();
+      return client;
+    });
+    return this.#registry;
+  }
+
+  /** Unlocks the identity named by --identity, or the only one in the keystore. */
+  async identity(flags: { identity?: string; passphrase?: string; passphraseFile?: string }): Promise<IdentityKey> {
+    let address = flags.identity;
+    if (!address) {
+      const all = this.keystore.list();
+      if (all.length !== 1) {
+        throw new MystError(
+          "IDENTITY_AMBIGUOUS",
+          all.length === 0 ? `no identity in ${this.keystore.dir}: run \`myst identities new\`` : `${all.length} identities in the keystore: pick one with --identity`,
+        );
+      }
+      address = all[0].address;
+    }
+    return this.keystore.unlock(address, this.passphrase(flags));
   }
 
   async registrar(): Promise<Registrar> {
@@ -58,6 +94,7 @@ export class CommandContext {
   }
 
   async close(): Promise<void> {
+    if (this.#registry) await (await this.#registry.catch(() => undefined))?.stop();
     if (this.#chain) (await this.#chain.catch(() => undefined))?.close();
   }
 }

@@ -4,7 +4,9 @@ import path from "node:path";
 import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";
 import { CommandContext, type GlobalFlags } from "./context";
+import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
+import { serviceCommand } from "./service";
 
 const contexts: CommandContext[] = [];
 
@@ -32,6 +34,9 @@ function program(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   root.addCommand(identitiesCommand(context));
+  root.addCommand(serviceCommand(context));
+  root.addCommand(discoveryCommand(context));
+  root.addCommand(proposalsCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

@@ -35,7 +35,13 @@ export class ProposalAnnouncer {
   #stopped = true;
 
   constructor(options: AnnouncerOptions) {
-    this.#o = { pingMs: 30_000, retryMinMs: 1000, retryMaxMs: 30_000, ...options, log: options.log ?? silentLogger };
+    this.#o = {
+      ...options,
+      pingMs: options.pingMs ?? 30_000,
+      retryMinMs: options.retryMinMs ?? 1000,
+      retryMaxMs: options.retryMaxMs ?? 30_000,
+      log: options.log ?? silentLogger,
+    };
     this.#backoff = this.#o.retryMinMs;
   }
 

@@ -65,11 +65,11 @@ export class ProviderSessions extends EventEmitter {
   constructor(options: ProviderSessionsOptions) {
     super();
     this.#o = {
-      maxSessions: 50,
-      keepaliveMs: 5000,
-      missedKeepalives: 3,
-      confirmTimeoutMs: 30_000,
       ...options,
+      maxSessions: options.maxSessions ?? 50,
+      keepaliveMs: options.keepaliveMs ?? 5000,
+      missedKeepalives: options.missedKeepalives ?? 3,
+      confirmTimeoutMs: options.confirmTimeoutMs ?? 30_000,
       log: options.log ?? silentLogger,
     };
   }

@@ -1,0 +1,90 @@
+import { Command, Option } from "commander";
+import { ProviderNode, type Offer } from "../daemon/provider-node";
+import { MystError } from "../errors/MystError";
+import { IP_TYPES, type IpType } from "../proposal/proposal";
+import { NoopProviderService } from "../services/noop/noop";
+import type { ProviderService } from "../session/service";
+import type { CommandContext } from "./context";
+import { mystToWei } from "./discovery";
+import { untilSignal } from "./long-running";
+
+type Ctx = (cmd: Command) => CommandContext;
+
+/** The options every provider command takes to describe its offer. */
+export function offerOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--identity <address>", "the provider identity (default: the only one in the keystore)"))
+    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
+    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
+    .option("--country <code>", "where the service's traffic exits (ISO 3166-1 alpha-2)", "ZZ")
+    .option("--city <name>", "city")
+    .option("--asn <n>", "autonomous system number")
+    .option("--isp <name>", "ISP name")
+    .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, "unknown")
+    .option("--price-per-hour <myst>", "price per hour of session, in MYST", "0.01")
+    .option("--price-per-gib <myst>", "price per GiB moved, in MYST", "0.05")
+    .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100")
+    .option("--max-sessions <n>", "sessions at once", "50");
+}
+
+export function parseOffer(opts: Record<string, string | undefined>): Offer {
+  const country = (opts.country ?? "ZZ").toUpperCase();
+  if (!/^[A-Z]{2}$/.test(country)) throw new MystError("BAD_FLAG", `--country "${opts.country}" is not a two-letter code`);
+  if (!IP_TYPES.includes(opts.ipType as IpType)) throw new MystError("BAD_FLAG", `--ip-type must be one of ${IP_TYPES.join(", ")}`);
+  const bandwidth = Number(opts.bandwidth);
+  if (!(bandwidth >= 0)) throw new MystError("BAD_FLAG", `--bandwidth "${opts.bandwidth}" is not a number of Mbit/s`);
+  const asn = opts.asn === undefined ? undefined : Number(opts.asn);
+  if (asn !== undefined && !Number.isInteger(asn)) throw new MystError("BAD_FLAG", `--asn "${opts.asn}" is not a number`);
+  return {
+    country,
+    city: opts.city,
+    asn,
+    isp: opts.isp,
+    ipType: opts.ipType as IpType,
+    pricePerHour: BigInt(mystToWei(opts.pricePerHour ?? "0", "--price-per-hour")),
+    pricePerGiB: BigInt(mystToWei(opts.pricePerGib ?? "0", "--price-per-gib")),
+    bandwidthMbps: bandwidth,
+  };
+}
+
+export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {}): Command {
+  const service = new Command("service").description("sell a service as a provider");
+  const types: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {
+    noop: async () => new NoopProviderService(),
+    ...adapters,
+  };
+  offerOptions(
+    service
+      .command("start")
+      .argument("<type>", `service type: ${Object.keys(types).join(" | ")}`)
+      .description("start a service, announce it to discovery and serve sessions until Ctrl-C"),
+  ).action(async (type: string, opts, cmd: Command) => {
+    const ctx = context(cmd);
+    const make = types[type];
+    if (!make) throw new MystError("BAD_FLAG", `unknown service type "${type}"; choose ${Object.keys(types).join(" or ")}`);
+    const offer = parseOffer(opts);
+    const maxSessions = Number(opts.maxSessions);
+    if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
+    const key = await ctx.identity(opts);
+    const registry = await ctx.registry();
+    if (!(await registry.isRegistered(key.address))) {
+      ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
+    }
+    const provider = new ProviderNode({
+      key,
+      brokerUrls: ctx.config.brokerUrls,
+      registry,
+      service: await make(ctx, opts),
+      offer,
+      log: ctx.log,
+      maxSessions,
+    });
+    await provider.start();
+    ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
+      `${type} service of ${key.address} running; announcing to discovery over ${ctx.config.brokerUrls.join(", ")}`,
+      "Ctrl-C stops it",
+    ]);
+    await untilSignal(() => provider.stop());
+  });
+  return service;
+}

@@ -1,0 +1,96 @@
+import { expect } from "chai";
+import { buildCli, myst, mystBackground } from "../../support/cli";
+import { startLocalChain, type LocalChain } from "../../support/chain";
+import { startNatsServer, type NatsServer } from "../../support/network";
+import { freePort } from "../../../scripts/lib/local-chain";
+import { tempDir } from "../../support/tmp";
+
+async function until<T>(probe: () => Promise<T | false | null | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe("myst discovery, service start and proposals (spawned processes)", function () {
+  let chain: LocalChain;
+  let nats: NatsServer;
+  const tmp = tempDir();
+  const background: ReturnType<typeof mystBackground>[] = [];
+  let env: NodeJS.ProcessEnv;
+
+  before(async function () {
+    buildCli();
+    [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    env = {
+      MYST_DATA_DIR: tmp.dir,
+      MYST_RPC_URL: chain.rpcUrl,
+      MYST_DEPLOYMENT: chain.deploymentFile,
+      MYST_BROKER_URLS: nats.url,
+      MYST_DISCOVERY_URL: `http://127.0.0.1:${await freePort()}`,
+      MYST_LIGHT_KDF: "1",
+      MYST_PASSPHRASE: "pw",
+      MYST_LOG_LEVEL: "warn",
+    };
+  });
+  after(async function () {
+    await Promise.all(background.map((b) => b.stop()));
+    await Promise.all([chain?.stop(), nats?.stop()]);
+    tmp.cleanup();
+  });
+
+  it("shows a started provider in `myst proposals` with matching filters, and not after it stops", async function () {
+    const id = JSON.parse((await myst(["identities", "new", "--json"], env)).stdout).address;
+    await chain.fund([id]);
+    expect((await myst(["identities", "register", id], env)).code).to.equal(0);
+
+    const port = new URL(env.MYST_DISCOVERY_URL!).port;
+    const discovery = mystBackground(["discovery", "--port", port], env);
+    background.push(discovery);
+    await until(async () => discovery.output().includes("discovery listening"), "discovery to listen");
+
+    const provider = mystBackground(
+      ["service", "start", "noop", "--country", "DE", "--ip-type", "residential", "--price-per-hour", "0.02", "--price-per-gib", "0.1", "--bandwidth", "250"],
+      env,
+    );
+    background.push(provider);
+
+    const found = await until(async () => {
+      const r = await myst(["proposals", "--json", "--country", "de", "--service-type", "noop", "--max-price-per-gib", "0.1"], env);
+      const list = JSON.parse(r.stdout);
+      return list.length === 1 && list;
+    }, "the provider to appear in discovery").catch((e) => {
+      throw new Error(`${e.message}\nprovider: ${provider.output()}\ndiscovery: ${discovery.output()}`);
+    });
+    expect(found[0]).to.include({ provider: id, serviceType: "noop", bandwidthMbps: 250 });
+    expect(found[0].price).to.deep.equal({ currency: "MYST", perHour: "20000000000000000", perGiB: "100000000000000000" });
+
+    const human = await myst(["proposals", "--country", "DE"], env);
+    expect(human.stdout).to.include(id);
+    expect(human.stdout).to.include("0.02 MYST/h");
+    const none = await myst(["proposals", "--json", "--country", "FR"], env);
+    expect(JSON.parse(none.stdout)).to.deep.equal([]);
+    const cheaper = await myst(["proposals", "--json", "--max-price-per-hour", "0.01"], env);
+    expect(JSON.parse(cheaper.stdout)).to.deep.equal([]);
+
+    expect(await provider.stop()).to.equal(0);
+    await until(async () => JSON.parse((await myst(["proposals", "--json"], env)).stdout).length === 0, "the proposal to vanish");
+    expect(await discovery.stop()).to.equal(0);
+  });
+
+  it("names bad flags and an unreachable discovery service in one line", async function () {
+    let r = await myst(["proposals", "--max-price-per-hour", "cheap"], env);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/--max-price-per-hour "cheap" is not an amount of MYST/);
+    r = await myst(["proposals", "--ip-type", "satellite"], env);
+    expect(r.stderr).to.match(/ip_type must be one of/);
+    r = await myst(["proposals"], { ...env, MYST_DISCOVERY_URL: "http://127.0.0.1:9" });
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim()).to.equal("myst: cannot reach discovery at http://127.0.0.1:9");
+    r = await myst(["service", "start", "teleport"], env);
+    expect(r.stderr).to.match(/unknown service type "teleport"/);
+  });
+});
