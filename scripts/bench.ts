@@ -1,4 +1,5 @@
 import { benchDialog } from "./bench/dialog";
+import { benchDiscovery } from "./bench/discovery";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -6,6 +7,7 @@ import { benchDialog } from "./bench/dialog";
  */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   dialog: benchDialog,
+  discovery: benchDiscovery,
 };
 
 async function main() {

@@ -1,13 +1,15 @@
 import { matchesFilter, type ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
 
-/** One live proposal in the index. */
+/** One live proposal in the index, with its terms pre-parsed for filtering. */
 export interface IndexEntry {
   key: string;
   signed: SignedProposal;
   proposal: Proposal;
   /** When the index drops it: the proposal's own expiry, or the ping deadline if sooner. */
   liveUntil: number;
+  perHour: bigint;
+  perGiB: bigint;
 }
 
 export type UpsertResult = "added" | "replaced" | "refreshed";
@@ -25,15 +27,52 @@ export function indexKey(provider: string, serviceType: string): string {
   return `${provider.toLowerCase()}/${serviceType}`;
 }
 
+/** A sorted array of keys with binary-search insert and delete. */
+class SortedKeys {
+  keys: string[] = [];
+  insert(key: string): void {
+    const i = this.lowerBound(key);
+    if (this.keys[i] !== key) this.keys.splice(i, 0, key);
+  }
+  delete(key: string): void {
+    const i = this.lowerBound(key);
+    if (this.keys[i] === key) this.keys.splice(i, 1);
+  }
+  lowerBound(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.keys[mid] < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  upperBound(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.keys[mid] <= key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
 /**
  * The discovery index: one live proposal per (provider, service type), kept in key order so
- * that a cursor (the last key returned) pages stably while proposals come and go. A proposal
- * leaves when it expires or is not pinged within the TTL. Only a newer proposal replaces one.
+ * that a cursor (the last key returned) pages stably while proposals come and go. Keys are also
+ * bucketed by provider, service type and country; a query walks the smallest bucket its filter
+ * allows. A proposal leaves when it expires or is not pinged within the TTL; only a newer
+ * proposal replaces one.
  */
 export class ProposalIndex {
   readonly #entries = new Map<string, IndexEntry>();
-  /** Keys in ascending order, for cursors. */
-  #keys: string[] = [];
+  readonly #all = new SortedKeys();
+  readonly #byProvider = new Map<string, SortedKeys>();
+  readonly #byService = new Map<string, SortedKeys>();
+  readonly #byCountry = new Map<string, SortedKeys>();
 
   constructor(
     private readonly ttlMs: number,
@@ -48,30 +87,27 @@ export class ProposalIndex {
     const key = indexKey(proposal.provider, proposal.serviceType);
     const liveUntil = Math.min(proposal.expiresAt, now + this.ttlMs);
     const existing = this.#entries.get(key);
+    const terms = { perHour: BigInt(proposal.price.perHour), perGiB: BigInt(proposal.price.perGiB) };
     if (existing && existing.liveUntil > now) {
       if (proposal.createdAt < existing.proposal.createdAt || (proposal.createdAt === existing.proposal.createdAt && signed.proposal !== existing.signed.proposal)) {
         throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
       }
-      const refreshed = signed.proposal === existing.signed.proposal;
-      existing.signed = signed;
-      existing.proposal = proposal;
-      existing.liveUntil = liveUntil;
-      return refreshed ? "refreshed" : "replaced";
     }
-    if (!existing) {
-      if (this.#entries.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
-      this.#keys.splice(this.#lowerBound(key), 0, key);
-    }
-    this.#entries.set(key, { key, signed, proposal, liveUntil });
-    return "added";
+    if (!existing && this.#entries.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
+    const refreshed = existing?.signed.proposal === signed.proposal;
+    if (existing) this.#unbucket(existing);
+    const entry: IndexEntry = { key, signed, proposal, liveUntil, ...terms };
+    this.#entries.set(key, entry);
+    this.#all.insert(key);
+    this.#bucket(entry);
+    return !existing ? "added" : refreshed ? "refreshed" : existing.liveUntil > now ? "replaced" : "added";
   }
 
   /** Removes the proposal if it is not newer than `notAfter` (an unregister signed at that time). */
   remove(provider: string, serviceType: string, notAfter = Number.MAX_SAFE_INTEGER): boolean {
-    const key = indexKey(provider, serviceType);
-    const entry = this.#entries.get(key);
+    const entry = this.#entries.get(indexKey(provider, serviceType));
     if (!entry || entry.proposal.createdAt > notAfter) return false;
-    this.#delete(key);
+    this.#delete(entry);
     return true;
   }
 
@@ -82,59 +118,75 @@ export class ProposalIndex {
 
   /** Up to `limit` live proposals matching `filter`, after `cursor`; `next` is set when more may follow. */
   query(filter: ProposalFilter, limit: number, cursor?: string, now = Date.now()): { entries: IndexEntry[]; next: string | null } {
+    const candidates = this.#candidates(filter);
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
     const entries: IndexEntry[] = [];
-    let i = cursor === undefined ? 0 : this.#upperBound(cursor);
-    for (; i < this.#keys.length; i++) {
-      const entry = this.#entries.get(this.#keys[i])!;
-      if (entry.liveUntil <= now || !matchesFilter(entry.proposal, filter, providers)) continue;
+    let i = cursor === undefined ? 0 : candidates.upperBound(cursor);
+    const keys = candidates.keys;
+    for (; i < keys.length; i++) {
+      const entry = this.#entries.get(keys[i])!;
+      if (entry.liveUntil <= now || !matchesFilter(entry.proposal, filter, entry, providers)) continue;
       entries.push(entry);
       if (entries.length === limit) {
         i++;
         break;
       }
     }
-    return { entries, next: entries.length === limit && i < this.#keys.length ? entries[entries.length - 1].key : null };
+    return { entries, next: entries.length === limit && i < keys.length ? entries[entries.length - 1].key : null };
   }
 
   /** Drops everything that expired; returns how many. */
   sweep(now = Date.now()): number {
     let dropped = 0;
-    for (const [key, entry] of this.#entries) {
+    for (const entry of [...this.#entries.values()]) {
       if (entry.liveUntil <= now) {
-        this.#entries.delete(key);
+        this.#delete(entry);
         dropped++;
       }
     }
-    if (dropped) this.#keys = this.#keys.filter((k) => this.#entries.has(k));
     return dropped;
   }
 
-  #delete(key: string): void {
-    this.#entries.delete(key);
-    const i = this.#lowerBound(key);
-    if (this.#keys[i] === key) this.#keys.splice(i, 1);
+  /** The smallest set of keys that holds every match. */
+  #candidates(f: ProposalFilter): SortedKeys {
+    const options: SortedKeys[] = [this.#all];
+    if (f.providerIds?.length) {
+      const merged = new SortedKeys();
+      for (const id of f.providerIds) for (const k of this.#byProvider.get(id.toLowerCase())?.keys ?? []) merged.insert(k);
+      options.push(merged);
+    }
+    if (f.serviceType !== undefined) options.push(this.#byService.get(f.serviceType) ?? new SortedKeys());
+    if (f.country !== undefined) options.push(this.#byCountry.get(f.country) ?? new SortedKeys());
+    return options.reduce((a, b) => (b.keys.length < a.keys.length ? b : a));
   }
 
-  #lowerBound(key: string): number {
-    let lo = 0;
-    let hi = this.#keys.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#keys[mid] < key) lo = mid + 1;
-      else hi = mid;
+  #bucket(e: IndexEntry): void {
+    for (const [map, value] of this.#buckets(e)) {
+      let set = map.get(value);
+      if (!set) map.set(value, (set = new SortedKeys()));
+      set.insert(e.key);
     }
-    return lo;
   }
 
-  #upperBound(key: string): number {
-    let lo = 0;
-    let hi = this.#keys.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#keys[mid] <= key) lo = mid + 1;
-      else hi = mid;
+  #unbucket(e: IndexEntry): void {
+    for (const [map, value] of this.#buckets(e)) {
+      const set = map.get(value);
+      set?.delete(e.key);
+      if (set && set.keys.length === 0) map.delete(value);
     }
-    return lo;
+  }
+
+  #buckets(e: IndexEntry): [Map<string, SortedKeys>, string][] {
+    return [
+      [this.#byProvider, e.proposal.provider.toLowerCase()],
+      [this.#byService, e.proposal.serviceType],
+      [this.#byCountry, e.proposal.location.country],
+    ];
+  }
+
+  #delete(e: IndexEntry): void {
+    this.#entries.delete(e.key);
+    this.#all.delete(e.key);
+    this.#unbucket(e);
   }
 }

@@ -20,14 +20,23 @@ export class FilterError extends MystError {
   }
 }
 
-export function matchesFilter(p: Proposal, f: ProposalFilter, providerSet?: Set<string>): boolean {
+/**
+ * Whether a proposal matches. `prices` lets a caller that filters many proposals (the discovery
+ * index) pass prices it parsed once; `providerSet` is the lower-cased `providerIds`.
+ */
+export function matchesFilter(
+  p: Proposal,
+  f: ProposalFilter,
+  prices: { perHour: bigint; perGiB: bigint } = { perHour: BigInt(p.price.perHour), perGiB: BigInt(p.price.perGiB) },
+  providerSet?: Set<string>,
+): boolean {
   if (f.serviceType !== undefined && p.serviceType !== f.serviceType) return false;
   if (f.country !== undefined && p.location.country !== f.country) return false;
   if (f.ipType !== undefined && p.location.ipType !== f.ipType) return false;
-  if (f.metering === "hour" && p.price.perHour === "0") return false;
-  if (f.metering === "gib" && p.price.perGiB === "0") return false;
-  if (f.maxPricePerHour !== undefined && BigInt(p.price.perHour) > f.maxPricePerHour) return false;
-  if (f.maxPricePerGiB !== undefined && BigInt(p.price.perGiB) > f.maxPricePerGiB) return false;
+  if (f.metering === "hour" && prices.perHour === 0n) return false;
+  if (f.metering === "gib" && prices.perGiB === 0n) return false;
+  if (f.maxPricePerHour !== undefined && prices.perHour > f.maxPricePerHour) return false;
+  if (f.maxPricePerGiB !== undefined && prices.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && p.bandwidthMbps < f.minBandwidthMbps) return false;
   if (f.providerIds?.length) {
     const set = providerSet ?? new Set(f.providerIds.map((a) => a.toLowerCase()));
