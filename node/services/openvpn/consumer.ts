@@ -1,0 +1,158 @@
+import fs from "node:fs";
+import path from "node:path";
+import type { IdentityKey } from "../../identity/key";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ConsumerService, Tunnel } from "../../session/service";
+import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
+import { OpenVpnProcess } from "./process";
+import { program, requireRoot, TunnelError } from "./system";
+
+export interface OpenVpnConsumerOptions {
+  key: IdentityKey;
+  /** A private directory for the short-lived config (`<data-dir>/run`). */
+  runDir: string;
+  /** Run openvpn in this network namespace (tests and the demo). */
+  netns?: string;
+  /** How long the tunnel may take to come up. Default 20 s. */
+  connectTimeoutMs?: number;
+  log?: Logger;
+}
+
+/**
+ * The consumer side of OpenVPN: writes a private config (0600, removed once connected), starts
+ * `openvpn`, waits for CONNECTED on the management interface, and routes all traffic through the
+ * tunnel (`redirect-gateway def1`, set by the client so a namespace without a default route works).
+ */
+export class OpenVpnConsumerService implements ConsumerService {
+  readonly type = "openvpn";
+
+  constructor(private readonly o: OpenVpnConsumerOptions) {}
+
+  async consumerData(): Promise<unknown> {
+    return { client: "myst-openvpn/1" };
+  }
+
+  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+    requireRoot("connecting an OpenVPN tunnel");
+    program("openvpn");
+    if (!checkServiceConfig.Check(session.serviceConfig)) {
+      throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
+    }
+    const config = session.serviceConfig;
+    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+    const base = path.join(this.o.runDir, `openvpn-${session.id}`);
+    const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
+    const files = { config: `${base}.conf`, auth: `${base}.auth`, socket: `${base}.sock` };
+    fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
+    fs.writeFileSync(files.config, clientConfig(config, files), { mode: 0o600 });
+    const process = new OpenVpnProcess({ configFile: files.config, managementSocket: files.socket, netns: this.o.netns, log: this.o.log ?? silentLogger });
+    const removeSecrets = () => {
+      fs.rmSync(files.config, { force: true });
+      fs.rmSync(files.auth, { force: true });
+    };
+    try {
+      const management = await process.start();
+      await waitConnected(process, management, this.o.connectTimeoutMs ?? 20_000);
+    } catch (err) {
+      await process.stop();
+      removeSecrets();
+      throw err instanceof TunnelError ? err : process.explain((err as Error).message);
+    } finally {
+      removeSecrets();
+    }
+    return new OpenVpnTunnel(process);
+  }
+}
+
+class OpenVpnTunnel implements Tunnel {
+  #down?: (reason: string) => void;
+  #stopping = false;
+  #stats = { bytesIn: 0, bytesOut: 0 };
+
+  constructor(readonly process: OpenVpnProcess) {
+    process.once("exit", (code) => {
+      if (!this.#stopping) this.#down?.(process.explain(`openvpn exited (${code})`).message);
+    });
+    process.management?.on("notification", (kind: string, rest: string) => {
+      if (kind === "BYTECOUNT") {
+        const [inBytes, outBytes] = rest.split(",").map(Number);
+        this.#stats = { bytesIn: inBytes, bytesOut: outBytes };
+      }
+    });
+    void process.management?.command("bytecount 1").catch(() => undefined);
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.process.stop();
+  }
+
+  onDown(listener: (reason: string) => void): void {
+    this.#down = listener;
+  }
+
+  stats(): { bytesIn: number; bytesOut: number } {
+    return this.#stats;
+  }
+}
+
+function waitConnected(process: OpenVpnProcess, management: import("./management").ManagementClient, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new TunnelError("HANDSHAKE_TIMEOUT", `the tunnel did not come up within ${timeoutMs} ms`)), timeoutMs);
+    const onState = (s: { state: string }) => {
+      if (s.state === "CONNECTED") done();
+      if (s.state === "EXITING") done(process.explain("openvpn gave up"));
+    };
+    const onPassword = (text: string) => {
+      if (/Verification Failed/.test(text)) done(new TunnelError("AUTH_REFUSED", "the provider refused the session credentials"));
+    };
+    const onExit = () => done(process.explain("openvpn exited before the tunnel came up"));
+    function done(err?: Error) {
+      clearTimeout(timer);
+      management.off("state", onState);
+      management.off("password", onPassword);
+      process.off("exit", onExit);
+      if (err) reject(err);
+      else resolve();
+    }
+    management.on("state", onState);
+    management.on("password", onPassword);
+    process.once("exit", onExit);
+    // "state on all" replays what already happened, then streams: no race with a fast handshake.
+    management.command("state on all", false).catch(() => undefined);
+  });
+}
+
+function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }): string {
+  return [
+    "# written by myst for one session; removed once connected",
+    "client",
+    "dev tun",
+    `proto ${c.protocol}`,
+    `remote ${c.remote} ${c.port}`,
+    "nobind",
+    "remote-cert-tls server",
+    "tls-version-min 1.2",
+    `data-ciphers ${c.cipher}`,
+    `auth-user-pass ${files.auth}`,
+    'pull-filter ignore "redirect-gateway"',
+    "redirect-gateway def1 local",
+    `management ${files.socket} unix`,
+    "auth-retry none",
+    "explicit-exit-notify 1",
+    "connect-retry-max 1",
+    "verb 3",
+    "<ca>",
+    c.ca.trim(),
+    "</ca>",
+    "<tls-crypt>",
+    c.tlsCrypt.trim(),
+    "</tls-crypt>",
+    "",
+  ].join("\n");
+}
+

@@ -1,0 +1,84 @@
+import { inNetns, program, run, TunnelError } from "./system";
+
+/** Address ranges a consumer may not reach through the provider unless allowed. */
+export const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"];
+
+export interface FirewallOptions {
+  netns?: string;
+  /** The tunnel's subnet, e.g. 10.8.0.0/24. */
+  subnet: string;
+  /** The tun device the server uses. */
+  tunDevice: string;
+  /** The internet-facing interface; default: the one of the default route. */
+  uplink?: string;
+  /** Block consumers from private networks and from the provider itself. Default true. */
+  blockPrivate?: boolean;
+  /** Private ranges consumers may reach anyway. */
+  allow?: string[];
+}
+
+/**
+ * The provider's rules for one service, in chains of its own (MYST-F-<dev>, MYST-I-<dev>,
+ * MYST-N-<dev>) so they are added and removed as a unit: NAT of the tunnel subnet out of the
+ * uplink, and (by default) no consumer traffic to private networks or to the provider itself.
+ */
+export class TunnelFirewall {
+  readonly uplink: Promise<string>;
+  #applied = false;
+
+  constructor(private readonly o: FirewallOptions) {
+    this.uplink = o.uplink ? Promise.resolve(o.uplink) : defaultRouteDevice(o.netns);
+  }
+
+  async apply(): Promise<void> {
+    const uplink = await this.uplink;
+    const ipt = (...args: string[]) => run(inNetns(this.o.netns, [program("iptables"), "-w", ...args]));
+    const { F, I, N } = this.#chains();
+    await this.remove();
+    await run(inNetns(this.o.netns, [program("sysctl", "procps"), "-qw", "net.ipv4.ip_forward=1"]));
+    await ipt("-N", F);
+    await ipt("-N", I);
+    await ipt("-t", "nat", "-N", N);
+    this.#applied = true;
+    await ipt("-I", "FORWARD", "-i", this.o.tunDevice, "-j", F);
+    await ipt("-I", "INPUT", "-i", this.o.tunDevice, "-j", I);
+    await ipt("-t", "nat", "-I", "POSTROUTING", "-j", N);
+    await ipt("-t", "nat", "-A", N, "-s", this.o.subnet, "-o", uplink, "-j", "MASQUERADE");
+    if (this.o.blockPrivate !== false) {
+      for (const range of this.o.allow ?? []) await ipt("-A", F, "-d", range, "-j", "RETURN");
+      for (const range of PRIVATE_RANGES) await ipt("-A", F, "-d", range, "-j", "REJECT", "--reject-with", "icmp-net-prohibited");
+      await ipt("-A", I, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN");
+      await ipt("-A", I, "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
+    }
+  }
+
+  /** Removes every rule this firewall added; safe to call when nothing is there. */
+  async remove(): Promise<void> {
+    const quiet = (...args: string[]) => run(inNetns(this.o.netns, [program("iptables"), "-w", ...args])).catch(() => undefined);
+    const { F, I, N } = this.#chains();
+    await quiet("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
+    await quiet("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
+    await quiet("-t", "nat", "-D", "POSTROUTING", "-j", N);
+    for (const [table, chain] of [["filter", F], ["filter", I], ["nat", N]]) {
+      await quiet("-t", table, "-F", chain);
+      await quiet("-t", table, "-X", chain);
+    }
+    this.#applied = false;
+  }
+
+  get applied(): boolean {
+    return this.#applied;
+  }
+
+  #chains() {
+    const d = this.o.tunDevice.toUpperCase().replace(/[^A-Z0-9]/g, "").slice(0, 16);
+    return { F: `MYST-F-${d}`, I: `MYST-I-${d}`, N: `MYST-N-${d}` };
+  }
+}
+
+async function defaultRouteDevice(netns?: string): Promise<string> {
+  const out = await run(inNetns(netns, [program("ip", "iproute2"), "-4", "route", "show", "default"]));
+  const m = /\bdev (\S+)/.exec(out);
+  if (!m) throw new TunnelError("NO_UPLINK", "no default route to send consumer traffic out of: give the uplink interface (--uplink)");
+  return m[1];
+}

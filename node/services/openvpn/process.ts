@@ -1,0 +1,95 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import { silentLogger, type Logger } from "../../log/logger";
+import { ManagementClient } from "./management";
+import { inNetns, program, TunnelError } from "./system";
+
+export interface OpenVpnProcessOptions {
+  /** The config file; it must say `management <socket> unix`. */
+  configFile: string;
+  managementSocket: string;
+  netns?: string;
+  log?: Logger;
+  /** How long to wait for the management socket. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+/**
+ * One `openvpn` process and its management connection. Keeps the last lines of its log to
+ * explain a failure (port in use, TLS error, auth failure) with an error a person can act on.
+ */
+export class OpenVpnProcess extends EventEmitter {
+  child?: ChildProcess;
+  management?: ManagementClient;
+  readonly recent: string[] = [];
+  #exited?: Promise<number | null>;
+
+  constructor(readonly options: OpenVpnProcessOptions) {
+    super();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(): Promise<ManagementClient> {
+    fs.rmSync(this.options.managementSocket, { force: true });
+    const argv = inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile]);
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
+    const log = this.options.log ?? silentLogger;
+    const onLine = (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n")) {
+        if (!line.trim()) continue;
+        this.recent.push(line);
+        if (this.recent.length > 60) this.recent.shift();
+        log.debug({ openvpn: line }, "openvpn");
+        this.emit("line", line);
+      }
+    };
+    child.stdout!.on("data", onLine);
+    child.stderr!.on("data", onLine);
+    this.#exited = new Promise((resolve) => child.once("exit", (code) => {
+      this.management?.close();
+      this.emit("exit", code);
+      resolve(code);
+    }));
+    const management = new ManagementClient();
+    const exitedEarly = this.#exited.then((code) => {
+      throw this.explain(`openvpn exited (${code}) while starting`);
+    });
+    await Promise.race([management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000), exitedEarly]);
+    exitedEarly.catch(() => undefined);
+    this.management = management;
+    return management;
+  }
+
+  /** Stops openvpn (TERM, then KILL after 5 s) and waits for it to exit, so its port is free again. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await this.#exited;
+    clearTimeout(timer);
+    fs.rmSync(this.options.managementSocket, { force: true });
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** An error from what openvpn logged. */
+  explain(fallback: string): TunnelError {
+    const log = this.recent.join("\n");
+    const last = this.recent.filter((l) => /error|fail|cannot|denied/i.test(l)).pop() ?? this.recent[this.recent.length - 1] ?? "";
+    if (/Address already in use/.test(log)) return new TunnelError("PORT_IN_USE", `openvpn cannot bind its port: address already in use (${last.trim()})`);
+    if (/AUTH_FAILED|auth-failure/i.test(log)) return new TunnelError("AUTH_REFUSED", "the provider refused the session credentials");
+    if (/Operation not permitted|Cannot open TUN|ERROR: Cannot ioctl TUNSETIFF/i.test(log)) {
+      return new TunnelError("NOT_ROOT", `openvpn could not create its tun device: needs root / CAP_NET_ADMIN (${last.trim()})`);
+    }
+    if (/TLS handshake failed|TLS key negotiation failed/i.test(log)) return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");
+    return new TunnelError("OPENVPN_FAILED", `${fallback}${last ? `: ${last.trim()}` : ""}`);
+  }
+}

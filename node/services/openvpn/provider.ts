@@ -1,0 +1,274 @@
+import fs from "node:fs";
+import path from "node:path";
+import type { PublicKeyDirectory } from "../../dialog/dialogs";
+import { verifyBytes } from "../../identity/protocol-signature";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ProviderService } from "../../session/service";
+import { authMessage, type OpenVpnServiceConfig } from "./credentials";
+import { TunnelFirewall } from "./firewall";
+import type { ManagementClient } from "./management";
+import { ensurePki, type ServicePki } from "./pki";
+import { OpenVpnProcess } from "./process";
+import { requireRoot, TunnelError } from "./system";
+
+export interface OpenVpnProviderOptions {
+  /** Where the PKI, config and management socket live (`<data-dir>/services/openvpn`). */
+  dir: string;
+  directory: PublicKeyDirectory;
+  /** The address consumers connect to. */
+  publicAddress: string;
+  /** Address to listen on. Default: all. */
+  bind?: string;
+  /** UDP port. Default 1194. */
+  port?: number;
+  /** Tunnel subnet, /24. Default 10.8.0.0. */
+  subnet?: string;
+  tunDevice?: string;
+  uplink?: string;
+  blockPrivate?: boolean;
+  allowPrivate?: string[];
+  /** Run openvpn and the firewall in this network namespace (tests and the demo). */
+  netns?: string;
+  /** How often to read byte counts. Default 1 s. */
+  meterMs?: number;
+  log?: Logger;
+}
+
+interface LiveSession {
+  id: string;
+  consumer: string;
+  clientId?: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Counts of earlier connections of this session (a reconnect starts the counters again). */
+  carriedIn: number;
+  carriedOut: number;
+}
+
+/**
+ * The provider side of OpenVPN: one supervised `openvpn` server per service, consumers admitted
+ * through the management interface (username = session id, password = the consumer's signature
+ * over it, only for a live session of that consumer, one client per session), metered from
+ * `status 3`, cut off with `client-kill … HALT` when their session ends.
+ */
+export class OpenVpnProviderService implements ProviderService {
+  readonly type = "openvpn";
+  readonly #o: OpenVpnProviderOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Map<string, LiveSession>();
+  readonly #firewall: TunnelFirewall;
+  #process?: OpenVpnProcess;
+  #pki?: ServicePki;
+  #stopping = false;
+  #meter?: NodeJS.Timeout;
+  #restarts = 0;
+  /** Each restart of the supervised openvpn, for tests and status. */
+  readonly restarts: number[] = [];
+
+  constructor(options: OpenVpnProviderOptions) {
+    this.#o = options;
+    this.#log = options.log ?? silentLogger;
+    this.#firewall = new TunnelFirewall({
+      netns: options.netns,
+      subnet: `${this.#subnet()}/24`,
+      tunDevice: this.#tun(),
+      uplink: options.uplink,
+      blockPrivate: options.blockPrivate,
+      allow: options.allowPrivate,
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.#process?.pid;
+  }
+
+  isRunning(): boolean {
+    return !this.#stopping && !!this.#process?.running;
+  }
+
+  async start(): Promise<void> {
+    requireRoot("an OpenVPN service");
+    this.#stopping = false;
+    fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+    this.#pki = await ensurePki(path.join(this.#o.dir, "pki"));
+    fs.writeFileSync(this.#configFile(), this.#serverConfig(), { mode: 0o600 });
+    await this.#firewall.apply();
+    await this.#launch();
+    this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
+    this.#meter.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearInterval(this.#meter);
+    await this.#process?.stop();
+    await this.#firewall.remove();
+  }
+
+  async openSession(session: { id: string; consumer: string }): Promise<OpenVpnServiceConfig> {
+    if (!this.isRunning() || !this.#pki) throw new TunnelError("SERVICE_NOT_RUNNING", "the OpenVPN server is not running");
+    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, bytesIn: 0, bytesOut: 0, carriedIn: 0, carriedOut: 0 });
+    return {
+      remote: this.#o.publicAddress,
+      port: this.#o.port ?? 1194,
+      protocol: "udp",
+      cipher: "AES-256-GCM",
+      ca: this.#pki.ca,
+      tlsCrypt: this.#pki.tlsCrypt,
+    };
+  }
+
+  async closeSession(sessionId: string, reason: string): Promise<void> {
+    const session = this.#sessions.get(sessionId);
+    if (!session) return;
+    this.#sessions.delete(sessionId);
+    if (session.clientId !== undefined) {
+      await this.#process?.management?.command(`client-kill ${session.clientId} HALT`).catch((err) => {
+        this.#log.warn({ err: (err as Error).message, sessionId }, "client-kill failed (already gone?)");
+      });
+      this.#log.info({ sessionId, reason }, "consumer cut off");
+    }
+  }
+
+  /** Bytes the session's consumer moved: `bytesIn` received from it, `bytesOut` sent to it. */
+  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+    const s = this.#sessions.get(sessionId);
+    return s && { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut };
+  }
+
+  /** Reads byte counts of every connected client from the management interface. */
+  async meter(): Promise<void> {
+    const management = this.#process?.management;
+    if (!management) return;
+    const rows = await management.clients();
+    for (const row of rows) {
+      const s = this.#sessions.get(row.username);
+      if (!s || s.clientId !== row.clientId) continue;
+      s.bytesIn = row.bytesReceived;
+      s.bytesOut = row.bytesSent;
+    }
+  }
+
+  async #launch(): Promise<void> {
+    const process = new OpenVpnProcess({ configFile: this.#configFile(), managementSocket: this.#socket(), netns: this.#o.netns, log: this.#log });
+    this.#process = process;
+    const management = await process.start();
+    management.on("client", (block) => void this.#onClient(management, block));
+    process.once("exit", (code) => void this.#onExit(code));
+  }
+
+  /** Supervision: an openvpn that exits while the service runs is started again, with backoff. */
+  async #onExit(code: number | null): Promise<void> {
+    if (this.#stopping) return;
+    this.#log.error({ code, log: this.#process?.recent.slice(-5) }, "openvpn exited; restarting");
+    for (const s of this.#sessions.values()) {
+      s.carriedIn += s.bytesIn;
+      s.carriedOut += s.bytesOut;
+      s.bytesIn = s.bytesOut = 0;
+      s.clientId = undefined;
+    }
+    const delay = Math.min(250 * 2 ** this.#restarts, 5000);
+    this.#restarts++;
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.#stopping) return;
+    try {
+      await this.#launch();
+      this.restarts.push(Date.now());
+      this.#restarts = 0;
+      this.#log.info({ pid: this.#process?.pid }, "openvpn restarted");
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "openvpn restart failed; retrying");
+      void this.#onExit(null);
+    }
+  }
+
+  async #onClient(management: ManagementClient, block: { kind: string; cid: number; kid?: number; env: Record<string, string> }): Promise<void> {
+    if (block.kind === "DISCONNECT") {
+      for (const s of this.#sessions.values()) {
+        if (s.clientId === block.cid) {
+          s.carriedIn += s.bytesIn;
+          s.carriedOut += s.bytesOut;
+          s.bytesIn = s.bytesOut = 0;
+          s.clientId = undefined;
+        }
+      }
+      return;
+    }
+    if (block.kind !== "CONNECT" && block.kind !== "REAUTH") return;
+    const verdict = await this.#authorize(block.cid, block.env.username ?? "", block.env.password ?? "", block.kind === "REAUTH");
+    if (verdict === true) {
+      await management.command(`client-auth-nt ${block.cid} ${block.kid}`).catch(() => undefined);
+    } else {
+      this.#log.warn({ cid: block.cid, reason: verdict }, "openvpn client refused");
+      await management.command(`client-deny ${block.cid} ${block.kid} "${verdict}"`).catch(() => undefined);
+    }
+  }
+
+  /** true, or why not. */
+  async #authorize(cid: number, username: string, password: string, reauth: boolean): Promise<true | string> {
+    const session = this.#sessions.get(username);
+    if (!session) return "no live session";
+    if (session.clientId !== undefined && session.clientId !== cid) return "the session already has a client";
+    if (reauth && session.clientId === cid) return true;
+    const publicKey = await this.#o.directory.publicKeyOf(session.consumer).catch(() => null);
+    let signature: Buffer;
+    try {
+      signature = Buffer.from(password, "base64");
+    } catch {
+      return "bad password";
+    }
+    if (!publicKey || !verifyBytes(publicKey, authMessage(session.id), signature)) return "bad password";
+    session.clientId = cid;
+    return true;
+  }
+
+  #subnet(): string {
+    return this.#o.subnet ?? "10.8.0.0";
+  }
+
+  #tun(): string {
+    return this.#o.tunDevice ?? "myst0";
+  }
+
+  #configFile(): string {
+    return path.join(this.#o.dir, "server.conf");
+  }
+
+  #socket(): string {
+    return path.join(this.#o.dir, "management.sock");
+  }
+
+  #serverConfig(): string {
+    const pki = this.#pki!;
+    return [
+      "# written by myst; regenerated at every start",
+      "mode server",
+      "tls-server",
+      `dev ${this.#tun()}`,
+      "dev-type tun",
+      "proto udp",
+      ...(this.#o.bind ? [`local ${this.#o.bind}`] : []),
+      `port ${this.#o.port ?? 1194}`,
+      "topology subnet",
+      `server ${this.#subnet()} 255.255.255.0`,
+      `ca ${path.join(pki.dir, "ca.crt")}`,
+      `cert ${pki.cert}`,
+      `key ${pki.key}`,
+      "dh none",
+      `tls-crypt ${path.join(pki.dir, "tls-crypt.key")}`,
+      "tls-version-min 1.2",
+      "data-ciphers AES-256-GCM",
+      "verify-client-cert none",
+      "username-as-common-name",
+      `management ${this.#socket()} unix`,
+      "management-client-auth",
+      'push "redirect-gateway def1"',
+      "keepalive 10 60",
+      "persist-key",
+      "persist-tun",
+      "explicit-exit-notify 1",
+      "verb 3",
+      "",
+    ].join("\n");
+  }
+}
