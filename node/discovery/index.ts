@@ -63,8 +63,8 @@ class SortedKeys {
 /**
  * The discovery index: one live proposal per (provider, service type), kept in key order so
  * that a cursor (the last key returned) pages stably while proposals come and go. Keys are also
- * bucketed by provider, service type and country; a query walks the smallest bucket its filter
- * allows. A proposal leaves when it expires or is not pinged within the TTL; only a newer
+ * bucketed by provider, service type, country, country + IP type and service type + country; a
+ * query walks the smallest bucket its filter allows. A proposal leaves when it expires or is not pinged within the TTL; only a newer
  * proposal replaces one.
  */
 export class ProposalIndex {
@@ -73,6 +73,8 @@ export class ProposalIndex {
   readonly #byProvider = new Map<string, SortedKeys>();
   readonly #byService = new Map<string, SortedKeys>();
   readonly #byCountry = new Map<string, SortedKeys>();
+  readonly #byCountryIpType = new Map<string, SortedKeys>();
+  readonly #byServiceCountry = new Map<string, SortedKeys>();
 
   constructor(
     private readonly ttlMs: number,
@@ -157,6 +159,10 @@ export class ProposalIndex {
     }
     if (f.serviceType !== undefined) options.push(this.#byService.get(f.serviceType) ?? new SortedKeys());
     if (f.country !== undefined) options.push(this.#byCountry.get(f.country) ?? new SortedKeys());
+    if (f.country !== undefined && f.ipType !== undefined) options.push(this.#byCountryIpType.get(`${f.country}/${f.ipType}`) ?? new SortedKeys());
+    if (f.country !== undefined && f.serviceType !== undefined) {
+      options.push(this.#byServiceCountry.get(`${f.serviceType}/${f.country}`) ?? new SortedKeys());
+    }
     return options.reduce((a, b) => (b.keys.length < a.keys.length ? b : a));
   }
 
@@ -181,6 +187,8 @@ export class ProposalIndex {
       [this.#byProvider, e.proposal.provider.toLowerCase()],
       [this.#byService, e.proposal.serviceType],
       [this.#byCountry, e.proposal.location.country],
+      [this.#byCountryIpType, `${e.proposal.location.country}/${e.proposal.location.ipType}`],
+      [this.#byServiceCountry, `${e.proposal.serviceType}/${e.proposal.location.country}`],
     ];
   }
 
