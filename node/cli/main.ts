@@ -4,6 +4,7 @@ import path from "node:path";
 import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";
 import { CommandContext, type GlobalFlags } from "./context";
+import { connectCommands } from "./connect";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
 import { serviceCommand } from "./service";
@@ -37,6 +38,7 @@ function program(): Command {
   root.addCommand(serviceCommand(context));
   root.addCommand(discoveryCommand(context));
   root.addCommand(proposalsCommand(context));
+  for (const cmd of connectCommands(context)) root.addCommand(cmd);
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

@@ -2,7 +2,9 @@ import { Command, Option } from "commander";
 import { ProviderNode, type Offer } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
+import path from "node:path";
 import { NoopProviderService } from "../services/noop/noop";
+import { OpenVpnProviderService } from "../services/openvpn/provider";
 import type { ProviderService } from "../session/service";
 import type { CommandContext } from "./context";
 import { mystToWei } from "./discovery";
@@ -51,13 +53,41 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
   const service = new Command("service").description("sell a service as a provider");
   const types: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {
     noop: async () => new NoopProviderService(),
+    openvpn: async (ctx, opts) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
+      if (!opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
+      const service = new OpenVpnProviderService({
+        dir: path.join(ctx.config.dataDir, "services", "openvpn"),
+        directory: await ctx.registry(),
+        publicAddress: opts.publicIp,
+        port,
+        bind: opts.bind,
+        netns: opts.netns,
+        uplink: opts.uplink,
+        blockPrivate: !opts.allowPrivate,
+        allowPrivate: typeof opts.allowPrivateRange === "string" ? [opts.allowPrivateRange] : (opts.allowPrivateRange as unknown as string[] | undefined),
+        log: ctx.log,
+      });
+      await service.start();
+      stopOnExit.push(() => service.stop());
+      return service;
+    },
     ...adapters,
   };
+  const stopOnExit: (() => Promise<void>)[] = [];
   offerOptions(
     service
       .command("start")
       .argument("<type>", `service type: ${Object.keys(types).join(" | ")}`)
-      .description("start a service, announce it to discovery and serve sessions until Ctrl-C"),
+      .description("start a service, announce it to discovery and serve sessions until Ctrl-C")
+      .option("--public-ip <address>", "openvpn: the address consumers connect to")
+      .option("--port <port>", "openvpn: UDP port", "1194")
+      .option("--bind <address>", "openvpn: listen on this address only")
+      .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
+      .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
+      .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
+      .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)"),
   ).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const make = types[type];
@@ -70,21 +100,30 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }
-    const provider = new ProviderNode({
+    let provider: ProviderNode;
+    try {
+      provider = new ProviderNode({
       key,
       brokerUrls: ctx.config.brokerUrls,
       registry,
-      service: await make(ctx, opts),
-      offer,
-      log: ctx.log,
-      maxSessions,
-    });
-    await provider.start();
+        service: await make(ctx, opts),
+        offer,
+        log: ctx.log,
+        maxSessions,
+      });
+      await provider.start();
+    } catch (err) {
+      for (const stop of stopOnExit.splice(0)) await stop().catch(() => undefined);
+      throw err;
+    }
     ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
       `${type} service of ${key.address} running; announcing to discovery over ${ctx.config.brokerUrls.join(", ")}`,
       "Ctrl-C stops it",
     ]);
-    await untilSignal(() => provider.stop());
+    await untilSignal(async () => {
+      await provider.stop();
+      for (const stop of stopOnExit.splice(0)) await stop();
+    });
   });
   return service;
 }

@@ -71,6 +71,8 @@ export class ConsumerSession extends EventEmitter {
   /** Ends the session from the consumer's side: the provider is told, the tunnel torn down. */
   async destroy(reason = "consumer disconnected"): Promise<void> {
     if (this.state === "ended") return;
+    // Tunnel first: the provider then sees the client leave on its own before it is told why.
+    await this.tunnel.stop().catch((err) => this.log.error({ err, sessionId: this.id }, "stopping the tunnel failed"));
     try {
       await this.dialog.request(SESSION_DESTROY, { sessionId: this.id, reason }, { timeoutMs: 2000 });
     } catch (err) {

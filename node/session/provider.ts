@@ -106,7 +106,8 @@ export class ProviderSessions extends EventEmitter {
     session.state = "ended";
     session.endedAt = Date.now();
     session.endReason = reason;
-    await this.#o.services.get(session.serviceType)?.closeSession(id, reason).catch((err) => {
+    const byConsumer = options.tellConsumer === false;
+    await this.#o.services.get(session.serviceType)?.closeSession(id, reason, { byConsumer }).catch((err) => {
       this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
     });
     if (options.tellConsumer !== false && !session.dialog.closed) {

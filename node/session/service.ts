@@ -10,8 +10,11 @@ export interface ProviderService {
   isRunning(): boolean;
   /** Reserves what the session needs; returns the service config the consumer connects with. */
   openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<unknown>;
-  /** Releases the session: cut the consumer off, free its resources. Idempotent. */
-  closeSession(sessionId: string, reason: string): Promise<void>;
+  /**
+   * Releases the session: cut the consumer off, free its resources. Idempotent. `byConsumer`: the
+   * consumer ended it and is leaving by itself (it is still cut off if it does not).
+   */
+  closeSession(sessionId: string, reason: string, options?: { byConsumer?: boolean }): Promise<void>;
 }
 
 /** A consumer's running connection to a provider. */

@@ -122,8 +122,15 @@ function waitConnected(process: OpenVpnProcess, management: import("./management
     management.on("state", onState);
     management.on("password", onPassword);
     process.once("exit", onExit);
-    // "state on all" replays what already happened, then streams: no race with a fast handshake.
-    management.command("state on all", false).catch(() => undefined);
+    // Stream state changes, then ask for the current state: the tunnel may already be up by the
+    // time the management socket accepts us (the history of "state on all" comes as plain lines).
+    management
+      .command("state on")
+      .then(() => management.command("state", true))
+      .then((lines) => {
+        for (const line of lines) onState({ state: line.split(",")[1] ?? "" });
+      })
+      .catch(() => undefined);
   });
 }
 

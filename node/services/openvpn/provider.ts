@@ -118,11 +118,16 @@ export class OpenVpnProviderService implements ProviderService {
     };
   }
 
-  async closeSession(sessionId: string, reason: string): Promise<void> {
+  async closeSession(sessionId: string, reason: string, options: { byConsumer?: boolean } = {}): Promise<void> {
     const session = this.#sessions.get(sessionId);
     if (!session) return;
     this.#sessions.delete(sessionId);
-    if (session.clientId !== undefined) {
+    if (options.byConsumer && session.clientId !== undefined) {
+      // A consumer that ended its session leaves with an exit notification; a HALT crossing it
+      // confuses openvpn's instance bookkeeping. Give it a moment, then cut it off anyway.
+      await this.#clientGone(session.clientId, 3000);
+    }
+    if (session.clientId !== undefined && (await this.#connected(session.clientId))) {
       await this.#process?.management?.command(`client-kill ${session.clientId} HALT`).catch((err) => {
         this.#log.warn({ err: (err as Error).message, sessionId }, "client-kill failed (already gone?)");
       });
@@ -134,6 +139,16 @@ export class OpenVpnProviderService implements ProviderService {
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
     const s = this.#sessions.get(sessionId);
     return s && { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut };
+  }
+
+  async #connected(clientId: number): Promise<boolean> {
+    const rows = await this.#process?.management?.clients().catch(() => []);
+    return !!rows?.some((r) => r.clientId === clientId);
+  }
+
+  async #clientGone(clientId: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && (await this.#connected(clientId))) await new Promise((r) => setTimeout(r, 100));
   }
 
   /** Reads byte counts of every connected client from the management interface. */

@@ -1,0 +1,126 @@
+import path from "node:path";
+import { Command, Option } from "commander";
+import { formatUnits } from "ethers";
+import { ConsumerNode, type Connection } from "../daemon/consumer-node";
+import { MystError } from "../errors/MystError";
+import { parseFilter } from "../proposal/filter";
+import { NoopConsumerService } from "../services/noop/noop";
+import { OpenVpnConsumerService } from "../services/openvpn/consumer";
+import type { ConsumerService } from "../session/service";
+import type { CommandContext } from "./context";
+import { askControl, controlSocketPath, serveControl } from "./control";
+import { mystToWei } from "./discovery";
+
+type Ctx = (cmd: Command) => CommandContext;
+
+function describeConnection(c: Connection) {
+  const stats = c.session.tunnel.stats();
+  return {
+    state: c.session.state === "active" ? "connected" : "disconnected",
+    sessionId: c.session.id,
+    provider: c.session.provider,
+    serviceType: c.proposal.proposal.serviceType,
+    country: c.proposal.proposal.location.country,
+    since: new Date(c.session.timings.confirmed).toISOString(),
+    durationSeconds: Math.round((Date.now() - c.session.timings.confirmed) / 1000),
+    bytesIn: stats.bytesIn,
+    bytesOut: stats.bytesOut,
+    phasesMs: c.phases,
+    ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
+  };
+}
+
+export function connectCommands(context: Ctx): Command[] {
+  const connect = new Command("connect")
+    .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
+    .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)")
+    .option("--service <type>", "openvpn | noop", "openvpn")
+    .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
+    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
+    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
+    .addOption(new Option("--country <code>", "filter: country"))
+    .addOption(new Option("--ip-type <type>", "filter: IP type"))
+    .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
+    .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
+    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
+    .action(async (providerId: string | undefined, opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const key = await ctx.identity(opts);
+      const registry = await ctx.registry();
+      const service = consumerService(opts.service, ctx, key, opts.netns);
+      const maxHour = opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour");
+      const maxGiB = opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib");
+      const filter = parseFilter({ country: opts.country, ip_type: opts.ipType, max_price_per_hour: maxHour, max_price_per_gib: maxGiB });
+      const socket = controlSocketPath(ctx.config.dataDir);
+      if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
+
+      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, log: ctx.log });
+      await node.start();
+      let connection: Connection;
+      try {
+        connection = await node.connect({
+          provider: providerId,
+          filter,
+          service,
+          ...(maxHour || maxGiB ? { maxPrice: { perHour: maxHour ?? MAX, perGiB: maxGiB ?? MAX } } : {}),
+        });
+      } catch (err) {
+        await node.stop();
+        throw err;
+      }
+      const { session, proposal } = connection;
+      let finished: (reason: string) => void;
+      const done = new Promise<string>((resolve) => (finished = resolve));
+      const control = await serveControl(socket, {
+        status: () => describeConnection(connection),
+        disconnect: async () => {
+          await session.destroy("consumer disconnected");
+          return describeConnection(connection);
+        },
+      });
+      session.ended.then((reason) => finished(reason));
+      const onSignal = () => void session.destroy("consumer disconnected (signal)");
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      const p = proposal.proposal;
+      ctx.out.result(describeConnection(connection), () => [
+        `connected: session ${session.id}`,
+        `provider ${session.provider} (${p.location.country}, ${p.location.ipType}), ${formatUnits(p.price.perHour, 18)} MYST/h + ${formatUnits(p.price.perGiB, 18)} MYST/GiB`,
+        `phases (ms): discovery ${connection.phases.discovery}, negotiation ${connection.phases.negotiation}, tunnel ${connection.phases.tunnel}, confirm ${connection.phases.confirm}`,
+        "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it",
+      ]);
+      const reason = await done;
+      control.close();
+      await node.stop();
+      process.stderr.write(`myst: disconnected (${reason})\n`);
+    });
+
+  const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
+    const ctx = context(cmd);
+    const answer = await askControl(controlSocketPath(ctx.config.dataDir), "POST", "/disconnect");
+    if (!answer) throw new MystError("NOT_CONNECTED", "not connected");
+    ctx.out.result(answer, () => [`disconnected session ${(answer as { sessionId: string }).sessionId}`]);
+  });
+
+  const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
+    const ctx = context(cmd);
+    const answer = (await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ReturnType<typeof describeConnection> | null;
+    if (!answer) return ctx.out.result({ state: "disconnected" }, () => ["not connected"]);
+    ctx.out.result(answer, () => [
+      `state:    ${answer.state}`,
+      `session:  ${answer.sessionId}`,
+      `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
+      `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
+      `duration: ${answer.durationSeconds} s`,
+    ]);
+  });
+  return [connect, disconnect, status];
+}
+
+const MAX = (2n ** 255n).toString();
+
+function consumerService(type: string, ctx: CommandContext, key: import("../identity/key").IdentityKey, netns?: string): ConsumerService {
+  if (type === "noop") return new NoopConsumerService();
+  if (type === "openvpn") return new OpenVpnConsumerService({ key, runDir: path.join(ctx.config.dataDir, "run"), netns, log: ctx.log });
+  throw new MystError("BAD_FLAG", `unknown service "${type}": openvpn or noop`);
+}

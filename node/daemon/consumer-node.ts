@@ -1,0 +1,94 @@
+import { Broker } from "../broker/broker";
+import type { IdentityRegistryClient } from "../chain/registry";
+import { DiscoveryClient, type FoundProposal } from "../discovery/client";
+import { Dialogs } from "../dialog/dialogs";
+import type { IdentityKey } from "../identity/key";
+import { silentLogger, type Logger } from "../log/logger";
+import type { ProposalFilter } from "../proposal/filter";
+import { SessionError } from "../session/errors";
+import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
+import type { ConsumerService } from "../session/service";
+
+export interface ConsumerNodeOptions {
+  key: IdentityKey;
+  brokerUrls: string[];
+  discoveryUrl: string;
+  registry: IdentityRegistryClient;
+  log?: Logger;
+}
+
+/** What `connect` looks for: a provider by id, or the first proposal that matches filters. */
+export interface ConnectTarget {
+  provider?: string;
+  filter?: ProposalFilter;
+  service: ConsumerService;
+  maxPrice?: { perHour: string; perGiB: string };
+}
+
+export interface Connection {
+  session: ConsumerSession;
+  proposal: FoundProposal;
+  /** ms spent in each phase: discovery lookup, negotiation (create → accepted), tunnel up, confirm. */
+  phases: { discovery: number; negotiation: number; tunnel: number; confirm: number };
+}
+
+/** A running consumer: finds proposals in discovery, negotiates sessions, holds the tunnel. */
+export class ConsumerNode {
+  readonly broker: Broker;
+  readonly dialogs: Dialogs;
+  readonly sessions: ConsumerSessions;
+  readonly discovery: DiscoveryClient;
+  current?: Connection;
+
+  constructor(private readonly o: ConsumerNodeOptions) {
+    const log = o.log ?? silentLogger;
+    this.broker = new Broker({ servers: o.brokerUrls, name: `myst-consumer-${o.key.address}` });
+    this.dialogs = new Dialogs({ broker: this.broker, key: o.key, directory: o.registry, log });
+    this.sessions = new ConsumerSessions(this.dialogs, { log });
+    this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
+  }
+
+  async start(): Promise<void> {
+    await this.broker.start();
+    this.dialogs.start();
+    await this.broker.flush();
+  }
+
+  async stop(): Promise<void> {
+    await this.current?.session.destroy("consumer stopping");
+    this.dialogs.stop();
+    await this.broker.stop();
+  }
+
+  async connect(target: ConnectTarget): Promise<Connection> {
+    if (this.current && this.current.session.state !== "ended") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${this.current.session.id})`);
+    const t0 = Date.now();
+    const found = await this.#find(target);
+    const t1 = Date.now();
+    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: target.maxPrice });
+    const t = session.timings;
+    const connection: Connection = {
+      session,
+      proposal: found,
+      phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
+    };
+    this.current = connection;
+    return connection;
+  }
+
+  async #find(target: ConnectTarget): Promise<FoundProposal> {
+    const serviceType = target.service.type;
+    if (target.provider) {
+      const found = await this.discovery.get(target.provider, serviceType);
+      if (!found) throw new SessionError("NO_PROPOSAL", `provider ${target.provider} has no live ${serviceType} proposal in discovery`);
+      return found;
+    }
+    const { proposals } = await this.discovery.search({ ...target.filter, serviceType }, { limit: 50 });
+    if (proposals.length === 0) throw new SessionError("NO_PROPOSAL", `no ${serviceType} proposal matches the filters`);
+    // Cheapest per GiB, then per hour.
+    proposals.sort((a, b) => cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) || cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)));
+    return proposals[0];
+  }
+}
+
+const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);

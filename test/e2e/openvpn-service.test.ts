@@ -1,0 +1,172 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Broker } from "../../node/broker/broker";
+import { Dialogs } from "../../node/dialog/dialogs";
+import type { IdentityKey } from "../../node/identity/key";
+import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
+import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
+import { ConsumerSessions } from "../../node/session/consumer";
+import { ProviderSessions } from "../../node/session/provider";
+import { signProposal } from "../../node/proposal/proposal";
+import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { TestNetwork } from "../support/network";
+import { requireE2E } from "../support/prereqs";
+import { makeProposal } from "../support/proposals";
+import { rejectionOf } from "../support/rejection";
+
+async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
+  this.timeout(120_000);
+  const net = new TestNetwork();
+  let topology: Topology;
+  let dir: string;
+  let providerKey: IdentityKey;
+  let consumerKeys: IdentityKey[];
+  let service: OpenVpnProviderService;
+  let providerSessions: ProviderSessions;
+  const brokers: Broker[] = [];
+  const dialogsList: Dialogs[] = [];
+  const proposal = () => signProposal(providerKey, makeProposal(providerKey, { serviceType: "openvpn" }));
+  let current: ReturnType<typeof makeProposal>;
+
+  async function dialogsFor(key: IdentityKey, subject?: string) {
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    brokers.push(broker);
+    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
+    dialogs.start();
+    dialogsList.push(dialogs);
+    return dialogs;
+  }
+
+  function consumerSide(i: number) {
+    const svc = new OpenVpnConsumerService({ key: consumerKeys[i], runDir: path.join(dir, `c${i}`), netns: topology.consumers[i], log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG)) : undefined });
+    return { svc, sessions: dialogsFor(consumerKeys[i], `myst.dialog.e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
+  }
+
+  before(async function () {
+    requireE2E(this);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-e2e-"));
+    await net.start();
+    providerKey = await net.registeredIdentity();
+    consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
+    topology = await topologyUp({ consumers: 2 });
+    service = new OpenVpnProviderService({ dir: path.join(dir, "provider"), directory: net.registry, publicAddress: topology.providerAddress, netns: topology.provider, meterMs: 200, log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG + ".p")) : undefined });
+    await service.start();
+    current = makeProposal(providerKey, { serviceType: "openvpn" });
+    const pd = await dialogsFor(providerKey);
+    providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => current, keepaliveMs: 1000 });
+    providerSessions.start();
+  });
+
+  after(async function () {
+    await providerSessions?.stop();
+    for (const d of dialogsList) d.stop();
+    await Promise.all(brokers.map((b) => b.stop()));
+    await service?.stop();
+    await topology?.down();
+    await net.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("routes a consumer's traffic out through the provider, and restores no-route after", async function () {
+    const c = consumerSide(0);
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    await session.destroy();
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "route"])).to.not.match(/0\.0\.0\.0\/1|tun/);
+  });
+
+  it("keeps the consumer out of the provider's private LAN", async function () {
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    try {
+      expect(fetchFrom(topology, topology.provider, topology.lanUrl)).to.equal("192.168.77.1");
+      expect(fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500)).to.equal(null);
+      expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    } finally {
+      await session.destroy();
+    }
+  });
+
+  it("gives a second consumer its own session at the same time, and meters each", async function () {
+    const [a, b] = [consumerSide(0), consumerSide(1)];
+    const [s1, s2] = await Promise.all([
+      (await a.sessions).connect({ proposal: signProposal(providerKey, current), service: a.svc }),
+      (await b.sessions).connect({ proposal: signProposal(providerKey, current), service: b.svc }),
+    ]);
+    try {
+      expect(s1.id).to.not.equal(s2.id);
+      expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(fetchFrom(topology, topology.consumers[1], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      fetchFrom(topology, topology.consumers[1], `${topology.internetUrl}?bytes=2000000`, 10_000);
+      await service.meter();
+      const u1 = service.usage(s1.id)!;
+      const u2 = service.usage(s2.id)!;
+      expect(u2.bytesOut).to.be.greaterThan(2_000_000);
+      expect(u1.bytesOut).to.be.lessThan(u2.bytesOut);
+    } finally {
+      await Promise.all([s1.destroy(), s2.destroy()]);
+    }
+  });
+
+  it("disconnects the consumer when the provider ends the session", async function () {
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    await providerSessions.end(session.id, "operator ended it");
+    expect(await session.ended).to.equal("provider ended it: operator ended it");
+    await until(() => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === null, "the route to go away");
+  });
+
+  it("cuts off a client whose session ended even if its openvpn stays up", async function () {
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const tunnel = session.tunnel as unknown as { process: { running: boolean } };
+    // End only the provider's side of the service, as a stopped payment would: client-kill HALT.
+    await service.closeSession(session.id, "payment stopped");
+    await until(() => !tunnel.process.running, "the consumer's openvpn to be halted");
+    await session.finish("test cleanup");
+  });
+
+  it("refuses a client with a wrong password or a replayed one", async function () {
+    const c = consumerSide(0);
+    const sessions = await c.sessions;
+    // A real session, then its credentials used by someone else's key: the signature does not verify.
+    const session = await sessions.connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const impostor = new OpenVpnConsumerService({ key: consumerKeys[1], runDir: path.join(dir, "impostor"), netns: topology.consumers[1], connectTimeoutMs: 15_000 });
+    const wrong = await rejectionOf(impostor.connect({ id: session.id, provider: providerKey.address, serviceConfig: session.serviceConfig }));
+    expect(wrong.code).to.equal("AUTH_REFUSED");
+    await session.destroy();
+    // The right key and the right password, replayed after the session ended: no live session.
+    const replay = new OpenVpnConsumerService({ key: consumerKeys[0], runDir: path.join(dir, "replay"), netns: topology.consumers[0], connectTimeoutMs: 15_000 });
+    const replayed = await rejectionOf(replay.connect({ id: session.id, provider: providerKey.address, serviceConfig: session.serviceConfig }));
+    expect(replayed.code).to.equal("AUTH_REFUSED");
+  });
+
+  it("restarts the provider's openvpn when it is killed, and serves sessions again", async function () {
+    const before = service.pid!;
+    const restarts = service.restarts.length;
+    process.kill(before, "SIGKILL");
+    await until(() => service.restarts.length > restarts && service.isRunning(), "the supervisor to restart openvpn", 20_000);
+    expect(service.pid).to.not.equal(before);
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    await session.destroy();
+  });
+
+  void proposal;
+});
