@@ -134,3 +134,13 @@ export function fetchFrom(topology: Topology, netns: string, url: string, timeou
     return null;
   }
 }
+
+/** Downloads `url` from inside `netns` and returns how many bytes arrived (null when unreachable). */
+export function downloadFrom(topology: Topology, netns: string, url: string, timeoutMs = 30_000): number | null {
+  const script = `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(${timeoutMs})}).then(r=>r.arrayBuffer()).then(b=>process.stdout.write(String(b.byteLength)),()=>process.exit(3))`;
+  try {
+    return Number(topology.exec(netns, [process.execPath, "-e", script], { timeoutMs: timeoutMs + 5000 }).trim());
+  } catch {
+    return null;
+  }
+}

@@ -10,7 +10,7 @@ import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
-import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { TestNetwork } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { makeProposal } from "../support/proposals";
@@ -112,7 +112,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       expect(s1.id).to.not.equal(s2.id);
       expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
       expect(fetchFrom(topology, topology.consumers[1], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
-      fetchFrom(topology, topology.consumers[1], `${topology.internetUrl}?bytes=2000000`, 10_000);
+      expect(downloadFrom(topology, topology.consumers[1], `${topology.internetUrl}?bytes=2000000`)).to.equal(2_000_000);
       await service.meter();
       const u1 = service.usage(s1.id)!;
       const u2 = service.usage(s2.id)!;

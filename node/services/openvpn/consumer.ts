@@ -68,18 +68,25 @@ class OpenVpnTunnel implements Tunnel {
   #down?: (reason: string) => void;
   #stopping = false;
   #stats = { bytesIn: 0, bytesOut: 0 };
+  #meter: NodeJS.Timeout;
 
   constructor(readonly process: OpenVpnProcess) {
     process.once("exit", (code) => {
+      clearInterval(this.#meter);
       if (!this.#stopping) this.#down?.(process.explain(`openvpn exited (${code})`).message);
     });
-    process.management?.on("notification", (kind: string, rest: string) => {
-      if (kind === "BYTECOUNT") {
-        const [inBytes, outBytes] = rest.split(",").map(Number);
-        this.#stats = { bytesIn: inBytes, bytesOut: outBytes };
-      }
-    });
-    void process.management?.command("bytecount 1").catch(() => undefined);
+    // The client's own meter: tunnel bytes from `status` (TUN/TAP write = into the consumer).
+    this.#meter = setInterval(() => void this.#read(), 1000);
+    this.#meter.unref();
+  }
+
+  async #read(): Promise<void> {
+    const lines = await this.process.management?.command("status", true).catch(() => null);
+    if (!lines) return;
+    const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name},`))?.split(",")[1] ?? NaN);
+    const written = value("TUN/TAP write bytes");
+    const read = value("TUN/TAP read bytes");
+    if (Number.isFinite(written) && Number.isFinite(read)) this.#stats = { bytesIn: written, bytesOut: read };
   }
 
   get pid(): number | undefined {
@@ -88,6 +95,7 @@ class OpenVpnTunnel implements Tunnel {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#meter);
     await this.process.stop();
   }
 

@@ -1,0 +1,179 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/local-chain";
+import { startNatsServer, type NatsServer } from "./lib/nats-server";
+import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
+import { missingE2EPrerequisites } from "../test/support/prereqs";
+
+/**
+ * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
+ * a provider selling OpenVPN from its own network namespace, a consumer that finds it, connects,
+ * and browses through it — printing each step, and cleaning everything up at the end, on failure
+ * and on Ctrl-C.
+ */
+const ROOT = path.resolve(__dirname, "..");
+const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
+const started: { name: string; stop: () => Promise<unknown> }[] = [];
+let step = 0;
+
+const say = (text: string) => console.log(`\n[${++step}] ${text}`);
+const ok = (text: string) => console.log(`    ✓ ${text}`);
+
+function myst(env: NodeJS.ProcessEnv, args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MYST, ...args], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function mystOk(env: NodeJS.ProcessEnv, args: string[]): string {
+  const r = myst(env, args);
+  if (r.code !== 0) throw new Error(`myst ${args.join(" ")} failed: ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+
+function background(name: string, env: NodeJS.ProcessEnv, args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [MYST, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  started.push({ name, stop: () => stopChild(child, 10_000) });
+  return { child, output: () => output };
+}
+
+async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function cleanup() {
+  for (const s of started.reverse().splice(0)) await s.stop().catch(() => undefined);
+}
+
+async function main() {
+  console.log("myst local demo: a VPN marketplace on this machine");
+  const missing = missingE2EPrerequisites();
+  if (missing.length) {
+    console.error(`\nThe demo needs: ${missing.join(", ")}.\nRun it as root after scripts/install.sh (it makes network namespaces and OpenVPN tunnels).`);
+    process.exit(2);
+  }
+  if (!fs.existsSync(MYST)) throw new Error("dist/ is missing: run npm ci (or npm run build) first");
+
+  say("Starting a local chain and deploying the contracts, a NATS broker, and the network");
+  const chain: LocalChain = await startLocalChain();
+  started.push({ name: "chain", stop: () => chain.stop() });
+  ok(`chain ${chain.rpcUrl} (chain id ${chain.deployment.chainId}); IdentityRegistry ${chain.deployment.contracts.IdentityRegistry}`);
+  const nats: NatsServer = await startNatsServer();
+  started.push({ name: "nats", stop: () => nats.stop() });
+  ok(`nats-server ${nats.url} (pid ${nats.pid})`);
+  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1 });
+  started.push({ name: "topology", stop: () => topology.down() });
+  ok(`namespaces ${[...topology.consumers, topology.provider, topology.internet, topology.lan].join(", ")}`);
+
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "myst-demo-"));
+  started.push({ name: "files", stop: async () => fs.rmSync(base, { recursive: true, force: true }) });
+  const discoveryPort = await freePort();
+  const common = {
+    MYST_RPC_URL: chain.rpcUrl,
+    MYST_DEPLOYMENT: chain.deploymentFile,
+    MYST_BROKER_URLS: nats.url,
+    MYST_DISCOVERY_URL: `http://127.0.0.1:${discoveryPort}`,
+    MYST_PASSPHRASE: "demo passphrase",
+    MYST_LIGHT_KDF: "1",
+    MYST_LOG_LEVEL: "warn",
+  };
+  const providerEnv = { ...common, MYST_DATA_DIR: path.join(base, "provider") };
+  const consumerEnv = { ...common, MYST_DATA_DIR: path.join(base, "consumer") };
+
+  say("Starting the discovery service");
+  const discovery = background("discovery", common, ["discovery", "--port", String(discoveryPort)]);
+  await until(() => discovery.output().includes("listening"), "discovery");
+  ok(`discovery ${common.MYST_DISCOVERY_URL}`);
+
+  say("Creating, funding and registering a provider and a consumer identity");
+  const ids: Record<string, string> = {};
+  for (const [who, env] of [["provider", providerEnv], ["consumer", consumerEnv]] as const) {
+    ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"])).address;
+    await chain.fund([ids[who]]);
+    const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json"]));
+    if (status.state !== "registered") throw new Error(`${who} registration: ${JSON.stringify(status)}`);
+    ok(`${who} ${ids[who]} registered (tx ${status.txHash})`);
+  }
+
+  say("Starting the provider's OpenVPN service in its namespace and announcing it");
+  background("provider", providerEnv, [
+    "service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress,
+    "--country", "DE", "--city", "Berlin", "--ip-type", "residential", "--price-per-hour", "0.05", "--price-per-gib", "0.1", "--bandwidth", "500",
+  ]);
+  const proposals = await until(() => {
+    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
+    return list.length > 0 && list;
+  }, "the provider's proposal in discovery");
+  ok(`the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`);
+
+  say("Before connecting: what the internet host sees of the consumer");
+  const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
+  ok(before === null ? "unreachable: the consumer has no route to the internet" : `visible IP ${before}`);
+
+  say("Connecting through the provider");
+  const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--netns", topology.consumers[0]]);
+  await until(() => connect.output().includes("connected: session") || connect.child.exitCode !== null, "the connection", 60_000);
+  if (connect.child.exitCode !== null) throw new Error(`myst connect failed: ${connect.output().trim()}`);
+  const status = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+  ok(`session ${status.sessionId} with ${status.provider}`);
+  ok(`phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`);
+
+  say("After connecting: what the internet host sees");
+  const after = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
+  ok(`visible IP ${after} — the provider's address (${topology.providerUplinkAddress}), not the consumer's (${topology.consumerAddress(0)})`);
+  if (after !== topology.providerUplinkAddress) throw new Error(`expected ${topology.providerUplinkAddress}, saw ${after}`);
+  const lan = fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500);
+  ok(`the provider's private LAN (${topology.lanUrl}) is ${lan === null ? "blocked" : `REACHABLE (${lan})`}`);
+
+  say("Moving 8 MiB through the tunnel");
+  const t0 = Date.now();
+  const received = downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${8 * 1024 * 1024}`);
+  const seconds = (Date.now() - t0) / 1000;
+  if (received !== 8 * 1024 * 1024) throw new Error(`downloaded ${received} bytes, expected ${8 * 1024 * 1024}`);
+  ok(`${received} bytes downloaded from the internet host in ${seconds.toFixed(2)} s`);
+  await new Promise((r) => setTimeout(r, 1500)); // openvpn reports byte counts once a second
+  const during = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+  ok(`consumer's meter: ${during.bytesIn} bytes in, ${during.bytesOut} bytes out, ${during.durationSeconds} s`);
+
+  say("Payments");
+  ok("not part of this build yet: metering, invoices, promises and settlement are issue 7 (the contracts are deployed and tested)");
+
+  say("Disconnecting");
+  const done = JSON.parse(mystOk(consumerEnv, ["disconnect", "--json"]));
+  ok(`session ${done.sessionId} ended`);
+  await until(() => connect.child.exitCode !== null, "myst connect to exit");
+  const gone = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
+  ok(gone === null ? "the consumer is back to no route" : `STILL ROUTED (${gone})`);
+  if (gone !== null) throw new Error("the route survived the disconnect");
+
+  say("Cleaning up");
+  await cleanup();
+  ok("processes stopped, namespaces removed");
+  console.log("\ndemo complete");
+}
+
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.error(`\n${signal}: cleaning up…`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+main().catch(async (err) => {
+  console.error(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
+  await cleanup();
+  process.exit(1);
+});

@@ -1,0 +1,57 @@
+import { expect } from "chai";
+import { execFileSync, spawn } from "node:child_process";
+import path from "node:path";
+import { requireE2E } from "../support/prereqs";
+import { buildCli } from "../support/cli";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+
+describe("e2e: the local demo (npm run demo), checked step by step", function () {
+  this.timeout(300_000);
+  let output = "";
+  let code: number | null = null;
+
+  before(async function () {
+    requireE2E(this);
+    buildCli();
+    const child = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js", { paths: [ROOT] }), "--transpile-only", "scripts/demo.ts"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    code = await new Promise((resolve) => child.on("exit", resolve));
+  });
+
+  it("finishes with exit code 0", function () {
+    expect(code, output).to.equal(0);
+    expect(output).to.match(/\ndemo complete\n/);
+  });
+
+  it("registers both identities on the local chain", function () {
+    expect(output).to.match(/✓ provider 0x[0-9a-fA-F]{40} registered \(tx 0x[0-9a-f]{64}\)/);
+    expect(output).to.match(/✓ consumer 0x[0-9a-fA-F]{40} registered \(tx 0x[0-9a-f]{64}\)/);
+  });
+
+  it("finds the provider through discovery with filters", function () {
+    expect(output).to.match(/✓ the consumer finds it with filters \(openvpn, DE, ≤ 0\.2 MYST\/GiB\): 0x[0-9a-fA-F]{40}, Berlin, residential/);
+  });
+
+  it("shows the consumer unreachable before, the provider's IP after, and the LAN blocked", function () {
+    expect(output).to.include("✓ unreachable: the consumer has no route to the internet");
+    expect(output).to.include("✓ visible IP 198.18.2.1 — the provider's address (198.18.2.1), not the consumer's (198.18.1.2)");
+    expect(output).to.include("is blocked");
+  });
+
+  it("moves 8 MiB through the tunnel and meters it on the consumer", function () {
+    expect(output).to.match(/✓ 8388608 bytes downloaded from the internet host/);
+    const meter = /consumer's meter: (\d+) bytes in/.exec(output);
+    expect(Number(meter?.[1])).to.be.greaterThan(8 * 1024 * 1024);
+  });
+
+  it("disconnects back to no route and leaves no namespace behind", function () {
+    expect(output).to.include("✓ the consumer is back to no route");
+    expect(output).to.include("✓ processes stopped, namespaces removed");
+    expect(execFileSync("/usr/sbin/ip", ["netns", "list"], { encoding: "utf8" })).to.not.include("myst-demo-");
+  });
+});
