@@ -55,7 +55,7 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     deployment,
     deploymentFile,
     pid: child.pid!,
-    fund: (addresses, amounts) => fund(rpcUrl, deployment, addresses, amounts),
+    fund: (addresses, amounts) => fundAccounts(rpcUrl, deployment, addresses, amounts),
     stop,
   };
 }
@@ -76,7 +76,7 @@ async function runDeploy(rpcUrl: string, file: string, challengePeriod?: bigint,
   log?.(output.trim().split("\n").filter((l) => !/^Warning|tstore|^\s*[|-]|^$/.test(l)).join("\n"));
 }
 
-async function fund(rpcUrl: string, deployment: Deployment, addresses: string[], amounts: { eth?: bigint; myst?: bigint } = {}) {
+export async function fundAccounts(rpcUrl: string, deployment: Deployment, addresses: string[], amounts: { eth?: bigint; myst?: bigint } = {}) {
   const provider = new JsonRpcProvider(rpcUrl, deployment.chainId, { staticNetwork: true });
   try {
     const funder = new Wallet(LOCAL_FUNDER_KEY, provider);
