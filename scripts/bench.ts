@@ -1,5 +1,6 @@
 import { benchDialog } from "./bench/dialog";
 import { benchDiscovery } from "./bench/discovery";
+import { benchTunnel } from "./bench/tunnel";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -8,6 +9,7 @@ import { benchDiscovery } from "./bench/discovery";
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   dialog: benchDialog,
   discovery: benchDiscovery,
+  tunnel: benchTunnel,
 };
 
 async function main() {

@@ -1,0 +1,170 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Broker } from "../../node/broker/broker";
+import { DiscoveryClient } from "../../node/discovery/client";
+import { DiscoveryService } from "../../node/discovery/server";
+import { ProposalAnnouncer } from "../../node/discovery/announcer";
+import { Dialogs } from "../../node/dialog/dialogs";
+import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
+import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
+import { ensurePki } from "../../node/services/openvpn/pki";
+import { ConsumerSessions } from "../../node/session/consumer";
+import { ProviderSessions } from "../../node/session/provider";
+import { TestNetwork } from "../../test/support/network";
+import { makeProposal } from "../../test/support/proposals";
+import { missingE2EPrerequisites } from "../../test/support/prereqs";
+import { stopChild } from "../lib/local-chain";
+import { downloadFrom, topologyUp, type Topology } from "../lib/topology";
+import { round, summarize, writeResults } from "./stats";
+
+const IPERF = "/usr/bin/iperf3";
+
+function iperf(t: Topology, from: string, to: string, seconds: number): number {
+  const out = t.exec(from, [IPERF, "-c", to, "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 });
+  return JSON.parse(out).end.sum_received.bits_per_second / 1e6;
+}
+
+function iperfServer(t: Topology, netns: string, address: string): ChildProcess {
+  const child = spawn("/usr/sbin/ip", ["netns", "exec", netns, IPERF, "-s", "-B", address], { stdio: "ignore" });
+  return child;
+}
+
+/** A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours. */
+async function stockTunnel(t: Topology, dir: string): Promise<{ stop: () => Promise<void> }> {
+  const pki = await ensurePki(path.join(dir, "stock-pki"));
+  const server = path.join(dir, "stock-server.conf");
+  fs.writeFileSync(server, [
+    "mode server", "tls-server", "dev stock0", "dev-type tun", "proto udp", "port 1195", "topology subnet", "server 10.9.0.0 255.255.255.0",
+    `ca ${pki.dir}/ca.crt`, `cert ${pki.cert}`, `key ${pki.key}`, "dh none", `tls-crypt ${pki.dir}/tls-crypt.key`, "tls-version-min 1.2",
+    "data-ciphers AES-256-GCM", "verify-client-cert none", "script-security 2", "auth-user-pass-verify /usr/bin/true via-file",
+    "username-as-common-name", "keepalive 10 60", "verb 1", "",
+  ].join("\n"));
+  const auth = path.join(dir, "stock.auth");
+  fs.writeFileSync(auth, "user\npass\n", { mode: 0o600 });
+  const client = path.join(dir, "stock-client.conf");
+  fs.writeFileSync(client, [
+    "client", "dev tun", "proto udp", `remote ${t.providerAddress} 1195`, "nobind", "remote-cert-tls server", "data-ciphers AES-256-GCM",
+    `auth-user-pass ${auth}`, 'pull-filter ignore "redirect-gateway"', "route 198.18.2.0 255.255.255.0", "verb 1",
+    "<ca>", pki.ca.trim(), "</ca>", "<tls-crypt>", pki.tlsCrypt.trim(), "</tls-crypt>", "",
+  ].join("\n"));
+  t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "wan0", "-j", "MASQUERADE"]);
+  const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/sbin/openvpn", "--config", server], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 500));
+  const c = spawn("/usr/sbin/ip", ["netns", "exec", t.consumers[0], "/usr/sbin/openvpn", "--config", client], { stdio: ["ignore", "pipe", "ignore"] });
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("stock tunnel did not come up")), 20_000);
+    c.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("Initialization Sequence Completed")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { stop: async () => { await stopChild(c); await stopChild(s); } };
+}
+
+/**
+ * (1) Throughput (iperf3, 10 s, consumer → internet host) through a myst tunnel, a hand-configured
+ * stock OpenVPN tunnel with the same cipher, and the bare namespace link, in the same run.
+ * (2) `connect` to first byte over ≥ 10 connects, by phase: discovery, negotiation, openvpn up,
+ * confirm, first byte.
+ */
+export async function benchTunnel(): Promise<void> {
+  const missing = missingE2EPrerequisites();
+  if (!fs.existsSync(IPERF)) missing.push("iperf3");
+  if (missing.length) throw new Error(`the tunnel benchmark needs: ${missing.join(", ")}`);
+  const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+  const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 12);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-bench-tunnel-"));
+  const net = await new TestNetwork().start();
+  const topology = await topologyUp({ tag: "bench", consumers: 1 });
+  const children: ChildProcess[] = [];
+  const stops: (() => Promise<unknown>)[] = [];
+  try {
+    const providerKey = await net.registeredIdentity();
+    const consumerKey = await net.registeredIdentity();
+    children.push(iperfServer(topology, topology.internet, "198.18.2.2"), iperfServer(topology, topology.provider, topology.providerAddress));
+    await new Promise((r) => setTimeout(r, 500));
+
+    console.log("bare link…");
+    const bare = iperf(topology, topology.consumers[0], topology.providerAddress, SECONDS);
+    console.log("stock openvpn…");
+    const stock = await stockTunnel(topology, dir);
+    const stockMbps = iperf(topology, topology.consumers[0], "198.18.2.2", SECONDS);
+    await stock.stop();
+
+    // The myst side: provider service, discovery, announcer; consumer dialogs and sessions.
+    const service = new OpenVpnProviderService({ dir: path.join(dir, "provider"), directory: net.registry, publicAddress: topology.providerAddress, netns: topology.provider });
+    await service.start();
+    stops.push(() => service.stop());
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    stops.push(() => broker.stop());
+    const discovery = new DiscoveryService({ broker, directory: net.registry, port: 0 });
+    await discovery.start();
+    stops.push(() => discovery.stop());
+    const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });
+    const announcer = new ProposalAnnouncer({ broker, key: providerKey, proposal: () => makeProposal(providerKey, { serviceType: "openvpn" }, net.nats.url), pingMs: 60_000 });
+    const ps = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => announcer.current });
+    pd.start();
+    ps.start();
+    announcer.start();
+    stops.push(async () => { await announcer.stop(); await ps.stop(); pd.stop(); });
+    const cd = new Dialogs({ broker, key: consumerKey, directory: net.registry, subject: "myst.dialog.bench-consumer" });
+    cd.start();
+    const sessions = new ConsumerSessions(cd);
+    const client = new DiscoveryClient(discovery.url, (id) => net.registry.publicKeyOf(id));
+    const consumerService = new OpenVpnConsumerService({ key: consumerKey, runDir: path.join(dir, "consumer"), netns: topology.consumers[0] });
+    for (let i = 0; i < 100 && !(await client.get(providerKey.address, "openvpn")); i++) await new Promise((r) => setTimeout(r, 100));
+
+    console.log("myst tunnel throughput…");
+    const first = await sessions.connect({ proposal: (await client.get(providerKey.address, "openvpn"))!.signed, service: consumerService });
+    const mystMbps = iperf(topology, topology.consumers[0], "198.18.2.2", SECONDS);
+    await first.destroy();
+
+    console.log(`${CONNECTS} connects…`);
+    const phases = { discovery: [] as number[], negotiation: [] as number[], tunnel: [] as number[], confirm: [] as number[], firstByte: [] as number[], total: [] as number[] };
+    for (let i = 0; i < CONNECTS; i++) {
+      const t0 = Date.now();
+      const found = await client.get(providerKey.address, "openvpn");
+      const t1 = Date.now();
+      const session = await sessions.connect({ proposal: found!.signed, service: consumerService });
+      const got = downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=1`, 5000);
+      const t2 = Date.now();
+      if (got !== 1) throw new Error("no first byte through the tunnel");
+      const t = session.timings;
+      phases.discovery.push(t1 - t0);
+      phases.negotiation.push(t.accepted - t.started);
+      phases.tunnel.push(t.tunnelUp - t.accepted);
+      phases.confirm.push(t.confirmed - t.tunnelUp);
+      phases.firstByte.push(t2 - t.confirmed);
+      phases.total.push(t2 - t0);
+      await session.destroy();
+    }
+    cd.stop();
+
+    const ratio = { vsStock: round(mystMbps / stockMbps, 3), vsBare: round(mystMbps / bare, 3) };
+    const summary = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)]));
+    writeResults(
+      "tunnel",
+      { throughputMbps: { bare: round(bare, 1), stockOpenvpn: round(stockMbps, 1), myst: round(mystMbps, 1) }, ratio, connectPhasesMs: summary, targets: "myst ≥ 95% of stock; connect-to-first-byte p50 ≤ 300 ms" },
+      [
+        ["measure", "value", "ratio"],
+        ["iperf3 bare namespace link (Mbit/s)", String(round(bare, 1)), ""],
+        ["iperf3 stock OpenVPN, AES-256-GCM (Mbit/s)", String(round(stockMbps, 1)), "1× (baseline)"],
+        ["iperf3 myst tunnel, AES-256-GCM (Mbit/s)", String(round(mystMbps, 1)), `${ratio.vsStock}× of stock`],
+        ...Object.entries(summary).map(([k, s]) => [`connect phase ${k} (ms) p50 / p99`, `${s.p50} / ${s.p99}`, ""]),
+      ],
+    );
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    for (const c of children) await stopChild(c);
+    await topology.down();
+    await net.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
