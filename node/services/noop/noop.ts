@@ -6,6 +6,12 @@ export class NoopProviderService implements ProviderService {
   running = true;
   readonly open = new Map<string, { consumer: string; consumerData: unknown }>();
   readonly closed: { id: string; reason: string }[] = [];
+  /** What the meter reports per session; tests set it. */
+  readonly meter = new Map<string, { bytesIn: number; bytesOut: number }>();
+
+  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+    return this.open.has(sessionId) ? this.meter.get(sessionId) ?? { bytesIn: 0, bytesOut: 0 } : undefined;
+  }
 
   isRunning(): boolean {
     return this.running;
@@ -41,6 +47,8 @@ export class NoopConsumerService implements ConsumerService {
 
 export class NoopTunnel implements Tunnel {
   stopped = false;
+  /** What the consumer's meter says; tests set it. */
+  bytes = { bytesIn: 0, bytesOut: 0 };
   #down?: (reason: string) => void;
   constructor(readonly serviceConfig: unknown) {}
   async stop(): Promise<void> {
@@ -54,6 +62,6 @@ export class NoopTunnel implements Tunnel {
     this.#down?.(reason);
   }
   stats() {
-    return { bytesIn: 0, bytesOut: 0 };
+    return this.bytes;
   }
 }

@@ -1,0 +1,93 @@
+import { MaxUint256, Wallet, getBytes, TypedDataEncoder, type Signer } from "ethers";
+import type { IdentityKey } from "../identity/key";
+import type { ChainConnection } from "./connect";
+import { channelIdOf, channelsDomain, promiseTypes } from "./eip712";
+import { toChainError } from "./errors";
+
+export interface ChannelState {
+  id: string;
+  balance: bigint;
+  settled: bigint;
+  /** 0 when no withdrawal is pending. */
+  withdrawalReadyAt: bigint;
+}
+
+/** The payment channels contract, for the rest of the node (only chain/ talks to the chain). */
+export class PaymentChannelsClient {
+  constructor(private readonly conn: ChainConnection) {}
+
+  get chainId(): bigint {
+    return this.conn.chainId;
+  }
+
+  get address(): string {
+    return this.conn.deployment.contracts.PaymentChannels;
+  }
+
+  async state(consumer: string, provider: string): Promise<ChannelState> {
+    const id = channelIdOf(consumer, provider);
+    try {
+      const [balance, settled, withdrawalReadyAt] = await this.conn.channels.channel(id);
+      return { id, balance, settled, withdrawalReadyAt };
+    } catch (err) {
+      throw toChainError(err, `reading channel ${id}`);
+    }
+  }
+
+  /** The EIP-712 digest of a promise for the cumulative `amount` on the channel consumer → provider. */
+  promiseDigest(consumer: string, provider: string, amount: bigint): Uint8Array {
+    return getBytes(TypedDataEncoder.hash(channelsDomain(this.conn.chainId, this.address), promiseTypes, { channelId: channelIdOf(consumer, provider), amount }));
+  }
+
+  signPromise(consumer: IdentityKey, provider: string, amount: bigint): Uint8Array {
+    return consumer.signDigest(this.promiseDigest(consumer.address, provider, amount));
+  }
+
+  /** Deposits `amount` into the consumer's channel with `provider`, approving first if needed. */
+  async deposit(funder: IdentityKey, consumer: string, provider: string, amount: bigint): Promise<{ txHash: string; gasUsed: bigint }> {
+    const signer = new Wallet(funder.privateKeyHex(), this.conn.provider);
+    try {
+      const allowance = await this.conn.token.allowance(signer.address, this.address);
+      if (allowance < amount) await (await this.conn.token.connect(signer).approve(this.address, MaxUint256)).wait();
+      const receipt = await (await this.conn.channels.connect(signer).deposit(consumer, provider, amount)).wait();
+      return { txHash: receipt!.hash, gasUsed: receipt!.gasUsed };
+    } catch (err) {
+      throw toChainError(err, `depositing into the channel with ${provider}`);
+    }
+  }
+
+  /** Settles a promise; `submitter` pays the gas (the provider, or anyone). */
+  async settle(submitter: Signer, consumer: string, provider: string, amount: bigint, signature: Uint8Array): Promise<{ txHash: string; gasUsed: bigint; paid: bigint }> {
+    try {
+      const tx = await this.conn.channels.connect(submitter).settle(consumer, provider, amount, signature);
+      const receipt = await tx.wait();
+      const event = receipt!.logs.map((l) => this.conn.channels.interface.parseLog(l)).find((e) => e?.name === "PromiseSettled");
+      return { txHash: receipt!.hash, gasUsed: receipt!.gasUsed, paid: (event?.args[2] as bigint) ?? 0n };
+    } catch (err) {
+      throw toChainError(err, `settling the channel of ${consumer}`);
+    }
+  }
+
+  async requestWithdrawal(consumer: IdentityKey, provider: string): Promise<string> {
+    try {
+      const receipt = await (await this.conn.channels.connect(new Wallet(consumer.privateKeyHex(), this.conn.provider)).requestWithdrawal(provider)).wait();
+      return receipt!.hash;
+    } catch (err) {
+      throw toChainError(err, `requesting a withdrawal from the channel with ${provider}`);
+    }
+  }
+
+  async withdraw(consumer: IdentityKey, provider: string): Promise<{ txHash: string; amount: bigint }> {
+    try {
+      const receipt = await (await this.conn.channels.connect(new Wallet(consumer.privateKeyHex(), this.conn.provider)).withdraw(provider)).wait();
+      const event = receipt!.logs.map((l) => this.conn.channels.interface.parseLog(l)).find((e) => e?.name === "Withdrawn");
+      return { txHash: receipt!.hash, amount: (event?.args[2] as bigint) ?? 0n };
+    } catch (err) {
+      throw toChainError(err, `withdrawing from the channel with ${provider}`);
+    }
+  }
+
+  async tokenBalance(address: string): Promise<bigint> {
+    return this.conn.token.balanceOf(address);
+  }
+}

@@ -1,0 +1,57 @@
+import fs from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+
+export type Db = Database.Database;
+
+const MIGRATIONS = [
+  `CREATE TABLE promises (
+     channel_id TEXT NOT NULL,
+     consumer TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     session_id TEXT NOT NULL,
+     amount TEXT NOT NULL,
+     signature TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     PRIMARY KEY (channel_id, amount)
+   );
+   CREATE TABLE settlements (
+     channel_id TEXT NOT NULL,
+     amount TEXT NOT NULL,
+     tx_hash TEXT,
+     paid TEXT,
+     status TEXT NOT NULL,
+     error TEXT,
+     at INTEGER NOT NULL
+   );
+   CREATE TABLE sessions (
+     id TEXT PRIMARY KEY,
+     role TEXT NOT NULL,
+     peer TEXT NOT NULL,
+     service_type TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     ended_at INTEGER,
+     end_reason TEXT,
+     bytes INTEGER NOT NULL DEFAULT 0,
+     promised TEXT NOT NULL DEFAULT '0'
+   );`,
+];
+
+/**
+ * The node's durable state (SQLite, `<data-dir>/myst.db`): write-ahead log and full fsync, so a
+ * promise acknowledged is a promise on disk. Migrations run once, in order.
+ */
+export function openDatabase(file: string): Db {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  const version = db.pragma("user_version", { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}

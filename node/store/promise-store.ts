@@ -1,0 +1,101 @@
+import type { Db } from "./database";
+
+export interface StoredPromise {
+  channelId: string;
+  consumer: string;
+  provider: string;
+  sessionId: string;
+  amount: bigint;
+  signature: string;
+  receivedAt: number;
+}
+
+export interface Settlement {
+  channelId: string;
+  amount: bigint;
+  txHash: string | null;
+  paid: bigint | null;
+  status: "pending" | "mined" | "failed";
+  error: string | null;
+  at: number;
+}
+
+/**
+ * Promises a provider received and what it settled. `save` returns only once the promise is on
+ * disk; the latest promise per channel is the one worth settling.
+ */
+export class PromiseStore {
+  constructor(private readonly db: Db) {}
+
+  save(p: StoredPromise): void {
+    this.db
+      .prepare("INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(p.channelId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.signature, p.receivedAt);
+  }
+
+  latest(channelId: string): StoredPromise | undefined {
+    const row = this.db.prepare("SELECT * FROM promises WHERE channel_id = ? ORDER BY amount DESC LIMIT 1").get(channelId) as Row | undefined;
+    return row && fromRow(row);
+  }
+
+  /** The latest promise of every channel. */
+  latestPerChannel(): StoredPromise[] {
+    const rows = this.db
+      .prepare("SELECT p.* FROM promises p JOIN (SELECT channel_id, MAX(amount) amount FROM promises GROUP BY channel_id) m ON p.channel_id = m.channel_id AND p.amount = m.amount")
+      .all() as Row[];
+    return rows.map(fromRow);
+  }
+
+  /** The highest amount a mined settlement covered on the channel. */
+  settledAmount(channelId: string): bigint {
+    const row = this.db.prepare("SELECT MAX(amount) a FROM settlements WHERE channel_id = ? AND status = 'mined'").get(channelId) as { a: string | null };
+    return row.a ? BigInt(row.a) : 0n;
+  }
+
+  recordSettlement(s: Omit<Settlement, "at">): void {
+    this.db
+      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(s.channelId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.status, s.error, Date.now());
+  }
+
+  settlements(): Settlement[] {
+    return (this.db.prepare("SELECT * FROM settlements ORDER BY at").all() as SettlementRow[]).map((r) => ({
+      channelId: r.channel_id,
+      amount: BigInt(r.amount),
+      txHash: r.tx_hash,
+      paid: r.paid === null ? null : BigInt(r.paid),
+      status: r.status as Settlement["status"],
+      error: r.error,
+      at: r.at,
+    }));
+  }
+
+  /** Per session: the highest promise received. */
+  earningsBySession(): { sessionId: string; consumer: string; channelId: string; promised: bigint }[] {
+    const rows = this.db.prepare("SELECT session_id, consumer, channel_id, MAX(amount) amount FROM promises GROUP BY session_id").all() as { session_id: string; consumer: string; channel_id: string; amount: string }[];
+    return rows.map((r) => ({ sessionId: r.session_id, consumer: r.consumer, channelId: r.channel_id, promised: BigInt(r.amount) }));
+  }
+}
+
+interface Row {
+  channel_id: string;
+  consumer: string;
+  provider: string;
+  session_id: string;
+  amount: string;
+  signature: string;
+  received_at: number;
+}
+interface SettlementRow {
+  channel_id: string;
+  amount: string;
+  tx_hash: string | null;
+  paid: string | null;
+  status: string;
+  error: string | null;
+  at: number;
+}
+
+function fromRow(r: Row): StoredPromise {
+  return { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, sessionId: r.session_id, amount: BigInt(r.amount), signature: r.signature, receivedAt: r.received_at };
+}

@@ -1,0 +1,251 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import path from "node:path";
+import { Wallet, parseEther } from "ethers";
+import { Broker } from "../../../node/broker/broker";
+import { PaymentChannelsClient } from "../../../node/chain/channels";
+import { channelIdOf } from "../../../node/chain/eip712";
+import { Dialogs } from "../../../node/dialog/dialogs";
+import { IdentityKey } from "../../../node/identity/key";
+import { ConsumerPayments } from "../../../node/payments/consumer-payments";
+import { GIB } from "../../../node/payments/price";
+import { PromiseRejected, verifyPromise } from "../../../node/payments/promise";
+import { ProviderPayments } from "../../../node/payments/provider-payments";
+import { Settler } from "../../../node/payments/settlement";
+import { NoopConsumerService, NoopProviderService, type NoopTunnel } from "../../../node/services/noop/noop";
+import { ConsumerSessions, type ConsumerSession } from "../../../node/session/consumer";
+import { ProviderSessions, type ProviderSession } from "../../../node/session/provider";
+import { openDatabase } from "../../../node/store/database";
+import { PromiseStore } from "../../../node/store/promise-store";
+import { signProposal } from "../../../node/proposal/proposal";
+import { TestNetwork } from "../../support/network";
+import { makeProposal } from "../../support/proposals";
+import { rejectionOf } from "../../support/rejection";
+import { tempDir } from "../../support/tmp";
+
+const E = parseEther;
+const MiB = 1 << 20;
+
+async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("payments: invoices, promises and settlement (real chain, real NATS, no-op tunnel)", function () {
+  const net = new TestNetwork();
+  let channels: PaymentChannelsClient;
+  let tmp: ReturnType<typeof tempDir>;
+
+  before(async function () {
+    await net.start();
+    channels = new PaymentChannelsClient(net.conn);
+  });
+  after(async () => net.stop());
+  beforeEach(() => (tmp = tempDir()));
+  afterEach(() => tmp.cleanup());
+
+  /** A provider and a consumer with 10 MYST in their channel, on a price of 1 MYST per GiB. */
+  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint } = {}) {
+    const providerKey = await net.registeredIdentity();
+    const consumerKey = await net.registeredIdentity();
+    await net.chain.fund([providerKey.address, consumerKey.address], { eth: E("1"), myst: E("100") });
+    if (options.deposit !== 0n) await channels.deposit(consumerKey, consumerKey.address, providerKey.address, options.deposit ?? E("10"));
+
+    const brokers = [new Broker({ servers: [net.nats.url] }), new Broker({ servers: [net.nats.url] })];
+    await Promise.all(brokers.map((b) => b.start()));
+    const pd = new Dialogs({ broker: brokers[0], key: providerKey, directory: net.registry });
+    const cd = new Dialogs({ broker: brokers[1], key: consumerKey, directory: net.registry, subject: `myst.dialog.pc-${consumerKey.address}` });
+    const service = new NoopProviderService();
+    const proposal = makeProposal(providerKey, { price: { perHour: "0", perGiB: E("1").toString() } });
+    const db = openDatabase(path.join(tmp.dir, "provider.db"));
+    const store = new PromiseStore(db);
+    const settler = new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider), { retryMs: 100 });
+    // The admission check is the payments policy's, made below (late-bound).
+    const sessions: ProviderSessions = new ProviderSessions({
+      dialogs: pd,
+      services: new Map([["noop", service]]),
+      currentProposal: () => proposal,
+      keepaliveMs: 1000,
+      admission: (request) => payments.admission(request),
+    });
+    const payments: ProviderPayments = new ProviderPayments({
+      sessions,
+      channels,
+      store,
+      settler,
+      usage: (id) => service.usage(id),
+      invoiceEveryMs: 100,
+      maxUnpaid: options.maxUnpaid ?? E("0.5"),
+      minChannelBalance: options.minChannelBalance ?? E("1"),
+      settleThreshold: E("1000"),
+      settleOnSessionEnd: options.settleOnSessionEnd ?? true,
+    });
+    pd.start();
+    cd.start();
+    sessions.start();
+    payments.start();
+    const consumerSessions = new ConsumerSessions(cd);
+    const consumerService = new NoopConsumerService();
+    const connect = async (): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
+      const session = await consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service: consumerService });
+      const pay = new ConsumerPayments(session, consumerKey, channels, { pay: options.pay });
+      pay.start();
+      return { session, pay, tunnel: session.tunnel as NoopTunnel, onProvider: sessions.get(session.id)! };
+    };
+    /** Both meters see `mib` MiB moved. */
+    const move = (id: string, tunnel: NoopTunnel, mib: number, providerFactor = 1) => {
+      tunnel.bytes = { bytesIn: mib * MiB, bytesOut: 0 };
+      service.meter.set(id, { bytesIn: 0, bytesOut: Math.round(mib * MiB * providerFactor) });
+    };
+    const stop = async () => {
+      payments.stop();
+      await sessions.stop();
+      pd.stop();
+      cd.stop();
+      await Promise.all(brokers.map((b) => b.stop()));
+      db.close();
+    };
+    return { providerKey, consumerKey, service, store, settler, sessions, payments, connect, move, stop, db, proposal };
+  }
+
+  it("pays promises at the cadence, and the provider settles exactly the last one on chain", async function () {
+    const m = await market();
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      const before = await channels.tokenBalance(m.providerKey.address);
+      for (const mib of [100, 200, 300]) {
+        m.move(session.id, tunnel, mib);
+        await until(() => pay.promised === (BigInt(mib * MiB) * E("1")) / GIB, `a promise for ${mib} MiB`);
+      }
+      const last = m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!;
+      expect(last.amount).to.equal((300n * BigInt(MiB) * E("1")) / GIB);
+      expect(pay.invoices).to.be.greaterThanOrEqual(3);
+      await session.destroy();
+      await until(async () => (await channels.state(m.consumerKey.address, m.providerKey.address)).settled === last.amount, "the settlement");
+      expect((await channels.tokenBalance(m.providerKey.address)) - before).to.equal(last.amount);
+      const state = await channels.state(m.consumerKey.address, m.providerKey.address);
+      expect(state.balance).to.equal(E("10") - last.amount);
+      expect(m.store.settlements().filter((s) => s.status === "mined")).to.have.length(1);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("cuts off a consumer that stops paying once the unpaid amount passes the limit", async function () {
+    const m = await market({ pay: false, maxUnpaid: E("0.2") });
+    try {
+      const { session, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 400); // 0.39 MYST due, nothing paid, limit 0.2
+      expect(await session.ended).to.match(/^provider ended it: payment lagging/);
+      expect(m.service.closed[0].reason).to.match(/payment lagging/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("refuses an invoice that overcharges, and ends the session saying so", async function () {
+    const m = await market();
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 100, 3);
+      expect(await session.ended).to.match(/^invoice overcharges/);
+      expect(pay.promised).to.equal(0n);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("refuses a session whose channel does not cover the provider's minimum", async function () {
+    const m = await market({ deposit: 0n });
+    try {
+      const err = await rejectionOf(m.connect());
+      expect(err.code).to.equal("PAYMENT_NOT_COVERED");
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("settles after a restart what it acknowledged before it", async function () {
+    const m = await market({ settleOnSessionEnd: false });
+    const dbFile = path.join(tmp.dir, "provider.db");
+    let amount: bigint;
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 64);
+      await until(() => pay.promised > 0n, "an acknowledged promise");
+      amount = pay.promised;
+    } finally {
+      // The provider goes away with the promise acknowledged and not settled.
+      await m.stop();
+    }
+    expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(0n);
+    const reopened = new PromiseStore(openDatabase(dbFile));
+    const settler = new Settler(reopened, channels, new Wallet(m.providerKey.privateKeyHex(), net.conn.provider));
+    await settler.settleAll();
+    expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(amount);
+    await settler.settleAll();
+    expect(reopened.settlements().filter((s) => s.status === "mined")).to.have.length(1);
+  });
+
+  it("lets the consumer withdraw its remainder after the challenge period", async function () {
+    const consumer = await net.registeredIdentity();
+    const provider = await net.registeredIdentity();
+    await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
+    await channels.deposit(consumer, consumer.address, provider.address, E("4"));
+    await channels.requestWithdrawal(consumer, provider.address);
+    const early = await rejectionOf(channels.withdraw(consumer, provider.address));
+    expect(early.message).to.match(/WithdrawalNotReady/);
+    await net.conn.provider.send("evm_increaseTime", [24 * 3600]);
+    await net.conn.provider.send("evm_mine", []);
+    const before = await channels.tokenBalance(consumer.address);
+    const { amount } = await channels.withdraw(consumer, provider.address);
+    expect(amount).to.equal(E("4"));
+    expect((await channels.tokenBalance(consumer.address)) - before).to.equal(E("4"));
+  });
+
+  describe("promise verification", function () {
+    const provider = IdentityKey.generate();
+    const consumer = IdentityKey.generate();
+    const channel = { id: channelIdOf(consumer.address, provider.address), balance: E("5"), settled: E("1"), withdrawalReadyAt: 0n };
+    const promise = (key: IdentityKey, amount: bigint, to = provider.address) => ({
+      consumer: consumer.address,
+      provider: provider.address,
+      channelId: channelIdOf(consumer.address, provider.address),
+      amount,
+      signature: channels.signPromise(key, to, amount),
+    });
+    const code = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        expect(err).to.be.instanceOf(PromiseRejected);
+        return (err as PromiseRejected).code;
+      }
+      return "accepted";
+    };
+
+    it("accepts a promise of the consumer for this channel within what it can pay", function () {
+      expect(code(() => verifyPromise(promise(consumer, E("6")), channels, { lastAmount: E("2"), channel }))).to.equal("accepted");
+    });
+    it("rejects a promise signed by someone else", function () {
+      expect(code(() => verifyPromise(promise(provider, E("2")), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_SIGNER");
+    });
+    it("rejects a promise for another channel", function () {
+      const other = IdentityKey.generate().address;
+      expect(code(() => verifyPromise({ ...promise(consumer, E("2")), channelId: channelIdOf(consumer.address, other) }, channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_CHANNEL");
+      // Signed for the other channel but presented for this one: the signature does not recover.
+      expect(code(() => verifyPromise(promise(consumer, E("2"), other), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_SIGNER");
+    });
+    it("rejects a lower amount than the last promise", function () {
+      expect(code(() => verifyPromise(promise(consumer, E("2")), channels, { lastAmount: E("3"), channel }))).to.equal("PROMISE_NOT_INCREASING");
+    });
+    it("rejects an amount above what the channel can pay", function () {
+      expect(code(() => verifyPromise(promise(consumer, E("6.1")), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_ABOVE_BALANCE");
+    });
+  });
+});

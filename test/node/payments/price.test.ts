@@ -1,0 +1,38 @@
+import { expect } from "chai";
+import { GIB, priceOf } from "../../../node/payments/price";
+
+const E18 = 10n ** 18n;
+
+describe("payments: price = per hour × time + per GiB × bytes, in wei", function () {
+  it("is zero for zero prices, whatever the usage", function () {
+    expect(priceOf({ perHour: 0n, perGiB: 0n }, { ms: 10n ** 12n, bytes: 10n ** 15n })).to.equal(0n);
+  });
+
+  it("charges only time when only per hour is set", function () {
+    expect(priceOf({ perHour: 3600n, perGiB: 0n }, { ms: 1000n, bytes: GIB })).to.equal(1n);
+    expect(priceOf({ perHour: E18, perGiB: 0n }, { ms: 1_800_000n, bytes: 0n })).to.equal(E18 / 2n);
+  });
+
+  it("charges only bytes when only per GiB is set", function () {
+    expect(priceOf({ perHour: 0n, perGiB: E18 }, { ms: 3_600_000n, bytes: GIB / 4n })).to.equal(E18 / 4n);
+  });
+
+  it("adds both, then rounds down once (never a fraction of a wei to the provider)", function () {
+    // 1 wei/h for 1 ms is 1/3,600,000 wei; 1 wei/GiB for 1 byte is 1/2^30 wei: together less than 1.
+    expect(priceOf({ perHour: 1n, perGiB: 1n }, { ms: 1n, bytes: 1n })).to.equal(0n);
+    // 1.5 + 1.5 = 3 exactly: rounding each part down would give 2.
+    expect(priceOf({ perHour: 3n, perGiB: 3n }, { ms: 1_800_000n, bytes: GIB / 2n })).to.equal(3n);
+  });
+
+  it("stays exact for huge values", function () {
+    const perHour = 10n ** 30n;
+    const ms = 10n ** 15n;
+    expect(priceOf({ perHour, perGiB: 0n }, { ms, bytes: 0n })).to.equal((perHour * ms) / 3_600_000n);
+    expect(priceOf({ perHour: 0n, perGiB: 2n ** 200n }, { ms: 0n, bytes: 2n ** 40n })).to.equal(2n ** 210n);
+  });
+
+  it("refuses negative usage or prices", function () {
+    expect(() => priceOf({ perHour: 1n, perGiB: 1n }, { ms: -1n, bytes: 0n })).to.throw(/negative/);
+    expect(() => priceOf({ perHour: -1n, perGiB: 1n }, { ms: 1n, bytes: 0n })).to.throw(/negative/);
+  });
+});
