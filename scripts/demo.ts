@@ -51,6 +51,8 @@ async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 3
   }
 }
 
+const formatMyst = (wei: string) => (Number(BigInt(wei)) / 1e18).toFixed(9);
+
 async function cleanup() {
   for (const s of started.reverse().splice(0)) await s.stop().catch(() => undefined);
 }
@@ -109,6 +111,7 @@ async function main() {
   background("provider", providerEnv, [
     "service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress,
     "--country", "DE", "--city", "Berlin", "--ip-type", "residential", "--price-per-hour", "0.05", "--price-per-gib", "0.1", "--bandwidth", "500",
+    "--invoice-every", "2", "--min-channel-balance", "0.1",
   ]);
   const proposals = await until(() => {
     const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
@@ -120,11 +123,12 @@ async function main() {
   const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
   ok(before === null ? "unreachable: the consumer has no route to the internet" : `visible IP ${before}`);
 
-  say("Connecting through the provider");
-  const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--netns", topology.consumers[0]]);
+  say("Connecting through the provider (depositing 5 MYST into the payment channel first)");
+  const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--topup", "5", "--netns", topology.consumers[0]]);
   await until(() => connect.output().includes("connected: session") || connect.child.exitCode !== null, "the connection", 60_000);
   if (connect.child.exitCode !== null) throw new Error(`myst connect failed: ${connect.output().trim()}`);
   const status = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+  if (status.deposit) ok(`deposited ${Number(status.deposit.amountWei) / 1e18} MYST into the channel (tx ${status.deposit.txHash}, gas ${status.deposit.gasUsed})`);
   ok(`session ${status.sessionId} with ${status.provider}`);
   ok(`phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`);
 
@@ -145,8 +149,12 @@ async function main() {
   const during = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
   ok(`consumer's meter: ${during.bytesIn} bytes in, ${during.bytesOut} bytes out, ${during.durationSeconds} s`);
 
-  say("Payments");
-  ok("not part of this build yet: metering, invoices, promises and settlement are issue 7 (the contracts are deployed and tested)");
+  say("Paying: the provider invoices every 2 s, the consumer checks each invoice and answers with a promise");
+  const paid = await until(() => {
+    const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+    return BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
+  }, "promises for the invoices", 30_000);
+  ok(`${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised (price 0.05 MYST/h + 0.1 MYST/GiB)`);
 
   say("Disconnecting");
   const done = JSON.parse(mystOk(consumerEnv, ["disconnect", "--json"]));
@@ -155,6 +163,16 @@ async function main() {
   const gone = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
   ok(gone === null ? "the consumer is back to no route" : `STILL ROUTED (${gone})`);
   if (gone !== null) throw new Error("the route survived the disconnect");
+
+  say("Settlement: the provider settles the last promise on chain when the session ends");
+  const earnings = await until(() => {
+    const e = JSON.parse(mystOk(providerEnv, ["earnings", "--json"]));
+    return BigInt(e.settledWei) > 0n && e;
+  }, "the settlement", 60_000);
+  const settlement = earnings.settlements[earnings.settlements.length - 1];
+  ok(`settled ${formatMyst(earnings.settledWei)} MYST of ${formatMyst(earnings.totalPromisedWei)} promised (tx ${settlement.txHash})`);
+  const channel = JSON.parse(mystOk(consumerEnv, ["channels", "show", ids.provider, "--json"]));
+  ok(`the consumer's channel now holds ${formatMyst(channel.balanceWei)} MYST; spent ${formatMyst(channel.spentWei)} MYST`);
 
   say("Cleaning up");
   await cleanup();

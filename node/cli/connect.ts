@@ -26,6 +26,9 @@ function describeConnection(c: Connection) {
     bytesIn: stats.bytesIn,
     bytesOut: stats.bytesOut,
     phasesMs: c.phases,
+    promisedWei: (c.payments?.promised ?? 0n).toString(),
+    invoices: c.payments?.invoices ?? 0,
+    ...(c.deposit ? { deposit: { amountWei: c.deposit.amount.toString(), txHash: c.deposit.txHash, gasUsed: c.deposit.gasUsed.toString() } } : {}),
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
   };
 }
@@ -42,6 +45,7 @@ export function connectCommands(context: Ctx): Command[] {
     .addOption(new Option("--ip-type <type>", "filter: IP type"))
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
+    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
     .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
@@ -54,7 +58,8 @@ export function connectCommands(context: Ctx): Command[] {
       const socket = controlSocketPath(ctx.config.dataDir);
       if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
 
-      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, log: ctx.log });
+      const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));
+      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), log: ctx.log });
       await node.start();
       let connection: Connection;
       try {
@@ -62,6 +67,7 @@ export function connectCommands(context: Ctx): Command[] {
           provider: providerId,
           filter,
           service,
+          topUpTo,
           ...(maxHour || maxGiB ? { maxPrice: { perHour: maxHour ?? MAX, perGiB: maxGiB ?? MAX } } : {}),
         });
       } catch (err) {
@@ -86,6 +92,7 @@ export function connectCommands(context: Ctx): Command[] {
       ctx.out.result(describeConnection(connection), () => [
         `connected: session ${session.id}`,
         `provider ${session.provider} (${p.location.country}, ${p.location.ipType}), ${formatUnits(p.price.perHour, 18)} MYST/h + ${formatUnits(p.price.perGiB, 18)} MYST/GiB`,
+        ...(connection.deposit ? [`deposited ${formatUnits(connection.deposit.amount, 18)} MYST into the channel (tx ${connection.deposit.txHash}, gas ${connection.deposit.gasUsed})`] : []),
         `phases (ms): discovery ${connection.phases.discovery}, negotiation ${connection.phases.negotiation}, tunnel ${connection.phases.tunnel}, confirm ${connection.phases.confirm}`,
         "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it",
       ]);
@@ -112,6 +119,7 @@ export function connectCommands(context: Ctx): Command[] {
       `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
       `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
       `duration: ${answer.durationSeconds} s`,
+      `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
     ]);
   });
   return [connect, disconnect, status];

@@ -7,6 +7,7 @@ import { CommandContext, type GlobalFlags } from "./context";
 import { connectCommands } from "./connect";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
+import { channelsCommand, earningsCommand } from "./money";
 import { serviceCommand } from "./service";
 
 const contexts: CommandContext[] = [];
@@ -39,6 +40,8 @@ function program(): Command {
   root.addCommand(discoveryCommand(context));
   root.addCommand(proposalsCommand(context));
   for (const cmd of connectCommands(context)) root.addCommand(cmd);
+  root.addCommand(channelsCommand(context));
+  root.addCommand(earningsCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

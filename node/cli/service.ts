@@ -26,7 +26,12 @@ export function offerOptions(cmd: Command): Command {
     .option("--price-per-hour <myst>", "price per hour of session, in MYST", "0.01")
     .option("--price-per-gib <myst>", "price per GiB moved, in MYST", "0.05")
     .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100")
-    .option("--max-sessions <n>", "sessions at once", "50");
+    .option("--max-sessions <n>", "sessions at once", "50")
+    .option("--invoice-every <seconds>", "how often to invoice each session", "10")
+    .option("--max-unpaid <myst>", "end a session when this much is unpaid", "0.05")
+    .option("--min-channel-balance <myst>", "refuse consumers whose channel holds less", "0.1")
+    .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", "1")
+    .option("--no-settle-on-session-end", "do not settle when a session ends (only by threshold and at start/stop)");
 }
 
 export function parseOffer(opts: Record<string, string | undefined>): Offer {
@@ -100,6 +105,17 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }
+    const invoiceEvery = Number(opts.invoiceEvery);
+    if (!(invoiceEvery > 0)) throw new MystError("BAD_FLAG", `--invoice-every "${opts.invoiceEvery}" is not a positive number of seconds`);
+    const payments = {
+      conn: await ctx.chain(),
+      dbFile: path.join(ctx.config.dataDir, "myst.db"),
+      invoiceEveryMs: invoiceEvery * 1000,
+      maxUnpaid: BigInt(mystToWei(opts.maxUnpaid, "--max-unpaid")),
+      minChannelBalance: BigInt(mystToWei(opts.minChannelBalance, "--min-channel-balance")),
+      settleThreshold: BigInt(mystToWei(opts.settleThreshold, "--settle-threshold")),
+      settleOnSessionEnd: opts.settleOnSessionEnd !== false,
+    };
     let provider: ProviderNode;
     try {
       provider = new ProviderNode({
@@ -110,6 +126,7 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
         offer,
         log: ctx.log,
         maxSessions,
+        payments,
       });
       await provider.start();
     } catch (err) {

@@ -8,12 +8,17 @@ import type { ProposalFilter } from "../proposal/filter";
 import { SessionError } from "../session/errors";
 import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
 import type { ConsumerService } from "../session/service";
+import { PaymentChannelsClient } from "../chain/channels";
+import type { ChainConnection } from "../chain/connect";
+import { ConsumerPayments } from "../payments/consumer-payments";
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
   discoveryUrl: string;
   registry: IdentityRegistryClient;
+  /** Payments: the consumer answers invoices with promises on this chain. */
+  conn?: ChainConnection;
   log?: Logger;
 }
 
@@ -23,10 +28,15 @@ export interface ConnectTarget {
   filter?: ProposalFilter;
   service: ConsumerService;
   maxPrice?: { perHour: string; perGiB: string };
+  /** Deposit so the channel holds at least this much (wei) before connecting. */
+  topUpTo?: bigint;
 }
 
 export interface Connection {
   session: ConsumerSession;
+  payments?: ConsumerPayments;
+  /** A deposit made before connecting. */
+  deposit?: { amount: bigint; txHash: string; gasUsed: bigint };
   proposal: FoundProposal;
   /** ms spent in each phase: discovery lookup, negotiation (create → accepted), tunnel up, confirm. */
   phases: { discovery: number; negotiation: number; tunnel: number; confirm: number };
@@ -38,6 +48,7 @@ export class ConsumerNode {
   readonly dialogs: Dialogs;
   readonly sessions: ConsumerSessions;
   readonly discovery: DiscoveryClient;
+  readonly channels?: PaymentChannelsClient;
   current?: Connection;
 
   constructor(private readonly o: ConsumerNodeOptions) {
@@ -46,6 +57,7 @@ export class ConsumerNode {
     this.dialogs = new Dialogs({ broker: this.broker, key: o.key, directory: o.registry, log });
     this.sessions = new ConsumerSessions(this.dialogs, { log });
     this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
+    if (o.conn) this.channels = new PaymentChannelsClient(o.conn);
   }
 
   async start(): Promise<void> {
@@ -65,10 +77,23 @@ export class ConsumerNode {
     const t0 = Date.now();
     const found = await this.#find(target);
     const t1 = Date.now();
+    let deposit: Connection["deposit"];
+    if (this.channels && target.topUpTo !== undefined) {
+      const state = await this.channels.state(this.o.key.address, found.proposal.provider);
+      if (state.balance < target.topUpTo) {
+        const amount = target.topUpTo - state.balance;
+        const r = await this.channels.deposit(this.o.key, this.o.key.address, found.proposal.provider, amount);
+        deposit = { amount, txHash: r.txHash, gasUsed: r.gasUsed };
+      }
+    }
     const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: target.maxPrice });
+    const payments = this.channels ? new ConsumerPayments(session, this.o.key, this.channels, { log: this.o.log }) : undefined;
+    payments?.start();
     const t = session.timings;
     const connection: Connection = {
       session,
+      payments,
+      deposit,
       proposal: found,
       phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
     };

@@ -5,7 +5,14 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import { PROPOSAL_FORMAT, type IpType, type Proposal } from "../proposal/proposal";
-import { ProviderSessions, type Admission } from "../session/provider";
+import { ProviderSessions } from "../session/provider";
+import { PaymentChannelsClient } from "../chain/channels";
+import type { ChainConnection } from "../chain/connect";
+import { ProviderPayments } from "../payments/provider-payments";
+import { Settler } from "../payments/settlement";
+import { openDatabase, type Db } from "../store/database";
+import { PromiseStore } from "../store/promise-store";
+import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
 
 /** What a provider sells, as the operator configures it (prices in wei). */
@@ -30,7 +37,17 @@ export interface ProviderNodeOptions {
   maxSessions?: number;
   keepaliveMs?: number;
   pingMs?: number;
-  admission?: Admission;
+  /** Payments: without them the provider serves for free (tests of the protocol only). */
+  payments?: ProviderPaymentSettings & { conn: ChainConnection; dbFile: string };
+}
+
+/** The provider's payment policy (amounts in wei). */
+export interface ProviderPaymentSettings {
+  invoiceEveryMs: number;
+  maxUnpaid: bigint;
+  minChannelBalance: bigint;
+  settleThreshold: bigint;
+  settleOnSessionEnd: boolean;
 }
 
 /**
@@ -43,6 +60,10 @@ export class ProviderNode {
   readonly dialogs: Dialogs;
   readonly sessions: ProviderSessions;
   readonly announcer: ProposalAnnouncer;
+  readonly payments?: ProviderPayments;
+  readonly settler?: Settler;
+  readonly store?: PromiseStore;
+  readonly #db?: Db;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
 
@@ -58,8 +79,24 @@ export class ProviderNode {
       log: this.#log,
       maxSessions: options.maxSessions,
       keepaliveMs: options.keepaliveMs,
-      admission: options.admission,
+      admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
     });
+    if (options.payments) {
+      const p = options.payments;
+      const channels = new PaymentChannelsClient(p.conn);
+      this.#db = openDatabase(p.dbFile);
+      this.store = new PromiseStore(this.#db);
+      this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), { log: this.#log });
+      this.payments = new ProviderPayments({
+        ...p,
+        sessions: this.sessions,
+        channels,
+        store: this.store,
+        settler: this.settler,
+        usage: (id) => options.service.usage?.(id),
+        log: this.#log,
+      });
+    }
     this.announcer = new ProposalAnnouncer({
       broker: this.broker,
       key: options.key,
@@ -90,9 +127,12 @@ export class ProviderNode {
   }
 
   async start(): Promise<void> {
+    // Anything stored but unsettled (a crash, a restart) goes on chain first.
+    await this.settler?.settleAll();
     await this.broker.start();
     this.dialogs.start();
     this.sessions.start();
+    this.payments?.start();
     await this.broker.flush();
     this.announcer.start();
     this.#log.info({ identity: this.#o.key.address, service: this.#o.service.type }, "provider started");
@@ -101,6 +141,9 @@ export class ProviderNode {
   async stop(): Promise<void> {
     await this.announcer.stop();
     await this.sessions.stop();
+    this.payments?.stop();
+    await this.settler?.settleAll();
+    this.#db?.close();
     this.dialogs.stop();
     await this.broker.stop();
     this.#log.info("provider stopped");

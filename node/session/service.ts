@@ -15,6 +15,8 @@ export interface ProviderService {
    * consumer ended it and is leaving by itself (it is still cut off if it does not).
    */
   closeSession(sessionId: string, reason: string, options?: { byConsumer?: boolean }): Promise<void>;
+  /** Bytes the session's consumer moved so far, as the provider meters them (what it invoices). */
+  usage?(sessionId: string): { bytesIn: number; bytesOut: number } | undefined;
 }
 
 /** A consumer's running connection to a provider. */

@@ -49,6 +49,19 @@ describe("e2e: the local demo (npm run demo), checked step by step", function ()
     expect(Number(meter?.[1])).to.be.greaterThan(8 * 1024 * 1024);
   });
 
+  it("deposits into the channel, pays invoices with promises, and settles on chain", function () {
+    expect(output).to.match(/✓ deposited 5 MYST into the channel \(tx 0x[0-9a-f]{64}, gas \d+\)/);
+    const promised = /✓ (\d+) invoice\(s\) answered; ([0-9.]+) MYST promised/.exec(output);
+    expect(Number(promised?.[1])).to.be.greaterThanOrEqual(2);
+    expect(Number(promised?.[2])).to.be.greaterThan(0);
+    const settled = /✓ settled ([0-9.]+) MYST of ([0-9.]+) promised \(tx 0x[0-9a-f]{64}\)/.exec(output);
+    expect(Number(settled?.[1])).to.be.greaterThan(0);
+    expect(settled?.[1]).to.equal(settled?.[2]);
+    const channel = /the consumer's channel now holds ([0-9.]+) MYST; spent ([0-9.]+) MYST/.exec(output);
+    expect(channel?.[2]).to.equal(settled?.[1]);
+    expect(Number(channel?.[1]) + Number(channel?.[2])).to.be.closeTo(5, 1e-9);
+  });
+
   it("disconnects back to no route and leaves no namespace behind", function () {
     expect(output).to.include("✓ the consumer is back to no route");
     expect(output).to.include("✓ processes stopped, namespaces removed");
