@@ -49,6 +49,7 @@ async function stockTunnel(t: Topology, dir: string): Promise<{ stop: () => Prom
     `auth-user-pass ${auth}`, 'pull-filter ignore "redirect-gateway"', "route 198.18.2.0 255.255.255.0", "verb 1",
     "<ca>", pki.ca.trim(), "</ca>", "<tls-crypt>", pki.tlsCrypt.trim(), "</tls-crypt>", "",
   ].join("\n"));
+  t.exec(t.provider, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "wan0", "-j", "MASQUERADE"]);
   const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/sbin/openvpn", "--config", server], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 500));
