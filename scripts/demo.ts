@@ -6,6 +6,7 @@ import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/loc
 import { startNatsServer, type NatsServer } from "./lib/nats-server";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
 import { missingE2EPrerequisites } from "../test/support/prereqs";
+import { until } from "./lib/until";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
@@ -41,15 +42,6 @@ function background(name: string, env: NodeJS.ProcessEnv, args: string[]): { chi
   return { child, output: () => output };
 }
 
-async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const formatMyst = (wei: string) => (Number(BigInt(wei)) / 1e18).toFixed(9);
 

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { SUPPLY } from "./fixtures";
+import { SUPPLY, permitSignature } from "./fixtures";
 
 async function tokenFixture() {
   const [holder, spender, other] = await ethers.getSigners();
@@ -23,24 +23,7 @@ describe("MystToken", function () {
     const { token, holder, spender } = await loadFixture(tokenFixture);
     const deadline = BigInt(Math.floor(Date.now() / 1000) + 3600);
     const value = ethers.parseEther("5");
-    const domain = {
-      name: "Myst",
-      version: "1",
-      chainId: (await ethers.provider.getNetwork()).chainId,
-      verifyingContract: await token.getAddress(),
-    };
-    const types = {
-      Permit: [
-        { name: "owner", type: "address" },
-        { name: "spender", type: "address" },
-        { name: "value", type: "uint256" },
-        { name: "nonce", type: "uint256" },
-        { name: "deadline", type: "uint256" },
-      ],
-    };
-    const signature = ethers.Signature.from(
-      await holder.signTypedData(domain, types, { owner: holder.address, spender: spender.address, value, nonce: 0n, deadline }),
-    );
+    const signature = await permitSignature(token, holder, spender.address, value, deadline);
     await token.connect(spender).permit(holder.address, spender.address, value, deadline, signature.v, signature.r, signature.s);
     expect(await token.allowance(holder.address, spender.address)).to.equal(value);
     expect(await token.nonces(holder.address)).to.equal(1n);

@@ -3,7 +3,6 @@ import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { TypedDataEncoder, type Wallet } from "ethers";
 import { channelIdOf, channelsDomain } from "../../node/chain/eip712";
-import type { MystToken } from "../../typechain-types";
 import {
   CHALLENGE_PERIOD,
   chainId,
@@ -12,31 +11,13 @@ import {
   newIdentity,
   registerIdentity,
   signBeneficiaryChange,
+  permitSignature,
   signPromise,
   systemFixture,
 } from "./fixtures";
 
 const E = ethers.parseEther;
 
-async function permitSignature(token: MystToken, owner: Wallet, spender: string, value: bigint, deadline: bigint) {
-  const domain = {
-    name: "Myst",
-    version: "1",
-    chainId: await chainId(),
-    verifyingContract: await token.getAddress(),
-  };
-  const types = {
-    Permit: [
-      { name: "owner", type: "address" },
-      { name: "spender", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "nonce", type: "uint256" },
-      { name: "deadline", type: "uint256" },
-    ],
-  };
-  const nonce = await token.nonces(owner.address);
-  return ethers.Signature.from(await owner.signTypedData(domain, types, { owner: owner.address, spender, value, nonce, deadline }));
-}
 
 /** The system with 10 MYST in the consumer's channel to the provider. */
 async function fundedFixture() {

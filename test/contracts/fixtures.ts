@@ -104,3 +104,24 @@ export async function systemFixture() {
   await token.connect(consumer).approve(await channels.getAddress(), ethers.MaxUint256);
   return { deployer, relayer, stranger, token, registry, channels, consumer, provider };
 }
+
+/** An ERC-2612 permit signed as a wallet would. */
+export async function permitSignature(token: MystToken, owner: Wallet | { address: string; signTypedData: Wallet["signTypedData"] }, spender: string, value: bigint, deadline: bigint) {
+  const domain = {
+    name: "Myst",
+    version: "1",
+    chainId: await chainId(),
+    verifyingContract: await token.getAddress(),
+  };
+  const types = {
+    Permit: [
+      { name: "owner", type: "address" },
+      { name: "spender", type: "address" },
+      { name: "value", type: "uint256" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  };
+  const nonce = await token.nonces(owner.address);
+  return ethers.Signature.from(await owner.signTypedData(domain, types, { owner: owner.address, spender, value, nonce, deadline }));
+}

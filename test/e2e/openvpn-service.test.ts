@@ -15,16 +15,8 @@ import { TestNetwork } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { makeProposal } from "../support/proposals";
 import { rejectionOf } from "../support/rejection";
+import { until } from "../../scripts/lib/until";
 
-async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
   this.timeout(120_000);

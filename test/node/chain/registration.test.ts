@@ -8,16 +8,8 @@ import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { IdentityKey, toHex } from "../../../node/identity/key";
 import { fundedWallet, startLocalChain, type LocalChain } from "../../support/chain";
 import { tempDir } from "../../support/tmp";
+import { until } from "../../../scripts/lib/until";
 
-async function until<T>(probe: () => Promise<T | null | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("chain: registration and registry lookups (local Hardhat node)", function () {
   let chain: LocalChain;

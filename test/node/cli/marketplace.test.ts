@@ -4,16 +4,8 @@ import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../support/tmp";
+import { until } from "../../../scripts/lib/until";
 
-async function until<T>(probe: () => Promise<T | false | null | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe("myst discovery, service start and proposals (spawned processes)", function () {
   let chain: LocalChain;

@@ -7,16 +7,8 @@ import { IdentityKey } from "../../../node/identity/key";
 import { signProposal, type Proposal } from "../../../node/proposal/proposal";
 import { TestNetwork } from "../../support/network";
 import { makeProposal } from "../../support/proposals";
+import { until } from "../../../scripts/lib/until";
 
-async function until<T>(probe: () => Promise<T | false | null | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("discovery: service, announcer and client (real NATS, real HTTP, real registry)", function () {
   const net = new TestNetwork();

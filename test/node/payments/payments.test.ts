@@ -22,19 +22,11 @@ import { TestNetwork } from "../../support/network";
 import { makeProposal } from "../../support/proposals";
 import { rejectionOf } from "../../support/rejection";
 import { tempDir } from "../../support/tmp";
+import { until } from "../../../scripts/lib/until";
 
 const E = parseEther;
 const MiB = 1 << 20;
 
-async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("payments: invoices, promises and settlement (real chain, real NATS, no-op tunnel)", function () {
   const net = new TestNetwork();
