@@ -1,5 +1,6 @@
 import { benchDialog } from "./bench/dialog";
 import { benchDiscovery } from "./bench/discovery";
+import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
 
 /**
@@ -10,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   dialog: benchDialog,
   discovery: benchDiscovery,
   tunnel: benchTunnel,
+  payments: benchPayments,
 };
 
 async function main() {

@@ -7,7 +7,7 @@ import { CommandContext, type GlobalFlags } from "./context";
 import { connectCommands } from "./connect";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
-import { channelsCommand, earningsCommand } from "./money";
+import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
 import { serviceCommand } from "./service";
 
 const contexts: CommandContext[] = [];
@@ -42,6 +42,7 @@ function program(): Command {
   for (const cmd of connectCommands(context)) root.addCommand(cmd);
   root.addCommand(channelsCommand(context));
   root.addCommand(earningsCommand(context));
+  root.addCommand(sessionsCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

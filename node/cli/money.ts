@@ -6,6 +6,7 @@ import { MystError } from "../errors/MystError";
 import { Settler } from "../payments/settlement";
 import { openDatabase } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
+import { SessionStore } from "../store/session-store";
 import type { CommandContext } from "./context";
 import { mystToWei } from "./discovery";
 
@@ -100,4 +101,24 @@ export function earningsCommand(context: Ctx): Command {
     ctx.out.result({ settlements: mined.length }, () => [`${mined.length} settlement(s) on record`]);
   });
   return earnings;
+}
+
+/** `myst sessions`: the node's session history, from its store. */
+export function sessionsCommand(context: Ctx): Command {
+  return new Command("sessions")
+    .description("the session history of this node (provider sessions with bytes and promised amounts)")
+    .option("--limit <n>", "at most this many, newest first", "50")
+    .action(async (opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const limit = Number(opts.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new MystError("BAD_FLAG", "--limit must be a positive whole number");
+      const list = new SessionStore(openDatabase(path.join(ctx.config.dataDir, "myst.db"))).list(limit);
+      ctx.out.result(
+        list.map((s) => ({ ...s, promised: s.promised.toString() })),
+        () =>
+          list.length === 0
+            ? ["no sessions yet"]
+            : list.map((s) => `${new Date(s.startedAt).toISOString()}  ${s.id}  ${s.role} with ${s.peer}  ${s.bytes} bytes  ${myst(s.promised)}  ${s.endReason ?? "running"}`),
+      );
+    });
 }

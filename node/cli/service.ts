@@ -28,6 +28,7 @@ export function offerOptions(cmd: Command): Command {
     .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100")
     .option("--max-sessions <n>", "sessions at once", "50")
     .option("--invoice-every <seconds>", "how often to invoice each session", "10")
+    .option("--invoice-above <myst>", "also invoice as soon as this much more is due", "0.01")
     .option("--max-unpaid <myst>", "end a session when this much is unpaid", "0.05")
     .option("--min-channel-balance <myst>", "refuse consumers whose channel holds less", "0.1")
     .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", "1")
@@ -111,6 +112,7 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
       conn: await ctx.chain(),
       dbFile: path.join(ctx.config.dataDir, "myst.db"),
       invoiceEveryMs: invoiceEvery * 1000,
+      invoiceAboveWei: BigInt(mystToWei(opts.invoiceAbove, "--invoice-above")),
       maxUnpaid: BigInt(mystToWei(opts.maxUnpaid, "--max-unpaid")),
       minChannelBalance: BigInt(mystToWei(opts.minChannelBalance, "--min-channel-balance")),
       settleThreshold: BigInt(mystToWei(opts.settleThreshold, "--settle-threshold")),

@@ -12,6 +12,8 @@ import { ProviderPayments } from "../payments/provider-payments";
 import { Settler } from "../payments/settlement";
 import { openDatabase, type Db } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
+import { SessionStore } from "../store/session-store";
+import { channelIdOf } from "../chain/eip712";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
 
@@ -44,6 +46,7 @@ export interface ProviderNodeOptions {
 /** The provider's payment policy (amounts in wei). */
 export interface ProviderPaymentSettings {
   invoiceEveryMs: number;
+  invoiceAboveWei: bigint;
   maxUnpaid: bigint;
   minChannelBalance: bigint;
   settleThreshold: bigint;
@@ -63,6 +66,7 @@ export class ProviderNode {
   readonly payments?: ProviderPayments;
   readonly settler?: Settler;
   readonly store?: PromiseStore;
+  readonly history?: SessionStore;
   readonly #db?: Db;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
@@ -86,6 +90,14 @@ export class ProviderNode {
       const channels = new PaymentChannelsClient(p.conn);
       this.#db = openDatabase(p.dbFile);
       this.store = new PromiseStore(this.#db);
+      const history = new SessionStore(this.#db);
+      this.history = history;
+      this.sessions.on("session-accepted", (s) => history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }));
+      this.sessions.on("session-ended", (s) => {
+        const usage = options.service.usage?.(s.id) ?? { bytesIn: 0, bytesOut: 0 };
+        const promised = this.store!.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n;
+        history.ended(s.id, { endedAt: s.endedAt ?? Date.now(), reason: s.endReason ?? "", bytes: usage.bytesIn + usage.bytesOut, promised });
+      });
       this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), { log: this.#log });
       this.payments = new ProviderPayments({
         ...p,

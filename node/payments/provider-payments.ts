@@ -20,6 +20,8 @@ export interface ProviderPaymentsOptions {
   usage: (sessionId: string) => { bytesIn: number; bytesOut: number } | undefined;
   /** How often to invoice. Default 10 s. */
   invoiceEveryMs?: number;
+  /** Also invoice as soon as this much (wei) is due beyond the last invoice. Default: never early. */
+  invoiceAboveWei?: bigint;
   /** End a session whose unpaid amount passes this (wei). */
   maxUnpaid: bigint;
   /** Refuse sessions whose channel holds less than this (wei). */
@@ -32,6 +34,7 @@ export interface ProviderPaymentsOptions {
 
 interface Ledger {
   invoiced: bigint;
+  invoicedAt: number;
   paid: bigint;
 }
 
@@ -47,7 +50,13 @@ export class ProviderPayments {
   #timer?: NodeJS.Timeout;
 
   constructor(options: ProviderPaymentsOptions) {
-    this.#o = { ...options, invoiceEveryMs: options.invoiceEveryMs ?? 10_000, settleOnSessionEnd: options.settleOnSessionEnd ?? true, log: options.log ?? silentLogger };
+    this.#o = {
+      ...options,
+      invoiceEveryMs: options.invoiceEveryMs ?? 10_000,
+      invoiceAboveWei: options.invoiceAboveWei ?? 2n ** 255n,
+      settleOnSessionEnd: options.settleOnSessionEnd ?? true,
+      log: options.log ?? silentLogger,
+    };
   }
 
   /** The admission check to give ProviderSessions. */
@@ -62,14 +71,15 @@ export class ProviderPayments {
   start(): void {
     const { sessions } = this.#o;
     sessions.on("session-accepted", (s: ProviderSession) => {
-      this.#ledgers.set(s.id, { invoiced: 0n, paid: this.#o.store.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n });
+      this.#ledgers.set(s.id, { invoiced: 0n, invoicedAt: Date.now(), paid: this.#o.store.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n });
       s.dialog.handle(PAYMENT_PROMISE, (body) => this.#onPromise(s, body));
     });
     sessions.on("session-ended", (s: ProviderSession) => {
       this.#ledgers.delete(s.id);
       if (this.#o.settleOnSessionEnd) void this.#o.settler.settleChannel(channelIdOf(s.consumer, s.proposal.provider));
     });
-    this.#timer = setInterval(() => void this.#tick(), this.#o.invoiceEveryMs);
+    // Checked at least every second: the amount trigger and the unpaid limit must not wait a period.
+    this.#timer = setInterval(() => void this.#tick(), Math.min(this.#o.invoiceEveryMs, 1000));
     this.#timer.unref();
   }
 
@@ -94,8 +104,10 @@ export class ProviderPayments {
         await this.#o.sessions.end(s.id, `payment lagging: ${due - ledger.paid} wei unpaid, limit ${this.#o.maxUnpaid}`);
         continue;
       }
-      if (due > ledger.invoiced) {
+      const periodOver = Date.now() - ledger.invoicedAt >= this.#o.invoiceEveryMs;
+      if (due > ledger.invoiced && (periodOver || due - ledger.invoiced >= this.#o.invoiceAboveWei)) {
         ledger.invoiced = due;
+        ledger.invoicedAt = Date.now();
         const usage = this.#o.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
         try {
           s.dialog.notify(PAYMENT_INVOICE, { sessionId: s.id, amount: due.toString(), bytes: usage.bytesIn + usage.bytesOut, ms: Date.now() - (s.confirmedAt ?? Date.now()) });

@@ -42,7 +42,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
   afterEach(() => tmp.cleanup());
 
   /** A provider and a consumer with 10 MYST in their channel, on a price of 1 MYST per GiB. */
-  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint } = {}) {
+  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint; invoiceEveryMs?: number; invoiceAboveWei?: bigint } = {}) {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
     await net.chain.fund([providerKey.address, consumerKey.address], { eth: E("1"), myst: E("100") });
@@ -71,7 +71,8 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       store,
       settler,
       usage: (id) => service.usage(id),
-      invoiceEveryMs: 100,
+      invoiceEveryMs: options.invoiceEveryMs ?? 100,
+      invoiceAboveWei: options.invoiceAboveWei,
       maxUnpaid: options.maxUnpaid ?? E("0.5"),
       minChannelBalance: options.minChannelBalance ?? E("1"),
       settleThreshold: E("1000"),
@@ -123,6 +124,21 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       const state = await channels.state(m.consumerKey.address, m.providerKey.address);
       expect(state.balance).to.equal(E("10") - last.amount);
       expect(m.store.settlements().filter((s) => s.status === "mined")).to.have.length(1);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("invoices as soon as the amount due passes the trigger, before the period is over", async function () {
+    const m = await market({ invoiceEveryMs: 3_600_000, invoiceAboveWei: E("0.05") });
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 10); // 0.0098 MYST: below the trigger, and the period is an hour
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(pay.invoices).to.equal(0);
+      m.move(session.id, tunnel, 100); // 0.098 MYST: above it
+      await until(() => pay.promised === (100n * BigInt(MiB) * E("1")) / GIB, "an invoice by amount");
+      await session.destroy();
     } finally {
       await m.stop();
     }
