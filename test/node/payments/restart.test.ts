@@ -1,0 +1,92 @@
+import { expect } from "chai";
+import path from "node:path";
+import { parseEther } from "ethers";
+import { Broker } from "../../../node/broker/broker";
+import { PaymentChannelsClient } from "../../../node/chain/channels";
+import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
+import { Dialogs } from "../../../node/dialog/dialogs";
+import { IdentityKey } from "../../../node/identity/key";
+import { Keystore } from "../../../node/identity/keystore";
+import { ConsumerPayments } from "../../../node/payments/consumer-payments";
+import type { SignedProposal } from "../../../node/proposal/proposal";
+import { NoopConsumerService } from "../../../node/services/noop/noop";
+import { ConsumerSessions } from "../../../node/session/consumer";
+import { until } from "../../../scripts/lib/until";
+import { buildCli, mystBackground } from "../../support/cli";
+import { TestNetwork } from "../../support/network";
+import { tempDir } from "../../support/tmp";
+
+const E = parseEther;
+
+describe("payments: a provider killed after acknowledging a promise settles it when it starts again", function () {
+  const net = new TestNetwork();
+  const tmp = tempDir();
+  const processes: ReturnType<typeof mystBackground>[] = [];
+  before(async function () {
+    buildCli();
+    await net.start();
+  });
+  after(async function () {
+    await Promise.all(processes.map((p) => p.stop()));
+    await net.stop();
+    tmp.cleanup();
+  });
+
+  it("loses no acknowledged promise to a SIGKILL", async function () {
+    // The provider: a keystore in its data dir, registered and funded for gas.
+    const providerDir = path.join(tmp.dir, "provider");
+    const entry = await new Keystore({ dir: path.join(providerDir, "keystore"), lightKdf: true }).create("pw");
+    const providerKey = await new Keystore({ dir: path.join(providerDir, "keystore") }).unlock(entry.address, "pw");
+    await net.registerKey(providerKey);
+    const consumer = await net.registeredIdentity();
+    await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
+    const channels = new PaymentChannelsClient(net.conn);
+    await channels.deposit(consumer, consumer.address, providerKey.address, E("10"));
+
+    // This test answers discovery announcements itself, and keeps the provider's signed proposal.
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    let proposal: SignedProposal | undefined;
+    broker.subscribe(DISCOVERY_SUBJECTS.register, (data, respond) => {
+      proposal = JSON.parse(Buffer.from(data).toString());
+      respond?.(Buffer.from(JSON.stringify({ ok: true, result: "added" })));
+    });
+    await broker.flush();
+
+    const env = {
+      MYST_DATA_DIR: providerDir,
+      MYST_RPC_URL: net.chain.rpcUrl,
+      MYST_DEPLOYMENT: net.chain.deploymentFile,
+      MYST_BROKER_URLS: net.nats.url,
+      MYST_PASSPHRASE: "pw",
+      MYST_LOG_LEVEL: "warn",
+    };
+    // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself.
+    const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--no-settle-on-session-end", "--settle-threshold", "1000000"];
+    const first = mystBackground(args, env);
+    processes.push(first);
+    await until(() => proposal, "the provider's announcement");
+
+    const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.restart-consumer" });
+    dialogs.start();
+    const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
+    const pay = new ConsumerPayments(session, consumer, channels);
+    pay.start();
+    await until(() => pay.promised > 0n, "an acknowledged promise");
+    const acknowledged = pay.promised;
+
+    first.child.kill("SIGKILL");
+    await first.stop();
+    await session.finish("provider killed");
+    expect((await channels.state(consumer.address, providerKey.address)).settled).to.equal(0n);
+
+    const second = mystBackground(args, env);
+    processes.push(second);
+    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement after the restart", 60_000);
+    expect(settled >= acknowledged).to.equal(true);
+    await until(() => second.output().includes("running"), "the restarted provider to be up");
+    expect(await second.stop()).to.equal(0);
+    dialogs.stop();
+    await broker.stop();
+  });
+});
