@@ -15,6 +15,14 @@ import { TestNetwork } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { makeProposal } from "../support/proposals";
 import { rejectionOf } from "../support/rejection";
+import { Wallet, parseEther } from "ethers";
+import { PaymentChannelsClient } from "../../node/chain/channels";
+import { channelIdOf } from "../../node/chain/eip712";
+import { ConsumerPayments } from "../../node/payments/consumer-payments";
+import { ProviderPayments } from "../../node/payments/provider-payments";
+import { Settler } from "../../node/payments/settlement";
+import { openDatabase } from "../../node/store/database";
+import { PromiseStore } from "../../node/store/promise-store";
 import { until } from "../../scripts/lib/until";
 
 
@@ -158,6 +166,54 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
     expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
     await session.destroy();
+  });
+
+  it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {
+    const channels = new PaymentChannelsClient(net.conn);
+    await net.chain.fund([providerKey.address, consumerKeys[0].address], { eth: parseEther("1"), myst: parseEther("100") });
+    await channels.deposit(consumerKeys[0], consumerKeys[0].address, providerKey.address, parseEther("10"));
+    const db = openDatabase(path.join(dir, "payments.db"));
+    const store = new PromiseStore(db);
+    const payments = new ProviderPayments({
+      sessions: providerSessions,
+      channels,
+      store,
+      settler: new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
+      usage: (id) => service.usage(id),
+      invoiceEveryMs: 500,
+      maxUnpaid: parseEther("5"),
+      minChannelBalance: 0n,
+      settleThreshold: parseEther("1000"),
+    });
+    payments.start();
+    current = makeProposal(providerKey, { serviceType: "openvpn", price: { perHour: "0", perGiB: parseEther("1").toString() } });
+    const balanceBefore = await channels.tokenBalance(providerKey.address);
+    try {
+      const c = consumerSide(0);
+      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+      const pay = new ConsumerPayments(session, consumerKeys[0], channels);
+      pay.start();
+      const invoices: { bytes: number; amount: string }[] = [];
+      session.dialog.on("payment.invoice", (body) => invoices.push(body as { bytes: number; amount: string }));
+      const size = 8 * 1024 * 1024;
+      expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${size}`)).to.equal(size);
+      // Wait for an invoice that covers the download, and for the consumer's own meter to catch up.
+      const invoice = await until(() => invoices.find((i) => i.bytes >= size), "an invoice covering the download");
+      await new Promise((r) => setTimeout(r, 1200));
+      const measured = session.tunnel.stats();
+      const consumerBytes = measured.bytesIn + measured.bytesOut;
+      // The stated tolerance (docs/payments.md): 10% or 1 MiB, whichever is larger.
+      const slack = Math.max(consumerBytes * 0.1, 1024 * 1024);
+      expect(Math.abs(invoice.bytes - consumerBytes)).to.be.at.most(slack);
+      await until(() => pay.promised >= BigInt(invoice.amount), "the promise for that invoice");
+      await session.destroy();
+      const settled = await until(async () => (await channels.state(consumerKeys[0].address, providerKey.address)).settled, "the settlement");
+      expect(settled).to.equal(store.latest(channelIdOf(consumerKeys[0].address, providerKey.address))!.amount);
+      expect((await channels.tokenBalance(providerKey.address)) - balanceBefore).to.equal(settled);
+    } finally {
+      payments.stop();
+      db.close();
+    }
   });
 
   void proposal;

@@ -75,7 +75,8 @@ class OpenVpnTunnel implements Tunnel {
       clearInterval(this.#meter);
       if (!this.#stopping) this.#down?.(process.explain(`openvpn exited (${code})`).message);
     });
-    // The client's own meter: tunnel bytes from `status` (TUN/TAP write = into the consumer).
+    // The client's own meter: link bytes from `status`, the same quantity the provider meters
+    // (its CLIENT_LIST byte counts are of the encrypted UDP link, overhead included).
     this.#meter = setInterval(() => void this.#read(), 1000);
     this.#meter.unref();
   }
@@ -84,9 +85,9 @@ class OpenVpnTunnel implements Tunnel {
     const lines = await this.process.management?.command("status", true).catch(() => null);
     if (!lines) return;
     const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name},`))?.split(",")[1] ?? NaN);
-    const written = value("TUN/TAP write bytes");
-    const read = value("TUN/TAP read bytes");
-    if (Number.isFinite(written) && Number.isFinite(read)) this.#stats = { bytesIn: written, bytesOut: read };
+    const received = value("TCP/UDP read bytes");
+    const sent = value("TCP/UDP write bytes");
+    if (Number.isFinite(received) && Number.isFinite(sent)) this.#stats = { bytesIn: received, bytesOut: sent };
   }
 
   get pid(): number | undefined {
