@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Dialog, Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
-import { parseSignedProposal, proposalTerms, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/proposal";
 import { SessionError } from "./errors";
 import {
   SESSION_CONFIRM,
@@ -236,5 +236,3 @@ export class ProviderSessions extends EventEmitter {
     }
   }
 }
-
-export type { SignedProposal };

@@ -27,6 +27,8 @@ export interface Tunnel {
   onDown(listener: (reason: string) => void): void;
   /** Bytes through the tunnel so far, as the consumer measures them. */
   stats(): { bytesIn: number; bytesOut: number };
+  /** Reads the meter now (stats() may lag by a polling period). */
+  refresh?(): Promise<void>;
 }
 
 /** What the consumer side of a service does. */

@@ -77,11 +77,11 @@ class OpenVpnTunnel implements Tunnel {
     });
     // The client's own meter: link bytes from `status`, the same quantity the provider meters
     // (its CLIENT_LIST byte counts are of the encrypted UDP link, overhead included).
-    this.#meter = setInterval(() => void this.#read(), 1000);
+    this.#meter = setInterval(() => void this.refresh(), 1000);
     this.#meter.unref();
   }
 
-  async #read(): Promise<void> {
+  async refresh(): Promise<void> {
     const lines = await this.process.management?.command("status", true).catch(() => null);
     if (!lines) return;
     const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name},`))?.split(",")[1] ?? NaN);

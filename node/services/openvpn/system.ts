@@ -28,12 +28,11 @@ export function inNetns(netns: string | undefined, argv: string[]): string[] {
 }
 
 /** Runs a command to completion; rejects with its stderr. */
-export function run(argv: string[], options: { input?: string } = {}): Promise<string> {
+export function run(argv: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) reject(new TunnelError("COMMAND_FAILED", `${argv.join(" ")}: ${(stderr || err.message).trim().split("\n").pop()}`, { cause: err }));
       else resolve(stdout);
     });
-    if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }
