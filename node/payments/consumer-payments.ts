@@ -3,9 +3,7 @@ import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ConsumerSession } from "../session/consumer";
 import { priceFromProposal, priceOf } from "./price";
-
-export const PAYMENT_INVOICE = "payment.invoice";
-export const PAYMENT_PROMISE = "payment.promise";
+import { PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 export interface InvoiceTolerance {
   /** Relative slack over the consumer's own meter. Default 25%: the provider counts the link bytes

@@ -2,14 +2,11 @@ import type { PaymentChannelsClient } from "../chain/channels";
 import { channelIdOf } from "../chain/eip712";
 import { silentLogger, type Logger } from "../log/logger";
 import type { PromiseStore } from "../store/promise-store";
-import type { ProviderSession, ProviderSessions } from "../session/provider";
-import type { Admission } from "../session/provider";
+import type { Admission, ProviderSession, ProviderSessions } from "../session/provider";
 import { priceFromProposal, priceOf } from "./price";
 import { PromiseRejected, verifyPromise } from "./promise";
 import type { Settler } from "./settlement";
-
-export const PAYMENT_INVOICE = "payment.invoice";
-export const PAYMENT_PROMISE = "payment.promise";
+import { PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 export interface ProviderPaymentsOptions {
   sessions: ProviderSessions;
