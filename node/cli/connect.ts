@@ -50,7 +50,7 @@ export function connectCommands(context: Ctx): Command[] {
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const key = await ctx.identity(opts);
-      const registry = await ctx.registry();
+      const registry = await ctx.registry({ follow: true });
       const service = consumerService(opts.service, ctx, key, opts.netns);
       const maxHour = opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour");
       const maxGiB = opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib");

@@ -41,14 +41,13 @@ export class CommandContext {
     return this.#log;
   }
 
-  /** The registry client, listening to registry events for as long as the command runs. */
-  registry(): Promise<IdentityRegistryClient> {
-    this.#registry ??= this.chain().then(async (conn) => {
-      const client = new IdentityRegistryClient(conn);
-      await client.start();
-      return client;
-    });
-    return this.#registry;
+  /**
+   * The registry client. Long-running commands `follow` registry events for as long as they run;
+   * one-shot commands only look up (no event polling to start and stop).
+   */
+  registry(options: { follow?: boolean } = {}): Promise<IdentityRegistryClient> {
+    this.#registry ??= this.chain().then((conn) => new IdentityRegistryClient(conn));
+    return options.follow ? this.#registry.then(async (client) => (await client.start(), client)) : this.#registry;
   }
 
   /** Unlocks the identity named by --identity, or the only one in the keystore. */

@@ -55,7 +55,7 @@ export function parseOffer(opts: Record<string, string | undefined>): Offer {
   };
 }
 
-export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {}): Command {
+export function serviceCommand(context: Ctx): Command {
   const service = new Command("service").description("sell a service as a provider");
   const types: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {
     noop: async () => new NoopProviderService(),
@@ -65,7 +65,7 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
       if (!opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
       const service = new OpenVpnProviderService({
         dir: path.join(ctx.config.dataDir, "services", "openvpn"),
-        directory: await ctx.registry(),
+        directory: await ctx.registry({ follow: true }),
         publicAddress: opts.publicIp,
         port,
         bind: opts.bind,
@@ -79,7 +79,6 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
       stopOnExit.push(() => service.stop());
       return service;
     },
-    ...adapters,
   };
   const stopOnExit: (() => Promise<void>)[] = [];
   offerOptions(
@@ -102,7 +101,7 @@ export function serviceCommand(context: Ctx, adapters: Record<string, (ctx: Comm
     const maxSessions = Number(opts.maxSessions);
     if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
     const key = await ctx.identity(opts);
-    const registry = await ctx.registry();
+    const registry = await ctx.registry({ follow: true });
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }

@@ -26,9 +26,8 @@ function iperf(t: Topology, from: string, to: string, seconds: number): number {
   return JSON.parse(out).end.sum_received.bits_per_second / 1e6;
 }
 
-function iperfServer(t: Topology, netns: string, address: string): ChildProcess {
-  const child = spawn("/usr/sbin/ip", ["netns", "exec", netns, IPERF, "-s", "-B", address], { stdio: "ignore" });
-  return child;
+function iperfServer(netns: string, address: string): ChildProcess {
+  return spawn("/usr/sbin/ip", ["netns", "exec", netns, IPERF, "-s", "-B", address], { stdio: "ignore" });
 }
 
 /** A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours. */
@@ -88,7 +87,7 @@ export async function benchTunnel(): Promise<void> {
   try {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
-    children.push(iperfServer(topology, topology.internet, "198.18.2.2"), iperfServer(topology, topology.provider, topology.providerAddress));
+    children.push(iperfServer(topology.internet, "198.18.2.2"), iperfServer(topology.provider, topology.providerAddress));
     await new Promise((r) => setTimeout(r, 500));
 
     console.log("bare link…");

@@ -15,7 +15,7 @@ import {
 } from "./fixtures";
 
 async function registryFixture() {
-  const [deployer, relayer, beneficiary, other] = await ethers.getSigners();
+  const [, relayer, beneficiary, other] = await ethers.getSigners();
   const registry = await deployRegistry();
   const identity = await newIdentity();
   return { registry, relayer, beneficiary, other, identity, address: await registry.getAddress() };
@@ -162,6 +162,11 @@ describe("IdentityRegistry", function () {
       return f;
     }
 
+    /** The identity signs a change to `to` under `nonce`; the test account submits it. */
+    async function changeBeneficiary(f: Awaited<ReturnType<typeof registeredFixture>>, to: string, nonce: bigint) {
+      return f.registry.setBeneficiary(f.identity.address, to, nonce, await signBeneficiaryChange(f.identity, f.address, to, nonce));
+    }
+
     it("changes the beneficiary with the identity's signature, relayed, and consumes the nonce", async function () {
       const { registry, relayer, beneficiary, identity, address } = await loadFixture(registeredFixture);
       const signature = await signBeneficiaryChange(identity, address, beneficiary.address, 0n);
@@ -221,38 +226,18 @@ describe("IdentityRegistry", function () {
     });
 
     it("goes back to paying the identity itself when the beneficiary is set to the identity", async function () {
-      const { registry, beneficiary, identity, address } = await loadFixture(registeredFixture);
-      await registry.setBeneficiary(
-        identity.address,
-        beneficiary.address,
-        0n,
-        await signBeneficiaryChange(identity, address, beneficiary.address, 0n),
-      );
-      await registry.setBeneficiary(
-        identity.address,
-        identity.address,
-        1n,
-        await signBeneficiaryChange(identity, address, identity.address, 1n),
-      );
+      const f = await loadFixture(registeredFixture);
+      const { registry, beneficiary, identity } = f;
+      await changeBeneficiary(f, beneficiary.address, 0n);
+      await changeBeneficiary(f, identity.address, 1n);
       expect(await registry.beneficiaryOf(identity.address)).to.equal(identity.address);
     });
 
     it("goes back to paying the identity itself when the beneficiary is set to zero", async function () {
-      const { registry, beneficiary, identity, address } = await loadFixture(registeredFixture);
-      await registry.setBeneficiary(
-        identity.address,
-        beneficiary.address,
-        0n,
-        await signBeneficiaryChange(identity, address, beneficiary.address, 0n),
-      );
-      await expect(
-        registry.setBeneficiary(
-          identity.address,
-          ZeroAddress,
-          1n,
-          await signBeneficiaryChange(identity, address, ZeroAddress, 1n),
-        ),
-      )
+      const f = await loadFixture(registeredFixture);
+      const { registry, beneficiary, identity } = f;
+      await changeBeneficiary(f, beneficiary.address, 0n);
+      await expect(changeBeneficiary(f, ZeroAddress, 1n))
         .to.emit(registry, "BeneficiaryChanged")
         .withArgs(identity.address, identity.address, 1n);
       expect(await registry.beneficiaryOf(identity.address)).to.equal(identity.address);

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { TypedDataEncoder, type Wallet } from "ethers";
+import { TypedDataEncoder } from "ethers";
 import { channelIdOf, channelsDomain } from "../../node/chain/eip712";
 import {
   CHALLENGE_PERIOD,
@@ -101,12 +101,17 @@ describe("PaymentChannels", function () {
     });
 
     describe("with a permit", function () {
-      it("deposits without a prior approval", async function () {
-        const { channels, token, deployer, consumer, provider } = await loadFixture(systemFixture);
+      /** A funder holding 4 MYST, without any allowance, and a deadline 10 minutes away. */
+      async function permitFixture() {
+        const f = await systemFixture();
         const funder = await newIdentity();
-        await token.connect(deployer).transfer(funder.address, E("4"));
-        const deadline = BigInt(await time.latest()) + 600n;
-        const sig = await permitSignature(token, funder, await channels.getAddress(), E("4"), deadline);
+        await f.token.connect(f.deployer).transfer(funder.address, E("4"));
+        return { ...f, funder, deadline: BigInt(await time.latest()) + 600n, spender: await f.channels.getAddress() };
+      }
+
+      it("deposits without a prior approval", async function () {
+        const { channels, token, consumer, provider, funder, deadline, spender } = await loadFixture(permitFixture);
+        const sig = await permitSignature(token, funder, spender, E("4"), deadline);
         await channels
           .connect(funder)
           .depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s);
@@ -115,11 +120,7 @@ describe("PaymentChannels", function () {
       });
 
       it("still deposits when a front-runner used the permit first", async function () {
-        const { channels, token, deployer, stranger, consumer, provider } = await loadFixture(systemFixture);
-        const funder = await newIdentity();
-        await token.connect(deployer).transfer(funder.address, E("4"));
-        const deadline = BigInt(await time.latest()) + 600n;
-        const spender = await channels.getAddress();
+        const { channels, token, stranger, consumer, provider, funder, deadline, spender } = await loadFixture(permitFixture);
         const sig = await permitSignature(token, funder, spender, E("4"), deadline);
         await token.connect(stranger).permit(funder.address, spender, E("4"), deadline, sig.v, sig.r, sig.s);
         await channels
@@ -129,11 +130,8 @@ describe("PaymentChannels", function () {
       });
 
       it("fails with a bad permit and no allowance", async function () {
-        const { channels, token, deployer, consumer, provider } = await loadFixture(systemFixture);
-        const funder = await newIdentity();
-        await token.connect(deployer).transfer(funder.address, E("4"));
-        const deadline = BigInt(await time.latest()) + 600n;
-        const sig = await permitSignature(token, funder, await channels.getAddress(), E("1"), deadline);
+        const { channels, token, consumer, provider, funder, deadline, spender } = await loadFixture(permitFixture);
+        const sig = await permitSignature(token, funder, spender, E("1"), deadline);
         await expect(
           channels.connect(funder).depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s),
         ).to.be.revertedWithCustomError(token, "ERC20InsufficientAllowance");

@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import fs from "node:fs";
 import path from "node:path";
 import { Wallet, parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";

@@ -5,7 +5,6 @@ import { Broker } from "../../../node/broker/broker";
 import { PaymentChannelsClient } from "../../../node/chain/channels";
 import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
 import { Dialogs } from "../../../node/dialog/dialogs";
-import { IdentityKey } from "../../../node/identity/key";
 import { Keystore } from "../../../node/identity/keystore";
 import { ConsumerPayments } from "../../../node/payments/consumer-payments";
 import type { SignedProposal } from "../../../node/proposal/proposal";
