@@ -87,6 +87,21 @@ export class PaymentChannelsClient {
     }
   }
 
+  /**
+   * Leaving a channel takes two calls a challenge period apart: the first requests the withdrawal,
+   * the second (once the period is over) takes the rest back.
+   */
+  async leave(consumer: IdentityKey, provider: string): Promise<{ requested: true; txHash: string; readyAt: string } | { requested: false; txHash: string; withdrawnWei: string }> {
+    const state = await this.state(consumer.address, provider);
+    if (state.withdrawalReadyAt === 0n) {
+      const txHash = await this.requestWithdrawal(consumer, provider);
+      const after = await this.state(consumer.address, provider);
+      return { requested: true, txHash, readyAt: new Date(Number(after.withdrawalReadyAt) * 1000).toISOString() };
+    }
+    const r = await this.withdraw(consumer, provider);
+    return { requested: false, txHash: r.txHash, withdrawnWei: r.amount.toString() };
+  }
+
   async tokenBalance(address: string): Promise<bigint> {
     return this.conn.token.balanceOf(address);
   }

@@ -1,37 +1,15 @@
 import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { ConsumerNode, type Connection } from "../daemon/consumer-node";
+import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "../daemon/consumer-node";
 import { MystError } from "../errors/MystError";
 import { parseFilter } from "../proposal/filter";
-import { NoopConsumerService } from "../services/noop/noop";
-import { OpenVpnConsumerService } from "../services/openvpn/consumer";
-import type { ConsumerService } from "../session/service";
+import { consumerService } from "../services/catalog";
 import type { CommandContext } from "./context";
 import { askControl, controlSocketPath, serveControl } from "./control";
-import { mystToWei } from "./discovery";
+import { mystToWei } from "../payments/price";
 
 type Ctx = (cmd: Command) => CommandContext;
-
-function describeConnection(c: Connection) {
-  const stats = c.session.tunnel.stats();
-  return {
-    state: c.session.state === "active" ? "connected" : "disconnected",
-    sessionId: c.session.id,
-    provider: c.session.provider,
-    serviceType: c.proposal.proposal.serviceType,
-    country: c.proposal.proposal.location.country,
-    since: new Date(c.session.timings.confirmed).toISOString(),
-    durationSeconds: Math.round((Date.now() - c.session.timings.confirmed) / 1000),
-    bytesIn: stats.bytesIn,
-    bytesOut: stats.bytesOut,
-    phasesMs: c.phases,
-    promisedWei: (c.payments?.promised ?? 0n).toString(),
-    invoices: c.payments?.invoices ?? 0,
-    ...(c.deposit ? { deposit: { amountWei: c.deposit.amount.toString(), txHash: c.deposit.txHash, gasUsed: c.deposit.gasUsed.toString() } } : {}),
-    ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
-  };
-}
 
 export function connectCommands(context: Ctx): Command[] {
   const connect = new Command("connect")
@@ -51,7 +29,7 @@ export function connectCommands(context: Ctx): Command[] {
       const ctx = context(cmd);
       const key = await ctx.identity(opts);
       const registry = await ctx.registry({ follow: true });
-      const service = consumerService(opts.service, ctx, key, opts.netns);
+      const service = consumerService(opts.service, { key, dataDir: ctx.config.dataDir, netns: opts.netns, log: ctx.log });
       const maxHour = opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour");
       const maxGiB = opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib");
       const filter = parseFilter({ country: opts.country, ip_type: opts.ipType, max_price_per_hour: maxHour, max_price_per_gib: maxGiB });
@@ -78,10 +56,10 @@ export function connectCommands(context: Ctx): Command[] {
       let finished: (reason: string) => void;
       const done = new Promise<string>((resolve) => (finished = resolve));
       const control = await serveControl(socket, {
-        status: () => describeConnection(connection),
+        status: () => connectionStatus(connection),
         disconnect: async () => {
           await session.destroy("consumer disconnected");
-          return describeConnection(connection);
+          return connectionStatus(connection);
         },
       });
       session.ended.then((reason) => finished(reason));
@@ -89,7 +67,7 @@ export function connectCommands(context: Ctx): Command[] {
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       const p = proposal.proposal;
-      ctx.out.result(describeConnection(connection), () => [
+      ctx.out.result(connectionStatus(connection), () => [
         `connected: session ${session.id}`,
         `provider ${session.provider} (${p.location.country}, ${p.location.ipType}), ${formatUnits(p.price.perHour, 18)} MYST/h + ${formatUnits(p.price.perGiB, 18)} MYST/GiB`,
         ...(connection.deposit ? [`deposited ${formatUnits(connection.deposit.amount, 18)} MYST into the channel (tx ${connection.deposit.txHash}, gas ${connection.deposit.gasUsed})`] : []),
@@ -111,7 +89,7 @@ export function connectCommands(context: Ctx): Command[] {
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const answer = (await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ReturnType<typeof describeConnection> | null;
+    const answer = (await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ReturnType<typeof connectionStatus> | null;
     if (!answer) return ctx.out.result({ state: "disconnected" }, () => ["not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
@@ -126,9 +104,3 @@ export function connectCommands(context: Ctx): Command[] {
 }
 
 const MAX = (2n ** 255n).toString();
-
-function consumerService(type: string, ctx: CommandContext, key: import("../identity/key").IdentityKey, netns?: string): ConsumerService {
-  if (type === "noop") return new NoopConsumerService();
-  if (type === "openvpn") return new OpenVpnConsumerService({ key, runDir: path.join(ctx.config.dataDir, "run"), netns, log: ctx.log });
-  throw new MystError("BAD_FLAG", `unknown service "${type}": openvpn or noop`);
-}

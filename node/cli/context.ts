@@ -37,7 +37,7 @@ export class CommandContext {
   }
 
   get log(): Logger {
-    this.#log ??= createLogger(this.config.logLevel);
+    this.#log ??= createLogger(this.config.logLevel, this.config.logFormat);
     return this.#log;
   }
 

@@ -4,6 +4,7 @@ import { DiscoveryClient } from "../discovery/client";
 import { DiscoveryService } from "../discovery/server";
 import { formatUnits } from "ethers";
 import { MystError } from "../errors/MystError";
+import { mystToWei } from "../payments/price";
 import { parseFilter } from "../proposal/filter";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
@@ -84,9 +85,3 @@ export function proposalsCommand(context: Ctx): Command {
     });
 }
 
-/** MYST (decimal, e.g. "0.05") → wei string, with an error naming the flag. */
-export function mystToWei(value: string, flag: string): string {
-  if (!/^\d+(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_FLAG", `${flag} "${value}" is not an amount of MYST (e.g. 0.05)`);
-  const [whole, fraction = ""] = value.split(".");
-  return (BigInt(whole) * 10n ** 18n + BigInt(fraction.padEnd(18, "0"))).toString();
-}

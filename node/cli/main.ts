@@ -32,6 +32,7 @@ function program(): Command {
     .addOption(new Option("--broker-url <url...>", "NATS server URL, repeatable (default nats://127.0.0.1:4222, or MYST_BROKER_URLS)"))
     .addOption(new Option("--discovery-url <url>", "discovery service URL (default http://127.0.0.1:4050, or MYST_DISCOVERY_URL)"))
     .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error|silent (default info, or MYST_LOG_LEVEL)"))
+    .addOption(new Option("--log-format <format>", "json|pretty (default json, or MYST_LOG_FORMAT)"))
     .addOption(new Option("--light-kdf", "weaker, fast scrypt for new keystores (tests; or MYST_LIGHT_KDF=1)"))
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();

@@ -8,7 +8,7 @@ import { openDatabase } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
 import { SessionStore } from "../store/session-store";
 import type { CommandContext } from "./context";
-import { mystToWei } from "./discovery";
+import { mystToWei } from "../payments/price";
 
 type Ctx = (cmd: Command) => CommandContext;
 const myst = (wei: bigint) => `${formatUnits(wei, 18)} MYST`;

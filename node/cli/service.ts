@@ -3,11 +3,9 @@ import { ProviderNode, type Offer } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
 import path from "node:path";
-import { NoopProviderService } from "../services/noop/noop";
-import { OpenVpnProviderService } from "../services/openvpn/provider";
-import type { ProviderService } from "../session/service";
+import { SERVICE_TYPES, checkServiceSpec, startProviderService, type ServiceSpec } from "../services/catalog";
 import type { CommandContext } from "./context";
-import { mystToWei } from "./discovery";
+import { mystToWei } from "../payments/price";
 import { untilSignal } from "./long-running";
 
 type Ctx = (cmd: Command) => CommandContext;
@@ -55,36 +53,32 @@ export function parseOffer(opts: Record<string, string | undefined>): Offer {
   };
 }
 
+/** The service spec from `service start` flags. */
+export function serviceSpecFromFlags(type: string, opts: Record<string, unknown>): ServiceSpec {
+  const ranges = opts.allowPrivateRange;
+  const port = Number(opts.port ?? 1194);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
+  if (type === "openvpn" && !opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
+  return checkServiceSpec({
+    type,
+    openvpn: {
+      publicIp: opts.publicIp as string,
+      port,
+      bind: opts.bind as string | undefined,
+      uplink: opts.uplink as string | undefined,
+      netns: opts.netns as string | undefined,
+      allowPrivate: Boolean(opts.allowPrivate),
+      allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[] | undefined),
+    },
+  });
+}
+
 export function serviceCommand(context: Ctx): Command {
   const service = new Command("service").description("sell a service as a provider");
-  const types: Record<string, (ctx: CommandContext, opts: Record<string, string>) => Promise<ProviderService>> = {
-    noop: async () => new NoopProviderService(),
-    openvpn: async (ctx, opts) => {
-      const port = Number(opts.port);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
-      if (!opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
-      const service = new OpenVpnProviderService({
-        dir: path.join(ctx.config.dataDir, "services", "openvpn"),
-        directory: await ctx.registry({ follow: true }),
-        publicAddress: opts.publicIp,
-        port,
-        bind: opts.bind,
-        netns: opts.netns,
-        uplink: opts.uplink,
-        blockPrivate: !opts.allowPrivate,
-        allowPrivate: typeof opts.allowPrivateRange === "string" ? [opts.allowPrivateRange] : (opts.allowPrivateRange as unknown as string[] | undefined),
-        log: ctx.log,
-      });
-      await service.start();
-      stopOnExit.push(() => service.stop());
-      return service;
-    },
-  };
-  const stopOnExit: (() => Promise<void>)[] = [];
   offerOptions(
     service
       .command("start")
-      .argument("<type>", `service type: ${Object.keys(types).join(" | ")}`)
+      .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
       .description("start a service, announce it to discovery and serve sessions until Ctrl-C")
       .option("--public-ip <address>", "openvpn: the address consumers connect to")
       .option("--port <port>", "openvpn: UDP port", "1194")
@@ -95,8 +89,7 @@ export function serviceCommand(context: Ctx): Command {
       .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)"),
   ).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
-    const make = types[type];
-    if (!make) throw new MystError("BAD_FLAG", `unknown service type "${type}"; choose ${Object.keys(types).join(" or ")}`);
+    const spec = serviceSpecFromFlags(type, opts);
     const offer = parseOffer(opts);
     const maxSessions = Number(opts.maxSessions);
     if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
@@ -117,21 +110,12 @@ export function serviceCommand(context: Ctx): Command {
       settleThreshold: BigInt(mystToWei(opts.settleThreshold, "--settle-threshold")),
       settleOnSessionEnd: opts.settleOnSessionEnd !== false,
     };
-    let provider: ProviderNode;
+    const service = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
+    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service, offer }], log: ctx.log, maxSessions, payments });
     try {
-      provider = new ProviderNode({
-      key,
-      brokerUrls: ctx.config.brokerUrls,
-      registry,
-        service: await make(ctx, opts),
-        offer,
-        log: ctx.log,
-        maxSessions,
-        payments,
-      });
       await provider.start();
     } catch (err) {
-      for (const stop of stopOnExit.splice(0)) await stop().catch(() => undefined);
+      await service.stop?.().catch(() => undefined);
       throw err;
     }
     ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
@@ -140,7 +124,7 @@ export function serviceCommand(context: Ctx): Command {
     ]);
     await untilSignal(async () => {
       await provider.stop();
-      for (const stop of stopOnExit.splice(0)) await stop();
+      await service.stop?.();
     });
   });
   return service;

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { isIP } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { MystError } from "../errors/MystError";
@@ -21,6 +22,12 @@ export interface MystConfig {
   discoveryUrl: string;
   /** trace | debug | info | warn | error | silent. Default info. Env MYST_LOG_LEVEL, flag --log-level. */
   logLevel: LogLevel;
+  /** json (one object per line, for collectors) | pretty (coloured lines for people). Default json. Env MYST_LOG_FORMAT, flag --log-format. */
+  logFormat: LogFormat;
+  /** Address the daemon's REST API listens on. Default 127.0.0.1 (local only). Env MYST_API_HOST, flag --api-host. */
+  apiHost: string;
+  /** Port of the daemon's REST API; 0 picks a free one. Default 4449. Env MYST_API_PORT, flag --api-port. */
+  apiPort: number;
   /** Light scrypt for new keystores (fast, weaker; tests and throwaway identities). Default false. Env MYST_LIGHT_KDF=1, flag --light-kdf. */
   lightKdf: boolean;
   /** How long `register` waits for its transaction to be mined before reporting it in progress. Default 60 s. Env MYST_REGISTRATION_TIMEOUT_MS. */
@@ -29,6 +36,8 @@ export interface MystConfig {
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ["json", "pretty"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The directory of myst's package.json, from the sources or from dist/. */
 export const PACKAGE_ROOT = findPackageRoot(__dirname);
@@ -48,6 +57,9 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     brokerUrls: ["nats://127.0.0.1:4222"],
     discoveryUrl: "http://127.0.0.1:4050",
     logLevel: "info",
+    logFormat: "json",
+    apiHost: "127.0.0.1",
+    apiPort: 4449,
     lightKdf: false,
     registrationTimeoutMs: 60_000,
   };
@@ -68,6 +80,9 @@ export interface ConfigFlags {
   brokerUrl?: string[];
   discoveryUrl?: string;
   logLevel?: string;
+  logFormat?: string;
+  apiHost?: string;
+  apiPort?: string;
   lightKdf?: boolean;
 }
 
@@ -81,6 +96,9 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_BROKER_URLS: "brokerUrls",
   MYST_DISCOVERY_URL: "discoveryUrl",
   MYST_LOG_LEVEL: "logLevel",
+  MYST_LOG_FORMAT: "logFormat",
+  MYST_API_HOST: "apiHost",
+  MYST_API_PORT: "apiPort",
   MYST_LIGHT_KDF: "lightKdf",
   MYST_REGISTRATION_TIMEOUT_MS: "registrationTimeoutMs",
 };
@@ -116,6 +134,9 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   set("brokerUrls", flags.brokerUrl?.length ? flags.brokerUrl : undefined, "--broker-url");
   set("discoveryUrl", flags.discoveryUrl, "--discovery-url");
   set("logLevel", flags.logLevel, "--log-level");
+  set("logFormat", flags.logFormat, "--log-format");
+  set("apiHost", flags.apiHost, "--api-host");
+  set("apiPort", flags.apiPort, "--api-port");
   set("lightKdf", flags.lightKdf ? true : undefined, "--light-kdf");
 
   const config = defaultConfig();
@@ -146,6 +167,20 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         if (!LOG_LEVELS.includes(value as LogLevel)) bad(key, `must be one of ${LOG_LEVELS.join(", ")}`);
         config.logLevel = value as LogLevel;
         break;
+      case "logFormat":
+        if (!LOG_FORMATS.includes(value as LogFormat)) bad(key, `must be one of ${LOG_FORMATS.join(", ")}`);
+        config.logFormat = value as LogFormat;
+        break;
+      case "apiHost":
+        if (typeof value !== "string" || !isIP(value)) bad(key, "must be an IP address (e.g. 127.0.0.1)");
+        config.apiHost = value as string;
+        break;
+      case "apiPort": {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
+        config.apiPort = n;
+        break;
+      }
       case "lightKdf":
         config.lightKdf = bool(value) ?? bad(key, "must be true or false");
         break;

@@ -11,14 +11,22 @@ import type { ConsumerService } from "../session/service";
 import { PaymentChannelsClient } from "../chain/channels";
 import type { ChainConnection } from "../chain/connect";
 import { ConsumerPayments } from "../payments/consumer-payments";
+import type { SessionStore } from "../store/session-store";
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
   discoveryUrl: string;
   registry: IdentityRegistryClient;
+  /**
+   * Dialogs to share with a provider node of the same identity in the same process (the daemon):
+   * one identity listens on one subject. Without them the consumer opens its own broker connection.
+   */
+  dialogs?: Dialogs;
   /** Payments: the consumer answers invoices with promises on this chain. */
   conn?: ChainConnection;
+  /** Where sessions are recorded (started, ended with bytes and the amount promised). */
+  history?: SessionStore;
   log?: Logger;
 }
 
@@ -44,8 +52,9 @@ export interface Connection {
 
 /** A running consumer: finds proposals in discovery, negotiates sessions, holds the tunnel. */
 export class ConsumerNode {
-  readonly broker: Broker;
   readonly dialogs: Dialogs;
+  /** The broker connection this node owns (none when its dialogs are shared). */
+  readonly #broker?: Broker;
   readonly sessions: ConsumerSessions;
   readonly discovery: DiscoveryClient;
   readonly channels?: PaymentChannelsClient;
@@ -53,23 +62,28 @@ export class ConsumerNode {
 
   constructor(private readonly o: ConsumerNodeOptions) {
     const log = o.log ?? silentLogger;
-    this.broker = new Broker({ servers: o.brokerUrls, name: `myst-consumer-${o.key.address}` });
-    this.dialogs = new Dialogs({ broker: this.broker, key: o.key, directory: o.registry, log });
+    if (o.dialogs) this.dialogs = o.dialogs;
+    else {
+      this.#broker = new Broker({ servers: o.brokerUrls, name: `myst-consumer-${o.key.address}` });
+      this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
+    }
     this.sessions = new ConsumerSessions(this.dialogs, { log });
     this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
     if (o.conn) this.channels = new PaymentChannelsClient(o.conn);
   }
 
   async start(): Promise<void> {
-    await this.broker.start();
+    if (!this.#broker) return;
+    await this.#broker.start();
     this.dialogs.start();
-    await this.broker.flush();
+    await this.#broker.flush();
   }
 
   async stop(): Promise<void> {
     await this.current?.session.destroy("consumer stopping");
+    if (!this.#broker) return;
     this.dialogs.stop();
-    await this.broker.stop();
+    await this.#broker.stop();
   }
 
   async connect(target: ConnectTarget): Promise<Connection> {
@@ -98,7 +112,19 @@ export class ConsumerNode {
       phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
     };
     this.current = connection;
+    this.#record(connection);
     return connection;
+  }
+
+  #record(c: Connection): void {
+    const history = this.o.history;
+    if (!history) return;
+    const { session } = c;
+    history.started({ id: session.id, role: "consumer", peer: session.provider, serviceType: c.proposal.proposal.serviceType, startedAt: session.timings.started });
+    void session.ended.then((reason) => {
+      const stats = session.tunnel.stats();
+      history.ended(session.id, { endedAt: Date.now(), reason, bytes: stats.bytesIn + stats.bytesOut, promised: c.payments?.promised ?? 0n });
+    });
   }
 
   async #find(target: ConnectTarget): Promise<FoundProposal> {
@@ -115,5 +141,28 @@ export class ConsumerNode {
     return proposals[0];
   }
 }
+
+/** What `status` shows of a connection (JSON-ready: amounts in wei as strings). */
+export function connectionStatus(c: Connection) {
+  const stats = c.session.tunnel.stats();
+  const since = c.session.timings.confirmed;
+  return {
+    state: c.session.state === "active" ? ("connected" as const) : ("disconnected" as const),
+    sessionId: c.session.id,
+    provider: c.session.provider,
+    serviceType: c.proposal.proposal.serviceType,
+    country: c.proposal.proposal.location.country,
+    since: new Date(since).toISOString(),
+    durationSeconds: Math.round((Date.now() - since) / 1000),
+    bytesIn: stats.bytesIn,
+    bytesOut: stats.bytesOut,
+    phasesMs: c.phases,
+    promisedWei: (c.payments?.promised ?? 0n).toString(),
+    invoices: c.payments?.invoices ?? 0,
+    ...(c.deposit ? { deposit: { amountWei: c.deposit.amount.toString(), txHash: c.deposit.txHash, gasUsed: c.deposit.gasUsed.toString() } } : {}),
+    ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
+  };
+}
+export type ConnectionStatus = ReturnType<typeof connectionStatus>;
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);

@@ -16,6 +16,7 @@ import { SessionStore } from "../store/session-store";
 import { channelIdOf } from "../chain/eip712";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
+import { SessionError } from "../session/errors";
 
 /** What a provider sells, as the operator configures it (prices in wei). */
 export interface Offer {
@@ -29,12 +30,18 @@ export interface Offer {
   bandwidthMbps: number;
 }
 
+/** A service this node sells, with the offer it is announced under. */
+export interface ProvidedService {
+  service: ProviderService;
+  offer: Offer;
+}
+
 export interface ProviderNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
   registry: IdentityRegistryClient;
-  service: ProviderService;
-  offer: Offer;
+  /** The services to sell from the start; more can be added and removed while running. */
+  services: ProvidedService[];
   log?: Logger;
   maxSessions?: number;
   keepaliveMs?: number;
@@ -53,16 +60,21 @@ export interface ProviderPaymentSettings {
   settleOnSessionEnd: boolean;
 }
 
+/** One sold service as the node runs it: the service, its offer, and the announcer of its proposal. */
+interface Selling extends ProvidedService {
+  announcer: ProposalAnnouncer;
+}
+
 /**
- * A running provider: broker connection, dialogs, the session handler for one service, and the
- * announcer that keeps its proposal in discovery. `start` brings them up in order, `stop` takes
- * them down in reverse (sessions ended, proposal unregistered, broker drained).
+ * A running provider: broker connection, dialogs, the session handler for its services, and one
+ * announcer per service that keeps its proposal in discovery. `start` brings them up in order,
+ * `stop` takes them down in reverse (sessions ended, proposals unregistered, broker drained).
+ * Services can be added and removed while the node runs (the daemon's API does).
  */
 export class ProviderNode {
   readonly broker: Broker;
   readonly dialogs: Dialogs;
   readonly sessions: ProviderSessions;
-  readonly announcer: ProposalAnnouncer;
   readonly payments?: ProviderPayments;
   readonly settler?: Settler;
   readonly store?: PromiseStore;
@@ -70,6 +82,10 @@ export class ProviderNode {
   readonly #db?: Db;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
+  readonly #selling = new Map<string, Selling>();
+  /** The services by type, as ProviderSessions reads them (kept in step with #selling). */
+  readonly #services = new Map<string, ProviderService>();
+  #started = false;
 
   constructor(options: ProviderNodeOptions) {
     this.#o = options;
@@ -78,8 +94,11 @@ export class ProviderNode {
     this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,
-      services: new Map([[options.service.type, options.service]]),
-      currentProposal: (type) => (type === options.service.type ? this.announcer.current ?? this.announcer.fresh() : undefined),
+      services: this.#services,
+      currentProposal: (type) => {
+        const selling = this.#selling.get(type);
+        return selling ? selling.announcer.current ?? selling.announcer.fresh() : undefined;
+      },
       log: this.#log,
       maxSessions: options.maxSessions,
       keepaliveMs: options.keepaliveMs,
@@ -94,7 +113,7 @@ export class ProviderNode {
       this.history = history;
       this.sessions.on("session-accepted", (s) => history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }));
       this.sessions.on("session-ended", (s) => {
-        const usage = options.service.usage?.(s.id) ?? { bytesIn: 0, bytesOut: 0 };
+        const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
         const promised = this.store!.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n;
         history.ended(s.id, { endedAt: s.endedAt ?? Date.now(), reason: s.endReason ?? "", bytes: usage.bytesIn + usage.bytesOut, promised });
       });
@@ -105,22 +124,65 @@ export class ProviderNode {
         channels,
         store: this.store,
         settler: this.settler,
-        usage: (id) => options.service.usage?.(id),
+        usage: (id) => this.usage(id),
         log: this.#log,
       });
     }
-    this.announcer = new ProposalAnnouncer({
-      broker: this.broker,
-      key: options.key,
-      proposal: () => this.proposal(),
-      pingMs: options.pingMs,
-      log: this.#log,
-    });
+    for (const provided of options.services) this.#add(provided);
   }
 
-  /** The proposal this node offers (without times). */
-  proposal(): Omit<Proposal, "createdAt" | "expiresAt"> {
-    const { offer, key, service, brokerUrls } = this.#o;
+  /** Bytes a session moved so far, from its service's meter. */
+  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+    const session = this.sessions.get(sessionId);
+    return session ? this.#services.get(session.serviceType)?.usage?.(sessionId) : undefined;
+  }
+
+  /** The services sold now, with the state of their proposal in discovery. */
+  selling(): { type: string; offer: Offer; announcement: { state: string; lastError?: string; expiresAt?: number } }[] {
+    return [...this.#selling.values()].map((s) => ({
+      type: s.service.type,
+      offer: s.offer,
+      announcement: { state: s.announcer.state, ...(s.announcer.lastError ? { lastError: s.announcer.lastError } : {}), ...(s.announcer.current ? { expiresAt: s.announcer.current.expiresAt } : {}) },
+    }));
+  }
+
+  /** Starts selling one more service (announced at once when the node runs). */
+  addService(provided: ProvidedService): void {
+    if (this.#selling.has(provided.service.type)) throw new SessionError("SERVICE_EXISTS", `a ${provided.service.type} service is already running`);
+    const selling = this.#add(provided);
+    if (this.#started) selling.announcer.start();
+    this.#log.info({ service: provided.service.type }, "service added");
+  }
+
+  /** Stops selling a service: its sessions end, its proposal is withdrawn. The service itself is the caller's to stop. */
+  async removeService(type: string): Promise<ProviderService> {
+    const selling = this.#selling.get(type);
+    if (!selling) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
+    await selling.announcer.stop();
+    this.#selling.delete(type);
+    await Promise.all(this.sessions.list().filter((s) => s.serviceType === type && s.state !== "ended").map((s) => this.sessions.end(s.id, "service stopped")));
+    this.#services.delete(type);
+    this.#log.info({ service: type }, "service removed");
+    return selling.service;
+  }
+
+  #add(provided: ProvidedService): Selling {
+    const announcer = new ProposalAnnouncer({
+      broker: this.broker,
+      key: this.#o.key,
+      proposal: () => this.proposal(provided),
+      pingMs: this.#o.pingMs,
+      log: this.#log,
+    });
+    const selling = { ...provided, announcer };
+    this.#selling.set(provided.service.type, selling);
+    this.#services.set(provided.service.type, provided.service);
+    return selling;
+  }
+
+  /** The proposal this node offers for a service (without times). */
+  proposal({ service, offer }: ProvidedService): Omit<Proposal, "createdAt" | "expiresAt"> {
+    const { key, brokerUrls } = this.#o;
     return {
       format: PROPOSAL_FORMAT,
       provider: key.address,
@@ -146,12 +208,14 @@ export class ProviderNode {
     this.sessions.start();
     this.payments?.start();
     await this.broker.flush();
-    this.announcer.start();
-    this.#log.info({ identity: this.#o.key.address, service: this.#o.service.type }, "provider started");
+    this.#started = true;
+    for (const s of this.#selling.values()) s.announcer.start();
+    this.#log.info({ identity: this.#o.key.address, services: [...this.#selling.keys()] }, "provider started");
   }
 
   async stop(): Promise<void> {
-    await this.announcer.stop();
+    this.#started = false;
+    await Promise.all([...this.#selling.values()].map((s) => s.announcer.stop()));
     await this.sessions.stop();
     this.payments?.stop();
     await this.settler?.settleAll();

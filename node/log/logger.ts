@@ -1,10 +1,17 @@
 import pino, { type Logger } from "pino";
-import type { LogLevel } from "../config/config";
+import pretty from "pino-pretty";
+import type { LogFormat, LogLevel } from "../config/config";
 
 export type { Logger };
 
-/** Structured JSON logs on stderr (pipe through `pino-pretty` for people). */
-export function createLogger(level: LogLevel, name = "myst"): Logger {
+/**
+ * Structured logs on stderr: one JSON object per line (`json`, for collectors such as journald or
+ * Loki), or coloured single lines for people (`pretty`). Same fields either way.
+ */
+export function createLogger(level: LogLevel, format: LogFormat = "json", name = "myst"): Logger {
+  if (format === "pretty") {
+    return pino({ name, level }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }));
+  }
   return pino({ name, level }, pino.destination(2));
 }
 

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { PaymentChannelsClient } from "../chain/channels";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
@@ -20,9 +21,10 @@ export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 2
 /**
  * The consumer's side of payments for one session: checks each invoice against its own meter
  * (time since confirmation, bytes through its tunnel) within the tolerance, answers a fair one
- * with a promise for the new cumulative amount, and ends the session over an unfair one.
+ * with a promise for the new cumulative amount, and ends the session over an unfair one. Emits
+ * "promise-issued" ({amount, increase}) for each promise the provider acknowledged.
  */
-export class ConsumerPayments {
+export class ConsumerPayments extends EventEmitter {
   promised = 0n;
   invoices = 0;
   readonly #log: Logger;
@@ -33,6 +35,7 @@ export class ConsumerPayments {
     private readonly channels: PaymentChannelsClient,
     private readonly options: { tolerance?: InvoiceTolerance; log?: Logger; pay?: boolean } = {},
   ) {
+    super();
     this.#log = options.log ?? silentLogger;
   }
 
@@ -70,7 +73,9 @@ export class ConsumerPayments {
     const signature = this.channels.signPromise(this.key, this.session.provider, amount);
     try {
       await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: amount.toString(), signature: "0x" + Buffer.from(signature).toString("hex") });
+      const increase = amount - this.promised;
       this.promised = amount;
+      this.emit("promise-issued", { amount, increase });
     } catch (err) {
       this.#log.warn({ err: (err as Error).message, sessionId: this.session.id }, "the provider did not acknowledge a promise");
     }

@@ -24,3 +24,10 @@ export function priceOf(price: Price, usage: { ms: bigint; bytes: bigint }): big
 export function priceFromProposal(p: { price: { perHour: string; perGiB: string } }): Price {
   return { perHour: BigInt(p.price.perHour), perGiB: BigInt(p.price.perGiB) };
 }
+
+/** MYST (decimal, e.g. "0.05") → wei string, with an error naming where the amount came from. */
+export function mystToWei(value: string, name: string): string {
+  if (!/^\d+(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_AMOUNT", `${name} "${value}" is not an amount of MYST (e.g. 0.05)`);
+  const [whole, fraction = ""] = value.split(".");
+  return (BigInt(whole) * 10n ** 18n + BigInt(fraction.padEnd(18, "0"))).toString();
+}

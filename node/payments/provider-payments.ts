@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { PaymentChannelsClient } from "../chain/channels";
 import { channelIdOf } from "../chain/eip712";
 import { silentLogger, type Logger } from "../log/logger";
@@ -39,14 +40,16 @@ interface Ledger {
  * The provider's side of payments: admits sessions whose channel covers the minimum, invoices
  * each active session for the cumulative amount due (time and bytes at the proposal's price),
  * verifies and stores every promise before acknowledging it, ends sessions whose payment lags
- * past the limit, and hands settlement to the Settler by policy.
+ * past the limit, and hands settlement to the Settler by policy. Emits "promise-accepted"
+ * ({sessionId, amount, increase}) and "promise-rejected" ({sessionId, code}).
  */
-export class ProviderPayments {
+export class ProviderPayments extends EventEmitter {
   readonly #o: Required<Omit<ProviderPaymentsOptions, "log">> & { log: Logger };
   readonly #ledgers = new Map<string, Ledger>();
   #timer?: NodeJS.Timeout;
 
   constructor(options: ProviderPaymentsOptions) {
+    super();
     this.#o = {
       ...options,
       invoiceEveryMs: options.invoiceEveryMs ?? 10_000,
@@ -69,7 +72,12 @@ export class ProviderPayments {
     const { sessions } = this.#o;
     sessions.on("session-accepted", (s: ProviderSession) => {
       this.#ledgers.set(s.id, { invoiced: 0n, invoicedAt: Date.now(), paid: this.#o.store.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n });
-      s.dialog.handle(PAYMENT_PROMISE, (body) => this.#onPromise(s, body));
+      s.dialog.handle(PAYMENT_PROMISE, (body) =>
+        this.#onPromise(s, body).catch((err) => {
+          this.emit("promise-rejected", { sessionId: s.id, code: (err as { code?: string }).code ?? "INTERNAL" });
+          throw err;
+        }),
+      );
     });
     sessions.on("session-ended", (s: ProviderSession) => {
       this.#ledgers.delete(s.id);
@@ -129,7 +137,9 @@ export class ProviderPayments {
     verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, channelId, amount, signature }, this.#o.channels, { lastAmount: this.#o.store.latest(channelId)?.amount ?? 0n, channel });
     // Durable before acknowledged: the response below is the consumer's receipt.
     this.#o.store.save({ channelId, consumer: s.consumer, provider: s.proposal.provider, sessionId: s.id, amount, signature: b.signature, receivedAt: Date.now() });
+    const increase = amount > ledger.paid ? amount - ledger.paid : 0n;
     if (amount > ledger.paid) ledger.paid = amount;
+    this.emit("promise-accepted", { sessionId: s.id, amount, increase });
     if (amount - this.#o.store.settledAmount(channelId) >= this.#o.settleThreshold) void this.#o.settler.settleChannel(channelId);
     return { accepted: true, amount: amount.toString() };
   }

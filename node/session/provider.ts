@@ -55,7 +55,8 @@ export interface ProviderSessionsOptions {
 /**
  * The provider's side of sessions: answers `session.create` with accepted or refused, tracks
  * confirmation and keepalives, and ends sessions (service cut-off, peer told) on destroy, failed
- * confirmation, or silence. Emits "session-accepted", "session-active" and "session-ended".
+ * confirmation, or silence. Emits "session-accepted", "session-active", "session-ended" (with the
+ * session) and "session-refused" ({consumer, code}).
  */
 export class ProviderSessions extends EventEmitter {
   readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "log">> & Pick<ProviderSessionsOptions, "admission"> & { log: Logger };
@@ -133,6 +134,7 @@ export class ProviderSessions extends EventEmitter {
     const correlationId = typeof (body as { correlationId?: unknown })?.correlationId === "string" ? (body as { correlationId: string }).correlationId.slice(0, 64) : "";
     const refuse = (code: RefusalCode, message: string): CreateResponse => {
       this.#o.log.info({ consumer: dialog.peer, code, message }, "session refused");
+      this.emit("session-refused", { consumer: dialog.peer, code });
       return { refused: { code, message, correlationId } };
     };
     if (!check.create.Check(body)) return refuse("BAD_REQUEST", "session.create does not match the schema");

@@ -17,6 +17,8 @@ export interface ProviderService {
   closeSession(sessionId: string, reason: string, options?: { byConsumer?: boolean }): Promise<void>;
   /** Bytes the session's consumer moved so far, as the provider meters them (what it invoices). */
   usage?(sessionId: string): { bytesIn: number; bytesOut: number } | undefined;
+  /** Stops the service and releases what it holds (processes, firewall rules). */
+  stop?(): Promise<void>;
 }
 
 /** A consumer's running connection to a provider. */

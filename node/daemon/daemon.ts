@@ -1,0 +1,362 @@
+import fs from "node:fs";
+import path from "node:path";
+import { Wallet, getAddress, isAddress } from "ethers";
+import { PaymentChannelsClient } from "../chain/channels";
+import type { ChainConnection } from "../chain/connect";
+import type { Registrar, RegistrationStatus } from "../chain/registration";
+import type { IdentityRegistryClient } from "../chain/registry";
+import type { MystConfig } from "../config/config";
+import { MystError } from "../errors/MystError";
+import type { IdentityKey } from "../identity/key";
+import type { Keystore } from "../identity/keystore";
+import type { Logger } from "../log/logger";
+import { parseFilter } from "../proposal/filter";
+import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
+import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
+import { SessionError } from "../session/errors";
+import type { SessionRecord } from "../store/session-store";
+import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "./consumer-node";
+import { NodeMetrics } from "./metrics";
+import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
+
+export interface DaemonOptions {
+  config: MystConfig;
+  /** The node's identity, unlocked: it sells, buys, signs promises and settles. */
+  key: IdentityKey;
+  keystore: Keystore;
+  conn: ChainConnection;
+  /** Following registry events for as long as the daemon runs. */
+  registry: IdentityRegistryClient;
+  registrar: Registrar;
+  /** The provider's payment policy and capacity, for every service it sells. */
+  policy: ProviderPaymentSettings & { maxSessions: number };
+  log: Logger;
+  /** Announcement period (tests shorten it). Default 30 s. */
+  pingMs?: number;
+}
+
+/** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
+export interface OfferJson {
+  country: string;
+  city?: string;
+  asn?: number;
+  isp?: string;
+  ipType: Offer["ipType"];
+  pricePerHourWei: string;
+  pricePerGiBWei: string;
+  bandwidthMbps: number;
+}
+
+/** A running service as `GET /services` shows it. */
+export interface ServiceView {
+  type: string;
+  spec: ServiceSpec;
+  offer: OfferJson;
+  announcement: { state: string; lastError?: string; expiresAt?: string };
+  sessions: number;
+}
+
+export interface ConnectRequest {
+  provider?: string;
+  serviceType: string;
+  country?: string;
+  ipType?: string;
+  maxPricePerHourWei?: string;
+  maxPricePerGiBWei?: string;
+  topUpToWei?: string;
+  netns?: string;
+}
+
+const MAX_PRICE = (2n ** 255n).toString();
+
+/**
+ * A long-running node: one identity selling any number of services (one per type) and buying one
+ * connection at a time, over one broker connection and one set of dialogs. What the REST API and
+ * the CLI ask of a running node goes through here. Services it runs are remembered in
+ * `<data-dir>/services.json` and started again when the daemon restarts.
+ */
+export class MystDaemon {
+  readonly metrics = new NodeMetrics();
+  readonly provider: ProviderNode;
+  readonly consumer: ConsumerNode;
+  readonly channels: PaymentChannelsClient;
+  readonly startedAt = Date.now();
+  readonly #o: DaemonOptions;
+  readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
+  readonly #servicesFile: string;
+  #connecting = false;
+
+  constructor(options: DaemonOptions) {
+    this.#o = options;
+    const { config, key, registry, conn, log, policy } = options;
+    this.#servicesFile = path.join(config.dataDir, "services.json");
+    this.provider = new ProviderNode({
+      key,
+      brokerUrls: config.brokerUrls,
+      registry,
+      services: [],
+      log,
+      maxSessions: policy.maxSessions,
+      pingMs: options.pingMs,
+      payments: { ...policy, conn, dbFile: path.join(config.dataDir, "myst.db") },
+    });
+    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, log });
+    this.channels = new PaymentChannelsClient(conn);
+    this.metrics.watchProvider(this.provider);
+    this.metrics.watchConsumer(() => this.consumer.current);
+  }
+
+  get identity(): string {
+    return this.#o.key.address;
+  }
+
+  async start(): Promise<void> {
+    await this.provider.start();
+    await this.consumer.start();
+    for (const saved of this.#readServicesFile()) {
+      try {
+        await this.startService(saved.spec, saved.offer, { remember: false });
+      } catch (err) {
+        this.#o.log.error({ service: saved.spec.type, code: (err as MystError).code, err: (err as Error).message }, "could not restart a remembered service");
+        this.metrics.error("service", (err as MystError).code ?? "INTERNAL");
+      }
+    }
+    this.#o.log.info({ identity: this.identity }, "daemon started");
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.stop();
+    const services = [...this.#specs.keys()];
+    const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
+    await this.provider.stop();
+    await Promise.all(running.map((s) => s?.stop?.().catch(() => undefined)));
+    this.#o.log.info("daemon stopped");
+  }
+
+  // identities
+
+  async identities(): Promise<{ address: string; keystoreFile: string; node: boolean; registered: boolean }[]> {
+    return Promise.all(
+      this.#o.keystore.list().map(async (e) => ({
+        address: e.address,
+        keystoreFile: e.file,
+        node: e.address === this.identity,
+        registered: await this.#o.registry.isRegistered(e.address),
+      })),
+    );
+  }
+
+  async createIdentity(passphrase: string): Promise<{ address: string; keystoreFile: string }> {
+    const entry = await this.#o.keystore.create(passphrase);
+    this.#o.log.info({ identity: entry.address }, "identity created");
+    return { address: entry.address, keystoreFile: entry.file };
+  }
+
+  async showIdentity(address: string): Promise<{ address: string; node: boolean; keystoreFile: string | null; balanceWei: string; registration: RegistrationStatus }> {
+    const id = checkAddress(address, "identity");
+    const file = this.#o.keystore.list().find((e) => e.address === id)?.file ?? null;
+    const [registration, balance] = await Promise.all([this.#o.registrar.status(id), this.channels.tokenBalance(id)]);
+    return { address: id, node: id === this.identity, keystoreFile: file, balanceWei: balance.toString(), registration };
+  }
+
+  /** Registers an identity, paying gas from its own account; the node's own needs no passphrase. */
+  async register(address: string, options: { passphrase?: string; beneficiary?: string }): Promise<RegistrationStatus> {
+    const id = checkAddress(address, "identity");
+    if (options.beneficiary !== undefined) checkAddress(options.beneficiary, "beneficiary");
+    let key = this.#o.key;
+    if (id !== this.identity) {
+      if (options.passphrase === undefined) throw new MystError("PASSPHRASE_REQUIRED", `${id} is not the node's identity: give its passphrase to register it`);
+      key = await this.#o.keystore.unlock(id, options.passphrase);
+    }
+    return this.#o.registrar.register(key, {
+      submitter: new Wallet(key.privateKeyHex(), this.#o.conn.provider),
+      beneficiary: options.beneficiary,
+      timeoutMs: this.#o.config.registrationTimeoutMs,
+    });
+  }
+
+  // services
+
+  services(): ServiceView[] {
+    const live = this.provider.sessions.list().filter((s) => s.state !== "ended");
+    return this.provider.selling().map((s) => {
+      const saved = this.#specs.get(s.type)!;
+      return {
+        type: s.type,
+        spec: saved.spec,
+        offer: saved.offer,
+        announcement: {
+          state: s.announcement.state,
+          ...(s.announcement.lastError ? { lastError: s.announcement.lastError } : {}),
+          ...(s.announcement.expiresAt ? { expiresAt: new Date(s.announcement.expiresAt).toISOString() } : {}),
+        },
+        sessions: live.filter((x) => x.serviceType === s.type).length,
+      };
+    });
+  }
+
+  async startService(input: { type: string; openvpn?: Partial<OpenVpnSettings> }, offer: OfferJson, options: { remember?: boolean } = {}): Promise<ServiceView> {
+    const spec = checkServiceSpec(input);
+    if (this.#specs.has(spec.type)) throw new SessionError("SERVICE_EXISTS", `a ${spec.type} service is already running: stop it first`);
+    const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: this.#o.registry, log: this.#o.log });
+    try {
+      this.provider.addService({ service, offer: offerFromJson(offer) });
+    } catch (err) {
+      await service.stop?.().catch(() => undefined);
+      throw err;
+    }
+    this.#specs.set(spec.type, { spec, offer });
+    if (options.remember !== false) this.#writeServicesFile();
+    this.#o.log.info({ service: spec.type }, "service started");
+    return this.services().find((s) => s.type === spec.type)!;
+  }
+
+  async stopService(type: string): Promise<{ type: string; stopped: true }> {
+    if (!this.#specs.has(type)) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
+    const service = await this.provider.removeService(type);
+    this.#specs.delete(type);
+    this.#writeServicesFile();
+    await service.stop?.();
+    this.#o.log.info({ service: type }, "service stopped");
+    return { type, stopped: true };
+  }
+
+  // proposals and the connection
+
+  async proposals(query: Record<string, string | string[] | undefined>, page: { limit?: number; cursor?: string }) {
+    const filter = parseFilter(Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>);
+    const { proposals, nextCursor } = await this.consumer.discovery.search(filter, page);
+    return { proposals: proposals.map((p) => p.proposal), nextCursor };
+  }
+
+  connection(): ConnectionStatus | { state: "disconnected" | "connecting" } {
+    const c = this.consumer.current;
+    if (c && c.session.state === "active") return connectionStatus(c);
+    return { state: this.#connecting ? "connecting" : "disconnected" };
+  }
+
+  async connect(request: ConnectRequest): Promise<ConnectionStatus> {
+    if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
+    const current = this.consumer.current;
+    if (current && current.session.state === "active") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
+    if (request.provider !== undefined) checkAddress(request.provider, "provider");
+    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log });
+    const filter = parseFilter({
+      ...(request.country ? { country: request.country } : {}),
+      ...(request.ipType ? { ip_type: request.ipType } : {}),
+      ...(request.maxPricePerHourWei ? { max_price_per_hour: request.maxPricePerHourWei } : {}),
+      ...(request.maxPricePerGiBWei ? { max_price_per_gib: request.maxPricePerGiBWei } : {}),
+    });
+    const limited = request.maxPricePerHourWei !== undefined || request.maxPricePerGiBWei !== undefined;
+    this.#connecting = true;
+    let connection: Connection;
+    try {
+      connection = await this.consumer.connect({
+        provider: request.provider,
+        filter,
+        service,
+        topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
+        ...(limited ? { maxPrice: { perHour: request.maxPricePerHourWei ?? MAX_PRICE, perGiB: request.maxPricePerGiBWei ?? MAX_PRICE } } : {}),
+      });
+    } catch (err) {
+      this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
+      throw err;
+    } finally {
+      this.#connecting = false;
+    }
+    this.metrics.connected(connection);
+    this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
+    return connectionStatus(connection);
+  }
+
+  async disconnect(): Promise<ConnectionStatus> {
+    const c = this.consumer.current;
+    if (!c || c.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
+    await c.session.tunnel.refresh?.().catch(() => undefined);
+    await c.session.destroy("consumer disconnected");
+    this.#o.log.info({ sessionId: c.session.id }, "disconnected");
+    return connectionStatus(c);
+  }
+
+  /** The live connection's numbers; the last one's after it ended. */
+  async statistics(): Promise<Pick<ConnectionStatus, "state" | "sessionId" | "bytesIn" | "bytesOut" | "durationSeconds" | "promisedWei" | "invoices" | "phasesMs">> {
+    const c = this.consumer.current;
+    if (!c) throw new SessionError("NOT_CONNECTED", "no connection yet");
+    if (c.session.state === "active") await c.session.tunnel.refresh?.().catch(() => undefined);
+    const { state, sessionId, bytesIn, bytesOut, durationSeconds, promisedWei, invoices, phasesMs } = connectionStatus(c);
+    return { state, sessionId, bytesIn, bytesOut, durationSeconds, promisedWei, invoices, phasesMs };
+  }
+
+  // history and money
+
+  sessions(options: { limit: number; role?: "provider" | "consumer" }): SessionRecord[] {
+    const all = this.provider.history!.list(options.role ? options.limit * 4 : options.limit);
+    return (options.role ? all.filter((s) => s.role === options.role) : all).slice(0, options.limit);
+  }
+
+  async channel(provider: string): Promise<ChannelReport> {
+    const p = checkAddress(provider, "provider");
+    return channelReport(await this.channels.state(this.identity, p), this.identity, p);
+  }
+
+  async topUp(provider: string, amountWei: bigint): Promise<{ depositedWei: string; txHash: string; gasUsed: string; channel: ChannelReport }> {
+    const p = checkAddress(provider, "provider");
+    if (amountWei <= 0n) throw new MystError("BAD_AMOUNT", "deposit a positive amount");
+    const r = await this.channels.deposit(this.#o.key, this.identity, p, amountWei);
+    return { depositedWei: amountWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), channel: await this.channel(p) };
+  }
+
+  async withdraw(provider: string) {
+    return this.channels.leave(this.#o.key, checkAddress(provider, "provider"));
+  }
+
+  earnings(): EarningsReport {
+    return earningsReport(this.provider.store!);
+  }
+
+  async settle(): Promise<EarningsReport> {
+    await this.provider.settler!.settleAll();
+    return this.earnings();
+  }
+
+  #readServicesFile(): { spec: ServiceSpec; offer: OfferJson }[] {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.#servicesFile, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new MystError("SERVICES_FILE_UNREADABLE", `cannot read ${this.#servicesFile}`, { cause: err });
+    }
+    try {
+      const list = JSON.parse(text);
+      if (!Array.isArray(list)) throw new Error("not a list");
+      return list;
+    } catch (err) {
+      throw new MystError("SERVICES_FILE_CORRUPT", `${this.#servicesFile} is not a JSON list of services; fix or delete it`, { cause: err });
+    }
+  }
+
+  #writeServicesFile(): void {
+    const tmp = `${this.#servicesFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify([...this.#specs.values()], null, 2) + "\n", { mode: 0o600 });
+    fs.renameSync(tmp, this.#servicesFile);
+  }
+}
+
+function checkAddress(value: string, what: string): string {
+  if (!isAddress(value)) throw new MystError("INVALID_ADDRESS", `${what} "${value}" is not an address (0x + 40 hex)`);
+  return getAddress(value);
+}
+
+export function offerFromJson(o: OfferJson): Offer {
+  return {
+    country: o.country.toUpperCase(),
+    city: o.city,
+    asn: o.asn,
+    isp: o.isp,
+    ipType: o.ipType,
+    pricePerHour: BigInt(o.pricePerHourWei),
+    pricePerGiB: BigInt(o.pricePerGiBWei),
+    bandwidthMbps: o.bandwidthMbps,
+  };
+}
