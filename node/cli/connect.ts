@@ -27,6 +27,20 @@ export function connectCommands(context: Ctx): Command[] {
     .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
+      const daemon = ctx.daemon();
+      if (daemon) {
+        const status = await daemon.put<ConnectionStatus>("/v1/connection", {
+          ...(providerId ? { provider: providerId } : {}),
+          serviceType: opts.service,
+          ...(opts.country ? { country: opts.country } : {}),
+          ...(opts.ipType ? { ipType: opts.ipType } : {}),
+          ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
+          ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
+          ...(opts.topup ? { topUp: opts.topup } : {}),
+          ...(opts.netns ? { netns: opts.netns } : {}),
+        });
+        return ctx.out.result(status, () => [...describeConnected(status), `the daemon (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
+      }
       const key = await ctx.identity(opts);
       const registry = await ctx.registry({ follow: true });
       const service = consumerService(opts.service, { key, dataDir: ctx.config.dataDir, netns: opts.netns, log: ctx.log });
@@ -66,14 +80,8 @@ export function connectCommands(context: Ctx): Command[] {
       const onSignal = () => void session.destroy("consumer disconnected (signal)");
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
-      const p = proposal.proposal;
-      ctx.out.result(connectionStatus(connection), () => [
-        `connected: session ${session.id}`,
-        `provider ${session.provider} (${p.location.country}, ${p.location.ipType}), ${formatUnits(p.price.perHour, 18)} MYST/h + ${formatUnits(p.price.perGiB, 18)} MYST/GiB`,
-        ...(connection.deposit ? [`deposited ${formatUnits(connection.deposit.amount, 18)} MYST into the channel (tx ${connection.deposit.txHash}, gas ${connection.deposit.gasUsed})`] : []),
-        `phases (ms): discovery ${connection.phases.discovery}, negotiation ${connection.phases.negotiation}, tunnel ${connection.phases.tunnel}, confirm ${connection.phases.confirm}`,
-        "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it",
-      ]);
+      const status = connectionStatus(connection);
+      ctx.out.result(status, () => [...describeConnected(status), "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it"]);
       const reason = await done;
       control.close();
       await node.stop();
@@ -82,15 +90,17 @@ export function connectCommands(context: Ctx): Command[] {
 
   const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const answer = await askControl(controlSocketPath(ctx.config.dataDir), "POST", "/disconnect");
+    const daemon = ctx.daemon();
+    const answer = daemon ? await daemon.delete("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "POST", "/disconnect");
     if (!answer) throw new MystError("NOT_CONNECTED", "not connected");
     ctx.out.result(answer, () => [`disconnected session ${(answer as { sessionId: string }).sessionId}`]);
   });
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const answer = (await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ReturnType<typeof connectionStatus> | null;
-    if (!answer) return ctx.out.result({ state: "disconnected" }, () => ["not connected"]);
+    const daemon = ctx.daemon();
+    const answer = (daemon ? await daemon.get("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ConnectionStatus | { state: "disconnected" | "connecting" } | null;
+    if (!answer || answer.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,
@@ -104,3 +114,12 @@ export function connectCommands(context: Ctx): Command[] {
 }
 
 const MAX = (2n ** 255n).toString();
+
+function describeConnected(c: ConnectionStatus): string[] {
+  return [
+    `connected: session ${c.sessionId}`,
+    `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei, 18)} MYST/GiB`,
+    ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
+    `phases (ms): discovery ${c.phasesMs.discovery}, negotiation ${c.phasesMs.negotiation}, tunnel ${c.phasesMs.tunnel}, confirm ${c.phasesMs.confirm}`,
+  ];
+}

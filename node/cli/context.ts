@@ -1,4 +1,5 @@
 import path from "node:path";
+import { DaemonClient } from "../api/client";
 import { connectChain, type ChainConnection } from "../chain/connect";
 import { readDeployment } from "../chain/deployment";
 import { RegistrationRecords, Registrar } from "../chain/registration";
@@ -64,6 +65,17 @@ export class CommandContext {
       address = all[0].address;
     }
     return this.keystore.unlock(address, this.passphrase(flags));
+  }
+
+  /** The daemon running for this data dir, if any: commands that change node state go through it. */
+  daemon(): DaemonClient | null {
+    return DaemonClient.find(this.config.dataDir);
+  }
+
+  requireDaemon(command: string): DaemonClient {
+    const daemon = this.daemon();
+    if (!daemon) throw new MystError("DAEMON_NOT_RUNNING", `${command} needs a running daemon for ${this.config.dataDir}: start one with \`myst daemon\``);
+    return daemon;
   }
 
   async registrar(): Promise<Registrar> {

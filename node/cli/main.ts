@@ -5,6 +5,7 @@ import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";
 import { CommandContext, type GlobalFlags } from "./context";
 import { connectCommands } from "./connect";
+import { daemonCommand } from "./daemon";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
 import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
@@ -37,6 +38,7 @@ function program(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   root.addCommand(identitiesCommand(context));
+  root.addCommand(daemonCommand(context));
   root.addCommand(serviceCommand(context));
   root.addCommand(discoveryCommand(context));
   root.addCommand(proposalsCommand(context));

@@ -1,29 +1,43 @@
 import { Command, Option } from "commander";
-import { ProviderNode, type Offer } from "../daemon/provider-node";
+import { formatUnits } from "ethers";
+import type { ServiceView } from "../daemon/daemon";
+import { ProviderNode, type Offer, type ProviderPaymentSettings } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
 import path from "node:path";
 import { SERVICE_TYPES, checkServiceSpec, startProviderService, type ServiceSpec } from "../services/catalog";
 import type { CommandContext } from "./context";
-import { mystToWei } from "../payments/price";
+import { DEFAULT_PRICE, mystToWei } from "../payments/price";
 import { untilSignal } from "./long-running";
 
 type Ctx = (cmd: Command) => CommandContext;
 
-/** The options every provider command takes to describe its offer. */
+/** --identity and the passphrase flags of a command that unlocks one identity. */
+export function identityOptions(cmd: Command, who = "the identity"): Command {
+  return cmd
+    .addOption(new Option("--identity <address>", `${who} (default: the only one in the keystore)`))
+    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
+    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"));
+}
+
+/** What a provider sells: where, what kind of IP, at what price. */
 export function offerOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option("--identity <address>", "the provider identity (default: the only one in the keystore)"))
-    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
-    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
     .option("--country <code>", "where the service's traffic exits (ISO 3166-1 alpha-2)", "ZZ")
     .option("--city <name>", "city")
     .option("--asn <n>", "autonomous system number")
     .option("--isp <name>", "ISP name")
     .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, "unknown")
-    .option("--price-per-hour <myst>", "price per hour of session, in MYST", "0.01")
-    .option("--price-per-gib <myst>", "price per GiB moved, in MYST", "0.05")
-    .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100")
+    .option("--price-per-hour <myst>", "price per hour of session, in MYST", DEFAULT_PRICE.perHour)
+    .option("--price-per-gib <myst>", "price per GiB moved, in MYST", DEFAULT_PRICE.perGiB)
+    .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100");
+}
+
+const POLICY_FLAGS = ["maxSessions", "invoiceEvery", "invoiceAbove", "maxUnpaid", "minChannelBalance", "settleThreshold", "settleOnSessionEnd"];
+
+/** How a provider is paid, for all its services: invoicing, limits, settlement. */
+export function paymentPolicyOptions(cmd: Command): Command {
+  return cmd
     .option("--max-sessions <n>", "sessions at once", "50")
     .option("--invoice-every <seconds>", "how often to invoice each session", "10")
     .option("--invoice-above <myst>", "also invoice as soon as this much more is due", "0.01")
@@ -31,6 +45,22 @@ export function offerOptions(cmd: Command): Command {
     .option("--min-channel-balance <myst>", "refuse consumers whose channel holds less", "0.1")
     .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", "1")
     .option("--no-settle-on-session-end", "do not settle when a session ends (only by threshold and at start/stop)");
+}
+
+export function parsePaymentPolicy(opts: Record<string, unknown>): ProviderPaymentSettings & { maxSessions: number } {
+  const maxSessions = Number(opts.maxSessions);
+  if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
+  const invoiceEvery = Number(opts.invoiceEvery);
+  if (!(invoiceEvery > 0)) throw new MystError("BAD_FLAG", `--invoice-every "${opts.invoiceEvery}" is not a positive number of seconds`);
+  return {
+    maxSessions,
+    invoiceEveryMs: invoiceEvery * 1000,
+    invoiceAboveWei: BigInt(mystToWei(String(opts.invoiceAbove), "--invoice-above")),
+    maxUnpaid: BigInt(mystToWei(String(opts.maxUnpaid), "--max-unpaid")),
+    minChannelBalance: BigInt(mystToWei(String(opts.minChannelBalance), "--min-channel-balance")),
+    settleThreshold: BigInt(mystToWei(String(opts.settleThreshold), "--settle-threshold")),
+    settleOnSessionEnd: opts.settleOnSessionEnd !== false,
+  };
 }
 
 export function parseOffer(opts: Record<string, string | undefined>): Offer {
@@ -74,48 +104,46 @@ export function serviceSpecFromFlags(type: string, opts: Record<string, unknown>
 }
 
 export function serviceCommand(context: Ctx): Command {
-  const service = new Command("service").description("sell a service as a provider");
-  offerOptions(
-    service
-      .command("start")
-      .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
-      .description("start a service, announce it to discovery and serve sessions until Ctrl-C")
-      .option("--public-ip <address>", "openvpn: the address consumers connect to")
-      .option("--port <port>", "openvpn: UDP port", "1194")
-      .option("--bind <address>", "openvpn: listen on this address only")
-      .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
-      .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
-      .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
-      .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)"),
-  ).action(async (type: string, opts, cmd: Command) => {
+  const service = new Command("service").description("sell a service as a provider (in the foreground, or in a running daemon)");
+  const start = service
+    .command("start")
+    .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
+    .description("start a service and announce it to discovery: in the running daemon if there is one, else here until Ctrl-C")
+    .option("--public-ip <address>", "openvpn: the address consumers connect to")
+    .option("--port <port>", "openvpn: UDP port", "1194")
+    .option("--bind <address>", "openvpn: listen on this address only")
+    .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
+    .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
+    .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
+    .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)");
+  paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const spec = serviceSpecFromFlags(type, opts);
     const offer = parseOffer(opts);
-    const maxSessions = Number(opts.maxSessions);
-    if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
+    const policy = parsePaymentPolicy(opts);
+    const daemon = ctx.daemon();
+    if (daemon) {
+      const policyFlags = POLICY_FLAGS.filter((f) => cmd.getOptionValueSource(f) === "cli");
+      if (policyFlags.length) ctx.out.note("payment policy flags apply to the whole daemon: give them to `myst daemon`; ignored here");
+      const view = await daemon.post<ServiceView>("/v1/services", {
+        type: spec.type,
+        ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
+        offer: { country: offer.country, city: offer.city, asn: offer.asn, isp: offer.isp, ipType: offer.ipType, pricePerHour: opts.pricePerHour, pricePerGiB: opts.pricePerGib, bandwidthMbps: offer.bandwidthMbps },
+      });
+      return ctx.out.result(view, () => [`${view.type} service started in the daemon (pid ${daemon.endpoint.pid}); \`myst service stop ${view.type}\` stops it`]);
+    }
     const key = await ctx.identity(opts);
     const registry = await ctx.registry({ follow: true });
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }
-    const invoiceEvery = Number(opts.invoiceEvery);
-    if (!(invoiceEvery > 0)) throw new MystError("BAD_FLAG", `--invoice-every "${opts.invoiceEvery}" is not a positive number of seconds`);
-    const payments = {
-      conn: await ctx.chain(),
-      dbFile: path.join(ctx.config.dataDir, "myst.db"),
-      invoiceEveryMs: invoiceEvery * 1000,
-      invoiceAboveWei: BigInt(mystToWei(opts.invoiceAbove, "--invoice-above")),
-      maxUnpaid: BigInt(mystToWei(opts.maxUnpaid, "--max-unpaid")),
-      minChannelBalance: BigInt(mystToWei(opts.minChannelBalance, "--min-channel-balance")),
-      settleThreshold: BigInt(mystToWei(opts.settleThreshold, "--settle-threshold")),
-      settleOnSessionEnd: opts.settleOnSessionEnd !== false,
-    };
-    const service = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
-    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service, offer }], log: ctx.log, maxSessions, payments });
+    const payments = { ...policy, conn: await ctx.chain(), dbFile: path.join(ctx.config.dataDir, "myst.db") };
+    const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
+    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, payments });
     try {
       await provider.start();
     } catch (err) {
-      await service.stop?.().catch(() => undefined);
+      await running.stop?.().catch(() => undefined);
       throw err;
     }
     ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
@@ -124,8 +152,31 @@ export function serviceCommand(context: Ctx): Command {
     ]);
     await untilSignal(async () => {
       await provider.stop();
-      await service.stop?.();
+      await running.stop?.();
     });
   });
+
+  service
+    .command("stop")
+    .argument("<type>", "the service type")
+    .description("stop a service the daemon runs: its sessions end, its proposal is withdrawn")
+    .action(async (type: string, _opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const stopped = await ctx.requireDaemon("`myst service stop`").delete(`/v1/services/${encodeURIComponent(type)}`);
+      ctx.out.result(stopped, () => [`${type} service stopped`]);
+    });
+
+  service
+    .command("list")
+    .description("list the services the daemon runs, with their proposal's state in discovery")
+    .action(async (_opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const { services } = await ctx.requireDaemon("`myst service list`").get<{ services: ServiceView[] }>("/v1/services");
+      ctx.out.result(services, () =>
+        services.length === 0
+          ? ["no services running"]
+          : services.map((s) => `${s.type}  ${s.offer.country}/${s.offer.ipType}  ${formatUnits(s.offer.pricePerHourWei, 18)} MYST/h + ${formatUnits(s.offer.pricePerGiBWei, 18)} MYST/GiB  ${s.announcement.state}${s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}  ${s.sessions} session(s)`),
+      );
+    });
   return service;
 }

@@ -1,3 +1,4 @@
+import { MystError } from "../errors/MystError";
 import { matchesFilter, type ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
 
@@ -14,12 +15,12 @@ export interface IndexEntry {
 
 export type UpsertResult = "added" | "replaced" | "refreshed";
 
-export class IndexRejection extends Error {
+export class IndexRejection extends MystError {
   constructor(
     readonly code: "PROPOSAL_STALE" | "INDEX_FULL",
     message: string,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

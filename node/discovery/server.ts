@@ -1,6 +1,5 @@
-import Fastify, { type FastifyInstance, type FastifyError } from "fastify";
-import swagger from "@fastify/swagger";
-import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
+import { Type } from "@fastify/type-provider-typebox";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Broker } from "../broker/broker";
 import type { PublicKeyDirectory } from "../dialog/dialogs";
@@ -9,7 +8,8 @@ import { silentLogger, type Logger } from "../log/logger";
 import { FilterError, parseFilter } from "../proposal/filter";
 import { ProposalSchema, SignedProposalSchema, verifySignedProposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply } from "./announcements";
-import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
+import { ProposalIndex, type UpsertResult } from "./index";
+import { createJsonApp, ErrorBody } from "../http/app";
 
 export interface DiscoveryServiceOptions {
   broker: Broker;
@@ -26,7 +26,6 @@ export interface DiscoveryServiceOptions {
   version?: string;
 }
 
-const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() });
 const Item = Type.Object({ signed: SignedProposalSchema, proposal: ProposalSchema });
 const Query = Type.Object(
   {
@@ -102,7 +101,7 @@ export class DiscoveryService {
       this.#announcements.inc({ source, result });
       return result;
     } catch (err) {
-      const code = isMystError(err) || err instanceof IndexRejection ? err.code : "INTERNAL";
+      const code = isMystError(err) ? err.code : "INTERNAL";
       this.#announcements.inc({ source, result: code });
       throw err;
     }
@@ -153,33 +152,14 @@ export class DiscoveryService {
   }
 
   async #buildApp(): Promise<FastifyInstance> {
-    const app = Fastify({
+    const app = await createJsonApp({
+      title: "myst discovery",
+      version: this.#o.version ?? "1",
+      description: "Signed proposals of myst providers, with filters.",
       bodyLimit: this.#o.bodyLimit ?? 16 * 1024,
-      logger: false,
-      ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
-    }).withTypeProvider<TypeBoxTypeProvider>();
-    await app.register(swagger, {
-      openapi: {
-        info: { title: "myst discovery", version: this.#o.version ?? "1", description: "Signed proposals of myst providers, with filters." },
-      },
+      statusOf: (code) => STATUS[code],
+      log: this.#log,
     });
-    app.setErrorHandler((err: FastifyError, _req, reply) => {
-      if (err.validation) {
-        const v = err.validation[0];
-        const extra = (v?.params as { additionalProperty?: string })?.additionalProperty;
-        const message = extra ? `unknown ${err.validationContext === "querystring" ? "filter" : "field"} "${extra}"` : `${err.validationContext} ${v?.instancePath ?? ""} ${v?.message ?? "is invalid"}`.replace(/\s+/g, " ");
-        return reply.status(400).send({ code: extra && err.validationContext === "querystring" ? "BAD_FILTER" : "BAD_REQUEST", message });
-      }
-      if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") return reply.status(413).send({ code: "BODY_TOO_LARGE", message: `the body is larger than ${this.#o.bodyLimit ?? 16384} bytes` });
-      if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return reply.status(415).send({ code: "UNSUPPORTED_MEDIA_TYPE", message: "send application/json" });
-      if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ code: "BAD_REQUEST", message: err.message });
-      const { code, message } = describe(err);
-      const status = STATUS[code];
-      if (status) return reply.status(status).send({ code, message });
-      this.#log.error({ err }, "discovery request failed");
-      return reply.status(500).send({ code: "INTERNAL", message: "internal error" });
-    });
-    app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: "NOT_FOUND", message: `no route ${req.method} ${req.url.split("?")[0]}` }));
 
     app.get(
       "/v1/proposals",
@@ -251,7 +231,6 @@ export class DiscoveryService {
       return this.metrics.metrics();
     });
 
-    app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
     await app.ready();
     return app;
   }
@@ -266,6 +245,6 @@ function parseJson(data: Uint8Array): unknown {
 }
 
 function describe(err: unknown): { code: string; message: string } {
-  if (isMystError(err) || err instanceof IndexRejection) return { code: err.code, message: err.message };
+  if (isMystError(err)) return { code: err.code, message: err.message };
   return { code: "INTERNAL", message: "internal error" };
 }

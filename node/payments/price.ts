@@ -31,3 +31,6 @@ export function mystToWei(value: string, name: string): string {
   const [whole, fraction = ""] = value.split(".");
   return (BigInt(whole) * 10n ** 18n + BigInt(fraction.padEnd(18, "0"))).toString();
 }
+
+/** The price of an offer when its seller names none, in MYST. */
+export const DEFAULT_PRICE = { perHour: "0.01", perGiB: "0.05" };

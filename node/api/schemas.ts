@@ -1,0 +1,185 @@
+import { Type, type Static } from "@fastify/type-provider-typebox";
+import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
+import { SERVICE_TYPES } from "../services/catalog";
+
+/** The schemas of the daemon's REST API: request bodies refuse unknown fields; amounts are strings. */
+
+export const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$", description: "an identity: Ethereum address, 0x + 40 hex" });
+export const Wei = Type.String({ pattern: "^[0-9]{1,78}$", description: "an amount in wei (1 MYST = 10^18 wei)" });
+export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: "an amount in MYST, decimal (e.g. \"0.05\")" });
+const Strict = { additionalProperties: false } as const;
+/** Responses may grow fields; clients ignore what they do not know. */
+const Open = { additionalProperties: true } as const;
+
+export const AddressParams = Type.Object({ address: Address }, Strict);
+export const ProviderParams = Type.Object({ provider: Address }, Strict);
+export const ServiceTypeParams = Type.Object({ type: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }) }, Strict);
+
+export const Health = Type.Object({ status: Type.Literal("ok"), version: Type.String(), identity: Address, uptimeSeconds: Type.Integer() });
+
+export const IdentityList = Type.Object({
+  identities: Type.Array(Type.Object({ address: Address, keystoreFile: Type.String(), node: Type.Boolean({ description: "the identity this daemon runs as" }), registered: Type.Boolean() })),
+});
+export const NewIdentity = Type.Object({ passphrase: Type.String({ minLength: 1, description: "encrypts the keystore file; keep it with the file" }) }, Strict);
+export const CreatedIdentity = Type.Object({ address: Address, keystoreFile: Type.String() });
+export const Registration = Type.Object(
+  {
+    state: Type.Union([Type.Literal("unregistered"), Type.Literal("in-progress"), Type.Literal("registered"), Type.Literal("failed")]),
+    identity: Address,
+    beneficiary: Type.Optional(Address),
+    txHash: Type.Optional(Type.String()),
+    code: Type.Optional(Type.String()),
+    reason: Type.Optional(Type.String()),
+  },
+  Open,
+);
+export const IdentityView = Type.Object({ address: Address, node: Type.Boolean(), keystoreFile: Type.Union([Type.String(), Type.Null()]), balanceWei: Wei, registration: Registration });
+export const RegisterBody = Type.Object(
+  {
+    passphrase: Type.Optional(Type.String({ minLength: 1, description: "needed unless it is the daemon's own identity" })),
+    beneficiary: Type.Optional(Address),
+  },
+  Strict,
+);
+
+export const OfferBody = Type.Object(
+  {
+    country: Type.String({ pattern: "^[A-Za-z]{2}$", default: "ZZ", description: "where traffic exits, ISO 3166-1 alpha-2" }),
+    city: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    asn: Type.Optional(Type.Integer({ minimum: 0 })),
+    isp: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    ipType: Type.Union(IP_TYPES.map((t) => Type.Literal(t)), { default: "unknown" }),
+    pricePerHour: Type.Optional(Myst),
+    pricePerGiB: Type.Optional(Myst),
+    bandwidthMbps: Type.Number({ minimum: 0, default: 100 }),
+  },
+  Strict,
+);
+export const OpenVpnBody = Type.Object(
+  {
+    publicIp: Type.String({ description: "the address consumers connect to" }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: "UDP port, default 1194" })),
+    bind: Type.Optional(Type.String()),
+    uplink: Type.Optional(Type.String({ description: "internet-facing interface for NAT (default: the default route's)" })),
+    allowPrivate: Type.Optional(Type.Boolean({ description: "let consumers reach private networks and this host (default false)" })),
+    allowPrivateRanges: Type.Optional(Type.Array(Type.String())),
+    netns: Type.Optional(Type.String({ description: "run the server in this network namespace (tests, demo)" })),
+  },
+  Strict,
+);
+export const StartServiceBody = Type.Object(
+  {
+    type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
+    offer: Type.Optional(OfferBody),
+    openvpn: Type.Optional(OpenVpnBody),
+  },
+  Strict,
+);
+export const ServiceView = Type.Object({
+  type: Type.String(),
+  spec: Type.Object({}, Open),
+  offer: Type.Object({ country: Type.String(), ipType: Type.String(), pricePerHourWei: Wei, pricePerGiBWei: Wei, bandwidthMbps: Type.Number() }, Open),
+  announcement: Type.Object({ state: Type.String(), lastError: Type.Optional(Type.String()), expiresAt: Type.Optional(Type.String()) }),
+  sessions: Type.Integer({ description: "sessions running now" }),
+});
+export const ServiceList = Type.Object({ services: Type.Array(ServiceView) });
+
+export const ProposalQuery = Type.Object(
+  {
+    service_type: Type.Optional(Type.String()),
+    country: Type.Optional(Type.String()),
+    ip_type: Type.Optional(Type.String()),
+    metering: Type.Optional(Type.String({ description: "hour | gib" })),
+    max_price_per_hour: Type.Optional(Wei),
+    max_price_per_gib: Type.Optional(Wei),
+    min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),
+    provider_id: Type.Optional(Type.Array(Type.String())),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+    cursor: Type.Optional(Type.String({ maxLength: 256 })),
+  },
+  Strict,
+);
+export const ProposalPage = Type.Object({ proposals: Type.Array(ProposalSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+
+export const ConnectBody = Type.Object(
+  {
+    provider: Type.Optional(Address),
+    serviceType: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t)), { default: "openvpn" }),
+    country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$" })),
+    ipType: Type.Optional(Type.Union(IP_TYPES.map((t) => Type.Literal(t)))),
+    maxPricePerHour: Type.Optional(Myst),
+    maxPricePerGiB: Type.Optional(Myst),
+    topUp: Type.Optional({ ...Myst, description: "before connecting, deposit so the channel holds at least this much MYST" }),
+    netns: Type.Optional(Type.String({ description: "run the tunnel in this network namespace (tests, demo)" })),
+  },
+  Strict,
+);
+const Phases = Type.Object({ discovery: Type.Number(), negotiation: Type.Number(), tunnel: Type.Number(), confirm: Type.Number() });
+export const ConnectionView = Type.Object(
+  {
+    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting")]),
+    sessionId: Type.Optional(Type.String()),
+    provider: Type.Optional(Address),
+    serviceType: Type.Optional(Type.String()),
+    country: Type.Optional(Type.String()),
+    ipType: Type.Optional(Type.String()),
+    pricePerHourWei: Type.Optional(Wei),
+    pricePerGiBWei: Type.Optional(Wei),
+    since: Type.Optional(Type.String()),
+    durationSeconds: Type.Optional(Type.Integer()),
+    bytesIn: Type.Optional(Type.Integer()),
+    bytesOut: Type.Optional(Type.Integer()),
+    phasesMs: Type.Optional(Phases),
+    promisedWei: Type.Optional(Wei),
+    invoices: Type.Optional(Type.Integer()),
+    deposit: Type.Optional(Type.Object({ amountWei: Wei, txHash: Type.String(), gasUsed: Type.String() })),
+    endReason: Type.Optional(Type.String()),
+  },
+  Open,
+);
+export const Statistics = Type.Object({
+  state: Type.String(),
+  sessionId: Type.String(),
+  bytesIn: Type.Integer(),
+  bytesOut: Type.Integer(),
+  durationSeconds: Type.Integer(),
+  promisedWei: Wei,
+  invoices: Type.Integer(),
+  phasesMs: Phases,
+});
+
+export const SessionQuery = Type.Object(
+  { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }), role: Type.Optional(Type.Union([Type.Literal("provider"), Type.Literal("consumer")])) },
+  Strict,
+);
+export const SessionList = Type.Object({
+  sessions: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      role: Type.String(),
+      peer: Address,
+      serviceType: Type.String(),
+      startedAt: Type.String(),
+      endedAt: Type.Union([Type.String(), Type.Null()]),
+      endReason: Type.Union([Type.String(), Type.Null()]),
+      bytes: Type.Integer(),
+      promisedWei: Wei,
+    }),
+  ),
+});
+
+export const Channel = Type.Object({ channelId: Type.String(), consumer: Address, provider: Address, balanceWei: Wei, spentWei: Wei, withdrawalReadyAt: Type.Union([Type.String(), Type.Null()]) });
+export const TopUpBody = Type.Object({ amount: Myst }, Strict);
+export const TopUpResult = Type.Object({ depositedWei: Wei, txHash: Type.String(), gasUsed: Type.String(), channel: Channel });
+export const EmptyBody = Type.Optional(Type.Object({}, Strict));
+export const WithdrawalResult = Type.Object({ requested: Type.Boolean(), txHash: Type.String(), readyAt: Type.Optional(Type.String()), withdrawnWei: Type.Optional(Wei) });
+export const Earnings = Type.Object({
+  sessions: Type.Array(Type.Object({ sessionId: Type.String(), consumer: Address, promisedWei: Wei })),
+  totalPromisedWei: Wei,
+  settledWei: Wei,
+  unsettledWei: Wei,
+  settlements: Type.Array(Type.Object({ channelId: Type.String(), amountWei: Wei, paidWei: Type.Optional(Wei), txHash: Type.Union([Type.String(), Type.Null()]), at: Type.String() })),
+});
+
+export type StartServiceBody = Static<typeof StartServiceBody>;
+export type ConnectBody = Static<typeof ConnectBody>;

@@ -1,0 +1,229 @@
+import { Type } from "@fastify/type-provider-typebox";
+import type { MystDaemon, OfferJson } from "../daemon/daemon";
+import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
+import type { Logger } from "../log/logger";
+import { DEFAULT_PRICE, mystToWei } from "../payments/price";
+import * as S from "./schemas";
+import { tokenMatches } from "./token";
+
+export interface ApiServerOptions {
+  daemon: MystDaemon;
+  token: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  version: string;
+  log: Logger;
+}
+
+/** HTTP status of each error code the daemon raises; any other deliberate error is 422. */
+const STATUS: Record<string, number> = {
+  BAD_REQUEST: 400,
+  BAD_JSON: 400,
+  BAD_FILTER: 400,
+  BAD_AMOUNT: 400,
+  INVALID_ADDRESS: 400,
+  PASSPHRASE_REQUIRED: 400,
+  PASSPHRASE_EMPTY: 400,
+  BAD_SERVICE_SETTINGS: 400,
+  SERVICE_TYPE_UNKNOWN: 400,
+  UNAUTHORIZED: 401,
+  WRONG_PASSPHRASE: 403,
+  IDENTITY_NOT_FOUND: 404,
+  SERVICE_UNKNOWN: 404,
+  NO_PROPOSAL: 404,
+  SERVICE_EXISTS: 409,
+  IDENTITY_EXISTS: 409,
+  ALREADY_CONNECTED: 409,
+  ALREADY_CONNECTING: 409,
+  NOT_CONNECTED: 409,
+  DISCOVERY_UNREACHABLE: 502,
+  DISCOVERY_BAD_RESPONSE: 502,
+  CHAIN_UNREACHABLE: 502,
+  CHAIN_ERROR: 502,
+  NO_RESPONDERS: 502,
+  DIALOG_TIMEOUT: 504,
+  REQUEST_TIMEOUT: 504,
+  BROKER_CLOSED: 503,
+};
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
+const PUBLIC = new Set(["/health", "/openapi.json"]);
+
+/**
+ * The daemon's local REST API: every route but `/health` and `/openapi.json` wants
+ * `Authorization: Bearer <token>` (the token is in `<data-dir>/api-token`). Bodies are JSON and
+ * checked against their schema, unknown fields refused; errors are `{code, message}`.
+ */
+export class ApiServer {
+  readonly #o: ApiServerOptions;
+  #app?: JsonApp;
+  #url?: string;
+
+  constructor(options: ApiServerOptions) {
+    this.#o = options;
+  }
+
+  get url(): string {
+    if (!this.#url) throw new Error("not started");
+    return this.#url;
+  }
+
+  async start(): Promise<void> {
+    const app = await this.#build();
+    this.#app = app;
+    this.#url = await app.listen({ host: this.#o.host, port: this.#o.port });
+    this.#o.log.info({ url: this.#url }, "API listening");
+  }
+
+  async stop(): Promise<void> {
+    await this.#app?.close();
+    this.#app = undefined;
+  }
+
+  /** The OpenAPI document (also served at /openapi.json). */
+  async openapi(): Promise<unknown> {
+    const app = this.#app ?? (await this.#build());
+    return app.swagger();
+  }
+
+  async #build(): Promise<JsonApp> {
+    const { daemon, token } = this.#o;
+    const app = await createJsonApp({
+      title: "myst node API",
+      version: this.#o.version,
+      description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, channels and earnings.",
+      bodyLimit: 64 * 1024,
+      statusOf: (code) => STATUS[code],
+      log: this.#o.log,
+      security: { schemes: { token: { type: "http", scheme: "bearer", description: "the token in <data-dir>/api-token" } }, apply: [{ token: [] }] },
+      onError: (status, code) => daemon.metrics.error("api", status >= 500 ? `${status}` : code),
+    });
+    app.addHook("onRequest", async (req, reply) => {
+      if (PUBLIC.has(req.url.split("?")[0])) return;
+      const header = req.headers.authorization;
+      const given = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+      if (!tokenMatches(token, given)) {
+        daemon.metrics.error("api", "UNAUTHORIZED");
+        return reply.status(401).send({ code: "UNAUTHORIZED", message: `${given === undefined ? "no" : "a wrong"} API token: send Authorization: Bearer <the token in <data-dir>/api-token>` });
+      }
+    });
+
+    const open = { security: [] };
+    app.get("/health", { schema: { summary: "Liveness (no token needed)", tags: ["node"], ...open, response: { 200: S.Health } } }, async () => ({
+      status: "ok" as const,
+      version: this.#o.version,
+      identity: daemon.identity,
+      uptimeSeconds: Math.round((Date.now() - daemon.startedAt) / 1000),
+    }));
+    app.get("/metrics", { schema: { summary: "Prometheus metrics: sessions, bytes, promises, settlements, errors", tags: ["node"], response: { 200: Type.String({ description: "Prometheus text format" }), 401: ErrorBody } } }, async (_req, reply) => {
+      reply.header("content-type", daemon.metrics.registry.contentType);
+      return daemon.metrics.metrics();
+    });
+
+    // identities
+    app.get("/v1/identities", { schema: { summary: "Identities in the keystore", tags: ["identities"], response: { 200: S.IdentityList, ...errors(401, 502) } } }, async () => ({
+      identities: await daemon.identities(),
+    }));
+    app.post("/v1/identities", { schema: { summary: "Create an identity (keystore v3 file)", tags: ["identities"], body: S.NewIdentity, response: { 201: S.CreatedIdentity, ...errors(400, 401) } } }, async (req, reply) =>
+      reply.status(201).send(await daemon.createIdentity(req.body.passphrase)),
+    );
+    app.get("/v1/identities/:address", { schema: { summary: "An identity: keystore, MYST balance, registration", tags: ["identities"], params: S.AddressParams, response: { 200: S.IdentityView, ...errors(400, 401, 502) } } }, async (req) =>
+      daemon.showIdentity(req.params.address),
+    );
+    app.post(
+      "/v1/identities/:address/registration",
+      { schema: { summary: "Register an identity on chain (it pays the gas)", tags: ["identities"], params: S.AddressParams, body: S.RegisterBody, response: { 200: S.Registration, ...errors(400, 401, 403, 404, 422, 502) } } },
+      async (req) => daemon.register(req.params.address, req.body),
+    );
+
+    // services
+    app.get("/v1/services", { schema: { summary: "Services this node sells", tags: ["services"], response: { 200: S.ServiceList, ...errors(401) } } }, async () => ({ services: daemon.services() }));
+    app.post(
+      "/v1/services",
+      { schema: { summary: "Start selling a service (remembered across restarts)", tags: ["services"], body: S.StartServiceBody, response: { 201: S.ServiceView, ...errors(400, 401, 409, 422) } } },
+      async (req, reply) => reply.status(201).send(await daemon.startService({ type: req.body.type, openvpn: req.body.openvpn }, offerOf(req.body.offer))),
+    );
+    app.delete("/v1/services/:type", { schema: { summary: "Stop selling a service: its sessions end, its proposal is withdrawn", tags: ["services"], params: S.ServiceTypeParams, response: { 200: Type.Object({ type: Type.String(), stopped: Type.Boolean() }), ...errors(401, 404) } } }, async (req) =>
+      daemon.stopService(req.params.type),
+    );
+
+    // proposals and the connection
+    app.get("/v1/proposals", { schema: { summary: "Search discovery (prices in wei)", tags: ["consumer"], querystring: S.ProposalQuery, response: { 200: S.ProposalPage, ...errors(400, 401, 502) } } }, async (req) => {
+      const { limit, cursor, ...filters } = req.query;
+      return daemon.proposals(filters, { limit, cursor });
+    });
+    app.get("/v1/connection", { schema: { summary: "The connection: state, session, provider, bytes, duration", tags: ["consumer"], response: { 200: S.ConnectionView, ...errors(401) } } }, async () => daemon.connection());
+    app.put(
+      "/v1/connection",
+      { schema: { summary: "Connect to a provider (by id, or the cheapest matching the filters)", tags: ["consumer"], body: S.ConnectBody, response: { 201: S.ConnectionView, ...errors(400, 401, 404, 409, 422, 502, 504) } } },
+      async (req, reply) => {
+        const b = req.body;
+        const wei = (v: string | undefined, name: string) => (v === undefined ? undefined : mystToWei(v, name));
+        const status = await daemon.connect({
+          provider: b.provider,
+          serviceType: b.serviceType,
+          country: b.country,
+          ipType: b.ipType,
+          maxPricePerHourWei: wei(b.maxPricePerHour, "maxPricePerHour"),
+          maxPricePerGiBWei: wei(b.maxPricePerGiB, "maxPricePerGiB"),
+          topUpToWei: wei(b.topUp, "topUp"),
+          netns: b.netns,
+        });
+        return reply.status(201).send(status);
+      },
+    );
+    app.delete("/v1/connection", { schema: { summary: "Disconnect; answers the session's final numbers", tags: ["consumer"], response: { 200: S.ConnectionView, ...errors(401, 409) } } }, async () => daemon.disconnect());
+    app.get("/v1/connection/statistics", { schema: { summary: "Bytes, duration and payments of the current (or last) connection", tags: ["consumer"], response: { 200: S.Statistics, ...errors(401, 409) } } }, async () =>
+      daemon.statistics(),
+    );
+
+    // history and money
+    app.get("/v1/sessions", { schema: { summary: "Session history, newest first, both roles", tags: ["sessions"], querystring: S.SessionQuery, response: { 200: S.SessionList, ...errors(400, 401) } } }, async (req) => ({
+      sessions: daemon.sessions({ limit: req.query.limit, role: req.query.role }).map((s) => ({
+        id: s.id,
+        role: s.role,
+        peer: s.peer,
+        serviceType: s.serviceType,
+        startedAt: new Date(s.startedAt).toISOString(),
+        endedAt: s.endedAt === null ? null : new Date(s.endedAt).toISOString(),
+        endReason: s.endReason,
+        bytes: s.bytes,
+        promisedWei: s.promised.toString(),
+      })),
+    }));
+    app.get("/v1/channels/:provider", { schema: { summary: "This node's channel with a provider", tags: ["payments"], params: S.ProviderParams, response: { 200: S.Channel, ...errors(400, 401, 502) } } }, async (req) =>
+      daemon.channel(req.params.provider),
+    );
+    app.post(
+      "/v1/channels/:provider/topup",
+      { schema: { summary: "Deposit MYST into the channel with a provider", tags: ["payments"], params: S.ProviderParams, body: S.TopUpBody, response: { 200: S.TopUpResult, ...errors(400, 401, 422, 502) } } },
+      async (req) => daemon.topUp(req.params.provider, BigInt(mystToWei(req.body.amount, "amount"))),
+    );
+    app.post(
+      "/v1/channels/:provider/withdrawal",
+      { schema: { summary: "Leave a channel: request a withdrawal, then (after the challenge period) take the rest", tags: ["payments"], params: S.ProviderParams, body: S.EmptyBody, response: { 200: S.WithdrawalResult, ...errors(400, 401, 422, 502) } } },
+      async (req) => daemon.withdraw(req.params.provider),
+    );
+    app.get("/v1/earnings", { schema: { summary: "What this provider was promised and settled", tags: ["payments"], response: { 200: S.Earnings, ...errors(401) } } }, async () => daemon.earnings());
+    app.post("/v1/earnings/settlement", { schema: { summary: "Settle every channel with unsettled promises now", tags: ["payments"], body: S.EmptyBody, response: { 200: S.Earnings, ...errors(400, 401, 502) } } }, async () =>
+      daemon.settle(),
+    );
+    await app.ready();
+    return app;
+  }
+}
+
+/** The offer from a request body, with the CLI's defaults for what it leaves out. */
+function offerOf(o: S.StartServiceBody["offer"]): OfferJson {
+  return {
+    country: (o?.country ?? "ZZ").toUpperCase(),
+    ...(o?.city ? { city: o.city } : {}),
+    ...(o?.asn !== undefined ? { asn: o.asn } : {}),
+    ...(o?.isp ? { isp: o.isp } : {}),
+    ipType: o?.ipType ?? "unknown",
+    pricePerHourWei: mystToWei(o?.pricePerHour ?? DEFAULT_PRICE.perHour, "offer.pricePerHour"),
+    pricePerGiBWei: mystToWei(o?.pricePerGiB ?? DEFAULT_PRICE.perGiB, "offer.pricePerGiB"),
+    bandwidthMbps: o?.bandwidthMbps ?? 100,
+  };
+}

@@ -1,0 +1,78 @@
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyBaseLogger, type RawServerDefault } from "fastify";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import swagger from "@fastify/swagger";
+import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { isMystError } from "../errors/MystError";
+import type { Logger } from "../log/logger";
+
+/** A Fastify app whose routes are typed by their TypeBox schemas. */
+export type JsonApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+/** The body of every error answer: a stable code to switch on and one line for people. */
+export const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() }, { $id: "Error" });
+
+export interface JsonAppOptions {
+  title: string;
+  version: string;
+  description: string;
+  /** Largest accepted request body, bytes. */
+  bodyLimit: number;
+  /** The HTTP status for an error code the app's own code raised; unmapped codes get 422. */
+  statusOf: (code: string) => number | undefined;
+  log: Logger;
+  /** Security schemes for the OpenAPI document (applied to every route unless a route says otherwise). */
+  security?: { schemes: Record<string, unknown>; apply: Record<string, string[]>[] };
+  /** Told of every error answer (metrics). */
+  onError?: (status: number, code: string) => void;
+}
+
+/**
+ * The HTTP plumbing the node's servers share (discovery, the daemon's API): JSON in and out,
+ * schemas checked at the edge with unknown fields refused (not silently dropped), every error
+ * answered as `{code, message}`, an OpenAPI document at `/openapi.json`.
+ */
+export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
+  const app = Fastify({
+    bodyLimit: o.bodyLimit,
+    logger: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  await app.register(swagger, {
+    openapi: {
+      info: { title: o.title, version: o.version, description: o.description },
+      ...(o.security ? { components: { securitySchemes: o.security.schemes as never }, security: o.security.apply } : {}),
+    },
+  });
+  const answer = (reply: { status(n: number): { send(b: unknown): unknown } }, status: number, code: string, message: string) => {
+    o.onError?.(status, code);
+    return reply.status(status).send({ code, message });
+  };
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    if (err.validation) {
+      const v = err.validation[0];
+      const extra = (v?.params as { additionalProperty?: string })?.additionalProperty;
+      const where = err.validationContext === "querystring" ? "filter" : err.validationContext === "params" ? "path parameter" : "field";
+      if (extra) return answer(reply, 400, err.validationContext === "querystring" ? "BAD_FILTER" : "BAD_REQUEST", `unknown ${where} "${extra}"`);
+      const at = v?.instancePath ? `${err.validationContext}${v.instancePath.replace(/\//g, ".")}` : err.validationContext;
+      return answer(reply, 400, "BAD_REQUEST", `${at} ${v?.message ?? "is invalid"}`.replace(/\s+/g, " "));
+    }
+    switch (err.code) {
+      case "FST_ERR_CTP_INVALID_JSON_BODY":
+        return answer(reply, 400, "BAD_JSON", "the body is not valid JSON");
+      case "FST_ERR_CTP_EMPTY_JSON_BODY":
+        return answer(reply, 400, "BAD_JSON", "the body is empty; send a JSON object");
+      case "FST_ERR_CTP_BODY_TOO_LARGE":
+        return answer(reply, 413, "BODY_TOO_LARGE", `the body is larger than ${o.bodyLimit} bytes`);
+      case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+        return answer(reply, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
+    }
+    const raw: unknown = err;
+    if (isMystError(raw)) return answer(reply, o.statusOf(raw.code) ?? 422, raw.code, raw.message);
+    if (err.statusCode && err.statusCode < 500) return answer(reply, err.statusCode, "BAD_REQUEST", err.message);
+    o.log.error({ err }, "request failed");
+    return answer(reply, 500, "INTERNAL", "internal error");
+  });
+  app.setNotFoundHandler((req, reply) => answer(reply, 404, "NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`));
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
