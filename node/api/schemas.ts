@@ -171,7 +171,7 @@ export const SessionList = Type.Object({
 export const Channel = Type.Object({ channelId: Type.String(), consumer: Address, provider: Address, balanceWei: Wei, spentWei: Wei, withdrawalReadyAt: Type.Union([Type.String(), Type.Null()]) });
 export const TopUpBody = Type.Object({ amount: Myst }, Strict);
 export const TopUpResult = Type.Object({ depositedWei: Wei, txHash: Type.String(), gasUsed: Type.String(), channel: Channel });
-export const EmptyBody = Type.Optional(Type.Object({}, Strict));
+export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
 export const WithdrawalResult = Type.Object({ requested: Type.Boolean(), txHash: Type.String(), readyAt: Type.Optional(Type.String()), withdrawnWei: Type.Optional(Wei) });
 export const Earnings = Type.Object({
   sessions: Type.Array(Type.Object({ sessionId: Type.String(), consumer: Address, promisedWei: Wei })),

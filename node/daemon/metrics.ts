@@ -52,11 +52,10 @@ export class NodeMetrics {
           const live = self.#liveBytes(role);
           for (const direction of ["in", "out"] as const) {
             const total = self.#endedBytes[role][direction] + live[direction];
-            const step = total - self.#reportedBytes[role][direction];
-            if (step > 0) {
-              this.inc({ role, direction }, step);
-              self.#reportedBytes[role][direction] = total;
-            }
+            // Counters only go up; a live meter read lower than its last reading adds nothing.
+            const step = Math.max(0, total - self.#reportedBytes[role][direction]);
+            this.inc({ role, direction }, step);
+            self.#reportedBytes[role][direction] += step;
           }
         }
       },

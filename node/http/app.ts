@@ -72,6 +72,10 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     o.log.error({ err }, "request failed");
     return answer(reply, 500, "INTERNAL", "internal error");
   });
+  // A POST or PUT without a body means "no fields": its schema still applies (and refuses what is required).
+  app.addHook("preValidation", async (req) => {
+    if (req.body === undefined && (req.method === "POST" || req.method === "PUT")) req.body = {};
+  });
   app.setNotFoundHandler((req, reply) => answer(reply, 404, "NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`));
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -1,0 +1,391 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import path from "node:path";
+import { parseEther } from "ethers";
+import { ApiServer } from "../../../node/api/server";
+import { ensureApiToken } from "../../../node/api/token";
+import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
+import { IdentityRegistryClient } from "../../../node/chain/registry";
+import { loadConfig } from "../../../node/config/config";
+import { MystDaemon } from "../../../node/daemon/daemon";
+import { DiscoveryService } from "../../../node/discovery/server";
+import { Broker } from "../../../node/broker/broker";
+import { Keystore } from "../../../node/identity/keystore";
+import { silentLogger } from "../../../node/log/logger";
+import { TestNetwork } from "../../support/network";
+import { tempDir } from "../../support/tmp";
+import { until } from "../../../scripts/lib/until";
+
+interface RunningDaemon {
+  daemon: MystDaemon;
+  api: ApiServer;
+  url: string;
+  token: string;
+  address: string;
+  dir: string;
+}
+
+interface Answer {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+}
+
+describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", function () {
+  this.timeout(120_000);
+  const net = new TestNetwork();
+  const dirs: ReturnType<typeof tempDir>[] = [];
+  const running: RunningDaemon[] = [];
+  let discovery: DiscoveryService;
+  let discoveryBroker: Broker;
+  let provider: RunningDaemon;
+  let consumer: RunningDaemon;
+
+  async function startDaemon(dir?: string): Promise<RunningDaemon> {
+    if (!dir) {
+      const tmp = tempDir();
+      dirs.push(tmp);
+      dir = tmp.dir;
+    }
+    const config = loadConfig(
+      { dataDir: dir, rpcUrl: net.chain.rpcUrl, deployment: net.chain.deploymentFile, brokerUrl: [net.nats.url], discoveryUrl: discovery.url, lightKdf: true },
+      {},
+    );
+    const keystore = new Keystore({ dir: path.join(dir, "keystore"), lightKdf: true });
+    const existing = keystore.list()[0];
+    const entry = existing ?? (await keystore.create("pw"));
+    const key = await keystore.unlock(entry.address, "pw");
+    if (!existing) {
+      await net.chain.fund([key.address], { eth: parseEther("10"), myst: parseEther("100") });
+      await net.registerKey(key);
+    }
+    const daemon = new MystDaemon({
+      config,
+      key,
+      keystore,
+      conn: net.conn,
+      registry: net.registry,
+      registrar: new Registrar(net.conn, new IdentityRegistryClient(net.conn), new RegistrationRecords(path.join(dir, "registrations"))),
+      policy: {
+        maxSessions: 10,
+        invoiceEveryMs: 300,
+        invoiceAboveWei: parseEther("1"),
+        maxUnpaid: parseEther("1"),
+        minChannelBalance: parseEther("0.1"),
+        settleThreshold: parseEther("100"),
+        settleOnSessionEnd: false,
+      },
+      log: silentLogger,
+      pingMs: 1000,
+    });
+    await daemon.start();
+    const api = new ApiServer({ daemon, token: ensureApiToken(dir), host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
+    await api.start();
+    const r = { daemon, api, url: api.url, token: ensureApiToken(dir), address: key.address, dir };
+    running.push(r);
+    return r;
+  }
+
+  async function stopDaemon(d: RunningDaemon): Promise<void> {
+    running.splice(running.indexOf(d), 1);
+    await d.api.stop();
+    await d.daemon.stop();
+  }
+
+  async function call(d: RunningDaemon, method: string, route: string, options: { body?: unknown; raw?: string; token?: string | null } = {}): Promise<Answer> {
+    const token = options.token === undefined ? d.token : options.token;
+    const hasBody = options.body !== undefined || options.raw !== undefined;
+    const res = await fetch(d.url + route, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(hasBody ? { "content-type": "application/json" } : {}) },
+      body: options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
+    });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // Not JSON (metrics): the text is the body.
+    }
+    return { status: res.status, body, text };
+  }
+
+  function expectError(a: Answer, status: number, code: string, message?: RegExp): void {
+    expect(a.status, a.text).to.equal(status);
+    expect(a.body.code, a.text).to.equal(code);
+    expect(a.body.message).to.be.a("string").and.not.be.empty;
+    if (message) expect(a.body.message).to.match(message);
+  }
+
+  before(async function () {
+    await net.start();
+    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery" });
+    await discoveryBroker.start();
+    discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
+    await discovery.start();
+    provider = await startDaemon();
+    consumer = await startDaemon();
+  });
+  after(async function () {
+    for (const d of [...running]) await stopDaemon(d).catch(() => undefined);
+    await discovery?.stop();
+    await discoveryBroker?.stop();
+    await net.stop();
+    for (const t of dirs) t.cleanup();
+  });
+
+  describe("authentication", function () {
+    it("keeps the API token in the data dir, readable by its owner only", function () {
+      const file = path.join(provider.dir, "api-token");
+      expect(fs.readFileSync(file, "utf8").trim()).to.equal(provider.token);
+      expect(fs.statSync(file).mode & 0o777).to.equal(0o600);
+    });
+
+    it("answers 401 without a token or with a wrong one, on every route but /health and /openapi.json", async function () {
+      for (const [method, route] of [
+        ["GET", "/v1/identities"],
+        ["GET", "/v1/services"],
+        ["DELETE", "/v1/services/noop"],
+        ["PUT", "/v1/connection"],
+        ["GET", "/v1/earnings"],
+        ["GET", "/metrics"],
+      ]) {
+        expectError(await call(provider, method, route, { token: null }), 401, "UNAUTHORIZED", /no API token/);
+        expectError(await call(provider, method, route, { token: "x".repeat(43) }), 401, "UNAUTHORIZED", /a wrong API token/);
+      }
+      const health = await call(provider, "GET", "/health", { token: null });
+      expect(health.status).to.equal(200);
+      expect(health.body).to.include({ status: "ok", identity: provider.address });
+    });
+
+    it("documents every route in an OpenAPI document that asks for the bearer token", async function () {
+      const doc = (await call(provider, "GET", "/openapi.json", { token: null })).body;
+      expect(doc.openapi).to.match(/^3\./);
+      expect(doc.components.securitySchemes.token).to.include({ type: "http", scheme: "bearer" });
+      expect(Object.keys(doc.paths)).to.include.members([
+        "/health",
+        "/metrics",
+        "/v1/identities",
+        "/v1/identities/{address}",
+        "/v1/identities/{address}/registration",
+        "/v1/services",
+        "/v1/services/{type}",
+        "/v1/proposals",
+        "/v1/connection",
+        "/v1/connection/statistics",
+        "/v1/sessions",
+        "/v1/channels/{provider}",
+        "/v1/channels/{provider}/topup",
+        "/v1/channels/{provider}/withdrawal",
+        "/v1/earnings",
+        "/v1/earnings/settlement",
+      ]);
+      expect(doc.paths["/health"].get.security).to.deep.equal([]);
+      expect(doc.paths["/v1/services"].post.requestBody.content["application/json"].schema.additionalProperties).to.equal(false);
+    });
+  });
+
+  describe("bad requests", function () {
+    it("refuses a body that is not JSON with 400 BAD_JSON", async function () {
+      expectError(await call(provider, "POST", "/v1/services", { raw: '{"type": "noop",' }), 400, "BAD_JSON", /not valid JSON/);
+      expectError(await call(provider, "POST", "/v1/identities", { raw: "" }), 400, "BAD_JSON", /empty/);
+    });
+
+    it("refuses unknown fields, naming them, instead of ignoring them", async function () {
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", colour: "red" } }), 400, "BAD_REQUEST", /unknown field "colour"/);
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "DE", speed: 9 } } }), 400, "BAD_REQUEST", /unknown field "speed"/);
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provder: provider.address } }), 400, "BAD_REQUEST", /unknown field "provder"/);
+      expectError(await call(provider, "GET", "/v1/sessions?limit=5&colour=red"), 400, "BAD_FILTER", /unknown filter "colour"/);
+    });
+
+    it("names the field whose value is wrong", async function () {
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "teleport" } }), 400, "BAD_REQUEST", /body\.type/);
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { pricePerHour: "cheap" } } }), 400, "BAD_REQUEST", /body\.offer\.pricePerHour must match pattern/);
+      expectError(await call(provider, "GET", "/v1/identities/0x1234"), 400, "BAD_REQUEST", /params\.address/);
+      expectError(await call(provider, "GET", "/v1/sessions?limit=0"), 400, "BAD_REQUEST", /querystring\.limit must be >= 1/);
+    });
+
+    it("answers an unknown route with 404 NOT_FOUND", async function () {
+      expectError(await call(provider, "GET", "/v1/teleport"), 404, "NOT_FOUND", /no route GET \/v1\/teleport/);
+    });
+  });
+
+  describe("identities", function () {
+    it("lists the keystore, marking the node's own identity", async function () {
+      const a = await call(provider, "GET", "/v1/identities");
+      expect(a.status).to.equal(200);
+      expect(a.body.identities).to.have.length(1);
+      expect(a.body.identities[0]).to.include({ address: provider.address, node: true, registered: true });
+    });
+
+    it("creates, shows and registers another identity", async function () {
+      const created = await call(provider, "POST", "/v1/identities", { body: { passphrase: "second" } });
+      expect(created.status, created.text).to.equal(201);
+      const address: string = created.body.address;
+      expect(fs.existsSync(created.body.keystoreFile)).to.equal(true);
+
+      const shown = await call(provider, "GET", `/v1/identities/${address}`);
+      expect(shown.status).to.equal(200);
+      expect(shown.body).to.include({ address, node: false, balanceWei: "0" });
+      expect(shown.body.registration.state).to.equal("unregistered");
+
+      expectError(await call(provider, "POST", `/v1/identities/${address}/registration`, { body: {} }), 400, "PASSPHRASE_REQUIRED", /give its passphrase/);
+      expectError(await call(provider, "POST", `/v1/identities/${address}/registration`, { body: { passphrase: "wrong" } }), 403, "WRONG_PASSPHRASE");
+      expectError(await call(provider, "POST", `/v1/identities/${address}/registration`, { body: { passphrase: "second" } }), 422, "INSUFFICIENT_FUNDS");
+
+      await net.chain.fund([address], { eth: parseEther("1"), myst: 0n });
+      const registered = await call(provider, "POST", `/v1/identities/${address}/registration`, { body: { passphrase: "second", beneficiary: provider.address } });
+      expect(registered.status, registered.text).to.equal(200);
+      expect(registered.body).to.include({ state: "registered", identity: address, beneficiary: provider.address });
+      const listed = (await call(provider, "GET", "/v1/identities")).body.identities;
+      expect(listed.find((i: { address: string }) => i.address === address)).to.include({ node: false, registered: true });
+    });
+
+    it("says which identity it cannot find", async function () {
+      const stranger = "0x" + "ab".repeat(20);
+      expectError(await call(provider, "POST", `/v1/identities/${stranger}/registration`, { body: { passphrase: "pw" } }), 404, "IDENTITY_NOT_FOUND");
+      expectError(await call(provider, "POST", "/v1/identities", { body: { passphrase: "" } }), 400, "BAD_REQUEST", /passphrase must NOT have fewer than 1 characters/);
+    });
+  });
+
+  describe("services, proposals, the connection, sessions, channels and earnings", function () {
+    it("starts a service, shows it, refuses a second of the same type and an incomplete openvpn one", async function () {
+      const started = await call(provider, "POST", "/v1/services", {
+        body: { type: "noop", offer: { country: "de", ipType: "residential", pricePerHour: "36", pricePerGiB: "0.1", bandwidthMbps: 250 } },
+      });
+      expect(started.status, started.text).to.equal(201);
+      expect(started.body.offer).to.include({ country: "DE", ipType: "residential", pricePerHourWei: parseEther("36").toString(), pricePerGiBWei: parseEther("0.1").toString(), bandwidthMbps: 250 });
+      await until(async () => (await call(provider, "GET", "/v1/services")).body.services[0]?.announcement.state === "announced", "the proposal to be announced");
+      const list = (await call(provider, "GET", "/v1/services")).body.services;
+      expect(list).to.have.length(1);
+      expect(list[0]).to.include({ type: "noop", sessions: 0 });
+
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop" } }), 409, "SERVICE_EXISTS", /already running/);
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "openvpn" } }), 400, "BAD_SERVICE_SETTINGS", /publicIp/);
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "openvpn", openvpn: { publicIp: "somewhere" } } }), 400, "BAD_SERVICE_SETTINGS", /not an IP address/);
+      expectError(await call(provider, "DELETE", "/v1/services/openvpn"), 404, "SERVICE_UNKNOWN", /no openvpn service/);
+    });
+
+    it("searches discovery with filters", async function () {
+      const found = await until(async () => {
+        const a = await call(consumer, "GET", "/v1/proposals?service_type=noop&country=DE&ip_type=residential");
+        return a.body.proposals?.length === 1 && a;
+      }, "the proposal in discovery");
+      expect(found.status).to.equal(200);
+      expect(found.body.proposals[0]).to.include({ provider: provider.address, serviceType: "noop", bandwidthMbps: 250 });
+      expect(found.body.nextCursor).to.equal(null);
+      const none = await call(consumer, "GET", "/v1/proposals?country=FR");
+      expect(none.body.proposals).to.deep.equal([]);
+      const cheap = await call(consumer, "GET", `/v1/proposals?max_price_per_hour=${parseEther("1")}`);
+      expect(cheap.body.proposals).to.deep.equal([]);
+      expectError(await call(consumer, "GET", "/v1/proposals?ip_type=satellite"), 400, "BAD_FILTER", /ip_type must be one of/);
+    });
+
+    it("says it is not connected before the first connection", async function () {
+      expect((await call(consumer, "GET", "/v1/connection")).body).to.deep.equal({ state: "disconnected" });
+      expectError(await call(consumer, "DELETE", "/v1/connection"), 409, "NOT_CONNECTED");
+      expectError(await call(consumer, "GET", "/v1/connection/statistics"), 409, "NOT_CONNECTED");
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", country: "FR" } }), 404, "NO_PROPOSAL", /no noop proposal matches/);
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }), 422, "PAYMENT_NOT_COVERED", /channel holds 0 wei/);
+    });
+
+    it("connects with a top-up, meters and pays, and disconnects", async function () {
+      const connected = await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address, topUp: "2", maxPricePerHour: "40" } });
+      expect(connected.status, connected.text).to.equal(201);
+      expect(connected.body).to.include({ state: "connected", provider: provider.address, serviceType: "noop", country: "DE", promisedWei: "0" });
+      expect(connected.body.deposit.amountWei).to.equal(parseEther("2").toString());
+      const sessionId: string = connected.body.sessionId;
+
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop" } }), 409, "ALREADY_CONNECTED", new RegExp(sessionId));
+      expect((await call(consumer, "GET", "/v1/connection")).body).to.include({ state: "connected", sessionId });
+      expect((await call(provider, "GET", "/v1/services")).body.services[0].sessions).to.equal(1);
+
+      const paid = await until(async () => {
+        const s = (await call(consumer, "GET", "/v1/connection/statistics")).body;
+        return BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
+      }, "two invoices paid with promises");
+      expect(paid).to.include({ state: "connected", sessionId });
+
+      const ended = await call(consumer, "DELETE", "/v1/connection");
+      expect(ended.status, ended.text).to.equal(200);
+      expect(ended.body).to.include({ state: "disconnected", sessionId, endReason: "consumer disconnected" });
+      expect(BigInt(ended.body.promisedWei)).to.be.greaterThanOrEqual(BigInt(paid.promisedWei));
+      expect((await call(consumer, "GET", "/v1/connection")).body).to.deep.equal({ state: "disconnected" });
+      const last = (await call(consumer, "GET", "/v1/connection/statistics")).body;
+      expect(last).to.include({ state: "disconnected", sessionId });
+
+      const mine = (await call(consumer, "GET", "/v1/sessions?role=consumer")).body.sessions;
+      expect(mine[0]).to.include({ id: sessionId, role: "consumer", peer: provider.address, serviceType: "noop", endReason: "consumer disconnected" });
+      expect(mine[0].promisedWei).to.equal(ended.body.promisedWei);
+      await until(async () => (await call(provider, "GET", "/v1/sessions")).body.sessions[0]?.endedAt, "the provider to record the end");
+      const theirs = (await call(provider, "GET", "/v1/sessions?limit=1")).body.sessions;
+      expect(theirs[0]).to.include({ id: sessionId, role: "provider", peer: consumer.address });
+    });
+
+    it("shows the provider's earnings and settles them on request", async function () {
+      const before = (await call(provider, "GET", "/v1/earnings")).body;
+      expect(BigInt(before.totalPromisedWei)).to.be.greaterThan(0n);
+      expect(before.settledWei).to.equal("0");
+      expect(before.sessions[0]).to.include({ consumer: consumer.address });
+
+      const settled = await call(provider, "POST", "/v1/earnings/settlement");
+      expect(settled.status, settled.text).to.equal(200);
+      expect(settled.body.settledWei).to.equal(before.totalPromisedWei);
+      expect(settled.body.unsettledWei).to.equal("0");
+      expect(settled.body.settlements[0].txHash).to.match(/^0x[0-9a-f]{64}$/);
+    });
+
+    it("shows the consumer's channel, tops it up and leaves it in two steps", async function () {
+      const channel = (await call(consumer, "GET", `/v1/channels/${provider.address}`)).body;
+      expect(channel).to.include({ consumer: consumer.address, provider: provider.address, withdrawalReadyAt: null });
+      expect(BigInt(channel.spentWei)).to.be.greaterThan(0n);
+
+      const topped = await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "0.5" } });
+      expect(topped.status, topped.text).to.equal(200);
+      expect(BigInt(topped.body.channel.balanceWei)).to.equal(BigInt(channel.balanceWei) + parseEther("0.5"));
+      expectError(await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "0" } }), 400, "BAD_AMOUNT", /positive/);
+      expectError(await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "100000" } }), 422, "TX_REVERTED");
+
+      const requested = await call(consumer, "POST", `/v1/channels/${provider.address}/withdrawal`);
+      expect(requested.status, requested.text).to.equal(200);
+      expect(requested.body.requested).to.equal(true);
+      const early = await call(consumer, "POST", `/v1/channels/${provider.address}/withdrawal`, { body: {} });
+      expect(early.status, early.text).to.equal(422);
+      expect(early.body.message).to.match(/WithdrawalNotReady|not ready|challenge/i);
+    });
+
+    it("counts sessions, bytes, promises, settlements and errors in its Prometheus metrics", async function () {
+      const p = (await call(provider, "GET", "/metrics")).text;
+      expect(p).to.match(/myst_sessions_started_total\{role="provider",service_type="noop"\} 1/);
+      expect(p).to.match(/myst_sessions_ended_total\{role="provider",service_type="noop"\} 1/);
+      expect(p).to.match(/myst_sessions_active\{role="provider"\} 0/);
+      expect(p).to.match(/myst_promises_total\{role="provider",result="accepted"\} [1-9]/);
+      expect(p).to.match(/myst_settlements_total\{result="mined"\} 1/);
+      expect(p).to.match(/myst_settled_myst_total 0\.\d+/);
+      expect(p).to.match(/myst_errors_total\{source="api",code="UNAUTHORIZED"\} [1-9]/);
+      expect(p).to.match(/myst_errors_total\{source="session",code="PAYMENT_NOT_COVERED"\} 1/);
+      expect(p).to.match(/myst_session_bytes_total\{role="provider",direction="in"\} \d+/);
+      const c = (await call(consumer, "GET", "/metrics")).text;
+      expect(c).to.match(/myst_sessions_started_total\{role="consumer",service_type="noop"\} 1/);
+      expect(c).to.match(/myst_promises_total\{role="consumer",result="issued"\} [1-9]/);
+      expect(c).to.match(/myst_errors_total\{source="connect",code="NO_PROPOSAL"\} 1/);
+    });
+
+    it("stops a service: its proposal leaves discovery; a restarted daemon brings remembered services back", async function () {
+      const stopped = await call(provider, "DELETE", "/v1/services/noop");
+      expect(stopped.status, stopped.text).to.equal(200);
+      expect(stopped.body).to.deep.equal({ type: "noop", stopped: true });
+      expect((await call(provider, "GET", "/v1/services")).body.services).to.deep.equal([]);
+      await until(async () => (await call(consumer, "GET", "/v1/proposals?service_type=noop")).body.proposals.length === 0, "the proposal to leave discovery");
+
+      const started = await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "NL" } } });
+      expect(started.status).to.equal(201);
+      await stopDaemon(provider);
+      provider = await startDaemon(provider.dir);
+      const services = (await call(provider, "GET", "/v1/services")).body.services;
+      expect(services).to.have.length(1);
+      expect(services[0].offer).to.include({ country: "NL", pricePerHourWei: parseEther("0.01").toString() });
+      await until(async () => (await call(consumer, "GET", "/v1/proposals?country=NL")).body.proposals.length === 1, "the restarted service in discovery");
+    });
+  });
+});
