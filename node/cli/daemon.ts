@@ -35,15 +35,21 @@ export function daemonCommand(context: Ctx): Command {
       policy,
       log: ctx.log,
     });
-    await daemon.start();
+    // The port first: a port in use fails before anything else starts.
     const api = new ApiServer({ daemon, token: ensureApiToken(dataDir), host: ctx.config.apiHost, port: ctx.config.apiPort, version, log: ctx.log });
     try {
       await api.start();
     } catch (err) {
-      await daemon.stop();
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "EADDRINUSE") throw new MystError("API_PORT_IN_USE", `${ctx.config.apiHost}:${ctx.config.apiPort} is in use: pick another with --api-port`);
       if (code === "EADDRNOTAVAIL") throw new MystError("API_HOST_UNAVAILABLE", `${ctx.config.apiHost} is not an address of this machine (--api-host)`);
+      throw err;
+    }
+    try {
+      await daemon.start();
+    } catch (err) {
+      await api.stop();
+      await daemon.stop().catch(() => undefined);
       throw err;
     }
     writeDaemonEndpoint(dataDir, { url: api.url, pid: process.pid, identity: key.address, startedAt: new Date().toISOString() });

@@ -1,0 +1,141 @@
+import { expect } from "chai";
+import { buildCli, myst, mystBackground } from "../../support/cli";
+import { startLocalChain, type LocalChain } from "../../support/chain";
+import { startNatsServer, type NatsServer } from "../../support/network";
+import { freePort } from "../../../scripts/lib/local-chain";
+import { tempDir } from "../../support/tmp";
+import { until } from "../../../scripts/lib/until";
+import fs from "node:fs";
+import path from "node:path";
+
+describe("myst daemon and the CLI commands that go through it (spawned processes)", function () {
+  this.timeout(180_000);
+  let chain: LocalChain;
+  let nats: NatsServer;
+  const tmps = [tempDir(), tempDir()];
+  const background: ReturnType<typeof mystBackground>[] = [];
+  let base: NodeJS.ProcessEnv;
+  let providerEnv: NodeJS.ProcessEnv;
+  let consumerEnv: NodeJS.ProcessEnv;
+
+  const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
+    const r = await myst([...args, "--json"], env);
+    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+
+  function startDaemon(env: NodeJS.ProcessEnv, extra: string[] = []) {
+    const d = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "0.3", ...extra], env);
+    background.push(d);
+    return d;
+  }
+
+  before(async function () {
+    buildCli();
+    [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    base = {
+      MYST_RPC_URL: chain.rpcUrl,
+      MYST_DEPLOYMENT: chain.deploymentFile,
+      MYST_BROKER_URLS: nats.url,
+      MYST_DISCOVERY_URL: `http://127.0.0.1:${await freePort()}`,
+      MYST_LIGHT_KDF: "1",
+      MYST_PASSPHRASE: "pw",
+      MYST_LOG_LEVEL: "info",
+    };
+    providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
+    consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
+    for (const env of [providerEnv, consumerEnv]) {
+      const id = (await json(env, ["identities", "new"])).address;
+      await chain.fund([id]);
+      expect((await myst(["identities", "register", id], env)).code).to.equal(0);
+    }
+    const discovery = mystBackground(["discovery", "--port", new URL(base.MYST_DISCOVERY_URL!).port], base);
+    background.push(discovery);
+    await until(async () => discovery.output().includes("discovery listening"), "discovery to listen");
+  });
+  after(async function () {
+    await Promise.all(background.map((b) => b.stop()));
+    await Promise.all([chain?.stop(), nats?.stop()]);
+    tmps.forEach((t) => t.cleanup());
+  });
+
+  it("says which commands need a daemon when none runs", async function () {
+    const r = await myst(["service", "list"], providerEnv);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim()).to.equal(`myst: \`myst service list\` needs a running daemon for ${tmps[0].dir}: start one with \`myst daemon\``);
+    const status = await json(providerEnv, ["status"]);
+    expect(status).to.deep.equal({ state: "disconnected" });
+  });
+
+  it("sells and buys through two daemons driven by the usual commands", async function () {
+    const provider = startDaemon(providerEnv, ["--log-format", "pretty"]);
+    const consumer = startDaemon(consumerEnv);
+    await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen").catch((e) => {
+      throw new Error(`${e.message}\nprovider: ${provider.output()}\nconsumer: ${consumer.output()}`);
+    });
+    // Pretty logs are lines for people, not JSON.
+    expect(provider.output()).to.match(/INFO.*daemon started/);
+    expect(consumer.output()).to.match(/^\{"level":30,.*"msg":"daemon started"\}$/m);
+    const endpoint = JSON.parse(fs.readFileSync(path.join(tmps[0].dir, "daemon.json"), "utf8"));
+    expect(endpoint.pid).to.equal(provider.child.pid);
+
+    const second = await myst(["daemon", "--api-port", "0"], providerEnv);
+    expect(second.code).to.equal(1);
+    expect(second.stderr).to.include(`a daemon already runs for ${tmps[0].dir} (pid ${provider.child.pid}`);
+
+    const unauthorized = await fetch(`${endpoint.url}/v1/services`);
+    expect(unauthorized.status).to.equal(401);
+
+    const started = await json(providerEnv, ["service", "start", "noop", "--country", "SE", "--ip-type", "hosting", "--price-per-hour", "36"]);
+    expect(started).to.include({ type: "noop", sessions: 0 });
+    const list = await json(providerEnv, ["service", "list"]);
+    expect(list).to.have.length(1);
+    expect(list[0].offer).to.include({ country: "SE", ipType: "hosting" });
+    const dup = await myst(["service", "start", "noop"], providerEnv);
+    expect(dup.code).to.equal(1);
+    expect(dup.stderr.trim()).to.equal("myst: a noop service is already running: stop it first");
+
+    await until(async () => (await json(consumerEnv, ["proposals", "--country", "SE"])).length === 1, "the proposal in discovery");
+    const connected = await json(consumerEnv, ["connect", "--service", "noop", "--country", "SE", "--topup", "1"]);
+    expect(connected).to.include({ state: "connected", serviceType: "noop", country: "SE" });
+    expect(connected.deposit.amountWei).to.equal("1000000000000000000");
+    const status = await until(async () => {
+      const s = await json(consumerEnv, ["status"]);
+      return BigInt(s.promisedWei) > 0n && s;
+    }, "a promise paid through the daemon");
+    expect(status.sessionId).to.equal(connected.sessionId);
+    const human = await myst(["status"], consumerEnv);
+    expect(human.stdout).to.match(new RegExp(`session: +${connected.sessionId}`));
+
+    const ended = await json(consumerEnv, ["disconnect"]);
+    expect(ended).to.include({ state: "disconnected", sessionId: connected.sessionId });
+    const again = await myst(["disconnect"], consumerEnv);
+    expect(again.stderr.trim()).to.equal("myst: not connected");
+
+    const sessions = await json(consumerEnv, ["sessions"]);
+    expect(sessions[0]).to.include({ id: connected.sessionId, role: "consumer" });
+    const settled = await until(async () => {
+      const e = await json(providerEnv, ["earnings", "settle"]);
+      return BigInt(e.settledWei) > 0n && e;
+    }, "the provider to settle");
+    expect(settled.unsettledWei).to.equal("0");
+    const channel = await json(consumerEnv, ["channels", "show", connected.provider]);
+    expect(channel.spentWei).to.equal(settled.settledWei);
+
+    const stopped = await json(providerEnv, ["service", "stop", "noop"]);
+    expect(stopped).to.deep.equal({ type: "noop", stopped: true });
+    const none = await myst(["service", "stop", "noop"], providerEnv);
+    expect(none.stderr.trim()).to.equal("myst: no noop service is running");
+
+    expect(await provider.stop()).to.equal(0);
+    expect(await consumer.stop()).to.equal(0);
+    expect(fs.existsSync(path.join(tmps[0].dir, "daemon.json"))).to.equal(false);
+  });
+
+  it("names a port in use instead of failing obscurely", async function () {
+    const port = new URL(base.MYST_DISCOVERY_URL!).port;
+    const r = await myst(["daemon", "--api-port", port], providerEnv);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim().split("\n")).to.include(`myst: 127.0.0.1:${port} is in use: pick another with --api-port`);
+  });
+});
