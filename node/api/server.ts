@@ -1,10 +1,11 @@
 import { Type } from "@fastify/type-provider-typebox";
 import type { MystDaemon, OfferJson } from "../daemon/daemon";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
-import type { Logger } from "../log/logger";
+import { silentLogger, type Logger } from "../log/logger";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";
 import * as S from "./schemas";
 import { tokenMatches } from "./token";
+import { sessionView } from "../store/session-store";
 
 export interface ApiServerOptions {
   daemon: MystDaemon;
@@ -81,10 +82,15 @@ export class ApiServer {
     this.#app = undefined;
   }
 
-  /** The OpenAPI document (also served at /openapi.json). */
-  async openapi(): Promise<unknown> {
-    const app = this.#app ?? (await this.#build());
-    return app.swagger();
+  /**
+   * The OpenAPI document without a running daemon (for docs/openapi.json): the routes are only
+   * registered, never called, so no daemon is needed behind them.
+   */
+  static async document(version: string): Promise<unknown> {
+    const app = await new ApiServer({ daemon: undefined as never, token: "", host: "127.0.0.1", port: 0, version, log: silentLogger }).#build();
+    const doc = app.swagger();
+    await app.close();
+    return doc;
   }
 
   async #build(): Promise<JsonApp> {
@@ -180,17 +186,7 @@ export class ApiServer {
 
     // history and money
     app.get("/v1/sessions", { schema: { summary: "Session history, newest first, both roles", tags: ["sessions"], querystring: S.SessionQuery, response: { 200: S.SessionList, ...errors(400, 401) } } }, async (req) => ({
-      sessions: daemon.sessions({ limit: req.query.limit, role: req.query.role }).map((s) => ({
-        id: s.id,
-        role: s.role,
-        peer: s.peer,
-        serviceType: s.serviceType,
-        startedAt: new Date(s.startedAt).toISOString(),
-        endedAt: s.endedAt === null ? null : new Date(s.endedAt).toISOString(),
-        endReason: s.endReason,
-        bytes: s.bytes,
-        promisedWei: s.promised.toString(),
-      })),
+      sessions: daemon.sessions({ limit: req.query.limit, role: req.query.role }).map(sessionView),
     }));
     app.get("/v1/channels/:provider", { schema: { summary: "This node's channel with a provider", tags: ["payments"], params: S.ProviderParams, response: { 200: S.Channel, ...errors(400, 401, 502) } } }, async (req) =>
       daemon.channel(req.params.provider),

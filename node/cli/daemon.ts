@@ -52,6 +52,9 @@ export function daemonCommand(context: Ctx): Command {
       await daemon.stop().catch(() => undefined);
       throw err;
     }
+    if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
+      ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
+    }
     writeDaemonEndpoint(dataDir, { url: api.url, pid: process.pid, identity: key.address, startedAt: new Date().toISOString() });
     ctx.out.result({ identity: key.address, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json` }, () => [
       `daemon of ${key.address} running`,

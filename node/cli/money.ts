@@ -7,7 +7,7 @@ import { channelReport, earningsReport, type ChannelReport, type EarningsReport 
 import { Settler } from "../payments/settlement";
 import { openDatabase } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
-import { SessionStore } from "../store/session-store";
+import { SessionStore, sessionView, type SessionView } from "../store/session-store";
 import type { CommandContext } from "./context";
 import { mystToWei } from "../payments/price";
 import { identityOptions } from "./service";
@@ -21,7 +21,6 @@ function provider(address: string): string {
 }
 
 type Withdrawal = { requested: true; txHash: string; readyAt: string } | { requested: false; txHash: string; withdrawnWei: string };
-type SessionRow = { id: string; role: string; peer: string; serviceType: string; startedAt: string; endedAt: string | null; endReason: string | null; bytes: number; promisedWei: string };
 
 /**
  * `myst channels`: the consumer's payment channels. With a daemon running for the data dir the
@@ -113,19 +112,9 @@ export function sessionsCommand(context: Ctx): Command {
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new MystError("BAD_FLAG", "--limit must be a whole number from 1 to 1000");
       const daemon = ctx.daemon();
-      const list: SessionRow[] = daemon
-        ? (await daemon.get<{ sessions: SessionRow[] }>(`/v1/sessions?limit=${limit}`)).sessions
-        : new SessionStore(openDatabase(path.join(ctx.config.dataDir, "myst.db"))).list(limit).map((s) => ({
-            id: s.id,
-            role: s.role,
-            peer: s.peer,
-            serviceType: s.serviceType,
-            startedAt: new Date(s.startedAt).toISOString(),
-            endedAt: s.endedAt === null ? null : new Date(s.endedAt).toISOString(),
-            endReason: s.endReason,
-            bytes: s.bytes,
-            promisedWei: s.promised.toString(),
-          }));
+      const list: SessionView[] = daemon
+        ? (await daemon.get<{ sessions: SessionView[] }>(`/v1/sessions?limit=${limit}`)).sessions
+        : new SessionStore(openDatabase(path.join(ctx.config.dataDir, "myst.db"))).list(limit).map(sessionView);
       ctx.out.result(list, () =>
         list.length === 0 ? ["no sessions yet"] : list.map((s) => `${s.startedAt}  ${s.id}  ${s.role} with ${s.peer}  ${s.bytes} bytes  ${myst(s.promisedWei)}  ${s.endReason ?? "running"}`),
       );

@@ -290,8 +290,7 @@ export class MystDaemon {
   // history and money
 
   sessions(options: { limit: number; role?: "provider" | "consumer" }): SessionRecord[] {
-    const all = this.provider.history!.list(options.role ? options.limit * 4 : options.limit);
-    return (options.role ? all.filter((s) => s.role === options.role) : all).slice(0, options.limit);
+    return this.provider.history!.list(options.limit, options.role);
   }
 
   async channel(provider: string): Promise<ChannelReport> {

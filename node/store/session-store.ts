@@ -12,6 +12,33 @@ export interface SessionRecord {
   promised: bigint;
 }
 
+/** A session record as the API and `--json` show it: times in ISO 8601, the amount in wei as a string. */
+export interface SessionView {
+  id: string;
+  role: "provider" | "consumer";
+  peer: string;
+  serviceType: string;
+  startedAt: string;
+  endedAt: string | null;
+  endReason: string | null;
+  bytes: number;
+  promisedWei: string;
+}
+
+export function sessionView(s: SessionRecord): SessionView {
+  return {
+    id: s.id,
+    role: s.role,
+    peer: s.peer,
+    serviceType: s.serviceType,
+    startedAt: new Date(s.startedAt).toISOString(),
+    endedAt: s.endedAt === null ? null : new Date(s.endedAt).toISOString(),
+    endReason: s.endReason,
+    bytes: s.bytes,
+    promisedWei: s.promised.toString(),
+  };
+}
+
 /** The node's session history (both roles), kept across restarts. */
 export class SessionStore {
   constructor(private readonly db: Db) {}
@@ -26,8 +53,13 @@ export class SessionStore {
     this.db.prepare("UPDATE sessions SET ended_at = ?, end_reason = ?, bytes = ?, promised = ? WHERE id = ?").run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id);
   }
 
-  list(limit = 100): SessionRecord[] {
-    const rows = this.db.prepare("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?").all(limit) as {
+  /** Newest first; only one role's when `role` is given. */
+  list(limit = 100, role?: "provider" | "consumer"): SessionRecord[] {
+    const rows = (
+      role
+        ? this.db.prepare("SELECT * FROM sessions WHERE role = ? ORDER BY started_at DESC LIMIT ?").all(role, limit)
+        : this.db.prepare("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?").all(limit)
+    ) as {
       id: string;
       role: "provider" | "consumer";
       peer: string;

@@ -60,3 +60,17 @@ export function mystBackground(args: string[], env: NodeJS.ProcessEnv = {}): { c
     },
   };
 }
+
+/** The environment a spawned `myst` needs to use a test chain, NATS server and discovery port. */
+export function cliEnv(chain: { rpcUrl: string; deploymentFile: string }, natsUrl: string, discoveryPort: number, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    MYST_RPC_URL: chain.rpcUrl,
+    MYST_DEPLOYMENT: chain.deploymentFile,
+    MYST_BROKER_URLS: natsUrl,
+    MYST_DISCOVERY_URL: `http://127.0.0.1:${discoveryPort}`,
+    MYST_LIGHT_KDF: "1",
+    MYST_PASSPHRASE: "pw",
+    MYST_LOG_LEVEL: "warn",
+    ...extra,
+  };
+}

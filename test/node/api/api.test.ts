@@ -15,6 +15,7 @@ import { silentLogger } from "../../../node/log/logger";
 import { TestNetwork } from "../../support/network";
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
+import { OPENAPI_FILE, openapiText } from "../../../scripts/openapi";
 
 interface RunningDaemon {
   daemon: MystDaemon;
@@ -181,6 +182,10 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         "/v1/earnings/settlement",
       ]);
       expect(doc.paths["/health"].get.security).to.deep.equal([]);
+      // docs/openapi.json is this document (regenerate it with `npm run openapi`).
+      const committed = JSON.parse(fs.readFileSync(OPENAPI_FILE, "utf8"));
+      expect(JSON.parse(await openapiText())).to.deep.equal(committed, "docs/openapi.json is stale: run npm run openapi");
+      expect({ ...doc, info: { ...doc.info, version: committed.info.version } }).to.deep.equal(committed);
       expect(doc.paths["/v1/services"].post.requestBody.content["application/json"].schema.additionalProperties).to.equal(false);
     });
   });

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { buildCli, myst, mystBackground } from "../../support/cli";
+import { buildCli, cliEnv, myst, mystBackground } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -33,15 +33,7 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
   before(async function () {
     buildCli();
     [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
-    base = {
-      MYST_RPC_URL: chain.rpcUrl,
-      MYST_DEPLOYMENT: chain.deploymentFile,
-      MYST_BROKER_URLS: nats.url,
-      MYST_DISCOVERY_URL: `http://127.0.0.1:${await freePort()}`,
-      MYST_LIGHT_KDF: "1",
-      MYST_PASSPHRASE: "pw",
-      MYST_LOG_LEVEL: "info",
-    };
+    base = cliEnv(chain, nats.url, await freePort(), { MYST_LOG_LEVEL: "info" });
     providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
     consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
     for (const env of [providerEnv, consumerEnv]) {

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { buildCli, myst, mystBackground } from "../../support/cli";
+import { buildCli, cliEnv, myst, mystBackground } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -17,16 +17,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
   before(async function () {
     buildCli();
     [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
-    env = {
-      MYST_DATA_DIR: tmp.dir,
-      MYST_RPC_URL: chain.rpcUrl,
-      MYST_DEPLOYMENT: chain.deploymentFile,
-      MYST_BROKER_URLS: nats.url,
-      MYST_DISCOVERY_URL: `http://127.0.0.1:${await freePort()}`,
-      MYST_LIGHT_KDF: "1",
-      MYST_PASSPHRASE: "pw",
-      MYST_LOG_LEVEL: "warn",
-    };
+    env = cliEnv(chain, nats.url, await freePort(), { MYST_DATA_DIR: tmp.dir });
   });
   after(async function () {
     await Promise.all(background.map((b) => b.stop()));

@@ -35,6 +35,14 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_LOG_LEVEL: "loud" })).to.throw(/logLevel \(from MYST_LOG_LEVEL\) must be one of/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_URLS: "http://x" })).to.throw(/brokerUrls \(from MYST_BROKER_URLS\) has "http:\/\/x"/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_REGISTRATION_TIMEOUT_MS: "-5" })).to.throw(/registrationTimeoutMs/);
+    expect(() => loadConfig({ dataDir: tmp.dir, logFormat: "xml" }, {})).to.throw(/setting logFormat \(from --log-format\) must be one of json, pretty/);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_API_HOST: "localhost" })).to.throw(/apiHost \(from MYST_API_HOST\) must be an IP address/);
+    expect(() => loadConfig({ dataDir: tmp.dir, apiPort: "70000" }, {})).to.throw(/apiPort \(from --api-port\) must be a port number/);
+  });
+
+  it("takes the daemon's API address and the log format from the environment and flags", function () {
+    const config = loadConfig({ dataDir: tmp.dir, apiPort: "0", logFormat: "pretty" }, { MYST_API_HOST: "127.0.0.2", MYST_API_PORT: "5000" });
+    expect(config).to.include({ apiHost: "127.0.0.2", apiPort: 0, logFormat: "pretty" });
   });
 
   it("rejects an unknown setting, bad JSON, and a missing explicit config file", function () {
