@@ -15,7 +15,10 @@ export interface ProviderService {
    * consumer ended it and is leaving by itself (it is still cut off if it does not).
    */
   closeSession(sessionId: string, reason: string, options?: { byConsumer?: boolean }): Promise<void>;
-  /** Bytes the session's consumer moved so far, as the provider meters them (what it invoices). */
+  /**
+   * Bytes the session's consumer moved so far, as the provider meters them (what it invoices).
+   * After `closeSession` it keeps answering with the final counts (history, metrics read them).
+   */
   usage?(sessionId: string): { bytesIn: number; bytesOut: number } | undefined;
   /** Stops the service and releases what it holds (processes, firewall rules). */
   stop?(): Promise<void>;

@@ -10,7 +10,8 @@ export class NoopProviderService implements ProviderService {
   readonly meter = new Map<string, { bytesIn: number; bytesOut: number }>();
 
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
-    return this.open.has(sessionId) ? this.meter.get(sessionId) ?? { bytesIn: 0, bytesOut: 0 } : undefined;
+    const known = this.open.has(sessionId) || this.closed.some((c) => c.id === sessionId);
+    return known ? this.meter.get(sessionId) ?? { bytesIn: 0, bytesOut: 0 } : undefined;
   }
 
   isRunning(): boolean {

@@ -51,11 +51,16 @@ interface LiveSession {
  * over it, only for a live session of that consumer, one client per session), metered from
  * `status 3`, cut off with `client-kill … HALT` when their session ends.
  */
+/** How many closed sessions' final byte counts stay answerable by `usage`. */
+const ENDED_KEPT = 1000;
+
 export class OpenVpnProviderService implements ProviderService {
   readonly type = "openvpn";
   readonly #o: OpenVpnProviderOptions;
   readonly #log: Logger;
   readonly #sessions = new Map<string, LiveSession>();
+  /** Final byte counts of recently closed sessions, oldest first. */
+  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number }>();
   readonly #firewall: TunnelFirewall;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;
@@ -121,6 +126,11 @@ export class OpenVpnProviderService implements ProviderService {
   async closeSession(sessionId: string, reason: string, options: { byConsumer?: boolean } = {}): Promise<void> {
     const session = this.#sessions.get(sessionId);
     if (!session) return;
+    // The last reading stays answerable after the session closes: history, metrics and the
+    // final invoice read it once the session has ended.
+    await this.meter().catch(() => undefined);
+    this.#ended.set(sessionId, this.usage(sessionId)!);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     this.#sessions.delete(sessionId);
     if (options.byConsumer && session.clientId !== undefined) {
       // A consumer that ended its session leaves with an exit notification; a HALT crossing it
@@ -138,7 +148,7 @@ export class OpenVpnProviderService implements ProviderService {
   /** Bytes the session's consumer moved: `bytesIn` received from it, `bytesOut` sent to it. */
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
     const s = this.#sessions.get(sessionId);
-    return s && { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut };
+    return s ? { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut } : this.#ended.get(sessionId);
   }
 
   async #connected(clientId: number): Promise<boolean> {
@@ -201,6 +211,11 @@ export class OpenVpnProviderService implements ProviderService {
     if (block.kind === "DISCONNECT") {
       for (const s of this.#sessions.values()) {
         if (s.clientId === block.cid) {
+          // The disconnect carries the client's final counts (newer than our last meter reading).
+          const received = Number(block.env.bytes_received);
+          const sent = Number(block.env.bytes_sent);
+          if (Number.isSafeInteger(received) && received >= s.bytesIn) s.bytesIn = received;
+          if (Number.isSafeInteger(sent) && sent >= s.bytesOut) s.bytesOut = sent;
           s.carriedIn += s.bytesIn;
           s.carriedOut += s.bytesOut;
           s.bytesIn = s.bytesOut = 0;

@@ -1,0 +1,113 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import path from "node:path";
+import { freePort } from "../../scripts/lib/local-chain";
+import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { startLocalChain, type LocalChain } from "../support/chain";
+import { buildCli, cliEnv, myst, mystBackground } from "../support/cli";
+import { startNatsServer, type NatsServer } from "../support/network";
+import { requireE2E } from "../support/prereqs";
+import { tempDir } from "../support/tmp";
+
+/** Reads one sample of a Prometheus metric (0 when the series is absent). */
+function sample(metrics: string, series: string): number {
+  const line = metrics.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API (real openvpn, netns)", function () {
+  this.timeout(180_000);
+  let chain: LocalChain;
+  let nats: NatsServer;
+  let topology: Topology;
+  const tmps = [tempDir("myst-e2e-"), tempDir("myst-e2e-")];
+  const background: ReturnType<typeof mystBackground>[] = [];
+  let providerEnv: NodeJS.ProcessEnv;
+  let consumerEnv: NodeJS.ProcessEnv;
+
+  const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
+    const r = await myst([...args, "--json"], env, 120_000);
+    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const api = async (env: NodeJS.ProcessEnv, route: string) => {
+    const endpoint = JSON.parse(fs.readFileSync(path.join(env.MYST_DATA_DIR!, "daemon.json"), "utf8"));
+    const token = fs.readFileSync(path.join(env.MYST_DATA_DIR!, "api-token"), "utf8").trim();
+    return (await fetch(endpoint.url + route, { headers: { authorization: `Bearer ${token}` } })).text();
+  };
+
+  before(async function () {
+    requireE2E(this);
+    buildCli();
+    [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
+    const base = cliEnv(chain, nats.url, await freePort());
+    providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
+    consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
+    for (const env of [providerEnv, consumerEnv]) {
+      const id = (await json(env, ["identities", "new"])).address;
+      await chain.fund([id]);
+      expect((await myst(["identities", "register", id], env)).code).to.equal(0);
+    }
+    const discovery = mystBackground(["discovery", "--port", new URL(base.MYST_DISCOVERY_URL!).port], { ...base, MYST_LOG_LEVEL: "info" });
+    background.push(discovery);
+    await until(() => discovery.output().includes("discovery listening"), "discovery to listen");
+  });
+
+  after(async function () {
+    await Promise.all(background.map((b) => b.stop()));
+    await topology?.down();
+    await Promise.all([chain?.stop(), nats?.stop()]);
+    tmps.forEach((t) => t.cleanup());
+  });
+
+  it("routes the consumer through the provider, meters and pays, and cleans up when the daemons stop", async function () {
+    const provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
+    const consumer = mystBackground(["daemon", "--api-port", "0"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    background.push(provider, consumer);
+    await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
+
+    const started = await json(providerEnv, ["service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE", "--price-per-gib", "0.1"]);
+    expect(started).to.include({ type: "openvpn" });
+    await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn", "--country", "DE"])).length === 1, "the proposal in discovery");
+
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    const connected = await json(consumerEnv, ["connect", "--country", "DE", "--topup", "2", "--netns", topology.consumers[0]]);
+    expect(connected).to.include({ state: "connected", serviceType: "openvpn" });
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=4000000`)).to.equal(4_000_000);
+
+    const stats = await until(async () => {
+      const s = await json(consumerEnv, ["status"]);
+      return s.bytesIn > 4_000_000 && BigInt(s.promisedWei) > 0n && s;
+    }, "the download metered and paid for");
+    expect(stats.sessionId).to.equal(connected.sessionId);
+    const consumerMetrics = await api(consumerEnv, "/metrics");
+    expect(sample(consumerMetrics, 'myst_session_bytes_total{role="consumer",direction="in"}')).to.be.greaterThan(4_000_000);
+    expect(sample(consumerMetrics, 'myst_sessions_active{role="consumer"}')).to.equal(1);
+    const services = await json(providerEnv, ["service", "list"]);
+    expect(services[0]).to.include({ type: "openvpn", sessions: 1 });
+
+    const ended = await json(consumerEnv, ["disconnect"]);
+    expect(ended).to.include({ state: "disconnected", sessionId: connected.sessionId });
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    await until(async () => sample(await api(providerEnv, "/metrics"), 'myst_sessions_ended_total{role="provider",service_type="openvpn"}') === 1, "the provider to end the session");
+    const providerMetrics = await api(providerEnv, "/metrics");
+    expect(sample(providerMetrics, 'myst_session_bytes_total{role="provider",direction="out"}')).to.be.greaterThan(4_000_000);
+    expect(sample(providerMetrics, 'myst_promises_total{role="provider",result="accepted"}')).to.be.greaterThan(0);
+
+    // Connected again, then the consumer daemon stops: it takes its tunnel down with it.
+    await json(consumerEnv, ["connect", connected.provider, "--netns", topology.consumers[0]]);
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    expect(await consumer.stop()).to.equal(0);
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "route"])).to.not.match(/tun/);
+
+    // The provider daemon stops its openvpn and settles what it was promised.
+    expect(await provider.stop()).to.equal(0);
+    expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.match(/tun/);
+    const earnings = await json(providerEnv, ["earnings"]);
+    expect(earnings.unsettledWei).to.equal("0");
+    expect(BigInt(earnings.settledWei)).to.be.greaterThan(0n);
+  });
+});
