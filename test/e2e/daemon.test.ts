@@ -109,5 +109,7 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     const earnings = await json(providerEnv, ["earnings"]);
     expect(earnings.unsettledWei).to.equal("0");
     expect(BigInt(earnings.settledWei)).to.be.greaterThan(0n);
+    const history = await json(providerEnv, ["sessions"]);
+    expect(history.find((h: { id: string }) => h.id === connected.sessionId).bytes).to.be.greaterThan(4_000_000);
   });
 });
