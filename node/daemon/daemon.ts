@@ -84,6 +84,7 @@ export class MystDaemon {
   readonly #o: DaemonOptions;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
   readonly #servicesFile: string;
+  readonly #starting = new Set<string>();
   #connecting = false;
 
   constructor(options: DaemonOptions) {
@@ -197,13 +198,19 @@ export class MystDaemon {
 
   async startService(input: { type: string; openvpn?: Partial<OpenVpnSettings> }, offer: OfferJson, options: { remember?: boolean } = {}): Promise<ServiceView> {
     const spec = checkServiceSpec(input);
-    if (this.#specs.has(spec.type)) throw new SessionError("SERVICE_EXISTS", `a ${spec.type} service is already running: stop it first`);
-    const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: this.#o.registry, log: this.#o.log });
+    if (this.#specs.has(spec.type) || this.#starting.has(spec.type)) throw new SessionError("SERVICE_EXISTS", `a ${spec.type} service is already running: stop it first`);
+    // Two requests for one type must not both start it (they would share its files and port).
+    this.#starting.add(spec.type);
     try {
-      this.provider.addService({ service, offer: offerFromJson(offer) });
-    } catch (err) {
-      await service.stop?.().catch(() => undefined);
-      throw err;
+      const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: this.#o.registry, log: this.#o.log });
+      try {
+        this.provider.addService({ service, offer: offerFromJson(offer) });
+      } catch (err) {
+        await service.stop?.().catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      this.#starting.delete(spec.type);
     }
     this.#specs.set(spec.type, { spec, offer });
     if (options.remember !== false) this.#writeServicesFile();

@@ -376,15 +376,16 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(c).to.match(/myst_errors_total\{source="connect",code="NO_PROPOSAL"\} 1/);
     });
 
-    it("stops a service: its proposal leaves discovery; a restarted daemon brings remembered services back", async function () {
+    it("stops a service: its proposal leaves discovery; starts one of two concurrent requests; a restarted daemon brings remembered services back", async function () {
       const stopped = await call(provider, "DELETE", "/v1/services/noop");
       expect(stopped.status, stopped.text).to.equal(200);
       expect(stopped.body).to.deep.equal({ type: "noop", stopped: true });
       expect((await call(provider, "GET", "/v1/services")).body.services).to.deep.equal([]);
       await until(async () => (await call(consumer, "GET", "/v1/proposals?service_type=noop")).body.proposals.length === 0, "the proposal to leave discovery");
 
-      const started = await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "NL" } } });
-      expect(started.status).to.equal(201);
+      // Two requests at once for one type: one starts it, the other is told it exists.
+      const both = await Promise.all([1, 2].map(() => call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "NL" } } })));
+      expect(both.map((a) => a.status).sort()).to.deep.equal([201, 409]);
       await stopDaemon(provider);
       provider = await startDaemon(provider.dir);
       const services = (await call(provider, "GET", "/v1/services")).body.services;
