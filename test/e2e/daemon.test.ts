@@ -5,7 +5,7 @@ import { freePort } from "../../scripts/lib/local-chain";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { startLocalChain, type LocalChain } from "../support/chain";
-import { buildCli, cliEnv, myst, mystBackground } from "../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { tempDir } from "../support/tmp";
@@ -44,14 +44,8 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     const base = cliEnv(chain, nats.url, await freePort());
     providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
     consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
-    for (const env of [providerEnv, consumerEnv]) {
-      const id = (await json(env, ["identities", "new"])).address;
-      await chain.fund([id]);
-      expect((await myst(["identities", "register", id], env)).code).to.equal(0);
-    }
-    const discovery = mystBackground(["discovery", "--port", new URL(base.MYST_DISCOVERY_URL!).port], { ...base, MYST_LOG_LEVEL: "info" });
-    background.push(discovery);
-    await until(() => discovery.output().includes("discovery listening"), "discovery to listen");
+    for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
+    background.push(await startCliDiscovery(base));
   });
 
   after(async function () {

@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { until } from "../../scripts/lib/until";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 export const MYST_BIN = path.join(ROOT, "dist", "node", "cli", "main.js");
@@ -73,4 +74,23 @@ export function cliEnv(chain: { rpcUrl: string; deploymentFile: string }, natsUr
     MYST_LOG_LEVEL: "warn",
     ...extra,
   };
+}
+
+/** Creates an identity in `env`'s data dir with `myst identities new`, funds it and registers it with `myst identities register`. */
+export async function registerWithCli(chain: { fund(addresses: string[]): Promise<void> }, env: NodeJS.ProcessEnv): Promise<string> {
+  const created = await myst(["identities", "new", "--json"], env);
+  if (created.code !== 0) throw new Error(`myst identities new failed: ${created.stderr}`);
+  const address: string = JSON.parse(created.stdout).address;
+  await chain.fund([address]);
+  const registered = await myst(["identities", "register", address], env);
+  if (registered.code !== 0) throw new Error(`myst identities register failed: ${registered.stderr}`);
+  return address;
+}
+
+/** Starts `myst discovery` on the port of `env`'s MYST_DISCOVERY_URL and waits until it listens. */
+export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnType<typeof mystBackground>> {
+  const discovery = mystBackground(["discovery", "--port", new URL(env.MYST_DISCOVERY_URL!).port], { ...env, MYST_LOG_LEVEL: "info" });
+  await until(() => discovery.output().includes("discovery listening") || discovery.child.exitCode !== null, "myst discovery to listen");
+  if (discovery.child.exitCode !== null) throw new Error(`myst discovery did not start: ${discovery.output()}`);
+  return discovery;
 }

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { buildCli, cliEnv, myst, mystBackground } from "../../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -36,14 +36,8 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     base = cliEnv(chain, nats.url, await freePort(), { MYST_LOG_LEVEL: "info" });
     providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
     consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
-    for (const env of [providerEnv, consumerEnv]) {
-      const id = (await json(env, ["identities", "new"])).address;
-      await chain.fund([id]);
-      expect((await myst(["identities", "register", id], env)).code).to.equal(0);
-    }
-    const discovery = mystBackground(["discovery", "--port", new URL(base.MYST_DISCOVERY_URL!).port], base);
-    background.push(discovery);
-    await until(async () => discovery.output().includes("discovery listening"), "discovery to listen");
+    for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
+    background.push(await startCliDiscovery(base));
   });
   after(async function () {
     await Promise.all(background.map((b) => b.stop()));

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { buildCli, cliEnv, myst, mystBackground } from "../../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -26,14 +26,9 @@ describe("myst discovery, service start and proposals (spawned processes)", func
   });
 
   it("shows a started provider in `myst proposals` with matching filters, and not after it stops", async function () {
-    const id = JSON.parse((await myst(["identities", "new", "--json"], env)).stdout).address;
-    await chain.fund([id]);
-    expect((await myst(["identities", "register", id], env)).code).to.equal(0);
-
-    const port = new URL(env.MYST_DISCOVERY_URL!).port;
-    const discovery = mystBackground(["discovery", "--port", port], env);
+    const id = await registerWithCli(chain, env);
+    const discovery = await startCliDiscovery(env);
     background.push(discovery);
-    await until(async () => discovery.output().includes("discovery listening"), "discovery to listen");
 
     const provider = mystBackground(
       ["service", "start", "noop", "--country", "DE", "--ip-type", "residential", "--price-per-hour", "0.02", "--price-per-gib", "0.1", "--bandwidth", "250"],
