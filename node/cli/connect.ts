@@ -1,4 +1,3 @@
-import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "../daemon/consumer-node";
@@ -66,7 +65,7 @@ export function connectCommands(context: Ctx): Command[] {
         await node.stop();
         throw err;
       }
-      const { session, proposal } = connection;
+      const { session } = connection;
       let finished: (reason: string) => void;
       const done = new Promise<string>((resolve) => (finished = resolve));
       const control = await serveControl(socket, {
