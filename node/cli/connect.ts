@@ -59,7 +59,6 @@ export function connectCommands(context: Ctx): Command[] {
           filter,
           service,
           topUpTo,
-          ...(maxHour || maxGiB ? { maxPrice: { perHour: maxHour ?? MAX, perGiB: maxGiB ?? MAX } } : {}),
         });
       } catch (err) {
         await node.stop();
@@ -111,8 +110,6 @@ export function connectCommands(context: Ctx): Command[] {
   });
   return [connect, disconnect, status];
 }
-
-const MAX = (2n ** 255n).toString();
 
 function describeConnected(c: ConnectionStatus): string[] {
   return [

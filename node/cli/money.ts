@@ -1,11 +1,10 @@
-import path from "node:path";
 import { Command } from "commander";
 import { Wallet, formatUnits, getAddress, isAddress } from "ethers";
 import { PaymentChannelsClient } from "../chain/channels";
 import { MystError } from "../errors/MystError";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
 import { Settler } from "../payments/settlement";
-import { openDatabase } from "../store/database";
+import { databaseFile, openDatabase } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
 import { SessionStore, sessionView, type SessionView } from "../store/session-store";
 import type { CommandContext } from "./context";
@@ -87,7 +86,7 @@ export function earningsCommand(context: Ctx): Command {
   earnings.command("show", { isDefault: true }).description("show earnings").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const daemon = ctx.daemon();
-    printEarnings(ctx, daemon ? await daemon.get<EarningsReport>("/v1/earnings") : earningsReport(new PromiseStore(openDatabase(path.join(ctx.config.dataDir, "myst.db")))));
+    printEarnings(ctx, daemon ? await daemon.get<EarningsReport>("/v1/earnings") : earningsReport(new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)))));
   });
   identityOptions(earnings.command("settle").description("settle every channel with unsettled promises now")).action(async (opts, cmd: Command) => {
     const ctx = context(cmd);
@@ -95,7 +94,7 @@ export function earningsCommand(context: Ctx): Command {
     if (daemon) return printEarnings(ctx, await daemon.post<EarningsReport>("/v1/earnings/settlement"));
     const key = await ctx.identity(opts);
     const conn = await ctx.chain();
-    const store = new PromiseStore(openDatabase(path.join(ctx.config.dataDir, "myst.db")));
+    const store = new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)));
     await new Settler(store, new PaymentChannelsClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: ctx.log }).settleAll();
     printEarnings(ctx, earningsReport(store));
   });
@@ -114,7 +113,7 @@ export function sessionsCommand(context: Ctx): Command {
       const daemon = ctx.daemon();
       const list: SessionView[] = daemon
         ? (await daemon.get<{ sessions: SessionView[] }>(`/v1/sessions?limit=${limit}`)).sessions
-        : new SessionStore(openDatabase(path.join(ctx.config.dataDir, "myst.db"))).list(limit).map(sessionView);
+        : new SessionStore(openDatabase(databaseFile(ctx.config.dataDir))).list(limit).map(sessionView);
       ctx.out.result(list, () =>
         list.length === 0 ? ["no sessions yet"] : list.map((s) => `${s.startedAt}  ${s.id}  ${s.role} with ${s.peer}  ${s.bytes} bytes  ${myst(s.promisedWei)}  ${s.endReason ?? "running"}`),
       );

@@ -3,8 +3,8 @@ import { formatUnits } from "ethers";
 import type { ServiceView } from "../daemon/daemon";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
+import { databaseFile } from "../store/database";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
-import path from "node:path";
 import { SERVICE_TYPES, checkServiceSpec, startProviderService, type ServiceSpec } from "../services/catalog";
 import type { CommandContext } from "./context";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";
@@ -137,7 +137,7 @@ export function serviceCommand(context: Ctx): Command {
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }
-    const payments = { ...policy, conn: await ctx.chain(), dbFile: path.join(ctx.config.dataDir, "myst.db") };
+    const payments = { ...policy, conn: await ctx.chain(), dbFile: databaseFile(ctx.config.dataDir) };
     const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
     const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, payments });
     try {

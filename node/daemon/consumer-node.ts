@@ -30,12 +30,14 @@ export interface ConsumerNodeOptions {
   log?: Logger;
 }
 
-/** What `connect` looks for: a provider by id, or the first proposal that matches filters. */
+/**
+ * What `connect` looks for: a provider by id, or the cheapest proposal that matches filters. The
+ * filter's price limits are also sent to the provider, which refuses if its price is above them.
+ */
 export interface ConnectTarget {
   provider?: string;
   filter?: ProposalFilter;
   service: ConsumerService;
-  maxPrice?: { perHour: string; perGiB: string };
   /** Deposit so the channel holds at least this much (wei) before connecting. */
   topUpTo?: bigint;
 }
@@ -100,7 +102,7 @@ export class ConsumerNode {
         deposit = { amount, txHash: r.txHash, gasUsed: r.gasUsed };
       }
     }
-    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: target.maxPrice });
+    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: priceLimit(target.filter) });
     const payments = this.channels ? new ConsumerPayments(session, this.o.key, this.channels, { log: this.o.log }) : undefined;
     payments?.start();
     const t = session.timings;
@@ -167,5 +169,13 @@ export function connectionStatus(c: Connection) {
   };
 }
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;
+
+const NO_LIMIT = (2n ** 255n).toString();
+
+/** The price limit to send with `session.create`, from the filter's limits (none when it has none). */
+function priceLimit(filter: ProposalFilter | undefined): { perHour: string; perGiB: string } | undefined {
+  if (filter?.maxPricePerHour === undefined && filter?.maxPricePerGiB === undefined) return undefined;
+  return { perHour: filter.maxPricePerHour?.toString() ?? NO_LIMIT, perGiB: filter.maxPricePerGiB?.toString() ?? NO_LIMIT };
+}
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);

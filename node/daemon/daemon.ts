@@ -14,6 +14,7 @@ import { parseFilter } from "../proposal/filter";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
 import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
 import { SessionError } from "../session/errors";
+import { databaseFile } from "../store/database";
 import type { SessionRecord } from "../store/session-store";
 import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "./consumer-node";
 import { NodeMetrics } from "./metrics";
@@ -67,8 +68,6 @@ export interface ConnectRequest {
   netns?: string;
 }
 
-const MAX_PRICE = (2n ** 255n).toString();
-
 /**
  * A long-running node: one identity selling any number of services (one per type) and buying one
  * connection at a time, over one broker connection and one set of dialogs. What the REST API and
@@ -99,7 +98,7 @@ export class MystDaemon {
       log,
       maxSessions: policy.maxSessions,
       pingMs: options.pingMs,
-      payments: { ...policy, conn, dbFile: path.join(config.dataDir, "myst.db") },
+      payments: { ...policy, conn, dbFile: databaseFile(config.dataDir) },
     });
     this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, log });
     this.channels = new PaymentChannelsClient(conn);
@@ -254,7 +253,6 @@ export class MystDaemon {
       ...(request.maxPricePerHourWei ? { max_price_per_hour: request.maxPricePerHourWei } : {}),
       ...(request.maxPricePerGiBWei ? { max_price_per_gib: request.maxPricePerGiBWei } : {}),
     });
-    const limited = request.maxPricePerHourWei !== undefined || request.maxPricePerGiBWei !== undefined;
     this.#connecting = true;
     let connection: Connection;
     try {
@@ -263,7 +261,6 @@ export class MystDaemon {
         filter,
         service,
         topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
-        ...(limited ? { maxPrice: { perHour: request.maxPricePerHourWei ?? MAX_PRICE, perGiB: request.maxPricePerGiBWei ?? MAX_PRICE } } : {}),
       });
     } catch (err) {
       this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");

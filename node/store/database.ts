@@ -4,6 +4,9 @@ import Database from "better-sqlite3";
 
 export type Db = Database.Database;
 
+/** The node's database in its data dir: promises, settlements, session history. */
+export const databaseFile = (dataDir: string) => path.join(dataDir, "myst.db");
+
 const MIGRATIONS = [
   `CREATE TABLE promises (
      channel_id TEXT NOT NULL,

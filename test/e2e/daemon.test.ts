@@ -1,11 +1,10 @@
 import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
-import { freePort } from "../../scripts/lib/local-chain";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { startLocalChain, type LocalChain } from "../support/chain";
-import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { tempDir } from "../support/tmp";
@@ -41,11 +40,9 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     requireE2E(this);
     buildCli();
     [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
-    const base = cliEnv(chain, nats.url, await freePort());
-    providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
-    consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
-    for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
-    background.push(await startCliDiscovery(base));
+    const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
+    ({ providerEnv, consumerEnv } = nodes);
+    background.push(nodes.discovery);
   });
 
   after(async function () {

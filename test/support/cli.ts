@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { freePort } from "../../scripts/lib/local-chain";
 import { until } from "../../scripts/lib/until";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -93,4 +94,21 @@ export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnT
   await until(() => discovery.output().includes("discovery listening") || discovery.child.exitCode !== null, "myst discovery to listen");
   if (discovery.child.exitCode !== null) throw new Error(`myst discovery did not start: ${discovery.output()}`);
   return discovery;
+}
+
+/**
+ * A provider and a consumer as CLI users: one data dir each, a registered identity in each, and a
+ * `myst discovery` both use. The caller stops `discovery`.
+ */
+export async function cliProviderAndConsumer(
+  chain: { rpcUrl: string; deploymentFile: string; fund(addresses: string[]): Promise<void> },
+  natsUrl: string,
+  dirs: [string, string],
+  extra: NodeJS.ProcessEnv = {},
+): Promise<{ base: NodeJS.ProcessEnv; providerEnv: NodeJS.ProcessEnv; consumerEnv: NodeJS.ProcessEnv; discovery: ReturnType<typeof mystBackground> }> {
+  const base = cliEnv(chain, natsUrl, await freePort(), extra);
+  const providerEnv = { ...base, MYST_DATA_DIR: dirs[0] };
+  const consumerEnv = { ...base, MYST_DATA_DIR: dirs[1] };
+  for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
+  return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }

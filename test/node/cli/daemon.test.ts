@@ -1,8 +1,7 @@
 import { expect } from "chai";
-import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
-import { freePort } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
 import fs from "node:fs";
@@ -33,11 +32,9 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
   before(async function () {
     buildCli();
     [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
-    base = cliEnv(chain, nats.url, await freePort(), { MYST_LOG_LEVEL: "info" });
-    providerEnv = { ...base, MYST_DATA_DIR: tmps[0].dir };
-    consumerEnv = { ...base, MYST_DATA_DIR: tmps[1].dir };
-    for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
-    background.push(await startCliDiscovery(base));
+    const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir], { MYST_LOG_LEVEL: "info" });
+    ({ base, providerEnv, consumerEnv } = nodes);
+    background.push(nodes.discovery);
   });
   after(async function () {
     await Promise.all(background.map((b) => b.stop()));
