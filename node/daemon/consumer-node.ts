@@ -77,8 +77,7 @@ export class ConsumerNode {
   async start(): Promise<void> {
     if (!this.#broker) return;
     await this.#broker.start();
-    this.dialogs.start();
-    await this.#broker.flush();
+    await this.dialogs.start();
   }
 
   async stop(): Promise<void> {

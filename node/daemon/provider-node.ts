@@ -204,10 +204,9 @@ export class ProviderNode {
     // Anything stored but unsettled (a crash, a restart) goes on chain first.
     await this.settler?.settleAll();
     await this.broker.start();
-    this.dialogs.start();
+    await this.dialogs.start();
     this.sessions.start();
     this.payments?.start();
-    await this.broker.flush();
     this.#started = true;
     for (const s of this.#selling.values()) s.announcer.start();
     this.#log.info({ identity: this.#o.key.address, services: [...this.#selling.keys()] }, "provider started");

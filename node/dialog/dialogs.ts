@@ -102,10 +102,15 @@ export class Dialogs extends EventEmitter {
     return this.#o;
   }
 
-  start(): void {
+  /**
+   * Subscribes to the identity's subject and waits until the broker has it: a peer's request
+   * sent after this resolves reaches the node, instead of failing with NO_RESPONDERS.
+   */
+  async start(): Promise<void> {
     if (this.#subscription) return;
     this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receive(data, respond));
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, this.#o.idleTimeoutMs)).unref();
+    await this.#o.broker.flush();
   }
 
   stop(): void {

@@ -37,9 +37,8 @@ export async function benchDialog(): Promise<void> {
     const pd = new Dialogs({ broker: pb, key: provider, directory: net.registry });
     const cd = new Dialogs({ broker: cb, key: consumer, directory: net.registry });
     pd.onDialog((d) => d.handle("bench.echo", (body) => body));
-    pd.start();
-    cd.start();
-    await pb.flush();
+    await pd.start();
+    await cd.start();
     const dialog = await cd.open(provider.address, pd.subject);
     const sealed: number[] = [];
     for (let i = 0; i < N + 100; i++) {
@@ -58,7 +57,7 @@ export async function benchDialog(): Promise<void> {
       currentProposal: () => proposal,
       maxSessions: SESSIONS + 10,
     });
-    providerDialogs.start();
+    await providerDialogs.start();
     ps.start();
     const cs = new ConsumerSessions(cd);
     const signed = signProposal(provider, proposal);

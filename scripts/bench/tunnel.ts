@@ -110,12 +110,12 @@ export async function benchTunnel(): Promise<void> {
     const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });
     const announcer = new ProposalAnnouncer({ broker, key: providerKey, proposal: () => makeProposal(providerKey, { serviceType: "openvpn" }, net.nats.url), pingMs: 60_000 });
     const ps = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => announcer.current });
-    pd.start();
+    await pd.start();
     ps.start();
     announcer.start();
     stops.push(async () => { await announcer.stop(); await ps.stop(); pd.stop(); });
     const cd = new Dialogs({ broker, key: consumerKey, directory: net.registry, subject: "myst.dialog.bench-consumer" });
-    cd.start();
+    await cd.start();
     const sessions = new ConsumerSessions(cd);
     const client = new DiscoveryClient(discovery.url, (id) => net.registry.publicKeyOf(id));
     const consumerService = new OpenVpnConsumerService({ key: consumerKey, runDir: path.join(dir, "consumer"), netns: topology.consumers[0] });

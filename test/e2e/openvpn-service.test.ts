@@ -44,7 +44,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     await broker.start();
     brokers.push(broker);
     const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-    dialogs.start();
+    await dialogs.start();
     dialogsList.push(dialogs);
     return dialogs;
   }

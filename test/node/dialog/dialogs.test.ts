@@ -59,9 +59,8 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
         throw new Error("secret internals");
       });
     });
-    providerDialogs.start();
-    consumerDialogs.start();
-    await Promise.all([providerBroker.flush(), consumerBroker.flush()]);
+    await providerDialogs.start();
+    await consumerDialogs.start();
   });
   afterEach(async function () {
     providerDialogs.stop();
@@ -98,6 +97,23 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     expect(err.message).to.not.include("secret internals");
     const unknown = await rejectionOf(dialog.request("test.nobody", null));
     expect(unknown.code).to.equal("UNKNOWN_TYPE");
+  });
+
+  it("is reachable from another connection as soon as start() resolves", async function () {
+    // The subscription must be at the server, not only queued in the client, or a peer's first
+    // request fails with NO_RESPONDERS.
+    for (let i = 0; i < 50; i++) {
+      const subject = `myst.dialog.fresh-${i}`;
+      const fresh = new Dialogs({ broker: providerBroker, key: provider, directory: net.registry, subject });
+      fresh.onDialog((dialog) => dialog.handle("test.echo", (body) => ({ echoed: body })));
+      const dialog = await consumerDialogs.open(provider.address, subject);
+      await fresh.start();
+      try {
+        expect(await dialog.request("test.echo", i)).to.deep.equal({ echoed: i });
+      } finally {
+        fresh.stop();
+      }
+    }
   });
 
   it("reports a timeout and a missing peer as typed errors", async function () {
@@ -243,7 +259,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     const remoteBroker = new Broker({ servers: [second.url] });
     await remoteBroker.start();
     const remoteDialogs = new Dialogs({ broker: remoteBroker, key: consumer, directory: net.registry, subject: "myst.dialog.remote-consumer" });
-    remoteDialogs.start();
+    await remoteDialogs.start();
     try {
       const deadline = Date.now() + 10_000;
       for (;;) {

@@ -77,8 +77,8 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       settleThreshold: E("1000"),
       settleOnSessionEnd: options.settleOnSessionEnd ?? true,
     });
-    pd.start();
-    cd.start();
+    await pd.start();
+    await cd.start();
     sessions.start();
     payments.start();
     const consumerSessions = new ConsumerSessions(cd);

@@ -67,7 +67,7 @@ describe("payments: a provider killed after acknowledging a promise settles it w
     await until(() => proposal, "the provider's announcement");
 
     const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.restart-consumer" });
-    dialogs.start();
+    await dialogs.start();
     const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, consumer, channels);
     pay.start();

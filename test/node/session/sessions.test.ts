@@ -38,7 +38,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
 
   async function consumerSide(key: IdentityKey = consumerKey, directory = net.registry): Promise<ConsumerSessions> {
     const dialogs = new Dialogs({ broker: await broker(), key, directory, subject: `myst.dialog.c${brokers.length}` });
-    dialogs.start();
+    await dialogs.start();
     return new ConsumerSessions(dialogs);
   }
 
@@ -53,7 +53,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
       keepaliveMs: options.keepaliveMs ?? 200,
       maxSessions: options.maxSessions,
     });
-    providerDialogs.start();
+    await providerDialogs.start();
     providerSessions.start();
   }
 
@@ -178,7 +178,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
     const other = await net.registeredIdentity();
     const otherDialogs = new Dialogs({ broker: await broker(), key: other, directory: net.registry, subject: "myst.dialog.other" });
-    otherDialogs.start();
+    await otherDialogs.start();
     const dialog = await otherDialogs.open(providerKey.address, providerDialogs.subject);
     const err = await rejectionOf(dialog.request("session.destroy", { sessionId: session.id }));
     expect(err.code).to.equal("SESSION_UNKNOWN");
