@@ -77,4 +77,11 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv).then((code) => {
   process.exitCode = code;
+  // The command is done and everything it started was stopped, so the process ends as soon as
+  // the event loop is empty. Should a library keep a handle open (a keep-alive socket, a poll
+  // timer), exit anyway rather than hang past the supervisor's stop timeout.
+  setTimeout(() => {
+    if (process.env.MYST_DEBUG) process.stderr.write(`myst: exiting with open handles: ${process.getActiveResourcesInfo().join(", ")}\n`);
+    process.exit(code);
+  }, 2000).unref();
 });

@@ -119,6 +119,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
   it("reports a timeout and a missing peer as typed errors", async function () {
     const dialog = await openDialog();
     const silent = providerBroker.subscribe("myst.silent", () => undefined);
+    await providerBroker.flush();
     const timeoutDialog = await consumerDialogs.open(provider.address, "myst.silent");
     expect((await rejectionOf(timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }))).code).to.equal("DIALOG_TIMEOUT");
     silent.unsubscribe();

@@ -58,7 +58,7 @@ describe("payments: a provider killed after acknowledging a promise settles it w
       MYST_DEPLOYMENT: net.chain.deploymentFile,
       MYST_BROKER_URLS: net.nats.url,
       MYST_PASSPHRASE: "pw",
-      MYST_LOG_LEVEL: "warn",
+      MYST_LOG_LEVEL: "info",
     };
     // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself.
     const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--no-settle-on-session-end", "--settle-threshold", "1000000"];
@@ -84,7 +84,7 @@ describe("payments: a provider killed after acknowledging a promise settles it w
     const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement after the restart", 60_000);
     expect(settled >= acknowledged).to.equal(true);
     await until(() => second.output().includes("running"), "the restarted provider to be up");
-    expect(await second.stop()).to.equal(0);
+    expect(await second.stop(), `the restarted provider exits cleanly on SIGTERM; it printed:\n${second.output()}`).to.equal(0);
     dialogs.stop();
     await broker.stop();
   });
