@@ -75,14 +75,23 @@ export function connectCommands(context: Ctx): Command[] {
         },
       });
       session.ended.then((reason) => finished(reason));
-      const onSignal = () => void session.destroy("consumer disconnected (signal)");
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
+      // A second Ctrl-C must not kill the process halfway through restoring the routes.
+      let signalled = false;
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
+        signalled = true;
+        process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
+        void session.destroy("consumer disconnected (signal)");
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
       const status = connectionStatus(connection);
       ctx.out.result(status, () => [...describeConnected(status), "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it"]);
       const reason = await done;
       control.close();
       await node.stop();
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
       process.stderr.write(`myst: disconnected (${reason})\n`);
     });
 

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { buildCli, cliEnv, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
+import { buildCli, cliEnv, cliProviderAndConsumer, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -57,6 +57,45 @@ describe("myst discovery, service start and proposals (spawned processes)", func
     expect(await provider.stop()).to.equal(0);
     await until(async () => JSON.parse((await myst(["proposals", "--json"], env)).stdout).length === 0, "the proposal to vanish");
     expect(await discovery.stop()).to.equal(0);
+  });
+
+  it("connects in the foreground, answers status over its control socket, and a second Ctrl-C does not cut the disconnect short", async function () {
+    const dirs = [tempDir(), tempDir()];
+    try {
+      const { providerEnv, consumerEnv, discovery } = await cliProviderAndConsumer(chain, nats.url, [dirs[0].dir, dirs[1].dir]);
+      background.push(discovery);
+      const provider = mystBackground(["service", "start", "noop", "--country", "SE"], providerEnv);
+      background.push(provider);
+      await until(async () => JSON.parse((await myst(["proposals", "--json", "--service-type", "noop"], consumerEnv)).stdout).length === 1, "the provider in discovery");
+
+      const consumer = mystBackground(["connect", "--service", "noop", "--country", "SE", "--topup", "1"], consumerEnv);
+      background.push(consumer);
+      await until(() => consumer.output().includes("Ctrl-C") || consumer.child.exitCode !== null, "the connection").catch((e) => {
+        throw new Error(`${e.message}\nconsumer: ${consumer.output()}`);
+      });
+      const status = await myst(["status", "--json"], consumerEnv);
+      expect(JSON.parse(status.stdout)).to.include({ state: "connected", serviceType: "noop" });
+
+      // Ctrl-C twice while the provider does not answer (stopped): the consumer waits for its
+      // acknowledgement, and the second Ctrl-C must not kill it halfway through the teardown.
+      provider.child.kill("SIGSTOP");
+      try {
+        consumer.child.kill("SIGINT");
+        await until(() => consumer.output().includes("SIGINT, disconnecting"), "the first Ctrl-C to be taken");
+        consumer.child.kill("SIGINT");
+        expect(await consumer.stop(), consumer.output()).to.equal(0);
+      } finally {
+        provider.child.kill("SIGCONT");
+      }
+      expect(consumer.output()).to.include("still disconnecting");
+      expect(consumer.output()).to.include("myst: disconnected (consumer disconnected (signal))");
+      const after = await myst(["status", "--json"], consumerEnv);
+      expect(JSON.parse(after.stdout)).to.deep.equal({ state: "disconnected" });
+      expect(await provider.stop()).to.equal(0);
+      expect(await discovery.stop()).to.equal(0);
+    } finally {
+      for (const d of dirs) d.cleanup();
+    }
   });
 
   it("names bad flags and an unreachable discovery service in one line", async function () {
