@@ -19,6 +19,9 @@ import type { SessionRecord } from "../store/session-store";
 import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "./consumer-node";
 import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
+import { ServicesFile, type OfferJson } from "./services-file";
+
+export type { OfferJson } from "./services-file";
 
 export interface DaemonOptions {
   config: MystConfig;
@@ -34,18 +37,6 @@ export interface DaemonOptions {
   log: Logger;
   /** Announcement period (tests shorten it). Default 30 s. */
   pingMs?: number;
-}
-
-/** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
-export interface OfferJson {
-  country: string;
-  city?: string;
-  asn?: number;
-  isp?: string;
-  ipType: Offer["ipType"];
-  pricePerHourWei: string;
-  pricePerGiBWei: string;
-  bandwidthMbps: number;
 }
 
 /** A running service as `GET /services` shows it. */
@@ -82,14 +73,14 @@ export class MystDaemon {
   readonly startedAt = Date.now();
   readonly #o: DaemonOptions;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
-  readonly #servicesFile: string;
+  readonly #servicesFile: ServicesFile;
   readonly #starting = new Set<string>();
   #connecting = false;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
     const { config, key, registry, conn, log, policy } = options;
-    this.#servicesFile = path.join(config.dataDir, "services.json");
+    this.#servicesFile = new ServicesFile(config.dataDir);
     this.provider = new ProviderNode({
       key,
       brokerUrls: config.brokerUrls,
@@ -111,9 +102,15 @@ export class MystDaemon {
   }
 
   async start(): Promise<void> {
+    // Read first: a services file that is not a JSON list stops the start before anything runs.
+    const { services, problems } = this.#servicesFile.read();
     await this.provider.start();
     await this.consumer.start();
-    for (const saved of this.#readServicesFile()) {
+    for (const problem of problems) {
+      this.#o.log.error({ file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` }, "a remembered service is invalid; not started");
+      this.metrics.error("service", "SERVICES_FILE_INVALID");
+    }
+    for (const saved of services) {
       try {
         await this.startService(saved.spec, saved.offer, { remember: false });
       } catch (err) {
@@ -322,27 +319,8 @@ export class MystDaemon {
     return this.earnings();
   }
 
-  #readServicesFile(): { spec: ServiceSpec; offer: OfferJson }[] {
-    let text: string;
-    try {
-      text = fs.readFileSync(this.#servicesFile, "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw new MystError("SERVICES_FILE_UNREADABLE", `cannot read ${this.#servicesFile}`, { cause: err });
-    }
-    try {
-      const list = JSON.parse(text);
-      if (!Array.isArray(list)) throw new Error("not a list");
-      return list;
-    } catch (err) {
-      throw new MystError("SERVICES_FILE_CORRUPT", `${this.#servicesFile} is not a JSON list of services; fix or delete it`, { cause: err });
-    }
-  }
-
   #writeServicesFile(): void {
-    const tmp = `${this.#servicesFile}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify([...this.#specs.values()], null, 2) + "\n", { mode: 0o600 });
-    fs.renameSync(tmp, this.#servicesFile);
+    this.#servicesFile.write([...this.#specs.values()]);
   }
 }
 

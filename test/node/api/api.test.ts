@@ -393,5 +393,34 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(services[0].offer).to.include({ country: "NL", pricePerHourWei: parseEther("0.01").toString() });
       await until(async () => (await call(consumer, "GET", "/v1/proposals?country=NL")).body.proposals.length === 1, "the restarted service in discovery");
     });
+
+    it("checks a hand-edited services.json: a bad entry is named and kept aside, the others start; a file that is not a list stops the start", async function () {
+      const file = path.join(provider.dir, "services.json");
+      await stopDaemon(provider);
+      const saved = JSON.parse(fs.readFileSync(file, "utf8"));
+      expect(saved).to.have.length(1);
+      const edited = [
+        ...saved,
+        { spec: { type: "openvpn", openvpn: { publicIp: "198.18.0.1", port: "1194" } }, offer: saved[0].offer },
+        { spec: { type: "noop" }, offer: { ...saved[0].offer, ipType: "satellite" } },
+      ];
+      fs.writeFileSync(file, JSON.stringify(edited));
+      provider = await startDaemon(provider.dir);
+      expect((await call(provider, "GET", "/v1/services")).body.services.map((s: { type: string }) => s.type)).to.deep.equal(["noop"]);
+      expect((await call(provider, "GET", "/metrics")).text).to.match(/myst_errors_total\{source="service",code="SERVICES_FILE_INVALID"\} 2/);
+      expect(JSON.parse(fs.readFileSync(`${file}.invalid`, "utf8"))).to.deep.equal(edited);
+
+      await stopDaemon(provider);
+      fs.writeFileSync(file, '{"spec": ');
+      const err = await startDaemon(provider.dir).then(
+        () => undefined,
+        (e) => e,
+      );
+      expect(err?.code).to.equal("SERVICES_FILE_CORRUPT");
+      expect(err.message).to.include(file);
+      fs.writeFileSync(file, JSON.stringify(saved));
+      provider = await startDaemon(provider.dir);
+      expect((await call(provider, "GET", "/v1/services")).body.services).to.have.length(1);
+    });
   });
 });
