@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nats-server openvpn openssl iproute2 iptables iperf3 ca-certificates)
+packages=(nats-server openvpn openssl iproute2 iptables iperf3 curl ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

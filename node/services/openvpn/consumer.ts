@@ -161,6 +161,9 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     "auth-retry none",
     "explicit-exit-notify 1",
     "connect-retry-max 1",
+    // The provider bills the bytes it sends: datagrams dropped here because the socket buffer
+    // overflowed (208 KiB by default) would be paid for and never received (capped by rmem_max).
+    "rcvbuf 2097152",
     "verb 3",
     "<ca>",
     c.ca.trim(),

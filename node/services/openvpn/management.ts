@@ -77,6 +77,19 @@ export class ManagementClient extends EventEmitter {
     });
   }
 
+  /**
+   * Sends several commands in one write, so openvpn reads them in one go (no other event of its
+   * loop runs between them); resolves with each one's answer.
+   */
+  commands(commands: string[]): Promise<string[][]> {
+    if (!this.#socket || this.#socket.destroyed) return Promise.reject(new ManagementError("MANAGEMENT_CLOSED", "not connected to openvpn"));
+    const answers = commands.map(
+      (command) => new Promise<string[]>((resolve, reject) => this.#queue.push({ command, multiline: false, lines: [], resolve, reject })),
+    );
+    this.#socket.write(commands.map((c) => c + "\n").join(""));
+    return Promise.all(answers);
+  }
+
   async clients(): Promise<ClientRow[]> {
     const lines = await this.command("status 3", true);
     const header = lines.find((l) => l.startsWith("HEADER\tCLIENT_LIST"))?.split("\t").slice(2);
