@@ -1,5 +1,6 @@
 import { Type } from "@fastify/type-provider-typebox";
-import type { MystDaemon, OfferJson } from "../daemon/daemon";
+import type { MystDaemon } from "../daemon/daemon";
+import type { OfferJson } from "../daemon/services-file";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
 import { silentLogger, type Logger } from "../log/logger";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";

@@ -1,5 +1,3 @@
-import fs from "node:fs";
-import path from "node:path";
 import { Wallet, getAddress, isAddress } from "ethers";
 import { PaymentChannelsClient } from "../chain/channels";
 import type { ChainConnection } from "../chain/connect";
@@ -20,8 +18,6 @@ import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus 
 import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
-
-export type { OfferJson } from "./services-file";
 
 export interface DaemonOptions {
   config: MystConfig;

@@ -69,12 +69,9 @@ export class ManagementClient extends EventEmitter {
   }
 
   /** Sends a command; resolves with its SUCCESS text, or its lines for multi-line commands. */
-  command(command: string, multiline = false): Promise<string[]> {
-    if (!this.#socket || this.#socket.destroyed) return Promise.reject(new ManagementError("MANAGEMENT_CLOSED", "not connected to openvpn"));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ command, multiline, lines: [], resolve, reject });
-      this.#socket!.write(command + "\n");
-    });
+  async command(command: string, multiline = false): Promise<string[]> {
+    const [answer] = await this.#send([{ command, multiline }]);
+    return answer;
   }
 
   /**
@@ -82,11 +79,14 @@ export class ManagementClient extends EventEmitter {
    * loop runs between them); resolves with each one's answer.
    */
   commands(commands: string[]): Promise<string[][]> {
-    if (!this.#socket || this.#socket.destroyed) return Promise.reject(new ManagementError("MANAGEMENT_CLOSED", "not connected to openvpn"));
-    const answers = commands.map(
-      (command) => new Promise<string[]>((resolve, reject) => this.#queue.push({ command, multiline: false, lines: [], resolve, reject })),
-    );
-    this.#socket.write(commands.map((c) => c + "\n").join(""));
+    return this.#send(commands.map((command) => ({ command, multiline: false })));
+  }
+
+  #send(commands: { command: string; multiline: boolean }[]): Promise<string[][]> {
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) return Promise.reject(new ManagementError("MANAGEMENT_CLOSED", "not connected to openvpn"));
+    const answers = commands.map(({ command, multiline }) => new Promise<string[]>((resolve, reject) => this.#queue.push({ command, multiline, lines: [], resolve, reject })));
+    socket.write(commands.map((c) => c.command + "\n").join(""));
     return Promise.all(answers);
   }
 
