@@ -7,7 +7,7 @@ import { SERVICE_TYPES } from "../services/catalog";
 export const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$", description: "an identity: Ethereum address, 0x + 40 hex" });
 export const Wei = Type.String({ pattern: "^[0-9]{1,78}$", description: "an amount in wei (1 MYST = 10^18 wei)" });
 export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: "an amount in MYST, decimal (e.g. \"0.05\")" });
-const Strict = { additionalProperties: false } as const;
+export const Strict = { additionalProperties: false } as const;
 /** Responses may grow fields; clients ignore what they do not know. */
 const Open = { additionalProperties: true } as const;
 

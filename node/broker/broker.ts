@@ -77,6 +77,11 @@ export class Broker {
     return () => this.#statusListeners.delete(listener);
   }
 
+  /**
+   * Subscribes at once on this side; the server learns of it a little later. Before telling a
+   * peer to send (or announcing anything), `await flush()`: until then the peer may get
+   * NO_RESPONDERS. Callers flush once after all their subscriptions (see `Dialogs.start`).
+   */
   subscribe(subject: string, handler: BrokerHandler, options: { queue?: string } = {}): { unsubscribe(): void } {
     const sub: Subscription = this.#conn().subscribe(subject, {
       queue: options.queue,

@@ -2,15 +2,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { OpenVpnBody, Wei } from "../api/schemas";
+import { OpenVpnBody, Strict, Wei } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES } from "../proposal/proposal";
 import { SERVICE_TYPES } from "../services/catalog";
 
-const Strict = { additionalProperties: false } as const;
-
 /** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
-export const OfferJsonSchema = Type.Object(
+const OfferJsonSchema = Type.Object(
   {
     country: Type.String({ pattern: "^[A-Za-z]{2}$" }),
     city: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
@@ -26,7 +24,7 @@ export const OfferJsonSchema = Type.Object(
 export type OfferJson = Static<typeof OfferJsonSchema>;
 
 /** One entry of `<data-dir>/services.json`: what `POST /v1/services` started, after defaults. */
-export const SavedServiceSchema = Type.Object(
+const SavedServiceSchema = Type.Object(
   {
     spec: Type.Object({ type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))), openvpn: Type.Optional(OpenVpnBody) }, Strict),
     offer: OfferJsonSchema,

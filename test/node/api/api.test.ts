@@ -13,6 +13,7 @@ import { Broker } from "../../../node/broker/broker";
 import { Keystore } from "../../../node/identity/keystore";
 import { silentLogger } from "../../../node/log/logger";
 import { TestNetwork } from "../../support/network";
+import { rejectionOf } from "../../support/rejection";
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
 import { OPENAPI_FILE, openapiText } from "../../../scripts/openapi";
@@ -412,11 +413,8 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
 
       await stopDaemon(provider);
       fs.writeFileSync(file, '{"spec": ');
-      const err = await startDaemon(provider.dir).then(
-        () => undefined,
-        (e) => e,
-      );
-      expect(err?.code).to.equal("SERVICES_FILE_CORRUPT");
+      const err = await rejectionOf(startDaemon(provider.dir));
+      expect(err.code).to.equal("SERVICES_FILE_CORRUPT");
       expect(err.message).to.include(file);
       fs.writeFileSync(file, JSON.stringify(saved));
       provider = await startDaemon(provider.dir);
