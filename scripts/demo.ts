@@ -67,7 +67,7 @@ async function main() {
   ok(`nats-server ${nats.url} (pid ${nats.pid})`);
   const topology: Topology = await topologyUp({ tag: "demo", consumers: 1 });
   started.push({ name: "topology", stop: () => topology.down() });
-  ok(`namespaces ${[...topology.consumers, topology.provider, topology.internet, topology.lan].join(", ")}`);
+  ok(`namespaces ${[...topology.consumers, topology.router, topology.gateway, topology.provider, topology.internet, topology.lan].join(", ")}`);
 
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "myst-demo-"));
   started.push({ name: "files", stop: async () => fs.rmSync(base, { recursive: true, force: true }) });
@@ -113,7 +113,8 @@ async function main() {
 
   say("Before connecting: what the internet host sees of the consumer");
   const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
-  ok(before === null ? "unreachable: the consumer has no route to the internet" : `visible IP ${before}`);
+  ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the provider sits behind its own NAT gateway ${topology.gateway})`);
+  if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
   say("Connecting through the provider (depositing 5 MYST into the payment channel first)");
   const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--topup", "5", "--netns", topology.consumers[0]]);
@@ -153,8 +154,8 @@ async function main() {
   ok(`session ${done.sessionId} ended`);
   await until(() => connect.child.exitCode !== null, "myst connect to exit");
   const gone = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
-  ok(gone === null ? "the consumer is back to no route" : `STILL ROUTED (${gone})`);
-  if (gone !== null) throw new Error("the route survived the disconnect");
+  ok(gone === topology.consumerAddress(0) ? `visible IP ${gone}: the consumer's own route is back` : `STILL ROUTED (${gone})`);
+  if (gone !== topology.consumerAddress(0)) throw new Error("the consumer's own route did not come back after the disconnect");
 
   say("Settlement: the provider settles the last promise on chain when the session ends");
   const earnings = await until(() => {

@@ -59,7 +59,7 @@ async function stockTunnel(t: Topology, dir: string): Promise<{ upMs: number; st
     "<ca>", pki.ca.trim(), "</ca>", "<tls-crypt>", pki.tlsCrypt.trim(), "</tls-crypt>", "",
   ].join("\n"));
   t.exec(t.provider, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-  t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "wan0", "-j", "MASQUERADE"]);
+  t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "eth0", "-j", "MASQUERADE"]);
   const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/sbin/openvpn", "--config", server], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 500));
   const started = Date.now();
@@ -100,14 +100,14 @@ export async function benchTunnel(): Promise<void> {
   try {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
-    children.push(iperfServer(topology.internet, "198.18.2.2"), iperfServer(topology.provider, topology.providerAddress));
+    children.push(iperfServer(topology.internet, topology.internetAddress), iperfServer(topology.provider, "0.0.0.0"));
     await new Promise((r) => setTimeout(r, 500));
 
     console.log("bare link…");
     const bare = iperf(topology, topology.consumers[0], topology.providerAddress, SECONDS);
     console.log("stock openvpn…");
     const stock = await stockTunnel(topology, dir);
-    const stockMbps = iperf(topology, topology.consumers[0], "198.18.2.2", SECONDS);
+    const stockMbps = iperf(topology, topology.consumers[0], topology.internetAddress, SECONDS);
     await stock.stop();
 
     // The myst side: provider service, discovery, announcer; consumer dialogs and sessions.
@@ -136,7 +136,7 @@ export async function benchTunnel(): Promise<void> {
 
     console.log("myst tunnel throughput…");
     const first = await sessions.connect({ proposal: (await client.get(providerKey.address, "openvpn"))!.signed, service: consumerService });
-    const mystMbps = iperf(topology, topology.consumers[0], "198.18.2.2", SECONDS);
+    const mystMbps = iperf(topology, topology.consumers[0], topology.internetAddress, SECONDS);
     await first.destroy();
 
     console.log(`${CONNECTS} connects…`);

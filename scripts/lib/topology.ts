@@ -4,27 +4,50 @@ import path from "node:path";
 import { stopChild } from "./local-chain";
 
 /**
- * The e2e and demo network, made of network namespaces (all named myst-<tag>-…):
+ * The e2e and demo network, shaped like the real internet (all namespaces named myst-<tag>-…):
  *
- *   consumer(s) 198.18.1.2, .3 … ──bridge── 198.18.1.1  provider  198.18.2.1 ── 198.18.2.2 internet host (HTTP "whoami" :8080)
- *                                                     192.168.77.1 ── 192.168.77.2 LAN host (private, HTTP :8080)
+ *   consumer c1 198.18.1.2  2001:db8:1::2 ─┐                         ┌─ 198.18.2.2  2001:db8:2::2  internet host i
+ *   consumer c2 198.18.1.3  2001:db8:1::3 ─┤ br0                     │  (HTTP "whoami" :8080 on both addresses)
+ *                      198.18.1.1 2001:db8:1::1 ── router r ── 198.18.2.1 2001:db8:2::1
+ *                                                      │ 198.18.3.1 2001:db8:3::1
+ *                                                      │
+ *                                      198.18.3.2 2001:db8:3::2  provider's gateway g
+ *                                      (NAT: the provider's public IPv4 is g's; every port is forwarded to p)
+ *                                                      │ 192.168.88.1 2001:db8:4::1
+ *                                                      │
+ *                                      192.168.88.2 2001:db8:4::2  provider p ── 192.168.77.1 ── 192.168.77.2 LAN host l
  *
- * Consumers have no default route: before a tunnel they reach only the provider's link. The
- * provider's default route goes to the internet host, whose server answers with the caller's IP.
- * Addresses are from 198.18.0.0/15 (benchmarking, never routed) and 192.168.77.0/24, and exist
+ * Each consumer has its own default routes (IPv4 and IPv6) via the router r, as behind any ISP:
+ * it reaches the internet host with its own addresses until a tunnel takes over. The provider is
+ * two routers away, behind a NAT gateway that forwards its ports (a "DMZ host"), so the consumer's
+ * tunnel must keep its own route to the provider's public address while its default route points
+ * into the tunnel. The internet host answers each request with the caller's address. Addresses are
+ * from 198.18.0.0/15 (benchmarking), 2001:db8::/32 (documentation) and 192.168.0.0/16, and exist
  * only inside these namespaces.
  */
 export interface Topology {
   tag: string;
   consumers: string[];
+  /** The router between consumers, the provider's gateway and the internet host. */
+  router: string;
+  /** The provider's NAT gateway (its "home router"). */
+  gateway: string;
   provider: string;
   internet: string;
   lan: string;
+  /** The provider's public address: what consumers connect to, and what the internet host sees of it. */
   providerAddress: string;
+  /** The address the internet host sees when the provider's traffic (and its consumers') leaves. */
   providerUplinkAddress: string;
+  /** The provider's own (routed, not translated) IPv6 address. */
+  providerAddress6: string;
+  internetAddress: string;
+  internetAddress6: string;
   internetUrl: string;
+  internetUrl6: string;
   lanUrl: string;
   consumerAddress(i: number): string;
+  consumerAddress6(i: number): string;
   /** Runs a command in a namespace and returns its stdout. */
   exec(netns: string, argv: string[], options?: { timeoutMs?: number }): string;
   /** Removes everything: processes started here (by PID), then the namespaces. */
@@ -37,12 +60,16 @@ function ip(...args: string[]): void {
   execFileSync(IP, args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
+function inNs(netns: string, argv: string[]): void {
+  execFileSync(IP, ["netns", "exec", netns, ...argv], { stdio: ["ignore", "ignore", "pipe"] });
+}
+
 export async function topologyUp(options: { tag?: string; consumers?: number } = {}): Promise<Topology> {
   const tag = options.tag ?? crypto.randomBytes(2).toString("hex");
   const ns = (name: string) => `myst-${tag}-${name}`;
   const consumers = Array.from({ length: options.consumers ?? 1 }, (_v, i) => ns(`c${i + 1}`));
-  const [provider, internet, lan] = [ns("p"), ns("i"), ns("l")];
-  const all = [...consumers, provider, internet, lan];
+  const [router, gateway, provider, internet, lan] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l")];
+  const all = [...consumers, router, gateway, provider, internet, lan];
   const children: ChildProcess[] = [];
 
   const down = async () => {
@@ -75,29 +102,57 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
       ip("-n", a, "link", "set", aName, "up");
       ip("-n", b, "link", "set", bName, "up");
     };
-    // Consumers ↔ provider, through a bridge in the provider.
-    ip("-n", provider, "link", "add", "br0", "type", "bridge");
-    ip("-n", provider, "link", "set", "br0", "up");
-    ip("-n", provider, "addr", "add", "198.18.1.1/24", "dev", "br0");
+    // `nodad`: an IPv6 address is usable at once instead of after duplicate address detection.
+    const addr = (n: string, dev: string, v4: string, v6?: string) => {
+      ip("-n", n, "addr", "add", v4, "dev", dev);
+      if (v6) ip("-n", n, "-6", "addr", "add", v6, "dev", dev, "nodad");
+    };
+    const forwarding = (n: string) => inNs(n, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+
+    // The router: the consumers' LAN (a bridge), the internet host's link, the provider gateway's link.
+    forwarding(router);
+    ip("-n", router, "link", "add", "br0", "type", "bridge");
+    ip("-n", router, "link", "set", "br0", "up");
+    addr(router, "br0", "198.18.1.1/24", "2001:db8:1::1/64");
     consumers.forEach((c, i) => {
-      veth(c, "eth0", provider, `cons${i + 1}`);
-      ip("-n", provider, "link", "set", `cons${i + 1}`, "master", "br0");
-      ip("-n", c, "addr", "add", `198.18.1.${i + 2}/24`, "dev", "eth0");
+      veth(c, "eth0", router, `cons${i + 1}`);
+      ip("-n", router, "link", "set", `cons${i + 1}`, "master", "br0");
+      addr(c, "eth0", `198.18.1.${i + 2}/24`, `2001:db8:1::${i + 2}/64`);
+      ip("-n", c, "route", "add", "default", "via", "198.18.1.1");
+      ip("-n", c, "-6", "route", "add", "default", "via", "2001:db8:1::1");
     });
-    // Provider ↔ internet host (the provider's uplink and default route).
-    veth(provider, "wan0", internet, "eth0");
-    ip("-n", provider, "addr", "add", "198.18.2.1/24", "dev", "wan0");
-    ip("-n", internet, "addr", "add", "198.18.2.2/24", "dev", "eth0");
-    ip("-n", provider, "route", "add", "default", "via", "198.18.2.2");
-    // Provider ↔ a host on its private LAN.
+    veth(router, "inet0", internet, "eth0");
+    addr(router, "inet0", "198.18.2.1/24", "2001:db8:2::1/64");
+    addr(internet, "eth0", "198.18.2.2/24", "2001:db8:2::2/64");
+    ip("-n", internet, "route", "add", "default", "via", "198.18.2.1");
+    ip("-n", internet, "-6", "route", "add", "default", "via", "2001:db8:2::1");
+    veth(router, "prov0", gateway, "wan0");
+    addr(router, "prov0", "198.18.3.1/24", "2001:db8:3::1/64");
+    addr(gateway, "wan0", "198.18.3.2/24", "2001:db8:3::2/64");
+    ip("-n", router, "-6", "route", "add", "2001:db8:4::/64", "via", "2001:db8:3::2");
+
+    // The provider's gateway: NAT for IPv4 (every inbound port forwarded to the provider), routed IPv6.
+    forwarding(gateway);
+    ip("-n", gateway, "route", "add", "default", "via", "198.18.3.1");
+    ip("-n", gateway, "-6", "route", "add", "default", "via", "2001:db8:3::1");
+    veth(gateway, "lan0", provider, "eth0");
+    addr(gateway, "lan0", "192.168.88.1/24", "2001:db8:4::1/64");
+    addr(provider, "eth0", "192.168.88.2/24", "2001:db8:4::2/64");
+    ip("-n", provider, "route", "add", "default", "via", "192.168.88.1");
+    ip("-n", provider, "-6", "route", "add", "default", "via", "2001:db8:4::1");
+    const iptables = (...args: string[]) => inNs(gateway, ["/usr/sbin/iptables", "-w", ...args]);
+    iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", "192.168.88.2");
+    iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
+
+    // A host on the provider's private LAN, which consumers must not reach.
     veth(provider, "lan0", lan, "eth0");
-    ip("-n", provider, "addr", "add", "192.168.77.1/24", "dev", "lan0");
-    ip("-n", lan, "addr", "add", "192.168.77.2/24", "dev", "eth0");
+    addr(provider, "lan0", "192.168.77.1/24");
+    addr(lan, "eth0", "192.168.77.2/24");
     ip("-n", lan, "route", "add", "default", "via", "192.168.77.1");
 
     const whoami = path.join(__dirname, "..", "netns", "whoami.js");
-    for (const [n, address] of [[internet, "198.18.2.2"], [lan, "192.168.77.2"]]) {
-      const child = spawn(IP, ["netns", "exec", n, process.execPath, whoami, address, "8080"], { stdio: ["ignore", "pipe", "inherit"] });
+    for (const [n, addresses] of [[internet, ["198.18.2.2", "2001:db8:2::2"]], [lan, ["192.168.77.2"]]] as const) {
+      const child = spawn(IP, ["netns", "exec", n, process.execPath, whoami, "8080", ...addresses], { stdio: ["ignore", "pipe", "inherit"] });
       children.push(child);
       await new Promise<void>((resolve, reject) => {
         child.stdout!.once("data", () => resolve());
@@ -112,14 +167,21 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
   return {
     tag,
     consumers,
+    router,
+    gateway,
     provider,
     internet,
     lan,
-    providerAddress: "198.18.1.1",
-    providerUplinkAddress: "198.18.2.1",
+    providerAddress: "198.18.3.2",
+    providerUplinkAddress: "198.18.3.2",
+    providerAddress6: "2001:db8:4::2",
+    internetAddress: "198.18.2.2",
+    internetAddress6: "2001:db8:2::2",
     internetUrl: "http://198.18.2.2:8080/",
+    internetUrl6: "http://[2001:db8:2::2]:8080/",
     lanUrl: "http://192.168.77.2:8080/",
     consumerAddress: (i) => `198.18.1.${i + 2}`,
+    consumerAddress6: (i) => `2001:db8:1::${i + 2}`,
     exec: (netns, argv, o = {}) => execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
   };
@@ -143,4 +205,9 @@ export function downloadFrom(topology: Topology, netns: string, url: string, tim
   } catch {
     return null;
   }
+}
+
+/** The consumer's routes, IPv4 and IPv6, as text: to compare before and after a session. */
+export function routesOf(topology: Topology, netns: string): string {
+  return ["-4", "-6"].map((family) => topology.exec(netns, [IP, family, "route", "show", "table", "all"])).join("");
 }

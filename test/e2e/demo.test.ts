@@ -37,9 +37,9 @@ describe("e2e: the local demo (npm run demo), checked step by step", function ()
     expect(output).to.match(/✓ the consumer finds it with filters \(openvpn, DE, ≤ 0\.2 MYST\/GiB\): 0x[0-9a-fA-F]{40}, Berlin, residential/);
   });
 
-  it("shows the consumer unreachable before, the provider's IP after, and the LAN blocked", function () {
-    expect(output).to.include("✓ unreachable: the consumer has no route to the internet");
-    expect(output).to.include("✓ visible IP 198.18.2.1 — the provider's address (198.18.2.1), not the consumer's (198.18.1.2)");
+  it("shows the consumer's own IP before, the provider's IP (behind its NAT gateway) after, and the LAN blocked", function () {
+    expect(output).to.match(/✓ visible IP 198\.18\.1\.2 — the consumer's own address/);
+    expect(output).to.include("✓ visible IP 198.18.3.2 — the provider's address (198.18.3.2), not the consumer's (198.18.1.2)");
     expect(output).to.include("is blocked");
   });
 
@@ -62,8 +62,8 @@ describe("e2e: the local demo (npm run demo), checked step by step", function ()
     expect(Number(channel?.[1]) + Number(channel?.[2])).to.be.closeTo(5, 1e-9);
   });
 
-  it("disconnects back to no route and leaves no namespace behind", function () {
-    expect(output).to.include("✓ the consumer is back to no route");
+  it("disconnects back to the consumer's own route and leaves no namespace behind", function () {
+    expect(output).to.include("✓ visible IP 198.18.1.2: the consumer's own route is back");
     expect(output).to.include("✓ processes stopped, namespaces removed");
     expect(execFileSync("/usr/sbin/ip", ["netns", "list"], { encoding: "utf8" })).to.not.include("myst-demo-");
   });

@@ -10,7 +10,7 @@ import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
-import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { downloadFrom, fetchFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { TestNetwork } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { makeProposal } from "../support/proposals";
@@ -79,14 +79,28 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("routes a consumer's traffic out through the provider, and restores no-route after", async function () {
+  it("starts from a network shaped like the internet: the consumer reaches it with its own addresses, the provider is behind a NAT gateway", function () {
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl6)).to.equal(topology.consumerAddress6(0));
+    expect(fetchFrom(topology, topology.provider, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    // The provider is not on the consumer's link: the consumer's route to it goes through the router.
+    expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "-4", "route", "get", topology.providerAddress])).to.match(/ via 198\.18\.1\.1 /);
+  });
+
+  it("routes a consumer's traffic out through the provider two routers away, and restores the consumer's own routes after", async function () {
     const c = consumerSide(0);
-    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
+    const routesBefore = routesOf(topology, topology.consumers[0]);
     const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
-    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
-    await session.destroy();
-    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000)).to.equal(null);
-    expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "route"])).to.not.match(/0\.0\.0\.0\/1|tun/);
+    try {
+      expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=1000000`)).to.equal(1_000_000);
+      // The tunnel's own packets still reach the provider by the consumer's gateway.
+      expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "-4", "route", "get", topology.providerAddress])).to.match(/ via 198\.18\.1\.1 dev eth0/);
+    } finally {
+      await session.destroy();
+    }
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
+    expect(routesOf(topology, topology.consumers[0])).to.equal(routesBefore);
   });
 
   it("keeps the consumer out of the provider's private LAN", async function () {
@@ -127,7 +141,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
     await providerSessions.end(session.id, "operator ended it");
     expect(await session.ended).to.equal("provider ended it: operator ended it");
-    await until(() => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === null, "the route to go away");
+    await until(() => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === topology.consumerAddress(0), "the consumer's own route back");
   });
 
   it("cuts off a client whose session ended even if its openvpn stays up", async function () {

@@ -21,7 +21,8 @@ export interface OpenVpnConsumerOptions {
 /**
  * The consumer side of OpenVPN: writes a private config (0600, removed once connected), starts
  * `openvpn`, waits for CONNECTED on the management interface, and routes all traffic through the
- * tunnel (`redirect-gateway def1`, set by the client so a namespace without a default route works).
+ * tunnel (`redirect-gateway def1`, set by the client whatever the provider pushes; openvpn keeps a host
+ * route to the provider's endpoint via the consumer's own gateway).
  */
 export class OpenVpnConsumerService implements ConsumerService {
   readonly type = "openvpn";
@@ -156,7 +157,10 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     `data-ciphers ${c.cipher}`,
     `auth-user-pass ${files.auth}`,
     'pull-filter ignore "redirect-gateway"',
-    "redirect-gateway def1 local",
+    // Not `local`: openvpn must add a host route to the provider via our own gateway, or once the
+    // default route points into the tunnel its own packets follow it (the provider is routers
+    // away on a real network, never on our link).
+    "redirect-gateway def1",
     `management ${files.socket} unix`,
     "auth-retry none",
     "explicit-exit-notify 1",
