@@ -179,6 +179,18 @@ export const Earnings = Type.Object({
   settledWei: Wei,
   unsettledWei: Wei,
   settlements: Type.Array(Type.Object({ channelId: Type.String(), amountWei: Wei, paidWei: Type.Optional(Wei), txHash: Type.Union([Type.String(), Type.Null()]), at: Type.String() })),
+  pendingSettlements: Type.Array(
+    Type.Object({
+      channelId: Type.String(),
+      consumer: Address,
+      amountWei: Wei,
+      state: Type.Union(["queued", "submitted", "retrying", "waiting-top-up", "rejected"].map((s) => Type.Literal(s))),
+      attempts: Type.Integer(),
+      lastError: Type.Optional(Type.String()),
+      nextAttemptAt: Type.Optional(Type.String()),
+      txHash: Type.Optional(Type.String()),
+    }),
+  ),
 });
 
 export type StartServiceBody = Static<typeof StartServiceBody>;

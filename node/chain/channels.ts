@@ -68,6 +68,44 @@ export class PaymentChannelsClient {
     }
   }
 
+  /**
+   * Sends a settlement with the given nonce and returns once the node has it: its hash, and a
+   * function that waits for it to be mined (the caller can send the next one meanwhile).
+   */
+  async submitSettle(
+    submitter: Signer,
+    promise: { consumer: string; provider: string; amount: bigint; signature: Uint8Array },
+    nonce: number,
+  ): Promise<{ txHash: string; mined: () => Promise<{ gasUsed: bigint; paid: bigint }> }> {
+    let tx;
+    try {
+      tx = await this.conn.channels.connect(submitter).settle(promise.consumer, promise.provider, promise.amount, promise.signature, { nonce });
+    } catch (err) {
+      throw toChainError(err, `settling the channel of ${promise.consumer}`);
+    }
+    return {
+      txHash: tx.hash,
+      mined: async () => {
+        try {
+          const receipt = await tx.wait();
+          const event = receipt!.logs.map((l) => this.conn.channels.interface.parseLog(l)).find((e) => e?.name === "PromiseSettled");
+          return { gasUsed: receipt!.gasUsed, paid: (event?.args[2] as bigint) ?? 0n };
+        } catch (err) {
+          throw toChainError(err, `settling the channel of ${promise.consumer}`);
+        }
+      },
+    };
+  }
+
+  /** The next nonce of `address`, counting transactions the node has but not yet mined. */
+  async pendingNonce(address: string): Promise<number> {
+    try {
+      return await this.conn.provider.getTransactionCount(address, "pending");
+    } catch (err) {
+      throw toChainError(err, `reading the nonce of ${address}`);
+    }
+  }
+
   async requestWithdrawal(consumer: IdentityKey, provider: string): Promise<string> {
     try {
       const receipt = await (await this.conn.channels.connect(new Wallet(consumer.privateKeyHex(), this.conn.provider)).requestWithdrawal(provider)).wait();

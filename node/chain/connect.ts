@@ -1,4 +1,4 @@
-import { JsonRpcProvider, Network } from "ethers";
+import { FetchRequest, JsonRpcProvider, Network } from "ethers";
 import {
   IdentityRegistry__factory,
   MystToken__factory,
@@ -28,6 +28,8 @@ export interface ConnectChainOptions {
   timeoutMs?: number;
   /** How often to poll for new blocks and events. Default 500 ms. */
   pollingIntervalMs?: number;
+  /** How long any one call may wait for the node's answer. Default 15 s (ethers' own is 5 min). */
+  requestTimeoutMs?: number;
 }
 
 /**
@@ -43,7 +45,10 @@ export async function connectChain(options: ConnectChainOptions): Promise<ChainC
       `the chain at ${rpcUrl} has id ${chainId}, but the deployment (${deployment.network}) is for chain ${deployment.chainId}`,
     );
   }
-  const provider = new JsonRpcProvider(rpcUrl, Network.from(chainId), {
+  // A node that accepts and never answers must not hang a settlement, a shutdown or a promise.
+  const request = new FetchRequest(rpcUrl);
+  request.timeout = options.requestTimeoutMs ?? 15_000;
+  const provider = new JsonRpcProvider(request, Network.from(chainId), {
     staticNetwork: Network.from(chainId),
     pollingInterval: options.pollingIntervalMs ?? 500,
     // ethers shares identical calls made within 250 ms by default, which hands out stale nonces

@@ -57,7 +57,10 @@ export function toChainError(err: unknown, doing: string): ChainError {
   if (e.code === "INSUFFICIENT_FUNDS") {
     return new ChainError("INSUFFICIENT_FUNDS", `${doing}: the sending account cannot pay for gas`, { cause: err });
   }
-  if (e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" || e.code === "TIMEOUT") {
+  if (e.code === "NONCE_EXPIRED" || e.code === "REPLACEMENT_UNDERPRICED" || /nonce too low|nonce has already been used|already known/i.test(e.shortMessage ?? (err instanceof Error ? err.message : ""))) {
+    return new ChainError("NONCE_CONFLICT", `${doing}: the account's nonce moved (${e.shortMessage ?? e.code})`, { cause: err });
+  }
+  if (e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" || e.code === "TIMEOUT" || e.code === "ECONNREFUSED" || e.code === "ECONNRESET") {
     return new ChainError("CHAIN_UNREACHABLE", `${doing}: the chain did not answer (${e.shortMessage ?? e.code})`, { cause: err });
   }
   const detail = e.shortMessage ?? (err instanceof Error ? err.message : String(err));

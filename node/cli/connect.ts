@@ -7,6 +7,9 @@ import { consumerService } from "../services/catalog";
 import type { CommandContext } from "./context";
 import { askControl, controlSocketPath, serveControl } from "./control";
 import { mystToWei } from "../payments/price";
+import { databaseFile, openDatabase } from "../store/database";
+import { IssuedPromiseStore } from "../store/issued-promise-store";
+import { SessionStore } from "../store/session-store";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -50,7 +53,8 @@ export function connectCommands(context: Ctx): Command[] {
       if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
 
       const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));
-      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), log: ctx.log });
+      const db = openDatabase(databaseFile(ctx.config.dataDir));
+      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), promises: new IssuedPromiseStore(db), history: new SessionStore(db), log: ctx.log });
       await node.start();
       let connection: Connection;
       try {
@@ -62,6 +66,7 @@ export function connectCommands(context: Ctx): Command[] {
         });
       } catch (err) {
         await node.stop();
+        db.close();
         throw err;
       }
       const { session } = connection;
@@ -90,6 +95,7 @@ export function connectCommands(context: Ctx): Command[] {
       const reason = await done;
       control.close();
       await node.stop();
+      db.close();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       process.stderr.write(`myst: disconnected (${reason})\n`);

@@ -77,6 +77,7 @@ function printEarnings(ctx: CommandContext, e: EarningsReport): void {
     ...e.sessions.map((s) => `session ${s.sessionId}  ${s.consumer}  ${myst(s.promisedWei)}`),
     `total promised ${myst(e.totalPromisedWei)}, settled ${myst(e.settledWei)}, unsettled ${myst(e.unsettledWei)}`,
     ...(e.settlements.length ? [`${e.settlements.length} settlement(s) on chain`] : []),
+    ...e.pendingSettlements.map((p) => `pending settlement ${p.channelId}  ${myst(p.amountWei)}  ${p.state}${p.attempts ? ` after ${p.attempts} attempt(s)` : ""}${p.lastError ? `: ${p.lastError}` : ""}`),
   ]);
 }
 
@@ -95,8 +96,11 @@ export function earningsCommand(context: Ctx): Command {
     const key = await ctx.identity(opts);
     const conn = await ctx.chain();
     const store = new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)));
-    await new Settler(store, new PaymentChannelsClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: ctx.log }).settleAll();
-    printEarnings(ctx, earningsReport(store));
+    const settler = new Settler(store, new PaymentChannelsClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: ctx.log });
+    settler.settleAll();
+    await settler.drain(60_000);
+    settler.stop();
+    printEarnings(ctx, earningsReport(store, settler.pending()));
   });
   return earnings;
 }

@@ -3,7 +3,7 @@ import { formatUnits } from "ethers";
 import type { ServiceView } from "../daemon/daemon";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
-import { databaseFile } from "../store/database";
+import { databaseFile, openDatabase } from "../store/database";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
 import { SERVICE_TYPES, checkServiceSpec, startProviderService, type ServiceSpec } from "../services/catalog";
 import type { CommandContext } from "./context";
@@ -137,13 +137,18 @@ export function serviceCommand(context: Ctx): Command {
     if (!(await registry.isRegistered(key.address))) {
       ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
     }
-    const payments = { ...policy, conn: await ctx.chain(), dbFile: databaseFile(ctx.config.dataDir) };
-    const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
+    const db = openDatabase(databaseFile(ctx.config.dataDir));
+    const payments = { ...policy, conn: await ctx.chain(), db };
+    const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log }).catch((err) => {
+      db.close();
+      throw err;
+    });
     const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, payments });
     try {
       await provider.start();
     } catch (err) {
       await running.stop?.().catch(() => undefined);
+      db.close();
       throw err;
     }
     ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
@@ -151,8 +156,11 @@ export function serviceCommand(context: Ctx): Command {
       "Ctrl-C stops it",
     ]);
     await untilSignal(async () => {
-      await provider.stop();
+      // The tunnel server first: nothing unbilled flows while the last promises settle.
+      await provider.removeService(running.type).catch(() => undefined);
       await running.stop?.();
+      await provider.stop();
+      db.close();
     });
   });
 

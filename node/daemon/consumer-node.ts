@@ -12,6 +12,8 @@ import { PaymentChannelsClient } from "../chain/channels";
 import type { ChainConnection } from "../chain/connect";
 import { ConsumerPayments } from "../payments/consumer-payments";
 import type { SessionStore } from "../store/session-store";
+import type { IssuedPromiseStore } from "../store/issued-promise-store";
+import { ConsumerPromises } from "../payments/consumer-promises";
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
@@ -27,6 +29,8 @@ export interface ConsumerNodeOptions {
   conn?: ChainConnection;
   /** Where sessions are recorded (started, ended with bytes and the amount promised). */
   history?: SessionStore;
+  /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
+  promises?: IssuedPromiseStore;
   log?: Logger;
 }
 
@@ -60,6 +64,7 @@ export class ConsumerNode {
   readonly sessions: ConsumerSessions;
   readonly discovery: DiscoveryClient;
   readonly channels?: PaymentChannelsClient;
+  readonly promises?: ConsumerPromises;
   current?: Connection;
 
   constructor(private readonly o: ConsumerNodeOptions) {
@@ -71,7 +76,10 @@ export class ConsumerNode {
     }
     this.sessions = new ConsumerSessions(this.dialogs, { log });
     this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
-    if (o.conn) this.channels = new PaymentChannelsClient(o.conn);
+    if (o.conn) {
+      this.channels = new PaymentChannelsClient(o.conn);
+      this.promises = new ConsumerPromises(o.key, this.channels, o.promises);
+    }
   }
 
   async start(): Promise<void> {
@@ -102,7 +110,7 @@ export class ConsumerNode {
       }
     }
     const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: priceLimit(target.filter) });
-    const payments = this.channels ? new ConsumerPayments(session, this.o.key, this.channels, { log: this.o.log }) : undefined;
+    const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
     payments?.start();
     const t = session.timings;
     const connection: Connection = {

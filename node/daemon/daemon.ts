@@ -12,7 +12,8 @@ import { parseFilter } from "../proposal/filter";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
 import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
 import { SessionError } from "../session/errors";
-import { databaseFile } from "../store/database";
+import { databaseFile, openDatabase, type Db } from "../store/database";
+import { IssuedPromiseStore } from "../store/issued-promise-store";
 import type { SessionRecord } from "../store/session-store";
 import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "./consumer-node";
 import { NodeMetrics } from "./metrics";
@@ -71,12 +72,14 @@ export class MystDaemon {
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
   readonly #servicesFile: ServicesFile;
   readonly #starting = new Set<string>();
+  readonly #db: Db;
   #connecting = false;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
     const { config, key, registry, conn, log, policy } = options;
     this.#servicesFile = new ServicesFile(config.dataDir);
+    this.#db = openDatabase(databaseFile(config.dataDir));
     this.provider = new ProviderNode({
       key,
       brokerUrls: config.brokerUrls,
@@ -85,9 +88,9 @@ export class MystDaemon {
       log,
       maxSessions: policy.maxSessions,
       pingMs: options.pingMs,
-      payments: { ...policy, conn, dbFile: databaseFile(config.dataDir) },
+      payments: { ...policy, conn, db: this.#db },
     });
-    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, log });
+    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, promises: new IssuedPromiseStore(this.#db), log });
     this.channels = new PaymentChannelsClient(conn);
     this.metrics.watchProvider(this.provider);
     this.metrics.watchConsumer(() => this.consumer.current);
@@ -121,8 +124,10 @@ export class MystDaemon {
     await this.consumer.stop();
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
-    await this.provider.stop();
+    // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
     await Promise.all(running.map((s) => s?.stop?.().catch(() => undefined)));
+    await this.provider.stop();
+    this.#db.close();
     this.#o.log.info("daemon stopped");
   }
 
@@ -307,11 +312,13 @@ export class MystDaemon {
   }
 
   earnings(): EarningsReport {
-    return earningsReport(this.provider.store!);
+    return earningsReport(this.provider.store!, this.provider.settler!.pending());
   }
 
+  /** Settles every channel now and waits up to 30 s: what is still pending shows with its state and error. */
   async settle(): Promise<EarningsReport> {
-    await this.provider.settler!.settleAll();
+    this.provider.settler!.settleAll();
+    await this.provider.settler!.drain(30_000);
     return this.earnings();
   }
 

@@ -19,7 +19,7 @@ export class NodeMetrics {
   readonly #ended = new Counter({ name: "myst_sessions_ended_total", help: "sessions ended, by role and service type", labelNames: ["role", "service_type"], registers: [this.registry] });
   readonly #promises = new Counter({ name: "myst_promises_total", help: "payment promises: received and accepted or rejected (provider), issued and acknowledged (consumer)", labelNames: ["role", "result"], registers: [this.registry] });
   readonly #promised = new Counter({ name: "myst_promised_myst_total", help: "MYST promised: to this provider, or by this consumer", labelNames: ["role"], registers: [this.registry] });
-  readonly #settlements = new Counter({ name: "myst_settlements_total", help: "settlement attempts by result (mined, failed)", labelNames: ["result"], registers: [this.registry] });
+  readonly #settlements = new Counter({ name: "myst_settlements_total", help: "settlement attempts by result (mined; failed, retried; rejected by the chain, not retried)", labelNames: ["result"], registers: [this.registry] });
   readonly #settled = new Counter({ name: "myst_settled_myst_total", help: "MYST paid out to the beneficiary by settlements", registers: [this.registry] });
   readonly #settleGas = new Counter({ name: "myst_settlement_gas_total", help: "gas used by mined settlements", registers: [this.registry] });
   readonly #errors = new Counter({ name: "myst_errors_total", help: "errors by where they happened and their code", labelNames: ["source", "code"], registers: [this.registry] });
@@ -40,6 +40,17 @@ export class NodeMetrics {
       collect() {
         this.set({ role: "provider" }, self.#provider?.sessions.liveCount ?? 0);
         this.set({ role: "consumer" }, self.#connection?.()?.session.state === "active" ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "myst_settlements_pending",
+      help: "channels whose latest promise is not settled yet, by state (queued, submitted, retrying, waiting-top-up, rejected)",
+      labelNames: ["state"],
+      registers: [this.registry],
+      collect() {
+        const counts: Record<string, number> = { queued: 0, submitted: 0, retrying: 0, "waiting-top-up": 0, rejected: 0 };
+        for (const p of self.#provider?.settler?.pending() ?? []) counts[p.state]++;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
     new Counter({
@@ -88,6 +99,10 @@ export class NodeMetrics {
       this.#settlements.inc({ result: "mined" });
       this.#settled.inc(myst(s.paid));
       this.#settleGas.inc(Number(s.gasUsed));
+    });
+    node.settler?.on("settlement-rejected", () => {
+      this.#settlements.inc({ result: "rejected" });
+      this.error("settlement", "SETTLEMENT_REJECTED");
     });
     node.settler?.on("settlement-failed", () => {
       this.#settlements.inc({ result: "failed" });

@@ -10,10 +10,11 @@ import { PaymentChannelsClient } from "../chain/channels";
 import type { ChainConnection } from "../chain/connect";
 import { ProviderPayments } from "../payments/provider-payments";
 import { Settler } from "../payments/settlement";
-import { openDatabase, type Db } from "../store/database";
+import type { Db } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
 import { SessionStore } from "../store/session-store";
-import { channelIdOf } from "../chain/eip712";
+import { ChannelStateCache } from "../payments/channel-cache";
+import type { SessionUsage } from "../payments/provider-payments";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
 import { SessionError } from "../session/errors";
@@ -46,8 +47,10 @@ export interface ProviderNodeOptions {
   maxSessions?: number;
   keepaliveMs?: number;
   pingMs?: number;
-  /** Payments: without them the provider serves for free (tests of the protocol only). */
-  payments?: ProviderPaymentSettings & { conn: ChainConnection; dbFile: string };
+  /** Payments: without them the provider serves for free (tests of the protocol only). The caller owns `db`. */
+  payments?: ProviderPaymentSettings & { conn: ChainConnection; db: Db };
+  /** How long `stop` waits for settlements before leaving them to the next start. Default 10 s. */
+  settleTimeoutMs?: number;
 }
 
 /** The provider's payment policy (amounts in wei). */
@@ -79,7 +82,7 @@ export class ProviderNode {
   readonly settler?: Settler;
   readonly store?: PromiseStore;
   readonly history?: SessionStore;
-  readonly #db?: Db;
+  readonly channelCache?: ChannelStateCache;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
   readonly #selling = new Map<string, Selling>();
@@ -107,32 +110,38 @@ export class ProviderNode {
     if (options.payments) {
       const p = options.payments;
       const channels = new PaymentChannelsClient(p.conn);
-      this.#db = openDatabase(p.dbFile);
-      this.store = new PromiseStore(this.#db);
-      const history = new SessionStore(this.#db);
+      const cache = new ChannelStateCache(channels);
+      this.channelCache = cache;
+      this.store = new PromiseStore(p.db);
+      const history = new SessionStore(p.db);
       this.history = history;
+      const store = this.store;
       this.sessions.on("session-accepted", (s) => history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }));
       this.sessions.on("session-ended", (s) => {
         const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
-        const promised = this.store!.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n;
-        history.ended(s.id, { endedAt: s.endedAt ?? Date.now(), reason: s.endReason ?? "", bytes: usage.bytesIn + usage.bytesOut, promised });
+        // The session's own amount: what its promises added to the channel (not the channel's total).
+        history.ended(s.id, { endedAt: s.endedAt ?? Date.now(), reason: s.endReason ?? "", bytes: usage.bytesIn + usage.bytesOut, promised: store.sessionAmount(s.id) });
       });
-      this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), { log: this.#log });
+      this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), {
+        log: this.#log,
+        onSettled: ({ consumer, provider }) => void cache.read(consumer, provider).catch(() => undefined),
+      });
       this.payments = new ProviderPayments({
         ...p,
         sessions: this.sessions,
-        channels,
+        channels: cache,
         store: this.store,
         settler: this.settler,
         usage: (id) => this.usage(id),
+        brokerUp: () => this.broker.status === "connected",
         log: this.#log,
       });
     }
     for (const provided of options.services) this.#add(provided);
   }
 
-  /** Bytes a session moved so far, from its service's meter. */
-  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+  /** Bytes a session moved so far (and time its service was down), from its service's meter. */
+  usage(sessionId: string): SessionUsage | undefined {
     const session = this.sessions.get(sessionId);
     return session ? this.#services.get(session.serviceType)?.usage?.(sessionId) : undefined;
   }
@@ -201,8 +210,9 @@ export class ProviderNode {
   }
 
   async start(): Promise<void> {
-    // Anything stored but unsettled (a crash, a restart) goes on chain first.
-    await this.settler?.settleAll();
+    // Anything stored but unsettled (a crash, a restart) is queued at once; a chain that does not
+    // answer delays it, not the start.
+    this.settler?.settleAll();
     await this.broker.start();
     await this.dialogs.start();
     this.sessions.start();
@@ -217,8 +227,14 @@ export class ProviderNode {
     await Promise.all([...this.#selling.values()].map((s) => s.announcer.stop()));
     await this.sessions.stop();
     this.payments?.stop();
-    await this.settler?.settleAll();
-    this.#db?.close();
+    if (this.settler) {
+      // Bounded: a chain that does not answer must not keep the node from stopping. What is not
+      // settled stays stored and is settled at the next start.
+      this.settler.settleAll();
+      const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
+      this.settler.stop();
+      if (!settled) this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
+    }
     this.dialogs.stop();
     await this.broker.stop();
     this.#log.info("provider stopped");

@@ -1,9 +1,8 @@
 import { EventEmitter } from "node:events";
-import type { PaymentChannelsClient } from "../chain/channels";
-import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ConsumerSession } from "../session/consumer";
 import { priceFromProposal, priceOf } from "./price";
+import type { ConsumerPromises, SignedPromise } from "./consumer-promises";
 import { PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 export interface InvoiceTolerance {
@@ -19,27 +18,30 @@ export interface InvoiceTolerance {
 export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 20n, ms: 10_000n };
 
 /**
- * The consumer's side of payments for one session: checks each invoice against its own meter
- * (time since confirmation, bytes through its tunnel) within the tolerance, answers a fair one
- * with a promise for the new cumulative amount, and ends the session over an unfair one. Emits
+ * The consumer's side of payments for one session. Invoices state the channel's cumulative amount
+ * (earlier and concurrent sessions with this provider included); the consumer checks the increase
+ * over its latest promise on the channel against its own meter of this session (time since
+ * confirmation, bytes through its tunnel, within the tolerance), answers a fair one with a promise
+ * for the new cumulative amount, and ends the session over an unfair one. An invoice it has already
+ * covered is answered with its latest promise again (the provider may not have stored it). Emits
  * "promise-issued" ({amount, increase}) for each promise the provider acknowledged.
  */
 export class ConsumerPayments extends EventEmitter {
+  /** What this session has added to the channel's promises (its own cost). */
   promised = 0n;
   invoices = 0;
   readonly #log: Logger;
 
   constructor(
     private readonly session: ConsumerSession,
-    private readonly key: IdentityKey,
-    private readonly channels: PaymentChannelsClient,
+    private readonly promises: ConsumerPromises,
     private readonly options: { tolerance?: InvoiceTolerance; log?: Logger; pay?: boolean } = {},
   ) {
     super();
     this.#log = options.log ?? silentLogger;
   }
 
-  /** The most this consumer accepts to owe now. */
+  /** The most this session accepts to owe now, by its own meter. */
   ceiling(): bigint {
     const t = this.options.tolerance ?? DEFAULT_TOLERANCE;
     const price = priceFromProposal(this.session.proposal);
@@ -52,30 +54,46 @@ export class ConsumerPayments extends EventEmitter {
   }
 
   start(): void {
-    this.session.dialog.on(PAYMENT_INVOICE, (body) => void this.#onInvoice(body));
+    // One invoice at a time, after the channel's figure is known.
+    let queue = this.promises.load(this.session.provider);
+    this.session.dialog.on(PAYMENT_INVOICE, (body) => {
+      queue = queue.then(() => this.#onInvoice(body)).catch((err) => this.#log.error({ err: (err as Error).message, sessionId: this.session.id }, "handling an invoice failed"));
+    });
   }
 
   async #onInvoice(body: unknown): Promise<void> {
     const b = body as { sessionId?: string; amount?: string };
     if (b?.sessionId !== this.session.id || typeof b.amount !== "string" || !/^\d{1,78}$/.test(b.amount)) return;
+    if (this.session.state === "ended") return;
     this.invoices++;
     const amount = BigInt(b.amount);
-    if (amount <= this.promised) return;
     // Our meter must be as fresh as the provider's invoice, or a fast transfer looks like an overcharge.
-    await this.session.tunnel.refresh?.().catch(() => undefined);
+    if (amount > (this.promises.latest(this.session.provider)?.amount ?? 0n)) await this.session.tunnel.refresh?.().catch(() => undefined);
+    // From here to signing nothing awaits: another session's promise on the channel cannot slip in.
+    const latest = this.promises.latest(this.session.provider);
+    if (latest && amount <= latest.amount) {
+      // Already covered (by this session or another): the provider may have missed that promise.
+      if (this.options.pay !== false) await this.#send(latest, 0n);
+      return;
+    }
+    const increase = amount - (latest?.amount ?? 0n);
     const ceiling = this.ceiling();
-    if (amount > ceiling) {
-      this.#log.warn({ sessionId: this.session.id, invoiced: amount.toString(), ceiling: ceiling.toString() }, "invoice overcharges; ending the session");
-      await this.session.destroy(`invoice overcharges: ${amount} wei invoiced, at most ${ceiling} by our meter`);
+    if (this.promised + increase > ceiling) {
+      this.#log.warn({ sessionId: this.session.id, invoiced: amount.toString(), increase: increase.toString(), ceiling: ceiling.toString() }, "invoice overcharges; ending the session");
+      await this.session.destroy(`invoice overcharges: ${this.promised + increase} wei for this session, at most ${ceiling} by our meter`);
       return;
     }
     if (this.options.pay === false) return;
-    const signature = this.channels.signPromise(this.key, this.session.provider, amount);
+    // Counted as soon as it is signed: a promise the provider may hold is spent, acknowledged or not.
+    const promise = this.promises.sign(this.session.provider, amount);
+    this.promised += increase;
+    await this.#send(promise, increase);
+  }
+
+  async #send(promise: SignedPromise, increase: bigint): Promise<void> {
     try {
-      await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: amount.toString(), signature: "0x" + Buffer.from(signature).toString("hex") });
-      const increase = amount - this.promised;
-      this.promised = amount;
-      this.emit("promise-issued", { amount, increase });
+      await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: promise.amount.toString(), signature: promise.signature });
+      if (increase > 0n) this.emit("promise-issued", { amount: promise.amount, increase });
     } catch (err) {
       this.#log.warn({ err: (err as Error).message, sessionId: this.session.id }, "the provider did not acknowledge a promise");
     }

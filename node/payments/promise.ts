@@ -18,7 +18,7 @@ export interface IncomingPromise {
  * of this consumer and provider, the consumer signed it (EIP-712, as the contract recovers it), it
  * does not go backwards, and the channel can pay it (settled + balance).
  */
-export function verifyPromise(p: IncomingPromise, channels: PaymentChannelsClient, context: { lastAmount: bigint; channel: ChannelState }): void {
+export function verifyPromise(p: IncomingPromise, channels: Pick<PaymentChannelsClient, "promiseDigest">, context: { lastAmount: bigint; channel: ChannelState }): void {
   const expectedChannel = channelIdOf(p.consumer, p.provider);
   if (p.channelId.toLowerCase() !== expectedChannel.toLowerCase()) {
     throw new PromiseRejected("PROMISE_WRONG_CHANNEL", `the promise names channel ${p.channelId}, not ${expectedChannel}`);

@@ -1,5 +1,6 @@
 import type { ChannelState } from "../chain/channels";
 import type { PromiseStore } from "../store/promise-store";
+import type { PendingSettlement } from "./settlement";
 
 /** A provider's earnings from its promise store (JSON-ready: amounts in wei as strings). */
 export interface EarningsReport {
@@ -8,9 +9,12 @@ export interface EarningsReport {
   settledWei: string;
   unsettledWei: string;
   settlements: { channelId: string; amountWei: string; paidWei?: string; txHash: string | null; at: string }[];
+  /** Settlements not done yet: queued, sent, retrying (with the last error), waiting for a top-up, or rejected. */
+  pendingSettlements: { channelId: string; consumer: string; amountWei: string; state: string; attempts: number; lastError?: string; nextAttemptAt?: string; txHash?: string }[];
 }
 
-export function earningsReport(store: PromiseStore): EarningsReport {
+/** `pending`: the running settler's queue; without one (no node running) every unsettled channel shows as queued. */
+export function earningsReport(store: PromiseStore, pending?: PendingSettlement[]): EarningsReport {
   const latest = store.latestPerChannel();
   const promised = latest.reduce((a, p) => a + p.amount, 0n);
   const settled = latest.reduce((a, p) => a + store.settledAmount(p.channelId), 0n);
@@ -23,6 +27,16 @@ export function earningsReport(store: PromiseStore): EarningsReport {
       .settlements()
       .filter((s) => s.status === "mined")
       .map((s) => ({ channelId: s.channelId, amountWei: s.amount.toString(), ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}), txHash: s.txHash, at: new Date(s.at).toISOString() })),
+    pendingSettlements: (pending ?? latest.filter((p) => p.amount > store.settledAmount(p.channelId)).map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))).map((p) => ({
+      channelId: p.channelId,
+      consumer: p.consumer,
+      amountWei: p.amount.toString(),
+      state: p.state,
+      attempts: p.attempts,
+      ...("lastError" in p && p.lastError ? { lastError: p.lastError } : {}),
+      ...("nextAttemptAt" in p && p.nextAttemptAt ? { nextAttemptAt: new Date(p.nextAttemptAt).toISOString() } : {}),
+      ...("txHash" in p && p.txHash ? { txHash: p.txHash } : {}),
+    })),
   };
 }
 

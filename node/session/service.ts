@@ -18,8 +18,9 @@ export interface ProviderService {
   /**
    * Bytes the session's consumer moved so far, as the provider meters them (what it invoices).
    * After `closeSession` it keeps answering with the final counts (history, metrics read them).
+   * `downMs`: time the service could not carry the session (its server restarting), not billed.
    */
-  usage?(sessionId: string): { bytesIn: number; bytesOut: number } | undefined;
+  usage?(sessionId: string): { bytesIn: number; bytesOut: number; downMs?: number } | undefined;
   /** Stops the service and releases what it holds (processes, firewall rules). */
   stop?(): Promise<void>;
 }

@@ -38,6 +38,18 @@ const MIGRATIONS = [
      bytes INTEGER NOT NULL DEFAULT 0,
      promised TEXT NOT NULL DEFAULT '0'
    );`,
+  // Each promise's increase over the channel's previous one: a session's own amount is the sum of
+  // its increases (the amount itself is the channel's cumulative figure across sessions).
+  // The consumer's side: the latest promise it signed per channel, written before it is sent.
+  `ALTER TABLE promises ADD COLUMN increase TEXT NOT NULL DEFAULT '0';
+   CREATE TABLE issued_promises (
+     channel_id TEXT PRIMARY KEY,
+     consumer TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     amount TEXT NOT NULL,
+     signature TEXT NOT NULL,
+     issued_at INTEGER NOT NULL
+   );`,
 ];
 
 /**

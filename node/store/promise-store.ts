@@ -5,7 +5,10 @@ export interface StoredPromise {
   consumer: string;
   provider: string;
   sessionId: string;
+  /** The channel's cumulative amount, across sessions. */
   amount: bigint;
+  /** How much this promise adds to the channel's previous one (what its session earned by it). */
+  increase: bigint;
   signature: string;
   receivedAt: number;
 }
@@ -29,8 +32,8 @@ export class PromiseStore {
 
   save(p: StoredPromise): void {
     this.db
-      .prepare("INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .run(p.channelId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.signature, p.receivedAt);
+      .prepare("INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(p.channelId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt);
   }
 
   latest(channelId: string): StoredPromise | undefined {
@@ -70,10 +73,22 @@ export class PromiseStore {
     }));
   }
 
-  /** Per session: the highest promise received. */
+  /** Per session: what its promises added to its channel (its own earnings, not the channel's total). */
   earningsBySession(): { sessionId: string; consumer: string; channelId: string; promised: bigint }[] {
-    const rows = this.db.prepare("SELECT session_id, consumer, channel_id, MAX(amount) amount FROM promises GROUP BY session_id").all() as { session_id: string; consumer: string; channel_id: string; amount: string }[];
-    return rows.map((r) => ({ sessionId: r.session_id, consumer: r.consumer, channelId: r.channel_id, promised: BigInt(r.amount) }));
+    const rows = this.db.prepare("SELECT session_id, consumer, channel_id, increase FROM promises ORDER BY rowid").all() as { session_id: string; consumer: string; channel_id: string; increase: string }[];
+    const bySession = new Map<string, { sessionId: string; consumer: string; channelId: string; promised: bigint }>();
+    for (const r of rows) {
+      const entry = bySession.get(r.session_id) ?? { sessionId: r.session_id, consumer: r.consumer, channelId: r.channel_id, promised: 0n };
+      entry.promised += BigInt(r.increase);
+      bySession.set(r.session_id, entry);
+    }
+    return [...bySession.values()];
+  }
+
+  /** What one session's promises added to its channel. */
+  sessionAmount(sessionId: string): bigint {
+    const rows = this.db.prepare("SELECT increase FROM promises WHERE session_id = ?").all(sessionId) as { increase: string }[];
+    return rows.reduce((sum, r) => sum + BigInt(r.increase), 0n);
   }
 }
 
@@ -83,6 +98,7 @@ interface Row {
   provider: string;
   session_id: string;
   amount: string;
+  increase: string;
   signature: string;
   received_at: number;
 }
@@ -97,5 +113,5 @@ interface SettlementRow {
 }
 
 function fromRow(r: Row): StoredPromise {
-  return { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, sessionId: r.session_id, amount: BigInt(r.amount), signature: r.signature, receivedAt: r.received_at };
+  return { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, sessionId: r.session_id, amount: BigInt(r.amount), increase: BigInt(r.increase), signature: r.signature, receivedAt: r.received_at };
 }

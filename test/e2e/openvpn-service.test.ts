@@ -18,7 +18,9 @@ import { rejectionOf } from "../support/rejection";
 import { Wallet, parseEther } from "ethers";
 import { PaymentChannelsClient } from "../../node/chain/channels";
 import { channelIdOf } from "../../node/chain/eip712";
+import { ChannelStateCache } from "../../node/payments/channel-cache";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../node/payments/consumer-promises";
 import { ProviderPayments } from "../../node/payments/provider-payments";
 import { Settler } from "../../node/payments/settlement";
 import { openDatabase } from "../../node/store/database";
@@ -189,7 +191,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     const store = new PromiseStore(db);
     const payments = new ProviderPayments({
       sessions: providerSessions,
-      channels,
+      channels: new ChannelStateCache(channels),
       store,
       settler: new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
       usage: (id) => service.usage(id),
@@ -204,7 +206,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     try {
       const c = consumerSide(0);
       const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
-      const pay = new ConsumerPayments(session, consumerKeys[0], channels);
+      const pay = new ConsumerPayments(session, new ConsumerPromises(consumerKeys[0], channels));
       pay.start();
       const invoices: { bytes: number; amount: string }[] = [];
       session.dialog.on("payment.invoice", (body) => invoices.push(body as { bytes: number; amount: string }));

@@ -6,7 +6,9 @@ import { PaymentChannelsClient } from "../../../node/chain/channels";
 import { channelIdOf } from "../../../node/chain/eip712";
 import { Dialogs } from "../../../node/dialog/dialogs";
 import { IdentityKey } from "../../../node/identity/key";
+import { ChannelStateCache } from "../../../node/payments/channel-cache";
 import { ConsumerPayments } from "../../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../../node/payments/consumer-promises";
 import { GIB } from "../../../node/payments/price";
 import { PromiseRejected, verifyPromise } from "../../../node/payments/promise";
 import { ProviderPayments } from "../../../node/payments/provider-payments";
@@ -15,6 +17,7 @@ import { NoopConsumerService, NoopProviderService, type NoopTunnel } from "../..
 import { ConsumerSessions, type ConsumerSession } from "../../../node/session/consumer";
 import { ProviderSessions, type ProviderSession } from "../../../node/session/provider";
 import { openDatabase } from "../../../node/store/database";
+import { IssuedPromiseStore } from "../../../node/store/issued-promise-store";
 import { PromiseStore } from "../../../node/store/promise-store";
 import { signProposal } from "../../../node/proposal/proposal";
 import { TestNetwork } from "../../support/network";
@@ -66,7 +69,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     });
     const payments: ProviderPayments = new ProviderPayments({
       sessions,
-      channels,
+      channels: new ChannelStateCache(channels),
       store,
       settler,
       usage: (id) => service.usage(id),
@@ -83,9 +86,14 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     payments.start();
     const consumerSessions = new ConsumerSessions(cd);
     const consumerService = new NoopConsumerService();
-    const connect = async (): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
+    // The consumer's promises per channel, shared by its sessions (kept in its own database).
+    const consumerDb = openDatabase(path.join(tmp.dir, "consumer.db"));
+    let promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb));
+    /** The consumer node restarts: its promises are read again from its store. */
+    const restartConsumer = () => (promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb)));
+    const connect = async (o: { pay?: boolean } = {}): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
       const session = await consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service: consumerService });
-      const pay = new ConsumerPayments(session, consumerKey, channels, { pay: options.pay });
+      const pay = new ConsumerPayments(session, promises, { pay: o.pay ?? options.pay });
       pay.start();
       return { session, pay, tunnel: session.tunnel as NoopTunnel, onProvider: sessions.get(session.id)! };
     };
@@ -100,9 +108,11 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       pd.stop();
       cd.stop();
       await Promise.all(brokers.map((b) => b.stop()));
+      settler.stop();
       db.close();
+      consumerDb.close();
     };
-    return { providerKey, consumerKey, service, store, settler, sessions, payments, connect, move, stop, db, proposal };
+    return { providerKey, consumerKey, service, store, settler, sessions, payments, connect, move, stop, db, proposal, restartConsumer };
   }
 
   it("pays promises at the cadence, and the provider settles exactly the last one on chain", async function () {
@@ -193,10 +203,94 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(0n);
     const reopened = new PromiseStore(openDatabase(dbFile));
     const settler = new Settler(reopened, channels, new Wallet(m.providerKey.privateKeyHex(), net.conn.provider));
-    await settler.settleAll();
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
     expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(amount);
-    await settler.settleAll();
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
+    settler.stop();
     expect(reopened.settlements().filter((s) => s.status === "mined")).to.have.length(1);
+  });
+
+  describe("one ledger per channel, across sessions", function () {
+    const price = (mib: number) => (BigInt(mib * MiB) * E("1")) / GIB;
+
+    it("bills a second session in full, continuing from the channel's figure", async function () {
+      const m = await market();
+      try {
+        const first = await m.connect();
+        m.move(first.session.id, first.tunnel, 100);
+        await until(() => first.pay.promised === price(100), "the first session paid");
+        await first.session.destroy();
+        const second = await m.connect();
+        m.move(second.session.id, second.tunnel, 200);
+        await until(() => second.pay.promised === price(200), "the second session paid for its own 200 MiB");
+        const channelId = channelIdOf(m.consumerKey.address, m.providerKey.address);
+        expect(m.store.latest(channelId)!.amount).to.equal(price(300));
+        expect(m.payments.paid(second.session.id)).to.equal(price(200));
+        await second.session.destroy();
+        // Each session's own amount, not the channel's total; the chain pays the whole of it.
+        const earned = new Map(m.store.earningsBySession().map((e) => [e.sessionId, e.promised]));
+        expect(earned.get(first.session.id)).to.equal(price(100));
+        expect(earned.get(second.session.id)).to.equal(price(200));
+        await until(async () => (await channels.state(m.consumerKey.address, m.providerKey.address)).settled === price(300), "the whole 300 MiB settled");
+      } finally {
+        await m.stop();
+      }
+    });
+
+    it("bills two concurrent sessions on one channel each in full", async function () {
+      const m = await market();
+      try {
+        const [a, b] = await Promise.all([m.connect(), m.connect()]);
+        m.move(a.session.id, a.tunnel, 100);
+        m.move(b.session.id, b.tunnel, 150);
+        await until(() => a.pay.promised === price(100) && b.pay.promised === price(150), "both sessions paid in full");
+        m.move(a.session.id, a.tunnel, 300);
+        await until(() => a.pay.promised === price(300), "the first session's later traffic paid");
+        expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(450));
+        expect([m.payments.paid(a.session.id), m.payments.paid(b.session.id)]).to.deep.equal([price(300), price(150)]);
+        expect(a.session.state).to.equal("active");
+        expect(b.session.state).to.equal("active");
+        await Promise.all([a.session.destroy(), b.session.destroy()]);
+      } finally {
+        await m.stop();
+      }
+    });
+
+    it("still cuts off a returning consumer that stops paying for its new session", async function () {
+      const m = await market({ maxUnpaid: E("0.2") });
+      try {
+        const first = await m.connect();
+        m.move(first.session.id, first.tunnel, 100);
+        await until(() => first.pay.promised === price(100), "the first session paid");
+        await first.session.destroy();
+        const second = await m.connect({ pay: false }); // this time the consumer does not pay
+        m.move(second.session.id, second.tunnel, 400);
+        expect(await second.session.ended).to.match(/^provider ended it: payment lagging/);
+      } finally {
+        await m.stop();
+      }
+    });
+
+    it("continues from its stored promises after the consumer restarts", async function () {
+      const m = await market();
+      try {
+        const first = await m.connect();
+        m.move(first.session.id, first.tunnel, 100);
+        await until(() => first.pay.promised === price(100), "the first session paid");
+        await first.session.destroy();
+        m.restartConsumer();
+        const second = await m.connect();
+        m.move(second.session.id, second.tunnel, 50);
+        await until(() => second.pay.promised === price(50), "the second session paid for its own 50 MiB");
+        expect(second.session.state).to.equal("active");
+        expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(150));
+        await second.session.destroy();
+      } finally {
+        await m.stop();
+      }
+    });
   });
 
   it("lets the consumer withdraw its remainder after the challenge period", async function () {

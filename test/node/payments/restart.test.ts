@@ -7,6 +7,7 @@ import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
 import { Dialogs } from "../../../node/dialog/dialogs";
 import { Keystore } from "../../../node/identity/keystore";
 import { ConsumerPayments } from "../../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../../node/payments/consumer-promises";
 import type { SignedProposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService } from "../../../node/services/noop/noop";
 import { ConsumerSessions } from "../../../node/session/consumer";
@@ -69,7 +70,7 @@ describe("payments: a provider killed after acknowledging a promise settles it w
     const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.restart-consumer" });
     await dialogs.start();
     const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
-    const pay = new ConsumerPayments(session, consumer, channels);
+    const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
     await until(() => pay.promised > 0n, "an acknowledged promise");
     const acknowledged = pay.promised;
