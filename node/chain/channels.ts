@@ -76,6 +76,7 @@ export class PaymentChannelsClient {
     submitter: Signer,
     promise: { consumer: string; provider: string; amount: bigint; signature: Uint8Array },
     nonce: number,
+    options: { minedTimeoutMs?: number } = {},
   ): Promise<{ txHash: string; mined: () => Promise<{ gasUsed: bigint; paid: bigint }> }> {
     let tx;
     try {
@@ -87,7 +88,8 @@ export class PaymentChannelsClient {
       txHash: tx.hash,
       mined: async () => {
         try {
-          const receipt = await tx.wait();
+          // Bounded: a transaction the chain dropped must not hold the settlement forever.
+          const receipt = await tx.wait(1, options.minedTimeoutMs ?? 120_000);
           const event = receipt!.logs.map((l) => this.conn.channels.interface.parseLog(l)).find((e) => e?.name === "PromiseSettled");
           return { gasUsed: receipt!.gasUsed, paid: (event?.args[2] as bigint) ?? 0n };
         } catch (err) {

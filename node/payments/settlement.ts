@@ -161,6 +161,7 @@ export class Settler extends EventEmitter {
     entry.attempts++;
     try {
       const state = await this.channels.state(latest.consumer, latest.provider);
+      if (this.#stopped) return;
       if (latest.amount <= state.settled) {
         // Settled already (before a crash, or by someone else on our behalf): make the record say so.
         if (this.store.settledAmount(entry.channelId) < latest.amount) {
@@ -172,10 +173,13 @@ export class Settler extends EventEmitter {
       this.#submitterAddress ??= await this.submitter.getAddress();
       const nonce = this.#nonce ?? (await this.channels.pendingNonce(this.#submitterAddress));
       const signature = Buffer.from(latest.signature.slice(2), "hex");
+      if (this.#stopped) return;
       const sent = await this.channels.submitSettle(this.submitter, { consumer: latest.consumer, provider: latest.provider, amount: latest.amount, signature }, nonce);
       this.#nonce = nonce + 1;
+      if (this.#stopped) return;
       entry.state = "submitted";
       entry.txHash = sent.txHash;
+      this.#log.info({ channelId: entry.channelId, amount: latest.amount.toString(), nonce, txHash: sent.txHash }, "settlement sent");
       this.store.recordSettlement({ channelId: entry.channelId, amount: latest.amount, txHash: sent.txHash, paid: null, status: "pending", error: null });
       const mining = sent
         .mined()
@@ -189,6 +193,8 @@ export class Settler extends EventEmitter {
   }
 
   #mined(entry: PendingSettlement, amount: bigint, txHash: string, r: { gasUsed: bigint; paid: bigint }): void {
+    // After stop the store may be closed; the next start reads the chain and records what was mined.
+    if (this.#stopped) return;
     this.store.recordSettlement({ channelId: entry.channelId, amount, txHash, paid: r.paid, status: "mined", error: null });
     this.emit("settled", { channelId: entry.channelId, amount, paid: r.paid, gasUsed: r.gasUsed });
     this.#log.info({ channelId: entry.channelId, amount: amount.toString(), paid: r.paid.toString(), gasUsed: r.gasUsed.toString() }, "settled");
@@ -214,6 +220,7 @@ export class Settler extends EventEmitter {
   }
 
   #failed(entry: PendingSettlement, err: unknown): void {
+    if (this.#stopped) return;
     const error = err instanceof Error ? err.message : String(err);
     const code = err instanceof ChainError ? err.code : undefined;
     const revert = revertName(err);

@@ -14,11 +14,12 @@ import { ConsumerSessions } from "../../../node/session/consumer";
 import { until } from "../../../scripts/lib/until";
 import { buildCli, mystBackground } from "../../support/cli";
 import { TestNetwork } from "../../support/network";
+import { ChainProxy } from "../../support/rpc-proxy";
 import { tempDir } from "../../support/tmp";
 
 const E = parseEther;
 
-describe("payments: a provider killed after acknowledging a promise settles it when it starts again", function () {
+describe("payments: a provider that stops (killed, or with the chain gone) loses no promise", function () {
   const net = new TestNetwork();
   const tmp = tempDir();
   const processes: ReturnType<typeof mystBackground>[] = [];
@@ -82,10 +83,63 @@ describe("payments: a provider killed after acknowledging a promise settles it w
 
     const second = mystBackground(args, env);
     processes.push(second);
-    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement after the restart", 60_000);
+    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement after the restart", 60_000).catch((err) => {
+      throw new Error(`${err.message}; the restarted provider printed:\n${second.output()}`);
+    });
     expect(settled >= acknowledged).to.equal(true);
     await until(() => second.output().includes("running"), "the restarted provider to be up");
     expect(await second.stop(), `the restarted provider exits cleanly on SIGTERM; it printed:\n${second.output()}`).to.equal(0);
+    dialogs.stop();
+    await broker.stop();
+  });
+  it("exits within 30 s of SIGTERM when the chain never answers, and settles at the next start", async function () {
+    const providerDir = path.join(tmp.dir, "provider-hang");
+    const entry = await new Keystore({ dir: path.join(providerDir, "keystore"), lightKdf: true }).create("pw");
+    const providerKey = await new Keystore({ dir: path.join(providerDir, "keystore") }).unlock(entry.address, "pw");
+    await net.registerKey(providerKey);
+    const consumer = await net.registeredIdentity();
+    await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
+    const channels = new PaymentChannelsClient(net.conn);
+    await channels.deposit(consumer, consumer.address, providerKey.address, E("10"));
+    const proxy = new ChainProxy(net.chain.rpcUrl);
+    await proxy.start();
+
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    let proposal: SignedProposal | undefined;
+    const sub = broker.subscribe(DISCOVERY_SUBJECTS.register, (data, respond) => {
+      proposal = JSON.parse(Buffer.from(data).toString());
+      respond?.(Buffer.from(JSON.stringify({ ok: true, result: "added" })));
+    });
+    await broker.flush();
+    const env = { MYST_DATA_DIR: providerDir, MYST_RPC_URL: proxy.url, MYST_DEPLOYMENT: net.chain.deploymentFile, MYST_BROKER_URLS: net.nats.url, MYST_PASSPHRASE: "pw", MYST_LOG_LEVEL: "info" };
+    const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--settle-threshold", "1000000"];
+    const first = mystBackground(args, env);
+    processes.push(first);
+    await until(() => proposal, "the provider's announcement");
+    const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.hang-consumer" });
+    await dialogs.start();
+    const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
+    const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
+    pay.start();
+    await until(() => pay.promised > 0n, "an acknowledged promise");
+
+    proxy.link = "hang"; // the chain accepts connections and never answers
+    first.child.kill("SIGTERM");
+    await until(() => first.child.exitCode !== null || first.child.signalCode !== null, "the provider to exit after SIGTERM with the chain hanging", 30_000);
+    expect(first.child.exitCode, first.output()).to.equal(0);
+    expect(first.output()).to.match(/settlements still pending at shutdown/);
+    await session.finish("provider stopped");
+    expect((await channels.state(consumer.address, providerKey.address)).settled).to.equal(0n);
+
+    // The chain is back: the next start settles what the last one could not.
+    await proxy.stop();
+    const second = mystBackground(args, { ...env, MYST_RPC_URL: net.chain.rpcUrl });
+    processes.push(second);
+    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
+    expect(settled >= pay.promised).to.equal(true);
+    expect(await second.stop()).to.equal(0);
+    sub.unsubscribe();
     dialogs.stop();
     await broker.stop();
   });

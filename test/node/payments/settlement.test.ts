@@ -1,0 +1,134 @@
+import { expect } from "chai";
+import path from "node:path";
+import { Wallet, parseEther } from "ethers";
+import { PaymentChannelsClient } from "../../../node/chain/channels";
+import { connectChain, type ChainConnection } from "../../../node/chain/connect";
+import { channelIdOf } from "../../../node/chain/eip712";
+import type { IdentityKey } from "../../../node/identity/key";
+import { Settler } from "../../../node/payments/settlement";
+import { openDatabase, type Db } from "../../../node/store/database";
+import { PromiseStore } from "../../../node/store/promise-store";
+import { until } from "../../../scripts/lib/until";
+import { TestNetwork } from "../../support/network";
+import { ChainProxy } from "../../support/rpc-proxy";
+import { tempDir } from "../../support/tmp";
+
+const E = parseEther;
+
+describe("settlement: one queue per provider account (real chain)", function () {
+  const net = new TestNetwork();
+  let channels: PaymentChannelsClient;
+  let tmp: ReturnType<typeof tempDir>;
+  let db: Db;
+  let store: PromiseStore;
+  const closers: (() => unknown)[] = [];
+
+  before(async function () {
+    await net.start();
+    channels = new PaymentChannelsClient(net.conn);
+  });
+  after(async () => net.stop());
+  beforeEach(() => {
+    tmp = tempDir();
+    db = openDatabase(path.join(tmp.dir, "provider.db"));
+    store = new PromiseStore(db);
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+    db.close();
+    tmp.cleanup();
+  });
+
+  /** A provider with `n` consumers, each with `deposit` in its channel (one funder deposits for all). */
+  async function providerWithChannels(n: number, deposit = E("1")) {
+    const provider = await net.registeredIdentity();
+    const consumers: IdentityKey[] = [];
+    for (let i = 0; i < n; i++) consumers.push(await net.registeredIdentity());
+    const funder = await net.registeredIdentity();
+    await net.chain.fund([provider.address, funder.address], { eth: E("10"), myst: E("1000") });
+    for (const c of consumers) await channels.deposit(funder, c.address, provider.address, deposit);
+    return { provider, consumers };
+  }
+
+  /** Stores a promise of `consumer` to `provider`, as the provider does once it verified it. */
+  function storePromise(consumer: IdentityKey, provider: IdentityKey, amount: bigint, signer: IdentityKey = consumer) {
+    const signature = "0x" + Buffer.from(channels.signPromise(signer, provider.address, amount)).toString("hex");
+    store.save({ channelId: channelIdOf(consumer.address, provider.address), consumer: consumer.address, provider: provider.address, sessionId: `s-${consumer.address}`, amount, increase: amount, signature, receivedAt: Date.now() });
+  }
+
+  function settlerFor(provider: IdentityKey, conn: ChainConnection = net.conn, client = channels) {
+    const settler = new Settler(store, client, new Wallet(provider.privateKeyHex(), conn.provider), { retryMs: 200, maxRetryMs: 1000 });
+    closers.push(() => settler.stop());
+    return settler;
+  }
+
+  it("settles 50 channels whose sessions end together, without a nonce collision", async function () {
+    const { provider, consumers } = await providerWithChannels(50);
+    consumers.forEach((c, i) => storePromise(c, provider, E("0.01") * BigInt(i + 1)));
+    const settler = settlerFor(provider);
+    let failures = 0;
+    settler.on("settlement-failed", () => failures++);
+    // As 50 "session-ended" events in a row would.
+    for (const c of consumers) settler.settleChannel(channelIdOf(c.address, provider.address));
+    expect(await settler.drain(120_000)).to.equal(true);
+    for (const [i, c] of consumers.entries()) {
+      expect((await channels.state(c.address, provider.address)).settled).to.equal(E("0.01") * BigInt(i + 1));
+    }
+    expect(failures).to.equal(0);
+    expect(store.settlements().filter((s) => s.status === "mined")).to.have.length(50);
+    expect(settler.pending()).to.deep.equal([]);
+  });
+
+  it("keeps retrying through a chain outage and settles once the chain answers again", async function () {
+    const { provider, consumers } = await providerWithChannels(3);
+    consumers.forEach((c) => storePromise(c, provider, E("0.5")));
+    const proxy = new ChainProxy(net.chain.rpcUrl);
+    await proxy.start();
+    closers.push(() => proxy.stop());
+    const conn = await connectChain({ rpcUrl: proxy.url, deployment: net.chain.deployment, requestTimeoutMs: 2000 });
+    closers.push(() => conn.close());
+    const settler = settlerFor(provider, conn, new PaymentChannelsClient(conn));
+    proxy.link = "down";
+    settler.settleAll();
+    // Well past the old ~7 s of retries: every channel is still being retried.
+    await until(() => settler.pending().every((p) => p.state === "retrying" && p.attempts >= 3), "three failed attempts per channel", 30_000);
+    expect(settler.pending()).to.have.length(3);
+    expect(settler.pending()[0].lastError).to.match(/did not answer|CHAIN|ECONN|socket/i);
+    proxy.link = "up";
+    expect(await settler.drain(60_000)).to.equal(true);
+    for (const c of consumers) expect((await channels.state(c.address, provider.address)).settled).to.equal(E("0.5"));
+  });
+
+  it("reports a settlement the chain refuses for good and does not retry it", async function () {
+    const { provider, consumers } = await providerWithChannels(1);
+    const forger = await net.registeredIdentity();
+    storePromise(consumers[0], provider, E("0.3"), forger); // signed by someone else: the contract reverts
+    const settler = settlerFor(provider);
+    const rejected = new Promise<{ error: string }>((resolve) => settler.once("settlement-rejected", resolve));
+    settler.settleAll();
+    expect((await rejected).error).to.match(/PromiseSignatureInvalid/);
+    expect(await settler.drain(5_000)).to.equal(true); // a rejected settlement does not keep the queue busy
+    const [pending] = settler.pending();
+    expect(pending).to.include({ state: "rejected", attempts: 1 });
+    await new Promise((r) => setTimeout(r, 1500)); // longer than every retry delay of this settler
+    expect(settler.pending()[0].attempts).to.equal(1);
+    expect((await channels.state(consumers[0].address, provider.address)).settled).to.equal(0n);
+  });
+
+  it("waits for a top-up on an empty channel, and settles when asked again after it", async function () {
+    const { provider, consumers } = await providerWithChannels(1, E("0.1"));
+    const consumer = consumers[0];
+    storePromise(consumer, provider, E("0.1"));
+    const settler = settlerFor(provider);
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
+    storePromise(consumer, provider, E("0.4"));
+    settler.settleAll();
+    await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty channel noticed");
+    await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
+    await channels.deposit(consumer, consumer.address, provider.address, E("1"));
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
+    expect((await channels.state(consumer.address, provider.address)).settled).to.equal(E("0.4"));
+  });
+});
