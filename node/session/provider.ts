@@ -10,6 +10,7 @@ import {
   SESSION_DESTROY,
   SESSION_KEEPALIVE,
   check,
+  type CreateRequest,
   type CreateResponse,
   type RefusalCode,
 } from "./messages";
@@ -61,6 +62,8 @@ export interface ProviderSessionsOptions {
 export class ProviderSessions extends EventEmitter {
   readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "log">> & Pick<ProviderSessionsOptions, "admission"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
+  /** Creates past the capacity check and not yet recorded (they await admission and the service). */
+  #admitting = 0;
   #timer?: NodeJS.Timeout;
 
   constructor(options: ProviderSessionsOptions) {
@@ -153,7 +156,24 @@ export class ProviderSessions extends EventEmitter {
       return refuse("PROPOSAL_CHANGED", "the proposal's terms have changed; fetch the current one");
     }
     if (!service.isRunning()) return refuse("SERVICE_NOT_RUNNING", `the ${offered.serviceType} service is not running`);
-    if (this.liveCount >= this.#o.maxSessions) return refuse("CAPACITY_REACHED", `${this.#o.maxSessions} sessions are running`);
+    // The slot is taken before the first await: creates arriving together cannot all pass the check.
+    if (this.liveCount + this.#admitting >= this.#o.maxSessions) return refuse("CAPACITY_REACHED", `${this.#o.maxSessions} sessions are running`);
+    this.#admitting++;
+    try {
+      return await this.#admit(dialog, body, offered, current, service, refuse);
+    } finally {
+      this.#admitting--;
+    }
+  }
+
+  async #admit(
+    dialog: Dialog,
+    body: CreateRequest,
+    offered: Proposal,
+    current: Proposal,
+    service: ProviderService,
+    refuse: (code: RefusalCode, message: string) => CreateResponse,
+  ): Promise<CreateResponse> {
     if (body.maxPrice) {
       const tooDear =
         BigInt(current.price.perHour) > BigInt(body.maxPrice.perHour) || BigInt(current.price.perGiB) > BigInt(body.maxPrice.perGiB);

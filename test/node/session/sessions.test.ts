@@ -5,7 +5,7 @@ import { IdentityKey } from "../../../node/identity/key";
 import type { Proposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { ConsumerSessions } from "../../../node/session/consumer";
-import { ProviderSessions, type ProviderSession } from "../../../node/session/provider";
+import { ProviderSessions, type Admission, type ProviderSession } from "../../../node/session/provider";
 import { TestNetwork } from "../../support/network";
 import { makeProposal, signedProposal } from "../../support/proposals";
 import { rejectionOf } from "../../support/rejection";
@@ -42,7 +42,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     return new ConsumerSessions(dialogs);
   }
 
-  async function providerSide(options: { maxSessions?: number; keepaliveMs?: number } = {}) {
+  async function providerSide(options: { maxSessions?: number; keepaliveMs?: number; admission?: Admission } = {}) {
     providerDialogs = new Dialogs({ broker: await broker(), key: providerKey, directory: net.registry });
     providerService = new NoopProviderService();
     current = makeProposal(providerKey);
@@ -52,6 +52,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
       currentProposal: (type) => (type === current.serviceType ? current : undefined),
       keepaliveMs: options.keepaliveMs ?? 200,
       maxSessions: options.maxSessions,
+      admission: options.admission,
     });
     await providerDialogs.start();
     providerSessions.start();
@@ -69,6 +70,27 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
   });
 
   const ended = (sessions: ProviderSessions) => new Promise<ProviderSession>((resolve) => sessions.once("session-ended", resolve));
+
+  it("admits exactly --max-sessions when 55 creates arrive together against 50", async function () {
+    await providerSessions.stop();
+    providerDialogs.stop();
+    // An admission that takes a moment, as the payment check's chain read does.
+    await providerSide({ maxSessions: 50, keepaliveMs: 5000, admission: () => new Promise((r) => setTimeout(() => r(null), 20)) });
+    const consumers = await Promise.all(Array.from({ length: 55 }, async () => consumerSide(await net.registeredIdentity())));
+    const outcomes = await Promise.all(
+      consumers.map((c) =>
+        c.connect({ proposal: signProposal(providerKey, current), service: new NoopConsumerService() }).then(
+          (s) => ({ ok: true as const, session: s }),
+          (err) => ({ ok: false as const, code: (err as { code?: string }).code }),
+        ),
+      ),
+    );
+    const accepted = outcomes.filter((o) => o.ok);
+    expect(accepted).to.have.length(50);
+    expect(outcomes.filter((o) => !o.ok).map((o) => (o as { code?: string }).code)).to.deep.equal(Array(5).fill("CAPACITY_REACHED"));
+    expect(providerSessions.liveCount).to.equal(50);
+    await Promise.all(accepted.map((o) => (o as { session: { destroy(): Promise<void> } }).session.destroy()));
+  });
 
   it("goes create → accepted → confirmed → destroyed, on both sides", async function () {
     const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
