@@ -7,7 +7,7 @@ import type { IdentityKey } from "../identity/key";
 import { verifyBytes } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
-import { checkDialogMessage, type DialogMessage } from "./message";
+import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
 import { ReplayCache } from "./replay-cache";
 
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
@@ -58,6 +58,7 @@ export function subjectOf(identity: string): string {
   return `myst.dialog.${identity.toLowerCase()}`;
 }
 
+const PEER_CODE = new RegExp(PEER_CODE_PATTERN);
 const newId = () => crypto.randomBytes(16).toString("hex");
 
 type RequestHandler = (body: unknown, message: DialogMessage) => unknown | Promise<unknown>;
@@ -108,7 +109,7 @@ export class Dialogs extends EventEmitter {
    */
   async start(): Promise<void> {
     if (this.#subscription) return;
-    this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receive(data, respond));
+    this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receiveSafely(data, respond));
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, this.#o.idleTimeoutMs)).unref();
     await this.#o.broker.flush();
   }
@@ -177,6 +178,7 @@ export class Dialogs extends EventEmitter {
       const first = checkDialogMessage.Errors(message).First();
       return { drop: "malformed", detail: first ? `${first.path || "/"}: ${first.message}` : "schema" };
     }
+    if (!withinDepth(message.body)) return { drop: "malformed", detail: "/body: nested too deep" };
     if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
     let publicKey: Uint8Array | null;
     try {
@@ -199,6 +201,16 @@ export class Dialogs extends EventEmitter {
 
   forget(dialog: Dialog): void {
     this.#dialogs.delete(dialog.id);
+  }
+
+  /** The last line of defence: whatever one peer's message does, the others are still served. */
+  async #receiveSafely(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
+    try {
+      await this.#receive(data, respond);
+    } catch (err) {
+      this.#o.log.error({ err, code: (err as { code?: unknown })?.code ?? "INTERNAL" }, "handling a dialog message failed");
+      this.emit("failed", err);
+    }
   }
 
   async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
@@ -341,18 +353,32 @@ export class Dialog {
       try {
         reply = { kind: "response", type: message.type, re: message.id, body: (await handler(message.body, message)) ?? null };
       } catch (err) {
-        const error = isMystError(err) ? { code: err.code, message: err.message } : { code: "INTERNAL", message: "internal error" };
+        const error = isMystError(err) && PEER_CODE.test(err.code) ? { code: err.code, message: err.message.slice(0, 1024) } : { code: "INTERNAL", message: "internal error" };
         if (!isMystError(err)) this.dialogs.options.log.error({ err, type: message.type }, "dialog handler failed");
         reply = { kind: "response", type: message.type, re: message.id, body: null, error };
       }
     }
-    respond(this.dialogs.seal(this, reply).bytes);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.dialogs.seal(this, reply).bytes;
+    } catch (err) {
+      // A body that cannot be serialized (a cycle, or nesting beyond the stack) fails this request only.
+      this.dialogs.options.log.error({ err, type: message.type }, "dialog response could not be sealed");
+      bytes = this.dialogs.seal(this, { kind: "response", type: message.type, re: message.id, body: null, error: { code: "INTERNAL", message: "internal error" } }).bytes;
+    }
+    respond(bytes);
   }
 
   deliver(message: DialogMessage): void {
     const listeners = this.#listeners.get(message.type);
     if (!listeners?.size) return this.dialogs.drop("unexpected", `no listener for ${message.type}`, message);
-    for (const l of listeners) l(message.body, message);
+    for (const l of listeners) {
+      try {
+        l(message.body, message);
+      } catch (err) {
+        this.dialogs.options.log.error({ err, type: message.type, code: (err as { code?: unknown })?.code ?? "INTERNAL" }, "dialog listener failed");
+      }
+    }
   }
 
   #assertOpen(): void {
