@@ -116,6 +116,38 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     }
   });
 
+  it("keeps serving other peers when a handler throws for one", async function () {
+    const dialog = await openDialog();
+    await dialog.request("test.echo", 0);
+    incoming[0].on("test.note", () => {
+      throw new TypeError("a bug in a listener");
+    });
+    const failures: unknown[] = [];
+    const unhandled = (reason: unknown) => failures.push(reason);
+    process.on("unhandledRejection", unhandled);
+    try {
+      const delivered = new Promise((resolve) => incoming[0].on("test.note", resolve));
+      dialog.notify("test.note", { n: 1 });
+      await delivered;
+      const other = await net.registeredIdentity();
+      const otherBroker = new Broker({ servers: [net.nats.url] });
+      await otherBroker.start();
+      const otherDialogs = new Dialogs({ broker: otherBroker, key: other, directory: net.registry, subject: "myst.dialog.other-peer" });
+      try {
+        const d = await otherDialogs.open(provider.address, subjectOf(provider.address));
+        expect(await d.request("test.echo", "other")).to.deep.equal({ echoed: "other" });
+        expect((await rejectionOf(d.request("test.fail", null))).code).to.equal("INTERNAL");
+        expect(await dialog.request("test.echo", "first")).to.deep.equal({ echoed: "first" });
+      } finally {
+        otherDialogs.stop();
+        await otherBroker.stop();
+      }
+    } finally {
+      process.off("unhandledRejection", unhandled);
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
   it("reports a timeout and a missing peer as typed errors", async function () {
     const dialog = await openDialog();
     const silent = providerBroker.subscribe("myst.silent", () => undefined);
