@@ -4,16 +4,14 @@ import type { Broker } from "../broker/broker";
 import { BrokerError } from "../broker/broker";
 import { MystError, isMystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
-import { verifyBytes } from "../identity/protocol-signature";
+import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
 import { ReplayCache } from "./replay-cache";
 
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
-export interface PublicKeyDirectory {
-  publicKeyOf(identity: string): Promise<Uint8Array | null>;
-}
+export type PublicKeyDirectory = SignerDirectory;
 
 export class DialogError extends MystError {}
 
@@ -66,8 +64,8 @@ type NotifyListener = (body: unknown, message: DialogMessage) => void;
 
 /**
  * The dialogs of one identity over the broker: it opens dialogs to peers, accepts dialogs peers
- * open, and checks every message (size, decryption, schema, recipient, registered sender,
- * signature, time window, replay) before anything else sees it.
+ * open, and checks every message (size, decryption, schema, recipient, signature, time window,
+ * replay, and only then the registry: registered sender) before anything else sees it.
  */
 export class Dialogs extends EventEmitter {
   readonly address: string;
@@ -160,7 +158,7 @@ export class Dialogs extends EventEmitter {
   }
 
   /** Runs every check on an envelope; returns the message or the reason to drop it. */
-  async check(data: Uint8Array): Promise<{ message: DialogMessage } | { drop: DropReason; detail: string; from?: string }> {
+  async check(data: Uint8Array): Promise<{ message: DialogMessage; publicKey: Uint8Array } | { drop: DropReason; detail: string; from?: string }> {
     if (data.length > this.#o.maxMessageBytes) return { drop: "oversized", detail: `${data.length} bytes` };
     let opened: { signature: Uint8Array; message: Uint8Array };
     try {
@@ -180,18 +178,21 @@ export class Dialogs extends EventEmitter {
     }
     if (!withinDepth(message.body)) return { drop: "malformed", detail: "/body: nested too deep" };
     if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
-    let publicKey: Uint8Array | null;
+    // Cheap checks before the registry: a signature that is not the claimed sender's, a stale or a
+    // replayed message cost no chain call.
+    let signer;
     try {
-      publicKey = await this.#publicKey(message.from);
+      signer = await checkSigner(message.from, opened.message, opened.signature, this.#o.directory);
     } catch (err) {
       return { drop: "directory-unavailable", detail: (err as Error).message };
     }
-    if (!publicKey) return { drop: "unregistered-sender", detail: message.from, from: message.from };
-    if (!verifyBytes(publicKey, opened.message, opened.signature)) return { drop: "bad-signature", detail: `claims ${message.from}` };
+    if ("fail" in signer) {
+      return signer.fail === "unregistered" ? { drop: "unregistered-sender", detail: message.from, from: message.from } : { drop: "bad-signature", detail: `claims ${message.from}` };
+    }
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
     if (!this.#replay.remember(`${message.from.toLowerCase()}:${message.id}`)) return { drop: "replayed", detail: message.id };
-    return { message };
+    return { message, publicKey: signer.publicKey };
   }
 
   drop(reason: DropReason, detail: string, message?: DialogMessage): void {
@@ -222,7 +223,7 @@ export class Dialogs extends EventEmitter {
       }
       return this.drop(checked.drop, checked.detail);
     }
-    const { message } = checked;
+    const { message, publicKey } = checked;
     if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
 
     let dialog = this.#dialogs.get(message.dialog);
@@ -232,7 +233,6 @@ export class Dialogs extends EventEmitter {
     if (!dialog) {
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
       if (this.#dialogs.size >= this.#o.maxDialogs) return this.drop("capacity", `${this.#dialogs.size} dialogs open`, message);
-      const publicKey = (await this.#publicKey(message.from))!;
       dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
       this.#dialogs.set(dialog.id, dialog);
       this.#onDialog(dialog);

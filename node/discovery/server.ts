@@ -96,7 +96,7 @@ export class DiscoveryService {
   /** Verifies and indexes one signed proposal (from any source). */
   async ingest(input: unknown, source: "nats" | "http"): Promise<UpsertResult> {
     try {
-      const { signed, proposal } = await verifySignedProposal(input, { publicKeyOf: (id) => this.#o.directory.publicKeyOf(id) });
+      const { signed, proposal } = await verifySignedProposal(input, this.#o.directory);
       const result = this.index.upsert(signed, proposal);
       this.#announcements.inc({ source, result });
       return result;
@@ -125,7 +125,7 @@ export class DiscoveryService {
     this.#subs.push(
       broker.subscribe(DISCOVERY_SUBJECTS.unregister, async (data, respond) => {
         try {
-          const u = await verifyUnregister(parseJson(data), (id) => this.#o.directory.publicKeyOf(id));
+          const u = await verifyUnregister(parseJson(data), this.#o.directory);
           const removed = this.index.remove(u.provider, u.serviceType, u.at);
           this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
           reply(respond, { ok: true, result: removed ? "removed" : "ignored" });
