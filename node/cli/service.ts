@@ -139,7 +139,7 @@ export function serviceCommand(context: Ctx): Command {
     }
     const payments = { ...policy, conn: await ctx.chain(), dbFile: databaseFile(ctx.config.dataDir) };
     const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log });
-    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, payments });
+    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, maxDialogsPerPeer: ctx.config.maxDialogsPerPeer, maxSessionsPerConsumer: ctx.config.maxSessionsPerConsumer, payments });
     try {
       await provider.start();
     } catch (err) {

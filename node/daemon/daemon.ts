@@ -84,6 +84,8 @@ export class MystDaemon {
       services: [],
       log,
       maxSessions: policy.maxSessions,
+      maxDialogsPerPeer: config.maxDialogsPerPeer,
+      maxSessionsPerConsumer: config.maxSessionsPerConsumer,
       pingMs: options.pingMs,
       payments: { ...policy, conn, dbFile: databaseFile(config.dataDir) },
     });

@@ -44,6 +44,9 @@ export interface ProviderNodeOptions {
   services: ProvidedService[];
   log?: Logger;
   maxSessions?: number;
+  /** Per-peer limits (config maxDialogsPerPeer, maxSessionsPerConsumer). */
+  maxDialogsPerPeer?: number;
+  maxSessionsPerConsumer?: number;
   keepaliveMs?: number;
   pingMs?: number;
   /** Payments: without them the provider serves for free (tests of the protocol only). */
@@ -91,7 +94,7 @@ export class ProviderNode {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
     this.broker = new Broker({ servers: options.brokerUrls, name: `myst-provider-${options.key.address}` });
-    this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log });
+    this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log, maxDialogsPerPeer: options.maxDialogsPerPeer });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,
       services: this.#services,
@@ -101,6 +104,7 @@ export class ProviderNode {
       },
       log: this.#log,
       maxSessions: options.maxSessions,
+      maxSessionsPerConsumer: options.maxSessionsPerConsumer,
       keepaliveMs: options.keepaliveMs,
       admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
     });

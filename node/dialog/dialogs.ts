@@ -45,6 +45,8 @@ export interface DialogsOptions {
   requestTimeoutMs?: number;
   /** Open dialogs at most; new ones are refused past it. Default 10,000. */
   maxDialogs?: number;
+  /** Dialogs one peer may open with us at once; past it its new dialogs are refused (TOO_MANY_DIALOGS). Default 8. */
+  maxDialogsPerPeer?: number;
   /** A dialog with no traffic for this long is closed. Default 10 min. */
   idleTimeoutMs?: number;
 }
@@ -74,6 +76,8 @@ export class Dialogs extends EventEmitter {
   readonly #opener: Opener;
   readonly #replay: ReplayCache;
   readonly #dialogs = new Map<string, Dialog>();
+  /** Open dialogs per peer (lower-case address): what `maxDialogsPerPeer` counts. */
+  readonly #perPeer = new Map<string, number>();
   #subscription?: { unsubscribe(): void };
   #sweeper?: NodeJS.Timeout;
   #onDialog?: (dialog: Dialog) => void;
@@ -91,6 +95,7 @@ export class Dialogs extends EventEmitter {
       clockWindowMs: options.clockWindowMs ?? 30_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
       maxDialogs: options.maxDialogs ?? 10_000,
+      maxDialogsPerPeer: options.maxDialogsPerPeer ?? 8,
       idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
     };
     this.#opener = new Opener(options.key);
@@ -129,7 +134,7 @@ export class Dialogs extends EventEmitter {
     const publicKey = await this.#publicKey(peer);
     if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
     const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject);
-    this.#dialogs.set(dialog.id, dialog);
+    this.#add(dialog);
     return dialog;
   }
 
@@ -201,7 +206,26 @@ export class Dialogs extends EventEmitter {
   }
 
   forget(dialog: Dialog): void {
-    this.#dialogs.delete(dialog.id);
+    if (!this.#dialogs.delete(dialog.id)) return;
+    const peer = dialog.peer.toLowerCase();
+    const n = (this.#perPeer.get(peer) ?? 1) - 1;
+    if (n > 0) this.#perPeer.set(peer, n);
+    else this.#perPeer.delete(peer);
+  }
+
+  #add(dialog: Dialog): void {
+    this.#dialogs.set(dialog.id, dialog);
+    const peer = dialog.peer.toLowerCase();
+    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
+  }
+
+  /** Says no to a new dialog, sealed to the (verified) sender when it asked for an answer. */
+  #refuse(message: DialogMessage, publicKey: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, code: string, detail: string): void {
+    if (message.kind === "request" && respond) {
+      const dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
+      respond(this.seal(dialog, { kind: "response", type: message.type, re: message.id, body: null, error: { code, message: detail } }).bytes);
+    }
+    this.drop("capacity", detail, message);
   }
 
   /** The last line of defence: whatever one peer's message does, the others are still served. */
@@ -232,9 +256,13 @@ export class Dialogs extends EventEmitter {
     }
     if (!dialog) {
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
-      if (this.#dialogs.size >= this.#o.maxDialogs) return this.drop("capacity", `${this.#dialogs.size} dialogs open`, message);
+      if (this.#dialogs.size >= this.#o.maxDialogs) return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
+      const ofPeer = this.#perPeer.get(message.from.toLowerCase()) ?? 0;
+      if (ofPeer >= this.#o.maxDialogsPerPeer) {
+        return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`);
+      }
       dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
-      this.#dialogs.set(dialog.id, dialog);
+      this.#add(dialog);
       this.#onDialog(dialog);
     }
     dialog.touch();
