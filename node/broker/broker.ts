@@ -38,7 +38,7 @@ export function checkSubject(subject: unknown, options: { wildcards?: boolean } 
 export interface BrokerOptions {
   /** NATS server URLs; several for a cluster (the client fails over between them). */
   servers: string[];
-  /** Connection name shown by the server's monitoring. */
+  /** Connection name shown by the server's monitoring (and to its operator): never an identity. */
   name?: string;
   /** How long the first connection may take. Default 3 s. */
   connectTimeoutMs?: number;

@@ -93,7 +93,7 @@ export class ProviderNode {
   constructor(options: ProviderNodeOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.broker = new Broker({ servers: options.brokerUrls, name: `myst-provider-${options.key.address}` });
+    this.broker = new Broker({ servers: options.brokerUrls, name: "myst-provider" });
     this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log, maxDialogsPerPeer: options.maxDialogsPerPeer });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,

@@ -58,6 +58,14 @@ export function subjectOf(identity: string): string {
   return `myst.dialog.${identity.toLowerCase()}`;
 }
 
+/**
+ * A fresh, unguessable subject for one dialog this node opens: the peer answers and notifies there,
+ * so nobody watching the broker learns who opened the dialog (no address in any subject).
+ */
+export function newInbox(): string {
+  return `myst.inbox.${crypto.randomBytes(16).toString("hex")}`;
+}
+
 const PEER_CODE = new RegExp(PEER_CODE_PATTERN);
 const newId = () => crypto.randomBytes(16).toString("hex");
 
@@ -129,11 +137,18 @@ export class Dialogs extends EventEmitter {
     this.#onDialog = handler;
   }
 
-  /** Opens a dialog with a registered peer listening on `peerSubject`. */
+  /**
+   * Opens a dialog with a registered peer listening on `peerSubject`. The peer answers on a
+   * per-dialog inbox (`newInbox()`), subscribed here and dropped when the dialog closes; the
+   * subscription reaches the server before the first request, which travels on the same connection.
+   */
   async open(peer: string, peerSubject: string): Promise<Dialog> {
     const publicKey = await this.#publicKey(peer);
     if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
-    const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject);
+    const inbox = newInbox();
+    const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject, inbox);
+    const subscription = this.#o.broker.subscribe(inbox, (data, respond) => void this.#receiveSafely(data, respond, dialog));
+    dialog.onClose(() => subscription.unsubscribe());
     this.#add(dialog);
     return dialog;
   }
@@ -154,7 +169,7 @@ export class Dialogs extends EventEmitter {
       id: newId(),
       ts: Date.now(),
       ...(fields.re ? { re: fields.re } : {}),
-      reply: this.subject,
+      reply: dialog.localSubject ?? this.subject,
       body: fields.body ?? null,
       ...(fields.error ? { error: fields.error } : {}),
     };
@@ -229,16 +244,17 @@ export class Dialogs extends EventEmitter {
   }
 
   /** The last line of defence: whatever one peer's message does, the others are still served. */
-  async #receiveSafely(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
+  async #receiveSafely(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, inboxOf?: Dialog): Promise<void> {
     try {
-      await this.#receive(data, respond);
+      await this.#receive(data, respond, inboxOf);
     } catch (err) {
       this.#o.log.error({ err, code: (err as { code?: unknown })?.code ?? "INTERNAL" }, "handling a dialog message failed");
       this.emit("failed", err);
     }
   }
 
-  async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
+  /** `inboxOf`: the dialog whose private inbox the message came in on; only that dialog's messages belong there. */
+  async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, inboxOf?: Dialog): Promise<void> {
     const checked = await this.check(data);
     if ("drop" in checked) {
       // The only answer we can give an unregistered sender is in clear: we have no key to seal to.
@@ -250,11 +266,15 @@ export class Dialogs extends EventEmitter {
     const { message, publicKey } = checked;
     if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
 
+    if (inboxOf && (message.dialog !== inboxOf.id || message.from.toLowerCase() !== inboxOf.peer.toLowerCase())) {
+      return this.drop("wrong-peer", `a message for dialog ${message.dialog} on the inbox of ${inboxOf.id}`, message);
+    }
     let dialog = this.#dialogs.get(message.dialog);
     if (dialog && dialog.peer.toLowerCase() !== message.from.toLowerCase()) {
       return this.drop("wrong-peer", `dialog ${message.dialog} belongs to ${dialog.peer}`, message);
     }
     if (!dialog) {
+      if (inboxOf) return this.drop("unexpected", `dialog ${message.dialog} is closed`, message);
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
       if (this.#dialogs.size >= this.#o.maxDialogs) return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
       const ofPeer = this.#perPeer.get(message.from.toLowerCase()) ?? 0;
@@ -295,6 +315,8 @@ export class Dialog {
     readonly peer: string,
     peerPublicKey: Uint8Array,
     readonly peerSubject: string,
+    /** This side's private inbox for the dialog, when this side opened it. */
+    readonly localSubject?: string,
   ) {
     this.sealer = new Sealer(peerPublicKey);
   }
