@@ -148,7 +148,13 @@ export class Dialogs extends EventEmitter {
     const inbox = newInbox();
     const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject, inbox);
     const subscription = this.#o.broker.subscribe(inbox, (data, respond) => void this.#receiveSafely(data, respond, dialog));
-    dialog.onClose(() => subscription.unsubscribe());
+    dialog.onClose(() => {
+      try {
+        subscription.unsubscribe();
+      } catch {
+        // the connection is already closed: so is the subscription
+      }
+    });
     this.#add(dialog);
     return dialog;
   }
