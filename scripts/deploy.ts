@@ -9,6 +9,9 @@ import { deploySystem } from "./lib/deploy-system";
  * Optional: MYST_CHALLENGE_PERIOD (seconds, default 86400).
  */
 async function main() {
+  if (hre.network.name === "testnet" && !process.env.MYST_DEPLOYER_KEY) {
+    throw new Error("MYST_DEPLOYER_KEY is not set: the testnet deploy needs the funded deployer's private key (0x + 64 hex) in it");
+  }
   const challengePeriod = process.env.MYST_CHALLENGE_PERIOD ? BigInt(process.env.MYST_CHALLENGE_PERIOD) : undefined;
   const { deployment, file } = await deploySystem(hre, { challengePeriod, file: process.env.MYST_DEPLOYMENT_FILE });
   console.log(`deployed to ${deployment.network} (chain ${deployment.chainId}) → ${file}`);

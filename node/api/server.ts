@@ -105,6 +105,9 @@ export class ApiServer {
       log: this.#o.log,
       security: { schemes: { token: { type: "http", scheme: "bearer", description: "the token in <data-dir>/api-token" } }, apply: [{ token: [] }] },
       onError: (status, code) => daemon.metrics.error("api", status >= 500 ? `${status}` : code),
+      // DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host.
+      // On a wildcard address the operator chose to be reachable by any name; no check then.
+      allowedHosts: ["0.0.0.0", "::"].includes(this.#o.host) ? undefined : ["127.0.0.1", "localhost", "::1", this.#o.host],
     });
     app.addHook("onRequest", async (req, reply) => {
       if (PUBLIC.has(req.url.split("?")[0])) return;
@@ -123,7 +126,7 @@ export class ApiServer {
       identity: daemon.identity,
       uptimeSeconds: Math.round((Date.now() - daemon.startedAt) / 1000),
     }));
-    app.get("/metrics", { schema: { summary: "Prometheus metrics: sessions, bytes, promises, settlements, errors", tags: ["node"], response: { 200: Type.String({ description: "Prometheus text format" }), 401: ErrorBody } } }, async (_req, reply) => {
+    app.get("/metrics", { schema: { summary: "Prometheus metrics: sessions, bytes, promises, settlements, errors", tags: ["node"], response: { 200: { description: "Prometheus text exposition format 0.0.4 (not JSON)", content: { "text/plain; version=0.0.4": { schema: Type.String() } } }, 401: ErrorBody } } }, async (_req, reply) => {
       reply.header("content-type", daemon.metrics.registry.contentType);
       return daemon.metrics.metrics();
     });

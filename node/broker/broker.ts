@@ -3,10 +3,42 @@ import { MystError } from "../errors/MystError";
 
 export class BrokerError extends MystError {}
 
+/** A subject that is not a plain NATS subject; nothing is sent or subscribed. */
+export class InvalidSubjectError extends BrokerError {
+  constructor(
+    readonly subject: string,
+    why: string,
+  ) {
+    super("INVALID_SUBJECT", `${JSON.stringify(subject.slice(0, 80))} is not a valid subject: ${why}`);
+  }
+}
+
+/** Longest subject the node sends to or listens on. */
+export const MAX_SUBJECT_LENGTH = 255;
+/** One subject token: no whitespace, no control characters, no wildcards, nothing NATS treats as syntax. */
+const TOKEN = /^[A-Za-z0-9_$:-]+$/;
+
+/**
+ * Checks a subject before it reaches the wire. nats.js writes subjects into its protocol lines
+ * as given, so a subject from a peer with "\r\n" in it would be the peer's own protocol commands
+ * on our connection. `wildcards` allows `*` tokens and a final `>` (subscriptions only).
+ */
+export function checkSubject(subject: unknown, options: { wildcards?: boolean } = {}): string {
+  if (typeof subject !== "string") throw new InvalidSubjectError(String(subject), "not a string");
+  if (subject.length === 0 || subject.length > MAX_SUBJECT_LENGTH) throw new InvalidSubjectError(subject, `length ${subject.length}, allowed 1-${MAX_SUBJECT_LENGTH}`);
+  const tokens = subject.split(".");
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (options.wildcards && (t === "*" || (t === ">" && i === tokens.length - 1))) continue;
+    if (!TOKEN.test(t)) throw new InvalidSubjectError(subject, t === "" ? "empty token" : `token ${JSON.stringify(t.slice(0, 40))} has characters outside [A-Za-z0-9_$:-]`);
+  }
+  return subject;
+}
+
 export interface BrokerOptions {
   /** NATS server URLs; several for a cluster (the client fails over between them). */
   servers: string[];
-  /** Connection name shown by the server's monitoring. */
+  /** Connection name shown by the server's monitoring (and to its operator): never an identity. */
   name?: string;
   /** How long the first connection may take. Default 3 s. */
   connectTimeoutMs?: number;
@@ -83,6 +115,8 @@ export class Broker {
    * NO_RESPONDERS. Callers flush once after all their subscriptions (see `Dialogs.start`).
    */
   subscribe(subject: string, handler: BrokerHandler, options: { queue?: string } = {}): { unsubscribe(): void } {
+    checkSubject(subject, { wildcards: true });
+    if (options.queue !== undefined) checkSubject(options.queue);
     const sub: Subscription = this.#conn().subscribe(subject, {
       queue: options.queue,
       callback: (err, msg: Msg) => {
@@ -94,12 +128,15 @@ export class Broker {
     return { unsubscribe: () => sub.unsubscribe() };
   }
 
+  /** Throws InvalidSubjectError (nothing sent) for anything but a plain subject. */
   publish(subject: string, data: Uint8Array): void {
+    checkSubject(subject);
     this.#conn().publish(subject, data);
   }
 
   /** Request/reply; a missing responder and a timeout become typed errors. */
   async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    checkSubject(subject);
     try {
       return (await this.#conn().request(subject, data, { timeout: timeoutMs })).data;
     } catch (err) {

@@ -16,16 +16,22 @@ export interface IdentityRecord {
 export interface IdentityRegistryClientOptions {
   /** How long "not registered" is believed before asking the chain again. Default 2 s. */
   negativeTtlMs?: number;
+  /**
+   * How many "not registered" answers are remembered. Default 10,000 (about 1 MB). Past it the
+   * least recently asked goes first, so a flood of random addresses cannot grow the cache.
+   */
+  maxNegativeEntries?: number;
 }
 
 /**
  * Registry lookups for the rest of the node. Positive answers are cached for good (a key never
  * changes) and beneficiaries are kept fresh from `BeneficiaryChanged` events; negative answers are
- * cached briefly and cleared by `IdentityRegistered` events.
+ * cached briefly, bounded (least recently asked out first) and cleared by `IdentityRegistered` events.
  */
 export class IdentityRegistryClient {
   readonly #conn: ChainConnection;
   readonly #negativeTtlMs: number;
+  readonly #maxNegative: number;
   readonly #known = new Map<string, IdentityRecord>();
   readonly #unknownUntil = new Map<string, number>();
   #started = false;
@@ -36,6 +42,7 @@ export class IdentityRegistryClient {
   constructor(conn: ChainConnection, options: IdentityRegistryClientOptions = {}) {
     this.#conn = conn;
     this.#negativeTtlMs = options.negativeTtlMs ?? 2000;
+    this.#maxNegative = options.maxNegativeEntries ?? 10_000;
   }
 
   /**
@@ -100,11 +107,16 @@ export class IdentityRegistryClient {
     const known = this.#known.get(address);
     if (known) return known;
     const until = this.#unknownUntil.get(address);
-    if (!options.fresh && until !== undefined && until > Date.now()) return null;
+    if (!options.fresh && until !== undefined && until > Date.now()) {
+      // Refresh its place: the least recently asked entry is the one evicted.
+      this.#unknownUntil.delete(address);
+      this.#unknownUntil.set(address, until);
+      return null;
+    }
     try {
       const registry = this.#conn.registry;
       if (!(await registry.isRegistered(address))) {
-        this.#unknownUntil.set(address, Date.now() + this.#negativeTtlMs);
+        this.#rememberUnknown(address);
         return null;
       }
       const [publicKey, beneficiary] = await Promise.all([registry.publicKeyOf(address), registry.beneficiaryOf(address)]);
@@ -113,6 +125,26 @@ export class IdentityRegistryClient {
       return record;
     } catch (err) {
       throw toChainError(err, `looking up identity ${address}`);
+    }
+  }
+
+  #rememberUnknown(address: string): void {
+    this.#unknownUntil.delete(address);
+    while (this.#unknownUntil.size >= this.#maxNegative) this.#unknownUntil.delete(this.#unknownUntil.keys().next().value!);
+    this.#unknownUntil.set(address, Date.now() + this.#negativeTtlMs);
+  }
+
+  /** How many "not registered" answers are cached (bounded by `maxNegativeEntries`). */
+  get negativeEntries(): number {
+    return this.#unknownUntil.size;
+  }
+
+  /** The key of an identity already known to be registered, without asking the chain. */
+  knownPublicKeyOf(identity: string): Uint8Array | undefined {
+    try {
+      return this.#known.get(getAddress(identity))?.publicKey;
+    } catch {
+      return undefined;
     }
   }
 

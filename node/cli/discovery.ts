@@ -25,7 +25,7 @@ export function discoveryCommand(context: Ctx): Command {
       if (!(ttl > 0)) throw new MystError("BAD_FLAG", `--ttl "${opts.ttl}" is not a positive number of seconds`);
       const broker = new Broker({ servers: ctx.config.brokerUrls, name: "myst-discovery" });
       await broker.start();
-      const service = new DiscoveryService({ broker, directory: await ctx.registry({ follow: true }), host: opts.host, port, ttlMs: ttl * 1000, log: ctx.log });
+      const service = new DiscoveryService({ broker, directory: await ctx.registry({ follow: true }), host: opts.host, port, ttlMs: ttl * 1000, maxServiceTypesPerProvider: ctx.config.maxServiceTypesPerProvider, log: ctx.log });
       await service.start();
       ctx.out.result({ url: service.url }, () => [`discovery listening on ${service.url}`]);
       await untilSignal(async () => {

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import path from "node:path";
 import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";
+import { installLastResortHandler } from "../log/last-resort";
 import { CommandContext, type GlobalFlags } from "./context";
 import { connectCommands } from "./connect";
 import { daemonCommand } from "./daemon";
@@ -75,6 +76,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+installLastResortHandler();
 main(process.argv).then((code) => {
   process.exitCode = code;
   // The command is done and everything it started was stopped, so the process ends as soon as

@@ -32,6 +32,12 @@ export interface MystConfig {
   lightKdf: boolean;
   /** How long `register` waits for its transaction to be mined before reporting it in progress. Default 60 s. Env MYST_REGISTRATION_TIMEOUT_MS. */
   registrationTimeoutMs: number;
+  /** Dialogs one peer may have open with this node at once; past it its new dialogs are refused (TOO_MANY_DIALOGS). Default 8. Env MYST_MAX_DIALOGS_PER_PEER. */
+  maxDialogsPerPeer: number;
+  /** Sessions one consumer may hold with this provider at once, unconfirmed ones included (TOO_MANY_SESSIONS past it). Default 2. Env MYST_MAX_SESSIONS_PER_CONSUMER. */
+  maxSessionsPerConsumer: number;
+  /** Discovery: service types one provider may have in the index at once (PROVIDER_LIMIT past it). Default 16. Env MYST_MAX_SERVICE_TYPES_PER_PROVIDER. */
+  maxServiceTypesPerProvider: number;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -62,6 +68,9 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     apiPort: 4449,
     lightKdf: false,
     registrationTimeoutMs: 60_000,
+    maxDialogsPerPeer: 8,
+    maxSessionsPerConsumer: 2,
+    maxServiceTypesPerProvider: 16,
   };
 }
 
@@ -101,6 +110,9 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_API_PORT: "apiPort",
   MYST_LIGHT_KDF: "lightKdf",
   MYST_REGISTRATION_TIMEOUT_MS: "registrationTimeoutMs",
+  MYST_MAX_DIALOGS_PER_PEER: "maxDialogsPerPeer",
+  MYST_MAX_SESSIONS_PER_CONSUMER: "maxSessionsPerConsumer",
+  MYST_MAX_SERVICE_TYPES_PER_PROVIDER: "maxServiceTypesPerProvider",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -188,6 +200,14 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
         config.registrationTimeoutMs = n;
+        break;
+      }
+      case "maxDialogsPerPeer":
+      case "maxSessionsPerConsumer":
+      case "maxServiceTypesPerProvider": {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) bad(key, "must be a whole number from 1 to 1,000,000");
+        config[key] = n;
         break;
       }
     }

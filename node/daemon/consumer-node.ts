@@ -71,7 +71,7 @@ export class ConsumerNode {
     const log = o.log ?? silentLogger;
     if (o.dialogs) this.dialogs = o.dialogs;
     else {
-      this.#broker = new Broker({ servers: o.brokerUrls, name: `myst-consumer-${o.key.address}` });
+      this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer" });
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
     this.sessions = new ConsumerSessions(this.dialogs, { log });

@@ -87,6 +87,8 @@ export class MystDaemon {
       services: [],
       log,
       maxSessions: policy.maxSessions,
+      maxDialogsPerPeer: config.maxDialogsPerPeer,
+      maxSessionsPerConsumer: config.maxSessionsPerConsumer,
       pingMs: options.pingMs,
       payments: { ...policy, conn, db: this.#db },
     });

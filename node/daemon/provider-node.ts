@@ -45,6 +45,9 @@ export interface ProviderNodeOptions {
   services: ProvidedService[];
   log?: Logger;
   maxSessions?: number;
+  /** Per-peer limits (config maxDialogsPerPeer, maxSessionsPerConsumer). */
+  maxDialogsPerPeer?: number;
+  maxSessionsPerConsumer?: number;
   keepaliveMs?: number;
   pingMs?: number;
   /** Payments: without them the provider serves for free (tests of the protocol only). The caller owns `db`. */
@@ -93,8 +96,8 @@ export class ProviderNode {
   constructor(options: ProviderNodeOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.broker = new Broker({ servers: options.brokerUrls, name: `myst-provider-${options.key.address}` });
-    this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log });
+    this.broker = new Broker({ servers: options.brokerUrls, name: "myst-provider" });
+    this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log, maxDialogsPerPeer: options.maxDialogsPerPeer });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,
       services: this.#services,
@@ -104,6 +107,7 @@ export class ProviderNode {
       },
       log: this.#log,
       maxSessions: options.maxSessions,
+      maxSessionsPerConsumer: options.maxSessionsPerConsumer,
       keepaliveMs: options.keepaliveMs,
       admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
     });

@@ -4,16 +4,14 @@ import type { Broker } from "../broker/broker";
 import { BrokerError } from "../broker/broker";
 import { MystError, isMystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
-import { verifyBytes } from "../identity/protocol-signature";
+import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
-import { checkDialogMessage, type DialogMessage } from "./message";
+import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
 import { ReplayCache } from "./replay-cache";
 
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
-export interface PublicKeyDirectory {
-  publicKeyOf(identity: string): Promise<Uint8Array | null>;
-}
+export type PublicKeyDirectory = SignerDirectory;
 
 export class DialogError extends MystError {}
 
@@ -47,6 +45,8 @@ export interface DialogsOptions {
   requestTimeoutMs?: number;
   /** Open dialogs at most; new ones are refused past it. Default 10,000. */
   maxDialogs?: number;
+  /** Dialogs one peer may open with us at once; past it its new dialogs are refused (TOO_MANY_DIALOGS). Default 8. */
+  maxDialogsPerPeer?: number;
   /** A dialog with no traffic for this long is closed. Default 10 min. */
   idleTimeoutMs?: number;
 }
@@ -58,6 +58,15 @@ export function subjectOf(identity: string): string {
   return `myst.dialog.${identity.toLowerCase()}`;
 }
 
+/**
+ * A fresh, unguessable subject for one dialog this node opens: the peer answers and notifies there,
+ * so nobody watching the broker learns who opened the dialog (no address in any subject).
+ */
+export function newInbox(): string {
+  return `myst.inbox.${crypto.randomBytes(16).toString("hex")}`;
+}
+
+const PEER_CODE = new RegExp(PEER_CODE_PATTERN);
 const newId = () => crypto.randomBytes(16).toString("hex");
 
 type RequestHandler = (body: unknown, message: DialogMessage) => unknown | Promise<unknown>;
@@ -65,8 +74,8 @@ type NotifyListener = (body: unknown, message: DialogMessage) => void;
 
 /**
  * The dialogs of one identity over the broker: it opens dialogs to peers, accepts dialogs peers
- * open, and checks every message (size, decryption, schema, recipient, registered sender,
- * signature, time window, replay) before anything else sees it.
+ * open, and checks every message (size, decryption, schema, recipient, signature, time window,
+ * replay, and only then the registry: registered sender) before anything else sees it.
  */
 export class Dialogs extends EventEmitter {
   readonly address: string;
@@ -75,6 +84,8 @@ export class Dialogs extends EventEmitter {
   readonly #opener: Opener;
   readonly #replay: ReplayCache;
   readonly #dialogs = new Map<string, Dialog>();
+  /** Open dialogs per peer (lower-case address): what `maxDialogsPerPeer` counts. */
+  readonly #perPeer = new Map<string, number>();
   #subscription?: { unsubscribe(): void };
   #sweeper?: NodeJS.Timeout;
   #onDialog?: (dialog: Dialog) => void;
@@ -92,6 +103,7 @@ export class Dialogs extends EventEmitter {
       clockWindowMs: options.clockWindowMs ?? 30_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
       maxDialogs: options.maxDialogs ?? 10_000,
+      maxDialogsPerPeer: options.maxDialogsPerPeer ?? 8,
       idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
     };
     this.#opener = new Opener(options.key);
@@ -108,7 +120,7 @@ export class Dialogs extends EventEmitter {
    */
   async start(): Promise<void> {
     if (this.#subscription) return;
-    this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receive(data, respond));
+    this.#subscription = this.#o.broker.subscribe(this.subject, (data, respond) => void this.#receiveSafely(data, respond));
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, this.#o.idleTimeoutMs)).unref();
     await this.#o.broker.flush();
   }
@@ -125,12 +137,25 @@ export class Dialogs extends EventEmitter {
     this.#onDialog = handler;
   }
 
-  /** Opens a dialog with a registered peer listening on `peerSubject`. */
+  /**
+   * Opens a dialog with a registered peer listening on `peerSubject`. The peer answers on a
+   * per-dialog inbox (`newInbox()`), subscribed here and dropped when the dialog closes; the
+   * subscription reaches the server before the first request, which travels on the same connection.
+   */
   async open(peer: string, peerSubject: string): Promise<Dialog> {
     const publicKey = await this.#publicKey(peer);
     if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
-    const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject);
-    this.#dialogs.set(dialog.id, dialog);
+    const inbox = newInbox();
+    const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject, inbox);
+    const subscription = this.#o.broker.subscribe(inbox, (data, respond) => void this.#receiveSafely(data, respond, dialog));
+    dialog.onClose(() => {
+      try {
+        subscription.unsubscribe();
+      } catch {
+        // the connection is already closed: so is the subscription
+      }
+    });
+    this.#add(dialog);
     return dialog;
   }
 
@@ -150,7 +175,7 @@ export class Dialogs extends EventEmitter {
       id: newId(),
       ts: Date.now(),
       ...(fields.re ? { re: fields.re } : {}),
-      reply: this.subject,
+      reply: dialog.localSubject ?? this.subject,
       body: fields.body ?? null,
       ...(fields.error ? { error: fields.error } : {}),
     };
@@ -159,7 +184,7 @@ export class Dialogs extends EventEmitter {
   }
 
   /** Runs every check on an envelope; returns the message or the reason to drop it. */
-  async check(data: Uint8Array): Promise<{ message: DialogMessage } | { drop: DropReason; detail: string; from?: string }> {
+  async check(data: Uint8Array): Promise<{ message: DialogMessage; publicKey: Uint8Array } | { drop: DropReason; detail: string; from?: string }> {
     if (data.length > this.#o.maxMessageBytes) return { drop: "oversized", detail: `${data.length} bytes` };
     let opened: { signature: Uint8Array; message: Uint8Array };
     try {
@@ -177,19 +202,23 @@ export class Dialogs extends EventEmitter {
       const first = checkDialogMessage.Errors(message).First();
       return { drop: "malformed", detail: first ? `${first.path || "/"}: ${first.message}` : "schema" };
     }
+    if (!withinDepth(message.body)) return { drop: "malformed", detail: "/body: nested too deep" };
     if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
-    let publicKey: Uint8Array | null;
+    // Cheap checks before the registry: a signature that is not the claimed sender's, a stale or a
+    // replayed message cost no chain call.
+    let signer;
     try {
-      publicKey = await this.#publicKey(message.from);
+      signer = await checkSigner(message.from, opened.message, opened.signature, this.#o.directory);
     } catch (err) {
       return { drop: "directory-unavailable", detail: (err as Error).message };
     }
-    if (!publicKey) return { drop: "unregistered-sender", detail: message.from, from: message.from };
-    if (!verifyBytes(publicKey, opened.message, opened.signature)) return { drop: "bad-signature", detail: `claims ${message.from}` };
+    if ("fail" in signer) {
+      return signer.fail === "unregistered" ? { drop: "unregistered-sender", detail: message.from, from: message.from } : { drop: "bad-signature", detail: `claims ${message.from}` };
+    }
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
     if (!this.#replay.remember(`${message.from.toLowerCase()}:${message.id}`)) return { drop: "replayed", detail: message.id };
-    return { message };
+    return { message, publicKey: signer.publicKey };
   }
 
   drop(reason: DropReason, detail: string, message?: DialogMessage): void {
@@ -198,10 +227,40 @@ export class Dialogs extends EventEmitter {
   }
 
   forget(dialog: Dialog): void {
-    this.#dialogs.delete(dialog.id);
+    if (!this.#dialogs.delete(dialog.id)) return;
+    const peer = dialog.peer.toLowerCase();
+    const n = (this.#perPeer.get(peer) ?? 1) - 1;
+    if (n > 0) this.#perPeer.set(peer, n);
+    else this.#perPeer.delete(peer);
   }
 
-  async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined): Promise<void> {
+  #add(dialog: Dialog): void {
+    this.#dialogs.set(dialog.id, dialog);
+    const peer = dialog.peer.toLowerCase();
+    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
+  }
+
+  /** Says no to a new dialog, sealed to the (verified) sender when it asked for an answer. */
+  #refuse(message: DialogMessage, publicKey: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, code: string, detail: string): void {
+    if (message.kind === "request" && respond) {
+      const dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
+      respond(this.seal(dialog, { kind: "response", type: message.type, re: message.id, body: null, error: { code, message: detail } }).bytes);
+    }
+    this.drop("capacity", detail, message);
+  }
+
+  /** The last line of defence: whatever one peer's message does, the others are still served. */
+  async #receiveSafely(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, inboxOf?: Dialog): Promise<void> {
+    try {
+      await this.#receive(data, respond, inboxOf);
+    } catch (err) {
+      this.#o.log.error({ err, code: (err as { code?: unknown })?.code ?? "INTERNAL" }, "handling a dialog message failed");
+      this.emit("failed", err);
+    }
+  }
+
+  /** `inboxOf`: the dialog whose private inbox the message came in on; only that dialog's messages belong there. */
+  async #receive(data: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, inboxOf?: Dialog): Promise<void> {
     const checked = await this.check(data);
     if ("drop" in checked) {
       // The only answer we can give an unregistered sender is in clear: we have no key to seal to.
@@ -210,19 +269,26 @@ export class Dialogs extends EventEmitter {
       }
       return this.drop(checked.drop, checked.detail);
     }
-    const { message } = checked;
+    const { message, publicKey } = checked;
     if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
 
+    if (inboxOf && (message.dialog !== inboxOf.id || message.from.toLowerCase() !== inboxOf.peer.toLowerCase())) {
+      return this.drop("wrong-peer", `a message for dialog ${message.dialog} on the inbox of ${inboxOf.id}`, message);
+    }
     let dialog = this.#dialogs.get(message.dialog);
     if (dialog && dialog.peer.toLowerCase() !== message.from.toLowerCase()) {
       return this.drop("wrong-peer", `dialog ${message.dialog} belongs to ${dialog.peer}`, message);
     }
     if (!dialog) {
+      if (inboxOf) return this.drop("unexpected", `dialog ${message.dialog} is closed`, message);
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
-      if (this.#dialogs.size >= this.#o.maxDialogs) return this.drop("capacity", `${this.#dialogs.size} dialogs open`, message);
-      const publicKey = (await this.#publicKey(message.from))!;
+      if (this.#dialogs.size >= this.#o.maxDialogs) return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
+      const ofPeer = this.#perPeer.get(message.from.toLowerCase()) ?? 0;
+      if (ofPeer >= this.#o.maxDialogsPerPeer) {
+        return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`);
+      }
       dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
-      this.#dialogs.set(dialog.id, dialog);
+      this.#add(dialog);
       this.#onDialog(dialog);
     }
     dialog.touch();
@@ -255,6 +321,8 @@ export class Dialog {
     readonly peer: string,
     peerPublicKey: Uint8Array,
     readonly peerSubject: string,
+    /** This side's private inbox for the dialog, when this side opened it. */
+    readonly localSubject?: string,
   ) {
     this.sealer = new Sealer(peerPublicKey);
   }
@@ -341,18 +409,32 @@ export class Dialog {
       try {
         reply = { kind: "response", type: message.type, re: message.id, body: (await handler(message.body, message)) ?? null };
       } catch (err) {
-        const error = isMystError(err) ? { code: err.code, message: err.message } : { code: "INTERNAL", message: "internal error" };
+        const error = isMystError(err) && PEER_CODE.test(err.code) ? { code: err.code, message: err.message.slice(0, 1024) } : { code: "INTERNAL", message: "internal error" };
         if (!isMystError(err)) this.dialogs.options.log.error({ err, type: message.type }, "dialog handler failed");
         reply = { kind: "response", type: message.type, re: message.id, body: null, error };
       }
     }
-    respond(this.dialogs.seal(this, reply).bytes);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.dialogs.seal(this, reply).bytes;
+    } catch (err) {
+      // A body that cannot be serialized (a cycle, or nesting beyond the stack) fails this request only.
+      this.dialogs.options.log.error({ err, type: message.type }, "dialog response could not be sealed");
+      bytes = this.dialogs.seal(this, { kind: "response", type: message.type, re: message.id, body: null, error: { code: "INTERNAL", message: "internal error" } }).bytes;
+    }
+    respond(bytes);
   }
 
   deliver(message: DialogMessage): void {
     const listeners = this.#listeners.get(message.type);
     if (!listeners?.size) return this.dialogs.drop("unexpected", `no listener for ${message.type}`, message);
-    for (const l of listeners) l(message.body, message);
+    for (const l of listeners) {
+      try {
+        l(message.body, message);
+      } catch (err) {
+        this.dialogs.options.log.error({ err, type: message.type, code: (err as { code?: unknown })?.code ?? "INTERNAL" }, "dialog listener failed");
+      }
+    }
   }
 
   #assertOpen(): void {

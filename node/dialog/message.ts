@@ -1,6 +1,14 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 
+/**
+ * A subject a peer may ask us to send to: plain tokens, no wildcards, no whitespace or control
+ * characters (they would become NATS protocol lines on our connection), at most 128 characters.
+ */
+export const REPLY_SUBJECT_PATTERN = "^[A-Za-z0-9_-]{1,64}(\\.[A-Za-z0-9_-]{1,64}){0,7}$";
+/** An error code a peer may send: data to show, fenced so it reads like a code and nothing else. */
+export const PEER_CODE_PATTERN = "^[A-Z][A-Z0-9_]{0,63}$";
+
 /** What a dialog message says, signed as its exact JSON bytes. See docs/protocol.md. */
 export const DialogMessageSchema = Type.Object(
   {
@@ -15,10 +23,10 @@ export const DialogMessageSchema = Type.Object(
     /** The request a response answers. */
     re: Type.Optional(Type.String({ pattern: "^[0-9a-f]{32}$" })),
     /** The subject the sender listens on, so the peer can send to it unprompted. */
-    reply: Type.Optional(Type.String({ maxLength: 256 })),
+    reply: Type.Optional(Type.String({ maxLength: 128, pattern: REPLY_SUBJECT_PATTERN })),
     body: Type.Unknown(),
     /** Set on a response when the request failed. */
-    error: Type.Optional(Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 1024 }) })),
+    error: Type.Optional(Type.Object({ code: Type.String({ pattern: PEER_CODE_PATTERN }), message: Type.String({ maxLength: 1024 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -26,3 +34,21 @@ export const DialogMessageSchema = Type.Object(
 export type DialogMessage = Static<typeof DialogMessageSchema>;
 
 export const checkDialogMessage = TypeCompiler.Compile(DialogMessageSchema);
+
+/** How deep a body may nest (objects and arrays). Deeper bodies are dropped as malformed. */
+export const MAX_BODY_DEPTH = 32;
+
+/**
+ * True when `value` nests no deeper than `maxDepth`. Iterative, so a hostile body cannot overflow
+ * the stack here (JSON.stringify of it later would: it recurses per level).
+ */
+export function withinDepth(value: unknown, maxDepth = MAX_BODY_DEPTH): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth >= maxDepth) return false;
+    for (const child of Object.values(v)) if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+  }
+  return true;
+}

@@ -1,7 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { IdentityKey } from "../identity/key";
-import { verifyBytes } from "../identity/protocol-signature";
+import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 import { ProposalError } from "../proposal/proposal";
 
 /** The NATS subjects discovery replicas listen on. Every replica hears every announcement. */
@@ -31,7 +31,7 @@ export function signUnregister(key: IdentityKey, serviceType: string, at = Date.
 
 export async function verifyUnregister(
   input: unknown,
-  publicKeyOf: (id: string) => Promise<Uint8Array | null>,
+  directory: SignerDirectory,
 ): Promise<{ provider: string; serviceType: string; at: number }> {
   if (!checkSigned.Check(input)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister message does not match the schema");
   let body: unknown;
@@ -41,11 +41,9 @@ export async function verifyUnregister(
     throw new ProposalError("UNREGISTER_MALFORMED", "unregister body is not JSON");
   }
   if (!checkBody.Check(body)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister body does not match the schema");
-  const key = await publicKeyOf(body.provider);
-  if (!key) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${body.provider} is not a registered identity`);
-  if (!verifyBytes(key, Buffer.from(input.unregister), Buffer.from(input.signature.slice(2), "hex"))) {
-    throw new ProposalError("BAD_SIGNATURE", `the unregister message is not signed by ${body.provider}`);
-  }
+  const signer = await checkSigner(body.provider, Buffer.from(input.unregister), Buffer.from(input.signature.slice(2), "hex"), directory);
+  if ("fail" in signer && signer.fail === "bad-signature") throw new ProposalError("BAD_SIGNATURE", `the unregister message is not signed by ${body.provider}`);
+  if ("fail" in signer) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${body.provider} is not a registered identity`);
   return body;
 }
 

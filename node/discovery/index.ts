@@ -17,7 +17,7 @@ export type UpsertResult = "added" | "replaced" | "refreshed";
 
 export class IndexRejection extends MystError {
   constructor(
-    readonly code: "PROPOSAL_STALE" | "INDEX_FULL",
+    readonly code: "PROPOSAL_STALE" | "PROPOSAL_WITHDRAWN" | "PROVIDER_LIMIT" | "INDEX_FULL",
     message: string,
   ) {
     super(code, message);
@@ -77,9 +77,19 @@ export class ProposalIndex {
   readonly #byCountryIpType = new Map<string, SortedKeys>();
   readonly #byServiceCountry = new Map<string, SortedKeys>();
 
+  /**
+   * Per (provider, service type): the newest `createdAt` seen, and whether an unregister withdrew
+   * it. A replayed or older announcement is refused even after the live one expired or was
+   * withdrawn. Bounded by `maxEntries` (oldest first out); an evicted key only forgets history
+   * that its proposals' own expiry ends soon anyway.
+   */
+  readonly #history = new Map<string, { createdAt: number; withdrawn: boolean }>();
+
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 1_000_000,
+    /** Service types one provider may have in the index at once. Default 16. */
+    private readonly maxPerProvider = 16,
   ) {}
 
   get size(): number {
@@ -91,12 +101,23 @@ export class ProposalIndex {
     const liveUntil = Math.min(proposal.expiresAt, now + this.ttlMs);
     const existing = this.#entries.get(key);
     const terms = { perHour: BigInt(proposal.price.perHour), perGiB: BigInt(proposal.price.perGiB) };
+    const seen = this.#history.get(key);
+    if (seen?.withdrawn && proposal.createdAt <= seen.createdAt) {
+      throw new IndexRejection("PROPOSAL_WITHDRAWN", `${proposal.provider} withdrew its ${proposal.serviceType} proposal; announce a newer one`);
+    }
+    if (seen && proposal.createdAt < seen.createdAt) {
+      throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} was seen`);
+    }
     if (existing && existing.liveUntil > now) {
       if (proposal.createdAt < existing.proposal.createdAt || (proposal.createdAt === existing.proposal.createdAt && signed.proposal !== existing.signed.proposal)) {
         throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
       }
     }
+    if (!existing && (this.#byProvider.get(proposal.provider.toLowerCase())?.keys.length ?? 0) >= this.maxPerProvider) {
+      throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
+    }
     if (!existing && this.#entries.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
+    this.#remember(key, proposal.createdAt, false);
     const refreshed = existing?.signed.proposal === signed.proposal;
     if (existing) this.#unbucket(existing);
     const entry: IndexEntry = { key, signed, proposal, liveUntil, ...terms };
@@ -108,10 +129,20 @@ export class ProposalIndex {
 
   /** Removes the proposal if it is not newer than `notAfter` (an unregister signed at that time). */
   remove(provider: string, serviceType: string, notAfter = Number.MAX_SAFE_INTEGER): boolean {
-    const entry = this.#entries.get(indexKey(provider, serviceType));
+    const key = indexKey(provider, serviceType);
+    const entry = this.#entries.get(key);
+    const seen = this.#history.get(key);
+    // The tombstone: nothing created up to the unregister's time comes back.
+    if (notAfter !== Number.MAX_SAFE_INTEGER && (!seen || seen.createdAt <= notAfter)) this.#remember(key, notAfter, true);
     if (!entry || entry.proposal.createdAt > notAfter) return false;
     this.#delete(entry);
     return true;
+  }
+
+  #remember(key: string, createdAt: number, withdrawn: boolean): void {
+    this.#history.delete(key);
+    while (this.#history.size >= this.maxEntries) this.#history.delete(this.#history.keys().next().value!);
+    this.#history.set(key, { createdAt, withdrawn });
   }
 
   get(provider: string, serviceType: string, now = Date.now()): IndexEntry | undefined {

@@ -22,6 +22,8 @@ export interface DiscoveryServiceOptions {
   /** Largest accepted request body. Default 16 KiB. */
   bodyLimit?: number;
   maxProposals?: number;
+  /** Service types one provider may have in the index at once; more are refused (PROVIDER_LIMIT). Default 16. */
+  maxServiceTypesPerProvider?: number;
   log?: Logger;
   version?: string;
 }
@@ -52,6 +54,8 @@ const STATUS: Record<string, number> = {
   PROPOSAL_EXPIRED: 422,
   PROPOSAL_FROM_FUTURE: 422,
   PROPOSAL_STALE: 409,
+  PROPOSAL_WITHDRAWN: 409,
+  PROVIDER_LIMIT: 429,
   INDEX_FULL: 503,
 };
 
@@ -75,7 +79,7 @@ export class DiscoveryService {
   constructor(options: DiscoveryServiceOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals);
+    this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals, options.maxServiceTypesPerProvider);
     const index = this.index;
     new Gauge({
       name: "myst_discovery_proposals",
@@ -96,7 +100,7 @@ export class DiscoveryService {
   /** Verifies and indexes one signed proposal (from any source). */
   async ingest(input: unknown, source: "nats" | "http"): Promise<UpsertResult> {
     try {
-      const { signed, proposal } = await verifySignedProposal(input, { publicKeyOf: (id) => this.#o.directory.publicKeyOf(id) });
+      const { signed, proposal } = await verifySignedProposal(input, this.#o.directory);
       const result = this.index.upsert(signed, proposal);
       this.#announcements.inc({ source, result });
       return result;
@@ -125,7 +129,7 @@ export class DiscoveryService {
     this.#subs.push(
       broker.subscribe(DISCOVERY_SUBJECTS.unregister, async (data, respond) => {
         try {
-          const u = await verifyUnregister(parseJson(data), (id) => this.#o.directory.publicKeyOf(id));
+          const u = await verifyUnregister(parseJson(data), this.#o.directory);
           const removed = this.index.remove(u.provider, u.serviceType, u.at);
           this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
           reply(respond, { ok: true, result: removed ? "removed" : "ignored" });

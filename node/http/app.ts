@@ -24,6 +24,11 @@ export interface JsonAppOptions {
   security?: { schemes: Record<string, unknown>; apply: Record<string, string[]>[] };
   /** Told of every error answer (metrics). */
   onError?: (status: number, code: string) => void;
+  /**
+   * Host names (without port) the server answers to; others get 421 BAD_HOST. Set for a local
+   * API, so a web page that rebinds its own name to 127.0.0.1 cannot read it. Default: any.
+   */
+  allowedHosts?: string[];
 }
 
 /**
@@ -36,7 +41,24 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     bodyLimit: o.bodyLimit,
     logger: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
+    // Errors the router meets before any hook runs: the same {code, message} as every other error.
+    frameworkErrors: (err, _req, reply) => {
+      const [status, code, message] =
+        err.code === "FST_ERR_MAX_PARAM_LENGTH" ? [414, "URI_TOO_LONG", "a path parameter is too long"] : err.code === "FST_ERR_BAD_URL" ? [400, "BAD_REQUEST", "the URL is malformed"] : [400, "BAD_REQUEST", "the request cannot be routed"];
+      o.onError?.(status, code);
+      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(status).send({ code, message });
+    },
+    // Errors Node's HTTP parser meets before a route sees the request get the same {code, message}.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return;
+      const [status, code, message] =
+        err.code === "HPE_HEADER_OVERFLOW" ? [431, "HEADERS_TOO_LARGE", "the request line and headers are too large"] : [400, "BAD_REQUEST", "the request is not valid HTTP"];
+      const body = JSON.stringify({ code, message });
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // JSON only: Fastify's built-in text/plain parser would turn a text body into a schema error (400).
+  app.removeContentTypeParser("text/plain");
   await app.register(swagger, {
     openapi: {
       info: { title: o.title, version: o.version, description: o.description },
@@ -72,6 +94,13 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     o.log.error({ err }, "request failed");
     return answer(reply, 500, "INTERNAL", "internal error");
   });
+  if (o.allowedHosts) {
+    const allowed = new Set(o.allowedHosts.map((h) => h.toLowerCase()));
+    app.addHook("onRequest", async (req, reply) => {
+      const host = hostName(req.headers.host);
+      if (!host || !allowed.has(host)) return answer(reply, 421, "BAD_HOST", `this server does not answer to host "${String(req.headers.host ?? "").slice(0, 64)}"`);
+    });
+  }
   // A POST or PUT without a body means "no fields": its schema still applies (and refuses what is required).
   app.addHook("preValidation", async (req) => {
     if (req.body === undefined && (req.method === "POST" || req.method === "PUT")) req.body = {};
@@ -79,4 +108,12 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
   app.setNotFoundHandler((req, reply) => answer(reply, 404, "NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`));
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
+}
+
+/** The host name of a Host header, lower-case, without port or IPv6 brackets. */
+function hostName(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const h = header.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(1, h.indexOf("]") > 0 ? h.indexOf("]") : undefined);
+  return h.split(":")[0];
 }

@@ -1,8 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import { decryptKeystoreJson, encryptKeystoreJson, getAddress, isKeystoreJson } from "ethers";
+import { encryptKeystoreJson, getAddress } from "ethers";
 import { MystError } from "../errors/MystError";
 import { IdentityKey, InvalidKeyError } from "./key";
+import { decryptSecretStorage, parseSecretStorage, SecretStorageError } from "./secret-storage";
 
 export class KeystoreError extends MystError {}
 
@@ -74,9 +75,10 @@ export class Keystore {
   }
 
   /**
-   * Imports a keystore v3 file made by geth, ethers or MetaMask. It is checked by decrypting it with
-   * `passphrase`; with `newPassphrase` it is re-encrypted, otherwise copied byte for byte.
-   * The source file is never modified.
+   * Imports a keystore v3 file made by geth, ethers or MetaMask (scrypt or PBKDF2). It is checked
+   * by decrypting it with `passphrase`; with `newPassphrase` it is re-encrypted, otherwise copied
+   * byte for byte, except that a file without `address` (the Web3 Secret Storage test vectors) gets
+   * the address filled in, so it can be listed and found. The source file is never modified.
    */
   async import(sourceFile: string, passphrase: string, newPassphrase?: string): Promise<KeystoreEntry> {
     let json: string;
@@ -95,6 +97,8 @@ export class Keystore {
       requirePassphrase(newPassphrase);
       return this.#write(key, newPassphrase);
     }
+    const parsed = JSON.parse(json) as Record<string, unknown>;
+    if (typeof parsed.address !== "string") return this.#store(key.address, JSON.stringify({ address: key.address.slice(2).toLowerCase(), ...parsed }));
     return this.#store(key.address, json);
   }
 
@@ -151,23 +155,27 @@ function addressInFile(file: string): string | null {
 }
 
 async function decrypt(json: string, passphrase: string, file: string): Promise<IdentityKey> {
-  if (!isKeystoreJson(json)) {
-    throw new KeystoreError("KEYSTORE_CORRUPT", `${file} is not a keystore v3 file (corrupt or truncated?)`);
-  }
-  let privateKey: string;
+  const parsed = parseSecretStorage(json);
+  if (!parsed) throw new KeystoreError("KEYSTORE_CORRUPT", `${file} is not a keystore v3 file (corrupt or truncated?)`);
+  let privateKey: Uint8Array;
   try {
-    privateKey = (await decryptKeystoreJson(json, passphrase)).privateKey;
+    privateKey = await decryptSecretStorage(parsed, passphrase);
   } catch (err) {
-    const e = err as { code?: string; argument?: string };
-    if (e.code === "INVALID_ARGUMENT" && e.argument === "password") {
+    if (err instanceof SecretStorageError && err.code === "WRONG_PASSPHRASE") {
       throw new KeystoreError("WRONG_PASSPHRASE", `wrong passphrase for ${file}`, { cause: err });
     }
-    throw new KeystoreError("KEYSTORE_CORRUPT", `${file} cannot be decrypted (corrupt or truncated?)`, { cause: err });
+    const why = err instanceof SecretStorageError ? err.message : "it cannot be decrypted";
+    throw new KeystoreError("KEYSTORE_CORRUPT", `${file} cannot be decrypted: ${why} (corrupt or truncated?)`, { cause: err });
   }
+  let key: IdentityKey;
   try {
-    return IdentityKey.fromHex(privateKey);
+    key = new IdentityKey(privateKey);
   } catch (err) {
     if (err instanceof InvalidKeyError) throw new KeystoreError("KEYSTORE_CORRUPT", `${file} holds an invalid key`, { cause: err });
     throw err;
   }
+  if (parsed.address !== undefined && parsed.address.replace(/^0x/, "").toLowerCase() !== key.address.slice(2).toLowerCase()) {
+    throw new KeystoreError("KEYSTORE_CORRUPT", `${file} names ${parsed.address} but holds the key of ${key.address}`);
+  }
+  return key;
 }

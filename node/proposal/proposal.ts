@@ -2,7 +2,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
-import { verifyBytes } from "../identity/protocol-signature";
+import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 
 /**
  * A provider's offer: who, what, where, for how much, how much, and how to reach it. It travels
@@ -95,23 +95,23 @@ export function parseSignedProposal(input: unknown): { signed: SignedProposal; p
   return { signed: input, proposal };
 }
 
-export interface VerifyOptions {
-  /** The registry: the provider must be registered, and this is its key. */
+export interface VerifyOptions extends SignerDirectory {
+  /** The registry: the provider must be registered, and this is its key (asked only for a signature that is the provider's own). */
   publicKeyOf(identity: string): Promise<Uint8Array | null>;
   now?: number;
   /** Accepted clock difference for `createdAt` in the future. Default 60 s. */
   clockSkewMs?: number;
 }
 
-/** Parses and verifies: shape, registered provider, signature by that provider, not expired. */
+/** Parses and verifies: shape, signature by the named provider, that provider registered, not expired. */
 export async function verifySignedProposal(input: unknown, options: VerifyOptions): Promise<{ signed: SignedProposal; proposal: Proposal }> {
   const { signed, proposal } = parseSignedProposal(input);
-  const publicKey = await options.publicKeyOf(proposal.provider);
-  if (!publicKey) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${proposal.provider} is not a registered identity`);
-  const signature = Buffer.from(signed.signature.slice(2), "hex");
-  if (!verifyBytes(publicKey, Buffer.from(signed.proposal), signature)) {
+  // Signature first (no chain call), then the registry.
+  const signer = await checkSigner(proposal.provider, Buffer.from(signed.proposal), Buffer.from(signed.signature.slice(2), "hex"), options);
+  if ("fail" in signer && signer.fail === "bad-signature") {
     throw new ProposalError("BAD_SIGNATURE", `the proposal is not signed by its provider ${proposal.provider}`);
   }
+  if ("fail" in signer) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${proposal.provider} is not a registered identity`);
   const now = options.now ?? Date.now();
   if (proposal.expiresAt <= now) throw new ProposalError("PROPOSAL_EXPIRED", `the proposal expired at ${new Date(proposal.expiresAt).toISOString()}`);
   if (proposal.createdAt > now + (options.clockSkewMs ?? 60_000)) {

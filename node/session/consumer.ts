@@ -4,7 +4,7 @@ import { DialogError, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
-import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, type CreateResponse } from "./messages";
+import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, check, type CreateResponse } from "./messages";
 import type { ConsumerService, Tunnel } from "./service";
 
 export type ConsumerSessionState = "active" | "ended";
@@ -117,10 +117,10 @@ export class ConsumerSessions {
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
 
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
-    let response: CreateResponse;
+    let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
     try {
-      response = await dialog.request<CreateResponse>(
+      response = await dialog.request(
         SESSION_CREATE,
         { proposal: options.proposal, correlationId, consumerData: await options.service.consumerData(), ...(options.maxPrice ? { maxPrice: options.maxPrice } : {}) },
         { timeoutMs },
@@ -129,6 +129,11 @@ export class ConsumerSessions {
       dialog.close();
       if (err instanceof DialogError && err.code === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", err.message);
       throw err;
+    }
+    if (!check.createResponse.Check(response)) {
+      dialog.close();
+      const first = check.createResponse.Errors(response).First();
+      throw new SessionError("BAD_RESPONSE", `the provider's answer to session.create is malformed (${first ? `${first.path || "/"}: ${first.message}` : "schema"})`);
     }
     if ("refused" in response) {
       dialog.close();
@@ -165,7 +170,7 @@ export class ConsumerSessions {
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);
     });
     tunnel.onDown((reason) => void session.destroy(`tunnel down: ${reason}`));
-    session.keepAlive(Math.max(100, Math.min(keepaliveMs, 60_000)));
+    session.keepAlive(keepaliveMs);
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;
   }

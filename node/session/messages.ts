@@ -30,6 +30,7 @@ export const REFUSAL_CODES = [
   "SERVICE_NOT_RUNNING",
   "CONSUMER_UNREGISTERED",
   "CAPACITY_REACHED",
+  "TOO_MANY_SESSIONS",
   "PRICE_NOT_ACCEPTED",
   "PAYMENT_NOT_COVERED",
   "BAD_REQUEST",
@@ -37,9 +38,40 @@ export const REFUSAL_CODES = [
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
-export type CreateResponse =
-  | { accepted: { sessionId: string; serviceConfig: unknown; keepaliveMs: number; correlationId: string } }
-  | { refused: { code: RefusalCode; message: string; correlationId: string } };
+/** Keepalive periods a consumer accepts from a provider; outside them the answer is malformed. */
+export const MIN_KEEPALIVE_MS = 100;
+export const MAX_KEEPALIVE_MS = 600_000;
+
+/**
+ * The provider's answer, checked by the consumer before any of it is used: the session id becomes
+ * part of file names and a credential, the keepalive a timer, the refusal code an error code.
+ */
+export const CreateResponse = Type.Union([
+  Type.Object(
+    {
+      accepted: Type.Object(
+        {
+          sessionId: SessionId,
+          serviceConfig: Type.Unknown(),
+          keepaliveMs: Type.Integer({ minimum: MIN_KEEPALIVE_MS, maximum: MAX_KEEPALIVE_MS }),
+          correlationId: Type.String({ maxLength: 64 }),
+        },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      refused: Type.Object(
+        { code: Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c))), message: Type.String({ maxLength: 1024 }), correlationId: Type.String({ maxLength: 64 }) },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type CreateResponse = Static<typeof CreateResponse>;
 
 export const ConfirmRequest = Type.Union([
   Type.Object({ sessionId: SessionId, ok: Type.Literal(true) }, { additionalProperties: false }),
@@ -55,6 +87,7 @@ export type SessionRef = Static<typeof SessionRef>;
 
 export const check = {
   create: TypeCompiler.Compile(CreateRequest),
+  createResponse: TypeCompiler.Compile(CreateResponse),
   confirm: TypeCompiler.Compile(ConfirmRequest),
   ref: TypeCompiler.Compile(SessionRef),
 };

@@ -44,6 +44,11 @@ export interface ProviderSessionsOptions {
   log?: Logger;
   /** Sessions at once, over all services. Default 50. */
   maxSessions?: number;
+  /**
+   * Sessions one consumer may hold at once, unconfirmed ones included; past it its session.create
+   * is refused with TOO_MANY_SESSIONS, so one deposit cannot take every slot. Default 2.
+   */
+  maxSessionsPerConsumer?: number;
   /** How often the consumer must show it is alive. Default 5 s. */
   keepaliveMs?: number;
   /** Keepalive periods a consumer may miss before its session ends. Default 3. */
@@ -64,6 +69,8 @@ export class ProviderSessions extends EventEmitter {
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
+  /** The same, per consumer. */
+  readonly #admittingBy = new Map<string, number>();
   #timer?: NodeJS.Timeout;
 
   constructor(options: ProviderSessionsOptions) {
@@ -71,6 +78,7 @@ export class ProviderSessions extends EventEmitter {
     this.#o = {
       ...options,
       maxSessions: options.maxSessions ?? 50,
+      maxSessionsPerConsumer: options.maxSessionsPerConsumer ?? 2,
       keepaliveMs: options.keepaliveMs ?? 5000,
       missedKeepalives: options.missedKeepalives ?? 3,
       confirmTimeoutMs: options.confirmTimeoutMs ?? 30_000,
@@ -123,6 +131,24 @@ export class ProviderSessions extends EventEmitter {
     }
     this.#o.log.info({ sessionId: id, consumer: session.consumer, reason }, "session ended");
     this.emit("session-ended", session);
+    this.#closeIfIdle(session.dialog);
+  }
+
+  #liveOf(consumer: string): number {
+    let n = 0;
+    for (const s of this.#sessions.values()) if (s.state !== "ended" && s.consumer.toLowerCase() === consumer.toLowerCase()) n++;
+    return n;
+  }
+
+  /**
+   * Closes a dialog that carries no live session (after a refusal, or once its session ended), so
+   * an honest consumer's finished dialogs do not count against its per-peer dialog limit.
+   */
+  #closeIfIdle(dialog: Dialog): void {
+    setImmediate(() => {
+      for (const s of this.#sessions.values()) if (s.dialog === dialog && s.state !== "ended") return;
+      dialog.close();
+    });
   }
 
   #attach(dialog: Dialog): void {
@@ -138,6 +164,7 @@ export class ProviderSessions extends EventEmitter {
     const refuse = (code: RefusalCode, message: string): CreateResponse => {
       this.#o.log.info({ consumer: dialog.peer, code, message }, "session refused");
       this.emit("session-refused", { consumer: dialog.peer, code });
+      this.#closeIfIdle(dialog);
       return { refused: { code, message, correlationId } };
     };
     if (!check.create.Check(body)) return refuse("BAD_REQUEST", "session.create does not match the schema");
@@ -156,13 +183,21 @@ export class ProviderSessions extends EventEmitter {
       return refuse("PROPOSAL_CHANGED", "the proposal's terms have changed; fetch the current one");
     }
     if (!service.isRunning()) return refuse("SERVICE_NOT_RUNNING", `the ${offered.serviceType} service is not running`);
-    // The slot is taken before the first await: creates arriving together cannot all pass the check.
+    // Slots are taken before the first await: creates arriving together cannot all pass the checks.
+    const ofConsumer = this.#liveOf(dialog.peer) + (this.#admittingBy.get(dialog.peer) ?? 0);
+    if (ofConsumer >= this.#o.maxSessionsPerConsumer) {
+      return refuse("TOO_MANY_SESSIONS", `${dialog.peer} holds ${ofConsumer} sessions (accepted or active), the most one consumer may; end one first`);
+    }
     if (this.liveCount + this.#admitting >= this.#o.maxSessions) return refuse("CAPACITY_REACHED", `${this.#o.maxSessions} sessions are running`);
     this.#admitting++;
+    this.#admittingBy.set(dialog.peer, (this.#admittingBy.get(dialog.peer) ?? 0) + 1);
     try {
       return await this.#admit(dialog, body, offered, current, service, refuse);
     } finally {
       this.#admitting--;
+      const left = (this.#admittingBy.get(dialog.peer) ?? 1) - 1;
+      if (left > 0) this.#admittingBy.set(dialog.peer, left);
+      else this.#admittingBy.delete(dialog.peer);
     }
   }
 

@@ -20,7 +20,7 @@ const IP_TYPES = ["residential", "hosting", "mobile", "business"] as const;
 async function ingestInProcess(keys: IdentityKey[], payloads: Buffer[]) {
   const publicKeys = new Map(keys.map((k) => [k.address.toLowerCase(), k.publicKey]));
   // The broker is never started: ingest() does not use it.
-  const service = new DiscoveryService({ broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }), directory: { publicKeyOf: async (id) => publicKeys.get(id.toLowerCase()) ?? null }, port: 0, ttlMs: 3_600_000 });
+  const service = new DiscoveryService({ broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }), directory: { publicKeyOf: async (id) => publicKeys.get(id.toLowerCase()) ?? null, knownPublicKeyOf: (id) => publicKeys.get(id.toLowerCase()) }, port: 0, ttlMs: 3_600_000 });
   const t0 = nowMs();
   for (const p of payloads) await service.ingest(JSON.parse(p.toString("utf8")), "nats");
   const seconds = (nowMs() - t0) / 1000;

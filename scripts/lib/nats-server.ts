@@ -19,6 +19,8 @@ export interface NatsServerOptions {
   /** Reuse these ports (e.g. to restart). */
   port?: number;
   clusterPort?: number;
+  /** Serve the HTTP monitoring endpoints (/connz, /subsz) on this loopback port. */
+  monitorPort?: number;
 }
 
 export const NATS_SERVER_BIN = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
@@ -31,6 +33,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   let child: ChildProcess;
   const launch = async () => {
     const args = ["-a", "127.0.0.1", "-p", String(port), "--cluster", `nats://127.0.0.1:${clusterPort}`, "--cluster_name", "myst"];
+    if (options.monitorPort) args.push("-m", String(options.monitorPort));
     if (options.routes?.length) args.push("--routes", options.routes.map((p) => `nats://127.0.0.1:${p}`).join(","));
     child = spawn(NATS_SERVER_BIN!, args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.resume();

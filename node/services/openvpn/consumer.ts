@@ -7,6 +7,8 @@ import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./cr
 import { OpenVpnProcess } from "./process";
 import { program, requireRoot, TunnelError } from "./system";
 
+const SESSION_ID = /^[0-9a-f]{32}$/;
+
 export interface OpenVpnConsumerOptions {
   key: IdentityKey;
   /** A private directory for the short-lived config (`<data-dir>/run`). */
@@ -36,6 +38,8 @@ export class OpenVpnConsumerService implements ConsumerService {
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
     requireRoot("connecting an OpenVPN tunnel");
     program("openvpn");
+    // The id is the provider's word and becomes part of file names below: fenced like the config.
+    if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
     if (!checkServiceConfig.Check(session.serviceConfig)) {
       throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
     }

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import net_ from "node:net";
 import fs from "node:fs";
 import path from "node:path";
 import { parseEther } from "ethers";
@@ -209,6 +210,49 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { pricePerHour: "cheap" } } }), 400, "BAD_REQUEST", /body\.offer\.pricePerHour must match pattern/);
       expectError(await call(provider, "GET", "/v1/identities/0x1234"), 400, "BAD_REQUEST", /params\.address/);
       expectError(await call(provider, "GET", "/v1/sessions?limit=0"), 400, "BAD_REQUEST", /querystring\.limit must be >= 1/);
+    });
+
+    /** One raw HTTP/1.1 exchange, so headers Node's client would refuse can be sent. */
+    function raw(request: string): Promise<{ status: number; body: { code?: string; message?: string } }> {
+      return new Promise((resolve, reject) => {
+        const u = new URL(provider.url);
+        const socket = net_.connect(Number(u.port), u.hostname, () => socket.end(request));
+        let text = "";
+        socket.on("data", (d) => (text += d.toString("latin1")));
+        socket.on("error", reject);
+        socket.on("close", () => {
+          const [head, ...rest] = text.split("\r\n\r\n");
+          const body = rest.join("\r\n\r\n");
+          resolve({ status: Number(head.split(" ")[1]), body: body ? JSON.parse(body) : {} });
+        });
+      });
+    }
+
+    it("refuses text/plain with 415 UNSUPPORTED_MEDIA_TYPE", async function () {
+      const body = "type=noop";
+      const a = await raw(`POST /v1/services HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      expect(a).to.deep.include({ status: 415 });
+      expect(a.body.code).to.equal("UNSUPPORTED_MEDIA_TYPE");
+    });
+
+    it("answers an over-long path parameter with 414 and {code, message}", async function () {
+      const a = await raw(`GET /v1/identities/0x${"a".repeat(300)} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\nconnection: close\r\n\r\n`);
+      expect(a.status).to.equal(414);
+      expect(a.body.code).to.equal("URI_TOO_LONG");
+    });
+
+    it("answers oversized headers with 431 and {code, message}", async function () {
+      const a = await raw(`GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-junk: ${"a".repeat(20_000)}\r\nconnection: close\r\n\r\n`);
+      expect(a.status).to.equal(431);
+      expect(a.body.code).to.equal("HEADERS_TOO_LARGE");
+    });
+
+    it("answers a request for another host name (DNS rebinding) with 421 BAD_HOST, even on /health", async function () {
+      const a = await raw(`GET /health HTTP/1.1\r\nhost: rebind.attacker.example:${new URL(provider.url).port}\r\nconnection: close\r\n\r\n`);
+      expect(a.status).to.equal(421);
+      expect(a.body.code).to.equal("BAD_HOST");
+      const ok = await raw(`GET /health HTTP/1.1\r\nhost: localhost:${new URL(provider.url).port}\r\nconnection: close\r\n\r\n`);
+      expect(ok.status).to.equal(200);
     });
 
     it("answers an unknown route with 404 NOT_FOUND", async function () {

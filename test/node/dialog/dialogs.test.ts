@@ -116,6 +116,38 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     }
   });
 
+  it("keeps serving other peers when a handler throws for one", async function () {
+    const dialog = await openDialog();
+    await dialog.request("test.echo", 0);
+    incoming[0].on("test.note", () => {
+      throw new TypeError("a bug in a listener");
+    });
+    const failures: unknown[] = [];
+    const unhandled = (reason: unknown) => failures.push(reason);
+    process.on("unhandledRejection", unhandled);
+    try {
+      const delivered = new Promise((resolve) => incoming[0].on("test.note", resolve));
+      dialog.notify("test.note", { n: 1 });
+      await delivered;
+      const other = await net.registeredIdentity();
+      const otherBroker = new Broker({ servers: [net.nats.url] });
+      await otherBroker.start();
+      const otherDialogs = new Dialogs({ broker: otherBroker, key: other, directory: net.registry, subject: "myst.dialog.other-peer" });
+      try {
+        const d = await otherDialogs.open(provider.address, subjectOf(provider.address));
+        expect(await d.request("test.echo", "other")).to.deep.equal({ echoed: "other" });
+        expect((await rejectionOf(d.request("test.fail", null))).code).to.equal("INTERNAL");
+        expect(await dialog.request("test.echo", "first")).to.deep.equal({ echoed: "first" });
+      } finally {
+        otherDialogs.stop();
+        await otherBroker.stop();
+      }
+    } finally {
+      process.off("unhandledRejection", unhandled);
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
   it("reports a timeout and a missing peer as typed errors", async function () {
     const dialog = await openDialog();
     const silent = providerBroker.subscribe("myst.silent", () => undefined);
@@ -226,6 +258,38 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
       await delivered;
       notes.length = 0;
       await expectDrop(bytes, "replayed");
+    });
+
+    it("a reply subject carrying NATS protocol lines, and the provider stays reachable", async function () {
+      // The attack: a registered consumer names a "reply subject" that is really protocol lines.
+      // Were it accepted, the provider's next notify (an invoice, a destroy notice) would write
+      // them on its own connection and unsubscribe its dialog subject: deaf, while announcing.
+      const reply = "myst.x 0\r\n\r\nUNSUB 1\r\nUNSUB 2\r\nUNSUB 3\r\nPUB myst.hijacked";
+      const dropped = nextDrop(providerDialogs);
+      consumerBroker.publish(subjectOf(provider.address), forge(consumer, provider, { dialog: "ef".repeat(16), reply }));
+      const reason = await dropped;
+      for (const d of incoming) {
+        try {
+          d.notify("test.invoice", { amount: "1" });
+        } catch {
+          // a refused subject is the point
+        }
+      }
+      await providerBroker.flush();
+      const honest = await consumerDialogs.open(provider.address, subjectOf(provider.address));
+      expect(await honest.request("test.echo", "reachable")).to.deep.equal({ echoed: "reachable" });
+      expect(reason).to.equal("malformed");
+      expect(incoming.map((d) => d.id)).to.not.include("ef".repeat(16));
+    });
+
+    it("a body nested deeper than the stack can serialize", async function () {
+      const text = JSON.stringify({ v: 1, kind: "request", type: "test.echo", from: consumer.address, to: provider.address, dialog: dialog.id, id: "cd".repeat(16), ts: Date.now(), body: "BODY" }).replace('"BODY"', "[".repeat(20_000) + "1" + "]".repeat(20_000));
+      const bytes = Buffer.from(text);
+      const dropped = nextDrop(providerDialogs);
+      // As a request: the echo handler would hand the body to seal(), whose JSON.stringify overflows.
+      const answered = consumerBroker.request(subjectOf(provider.address), new Sealer(provider.publicKey).seal(consumer.signProtocol(bytes), bytes), 300);
+      expect(await dropped).to.equal("malformed");
+      expect((await rejectionOf(answered)).code).to.equal("REQUEST_TIMEOUT");
     });
 
     it("a message into a dialog that belongs to another identity", async function () {

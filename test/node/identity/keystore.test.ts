@@ -2,6 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
 import { Wallet } from "ethers";
+import { IdentityKey } from "../../../node/identity/key";
 import { Keystore } from "../../../node/identity/keystore";
 import { resolvePassphrase } from "../../../node/identity/passphrase";
 import { tempDir } from "../../support/tmp";
@@ -67,6 +68,60 @@ describe("keystore", function () {
     const err = await rejection(keystore.import(entry.file, "pw"));
     expect(err.code).to.equal("IDENTITY_EXISTS");
     expect(keystore.list()).to.have.length(1);
+  });
+
+  describe("the Web3 Secret Storage test vectors (no address field)", function () {
+    // From the specification (ethereum.org, "Web3 Secret Storage Definition"), password "testpassword".
+    const privateKey = "0x7a28b5ba57c53603b0b07b56bba752f7784bf506fa95edc395f5cf6c7514fe9d";
+    const vectors = {
+      pbkdf2: {
+        crypto: {
+          cipher: "aes-128-ctr",
+          cipherparams: { iv: "6087dab2f9fdbbfaddc31a909735c1e6" },
+          ciphertext: "5318b4d5bcd28de64ee5559e671353e16f075ecae9f99c7a79a38af5f869aa46",
+          kdf: "pbkdf2",
+          kdfparams: { c: 262144, dklen: 32, prf: "hmac-sha256", salt: "ae3cd4e7013836a3df6bd7241b12db061dbe2c6785853cce422d148a624ce0bd" },
+          mac: "517ead924a9d0dc3124507e3393d175ce3ff7c1e96529c6c555ce9e51205e9b2",
+        },
+        id: "3198bc9c-6672-5ab3-d995-4942343ae5b6",
+        version: 3,
+      },
+      "scrypt (r = 1)": {
+        crypto: {
+          cipher: "aes-128-ctr",
+          cipherparams: { iv: "83dbcc02d8ccb40e466191a123791e0e" },
+          ciphertext: "d172bf743a674da9cdad04534d56926ef8358534d458fffccd4e6ad2fbde479c",
+          kdf: "scrypt",
+          kdfparams: { dklen: 32, n: 262144, p: 8, r: 1, salt: "ab0c7876052600dd703518d6fc3fe8984592145b591fc8fb5c6d43190334ba19" },
+          mac: "2103ac29920d71da29f15d75b4a16dbe95cfd7ff8faea1056c33131d846e3097",
+        },
+        id: "3198bc9c-6672-5ab3-d995-4942343ae5b6",
+        version: 3,
+      },
+    };
+    const expected = IdentityKey.fromHex(privateKey).address;
+
+    for (const [kdf, vector] of Object.entries(vectors)) {
+      it(`imports the ${kdf} vector, fills in its address, lists, unlocks and exports it, and does not import it twice`, async function () {
+        const source = path.join(dir, `${kdf}.json`);
+        fs.writeFileSync(source, JSON.stringify(vector));
+        const entry = await keystore.import(source, "testpassword");
+        expect(entry.address).to.equal(expected);
+        expect(keystore.list().map((e) => e.address)).to.deep.equal([expected]);
+        expect((await keystore.unlock(expected, "testpassword")).privateKeyHex()).to.equal(privateKey);
+        expect(JSON.parse(await keystore.export(expected)).address).to.equal(expected.slice(2).toLowerCase());
+        expect((await rejection(keystore.import(source, "testpassword"))).code).to.equal("IDENTITY_EXISTS");
+        expect(fs.readdirSync(path.join(dir, "keystore"))).to.have.length(1);
+        expect(JSON.parse(fs.readFileSync(source, "utf8"))).to.deep.equal(vector);
+      });
+    }
+
+    it("refuses a file whose KDF would cost unbounded memory, without running it", async function () {
+      const source = path.join(dir, "huge.json");
+      const vector = vectors["scrypt (r = 1)"];
+      fs.writeFileSync(source, JSON.stringify({ ...vector, crypto: { ...vector.crypto, kdfparams: { ...vector.crypto.kdfparams, n: 2 ** 30, r: 8 } } }));
+      expect((await rejection(keystore.import(source, "testpassword"))).code).to.equal("KEYSTORE_CORRUPT");
+    });
   });
 
   it("says clearly when the passphrase is wrong", async function () {
