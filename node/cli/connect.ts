@@ -54,7 +54,7 @@ export function connectCommands(context: Ctx): Command[] {
 
       const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));
       const db = openDatabase(databaseFile(ctx.config.dataDir));
-      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), promises: new IssuedPromiseStore(db), history: new SessionStore(db), log: ctx.log });
+      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), promises: new IssuedPromiseStore(db), history: new SessionStore(db), outageToleranceMs: ctx.config.outageToleranceMs, log: ctx.log });
       await node.start();
       let connection: Connection;
       try {

@@ -143,7 +143,7 @@ export function serviceCommand(context: Ctx): Command {
       db.close();
       throw err;
     });
-    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, maxDialogsPerPeer: ctx.config.maxDialogsPerPeer, maxSessionsPerConsumer: ctx.config.maxSessionsPerConsumer, payments });
+    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, maxDialogsPerPeer: ctx.config.maxDialogsPerPeer, maxSessionsPerConsumer: ctx.config.maxSessionsPerConsumer, outageToleranceMs: ctx.config.outageToleranceMs, payments });
     try {
       await provider.start();
     } catch (err) {

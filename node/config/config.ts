@@ -38,6 +38,12 @@ export interface MystConfig {
   maxSessionsPerConsumer: number;
   /** Discovery: service types one provider may have in the index at once (PROVIDER_LIMIT past it). Default 16. Env MYST_MAX_SERVICE_TYPES_PER_PROVIDER. */
   maxServiceTypesPerProvider: number;
+  /**
+   * How long a session outlives silence on the broker (keepalives unanswered) while its tunnel
+   * still carries traffic or the broker is down: a NATS outage shorter than this ends no session.
+   * Default 120 s. Env MYST_OUTAGE_TOLERANCE_MS.
+   */
+  outageToleranceMs: number;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -70,6 +76,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     registrationTimeoutMs: 60_000,
     maxDialogsPerPeer: 8,
     maxSessionsPerConsumer: 2,
+    outageToleranceMs: 120_000,
     maxServiceTypesPerProvider: 16,
   };
 }
@@ -113,6 +120,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_MAX_DIALOGS_PER_PEER: "maxDialogsPerPeer",
   MYST_MAX_SESSIONS_PER_CONSUMER: "maxSessionsPerConsumer",
   MYST_MAX_SERVICE_TYPES_PER_PROVIDER: "maxServiceTypesPerProvider",
+  MYST_OUTAGE_TOLERANCE_MS: "outageToleranceMs",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -196,10 +204,11 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
       case "lightKdf":
         config.lightKdf = bool(value) ?? bad(key, "must be true or false");
         break;
-      case "registrationTimeoutMs": {
+      case "registrationTimeoutMs":
+      case "outageToleranceMs": {
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
-        config.registrationTimeoutMs = n;
+        config[key] = n;
         break;
       }
       case "maxDialogsPerPeer":

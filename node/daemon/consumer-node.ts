@@ -29,6 +29,8 @@ export interface ConsumerNodeOptions {
   conn?: ChainConnection;
   /** Where sessions are recorded (started, ended with bytes and the amount promised). */
   history?: SessionStore;
+  /** How long a session outlives broker silence (config outageToleranceMs). */
+  outageToleranceMs?: number;
   /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
   promises?: IssuedPromiseStore;
   log?: Logger;
@@ -74,7 +76,7 @@ export class ConsumerNode {
       this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer" });
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
-    this.sessions = new ConsumerSessions(this.dialogs, { log });
+    this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs });
     this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
     if (o.conn) {
       this.channels = new PaymentChannelsClient(o.conn);

@@ -70,6 +70,11 @@ export class MystDaemon {
   readonly startedAt = Date.now();
   readonly #o: DaemonOptions;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
+  /**
+   * What services.json says, by type: changed only by the operator's start and stop. A remembered
+   * service that fails to start again stays remembered (the file is the operator's configuration).
+   */
+  readonly #remembered = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
   readonly #servicesFile: ServicesFile;
   readonly #starting = new Set<string>();
   readonly #db: Db;
@@ -89,10 +94,11 @@ export class MystDaemon {
       maxSessions: policy.maxSessions,
       maxDialogsPerPeer: config.maxDialogsPerPeer,
       maxSessionsPerConsumer: config.maxSessionsPerConsumer,
+      outageToleranceMs: config.outageToleranceMs,
       pingMs: options.pingMs,
       payments: { ...policy, conn, db: this.#db },
     });
-    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, promises: new IssuedPromiseStore(this.#db), log });
+    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, promises: new IssuedPromiseStore(this.#db), outageToleranceMs: config.outageToleranceMs, log });
     this.channels = new PaymentChannelsClient(conn);
     this.metrics.watchProvider(this.provider);
     this.metrics.watchConsumer(() => this.consumer.current);
@@ -111,6 +117,7 @@ export class MystDaemon {
       this.#o.log.error({ file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` }, "a remembered service is invalid; not started");
       this.metrics.error("service", "SERVICES_FILE_INVALID");
     }
+    for (const saved of services) this.#remembered.set(saved.spec.type, saved as { spec: ServiceSpec; offer: OfferJson });
     for (const saved of services) {
       try {
         await this.startService(saved.spec, saved.offer, { remember: false });
@@ -212,15 +219,24 @@ export class MystDaemon {
       this.#starting.delete(spec.type);
     }
     this.#specs.set(spec.type, { spec, offer });
-    if (options.remember !== false) this.#writeServicesFile();
+    if (options.remember !== false) {
+      this.#remembered.set(spec.type, { spec, offer });
+      this.#writeServicesFile();
+    }
     this.#o.log.info({ service: spec.type }, "service started");
     return this.services().find((s) => s.type === spec.type)!;
   }
 
   async stopService(type: string): Promise<{ type: string; stopped: true }> {
-    if (!this.#specs.has(type)) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
+    if (!this.#specs.has(type)) {
+      // Remembered but not running (it failed to start again): stopping it forgets it.
+      if (!this.#remembered.delete(type)) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
+      this.#writeServicesFile();
+      return { type, stopped: true };
+    }
     const service = await this.provider.removeService(type);
     this.#specs.delete(type);
+    this.#remembered.delete(type);
     this.#writeServicesFile();
     await service.stop?.();
     this.#o.log.info({ service: type }, "service stopped");
@@ -325,7 +341,7 @@ export class MystDaemon {
   }
 
   #writeServicesFile(): void {
-    this.#servicesFile.write([...this.#specs.values()]);
+    this.#servicesFile.write([...this.#remembered.values()]);
   }
 }
 

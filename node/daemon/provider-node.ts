@@ -48,6 +48,8 @@ export interface ProviderNodeOptions {
   /** Per-peer limits (config maxDialogsPerPeer, maxSessionsPerConsumer). */
   maxDialogsPerPeer?: number;
   maxSessionsPerConsumer?: number;
+  /** How long sessions outlive broker silence (config outageToleranceMs). */
+  outageToleranceMs?: number;
   keepaliveMs?: number;
   pingMs?: number;
   /** Payments: without them the provider serves for free (tests of the protocol only). The caller owns `db`. */
@@ -108,6 +110,7 @@ export class ProviderNode {
       log: this.#log,
       maxSessions: options.maxSessions,
       maxSessionsPerConsumer: options.maxSessionsPerConsumer,
+      outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
       admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
     });

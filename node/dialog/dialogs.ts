@@ -114,6 +114,11 @@ export class Dialogs extends EventEmitter {
     return this.#o;
   }
 
+  /** Whether the broker connection is up (while it is down, silence from a peer proves nothing). */
+  get connected(): boolean {
+    return this.#o.broker.status === "connected";
+  }
+
   /**
    * Subscribes to the identity's subject and waits until the broker has it: a peer's request
    * sent after this resolves reaches the node, instead of failing with NO_RESPONDERS.

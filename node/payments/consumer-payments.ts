@@ -27,8 +27,10 @@ export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 2
  * "promise-issued" ({amount, increase}) for each promise the provider acknowledged.
  */
 export class ConsumerPayments extends EventEmitter {
-  /** What this session has added to the channel's promises (its own cost). */
+  /** What this session has added to the channel's promises (its own cost), counted when signed. */
   promised = 0n;
+  /** The part of `promised` the provider has acknowledged (stored durably on its side). */
+  acknowledged = 0n;
   invoices = 0;
   readonly #log: Logger;
 
@@ -93,7 +95,10 @@ export class ConsumerPayments extends EventEmitter {
   async #send(promise: SignedPromise, increase: bigint): Promise<void> {
     try {
       await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: promise.amount.toString(), signature: promise.signature });
-      if (increase > 0n) this.emit("promise-issued", { amount: promise.amount, increase });
+      if (increase > 0n) {
+        this.acknowledged += increase;
+        this.emit("promise-issued", { amount: promise.amount, increase });
+      }
     } catch (err) {
       this.#log.warn({ err: (err as Error).message, sessionId: this.session.id }, "the provider did not acknowledge a promise");
     }

@@ -37,6 +37,8 @@ export class ConsumerSession extends EventEmitter {
   #resolveEnded!: (reason: string) => void;
   #keepalive?: NodeJS.Timeout;
   #missed = 0;
+  /** Since when keepalives go unanswered while the broker is down or the tunnel still works. */
+  #outageSince?: number;
 
   constructor(
     readonly id: string,
@@ -52,16 +54,28 @@ export class ConsumerSession extends EventEmitter {
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
   }
 
-  /** Starts keepalives; two missed answers in a row end the session. */
-  keepAlive(intervalMs: number): void {
+  /**
+   * Starts keepalives. Two missed answers in a row end the session, unless the broker is down or
+   * the tunnel is still up (the provider is alive and serving; only the broker path is broken):
+   * then the session lives on for up to `outageToleranceMs` of silence, and keepalives (and
+   * payments) resume when the broker is back.
+   */
+  keepAlive(intervalMs: number, o: { connected: () => boolean; outageToleranceMs: number }): void {
     this.#keepalive = setInterval(async () => {
       if (this.state === "ended") return;
       try {
         await this.dialog.request(SESSION_KEEPALIVE, { sessionId: this.id }, { timeoutMs: intervalMs });
         this.#missed = 0;
+        this.#outageSince = undefined;
       } catch (err) {
         const code = (err as DialogError).code;
         if (code === "SESSION_UNKNOWN" || code === "SESSION_ENDED") return void this.finish(`provider no longer knows the session (${code})`);
+        if (!o.connected() || this.tunnel.isUp?.() === true) {
+          const now = Date.now();
+          this.#outageSince ??= now;
+          if (now - this.#outageSince > o.outageToleranceMs) void this.finish(`provider unreachable over the broker for ${Math.round((now - this.#outageSince) / 1000)} s`);
+          return;
+        }
         if (++this.#missed >= 2) void this.finish(`provider silent (${code ?? "no answer"})`);
       }
     }, intervalMs);
@@ -98,12 +112,14 @@ export class ConsumerSession extends EventEmitter {
 /** Opens sessions with providers over dialogs. */
 export class ConsumerSessions {
   readonly #log: Logger;
+  readonly #outageToleranceMs: number;
 
   constructor(
     private readonly dialogs: Dialogs,
-    options: { log?: Logger } = {},
+    options: { log?: Logger; outageToleranceMs?: number } = {},
   ) {
     this.#log = options.log ?? silentLogger;
+    this.#outageToleranceMs = options.outageToleranceMs ?? 120_000;
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
@@ -170,7 +186,7 @@ export class ConsumerSessions {
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);
     });
     tunnel.onDown((reason) => void session.destroy(`tunnel down: ${reason}`));
-    session.keepAlive(keepaliveMs);
+    session.keepAlive(keepaliveMs, { connected: () => this.dialogs.connected, outageToleranceMs: this.#outageToleranceMs });
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;
   }

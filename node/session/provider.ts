@@ -55,6 +55,11 @@ export interface ProviderSessionsOptions {
   missedKeepalives?: number;
   /** How long an accepted session may wait for `confirmed`. Default 30 s. */
   confirmTimeoutMs?: number;
+  /**
+   * How long a session outlives broker silence: while the broker is down, or while the consumer's
+   * tunnel is still connected though its keepalives do not arrive. Default 120 s.
+   */
+  outageToleranceMs?: number;
   admission?: Admission;
 }
 
@@ -69,6 +74,10 @@ export class ProviderSessions extends EventEmitter {
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
+  /** Since when the broker has been down (undefined while it is up). */
+  #outageSince?: number;
+  /** The last time the broker was seen down: silence is counted from after it. */
+  #quietUntil = 0;
   /** The same, per consumer. */
   readonly #admittingBy = new Map<string, number>();
   #timer?: NodeJS.Timeout;
@@ -82,6 +91,7 @@ export class ProviderSessions extends EventEmitter {
       keepaliveMs: options.keepaliveMs ?? 5000,
       missedKeepalives: options.missedKeepalives ?? 3,
       confirmTimeoutMs: options.confirmTimeoutMs ?? 30_000,
+      outageToleranceMs: options.outageToleranceMs ?? 120_000,
       log: options.log ?? silentLogger,
     };
   }
@@ -284,10 +294,25 @@ export class ProviderSessions extends EventEmitter {
 
   async #sweep(): Promise<void> {
     const now = Date.now();
+    const tolerance = this.#o.outageToleranceMs;
+    if (this.#o.dialogs.connected) this.#outageSince = undefined;
+    else {
+      this.#outageSince ??= now;
+      this.#quietUntil = now;
+    }
     for (const s of this.#sessions.values()) {
       if (s.state === "accepted" && now - s.createdAt > this.#o.confirmTimeoutMs) {
         await this.end(s.id, "not confirmed in time");
-      } else if (s.state === "active" && now - s.lastSeen > this.#o.keepaliveMs * this.#o.missedKeepalives) {
+      } else if (s.state === "active") {
+        if (this.#outageSince !== undefined) {
+          // No keepalive (and no payment) can arrive: the session lives on up to the tolerance.
+          if (now - this.#outageSince > tolerance) await this.end(s.id, `broker unreachable for ${Math.round((now - this.#outageSince) / 1000)} s`);
+          continue;
+        }
+        const silent = now - Math.max(s.lastSeen, this.#quietUntil);
+        if (silent <= this.#o.keepaliveMs * this.#o.missedKeepalives) continue;
+        // Its tunnel still connected: the consumer's own broker link may be down; give it the tolerance.
+        if (silent <= tolerance && this.#o.services.get(s.serviceType)?.isConnected?.(s.id)) continue;
         await this.end(s.id, "consumer silent (no keepalive)");
       }
     }

@@ -23,6 +23,8 @@ export interface ProviderService {
   usage?(sessionId: string): { bytesIn: number; bytesOut: number; downMs?: number } | undefined;
   /** Stops the service and releases what it holds (processes, firewall rules). */
   stop?(): Promise<void>;
+  /** Whether the session's consumer is connected to the service now (its tunnel is up). */
+  isConnected?(sessionId: string): boolean;
 }
 
 /** A consumer's running connection to a provider. */
@@ -35,6 +37,8 @@ export interface Tunnel {
   stats(): { bytesIn: number; bytesOut: number };
   /** Reads the meter now (stats() may lag by a polling period). */
   refresh?(): Promise<void>;
+  /** Whether the tunnel is up and talking to the provider now (false while it reconnects). */
+  isUp?(): boolean;
 }
 
 /** What the consumer side of a service does. */

@@ -103,4 +103,41 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     const history = await json(providerEnv, ["sessions"]);
     expect(history.find((h: { id: string }) => h.id === connected.sessionId).bytes).to.be.greaterThan(4_000_000);
   });
+  it("leaves no openvpn behind when the provider daemon is SIGKILLed, and brings its service back at the next start", async function () {
+    const openvpnPids = () =>
+      topology
+        .exec(topology.provider, ["/usr/sbin/ip", "netns", "pids", topology.provider])
+        .split(/\s+/)
+        .filter((pid) => pid && fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("openvpn"));
+    const firewall = () => topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"]) + topology.exec(topology.provider, ["/usr/sbin/iptables", "-t", "nat", "-S"]);
+    const first = mystBackground(["daemon", "--api-port", "0"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
+    background.push(first);
+    await until(() => first.output().includes("REST API:"), "the provider daemon to listen");
+    // The test before left the service remembered in services.json; otherwise start it now.
+    const running = await json(providerEnv, ["service", "list"]);
+    if (!running.some((s: { type: string }) => s.type === "openvpn")) {
+      await json(providerEnv, ["service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE"]);
+    }
+    const pidFile = path.join(providerEnv.MYST_DATA_DIR!, "services", "openvpn", "openvpn.pid");
+    const orphan = Number(fs.readFileSync(pidFile, "utf8"));
+    expect(openvpnPids()).to.deep.equal([String(orphan)]);
+
+    first.child.kill("SIGKILL");
+    // Its openvpn goes with it (parent-death signal): no server carrying unbilled traffic.
+    await until(() => openvpnPids().length === 0, "the dead daemon's openvpn to exit", 15_000);
+
+    const second = mystBackground(["daemon", "--api-port", "0"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
+    background.push(second);
+    await until(async () => second.output().includes("REST API:") && (await json(providerEnv, ["service", "list"])).some((s: { type: string }) => s.type === "openvpn"), "the remembered service to start again", 60_000);
+    expect(openvpnPids()).to.have.length(1);
+    expect(JSON.parse(fs.readFileSync(path.join(providerEnv.MYST_DATA_DIR!, "services.json"), "utf8"))[0].spec.type).to.equal("openvpn");
+    // One set of the service's firewall rules, not one per start.
+    expect(firewall().match(/-j MYST-F-MYST0/g)).to.have.length(1);
+
+    // A clean stop takes everything down: the process, the tun device, the firewall chains.
+    expect(await second.stop()).to.equal(0);
+    expect(openvpnPids()).to.deep.equal([]);
+    expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.match(/myst0/);
+    expect(firewall()).to.not.match(/MYST-/);
+  });
 });

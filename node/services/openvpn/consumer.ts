@@ -73,10 +73,17 @@ class OpenVpnTunnel implements Tunnel {
   #down?: (reason: string) => void;
   #stopping = false;
   #stats = { bytesIn: 0, bytesOut: 0 };
+  /** The link's counts as last read; they start again at 0 when openvpn reconnects. */
+  #link = { received: 0, sent: 0 };
   #meter: NodeJS.Timeout;
 
+  #up = true;
+
   constructor(readonly process: OpenVpnProcess) {
+    // CONNECTED, or reconnecting to a restarted server (RECONNECTING, WAIT, AUTH, GET_CONFIG …).
+    process.management?.on("state", (s: { state: string }) => (this.#up = s.state === "CONNECTED"));
     process.once("exit", (code) => {
+      this.#up = false;
       clearInterval(this.#meter);
       if (!this.#stopping) this.#down?.(process.explain(`openvpn exited (${code})`).message);
     });
@@ -92,11 +99,19 @@ class OpenVpnTunnel implements Tunnel {
     const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name},`))?.split(",")[1] ?? NaN);
     const received = value("TCP/UDP read bytes");
     const sent = value("TCP/UDP write bytes");
-    if (Number.isFinite(received) && Number.isFinite(sent)) this.#stats = { bytesIn: received, bytesOut: sent };
+    if (!Number.isFinite(received) || !Number.isFinite(sent)) return;
+    // A reconnect (the provider's server restarted) starts the link's counts again: keep the total.
+    const step = (now: number, before: number) => (now >= before ? now - before : now);
+    this.#stats = { bytesIn: this.#stats.bytesIn + step(received, this.#link.received), bytesOut: this.#stats.bytesOut + step(sent, this.#link.sent) };
+    this.#link = { received, sent };
   }
 
   get pid(): number | undefined {
     return this.process.pid;
+  }
+
+  isUp(): boolean {
+    return this.#up && this.process.running;
   }
 
   async stop(): Promise<void> {
@@ -168,7 +183,11 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     `management ${files.socket} unix`,
     "auth-retry none",
     "explicit-exit-notify 1",
-    "connect-retry-max 1",
+    // A server that restarts (crash, supervisor) is reconnected to in place: the tun device and
+    // its routes stay while openvpn reconnects, so nothing falls back to our own route meanwhile.
+    "persist-tun",
+    "connect-retry 1 2",
+    "connect-retry-max 5",
     // The provider bills the bytes it sends: datagrams dropped here because the socket buffer
     // overflowed (208 KiB by default) would be paid for and never received (capped by rmem_max).
     "rcvbuf 2097152",

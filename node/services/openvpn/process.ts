@@ -9,6 +9,11 @@ export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
   configFile: string;
   managementSocket: string;
+  /**
+   * Where to record the pid. A pid file left by a node that died names an openvpn that may still
+   * run (carrying unbilled traffic, holding the tun device): `start` stops it first.
+   */
+  pidFile?: string;
   netns?: string;
   log?: Logger;
   /** How long to wait for the management socket. Default 10 s. */
@@ -34,10 +39,14 @@ export class OpenVpnProcess extends EventEmitter {
   }
 
   async start(): Promise<ManagementClient> {
+    if (this.options.pidFile) await stopStale(this.options.pidFile, this.options.configFile, this.options.log ?? silentLogger);
     fs.rmSync(this.options.managementSocket, { force: true });
-    const argv = inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile]);
+    // Tied to our life: when this node dies (even by SIGKILL) the kernel sends openvpn SIGTERM
+    // (setpriv's parent-death signal survives the exec of `ip netns exec` and of openvpn).
+    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile])];
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
+    if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
     const log = this.options.log ?? silentLogger;
     const onLine = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
@@ -51,6 +60,7 @@ export class OpenVpnProcess extends EventEmitter {
     child.stdout!.on("data", onLine);
     child.stderr!.on("data", onLine);
     this.#exited = new Promise((resolve) => child.once("exit", (code) => {
+      if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
       this.management?.close();
       this.emit("exit", code);
       resolve(code);
@@ -86,10 +96,58 @@ export class OpenVpnProcess extends EventEmitter {
     const last = this.recent.filter((l) => /error|fail|cannot|denied/i.test(l)).pop() ?? this.recent[this.recent.length - 1] ?? "";
     if (/Address already in use/.test(log)) return new TunnelError("PORT_IN_USE", `openvpn cannot bind its port: address already in use (${last.trim()})`);
     if (/AUTH_FAILED|auth-failure/i.test(log)) return new TunnelError("AUTH_REFUSED", "the provider refused the session credentials");
+    if (/TUNSETIFF.*(Device or resource busy|errno=16)/i.test(log)) {
+      return new TunnelError("TUN_BUSY", `openvpn cannot open its tun device: another process holds it (an openvpn left by a crashed node? see \`ip -d link\` and the service's openvpn.pid) (${last.trim()})`);
+    }
     if (/Operation not permitted|Cannot open TUN|ERROR: Cannot ioctl TUNSETIFF/i.test(log)) {
       return new TunnelError("NOT_ROOT", `openvpn could not create its tun device: needs root / CAP_NET_ADMIN (${last.trim()})`);
     }
     if (/TLS handshake failed|TLS key negotiation failed/i.test(log)) return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");
     return new TunnelError("OPENVPN_FAILED", `${fallback}${last ? `: ${last.trim()}` : ""}`);
+  }
+}
+
+/** `setpriv --pdeathsig TERM` where util-linux has it; nothing otherwise (the pid file still cleans up). */
+function parentDeathSignal(): string[] {
+  try {
+    return [program("setpriv", "util-linux"), "--pdeathsig", "TERM"];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Stops the openvpn a pid file names, if it is still ours: running openvpn with this config.
+ * (A pid the kernel gave to another program since is left alone.)
+ */
+async function stopStale(pidFile: string, configFile: string, log: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+  } catch {
+    return;
+  }
+  fs.rmSync(pidFile, { force: true });
+  if (!Number.isSafeInteger(pid) || pid <= 1 || !isOurOpenvpn(pid, configFile)) return;
+  log.warn({ pid, configFile }, "stopping an openvpn left running by a node that died");
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 5000;
+  while (isOurOpenvpn(pid, configFile)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, "SIGKILL");
+      await new Promise((r) => setTimeout(r, 100));
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function isOurOpenvpn(pid: number, configFile: string): boolean {
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    const state = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return state !== "Z" && argv.some((a) => a.endsWith("openvpn")) && argv.includes(configFile);
+  } catch {
+    return false;
   }
 }

@@ -43,6 +43,9 @@ interface LiveSession {
   /** Counts of earlier connections of this session (a reconnect starts the counters again). */
   carriedIn: number;
   carriedOut: number;
+  /** Time the session could not be served: its server died and its client has not come back yet. */
+  downMs: number;
+  downSince?: number;
 }
 
 /**
@@ -60,7 +63,7 @@ export class OpenVpnProviderService implements ProviderService {
   readonly #log: Logger;
   readonly #sessions = new Map<string, LiveSession>();
   /** Final byte counts of recently closed sessions, oldest first. */
-  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number }>();
+  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
   readonly #firewall: TunnelFirewall;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;
@@ -112,7 +115,7 @@ export class OpenVpnProviderService implements ProviderService {
 
   async openSession(session: { id: string; consumer: string }): Promise<OpenVpnServiceConfig> {
     if (!this.isRunning() || !this.#pki) throw new TunnelError("SERVICE_NOT_RUNNING", "the OpenVPN server is not running");
-    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, bytesIn: 0, bytesOut: 0, carriedIn: 0, carriedOut: 0 });
+    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, bytesIn: 0, bytesOut: 0, carriedIn: 0, carriedOut: 0, downMs: 0 });
     return {
       remote: this.#o.publicAddress,
       port: this.#o.port ?? 1194,
@@ -145,10 +148,19 @@ export class OpenVpnProviderService implements ProviderService {
     }
   }
 
-  /** Bytes the session's consumer moved: `bytesIn` received from it, `bytesOut` sent to it. */
-  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+  /**
+   * Bytes the session's consumer moved (`bytesIn` received from it, `bytesOut` sent to it), and
+   * `downMs`: how long it could not be served (from a server crash until its client was back).
+   */
+  usage(sessionId: string): { bytesIn: number; bytesOut: number; downMs: number } | undefined {
     const s = this.#sessions.get(sessionId);
-    return s ? { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut } : this.#ended.get(sessionId);
+    if (!s) return this.#ended.get(sessionId);
+    const down = s.downMs + (s.downSince !== undefined ? Date.now() - s.downSince : 0);
+    return { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut, downMs: down };
+  }
+
+  isConnected(sessionId: string): boolean {
+    return this.isRunning() && this.#sessions.get(sessionId)?.clientId !== undefined;
   }
 
   async #connected(clientId: number): Promise<boolean> {
@@ -175,7 +187,7 @@ export class OpenVpnProviderService implements ProviderService {
   }
 
   async #launch(): Promise<void> {
-    const process = new OpenVpnProcess({ configFile: this.#configFile(), managementSocket: this.#socket(), netns: this.#o.netns, log: this.#log });
+    const process = new OpenVpnProcess({ configFile: this.#configFile(), managementSocket: this.#socket(), pidFile: path.join(this.#o.dir, "openvpn.pid"), netns: this.#o.netns, log: this.#log });
     this.#process = process;
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
@@ -186,13 +198,16 @@ export class OpenVpnProviderService implements ProviderService {
   async #onExit(code: number | null): Promise<void> {
     if (this.#stopping) return;
     this.#log.error({ code, log: this.#process?.recent.slice(-5) }, "openvpn exited; restarting");
+    const now = Date.now();
     for (const s of this.#sessions.values()) {
       s.carriedIn += s.bytesIn;
       s.carriedOut += s.bytesOut;
       s.bytesIn = s.bytesOut = 0;
       s.clientId = undefined;
+      s.downSince ??= now;
     }
-    const delay = Math.min(250 * 2 ** this.#restarts, 5000);
+    // At once the first time (clients are waiting), then backing off if it keeps failing.
+    const delay = this.#restarts === 0 ? 0 : Math.min(250 * 2 ** (this.#restarts - 1), 5000);
     this.#restarts++;
     await new Promise((r) => setTimeout(r, delay));
     if (this.#stopping) return;
@@ -255,6 +270,10 @@ export class OpenVpnProviderService implements ProviderService {
     }
     if (!publicKey || !verifyBytes(publicKey, authMessage(session.id), signature)) return "bad password";
     session.clientId = cid;
+    if (session.downSince !== undefined) {
+      session.downMs += Date.now() - session.downSince;
+      session.downSince = undefined;
+    }
     return true;
   }
 
@@ -299,7 +318,9 @@ export class OpenVpnProviderService implements ProviderService {
       `management ${this.#socket()} unix`,
       "management-client-auth",
       'push "redirect-gateway def1"',
-      "keepalive 10 60",
+      // Clients notice a dead server after 3 s without a packet (ping every second) and connect
+      // again to the restarted one: a crash costs seconds, not the minute of `keepalive 10 60`.
+      "keepalive 1 3",
       "persist-key",
       "persist-tun",
       "explicit-exit-notify 1",

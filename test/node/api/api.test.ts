@@ -439,6 +439,26 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       await until(async () => (await call(consumer, "GET", "/v1/proposals?country=NL")).body.proposals.length === 1, "the restarted service in discovery");
     });
 
+    it("keeps a remembered service that fails to start again in services.json until the operator stops it", async function () {
+      const file = path.join(provider.dir, "services.json");
+      await stopDaemon(provider);
+      const saved = JSON.parse(fs.readFileSync(file, "utf8"));
+      // An OpenVPN service in a namespace that is gone: it cannot start (and touches nothing here).
+      const broken = { spec: { type: "openvpn", openvpn: { publicIp: "198.18.0.1", port: "1194", netns: "myst-gone-ns" } }, offer: saved[0].offer };
+      fs.writeFileSync(file, JSON.stringify([...saved, broken]));
+      provider = await startDaemon(provider.dir);
+      expect((await call(provider, "GET", "/v1/services")).body.services.map((s: { type: string }) => s.type)).to.deep.equal(["noop"]);
+      // An operator's change to another service rewrites the file: the failed one is still in it.
+      expect((await call(provider, "DELETE", "/v1/services/noop")).status).to.equal(200);
+      expect(JSON.parse(fs.readFileSync(file, "utf8")).map((s: { spec: { type: string } }) => s.spec.type)).to.deep.equal(["openvpn"]);
+      // Stopping the failed one is how the operator forgets it.
+      expect((await call(provider, "DELETE", "/v1/services/openvpn")).status).to.equal(200);
+      expect(JSON.parse(fs.readFileSync(file, "utf8"))).to.deep.equal([]);
+      fs.writeFileSync(file, JSON.stringify(saved));
+      await stopDaemon(provider);
+      provider = await startDaemon(provider.dir);
+    });
+
     it("checks a hand-edited services.json: a bad entry is named and kept aside, the others start; a file that is not a list stops the start", async function () {
       const file = path.join(provider.dir, "services.json");
       await stopDaemon(provider);

@@ -73,6 +73,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       store,
       settler,
       usage: (id) => service.usage(id),
+      brokerUp: () => pd.connected,
       invoiceEveryMs: options.invoiceEveryMs ?? 100,
       invoiceAboveWei: options.invoiceAboveWei,
       maxUnpaid: options.maxUnpaid ?? E("0.5"),
@@ -122,7 +123,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       const before = await channels.tokenBalance(m.providerKey.address);
       for (const mib of [100, 200, 300]) {
         m.move(session.id, tunnel, mib);
-        await until(() => pay.promised === (BigInt(mib * MiB) * E("1")) / GIB, `a promise for ${mib} MiB`);
+        await until(() => pay.acknowledged === (BigInt(mib * MiB) * E("1")) / GIB, `a promise for ${mib} MiB`);
       }
       const last = m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!;
       expect(last.amount).to.equal((300n * BigInt(MiB) * E("1")) / GIB);
@@ -146,7 +147,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       await new Promise((r) => setTimeout(r, 1500));
       expect(pay.invoices).to.equal(0);
       m.move(session.id, tunnel, 100); // 0.098 MYST: above it
-      await until(() => pay.promised === (100n * BigInt(MiB) * E("1")) / GIB, "an invoice by amount");
+      await until(() => pay.acknowledged === (100n * BigInt(MiB) * E("1")) / GIB, "an invoice by amount");
       await session.destroy();
     } finally {
       await m.stop();
@@ -194,8 +195,8 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     try {
       const { session, pay, tunnel } = await m.connect();
       m.move(session.id, tunnel, 64);
-      await until(() => pay.promised > 0n, "an acknowledged promise");
-      amount = pay.promised;
+      await until(() => pay.acknowledged > 0n, "an acknowledged promise");
+      amount = pay.acknowledged;
     } finally {
       // The provider goes away with the promise acknowledged and not settled.
       await m.stop();
@@ -212,6 +213,28 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     expect(reopened.settlements().filter((s) => s.status === "mined")).to.have.length(1);
   });
 
+  it("ends no session over a 30 s NATS outage, and payment catches up after it", async function () {
+    this.timeout(120_000);
+    const m = await market();
+    try {
+      const { session, pay, tunnel, onProvider } = await m.connect();
+      m.move(session.id, tunnel, 100);
+      await until(() => pay.acknowledged === (100n * BigInt(MiB) * E("1")) / GIB, "the first promise");
+      await net.nats.stop();
+      m.move(session.id, tunnel, 300); // the tunnel carries on while the broker is gone
+      await new Promise((r) => setTimeout(r, 30_000)); // the outage itself: 10 keepalive periods of the provider's 1 s
+      expect(session.state, session.endReason).to.equal("active");
+      expect(onProvider.state, onProvider.endReason).to.equal("active");
+      await net.nats.restart();
+      await until(() => pay.acknowledged === (300n * BigInt(MiB) * E("1")) / GIB, "payment for the traffic during the outage");
+      expect(session.state).to.equal("active");
+      expect(onProvider.state).to.equal("active");
+      await session.destroy();
+    } finally {
+      await m.stop();
+    }
+  });
+
   describe("one ledger per channel, across sessions", function () {
     const price = (mib: number) => (BigInt(mib * MiB) * E("1")) / GIB;
 
@@ -220,11 +243,11 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       try {
         const first = await m.connect();
         m.move(first.session.id, first.tunnel, 100);
-        await until(() => first.pay.promised === price(100), "the first session paid");
+        await until(() => first.pay.acknowledged === price(100), "the first session paid");
         await first.session.destroy();
         const second = await m.connect();
         m.move(second.session.id, second.tunnel, 200);
-        await until(() => second.pay.promised === price(200), "the second session paid for its own 200 MiB");
+        await until(() => second.pay.acknowledged === price(200), "the second session paid for its own 200 MiB");
         const channelId = channelIdOf(m.consumerKey.address, m.providerKey.address);
         expect(m.store.latest(channelId)!.amount).to.equal(price(300));
         expect(m.payments.paid(second.session.id)).to.equal(price(200));
@@ -245,9 +268,9 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
         const [a, b] = await Promise.all([m.connect(), m.connect()]);
         m.move(a.session.id, a.tunnel, 100);
         m.move(b.session.id, b.tunnel, 150);
-        await until(() => a.pay.promised === price(100) && b.pay.promised === price(150), "both sessions paid in full");
+        await until(() => a.pay.acknowledged === price(100) && b.pay.acknowledged === price(150), "both sessions paid in full");
         m.move(a.session.id, a.tunnel, 300);
-        await until(() => a.pay.promised === price(300), "the first session's later traffic paid");
+        await until(() => a.pay.acknowledged === price(300), "the first session's later traffic paid");
         expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(450));
         expect([m.payments.paid(a.session.id), m.payments.paid(b.session.id)]).to.deep.equal([price(300), price(150)]);
         expect(a.session.state).to.equal("active");
@@ -263,7 +286,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       try {
         const first = await m.connect();
         m.move(first.session.id, first.tunnel, 100);
-        await until(() => first.pay.promised === price(100), "the first session paid");
+        await until(() => first.pay.acknowledged === price(100), "the first session paid");
         await first.session.destroy();
         const second = await m.connect({ pay: false }); // this time the consumer does not pay
         m.move(second.session.id, second.tunnel, 400);
@@ -278,12 +301,12 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       try {
         const first = await m.connect();
         m.move(first.session.id, first.tunnel, 100);
-        await until(() => first.pay.promised === price(100), "the first session paid");
+        await until(() => first.pay.acknowledged === price(100), "the first session paid");
         await first.session.destroy();
         m.restartConsumer();
         const second = await m.connect();
         m.move(second.session.id, second.tunnel, 50);
-        await until(() => second.pay.promised === price(50), "the second session paid for its own 50 MiB");
+        await until(() => second.pay.acknowledged === price(50), "the second session paid for its own 50 MiB");
         expect(second.session.state).to.equal("active");
         expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(150));
         await second.session.destroy();

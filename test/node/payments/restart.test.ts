@@ -73,8 +73,8 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
-    await until(() => pay.promised > 0n, "an acknowledged promise");
-    const acknowledged = pay.promised;
+    await until(() => pay.acknowledged > 0n, "an acknowledged promise");
+    const acknowledged = pay.acknowledged;
 
     first.child.kill("SIGKILL");
     await first.stop();
@@ -122,7 +122,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
-    await until(() => pay.promised > 0n, "an acknowledged promise");
+    await until(() => pay.acknowledged > 0n, "an acknowledged promise");
 
     proxy.link = "hang"; // the chain accepts connections and never answers
     first.child.kill("SIGTERM");
@@ -137,7 +137,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const second = mystBackground(args, { ...env, MYST_RPC_URL: net.chain.rpcUrl });
     processes.push(second);
     const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
-    expect(settled >= pay.promised).to.equal(true);
+    expect(settled >= pay.acknowledged).to.equal(true);
     expect(await second.stop()).to.equal(0);
     sub.unsubscribe();
     dialogs.stop();
