@@ -142,6 +142,29 @@ export class PaymentChannelsClient {
     return { requested: false, txHash: r.txHash, withdrawnWei: r.amount.toString() };
   }
 
+  async blockNumber(): Promise<number> {
+    try {
+      return await this.conn.provider.getBlockNumber();
+    } catch (err) {
+      throw toChainError(err, "reading the block number");
+    }
+  }
+
+  /** The ids of the channels whose state changed in blocks `fromBlock`..`toBlock` (deposits, settlements, withdrawals). */
+  async changedChannels(fromBlock: number, toBlock: number): Promise<string[]> {
+    try {
+      const logs = await this.conn.provider.getLogs({ address: this.address, fromBlock, toBlock });
+      const ids = new Set<string>();
+      for (const log of logs) {
+        const parsed = this.conn.channels.interface.parseLog(log);
+        if (parsed && parsed.name !== "Transfer") ids.add(String(parsed.args[0]).toLowerCase());
+      }
+      return [...ids];
+    } catch (err) {
+      throw toChainError(err, "reading the channels' events");
+    }
+  }
+
   async tokenBalance(address: string): Promise<bigint> {
     return this.conn.token.balanceOf(address);
   }

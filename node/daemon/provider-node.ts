@@ -117,12 +117,18 @@ export class ProviderNode {
     if (options.payments) {
       const p = options.payments;
       const channels = new PaymentChannelsClient(p.conn);
-      const cache = new ChannelStateCache(channels);
-      this.channelCache = cache;
       this.store = new PromiseStore(p.db);
+      const store = this.store;
+      // A deposit on an empty channel makes its stored promise settleable at once.
+      const cache = new ChannelStateCache(channels, {
+        onChange: (channelId) => {
+          const pending = this.settler?.pending().find((s) => s.channelId.toLowerCase() === channelId);
+          if (pending?.state === "waiting-top-up") this.settler!.settleChannel(pending.channelId, { now: true });
+        },
+      });
+      this.channelCache = cache;
       const history = new SessionStore(p.db);
       this.history = history;
-      const store = this.store;
       this.sessions.on("session-accepted", (s) => history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }));
       this.sessions.on("session-ended", (s) => {
         const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
@@ -220,6 +226,7 @@ export class ProviderNode {
     // Anything stored but unsettled (a crash, a restart) is queued at once; a chain that does not
     // answer delays it, not the start.
     this.settler?.settleAll();
+    this.channelCache?.start();
     await this.broker.start();
     await this.dialogs.start();
     this.sessions.start();
@@ -240,6 +247,7 @@ export class ProviderNode {
       this.settler.settleAll();
       const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
       this.settler.stop();
+      await this.channelCache?.stop();
       if (!settled) this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
     }
     this.dialogs.stop();

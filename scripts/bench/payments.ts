@@ -4,7 +4,44 @@ import { channelIdOf } from "../../node/chain/eip712";
 import { Sealer } from "../../node/dialog/envelope";
 import { IdentityKey } from "../../node/identity/key";
 import { verifyPromise } from "../../node/payments/promise";
+import { connectChain } from "../../node/chain/connect";
+import { ChannelStateCache } from "../../node/payments/channel-cache";
+import { startLocalChain } from "../lib/local-chain";
 import { nowMs, round, writeResults } from "./stats";
+
+/**
+ * The provider's check of one promise against a real local chain: with a live channel read per
+ * promise (how it was), and with the channel-state cache (how it is). Same verification in both.
+ */
+async function checksAgainstChain(n: number): Promise<{ livePerSecond: number; cachedPerSecond: number }> {
+  const chain = await startLocalChain();
+  const conn = await connectChain({ rpcUrl: chain.rpcUrl, deployment: chain.deployment });
+  try {
+    const consumer = IdentityKey.generate();
+    const provider = IdentityKey.generate();
+    const channels = new PaymentChannelsClient(conn);
+    const cache = new ChannelStateCache(channels);
+    const signatures = Array.from({ length: n }, (_v, i) => channels.signPromise(consumer, provider.address, BigInt(i + 1)));
+    const check = (i: number, state: { settled: bigint }) =>
+      verifyPromise(
+        { consumer: consumer.address, provider: provider.address, channelId: channelIdOf(consumer.address, provider.address), amount: BigInt(i + 1), signature: signatures[i] },
+        channels,
+        // The chain's settled figure, and a balance that covers the bench's amounts.
+        { lastAmount: BigInt(i), channel: { id: channelIdOf(consumer.address, provider.address), balance: 10n ** 30n, settled: state.settled, withdrawalReadyAt: 0n } },
+      );
+    let t = nowMs();
+    for (let i = 0; i < n; i++) check(i, await channels.state(consumer.address, provider.address));
+    const livePerSecond = n / ((nowMs() - t) / 1000);
+    await cache.read(consumer.address, provider.address);
+    t = nowMs();
+    for (let i = 0; i < n; i++) check(i, await cache.get(consumer.address, provider.address));
+    const cachedPerSecond = n / ((nowMs() - t) / 1000);
+    return { livePerSecond, cachedPerSecond };
+  } finally {
+    conn.close();
+    await chain.stop();
+  }
+}
 
 /**
  * Promises signed and verified per second (the EIP-712 digest, the secp256k1 signature, the
@@ -53,9 +90,16 @@ export async function benchPayments(): Promise<void> {
     ack: sealer.seal(consumer.signProtocol(ack), ack).length,
   };
   const exchange = wire.invoice + wire.promise + wire.ack;
+  const chainChecks = await checksAgainstChain(Number(process.env.BENCH_CHAIN_N ?? 500));
   writeResults(
     "payments",
-    { signPerSecond: Math.round(signPerSecond), verifyPerSecond: Math.round(verifyPerSecond), protocolSignPerSecond: Math.round(protocolSignPerSecond), wireBytes: { ...wire, exchange } },
+    {
+      signPerSecond: Math.round(signPerSecond),
+      verifyPerSecond: Math.round(verifyPerSecond),
+      protocolSignPerSecond: Math.round(protocolSignPerSecond),
+      wireBytes: { ...wire, exchange },
+      promiseChecksPerSecond: { liveChainRead: Math.round(chainChecks.livePerSecond), cachedChannelState: Math.round(chainChecks.cachedPerSecond), ratio: round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1) },
+    },
     [
       ["measure", "value", "ratio"],
       ["protocol signatures (OpenSSL ECDSA-SHA256) /s — baseline", String(Math.round(protocolSignPerSecond)), "1×"],
@@ -65,6 +109,8 @@ export async function benchPayments(): Promise<void> {
       ["promise on the wire (bytes, sealed)", String(wire.promise), ""],
       ["acknowledgement on the wire (bytes, sealed)", String(wire.ack), ""],
       ["one invoice → promise → ack exchange (bytes)", String(exchange), ""],
+      ["promise checks with a live channel read each (local chain) /s — baseline", String(Math.round(chainChecks.livePerSecond)), "1×"],
+      ["promise checks with the channel-state cache /s", String(Math.round(chainChecks.cachedPerSecond)), `${round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1)}×`],
     ],
   );
 }

@@ -35,6 +35,8 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_LOG_LEVEL: "loud" })).to.throw(/logLevel \(from MYST_LOG_LEVEL\) must be one of/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_URLS: "http://x" })).to.throw(/brokerUrls \(from MYST_BROKER_URLS\) has "http:\/\/x"/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_REGISTRATION_TIMEOUT_MS: "-5" })).to.throw(/registrationTimeoutMs/);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_OUTAGE_TOLERANCE_MS: "soon" })).to.throw(/outageToleranceMs \(from MYST_OUTAGE_TOLERANCE_MS\) must be a positive number/);
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_OUTAGE_TOLERANCE_MS: "30000" }).outageToleranceMs).to.equal(30_000);
     expect(() => loadConfig({ dataDir: tmp.dir, logFormat: "xml" }, {})).to.throw(/setting logFormat \(from --log-format\) must be one of json, pretty/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_API_HOST: "localhost" })).to.throw(/apiHost \(from MYST_API_HOST\) must be an IP address/);
     expect(() => loadConfig({ dataDir: tmp.dir, apiPort: "70000" }, {})).to.throw(/apiPort \(from --api-port\) must be a port number/);

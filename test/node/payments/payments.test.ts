@@ -3,6 +3,7 @@ import path from "node:path";
 import { Wallet, parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";
 import { PaymentChannelsClient } from "../../../node/chain/channels";
+import { connectChain } from "../../../node/chain/connect";
 import { channelIdOf } from "../../../node/chain/eip712";
 import { Dialogs } from "../../../node/dialog/dialogs";
 import { IdentityKey } from "../../../node/identity/key";
@@ -23,6 +24,7 @@ import { signProposal } from "../../../node/proposal/proposal";
 import { TestNetwork } from "../../support/network";
 import { makeProposal } from "../../support/proposals";
 import { rejectionOf } from "../../support/rejection";
+import { ChainProxy } from "../../support/rpc-proxy";
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
 
@@ -44,7 +46,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
   afterEach(() => tmp.cleanup());
 
   /** A provider and a consumer with 10 MYST in their channel, on a price of 1 MYST per GiB. */
-  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint; invoiceEveryMs?: number; invoiceAboveWei?: bigint } = {}) {
+  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint; invoiceEveryMs?: number; invoiceAboveWei?: bigint; chainProxy?: ChainProxy } = {}) {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
     await net.chain.fund([providerKey.address, consumerKey.address], { eth: E("1"), myst: E("100") });
@@ -67,9 +69,11 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       keepaliveMs: 1000,
       admission: (request) => payments.admission(request),
     });
+    // The provider's view of the chain; through a proxy when the test takes the chain away.
+    const providerConn = options.chainProxy ? await connectChain({ rpcUrl: options.chainProxy.url, deployment: net.chain.deployment, requestTimeoutMs: 1000 }) : undefined;
     const payments: ProviderPayments = new ProviderPayments({
       sessions,
-      channels: new ChannelStateCache(channels),
+      channels: new ChannelStateCache(providerConn ? new PaymentChannelsClient(providerConn) : channels),
       store,
       settler,
       usage: (id) => service.usage(id),
@@ -110,6 +114,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       cd.stop();
       await Promise.all(brokers.map((b) => b.stop()));
       settler.stop();
+      providerConn?.close();
       db.close();
       consumerDb.close();
     };
@@ -232,6 +237,27 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       await session.destroy();
     } finally {
       await m.stop();
+    }
+  });
+
+  it("goes on accepting promises from its cached channel state while the chain does not answer", async function () {
+    const proxy = new ChainProxy(net.chain.rpcUrl);
+    await proxy.start();
+    const m = await market({ chainProxy: proxy, settleOnSessionEnd: false });
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 100);
+      await until(() => pay.acknowledged === (100n * BigInt(MiB) * E("1")) / GIB, "a promise while the chain answers");
+      proxy.link = "down";
+      const forwarded = proxy.forwarded;
+      m.move(session.id, tunnel, 250);
+      await until(() => pay.acknowledged === (250n * BigInt(MiB) * E("1")) / GIB, "a promise while the chain is gone");
+      expect(proxy.forwarded).to.equal(forwarded); // not one chain call got through for it
+      expect(session.state).to.equal("active");
+      await session.destroy();
+    } finally {
+      await m.stop();
+      await proxy.stop();
     }
   });
 

@@ -5,6 +5,7 @@ import { PaymentChannelsClient } from "../../../node/chain/channels";
 import { connectChain, type ChainConnection } from "../../../node/chain/connect";
 import { channelIdOf } from "../../../node/chain/eip712";
 import type { IdentityKey } from "../../../node/identity/key";
+import { ChannelStateCache } from "../../../node/payments/channel-cache";
 import { Settler } from "../../../node/payments/settlement";
 import { openDatabase, type Db } from "../../../node/store/database";
 import { PromiseStore } from "../../../node/store/promise-store";
@@ -115,20 +116,25 @@ describe("settlement: one queue per provider account (real chain)", function () 
     expect((await channels.state(consumers[0].address, provider.address)).settled).to.equal(0n);
   });
 
-  it("waits for a top-up on an empty channel, and settles when asked again after it", async function () {
+  it("waits for a top-up on an empty channel, and settles as soon as the deposit's event arrives", async function () {
     const { provider, consumers } = await providerWithChannels(1, E("0.1"));
     const consumer = consumers[0];
     storePromise(consumer, provider, E("0.1"));
     const settler = settlerFor(provider);
     settler.settleAll();
     expect(await settler.drain(30_000)).to.equal(true);
+    // The provider node's wiring: a channel's event wakes a settlement waiting for a top-up.
+    const cache = new ChannelStateCache(channels, {
+      onChange: (id) => settler.pending().some((p) => p.channelId === id && p.state === "waiting-top-up") && settler.settleChannel(id, { now: true }),
+    });
+    cache.start(100);
+    closers.push(() => cache.stop());
     storePromise(consumer, provider, E("0.4"));
     settler.settleAll();
     await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty channel noticed");
     await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
     await channels.deposit(consumer, consumer.address, provider.address, E("1"));
-    settler.settleAll();
-    expect(await settler.drain(30_000)).to.equal(true);
-    expect((await channels.state(consumer.address, provider.address)).settled).to.equal(E("0.4"));
+    await until(async () => (await channels.state(consumer.address, provider.address)).settled === E("0.4"), "the settlement after the top-up (no manual step)");
+    await until(() => settler.pending().length === 0, `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`, 5000);
   });
 });
