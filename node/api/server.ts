@@ -44,6 +44,8 @@ const STATUS: Record<string, number> = {
   CHAIN_UNREACHABLE: 502,
   CHAIN_ERROR: 502,
   NO_RESPONDERS: 502,
+  // A peer (provider) answered with an error: whatever its code, it is the peer's, not ours.
+  PEER_ERROR: 502,
   DIALOG_TIMEOUT: 504,
   REQUEST_TIMEOUT: 504,
   BROKER_CLOSED: 503,

@@ -15,6 +15,25 @@ export type PublicKeyDirectory = SignerDirectory;
 
 export class DialogError extends MystError {}
 
+/**
+ * The peer answered with an error (or refused in clear text): its code is the peer's word, kept
+ * as data in `peerCode` (fenced by pattern at the edge), never raised as one of our own codes —
+ * a provider answering UNAUTHORIZED must not make our API say 401.
+ */
+export class PeerError extends DialogError {
+  constructor(
+    readonly peerCode: string,
+    message: string,
+  ) {
+    super("PEER_ERROR", message);
+  }
+}
+
+/** The peer's code when `err` is a PeerError, else undefined. */
+export function peerCodeOf(err: unknown): string | undefined {
+  return err instanceof PeerError ? err.peerCode : undefined;
+}
+
 /** Why a received message was dropped; each is logged and emitted as a "dropped" event. */
 export type DropReason =
   | "oversized"
@@ -372,7 +391,7 @@ export class Dialog {
       throw err;
     }
     const refusal = readPlainRefusal(reply);
-    if (refusal) throw new DialogError(refusal.code, `${this.peer} refused ${type}: ${refusal.message}`);
+    if (refusal) throw new PeerError(refusal.code, `${this.peer} refused ${type}: ${refusal.code}: ${refusal.message}`);
     const checked = await this.dialogs.check(reply);
     if ("drop" in checked) {
       this.dialogs.drop(checked.drop, checked.detail);
@@ -384,7 +403,7 @@ export class Dialog {
       throw new DialogError("BAD_RESPONSE", `the response to ${type} does not answer it`);
     }
     this.touch();
-    if (m.error) throw new DialogError(m.error.code, `${this.peer} answered ${type} with ${m.error.code}: ${m.error.message}`);
+    if (m.error) throw new PeerError(m.error.code, `${this.peer} answered ${type} with ${m.error.code}: ${m.error.message}`);
     return m.body as T;
   }
 

@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
-import { DialogError, type Dialog, type Dialogs } from "../dialog/dialogs";
+import { peerCodeOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
@@ -68,8 +68,9 @@ export class ConsumerSession extends EventEmitter {
         this.#missed = 0;
         this.#outageSince = undefined;
       } catch (err) {
-        const code = (err as DialogError).code;
-        if (code === "SESSION_UNKNOWN" || code === "SESSION_ENDED") return void this.finish(`provider no longer knows the session (${code})`);
+        const peerCode = peerCodeOf(err);
+        if (peerCode === "SESSION_UNKNOWN" || peerCode === "SESSION_ENDED") return void this.finish(`provider no longer knows the session (${peerCode})`);
+        const code = (err as { code?: string }).code;
         if (!o.connected() || this.tunnel.isUp?.() === true) {
           const now = Date.now();
           this.#outageSince ??= now;
@@ -143,7 +144,7 @@ export class ConsumerSessions {
       );
     } catch (err) {
       dialog.close();
-      if (err instanceof DialogError && err.code === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", err.message);
+      if (peerCodeOf(err) === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", (err as Error).message);
       throw err;
     }
     if (!check.createResponse.Check(response)) {

@@ -93,10 +93,10 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
   it("turns a failed handler into a typed error without leaking its details", async function () {
     const dialog = await openDialog();
     const err = await rejectionOf(dialog.request("test.fail", null));
-    expect(err.code).to.equal("INTERNAL");
+    expect([err.code, err.peerCode]).to.deep.equal(["PEER_ERROR", "INTERNAL"]);
     expect(err.message).to.not.include("secret internals");
     const unknown = await rejectionOf(dialog.request("test.nobody", null));
-    expect(unknown.code).to.equal("UNKNOWN_TYPE");
+    expect([unknown.code, unknown.peerCode]).to.deep.equal(["PEER_ERROR", "UNKNOWN_TYPE"]);
   });
 
   it("is reachable from another connection as soon as start() resolves", async function () {
@@ -136,7 +136,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
       try {
         const d = await otherDialogs.open(provider.address, subjectOf(provider.address));
         expect(await d.request("test.echo", "other")).to.deep.equal({ echoed: "other" });
-        expect((await rejectionOf(d.request("test.fail", null))).code).to.equal("INTERNAL");
+        expect((await rejectionOf(d.request("test.fail", null))).peerCode).to.equal("INTERNAL");
         expect(await dialog.request("test.echo", "first")).to.deep.equal({ echoed: "first" });
       } finally {
         otherDialogs.stop();
@@ -175,7 +175,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     const dialog = await stranger.open(provider.address, subjectOf(provider.address));
     const dropped = nextDrop(providerDialogs);
     const err = await rejectionOf(dialog.request("test.echo", 1));
-    expect(err.code).to.equal("SENDER_UNREGISTERED");
+    expect([err.code, err.peerCode]).to.deep.equal(["PEER_ERROR", "SENDER_UNREGISTERED"]);
     expect(await dropped).to.equal("unregistered-sender");
     expect(incoming).to.have.length(0);
   });

@@ -83,7 +83,7 @@ describe("per-peer limits: one identity cannot take every slot", function () {
       expect(await d.request("test.echo", i)).to.equal(i);
     }
     const fourth = await attacker.open(providerKey.address, subjectOf(providerKey.address));
-    expect((await rejectionOf(fourth.request("test.echo", 4))).code).to.equal("TOO_MANY_DIALOGS");
+    expect((await rejectionOf(fourth.request("test.echo", 4))).peerCode).to.equal("TOO_MANY_DIALOGS");
     const d = await (await peer(honest)).open(providerKey.address, subjectOf(providerKey.address));
     expect(await d.request("test.echo", "honest")).to.equal("honest");
   });

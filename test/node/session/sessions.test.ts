@@ -203,7 +203,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     await otherDialogs.start();
     const dialog = await otherDialogs.open(providerKey.address, providerDialogs.subject);
     const err = await rejectionOf(dialog.request("session.destroy", { sessionId: session.id }));
-    expect(err.code).to.equal("SESSION_UNKNOWN");
+    expect([err.code, err.peerCode]).to.deep.equal(["PEER_ERROR", "SESSION_UNKNOWN"]);
     expect(providerSessions.get(session.id)!.state).to.equal("active");
     await session.destroy();
   });

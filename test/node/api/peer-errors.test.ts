@@ -1,0 +1,30 @@
+import { expect } from "chai";
+import { ApiServer } from "../../../node/api/server";
+import type { MystDaemon } from "../../../node/daemon/daemon";
+import { NodeMetrics } from "../../../node/daemon/metrics";
+import { PeerError } from "../../../node/dialog/dialogs";
+import { silentLogger } from "../../../node/log/logger";
+
+describe("the REST API and a peer's error codes", function () {
+  it("answers 502 PEER_ERROR, never 401, when a provider answers UNAUTHORIZED", async function () {
+    // The node behind the API, as far as this route goes: connecting meets a provider's error.
+    const node = {
+      identity: "0x0000000000000000000000000000000000000001",
+      metrics: new NodeMetrics(),
+      connect: async () => {
+        throw new PeerError("UNAUTHORIZED", "0xProvider answered session.create with UNAUTHORIZED: go away");
+      },
+    } as unknown as MystDaemon;
+    const api = new ApiServer({ daemon: node, token: "t0ken", host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
+    await api.start();
+    try {
+      const res = await fetch(`${api.url}/v1/connection`, { method: "PUT", headers: { authorization: "Bearer t0ken", "content-type": "application/json" }, body: JSON.stringify({ serviceType: "noop" }) });
+      const body = (await res.json()) as { code: string; message: string };
+      expect(res.status).to.equal(502);
+      expect(body.code).to.equal("PEER_ERROR");
+      expect(body.message).to.include("UNAUTHORIZED");
+    } finally {
+      await api.stop();
+    }
+  });
+});
