@@ -3,6 +3,7 @@ import type { IdentityKey } from "../identity/key";
 import type { ChainConnection } from "./connect";
 import { channelIdOf, channelsDomain, promiseTypes } from "./eip712";
 import { toChainError } from "./errors";
+import type { PaymentChannels } from "../../typechain-types";
 
 export interface ChannelState {
   id: string;
@@ -78,7 +79,7 @@ export class PaymentChannelsClient {
     nonce: number,
     options: { minedTimeoutMs?: number } = {},
   ): Promise<{ txHash: string; mined: () => Promise<{ gasUsed: bigint; paid: bigint }> }> {
-    let tx;
+    let tx: Awaited<ReturnType<PaymentChannels["settle"]>>;
     try {
       tx = await this.conn.channels.connect(submitter).settle(promise.consumer, promise.provider, promise.amount, promise.signature, { nonce });
     } catch (err) {

@@ -113,7 +113,7 @@ export function connectCommands(context: Ctx): Command[] {
     const ctx = context(cmd);
     const daemon = ctx.daemon();
     const answer = (daemon ? await daemon.get("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ConnectionStatus | { state: "disconnected" | "connecting" } | null;
-    if (!answer || answer.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,

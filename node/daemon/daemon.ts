@@ -291,7 +291,7 @@ export class MystDaemon {
 
   async disconnect(): Promise<ConnectionStatus> {
     const c = this.consumer.current;
-    if (!c || c.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
+    if (c?.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
     await c.session.tunnel.refresh?.().catch(() => undefined);
     await c.session.destroy("consumer disconnected");
     this.#o.log.info({ sessionId: c.session.id }, "disconnected");

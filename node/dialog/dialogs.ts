@@ -4,7 +4,7 @@ import type { Broker } from "../broker/broker";
 import { BrokerError } from "../broker/broker";
 import { MystError, isMystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
-import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
+import { checkSigner, type SignerCheck, type SignerDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
@@ -230,7 +230,7 @@ export class Dialogs extends EventEmitter {
     if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
     // Cheap checks before the registry: a signature that is not the claimed sender's, a stale or a
     // replayed message cost no chain call.
-    let signer;
+    let signer: SignerCheck;
     try {
       signer = await checkSigner(message.from, opened.message, opened.signature, this.#o.directory);
     } catch (err) {

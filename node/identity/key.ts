@@ -60,7 +60,7 @@ export function uncompressed64(publicKey: Uint8Array): Uint8Array {
   }
   try {
     return secp.Point.fromBytes(publicKey).toBytes(false).slice(1);
-  } catch (err) {
+  } catch {
     throw new InvalidKeyError(`public key of ${publicKey.length} bytes is not a secp256k1 point`);
   }
 }
@@ -160,7 +160,7 @@ export class IdentityKey {
     const point = publicKey.length === 64 ? concat(Uint8Array.of(4), publicKey) : publicKey;
     try {
       return this.#ecdh.computeSecret(point);
-    } catch (err) {
+    } catch {
       throw new InvalidKeyError("the peer's public key is not a secp256k1 point");
     }
   }

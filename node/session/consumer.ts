@@ -4,7 +4,7 @@ import { peerCodeOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
-import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, check, type CreateResponse } from "./messages";
+import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, check } from "./messages";
 import type { ConsumerService, Tunnel } from "./service";
 
 export type ConsumerSessionState = "active" | "ended";

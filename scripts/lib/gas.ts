@@ -67,7 +67,7 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{ rows
   rows["settle (later)"] = await gasOf(Promise.resolve(laterSettle));
   rows["request withdrawal"] = await gasOf(channels.connect(consumer).requestWithdrawal(provider.address));
   await ethers.provider.send("evm_increaseTime", [3600]);
-  rows["withdraw"] = await gasOf(channels.connect(consumer).withdraw(provider.address));
+  rows.withdraw = await gasOf(channels.connect(consumer).withdraw(provider.address));
   return { rows, laterSettle, addresses: { registry: registryAddress, token: await token.getAddress() } };
 }
 

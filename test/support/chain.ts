@@ -1,4 +1,4 @@
-import { JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { type JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { startLocalChain, LOCAL_FUNDER_KEY, type LocalChain } from "../../scripts/lib/local-chain";
 
 export { startLocalChain, type LocalChain };

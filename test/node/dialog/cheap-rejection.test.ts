@@ -3,7 +3,7 @@ import crypto from "node:crypto";
 import { Broker } from "../../../node/broker/broker";
 import { connectChain, type ChainConnection } from "../../../node/chain/connect";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
-import { Dialogs, subjectOf, type DropReason } from "../../../node/dialog/dialogs";
+import { Dialogs, type DropReason } from "../../../node/dialog/dialogs";
 import { Sealer } from "../../../node/dialog/envelope";
 import { IdentityKey } from "../../../node/identity/key";
 import { signProposal, verifySignedProposal } from "../../../node/proposal/proposal";

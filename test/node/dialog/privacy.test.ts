@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { connect, type NatsConnection } from "nats";
 import { ConsumerNode } from "../../../node/daemon/consumer-node";
 import { ProviderNode, type ProvidedService } from "../../../node/daemon/provider-node";
-import { IdentityKey } from "../../../node/identity/key";
+import type { IdentityKey } from "../../../node/identity/key";
 import { signProposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { freePort } from "../../../scripts/lib/local-chain";

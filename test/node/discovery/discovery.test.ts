@@ -29,7 +29,7 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
     return d;
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
   type Json = any;
   const get = async (path: string, d = discovery): Promise<{ status: number; body: Json }> => {
     const r = await fetch(d.url + path);

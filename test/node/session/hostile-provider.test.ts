@@ -4,7 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Broker } from "../../../node/broker/broker";
 import { Dialogs, type Dialog } from "../../../node/dialog/dialogs";
-import { IdentityKey } from "../../../node/identity/key";
+import type { IdentityKey } from "../../../node/identity/key";
 import { NoopConsumerService } from "../../../node/services/noop/noop";
 import { OpenVpnConsumerService } from "../../../node/services/openvpn/consumer";
 import { ConsumerSessions } from "../../../node/session/consumer";
