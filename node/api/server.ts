@@ -1,3 +1,5 @@
+import fs from "node:fs";
+import path from "node:path";
 import { Type } from "@fastify/type-provider-typebox";
 import type { MystDaemon } from "../daemon/daemon";
 import type { OfferJson } from "../daemon/services-file";
@@ -14,6 +16,8 @@ export interface ApiServerOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
+  /** Listen on this unix socket (mode 0600) instead of host:port: a foreground node. */
+  socketPath?: string;
   version: string;
   log: Logger;
 }
@@ -76,7 +80,17 @@ export class ApiServer {
   async start(): Promise<void> {
     const app = await this.#build();
     this.#app = app;
-    this.#url = await app.listen({ host: this.#o.host, port: this.#o.port });
+    const socket = this.#o.socketPath;
+    if (socket) {
+      // A foreground node: the same API on a unix socket only its user can open.
+      fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
+      fs.rmSync(socket, { force: true }); // left by a node that died (a live one is refused before)
+      await app.listen({ path: socket });
+      fs.chmodSync(socket, 0o600);
+      this.#url = `unix:${socket}`;
+    } else {
+      this.#url = await app.listen({ host: this.#o.host, port: this.#o.port });
+    }
     this.#o.log.info({ url: this.#url }, "API listening");
   }
 
@@ -109,7 +123,7 @@ export class ApiServer {
       onError: (status, code) => daemon.metrics.error("api", status >= 500 ? `${status}` : code),
       // DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host.
       // On a wildcard address the operator chose to be reachable by any name; no check then.
-      allowedHosts: ["0.0.0.0", "::"].includes(this.#o.host) ? undefined : ["127.0.0.1", "localhost", "::1", this.#o.host],
+      allowedHosts: ["0.0.0.0", "::"].includes(this.#o.host) && !this.#o.socketPath ? undefined : ["127.0.0.1", "localhost", "::1", this.#o.host],
     });
     app.addHook("onRequest", async (req, reply) => {
       if (PUBLIC.has(req.url.split("?")[0])) return;

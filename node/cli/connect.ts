@@ -1,15 +1,10 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus } from "../daemon/consumer-node";
+import type { ConnectionStatus } from "../daemon/consumer-node";
 import { MystError } from "../errors/MystError";
-import { parseFilter } from "../proposal/filter";
-import { consumerService } from "../services/catalog";
 import type { CommandContext } from "./context";
-import { askControl, controlSocketPath, serveControl } from "./control";
-import { mystToWei } from "../payments/price";
-import { databaseFile, openDatabase } from "../store/database";
-import { IssuedPromiseStore } from "../store/issued-promise-store";
-import { SessionStore } from "../store/session-store";
+import { runNode } from "./run-node";
+import { DEFAULT_POLICY } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -29,73 +24,45 @@ export function connectCommands(context: Ctx): Command[] {
     .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
+      const body = {
+        ...(providerId ? { provider: providerId } : {}),
+        serviceType: opts.service,
+        ...(opts.country ? { country: opts.country } : {}),
+        ...(opts.ipType ? { ipType: opts.ipType } : {}),
+        ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
+        ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
+        ...(opts.topup ? { topUp: opts.topup } : {}),
+        ...(opts.netns ? { netns: opts.netns } : {}),
+      };
       const daemon = ctx.daemon();
       if (daemon) {
-        const status = await daemon.put<ConnectionStatus>("/v1/connection", {
-          ...(providerId ? { provider: providerId } : {}),
-          serviceType: opts.service,
-          ...(opts.country ? { country: opts.country } : {}),
-          ...(opts.ipType ? { ipType: opts.ipType } : {}),
-          ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
-          ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
-          ...(opts.topup ? { topUp: opts.topup } : {}),
-          ...(opts.netns ? { netns: opts.netns } : {}),
-        });
-        return ctx.out.result(status, () => [...describeConnected(status), `the daemon (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
+        const status = await daemon.put<ConnectionStatus>("/v1/connection", body);
+        return ctx.out.result(status, () => [...describeConnected(status), `the node (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
       }
-      const key = await ctx.identity(opts);
-      const registry = await ctx.registry({ follow: true });
-      const service = consumerService(opts.service, { key, dataDir: ctx.config.dataDir, netns: opts.netns, log: ctx.log });
-      const maxHour = opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour");
-      const maxGiB = opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib");
-      const filter = parseFilter({ country: opts.country, ip_type: opts.ipType, max_price_per_hour: maxHour, max_price_per_gib: maxGiB });
-      const socket = controlSocketPath(ctx.config.dataDir);
-      if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
-
-      const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));
-      const db = openDatabase(databaseFile(ctx.config.dataDir));
-      const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), promises: new IssuedPromiseStore(db), history: new SessionStore(db), outageToleranceMs: ctx.config.outageToleranceMs, log: ctx.log });
-      await node.start();
-      let connection: Connection;
+      // No node runs for this data dir: this command runs one in the foreground, for as long as
+      // the connection lasts, and drives it through the same API (on a 0600 unix socket).
+      const running = await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true });
+      let status: ConnectionStatus;
       try {
-        connection = await node.connect({
-          provider: providerId,
-          filter,
-          service,
-          topUpTo,
-        });
+        status = await running.client.put<ConnectionStatus>("/v1/connection", body);
       } catch (err) {
-        await node.stop();
-        db.close();
+        await running.stop();
         throw err;
       }
-      const { session } = connection;
-      let finished: (reason: string) => void;
-      const done = new Promise<string>((resolve) => (finished = resolve));
-      const control = await serveControl(socket, {
-        status: () => connectionStatus(connection),
-        disconnect: async () => {
-          await session.destroy("consumer disconnected");
-          return connectionStatus(connection);
-        },
-      });
-      session.ended.then((reason) => finished(reason));
+      const ended = running.node.consumer.current!.session.ended;
       // A second Ctrl-C must not kill the process halfway through restoring the routes.
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
         if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
         signalled = true;
         process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
-        void session.destroy("consumer disconnected (signal)");
+        void running.client.delete("/v1/connection").catch(() => undefined);
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      const status = connectionStatus(connection);
       ctx.out.result(status, () => [...describeConnected(status), "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it"]);
-      const reason = await done;
-      control.close();
-      await node.stop();
-      db.close();
+      const reason = await ended;
+      await running.stop();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       process.stderr.write(`myst: disconnected (${reason})\n`);
@@ -103,16 +70,16 @@ export function connectCommands(context: Ctx): Command[] {
 
   const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const daemon = ctx.daemon();
-    const answer = daemon ? await daemon.delete("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "POST", "/disconnect");
-    if (!answer) throw new MystError("NOT_CONNECTED", "not connected");
+    const node = ctx.daemon();
+    if (!node) throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
+    const answer = await node.delete("/v1/connection");
     ctx.out.result(answer, () => [`disconnected session ${(answer as { sessionId: string }).sessionId}`]);
   });
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const daemon = ctx.daemon();
-    const answer = (daemon ? await daemon.get("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ConnectionStatus | { state: "disconnected" | "connecting" } | null;
+    const node = ctx.daemon();
+    const answer = node ? await node.get<ConnectionStatus | { state: "disconnected" | "connecting" }>("/v1/connection") : null;
     if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,

@@ -1,12 +1,8 @@
-import path from "node:path";
 import { Command, Option } from "commander";
-import { ApiServer } from "../api/server";
-import { apiTokenFile, ensureApiToken, readDaemonEndpoint, removeDaemonEndpoint, writeDaemonEndpoint } from "../api/token";
-import { PACKAGE_ROOT } from "../config/config";
-import { MystDaemon } from "../daemon/daemon";
-import { MystError } from "../errors/MystError";
+import { apiTokenFile } from "../api/token";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
+import { runNode } from "./run-node";
 import { identityOptions, parsePaymentPolicy, paymentPolicyOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
@@ -20,52 +16,16 @@ export function daemonCommand(context: Ctx): Command {
   paymentPolicyOptions(identityOptions(cmd, "the node's identity")).action(async (opts, command: Command) => {
     const ctx = context(command);
     const { dataDir } = ctx.config;
-    const policy = parsePaymentPolicy(opts);
-    const running = readDaemonEndpoint(dataDir);
-    if (running) throw new MystError("DAEMON_RUNNING", `a daemon already runs for ${dataDir} (pid ${running.pid}, ${running.url})`);
-    const key = await ctx.identity(opts);
-    const version = require(path.join(PACKAGE_ROOT, "package.json")).version as string;
-    const daemon = new MystDaemon({
-      config: ctx.config,
-      key,
-      keystore: ctx.keystore,
-      conn: await ctx.chain(),
-      registry: await ctx.registry({ follow: true }),
-      registrar: await ctx.registrar(),
-      policy,
-      log: ctx.log,
-    });
-    // The port first: a port in use fails before anything else starts.
-    const api = new ApiServer({ daemon, token: ensureApiToken(dataDir), host: ctx.config.apiHost, port: ctx.config.apiPort, version, log: ctx.log });
-    try {
-      await api.start();
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EADDRINUSE") throw new MystError("API_PORT_IN_USE", `${ctx.config.apiHost}:${ctx.config.apiPort} is in use: pick another with --api-port`);
-      if (code === "EADDRNOTAVAIL") throw new MystError("API_HOST_UNAVAILABLE", `${ctx.config.apiHost} is not an address of this machine (--api-host)`);
-      throw err;
-    }
-    try {
-      await daemon.start();
-    } catch (err) {
-      await api.stop();
-      await daemon.stop().catch(() => undefined);
-      throw err;
-    }
+    const { node, api, stop } = await runNode(ctx, opts, { policy: parsePaymentPolicy(opts), foreground: false });
     if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
       ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
     }
-    writeDaemonEndpoint(dataDir, { url: api.url, pid: process.pid, identity: key.address, startedAt: new Date().toISOString() });
-    ctx.out.result({ identity: key.address, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json` }, () => [
-      `daemon of ${key.address} running`,
+    ctx.out.result({ identity: node.identity, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json` }, () => [
+      `daemon of ${node.identity} running`,
       `REST API: ${api.url} (token in ${apiTokenFile(dataDir)}; OpenAPI at ${api.url}/openapi.json)`,
       "Ctrl-C or SIGTERM stops it",
     ]);
-    await untilSignal(async () => {
-      removeDaemonEndpoint(dataDir);
-      await api.stop();
-      await daemon.stop();
-    });
+    await untilSignal(stop);
   });
   return cmd;
 }

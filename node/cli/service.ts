@@ -1,14 +1,14 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { ServiceView } from "../daemon/daemon";
-import { ProviderNode, type Offer, type ProviderPaymentSettings } from "../daemon/provider-node";
+import type { Offer, ProviderPaymentSettings } from "../daemon/provider-node";
 import { MystError } from "../errors/MystError";
-import { databaseFile, openDatabase } from "../store/database";
 import { IP_TYPES, type IpType } from "../proposal/proposal";
-import { SERVICE_TYPES, checkServiceSpec, startProviderService, type ServiceSpec } from "../services/catalog";
+import { SERVICE_TYPES, checkServiceSpec, type ServiceSpec } from "../services/catalog";
 import type { CommandContext } from "./context";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";
 import { untilSignal } from "./long-running";
+import { runNode } from "./run-node";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -46,6 +46,17 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", "1")
     .option("--no-settle-on-session-end", "do not settle when a session ends (only by threshold and at start/stop)");
 }
+
+/** The payment policy of the flags' defaults (a foreground `connect` node sells nothing, but is one node). */
+export const DEFAULT_POLICY: ProviderPaymentSettings & { maxSessions: number } = {
+  maxSessions: 50,
+  invoiceEveryMs: 10_000,
+  invoiceAboveWei: 10n ** 16n,
+  maxUnpaid: 5n * 10n ** 16n,
+  minChannelBalance: 10n ** 17n,
+  settleThreshold: 10n ** 18n,
+  settleOnSessionEnd: true,
+};
 
 export function parsePaymentPolicy(opts: Record<string, unknown>): ProviderPaymentSettings & { maxSessions: number } {
   const maxSessions = Number(opts.maxSessions);
@@ -121,47 +132,37 @@ export function serviceCommand(context: Ctx): Command {
     const spec = serviceSpecFromFlags(type, opts);
     const offer = parseOffer(opts);
     const policy = parsePaymentPolicy(opts);
+    const body = {
+      type: spec.type,
+      ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
+      offer: { country: offer.country, city: offer.city, asn: offer.asn, isp: offer.isp, ipType: offer.ipType, pricePerHour: opts.pricePerHour, pricePerGiB: opts.pricePerGib, bandwidthMbps: offer.bandwidthMbps },
+    };
     const daemon = ctx.daemon();
     if (daemon) {
       const policyFlags = POLICY_FLAGS.filter((f) => cmd.getOptionValueSource(f) === "cli");
       if (policyFlags.length) ctx.out.note("payment policy flags apply to the whole daemon: give them to `myst daemon`; ignored here");
-      const view = await daemon.post<ServiceView>("/v1/services", {
-        type: spec.type,
-        ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
-        offer: { country: offer.country, city: offer.city, asn: offer.asn, isp: offer.isp, ipType: offer.ipType, pricePerHour: opts.pricePerHour, pricePerGiB: opts.pricePerGib, bandwidthMbps: offer.bandwidthMbps },
-      });
-      return ctx.out.result(view, () => [`${view.type} service started in the daemon (pid ${daemon.endpoint.pid}); \`myst service stop ${view.type}\` stops it`]);
+      const view = await daemon.post<ServiceView>("/v1/services", body);
+      return ctx.out.result(view, () => [`${view.type} service started in the node (pid ${daemon.endpoint.pid}); \`myst service stop ${view.type}\` stops it`]);
     }
-    const key = await ctx.identity(opts);
-    const registry = await ctx.registry({ follow: true });
-    if (!(await registry.isRegistered(key.address))) {
-      ctx.out.note(`identity ${key.address} is not registered yet: the proposal is announced once it is (myst identities register)`);
-    }
-    const db = openDatabase(databaseFile(ctx.config.dataDir));
-    const payments = { ...policy, conn: await ctx.chain(), db };
-    const running = await startProviderService(spec, { dataDir: ctx.config.dataDir, directory: registry, log: ctx.log }).catch((err) => {
-      db.close();
-      throw err;
-    });
-    const provider = new ProviderNode({ key, brokerUrls: ctx.config.brokerUrls, registry, services: [{ service: running, offer }], log: ctx.log, maxSessions: policy.maxSessions, maxDialogsPerPeer: ctx.config.maxDialogsPerPeer, maxSessionsPerConsumer: ctx.config.maxSessionsPerConsumer, outageToleranceMs: ctx.config.outageToleranceMs, payments });
+    // No node runs for this data dir: this command runs one in the foreground until Ctrl-C and
+    // drives it through the same API (on a 0600 unix socket). It sells only this service.
+    const running = await runNode(ctx, opts, { policy, foreground: true });
+    let view: ServiceView;
     try {
-      await provider.start();
+      view = await running.client.post<ServiceView>("/v1/services", body);
     } catch (err) {
-      await running.stop?.().catch(() => undefined);
-      db.close();
+      await running.stop();
       throw err;
     }
-    ctx.out.result({ provider: key.address, serviceType: type, subject: provider.dialogs.subject }, () => [
-      `${type} service of ${key.address} running; announcing to discovery over ${ctx.config.brokerUrls.join(", ")}`,
+    const identity = running.node.identity;
+    if (!(await (await ctx.registry()).isRegistered(identity))) {
+      ctx.out.note(`identity ${identity} is not registered yet: the proposal is announced once it is (myst identities register)`);
+    }
+    ctx.out.result({ provider: identity, serviceType: view.type, subject: running.node.provider.dialogs.subject }, () => [
+      `${view.type} service of ${identity} running; announcing to discovery over ${ctx.config.brokerUrls.join(", ")}`,
       "Ctrl-C stops it",
     ]);
-    await untilSignal(async () => {
-      // The tunnel server first: nothing unbilled flows while the last promises settle.
-      await provider.removeService(running.type).catch(() => undefined);
-      await running.stop?.();
-      await provider.stop();
-      db.close();
-    });
+    await untilSignal(running.stop);
   });
 
   service

@@ -34,6 +34,11 @@ export interface DaemonOptions {
   log: Logger;
   /** Announcement period (tests shorten it). Default 30 s. */
   pingMs?: number;
+  /**
+   * A node that lives for one command (a foreground `myst connect` or `myst service start`): it
+   * neither starts the services remembered in services.json nor remembers the ones it starts.
+   */
+  ephemeral?: boolean;
 }
 
 /** A running service as `GET /services` shows it. */
@@ -79,6 +84,7 @@ export class MystDaemon {
   readonly #starting = new Set<string>();
   readonly #db: Db;
   #connecting = false;
+  #stopping?: Promise<void>;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -110,7 +116,7 @@ export class MystDaemon {
 
   async start(): Promise<void> {
     // Read first: a services file that is not a JSON list stops the start before anything runs.
-    const { services, problems } = this.#servicesFile.read();
+    const { services, problems } = this.#o.ephemeral ? { services: [], problems: [] } : this.#servicesFile.read();
     await this.provider.start();
     await this.consumer.start();
     for (const problem of problems) {
@@ -129,7 +135,13 @@ export class MystDaemon {
     this.#o.log.info({ identity: this.identity }, "daemon started");
   }
 
-  async stop(): Promise<void> {
+  /** Stops everything once; a second call waits for the first. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     await this.consumer.stop();
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
@@ -219,7 +231,7 @@ export class MystDaemon {
       this.#starting.delete(spec.type);
     }
     this.#specs.set(spec.type, { spec, offer });
-    if (options.remember !== false) {
+    if (options.remember !== false && !this.#o.ephemeral) {
       this.#remembered.set(spec.type, { spec, offer });
       this.#writeServicesFile();
     }
@@ -236,8 +248,7 @@ export class MystDaemon {
     }
     const service = await this.provider.removeService(type);
     this.#specs.delete(type);
-    this.#remembered.delete(type);
-    this.#writeServicesFile();
+    if (!this.#o.ephemeral && this.#remembered.delete(type)) this.#writeServicesFile();
     await service.stop?.();
     this.#o.log.info({ service: type }, "service stopped");
     return { type, stopped: true };

@@ -22,7 +22,6 @@ export class ChannelStateCache {
   readonly #maxAgeMs: number;
   readonly #onChange?: (channelId: string) => void;
   #timer?: NodeJS.Timeout;
-  #polling?: Promise<void>;
   #fromBlock?: number;
   #started = false;
 
@@ -39,7 +38,7 @@ export class ChannelStateCache {
     if (this.#started) return;
     this.#started = true;
     const loop = () => {
-      this.#polling = this.#poll()
+      void this.#poll()
         .catch(() => undefined) // the chain is away: the cached figures stand; the next poll catches up
         .finally(() => {
           if (this.#started) this.#timer = setTimeout(loop, pollMs).unref();
@@ -48,10 +47,10 @@ export class ChannelStateCache {
     loop();
   }
 
+  /** Stops following; a poll still waiting on a chain that does not answer is left to time out. */
   async stop(): Promise<void> {
     this.#started = false;
     clearTimeout(this.#timer);
-    await this.#polling;
   }
 
   async #poll(): Promise<void> {
@@ -62,6 +61,7 @@ export class ChannelStateCache {
     }
     if (latest < this.#fromBlock) return;
     const changed = await this.channels.changedChannels(this.#fromBlock, latest);
+    if (!this.#started) return;
     this.#fromBlock = latest + 1;
     for (const id of changed) {
       const entry = this.#entries.get(id);

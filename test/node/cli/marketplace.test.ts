@@ -1,3 +1,5 @@
+import fs from "node:fs";
+import path from "node:path";
 import { expect } from "chai";
 import { buildCli, cliEnv, cliProviderAndConsumer, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../support/chain";
@@ -59,7 +61,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
     expect(await discovery.stop()).to.equal(0);
   });
 
-  it("connects in the foreground, answers status over its control socket, and a second Ctrl-C does not cut the disconnect short", async function () {
+  it("connects in the foreground, answers status through the node's API on its unix socket, and a second Ctrl-C does not cut the disconnect short", async function () {
     const dirs = [tempDir(), tempDir()];
     try {
       const { providerEnv, consumerEnv, discovery } = await cliProviderAndConsumer(chain, nats.url, [dirs[0].dir, dirs[1].dir]);
@@ -88,7 +90,8 @@ describe("myst discovery, service start and proposals (spawned processes)", func
         provider.child.kill("SIGCONT");
       }
       expect(consumer.output()).to.include("still disconnecting");
-      expect(consumer.output()).to.include("myst: disconnected (consumer disconnected (signal))");
+      expect(consumer.output()).to.include("myst: disconnected (consumer disconnected)");
+      expect(fs.existsSync(path.join(dirs[1].dir, "node.sock"))).to.equal(false);
       const after = await myst(["status", "--json"], consumerEnv);
       expect(JSON.parse(after.stdout)).to.deep.equal({ state: "disconnected" });
       expect(await provider.stop()).to.equal(0);
