@@ -28,6 +28,8 @@ export class TunnelFirewall {
 
   constructor(private readonly o: FirewallOptions) {
     this.uplink = o.uplink ? Promise.resolve(o.uplink) : defaultRouteDevice(o.netns);
+    // Awaited (and its error reported) by apply(); until then a failure is not "unhandled".
+    this.uplink.catch(() => undefined);
   }
 
   async apply(): Promise<void> {

@@ -445,7 +445,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       await stopDaemon(provider);
       const saved = JSON.parse(fs.readFileSync(file, "utf8"));
       // An OpenVPN service in a namespace that is gone: it cannot start (and touches nothing here).
-      const broken = { spec: { type: "openvpn", openvpn: { publicIp: "198.18.0.1", port: "1194", netns: "myst-gone-ns" } }, offer: saved[0].offer };
+      const broken = { spec: { type: "openvpn", openvpn: { publicIp: "198.18.0.1", port: 1194, netns: "myst-gone-ns" } }, offer: saved[0].offer };
       fs.writeFileSync(file, JSON.stringify([...saved, broken]));
       provider = await startDaemon(provider.dir);
       expect((await call(provider, "GET", "/v1/services")).body.services.map((s: { type: string }) => s.type)).to.deep.equal(["noop"]);
