@@ -10,6 +10,8 @@ import { mystToWei } from "../payments/price";
 import { databaseFile, openDatabase } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
 import { SessionStore } from "../store/session-store";
+import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
+import { protectedStatus, type ProtectedStatus } from "../consumer-protection/status";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -26,7 +28,9 @@ export function connectCommands(context: Ctx): Command[] {
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
     .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
-    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
+    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there"))
+    .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
+    .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const daemon = ctx.daemon();
@@ -40,6 +44,8 @@ export function connectCommands(context: Ctx): Command[] {
           ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
           ...(opts.topup ? { topUp: opts.topup } : {}),
           ...(opts.netns ? { netns: opts.netns } : {}),
+          ...(opts.killSwitch === false ? { killSwitch: false } : {}),
+          ...(opts.allowLan ? { allowLan: true } : {}),
         });
         return ctx.out.result(status, () => [...describeConnected(status), `the daemon (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
       }
@@ -52,6 +58,10 @@ export function connectCommands(context: Ctx): Command[] {
       const socket = controlSocketPath(ctx.config.dataDir);
       if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
 
+      // What a myst that died while connected left in force (kill switch, resolver file) goes first, with a word to the user.
+      const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
+      if (recovered) process.stderr.write(`myst: ${recovered}\n`);
+      const protection = service.plan ? new ConsumerProtection({ killSwitch: opts.killSwitch !== false, allowLan: !!opts.allowLan, netns: opts.netns, dataDir: ctx.config.dataDir, log: ctx.log }) : undefined;
       const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));
       const db = openDatabase(databaseFile(ctx.config.dataDir));
       const node = new ConsumerNode({ key, brokerUrls: ctx.config.brokerUrls, discoveryUrl: ctx.config.discoveryUrl, registry, conn: await ctx.chain(), promises: new IssuedPromiseStore(db), history: new SessionStore(db), log: ctx.log });
@@ -63,6 +73,7 @@ export function connectCommands(context: Ctx): Command[] {
           filter,
           service,
           topUpTo,
+          protection,
         });
       } catch (err) {
         await node.stop();
@@ -72,26 +83,41 @@ export function connectCommands(context: Ctx): Command[] {
       const { session } = connection;
       let finished: (reason: string) => void;
       const done = new Promise<string>((resolve) => (finished = resolve));
+      const status = () => protectedStatus(connectionStatus(connection), protection);
+      // The user's disconnect (the command, Ctrl-C): the session ends, then the protection is lifted.
+      let leaving = false;
+      const leave = async (reason: string) => {
+        leaving = true;
+        await session.destroy(reason);
+        await protection?.lift();
+        finished(reason);
+      };
       const control = await serveControl(socket, {
-        status: () => connectionStatus(connection),
+        status,
         disconnect: async () => {
-          await session.destroy("consumer disconnected");
-          return connectionStatus(connection);
+          await leave("consumer disconnected");
+          return status();
         },
       });
-      session.ended.then((reason) => finished(reason));
+      // The session ending by itself (tunnel down, provider gone): the kill switch holds until `myst disconnect`.
+      session.ended.then(async (reason) => {
+        if (leaving) return;
+        await protection?.tunnelDown();
+        if (protection?.state === "blocked") process.stderr.write(`myst: tunnel down (${reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`);
+        else finished(reason);
+      });
       // A second Ctrl-C must not kill the process halfway through restoring the routes.
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
         if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
         signalled = true;
         process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
-        void session.destroy("consumer disconnected (signal)");
+        void leave("consumer disconnected (signal)");
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      const status = connectionStatus(connection);
-      ctx.out.result(status, () => [...describeConnected(status), "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it"]);
+      const first = status();
+      ctx.out.result(first, () => [...describeConnected(first), protection ? protection.describe().message : "all traffic goes through the tunnel", "Ctrl-C or `myst disconnect` ends it"]);
       const reason = await done;
       control.close();
       await node.stop();
@@ -105,14 +131,20 @@ export function connectCommands(context: Ctx): Command[] {
     const ctx = context(cmd);
     const daemon = ctx.daemon();
     const answer = daemon ? await daemon.delete("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "POST", "/disconnect");
-    if (!answer) throw new MystError("NOT_CONNECTED", "not connected");
+    if (!answer) {
+      // Nothing running: a myst that died while connected may have left its kill switch in force.
+      const recovered = daemon ? null : await recoverProtection(ctx.config.dataDir, ctx.log);
+      if (recovered) return ctx.out.result({ state: "disconnected", recovered }, () => [recovered]);
+      throw new MystError("NOT_CONNECTED", "not connected");
+    }
     ctx.out.result(answer, () => [`disconnected session ${(answer as { sessionId: string }).sessionId}`]);
   });
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const daemon = ctx.daemon();
-    const answer = (daemon ? await daemon.get("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ConnectionStatus | { state: "disconnected" | "connecting" } | null;
+    const answer = (daemon ? await daemon.get("/v1/connection") : await askControl(controlSocketPath(ctx.config.dataDir), "GET", "/status")) as ProtectedStatus | { state: "disconnected" | "connecting" } | null;
+    if (answer?.state === "blocked") return ctx.out.result(answer, () => [`state:    tunnel down, traffic blocked`, `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`, "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route"]);
     if (!answer || answer.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
@@ -121,12 +153,13 @@ export function connectCommands(context: Ctx): Command[] {
       `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
       `duration: ${answer.durationSeconds} s`,
       `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+      ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
     ]);
   });
   return [connect, disconnect, status];
 }
 
-function describeConnected(c: ConnectionStatus): string[] {
+function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
   return [
     `connected: session ${c.sessionId}`,
     `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei, 18)} MYST/GiB`,
