@@ -59,7 +59,7 @@ export function connectCommands(context: Ctx): Command[] {
       if (await askControl(socket, "GET", "/status").catch(() => null)) throw new MystError("ALREADY_CONNECTED", "another `myst connect` is running for this data dir: `myst disconnect` first");
 
       // What a myst that died while connected left in force (kill switch, resolver file) goes first, with a word to the user.
-      const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
+      const recovered = await recoverProtection(ctx.config.dataDir, ctx.log, service.plan && opts.killSwitch !== false ? { keepFor: { netns: opts.netns } } : {});
       if (recovered) process.stderr.write(`myst: ${recovered}\n`);
       const protection = service.plan ? new ConsumerProtection({ killSwitch: opts.killSwitch !== false, allowLan: !!opts.allowLan, netns: opts.netns, dataDir: ctx.config.dataDir, log: ctx.log }) : undefined;
       const topUpTo = opts.topup === undefined ? undefined : BigInt(mystToWei(opts.topup, "--topup"));

@@ -76,9 +76,21 @@ export class ConsumerProtection implements SessionProtection {
   async engage(plan: TunnelPlan): Promise<void> {
     requireRoot("the kill switch");
     this.#spec = { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, device: plan.device, endpoints: plan.endpoints, dns: [], ipv6: false };
-    const endpointRoutes: string[] = [];
-    for (const e of plan.endpoints) if (!(await hostRoute(e.address, this.options.netns))) endpointRoutes.push(e.address);
-    this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes });
+    // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
+    // over: its table is replaced atomically below, and its snapshot of the resolver file is the
+    // one restored at the end, not the file as it left it.
+    const found = readRecord(this.options.dataDir);
+    const inherited = found && found.netns === this.options.netns ? found : undefined;
+    const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
+    for (const e of plan.endpoints) if (!(await hostRoute(e.address, this.options.netns))) endpointRoutes.add(e.address);
+    this.#write({
+      version: 1,
+      pid: process.pid,
+      netns: this.options.netns,
+      killSwitch: this.options.killSwitch,
+      endpointRoutes: [...endpointRoutes],
+      ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
+    });
     await nftApply(guardScript(this.#spec), this.options.netns);
     this.#state = "protecting";
     this.#log.info({ netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints }, "consumer protection engaged");
@@ -89,7 +101,7 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     await nftApply(guardScript(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
-      const resolver = snapshotResolver(resolverFile(this.options.netns));
+      const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
       pointResolver(resolver, tunnel.dns);
     } else {
@@ -184,9 +196,15 @@ function alive(pid: number): boolean {
  * when its myst died (kill switch, resolver file), and says so. Returns the message, or null when
  * there was nothing to undo (or the myst that owns it still runs).
  */
-export async function recoverProtection(dataDir: string, log: Logger = silentLogger): Promise<string | null> {
+export async function recoverProtection(dataDir: string, log: Logger = silentLogger, options: { keepFor?: { netns?: string } } = {}): Promise<string | null> {
   const record = readRecord(dataDir);
   if (!record || alive(record.pid)) return null;
+  if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch) {
+    // A connect with the kill switch in the same place: the old rules hold until its own replace them.
+    const message = `the kill switch left by a myst (pid ${record.pid}) that ended without disconnecting stays in force until this connection replaces it`;
+    log.warn({ netns: record.netns, pid: record.pid }, message);
+    return message;
+  }
   await undo(record);
   fs.rmSync(protectionRecordFile(dataDir), { force: true });
   const where = record.netns ? ` in network namespace ${record.netns}` : "";

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
@@ -35,6 +35,8 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
 
   /** `myst connect` in the foreground (as a user runs it), in the background of the test. */
   async function connect(extra: string[] = []) {
+    // A session whose consumer died holds one of its two slots at the provider until keepalives lapse.
+    await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
     const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", ...extra], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
@@ -191,6 +193,30 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     expect(answer.recovered).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
     expect(networkState()).to.deep.equal(before);
     expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+  });
+
+  it("after SIGKILL of myst, the next `myst connect` keeps the old kill switch until its own replaces it: nothing leaks while it negotiates", async function () {
+    const before = networkState();
+    const crashed = await connect();
+    crashed.child.kill("SIGKILL");
+    await until(() => crashed.child.signalCode !== null, "myst to die");
+    process.kill(consumerOpenvpnPid()!, "SIGKILL");
+    await until(() => consumerOpenvpnPid() === undefined, "the orphaned openvpn to exit");
+    const packets = topology.packetsFrom(0);
+    // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
+    const app = spawn("/usr/sbin/ip", ["netns", "exec", consumerNs, process.execPath, "-e", `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`], { stdio: "ignore" });
+    try {
+      const next = await connect();
+      expect(next.output()).to.include("stays in force until this connection replaces it");
+      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(topology.packetsFrom(0)).to.deep.equal(packets);
+      await json(consumerEnv, ["disconnect"]);
+      expect(await exitOf(next)).to.deep.equal({ code: 0, signal: null });
+    } finally {
+      app.kill("SIGKILL");
+    }
+    // Its disconnect restores the resolver file as it was before the crashed session, not as that one left it.
+    expect(networkState()).to.deep.equal(before);
   });
 
   it("with --no-kill-switch, DNS and IPv6 still go nowhere but the tunnel while connected, and traffic takes the consumer's own route once the tunnel is gone", async function () {
