@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nats-server openvpn openssl iproute2 iptables iperf3 curl ca-certificates)
+# nftables: the consumer's kill switch; dnsmasq-base: the provider's resolver for its consumers
+# (and the test network's resolvers). dnsmasq-base is the binary alone, with no system service.
+packages=(nats-server openvpn openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

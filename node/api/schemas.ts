@@ -110,14 +110,18 @@ export const ConnectBody = Type.Object(
     maxPricePerHour: Type.Optional(Myst),
     maxPricePerGiB: Type.Optional(Myst),
     topUp: Type.Optional({ ...Myst, description: "before connecting, deposit so the channel holds at least this much MYST" }),
-    netns: Type.Optional(Type.String({ description: "run the tunnel in this network namespace (tests, demo)" })),
+    netns: Type.Optional(Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" })),
+    killSwitch: Type.Optional(Type.Boolean({ default: true, description: "keep traffic blocked when the tunnel drops, until disconnect (state `blocked`)" })),
+    allowLan: Type.Optional(Type.Boolean({ default: false, description: "keep the local network reachable while connected" })),
   },
   Strict,
 );
 const Phases = Type.Object({ discovery: Type.Number(), negotiation: Type.Number(), tunnel: Type.Number(), confirm: Type.Number() });
 export const ConnectionView = Type.Object(
   {
-    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting")]),
+    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked")], {
+      description: "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect)",
+    }),
     sessionId: Type.Optional(Type.String()),
     provider: Type.Optional(Address),
     serviceType: Type.Optional(Type.String()),
@@ -134,6 +138,14 @@ export const ConnectionView = Type.Object(
     invoices: Type.Optional(Type.Integer()),
     deposit: Type.Optional(Type.Object({ amountWei: Wei, txHash: Type.String(), gasUsed: Type.String() })),
     endReason: Type.Optional(Type.String()),
+    protection: Type.Optional(
+      Type.Object({
+        state: Type.Union([Type.Literal("off"), Type.Literal("protecting"), Type.Literal("blocked")]),
+        killSwitch: Type.Boolean(),
+        allowLan: Type.Boolean(),
+        message: Type.String(),
+      }),
+    ),
   },
   Open,
 );

@@ -195,6 +195,8 @@ export class ApiServer {
           maxPricePerGiBWei: wei(b.maxPricePerGiB, "maxPricePerGiB"),
           topUpToWei: wei(b.topUp, "topUp"),
           netns: b.netns,
+          killSwitch: b.killSwitch,
+          allowLan: b.allowLan,
         });
         return reply.status(201).send(status);
       },

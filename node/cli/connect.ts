@@ -1,5 +1,7 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
+import { recoverProtection } from "../consumer-protection/protection";
+import type { ProtectedStatus } from "../consumer-protection/status";
 import type { ConnectionStatus } from "../daemon/consumer-node";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
@@ -21,7 +23,9 @@ export function connectCommands(context: Ctx): Command[] {
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
     .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
-    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo)"))
+    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there"))
+    .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
+    .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const body = {
@@ -33,6 +37,8 @@ export function connectCommands(context: Ctx): Command[] {
         ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
         ...(opts.topup ? { topUp: opts.topup } : {}),
         ...(opts.netns ? { netns: opts.netns } : {}),
+        ...(opts.killSwitch === false ? { killSwitch: false } : {}),
+        ...(opts.allowLan ? { allowLan: true } : {}),
       };
       const daemon = ctx.daemon();
       if (daemon) {
@@ -40,28 +46,35 @@ export function connectCommands(context: Ctx): Command[] {
         return ctx.out.result(status, () => [...describeConnected(status), `the node (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
       }
       // No node runs for this data dir: this command runs one in the foreground, for as long as
-      // the connection lasts, and drives it through the same API (on a 0600 unix socket).
-      const running = await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true });
-      let status: ConnectionStatus;
+      // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
+      // switch a crashed myst left in the same place holds until this connection's replaces it.
+      const keepKillSwitchFor = opts.killSwitch !== false && opts.service !== "noop" ? { netns: opts.netns } : undefined;
+      const running = await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true, keepKillSwitchFor });
+      let first: ProtectedStatus;
       try {
-        status = await running.client.put<ConnectionStatus>("/v1/connection", body);
+        first = await running.client.put<ProtectedStatus>("/v1/connection", body);
       } catch (err) {
         await running.stop();
         throw err;
       }
-      const ended = running.node.consumer.current!.session.ended;
+      const { node, client } = running;
       // A second Ctrl-C must not kill the process halfway through restoring the routes.
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
         if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
         signalled = true;
         process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
-        void running.client.delete("/v1/connection").catch(() => undefined);
+        void client.delete("/v1/connection").catch(() => undefined);
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      ctx.out.result(status, () => [...describeConnected(status), "all traffic goes through the tunnel; Ctrl-C or `myst disconnect` ends it"]);
-      const reason = await ended;
+      ctx.out.result(first, () => [...describeConnected(first), first.protection?.message ?? "all traffic goes through the tunnel", "Ctrl-C or `myst disconnect` ends it"]);
+      const reason = await node.consumer.current!.session.ended;
+      // The session ended by itself (tunnel down, provider gone): the kill switch holds until the user disconnects.
+      if (node.connection().state === "blocked") {
+        process.stderr.write(`myst: tunnel down (${reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`);
+        while (node.connection().state === "blocked") await new Promise((r) => setTimeout(r, 200));
+      }
       await running.stop();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
@@ -71,15 +84,21 @@ export function connectCommands(context: Ctx): Command[] {
   const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const node = ctx.daemon();
-    if (!node) throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
-    const answer = await node.delete("/v1/connection");
-    ctx.out.result(answer, () => [`disconnected session ${(answer as { sessionId: string }).sessionId}`]);
+    if (!node) {
+      // Nothing running: a myst that died while connected may have left its kill switch in force.
+      const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
+      if (recovered) return ctx.out.result({ state: "disconnected", recovered }, () => [recovered]);
+      throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
+    }
+    const answer = await node.delete<{ sessionId: string }>("/v1/connection");
+    ctx.out.result(answer, () => [`disconnected session ${answer.sessionId}`]);
   });
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const node = ctx.daemon();
-    const answer = node ? await node.get<ConnectionStatus | { state: "disconnected" | "connecting" }>("/v1/connection") : null;
+    const answer = node ? await node.get<ProtectedStatus | { state: "disconnected" | "connecting" }>("/v1/connection") : null;
+    if (answer?.state === "blocked") return ctx.out.result(answer, () => [`state:    tunnel down, traffic blocked`, `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`, "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route"]);
     if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
@@ -88,12 +107,13 @@ export function connectCommands(context: Ctx): Command[] {
       `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
       `duration: ${answer.durationSeconds} s`,
       `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+      ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
     ]);
   });
   return [connect, disconnect, status];
 }
 
-function describeConnected(c: ConnectionStatus): string[] {
+function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
   return [
     `connected: session ${c.sessionId}`,
     `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei, 18)} MYST/GiB`,

@@ -29,7 +29,7 @@ export interface RunningNode {
 export async function runNode(
   ctx: CommandContext,
   flags: { identity?: string; passphrase?: string; passphraseFile?: string },
-  options: { policy: ProviderPaymentSettings & { maxSessions: number }; foreground: boolean },
+  options: { policy: ProviderPaymentSettings & { maxSessions: number }; foreground: boolean; keepKillSwitchFor?: { netns?: string } },
 ): Promise<RunningNode> {
   const { dataDir } = ctx.config;
   const running = readDaemonEndpoint(dataDir);
@@ -46,6 +46,7 @@ export async function runNode(
     policy: options.policy,
     log: ctx.log,
     ephemeral: options.foreground,
+    keepKillSwitchFor: options.keepKillSwitchFor,
   });
   const token = ensureApiToken(dataDir);
   // The listener first: a port in use fails before anything else starts.

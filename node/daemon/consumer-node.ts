@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
 import { SessionError } from "../session/errors";
 import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
-import type { ConsumerService } from "../session/service";
+import type { ConsumerService, SessionProtection } from "../session/service";
 import { PaymentChannelsClient } from "../chain/channels";
 import type { ChainConnection } from "../chain/connect";
 import { ConsumerPayments } from "../payments/consumer-payments";
@@ -46,6 +46,8 @@ export interface ConnectTarget {
   service: ConsumerService;
   /** Deposit so the channel holds at least this much (wei) before connecting. */
   topUpTo?: bigint;
+  /** Kill switch, DNS and IPv6 handling for this connection (node/consumer-protection). */
+  protection?: SessionProtection;
 }
 
 export interface Connection {
@@ -111,7 +113,7 @@ export class ConsumerNode {
         deposit = { amount, txHash: r.txHash, gasUsed: r.gasUsed };
       }
     }
-    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: priceLimit(target.filter) });
+    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: priceLimit(target.filter), protection: target.protection });
     const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
     payments?.start();
     const t = session.timings;

@@ -19,6 +19,8 @@ import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus 
 import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
+import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
+import { protectedStatus, type ProtectedStatus } from "../consumer-protection/status";
 
 export interface DaemonOptions {
   config: MystConfig;
@@ -39,6 +41,8 @@ export interface DaemonOptions {
    * neither starts the services remembered in services.json nor remembers the ones it starts.
    */
   ephemeral?: boolean;
+  /** A kill switch a crashed myst left here stays until this node's connection replaces it (a foreground connect). */
+  keepKillSwitchFor?: { netns?: string };
 }
 
 /** A running service as `GET /services` shows it. */
@@ -59,6 +63,9 @@ export interface ConnectRequest {
   maxPricePerGiBWei?: string;
   topUpToWei?: string;
   netns?: string;
+  /** Default true: traffic stays blocked when the tunnel drops, until disconnect. */
+  killSwitch?: boolean;
+  allowLan?: boolean;
 }
 
 /**
@@ -85,6 +92,8 @@ export class MystDaemon {
   readonly #db: Db;
   #connecting = false;
   #stopping?: Promise<void>;
+  /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
+  #protection?: ConsumerProtection;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -117,6 +126,7 @@ export class MystDaemon {
   async start(): Promise<void> {
     // Read first: a services file that is not a JSON list stops the start before anything runs.
     const { services, problems } = this.#o.ephemeral ? { services: [], problems: [] } : this.#servicesFile.read();
+    await recoverProtection(this.#o.config.dataDir, this.#o.log, this.#o.keepKillSwitchFor ? { keepFor: this.#o.keepKillSwitchFor } : {});
     await this.provider.start();
     await this.consumer.start();
     for (const problem of problems) {
@@ -143,6 +153,7 @@ export class MystDaemon {
 
   async #stop(): Promise<void> {
     await this.consumer.stop();
+    await this.#protection?.lift().catch((err) => this.#o.log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
     // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
@@ -262,13 +273,13 @@ export class MystDaemon {
     return { proposals: proposals.map((p) => p.proposal), nextCursor };
   }
 
-  connection(): ConnectionStatus | { state: "disconnected" | "connecting" } {
+  connection(): ProtectedStatus | { state: "disconnected" | "connecting" } {
     const c = this.consumer.current;
-    if (c && c.session.state === "active") return connectionStatus(c);
+    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return protectedStatus(connectionStatus(c), this.#protection);
     return { state: this.#connecting ? "connecting" : "disconnected" };
   }
 
-  async connect(request: ConnectRequest): Promise<ConnectionStatus> {
+  async connect(request: ConnectRequest): Promise<ProtectedStatus> {
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
     const current = this.consumer.current;
     if (current && current.session.state === "active") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
@@ -282,12 +293,18 @@ export class MystDaemon {
     });
     this.#connecting = true;
     let connection: Connection;
+    await this.#protection?.lift();
+    const protection = service.plan
+      ? new ConsumerProtection({ killSwitch: request.killSwitch !== false, allowLan: !!request.allowLan, netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log })
+      : undefined;
+    this.#protection = protection;
     try {
       connection = await this.consumer.connect({
         provider: request.provider,
         filter,
         service,
         topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
+        protection,
       });
     } catch (err) {
       this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
@@ -297,16 +314,23 @@ export class MystDaemon {
     }
     this.metrics.connected(connection);
     this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
-    return connectionStatus(connection);
+    // A session that ends by itself leaves the kill switch holding (state "blocked") until disconnect.
+    void connection.session.ended.then(() => protection?.tunnelDown());
+    return protectedStatus(connectionStatus(connection), protection);
   }
 
-  async disconnect(): Promise<ConnectionStatus> {
+  async disconnect(): Promise<ProtectedStatus> {
     const c = this.consumer.current;
+    if (c && c.session.state !== "active" && this.#protection?.state === "blocked") {
+      await this.#protection.lift();
+      return protectedStatus(connectionStatus(c), this.#protection);
+    }
     if (c?.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
     await c.session.tunnel.refresh?.().catch(() => undefined);
     await c.session.destroy("consumer disconnected");
+    await this.#protection?.lift();
     this.#o.log.info({ sessionId: c.session.id }, "disconnected");
-    return connectionStatus(c);
+    return protectedStatus(connectionStatus(c), this.#protection);
   }
 
   /** The live connection's numbers; the last one's after it ended. */

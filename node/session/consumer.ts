@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, check } from "./messages";
-import type { ConsumerService, Tunnel } from "./service";
+import type { ConsumerService, SessionProtection, Tunnel } from "./service";
 
 export type ConsumerSessionState = "active" | "ended";
 
@@ -15,6 +15,8 @@ export interface ConnectOptions {
   maxPrice?: { perHour: string; perGiB: string };
   /** How long each negotiation step may take. Default 10 s. */
   timeoutMs?: number;
+  /** Kill switch, DNS and IPv6 handling: engaged before the tunnel comes up (when the service has a plan). */
+  protection?: SessionProtection;
 }
 
 /** Milliseconds since the epoch at which each phase of connecting finished. */
@@ -159,10 +161,17 @@ export class ConsumerSessions {
     const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
     const accepted = Date.now();
 
-    let tunnel: Tunnel;
+    let tunnel: Tunnel | undefined;
+    const protection = options.service.plan ? options.protection : undefined;
     try {
-      tunnel = await options.service.connect({ id: sessionId, provider: proposal.provider, serviceConfig });
+      const target = { id: sessionId, provider: proposal.provider, serviceConfig };
+      const plan = protection ? await options.service.plan!(target) : undefined;
+      if (plan) await protection!.engage(plan);
+      tunnel = await options.service.connect(target);
+      if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     } catch (err) {
+      await tunnel?.stop().catch(() => undefined);
+      await protection?.abandon().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the kill switch failed"));
       const reason = err instanceof Error ? err.message : String(err);
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
       dialog.close();
@@ -173,6 +182,7 @@ export class ConsumerSessions {
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: true }, { timeoutMs });
     } catch (err) {
       await tunnel.stop().catch(() => undefined);
+      await protection?.abandon().catch(() => undefined);
       dialog.close();
       throw err;
     }

@@ -27,8 +27,41 @@ export interface ProviderService {
   isConnected?(sessionId: string): boolean;
 }
 
+/** Where a tunnel's own packets go: the provider's endpoint, reached outside the tunnel. */
+export interface TunnelEndpoint {
+  address: string;
+  port: number;
+  protocol: "udp" | "tcp";
+}
+
+/**
+ * What consumer protection must know before a tunnel comes up, to let exactly it through the kill
+ * switch: its interface and its endpoints. Made from the provider's service config, checked.
+ */
+export interface TunnelPlan {
+  device: string;
+  endpoints: TunnelEndpoint[];
+}
+
+/**
+ * Consumer protection as the session sees it (kill switch, DNS, IPv6): engaged before the tunnel
+ * comes up, told when it is up. What happens when the session ends is its owner's business.
+ */
+export interface SessionProtection {
+  /** Before the tunnel: only the plan's endpoints (and the tunnel interface) may pass from now on. */
+  engage(plan: TunnelPlan): Promise<void>;
+  /** The tunnel is up: its resolvers take over name resolution; IPv6 through it if it carries IPv6. */
+  tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void>;
+  /** The tunnel never came up: undo what `engage` did. */
+  abandon(): Promise<void>;
+}
+
 /** A consumer's running connection to a provider. */
 export interface Tunnel {
+  /** The resolvers the provider serves through the tunnel (empty: none). */
+  readonly dns?: string[];
+  /** Whether the tunnel carries IPv6. */
+  readonly ipv6?: boolean;
   /** Tears the connection down and restores what it changed. Idempotent. */
   stop(): Promise<void>;
   /** Called once if the tunnel goes down by itself. */
@@ -46,6 +79,11 @@ export interface ConsumerService {
   readonly type: string;
   /** Sent in `session.create`: whatever the provider's side of this service needs to know. */
   consumerData(): Promise<unknown>;
+  /**
+   * What the tunnel for this session will need (interface, endpoints), before it is brought up;
+   * rejects a service config it cannot protect. Services without a network tunnel have none.
+   */
+  plan?(session: { id: string; provider: string; serviceConfig: unknown }): Promise<TunnelPlan>;
   /** Brings the connection up with the provider's service config; rejects when it cannot. */
   connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel>;
 }

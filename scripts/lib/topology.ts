@@ -1,7 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { stopChild } from "./local-chain";
+import { until } from "./until";
 
 /**
  * The e2e and demo network, shaped like the real internet (all namespaces named myst-<tag>-…):
@@ -24,6 +27,17 @@ import { stopChild } from "./local-chain";
  * into the tunnel. The internet host answers each request with the caller's address. Addresses are
  * from 198.18.0.0/15 (benchmarking), 2001:db8::/32 (documentation) and 192.168.0.0/16, and exist
  * only inside these namespaces.
+ *
+ * What the leak tests count with:
+ * - **the LAN resolver** (dnsmasq on the router, 198.18.1.1 and 2001:db8:1::1, the consumers'
+ *   resolver in /etc/netns/<consumer>/resolv.conf, which `ip netns exec` mounts over /etc/resolv.conf):
+ *   answers `whoami.test` with the internet host's addresses and logs every query it gets
+ *   (`lanResolverQueries()`);
+ * - **the public resolver** on the internet host (198.18.2.2:53, the provider's upstream in
+ *   /etc/netns/<provider>/resolv.conf): answers `whoami.test` too, and `lan.test` with the
+ *   provider's private LAN host 192.168.77.2 (a name a provider's resolver must not hand out);
+ * - **packet counters on the internet host** (nftables, before anything else sees a packet):
+ *   every packet arriving there from consumer i's own IPv4 or IPv6 address (`packetsFrom(i)`).
  */
 export interface Topology {
   tag: string;
@@ -48,6 +62,17 @@ export interface Topology {
   lanUrl: string;
   consumerAddress(i: number): string;
   consumerAddress6(i: number): string;
+  /** The name both resolvers answer with the internet host's addresses. */
+  whoamiName: string;
+  whoamiNameUrl: string;
+  /** The LAN resolver's address, the consumers' resolver before any tunnel. */
+  lanResolver: string;
+  /** How many DNS queries the consumers' LAN resolver has received so far. */
+  lanResolverQueries(): number;
+  /** Packets that reached the internet host from consumer i's own addresses so far (counted there). */
+  packetsFrom(i: number): { v4: number; v6: number };
+  /** The resolver file `ip netns exec` mounts over /etc/resolv.conf in `netns`. */
+  resolvConfOf(netns: string): string;
   /** Runs a command in a namespace and returns its stdout. */
   exec(netns: string, argv: string[], options?: { timeoutMs?: number }): string;
   /** Removes everything: processes started here (by PID), then the namespaces. */
@@ -71,9 +96,12 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
   const [router, gateway, provider, internet, lan] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l")];
   const all = [...consumers, router, gateway, provider, internet, lan];
   const children: ChildProcess[] = [];
+  const logs = fs.mkdtempSync(path.join(os.tmpdir(), `myst-topology-${tag}-`));
+  const lanResolverLog = path.join(logs, "lan-resolver.log");
 
   const down = async () => {
     await Promise.all(children.map((c) => stopChild(c)));
+    fs.rmSync(logs, { recursive: true, force: true });
     for (const n of all) {
       try {
         const pids = execFileSync(IP, ["netns", "pids", n], { encoding: "utf8" }).split(/\s+/).filter(Boolean);
@@ -86,6 +114,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
       } catch {
         // not there
       }
+      fs.rmSync(path.join("/etc/netns", n), { recursive: true, force: true });
     }
   };
 
@@ -150,6 +179,35 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
     addr(lan, "eth0", "192.168.77.2/24");
     ip("-n", lan, "route", "add", "default", "via", "192.168.77.1");
 
+    // Resolvers: each namespace's /etc/resolv.conf (as `ip netns exec` shows it) names its own.
+    const resolvConf = (n: string, server: string) => {
+      fs.mkdirSync(path.join("/etc/netns", n), { recursive: true });
+      fs.writeFileSync(path.join("/etc/netns", n, "resolv.conf"), `nameserver ${server}\n`);
+    };
+    for (const c of consumers) resolvConf(c, "198.18.1.1");
+    for (const n of [provider, gateway, router, internet, lan]) resolvConf(n, "198.18.2.2");
+    const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
+      const argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", `--pid-file=${log}.pid`,
+        `--listen-address=${listen.join(",")}`, "--bind-interfaces", ...names.map(([name, a]) => `--address=/${name}/${a}`), "--log-queries", `--log-facility=${log}`];
+      const child = spawn(IP, ["netns", "exec", n, ...argv], { stdio: ["ignore", "ignore", "inherit"] });
+      children.push(child);
+      await until(() => {
+        if (child.exitCode !== null) throw new Error(`dnsmasq in ${n} exited (${child.exitCode})`);
+        return fs.existsSync(log) && fs.readFileSync(log, "utf8").includes("cleared cache");
+      }, `dnsmasq in ${n} to start`, 10_000);
+    };
+    const whoamiAnswers: [string, string][] = [["whoami.test", "198.18.2.2"], ["whoami.test", "2001:db8:2::2"]];
+    await dnsmasq(router, ["198.18.1.1", "2001:db8:1::1"], whoamiAnswers, lanResolverLog);
+    await dnsmasq(internet, ["198.18.2.2", "2001:db8:2::2"], [...whoamiAnswers, ["lan.test", "192.168.77.2"]], path.join(logs, "public-resolver.log"));
+
+    // Counters on the internet host: every packet from a consumer's own address, before any other hook.
+    const counters = consumers.flatMap((_c, i) => [`counter c${i}_v4 { }`, `counter c${i}_v6 { }`]);
+    const rules = consumers.flatMap((_c, i) => [`ip saddr 198.18.1.${i + 2} counter name c${i}_v4`, `ip6 saddr 2001:db8:1::${i + 2} counter name c${i}_v6`]);
+    execFileSync(IP, ["netns", "exec", internet, "/usr/sbin/nft", "-f", "-"], {
+      input: `table inet myst_count {\n${counters.join("\n")}\nchain arrivals {\ntype filter hook prerouting priority -400; policy accept;\n${rules.join("\n")}\n}\n}\n`,
+      stdio: ["pipe", "ignore", "pipe"],
+    });
+
     const whoami = path.join(__dirname, "..", "netns", "whoami.js");
     for (const [n, addresses] of [[internet, ["198.18.2.2", "2001:db8:2::2"]], [lan, ["192.168.77.2"]]] as const) {
       const child = spawn(IP, ["netns", "exec", n, process.execPath, whoami, "8080", ...addresses], { stdio: ["ignore", "pipe", "inherit"] });
@@ -182,6 +240,16 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
     lanUrl: "http://192.168.77.2:8080/",
     consumerAddress: (i) => `198.18.1.${i + 2}`,
     consumerAddress6: (i) => `2001:db8:1::${i + 2}`,
+    whoamiName: "whoami.test",
+    whoamiNameUrl: "http://whoami.test:8080/",
+    lanResolver: "198.18.1.1",
+    lanResolverQueries: () => (fs.readFileSync(lanResolverLog, "utf8").match(/: query\[/g) ?? []).length,
+    packetsFrom: (i) => {
+      const out = JSON.parse(execFileSync(IP, ["netns", "exec", internet, "/usr/sbin/nft", "-j", "list", "counters", "table", "inet", "myst_count"], { encoding: "utf8" }));
+      const packets = (name: string) => out.nftables.find((e: { counter?: { name: string } }) => e.counter?.name === name)?.counter.packets as number;
+      return { v4: packets(`c${i}_v4`), v6: packets(`c${i}_v6`) };
+    },
+    resolvConfOf: (netns) => path.join("/etc/netns", netns, "resolv.conf"),
     exec: (netns, argv, o = {}) => execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
   };
@@ -210,4 +278,20 @@ export function downloadFrom(topology: Topology, netns: string, url: string, tim
 /** The consumer's routes, IPv4 and IPv6, as text: to compare before and after a session. */
 export function routesOf(topology: Topology, netns: string): string {
   return ["-4", "-6"].map((family) => topology.exec(netns, [IP, family, "route", "show", "table", "all"])).join("");
+}
+
+/**
+ * Resolves `name` from inside `netns` as an application would (getaddrinfo, so the namespace's
+ * /etc/resolv.conf): the addresses, or null when resolution fails. `server`: ask that DNS server
+ * directly instead (UDP, as `dig @server` would).
+ */
+export function resolveFrom(topology: Topology, netns: string, name: string, options: { server?: string; family?: 4 | 6 } = {}): string[] | null {
+  const script = options.server
+    ? `const r=new (require("dns").promises.Resolver)({timeout:1500,tries:1});r.setServers([${JSON.stringify(options.server)}]);r.${options.family === 6 ? "resolve6" : "resolve4"}(${JSON.stringify(name)}).then(a=>process.stdout.write(a.join(" ")),()=>process.exit(3))`
+    : `require("dns").promises.lookup(${JSON.stringify(name)},{all:true${options.family ? `,family:${options.family}` : ""}}).then(a=>process.stdout.write(a.map(x=>x.address).join(" ")),()=>process.exit(3))`;
+  try {
+    return topology.exec(netns, [process.execPath, "-e", script], { timeoutMs: 20_000 }).trim().split(" ").filter(Boolean);
+  } catch {
+    return null;
+  }
 }

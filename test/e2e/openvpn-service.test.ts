@@ -11,7 +11,7 @@ import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
-import { downloadFrom, fetchFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { downloadFrom, fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { TestNetwork } from "../support/network";
 import { requireE2E } from "../support/prereqs";
 import { makeProposal } from "../support/proposals";
@@ -88,6 +88,20 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     expect(fetchFrom(topology, topology.provider, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
     // The provider is not on the consumer's link: the consumer's route to it goes through the router.
     expect(topology.exec(topology.consumers[0], ["/usr/sbin/ip", "-4", "route", "get", topology.providerAddress])).to.match(/ via 198\.18\.1\.1 /);
+  });
+
+  it("gives the consumer a LAN resolver that counts its queries, and counts the consumer's packets at the internet host", function () {
+    const queries = topology.lanResolverQueries();
+    const packets = topology.packetsFrom(0);
+    expect(resolveFrom(topology, topology.consumers[0], topology.whoamiName)).to.have.members([topology.internetAddress, topology.internetAddress6]);
+    expect(topology.lanResolverQueries()).to.be.greaterThan(queries);
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl6)).to.equal(topology.consumerAddress6(0));
+    const after = topology.packetsFrom(0);
+    expect(after.v4).to.be.greaterThan(packets.v4);
+    expect(after.v6).to.be.greaterThan(packets.v6);
+    // The provider's own resolver (its upstream on the internet) knows a name for its private LAN host.
+    expect(resolveFrom(topology, topology.provider, "lan.test")).to.deep.equal(["192.168.77.2"]);
   });
 
   it("routes a consumer's traffic out through the provider two routers away, and restores the consumer's own routes after", async function () {

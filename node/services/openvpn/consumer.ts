@@ -1,8 +1,9 @@
 import fs from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, Tunnel } from "../../session/service";
+import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
 import { program, requireRoot, TunnelError } from "./system";
@@ -17,6 +18,8 @@ export interface OpenVpnConsumerOptions {
   netns?: string;
   /** How long the tunnel may take to come up. Default 20 s. */
   connectTimeoutMs?: number;
+  /** The tun device's name, which the kill switch lets through. Default mystc0. */
+  device?: string;
   log?: Logger;
 }
 
@@ -35,21 +38,27 @@ export class OpenVpnConsumerService implements ConsumerService {
     return { client: "myst-openvpn/1" };
   }
 
+  get device(): string {
+    return this.o.device ?? "mystc0";
+  }
+
+  /** The tun device and the provider's UDP endpoint: what the kill switch lets through. */
+  async plan(session: { id: string; serviceConfig: unknown }): Promise<TunnelPlan> {
+    const config = checked(session);
+    if (isIP(config.remote) === 0) throw new TunnelError("ENDPOINT_NOT_IP", `the provider's endpoint "${config.remote}" is not an IP address: the kill switch cannot let it through (connect with --no-kill-switch to accept it)`);
+    return { device: this.device, endpoints: [{ address: config.remote, port: config.port, protocol: config.protocol }] };
+  }
+
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
     requireRoot("connecting an OpenVPN tunnel");
     program("openvpn");
-    // The id is the provider's word and becomes part of file names below: fenced like the config.
-    if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
-    if (!checkServiceConfig.Check(session.serviceConfig)) {
-      throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
-    }
-    const config = session.serviceConfig;
+    const config = checked(session);
     fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
     const base = path.join(this.o.runDir, `openvpn-${session.id}`);
     const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
     const files = { config: `${base}.conf`, auth: `${base}.auth`, socket: `${base}.sock` };
     fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
-    fs.writeFileSync(files.config, clientConfig(config, files), { mode: 0o600 });
+    fs.writeFileSync(files.config, clientConfig(config, files, this.device), { mode: 0o600 });
     const process = new OpenVpnProcess({ configFile: files.config, managementSocket: files.socket, netns: this.o.netns, log: this.o.log ?? silentLogger });
     const removeSecrets = () => {
       fs.rmSync(files.config, { force: true });
@@ -65,8 +74,17 @@ export class OpenVpnConsumerService implements ConsumerService {
     } finally {
       removeSecrets();
     }
-    return new OpenVpnTunnel(process);
+    return new OpenVpnTunnel(process, (config.dns ?? []).filter((a) => isIP(a) !== 0), config.ipv6 ?? false);
   }
+}
+
+/** The provider's words, fenced: the session id becomes part of file names, the config part of a root-run config. */
+function checked(session: { id: string; serviceConfig: unknown }): OpenVpnServiceConfig {
+  if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
+  if (!checkServiceConfig.Check(session.serviceConfig)) {
+    throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
+  }
+  return session.serviceConfig;
 }
 
 class OpenVpnTunnel implements Tunnel {
@@ -79,7 +97,11 @@ class OpenVpnTunnel implements Tunnel {
 
   #up = true;
 
-  constructor(readonly process: OpenVpnProcess) {
+  constructor(
+    readonly process: OpenVpnProcess,
+    readonly dns: string[],
+    readonly ipv6: boolean,
+  ) {
     // CONNECTED, or reconnecting to a restarted server (RECONNECTING, WAIT, AUTH, GET_CONFIG …).
     process.management?.on("state", (s: { state: string }) => (this.#up = s.state === "CONNECTED"));
     process.once("exit", (code) => {
@@ -163,11 +185,12 @@ function waitConnected(process: OpenVpnProcess, management: import("./management
   });
 }
 
-function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }): string {
+function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string): string {
   return [
     "# written by myst for one session; removed once connected",
     "client",
-    "dev tun",
+    `dev ${device}`,
+    "dev-type tun",
     `proto ${c.protocol}`,
     `remote ${c.remote} ${c.port}`,
     "nobind",

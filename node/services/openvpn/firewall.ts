@@ -15,6 +15,8 @@ export interface FirewallOptions {
   blockPrivate?: boolean;
   /** Private ranges consumers may reach anyway. */
   allow?: string[];
+  /** The provider's resolver for consumers, on its tunnel address: consumers may reach its port 53. */
+  dnsAddress?: string;
 }
 
 /**
@@ -50,6 +52,9 @@ export class TunnelFirewall {
       for (const range of this.o.allow ?? []) await ipt("-A", F, "-d", range, "-j", "RETURN");
       for (const range of PRIVATE_RANGES) await ipt("-A", F, "-d", range, "-j", "REJECT", "--reject-with", "icmp-net-prohibited");
       await ipt("-A", I, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN");
+      if (this.o.dnsAddress) {
+        for (const proto of ["udp", "tcp"]) await ipt("-A", I, "-d", this.o.dnsAddress, "-p", proto, "--dport", "53", "-j", "RETURN");
+      }
       await ipt("-A", I, "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
     }
   }

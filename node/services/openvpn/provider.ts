@@ -10,6 +10,7 @@ import type { ManagementClient } from "./management";
 import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
 import { requireRoot, TunnelError } from "./system";
+import { TunnelResolver } from "../tunnel-resolver";
 
 export interface OpenVpnProviderOptions {
   /** Where the PKI, config and management socket live (`<data-dir>/services/openvpn`). */
@@ -65,6 +66,8 @@ export class OpenVpnProviderService implements ProviderService {
   /** Final byte counts of recently closed sessions, oldest first. */
   readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
   readonly #firewall: TunnelFirewall;
+  /** The resolver consumers use through the tunnel, on the server's tunnel address. */
+  readonly resolver: TunnelResolver;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;
   #stopping = false;
@@ -83,7 +86,9 @@ export class OpenVpnProviderService implements ProviderService {
       uplink: options.uplink,
       blockPrivate: options.blockPrivate,
       allow: options.allowPrivate,
+      dnsAddress: this.#serverAddress(),
     });
+    this.resolver = new TunnelResolver({ listen: this.#serverAddress(), netns: options.netns, blockPrivate: options.blockPrivate, filterIpv6: true, log: this.#log });
   }
 
   get pid(): number | undefined {
@@ -101,6 +106,7 @@ export class OpenVpnProviderService implements ProviderService {
     this.#pki = await ensurePki(path.join(this.#o.dir, "pki"));
     fs.writeFileSync(this.#configFile(), this.#serverConfig(), { mode: 0o600 });
     await this.#firewall.apply();
+    await this.resolver.start();
     await this.#launch();
     this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
     this.#meter.unref();
@@ -110,6 +116,7 @@ export class OpenVpnProviderService implements ProviderService {
     this.#stopping = true;
     clearInterval(this.#meter);
     await this.#process?.stop();
+    await this.resolver.stop();
     await this.#firewall.remove();
   }
 
@@ -123,6 +130,7 @@ export class OpenVpnProviderService implements ProviderService {
       cipher: "AES-256-GCM",
       ca: this.#pki.ca,
       tlsCrypt: this.#pki.tlsCrypt,
+      dns: [this.#serverAddress()],
     };
   }
 
@@ -281,6 +289,11 @@ export class OpenVpnProviderService implements ProviderService {
     return this.#o.subnet ?? "10.8.0.0";
   }
 
+  /** The server's own address in the tunnel subnet (openvpn's `server` takes .1). */
+  #serverAddress(): string {
+    return this.#subnet().replace(/\.0$/, ".1");
+  }
+
   #tun(): string {
     return this.#o.tunDevice ?? "myst0";
   }
@@ -318,6 +331,7 @@ export class OpenVpnProviderService implements ProviderService {
       `management ${this.#socket()} unix`,
       "management-client-auth",
       'push "redirect-gateway def1"',
+      `push "dhcp-option DNS ${this.#serverAddress()}"`,
       // Clients notice a dead server after 3 s without a packet (ping every second) and connect
       // again to the restarted one: a crash costs seconds, not the minute of `keepalive 10 60`.
       "keepalive 1 3",

@@ -1,0 +1,214 @@
+import fs from "node:fs";
+import path from "node:path";
+import { silentLogger, type Logger } from "../log/logger";
+import { isIP } from "node:net";
+import { inNetns, program, requireRoot, run } from "../services/openvpn/system";
+import type { SessionProtection, TunnelPlan } from "../session/service";
+import { ProtectionError } from "./errors";
+import { nftApply } from "./nft";
+import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
+import { guardScript, unguardScript, type GuardSpec } from "./rules";
+
+export interface ProtectionOptions {
+  /** Fail closed (default on): traffic stays blocked when the tunnel drops or myst dies, until disconnect. */
+  killSwitch: boolean;
+  /** Keep the local network reachable. */
+  allowLan: boolean;
+  /** The consumer's network namespace (tests, the demo); the machine itself when absent. */
+  netns?: string;
+  /** Where the record of what was changed lives (`<data-dir>`), so a crash can be undone at the next start. */
+  dataDir: string;
+  log?: Logger;
+}
+
+/** What is in force: nothing, protecting a live tunnel, or blocking because the tunnel is gone. */
+export type ProtectionState = "off" | "protecting" | "blocked";
+
+/** The durable record of what protection changed on this machine (written before each change). */
+interface ProtectionRecord {
+  version: 1;
+  pid: number;
+  netns?: string;
+  killSwitch: boolean;
+  /**
+   * Provider endpoints that had no host route before the tunnel: the tunnel adds one via the
+   * consumer's gateway (openvpn does), and a tunnel killed outright leaves it behind.
+   */
+  endpointRoutes?: string[];
+  resolver?: ResolverSnapshot;
+}
+
+export function protectionRecordFile(dataDir: string): string {
+  return path.join(dataDir, "protection.json");
+}
+
+/**
+ * Consumer protection for one connection, the same for every tunnel type: a guard rule set
+ * (nftables, one atomic table) installed before the tunnel comes up, the resolver pointed at the
+ * provider's resolver while it is up, both undone by `lift()` (disconnect) — and, after a crash,
+ * by `recoverProtection()` at the next start, from the record this writes before each change.
+ */
+export class ConsumerProtection implements SessionProtection {
+  #state: ProtectionState = "off";
+  #spec?: GuardSpec;
+  #record?: ProtectionRecord;
+  readonly #log: Logger;
+
+  constructor(readonly options: ProtectionOptions) {
+    this.#log = options.log ?? silentLogger;
+    resolverFile(options.netns); // fences the namespace name before anything is changed
+  }
+
+  get state(): ProtectionState {
+    return this.#state;
+  }
+
+  /** What `status` shows. */
+  describe(): { state: ProtectionState; killSwitch: boolean; allowLan: boolean; message: string } {
+    const message = {
+      off: "no protection in force",
+      protecting: this.options.killSwitch ? "kill switch on: traffic leaves only through the tunnel" : "DNS and IPv6 only through the tunnel (kill switch off)",
+      blocked: "tunnel down, traffic blocked (kill switch): `myst disconnect` lets traffic out by this machine's own route",
+    }[this.#state];
+    return { state: this.#state, killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, message };
+  }
+
+  async engage(plan: TunnelPlan): Promise<void> {
+    requireRoot("the kill switch");
+    this.#spec = { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, device: plan.device, endpoints: plan.endpoints, dns: [], ipv6: false };
+    // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
+    // over: its table is replaced atomically below, and its snapshot of the resolver file is the
+    // one restored at the end, not the file as it left it.
+    const found = readRecord(this.options.dataDir);
+    const inherited = found && found.netns === this.options.netns ? found : undefined;
+    const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
+    for (const e of plan.endpoints) if (!(await hostRoute(e.address, this.options.netns))) endpointRoutes.add(e.address);
+    this.#write({
+      version: 1,
+      pid: process.pid,
+      netns: this.options.netns,
+      killSwitch: this.options.killSwitch,
+      endpointRoutes: [...endpointRoutes],
+      ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
+    });
+    await nftApply(guardScript(this.#spec), this.options.netns);
+    this.#state = "protecting";
+    this.#log.info({ netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints }, "consumer protection engaged");
+  }
+
+  async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
+    if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was not engaged before the tunnel came up");
+    this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
+    await nftApply(guardScript(this.#spec), this.options.netns);
+    if (tunnel.dns.length > 0) {
+      const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
+      this.#write({ ...this.#record!, resolver });
+      pointResolver(resolver, tunnel.dns);
+    } else {
+      this.#log.warn({}, "the tunnel brings no resolver: name lookups are blocked while connected");
+    }
+  }
+
+  /** The session ended without a disconnect: the kill switch holds; without it, everything is undone. */
+  async tunnelDown(): Promise<void> {
+    if (this.#state !== "protecting") return;
+    if (this.options.killSwitch) {
+      this.#state = "blocked";
+      this.#log.warn({ netns: this.options.netns }, "tunnel down, traffic blocked by the kill switch until `myst disconnect`");
+    } else {
+      await this.lift();
+    }
+  }
+
+  async abandon(): Promise<void> {
+    await this.lift();
+  }
+
+  /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
+  async lift(): Promise<void> {
+    const record = this.#record ?? readRecord(this.options.dataDir);
+    if (record) await undo(record);
+    fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
+    this.#record = undefined;
+    this.#spec = undefined;
+    if (this.#state !== "off") this.#log.info({ netns: this.options.netns }, "consumer protection lifted");
+    this.#state = "off";
+  }
+
+  #write(record: ProtectionRecord): void {
+    const file = protectionRecordFile(this.options.dataDir);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2), { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+    this.#record = record;
+  }
+}
+
+async function undo(record: ProtectionRecord): Promise<void> {
+  if (record.netns !== undefined && !fs.existsSync(path.join("/run/netns", record.netns))) {
+    // The namespace is gone, and its rules and routes with it; only the resolver file is left.
+    if (record.resolver) restoreResolver(record.resolver);
+    return;
+  }
+  for (const address of record.endpointRoutes ?? []) {
+    if (await hostRoute(address, record.netns)) await run(inNetns(record.netns, [program("ip", "iproute2"), "route", "del", hostPrefix(address)])).catch(() => undefined);
+  }
+  await nftApply(unguardScript(), record.netns);
+  if (record.resolver) restoreResolver(record.resolver);
+}
+
+const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 : 32}`;
+
+/** Whether there is a route for exactly this host (not one that merely covers it). */
+async function hostRoute(address: string, netns?: string): Promise<boolean> {
+  if (isIP(address) === 0) return false;
+  const out = await run(inNetns(netns, [program("ip", "iproute2"), isIP(address) === 6 ? "-6" : "-4", "route", "show", "exact", hostPrefix(address)]));
+  return out.trim().length > 0;
+}
+
+function readRecord(dataDir: string): ProtectionRecord | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(protectionRecordFile(dataDir), "utf8");
+  } catch {
+    return undefined;
+  }
+  const record = JSON.parse(text) as ProtectionRecord;
+  // The record becomes commands and file names: fenced like a peer's words.
+  if (record?.version !== 1 || !Number.isInteger(record.pid)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} is not a protection record; remove it, then \`nft delete table inet myst_guard\``);
+  if (record.netns !== undefined) resolverFile(record.netns);
+  if (record.endpointRoutes && !record.endpointRoutes.every((a) => typeof a === "string" && isIP(a) !== 0)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names an endpoint that is not an address`);
+  if (record.resolver && record.resolver.path !== resolverFile(record.netns)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
+  return record;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return pid !== process.pid;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * At start (connect, daemon, disconnect with nothing running): undoes what a session left behind
+ * when its myst died (kill switch, resolver file), and says so. Returns the message, or null when
+ * there was nothing to undo (or the myst that owns it still runs).
+ */
+export async function recoverProtection(dataDir: string, log: Logger = silentLogger, options: { keepFor?: { netns?: string } } = {}): Promise<string | null> {
+  const record = readRecord(dataDir);
+  if (!record || alive(record.pid)) return null;
+  if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch) {
+    // A connect with the kill switch in the same place: the old rules hold until its own replace them.
+    const message = `the kill switch left by a myst (pid ${record.pid}) that ended without disconnecting stays in force until this connection replaces it`;
+    log.warn({ netns: record.netns, pid: record.pid }, message);
+    return message;
+  }
+  await undo(record);
+  fs.rmSync(protectionRecordFile(dataDir), { force: true });
+  const where = record.netns ? ` in network namespace ${record.netns}` : "";
+  const message = `removed the kill switch${record.resolver ? " and restored the resolver settings" : ""}${where} left by a myst (pid ${record.pid}) that ended without disconnecting: traffic flows by this machine's own route again`;
+  log.warn({ netns: record.netns, pid: record.pid }, message);
+  return message;
+}

@@ -1,0 +1,13 @@
+import type { ConnectionStatus } from "../daemon/consumer-node";
+import type { ConsumerProtection } from "./protection";
+
+/** A connection's status with its protection: "blocked" when the session is gone but the kill switch holds. */
+export type ProtectedStatus = Omit<ConnectionStatus, "state"> & {
+  state: ConnectionStatus["state"] | "blocked";
+  protection?: ReturnType<ConsumerProtection["describe"]>;
+};
+
+export function protectedStatus(status: ConnectionStatus, protection: ConsumerProtection | undefined): ProtectedStatus {
+  if (!protection) return status;
+  return { ...status, ...(protection.state === "blocked" ? { state: "blocked" as const } : {}), protection: protection.describe() };
+}

@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { silentLogger, type Logger } from "../log/logger";
+import { inNetns, program, TunnelError } from "./openvpn/system";
+
+export interface TunnelResolverOptions {
+  /** The provider's tunnel address: the resolver answers there only (never on the uplink). */
+  listen: string;
+  netns?: string;
+  /** Refuse answers that point into private ranges (the provider's LAN block applied to names). Default true. */
+  blockPrivate?: boolean;
+  /** Drop AAAA answers: the tunnel carries no IPv6, so IPv6 addresses would only fail. Default false. */
+  filterIpv6?: boolean;
+  log?: Logger;
+  /** How long dnsmasq may take to start. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+/**
+ * The resolver a provider serves its consumers through the tunnel: Debian's dnsmasq, listening on
+ * the tunnel address only, forwarding to the provider's own upstream (its /etc/resolv.conf, as
+ * `ip netns exec` shows it in a namespace). Supervised like openvpn: restarted with backoff when
+ * it exits while the service runs. The provider's LAN block holds for names too: answers into
+ * private ranges are dropped (`--stop-dns-rebind`), reverse lookups of private ranges are not
+ * forwarded (`--bogus-priv`), and the provider's own /etc/hosts is not served (`--no-hosts`).
+ * Tunnel-agnostic: any tunnel adapter whose server has an address can run one.
+ */
+export class TunnelResolver {
+  #child?: ChildProcess;
+  #stopping = false;
+  #failures = 0;
+  readonly recent: string[] = [];
+  /** Each restart after an exit, for tests and status. */
+  readonly restarts: number[] = [];
+  readonly #log: Logger;
+
+  constructor(private readonly o: TunnelResolverOptions) {
+    this.#log = o.log ?? silentLogger;
+  }
+
+  get address(): string {
+    return this.o.listen;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.#child && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    this.#stopping = false;
+    await this.#launch();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  #argv(): string[] {
+    return inNetns(this.o.netns, [
+      program("dnsmasq", "dnsmasq-base"),
+      "--keep-in-foreground",
+      "--conf-file=/dev/null",
+      "--pid-file=",
+      "--log-facility=-",
+      `--listen-address=${this.o.listen}`,
+      // Binds the address when the tunnel device has it, also when openvpn (re)creates it later.
+      "--bind-dynamic",
+      "--no-hosts",
+      "--domain-needed",
+      "--bogus-priv",
+      ...(this.o.blockPrivate === false ? [] : ["--stop-dns-rebind"]),
+      ...(this.o.filterIpv6 ? ["--filter-AAAA"] : []),
+      "--cache-size=1000",
+    ]);
+  }
+
+  async #launch(): Promise<void> {
+    const argv = this.#argv();
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+    this.#child = child;
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    child.stderr!.on("data", (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n")) {
+        if (!line.trim()) continue;
+        this.recent.push(line);
+        if (this.recent.length > 30) this.recent.shift();
+        this.#log.debug({ dnsmasq: line }, "dnsmasq");
+        if (/started, version/.test(line)) started();
+      }
+    });
+    const exited = new Promise<never>((_resolve, reject) =>
+      child.once("exit", (code) => {
+        reject(new TunnelError("RESOLVER_FAILED", `dnsmasq exited (${code}) while starting: ${this.recent.slice(-1)[0] ?? "no output"}`));
+        void this.#onExit(child, code);
+      }),
+    );
+    exited.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_r, reject) => {
+      timer = setTimeout(() => reject(new TunnelError("RESOLVER_FAILED", "dnsmasq did not start in time")), this.o.startTimeoutMs ?? 10_000);
+    });
+    try {
+      await Promise.race([ready, exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #onExit(child: ChildProcess, code: number | null): Promise<void> {
+    if (this.#stopping || child !== this.#child) return;
+    this.#log.error({ code, log: this.recent.slice(-3) }, "the tunnel resolver (dnsmasq) exited; restarting");
+    const delay = Math.min(250 * 2 ** this.#failures++, 5000);
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.#stopping) return;
+    try {
+      await this.#launch();
+      this.restarts.push(Date.now());
+      this.#failures = 0;
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "restarting the tunnel resolver failed; retrying");
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import path from "node:path";
+import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "../../../node/consumer-protection/resolver";
+import { tempDir } from "../../support/tmp";
+
+describe("consumer protection: the resolver file", function () {
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  it("is /etc/netns/<name>/resolv.conf in a namespace, /etc/resolv.conf on the machine, and refuses a name that is a path", function () {
+    expect(resolverFile("myst-ab12-c1")).to.equal("/etc/netns/myst-ab12-c1/resolv.conf");
+    expect(resolverFile()).to.equal("/etc/resolv.conf");
+    expect(() => resolverFile("../etc")).to.throw(/not a network namespace name/);
+  });
+
+  it("points a regular file at the provider's resolver in place (same inode) and restores content and mode exactly", function () {
+    const file = path.join(tmp.dir, "file", "resolv.conf");
+    fs.mkdirSync(path.dirname(file));
+    fs.writeFileSync(file, "search lan\nnameserver 192.168.1.1\n", { mode: 0o640 });
+    const inode = fs.statSync(file).ino;
+    const snapshot = snapshotResolver(file);
+    pointResolver(snapshot, ["10.8.0.1"]);
+    expect(fs.readFileSync(file, "utf8")).to.match(/^nameserver 10\.8\.0\.1$/m);
+    expect(fs.statSync(file).ino).to.equal(inode);
+    restoreResolver(snapshot);
+    expect(fs.readFileSync(file, "utf8")).to.equal("search lan\nnameserver 192.168.1.1\n");
+    expect(fs.statSync(file).mode & 0o777).to.equal(0o640);
+  });
+
+  it("replaces a symlink (systemd-resolved's stub) rather than writing through it, and puts the link back", function () {
+    const dir = path.join(tmp.dir, "link");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "stub-resolv.conf"), "nameserver 127.0.0.53\n");
+    const file = path.join(dir, "resolv.conf");
+    fs.symlinkSync("stub-resolv.conf", file);
+    const snapshot = snapshotResolver(file);
+    pointResolver(snapshot, ["10.8.0.1"]);
+    expect(fs.lstatSync(file).isSymbolicLink()).to.equal(false);
+    expect(fs.readFileSync(path.join(dir, "stub-resolv.conf"), "utf8")).to.equal("nameserver 127.0.0.53\n");
+    restoreResolver(snapshot);
+    expect(fs.readlinkSync(file)).to.equal("stub-resolv.conf");
+  });
+
+  it("removes a file (and the directory) it had to create", function () {
+    const file = path.join(tmp.dir, "absent", "resolv.conf");
+    const snapshot = snapshotResolver(file);
+    pointResolver(snapshot, ["10.8.0.1"]);
+    expect(fs.existsSync(file)).to.equal(true);
+    restoreResolver(snapshot);
+    expect(fs.existsSync(path.dirname(file))).to.equal(false);
+  });
+
+  it("refuses to write something that is not an address", function () {
+    expect(() => pointResolver(snapshotResolver(path.join(tmp.dir, "x")), ["10.8.0.1\nnameserver 1.1.1.1"])).to.throw(/not resolver addresses/);
+  });
+});

@@ -1,0 +1,71 @@
+import { expect } from "chai";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import { guardScript, unguardScript, type GuardSpec } from "../../../node/consumer-protection/rules";
+
+const spec: GuardSpec = {
+  killSwitch: true,
+  allowLan: false,
+  device: "mystc0",
+  endpoints: [{ address: "198.18.3.2", port: 1194, protocol: "udp" }],
+  dns: [],
+  ipv6: false,
+};
+const output = (script: string) => script.slice(script.indexOf("chain output"), script.indexOf("chain input"));
+const nftCheckable = fs.existsSync("/usr/sbin/nft") && process.getuid?.() === 0;
+
+describe("consumer protection: the guard rule set", function () {
+  it("replaces the whole table in one transaction (create, delete, define)", function () {
+    expect(guardScript(spec).split("\n").slice(0, 3)).to.deep.equal(["table inet myst_guard", "delete table inet myst_guard", "table inet myst_guard {"]);
+    expect(unguardScript()).to.equal("table inet myst_guard\ndelete table inet myst_guard\n");
+  });
+
+  describe("with the kill switch", function () {
+    it("drops by policy and lets out only loopback, the provider's endpoint outside the tunnel, and the tunnel", function () {
+      const out = output(guardScript(spec));
+      expect(out).to.include("policy drop;");
+      expect(out).to.include('oifname "lo" accept');
+      expect(out).to.include('oifname != "mystc0" ip daddr 198.18.3.2 udp dport 1194 accept');
+      expect(out).to.include('oifname "mystc0" accept');
+      expect(out.trim().split("\n").slice(-2)[0].trim()).to.equal("reject");
+      expect(out).to.not.include("192.168.0.0/16");
+    });
+
+    it("refuses DNS (53, and DoT 853) to anything but the provider's resolver through the tunnel, before the tunnel rule", function () {
+      const out = output(guardScript({ ...spec, dns: ["10.8.0.1"] }));
+      const allowDns = out.indexOf('oifname "mystc0" ip daddr 10.8.0.1 udp dport 53 accept');
+      const refuseDns = out.indexOf("meta l4proto { tcp, udp } th dport { 53, 853 } reject");
+      const tunnel = out.indexOf('oifname "mystc0" accept');
+      expect(allowDns).to.be.greaterThan(0);
+      expect(refuseDns).to.be.greaterThan(allowDns);
+      expect(tunnel).to.be.greaterThan(refuseDns);
+    });
+
+    it("refuses IPv6 through a tunnel that does not carry it, and lets it through one that does", function () {
+      expect(output(guardScript(spec))).to.include('oifname "mystc0" meta nfproto ipv6 reject');
+      expect(output(guardScript({ ...spec, ipv6: true }))).to.not.include("meta nfproto ipv6 reject");
+    });
+
+    it("keeps private ranges and link-local reachable only with --allow-lan", function () {
+      const out = output(guardScript({ ...spec, allowLan: true }));
+      expect(out).to.include("ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } accept");
+      expect(out).to.include("ip6 daddr { fe80::/10, fc00::/7, ff00::/8 } accept");
+    });
+  });
+
+  describe("without the kill switch", function () {
+    it("accepts by policy but still refuses IPv6 outside the tunnel and DNS to other servers", function () {
+      const out = output(guardScript({ ...spec, killSwitch: false }));
+      expect(out).to.include("policy accept;");
+      expect(out).to.include("meta l4proto { tcp, udp } th dport { 53, 853 } reject");
+      expect(out.trim().split("\n").slice(-2)[0].trim()).to.equal("meta nfproto ipv6 reject");
+    });
+  });
+
+  (nftCheckable ? it : it.skip)("is a script nftables accepts (nft --check in a throwaway namespace)", function () {
+    for (const s of [spec, { ...spec, dns: ["10.8.0.1"], allowLan: true }, { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] }]) {
+      // In a throwaway network namespace: not even a check touches the machine's own firewall.
+      execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "--check", "-f", "-"], { input: guardScript(s) });
+    }
+  });
+});
