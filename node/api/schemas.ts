@@ -1,13 +1,12 @@
 import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
 import { SERVICE_TYPES } from "../services/catalog";
+import { OpenVpnSettingsSchema } from "../services/openvpn/settings-schema";
+import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 /** The schemas of the daemon's REST API: request bodies refuse unknown fields; amounts are strings. */
 
-export const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$", description: "an identity: Ethereum address, 0x + 40 hex" });
-export const Wei = Type.String({ pattern: "^[0-9]{1,78}$", description: "an amount in wei (1 MYST = 10^18 wei)" });
-export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: "an amount in MYST, decimal (e.g. \"0.05\")" });
-export const Strict = { additionalProperties: false } as const;
+export { Address, Myst, Strict, Wei };
 /** Responses may grow fields; clients ignore what they do not know. */
 const Open = { additionalProperties: true } as const;
 
@@ -55,18 +54,7 @@ export const OfferBody = Type.Object(
   },
   Strict,
 );
-export const OpenVpnBody = Type.Object(
-  {
-    publicIp: Type.String({ description: "the address consumers connect to" }),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: "UDP port, default 1194" })),
-    bind: Type.Optional(Type.String()),
-    uplink: Type.Optional(Type.String({ description: "internet-facing interface for NAT (default: the default route's)" })),
-    allowPrivate: Type.Optional(Type.Boolean({ description: "let consumers reach private networks and this host (default false)" })),
-    allowPrivateRanges: Type.Optional(Type.Array(Type.String())),
-    netns: Type.Optional(Type.String({ description: "run the server in this network namespace (tests, demo)" })),
-  },
-  Strict,
-);
+export const OpenVpnBody = OpenVpnSettingsSchema;
 export const StartServiceBody = Type.Object(
   {
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),

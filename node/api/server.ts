@@ -6,6 +6,12 @@ import type { OfferJson } from "../daemon/services-file";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
 import { silentLogger, type Logger } from "../log/logger";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";
+import type { BrokerErrorCode } from "../broker/broker";
+import type { ChainErrorCode } from "../chain/errors";
+import type { DialogErrorCode } from "../dialog/dialogs";
+import type { KeystoreErrorCode } from "../identity/keystore";
+import type { ServiceSpecErrorCode } from "../services/catalog";
+import type { SessionErrorCode } from "../session/errors";
 import * as S from "./schemas";
 import { tokenMatches } from "./token";
 import { sessionView } from "../store/session-store";
@@ -22,8 +28,24 @@ export interface ApiServerOptions {
   log: Logger;
 }
 
+/** The codes the API maps to a status: the modules' typed codes and the node's own few. */
+type MappedCode =
+  | SessionErrorCode
+  | ChainErrorCode
+  | DialogErrorCode
+  | BrokerErrorCode
+  | KeystoreErrorCode
+  | ServiceSpecErrorCode
+  | "BAD_JSON"
+  | "BAD_FILTER"
+  | "BAD_AMOUNT"
+  | "PASSPHRASE_REQUIRED"
+  | "UNAUTHORIZED"
+  | "DISCOVERY_UNREACHABLE"
+  | "DISCOVERY_BAD_RESPONSE";
+
 /** HTTP status of each error code the daemon raises; any other deliberate error is 422. */
-const STATUS: Record<string, number> = {
+const STATUS: Partial<Record<MappedCode, number>> = {
   BAD_REQUEST: 400,
   BAD_JSON: 400,
   BAD_FILTER: 400,
@@ -117,7 +139,7 @@ export class ApiServer {
       version: this.#o.version,
       description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, channels and earnings.",
       bodyLimit: 64 * 1024,
-      statusOf: (code) => STATUS[code],
+      statusOf: (code) => STATUS[code as MappedCode],
       log: this.#o.log,
       security: { schemes: { token: { type: "http", scheme: "bearer", description: "the token in <data-dir>/api-token" } }, apply: [{ token: [] }] },
       onError: (status, code) => daemon.metrics.error("api", status >= 500 ? `${status}` : code),

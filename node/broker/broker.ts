@@ -1,7 +1,16 @@
 import { connect, ErrorCode, type NatsConnection, type Msg, type Subscription, NatsError } from "nats";
 import { MystError } from "../errors/MystError";
 
-export class BrokerError extends MystError {}
+export type BrokerErrorCode =
+  | "BROKER_CLOSED"
+  | "BROKER_CONFIG"
+  | "BROKER_ERROR"
+  | "BROKER_UNAVAILABLE"
+  | "INVALID_SUBJECT"
+  | "NO_RESPONDERS"
+  | "REQUEST_TIMEOUT";
+
+export class BrokerError extends MystError<BrokerErrorCode> {}
 
 /** A subject that is not a plain NATS subject; nothing is sent or subscribed. */
 export class InvalidSubjectError extends BrokerError {

@@ -23,7 +23,9 @@ function decodeRevert(data: unknown): { name: string; args: unknown[] } | null {
 }
 
 /** Anything that went wrong talking to the chain, with the revert decoded where there is one. */
-export class ChainError extends MystError {
+export type ChainErrorCode = "CHAIN_ERROR" | "CHAIN_MISMATCH" | "CHAIN_UNREACHABLE" | "INSUFFICIENT_FUNDS" | "NO_CONTRACT" | "NONCE_CONFLICT" | "TX_REVERTED";
+
+export class ChainError extends MystError<ChainErrorCode> {
   /** The contract's custom error, when the chain reverted with one. */
   revert?: { name: string; args: unknown[] };
 }

@@ -1,4 +1,11 @@
 import { MystError } from "../errors/MystError";
 
 /** The kill switch, the resolver settings or their recovery could not do what was asked. */
-export class ProtectionError extends MystError {}
+export type ProtectionErrorCode =
+  | "BAD_DNS"
+  | "BAD_NETNS"
+  | "BAD_RECORD"
+  | "FIREWALL_FAILED"
+  | "NOT_ENGAGED";
+
+export class ProtectionError extends MystError<ProtectionErrorCode> {}

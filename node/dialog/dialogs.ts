@@ -13,7 +13,15 @@ import { ReplayCache } from "./replay-cache";
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
 export type PublicKeyDirectory = SignerDirectory;
 
-export class DialogError extends MystError {}
+export type DialogErrorCode =
+  | "BAD_RESPONSE"
+  | "DIALOG_CLOSED"
+  | "DIALOG_TIMEOUT"
+  | "NO_RESPONDERS"
+  | "PEER_ERROR"
+  | "PEER_UNREGISTERED";
+
+export class DialogError extends MystError<DialogErrorCode> {}
 
 /**
  * The peer answered with an error (or refused in clear text): its code is the peer's word, kept

@@ -19,7 +19,11 @@ const NONCE = 12;
 const TAG = 16;
 const INFO = Buffer.from("myst/dialog/v1");
 
-export class EnvelopeError extends MystError {}
+export type EnvelopeErrorCode =
+  | "BAD_RECIPIENT_KEY"
+  | "UNDECRYPTABLE";
+
+export class EnvelopeError extends MystError<EnvelopeErrorCode> {}
 
 function deriveKey(shared: Uint8Array, ephemeral: Uint8Array, recipient: Uint8Array): Buffer {
   const salt = Buffer.concat([ephemeral, recipient]);

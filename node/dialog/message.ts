@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { Address } from "../values/schemas";
 
 /**
  * A subject a peer may ask us to send to: plain tokens, no wildcards, no whitespace or control
@@ -15,8 +16,8 @@ export const DialogMessageSchema = Type.Object(
     v: Type.Literal(1),
     kind: Type.Union([Type.Literal("request"), Type.Literal("response"), Type.Literal("notify")]),
     type: Type.String({ pattern: "^[a-z][a-z0-9_.-]{0,63}$" }),
-    from: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
-    to: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
+    from: Address,
+    to: Address,
     dialog: Type.String({ pattern: "^[0-9a-f]{32}$" }),
     id: Type.String({ pattern: "^[0-9a-f]{32}$" }),
     ts: Type.Integer({ minimum: 0 }),

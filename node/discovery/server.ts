@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "@fastify/type-provider-typebox";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Broker } from "../broker/broker";
-import type { PublicKeyDirectory } from "../dialog/dialogs";
+import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import { isMystError } from "../errors/MystError";
 import { silentLogger, type Logger } from "../log/logger";
 import { FilterError, parseFilter } from "../proposal/filter";

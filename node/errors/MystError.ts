@@ -1,10 +1,13 @@
 /**
  * The base of every error the node raises on purpose. `code` is stable (tests, the CLI and the API
- * switch on it; nothing parses messages); `message` is one line a person can act on.
+ * switch on it; nothing parses messages); `message` is one line a person can act on. Each module
+ * declares the union of its codes and a class typed by it (`class SessionError extends
+ * MystError<SessionErrorCode>`), so a misspelt code fails to compile. A peer's code never becomes
+ * one of ours: it travels as data (`PeerError.peerCode`, `SessionRefusedError.refusal`).
  */
-export class MystError extends Error {
+export class MystError<C extends string = string> extends Error {
   constructor(
-    readonly code: string,
+    readonly code: C,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -13,6 +16,9 @@ export class MystError extends Error {
   }
 }
 
-export function isMystError(err: unknown): err is MystError {
-  return err instanceof MystError;
+/** Whether `err` is one of ours; with `codes`, also that its code is one of them (and narrows it). */
+export function isMystError(err: unknown): err is MystError;
+export function isMystError<C extends string>(err: unknown, ...codes: C[]): err is MystError<C>;
+export function isMystError(err: unknown, ...codes: string[]): boolean {
+  return err instanceof MystError && (codes.length === 0 || codes.includes(err.code));
 }

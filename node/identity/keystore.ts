@@ -5,7 +5,17 @@ import { MystError } from "../errors/MystError";
 import { IdentityKey, InvalidKeyError } from "./key";
 import { decryptSecretStorage, parseSecretStorage, SecretStorageError } from "./secret-storage";
 
-export class KeystoreError extends MystError {}
+export type KeystoreErrorCode =
+  | "IDENTITY_EXISTS"
+  | "IDENTITY_NOT_FOUND"
+  | "INVALID_ADDRESS"
+  | "KEYSTORE_CORRUPT"
+  | "KEYSTORE_FILE_UNREADABLE"
+  | "KEYSTORE_UNREADABLE"
+  | "PASSPHRASE_EMPTY"
+  | "WRONG_PASSPHRASE";
+
+export class KeystoreError extends MystError<KeystoreErrorCode> {}
 
 /** scrypt costs: geth's standard (N=2^18 is geth's; 2^17 is ethers' and MetaMask's) and geth's "light". */
 export const SCRYPT_STANDARD = { N: 131072, r: 8, p: 1 } as const;

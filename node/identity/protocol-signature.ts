@@ -73,6 +73,9 @@ export function recoverClaimedSigner(claimed: string, bytes: Uint8Array, signatu
 }
 
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
+/** Who is registered, and with which key (the chain's registry, cached): what every signature check asks. */
+export type PublicKeyDirectory = SignerDirectory;
+
 export interface SignerDirectory {
   publicKeyOf(identity: string): Promise<Uint8Array | null>;
   /** The key when already known locally, without asking the chain; undefined when not known. */

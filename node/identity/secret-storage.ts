@@ -10,7 +10,11 @@ import { MystError } from "../errors/MystError";
  * come from a file someone handed us, so they are bounded before any work is done.
  */
 
-export class SecretStorageError extends MystError {}
+export type SecretStorageErrorCode =
+  | "KEYSTORE_CORRUPT"
+  | "WRONG_PASSPHRASE";
+
+export class SecretStorageError extends MystError<SecretStorageErrorCode> {}
 
 /** Bounds on what a file may ask the KDF for: geth's standard costs fit well inside. */
 const MAX_SCRYPT_MEMORY = 1024 * 1024 * 1024;

@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import type { ConsumerSession } from "../session/consumer";
 import { priceFromProposal, priceOf } from "./price";
 import type { ConsumerPromises, SignedPromise } from "./consumer-promises";
-import { PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
+import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 export interface InvoiceTolerance {
   /** Relative slack over the consumer's own meter. Default 25%: the provider counts the link bytes
@@ -64,8 +64,11 @@ export class ConsumerPayments extends EventEmitter {
   }
 
   async #onInvoice(body: unknown): Promise<void> {
-    const b = body as { sessionId?: string; amount?: string };
-    if (b?.sessionId !== this.session.id || typeof b.amount !== "string" || !/^\d{1,78}$/.test(b.amount)) return;
+    if (!checkPayment.invoice.Check(body) || body.sessionId !== this.session.id) {
+      this.#log.warn({ sessionId: this.session.id }, "an invoice that does not match the schema; ignored");
+      return;
+    }
+    const b = body;
     if (this.session.state === "ended") return;
     this.invoices++;
     const amount = BigInt(b.amount);

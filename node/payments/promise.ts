@@ -3,7 +3,15 @@ import { recoverAddress } from "../identity/key";
 import type { ChannelState, PaymentChannelsClient } from "../chain/channels";
 import { channelIdOf } from "../chain/eip712";
 
-export class PromiseRejected extends MystError {}
+export type PromiseRejectionCode =
+  | "PROMISE_ABOVE_BALANCE"
+  | "PROMISE_MALFORMED"
+  | "PROMISE_NOT_INCREASING"
+  | "PROMISE_WRONG_CHANNEL"
+  | "PROMISE_WRONG_SIGNER"
+  | "SESSION_ENDED";
+
+export class PromiseRejected extends MystError<PromiseRejectionCode> {}
 
 export interface IncomingPromise {
   consumer: string;

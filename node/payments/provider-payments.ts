@@ -7,7 +7,7 @@ import { priceFromProposal, priceOf } from "./price";
 import { PromiseRejected, verifyPromise } from "./promise";
 import type { Settler } from "./settlement";
 import type { ChannelStateCache } from "./channel-cache";
-import { PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
+import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 /** What a service measured of a session: bytes each way, and how long the service was down under it. */
 export interface SessionUsage {
@@ -160,10 +160,10 @@ export class ProviderPayments extends EventEmitter {
   }
 
   async #onPromise(s: ProviderSession, body: unknown): Promise<{ accepted: true; amount: string }> {
-    const b = body as { sessionId?: unknown; amount?: unknown; signature?: unknown };
-    if (b?.sessionId !== s.id || typeof b.amount !== "string" || !/^\d{1,78}$/.test(b.amount) || typeof b.signature !== "string" || !/^0x[0-9a-fA-F]{130}$/.test(b.signature)) {
+    if (!checkPayment.promise.Check(body) || body.sessionId !== s.id) {
       throw new PromiseRejected("PROMISE_MALFORMED", "payment.promise needs {sessionId, amount (wei), signature (65 bytes hex)}");
     }
+    const b = body;
     if (!this.#ledgers.has(s.id)) throw new PromiseRejected("SESSION_ENDED", "the session is over");
     const amount = BigInt(b.amount);
     const channelId = channelIdOf(s.consumer, s.proposal.provider);

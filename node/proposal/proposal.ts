@@ -3,6 +3,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
+import { Address, Wei } from "../values/schemas";
 
 /**
  * A provider's offer: who, what, where, for how much, how much, and how to reach it. It travels
@@ -14,9 +15,8 @@ export const PROPOSAL_FORMAT = "myst-proposal/1";
 export const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"] as const;
 export type IpType = (typeof IP_TYPES)[number];
 
-const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" });
 /** An amount in token wei, as a decimal string (no sign, no leading zeros, at most 78 digits). */
-export const WeiString = Type.String({ pattern: "^(0|[1-9][0-9]{0,77})$" });
+export const WeiString = Wei;
 
 export const ProposalSchema = Type.Object(
   {
@@ -71,7 +71,16 @@ export type SignedProposal = Static<typeof SignedProposalSchema>;
 const checkProposal = TypeCompiler.Compile(ProposalSchema);
 const checkSigned = TypeCompiler.Compile(SignedProposalSchema);
 
-export class ProposalError extends MystError {}
+export type ProposalErrorCode =
+  | "BAD_SIGNATURE"
+  | "PROPOSAL_EXPIRED"
+  | "PROPOSAL_FROM_FUTURE"
+  | "PROPOSAL_MALFORMED"
+  | "PROPOSAL_NOT_OURS"
+  | "PROVIDER_UNREGISTERED"
+  | "UNREGISTER_MALFORMED";
+
+export class ProposalError extends MystError<ProposalErrorCode> {}
 
 export function signProposal(key: IdentityKey, proposal: Proposal): SignedProposal {
   if (proposal.provider.toLowerCase() !== key.address.toLowerCase()) {

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { isIP } from "node:net";
-import type { PublicKeyDirectory } from "../dialog/dialogs";
+import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import type { Logger } from "../log/logger";
@@ -30,7 +30,11 @@ export interface OpenVpnSettings {
 /** A provider service to run: its type and, for openvpn, its settings. */
 export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings };
 
-export class ServiceSpecError extends MystError {}
+export type ServiceSpecErrorCode =
+  | "BAD_SERVICE_SETTINGS"
+  | "SERVICE_TYPE_UNKNOWN";
+
+export class ServiceSpecError extends MystError<ServiceSpecErrorCode> {}
 
 /** What a provider service needs from the node that runs it. */
 export interface ServiceDeps {

@@ -1,14 +1,35 @@
 import { MystError } from "../errors/MystError";
 import type { RefusalCode } from "./messages";
 
-export class SessionError extends MystError {}
+export type SessionErrorCode =
+  | "ALREADY_CONNECTED"
+  | "ALREADY_CONNECTING"
+  | "BAD_REQUEST"
+  | "BAD_RESPONSE"
+  | "NOT_CONNECTED"
+  | "NO_CONTACT"
+  | "NO_PROPOSAL"
+  | "SERVICE_EXISTS"
+  | "SERVICE_MISMATCH"
+  | "SERVICE_UNKNOWN"
+  | "SESSION_ENDED"
+  | "SESSION_REFUSED"
+  | "SESSION_STATE"
+  | "SESSION_UNKNOWN"
+  | "TUNNEL_FAILED";
 
-/** The provider said no; `code` is one of the documented refusal codes. */
+export class SessionError extends MystError<SessionErrorCode> {}
+
+/**
+ * The provider said no. Its reason is the provider's word, kept as data in `refusal` (one of the
+ * documented refusal codes): our code is SESSION_REFUSED, so a provider refusing with BAD_REQUEST
+ * cannot make our API answer 400.
+ */
 export class SessionRefusedError extends SessionError {
   constructor(
     readonly refusal: RefusalCode,
     message: string,
   ) {
-    super(refusal, `the provider refused the session: ${refusal}: ${message}`);
+    super("SESSION_REFUSED", `the provider refused the session: ${refusal}: ${message}`);
   }
 }

@@ -2,7 +2,12 @@ import net from "node:net";
 import { EventEmitter } from "node:events";
 import { MystError } from "../../errors/MystError";
 
-export class ManagementError extends MystError {}
+export type ManagementErrorCode =
+  | "MANAGEMENT_CLOSED"
+  | "MANAGEMENT_COMMAND_FAILED"
+  | "MANAGEMENT_UNREACHABLE";
+
+export class ManagementError extends MystError<ManagementErrorCode> {}
 
 /** One row of `status 3` CLIENT_LIST, as the provider meters it. */
 export interface ClientRow {

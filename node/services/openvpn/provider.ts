@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { PublicKeyDirectory } from "../../dialog/dialogs";
+import type { PublicKeyDirectory } from "../../identity/protocol-signature";
 import { verifyBytes } from "../../identity/protocol-signature";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";

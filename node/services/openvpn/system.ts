@@ -2,7 +2,23 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import { MystError } from "../../errors/MystError";
 
-export class TunnelError extends MystError {}
+export type TunnelErrorCode =
+  | "AUTH_REFUSED"
+  | "BAD_SERVICE_CONFIG"
+  | "BAD_SESSION_ID"
+  | "COMMAND_FAILED"
+  | "ENDPOINT_NOT_IP"
+  | "HANDSHAKE_TIMEOUT"
+  | "NOT_ROOT"
+  | "NO_UPLINK"
+  | "OPENVPN_FAILED"
+  | "PORT_IN_USE"
+  | "RESOLVER_FAILED"
+  | "SERVICE_NOT_RUNNING"
+  | "TUN_BUSY"
+  | `${string}_NOT_INSTALLED`;
+
+export class TunnelError extends MystError<TunnelErrorCode> {}
 
 const SEARCH = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 

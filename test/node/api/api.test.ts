@@ -337,7 +337,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expectError(await call(consumer, "DELETE", "/v1/connection"), 409, "NOT_CONNECTED");
       expectError(await call(consumer, "GET", "/v1/connection/statistics"), 409, "NOT_CONNECTED");
       expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", country: "FR" } }), 404, "NO_PROPOSAL", /no noop proposal matches/);
-      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }), 422, "PAYMENT_NOT_COVERED", /channel holds 0 wei/);
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }), 422, "SESSION_REFUSED", /PAYMENT_NOT_COVERED: the channel holds 0 wei/);
     });
 
     it("connects with a top-up, meters and pays, and disconnects", async function () {

@@ -3,6 +3,8 @@ import { ApiServer } from "../../../node/api/server";
 import type { MystDaemon } from "../../../node/daemon/daemon";
 import { NodeMetrics } from "../../../node/daemon/metrics";
 import { PeerError } from "../../../node/dialog/dialogs";
+import { MystError, isMystError } from "../../../node/errors/MystError";
+import { SessionRefusedError } from "../../../node/session/errors";
 import { silentLogger } from "../../../node/log/logger";
 
 describe("the REST API and a peer's error codes", function () {
@@ -26,5 +28,17 @@ describe("the REST API and a peer's error codes", function () {
     } finally {
       await api.stop();
     }
+  });
+});
+
+describe("typed error codes (the same file: errors a peer causes)", function () {
+  it("isMystError narrows to the codes asked for, and a provider's refusal reason stays data", function () {
+    const err: unknown = new SessionRefusedError("BAD_REQUEST", "the provider did not like it");
+    expect(isMystError(err)).to.equal(true);
+    expect(isMystError(err, "SESSION_REFUSED")).to.equal(true);
+    expect(isMystError(err, "BAD_REQUEST")).to.equal(false);
+    expect((err as SessionRefusedError).refusal).to.equal("BAD_REQUEST");
+    expect(isMystError(new Error("plain"), "SESSION_REFUSED")).to.equal(false);
+    expect(isMystError(new MystError("X", "x"), "X", "Y")).to.equal(true);
   });
 });

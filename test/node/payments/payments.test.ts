@@ -187,7 +187,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     const m = await market({ deposit: 0n });
     try {
       const err = await rejectionOf(m.connect());
-      expect(err.code).to.equal("PAYMENT_NOT_COVERED");
+      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
     } finally {
       await m.stop();
     }

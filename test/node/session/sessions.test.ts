@@ -81,13 +81,13 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
       consumers.map((c) =>
         c.connect({ proposal: signProposal(providerKey, current), service: new NoopConsumerService() }).then(
           (s) => ({ ok: true as const, session: s }),
-          (err) => ({ ok: false as const, code: (err as { code?: string }).code }),
+          (err) => ({ ok: false as const, refusal: (err as { refusal?: string }).refusal }),
         ),
       ),
     );
     const accepted = outcomes.filter((o) => o.ok);
     expect(accepted).to.have.length(50);
-    expect(outcomes.filter((o) => !o.ok).map((o) => (o as { code?: string }).code)).to.deep.equal(Array(5).fill("CAPACITY_REACHED"));
+    expect(outcomes.filter((o) => !o.ok).map((o) => (o as { refusal?: string }).refusal)).to.deep.equal(Array(5).fill("CAPACITY_REACHED"));
     expect(providerSessions.liveCount).to.equal(50);
     await Promise.all(accepted.map((o) => (o as { session: { destroy(): Promise<void> } }).session.destroy()));
   });
@@ -131,13 +131,15 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
       const err = await rejectionOf(
         sessions.connect({ proposal: signProposal(providerKey, current), service: consumerService, ...options }),
       );
-      return err.code;
+      // Our code says "refused"; the provider's reason is data.
+      expect(err.code).to.equal("SESSION_REFUSED");
+      return err.refusal;
     }
 
     it("an unknown proposal", async function () {
       const proposal = signedProposal(providerKey, { serviceType: "wireguard" });
       const err = await rejectionOf(consumerSessions.connect({ proposal, service: { ...consumerService, type: "wireguard", consumerData: async () => ({}), connect: consumerService.connect } }));
-      expect(err.code).to.equal("PROPOSAL_UNKNOWN");
+      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PROPOSAL_UNKNOWN"]);
     });
 
     it("a proposal whose terms changed", async function () {
