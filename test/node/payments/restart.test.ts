@@ -33,9 +33,13 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     tmp.cleanup();
   });
 
-  it("loses no acknowledged promise to a SIGKILL", async function () {
-    // The provider: a keystore in its data dir, registered and funded for gas.
-    const providerDir = path.join(tmp.dir, "provider");
+  /**
+   * A provider identity in a data dir of its own (keystore, registered, funded for gas), a consumer
+   * with 10 MYST in its channel, and a broker connection that answers discovery announcements
+   * itself and keeps the provider's signed proposal.
+   */
+  async function providerAndConsumer(dir: string) {
+    const providerDir = path.join(tmp.dir, dir);
     const entry = await new Keystore({ dir: path.join(providerDir, "keystore"), lightKdf: true }).create("pw");
     const providerKey = await new Keystore({ dir: path.join(providerDir, "keystore") }).unlock(entry.address, "pw");
     await net.registerKey(providerKey);
@@ -43,16 +47,19 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
     const channels = new PaymentChannelsClient(net.conn);
     await channels.deposit(consumer, consumer.address, providerKey.address, E("10"));
-
-    // This test answers discovery announcements itself, and keeps the provider's signed proposal.
     const broker = new Broker({ servers: [net.nats.url] });
     await broker.start();
-    let proposal: SignedProposal | undefined;
+    const announced: { proposal?: SignedProposal } = {};
     broker.subscribe(DISCOVERY_SUBJECTS.register, (data, respond) => {
-      proposal = JSON.parse(Buffer.from(data).toString());
+      announced.proposal = JSON.parse(Buffer.from(data).toString());
       respond?.(Buffer.from(JSON.stringify({ ok: true, result: "added" })));
     });
     await broker.flush();
+    return { providerDir, providerKey, consumer, channels, broker, announced };
+  }
+
+  it("loses no acknowledged promise to a SIGKILL", async function () {
+    const { providerDir, providerKey, consumer, channels, broker, announced } = await providerAndConsumer("provider");
 
     const env = {
       MYST_DATA_DIR: providerDir,
@@ -66,11 +73,11 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--no-settle-on-session-end", "--settle-threshold", "1000000"];
     const first = mystBackground(args, env);
     processes.push(first);
-    await until(() => proposal, "the provider's announcement");
+    await until(() => announced.proposal, "the provider's announcement");
 
     const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.restart-consumer" });
     await dialogs.start();
-    const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
+    const session = await new ConsumerSessions(dialogs).connect({ proposal: announced.proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
     await until(() => pay.acknowledged > 0n, "an acknowledged promise");
@@ -93,33 +100,17 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await broker.stop();
   });
   it("exits within 30 s of SIGTERM when the chain never answers, and settles at the next start", async function () {
-    const providerDir = path.join(tmp.dir, "provider-hang");
-    const entry = await new Keystore({ dir: path.join(providerDir, "keystore"), lightKdf: true }).create("pw");
-    const providerKey = await new Keystore({ dir: path.join(providerDir, "keystore") }).unlock(entry.address, "pw");
-    await net.registerKey(providerKey);
-    const consumer = await net.registeredIdentity();
-    await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
-    const channels = new PaymentChannelsClient(net.conn);
-    await channels.deposit(consumer, consumer.address, providerKey.address, E("10"));
+    const { providerDir, providerKey, consumer, channels, broker, announced } = await providerAndConsumer("provider-hang");
     const proxy = new ChainProxy(net.chain.rpcUrl);
     await proxy.start();
-
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    let proposal: SignedProposal | undefined;
-    const sub = broker.subscribe(DISCOVERY_SUBJECTS.register, (data, respond) => {
-      proposal = JSON.parse(Buffer.from(data).toString());
-      respond?.(Buffer.from(JSON.stringify({ ok: true, result: "added" })));
-    });
-    await broker.flush();
     const env = { MYST_DATA_DIR: providerDir, MYST_RPC_URL: proxy.url, MYST_DEPLOYMENT: net.chain.deploymentFile, MYST_BROKER_URLS: net.nats.url, MYST_PASSPHRASE: "pw", MYST_LOG_LEVEL: "info" };
     const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--settle-threshold", "1000000"];
     const first = mystBackground(args, env);
     processes.push(first);
-    await until(() => proposal, "the provider's announcement");
+    await until(() => announced.proposal, "the provider's announcement");
     const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.hang-consumer" });
     await dialogs.start();
-    const session = await new ConsumerSessions(dialogs).connect({ proposal: proposal!, service: new NoopConsumerService() });
+    const session = await new ConsumerSessions(dialogs).connect({ proposal: announced.proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
     await until(() => pay.acknowledged > 0n, "an acknowledged promise");
@@ -139,7 +130,6 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
     expect(settled >= pay.acknowledged).to.equal(true);
     expect(await second.stop()).to.equal(0);
-    sub.unsubscribe();
     dialogs.stop();
     await broker.stop();
   });
