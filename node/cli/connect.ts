@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import { recoverProtection } from "../consumer-protection/protection";
-import type { ProtectedStatus } from "../consumer-protection/status";
+import type { ProtectedStatus } from "../daemon/protected-status";
 import type { ConnectionStatus } from "../daemon/consumer-node";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";

@@ -20,7 +20,7 @@ import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
 import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
-import { protectedStatus, type ProtectedStatus } from "../consumer-protection/status";
+import { protectedStatus, type ProtectedStatus } from "./protected-status";
 
 export interface DaemonOptions {
   config: MystConfig;

@@ -1,5 +1,5 @@
-import type { ConnectionStatus } from "../daemon/consumer-node";
-import type { ConsumerProtection } from "./protection";
+import type { ConnectionStatus } from "./consumer-node";
+import type { ConsumerProtection } from "../consumer-protection/protection";
 
 /** A connection's status with its protection: "blocked" when the session is gone but the kill switch holds. */
 export type ProtectedStatus = Omit<ConnectionStatus, "state"> & {
