@@ -46,7 +46,7 @@ export interface ProposalStore {
 
 /** A store in this process only: one replica's index, as discovery was before JetStream. */
 export class LocalProposalStore implements ProposalStore {
-  readonly shared = false;
+  readonly shared: boolean = false;
   readonly #values = new Map<string, { record: StoredRecord; revision: number; storedAt: number }>();
   #revision = 0;
 
@@ -54,7 +54,8 @@ export class LocalProposalStore implements ProposalStore {
 
   async start(): Promise<void> {}
 
-  async watch(): Promise<void> {}
+  /** Nothing to load: this store starts empty with the process. */
+  async watch(_onChange: (change: StoreChange) => void): Promise<void> {}
 
   async write(key: string, record: StoredRecord, revision: number): Promise<{ revision: number; storedAt: number } | "conflict"> {
     const current = this.#values.get(key);
