@@ -77,19 +77,23 @@ export class DiscoveryClient {
   }
 
   async #get(path: string): Promise<unknown> {
-    let last: DiscoveryError | undefined;
+    const failed: DiscoveryError[] = [];
+    // Captured once: concurrent queries move #preferred, and each query must try every replica.
+    const first = this.#preferred;
     for (let i = 0; i < this.baseUrls.length; i++) {
-      const at = (this.#preferred + i) % this.baseUrls.length;
+      const at = (first + i) % this.baseUrls.length;
       try {
         const body = await this.#getFrom(this.baseUrls[at], path);
         this.#preferred = at;
         return body;
       } catch (err) {
         if (!(err instanceof DiscoveryError) || !err.failover) throw err;
-        last = err;
+        failed.push(err);
       }
     }
-    throw last!;
+    if (failed.length === 1) throw failed[0];
+    const last = failed[failed.length - 1];
+    throw new DiscoveryError(last.code, `no discovery replica answered: ${failed.map((e) => e.message + (e.cause instanceof Error ? ` (${(e.cause.cause as Error | undefined)?.message ?? e.cause.message})` : "")).join("; ")}`, { cause: last, failover: true });
   }
 
   async #getFrom(baseUrl: string, path: string): Promise<unknown> {

@@ -83,22 +83,33 @@ export class JetStreamProposalStore implements ProposalStore {
 
   async watch(onChange: (change: StoreChange) => void): Promise<void> {
     const kv = this.#kvOrThrow();
+    // What "loaded" means, fixed before watching: every value the bucket held then. (nats.js's own
+    // initializedFn can fire at once when a consumer is created during a leader change.)
+    const state = (await this.#retry(() => kv.status())).streamInfo.state;
+    let received = 0;
     let last = 0;
     let loaded!: () => void;
+    let done = state.messages === 0;
     const initial = new Promise<void>((resolve) => (loaded = resolve));
+    if (done) loaded();
     const run = async (resumeFrom: number) => {
-      const iter = await kv.watch({ initializedFn: () => loaded(), ...(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : {}) });
+      const iter = await kv.watch(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : {});
       this.#watcher = iter;
       for await (const e of iter) {
         last = e.revision;
+        received++;
         const change = this.#change(e);
         if (change) onChange(change);
+        if (!done && (received >= state.messages || (e.delta === 0 && e.revision >= state.last_seq))) {
+          done = true;
+          loaded();
+        }
       }
     };
     const loop = async () => {
       while (!this.#stopped) {
         try {
-          await run(last + 1 > 1 ? last + 1 : 0);
+          await run(last > 0 ? last + 1 : 0);
         } catch (err) {
           if (!this.#stopped) this.#log.warn({ err: (err as Error).message }, "bucket watch ended; watching again");
         }
@@ -107,6 +118,19 @@ export class JetStreamProposalStore implements ProposalStore {
     };
     void loop();
     await initial;
+  }
+
+  /** Retries what JetStream times out on while a cluster elects a leader, up to the start timeout. */
+  async #retry<T>(f: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.#o.startTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        return await f();
+      } catch (err) {
+        if (Date.now() > deadline || this.#stopped) throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable: ${(err as Error).message}`, { cause: err });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   async write(key: string, record: StoredRecord, revision: number): Promise<{ revision: number; storedAt: number } | "conflict"> {
