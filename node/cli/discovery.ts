@@ -1,7 +1,9 @@
 import { Command, Option } from "commander";
 import { Broker } from "../broker/broker";
 import { DiscoveryClient } from "../discovery/client";
+import { JetStreamProposalStore } from "../discovery/jetstream-store";
 import { DiscoveryService } from "../discovery/server";
+import { SignatureWorkers } from "../discovery/signature-workers";
 import { formatUnits } from "ethers";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../payments/price";
@@ -13,19 +15,37 @@ type Ctx = (cmd: Command) => CommandContext;
 
 export function discoveryCommand(context: Ctx): Command {
   return new Command("discovery")
-    .description("run a discovery service (HTTP API fed by NATS announcements) until Ctrl-C")
+    .description("run a discovery replica (HTTP API; the index lives in a NATS JetStream bucket shared by every replica) until Ctrl-C")
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "4050")
-    .option("--ttl <seconds>", "a proposal not pinged for this long disappears", "90")
+    .option("--ttl <seconds>", "a proposal not pinged for this long disappears (TTL of a bucket this replica creates; an existing bucket keeps its own)", "90")
+    .option("--bucket <name>", "JetStream key-value bucket of the index (every replica of one discovery service uses the same)", "myst-proposals")
+    .option("--replicas <n>", "copies of a new bucket in the JetStream cluster (1, 3 or 5)", "1")
+    .option("--threads <n>", "signature-checking threads (default: one per core)")
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
       const port = Number(opts.port);
       const ttl = Number(opts.ttl);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
       if (!(ttl > 0)) throw new MystError("BAD_FLAG", `--ttl "${opts.ttl}" is not a positive number of seconds`);
+      const replicas = Number(opts.replicas);
+      if (![1, 3, 5].includes(replicas)) throw new MystError("BAD_FLAG", `--replicas must be 1, 3 or 5`);
+      const threads = opts.threads === undefined ? undefined : Number(opts.threads);
+      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 256)) throw new MystError("BAD_FLAG", `--threads "${opts.threads}" is not a number of threads`);
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket)) throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
       const broker = new Broker({ servers: ctx.config.brokerUrls, name: "myst-discovery" });
       await broker.start();
-      const service = new DiscoveryService({ broker, directory: await ctx.registry({ follow: true }), host: opts.host, port, ttlMs: ttl * 1000, maxServiceTypesPerProvider: ctx.config.maxServiceTypesPerProvider, log: ctx.log });
+      const store = new JetStreamProposalStore({ servers: ctx.config.brokerUrls, bucket: opts.bucket, ttlMs: ttl * 1000, replicas, log: ctx.log });
+      const service = new DiscoveryService({
+        broker,
+        store,
+        signatureWorkers: threads === undefined ? undefined : new SignatureWorkers(threads),
+        directory: await ctx.registry({ follow: true }),
+        host: opts.host,
+        port,
+        maxServiceTypesPerProvider: ctx.config.maxServiceTypesPerProvider,
+        log: ctx.log,
+      });
       await service.start();
       ctx.out.result({ url: service.url }, () => [`discovery listening on ${service.url}`]);
       await untilSignal(async () => {

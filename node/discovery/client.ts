@@ -2,7 +2,14 @@ import { MystError } from "../errors/MystError";
 import type { ProposalFilter } from "../proposal/filter";
 import { verifySignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 
-export class DiscoveryError extends MystError {}
+export class DiscoveryError extends MystError {
+  /** Whether another replica may answer (unreachable, not ready, failing), rather than this being the answer. */
+  readonly failover: boolean;
+  constructor(code: string, message: string, options: { cause?: unknown; failover?: boolean } = {}) {
+    super(code, message, { cause: options.cause });
+    this.failover = options.failover ?? false;
+  }
+}
 
 export interface FoundProposal {
   signed: SignedProposal;
@@ -12,13 +19,27 @@ export interface FoundProposal {
 /**
  * The consumer side of discovery: queries the HTTP API and re-verifies every proposal it gets
  * (shape, registered provider, signature, expiry) — discovery is a convenience, not an authority.
+ * Given several replica URLs, it asks the last one that answered and fails over to the next when a
+ * replica cannot be reached, times out, is not ready or fails (5xx); a 4xx is an answer.
  */
 export class DiscoveryClient {
+  readonly baseUrls: string[];
+  #preferred = 0;
+
   constructor(
-    readonly baseUrl: string,
+    baseUrls: string | string[],
     private readonly publicKeyOf: (identity: string) => Promise<Uint8Array | null>,
+    /** Per replica asked: a query fails over after this long, and fails after every replica had it. */
     private readonly timeoutMs = 5000,
-  ) {}
+  ) {
+    this.baseUrls = typeof baseUrls === "string" ? [baseUrls] : [...baseUrls];
+    if (this.baseUrls.length === 0) throw new DiscoveryError("DISCOVERY_CONFIG", "no discovery URL given");
+  }
+
+  /** The replica asked first (the last one that answered). */
+  get baseUrl(): string {
+    return this.baseUrls[this.#preferred];
+  }
 
   async search(filter: ProposalFilter, page: { limit?: number; cursor?: string } = {}): Promise<{ proposals: FoundProposal[]; nextCursor: string | null; rejected: number }> {
     const q = new URLSearchParams();
@@ -56,20 +77,47 @@ export class DiscoveryClient {
   }
 
   async #get(path: string): Promise<unknown> {
+    const failed: DiscoveryError[] = [];
+    // Captured once: concurrent queries move #preferred, and each query must try every replica.
+    const first = this.#preferred;
+    for (let i = 0; i < this.baseUrls.length; i++) {
+      const at = (first + i) % this.baseUrls.length;
+      try {
+        const body = await this.#getFrom(this.baseUrls[at], path);
+        this.#preferred = at;
+        return body;
+      } catch (err) {
+        if (!(err instanceof DiscoveryError) || !err.failover) throw err;
+        failed.push(err);
+      }
+    }
+    if (failed.length === 1) throw failed[0];
+    const last = failed[failed.length - 1];
+    throw new DiscoveryError(last.code, `no discovery replica answered: ${failed.map((e) => e.message + (e.cause instanceof Error ? ` (${(e.cause.cause as Error | undefined)?.message ?? e.cause.message})` : "")).join("; ")}`, { cause: last, failover: true });
+  }
+
+  async #getFrom(baseUrl: string, path: string): Promise<unknown> {
     let response: Response;
     try {
-      response = await fetch(new URL(path, this.baseUrl), { signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await fetch(new URL(path, baseUrl), { signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
-      throw new DiscoveryError("DISCOVERY_UNREACHABLE", `cannot reach discovery at ${this.baseUrl}`, { cause: err });
+      throw new DiscoveryError("DISCOVERY_UNREACHABLE", `cannot reach discovery at ${baseUrl}`, { cause: err, failover: true });
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (err) {
+      throw new DiscoveryError("DISCOVERY_UNREACHABLE", `discovery at ${baseUrl} stopped answering`, { cause: err, failover: true });
+    }
     let body: { code?: string; message?: string } & Record<string, unknown>;
     try {
       body = JSON.parse(text);
     } catch {
-      throw new DiscoveryError("DISCOVERY_BAD_RESPONSE", `discovery answered ${response.status} with something that is not JSON`);
+      throw new DiscoveryError("DISCOVERY_BAD_RESPONSE", `discovery at ${baseUrl} answered ${response.status} with something that is not JSON`, { failover: true });
     }
-    if (!response.ok) throw new DiscoveryError(body.code ?? `HTTP_${response.status}`, `discovery: ${body.message ?? response.statusText}`);
+    if (!response.ok) {
+      throw new DiscoveryError(body.code ?? `HTTP_${response.status}`, `discovery: ${body.message ?? response.statusText}`, { failover: response.status >= 500 });
+    }
     return body;
   }
 }

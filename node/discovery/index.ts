@@ -1,23 +1,13 @@
 import { MystError } from "../errors/MystError";
-import { matchesFilter, type ProposalFilter } from "../proposal/filter";
+import type { ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
-
-/** One live proposal in the index, with its terms pre-parsed for filtering. */
-export interface IndexEntry {
-  key: string;
-  signed: SignedProposal;
-  proposal: Proposal;
-  /** When the index drops it: the proposal's own expiry, or the ping deadline if sooner. */
-  liveUntil: number;
-  perHour: bigint;
-  perGiB: bigint;
-}
+import { proposalRecord, type StoredRecord } from "./record";
 
 export type UpsertResult = "added" | "replaced" | "refreshed";
 
 export class IndexRejection extends MystError {
   constructor(
-    readonly code: "PROPOSAL_STALE" | "PROPOSAL_WITHDRAWN" | "PROVIDER_LIMIT" | "INDEX_FULL",
+    readonly code: "PROPOSAL_STALE" | "PROPOSAL_WITHDRAWN" | "PROVIDER_LIMIT" | "INDEX_FULL" | "STORE_CONFLICT",
     message: string,
   ) {
     super(code, message);
@@ -28,126 +18,275 @@ export function indexKey(provider: string, serviceType: string): string {
   return `${provider.toLowerCase()}/${serviceType}`;
 }
 
-/** A sorted array of keys with binary-search insert and delete. */
-class SortedKeys {
-  keys: string[] = [];
-  insert(key: string): void {
-    const i = this.lowerBound(key);
-    if (this.keys[i] !== key) this.keys.splice(i, 0, key);
+/** Length of `0x` + 64 bytes of signature in hex: the head of an entry's body. */
+const SIGNATURE_LENGTH = 130;
+
+/**
+ * One (provider, service type) the index knows: its live proposal (listed), or only its history
+ * (the newest `createdAt` seen, or the withdrawal time), kept as long as the shared store keeps it.
+ * Compact on purpose (one string for the signed proposal, a few numbers): a replica holds them all.
+ */
+export class IndexEntry {
+  /** In the query arrays. */
+  listed = false;
+  withdrawn = false;
+  /** Newest createdAt seen, or the withdrawal's time. */
+  createdAt = 0;
+  expiresAt = 0;
+  /** When queries stop returning it: the proposal's own expiry, or the store's TTL if sooner. */
+  liveUntil = 0;
+  /** When the store forgets this key (stored time + TTL), and so does this index. */
+  keepUntil = 0;
+  serviceType = "";
+  country = "";
+  ipType = "";
+  perHour = 0n;
+  perGiB = 0n;
+  bandwidthMbps = 0;
+  /** The signature followed by the signed proposal text; "" when not listed. */
+  body = "";
+
+  constructor(
+    readonly key: string,
+    /** The store's revision of this key (0: the store has none). */
+    public revision: number,
+  ) {}
+
+  get provider(): string {
+    return this.key.slice(0, 42);
   }
-  delete(key: string): void {
-    const i = this.lowerBound(key);
-    if (this.keys[i] === key) this.keys.splice(i, 1);
+
+  get signed(): SignedProposal {
+    return { proposal: this.body.slice(SIGNATURE_LENGTH), signature: this.body.slice(0, SIGNATURE_LENGTH) };
   }
+
+  get proposal(): Proposal {
+    return JSON.parse(this.body.slice(SIGNATURE_LENGTH)) as Proposal;
+  }
+
+  /** `{"signed": …, "proposal": …}` as the API serves it, built from the stored text (no re-serialization). */
+  json(): string {
+    const text = this.body.slice(SIGNATURE_LENGTH);
+    return `{"signed":{"proposal":${JSON.stringify(text)},"signature":"${this.body.slice(0, SIGNATURE_LENGTH)}"},"proposal":${text}}`;
+  }
+}
+
+/** Entries sorted by key, with binary-search insert and delete; or, while bulk loading, appended and sorted once. */
+class SortedEntries {
+  items: IndexEntry[] = [];
+  dirty = false;
+
+  insert(e: IndexEntry, bulk: boolean): void {
+    if (bulk) {
+      this.items.push(e);
+      this.dirty = true;
+      return;
+    }
+    const i = this.lowerBound(e.key);
+    if (this.items[i] !== e) this.items.splice(i, 0, e);
+  }
+
+  delete(e: IndexEntry): void {
+    const i = this.lowerBound(e.key);
+    if (this.items[i] === e) this.items.splice(i, 1);
+  }
+
+  /** Drops unlisted entries and restores key order (after a bulk load or a large sweep). */
+  settle(): void {
+    if (!this.dirty) return;
+    const kept = this.items.filter((e) => e.listed).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    this.items = kept.filter((e, i) => i === 0 || kept[i - 1] !== e);
+    this.dirty = false;
+  }
+
   lowerBound(key: string): number {
     let lo = 0;
-    let hi = this.keys.length;
+    let hi = this.items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.keys[mid] < key) lo = mid + 1;
+      if (this.items[mid].key < key) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
+
   upperBound(key: string): number {
     let lo = 0;
-    let hi = this.keys.length;
+    let hi = this.items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.keys[mid] <= key) lo = mid + 1;
+      if (this.items[mid].key <= key) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 }
 
+/** What a write to the store must look like for an announcement the index accepts. */
+export interface Decision {
+  key: string;
+  result: UpsertResult;
+  /** The revision the store must still be at (0: the key must not exist), so a concurrent writer is detected. */
+  revision: number;
+}
+
 /**
- * The discovery index: one live proposal per (provider, service type), kept in key order so
- * that a cursor (the last key returned) pages stably while proposals come and go. Keys are also
- * bucketed by provider, service type, country, country + IP type and service type + country; a
- * query walks the smallest bucket its filter allows. A proposal leaves when it expires or is not pinged within the TTL; only a newer
- * proposal replaces one.
+ * A replica's in-memory view of the shared proposal store: one entry per (provider, service type),
+ * kept in key order so that a cursor (the last key returned) pages stably while proposals come and
+ * go. Listed entries are also bucketed by provider, service type, country, country + IP type and
+ * service type + country; a query walks the smallest bucket its filter allows.
+ *
+ * The rules (`decide`, `decideWithdrawal`) say what a verified announcement may write; the store's
+ * revisions make two replicas deciding at once safe (the second write is refused and decided again).
+ * `apply` takes whatever the store holds, from this replica or another, in revision order.
  */
 export class ProposalIndex {
   readonly #entries = new Map<string, IndexEntry>();
-  readonly #all = new SortedKeys();
-  readonly #byProvider = new Map<string, SortedKeys>();
-  readonly #byService = new Map<string, SortedKeys>();
-  readonly #byCountry = new Map<string, SortedKeys>();
-  readonly #byCountryIpType = new Map<string, SortedKeys>();
-  readonly #byServiceCountry = new Map<string, SortedKeys>();
-
-  /**
-   * Per (provider, service type): the newest `createdAt` seen, and whether an unregister withdrew
-   * it. A replayed or older announcement is refused even after the live one expired or was
-   * withdrawn. Bounded by `maxEntries` (oldest first out); an evicted key only forgets history
-   * that its proposals' own expiry ends soon anyway.
-   */
-  readonly #history = new Map<string, { createdAt: number; withdrawn: boolean }>();
+  readonly #all = new SortedEntries();
+  readonly #byProvider = new Map<string, SortedEntries>();
+  readonly #byService = new Map<string, SortedEntries>();
+  readonly #byCountry = new Map<string, SortedEntries>();
+  readonly #byCountryIpType = new Map<string, SortedEntries>();
+  readonly #byServiceCountry = new Map<string, SortedEntries>();
+  #bulk = false;
 
   constructor(
-    private readonly ttlMs: number,
+    /** The store's TTL: an entry not written again for this long is dropped. */
+    public ttlMs: number,
     private readonly maxEntries = 1_000_000,
     /** Service types one provider may have in the index at once. Default 16. */
     private readonly maxPerProvider = 16,
   ) {}
 
+  /** Listed proposals (including ones that expired since the last sweep). */
   get size(): number {
+    return this.#all.items.length;
+  }
+
+  /** Keys known, listed or only remembered. */
+  get known(): number {
     return this.#entries.size;
   }
 
-  upsert(signed: SignedProposal, proposal: Proposal, now = Date.now()): UpsertResult {
+  /** Whether a verified proposal may replace what the index holds; throws IndexRejection if not. */
+  decide(proposal: Proposal, text: string, now = Date.now()): Decision {
     const key = indexKey(proposal.provider, proposal.serviceType);
-    const liveUntil = Math.min(proposal.expiresAt, now + this.ttlMs);
-    const existing = this.#entries.get(key);
-    const terms = { perHour: BigInt(proposal.price.perHour), perGiB: BigInt(proposal.price.perGiB) };
-    const seen = this.#history.get(key);
-    if (seen?.withdrawn && proposal.createdAt <= seen.createdAt) {
+    const e = this.#entries.get(key);
+    const live = e !== undefined && e.listed && e.liveUntil > now;
+    if (e?.withdrawn && proposal.createdAt <= e.createdAt) {
       throw new IndexRejection("PROPOSAL_WITHDRAWN", `${proposal.provider} withdrew its ${proposal.serviceType} proposal; announce a newer one`);
     }
-    if (seen && proposal.createdAt < seen.createdAt) {
+    if (e && proposal.createdAt < e.createdAt) {
       throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} was seen`);
     }
-    if (existing && existing.liveUntil > now) {
-      if (proposal.createdAt < existing.proposal.createdAt || (proposal.createdAt === existing.proposal.createdAt && signed.proposal !== existing.signed.proposal)) {
-        throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
+    const same = live && e.body.length === text.length + SIGNATURE_LENGTH && e.body.endsWith(text);
+    if (live && proposal.createdAt === e.createdAt && !same) {
+      throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
+    }
+    if (!live) {
+      if ((this.#byProvider.get(key.slice(0, 42))?.items.length ?? 0) >= this.maxPerProvider && !e?.listed) {
+        throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
       }
+      if (!e?.listed && this.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
     }
-    if (!existing && (this.#byProvider.get(proposal.provider.toLowerCase())?.keys.length ?? 0) >= this.maxPerProvider) {
-      throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
-    }
-    if (!existing && this.#entries.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
-    this.#remember(key, proposal.createdAt, false);
-    const refreshed = existing?.signed.proposal === signed.proposal;
-    if (existing) this.#unbucket(existing);
-    const entry: IndexEntry = { key, signed, proposal, liveUntil, ...terms };
-    this.#entries.set(key, entry);
-    this.#all.insert(key);
-    this.#bucket(entry);
-    return !existing ? "added" : refreshed ? "refreshed" : existing.liveUntil > now ? "replaced" : "added";
+    return { key, revision: e?.revision ?? 0, result: !live ? "added" : same ? "refreshed" : "replaced" };
   }
 
-  /** Removes the proposal if it is not newer than `notAfter` (an unregister signed at that time). */
-  remove(provider: string, serviceType: string, notAfter = Number.MAX_SAFE_INTEGER): boolean {
+  /** Whether an unregister signed at `at` writes a withdrawal (null: a newer proposal or withdrawal is known). */
+  decideWithdrawal(provider: string, serviceType: string, at: number, now = Date.now()): (Decision & { removes: boolean }) | null {
     const key = indexKey(provider, serviceType);
-    const entry = this.#entries.get(key);
-    const seen = this.#history.get(key);
-    // The tombstone: nothing created up to the unregister's time comes back.
-    if (notAfter !== Number.MAX_SAFE_INTEGER && (!seen || seen.createdAt <= notAfter)) this.#remember(key, notAfter, true);
-    if (!entry || entry.proposal.createdAt > notAfter) return false;
-    this.#delete(entry);
-    return true;
+    const e = this.#entries.get(key);
+    if (e && (e.createdAt > at || (e.withdrawn && e.createdAt === at))) return null;
+    return { key, revision: e?.revision ?? 0, result: "replaced", removes: e !== undefined && e.listed && e.liveUntil > now };
   }
 
-  #remember(key: string, createdAt: number, withdrawn: boolean): void {
-    this.#history.delete(key);
-    while (this.#history.size >= this.maxEntries) this.#history.delete(this.#history.keys().next().value!);
-    this.#history.set(key, { createdAt, withdrawn });
+  /**
+   * Takes the store's record for `key` at `revision` (null: the store no longer holds the key).
+   * Older revisions than the one applied are ignored; the same one only refreshes its times.
+   */
+  apply(key: string, record: StoredRecord | null, revision: number, storedAt: number, now = Date.now()): void {
+    let e = this.#entries.get(key);
+    if (e && record === null && revision === 0) {
+      // Read from the store just now: it holds nothing (its TTL passed). Keep the history.
+      this.#unlist(e);
+      e.revision = 0;
+      return;
+    }
+    if (e && revision < e.revision) return;
+    if (e && revision === e.revision && record !== null) {
+      e.keepUntil = storedAt + this.ttlMs;
+      if (e.listed) e.liveUntil = Math.min(e.expiresAt, e.keepUntil);
+      return;
+    }
+    if (record === null) {
+      if (!e) return;
+      this.#unlist(e);
+      e.revision = revision;
+      return;
+    }
+    if (!e) this.#entries.set(key, (e = new IndexEntry(key, revision)));
+    e.revision = revision;
+    e.keepUntil = storedAt + this.ttlMs;
+    if (record.kind === "withdrawal") {
+      this.#unlist(e);
+      e.withdrawn = true;
+      e.createdAt = record.at;
+      return;
+    }
+    const rebucket = e.listed && (e.country !== record.country || e.ipType !== record.ipType);
+    if (rebucket) this.#unlist(e);
+    e.withdrawn = false;
+    e.createdAt = record.createdAt;
+    e.expiresAt = record.expiresAt;
+    e.liveUntil = Math.min(record.expiresAt, e.keepUntil);
+    e.serviceType = key.slice(43);
+    e.country = record.country;
+    e.ipType = record.ipType;
+    e.perHour = BigInt(record.perHour);
+    e.perGiB = BigInt(record.perGiB);
+    e.bandwidthMbps = record.bandwidthMbps;
+    e.body = record.signature + record.text;
+    if (e.liveUntil <= now) this.#unlist(e);
+    else if (!e.listed) this.#list(e);
+  }
+
+  /** Decides and applies in this index alone (no store): a replica on its own, and tests. */
+  upsert(signed: SignedProposal, proposal: Proposal, now = Date.now()): UpsertResult {
+    const d = this.decide(proposal, signed.proposal, now);
+    this.apply(d.key, proposalRecord(signed, proposal), d.revision + 1, now, now);
+    return d.result;
+  }
+
+  /**
+   * In this index alone: removes the proposal if it is not newer than `notAfter` (an unregister
+   * signed at that time), and remembers the withdrawal; without `notAfter`, just unlists it.
+   */
+  remove(provider: string, serviceType: string, notAfter = Number.MAX_SAFE_INTEGER, now = Date.now()): boolean {
+    if (notAfter === Number.MAX_SAFE_INTEGER) {
+      const e = this.#entries.get(indexKey(provider, serviceType));
+      const live = e !== undefined && e.listed && e.liveUntil > now;
+      if (e) this.#unlist(e);
+      return live;
+    }
+    const d = this.decideWithdrawal(provider, serviceType, notAfter, now);
+    if (!d) return false;
+    this.apply(d.key, { kind: "withdrawal", at: notAfter }, d.revision + 1, now, now);
+    return d.removes;
+  }
+
+  /** While loading a whole store: entries are appended, and sorted once by `endBulk`. */
+  beginBulk(): void {
+    this.#bulk = true;
+  }
+
+  endBulk(): void {
+    this.#bulk = false;
+    for (const s of this.#arrays()) s.settle();
   }
 
   get(provider: string, serviceType: string, now = Date.now()): IndexEntry | undefined {
     const entry = this.#entries.get(indexKey(provider, serviceType));
-    return entry && entry.liveUntil > now ? entry : undefined;
+    return entry && entry.listed && entry.liveUntil > now ? entry : undefined;
   }
 
   /** Up to `limit` live proposals matching `filter`, after `cursor`; `next` is set when more may follow. */
@@ -155,78 +294,110 @@ export class ProposalIndex {
     const candidates = this.#candidates(filter);
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
     const entries: IndexEntry[] = [];
+    const items = candidates.items;
     let i = cursor === undefined ? 0 : candidates.upperBound(cursor);
-    const keys = candidates.keys;
-    for (; i < keys.length; i++) {
-      const entry = this.#entries.get(keys[i])!;
-      if (entry.liveUntil <= now || !matchesFilter(entry.proposal, filter, entry, providers)) continue;
-      entries.push(entry);
+    for (; i < items.length; i++) {
+      const e = items[i];
+      if (e.liveUntil <= now || !matches(e, filter, providers)) continue;
+      entries.push(e);
       if (entries.length === limit) {
         i++;
         break;
       }
     }
-    return { entries, next: entries.length === limit && i < keys.length ? entries[entries.length - 1].key : null };
+    return { entries, next: entries.length === limit && i < items.length ? entries[entries.length - 1].key : null };
   }
 
-  /** Drops everything that expired; returns how many. */
+  /** Unlists what expired and forgets what the store forgot; returns how many were unlisted. */
   sweep(now = Date.now()): number {
-    let dropped = 0;
-    for (const entry of [...this.#entries.values()]) {
-      if (entry.liveUntil <= now) {
-        this.#delete(entry);
-        dropped++;
+    const expired = this.#all.items.filter((e) => e.liveUntil <= now);
+    if (expired.length > 64) {
+      for (const e of expired) e.listed = false;
+      for (const s of this.#arrays()) {
+        s.dirty = true;
+        s.settle();
       }
+      for (const map of this.#maps()) for (const [k, s] of map) if (s.items.length === 0) map.delete(k);
+    } else {
+      for (const e of expired) this.#unlist(e);
     }
-    return dropped;
+    for (const [key, e] of this.#entries) if (!e.listed && e.keepUntil <= now) this.#entries.delete(key);
+    return expired.length;
   }
 
-  /** The smallest set of keys that holds every match. */
-  #candidates(f: ProposalFilter): SortedKeys {
-    const options: SortedKeys[] = [this.#all];
+  /** The smallest set of entries that holds every match. */
+  #candidates(f: ProposalFilter): SortedEntries {
+    const options: SortedEntries[] = [this.#all];
     if (f.providerIds?.length) {
-      const merged = new SortedKeys();
-      for (const id of f.providerIds) for (const k of this.#byProvider.get(id.toLowerCase())?.keys ?? []) merged.insert(k);
+      const merged = new SortedEntries();
+      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merged.items.push(...(this.#byProvider.get(id)?.items ?? []));
+      merged.items.sort((a, b) => (a.key < b.key ? -1 : 1));
       options.push(merged);
     }
-    if (f.serviceType !== undefined) options.push(this.#byService.get(f.serviceType) ?? new SortedKeys());
-    if (f.country !== undefined) options.push(this.#byCountry.get(f.country) ?? new SortedKeys());
-    if (f.country !== undefined && f.ipType !== undefined) options.push(this.#byCountryIpType.get(`${f.country}/${f.ipType}`) ?? new SortedKeys());
+    if (f.serviceType !== undefined) options.push(this.#byService.get(f.serviceType) ?? new SortedEntries());
+    if (f.country !== undefined) options.push(this.#byCountry.get(f.country) ?? new SortedEntries());
+    if (f.country !== undefined && f.ipType !== undefined) options.push(this.#byCountryIpType.get(`${f.country}/${f.ipType}`) ?? new SortedEntries());
     if (f.country !== undefined && f.serviceType !== undefined) {
-      options.push(this.#byServiceCountry.get(`${f.serviceType}/${f.country}`) ?? new SortedKeys());
+      options.push(this.#byServiceCountry.get(`${f.serviceType}/${f.country}`) ?? new SortedEntries());
     }
-    return options.reduce((a, b) => (b.keys.length < a.keys.length ? b : a));
+    return options.reduce((a, b) => (b.items.length < a.items.length ? b : a));
   }
 
-  #bucket(e: IndexEntry): void {
+  #list(e: IndexEntry): void {
+    e.listed = true;
+    this.#all.insert(e, this.#bulk);
     for (const [map, value] of this.#buckets(e)) {
       let set = map.get(value);
-      if (!set) map.set(value, (set = new SortedKeys()));
-      set.insert(e.key);
+      if (!set) map.set(value, (set = new SortedEntries()));
+      set.insert(e, this.#bulk);
     }
   }
 
-  #unbucket(e: IndexEntry): void {
+  #unlist(e: IndexEntry): void {
+    if (!e.listed) return;
+    e.listed = false;
+    e.body = "";
+    if (this.#bulk) {
+      for (const s of this.#arrays()) s.dirty = true;
+      return;
+    }
+    this.#all.delete(e);
     for (const [map, value] of this.#buckets(e)) {
       const set = map.get(value);
-      set?.delete(e.key);
-      if (set && set.keys.length === 0) map.delete(value);
+      set?.delete(e);
+      if (set && set.items.length === 0) map.delete(value);
     }
   }
 
-  #buckets(e: IndexEntry): [Map<string, SortedKeys>, string][] {
+  #buckets(e: IndexEntry): [Map<string, SortedEntries>, string][] {
     return [
-      [this.#byProvider, e.proposal.provider.toLowerCase()],
-      [this.#byService, e.proposal.serviceType],
-      [this.#byCountry, e.proposal.location.country],
-      [this.#byCountryIpType, `${e.proposal.location.country}/${e.proposal.location.ipType}`],
-      [this.#byServiceCountry, `${e.proposal.serviceType}/${e.proposal.location.country}`],
+      [this.#byProvider, e.key.slice(0, 42)],
+      [this.#byService, e.serviceType],
+      [this.#byCountry, e.country],
+      [this.#byCountryIpType, `${e.country}/${e.ipType}`],
+      [this.#byServiceCountry, `${e.serviceType}/${e.country}`],
     ];
   }
 
-  #delete(e: IndexEntry): void {
-    this.#entries.delete(e.key);
-    this.#all.delete(e.key);
-    this.#unbucket(e);
+  #maps(): Map<string, SortedEntries>[] {
+    return [this.#byProvider, this.#byService, this.#byCountry, this.#byCountryIpType, this.#byServiceCountry];
   }
+
+  *#arrays(): Iterable<SortedEntries> {
+    yield this.#all;
+    for (const map of this.#maps()) yield* map.values();
+  }
+}
+
+function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boolean {
+  if (f.serviceType !== undefined && e.serviceType !== f.serviceType) return false;
+  if (f.country !== undefined && e.country !== f.country) return false;
+  if (f.ipType !== undefined && e.ipType !== f.ipType) return false;
+  if (f.metering === "hour" && e.perHour === 0n) return false;
+  if (f.metering === "gib" && e.perGiB === 0n) return false;
+  if (f.maxPricePerHour !== undefined && e.perHour > f.maxPricePerHour) return false;
+  if (f.maxPricePerGiB !== undefined && e.perGiB > f.maxPricePerGiB) return false;
+  if (f.minBandwidthMbps !== undefined && e.bandwidthMbps < f.minBandwidthMbps) return false;
+  if (providers && !providers.has(e.key.slice(0, 42))) return false;
+  return true;
 }

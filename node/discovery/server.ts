@@ -6,10 +6,28 @@ import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import { isMystError } from "../errors/MystError";
 import { silentLogger, type Logger } from "../log/logger";
 import { FilterError, parseFilter } from "../proposal/filter";
-import { ProposalSchema, SignedProposalSchema, verifySignedProposal } from "../proposal/proposal";
+import { MystError } from "../errors/MystError";
+import { parseSignedProposal, ProposalError, ProposalSchema, SignedProposalSchema, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply } from "./announcements";
-import { ProposalIndex, type UpsertResult } from "./index";
+import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
+import { proposalRecord, type StoredRecord } from "./record";
+import { SignatureWorkers } from "./signature-workers";
+import { LocalProposalStore, type ProposalStore, type StoreChange } from "./store";
 import { createJsonApp, ErrorBody } from "../http/app";
+
+/** Asked of a replica that is still loading the shared index: it answers once it is warm. */
+export class DiscoveryNotReadyError extends MystError {
+  constructor(loaded: number) {
+    super("NOT_READY", `discovery is loading the index (${loaded} proposals so far); ask another replica or retry`);
+  }
+}
+
+/** A replica already verifying as many announcements as it allows at once. */
+export class DiscoveryBusyError extends MystError {
+  constructor(limit: number) {
+    super("DISCOVERY_BUSY", `discovery is verifying ${limit} announcements already; retry later`);
+  }
+}
 
 export interface DiscoveryServiceOptions {
   broker: Broker;
@@ -17,8 +35,17 @@ export interface DiscoveryServiceOptions {
   host?: string;
   /** 0 picks a free port. Default 4050. */
   port?: number;
-  /** A proposal not pinged for this long disappears. Default 90 s. */
+  /**
+   * Where the index lives. Default: in this process only (a replica on its own). A shared store
+   * (JetStreamProposalStore) makes every replica on it serve the same proposals.
+   */
+  store?: ProposalStore;
+  /** A proposal not pinged for this long disappears: the local store's TTL (a shared store has its own). Default 90 s. */
   ttlMs?: number;
+  /** The threads that check signatures; default: a pool with one thread per core, started and stopped with the service. */
+  signatureWorkers?: SignatureWorkers;
+  /** Announcements being verified and written at once; more are refused with DISCOVERY_BUSY. Default 4096. */
+  maxInFlight?: number;
   /** Largest accepted request body. Default 16 KiB. */
   bodyLimit?: number;
   maxProposals?: number;
@@ -57,28 +84,43 @@ const STATUS: Record<string, number> = {
   PROPOSAL_WITHDRAWN: 409,
   PROVIDER_LIMIT: 429,
   INDEX_FULL: 503,
+  NOT_READY: 503,
+  DISCOVERY_BUSY: 503,
+  STORE_UNAVAILABLE: 503,
+  STORE_CONFLICT: 503,
 };
 
+/** NATS queue group of the replicas on a shared store: each announcement reaches one of them. */
+export const DISCOVERY_QUEUE = "myst-discovery";
+
 /**
- * The discovery service: a TTL'd index of signed proposals fed by NATS announcements and HTTP
- * posts, queried over HTTP. Replicas on the same NATS cluster each hear every announcement, and
- * republish what arrives over HTTP, so they converge on the same proposals.
+ * The discovery service: an index of signed proposals fed by NATS announcements and HTTP posts,
+ * queried over HTTP. On a shared store (JetStream) the replicas form a queue group: whichever
+ * replica gets an announcement verifies it (signatures on a pool of worker threads) and writes it to
+ * the store; every replica loads the store at start, watches it, and reports ready only then.
  */
 export class DiscoveryService {
   readonly index: ProposalIndex;
   readonly metrics = new Registry();
+  readonly store: ProposalStore;
   readonly #o: DiscoveryServiceOptions;
   readonly #log: Logger;
+  readonly #workers: SignatureWorkers;
   #app?: FastifyInstance;
   #subs: { unsubscribe(): void }[] = [];
   #sweeper?: NodeJS.Timeout;
   #url?: string;
+  #ready = false;
+  #inFlight = 0;
+  readonly #readyWaiters: (() => void)[] = [];
   readonly #announcements = new Counter({ name: "myst_discovery_announcements_total", help: "announcements by source and result", labelNames: ["source", "result"], registers: [this.metrics] });
   readonly #queries = new Histogram({ name: "myst_discovery_query_seconds", help: "query handling time", buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers: [this.metrics] });
 
   constructor(options: DiscoveryServiceOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
+    this.store = options.store ?? new LocalProposalStore(options.ttlMs ?? 90_000);
+    this.#workers = options.signatureWorkers ?? new SignatureWorkers();
     this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals, options.maxServiceTypesPerProvider);
     const index = this.index;
     new Gauge({
@@ -89,6 +131,15 @@ export class DiscoveryService {
         this.set(index.size);
       },
     });
+    const service = this;
+    new Gauge({
+      name: "myst_discovery_ready",
+      help: "1 once the replica has loaded the whole store",
+      registers: [this.metrics],
+      collect() {
+        this.set(service.ready ? 1 : 0);
+      },
+    });
   }
 
   /** The base URL, once started. */
@@ -97,13 +148,23 @@ export class DiscoveryService {
     return this.#url;
   }
 
-  /** Verifies and indexes one signed proposal (from any source). */
+  /** Whether the whole store is loaded (and announcements are taken). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Resolves once the replica is ready. */
+  whenReady(): Promise<void> {
+    return this.#ready ? Promise.resolve() : new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  /** Verifies one signed proposal (from any source) and writes it to the store. */
   async ingest(input: unknown, source: "nats" | "http"): Promise<UpsertResult> {
     try {
-      const { signed, proposal } = await verifySignedProposal(input, this.#o.directory);
-      const result = this.index.upsert(signed, proposal);
-      this.#announcements.inc({ source, result });
-      return result;
+      const { signed, proposal } = await this.#verify(input);
+      const result = await this.#write(() => proposalRecord(signed, proposal), (now) => this.index.decide(proposal, signed.proposal, now));
+      this.#announcements.inc({ source, result: result! });
+      return result!;
     } catch (err) {
       const code = isMystError(err) ? err.code : "INTERNAL";
       this.#announcements.inc({ source, result: code });
@@ -111,48 +172,118 @@ export class DiscoveryService {
     }
   }
 
-  async start(): Promise<void> {
-    const { broker } = this.#o;
-    const reply = (respond: ((d: Uint8Array) => void) | undefined, body: AnnounceReply) => respond?.(Buffer.from(JSON.stringify(body)));
-    const onAnnounce = async (data: Uint8Array, respond: ((d: Uint8Array) => void) | undefined) => {
-      try {
-        const result = await this.ingest(parseJson(data), "nats");
-        reply(respond, { ok: true, result });
-      } catch (err) {
-        const { code, message } = describe(err);
-        this.#log.info({ code, message }, "announcement rejected");
-        reply(respond, { ok: false, code, message });
-      }
-    };
-    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.register, (d, r) => void onAnnounce(d, r)));
-    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.ping, (d, r) => void onAnnounce(d, r)));
-    this.#subs.push(
-      broker.subscribe(DISCOVERY_SUBJECTS.unregister, async (data, respond) => {
-        try {
-          const u = await verifyUnregister(parseJson(data), this.#o.directory);
-          const removed = this.index.remove(u.provider, u.serviceType, u.at);
-          this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
-          reply(respond, { ok: true, result: removed ? "removed" : "ignored" });
-        } catch (err) {
-          reply(respond, { ok: false, ...describe(err) });
-        }
-      }),
-    );
-    await broker.flush();
-    this.#sweeper = setInterval(() => this.index.sweep(), 1000).unref();
+  /** Withdraws a provider's proposal for a service type, as its unregister signed at `at` asks. */
+  async withdraw(provider: string, serviceType: string, at: number): Promise<boolean> {
+    let removes = false;
+    const result = await this.#write(() => ({ kind: "withdrawal", at }), (now) => {
+      const d = this.index.decideWithdrawal(provider, serviceType, at, now);
+      removes = d?.removes ?? false;
+      return d;
+    });
+    return result !== undefined && removes;
+  }
 
+  /** Starts answering HTTP at once ("loading"), loads the store, then takes announcements ("ready"). */
+  async start(): Promise<void> {
+    await this.#workers.start();
+    await this.store.start();
+    this.index.ttlMs = this.store.ttlMs;
     const app = await this.#buildApp();
     this.#app = app;
-    const address = await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 4050 });
-    this.#url = address;
-    this.#log.info({ url: address }, "discovery listening");
+    this.#url = await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 4050 });
+    this.#log.info({ url: this.#url }, "discovery listening; loading the index");
+
+    const t0 = Date.now();
+    this.index.beginBulk();
+    try {
+      await this.store.watch((c) => this.#apply(c));
+    } finally {
+      this.index.endBulk();
+    }
+    this.#subscribe();
+    await this.#o.broker.flush();
+    this.#sweeper = setInterval(() => this.index.sweep(), 1000).unref();
+    this.#ready = true;
+    for (const w of this.#readyWaiters.splice(0)) w();
+    this.#log.info({ url: this.#url, proposals: this.index.size, loadMs: Date.now() - t0 }, "discovery ready");
   }
 
   async stop(): Promise<void> {
+    this.#ready = false;
     clearInterval(this.#sweeper);
     for (const s of this.#subs.splice(0)) s.unsubscribe();
     await this.#app?.close();
     this.#app = undefined;
+    await this.store.stop();
+    await this.#workers.stop();
+  }
+
+  #apply(c: StoreChange): void {
+    this.index.apply(c.key, c.record, c.revision, c.storedAt);
+  }
+
+  /** parse → signature (worker thread) → registry → times: verifySignedProposal's checks and codes. */
+  async #verify(input: unknown): Promise<{ signed: SignedProposal; proposal: Proposal }> {
+    const { signed, proposal } = parseSignedProposal(input);
+    const signer = await this.#workers.checkSigner(proposal.provider, Buffer.from(signed.proposal), Buffer.from(signed.signature.slice(2), "hex"), this.#o.directory);
+    if ("fail" in signer && signer.fail === "bad-signature") throw new ProposalError("BAD_SIGNATURE", `the proposal is not signed by its provider ${proposal.provider}`);
+    if ("fail" in signer) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${proposal.provider} is not a registered identity`);
+    const now = Date.now();
+    if (proposal.expiresAt <= now) throw new ProposalError("PROPOSAL_EXPIRED", `the proposal expired at ${new Date(proposal.expiresAt).toISOString()}`);
+    if (proposal.createdAt > now + 60_000) throw new ProposalError("PROPOSAL_FROM_FUTURE", "the proposal was created in the future (clock skew?)");
+    return { signed, proposal };
+  }
+
+  /**
+   * Decides against the index, writes against the store's revision, applies what was written. If
+   * another replica wrote the key first, reads it from the store and decides again.
+   */
+  async #write<R extends string>(
+    record: () => StoredRecord,
+    decide: (now: number) => { key: string; revision: number; result: R } | null,
+  ): Promise<R | undefined> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const d = decide(Date.now());
+      if (!d) return undefined;
+      const value = record();
+      const written = await this.store.write(d.key, value, d.revision);
+      if (written !== "conflict") {
+        this.index.apply(d.key, value, written.revision, written.storedAt);
+        return d.result;
+      }
+      this.#apply(await this.store.read(d.key));
+    }
+    throw new IndexRejection("STORE_CONFLICT", "the proposal changed in the store too often while writing it; announce again");
+  }
+
+  #subscribe(): void {
+    const { broker } = this.#o;
+    const queue = this.store.shared ? { queue: DISCOVERY_QUEUE } : {};
+    const reply = (respond: ((d: Uint8Array) => void) | undefined, body: AnnounceReply) => respond?.(Buffer.from(JSON.stringify(body)));
+    const limit = this.#o.maxInFlight ?? 4096;
+    const guarded = (handle: (data: Uint8Array) => Promise<AnnounceReply>) => async (data: Uint8Array, respond: ((d: Uint8Array) => void) | undefined) => {
+      if (this.#inFlight >= limit) return reply(respond, { ok: false, ...describe(new DiscoveryBusyError(limit)) });
+      this.#inFlight++;
+      try {
+        reply(respond, await handle(data));
+      } catch (err) {
+        const { code, message } = describe(err);
+        this.#log.info({ code, message }, "announcement rejected");
+        reply(respond, { ok: false, code, message });
+      } finally {
+        this.#inFlight--;
+      }
+    };
+    const onAnnounce = guarded(async (data) => ({ ok: true, result: await this.ingest(parseJson(data), "nats") }));
+    const onUnregister = guarded(async (data) => {
+      const u = await verifyUnregister(parseJson(data), this.#o.directory);
+      const removed = await this.withdraw(u.provider, u.serviceType, u.at);
+      this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
+      return { ok: true, result: removed ? "removed" : "ignored" };
+    });
+    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.register, (d, r) => void onAnnounce(d, r), queue));
+    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.ping, (d, r) => void onAnnounce(d, r), queue));
+    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.unregister, (d, r) => void onUnregister(d, r), queue));
   }
 
   async #buildApp(): Promise<FastifyInstance> {
@@ -174,7 +305,8 @@ export class DiscoveryService {
           response: { 200: Type.Object({ proposals: Type.Array(Item), next_cursor: Type.Union([Type.String(), Type.Null()]) }), 400: ErrorBody },
         },
       },
-      async (req) => {
+      async (req, reply) => {
+        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
         const end = this.#queries.startTimer();
         const { limit, cursor, ...filters } = req.query;
         const filter = parseFilter(filters as Record<string, string | string[]>);
@@ -184,11 +316,12 @@ export class DiscoveryService {
           if (!/^0x[0-9a-f]{40}\/[a-z0-9-]+$/.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
         }
         const page = this.index.query(filter, limit ?? 100, after);
+        // Built from the stored text: the proposals are not parsed and re-serialized per query.
+        const next = page.next === null ? "null" : `"${Buffer.from(page.next).toString("base64url")}"`;
+        const body = `{"proposals":[${page.entries.map((e) => e.json()).join(",")}],"next_cursor":${next}}`;
         end();
-        return {
-          proposals: page.entries.map((e) => ({ signed: e.signed, proposal: e.proposal })),
-          next_cursor: page.next === null ? null : Buffer.from(page.next).toString("base64url"),
-        };
+        // The typed reply wants the object; the schema still documents it (OpenAPI), the text is the same JSON.
+        return reply.type("application/json; charset=utf-8").send(body as never);
       },
     );
 
@@ -202,6 +335,7 @@ export class DiscoveryService {
         },
       },
       async (req, reply) => {
+        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
         const entry = this.index.get(req.params.provider, req.params.serviceType);
         if (!entry) return reply.status(404).send({ code: "NOT_FOUND", message: `no live ${req.params.serviceType} proposal of ${req.params.provider}` });
         return { signed: entry.signed, proposal: entry.proposal };
@@ -212,23 +346,39 @@ export class DiscoveryService {
       "/v1/proposals",
       {
         schema: {
-          summary: "Announce a signed proposal (also forwarded to the other replicas over NATS)",
+          summary: "Announce a signed proposal (written to the shared index every replica serves)",
           body: SignedProposalSchema,
           response: { 200: Type.Object({ result: Type.String() }), 201: Type.Object({ result: Type.String() }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody },
         },
       },
       async (req, reply) => {
+        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
         const result = await this.ingest(req.body, "http");
-        if (result !== "refreshed") this.#o.broker.publish(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(req.body)));
+        // A shared store already gives it to every replica; replicas on their own hear it over NATS.
+        if (result !== "refreshed" && !this.store.shared) this.#o.broker.publish(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(req.body)));
         return reply.status(result === "added" ? 201 : 200).send({ result });
       },
     );
 
-    app.get("/health", { schema: { summary: "Liveness", response: { 200: Type.Object({ status: Type.String(), proposals: Type.Integer(), broker: Type.String() }) } } }, async () => ({
-      status: "ok",
-      proposals: this.index.size,
-      broker: this.#o.broker.status,
-    }));
+    app.get(
+      "/health",
+      {
+        schema: {
+          summary: "Liveness: \"loading\" with the count so far until the whole index is loaded, then \"ok\"",
+          response: { 200: Type.Object({ status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]), proposals: Type.Integer(), broker: Type.String() }) },
+        },
+      },
+      async () => ({ status: this.#ready ? ("ok" as const) : ("loading" as const), proposals: this.index.size, broker: this.#o.broker.status }),
+    );
+
+    app.get(
+      "/ready",
+      { schema: { summary: "Readiness for load balancers: 200 once the whole index is loaded, 503 NOT_READY before", response: { 200: Type.Object({ status: Type.Literal("ready"), proposals: Type.Integer() }), 503: ErrorBody } } },
+      async () => {
+        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
+        return { status: "ready" as const, proposals: this.index.size };
+      },
+    );
 
     app.get("/metrics", { schema: { summary: "Prometheus metrics", hide: false } }, async (_req, reply) => {
       reply.header("content-type", this.metrics.contentType);

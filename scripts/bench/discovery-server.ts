@@ -1,27 +1,24 @@
-import fs from "node:fs";
 import { Broker } from "../../node/broker/broker";
+import { JetStreamProposalStore } from "../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../node/discovery/server";
+import { directoryFromKeysFile } from "../../test/support/discovery";
 
 /**
- * The discovery side of `npm run bench -- discovery`, in its own process: a DiscoveryService whose
- * directory is the bench's identities loaded from a file (a registry cache already warm), so the
- * benchmark measures discovery's own work: parse, verify the signature, index, query.
+ * The discovery side of `npm run bench -- discovery`, in its own process: a replica on the bench's
+ * JetStream bucket whose directory is the bench's identities loaded from a file (a registry cache
+ * already warm), so the benchmark measures discovery's own work. Prints its URL and how long start()
+ * took (connect, load the bucket, ready) once it is ready.
  */
 async function main() {
-  const [natsUrl, keysFile] = process.argv.slice(2);
-  const keys = new Map<string, Uint8Array>(
-    Object.entries(JSON.parse(fs.readFileSync(keysFile, "utf8")) as Record<string, string>).map(([a, k]) => [a.toLowerCase(), Buffer.from(k, "hex")]),
-  );
+  const [natsUrl, keysFile, bucket] = process.argv.slice(2);
   const broker = new Broker({ servers: [natsUrl] });
   await broker.start();
-  const service = new DiscoveryService({
-    broker,
-    directory: { publicKeyOf: async (id) => keys.get(id.toLowerCase()) ?? null },
-    port: 0,
-    ttlMs: 3_600_000,
-  });
+  const store = new JetStreamProposalStore({ servers: [natsUrl], bucket, ttlMs: 3_600_000 });
+  const service = new DiscoveryService({ broker, directory: directoryFromKeysFile(keysFile), port: 0, store, maxServiceTypesPerProvider: 16 });
+  const t0 = performance.now();
   await service.start();
-  process.stdout.write(JSON.stringify({ url: service.url }) + "\n");
+  const readyMs = performance.now() - t0;
+  process.stdout.write(JSON.stringify({ url: service.url, readyMs, proposals: service.index.size }) + "\n");
   process.on("SIGTERM", async () => {
     await service.stop();
     await broker.stop();

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -6,82 +6,87 @@ import { connect } from "nats";
 import { Broker } from "../../node/broker/broker";
 import { DISCOVERY_SUBJECTS } from "../../node/discovery/announcements";
 import { DiscoveryService } from "../../node/discovery/server";
-import { IdentityKey } from "../../node/identity/key";
-import { signProposal, type SignedProposal } from "../../node/proposal/proposal";
-import { makeProposal } from "../../test/support/proposals";
+import { SignatureWorkers, defaultThreads } from "../../node/discovery/signature-workers";
+import { ProviderFleet } from "../../test/support/discovery";
 import { startNatsServer } from "../lib/nats-server";
 import { stopChild } from "../lib/local-chain";
 import { nowMs, round, summarize, writeResults } from "./stats";
 
-const COUNTRIES = ["DE", "US", "FR", "GB", "NL", "JP", "BR", "IN", "CA", "SE"];
-const IP_TYPES = ["residential", "hosting", "mobile", "business"] as const;
-
-/** Verifies and indexes `payloads` one after another on this thread: discovery's cost per core. */
-async function ingestInProcess(keys: IdentityKey[], payloads: Buffer[]) {
-  const publicKeys = new Map(keys.map((k) => [k.address.toLowerCase(), k.publicKey]));
+/**
+ * Verifies and indexes `payloads` in this process (no NATS, no HTTP), `threads` signature threads,
+ * up to 1024 in flight: discovery's own ingest work per core and with every core.
+ */
+async function ingestInProcess(fleet: ProviderFleet, payloads: Buffer[], threads: number) {
+  const workers = new SignatureWorkers(threads);
   // The broker is never started: ingest() does not use it.
-  const service = new DiscoveryService({ broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }), directory: { publicKeyOf: async (id) => publicKeys.get(id.toLowerCase()) ?? null, knownPublicKeyOf: (id) => publicKeys.get(id.toLowerCase()) }, port: 0, ttlMs: 3_600_000 });
+  const service = new DiscoveryService({ broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }), directory: fleet.directory, port: 0, ttlMs: 3_600_000, signatureWorkers: workers });
+  await workers.start();
   const t0 = nowMs();
-  for (const p of payloads) await service.ingest(JSON.parse(p.toString("utf8")), "nats");
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 1024 }, async () => {
+      while (next < payloads.length) await service.ingest(JSON.parse(payloads[next++].toString("utf8")), "nats");
+    }),
+  );
   const seconds = (nowMs() - t0) / 1000;
+  await workers.stop();
   if (service.index.size !== payloads.length) throw new Error(`indexed ${service.index.size} of ${payloads.length}`);
-  return { proposals: payloads.length, seconds: round(seconds), perSecond: Math.round(payloads.length / seconds) };
+  return { threads, proposals: payloads.length, seconds: round(seconds), perSecond: Math.round(payloads.length / seconds) };
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? round(Number(m[1]) / 1024, 1) : NaN;
+}
+
+async function startReplica(natsUrl: string, keysFile: string, bucket: string): Promise<{ child: ChildProcess; url: string; readyMs: number; proposals: number }> {
+  const child = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "discovery-server.ts"), natsUrl, keysFile, bucket], { stdio: ["ignore", "pipe", "inherit"] });
+  const line = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    child.stdout!.on("data", (d) => {
+      buf += d;
+      if (buf.includes("\n")) resolve(buf.split("\n")[0]);
+    });
+    child.once("exit", (code) => reject(new Error(`discovery server exited ${code}`)));
+  });
+  return { child, ...(JSON.parse(line) as { url: string; readyMs: number; proposals: number }) };
 }
 
 /**
- * Ingest rate of signed announcements over NATS and query latency of filtered queries over HTTP
- * (from this process; discovery runs in its own), at 10,000 and 100,000 live proposals.
- * Baseline for the queries: GET /health on the same server in the same run.
+ * Discovery on JetStream: ingest per core and with every core (signature threads), ingest over
+ * NATS into the bucket, query latency of each filter over HTTP at 10k and at the total, RSS of a
+ * replica holding the total, and how long a fresh replica takes to load the bucket and be ready.
+ * Sizes: BENCH_PROPOSALS (default 100000), BENCH_QUERIES (500), BENCH_INGEST (20000, in process).
  */
 export async function benchDiscovery(): Promise<void> {
   const TOTAL = Number(process.env.BENCH_PROPOSALS ?? 100_000);
-  const SERVICES_PER_PROVIDER = 10;
   const QUERIES = Number(process.env.BENCH_QUERIES ?? 500);
-  const providers = Math.ceil(TOTAL / SERVICES_PER_PROVIDER);
+  const INGEST = Math.min(TOTAL, Number(process.env.BENCH_INGEST ?? 20_000));
+  const providers = Math.ceil(TOTAL / 10);
+  const cores = defaultThreads();
 
   console.log(`signing ${TOTAL} proposals of ${providers} providers…`);
-  const keys: IdentityKey[] = Array.from({ length: providers }, () => IdentityKey.generate());
+  const fleet = new ProviderFleet(providers);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "myst-bench-"));
   const keysFile = path.join(tmp, "keys.json");
-  fs.writeFileSync(keysFile, JSON.stringify(Object.fromEntries(keys.map((k) => [k.address, Buffer.from(k.publicKey).toString("hex")]))));
-  const payloads: Buffer[] = [];
-  for (let i = 0; i < TOTAL; i++) {
-    const key = keys[i % providers];
-    const s = Math.floor(i / providers);
-    const signed: SignedProposal = signProposal(
-      key,
-      makeProposal(key, {
-        serviceType: `svc-${s}`,
-        location: { country: COUNTRIES[i % COUNTRIES.length], ipType: IP_TYPES[i % IP_TYPES.length] },
-        price: { perHour: String((i % 100) * 1e15), perGiB: String((i % 37) * 1e15) },
-        bandwidthMbps: (i % 20) * 50,
-      }),
-    );
-    payloads.push(Buffer.from(JSON.stringify(signed)));
-  }
+  fleet.writeKeys(keysFile);
+  const payloads = fleet.sign(TOTAL).map((s) => Buffer.from(JSON.stringify(s)));
 
-  // Discovery's own work per core: the same service, in this process, without NATS or HTTP.
-  const perCore = await ingestInProcess(keys, payloads.slice(0, Math.min(20_000, TOTAL)));
+  console.log(`ingest in process: 1 signature thread, then ${cores}…`);
+  const oneCore = await ingestInProcess(fleet, payloads.slice(0, INGEST), 1);
+  const allCores = await ingestInProcess(fleet, payloads.slice(0, INGEST), cores);
 
   const nats = await startNatsServer();
-  const server = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "discovery-server.ts"), nats.url, keysFile], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const children: ChildProcess[] = [];
   try {
-    const url: string = await new Promise((resolve, reject) => {
-      let buf = "";
-      server.stdout!.on("data", (d) => {
-        buf += d;
-        const line = buf.split("\n")[0];
-        if (buf.includes("\n")) resolve(JSON.parse(line).url);
-      });
-      server.once("exit", (code) => reject(new Error(`discovery server exited ${code}`)));
-    });
+    const first = await startReplica(nats.url, keysFile, "bench");
+    children.push(first.child);
+    const rssEmpty = rssMb(first.child.pid!);
+    const url = first.url;
     const nc = await connect({ servers: nats.url });
-    const health = async () => (await (await fetch(`${url}/health`)).json()) as { proposals: number };
+    const health = async (u = url) => (await (await fetch(`${u}/health`)).json()) as { proposals: number };
 
-    // Publishes with a window of unacknowledged proposals (acknowledged = counted in the index),
-    // so the broker never has to drop messages for a slow subscriber.
+    // Publishes with a window of unacknowledged proposals (acknowledged = counted in the index).
     const WINDOW = 2000;
     async function ingest(from: number, to: number) {
       const t0 = nowMs();
@@ -94,30 +99,39 @@ export async function benchDiscovery(): Promise<void> {
         await new Promise((r) => setTimeout(r, 10));
         const now = (await health()).proposals;
         stalled = now === indexed ? stalled + 1 : 0;
-        if (stalled > 500) throw new Error(`ingest stalled at ${now} of ${to} proposals`);
+        if (stalled > 1000) throw new Error(`ingest stalled at ${now} of ${to} proposals`);
         indexed = now;
       }
       const seconds = (nowMs() - t0) / 1000;
       return { proposals: to - from, seconds: round(seconds), perSecond: Math.round((to - from) / seconds) };
     }
 
-    const someProvider = keys[7].address;
+    const someProvider = fleet.keys[7].address;
     const queries: [string, string][] = [
       ["baseline GET /health", "/health"],
       ["no filter, limit 100", "/v1/proposals?limit=100"],
+      ["no filter, limit 100, a page deep in (cursor)", `/v1/proposals?limit=100&cursor=${Buffer.from(`0x8${"0".repeat(39)}/svc-0`).toString("base64url")}`],
+      ["service_type", "/v1/proposals?service_type=svc-3"],
+      ["country", "/v1/proposals?country=DE"],
+      ["ip_type", "/v1/proposals?ip_type=mobile"],
+      ["metering=hour", "/v1/proposals?metering=hour"],
+      ["max_price_per_hour", "/v1/proposals?max_price_per_hour=5000000000000000"],
+      ["max_price_per_gib", "/v1/proposals?max_price_per_gib=1000000000000000"],
+      ["min_bandwidth", "/v1/proposals?min_bandwidth=900"],
+      ["provider_id", `/v1/proposals?provider_id=${someProvider}`],
       ["service_type + country", "/v1/proposals?service_type=svc-3&country=DE"],
       ["country + ip_type + max price/h + min bandwidth", "/v1/proposals?country=US&ip_type=residential&max_price_per_hour=50000000000000000&min_bandwidth=200"],
-      ["provider_id", `/v1/proposals?provider_id=${someProvider}`],
-      ["matches nothing (full scan)", "/v1/proposals?country=ZZ"],
+      ["selective, no bucket: max price/h 0 + metering=hour (full scan)", "/v1/proposals?max_price_per_hour=0&metering=hour"],
+      ["matches nothing (country bucket empty)", "/v1/proposals?country=ZZ"],
     ];
-    async function measureQueries() {
+    async function measureQueries(u: string) {
       const out: Record<string, ReturnType<typeof summarize> & { results: number }> = {};
       for (const [name, q] of queries) {
         const samples: number[] = [];
         let results = 0;
         for (let i = 0; i < QUERIES + 20; i++) {
           const t = nowMs();
-          const r = await fetch(url + q);
+          const r = await fetch(u + q);
           const body = (await r.json()) as { proposals?: unknown[] };
           if (i >= 20) samples.push(nowMs() - t);
           results = body.proposals?.length ?? 0;
@@ -128,24 +142,60 @@ export async function benchDiscovery(): Promise<void> {
     }
 
     const small = Math.min(10_000, TOTAL);
+    console.log(`ingest over NATS into JetStream: ${small}, then ${TOTAL - small} more…`);
     const ingestSmall = await ingest(0, small);
-    const at10k = await measureQueries();
+    const at10k = await measureQueries(url);
     const ingestRest = await ingest(small, TOTAL);
-    const at100k = await measureQueries();
     await nc.drain();
+    const rssIngesting = rssMb(first.child.pid!);
 
-    const rows: string[][] = [["measure", "at 10k p50 ms", "at 10k p99 ms", `at ${TOTAL / 1000}k p50 ms`, `at ${TOTAL / 1000}k p99 ms`, `p99 / baseline at ${TOTAL / 1000}k`]];
-    const base = at100k["baseline GET /health"].p99;
+    console.log("a fresh replica loads the bucket…");
+    const t0 = nowMs();
+    const fresh = await startReplica(nats.url, keysFile, "bench");
+    const freshWallMs = nowMs() - t0;
+    children.push(fresh.child);
+    if (fresh.proposals !== TOTAL) throw new Error(`the fresh replica was ready with ${fresh.proposals} of ${TOTAL}`);
+    const rssFresh = rssMb(fresh.child.pid!);
+    // Queries at the total on the fresh replica (the ingesting one carries ingest garbage).
+    const atTotal = await measureQueries(fresh.url);
+    const rssAfterQueries = rssMb(fresh.child.pid!);
+
+    const k = TOTAL >= 1000 ? `${TOTAL / 1000}k` : String(TOTAL);
+    const rows: string[][] = [["measure", "at 10k p50 ms", "at 10k p99 ms", `at ${k} p50 ms`, `at ${k} p99 ms`, `results at ${k}`]];
     for (const [name] of queries) {
       const a = at10k[name];
-      const b = at100k[name];
-      rows.push([`${name} (${b.results} results)`, String(a.p50), String(a.p99), String(b.p50), String(b.p99), `${round(b.p99 / base, 2)}×`]);
+      const b = atTotal[name];
+      rows.push([name, String(a.p50), String(a.p99), String(b.p50), String(b.p99), String(b.results)]);
     }
-    rows.push(["ingest over NATS (proposals/s, one process)", String(ingestSmall.perSecond), "", String(ingestRest.perSecond), "", ""]);
-    rows.push([`ingest in process, one core, no NATS (proposals/s, first ${perCore.proposals})`, String(perCore.perSecond), "", "", "", ""]);
-    writeResults("discovery", { ingest: { first10k: ingestSmall, rest: ingestRest, inProcessOneCore: perCore }, queriesAt10k: at10k, queriesAtTotal: at100k, total: TOTAL, targets: "ingest ≥ 2000/s per core; p99 ≤ 10 ms at 100k" }, rows);
+    const memory = {
+      rssEmptyMb: rssEmpty,
+      rssIngestingReplicaMb: rssIngesting,
+      rssFreshReplicaMb: rssFresh,
+      rssFreshAfterQueriesMb: rssAfterQueries,
+      bytesPerProposalTotalRss: Math.round((rssAfterQueries * 1024 * 1024) / TOTAL),
+      bytesPerProposalAboveEmpty: Math.round(((rssAfterQueries - rssEmpty) * 1024 * 1024) / TOTAL),
+    };
+    const ready = { proposals: TOTAL, startMs: round(fresh.readyMs, 1), fromSpawnMs: round(freshWallMs, 1) };
+    rows.push([`ingest in process, 1 signature thread (proposals/s, ${INGEST})`, String(oneCore.perSecond), "", "", "", ""]);
+    rows.push([`ingest in process, ${cores} signature threads (proposals/s, ${INGEST})`, String(allCores.perSecond), "", `speed-up ${round(allCores.perSecond / oneCore.perSecond, 2)}×`, "", ""]);
+    rows.push(["ingest over NATS into JetStream (proposals/s, one replica)", String(ingestSmall.perSecond), "", String(ingestRest.perSecond), "", ""]);
+    rows.push([`RSS of a replica holding ${k} (MB; empty ${rssEmpty})`, "", "", String(rssAfterQueries), "", `${memory.bytesPerProposalTotalRss} B/proposal (${memory.bytesPerProposalAboveEmpty} above empty)`]);
+    rows.push([`fresh replica ready with ${k} (ms: start(); from spawn incl. ts-node)`, "", "", String(ready.startMs), String(ready.fromSpawnMs), ""]);
+    writeResults(
+      "discovery",
+      {
+        ingest: { inProcessOneThread: oneCore, inProcessAllThreads: { ...allCores, speedup: round(allCores.perSecond / oneCore.perSecond, 2) }, overNats: { first10k: ingestSmall, rest: ingestRest } },
+        queriesAt10k: at10k,
+        queriesAtTotal: atTotal,
+        memory,
+        freshReplicaReady: ready,
+        total: TOTAL,
+        targets: "speed-up ≥ 1.8× on 2 cores; p99 ≤ 10 ms at 100k for every filter; ≤ 1.5 KB per proposal; fresh replica ready ≤ 3 s at 100k",
+      },
+      rows,
+    );
   } finally {
-    await stopChild(server);
+    for (const c of children) await stopChild(c);
     await nats.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -1,41 +1,82 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { connect } from "nats";
 import { freePort, stopChild } from "./local-chain";
 
 export interface NatsServer {
   url: string;
   port: number;
+  /**
+   * Where other servers join this one: the route port of a cluster member (startNatsCluster), the
+   * leaf-node port of a standalone server (nats-server 2.9 runs JetStream either standalone or in a
+   * cluster with configured routes, never a cluster of one; a standalone server is extended by leaf nodes).
+   */
   clusterPort: number;
+  /** JetStream's store directory (temporary; removed by stop()). Unset for a leaf node. */
+  storeDir?: string;
   pid: number;
-  stop(): Promise<void>;
-  /** Starts it again on the same ports (after stop). */
+  /** Stops the process and removes its temporary store directory (unless `keepStore`). */
+  stop(options?: { keepStore?: boolean }): Promise<void>;
+  /** Starts it again on the same ports and store directory (after stop). */
   restart(): Promise<void>;
 }
 
 export interface NatsServerOptions {
-  /** Routes to other servers' cluster ports, to form a cluster. */
+  /**
+   * Other servers' `clusterPort`s to join. A server started with routes (and no `cluster`) is a
+   * leaf node of those standalone servers, without JetStream of its own: its clients reach the
+   * same subjects and the same JetStream.
+   */
   routes?: number[];
   /** Reuse these ports (e.g. to restart). */
   port?: number;
   clusterPort?: number;
-  /** Serve the HTTP monitoring endpoints (/connz, /subsz) on this loopback port. */
+  /** Serve the HTTP monitoring endpoints (/connz, /subsz, /jsz) on this loopback port. */
   monitorPort?: number;
+  /** JetStream (with a temporary store directory). Default true, except for a leaf node. */
+  jetstream?: boolean;
+  /** Member of a JetStream cluster: its name in the cluster and every member's route port (its own included). */
+  cluster?: { serverName: string; routePorts: number[] };
 }
 
 export const NATS_SERVER_BIN = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
 
-/** Starts a real nats-server on 127.0.0.1 (and a cluster listener, also on loopback). */
+const leftovers = new Set<string>();
+process.once("exit", () => {
+  for (const dir of leftovers) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts a real nats-server on 127.0.0.1, with JetStream in a temporary store directory. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   if (!NATS_SERVER_BIN) throw new Error("nats-server is not installed (run scripts/install.sh)");
   const port = options.port ?? (await freePort());
   const clusterPort = options.clusterPort ?? (await freePort());
+  const leaf = !options.cluster && (options.routes?.length ?? 0) > 0;
+  const jetstream = options.jetstream ?? !leaf;
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "myst-nats-"));
+  leftovers.add(home);
+  const storeDir = jetstream ? path.join(home, "jetstream") : undefined;
+  const lines = [`listen: "127.0.0.1:${port}"`, `server_name: ${JSON.stringify(options.cluster?.serverName ?? `myst-${port}`)}`];
+  if (options.monitorPort) lines.push(`http: "127.0.0.1:${options.monitorPort}"`);
+  if (storeDir) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
+  if (options.cluster) {
+    const routes = options.cluster.routePorts.filter((p) => p !== clusterPort).map((p) => JSON.stringify(`nats://127.0.0.1:${p}`));
+    lines.push(`cluster { name: "myst", listen: "127.0.0.1:${clusterPort}", routes: [${routes.join(", ")}] }`);
+  } else if (leaf) {
+    const remotes = options.routes!.map((p) => `{ url: ${JSON.stringify(`nats://127.0.0.1:${p}`)} }`);
+    lines.push(`leafnodes { listen: "127.0.0.1:${clusterPort}", remotes: [${remotes.join(", ")}] }`);
+  } else {
+    lines.push(`leafnodes { listen: "127.0.0.1:${clusterPort}" }`);
+  }
+  const configFile = path.join(home, "nats.conf");
+  fs.writeFileSync(configFile, lines.join("\n") + "\n");
+
   let child: ChildProcess;
   const launch = async () => {
-    const args = ["-a", "127.0.0.1", "-p", String(port), "--cluster", `nats://127.0.0.1:${clusterPort}`, "--cluster_name", "myst"];
-    if (options.monitorPort) args.push("-m", String(options.monitorPort));
-    if (options.routes?.length) args.push("--routes", options.routes.map((p) => `nats://127.0.0.1:${p}`).join(","));
-    child = spawn(NATS_SERVER_BIN!, args, { stdio: ["ignore", "ignore", "pipe"] });
+    child = spawn(NATS_SERVER_BIN!, ["-c", configFile], { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.resume();
     await waitForPort(port, 10_000, child);
   };
@@ -44,12 +85,62 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     url: `nats://127.0.0.1:${port}`,
     port,
     clusterPort,
+    storeDir,
     get pid() {
       return child.pid!;
     },
-    stop: () => stopChild(child),
-    restart: launch,
+    stop: async ({ keepStore = false } = {}) => {
+      await stopChild(child);
+      if (!keepStore) {
+        fs.rmSync(home, { recursive: true, force: true });
+        leftovers.delete(home);
+      }
+    },
+    restart: async () => {
+      if (!fs.existsSync(configFile)) {
+        fs.mkdirSync(home, { recursive: true });
+        fs.writeFileSync(configFile, lines.join("\n") + "\n");
+        leftovers.add(home);
+      }
+      await launch();
+    },
   };
+}
+
+/**
+ * Starts `size` JetStream servers on loopback that route to each other (cluster "myst"), and
+ * waits until JetStream has a meta leader (a few seconds: the servers elect one).
+ */
+export async function startNatsCluster(size = 3): Promise<NatsServer[]> {
+  const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const servers = await Promise.all(routePorts.map((clusterPort, i) => startNatsServer({ clusterPort, cluster: { serverName: `myst-${i + 1}`, routePorts } })));
+  try {
+    await waitForJetStream(servers.map((s) => s.url));
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw err;
+  }
+  return servers;
+}
+
+/** Resolves once JetStream answers account info through `servers` (a cluster elects its meta leader first). */
+export async function waitForJetStream(servers: string[], timeoutMs = 30_000): Promise<void> {
+  const nc = await connect({ servers });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const jsm = await nc.jetstreamManager({ timeout: 1000 });
+        await jsm.getAccountInfo();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`JetStream not ready within ${timeoutMs} ms: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  } finally {
+    await nc.close();
+  }
 }
 
 async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {

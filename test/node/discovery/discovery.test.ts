@@ -2,7 +2,9 @@ import { expect } from "chai";
 import { Broker } from "../../../node/broker/broker";
 import { ProposalAnnouncer } from "../../../node/discovery/announcer";
 import { DiscoveryClient } from "../../../node/discovery/client";
+import { JetStreamProposalStore } from "../../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../../node/discovery/server";
+import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { IdentityKey } from "../../../node/identity/key";
 import { signProposal, type Proposal } from "../../../node/proposal/proposal";
 import { TestNetwork } from "../../support/network";
@@ -15,6 +17,11 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   const brokers: Broker[] = [];
   let discovery: DiscoveryService;
   let providers: IdentityKey[];
+  // One pool of signature threads for every replica of this file (each would start its own).
+  const workers = new SignatureWorkers(2);
+  // Each test gets its own JetStream bucket; replicas of one test share it.
+  let bucket = "";
+  let buckets = 0;
 
   async function broker() {
     const b = new Broker({ servers: [net.nats.url] });
@@ -24,7 +31,8 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   }
 
   async function replica(ttlMs = 60_000) {
-    const d = new DiscoveryService({ broker: await broker(), directory: net.registry, port: 0, ttlMs });
+    const store = new JetStreamProposalStore({ servers: [net.nats.url], bucket, ttlMs });
+    const d = new DiscoveryService({ broker: await broker(), directory: net.registry, port: 0, store, signatureWorkers: workers });
     await d.start();
     return d;
   }
@@ -42,12 +50,15 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   const ids = (body: { proposals: { proposal: Proposal }[] }) => body.proposals.map((p) => p.proposal.provider).sort();
 
   before(async function () {
-    await net.start();
+    await Promise.all([net.start(), workers.start()]);
     providers = [];
     for (let i = 0; i < 5; i++) providers.push(await net.registeredIdentity());
   });
-  after(async () => net.stop());
-  beforeEach(async () => (discovery = await replica()));
+  after(async () => Promise.all([net.stop(), workers.stop()]));
+  beforeEach(async () => {
+    bucket = `discovery-test-${++buckets}`;
+    discovery = await replica();
+  });
   afterEach(async function () {
     await discovery.stop();
     await Promise.all(brokers.splice(0).map((b) => b.stop()));
@@ -203,6 +214,7 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   });
 
   it("drops a proposal that is not pinged within the TTL", async function () {
+    bucket = `discovery-test-short-ttl`;
     const short = await replica(300);
     const r = await post(signProposal(providers[1], makeProposal(providers[1])), short);
     expect(r.status).to.equal(201);
@@ -211,7 +223,7 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
     await short.stop();
   });
 
-  it("keeps a second replica on the same NATS in step, for NATS announcements and HTTP posts", async function () {
+  it("keeps a second replica on the same store in step, for NATS announcements and HTTP posts", async function () {
     const second = await replica();
     try {
       const announcer = new ProposalAnnouncer({ broker: await broker(), key: providers[2], proposal: () => makeProposal(providers[2], { serviceType: "openvpn" }), pingMs: 5000 });

@@ -1,0 +1,195 @@
+import { connect, StorageType, type KV, type KvEntry, type NatsConnection, type NatsError } from "nats";
+import { silentLogger, type Logger } from "../log/logger";
+import { decodeRecord, encodeRecord, type StoredRecord } from "./record";
+import { ProposalStoreError, type ProposalStore, type StoreChange } from "./store";
+
+export interface JetStreamStoreOptions {
+  /** NATS server URLs (the cluster's; the client fails over between them). */
+  servers: string[];
+  /** Key-value bucket. Default "myst-proposals". */
+  bucket?: string;
+  /** TTL of a bucket this replica creates; a bucket that exists keeps its own. Default 90 s. */
+  ttlMs?: number;
+  /** Copies of the bucket in a JetStream cluster (1, 3 or 5; at most the cluster's size). Default 1. */
+  replicas?: number;
+  /** How long to keep trying to reach JetStream at start (a new cluster elects its leader first). Default 30 s. */
+  startTimeoutMs?: number;
+  /** Time allowed for one write's acknowledgement. Default 5 s. */
+  writeTimeoutMs?: number;
+  log?: Logger;
+}
+
+/** NATS JetStream's "wrong last sequence": the key moved since the revision we wrote against. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/**
+ * The proposal index in a NATS JetStream key-value bucket (adapter): one key per provider and
+ * service type (`<provider>.<service type>`), history 1, the bucket's max age as the TTL. Writes
+ * carry the revision they replace, so replicas never overwrite each other's newer decision.
+ */
+export class JetStreamProposalStore implements ProposalStore {
+  readonly shared = true;
+  readonly #o: JetStreamStoreOptions;
+  readonly #log: Logger;
+  #nc?: NatsConnection;
+  #kv?: KV;
+  #ttlMs: number;
+  #stopped = false;
+  #watcher?: { stop(): void };
+
+  constructor(options: JetStreamStoreOptions) {
+    this.#o = options;
+    this.#log = options.log ?? silentLogger;
+    this.#ttlMs = options.ttlMs ?? 90_000;
+  }
+
+  get bucket(): string {
+    return this.#o.bucket ?? "myst-proposals";
+  }
+
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+
+  async start(): Promise<void> {
+    try {
+      this.#nc = await connect({ servers: this.#o.servers, name: "myst-discovery-store", reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    } catch (err) {
+      throw new ProposalStoreError("STORE_UNAVAILABLE", `no NATS server answered at ${this.#o.servers.join(", ")}`, { cause: err });
+    }
+    const deadline = Date.now() + (this.#o.startTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        this.#kv = await this.#nc.jetstream().views.kv(this.bucket, {
+          ttl: this.#ttlMs,
+          history: 1,
+          replicas: this.#o.replicas ?? 1,
+          storage: StorageType.File,
+          timeout: this.#o.writeTimeoutMs ?? 5000,
+        });
+        const status = await this.#kv.status();
+        if (status.ttl > 0) this.#ttlMs = status.ttl;
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          await this.#nc.close();
+          throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable (is nats-server running with -js?): ${(err as Error).message}`, { cause: err });
+        }
+        this.#log.info({ err: (err as Error).message }, "waiting for JetStream");
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  async watch(onChange: (change: StoreChange) => void): Promise<void> {
+    const kv = this.#kvOrThrow();
+    // What "loaded" means, fixed before watching: every value the bucket held then. (nats.js's own
+    // initializedFn can fire at once when a consumer is created during a leader change.)
+    const state = (await this.#retry(() => kv.status())).streamInfo.state;
+    let received = 0;
+    let last = 0;
+    let loaded!: () => void;
+    let done = state.messages === 0;
+    const initial = new Promise<void>((resolve) => (loaded = resolve));
+    if (done) loaded();
+    const run = async (resumeFrom: number) => {
+      const iter = await kv.watch(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : {});
+      this.#watcher = iter;
+      for await (const e of iter) {
+        last = e.revision;
+        received++;
+        const change = this.#change(e);
+        if (change) onChange(change);
+        if (!done && (received >= state.messages || (e.delta === 0 && e.revision >= state.last_seq))) {
+          done = true;
+          loaded();
+        }
+      }
+    };
+    const loop = async () => {
+      while (!this.#stopped) {
+        try {
+          await run(last > 0 ? last + 1 : 0);
+        } catch (err) {
+          if (!this.#stopped) this.#log.warn({ err: (err as Error).message }, "bucket watch ended; watching again");
+        }
+        if (!this.#stopped) await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    void loop();
+    await initial;
+  }
+
+  /** Retries what JetStream times out on while a cluster elects a leader, up to the start timeout. */
+  async #retry<T>(f: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.#o.startTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        return await f();
+      } catch (err) {
+        if (Date.now() > deadline || this.#stopped) throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable: ${(err as Error).message}`, { cause: err });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  async write(key: string, record: StoredRecord, revision: number): Promise<{ revision: number; storedAt: number } | "conflict"> {
+    const kv = this.#kvOrThrow();
+    const k = bucketKey(key);
+    const value = encodeRecord(record);
+    try {
+      const written = revision === 0 ? await kv.create(k, value) : await kv.update(k, value, revision);
+      return { revision: written, storedAt: Date.now() };
+    } catch (err) {
+      if ((err as NatsError).api_error?.err_code === WRONG_LAST_SEQUENCE) return "conflict";
+      throw new ProposalStoreError("STORE_UNAVAILABLE", `could not write ${key} to ${this.bucket}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async read(key: string): Promise<StoreChange> {
+    const kv = this.#kvOrThrow();
+    let e: KvEntry | null;
+    try {
+      e = await kv.get(bucketKey(key));
+    } catch (err) {
+      throw new ProposalStoreError("STORE_UNAVAILABLE", `could not read ${key} from ${this.bucket}: ${(err as Error).message}`, { cause: err });
+    }
+    return (e && this.#change(e)) ?? { key, record: null, revision: 0, storedAt: 0 };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#watcher?.stop();
+    const nc = this.#nc;
+    this.#nc = undefined;
+    if (nc && !nc.isClosed()) await nc.close();
+  }
+
+  #change(e: KvEntry): StoreChange | undefined {
+    const key = indexKeyOf(e.key);
+    if (!key) return undefined;
+    const storedAt = e.created.getTime();
+    if (e.operation !== "PUT") return { key, record: null, revision: e.revision, storedAt };
+    try {
+      return { key, record: decodeRecord(e.value), revision: e.revision, storedAt };
+    } catch (err) {
+      this.#log.warn({ key: e.key, err: (err as Error).message }, "ignoring a bucket value this version cannot read");
+      return undefined;
+    }
+  }
+
+  #kvOrThrow(): KV {
+    if (!this.#kv || !this.#nc || this.#nc.isClosed()) throw new ProposalStoreError("STORE_UNAVAILABLE", "the proposal store is not started");
+    return this.#kv;
+  }
+}
+
+/** `0xabc…/openvpn` → `0xabc….openvpn` (a KV key is a subject: dots separate tokens). */
+function bucketKey(indexKey: string): string {
+  return indexKey.replace("/", ".");
+}
+
+function indexKeyOf(bucketKey: string): string | undefined {
+  const m = /^(0x[0-9a-f]{40})\.([a-z][a-z0-9-]{0,31})$/.exec(bucketKey);
+  return m ? `${m[1]}/${m[2]}` : undefined;
+}

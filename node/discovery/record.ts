@@ -1,0 +1,79 @@
+import { MystError } from "../errors/MystError";
+import type { Proposal, SignedProposal } from "../proposal/proposal";
+
+/**
+ * What the shared index stores per (provider, service type): the live proposal as its provider
+ * signed it, or the withdrawal that ended it. Written only by a replica that verified it, so a
+ * replica loading the bucket trusts it (and consumers re-verify every proposal anyway).
+ *
+ * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
+ * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
+ *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps]\n0x<sig>\n<proposal text>
+ *   ["w", at]
+ */
+export type StoredRecord = StoredProposal | StoredWithdrawal;
+
+export interface StoredProposal {
+  kind: "proposal";
+  createdAt: number;
+  expiresAt: number;
+  country: string;
+  ipType: string;
+  perHour: string;
+  perGiB: string;
+  bandwidthMbps: number;
+  signature: string;
+  text: string;
+}
+
+export interface StoredWithdrawal {
+  kind: "withdrawal";
+  /** Nothing created up to this time comes back. */
+  at: number;
+}
+
+export function proposalRecord(signed: SignedProposal, p: Proposal): StoredProposal {
+  return {
+    kind: "proposal",
+    createdAt: p.createdAt,
+    expiresAt: p.expiresAt,
+    country: p.location.country,
+    ipType: p.location.ipType,
+    perHour: p.price.perHour,
+    perGiB: p.price.perGiB,
+    bandwidthMbps: p.bandwidthMbps,
+    signature: signed.signature,
+    text: signed.proposal,
+  };
+}
+
+export function encodeRecord(r: StoredRecord): Uint8Array {
+  if (r.kind === "withdrawal") return Buffer.from(JSON.stringify(["w", r.at]));
+  const header = JSON.stringify(["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps]);
+  return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
+}
+
+export class RecordFormatError extends MystError {
+  constructor(message: string) {
+    super("RECORD_MALFORMED", message);
+  }
+}
+
+/** Decodes a value of the bucket; throws RecordFormatError for anything this version did not write. */
+export function decodeRecord(value: Uint8Array): StoredRecord {
+  const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
+  const nl = text.indexOf("\n");
+  let header: unknown;
+  try {
+    header = JSON.parse(nl < 0 ? text : text.slice(0, nl));
+  } catch {
+    throw new RecordFormatError("record header is not JSON");
+  }
+  if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
+  if (header[0] === "w" && typeof header[1] === "number") return { kind: "withdrawal", at: header[1] };
+  if (header[0] !== "p" || header.length !== 8 || nl < 0) throw new RecordFormatError("unknown record kind");
+  const nl2 = text.indexOf("\n", nl + 1);
+  if (nl2 < 0) throw new RecordFormatError("record has no signed text");
+  const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps] = header;
+  return { kind: "proposal", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1) };
+}

@@ -1,0 +1,146 @@
+import os from "node:os";
+import path from "node:path";
+import { Worker } from "node:worker_threads";
+import { MystError } from "../errors/MystError";
+import { recoverClaimedSigner, verifyBytes, type SignerCheck, type SignerDirectory } from "../identity/protocol-signature";
+
+/** Sent to a worker: check `signature` over `bytes` against `known`, or recover the signer claimed. */
+export interface SignatureTask {
+  id: number;
+  claimed: string;
+  bytes: Uint8Array;
+  signature: Uint8Array;
+  known?: Uint8Array;
+}
+
+export type SignatureResult = { id: number; valid: boolean } | { id: number; recovered: Uint8Array | null };
+
+export class SignatureWorkersError extends MystError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("VERIFIER_FAILED", message, options);
+  }
+}
+
+/** Tasks sent to one worker in one message: enough to amortize the message, few enough to spread. */
+const BATCH = 32;
+
+/**
+ * A pool of worker threads that check signatures (node:worker_threads), so discovery's ingest uses
+ * every core: the same contract as `checkSigner` (known key first, else recover and ask the
+ * registry), with the curve work off the main thread. `threads: 0` checks on the calling thread.
+ */
+export class SignatureWorkers {
+  readonly threads: number;
+  #workers: { worker: Worker; pending: number; ready: Promise<void> }[] = [];
+  #queue: { task: SignatureTask; resolve: (r: SignatureResult) => void; reject: (e: Error) => void }[] = [];
+  readonly #waiting = new Map<number, { resolve: (r: SignatureResult) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #scheduled = false;
+  #users = 0;
+
+  constructor(threads = defaultThreads()) {
+    this.threads = Math.max(0, Math.floor(threads));
+  }
+
+  /** Starts the threads (reference-counted: a pool may serve several services; each stop() releases one). */
+  async start(): Promise<void> {
+    this.#users++;
+    if (this.#workers.length > 0 || this.threads === 0) return;
+    for (let i = 0; i < this.threads; i++) {
+      const worker = spawnWorker();
+      worker.unref();
+      const slot = { worker, pending: 0, ready: Promise.resolve() };
+      slot.ready = new Promise<void>((resolve, reject) => {
+        const onMessage = (m: unknown) => {
+          if (m === "ready") return resolve();
+          for (const r of m as SignatureResult[]) {
+            slot.pending--;
+            const w = this.#waiting.get(r.id);
+            this.#waiting.delete(r.id);
+            w?.resolve(r);
+          }
+          this.#pump();
+        };
+        worker.on("message", onMessage);
+        worker.once("error", (err) => {
+          reject(err);
+          this.#failAll(new SignatureWorkersError(`a signature worker failed: ${err.message}`, { cause: err }));
+        });
+      });
+      this.#workers.push(slot);
+    }
+    await Promise.all(this.#workers.map((w) => w.ready));
+  }
+
+  async stop(): Promise<void> {
+    if (--this.#users > 0) return;
+    this.#users = 0;
+    const workers = this.#workers.splice(0);
+    this.#failAll(new SignatureWorkersError("the signature pool stopped"));
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+  }
+
+  /** `checkSigner` with the curve work in a worker thread. */
+  async checkSigner(claimed: string, bytes: Uint8Array, signature: Uint8Array, directory: SignerDirectory): Promise<SignerCheck> {
+    const known = directory.knownPublicKeyOf?.(claimed);
+    const r = await this.#run({ id: 0, claimed, bytes, signature, known });
+    if ("valid" in r) return r.valid ? { publicKey: known! } : { fail: "bad-signature" };
+    if (!r.recovered) return { fail: "bad-signature" };
+    const recovered = Buffer.from(r.recovered);
+    const registered = await directory.publicKeyOf(claimed);
+    if (!registered) return { fail: "unregistered" };
+    return recovered.equals(Buffer.from(registered)) ? { publicKey: registered } : { fail: "bad-signature" };
+  }
+
+  #run(task: SignatureTask): Promise<SignatureResult> {
+    task.id = this.#nextId++;
+    if (this.threads === 0 || this.#workers.length === 0) return Promise.resolve(checkHere(task));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ task, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
+      }
+    });
+  }
+
+  /** Hands queued tasks to the least busy workers, a batch at a time, keeping about two batches in flight per worker. */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const slot = this.#workers.reduce((a, b) => (b.pending < a.pending ? b : a), this.#workers[0]);
+      if (!slot || slot.pending >= 2 * BATCH) return;
+      const batch = this.#queue.splice(0, BATCH);
+      for (const b of batch) this.#waiting.set(b.task.id, b);
+      slot.pending += batch.length;
+      slot.worker.postMessage(batch.map((b) => b.task));
+    }
+  }
+
+  #failAll(err: Error): void {
+    for (const q of this.#queue.splice(0)) q.reject(err);
+    for (const w of this.#waiting.values()) w.reject(err);
+    this.#waiting.clear();
+  }
+}
+
+function checkHere(t: SignatureTask): SignatureResult {
+  if (t.known) return { id: t.id, valid: verifyBytes(t.known, t.bytes, t.signature) };
+  return { id: t.id, recovered: recoverClaimedSigner(t.claimed, t.bytes, t.signature) };
+}
+
+export function defaultThreads(): number {
+  return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+}
+
+/** The worker runs the compiled .js next to this file, or the .ts through ts-node (tests, scripts). */
+function spawnWorker(): Worker {
+  if (__filename.endsWith(".ts")) {
+    const file = path.join(__dirname, "signature-worker.ts");
+    const tsNode = require.resolve("ts-node");
+    return new Worker(`require(${JSON.stringify(tsNode)}).register({ transpileOnly: true }); require(${JSON.stringify(file)});`, { eval: true });
+  }
+  return new Worker(path.join(__dirname, "signature-worker.js"));
+}
