@@ -15,7 +15,7 @@ import { ProviderFleet } from "../../support/discovery";
 import { startNatsServer, type NatsServer } from "../../support/network";
 import { makeProposal } from "../../support/proposals";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
 type Json = any;
 
 /** A store whose initial load delivers what it holds and then waits until `release()`. */
