@@ -207,7 +207,7 @@ export class ApiServer {
       { schema: { summary: "Connect to a provider (by id, or the cheapest matching the filters)", tags: ["consumer"], body: S.ConnectBody, response: { 201: S.ConnectionView, ...errors(400, 401, 404, 409, 422, 502, 504) } } },
       async (req, reply) => {
         const b = req.body;
-        const wei = (v: string | undefined, name: string) => (v === undefined ? undefined : mystToWei(v, name));
+        const wei = (v: string | undefined, name: string) => (v === undefined ? undefined : mystToWei(v, name).toString());
         const status = await daemon.connect({
           provider: b.provider,
           serviceType: b.serviceType,
@@ -238,7 +238,7 @@ export class ApiServer {
     app.post(
       "/v1/channels/:provider/topup",
       { schema: { summary: "Deposit MYST into the channel with a provider", tags: ["payments"], params: S.ProviderParams, body: S.TopUpBody, response: { 200: S.TopUpResult, ...errors(400, 401, 422, 502) } } },
-      async (req) => daemon.topUp(req.params.provider, BigInt(mystToWei(req.body.amount, "amount"))),
+      async (req) => daemon.topUp(req.params.provider, mystToWei(req.body.amount, "amount")),
     );
     app.post(
       "/v1/channels/:provider/withdrawal",
@@ -262,8 +262,8 @@ function offerOf(o: S.StartServiceBody["offer"]): OfferJson {
     ...(o?.asn !== undefined ? { asn: o.asn } : {}),
     ...(o?.isp ? { isp: o.isp } : {}),
     ipType: o?.ipType ?? "unknown",
-    pricePerHourWei: mystToWei(o?.pricePerHour ?? DEFAULT_PRICE.perHour, "offer.pricePerHour"),
-    pricePerGiBWei: mystToWei(o?.pricePerGiB ?? DEFAULT_PRICE.perGiB, "offer.pricePerGiB"),
+    pricePerHourWei: mystToWei(o?.pricePerHour ?? DEFAULT_PRICE.perHour, "offer.pricePerHour").toString(),
+    pricePerGiBWei: mystToWei(o?.pricePerGiB ?? DEFAULT_PRICE.perGiB, "offer.pricePerGiB").toString(),
     bandwidthMbps: o?.bandwidthMbps ?? 100,
   };
 }

@@ -74,8 +74,8 @@ export function proposalsCommand(context: Ctx): Command {
         country: opts.country,
         ip_type: opts.ipType,
         metering: opts.metering,
-        max_price_per_hour: opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour"),
-        max_price_per_gib: opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib"),
+        max_price_per_hour: opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour").toString(),
+        max_price_per_gib: opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib").toString(),
         min_bandwidth: opts.minBandwidth,
         provider_id: opts.providerId,
       });

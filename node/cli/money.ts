@@ -46,7 +46,7 @@ export function channelsCommand(context: Ctx): Command {
   identityOptions(channels.command("topup").argument("<provider>").argument("<myst>", "amount of MYST to deposit").description("deposit MYST into the channel with a provider (spends from the identity's balance)")).action(
     async (p: string, amount: string, opts, cmd: Command) => {
       const ctx = context(cmd);
-      const wei = BigInt(mystToWei(amount, "<myst>"));
+      const wei = mystToWei(amount, "<myst>");
       if (wei === 0n) throw new MystError("BAD_AMOUNT", "deposit a positive amount");
       const daemon = ctx.daemon();
       let r: { depositedWei: string; txHash: string; gasUsed: string };

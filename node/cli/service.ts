@@ -88,8 +88,8 @@ export function parseOffer(opts: Record<string, string | undefined>): Offer {
     asn,
     isp: opts.isp,
     ipType: opts.ipType as IpType,
-    pricePerHour: BigInt(mystToWei(opts.pricePerHour ?? "0", "--price-per-hour")),
-    pricePerGiB: BigInt(mystToWei(opts.pricePerGib ?? "0", "--price-per-gib")),
+    pricePerHour: mystToWei(opts.pricePerHour ?? "0", "--price-per-hour"),
+    pricePerGiB: mystToWei(opts.pricePerGib ?? "0", "--price-per-gib"),
     bandwidthMbps: bandwidth,
   };
 }

@@ -1,4 +1,5 @@
 import { MystError } from "../errors/MystError";
+import { parseUnits } from "ethers";
 
 export const GIB = 1n << 30n;
 export const HOUR_MS = 3_600_000n;
@@ -26,10 +27,9 @@ export function priceFromProposal(p: { price: { perHour: string; perGiB: string 
 }
 
 /** MYST (decimal, e.g. "0.05") → wei string, with an error naming where the amount came from. */
-export function mystToWei(value: string, name: string): string {
-  if (!/^\d+(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_AMOUNT", `${name} "${value}" is not an amount of MYST (e.g. 0.05)`);
-  const [whole, fraction = ""] = value.split(".");
-  return (BigInt(whole) * 10n ** 18n + BigInt(fraction.padEnd(18, "0"))).toString();
+export function mystToWei(value: string, name: string): bigint {
+  if (!/^\d{1,20}(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_AMOUNT", `${name} "${value}" is not an amount of MYST (e.g. 0.05)`);
+  return parseUnits(value, 18);
 }
 
 /** The price of an offer when its seller names none, in MYST. */

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { GIB, priceOf } from "../../../node/payments/price";
+import { GIB, mystToWei, priceOf } from "../../../node/payments/price";
 
 const E18 = 10n ** 18n;
 
@@ -34,5 +34,14 @@ describe("payments: price = per hour × time + per GiB × bytes, in wei", functi
   it("refuses negative usage or prices", function () {
     expect(() => priceOf({ perHour: 1n, perGiB: 1n }, { ms: -1n, bytes: 0n })).to.throw(/negative/);
     expect(() => priceOf({ perHour: -1n, perGiB: 1n }, { ms: 1n, bytes: 0n })).to.throw(/negative/);
+  });
+});
+
+describe("amounts of MYST made once at the edge", function () {
+  it("parses MYST into wei as a bigint, and names a bad amount", function () {
+    expect(mystToWei("0.05", "--price")).to.equal(50_000_000_000_000_000n);
+    expect(mystToWei("12", "--price")).to.equal(12n * 10n ** 18n);
+    expect(mystToWei("0.000000000000000001", "--price")).to.equal(1n);
+    for (const bad of ["-1", "1e3", "0.0000000000000000001", "", "0x10"]) expect(() => mystToWei(bad, "--price")).to.throw(/--price ".*" is not an amount of MYST/);
   });
 });
