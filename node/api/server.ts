@@ -197,6 +197,7 @@ export class ApiServer {
           netns: b.netns,
           killSwitch: b.killSwitch,
           allowLan: b.allowLan,
+          reconnect: b.reconnect,
         });
         return reply.status(201).send(status);
       },
