@@ -120,6 +120,13 @@ export const ConnectBody = Type.Object(
           "when the session ends by itself, negotiate a new one (the same provider first, then the next match for the same filters) while the kill switch holds: 5 attempts after 1, 2, 4, 8 and 16 s, then the kill switch keeps blocking until disconnect; not with `killSwitch: false`",
       }),
     ),
+    confine: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "confined apps: the tunnel carries only a fresh network namespace's traffic (named in `confined.netns`: run apps there with `ip netns exec`, or use `myst run`); the consumer's own routes, resolver and firewall stay untouched; the namespace has no route while the tunnel is down and goes at disconnect",
+      }),
+    ),
   },
   Strict,
 );
@@ -165,6 +172,17 @@ export const ConnectionView = Type.Object(
           provider: Type.Optional(Address),
         },
         { description: "the reconnect in progress, or the last one of this connection (with `reconnect: true`)" },
+      ),
+    ),
+    confined: Type.Optional(
+      Type.Object(
+        {
+          netns: Type.String({ description: "the confined network namespace" }),
+          address: Type.String({ description: "its IPv4 address on the veth to the consumer's namespace" }),
+          tunnel: Type.Union([Type.Literal("up"), Type.Literal("down")]),
+          message: Type.String(),
+        },
+        { description: "with `confine: true`: the namespace whose only route is the tunnel" },
       ),
     ),
   },

@@ -198,6 +198,7 @@ export class ApiServer {
           killSwitch: b.killSwitch,
           allowLan: b.allowLan,
           reconnect: b.reconnect,
+          confine: b.confine,
         });
         return reply.status(201).send(status);
       },

@@ -12,33 +12,19 @@ import { DEFAULT_POLICY } from "./service";
 type Ctx = (cmd: Command) => CommandContext;
 
 export function connectCommands(context: Ctx): Command[] {
-  const connect = new Command("connect")
-    .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
-    .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)")
-    .option("--service <type>", "openvpn | noop", "openvpn")
-    .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
-    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
-    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
-    .addOption(new Option("--country <code>", "filter: country"))
-    .addOption(new Option("--ip-type <type>", "filter: IP type"))
-    .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
-    .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
-    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
-    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there"))
+  const connect = withConnectOptions(
+    new Command("connect")
+      .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
+      .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)"),
+    "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there",
+  )
     .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
     .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
     .option("--reconnect", "when the provider goes away, keep the kill switch and connect again (the same provider, then the next match): 5 attempts over about 31 s, then blocked until `myst disconnect`")
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const body = {
-        ...(providerId ? { provider: providerId } : {}),
-        serviceType: opts.service,
-        ...(opts.country ? { country: opts.country } : {}),
-        ...(opts.ipType ? { ipType: opts.ipType } : {}),
-        ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
-        ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
-        ...(opts.topup ? { topUp: opts.topup } : {}),
-        ...(opts.netns ? { netns: opts.netns } : {}),
+        ...connectBody(providerId, opts),
         ...(opts.killSwitch === false ? { killSwitch: false } : {}),
         ...(opts.allowLan ? { allowLan: true } : {}),
         ...(opts.reconnect ? { reconnect: true } : {}),
@@ -148,4 +134,33 @@ function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
     ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
     `phases (ms): discovery ${c.phasesMs.discovery}, negotiation ${c.phasesMs.negotiation}, tunnel ${c.phasesMs.tunnel}, confirm ${c.phasesMs.confirm}`,
   ];
+}
+
+/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the deposit, the namespace. */
+export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
+  return cmd
+    .option("--service <type>", "openvpn | noop", "openvpn")
+    .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
+    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
+    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
+    .addOption(new Option("--country <code>", "filter: country"))
+    .addOption(new Option("--ip-type <type>", "filter: IP type"))
+    .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
+    .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
+    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
+    .addOption(new Option("--netns <name>", netnsHelp));
+}
+
+/** The PUT /v1/connection body for those options. */
+export function connectBody(providerId: string | undefined, opts: Record<string, string | undefined>) {
+  return {
+    ...(providerId ? { provider: providerId } : {}),
+    serviceType: opts.service,
+    ...(opts.country ? { country: opts.country } : {}),
+    ...(opts.ipType ? { ipType: opts.ipType } : {}),
+    ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
+    ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
+    ...(opts.topup ? { topUp: opts.topup } : {}),
+    ...(opts.netns ? { netns: opts.netns } : {}),
+  };
 }

@@ -21,6 +21,7 @@ import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provid
 import { ServicesFile, type OfferJson } from "./services-file";
 import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
 import { protectedStatus, type ProtectedStatus } from "../consumer-protection/status";
+import { Confinement, recoverConfinement } from "../consumer-protection/confined";
 import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import type { ConsumerService, SessionProtection } from "../session/service";
@@ -74,6 +75,11 @@ export interface ConnectRequest {
    * that matches the same filters) while the kill switch holds; bounded (session/reconnect.ts).
    */
   reconnect?: boolean;
+  /**
+   * Confined apps: the tunnel carries only a fresh network namespace's traffic (its name is in the
+   * status, `confined.netns`); the consumer's own routes, resolver and firewall stay as they are.
+   */
+  confine?: boolean;
 }
 
 /** The connection the user asked for, until they disconnect: what a reconnect renews. */
@@ -82,10 +88,13 @@ interface WantedConnection {
   filter: ProposalFilter;
   service: ConsumerService;
   protection?: ConsumerProtection;
+  confinement?: Confinement;
 }
 
 /** A connection's status with the reconnect in progress (or the last one). */
-export type ConnectionView = (Omit<ProtectedStatus, "state"> & { state: ProtectedStatus["state"] | "reconnecting"; reconnect?: ReconnectStatus }) | { state: "disconnected" | "connecting" };
+export type ConnectionView =
+  | (Omit<ProtectedStatus, "state"> & { state: ProtectedStatus["state"] | "reconnecting"; reconnect?: ReconnectStatus; confined?: ReturnType<Confinement["describe"]> })
+  | { state: "disconnected" | "connecting" };
 
 /**
  * A long-running node: one identity selling any number of services (one per type) and buying one
@@ -113,6 +122,8 @@ export class MystDaemon {
   #stopping?: Promise<void>;
   /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
   #protection?: ConsumerProtection;
+  /** The confined namespace of a `confine` connection; outlives the session until disconnect. */
+  #confinement?: Confinement;
   /** Cleared by disconnect and stop: a session that ends afterwards was ended on purpose. */
   #wanted?: WantedConnection;
   #reconnect?: ReconnectStatus;
@@ -152,6 +163,7 @@ export class MystDaemon {
     // Read first: a services file that is not a JSON list stops the start before anything runs.
     const { services, problems } = this.#o.ephemeral ? { services: [], problems: [] } : this.#servicesFile.read();
     await recoverProtection(this.#o.config.dataDir, this.#o.log, this.#o.keepKillSwitchFor ? { keepFor: this.#o.keepKillSwitchFor } : {});
+    await recoverConfinement(this.#o.config.dataDir, this.#o.log);
     await this.provider.start();
     await this.consumer.start();
     for (const problem of problems) {
@@ -180,6 +192,7 @@ export class MystDaemon {
     await this.#cancelReconnect();
     await this.consumer.stop();
     await this.#protection?.lift().catch((err) => this.#o.log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
+    await this.#confinement?.remove().catch((err) => this.#o.log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
     // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
@@ -301,20 +314,24 @@ export class MystDaemon {
 
   connection(): ConnectionView {
     const c = this.consumer.current;
-    const reconnect = this.#reconnect ? { reconnect: { ...this.#reconnect } } : {};
-    if (c && this.#reconnecting) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...reconnect };
-    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return { ...protectedStatus(connectionStatus(c), this.#protection), ...reconnect };
+    const extra = { ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}), ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}) };
+    if (c && this.#reconnecting) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...extra };
+    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
+    // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
+    if (c && this.#confinement?.active) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
     return { state: this.#connecting ? "connecting" : "disconnected" };
   }
 
-  async connect(request: ConnectRequest): Promise<ProtectedStatus> {
+  async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
     if (this.#reconnecting) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
     if (request.reconnect && request.killSwitch === false) throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+    if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
     const current = this.consumer.current;
     if (current && current.session.state === "active") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
     if (request.provider !== undefined) checkAddress(request.provider, "provider");
-    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log });
+    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log, routeAll: !request.confine });
+    if (request.confine && !service.plan) throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
     const filter = parseFilter({
       ...(request.country ? { country: request.country } : {}),
       ...(request.ipType ? { ip_type: request.ipType } : {}),
@@ -324,7 +341,10 @@ export class MystDaemon {
     this.#connecting = true;
     let connection: Connection;
     await this.#protection?.lift();
-    const protection = service.plan
+    await this.#confinement?.remove();
+    const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log }) : undefined;
+    this.#confinement = confinement;
+    const protection = service.plan && !confinement
       ? new ConsumerProtection({ killSwitch: request.killSwitch !== false, allowLan: !!request.allowLan, netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log })
       : undefined;
     this.#protection = protection;
@@ -335,7 +355,7 @@ export class MystDaemon {
         filter,
         service,
         topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
-        protection,
+        protection: confinement ?? protection,
       });
     } catch (err) {
       this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
@@ -345,10 +365,10 @@ export class MystDaemon {
     }
     this.metrics.connected(connection);
     this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
-    const wanted: WantedConnection = { request, filter, service, protection };
+    const wanted: WantedConnection = { request, filter, service, protection, confinement };
     this.#wanted = wanted;
     this.#watch(connection, wanted);
-    return protectedStatus(connectionStatus(connection), protection);
+    return { ...protectedStatus(connectionStatus(connection), protection), ...(confinement ? { confined: confinement.describe() } : {}) };
   }
 
   /**
@@ -358,6 +378,7 @@ export class MystDaemon {
   #watch(connection: Connection, wanted: WantedConnection): void {
     void connection.session.ended.then((reason) => {
       if (this.#wanted !== wanted) return;
+      if (wanted.confinement) return void wanted.confinement.tunnelDown();
       if (!wanted.request.reconnect) return void wanted.protection?.tunnelDown();
       this.#reconnecting = this.#reconnectAfter(connection, wanted, reason)
         .catch((err) => this.#o.log.error({ err: (err as Error).message }, "reconnecting failed"))
@@ -445,6 +466,10 @@ export class MystDaemon {
     await this.#cancelReconnect();
     this.#reconnect = undefined;
     const c = this.consumer.current;
+    if (c && c.session.state !== "active" && this.#confinement?.active) {
+      await this.#confinement.remove();
+      return { ...protectedStatus(connectionStatus(c), this.#protection), state: "disconnected" };
+    }
     if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting)) {
       await this.#protection.lift();
       return protectedStatus(connectionStatus(c), this.#protection);
@@ -453,6 +478,7 @@ export class MystDaemon {
     await c.session.tunnel.refresh?.().catch(() => undefined);
     await c.session.destroy("consumer disconnected");
     await this.#protection?.lift();
+    await this.#confinement?.remove();
     this.#o.log.info({ sessionId: c.session.id }, "disconnected");
     return protectedStatus(connectionStatus(c), this.#protection);
   }
