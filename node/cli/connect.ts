@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
+import { recoverConfinement } from "../consumer-protection/confined";
 import { recoverProtection } from "../consumer-protection/protection";
 import type { ProtectedStatus } from "../consumer-protection/status";
 import type { ConnectionStatus } from "../daemon/consumer-node";
@@ -92,7 +93,8 @@ export function connectCommands(context: Ctx): Command[] {
     if (!node) {
       // Nothing running: a myst that died while connected may have left its kill switch in force.
       const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
-      if (recovered) return ctx.out.result({ state: "disconnected", recovered }, () => [recovered]);
+      const confined = await recoverConfinement(ctx.config.dataDir, ctx.log);
+      if (recovered || confined) return ctx.out.result({ state: "disconnected", ...(recovered ? { recovered } : {}), ...(confined ? { confined } : {}) }, () => [recovered, confined].filter((m): m is string => !!m));
       throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
     }
     const answer = await node.delete<{ sessionId: string }>("/v1/connection");
