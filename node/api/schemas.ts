@@ -101,14 +101,28 @@ export const ConnectBody = Type.Object(
     netns: Type.Optional(Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" })),
     killSwitch: Type.Optional(Type.Boolean({ default: true, description: "keep traffic blocked when the tunnel drops, until disconnect (state `blocked`)" })),
     allowLan: Type.Optional(Type.Boolean({ default: false, description: "keep the local network reachable while connected" })),
+    reconnect: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "when the session ends by itself, negotiate a new one (the same provider first, then the next match for the same filters) while the kill switch holds: 5 attempts after 1, 2, 4, 8 and 16 s, then the kill switch keeps blocking until disconnect; not with `killSwitch: false`",
+      }),
+    ),
+    confine: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "confined apps: the tunnel carries only a fresh network namespace's traffic (named in `confined.netns`: run apps there with `ip netns exec`, or use `myst run`); the consumer's own routes, resolver and firewall stay untouched; the namespace has no route while the tunnel is down and goes at disconnect",
+      }),
+    ),
   },
   Strict,
 );
 const Phases = Type.Object({ discovery: Type.Number(), negotiation: Type.Number(), tunnel: Type.Number(), confirm: Type.Number() });
 export const ConnectionView = Type.Object(
   {
-    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked")], {
-      description: "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect)",
+    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked"), Type.Literal("reconnecting")], {
+      description: "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect); `reconnecting`: the same, while a new session is negotiated (`reconnect`)",
     }),
     sessionId: Type.Optional(Type.String()),
     provider: Type.Optional(Address),
@@ -133,6 +147,31 @@ export const ConnectionView = Type.Object(
         allowLan: Type.Boolean(),
         message: Type.String(),
       }),
+    ),
+    reconnect: Type.Optional(
+      Type.Object(
+        {
+          state: Type.Union([Type.Literal("reconnecting"), Type.Literal("connected"), Type.Literal("gave-up")]),
+          attempts: Type.Integer({ description: "attempts made so far" }),
+          maxAttempts: Type.Integer(),
+          since: Type.String({ description: "when the session that started this reconnect ended" }),
+          lastError: Type.String({ description: "why that session ended, then why the last attempt failed" }),
+          nextAttemptAt: Type.Optional(Type.String()),
+          provider: Type.Optional(Address),
+        },
+        { description: "the reconnect in progress, or the last one of this connection (with `reconnect: true`)" },
+      ),
+    ),
+    confined: Type.Optional(
+      Type.Object(
+        {
+          netns: Type.String({ description: "the confined network namespace" }),
+          address: Type.String({ description: "its IPv4 address on the veth to the consumer's namespace" }),
+          tunnel: Type.Union([Type.Literal("up"), Type.Literal("down")]),
+          message: Type.String(),
+        },
+        { description: "with `confine: true`: the namespace whose only route is the tunnel" },
+      ),
     ),
   },
   Open,

@@ -219,6 +219,8 @@ export class ApiServer {
           netns: b.netns,
           killSwitch: b.killSwitch,
           allowLan: b.allowLan,
+          reconnect: b.reconnect,
+          confine: b.confine,
         });
         return reply.status(201).send(status);
       },

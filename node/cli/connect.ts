@@ -1,8 +1,10 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
+import { recoverConfinement } from "../consumer-protection/confined";
 import { recoverProtection } from "../consumer-protection/protection";
 import type { ProtectedStatus } from "../daemon/protected-status";
 import type { ConnectionStatus } from "../daemon/consumer-node";
+import type { ConnectionView } from "../daemon/daemon";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 import { runNode } from "./run-node";
@@ -11,35 +13,24 @@ import { DEFAULT_POLICY } from "./service";
 type Ctx = (cmd: Command) => CommandContext;
 
 export function connectCommands(context: Ctx): Command[] {
-  const connect = new Command("connect")
-    .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
-    .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)")
-    .option("--service <type>", "openvpn | noop", "openvpn")
-    .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
-    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
-    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
-    .addOption(new Option("--country <code>", "filter: country"))
-    .addOption(new Option("--ip-type <type>", "filter: IP type"))
-    .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
-    .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
-    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
-    .addOption(new Option("--netns <name>", "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there"))
+  const connect = withConnectOptions(
+    new Command("connect")
+      .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
+      .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)"),
+    "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there",
+  )
     .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
     .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
+    .option("--reconnect", "when the provider goes away, keep the kill switch and connect again (the same provider, then the next match): 5 attempts over about 31 s, then blocked until `myst disconnect`")
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const body = {
-        ...(providerId ? { provider: providerId } : {}),
-        serviceType: opts.service,
-        ...(opts.country ? { country: opts.country } : {}),
-        ...(opts.ipType ? { ipType: opts.ipType } : {}),
-        ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
-        ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
-        ...(opts.topup ? { topUp: opts.topup } : {}),
-        ...(opts.netns ? { netns: opts.netns } : {}),
+        ...connectBody(providerId, opts),
         ...(opts.killSwitch === false ? { killSwitch: false } : {}),
         ...(opts.allowLan ? { allowLan: true } : {}),
+        ...(opts.reconnect ? { reconnect: true } : {}),
       };
+      if (opts.reconnect && opts.killSwitch === false) throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
       const daemon = ctx.daemon();
       if (daemon) {
         const status = await daemon.put<ConnectionStatus>("/v1/connection", body);
@@ -69,11 +60,26 @@ export function connectCommands(context: Ctx): Command[] {
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
       ctx.out.result(first, () => [...describeConnected(first), first.protection?.message ?? "all traffic goes through the tunnel", "Ctrl-C or `myst disconnect` ends it"]);
-      const reason = await node.consumer.current!.session.ended;
-      // The session ended by itself (tunnel down, provider gone): the kill switch holds until the user disconnects.
-      if (node.connection().state === "blocked") {
-        process.stderr.write(`myst: tunnel down (${reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`);
-        while (node.connection().state === "blocked") await new Promise((r) => setTimeout(r, 200));
+      let session = node.consumer.current!.session;
+      let reason = await session.ended;
+      // The session ended by itself (tunnel down, provider gone): the kill switch holds until the
+      // user disconnects, and with --reconnect the node negotiates a new session meanwhile.
+      for (let told = ""; ; ) {
+        const now = node.connection();
+        if (now.state === "connected" && node.consumer.current!.session !== session) {
+          session = node.consumer.current!.session;
+          process.stderr.write(`myst: reconnected: session ${session.id} with provider ${session.provider}\n`);
+          told = "";
+          reason = await session.ended;
+          continue;
+        }
+        if (now.state !== "blocked" && now.state !== "reconnecting") break;
+        const news =
+          now.state === "reconnecting"
+            ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${now.reconnect?.attempts ?? 0} of ${now.reconnect?.maxAttempts}${now.reconnect?.attempts ? `, last: ${now.reconnect.lastError}` : ""})\n`
+            : `myst: tunnel down (${now.reconnect ? `gave up reconnecting: ${now.reconnect.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
+        if (news !== told) process.stderr.write((told = news));
+        await new Promise((r) => setTimeout(r, 200));
       }
       await running.stop();
       process.off("SIGINT", onSignal);
@@ -87,7 +93,8 @@ export function connectCommands(context: Ctx): Command[] {
     if (!node) {
       // Nothing running: a myst that died while connected may have left its kill switch in force.
       const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
-      if (recovered) return ctx.out.result({ state: "disconnected", recovered }, () => [recovered]);
+      const confined = await recoverConfinement(ctx.config.dataDir, ctx.log);
+      if (recovered || confined) return ctx.out.result({ state: "disconnected", ...(recovered ? { recovered } : {}), ...(confined ? { confined } : {}) }, () => [recovered, confined].filter((m): m is string => !!m));
       throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
     }
     const answer = await node.delete<{ sessionId: string }>("/v1/connection");
@@ -97,8 +104,16 @@ export function connectCommands(context: Ctx): Command[] {
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const node = ctx.daemon();
-    const answer = node ? await node.get<ProtectedStatus | { state: "disconnected" | "connecting" }>("/v1/connection") : null;
-    if (answer?.state === "blocked") return ctx.out.result(answer, () => [`state:    tunnel down, traffic blocked`, `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`, "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route"]);
+    const answer = node ? await node.get<ConnectionView>("/v1/connection") : null;
+    const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
+    const reconnectLine = reconnect ? [`reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`] : [];
+    if (answer?.state === "blocked" || answer?.state === "reconnecting")
+      return ctx.out.result(answer, () => [
+        `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
+        `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
+        ...reconnectLine,
+        "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
+      ]);
     if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
@@ -108,6 +123,7 @@ export function connectCommands(context: Ctx): Command[] {
       `duration: ${answer.durationSeconds} s`,
       `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
+      ...reconnectLine,
     ]);
   });
   return [connect, disconnect, status];
@@ -120,4 +136,33 @@ function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
     ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
     `phases (ms): discovery ${c.phasesMs.discovery}, negotiation ${c.phasesMs.negotiation}, tunnel ${c.phasesMs.tunnel}, confirm ${c.phasesMs.confirm}`,
   ];
+}
+
+/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the deposit, the namespace. */
+export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
+  return cmd
+    .option("--service <type>", "openvpn | noop", "openvpn")
+    .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
+    .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
+    .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
+    .addOption(new Option("--country <code>", "filter: country"))
+    .addOption(new Option("--ip-type <type>", "filter: IP type"))
+    .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
+    .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
+    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
+    .addOption(new Option("--netns <name>", netnsHelp));
+}
+
+/** The PUT /v1/connection body for those options. */
+export function connectBody(providerId: string | undefined, opts: Record<string, string | undefined>) {
+  return {
+    ...(providerId ? { provider: providerId } : {}),
+    serviceType: opts.service,
+    ...(opts.country ? { country: opts.country } : {}),
+    ...(opts.ipType ? { ipType: opts.ipType } : {}),
+    ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
+    ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
+    ...(opts.topup ? { topUp: opts.topup } : {}),
+    ...(opts.netns ? { netns: opts.netns } : {}),
+  };
 }

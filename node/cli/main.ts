@@ -6,6 +6,7 @@ import { isMystError } from "../errors/MystError";
 import { installLastResortHandler } from "../log/last-resort";
 import { CommandContext, type GlobalFlags } from "./context";
 import { connectCommands } from "./connect";
+import { runCommand } from "./run";
 import { daemonCommand } from "./daemon";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
@@ -44,6 +45,7 @@ function program(): Command {
   root.addCommand(discoveryCommand(context));
   root.addCommand(proposalsCommand(context));
   for (const cmd of connectCommands(context)) root.addCommand(cmd);
+  root.addCommand(runCommand(context));
   root.addCommand(channelsCommand(context));
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));

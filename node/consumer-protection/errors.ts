@@ -6,6 +6,7 @@ export type ProtectionErrorCode =
   | "BAD_NETNS"
   | "BAD_RECORD"
   | "FIREWALL_FAILED"
-  | "NOT_ENGAGED";
+  | "NOT_ENGAGED"
+  | "NO_KILL_SWITCH";
 
 export class ProtectionError extends MystError<ProtectionErrorCode> {}

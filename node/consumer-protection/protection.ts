@@ -124,6 +124,20 @@ export class ConsumerProtection implements SessionProtection {
     await this.lift();
   }
 
+  /**
+   * Between sessions of one connection (`--reconnect`): nothing passes but loopback (and the LAN
+   * with `allowLan`), not even the last provider's endpoint, until the next `engage` replaces the
+   * rules atomically. The resolver file keeps pointing at the last provider's resolver, which is
+   * unreachable meanwhile; the record keeps the snapshot `lift` restores.
+   */
+  async block(): Promise<void> {
+    if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
+    if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
+    this.#spec = { ...this.#spec, endpoints: [], dns: [] };
+    await nftApply(guardScript(this.#spec), this.options.netns);
+    this.#state = "blocked";
+  }
+
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
     const record = this.#record ?? readRecord(this.options.dataDir);

@@ -48,6 +48,8 @@ export interface ConnectTarget {
   topUpTo?: bigint;
   /** Kill switch, DNS and IPv6 handling for this connection (node/consumer-protection). */
   protection?: SessionProtection;
+  /** Providers not to pick from discovery (a reconnect skips the ones that just failed). */
+  exclude?: string[];
 }
 
 export interface Connection {
@@ -140,15 +142,21 @@ export class ConsumerNode {
     });
   }
 
-  async #find(target: ConnectTarget): Promise<FoundProposal> {
+  /** The proposal `connect` would take for `target` (a reconnect picks first, to know whom it tried). */
+  pick(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {
+    return this.#find(target);
+  }
+
+  async #find(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {
     const serviceType = target.service.type;
     if (target.provider) {
       const found = await this.discovery.get(target.provider, serviceType);
       if (!found) throw new SessionError("NO_PROPOSAL", `provider ${target.provider} has no live ${serviceType} proposal in discovery`);
       return found;
     }
-    const { proposals } = await this.discovery.search({ ...target.filter, serviceType }, { limit: 50 });
-    if (proposals.length === 0) throw new SessionError("NO_PROPOSAL", `no ${serviceType} proposal matches the filters`);
+    const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
+    const { proposals } = await this.discovery.search({ ...target.filter, serviceType }, { limit: 50 }).then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
+    if (proposals.length === 0) throw new SessionError("NO_PROPOSAL", `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`);
     // Cheapest per GiB, then per hour.
     proposals.sort((a, b) => cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) || cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)));
     return proposals[0];

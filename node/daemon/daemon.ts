@@ -21,6 +21,10 @@ import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provid
 import { ServicesFile, type OfferJson } from "./services-file";
 import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
 import { protectedStatus, type ProtectedStatus } from "./protected-status";
+import { Confinement, recoverConfinement } from "../consumer-protection/confined";
+import type { ProposalFilter } from "../proposal/filter";
+import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
+import type { ConsumerService, SessionProtection } from "../session/service";
 
 export interface DaemonOptions {
   config: MystConfig;
@@ -66,7 +70,31 @@ export interface ConnectRequest {
   /** Default true: traffic stays blocked when the tunnel drops, until disconnect. */
   killSwitch?: boolean;
   allowLan?: boolean;
+  /**
+   * When the session ends by itself, negotiate a new one (the same provider first, then the next
+   * that matches the same filters) while the kill switch holds; bounded (session/reconnect.ts).
+   */
+  reconnect?: boolean;
+  /**
+   * Confined apps: the tunnel carries only a fresh network namespace's traffic (its name is in the
+   * status, `confined.netns`); the consumer's own routes, resolver and firewall stay as they are.
+   */
+  confine?: boolean;
 }
+
+/** The connection the user asked for, until they disconnect: what a reconnect renews. */
+interface WantedConnection {
+  request: ConnectRequest;
+  filter: ProposalFilter;
+  service: ConsumerService;
+  protection?: ConsumerProtection;
+  confinement?: Confinement;
+}
+
+/** A connection's status with the reconnect in progress (or the last one). */
+export type ConnectionView =
+  | (Omit<ProtectedStatus, "state"> & { state: ProtectedStatus["state"] | "reconnecting"; reconnect?: ReconnectStatus; confined?: ReturnType<Confinement["describe"]> })
+  | { state: "disconnected" | "connecting" };
 
 /**
  * A long-running node: one identity selling any number of services (one per type) and buying one
@@ -94,6 +122,14 @@ export class MystDaemon {
   #stopping?: Promise<void>;
   /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
   #protection?: ConsumerProtection;
+  /** The confined namespace of a `confine` connection; outlives the session until disconnect. */
+  #confinement?: Confinement;
+  /** Cleared by disconnect and stop: a session that ends afterwards was ended on purpose. */
+  #wanted?: WantedConnection;
+  #reconnect?: ReconnectStatus;
+  #reconnecting?: Promise<void>;
+  /** Cuts a reconnect's wait short (disconnect, stop). */
+  #wake?: () => void;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -127,6 +163,7 @@ export class MystDaemon {
     // Read first: a services file that is not a JSON list stops the start before anything runs.
     const { services, problems } = this.#o.ephemeral ? { services: [], problems: [] } : this.#servicesFile.read();
     await recoverProtection(this.#o.config.dataDir, this.#o.log, this.#o.keepKillSwitchFor ? { keepFor: this.#o.keepKillSwitchFor } : {});
+    await recoverConfinement(this.#o.config.dataDir, this.#o.log);
     await this.provider.start();
     await this.consumer.start();
     for (const problem of problems) {
@@ -152,8 +189,10 @@ export class MystDaemon {
   }
 
   async #stop(): Promise<void> {
+    await this.#cancelReconnect();
     await this.consumer.stop();
     await this.#protection?.lift().catch((err) => this.#o.log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
+    await this.#confinement?.remove().catch((err) => this.#o.log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
     // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
@@ -273,18 +312,26 @@ export class MystDaemon {
     return { proposals: proposals.map((p) => p.proposal), nextCursor };
   }
 
-  connection(): ProtectedStatus | { state: "disconnected" | "connecting" } {
+  connection(): ConnectionView {
     const c = this.consumer.current;
-    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return protectedStatus(connectionStatus(c), this.#protection);
+    const extra = { ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}), ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}) };
+    if (c && this.#reconnecting) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...extra };
+    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
+    // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
+    if (c && this.#confinement?.active) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
     return { state: this.#connecting ? "connecting" : "disconnected" };
   }
 
-  async connect(request: ConnectRequest): Promise<ProtectedStatus> {
+  async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
+    if (this.#reconnecting) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
+    if (request.reconnect && request.killSwitch === false) throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+    if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
     const current = this.consumer.current;
     if (current && current.session.state === "active") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
     if (request.provider !== undefined) checkAddress(request.provider, "provider");
-    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log });
+    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log, routeAll: !request.confine });
+    if (request.confine && !service.plan) throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
     const filter = parseFilter({
       ...(request.country ? { country: request.country } : {}),
       ...(request.ipType ? { ip_type: request.ipType } : {}),
@@ -294,17 +341,21 @@ export class MystDaemon {
     this.#connecting = true;
     let connection: Connection;
     await this.#protection?.lift();
-    const protection = service.plan
+    await this.#confinement?.remove();
+    const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log }) : undefined;
+    this.#confinement = confinement;
+    const protection = service.plan && !confinement
       ? new ConsumerProtection({ killSwitch: request.killSwitch !== false, allowLan: !!request.allowLan, netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log })
       : undefined;
     this.#protection = protection;
+    this.#reconnect = undefined;
     try {
       connection = await this.consumer.connect({
         provider: request.provider,
         filter,
         service,
         topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
-        protection,
+        protection: confinement ?? protection,
       });
     } catch (err) {
       this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
@@ -314,14 +365,112 @@ export class MystDaemon {
     }
     this.metrics.connected(connection);
     this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
-    // A session that ends by itself leaves the kill switch holding (state "blocked") until disconnect.
-    void connection.session.ended.then(() => protection?.tunnelDown());
-    return protectedStatus(connectionStatus(connection), protection);
+    const wanted: WantedConnection = { request, filter, service, protection, confinement };
+    this.#wanted = wanted;
+    this.#watch(connection, wanted);
+    return { ...protectedStatus(connectionStatus(connection), protection), ...(confinement ? { confined: confinement.describe() } : {}) };
+  }
+
+  /**
+   * A session that ends by itself (not by disconnect or stop) leaves the kill switch holding (state
+   * "blocked") until disconnect; with `reconnect`, a new session is negotiated meanwhile.
+   */
+  #watch(connection: Connection, wanted: WantedConnection): void {
+    void connection.session.ended.then((reason) => {
+      if (this.#wanted !== wanted) return;
+      if (wanted.confinement) return void wanted.confinement.tunnelDown();
+      if (!wanted.request.reconnect) return void wanted.protection?.tunnelDown();
+      this.#reconnecting = this.#reconnectAfter(connection, wanted, reason)
+        .catch((err) => this.#o.log.error({ err: (err as Error).message }, "reconnecting failed"))
+        .finally(() => (this.#reconnecting = undefined));
+    });
+  }
+
+  async #reconnectAfter(last: Connection, wanted: WantedConnection, reason: string): Promise<void> {
+    const status: ReconnectStatus = { state: "reconnecting", attempts: 0, maxAttempts: RECONNECT_ATTEMPTS, since: new Date().toISOString(), lastError: reason };
+    this.#reconnect = status;
+    this.#o.log.warn({ sessionId: last.session.id, reason }, "session ended by itself: reconnecting while the kill switch holds");
+    // Between sessions nothing passes, not even to the provider that just went away.
+    if (wanted.protection) await wanted.protection.block();
+    // A failed attempt must leave the kill switch blocking, not lift it as a failed first connect does.
+    const holding: SessionProtection | undefined = wanted.protection && {
+      engage: (plan) => wanted.protection!.engage(plan),
+      tunnelUp: (tunnel) => wanted.protection!.tunnelUp(tunnel),
+      abandon: () => wanted.protection!.block(),
+    };
+    let failed: string[] = [];
+    for (let attempt = 1; attempt <= RECONNECT_ATTEMPTS; attempt++) {
+      const delay = reconnectDelayMs(attempt);
+      status.nextAttemptAt = new Date(Date.now() + delay).toISOString();
+      if (!(await this.#pause(delay)) || this.#wanted !== wanted) return;
+      status.attempts = attempt;
+      delete status.nextAttemptAt;
+      let provider = wanted.request.provider;
+      try {
+        // The same provider first (it may be back), then the cheapest other match for the same filters.
+        provider ??= failed.includes(last.session.provider) ? (await this.consumer.pick({ filter: wanted.filter, service: wanted.service, exclude: failed })).proposal.provider : last.session.provider;
+        const connection = await this.consumer.connect({
+          provider,
+          filter: wanted.filter,
+          service: wanted.service,
+          topUpTo: wanted.request.topUpToWei === undefined ? undefined : BigInt(wanted.request.topUpToWei),
+          protection: holding,
+        });
+        if (this.#wanted !== wanted) {
+          // Disconnected while this attempt ran: the disconnect lifts the protection once this returns.
+          await connection.session.destroy("consumer disconnected");
+          return;
+        }
+        Object.assign(status, { state: "connected", provider: connection.session.provider });
+        this.metrics.connected(connection);
+        this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider, attempt }, "reconnected");
+        this.#watch(connection, wanted);
+        return;
+      } catch (err) {
+        const code = (err as MystError).code ?? "INTERNAL";
+        status.lastError = `${code}: ${(err as Error).message}`;
+        this.metrics.error("reconnect", code);
+        this.#o.log.warn({ attempt, of: RECONNECT_ATTEMPTS, provider, code, err: (err as Error).message }, "reconnect attempt failed");
+        if (code === "NO_PROPOSAL") failed = [];
+        else if (provider && !failed.includes(provider)) failed.push(provider);
+      }
+    }
+    status.state = "gave-up";
+    this.#o.log.error({ attempts: RECONNECT_ATTEMPTS }, "gave up reconnecting: traffic stays blocked by the kill switch until `myst disconnect`");
+  }
+
+  /** Waits `ms`; false when a disconnect or stop cut the wait short. */
+  #pause(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve(true);
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve(false);
+      };
+    });
+  }
+
+  /** Whatever session ends from now on was ended on purpose; a reconnect in progress stops (its attempt finishes first). */
+  async #cancelReconnect(): Promise<void> {
+    this.#wanted = undefined;
+    this.#wake?.();
+    await this.#reconnecting;
   }
 
   async disconnect(): Promise<ProtectedStatus> {
+    const wasReconnecting = this.#reconnecting !== undefined;
+    await this.#cancelReconnect();
+    this.#reconnect = undefined;
     const c = this.consumer.current;
-    if (c && c.session.state !== "active" && this.#protection?.state === "blocked") {
+    if (c && c.session.state !== "active" && this.#confinement?.active) {
+      await this.#confinement.remove();
+      return { ...protectedStatus(connectionStatus(c), this.#protection), state: "disconnected" };
+    }
+    if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting)) {
       await this.#protection.lift();
       return protectedStatus(connectionStatus(c), this.#protection);
     }
@@ -329,6 +478,7 @@ export class MystDaemon {
     await c.session.tunnel.refresh?.().catch(() => undefined);
     await c.session.destroy("consumer disconnected");
     await this.#protection?.lift();
+    await this.#confinement?.remove();
     this.#o.log.info({ sessionId: c.session.id }, "disconnected");
     return protectedStatus(connectionStatus(c), this.#protection);
   }

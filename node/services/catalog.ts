@@ -81,8 +81,8 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
 }
 
 /** The consumer side of a service type. */
-export function consumerService(type: string, deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger }): ConsumerService {
+export function consumerService(type: string, deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean }): ConsumerService {
   if (type === "noop") return new NoopConsumerService();
-  if (type === "openvpn") return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log });
+  if (type === "openvpn") return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
   throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
 }

@@ -28,6 +28,10 @@ import { until } from "./until";
  * from 198.18.0.0/15 (benchmarking), 2001:db8::/32 (documentation) and 192.168.0.0/16, and exist
  * only inside these namespaces.
  *
+ * With `providers: 2`, a second provider p2 (192.168.89.2, 2001:db8:6::2) sits behind its own NAT
+ * gateway g2 (198.18.4.2 on the router's 198.18.4.1, 2001:db8:5::/64; LAN 192.168.89.1,
+ * 2001:db8:6::1), shaped like the first: the internet host sees it as 198.18.4.2.
+ *
  * What the leak tests count with:
  * - **the LAN resolver** (dnsmasq on the router, 198.18.1.1 and 2001:db8:1::1, the consumers'
  *   resolver in /etc/netns/<consumer>/resolv.conf, which `ip netns exec` mounts over /etc/resolv.conf):
@@ -47,6 +51,10 @@ export interface Topology {
   /** The provider's NAT gateway (its "home router"). */
   gateway: string;
   provider: string;
+  /** Every provider namespace, `provider` first (`providers: 2` adds one behind its own gateway). */
+  providers: string[];
+  /** Provider i's public address (its gateway's), which is also what the internet host sees of it. */
+  providerAddressOf(i: number): string;
   internet: string;
   lan: string;
   /** The provider's public address: what consumers connect to, and what the internet host sees of it. */
@@ -89,12 +97,13 @@ function inNs(netns: string, argv: string[]): void {
   execFileSync(IP, ["netns", "exec", netns, ...argv], { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-export async function topologyUp(options: { tag?: string; consumers?: number } = {}): Promise<Topology> {
+export async function topologyUp(options: { tag?: string; consumers?: number; providers?: 1 | 2 } = {}): Promise<Topology> {
   const tag = options.tag ?? crypto.randomBytes(2).toString("hex");
   const ns = (name: string) => `myst-${tag}-${name}`;
   const consumers = Array.from({ length: options.consumers ?? 1 }, (_v, i) => ns(`c${i + 1}`));
   const [router, gateway, provider, internet, lan] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l")];
-  const all = [...consumers, router, gateway, provider, internet, lan];
+  const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
+  const all = [...consumers, router, gateway, provider, internet, lan, ...(second ? [second.gateway, second.provider] : [])];
   const children: ChildProcess[] = [];
   const logs = fs.mkdtempSync(path.join(os.tmpdir(), `myst-topology-${tag}-`));
   const lanResolverLog = path.join(logs, "lan-resolver.log");
@@ -173,6 +182,25 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
     iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", "192.168.88.2");
     iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
 
+    if (second) {
+      // The second provider, behind its own NAT gateway, like the first.
+      veth(router, "prov1", second.gateway, "wan0");
+      addr(router, "prov1", "198.18.4.1/24", "2001:db8:5::1/64");
+      addr(second.gateway, "wan0", "198.18.4.2/24", "2001:db8:5::2/64");
+      ip("-n", router, "-6", "route", "add", "2001:db8:6::/64", "via", "2001:db8:5::2");
+      forwarding(second.gateway);
+      ip("-n", second.gateway, "route", "add", "default", "via", "198.18.4.1");
+      ip("-n", second.gateway, "-6", "route", "add", "default", "via", "2001:db8:5::1");
+      veth(second.gateway, "lan0", second.provider, "eth0");
+      addr(second.gateway, "lan0", "192.168.89.1/24", "2001:db8:6::1/64");
+      addr(second.provider, "eth0", "192.168.89.2/24", "2001:db8:6::2/64");
+      ip("-n", second.provider, "route", "add", "default", "via", "192.168.89.1");
+      ip("-n", second.provider, "-6", "route", "add", "default", "via", "2001:db8:6::1");
+      const iptables2 = (...args: string[]) => inNs(second.gateway, ["/usr/sbin/iptables", "-w", ...args]);
+      iptables2("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", "192.168.89.2");
+      iptables2("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.89.0/24", "-j", "MASQUERADE");
+    }
+
     // A host on the provider's private LAN, which consumers must not reach.
     veth(provider, "lan0", lan, "eth0");
     addr(provider, "lan0", "192.168.77.1/24");
@@ -185,7 +213,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
       fs.writeFileSync(path.join("/etc/netns", n, "resolv.conf"), `nameserver ${server}\n`);
     };
     for (const c of consumers) resolvConf(c, "198.18.1.1");
-    for (const n of [provider, gateway, router, internet, lan]) resolvConf(n, "198.18.2.2");
+    for (const n of [provider, gateway, router, internet, lan, ...(second ? [second.gateway, second.provider] : [])]) resolvConf(n, "198.18.2.2");
     const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
       const argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", `--pid-file=${log}.pid`,
         `--listen-address=${listen.join(",")}`, "--bind-interfaces", ...names.map(([name, a]) => `--address=/${name}/${a}`), "--log-queries", `--log-facility=${log}`];
@@ -228,6 +256,8 @@ export async function topologyUp(options: { tag?: string; consumers?: number } =
     router,
     gateway,
     provider,
+    providers: second ? [provider, second.provider] : [provider],
+    providerAddressOf: (i) => ["198.18.3.2", "198.18.4.2"][i],
     internet,
     lan,
     providerAddress: "198.18.3.2",

@@ -26,6 +26,8 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
   let providerEnv: NodeJS.ProcessEnv;
   let consumerEnv: NodeJS.ProcessEnv;
   let provider: ReturnType<typeof mystBackground>;
+  /** Confined namespaces `myst run` made: removed here too should a failing test leave one. */
+  const confinedSeen: string[] = [];
 
   const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
     const r = await myst([...args, "--json"], env, 120_000);
@@ -97,6 +99,7 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
 
   after(async function () {
     await Promise.all(background.map((b) => b.stop()));
+    for (const n of confinedSeen) if (fs.existsSync(`/run/netns/${n}`)) execFileSync("/usr/sbin/ip", ["netns", "del", n]);
     await topology?.down();
     await Promise.all([chain?.stop(), nats?.stop()]);
     tmps.forEach((t) => t.cleanup());
@@ -231,6 +234,45 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
     expect(networkState()).to.deep.equal(before);
     expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+  });
+
+  it("`myst run -- curl …` sees the provider's address while the consumer namespace keeps its own route; with the tunnel dead the app has no route; the namespace goes with the command, whose exit code is myst's", async function () {
+    const before = networkState();
+    // Its default routes (the links myst adds — tunnel, veth — bring their own connected routes).
+    const mainRoutes = () => ["-4", "-6"].map((f) => topology.exec(consumerNs, ["/usr/sbin/ip", f, "route", "show", "table", "main", "default"]));
+    const mainBefore = mainRoutes();
+    await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
+    const flag = `${tmps[1].dir}/run-done`;
+    const app = `curl -s --max-time 10 ${topology.internetUrl}; echo; curl -s --max-time 10 ${topology.whoamiNameUrl}; echo; while [ ! -e ${flag} ]; do sleep 0.1; done; exit 7`;
+    const run = mystBackground(["run", "--netns", consumerNs, "--topup", "1", "--", "/bin/sh", "-c", app], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    background.push(run);
+    const netns = (await until(() => run.output().match(/network namespace (myst-run-[0-9a-f]{6})/) || run.child.exitCode !== null, "myst run to start the command", 60_000)) as RegExpMatchArray;
+    expect(run.child.exitCode, run.output()).to.equal(null);
+    const confined = netns[1];
+    confinedSeen.push(confined);
+    // The app sees the provider, by address and by name (its resolver is the provider's).
+    await until(() => run.output().split("\n").filter((line) => line.trim() === topology.providerUplinkAddress).length === 2, "the confined app's two fetches");
+    // Meanwhile the consumer namespace itself keeps its own default routes, resolver file and no kill switch.
+    expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+    expect(mainRoutes()).to.deep.equal(mainBefore);
+    expect(fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8")).to.equal(before.resolver);
+    expect(topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"])).to.not.include("myst_guard");
+    expect((await json(consumerEnv, ["status"])).confined).to.include({ netns: confined, tunnel: "up" });
+
+    // The tunnel dies: the app has no route at all (nothing leaves by the consumer's own route).
+    process.kill(consumerOpenvpnPid()!, "SIGKILL");
+    await until(async () => (await json(consumerEnv, ["status"])).confined?.tunnel === "down", "the node to notice the tunnel is gone");
+    const packets = topology.packetsFrom(0);
+    expect(fetchFrom(topology, confined, topology.internetUrl, 1500)).to.equal(null);
+    expect(fetchFrom(topology, confined, topology.internetUrl6, 1500)).to.equal(null);
+    expect(topology.packetsFrom(0)).to.deep.equal(packets);
+
+    fs.writeFileSync(flag, "");
+    await until(() => run.child.exitCode !== null, "myst run to exit with its command");
+    expect(run.child.exitCode).to.equal(7);
+    expect(execFileSync("/usr/sbin/ip", ["netns", "list"], { encoding: "utf8" })).to.not.include(confined);
+    expect(fs.existsSync(`/etc/netns/${confined}`)).to.equal(false);
+    expect(networkState()).to.deep.equal(before);
   });
 
   it("after SIGKILL of the provider, no packet from the consumer's own addresses reaches the internet host until disconnect", async function () {

@@ -20,6 +20,11 @@ export interface OpenVpnConsumerOptions {
   connectTimeoutMs?: number;
   /** The tun device's name, which the kill switch lets through. Default mystc0. */
   device?: string;
+  /**
+   * Default true: all traffic is routed into the tunnel (`redirect-gateway def1`). False: the
+   * tunnel comes up without touching the routes (confined apps route into it themselves).
+   */
+  routeAll?: boolean;
   log?: Logger;
 }
 
@@ -58,7 +63,7 @@ export class OpenVpnConsumerService implements ConsumerService {
     const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
     const files = { config: `${base}.conf`, auth: `${base}.auth`, socket: `${base}.sock` };
     fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
-    fs.writeFileSync(files.config, clientConfig(config, files, this.device), { mode: 0o600 });
+    fs.writeFileSync(files.config, clientConfig(config, files, this.device, this.o.routeAll !== false), { mode: 0o600 });
     const process = new OpenVpnProcess({ configFile: files.config, managementSocket: files.socket, netns: this.o.netns, log: this.o.log ?? silentLogger });
     const removeSecrets = () => {
       fs.rmSync(files.config, { force: true });
@@ -185,7 +190,7 @@ function waitConnected(process: OpenVpnProcess, management: import("./management
   });
 }
 
-function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string): string {
+function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean): string {
   return [
     "# written by myst for one session; removed once connected",
     "client",
@@ -202,7 +207,7 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     // Not `local`: openvpn must add a host route to the provider via our own gateway, or once the
     // default route points into the tunnel its own packets follow it (the provider is routers
     // away on a real network, never on our link).
-    "redirect-gateway def1",
+    ...(routeAll ? ["redirect-gateway def1"] : []),
     `management ${files.socket} unix`,
     "auth-retry none",
     "explicit-exit-notify 1",

@@ -1,0 +1,70 @@
+import { spawn } from "node:child_process";
+import os from "node:os";
+import { Command, Option } from "commander";
+import type { ConnectionView } from "../daemon/daemon";
+import { MystError } from "../errors/MystError";
+import { connectBody, withConnectOptions } from "./connect";
+import type { CommandContext } from "./context";
+import { runNode } from "./run-node";
+import { DEFAULT_POLICY } from "./service";
+
+type Ctx = (cmd: Command) => CommandContext;
+
+/**
+ * `myst run [filters] -- CMD ...`: a confined connection (`confine: true` through the node's API)
+ * and CMD run in its network namespace, whose only route is the tunnel; when CMD exits the
+ * connection ends, the namespace goes, and CMD's exit code is myst's.
+ */
+export function runCommand(context: Ctx): Command {
+  return withConnectOptions(
+    new Command("run")
+      .description("run a command whose only route is a tunnel to a provider (a fresh network namespace); the rest of the machine is untouched; ends when the command does")
+      .usage("[options] -- <command> [args...]")
+      .argument("<command...>", "the command to run and its arguments (after --)"),
+    "run the tunnel in this network namespace (tests, demo): the confined namespace hangs off it",
+  )
+    .addOption(new Option("--provider <id>", "the provider's identity (omit to pick the cheapest match for the filters)"))
+    .action(async (command: string[], opts, cmd: Command) => {
+      const ctx = context(cmd);
+      if (command.length === 0) throw new MystError("BAD_REQUEST", "give the command to run after --, e.g. myst run -- curl https://example.com");
+      const body = { ...connectBody(opts.provider, opts), confine: true };
+      const daemon = ctx.daemon();
+      const running = daemon ? undefined : await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true });
+      const client = daemon ?? running!.client;
+      let status: ConnectionView;
+      try {
+        status = await client.put<ConnectionView>("/v1/connection", body);
+      } catch (err) {
+        await running?.stop();
+        throw err;
+      }
+      let code: number;
+      try {
+        const confined = "confined" in status ? status.confined : undefined;
+        if (!confined || !("provider" in status)) throw new MystError("NOT_CONFINED", "the node answered without a confined namespace");
+        process.stderr.write(`myst: running ${command[0]} in network namespace ${confined.netns}, whose only route is the tunnel through provider ${status.provider} (session ${status.sessionId})\n`);
+        code = await runIn(confined.netns, command);
+      } finally {
+        await client.delete("/v1/connection").catch((err) => process.stderr.write(`myst: disconnecting failed: ${(err as Error).message}\n`));
+        await running?.stop();
+      }
+      process.exitCode = code;
+    });
+}
+
+/** Runs `command` in `netns` on this terminal; its exit code (128 + signal number when a signal ended it). */
+function runIn(netns: string, command: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("/usr/sbin/ip", ["netns", "exec", netns, ...command], { stdio: "inherit" });
+    // Ctrl-C reaches the command (same process group); myst waits for it, then cleans up.
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on("SIGINT", forward);
+    process.on("SIGTERM", forward);
+    child.once("error", (err) => reject(new MystError("RUN_FAILED", `could not start ${command[0]}: ${err.message}`, { cause: err })));
+    child.once("exit", (code, signal) => {
+      process.off("SIGINT", forward);
+      process.off("SIGTERM", forward);
+      resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}

@@ -1,0 +1,109 @@
+import { expect } from "chai";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { startLocalChain, type LocalChain } from "../support/chain";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli } from "../support/cli";
+import { startNatsServer, type NatsServer } from "../support/network";
+import { requireE2E } from "../support/prereqs";
+import { tempDir } from "../support/tmp";
+
+/**
+ * `myst connect --reconnect` (issue 15, item 4): two providers, each behind its own NAT gateway;
+ * the consumer (the `myst` CLI, tunnel in its own namespace) connects to the first; the first
+ * provider's daemon is SIGKILLed; the consumer ends up on the second, and the internet host counts
+ * zero packets from the consumer's own addresses in between.
+ */
+describe("e2e: --reconnect moves to the next provider without a leak (real openvpn, netns, CLI)", function () {
+  this.timeout(300_000);
+  let chain: LocalChain;
+  let nats: NatsServer;
+  let topology: Topology;
+  let consumerNs: string;
+  const tmps = [tempDir("myst-e2e-"), tempDir("myst-e2e-"), tempDir("myst-e2e-")];
+  const background: ReturnType<typeof mystBackground>[] = [];
+  let providerEnvs: NodeJS.ProcessEnv[];
+  let consumerEnv: NodeJS.ProcessEnv;
+
+  const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
+    const r = await myst([...args, "--json"], env, 120_000);
+    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+
+  async function startProvider(i: number) {
+    const daemon = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnvs[i], MYST_LOG_LEVEL: "info" });
+    background.push(daemon);
+    await until(() => daemon.output().includes("REST API:"), `provider ${i + 1}'s daemon to listen`);
+    await json(providerEnvs[i], ["service", "start", "openvpn", "--netns", topology.providers[i], "--public-ip", topology.providerAddressOf(i), "--country", "DE"]);
+    return daemon;
+  }
+
+  before(async function () {
+    requireE2E(this);
+    buildCli();
+    [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1, providers: 2 })]);
+    consumerNs = topology.consumers[0];
+    const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
+    background.push(nodes.discovery);
+    consumerEnv = nodes.consumerEnv;
+    const secondEnv = { ...nodes.base, MYST_DATA_DIR: tmps[2].dir };
+    await registerWithCli(chain, secondEnv);
+    providerEnvs = [nodes.providerEnv, secondEnv];
+  });
+
+  after(async function () {
+    await Promise.all(background.map((b) => b.stop()));
+    await topology?.down();
+    await Promise.all([chain?.stop(), nats?.stop()]);
+    tmps.forEach((t) => t.cleanup());
+  });
+
+  it("after SIGKILL of the provider, reconnects to the next matching provider while zero packets from the consumer's own addresses reach the internet host", async function () {
+    const before = { routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) };
+    const first = await startProvider(0);
+    await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn"])).length === 1, "the first proposal in discovery");
+    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--country", "DE", "--reconnect"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    background.push(consumer);
+    await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
+    expect(consumer.child.exitCode, consumer.output()).to.equal(null);
+    const firstStatus = await json(consumerEnv, ["status"]);
+    expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerAddressOf(0));
+
+    // The next matching provider appears only now: the consumer picked the first by its filters.
+    await startProvider(1);
+    const proposals = await until(async () => {
+      const list = await json(consumerEnv, ["proposals", "--service-type", "openvpn"]);
+      return list.length === 2 && list;
+    }, "the second proposal in discovery");
+    const secondId = proposals.map((p: { provider: string }) => p.provider).find((id: string) => id !== firstStatus.provider);
+
+    const packets = topology.packetsFrom(0);
+    // An application that keeps trying to reach the internet host the whole time (stopped by PID below).
+    const app = spawn("/usr/sbin/ip", ["netns", "exec", consumerNs, process.execPath, "-e", `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`], { stdio: "ignore" });
+    try {
+      first.child.kill("SIGKILL");
+      const status = await until(async () => {
+        const s = await json(consumerEnv, ["status"]);
+        return s.state === "connected" && s.provider === secondId && s;
+      }, "the consumer to reconnect to the second provider", 120_000);
+      expect(status.reconnect).to.include({ state: "connected", provider: secondId });
+      expect(status.reconnect.attempts).to.be.within(1, status.reconnect.maxAttempts);
+      expect(status.sessionId).to.not.equal(firstStatus.sessionId);
+      expect(consumer.output()).to.match(/reconnecting \(attempt \d+ of 5/);
+      expect(consumer.output()).to.include(`reconnected: session ${status.sessionId} with provider ${secondId}`);
+      // The internet host now sees the second provider; names resolve through it.
+      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerAddressOf(1));
+      expect(resolveFrom(topology, consumerNs, topology.whoamiName)).to.deep.equal([topology.internetAddress]);
+    } finally {
+      app.kill("SIGKILL");
+    }
+    expect(topology.packetsFrom(0)).to.deep.equal(packets);
+
+    await json(consumerEnv, ["disconnect"]);
+    await until(() => consumer.child.exitCode !== null, "myst connect to exit");
+    expect(consumer.child.exitCode).to.equal(0);
+    expect({ routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) }).to.deep.equal(before);
+  });
+});
