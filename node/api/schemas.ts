@@ -64,6 +64,7 @@ export const OpenVpnBody = Type.Object(
     allowPrivate: Type.Optional(Type.Boolean({ description: "let consumers reach private networks and this host (default false)" })),
     allowPrivateRanges: Type.Optional(Type.Array(Type.String())),
     netns: Type.Optional(Type.String({ description: "run the server in this network namespace (tests, demo)" })),
+    ipv6: Type.Optional(Type.Boolean({ description: "carry consumers' IPv6 (NAT66 out of the uplink; this host needs IPv6 egress); the proposal says `ipv6: true` (default false)" })),
   },
   Strict,
 );
@@ -89,6 +90,7 @@ export const ProposalQuery = Type.Object(
     service_type: Type.Optional(Type.String()),
     country: Type.Optional(Type.String()),
     ip_type: Type.Optional(Type.String()),
+    ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
     metering: Type.Optional(Type.String({ description: "hour | gib" })),
     max_price_per_hour: Type.Optional(Wei),
     max_price_per_gib: Type.Optional(Wei),
@@ -107,6 +109,7 @@ export const ConnectBody = Type.Object(
     serviceType: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t)), { default: "openvpn" }),
     country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$" })),
     ipType: Type.Optional(Type.Union(IP_TYPES.map((t) => Type.Literal(t)))),
+    ipv6: Type.Optional(Type.Boolean({ description: "filter: only providers whose tunnel carries IPv6 (IPv6 then goes through the tunnel; otherwise it is blocked while connected)" })),
     maxPricePerHour: Type.Optional(Myst),
     maxPricePerGiB: Type.Optional(Myst),
     topUp: Type.Optional({ ...Myst, description: "before connecting, deposit so the channel holds at least this much MYST" }),

@@ -147,6 +147,7 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
     .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
     .addOption(new Option("--country <code>", "filter: country"))
     .addOption(new Option("--ip-type <type>", "filter: IP type"))
+    .addOption(new Option("--ipv6", "filter: only providers whose tunnel carries IPv6 (else IPv6 is blocked while connected)"))
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
     .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
@@ -154,12 +155,13 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
 }
 
 /** The PUT /v1/connection body for those options. */
-export function connectBody(providerId: string | undefined, opts: Record<string, string | undefined>) {
+export function connectBody(providerId: string | undefined, opts: Record<string, string | boolean | undefined>) {
   return {
     ...(providerId ? { provider: providerId } : {}),
     serviceType: opts.service,
     ...(opts.country ? { country: opts.country } : {}),
     ...(opts.ipType ? { ipType: opts.ipType } : {}),
+    ...(opts.ipv6 ? { ipv6: true } : {}),
     ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
     ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
     ...(opts.topup ? { topUp: opts.topup } : {}),
