@@ -213,6 +213,7 @@ export class ApiServer {
           serviceType: b.serviceType,
           country: b.country,
           ipType: b.ipType,
+          ipv6: b.ipv6,
           maxPricePerHourWei: wei(b.maxPricePerHour, "maxPricePerHour"),
           maxPricePerGiBWei: wei(b.maxPricePerGiB, "maxPricePerGiB"),
           topUpToWei: wei(b.topUp, "topUp"),

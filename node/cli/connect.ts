@@ -106,13 +106,16 @@ export function connectCommands(context: Ctx): Command[] {
     const node = ctx.daemon();
     const answer = node ? await node.get<ConnectionView>("/v1/connection") : null;
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
+    const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
+    const confinedLine = confined ? [`confined: ${confined.message}`] : [];
     const reconnectLine = reconnect ? [`reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`] : [];
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
       return ctx.out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
         `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
         ...reconnectLine,
-        "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
+        ...confinedLine,
+        confined ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace" : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
     if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
@@ -124,6 +127,7 @@ export function connectCommands(context: Ctx): Command[] {
       `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
       ...reconnectLine,
+      ...confinedLine,
     ]);
   });
   return [connect, disconnect, status];
@@ -147,6 +151,7 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
     .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
     .addOption(new Option("--country <code>", "filter: country"))
     .addOption(new Option("--ip-type <type>", "filter: IP type"))
+    .addOption(new Option("--ipv6", "filter: only providers whose tunnel carries IPv6 (else IPv6 is blocked while connected)"))
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
     .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
@@ -154,12 +159,13 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
 }
 
 /** The PUT /v1/connection body for those options. */
-export function connectBody(providerId: string | undefined, opts: Record<string, string | undefined>) {
+export function connectBody(providerId: string | undefined, opts: Record<string, string | boolean | undefined>) {
   return {
     ...(providerId ? { provider: providerId } : {}),
     serviceType: opts.service,
     ...(opts.country ? { country: opts.country } : {}),
     ...(opts.ipType ? { ipType: opts.ipType } : {}),
+    ...(opts.ipv6 ? { ipv6: true } : {}),
     ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
     ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
     ...(opts.topup ? { topUp: opts.topup } : {}),

@@ -66,6 +66,7 @@ export function proposalsCommand(context: Ctx): Command {
     .addOption(new Option("--max-price-per-gib <myst>", "in MYST"))
     .addOption(new Option("--min-bandwidth <mbps>", "Mbit/s"))
     .addOption(new Option("--provider-id <address...>", "only these providers (repeatable)"))
+    .addOption(new Option("--ipv6", "only providers whose tunnel carries IPv6"))
     .option("--limit <n>", "at most this many", "100")
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
@@ -78,6 +79,7 @@ export function proposalsCommand(context: Ctx): Command {
         max_price_per_gib: opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib").toString(),
         min_bandwidth: opts.minBandwidth,
         provider_id: opts.providerId,
+        ipv6: opts.ipv6 ? "true" : undefined,
       });
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new MystError("BAD_FLAG", `--limit must be 1 to 500`);

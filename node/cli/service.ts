@@ -109,6 +109,7 @@ export function serviceSpecFromFlags(type: string, opts: Record<string, unknown>
       uplink: opts.uplink as string | undefined,
       netns: opts.netns as string | undefined,
       allowPrivate: Boolean(opts.allowPrivate),
+      ...(opts.ipv6 ? { ipv6: true } : {}),
       allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[] | undefined),
     },
   });
@@ -126,7 +127,8 @@ export function serviceCommand(context: Ctx): Command {
     .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
     .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
     .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
-    .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)");
+    .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)")
+    .option("--ipv6", "openvpn: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
   paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const spec = serviceSpecFromFlags(type, opts);

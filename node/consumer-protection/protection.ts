@@ -75,31 +75,46 @@ export class ConsumerProtection implements SessionProtection {
 
   async engage(plan: TunnelPlan): Promise<void> {
     requireRoot("the kill switch");
-    this.#spec = { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, device: plan.device, endpoints: plan.endpoints, dns: [], ipv6: false };
+    // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
+    this.#spec = { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, device: plan.device, endpoints: plan.endpoints, dns: plan.dns ?? [], ipv6: plan.ipv6 ?? false };
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
     // one restored at the end, not the file as it left it.
     const found = readRecord(this.options.dataDir);
     const inherited = found && found.netns === this.options.netns ? found : undefined;
     const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
-    for (const e of plan.endpoints) if (!(await hostRoute(e.address, this.options.netns))) endpointRoutes.add(e.address);
-    this.#write({
+    const record = (routes: Set<string>): ProtectionRecord => ({
       version: 1,
       pid: process.pid,
       netns: this.options.netns,
       killSwitch: this.options.killSwitch,
-      endpointRoutes: [...endpointRoutes],
+      endpointRoutes: [...routes],
       ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
     });
-    await nftApply(guardScript(this.#spec), this.options.netns);
+    // Written before the rules change; the endpoint routes are added to it below, before the
+    // tunnel (which adds them) starts. Checking the routes and installing the rules run together.
+    this.#write(record(endpointRoutes));
+    const spec = this.#spec;
+    const install = async () => {
+      // Nothing of ours is known here (no record of a dead myst in this place, not re-engaging
+      // between sessions): create the table; should one be there after all, replace it.
+      if (!inherited && this.#state === "off") await nftApply(guardScript(spec, { fresh: true }), this.options.netns).catch(() => nftApply(guardScript(spec), this.options.netns));
+      else await nftApply(guardScript(spec), this.options.netns);
+    };
+    const [missing] = await Promise.all([Promise.all(plan.endpoints.map(async (e) => ((await hostRoute(e.address, this.options.netns)) ? undefined : e.address))), install()]);
+    for (const address of missing) if (address) endpointRoutes.add(address);
+    this.#write(record(endpointRoutes));
     this.#state = "protecting";
     this.#log.info({ netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints }, "consumer protection engaged");
   }
 
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was not engaged before the tunnel came up");
+    const before = this.#spec;
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
-    await nftApply(guardScript(this.#spec), this.options.netns);
+    // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
+    const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
+    if (!same) await nftApply(guardScript(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
       const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
@@ -176,7 +191,7 @@ const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 
 /** Whether there is a route for exactly this host (not one that merely covers it). */
 async function hostRoute(address: string, netns?: string): Promise<boolean> {
   if (isIP(address) === 0) return false;
-  const out = await run(inNetns(netns, [program("ip", "iproute2"), isIP(address) === 6 ? "-6" : "-4", "route", "show", "exact", hostPrefix(address)]));
+  const out = await run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), isIP(address) === 6 ? "-6" : "-4", "route", "show", "exact", hostPrefix(address)]);
   return out.trim().length > 0;
 }
 

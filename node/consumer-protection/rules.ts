@@ -38,7 +38,7 @@ const family = (address: string) => (isIP(address) === 6 ? "ip6" : "ip");
  * - DHCP and IPv6 neighbour discovery stay allowed on the local link: they keep the machine's own
  *   address and say nothing about where its traffic goes.
  */
-export function guardScript(spec: GuardSpec): string {
+export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}): string {
   const dev = quote(spec.device);
   const policy = spec.killSwitch ? "drop" : "accept";
   const dnsRules = spec.dns.flatMap((server) => [
@@ -54,9 +54,11 @@ export function guardScript(spec: GuardSpec): string {
     in: ["udp sport 67 udp dport 68 accept", "udp sport 547 udp dport 546 accept", "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept"],
   };
   const tunnel6 = spec.ipv6 ? [] : [`oifname ${dev} meta nfproto ipv6 reject`];
+  // `fresh`: the table must not exist yet (`create` fails the whole transaction if it does): no
+  // delete, whose RCU grace period costs about 10 ms in the kernel. Otherwise it is replaced.
+  const head = options.fresh ? [`create table inet ${GUARD_TABLE}`] : [`table inet ${GUARD_TABLE}`, `delete table inet ${GUARD_TABLE}`];
   const lines = [
-    `table inet ${GUARD_TABLE}`,
-    `delete table inet ${GUARD_TABLE}`,
+    ...head,
     `table inet ${GUARD_TABLE} {`,
     "  chain output {",
     `    type filter hook output priority filter; policy ${policy};`,

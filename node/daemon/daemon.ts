@@ -63,6 +63,8 @@ export interface ConnectRequest {
   serviceType: string;
   country?: string;
   ipType?: string;
+  /** Filter: only providers whose tunnel carries IPv6. */
+  ipv6?: boolean;
   maxPricePerHourWei?: string;
   maxPricePerGiBWei?: string;
   topUpToWei?: string;
@@ -335,6 +337,7 @@ export class MystDaemon {
     const filter = parseFilter({
       ...(request.country ? { country: request.country } : {}),
       ...(request.ipType ? { ip_type: request.ipType } : {}),
+      ...(request.ipv6 ? { ipv6: "true" } : {}),
       ...(request.maxPricePerHourWei ? { max_price_per_hour: request.maxPricePerHourWei } : {}),
       ...(request.maxPricePerGiBWei ? { max_price_per_gib: request.maxPricePerGiBWei } : {}),
     });

@@ -218,6 +218,7 @@ export class ProviderNode {
       },
       price: { currency: "MYST", perHour: offer.pricePerHour.toString(), perGiB: offer.pricePerGiB.toString() },
       bandwidthMbps: offer.bandwidthMbps,
+      ...(service.ipv6 ? { ipv6: true } : {}),
       contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }],
     };
   }

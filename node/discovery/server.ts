@@ -61,6 +61,7 @@ const Query = Type.Object(
     service_type: Type.Optional(Type.String({ description: "e.g. openvpn" })),
     country: Type.Optional(Type.String({ description: "ISO 3166-1 alpha-2" })),
     ip_type: Type.Optional(Type.String({ description: "residential | hosting | mobile | business | education | unknown" })),
+    ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
     metering: Type.Optional(Type.String({ description: "hour | gib: only proposals that charge by that unit" })),
     max_price_per_hour: Type.Optional(Type.String({ description: "wei" })),
     max_price_per_gib: Type.Optional(Type.String({ description: "wei" })),

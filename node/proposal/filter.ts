@@ -12,6 +12,8 @@ export interface ProposalFilter {
   maxPricePerGiB?: bigint;
   minBandwidthMbps?: number;
   providerIds?: string[];
+  /** true: only providers whose tunnel carries IPv6. */
+  ipv6?: boolean;
 }
 
 export class FilterError extends MystError {
@@ -38,6 +40,7 @@ export function matchesFilter(
   if (f.maxPricePerHour !== undefined && prices.perHour > f.maxPricePerHour) return false;
   if (f.maxPricePerGiB !== undefined && prices.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && p.bandwidthMbps < f.minBandwidthMbps) return false;
+  if (f.ipv6 === true && p.ipv6 !== true) return false;
   if (f.providerIds?.length) {
     const set = providerSet ?? new Set(f.providerIds.map((a) => a.toLowerCase()));
     if (!set.has(p.provider.toLowerCase())) return false;
@@ -54,6 +57,7 @@ const FILTER_KEYS = new Set([
   "max_price_per_gib",
   "min_bandwidth",
   "provider_id",
+  "ipv6",
 ]);
 
 /**
@@ -106,6 +110,11 @@ export function parseFilter(query: Record<string, string | string[] | undefined>
     const n = Number(bw);
     if (!/^\d+(\.\d+)?$/.test(bw) || !Number.isFinite(n)) throw new FilterError(`min_bandwidth "${bw}" is not a number of Mbit/s`);
     f.minBandwidthMbps = n;
+  }
+  const ipv6 = one("ipv6");
+  if (ipv6 !== undefined) {
+    if (ipv6 !== "true" && ipv6 !== "false") throw new FilterError(`ipv6 must be "true" or "false"`);
+    if (ipv6 === "true") f.ipv6 = true;
   }
   const ids = query.provider_id;
   if (ids !== undefined) {

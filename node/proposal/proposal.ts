@@ -39,6 +39,8 @@ export const ProposalSchema = Type.Object(
     ),
     /** Committed bandwidth, Mbit/s. */
     bandwidthMbps: Type.Number({ minimum: 0, maximum: 1_000_000 }),
+    /** The tunnel carries IPv6 (the provider has IPv6 egress); absent: IPv4 only. */
+    ipv6: Type.Optional(Type.Boolean()),
     contacts: Type.Array(
       Type.Object(
         {

@@ -25,6 +25,8 @@ export interface OpenVpnSettings {
   allowPrivate?: boolean;
   allowPrivateRanges?: string[];
   netns?: string;
+  /** Carry consumers' IPv6 (NAT66 out of the uplink): this provider has IPv6 egress. Default false. */
+  ipv6?: boolean;
 }
 
 /** A provider service to run: its type and, for openvpn, its settings. */
@@ -74,6 +76,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
     uplink: o.uplink,
     blockPrivate: !o.allowPrivate,
     allowPrivate: o.allowPrivateRanges,
+    ipv6: o.ipv6,
     log: deps.log,
   });
   await service.start();

@@ -25,6 +25,8 @@ export interface ProviderService {
   stop?(): Promise<void>;
   /** Whether the session's consumer is connected to the service now (its tunnel is up). */
   isConnected?(sessionId: string): boolean;
+  /** The tunnel carries IPv6 (the provider has IPv6 egress): the proposal says so. */
+  readonly ipv6?: boolean;
 }
 
 /** Where a tunnel's own packets go: the provider's endpoint, reached outside the tunnel. */
@@ -41,6 +43,13 @@ export interface TunnelEndpoint {
 export interface TunnelPlan {
   device: string;
   endpoints: TunnelEndpoint[];
+  /**
+   * The resolvers the tunnel will bring, when the service config says so in advance: the guard
+   * admits them from the start, so it need not be replaced once the tunnel is up.
+   */
+  dns?: string[];
+  /** Whether the tunnel will carry IPv6 (same reason). */
+  ipv6?: boolean;
 }
 
 /**

@@ -95,7 +95,8 @@ export async function benchTunnel(): Promise<void> {
   const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 12);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-bench-tunnel-"));
   const net = await new TestNetwork().start();
-  const topology = await topologyUp({ tag: "bench", consumers: 1 });
+  // BENCH_TAG: another tag when other worktrees may run the benchmark at the same time.
+  const topology = await topologyUp({ tag: process.env.BENCH_TAG ?? "bench", consumers: 1 });
   const children: ChildProcess[] = [];
   const stops: (() => Promise<unknown>)[] = [];
   try {

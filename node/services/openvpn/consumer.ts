@@ -51,7 +51,7 @@ export class OpenVpnConsumerService implements ConsumerService {
   async plan(session: { id: string; serviceConfig: unknown }): Promise<TunnelPlan> {
     const config = checked(session);
     if (isIP(config.remote) === 0) throw new TunnelError("ENDPOINT_NOT_IP", `the provider's endpoint "${config.remote}" is not an IP address: the kill switch cannot let it through (connect with --no-kill-switch to accept it)`);
-    return { device: this.device, endpoints: [{ address: config.remote, port: config.port, protocol: config.protocol }] };
+    return { device: this.device, endpoints: [{ address: config.remote, port: config.port, protocol: config.protocol }], dns: (config.dns ?? []).filter((a) => isIP(a) !== 0), ipv6: config.ipv6 ?? false };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
@@ -63,7 +63,7 @@ export class OpenVpnConsumerService implements ConsumerService {
     const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
     const files = { config: `${base}.conf`, auth: `${base}.auth`, socket: `${base}.sock` };
     fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
-    fs.writeFileSync(files.config, clientConfig(config, files, this.device, this.o.routeAll !== false), { mode: 0o600 });
+    fs.writeFileSync(files.config, clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true), { mode: 0o600 });
     const process = new OpenVpnProcess({ configFile: files.config, managementSocket: files.socket, netns: this.o.netns, log: this.o.log ?? silentLogger });
     const removeSecrets = () => {
       fs.rmSync(files.config, { force: true });
@@ -190,7 +190,7 @@ function waitConnected(process: OpenVpnProcess, management: import("./management
   });
 }
 
-function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean): string {
+function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean, ipv6: boolean): string {
   return [
     "# written by myst for one session; removed once connected",
     "client",
@@ -207,7 +207,8 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     // Not `local`: openvpn must add a host route to the provider via our own gateway, or once the
     // default route points into the tunnel its own packets follow it (the provider is routers
     // away on a real network, never on our link).
-    ...(routeAll ? ["redirect-gateway def1"] : []),
+    // `ipv6`: the provider carries IPv6, so IPv6 is routed into the tunnel too (::/3, 2000::/4, …).
+    ...(routeAll ? [ipv6 ? "redirect-gateway def1 ipv6" : "redirect-gateway def1"] : []),
     `management ${files.socket} unix`,
     "auth-retry none",
     "explicit-exit-notify 1",

@@ -2,6 +2,8 @@ import { inNetns, program, run, TunnelError } from "./system";
 
 /** Address ranges a consumer may not reach through the provider unless allowed. */
 export const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"];
+/** The same for IPv6 (unique local, link-local, site-local), when the service carries IPv6. */
+export const PRIVATE_RANGES_6 = ["fc00::/7", "fe80::/10", "fec0::/10"];
 
 export interface FirewallOptions {
   netns?: string;
@@ -17,6 +19,8 @@ export interface FirewallOptions {
   allow?: string[];
   /** The provider's resolver for consumers, on its tunnel address: consumers may reach its port 53. */
   dnsAddress?: string;
+  /** The tunnel's IPv6 subnet when the service carries IPv6: NAT66 out of the uplink, private ranges blocked. */
+  subnet6?: string;
 }
 
 /**
@@ -57,6 +61,27 @@ export class TunnelFirewall {
       }
       await ipt("-A", I, "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
     }
+    if (this.o.subnet6) await this.#apply6(uplink);
+  }
+
+  /** IPv6 from the tunnel: masqueraded to the uplink's address (NAT66), no private ranges, nothing to this host. */
+  async #apply6(uplink: string): Promise<void> {
+    const ipt6 = (...args: string[]) => run(inNetns(this.o.netns, [program("ip6tables", "iptables"), "-w", ...args]));
+    const { F, I, N } = this.#chains();
+    await run(inNetns(this.o.netns, [program("sysctl", "procps"), "-qw", "net.ipv6.conf.all.forwarding=1"]));
+    await ipt6("-N", F);
+    await ipt6("-N", I);
+    await ipt6("-t", "nat", "-N", N);
+    await ipt6("-I", "FORWARD", "-i", this.o.tunDevice, "-j", F);
+    await ipt6("-I", "INPUT", "-i", this.o.tunDevice, "-j", I);
+    await ipt6("-t", "nat", "-I", "POSTROUTING", "-j", N);
+    await ipt6("-t", "nat", "-A", N, "-s", this.o.subnet6!, "-o", uplink, "-j", "MASQUERADE");
+    if (this.o.blockPrivate !== false) {
+      for (const range of PRIVATE_RANGES_6) await ipt6("-A", F, "-d", range, "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited");
+      await ipt6("-A", I, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN");
+      await ipt6("-A", I, "-p", "ipv6-icmp", "-j", "RETURN");
+      await ipt6("-A", I, "-j", "REJECT", "--reject-with", "icmp6-port-unreachable");
+    }
   }
 
   /** Removes every rule this firewall added; safe to call when nothing is there. */
@@ -69,6 +94,16 @@ export class TunnelFirewall {
     for (const [table, chain] of [["filter", F], ["filter", I], ["nat", N]]) {
       await quiet("-t", table, "-F", chain);
       await quiet("-t", table, "-X", chain);
+    }
+    if (this.o.subnet6) {
+      const quiet6 = (...args: string[]) => run(inNetns(this.o.netns, [program("ip6tables", "iptables"), "-w", ...args])).catch(() => undefined);
+      await quiet6("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
+      await quiet6("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
+      await quiet6("-t", "nat", "-D", "POSTROUTING", "-j", N);
+      for (const [table, chain] of [["filter", F], ["filter", I], ["nat", N]]) {
+        await quiet6("-t", table, "-F", chain);
+        await quiet6("-t", table, "-X", chain);
+      }
     }
     this.#applied = false;
   }

@@ -32,8 +32,16 @@ export interface OpenVpnProviderOptions {
   netns?: string;
   /** How often to read byte counts. Default 1 s. */
   meterMs?: number;
+  /**
+   * Carry consumers' IPv6: tunnel addresses from `TUNNEL_SUBNET_6`, NAT66 out of the uplink (the
+   * destination sees this provider's own IPv6 address), private IPv6 ranges blocked. Default false.
+   */
+  ipv6?: boolean;
   log?: Logger;
 }
+
+/** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst"). */
+export const TUNNEL_SUBNET_6 = "fd6d:7973:7400::/64";
 
 interface LiveSession {
   id: string;
@@ -87,12 +95,18 @@ export class OpenVpnProviderService implements ProviderService {
       blockPrivate: options.blockPrivate,
       allow: options.allowPrivate,
       dnsAddress: this.#serverAddress(),
+      ...(options.ipv6 ? { subnet6: TUNNEL_SUBNET_6 } : {}),
     });
-    this.resolver = new TunnelResolver({ listen: this.#serverAddress(), netns: options.netns, blockPrivate: options.blockPrivate, filterIpv6: true, log: this.#log });
+    // Without IPv6 in the tunnel the resolver drops AAAA answers, so applications go straight to IPv4.
+    this.resolver = new TunnelResolver({ listen: this.#serverAddress(), netns: options.netns, blockPrivate: options.blockPrivate, filterIpv6: !options.ipv6, log: this.#log });
   }
 
   get pid(): number | undefined {
     return this.#process?.pid;
+  }
+
+  get ipv6(): boolean {
+    return this.#o.ipv6 === true;
   }
 
   isRunning(): boolean {
@@ -131,6 +145,7 @@ export class OpenVpnProviderService implements ProviderService {
       ca: this.#pki.ca,
       tlsCrypt: this.#pki.tlsCrypt,
       dns: [this.#serverAddress()],
+      ...(this.#o.ipv6 ? { ipv6: true } : {}),
     };
   }
 
@@ -319,6 +334,7 @@ export class OpenVpnProviderService implements ProviderService {
       `port ${this.#o.port ?? 1194}`,
       "topology subnet",
       `server ${this.#subnet()} 255.255.255.0`,
+      ...(this.#o.ipv6 ? [`server-ipv6 ${TUNNEL_SUBNET_6}`] : []),
       `ca ${path.join(pki.dir, "ca.crt")}`,
       `cert ${pki.cert}`,
       `key ${pki.key}`,

@@ -62,6 +62,16 @@ describe("consumer protection: the guard rule set", function () {
     });
   });
 
+  it("fresh: creates the table without a delete (cheaper), and the transaction fails if one is already there", function () {
+    expect(guardScript(spec, { fresh: true }).split("\n").slice(0, 2)).to.deep.equal(["create table inet myst_guard", "table inet myst_guard {"]);
+  });
+
+  (nftCheckable ? it : it.skip)("fresh: nftables refuses it when the table exists, so the replacing script must follow (throwaway namespace)", function () {
+    const script = `${guardScript(spec)}\n${guardScript(spec, { fresh: true })}`;
+    expect(() => execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: script, stdio: ["pipe", "ignore", "ignore"] })).to.throw();
+    execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: guardScript(spec, { fresh: true }) });
+  });
+
   (nftCheckable ? it : it.skip)("is a script nftables accepts (nft --check in a throwaway namespace)", function () {
     for (const s of [spec, { ...spec, dns: ["10.8.0.1"], allowLan: true }, { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] }]) {
       // In a throwaway network namespace: not even a check touches the machine's own firewall.
