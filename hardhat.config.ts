@@ -31,9 +31,7 @@ const config: HardhatUserConfig = {
   networks: {
     hardhat: { hardfork: "cancun" },
     localhost: { url: process.env.MYST_RPC_URL ?? "http://127.0.0.1:8545" },
-    ...(testnetUrl
-      ? { testnet: { url: testnetUrl, accounts: deployerKey ? [deployerKey] : [] } }
-      : {}),
+    ...(testnetUrl ? { testnet: { url: testnetUrl, accounts: deployerKey ? [deployerKey] : [] } } : {}),
   },
   typechain: { outDir: "typechain-types", target: "ethers-v6" },
   mocha: { timeout: 120_000, reporter: require.resolve("./test/support/reporter.js") },

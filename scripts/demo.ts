@@ -42,7 +42,6 @@ function background(name: string, env: NodeJS.ProcessEnv, args: string[]): { chi
   return { child, output: () => output };
 }
 
-
 const formatMyst = (wei: string) => (Number(BigInt(wei)) / 1e18).toFixed(9);
 
 async function cleanup() {
@@ -91,7 +90,10 @@ async function main() {
 
   say("Creating, funding and registering a provider and a consumer identity");
   const ids: Record<string, string> = {};
-  for (const [who, env] of [["provider", providerEnv], ["consumer", consumerEnv]] as const) {
+  for (const [who, env] of [
+    ["provider", providerEnv],
+    ["consumer", consumerEnv],
+  ] as const) {
     ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"])).address;
     await chain.fund([ids[who]]);
     const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json"]));
@@ -101,19 +103,43 @@ async function main() {
 
   say("Starting the provider's OpenVPN service in its namespace and announcing it");
   background("provider", providerEnv, [
-    "service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress,
-    "--country", "DE", "--city", "Berlin", "--ip-type", "residential", "--price-per-hour", "0.05", "--price-per-gib", "0.1", "--bandwidth", "500",
-    "--invoice-every", "2", "--min-channel-balance", "0.1",
+    "service",
+    "start",
+    "openvpn",
+    "--netns",
+    topology.provider,
+    "--public-ip",
+    topology.providerAddress,
+    "--country",
+    "DE",
+    "--city",
+    "Berlin",
+    "--ip-type",
+    "residential",
+    "--price-per-hour",
+    "0.05",
+    "--price-per-gib",
+    "0.1",
+    "--bandwidth",
+    "500",
+    "--invoice-every",
+    "2",
+    "--min-channel-balance",
+    "0.1",
   ]);
   const proposals = await until(() => {
     const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
     return list.length > 0 && list;
   }, "the provider's proposal in discovery");
-  ok(`the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`);
+  ok(
+    `the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`,
+  );
 
   say("Before connecting: what the internet host sees of the consumer");
   const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
-  ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the provider sits behind its own NAT gateway ${topology.gateway})`);
+  ok(
+    `visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the provider sits behind its own NAT gateway ${topology.gateway})`,
+  );
   if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
   say("Connecting through the provider (depositing 5 MYST into the payment channel first)");
@@ -121,9 +147,12 @@ async function main() {
   await until(() => connect.output().includes("connected: session") || connect.child.exitCode !== null, "the connection", 60_000);
   if (connect.child.exitCode !== null) throw new Error(`myst connect failed: ${connect.output().trim()}`);
   const status = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
-  if (status.deposit) ok(`deposited ${Number(status.deposit.amountWei) / 1e18} MYST into the channel (tx ${status.deposit.txHash}, gas ${status.deposit.gasUsed})`);
+  if (status.deposit)
+    ok(`deposited ${Number(status.deposit.amountWei) / 1e18} MYST into the channel (tx ${status.deposit.txHash}, gas ${status.deposit.gasUsed})`);
   ok(`session ${status.sessionId} with ${status.provider}`);
-  ok(`phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`);
+  ok(
+    `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
+  );
 
   say("After connecting: what the internet host sees");
   const after = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
@@ -143,10 +172,14 @@ async function main() {
   ok(`consumer's meter: ${during.bytesIn} bytes in, ${during.bytesOut} bytes out, ${during.durationSeconds} s`);
 
   say("Paying: the provider invoices every 2 s, the consumer checks each invoice and answers with a promise");
-  const paid = await until(() => {
-    const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
-    return BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
-  }, "promises for the invoices", 30_000);
+  const paid = await until(
+    () => {
+      const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+      return BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
+    },
+    "promises for the invoices",
+    30_000,
+  );
   ok(`${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised (price 0.05 MYST/h + 0.1 MYST/GiB)`);
 
   say("Disconnecting");
@@ -158,10 +191,14 @@ async function main() {
   if (gone !== topology.consumerAddress(0)) throw new Error("the consumer's own route did not come back after the disconnect");
 
   say("Settlement: the provider settles the last promise on chain when the session ends");
-  const earnings = await until(() => {
-    const e = JSON.parse(mystOk(providerEnv, ["earnings", "--json"]));
-    return BigInt(e.settledWei) > 0n && e;
-  }, "the settlement", 60_000);
+  const earnings = await until(
+    () => {
+      const e = JSON.parse(mystOk(providerEnv, ["earnings", "--json"]));
+      return BigInt(e.settledWei) > 0n && e;
+    },
+    "the settlement",
+    60_000,
+  );
   const settlement = earnings.settlements[earnings.settlements.length - 1];
   ok(`settled ${formatMyst(earnings.settledWei)} MYST of ${formatMyst(earnings.totalPromisedWei)} promised (tx ${settlement.txHash})`);
   const channel = JSON.parse(mystOk(consumerEnv, ["channels", "show", ids.provider, "--json"]));

@@ -52,7 +52,11 @@ export class DaemonClient {
           {
             ...target,
             method,
-            headers: { host: "localhost", authorization: `Bearer ${this.token}`, ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}) },
+            headers: {
+              host: "localhost",
+              authorization: `Bearer ${this.token}`,
+              ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}),
+            },
             // Connecting (deposit, negotiation, tunnel) and registering wait on the chain and the provider.
             timeout: 180_000,
           },

@@ -17,7 +17,14 @@ export const ServiceTypeParams = Type.Object({ type: Type.String({ pattern: "^[a
 export const Health = Type.Object({ status: Type.Literal("ok"), version: Type.String(), identity: Address, uptimeSeconds: Type.Integer() });
 
 export const IdentityList = Type.Object({
-  identities: Type.Array(Type.Object({ address: Address, keystoreFile: Type.String(), node: Type.Boolean({ description: "the identity this daemon runs as" }), registered: Type.Boolean() })),
+  identities: Type.Array(
+    Type.Object({
+      address: Address,
+      keystoreFile: Type.String(),
+      node: Type.Boolean({ description: "the identity this daemon runs as" }),
+      registered: Type.Boolean(),
+    }),
+  ),
 });
 export const NewIdentity = Type.Object({ passphrase: Type.String({ minLength: 1, description: "encrypts the keystore file; keep it with the file" }) }, Strict);
 export const CreatedIdentity = Type.Object({ address: Address, keystoreFile: Type.String() });
@@ -32,7 +39,13 @@ export const Registration = Type.Object(
   },
   Open,
 );
-export const IdentityView = Type.Object({ address: Address, node: Type.Boolean(), keystoreFile: Type.Union([Type.String(), Type.Null()]), balanceWei: Wei, registration: Registration });
+export const IdentityView = Type.Object({
+  address: Address,
+  node: Type.Boolean(),
+  keystoreFile: Type.Union([Type.String(), Type.Null()]),
+  balanceWei: Wei,
+  registration: Registration,
+});
 export const RegisterBody = Type.Object(
   {
     passphrase: Type.Optional(Type.String({ minLength: 1, description: "needed unless it is the daemon's own identity" })),
@@ -47,7 +60,10 @@ export const OfferBody = Type.Object(
     city: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     asn: Type.Optional(Type.Integer({ minimum: 0 })),
     isp: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    ipType: Type.Union(IP_TYPES.map((t) => Type.Literal(t)), { default: "unknown" }),
+    ipType: Type.Union(
+      IP_TYPES.map((t) => Type.Literal(t)),
+      { default: "unknown" },
+    ),
     pricePerHour: Type.Optional(Myst),
     pricePerGiB: Type.Optional(Myst),
     bandwidthMbps: Type.Number({ minimum: 0, default: 100 }),
@@ -93,14 +109,23 @@ export const ProposalPage = Type.Object({ proposals: Type.Array(ProposalSchema),
 export const ConnectBody = Type.Object(
   {
     provider: Type.Optional(Address),
-    serviceType: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t)), { default: "openvpn" }),
+    serviceType: Type.Union(
+      SERVICE_TYPES.map((t) => Type.Literal(t)),
+      { default: "openvpn" },
+    ),
     country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$" })),
     ipType: Type.Optional(Type.Union(IP_TYPES.map((t) => Type.Literal(t)))),
-    ipv6: Type.Optional(Type.Boolean({ description: "filter: only providers whose tunnel carries IPv6 (IPv6 then goes through the tunnel; otherwise it is blocked while connected)" })),
+    ipv6: Type.Optional(
+      Type.Boolean({
+        description: "filter: only providers whose tunnel carries IPv6 (IPv6 then goes through the tunnel; otherwise it is blocked while connected)",
+      }),
+    ),
     maxPricePerHour: Type.Optional(Myst),
     maxPricePerGiB: Type.Optional(Myst),
     topUp: Type.Optional({ ...Myst, description: "before connecting, deposit so the channel holds at least this much MYST" }),
-    netns: Type.Optional(Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" })),
+    netns: Type.Optional(
+      Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" }),
+    ),
     killSwitch: Type.Optional(Type.Boolean({ default: true, description: "keep traffic blocked when the tunnel drops, until disconnect (state `blocked`)" })),
     allowLan: Type.Optional(Type.Boolean({ default: false, description: "keep the local network reachable while connected" })),
     reconnect: Type.Optional(
@@ -123,9 +148,13 @@ export const ConnectBody = Type.Object(
 const Phases = Type.Object({ discovery: Type.Number(), negotiation: Type.Number(), tunnel: Type.Number(), confirm: Type.Number() });
 export const ConnectionView = Type.Object(
   {
-    state: Type.Union([Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked"), Type.Literal("reconnecting")], {
-      description: "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect); `reconnecting`: the same, while a new session is negotiated (`reconnect`)",
-    }),
+    state: Type.Union(
+      [Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked"), Type.Literal("reconnecting")],
+      {
+        description:
+          "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect); `reconnecting`: the same, while a new session is negotiated (`reconnect`)",
+      },
+    ),
     sessionId: Type.Optional(Type.String()),
     provider: Type.Optional(Address),
     serviceType: Type.Optional(Type.String()),
@@ -209,17 +238,31 @@ export const SessionList = Type.Object({
   ),
 });
 
-export const Channel = Type.Object({ channelId: Type.String(), consumer: Address, provider: Address, balanceWei: Wei, spentWei: Wei, withdrawalReadyAt: Type.Union([Type.String(), Type.Null()]) });
+export const Channel = Type.Object({
+  channelId: Type.String(),
+  consumer: Address,
+  provider: Address,
+  balanceWei: Wei,
+  spentWei: Wei,
+  withdrawalReadyAt: Type.Union([Type.String(), Type.Null()]),
+});
 export const TopUpBody = Type.Object({ amount: Myst }, Strict);
 export const TopUpResult = Type.Object({ depositedWei: Wei, txHash: Type.String(), gasUsed: Type.String(), channel: Channel });
 export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
-export const WithdrawalResult = Type.Object({ requested: Type.Boolean(), txHash: Type.String(), readyAt: Type.Optional(Type.String()), withdrawnWei: Type.Optional(Wei) });
+export const WithdrawalResult = Type.Object({
+  requested: Type.Boolean(),
+  txHash: Type.String(),
+  readyAt: Type.Optional(Type.String()),
+  withdrawnWei: Type.Optional(Wei),
+});
 export const Earnings = Type.Object({
   sessions: Type.Array(Type.Object({ sessionId: Type.String(), consumer: Address, promisedWei: Wei })),
   totalPromisedWei: Wei,
   settledWei: Wei,
   unsettledWei: Wei,
-  settlements: Type.Array(Type.Object({ channelId: Type.String(), amountWei: Wei, paidWei: Type.Optional(Wei), txHash: Type.Union([Type.String(), Type.Null()]), at: Type.String() })),
+  settlements: Type.Array(
+    Type.Object({ channelId: Type.String(), amountWei: Wei, paidWei: Type.Optional(Wei), txHash: Type.Union([Type.String(), Type.Null()]), at: Type.String() }),
+  ),
   pendingSettlements: Type.Array(
     Type.Object({
       channelId: Type.String(),

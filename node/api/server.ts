@@ -153,7 +153,10 @@ export class ApiServer {
       const given = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
       if (!tokenMatches(token, given)) {
         daemon.metrics.error("api", "UNAUTHORIZED");
-        return reply.status(401).send({ code: "UNAUTHORIZED", message: `${given === undefined ? "no" : "a wrong"} API token: send Authorization: Bearer <the token in <data-dir>/api-token>` });
+        return reply.status(401).send({
+          code: "UNAUTHORIZED",
+          message: `${given === undefined ? "no" : "a wrong"} API token: send Authorization: Bearer <the token in <data-dir>/api-token>`,
+        });
       }
     });
 
@@ -164,47 +167,138 @@ export class ApiServer {
       identity: daemon.identity,
       uptimeSeconds: Math.round((Date.now() - daemon.startedAt) / 1000),
     }));
-    app.get("/metrics", { schema: { summary: "Prometheus metrics: sessions, bytes, promises, settlements, errors", tags: ["node"], response: { 200: { description: "Prometheus text exposition format 0.0.4 (not JSON)", content: { "text/plain; version=0.0.4": { schema: Type.String() } } }, 401: ErrorBody } } }, async (_req, reply) => {
-      reply.header("content-type", daemon.metrics.registry.contentType);
-      return daemon.metrics.metrics();
-    });
+    app.get(
+      "/metrics",
+      {
+        schema: {
+          summary: "Prometheus metrics: sessions, bytes, promises, settlements, errors",
+          tags: ["node"],
+          response: {
+            200: { description: "Prometheus text exposition format 0.0.4 (not JSON)", content: { "text/plain; version=0.0.4": { schema: Type.String() } } },
+            401: ErrorBody,
+          },
+        },
+      },
+      async (_req, reply) => {
+        reply.header("content-type", daemon.metrics.registry.contentType);
+        return daemon.metrics.metrics();
+      },
+    );
 
     // identities
-    app.get("/v1/identities", { schema: { summary: "Identities in the keystore", tags: ["identities"], response: { 200: S.IdentityList, ...errors(401, 502) } } }, async () => ({
-      identities: await daemon.identities(),
-    }));
-    app.post("/v1/identities", { schema: { summary: "Create an identity (keystore v3 file)", tags: ["identities"], body: S.NewIdentity, response: { 201: S.CreatedIdentity, ...errors(400, 401) } } }, async (req, reply) =>
-      reply.status(201).send(await daemon.createIdentity(req.body.passphrase)),
+    app.get(
+      "/v1/identities",
+      { schema: { summary: "Identities in the keystore", tags: ["identities"], response: { 200: S.IdentityList, ...errors(401, 502) } } },
+      async () => ({
+        identities: await daemon.identities(),
+      }),
     );
-    app.get("/v1/identities/:address", { schema: { summary: "An identity: keystore, MYST balance, registration", tags: ["identities"], params: S.AddressParams, response: { 200: S.IdentityView, ...errors(400, 401, 502) } } }, async (req) =>
-      daemon.showIdentity(req.params.address),
+    app.post(
+      "/v1/identities",
+      {
+        schema: {
+          summary: "Create an identity (keystore v3 file)",
+          tags: ["identities"],
+          body: S.NewIdentity,
+          response: { 201: S.CreatedIdentity, ...errors(400, 401) },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await daemon.createIdentity(req.body.passphrase)),
+    );
+    app.get(
+      "/v1/identities/:address",
+      {
+        schema: {
+          summary: "An identity: keystore, MYST balance, registration",
+          tags: ["identities"],
+          params: S.AddressParams,
+          response: { 200: S.IdentityView, ...errors(400, 401, 502) },
+        },
+      },
+      async (req) => daemon.showIdentity(req.params.address),
     );
     app.post(
       "/v1/identities/:address/registration",
-      { schema: { summary: "Register an identity on chain (it pays the gas)", tags: ["identities"], params: S.AddressParams, body: S.RegisterBody, response: { 200: S.Registration, ...errors(400, 401, 403, 404, 422, 502) } } },
+      {
+        schema: {
+          summary: "Register an identity on chain (it pays the gas)",
+          tags: ["identities"],
+          params: S.AddressParams,
+          body: S.RegisterBody,
+          response: { 200: S.Registration, ...errors(400, 401, 403, 404, 422, 502) },
+        },
+      },
       async (req) => daemon.register(req.params.address, req.body),
     );
 
     // services
-    app.get("/v1/services", { schema: { summary: "Services this node sells", tags: ["services"], response: { 200: S.ServiceList, ...errors(401) } } }, async () => ({ services: daemon.services() }));
+    app.get(
+      "/v1/services",
+      { schema: { summary: "Services this node sells", tags: ["services"], response: { 200: S.ServiceList, ...errors(401) } } },
+      async () => ({ services: daemon.services() }),
+    );
     app.post(
       "/v1/services",
-      { schema: { summary: "Start selling a service (remembered across restarts)", tags: ["services"], body: S.StartServiceBody, response: { 201: S.ServiceView, ...errors(400, 401, 409, 422) } } },
+      {
+        schema: {
+          summary: "Start selling a service (remembered across restarts)",
+          tags: ["services"],
+          body: S.StartServiceBody,
+          response: { 201: S.ServiceView, ...errors(400, 401, 409, 422) },
+        },
+      },
       async (req, reply) => reply.status(201).send(await daemon.startService({ type: req.body.type, openvpn: req.body.openvpn }, offerOf(req.body.offer))),
     );
-    app.delete("/v1/services/:type", { schema: { summary: "Stop selling a service: its sessions end, its proposal is withdrawn", tags: ["services"], params: S.ServiceTypeParams, response: { 200: Type.Object({ type: Type.String(), stopped: Type.Boolean() }), ...errors(401, 404) } } }, async (req) =>
-      daemon.stopService(req.params.type),
+    app.delete(
+      "/v1/services/:type",
+      {
+        schema: {
+          summary: "Stop selling a service: its sessions end, its proposal is withdrawn",
+          tags: ["services"],
+          params: S.ServiceTypeParams,
+          response: { 200: Type.Object({ type: Type.String(), stopped: Type.Boolean() }), ...errors(401, 404) },
+        },
+      },
+      async (req) => daemon.stopService(req.params.type),
     );
 
     // proposals and the connection
-    app.get("/v1/proposals", { schema: { summary: "Search discovery (prices in wei)", tags: ["consumer"], querystring: S.ProposalQuery, response: { 200: S.ProposalPage, ...errors(400, 401, 502) } } }, async (req) => {
-      const { limit, cursor, ...filters } = req.query;
-      return daemon.proposals(filters, { limit, cursor });
-    });
-    app.get("/v1/connection", { schema: { summary: "The connection: state, session, provider, bytes, duration", tags: ["consumer"], response: { 200: S.ConnectionView, ...errors(401) } } }, async () => daemon.connection());
+    app.get(
+      "/v1/proposals",
+      {
+        schema: {
+          summary: "Search discovery (prices in wei)",
+          tags: ["consumer"],
+          querystring: S.ProposalQuery,
+          response: { 200: S.ProposalPage, ...errors(400, 401, 502) },
+        },
+      },
+      async (req) => {
+        const { limit, cursor, ...filters } = req.query;
+        return daemon.proposals(filters, { limit, cursor });
+      },
+    );
+    app.get(
+      "/v1/connection",
+      {
+        schema: {
+          summary: "The connection: state, session, provider, bytes, duration",
+          tags: ["consumer"],
+          response: { 200: S.ConnectionView, ...errors(401) },
+        },
+      },
+      async () => daemon.connection(),
+    );
     app.put(
       "/v1/connection",
-      { schema: { summary: "Connect to a provider (by id, or the cheapest matching the filters)", tags: ["consumer"], body: S.ConnectBody, response: { 201: S.ConnectionView, ...errors(400, 401, 404, 409, 422, 502, 504) } } },
+      {
+        schema: {
+          summary: "Connect to a provider (by id, or the cheapest matching the filters)",
+          tags: ["consumer"],
+          body: S.ConnectBody,
+          response: { 201: S.ConnectionView, ...errors(400, 401, 404, 409, 422, 502, 504) },
+        },
+      },
       async (req, reply) => {
         const b = req.body;
         const wei = (v: string | undefined, name: string) => (v === undefined ? undefined : mystToWei(v, name).toString());
@@ -226,31 +320,92 @@ export class ApiServer {
         return reply.status(201).send(status);
       },
     );
-    app.delete("/v1/connection", { schema: { summary: "Disconnect; answers the session's final numbers", tags: ["consumer"], response: { 200: S.ConnectionView, ...errors(401, 409) } } }, async () => daemon.disconnect());
-    app.get("/v1/connection/statistics", { schema: { summary: "Bytes, duration and payments of the current (or last) connection", tags: ["consumer"], response: { 200: S.Statistics, ...errors(401, 409) } } }, async () =>
-      daemon.statistics(),
+    app.delete(
+      "/v1/connection",
+      { schema: { summary: "Disconnect; answers the session's final numbers", tags: ["consumer"], response: { 200: S.ConnectionView, ...errors(401, 409) } } },
+      async () => daemon.disconnect(),
+    );
+    app.get(
+      "/v1/connection/statistics",
+      {
+        schema: {
+          summary: "Bytes, duration and payments of the current (or last) connection",
+          tags: ["consumer"],
+          response: { 200: S.Statistics, ...errors(401, 409) },
+        },
+      },
+      async () => daemon.statistics(),
     );
 
     // history and money
-    app.get("/v1/sessions", { schema: { summary: "Session history, newest first, both roles", tags: ["sessions"], querystring: S.SessionQuery, response: { 200: S.SessionList, ...errors(400, 401) } } }, async (req) => ({
-      sessions: daemon.sessions({ limit: req.query.limit, role: req.query.role }).map(sessionView),
-    }));
-    app.get("/v1/channels/:provider", { schema: { summary: "This node's channel with a provider", tags: ["payments"], params: S.ProviderParams, response: { 200: S.Channel, ...errors(400, 401, 502) } } }, async (req) =>
-      daemon.channel(req.params.provider),
+    app.get(
+      "/v1/sessions",
+      {
+        schema: {
+          summary: "Session history, newest first, both roles",
+          tags: ["sessions"],
+          querystring: S.SessionQuery,
+          response: { 200: S.SessionList, ...errors(400, 401) },
+        },
+      },
+      async (req) => ({
+        sessions: daemon.sessions({ limit: req.query.limit, role: req.query.role }).map(sessionView),
+      }),
+    );
+    app.get(
+      "/v1/channels/:provider",
+      {
+        schema: {
+          summary: "This node's channel with a provider",
+          tags: ["payments"],
+          params: S.ProviderParams,
+          response: { 200: S.Channel, ...errors(400, 401, 502) },
+        },
+      },
+      async (req) => daemon.channel(req.params.provider),
     );
     app.post(
       "/v1/channels/:provider/topup",
-      { schema: { summary: "Deposit MYST into the channel with a provider", tags: ["payments"], params: S.ProviderParams, body: S.TopUpBody, response: { 200: S.TopUpResult, ...errors(400, 401, 422, 502) } } },
+      {
+        schema: {
+          summary: "Deposit MYST into the channel with a provider",
+          tags: ["payments"],
+          params: S.ProviderParams,
+          body: S.TopUpBody,
+          response: { 200: S.TopUpResult, ...errors(400, 401, 422, 502) },
+        },
+      },
       async (req) => daemon.topUp(req.params.provider, mystToWei(req.body.amount, "amount")),
     );
     app.post(
       "/v1/channels/:provider/withdrawal",
-      { schema: { summary: "Leave a channel: request a withdrawal, then (after the challenge period) take the rest", tags: ["payments"], params: S.ProviderParams, body: S.EmptyBody, response: { 200: S.WithdrawalResult, ...errors(400, 401, 422, 502) } } },
+      {
+        schema: {
+          summary: "Leave a channel: request a withdrawal, then (after the challenge period) take the rest",
+          tags: ["payments"],
+          params: S.ProviderParams,
+          body: S.EmptyBody,
+          response: { 200: S.WithdrawalResult, ...errors(400, 401, 422, 502) },
+        },
+      },
       async (req) => daemon.withdraw(req.params.provider),
     );
-    app.get("/v1/earnings", { schema: { summary: "What this provider was promised and settled", tags: ["payments"], response: { 200: S.Earnings, ...errors(401) } } }, async () => daemon.earnings());
-    app.post("/v1/earnings/settlement", { schema: { summary: "Settle every channel with unsettled promises now", tags: ["payments"], body: S.EmptyBody, response: { 200: S.Earnings, ...errors(400, 401, 502) } } }, async () =>
-      daemon.settle(),
+    app.get(
+      "/v1/earnings",
+      { schema: { summary: "What this provider was promised and settled", tags: ["payments"], response: { 200: S.Earnings, ...errors(401) } } },
+      async () => daemon.earnings(),
+    );
+    app.post(
+      "/v1/earnings/settlement",
+      {
+        schema: {
+          summary: "Settle every channel with unsettled promises now",
+          tags: ["payments"],
+          body: S.EmptyBody,
+          response: { 200: S.Earnings, ...errors(400, 401, 502) },
+        },
+      },
+      async () => daemon.settle(),
     );
     await app.ready();
     return app;

@@ -34,12 +34,14 @@ const TOKEN = /^[A-Za-z0-9_$:-]+$/;
  */
 export function checkSubject(subject: unknown, options: { wildcards?: boolean } = {}): string {
   if (typeof subject !== "string") throw new InvalidSubjectError(String(subject), "not a string");
-  if (subject.length === 0 || subject.length > MAX_SUBJECT_LENGTH) throw new InvalidSubjectError(subject, `length ${subject.length}, allowed 1-${MAX_SUBJECT_LENGTH}`);
+  if (subject.length === 0 || subject.length > MAX_SUBJECT_LENGTH)
+    throw new InvalidSubjectError(subject, `length ${subject.length}, allowed 1-${MAX_SUBJECT_LENGTH}`);
   const tokens = subject.split(".");
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
     if (options.wildcards && (t === "*" || (t === ">" && i === tokens.length - 1))) continue;
-    if (!TOKEN.test(t)) throw new InvalidSubjectError(subject, t === "" ? "empty token" : `token ${JSON.stringify(t.slice(0, 40))} has characters outside [A-Za-z0-9_$:-]`);
+    if (!TOKEN.test(t))
+      throw new InvalidSubjectError(subject, t === "" ? "empty token" : `token ${JSON.stringify(t.slice(0, 40))} has characters outside [A-Za-z0-9_$:-]`);
   }
   return subject;
 }
@@ -92,11 +94,7 @@ export class Broker {
         pingInterval: 10_000,
       });
     } catch (err) {
-      throw new BrokerError(
-        "BROKER_UNAVAILABLE",
-        `no NATS server answered at ${this.#options.servers.join(", ")} (is nats-server running?)`,
-        { cause: err },
-      );
+      throw new BrokerError("BROKER_UNAVAILABLE", `no NATS server answered at ${this.#options.servers.join(", ")} (is nats-server running?)`, { cause: err });
     }
     this.#setStatus("connected");
     void this.#watch(this.#nc);

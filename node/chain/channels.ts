@@ -37,7 +37,9 @@ export class PaymentChannelsClient {
 
   /** The EIP-712 digest of a promise for the cumulative `amount` on the channel consumer → provider. */
   promiseDigest(consumer: string, provider: string, amount: bigint): Uint8Array {
-    return getBytes(TypedDataEncoder.hash(channelsDomain(this.conn.chainId, this.address), promiseTypes, { channelId: channelIdOf(consumer, provider), amount }));
+    return getBytes(
+      TypedDataEncoder.hash(channelsDomain(this.conn.chainId, this.address), promiseTypes, { channelId: channelIdOf(consumer, provider), amount }),
+    );
   }
 
   signPromise(consumer: IdentityKey, provider: string, amount: bigint): Uint8Array {
@@ -58,7 +60,13 @@ export class PaymentChannelsClient {
   }
 
   /** Settles a promise; `submitter` pays the gas (the provider, or anyone). */
-  async settle(submitter: Signer, consumer: string, provider: string, amount: bigint, signature: Uint8Array): Promise<{ txHash: string; gasUsed: bigint; paid: bigint }> {
+  async settle(
+    submitter: Signer,
+    consumer: string,
+    provider: string,
+    amount: bigint,
+    signature: Uint8Array,
+  ): Promise<{ txHash: string; gasUsed: bigint; paid: bigint }> {
     try {
       const tx = await this.conn.channels.connect(submitter).settle(consumer, provider, amount, signature);
       const receipt = await tx.wait();
@@ -132,7 +140,10 @@ export class PaymentChannelsClient {
    * Leaving a channel takes two calls a challenge period apart: the first requests the withdrawal,
    * the second (once the period is over) takes the rest back.
    */
-  async leave(consumer: IdentityKey, provider: string): Promise<{ requested: true; txHash: string; readyAt: string } | { requested: false; txHash: string; withdrawnWei: string }> {
+  async leave(
+    consumer: IdentityKey,
+    provider: string,
+  ): Promise<{ requested: true; txHash: string; readyAt: string } | { requested: false; txHash: string; withdrawnWei: string }> {
     const state = await this.state(consumer.address, provider);
     if (state.withdrawalReadyAt === 0n) {
       const txHash = await this.requestWithdrawal(consumer, provider);

@@ -3,11 +3,7 @@ import { MystError } from "../errors/MystError";
 import { IdentityRegistry__factory, MystToken__factory, PaymentChannels__factory } from "../../typechain-types";
 
 /** The contracts' ABIs, to name a custom error that ethers could not attribute to a call. */
-const INTERFACES: Interface[] = [
-  IdentityRegistry__factory.createInterface(),
-  PaymentChannels__factory.createInterface(),
-  MystToken__factory.createInterface(),
-];
+const INTERFACES: Interface[] = [IdentityRegistry__factory.createInterface(), PaymentChannels__factory.createInterface(), MystToken__factory.createInterface()];
 
 function decodeRevert(data: unknown): { name: string; args: unknown[] } | null {
   if (typeof data !== "string" || data.length < 10) return null;
@@ -59,7 +55,11 @@ export function toChainError(err: unknown, doing: string): ChainError {
   if (e.code === "INSUFFICIENT_FUNDS") {
     return new ChainError("INSUFFICIENT_FUNDS", `${doing}: the sending account cannot pay for gas`, { cause: err });
   }
-  if (e.code === "NONCE_EXPIRED" || e.code === "REPLACEMENT_UNDERPRICED" || /nonce too low|nonce has already been used|already known/i.test(e.shortMessage ?? (err instanceof Error ? err.message : ""))) {
+  if (
+    e.code === "NONCE_EXPIRED" ||
+    e.code === "REPLACEMENT_UNDERPRICED" ||
+    /nonce too low|nonce has already been used|already known/i.test(e.shortMessage ?? (err instanceof Error ? err.message : ""))
+  ) {
     return new ChainError("NONCE_CONFLICT", `${doing}: the account's nonce moved (${e.shortMessage ?? e.code})`, { cause: err });
   }
   if (e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" || e.code === "TIMEOUT" || e.code === "ECONNREFUSED" || e.code === "ECONNRESET") {

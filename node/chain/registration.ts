@@ -119,10 +119,7 @@ export class Registrar {
     const submitter = await options.submitter.getAddress();
     const balance = await this.conn.provider.getBalance(submitter);
     if (balance === 0n) {
-      throw new ChainError(
-        "INSUFFICIENT_FUNDS",
-        `${submitter} holds no ETH to pay for the registration; fund it, or let a funded relayer submit it`,
-      );
+      throw new ChainError("INSUFFICIENT_FUNDS", `${submitter} holds no ETH to pay for the registration; fund it, or let a funded relayer submit it`);
     }
 
     const stuck = current.state === "in-progress" && current.submitter === submitter ? this.records.get(identity) : null;

@@ -21,7 +21,10 @@ export function connectCommands(context: Ctx): Command[] {
   )
     .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
     .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
-    .option("--reconnect", "when the provider goes away, keep the kill switch and connect again (the same provider, then the next match): 5 attempts over about 31 s, then blocked until `myst disconnect`")
+    .option(
+      "--reconnect",
+      "when the provider goes away, keep the kill switch and connect again (the same provider, then the next match): 5 attempts over about 31 s, then blocked until `myst disconnect`",
+    )
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
       const body = {
@@ -30,11 +33,15 @@ export function connectCommands(context: Ctx): Command[] {
         ...(opts.allowLan ? { allowLan: true } : {}),
         ...(opts.reconnect ? { reconnect: true } : {}),
       };
-      if (opts.reconnect && opts.killSwitch === false) throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+      if (opts.reconnect && opts.killSwitch === false)
+        throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
       const daemon = ctx.daemon();
       if (daemon) {
         const status = await daemon.put<ConnectionStatus>("/v1/connection", body);
-        return ctx.out.result(status, () => [...describeConnected(status), `the node (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`]);
+        return ctx.out.result(status, () => [
+          ...describeConnected(status),
+          `the node (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
+        ]);
       }
       // No node runs for this data dir: this command runs one in the foreground, for as long as
       // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
@@ -59,7 +66,11 @@ export function connectCommands(context: Ctx): Command[] {
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      ctx.out.result(first, () => [...describeConnected(first), first.protection?.message ?? "all traffic goes through the tunnel", "Ctrl-C or `myst disconnect` ends it"]);
+      ctx.out.result(first, () => [
+        ...describeConnected(first),
+        first.protection?.message ?? "all traffic goes through the tunnel",
+        "Ctrl-C or `myst disconnect` ends it",
+      ]);
       let session = node.consumer.current!.session;
       let reason = await session.ended;
       // The session ended by itself (tunnel down, provider gone): the kill switch holds until the
@@ -94,7 +105,10 @@ export function connectCommands(context: Ctx): Command[] {
       // Nothing running: a myst that died while connected may have left its kill switch in force.
       const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
       const confined = await recoverConfinement(ctx.config.dataDir, ctx.log);
-      if (recovered || confined) return ctx.out.result({ state: "disconnected", ...(recovered ? { recovered } : {}), ...(confined ? { confined } : {}) }, () => [recovered, confined].filter((m): m is string => !!m));
+      if (recovered || confined)
+        return ctx.out.result({ state: "disconnected", ...(recovered ? { recovered } : {}), ...(confined ? { confined } : {}) }, () =>
+          [recovered, confined].filter((m): m is string => !!m),
+        );
       throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
     }
     const answer = await node.delete<{ sessionId: string }>("/v1/connection");
@@ -108,16 +122,23 @@ export function connectCommands(context: Ctx): Command[] {
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];
-    const reconnectLine = reconnect ? [`reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`] : [];
+    const reconnectLine = reconnect
+      ? [
+          `reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`,
+        ]
+      : [];
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
       return ctx.out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
         `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
         ...reconnectLine,
         ...confinedLine,
-        confined ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace" : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
+        confined
+          ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
+          : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
-    if (answer?.state !== "connected") return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    if (answer?.state !== "connected")
+      return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
     ctx.out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,

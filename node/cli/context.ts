@@ -59,7 +59,9 @@ export class CommandContext {
       if (all.length !== 1) {
         throw new MystError(
           "IDENTITY_AMBIGUOUS",
-          all.length === 0 ? `no identity in ${this.keystore.dir}: run \`myst identities new\`` : `${all.length} identities in the keystore: pick one with --identity`,
+          all.length === 0
+            ? `no identity in ${this.keystore.dir}: run \`myst identities new\``
+            : `${all.length} identities in the keystore: pick one with --identity`,
         );
       }
       address = all[0].address;

@@ -31,8 +31,10 @@ export function discoveryCommand(context: Ctx): Command {
       const replicas = Number(opts.replicas);
       if (![1, 3, 5].includes(replicas)) throw new MystError("BAD_FLAG", `--replicas must be 1, 3 or 5`);
       const threads = opts.threads === undefined ? undefined : Number(opts.threads);
-      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 256)) throw new MystError("BAD_FLAG", `--threads "${opts.threads}" is not a number of threads`);
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket)) throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
+      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 256))
+        throw new MystError("BAD_FLAG", `--threads "${opts.threads}" is not a number of threads`);
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket))
+        throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
       const broker = new Broker({ servers: ctx.config.brokerUrls, name: "myst-discovery" });
       await broker.start();
       const store = new JetStreamProposalStore({ servers: ctx.config.brokerUrls, bucket: opts.bucket, ttlMs: ttl * 1000, replicas, log: ctx.log });
@@ -106,4 +108,3 @@ export function proposalsCommand(context: Ctx): Command {
       if (rejected) ctx.out.note(`${rejected} proposal(s) from discovery failed verification and were left out`);
     });
 }
-

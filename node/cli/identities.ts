@@ -21,17 +21,15 @@ const newPassphraseOptions = (cmd: Command) =>
 export function identitiesCommand(context: Ctx): Command {
   const identities = new Command("identities").description("create, import, export and register node identities");
 
-  passphraseOptions(identities.command("new").description("create an identity (a secp256k1 key in a keystore v3 file)")).action(
-    async (opts, cmd: Command) => {
-      const ctx = context(cmd);
-      const entry = await ctx.keystore.create(ctx.passphrase(opts));
-      ctx.out.result({ address: entry.address, keystoreFile: entry.file }, () => [
-        `created identity ${entry.address}`,
-        `keystore: ${entry.file}`,
-        "back this file up with its passphrase: without both the identity and its earnings are lost",
-      ]);
-    },
-  );
+  passphraseOptions(identities.command("new").description("create an identity (a secp256k1 key in a keystore v3 file)")).action(async (opts, cmd: Command) => {
+    const ctx = context(cmd);
+    const entry = await ctx.keystore.create(ctx.passphrase(opts));
+    ctx.out.result({ address: entry.address, keystoreFile: entry.file }, () => [
+      `created identity ${entry.address}`,
+      `keystore: ${entry.file}`,
+      "back this file up with its passphrase: without both the identity and its earnings are lost",
+    ]);
+  });
 
   identities
     .command("list")
@@ -159,7 +157,9 @@ function readRelayerKey(file: string | undefined): string | undefined {
   try {
     return IdentityKey.fromHex(raw.trim()).privateKeyHex();
   } catch (err) {
-    throw new MystError("RELAYER_KEY_INVALID", `the relayer key ${file ? `in ${file} ` : "in MYST_RELAYER_KEY "}is not a 32-byte hex private key`, { cause: err });
+    throw new MystError("RELAYER_KEY_INVALID", `the relayer key ${file ? `in ${file} ` : "in MYST_RELAYER_KEY "}is not a 32-byte hex private key`, {
+      cause: err,
+    });
   }
 }
 

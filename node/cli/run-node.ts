@@ -33,7 +33,11 @@ export async function runNode(
 ): Promise<RunningNode> {
   const { dataDir } = ctx.config;
   const running = readDaemonEndpoint(dataDir);
-  if (running) throw new MystError("DAEMON_RUNNING", `a ${running.url.startsWith("unix:") ? "foreground node" : "daemon"} already runs for ${dataDir} (pid ${running.pid}, ${running.url})`);
+  if (running)
+    throw new MystError(
+      "DAEMON_RUNNING",
+      `a ${running.url.startsWith("unix:") ? "foreground node" : "daemon"} already runs for ${dataDir} (pid ${running.pid}, ${running.url})`,
+    );
   const key = await ctx.identity(flags);
   const version = require(path.join(PACKAGE_ROOT, "package.json")).version as string;
   const node = new MystDaemon({
@@ -50,7 +54,15 @@ export async function runNode(
   });
   const token = ensureApiToken(dataDir);
   // The listener first: a port in use fails before anything else starts.
-  const api = new ApiServer({ daemon: node, token, host: ctx.config.apiHost, port: ctx.config.apiPort, socketPath: options.foreground ? nodeSocketPath(dataDir) : undefined, version, log: ctx.log });
+  const api = new ApiServer({
+    daemon: node,
+    token,
+    host: ctx.config.apiHost,
+    port: ctx.config.apiPort,
+    socketPath: options.foreground ? nodeSocketPath(dataDir) : undefined,
+    version,
+    log: ctx.log,
+  });
   try {
     await api.start();
   } catch (err) {

@@ -18,7 +18,9 @@ type Ctx = (cmd: Command) => CommandContext;
 export function runCommand(context: Ctx): Command {
   return withConnectOptions(
     new Command("run")
-      .description("run a command whose only route is a tunnel to a provider (a fresh network namespace); the rest of the machine is untouched; ends when the command does")
+      .description(
+        "run a command whose only route is a tunnel to a provider (a fresh network namespace); the rest of the machine is untouched; ends when the command does",
+      )
       .usage("[options] -- <command> [args...]")
       .argument("<command...>", "the command to run and its arguments (after --)"),
     "run the tunnel in this network namespace (tests, demo): the confined namespace hangs off it",
@@ -42,7 +44,9 @@ export function runCommand(context: Ctx): Command {
       try {
         const confined = "confined" in status ? status.confined : undefined;
         if (!confined || !("provider" in status)) throw new MystError("NOT_CONFINED", "the node answered without a confined namespace");
-        process.stderr.write(`myst: running ${command[0]} in network namespace ${confined.netns}, whose only route is the tunnel through provider ${status.provider} (session ${status.sessionId})\n`);
+        process.stderr.write(
+          `myst: running ${command[0]} in network namespace ${confined.netns}, whose only route is the tunnel through provider ${status.provider} (session ${status.sessionId})\n`,
+        );
         code = await runIn(confined.netns, command);
       } finally {
         await client.delete("/v1/connection").catch((err) => process.stderr.write(`myst: disconnecting failed: ${(err as Error).message}\n`));

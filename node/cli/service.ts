@@ -137,7 +137,16 @@ export function serviceCommand(context: Ctx): Command {
     const body = {
       type: spec.type,
       ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
-      offer: { country: offer.country, city: offer.city, asn: offer.asn, isp: offer.isp, ipType: offer.ipType, pricePerHour: opts.pricePerHour, pricePerGiB: opts.pricePerGib, bandwidthMbps: offer.bandwidthMbps },
+      offer: {
+        country: offer.country,
+        city: offer.city,
+        asn: offer.asn,
+        isp: offer.isp,
+        ipType: offer.ipType,
+        pricePerHour: opts.pricePerHour,
+        pricePerGiB: opts.pricePerGib,
+        bandwidthMbps: offer.bandwidthMbps,
+      },
     };
     const daemon = ctx.daemon();
     if (daemon) {
@@ -186,7 +195,10 @@ export function serviceCommand(context: Ctx): Command {
       ctx.out.result(services, () =>
         services.length === 0
           ? ["no services running"]
-          : services.map((s) => `${s.type}  ${s.offer.country}/${s.offer.ipType}  ${formatUnits(s.offer.pricePerHourWei, 18)} MYST/h + ${formatUnits(s.offer.pricePerGiBWei, 18)} MYST/GiB  ${s.announcement.state}${s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}  ${s.sessions} session(s)`),
+          : services.map(
+              (s) =>
+                `${s.type}  ${s.offer.country}/${s.offer.ipType}  ${formatUnits(s.offer.pricePerHourWei, 18)} MYST/h + ${formatUnits(s.offer.pricePerGiBWei, 18)} MYST/GiB  ${s.announcement.state}${s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}  ${s.sessions} session(s)`,
+            ),
       );
     });
   return service;

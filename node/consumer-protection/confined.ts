@@ -85,7 +85,9 @@ export class Confinement implements SessionProtection {
       netns: this.name,
       address: this.addresses.confined,
       tunnel: this.#up ? "up" : "down",
-      message: this.#up ? `apps in network namespace ${this.name} reach the network only through the tunnel` : `the tunnel is down: apps in network namespace ${this.name} have no route`,
+      message: this.#up
+        ? `apps in network namespace ${this.name} reach the network only through the tunnel`
+        : `the tunnel is down: apps in network namespace ${this.name} have no route`,
     };
   }
 
@@ -130,7 +132,11 @@ export class Confinement implements SessionProtection {
     const servers = tunnel.dns.filter((s) => isIP(s) === 4);
     fs.writeFileSync(
       resolverFile(this.name),
-      ["# written by myst: names are resolved by the provider, through the tunnel", ...(servers.length ? servers.map((s) => `nameserver ${s}`) : ["# the tunnel brings no resolver: lookups fail"]), ""].join("\n"),
+      [
+        "# written by myst: names are resolved by the provider, through the tunnel",
+        ...(servers.length ? servers.map((s) => `nameserver ${s}`) : ["# the tunnel brings no resolver: lookups fail"]),
+        "",
+      ].join("\n"),
     );
     this.#up = true;
   }
@@ -164,7 +170,10 @@ export class Confinement implements SessionProtection {
 /** The forward/nat rules in the consumer's namespace: the veth into the tunnel only (none before it is up). */
 export function confinedScript(o: { veth: string; tunnel?: string; source?: string }): string {
   const veth = `"${o.veth}"`;
-  const into = o.tunnel && o.source ? [`    iifname ${veth} oifname "${o.tunnel}" accept`, `    iifname "${o.tunnel}" oifname ${veth} ct state established,related accept`] : [];
+  const into =
+    o.tunnel && o.source
+      ? [`    iifname ${veth} oifname "${o.tunnel}" accept`, `    iifname "${o.tunnel}" oifname ${veth} ct state established,related accept`]
+      : [];
   return [
     `table ip ${CONFINED_TABLE}`,
     `delete table ip ${CONFINED_TABLE}`,
@@ -180,7 +189,12 @@ export function confinedScript(o: { veth: string; tunnel?: string; source?: stri
     `    iifname ${veth} drop`,
     "  }",
     ...(o.tunnel && o.source
-      ? ["  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;", `    oifname "${o.tunnel}" ip saddr ${o.source} masquerade`, "  }"]
+      ? [
+          "  chain postrouting {",
+          "    type nat hook postrouting priority srcnat; policy accept;",
+          `    oifname "${o.tunnel}" ip saddr ${o.source} masquerade`,
+          "  }",
+        ]
       : []),
     "}",
     "",
@@ -234,8 +248,17 @@ function readRecord(dataDir: string): ConfinementRecord | undefined {
   }
   const r = JSON.parse(text) as ConfinementRecord;
   // The record becomes commands and file names: fenced like a peer's words.
-  const ok = r?.version === 1 && Number.isInteger(r.pid) && NAME.test(r.name) && VETH.test(r.veth) && (!r.tunnel || (DEVICE.test(r.tunnel.device) && /^[01]$/.test(r.tunnel.forwarding)));
-  if (!ok) throw new ProtectionError("BAD_RECORD", `${confinementRecordFile(dataDir)} is not a confined-namespace record; remove it (and the namespace it names, if any)`);
+  const ok =
+    r?.version === 1 &&
+    Number.isInteger(r.pid) &&
+    NAME.test(r.name) &&
+    VETH.test(r.veth) &&
+    (!r.tunnel || (DEVICE.test(r.tunnel.device) && /^[01]$/.test(r.tunnel.forwarding)));
+  if (!ok)
+    throw new ProtectionError(
+      "BAD_RECORD",
+      `${confinementRecordFile(dataDir)} is not a confined-namespace record; remove it (and the namespace it names, if any)`,
+    );
   if (r.netns !== undefined) resolverFile(r.netns);
   return r;
 }

@@ -8,7 +8,8 @@ import { ProtectionError } from "./errors";
  */
 function nftIn(netns: string | undefined, args: string[]): string[] {
   if (netns === undefined) return [program("nft", "nftables"), ...args];
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(netns) || netns === "." || netns === "..") throw new ProtectionError("BAD_NETNS", `"${netns}" is not a network namespace name`);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(netns) || netns === "." || netns === "..")
+    throw new ProtectionError("BAD_NETNS", `"${netns}" is not a network namespace name`);
   return [program("nsenter", "util-linux"), `--net=/run/netns/${netns}`, program("nft", "nftables"), ...args];
 }
 
@@ -17,7 +18,14 @@ export function nftApply(script: string, netns?: string): Promise<void> {
   const argv = nftIn(netns, ["-f", "-"]);
   return new Promise((resolve, reject) => {
     const child = execFile(argv[0], argv.slice(1), { timeout: 15_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new ProtectionError("FIREWALL_FAILED", `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(stderr || err.message).trim().split("\n")[0]}`, { cause: err }));
+      if (err)
+        reject(
+          new ProtectionError(
+            "FIREWALL_FAILED",
+            `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(stderr || err.message).trim().split("\n")[0]}`,
+            { cause: err },
+          ),
+        );
       else resolve();
     });
     child.stdin!.end(script);

@@ -76,7 +76,14 @@ export class ConsumerProtection implements SessionProtection {
   async engage(plan: TunnelPlan): Promise<void> {
     requireRoot("the kill switch");
     // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
-    this.#spec = { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, device: plan.device, endpoints: plan.endpoints, dns: plan.dns ?? [], ipv6: plan.ipv6 ?? false };
+    this.#spec = {
+      killSwitch: this.options.killSwitch,
+      allowLan: this.options.allowLan,
+      device: plan.device,
+      endpoints: plan.endpoints,
+      dns: plan.dns ?? [],
+      ipv6: plan.ipv6 ?? false,
+    };
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
     // one restored at the end, not the file as it left it.
@@ -98,14 +105,21 @@ export class ConsumerProtection implements SessionProtection {
     const install = async () => {
       // Nothing of ours is known here (no record of a dead myst in this place, not re-engaging
       // between sessions): create the table; should one be there after all, replace it.
-      if (!inherited && this.#state === "off") await nftApply(guardScript(spec, { fresh: true }), this.options.netns).catch(() => nftApply(guardScript(spec), this.options.netns));
+      if (!inherited && this.#state === "off")
+        await nftApply(guardScript(spec, { fresh: true }), this.options.netns).catch(() => nftApply(guardScript(spec), this.options.netns));
       else await nftApply(guardScript(spec), this.options.netns);
     };
-    const [missing] = await Promise.all([Promise.all(plan.endpoints.map(async (e) => ((await hostRoute(e.address, this.options.netns)) ? undefined : e.address))), install()]);
+    const [missing] = await Promise.all([
+      Promise.all(plan.endpoints.map(async (e) => ((await hostRoute(e.address, this.options.netns)) ? undefined : e.address))),
+      install(),
+    ]);
     for (const address of missing) if (address) endpointRoutes.add(address);
     this.#write(record(endpointRoutes));
     this.#state = "protecting";
-    this.#log.info({ netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints }, "consumer protection engaged");
+    this.#log.info(
+      { netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints },
+      "consumer protection engaged",
+    );
   }
 
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
@@ -180,7 +194,8 @@ async function undo(record: ProtectionRecord): Promise<void> {
     return;
   }
   for (const address of record.endpointRoutes ?? []) {
-    if (await hostRoute(address, record.netns)) await run(inNetns(record.netns, [program("ip", "iproute2"), "route", "del", hostPrefix(address)])).catch(() => undefined);
+    if (await hostRoute(address, record.netns))
+      await run(inNetns(record.netns, [program("ip", "iproute2"), "route", "del", hostPrefix(address)])).catch(() => undefined);
   }
   await nftApply(unguardScript(), record.netns);
   if (record.resolver) restoreResolver(record.resolver);
@@ -191,7 +206,15 @@ const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 
 /** Whether there is a route for exactly this host (not one that merely covers it). */
 async function hostRoute(address: string, netns?: string): Promise<boolean> {
   if (isIP(address) === 0) return false;
-  const out = await run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), isIP(address) === 6 ? "-6" : "-4", "route", "show", "exact", hostPrefix(address)]);
+  const out = await run([
+    program("ip", "iproute2"),
+    ...(netns ? ["-n", netns] : []),
+    isIP(address) === 6 ? "-6" : "-4",
+    "route",
+    "show",
+    "exact",
+    hostPrefix(address),
+  ]);
   return out.trim().length > 0;
 }
 
@@ -204,10 +227,16 @@ function readRecord(dataDir: string): ProtectionRecord | undefined {
   }
   const record = JSON.parse(text) as ProtectionRecord;
   // The record becomes commands and file names: fenced like a peer's words.
-  if (record?.version !== 1 || !Number.isInteger(record.pid)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} is not a protection record; remove it, then \`nft delete table inet myst_guard\``);
+  if (record?.version !== 1 || !Number.isInteger(record.pid))
+    throw new ProtectionError(
+      "BAD_RECORD",
+      `${protectionRecordFile(dataDir)} is not a protection record; remove it, then \`nft delete table inet myst_guard\``,
+    );
   if (record.netns !== undefined) resolverFile(record.netns);
-  if (record.endpointRoutes && !record.endpointRoutes.every((a) => typeof a === "string" && isIP(a) !== 0)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names an endpoint that is not an address`);
-  if (record.resolver && record.resolver.path !== resolverFile(record.netns)) throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
+  if (record.endpointRoutes && !record.endpointRoutes.every((a) => typeof a === "string" && isIP(a) !== 0))
+    throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names an endpoint that is not an address`);
+  if (record.resolver && record.resolver.path !== resolverFile(record.netns))
+    throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
   return record;
 }
 

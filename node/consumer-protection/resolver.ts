@@ -38,7 +38,12 @@ export function snapshotResolver(file: string): ResolverSnapshot {
  */
 export function pointResolver(snapshot: ResolverSnapshot, servers: string[]): void {
   if (servers.length === 0 || servers.some((s) => isIP(s) === 0)) throw new ProtectionError("BAD_DNS", `not resolver addresses: ${servers.join(", ")}`);
-  const text = ["# written by myst while connected: names are resolved by the provider, through the tunnel.", "# `myst disconnect` puts the previous file back.", ...servers.map((s) => `nameserver ${s}`), ""].join("\n");
+  const text = [
+    "# written by myst while connected: names are resolved by the provider, through the tunnel.",
+    "# `myst disconnect` puts the previous file back.",
+    ...servers.map((s) => `nameserver ${s}`),
+    "",
+  ].join("\n");
   if (snapshot.kind === "absent" && snapshot.createdDir) fs.mkdirSync(snapshot.createdDir, { recursive: true });
   // As the file is now (it may already be ours, taken over from a myst that died): a link is replaced.
   if (fs.lstatSync(snapshot.path, { throwIfNoEntry: false })?.isSymbolicLink()) fs.unlinkSync(snapshot.path);

@@ -50,8 +50,16 @@ export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}):
   const lanOut = spec.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
   const lanIn = spec.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
   const link = {
-    out: ["udp sport 68 udp dport 67 accept", "udp sport 546 udp dport 547 accept", "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept"],
-    in: ["udp sport 67 udp dport 68 accept", "udp sport 547 udp dport 546 accept", "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept"],
+    out: [
+      "udp sport 68 udp dport 67 accept",
+      "udp sport 546 udp dport 547 accept",
+      "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept",
+    ],
+    in: [
+      "udp sport 67 udp dport 68 accept",
+      "udp sport 547 udp dport 546 accept",
+      "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept",
+    ],
   };
   const tunnel6 = spec.ipv6 ? [] : [`oifname ${dev} meta nfproto ipv6 reject`];
   // `fresh`: the table must not exist yet (`create` fails the whole transaction if it does): no

@@ -102,7 +102,8 @@ export class ConsumerNode {
   }
 
   async connect(target: ConnectTarget): Promise<Connection> {
-    if (this.current && this.current.session.state !== "ended") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${this.current.session.id})`);
+    if (this.current && this.current.session.state !== "ended")
+      throw new SessionError("ALREADY_CONNECTED", `already connected (session ${this.current.session.id})`);
     const t0 = Date.now();
     const found = await this.#find(target);
     const t1 = Date.now();
@@ -115,7 +116,12 @@ export class ConsumerNode {
         deposit = { amount, txHash: r.txHash, gasUsed: r.gasUsed };
       }
     }
-    const session = await this.sessions.connect({ proposal: found.signed, service: target.service, maxPrice: priceLimit(target.filter), protection: target.protection });
+    const session = await this.sessions.connect({
+      proposal: found.signed,
+      service: target.service,
+      maxPrice: priceLimit(target.filter),
+      protection: target.protection,
+    });
     const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
     payments?.start();
     const t = session.timings;
@@ -135,7 +141,13 @@ export class ConsumerNode {
     const history = this.o.history;
     if (!history) return;
     const { session } = c;
-    history.started({ id: session.id, role: "consumer", peer: session.provider, serviceType: c.proposal.proposal.serviceType, startedAt: session.timings.started });
+    history.started({
+      id: session.id,
+      role: "consumer",
+      peer: session.provider,
+      serviceType: c.proposal.proposal.serviceType,
+      startedAt: session.timings.started,
+    });
     void session.ended.then((reason) => {
       const stats = session.tunnel.stats();
       history.ended(session.id, { endedAt: Date.now(), reason, bytes: stats.bytesIn + stats.bytesOut, promised: c.payments?.promised ?? 0n });
@@ -155,10 +167,19 @@ export class ConsumerNode {
       return found;
     }
     const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
-    const { proposals } = await this.discovery.search({ ...target.filter, serviceType }, { limit: 50 }).then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
-    if (proposals.length === 0) throw new SessionError("NO_PROPOSAL", `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`);
+    const { proposals } = await this.discovery
+      .search({ ...target.filter, serviceType }, { limit: 50 })
+      .then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
+    if (proposals.length === 0)
+      throw new SessionError(
+        "NO_PROPOSAL",
+        `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
+      );
     // Cheapest per GiB, then per hour.
-    proposals.sort((a, b) => cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) || cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)));
+    proposals.sort(
+      (a, b) =>
+        cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) || cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
+    );
     return proposals[0];
   }
 }

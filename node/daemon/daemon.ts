@@ -95,7 +95,11 @@ interface WantedConnection {
 
 /** A connection's status with the reconnect in progress (or the last one). */
 export type ConnectionView =
-  | (Omit<ProtectedStatus, "state"> & { state: ProtectedStatus["state"] | "reconnecting"; reconnect?: ReconnectStatus; confined?: ReturnType<Confinement["describe"]> })
+  | (Omit<ProtectedStatus, "state"> & {
+      state: ProtectedStatus["state"] | "reconnecting";
+      reconnect?: ReconnectStatus;
+      confined?: ReturnType<Confinement["describe"]>;
+    })
   | { state: "disconnected" | "connecting" };
 
 /**
@@ -151,7 +155,18 @@ export class MystDaemon {
       pingMs: options.pingMs,
       payments: { ...policy, conn, db: this.#db },
     });
-    this.consumer = new ConsumerNode({ key, brokerUrls: config.brokerUrls, discoveryUrl: config.discoveryUrl, registry, conn, dialogs: this.provider.dialogs, history: this.provider.history, promises: new IssuedPromiseStore(this.#db), outageToleranceMs: config.outageToleranceMs, log });
+    this.consumer = new ConsumerNode({
+      key,
+      brokerUrls: config.brokerUrls,
+      discoveryUrl: config.discoveryUrl,
+      registry,
+      conn,
+      dialogs: this.provider.dialogs,
+      history: this.provider.history,
+      promises: new IssuedPromiseStore(this.#db),
+      outageToleranceMs: config.outageToleranceMs,
+      log,
+    });
     this.channels = new PaymentChannelsClient(conn);
     this.metrics.watchProvider(this.provider);
     this.metrics.watchConsumer(() => this.consumer.current);
@@ -169,7 +184,10 @@ export class MystDaemon {
     await this.provider.start();
     await this.consumer.start();
     for (const problem of problems) {
-      this.#o.log.error({ file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` }, "a remembered service is invalid; not started");
+      this.#o.log.error(
+        { file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` },
+        "a remembered service is invalid; not started",
+      );
       this.metrics.error("service", "SERVICES_FILE_INVALID");
     }
     for (const saved of services) this.#remembered.set(saved.spec.type, saved as { spec: ServiceSpec; offer: OfferJson });
@@ -223,7 +241,9 @@ export class MystDaemon {
     return { address: entry.address, keystoreFile: entry.file };
   }
 
-  async showIdentity(address: string): Promise<{ address: string; node: boolean; keystoreFile: string | null; balanceWei: string; registration: RegistrationStatus }> {
+  async showIdentity(
+    address: string,
+  ): Promise<{ address: string; node: boolean; keystoreFile: string | null; balanceWei: string; registration: RegistrationStatus }> {
     const id = checkAddress(address, "identity");
     const file = this.#o.keystore.list().find((e) => e.address === id)?.file ?? null;
     const [registration, balance] = await Promise.all([this.#o.registrar.status(id), this.channels.tokenBalance(id)]);
@@ -266,9 +286,14 @@ export class MystDaemon {
     });
   }
 
-  async startService(input: { type: string; openvpn?: Partial<OpenVpnSettings> }, offer: OfferJson, options: { remember?: boolean } = {}): Promise<ServiceView> {
+  async startService(
+    input: { type: string; openvpn?: Partial<OpenVpnSettings> },
+    offer: OfferJson,
+    options: { remember?: boolean } = {},
+  ): Promise<ServiceView> {
     const spec = checkServiceSpec(input);
-    if (this.#specs.has(spec.type) || this.#starting.has(spec.type)) throw new SessionError("SERVICE_EXISTS", `a ${spec.type} service is already running: stop it first`);
+    if (this.#specs.has(spec.type) || this.#starting.has(spec.type))
+      throw new SessionError("SERVICE_EXISTS", `a ${spec.type} service is already running: stop it first`);
     // Two requests for one type must not both start it (they would share its files and port).
     this.#starting.add(spec.type);
     try {
@@ -316,9 +341,13 @@ export class MystDaemon {
 
   connection(): ConnectionView {
     const c = this.consumer.current;
-    const extra = { ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}), ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}) };
+    const extra = {
+      ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}),
+      ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}),
+    };
     if (c && this.#reconnecting) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...extra };
-    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
+    if (c && (c.session.state === "active" || this.#protection?.state === "blocked"))
+      return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
     // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
     if (c && this.#confinement?.active) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
     return { state: this.#connecting ? "connecting" : "disconnected" };
@@ -327,13 +356,22 @@ export class MystDaemon {
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
     if (this.#reconnecting) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
-    if (request.reconnect && request.killSwitch === false) throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+    if (request.reconnect && request.killSwitch === false)
+      throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
     if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
     const current = this.consumer.current;
-    if (current && current.session.state === "active") throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
+    if (current && current.session.state === "active")
+      throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
     if (request.provider !== undefined) checkAddress(request.provider, "provider");
-    const service = consumerService(request.serviceType, { key: this.#o.key, dataDir: this.#o.config.dataDir, netns: request.netns, log: this.#o.log, routeAll: !request.confine });
-    if (request.confine && !service.plan) throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
+    const service = consumerService(request.serviceType, {
+      key: this.#o.key,
+      dataDir: this.#o.config.dataDir,
+      netns: request.netns,
+      log: this.#o.log,
+      routeAll: !request.confine,
+    });
+    if (request.confine && !service.plan)
+      throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
     const filter = parseFilter({
       ...(request.country ? { country: request.country } : {}),
       ...(request.ipType ? { ip_type: request.ipType } : {}),
@@ -347,9 +385,16 @@ export class MystDaemon {
     await this.#confinement?.remove();
     const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log }) : undefined;
     this.#confinement = confinement;
-    const protection = service.plan && !confinement
-      ? new ConsumerProtection({ killSwitch: request.killSwitch !== false, allowLan: !!request.allowLan, netns: request.netns, dataDir: this.#o.config.dataDir, log: this.#o.log })
-      : undefined;
+    const protection =
+      service.plan && !confinement
+        ? new ConsumerProtection({
+            killSwitch: request.killSwitch !== false,
+            allowLan: !!request.allowLan,
+            netns: request.netns,
+            dataDir: this.#o.config.dataDir,
+            log: this.#o.log,
+          })
+        : undefined;
     this.#protection = protection;
     this.#reconnect = undefined;
     try {
@@ -411,7 +456,9 @@ export class MystDaemon {
       let provider = wanted.request.provider;
       try {
         // The same provider first (it may be back), then the cheapest other match for the same filters.
-        provider ??= failed.includes(last.session.provider) ? (await this.consumer.pick({ filter: wanted.filter, service: wanted.service, exclude: failed })).proposal.provider : last.session.provider;
+        provider ??= failed.includes(last.session.provider)
+          ? (await this.consumer.pick({ filter: wanted.filter, service: wanted.service, exclude: failed })).proposal.provider
+          : last.session.provider;
         const connection = await this.consumer.connect({
           provider,
           filter: wanted.filter,
@@ -487,7 +534,9 @@ export class MystDaemon {
   }
 
   /** The live connection's numbers; the last one's after it ended. */
-  async statistics(): Promise<Pick<ConnectionStatus, "state" | "sessionId" | "bytesIn" | "bytesOut" | "durationSeconds" | "promisedWei" | "invoices" | "phasesMs">> {
+  async statistics(): Promise<
+    Pick<ConnectionStatus, "state" | "sessionId" | "bytesIn" | "bytesOut" | "durationSeconds" | "promisedWei" | "invoices" | "phasesMs">
+  > {
     const c = this.consumer.current;
     if (!c) throw new SessionError("NOT_CONNECTED", "no connection yet");
     if (c.session.state === "active") await c.session.tunnel.refresh?.().catch(() => undefined);

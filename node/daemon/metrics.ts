@@ -15,14 +15,44 @@ const myst = (wei: bigint) => Number(formatUnits(wei, 18));
  */
 export class NodeMetrics {
   readonly registry = new Registry();
-  readonly #started = new Counter({ name: "myst_sessions_started_total", help: "sessions started, by role and service type", labelNames: ["role", "service_type"], registers: [this.registry] });
-  readonly #ended = new Counter({ name: "myst_sessions_ended_total", help: "sessions ended, by role and service type", labelNames: ["role", "service_type"], registers: [this.registry] });
-  readonly #promises = new Counter({ name: "myst_promises_total", help: "payment promises: received and accepted or rejected (provider), issued and acknowledged (consumer)", labelNames: ["role", "result"], registers: [this.registry] });
-  readonly #promised = new Counter({ name: "myst_promised_myst_total", help: "MYST promised: to this provider, or by this consumer", labelNames: ["role"], registers: [this.registry] });
-  readonly #settlements = new Counter({ name: "myst_settlements_total", help: "settlement attempts by result (mined; failed, retried; rejected by the chain, not retried)", labelNames: ["result"], registers: [this.registry] });
+  readonly #started = new Counter({
+    name: "myst_sessions_started_total",
+    help: "sessions started, by role and service type",
+    labelNames: ["role", "service_type"],
+    registers: [this.registry],
+  });
+  readonly #ended = new Counter({
+    name: "myst_sessions_ended_total",
+    help: "sessions ended, by role and service type",
+    labelNames: ["role", "service_type"],
+    registers: [this.registry],
+  });
+  readonly #promises = new Counter({
+    name: "myst_promises_total",
+    help: "payment promises: received and accepted or rejected (provider), issued and acknowledged (consumer)",
+    labelNames: ["role", "result"],
+    registers: [this.registry],
+  });
+  readonly #promised = new Counter({
+    name: "myst_promised_myst_total",
+    help: "MYST promised: to this provider, or by this consumer",
+    labelNames: ["role"],
+    registers: [this.registry],
+  });
+  readonly #settlements = new Counter({
+    name: "myst_settlements_total",
+    help: "settlement attempts by result (mined; failed, retried; rejected by the chain, not retried)",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
   readonly #settled = new Counter({ name: "myst_settled_myst_total", help: "MYST paid out to the beneficiary by settlements", registers: [this.registry] });
   readonly #settleGas = new Counter({ name: "myst_settlement_gas_total", help: "gas used by mined settlements", registers: [this.registry] });
-  readonly #errors = new Counter({ name: "myst_errors_total", help: "errors by where they happened and their code", labelNames: ["source", "code"], registers: [this.registry] });
+  readonly #errors = new Counter({
+    name: "myst_errors_total",
+    help: "errors by where they happened and their code",
+    labelNames: ["source", "code"],
+    registers: [this.registry],
+  });
   /** Bytes of sessions that have ended, per role and direction; live sessions are added when scraped. */
   readonly #endedBytes: Record<Role, Record<Direction, number>> = { provider: { in: 0, out: 0 }, consumer: { in: 0, out: 0 } };
   readonly #reportedBytes: Record<Role, Record<Direction, number>> = { provider: { in: 0, out: 0 }, consumer: { in: 0, out: 0 } };

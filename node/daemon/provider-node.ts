@@ -99,13 +99,19 @@ export class ProviderNode {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
     this.broker = new Broker({ servers: options.brokerUrls, name: "myst-provider" });
-    this.dialogs = new Dialogs({ broker: this.broker, key: options.key, directory: options.registry, log: this.#log, maxDialogsPerPeer: options.maxDialogsPerPeer });
+    this.dialogs = new Dialogs({
+      broker: this.broker,
+      key: options.key,
+      directory: options.registry,
+      log: this.#log,
+      maxDialogsPerPeer: options.maxDialogsPerPeer,
+    });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,
       services: this.#services,
       currentProposal: (type) => {
         const selling = this.#selling.get(type);
-        return selling ? selling.announcer.current ?? selling.announcer.fresh() : undefined;
+        return selling ? (selling.announcer.current ?? selling.announcer.fresh()) : undefined;
       },
       log: this.#log,
       maxSessions: options.maxSessions,
@@ -129,11 +135,18 @@ export class ProviderNode {
       this.channelCache = cache;
       const history = new SessionStore(p.db);
       this.history = history;
-      this.sessions.on("session-accepted", (s) => history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }));
+      this.sessions.on("session-accepted", (s) =>
+        history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }),
+      );
       this.sessions.on("session-ended", (s) => {
         const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
         // The session's own amount: what its promises added to the channel (not the channel's total).
-        history.ended(s.id, { endedAt: s.endedAt ?? Date.now(), reason: s.endReason ?? "", bytes: usage.bytesIn + usage.bytesOut, promised: store.sessionAmount(s.id) });
+        history.ended(s.id, {
+          endedAt: s.endedAt ?? Date.now(),
+          reason: s.endReason ?? "",
+          bytes: usage.bytesIn + usage.bytesOut,
+          promised: store.sessionAmount(s.id),
+        });
       });
       this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), {
         log: this.#log,
@@ -164,7 +177,11 @@ export class ProviderNode {
     return [...this.#selling.values()].map((s) => ({
       type: s.service.type,
       offer: s.offer,
-      announcement: { state: s.announcer.state, ...(s.announcer.lastError ? { lastError: s.announcer.lastError } : {}), ...(s.announcer.current ? { expiresAt: s.announcer.current.expiresAt } : {}) },
+      announcement: {
+        state: s.announcer.state,
+        ...(s.announcer.lastError ? { lastError: s.announcer.lastError } : {}),
+        ...(s.announcer.current ? { expiresAt: s.announcer.current.expiresAt } : {}),
+      },
     }));
   }
 
@@ -182,7 +199,12 @@ export class ProviderNode {
     if (!selling) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
     await selling.announcer.stop();
     this.#selling.delete(type);
-    await Promise.all(this.sessions.list().filter((s) => s.serviceType === type && s.state !== "ended").map((s) => this.sessions.end(s.id, "service stopped")));
+    await Promise.all(
+      this.sessions
+        .list()
+        .filter((s) => s.serviceType === type && s.state !== "ended")
+        .map((s) => this.sessions.end(s.id, "service stopped")),
+    );
     this.#services.delete(type);
     this.#log.info({ service: type }, "service removed");
     return selling.service;
@@ -249,7 +271,8 @@ export class ProviderNode {
       const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
       this.settler.stop();
       await this.channelCache?.stop();
-      if (!settled) this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
+      if (!settled)
+        this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
     }
     this.dialogs.stop();
     await this.broker.stop();

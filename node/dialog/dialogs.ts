@@ -13,13 +13,7 @@ import { ReplayCache } from "./replay-cache";
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
 export type PublicKeyDirectory = SignerDirectory;
 
-export type DialogErrorCode =
-  | "BAD_RESPONSE"
-  | "DIALOG_CLOSED"
-  | "DIALOG_TIMEOUT"
-  | "NO_RESPONDERS"
-  | "PEER_ERROR"
-  | "PEER_UNREGISTERED";
+export type DialogErrorCode = "BAD_RESPONSE" | "DIALOG_CLOSED" | "DIALOG_TIMEOUT" | "NO_RESPONDERS" | "PEER_ERROR" | "PEER_UNREGISTERED";
 
 export class DialogError extends MystError<DialogErrorCode> {}
 
@@ -245,7 +239,9 @@ export class Dialogs extends EventEmitter {
       return { drop: "directory-unavailable", detail: (err as Error).message };
     }
     if ("fail" in signer) {
-      return signer.fail === "unregistered" ? { drop: "unregistered-sender", detail: message.from, from: message.from } : { drop: "bad-signature", detail: `claims ${message.from}` };
+      return signer.fail === "unregistered"
+        ? { drop: "unregistered-sender", detail: message.from, from: message.from }
+        : { drop: "bad-signature", detail: `claims ${message.from}` };
     }
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
@@ -314,10 +310,17 @@ export class Dialogs extends EventEmitter {
     if (!dialog) {
       if (inboxOf) return this.drop("unexpected", `dialog ${message.dialog} is closed`, message);
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
-      if (this.#dialogs.size >= this.#o.maxDialogs) return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
+      if (this.#dialogs.size >= this.#o.maxDialogs)
+        return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
       const ofPeer = this.#perPeer.get(message.from.toLowerCase()) ?? 0;
       if (ofPeer >= this.#o.maxDialogsPerPeer) {
-        return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`);
+        return this.#refuse(
+          message,
+          publicKey,
+          respond,
+          "TOO_MANY_DIALOGS",
+          `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`,
+        );
       }
       dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
       this.#add(dialog);
@@ -441,7 +444,10 @@ export class Dialog {
       try {
         reply = { kind: "response", type: message.type, re: message.id, body: (await handler(message.body, message)) ?? null };
       } catch (err) {
-        const error = isMystError(err) && PEER_CODE.test(err.code) ? { code: err.code, message: err.message.slice(0, 1024) } : { code: "INTERNAL", message: "internal error" };
+        const error =
+          isMystError(err) && PEER_CODE.test(err.code)
+            ? { code: err.code, message: err.message.slice(0, 1024) }
+            : { code: "INTERNAL", message: "internal error" };
         if (!isMystError(err)) this.dialogs.options.log.error({ err, type: message.type }, "dialog handler failed");
         reply = { kind: "response", type: message.type, re: message.id, body: null, error };
       }
@@ -452,7 +458,13 @@ export class Dialog {
     } catch (err) {
       // A body that cannot be serialized (a cycle, or nesting beyond the stack) fails this request only.
       this.dialogs.options.log.error({ err, type: message.type }, "dialog response could not be sealed");
-      bytes = this.dialogs.seal(this, { kind: "response", type: message.type, re: message.id, body: null, error: { code: "INTERNAL", message: "internal error" } }).bytes;
+      bytes = this.dialogs.seal(this, {
+        kind: "response",
+        type: message.type,
+        re: message.id,
+        body: null,
+        error: { code: "INTERNAL", message: "internal error" },
+      }).bytes;
     }
     respond(bytes);
   }

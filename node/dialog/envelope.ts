@@ -19,9 +19,7 @@ const NONCE = 12;
 const TAG = 16;
 const INFO = Buffer.from("myst/dialog/v1");
 
-export type EnvelopeErrorCode =
-  | "BAD_RECIPIENT_KEY"
-  | "UNDECRYPTABLE";
+export type EnvelopeErrorCode = "BAD_RECIPIENT_KEY" | "UNDECRYPTABLE";
 
 export class EnvelopeError extends MystError<EnvelopeErrorCode> {}
 

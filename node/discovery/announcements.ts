@@ -18,7 +18,11 @@ export const SignedUnregisterSchema = Type.Object(
 );
 export type SignedUnregister = Static<typeof SignedUnregisterSchema>;
 const UnregisterSchema = Type.Object(
-  { provider: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }), serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }), at: Type.Integer({ minimum: 0 }) },
+  {
+    provider: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
+    serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }),
+    at: Type.Integer({ minimum: 0 }),
+  },
   { additionalProperties: false },
 );
 const checkSigned = TypeCompiler.Compile(SignedUnregisterSchema);
@@ -29,10 +33,7 @@ export function signUnregister(key: IdentityKey, serviceType: string, at = Date.
   return { unregister: text, signature: "0x" + Buffer.from(key.signProtocol(Buffer.from(text))).toString("hex") };
 }
 
-export async function verifyUnregister(
-  input: unknown,
-  directory: SignerDirectory,
-): Promise<{ provider: string; serviceType: string; at: number }> {
+export async function verifyUnregister(input: unknown, directory: SignerDirectory): Promise<{ provider: string; serviceType: string; at: number }> {
   if (!checkSigned.Check(input)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister message does not match the schema");
   let body: unknown;
   try {

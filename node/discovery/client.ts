@@ -41,7 +41,10 @@ export class DiscoveryClient {
     return this.baseUrls[this.#preferred];
   }
 
-  async search(filter: ProposalFilter, page: { limit?: number; cursor?: string } = {}): Promise<{ proposals: FoundProposal[]; nextCursor: string | null; rejected: number }> {
+  async search(
+    filter: ProposalFilter,
+    page: { limit?: number; cursor?: string } = {},
+  ): Promise<{ proposals: FoundProposal[]; nextCursor: string | null; rejected: number }> {
     const q = new URLSearchParams();
     if (filter.serviceType) q.set("service_type", filter.serviceType);
     if (filter.country) q.set("country", filter.country);
@@ -94,7 +97,11 @@ export class DiscoveryClient {
     }
     if (failed.length === 1) throw failed[0];
     const last = failed[failed.length - 1];
-    throw new DiscoveryError(last.code, `no discovery replica answered: ${failed.map((e) => e.message + (e.cause instanceof Error ? ` (${(e.cause.cause as Error | undefined)?.message ?? e.cause.message})` : "")).join("; ")}`, { cause: last, failover: true });
+    throw new DiscoveryError(
+      last.code,
+      `no discovery replica answered: ${failed.map((e) => e.message + (e.cause instanceof Error ? ` (${(e.cause.cause as Error | undefined)?.message ?? e.cause.message})` : "")).join("; ")}`,
+      { cause: last, failover: true },
+    );
   }
 
   async #getFrom(baseUrl: string, path: string): Promise<unknown> {
@@ -114,10 +121,14 @@ export class DiscoveryClient {
     try {
       body = JSON.parse(text);
     } catch {
-      throw new DiscoveryError("DISCOVERY_BAD_RESPONSE", `discovery at ${baseUrl} answered ${response.status} with something that is not JSON`, { failover: true });
+      throw new DiscoveryError("DISCOVERY_BAD_RESPONSE", `discovery at ${baseUrl} answered ${response.status} with something that is not JSON`, {
+        failover: true,
+      });
     }
     if (!response.ok) {
-      throw new DiscoveryError(body.code ?? `HTTP_${response.status}`, `discovery: ${body.message ?? response.statusText}`, { failover: response.status >= 500 });
+      throw new DiscoveryError(body.code ?? `HTTP_${response.status}`, `discovery: ${body.message ?? response.statusText}`, {
+        failover: response.status >= 500,
+      });
     }
     return body;
   }

@@ -73,7 +73,11 @@ export class JetStreamProposalStore implements ProposalStore {
       } catch (err) {
         if (Date.now() > deadline) {
           await this.#nc.close();
-          throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable (is nats-server running with -js?): ${(err as Error).message}`, { cause: err });
+          throw new ProposalStoreError(
+            "STORE_UNAVAILABLE",
+            `JetStream bucket ${this.bucket} unavailable (is nats-server running with -js?): ${(err as Error).message}`,
+            { cause: err },
+          );
         }
         this.#log.info({ err: (err as Error).message }, "waiting for JetStream");
         await new Promise((r) => setTimeout(r, 250));
@@ -127,7 +131,8 @@ export class JetStreamProposalStore implements ProposalStore {
       try {
         return await f();
       } catch (err) {
-        if (Date.now() > deadline || this.#stopped) throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable: ${(err as Error).message}`, { cause: err });
+        if (Date.now() > deadline || this.#stopped)
+          throw new ProposalStoreError("STORE_UNAVAILABLE", `JetStream bucket ${this.bucket} unavailable: ${(err as Error).message}`, { cause: err });
         await new Promise((r) => setTimeout(r, 250));
       }
     }

@@ -75,5 +75,16 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
   const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
   const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps] = header;
-  return { kind: "proposal", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1) };
+  return {
+    kind: "proposal",
+    createdAt,
+    expiresAt,
+    country,
+    ipType,
+    perHour,
+    perGiB,
+    bandwidthMbps,
+    signature: text.slice(nl + 1, nl2),
+    text: text.slice(nl2 + 1),
+  };
 }

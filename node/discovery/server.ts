@@ -114,8 +114,18 @@ export class DiscoveryService {
   #ready = false;
   #inFlight = 0;
   readonly #readyWaiters: (() => void)[] = [];
-  readonly #announcements = new Counter({ name: "myst_discovery_announcements_total", help: "announcements by source and result", labelNames: ["source", "result"], registers: [this.metrics] });
-  readonly #queries = new Histogram({ name: "myst_discovery_query_seconds", help: "query handling time", buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers: [this.metrics] });
+  readonly #announcements = new Counter({
+    name: "myst_discovery_announcements_total",
+    help: "announcements by source and result",
+    labelNames: ["source", "result"],
+    registers: [this.metrics],
+  });
+  readonly #queries = new Histogram({
+    name: "myst_discovery_query_seconds",
+    help: "query handling time",
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1],
+    registers: [this.metrics],
+  });
 
   constructor(options: DiscoveryServiceOptions) {
     this.#o = options;
@@ -163,7 +173,10 @@ export class DiscoveryService {
   async ingest(input: unknown, source: "nats" | "http"): Promise<UpsertResult> {
     try {
       const { signed, proposal } = await this.#verify(input);
-      const result = await this.#write(() => proposalRecord(signed, proposal), (now) => this.index.decide(proposal, signed.proposal, now));
+      const result = await this.#write(
+        () => proposalRecord(signed, proposal),
+        (now) => this.index.decide(proposal, signed.proposal, now),
+      );
       this.#announcements.inc({ source, result: result! });
       return result!;
     } catch (err) {
@@ -176,11 +189,14 @@ export class DiscoveryService {
   /** Withdraws a provider's proposal for a service type, as its unregister signed at `at` asks. */
   async withdraw(provider: string, serviceType: string, at: number): Promise<boolean> {
     let removes = false;
-    const result = await this.#write(() => ({ kind: "withdrawal", at }), (now) => {
-      const d = this.index.decideWithdrawal(provider, serviceType, at, now);
-      removes = d?.removes ?? false;
-      return d;
-    });
+    const result = await this.#write(
+      () => ({ kind: "withdrawal", at }),
+      (now) => {
+        const d = this.index.decideWithdrawal(provider, serviceType, at, now);
+        removes = d?.removes ?? false;
+        return d;
+      },
+    );
     return result !== undefined && removes;
   }
 
@@ -226,8 +242,14 @@ export class DiscoveryService {
   /** parse → signature (worker thread) → registry → times: verifySignedProposal's checks and codes. */
   async #verify(input: unknown): Promise<{ signed: SignedProposal; proposal: Proposal }> {
     const { signed, proposal } = parseSignedProposal(input);
-    const signer = await this.#workers.checkSigner(proposal.provider, Buffer.from(signed.proposal), Buffer.from(signed.signature.slice(2), "hex"), this.#o.directory);
-    if ("fail" in signer && signer.fail === "bad-signature") throw new ProposalError("BAD_SIGNATURE", `the proposal is not signed by its provider ${proposal.provider}`);
+    const signer = await this.#workers.checkSigner(
+      proposal.provider,
+      Buffer.from(signed.proposal),
+      Buffer.from(signed.signature.slice(2), "hex"),
+      this.#o.directory,
+    );
+    if ("fail" in signer && signer.fail === "bad-signature")
+      throw new ProposalError("BAD_SIGNATURE", `the proposal is not signed by its provider ${proposal.provider}`);
     if ("fail" in signer) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${proposal.provider} is not a registered identity`);
     const now = Date.now();
     if (proposal.expiresAt <= now) throw new ProposalError("PROPOSAL_EXPIRED", `the proposal expired at ${new Date(proposal.expiresAt).toISOString()}`);
@@ -349,7 +371,16 @@ export class DiscoveryService {
         schema: {
           summary: "Announce a signed proposal (written to the shared index every replica serves)",
           body: SignedProposalSchema,
-          response: { 200: Type.Object({ result: Type.String() }), 201: Type.Object({ result: Type.String() }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody },
+          response: {
+            200: Type.Object({ result: Type.String() }),
+            201: Type.Object({ result: Type.String() }),
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            409: ErrorBody,
+            413: ErrorBody,
+            422: ErrorBody,
+          },
         },
       },
       async (req, reply) => {
@@ -365,8 +396,10 @@ export class DiscoveryService {
       "/health",
       {
         schema: {
-          summary: "Liveness: \"loading\" with the count so far until the whole index is loaded, then \"ok\"",
-          response: { 200: Type.Object({ status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]), proposals: Type.Integer(), broker: Type.String() }) },
+          summary: 'Liveness: "loading" with the count so far until the whole index is loaded, then "ok"',
+          response: {
+            200: Type.Object({ status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]), proposals: Type.Integer(), broker: Type.String() }),
+          },
         },
       },
       async () => ({ status: this.#ready ? ("ok" as const) : ("loading" as const), proposals: this.index.size, broker: this.#o.broker.status }),
@@ -374,7 +407,12 @@ export class DiscoveryService {
 
     app.get(
       "/ready",
-      { schema: { summary: "Readiness for load balancers: 200 once the whole index is loaded, 503 NOT_READY before", response: { 200: Type.Object({ status: Type.Literal("ready"), proposals: Type.Integer() }), 503: ErrorBody } } },
+      {
+        schema: {
+          summary: "Readiness for load balancers: 200 once the whole index is loaded, 503 NOT_READY before",
+          response: { 200: Type.Object({ status: Type.Literal("ready"), proposals: Type.Integer() }), 503: ErrorBody },
+        },
+      },
       async () => {
         if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
         return { status: "ready" as const, proposals: this.index.size };

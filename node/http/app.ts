@@ -44,7 +44,11 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     // Errors the router meets before any hook runs: the same {code, message} as every other error.
     frameworkErrors: (err, _req, reply) => {
       const [status, code, message] =
-        err.code === "FST_ERR_MAX_PARAM_LENGTH" ? [414, "URI_TOO_LONG", "a path parameter is too long"] : err.code === "FST_ERR_BAD_URL" ? [400, "BAD_REQUEST", "the URL is malformed"] : [400, "BAD_REQUEST", "the request cannot be routed"];
+        err.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? [414, "URI_TOO_LONG", "a path parameter is too long"]
+          : err.code === "FST_ERR_BAD_URL"
+            ? [400, "BAD_REQUEST", "the URL is malformed"]
+            : [400, "BAD_REQUEST", "the request cannot be routed"];
       o.onError?.(status, code);
       void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(status).send({ code, message });
     },
@@ -52,9 +56,13 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return;
       const [status, code, message] =
-        err.code === "HPE_HEADER_OVERFLOW" ? [431, "HEADERS_TOO_LARGE", "the request line and headers are too large"] : [400, "BAD_REQUEST", "the request is not valid HTTP"];
+        err.code === "HPE_HEADER_OVERFLOW"
+          ? [431, "HEADERS_TOO_LARGE", "the request line and headers are too large"]
+          : [400, "BAD_REQUEST", "the request is not valid HTTP"];
       const body = JSON.stringify({ code, message });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // JSON only: Fastify's built-in text/plain parser would turn a text body into a schema error (400).
@@ -98,7 +106,8 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     const allowed = new Set(o.allowedHosts.map((h) => h.toLowerCase()));
     app.addHook("onRequest", async (req, reply) => {
       const host = hostName(req.headers.host);
-      if (!host || !allowed.has(host)) return answer(reply, 421, "BAD_HOST", `this server does not answer to host "${String(req.headers.host ?? "").slice(0, 64)}"`);
+      if (!host || !allowed.has(host))
+        return answer(reply, 421, "BAD_HOST", `this server does not answer to host "${String(req.headers.host ?? "").slice(0, 64)}"`);
     });
   }
   // A POST or PUT without a body means "no fields": its schema still applies (and refuses what is required).

@@ -10,9 +10,7 @@ import { MystError } from "../errors/MystError";
  * come from a file someone handed us, so they are bounded before any work is done.
  */
 
-export type SecretStorageErrorCode =
-  | "KEYSTORE_CORRUPT"
-  | "WRONG_PASSPHRASE";
+export type SecretStorageErrorCode = "KEYSTORE_CORRUPT" | "WRONG_PASSPHRASE";
 
 export class SecretStorageError extends MystError<SecretStorageErrorCode> {}
 
@@ -80,7 +78,8 @@ async function deriveKey(c: Record<string, unknown>, password: Buffer): Promise<
   if (c.kdf === "scrypt") {
     const [N, r, p] = [Number(params.n), Number(params.r), Number(params.p)];
     const valid = Number.isInteger(N) && N > 1 && (N & (N - 1)) === 0 && Number.isInteger(r) && r >= 1 && r <= 32 && Number.isInteger(p) && p >= 1 && p <= 64;
-    if (!valid || 128 * r * (N + p) > MAX_SCRYPT_MEMORY) throw new SecretStorageError("KEYSTORE_CORRUPT", `scrypt parameters n=${params.n} r=${params.r} p=${params.p} are invalid or too costly`);
+    if (!valid || 128 * r * (N + p) > MAX_SCRYPT_MEMORY)
+      throw new SecretStorageError("KEYSTORE_CORRUPT", `scrypt parameters n=${params.n} r=${params.r} p=${params.p} are invalid or too costly`);
     try {
       // OpenSSL: fast, but it refuses N >= 2^(16·r) (e.g. r = 1 with N = 2^18).
       return crypto.scryptSync(password, salt, 32, { N, r, p, maxmem: MAX_SCRYPT_MEMORY + 1024 * 1024 });

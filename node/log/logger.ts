@@ -10,7 +10,10 @@ export type { Logger };
  */
 export function createLogger(level: LogLevel, format: LogFormat = "json", name = "myst"): Logger {
   if (format === "pretty") {
-    return pino({ name, level }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }));
+    return pino(
+      { name, level },
+      pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }),
+    );
   }
   return pino({ name, level }, pino.destination(2));
 }

@@ -59,7 +59,9 @@ export class ConsumerPayments extends EventEmitter {
     // One invoice at a time, after the channel's figure is known.
     let queue = this.promises.load(this.session.provider);
     this.session.dialog.on(PAYMENT_INVOICE, (body) => {
-      queue = queue.then(() => this.#onInvoice(body)).catch((err) => this.#log.error({ err: (err as Error).message, sessionId: this.session.id }, "handling an invoice failed"));
+      queue = queue
+        .then(() => this.#onInvoice(body))
+        .catch((err) => this.#log.error({ err: (err as Error).message, sessionId: this.session.id }, "handling an invoice failed"));
     });
   }
 
@@ -84,7 +86,10 @@ export class ConsumerPayments extends EventEmitter {
     const increase = amount - (latest?.amount ?? 0n);
     const ceiling = this.ceiling();
     if (this.promised + increase > ceiling) {
-      this.#log.warn({ sessionId: this.session.id, invoiced: amount.toString(), increase: increase.toString(), ceiling: ceiling.toString() }, "invoice overcharges; ending the session");
+      this.#log.warn(
+        { sessionId: this.session.id, invoiced: amount.toString(), increase: increase.toString(), ceiling: ceiling.toString() },
+        "invoice overcharges; ending the session",
+      );
       await this.session.destroy(`invoice overcharges: ${this.promised + increase} wei for this session, at most ${ceiling} by our meter`);
       return;
     }

@@ -42,7 +42,10 @@ export class ConsumerPromises {
     const stored = this.store?.latest(channelId);
     if (stored) this.#raise(channelId, { amount: stored.amount, signature: stored.signature });
     // The chain's settled figure is a floor the consumer certainly signed; unreachable, the store stands.
-    const settled = await this.channels.state(this.key.address, provider).then((s) => s.settled, () => 0n);
+    const settled = await this.channels.state(this.key.address, provider).then(
+      (s) => s.settled,
+      () => 0n,
+    );
     if (settled > (this.#latest.get(channelId)?.amount ?? 0n)) {
       this.#raise(channelId, { amount: settled, signature: this.#signature(provider, settled) });
     }

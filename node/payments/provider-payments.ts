@@ -148,7 +148,13 @@ export class ProviderPayments extends EventEmitter {
         ledger.invoicedAt = Date.now();
         const usage = this.#o.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
         try {
-          s.dialog.notify(PAYMENT_INVOICE, { sessionId: s.id, amount: amount.toString(), sessionAmount: due.toString(), bytes: usage.bytesIn + usage.bytesOut, ms: Date.now() - (s.confirmedAt ?? Date.now()) });
+          s.dialog.notify(PAYMENT_INVOICE, {
+            sessionId: s.id,
+            amount: amount.toString(),
+            sessionAmount: due.toString(),
+            bytes: usage.bytesIn + usage.bytesOut,
+            ms: Date.now() - (s.confirmedAt ?? Date.now()),
+          });
         } catch (err) {
           this.#o.log.warn({ err: (err as Error).message, sessionId: s.id }, "could not send an invoice");
         }
@@ -173,10 +179,23 @@ export class ProviderPayments extends EventEmitter {
     if (!ledger) throw new PromiseRejected("SESSION_ENDED", "the session is over");
     const last = this.#o.store.latest(channelId)?.amount ?? 0n;
     const signature = Buffer.from(b.signature.slice(2), "hex");
-    verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, channelId, amount, signature }, this.#o.channels.channels, { lastAmount: last, channel });
+    verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, channelId, amount, signature }, this.#o.channels.channels, {
+      lastAmount: last,
+      channel,
+    });
     const increase = amount - last;
     // Durable before acknowledged: the response below is the consumer's receipt.
-    if (increase > 0n) this.#o.store.save({ channelId, consumer: s.consumer, provider: s.proposal.provider, sessionId: s.id, amount, increase, signature: b.signature, receivedAt: Date.now() });
+    if (increase > 0n)
+      this.#o.store.save({
+        channelId,
+        consumer: s.consumer,
+        provider: s.proposal.provider,
+        sessionId: s.id,
+        amount,
+        increase,
+        signature: b.signature,
+        receivedAt: Date.now(),
+      });
     ledger.paid += increase;
     this.emit("promise-accepted", { sessionId: s.id, amount, increase });
     if (amount - this.#o.store.settledAmount(channelId) >= this.#o.settleThreshold) this.#o.settler.settleChannel(channelId);

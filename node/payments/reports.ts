@@ -10,7 +10,16 @@ export interface EarningsReport {
   unsettledWei: string;
   settlements: { channelId: string; amountWei: string; paidWei?: string; txHash: string | null; at: string }[];
   /** Settlements not done yet: queued, sent, retrying (with the last error), waiting for a top-up, or rejected. */
-  pendingSettlements: { channelId: string; consumer: string; amountWei: string; state: string; attempts: number; lastError?: string; nextAttemptAt?: string; txHash?: string }[];
+  pendingSettlements: {
+    channelId: string;
+    consumer: string;
+    amountWei: string;
+    state: string;
+    attempts: number;
+    lastError?: string;
+    nextAttemptAt?: string;
+    txHash?: string;
+  }[];
 }
 
 /** `pending`: the running settler's queue; without one (no node running) every unsettled channel shows as queued. */
@@ -26,8 +35,19 @@ export function earningsReport(store: PromiseStore, pending?: PendingSettlement[
     settlements: store
       .settlements()
       .filter((s) => s.status === "mined")
-      .map((s) => ({ channelId: s.channelId, amountWei: s.amount.toString(), ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}), txHash: s.txHash, at: new Date(s.at).toISOString() })),
-    pendingSettlements: (pending ?? latest.filter((p) => p.amount > store.settledAmount(p.channelId)).map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))).map((p) => ({
+      .map((s) => ({
+        channelId: s.channelId,
+        amountWei: s.amount.toString(),
+        ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
+        txHash: s.txHash,
+        at: new Date(s.at).toISOString(),
+      })),
+    pendingSettlements: (
+      pending ??
+      latest
+        .filter((p) => p.amount > store.settledAmount(p.channelId))
+        .map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))
+    ).map((p) => ({
       channelId: p.channelId,
       consumer: p.consumer,
       amountWei: p.amount.toString(),

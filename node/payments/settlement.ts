@@ -165,7 +165,14 @@ export class Settler extends EventEmitter {
       if (latest.amount <= state.settled) {
         // Settled already (before a crash, or by someone else on our behalf): make the record say so.
         if (this.store.settledAmount(entry.channelId) < latest.amount) {
-          this.store.recordSettlement({ channelId: entry.channelId, amount: latest.amount, txHash: entry.txHash ?? null, paid: null, status: "mined", error: null });
+          this.store.recordSettlement({
+            channelId: entry.channelId,
+            amount: latest.amount,
+            txHash: entry.txHash ?? null,
+            paid: null,
+            status: "mined",
+            error: null,
+          });
         }
         return this.#done(entry);
       }
@@ -174,7 +181,11 @@ export class Settler extends EventEmitter {
       const nonce = this.#nonce ?? (await this.channels.pendingNonce(this.#submitterAddress));
       const signature = Buffer.from(latest.signature.slice(2), "hex");
       if (this.#stopped) return;
-      const sent = await this.channels.submitSettle(this.submitter, { consumer: latest.consumer, provider: latest.provider, amount: latest.amount, signature }, nonce);
+      const sent = await this.channels.submitSettle(
+        this.submitter,
+        { consumer: latest.consumer, provider: latest.provider, amount: latest.amount, signature },
+        nonce,
+      );
       this.#nonce = nonce + 1;
       if (this.#stopped) return;
       entry.state = "submitted";

@@ -33,10 +33,7 @@ export const ProposalSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
-    price: Type.Object(
-      { currency: Type.Literal("MYST"), perHour: WeiString, perGiB: WeiString },
-      { additionalProperties: false },
-    ),
+    price: Type.Object({ currency: Type.Literal("MYST"), perHour: WeiString, perGiB: WeiString }, { additionalProperties: false }),
     /** Committed bandwidth, Mbit/s. */
     bandwidthMbps: Type.Number({ minimum: 0, maximum: 1_000_000 }),
     /** The tunnel carries IPv6 (the provider has IPv6 egress); absent: IPv4 only. */

@@ -32,9 +32,7 @@ export interface OpenVpnSettings {
 /** A provider service to run: its type and, for openvpn, its settings. */
 export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings };
 
-export type ServiceSpecErrorCode =
-  | "BAD_SERVICE_SETTINGS"
-  | "SERVICE_TYPE_UNKNOWN";
+export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
 
 export class ServiceSpecError extends MystError<ServiceSpecErrorCode> {}
 
@@ -51,7 +49,8 @@ export function isServiceType(type: string): type is ServiceType {
 
 /** Checks a spec the edge could not (cross-field rules); returns it typed. */
 export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings> }): ServiceSpec {
-  if (!isServiceType(spec.type)) throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+  if (!isServiceType(spec.type))
+    throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
   if (spec.type === "noop") return { type: "noop" };
   const o = spec.openvpn;
   if (!o?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "openvpn needs publicIp: the address consumers reach this provider at");
@@ -86,6 +85,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
 /** The consumer side of a service type. */
 export function consumerService(type: string, deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean }): ConsumerService {
   if (type === "noop") return new NoopConsumerService();
-  if (type === "openvpn") return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
+  if (type === "openvpn")
+    return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
   throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
 }

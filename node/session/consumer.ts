@@ -76,7 +76,8 @@ export class ConsumerSession extends EventEmitter {
         if (!o.connected() || this.tunnel.isUp?.() === true) {
           const now = Date.now();
           this.#outageSince ??= now;
-          if (now - this.#outageSince > o.outageToleranceMs) void this.finish(`provider unreachable over the broker for ${Math.round((now - this.#outageSince) / 1000)} s`);
+          if (now - this.#outageSince > o.outageToleranceMs)
+            void this.finish(`provider unreachable over the broker for ${Math.round((now - this.#outageSince) / 1000)} s`);
           return;
         }
         if (++this.#missed >= 2) void this.finish(`provider silent (${code ?? "no answer"})`);
@@ -141,7 +142,12 @@ export class ConsumerSessions {
     try {
       response = await dialog.request(
         SESSION_CREATE,
-        { proposal: options.proposal, correlationId, consumerData: await options.service.consumerData(), ...(options.maxPrice ? { maxPrice: options.maxPrice } : {}) },
+        {
+          proposal: options.proposal,
+          correlationId,
+          consumerData: await options.service.consumerData(),
+          ...(options.maxPrice ? { maxPrice: options.maxPrice } : {}),
+        },
         { timeoutMs },
       );
     } catch (err) {
@@ -152,7 +158,10 @@ export class ConsumerSessions {
     if (!check.createResponse.Check(response)) {
       dialog.close();
       const first = check.createResponse.Errors(response).First();
-      throw new SessionError("BAD_RESPONSE", `the provider's answer to session.create is malformed (${first ? `${first.path || "/"}: ${first.message}` : "schema"})`);
+      throw new SessionError(
+        "BAD_RESPONSE",
+        `the provider's answer to session.create is malformed (${first ? `${first.path || "/"}: ${first.message}` : "schema"})`,
+      );
     }
     if ("refused" in response) {
       dialog.close();
@@ -186,12 +195,21 @@ export class ConsumerSessions {
       dialog.close();
       throw err;
     }
-    const session = new ConsumerSession(sessionId, proposal.provider, proposal, dialog, tunnel, serviceConfig, {
-      started,
-      accepted,
-      tunnelUp,
-      confirmed: Date.now(),
-    }, this.#log);
+    const session = new ConsumerSession(
+      sessionId,
+      proposal.provider,
+      proposal,
+      dialog,
+      tunnel,
+      serviceConfig,
+      {
+        started,
+        accepted,
+        tunnelUp,
+        confirmed: Date.now(),
+      },
+      this.#log,
+    );
     dialog.on(SESSION_DESTROY, (body) => {
       const b = body as { sessionId?: string; reason?: string };
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);

@@ -64,7 +64,11 @@ export const CreateResponse = Type.Union([
   Type.Object(
     {
       refused: Type.Object(
-        { code: Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c))), message: Type.String({ maxLength: 1024 }), correlationId: Type.String({ maxLength: 64 }) },
+        {
+          code: Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c))),
+          message: Type.String({ maxLength: 1024 }),
+          correlationId: Type.String({ maxLength: 64 }),
+        },
         { additionalProperties: false },
       ),
     },
@@ -79,10 +83,7 @@ export const ConfirmRequest = Type.Union([
 ]);
 export type ConfirmRequest = Static<typeof ConfirmRequest>;
 
-export const SessionRef = Type.Object(
-  { sessionId: SessionId, reason: Type.Optional(Type.String({ maxLength: 512 })) },
-  { additionalProperties: false },
-);
+export const SessionRef = Type.Object({ sessionId: SessionId, reason: Type.Optional(Type.String({ maxLength: 512 })) }, { additionalProperties: false });
 export type SessionRef = Static<typeof SessionRef>;
 
 export const check = {

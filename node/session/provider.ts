@@ -129,9 +129,12 @@ export class ProviderSessions extends EventEmitter {
     session.endedAt = Date.now();
     session.endReason = reason;
     const byConsumer = options.tellConsumer === false;
-    await this.#o.services.get(session.serviceType)?.closeSession(id, reason, { byConsumer }).catch((err) => {
-      this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
-    });
+    await this.#o.services
+      .get(session.serviceType)
+      ?.closeSession(id, reason, { byConsumer })
+      .catch((err) => {
+        this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
+      });
     if (options.tellConsumer !== false && !session.dialog.closed) {
       try {
         session.dialog.notify(SESSION_DESTROY, { sessionId: id, reason });
@@ -170,7 +173,8 @@ export class ProviderSessions extends EventEmitter {
   }
 
   async #create(dialog: Dialog, body: unknown): Promise<CreateResponse> {
-    const correlationId = typeof (body as { correlationId?: unknown })?.correlationId === "string" ? (body as { correlationId: string }).correlationId.slice(0, 64) : "";
+    const correlationId =
+      typeof (body as { correlationId?: unknown })?.correlationId === "string" ? (body as { correlationId: string }).correlationId.slice(0, 64) : "";
     const refuse = (code: RefusalCode, message: string): CreateResponse => {
       this.#o.log.info({ consumer: dialog.peer, code, message }, "session refused");
       this.emit("session-refused", { consumer: dialog.peer, code });
@@ -220,8 +224,7 @@ export class ProviderSessions extends EventEmitter {
     refuse: (code: RefusalCode, message: string) => CreateResponse,
   ): Promise<CreateResponse> {
     if (body.maxPrice) {
-      const tooDear =
-        BigInt(current.price.perHour) > BigInt(body.maxPrice.perHour) || BigInt(current.price.perGiB) > BigInt(body.maxPrice.perGiB);
+      const tooDear = BigInt(current.price.perHour) > BigInt(body.maxPrice.perHour) || BigInt(current.price.perGiB) > BigInt(body.maxPrice.perGiB);
       if (tooDear) return refuse("PRICE_NOT_ACCEPTED", `the price (${current.price.perHour}/h, ${current.price.perGiB}/GiB) is above the consumer's limit`);
     }
     const admitted = await this.#o.admission?.({ consumer: dialog.peer, proposal: current });

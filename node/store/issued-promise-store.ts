@@ -33,6 +33,8 @@ export class IssuedPromiseStore {
     const r = this.db.prepare("SELECT * FROM issued_promises WHERE channel_id = ?").get(channelId) as
       | { channel_id: string; consumer: string; provider: string; amount: string; signature: string; issued_at: number }
       | undefined;
-    return r && { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, amount: BigInt(r.amount), signature: r.signature, issuedAt: r.issued_at };
+    return (
+      r && { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, amount: BigInt(r.amount), signature: r.signature, issuedAt: r.issued_at }
+    );
   }
 }

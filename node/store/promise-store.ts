@@ -32,7 +32,9 @@ export class PromiseStore {
 
   save(p: StoredPromise): void {
     this.db
-      .prepare("INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .prepare(
+        "INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      )
       .run(p.channelId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt);
   }
 
@@ -44,7 +46,9 @@ export class PromiseStore {
   /** The latest promise of every channel. */
   latestPerChannel(): StoredPromise[] {
     const rows = this.db
-      .prepare("SELECT p.* FROM promises p JOIN (SELECT channel_id, MAX(amount) amount FROM promises GROUP BY channel_id) m ON p.channel_id = m.channel_id AND p.amount = m.amount")
+      .prepare(
+        "SELECT p.* FROM promises p JOIN (SELECT channel_id, MAX(amount) amount FROM promises GROUP BY channel_id) m ON p.channel_id = m.channel_id AND p.amount = m.amount",
+      )
       .all() as Row[];
     return rows.map(fromRow);
   }
@@ -75,7 +79,12 @@ export class PromiseStore {
 
   /** Per session: what its promises added to its channel (its own earnings, not the channel's total). */
   earningsBySession(): { sessionId: string; consumer: string; channelId: string; promised: bigint }[] {
-    const rows = this.db.prepare("SELECT session_id, consumer, channel_id, increase FROM promises ORDER BY rowid").all() as { session_id: string; consumer: string; channel_id: string; increase: string }[];
+    const rows = this.db.prepare("SELECT session_id, consumer, channel_id, increase FROM promises ORDER BY rowid").all() as {
+      session_id: string;
+      consumer: string;
+      channel_id: string;
+      increase: string;
+    }[];
     const bySession = new Map<string, { sessionId: string; consumer: string; channelId: string; promised: bigint }>();
     for (const r of rows) {
       const entry = bySession.get(r.session_id) ?? { sessionId: r.session_id, consumer: r.consumer, channelId: r.channel_id, promised: 0n };
@@ -113,5 +122,14 @@ interface SettlementRow {
 }
 
 function fromRow(r: Row): StoredPromise {
-  return { channelId: r.channel_id, consumer: r.consumer, provider: r.provider, sessionId: r.session_id, amount: BigInt(r.amount), increase: BigInt(r.increase), signature: r.signature, receivedAt: r.received_at };
+  return {
+    channelId: r.channel_id,
+    consumer: r.consumer,
+    provider: r.provider,
+    sessionId: r.session_id,
+    amount: BigInt(r.amount),
+    increase: BigInt(r.increase),
+    signature: r.signature,
+    receivedAt: r.received_at,
+  };
 }

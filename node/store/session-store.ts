@@ -50,7 +50,9 @@ export class SessionStore {
   }
 
   ended(id: string, e: { endedAt: number; reason: string; bytes: number; promised: bigint }): void {
-    this.db.prepare("UPDATE sessions SET ended_at = ?, end_reason = ?, bytes = ?, promised = ? WHERE id = ?").run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id);
+    this.db
+      .prepare("UPDATE sessions SET ended_at = ?, end_reason = ?, bytes = ?, promised = ? WHERE id = ?")
+      .run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id);
   }
 
   /** Newest first; only one role's when `role` is given. */

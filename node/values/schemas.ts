@@ -5,7 +5,10 @@ import { Type } from "@sinclair/typebox";
  * `Wei`, one `Myst`, checked once where the value enters, typed after that.
  */
 export const Address = Type.String({ pattern: "^0x[0-9a-fA-F]{40}$", description: "an identity: Ethereum address, 0x + 40 hex" });
-export const Wei = Type.String({ pattern: "^(0|[1-9][0-9]{0,77})$", description: "an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros" });
-export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: "an amount in MYST, decimal (e.g. \"0.05\")" });
+export const Wei = Type.String({
+  pattern: "^(0|[1-9][0-9]{0,77})$",
+  description: "an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros",
+});
+export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: 'an amount in MYST, decimal (e.g. "0.05")' });
 /** Bodies and files refuse fields they do not know (a misspelt option must not fall back silently). */
 export const Strict = { additionalProperties: false } as const;

@@ -81,7 +81,14 @@ export async function benchDialog(): Promise<void> {
     const ratio = { p50: round(d.p50 / p.p50, 2), p99: round(d.p99 / p.p99, 2) };
     writeResults(
       "dialog",
-      { plainNatsRoundTripMs: p, dialogRoundTripMs: d, ratio, sessionCreateToAcceptedMs: neg, sessionCreateToConfirmedMs: total, target: "dialog p50 ≤ 10× plain" },
+      {
+        plainNatsRoundTripMs: p,
+        dialogRoundTripMs: d,
+        ratio,
+        sessionCreateToAcceptedMs: neg,
+        sessionCreateToConfirmedMs: total,
+        target: "dialog p50 ≤ 10× plain",
+      },
       [
         ["measure", "n", "p50 ms", "p99 ms", "mean ms"],
         ["plain NATS request/reply", String(p.n), String(p.p50), String(p.p99), String(p.mean)],

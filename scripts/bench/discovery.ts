@@ -19,7 +19,13 @@ import { nowMs, round, summarize, writeResults } from "./stats";
 async function ingestInProcess(fleet: ProviderFleet, payloads: Buffer[], threads: number) {
   const workers = new SignatureWorkers(threads);
   // The broker is never started: ingest() does not use it.
-  const service = new DiscoveryService({ broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }), directory: fleet.directory, port: 0, ttlMs: 3_600_000, signatureWorkers: workers });
+  const service = new DiscoveryService({
+    broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }),
+    directory: fleet.directory,
+    port: 0,
+    ttlMs: 3_600_000,
+    signatureWorkers: workers,
+  });
   await workers.start();
   const t0 = nowMs();
   let next = 0;
@@ -39,8 +45,16 @@ function rssMb(pid: number): number {
   return m ? round(Number(m[1]) / 1024, 1) : NaN;
 }
 
-async function startReplica(natsUrl: string, keysFile: string, bucket: string): Promise<{ child: ChildProcess; url: string; readyMs: number; proposals: number }> {
-  const child = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "discovery-server.ts"), natsUrl, keysFile, bucket], { stdio: ["ignore", "pipe", "inherit"] });
+async function startReplica(
+  natsUrl: string,
+  keysFile: string,
+  bucket: string,
+): Promise<{ child: ChildProcess; url: string; readyMs: number; proposals: number }> {
+  const child = spawn(
+    process.execPath,
+    [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "discovery-server.ts"), natsUrl, keysFile, bucket],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const line = await new Promise<string>((resolve, reject) => {
     let buf = "";
     child.stdout!.on("data", (d) => {
@@ -120,7 +134,10 @@ export async function benchDiscovery(): Promise<void> {
       ["min_bandwidth", "/v1/proposals?min_bandwidth=900"],
       ["provider_id", `/v1/proposals?provider_id=${someProvider}`],
       ["service_type + country", "/v1/proposals?service_type=svc-3&country=DE"],
-      ["country + ip_type + max price/h + min bandwidth", "/v1/proposals?country=US&ip_type=residential&max_price_per_hour=50000000000000000&min_bandwidth=200"],
+      [
+        "country + ip_type + max price/h + min bandwidth",
+        "/v1/proposals?country=US&ip_type=residential&max_price_per_hour=50000000000000000&min_bandwidth=200",
+      ],
       ["selective, no bucket: max price/h 0 + metering=hour (full scan)", "/v1/proposals?max_price_per_hour=0&metering=hour"],
       ["matches nothing (country bucket empty)", "/v1/proposals?country=ZZ"],
     ];
@@ -177,14 +194,32 @@ export async function benchDiscovery(): Promise<void> {
     };
     const ready = { proposals: TOTAL, startMs: round(fresh.readyMs, 1), fromSpawnMs: round(freshWallMs, 1) };
     rows.push([`ingest in process, 1 signature thread (proposals/s, ${INGEST})`, String(oneCore.perSecond), "", "", "", ""]);
-    rows.push([`ingest in process, ${cores} signature threads (proposals/s, ${INGEST})`, String(allCores.perSecond), "", `speed-up ${round(allCores.perSecond / oneCore.perSecond, 2)}×`, "", ""]);
+    rows.push([
+      `ingest in process, ${cores} signature threads (proposals/s, ${INGEST})`,
+      String(allCores.perSecond),
+      "",
+      `speed-up ${round(allCores.perSecond / oneCore.perSecond, 2)}×`,
+      "",
+      "",
+    ]);
     rows.push(["ingest over NATS into JetStream (proposals/s, one replica)", String(ingestSmall.perSecond), "", String(ingestRest.perSecond), "", ""]);
-    rows.push([`RSS of a replica holding ${k} (MB; empty ${rssEmpty})`, "", "", String(rssAfterQueries), "", `${memory.bytesPerProposalTotalRss} B/proposal (${memory.bytesPerProposalAboveEmpty} above empty)`]);
+    rows.push([
+      `RSS of a replica holding ${k} (MB; empty ${rssEmpty})`,
+      "",
+      "",
+      String(rssAfterQueries),
+      "",
+      `${memory.bytesPerProposalTotalRss} B/proposal (${memory.bytesPerProposalAboveEmpty} above empty)`,
+    ]);
     rows.push([`fresh replica ready with ${k} (ms: start(); from spawn incl. ts-node)`, "", "", String(ready.startMs), String(ready.fromSpawnMs), ""]);
     writeResults(
       "discovery",
       {
-        ingest: { inProcessOneThread: oneCore, inProcessAllThreads: { ...allCores, speedup: round(allCores.perSecond / oneCore.perSecond, 2) }, overNats: { first10k: ingestSmall, rest: ingestRest } },
+        ingest: {
+          inProcessOneThread: oneCore,
+          inProcessAllThreads: { ...allCores, speedup: round(allCores.perSecond / oneCore.perSecond, 2) },
+          overNats: { first10k: ingestSmall, rest: ingestRest },
+        },
         queriesAt10k: at10k,
         queriesAtTotal: atTotal,
         memory,

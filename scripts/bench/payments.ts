@@ -24,10 +24,19 @@ async function checksAgainstChain(n: number): Promise<{ livePerSecond: number; c
     const signatures = Array.from({ length: n }, (_v, i) => channels.signPromise(consumer, provider.address, BigInt(i + 1)));
     const check = (i: number, state: { settled: bigint }) =>
       verifyPromise(
-        { consumer: consumer.address, provider: provider.address, channelId: channelIdOf(consumer.address, provider.address), amount: BigInt(i + 1), signature: signatures[i] },
+        {
+          consumer: consumer.address,
+          provider: provider.address,
+          channelId: channelIdOf(consumer.address, provider.address),
+          amount: BigInt(i + 1),
+          signature: signatures[i],
+        },
         channels,
         // The chain's settled figure, and a balance that covers the bench's amounts.
-        { lastAmount: BigInt(i), channel: { id: channelIdOf(consumer.address, provider.address), balance: 10n ** 30n, settled: state.settled, withdrawalReadyAt: 0n } },
+        {
+          lastAmount: BigInt(i),
+          channel: { id: channelIdOf(consumer.address, provider.address), balance: 10n ** 30n, settled: state.settled, withdrawalReadyAt: 0n },
+        },
       );
     let t = nowMs();
     for (let i = 0; i < n; i++) check(i, await channels.state(consumer.address, provider.address));
@@ -80,9 +89,26 @@ export async function benchPayments(): Promise<void> {
   // Wire size: the same JSON the dialog layer signs and seals, for one invoice and one promise.
   const sealer = new Sealer(provider.publicKey);
   const message = (kind: string, type: string, body: unknown) =>
-    Buffer.from(JSON.stringify({ v: 1, kind, type, from: provider.address, to: consumer.address, dialog: "ab".repeat(16), id: "cd".repeat(16), ts: Date.now(), reply: `myst.dialog.${provider.address.toLowerCase()}`, body }));
+    Buffer.from(
+      JSON.stringify({
+        v: 1,
+        kind,
+        type,
+        from: provider.address,
+        to: consumer.address,
+        dialog: "ab".repeat(16),
+        id: "cd".repeat(16),
+        ts: Date.now(),
+        reply: `myst.dialog.${provider.address.toLowerCase()}`,
+        body,
+      }),
+    );
   const invoice = message("notify", "payment.invoice", { sessionId: "ef".repeat(16), amount: "1036202000000000", bytes: 8793388, ms: 12000 });
-  const promise = message("request", "payment.promise", { sessionId: "ef".repeat(16), amount: "1036202000000000", signature: "0x" + Buffer.from(signatures[0]).toString("hex") });
+  const promise = message("request", "payment.promise", {
+    sessionId: "ef".repeat(16),
+    amount: "1036202000000000",
+    signature: "0x" + Buffer.from(signatures[0]).toString("hex"),
+  });
   const ack = message("response", "payment.promise", { accepted: true, amount: "1036202000000000" });
   const wire = {
     invoice: sealer.seal(consumer.signProtocol(invoice), invoice).length,
@@ -98,19 +124,31 @@ export async function benchPayments(): Promise<void> {
       verifyPerSecond: Math.round(verifyPerSecond),
       protocolSignPerSecond: Math.round(protocolSignPerSecond),
       wireBytes: { ...wire, exchange },
-      promiseChecksPerSecond: { liveChainRead: Math.round(chainChecks.livePerSecond), cachedChannelState: Math.round(chainChecks.cachedPerSecond), ratio: round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1) },
+      promiseChecksPerSecond: {
+        liveChainRead: Math.round(chainChecks.livePerSecond),
+        cachedChannelState: Math.round(chainChecks.cachedPerSecond),
+        ratio: round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1),
+      },
     },
     [
       ["measure", "value", "ratio"],
       ["protocol signatures (OpenSSL ECDSA-SHA256) /s — baseline", String(Math.round(protocolSignPerSecond)), "1×"],
       ["promises signed (EIP-712 digest + secp256k1) /s", String(Math.round(signPerSecond)), `${round(signPerSecond / protocolSignPerSecond, 2)}×`],
-      ["promises verified (recover + channel + amount checks) /s", String(Math.round(verifyPerSecond)), `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`],
+      [
+        "promises verified (recover + channel + amount checks) /s",
+        String(Math.round(verifyPerSecond)),
+        `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`,
+      ],
       ["invoice on the wire (bytes, sealed)", String(wire.invoice), ""],
       ["promise on the wire (bytes, sealed)", String(wire.promise), ""],
       ["acknowledgement on the wire (bytes, sealed)", String(wire.ack), ""],
       ["one invoice → promise → ack exchange (bytes)", String(exchange), ""],
       ["promise checks with a live channel read each (local chain) /s — baseline", String(Math.round(chainChecks.livePerSecond)), "1×"],
-      ["promise checks with the channel-state cache /s", String(Math.round(chainChecks.cachedPerSecond)), `${round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1)}×`],
+      [
+        "promise checks with the channel-state cache /s",
+        String(Math.round(chainChecks.cachedPerSecond)),
+        `${round(chainChecks.cachedPerSecond / chainChecks.livePerSecond, 1)}×`,
+      ],
     ],
   );
 }

@@ -45,20 +45,59 @@ function iperfServer(netns: string, address: string): ChildProcess {
 async function stockTunnel(t: Topology, dir: string): Promise<{ upMs: number; stop: () => Promise<void> }> {
   const pki = await ensurePki(path.join(dir, "stock-pki"));
   const server = path.join(dir, "stock-server.conf");
-  fs.writeFileSync(server, [
-    "mode server", "tls-server", "dev stock0", "dev-type tun", "proto udp", "port 1195", "topology subnet", "server 10.9.0.0 255.255.255.0",
-    `ca ${pki.dir}/ca.crt`, `cert ${pki.cert}`, `key ${pki.key}`, "dh none", `tls-crypt ${pki.dir}/tls-crypt.key`, "tls-version-min 1.2",
-    "data-ciphers AES-256-GCM", "verify-client-cert none", "script-security 2", "auth-user-pass-verify /usr/bin/true via-file",
-    "username-as-common-name", "keepalive 10 60", "verb 1", "",
-  ].join("\n"));
+  fs.writeFileSync(
+    server,
+    [
+      "mode server",
+      "tls-server",
+      "dev stock0",
+      "dev-type tun",
+      "proto udp",
+      "port 1195",
+      "topology subnet",
+      "server 10.9.0.0 255.255.255.0",
+      `ca ${pki.dir}/ca.crt`,
+      `cert ${pki.cert}`,
+      `key ${pki.key}`,
+      "dh none",
+      `tls-crypt ${pki.dir}/tls-crypt.key`,
+      "tls-version-min 1.2",
+      "data-ciphers AES-256-GCM",
+      "verify-client-cert none",
+      "script-security 2",
+      "auth-user-pass-verify /usr/bin/true via-file",
+      "username-as-common-name",
+      "keepalive 10 60",
+      "verb 1",
+      "",
+    ].join("\n"),
+  );
   const auth = path.join(dir, "stock.auth");
   fs.writeFileSync(auth, "user\npass\n", { mode: 0o600 });
   const client = path.join(dir, "stock-client.conf");
-  fs.writeFileSync(client, [
-    "client", "dev tun", "proto udp", `remote ${t.providerAddress} 1195`, "nobind", "remote-cert-tls server", "data-ciphers AES-256-GCM",
-    `auth-user-pass ${auth}`, 'pull-filter ignore "redirect-gateway"', "route 198.18.2.0 255.255.255.0", "verb 1",
-    "<ca>", pki.ca.trim(), "</ca>", "<tls-crypt>", pki.tlsCrypt.trim(), "</tls-crypt>", "",
-  ].join("\n"));
+  fs.writeFileSync(
+    client,
+    [
+      "client",
+      "dev tun",
+      "proto udp",
+      `remote ${t.providerAddress} 1195`,
+      "nobind",
+      "remote-cert-tls server",
+      "data-ciphers AES-256-GCM",
+      `auth-user-pass ${auth}`,
+      'pull-filter ignore "redirect-gateway"',
+      "route 198.18.2.0 255.255.255.0",
+      "verb 1",
+      "<ca>",
+      pki.ca.trim(),
+      "</ca>",
+      "<tls-crypt>",
+      pki.tlsCrypt.trim(),
+      "</tls-crypt>",
+      "",
+    ].join("\n"),
+  );
   t.exec(t.provider, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "eth0", "-j", "MASQUERADE"]);
   const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/sbin/openvpn", "--config", server], { stdio: "ignore" });
@@ -77,7 +116,13 @@ async function stockTunnel(t: Topology, dir: string): Promise<{ upMs: number; st
     });
   });
   const upMs = Date.now() - started;
-  return { upMs, stop: async () => { await stopChild(c); await stopChild(s); } };
+  return {
+    upMs,
+    stop: async () => {
+      await stopChild(c);
+      await stopChild(s);
+    },
+  };
 }
 
 /**
@@ -113,7 +158,12 @@ export async function benchTunnel(): Promise<void> {
     await stock.stop();
 
     // The myst side: provider service, discovery, announcer; consumer dialogs and sessions.
-    const service = new OpenVpnProviderService({ dir: path.join(dir, "provider"), directory: net.registry, publicAddress: topology.providerAddress, netns: topology.provider });
+    const service = new OpenVpnProviderService({
+      dir: path.join(dir, "provider"),
+      directory: net.registry,
+      publicAddress: topology.providerAddress,
+      netns: topology.provider,
+    });
     await service.start();
     stops.push(() => service.stop());
     const broker = new Broker({ servers: [net.nats.url] });
@@ -123,12 +173,21 @@ export async function benchTunnel(): Promise<void> {
     await discovery.start();
     stops.push(() => discovery.stop());
     const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });
-    const announcer = new ProposalAnnouncer({ broker, key: providerKey, proposal: () => makeProposal(providerKey, { serviceType: "openvpn" }, net.nats.url), pingMs: 60_000 });
+    const announcer = new ProposalAnnouncer({
+      broker,
+      key: providerKey,
+      proposal: () => makeProposal(providerKey, { serviceType: "openvpn" }, net.nats.url),
+      pingMs: 60_000,
+    });
     const ps = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => announcer.current });
     await pd.start();
     ps.start();
     announcer.start();
-    stops.push(async () => { await announcer.stop(); await ps.stop(); pd.stop(); });
+    stops.push(async () => {
+      await announcer.stop();
+      await ps.stop();
+      pd.stop();
+    });
     const cd = new Dialogs({ broker, key: consumerKey, directory: net.registry, subject: "myst.dialog.bench-consumer" });
     await cd.start();
     const sessions = new ConsumerSessions(cd);
@@ -144,12 +203,21 @@ export async function benchTunnel(): Promise<void> {
     console.log(`${CONNECTS} connects with the kill switch off, ${CONNECTS} with it on (interleaved)…`);
     // The first byte is fetched by curl started in the consumer's namespace. The same curl of a
     // refused local port (same loop) is the probe's own cost, and is taken off.
-    const phases = { discovery: [] as number[], negotiation: [] as number[], tunnel: [] as number[], confirm: [] as number[], firstByte: [] as number[], probeStartup: [] as number[], total: [] as number[] };
+    const phases = {
+      discovery: [] as number[],
+      negotiation: [] as number[],
+      tunnel: [] as number[],
+      confirm: [] as number[],
+      firstByte: [] as number[],
+      probeStartup: [] as number[],
+      total: [] as number[],
+    };
     // The same connects with consumer protection on (kill switch, DNS, IPv6: rules installed before
     // the tunnel, replaced once it is up, resolver file rewritten), interleaved with the plain ones.
     const guarded = { tunnel: [] as number[], total: [] as number[] };
     for (let i = 0; i < 2 * CONNECTS; i++) {
-      const protection = i % 2 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
+      const protection =
+        i % 2 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
       const t0 = Date.now();
       const found = await client.get(providerKey.address, "openvpn");
       const t1 = Date.now();
@@ -188,16 +256,31 @@ export async function benchTunnel(): Promise<void> {
     const killSwitchCostMs = round(killSwitch.on.p50 - killSwitch.off.p50, 1);
     writeResults(
       "tunnel",
-      { throughputMbps: { bare: round(bare, 1), stockOpenvpn: round(stockMbps, 1), myst: round(mystMbps, 1) }, ratio, connectPhasesMs: summary, connectToFirstByteKillSwitchMs: { ...killSwitch, costP50: killSwitchCostMs }, stockTunnelUpMs: stock.upMs, targets: "myst ≥ 95% of stock; connect-to-first-byte p50 ≤ 300 ms (total, without the probe's start-up); kill switch on costs ≤ +10 ms p50" },
+      {
+        throughputMbps: { bare: round(bare, 1), stockOpenvpn: round(stockMbps, 1), myst: round(mystMbps, 1) },
+        ratio,
+        connectPhasesMs: summary,
+        connectToFirstByteKillSwitchMs: { ...killSwitch, costP50: killSwitchCostMs },
+        stockTunnelUpMs: stock.upMs,
+        targets: "myst ≥ 95% of stock; connect-to-first-byte p50 ≤ 300 ms (total, without the probe's start-up); kill switch on costs ≤ +10 ms p50",
+      },
       [
         ["measure", "value", "ratio"],
         ["iperf3 bare namespace link (Mbit/s)", String(round(bare, 1)), ""],
         ["iperf3 stock OpenVPN, AES-256-GCM (Mbit/s)", String(round(stockMbps, 1)), "1× (baseline)"],
         ["iperf3 myst tunnel, AES-256-GCM (Mbit/s)", String(round(mystMbps, 1)), `${ratio.vsStock}× of stock`],
         ["stock OpenVPN client start to tunnel up, synchronous auth (ms)", String(stock.upMs), "1× (baseline)"],
-        ...Object.entries(summary).map(([k, s]) => [`connect phase ${k} (ms) p50 / p99`, `${s.p50} / ${s.p99}`, k === "tunnel" ? `${round(s.p50 / stock.upMs, 2)}× of stock` : ""]),
+        ...Object.entries(summary).map(([k, s]) => [
+          `connect phase ${k} (ms) p50 / p99`,
+          `${s.p50} / ${s.p99}`,
+          k === "tunnel" ? `${round(s.p50 / stock.upMs, 2)}× of stock` : "",
+        ]),
         ["connect → first byte, kill switch off (ms) p50 / p99", `${killSwitch.off.p50} / ${killSwitch.off.p99}`, "1× (baseline)"],
-        ["connect → first byte, kill switch on (ms) p50 / p99", `${killSwitch.on.p50} / ${killSwitch.on.p99}`, `${killSwitchCostMs >= 0 ? "+" : ""}${killSwitchCostMs} ms p50 (aim ≤ +10)`],
+        [
+          "connect → first byte, kill switch on (ms) p50 / p99",
+          `${killSwitch.on.p50} / ${killSwitch.on.p99}`,
+          `${killSwitchCostMs >= 0 ? "+" : ""}${killSwitchCostMs} ms p50 (aim ≤ +10)`,
+        ],
         ["  of which tunnel phase with kill switch on (ms) p50 / p99", `${killSwitch.tunnelPhaseOn.p50} / ${killSwitch.tunnelPhaseOn.p99}`, ""],
       ],
     );

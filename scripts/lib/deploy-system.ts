@@ -13,10 +13,7 @@ export interface DeploySystemOptions {
 }
 
 /** Deploys the Ignition module and writes the deployment file the node reads. */
-export async function deploySystem(
-  hre: HardhatRuntimeEnvironment,
-  options: DeploySystemOptions = {},
-): Promise<{ deployment: Deployment; file: string }> {
+export async function deploySystem(hre: HardhatRuntimeEnvironment, options: DeploySystemOptions = {}): Promise<{ deployment: Deployment; file: string }> {
   const chainId = (await hre.ethers.provider.getNetwork()).chainId;
   // A local dev chain starts empty every time: an Ignition journal from an earlier chain would make
   // Ignition believe the contracts already exist. Such a deployment gets a journal of its own,
@@ -24,8 +21,9 @@ export async function deploySystem(
   const throwaway = chainId === LOCAL_CHAIN_ID && hre.network.name !== "hardhat";
   const deploymentId = throwaway ? `local-${process.pid}-${Date.now()}` : undefined;
   const startBlock = await hre.ethers.provider.getBlockNumber();
-  const parameters: Record<string, Record<string, bigint>> =
-    options.challengePeriod === undefined ? {} : { Myst: { challengePeriod: options.challengePeriod } };
+  const parameters: Record<string, Record<string, bigint>> = options.challengePeriod === undefined
+    ? {}
+    : { Myst: { challengePeriod: options.challengePeriod } };
   const { token, registry, channels } = await hre.ignition.deploy(MystModule, { parameters, deploymentId });
   const deployment: Deployment = {
     network: hre.network.name,

@@ -7,7 +7,9 @@ import { channelIdOf, channelsDomain, promiseTypes, registrationTypes, registryD
  * Shared by `npm run gas` (which writes bench/gas.json and docs/gas.md) and the gas snapshot test
  * (which fails when an operation grows past bench/gas.json).
  */
-export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{ rows: Record<string, number>; laterSettle: ContractTransactionResponse; addresses: { registry: string; token: string } }> {
+export async function measureGas(
+  hre: HardhatRuntimeEnvironment,
+): Promise<{ rows: Record<string, number>; laterSettle: ContractTransactionResponse; addresses: { registry: string; token: string } }> {
   const { ethers } = hre;
   const [deployer, relayer] = await ethers.getSigners();
   const chainId = (await ethers.provider.getNetwork()).chainId;

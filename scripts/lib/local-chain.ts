@@ -35,8 +35,7 @@ export interface LocalChainOptions {
 export async function startLocalChain(options: LocalChainOptions = {}): Promise<LocalChain> {
   const port = options.port ?? (await freePort());
   const rpcUrl = `http://127.0.0.1:${port}`;
-  const deploymentFile =
-    options.deploymentFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "myst-chain-")), "deployment.json");
+  const deploymentFile = options.deploymentFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "myst-chain-")), "deployment.json");
   const child = spawn(process.execPath, [HARDHAT_CLI, "node", "--hostname", "127.0.0.1", "--port", String(port)], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
@@ -73,7 +72,13 @@ async function runDeploy(rpcUrl: string, file: string, challengePeriod?: bigint,
   child.stderr!.on("data", (d) => (output += d));
   const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
   if (code !== 0) throw new Error(`deploying to ${rpcUrl} failed:\n${output}`);
-  log?.(output.trim().split("\n").filter((l) => !/^Warning|tstore|^\s*[|-]|^$/.test(l)).join("\n"));
+  log?.(
+    output
+      .trim()
+      .split("\n")
+      .filter((l) => !/^Warning|tstore|^\s*[|-]|^$/.test(l))
+      .join("\n"),
+  );
 }
 
 export async function fundAccounts(rpcUrl: string, deployment: Deployment, addresses: string[], amounts: { eth?: bigint; myst?: bigint } = {}) {

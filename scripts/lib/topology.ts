@@ -215,16 +215,35 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     for (const c of consumers) resolvConf(c, "198.18.1.1");
     for (const n of [provider, gateway, router, internet, lan, ...(second ? [second.gateway, second.provider] : [])]) resolvConf(n, "198.18.2.2");
     const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
-      const argv = ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", `--pid-file=${log}.pid`,
-        `--listen-address=${listen.join(",")}`, "--bind-interfaces", ...names.map(([name, a]) => `--address=/${name}/${a}`), "--log-queries", `--log-facility=${log}`];
+      const argv = [
+        "/usr/sbin/dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--user=root",
+        `--pid-file=${log}.pid`,
+        `--listen-address=${listen.join(",")}`,
+        "--bind-interfaces",
+        ...names.map(([name, a]) => `--address=/${name}/${a}`),
+        "--log-queries",
+        `--log-facility=${log}`,
+      ];
       const child = spawn(IP, ["netns", "exec", n, ...argv], { stdio: ["ignore", "ignore", "inherit"] });
       children.push(child);
-      await until(() => {
-        if (child.exitCode !== null) throw new Error(`dnsmasq in ${n} exited (${child.exitCode})`);
-        return fs.existsSync(log) && fs.readFileSync(log, "utf8").includes("cleared cache");
-      }, `dnsmasq in ${n} to start`, 10_000);
+      await until(
+        () => {
+          if (child.exitCode !== null) throw new Error(`dnsmasq in ${n} exited (${child.exitCode})`);
+          return fs.existsSync(log) && fs.readFileSync(log, "utf8").includes("cleared cache");
+        },
+        `dnsmasq in ${n} to start`,
+        10_000,
+      );
     };
-    const whoamiAnswers: [string, string][] = [["whoami.test", "198.18.2.2"], ["whoami.test", "2001:db8:2::2"]];
+    const whoamiAnswers: [string, string][] = [
+      ["whoami.test", "198.18.2.2"],
+      ["whoami.test", "2001:db8:2::2"],
+    ];
     await dnsmasq(router, ["198.18.1.1", "2001:db8:1::1"], whoamiAnswers, lanResolverLog);
     await dnsmasq(internet, ["198.18.2.2", "2001:db8:2::2"], [...whoamiAnswers, ["lan.test", "192.168.77.2"]], path.join(logs, "public-resolver.log"));
 
@@ -237,7 +256,10 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     });
 
     const whoami = path.join(__dirname, "..", "netns", "whoami.js");
-    for (const [n, addresses] of [[internet, ["198.18.2.2", "2001:db8:2::2"]], [lan, ["192.168.77.2"]]] as const) {
+    for (const [n, addresses] of [
+      [internet, ["198.18.2.2", "2001:db8:2::2"]],
+      [lan, ["192.168.77.2"]],
+    ] as const) {
       const child = spawn(IP, ["netns", "exec", n, process.execPath, whoami, "8080", ...addresses], { stdio: ["ignore", "pipe", "inherit"] });
       children.push(child);
       await new Promise<void>((resolve, reject) => {
@@ -275,12 +297,15 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     lanResolver: "198.18.1.1",
     lanResolverQueries: () => (fs.readFileSync(lanResolverLog, "utf8").match(/: query\[/g) ?? []).length,
     packetsFrom: (i) => {
-      const out = JSON.parse(execFileSync(IP, ["netns", "exec", internet, "/usr/sbin/nft", "-j", "list", "counters", "table", "inet", "myst_count"], { encoding: "utf8" }));
+      const out = JSON.parse(
+        execFileSync(IP, ["netns", "exec", internet, "/usr/sbin/nft", "-j", "list", "counters", "table", "inet", "myst_count"], { encoding: "utf8" }),
+      );
       const packets = (name: string) => out.nftables.find((e: { counter?: { name: string } }) => e.counter?.name === name)?.counter.packets as number;
       return { v4: packets(`c${i}_v4`), v6: packets(`c${i}_v6`) };
     },
     resolvConfOf: (netns) => path.join("/etc/netns", netns, "resolv.conf"),
-    exec: (netns, argv, o = {}) => execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
+    exec: (netns, argv, o = {}) =>
+      execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
   };
 }

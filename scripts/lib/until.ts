@@ -1,5 +1,10 @@
 /** Polls `probe` until it returns something truthy; fails naming `what` after `timeoutMs`. */
-export async function until<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 30_000, everyMs = 50): Promise<Exclude<T, false | null | undefined | 0 | "">> {
+export async function until<T>(
+  probe: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<Exclude<T, false | null | undefined | 0 | "">> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

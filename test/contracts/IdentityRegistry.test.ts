@@ -3,16 +3,7 @@ import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { TypedDataEncoder, ZeroAddress } from "ethers";
 import { registryDomain } from "../../node/chain/eip712";
-import {
-  chainId,
-  deployRegistry,
-  malleate,
-  newIdentity,
-  publicKeyOf,
-  registerIdentity,
-  signBeneficiaryChange,
-  signRegistration,
-} from "./fixtures";
+import { chainId, deployRegistry, malleate, newIdentity, publicKeyOf, registerIdentity, signBeneficiaryChange, signRegistration } from "./fixtures";
 
 async function registryFixture() {
   const [, relayer, beneficiary, other] = await ethers.getSigners();
@@ -78,9 +69,7 @@ describe("IdentityRegistry", function () {
     it("rejects registering the same identity twice", async function () {
       const { registry, identity } = await loadFixture(registryFixture);
       await registerIdentity(registry, identity);
-      await expect(registerIdentity(registry, identity))
-        .to.be.revertedWithCustomError(registry, "IdentityAlreadyRegistered")
-        .withArgs(identity.address);
+      await expect(registerIdentity(registry, identity)).to.be.revertedWithCustomError(registry, "IdentityAlreadyRegistered").withArgs(identity.address);
     });
 
     it("rejects a signature made by a different key", async function () {
@@ -88,7 +77,12 @@ describe("IdentityRegistry", function () {
       const impostor = await newIdentity();
       const signature = await impostor.signTypedData(
         registryDomain(await chainId(), address),
-        { Registration: [{ name: "identity", type: "address" }, { name: "beneficiary", type: "address" }] },
+        {
+          Registration: [
+            { name: "identity", type: "address" },
+            { name: "beneficiary", type: "address" },
+          ],
+        },
         { identity: identity.address, beneficiary: ZeroAddress },
       );
       await expect(registry.register(publicKeyOf(identity), ZeroAddress, signature))
@@ -99,20 +93,14 @@ describe("IdentityRegistry", function () {
     it("rejects a signature made for another chain", async function () {
       const { registry, identity, address } = await loadFixture(registryFixture);
       const signature = await signRegistration(identity, address, ZeroAddress, registryDomain(1n, address));
-      await expect(registry.register(publicKeyOf(identity), ZeroAddress, signature)).to.be.revertedWithCustomError(
-        registry,
-        "IdentitySignatureInvalid",
-      );
+      await expect(registry.register(publicKeyOf(identity), ZeroAddress, signature)).to.be.revertedWithCustomError(registry, "IdentitySignatureInvalid");
     });
 
     it("rejects a signature made for another registry contract", async function () {
       const { registry, identity } = await loadFixture(registryFixture);
       const otherRegistry = await deployRegistry();
       const signature = await signRegistration(identity, await otherRegistry.getAddress());
-      await expect(registry.register(publicKeyOf(identity), ZeroAddress, signature)).to.be.revertedWithCustomError(
-        registry,
-        "IdentitySignatureInvalid",
-      );
+      await expect(registry.register(publicKeyOf(identity), ZeroAddress, signature)).to.be.revertedWithCustomError(registry, "IdentitySignatureInvalid");
       await otherRegistry.register(publicKeyOf(identity), ZeroAddress, signature);
       expect(await otherRegistry.isRegistered(identity.address)).to.equal(true);
     });
@@ -141,17 +129,13 @@ describe("IdentityRegistry", function () {
       const { registry, identity } = await loadFixture(registryFixture);
       expect(await registry.isRegistered(identity.address)).to.equal(false);
       expect(await registry.nonceOf(identity.address)).to.equal(0n);
-      await expect(registry.publicKeyOf(identity.address))
-        .to.be.revertedWithCustomError(registry, "IdentityNotRegistered")
-        .withArgs(identity.address);
+      await expect(registry.publicKeyOf(identity.address)).to.be.revertedWithCustomError(registry, "IdentityNotRegistered").withArgs(identity.address);
       expect(await registry.beneficiaryOf(identity.address)).to.equal(identity.address);
     });
 
     it("publishes the EIP-712 domain wallets sign under", async function () {
       const { registry, address } = await loadFixture(registryFixture);
-      expect(await registry.domainSeparator()).to.equal(
-        TypedDataEncoder.hashDomain(registryDomain(await chainId(), address)),
-      );
+      expect(await registry.domainSeparator()).to.equal(TypedDataEncoder.hashDomain(registryDomain(await chainId(), address)));
     });
   });
 

@@ -18,7 +18,6 @@ import {
 
 const E = ethers.parseEther;
 
-
 /** The system with 10 MYST in the consumer's channel to the provider. */
 async function fundedFixture() {
   const f = await systemFixture();
@@ -112,9 +111,7 @@ describe("PaymentChannels", function () {
       it("deposits without a prior approval", async function () {
         const { channels, token, consumer, provider, funder, deadline, spender } = await loadFixture(permitFixture);
         const sig = await permitSignature(token, funder, spender, E("4"), deadline);
-        await channels
-          .connect(funder)
-          .depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s);
+        await channels.connect(funder).depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s);
         expect((await channels.channel(channelIdOf(consumer.address, provider.address)))[0]).to.equal(E("4"));
         expect(await token.balanceOf(funder.address)).to.equal(0n);
       });
@@ -123,9 +120,7 @@ describe("PaymentChannels", function () {
         const { channels, token, stranger, consumer, provider, funder, deadline, spender } = await loadFixture(permitFixture);
         const sig = await permitSignature(token, funder, spender, E("4"), deadline);
         await token.connect(stranger).permit(funder.address, spender, E("4"), deadline, sig.v, sig.r, sig.s);
-        await channels
-          .connect(funder)
-          .depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s);
+        await channels.connect(funder).depositWithPermit(consumer.address, provider.address, E("4"), deadline, sig.v, sig.r, sig.s);
         expect((await channels.channel(channelIdOf(consumer.address, provider.address)))[0]).to.equal(E("4"));
       });
 
@@ -153,9 +148,7 @@ describe("PaymentChannels", function () {
     it("pays only the difference for a later, higher promise", async function () {
       const { channels, token, consumer, provider, id, address } = await loadFixture(fundedFixture);
       await channels.settle(consumer.address, provider.address, E("2"), await signPromise(consumer, address, provider.address, E("2")));
-      await expect(
-        channels.settle(consumer.address, provider.address, E("3.5"), await signPromise(consumer, address, provider.address, E("3.5"))),
-      )
+      await expect(channels.settle(consumer.address, provider.address, E("3.5"), await signPromise(consumer, address, provider.address, E("3.5"))))
         .to.emit(channels, "PromiseSettled")
         .withArgs(id, provider.address, E("1.5"), E("3.5"));
       expect(await token.balanceOf(provider.address)).to.equal(E("3.5"));
@@ -164,12 +157,7 @@ describe("PaymentChannels", function () {
     it("pays the provider's current beneficiary", async function () {
       const { channels, registry, token, stranger, consumer, provider, address } = await loadFixture(fundedFixture);
       const registryAddress = await registry.getAddress();
-      await registry.setBeneficiary(
-        provider.address,
-        stranger.address,
-        0n,
-        await signBeneficiaryChange(provider, registryAddress, stranger.address, 0n),
-      );
+      await registry.setBeneficiary(provider.address, stranger.address, 0n, await signBeneficiaryChange(provider, registryAddress, stranger.address, 0n));
       await channels.settle(consumer.address, provider.address, E("1"), await signPromise(consumer, address, provider.address, E("1")));
       expect(await token.balanceOf(stranger.address)).to.equal(E("1"));
       expect(await token.balanceOf(provider.address)).to.equal(0n);
@@ -193,7 +181,12 @@ describe("PaymentChannels", function () {
       const { channels, consumer, provider, id, address } = await loadFixture(fundedFixture);
       const forged = await provider.signTypedData(
         channelsDomain(await chainId(), address),
-        { Promise: [{ name: "channelId", type: "bytes32" }, { name: "amount", type: "uint256" }] },
+        {
+          Promise: [
+            { name: "channelId", type: "bytes32" },
+            { name: "amount", type: "uint256" },
+          ],
+        },
         { channelId: id, amount: E("5") },
       );
       await expect(channels.settle(consumer.address, provider.address, E("5"), forged))
@@ -222,10 +215,7 @@ describe("PaymentChannels", function () {
         channelsDomain(await chainId(), ethers.Wallet.createRandom().address),
       );
       for (const signature of [otherChain, otherContract]) {
-        await expect(channels.settle(consumer.address, provider.address, E("1"), signature)).to.be.revertedWithCustomError(
-          channels,
-          "PromiseSignatureInvalid",
-        );
+        await expect(channels.settle(consumer.address, provider.address, E("1"), signature)).to.be.revertedWithCustomError(channels, "PromiseSignatureInvalid");
       }
     });
 
@@ -264,9 +254,7 @@ describe("PaymentChannels", function () {
       await expect(tx).to.emit(channels, "WithdrawalRequested").withArgs(id, readyAt);
       expect((await channels.channel(id))[2]).to.equal(readyAt);
       await time.increaseTo(readyAt);
-      await expect(channels.connect(consumer).withdraw(provider.address))
-        .to.emit(channels, "Withdrawn")
-        .withArgs(id, consumer.address, E("10"));
+      await expect(channels.connect(consumer).withdraw(provider.address)).to.emit(channels, "Withdrawn").withArgs(id, consumer.address, E("10"));
       expect(await token.balanceOf(consumer.address)).to.equal(before + E("10"));
       expect(await channels.channel(id)).to.deep.equal([0n, 0n, 0n]);
     });
@@ -282,30 +270,22 @@ describe("PaymentChannels", function () {
 
     it("refuses to withdraw without a request", async function () {
       const { channels, consumer, provider, id } = await loadFixture(fundedFixture);
-      await expect(channels.connect(consumer).withdraw(provider.address))
-        .to.be.revertedWithCustomError(channels, "WithdrawalNotRequested")
-        .withArgs(id);
+      await expect(channels.connect(consumer).withdraw(provider.address)).to.be.revertedWithCustomError(channels, "WithdrawalNotRequested").withArgs(id);
     });
 
     it("lets the provider settle during the challenge period, then the consumer takes the rest", async function () {
       const { channels, token, consumer, provider, id, address } = await loadFixture(fundedFixture);
       await channels.connect(consumer).requestWithdrawal(provider.address);
-      await channels
-        .connect(provider)
-        .settle(consumer.address, provider.address, E("4"), await signPromise(consumer, address, provider.address, E("4")));
+      await channels.connect(provider).settle(consumer.address, provider.address, E("4"), await signPromise(consumer, address, provider.address, E("4")));
       await time.increase(CHALLENGE_PERIOD);
-      await expect(channels.connect(consumer).withdraw(provider.address))
-        .to.emit(channels, "Withdrawn")
-        .withArgs(id, consumer.address, E("6"));
+      await expect(channels.connect(consumer).withdraw(provider.address)).to.emit(channels, "Withdrawn").withArgs(id, consumer.address, E("6"));
       expect(await token.balanceOf(provider.address)).to.equal(E("4"));
     });
 
     it("cancels a pending withdrawal on request, and refuses to cancel none", async function () {
       const { channels, consumer, provider, id } = await loadFixture(fundedFixture);
       await channels.connect(consumer).requestWithdrawal(provider.address);
-      await expect(channels.connect(consumer).cancelWithdrawal(provider.address))
-        .to.emit(channels, "WithdrawalCancelled")
-        .withArgs(id);
+      await expect(channels.connect(consumer).cancelWithdrawal(provider.address)).to.emit(channels, "WithdrawalCancelled").withArgs(id);
       expect((await channels.channel(id))[2]).to.equal(0n);
       await expect(channels.connect(consumer).cancelWithdrawal(provider.address))
         .to.be.revertedWithCustomError(channels, "WithdrawalNotRequested")
@@ -317,11 +297,9 @@ describe("PaymentChannels", function () {
       await channels.connect(stranger).requestWithdrawal(provider.address);
       expect((await channels.channel(id))[2]).to.equal(0n);
       await time.increase(CHALLENGE_PERIOD);
-      await expect(channels.connect(stranger).withdraw(provider.address)).to.emit(channels, "Withdrawn").withArgs(
-        channelIdOf(stranger.address, provider.address),
-        stranger.address,
-        0n,
-      );
+      await expect(channels.connect(stranger).withdraw(provider.address))
+        .to.emit(channels, "Withdrawn")
+        .withArgs(channelIdOf(stranger.address, provider.address), stranger.address, 0n);
       expect((await channels.channel(id))[0]).to.equal(E("10"));
     });
   });
@@ -387,9 +365,7 @@ describe("PaymentChannels", function () {
       expect(await channels.token()).to.equal(await token.getAddress());
       expect(await channels.registry()).to.equal(await registry.getAddress());
       expect(await channels.challengePeriod()).to.equal(CHALLENGE_PERIOD);
-      expect(await channels.channelId(consumer.address, provider.address)).to.equal(
-        channelIdOf(consumer.address, provider.address),
-      );
+      expect(await channels.channelId(consumer.address, provider.address)).to.equal(channelIdOf(consumer.address, provider.address));
       expect(await channels.domainSeparator()).to.equal(TypedDataEncoder.hashDomain(channelsDomain(await chainId(), address)));
     });
   });

@@ -1,14 +1,7 @@
 import { ethers } from "hardhat";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
-import {
-  beneficiaryChangeTypes,
-  channelsDomain,
-  channelIdOf,
-  promiseTypes,
-  registrationTypes,
-  registryDomain,
-} from "../../node/chain/eip712";
+import { beneficiaryChangeTypes, channelsDomain, channelIdOf, promiseTypes, registrationTypes, registryDomain } from "../../node/chain/eip712";
 import type { IdentityRegistry, MystToken, PaymentChannels } from "../../typechain-types";
 
 export const CHALLENGE_PERIOD = 3600n;
@@ -30,24 +23,14 @@ export async function chainId(): Promise<bigint> {
   return (await ethers.provider.getNetwork()).chainId;
 }
 
-export async function signRegistration(
-  identity: Wallet,
-  registry: string,
-  beneficiary: string = ZeroAddress,
-  domain?: TypedDataDomain,
-): Promise<string> {
+export async function signRegistration(identity: Wallet, registry: string, beneficiary: string = ZeroAddress, domain?: TypedDataDomain): Promise<string> {
   return identity.signTypedData(domain ?? registryDomain(await chainId(), registry), registrationTypes, {
     identity: identity.address,
     beneficiary,
   });
 }
 
-export async function signBeneficiaryChange(
-  identity: Wallet,
-  registry: string,
-  beneficiary: string,
-  nonce: bigint,
-): Promise<string> {
+export async function signBeneficiaryChange(identity: Wallet, registry: string, beneficiary: string, nonce: bigint): Promise<string> {
   return identity.signTypedData(registryDomain(await chainId(), registry), beneficiaryChangeTypes, {
     identity: identity.address,
     beneficiary,
@@ -55,13 +38,7 @@ export async function signBeneficiaryChange(
   });
 }
 
-export async function signPromise(
-  consumer: Wallet,
-  channels: string,
-  provider: string,
-  amount: bigint,
-  domain?: TypedDataDomain,
-): Promise<string> {
+export async function signPromise(consumer: Wallet, channels: string, provider: string, amount: bigint, domain?: TypedDataDomain): Promise<string> {
   return consumer.signTypedData(domain ?? channelsDomain(await chainId(), channels), promiseTypes, {
     channelId: channelIdOf(consumer.address, provider),
     amount,
@@ -91,11 +68,7 @@ export async function systemFixture() {
   const [deployer, relayer, stranger] = await ethers.getSigners();
   const token: MystToken = await ethers.deployContract("MystToken", [deployer.address, SUPPLY]);
   const registry = await deployRegistry();
-  const channels: PaymentChannels = await ethers.deployContract("PaymentChannels", [
-    await token.getAddress(),
-    await registry.getAddress(),
-    CHALLENGE_PERIOD,
-  ]);
+  const channels: PaymentChannels = await ethers.deployContract("PaymentChannels", [await token.getAddress(), await registry.getAddress(), CHALLENGE_PERIOD]);
   const consumer = await newIdentity();
   const provider = await newIdentity();
   await registerIdentity(registry.connect(relayer), consumer);
@@ -106,7 +79,13 @@ export async function systemFixture() {
 }
 
 /** An ERC-2612 permit signed as a wallet would. */
-export async function permitSignature(token: MystToken, owner: Wallet | { address: string; signTypedData: Wallet["signTypedData"] }, spender: string, value: bigint, deadline: bigint) {
+export async function permitSignature(
+  token: MystToken,
+  owner: Wallet | { address: string; signTypedData: Wallet["signTypedData"] },
+  spender: string,
+  value: bigint,
+  deadline: bigint,
+) {
   const domain = {
     name: "Myst",
     version: "1",

@@ -80,7 +80,10 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
 
   /** `myst connect` exits by itself once it has disconnected: its exit code. */
   const exitOf = (consumer: ReturnType<typeof mystBackground>) =>
-    until(() => (consumer.child.exitCode !== null || consumer.child.signalCode !== null) && { code: consumer.child.exitCode, signal: consumer.child.signalCode }, "myst connect to exit");
+    until(
+      () => (consumer.child.exitCode !== null || consumer.child.signalCode !== null) && { code: consumer.child.exitCode, signal: consumer.child.signalCode },
+      "myst connect to exit",
+    );
 
   before(async function () {
     requireE2E(this);
@@ -204,7 +207,18 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     await until(() => consumerOpenvpnPid() === undefined, "myst's openvpn to exit with it (parent-death signal)");
     const packets = topology.packetsFrom(0);
     // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
-    const app = spawn("/usr/sbin/ip", ["netns", "exec", consumerNs, process.execPath, "-e", `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`], { stdio: "ignore" });
+    const app = spawn(
+      "/usr/sbin/ip",
+      [
+        "netns",
+        "exec",
+        consumerNs,
+        process.execPath,
+        "-e",
+        `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`,
+      ],
+      { stdio: "ignore" },
+    );
     try {
       const next = await connect();
       expect(next.output()).to.include("stays in force until this connection replaces it");
@@ -246,12 +260,23 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     const app = `curl -s --max-time 10 ${topology.internetUrl}; echo; curl -s --max-time 10 ${topology.whoamiNameUrl}; echo; while [ ! -e ${flag} ]; do sleep 0.1; done; exit 7`;
     const run = mystBackground(["run", "--netns", consumerNs, "--topup", "1", "--", "/bin/sh", "-c", app], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(run);
-    const netns = (await until(() => run.output().match(/network namespace (myst-run-[0-9a-f]{6})/) || run.child.exitCode !== null, "myst run to start the command", 60_000)) as RegExpMatchArray;
+    const netns = (await until(
+      () => run.output().match(/network namespace (myst-run-[0-9a-f]{6})/) || run.child.exitCode !== null,
+      "myst run to start the command",
+      60_000,
+    )) as RegExpMatchArray;
     expect(run.child.exitCode, run.output()).to.equal(null);
     const confined = netns[1];
     confinedSeen.push(confined);
     // The app sees the provider, by address and by name (its resolver is the provider's).
-    await until(() => run.output().split("\n").filter((line) => line.trim() === topology.providerUplinkAddress).length === 2, "the confined app's two fetches");
+    await until(
+      () =>
+        run
+          .output()
+          .split("\n")
+          .filter((line) => line.trim() === topology.providerUplinkAddress).length === 2,
+      "the confined app's two fetches",
+    );
     // Meanwhile the consumer namespace itself keeps its own default routes, resolver file and no kill switch.
     expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
     expect(mainRoutes()).to.deep.equal(mainBefore);

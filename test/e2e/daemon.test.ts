@@ -58,7 +58,19 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     background.push(provider, consumer);
     await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
 
-    const started = await json(providerEnv, ["service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE", "--price-per-gib", "0.1"]);
+    const started = await json(providerEnv, [
+      "service",
+      "start",
+      "openvpn",
+      "--netns",
+      topology.provider,
+      "--public-ip",
+      topology.providerAddress,
+      "--country",
+      "DE",
+      "--price-per-gib",
+      "0.1",
+    ]);
     expect(started).to.include({ type: "openvpn" });
     await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn", "--country", "DE"])).length === 1, "the proposal in discovery");
 
@@ -82,7 +94,10 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     const ended = await json(consumerEnv, ["disconnect"]);
     expect(ended).to.include({ state: "disconnected", sessionId: connected.sessionId });
     expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
-    await until(async () => sample(await api(providerEnv, "/metrics"), 'myst_sessions_ended_total{role="provider",service_type="openvpn"}') === 1, "the provider to end the session");
+    await until(
+      async () => sample(await api(providerEnv, "/metrics"), 'myst_sessions_ended_total{role="provider",service_type="openvpn"}') === 1,
+      "the provider to end the session",
+    );
     const providerMetrics = await api(providerEnv, "/metrics");
     expect(sample(providerMetrics, 'myst_session_bytes_total{role="provider",direction="out"}')).to.be.greaterThan(4_000_000);
     expect(sample(providerMetrics, 'myst_promises_total{role="provider",result="accepted"}')).to.be.greaterThan(0);
@@ -109,7 +124,8 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
         .exec(topology.provider, ["/usr/sbin/ip", "netns", "pids", topology.provider])
         .split(/\s+/)
         .filter((pid) => pid && fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("openvpn"));
-    const firewall = () => topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"]) + topology.exec(topology.provider, ["/usr/sbin/iptables", "-t", "nat", "-S"]);
+    const firewall = () =>
+      topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"]) + topology.exec(topology.provider, ["/usr/sbin/iptables", "-t", "nat", "-S"]);
     const first = mystBackground(["daemon", "--api-port", "0"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
     background.push(first);
     await until(() => first.output().includes("REST API:"), "the provider daemon to listen");
@@ -128,7 +144,11 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
 
     const second = mystBackground(["daemon", "--api-port", "0"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
     background.push(second);
-    await until(async () => second.output().includes("REST API:") && (await json(providerEnv, ["service", "list"])).some((s: { type: string }) => s.type === "openvpn"), "the remembered service to start again", 60_000);
+    await until(
+      async () => second.output().includes("REST API:") && (await json(providerEnv, ["service", "list"])).some((s: { type: string }) => s.type === "openvpn"),
+      "the remembered service to start again",
+      60_000,
+    );
     expect(openvpnPids()).to.have.length(1);
     expect(JSON.parse(fs.readFileSync(path.join(providerEnv.MYST_DATA_DIR!, "services.json"), "utf8"))[0].spec.type).to.equal("openvpn");
     // One set of the service's firewall rules, not one per start.

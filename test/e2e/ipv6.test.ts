@@ -42,7 +42,18 @@ describe("e2e: IPv6 through a provider that carries it (real openvpn, netns, CLI
     const provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
     background.push(provider);
     await until(() => provider.output().includes("REST API:"), "the provider daemon to listen");
-    await json(providerEnv, ["service", "start", "openvpn", "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE", "--ipv6"]);
+    await json(providerEnv, [
+      "service",
+      "start",
+      "openvpn",
+      "--netns",
+      topology.provider,
+      "--public-ip",
+      topology.providerAddress,
+      "--country",
+      "DE",
+      "--ipv6",
+    ]);
   });
 
   after(async function () {
@@ -61,7 +72,11 @@ describe("e2e: IPv6 through a provider that carries it (real openvpn, netns, CLI
   });
 
   it("while connected with --ipv6, the internet host sees the provider's IPv6 address over IPv6 and nothing from the consumer's own addresses; names still resolve only through the tunnel", async function () {
-    const before = { routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) };
+    const before = {
+      routes: routesOf(topology, consumerNs),
+      resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
+      firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
+    };
     const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--ipv6"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
@@ -81,7 +96,11 @@ describe("e2e: IPv6 through a provider that carries it (real openvpn, netns, CLI
       await json(consumerEnv, ["disconnect"]);
       await until(() => consumer.child.exitCode !== null, "myst connect to exit");
     }
-    expect({ routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) }).to.deep.equal(before);
+    expect({
+      routes: routesOf(topology, consumerNs),
+      resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
+      firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
+    }).to.deep.equal(before);
     // Without the tunnel the consumer's own IPv6 address shows again: the counter does see it.
     expect(fetchFrom(topology, consumerNs, topology.internetUrl6)).to.equal(topology.consumerAddress6(0));
   });

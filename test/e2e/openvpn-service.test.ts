@@ -28,7 +28,6 @@ import { openDatabase } from "../../node/store/database";
 import { PromiseStore } from "../../node/store/promise-store";
 import { until } from "../../scripts/lib/until";
 
-
 describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
   this.timeout(120_000);
   const net = new TestNetwork();
@@ -53,7 +52,12 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   }
 
   function consumerSide(i: number) {
-    const svc = new OpenVpnConsumerService({ key: consumerKeys[i], runDir: path.join(dir, `c${i}`), netns: topology.consumers[i], log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG)) : undefined });
+    const svc = new OpenVpnConsumerService({
+      key: consumerKeys[i],
+      runDir: path.join(dir, `c${i}`),
+      netns: topology.consumers[i],
+      log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG)) : undefined,
+    });
     return { svc, sessions: dialogsFor(consumerKeys[i], `myst.dialog.e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
   }
 
@@ -64,7 +68,14 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     providerKey = await net.registeredIdentity();
     consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
     topology = await topologyUp({ consumers: 2 });
-    service = new OpenVpnProviderService({ dir: path.join(dir, "provider"), directory: net.registry, publicAddress: topology.providerAddress, netns: topology.provider, meterMs: 200, log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG + ".p")) : undefined });
+    service = new OpenVpnProviderService({
+      dir: path.join(dir, "provider"),
+      directory: net.registry,
+      publicAddress: topology.providerAddress,
+      netns: topology.provider,
+      meterMs: 200,
+      log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG + ".p")) : undefined,
+    });
     await service.start();
     current = makeProposal(providerKey, { serviceType: "openvpn" });
     const pd = await dialogsFor(providerKey);
@@ -176,12 +187,22 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     const sessions = await c.sessions;
     // A real session, then its credentials used by someone else's key: the signature does not verify.
     const session = await sessions.connect({ proposal: signProposal(providerKey, current), service: c.svc });
-    const impostor = new OpenVpnConsumerService({ key: consumerKeys[1], runDir: path.join(dir, "impostor"), netns: topology.consumers[1], connectTimeoutMs: 15_000 });
+    const impostor = new OpenVpnConsumerService({
+      key: consumerKeys[1],
+      runDir: path.join(dir, "impostor"),
+      netns: topology.consumers[1],
+      connectTimeoutMs: 15_000,
+    });
     const wrong = await rejectionOf(impostor.connect({ id: session.id, provider: providerKey.address, serviceConfig: session.serviceConfig }));
     expect(wrong.code).to.equal("AUTH_REFUSED");
     await session.destroy();
     // The right key and the right password, replayed after the session ended: no live session.
-    const replay = new OpenVpnConsumerService({ key: consumerKeys[0], runDir: path.join(dir, "replay"), netns: topology.consumers[0], connectTimeoutMs: 15_000 });
+    const replay = new OpenVpnConsumerService({
+      key: consumerKeys[0],
+      runDir: path.join(dir, "replay"),
+      netns: topology.consumers[0],
+      connectTimeoutMs: 15_000,
+    });
     const replayed = await rejectionOf(replay.connect({ id: session.id, provider: providerKey.address, serviceConfig: session.serviceConfig }));
     expect(replayed.code).to.equal("AUTH_REFUSED");
   });
@@ -199,7 +220,11 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       expect(service.pid).to.not.equal(before);
       // The consumer's openvpn notices the dead server (ping-restart) and connects to the new one in
       // place; its session survives. With `keepalive 10 60` this took a minute.
-      await until(() => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === topology.providerUplinkAddress, "traffic through the restarted server", 10_000);
+      await until(
+        () => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === topology.providerUplinkAddress,
+        "traffic through the restarted server",
+        10_000,
+      );
       const resumedMs = Date.now() - killedAt;
       console.log(`      (traffic resumed ${resumedMs} ms after the server was killed)`);
       expect(session.state).to.equal("active");
@@ -216,7 +241,19 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     fs.mkdirSync(stale, { recursive: true });
     const config = path.join(stale, "server.conf");
     // A minimal server on its own device and port, as a crashed node would have left it.
-    fs.writeFileSync(config, ["dev mystst", "dev-type tun", "proto udp", "port 1299", "ifconfig 10.99.0.1 10.99.0.2", `management ${path.join(stale, "m.sock")} unix`, "verb 3", ""].join("\n"));
+    fs.writeFileSync(
+      config,
+      [
+        "dev mystst",
+        "dev-type tun",
+        "proto udp",
+        "port 1299",
+        "ifconfig 10.99.0.1 10.99.0.2",
+        `management ${path.join(stale, "m.sock")} unix`,
+        "verb 3",
+        "",
+      ].join("\n"),
+    );
     const options = { configFile: config, managementSocket: path.join(stale, "m.sock"), pidFile: path.join(stale, "openvpn.pid"), netns: topology.provider };
     const left = new OpenVpnProcess(options);
     await left.start();
@@ -270,7 +307,9 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       const consumerBytes = measured.bytesIn + measured.bytesOut;
       const seen = invoices.length;
       const invoice = await until(() => invoices[seen], "the next invoice").catch((err) => {
-        throw new Error(`${err.message}; session ${session.state} (${session.endReason}); invoices ${JSON.stringify(invoices)}; consumer ${consumerBytes}; provider ${JSON.stringify(service.usage(session.id))}`);
+        throw new Error(
+          `${err.message}; session ${session.state} (${session.endReason}); invoices ${JSON.stringify(invoices)}; consumer ${consumerBytes}; provider ${JSON.stringify(service.usage(session.id))}`,
+        );
       });
       // The stated tolerance (docs/payments.md): 25% or 1 MiB, whichever is larger.
       const slack = Math.max(consumerBytes * 0.25, 1024 * 1024);

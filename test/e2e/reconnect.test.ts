@@ -36,7 +36,17 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     const daemon = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnvs[i], MYST_LOG_LEVEL: "info" });
     background.push(daemon);
     await until(() => daemon.output().includes("REST API:"), `provider ${i + 1}'s daemon to listen`);
-    await json(providerEnvs[i], ["service", "start", "openvpn", "--netns", topology.providers[i], "--public-ip", topology.providerAddressOf(i), "--country", "DE"]);
+    await json(providerEnvs[i], [
+      "service",
+      "start",
+      "openvpn",
+      "--netns",
+      topology.providers[i],
+      "--public-ip",
+      topology.providerAddressOf(i),
+      "--country",
+      "DE",
+    ]);
     return daemon;
   }
 
@@ -61,10 +71,17 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
   });
 
   it("after SIGKILL of the provider, reconnects to the next matching provider while zero packets from the consumer's own addresses reach the internet host", async function () {
-    const before = { routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) };
+    const before = {
+      routes: routesOf(topology, consumerNs),
+      resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
+      firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
+    };
     const first = await startProvider(0);
     await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn"])).length === 1, "the first proposal in discovery");
-    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--country", "DE", "--reconnect"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--country", "DE", "--reconnect"], {
+      ...consumerEnv,
+      MYST_LOG_LEVEL: "info",
+    });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
     expect(consumer.child.exitCode, consumer.output()).to.equal(null);
@@ -81,13 +98,28 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
 
     const packets = topology.packetsFrom(0);
     // An application that keeps trying to reach the internet host the whole time (stopped by PID below).
-    const app = spawn("/usr/sbin/ip", ["netns", "exec", consumerNs, process.execPath, "-e", `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`], { stdio: "ignore" });
+    const app = spawn(
+      "/usr/sbin/ip",
+      [
+        "netns",
+        "exec",
+        consumerNs,
+        process.execPath,
+        "-e",
+        `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`,
+      ],
+      { stdio: "ignore" },
+    );
     try {
       first.child.kill("SIGKILL");
-      const status = await until(async () => {
-        const s = await json(consumerEnv, ["status"]);
-        return s.state === "connected" && s.provider === secondId && s;
-      }, "the consumer to reconnect to the second provider", 120_000);
+      const status = await until(
+        async () => {
+          const s = await json(consumerEnv, ["status"]);
+          return s.state === "connected" && s.provider === secondId && s;
+        },
+        "the consumer to reconnect to the second provider",
+        120_000,
+      );
       expect(status.reconnect).to.include({ state: "connected", provider: secondId });
       expect(status.reconnect.attempts).to.be.within(1, status.reconnect.maxAttempts);
       expect(status.sessionId).to.not.equal(firstStatus.sessionId);
@@ -104,6 +136,10 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     await json(consumerEnv, ["disconnect"]);
     await until(() => consumer.child.exitCode !== null, "myst connect to exit");
     expect(consumer.child.exitCode).to.equal(0);
-    expect({ routes: routesOf(topology, consumerNs), resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) }).to.deep.equal(before);
+    expect({
+      routes: routesOf(topology, consumerNs),
+      resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
+      firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
+    }).to.deep.equal(before);
   });
 });

@@ -64,7 +64,12 @@ export function mystBackground(args: string[], env: NodeJS.ProcessEnv = {}): { c
 }
 
 /** The environment a spawned `myst` needs to use a test chain, NATS server and discovery port. */
-export function cliEnv(chain: { rpcUrl: string; deploymentFile: string }, natsUrl: string, discoveryPort: number, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function cliEnv(
+  chain: { rpcUrl: string; deploymentFile: string },
+  natsUrl: string,
+  discoveryPort: number,
+  extra: NodeJS.ProcessEnv = {},
+): NodeJS.ProcessEnv {
   return {
     MYST_RPC_URL: chain.rpcUrl,
     MYST_DEPLOYMENT: chain.deploymentFile,

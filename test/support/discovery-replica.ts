@@ -15,7 +15,9 @@ export interface ReplicaArgs {
 
 /** A discovery replica in its own process (so a test can SIGKILL it), ready when this resolves. */
 export async function startReplicaProcess(args: ReplicaArgs): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", __filename, JSON.stringify(args)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [require.resolve("ts-node/dist/bin.js"), "--transpile-only", __filename, JSON.stringify(args)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let buf = "";
     child.stdout!.on("data", (d) => {

@@ -5,7 +5,15 @@ import fs from "node:fs";
 export function missingE2EPrerequisites(): string[] {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push("root (the e2e tests make network namespaces and tunnels)");
-  for (const [bin, pkg] of [["openvpn", "openvpn"], ["nats-server", "nats-server"], ["iptables", "iptables"], ["ip", "iproute2"], ["openssl", "openssl"], ["nft", "nftables"], ["dnsmasq", "dnsmasq-base"]]) {
+  for (const [bin, pkg] of [
+    ["openvpn", "openvpn"],
+    ["nats-server", "nats-server"],
+    ["iptables", "iptables"],
+    ["ip", "iproute2"],
+    ["openssl", "openssl"],
+    ["nft", "nftables"],
+    ["dnsmasq", "dnsmasq-base"],
+  ]) {
     if (!["/usr/sbin", "/usr/bin", "/sbin"].some((d) => fs.existsSync(`${d}/${bin}`))) missing.push(`${bin} (apt-get install ${pkg})`);
   }
   if (!fs.existsSync("/dev/net/tun")) missing.push("/dev/net/tun");

@@ -11,7 +11,7 @@ export class NoopProviderService implements ProviderService {
 
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
     const known = this.open.has(sessionId) || this.closed.some((c) => c.id === sessionId);
-    return known ? this.meter.get(sessionId) ?? { bytesIn: 0, bytesOut: 0 } : undefined;
+    return known ? (this.meter.get(sessionId) ?? { bytesIn: 0, bytesOut: 0 }) : undefined;
   }
 
   isRunning(): boolean {

@@ -50,8 +50,17 @@ export class OpenVpnConsumerService implements ConsumerService {
   /** The tun device and the provider's UDP endpoint: what the kill switch lets through. */
   async plan(session: { id: string; serviceConfig: unknown }): Promise<TunnelPlan> {
     const config = checked(session);
-    if (isIP(config.remote) === 0) throw new TunnelError("ENDPOINT_NOT_IP", `the provider's endpoint "${config.remote}" is not an IP address: the kill switch cannot let it through (connect with --no-kill-switch to accept it)`);
-    return { device: this.device, endpoints: [{ address: config.remote, port: config.port, protocol: config.protocol }], dns: (config.dns ?? []).filter((a) => isIP(a) !== 0), ipv6: config.ipv6 ?? false };
+    if (isIP(config.remote) === 0)
+      throw new TunnelError(
+        "ENDPOINT_NOT_IP",
+        `the provider's endpoint "${config.remote}" is not an IP address: the kill switch cannot let it through (connect with --no-kill-switch to accept it)`,
+      );
+    return {
+      device: this.device,
+      endpoints: [{ address: config.remote, port: config.port, protocol: config.protocol }],
+      dns: (config.dns ?? []).filter((a) => isIP(a) !== 0),
+      ipv6: config.ipv6 ?? false,
+    };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
@@ -79,7 +88,11 @@ export class OpenVpnConsumerService implements ConsumerService {
     } finally {
       removeSecrets();
     }
-    return new OpenVpnTunnel(process, (config.dns ?? []).filter((a) => isIP(a) !== 0), config.ipv6 ?? false);
+    return new OpenVpnTunnel(
+      process,
+      (config.dns ?? []).filter((a) => isIP(a) !== 0),
+      config.ipv6 ?? false,
+    );
   }
 }
 
@@ -230,4 +243,3 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     "",
   ].join("\n");
 }
-

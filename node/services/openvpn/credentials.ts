@@ -9,7 +9,10 @@ export const OpenVpnServiceConfigSchema = Type.Object(
     protocol: Type.Literal("udp"),
     cipher: Type.Literal("AES-256-GCM"),
     ca: Type.String({ maxLength: 8192, pattern: "^-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\\s]+-----END CERTIFICATE-----\\s*$" }),
-    tlsCrypt: Type.String({ maxLength: 4096, pattern: "^[#A-Za-z0-9 \\n\\r:,.()-]*-----BEGIN OpenVPN Static key V1-----[0-9a-f\\s]+-----END OpenVPN Static key V1-----\\s*$" }),
+    tlsCrypt: Type.String({
+      maxLength: 4096,
+      pattern: "^[#A-Za-z0-9 \\n\\r:,.()-]*-----BEGIN OpenVPN Static key V1-----[0-9a-f\\s]+-----END OpenVPN Static key V1-----\\s*$",
+    }),
     /** The provider's resolver(s), on its tunnel address: the consumer resolves names only there while connected. */
     dns: Type.Optional(Type.Array(Type.String({ maxLength: 39, pattern: "^[0-9a-fA-F.:]+$" }), { maxItems: 2 })),
     /** The tunnel carries IPv6 (the provider has IPv6 egress). */

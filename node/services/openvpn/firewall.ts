@@ -91,7 +91,11 @@ export class TunnelFirewall {
     await quiet("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
     await quiet("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
     await quiet("-t", "nat", "-D", "POSTROUTING", "-j", N);
-    for (const [table, chain] of [["filter", F], ["filter", I], ["nat", N]]) {
+    for (const [table, chain] of [
+      ["filter", F],
+      ["filter", I],
+      ["nat", N],
+    ]) {
       await quiet("-t", table, "-F", chain);
       await quiet("-t", table, "-X", chain);
     }
@@ -100,7 +104,11 @@ export class TunnelFirewall {
       await quiet6("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
       await quiet6("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
       await quiet6("-t", "nat", "-D", "POSTROUTING", "-j", N);
-      for (const [table, chain] of [["filter", F], ["filter", I], ["nat", N]]) {
+      for (const [table, chain] of [
+        ["filter", F],
+        ["filter", I],
+        ["nat", N],
+      ]) {
         await quiet6("-t", table, "-F", chain);
         await quiet6("-t", table, "-X", chain);
       }
@@ -113,7 +121,10 @@ export class TunnelFirewall {
   }
 
   #chains() {
-    const d = this.o.tunDevice.toUpperCase().replace(/[^A-Z0-9]/g, "").slice(0, 16);
+    const d = this.o.tunDevice
+      .toUpperCase()
+      .replace(/[^A-Z0-9]/g, "")
+      .slice(0, 16);
     return { F: `MYST-F-${d}`, I: `MYST-I-${d}`, N: `MYST-N-${d}` };
   }
 }

@@ -2,10 +2,7 @@ import net from "node:net";
 import { EventEmitter } from "node:events";
 import { MystError } from "../../errors/MystError";
 
-export type ManagementErrorCode =
-  | "MANAGEMENT_CLOSED"
-  | "MANAGEMENT_COMMAND_FAILED"
-  | "MANAGEMENT_UNREACHABLE";
+export type ManagementErrorCode = "MANAGEMENT_CLOSED" | "MANAGEMENT_COMMAND_FAILED" | "MANAGEMENT_UNREACHABLE";
 
 export class ManagementError extends MystError<ManagementErrorCode> {}
 
@@ -63,7 +60,8 @@ export class ManagementClient extends EventEmitter {
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => this.#onData(chunk));
     socket.on("close", () => {
-      for (const p of this.#queue.splice(0)) p.reject(new ManagementError("MANAGEMENT_CLOSED", `openvpn closed the management interface during "${p.command}"`));
+      for (const p of this.#queue.splice(0))
+        p.reject(new ManagementError("MANAGEMENT_CLOSED", `openvpn closed the management interface during "${p.command}"`));
       this.emit("close");
     });
     socket.on("error", () => undefined);
@@ -90,19 +88,24 @@ export class ManagementClient extends EventEmitter {
   #send(commands: { command: string; multiline: boolean }[]): Promise<string[][]> {
     const socket = this.#socket;
     if (!socket || socket.destroyed) return Promise.reject(new ManagementError("MANAGEMENT_CLOSED", "not connected to openvpn"));
-    const answers = commands.map(({ command, multiline }) => new Promise<string[]>((resolve, reject) => this.#queue.push({ command, multiline, lines: [], resolve, reject })));
+    const answers = commands.map(
+      ({ command, multiline }) => new Promise<string[]>((resolve, reject) => this.#queue.push({ command, multiline, lines: [], resolve, reject })),
+    );
     socket.write(commands.map((c) => c.command + "\n").join(""));
     return Promise.all(answers);
   }
 
   async clients(): Promise<ClientRow[]> {
     const lines = await this.command("status 3", true);
-    const header = lines.find((l) => l.startsWith("HEADER\tCLIENT_LIST"))?.split("\t").slice(2);
+    const header = lines
+      .find((l) => l.startsWith("HEADER\tCLIENT_LIST"))
+      ?.split("\t")
+      .slice(2);
     const rows: ClientRow[] = [];
     for (const line of lines) {
       if (!line.startsWith("CLIENT_LIST\t")) continue;
       const f = line.split("\t").slice(1);
-      const at = (name: string, fallback: number) => (header ? header.indexOf(name) : -1) >= 0 ? f[header!.indexOf(name)] : f[fallback];
+      const at = (name: string, fallback: number) => ((header ? header.indexOf(name) : -1) >= 0 ? f[header!.indexOf(name)] : f[fallback]);
       rows.push({
         commonName: at("Common Name", 0),
         realAddress: at("Real Address", 1),

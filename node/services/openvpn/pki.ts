@@ -28,7 +28,24 @@ export async function ensurePki(dir: string): Promise<ServicePki> {
     await run([openssl, "req", "-new", "-key", f("server.key"), "-out", f("server.csr"), "-subj", "/CN=myst-server"]);
     const ext = f("server.ext");
     fs.writeFileSync(ext, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n");
-    await run([openssl, "x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("server.crt"), "-days", days, "-extfile", ext]);
+    await run([
+      openssl,
+      "x509",
+      "-req",
+      "-in",
+      f("server.csr"),
+      "-CA",
+      f("ca.crt"),
+      "-CAkey",
+      f("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      f("server.crt"),
+      "-days",
+      days,
+      "-extfile",
+      ext,
+    ]);
     await run([program("openvpn"), "--genkey", "secret", f("tls-crypt.key")]);
     for (const name of ["ca.key", "server.key", "tls-crypt.key"]) fs.chmodSync(f(name), 0o600);
     for (const name of ["server.csr", "server.ext", "ca.srl"]) fs.rmSync(f(name), { force: true });

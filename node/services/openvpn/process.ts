@@ -59,12 +59,14 @@ export class OpenVpnProcess extends EventEmitter {
     };
     child.stdout!.on("data", onLine);
     child.stderr!.on("data", onLine);
-    this.#exited = new Promise((resolve) => child.once("exit", (code) => {
-      if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
-      this.management?.close();
-      this.emit("exit", code);
-      resolve(code);
-    }));
+    this.#exited = new Promise((resolve) =>
+      child.once("exit", (code) => {
+        if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
+        this.management?.close();
+        this.emit("exit", code);
+        resolve(code);
+      }),
+    );
     const management = new ManagementClient();
     const exitedEarly = this.#exited.then((code) => {
       throw this.explain(`openvpn exited (${code}) while starting`);
@@ -97,12 +99,16 @@ export class OpenVpnProcess extends EventEmitter {
     if (/Address already in use/.test(log)) return new TunnelError("PORT_IN_USE", `openvpn cannot bind its port: address already in use (${last.trim()})`);
     if (/AUTH_FAILED|auth-failure/i.test(log)) return new TunnelError("AUTH_REFUSED", "the provider refused the session credentials");
     if (/TUNSETIFF.*(Device or resource busy|errno=16)/i.test(log)) {
-      return new TunnelError("TUN_BUSY", `openvpn cannot open its tun device: another process holds it (an openvpn left by a crashed node? see \`ip -d link\` and the service's openvpn.pid) (${last.trim()})`);
+      return new TunnelError(
+        "TUN_BUSY",
+        `openvpn cannot open its tun device: another process holds it (an openvpn left by a crashed node? see \`ip -d link\` and the service's openvpn.pid) (${last.trim()})`,
+      );
     }
     if (/Operation not permitted|Cannot open TUN|ERROR: Cannot ioctl TUNSETIFF/i.test(log)) {
       return new TunnelError("NOT_ROOT", `openvpn could not create its tun device: needs root / CAP_NET_ADMIN (${last.trim()})`);
     }
-    if (/TLS handshake failed|TLS key negotiation failed/i.test(log)) return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");
+    if (/TLS handshake failed|TLS key negotiation failed/i.test(log))
+      return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");
     return new TunnelError("OPENVPN_FAILED", `${fallback}${last ? `: ${last.trim()}` : ""}`);
   }
 }

@@ -98,7 +98,13 @@ export class OpenVpnProviderService implements ProviderService {
       ...(options.ipv6 ? { subnet6: TUNNEL_SUBNET_6 } : {}),
     });
     // Without IPv6 in the tunnel the resolver drops AAAA answers, so applications go straight to IPv4.
-    this.resolver = new TunnelResolver({ listen: this.#serverAddress(), netns: options.netns, blockPrivate: options.blockPrivate, filterIpv6: !options.ipv6, log: this.#log });
+    this.resolver = new TunnelResolver({
+      listen: this.#serverAddress(),
+      netns: options.netns,
+      blockPrivate: options.blockPrivate,
+      filterIpv6: !options.ipv6,
+      log: this.#log,
+    });
   }
 
   get pid(): number | undefined {
@@ -210,7 +216,13 @@ export class OpenVpnProviderService implements ProviderService {
   }
 
   async #launch(): Promise<void> {
-    const process = new OpenVpnProcess({ configFile: this.#configFile(), managementSocket: this.#socket(), pidFile: path.join(this.#o.dir, "openvpn.pid"), netns: this.#o.netns, log: this.#log });
+    const process = new OpenVpnProcess({
+      configFile: this.#configFile(),
+      managementSocket: this.#socket(),
+      pidFile: path.join(this.#o.dir, "openvpn.pid"),
+      netns: this.#o.netns,
+      log: this.#log,
+    });
     this.#process = process;
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
@@ -269,7 +281,9 @@ export class OpenVpnProviderService implements ProviderService {
       // reply then waits for the client's next timer, a second later. A pending-auth notice just
       // before the authorization does wake it, and the reply goes out at once (~1 s → ~50 ms).
       // Both go in one write; openvpn carries out the authorization even if it refuses the notice.
-      await management.commands([`client-pending-auth ${block.cid} ${block.kid} myst:authorized 60`, `client-auth-nt ${block.cid} ${block.kid}`]).catch(() => undefined);
+      await management
+        .commands([`client-pending-auth ${block.cid} ${block.kid} myst:authorized 60`, `client-auth-nt ${block.cid} ${block.kid}`])
+        .catch(() => undefined);
     } else if (verdict === true) {
       await management.command(`client-auth-nt ${block.cid} ${block.kid}`).catch(() => undefined);
     } else {

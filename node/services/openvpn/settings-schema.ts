@@ -11,7 +11,11 @@ export const OpenVpnSettingsSchema = Type.Object(
     allowPrivate: Type.Optional(Type.Boolean({ description: "let consumers reach private networks and this host (default false)" })),
     allowPrivateRanges: Type.Optional(Type.Array(Type.String())),
     netns: Type.Optional(Type.String({ description: "run the server in this network namespace (tests, demo)" })),
-    ipv6: Type.Optional(Type.Boolean({ description: "carry consumers' IPv6 (NAT66 out of the uplink; this host needs IPv6 egress); the proposal says `ipv6: true` (default false)" })),
+    ipv6: Type.Optional(
+      Type.Boolean({
+        description: "carry consumers' IPv6 (NAT66 out of the uplink; this host needs IPv6 egress); the proposal says `ipv6: true` (default false)",
+      }),
+    ),
   },
   Strict,
 );

@@ -28,7 +28,10 @@ export function program(name: string, pkg = name): string {
     const p = `${dir}/${name}`;
     if (fs.existsSync(p)) return p;
   }
-  throw new TunnelError(`${name.toUpperCase()}_NOT_INSTALLED`, `${name} is not installed: apt-get install --no-install-recommends ${pkg} (or run scripts/install.sh)`);
+  throw new TunnelError(
+    `${name.toUpperCase()}_NOT_INSTALLED`,
+    `${name} is not installed: apt-get install --no-install-recommends ${pkg} (or run scripts/install.sh)`,
+  );
 }
 
 /** Tunnels and firewall rules need root (CAP_NET_ADMIN); say so before trying. */

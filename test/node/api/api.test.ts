@@ -201,14 +201,29 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
 
     it("refuses unknown fields, naming them, instead of ignoring them", async function () {
       expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", colour: "red" } }), 400, "BAD_REQUEST", /unknown field "colour"/);
-      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "DE", speed: 9 } } }), 400, "BAD_REQUEST", /unknown field "speed"/);
-      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provder: provider.address } }), 400, "BAD_REQUEST", /unknown field "provder"/);
+      expectError(
+        await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { country: "DE", speed: 9 } } }),
+        400,
+        "BAD_REQUEST",
+        /unknown field "speed"/,
+      );
+      expectError(
+        await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provder: provider.address } }),
+        400,
+        "BAD_REQUEST",
+        /unknown field "provder"/,
+      );
       expectError(await call(provider, "GET", "/v1/sessions?limit=5&colour=red"), 400, "BAD_FILTER", /unknown filter "colour"/);
     });
 
     it("names the field whose value is wrong", async function () {
       expectError(await call(provider, "POST", "/v1/services", { body: { type: "teleport" } }), 400, "BAD_REQUEST", /body\.type/);
-      expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { pricePerHour: "cheap" } } }), 400, "BAD_REQUEST", /body\.offer\.pricePerHour must match pattern/);
+      expectError(
+        await call(provider, "POST", "/v1/services", { body: { type: "noop", offer: { pricePerHour: "cheap" } } }),
+        400,
+        "BAD_REQUEST",
+        /body\.offer\.pricePerHour must match pattern/,
+      );
       expectError(await call(provider, "GET", "/v1/identities/0x1234"), 400, "BAD_REQUEST", /params\.address/);
       expectError(await call(provider, "GET", "/v1/sessions?limit=0"), 400, "BAD_REQUEST", /querystring\.limit must be >= 1/);
     });
@@ -231,13 +246,17 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
 
     it("refuses text/plain with 415 UNSUPPORTED_MEDIA_TYPE", async function () {
       const body = "type=noop";
-      const a = await raw(`POST /v1/services HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      const a = await raw(
+        `POST /v1/services HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      );
       expect(a).to.deep.include({ status: 415 });
       expect(a.body.code).to.equal("UNSUPPORTED_MEDIA_TYPE");
     });
 
     it("answers an over-long path parameter with 414 and {code, message}", async function () {
-      const a = await raw(`GET /v1/identities/0x${"a".repeat(300)} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\nconnection: close\r\n\r\n`);
+      const a = await raw(
+        `GET /v1/identities/0x${"a".repeat(300)} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${provider.token}\r\nconnection: close\r\n\r\n`,
+      );
       expect(a.status).to.equal(414);
       expect(a.body.code).to.equal("URI_TOO_LONG");
     });
@@ -285,7 +304,9 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expectError(await call(provider, "POST", `/v1/identities/${address}/registration`, { body: { passphrase: "second" } }), 422, "INSUFFICIENT_FUNDS");
 
       await net.chain.fund([address], { eth: parseEther("1"), myst: 0n });
-      const registered = await call(provider, "POST", `/v1/identities/${address}/registration`, { body: { passphrase: "second", beneficiary: provider.address } });
+      const registered = await call(provider, "POST", `/v1/identities/${address}/registration`, {
+        body: { passphrase: "second", beneficiary: provider.address },
+      });
       expect(registered.status, registered.text).to.equal(200);
       expect(registered.body).to.include({ state: "registered", identity: address, beneficiary: provider.address });
       const listed = (await call(provider, "GET", "/v1/identities")).body.identities;
@@ -295,7 +316,12 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
     it("says which identity it cannot find", async function () {
       const stranger = "0x" + "ab".repeat(20);
       expectError(await call(provider, "POST", `/v1/identities/${stranger}/registration`, { body: { passphrase: "pw" } }), 404, "IDENTITY_NOT_FOUND");
-      expectError(await call(provider, "POST", "/v1/identities", { body: { passphrase: "" } }), 400, "BAD_REQUEST", /passphrase must NOT have fewer than 1 characters/);
+      expectError(
+        await call(provider, "POST", "/v1/identities", { body: { passphrase: "" } }),
+        400,
+        "BAD_REQUEST",
+        /passphrase must NOT have fewer than 1 characters/,
+      );
     });
   });
 
@@ -305,15 +331,29 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         body: { type: "noop", offer: { country: "de", ipType: "residential", pricePerHour: "36", pricePerGiB: "0.1", bandwidthMbps: 250 } },
       });
       expect(started.status, started.text).to.equal(201);
-      expect(started.body.offer).to.include({ country: "DE", ipType: "residential", pricePerHourWei: parseEther("36").toString(), pricePerGiBWei: parseEther("0.1").toString(), bandwidthMbps: 250 });
-      await until(async () => (await call(provider, "GET", "/v1/services")).body.services[0]?.announcement.state === "announced", "the proposal to be announced");
+      expect(started.body.offer).to.include({
+        country: "DE",
+        ipType: "residential",
+        pricePerHourWei: parseEther("36").toString(),
+        pricePerGiBWei: parseEther("0.1").toString(),
+        bandwidthMbps: 250,
+      });
+      await until(
+        async () => (await call(provider, "GET", "/v1/services")).body.services[0]?.announcement.state === "announced",
+        "the proposal to be announced",
+      );
       const list = (await call(provider, "GET", "/v1/services")).body.services;
       expect(list).to.have.length(1);
       expect(list[0]).to.include({ type: "noop", sessions: 0 });
 
       expectError(await call(provider, "POST", "/v1/services", { body: { type: "noop" } }), 409, "SERVICE_EXISTS", /already running/);
       expectError(await call(provider, "POST", "/v1/services", { body: { type: "openvpn" } }), 400, "BAD_SERVICE_SETTINGS", /publicIp/);
-      expectError(await call(provider, "POST", "/v1/services", { body: { type: "openvpn", openvpn: { publicIp: "somewhere" } } }), 400, "BAD_SERVICE_SETTINGS", /not an IP address/);
+      expectError(
+        await call(provider, "POST", "/v1/services", { body: { type: "openvpn", openvpn: { publicIp: "somewhere" } } }),
+        400,
+        "BAD_SERVICE_SETTINGS",
+        /not an IP address/,
+      );
       expectError(await call(provider, "DELETE", "/v1/services/openvpn"), 404, "SERVICE_UNKNOWN", /no openvpn service/);
     });
 
@@ -336,12 +376,24 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect((await call(consumer, "GET", "/v1/connection")).body).to.deep.equal({ state: "disconnected" });
       expectError(await call(consumer, "DELETE", "/v1/connection"), 409, "NOT_CONNECTED");
       expectError(await call(consumer, "GET", "/v1/connection/statistics"), 409, "NOT_CONNECTED");
-      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", country: "FR" } }), 404, "NO_PROPOSAL", /no noop proposal matches/);
-      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }), 422, "SESSION_REFUSED", /PAYMENT_NOT_COVERED: the channel holds 0 wei/);
+      expectError(
+        await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", country: "FR" } }),
+        404,
+        "NO_PROPOSAL",
+        /no noop proposal matches/,
+      );
+      expectError(
+        await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }),
+        422,
+        "SESSION_REFUSED",
+        /PAYMENT_NOT_COVERED: the channel holds 0 wei/,
+      );
     });
 
     it("connects with a top-up, meters and pays, and disconnects", async function () {
-      const connected = await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address, topUp: "2", maxPricePerHour: "40" } });
+      const connected = await call(consumer, "PUT", "/v1/connection", {
+        body: { serviceType: "noop", provider: provider.address, topUp: "2", maxPricePerHour: "40" },
+      });
       expect(connected.status, connected.text).to.equal(201);
       expect(connected.body).to.include({ state: "connected", provider: provider.address, serviceType: "noop", country: "DE", promisedWei: "0" });
       expect(connected.body.deposit.amountWei).to.equal(parseEther("2").toString());

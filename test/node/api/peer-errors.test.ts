@@ -20,7 +20,11 @@ describe("the REST API and a peer's error codes", function () {
     const api = new ApiServer({ daemon: node, token: "t0ken", host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
     await api.start();
     try {
-      const res = await fetch(`${api.url}/v1/connection`, { method: "PUT", headers: { authorization: "Bearer t0ken", "content-type": "application/json" }, body: JSON.stringify({ serviceType: "noop" }) });
+      const res = await fetch(`${api.url}/v1/connection`, {
+        method: "PUT",
+        headers: { authorization: "Bearer t0ken", "content-type": "application/json" },
+        body: JSON.stringify({ serviceType: "noop" }),
+      });
       const body = (await res.json()) as { code: string; message: string };
       expect(res.status).to.equal(502);
       expect(body.code).to.equal("PEER_ERROR");

@@ -40,15 +40,23 @@ describe("the broker refuses subjects that are not plain NATS subjects", functio
 
   for (const subject of hostile) {
     it(`publish and request refuse ${JSON.stringify(subject.slice(0, 40))} and send nothing`, async function () {
-      expect(() => broker.publish(subject, Buffer.from("x"))).to.throw().with.property("code", "INVALID_SUBJECT");
+      expect(() => broker.publish(subject, Buffer.from("x")))
+        .to.throw()
+        .with.property("code", "INVALID_SUBJECT");
       expect((await rejectionOf(broker.request(subject, Buffer.from("x"), 200))).code).to.equal("INVALID_SUBJECT");
     });
   }
 
   it("subscribe refuses whitespace and protocol lines but takes wildcards", async function () {
-    expect(() => broker.subscribe("myst.a\r\nUNSUB 1", () => undefined)).to.throw().with.property("code", "INVALID_SUBJECT");
-    expect(() => broker.subscribe("myst.a", () => undefined, { queue: "q 1" })).to.throw().with.property("code", "INVALID_SUBJECT");
-    expect(() => broker.subscribe("myst.>.x", () => undefined)).to.throw().with.property("code", "INVALID_SUBJECT");
+    expect(() => broker.subscribe("myst.a\r\nUNSUB 1", () => undefined))
+      .to.throw()
+      .with.property("code", "INVALID_SUBJECT");
+    expect(() => broker.subscribe("myst.a", () => undefined, { queue: "q 1" }))
+      .to.throw()
+      .with.property("code", "INVALID_SUBJECT");
+    expect(() => broker.subscribe("myst.>.x", () => undefined))
+      .to.throw()
+      .with.property("code", "INVALID_SUBJECT");
     broker.subscribe("myst.*.ok.>", () => undefined).unsubscribe();
     expect(checkSubject("_INBOX.abc.def")).to.equal("_INBOX.abc.def");
   });

@@ -10,7 +10,6 @@ import { fundedWallet, startLocalChain, type LocalChain } from "../../support/ch
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
 
-
 describe("chain: registration and registry lookups (local Hardhat node)", function () {
   let chain: LocalChain;
   let conn: ChainConnection;

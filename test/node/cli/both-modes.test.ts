@@ -41,7 +41,10 @@ describe("the CLI against a background and a foreground node: the same commands,
         const sell = ["service", "start", "noop", "--country", "SE", "--ip-type", "hosting", "--price-per-hour", "36"];
         const buy = ["connect", "--service", "noop", "--country", "SE", "--topup", "1"];
         if (mode === "background") {
-          const [p, c] = [background(["daemon", "--api-port", "0", "--invoice-every", "0.3"], providerEnv), background(["daemon", "--api-port", "0"], consumerEnv)];
+          const [p, c] = [
+            background(["daemon", "--api-port", "0", "--invoice-every", "0.3"], providerEnv),
+            background(["daemon", "--api-port", "0"], consumerEnv),
+          ];
           await until(() => p.output().includes("REST API:") && c.output().includes("REST API:"), "both daemons to listen");
           await json(providerEnv, sell);
         } else {

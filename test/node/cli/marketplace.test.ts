@@ -8,7 +8,6 @@ import { freePort } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../support/tmp";
 import { until } from "../../../scripts/lib/until";
 
-
 describe("myst discovery, service start and proposals (spawned processes)", function () {
   let chain: LocalChain;
   let nats: NatsServer;
@@ -68,7 +67,10 @@ describe("myst discovery, service start and proposals (spawned processes)", func
       background.push(discovery);
       const provider = mystBackground(["service", "start", "noop", "--country", "SE"], providerEnv);
       background.push(provider);
-      await until(async () => JSON.parse((await myst(["proposals", "--json", "--service-type", "noop"], consumerEnv)).stdout).length === 1, "the provider in discovery");
+      await until(
+        async () => JSON.parse((await myst(["proposals", "--json", "--service-type", "noop"], consumerEnv)).stdout).length === 1,
+        "the provider in discovery",
+      );
 
       const consumer = mystBackground(["connect", "--service", "noop", "--country", "SE", "--topup", "1"], consumerEnv);
       background.push(consumer);

@@ -16,10 +16,7 @@ describe("config", function () {
   });
 
   it("layers config file, then environment, then flags", function () {
-    fs.writeFileSync(
-      path.join(tmp.dir, "config.json"),
-      JSON.stringify({ rpcUrl: "http://file:1", discoveryUrl: "http://file:2", logLevel: "debug" }),
-    );
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ rpcUrl: "http://file:1", discoveryUrl: "http://file:2", logLevel: "debug" }));
     const config = loadConfig(
       { dataDir: tmp.dir, rpcUrl: "http://flag:1" },
       { MYST_RPC_URL: "http://env:1", MYST_DISCOVERY_URL: "http://env:2", MYST_BROKER_URLS: "nats://a:1, nats://b:2" },
@@ -35,7 +32,9 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_LOG_LEVEL: "loud" })).to.throw(/logLevel \(from MYST_LOG_LEVEL\) must be one of/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_URLS: "http://x" })).to.throw(/brokerUrls \(from MYST_BROKER_URLS\) has "http:\/\/x"/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_REGISTRATION_TIMEOUT_MS: "-5" })).to.throw(/registrationTimeoutMs/);
-    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_OUTAGE_TOLERANCE_MS: "soon" })).to.throw(/outageToleranceMs \(from MYST_OUTAGE_TOLERANCE_MS\) must be a positive number/);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_OUTAGE_TOLERANCE_MS: "soon" })).to.throw(
+      /outageToleranceMs \(from MYST_OUTAGE_TOLERANCE_MS\) must be a positive number/,
+    );
     expect(loadConfig({ dataDir: tmp.dir }, { MYST_OUTAGE_TOLERANCE_MS: "30000" }).outageToleranceMs).to.equal(30_000);
     expect(() => loadConfig({ dataDir: tmp.dir, logFormat: "xml" }, {})).to.throw(/setting logFormat \(from --log-format\) must be one of json, pretty/);
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_API_HOST: "localhost" })).to.throw(/apiHost \(from MYST_API_HOST\) must be an IP address/);

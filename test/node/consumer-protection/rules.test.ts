@@ -73,7 +73,11 @@ describe("consumer protection: the guard rule set", function () {
   });
 
   (nftCheckable ? it : it.skip)("is a script nftables accepts (nft --check in a throwaway namespace)", function () {
-    for (const s of [spec, { ...spec, dns: ["10.8.0.1"], allowLan: true }, { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] }]) {
+    for (const s of [
+      spec,
+      { ...spec, dns: ["10.8.0.1"], allowLan: true },
+      { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] },
+    ]) {
       // In a throwaway network namespace: not even a check touches the machine's own firewall.
       execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "--check", "-f", "-"], { input: guardScript(s) });
     }

@@ -45,7 +45,19 @@ describe("cheap rejection first: junk costs no chain call", function () {
 
   /** A message sealed to `to`, claiming to come from `claims`, signed by `signer` (or garbage). */
   function junk(to: IdentityKey, claims: string, signer?: IdentityKey): Uint8Array {
-    const bytes = Buffer.from(JSON.stringify({ v: 1, kind: "request", type: "session.create", from: claims, to: to.address, dialog: crypto.randomBytes(16).toString("hex"), id: crypto.randomBytes(16).toString("hex"), ts: Date.now(), body: {} }));
+    const bytes = Buffer.from(
+      JSON.stringify({
+        v: 1,
+        kind: "request",
+        type: "session.create",
+        from: claims,
+        to: to.address,
+        dialog: crypto.randomBytes(16).toString("hex"),
+        id: crypto.randomBytes(16).toString("hex"),
+        ts: Date.now(),
+        body: {},
+      }),
+    );
     const signature = signer ? signer.signProtocol(bytes) : crypto.randomBytes(64);
     return new Sealer(to.publicKey).seal(signature, bytes);
   }

@@ -239,7 +239,19 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
     it("a signature by a key other than the claimed sender's", async function () {
       const impostor = await net.registeredIdentity();
-      const bytes = Buffer.from(JSON.stringify({ v: 1, kind: "notify", type: "test.note", from: consumer.address, to: provider.address, dialog: dialog.id, id: "cd".repeat(16), ts: Date.now(), body: 1 }));
+      const bytes = Buffer.from(
+        JSON.stringify({
+          v: 1,
+          kind: "notify",
+          type: "test.note",
+          from: consumer.address,
+          to: provider.address,
+          dialog: dialog.id,
+          id: "cd".repeat(16),
+          ts: Date.now(),
+          body: 1,
+        }),
+      );
       await expectDrop(new Sealer(provider.publicKey).seal(impostor.signProtocol(bytes), bytes), "bad-signature");
     });
 
@@ -283,7 +295,17 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     });
 
     it("a body nested deeper than the stack can serialize", async function () {
-      const text = JSON.stringify({ v: 1, kind: "request", type: "test.echo", from: consumer.address, to: provider.address, dialog: dialog.id, id: "cd".repeat(16), ts: Date.now(), body: "BODY" }).replace('"BODY"', "[".repeat(20_000) + "1" + "]".repeat(20_000));
+      const text = JSON.stringify({
+        v: 1,
+        kind: "request",
+        type: "test.echo",
+        from: consumer.address,
+        to: provider.address,
+        dialog: dialog.id,
+        id: "cd".repeat(16),
+        ts: Date.now(),
+        body: "BODY",
+      }).replace('"BODY"', "[".repeat(20_000) + "1" + "]".repeat(20_000));
       const bytes = Buffer.from(text);
       const dropped = nextDrop(providerDialogs);
       // As a request: the echo handler would hand the body to seal(), whose JSON.stringify overflows.

@@ -36,7 +36,14 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
       service: new NoopProviderService(),
       offer: { country: "DE", ipType: "residential", pricePerHour: 1n, pricePerGiB: 1n, bandwidthMbps: 10 },
     };
-    const provider = new ProviderNode({ key: providerKey, brokerUrls: [nats.url], registry: net.registry, services: [provided], keepaliveMs: 200, pingMs: 60_000 });
+    const provider = new ProviderNode({
+      key: providerKey,
+      brokerUrls: [nats.url],
+      registry: net.registry,
+      services: [provided],
+      keepaliveMs: 200,
+      pingMs: 60_000,
+    });
     const consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrl: "http://127.0.0.1:9", registry: net.registry });
     await provider.start();
     await consumer.start();

@@ -57,7 +57,14 @@ describe("discovery on a 3-server NATS cluster with two replicas", function () {
   async function announce(keys: typeof fleet.keys, url: string): Promise<ProposalAnnouncer[]> {
     const b = await broker(url);
     return keys.map((key) => {
-      const a = new ProposalAnnouncer({ broker: b, key, proposal: () => makeProposal(key, { serviceType: "openvpn" }), pingMs: 5000, retryMinMs: 200, retryMaxMs: 1000 });
+      const a = new ProposalAnnouncer({
+        broker: b,
+        key,
+        proposal: () => makeProposal(key, { serviceType: "openvpn" }),
+        pingMs: 5000,
+        retryMinMs: 200,
+        retryMaxMs: 1000,
+      });
       a.start();
       running.push({ stop: () => a.stop() });
       return a;

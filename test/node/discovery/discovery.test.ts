@@ -11,7 +11,6 @@ import { TestNetwork } from "../../support/network";
 import { makeProposal } from "../../support/proposals";
 import { until } from "../../../scripts/lib/until";
 
-
 describe("discovery: service, announcer and client (real NATS, real HTTP, real registry)", function () {
   const net = new TestNetwork();
   const brokers: Broker[] = [];
@@ -108,7 +107,9 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const { body }: { body: { proposals: { proposal: Proposal }[]; next_cursor: string | null } } = await get(`/v1/proposals?limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+        const { body }: { body: { proposals: { proposal: Proposal }[]; next_cursor: string | null } } = await get(
+          `/v1/proposals?limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+        );
         seen.push(...ids(body));
         cursor = body.next_cursor;
         pages++;
@@ -203,7 +204,12 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   });
 
   it("shows an announced provider and forgets it when the announcer stops", async function () {
-    const announcer = new ProposalAnnouncer({ broker: await broker(), key: providers[0], proposal: () => makeProposal(providers[0], { serviceType: "openvpn" }), pingMs: 200 });
+    const announcer = new ProposalAnnouncer({
+      broker: await broker(),
+      key: providers[0],
+      proposal: () => makeProposal(providers[0], { serviceType: "openvpn" }),
+      pingMs: 200,
+    });
     announcer.start();
     await until(async () => (await get(`/v1/proposals?provider_id=${providers[0].address}`)).body.proposals.length === 1, "the announcement");
     // Pings keep it alive past a whole TTL of the signed proposal (3 pings).
@@ -226,7 +232,12 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   it("keeps a second replica on the same store in step, for NATS announcements and HTTP posts", async function () {
     const second = await replica();
     try {
-      const announcer = new ProposalAnnouncer({ broker: await broker(), key: providers[2], proposal: () => makeProposal(providers[2], { serviceType: "openvpn" }), pingMs: 5000 });
+      const announcer = new ProposalAnnouncer({
+        broker: await broker(),
+        key: providers[2],
+        proposal: () => makeProposal(providers[2], { serviceType: "openvpn" }),
+        pingMs: 5000,
+      });
       announcer.start();
       expect((await post(signProposal(providers[3], makeProposal(providers[3])), discovery)).status).to.equal(201);
       for (const d of [discovery, second]) {
@@ -241,7 +252,14 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
 
   it("keeps retrying while the provider is not registered, and announces once it is", async function () {
     const fresh = IdentityKey.generate();
-    const announcer = new ProposalAnnouncer({ broker: await broker(), key: fresh, proposal: () => makeProposal(fresh), pingMs: 1000, retryMinMs: 100, retryMaxMs: 200 });
+    const announcer = new ProposalAnnouncer({
+      broker: await broker(),
+      key: fresh,
+      proposal: () => makeProposal(fresh),
+      pingMs: 1000,
+      retryMinMs: 100,
+      retryMaxMs: 200,
+    });
     announcer.start();
     await until(async () => announcer.state === "retrying" && announcer.lastError?.startsWith("PROVIDER_UNREGISTERED"), "a refusal");
     await net.registerKey(fresh);

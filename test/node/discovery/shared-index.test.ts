@@ -88,7 +88,9 @@ describe("discovery on a shared JetStream index", function () {
     const signed = fleet.sign(10_000);
     let accepted = 0;
     for (let i = 0; i < signed.length; i += 250) {
-      const replies = await Promise.all(signed.slice(i, i + 250).map((s) => announcer.request(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(s)), 30_000)));
+      const replies = await Promise.all(
+        signed.slice(i, i + 250).map((s) => announcer.request(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(s)), 30_000)),
+      );
       accepted += replies.filter((r) => JSON.parse(Buffer.from(r).toString()).ok).length;
     }
     expect(accepted).to.equal(10_000);
@@ -151,8 +153,10 @@ describe("discovery on a shared JetStream index", function () {
     announcer.start();
     running.push({ stop: () => announcer.stop() });
     await until(async () => announcer.state === "announced", "the announcement");
-    for (const d of [a, b]) await until(async () => (await get(d, `/v1/proposals?provider_id=${key.address}`)).body.proposals.length === 1, "the proposal on every replica");
-    const verified = async (d: DiscoveryService) => Number(/myst_discovery_announcements_total\{source="nats",result="added"\} (\d+)/.exec(await d.metrics.metrics())?.[1] ?? 0);
+    for (const d of [a, b])
+      await until(async () => (await get(d, `/v1/proposals?provider_id=${key.address}`)).body.proposals.length === 1, "the proposal on every replica");
+    const verified = async (d: DiscoveryService) =>
+      Number(/myst_discovery_announcements_total\{source="nats",result="added"\} (\d+)/.exec(await d.metrics.metrics())?.[1] ?? 0);
     expect((await verified(a)) + (await verified(b))).to.equal(1);
   });
 
@@ -182,7 +186,9 @@ describe("discovery on a shared JetStream index", function () {
     const [a, b] = [await replica(bucket), await replica(bucket)];
     const key = fleet.keys[4];
     const now = Date.now();
-    const versions = Array.from({ length: 12 }, (_, i) => signProposal(key, makeProposal(key, { createdAt: now - 12_000 + i * 1000, price: { perHour: String(i) } })));
+    const versions = Array.from({ length: 12 }, (_, i) =>
+      signProposal(key, makeProposal(key, { createdAt: now - 12_000 + i * 1000, price: { perHour: String(i) } })),
+    );
     // Newest first on one replica, oldest first on the other, all at once.
     await Promise.all(versions.map((v, i) => post(i % 2 ? a : b, v)));
     for (const d of [a, b]) {

@@ -1,14 +1,6 @@
 import { expect } from "chai";
 import { Wallet, hashMessage, verifyMessage as ethersVerifyMessage, SigningKey, getBytes } from "ethers";
-import {
-  IdentityKey,
-  addressOfPublicKey,
-  fromHex,
-  recoverAddress,
-  toHex,
-  verifyMessage,
-  hashPersonalMessage,
-} from "../../../node/identity/key";
+import { IdentityKey, addressOfPublicKey, fromHex, recoverAddress, toHex, verifyMessage, hashPersonalMessage } from "../../../node/identity/key";
 import { verifyBytes } from "../../../node/identity/protocol-signature";
 
 // Published vectors: web3.js's documented account, and Hardhat's account #0.

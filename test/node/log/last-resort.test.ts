@@ -17,7 +17,10 @@ describe("the last-resort handler", function () {
     const run = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
     expect(run.status).to.equal(0);
     expect(run.stdout).to.equal("still serving");
-    const lines = run.stderr.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = run.stderr
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.code)).to.deep.equal(["PEER_BROKE_IT", "UNHANDLED"]);
     expect(lines.every((l) => l.level === 50 && l.msg === "unexpected rejection; still serving")).to.equal(true);
   });

@@ -31,7 +31,6 @@ import { until } from "../../../scripts/lib/until";
 const E = parseEther;
 const MiB = 1 << 20;
 
-
 describe("payments: invoices, promises and settlement (real chain, real NATS, no-op tunnel)", function () {
   const net = new TestNetwork();
   let channels: PaymentChannelsClient;
@@ -46,7 +45,18 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
   afterEach(() => tmp.cleanup());
 
   /** A provider and a consumer with 10 MYST in their channel, on a price of 1 MYST per GiB. */
-  async function market(options: { pay?: boolean; maxUnpaid?: bigint; settleOnSessionEnd?: boolean; minChannelBalance?: bigint; deposit?: bigint; invoiceEveryMs?: number; invoiceAboveWei?: bigint; chainProxy?: ChainProxy } = {}) {
+  async function market(
+    options: {
+      pay?: boolean;
+      maxUnpaid?: bigint;
+      settleOnSessionEnd?: boolean;
+      minChannelBalance?: bigint;
+      deposit?: bigint;
+      invoiceEveryMs?: number;
+      invoiceAboveWei?: bigint;
+      chainProxy?: ChainProxy;
+    } = {},
+  ) {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
     await net.chain.fund([providerKey.address, consumerKey.address], { eth: E("1"), myst: E("100") });
@@ -70,7 +80,9 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       admission: (request) => payments.admission(request),
     });
     // The provider's view of the chain; through a proxy when the test takes the chain away.
-    const providerConn = options.chainProxy ? await connectChain({ rpcUrl: options.chainProxy.url, deployment: net.chain.deployment, requestTimeoutMs: 1000 }) : undefined;
+    const providerConn = options.chainProxy
+      ? await connectChain({ rpcUrl: options.chainProxy.url, deployment: net.chain.deployment, requestTimeoutMs: 1000 })
+      : undefined;
     const payments: ProviderPayments = new ProviderPayments({
       sessions,
       channels: new ChannelStateCache(providerConn ? new PaymentChannelsClient(providerConn) : channels),
@@ -96,7 +108,9 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     let promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb));
     /** The consumer node restarts: its promises are read again from its store. */
     const restartConsumer = () => (promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb)));
-    const connect = async (o: { pay?: boolean } = {}): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
+    const connect = async (
+      o: { pay?: boolean } = {},
+    ): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
       const session = await consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service: consumerService });
       const pay = new ConsumerPayments(session, promises, { pay: o.pay ?? options.pay });
       pay.start();
@@ -387,7 +401,9 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     });
     it("rejects a promise for another channel", function () {
       const other = IdentityKey.generate().address;
-      expect(code(() => verifyPromise({ ...promise(consumer, E("2")), channelId: channelIdOf(consumer.address, other) }, channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_CHANNEL");
+      expect(
+        code(() => verifyPromise({ ...promise(consumer, E("2")), channelId: channelIdOf(consumer.address, other) }, channels, { lastAmount: 0n, channel })),
+      ).to.equal("PROMISE_WRONG_CHANNEL");
       // Signed for the other channel but presented for this one: the signature does not recover.
       expect(code(() => verifyPromise(promise(consumer, E("2"), other), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_SIGNER");
     });

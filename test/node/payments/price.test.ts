@@ -42,6 +42,7 @@ describe("amounts of MYST made once at the edge", function () {
     expect(mystToWei("0.05", "--price")).to.equal(50_000_000_000_000_000n);
     expect(mystToWei("12", "--price")).to.equal(12n * 10n ** 18n);
     expect(mystToWei("0.000000000000000001", "--price")).to.equal(1n);
-    for (const bad of ["-1", "1e3", "0.0000000000000000001", "", "0x10"]) expect(() => mystToWei(bad, "--price")).to.throw(/--price ".*" is not an amount of MYST/);
+    for (const bad of ["-1", "1e3", "0.0000000000000000001", "", "0x10"])
+      expect(() => mystToWei(bad, "--price")).to.throw(/--price ".*" is not an amount of MYST/);
   });
 });

@@ -70,7 +70,20 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
       MYST_LOG_LEVEL: "info",
     };
     // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself.
-    const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--no-settle-on-session-end", "--settle-threshold", "1000000"];
+    const args = [
+      "service",
+      "start",
+      "noop",
+      "--price-per-hour",
+      "36",
+      "--price-per-gib",
+      "0",
+      "--invoice-every",
+      "1",
+      "--no-settle-on-session-end",
+      "--settle-threshold",
+      "1000000",
+    ];
     const first = mystBackground(args, env);
     processes.push(first);
     await until(() => announced.proposal, "the provider's announcement");
@@ -90,7 +103,11 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
 
     const second = mystBackground(args, env);
     processes.push(second);
-    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement after the restart", 60_000).catch((err) => {
+    const settled = await until(
+      async () => (await channels.state(consumer.address, providerKey.address)).settled,
+      "the settlement after the restart",
+      60_000,
+    ).catch((err) => {
       throw new Error(`${err.message}; the restarted provider printed:\n${second.output()}`);
     });
     expect(settled >= acknowledged).to.equal(true);
@@ -103,7 +120,14 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     const { providerDir, providerKey, consumer, channels, broker, announced } = await providerAndConsumer("provider-hang");
     const proxy = new ChainProxy(net.chain.rpcUrl);
     await proxy.start();
-    const env = { MYST_DATA_DIR: providerDir, MYST_RPC_URL: proxy.url, MYST_DEPLOYMENT: net.chain.deploymentFile, MYST_BROKER_URLS: net.nats.url, MYST_PASSPHRASE: "pw", MYST_LOG_LEVEL: "info" };
+    const env = {
+      MYST_DATA_DIR: providerDir,
+      MYST_RPC_URL: proxy.url,
+      MYST_DEPLOYMENT: net.chain.deploymentFile,
+      MYST_BROKER_URLS: net.nats.url,
+      MYST_PASSPHRASE: "pw",
+      MYST_LOG_LEVEL: "info",
+    };
     const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--settle-threshold", "1000000"];
     const first = mystBackground(args, env);
     processes.push(first);

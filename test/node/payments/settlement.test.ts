@@ -54,7 +54,16 @@ describe("settlement: one queue per provider account (real chain)", function () 
   /** Stores a promise of `consumer` to `provider`, as the provider does once it verified it. */
   function storePromise(consumer: IdentityKey, provider: IdentityKey, amount: bigint, signer: IdentityKey = consumer) {
     const signature = "0x" + Buffer.from(channels.signPromise(signer, provider.address, amount)).toString("hex");
-    store.save({ channelId: channelIdOf(consumer.address, provider.address), consumer: consumer.address, provider: provider.address, sessionId: `s-${consumer.address}`, amount, increase: amount, signature, receivedAt: Date.now() });
+    store.save({
+      channelId: channelIdOf(consumer.address, provider.address),
+      consumer: consumer.address,
+      provider: provider.address,
+      sessionId: `s-${consumer.address}`,
+      amount,
+      increase: amount,
+      signature,
+      receivedAt: Date.now(),
+    });
   }
 
   function settlerFor(provider: IdentityKey, conn: ChainConnection = net.conn, client = channels) {
@@ -134,7 +143,14 @@ describe("settlement: one queue per provider account (real chain)", function () 
     await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty channel noticed");
     await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
     await channels.deposit(consumer, consumer.address, provider.address, E("1"));
-    await until(async () => (await channels.state(consumer.address, provider.address)).settled === E("0.4"), "the settlement after the top-up (no manual step)");
-    await until(() => settler.pending().length === 0, `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`, 5000);
+    await until(
+      async () => (await channels.state(consumer.address, provider.address)).settled === E("0.4"),
+      "the settlement after the top-up (no manual step)",
+    );
+    await until(
+      () => settler.pending().length === 0,
+      `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`,
+      5000,
+    );
   });
 });

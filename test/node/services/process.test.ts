@@ -9,7 +9,11 @@ describe("openvpn process: failures explained from its log", function () {
   };
 
   it("names a tun device held by another process as TUN_BUSY, not as a permission problem", function () {
-    const err = explained("2026-11-25 TUN/TAP device myst0 exists previously, keep at program end", "2026-11-25 ERROR: Cannot ioctl TUNSETIFF myst0: Device or resource busy (errno=16)", "2026-11-25 Exiting due to fatal error");
+    const err = explained(
+      "2026-11-25 TUN/TAP device myst0 exists previously, keep at program end",
+      "2026-11-25 ERROR: Cannot ioctl TUNSETIFF myst0: Device or resource busy (errno=16)",
+      "2026-11-25 Exiting due to fatal error",
+    );
     expect(err.code).to.equal("TUN_BUSY");
     expect(err.message).to.match(/another process holds it/);
   });
@@ -19,6 +23,8 @@ describe("openvpn process: failures explained from its log", function () {
   });
 
   it("names a port in use", function () {
-    expect(explained("2026-11-25 TCP/UDP: Socket bind failed on local address [AF_INET][undef]:1194: Address already in use (errno=98)").code).to.equal("PORT_IN_USE");
+    expect(explained("2026-11-25 TCP/UDP: Socket bind failed on local address [AF_INET][undef]:1194: Address already in use (errno=98)").code).to.equal(
+      "PORT_IN_USE",
+    );
   });
 });

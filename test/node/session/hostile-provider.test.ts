@@ -50,7 +50,9 @@ describe("a consumer facing a hostile provider uses none of its words unchecked"
     await Promise.all(brokers.map((b) => b.stop()));
   });
 
-  const accepted = (fields: Record<string, unknown>) => ({ accepted: { sessionId: "ab".repeat(16), serviceConfig: {}, keepaliveMs: 1000, correlationId: "x", ...fields } });
+  const accepted = (fields: Record<string, unknown>) => ({
+    accepted: { sessionId: "ab".repeat(16), serviceConfig: {}, keepaliveMs: 1000, correlationId: "x", ...fields },
+  });
 
   async function connectCode(service = new NoopConsumerService()): Promise<{ code?: string; tunnels: number }> {
     const err = await rejectionOf(consumerSessions.connect({ proposal: signedProposal(providerKey), service }));

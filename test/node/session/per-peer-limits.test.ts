@@ -117,7 +117,9 @@ describe("discovery limits per provider, tombstones and replays", function () {
   it("refuses a provider's service types past maxPerProvider with PROVIDER_LIMIT", function () {
     const index = new ProposalIndex(60_000, 1000, 3);
     for (const t of ["a", "b", "c"]) index.upsert(...entry({ serviceType: t }));
-    expect(() => index.upsert(...entry({ serviceType: "d" }))).to.throw().with.property("code", "PROVIDER_LIMIT");
+    expect(() => index.upsert(...entry({ serviceType: "d" })))
+      .to.throw()
+      .with.property("code", "PROVIDER_LIMIT");
     expect(index.size).to.equal(3);
   });
 
@@ -126,7 +128,9 @@ describe("discovery limits per provider, tombstones and replays", function () {
     const [signed, proposal] = entry({});
     index.upsert(signed, proposal);
     expect(index.remove(provider.address, proposal.serviceType, proposal.createdAt + 1)).to.equal(true);
-    expect(() => index.upsert(signed, proposal)).to.throw().with.property("code", "PROPOSAL_WITHDRAWN");
+    expect(() => index.upsert(signed, proposal))
+      .to.throw()
+      .with.property("code", "PROPOSAL_WITHDRAWN");
     expect(index.get(provider.address, proposal.serviceType)).to.equal(undefined);
     const [newer, newerProposal] = entry({ createdAt: proposal.createdAt + 10 });
     expect(index.upsert(newer, newerProposal)).to.equal("added");
@@ -140,6 +144,8 @@ describe("discovery limits per provider, tombstones and replays", function () {
     index.upsert(fresh, freshProposal, now);
     // The fresh one was not pinged: it lapses from the index after the TTL.
     expect(index.get(provider.address, freshProposal.serviceType, now + 2000)).to.equal(undefined);
-    expect(() => index.upsert(old, oldProposal, now + 2000)).to.throw().with.property("code", "PROPOSAL_STALE");
+    expect(() => index.upsert(old, oldProposal, now + 2000))
+      .to.throw()
+      .with.property("code", "PROPOSAL_STALE");
   });
 });

@@ -128,9 +128,7 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
 
   describe("refuses, with a code and a reason", function () {
     async function refusal(options: Partial<Parameters<ConsumerSessions["connect"]>[0]> = {}, sessions = consumerSessions) {
-      const err = await rejectionOf(
-        sessions.connect({ proposal: signProposal(providerKey, current), service: consumerService, ...options }),
-      );
+      const err = await rejectionOf(sessions.connect({ proposal: signProposal(providerKey, current), service: consumerService, ...options }));
       // Our code says "refused"; the provider's reason is data.
       expect(err.code).to.equal("SESSION_REFUSED");
       return err.refusal;
@@ -138,7 +136,12 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
 
     it("an unknown proposal", async function () {
       const proposal = signedProposal(providerKey, { serviceType: "wireguard" });
-      const err = await rejectionOf(consumerSessions.connect({ proposal, service: { ...consumerService, type: "wireguard", consumerData: async () => ({}), connect: consumerService.connect } }));
+      const err = await rejectionOf(
+        consumerSessions.connect({
+          proposal,
+          service: { ...consumerService, type: "wireguard", consumerData: async () => ({}), connect: consumerService.connect },
+        }),
+      );
       expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PROPOSAL_UNKNOWN"]);
     });
 
