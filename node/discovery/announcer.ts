@@ -3,6 +3,7 @@ import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import { signProposal, type Proposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, signUnregister, type AnnounceReply } from "./announcements";
+import { backoffMs } from "../lifecycle/backoff";
 
 export interface AnnouncerOptions {
   broker: Broker;
@@ -31,7 +32,8 @@ export class ProposalAnnouncer {
   current?: Proposal;
   readonly #o: Required<Omit<AnnouncerOptions, "log">> & { log: Logger };
   #timer?: NodeJS.Timeout;
-  #backoff: number;
+  /** Announcements refused in a row (the next retry waits longer). */
+  #failures = 0;
   #stopped = true;
 
   constructor(options: AnnouncerOptions) {
@@ -42,7 +44,6 @@ export class ProposalAnnouncer {
       retryMaxMs: options.retryMaxMs ?? 30_000,
       log: options.log ?? silentLogger,
     };
-    this.#backoff = this.#o.retryMinMs;
   }
 
   start(): void {
@@ -87,14 +88,14 @@ export class ProposalAnnouncer {
       this.current = proposal;
       this.state = "announced";
       this.lastError = undefined;
-      this.#backoff = this.#o.retryMinMs;
+      this.#failures = 0;
       this.#schedule(DISCOVERY_SUBJECTS.ping, this.#o.pingMs);
     } else {
       this.state = "retrying";
       this.lastError = `${reply.code}: ${reply.message}`;
-      this.#o.log.warn({ code: reply.code, message: reply.message, retryInMs: this.#backoff }, "proposal not announced; retrying");
-      this.#schedule(DISCOVERY_SUBJECTS.register, this.#backoff);
-      this.#backoff = Math.min(this.#backoff * 2, this.#o.retryMaxMs);
+      const retryInMs = backoffMs(++this.#failures, { baseMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
+      this.#o.log.warn({ code: reply.code, message: reply.message, retryInMs }, "proposal not announced; retrying");
+      this.#schedule(DISCOVERY_SUBJECTS.register, retryInMs);
     }
   }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Signer } from "ethers";
 import type { PaymentChannelsClient } from "../chain/channels";
 import { ChainError, revertName } from "../chain/errors";
+import { backoffMs } from "../lifecycle/backoff";
 import { silentLogger, type Logger } from "../log/logger";
 import type { PromiseStore } from "../store/promise-store";
 
@@ -251,7 +252,7 @@ export class Settler extends EventEmitter {
       this.#log.error({ channelId: entry.channelId, err: error }, "settlement rejected by the chain; not retried");
       return;
     }
-    const delay = Math.min(this.#o.retryMs * 2 ** Math.min(entry.attempts - 1, 20), this.#o.maxRetryMs);
+    const delay = backoffMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
     entry.state = "retrying";
     this.store.recordSettlement({ channelId: entry.channelId, amount: entry.amount, txHash: entry.txHash ?? null, paid: null, status: "failed", error });
     this.emit("settlement-failed", { channelId: entry.channelId, error, retryInMs: delay });

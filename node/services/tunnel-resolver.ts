@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { silentLogger, type Logger } from "../log/logger";
 import { inNetns, program, TunnelError } from "./openvpn/system";
+import { backoffMs } from "../lifecycle/backoff";
 
 export interface TunnelResolverOptions {
   /** The provider's tunnel address: the resolver answers there only (never on the uplink). */
@@ -120,7 +121,7 @@ export class TunnelResolver {
   async #onExit(child: ChildProcess, code: number | null): Promise<void> {
     if (this.#stopping || child !== this.#child) return;
     this.#log.error({ code, log: this.recent.slice(-3) }, "the tunnel resolver (dnsmasq) exited; restarting");
-    const delay = Math.min(250 * 2 ** this.#failures++, 5000);
+    const delay = backoffMs(++this.#failures, { baseMs: 250, maxMs: 5000 });
     await new Promise((r) => setTimeout(r, delay));
     if (this.#stopping) return;
     try {

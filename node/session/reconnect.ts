@@ -1,3 +1,5 @@
+import { backoffMs } from "../lifecycle/backoff";
+
 /**
  * `--reconnect`: when a session ends by itself (tunnel down, provider silent or gone), the node
  * negotiates a new one — the same provider first, then the cheapest other match for the same
@@ -8,7 +10,7 @@
 export const RECONNECT_ATTEMPTS = 5;
 
 export function reconnectDelayMs(attempt: number): number {
-  return Math.min(1000 * 2 ** (attempt - 1), 16_000);
+  return backoffMs(attempt, { baseMs: 1000, maxMs: 16_000 });
 }
 
 /** What `myst status` and `GET /v1/connection` show of the current (or last) reconnect. */

@@ -8,7 +8,7 @@ import path from "node:path";
  * but import only base folders. Only chain/ imports the contract bindings.
  */
 const LAYERS: string[][] = [["cli"], ["api"], ["daemon"], ["consumer-protection", "payments", "services", "discovery"], ["session"], ["dialog"], ["broker"]];
-const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http"];
+const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http", "lifecycle"];
 const ROOT = path.join(__dirname, "..", "..", "node");
 
 function imports(): { from: string; to: string; file: string }[] {

@@ -11,6 +11,7 @@ import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
 import { requireRoot, TunnelError } from "./system";
 import { TunnelResolver } from "../tunnel-resolver";
+import { backoffMs } from "../../lifecycle/backoff";
 
 export interface OpenVpnProviderOptions {
   /** Where the PKI, config and management socket live (`<data-dir>/services/openvpn`). */
@@ -242,7 +243,7 @@ export class OpenVpnProviderService implements ProviderService {
       s.downSince ??= now;
     }
     // At once the first time (clients are waiting), then backing off if it keeps failing.
-    const delay = this.#restarts === 0 ? 0 : Math.min(250 * 2 ** (this.#restarts - 1), 5000);
+    const delay = backoffMs(this.#restarts + 1, { baseMs: 250, maxMs: 5000, immediateFirst: true });
     this.#restarts++;
     await new Promise((r) => setTimeout(r, delay));
     if (this.#stopping) return;
