@@ -26,7 +26,12 @@ export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 2
  * covered is answered with its latest promise again (the provider may not have stored it). Emits
  * "promise-issued" ({amount, increase}) for each promise the provider acknowledged.
  */
-export class ConsumerPayments extends EventEmitter {
+/** What ConsumerPayments tells its listeners. */
+export interface ConsumerPaymentsEvents {
+  "promise-issued": [{ amount: bigint; increase: bigint }];
+}
+
+export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
   /** What this session has added to the channel's promises (its own cost), counted when signed. */
   promised = 0n;
   /** The part of `promised` the provider has acknowledged (stored durably on its side). */

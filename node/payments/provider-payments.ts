@@ -60,7 +60,13 @@ interface Ledger {
  * settlement goes to the Settler by policy. Emits "promise-accepted" ({sessionId, amount,
  * increase}) and "promise-rejected" ({sessionId, code}).
  */
-export class ProviderPayments extends EventEmitter {
+/** What ProviderPayments tells its listeners. */
+export interface ProviderPaymentsEvents {
+  "promise-accepted": [{ sessionId: string; amount: bigint; increase: bigint }];
+  "promise-rejected": [{ sessionId: string; code: string }];
+}
+
+export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   readonly #o: Required<Omit<ProviderPaymentsOptions, "log" | "brokerUp">> & Pick<ProviderPaymentsOptions, "brokerUp"> & { log: Logger };
   readonly #ledgers = new Map<string, Ledger>();
   #timer?: NodeJS.Timeout;

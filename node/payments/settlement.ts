@@ -53,7 +53,14 @@ export interface SettlerOptions {
  * ({channelId, amount, paid, gasUsed}), "settlement-failed" ({channelId, error, retryInMs}) and
  * "settlement-rejected" ({channelId, error}).
  */
-export class Settler extends EventEmitter {
+/** What a Settler tells its listeners (metrics, logs, tests). */
+export interface SettlerEvents {
+  settled: [{ channelId: string; amount: bigint; paid: bigint; gasUsed: bigint }];
+  "settlement-failed": [{ channelId: string; error: string; retryInMs: number }];
+  "settlement-rejected": [{ channelId: string; error: string }];
+}
+
+export class Settler extends EventEmitter<SettlerEvents> {
   readonly #log: Logger;
   readonly #o: Required<Omit<SettlerOptions, "log" | "onSettled">> & Pick<SettlerOptions, "onSettled">;
   readonly #pending = new Map<string, PendingSettlement>();

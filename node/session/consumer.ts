@@ -32,7 +32,7 @@ export interface ConnectTimings {
  * destroys it, the tunnel goes down, or the provider stops answering keepalives ("ended" event,
  * and `ended` resolves with the reason).
  */
-export class ConsumerSession extends EventEmitter {
+export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
   state: ConsumerSessionState = "active";
   endReason?: string;
   readonly ended: Promise<string>;

@@ -69,7 +69,15 @@ export interface ProviderSessionsOptions {
  * confirmation, or silence. Emits "session-accepted", "session-active", "session-ended" (with the
  * session) and "session-refused" ({consumer, code}).
  */
-export class ProviderSessions extends EventEmitter {
+/** What ProviderSessions tells its listeners. */
+export interface ProviderSessionsEvents {
+  "session-accepted": [ProviderSession];
+  "session-active": [ProviderSession];
+  "session-ended": [ProviderSession];
+  "session-refused": [{ consumer: string; code: RefusalCode }];
+}
+
+export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "log">> & Pick<ProviderSessionsOptions, "admission"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
