@@ -124,7 +124,8 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
       expect(status.reconnect.attempts).to.be.within(1, status.reconnect.maxAttempts);
       expect(status.sessionId).to.not.equal(firstStatus.sessionId);
       expect(consumer.output()).to.match(/reconnecting \(attempt \d+ of 5/);
-      expect(consumer.output()).to.include(`reconnected: session ${status.sessionId} with provider ${secondId}`);
+      // The foreground command reports it on its next look at the node (every 200 ms): wait for the line.
+      await until(() => consumer.output().includes(`reconnected: session ${status.sessionId} with provider ${secondId}`), "the reconnect reported", 10_000);
       // The internet host now sees the second provider; names resolve through it.
       expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerAddressOf(1));
       expect(resolveFrom(topology, consumerNs, topology.whoamiName)).to.deep.equal([topology.internetAddress]);
