@@ -57,8 +57,9 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
       throw new Error(`${e.message}\nprovider: ${provider.output()}\nconsumer: ${consumer.output()}`);
     });
     // Pretty logs are lines for people, not JSON.
-    expect(provider.output()).to.match(/INFO.*daemon started/);
-    expect(consumer.output()).to.match(/^\{"level":30,.*"msg":"daemon started"\}$/m);
+    // Logs go to stderr, the "REST API:" line to stdout: the two pipes may arrive in either order.
+    await until(() => /INFO.*daemon started/.test(provider.output()), "the provider's pretty log line");
+    await until(() => /^\{"level":30,.*"msg":"daemon started"\}$/m.test(consumer.output()), "the consumer's JSON log line");
     const endpoint = JSON.parse(fs.readFileSync(path.join(tmps[0].dir, "daemon.json"), "utf8"));
     expect(endpoint.pid).to.equal(provider.child.pid);
 
