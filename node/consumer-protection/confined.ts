@@ -8,6 +8,7 @@ import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
 import { resolverFile } from "./resolver";
+import { otherProcessAlive } from "../lifecycle/process";
 
 /** The nftables table (family ip) that forwards the confined namespace into the tunnel, in the consumer's namespace. */
 export const CONFINED_TABLE = "myst_confined";
@@ -263,19 +264,10 @@ function readRecord(dataDir: string): ConfinementRecord | undefined {
   return r;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return pid !== process.pid;
-  } catch {
-    return false;
-  }
-}
-
 /** At start: removes a confined namespace a myst that died left behind, and says so (null: nothing to do). */
 export async function recoverConfinement(dataDir: string, log: Logger = silentLogger): Promise<string | null> {
   const record = readRecord(dataDir);
-  if (!record || alive(record.pid)) return null;
+  if (!record || otherProcessAlive(record.pid)) return null;
   await undo(record, dataDir, log);
   const message = `removed the confined network namespace ${record.name} left by a myst (pid ${record.pid}) that ended without disconnecting`;
   log.warn({ netns: record.name, pid: record.pid }, message);

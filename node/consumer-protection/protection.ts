@@ -8,6 +8,7 @@ import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { guardScript, unguardScript, type GuardSpec } from "./rules";
+import { otherProcessAlive } from "../lifecycle/process";
 
 export interface ProtectionOptions {
   /** Fail closed (default on): traffic stays blocked when the tunnel drops or myst dies, until disconnect. */
@@ -240,15 +241,6 @@ function readRecord(dataDir: string): ProtectionRecord | undefined {
   return record;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return pid !== process.pid;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * At start (connect, daemon, disconnect with nothing running): undoes what a session left behind
  * when its myst died (kill switch, resolver file), and says so. Returns the message, or null when
@@ -256,7 +248,7 @@ function alive(pid: number): boolean {
  */
 export async function recoverProtection(dataDir: string, log: Logger = silentLogger, options: { keepFor?: { netns?: string } } = {}): Promise<string | null> {
   const record = readRecord(dataDir);
-  if (!record || alive(record.pid)) return null;
+  if (!record || otherProcessAlive(record.pid)) return null;
   if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch) {
     // A connect with the kill switch in the same place: the old rules hold until its own replace them.
     const message = `the kill switch left by a myst (pid ${record.pid}) that ended without disconnecting stays in force until this connection replaces it`;

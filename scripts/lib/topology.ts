@@ -350,3 +350,12 @@ export function resolveFrom(topology: Topology, netns: string, name: string, opt
     return null;
   }
 }
+
+/**
+ * An application in `netns` that keeps trying to fetch `url` (every 20 ms), so a test can count at
+ * the far end whether any packet slips out while something changes. Stop it by its PID (kill).
+ */
+export function keepFetching(netns: string, url: string): ChildProcess {
+  const script = `setInterval(()=>fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`;
+  return spawn(IP, ["netns", "exec", netns, process.execPath, "-e", script], { stdio: "ignore" });
+}

@@ -1,7 +1,7 @@
 import { expect } from "chai";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { startLocalChain, type LocalChain } from "../support/chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
@@ -207,18 +207,7 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     await until(() => consumerOpenvpnPid() === undefined, "myst's openvpn to exit with it (parent-death signal)");
     const packets = topology.packetsFrom(0);
     // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
-    const app = spawn(
-      "/usr/sbin/ip",
-      [
-        "netns",
-        "exec",
-        consumerNs,
-        process.execPath,
-        "-e",
-        `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`,
-      ],
-      { stdio: "ignore" },
-    );
+    const app = keepFetching(consumerNs, topology.internetUrl);
     try {
       const next = await connect();
       expect(next.output()).to.include("stays in force until this connection replaces it");

@@ -1,7 +1,6 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { startLocalChain, type LocalChain } from "../support/chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli } from "../support/cli";
@@ -98,18 +97,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
 
     const packets = topology.packetsFrom(0);
     // An application that keeps trying to reach the internet host the whole time (stopped by PID below).
-    const app = spawn(
-      "/usr/sbin/ip",
-      [
-        "netns",
-        "exec",
-        consumerNs,
-        process.execPath,
-        "-e",
-        `setInterval(()=>fetch(${JSON.stringify(topology.internetUrl)},{signal:AbortSignal.timeout(200)}).catch(()=>{}),20)`,
-      ],
-      { stdio: "ignore" },
-    );
+    const app = keepFetching(consumerNs, topology.internetUrl);
     try {
       first.child.kill("SIGKILL");
       const status = await until(
