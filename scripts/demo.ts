@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/local-chain";
 import { startNatsServer, type NatsServer } from "./lib/nats-server";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
-import { missingE2EPrerequisites } from "../test/support/prereqs";
+import { missingE2EPrerequisites } from "./lib/prereqs";
 import { until } from "./lib/until";
 
 /**

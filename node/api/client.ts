@@ -1,24 +1,81 @@
 import http from "node:http";
+import type { Static, TSchema } from "@fastify/type-provider-typebox";
 import { MystError } from "../errors/MystError";
+import type * as S from "./schemas";
 import { readApiToken, readDaemonEndpoint, type DaemonEndpoint } from "./token";
 
-export class DaemonError extends MystError {}
+export class NodeClientError extends MystError {}
 
-/** Talks to a running daemon's REST API with its token; errors come back as the daemon's `{code, message}`. */
-export class DaemonClient {
+/** What an API schema describes, as the client sees it. */
+type Of<T extends TSchema> = Static<T>;
+
+/** One request/answer exchange with the node's API: over TCP or a unix socket, or in-process. */
+export type Transport = (request: {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  payload?: Buffer;
+}) => Promise<{ status: number; text: string }>;
+
+/**
+ * The one way the CLI (and any script) talks to a node: its REST API, typed from the API's own
+ * TypeBox schemas. The same methods reach a daemon (`http://…`), a foreground node (`unix:/…`) or
+ * an offline node a command runs in-process; errors come back as the node's `{code, message}`.
+ */
+export class NodeClient {
+  readonly #token: string;
+  readonly #transport: Transport;
+
   constructor(
     readonly endpoint: DaemonEndpoint,
-    private readonly token: string,
-  ) {}
+    token: string,
+    transport?: Transport,
+  ) {
+    this.#token = token;
+    this.#transport = transport ?? httpTransport(endpoint.url);
+  }
 
-  /** The daemon running for this data dir, or null when none is. */
-  static find(dataDir: string): DaemonClient | null {
+  /** The node running for this data dir (a daemon or a foreground command's), or null when none is. */
+  static find(dataDir: string): NodeClient | null {
     const endpoint = readDaemonEndpoint(dataDir);
     if (!endpoint) return null;
     const token = readApiToken(dataDir);
-    if (!token) throw new DaemonError("API_TOKEN_MISSING", `a daemon runs (pid ${endpoint.pid}) but ${dataDir}/api-token is missing`);
-    return new DaemonClient(endpoint, token);
+    if (!token) throw new NodeClientError("API_TOKEN_MISSING", `a node runs (pid ${endpoint.pid}) but ${dataDir}/api-token is missing`);
+    return new NodeClient(endpoint, token);
   }
+
+  // node
+  health = () => this.get<Of<typeof S.Health>>("/health");
+
+  // identities
+  identities = () => this.get<Of<typeof S.IdentityList>>("/v1/identities");
+  createIdentity = (body: Of<typeof S.NewIdentity>) => this.post<Of<typeof S.CreatedIdentity>>("/v1/identities", body);
+  importIdentity = (body: Of<typeof S.ImportIdentity>) => this.post<Of<typeof S.CreatedIdentity>>("/v1/identities/import", body);
+  exportIdentity = (address: string, body: Of<typeof S.ExportIdentity>) =>
+    this.post<Of<typeof S.ExportedIdentity>>(`/v1/identities/${encodeURIComponent(address)}/export`, body);
+  identity = (address: string) => this.get<Of<typeof S.IdentityView>>(`/v1/identities/${encodeURIComponent(address)}`);
+  register = (address: string, body: Of<typeof S.RegisterBody>) =>
+    this.post<Of<typeof S.Registration>>(`/v1/identities/${encodeURIComponent(address)}/registration`, body);
+
+  // services
+  services = () => this.get<Of<typeof S.ServiceList>>("/v1/services");
+  startService = (body: Of<typeof S.StartServiceBody>) => this.post<Of<typeof S.ServiceView>>("/v1/services", body);
+  stopService = (type: string) => this.delete<{ type: string; stopped: boolean }>(`/v1/services/${encodeURIComponent(type)}`);
+
+  // the consumer
+  proposals = (query: Of<typeof S.ProposalQuery>) => this.get<Of<typeof S.ProposalPage>>(`/v1/proposals${queryString(query)}`);
+  connection = () => this.get<Of<typeof S.ConnectionView>>("/v1/connection");
+  connect = (body: Of<typeof S.ConnectBody>) => this.put<Of<typeof S.ConnectionView>>("/v1/connection", body);
+  disconnect = () => this.delete<Of<typeof S.ConnectionView>>("/v1/connection");
+  statistics = () => this.get<Of<typeof S.Statistics>>("/v1/connection/statistics");
+
+  // history and money
+  sessions = (query: Of<typeof S.SessionQuery>) => this.get<Of<typeof S.SessionList>>(`/v1/sessions${queryString(query)}`);
+  channel = (provider: string) => this.get<Of<typeof S.Channel>>(`/v1/channels/${encodeURIComponent(provider)}`);
+  topUp = (provider: string, body: Of<typeof S.TopUpBody>) => this.post<Of<typeof S.TopUpResult>>(`/v1/channels/${encodeURIComponent(provider)}/topup`, body);
+  withdraw = (provider: string) => this.post<Of<typeof S.WithdrawalResult>>(`/v1/channels/${encodeURIComponent(provider)}/withdrawal`);
+  earnings = () => this.get<Of<typeof S.Earnings>>("/v1/earnings");
+  settle = () => this.post<Of<typeof S.Earnings>>("/v1/earnings/settlement");
 
   get<T = unknown>(path: string): Promise<T> {
     return this.request("GET", path);
@@ -36,57 +93,70 @@ export class DaemonClient {
     return this.request("DELETE", path);
   }
 
-  /**
-   * One request to the node's API, over TCP (`http://…`, a daemon) or its unix socket (`unix:/…`, a
-   * foreground node): the same routes and answers either way.
-   */
+  /** One request to the node's API: the same routes and answers whichever transport carries it. */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const url = this.endpoint.url;
-    const target = url.startsWith("unix:") ? { socketPath: url.slice(5), path } : { ...splitUrl(url), path };
     let status: number;
     let text: string;
     try {
-      ({ status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = http.request(
-          {
-            ...target,
-            method,
-            headers: {
-              host: "localhost",
-              authorization: `Bearer ${this.token}`,
-              ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}),
-            },
-            // Connecting (deposit, negotiation, tunnel) and registering wait on the chain and the provider.
-            timeout: 180_000,
-          },
-          (res) => {
-            let data = "";
-            res.setEncoding("utf8");
-            res.on("data", (d) => (data += d));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, text: data }));
-            res.on("error", reject);
-          },
-        );
-        req.on("timeout", () => req.destroy(new Error("timed out")));
-        req.on("error", reject);
-        req.end(payload);
+      ({ status, text } = await this.#transport({
+        method,
+        path,
+        payload,
+        headers: {
+          host: "localhost",
+          authorization: `Bearer ${this.#token}`,
+          ...(payload ? { "content-type": "application/json", "content-length": String(payload.length) } : {}),
+        },
       }));
     } catch (err) {
-      throw new DaemonError("DAEMON_UNREACHABLE", `the node (pid ${this.endpoint.pid}) does not answer at ${url}`, { cause: err });
+      throw new NodeClientError("DAEMON_UNREACHABLE", `the node (pid ${this.endpoint.pid}) does not answer at ${this.endpoint.url}`, { cause: err });
     }
     let parsed: unknown;
     try {
       parsed = text === "" ? null : JSON.parse(text);
     } catch (err) {
-      throw new DaemonError("DAEMON_BAD_RESPONSE", `the node answered ${method} ${path} with something that is not JSON`, { cause: err });
+      throw new NodeClientError("DAEMON_BAD_RESPONSE", `the node answered ${method} ${path} with something that is not JSON`, { cause: err });
     }
     if (status < 200 || status >= 300) {
       const e = parsed as { code?: string; message?: string } | null;
-      throw new DaemonError(e?.code ?? `HTTP_${status}`, e?.message ?? `the node answered ${status}`);
+      throw new NodeClientError(e?.code ?? `HTTP_${status}`, e?.message ?? `the node answered ${status}`);
     }
     return parsed as T;
   }
+}
+
+/** `?a=1&b=x&b=y` of the defined fields (arrays repeat their key). */
+function queryString(query: Record<string, string | number | boolean | string[] | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) q.append(k, String(one));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+/** HTTP to a daemon (`http://host:port`) or a foreground node's socket (`unix:/path`). */
+function httpTransport(url: string): Transport {
+  const target = url.startsWith("unix:") ? { socketPath: url.slice(5) } : splitUrl(url);
+  return ({ method, path, headers, payload }) =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        // Connecting (deposit, negotiation, tunnel) and registering wait on the chain and the provider.
+        { ...target, path, method, headers, timeout: 180_000 },
+        (res) => {
+          let data = "";
+          res.setEncoding("utf8");
+          res.on("data", (d) => (data += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: data }));
+          res.on("error", reject);
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+      req.end(payload);
+    });
 }
 
 function splitUrl(url: string): { host: string; port: number } {

@@ -1,11 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Type } from "@fastify/type-provider-typebox";
-import type { MystDaemon } from "../daemon/daemon";
+import type { MystNode } from "../daemon/node";
 import type { OfferJson } from "../daemon/services-file";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
+import { MystError } from "../errors/MystError";
 import { silentLogger, type Logger } from "../log/logger";
-import { DEFAULT_PRICE, mystToWei } from "../payments/price";
+import { DEFAULT_PRICE, mystToWei } from "../values/myst";
 import type { BrokerErrorCode } from "../broker/broker";
 import type { ChainErrorCode } from "../chain/errors";
 import type { DialogErrorCode } from "../dialog/dialogs";
@@ -13,11 +14,12 @@ import type { KeystoreErrorCode } from "../identity/keystore";
 import type { ServiceSpecErrorCode } from "../services/catalog";
 import type { SessionErrorCode } from "../session/errors";
 import * as S from "./schemas";
+import type { Transport } from "./client";
 import { tokenMatches } from "./token";
 import { sessionView } from "../store/session-store";
 
 export interface ApiServerOptions {
-  daemon: MystDaemon;
+  daemon: MystNode;
   token: string;
   host: string;
   /** 0 picks a free port. */
@@ -40,6 +42,9 @@ type MappedCode =
   | "BAD_FILTER"
   | "BAD_AMOUNT"
   | "PASSPHRASE_REQUIRED"
+  | "NODE_OFFLINE"
+  | "NO_IDENTITY"
+  | "RELAYER_KEY_INVALID"
   | "UNAUTHORIZED"
   | "DISCOVERY_UNREACHABLE"
   | "DISCOVERY_BAD_RESPONSE";
@@ -52,6 +57,7 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   BAD_AMOUNT: 400,
   INVALID_ADDRESS: 400,
   PASSPHRASE_REQUIRED: 400,
+  RELAYER_KEY_INVALID: 400,
   PASSPHRASE_EMPTY: 400,
   BAD_SERVICE_SETTINGS: 400,
   SERVICE_TYPE_UNKNOWN: 400,
@@ -60,11 +66,13 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   IDENTITY_NOT_FOUND: 404,
   SERVICE_UNKNOWN: 404,
   NO_PROPOSAL: 404,
+  NO_IDENTITY: 404,
   SERVICE_EXISTS: 409,
   IDENTITY_EXISTS: 409,
   ALREADY_CONNECTED: 409,
   ALREADY_CONNECTING: 409,
   NOT_CONNECTED: 409,
+  NODE_OFFLINE: 409,
   DISCOVERY_UNREACHABLE: 502,
   DISCOVERY_BAD_RESPONSE: 502,
   CHAIN_UNREACHABLE: 502,
@@ -114,6 +122,20 @@ export class ApiServer {
       this.#url = await app.listen({ host: this.#o.host, port: this.#o.port });
     }
     this.#o.log.info({ url: this.#url }, "API listening");
+  }
+
+  /**
+   * The API with no listener, for a node that lives inside one command (an offline node): the
+   * client's requests are injected into the same routes, schemas and checks.
+   */
+  async inProcess(): Promise<Transport> {
+    const app = await this.#build();
+    this.#app = app;
+    this.#url = "in-process:";
+    return async ({ method, path, headers, payload }) => {
+      const res = await app.inject({ method: method as "GET", url: path, headers, payload });
+      return { status: res.statusCode, text: res.body };
+    };
   }
 
   async stop(): Promise<void> {
@@ -204,6 +226,36 @@ export class ApiServer {
         },
       },
       async (req, reply) => reply.status(201).send(await daemon.createIdentity(req.body.passphrase)),
+    );
+    app.post(
+      "/v1/identities/import",
+      {
+        schema: {
+          summary: "Import an identity from keystore v3 JSON (geth, ethers, MetaMask), checked with its passphrase",
+          tags: ["identities"],
+          body: S.ImportIdentity,
+          response: { 201: S.CreatedIdentity, ...errors(400, 401, 403, 409, 422) },
+        },
+      },
+      async (req, reply) => reply.status(201).send(await daemon.importIdentity(req.body)),
+    );
+    app.post(
+      "/v1/identities/:address/export",
+      {
+        schema: {
+          summary: "An identity's keystore v3 JSON, as stored or re-encrypted under a new passphrase",
+          tags: ["identities"],
+          params: S.AddressParams,
+          body: S.ExportIdentity,
+          response: { 200: S.ExportedIdentity, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (req) => {
+        const { passphrase, newPassphrase } = req.body;
+        if (newPassphrase !== undefined && passphrase === undefined)
+          throw new MystError("PASSPHRASE_REQUIRED", "re-encrypting an export needs the current passphrase too");
+        return daemon.exportIdentity(req.params.address, newPassphrase === undefined ? undefined : { passphrase: passphrase!, newPassphrase });
+      },
     );
     app.get(
       "/v1/identities/:address",

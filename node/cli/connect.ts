@@ -1,14 +1,10 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { recoverConfinement } from "../consumer-protection/confined";
-import { recoverProtection } from "../consumer-protection/protection";
-import type { ProtectedStatus } from "../daemon/protected-status";
-import type { ConnectionStatus } from "../daemon/consumer-node";
-import type { ConnectionView } from "../daemon/daemon";
+import type { NodeClient } from "../api/client";
+import { parsePaymentPolicy } from "../api/launch";
+import type { ConnectBody } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
-import { runNode } from "./run-node";
-import { DEFAULT_POLICY } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -35,34 +31,34 @@ export function connectCommands(context: Ctx): Command[] {
       };
       if (opts.reconnect && opts.killSwitch === false)
         throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
-      const daemon = ctx.daemon();
-      if (daemon) {
-        const status = await daemon.put<ConnectionStatus>("/v1/connection", body);
+      const running = ctx.runningNode();
+      if (running) {
+        const status = await running.connect(body);
         return ctx.out.result(status, () => [
           ...describeConnected(status),
-          `the node (pid ${daemon.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
+          `the node (pid ${running.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
         ]);
       }
       // No node runs for this data dir: this command runs one in the foreground, for as long as
       // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
       // switch a crashed myst left in the same place holds until this connection's replaces it.
       const keepKillSwitchFor = opts.killSwitch !== false && opts.service !== "noop" ? { netns: opts.netns } : undefined;
-      const running = await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true, keepKillSwitchFor });
-      let first: ProtectedStatus;
+      const node = await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true, keepKillSwitchFor });
+      let first: Connection;
       try {
-        first = await running.client.put<ProtectedStatus>("/v1/connection", body);
+        first = await node.client.connect(body);
       } catch (err) {
-        await running.stop();
+        await node.stop();
         throw err;
       }
-      const { node, client } = running;
+      const { client } = node;
       // A second Ctrl-C must not kill the process halfway through restoring the routes.
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
         if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
         signalled = true;
         process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
-        void client.delete("/v1/connection").catch(() => undefined);
+        void client.disconnect().catch(() => undefined);
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
@@ -71,28 +67,8 @@ export function connectCommands(context: Ctx): Command[] {
         first.protection?.message ?? "all traffic goes through the tunnel",
         "Ctrl-C or `myst disconnect` ends it",
       ]);
-      let session = node.consumer.current!.session;
-      let reason = await session.ended;
-      // The session ended by itself (tunnel down, provider gone): the kill switch holds until the
-      // user disconnects, and with --reconnect the node negotiates a new session meanwhile.
-      for (let told = ""; ; ) {
-        const now = node.connection();
-        if (now.state === "connected" && node.consumer.current!.session !== session) {
-          session = node.consumer.current!.session;
-          process.stderr.write(`myst: reconnected: session ${session.id} with provider ${session.provider}\n`);
-          told = "";
-          reason = await session.ended;
-          continue;
-        }
-        if (now.state !== "blocked" && now.state !== "reconnecting") break;
-        const news =
-          now.state === "reconnecting"
-            ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${now.reconnect?.attempts ?? 0} of ${now.reconnect?.maxAttempts}${now.reconnect?.attempts ? `, last: ${now.reconnect.lastError}` : ""})\n`
-            : `myst: tunnel down (${now.reconnect ? `gave up reconnecting: ${now.reconnect.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
-        if (news !== told) process.stderr.write((told = news));
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      await running.stop();
+      const reason = await followConnection(client, first);
+      await node.stop();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       process.stderr.write(`myst: disconnected (${reason})\n`);
@@ -100,25 +76,14 @@ export function connectCommands(context: Ctx): Command[] {
 
   const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const node = ctx.daemon();
-    if (!node) {
-      // Nothing running: a myst that died while connected may have left its kill switch in force.
-      const recovered = await recoverProtection(ctx.config.dataDir, ctx.log);
-      const confined = await recoverConfinement(ctx.config.dataDir, ctx.log);
-      if (recovered || confined)
-        return ctx.out.result({ state: "disconnected", ...(recovered ? { recovered } : {}), ...(confined ? { confined } : {}) }, () =>
-          [recovered, confined].filter((m): m is string => !!m),
-        );
-      throw new MystError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
-    }
-    const answer = await node.delete<{ sessionId: string }>("/v1/connection");
-    ctx.out.result(answer, () => [`disconnected session ${answer.sessionId}`]);
+    // With no node running, the offline node lifts what a myst that died while connected left in force.
+    const answer = await ctx.withNode({}, (node) => node.disconnect());
+    ctx.out.result(answer, () => (answer.recovered ? answer.recovered : [`disconnected session ${answer.sessionId}`]));
   });
 
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
-    const node = ctx.daemon();
-    const answer = node ? await node.get<ConnectionView>("/v1/connection") : null;
+    const answer = await ctx.withNode({}, (node) => node.connection());
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];
@@ -145,7 +110,7 @@ export function connectCommands(context: Ctx): Command[] {
       `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
       `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
       `duration: ${answer.durationSeconds} s`,
-      `paid:     ${formatUnits(answer.promisedWei, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+      `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
       ...reconnectLine,
       ...confinedLine,
@@ -154,13 +119,46 @@ export function connectCommands(context: Ctx): Command[] {
   return [connect, disconnect, status];
 }
 
-function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
+type Connection = Awaited<ReturnType<NodeClient["connection"]>>;
+
+function describeConnected(c: Connection): string[] {
+  const phases = c.phasesMs;
   return [
     `connected: session ${c.sessionId}`,
-    `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei, 18)} MYST/GiB`,
+    `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei ?? 0, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei ?? 0, 18)} MYST/GiB`,
     ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
-    `phases (ms): discovery ${c.phasesMs.discovery}, negotiation ${c.phasesMs.negotiation}, tunnel ${c.phasesMs.tunnel}, confirm ${c.phasesMs.confirm}`,
+    ...(phases ? [`phases (ms): discovery ${phases.discovery}, negotiation ${phases.negotiation}, tunnel ${phases.tunnel}, confirm ${phases.confirm}`] : []),
   ];
+}
+
+/**
+ * Follows a foreground connection through the node's API until it is over, telling of a reconnect
+ * or a tunnel down behind the kill switch (which holds until the user disconnects); returns why
+ * the last session ended.
+ */
+async function followConnection(client: NodeClient, first: Connection): Promise<string> {
+  let session = first.sessionId;
+  let told = "";
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = await client.connection();
+    if (now.state === "connected" || now.state === "connecting") {
+      if (now.state === "connected" && now.sessionId !== session) {
+        session = now.sessionId;
+        process.stderr.write(`myst: reconnected: session ${session} with provider ${now.provider}\n`);
+        told = "";
+      }
+      continue;
+    }
+    if (now.state === "disconnected") return now.endReason ?? "disconnected";
+    const reason = now.endReason ?? "ended";
+    const r = now.reconnect;
+    const news =
+      now.state === "reconnecting"
+        ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
+        : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
+    if (news !== told) process.stderr.write((told = news));
+  }
 }
 
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the deposit, the namespace. */
@@ -180,12 +178,13 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
 }
 
 /** The PUT /v1/connection body for those options. */
-export function connectBody(providerId: string | undefined, opts: Record<string, string | boolean | undefined>) {
+export function connectBody(providerId: string | undefined, opts: Record<string, string | undefined> & { ipv6?: boolean }): ConnectBody {
+  // Strings as given: the node's API checks each against its schema and names what is wrong.
   return {
     ...(providerId ? { provider: providerId } : {}),
-    serviceType: opts.service,
-    ...(opts.country ? { country: opts.country } : {}),
-    ...(opts.ipType ? { ipType: opts.ipType } : {}),
+    serviceType: opts.service as ConnectBody["serviceType"],
+    ...(opts.country ? { country: opts.country as string } : {}),
+    ...(opts.ipType ? { ipType: opts.ipType as ConnectBody["ipType"] } : {}),
     ...(opts.ipv6 ? { ipv6: true } : {}),
     ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
     ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),

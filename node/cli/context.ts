@@ -1,15 +1,9 @@
-import path from "node:path";
-import { DaemonClient } from "../api/client";
-import { connectChain, type ChainConnection } from "../chain/connect";
-import { readDeployment } from "../chain/deployment";
-import { RegistrationRecords, Registrar } from "../chain/registration";
-import { IdentityRegistryClient } from "../chain/registry";
+import type { NodeClient } from "../api/client";
+import { runNode, runningNode, withNode, type IdentityFlags, type NodePolicy, type RunningNode } from "../api/launch";
 import { loadConfig, type ConfigFlags, type MystConfig } from "../config/config";
-import { Keystore } from "../identity/keystore";
-import { resolvePassphrase } from "../identity/passphrase";
-import { createLogger, type Logger } from "../log/logger";
+import { resolvePassphrase } from "../config/passphrase";
 import { MystError } from "../errors/MystError";
-import type { IdentityKey } from "../identity/key";
+import { createLogger, type Logger } from "../log/logger";
 import { makeOutput, type Output } from "./output";
 
 /** The global flags every command accepts. */
@@ -17,24 +11,18 @@ export interface GlobalFlags extends ConfigFlags {
   json?: boolean;
 }
 
-/** What a command needs, built from the validated config; the chain is connected only on demand. */
+/**
+ * What a command has: the validated config, its output, and the node — reached only through its
+ * API client, whether it runs as a daemon, for a foreground command, or offline in this process.
+ */
 export class CommandContext {
   readonly config: MystConfig;
   readonly out: Output;
-  readonly keystore: Keystore;
-  #chain?: Promise<ChainConnection>;
-  #registry?: Promise<IdentityRegistryClient>;
   #log?: Logger;
 
   constructor(flags: GlobalFlags) {
     this.config = loadConfig(flags);
     this.out = makeOutput(Boolean(flags.json));
-    this.keystore = new Keystore({ dir: path.join(this.config.dataDir, "keystore"), lightKdf: this.config.lightKdf });
-  }
-
-  chain(): Promise<ChainConnection> {
-    this.#chain ??= connectChain({ rpcUrl: this.config.rpcUrl, deployment: readDeployment(this.config.deploymentFile) });
-    return this.#chain;
   }
 
   get log(): Logger {
@@ -42,50 +30,30 @@ export class CommandContext {
     return this.#log;
   }
 
-  /**
-   * The registry client. Long-running commands `follow` registry events for as long as they run;
-   * one-shot commands only look up (no event polling to start and stop).
-   */
-  registry(options: { follow?: boolean } = {}): Promise<IdentityRegistryClient> {
-    this.#registry ??= this.chain().then((conn) => new IdentityRegistryClient(conn));
-    return options.follow ? this.#registry.then(async (client) => (await client.start(), client)) : this.#registry;
+  /** The node running for this data dir (a daemon or a foreground command's), if any. */
+  runningNode(): NodeClient | null {
+    return runningNode(this.config);
   }
 
-  /** Unlocks the identity named by --identity, or the only one in the keystore. */
-  async identity(flags: { identity?: string; passphrase?: string; passphraseFile?: string }): Promise<IdentityKey> {
-    let address = flags.identity;
-    if (!address) {
-      const all = this.keystore.list();
-      if (all.length !== 1) {
-        throw new MystError(
-          "IDENTITY_AMBIGUOUS",
-          all.length === 0
-            ? `no identity in ${this.keystore.dir}: run \`myst identities new\``
-            : `${all.length} identities in the keystore: pick one with --identity`,
-        );
-      }
-      address = all[0].address;
-    }
-    return this.keystore.unlock(address, this.passphrase(flags));
+  /** Runs `use` against this data dir's node: the running one, else an offline one for this command. */
+  withNode<T>(flags: IdentityFlags, use: (node: NodeClient) => Promise<T>): Promise<T> {
+    return withNode(this.config, this.log, flags, use);
   }
 
-  /** The daemon running for this data dir, if any: commands that change node state go through it. */
-  daemon(): DaemonClient | null {
-    return DaemonClient.find(this.config.dataDir);
+  /** Starts this data dir's node for as long as this command runs (`myst daemon`, a foreground connect or service). */
+  runNode(flags: IdentityFlags, options: { policy: NodePolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } }): Promise<RunningNode> {
+    return runNode(this.config, this.log, flags, options);
   }
 
-  requireDaemon(command: string): DaemonClient {
-    const daemon = this.daemon();
-    if (!daemon) throw new MystError("DAEMON_NOT_RUNNING", `${command} needs a running daemon for ${this.config.dataDir}: start one with \`myst daemon\``);
-    return daemon;
+  requireNode(command: string): NodeClient {
+    const node = this.runningNode();
+    if (!node) throw new MystError("DAEMON_NOT_RUNNING", `${command} needs a running node for ${this.config.dataDir}: start one with \`myst daemon\``);
+    return node;
   }
 
-  async registrar(): Promise<Registrar> {
-    const conn = await this.chain();
-    return new Registrar(conn, new IdentityRegistryClient(conn), new RegistrationRecords(path.join(this.config.dataDir, "registrations")));
-  }
-
-  passphrase(flags: { passphrase?: string; passphraseFile?: string }): string {
+  /** The passphrase of the flags (or MYST_PASSPHRASE); undefined when none is given and `optional`. */
+  passphrase(flags: { passphrase?: string; passphraseFile?: string }, options: { optional?: boolean } = {}): string | undefined {
+    if (options.optional && flags.passphrase === undefined && flags.passphraseFile === undefined && process.env.MYST_PASSPHRASE === undefined) return undefined;
     return resolvePassphrase({
       flag: flags.passphrase,
       file: flags.passphraseFile,
@@ -104,10 +72,5 @@ export class CommandContext {
       env: process.env.MYST_NEW_PASSPHRASE,
       hint: "--new-passphrase-file FILE, MYST_NEW_PASSPHRASE or --new-passphrase",
     });
-  }
-
-  async close(): Promise<void> {
-    if (this.#registry) await (await this.#registry.catch(() => undefined))?.stop();
-    if (this.#chain) (await this.#chain.catch(() => undefined))?.close();
   }
 }

@@ -1,9 +1,9 @@
 import { Command, Option } from "commander";
+import { parsePaymentPolicy } from "../api/launch";
 import { apiTokenFile } from "../api/token";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
-import { runNode } from "./run-node";
-import { identityOptions, parsePaymentPolicy, paymentPolicyOptions } from "./service";
+import { identityOptions, paymentPolicyOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -16,13 +16,13 @@ export function daemonCommand(context: Ctx): Command {
   paymentPolicyOptions(identityOptions(cmd, "the node's identity")).action(async (opts, command: Command) => {
     const ctx = context(command);
     const { dataDir } = ctx.config;
-    const { node, api, stop } = await runNode(ctx, opts, { policy: parsePaymentPolicy(opts), foreground: false });
+    const { identity, url, stop } = await ctx.runNode(opts, { policy: parsePaymentPolicy(opts), foreground: false });
     if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
       ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
     }
-    ctx.out.result({ identity: node.identity, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json` }, () => [
-      `daemon of ${node.identity} running`,
-      `REST API: ${api.url} (token in ${apiTokenFile(dataDir)}; OpenAPI at ${api.url}/openapi.json)`,
+    ctx.out.result({ identity: identity, url: url, tokenFile: apiTokenFile(dataDir), openapi: `${url}/openapi.json` }, () => [
+      `daemon of ${identity} running`,
+      `REST API: ${url} (token in ${apiTokenFile(dataDir)}; OpenAPI at ${url}/openapi.json)`,
       "Ctrl-C or SIGTERM stops it",
     ]);
     await untilSignal(stop);

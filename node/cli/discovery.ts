@@ -1,13 +1,8 @@
 import { Command, Option } from "commander";
-import { Broker } from "../broker/broker";
-import { DiscoveryClient } from "../discovery/client";
-import { JetStreamProposalStore } from "../discovery/jetstream-store";
-import { DiscoveryService } from "../discovery/server";
-import { SignatureWorkers } from "../discovery/signature-workers";
 import { formatUnits } from "ethers";
+import { startDiscoveryReplica } from "../api/launch";
 import { MystError } from "../errors/MystError";
-import { mystToWei } from "../payments/price";
-import { parseFilter } from "../proposal/filter";
+import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
 
@@ -35,25 +30,9 @@ export function discoveryCommand(context: Ctx): Command {
         throw new MystError("BAD_FLAG", `--threads "${opts.threads}" is not a number of threads`);
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket))
         throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
-      const broker = new Broker({ servers: ctx.config.brokerUrls, name: "myst-discovery" });
-      await broker.start();
-      const store = new JetStreamProposalStore({ servers: ctx.config.brokerUrls, bucket: opts.bucket, ttlMs: ttl * 1000, replicas, log: ctx.log });
-      const service = new DiscoveryService({
-        broker,
-        store,
-        signatureWorkers: threads === undefined ? undefined : new SignatureWorkers(threads),
-        directory: await ctx.registry({ follow: true }),
-        host: opts.host,
-        port,
-        maxServiceTypesPerProvider: ctx.config.maxServiceTypesPerProvider,
-        log: ctx.log,
-      });
-      await service.start();
-      ctx.out.result({ url: service.url }, () => [`discovery listening on ${service.url}`]);
-      await untilSignal(async () => {
-        await service.stop();
-        await broker.stop();
-      });
+      const replica = await startDiscoveryReplica(ctx.config, ctx.log, { host: opts.host, port, ttlMs: ttl * 1000, bucket: opts.bucket, replicas, threads });
+      ctx.out.result({ url: replica.url }, () => [`discovery listening on ${replica.url}`]);
+      await untilSignal(replica.stop);
     });
 }
 
@@ -72,38 +51,38 @@ export function proposalsCommand(context: Ctx): Command {
     .option("--limit <n>", "at most this many", "100")
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
-      const filter = parseFilter({
-        service_type: opts.serviceType,
-        country: opts.country,
-        ip_type: opts.ipType,
-        metering: opts.metering,
-        max_price_per_hour: opts.maxPricePerHour === undefined ? undefined : mystToWei(opts.maxPricePerHour, "--max-price-per-hour").toString(),
-        max_price_per_gib: opts.maxPricePerGib === undefined ? undefined : mystToWei(opts.maxPricePerGib, "--max-price-per-gib").toString(),
-        min_bandwidth: opts.minBandwidth,
-        provider_id: opts.providerId,
-        ipv6: opts.ipv6 ? "true" : undefined,
-      });
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new MystError("BAD_FLAG", `--limit must be 1 to 500`);
-      const registry = await ctx.registry();
-      const client = new DiscoveryClient(ctx.config.discoveryUrl, (id) => registry.publicKeyOf(id));
-      const { proposals, rejected } = await client.search(filter, { limit });
-      ctx.out.result(
-        proposals.map((p) => ({ ...p.proposal, signed: p.signed })),
-        () =>
-          proposals.length === 0
-            ? ["no proposals match"]
-            : proposals.map(({ proposal: p }) =>
-                [
-                  p.provider,
-                  p.serviceType.padEnd(8),
-                  p.location.country,
-                  p.location.ipType.padEnd(11),
-                  `${formatUnits(p.price.perHour, 18)} MYST/h`.padEnd(18),
-                  `${formatUnits(p.price.perGiB, 18)} MYST/GiB`.padEnd(20),
-                  `${p.bandwidthMbps} Mbit/s`,
-                ].join("  "),
-              ),
+      // Prices in MYST on the command line, in wei in the query; the node checks the rest of the filter.
+      const wei = (value: string | undefined, flag: string) => (value === undefined ? undefined : mystToWei(value, flag).toString());
+      const { proposals, rejected } = await ctx.withNode({}, (node) =>
+        node.proposals({
+          service_type: opts.serviceType,
+          country: opts.country,
+          ip_type: opts.ipType,
+          metering: opts.metering,
+          max_price_per_hour: wei(opts.maxPricePerHour, "--max-price-per-hour"),
+          max_price_per_gib: wei(opts.maxPricePerGib, "--max-price-per-gib"),
+          min_bandwidth: opts.minBandwidth,
+          provider_id: opts.providerId,
+          ipv6: opts.ipv6 ? "true" : undefined,
+          limit,
+        }),
+      );
+      ctx.out.result(proposals, () =>
+        proposals.length === 0
+          ? ["no proposals match"]
+          : proposals.map((p) =>
+              [
+                p.provider,
+                p.serviceType.padEnd(8),
+                p.location.country,
+                p.location.ipType.padEnd(11),
+                `${formatUnits(p.price.perHour, 18)} MYST/h`.padEnd(18),
+                `${formatUnits(p.price.perGiB, 18)} MYST/GiB`.padEnd(20),
+                `${p.bandwidthMbps} Mbit/s`,
+              ].join("  "),
+            ),
       );
       if (rejected) ctx.out.note(`${rejected} proposal(s) from discovery failed verification and were left out`);
     });

@@ -1,9 +1,7 @@
 import fs from "node:fs";
 import { Command, Option } from "commander";
-import { Wallet, getAddress, isAddress } from "ethers";
-import type { RegistrationStatus } from "../chain/registration";
 import { MystError } from "../errors/MystError";
-import { IdentityKey, toHex } from "../identity/key";
+import { toAddress } from "../values/address";
 import type { CommandContext } from "./context";
 
 type Ctx = (cmd: Command) => CommandContext;
@@ -18,15 +16,23 @@ const newPassphraseOptions = (cmd: Command) =>
     .addOption(new Option("--new-passphrase-file <file>", "re-encrypt with the passphrase in this file"))
     .addOption(new Option("--new-passphrase <passphrase>", "re-encrypt with this passphrase (or MYST_NEW_PASSPHRASE)"));
 
+/** What `identities show` and `status` print of a registration. */
+type Registration = { state: string; identity: string; beneficiary?: string; txHash?: string; submittedAt?: string; reason?: string };
+
+/**
+ * `myst identities`: the keystore and registration, through the node's API (a running node's, or
+ * an offline one this command runs: creating the first identity needs no node to exist).
+ */
 export function identitiesCommand(context: Ctx): Command {
   const identities = new Command("identities").description("create, import, export and register node identities");
 
   passphraseOptions(identities.command("new").description("create an identity (a secp256k1 key in a keystore v3 file)")).action(async (opts, cmd: Command) => {
     const ctx = context(cmd);
-    const entry = await ctx.keystore.create(ctx.passphrase(opts));
-    ctx.out.result({ address: entry.address, keystoreFile: entry.file }, () => [
+    const passphrase = ctx.passphrase(opts)!;
+    const entry = await ctx.withNode({}, (node) => node.createIdentity({ passphrase }));
+    ctx.out.result({ address: entry.address, keystoreFile: entry.keystoreFile }, () => [
       `created identity ${entry.address}`,
-      `keystore: ${entry.file}`,
+      `keystore: ${entry.keystoreFile}`,
       "back this file up with its passphrase: without both the identity and its earnings are lost",
     ]);
   });
@@ -36,10 +42,10 @@ export function identitiesCommand(context: Ctx): Command {
     .description("list the identities in the keystore")
     .action(async (_opts, cmd: Command) => {
       const ctx = context(cmd);
-      const entries = ctx.keystore.list();
+      const { identities: entries } = await ctx.withNode({}, (node) => node.identities());
       ctx.out.result(
-        entries.map((e) => ({ address: e.address, keystoreFile: e.file })),
-        () => (entries.length ? entries.map((e) => e.address) : [`no identities in ${ctx.keystore.dir}`]),
+        entries.map((e) => ({ address: e.address, keystoreFile: e.keystoreFile, registered: e.registered })),
+        () => (entries.length ? entries.map((e) => e.address) : [`no identities in ${ctx.config.dataDir}/keystore`]),
       );
     });
 
@@ -50,21 +56,17 @@ export function identitiesCommand(context: Ctx): Command {
       .description("show an identity: keystore file, public key (with a passphrase) and registration"),
   ).action(async (address: string, opts, cmd: Command) => {
     const ctx = context(cmd);
-    const entry = ctx.keystore.find(address);
-    const hasPassphrase = opts.passphrase !== undefined || opts.passphraseFile !== undefined || process.env.MYST_PASSPHRASE !== undefined;
-    const publicKey = hasPassphrase ? toHex((await ctx.keystore.unlock(address, ctx.passphrase(opts))).publicKey) : undefined;
-    let registration: RegistrationStatus | { state: "unknown"; reason: string };
-    try {
-      registration = await (await ctx.registrar()).status(entry.address);
-    } catch (err) {
-      registration = { state: "unknown", reason: err instanceof Error ? err.message : String(err) };
-    }
-    ctx.out.result({ address: entry.address, keystoreFile: entry.file, publicKey, registration }, () => [
-      `identity:     ${entry.address}`,
-      `keystore:     ${entry.file}`,
-      ...(publicKey ? [`public key:   ${publicKey}`] : []),
-      `registration: ${describeStatus(registration)}`,
-    ]);
+    const shown = await ctx.withNode({ ...opts, identity: address }, (node) => node.identity(address));
+    if (!shown.keystoreFile) throw new MystError("IDENTITY_NOT_FOUND", `no keystore file for ${shown.address} in ${ctx.config.dataDir}/keystore`);
+    ctx.out.result(
+      { address: shown.address, keystoreFile: shown.keystoreFile, publicKey: shown.publicKey, registration: shown.registration, balanceWei: shown.balanceWei },
+      () => [
+        `identity:     ${shown.address}`,
+        `keystore:     ${shown.keystoreFile}`,
+        ...(shown.publicKey ? [`public key:   ${shown.publicKey}`] : []),
+        `registration: ${describeStatus(shown.registration)}`,
+      ],
+    );
   });
 
   newPassphraseOptions(
@@ -76,8 +78,19 @@ export function identitiesCommand(context: Ctx): Command {
     ),
   ).action(async (file: string, opts, cmd: Command) => {
     const ctx = context(cmd);
-    const entry = await ctx.keystore.import(file, ctx.passphrase(opts), ctx.newPassphrase(opts));
-    ctx.out.result({ address: entry.address, keystoreFile: entry.file }, () => [`imported identity ${entry.address}`, `keystore: ${entry.file}`]);
+    let keystore: string;
+    try {
+      keystore = fs.readFileSync(file, "utf8");
+    } catch (err) {
+      throw new MystError("KEYSTORE_FILE_UNREADABLE", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+    }
+    const passphrase = ctx.passphrase(opts)!;
+    const newPassphrase = ctx.newPassphrase(opts);
+    const entry = await ctx.withNode({}, (node) => node.importIdentity({ keystore, passphrase, newPassphrase, source: file }));
+    ctx.out.result({ address: entry.address, keystoreFile: entry.keystoreFile }, () => [
+      `imported identity ${entry.address}`,
+      `keystore: ${entry.keystoreFile}`,
+    ]);
   });
 
   newPassphraseOptions(
@@ -91,18 +104,19 @@ export function identitiesCommand(context: Ctx): Command {
   ).action(async (address: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const newPassphrase = ctx.newPassphrase(opts);
-    const json = await ctx.keystore.export(address, newPassphrase === undefined ? undefined : { passphrase: ctx.passphrase(opts), newPassphrase });
+    const passphrase = newPassphrase === undefined ? undefined : ctx.passphrase(opts);
+    const { address: id, keystore } = await ctx.withNode({}, (node) => node.exportIdentity(address, { passphrase, newPassphrase }));
     if (!opts.out) {
-      process.stdout.write(json.endsWith("\n") ? json : json + "\n");
+      process.stdout.write(keystore.endsWith("\n") ? keystore : keystore + "\n");
       return;
     }
     try {
-      fs.writeFileSync(opts.out, json, { mode: 0o600, flag: "wx" });
+      fs.writeFileSync(opts.out, keystore, { mode: 0o600, flag: "wx" });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new MystError("EXPORT_FAILED", code === "EEXIST" ? `${opts.out} exists; not overwriting it` : `cannot write ${opts.out} (${code})`);
     }
-    ctx.out.result({ address: getAddress(address), file: opts.out }, () => [`exported ${getAddress(address)} to ${opts.out}`]);
+    ctx.out.result({ address: id, file: opts.out }, () => [`exported ${id} to ${opts.out}`]);
   });
 
   passphraseOptions(
@@ -114,18 +128,15 @@ export function identitiesCommand(context: Ctx): Command {
       .description("register the identity on chain, paying gas itself or through a relayer"),
   ).action(async (address: string, opts, cmd: Command) => {
     const ctx = context(cmd);
-    if (opts.beneficiary !== undefined && !isAddress(opts.beneficiary)) {
-      throw new MystError("INVALID_ADDRESS", `--beneficiary "${opts.beneficiary}" is not an address`);
-    }
-    const key = await ctx.keystore.unlock(address, ctx.passphrase(opts));
-    const conn = await ctx.chain();
     const relayerKey = readRelayerKey(opts.relayerKeyFile);
-    const submitter = new Wallet(relayerKey ?? key.privateKeyHex(), conn.provider);
-    const status = await (await ctx.registrar()).register(key, {
-      submitter,
-      beneficiary: opts.beneficiary,
-      timeoutMs: ctx.config.registrationTimeoutMs,
-    });
+    const passphrase = ctx.passphrase(opts, { optional: true });
+    const status = await ctx.withNode({ ...opts, identity: address }, (node) =>
+      node.register(address, {
+        ...(passphrase !== undefined ? { passphrase } : {}),
+        ...(opts.beneficiary !== undefined ? { beneficiary: opts.beneficiary } : {}),
+        ...(relayerKey !== undefined ? { relayerKey } : {}),
+      }),
+    );
     ctx.out.result(status, () => [describeStatus(status)]);
     if (status.state === "failed") process.exitCode = 1;
   });
@@ -136,34 +147,26 @@ export function identitiesCommand(context: Ctx): Command {
     .description("show the registration status: unregistered, in-progress (tx), registered or failed (reason)")
     .action(async (address: string, _opts, cmd: Command) => {
       const ctx = context(cmd);
-      if (!isAddress(address)) throw new MystError("INVALID_ADDRESS", `"${address}" is not an identity address (0x + 40 hex)`);
-      const status = await (await ctx.registrar()).status(getAddress(address));
-      ctx.out.result(status, () => [describeStatus(status)]);
+      toAddress(address, "identity");
+      const { registration } = await ctx.withNode({}, (node) => node.identity(address));
+      if (registration.state === "unknown") throw new MystError("CHAIN_UNREACHABLE", `cannot tell: ${registration.reason}`);
+      ctx.out.result(registration, () => [describeStatus(registration)]);
     });
 
   return identities;
 }
 
+/** The relayer's key as the file (or MYST_RELAYER_KEY) holds it; the node checks it. */
 function readRelayerKey(file: string | undefined): string | undefined {
-  let raw: string | undefined;
-  if (file !== undefined) {
-    try {
-      raw = fs.readFileSync(file, "utf8");
-    } catch (err) {
-      throw new MystError("RELAYER_KEY_UNREADABLE", `cannot read relayer key file ${file}`, { cause: err });
-    }
-  } else raw = process.env.MYST_RELAYER_KEY;
-  if (raw === undefined) return undefined;
+  if (file === undefined) return process.env.MYST_RELAYER_KEY?.trim();
   try {
-    return IdentityKey.fromHex(raw.trim()).privateKeyHex();
+    return fs.readFileSync(file, "utf8").trim();
   } catch (err) {
-    throw new MystError("RELAYER_KEY_INVALID", `the relayer key ${file ? `in ${file} ` : "in MYST_RELAYER_KEY "}is not a 32-byte hex private key`, {
-      cause: err,
-    });
+    throw new MystError("RELAYER_KEY_UNREADABLE", `cannot read relayer key file ${file}`, { cause: err });
   }
 }
 
-export function describeStatus(status: RegistrationStatus | { state: "unknown"; reason: string }): string {
+export function describeStatus(status: Registration): string {
   switch (status.state) {
     case "unregistered":
       return `unregistered: run \`myst identities register ${status.identity}\``;
@@ -173,7 +176,7 @@ export function describeStatus(status: RegistrationStatus | { state: "unknown"; 
       return `registered (earnings go to ${status.beneficiary})`;
     case "failed":
       return `failed: ${status.reason}; run register again to retry`;
-    case "unknown":
+    default:
       return `unknown (${status.reason})`;
   }
 }

@@ -13,14 +13,9 @@ import { identitiesCommand } from "./identities";
 import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
 import { serviceCommand } from "./service";
 
-const contexts: CommandContext[] = [];
-
 /** The context of a (sub)command, from the global flags of the root program. */
 function context(cmd: Command): CommandContext {
-  const flags = cmd.optsWithGlobals() as GlobalFlags;
-  const ctx = new CommandContext(flags);
-  contexts.push(ctx);
-  return ctx;
+  return new CommandContext(cmd.optsWithGlobals() as GlobalFlags);
 }
 
 function program(): Command {
@@ -73,8 +68,6 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`myst: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
     if (process.env.MYST_DEBUG) console.error(err);
     return 70;
-  } finally {
-    await Promise.all(contexts.map((c) => c.close()));
   }
 }
 

@@ -1,12 +1,10 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import { Command, Option } from "commander";
-import type { ConnectionView } from "../daemon/daemon";
+import { parsePaymentPolicy } from "../api/launch";
 import { MystError } from "../errors/MystError";
 import { connectBody, withConnectOptions } from "./connect";
 import type { CommandContext } from "./context";
-import { runNode } from "./run-node";
-import { DEFAULT_POLICY } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -30,12 +28,12 @@ export function runCommand(context: Ctx): Command {
       const ctx = context(cmd);
       if (command.length === 0) throw new MystError("BAD_REQUEST", "give the command to run after --, e.g. myst run -- curl https://example.com");
       const body = { ...connectBody(opts.provider, opts), confine: true };
-      const daemon = ctx.daemon();
-      const running = daemon ? undefined : await runNode(ctx, opts, { policy: DEFAULT_POLICY, foreground: true });
+      const daemon = ctx.runningNode();
+      const running = daemon ? undefined : await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true });
       const client = daemon ?? running!.client;
-      let status: ConnectionView;
+      let status: Awaited<ReturnType<typeof client.connect>>;
       try {
-        status = await client.put<ConnectionView>("/v1/connection", body);
+        status = await client.connect(body);
       } catch (err) {
         await running?.stop();
         throw err;
@@ -49,7 +47,7 @@ export function runCommand(context: Ctx): Command {
         );
         code = await runIn(confined.netns, command);
       } finally {
-        await client.delete("/v1/connection").catch((err) => process.stderr.write(`myst: disconnecting failed: ${(err as Error).message}\n`));
+        await client.disconnect().catch((err: Error) => process.stderr.write(`myst: disconnecting failed: ${err.message}\n`));
         await running?.stop();
       }
       process.exitCode = code;

@@ -40,6 +40,11 @@ export interface ProvidedService {
 export interface ProviderNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
+  /**
+   * The node's one broker connection and dialogs, when its owner (MystNode) shares them with the
+   * consumer side and starts and stops them itself; without them this provider has its own.
+   */
+  shared?: { broker: Broker; dialogs: Dialogs };
   registry: IdentityRegistryClient;
   /** The services to sell from the start; more can be added and removed while running. */
   services: ProvidedService[];
@@ -98,14 +103,16 @@ export class ProviderNode {
   constructor(options: ProviderNodeOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.broker = new Broker({ servers: options.brokerUrls, name: "myst-provider" });
-    this.dialogs = new Dialogs({
-      broker: this.broker,
-      key: options.key,
-      directory: options.registry,
-      log: this.#log,
-      maxDialogsPerPeer: options.maxDialogsPerPeer,
-    });
+    this.broker = options.shared?.broker ?? new Broker({ servers: options.brokerUrls, name: "myst-provider" });
+    this.dialogs =
+      options.shared?.dialogs ??
+      new Dialogs({
+        broker: this.broker,
+        key: options.key,
+        directory: options.registry,
+        log: this.#log,
+        maxDialogsPerPeer: options.maxDialogsPerPeer,
+      });
     this.sessions = new ProviderSessions({
       dialogs: this.dialogs,
       services: this.#services,
@@ -250,8 +257,10 @@ export class ProviderNode {
     // answer delays it, not the start.
     this.settler?.settleAll();
     this.channelCache?.start();
-    await this.broker.start();
-    await this.dialogs.start();
+    if (!this.#o.shared) {
+      await this.broker.start();
+      await this.dialogs.start();
+    }
     this.sessions.start();
     this.payments?.start();
     this.#started = true;
@@ -274,8 +283,10 @@ export class ProviderNode {
       if (!settled)
         this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
     }
-    this.dialogs.stop();
-    await this.broker.stop();
+    if (!this.#o.shared) {
+      this.dialogs.stop();
+      await this.broker.stop();
+    }
     this.#log.info("provider stopped");
   }
 }

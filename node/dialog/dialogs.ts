@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
 import { ReplayCache } from "./replay-cache";
+import { toAddress, type Address } from "../values/address";
 
 /** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
 export type PublicKeyDirectory = SignerDirectory;
@@ -90,6 +91,9 @@ export function newInbox(): string {
 const PEER_CODE = new RegExp(PEER_CODE_PATTERN);
 const newId = () => crypto.randomBytes(16).toString("hex");
 
+/** A message that passed `check`: its addresses made `Address` once. */
+type CheckedMessage = DialogMessage & { from: Address; to: Address };
+
 type RequestHandler = (body: unknown, message: DialogMessage) => unknown | Promise<unknown>;
 type NotifyListener = (body: unknown, message: DialogMessage) => void;
 
@@ -99,13 +103,13 @@ type NotifyListener = (body: unknown, message: DialogMessage) => void;
  * replay, and only then the registry: registered sender) before anything else sees it.
  */
 export class Dialogs extends EventEmitter {
-  readonly address: string;
+  readonly address: Address;
   readonly subject: string;
   readonly #o: Required<Omit<DialogsOptions, "log" | "subject">> & { log: Logger };
   readonly #opener: Opener;
   readonly #replay: ReplayCache;
   readonly #dialogs = new Map<string, Dialog>();
-  /** Open dialogs per peer (lower-case address): what `maxDialogsPerPeer` counts. */
+  /** Open dialogs per peer: what `maxDialogsPerPeer` counts. */
   readonly #perPeer = new Map<string, number>();
   #subscription?: { unsubscribe(): void };
   #sweeper?: NodeJS.Timeout;
@@ -168,7 +172,8 @@ export class Dialogs extends EventEmitter {
    * per-dialog inbox (`newInbox()`), subscribed here and dropped when the dialog closes; the
    * subscription reaches the server before the first request, which travels on the same connection.
    */
-  async open(peer: string, peerSubject: string): Promise<Dialog> {
+  async open(to: string, peerSubject: string): Promise<Dialog> {
+    const peer = toAddress(to, "peer");
     const publicKey = await this.#publicKey(peer);
     if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
     const inbox = newInbox();
@@ -210,7 +215,7 @@ export class Dialogs extends EventEmitter {
   }
 
   /** Runs every check on an envelope; returns the message or the reason to drop it. */
-  async check(data: Uint8Array): Promise<{ message: DialogMessage; publicKey: Uint8Array } | { drop: DropReason; detail: string; from?: string }> {
+  async check(data: Uint8Array): Promise<{ message: CheckedMessage; publicKey: Uint8Array } | { drop: DropReason; detail: string; from?: string }> {
     if (data.length > this.#o.maxMessageBytes) return { drop: "oversized", detail: `${data.length} bytes` };
     let opened: { signature: Uint8Array; message: Uint8Array };
     try {
@@ -218,18 +223,20 @@ export class Dialogs extends EventEmitter {
     } catch (err) {
       return { drop: "undecryptable", detail: err instanceof EnvelopeError ? err.message : String(err) };
     }
-    let message: DialogMessage;
+    let parsed: DialogMessage;
     try {
-      message = JSON.parse(Buffer.from(opened.message).toString("utf8"));
+      parsed = JSON.parse(Buffer.from(opened.message).toString("utf8"));
     } catch {
       return { drop: "malformed", detail: "not JSON" };
     }
-    if (!checkDialogMessage.Check(message)) {
-      const first = checkDialogMessage.Errors(message).First();
+    if (!checkDialogMessage.Check(parsed)) {
+      const first = checkDialogMessage.Errors(parsed).First();
       return { drop: "malformed", detail: first ? `${first.path || "/"}: ${first.message}` : "schema" };
     }
-    if (!withinDepth(message.body)) return { drop: "malformed", detail: "/body: nested too deep" };
-    if (message.to.toLowerCase() !== this.address.toLowerCase()) return { drop: "misaddressed", detail: `to ${message.to}` };
+    if (!withinDepth(parsed.body)) return { drop: "malformed", detail: "/body: nested too deep" };
+    // Addresses made once here (the schema checked their shape); compared with === from now on.
+    const message: CheckedMessage = { ...parsed, from: toAddress(parsed.from), to: toAddress(parsed.to) };
+    if (message.to !== this.address) return { drop: "misaddressed", detail: `to ${message.to}` };
     // Cheap checks before the registry: a signature that is not the claimed sender's, a stale or a
     // replayed message cost no chain call.
     let signer: SignerCheck;
@@ -245,7 +252,7 @@ export class Dialogs extends EventEmitter {
     }
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
-    if (!this.#replay.remember(`${message.from.toLowerCase()}:${message.id}`)) return { drop: "replayed", detail: message.id };
+    if (!this.#replay.remember(`${message.from}:${message.id}`)) return { drop: "replayed", detail: message.id };
     return { message, publicKey: signer.publicKey };
   }
 
@@ -256,7 +263,7 @@ export class Dialogs extends EventEmitter {
 
   forget(dialog: Dialog): void {
     if (!this.#dialogs.delete(dialog.id)) return;
-    const peer = dialog.peer.toLowerCase();
+    const peer = dialog.peer;
     const n = (this.#perPeer.get(peer) ?? 1) - 1;
     if (n > 0) this.#perPeer.set(peer, n);
     else this.#perPeer.delete(peer);
@@ -264,12 +271,12 @@ export class Dialogs extends EventEmitter {
 
   #add(dialog: Dialog): void {
     this.#dialogs.set(dialog.id, dialog);
-    const peer = dialog.peer.toLowerCase();
+    const peer = dialog.peer;
     this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
   }
 
   /** Says no to a new dialog, sealed to the (verified) sender when it asked for an answer. */
-  #refuse(message: DialogMessage, publicKey: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, code: string, detail: string): void {
+  #refuse(message: CheckedMessage, publicKey: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, code: string, detail: string): void {
     if (message.kind === "request" && respond) {
       const dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
       respond(this.seal(dialog, { kind: "response", type: message.type, re: message.id, body: null, error: { code, message: detail } }).bytes);
@@ -300,11 +307,11 @@ export class Dialogs extends EventEmitter {
     const { message, publicKey } = checked;
     if (message.kind === "response") return this.drop("unexpected", "a response outside a request", message);
 
-    if (inboxOf && (message.dialog !== inboxOf.id || message.from.toLowerCase() !== inboxOf.peer.toLowerCase())) {
+    if (inboxOf && (message.dialog !== inboxOf.id || message.from !== inboxOf.peer)) {
       return this.drop("wrong-peer", `a message for dialog ${message.dialog} on the inbox of ${inboxOf.id}`, message);
     }
     let dialog = this.#dialogs.get(message.dialog);
-    if (dialog && dialog.peer.toLowerCase() !== message.from.toLowerCase()) {
+    if (dialog && dialog.peer !== message.from) {
       return this.drop("wrong-peer", `dialog ${message.dialog} belongs to ${dialog.peer}`, message);
     }
     if (!dialog) {
@@ -312,7 +319,7 @@ export class Dialogs extends EventEmitter {
       if (!this.#onDialog) return this.drop("unexpected", `unknown dialog ${message.dialog}`, message);
       if (this.#dialogs.size >= this.#o.maxDialogs)
         return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
-      const ofPeer = this.#perPeer.get(message.from.toLowerCase()) ?? 0;
+      const ofPeer = this.#perPeer.get(message.from) ?? 0;
       if (ofPeer >= this.#o.maxDialogsPerPeer) {
         return this.#refuse(
           message,
@@ -353,7 +360,7 @@ export class Dialog {
   constructor(
     private readonly dialogs: Dialogs,
     readonly id: string,
-    readonly peer: string,
+    readonly peer: Address,
     peerPublicKey: Uint8Array,
     readonly peerSubject: string,
     /** This side's private inbox for the dialog, when this side opened it. */
@@ -409,7 +416,7 @@ export class Dialog {
       throw new DialogError("BAD_RESPONSE", `the response to ${type} was dropped: ${checked.drop} (${checked.detail})`);
     }
     const m = checked.message;
-    if (m.kind !== "response" || m.re !== id || m.dialog !== this.id || m.from.toLowerCase() !== this.peer.toLowerCase()) {
+    if (m.kind !== "response" || m.re !== id || m.dialog !== this.id || m.from !== this.peer) {
       this.dialogs.drop("unexpected", "a response that does not answer this request", m);
       throw new DialogError("BAD_RESPONSE", `the response to ${type} does not answer it`);
     }

@@ -4,7 +4,9 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { keccak_256 } from "@noble/hashes/sha3.js";
 import { bytesToHex, hexToBytes } from "@noble/hashes/utils.js";
+import { getAddress, getBytes, hashMessage } from "ethers";
 import { MystError } from "../errors/MystError";
+import { sameAddress, type Address } from "../values/address";
 import { privateKeyObject, signBytes } from "./protocol-signature";
 
 secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
@@ -35,19 +37,10 @@ export function fromHex(hex: string, what = "value"): Uint8Array {
   return hexToBytes(body);
 }
 
-/** EIP-55 mixed-case checksum of a 20-byte address. */
-export function checksumAddress(address: Uint8Array): string {
-  const hex = bytesToHex(address);
-  const hash = bytesToHex(keccak_256(new TextEncoder().encode(hex)));
-  let out = "0x";
-  for (let i = 0; i < hex.length; i++) out += parseInt(hash[i], 16) >= 8 ? hex[i].toUpperCase() : hex[i];
-  return out;
-}
-
 /** The identity of a public key: the last 20 bytes of keccak256 of its 64-byte (x‖y) form. */
-export function addressOfPublicKey(publicKey: Uint8Array): string {
+export function addressOfPublicKey(publicKey: Uint8Array): Address {
   const raw = uncompressed64(publicKey);
-  return checksumAddress(keccak_256(raw).slice(12));
+  return getAddress(toHex(keccak_256(raw).slice(12))) as Address;
 }
 
 /** Accepts a 33-byte compressed, 65-byte (0x04‖x‖y) or 64-byte (x‖y) key; returns x‖y. */
@@ -67,12 +60,11 @@ export function uncompressed64(publicKey: Uint8Array): Uint8Array {
 
 /** keccak256 of an EIP-191 personal message, as wallets (`personal_sign`) hash it. */
 export function hashPersonalMessage(message: Uint8Array): Uint8Array {
-  const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${message.length}`);
-  return keccak_256(concat(prefix, message));
+  return getBytes(hashMessage(message));
 }
 
 /** Recovers the signer's address from a 65-byte r‖s‖v signature over a 32-byte digest. */
-export function recoverAddress(digest: Uint8Array, signature: Uint8Array): string {
+export function recoverAddress(digest: Uint8Array, signature: Uint8Array): Address {
   return addressOfPublicKey(recoverPublicKey(digest, signature));
 }
 
@@ -94,7 +86,7 @@ export function recoverPublicKey(digest: Uint8Array, signature: Uint8Array): Uin
 /** Whether `signature` over `message` (EIP-191) was made by `address`. Never throws. */
 export function verifyMessage(message: Uint8Array, signature: Uint8Array, address: string): boolean {
   try {
-    return recoverAddress(hashPersonalMessage(message), signature).toLowerCase() === address.toLowerCase();
+    return sameAddress(recoverAddress(hashPersonalMessage(message), signature), address);
   } catch {
     return false;
   }
@@ -103,7 +95,7 @@ export function verifyMessage(message: Uint8Array, signature: Uint8Array, addres
 /** An unlocked identity: a secp256k1 secret key and what derives from it. */
 export class IdentityKey {
   readonly publicKey: Uint8Array;
-  readonly address: string;
+  readonly address: Address;
   readonly #secret: Uint8Array;
   #protocolKey?: KeyObject;
   #ecdh?: ECDH;

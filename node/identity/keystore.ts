@@ -99,7 +99,12 @@ export class Keystore {
         cause: err,
       });
     }
-    const key = await decrypt(json, passphrase, sourceFile);
+    return this.importJson(json, passphrase, newPassphrase, sourceFile);
+  }
+
+  /** `import` of keystore JSON already read (`source` names it in errors). */
+  async importJson(json: string, passphrase: string, newPassphrase?: string, source = "the keystore JSON"): Promise<KeystoreEntry> {
+    const key = await decrypt(json, passphrase, source);
     if (this.list().some((e) => e.address === key.address)) {
       throw new KeystoreError("IDENTITY_EXISTS", `identity ${key.address} is already in ${this.dir}`);
     }

@@ -1,5 +1,4 @@
 import { MystError } from "../errors/MystError";
-import { parseUnits } from "ethers";
 
 export const GIB = 1n << 30n;
 export const HOUR_MS = 3_600_000n;
@@ -25,12 +24,3 @@ export function priceOf(price: Price, usage: { ms: bigint; bytes: bigint }): big
 export function priceFromProposal(p: { price: { perHour: string; perGiB: string } }): Price {
   return { perHour: BigInt(p.price.perHour), perGiB: BigInt(p.price.perGiB) };
 }
-
-/** MYST (decimal, e.g. "0.05") → wei string, with an error naming where the amount came from. */
-export function mystToWei(value: string, name: string): bigint {
-  if (!/^\d{1,20}(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_AMOUNT", `${name} "${value}" is not an amount of MYST (e.g. 0.05)`);
-  return parseUnits(value, 18);
-}
-
-/** The price of an offer when its seller names none, in MYST. */
-export const DEFAULT_PRICE = { perHour: "0.01", perGiB: "0.05" };

@@ -3,6 +3,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
+import { sameAddress } from "../values/address";
 import { Address, Wei } from "../values/schemas";
 
 /**
@@ -82,7 +83,7 @@ export type ProposalErrorCode =
 export class ProposalError extends MystError<ProposalErrorCode> {}
 
 export function signProposal(key: IdentityKey, proposal: Proposal): SignedProposal {
-  if (proposal.provider.toLowerCase() !== key.address.toLowerCase()) {
+  if (!sameAddress(proposal.provider, key.address)) {
     throw new ProposalError("PROPOSAL_NOT_OURS", `the proposal names ${proposal.provider}, not ${key.address}`);
   }
   const text = JSON.stringify(proposal);

@@ -3,6 +3,7 @@ import { EventEmitter } from "node:events";
 import type { Dialog, Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/proposal";
+import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
 import {
   SESSION_CONFIRM,
@@ -20,7 +21,7 @@ export type ProviderSessionState = "accepted" | "active" | "ended";
 
 export interface ProviderSession {
   id: string;
-  consumer: string;
+  consumer: Address;
   serviceType: string;
   proposal: Proposal;
   state: ProviderSessionState;
@@ -155,9 +156,9 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     this.#closeIfIdle(session.dialog);
   }
 
-  #liveOf(consumer: string): number {
+  #liveOf(consumer: Address): number {
     let n = 0;
-    for (const s of this.#sessions.values()) if (s.state !== "ended" && s.consumer.toLowerCase() === consumer.toLowerCase()) n++;
+    for (const s of this.#sessions.values()) if (s.state !== "ended" && s.consumer === consumer) n++;
     return n;
   }
 
@@ -198,7 +199,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     }
     const current = this.#o.currentProposal(offered.serviceType);
     const service = this.#o.services.get(offered.serviceType);
-    if (!current || !service || offered.provider.toLowerCase() !== current.provider.toLowerCase()) {
+    if (!current || !service || !sameAddress(offered.provider, current.provider)) {
       return refuse("PROPOSAL_UNKNOWN", `this provider offers no ${offered.serviceType} proposal`);
     }
     if (proposalTerms(offered) !== proposalTerms(current)) {
@@ -297,7 +298,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   /** The session, if it belongs to the dialog's consumer: nobody touches another's session. */
   #own(dialog: Dialog, sessionId: string): ProviderSession {
     const session = this.#sessions.get(sessionId);
-    if (!session || session.consumer.toLowerCase() !== dialog.peer.toLowerCase()) {
+    if (!session || session.consumer !== dialog.peer) {
       throw new SessionError("SESSION_UNKNOWN", `no session ${sessionId} for ${dialog.peer}`);
     }
     return session;

@@ -5,8 +5,8 @@ import { signProposal } from "../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../node/services/noop/noop";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
-import { TestNetwork } from "../../test/support/network";
-import { makeProposal } from "../../test/support/proposals";
+import { TestNetwork } from "../lib/test-network";
+import { makeProposal } from "../lib/proposals";
 import { nowMs, round, summarize, writeResults } from "./stats";
 
 /**

@@ -1,7 +1,7 @@
 import { Broker } from "../../node/broker/broker";
 import { JetStreamProposalStore } from "../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../node/discovery/server";
-import { directoryFromKeysFile } from "../../test/support/discovery";
+import { directoryFromKeysFile } from "../lib/proposal-fleet";
 
 /**
  * The discovery side of `npm run bench -- discovery`, in its own process: a replica on the bench's

@@ -7,7 +7,7 @@ import { Broker } from "../../node/broker/broker";
 import { DISCOVERY_SUBJECTS } from "../../node/discovery/announcements";
 import { DiscoveryService } from "../../node/discovery/server";
 import { SignatureWorkers, defaultThreads } from "../../node/discovery/signature-workers";
-import { ProviderFleet } from "../../test/support/discovery";
+import { ProviderFleet } from "../lib/proposal-fleet";
 import { startNatsServer } from "../lib/nats-server";
 import { stopChild } from "../lib/local-chain";
 import { nowMs, round, summarize, writeResults } from "./stats";

@@ -144,3 +144,10 @@ export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<vo
   await exited;
   clearTimeout(timer);
 }
+
+/** A throwaway funded account on the local chain (ETH and MYST from Hardhat's account #0). */
+export async function fundedWallet(chain: LocalChain, provider: JsonRpcProvider): Promise<Wallet> {
+  const wallet = new Wallet(Wallet.createRandom().privateKey, provider);
+  await chain.fund([wallet.address], { eth: parseEther("10"), myst: parseEther("100") });
+  return wallet;
+}

@@ -3,11 +3,11 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../support/chain";
+import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
-import { startNatsServer, type NatsServer } from "../support/network";
-import { requireE2E } from "../support/prereqs";
-import { tempDir } from "../support/tmp";
+import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { tempDir } from "../../scripts/lib/tmp";
 
 /**
  * The consumer's own address never leaks (issue 15), proven where it would show: packets counted on
@@ -194,7 +194,7 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     expect(topology.lanResolverQueries()).to.equal(queries);
 
     const answer = await json(consumerEnv, ["disconnect"]);
-    expect(answer.recovered).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
+    expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
     expect(networkState()).to.deep.equal(before);
     expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
   });

@@ -3,11 +3,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../support/chain";
+import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
-import { startNatsServer, type NatsServer } from "../support/network";
-import { requireE2E } from "../support/prereqs";
-import { tempDir } from "../support/tmp";
+import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { tempDir } from "../../scripts/lib/tmp";
 
 /** Reads one sample of a Prometheus metric (0 when the series is absent). */
 function sample(metrics: string, series: string): number {

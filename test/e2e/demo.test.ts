@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
-import { requireE2E } from "../support/prereqs";
+import { requireE2E } from "../../scripts/lib/prereqs";
 import { buildCli } from "../support/cli";
 
 const ROOT = path.resolve(__dirname, "..", "..");

@@ -2,11 +2,11 @@ import { expect } from "chai";
 import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../support/chain";
+import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
-import { startNatsServer, type NatsServer } from "../support/network";
-import { requireE2E } from "../support/prereqs";
-import { tempDir } from "../support/tmp";
+import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { tempDir } from "../../scripts/lib/tmp";
 
 /**
  * IPv6 carried by a provider that has IPv6 egress (issue 15, item 1): `myst service start openvpn

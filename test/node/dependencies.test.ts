@@ -48,6 +48,30 @@ describe("dependencies between node/ folders point one way", function () {
     expect(wrong).to.deep.equal([]);
   });
 
+  it("cli/ reaches the node only through the API (client, launcher, schemas) and takes config, errors, values, log and its own output", function () {
+    const allowed = ["api", "config", "errors", "values", "log"];
+    const wrong = imports()
+      .filter(({ from, to }) => from === "cli" && !allowed.includes(to))
+      .map(({ file, to }) => `${file} imports ${to}/`);
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it("scripts/ and test/ share helpers through one place (scripts/lib): nothing in scripts/ imports test/", function () {
+    const scripts = path.join(ROOT, "..", "scripts");
+    const wrong: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of fs.readdirSync(dir)) {
+        const file = path.join(dir, name);
+        if (fs.statSync(file).isDirectory()) walk(file);
+        else if (file.endsWith(".ts"))
+          for (const m of fs.readFileSync(file, "utf8").matchAll(/from "(\.[^"]+)"/g))
+            if (path.resolve(path.dirname(file), m[1]).startsWith(path.join(ROOT, "..", "test"))) wrong.push(`${path.relative(scripts, file)} imports ${m[1]}`);
+      }
+    };
+    walk(scripts);
+    expect(wrong).to.deep.equal([]);
+  });
+
   it("only chain/ imports the contract bindings (typechain-types)", function () {
     const wrong = imports().filter(({ from, to }) => to.includes("typechain-types") && from !== "chain");
     expect(wrong.map((w) => w.file)).to.deep.equal([]);

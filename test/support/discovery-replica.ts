@@ -3,7 +3,7 @@ import path from "node:path";
 import { Broker } from "../../node/broker/broker";
 import { JetStreamProposalStore } from "../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../node/discovery/server";
-import { directoryFromKeysFile } from "./discovery";
+import { directoryFromKeysFile } from "../../scripts/lib/proposal-fleet";
 
 /** What a replica process is told, as its one argument (JSON). */
 export interface ReplicaArgs {

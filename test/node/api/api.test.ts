@@ -8,19 +8,19 @@ import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
-import { MystDaemon } from "../../../node/daemon/daemon";
+import { MystNode } from "../../../node/daemon/node";
 import { DiscoveryService } from "../../../node/discovery/server";
 import { Broker } from "../../../node/broker/broker";
 import { Keystore } from "../../../node/identity/keystore";
 import { silentLogger } from "../../../node/log/logger";
-import { TestNetwork } from "../../support/network";
+import { TestNetwork } from "../../../scripts/lib/test-network";
 import { rejectionOf } from "../../support/rejection";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 import { OPENAPI_FILE, openapiText } from "../../../scripts/openapi";
 
 interface RunningDaemon {
-  daemon: MystDaemon;
+  daemon: MystNode;
   api: ApiServer;
   url: string;
   token: string;
@@ -63,13 +63,15 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       await net.chain.fund([key.address], { eth: parseEther("10"), myst: parseEther("100") });
       await net.registerKey(key);
     }
-    const daemon = new MystDaemon({
+    const daemon = new MystNode({
       config,
-      key,
+      identity: { address: key.address, unlock: async () => key },
       keystore,
-      conn: net.conn,
-      registry: net.registry,
-      registrar: new Registrar(net.conn, new IdentityRegistryClient(net.conn), new RegistrationRecords(path.join(dir, "registrations"))),
+      chain: {
+        conn: net.conn,
+        registry: net.registry,
+        registrar: new Registrar(net.conn, new IdentityRegistryClient(net.conn), new RegistrationRecords(path.join(dir, "registrations"))),
+      },
       policy: {
         maxSessions: 10,
         invoiceEveryMs: 300,
@@ -413,7 +415,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(ended.status, ended.text).to.equal(200);
       expect(ended.body).to.include({ state: "disconnected", sessionId, endReason: "consumer disconnected" });
       expect(BigInt(ended.body.promisedWei)).to.be.greaterThanOrEqual(BigInt(paid.promisedWei));
-      expect((await call(consumer, "GET", "/v1/connection")).body).to.deep.equal({ state: "disconnected" });
+      expect((await call(consumer, "GET", "/v1/connection")).body).to.deep.equal({ state: "disconnected", sessionId, endReason: "consumer disconnected" });
       const last = (await call(consumer, "GET", "/v1/connection/statistics")).body;
       expect(last).to.include({ state: "disconnected", sessionId });
 

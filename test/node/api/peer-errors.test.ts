@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ApiServer } from "../../../node/api/server";
-import type { MystDaemon } from "../../../node/daemon/daemon";
+import type { MystNode } from "../../../node/daemon/node";
 import { NodeMetrics } from "../../../node/daemon/metrics";
 import { PeerError } from "../../../node/dialog/dialogs";
 import { MystError, isMystError } from "../../../node/errors/MystError";
@@ -16,7 +16,7 @@ describe("the REST API and a peer's error codes", function () {
       connect: async () => {
         throw new PeerError("UNAUTHORIZED", "0xProvider answered session.create with UNAUTHORIZED: go away");
       },
-    } as unknown as MystDaemon;
+    } as unknown as MystNode;
     const api = new ApiServer({ daemon: node, token: "t0ken", host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
     await api.start();
     try {

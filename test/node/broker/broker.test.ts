@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { connect, type NatsConnection } from "nats";
 import { Broker, checkSubject } from "../../../node/broker/broker";
-import { startNatsServer, type NatsServer } from "../../support/network";
+import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { rejectionOf } from "../../support/rejection";
 
 describe("the broker refuses subjects that are not plain NATS subjects", function () {

@@ -6,8 +6,8 @@ import { beneficiaryChangeTypes, registryDomain } from "../../../node/chain/eip7
 import { RegistrationRecords, Registrar } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { IdentityKey, toHex } from "../../../node/identity/key";
-import { fundedWallet, startLocalChain, type LocalChain } from "../../support/chain";
-import { tempDir } from "../../support/tmp";
+import { fundedWallet, startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 
 describe("chain: registration and registry lookups (local Hardhat node)", function () {

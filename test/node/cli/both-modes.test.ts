@@ -1,9 +1,9 @@
 import { expect } from "chai";
 import { until } from "../../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../../support/chain";
+import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
-import { startNatsServer, type NatsServer } from "../../support/network";
-import { tempDir } from "../../support/tmp";
+import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 /**
  * One node, one way in: the same commands, with the same assertions, against a node running in
@@ -68,6 +68,18 @@ describe("the CLI against a background and a foreground node: the same commands,
         }, "a promise paid through the node");
         expect(paid.sessionId).to.equal(status.sessionId);
         expect((await myst(["status"], consumerEnv)).stdout).to.match(new RegExp(`session: +${status.sessionId}`));
+
+        // The one-shot commands, through the same running node in either mode.
+        const ids = await json(providerEnv, ["identities", "list"]);
+        expect(ids).to.have.length(1);
+        expect(ids[0]).to.include({ registered: true });
+        const providerId = ids[0].address;
+        const sessions = await json(consumerEnv, ["sessions"]);
+        expect(sessions[0]).to.include({ id: status.sessionId, role: "consumer", peer: providerId, endReason: null });
+        expect((await json(providerEnv, ["sessions"]))[0]).to.include({ id: status.sessionId, role: "provider" });
+        expect(BigInt((await json(consumerEnv, ["channels", "show", providerId])).balanceWei)).to.be.greaterThan(0n);
+        await until(async () => BigInt((await json(providerEnv, ["earnings"])).totalPromisedWei) > 0n, "earnings through the node");
+        expect((await json(providerEnv, ["service", "list"])).map((s: { sessions: number }) => s.sessions)).to.deep.equal([1]);
 
         const ended = await json(consumerEnv, ["disconnect"]);
         expect(ended).to.include({ state: "disconnected", sessionId: status.sessionId });

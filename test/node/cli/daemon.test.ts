@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../support/chain";
-import { startNatsServer, type NatsServer } from "../../support/network";
-import { tempDir } from "../../support/tmp";
+import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 import fs from "node:fs";
 import path from "node:path";
@@ -42,12 +42,14 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     tmps.forEach((t) => t.cleanup());
   });
 
-  it("says which commands need a daemon when none runs", async function () {
-    const r = await myst(["service", "list"], providerEnv);
-    expect(r.code).to.equal(1);
-    expect(r.stderr.trim()).to.equal(`myst: \`myst service list\` needs a running daemon for ${tmps[0].dir}: start one with \`myst daemon\``);
-    const status = await json(providerEnv, ["status"]);
-    expect(status).to.deep.equal({ state: "disconnected" });
+  it("answers one-shot commands without a running node (an offline node in the command), and says what it cannot do", async function () {
+    expect(await json(providerEnv, ["service", "list"])).to.deep.equal([]);
+    expect(await json(providerEnv, ["status"])).to.deep.equal({ state: "disconnected" });
+    expect(await json(providerEnv, ["sessions"])).to.deep.equal([]);
+    const r = await myst(["service", "stop", "noop"], providerEnv);
+    expect([r.code, r.stderr.trim()]).to.deep.equal([1, "myst: no noop service is running"]);
+    const d = await myst(["disconnect"], providerEnv);
+    expect([d.code, d.stderr.trim()]).to.deep.equal([1, "myst: not connected (no node runs for this data dir)"]);
   });
 
   it("sells and buys through two daemons driven by the usual commands", async function () {

@@ -3,8 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { Wallet } from "ethers";
 import { buildCli, myst } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../support/chain";
-import { tempDir } from "../../support/tmp";
+import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("myst identities (the command, spawned as a user runs it)", function () {
   let chain: LocalChain;
@@ -102,7 +102,7 @@ describe("myst identities (the command, spawned as a user runs it)", function ()
     const cases: [string[], NodeJS.ProcessEnv, number, RegExp][] = [
       [["identities", "show", address, "--passphrase", "wrong"], env, 1, /wrong passphrase for /],
       [["identities", "new"], { ...env, MYST_PASSPHRASE: undefined }, 1, /a passphrase is needed/],
-      [["identities", "status", "0x1234"], env, 1, /"0x1234" is not an identity address/],
+      [["identities", "status", "0x1234"], env, 1, /identity "0x1234" is not an address/],
       [["identities", "import", path.join(tmp.dir, "missing.json")], env, 1, /cannot read .*missing\.json/],
       [["identities", "frobnicate"], env, 2, /unknown command 'frobnicate'/],
       [["identities", "list", "--bogus"], env, 2, /unknown option '--bogus'/],

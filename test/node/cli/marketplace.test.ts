@@ -2,10 +2,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { buildCli, cliEnv, cliProviderAndConsumer, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../support/chain";
-import { startNatsServer, type NatsServer } from "../../support/network";
+import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { freePort } from "../../../scripts/lib/local-chain";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 
 describe("myst discovery, service start and proposals (spawned processes)", function () {

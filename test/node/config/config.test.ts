@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
 import { defaultConfig, loadConfig } from "../../../node/config/config";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("config", function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "../../../node/consumer-protection/resolver";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("consumer protection: the resolver file", function () {
   const tmp = tempDir();

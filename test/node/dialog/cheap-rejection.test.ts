@@ -7,8 +7,8 @@ import { Dialogs, type DropReason } from "../../../node/dialog/dialogs";
 import { Sealer } from "../../../node/dialog/envelope";
 import { IdentityKey } from "../../../node/identity/key";
 import { signProposal, verifySignedProposal } from "../../../node/proposal/proposal";
-import { TestNetwork } from "../../support/network";
-import { makeProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { makeProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
 
 /** eth_calls a connection sends, counted from ethers' own debug events. */

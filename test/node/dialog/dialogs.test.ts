@@ -4,7 +4,7 @@ import { Broker } from "../../../node/broker/broker";
 import { Dialogs, subjectOf, type Dialog, type DropReason } from "../../../node/dialog/dialogs";
 import { Opener, Sealer } from "../../../node/dialog/envelope";
 import { IdentityKey } from "../../../node/identity/key";
-import { TestNetwork, startNatsServer } from "../../support/network";
+import { TestNetwork, startNatsServer } from "../../../scripts/lib/test-network";
 import { rejectionOf } from "../../support/rejection";
 
 function nextDrop(dialogs: Dialogs): Promise<DropReason> {

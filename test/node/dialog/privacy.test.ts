@@ -6,7 +6,7 @@ import type { IdentityKey } from "../../../node/identity/key";
 import { signProposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { freePort } from "../../../scripts/lib/local-chain";
-import { TestNetwork, startNatsServer, type NatsServer } from "../../support/network";
+import { TestNetwork, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 
 describe("privacy on the broker: an eavesdropper on '>' learns no consumer address", function () {
   const net = new TestNetwork();

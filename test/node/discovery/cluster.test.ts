@@ -11,10 +11,10 @@ import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { stopChild } from "../../../scripts/lib/local-chain";
 import { startNatsCluster, type NatsServer } from "../../../scripts/lib/nats-server";
 import { until } from "../../../scripts/lib/until";
-import { ProviderFleet } from "../../support/discovery";
+import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
 import { startReplicaProcess } from "../../support/discovery-replica";
-import { makeProposal } from "../../support/proposals";
-import { tempDir } from "../../support/tmp";
+import { makeProposal } from "../../../scripts/lib/proposals";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("discovery on a 3-server NATS cluster with two replicas", function () {
   this.timeout(240_000);

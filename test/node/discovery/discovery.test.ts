@@ -7,8 +7,8 @@ import { DiscoveryService } from "../../../node/discovery/server";
 import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { IdentityKey } from "../../../node/identity/key";
 import { signProposal, type Proposal } from "../../../node/proposal/proposal";
-import { TestNetwork } from "../../support/network";
-import { makeProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { makeProposal } from "../../../scripts/lib/proposals";
 import { until } from "../../../scripts/lib/until";
 
 describe("discovery: service, announcer and client (real NATS, real HTTP, real registry)", function () {

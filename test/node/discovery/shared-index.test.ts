@@ -11,9 +11,9 @@ import { LocalProposalStore, type StoreChange } from "../../../node/discovery/st
 import { parseSignedProposal, signProposal, type SignedProposal } from "../../../node/proposal/proposal";
 import { freePort } from "../../../scripts/lib/local-chain";
 import { until } from "../../../scripts/lib/until";
-import { ProviderFleet } from "../../support/discovery";
-import { startNatsServer, type NatsServer } from "../../support/network";
-import { makeProposal } from "../../support/proposals";
+import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
+import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { makeProposal } from "../../../scripts/lib/proposals";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
 type Json = any;

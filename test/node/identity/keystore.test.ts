@@ -4,8 +4,8 @@ import path from "node:path";
 import { Wallet } from "ethers";
 import { IdentityKey } from "../../../node/identity/key";
 import { Keystore } from "../../../node/identity/keystore";
-import { resolvePassphrase } from "../../../node/identity/passphrase";
-import { tempDir } from "../../support/tmp";
+import { resolvePassphrase } from "../../../node/config/passphrase";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 async function rejection(promise: Promise<unknown>): Promise<{ code?: string; message: string }> {
   try {

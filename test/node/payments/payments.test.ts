@@ -21,11 +21,11 @@ import { openDatabase } from "../../../node/store/database";
 import { IssuedPromiseStore } from "../../../node/store/issued-promise-store";
 import { PromiseStore } from "../../../node/store/promise-store";
 import { signProposal } from "../../../node/proposal/proposal";
-import { TestNetwork } from "../../support/network";
-import { makeProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { makeProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
 import { ChainProxy } from "../../support/rpc-proxy";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 
 const E = parseEther;

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { GIB, mystToWei, priceOf } from "../../../node/payments/price";
+import { GIB, priceOf } from "../../../node/payments/price";
+import { mystToWei } from "../../../node/values/myst";
 
 const E18 = 10n ** 18n;
 

@@ -13,9 +13,9 @@ import { NoopConsumerService } from "../../../node/services/noop/noop";
 import { ConsumerSessions } from "../../../node/session/consumer";
 import { until } from "../../../scripts/lib/until";
 import { buildCli, mystBackground } from "../../support/cli";
-import { TestNetwork } from "../../support/network";
+import { TestNetwork } from "../../../scripts/lib/test-network";
 import { ChainProxy } from "../../support/rpc-proxy";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 const E = parseEther;
 

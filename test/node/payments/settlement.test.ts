@@ -10,9 +10,9 @@ import { Settler } from "../../../node/payments/settlement";
 import { openDatabase, type Db } from "../../../node/store/database";
 import { PromiseStore } from "../../../node/store/promise-store";
 import { until } from "../../../scripts/lib/until";
-import { TestNetwork } from "../../support/network";
+import { TestNetwork } from "../../../scripts/lib/test-network";
 import { ChainProxy } from "../../support/rpc-proxy";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 const E = parseEther;
 

@@ -3,7 +3,7 @@ import net from "node:net";
 import path from "node:path";
 import { ManagementClient } from "../../../node/services/openvpn/management";
 import { rejectionOf } from "../../support/rejection";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 /** A stand-in for openvpn's management socket: records what arrives, one entry per read. */
 async function fakeOpenvpn(answer: (command: string) => string) {

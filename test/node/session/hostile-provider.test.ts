@@ -8,11 +8,11 @@ import { NoopConsumerService } from "../../../node/services/noop/noop";
 import { OpenVpnConsumerService } from "../../../node/services/openvpn/consumer";
 import { ConsumerSessions } from "../../../node/session/consumer";
 import { SESSION_CONFIRM, SESSION_CREATE } from "../../../node/session/messages";
-import { TestNetwork } from "../../support/network";
-import { requireE2E } from "../../support/prereqs";
-import { signedProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { requireE2E } from "../../../scripts/lib/prereqs";
+import { signedProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 /** A provider that answers session.create with whatever the test hands it. */
 describe("a consumer facing a hostile provider uses none of its words unchecked", function () {

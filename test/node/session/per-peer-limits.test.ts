@@ -7,8 +7,8 @@ import { signProposal, type Proposal } from "../../../node/proposal/proposal";
 import { NoopProviderService } from "../../../node/services/noop/noop";
 import { SESSION_CREATE, type CreateResponse } from "../../../node/session/messages";
 import { ProviderSessions } from "../../../node/session/provider";
-import { TestNetwork } from "../../support/network";
-import { makeProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { makeProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
 
 describe("per-peer limits: one identity cannot take every slot", function () {

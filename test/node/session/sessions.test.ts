@@ -6,8 +6,8 @@ import type { Proposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { ConsumerSessions } from "../../../node/session/consumer";
 import { ProviderSessions, type Admission, type ProviderSession } from "../../../node/session/provider";
-import { TestNetwork } from "../../support/network";
-import { makeProposal, signedProposal } from "../../support/proposals";
+import { TestNetwork } from "../../../scripts/lib/test-network";
+import { makeProposal, signedProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
 import { signProposal } from "../../../node/proposal/proposal";
 

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
 import { openDatabase } from "../../../node/store/database";
-import { tempDir } from "../../support/tmp";
+import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("the node's database files", function () {
   it("are readable by their owner only (myst.db, -wal and -shm), whatever the umask", function () {

@@ -1,12 +1,21 @@
-import { Wallet, getAddress, isAddress } from "ethers";
+import path from "node:path";
+import { Wallet } from "ethers";
 import { PaymentChannelsClient } from "../chain/channels";
-import type { ChainConnection } from "../chain/connect";
-import type { Registrar, RegistrationStatus } from "../chain/registration";
-import type { IdentityRegistryClient } from "../chain/registry";
+import { Broker } from "../broker/broker";
+import { connectChain, type ChainConnection } from "../chain/connect";
+import { Dialogs } from "../dialog/dialogs";
+import { readDeployment } from "../chain/deployment";
+import { RegistrationRecords, Registrar, type RegistrationStatus } from "../chain/registration";
+import { IdentityRegistryClient } from "../chain/registry";
 import type { MystConfig } from "../config/config";
-import { MystError } from "../errors/MystError";
-import type { IdentityKey } from "../identity/key";
-import type { Keystore } from "../identity/keystore";
+import { DiscoveryClient } from "../discovery/client";
+import { MystError, isMystError } from "../errors/MystError";
+import { IdentityKey, toHex } from "../identity/key";
+import { Keystore } from "../identity/keystore";
+import { Settler } from "../payments/settlement";
+import { PromiseStore } from "../store/promise-store";
+import { SessionStore } from "../store/session-store";
+import { toAddress } from "../values/address";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
@@ -24,17 +33,43 @@ import { protectedStatus, type ProtectedStatus } from "./protected-status";
 import { Confinement, recoverConfinement } from "../consumer-protection/confined";
 import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
+import { AbortError, retry } from "../lifecycle/retry";
 import type { ConsumerService, SessionProtection } from "../session/service";
 
-export interface DaemonOptions {
-  config: MystConfig;
-  /** The node's identity, unlocked: it sells, buys, signs promises and settles. */
-  key: IdentityKey;
-  keystore: Keystore;
+/** Who a node is: its address, and how to unlock its key (the passphrase stays with the caller). */
+export interface NodeIdentity {
+  address: string;
+  unlock(): Promise<IdentityKey>;
+}
+
+/** The chain as a node uses it: the connection, the registry (followed while online) and the registrar. */
+export interface ChainParts {
   conn: ChainConnection;
-  /** Following registry events for as long as the daemon runs. */
   registry: IdentityRegistryClient;
   registrar: Registrar;
+}
+
+export interface NodeOptions {
+  config: MystConfig;
+  /**
+   * The node's identity: it sells, buys, signs promises and settles. An online node unlocks it at
+   * start; an offline one when a command first needs the key. None: an offline node over a
+   * keystore that holds no identity yet (it can create or import one).
+   */
+  identity?: NodeIdentity;
+  /** Default: the data dir's keystore. */
+  keystore?: Keystore;
+  /**
+   * Tests hand their own (and start and stop them); by default the node connects to the chain of
+   * its config when it first needs it, and follows registry events while online.
+   */
+  chain?: ChainParts;
+  /**
+   * A node for one command when none runs for the data dir (`myst sessions`, `myst earnings`,
+   * `myst identities`…): the keystore, the store and the chain, and nothing that talks to peers —
+   * no broker, no services, no connection. Its `disconnect` lifts what a crashed myst left behind.
+   */
+  offline?: boolean;
   /** The provider's payment policy and capacity, for every service it sells. */
   policy: ProviderPaymentSettings & { maxSessions: number };
   log: Logger;
@@ -100,21 +135,37 @@ export type ConnectionView =
       reconnect?: ReconnectStatus;
       confined?: ReturnType<Confinement["describe"]>;
     })
-  | { state: "disconnected" | "connecting" };
+  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string };
+
+/** What only an online node has: the unlocked key, and the provider and consumer sides. */
+interface OnlineParts {
+  key: IdentityKey;
+  broker: Broker;
+  dialogs: Dialogs;
+  provider: ProviderNode;
+  consumer: ConsumerNode;
+}
+
+/** Asked of an offline node what only an online one does (sell, buy, hold a connection). */
+export class NodeOfflineError extends MystError<"NODE_OFFLINE"> {}
 
 /**
- * A long-running node: one identity selling any number of services (one per type) and buying one
- * connection at a time, over one broker connection and one set of dialogs. What the REST API and
- * the CLI ask of a running node goes through here. Services it runs are remembered in
- * `<data-dir>/services.json` and started again when the daemon restarts.
+ * The node, and the one place its parts are built: one identity selling any number of services
+ * (one per type) and buying one connection at a time, over one broker connection and one set of
+ * dialogs. What the REST API (and so the CLI) asks of a node goes through here, whether it runs as
+ * `myst daemon`, for one foreground command, or offline for a one-shot command. Services it runs
+ * are remembered in `<data-dir>/services.json` and started again when the daemon restarts.
  */
-export class MystDaemon {
+export class MystNode {
   readonly metrics = new NodeMetrics();
-  readonly provider: ProviderNode;
-  readonly consumer: ConsumerNode;
-  readonly channels: PaymentChannelsClient;
   readonly startedAt = Date.now();
-  readonly #o: DaemonOptions;
+  readonly keystore: Keystore;
+  readonly #o: NodeOptions;
+  #online?: OnlineParts;
+  #chain?: Promise<ChainParts>;
+  #key?: Promise<IdentityKey>;
+  #discovery?: DiscoveryClient;
+  readonly #history: SessionStore;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
   /**
    * What services.json says, by type: changed only by the operator's start and stop. A remembered
@@ -137,13 +188,62 @@ export class MystDaemon {
   /** Cuts a reconnect's wait short (disconnect, stop). */
   #wake?: () => void;
 
-  constructor(options: DaemonOptions) {
+  constructor(options: NodeOptions) {
     this.#o = options;
-    const { config, key, registry, conn, log, policy } = options;
+    const { config } = options;
+    this.keystore = options.keystore ?? new Keystore({ dir: path.join(config.dataDir, "keystore"), lightKdf: config.lightKdf });
     this.#servicesFile = new ServicesFile(config.dataDir);
     this.#db = openDatabase(databaseFile(config.dataDir));
-    this.provider = new ProviderNode({
+    this.#history = new SessionStore(this.#db);
+    if (options.chain) this.#chain = Promise.resolve(options.chain);
+  }
+
+  /** The provider side; only an online node has one. */
+  get provider(): ProviderNode {
+    return this.#onlineParts().provider;
+  }
+
+  /** The consumer side; only an online node has one. */
+  get consumer(): ConsumerNode {
+    return this.#onlineParts().consumer;
+  }
+
+  #onlineParts(): OnlineParts {
+    if (!this.#online)
+      throw new NodeOfflineError("NODE_OFFLINE", "this needs a running node (`myst daemon`, or a foreground `myst connect` / `myst service start`)");
+    return this.#online;
+  }
+
+  /** The chain, connected once when first needed (an offline node that only reads the store never connects). */
+  #chainParts(): Promise<ChainParts> {
+    this.#chain ??= (async () => {
+      const { config } = this.#o;
+      const conn = await connectChain({ rpcUrl: config.rpcUrl, deployment: readDeployment(config.deploymentFile) });
+      const records = new RegistrationRecords(path.join(config.dataDir, "registrations"));
+      return { conn, registry: new IdentityRegistryClient(conn), registrar: new Registrar(conn, new IdentityRegistryClient(conn), records) };
+    })();
+    return this.#chain;
+  }
+
+  /** The node's key, unlocked once. */
+  #unlocked(): Promise<IdentityKey> {
+    const identity = this.#o.identity;
+    if (!identity)
+      return Promise.reject(new MystError("NO_IDENTITY", `no identity in ${this.keystore.dir}: run \`myst identities new\` (or name one with --identity)`));
+    this.#key ??= identity.unlock();
+    this.#key.catch(() => (this.#key = undefined)); // a wrong passphrase may be retried
+    return this.#key;
+  }
+
+  /** Builds the provider and consumer sides on the node's one broker connection and dialogs. */
+  #buildOnline(key: IdentityKey, chain: ChainParts): OnlineParts {
+    const { config, log, policy } = this.#o;
+    const { registry, conn } = chain;
+    const broker = new Broker({ servers: config.brokerUrls, name: "myst-node" });
+    const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
+    const provider = new ProviderNode({
       key,
+      shared: { broker, dialogs },
       brokerUrls: config.brokerUrls,
       registry,
       services: [],
@@ -152,37 +252,52 @@ export class MystDaemon {
       maxDialogsPerPeer: config.maxDialogsPerPeer,
       maxSessionsPerConsumer: config.maxSessionsPerConsumer,
       outageToleranceMs: config.outageToleranceMs,
-      pingMs: options.pingMs,
+      pingMs: this.#o.pingMs,
       payments: { ...policy, conn, db: this.#db },
     });
-    this.consumer = new ConsumerNode({
+    const consumer = new ConsumerNode({
       key,
       brokerUrls: config.brokerUrls,
       discoveryUrl: config.discoveryUrl,
       registry,
       conn,
-      dialogs: this.provider.dialogs,
-      history: this.provider.history,
+      dialogs,
+      history: this.#history,
       promises: new IssuedPromiseStore(this.#db),
       outageToleranceMs: config.outageToleranceMs,
       log,
     });
-    this.channels = new PaymentChannelsClient(conn);
-    this.metrics.watchProvider(this.provider);
-    this.metrics.watchConsumer(() => this.consumer.current);
+    this.metrics.watchProvider(provider);
+    this.metrics.watchConsumer(() => consumer.current);
+    return { key, broker, dialogs, provider, consumer };
   }
 
-  get identity(): string {
-    return this.#o.key.address;
+  /** The node's identity; null for an offline node over an empty keystore. */
+  get identity(): string | null {
+    return this.#o.identity ? toAddress(this.#o.identity.address, "identity") : null;
+  }
+
+  get offline(): boolean {
+    return !!this.#o.offline;
   }
 
   async start(): Promise<void> {
+    // Offline: nothing to start; the chain is connected and the key unlocked when first needed.
+    if (this.#o.offline) return;
     // Read first: a services file that is not a JSON list stops the start before anything runs.
     const { services, problems } = this.#o.ephemeral ? { services: [], problems: [] } : this.#servicesFile.read();
+    const chain = await this.#chainParts();
+    const key = await this.#unlocked();
     await recoverProtection(this.#o.config.dataDir, this.#o.log, this.#o.keepKillSwitchFor ? { keepFor: this.#o.keepKillSwitchFor } : {});
     await recoverConfinement(this.#o.config.dataDir, this.#o.log);
-    await this.provider.start();
-    await this.consumer.start();
+    // The node follows registry events while online; injected parts are their owner's to start.
+    if (!this.#o.chain) await chain.registry.start();
+    const online = this.#buildOnline(key, chain);
+    this.#online = online;
+    await online.broker.start();
+    await online.dialogs.start();
+    await online.provider.start();
+    await online.consumer.start();
     for (const problem of problems) {
       this.#o.log.error(
         { file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` },
@@ -209,6 +324,17 @@ export class MystDaemon {
   }
 
   async #stop(): Promise<void> {
+    if (this.#online) await this.#stopOnline();
+    const chain = this.#o.chain ? undefined : await this.#chain?.catch(() => undefined);
+    if (chain) {
+      await chain.registry.stop();
+      chain.conn.close();
+    }
+    this.#db.close();
+    if (!this.#o.offline) this.#o.log.info("node stopped");
+  }
+
+  async #stopOnline(): Promise<void> {
     await this.#cancelReconnect();
     await this.consumer.stop();
     await this.#protection?.lift().catch((err) => this.#o.log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
@@ -218,50 +344,99 @@ export class MystDaemon {
     // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
     await Promise.all(running.map((s) => s?.stop?.().catch(() => undefined)));
     await this.provider.stop();
-    this.#db.close();
-    this.#o.log.info("daemon stopped");
+    this.#onlineParts().dialogs.stop();
+    await this.#onlineParts().broker.stop();
   }
 
   // identities
 
-  async identities(): Promise<{ address: string; keystoreFile: string; node: boolean; registered: boolean }[]> {
+  /** The keystore's identities; `registered` is null when the chain cannot be asked. */
+  async identities(): Promise<{ address: string; keystoreFile: string; node: boolean; registered: boolean | null }[]> {
+    const registry = await this.#chainParts()
+      .then((c) => c.registry)
+      .catch(() => undefined);
     return Promise.all(
-      this.#o.keystore.list().map(async (e) => ({
+      this.keystore.list().map(async (e) => ({
         address: e.address,
         keystoreFile: e.file,
         node: e.address === this.identity,
-        registered: await this.#o.registry.isRegistered(e.address),
+        registered: registry ? await registry.isRegistered(e.address).catch(() => null) : null,
       })),
     );
   }
 
   async createIdentity(passphrase: string): Promise<{ address: string; keystoreFile: string }> {
-    const entry = await this.#o.keystore.create(passphrase);
+    const entry = await this.keystore.create(passphrase);
     this.#o.log.info({ identity: entry.address }, "identity created");
     return { address: entry.address, keystoreFile: entry.file };
   }
 
-  async showIdentity(
-    address: string,
-  ): Promise<{ address: string; node: boolean; keystoreFile: string | null; balanceWei: string; registration: RegistrationStatus }> {
-    const id = checkAddress(address, "identity");
-    const file = this.#o.keystore.list().find((e) => e.address === id)?.file ?? null;
-    const [registration, balance] = await Promise.all([this.#o.registrar.status(id), this.channels.tokenBalance(id)]);
-    return { address: id, node: id === this.identity, keystoreFile: file, balanceWei: balance.toString(), registration };
+  /** Imports keystore v3 JSON (geth, ethers, MetaMask), checked with its passphrase; re-encrypted with `newPassphrase`. */
+  async importIdentity(options: { keystore: string; passphrase: string; newPassphrase?: string; source?: string }) {
+    const entry = await this.keystore.importJson(options.keystore, options.passphrase, options.newPassphrase, options.source);
+    this.#o.log.info({ identity: entry.address }, "identity imported");
+    return { address: entry.address, keystoreFile: entry.file };
   }
 
-  /** Registers an identity, paying gas from its own account; the node's own needs no passphrase. */
-  async register(address: string, options: { passphrase?: string; beneficiary?: string }): Promise<RegistrationStatus> {
-    const id = checkAddress(address, "identity");
-    if (options.beneficiary !== undefined) checkAddress(options.beneficiary, "beneficiary");
-    let key = this.#o.key;
-    if (id !== this.identity) {
-      if (options.passphrase === undefined) throw new MystError("PASSPHRASE_REQUIRED", `${id} is not the node's identity: give its passphrase to register it`);
-      key = await this.#o.keystore.unlock(id, options.passphrase);
+  /** An identity's keystore JSON, as stored or re-encrypted under a new passphrase. */
+  async exportIdentity(address: string, reencrypt?: { passphrase: string; newPassphrase: string }): Promise<{ address: string; keystore: string }> {
+    const id = toAddress(address, "identity");
+    return { address: id, keystore: await this.keystore.export(id, reencrypt) };
+  }
+
+  /**
+   * An identity: its keystore file, MYST balance and registration (null and "unknown" when the
+   * chain cannot be asked), and its public key when it is the node's own and unlocked.
+   */
+  async showIdentity(address: string) {
+    const id = toAddress(address, "identity");
+    const file = this.keystore.list().find((e) => e.address === id)?.file ?? null;
+    const why = (err: unknown) => (err instanceof Error ? err.message : String(err));
+    const [registration, balance] = await this.#chainParts().then(
+      (c) =>
+        Promise.all([
+          c.registrar.status(id).catch((err): { state: "unknown"; identity: string; reason: string } => ({ state: "unknown", identity: id, reason: why(err) })),
+          new PaymentChannelsClient(c.conn).tokenBalance(id).catch(() => null),
+        ]),
+      (err) => [{ state: "unknown" as const, identity: id, reason: why(err) }, null] as const,
+    );
+    // The public key shows when the key can be unlocked; a wrong passphrase is an error, none is not.
+    const key =
+      id === this.identity ? await this.#unlocked().catch((err) => (isMystError(err, "PASSPHRASE_MISSING") ? undefined : Promise.reject(err))) : undefined;
+    return {
+      address: id,
+      node: id === this.identity,
+      keystoreFile: file,
+      ...(key ? { publicKey: toHex(key.publicKey) } : {}),
+      balanceWei: balance === null ? null : balance.toString(),
+      registration,
+    };
+  }
+
+  /**
+   * Registers an identity, paying gas from its own account or a relayer's (a hex private key);
+   * the node's own needs no passphrase.
+   */
+  async register(address: string, options: { passphrase?: string; beneficiary?: string; relayerKey?: string }): Promise<RegistrationStatus> {
+    const id = toAddress(address, "identity");
+    const beneficiary = options.beneficiary === undefined ? undefined : toAddress(options.beneficiary, "beneficiary");
+    let relayer: IdentityKey | undefined;
+    if (options.relayerKey !== undefined) {
+      try {
+        relayer = IdentityKey.fromHex(options.relayerKey.trim());
+      } catch (err) {
+        throw new MystError("RELAYER_KEY_INVALID", "the relayer key is not a 32-byte hex private key", { cause: err });
+      }
     }
-    return this.#o.registrar.register(key, {
-      submitter: new Wallet(key.privateKeyHex(), this.#o.conn.provider),
-      beneficiary: options.beneficiary,
+    let key: IdentityKey;
+    if (id === this.identity) key = await this.#unlocked();
+    else if (options.passphrase === undefined)
+      throw new MystError("PASSPHRASE_REQUIRED", `${id} is not the node's identity: give its passphrase to register it`);
+    else key = await this.keystore.unlock(id, options.passphrase);
+    const { registrar, conn } = await this.#chainParts();
+    return registrar.register(key, {
+      submitter: new Wallet((relayer ?? key).privateKeyHex(), conn.provider),
+      beneficiary,
       timeoutMs: this.#o.config.registrationTimeoutMs,
     });
   }
@@ -269,6 +444,7 @@ export class MystDaemon {
   // services
 
   services(): ServiceView[] {
+    if (!this.#online) return [];
     const live = this.provider.sessions.list().filter((s) => s.state !== "ended");
     return this.provider.selling().map((s) => {
       const saved = this.#specs.get(s.type)!;
@@ -297,7 +473,9 @@ export class MystDaemon {
     // Two requests for one type must not both start it (they would share its files and port).
     this.#starting.add(spec.type);
     try {
-      const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: this.#o.registry, log: this.#o.log });
+      const { registry } = await this.#chainParts();
+      this.#onlineParts();
+      const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: registry, log: this.#o.log });
       try {
         this.provider.addService({ service, offer: offerFromJson(offer) });
       } catch (err) {
@@ -335,11 +513,19 @@ export class MystDaemon {
 
   async proposals(query: Record<string, string | string[] | undefined>, page: { limit?: number; cursor?: string }) {
     const filter = parseFilter(Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>);
-    const { proposals, nextCursor } = await this.consumer.discovery.search(filter, page);
-    return { proposals: proposals.map((p) => p.proposal), nextCursor };
+    const { proposals, nextCursor, rejected } = await (await this.#discoveryClient()).search(filter, page);
+    return { proposals: proposals.map((p) => p.proposal), nextCursor, rejected };
+  }
+
+  async #discoveryClient(): Promise<DiscoveryClient> {
+    if (this.#online) return this.consumer.discovery;
+    const { registry } = await this.#chainParts();
+    this.#discovery ??= new DiscoveryClient(this.#o.config.discoveryUrl, (id) => registry.publicKeyOf(id));
+    return this.#discovery;
   }
 
   connection(): ConnectionView {
+    if (!this.#online) return { state: "disconnected" };
     const c = this.consumer.current;
     const extra = {
       ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}),
@@ -350,7 +536,11 @@ export class MystDaemon {
       return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
     // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
     if (c && this.#confinement?.active) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
-    return { state: this.#connecting ? "connecting" : "disconnected" };
+    if (this.#connecting) return { state: "connecting" };
+    // The last connection's end, for whoever follows it (a foreground `myst connect`).
+    return c
+      ? { state: "disconnected", sessionId: c.session.id, ...(c.session.endReason ? { endReason: c.session.endReason } : {}) }
+      : { state: "disconnected" };
   }
 
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
@@ -362,9 +552,10 @@ export class MystDaemon {
     const current = this.consumer.current;
     if (current && current.session.state === "active")
       throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
-    if (request.provider !== undefined) checkAddress(request.provider, "provider");
+    const { key } = this.#onlineParts();
+    if (request.provider !== undefined) toAddress(request.provider, "provider");
     const service = consumerService(request.serviceType, {
-      key: this.#o.key,
+      key,
       dataDir: this.#o.config.dataDir,
       netns: request.netns,
       log: this.#o.log,
@@ -446,61 +637,74 @@ export class MystDaemon {
       tunnelUp: (tunnel) => wanted.protection!.tunnelUp(tunnel),
       abandon: () => wanted.protection!.block(),
     };
+    // A disconnect or stop cuts the waits short and ends the retrying.
+    const stop = new AbortController();
+    this.#wake = () => stop.abort();
+    const nextAttemptIn = (attempt: number) => (status.nextAttemptAt = new Date(Date.now() + reconnectDelayMs(attempt)).toISOString());
     let failed: string[] = [];
-    for (let attempt = 1; attempt <= RECONNECT_ATTEMPTS; attempt++) {
-      const delay = reconnectDelayMs(attempt);
-      status.nextAttemptAt = new Date(Date.now() + delay).toISOString();
-      if (!(await this.#pause(delay)) || this.#wanted !== wanted) return;
-      status.attempts = attempt;
-      delete status.nextAttemptAt;
-      let provider = wanted.request.provider;
-      try {
-        // The same provider first (it may be back), then the cheapest other match for the same filters.
-        provider ??= failed.includes(last.session.provider)
-          ? (await this.consumer.pick({ filter: wanted.filter, service: wanted.service, exclude: failed })).proposal.provider
-          : last.session.provider;
-        const connection = await this.consumer.connect({
-          provider,
-          filter: wanted.filter,
-          service: wanted.service,
-          topUpTo: wanted.request.topUpToWei === undefined ? undefined : BigInt(wanted.request.topUpToWei),
-          protection: holding,
-        });
-        if (this.#wanted !== wanted) {
-          // Disconnected while this attempt ran: the disconnect lifts the protection once this returns.
-          await connection.session.destroy("consumer disconnected");
-          return;
-        }
-        Object.assign(status, { state: "connected", provider: connection.session.provider });
-        this.metrics.connected(connection);
-        this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider, attempt }, "reconnected");
-        this.#watch(connection, wanted);
+    let provider: string | undefined;
+    try {
+      nextAttemptIn(1);
+      if (!(await this.#pause(reconnectDelayMs(1), stop.signal)) || this.#wanted !== wanted) return;
+      const connection = await retry(
+        async (attempt) => {
+          if (this.#wanted !== wanted) throw new AbortError("disconnected");
+          status.attempts = attempt;
+          delete status.nextAttemptAt;
+          // The same provider first (it may be back), then the cheapest other match for the same filters.
+          provider = wanted.request.provider;
+          provider ??= failed.includes(last.session.provider)
+            ? (await this.consumer.pick({ filter: wanted.filter, service: wanted.service, exclude: failed })).proposal.provider
+            : last.session.provider;
+          return this.consumer.connect({
+            provider,
+            filter: wanted.filter,
+            service: wanted.service,
+            topUpTo: wanted.request.topUpToWei === undefined ? undefined : BigInt(wanted.request.topUpToWei),
+            protection: holding,
+          });
+        },
+        {
+          attempts: RECONNECT_ATTEMPTS,
+          baseMs: reconnectDelayMs(2),
+          maxMs: reconnectDelayMs(RECONNECT_ATTEMPTS),
+          signal: stop.signal,
+          onFailure: (err, attempt) => {
+            const code = (err as MystError).code ?? "INTERNAL";
+            status.lastError = `${code}: ${(err as Error).message}`;
+            this.metrics.error("reconnect", code);
+            this.#o.log.warn({ attempt, of: RECONNECT_ATTEMPTS, provider, code, err: (err as Error).message }, "reconnect attempt failed");
+            if (code === "NO_PROPOSAL") failed = [];
+            else if (provider && !failed.includes(provider)) failed.push(provider);
+            if (attempt < RECONNECT_ATTEMPTS) nextAttemptIn(attempt + 1);
+          },
+        },
+      );
+      if (this.#wanted !== wanted) {
+        // Disconnected while this attempt ran: the disconnect lifts the protection once this returns.
+        await connection.session.destroy("consumer disconnected");
         return;
-      } catch (err) {
-        const code = (err as MystError).code ?? "INTERNAL";
-        status.lastError = `${code}: ${(err as Error).message}`;
-        this.metrics.error("reconnect", code);
-        this.#o.log.warn({ attempt, of: RECONNECT_ATTEMPTS, provider, code, err: (err as Error).message }, "reconnect attempt failed");
-        if (code === "NO_PROPOSAL") failed = [];
-        else if (provider && !failed.includes(provider)) failed.push(provider);
       }
+      Object.assign(status, { state: "connected", provider: connection.session.provider });
+      this.metrics.connected(connection);
+      this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider, attempt: status.attempts }, "reconnected");
+      this.#watch(connection, wanted);
+    } catch {
+      if (stop.signal.aborted || this.#wanted !== wanted) return;
+      status.state = "gave-up";
+      delete status.nextAttemptAt;
+      this.#o.log.error({ attempts: RECONNECT_ATTEMPTS }, "gave up reconnecting: traffic stays blocked by the kill switch until `myst disconnect`");
+    } finally {
+      this.#wake = undefined;
     }
-    status.state = "gave-up";
-    this.#o.log.error({ attempts: RECONNECT_ATTEMPTS }, "gave up reconnecting: traffic stays blocked by the kill switch until `myst disconnect`");
   }
 
   /** Waits `ms`; false when a disconnect or stop cut the wait short. */
-  #pause(ms: number): Promise<boolean> {
+  #pause(ms: number, signal: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wake = undefined;
-        resolve(true);
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        this.#wake = undefined;
-        resolve(false);
-      };
+      if (signal.aborted) return resolve(false);
+      const timer = setTimeout(() => resolve(true), ms);
+      signal.addEventListener("abort", () => (clearTimeout(timer), resolve(false)), { once: true });
     });
   }
 
@@ -511,7 +715,14 @@ export class MystDaemon {
     await this.#reconnecting;
   }
 
-  async disconnect(): Promise<ProtectedStatus> {
+  async disconnect(): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
+    if (!this.#online) {
+      // No node held a connection: a myst that died while connected may have left its kill switch in force.
+      const recovered = [await recoverProtection(this.#o.config.dataDir, this.#o.log), await recoverConfinement(this.#o.config.dataDir, this.#o.log)];
+      const done = recovered.filter((m): m is string => !!m);
+      if (done.length === 0) throw new SessionError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
+      return { state: "disconnected", recovered: done };
+    }
     const wasReconnecting = this.#reconnecting !== undefined;
     await this.#cancelReconnect();
     this.#reconnect = undefined;
@@ -537,7 +748,7 @@ export class MystDaemon {
   async statistics(): Promise<
     Pick<ConnectionStatus, "state" | "sessionId" | "bytesIn" | "bytesOut" | "durationSeconds" | "promisedWei" | "invoices" | "phasesMs">
   > {
-    const c = this.consumer.current;
+    const c = this.#online?.consumer.current;
     if (!c) throw new SessionError("NOT_CONNECTED", "no connection yet");
     if (c.session.state === "active") await c.session.tunnel.refresh?.().catch(() => undefined);
     const { state, sessionId, bytesIn, bytesOut, durationSeconds, promisedWei, invoices, phasesMs } = connectionStatus(c);
@@ -547,44 +758,67 @@ export class MystDaemon {
   // history and money
 
   sessions(options: { limit: number; role?: "provider" | "consumer" }): SessionRecord[] {
-    return this.provider.history!.list(options.limit, options.role);
+    return this.#history.list(options.limit, options.role);
+  }
+
+  /** The node's identity as a consumer (its address is enough: nothing is signed). */
+  #me(): string {
+    const me = this.identity;
+    if (!me) throw new MystError("NO_IDENTITY", `no identity in ${this.keystore.dir}: run \`myst identities new\` (or name one with --identity)`);
+    return me;
+  }
+
+  async #channels(): Promise<PaymentChannelsClient> {
+    return new PaymentChannelsClient((await this.#chainParts()).conn);
   }
 
   async channel(provider: string): Promise<ChannelReport> {
-    const p = checkAddress(provider, "provider");
-    return channelReport(await this.channels.state(this.identity, p), this.identity, p);
+    const p = toAddress(provider, "provider");
+    const me = this.#me();
+    return channelReport(await (await this.#channels()).state(me, p), me, p);
   }
 
   async topUp(provider: string, amountWei: bigint): Promise<{ depositedWei: string; txHash: string; gasUsed: string; channel: ChannelReport }> {
-    const p = checkAddress(provider, "provider");
+    const p = toAddress(provider, "provider");
     if (amountWei <= 0n) throw new MystError("BAD_AMOUNT", "deposit a positive amount");
-    const r = await this.channels.deposit(this.#o.key, this.identity, p, amountWei);
+    const key = await this.#unlocked();
+    const r = await (await this.#channels()).deposit(key, key.address, p, amountWei);
     return { depositedWei: amountWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), channel: await this.channel(p) };
   }
 
   async withdraw(provider: string) {
-    return this.channels.leave(this.#o.key, checkAddress(provider, "provider"));
+    const p = toAddress(provider, "provider");
+    return (await this.#channels()).leave(await this.#unlocked(), p);
   }
 
   earnings(): EarningsReport {
-    return earningsReport(this.provider.store!, this.provider.settler!.pending());
+    if (this.#online) return earningsReport(this.provider.store!, this.provider.settler!.pending());
+    return earningsReport(new PromiseStore(this.#db));
   }
 
-  /** Settles every channel now and waits up to 30 s: what is still pending shows with its state and error. */
+  /**
+   * Settles every channel now and waits (30 s online; 60 s offline, whose queue lives only for
+   * this call): what is still pending shows with its state and error.
+   */
   async settle(): Promise<EarningsReport> {
-    this.provider.settler!.settleAll();
-    await this.provider.settler!.drain(30_000);
-    return this.earnings();
+    if (this.#online) {
+      this.provider.settler!.settleAll();
+      await this.provider.settler!.drain(30_000);
+      return this.earnings();
+    }
+    const key = await this.#unlocked();
+    const { conn } = await this.#chainParts();
+    const store = new PromiseStore(this.#db);
+    const settler = new Settler(store, new PaymentChannelsClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: this.#o.log });
+    settler.settleAll();
+    await settler.drain(60_000);
+    settler.stop();
+    return earningsReport(store, settler.pending());
   }
 
   #writeServicesFile(): void {
     this.#servicesFile.write([...this.#remembered.values()]);
   }
-}
-
-function checkAddress(value: string, what: string): string {
-  if (!isAddress(value)) throw new MystError("INVALID_ADDRESS", `${what} "${value}" is not an address (0x + 40 hex)`);
-  return getAddress(value);
 }
 
 export function offerFromJson(o: OfferJson): Offer {

@@ -3,8 +3,8 @@ import { connectChain, type ChainConnection } from "../../node/chain/connect";
 import { Registrar, RegistrationRecords } from "../../node/chain/registration";
 import { IdentityRegistryClient } from "../../node/chain/registry";
 import { IdentityKey } from "../../node/identity/key";
-import { startNatsServer, type NatsServer } from "../../scripts/lib/nats-server";
-import { LOCAL_FUNDER_KEY, startLocalChain, type LocalChain } from "./chain";
+import { startNatsServer, type NatsServer } from "./nats-server";
+import { LOCAL_FUNDER_KEY, startLocalChain, type LocalChain } from "./local-chain";
 import { tempDir } from "./tmp";
 
 export { startNatsServer, type NatsServer };

@@ -1,0 +1,57 @@
+import type { Backoff } from "./backoff";
+
+// p-retry is ESM-only; Node 20 can require() it (its namespace: default and AbortError).
+const { default: pRetry, AbortError } = require("p-retry") as typeof import("p-retry");
+
+export interface RetryOptions extends Omit<Backoff, "immediateFirst"> {
+  /** Attempts in all, the first included. */
+  attempts: number;
+  /** Stops the waiting between attempts (and the retrying): a disconnect, a stop. */
+  signal?: AbortSignal;
+  /** Whether a failure may succeed if tried again; what never can (a revert, a bad request) is not retried. Default: all. */
+  retryable?: (error: unknown) => boolean;
+  /** Told of every failed attempt (1-based), before the wait for the next one. */
+  onFailure?: (error: unknown, attempt: number) => void;
+}
+
+/**
+ * Runs `attempt` until it succeeds, with the node's backoff between tries (`baseMs`, doubling, at
+ * most `maxMs`, no jitter: the schedule stays predictable for status and tests), at most
+ * `attempts` times; rejects with the last failure, or at once with one that is not `retryable`.
+ * The one retry helper, on p-retry.
+ */
+export function retry<T>(attempt: (n: number) => Promise<T>, o: RetryOptions): Promise<T> {
+  return pRetry(
+    async (n) => {
+      try {
+        return await attempt(n);
+      } catch (err) {
+        // p-retry gives up on TypeErrors (and non-errors) by itself; here `retryable` decides.
+        throw err instanceof TypeError || !(err instanceof Error) ? new Carried(err) : err;
+      }
+    },
+    {
+      retries: Math.max(0, o.attempts - 1),
+      factor: 2,
+      minTimeout: o.baseMs,
+      maxTimeout: o.maxMs,
+      randomize: false,
+      signal: o.signal,
+      onFailedAttempt: ({ error, attemptNumber }) => o.onFailure?.(unwrap(error), attemptNumber),
+      shouldRetry: ({ error }) => (o.retryable ? o.retryable(unwrap(error)) : true),
+    },
+  ).catch((err: unknown) => {
+    throw unwrap(err);
+  });
+}
+
+/** A failure p-retry would not retry by itself, carried through it to `retryable`. */
+class Carried extends Error {
+  constructor(readonly failure: unknown) {
+    super(failure instanceof Error ? failure.message : String(failure));
+  }
+}
+
+const unwrap = (err: unknown): unknown => (err instanceof Carried ? err.failure : err);
+
+export { AbortError };

@@ -1,0 +1,58 @@
+import { expect } from "chai";
+import { retry } from "../../../node/lifecycle/retry";
+
+describe("retry: the node's one retry helper (p-retry with the node's backoff)", function () {
+  it("tries again until the attempt succeeds, telling of each failure", async function () {
+    const failures: [string, number][] = [];
+    const result = await retry(
+      async (n) => {
+        if (n < 3) throw new Error(`no ${n}`);
+        return n;
+      },
+      { attempts: 5, baseMs: 5, maxMs: 20, onFailure: (err, n) => failures.push([(err as Error).message, n]) },
+    );
+    expect(result).to.equal(3);
+    expect(failures).to.deep.equal([
+      ["no 1", 1],
+      ["no 2", 2],
+    ]);
+  });
+
+  it("gives up after the last attempt with its failure, and at once on a failure that can never succeed", async function () {
+    let tries = 0;
+    const last = await retry(
+      async () => {
+        tries++;
+        throw new TypeError(`bad ${tries}`);
+      },
+      { attempts: 3, baseMs: 1, maxMs: 1 },
+    ).catch((e) => e);
+    expect([tries, last instanceof TypeError, last.message]).to.deep.equal([3, true, "bad 3"]);
+
+    tries = 0;
+    const revert = await retry(
+      async () => {
+        tries++;
+        throw new Error("execution reverted");
+      },
+      { attempts: 5, baseMs: 1, maxMs: 1, retryable: (err) => !/reverted/.test((err as Error).message) },
+    ).catch((e) => e);
+    expect([tries, revert.message]).to.deep.equal([1, "execution reverted"]);
+  });
+
+  it("stops waiting when its signal aborts (else the 10 s wait outlasts the test's timeout)", async function () {
+    this.timeout(5_000);
+    const stop = new AbortController();
+    let tries = 0;
+    setTimeout(() => stop.abort(), 50);
+    const err = await retry(
+      async () => {
+        tries++;
+        throw new Error("down");
+      },
+      { attempts: 10, baseMs: 10_000, maxMs: 10_000, signal: stop.signal },
+    ).catch((e) => e);
+    expect(tries).to.equal(1);
+    expect(err).to.be.instanceOf(Error);
+  });
+});
