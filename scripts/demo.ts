@@ -75,7 +75,7 @@ async function main() {
     MYST_RPC_URL: chain.rpcUrl,
     MYST_DEPLOYMENT: chain.deploymentFile,
     MYST_BROKER_URLS: nats.url,
-    MYST_DISCOVERY_URL: `http://127.0.0.1:${discoveryPort}`,
+    MYST_DISCOVERY_URLS: `http://127.0.0.1:${discoveryPort}`,
     MYST_PASSPHRASE: "demo passphrase",
     MYST_LIGHT_KDF: "1",
     MYST_LOG_LEVEL: "warn",
@@ -86,7 +86,7 @@ async function main() {
   say("Starting the discovery service");
   const discovery = background("discovery", common, ["discovery", "--port", String(discoveryPort)]);
   await until(() => discovery.output().includes("listening"), "discovery");
-  ok(`discovery ${common.MYST_DISCOVERY_URL}`);
+  ok(`discovery ${common.MYST_DISCOVERY_URLS}`);
 
   say("Creating, funding and registering a provider and a consumer identity");
   const ids: Record<string, string> = {};

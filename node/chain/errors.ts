@@ -1,4 +1,4 @@
-import type { Interface } from "ethers";
+import { isError, type Interface } from "ethers";
 import { MystError } from "../errors/MystError";
 import { IdentityRegistry__factory, MystToken__factory, PaymentChannels__factory } from "../../typechain-types";
 
@@ -26,46 +26,40 @@ export class ChainError extends MystError<ChainErrorCode> {
   revert?: { name: string; args: unknown[] };
 }
 
-interface EthersLikeError {
-  code?: string;
-  shortMessage?: string;
-  revert?: { name: string; args: unknown[] } | null;
-  data?: unknown;
-  reason?: string | null;
-  error?: { message?: string };
-}
-
 /**
- * Turns an ethers error into a ChainError at the boundary: a contract's custom error by name and
- * arguments, insufficient funds, an unreachable node. Nothing downstream parses ethers messages.
+ * Turns an ethers error into a ChainError at the boundary, told apart with ethers' own `isError`:
+ * a contract's custom error by name and arguments, insufficient funds, a moved nonce, an
+ * unreachable node. Nothing downstream parses ethers messages.
  */
 export function toChainError(err: unknown, doing: string): ChainError {
   if (err instanceof ChainError) return err;
-  const e = (err ?? {}) as EthersLikeError;
-  if (e.code === "CALL_EXCEPTION") {
-    const revert = e.revert ?? decodeRevert(e.data);
+  if (isError(err, "CALL_EXCEPTION")) {
+    const revert = err.revert ?? decodeRevert(err.data);
     if (revert) {
       const args = revert.args.map((a) => String(a)).join(", ");
       const chainErr = new ChainError("TX_REVERTED", `${doing} reverted: ${revert.name}(${args})`, { cause: err });
-      chainErr.revert = revert;
+      chainErr.revert = { name: revert.name, args: [...revert.args] };
       return chainErr;
     }
-    return new ChainError("TX_REVERTED", `${doing} reverted${e.reason ? `: ${e.reason}` : ""}`, { cause: err });
+    return new ChainError("TX_REVERTED", `${doing} reverted${err.reason ? `: ${err.reason}` : ""}`, { cause: err });
   }
-  if (e.code === "INSUFFICIENT_FUNDS") {
+  if (isError(err, "INSUFFICIENT_FUNDS")) {
     return new ChainError("INSUFFICIENT_FUNDS", `${doing}: the sending account cannot pay for gas`, { cause: err });
   }
+  const short = (err as { shortMessage?: string } | null)?.shortMessage;
+  const code = (err as { code?: string } | null)?.code;
   if (
-    e.code === "NONCE_EXPIRED" ||
-    e.code === "REPLACEMENT_UNDERPRICED" ||
-    /nonce too low|nonce has already been used|already known/i.test(e.shortMessage ?? (err instanceof Error ? err.message : ""))
+    isError(err, "NONCE_EXPIRED") ||
+    isError(err, "REPLACEMENT_UNDERPRICED") ||
+    /nonce too low|nonce has already been used|already known/i.test(short ?? (err instanceof Error ? err.message : ""))
   ) {
-    return new ChainError("NONCE_CONFLICT", `${doing}: the account's nonce moved (${e.shortMessage ?? e.code})`, { cause: err });
+    return new ChainError("NONCE_CONFLICT", `${doing}: the account's nonce moved (${short ?? code})`, { cause: err });
   }
-  if (e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" || e.code === "TIMEOUT" || e.code === "ECONNREFUSED" || e.code === "ECONNRESET") {
-    return new ChainError("CHAIN_UNREACHABLE", `${doing}: the chain did not answer (${e.shortMessage ?? e.code})`, { cause: err });
+  // ECONNREFUSED and ECONNRESET come from node's sockets, below ethers.
+  if (isError(err, "NETWORK_ERROR") || isError(err, "SERVER_ERROR") || isError(err, "TIMEOUT") || code === "ECONNREFUSED" || code === "ECONNRESET") {
+    return new ChainError("CHAIN_UNREACHABLE", `${doing}: the chain did not answer (${short ?? code})`, { cause: err });
   }
-  const detail = e.shortMessage ?? (err instanceof Error ? err.message : String(err));
+  const detail = short ?? (err instanceof Error ? err.message : String(err));
   return new ChainError("CHAIN_ERROR", `${doing}: ${detail.split("\n")[0]}`, { cause: err });
 }
 

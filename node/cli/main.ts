@@ -13,6 +13,9 @@ import { identitiesCommand } from "./identities";
 import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
 import { serviceCommand } from "./service";
 
+/** A repeatable option: each use adds one value (not greedy, so a command may follow it). */
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
 /** The context of a (sub)command, from the global flags of the root program. */
 function context(cmd: Command): CommandContext {
   return new CommandContext(cmd.optsWithGlobals() as GlobalFlags);
@@ -27,8 +30,13 @@ function program(): Command {
     .addOption(new Option("--data-dir <dir>", "keystore and local state (default ~/.myst, or MYST_DATA_DIR)"))
     .addOption(new Option("--rpc-url <url>", "Ethereum JSON-RPC URL (default http://127.0.0.1:8545, or MYST_RPC_URL)"))
     .addOption(new Option("--deployment <file>", "contract deployment file (default deployments/localhost.json, or MYST_DEPLOYMENT)"))
-    .addOption(new Option("--broker-url <url...>", "NATS server URL, repeatable (default nats://127.0.0.1:4222, or MYST_BROKER_URLS)"))
-    .addOption(new Option("--discovery-url <url>", "discovery service URL (default http://127.0.0.1:4050, or MYST_DISCOVERY_URL)"))
+    .addOption(new Option("--broker-url <url>", "NATS server URL, repeatable (default nats://127.0.0.1:4222, or MYST_BROKER_URLS)").argParser(collect))
+    .addOption(
+      new Option(
+        "--discovery-url <url>",
+        "discovery replica URL, repeatable: tried in order (default http://127.0.0.1:4050, or MYST_DISCOVERY_URLS)",
+      ).argParser(collect),
+    )
     .addOption(new Option("--log-level <level>", "trace|debug|info|warn|error|silent (default info, or MYST_LOG_LEVEL)"))
     .addOption(new Option("--log-format <format>", "json|pretty (default json, or MYST_LOG_FORMAT)"))
     .addOption(new Option("--light-kdf", "weaker, fast scrypt for new keystores (tests; or MYST_LIGHT_KDF=1)"))

@@ -18,8 +18,11 @@ export interface MystConfig {
   deploymentFile: string;
   /** NATS servers (a cluster may list several). Default nats://127.0.0.1:4222. Env MYST_BROKER_URLS (comma-separated), flag --broker-url (repeatable). */
   brokerUrls: string[];
-  /** Discovery service. Default http://127.0.0.1:4050. Env MYST_DISCOVERY_URL, flag --discovery-url. */
-  discoveryUrl: string;
+  /**
+   * Discovery replicas, tried in order (a query fails over to the next). Default
+   * http://127.0.0.1:4050. Env MYST_DISCOVERY_URLS (comma-separated), flag --discovery-url (repeatable).
+   */
+  discoveryUrls: string[];
   /** trace | debug | info | warn | error | silent. Default info. Env MYST_LOG_LEVEL, flag --log-level. */
   logLevel: LogLevel;
   /** json (one object per line, for collectors) | pretty (coloured lines for people). Default json. Env MYST_LOG_FORMAT, flag --log-format. */
@@ -67,7 +70,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     rpcUrl: "http://127.0.0.1:8545",
     deploymentFile: path.join(PACKAGE_ROOT, "deployments", "localhost.json"),
     brokerUrls: ["nats://127.0.0.1:4222"],
-    discoveryUrl: "http://127.0.0.1:4050",
+    discoveryUrls: ["http://127.0.0.1:4050"],
     logLevel: "info",
     logFormat: "json",
     apiHost: "127.0.0.1",
@@ -94,7 +97,7 @@ export interface ConfigFlags {
   rpcUrl?: string;
   deployment?: string;
   brokerUrl?: string[];
-  discoveryUrl?: string;
+  discoveryUrl?: string[];
   logLevel?: string;
   logFormat?: string;
   apiHost?: string;
@@ -110,7 +113,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_RPC_URL: "rpcUrl",
   MYST_DEPLOYMENT: "deploymentFile",
   MYST_BROKER_URLS: "brokerUrls",
-  MYST_DISCOVERY_URL: "discoveryUrl",
+  MYST_DISCOVERY_URLS: "discoveryUrls",
   MYST_LOG_LEVEL: "logLevel",
   MYST_LOG_FORMAT: "logFormat",
   MYST_API_HOST: "apiHost",
@@ -137,7 +140,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   for (const [name, key] of Object.entries(ENV)) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    fromEnv[key] = key === "brokerUrls" ? value.split(",").map((s) => s.trim()) : value;
+    fromEnv[key] = key === "brokerUrls" || key === "discoveryUrls" ? value.split(",").map((s) => s.trim()) : value;
   }
 
   const dataDir = flags.dataDir ?? (fromEnv.dataDir as string | undefined) ?? defaultConfig().dataDir;
@@ -152,7 +155,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   set("rpcUrl", flags.rpcUrl, "--rpc-url");
   set("deploymentFile", flags.deployment, "--deployment");
   set("brokerUrls", flags.brokerUrl?.length ? flags.brokerUrl : undefined, "--broker-url");
-  set("discoveryUrl", flags.discoveryUrl, "--discovery-url");
+  set("discoveryUrls", flags.discoveryUrl?.length ? flags.discoveryUrl : undefined, "--discovery-url");
   set("logLevel", flags.logLevel, "--log-level");
   set("logFormat", flags.logFormat, "--log-format");
   set("apiHost", flags.apiHost, "--api-host");
@@ -174,9 +177,12 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
       case "rpcUrl":
         config.rpcUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
         break;
-      case "discoveryUrl":
-        config.discoveryUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
+      case "discoveryUrls": {
+        const list = Array.isArray(value) ? value : bad(key, "must be a list of http(s) URLs");
+        if (list.length === 0) bad(key, "must name at least one discovery replica");
+        config.discoveryUrls = list.map((u) => url(u, ["http:", "https:"]) ?? bad(key, `has "${u}", not an http(s) URL`));
         break;
+      }
       case "brokerUrls": {
         const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");
         if (list.length === 0) bad(key, "must name at least one broker");

@@ -18,7 +18,8 @@ import { ConsumerPromises } from "../payments/consumer-promises";
 export interface ConsumerNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
-  discoveryUrl: string;
+  /** Discovery replicas, tried in order. */
+  discoveryUrls: string[];
   registry: IdentityRegistryClient;
   /**
    * Dialogs to share with a provider node of the same identity in the same process (the daemon):
@@ -81,7 +82,7 @@ export class ConsumerNode {
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
     this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs });
-    this.discovery = new DiscoveryClient(o.discoveryUrl, (id) => o.registry.publicKeyOf(id));
+    this.discovery = new DiscoveryClient(o.discoveryUrls, (id) => o.registry.publicKeyOf(id));
     if (o.conn) {
       this.channels = new PaymentChannelsClient(o.conn);
       this.promises = new ConsumerPromises(o.key, this.channels, o.promises);

@@ -258,7 +258,7 @@ export class MystNode {
     const consumer = new ConsumerNode({
       key,
       brokerUrls: config.brokerUrls,
-      discoveryUrl: config.discoveryUrl,
+      discoveryUrls: config.discoveryUrls,
       registry,
       conn,
       dialogs,
@@ -520,7 +520,7 @@ export class MystNode {
   async #discoveryClient(): Promise<DiscoveryClient> {
     if (this.#online) return this.consumer.discovery;
     const { registry } = await this.#chainParts();
-    this.#discovery ??= new DiscoveryClient(this.#o.config.discoveryUrl, (id) => registry.publicKeyOf(id));
+    this.#discovery ??= new DiscoveryClient(this.#o.config.discoveryUrls, (id) => registry.publicKeyOf(id));
     return this.#discovery;
   }
 
@@ -532,6 +532,13 @@ export class MystNode {
       ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}),
     };
     if (c && this.#reconnecting) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...extra };
+    // The session ended by itself and is still winding down (its tunnel stopping) before the node
+    // takes it in: what follows is a reconnect or the kill switch holding, not a disconnect.
+    const wanted = this.#wanted;
+    if (c && c.session.state !== "active" && wanted?.protection && this.#protection?.state === "protecting") {
+      if (wanted.request.reconnect && !this.#reconnect) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "reconnecting", ...extra };
+      if (wanted.request.killSwitch !== false) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
+    }
     if (c && (c.session.state === "active" || this.#protection?.state === "blocked"))
       return { ...protectedStatus(connectionStatus(c), this.#protection), ...extra };
     // A confined connection whose session ended: its namespace stays, without a route, until disconnect.

@@ -43,6 +43,7 @@ export class IndexEntry {
   perHour = 0n;
   perGiB = 0n;
   bandwidthMbps = 0;
+  ipv6 = false;
   /** The signature followed by the signed proposal text; "" when not listed. */
   body = "";
 
@@ -122,6 +123,45 @@ class SortedEntries {
   }
 }
 
+/** A walk over the entries that hold every match of a filter, in key order from a cursor. */
+interface Candidates {
+  /** How many entries the walk may visit (the smallest walk is taken). */
+  size: number;
+  after(cursor: string | undefined): Iterator<IndexEntry>;
+}
+
+function walk(s: SortedEntries): Candidates {
+  return {
+    size: s.items.length,
+    *after(cursor) {
+      for (let i = cursor === undefined ? 0 : s.upperBound(cursor); i < s.items.length; i++) yield s.items[i];
+    },
+  };
+}
+
+/** Several key-ordered buckets walked as one, in key order (a merge: a price filter takes every band up to its price). */
+function merged(sets: SortedEntries[]): Candidates {
+  return {
+    size: sets.reduce((n, s) => n + s.items.length, 0),
+    *after(cursor) {
+      const at = sets.map((s) => (cursor === undefined ? 0 : s.upperBound(cursor)));
+      for (;;) {
+        let best = -1;
+        for (let k = 0; k < sets.length; k++) {
+          if (at[k] < sets[k].items.length && (best === -1 || sets[k].items[at[k]].key < sets[best].items[at[best]].key)) best = k;
+        }
+        if (best === -1) return;
+        yield sets[best].items[at[best]++];
+      }
+    },
+  };
+}
+
+/** The price band of an amount: 0 for free, else its bit length (a band holds prices within a factor of two). */
+function band(wei: bigint): number {
+  return wei === 0n ? 0 : wei.toString(2).length;
+}
+
 /** What a write to the store must look like for an announcement the index accepts. */
 export interface Decision {
   key: string;
@@ -133,8 +173,10 @@ export interface Decision {
 /**
  * A replica's in-memory view of the shared proposal store: one entry per (provider, service type),
  * kept in key order so that a cursor (the last key returned) pages stably while proposals come and
- * go. Listed entries are also bucketed by provider, service type, country, country + IP type and
- * service type + country; a query walks the smallest bucket its filter allows.
+ * go. Listed entries are also bucketed by provider, service type, country, IP type, country + IP
+ * type, service type + country, metering (per hour, per GiB) and price band (per hour, per GiB: a
+ * factor of two each); a query walks the smallest bucket its filter allows — a price filter walks
+ * the bands up to its price, merged in key order — so no documented filter scans the whole index.
  *
  * The rules (`decide`, `decideWithdrawal`) say what a verified announcement may write; the store's
  * revisions make two replicas deciding at once safe (the second write is refused and decided again).
@@ -148,6 +190,10 @@ export class ProposalIndex {
   readonly #byCountry = new Map<string, SortedEntries>();
   readonly #byCountryIpType = new Map<string, SortedEntries>();
   readonly #byServiceCountry = new Map<string, SortedEntries>();
+  readonly #byIpType = new Map<string, SortedEntries>();
+  readonly #byMetering = new Map<string, SortedEntries>();
+  readonly #byHourBand = new Map<string, SortedEntries>();
+  readonly #byGiBBand = new Map<string, SortedEntries>();
   #bulk = false;
 
   constructor(
@@ -233,7 +279,12 @@ export class ProposalIndex {
       e.createdAt = record.at;
       return;
     }
-    const rebucket = e.listed && (e.country !== record.country || e.ipType !== record.ipType);
+    const rebucket =
+      e.listed &&
+      (e.country !== record.country ||
+        e.ipType !== record.ipType ||
+        band(e.perHour) !== band(BigInt(record.perHour)) ||
+        band(e.perGiB) !== band(BigInt(record.perGiB)));
     if (rebucket) this.#unlist(e);
     e.withdrawn = false;
     e.createdAt = record.createdAt;
@@ -245,6 +296,7 @@ export class ProposalIndex {
     e.perHour = BigInt(record.perHour);
     e.perGiB = BigInt(record.perGiB);
     e.bandwidthMbps = record.bandwidthMbps;
+    e.ipv6 = record.ipv6 === true;
     e.body = record.signature + record.text;
     if (e.liveUntil <= now) this.#unlist(e);
     else if (!e.listed) this.#list(e);
@@ -291,21 +343,20 @@ export class ProposalIndex {
 
   /** Up to `limit` live proposals matching `filter`, after `cursor`; `next` is set when more may follow. */
   query(filter: ProposalFilter, limit: number, cursor?: string, now = Date.now()): { entries: IndexEntry[]; next: string | null } {
-    const candidates = this.#candidates(filter);
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
     const entries: IndexEntry[] = [];
-    const items = candidates.items;
-    let i = cursor === undefined ? 0 : candidates.upperBound(cursor);
-    for (; i < items.length; i++) {
-      const e = items[i];
-      if (e.liveUntil <= now || !matches(e, filter, providers)) continue;
-      entries.push(e);
+    const walk = this.#candidates(filter).after(cursor);
+    let more = false;
+    for (let step = walk.next(); !step.done; step = walk.next()) {
       if (entries.length === limit) {
-        i++;
+        more = true;
         break;
       }
+      const e = step.value;
+      if (e.liveUntil <= now || !matches(e, filter, providers)) continue;
+      entries.push(e);
     }
-    return { entries, next: entries.length === limit && i < items.length ? entries[entries.length - 1].key : null };
+    return { entries, next: more ? entries[entries.length - 1].key : null };
   }
 
   /** Unlists what expired and forgets what the store forgot; returns how many were unlisted. */
@@ -325,22 +376,27 @@ export class ProposalIndex {
     return expired.length;
   }
 
-  /** The smallest set of entries that holds every match. */
-  #candidates(f: ProposalFilter): SortedEntries {
-    const options: SortedEntries[] = [this.#all];
+  /** The smallest walk that holds every match. */
+  #candidates(f: ProposalFilter): Candidates {
+    const none = new SortedEntries();
+    const bucket = (map: Map<string, SortedEntries>, key: string) => walk(map.get(key) ?? none);
+    const options: Candidates[] = [walk(this.#all)];
     if (f.providerIds?.length) {
-      const merged = new SortedEntries();
-      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merged.items.push(...(this.#byProvider.get(id)?.items ?? []));
-      merged.items.sort((a, b) => (a.key < b.key ? -1 : 1));
-      options.push(merged);
+      const merge = new SortedEntries();
+      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.items.push(...(this.#byProvider.get(id)?.items ?? []));
+      merge.items.sort((a, b) => (a.key < b.key ? -1 : 1));
+      options.push(walk(merge));
     }
-    if (f.serviceType !== undefined) options.push(this.#byService.get(f.serviceType) ?? new SortedEntries());
-    if (f.country !== undefined) options.push(this.#byCountry.get(f.country) ?? new SortedEntries());
-    if (f.country !== undefined && f.ipType !== undefined) options.push(this.#byCountryIpType.get(`${f.country}/${f.ipType}`) ?? new SortedEntries());
-    if (f.country !== undefined && f.serviceType !== undefined) {
-      options.push(this.#byServiceCountry.get(`${f.serviceType}/${f.country}`) ?? new SortedEntries());
-    }
-    return options.reduce((a, b) => (b.items.length < a.items.length ? b : a));
+    if (f.serviceType !== undefined) options.push(bucket(this.#byService, f.serviceType));
+    if (f.country !== undefined) options.push(bucket(this.#byCountry, f.country));
+    if (f.ipType !== undefined) options.push(bucket(this.#byIpType, f.ipType));
+    if (f.country !== undefined && f.ipType !== undefined) options.push(bucket(this.#byCountryIpType, `${f.country}/${f.ipType}`));
+    if (f.country !== undefined && f.serviceType !== undefined) options.push(bucket(this.#byServiceCountry, `${f.serviceType}/${f.country}`));
+    if (f.metering !== undefined) options.push(bucket(this.#byMetering, f.metering));
+    const bands = (map: Map<string, SortedEntries>, max: bigint) => merged([...map].filter(([b]) => Number(b) <= band(max)).map(([, entries]) => entries));
+    if (f.maxPricePerHour !== undefined) options.push(bands(this.#byHourBand, f.maxPricePerHour));
+    if (f.maxPricePerGiB !== undefined) options.push(bands(this.#byGiBBand, f.maxPricePerGiB));
+    return options.reduce((a, b) => (b.size < a.size ? b : a));
   }
 
   #list(e: IndexEntry): void {
@@ -374,13 +430,28 @@ export class ProposalIndex {
       [this.#byProvider, e.key.slice(0, 42)],
       [this.#byService, e.serviceType],
       [this.#byCountry, e.country],
+      [this.#byIpType, e.ipType],
       [this.#byCountryIpType, `${e.country}/${e.ipType}`],
       [this.#byServiceCountry, `${e.serviceType}/${e.country}`],
+      [this.#byHourBand, String(band(e.perHour))],
+      [this.#byGiBBand, String(band(e.perGiB))],
+      ...(e.perHour > 0n ? [[this.#byMetering, "hour"] as [Map<string, SortedEntries>, string]] : []),
+      ...(e.perGiB > 0n ? [[this.#byMetering, "gib"] as [Map<string, SortedEntries>, string]] : []),
     ];
   }
 
   #maps(): Map<string, SortedEntries>[] {
-    return [this.#byProvider, this.#byService, this.#byCountry, this.#byCountryIpType, this.#byServiceCountry];
+    return [
+      this.#byProvider,
+      this.#byService,
+      this.#byCountry,
+      this.#byIpType,
+      this.#byCountryIpType,
+      this.#byServiceCountry,
+      this.#byMetering,
+      this.#byHourBand,
+      this.#byGiBBand,
+    ];
   }
 
   *#arrays(): Iterable<SortedEntries> {
@@ -398,6 +469,7 @@ function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boo
   if (f.maxPricePerHour !== undefined && e.perHour > f.maxPricePerHour) return false;
   if (f.maxPricePerGiB !== undefined && e.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && e.bandwidthMbps < f.minBandwidthMbps) return false;
+  if (f.ipv6 === true && !e.ipv6) return false;
   if (providers && !providers.has(e.key.slice(0, 42))) return false;
   return true;
 }

@@ -8,7 +8,8 @@ import type { Proposal, SignedProposal } from "../proposal/proposal";
  *
  * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
  * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
- *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps]\n0x<sig>\n<proposal text>
+ *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, {ipv6?}]\n0x<sig>\n<proposal text>
+ * (the trailing object holds what filters read beyond the fixed fields; a header of 8 has none)
  *   ["w", at]
  */
 export type StoredRecord = StoredProposal | StoredWithdrawal;
@@ -22,6 +23,8 @@ export interface StoredProposal {
   perHour: string;
   perGiB: string;
   bandwidthMbps: number;
+  /** The tunnel carries IPv6 (the `ipv6` filter). */
+  ipv6?: boolean;
   signature: string;
   text: string;
 }
@@ -42,6 +45,7 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
     perHour: p.price.perHour,
     perGiB: p.price.perGiB,
     bandwidthMbps: p.bandwidthMbps,
+    ...(p.ipv6 === true ? { ipv6: true } : {}),
     signature: signed.signature,
     text: signed.proposal,
   };
@@ -49,7 +53,8 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
   if (r.kind === "withdrawal") return Buffer.from(JSON.stringify(["w", r.at]));
-  const header = JSON.stringify(["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps]);
+  const fixed = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps];
+  const header = JSON.stringify(r.ipv6 ? [...fixed, { ipv6: true }] : fixed);
   return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
 }
 
@@ -71,7 +76,8 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
   }
   if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
   if (header[0] === "w" && typeof header[1] === "number") return { kind: "withdrawal", at: header[1] };
-  if (header[0] !== "p" || header.length !== 8 || nl < 0) throw new RecordFormatError("unknown record kind");
+  if (header[0] !== "p" || (header.length !== 8 && header.length !== 9) || nl < 0) throw new RecordFormatError("unknown record kind");
+  const extra = (header[8] ?? {}) as { ipv6?: unknown };
   const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
   const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps] = header;
@@ -84,6 +90,7 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     perHour,
     perGiB,
     bandwidthMbps,
+    ...(extra.ipv6 === true ? { ipv6: true } : {}),
     signature: text.slice(nl + 1, nl2),
     text: text.slice(nl2 + 1),
   };

@@ -74,7 +74,7 @@ export function cliEnv(
     MYST_RPC_URL: chain.rpcUrl,
     MYST_DEPLOYMENT: chain.deploymentFile,
     MYST_BROKER_URLS: natsUrl,
-    MYST_DISCOVERY_URL: `http://127.0.0.1:${discoveryPort}`,
+    MYST_DISCOVERY_URLS: `http://127.0.0.1:${discoveryPort}`,
     MYST_LIGHT_KDF: "1",
     MYST_PASSPHRASE: "pw",
     MYST_LOG_LEVEL: "warn",
@@ -93,9 +93,9 @@ export async function registerWithCli(chain: { fund(addresses: string[]): Promis
   return address;
 }
 
-/** Starts `myst discovery` on the port of `env`'s MYST_DISCOVERY_URL and waits until it listens. */
+/** Starts `myst discovery` on the port of `env`'s MYST_DISCOVERY_URLS and waits until it listens. */
 export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnType<typeof mystBackground>> {
-  const discovery = mystBackground(["discovery", "--port", new URL(env.MYST_DISCOVERY_URL!).port], { ...env, MYST_LOG_LEVEL: "info" });
+  const discovery = mystBackground(["discovery", "--port", new URL(env.MYST_DISCOVERY_URLS!).port], { ...env, MYST_LOG_LEVEL: "info" });
   await until(() => discovery.output().includes("discovery listening") || discovery.child.exitCode !== null, "myst discovery to listen");
   if (discovery.child.exitCode !== null) throw new Error(`myst discovery did not start: ${discovery.output()}`);
   return discovery;

@@ -52,7 +52,14 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       dir = tmp.dir;
     }
     const config = loadConfig(
-      { dataDir: dir, rpcUrl: net.chain.rpcUrl, deployment: net.chain.deploymentFile, brokerUrl: [net.nats.url], discoveryUrl: discovery.url, lightKdf: true },
+      {
+        dataDir: dir,
+        rpcUrl: net.chain.rpcUrl,
+        deployment: net.chain.deploymentFile,
+        brokerUrl: [net.nats.url],
+        discoveryUrl: [discovery.url],
+        lightKdf: true,
+      },
       {},
     );
     const keystore = new Keystore({ dir: path.join(dir, "keystore"), lightKdf: true });

@@ -119,7 +119,7 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
   });
 
   it("names a port in use instead of failing obscurely", async function () {
-    const port = new URL(base.MYST_DISCOVERY_URL!).port;
+    const port = new URL(base.MYST_DISCOVERY_URLS!).port;
     const r = await myst(["daemon", "--api-port", port], providerEnv);
     expect(r.code).to.equal(1);
     expect(r.stderr.trim().split("\n")).to.include(`myst: 127.0.0.1:${port} is in use: pick another with --api-port`);

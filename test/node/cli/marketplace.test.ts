@@ -54,6 +54,11 @@ describe("myst discovery, service start and proposals (spawned processes)", func
     expect(JSON.parse(none.stdout)).to.deep.equal([]);
     const cheaper = await myst(["proposals", "--json", "--max-price-per-hour", "0.01"], env);
     expect(JSON.parse(cheaper.stdout)).to.deep.equal([]);
+    // Several replicas in the config: a dead first one is passed over, in the environment or by flags.
+    const failover = await myst(["proposals", "--json", "--country", "DE"], { ...env, MYST_DISCOVERY_URLS: `http://127.0.0.1:9,${env.MYST_DISCOVERY_URLS}` });
+    expect(JSON.parse(failover.stdout).map((p: { provider: string }) => p.provider)).to.deep.equal([id]);
+    const flags = await myst(["--discovery-url", "http://127.0.0.1:9", "--discovery-url", env.MYST_DISCOVERY_URLS!, "proposals", "--json"], env);
+    expect(JSON.parse(flags.stdout).map((p: { provider: string }) => p.provider)).to.deep.equal([id]);
 
     expect(await provider.stop()).to.equal(0);
     await until(async () => JSON.parse((await myst(["proposals", "--json"], env)).stdout).length === 0, "the proposal to vanish");
@@ -109,7 +114,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
     expect(r.stderr).to.match(/--max-price-per-hour "cheap" is not an amount of MYST/);
     r = await myst(["proposals", "--ip-type", "satellite"], env);
     expect(r.stderr).to.match(/ip_type must be one of/);
-    r = await myst(["proposals"], { ...env, MYST_DISCOVERY_URL: "http://127.0.0.1:9" });
+    r = await myst(["proposals"], { ...env, MYST_DISCOVERY_URLS: "http://127.0.0.1:9" });
     expect(r.code).to.equal(1);
     expect(r.stderr.trim()).to.equal("myst: cannot reach discovery at http://127.0.0.1:9");
     r = await myst(["service", "start", "teleport"], env);

@@ -16,13 +16,13 @@ describe("config", function () {
   });
 
   it("layers config file, then environment, then flags", function () {
-    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ rpcUrl: "http://file:1", discoveryUrl: "http://file:2", logLevel: "debug" }));
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ rpcUrl: "http://file:1", discoveryUrls: ["http://file:2"], logLevel: "debug" }));
     const config = loadConfig(
       { dataDir: tmp.dir, rpcUrl: "http://flag:1" },
-      { MYST_RPC_URL: "http://env:1", MYST_DISCOVERY_URL: "http://env:2", MYST_BROKER_URLS: "nats://a:1, nats://b:2" },
+      { MYST_RPC_URL: "http://env:1", MYST_DISCOVERY_URLS: "http://env:2, http://env:3", MYST_BROKER_URLS: "nats://a:1, nats://b:2" },
     );
     expect(config.rpcUrl).to.equal("http://flag:1");
-    expect(config.discoveryUrl).to.equal("http://env:2");
+    expect(config.discoveryUrls).to.deep.equal(["http://env:2", "http://env:3"]);
     expect(config.logLevel).to.equal("debug");
     expect(config.brokerUrls).to.deep.equal(["nats://a:1", "nats://b:2"]);
   });

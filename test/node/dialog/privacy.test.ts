@@ -44,7 +44,7 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
       keepaliveMs: 200,
       pingMs: 60_000,
     });
-    const consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrl: "http://127.0.0.1:9", registry: net.registry });
+    const consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrls: ["http://127.0.0.1:9"], registry: net.registry });
     await provider.start();
     await consumer.start();
     try {
