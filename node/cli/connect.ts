@@ -158,12 +158,11 @@ function describeConnected(c: Omit<ConnectionStatus, "state">): string[] {
   return [
     `connected: session ${c.sessionId}`,
     `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei, 18)} MYST/GiB`,
-    ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
     `phases (ms): discovery ${c.phasesMs.discovery}, negotiation ${c.phasesMs.negotiation}, tunnel ${c.phasesMs.tunnel}, confirm ${c.phasesMs.confirm}`,
   ];
 }
 
-/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the deposit, the namespace. */
+/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
 export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
   return cmd
     .option("--service <type>", "openvpn | noop", "openvpn")
@@ -175,7 +174,6 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
     .addOption(new Option("--ipv6", "filter: only providers whose tunnel carries IPv6 (else IPv6 is blocked while connected)"))
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
-    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
     .addOption(new Option("--netns <name>", netnsHelp));
 }
 
@@ -189,7 +187,6 @@ export function connectBody(providerId: string | undefined, opts: Record<string,
     ...(opts.ipv6 ? { ipv6: true } : {}),
     ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
     ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
-    ...(opts.topup ? { topUp: opts.topup } : {}),
     ...(opts.netns ? { netns: opts.netns } : {}),
   };
 }

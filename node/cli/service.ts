@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { ServiceView } from "../daemon/daemon";
@@ -33,7 +34,21 @@ export function offerOptions(cmd: Command): Command {
     .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100");
 }
 
-const POLICY_FLAGS = ["maxSessions", "invoiceEvery", "invoiceAbove", "maxUnpaid", "minChannelBalance", "settleThreshold", "settleOnSessionEnd"];
+const POLICY_FLAGS = [
+  "maxSessions",
+  "invoiceEvery",
+  "invoiceAbove",
+  "maxUnpaid",
+  "minVaultBalance",
+  "minEscrow",
+  "exposurePercent",
+  "maxExposure",
+  "settleThreshold",
+  "settleFeePercent",
+  "settlementFee",
+  "settleViaRelayer",
+  "settleOnSessionEnd",
+];
 
 /** How a provider is paid, for all its services: invoicing, limits, settlement. */
 export function paymentPolicyOptions(cmd: Command): Command {
@@ -42,9 +57,15 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--invoice-every <seconds>", "how often to invoice each session", "10")
     .option("--invoice-above <myst>", "also invoice as soon as this much more is due", "0.01")
     .option("--max-unpaid <myst>", "end a session when this much is unpaid", "0.05")
-    .option("--min-channel-balance <myst>", "refuse consumers whose channel holds less", "0.1")
-    .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", "1")
-    .option("--no-settle-on-session-end", "do not settle when a session ends (only by threshold and at start/stop)");
+    .option("--min-vault-balance <myst>", "refuse consumers whose vault balance is below this", "0.1")
+    .option("--min-escrow <myst>", "refuse consumers whose vault escrow is below this", "0.5")
+    .option("--exposure-percent <n>", "let one consumer owe at most this % of its escrow beyond what is settled", "50")
+    .option("--max-exposure <myst>", "…and never more than this", "1")
+    .option("--settle-threshold <myst>", "settle a pair when this much is unsettled, whatever the fee", "1")
+    .option("--settle-fee-percent <n>", "settle everything unsettled once one settlement's fee is at most this % of it", "1")
+    .option("--settlement-fee <myst>", "what one settlement transaction costs (with a relayer: the most it may take)", "0.001")
+    .option("--settle-via-relayer <key-file>", "settle through this relayer account (a file with its 0x private key); the identity then needs no ETH")
+    .option("--no-settle-on-session-end", "do not apply the settlement rule when a session ends (only on promises and at start/stop)");
 }
 
 /** The payment policy of the flags' defaults (a foreground `connect` node sells nothing, but is one node). */
@@ -53,10 +74,34 @@ export const DEFAULT_POLICY: ProviderPaymentSettings & { maxSessions: number } =
   invoiceEveryMs: 10_000,
   invoiceAboveWei: 10n ** 16n,
   maxUnpaid: 5n * 10n ** 16n,
-  minChannelBalance: 10n ** 17n,
+  minVaultBalance: 10n ** 17n,
+  minEscrow: 5n * 10n ** 17n,
+  exposurePercentOfEscrow: 50,
+  maxExposure: 10n ** 18n,
   settleThreshold: 10n ** 18n,
+  settleFeePercent: 1,
+  settlementFeeWei: 10n ** 15n,
   settleOnSessionEnd: true,
 };
+
+function percent(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 100)) throw new MystError("BAD_FLAG", `${flag} "${value}" is not a percentage from 0 to 100`);
+  return n;
+}
+
+/** The relayer's key from its file (0600 is the operator's to set): 0x + 64 hex, nothing else. */
+function relayerKey(file: unknown): string | undefined {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(String(file), "utf8").trim();
+  } catch (err) {
+    throw new MystError("BAD_FLAG", `--settle-via-relayer: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  if (!/^0x[0-9a-fA-F]{64}$/.test(text)) throw new MystError("BAD_FLAG", `--settle-via-relayer: ${file} must hold one private key, 0x + 64 hex digits`);
+  return text;
+}
 
 export function parsePaymentPolicy(opts: Record<string, unknown>): ProviderPaymentSettings & { maxSessions: number } {
   const maxSessions = Number(opts.maxSessions);
@@ -67,10 +112,16 @@ export function parsePaymentPolicy(opts: Record<string, unknown>): ProviderPayme
     maxSessions,
     invoiceEveryMs: invoiceEvery * 1000,
     invoiceAboveWei: BigInt(mystToWei(String(opts.invoiceAbove), "--invoice-above")),
-    maxUnpaid: BigInt(mystToWei(String(opts.maxUnpaid), "--max-unpaid")),
-    minChannelBalance: BigInt(mystToWei(String(opts.minChannelBalance), "--min-channel-balance")),
-    settleThreshold: BigInt(mystToWei(String(opts.settleThreshold), "--settle-threshold")),
+    maxUnpaid: mystToWei(String(opts.maxUnpaid), "--max-unpaid"),
+    minVaultBalance: mystToWei(String(opts.minVaultBalance), "--min-vault-balance"),
+    minEscrow: mystToWei(String(opts.minEscrow), "--min-escrow"),
+    exposurePercentOfEscrow: percent(opts.exposurePercent, "--exposure-percent"),
+    maxExposure: mystToWei(String(opts.maxExposure), "--max-exposure"),
+    settleThreshold: mystToWei(String(opts.settleThreshold), "--settle-threshold"),
+    settleFeePercent: percent(opts.settleFeePercent, "--settle-fee-percent"),
+    settlementFeeWei: mystToWei(String(opts.settlementFee), "--settlement-fee"),
     settleOnSessionEnd: opts.settleOnSessionEnd !== false,
+    ...(opts.settleViaRelayer !== undefined ? { relayerKey: relayerKey(opts.settleViaRelayer) } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import { Wallet, getAddress, isAddress } from "ethers";
-import { PaymentChannelsClient } from "../chain/channels";
+import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
 import type { Registrar, RegistrationStatus } from "../chain/registration";
 import type { IdentityRegistryClient } from "../chain/registry";
@@ -9,7 +9,7 @@ import type { IdentityKey } from "../identity/key";
 import type { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
-import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
+import { earningsReport, vaultReport, type EarningsReport, type VaultReport } from "../payments/reports";
 import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
@@ -25,6 +25,11 @@ import { Confinement, recoverConfinement } from "../consumer-protection/confined
 import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import type { ConsumerService, SessionProtection } from "../session/service";
+
+/** What the node's vault commands refuse. */
+export type VaultErrorCode = "BAD_AMOUNT" | "EXIT_PENDING" | "EXIT_NOT_REQUESTED";
+
+export class VaultError extends MystError<VaultErrorCode> {}
 
 export interface DaemonOptions {
   config: MystConfig;
@@ -67,7 +72,6 @@ export interface ConnectRequest {
   ipv6?: boolean;
   maxPricePerHourWei?: string;
   maxPricePerGiBWei?: string;
-  topUpToWei?: string;
   netns?: string;
   /** Default true: traffic stays blocked when the tunnel drops, until disconnect. */
   killSwitch?: boolean;
@@ -112,7 +116,7 @@ export class MystDaemon {
   readonly metrics = new NodeMetrics();
   readonly provider: ProviderNode;
   readonly consumer: ConsumerNode;
-  readonly channels: PaymentChannelsClient;
+  readonly vault: ConsumerVaultClient;
   readonly startedAt = Date.now();
   readonly #o: DaemonOptions;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
@@ -167,7 +171,7 @@ export class MystDaemon {
       outageToleranceMs: config.outageToleranceMs,
       log,
     });
-    this.channels = new PaymentChannelsClient(conn);
+    this.vault = new ConsumerVaultClient(conn);
     this.metrics.watchProvider(this.provider);
     this.metrics.watchConsumer(() => this.consumer.current);
   }
@@ -246,7 +250,7 @@ export class MystDaemon {
   ): Promise<{ address: string; node: boolean; keystoreFile: string | null; balanceWei: string; registration: RegistrationStatus }> {
     const id = checkAddress(address, "identity");
     const file = this.#o.keystore.list().find((e) => e.address === id)?.file ?? null;
-    const [registration, balance] = await Promise.all([this.#o.registrar.status(id), this.channels.tokenBalance(id)]);
+    const [registration, balance] = await Promise.all([this.#o.registrar.status(id), this.vault.tokenBalance(id)]);
     return { address: id, node: id === this.identity, keystoreFile: file, balanceWei: balance.toString(), registration };
   }
 
@@ -402,7 +406,6 @@ export class MystDaemon {
         provider: request.provider,
         filter,
         service,
-        topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
         protection: confinement ?? protection,
       });
     } catch (err) {
@@ -463,7 +466,6 @@ export class MystDaemon {
           provider,
           filter: wanted.filter,
           service: wanted.service,
-          topUpTo: wanted.request.topUpToWei === undefined ? undefined : BigInt(wanted.request.topUpToWei),
           protection: holding,
         });
         if (this.#wanted !== wanted) {
@@ -550,30 +552,54 @@ export class MystDaemon {
     return this.provider.history!.list(options.limit, options.role);
   }
 
-  async channel(provider: string): Promise<ChannelReport> {
-    const p = checkAddress(provider, "provider");
-    return channelReport(await this.channels.state(this.identity, p), this.identity, p);
+  /** The node identity's vault: what pays any provider it buys from. */
+  async vaultStatus(): Promise<VaultReport> {
+    const [state, wallet] = await Promise.all([this.vault.vault(this.identity), this.vault.tokenBalance(this.identity)]);
+    return vaultReport(state, this.identity, wallet);
   }
 
-  async topUp(provider: string, amountWei: bigint): Promise<{ depositedWei: string; txHash: string; gasUsed: string; channel: ChannelReport }> {
-    const p = checkAddress(provider, "provider");
-    if (amountWei <= 0n) throw new MystError("BAD_AMOUNT", "deposit a positive amount");
-    const r = await this.channels.deposit(this.#o.key, this.identity, p, amountWei);
-    return { depositedWei: amountWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), channel: await this.channel(p) };
+  /**
+   * Adds to the vault's balance and escrow from the identity's MYST (an ERC-2612 permit for exactly
+   * this sum, no standing approval); the identity pays the gas. Cancels a pending exit.
+   */
+  async deposit(amountWei: bigint, escrowWei: bigint): Promise<{ depositedWei: string; escrowWei: string; txHash: string; gasUsed: string; vault: VaultReport }> {
+    if (amountWei < 0n || escrowWei < 0n || amountWei + escrowWei === 0n) throw new VaultError("BAD_AMOUNT", "deposit a positive amount");
+    const wallet = await this.vault.tokenBalance(this.identity);
+    if (wallet < amountWei + escrowWei) {
+      throw new VaultError("BAD_AMOUNT", `the identity holds ${wallet} wei of MYST; the deposit needs ${amountWei + escrowWei}`);
+    }
+    const r = await this.vault.deposit(this.#o.key, this.identity, amountWei, escrowWei);
+    return { depositedWei: amountWei.toString(), escrowWei: escrowWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), vault: await this.vaultStatus() };
   }
 
-  async withdraw(provider: string) {
-    return this.channels.leave(this.#o.key, checkAddress(provider, "provider"));
+  /** Starts leaving: providers refuse a vault in exit, and may settle what they hold during the challenge period. */
+  async requestExit(): Promise<{ txHash: string; vault: VaultReport }> {
+    const state = await this.vault.vault(this.identity);
+    if (state.exitReadyAt !== 0n) throw new VaultError("EXIT_PENDING", `an exit is already pending; withdraw from ${new Date(Number(state.exitReadyAt) * 1000).toISOString()}`);
+    const txHash = await this.vault.requestExit(this.#o.key);
+    return { txHash, vault: await this.vaultStatus() };
+  }
+
+  /** After the challenge period, takes the vault's balance and escrow back. */
+  async withdrawVault(): Promise<{ txHash: string; withdrawnWei: string; vault: VaultReport }> {
+    const state = await this.vault.vault(this.identity);
+    if (state.exitReadyAt === 0n) throw new VaultError("EXIT_NOT_REQUESTED", "request an exit first (`myst vault exit`), then withdraw after the challenge period");
+    const r = await this.vault.withdraw(this.#o.key);
+    return { txHash: r.txHash, withdrawnWei: r.amount.toString(), vault: await this.vaultStatus() };
   }
 
   earnings(): EarningsReport {
     return earningsReport(this.provider.store!, this.provider.settler!.pending());
   }
 
-  /** Settles every channel now and waits up to 30 s: what is still pending shows with its state and error. */
+  /**
+   * Settles every pair now (in batches), waits up to 30 s, then pays the earnings the vault credited
+   * to the beneficiary: what is still pending shows with its state and error.
+   */
   async settle(): Promise<EarningsReport> {
-    this.provider.settler!.settleAll();
-    await this.provider.settler!.drain(30_000);
+    const settler = this.provider.settler!;
+    settler.settleAll();
+    if (await settler.drain(30_000)) await settler.payOut(this.identity);
     return this.earnings();
   }
 

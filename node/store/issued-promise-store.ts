@@ -1,6 +1,6 @@
 import type { Db } from "./database";
 
-/** A promise the consumer signed: the latest per channel is its whole debt to that provider. */
+/** A promise the consumer signed: the latest per pair is its whole debt to that provider. `channelId` is the pair id (pairIdOf). */
 export interface IssuedPromise {
   channelId: string;
   consumer: string;

@@ -1,6 +1,7 @@
 import type { Db } from "./database";
 
 export interface StoredPromise {
+  /** The pair's id, pairIdOf(consumer, provider) (the column kept its name from per-pair channels). */
   channelId: string;
   consumer: string;
   provider: string;
@@ -18,6 +19,8 @@ export interface Settlement {
   amount: bigint;
   txHash: string | null;
   paid: bigint | null;
+  /** The relayer's fee out of `paid` (MYST wei), when settled through a relayer. */
+  fee: bigint | null;
   status: "pending" | "mined" | "failed";
   error: string | null;
   at: number;
@@ -61,8 +64,8 @@ export class PromiseStore {
 
   recordSettlement(s: Omit<Settlement, "at">): void {
     this.db
-      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .run(s.channelId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.status, s.error, Date.now());
+      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, fee, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(s.channelId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.fee?.toString() ?? null, s.status, s.error, Date.now());
   }
 
   settlements(): Settlement[] {
@@ -71,6 +74,7 @@ export class PromiseStore {
       amount: BigInt(r.amount),
       txHash: r.tx_hash,
       paid: r.paid === null ? null : BigInt(r.paid),
+      fee: r.fee === null ? null : BigInt(r.fee),
       status: r.status as Settlement["status"],
       error: r.error,
       at: r.at,
@@ -116,6 +120,7 @@ interface SettlementRow {
   amount: string;
   tx_hash: string | null;
   paid: string | null;
+  fee: string | null;
   status: string;
   error: string | null;
   at: number;
