@@ -188,7 +188,11 @@ export class ConsumerVaultClient {
     return this.#sent(tx, doing, options.minedTimeoutMs);
   }
 
-  #sent(tx: { hash: string; wait: (confirms?: number, timeout?: number) => Promise<unknown> }, doing: string, minedTimeoutMs?: number): Sent<SettlementReceipt> {
+  #sent(
+    tx: { hash: string; wait: (confirms?: number, timeout?: number) => Promise<unknown> },
+    doing: string,
+    minedTimeoutMs?: number,
+  ): Sent<SettlementReceipt> {
     return {
       txHash: tx.hash,
       mined: async () => {

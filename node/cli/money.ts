@@ -40,19 +40,21 @@ export function earningsCommand(context: Ctx): Command {
         daemon ? await daemon.get<EarningsReport>("/v1/earnings") : earningsReport(new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)))),
       );
     });
-  identityOptions(earnings.command("settle").description("settle every pair with unsettled promises now (in batches), then pay the earnings out")).action(async (opts, cmd: Command) => {
-    const ctx = context(cmd);
-    const daemon = ctx.daemon();
-    if (daemon) return printEarnings(ctx, await daemon.post<EarningsReport>("/v1/earnings/settlement"));
-    const key = await ctx.identity(opts);
-    const conn = await ctx.chain();
-    const store = new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)));
-    const settler = new Settler(store, new ConsumerVaultClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: ctx.log });
-    settler.settleAll();
-    if (await settler.drain(60_000)) await settler.payOut(key.address);
-    settler.stop();
-    printEarnings(ctx, earningsReport(store, settler.pending()));
-  });
+  identityOptions(earnings.command("settle").description("settle every pair with unsettled promises now (in batches), then pay the earnings out")).action(
+    async (opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const daemon = ctx.daemon();
+      if (daemon) return printEarnings(ctx, await daemon.post<EarningsReport>("/v1/earnings/settlement"));
+      const key = await ctx.identity(opts);
+      const conn = await ctx.chain();
+      const store = new PromiseStore(openDatabase(databaseFile(ctx.config.dataDir)));
+      const settler = new Settler(store, new ConsumerVaultClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: ctx.log });
+      settler.settleAll();
+      if (await settler.drain(60_000)) await settler.payOut(key.address);
+      settler.stop();
+      printEarnings(ctx, earningsReport(store, settler.pending()));
+    },
+  );
   return earnings;
 }
 

@@ -65,7 +65,7 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--settle-fee-percent <n>", "settle everything unsettled once one settlement's fee is at most this % of it", "1")
     .option("--settlement-fee <myst>", "what one settlement transaction costs (with a relayer: the most it may take)", "0.001")
     .option("--settle-via-relayer <key-file>", "settle through this relayer account (a file with its 0x private key); the identity then needs no ETH")
-    .option("--no-settle-on-session-end", "do not apply the settlement rule when a session ends (only on promises and at start/stop)");
+    .option("--settle-on-session-end", "also settle a pair when its session ends, whatever the fee (default: only by the rules above, and at start/stop)");
 }
 
 /** The payment policy of the flags' defaults (a foreground `connect` node sells nothing, but is one node). */
@@ -81,7 +81,7 @@ export const DEFAULT_POLICY: ProviderPaymentSettings & { maxSessions: number } =
   settleThreshold: 10n ** 18n,
   settleFeePercent: 1,
   settlementFeeWei: 10n ** 15n,
-  settleOnSessionEnd: true,
+  settleOnSessionEnd: false,
 };
 
 function percent(value: unknown, flag: string): number {
@@ -120,7 +120,7 @@ export function parsePaymentPolicy(opts: Record<string, unknown>): ProviderPayme
     settleThreshold: mystToWei(String(opts.settleThreshold), "--settle-threshold"),
     settleFeePercent: percent(opts.settleFeePercent, "--settle-fee-percent"),
     settlementFeeWei: mystToWei(String(opts.settlementFee), "--settlement-fee"),
-    settleOnSessionEnd: opts.settleOnSessionEnd !== false,
+    settleOnSessionEnd: opts.settleOnSessionEnd === true,
     ...(opts.settleViaRelayer !== undefined ? { relayerKey: relayerKey(opts.settleViaRelayer) } : {}),
   };
 }

@@ -43,7 +43,10 @@ export function vaultCommand(context: Ctx): Command {
       }
       const body: DepositBody = { amount, escrow: opts.escrow };
       const r = await ctx.requireDaemon("myst vault deposit").post<DepositResult>("/v1/vault/deposit", body);
-      ctx.out.result(r, () => [`deposited ${myst(r.depositedWei)} + ${myst(r.escrowWei)} of escrow (tx ${r.txHash}, gas ${r.gasUsed})`, ...vaultLines(r.vault)]);
+      ctx.out.result(r, () => [
+        `deposited ${myst(r.depositedWei)} + ${myst(r.escrowWei)} of escrow (tx ${r.txHash}, gas ${r.gasUsed})`,
+        ...vaultLines(r.vault),
+      ]);
     });
   vault
     .command("exit")

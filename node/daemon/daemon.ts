@@ -562,20 +562,30 @@ export class MystDaemon {
    * Adds to the vault's balance and escrow from the identity's MYST (an ERC-2612 permit for exactly
    * this sum, no standing approval); the identity pays the gas. Cancels a pending exit.
    */
-  async deposit(amountWei: bigint, escrowWei: bigint): Promise<{ depositedWei: string; escrowWei: string; txHash: string; gasUsed: string; vault: VaultReport }> {
+  async deposit(
+    amountWei: bigint,
+    escrowWei: bigint,
+  ): Promise<{ depositedWei: string; escrowWei: string; txHash: string; gasUsed: string; vault: VaultReport }> {
     if (amountWei < 0n || escrowWei < 0n || amountWei + escrowWei === 0n) throw new VaultError("BAD_AMOUNT", "deposit a positive amount");
     const wallet = await this.vault.tokenBalance(this.identity);
     if (wallet < amountWei + escrowWei) {
       throw new VaultError("BAD_AMOUNT", `the identity holds ${wallet} wei of MYST; the deposit needs ${amountWei + escrowWei}`);
     }
     const r = await this.vault.deposit(this.#o.key, this.identity, amountWei, escrowWei);
-    return { depositedWei: amountWei.toString(), escrowWei: escrowWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), vault: await this.vaultStatus() };
+    return {
+      depositedWei: amountWei.toString(),
+      escrowWei: escrowWei.toString(),
+      txHash: r.txHash,
+      gasUsed: r.gasUsed.toString(),
+      vault: await this.vaultStatus(),
+    };
   }
 
   /** Starts leaving: providers refuse a vault in exit, and may settle what they hold during the challenge period. */
   async requestExit(): Promise<{ txHash: string; vault: VaultReport }> {
     const state = await this.vault.vault(this.identity);
-    if (state.exitReadyAt !== 0n) throw new VaultError("EXIT_PENDING", `an exit is already pending; withdraw from ${new Date(Number(state.exitReadyAt) * 1000).toISOString()}`);
+    if (state.exitReadyAt !== 0n)
+      throw new VaultError("EXIT_PENDING", `an exit is already pending; withdraw from ${new Date(Number(state.exitReadyAt) * 1000).toISOString()}`);
     const txHash = await this.vault.requestExit(this.#o.key);
     return { txHash, vault: await this.vaultStatus() };
   }
@@ -583,7 +593,8 @@ export class MystDaemon {
   /** After the challenge period, takes the vault's balance and escrow back. */
   async withdrawVault(): Promise<{ txHash: string; withdrawnWei: string; vault: VaultReport }> {
     const state = await this.vault.vault(this.identity);
-    if (state.exitReadyAt === 0n) throw new VaultError("EXIT_NOT_REQUESTED", "request an exit first (`myst vault exit`), then withdraw after the challenge period");
+    if (state.exitReadyAt === 0n)
+      throw new VaultError("EXIT_NOT_REQUESTED", "request an exit first (`myst vault exit`), then withdraw after the challenge period");
     const r = await this.vault.withdraw(this.#o.key);
     return { txHash: r.txHash, withdrawnWei: r.amount.toString(), vault: await this.vaultStatus() };
   }

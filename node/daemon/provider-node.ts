@@ -137,7 +137,8 @@ export class ProviderNode {
       const cache = new VaultStateCache(vault, {
         onChange: (consumer) => {
           for (const pending of this.settler?.pending() ?? []) {
-            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up") this.settler!.settleChannel(pending.channelId, { now: true });
+            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up")
+              this.settler!.settleChannel(pending.channelId, { now: true });
           }
         },
       });

@@ -19,11 +19,7 @@ export interface IncomingPromise {
  * balance can pay it (what the pair settled + the balance; the escrow is the overdraft's penalty,
  * not something to serve against).
  */
-export function verifyPromise(
-  p: IncomingPromise,
-  vault: Pick<ConsumerVaultClient, "promiseDigest">,
-  context: { lastAmount: bigint; pair: PairState },
-): void {
+export function verifyPromise(p: IncomingPromise, vault: Pick<ConsumerVaultClient, "promiseDigest">, context: { lastAmount: bigint; pair: PairState }): void {
   let signer: string;
   try {
     signer = recoverAddress(vault.promiseDigest(p.consumer, p.provider, p.amount), p.signature);

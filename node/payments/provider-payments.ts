@@ -47,6 +47,7 @@ export interface ProviderPaymentsOptions {
   settleFeePercent: number;
   /** What one settlement transaction costs this provider, in MYST wei (the relayer's fee cap when relayed). Default 0. */
   settlementFeeWei?: bigint;
+  /** Settle the pair when a session ends, whatever the fee. Default true. */
   settleOnSessionEnd?: boolean;
   log?: Logger;
 }
@@ -109,7 +110,8 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     if (pair.vault.balance < this.#o.minVaultBalance) {
       return refuse(`the vault holds ${pair.vault.balance} wei; this provider needs at least ${this.#o.minVaultBalance}`);
     }
-    if (pair.vault.escrow < this.#o.minEscrow) return refuse(`the vault's escrow is ${pair.vault.escrow} wei; this provider needs at least ${this.#o.minEscrow}`);
+    if (pair.vault.escrow < this.#o.minEscrow)
+      return refuse(`the vault's escrow is ${pair.vault.escrow} wei; this provider needs at least ${this.#o.minEscrow}`);
     const unsettled = this.#unsettled(consumer, proposal.provider, pair);
     if (unsettled >= this.exposureLimit(pair)) {
       this.#settleNow(consumer, proposal.provider);
@@ -163,7 +165,9 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     });
     sessions.on("session-ended", (s: ProviderSession) => {
       this.#ledgers.delete(s.id);
-      if (this.#o.settleOnSessionEnd) this.settleByPolicy();
+      // Forced on request; otherwise the fee rule decides (a short session is not worth its own fee).
+      if (this.#o.settleOnSessionEnd) this.#settleNow(s.consumer, s.proposal.provider);
+      else this.settleByPolicy();
     });
     // Checked at least every second: the amount trigger and the unpaid limit must not wait a period.
     this.#timer = setInterval(() => void this.#tick(), Math.min(this.#o.invoiceEveryMs, 1000));

@@ -42,13 +42,13 @@ export function earningsReport(store: PromiseStore, pending?: PendingSettlement[
     feesWei: fees.toString(),
     netWei: (settled - fees).toString(),
     settlements: mined.map((s) => ({
-        channelId: s.channelId,
-        amountWei: s.amount.toString(),
-        ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
-        ...(s.fee !== null ? { feeWei: s.fee.toString() } : {}),
-        txHash: s.txHash,
-        at: new Date(s.at).toISOString(),
-      })),
+      channelId: s.channelId,
+      amountWei: s.amount.toString(),
+      ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
+      ...(s.fee !== null ? { feeWei: s.fee.toString() } : {}),
+      txHash: s.txHash,
+      at: new Date(s.at).toISOString(),
+    })),
     pendingSettlements: (
       pending ??
       latest

@@ -249,7 +249,9 @@ export class Settler extends EventEmitter<SettlerEvents> {
     if (this.#o.relay) {
       const relayNonce = this.#relayNonce ?? (await this.vault.relayNonce(provider));
       const payable = batch.reduce((sum, b) => sum + b.payable, 0n);
-      const fee = payable < this.#o.relay.maxFeeWei ? payable : this.#o.relay.maxFeeWei;
+      // The relayer takes its cap, or the whole amount when that is less (the contract refuses a fee above the amount).
+      let fee = this.#o.relay.maxFeeWei;
+      if (payable < fee) fee = payable;
       const signature = await this.vault.signRelayed(this.#o.relay.provider, promises, this.#o.relay.maxFeeWei, relayNonce);
       if (this.#stopped) return;
       sent = await this.vault.submitRelayed(this.submitter, { provider, promises, maxFee: this.#o.relay.maxFeeWei, fee, nonce: relayNonce, signature }, nonce);
@@ -263,7 +265,15 @@ export class Settler extends EventEmitter<SettlerEvents> {
     for (const b of batch) {
       b.entry.state = "submitted";
       b.entry.txHash = sent.txHash;
-      this.store.recordSettlement({ channelId: b.entry.channelId, amount: b.promise.amount, txHash: sent.txHash, paid: null, fee: null, status: "pending", error: null });
+      this.store.recordSettlement({
+        channelId: b.entry.channelId,
+        amount: b.promise.amount,
+        txHash: sent.txHash,
+        paid: null,
+        fee: null,
+        status: "pending",
+        error: null,
+      });
     }
     this.#log.info({ promises: batch.length, nonce, txHash: sent.txHash, relayed: this.relayed }, "settlement sent");
     const mining = sent
@@ -334,14 +344,30 @@ export class Settler extends EventEmitter<SettlerEvents> {
     if (revert === "VaultEmpty" || revert === "RelayFeeAboveAmount") return this.#waitForTopUp(entry);
     if (code === "TX_REVERTED" && revert !== "RelayNonceInvalid") {
       entry.state = "rejected";
-      this.store.recordSettlement({ channelId: entry.channelId, amount: entry.amount, txHash: entry.txHash ?? null, paid: null, fee: null, status: "failed", error });
+      this.store.recordSettlement({
+        channelId: entry.channelId,
+        amount: entry.amount,
+        txHash: entry.txHash ?? null,
+        paid: null,
+        fee: null,
+        status: "failed",
+        error,
+      });
       this.emit("settlement-rejected", { channelId: entry.channelId, error });
       this.#log.error({ channelId: entry.channelId, err: error }, "settlement rejected by the chain; not retried");
       return;
     }
     const delay = backoffMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
     entry.state = "retrying";
-    this.store.recordSettlement({ channelId: entry.channelId, amount: entry.amount, txHash: entry.txHash ?? null, paid: null, fee: null, status: "failed", error });
+    this.store.recordSettlement({
+      channelId: entry.channelId,
+      amount: entry.amount,
+      txHash: entry.txHash ?? null,
+      paid: null,
+      fee: null,
+      status: "failed",
+      error,
+    });
     this.emit("settlement-failed", { channelId: entry.channelId, error, retryInMs: delay });
     this.#log.warn({ channelId: entry.channelId, attempt: entry.attempts, retryInMs: delay, err: error }, "settlement failed; retrying");
     this.#retryIn(entry, delay);

@@ -124,7 +124,10 @@ describe("settlement: one queue per provider account (real chain)", function () 
     expect(await vault.tokenBalance(relayer.address)).to.equal(E("0.03"));
     // The provider's beneficiary (itself) got the rest at once: no payout transaction needed.
     expect(await vault.tokenBalance(provider.address)).to.equal(E("1.5") - E("0.03"));
-    const fees = store.settlements().filter((s) => s.status === "mined").reduce((sum, s) => sum + (s.fee ?? 0n), 0n);
+    const fees = store
+      .settlements()
+      .filter((s) => s.status === "mined")
+      .reduce((sum, s) => sum + (s.fee ?? 0n), 0n);
     expect(fees).to.equal(E("0.03"));
     expect(settled.reduce((a, b) => a + b, 0n)).to.equal(E("0.03"));
   });
@@ -175,7 +178,8 @@ describe("settlement: one queue per provider account (real chain)", function () 
     // The provider node's wiring: a vault's event wakes a settlement waiting for a top-up.
     const cache = new VaultStateCache(vault, {
       onChange: (consumer) => {
-        for (const p of settler.pending()) if (p.consumer.toLowerCase() === consumer && p.state === "waiting-top-up") settler.settleChannel(p.channelId, { now: true });
+        for (const p of settler.pending())
+          if (p.consumer.toLowerCase() === consumer && p.state === "waiting-top-up") settler.settleChannel(p.channelId, { now: true });
       },
     });
     cache.start(100);
@@ -185,10 +189,7 @@ describe("settlement: one queue per provider account (real chain)", function () 
     await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty vault noticed");
     await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
     await vault.deposit(consumer, consumer.address, E("1"), 0n);
-    await until(
-      async () => (await vault.pair(consumer.address, provider.address)).settled === E("0.4"),
-      "the settlement after the top-up (no manual step)",
-    );
+    await until(async () => (await vault.pair(consumer.address, provider.address)).settled === E("0.4"), "the settlement after the top-up (no manual step)");
     await until(
       () => settler.pending().length === 0,
       `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`,
