@@ -102,8 +102,24 @@ export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnT
 }
 
 /**
- * A provider and a consumer as CLI users: one data dir each, a registered identity in each, and a
- * `myst discovery` both use. The caller stops `discovery`.
+ * Funds the vault of `env`'s identity as a user does: `myst vault deposit` through a daemon (one is
+ * started for it and stopped after, unless `daemonRunning`).
+ */
+export async function depositWithCli(env: NodeJS.ProcessEnv, amount: string, escrow: string, daemonRunning = false): Promise<void> {
+  const daemon = daemonRunning ? undefined : mystBackground(["daemon", "--api-port", "0"], env);
+  try {
+    if (daemon) await until(() => daemon.output().includes("REST API:") || daemon.child.exitCode !== null, "a daemon for the deposit");
+    const r = await myst(["vault", "deposit", amount, "--escrow", escrow, "--json"], env);
+    if (r.code !== 0) throw new Error(`myst vault deposit failed: ${r.stderr}${daemon ? `\ndaemon: ${daemon.output()}` : ""}`);
+  } finally {
+    if (daemon && (await daemon.stop()) !== 0) throw new Error(`the deposit's daemon did not stop cleanly: ${daemon.output()}`);
+  }
+}
+
+/**
+ * A provider and a consumer as CLI users: one data dir each, a registered identity in each, the
+ * consumer's vault funded with `myst vault deposit` (5 MYST, 1 MYST of escrow), and a `myst
+ * discovery` both use. The caller stops `discovery`.
  */
 export async function cliProviderAndConsumer(
   chain: { rpcUrl: string; deploymentFile: string; fund(addresses: string[]): Promise<void> },
@@ -115,5 +131,6 @@ export async function cliProviderAndConsumer(
   const providerEnv = { ...base, MYST_DATA_DIR: dirs[0] };
   const consumerEnv = { ...base, MYST_DATA_DIR: dirs[1] };
   for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
+  await depositWithCli(consumerEnv, "5", "1");
   return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }

@@ -39,7 +39,7 @@ describe("the CLI against a background and a foreground node: the same commands,
         const { providerEnv, consumerEnv, discovery } = await cliProviderAndConsumer(chain, nats.url, [dirs[0].dir, dirs[1].dir]);
         running.push(discovery);
         const sell = ["service", "start", "noop", "--country", "SE", "--ip-type", "hosting", "--price-per-hour", "36"];
-        const buy = ["connect", "--service", "noop", "--country", "SE", "--topup", "1"];
+        const buy = ["connect", "--service", "noop", "--country", "SE"];
         if (mode === "background") {
           const [p, c] = [
             background(["daemon", "--api-port", "0", "--invoice-every", "0.3"], providerEnv),
