@@ -107,13 +107,14 @@ export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnT
  */
 export async function depositWithCli(env: NodeJS.ProcessEnv, amount: string, escrow: string, daemonRunning = false): Promise<void> {
   const daemon = daemonRunning ? undefined : mystBackground(["daemon", "--api-port", "0"], env);
+  let r: RunResult;
   try {
     if (daemon) await until(() => daemon.output().includes("REST API:") || daemon.child.exitCode !== null, "a daemon for the deposit");
-    const r = await myst(["vault", "deposit", amount, "--escrow", escrow, "--json"], env);
-    if (r.code !== 0) throw new Error(`myst vault deposit failed: ${r.stderr}${daemon ? `\ndaemon: ${daemon.output()}` : ""}`);
+    r = await myst(["vault", "deposit", amount, "--escrow", escrow, "--json"], env);
   } finally {
-    if (daemon && (await daemon.stop()) !== 0) throw new Error(`the deposit's daemon did not stop cleanly: ${daemon.output()}`);
+    await daemon?.stop();
   }
+  if (r.code !== 0) throw new Error(`myst vault deposit failed: ${r.stderr}${daemon ? `\ndaemon: ${daemon.output()}` : ""}`);
 }
 
 /**
