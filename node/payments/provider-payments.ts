@@ -37,7 +37,8 @@ export interface ProviderPaymentsOptions {
   /** Refuse consumers whose vault escrow is below this (wei). */
   minEscrow: bigint;
   /** The most this provider lets one consumer owe it beyond what is settled (unsettled promises + unpaid service), as a
-   *  percentage of the consumer's escrow: an overdraft pays the provider up to half the escrow, so 50 keeps it whole. */
+   *  percentage of the consumer's escrow (an overdraft pays the provider up to half the escrow, so 50 keeps it whole);
+   *  never below `maxUnpaid`. */
   exposurePercentOfEscrow: number;
   /** …and never more than this (wei), whatever the escrow. */
   maxExposure: bigint;
@@ -113,17 +114,23 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     if (pair.vault.escrow < this.#o.minEscrow)
       return refuse(`the vault's escrow is ${pair.vault.escrow} wei; this provider needs at least ${this.#o.minEscrow}`);
     const unsettled = this.#unsettled(consumer, proposal.provider, pair);
-    if (unsettled >= this.exposureLimit(pair)) {
+    if (unsettled > 0n && unsettled >= this.exposureLimit(pair)) {
       this.#settleNow(consumer, proposal.provider);
       return refuse(`${unsettled} wei of earlier promises are not settled yet (limit ${this.exposureLimit(pair)}); try again once they are`);
     }
     return null;
   };
 
-  /** The most one consumer may owe this provider beyond what is settled, for its vault as it stands. */
+  /**
+   * The most one consumer may owe this provider beyond what is settled, for its vault as it stands:
+   * its escrow's share, never below `maxUnpaid` (the credit any session gets before it must pay),
+   * never above `maxExposure`.
+   */
   exposureLimit(pair: PairState): bigint {
-    const share = (pair.vault.escrow * BigInt(Math.round(this.#o.exposurePercentOfEscrow * 100))) / 10_000n;
-    return share < this.#o.maxExposure ? share : this.#o.maxExposure;
+    let limit = (pair.vault.escrow * BigInt(Math.round(this.#o.exposurePercentOfEscrow * 100))) / 10_000n;
+    if (limit < this.#o.maxUnpaid) limit = this.#o.maxUnpaid;
+    if (limit > this.#o.maxExposure) limit = this.#o.maxExposure;
+    return limit;
   }
 
   /** Promised by the consumer and stored, but not settled on chain yet. */
