@@ -263,7 +263,7 @@ export const Earnings = Type.Object({
   netWei: { ...Wei, description: "settled less fees" },
   settlements: Type.Array(
     Type.Object({
-      channelId: { ...Type.String(), description: "the (consumer, provider) pair's id" },
+      pairId: { ...Type.String(), description: "the (consumer, provider) pair's id: keccak256(abi.encode(consumer, provider))" },
       amountWei: Wei,
       paidWei: Type.Optional(Wei),
       feeWei: Type.Optional(Wei),
@@ -273,7 +273,7 @@ export const Earnings = Type.Object({
   ),
   pendingSettlements: Type.Array(
     Type.Object({
-      channelId: Type.String(),
+      pairId: Type.String(),
       consumer: Address,
       amountWei: Wei,
       state: Type.Union(["queued", "submitted", "retrying", "waiting-top-up", "rejected"].map((s) => Type.Literal(s))),

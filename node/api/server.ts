@@ -140,7 +140,7 @@ export class ApiServer {
     const app = await createJsonApp({
       title: "myst node API",
       version: this.#o.version,
-      description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, channels and earnings.",
+      description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, the vault and earnings.",
       bodyLimit: 64 * 1024,
       statusOf: (code) => STATUS[code as MappedCode],
       log: this.#o.log,

@@ -21,7 +21,7 @@ function printEarnings(ctx: CommandContext, e: EarningsReport): void {
     ...(e.settlements.length ? [`${e.settlements.length} settlement(s) on chain`] : []),
     ...e.pendingSettlements.map(
       (p) =>
-        `pending settlement ${p.channelId}  ${myst(p.amountWei)}  ${p.state}${p.attempts ? ` after ${p.attempts} attempt(s)` : ""}${p.lastError ? `: ${p.lastError}` : ""}`,
+        `pending settlement ${p.pairId}  ${myst(p.amountWei)}  ${p.state}${p.attempts ? ` after ${p.attempts} attempt(s)` : ""}${p.lastError ? `: ${p.lastError}` : ""}`,
     ),
   ]);
 }

@@ -137,8 +137,7 @@ export class ProviderNode {
       const cache = new VaultStateCache(vault, {
         onChange: (consumer) => {
           for (const pending of this.settler?.pending() ?? []) {
-            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up")
-              this.settler!.settleChannel(pending.channelId, { now: true });
+            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up") this.settler!.settlePair(pending.pairId, { now: true });
           }
         },
       });
@@ -150,7 +149,7 @@ export class ProviderNode {
       );
       this.sessions.on("session-ended", (s) => {
         const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
-        // The session's own amount: what its promises added to the channel (not the channel's total).
+        // The session's own amount: what its promises added to the pair's ledger (not the pair's total).
         history.ended(s.id, {
           endedAt: s.endedAt ?? Date.now(),
           reason: s.endReason ?? "",

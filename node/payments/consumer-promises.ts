@@ -60,7 +60,7 @@ export class ConsumerPromises {
   sign(provider: string, amount: bigint): SignedPromise {
     const pairId = pairIdOf(this.key.address, provider);
     const promise = { amount, signature: this.#signature(provider, amount) };
-    this.store?.save({ channelId: pairId, consumer: this.key.address, provider, amount, signature: promise.signature, issuedAt: Date.now() });
+    this.store?.save({ pairId: pairId, consumer: this.key.address, provider, amount, signature: promise.signature, issuedAt: Date.now() });
     this.#raise(pairId, promise);
     return promise;
   }

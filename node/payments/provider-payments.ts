@@ -135,16 +135,16 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
 
   /** Promised by the consumer and stored, but not settled on chain yet. */
   #unsettled(consumer: string, provider: string, pair?: PairState): bigint {
-    const channelId = pairIdOf(consumer, provider);
-    const latest = this.#o.store.latest(channelId)?.amount ?? 0n;
+    const pairId = pairIdOf(consumer, provider);
+    const latest = this.#o.store.latest(pairId)?.amount ?? 0n;
     const settledOnChain = pair?.settled ?? 0n;
-    const settledHere = this.#o.store.settledAmount(channelId);
+    const settledHere = this.#o.store.settledAmount(pairId);
     const settled = settledOnChain > settledHere ? settledOnChain : settledHere;
     return latest > settled ? latest - settled : 0n;
   }
 
   #settleNow(consumer: string, provider: string): void {
-    if (this.#o.store.latest(pairIdOf(consumer, provider))) this.#o.settler.settleChannel(pairIdOf(consumer, provider), { now: true });
+    if (this.#o.store.latest(pairIdOf(consumer, provider))) this.#o.settler.settlePair(pairIdOf(consumer, provider), { now: true });
   }
 
   /**
@@ -156,7 +156,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     const total = unsettled.reduce((sum, p) => sum + p.unsettled, 0n);
     if (total === 0n) return;
     const feeOk = this.#o.settlementFeeWei * 10_000n <= total * BigInt(Math.round(this.#o.settleFeePercent * 100));
-    for (const p of unsettled) if (feeOk || p.unsettled >= this.#o.settleThreshold) this.#o.settler.settleChannel(p.channelId);
+    for (const p of unsettled) if (feeOk || p.unsettled >= this.#o.settleThreshold) this.#o.settler.settlePair(p.pairId);
   }
 
   start(): void {
@@ -261,19 +261,19 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     const b = body;
     if (!this.#ledgers.has(s.id)) throw new PromiseRejected("SESSION_ENDED", "the session is over");
     const amount = BigInt(b.amount);
-    const channelId = pairIdOf(s.consumer, s.proposal.provider);
+    const pairId = pairIdOf(s.consumer, s.proposal.provider);
     const pair = await this.#o.vaults.get(s.consumer, s.proposal.provider);
     // From here to the store nothing awaits: two promises to one provider cannot both count one increase.
     const ledger = this.#ledgers.get(s.id);
     if (!ledger) throw new PromiseRejected("SESSION_ENDED", "the session is over");
-    const last = this.#o.store.latest(channelId)?.amount ?? 0n;
+    const last = this.#o.store.latest(pairId)?.amount ?? 0n;
     const signature = Buffer.from(b.signature.slice(2), "hex");
     verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, amount, signature }, this.#o.vaults.vault, { lastAmount: last, pair });
     const increase = amount - last;
     // Durable before acknowledged: the response below is the consumer's receipt.
     if (increase > 0n)
       this.#o.store.save({
-        channelId,
+        pairId,
         consumer: s.consumer,
         provider: s.proposal.provider,
         sessionId: s.id,

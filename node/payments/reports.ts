@@ -12,11 +12,10 @@ export interface EarningsReport {
   feesWei: string;
   /** Settled, less fees: what reached (or waits in the vault for) the beneficiary. */
   netWei: string;
-  /** `channelId` is the (consumer, provider) pair's id. */
-  settlements: { channelId: string; amountWei: string; paidWei?: string; feeWei?: string; txHash: string | null; at: string }[];
+  settlements: { pairId: string; amountWei: string; paidWei?: string; feeWei?: string; txHash: string | null; at: string }[];
   /** Settlements not done yet: queued, sent, retrying (with the last error), waiting for a top-up, or rejected. */
   pendingSettlements: {
-    channelId: string;
+    pairId: string;
     consumer: string;
     amountWei: string;
     state: string;
@@ -29,9 +28,9 @@ export interface EarningsReport {
 
 /** `pending`: the running settler's queue; without one (no node running) every unsettled channel shows as queued. */
 export function earningsReport(store: PromiseStore, pending?: PendingSettlement[]): EarningsReport {
-  const latest = store.latestPerChannel();
+  const latest = store.latestPerPair();
   const promised = latest.reduce((a, p) => a + p.amount, 0n);
-  const settled = latest.reduce((a, p) => a + store.settledAmount(p.channelId), 0n);
+  const settled = latest.reduce((a, p) => a + store.settledAmount(p.pairId), 0n);
   const mined = store.settlements().filter((s) => s.status === "mined");
   const fees = mined.reduce((a, s) => a + (s.fee ?? 0n), 0n);
   return {
@@ -42,7 +41,7 @@ export function earningsReport(store: PromiseStore, pending?: PendingSettlement[
     feesWei: fees.toString(),
     netWei: (settled - fees).toString(),
     settlements: mined.map((s) => ({
-      channelId: s.channelId,
+      pairId: s.pairId,
       amountWei: s.amount.toString(),
       ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
       ...(s.fee !== null ? { feeWei: s.fee.toString() } : {}),
@@ -52,10 +51,10 @@ export function earningsReport(store: PromiseStore, pending?: PendingSettlement[
     pendingSettlements: (
       pending ??
       latest
-        .filter((p) => p.amount > store.settledAmount(p.channelId))
-        .map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))
+        .filter((p) => p.amount > store.settledAmount(p.pairId))
+        .map((p) => ({ pairId: p.pairId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))
     ).map((p) => ({
-      channelId: p.channelId,
+      pairId: p.pairId,
       consumer: p.consumer,
       amountWei: p.amount.toString(),
       state: p.state,

@@ -22,7 +22,7 @@ export type SettlementState =
 
 export interface PendingSettlement {
   /** The pair's id (pairIdOf(consumer, provider)). */
-  channelId: string;
+  pairId: string;
   consumer: string;
   provider: string;
   amount: bigint;
@@ -59,9 +59,9 @@ export interface SettlerOptions {
 
 /** What a Settler tells its listeners (metrics, logs, tests). */
 export interface SettlerEvents {
-  settled: [{ channelId: string; amount: bigint; paid: bigint; fee: bigint; gasUsed: bigint }];
-  "settlement-failed": [{ channelId: string; error: string; retryInMs: number }];
-  "settlement-rejected": [{ channelId: string; error: string }];
+  settled: [{ pairId: string; amount: bigint; paid: bigint; fee: bigint; gasUsed: bigint }];
+  "settlement-failed": [{ pairId: string; error: string; retryInMs: number }];
+  "settlement-rejected": [{ pairId: string; error: string }];
 }
 
 interface Batched {
@@ -122,14 +122,14 @@ export class Settler extends EventEmitter<SettlerEvents> {
    * the operator's `myst earnings settle`); pairs waiting for a retry or a top-up are tried now.
    */
   settleAll(): void {
-    for (const p of this.unsettled()) this.settleChannel(p.channelId, { now: true });
+    for (const p of this.unsettled()) this.settlePair(p.pairId, { now: true });
   }
 
   /** The pairs whose latest stored promise is above what was settled, with that difference. */
-  unsettled(): { channelId: string; consumer: string; amount: bigint; unsettled: bigint }[] {
+  unsettled(): { pairId: string; consumer: string; amount: bigint; unsettled: bigint }[] {
     return this.store
-      .latestPerChannel()
-      .map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, unsettled: p.amount - this.store.settledAmount(p.channelId) }))
+      .latestPerPair()
+      .map((p) => ({ pairId: p.pairId, consumer: p.consumer, amount: p.amount, unsettled: p.amount - this.store.settledAmount(p.pairId) }))
       .filter((p) => p.unsettled > 0n);
   }
 
@@ -137,22 +137,22 @@ export class Settler extends EventEmitter<SettlerEvents> {
    * Queues the pair's latest promise. A pair already in the queue keeps its place (its latest
    * promise is read when its turn comes); one waiting for a retry keeps waiting unless `now`.
    */
-  settleChannel(channelId: string, options: { now?: boolean } = {}): void {
+  settlePair(pairId: string, options: { now?: boolean } = {}): void {
     if (this.#stopped) return;
-    const latest = this.store.latest(channelId);
+    const latest = this.store.latest(pairId);
     if (!latest) return;
-    const entry = this.#pending.get(channelId);
+    const entry = this.#pending.get(pairId);
     if (entry && entry.state !== "rejected") {
       if (latest.amount > entry.amount) entry.amount = latest.amount;
       if (options.now && (entry.state === "retrying" || entry.state === "waiting-top-up")) {
         entry.state = "queued";
         entry.nextAttemptAt = undefined;
-        this.#enqueue(channelId);
+        this.#enqueue(pairId);
       }
       return;
     }
-    this.#pending.set(channelId, { channelId, consumer: latest.consumer, provider: latest.provider, amount: latest.amount, state: "queued", attempts: 0 });
-    this.#enqueue(channelId);
+    this.#pending.set(pairId, { pairId, consumer: latest.consumer, provider: latest.provider, amount: latest.amount, state: "queued", attempts: 0 });
+    this.#enqueue(pairId);
   }
 
   /** Settlements not done yet, rejected ones included (they stay until a new promise or a restart). */
@@ -193,8 +193,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
     this.#timers.clear();
   }
 
-  #enqueue(channelId: string): void {
-    if (!this.#queue.includes(channelId)) this.#queue.push(channelId);
+  #enqueue(pairId: string): void {
+    if (!this.#queue.includes(pairId)) this.#queue.push(pairId);
     this.#working ??= this.#work().finally(() => {
       this.#working = undefined;
       if (this.#queue.length && !this.#stopped) this.#enqueue(this.#queue[0]);
@@ -215,7 +215,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
 
   async #submit(entries: PendingSettlement[]): Promise<void> {
     for (const entry of entries) {
-      entry.amount = this.store.latest(entry.channelId)!.amount;
+      entry.amount = this.store.latest(entry.pairId)!.amount;
       entry.attempts++;
     }
     try {
@@ -223,7 +223,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
       if (this.#stopped) return;
       const batch: Batched[] = [];
       entries.forEach((entry, i) => {
-        const latest = this.store.latest(entry.channelId)!;
+        const latest = this.store.latest(entry.pairId)!;
         const state = states[i];
         if (latest.amount <= state.settled) return this.#alreadySettled(entry, latest.amount);
         if (state.vault.balance === 0n && state.vault.escrow === 0n) return this.#waitForTopUp(entry);
@@ -266,7 +266,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
       b.entry.state = "submitted";
       b.entry.txHash = sent.txHash;
       this.store.recordSettlement({
-        channelId: b.entry.channelId,
+        pairId: b.entry.pairId,
         amount: b.promise.amount,
         txHash: sent.txHash,
         paid: null,
@@ -298,32 +298,32 @@ export class Settler extends EventEmitter<SettlerEvents> {
       const fee = i === batch.length - 1 ? feeLeft : total === 0n ? 0n : (r.fee * paid) / total;
       feeLeft -= fee;
       const gasUsed = r.gasUsed / BigInt(batch.length);
-      this.store.recordSettlement({ channelId: entry.channelId, amount: promise.amount, txHash, paid, fee, status: "mined", error: null });
-      this.emit("settled", { channelId: entry.channelId, amount: promise.amount, paid, fee, gasUsed });
-      this.#log.info({ channelId: entry.channelId, amount: promise.amount.toString(), paid: paid.toString(), fee: fee.toString() }, "settled");
+      this.store.recordSettlement({ pairId: entry.pairId, amount: promise.amount, txHash, paid, fee, status: "mined", error: null });
+      this.emit("settled", { pairId: entry.pairId, amount: promise.amount, paid, fee, gasUsed });
+      this.#log.info({ pairId: entry.pairId, amount: promise.amount.toString(), paid: paid.toString(), fee: fee.toString() }, "settled");
       this.#o.onSettled?.({ consumer: entry.consumer, provider: entry.provider });
       // A promise that arrived while this one was mining is settled next.
-      if ((this.store.latest(entry.channelId)?.amount ?? 0n) > promise.amount) {
+      if ((this.store.latest(entry.pairId)?.amount ?? 0n) > promise.amount) {
         entry.state = "queued";
         entry.attempts = 0;
-        return this.#enqueue(entry.channelId);
+        return this.#enqueue(entry.pairId);
       }
-      this.#pending.delete(entry.channelId);
+      this.#pending.delete(entry.pairId);
     });
   }
 
   /** Settled already (before a crash, or by someone on our behalf): make the record say so. */
   #alreadySettled(entry: PendingSettlement, amount: bigint): void {
-    if (this.store.settledAmount(entry.channelId) < amount) {
-      this.store.recordSettlement({ channelId: entry.channelId, amount, txHash: entry.txHash ?? null, paid: null, fee: null, status: "mined", error: null });
+    if (this.store.settledAmount(entry.pairId) < amount) {
+      this.store.recordSettlement({ pairId: entry.pairId, amount, txHash: entry.txHash ?? null, paid: null, fee: null, status: "mined", error: null });
     }
-    this.#pending.delete(entry.channelId);
+    this.#pending.delete(entry.pairId);
   }
 
   #waitForTopUp(entry: PendingSettlement): void {
     entry.state = "waiting-top-up";
     entry.lastError = "the consumer's vault is empty; the promise stays stored until a top-up";
-    this.#log.warn({ channelId: entry.channelId }, entry.lastError);
+    this.#log.warn({ pairId: entry.pairId }, entry.lastError);
     this.#retryIn(entry, this.#o.topUpRetryMs);
   }
 
@@ -339,13 +339,13 @@ export class Settler extends EventEmitter<SettlerEvents> {
     this.#relayNonce = undefined;
     if (revert === "PromiseNotAboveSettled") {
       entry.state = "queued";
-      return this.#enqueue(entry.channelId); // the state read records it as settled
+      return this.#enqueue(entry.pairId); // the state read records it as settled
     }
     if (revert === "VaultEmpty" || revert === "RelayFeeAboveAmount") return this.#waitForTopUp(entry);
     if (code === "TX_REVERTED" && revert !== "RelayNonceInvalid") {
       entry.state = "rejected";
       this.store.recordSettlement({
-        channelId: entry.channelId,
+        pairId: entry.pairId,
         amount: entry.amount,
         txHash: entry.txHash ?? null,
         paid: null,
@@ -353,14 +353,14 @@ export class Settler extends EventEmitter<SettlerEvents> {
         status: "failed",
         error,
       });
-      this.emit("settlement-rejected", { channelId: entry.channelId, error });
-      this.#log.error({ channelId: entry.channelId, err: error }, "settlement rejected by the chain; not retried");
+      this.emit("settlement-rejected", { pairId: entry.pairId, error });
+      this.#log.error({ pairId: entry.pairId, err: error }, "settlement rejected by the chain; not retried");
       return;
     }
     const delay = backoffMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
     entry.state = "retrying";
     this.store.recordSettlement({
-      channelId: entry.channelId,
+      pairId: entry.pairId,
       amount: entry.amount,
       txHash: entry.txHash ?? null,
       paid: null,
@@ -368,8 +368,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
       status: "failed",
       error,
     });
-    this.emit("settlement-failed", { channelId: entry.channelId, error, retryInMs: delay });
-    this.#log.warn({ channelId: entry.channelId, attempt: entry.attempts, retryInMs: delay, err: error }, "settlement failed; retrying");
+    this.emit("settlement-failed", { pairId: entry.pairId, error, retryInMs: delay });
+    this.#log.warn({ pairId: entry.pairId, attempt: entry.attempts, retryInMs: delay, err: error }, "settlement failed; retrying");
     this.#retryIn(entry, delay);
   }
 
@@ -378,10 +378,10 @@ export class Settler extends EventEmitter<SettlerEvents> {
     entry.nextAttemptAt = Date.now() + ms;
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      if (this.#pending.get(entry.channelId) !== entry) return;
+      if (this.#pending.get(entry.pairId) !== entry) return;
       entry.state = "queued";
       entry.nextAttemptAt = undefined;
-      this.#enqueue(entry.channelId);
+      this.#enqueue(entry.pairId);
     }, ms);
     timer.unref();
     this.#timers.add(timer);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -43,9 +43,15 @@ function curl(t: Topology, url: string): string | null {
   }
 }
 
-function iperf(t: Topology, from: string, to: string, seconds: number): number {
-  const out = t.exec(from, [IPERF, "-c", to, "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 });
-  return JSON.parse(out).end.sum_received.bits_per_second / 1e6;
+function iperf(t: Topology, from: string, to: string, seconds: number, attempts = 3): number {
+  const out = JSON.parse(t.exec(from, [IPERF, "-c", to, "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 }));
+  if (out.end?.sum_received) return out.end.sum_received.bits_per_second / 1e6;
+  // iperf3's server takes one test at a time and may still be closing the last one ("server is busy").
+  if (attempts > 1) {
+    execFileSync("/usr/bin/sleep", ["1"]);
+    return iperf(t, from, to, seconds, attempts - 1);
+  }
+  throw new Error(`iperf3 ${from} → ${to}: ${out.error ?? "no result"}`);
 }
 
 function iperfServer(netns: string, address: string): ChildProcess {

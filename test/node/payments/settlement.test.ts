@@ -54,7 +54,7 @@ describe("settlement: one queue per provider account (real chain)", function () 
   function storePromise(consumer: IdentityKey, provider: IdentityKey, amount: bigint, signer: IdentityKey = consumer) {
     const signature = "0x" + Buffer.from(vault.signPromise(signer, provider.address, amount)).toString("hex");
     store.save({
-      channelId: pairIdOf(consumer.address, provider.address),
+      pairId: pairIdOf(consumer.address, provider.address),
       consumer: consumer.address,
       provider: provider.address,
       sessionId: `s-${consumer.address}`,
@@ -78,7 +78,7 @@ describe("settlement: one queue per provider account (real chain)", function () 
     let failures = 0;
     settler.on("settlement-failed", () => failures++);
     // As 50 "session-ended" events in a row would.
-    for (const c of consumers) settler.settleChannel(pairIdOf(c.address, provider.address));
+    for (const c of consumers) settler.settlePair(pairIdOf(c.address, provider.address));
     expect(await settler.drain(120_000)).to.equal(true);
     for (const [i, c] of consumers.entries()) {
       expect((await vault.pair(c.address, provider.address)).settled).to.equal(E("0.01") * BigInt(i + 1));
@@ -179,7 +179,7 @@ describe("settlement: one queue per provider account (real chain)", function () 
     const cache = new VaultStateCache(vault, {
       onChange: (consumer) => {
         for (const p of settler.pending())
-          if (p.consumer.toLowerCase() === consumer && p.state === "waiting-top-up") settler.settleChannel(p.channelId, { now: true });
+          if (p.consumer.toLowerCase() === consumer && p.state === "waiting-top-up") settler.settlePair(p.pairId, { now: true });
       },
     });
     cache.start(100);
