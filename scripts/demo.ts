@@ -7,12 +7,15 @@ import { startNatsServer, type NatsServer } from "./lib/nats-server";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
 import { missingE2EPrerequisites } from "./lib/prereqs";
 import { until } from "./lib/until";
+import { JsonRpcProvider, Wallet, formatUnits, parseEther } from "ethers";
+import { MystToken__factory } from "../typechain-types";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
- * a provider selling OpenVPN from its own network namespace, a consumer that finds it, connects,
- * and browses through it — printing each step, and cleaning everything up at the end, on failure
- * and on Ctrl-C.
+ * two providers selling OpenVPN from their own network namespaces, a consumer that makes one
+ * deposit into its vault and is served by both in turn (the second with no transaction at all),
+ * both providers paid on chain (the second through a relayer, holding no ETH) — printing each
+ * step, and cleaning everything up at the end, on failure and on Ctrl-C.
  */
 const ROOT = path.resolve(__dirname, "..");
 const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
@@ -42,7 +45,10 @@ function background(name: string, env: NodeJS.ProcessEnv, args: string[]): { chi
   return { child, output: () => output };
 }
 
-const formatMyst = (wei: string) => (Number(BigInt(wei)) / 1e18).toFixed(9);
+const formatMyst = (wei: string | bigint) => (Number(BigInt(wei)) / 1e18).toFixed(9);
+
+const tokenBalance = (rpc: JsonRpcProvider, chain: LocalChain, address: string) =>
+  MystToken__factory.connect(chain.deployment.contracts.MystToken, rpc).balanceOf(address);
 
 async function cleanup() {
   for (const s of started.reverse().splice(0)) await s.stop().catch(() => undefined);
@@ -64,9 +70,9 @@ async function main() {
   const nats: NatsServer = await startNatsServer();
   started.push({ name: "nats", stop: () => nats.stop() });
   ok(`nats-server ${nats.url} (pid ${nats.pid})`);
-  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1 });
+  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1, providers: 2 });
   started.push({ name: "topology", stop: () => topology.down() });
-  ok(`namespaces ${[...topology.consumers, topology.router, topology.gateway, topology.provider, topology.internet, topology.lan].join(", ")}`);
+  ok(`namespaces ${[...topology.consumers, topology.router, topology.gateway, ...topology.providers, topology.internet, topology.lan].join(", ")}`);
 
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "myst-demo-"));
   started.push({ name: "files", stop: async () => fs.rmSync(base, { recursive: true, force: true }) });
@@ -81,6 +87,7 @@ async function main() {
     MYST_LOG_LEVEL: "warn",
   };
   const providerEnv = { ...common, MYST_DATA_DIR: path.join(base, "provider") };
+  const provider2Env = { ...common, MYST_DATA_DIR: path.join(base, "provider2") };
   const consumerEnv = { ...common, MYST_DATA_DIR: path.join(base, "consumer") };
 
   say("Starting the discovery service");
@@ -88,121 +95,151 @@ async function main() {
   await until(() => discovery.output().includes("listening"), "discovery");
   ok(`discovery ${common.MYST_DISCOVERY_URLS}`);
 
-  say("Creating, funding and registering a provider and a consumer identity");
+  say("Creating and registering two providers and a consumer; provider B holds no ETH at all");
+  const relayerKeyFile = path.join(base, "relayer.key");
+  const relayer = Wallet.createRandom();
+  fs.writeFileSync(relayerKeyFile, relayer.privateKey, { mode: 0o600 });
+  await chain.fund([relayer.address], { eth: parseEther("1"), myst: 0n });
+  ok(`a relayer account ${relayer.address} with 1 ETH and no MYST (it submits B's registration and settlements, for a fee)`);
   const ids: Record<string, string> = {};
   for (const [who, env] of [
-    ["provider", providerEnv],
+    ["provider A", providerEnv],
+    ["provider B", provider2Env],
     ["consumer", consumerEnv],
   ] as const) {
     ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"])).address;
-    await chain.fund([ids[who]]);
-    const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json"]));
+    const relayed = who === "provider B";
+    if (!relayed) await chain.fund([ids[who]]);
+    const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json", ...(relayed ? ["--relayer-key-file", relayerKeyFile] : [])]));
     if (status.state !== "registered") throw new Error(`${who} registration: ${JSON.stringify(status)}`);
-    ok(`${who} ${ids[who]} registered (tx ${status.txHash})`);
+    ok(`${who} ${ids[who]} registered (tx ${status.txHash})${relayed ? " through the relayer" : ""}`);
   }
+  const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+  started.push({ name: "rpc", stop: async () => rpc.destroy() });
 
-  say("Starting the provider's OpenVPN service in its namespace and announcing it");
-  background("provider", providerEnv, [
-    "service",
-    "start",
-    "openvpn",
-    "--netns",
-    topology.provider,
-    "--public-ip",
-    topology.providerAddress,
-    "--country",
-    "DE",
-    "--city",
-    "Berlin",
-    "--ip-type",
-    "residential",
-    "--price-per-hour",
-    "0.05",
-    "--price-per-gib",
-    "0.1",
-    "--bandwidth",
-    "500",
-    "--invoice-every",
-    "2",
-    "--min-channel-balance",
-    "0.1",
-  ]);
+  say("Starting both providers' OpenVPN services, each in its own namespace behind its own NAT gateway");
+  const sell = (who: string, env: NodeJS.ProcessEnv, i: number, city: string, extra: string[]) =>
+    background(who, env, [
+      "service",
+      "start",
+      "openvpn",
+      "--netns",
+      topology.providers[i],
+      "--public-ip",
+      topology.providerAddressOf(i),
+      "--country",
+      "DE",
+      "--city",
+      city,
+      "--ip-type",
+      "residential",
+      "--price-per-hour",
+      "0.05",
+      "--price-per-gib",
+      "0.1",
+      "--bandwidth",
+      "500",
+      "--invoice-every",
+      "2",
+      "--min-escrow",
+      "0.5",
+      // A demo's sessions are short: settle each pair when its session ends, whatever the fee.
+      "--settle-on-session-end",
+      ...extra,
+    ]);
+  sell("provider A", providerEnv, 0, "Berlin", []);
+  sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
   const proposals = await until(() => {
     const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
-    return list.length > 0 && list;
-  }, "the provider's proposal in discovery");
-  ok(
-    `the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`,
-  );
+    return list.length === 2 && list;
+  }, "both proposals in discovery");
+  for (const p of proposals as { provider: string; location: { city: string; ipType: string } }[]) {
+    ok(`the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${p.provider}, ${p.location.city}, ${p.location.ipType}`);
+  }
 
   say("Before connecting: what the internet host sees of the consumer");
   const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
-  ok(
-    `visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the provider sits behind its own NAT gateway ${topology.gateway})`,
-  );
+  ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the providers sit behind their own NAT gateways)`);
   if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
-  say("Connecting through the provider (depositing 5 MYST into the payment channel first)");
-  const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--topup", "5", "--netns", topology.consumers[0]]);
-  await until(() => connect.output().includes("connected: session") || connect.child.exitCode !== null, "the connection", 60_000);
-  if (connect.child.exitCode !== null) throw new Error(`myst connect failed: ${connect.output().trim()}`);
-  const status = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
-  if (status.deposit)
-    ok(`deposited ${Number(status.deposit.amountWei) / 1e18} MYST into the channel (tx ${status.deposit.txHash}, gas ${status.deposit.gasUsed})`);
-  ok(`session ${status.sessionId} with ${status.provider}`);
-  ok(
-    `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
-  );
+  say("The consumer's node starts and makes its one deposit: 5 MYST into its vault, 1 MYST of escrow");
+  const consumerNode = background("consumer", consumerEnv, ["daemon", "--api-port", "0"]);
+  await until(() => consumerNode.output().includes("REST API:") || consumerNode.child.exitCode !== null, "the consumer's node");
+  if (consumerNode.child.exitCode !== null) throw new Error(`myst daemon failed: ${consumerNode.output().trim()}`);
+  const deposit = JSON.parse(mystOk(consumerEnv, ["vault", "deposit", "5", "--escrow", "1", "--json"]));
+  ok(`deposited ${formatMyst(deposit.depositedWei)} MYST + ${formatMyst(deposit.escrowWei)} MYST of escrow (tx ${deposit.txHash}, gas ${deposit.gasUsed})`);
 
-  say("After connecting: what the internet host sees");
-  const after = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
-  ok(`visible IP ${after} — the provider's address (${topology.providerUplinkAddress}), not the consumer's (${topology.consumerAddress(0)})`);
-  if (after !== topology.providerUplinkAddress) throw new Error(`expected ${topology.providerUplinkAddress}, saw ${after}`);
-  const lan = fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500);
-  ok(`the provider's private LAN (${topology.lanUrl}) is ${lan === null ? "blocked" : `REACHABLE (${lan})`}`);
+  const session = async (who: "provider A" | "provider B", i: number) => {
+    const txsBefore = await rpc.getTransactionCount(ids.consumer);
+    const status = JSON.parse(mystOk(consumerEnv, ["connect", ids[who], "--netns", topology.consumers[0], "--json"]));
+    const txs = (await rpc.getTransactionCount(ids.consumer)) - txsBefore;
+    ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the consumer to start it`);
+    ok(
+      `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
+    );
+    const seen = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
+    ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(0)})`);
+    if (seen !== topology.providerAddressOf(i)) throw new Error(`expected ${topology.providerAddressOf(i)}, saw ${seen}`);
+    if (i === 0) {
+      const lan = fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500);
+      ok(`the provider's private LAN (${topology.lanUrl}) is ${lan === null ? "blocked" : `REACHABLE (${lan})`}`);
+    }
+    const t0 = Date.now();
+    const received = downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${8 * 1024 * 1024}`);
+    if (received !== 8 * 1024 * 1024) throw new Error(`downloaded ${received} bytes, expected ${8 * 1024 * 1024}`);
+    ok(`${received} bytes downloaded from the internet host in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+    const paid = await until(
+      () => {
+        const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+        return s.bytesIn > 8 * 1024 * 1024 && BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
+      },
+      "promises for the invoices",
+      30_000,
+    );
+    ok(
+      `consumer's meter: ${paid.bytesIn} bytes in, ${paid.bytesOut} bytes out; ${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised`,
+    );
+    const done = JSON.parse(mystOk(consumerEnv, ["disconnect", "--json"]));
+    ok(`session ${done.sessionId} ended`);
+    return { txs };
+  };
 
-  say("Moving 8 MiB through the tunnel");
-  const t0 = Date.now();
-  const received = downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${8 * 1024 * 1024}`);
-  const seconds = (Date.now() - t0) / 1000;
-  if (received !== 8 * 1024 * 1024) throw new Error(`downloaded ${received} bytes, expected ${8 * 1024 * 1024}`);
-  ok(`${received} bytes downloaded from the internet host in ${seconds.toFixed(2)} s`);
-  await new Promise((r) => setTimeout(r, 1500)); // openvpn reports byte counts once a second
-  const during = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
-  ok(`consumer's meter: ${during.bytesIn} bytes in, ${during.bytesOut} bytes out, ${during.durationSeconds} s`);
-
-  say("Paying: the provider invoices every 2 s, the consumer checks each invoice and answers with a promise");
-  const paid = await until(
-    () => {
-      const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
-      return BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
-    },
-    "promises for the invoices",
-    30_000,
-  );
-  ok(`${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised (price 0.05 MYST/h + 0.1 MYST/GiB)`);
-
-  say("Disconnecting");
-  const done = JSON.parse(mystOk(consumerEnv, ["disconnect", "--json"]));
-  ok(`session ${done.sessionId} ended`);
-  await until(() => connect.child.exitCode !== null, "myst connect to exit");
+  say("First session: provider A");
+  await session("provider A", 0);
+  say("Second session: provider B, never used before — no deposit, no transaction");
+  const second = await session("provider B", 1);
+  if (second.txs !== 0) throw new Error(`the consumer sent ${second.txs} transaction(s) to start a session with a new provider`);
   const gone = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
   ok(gone === topology.consumerAddress(0) ? `visible IP ${gone}: the consumer's own route is back` : `STILL ROUTED (${gone})`);
   if (gone !== topology.consumerAddress(0)) throw new Error("the consumer's own route did not come back after the disconnect");
 
-  say("Settlement: the provider settles the last promise on chain when the session ends");
-  const earnings = await until(
-    () => {
-      const e = JSON.parse(mystOk(providerEnv, ["earnings", "--json"]));
-      return BigInt(e.settledWei) > 0n && e;
-    },
-    "the settlement",
-    60_000,
+  say("Settlement: both providers settle against the same vault when their sessions end");
+  const settledOf = (env: NodeJS.ProcessEnv, who: string) =>
+    until(
+      () => {
+        const e = JSON.parse(mystOk(env, ["earnings", "--json"]));
+        return BigInt(e.settledWei) > 0n && BigInt(e.unsettledWei) === 0n && e;
+      },
+      `${who}'s settlement`,
+      60_000,
+    );
+  const a = await settledOf(providerEnv, "provider A");
+  ok(
+    `provider A settled ${formatMyst(a.settledWei)} MYST of ${formatMyst(a.totalPromisedWei)} promised (tx ${a.settlements[a.settlements.length - 1].txHash}), paying its own gas`,
   );
-  const settlement = earnings.settlements[earnings.settlements.length - 1];
-  ok(`settled ${formatMyst(earnings.settledWei)} MYST of ${formatMyst(earnings.totalPromisedWei)} promised (tx ${settlement.txHash})`);
-  const channel = JSON.parse(mystOk(consumerEnv, ["channels", "show", ids.provider, "--json"]));
-  ok(`the consumer's channel now holds ${formatMyst(channel.balanceWei)} MYST; spent ${formatMyst(channel.spentWei)} MYST`);
+  const paidOut = JSON.parse(mystOk(providerEnv, ["earnings", "settle", "--json"]));
+  ok(
+    `provider A's credit in the vault paid out to its account: ${formatMyst(await tokenBalance(rpc, chain, ids["provider A"]))} MYST now (net ${formatMyst(paidOut.netWei)})`,
+  );
+  const b = await settledOf(provider2Env, "provider B");
+  ok(
+    `provider B settled ${formatMyst(b.settledWei)} MYST through the relayer (tx ${b.settlements[b.settlements.length - 1].txHash}); fee ${formatMyst(b.feesWei)} MYST, net ${formatMyst(b.netWei)} MYST`,
+  );
+  const bEth = await rpc.getBalance(ids["provider B"]);
+  ok(`provider B holds ${formatUnits(bEth, 18)} ETH and ${formatMyst(await tokenBalance(rpc, chain, ids["provider B"]))} MYST: paid without ever paying gas`);
+  if (bEth !== 0n) throw new Error("provider B was expected to hold no ETH");
+  const vault = JSON.parse(mystOk(consumerEnv, ["vault", "status", "--json"]));
+  ok(`the consumer's one vault now holds ${formatMyst(vault.balanceWei)} MYST (escrow ${formatMyst(vault.escrowWei)} MYST) after paying both providers`);
 
   say("Cleaning up");
   await cleanup();

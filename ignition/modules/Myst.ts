@@ -2,7 +2,7 @@ import { buildModule } from "@nomicfoundation/hardhat-ignition/modules";
 
 /**
  * Deploys the whole on-chain system, wired together: the MYST token (whole supply to `holder`,
- * the deployer by default), the identity registry, and the payment channels that use both.
+ * the deployer by default), the identity registry, and the consumer vault that uses both.
  */
 export default buildModule("Myst", (m) => {
   const holder = m.getParameter("holder", m.getAccount(0));
@@ -11,7 +11,7 @@ export default buildModule("Myst", (m) => {
 
   const token = m.contract("MystToken", [holder, initialSupply]);
   const registry = m.contract("IdentityRegistry");
-  const channels = m.contract("PaymentChannels", [token, registry, challengePeriod]);
+  const vault = m.contract("ConsumerVault", [token, registry, challengePeriod]);
 
-  return { token, registry, channels };
+  return { token, registry, vault };
 });

@@ -71,9 +71,10 @@ export class NodeClient {
 
   // history and money
   sessions = (query: Of<typeof S.SessionQuery>) => this.get<Of<typeof S.SessionList>>(`/v1/sessions${queryString(query)}`);
-  channel = (provider: string) => this.get<Of<typeof S.Channel>>(`/v1/channels/${encodeURIComponent(provider)}`);
-  topUp = (provider: string, body: Of<typeof S.TopUpBody>) => this.post<Of<typeof S.TopUpResult>>(`/v1/channels/${encodeURIComponent(provider)}/topup`, body);
-  withdraw = (provider: string) => this.post<Of<typeof S.WithdrawalResult>>(`/v1/channels/${encodeURIComponent(provider)}/withdrawal`);
+  vault = () => this.get<Of<typeof S.Vault>>("/v1/vault");
+  deposit = (body: Of<typeof S.DepositBody>) => this.post<Of<typeof S.DepositResult>>("/v1/vault/deposit", body);
+  exitVault = () => this.post<Of<typeof S.ExitResult>>("/v1/vault/exit");
+  withdrawVault = () => this.post<Of<typeof S.WithdrawalResult>>("/v1/vault/withdrawal");
   earnings = () => this.get<Of<typeof S.Earnings>>("/v1/earnings");
   settle = () => this.post<Of<typeof S.Earnings>>("/v1/earnings/settlement");
 

@@ -161,7 +161,6 @@ export const ConnectBody = Type.Object(
     ),
     maxPricePerHour: Type.Optional(Myst),
     maxPricePerGiB: Type.Optional(Myst),
-    topUp: Type.Optional({ ...Myst, description: "before connecting, deposit so the channel holds at least this much MYST" }),
     netns: Type.Optional(
       Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" }),
     ),
@@ -208,7 +207,6 @@ export const ConnectionView = Type.Object(
     phasesMs: Type.Optional(Phases),
     promisedWei: Type.Optional(Wei),
     invoices: Type.Optional(Type.Integer()),
-    deposit: Type.Optional(Type.Object({ amountWei: Wei, txHash: Type.String(), gasUsed: Type.String() })),
     endReason: Type.Optional(Type.String()),
     protection: Type.Optional(
       Type.Object({
@@ -282,34 +280,44 @@ export const SessionList = Type.Object({
   ),
 });
 
-export const Channel = Type.Object({
-  channelId: Type.String(),
+export const Vault = Type.Object({
   consumer: Address,
-  provider: Address,
-  balanceWei: Wei,
-  spentWei: Wei,
-  withdrawalReadyAt: Type.Union([Type.String(), Type.Null()]),
+  balanceWei: { ...Wei, description: "what pays providers' promises" },
+  escrowWei: { ...Wei, description: "the penalty escrow an overdraft forfeits" },
+  exitReadyAt: Type.Union([Type.String(), Type.Null()], { description: "when a pending exit can be withdrawn; null when none is pending" }),
+  walletWei: { ...Wei, description: "MYST in the identity's own account, ready to deposit" },
 });
-export const TopUpBody = Type.Object({ amount: Myst }, Strict);
-export const TopUpResult = Type.Object({ depositedWei: Wei, txHash: Type.String(), gasUsed: Type.String(), channel: Channel });
+export const DepositBody = Type.Object(
+  {
+    amount: Type.Optional({ ...Myst, description: "MYST added to the balance (default 0)" }),
+    escrow: Type.Optional({ ...Myst, description: "MYST added to the escrow (default 0)" }),
+  },
+  Strict,
+);
+export const DepositResult = Type.Object({ depositedWei: Wei, escrowWei: Wei, txHash: Type.String(), gasUsed: Type.String(), vault: Vault });
 export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
-export const WithdrawalResult = Type.Object({
-  requested: Type.Boolean(),
-  txHash: Type.String(),
-  readyAt: Type.Optional(Type.String()),
-  withdrawnWei: Type.Optional(Wei),
-});
+export const ExitResult = Type.Object({ txHash: Type.String(), vault: Vault });
+export const WithdrawalResult = Type.Object({ txHash: Type.String(), withdrawnWei: Wei, vault: Vault });
 export const Earnings = Type.Object({
   sessions: Type.Array(Type.Object({ sessionId: Type.String(), consumer: Address, promisedWei: Wei })),
   totalPromisedWei: Wei,
   settledWei: Wei,
   unsettledWei: Wei,
+  feesWei: { ...Wei, description: "relayers' fees taken out of the settled amounts" },
+  netWei: { ...Wei, description: "settled less fees" },
   settlements: Type.Array(
-    Type.Object({ channelId: Type.String(), amountWei: Wei, paidWei: Type.Optional(Wei), txHash: Type.Union([Type.String(), Type.Null()]), at: Type.String() }),
+    Type.Object({
+      pairId: { ...Type.String(), description: "the (consumer, provider) pair's id: keccak256(abi.encode(consumer, provider))" },
+      amountWei: Wei,
+      paidWei: Type.Optional(Wei),
+      feeWei: Type.Optional(Wei),
+      txHash: Type.Union([Type.String(), Type.Null()]),
+      at: Type.String(),
+    }),
   ),
   pendingSettlements: Type.Array(
     Type.Object({
-      channelId: Type.String(),
+      pairId: Type.String(),
       consumer: Address,
       amountWei: Wei,
       state: Type.Union(["queued", "submitted", "retrying", "waiting-top-up", "rejected"].map((s) => Type.Literal(s))),
@@ -323,3 +331,9 @@ export const Earnings = Type.Object({
 
 export type StartServiceBody = Static<typeof StartServiceBody>;
 export type ConnectBody = Static<typeof ConnectBody>;
+export type Vault = Static<typeof Vault>;
+export type DepositBody = Static<typeof DepositBody>;
+export type DepositResult = Static<typeof DepositResult>;
+export type ExitResult = Static<typeof ExitResult>;
+export type WithdrawalResult = Static<typeof WithdrawalResult>;
+export type Earnings = Static<typeof Earnings>;

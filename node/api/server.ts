@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Type } from "@fastify/type-provider-typebox";
-import type { MystNode } from "../daemon/node";
+import type { MystNode, VaultErrorCode } from "../daemon/node";
 import type { OfferJson } from "../daemon/services-file";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
 import { MystError } from "../errors/MystError";
@@ -38,6 +38,7 @@ type MappedCode =
   | BrokerErrorCode
   | KeystoreErrorCode
   | ServiceSpecErrorCode
+  | VaultErrorCode
   | "BAD_JSON"
   | "BAD_FILTER"
   | "BAD_AMOUNT"
@@ -73,6 +74,8 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   ALREADY_CONNECTING: 409,
   NOT_CONNECTED: 409,
   NODE_OFFLINE: 409,
+  EXIT_PENDING: 409,
+  EXIT_NOT_REQUESTED: 409,
   DISCOVERY_UNREACHABLE: 502,
   DISCOVERY_BAD_RESPONSE: 502,
   CHAIN_UNREACHABLE: 502,
@@ -159,7 +162,7 @@ export class ApiServer {
     const app = await createJsonApp({
       title: "myst node API",
       version: this.#o.version,
-      description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, channels and earnings.",
+      description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, the vault and earnings.",
       bodyLimit: 64 * 1024,
       statusOf: (code) => STATUS[code as MappedCode],
       log: this.#o.log,
@@ -362,7 +365,6 @@ export class ApiServer {
           ipv6: b.ipv6,
           maxPricePerHourWei: wei(b.maxPricePerHour, "maxPricePerHour"),
           maxPricePerGiBWei: wei(b.maxPricePerGiB, "maxPricePerGiB"),
-          topUpToWei: wei(b.topUp, "topUp"),
           netns: b.netns,
           killSwitch: b.killSwitch,
           allowLan: b.allowLan,
@@ -405,42 +407,45 @@ export class ApiServer {
       }),
     );
     app.get(
-      "/v1/channels/:provider",
-      {
-        schema: {
-          summary: "This node's channel with a provider",
-          tags: ["payments"],
-          params: S.ProviderParams,
-          response: { 200: S.Channel, ...errors(400, 401, 502) },
-        },
-      },
-      async (req) => daemon.channel(req.params.provider),
+      "/v1/vault",
+      { schema: { summary: "This node's vault: balance, escrow, pending exit", tags: ["payments"], response: { 200: S.Vault, ...errors(401, 502) } } },
+      async () => daemon.vaultStatus(),
     );
     app.post(
-      "/v1/channels/:provider/topup",
+      "/v1/vault/deposit",
       {
         schema: {
-          summary: "Deposit MYST into the channel with a provider",
+          summary: "Deposit MYST into the vault's balance and/or escrow (ERC-2612 permit for exactly that sum); cancels a pending exit",
           tags: ["payments"],
-          params: S.ProviderParams,
-          body: S.TopUpBody,
-          response: { 200: S.TopUpResult, ...errors(400, 401, 422, 502) },
+          body: S.DepositBody,
+          response: { 200: S.DepositResult, ...errors(400, 401, 422, 502) },
         },
       },
-      async (req) => daemon.topUp(req.params.provider, mystToWei(req.body.amount, "amount")),
+      async (req) => daemon.deposit(mystToWei(req.body.amount ?? "0", "amount"), mystToWei(req.body.escrow ?? "0", "escrow")),
     );
     app.post(
-      "/v1/channels/:provider/withdrawal",
+      "/v1/vault/exit",
       {
         schema: {
-          summary: "Leave a channel: request a withdrawal, then (after the challenge period) take the rest",
+          summary: "Start leaving the vault: providers may settle during the challenge period, then withdraw",
           tags: ["payments"],
-          params: S.ProviderParams,
           body: S.EmptyBody,
-          response: { 200: S.WithdrawalResult, ...errors(400, 401, 422, 502) },
+          response: { 200: S.ExitResult, ...errors(400, 401, 409, 422, 502) },
         },
       },
-      async (req) => daemon.withdraw(req.params.provider),
+      async () => daemon.requestExit(),
+    );
+    app.post(
+      "/v1/vault/withdrawal",
+      {
+        schema: {
+          summary: "After the challenge period, take the vault's balance and escrow back",
+          tags: ["payments"],
+          body: S.EmptyBody,
+          response: { 200: S.WithdrawalResult, ...errors(400, 401, 409, 422, 502) },
+        },
+      },
+      async () => daemon.withdrawVault(),
     );
     app.get(
       "/v1/earnings",
@@ -451,7 +456,7 @@ export class ApiServer {
       "/v1/earnings/settlement",
       {
         schema: {
-          summary: "Settle every channel with unsettled promises now",
+          summary: "Settle every pair with unsettled promises now (in batches), then pay the credited earnings out",
           tags: ["payments"],
           body: S.EmptyBody,
           response: { 200: S.Earnings, ...errors(400, 401, 502) },

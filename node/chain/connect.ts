@@ -2,10 +2,10 @@ import { FetchRequest, JsonRpcProvider, Network } from "ethers";
 import {
   IdentityRegistry__factory,
   MystToken__factory,
-  PaymentChannels__factory,
+  ConsumerVault__factory,
+  type ConsumerVault,
   type IdentityRegistry,
   type MystToken,
-  type PaymentChannels,
 } from "../../typechain-types";
 import type { Deployment } from "./deployment";
 import { ChainError } from "./errors";
@@ -16,7 +16,7 @@ export interface ChainConnection {
   chainId: bigint;
   deployment: Deployment;
   registry: IdentityRegistry;
-  channels: PaymentChannels;
+  vault: ConsumerVault;
   token: MystToken;
   close(): void;
 }
@@ -69,7 +69,7 @@ export async function connectChain(options: ConnectChainOptions): Promise<ChainC
     chainId,
     deployment,
     registry: IdentityRegistry__factory.connect(deployment.contracts.IdentityRegistry, provider),
-    channels: PaymentChannels__factory.connect(deployment.contracts.PaymentChannels, provider),
+    vault: ConsumerVault__factory.connect(deployment.contracts.ConsumerVault, provider),
     token: MystToken__factory.connect(deployment.contracts.MystToken, provider),
     close: () => provider.destroy(),
   };

@@ -11,7 +11,7 @@ export interface Deployment {
   contracts: {
     MystToken: string;
     IdentityRegistry: string;
-    PaymentChannels: string;
+    ConsumerVault: string;
   };
 }
 
@@ -25,7 +25,7 @@ export class DeploymentFileError extends MystError {
   }
 }
 
-const CONTRACTS = ["MystToken", "IdentityRegistry", "PaymentChannels"] as const;
+const CONTRACTS = ["MystToken", "IdentityRegistry", "ConsumerVault"] as const;
 
 /** Reads and checks a deployment file; every problem names the file and the field. */
 export function readDeployment(file: string): Deployment {

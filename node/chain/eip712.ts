@@ -1,4 +1,4 @@
-import { AbiCoder, keccak256, type TypedDataDomain, type TypedDataField } from "ethers";
+import type { TypedDataDomain, TypedDataField } from "ethers";
 
 /**
  * The EIP-712 messages identities sign for the contracts. The contracts recompute these exact
@@ -6,7 +6,7 @@ import { AbiCoder, keccak256, type TypedDataDomain, type TypedDataField } from "
  */
 
 export const REGISTRY_NAME = "MystIdentityRegistry";
-export const CHANNELS_NAME = "MystPaymentChannels";
+export const VAULT_NAME = "MystConsumerVault";
 const VERSION = "1";
 
 export const registrationTypes: Record<string, TypedDataField[]> = {
@@ -24,9 +24,25 @@ export const beneficiaryChangeTypes: Record<string, TypedDataField[]> = {
   ],
 };
 
+/** A consumer's promise: the cumulative amount it owes `provider`, across sessions. */
 export const promiseTypes: Record<string, TypedDataField[]> = {
   Promise: [
-    { name: "channelId", type: "bytes32" },
+    { name: "consumer", type: "address" },
+    { name: "provider", type: "address" },
+    { name: "amount", type: "uint256" },
+  ],
+};
+
+/** A provider's consent to a relayed settlement: these claims, a fee of at most `maxFee`, under its nonce. */
+export const relayedSettlementTypes: Record<string, TypedDataField[]> = {
+  RelayedSettlement: [
+    { name: "provider", type: "address" },
+    { name: "claims", type: "Claim[]" },
+    { name: "maxFee", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+  ],
+  Claim: [
+    { name: "consumer", type: "address" },
     { name: "amount", type: "uint256" },
   ],
 };
@@ -35,11 +51,6 @@ export function registryDomain(chainId: bigint, registry: string): TypedDataDoma
   return { name: REGISTRY_NAME, version: VERSION, chainId, verifyingContract: registry };
 }
 
-export function channelsDomain(chainId: bigint, channels: string): TypedDataDomain {
-  return { name: CHANNELS_NAME, version: VERSION, chainId, verifyingContract: channels };
-}
-
-/** The id of the channel from `consumer` to `provider`, as `PaymentChannels.channelId` computes it. */
-export function channelIdOf(consumer: string, provider: string): string {
-  return keccak256(AbiCoder.defaultAbiCoder().encode(["address", "address"], [consumer, provider]));
+export function vaultDomain(chainId: bigint, vault: string): TypedDataDomain {
+  return { name: VAULT_NAME, version: VERSION, chainId, verifyingContract: vault };
 }

@@ -1,9 +1,9 @@
 import { isError, type Interface } from "ethers";
 import { MystError } from "../errors/MystError";
-import { IdentityRegistry__factory, MystToken__factory, PaymentChannels__factory } from "../../typechain-types";
+import { ConsumerVault__factory, IdentityRegistry__factory, MystToken__factory } from "../../typechain-types";
 
 /** The contracts' ABIs, to name a custom error that ethers could not attribute to a call. */
-const INTERFACES: Interface[] = [IdentityRegistry__factory.createInterface(), PaymentChannels__factory.createInterface(), MystToken__factory.createInterface()];
+const INTERFACES: Interface[] = [IdentityRegistry__factory.createInterface(), ConsumerVault__factory.createInterface(), MystToken__factory.createInterface()];
 
 function decodeRevert(data: unknown): { name: string; args: unknown[] } | null {
   if (typeof data !== "string" || data.length < 10) return null;

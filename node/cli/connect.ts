@@ -126,7 +126,6 @@ function describeConnected(c: Connection): string[] {
   return [
     `connected: session ${c.sessionId}`,
     `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei ?? 0, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei ?? 0, 18)} MYST/GiB`,
-    ...(c.deposit ? [`deposited ${formatUnits(c.deposit.amountWei, 18)} MYST into the channel (tx ${c.deposit.txHash}, gas ${c.deposit.gasUsed})`] : []),
     ...(phases ? [`phases (ms): discovery ${phases.discovery}, negotiation ${phases.negotiation}, tunnel ${phases.tunnel}, confirm ${phases.confirm}`] : []),
   ];
 }
@@ -161,7 +160,7 @@ async function followConnection(client: NodeClient, first: Connection): Promise<
   }
 }
 
-/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the deposit, the namespace. */
+/** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
 export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
   return cmd
     .option("--service <type>", "openvpn | noop", "openvpn")
@@ -173,7 +172,6 @@ export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
     .addOption(new Option("--ipv6", "filter: only providers whose tunnel carries IPv6 (else IPv6 is blocked while connected)"))
     .addOption(new Option("--max-price-per-hour <myst>", "refuse providers above this price per hour"))
     .addOption(new Option("--max-price-per-gib <myst>", "refuse providers above this price per GiB"))
-    .addOption(new Option("--topup <myst>", "before connecting, deposit so the channel with the provider holds at least this much MYST"))
     .addOption(new Option("--netns <name>", netnsHelp));
 }
 
@@ -188,7 +186,6 @@ export function connectBody(providerId: string | undefined, opts: Record<string,
     ...(opts.ipv6 ? { ipv6: true } : {}),
     ...(opts.maxPricePerHour ? { maxPricePerHour: opts.maxPricePerHour } : {}),
     ...(opts.maxPricePerGib ? { maxPricePerGiB: opts.maxPricePerGib } : {}),
-    ...(opts.topup ? { topUp: opts.topup } : {}),
     ...(opts.netns ? { netns: opts.netns } : {}),
   };
 }

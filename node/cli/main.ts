@@ -10,7 +10,8 @@ import { runCommand } from "./run";
 import { daemonCommand } from "./daemon";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
-import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
+import { earningsCommand, sessionsCommand } from "./money";
+import { vaultCommand } from "./vault";
 import { serviceCommand } from "./service";
 
 /** A repeatable option: each use adds one value (not greedy, so a command may follow it). */
@@ -49,7 +50,7 @@ function program(): Command {
   root.addCommand(proposalsCommand(context));
   for (const cmd of connectCommands(context)) root.addCommand(cmd);
   root.addCommand(runCommand(context));
-  root.addCommand(channelsCommand(context));
+  root.addCommand(vaultCommand(context));
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));
   const everywhere = (cmd: Command) => {

@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/launch";
@@ -30,7 +31,21 @@ export function offerOptions(cmd: Command): Command {
     .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100");
 }
 
-const POLICY_FLAGS = ["maxSessions", "invoiceEvery", "invoiceAbove", "maxUnpaid", "minChannelBalance", "settleThreshold", "settleOnSessionEnd"];
+const POLICY_FLAGS = [
+  "maxSessions",
+  "invoiceEvery",
+  "invoiceAbove",
+  "maxUnpaid",
+  "minVaultBalance",
+  "minEscrow",
+  "exposurePercent",
+  "maxExposure",
+  "settleThreshold",
+  "settleFeePercent",
+  "settlementFee",
+  "settleViaRelayer",
+  "settleOnSessionEnd",
+];
 
 /** How a provider is paid, for all its services: invoicing, limits, settlement. */
 export function paymentPolicyOptions(cmd: Command): Command {
@@ -40,9 +55,15 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--invoice-every <seconds>", "how often to invoice each session", d.invoiceEvery)
     .option("--invoice-above <myst>", "also invoice as soon as this much more is due", d.invoiceAbove)
     .option("--max-unpaid <myst>", "end a session when this much is unpaid", d.maxUnpaid)
-    .option("--min-channel-balance <myst>", "refuse consumers whose channel holds less", d.minChannelBalance)
-    .option("--settle-threshold <myst>", "settle a channel when this much is unsettled", d.settleThreshold)
-    .option("--no-settle-on-session-end", "do not settle when a session ends (only by threshold and at start/stop)");
+    .option("--min-vault-balance <myst>", "refuse consumers whose vault balance is below this", d.minVaultBalance)
+    .option("--min-escrow <myst>", "refuse consumers whose vault escrow is below this", d.minEscrow)
+    .option("--exposure-percent <n>", "let one consumer owe at most this % of its escrow beyond what is settled", d.exposurePercent)
+    .option("--max-exposure <myst>", "…and never more than this", d.maxExposure)
+    .option("--settle-threshold <myst>", "settle a pair when this much is unsettled, whatever the fee", d.settleThreshold)
+    .option("--settle-fee-percent <n>", "settle everything unsettled once one settlement's fee is at most this % of it", d.settleFeePercent)
+    .option("--settlement-fee <myst>", "what one settlement transaction costs (with a relayer: the most it may take)", d.settlementFee)
+    .option("--settle-via-relayer <key-file>", "settle through this relayer account (a file with its 0x private key); the identity then needs no ETH")
+    .option("--settle-on-session-end", "also settle a pair when its session ends, whatever the fee (default: only by the rules above, and at start/stop)");
 }
 
 /** The `POST /v1/services` body of `service start` flags; the node checks the rest. */

@@ -8,7 +8,7 @@ import type { ProposalFilter } from "../proposal/filter";
 import { SessionError } from "../session/errors";
 import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
 import type { ConsumerService, SessionProtection } from "../session/service";
-import { PaymentChannelsClient } from "../chain/channels";
+import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
 import { ConsumerPayments } from "../payments/consumer-payments";
 import type { SessionStore } from "../store/session-store";
@@ -45,8 +45,6 @@ export interface ConnectTarget {
   provider?: string;
   filter?: ProposalFilter;
   service: ConsumerService;
-  /** Deposit so the channel holds at least this much (wei) before connecting. */
-  topUpTo?: bigint;
   /** Kill switch, DNS and IPv6 handling for this connection (node/consumer-protection). */
   protection?: SessionProtection;
   /** Providers not to pick from discovery (a reconnect skips the ones that just failed). */
@@ -56,8 +54,6 @@ export interface ConnectTarget {
 export interface Connection {
   session: ConsumerSession;
   payments?: ConsumerPayments;
-  /** A deposit made before connecting. */
-  deposit?: { amount: bigint; txHash: string; gasUsed: bigint };
   proposal: FoundProposal;
   /** ms spent in each phase: discovery lookup, negotiation (create → accepted), tunnel up, confirm. */
   phases: { discovery: number; negotiation: number; tunnel: number; confirm: number };
@@ -70,7 +66,7 @@ export class ConsumerNode {
   readonly #broker?: Broker;
   readonly sessions: ConsumerSessions;
   readonly discovery: DiscoveryClient;
-  readonly channels?: PaymentChannelsClient;
+  readonly vault?: ConsumerVaultClient;
   readonly promises?: ConsumerPromises;
   current?: Connection;
 
@@ -84,8 +80,8 @@ export class ConsumerNode {
     this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs });
     this.discovery = new DiscoveryClient(o.discoveryUrls, (id) => o.registry.publicKeyOf(id));
     if (o.conn) {
-      this.channels = new PaymentChannelsClient(o.conn);
-      this.promises = new ConsumerPromises(o.key, this.channels, o.promises);
+      this.vault = new ConsumerVaultClient(o.conn);
+      this.promises = new ConsumerPromises(o.key, this.vault, o.promises);
     }
   }
 
@@ -108,15 +104,7 @@ export class ConsumerNode {
     const t0 = Date.now();
     const found = await this.#find(target);
     const t1 = Date.now();
-    let deposit: Connection["deposit"];
-    if (this.channels && target.topUpTo !== undefined) {
-      const state = await this.channels.state(this.o.key.address, found.proposal.provider);
-      if (state.balance < target.topUpTo) {
-        const amount = target.topUpTo - state.balance;
-        const r = await this.channels.deposit(this.o.key, this.o.key.address, found.proposal.provider, amount);
-        deposit = { amount, txHash: r.txHash, gasUsed: r.gasUsed };
-      }
-    }
+    // Nothing on chain here: the consumer's one vault pays any provider, one never used before included.
     const session = await this.sessions.connect({
       proposal: found.signed,
       service: target.service,
@@ -129,7 +117,6 @@ export class ConsumerNode {
     const connection: Connection = {
       session,
       payments,
-      deposit,
       proposal: found,
       phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
     };
@@ -205,7 +192,6 @@ export function connectionStatus(c: Connection) {
     phasesMs: c.phases,
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
-    ...(c.deposit ? { deposit: { amountWei: c.deposit.amount.toString(), txHash: c.deposit.txHash, gasUsed: c.deposit.gasUsed.toString() } } : {}),
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
   };
 }

@@ -74,7 +74,7 @@ export class NodeMetrics {
     });
     new Gauge({
       name: "myst_settlements_pending",
-      help: "channels whose latest promise is not settled yet, by state (queued, submitted, retrying, waiting-top-up, rejected)",
+      help: "pairs (consumer, provider) whose latest promise is not settled yet, by state (queued, submitted, retrying, waiting-top-up, rejected)",
       labelNames: ["state"],
       registers: [this.registry],
       collect() {

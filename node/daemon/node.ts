@@ -1,6 +1,6 @@
 import path from "node:path";
 import { Wallet } from "ethers";
-import { PaymentChannelsClient } from "../chain/channels";
+import { ConsumerVaultClient } from "../chain/vault";
 import { Broker } from "../broker/broker";
 import { connectChain, type ChainConnection } from "../chain/connect";
 import { Dialogs } from "../dialog/dialogs";
@@ -18,7 +18,7 @@ import { SessionStore } from "../store/session-store";
 import { toAddress } from "../values/address";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
-import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
+import { earningsReport, vaultReport, type EarningsReport, type VaultReport } from "../payments/reports";
 import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
@@ -102,7 +102,6 @@ export interface ConnectRequest {
   ipv6?: boolean;
   maxPricePerHourWei?: string;
   maxPricePerGiBWei?: string;
-  topUpToWei?: string;
   netns?: string;
   /** Default true: traffic stays blocked when the tunnel drops, until disconnect. */
   killSwitch?: boolean;
@@ -136,6 +135,11 @@ export type ConnectionView =
       confined?: ReturnType<Confinement["describe"]>;
     })
   | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string };
+
+/** What the node's vault commands refuse. */
+export type VaultErrorCode = "BAD_AMOUNT" | "EXIT_PENDING" | "EXIT_NOT_REQUESTED";
+
+export class VaultError extends MystError<VaultErrorCode> {}
 
 /** What only an online node has: the unlocked key, and the provider and consumer sides. */
 interface OnlineParts {
@@ -396,7 +400,7 @@ export class MystNode {
       (c) =>
         Promise.all([
           c.registrar.status(id).catch((err): { state: "unknown"; identity: string; reason: string } => ({ state: "unknown", identity: id, reason: why(err) })),
-          new PaymentChannelsClient(c.conn).tokenBalance(id).catch(() => null),
+          new ConsumerVaultClient(c.conn).tokenBalance(id).catch(() => null),
         ]),
       (err) => [{ state: "unknown" as const, identity: id, reason: why(err) }, null] as const,
     );
@@ -600,7 +604,6 @@ export class MystNode {
         provider: request.provider,
         filter,
         service,
-        topUpTo: request.topUpToWei === undefined ? undefined : BigInt(request.topUpToWei),
         protection: confinement ?? protection,
       });
     } catch (err) {
@@ -667,7 +670,6 @@ export class MystNode {
             provider,
             filter: wanted.filter,
             service: wanted.service,
-            topUpTo: wanted.request.topUpToWei === undefined ? undefined : BigInt(wanted.request.topUpToWei),
             protection: holding,
           });
         },
@@ -775,27 +777,63 @@ export class MystNode {
     return me;
   }
 
-  async #channels(): Promise<PaymentChannelsClient> {
-    return new PaymentChannelsClient((await this.#chainParts()).conn);
+  async #vault(): Promise<ConsumerVaultClient> {
+    return new ConsumerVaultClient((await this.#chainParts()).conn);
   }
 
-  async channel(provider: string): Promise<ChannelReport> {
-    const p = toAddress(provider, "provider");
+  /** The node identity's vault: what pays any provider it buys from. */
+  async vaultStatus(): Promise<VaultReport> {
     const me = this.#me();
-    return channelReport(await (await this.#channels()).state(me, p), me, p);
+    const vault = await this.#vault();
+    const [state, wallet] = await Promise.all([vault.vault(me), vault.tokenBalance(me)]);
+    return vaultReport(state, me, wallet);
   }
 
-  async topUp(provider: string, amountWei: bigint): Promise<{ depositedWei: string; txHash: string; gasUsed: string; channel: ChannelReport }> {
-    const p = toAddress(provider, "provider");
-    if (amountWei <= 0n) throw new MystError("BAD_AMOUNT", "deposit a positive amount");
+  /**
+   * Adds to the vault's balance and escrow from the identity's MYST (an ERC-2612 permit for exactly
+   * this sum, no standing approval); the identity pays the gas. Cancels a pending exit.
+   */
+  async deposit(
+    amountWei: bigint,
+    escrowWei: bigint,
+  ): Promise<{ depositedWei: string; escrowWei: string; txHash: string; gasUsed: string; vault: VaultReport }> {
+    if (amountWei < 0n || escrowWei < 0n || amountWei + escrowWei === 0n) throw new VaultError("BAD_AMOUNT", "deposit a positive amount");
     const key = await this.#unlocked();
-    const r = await (await this.#channels()).deposit(key, key.address, p, amountWei);
-    return { depositedWei: amountWei.toString(), txHash: r.txHash, gasUsed: r.gasUsed.toString(), channel: await this.channel(p) };
+    const vault = await this.#vault();
+    const wallet = await vault.tokenBalance(key.address);
+    if (wallet < amountWei + escrowWei) {
+      throw new VaultError("BAD_AMOUNT", `the identity holds ${wallet} wei of MYST; the deposit needs ${amountWei + escrowWei}`);
+    }
+    const r = await vault.deposit(key, key.address, amountWei, escrowWei);
+    return {
+      depositedWei: amountWei.toString(),
+      escrowWei: escrowWei.toString(),
+      txHash: r.txHash,
+      gasUsed: r.gasUsed.toString(),
+      vault: await this.vaultStatus(),
+    };
   }
 
-  async withdraw(provider: string) {
-    const p = toAddress(provider, "provider");
-    return (await this.#channels()).leave(await this.#unlocked(), p);
+  /** Starts leaving: providers refuse a vault in exit, and may settle what they hold during the challenge period. */
+  async requestExit(): Promise<{ txHash: string; vault: VaultReport }> {
+    const key = await this.#unlocked();
+    const vault = await this.#vault();
+    const state = await vault.vault(key.address);
+    if (state.exitReadyAt !== 0n)
+      throw new VaultError("EXIT_PENDING", `an exit is already pending; withdraw from ${new Date(Number(state.exitReadyAt) * 1000).toISOString()}`);
+    const txHash = await vault.requestExit(key);
+    return { txHash, vault: await this.vaultStatus() };
+  }
+
+  /** After the challenge period, takes the vault's balance and escrow back. */
+  async withdrawVault(): Promise<{ txHash: string; withdrawnWei: string; vault: VaultReport }> {
+    const key = await this.#unlocked();
+    const vault = await this.#vault();
+    const state = await vault.vault(key.address);
+    if (state.exitReadyAt === 0n)
+      throw new VaultError("EXIT_NOT_REQUESTED", "request an exit first (`myst vault exit`), then withdraw after the challenge period");
+    const r = await vault.withdraw(key);
+    return { txHash: r.txHash, withdrawnWei: r.amount.toString(), vault: await this.vaultStatus() };
   }
 
   earnings(): EarningsReport {
@@ -804,21 +842,23 @@ export class MystNode {
   }
 
   /**
-   * Settles every channel now and waits (30 s online; 60 s offline, whose queue lives only for
-   * this call): what is still pending shows with its state and error.
+   * Settles every pair now (in batches), waits (30 s online; 60 s offline, whose queue lives only
+   * for this call), then pays the earnings the vault credited to the beneficiary: what is still
+   * pending shows with its state and error.
    */
   async settle(): Promise<EarningsReport> {
     if (this.#online) {
-      this.provider.settler!.settleAll();
-      await this.provider.settler!.drain(30_000);
+      const settler = this.provider.settler!;
+      settler.settleAll();
+      if (await settler.drain(30_000)) await settler.payOut(this.#me());
       return this.earnings();
     }
     const key = await this.#unlocked();
     const { conn } = await this.#chainParts();
     const store = new PromiseStore(this.#db);
-    const settler = new Settler(store, new PaymentChannelsClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: this.#o.log });
+    const settler = new Settler(store, new ConsumerVaultClient(conn), new Wallet(key.privateKeyHex(), conn.provider), { log: this.#o.log });
     settler.settleAll();
-    await settler.drain(60_000);
+    if (await settler.drain(60_000)) await settler.payOut(key.address);
     settler.stop();
     return earningsReport(store, settler.pending());
   }

@@ -6,14 +6,14 @@ import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import { PROPOSAL_FORMAT, type IpType, type Proposal } from "../proposal/proposal";
 import { ProviderSessions } from "../session/provider";
-import { PaymentChannelsClient } from "../chain/channels";
+import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
 import { ProviderPayments } from "../payments/provider-payments";
 import { Settler } from "../payments/settlement";
 import type { Db } from "../store/database";
 import { PromiseStore } from "../store/promise-store";
 import { SessionStore } from "../store/session-store";
-import { ChannelStateCache } from "../payments/channel-cache";
+import { VaultStateCache } from "../payments/vault-cache";
 import type { SessionUsage } from "../payments/provider-payments";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
@@ -63,14 +63,22 @@ export interface ProviderNodeOptions {
   settleTimeoutMs?: number;
 }
 
-/** The provider's payment policy (amounts in wei). */
+/** The provider's payment policy (amounts in wei); docs/payments.md explains each. */
 export interface ProviderPaymentSettings {
   invoiceEveryMs: number;
   invoiceAboveWei: bigint;
   maxUnpaid: bigint;
-  minChannelBalance: bigint;
+  minVaultBalance: bigint;
+  minEscrow: bigint;
+  exposurePercentOfEscrow: number;
+  maxExposure: bigint;
   settleThreshold: bigint;
+  settleFeePercent: number;
+  /** What one settlement transaction costs (wei of MYST); with a relayer, the most it may take. */
+  settlementFeeWei: bigint;
   settleOnSessionEnd: boolean;
+  /** Settle through this relayer account (its key, 0x + 64 hex) instead of paying gas from the identity's own. */
+  relayerKey?: string;
 }
 
 /** One sold service as the node runs it: the service, its offer, and the announcer of its proposal. */
@@ -92,7 +100,7 @@ export class ProviderNode {
   readonly settler?: Settler;
   readonly store?: PromiseStore;
   readonly history?: SessionStore;
-  readonly channelCache?: ChannelStateCache;
+  readonly vaultCache?: VaultStateCache;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
   readonly #selling = new Map<string, Selling>();
@@ -129,17 +137,18 @@ export class ProviderNode {
     });
     if (options.payments) {
       const p = options.payments;
-      const channels = new PaymentChannelsClient(p.conn);
+      const vault = new ConsumerVaultClient(p.conn);
       this.store = new PromiseStore(p.db);
       const store = this.store;
-      // A deposit on an empty channel makes its stored promise settleable at once.
-      const cache = new ChannelStateCache(channels, {
-        onChange: (channelId) => {
-          const pending = this.settler?.pending().find((s) => s.channelId.toLowerCase() === channelId);
-          if (pending?.state === "waiting-top-up") this.settler!.settleChannel(pending.channelId, { now: true });
+      // A deposit into an empty vault makes the pair's stored promise settleable at once.
+      const cache = new VaultStateCache(vault, {
+        onChange: (consumer) => {
+          for (const pending of this.settler?.pending() ?? []) {
+            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up") this.settler!.settlePair(pending.pairId, { now: true });
+          }
         },
       });
-      this.channelCache = cache;
+      this.vaultCache = cache;
       const history = new SessionStore(p.db);
       this.history = history;
       this.sessions.on("session-accepted", (s) =>
@@ -147,7 +156,7 @@ export class ProviderNode {
       );
       this.sessions.on("session-ended", (s) => {
         const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
-        // The session's own amount: what its promises added to the channel (not the channel's total).
+        // The session's own amount: what its promises added to the pair's ledger (not the pair's total).
         history.ended(s.id, {
           endedAt: s.endedAt ?? Date.now(),
           reason: s.endReason ?? "",
@@ -155,14 +164,17 @@ export class ProviderNode {
           promised: store.sessionAmount(s.id),
         });
       });
-      this.settler = new Settler(this.store, channels, new Wallet(options.key.privateKeyHex(), p.conn.provider), {
+      // With a relayer the identity signs and the relayer's account sends and pays the gas: the identity needs no ETH.
+      const submitter = new Wallet(p.relayerKey ?? options.key.privateKeyHex(), p.conn.provider);
+      this.settler = new Settler(this.store, vault, submitter, {
         log: this.#log,
+        relay: p.relayerKey ? { provider: options.key, maxFeeWei: p.settlementFeeWei } : undefined,
         onSettled: ({ consumer, provider }) => void cache.read(consumer, provider).catch(() => undefined),
       });
       this.payments = new ProviderPayments({
         ...p,
         sessions: this.sessions,
-        channels: cache,
+        vaults: cache,
         store: this.store,
         settler: this.settler,
         usage: (id) => this.usage(id),
@@ -256,7 +268,7 @@ export class ProviderNode {
     // Anything stored but unsettled (a crash, a restart) is queued at once; a chain that does not
     // answer delays it, not the start.
     this.settler?.settleAll();
-    this.channelCache?.start();
+    this.vaultCache?.start();
     if (!this.#o.shared) {
       await this.broker.start();
       await this.dialogs.start();
@@ -279,7 +291,7 @@ export class ProviderNode {
       this.settler.settleAll();
       const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
       this.settler.stop();
-      await this.channelCache?.stop();
+      await this.vaultCache?.stop();
       if (!settled)
         this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
     }

@@ -18,9 +18,9 @@ export interface InvoiceTolerance {
 export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 20n, ms: 10_000n };
 
 /**
- * The consumer's side of payments for one session. Invoices state the channel's cumulative amount
+ * The consumer's side of payments for one session. Invoices state the pair's cumulative amount
  * (earlier and concurrent sessions with this provider included); the consumer checks the increase
- * over its latest promise on the channel against its own meter of this session (time since
+ * over its latest promise to that provider against its own meter of this session (time since
  * confirmation, bytes through its tunnel, within the tolerance), answers a fair one with a promise
  * for the new cumulative amount, and ends the session over an unfair one. An invoice it has already
  * covered is answered with its latest promise again (the provider may not have stored it). Emits
@@ -32,7 +32,7 @@ export interface ConsumerPaymentsEvents {
 }
 
 export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
-  /** What this session has added to the channel's promises (its own cost), counted when signed. */
+  /** What this session has added to the pair's promises (its own cost), counted when signed. */
   promised = 0n;
   /** The part of `promised` the provider has acknowledged (stored durably on its side). */
   acknowledged = 0n;
@@ -61,7 +61,7 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
   }
 
   start(): void {
-    // One invoice at a time, after the channel's figure is known.
+    // One invoice at a time, after the pair's figure is known.
     let queue = this.promises.load(this.session.provider);
     this.session.dialog.on(PAYMENT_INVOICE, (body) => {
       queue = queue
@@ -81,7 +81,7 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
     const amount = BigInt(b.amount);
     // Our meter must be as fresh as the provider's invoice, or a fast transfer looks like an overcharge.
     if (amount > (this.promises.latest(this.session.provider)?.amount ?? 0n)) await this.session.tunnel.refresh?.().catch(() => undefined);
-    // From here to signing nothing awaits: another session's promise on the channel cannot slip in.
+    // From here to signing nothing awaits: another session's promise to this provider cannot slip in.
     const latest = this.promises.latest(this.session.provider);
     if (latest && amount <= latest.amount) {
       // Already covered (by this session or another): the provider may have missed that promise.

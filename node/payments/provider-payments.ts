@@ -1,12 +1,12 @@
 import { EventEmitter } from "node:events";
-import { channelIdOf } from "../chain/eip712";
+import { pairIdOf, type PairState } from "../chain/vault";
 import { silentLogger, type Logger } from "../log/logger";
 import type { PromiseStore } from "../store/promise-store";
 import type { Admission, ProviderSession, ProviderSessions } from "../session/provider";
 import { priceFromProposal, priceOf } from "./price";
 import { PromiseRejected, verifyPromise } from "./promise";
 import type { Settler } from "./settlement";
-import type { ChannelStateCache } from "./channel-cache";
+import type { VaultStateCache } from "./vault-cache";
 import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
 
 /** What a service measured of a session: bytes each way, and how long the service was down under it. */
@@ -19,7 +19,7 @@ export interface SessionUsage {
 
 export interface ProviderPaymentsOptions {
   sessions: ProviderSessions;
-  channels: ChannelStateCache;
+  vaults: VaultStateCache;
   store: PromiseStore;
   settler: Settler;
   /** Bytes a session has moved so far, from the service's meter. */
@@ -32,33 +32,51 @@ export interface ProviderPaymentsOptions {
   invoiceAboveWei?: bigint;
   /** End a session whose unpaid amount passes this (wei). */
   maxUnpaid: bigint;
-  /** Refuse sessions whose channel holds less than this (wei). */
-  minChannelBalance: bigint;
-  /** Settle a channel when its unsettled promises pass this (wei). */
+  /** Refuse consumers whose vault balance is below this (wei). */
+  minVaultBalance: bigint;
+  /** Refuse consumers whose vault escrow is below this (wei). */
+  minEscrow: bigint;
+  /** The most this provider lets one consumer owe it beyond what is settled (unsettled promises + unpaid service), as a
+   *  percentage of the consumer's escrow (an overdraft pays the provider up to half the escrow, so 50 keeps it whole);
+   *  never below `maxUnpaid`. */
+  exposurePercentOfEscrow: number;
+  /** …and never more than this (wei), whatever the escrow. */
+  maxExposure: bigint;
+  /** Settle a pair when its unsettled promises reach this (wei), whatever the fee. */
   settleThreshold: bigint;
+  /** Settle everything unsettled as soon as one settlement's fee is at most this percentage of it. */
+  settleFeePercent: number;
+  /** What one settlement transaction costs this provider, in MYST wei (the relayer's fee cap when relayed). Default 0. */
+  settlementFeeWei?: bigint;
+  /** Settle the pair when a session ends, whatever the fee. Default true. */
   settleOnSessionEnd?: boolean;
   log?: Logger;
 }
 
-/** One session's account: what its promises added to the channel, and its last invoice. */
+/** One session's account: what its promises added to the pair's ledger, and its last invoice. */
 interface Ledger {
-  /** The channel amount last invoiced. */
+  /** The pair's cumulative amount last invoiced. */
   invoiced: bigint;
   invoicedAt: number;
-  /** What this session's promises added to the channel's cumulative amount. */
+  /** What this session's promises added to the pair's cumulative amount. */
   paid: bigint;
 }
 
 /**
- * The provider's side of payments. The ledger is per (consumer, provider) channel and cumulative
+ * The provider's side of payments. The ledger is per (consumer, provider) pair and cumulative
  * across sessions: each session owes its own time and bytes at the proposal's price, and its
- * invoice states the channel's cumulative amount that pays that in full (the latest stored promise
+ * invoice states the pair's cumulative amount that pays that in full (the latest stored promise
  * plus what this session has not paid yet), so a second or a concurrent session continues from the
- * channel's figure instead of from zero. Each promise is checked against cached channel state (no
- * chain round trip), stored durably before it is acknowledged, and credited to its session by how
- * much it adds to the channel. A session whose own unpaid amount passes the limit is ended;
- * settlement goes to the Settler by policy. Emits "promise-accepted" ({sessionId, amount,
- * increase}) and "promise-rejected" ({sessionId, code}).
+ * pair's figure instead of from zero. Every pair is paid from the consumer's one vault. Each promise
+ * is checked against cached vault state (no chain round trip), stored durably before it is
+ * acknowledged, and credited to its session by how much it adds to the pair.
+ *
+ * Risk: a consumer is admitted only with a vault that is not in exit and holds at least the
+ * minimum balance and escrow; what it owes beyond the settled figure (its exposure) is kept under
+ * a limit derived from its escrow: the pair is settled at half the limit whatever the fee, and a
+ * session is ended when the limit is passed or its own unpaid amount passes `maxUnpaid`, or when
+ * the vault starts its exit. Otherwise settlement waits for a good fee ratio (docs/payments.md).
+ * Emits "promise-accepted" ({sessionId, amount, increase}) and "promise-rejected" ({sessionId, code}).
  */
 /** What ProviderPayments tells its listeners. */
 export interface ProviderPaymentsEvents {
@@ -79,6 +97,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       ...options,
       invoiceEveryMs: options.invoiceEveryMs ?? 10_000,
       invoiceAboveWei: options.invoiceAboveWei ?? 2n ** 255n,
+      settlementFeeWei: options.settlementFeeWei ?? 0n,
       settleOnSessionEnd: options.settleOnSessionEnd ?? true,
       log: options.log ?? silentLogger,
     };
@@ -86,12 +105,59 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
 
   /** The admission check to give ProviderSessions: a live read (the consumer may just have deposited). */
   readonly admission: Admission = async ({ consumer, proposal }) => {
-    const state = await this.#o.channels.read(consumer, proposal.provider);
-    if (state.balance < this.#o.minChannelBalance) {
-      return { code: "PAYMENT_NOT_COVERED", message: `the channel holds ${state.balance} wei; this provider needs at least ${this.#o.minChannelBalance}` };
+    const pair = await this.#o.vaults.read(consumer, proposal.provider);
+    const refuse = (message: string) => ({ code: "PAYMENT_NOT_COVERED" as const, message });
+    if (pair.vault.exitReadyAt !== 0n) return refuse("the consumer's vault is leaving (exit requested); this provider serves no vault in exit");
+    if (pair.vault.balance < this.#o.minVaultBalance) {
+      return refuse(`the vault holds ${pair.vault.balance} wei; this provider needs at least ${this.#o.minVaultBalance}`);
+    }
+    if (pair.vault.escrow < this.#o.minEscrow)
+      return refuse(`the vault's escrow is ${pair.vault.escrow} wei; this provider needs at least ${this.#o.minEscrow}`);
+    const unsettled = this.#unsettled(consumer, proposal.provider, pair);
+    if (unsettled > 0n && unsettled >= this.exposureLimit(pair)) {
+      this.#settleNow(consumer, proposal.provider);
+      return refuse(`${unsettled} wei of earlier promises are not settled yet (limit ${this.exposureLimit(pair)}); try again once they are`);
     }
     return null;
   };
+
+  /**
+   * The most one consumer may owe this provider beyond what is settled, for its vault as it stands:
+   * its escrow's share, never below `maxUnpaid` (the credit any session gets before it must pay),
+   * never above `maxExposure`.
+   */
+  exposureLimit(pair: PairState): bigint {
+    let limit = (pair.vault.escrow * BigInt(Math.round(this.#o.exposurePercentOfEscrow * 100))) / 10_000n;
+    if (limit < this.#o.maxUnpaid) limit = this.#o.maxUnpaid;
+    if (limit > this.#o.maxExposure) limit = this.#o.maxExposure;
+    return limit;
+  }
+
+  /** Promised by the consumer and stored, but not settled on chain yet. */
+  #unsettled(consumer: string, provider: string, pair?: PairState): bigint {
+    const pairId = pairIdOf(consumer, provider);
+    const latest = this.#o.store.latest(pairId)?.amount ?? 0n;
+    const settledOnChain = pair?.settled ?? 0n;
+    const settledHere = this.#o.store.settledAmount(pairId);
+    const settled = settledOnChain > settledHere ? settledOnChain : settledHere;
+    return latest > settled ? latest - settled : 0n;
+  }
+
+  #settleNow(consumer: string, provider: string): void {
+    if (this.#o.store.latest(pairIdOf(consumer, provider))) this.#o.settler.settlePair(pairIdOf(consumer, provider), { now: true });
+  }
+
+  /**
+   * The fee-aware rule: everything unsettled goes out in one batch once a settlement's fee is at most
+   * `settleFeePercent` of it; a pair alone goes out once it reaches `settleThreshold`.
+   */
+  settleByPolicy(): void {
+    const unsettled = this.#o.settler.unsettled();
+    const total = unsettled.reduce((sum, p) => sum + p.unsettled, 0n);
+    if (total === 0n) return;
+    const feeOk = this.#o.settlementFeeWei * 10_000n <= total * BigInt(Math.round(this.#o.settleFeePercent * 100));
+    for (const p of unsettled) if (feeOk || p.unsettled >= this.#o.settleThreshold) this.#o.settler.settlePair(p.pairId);
+  }
 
   start(): void {
     const { sessions } = this.#o;
@@ -106,7 +172,9 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     });
     sessions.on("session-ended", (s: ProviderSession) => {
       this.#ledgers.delete(s.id);
-      if (this.#o.settleOnSessionEnd) this.#o.settler.settleChannel(channelIdOf(s.consumer, s.proposal.provider));
+      // Forced on request; otherwise the fee rule decides (a short session is not worth its own fee).
+      if (this.#o.settleOnSessionEnd) this.#settleNow(s.consumer, s.proposal.provider);
+      else this.settleByPolicy();
     });
     // Checked at least every second: the amount trigger and the unpaid limit must not wait a period.
     this.#timer = setInterval(() => void this.#tick(), Math.min(this.#o.invoiceEveryMs, 1000));
@@ -146,8 +214,23 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
         await this.#o.sessions.end(s.id, `payment lagging: ${unpaid} wei unpaid, limit ${this.#o.maxUnpaid}`);
         continue;
       }
+      const pair = this.#o.vaults.peek(s.consumer, s.proposal.provider);
+      if (pair && pair.vault.exitReadyAt !== 0n) {
+        this.#settleNow(s.consumer, s.proposal.provider);
+        await this.#o.sessions.end(s.id, "the consumer's vault started its exit");
+        continue;
+      }
+      if (pair) {
+        const exposure = this.#unsettled(s.consumer, s.proposal.provider, pair) + (unpaid > 0n ? unpaid : 0n);
+        const limit = this.exposureLimit(pair);
+        if (enforce && exposure > limit) {
+          this.#settleNow(s.consumer, s.proposal.provider);
+          await this.#o.sessions.end(s.id, `exposure to this consumer: ${exposure} wei unsettled or unpaid, limit ${limit}`);
+          continue;
+        }
+      }
       if (unpaid <= 0n) continue;
-      const amount = (this.#o.store.latest(channelIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n) + unpaid;
+      const amount = (this.#o.store.latest(pairIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n) + unpaid;
       const periodOver = Date.now() - ledger.invoicedAt >= this.#o.invoiceEveryMs;
       if (amount > ledger.invoiced && (periodOver || amount - ledger.invoiced >= this.#o.invoiceAboveWei)) {
         ledger.invoiced = amount;
@@ -178,22 +261,19 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     const b = body;
     if (!this.#ledgers.has(s.id)) throw new PromiseRejected("SESSION_ENDED", "the session is over");
     const amount = BigInt(b.amount);
-    const channelId = channelIdOf(s.consumer, s.proposal.provider);
-    const channel = await this.#o.channels.get(s.consumer, s.proposal.provider);
-    // From here to the store nothing awaits: two promises on one channel cannot both count one increase.
+    const pairId = pairIdOf(s.consumer, s.proposal.provider);
+    const pair = await this.#o.vaults.get(s.consumer, s.proposal.provider);
+    // From here to the store nothing awaits: two promises to one provider cannot both count one increase.
     const ledger = this.#ledgers.get(s.id);
     if (!ledger) throw new PromiseRejected("SESSION_ENDED", "the session is over");
-    const last = this.#o.store.latest(channelId)?.amount ?? 0n;
+    const last = this.#o.store.latest(pairId)?.amount ?? 0n;
     const signature = Buffer.from(b.signature.slice(2), "hex");
-    verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, channelId, amount, signature }, this.#o.channels.channels, {
-      lastAmount: last,
-      channel,
-    });
+    verifyPromise({ consumer: s.consumer, provider: s.proposal.provider, amount, signature }, this.#o.vaults.vault, { lastAmount: last, pair });
     const increase = amount - last;
     // Durable before acknowledged: the response below is the consumer's receipt.
     if (increase > 0n)
       this.#o.store.save({
-        channelId,
+        pairId,
         consumer: s.consumer,
         provider: s.proposal.provider,
         sessionId: s.id,
@@ -204,7 +284,9 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       });
     ledger.paid += increase;
     this.emit("promise-accepted", { sessionId: s.id, amount, increase });
-    if (amount - this.#o.store.settledAmount(channelId) >= this.#o.settleThreshold) this.#o.settler.settleChannel(channelId);
+    // Risk first: half the exposure limit settles the pair whatever the fee; otherwise the fee rule decides.
+    if (this.#unsettled(s.consumer, s.proposal.provider, pair) * 2n >= this.exposureLimit(pair)) this.#settleNow(s.consumer, s.proposal.provider);
+    else this.settleByPolicy();
     return { accepted: true, amount: amount.toString() };
   }
 }

@@ -1,4 +1,4 @@
-import type { ChannelState } from "../chain/channels";
+import type { VaultState } from "../chain/vault";
 import type { PromiseStore } from "../store/promise-store";
 import type { PendingSettlement } from "./settlement";
 
@@ -8,10 +8,14 @@ export interface EarningsReport {
   totalPromisedWei: string;
   settledWei: string;
   unsettledWei: string;
-  settlements: { channelId: string; amountWei: string; paidWei?: string; txHash: string | null; at: string }[];
+  /** Relayers' fees taken out of the settled amounts (MYST wei). */
+  feesWei: string;
+  /** Settled, less fees: what reached (or waits in the vault for) the beneficiary. */
+  netWei: string;
+  settlements: { pairId: string; amountWei: string; paidWei?: string; feeWei?: string; txHash: string | null; at: string }[];
   /** Settlements not done yet: queued, sent, retrying (with the last error), waiting for a top-up, or rejected. */
   pendingSettlements: {
-    channelId: string;
+    pairId: string;
     consumer: string;
     amountWei: string;
     state: string;
@@ -24,31 +28,33 @@ export interface EarningsReport {
 
 /** `pending`: the running settler's queue; without one (no node running) every unsettled channel shows as queued. */
 export function earningsReport(store: PromiseStore, pending?: PendingSettlement[]): EarningsReport {
-  const latest = store.latestPerChannel();
+  const latest = store.latestPerPair();
   const promised = latest.reduce((a, p) => a + p.amount, 0n);
-  const settled = latest.reduce((a, p) => a + store.settledAmount(p.channelId), 0n);
+  const settled = latest.reduce((a, p) => a + store.settledAmount(p.pairId), 0n);
+  const mined = store.settlements().filter((s) => s.status === "mined");
+  const fees = mined.reduce((a, s) => a + (s.fee ?? 0n), 0n);
   return {
     sessions: store.earningsBySession().map((s) => ({ sessionId: s.sessionId, consumer: s.consumer, promisedWei: s.promised.toString() })),
     totalPromisedWei: promised.toString(),
     settledWei: settled.toString(),
     unsettledWei: (promised - settled).toString(),
-    settlements: store
-      .settlements()
-      .filter((s) => s.status === "mined")
-      .map((s) => ({
-        channelId: s.channelId,
-        amountWei: s.amount.toString(),
-        ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
-        txHash: s.txHash,
-        at: new Date(s.at).toISOString(),
-      })),
+    feesWei: fees.toString(),
+    netWei: (settled - fees).toString(),
+    settlements: mined.map((s) => ({
+      pairId: s.pairId,
+      amountWei: s.amount.toString(),
+      ...(s.paid !== null ? { paidWei: s.paid.toString() } : {}),
+      ...(s.fee !== null ? { feeWei: s.fee.toString() } : {}),
+      txHash: s.txHash,
+      at: new Date(s.at).toISOString(),
+    })),
     pendingSettlements: (
       pending ??
       latest
-        .filter((p) => p.amount > store.settledAmount(p.channelId))
-        .map((p) => ({ channelId: p.channelId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))
+        .filter((p) => p.amount > store.settledAmount(p.pairId))
+        .map((p) => ({ pairId: p.pairId, consumer: p.consumer, amount: p.amount, state: "queued" as const, attempts: 0 }))
     ).map((p) => ({
-      channelId: p.channelId,
+      pairId: p.pairId,
       consumer: p.consumer,
       amountWei: p.amount.toString(),
       state: p.state,
@@ -60,23 +66,23 @@ export function earningsReport(store: PromiseStore, pending?: PendingSettlement[
   };
 }
 
-/** A consumer's channel with a provider, as the chain holds it (JSON-ready). */
-export interface ChannelReport {
-  channelId: string;
+/** A consumer's vault, as the chain holds it (JSON-ready). */
+export interface VaultReport {
   consumer: string;
-  provider: string;
   balanceWei: string;
-  spentWei: string;
-  withdrawalReadyAt: string | null;
+  escrowWei: string;
+  /** When the pending exit can be withdrawn; null when none is pending. */
+  exitReadyAt: string | null;
+  /** MYST in the consumer's own account, ready to deposit. */
+  walletWei: string;
 }
 
-export function channelReport(state: ChannelState, consumer: string, provider: string): ChannelReport {
+export function vaultReport(state: VaultState, consumer: string, wallet: bigint): VaultReport {
   return {
-    channelId: state.id,
     consumer,
-    provider,
     balanceWei: state.balance.toString(),
-    spentWei: state.settled.toString(),
-    withdrawalReadyAt: state.withdrawalReadyAt === 0n ? null : new Date(Number(state.withdrawalReadyAt) * 1000).toISOString(),
+    escrowWei: state.escrow.toString(),
+    exitReadyAt: state.exitReadyAt === 0n ? null : new Date(Number(state.exitReadyAt) * 1000).toISOString(),
+    walletWei: wallet.toString(),
   };
 }

@@ -50,6 +50,9 @@ const MIGRATIONS = [
      signature TEXT NOT NULL,
      issued_at INTEGER NOT NULL
    );`,
+  // Consumer vaults: a settlement through a relayer records the relayer's fee (channel_id now
+  // holds the (consumer, provider) pair's id, computed the same way).
+  "ALTER TABLE settlements ADD COLUMN fee TEXT;",
 ];
 
 /**

@@ -1,23 +1,26 @@
 import type { Db } from "./database";
 
 export interface StoredPromise {
-  channelId: string;
+  /** pairIdOf(consumer, provider), kept in the `channel_id` column (named when pairs had channels). */
+  pairId: string;
   consumer: string;
   provider: string;
   sessionId: string;
-  /** The channel's cumulative amount, across sessions. */
+  /** The pair's cumulative amount, across sessions. */
   amount: bigint;
-  /** How much this promise adds to the channel's previous one (what its session earned by it). */
+  /** How much this promise adds to the pair's previous one (what its session earned by it). */
   increase: bigint;
   signature: string;
   receivedAt: number;
 }
 
 export interface Settlement {
-  channelId: string;
+  pairId: string;
   amount: bigint;
   txHash: string | null;
   paid: bigint | null;
+  /** The relayer's fee out of `paid` (MYST wei), when settled through a relayer. */
+  fee: bigint | null;
   status: "pending" | "mined" | "failed";
   error: string | null;
   at: number;
@@ -25,7 +28,7 @@ export interface Settlement {
 
 /**
  * Promises a provider received and what it settled. `save` returns only once the promise is on
- * disk; the latest promise per channel is the one worth settling.
+ * disk; the latest promise per pair is the one worth settling.
  */
 export class PromiseStore {
   constructor(private readonly db: Db) {}
@@ -35,16 +38,16 @@ export class PromiseStore {
       .prepare(
         "INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       )
-      .run(p.channelId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt);
+      .run(p.pairId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt);
   }
 
-  latest(channelId: string): StoredPromise | undefined {
-    const row = this.db.prepare("SELECT * FROM promises WHERE channel_id = ? ORDER BY amount DESC LIMIT 1").get(channelId) as Row | undefined;
+  latest(pairId: string): StoredPromise | undefined {
+    const row = this.db.prepare("SELECT * FROM promises WHERE channel_id = ? ORDER BY amount DESC LIMIT 1").get(pairId) as Row | undefined;
     return row && fromRow(row);
   }
 
-  /** The latest promise of every channel. */
-  latestPerChannel(): StoredPromise[] {
+  /** The latest promise of every pair. */
+  latestPerPair(): StoredPromise[] {
     const rows = this.db
       .prepare(
         "SELECT p.* FROM promises p JOIN (SELECT channel_id, MAX(amount) amount FROM promises GROUP BY channel_id) m ON p.channel_id = m.channel_id AND p.amount = m.amount",
@@ -53,48 +56,49 @@ export class PromiseStore {
     return rows.map(fromRow);
   }
 
-  /** The highest amount a mined settlement covered on the channel. */
-  settledAmount(channelId: string): bigint {
-    const row = this.db.prepare("SELECT MAX(amount) a FROM settlements WHERE channel_id = ? AND status = 'mined'").get(channelId) as { a: string | null };
+  /** The highest amount a mined settlement covered for the pair. */
+  settledAmount(pairId: string): bigint {
+    const row = this.db.prepare("SELECT MAX(amount) a FROM settlements WHERE channel_id = ? AND status = 'mined'").get(pairId) as { a: string | null };
     return row.a ? BigInt(row.a) : 0n;
   }
 
   recordSettlement(s: Omit<Settlement, "at">): void {
     this.db
-      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .run(s.channelId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.status, s.error, Date.now());
+      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, fee, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(s.pairId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.fee?.toString() ?? null, s.status, s.error, Date.now());
   }
 
   settlements(): Settlement[] {
     return (this.db.prepare("SELECT * FROM settlements ORDER BY at").all() as SettlementRow[]).map((r) => ({
-      channelId: r.channel_id,
+      pairId: r.channel_id,
       amount: BigInt(r.amount),
       txHash: r.tx_hash,
       paid: r.paid === null ? null : BigInt(r.paid),
+      fee: r.fee === null ? null : BigInt(r.fee),
       status: r.status as Settlement["status"],
       error: r.error,
       at: r.at,
     }));
   }
 
-  /** Per session: what its promises added to its channel (its own earnings, not the channel's total). */
-  earningsBySession(): { sessionId: string; consumer: string; channelId: string; promised: bigint }[] {
+  /** Per session: what its promises added to its pair (its own earnings, not the pair's total). */
+  earningsBySession(): { sessionId: string; consumer: string; pairId: string; promised: bigint }[] {
     const rows = this.db.prepare("SELECT session_id, consumer, channel_id, increase FROM promises ORDER BY rowid").all() as {
       session_id: string;
       consumer: string;
       channel_id: string;
       increase: string;
     }[];
-    const bySession = new Map<string, { sessionId: string; consumer: string; channelId: string; promised: bigint }>();
+    const bySession = new Map<string, { sessionId: string; consumer: string; pairId: string; promised: bigint }>();
     for (const r of rows) {
-      const entry = bySession.get(r.session_id) ?? { sessionId: r.session_id, consumer: r.consumer, channelId: r.channel_id, promised: 0n };
+      const entry = bySession.get(r.session_id) ?? { sessionId: r.session_id, consumer: r.consumer, pairId: r.channel_id, promised: 0n };
       entry.promised += BigInt(r.increase);
       bySession.set(r.session_id, entry);
     }
     return [...bySession.values()];
   }
 
-  /** What one session's promises added to its channel. */
+  /** What one session's promises added to its pair. */
   sessionAmount(sessionId: string): bigint {
     const rows = this.db.prepare("SELECT increase FROM promises WHERE session_id = ?").all(sessionId) as { increase: string }[];
     return rows.reduce((sum, r) => sum + BigInt(r.increase), 0n);
@@ -116,6 +120,7 @@ interface SettlementRow {
   amount: string;
   tx_hash: string | null;
   paid: string | null;
+  fee: string | null;
   status: string;
   error: string | null;
   at: number;
@@ -123,7 +128,7 @@ interface SettlementRow {
 
 function fromRow(r: Row): StoredPromise {
   return {
-    channelId: r.channel_id,
+    pairId: r.channel_id,
     consumer: r.consumer,
     provider: r.provider,
     sessionId: r.session_id,

@@ -1,17 +1,16 @@
 import { Wallet } from "ethers";
-import { PaymentChannelsClient } from "../../node/chain/channels";
-import { channelIdOf } from "../../node/chain/eip712";
+import { ConsumerVaultClient } from "../../node/chain/vault";
 import { Sealer } from "../../node/dialog/envelope";
 import { IdentityKey } from "../../node/identity/key";
 import { verifyPromise } from "../../node/payments/promise";
 import { connectChain } from "../../node/chain/connect";
-import { ChannelStateCache } from "../../node/payments/channel-cache";
+import { VaultStateCache } from "../../node/payments/vault-cache";
 import { startLocalChain } from "../lib/local-chain";
 import { nowMs, round, writeResults } from "./stats";
 
 /**
- * The provider's check of one promise against a real local chain: with a live channel read per
- * promise (how it was), and with the channel-state cache (how it is). Same verification in both.
+ * The provider's check of one promise against a real local chain: with a live vault read per
+ * promise (how it was), and with the vault-state cache (how it is). Same verification in both.
  */
 async function checksAgainstChain(n: number): Promise<{ livePerSecond: number; cachedPerSecond: number }> {
   const chain = await startLocalChain();
@@ -19,27 +18,23 @@ async function checksAgainstChain(n: number): Promise<{ livePerSecond: number; c
   try {
     const consumer = IdentityKey.generate();
     const provider = IdentityKey.generate();
-    const channels = new PaymentChannelsClient(conn);
-    const cache = new ChannelStateCache(channels);
-    const signatures = Array.from({ length: n }, (_v, i) => channels.signPromise(consumer, provider.address, BigInt(i + 1)));
+    const vault = new ConsumerVaultClient(conn);
+    const cache = new VaultStateCache(vault);
+    const signatures = Array.from({ length: n }, (_v, i) => vault.signPromise(consumer, provider.address, BigInt(i + 1)));
     const check = (i: number, state: { settled: bigint }) =>
       verifyPromise(
         {
           consumer: consumer.address,
           provider: provider.address,
-          channelId: channelIdOf(consumer.address, provider.address),
           amount: BigInt(i + 1),
           signature: signatures[i],
         },
-        channels,
+        vault,
         // The chain's settled figure, and a balance that covers the bench's amounts.
-        {
-          lastAmount: BigInt(i),
-          channel: { id: channelIdOf(consumer.address, provider.address), balance: 10n ** 30n, settled: state.settled, withdrawalReadyAt: 0n },
-        },
+        { lastAmount: BigInt(i), pair: { vault: { balance: 10n ** 30n, escrow: 0n, exitReadyAt: 0n }, settled: state.settled } },
       );
     let t = nowMs();
-    for (let i = 0; i < n; i++) check(i, await channels.state(consumer.address, provider.address));
+    for (let i = 0; i < n; i++) check(i, await vault.pair(consumer.address, provider.address));
     const livePerSecond = n / ((nowMs() - t) / 1000);
     await cache.read(consumer.address, provider.address);
     t = nowMs();
@@ -62,22 +57,21 @@ export async function benchPayments(): Promise<void> {
   const N = Number(process.env.BENCH_N ?? 3000);
   const consumer = IdentityKey.generate();
   const provider = IdentityKey.generate();
-  const conn = { chainId: 31337n, deployment: { contracts: { PaymentChannels: Wallet.createRandom().address } } };
-  const channels = new PaymentChannelsClient(conn as never);
-  const channel = { id: channelIdOf(consumer.address, provider.address), balance: 10n ** 30n, settled: 0n, withdrawalReadyAt: 0n };
+  const conn = { chainId: 31337n, deployment: { contracts: { ConsumerVault: Wallet.createRandom().address } } };
+  const vault = new ConsumerVaultClient(conn as never);
+  const pair = { vault: { balance: 10n ** 30n, escrow: 0n, exitReadyAt: 0n }, settled: 0n };
 
   const signatures: Uint8Array[] = [];
   let t = nowMs();
-  for (let i = 1; i <= N; i++) signatures.push(channels.signPromise(consumer, provider.address, BigInt(i) * 10n ** 12n));
+  for (let i = 1; i <= N; i++) signatures.push(vault.signPromise(consumer, provider.address, BigInt(i) * 10n ** 12n));
   const signPerSecond = N / ((nowMs() - t) / 1000);
 
   t = nowMs();
   for (let i = 1; i <= N; i++) {
-    verifyPromise(
-      { consumer: consumer.address, provider: provider.address, channelId: channel.id, amount: BigInt(i) * 10n ** 12n, signature: signatures[i - 1] },
-      channels,
-      { lastAmount: BigInt(i - 1) * 10n ** 12n, channel },
-    );
+    verifyPromise({ consumer: consumer.address, provider: provider.address, amount: BigInt(i) * 10n ** 12n, signature: signatures[i - 1] }, vault, {
+      lastAmount: BigInt(i - 1) * 10n ** 12n,
+      pair,
+    });
   }
   const verifyPerSecond = N / ((nowMs() - t) / 1000);
 
@@ -134,16 +128,12 @@ export async function benchPayments(): Promise<void> {
       ["measure", "value", "ratio"],
       ["protocol signatures (OpenSSL ECDSA-SHA256) /s — baseline", String(Math.round(protocolSignPerSecond)), "1×"],
       ["promises signed (EIP-712 digest + secp256k1) /s", String(Math.round(signPerSecond)), `${round(signPerSecond / protocolSignPerSecond, 2)}×`],
-      [
-        "promises verified (recover + channel + amount checks) /s",
-        String(Math.round(verifyPerSecond)),
-        `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`,
-      ],
+      ["promises verified (recover + vault + amount checks) /s", String(Math.round(verifyPerSecond)), `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`],
       ["invoice on the wire (bytes, sealed)", String(wire.invoice), ""],
       ["promise on the wire (bytes, sealed)", String(wire.promise), ""],
       ["acknowledgement on the wire (bytes, sealed)", String(wire.ack), ""],
       ["one invoice → promise → ack exchange (bytes)", String(exchange), ""],
-      ["promise checks with a live channel read each (local chain) /s — baseline", String(Math.round(chainChecks.livePerSecond)), "1×"],
+      ["promise checks with a live vault read each (local chain) /s — baseline", String(Math.round(chainChecks.livePerSecond)), "1×"],
       [
         "promise checks with the channel-state cache /s",
         String(Math.round(chainChecks.cachedPerSecond)),

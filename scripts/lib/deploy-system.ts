@@ -24,7 +24,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, options: Depl
   const parameters: Record<string, Record<string, bigint>> = options.challengePeriod === undefined
     ? {}
     : { Myst: { challengePeriod: options.challengePeriod } };
-  const { token, registry, channels } = await hre.ignition.deploy(MystModule, { parameters, deploymentId });
+  const { token, registry, vault } = await hre.ignition.deploy(MystModule, { parameters, deploymentId });
   const deployment: Deployment = {
     network: hre.network.name,
     chainId: Number(chainId),
@@ -32,7 +32,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, options: Depl
     contracts: {
       MystToken: await token.getAddress(),
       IdentityRegistry: await registry.getAddress(),
-      PaymentChannels: await channels.getAddress(),
+      ConsumerVault: await vault.getAddress(),
     },
   };
   const file = options.file ?? path.join(hre.config.paths.root, "deployments", `${hre.network.name}.json`);

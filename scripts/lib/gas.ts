@@ -1,41 +1,48 @@
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { Wallet, ZeroAddress, type ContractTransactionResponse } from "ethers";
-import { channelIdOf, channelsDomain, promiseTypes, registrationTypes, registryDomain, beneficiaryChangeTypes } from "../../node/chain/eip712";
+import { Signature, Wallet, ZeroAddress, type ContractTransactionResponse } from "ethers";
+import { beneficiaryChangeTypes, promiseTypes, registrationTypes, registryDomain, relayedSettlementTypes, vaultDomain } from "../../node/chain/eip712";
+
+/** How many promises the batch rows settle in one transaction. */
+export const BATCH = 20;
 
 /**
  * gasUsed of each operation a node pays for, on a fresh deployment in `hre`'s in-process chain.
  * Shared by `npm run gas` (which writes bench/gas.json and docs/gas.md) and the gas snapshot test
- * (which fails when an operation grows past bench/gas.json).
+ * (which fails when an operation grows past bench/gas.json). "later" means the slots the operation
+ * writes already hold a non-zero value (the pair settled before, the provider has earnings), which
+ * is the steady state of a provider that settles regularly.
  */
-export async function measureGas(
-  hre: HardhatRuntimeEnvironment,
-): Promise<{ rows: Record<string, number>; laterSettle: ContractTransactionResponse; addresses: { registry: string; token: string } }> {
+export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
+  rows: Record<string, number>;
+  laterSettle: ContractTransactionResponse;
+  laterBatch: ContractTransactionResponse;
+  addresses: { registry: string; token: string };
+}> {
   const { ethers } = hre;
   const [deployer, relayer] = await ethers.getSigners();
   const chainId = (await ethers.provider.getNetwork()).chainId;
   const token = await ethers.deployContract("MystToken", [deployer.address, ethers.parseEther("1000000")]);
   const registry = await ethers.deployContract("IdentityRegistry");
-  const channels = await ethers.deployContract("PaymentChannels", [token, registry, 3600n]);
+  const vault = await ethers.deployContract("ConsumerVault", [token, registry, 3600n]);
   const registryAddress = await registry.getAddress();
-  const channelsAddress = await channels.getAddress();
+  const vaultAddress = await vault.getAddress();
+  const E = ethers.parseEther;
 
-  const identity = async () => {
+  const identity = async (eth = ethers.parseEther("1")) => {
     const wallet = new Wallet(Wallet.createRandom().privateKey, ethers.provider);
-    await deployer.sendTransaction({ to: wallet.address, value: ethers.parseEther("1") });
+    if (eth > 0n) await deployer.sendTransaction({ to: wallet.address, value: eth });
     return wallet;
   };
   const register = async (w: Wallet, beneficiary = ZeroAddress) => {
-    const signature = await w.signTypedData(registryDomain(chainId, registryAddress), registrationTypes, {
-      identity: w.address,
-      beneficiary,
-    });
+    const signature = await w.signTypedData(registryDomain(chainId, registryAddress), registrationTypes, { identity: w.address, beneficiary });
     return gasOf(registry.connect(relayer).register("0x" + w.signingKey.publicKey.slice(4), beneficiary, signature));
   };
-  const promise = (consumer: Wallet, provider: string, amount: bigint) =>
-    consumer.signTypedData(channelsDomain(chainId, channelsAddress), promiseTypes, {
-      channelId: channelIdOf(consumer.address, provider),
-      amount,
-    });
+  const promise = async (consumer: Wallet, provider: string, amount: bigint) => {
+    const sig = Signature.from(
+      await consumer.signTypedData(vaultDomain(chainId, vaultAddress), promiseTypes, { consumer: consumer.address, provider, amount }),
+    );
+    return { consumer: consumer.address, amount, r: sig.r, vs: sig.yParityAndS };
+  };
 
   const rows: Record<string, number> = {};
   const consumer = await identity();
@@ -57,20 +64,71 @@ export async function measureGas(
     ),
   );
 
-  await token.transfer(consumer.address, ethers.parseEther("100"));
-  await token.connect(consumer).approve(channelsAddress, ethers.MaxUint256);
-  const E = ethers.parseEther;
-  rows["deposit (first)"] = await gasOf(channels.connect(consumer).deposit(consumer.address, provider.address, E("10")));
-  rows["deposit (later)"] = await gasOf(channels.connect(consumer).deposit(consumer.address, provider.address, E("10")));
-  rows["settle (first)"] = await gasOf(
-    channels.connect(relayer).settle(consumer.address, provider.address, E("1"), await promise(consumer, provider.address, E("1"))),
+  await token.transfer(consumer.address, E("100"));
+  await token.connect(consumer).approve(vaultAddress, E("60"));
+  rows["deposit (first)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), E("2")));
+  rows["deposit (later)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), 0n));
+  await token.connect(consumer).approve(vaultAddress, 0n);
+  const deadline = BigInt((await ethers.provider.getBlock("latest"))!.timestamp + 3600);
+  const permit = Signature.from(
+    await consumer.signTypedData(
+      { name: "Myst", version: "1", chainId, verifyingContract: await token.getAddress() },
+      {
+        Permit: [
+          { name: "owner", type: "address" },
+          { name: "spender", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ],
+      },
+      { owner: consumer.address, spender: vaultAddress, value: E("10"), nonce: await token.nonces(consumer.address), deadline },
+    ),
   );
-  const laterSettle = await channels.connect(relayer).settle(consumer.address, provider.address, E("2"), await promise(consumer, provider.address, E("2")));
+  rows["deposit with permit (later)"] = await gasOf(
+    vault.connect(consumer).depositWithPermit(consumer.address, E("10"), 0n, deadline, permit.v, permit.r, permit.s),
+  );
+
+  rows["settle (first)"] = await gasOf(vault.connect(relayer).settle(provider.address, await promise(consumer, provider.address, E("1"))));
+  const laterSettle = await vault.connect(relayer).settle(provider.address, await promise(consumer, provider.address, E("2")));
   rows["settle (later)"] = await gasOf(Promise.resolve(laterSettle));
-  rows["request withdrawal"] = await gasOf(channels.connect(consumer).requestWithdrawal(provider.address));
+
+  // A provider with BATCH consumers, each settled once before: the later batch is the steady state.
+  const consumers: Wallet[] = [];
+  for (let i = 0; i < BATCH; i++) {
+    const c = await identity(0n);
+    await token.transfer(c.address, E("10"));
+    consumers.push(c);
+  }
+  await token.approve(vaultAddress, ethers.MaxUint256);
+  for (const c of consumers) await vault.deposit(c.address, E("5"), E("1"));
+  const batch = async (amount: bigint) => Promise.all(consumers.map((c) => promise(c, provider.address, amount)));
+  rows[`settle batch of ${BATCH} (first)`] = await gasOf(vault.connect(relayer).settleBatch(provider.address, await batch(E("0.1"))));
+  const laterBatch = await vault.connect(relayer).settleBatch(provider.address, await batch(E("0.2")));
+  rows[`settle batch of ${BATCH} (later)`] = await gasOf(Promise.resolve(laterBatch));
+  rows[`settle batch of ${BATCH} (later), per promise`] = Math.ceil(rows[`settle batch of ${BATCH} (later)`] / BATCH);
+
+  // Relayed by an account with MYST-only incentives; the provider holds no ETH.
+  const poor = await identity(0n);
+  await register(poor);
+  const relayedBatch = async (amount: bigint, nonce: bigint) => {
+    const promises = await Promise.all(consumers.map((c) => promise(c, poor.address, amount)));
+    const signature = await poor.signTypedData(vaultDomain(chainId, vaultAddress), relayedSettlementTypes, {
+      provider: poor.address,
+      claims: promises.map((p) => ({ consumer: p.consumer, amount: p.amount })),
+      maxFee: E("0.01"),
+      nonce,
+    });
+    return vault.connect(relayer).settleRelayed(poor.address, promises, E("0.01"), E("0.01"), nonce, signature);
+  };
+  rows[`settle relayed batch of ${BATCH} (first)`] = await gasOf(relayedBatch(E("0.1"), 0n));
+  rows[`settle relayed batch of ${BATCH} (later)`] = await gasOf(relayedBatch(E("0.2"), 1n));
+  rows["withdraw earnings"] = await gasOf(vault.connect(relayer).withdrawEarnings(provider.address));
+
+  rows["request exit"] = await gasOf(vault.connect(consumer).requestExit());
   await ethers.provider.send("evm_increaseTime", [3600]);
-  rows.withdraw = await gasOf(channels.connect(consumer).withdraw(provider.address));
-  return { rows, laterSettle, addresses: { registry: registryAddress, token: await token.getAddress() } };
+  rows.withdraw = await gasOf(vault.connect(consumer).withdraw());
+  return { rows, laterSettle, laterBatch, addresses: { registry: registryAddress, token: await token.getAddress() } };
 }
 
 export async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<number> {

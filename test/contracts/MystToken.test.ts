@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { SUPPLY, permitSignature } from "./fixtures";
 
 async function tokenFixture() {
@@ -21,7 +21,7 @@ describe("MystToken", function () {
 
   it("sets an allowance from an ERC-2612 permit signed as a wallet would", async function () {
     const { token, holder, spender } = await loadFixture(tokenFixture);
-    const deadline = BigInt(Math.floor(Date.now() / 1000) + 3600);
+    const deadline = BigInt(await time.latest()) + 3600n; // chain time: earlier suites move it ahead of the clock
     const value = ethers.parseEther("5");
     const signature = await permitSignature(token, holder, spender.address, value, deadline);
     await token.connect(spender).permit(holder.address, spender.address, value, deadline, signature.v, signature.r, signature.s);

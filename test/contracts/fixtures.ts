@@ -1,8 +1,8 @@
 import { ethers } from "hardhat";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
-import { Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
-import { beneficiaryChangeTypes, channelsDomain, channelIdOf, promiseTypes, registrationTypes, registryDomain } from "../../node/chain/eip712";
-import type { IdentityRegistry, MystToken, PaymentChannels } from "../../typechain-types";
+import { Signature, Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
+import { beneficiaryChangeTypes, promiseTypes, registrationTypes, registryDomain, relayedSettlementTypes, vaultDomain } from "../../node/chain/eip712";
+import type { ConsumerVault, IdentityRegistry, MystToken } from "../../typechain-types";
 
 export const CHALLENGE_PERIOD = 3600n;
 export const SUPPLY = ethers.parseEther("1000000");
@@ -38,10 +38,28 @@ export async function signBeneficiaryChange(identity: Wallet, registry: string, 
   });
 }
 
-export async function signPromise(consumer: Wallet, channels: string, provider: string, amount: bigint, domain?: TypedDataDomain): Promise<string> {
-  return consumer.signTypedData(domain ?? channelsDomain(await chainId(), channels), promiseTypes, {
-    channelId: channelIdOf(consumer.address, provider),
+/** A promise for the cumulative `amount` the consumer owes `provider`, as the vault takes it (EIP-2098 compact). */
+export async function signPromise(consumer: Wallet, vault: string, provider: string, amount: bigint, domain?: TypedDataDomain) {
+  const signature = await consumer.signTypedData(domain ?? vaultDomain(await chainId(), vault), promiseTypes, {
+    consumer: consumer.address,
+    provider,
     amount,
+  });
+  return compact(consumer.address, amount, signature);
+}
+
+export function compact(consumer: string, amount: bigint, signature: string) {
+  const sig = Signature.from(signature);
+  return { consumer, amount, r: sig.r, vs: sig.yParityAndS };
+}
+
+/** The provider's consent to a relayed settlement of `claims` with a fee of at most `maxFee`. */
+export async function signRelayed(provider: Wallet, vault: string, claims: { consumer: string; amount: bigint }[], maxFee: bigint, nonce: bigint) {
+  return provider.signTypedData(vaultDomain(await chainId(), vault), relayedSettlementTypes, {
+    provider: provider.address,
+    claims: claims.map((c) => ({ consumer: c.consumer, amount: c.amount })),
+    maxFee,
+    nonce,
   });
 }
 
@@ -63,19 +81,22 @@ export async function deployRegistry(): Promise<IdentityRegistry> {
   return ethers.deployContract("IdentityRegistry");
 }
 
-/** The whole system, as the Ignition module wires it, plus two registered identities. */
+/** The whole system, as the Ignition module wires it, plus registered identities: two consumers, two providers. */
 export async function systemFixture() {
   const [deployer, relayer, stranger] = await ethers.getSigners();
   const token: MystToken = await ethers.deployContract("MystToken", [deployer.address, SUPPLY]);
   const registry = await deployRegistry();
-  const channels: PaymentChannels = await ethers.deployContract("PaymentChannels", [await token.getAddress(), await registry.getAddress(), CHALLENGE_PERIOD]);
+  const vault: ConsumerVault = await ethers.deployContract("ConsumerVault", [await token.getAddress(), await registry.getAddress(), CHALLENGE_PERIOD]);
   const consumer = await newIdentity();
+  const consumer2 = await newIdentity();
   const provider = await newIdentity();
-  await registerIdentity(registry.connect(relayer), consumer);
-  await registerIdentity(registry.connect(relayer), provider);
-  await token.transfer(consumer.address, ethers.parseEther("1000"));
-  await token.connect(consumer).approve(await channels.getAddress(), ethers.MaxUint256);
-  return { deployer, relayer, stranger, token, registry, channels, consumer, provider };
+  const provider2 = await newIdentity();
+  for (const w of [consumer, consumer2, provider, provider2]) await registerIdentity(registry.connect(relayer), w);
+  for (const c of [consumer, consumer2]) {
+    await token.transfer(c.address, ethers.parseEther("1000"));
+    await token.connect(c).approve(await vault.getAddress(), ethers.MaxUint256);
+  }
+  return { deployer, relayer, stranger, token, registry, vault, consumer, consumer2, provider, provider2 };
 }
 
 /** An ERC-2612 permit signed as a wallet would. */

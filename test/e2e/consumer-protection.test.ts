@@ -39,7 +39,7 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
   async function connect(extra: string[] = []) {
     // A session whose consumer died holds one of its two slots at the provider until keepalives lapse.
     await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
-    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", ...extra], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    const consumer = mystBackground(["connect", "--netns", consumerNs, ...extra], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
     if (consumer.child.exitCode !== null) throw new Error(`myst connect exited: ${consumer.output()}`);
@@ -247,7 +247,7 @@ describe("e2e: consumer protection — kill switch, DNS and IPv6 (real openvpn, 
     await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
     const flag = `${tmps[1].dir}/run-done`;
     const app = `curl -s --max-time 10 ${topology.internetUrl}; echo; curl -s --max-time 10 ${topology.whoamiNameUrl}; echo; while [ ! -e ${flag} ]; do sleep 0.1; done; exit 7`;
-    const run = mystBackground(["run", "--netns", consumerNs, "--topup", "1", "--", "/bin/sh", "-c", app], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    const run = mystBackground(["run", "--netns", consumerNs, "--", "/bin/sh", "-c", app], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(run);
     const netns = (await until(
       () => run.output().match(/network namespace (myst-run-[0-9a-f]{6})/) || run.child.exitCode !== null,

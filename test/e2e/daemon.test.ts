@@ -75,7 +75,7 @@ describe("e2e: two daemons sell and buy OpenVPN through the CLI and the REST API
     await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn", "--country", "DE"])).length === 1, "the proposal in discovery");
 
     expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
-    const connected = await json(consumerEnv, ["connect", "--country", "DE", "--topup", "2", "--netns", topology.consumers[0]]);
+    const connected = await json(consumerEnv, ["connect", "--country", "DE", "--netns", topology.consumers[0]]);
     expect(connected).to.include({ state: "connected", serviceType: "openvpn" });
     expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
     expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=4000000`)).to.equal(4_000_000);

@@ -77,7 +77,7 @@ describe("e2e: IPv6 through a provider that carries it (real openvpn, netns, CLI
       resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
       firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
     };
-    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--ipv6"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+    const consumer = mystBackground(["connect", "--netns", consumerNs, "--ipv6"], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
     expect(consumer.child.exitCode, consumer.output()).to.equal(null);

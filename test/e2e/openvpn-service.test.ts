@@ -17,9 +17,8 @@ import { requireE2E } from "../../scripts/lib/prereqs";
 import { makeProposal } from "../../scripts/lib/proposals";
 import { rejectionOf } from "../support/rejection";
 import { Wallet, parseEther } from "ethers";
-import { PaymentChannelsClient } from "../../node/chain/channels";
-import { channelIdOf } from "../../node/chain/eip712";
-import { ChannelStateCache } from "../../node/payments/channel-cache";
+import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
+import { VaultStateCache } from "../../node/payments/vault-cache";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../node/payments/consumer-promises";
 import { ProviderPayments } from "../../node/payments/provider-payments";
@@ -271,21 +270,25 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   });
 
   it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {
-    const channels = new PaymentChannelsClient(net.conn);
+    const channels = new ConsumerVaultClient(net.conn);
     await net.chain.fund([providerKey.address, consumerKeys[0].address], { eth: parseEther("1"), myst: parseEther("100") });
-    await channels.deposit(consumerKeys[0], consumerKeys[0].address, providerKey.address, parseEther("10"));
+    await channels.deposit(consumerKeys[0], consumerKeys[0].address, parseEther("10"), parseEther("2"));
     const db = openDatabase(path.join(dir, "payments.db"));
     const store = new PromiseStore(db);
     const payments = new ProviderPayments({
       sessions: providerSessions,
-      channels: new ChannelStateCache(channels),
+      vaults: new VaultStateCache(channels),
       store,
       settler: new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
       usage: (id) => service.usage(id),
       invoiceEveryMs: 500,
       maxUnpaid: parseEther("5"),
-      minChannelBalance: 0n,
+      minVaultBalance: 0n,
+      minEscrow: 0n,
+      exposurePercentOfEscrow: 50,
+      maxExposure: parseEther("1"),
       settleThreshold: parseEther("1000"),
+      settleFeePercent: 0,
     });
     payments.start();
     current = makeProposal(providerKey, { serviceType: "openvpn", price: { perHour: "0", perGiB: parseEther("1").toString() } });
@@ -317,8 +320,10 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       expect(Math.abs(invoice.bytes - consumerBytes)).to.be.at.most(slack);
       await until(() => pay.acknowledged >= BigInt(invoice.amount), "the promise for that invoice");
       await session.destroy();
-      const settled = await until(async () => (await channels.state(consumerKeys[0].address, providerKey.address)).settled, "the settlement");
-      expect(settled).to.equal(store.latest(channelIdOf(consumerKeys[0].address, providerKey.address))!.amount);
+      const settled = await until(async () => (await channels.pair(consumerKeys[0].address, providerKey.address)).settled, "the settlement");
+      expect(settled).to.equal(store.latest(pairIdOf(consumerKeys[0].address, providerKey.address))!.amount);
+      // Credited in the vault at settlement; paid out to the provider's beneficiary on request.
+      await channels.withdrawEarnings(new Wallet(providerKey.privateKeyHex(), net.conn.provider), providerKey.address);
       expect((await channels.tokenBalance(providerKey.address)) - balanceBefore).to.equal(settled);
     } finally {
       payments.stop();

@@ -77,7 +77,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     };
     const first = await startProvider(0);
     await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn"])).length === 1, "the first proposal in discovery");
-    const consumer = mystBackground(["connect", "--netns", consumerNs, "--topup", "1", "--country", "DE", "--reconnect"], {
+    const consumer = mystBackground(["connect", "--netns", consumerNs, "--country", "DE", "--reconnect"], {
       ...consumerEnv,
       MYST_LOG_LEVEL: "info",
     });

@@ -101,9 +101,16 @@ export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnT
   return discovery;
 }
 
+/** Funds the vault of `env`'s identity as a user does: `myst vault deposit` (through a running node, or an offline one). */
+export async function depositWithCli(env: NodeJS.ProcessEnv, amount: string, escrow: string): Promise<void> {
+  const r = await myst(["vault", "deposit", amount, "--escrow", escrow, "--json"], env);
+  if (r.code !== 0) throw new Error(`myst vault deposit failed: ${r.stderr}`);
+}
+
 /**
- * A provider and a consumer as CLI users: one data dir each, a registered identity in each, and a
- * `myst discovery` both use. The caller stops `discovery`.
+ * A provider and a consumer as CLI users: one data dir each, a registered identity in each, the
+ * consumer's vault funded with `myst vault deposit` (5 MYST, 1 MYST of escrow), and a `myst
+ * discovery` both use. The caller stops `discovery`.
  */
 export async function cliProviderAndConsumer(
   chain: { rpcUrl: string; deploymentFile: string; fund(addresses: string[]): Promise<void> },
@@ -115,5 +122,6 @@ export async function cliProviderAndConsumer(
   const providerEnv = { ...base, MYST_DATA_DIR: dirs[0] };
   const consumerEnv = { ...base, MYST_DATA_DIR: dirs[1] };
   for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
+  await depositWithCli(consumerEnv, "5", "1");
   return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }

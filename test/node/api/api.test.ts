@@ -84,8 +84,13 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         invoiceEveryMs: 300,
         invoiceAboveWei: parseEther("1"),
         maxUnpaid: parseEther("1"),
-        minChannelBalance: parseEther("0.1"),
+        minVaultBalance: parseEther("0.1"),
+        minEscrow: parseEther("0.1"),
+        exposurePercentOfEscrow: 50,
+        maxExposure: parseEther("1"),
         settleThreshold: parseEther("100"),
+        settleFeePercent: 1,
+        settlementFeeWei: parseEther("1"),
         settleOnSessionEnd: false,
       },
       log: silentLogger,
@@ -187,9 +192,10 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         "/v1/connection",
         "/v1/connection/statistics",
         "/v1/sessions",
-        "/v1/channels/{provider}",
-        "/v1/channels/{provider}/topup",
-        "/v1/channels/{provider}/withdrawal",
+        "/v1/vault",
+        "/v1/vault/deposit",
+        "/v1/vault/exit",
+        "/v1/vault/withdrawal",
         "/v1/earnings",
         "/v1/earnings/settlement",
       ]);
@@ -334,7 +340,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
     });
   });
 
-  describe("services, proposals, the connection, sessions, channels and earnings", function () {
+  describe("services, proposals, the connection, sessions, the vault and earnings", function () {
     it("starts a service, shows it, refuses a second of the same type and an incomplete openvpn one", async function () {
       const started = await call(provider, "POST", "/v1/services", {
         body: { type: "noop", offer: { country: "de", ipType: "residential", pricePerHour: "36", pricePerGiB: "0.1", bandwidthMbps: 250 } },
@@ -395,17 +401,21 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", provider: provider.address } }),
         422,
         "SESSION_REFUSED",
-        /PAYMENT_NOT_COVERED: the channel holds 0 wei/,
+        /PAYMENT_NOT_COVERED: the vault holds 0 wei/,
       );
     });
 
-    it("connects with a top-up, meters and pays, and disconnects", async function () {
+    it("deposits into the vault once, then connects with no transaction, meters and pays, and disconnects", async function () {
+      const deposited = await call(consumer, "POST", "/v1/vault/deposit", { body: { amount: "2", escrow: "0.5" } });
+      expect(deposited.status, deposited.text).to.equal(200);
+      expect(deposited.body.vault).to.include({ consumer: consumer.address, balanceWei: parseEther("2").toString(), escrowWei: parseEther("0.5").toString() });
+      const nonce = await net.conn.provider.getTransactionCount(consumer.address);
       const connected = await call(consumer, "PUT", "/v1/connection", {
-        body: { serviceType: "noop", provider: provider.address, topUp: "2", maxPricePerHour: "40" },
+        body: { serviceType: "noop", provider: provider.address, maxPricePerHour: "40" },
       });
       expect(connected.status, connected.text).to.equal(201);
       expect(connected.body).to.include({ state: "connected", provider: provider.address, serviceType: "noop", country: "DE", promisedWei: "0" });
-      expect(connected.body.deposit.amountWei).to.equal(parseEther("2").toString());
+      expect(await net.conn.provider.getTransactionCount(consumer.address), "no transaction to connect").to.equal(nonce);
       const sessionId: string = connected.body.sessionId;
 
       expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop" } }), 409, "ALREADY_CONNECTED", new RegExp(sessionId));
@@ -444,26 +454,32 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(settled.status, settled.text).to.equal(200);
       expect(settled.body.settledWei).to.equal(before.totalPromisedWei);
       expect(settled.body.unsettledWei).to.equal("0");
+      expect(settled.body).to.include({ feesWei: "0", netWei: before.totalPromisedWei });
       expect(settled.body.settlements[0].txHash).to.match(/^0x[0-9a-f]{64}$/);
+      // Paid out of the vault's credit to the provider's account in the same request.
+      expect(await net.conn.vault.earnings(provider.address)).to.equal(0n);
     });
 
-    it("shows the consumer's channel, tops it up and leaves it in two steps", async function () {
-      const channel = (await call(consumer, "GET", `/v1/channels/${provider.address}`)).body;
-      expect(channel).to.include({ consumer: consumer.address, provider: provider.address, withdrawalReadyAt: null });
-      expect(BigInt(channel.spentWei)).to.be.greaterThan(0n);
+    it("shows the consumer's vault, tops it up, refuses bad amounts and leaves it in two steps", async function () {
+      const vault = (await call(consumer, "GET", "/v1/vault")).body;
+      expect(vault).to.include({ consumer: consumer.address, exitReadyAt: null });
+      expect(BigInt(vault.balanceWei)).to.be.lessThan(parseEther("2")); // the provider settled from it
 
-      const topped = await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "0.5" } });
+      const topped = await call(consumer, "POST", "/v1/vault/deposit", { body: { amount: "0.5" } });
       expect(topped.status, topped.text).to.equal(200);
-      expect(BigInt(topped.body.channel.balanceWei)).to.equal(BigInt(channel.balanceWei) + parseEther("0.5"));
-      expectError(await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "0" } }), 400, "BAD_AMOUNT", /positive/);
-      expectError(await call(consumer, "POST", `/v1/channels/${provider.address}/topup`, { body: { amount: "100000" } }), 422, "TX_REVERTED");
+      expect(BigInt(topped.body.vault.balanceWei)).to.equal(BigInt(vault.balanceWei) + parseEther("0.5"));
+      expectError(await call(consumer, "POST", "/v1/vault/deposit", { body: { amount: "0" } }), 400, "BAD_AMOUNT", /positive/);
+      expectError(await call(consumer, "POST", "/v1/vault/deposit", { body: { amount: "100000" } }), 400, "BAD_AMOUNT", /the identity holds/);
+      expectError(await call(consumer, "POST", "/v1/vault/deposit", { body: { amount: "1", extra: 1 } }), 400, "BAD_REQUEST");
+      expectError(await call(consumer, "POST", "/v1/vault/withdrawal"), 409, "EXIT_NOT_REQUESTED", /request an exit first/);
 
-      const requested = await call(consumer, "POST", `/v1/channels/${provider.address}/withdrawal`);
+      const requested = await call(consumer, "POST", "/v1/vault/exit");
       expect(requested.status, requested.text).to.equal(200);
-      expect(requested.body.requested).to.equal(true);
-      const early = await call(consumer, "POST", `/v1/channels/${provider.address}/withdrawal`, { body: {} });
+      expect(requested.body.vault.exitReadyAt).to.be.a("string");
+      expectError(await call(consumer, "POST", "/v1/vault/exit"), 409, "EXIT_PENDING", /already pending/);
+      const early = await call(consumer, "POST", "/v1/vault/withdrawal", { body: {} });
       expect(early.status, early.text).to.equal(422);
-      expect(early.body.message).to.match(/WithdrawalNotReady|not ready|challenge/i);
+      expect(early.body.message).to.match(/ExitNotReady/);
     });
 
     it("counts sessions, bytes, promises, settlements and errors in its Prometheus metrics", async function () {

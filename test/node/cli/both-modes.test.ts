@@ -39,7 +39,7 @@ describe("the CLI against a background and a foreground node: the same commands,
         const { providerEnv, consumerEnv, discovery } = await cliProviderAndConsumer(chain, nats.url, [dirs[0].dir, dirs[1].dir]);
         running.push(discovery);
         const sell = ["service", "start", "noop", "--country", "SE", "--ip-type", "hosting", "--price-per-hour", "36"];
-        const buy = ["connect", "--service", "noop", "--country", "SE", "--topup", "1"];
+        const buy = ["connect", "--service", "noop", "--country", "SE"];
         if (mode === "background") {
           const [p, c] = [
             background(["daemon", "--api-port", "0", "--invoice-every", "0.3"], providerEnv),
@@ -77,7 +77,7 @@ describe("the CLI against a background and a foreground node: the same commands,
         const sessions = await json(consumerEnv, ["sessions"]);
         expect(sessions[0]).to.include({ id: status.sessionId, role: "consumer", peer: providerId, endReason: null });
         expect((await json(providerEnv, ["sessions"]))[0]).to.include({ id: status.sessionId, role: "provider" });
-        expect(BigInt((await json(consumerEnv, ["channels", "show", providerId])).balanceWei)).to.be.greaterThan(0n);
+        expect(BigInt((await json(consumerEnv, ["vault", "status"])).balanceWei)).to.be.greaterThan(0n);
         await until(async () => BigInt((await json(providerEnv, ["earnings"])).totalPromisedWei) > 0n, "earnings through the node");
         expect((await json(providerEnv, ["service", "list"])).map((s: { sessions: number }) => s.sessions)).to.deep.equal([1]);
 

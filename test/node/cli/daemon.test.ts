@@ -1,3 +1,4 @@
+import { parseEther } from "ethers";
 import { expect } from "chai";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
 import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
@@ -82,9 +83,9 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     expect(dup.stderr.trim()).to.equal("myst: a noop service is already running: stop it first");
 
     await until(async () => (await json(consumerEnv, ["proposals", "--country", "SE"])).length === 1, "the proposal in discovery");
-    const connected = await json(consumerEnv, ["connect", "--service", "noop", "--country", "SE", "--topup", "1"]);
+    const connected = await json(consumerEnv, ["connect", "--service", "noop", "--country", "SE"]);
     expect(connected).to.include({ state: "connected", serviceType: "noop", country: "SE" });
-    expect(connected.deposit.amountWei).to.equal("1000000000000000000");
+    expect(connected.deposit, "connecting makes no deposit: the vault pays").to.equal(undefined);
     const status = await until(async () => {
       const s = await json(consumerEnv, ["status"]);
       return BigInt(s.promisedWei) > 0n && s;
@@ -105,8 +106,16 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
       return BigInt(e.settledWei) > 0n && e;
     }, "the provider to settle");
     expect(settled.unsettledWei).to.equal("0");
-    const channel = await json(consumerEnv, ["channels", "show", connected.provider]);
-    expect(channel.spentWei).to.equal(settled.settledWei);
+    const vault = await json(consumerEnv, ["vault", "status"]);
+    expect(BigInt(vault.balanceWei)).to.equal(parseEther("5") - BigInt(settled.settledWei));
+    expect(vault).to.include({ escrowWei: parseEther("1").toString(), exitReadyAt: null });
+    const vaultText = (await myst(["vault"], consumerEnv)).stdout;
+    expect(vaultText).to.match(/^escrow: +1\.0 MYST/m);
+    const exited = await json(consumerEnv, ["vault", "exit"]);
+    expect(exited.vault.exitReadyAt).to.be.a("string");
+    const early = await myst(["vault", "withdraw"], consumerEnv);
+    expect(early.code).to.equal(1);
+    expect(early.stderr).to.match(/^myst: .*ExitNotReady/);
 
     const stopped = await json(providerEnv, ["service", "stop", "noop"]);
     expect(stopped).to.deep.equal({ type: "noop", stopped: true });

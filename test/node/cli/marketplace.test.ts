@@ -77,7 +77,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
         "the provider in discovery",
       );
 
-      const consumer = mystBackground(["connect", "--service", "noop", "--country", "SE", "--topup", "1"], consumerEnv);
+      const consumer = mystBackground(["connect", "--service", "noop", "--country", "SE"], consumerEnv);
       background.push(consumer);
       await until(() => consumer.output().includes("Ctrl-C") || consumer.child.exitCode !== null, "the connection").catch((e) => {
         throw new Error(`${e.message}\nconsumer: ${consumer.output()}`);

@@ -2,12 +2,11 @@ import { expect } from "chai";
 import path from "node:path";
 import { Wallet, parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";
-import { PaymentChannelsClient } from "../../../node/chain/channels";
 import { connectChain } from "../../../node/chain/connect";
-import { channelIdOf } from "../../../node/chain/eip712";
+import { ConsumerVaultClient, pairIdOf } from "../../../node/chain/vault";
 import { Dialogs } from "../../../node/dialog/dialogs";
 import { IdentityKey } from "../../../node/identity/key";
-import { ChannelStateCache } from "../../../node/payments/channel-cache";
+import { VaultStateCache } from "../../../node/payments/vault-cache";
 import { ConsumerPayments } from "../../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../../node/payments/consumer-promises";
 import { GIB } from "../../../node/payments/price";
@@ -33,25 +32,32 @@ const MiB = 1 << 20;
 
 describe("payments: invoices, promises and settlement (real chain, real NATS, no-op tunnel)", function () {
   const net = new TestNetwork();
-  let channels: PaymentChannelsClient;
+  let vault: ConsumerVaultClient;
   let tmp: ReturnType<typeof tempDir>;
 
   before(async function () {
     await net.start();
-    channels = new PaymentChannelsClient(net.conn);
+    vault = new ConsumerVaultClient(net.conn);
   });
   after(async () => net.stop());
   beforeEach(() => (tmp = tempDir()));
   afterEach(() => tmp.cleanup());
 
-  /** A provider and a consumer with 10 MYST in their channel, on a price of 1 MYST per GiB. */
+  /**
+   * A provider and a consumer with 10 MYST and 2 MYST of escrow in its vault, on a price of 1 MYST
+   * per GiB. By default the fee rule never settles during a session (a fee of 1 MYST, at most 1%).
+   */
   async function market(
     options: {
       pay?: boolean;
       maxUnpaid?: bigint;
       settleOnSessionEnd?: boolean;
-      minChannelBalance?: bigint;
+      minVaultBalance?: bigint;
+      minEscrow?: bigint;
       deposit?: bigint;
+      escrow?: bigint;
+      settlementFeeWei?: bigint;
+      settleFeePercent?: number;
       invoiceEveryMs?: number;
       invoiceAboveWei?: bigint;
       chainProxy?: ChainProxy;
@@ -60,7 +66,9 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
     await net.chain.fund([providerKey.address, consumerKey.address], { eth: E("1"), myst: E("100") });
-    if (options.deposit !== 0n) await channels.deposit(consumerKey, consumerKey.address, providerKey.address, options.deposit ?? E("10"));
+    const deposit = options.deposit ?? E("10");
+    const escrow = options.escrow ?? E("2");
+    if (deposit + escrow > 0n) await vault.deposit(consumerKey, consumerKey.address, deposit, escrow);
 
     const brokers = [new Broker({ servers: [net.nats.url] }), new Broker({ servers: [net.nats.url] })];
     await Promise.all(brokers.map((b) => b.start()));
@@ -70,7 +78,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     const proposal = makeProposal(providerKey, { price: { perHour: "0", perGiB: E("1").toString() } });
     const db = openDatabase(path.join(tmp.dir, "provider.db"));
     const store = new PromiseStore(db);
-    const settler = new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider), { retryMs: 100 });
+    const settler = new Settler(store, vault, new Wallet(providerKey.privateKeyHex(), net.conn.provider), { retryMs: 100 });
     // The admission check is the payments policy's, made below (late-bound).
     const sessions: ProviderSessions = new ProviderSessions({
       dialogs: pd,
@@ -83,9 +91,12 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     const providerConn = options.chainProxy
       ? await connectChain({ rpcUrl: options.chainProxy.url, deployment: net.chain.deployment, requestTimeoutMs: 1000 })
       : undefined;
+    // Follows the vault's events, as the provider node does (a deposit, an exit).
+    const vaults = new VaultStateCache(providerConn ? new ConsumerVaultClient(providerConn) : vault);
+    vaults.start(200);
     const payments: ProviderPayments = new ProviderPayments({
       sessions,
-      channels: new ChannelStateCache(providerConn ? new PaymentChannelsClient(providerConn) : channels),
+      vaults,
       store,
       settler,
       usage: (id) => service.usage(id),
@@ -93,8 +104,13 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       invoiceEveryMs: options.invoiceEveryMs ?? 100,
       invoiceAboveWei: options.invoiceAboveWei,
       maxUnpaid: options.maxUnpaid ?? E("0.5"),
-      minChannelBalance: options.minChannelBalance ?? E("1"),
+      minVaultBalance: options.minVaultBalance ?? E("1"),
+      minEscrow: options.minEscrow ?? E("1"),
+      exposurePercentOfEscrow: 50,
+      maxExposure: E("1000"),
       settleThreshold: E("1000"),
+      settleFeePercent: options.settleFeePercent ?? 1,
+      settlementFeeWei: options.settlementFeeWei ?? E("1"),
       settleOnSessionEnd: options.settleOnSessionEnd ?? true,
     });
     await pd.start();
@@ -103,11 +119,11 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     payments.start();
     const consumerSessions = new ConsumerSessions(cd);
     const consumerService = new NoopConsumerService();
-    // The consumer's promises per channel, shared by its sessions (kept in its own database).
+    // The consumer's promises per provider, shared by its sessions (kept in its own database).
     const consumerDb = openDatabase(path.join(tmp.dir, "consumer.db"));
-    let promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb));
+    let promises = new ConsumerPromises(consumerKey, vault, new IssuedPromiseStore(consumerDb));
     /** The consumer node restarts: its promises are read again from its store. */
-    const restartConsumer = () => (promises = new ConsumerPromises(consumerKey, channels, new IssuedPromiseStore(consumerDb)));
+    const restartConsumer = () => (promises = new ConsumerPromises(consumerKey, vault, new IssuedPromiseStore(consumerDb)));
     const connect = async (
       o: { pay?: boolean } = {},
     ): Promise<{ session: ConsumerSession; pay: ConsumerPayments; tunnel: NoopTunnel; onProvider: ProviderSession }> => {
@@ -123,6 +139,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     };
     const stop = async () => {
       payments.stop();
+      await vaults.stop();
       await sessions.stop();
       pd.stop();
       cd.stop();
@@ -139,18 +156,21 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     const m = await market();
     try {
       const { session, pay, tunnel } = await m.connect();
-      const before = await channels.tokenBalance(m.providerKey.address);
+      const before = await vault.tokenBalance(m.providerKey.address);
       for (const mib of [100, 200, 300]) {
         m.move(session.id, tunnel, mib);
         await until(() => pay.acknowledged === (BigInt(mib * MiB) * E("1")) / GIB, `a promise for ${mib} MiB`);
       }
-      const last = m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!;
+      const last = m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))!;
       expect(last.amount).to.equal((300n * BigInt(MiB) * E("1")) / GIB);
       expect(pay.invoices).to.be.greaterThanOrEqual(3);
       await session.destroy();
-      await until(async () => (await channels.state(m.consumerKey.address, m.providerKey.address)).settled === last.amount, "the settlement");
-      expect((await channels.tokenBalance(m.providerKey.address)) - before).to.equal(last.amount);
-      const state = await channels.state(m.consumerKey.address, m.providerKey.address);
+      await until(async () => (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled === last.amount, "the settlement");
+      // Credited in the vault; paid out to the beneficiary on request.
+      expect(await vault.earnings(m.providerKey.address)).to.equal(last.amount);
+      expect(await m.settler.payOut(m.providerKey.address)).to.include({ amount: last.amount });
+      expect((await vault.tokenBalance(m.providerKey.address)) - before).to.equal(last.amount);
+      const state = await vault.vault(m.consumerKey.address);
       expect(state.balance).to.equal(E("10") - last.amount);
       expect(m.store.settlements().filter((s) => s.status === "mined")).to.have.length(1);
     } finally {
@@ -197,13 +217,87 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
-  it("refuses a session whose channel does not cover the provider's minimum", async function () {
+  it("refuses a session whose vault does not cover the provider's minimum balance", async function () {
     const m = await market({ deposit: 0n });
     try {
       const err = await rejectionOf(m.connect());
       expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
+      expect(err.message).to.match(/vault holds 0 wei/);
     } finally {
       await m.stop();
+    }
+  });
+
+  it("refuses a session whose vault's escrow is below the provider's minimum", async function () {
+    const m = await market({ escrow: E("0.5") });
+    try {
+      const err = await rejectionOf(m.connect());
+      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
+      expect(err.message).to.match(/escrow is 500000000000000000 wei/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("refuses a vault in exit, and ends a running session when its vault starts the exit", async function () {
+    const m = await market({ settleOnSessionEnd: false });
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 100);
+      await until(() => pay.acknowledged > 0n, "a promise");
+      await vault.requestExit(m.consumerKey);
+      expect(await session.ended).to.match(/vault started its exit/);
+      // What it promised is settled at once, within the challenge period.
+      await until(
+        async () => (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled === pay.acknowledged,
+        "the settlement in the challenge period",
+      );
+      const err = await rejectionOf(m.connect());
+      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
+      expect(err.message).to.match(/exit requested/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("settles by the fee rule: not while the fee is above the share, at once when it is below", async function () {
+    // A settlement costs 0.01 MYST; settle when that is at most 5% of what is unsettled (0.2 MYST).
+    const m = await market({ settlementFeeWei: E("0.01"), settleFeePercent: 5, settleOnSessionEnd: false });
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 100); // 0.098 MYST: the fee would be 10% of it
+      await until(() => pay.acknowledged === (100n * BigInt(MiB) * E("1")) / GIB, "the first promise");
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(m.settler.pending()).to.deep.equal([]);
+      expect((await vault.pair(m.consumerKey.address, m.providerKey.address)).settled).to.equal(0n);
+      m.move(session.id, tunnel, 250); // 0.244 MYST: 4.1%
+      await until(() => pay.acknowledged === (250n * BigInt(MiB) * E("1")) / GIB, "the second promise");
+      await until(
+        async () => (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled === pay.acknowledged,
+        "a settlement once the fee is under 5%",
+      );
+      await session.destroy();
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("ends a session once what the consumer owes beyond the settled figure passes its escrow's share", async function () {
+    // Escrow 1 MYST: at most 0.6 MYST unsettled or unpaid (50% of it, but never below --max-unpaid). The chain goes away, so nothing settles.
+    const proxy = new ChainProxy(net.chain.rpcUrl);
+    await proxy.start();
+    // (--max-unpaid 0.6 MYST: the jump below stays under it, so the exposure rule is what ends the session.)
+    const m = await market({ chainProxy: proxy, escrow: E("1"), settleOnSessionEnd: false, maxUnpaid: E("0.6") });
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      m.move(session.id, tunnel, 100);
+      await until(() => pay.acknowledged > 0n, "a promise while the chain answers");
+      proxy.link = "down";
+      m.move(session.id, tunnel, 700); // 0.68 MYST promised, none of it settled
+      expect(await session.ended).to.match(/exposure to this consumer/);
+    } finally {
+      await m.stop();
+      await proxy.stop();
     }
   });
 
@@ -220,12 +314,12 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       // The provider goes away with the promise acknowledged and not settled.
       await m.stop();
     }
-    expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(0n);
+    expect((await vault.pair(m.consumerKey.address, m.providerKey.address)).settled).to.equal(0n);
     const reopened = new PromiseStore(openDatabase(dbFile));
-    const settler = new Settler(reopened, channels, new Wallet(m.providerKey.privateKeyHex(), net.conn.provider));
+    const settler = new Settler(reopened, vault, new Wallet(m.providerKey.privateKeyHex(), net.conn.provider));
     settler.settleAll();
     expect(await settler.drain(30_000)).to.equal(true);
-    expect((await channels.state(m.consumerKey.address, m.providerKey.address)).settled).to.equal(amount);
+    expect((await vault.pair(m.consumerKey.address, m.providerKey.address)).settled).to.equal(amount);
     settler.settleAll();
     expect(await settler.drain(30_000)).to.equal(true);
     settler.stop();
@@ -254,7 +348,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
-  it("goes on accepting promises from its cached channel state while the chain does not answer", async function () {
+  it("goes on accepting promises from its cached vault state while the chain does not answer", async function () {
     const proxy = new ChainProxy(net.chain.rpcUrl);
     await proxy.start();
     const m = await market({ chainProxy: proxy, settleOnSessionEnd: false });
@@ -275,10 +369,10 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
-  describe("one ledger per channel, across sessions", function () {
+  describe("one ledger per (consumer, provider) pair, across sessions", function () {
     const price = (mib: number) => (BigInt(mib * MiB) * E("1")) / GIB;
 
-    it("bills a second session in full, continuing from the channel's figure", async function () {
+    it("bills a second session in full, continuing from the pair's figure", async function () {
       const m = await market();
       try {
         const first = await m.connect();
@@ -288,21 +382,21 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
         const second = await m.connect();
         m.move(second.session.id, second.tunnel, 200);
         await until(() => second.pay.acknowledged === price(200), "the second session paid for its own 200 MiB");
-        const channelId = channelIdOf(m.consumerKey.address, m.providerKey.address);
-        expect(m.store.latest(channelId)!.amount).to.equal(price(300));
+        const pairId = pairIdOf(m.consumerKey.address, m.providerKey.address);
+        expect(m.store.latest(pairId)!.amount).to.equal(price(300));
         expect(m.payments.paid(second.session.id)).to.equal(price(200));
         await second.session.destroy();
-        // Each session's own amount, not the channel's total; the chain pays the whole of it.
+        // Each session's own amount, not the pair's total; the chain pays the whole of it.
         const earned = new Map(m.store.earningsBySession().map((e) => [e.sessionId, e.promised]));
         expect(earned.get(first.session.id)).to.equal(price(100));
         expect(earned.get(second.session.id)).to.equal(price(200));
-        await until(async () => (await channels.state(m.consumerKey.address, m.providerKey.address)).settled === price(300), "the whole 300 MiB settled");
+        await until(async () => (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled === price(300), "the whole 300 MiB settled");
       } finally {
         await m.stop();
       }
     });
 
-    it("bills two concurrent sessions on one channel each in full", async function () {
+    it("bills two concurrent sessions with one provider each in full", async function () {
       const m = await market();
       try {
         const [a, b] = await Promise.all([m.connect(), m.connect()]);
@@ -311,7 +405,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
         await until(() => a.pay.acknowledged === price(100) && b.pay.acknowledged === price(150), "both sessions paid in full");
         m.move(a.session.id, a.tunnel, 300);
         await until(() => a.pay.acknowledged === price(300), "the first session's later traffic paid");
-        expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(450));
+        expect(m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(450));
         expect([m.payments.paid(a.session.id), m.payments.paid(b.session.id)]).to.deep.equal([price(300), price(150)]);
         expect(a.session.state).to.equal("active");
         expect(b.session.state).to.equal("active");
@@ -348,7 +442,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
         m.move(second.session.id, second.tunnel, 50);
         await until(() => second.pay.acknowledged === price(50), "the second session paid for its own 50 MiB");
         expect(second.session.state).to.equal("active");
-        expect(m.store.latest(channelIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(150));
+        expect(m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))!.amount).to.equal(price(150));
         await second.session.destroy();
       } finally {
         await m.stop();
@@ -356,32 +450,56 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     });
   });
 
-  it("lets the consumer withdraw its remainder after the challenge period", async function () {
+  it("lets the consumer withdraw its balance and escrow after the challenge period", async function () {
     const consumer = await net.registeredIdentity();
-    const provider = await net.registeredIdentity();
     await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
-    await channels.deposit(consumer, consumer.address, provider.address, E("4"));
-    await channels.requestWithdrawal(consumer, provider.address);
-    const early = await rejectionOf(channels.withdraw(consumer, provider.address));
-    expect(early.message).to.match(/WithdrawalNotReady/);
+    await vault.deposit(consumer, consumer.address, E("4"), E("1"));
+    await vault.requestExit(consumer);
+    const early = await rejectionOf(vault.withdraw(consumer));
+    expect(early.message).to.match(/ExitNotReady/);
     await net.conn.provider.send("evm_increaseTime", [24 * 3600]);
     await net.conn.provider.send("evm_mine", []);
-    const before = await channels.tokenBalance(consumer.address);
-    const { amount } = await channels.withdraw(consumer, provider.address);
-    expect(amount).to.equal(E("4"));
-    expect((await channels.tokenBalance(consumer.address)) - before).to.equal(E("4"));
+    const before = await vault.tokenBalance(consumer.address);
+    const { amount } = await vault.withdraw(consumer);
+    expect(amount).to.equal(E("5"));
+    expect((await vault.tokenBalance(consumer.address)) - before).to.equal(E("5"));
+  });
+
+  it("serves a provider never used before from the same vault, with no transaction of the consumer's", async function () {
+    const m = await market();
+    try {
+      const other = await net.registeredIdentity();
+      const nonce = await net.conn.provider.getTransactionCount(m.consumerKey.address);
+      const promises = new ConsumerPromises(m.consumerKey, vault);
+      await promises.load(other.address);
+      expect(promises.latest(other.address)).to.equal(undefined); // a new pair starts at zero
+      const p = promises.sign(other.address, E("0.5"));
+      const state = await vault.pair(m.consumerKey.address, other.address);
+      expect(() =>
+        verifyPromise(
+          { consumer: m.consumerKey.address, provider: other.address, amount: p.amount, signature: Buffer.from(p.signature.slice(2), "hex") },
+          vault,
+          {
+            lastAmount: 0n,
+            pair: state,
+          },
+        ),
+      ).to.not.throw();
+      expect(await net.conn.provider.getTransactionCount(m.consumerKey.address)).to.equal(nonce);
+    } finally {
+      await m.stop();
+    }
   });
 
   describe("promise verification", function () {
     const provider = IdentityKey.generate();
     const consumer = IdentityKey.generate();
-    const channel = { id: channelIdOf(consumer.address, provider.address), balance: E("5"), settled: E("1"), withdrawalReadyAt: 0n };
+    const pair = { vault: { balance: E("5"), escrow: E("2"), exitReadyAt: 0n }, settled: E("1") };
     const promise = (key: IdentityKey, amount: bigint, to = provider.address) => ({
       consumer: consumer.address,
       provider: provider.address,
-      channelId: channelIdOf(consumer.address, provider.address),
       amount,
-      signature: channels.signPromise(key, to, amount),
+      signature: vault.signPromise(key, to, amount),
     });
     const code = (fn: () => void) => {
       try {
@@ -393,25 +511,23 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       return "accepted";
     };
 
-    it("accepts a promise of the consumer for this channel within what it can pay", function () {
-      expect(code(() => verifyPromise(promise(consumer, E("6")), channels, { lastAmount: E("2"), channel }))).to.equal("accepted");
+    it("accepts a promise of the consumer to this provider within what its vault can pay", function () {
+      expect(code(() => verifyPromise(promise(consumer, E("6")), vault, { lastAmount: E("2"), pair }))).to.equal("accepted");
     });
     it("rejects a promise signed by someone else", function () {
-      expect(code(() => verifyPromise(promise(provider, E("2")), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_SIGNER");
+      expect(code(() => verifyPromise(promise(provider, E("2")), vault, { lastAmount: 0n, pair }))).to.equal("PROMISE_WRONG_SIGNER");
     });
-    it("rejects a promise for another channel", function () {
-      const other = IdentityKey.generate().address;
-      expect(
-        code(() => verifyPromise({ ...promise(consumer, E("2")), channelId: channelIdOf(consumer.address, other) }, channels, { lastAmount: 0n, channel })),
-      ).to.equal("PROMISE_WRONG_CHANNEL");
-      // Signed for the other channel but presented for this one: the signature does not recover.
-      expect(code(() => verifyPromise(promise(consumer, E("2"), other), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_WRONG_SIGNER");
+    it("rejects a promise to another provider", function () {
+      // Signed for another provider but presented to this one: the signature does not recover.
+      expect(code(() => verifyPromise(promise(consumer, E("2"), IdentityKey.generate().address), vault, { lastAmount: 0n, pair }))).to.equal(
+        "PROMISE_WRONG_SIGNER",
+      );
     });
     it("rejects a lower amount than the last promise", function () {
-      expect(code(() => verifyPromise(promise(consumer, E("2")), channels, { lastAmount: E("3"), channel }))).to.equal("PROMISE_NOT_INCREASING");
+      expect(code(() => verifyPromise(promise(consumer, E("2")), vault, { lastAmount: E("3"), pair }))).to.equal("PROMISE_NOT_INCREASING");
     });
-    it("rejects an amount above what the channel can pay", function () {
-      expect(code(() => verifyPromise(promise(consumer, E("6.1")), channels, { lastAmount: 0n, channel }))).to.equal("PROMISE_ABOVE_BALANCE");
+    it("rejects an amount above what the vault's balance can pay (the escrow is not spending money)", function () {
+      expect(code(() => verifyPromise(promise(consumer, E("6.1")), vault, { lastAmount: 0n, pair }))).to.equal("PROMISE_ABOVE_BALANCE");
     });
   });
 });

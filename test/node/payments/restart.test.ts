@@ -2,7 +2,7 @@ import { expect } from "chai";
 import path from "node:path";
 import { parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";
-import { PaymentChannelsClient } from "../../../node/chain/channels";
+import { ConsumerVaultClient } from "../../../node/chain/vault";
 import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
 import { Dialogs } from "../../../node/dialog/dialogs";
 import { Keystore } from "../../../node/identity/keystore";
@@ -35,7 +35,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
 
   /**
    * A provider identity in a data dir of its own (keystore, registered, funded for gas), a consumer
-   * with 10 MYST in its channel, and a broker connection that answers discovery announcements
+   * with 10 MYST and 1 MYST of escrow in its vault, and a broker connection that answers discovery announcements
    * itself and keeps the provider's signed proposal.
    */
   async function providerAndConsumer(dir: string) {
@@ -45,8 +45,8 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await net.registerKey(providerKey);
     const consumer = await net.registeredIdentity();
     await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
-    const channels = new PaymentChannelsClient(net.conn);
-    await channels.deposit(consumer, consumer.address, providerKey.address, E("10"));
+    const channels = new ConsumerVaultClient(net.conn);
+    await channels.deposit(consumer, consumer.address, E("10"), E("1"));
     const broker = new Broker({ servers: [net.nats.url] });
     await broker.start();
     const announced: { proposal?: SignedProposal } = {};
@@ -69,7 +69,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
       MYST_PASSPHRASE: "pw",
       MYST_LOG_LEVEL: "info",
     };
-    // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself.
+    // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself (no threshold, no fee share).
     const args = [
       "service",
       "start",
@@ -80,9 +80,10 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
       "0",
       "--invoice-every",
       "1",
-      "--no-settle-on-session-end",
       "--settle-threshold",
       "1000000",
+      "--settle-fee-percent",
+      "0",
     ];
     const first = mystBackground(args, env);
     processes.push(first);
@@ -99,12 +100,12 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     first.child.kill("SIGKILL");
     await first.stop();
     await session.finish("provider killed");
-    expect((await channels.state(consumer.address, providerKey.address)).settled).to.equal(0n);
+    expect((await channels.pair(consumer.address, providerKey.address)).settled).to.equal(0n);
 
     const second = mystBackground(args, env);
     processes.push(second);
     const settled = await until(
-      async () => (await channels.state(consumer.address, providerKey.address)).settled,
+      async () => (await channels.pair(consumer.address, providerKey.address)).settled,
       "the settlement after the restart",
       60_000,
     ).catch((err) => {
@@ -128,7 +129,21 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
       MYST_PASSPHRASE: "pw",
       MYST_LOG_LEVEL: "info",
     };
-    const args = ["service", "start", "noop", "--price-per-hour", "36", "--price-per-gib", "0", "--invoice-every", "1", "--settle-threshold", "1000000"];
+    const args = [
+      "service",
+      "start",
+      "noop",
+      "--price-per-hour",
+      "36",
+      "--price-per-gib",
+      "0",
+      "--invoice-every",
+      "1",
+      "--settle-threshold",
+      "1000000",
+      "--settle-fee-percent",
+      "0",
+    ];
     const first = mystBackground(args, env);
     processes.push(first);
     await until(() => announced.proposal, "the provider's announcement");
@@ -145,13 +160,13 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     expect(first.child.exitCode, first.output()).to.equal(0);
     expect(first.output()).to.match(/settlements still pending at shutdown/);
     await session.finish("provider stopped");
-    expect((await channels.state(consumer.address, providerKey.address)).settled).to.equal(0n);
+    expect((await channels.pair(consumer.address, providerKey.address)).settled).to.equal(0n);
 
     // The chain is back: the next start settles what the last one could not.
     await proxy.stop();
     const second = mystBackground(args, { ...env, MYST_RPC_URL: net.chain.rpcUrl });
     processes.push(second);
-    const settled = await until(async () => (await channels.state(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
+    const settled = await until(async () => (await channels.pair(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
     expect(settled >= pay.acknowledged).to.equal(true);
     expect(await second.stop()).to.equal(0);
     dialogs.stop();

@@ -1,11 +1,10 @@
 import { expect } from "chai";
 import path from "node:path";
 import { Wallet, parseEther } from "ethers";
-import { PaymentChannelsClient } from "../../../node/chain/channels";
 import { connectChain, type ChainConnection } from "../../../node/chain/connect";
-import { channelIdOf } from "../../../node/chain/eip712";
+import { ConsumerVaultClient, pairIdOf } from "../../../node/chain/vault";
 import type { IdentityKey } from "../../../node/identity/key";
-import { ChannelStateCache } from "../../../node/payments/channel-cache";
+import { VaultStateCache } from "../../../node/payments/vault-cache";
 import { Settler } from "../../../node/payments/settlement";
 import { openDatabase, type Db } from "../../../node/store/database";
 import { PromiseStore } from "../../../node/store/promise-store";
@@ -18,7 +17,7 @@ const E = parseEther;
 
 describe("settlement: one queue per provider account (real chain)", function () {
   const net = new TestNetwork();
-  let channels: PaymentChannelsClient;
+  let vault: ConsumerVaultClient;
   let tmp: ReturnType<typeof tempDir>;
   let db: Db;
   let store: PromiseStore;
@@ -26,7 +25,7 @@ describe("settlement: one queue per provider account (real chain)", function () 
 
   before(async function () {
     await net.start();
-    channels = new PaymentChannelsClient(net.conn);
+    vault = new ConsumerVaultClient(net.conn);
   });
   after(async () => net.stop());
   beforeEach(() => {
@@ -40,22 +39,22 @@ describe("settlement: one queue per provider account (real chain)", function () 
     tmp.cleanup();
   });
 
-  /** A provider with `n` consumers, each with `deposit` in its channel (one funder deposits for all). */
-  async function providerWithChannels(n: number, deposit = E("1")) {
+  /** A provider with `n` consumers, each with `deposit` in its vault (one funder deposits for all). */
+  async function providerWithVaults(n: number, deposit = E("1"), options: { providerEth?: boolean } = {}) {
     const provider = await net.registeredIdentity();
     const consumers: IdentityKey[] = [];
     for (let i = 0; i < n; i++) consumers.push(await net.registeredIdentity());
     const funder = await net.registeredIdentity();
-    await net.chain.fund([provider.address, funder.address], { eth: E("10"), myst: E("1000") });
-    for (const c of consumers) await channels.deposit(funder, c.address, provider.address, deposit);
+    await net.chain.fund(options.providerEth === false ? [funder.address] : [provider.address, funder.address], { eth: E("10"), myst: E("1000") });
+    for (const c of consumers) await vault.deposit(funder, c.address, deposit, 0n);
     return { provider, consumers };
   }
 
   /** Stores a promise of `consumer` to `provider`, as the provider does once it verified it. */
   function storePromise(consumer: IdentityKey, provider: IdentityKey, amount: bigint, signer: IdentityKey = consumer) {
-    const signature = "0x" + Buffer.from(channels.signPromise(signer, provider.address, amount)).toString("hex");
+    const signature = "0x" + Buffer.from(vault.signPromise(signer, provider.address, amount)).toString("hex");
     store.save({
-      channelId: channelIdOf(consumer.address, provider.address),
+      pairId: pairIdOf(consumer.address, provider.address),
       consumer: consumer.address,
       provider: provider.address,
       sessionId: `s-${consumer.address}`,
@@ -66,51 +65,95 @@ describe("settlement: one queue per provider account (real chain)", function () 
     });
   }
 
-  function settlerFor(provider: IdentityKey, conn: ChainConnection = net.conn, client = channels) {
+  function settlerFor(provider: IdentityKey, conn: ChainConnection = net.conn, client = vault) {
     const settler = new Settler(store, client, new Wallet(provider.privateKeyHex(), conn.provider), { retryMs: 200, maxRetryMs: 1000 });
     closers.push(() => settler.stop());
     return settler;
   }
 
-  it("settles 50 channels whose sessions end together, without a nonce collision", async function () {
-    const { provider, consumers } = await providerWithChannels(50);
+  it("settles 50 pairs whose sessions end together, in batches, without a nonce collision", async function () {
+    const { provider, consumers } = await providerWithVaults(50);
     consumers.forEach((c, i) => storePromise(c, provider, E("0.01") * BigInt(i + 1)));
     const settler = settlerFor(provider);
     let failures = 0;
     settler.on("settlement-failed", () => failures++);
     // As 50 "session-ended" events in a row would.
-    for (const c of consumers) settler.settleChannel(channelIdOf(c.address, provider.address));
+    for (const c of consumers) settler.settlePair(pairIdOf(c.address, provider.address));
     expect(await settler.drain(120_000)).to.equal(true);
     for (const [i, c] of consumers.entries()) {
-      expect((await channels.state(c.address, provider.address)).settled).to.equal(E("0.01") * BigInt(i + 1));
+      expect((await vault.pair(c.address, provider.address)).settled).to.equal(E("0.01") * BigInt(i + 1));
     }
     expect(failures).to.equal(0);
-    expect(store.settlements().filter((s) => s.status === "mined")).to.have.length(50);
+    const mined = store.settlements().filter((s) => s.status === "mined");
+    expect(mined).to.have.length(50);
+    // Batches of at most 20 promises: 50 pairs queued together take 3 transactions.
+    expect(new Set(mined.map((s) => s.txHash)).size).to.equal(3);
     expect(settler.pending()).to.deep.equal([]);
+    expect(await vault.earnings(provider.address)).to.equal(consumers.reduce((sum, _c, i) => sum + E("0.01") * BigInt(i + 1), 0n));
+  });
+
+  it("pays the credited earnings out to the beneficiary on request", async function () {
+    const { provider, consumers } = await providerWithVaults(2);
+    consumers.forEach((c) => storePromise(c, provider, E("0.2")));
+    const settler = settlerFor(provider);
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
+    const before = await vault.tokenBalance(provider.address);
+    const paid = await settler.payOut(provider.address);
+    expect(paid?.amount).to.equal(E("0.4"));
+    expect(await vault.tokenBalance(provider.address)).to.equal(before + E("0.4"));
+    expect(await settler.payOut(provider.address)).to.equal(null);
+  });
+
+  it("settles through a relayer for a provider that holds no ETH, and records the relayer's fee", async function () {
+    const { provider, consumers } = await providerWithVaults(3, E("1"), { providerEth: false });
+    consumers.forEach((c) => storePromise(c, provider, E("0.5")));
+    const relayer = await net.registeredIdentity();
+    await net.chain.fund([relayer.address], { eth: E("1"), myst: 0n });
+    const settler = new Settler(store, vault, new Wallet(relayer.privateKeyHex(), net.conn.provider), {
+      relay: { provider, maxFeeWei: E("0.03") },
+      retryMs: 200,
+    });
+    closers.push(() => settler.stop());
+    const settled: bigint[] = [];
+    settler.on("settled", (s) => settled.push(s.fee));
+    settler.settleAll();
+    expect(await settler.drain(30_000)).to.equal(true);
+    expect(await net.conn.provider.getBalance(provider.address)).to.equal(0n);
+    expect(new Set(store.settlements().map((s) => s.txHash)).size, "one relayed batch").to.equal(1);
+    expect(await vault.tokenBalance(relayer.address)).to.equal(E("0.03"));
+    // The provider's beneficiary (itself) got the rest at once: no payout transaction needed.
+    expect(await vault.tokenBalance(provider.address)).to.equal(E("1.5") - E("0.03"));
+    const fees = store
+      .settlements()
+      .filter((s) => s.status === "mined")
+      .reduce((sum, s) => sum + (s.fee ?? 0n), 0n);
+    expect(fees).to.equal(E("0.03"));
+    expect(settled.reduce((a, b) => a + b, 0n)).to.equal(E("0.03"));
   });
 
   it("keeps retrying through a chain outage and settles once the chain answers again", async function () {
-    const { provider, consumers } = await providerWithChannels(3);
+    const { provider, consumers } = await providerWithVaults(3);
     consumers.forEach((c) => storePromise(c, provider, E("0.5")));
     const proxy = new ChainProxy(net.chain.rpcUrl);
     await proxy.start();
     closers.push(() => proxy.stop());
     const conn = await connectChain({ rpcUrl: proxy.url, deployment: net.chain.deployment, requestTimeoutMs: 2000 });
     closers.push(() => conn.close());
-    const settler = settlerFor(provider, conn, new PaymentChannelsClient(conn));
+    const settler = settlerFor(provider, conn, new ConsumerVaultClient(conn));
     proxy.link = "down";
     settler.settleAll();
-    // Well past the old ~7 s of retries: every channel is still being retried.
-    await until(() => settler.pending().every((p) => p.state === "retrying" && p.attempts >= 3), "three failed attempts per channel", 30_000);
+    // Well past the old ~7 s of retries: every pair is still being retried.
+    await until(() => settler.pending().every((p) => p.state === "retrying" && p.attempts >= 3), "three failed attempts per pair", 30_000);
     expect(settler.pending()).to.have.length(3);
     expect(settler.pending()[0].lastError).to.match(/did not answer|CHAIN|ECONN|socket/i);
     proxy.link = "up";
     expect(await settler.drain(60_000)).to.equal(true);
-    for (const c of consumers) expect((await channels.state(c.address, provider.address)).settled).to.equal(E("0.5"));
+    for (const c of consumers) expect((await vault.pair(c.address, provider.address)).settled).to.equal(E("0.5"));
   });
 
   it("reports a settlement the chain refuses for good and does not retry it", async function () {
-    const { provider, consumers } = await providerWithChannels(1);
+    const { provider, consumers } = await providerWithVaults(1);
     const forger = await net.registeredIdentity();
     storePromise(consumers[0], provider, E("0.3"), forger); // signed by someone else: the contract reverts
     const settler = settlerFor(provider);
@@ -122,31 +165,31 @@ describe("settlement: one queue per provider account (real chain)", function () 
     expect(pending).to.include({ state: "rejected", attempts: 1 });
     await new Promise((r) => setTimeout(r, 1500)); // longer than every retry delay of this settler
     expect(settler.pending()[0].attempts).to.equal(1);
-    expect((await channels.state(consumers[0].address, provider.address)).settled).to.equal(0n);
+    expect((await vault.pair(consumers[0].address, provider.address)).settled).to.equal(0n);
   });
 
-  it("waits for a top-up on an empty channel, and settles as soon as the deposit's event arrives", async function () {
-    const { provider, consumers } = await providerWithChannels(1, E("0.1"));
+  it("waits for a top-up of an empty vault, and settles as soon as the deposit's event arrives", async function () {
+    const { provider, consumers } = await providerWithVaults(1, E("0.1"));
     const consumer = consumers[0];
     storePromise(consumer, provider, E("0.1"));
     const settler = settlerFor(provider);
     settler.settleAll();
     expect(await settler.drain(30_000)).to.equal(true);
-    // The provider node's wiring: a channel's event wakes a settlement waiting for a top-up.
-    const cache = new ChannelStateCache(channels, {
-      onChange: (id) => settler.pending().some((p) => p.channelId === id && p.state === "waiting-top-up") && settler.settleChannel(id, { now: true }),
+    // The provider node's wiring: a vault's event wakes a settlement waiting for a top-up.
+    const cache = new VaultStateCache(vault, {
+      onChange: (consumer) => {
+        for (const p of settler.pending())
+          if (p.consumer.toLowerCase() === consumer && p.state === "waiting-top-up") settler.settlePair(p.pairId, { now: true });
+      },
     });
     cache.start(100);
     closers.push(() => cache.stop());
     storePromise(consumer, provider, E("0.4"));
     settler.settleAll();
-    await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty channel noticed");
+    await until(() => settler.pending()[0]?.state === "waiting-top-up", "the empty vault noticed");
     await net.chain.fund([consumer.address], { eth: E("1"), myst: E("10") });
-    await channels.deposit(consumer, consumer.address, provider.address, E("1"));
-    await until(
-      async () => (await channels.state(consumer.address, provider.address)).settled === E("0.4"),
-      "the settlement after the top-up (no manual step)",
-    );
+    await vault.deposit(consumer, consumer.address, E("1"), 0n);
+    await until(async () => (await vault.pair(consumer.address, provider.address)).settled === E("0.4"), "the settlement after the top-up (no manual step)");
     await until(
       () => settler.pending().length === 0,
       `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`,

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IConsumerVault
+/// @notice One MYST vault per consumer pays any provider. The vault holds a balance and a penalty
+///         escrow. During a session the consumer signs EIP-712 promises
+///         `Promise(address consumer,address provider,uint256 amount)` for the cumulative amount it owes
+///         that provider (one ledger per pair, across sessions); a provider settles the increase over
+///         what its pair has settled against the vault. A promise the balance cannot cover is an
+///         overdraft: the escrow pays the provider up to half of it and the whole escrow is forfeited.
+///         The consumer leaves alone: request an exit, wait the challenge period (in which providers
+///         can still settle), withdraw the rest.
+interface IConsumerVault {
+    /// @notice A promise as it is submitted: the consumer's EIP-2098 compact signature (r, yParity‖s).
+    struct SignedPromise {
+        address consumer;
+        uint256 amount;
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /// @notice A deposit that adds nothing.
+    error VaultZeroDeposit(address consumer);
+    /// @notice The promise is not above what the pair has already settled: it pays nothing.
+    error PromiseNotAboveSettled(address consumer, address provider, uint256 amount, uint256 settled);
+    /// @notice The promise was not signed by the consumer it names (`recovered` is zero for a malformed one).
+    error PromiseSignatureInvalid(address consumer, address recovered);
+    /// @notice The vault holds neither balance nor escrow to pay `owed` with.
+    error VaultEmpty(address consumer, uint256 owed);
+    /// @notice No exit is pending on the vault.
+    error ExitNotRequested(address consumer);
+    /// @notice The challenge period has not passed yet.
+    error ExitNotReady(address consumer, uint256 readyAt, uint256 now_);
+    /// @notice The provider has no credited earnings to pay out.
+    error NoEarnings(address provider);
+    /// @notice The relayer asked for a fee above the cap the provider signed.
+    error RelayFeeAboveCap(address provider, uint256 fee, uint256 maxFee);
+    /// @notice The relayer asked for a fee above what the settlement paid (the fee comes out of it).
+    error RelayFeeAboveAmount(address provider, uint256 fee, uint256 paid);
+    /// @notice The relayed settlement carries a nonce other than the provider's current one.
+    error RelayNonceInvalid(address provider, uint256 expected, uint256 given);
+    /// @notice The relayed settlement was not signed by the provider.
+    error RelaySignatureInvalid(address provider, address recovered);
+
+    /// @notice `funder` added `amount` to the balance and `escrow` to the escrow of `consumer`'s vault.
+    event Deposited(address indexed consumer, address funder, uint256 amount, uint256 escrow, uint256 balance, uint256 escrowTotal);
+    /// @notice A promise was settled: `paid` was credited to `provider`; the pair has settled `settled` in all.
+    event PromiseSettled(address indexed consumer, address indexed provider, uint256 paid, uint256 settled);
+    /// @notice An overdraft: the escrow paid `paidToProvider` of it to `provider`; `burned` stays locked forever.
+    event EscrowForfeited(address indexed consumer, address indexed provider, uint256 paidToProvider, uint256 burned);
+    /// @notice The consumer asked to leave; it can withdraw from `readyAt`.
+    event ExitRequested(address indexed consumer, uint256 readyAt);
+    /// @notice A pending exit was cancelled (explicitly or by a deposit).
+    event ExitCancelled(address indexed consumer);
+    /// @notice The consumer took `amount` (balance and escrow) back; the vault is empty.
+    event Withdrawn(address indexed consumer, uint256 amount);
+    /// @notice `amount` of `provider`'s earnings were paid to its beneficiary.
+    event EarningsPaid(address indexed provider, address indexed beneficiary, uint256 amount);
+    /// @notice A relayer submitted `provider`'s signed settlement and took `fee` from it.
+    event SettlementRelayed(address indexed provider, address indexed relayer, uint256 fee, uint256 nonce);
+
+    /// @notice Adds `amount` to the balance and `escrow` to the escrow of `consumer`'s vault, pulled
+    ///         from the caller (who must have approved the sum). Cancels a pending exit.
+    /// @dev Anyone may fund any vault.
+    function deposit(address consumer, uint256 amount, uint256 escrow) external;
+
+    /// @notice `deposit` with an ERC-2612 permit for exactly `amount + escrow`, signed by the caller.
+    /// @dev A permit that fails (e.g. already used by a front-runner) is ignored when the allowance
+    ///      is already sufficient, as OpenZeppelin recommends.
+    function depositWithPermit(address consumer, uint256 amount, uint256 escrow, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external;
+
+    /// @notice Settles one promise to `provider`: credits `amount − settled` (capped by the vault,
+    ///         escrow included on overdraft) to the provider's earnings. Anyone may submit it.
+    /// @dev Reverts when the promise pays nothing (not above settled, empty vault).
+    /// @return paid what this call credited
+    function settle(address provider, SignedPromise calldata promise_) external returns (uint256 paid);
+
+    /// @notice Settles promises of many consumers to one provider in one transaction. A promise that
+    ///         pays nothing (already settled, empty vault) is skipped; a bad signature reverts the batch.
+    /// @return paid the sum credited to the provider
+    function settleBatch(address provider, SignedPromise[] calldata promises) external returns (uint256 paid);
+
+    /// @notice A batch the provider signed (EIP-712 `RelayedSettlement(address provider,Claim[] claims,
+    ///         uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)`), submitted by anyone:
+    ///         the caller is paid `fee` (at most `maxFee`) out of the settled amount, the provider's
+    ///         beneficiary gets the rest and all earnings credited before. The provider needs no ETH.
+    /// @return paid the sum the promises paid (fee included)
+    function settleRelayed(
+        address provider,
+        SignedPromise[] calldata promises,
+        uint256 maxFee,
+        uint256 fee,
+        uint256 nonce,
+        bytes calldata providerSignature
+    ) external returns (uint256 paid);
+
+    /// @notice Pays `provider`'s credited earnings to its registered beneficiary. Anyone may call it.
+    function withdrawEarnings(address provider) external returns (uint256 amount);
+
+    /// @notice Starts the calling consumer's exit; promises still settle during the challenge period.
+    function requestExit() external;
+
+    /// @notice Cancels the calling consumer's pending exit.
+    function cancelExit() external;
+
+    /// @notice After the challenge period, sends the vault's balance and escrow back to the calling consumer.
+    function withdraw() external returns (uint256 amount);
+
+    /// @notice The vault of `consumer`.
+    /// @return balance what pays promises
+    /// @return escrow the penalty escrow an overdraft forfeits
+    /// @return exitReadyAt when a pending exit can be withdrawn (0 when none is pending)
+    function vault(address consumer) external view returns (uint256 balance, uint256 escrow, uint256 exitReadyAt);
+
+    /// @notice The cumulative amount settled on the pair (consumer, provider).
+    function settled(address consumer, address provider) external view returns (uint256);
+
+    /// @notice What `provider` has earned and not yet been paid.
+    function earnings(address provider) external view returns (uint256);
+
+    /// @notice The nonce the next relayed settlement of `provider` must carry.
+    function relayNonce(address provider) external view returns (uint256);
+
+    /// @notice The MYST token vaults hold.
+    function token() external view returns (address);
+
+    /// @notice The identity registry that names each provider's beneficiary.
+    function registry() external view returns (address);
+
+    /// @notice The challenge period, in seconds, between an exit request and the withdrawal.
+    function challengePeriod() external view returns (uint256);
+}

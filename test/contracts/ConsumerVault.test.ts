@@ -1,0 +1,536 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { Wallet } from "ethers";
+import { vaultDomain } from "../../node/chain/eip712";
+import {
+  CHALLENGE_PERIOD,
+  chainId,
+  deployRegistry,
+  newIdentity,
+  permitSignature,
+  registerIdentity,
+  signBeneficiaryChange,
+  signPromise,
+  signRelayed,
+  systemFixture,
+} from "./fixtures";
+
+const E = ethers.parseEther;
+const SECP256K1_HALF_N = BigInt("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0");
+
+/** The system with 10 MYST and 4 MYST of escrow in the consumer's vault. */
+async function fundedFixture() {
+  const f = await systemFixture();
+  await f.vault.connect(f.consumer).deposit(f.consumer.address, E("10"), E("4"));
+  const address = await f.vault.getAddress();
+  return { ...f, address };
+}
+
+describe("ConsumerVault", function () {
+  describe("deposit", function () {
+    it("moves approved MYST into the balance and the escrow and reports both", async function () {
+      const { vault, token, consumer } = await loadFixture(systemFixture);
+      await expect(vault.connect(consumer).deposit(consumer.address, E("3"), E("1")))
+        .to.emit(vault, "Deposited")
+        .withArgs(consumer.address, consumer.address, E("3"), E("1"), E("3"), E("1"));
+      await expect(vault.connect(consumer).deposit(consumer.address, E("2"), 0n))
+        .to.emit(vault, "Deposited")
+        .withArgs(consumer.address, consumer.address, E("2"), 0n, E("5"), E("1"));
+      expect(await vault.vault(consumer.address)).to.deep.equal([E("5"), E("1"), 0n]);
+      expect(await token.balanceOf(await vault.getAddress())).to.equal(E("6"));
+    });
+
+    it("lets anyone fund a consumer's vault", async function () {
+      const { vault, token, deployer, consumer } = await loadFixture(systemFixture);
+      await token.connect(deployer).approve(await vault.getAddress(), E("1"));
+      await vault.connect(deployer).deposit(consumer.address, E("1"), 0n);
+      expect((await vault.vault(consumer.address))[0]).to.equal(E("1"));
+    });
+
+    it("refuses a deposit of zero", async function () {
+      const { vault, consumer } = await loadFixture(systemFixture);
+      await expect(vault.connect(consumer).deposit(consumer.address, 0n, 0n))
+        .to.be.revertedWithCustomError(vault, "VaultZeroDeposit")
+        .withArgs(consumer.address);
+    });
+
+    it("fails without an allowance, naming the missing allowance", async function () {
+      const { vault, token, stranger, consumer } = await loadFixture(systemFixture);
+      await expect(vault.connect(stranger).deposit(consumer.address, E("1"), 0n))
+        .to.be.revertedWithCustomError(token, "ERC20InsufficientAllowance")
+        .withArgs(await vault.getAddress(), 0n, E("1"));
+    });
+
+    it("refuses a balance or an escrow that does not fit 96 bits", async function () {
+      const [holder] = await ethers.getSigners();
+      const registry = await deployRegistry();
+      const token = await ethers.deployContract("MystToken", [holder.address, 2n ** 98n]);
+      const vault = await ethers.deployContract("ConsumerVault", [token, registry, CHALLENGE_PERIOD]);
+      await token.approve(await vault.getAddress(), ethers.MaxUint256);
+      await expect(vault.deposit(holder.address, 2n ** 96n, 0n))
+        .to.be.revertedWithCustomError(vault, "SafeCastOverflowedUintDowncast")
+        .withArgs(96, 2n ** 96n);
+      await expect(vault.deposit(holder.address, 0n, 2n ** 96n))
+        .to.be.revertedWithCustomError(vault, "SafeCastOverflowedUintDowncast")
+        .withArgs(96, 2n ** 96n);
+    });
+
+    it("takes an ERC-2612 permit for exactly the deposit instead of an approval", async function () {
+      const { vault, token, consumer2, consumer } = await loadFixture(systemFixture);
+      await token.connect(consumer2).approve(await vault.getAddress(), 0n);
+      const deadline = BigInt(await time.latest()) + 3600n;
+      const sig = await permitSignature(token, consumer2, await vault.getAddress(), E("3"), deadline);
+      await vault.connect(consumer2).depositWithPermit(consumer.address, E("2"), E("1"), deadline, sig.v, sig.r, sig.s);
+      expect(await vault.vault(consumer.address)).to.deep.equal([E("2"), E("1"), 0n]);
+      expect(await token.allowance(consumer2.address, await vault.getAddress())).to.equal(0n);
+    });
+
+    it("still deposits when a front-runner used the permit first", async function () {
+      const { vault, token, consumer2, stranger } = await loadFixture(systemFixture);
+      await token.connect(consumer2).approve(await vault.getAddress(), 0n);
+      const deadline = BigInt(await time.latest()) + 3600n;
+      const sig = await permitSignature(token, consumer2, await vault.getAddress(), E("3"), deadline);
+      await token.connect(stranger).permit(consumer2.address, await vault.getAddress(), E("3"), deadline, sig.v, sig.r, sig.s);
+      await vault.connect(consumer2).depositWithPermit(consumer2.address, E("3"), 0n, deadline, sig.v, sig.r, sig.s);
+      expect((await vault.vault(consumer2.address))[0]).to.equal(E("3"));
+    });
+
+    it("fails with a bad permit and no allowance", async function () {
+      const { vault, token, consumer2 } = await loadFixture(systemFixture);
+      await token.connect(consumer2).approve(await vault.getAddress(), 0n);
+      const deadline = BigInt(await time.latest()) + 3600n;
+      const sig = await permitSignature(token, consumer2, await vault.getAddress(), E("1"), deadline);
+      await expect(vault.connect(consumer2).depositWithPermit(consumer2.address, E("3"), 0n, deadline, sig.v, sig.r, sig.s))
+        .to.be.revertedWithCustomError(token, "ERC20InsufficientAllowance")
+        .withArgs(await vault.getAddress(), 0n, E("3"));
+    });
+
+    it("cancels a pending exit", async function () {
+      const { vault, consumer } = await loadFixture(fundedFixture);
+      await vault.connect(consumer).requestExit();
+      await expect(vault.connect(consumer).deposit(consumer.address, E("1"), 0n))
+        .to.emit(vault, "ExitCancelled")
+        .withArgs(consumer.address);
+      expect((await vault.vault(consumer.address))[2]).to.equal(0n);
+    });
+  });
+
+  describe("settle", function () {
+    it("credits the increase of the pair's promise to the provider", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      await expect(vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("1"))))
+        .to.emit(vault, "PromiseSettled")
+        .withArgs(consumer.address, provider.address, E("1"), E("1"));
+      await expect(vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("2.5"))))
+        .to.emit(vault, "PromiseSettled")
+        .withArgs(consumer.address, provider.address, E("1.5"), E("2.5"));
+      expect(await vault.vault(consumer.address)).to.deep.equal([E("7.5"), E("4"), 0n]);
+      expect(await vault.settled(consumer.address, provider.address)).to.equal(E("2.5"));
+      expect(await vault.earnings(provider.address)).to.equal(E("2.5"));
+    });
+
+    it("pays a second provider from the same deposit, with no transaction of the consumer's", async function () {
+      const { vault, consumer, provider, provider2, address } = await loadFixture(fundedFixture);
+      await vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("3")));
+      await vault.settle(provider2.address, await signPromise(consumer, address, provider2.address, E("2")));
+      expect(await vault.earnings(provider.address)).to.equal(E("3"));
+      expect(await vault.earnings(provider2.address)).to.equal(E("2"));
+      expect((await vault.vault(consumer.address))[0]).to.equal(E("5"));
+    });
+
+    it("refuses a promise not above what the pair settled", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      await vault.settle(provider.address, p);
+      await expect(vault.settle(provider.address, p))
+        .to.be.revertedWithCustomError(vault, "PromiseNotAboveSettled")
+        .withArgs(consumer.address, provider.address, E("1"), E("1"));
+      await expect(vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("0.5"))))
+        .to.be.revertedWithCustomError(vault, "PromiseNotAboveSettled")
+        .withArgs(consumer.address, provider.address, E("0.5"), E("1"));
+    });
+
+    it("refuses a promise the named consumer did not sign", async function () {
+      const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
+      const forged = await signPromise(consumer2, address, provider.address, E("1"));
+      await expect(vault.settle(provider.address, { ...forged, consumer: consumer.address }))
+        .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
+        .withArgs(consumer.address, (addr: string) => addr !== consumer.address);
+    });
+
+    it("refuses a high-s signature as malformed", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      await expect(vault.settle(provider.address, { ...p, vs: ethers.toBeHex(SECP256K1_HALF_N + 1n, 32) }))
+        .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
+        .withArgs(consumer.address, ethers.ZeroAddress);
+    });
+
+    describe("replay", function () {
+      it("does not pay a promise signed for another chain", async function () {
+        const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+        const p = await signPromise(consumer, address, provider.address, E("1"), vaultDomain((await chainId()) + 1n, address));
+        await expect(vault.settle(provider.address, p)).to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid");
+      });
+
+      it("does not pay a promise signed for another vault contract", async function () {
+        const { vault, token, registry, consumer, provider, address } = await loadFixture(fundedFixture);
+        const other = await ethers.deployContract("ConsumerVault", [token, registry, CHALLENGE_PERIOD]);
+        const p = await signPromise(consumer, await other.getAddress(), provider.address, E("1"));
+        await expect(vault.settle(provider.address, p)).to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid");
+        expect(await vault.domainSeparator()).to.not.equal(await other.domainSeparator());
+        expect(address).to.not.equal(await other.getAddress());
+      });
+
+      it("does not pay one consumer's promise from another consumer's vault", async function () {
+        const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
+        await vault.connect(consumer2).deposit(consumer2.address, E("10"), 0n);
+        const p = await signPromise(consumer, address, provider.address, E("1"));
+        await expect(vault.settle(provider.address, { ...p, consumer: consumer2.address })).to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid");
+      });
+
+      it("does not pay one provider's promise to another provider", async function () {
+        const { vault, consumer, provider, provider2, address } = await loadFixture(fundedFixture);
+        const p = await signPromise(consumer, address, provider.address, E("1"));
+        await expect(vault.settle(provider2.address, p)).to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid");
+      });
+    });
+
+    describe("when the vault cannot cover a promise (overdraft)", function () {
+      it("pays the balance and the shortfall from the escrow, and forfeits the rest of the escrow", async function () {
+        const { vault, token, consumer, consumer2, provider } = await loadFixture(systemFixture);
+        const address = await vault.getAddress();
+        await vault.connect(consumer).deposit(consumer.address, E("10"), E("10"));
+        await expect(vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("12"))))
+          .to.emit(vault, "EscrowForfeited")
+          .withArgs(consumer.address, provider.address, E("2"), E("8"))
+          .and.to.emit(vault, "PromiseSettled")
+          .withArgs(consumer.address, provider.address, E("12"), E("12"));
+        expect(await vault.vault(consumer.address)).to.deep.equal([0n, 0n, 0n]);
+        // The forfeited 8 MYST stay locked: the contract holds them beside the 12 credited and a new 1.
+        await vault.connect(consumer2).deposit(consumer2.address, E("1"), 0n);
+        expect(await vault.earnings(provider.address)).to.equal(E("12"));
+        expect(await token.balanceOf(address)).to.equal(E("21"));
+      });
+
+      it("pays a double spend across two providers: the first from the balance, the second from the escrow", async function () {
+        const { vault, consumer, provider, provider2, address } = await loadFixture(fundedFixture);
+        // 10 MYST of balance and 4 of escrow; the consumer promised 10 to each of two providers.
+        const p1 = await signPromise(consumer, address, provider.address, E("10"));
+        const p2 = await signPromise(consumer, address, provider2.address, E("10"));
+        await vault.settle(provider.address, p1);
+        await expect(vault.settle(provider2.address, p2))
+          .to.emit(vault, "EscrowForfeited")
+          .withArgs(consumer.address, provider2.address, E("2"), E("2"))
+          .and.to.emit(vault, "PromiseSettled")
+          .withArgs(consumer.address, provider2.address, E("2"), E("2"));
+        expect(await vault.earnings(provider.address)).to.equal(E("10"));
+        expect(await vault.earnings(provider2.address)).to.equal(E("2"));
+        expect(await vault.vault(consumer.address)).to.deep.equal([0n, 0n, 0n]);
+      });
+
+      it("keeps the rest of an overdrawn promise settleable after a top-up", async function () {
+        const { vault, consumer, provider2, address } = await loadFixture(fundedFixture);
+        const p = await signPromise(consumer, address, provider2.address, E("20"));
+        await vault.settle(provider2.address, p); // 10 + 2 of the escrow
+        await expect(vault.settle(provider2.address, p)).to.be.revertedWithCustomError(vault, "VaultEmpty").withArgs(consumer.address, E("8"));
+        await vault.connect(consumer).deposit(consumer.address, E("30"), 0n);
+        await expect(vault.settle(provider2.address, p)).to.emit(vault, "PromiseSettled").withArgs(consumer.address, provider2.address, E("8"), E("20"));
+      });
+
+      it("keeps a pending exit's time when the escrow is forfeited", async function () {
+        const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+        await vault.connect(consumer).requestExit();
+        const readyAt = (await vault.vault(consumer.address))[2];
+        await vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("11")));
+        expect(await vault.vault(consumer.address)).to.deep.equal([0n, 0n, readyAt]);
+      });
+    });
+  });
+
+  describe("settleBatch", function () {
+    it("settles promises of many consumers in one transaction and credits the provider once", async function () {
+      const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
+      await vault.connect(consumer2).deposit(consumer2.address, E("5"), 0n);
+      const batch = [await signPromise(consumer, address, provider.address, E("1")), await signPromise(consumer2, address, provider.address, E("2"))];
+      await expect(vault.settleBatch(provider.address, batch))
+        .to.emit(vault, "PromiseSettled")
+        .withArgs(consumer.address, provider.address, E("1"), E("1"))
+        .and.to.emit(vault, "PromiseSettled")
+        .withArgs(consumer2.address, provider.address, E("2"), E("2"));
+      expect(await vault.earnings(provider.address)).to.equal(E("3"));
+    });
+
+    it("skips promises that pay nothing (already settled, empty vault) and settles the rest", async function () {
+      const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
+      const settled = await signPromise(consumer, address, provider.address, E("1"));
+      await vault.settle(provider.address, settled);
+      const empty = await signPromise(consumer2, address, provider.address, E("1"));
+      const fresh = await signPromise(consumer, address, provider.address, E("3"));
+      await vault.settleBatch(provider.address, [settled, empty, fresh]);
+      expect(await vault.earnings(provider.address)).to.equal(E("3"));
+      expect(await vault.settled(consumer2.address, provider.address)).to.equal(0n);
+    });
+
+    it("reverts the whole batch on a forged promise", async function () {
+      const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
+      const good = await signPromise(consumer, address, provider.address, E("1"));
+      const forged = await signPromise(consumer2, address, provider.address, E("1"));
+      await expect(vault.settleBatch(provider.address, [good, { ...forged, consumer: consumer.address }]))
+        .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
+        .withArgs(consumer.address, (recovered: string) => recovered !== consumer.address);
+      expect(await vault.earnings(provider.address)).to.equal(0n);
+    });
+  });
+
+  describe("relayed settlement", function () {
+    /** A provider with no ETH at all, registered by a relayer. */
+    async function relayFixture() {
+      const f = await fundedFixture();
+      const poor = new Wallet(Wallet.createRandom().privateKey, ethers.provider);
+      await registerIdentity(f.registry.connect(f.relayer), poor as unknown as Wallet);
+      await f.vault.connect(f.consumer2).deposit(f.consumer2.address, E("5"), 0n);
+      const promises = [await signPromise(f.consumer, f.address, poor.address, E("2")), await signPromise(f.consumer2, f.address, poor.address, E("1"))];
+      const claims = promises.map((p) => ({ consumer: p.consumer, amount: p.amount }));
+      return { ...f, poor, promises, claims };
+    }
+
+    it("pays the relayer its fee out of the amount and the provider, which has no ETH, the rest", async function () {
+      const { vault, token, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
+      const before = await token.balanceOf(relayer.address);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.05"), 0n, sig))
+        .to.emit(vault, "SettlementRelayed")
+        .withArgs(poor.address, relayer.address, E("0.05"), 0n)
+        .and.to.emit(vault, "EarningsPaid")
+        .withArgs(poor.address, poor.address, E("2.95"));
+      expect(await token.balanceOf(relayer.address)).to.equal(before + E("0.05"));
+      expect(await token.balanceOf(poor.address)).to.equal(E("2.95"));
+      expect(await ethers.provider.getBalance(poor.address)).to.equal(0n);
+      expect(await vault.earnings(poor.address)).to.equal(0n);
+      expect(await vault.relayNonce(poor.address)).to.equal(1n);
+    });
+
+    it("pays earnings credited before and honours the provider's beneficiary", async function () {
+      const { vault, token, relayer, registry, stranger, consumer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      await registry.setBeneficiary(
+        poor.address,
+        stranger.address,
+        0n,
+        await signBeneficiaryChange(poor as unknown as Wallet, await registry.getAddress(), stranger.address, 0n),
+      );
+      await vault.settle(poor.address, await signPromise(consumer, address, poor.address, E("1")));
+      const before = await token.balanceOf(stranger.address);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims, 0n, 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, promises, 0n, 0n, 0n, sig);
+      expect(await token.balanceOf(stranger.address)).to.equal(before + E("3"));
+    });
+
+    it("refuses a fee above the cap the provider signed", async function () {
+      const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.2"), 0n, sig))
+        .to.be.revertedWithCustomError(vault, "RelayFeeAboveCap")
+        .withArgs(poor.address, E("0.2"), E("0.1"));
+    });
+
+    it("refuses a fee above what the promises paid", async function () {
+      const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("5"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("5"), E("4"), 0n, sig))
+        .to.be.revertedWithCustomError(vault, "RelayFeeAboveAmount")
+        .withArgs(poor.address, E("4"), E("3"));
+    });
+
+    it("cannot be replayed: the provider's nonce moved", async function () {
+      const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.1"), 0n, sig);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.1"), 0n, sig))
+        .to.be.revertedWithCustomError(vault, "RelayNonceInvalid")
+        .withArgs(poor.address, 1n, 0n);
+    });
+
+    it("refuses a batch the provider did not sign, or whose claims were changed", async function () {
+      const { vault, relayer, stranger, consumer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const wrongSigner = await signRelayed(consumer, address, claims, E("0.1"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, wrongSigner))
+        .to.be.revertedWithCustomError(vault, "RelaySignatureInvalid")
+        .withArgs(poor.address, (recovered: string) => recovered !== poor.address);
+      const sig = await signRelayed(poor as unknown as Wallet, address, claims.slice(0, 1), E("0.1"), 0n);
+      await expect(vault.connect(stranger).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, sig)).to.be.revertedWithCustomError(
+        vault,
+        "RelaySignatureInvalid",
+      );
+      await expect(vault.connect(stranger).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, "0x1234"))
+        .to.be.revertedWithCustomError(vault, "RelaySignatureInvalid")
+        .withArgs(poor.address, ethers.ZeroAddress);
+    });
+
+    it("moves no token when the whole amount is the fee and nothing was credited", async function () {
+      const { vault, token, relayer, consumer, poor, address } = await loadFixture(relayFixture);
+      const promises = [await signPromise(consumer, address, poor.address, E("1"))];
+      const sig = await signRelayed(poor as unknown as Wallet, address, [{ consumer: consumer.address, amount: E("1") }], E("1"), 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, promises, E("1"), E("1"), 0n, sig);
+      expect(await token.balanceOf(poor.address)).to.equal(0n);
+    });
+  });
+
+  describe("withdrawEarnings", function () {
+    it("pays the provider's credited earnings to its beneficiary, whoever asks", async function () {
+      const { vault, token, stranger, consumer, provider, address } = await loadFixture(fundedFixture);
+      await vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("2")));
+      await expect(vault.connect(stranger).withdrawEarnings(provider.address))
+        .to.emit(vault, "EarningsPaid")
+        .withArgs(provider.address, provider.address, E("2"));
+      expect(await token.balanceOf(provider.address)).to.equal(E("2"));
+      expect(await vault.earnings(provider.address)).to.equal(0n);
+    });
+
+    it("refuses when nothing was earned", async function () {
+      const { vault, provider } = await loadFixture(fundedFixture);
+      await expect(vault.withdrawEarnings(provider.address)).to.be.revertedWithCustomError(vault, "NoEarnings").withArgs(provider.address);
+    });
+  });
+
+  describe("exit", function () {
+    it("returns balance and escrow after the challenge period", async function () {
+      const { vault, token, consumer } = await loadFixture(fundedFixture);
+      await expect(vault.connect(consumer).requestExit()).to.emit(vault, "ExitRequested");
+      const readyAt = (await vault.vault(consumer.address))[2];
+      expect(readyAt).to.equal(BigInt(await time.latest()) + CHALLENGE_PERIOD);
+      await expect(vault.connect(consumer).withdraw()).to.be.revertedWithCustomError(vault, "ExitNotReady");
+      await time.increaseTo(readyAt);
+      const before = await token.balanceOf(consumer.address);
+      await expect(vault.connect(consumer).withdraw()).to.emit(vault, "Withdrawn").withArgs(consumer.address, E("14"));
+      expect(await token.balanceOf(consumer.address)).to.equal(before + E("14"));
+      expect(await vault.vault(consumer.address)).to.deep.equal([0n, 0n, 0n]);
+    });
+
+    it("settles promises signed before the request during the challenge period, then returns the rest", async function () {
+      const { vault, consumer, provider, provider2, address } = await loadFixture(fundedFixture);
+      const p1 = await signPromise(consumer, address, provider.address, E("3"));
+      const p2 = await signPromise(consumer, address, provider2.address, E("2"));
+      await vault.connect(consumer).requestExit();
+      await vault.settle(provider.address, p1);
+      await time.increase(CHALLENGE_PERIOD - 10n);
+      await vault.settle(provider2.address, p2);
+      await time.increase(10n);
+      await expect(vault.connect(consumer).withdraw()).to.emit(vault, "Withdrawn").withArgs(consumer.address, E("9"));
+    });
+
+    it("pays nothing to a promise presented after the withdrawal", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      const late = await signPromise(consumer, address, provider.address, E("1"));
+      await vault.connect(consumer).requestExit();
+      await time.increase(CHALLENGE_PERIOD);
+      await vault.connect(consumer).withdraw();
+      await expect(vault.settle(provider.address, late)).to.be.revertedWithCustomError(vault, "VaultEmpty").withArgs(consumer.address, E("1"));
+    });
+
+    it("refuses a withdrawal or a cancellation without a request", async function () {
+      const { vault, consumer } = await loadFixture(fundedFixture);
+      await expect(vault.connect(consumer).withdraw()).to.be.revertedWithCustomError(vault, "ExitNotRequested").withArgs(consumer.address);
+      await expect(vault.connect(consumer).cancelExit()).to.be.revertedWithCustomError(vault, "ExitNotRequested").withArgs(consumer.address);
+    });
+
+    it("can be cancelled", async function () {
+      const { vault, consumer } = await loadFixture(fundedFixture);
+      await vault.connect(consumer).requestExit();
+      await expect(vault.connect(consumer).cancelExit()).to.emit(vault, "ExitCancelled").withArgs(consumer.address);
+      expect((await vault.vault(consumer.address))[2]).to.equal(0n);
+    });
+  });
+
+  describe("wiring", function () {
+    it("names its token, registry and challenge period", async function () {
+      const { vault, token, registry } = await loadFixture(systemFixture);
+      expect(await vault.token()).to.equal(await token.getAddress());
+      expect(await vault.registry()).to.equal(await registry.getAddress());
+      expect(await vault.challengePeriod()).to.equal(CHALLENGE_PERIOD);
+    });
+  });
+
+  describe("with a hostile token", function () {
+    async function hostileFixture() {
+      const [deployer] = await ethers.getSigners();
+      const registry = await deployRegistry();
+      const reentrant = await ethers.deployContract("ReentrantToken");
+      const liar = await ethers.deployContract("FalseToken");
+      const consumer = await newIdentity();
+      const provider = await newIdentity();
+      await registerIdentity(registry, provider);
+      const vaults = [];
+      for (const token of [reentrant, liar]) {
+        const vault = await ethers.deployContract("ConsumerVault", [token, registry, CHALLENGE_PERIOD]);
+        await token.mint(consumer.address, E("100"));
+        await token.connect(consumer).approve(await vault.getAddress(), ethers.MaxUint256);
+        await vault.connect(consumer).deposit(consumer.address, E("10"), E("2"));
+        vaults.push(vault);
+      }
+      return { deployer, registry, reentrant, liar, reentrantVault: vaults[0], liarVault: vaults[1], consumer, provider };
+    }
+
+    it("refuses a re-entry from the token during a withdrawal: the vault is paid out once", async function () {
+      const { reentrant, reentrantVault: vault, consumer } = await loadFixture(hostileFixture);
+      await vault.connect(consumer).requestExit();
+      await time.increase(CHALLENGE_PERIOD);
+      await reentrant.arm(await vault.getAddress(), vault.interface.encodeFunctionData("withdraw"));
+      await vault.connect(consumer).withdraw();
+      expect(await reentrant.attempted()).to.equal(true);
+      expect(await reentrant.reentrySucceeded()).to.equal(false);
+      expect(vault.interface.parseError(await reentrant.reentryError())?.name).to.equal("ReentrancyGuardReentrantCall");
+      expect(await reentrant.balanceOf(await vault.getAddress())).to.equal(0n);
+    });
+
+    it("refuses a re-entry from the token while paying earnings", async function () {
+      const { reentrant, reentrantVault: vault, consumer, provider } = await loadFixture(hostileFixture);
+      const address = await vault.getAddress();
+      await vault.settle(provider.address, await signPromise(consumer, address, provider.address, E("1")));
+      await reentrant.arm(address, vault.interface.encodeFunctionData("withdrawEarnings", [provider.address]));
+      await vault.withdrawEarnings(provider.address);
+      expect(await reentrant.reentrySucceeded()).to.equal(false);
+      expect(await reentrant.balanceOf(provider.address)).to.equal(E("1"));
+    });
+
+    it("refuses a re-entry from the token during a deposit", async function () {
+      const { reentrant, reentrantVault: vault, consumer } = await loadFixture(hostileFixture);
+      await reentrant.arm(await vault.getAddress(), vault.interface.encodeFunctionData("deposit", [consumer.address, E("1"), 0n]));
+      await vault.connect(consumer).deposit(consumer.address, E("1"), 0n);
+      expect(await reentrant.reentrySucceeded()).to.equal(false);
+      expect((await vault.vault(consumer.address))[0]).to.equal(E("11"));
+    });
+
+    it("refuses every other way in while the token holds control", async function () {
+      const { reentrant, reentrantVault: vault, consumer, provider } = await loadFixture(hostileFixture);
+      const address = await vault.getAddress();
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      const payloads = [
+        vault.interface.encodeFunctionData("depositWithPermit", [consumer.address, E("1"), 0n, 0n, 27, ethers.ZeroHash, ethers.ZeroHash]),
+        vault.interface.encodeFunctionData("settle", [provider.address, p]),
+        vault.interface.encodeFunctionData("settleBatch", [provider.address, [p]]),
+        vault.interface.encodeFunctionData("settleRelayed", [provider.address, [p], 0n, 0n, 0n, "0x"]),
+      ];
+      for (const payload of payloads) {
+        await reentrant.arm(address, payload);
+        await vault.connect(consumer).deposit(consumer.address, E("1"), 0n);
+        expect(await reentrant.reentrySucceeded()).to.equal(false);
+        expect(vault.interface.parseError(await reentrant.reentryError())?.name).to.equal("ReentrancyGuardReentrantCall");
+      }
+      expect(await vault.settled(consumer.address, provider.address)).to.equal(0n);
+    });
+
+    it("reverts, keeping the vault, when the token reports a failed transfer", async function () {
+      const { liar, liarVault: vault, consumer } = await loadFixture(hostileFixture);
+      await vault.connect(consumer).requestExit();
+      await time.increase(CHALLENGE_PERIOD);
+      await liar.setLie(true);
+      await expect(vault.connect(consumer).withdraw())
+        .to.be.revertedWithCustomError(vault, "SafeERC20FailedOperation")
+        .withArgs(await liar.getAddress());
+      await expect(vault.connect(consumer).deposit(consumer.address, E("1"), 0n)).to.be.revertedWithCustomError(vault, "SafeERC20FailedOperation");
+      expect((await vault.vault(consumer.address))[0]).to.equal(E("10"));
+    });
+  });
+});
