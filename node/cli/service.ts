@@ -1,4 +1,3 @@
-import fs from "node:fs";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/launch";
