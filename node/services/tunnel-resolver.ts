@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { silentLogger, type Logger } from "../log/logger";
-import { inNetns, program, TunnelError } from "./openvpn/system";
+import { inNetns, program, TunnelError } from "./system";
 import { backoffMs } from "../lifecycle/backoff";
 
 export interface TunnelResolverOptions {
