@@ -97,22 +97,25 @@ export function parseOffer(opts: Record<string, string | undefined>): Offer {
 /** The service spec from `service start` flags. */
 export function serviceSpecFromFlags(type: string, opts: Record<string, unknown>): ServiceSpec {
   const ranges = opts.allowPrivateRange;
-  const port = Number(opts.port ?? 1194);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
-  if (type === "openvpn" && !opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
-  return checkServiceSpec({
-    type,
-    openvpn: {
-      publicIp: opts.publicIp as string,
-      port,
-      bind: opts.bind as string | undefined,
-      uplink: opts.uplink as string | undefined,
-      netns: opts.netns as string | undefined,
-      allowPrivate: Boolean(opts.allowPrivate),
-      ...(opts.ipv6 ? { ipv6: true } : {}),
-      allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[] | undefined),
-    },
-  });
+  const port = opts.port === undefined ? undefined : Number(opts.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535))
+    throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
+  if ((type === "openvpn" || type === "wireguard") && !opts.publicIp)
+    throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
+  const common = {
+    publicIp: opts.publicIp as string,
+    ...(port !== undefined ? { port } : {}),
+    uplink: opts.uplink as string | undefined,
+    netns: opts.netns as string | undefined,
+    allowPrivate: Boolean(opts.allowPrivate),
+    ...(opts.ipv6 ? { ipv6: true } : {}),
+    allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[] | undefined),
+  };
+  if (type === "wireguard") {
+    if (opts.bind !== undefined) throw new MystError("BAD_FLAG", "--bind is for openvpn: wireguard-go listens on every address");
+    return checkServiceSpec({ type, wireguard: { ...common, ...(opts.device ? { device: opts.device as string } : {}) } });
+  }
+  return checkServiceSpec({ type, openvpn: { ...common, bind: opts.bind as string | undefined } });
 }
 
 export function serviceCommand(context: Ctx): Command {
@@ -121,14 +124,15 @@ export function serviceCommand(context: Ctx): Command {
     .command("start")
     .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
     .description("start a service and announce it to discovery: in the running daemon if there is one, else here until Ctrl-C")
-    .option("--public-ip <address>", "openvpn: the address consumers connect to")
-    .option("--port <port>", "openvpn: UDP port", "1194")
+    .option("--public-ip <address>", "openvpn, wireguard: the address consumers connect to")
+    .option("--port <port>", "openvpn, wireguard: UDP port (default 1194 for openvpn, 51820 for wireguard)")
     .option("--bind <address>", "openvpn: listen on this address only")
-    .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
-    .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
-    .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
-    .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)")
-    .option("--ipv6", "openvpn: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
+    .option("--device <name>", "wireguard: the interface's name (default mystwg0)")
+    .option("--uplink <interface>", "openvpn, wireguard: internet-facing interface for NAT (default: the default route's)")
+    .option("--allow-private", "openvpn, wireguard: let consumers reach private networks and this host (default: blocked)")
+    .option("--allow-private-range <cidr...>", "openvpn, wireguard: private ranges consumers may reach")
+    .option("--netns <name>", "openvpn, wireguard: run the server and its firewall in this network namespace (tests, demo)")
+    .option("--ipv6", "openvpn, wireguard: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
   paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const spec = serviceSpecFromFlags(type, opts);
@@ -137,6 +141,7 @@ export function serviceCommand(context: Ctx): Command {
     const body = {
       type: spec.type,
       ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
+      ...(spec.type === "wireguard" ? { wireguard: spec.wireguard } : {}),
       offer: {
         country: offer.country,
         city: offer.city,

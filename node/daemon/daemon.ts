@@ -10,7 +10,7 @@ import type { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
-import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
+import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec, type WireGuardSettings } from "../services/catalog";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
@@ -287,7 +287,7 @@ export class MystDaemon {
   }
 
   async startService(
-    input: { type: string; openvpn?: Partial<OpenVpnSettings> },
+    input: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings> },
     offer: OfferJson,
     options: { remember?: boolean } = {},
   ): Promise<ServiceView> {
