@@ -226,6 +226,9 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
       const session = await connect();
       try {
         expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
+        // Connected as the provider sees it (for WireGuard: it has read the consumer's endpoint, which
+        // its restarted process needs to start the handshake itself).
+        if (provider.isConnected) await until(async () => (await meter(), provider.isConnected!(session.id)), "the provider to see the consumer connected");
         const before = provider.pid;
         const restarts = provider.restarts!.length;
         const killedAt = Date.now();

@@ -89,11 +89,13 @@ const wireguard: TunnelAdapter = {
       netns: env.topology.provider,
       device: `mwp${env.topology.tag}`,
       meterMs: 200,
+      log: testLog("wireguard-provider"),
     });
     await service.start();
     return service;
   },
-  consumerService: (env, i) => new WireGuardConsumerService({ runDir: path.join(env.dir, `wireguard-c${i}`), netns: env.topology.consumers[i] }),
+  consumerService: (env, i) =>
+    new WireGuardConsumerService({ runDir: path.join(env.dir, `wireguard-c${i}`), netns: env.topology.consumers[i], log: testLog(`wireguard-c${i}`) }),
   crash: (provider) => process.kill(provider.pid!, "SIGKILL"),
   async impostor(env, session) {
     // The session's config with a key pair of the impostor's own: the provider knows only the
@@ -138,6 +140,13 @@ const noop: TunnelAdapter = {
   },
   refusal: [],
 };
+
+/** E2E_LOG=<file>: the adapters log there (debug), one file per side. */
+function testLog(side: string) {
+  if (!process.env.E2E_LOG) return undefined;
+  const pino = require("pino");
+  return pino({ level: "debug" }, pino.destination(`${process.env.E2E_LOG}.${side}`));
+}
 
 /** Every tunnel adapter the behaviour suite runs: a new adapter is added by naming it here. */
 export const TUNNEL_ADAPTERS: TunnelAdapter[] = [openvpn, wireguard, noop];

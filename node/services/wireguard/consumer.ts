@@ -7,13 +7,14 @@ import { ipBatch, program, requireRoot, run, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
+import { HEARD_MS, KEEPALIVE_S } from "./provider";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
 const PENDING_MS = 5 * 60_000;
-/** A handshake older than this carries nothing (WireGuard's REJECT_AFTER_TIME): the provider dropped us. */
-const HANDSHAKE_VALID_MS = 180_000;
+/** Nothing heard from the provider (whose keepalive comes every 15 s) for this long: the tunnel is down for good. */
+const GONE_MS = 90_000;
 
 export interface WireGuardConsumerOptions {
   /** A private directory for the pid file (`<data-dir>/run`). */
@@ -29,7 +30,7 @@ export interface WireGuardConsumerOptions {
   device?: string;
   /** Default true: all traffic routed into the tunnel (0.0.0.0/1 and 128.0.0.0/1, ::/1 and 8000::/1 with IPv6). */
   routeAll?: boolean;
-  /** Seconds between keepalives through NAT. Default 25 (wg-quick's advice). */
+  /** Seconds between keepalives (through NAT, and so the provider knows we are alive). Default 15. */
   keepaliveS?: number;
   log?: Logger;
 }
@@ -105,7 +106,14 @@ export class WireGuardConsumerService implements ConsumerService {
       await process.uapi.set({
         privateKey: pending.privateKey,
         replacePeers: true,
-        peers: [{ publicKey: config.publicKey, endpoint, persistentKeepalive: this.o.keepaliveS ?? 25, allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])] }],
+        peers: [
+          {
+            publicKey: config.publicKey,
+            endpoint,
+            persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
+            allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
+          },
+        ],
       });
       // The buffer is enlarged while the handshake runs (python's start-up would delay the first byte).
       await Promise.all([waitHandshake(process, this.o.connectTimeoutMs ?? 10_000), enlargeReceiveBuffers(process.pid!)]);
@@ -178,7 +186,8 @@ class WireGuardTunnel implements Tunnel {
   #down?: (reason: string) => void;
   #stopping = false;
   #stats = { bytesIn: 0, bytesOut: 0 };
-  #lastHandshakeMs = Date.now();
+  /** When the byte count from the provider last grew (its traffic or its keepalive). */
+  #lastHeardMs = Date.now();
   #meter: NodeJS.Timeout;
 
   constructor(
@@ -205,17 +214,18 @@ class WireGuardTunnel implements Tunnel {
     const state = await this.process.uapi.get().catch(() => null);
     const peer = state?.peers[0];
     if (!peer) return;
+    if (peer.rxBytes > this.#stats.bytesIn) this.#lastHeardMs = Date.now();
     this.#stats = { bytesIn: peer.rxBytes, bytesOut: peer.txBytes };
-    if (peer.lastHandshakeMs) this.#lastHandshakeMs = peer.lastHandshakeMs;
-    if (!this.#stopping && Date.now() - this.#lastHandshakeMs > HANDSHAKE_VALID_MS + 30_000) {
-      // Keepalives renew the handshake every two minutes; none for this long: the provider dropped us.
-      this.#down?.(`no WireGuard handshake with the provider for ${Math.round((Date.now() - this.#lastHandshakeMs) / 1000)} s`);
+    if (!this.#stopping && Date.now() - this.#lastHeardMs > GONE_MS) {
+      // The provider removed our peer (or is gone): nothing has come back for many keepalives.
+      this.#down?.(`nothing heard from the provider through the tunnel for ${Math.round((Date.now() - this.#lastHeardMs) / 1000)} s`);
       this.#down = undefined;
     }
   }
 
+  /** Up: the provider was heard from (traffic or its keepalive) in the last 25 s. */
   isUp(): boolean {
-    return this.process.running && Date.now() - this.#lastHandshakeMs < HANDSHAKE_VALID_MS;
+    return this.process.running && Date.now() - this.#lastHeardMs < HEARD_MS;
   }
 
   async stop(): Promise<void> {

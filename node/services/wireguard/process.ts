@@ -55,14 +55,19 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     if (await answers(socket))
       throw new TunnelError("WIREGUARD_FAILED", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
     const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "error" } });
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" },
+    });
     this.child = child;
     if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
     const onLine = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (!line.trim() || /[│┌└]/.test(line)) continue;
-        this.recent.push(line);
-        if (this.recent.length > 30) this.recent.shift();
+        if (!/^DEBUG/.test(line)) {
+          this.recent.push(line);
+          if (this.recent.length > 30) this.recent.shift();
+        }
         log.debug({ wireguard: line }, "wireguard-go");
       }
     };

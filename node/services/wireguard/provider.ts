@@ -46,8 +46,14 @@ const FIRST_HOST = 2;
 const LAST_HOST = 254;
 /** How many closed sessions' final byte counts stay answerable by `usage`. */
 const ENDED_KEPT = 1000;
-/** A handshake older than this (WireGuard's REJECT_AFTER_TIME) carries nothing: the consumer is gone. */
-const HANDSHAKE_VALID_MS = 180_000;
+/**
+ * Each end sends a keepalive every `KEEPALIVE_S` seconds (persistent keepalive): a consumer heard
+ * from within `HEARD_MS` is connected. Without them an idle tunnel and a dead peer look the same
+ * (WireGuard is silent when there is nothing to send), and a session whose consumer died would be
+ * "connected" until its last handshake expired three minutes later.
+ */
+export const KEEPALIVE_S = 15;
+export const HEARD_MS = 25_000;
 
 interface LiveSession {
   id: string;
@@ -61,6 +67,8 @@ interface LiveSession {
   carriedOut: number;
   endpoint?: string;
   lastHandshakeMs: number;
+  /** When its byte count from the consumer last grew. */
+  lastHeardMs?: number;
   downMs: number;
   downSince?: number;
 }
@@ -222,10 +230,10 @@ export class WireGuardProviderService implements ProviderService {
     return { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut, downMs: down };
   }
 
-  /** Connected: the consumer completed a handshake with this wireguard-go recently enough to carry traffic. */
+  /** Connected: this wireguard-go heard from the consumer (traffic or its keepalive) in the last `HEARD_MS`. */
   isConnected(sessionId: string): boolean {
     const s = this.#sessions.get(sessionId);
-    return this.isRunning() && !!s && s.downSince === undefined && s.lastHandshakeMs > 0 && Date.now() - s.lastHandshakeMs < HANDSHAKE_VALID_MS;
+    return this.isRunning() && !!s && s.downSince === undefined && s.lastHeardMs !== undefined && Date.now() - s.lastHeardMs < HEARD_MS;
   }
 
   /** Reads every peer's byte counts, endpoint and last handshake from the control socket. */
@@ -237,9 +245,14 @@ export class WireGuardProviderService implements ProviderService {
     for (const peer of state.peers) {
       const s = byKey.get(peer.publicKey);
       if (!s) continue;
+      if (peer.rxBytes > s.bytesIn) s.lastHeardMs = Date.now();
       s.bytesIn = peer.rxBytes;
       s.bytesOut = peer.txBytes;
-      if (peer.endpoint) s.endpoint = peer.endpoint;
+      if (peer.endpoint && !s.endpoint) {
+        // First heard from: from now on this end keeps the tunnel alive too (see `#peer`).
+        s.endpoint = peer.endpoint;
+        await process.uapi.set({ peers: [{ publicKey: s.publicKey, persistentKeepalive: KEEPALIVE_S }] }).catch(() => undefined);
+      } else if (peer.endpoint) s.endpoint = peer.endpoint;
       s.lastHandshakeMs = peer.lastHandshakeMs;
       if (s.downSince !== undefined && peer.lastHandshakeMs > 0) {
         // Served again since the consumer's first handshake with the restarted process.
@@ -249,13 +262,16 @@ export class WireGuardProviderService implements ProviderService {
     }
   }
 
-  #peer(s: LiveSession, restart = false): PeerChange {
+  /**
+   * The peer of a session. The keepalive is switched on only once the consumer's endpoint is known
+   * (`meter` does it): switched on before, wireguard-go tries a handshake with no endpoint, fails,
+   * and then refuses to try again for 5 s.
+   */
+  #peer(s: LiveSession): PeerChange {
     return {
       publicKey: s.publicKey,
       allowedIps: [`${this.#hostAddress(s.host)}/32`, ...(this.#o.ipv6 ? [`${this.#hostAddress6(s.host)}/128`] : [])],
-      // After a restart the new process knows no session keys: with the consumer's last endpoint and a
-      // keepalive it starts the handshake itself at once, instead of waiting for the consumer to notice.
-      ...(restart && s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: 25 } : {}),
+      ...(s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: KEEPALIVE_S } : {}),
     };
   }
 
@@ -265,13 +281,11 @@ export class WireGuardProviderService implements ProviderService {
     await process.start();
     process.once("exit", (code) => void this.#onExit(process, code));
     try {
-      const restart = this.restarts.length > 0 || this.#failures > 0;
-      await process.uapi.set({
-        privateKey: this.#privateKey!,
-        listenPort: this.#port(),
-        replacePeers: true,
-        peers: [...this.#sessions.values()].map((s) => this.#peer(s, restart)),
-      });
+      const live = [...this.#sessions.values()];
+      // A restart: the new process knows no session keys. Given each consumer's last endpoint and
+      // the keepalive, it starts the handshake itself once the link is up, instead of waiting up to
+      // 15 s for the consumer to notice that its packets go unanswered.
+      await process.uapi.set({ privateKey: this.#privateKey!, listenPort: this.#port(), replacePeers: true, peers: live.map((s) => this.#peer(s)) });
       await ipBatch(this.#o.netns, [
         `address add ${this.#serverAddress()}/24 dev ${this.device}`,
         ...(this.#o.ipv6 ? [`address add ${this.#serverAddress6()}/64 dev ${this.device}`] : []),
