@@ -41,13 +41,22 @@ export async function stopStale(pidFile: string, isOurs: (argv: string[]) => boo
   if (!Number.isSafeInteger(pid) || pid <= 1 || !ours()) return;
   log.warn({ pid, pidFile }, `stopping ${what} left running by a node that died`);
   process.kill(pid, "SIGTERM");
+  // Gone means reaped or a zombie: an exiting process loses its argv before it closes its files,
+  // so "no longer ours" would come too early, while it still holds its ports.
+  const gone = () => {
+    try {
+      return /^State:\s+[ZX]/m.test(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    } catch {
+      return true;
+    }
+  };
   const deadline = Date.now() + 5000;
-  while (ours()) {
+  while (!gone()) {
     if (Date.now() > deadline) {
       process.kill(pid, "SIGKILL");
       await new Promise((r) => setTimeout(r, 100));
       break;
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 20));
   }
 }

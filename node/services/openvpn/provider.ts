@@ -104,6 +104,7 @@ export class OpenVpnProviderService implements ProviderService {
       netns: options.netns,
       blockPrivate: options.blockPrivate,
       filterIpv6: !options.ipv6,
+      pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
   }

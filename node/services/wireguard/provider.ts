@@ -52,8 +52,8 @@ const ENDED_KEPT = 1000;
  * (WireGuard is silent when there is nothing to send), and a session whose consumer died would be
  * "connected" until its last handshake expired three minutes later.
  */
-export const KEEPALIVE_S = 15;
-export const HEARD_MS = 25_000;
+export const KEEPALIVE_S = 10;
+export const HEARD_MS = 15_000;
 
 interface LiveSession {
   id: string;
@@ -115,6 +115,7 @@ export class WireGuardProviderService implements ProviderService {
       netns: options.netns,
       blockPrivate: options.blockPrivate,
       filterIpv6: !options.ipv6,
+      pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
   }
