@@ -13,7 +13,7 @@ import { enlargeReceiveBuffers } from "./socket-buffer";
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
 const PENDING_MS = 5 * 60_000;
-/** Nothing heard from the provider (whose keepalive comes every 15 s) for this long: the tunnel is down for good. */
+/** Nothing heard from the provider (whose keepalive comes every 10 s) for this long: the tunnel is down for good. */
 const GONE_MS = 90_000;
 
 export interface WireGuardConsumerOptions {
@@ -30,7 +30,7 @@ export interface WireGuardConsumerOptions {
   device?: string;
   /** Default true: all traffic routed into the tunnel (0.0.0.0/1 and 128.0.0.0/1, ::/1 and 8000::/1 with IPv6). */
   routeAll?: boolean;
-  /** Seconds between keepalives (through NAT, and so the provider knows we are alive). Default 15. */
+  /** Seconds between keepalives (through NAT, and so the provider knows we are alive). Default 10. */
   keepaliveS?: number;
   log?: Logger;
 }
@@ -223,7 +223,7 @@ class WireGuardTunnel implements Tunnel {
     }
   }
 
-  /** Up: the provider was heard from (traffic or its keepalive) in the last 25 s. */
+  /** Up: the provider was heard from (traffic or its keepalive) in the last 15 s (`HEARD_MS`). */
   isUp(): boolean {
     return this.process.running && Date.now() - this.#lastHeardMs < HEARD_MS;
   }
