@@ -2,6 +2,7 @@ import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
 import { SERVICE_TYPES } from "../services/catalog";
 import { OpenVpnSettingsSchema } from "../services/openvpn/settings-schema";
+import { WireGuardSettingsSchema } from "../services/wireguard/settings-schema";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 /** The schemas of the daemon's REST API: request bodies refuse unknown fields; amounts are strings. */
@@ -106,11 +107,13 @@ export const OfferBody = Type.Object(
   Strict,
 );
 export const OpenVpnBody = OpenVpnSettingsSchema;
+export const WireGuardBody = WireGuardSettingsSchema;
 export const StartServiceBody = Type.Object(
   {
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
     offer: Type.Optional(OfferBody),
     openvpn: Type.Optional(OpenVpnBody),
+    wireguard: Type.Optional(WireGuardBody),
   },
   Strict,
 );

@@ -302,7 +302,10 @@ export class ApiServer {
           response: { 201: S.ServiceView, ...errors(400, 401, 409, 422) },
         },
       },
-      async (req, reply) => reply.status(201).send(await daemon.startService({ type: req.body.type, openvpn: req.body.openvpn }, offerOf(req.body.offer))),
+      async (req, reply) =>
+        reply
+          .status(201)
+          .send(await daemon.startService({ type: req.body.type, openvpn: req.body.openvpn, wireguard: req.body.wireguard }, offerOf(req.body.offer))),
     );
     app.delete(
       "/v1/services/:type",

@@ -39,7 +39,7 @@ export function discoveryCommand(context: Ctx): Command {
 export function proposalsCommand(context: Ctx): Command {
   return new Command("proposals")
     .description("search the discovery service for proposals (each one re-verified)")
-    .addOption(new Option("--service-type <type>", "e.g. openvpn"))
+    .addOption(new Option("--service-type <type>", "openvpn | wireguard | noop"))
     .addOption(new Option("--country <code>", "two-letter country code"))
     .addOption(new Option("--ip-type <type>", "residential | hosting | mobile | business | education | unknown"))
     .addOption(new Option("--metering <unit>", "hour | gib: only proposals that charge by that unit"))

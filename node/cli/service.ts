@@ -69,9 +69,12 @@ export function paymentPolicyOptions(cmd: Command): Command {
 export function serviceBody(type: string, opts: Record<string, unknown>): StartServiceBody {
   if (!SERVICE_TYPES.includes(type as (typeof SERVICE_TYPES)[number]))
     throw new MystError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}": one of ${SERVICE_TYPES.join(", ")}`);
-  const port = Number(opts.port ?? 1194);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
-  if (type === "openvpn" && !opts.publicIp) throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
+  const port = opts.port === undefined ? undefined : Number(opts.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535))
+    throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
+  if ((type === "openvpn" || type === "wireguard") && !opts.publicIp)
+    throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
+  if (type === "wireguard" && opts.bind !== undefined) throw new MystError("BAD_FLAG", "--bind is for openvpn: wireguard-go listens on every address");
   const country = String(opts.country ?? "ZZ");
   if (!/^[A-Za-z]{2}$/.test(country)) throw new MystError("BAD_FLAG", `--country "${opts.country}" is not a two-letter code`);
   if (!IP_TYPES.includes(opts.ipType as (typeof IP_TYPES)[number])) throw new MystError("BAD_FLAG", `--ip-type must be one of ${IP_TYPES.join(", ")}`);
@@ -81,22 +84,20 @@ export function serviceBody(type: string, opts: Record<string, unknown>): StartS
   if (asn !== undefined && !Number.isInteger(asn)) throw new MystError("BAD_FLAG", `--asn "${opts.asn}" is not a number`);
   const amount = (flag: string, value: unknown) => (value === undefined ? undefined : (mystToWei(String(value), flag), String(value)));
   const ranges = opts.allowPrivateRange;
+  // What both tunnel types take; each adds its own (openvpn --bind, wireguard --device).
+  const tunnel = {
+    publicIp: opts.publicIp as string,
+    ...(port !== undefined ? { port } : {}),
+    ...(opts.uplink ? { uplink: opts.uplink as string } : {}),
+    ...(opts.netns ? { netns: opts.netns as string } : {}),
+    allowPrivate: Boolean(opts.allowPrivate),
+    ...(opts.ipv6 ? { ipv6: true } : {}),
+    ...(ranges ? { allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[]) } : {}),
+  };
   return {
     type: type as StartServiceBody["type"],
-    ...(type === "openvpn"
-      ? {
-          openvpn: {
-            publicIp: opts.publicIp as string,
-            port,
-            ...(opts.bind ? { bind: opts.bind as string } : {}),
-            ...(opts.uplink ? { uplink: opts.uplink as string } : {}),
-            ...(opts.netns ? { netns: opts.netns as string } : {}),
-            allowPrivate: Boolean(opts.allowPrivate),
-            ...(opts.ipv6 ? { ipv6: true } : {}),
-            ...(ranges ? { allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[]) } : {}),
-          },
-        }
-      : {}),
+    ...(type === "openvpn" ? { openvpn: { ...tunnel, ...(opts.bind ? { bind: opts.bind as string } : {}) } } : {}),
+    ...(type === "wireguard" ? { wireguard: { ...tunnel, ...(opts.device ? { device: opts.device as string } : {}) } } : {}),
     offer: {
       country: country.toUpperCase(),
       ...(opts.city ? { city: opts.city as string } : {}),
@@ -116,14 +117,15 @@ export function serviceCommand(context: Ctx): Command {
     .command("start")
     .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
     .description("start a service and announce it to discovery: in the running daemon if there is one, else here until Ctrl-C")
-    .option("--public-ip <address>", "openvpn: the address consumers connect to")
-    .option("--port <port>", "openvpn: UDP port", "1194")
+    .option("--public-ip <address>", "openvpn, wireguard: the address consumers connect to")
+    .option("--port <port>", "openvpn, wireguard: UDP port (default 1194 for openvpn, 51820 for wireguard)")
     .option("--bind <address>", "openvpn: listen on this address only")
-    .option("--uplink <interface>", "openvpn: internet-facing interface for NAT (default: the default route's)")
-    .option("--allow-private", "openvpn: let consumers reach private networks and this host (default: blocked)")
-    .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
-    .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)")
-    .option("--ipv6", "openvpn: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
+    .option("--device <name>", "wireguard: the interface's name (default mystwg0)")
+    .option("--uplink <interface>", "openvpn, wireguard: internet-facing interface for NAT (default: the default route's)")
+    .option("--allow-private", "openvpn, wireguard: let consumers reach private networks and this host (default: blocked)")
+    .option("--allow-private-range <cidr...>", "openvpn, wireguard: private ranges consumers may reach")
+    .option("--netns <name>", "openvpn, wireguard: run the server and its firewall in this network namespace (tests, demo)")
+    .option("--ipv6", "openvpn, wireguard: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
   paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const body = serviceBody(type, opts);

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { program } from "../services/openvpn/system";
+import { program } from "../services/system";
 import { ProtectionError } from "./errors";
 
 /**

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
 import { isIP } from "node:net";
-import { inNetns, program, requireRoot, run } from "../services/openvpn/system";
+import { inNetns, program, requireRoot, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";

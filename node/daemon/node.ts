@@ -19,7 +19,7 @@ import { toAddress } from "../values/address";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { earningsReport, vaultReport, type EarningsReport, type VaultReport } from "../payments/reports";
-import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
+import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec, type WireGuardSettings } from "../services/catalog";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
@@ -467,7 +467,7 @@ export class MystNode {
   }
 
   async startService(
-    input: { type: string; openvpn?: Partial<OpenVpnSettings> },
+    input: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings> },
     offer: OfferJson,
     options: { remember?: boolean } = {},
   ): Promise<ServiceView> {

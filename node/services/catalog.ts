@@ -8,9 +8,11 @@ import type { ConsumerService, ProviderService } from "../session/service";
 import { NoopConsumerService, NoopProviderService } from "./noop/noop";
 import { OpenVpnConsumerService } from "./openvpn/consumer";
 import { OpenVpnProviderService } from "./openvpn/provider";
+import { WireGuardConsumerService } from "./wireguard/consumer";
+import { WireGuardProviderService } from "./wireguard/provider";
 
 /** The service types this node can sell and buy. */
-export const SERVICE_TYPES = ["openvpn", "noop"] as const;
+export const SERVICE_TYPES = ["openvpn", "wireguard", "noop"] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];
 
 /** How to run the provider side of OpenVPN (as the CLI flags and the API body give it). */
@@ -29,8 +31,27 @@ export interface OpenVpnSettings {
   ipv6?: boolean;
 }
 
-/** A provider service to run: its type and, for openvpn, its settings. */
-export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings };
+/** How to run the provider side of WireGuard (as the CLI flags and the API body give it). */
+export interface WireGuardSettings {
+  /** The address consumers send their tunnel packets to: an IP address. */
+  publicIp: string;
+  /** UDP port. Default 51820. */
+  port?: number;
+  uplink?: string;
+  /** Let consumers reach private networks and this host. Default false (blocked). */
+  allowPrivate?: boolean;
+  allowPrivateRanges?: string[];
+  netns?: string;
+  /** Carry consumers' IPv6 (a /128 each, NAT66 out of the uplink). Default false. */
+  ipv6?: boolean;
+  /** The interface. Default mystwg0. */
+  device?: string;
+  /** The tunnel's MTU. Default 1420. */
+  mtu?: number;
+}
+
+/** A provider service to run: its type and its settings. */
+export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings } | { type: "wireguard"; wireguard: WireGuardSettings };
 
 export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
 
@@ -48,22 +69,57 @@ export function isServiceType(type: string): type is ServiceType {
 }
 
 /** Checks a spec the edge could not (cross-field rules); returns it typed. */
-export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings> }): ServiceSpec {
+export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings> }): ServiceSpec {
   if (!isServiceType(spec.type))
     throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
   if (spec.type === "noop") return { type: "noop" };
+  if (spec.type === "wireguard") {
+    const w = spec.wireguard;
+    if (spec.openvpn) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "a wireguard service takes `wireguard` settings, not `openvpn`");
+    if (!w?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "wireguard needs publicIp: the address consumers reach this provider at");
+    if (!isIP(w.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${w.publicIp}" is not an IP address`);
+    const port = checkPort(w.port ?? 51820, w.port);
+    if (w.device !== undefined && !/^[A-Za-z0-9_-]{1,15}$/.test(w.device))
+      throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `device "${w.device}" is not an interface name (1-15 of A-Z a-z 0-9 _ -)`);
+    if (w.mtu !== undefined && !(Number.isInteger(w.mtu) && w.mtu >= 1280 && w.mtu <= 1500))
+      throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `mtu "${w.mtu}" is not between 1280 and 1500`);
+    return { type: "wireguard", wireguard: { ...w, publicIp: w.publicIp, port } };
+  }
   const o = spec.openvpn;
+  if (spec.wireguard) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "an openvpn service takes `openvpn` settings, not `wireguard`");
   if (!o?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "openvpn needs publicIp: the address consumers reach this provider at");
   if (!isIP(o.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${o.publicIp}" is not an IP address`);
   if (o.bind !== undefined && !isIP(o.bind)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `bind "${o.bind}" is not an IP address`);
-  const port = o.port ?? 1194;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `port "${o.port}" is not a port number`);
+  const port = checkPort(o.port ?? 1194, o.port);
   return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port } };
+}
+
+function checkPort(port: number, given: unknown): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `port "${given}" is not a port number`);
+  return port;
 }
 
 /** Builds and starts the provider side of a service; the caller stops it. */
 export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps): Promise<ProviderService> {
   if (spec.type === "noop") return new NoopProviderService();
+  if (spec.type === "wireguard") {
+    const w = spec.wireguard;
+    const wireguard = new WireGuardProviderService({
+      dir: path.join(deps.dataDir, "services", "wireguard"),
+      publicAddress: w.publicIp,
+      port: w.port,
+      device: w.device,
+      mtu: w.mtu,
+      netns: w.netns,
+      uplink: w.uplink,
+      blockPrivate: !w.allowPrivate,
+      allowPrivate: w.allowPrivateRanges,
+      ipv6: w.ipv6,
+      log: deps.log,
+    });
+    await wireguard.start();
+    return wireguard;
+  }
   const o = spec.openvpn;
   const service = new OpenVpnProviderService({
     dir: path.join(deps.dataDir, "services", "openvpn"),
@@ -87,5 +143,7 @@ export function consumerService(type: string, deps: { key: IdentityKey; dataDir:
   if (type === "noop") return new NoopConsumerService();
   if (type === "openvpn")
     return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
+  if (type === "wireguard")
+    return new WireGuardConsumerService({ runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
   throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
 }

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
-import { inNetns, program, TunnelError } from "./openvpn/system";
+import { inNetns, program, TunnelError } from "./system";
 import { backoffMs } from "../lifecycle/backoff";
+import { parentDeathSignal, stopStale } from "./supervision";
 
 export interface TunnelResolverOptions {
   /** The provider's tunnel address: the resolver answers there only (never on the uplink). */
@@ -14,12 +16,19 @@ export interface TunnelResolverOptions {
   log?: Logger;
   /** How long dnsmasq may take to start. Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Where to record dnsmasq's pid: one a node that died left running (still answering, and holding
+   * the tunnel address's port 53, so a new one cannot bind it) is stopped at the next start. The
+   * parent-death signal does not cover dnsmasq: it drops to user nobody, and the kernel clears the
+   * signal on that change of credentials (measured: it outlived a SIGKILLed node).
+   */
+  pidFile?: string;
 }
 
 /**
  * The resolver a provider serves its consumers through the tunnel: Debian's dnsmasq, listening on
  * the tunnel address only, forwarding to the provider's own upstream (its /etc/resolv.conf, as
- * `ip netns exec` shows it in a namespace). Supervised like openvpn: restarted with backoff when
+ * `ip netns exec` shows it in a namespace). Supervised like openvpn (parent-death signal, pid file): restarted with backoff when
  * it exits while the service runs. The provider's LAN block holds for names too: answers into
  * private ranges are dropped (`--stop-dns-rebind`), reverse lookups of private ranges are not
  * forwarded (`--bogus-priv`), and the provider's own /etc/hosts is not served (`--no-hosts`).
@@ -52,6 +61,9 @@ export class TunnelResolver {
 
   async start(): Promise<void> {
     this.#stopping = false;
+    const listen = `--listen-address=${this.o.listen}`;
+    if (this.o.pidFile)
+      await stopStale(this.o.pidFile, (argv) => argv.some((a) => a.endsWith("dnsmasq")) && argv.includes(listen), this.#log, "a tunnel resolver (dnsmasq)");
     await this.#launch();
   }
 
@@ -67,28 +79,32 @@ export class TunnelResolver {
   }
 
   #argv(): string[] {
-    return inNetns(this.o.netns, [
-      program("dnsmasq", "dnsmasq-base"),
-      "--keep-in-foreground",
-      "--conf-file=/dev/null",
-      "--pid-file=",
-      "--log-facility=-",
-      `--listen-address=${this.o.listen}`,
-      // Binds the address when the tunnel device has it, also when openvpn (re)creates it later.
-      "--bind-dynamic",
-      "--no-hosts",
-      "--domain-needed",
-      "--bogus-priv",
-      ...(this.o.blockPrivate === false ? [] : ["--stop-dns-rebind"]),
-      ...(this.o.filterIpv6 ? ["--filter-AAAA"] : []),
-      "--cache-size=1000",
-    ]);
+    return [
+      ...parentDeathSignal(),
+      ...inNetns(this.o.netns, [
+        program("dnsmasq", "dnsmasq-base"),
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--log-facility=-",
+        `--listen-address=${this.o.listen}`,
+        // Binds the address when the tunnel device has it, also when openvpn (re)creates it later.
+        "--bind-dynamic",
+        "--no-hosts",
+        "--domain-needed",
+        "--bogus-priv",
+        ...(this.o.blockPrivate === false ? [] : ["--stop-dns-rebind"]),
+        ...(this.o.filterIpv6 ? ["--filter-AAAA"] : []),
+        "--cache-size=1000",
+      ]),
+    ];
   }
 
   async #launch(): Promise<void> {
     const argv = this.#argv();
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     this.#child = child;
+    if (this.o.pidFile && child.pid) fs.writeFileSync(this.o.pidFile, `${child.pid}\n`, { mode: 0o600 });
     let started!: () => void;
     const ready = new Promise<void>((resolve) => (started = resolve));
     child.stderr!.on("data", (chunk: Buffer) => {
@@ -102,6 +118,7 @@ export class TunnelResolver {
     });
     const exited = new Promise<never>((_resolve, reject) =>
       child.once("exit", (code) => {
+        if (this.o.pidFile && child === this.#child) fs.rmSync(this.o.pidFile, { force: true });
         reject(new TunnelError("RESOLVER_FAILED", `dnsmasq exited (${code}) while starting: ${this.recent.slice(-1)[0] ?? "no output"}`));
         void this.#onExit(child, code);
       }),

@@ -13,6 +13,7 @@ export function missingE2EPrerequisites(): string[] {
     ["openssl", "openssl"],
     ["nft", "nftables"],
     ["dnsmasq", "dnsmasq-base"],
+    ["wireguard-go", "wireguard-go"],
   ]) {
     if (!["/usr/sbin", "/usr/bin", "/sbin"].some((d) => fs.existsSync(`${d}/${bin}`))) missing.push(`${bin} (apt-get install ${pkg})`);
   }

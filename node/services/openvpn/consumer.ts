@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
-import { program, requireRoot, TunnelError } from "./system";
+import { program, requireRoot, TunnelError } from "../system";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { program, run } from "./system";
+import { program, run } from "../system";
 
 /** A service's PKI: its own CA, the server's key and certificate, and the tls-crypt key. */
 export interface ServicePki {

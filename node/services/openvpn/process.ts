@@ -3,7 +3,8 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../../log/logger";
 import { ManagementClient } from "./management";
-import { inNetns, program, TunnelError } from "./system";
+import { inNetns, program, TunnelError } from "../system";
+import { parentDeathSignal, stopStale } from "../supervision";
 
 export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
@@ -39,7 +40,15 @@ export class OpenVpnProcess extends EventEmitter {
   }
 
   async start(): Promise<ManagementClient> {
-    if (this.options.pidFile) await stopStale(this.options.pidFile, this.options.configFile, this.options.log ?? silentLogger);
+    if (this.options.pidFile) {
+      const config = this.options.configFile;
+      await stopStale(
+        this.options.pidFile,
+        (argv) => argv.some((a) => a.endsWith("openvpn")) && argv.includes(config),
+        this.options.log ?? silentLogger,
+        "an openvpn",
+      );
+    }
     fs.rmSync(this.options.managementSocket, { force: true });
     // Tied to our life: when this node dies (even by SIGKILL) the kernel sends openvpn SIGTERM
     // (setpriv's parent-death signal survives the exec of `ip netns exec` and of openvpn).
@@ -110,50 +119,5 @@ export class OpenVpnProcess extends EventEmitter {
     if (/TLS handshake failed|TLS key negotiation failed/i.test(log))
       return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");
     return new TunnelError("OPENVPN_FAILED", `${fallback}${last ? `: ${last.trim()}` : ""}`);
-  }
-}
-
-/** `setpriv --pdeathsig TERM` where util-linux has it; nothing otherwise (the pid file still cleans up). */
-function parentDeathSignal(): string[] {
-  try {
-    return [program("setpriv", "util-linux"), "--pdeathsig", "TERM"];
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Stops the openvpn a pid file names, if it is still ours: running openvpn with this config.
- * (A pid the kernel gave to another program since is left alone.)
- */
-async function stopStale(pidFile: string, configFile: string, log: Logger): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-  } catch {
-    return;
-  }
-  fs.rmSync(pidFile, { force: true });
-  if (!Number.isSafeInteger(pid) || pid <= 1 || !isOurOpenvpn(pid, configFile)) return;
-  log.warn({ pid, configFile }, "stopping an openvpn left running by a node that died");
-  process.kill(pid, "SIGTERM");
-  const deadline = Date.now() + 5000;
-  while (isOurOpenvpn(pid, configFile)) {
-    if (Date.now() > deadline) {
-      process.kill(pid, "SIGKILL");
-      await new Promise((r) => setTimeout(r, 100));
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function isOurOpenvpn(pid: number, configFile: string): boolean {
-  try {
-    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    const state = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-    return state !== "Z" && argv.some((a) => a.endsWith("openvpn")) && argv.includes(configFile);
-  } catch {
-    return false;
   }
 }

@@ -5,11 +5,11 @@ import { verifyBytes } from "../../identity/protocol-signature";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { authMessage, type OpenVpnServiceConfig } from "./credentials";
-import { TunnelFirewall } from "./firewall";
+import { TunnelFirewall } from "../firewall";
 import type { ManagementClient } from "./management";
 import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
-import { requireRoot, TunnelError } from "./system";
+import { requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { backoffMs } from "../../lifecycle/backoff";
 
@@ -104,6 +104,7 @@ export class OpenVpnProviderService implements ProviderService {
       netns: options.netns,
       blockPrivate: options.blockPrivate,
       filterIpv6: !options.ipv6,
+      pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
   }

@@ -369,6 +369,19 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         "BAD_SERVICE_SETTINGS",
         /not an IP address/,
       );
+      expectError(await call(provider, "POST", "/v1/services", { body: { type: "wireguard" } }), 400, "BAD_SERVICE_SETTINGS", /publicIp/);
+      expectError(
+        await call(provider, "POST", "/v1/services", { body: { type: "wireguard", wireguard: { publicIp: "198.18.0.1", device: "no spaces allowed" } } }),
+        400,
+        "BAD_REQUEST",
+        /device/,
+      );
+      expectError(
+        await call(provider, "POST", "/v1/services", { body: { type: "wireguard", openvpn: { publicIp: "198.18.0.1" } } }),
+        400,
+        "BAD_SERVICE_SETTINGS",
+        /takes `wireguard` settings/,
+      );
       expectError(await call(provider, "DELETE", "/v1/services/openvpn"), 404, "SERVICE_UNKNOWN", /no openvpn service/);
     });
 

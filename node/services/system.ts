@@ -1,14 +1,17 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
-import { MystError } from "../../errors/MystError";
+import { MystError } from "../errors/MystError";
 
 export type TunnelErrorCode =
+  | "ADDRESS_POOL_EXHAUSTED"
   | "AUTH_REFUSED"
+  | "BAD_CONSUMER_DATA"
   | "BAD_SERVICE_CONFIG"
   | "BAD_SESSION_ID"
   | "COMMAND_FAILED"
   | "ENDPOINT_NOT_IP"
   | "HANDSHAKE_TIMEOUT"
+  | "KEY_IN_USE"
   | "NOT_ROOT"
   | "NO_UPLINK"
   | "OPENVPN_FAILED"
@@ -16,6 +19,8 @@ export type TunnelErrorCode =
   | "RESOLVER_FAILED"
   | "SERVICE_NOT_RUNNING"
   | "TUN_BUSY"
+  | "UAPI_FAILED"
+  | "WIREGUARD_FAILED"
   | `${string}_NOT_INSTALLED`;
 
 export class TunnelError extends MystError<TunnelErrorCode> {}
@@ -46,12 +51,18 @@ export function inNetns(netns: string | undefined, argv: string[]): string[] {
   return netns ? [program("ip", "iproute2"), "netns", "exec", netns, ...argv] : argv;
 }
 
-/** Runs a command to completion; rejects with its stderr. */
-export function run(argv: string[]): Promise<string> {
+/** Runs a command to completion (with `input` on its stdin); rejects with its stderr. */
+export function run(argv: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => {
+    const child = execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) reject(new TunnelError("COMMAND_FAILED", `${argv.join(" ")}: ${(stderr || err.message).trim().split("\n").pop()}`, { cause: err }));
       else resolve(stdout);
     });
+    if (input !== undefined) child.stdin!.end(input);
   });
+}
+
+/** `ip` commands run as one batch (one process), in `netns` when given (`ip -n`, cheaper than `ip netns exec`). */
+export function ipBatch(netns: string | undefined, commands: string[]): Promise<string> {
+  return run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], `${commands.join("\n")}\n`);
 }

@@ -1,0 +1,247 @@
+import fs from "node:fs";
+import { isIP } from "node:net";
+import path from "node:path";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
+import { ipBatch, program, requireRoot, run, TunnelError } from "../system";
+import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
+import { generateKeyPair } from "./keys";
+import { WireGuardProcess } from "./process";
+import { HEARD_MS, KEEPALIVE_S } from "./provider";
+import { enlargeReceiveBuffers } from "./socket-buffer";
+
+const SESSION_ID = /^[0-9a-f]{32}$/;
+/** How long a key pair sent in a session request waits for the provider's answer. */
+const PENDING_MS = 5 * 60_000;
+/** Nothing heard from the provider (whose keepalive comes every 10 s) for this long: the tunnel is down for good. */
+const GONE_MS = 90_000;
+
+export interface WireGuardConsumerOptions {
+  /** A private directory for the pid file (`<data-dir>/run`). */
+  runDir: string;
+  /** Run wireguard-go in this network namespace (tests and the demo). */
+  netns?: string;
+  /** How long the first handshake may take. Default 10 s. */
+  connectTimeoutMs?: number;
+  /**
+   * The interface name. Default `mwc` + the session id's first 12 characters: wireguard-go's control
+   * socket lives in /var/run/wireguard, shared by every namespace, so each tunnel needs its own name.
+   */
+  device?: string;
+  /** Default true: all traffic routed into the tunnel (0.0.0.0/1 and 128.0.0.0/1, ::/1 and 8000::/1 with IPv6). */
+  routeAll?: boolean;
+  /** Seconds between keepalives (through NAT, and so the provider knows we are alive). Default 10. */
+  keepaliveS?: number;
+  log?: Logger;
+}
+
+/**
+ * The consumer side of WireGuard: a fresh X25519 key pair per session (its public half goes in the
+ * session request, the private half never leaves this process and the wireguard-go it configures),
+ * one wireguard-go per tunnel, configured through its control socket, and the routes OpenVPN's
+ * `redirect-gateway def1` would set: a host route to the provider's endpoint via our own gateway,
+ * then the two halves of the address space into the tunnel.
+ */
+export class WireGuardConsumerService implements ConsumerService {
+  readonly type = "wireguard";
+  /** Private keys of key pairs sent in session requests, by public key, until the provider answers. */
+  readonly #pending = new Map<string, { privateKey: string; at: number }>();
+
+  constructor(private readonly o: WireGuardConsumerOptions) {}
+
+  async consumerData(): Promise<{ publicKey: string }> {
+    const now = Date.now();
+    for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) this.#pending.delete(key);
+    const pair = generateKeyPair();
+    this.#pending.set(pair.publicKey, { privateKey: pair.privateKey, at: now });
+    return { publicKey: pair.publicKey };
+  }
+
+  device(sessionId: string): string {
+    return this.o.device ?? `mwc${sessionId.slice(0, 12)}`;
+  }
+
+  async plan(session: { id: string; serviceConfig: unknown }): Promise<TunnelPlan> {
+    const config = checked(session);
+    return {
+      device: this.device(session.id),
+      endpoints: [{ address: config.endpoint.address, port: config.endpoint.port, protocol: "udp" }],
+      dns: config.dns.filter((a) => isIP(a) !== 0),
+      ipv6: config.ipv6 ?? false,
+    };
+  }
+
+  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+    requireRoot("connecting a WireGuard tunnel");
+    program("wireguard-go");
+    const config = checked(session);
+    const pending = this.#pending.get(config.clientPublicKey);
+    if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
+    this.#pending.delete(config.clientPublicKey);
+    const device = this.device(session.id);
+    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+    const process = new WireGuardProcess({
+      device,
+      netns: this.o.netns,
+      pidFile: path.join(this.o.runDir, `wireguard-${session.id}.pid`),
+      log: this.o.log ?? silentLogger,
+    });
+    await process.start();
+    const routeAll = this.o.routeAll !== false;
+    let hostRoute: string | undefined;
+    try {
+      hostRoute = routeAll ? await this.#routeToEndpoint(config.endpoint.address) : undefined;
+      const ipv6 = config.ipv6 === true && !!config.address6;
+      await ipBatch(this.o.netns, [
+        ...(hostRoute ? [hostRoute] : []),
+        `address add ${config.address} dev ${device}`,
+        ...(ipv6 ? [`address add ${config.address6} dev ${device}`] : []),
+        `link set ${device} mtu ${config.mtu} up`,
+        ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
+        ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
+      ]);
+      // The keepalive makes wireguard-go start the handshake now rather than on the first packet.
+      const endpoint =
+        isIP(config.endpoint.address) === 6 ? `[${config.endpoint.address}]:${config.endpoint.port}` : `${config.endpoint.address}:${config.endpoint.port}`;
+      await process.uapi.set({
+        privateKey: pending.privateKey,
+        replacePeers: true,
+        peers: [
+          {
+            publicKey: config.publicKey,
+            endpoint,
+            persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
+            allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
+          },
+        ],
+      });
+      // The buffer is enlarged while the handshake runs (python's start-up would delay the first byte).
+      await Promise.all([waitHandshake(process, this.o.connectTimeoutMs ?? 10_000), enlargeReceiveBuffers(process.pid!)]);
+      return new WireGuardTunnel(
+        process,
+        device,
+        config.dns.filter((a) => isIP(a) !== 0),
+        ipv6,
+        hostRoute ? () => this.#dropRoute(config.endpoint.address) : undefined,
+      );
+    } catch (err) {
+      await process.stop();
+      if (hostRoute) await this.#dropRoute(config.endpoint.address);
+      throw err;
+    }
+  }
+
+  /** `route add <endpoint> via <our gateway>` when there is no host route to it yet; undefined otherwise. */
+  async #routeToEndpoint(address: string): Promise<string | undefined> {
+    const ip = program("ip", "iproute2");
+    const ns = this.o.netns ? ["-n", this.o.netns] : [];
+    const prefix = `${address}/${isIP(address) === 6 ? 128 : 32}`;
+    const exact = await run([ip, ...ns, "route", "show", "exact", prefix]);
+    if (exact.trim()) return undefined;
+    const got = await run([ip, ...ns, "route", "get", address]);
+    const via = /\bvia (\S+)/.exec(got)?.[1];
+    const dev = /\bdev (\S+)/.exec(got)?.[1];
+    if (!dev) throw new TunnelError("NO_UPLINK", `no route to the provider's endpoint ${address}`);
+    return `route add ${prefix}${via ? ` via ${via}` : ""} dev ${dev}`;
+  }
+
+  async #dropRoute(address: string): Promise<void> {
+    await ipBatch(this.o.netns, [`route del ${address}/${isIP(address) === 6 ? 128 : 32}`]).catch(() => undefined);
+  }
+}
+
+/** The provider's words, fenced: the session id becomes part of names, the config of root-run commands. */
+function checked(session: { id: string; serviceConfig: unknown }): WireGuardServiceConfig {
+  if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
+  if (!checkServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config is malformed");
+  const c = session.serviceConfig;
+  if (
+    isIP(c.endpoint.address) === 0 ||
+    isIP(c.address.split("/")[0]) !== 4 ||
+    (c.address6 && isIP(c.address6.split("/")[0]) !== 6) ||
+    c.dns.some((a) => isIP(a) === 0)
+  )
+    throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config names something that is not an IP address");
+  return c;
+}
+
+function waitHandshake(process: WireGuardProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return (async () => {
+    for (;;) {
+      if (!process.running) throw process.explain("wireguard-go exited before the tunnel came up");
+      const state = await process.uapi.get();
+      if (state.peers[0]?.lastHandshakeMs) return;
+      if (Date.now() > deadline)
+        throw new TunnelError(
+          "HANDSHAKE_TIMEOUT",
+          `the provider did not answer the WireGuard handshake within ${timeoutMs} ms (it does not know this key, or is unreachable)`,
+        );
+      await new Promise((r) => setTimeout(r, 3));
+    }
+  })();
+}
+
+class WireGuardTunnel implements Tunnel {
+  #down?: (reason: string) => void;
+  #stopping = false;
+  #stats = { bytesIn: 0, bytesOut: 0 };
+  /** When the byte count from the provider last grew (its traffic or its keepalive). */
+  #lastHeardMs = Date.now();
+  #meter: NodeJS.Timeout;
+
+  constructor(
+    readonly process: WireGuardProcess,
+    readonly device: string,
+    readonly dns: string[],
+    readonly ipv6: boolean,
+    private readonly cleanup?: () => Promise<void>,
+  ) {
+    process.once("exit", (code) => {
+      clearInterval(this.#meter);
+      if (!this.#stopping) this.#down?.(process.explain(`wireguard-go exited (${code})`).message);
+    });
+    this.#meter = setInterval(() => void this.refresh(), 1000);
+    this.#meter.unref();
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  /** The consumer's own meter: the peer's counts of encrypted UDP payload, the quantity the provider meters. */
+  async refresh(): Promise<void> {
+    const state = await this.process.uapi.get().catch(() => null);
+    const peer = state?.peers[0];
+    if (!peer) return;
+    if (peer.rxBytes > this.#stats.bytesIn) this.#lastHeardMs = Date.now();
+    this.#stats = { bytesIn: peer.rxBytes, bytesOut: peer.txBytes };
+    if (!this.#stopping && Date.now() - this.#lastHeardMs > GONE_MS) {
+      // The provider removed our peer (or is gone): nothing has come back for many keepalives.
+      this.#down?.(`nothing heard from the provider through the tunnel for ${Math.round((Date.now() - this.#lastHeardMs) / 1000)} s`);
+      this.#down = undefined;
+    }
+  }
+
+  /** Up: the provider was heard from (traffic or its keepalive) in the last 15 s (`HEARD_MS`). */
+  isUp(): boolean {
+    return this.process.running && Date.now() - this.#lastHeardMs < HEARD_MS;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearInterval(this.#meter);
+    await this.refresh();
+    await this.process.stop();
+    await this.cleanup?.();
+  }
+
+  onDown(listener: (reason: string) => void): void {
+    this.#down = listener;
+  }
+
+  stats(): { bytesIn: number; bytesOut: number } {
+    return this.#stats;
+  }
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import { silentLogger, type Logger } from "../../log/logger";
+import { parentDeathSignal, stopStale } from "../supervision";
+import { inNetns, program, TunnelError } from "../system";
+import { uapiSocket, WireGuardUapi } from "./uapi";
+
+/** A network interface name wireguard-go accepts and that can become a socket's file name. */
+export const DEVICE_NAME = /^[A-Za-z0-9_-]{1,15}$/;
+
+export interface WireGuardProcessOptions {
+  /** The interface to create (and its control socket's name, shared by every namespace: make it unique). */
+  device: string;
+  /** A pid file: a wireguard-go left by a node that died (holding the interface) is stopped first. */
+  pidFile?: string;
+  netns?: string;
+  log?: Logger;
+  /** How long to wait for the control socket. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+/**
+ * One userspace `wireguard-go -f <device>` and its control socket, tied to the node's life like
+ * openvpn (parent-death signal, pid file, a stale one stopped). The kernel module would need no
+ * process; these machines have none, so this is the one implementation (docs/ARCHITECTURE.md).
+ */
+export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null] }> {
+  child?: ChildProcess;
+  readonly recent: string[] = [];
+  readonly uapi: WireGuardUapi;
+  #exited?: Promise<number | null>;
+
+  constructor(readonly options: WireGuardProcessOptions) {
+    super();
+    if (!DEVICE_NAME.test(options.device)) throw new TunnelError("WIREGUARD_FAILED", `"${options.device}" is not an interface name (1-15 of A-Z a-z 0-9 _ -)`);
+    this.uapi = new WireGuardUapi(uapiSocket(options.device));
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    const device = this.options.device;
+    const log = this.options.log ?? silentLogger;
+    if (this.options.pidFile)
+      await stopStale(this.options.pidFile, (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.includes(device), log, "a wireguard-go");
+    const socket = uapiSocket(device);
+    if (await answers(socket))
+      throw new TunnelError("WIREGUARD_FAILED", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
+    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" },
+    });
+    this.child = child;
+    if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
+    const onLine = (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n")) {
+        if (!line.trim() || /[│┌└]/.test(line)) continue;
+        if (!/^DEBUG/.test(line)) {
+          this.recent.push(line);
+          if (this.recent.length > 30) this.recent.shift();
+        }
+        log.debug({ wireguard: line }, "wireguard-go");
+      }
+    };
+    child.stdout!.on("data", onLine);
+    child.stderr!.on("data", onLine);
+    this.#exited = new Promise((resolve) =>
+      child.once("exit", (code) => {
+        if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
+        this.emit("exit", code);
+        resolve(code);
+      }),
+    );
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
+    while (!(await answers(socket))) {
+      if (!this.running) throw this.explain(`wireguard-go exited (${child.exitCode ?? child.signalCode}) while starting`);
+      if (Date.now() > deadline) {
+        await this.stop();
+        throw new TunnelError("WIREGUARD_FAILED", `wireguard-go did not open ${socket} in time`);
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Stops wireguard-go (TERM, then KILL after 5 s) and waits for it to exit; its interface goes with it. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+
+  explain(fallback: string): TunnelError {
+    const last = this.recent[this.recent.length - 1]?.trim() ?? "";
+    if (/operation not permitted/i.test(last))
+      return new TunnelError("NOT_ROOT", `wireguard-go could not create its interface: needs root / CAP_NET_ADMIN (${last})`);
+    if (/busy|exists/i.test(last)) return new TunnelError("TUN_BUSY", `wireguard-go cannot create ${this.options.device}: it exists already (${last})`);
+    return new TunnelError("WIREGUARD_FAILED", `${fallback}${last ? `: ${last}` : ""}`);
+  }
+}
+
+/** Whether something accepts connections on the unix socket. */
+function answers(socket: string): Promise<boolean> {
+  if (!fs.existsSync(socket)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const s = net.connect(socket);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}

@@ -1,0 +1,374 @@
+import fs from "node:fs";
+import { isIP } from "node:net";
+import path from "node:path";
+import { backoffMs } from "../../lifecycle/backoff";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ProviderService } from "../../session/service";
+import { TunnelFirewall } from "../firewall";
+import { ipBatch, requireRoot, TunnelError } from "../system";
+import { TunnelResolver } from "../tunnel-resolver";
+import { checkConsumerData, type WireGuardServiceConfig } from "./config";
+import { generateKeyPair, isKey, publicKeyOf } from "./keys";
+import { WireGuardProcess } from "./process";
+import { enlargeReceiveBuffers } from "./socket-buffer";
+import type { PeerChange } from "./uapi";
+
+export interface WireGuardProviderOptions {
+  /** Where the service's private key and pid file live (`<data-dir>/services/wireguard`). */
+  dir: string;
+  /** The address consumers send their tunnel packets to (an IP address: the kill switch lets exactly it through). */
+  publicAddress: string;
+  /** UDP port. Default 51820. */
+  port?: number;
+  /** The interface. Default mystwg0. Its control socket's name is shared by every namespace of the host. */
+  device?: string;
+  /** Tunnel subnet, /24. Default 10.9.0.0 (OpenVPN's default is 10.8.0.0: both can run at once). */
+  subnet?: string;
+  /** The interface's MTU, which the consumer's interface takes too. Default 1420 (wg-quick's). */
+  mtu?: number;
+  uplink?: string;
+  blockPrivate?: boolean;
+  allowPrivate?: string[];
+  /** Run wireguard-go and the firewall in this network namespace (tests and the demo). */
+  netns?: string;
+  /** How often to read the peers' byte counts. Default 1 s. */
+  meterMs?: number;
+  /** Carry consumers' IPv6: a /128 each from `WIREGUARD_SUBNET_6`, NAT66 out of the uplink. Default false. */
+  ipv6?: boolean;
+  log?: Logger;
+}
+
+/** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst" + 1). */
+export const WIREGUARD_SUBNET_6 = "fd6d:7973:7401::/64";
+
+/** Host numbers of the /24 handed to consumers (.1 is the provider's). */
+const FIRST_HOST = 2;
+const LAST_HOST = 254;
+/** How many closed sessions' final byte counts stay answerable by `usage`. */
+const ENDED_KEPT = 1000;
+/**
+ * Each end sends a keepalive every `KEEPALIVE_S` seconds (persistent keepalive): a consumer heard
+ * from within `HEARD_MS` is connected. Without them an idle tunnel and a dead peer look the same
+ * (WireGuard is silent when there is nothing to send), and a session whose consumer died would be
+ * "connected" until its last handshake expired three minutes later.
+ */
+export const KEEPALIVE_S = 10;
+export const HEARD_MS = 15_000;
+
+interface LiveSession {
+  id: string;
+  consumer: string;
+  publicKey: string;
+  host: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Counts of earlier wireguard-go processes (a restart starts the counters again). */
+  carriedIn: number;
+  carriedOut: number;
+  endpoint?: string;
+  lastHandshakeMs: number;
+  /** When its byte count from the consumer last grew. */
+  lastHeardMs?: number;
+  downMs: number;
+  downSince?: number;
+}
+
+/**
+ * The provider side of WireGuard: one supervised wireguard-go on one interface, a peer per
+ * session (the consumer's per-session public key, a /32 and with IPv6 a /128) added through the
+ * control socket when the session opens and removed when it closes or stops paying. Metered from
+ * the peers' `rx_bytes`/`tx_bytes`. NAT, the LAN block and the tunnel resolver are the same code
+ * OpenVPN uses (services/firewall.ts, services/tunnel-resolver.ts).
+ */
+export class WireGuardProviderService implements ProviderService {
+  readonly type = "wireguard";
+  readonly #o: WireGuardProviderOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Map<string, LiveSession>();
+  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
+  readonly #firewall: TunnelFirewall;
+  readonly resolver: TunnelResolver;
+  #process?: WireGuardProcess;
+  #privateKey?: string;
+  #stopping = false;
+  #meter?: NodeJS.Timeout;
+  #failures = 0;
+  /** Each restart of the supervised wireguard-go, for tests and status. */
+  readonly restarts: number[] = [];
+
+  constructor(options: WireGuardProviderOptions) {
+    if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
+    this.#o = options;
+    this.#log = options.log ?? silentLogger;
+    this.#firewall = new TunnelFirewall({
+      netns: options.netns,
+      subnet: `${this.#subnet()}/24`,
+      tunDevice: this.device,
+      uplink: options.uplink,
+      blockPrivate: options.blockPrivate,
+      allow: options.allowPrivate,
+      dnsAddress: this.#serverAddress(),
+      ...(options.ipv6 ? { subnet6: WIREGUARD_SUBNET_6 } : {}),
+    });
+    this.resolver = new TunnelResolver({
+      listen: this.#serverAddress(),
+      netns: options.netns,
+      blockPrivate: options.blockPrivate,
+      filterIpv6: !options.ipv6,
+      pidFile: path.join(options.dir, "dnsmasq.pid"),
+      log: this.#log,
+    });
+  }
+
+  get device(): string {
+    return this.#o.device ?? "mystwg0";
+  }
+
+  get pid(): number | undefined {
+    return this.#process?.pid;
+  }
+
+  get ipv6(): boolean {
+    return this.#o.ipv6 === true;
+  }
+
+  /** The service's public key, which every session's consumer expects at the endpoint. */
+  get publicKey(): string {
+    if (!this.#privateKey) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard service has not started");
+    return publicKeyOf(this.#privateKey);
+  }
+
+  isRunning(): boolean {
+    return !this.#stopping && !!this.#process?.running;
+  }
+
+  async start(): Promise<void> {
+    requireRoot("a WireGuard service");
+    this.#stopping = false;
+    fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+    this.#privateKey = loadOrCreateKey(path.join(this.#o.dir, "private.key"));
+    await this.#firewall.apply();
+    try {
+      await this.#launch();
+      await this.resolver.start();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
+    this.#meter.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearInterval(this.#meter);
+    await this.#process?.stop();
+    await this.resolver.stop();
+    await this.#firewall.remove();
+  }
+
+  async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<WireGuardServiceConfig> {
+    if (!this.isRunning() || !this.#privateKey) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard server is not running");
+    if (!checkConsumerData.Check(session.consumerData))
+      throw new TunnelError("BAD_CONSUMER_DATA", "the session request carries no WireGuard public key (consumerData.publicKey, 32 bytes in base64)");
+    const publicKey = session.consumerData.publicKey;
+    // One peer per key: a second session naming a live peer's key would take over its addresses.
+    if ([...this.#sessions.values()].some((s) => s.publicKey === publicKey))
+      throw new TunnelError("KEY_IN_USE", "this WireGuard public key belongs to a live session: make a fresh key pair per session");
+    const used = new Set([...this.#sessions.values()].map((s) => s.host));
+    let host = FIRST_HOST;
+    while (used.has(host) && host <= LAST_HOST) host++;
+    if (host > LAST_HOST) throw new TunnelError("ADDRESS_POOL_EXHAUSTED", `all ${LAST_HOST - FIRST_HOST + 1} tunnel addresses are in use`);
+    const live: LiveSession = {
+      id: session.id,
+      consumer: session.consumer,
+      publicKey,
+      host,
+      bytesIn: 0,
+      bytesOut: 0,
+      carriedIn: 0,
+      carriedOut: 0,
+      lastHandshakeMs: 0,
+      downMs: 0,
+    };
+    this.#sessions.set(session.id, live);
+    try {
+      await this.#process!.uapi.set({ peers: [this.#peer(live)] });
+    } catch (err) {
+      this.#sessions.delete(session.id);
+      throw err;
+    }
+    return {
+      endpoint: { address: this.#o.publicAddress, port: this.#port() },
+      publicKey: this.publicKey,
+      clientPublicKey: publicKey,
+      address: `${this.#hostAddress(host)}/32`,
+      ...(this.#o.ipv6 ? { address6: `${this.#hostAddress6(host)}/128`, ipv6: true } : {}),
+      dns: [this.#serverAddress()],
+      mtu: this.#mtu(),
+    };
+  }
+
+  async closeSession(sessionId: string, reason: string): Promise<void> {
+    const session = this.#sessions.get(sessionId);
+    if (!session) return;
+    await this.meter().catch(() => undefined);
+    this.#ended.set(sessionId, this.usage(sessionId)!);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    this.#sessions.delete(sessionId);
+    // WireGuard's equivalent of `client-kill … HALT`: without its peer the consumer's packets are
+    // dropped unanswered, and nothing is ever sent to it again.
+    await this.#process?.uapi.set({ peers: [{ publicKey: session.publicKey, remove: true }] }).catch((err) => {
+      this.#log.warn({ err: (err as Error).message, sessionId }, "removing the WireGuard peer failed (wireguard-go gone?)");
+    });
+    this.#log.info({ sessionId, reason }, "consumer cut off");
+  }
+
+  usage(sessionId: string): { bytesIn: number; bytesOut: number; downMs: number } | undefined {
+    const s = this.#sessions.get(sessionId);
+    if (!s) return this.#ended.get(sessionId);
+    const down = s.downMs + (s.downSince !== undefined ? Date.now() - s.downSince : 0);
+    return { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut, downMs: down };
+  }
+
+  /** Connected: this wireguard-go heard from the consumer (traffic or its keepalive) in the last `HEARD_MS`. */
+  isConnected(sessionId: string): boolean {
+    const s = this.#sessions.get(sessionId);
+    return this.isRunning() && !!s && s.downSince === undefined && s.lastHeardMs !== undefined && Date.now() - s.lastHeardMs < HEARD_MS;
+  }
+
+  /** Reads every peer's byte counts, endpoint and last handshake from the control socket. */
+  async meter(): Promise<void> {
+    const process = this.#process;
+    if (!process?.running) return;
+    const state = await process.uapi.get();
+    const byKey = new Map([...this.#sessions.values()].map((s) => [s.publicKey, s]));
+    for (const peer of state.peers) {
+      const s = byKey.get(peer.publicKey);
+      if (!s) continue;
+      if (peer.rxBytes > s.bytesIn) s.lastHeardMs = Date.now();
+      s.bytesIn = peer.rxBytes;
+      s.bytesOut = peer.txBytes;
+      if (peer.endpoint && !s.endpoint) {
+        // First heard from: from now on this end keeps the tunnel alive too (see `#peer`).
+        s.endpoint = peer.endpoint;
+        await process.uapi.set({ peers: [{ publicKey: s.publicKey, persistentKeepalive: KEEPALIVE_S }] }).catch(() => undefined);
+      } else if (peer.endpoint) s.endpoint = peer.endpoint;
+      s.lastHandshakeMs = peer.lastHandshakeMs;
+      if (s.downSince !== undefined && peer.lastHandshakeMs > 0) {
+        // Served again since the consumer's first handshake with the restarted process.
+        s.downMs += Math.max(0, peer.lastHandshakeMs - s.downSince);
+        s.downSince = undefined;
+      }
+    }
+  }
+
+  /**
+   * The peer of a session. The keepalive is switched on only once the consumer's endpoint is known
+   * (`meter` does it): switched on before, wireguard-go tries a handshake with no endpoint, fails,
+   * and then refuses to try again for 5 s.
+   */
+  #peer(s: LiveSession): PeerChange {
+    return {
+      publicKey: s.publicKey,
+      allowedIps: [`${this.#hostAddress(s.host)}/32`, ...(this.#o.ipv6 ? [`${this.#hostAddress6(s.host)}/128`] : [])],
+      ...(s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: KEEPALIVE_S } : {}),
+    };
+  }
+
+  async #launch(): Promise<void> {
+    const process = new WireGuardProcess({ device: this.device, pidFile: path.join(this.#o.dir, "wireguard-go.pid"), netns: this.#o.netns, log: this.#log });
+    this.#process = process;
+    await process.start();
+    process.once("exit", (code) => void this.#onExit(process, code));
+    try {
+      const live = [...this.#sessions.values()];
+      // A restart: the new process knows no session keys. Given each consumer's last endpoint and
+      // the keepalive, it starts the handshake itself once the link is up, instead of waiting up to
+      // 15 s for the consumer to notice that its packets go unanswered.
+      await process.uapi.set({ privateKey: this.#privateKey!, listenPort: this.#port(), replacePeers: true, peers: live.map((s) => this.#peer(s)) });
+      await ipBatch(this.#o.netns, [
+        `address add ${this.#serverAddress()}/24 dev ${this.device}`,
+        ...(this.#o.ipv6 ? [`address add ${this.#serverAddress6()}/64 dev ${this.device}`] : []),
+        `link set ${this.device} mtu ${this.#mtu()} up`,
+      ]);
+      // After the link is up: bringing it up opens wireguard-go's sockets again.
+      await enlargeReceiveBuffers(process.pid!);
+    } catch (err) {
+      this.#stopping = true;
+      await process.stop();
+      this.#stopping = false;
+      throw err instanceof TunnelError && err.code === "UAPI_FAILED"
+        ? new TunnelError("PORT_IN_USE", `wireguard-go could not take UDP port ${this.#port()}: ${err.message}`, { cause: err })
+        : err;
+    }
+  }
+
+  /** Supervision: a wireguard-go that exits while the service runs is started again, with backoff. */
+  async #onExit(process: WireGuardProcess, code: number | null): Promise<void> {
+    if (this.#stopping || process !== this.#process) return;
+    this.#log.error({ code, log: process.recent.slice(-5) }, "wireguard-go exited; restarting");
+    const now = Date.now();
+    for (const s of this.#sessions.values()) {
+      s.carriedIn += s.bytesIn;
+      s.carriedOut += s.bytesOut;
+      s.bytesIn = s.bytesOut = 0;
+      s.lastHandshakeMs = 0;
+      s.downSince ??= now;
+    }
+    const delay = backoffMs(++this.#failures, { baseMs: 250, maxMs: 5000, immediateFirst: true });
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.#stopping) return;
+    try {
+      await this.#launch();
+      this.restarts.push(Date.now());
+      this.#failures = 0;
+      this.#log.info({ pid: this.#process?.pid }, "wireguard-go restarted");
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "wireguard-go restart failed; retrying");
+      void this.#onExit(this.#process!, null);
+    }
+  }
+
+  #port(): number {
+    return this.#o.port ?? 51820;
+  }
+
+  #mtu(): number {
+    return this.#o.mtu ?? 1420;
+  }
+
+  #subnet(): string {
+    return this.#o.subnet ?? "10.9.0.0";
+  }
+
+  #serverAddress(): string {
+    return this.#hostAddress(1);
+  }
+
+  #hostAddress(host: number): string {
+    return this.#subnet().replace(/\.0$/, `.${host}`);
+  }
+
+  #serverAddress6(): string {
+    return this.#hostAddress6(1);
+  }
+
+  #hostAddress6(host: number): string {
+    return `${WIREGUARD_SUBNET_6.split("::/")[0]}::${host.toString(16)}`;
+  }
+}
+
+/** The service's key survives restarts (consumers of live sessions expect it); made once, 0600. */
+function loadOrCreateKey(file: string): string {
+  try {
+    const key = fs.readFileSync(file, "utf8").trim();
+    if (isKey(key)) return key;
+    throw new TunnelError("BAD_SERVICE_CONFIG", `${file} does not hold a WireGuard private key: remove it and a new one is made`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const { privateKey } = generateKeyPair();
+  fs.writeFileSync(file, `${privateKey}\n`, { mode: 0o600 });
+  return privateKey;
+}

@@ -1,0 +1,225 @@
+import { expect } from "chai";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseEther, Wallet } from "ethers";
+import { Broker } from "../../node/broker/broker";
+import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
+import { Dialogs } from "../../node/dialog/dialogs";
+import type { IdentityKey } from "../../node/identity/key";
+import { VaultStateCache } from "../../node/payments/vault-cache";
+import { ConsumerPayments } from "../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../node/payments/consumer-promises";
+import { ProviderPayments } from "../../node/payments/provider-payments";
+import { Settler } from "../../node/payments/settlement";
+import { signProposal } from "../../node/proposal/proposal";
+import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
+import { generateKeyPair } from "../../node/services/wireguard/keys";
+import { WireGuardProcess } from "../../node/services/wireguard/process";
+import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { ConsumerSessions } from "../../node/session/consumer";
+import { ProviderSessions } from "../../node/session/provider";
+import { openDatabase } from "../../node/store/database";
+import { PromiseStore } from "../../node/store/promise-store";
+import { downloadFrom, fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { TestNetwork } from "../../scripts/lib/test-network";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { makeProposal } from "../../scripts/lib/proposals";
+import { rejectionOf } from "../support/rejection";
+
+describe("e2e: WireGuard sessions through network namespaces (real wireguard-go, NATS, chain)", function () {
+  this.timeout(120_000);
+  const net = new TestNetwork();
+  let topology: Topology;
+  let dir: string;
+  let providerKey: IdentityKey;
+  let consumerKeys: IdentityKey[];
+  let service: WireGuardProviderService;
+  let providerSessions: ProviderSessions;
+  const brokers: Broker[] = [];
+  const dialogsList: Dialogs[] = [];
+  let current: ReturnType<typeof makeProposal>;
+
+  async function dialogsFor(key: IdentityKey, subject?: string) {
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    brokers.push(broker);
+    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
+    await dialogs.start();
+    dialogsList.push(dialogs);
+    return dialogs;
+  }
+
+  function consumerSide(i: number) {
+    const svc = new WireGuardConsumerService({ runDir: path.join(dir, `c${i}`), netns: topology.consumers[i] });
+    return { svc, sessions: dialogsFor(consumerKeys[i], `myst.dialog.wg-e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
+  }
+
+  before(async function () {
+    requireE2E(this);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-e2e-wg-"));
+    await net.start();
+    providerKey = await net.registeredIdentity();
+    consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
+    topology = await topologyUp({ consumers: 2 });
+    service = new WireGuardProviderService({
+      dir: path.join(dir, "provider"),
+      publicAddress: topology.providerAddress,
+      netns: topology.provider,
+      device: `mwp${topology.tag}`,
+      meterMs: 200,
+    });
+    await service.start();
+    current = makeProposal(providerKey, { serviceType: "wireguard" });
+    const pd = await dialogsFor(providerKey);
+    providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["wireguard", service]]), currentProposal: () => current, keepaliveMs: 1000 });
+    providerSessions.start();
+  });
+
+  after(async function () {
+    await providerSessions?.stop();
+    for (const d of dialogsList) d.stop();
+    await Promise.all(brokers.map((b) => b.stop()));
+    await service?.stop();
+    await topology?.down();
+    await net.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("gives two consumers their own sessions and addresses at once, meters each, and restores each consumer's routes after", async function () {
+    const [a, b] = [consumerSide(0), consumerSide(1)];
+    const routesBefore = [routesOf(topology, topology.consumers[0]), routesOf(topology, topology.consumers[1])];
+    const [s1, s2] = await Promise.all([
+      (await a.sessions).connect({ proposal: signProposal(providerKey, current), service: a.svc }),
+      (await b.sessions).connect({ proposal: signProposal(providerKey, current), service: b.svc }),
+    ]);
+    try {
+      const [c1, c2] = [s1.serviceConfig, s2.serviceConfig] as WireGuardServiceConfig[];
+      expect(c1.address).to.match(/^10\.9\.0\.\d+\/32$/);
+      expect(c1.address).to.not.equal(c2.address);
+      expect(c1.clientPublicKey).to.not.equal(c2.clientPublicKey);
+      expect(c1.publicKey).to.equal(service.publicKey);
+      expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(fetchFrom(topology, topology.consumers[1], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(downloadFrom(topology, topology.consumers[1], `${topology.internetUrl}?bytes=2000000`)).to.equal(2_000_000);
+      // The tunnel's own packets still reach the provider by the consumer's gateway.
+      expect(topology.exec(topology.consumers[1], ["/usr/sbin/ip", "-4", "route", "get", topology.providerAddress])).to.match(/ via 198\.18\.1\.1 dev eth0/);
+      await service.meter();
+      const [u1, u2] = [service.usage(s1.id)!, service.usage(s2.id)!];
+      expect(u2.bytesOut).to.be.greaterThan(2_000_000);
+      expect(u1.bytesOut).to.be.lessThan(u2.bytesOut);
+    } finally {
+      await Promise.all([s1.destroy(), s2.destroy()]);
+    }
+    expect(routesOf(topology, topology.consumers[0])).to.equal(routesBefore[0]);
+    expect(routesOf(topology, topology.consumers[1])).to.equal(routesBefore[1]);
+    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.consumerAddress(0));
+  });
+
+  it("keeps the consumer out of the provider's private LAN, by address and by name", async function () {
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    try {
+      const { dns } = session.serviceConfig as WireGuardServiceConfig;
+      expect(fetchFrom(topology, topology.provider, topology.lanUrl)).to.equal("192.168.77.1");
+      expect(fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500)).to.equal(null);
+      // The provider's resolver answers through the tunnel, but not with its private LAN host.
+      expect(resolveFrom(topology, topology.consumers[0], topology.whoamiName, { server: dns[0] })).to.deep.equal([topology.internetAddress]);
+      expect(resolveFrom(topology, topology.consumers[0], "lan.test", { server: dns[0] })).to.equal(null);
+      expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+    } finally {
+      await session.destroy();
+    }
+  });
+
+  it("refuses a session request without a WireGuard key, or with the key of a live session", async function () {
+    const missing = await rejectionOf(
+      service.openSession({ id: "a".repeat(32), consumer: consumerKeys[0].address, consumerData: { client: "myst-openvpn/1" } }),
+    );
+    expect(missing.code).to.equal("BAD_CONSUMER_DATA");
+    const { publicKey } = generateKeyPair();
+    await service.openSession({ id: "b".repeat(32), consumer: consumerKeys[0].address, consumerData: { publicKey } });
+    try {
+      const taken = await rejectionOf(service.openSession({ id: "c".repeat(32), consumer: consumerKeys[1].address, consumerData: { publicKey } }));
+      expect(taken.code).to.equal("KEY_IN_USE");
+    } finally {
+      await service.closeSession("b".repeat(32), "test");
+    }
+  });
+
+  it("stops a wireguard-go a dead node left running (named by its pid file) before starting another", async function () {
+    const options = { device: `mws${topology.tag}`, pidFile: path.join(dir, "stale-wireguard-go.pid"), netns: topology.provider };
+    const left = new WireGuardProcess(options);
+    await left.start();
+    const orphan = left.pid!;
+    expect(fs.readFileSync(options.pidFile, "utf8").trim()).to.equal(String(orphan));
+    const next = new WireGuardProcess(options);
+    await next.start(); // would fail: another wireguard-go would still serve the interface's socket
+    try {
+      expect(next.pid).to.not.equal(orphan);
+      expect(fs.existsSync(`/proc/${orphan}`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${orphan}/status`, "utf8"))).to.equal(false);
+      expect((await next.uapi.get()).peers).to.deep.equal([]);
+    } finally {
+      await next.stop();
+    }
+  });
+
+  it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {
+    const channels = new ConsumerVaultClient(net.conn);
+    await net.chain.fund([providerKey.address, consumerKeys[0].address], { eth: parseEther("1"), myst: parseEther("100") });
+    await channels.deposit(consumerKeys[0], consumerKeys[0].address, parseEther("10"), parseEther("2"));
+    const db = openDatabase(path.join(dir, "payments.db"));
+    const store = new PromiseStore(db);
+    const payments = new ProviderPayments({
+      sessions: providerSessions,
+      vaults: new VaultStateCache(channels),
+      store,
+      settler: new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
+      usage: (id) => service.usage(id),
+      invoiceEveryMs: 500,
+      maxUnpaid: parseEther("5"),
+      minVaultBalance: 0n,
+      minEscrow: 0n,
+      exposurePercentOfEscrow: 50,
+      maxExposure: parseEther("1"),
+      settleFeePercent: 0,
+      settleThreshold: parseEther("1000"),
+    });
+    payments.start();
+    current = makeProposal(providerKey, { serviceType: "wireguard", price: { perHour: "0", perGiB: parseEther("1").toString() } });
+    const balanceBefore = await channels.tokenBalance(providerKey.address);
+    try {
+      const c = consumerSide(0);
+      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+      const pay = new ConsumerPayments(session, new ConsumerPromises(consumerKeys[0], channels));
+      pay.start();
+      const invoices: { bytes: number; amount: string }[] = [];
+      session.dialog.on("payment.invoice", (body) => invoices.push(body as { bytes: number; amount: string }));
+      const size = 8 * 1024 * 1024;
+      expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${size}`)).to.equal(size);
+      await until(() => invoices.some((i) => i.bytes >= size), "an invoice covering the download");
+      await new Promise((r) => setTimeout(r, 1500));
+      await session.tunnel.refresh?.();
+      const measured = session.tunnel.stats();
+      const consumerBytes = measured.bytesIn + measured.bytesOut;
+      const seen = invoices.length;
+      const invoice = await until(() => invoices[seen], "the next invoice");
+      // Both sides count the same thing (the peer's encrypted bytes): no drop at a 2 MiB receive buffer.
+      console.log(`      (invoiced ${invoice.bytes} bytes, the consumer measured ${consumerBytes})`);
+      expect(consumerBytes).to.be.greaterThan(size);
+      expect(Math.abs(invoice.bytes - consumerBytes)).to.be.at.most(consumerBytes * 0.02);
+      await until(() => pay.acknowledged >= BigInt(invoice.amount), "the promise for that invoice");
+      await session.destroy();
+      const settled = await until(async () => (await channels.pair(consumerKeys[0].address, providerKey.address)).settled, "the settlement");
+      expect(settled).to.equal(store.latest(pairIdOf(consumerKeys[0].address, providerKey.address))!.amount);
+      // Credited in the vault at settlement; paid out to the provider's beneficiary on request.
+      await channels.withdrawEarnings(new Wallet(providerKey.privateKeyHex(), net.conn.provider), providerKey.address);
+      expect((await channels.tokenBalance(providerKey.address)) - balanceBefore).to.equal(settled);
+    } finally {
+      payments.stop();
+      db.close();
+    }
+  });
+});
