@@ -28,7 +28,7 @@ export function vaultCommand(context: Ctx): Command {
     .description("balance, escrow and pending exit of the vault")
     .action(async (_opts, cmd: Command) => {
       const ctx = context(cmd);
-      const v = await ctx.requireDaemon("`myst vault status`").get<Vault>("/v1/vault");
+      const v = await ctx.requireDaemon("myst vault status").get<Vault>("/v1/vault");
       ctx.out.result(v, () => vaultLines(v));
     });
   vault
@@ -42,7 +42,7 @@ export function vaultCommand(context: Ctx): Command {
         throw new MystError("BAD_AMOUNT", `"${amount}" / --escrow "${opts.escrow}": give amounts of MYST, e.g. 10 or 0.5`);
       }
       const body: DepositBody = { amount, escrow: opts.escrow };
-      const r = await ctx.requireDaemon("`myst vault deposit`").post<DepositResult>("/v1/vault/deposit", body);
+      const r = await ctx.requireDaemon("myst vault deposit").post<DepositResult>("/v1/vault/deposit", body);
       ctx.out.result(r, () => [
         `deposited ${myst(r.depositedWei)} + ${myst(r.escrowWei)} of escrow (tx ${r.txHash}, gas ${r.gasUsed})`,
         ...vaultLines(r.vault),
@@ -53,7 +53,7 @@ export function vaultCommand(context: Ctx): Command {
     .description("start leaving: providers refuse new sessions and may settle what they hold during the challenge period")
     .action(async (_opts, cmd: Command) => {
       const ctx = context(cmd);
-      const r = await ctx.requireDaemon("`myst vault exit`").post<ExitResult>("/v1/vault/exit");
+      const r = await ctx.requireDaemon("myst vault exit").post<ExitResult>("/v1/vault/exit");
       ctx.out.result(r, () => [`exit requested (tx ${r.txHash}); run \`myst vault withdraw\` from ${r.vault.exitReadyAt}`]);
     });
   vault
@@ -61,7 +61,7 @@ export function vaultCommand(context: Ctx): Command {
     .description("after the challenge period, take the vault's balance and escrow back")
     .action(async (_opts, cmd: Command) => {
       const ctx = context(cmd);
-      const r = await ctx.requireDaemon("`myst vault withdraw`").post<WithdrawalResult>("/v1/vault/withdrawal");
+      const r = await ctx.requireDaemon("myst vault withdraw").post<WithdrawalResult>("/v1/vault/withdrawal");
       ctx.out.result(r, () => [`withdrew ${myst(r.withdrawnWei)} (tx ${r.txHash})`]);
     });
   return vault;

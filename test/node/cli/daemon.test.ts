@@ -49,10 +49,6 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     expect(r.stderr.trim()).to.equal(`myst: \`myst service list\` needs a running daemon for ${tmps[0].dir}: start one with \`myst daemon\``);
     const status = await json(providerEnv, ["status"]);
     expect(status).to.deep.equal({ state: "disconnected" });
-    const vault = await myst(["vault", "deposit", "1"], providerEnv);
-    expect(vault.stderr.trim()).to.equal(`myst: \`myst vault deposit\` needs a running daemon for ${tmps[0].dir}: start one with \`myst daemon\``);
-    const bad = await myst(["vault", "deposit", "lots", "--escrow", "-1"], providerEnv);
-    expect([bad.code, bad.stderr.trim()]).to.deep.equal([1, 'myst: "lots" / --escrow "-1": give amounts of MYST, e.g. 10 or 0.5']);
   });
 
   it("sells and buys through two daemons driven by the usual commands", async function () {
