@@ -90,6 +90,8 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   #timer?: NodeJS.Timeout;
   /** When the broker was last seen down: the unpaid limit waits a grace period after it comes back. */
   #brokerDownAt = 0;
+  /** A promise arrived since the fee rule last ran: it runs on the next tick (it reads every pair). */
+  #policyDue = false;
 
   constructor(options: ProviderPaymentsOptions) {
     super();
@@ -198,6 +200,10 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   }
 
   async #tick(): Promise<void> {
+    if (this.#policyDue) {
+      this.#policyDue = false;
+      this.settleByPolicy();
+    }
     if (this.#o.brokerUp && !this.#o.brokerUp()) {
       this.#brokerDownAt = Date.now();
       return;
@@ -286,7 +292,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     this.emit("promise-accepted", { sessionId: s.id, amount, increase });
     // Risk first: half the exposure limit settles the pair whatever the fee; otherwise the fee rule decides.
     if (this.#unsettled(s.consumer, s.proposal.provider, pair) * 2n >= this.exposureLimit(pair)) this.#settleNow(s.consumer, s.proposal.provider);
-    else this.settleByPolicy();
+    else this.#policyDue = true;
     return { accepted: true, amount: amount.toString() };
   }
 }
