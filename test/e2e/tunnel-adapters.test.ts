@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseEther, Wallet } from "ethers";
 import { Broker } from "../../node/broker/broker";
-import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
+import { ConsumerVaultClient } from "../../node/chain/vault";
 import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { VaultStateCache } from "../../node/payments/vault-cache";
