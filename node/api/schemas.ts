@@ -2,6 +2,7 @@ import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
 import { SERVICE_TYPES } from "../services/catalog";
 import { OpenVpnSettingsSchema } from "../services/openvpn/settings-schema";
+import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 /** The schemas of the daemon's REST API: request bodies refuse unknown fields; amounts are strings. */
@@ -76,6 +77,7 @@ export const StartServiceBody = Type.Object(
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
     offer: Type.Optional(OfferBody),
     openvpn: Type.Optional(OpenVpnBody),
+    controls: Type.Optional(ControlsSettingsSchema),
   },
   Strict,
 );
@@ -85,6 +87,18 @@ export const ServiceView = Type.Object({
   offer: Type.Object({ country: Type.String(), ipType: Type.String(), pricePerHourWei: Wei, pricePerGiBWei: Wei, bandwidthMbps: Type.Number() }, Open),
   announcement: Type.Object({ state: Type.String(), lastError: Type.Optional(Type.String()), expiresAt: Type.Optional(Type.String()) }),
   sessions: Type.Integer({ description: "sessions running now" }),
+  controls: Type.Optional(
+    Type.Object(
+      {
+        offered: Type.Boolean({ description: "announced now; false while a traffic cap is reached or the schedule is closed" }),
+        withdrawnBecause: Type.Optional(Type.Union([Type.Literal("TRAFFIC_CAP"), Type.Literal("OUTSIDE_SCHEDULE")])),
+        trafficCap: Type.Optional(Type.Object({}, { ...Open, description: "daily / monthly: capBytes, usedBytes, remainingBytes, resetsAt; reached" })),
+        schedule: Type.Optional(Type.Object({}, { ...Open, description: "open, windows, nextChange" })),
+        access: Type.Optional(Type.Object({}, { ...Open, description: "policy: open | allowlist" })),
+      },
+      Open,
+    ),
+  ),
 });
 export const ServiceList = Type.Object({ services: Type.Array(ServiceView) });
 
@@ -95,6 +109,7 @@ export const ProposalQuery = Type.Object(
     ip_type: Type.Optional(Type.String()),
     ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
     metering: Type.Optional(Type.String({ description: "hour | gib" })),
+    access_policy: Type.Optional(Type.String({ description: "open | allowlist: the provider's access policy" })),
     max_price_per_hour: Type.Optional(Wei),
     max_price_per_gib: Type.Optional(Wei),
     min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),

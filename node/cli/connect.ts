@@ -5,6 +5,7 @@ import { recoverProtection } from "../consumer-protection/protection";
 import type { ProtectedStatus } from "../daemon/protected-status";
 import type { ConnectionStatus } from "../daemon/consumer-node";
 import type { ConnectionView } from "../daemon/daemon";
+import { controlledServices, withControls } from "./controls";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 import { runNode } from "./run-node";
@@ -119,6 +120,8 @@ export function connectCommands(context: Ctx): Command[] {
     const ctx = context(cmd);
     const node = ctx.daemon();
     const answer = node ? await node.get<ConnectionView>("/v1/connection") : null;
+    // A node that sells: its caps, schedule and access state too.
+    const out = withControls(ctx.out, node ? await controlledServices(node) : []);
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];
@@ -128,7 +131,7 @@ export function connectCommands(context: Ctx): Command[] {
         ]
       : [];
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
-      return ctx.out.result(answer, () => [
+      return out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
         `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
         ...reconnectLine,
@@ -138,8 +141,8 @@ export function connectCommands(context: Ctx): Command[] {
           : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
     if (answer?.state !== "connected")
-      return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
-    ctx.out.result(answer, () => [
+      return out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,
       `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,

@@ -9,6 +9,7 @@ import type { CommandContext } from "./context";
 import { DEFAULT_PRICE, mystToWei } from "../payments/price";
 import { untilSignal } from "./long-running";
 import { runNode } from "./run-node";
+import { controlsFromFlags, controlsOptions } from "./controls";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -129,14 +130,16 @@ export function serviceCommand(context: Ctx): Command {
     .option("--allow-private-range <cidr...>", "openvpn: private ranges consumers may reach")
     .option("--netns <name>", "openvpn: run the server and its firewall in this network namespace (tests, demo)")
     .option("--ipv6", "openvpn: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
-  paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
+  paymentPolicyOptions(offerOptions(identityOptions(controlsOptions(start), "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const spec = serviceSpecFromFlags(type, opts);
     const offer = parseOffer(opts);
     const policy = parsePaymentPolicy(opts);
+    const controls = controlsFromFlags(opts, (f) => cmd.getOptionValueSource(f) === "cli");
     const body = {
       type: spec.type,
       ...(spec.type === "openvpn" ? { openvpn: spec.openvpn } : {}),
+      ...(controls ? { controls } : {}),
       offer: {
         country: offer.country,
         city: offer.city,

@@ -10,7 +10,9 @@ import type { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { channelReport, earningsReport, type ChannelReport, type EarningsReport } from "../payments/reports";
-import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
+import { checkServiceSpec, consumerService, servicePolicy, startProviderService, type OpenVpnSettings, type ServiceSpec } from "../services/catalog";
+import type { ControlsSettings } from "../services/controls/settings-schema";
+import type { ControlsStatus } from "./provider-controls";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
@@ -56,6 +58,8 @@ export interface ServiceView {
   offer: OfferJson;
   announcement: { state: string; lastError?: string; expiresAt?: string };
   sessions: number;
+  /** Its controls now: offered or withdrawn (why), cap usage, schedule, access policy. */
+  controls?: ControlsStatus;
 }
 
 export interface ConnectRequest {
@@ -282,12 +286,13 @@ export class MystDaemon {
           ...(s.announcement.expiresAt ? { expiresAt: new Date(s.announcement.expiresAt).toISOString() } : {}),
         },
         sessions: live.filter((x) => x.serviceType === s.type).length,
+        ...(s.controls ? { controls: s.controls } : {}),
       };
     });
   }
 
   async startService(
-    input: { type: string; openvpn?: Partial<OpenVpnSettings> },
+    input: { type: string; openvpn?: Partial<OpenVpnSettings>; controls?: ControlsSettings },
     offer: OfferJson,
     options: { remember?: boolean } = {},
   ): Promise<ServiceView> {
@@ -297,10 +302,18 @@ export class MystDaemon {
     // Two requests for one type must not both start it (they would share its files and port).
     this.#starting.add(spec.type);
     try {
-      const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: this.#o.registry, log: this.#o.log });
+      // The policy first: a bad schedule or an unreadable access list stops the start before anything runs.
+      const policy = servicePolicy(spec, this.#o.log);
+      const service = await startProviderService(spec, {
+        dataDir: this.#o.config.dataDir,
+        directory: this.#o.registry,
+        log: this.#o.log,
+        bandwidthMbps: offer.bandwidthMbps,
+      });
       try {
-        this.provider.addService({ service, offer: offerFromJson(offer) });
+        this.provider.addService({ service, offer: offerFromJson(offer), policy });
       } catch (err) {
+        policy.stop();
         await service.stop?.().catch(() => undefined);
         throw err;
       }

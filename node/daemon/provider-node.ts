@@ -18,6 +18,9 @@ import type { SessionUsage } from "../payments/provider-payments";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
 import { SessionError } from "../session/errors";
+import type { ServicePolicy } from "../services/controls/service-policy";
+import { TrafficStore } from "../store/traffic-store";
+import { ProviderControls, type ControlsStatus } from "./provider-controls";
 
 /** What a provider sells, as the operator configures it (prices in wei). */
 export interface Offer {
@@ -35,6 +38,8 @@ export interface Offer {
 export interface ProvidedService {
   service: ProviderService;
   offer: Offer;
+  /** Its controls: schedule, access lists, traffic caps (bandwidth and egress are the service's own). */
+  policy?: ServicePolicy;
 }
 
 export interface ProviderNodeOptions {
@@ -56,6 +61,12 @@ export interface ProviderNodeOptions {
   payments?: ProviderPaymentSettings & { conn: ChainConnection; db: Db };
   /** How long `stop` waits for settlements before leaving them to the next start. Default 10 s. */
   settleTimeoutMs?: number;
+  /** Where traffic caps count the node's traffic (default: the payments database); without one, caps count from start. */
+  db?: Db;
+  /** The clock schedules and caps read (tests move it). Default Date.now. */
+  clock?: () => number;
+  /** How often traffic is counted and controls applied. Default 1 s. */
+  controlsTickMs?: number;
 }
 
 /** The provider's payment policy (amounts in wei). */
@@ -88,6 +99,7 @@ export class ProviderNode {
   readonly store?: PromiseStore;
   readonly history?: SessionStore;
   readonly channelCache?: ChannelStateCache;
+  readonly controls: ProviderControls;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
   readonly #selling = new Map<string, Selling>();
@@ -118,7 +130,23 @@ export class ProviderNode {
       maxSessionsPerConsumer: options.maxSessionsPerConsumer,
       outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
-      admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
+      // The provider's own controls first (no chain call), then payment.
+      admission: async (request) => (await this.controls.admission(request)) ?? (this.payments ? this.payments.admission(request) : null),
+    });
+    const db = options.db ?? options.payments?.db;
+    this.controls = new ProviderControls({
+      sessions: this.sessions,
+      traffic: db ? new TrafficStore(db) : undefined,
+      usage: (id) => this.usage(id),
+      withdraw: async (type) => {
+        await this.#selling.get(type)?.announcer.stop();
+      },
+      offer: (type) => {
+        if (this.#started) this.#selling.get(type)?.announcer.start();
+      },
+      clock: options.clock,
+      tickMs: options.controlsTickMs,
+      log: this.#log,
     });
     if (options.payments) {
       const p = options.payments;
@@ -173,10 +201,11 @@ export class ProviderNode {
   }
 
   /** The services sold now, with the state of their proposal in discovery. */
-  selling(): { type: string; offer: Offer; announcement: { state: string; lastError?: string; expiresAt?: number } }[] {
+  selling(): { type: string; offer: Offer; announcement: { state: string; lastError?: string; expiresAt?: number }; controls?: ControlsStatus }[] {
     return [...this.#selling.values()].map((s) => ({
       type: s.service.type,
       offer: s.offer,
+      ...(s.policy ? { controls: this.controls.status(s.service.type) } : {}),
       announcement: {
         state: s.announcer.state,
         ...(s.announcer.lastError ? { lastError: s.announcer.lastError } : {}),
@@ -189,7 +218,7 @@ export class ProviderNode {
   addService(provided: ProvidedService): void {
     if (this.#selling.has(provided.service.type)) throw new SessionError("SERVICE_EXISTS", `a ${provided.service.type} service is already running`);
     const selling = this.#add(provided);
-    if (this.#started) selling.announcer.start();
+    if (this.#started && this.controls.offered(provided.service.type)) selling.announcer.start();
     this.#log.info({ service: provided.service.type }, "service added");
   }
 
@@ -198,6 +227,7 @@ export class ProviderNode {
     const selling = this.#selling.get(type);
     if (!selling) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
     await selling.announcer.stop();
+    this.controls.remove(type);
     this.#selling.delete(type);
     await Promise.all(
       this.sessions
@@ -221,11 +251,12 @@ export class ProviderNode {
     const selling = { ...provided, announcer };
     this.#selling.set(provided.service.type, selling);
     this.#services.set(provided.service.type, provided.service);
+    if (provided.policy) this.controls.add(provided.service.type, provided.policy);
     return selling;
   }
 
   /** The proposal this node offers for a service (without times). */
-  proposal({ service, offer }: ProvidedService): Omit<Proposal, "createdAt" | "expiresAt"> {
+  proposal({ service, offer, policy }: ProvidedService): Omit<Proposal, "createdAt" | "expiresAt"> {
     const { key, brokerUrls } = this.#o;
     return {
       format: PROPOSAL_FORMAT,
@@ -241,6 +272,7 @@ export class ProviderNode {
       price: { currency: "MYST", perHour: offer.pricePerHour.toString(), perGiB: offer.pricePerGiB.toString() },
       bandwidthMbps: offer.bandwidthMbps,
       ...(service.ipv6 ? { ipv6: true } : {}),
+      ...(policy?.access?.policy === "allowlist" ? { accessPolicy: "allowlist" as const } : {}),
       contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }],
     };
   }
@@ -255,7 +287,10 @@ export class ProviderNode {
     this.sessions.start();
     this.payments?.start();
     this.#started = true;
-    for (const s of this.#selling.values()) s.announcer.start();
+    // A service whose cap is reached or whose schedule is closed is not announced.
+    await this.controls.tick();
+    this.controls.start();
+    for (const [type, s] of this.#selling) if (this.controls.offered(type)) s.announcer.start();
     this.#log.info({ identity: this.#o.key.address, services: [...this.#selling.keys()] }, "provider started");
   }
 
@@ -263,6 +298,7 @@ export class ProviderNode {
     this.#started = false;
     await Promise.all([...this.#selling.values()].map((s) => s.announcer.stop()));
     await this.sessions.stop();
+    this.controls.stop();
     this.payments?.stop();
     if (this.settler) {
       // Bounded: a chain that does not answer must not keep the node from stopping. What is not

@@ -3,6 +3,7 @@ import path from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { OpenVpnSettingsSchema as OpenVpnBody } from "../services/openvpn/settings-schema";
+import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import { Strict, Wei } from "../values/schemas";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES } from "../proposal/proposal";
@@ -27,7 +28,10 @@ export type OfferJson = Static<typeof OfferJsonSchema>;
 /** One entry of `<data-dir>/services.json`: what `POST /v1/services` started, after defaults. */
 const SavedServiceSchema = Type.Object(
   {
-    spec: Type.Object({ type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))), openvpn: Type.Optional(OpenVpnBody) }, Strict),
+    spec: Type.Object(
+      { type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))), openvpn: Type.Optional(OpenVpnBody), controls: Type.Optional(ControlsSettingsSchema) },
+      Strict,
+    ),
     offer: OfferJsonSchema,
   },
   Strict,

@@ -43,6 +43,7 @@ export class IndexEntry {
   perHour = 0n;
   perGiB = 0n;
   bandwidthMbps = 0;
+  accessPolicy: "open" | "allowlist" = "open";
   /** The signature followed by the signed proposal text; "" when not listed. */
   body = "";
 
@@ -245,6 +246,7 @@ export class ProposalIndex {
     e.perHour = BigInt(record.perHour);
     e.perGiB = BigInt(record.perGiB);
     e.bandwidthMbps = record.bandwidthMbps;
+    e.accessPolicy = record.accessPolicy;
     e.body = record.signature + record.text;
     if (e.liveUntil <= now) this.#unlist(e);
     else if (!e.listed) this.#list(e);
@@ -398,6 +400,7 @@ function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boo
   if (f.maxPricePerHour !== undefined && e.perHour > f.maxPricePerHour) return false;
   if (f.maxPricePerGiB !== undefined && e.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && e.bandwidthMbps < f.minBandwidthMbps) return false;
+  if (f.accessPolicy !== undefined && e.accessPolicy !== f.accessPolicy) return false;
   if (providers && !providers.has(e.key.slice(0, 42))) return false;
   return true;
 }

@@ -8,7 +8,8 @@ import type { Proposal, SignedProposal } from "../proposal/proposal";
  *
  * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
  * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
- *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps]\n0x<sig>\n<proposal text>
+ *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy]\n0x<sig>\n<proposal text>
+ * (records written before access policies have eight header fields: their policy is "open")
  *   ["w", at]
  */
 export type StoredRecord = StoredProposal | StoredWithdrawal;
@@ -22,6 +23,7 @@ export interface StoredProposal {
   perHour: string;
   perGiB: string;
   bandwidthMbps: number;
+  accessPolicy: "open" | "allowlist";
   signature: string;
   text: string;
 }
@@ -42,6 +44,7 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
     perHour: p.price.perHour,
     perGiB: p.price.perGiB,
     bandwidthMbps: p.bandwidthMbps,
+    accessPolicy: p.accessPolicy ?? "open",
     signature: signed.signature,
     text: signed.proposal,
   };
@@ -49,7 +52,7 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
   if (r.kind === "withdrawal") return Buffer.from(JSON.stringify(["w", r.at]));
-  const header = JSON.stringify(["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps]);
+  const header = JSON.stringify(["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps, r.accessPolicy]);
   return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
 }
 
@@ -71,10 +74,10 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
   }
   if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
   if (header[0] === "w" && typeof header[1] === "number") return { kind: "withdrawal", at: header[1] };
-  if (header[0] !== "p" || header.length !== 8 || nl < 0) throw new RecordFormatError("unknown record kind");
+  if (header[0] !== "p" || (header.length !== 8 && header.length !== 9) || nl < 0) throw new RecordFormatError("unknown record kind");
   const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
-  const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps] = header;
+  const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy] = header;
   return {
     kind: "proposal",
     createdAt,
@@ -84,6 +87,7 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     perHour,
     perGiB,
     bandwidthMbps,
+    accessPolicy: accessPolicy === "allowlist" ? "allowlist" : "open",
     signature: text.slice(nl + 1, nl2),
     text: text.slice(nl2 + 1),
   };

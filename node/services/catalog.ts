@@ -8,6 +8,9 @@ import type { ConsumerService, ProviderService } from "../session/service";
 import { NoopConsumerService, NoopProviderService } from "./noop/noop";
 import { OpenVpnConsumerService } from "./openvpn/consumer";
 import { OpenVpnProviderService } from "./openvpn/provider";
+import type { ControlsSettings } from "./controls/settings-schema";
+import { TunnelControls } from "./controls/tunnel-controls";
+import { ServicePolicy } from "./controls/service-policy";
 
 /** The service types this node can sell and buy. */
 export const SERVICE_TYPES = ["openvpn", "noop"] as const;
@@ -29,8 +32,8 @@ export interface OpenVpnSettings {
   ipv6?: boolean;
 }
 
-/** A provider service to run: its type and, for openvpn, its settings. */
-export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings };
+/** A provider service to run: its type, for openvpn its settings, and the provider's controls (any type). */
+export type ServiceSpec = ({ type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings }) & { controls?: ControlsSettings };
 
 export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
 
@@ -41,6 +44,8 @@ export interface ServiceDeps {
   dataDir: string;
   directory: PublicKeyDirectory;
   log: Logger;
+  /** The offer's bandwidth: each session of a tunnel service is limited to it (0: no limit). */
+  bandwidthMbps?: number;
 }
 
 export function isServiceType(type: string): type is ServiceType {
@@ -48,17 +53,18 @@ export function isServiceType(type: string): type is ServiceType {
 }
 
 /** Checks a spec the edge could not (cross-field rules); returns it typed. */
-export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings> }): ServiceSpec {
+export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings>; controls?: ControlsSettings }): ServiceSpec {
   if (!isServiceType(spec.type))
     throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
-  if (spec.type === "noop") return { type: "noop" };
+  const controls = spec.controls && Object.keys(spec.controls).length ? { controls: spec.controls } : {};
+  if (spec.type === "noop") return { type: "noop", ...controls };
   const o = spec.openvpn;
   if (!o?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "openvpn needs publicIp: the address consumers reach this provider at");
   if (!isIP(o.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${o.publicIp}" is not an IP address`);
   if (o.bind !== undefined && !isIP(o.bind)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `bind "${o.bind}" is not an IP address`);
   const port = o.port ?? 1194;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `port "${o.port}" is not a port number`);
-  return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port } };
+  return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port }, ...controls };
 }
 
 /** Builds and starts the provider side of a service; the caller stops it. */
@@ -76,6 +82,16 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
     blockPrivate: !o.allowPrivate,
     allowPrivate: o.allowPrivateRanges,
     ipv6: o.ipv6,
+    controls: (device) =>
+      new TunnelControls({
+        netns: o.netns,
+        device,
+        ipv6: o.ipv6,
+        sessionMbps: deps.bandwidthMbps,
+        serviceMbps: spec.controls?.serviceBandwidthMbps,
+        egress: spec.controls?.egress,
+        log: deps.log,
+      }),
     log: deps.log,
   });
   await service.start();
@@ -88,4 +104,12 @@ export function consumerService(type: string, deps: { key: IdentityKey; dataDir:
   if (type === "openvpn")
     return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
   throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+}
+
+/**
+ * A service's admission policy (schedule, access lists, caps) from its spec, every value checked
+ * (an access list file is read now): a bad one stops the start with a ControlsError that names it.
+ */
+export function servicePolicy(spec: ServiceSpec, log: Logger): ServicePolicy {
+  return new ServicePolicy(spec.controls ?? {}, { log });
 }

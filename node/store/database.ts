@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 
 export type Db = Database.Database;
 
-/** The node's database in its data dir: promises, settlements, session history. */
+/** The node's database in its data dir: promises, settlements, session history, traffic per day. */
 export const databaseFile = (dataDir: string) => path.join(dataDir, "myst.db");
 
 const MIGRATIONS = [
@@ -49,6 +49,11 @@ const MIGRATIONS = [
      amount TEXT NOT NULL,
      signature TEXT NOT NULL,
      issued_at INTEGER NOT NULL
+   );`,
+  // Provider traffic caps: bytes moved per local calendar day, over all sessions and services.
+  `CREATE TABLE traffic_days (
+     day TEXT PRIMARY KEY,
+     bytes INTEGER NOT NULL
    );`,
 ];
 
