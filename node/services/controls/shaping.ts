@@ -16,8 +16,15 @@ export interface ShaperOptions {
 
 /** HTB wants a quantum; rate/r2q is megabytes at these rates (it warns and clamps). 10 full packets. */
 const QUANTUM = "15140";
-/** What HTB may send at once at a class's rate: enough for a tun device's bursts at 200+ Mbit/s, small enough to hold 5. */
-const burstFor = (mbps: number) => `${Math.max(15140, Math.round((mbps * 1e6) / 8 / 250))}b`;
+/** What HTB may send at once at a class's rate: 10 ms of it (a tun device's bursts at 200+ Mbit/s), at least 10 packets. */
+const burstFor = (mbps: number) => `${Math.max(15140, Math.round((mbps * 1e6) / 8 / 100))}b`;
+/** A FIFO leaf (no fq_codel) holds about 50 ms at the class's rate: short enough at 5 Mbit/s, long enough for TCP at 200. */
+const fifoPackets = (mbps: number) => String(Math.max(64, Math.round((mbps * 1e6) / 8 / 1500 / 20)));
+/**
+ * Sessions a service limit is shared by, for each session's guaranteed rate: HTB gives a class its
+ * own rate whatever its parent's, so the guarantees must add up to no more than the service's.
+ */
+const SHARE = 50;
 /** The rate of the service class when only sessions are limited. */
 const UNLIMITED = 100_000;
 
@@ -109,13 +116,17 @@ export class TrafficShaper {
     const minor = this.#freeMinor();
     this.#classes.set(sessionId, minor);
     const id = `1:${minor.toString(16)}`;
-    const session = this.#o.sessionMbps && this.#o.sessionMbps > 0 ? this.#o.sessionMbps : (this.#o.serviceMbps ?? UNLIMITED);
-    const leaf = await this.#leafQdisc();
+    const service = this.#o.serviceMbps && this.#o.serviceMbps > 0 ? this.#o.serviceMbps : undefined;
+    const ceil = Math.min(this.#o.sessionMbps && this.#o.sessionMbps > 0 ? this.#o.sessionMbps : UNLIMITED, service ?? UNLIMITED);
+    // Alone under an unlimited service a session is guaranteed its whole limit (the most exact);
+    // under a service limit each gets a share and borrows up to its ceiling from what is free.
+    const guaranteed = service ? Math.min(ceil, service / SHARE) : ceil;
+    const leaf = await this.#leafQdisc(ceil);
     for (const [dev, direction] of [
       [this.#o.device, "dst"],
       [this.#ifb, "src"],
     ] as const) {
-      await this.#tc("class", "add", "dev", dev, "parent", "1:1", "classid", id, "htb", ...rate(session), "quantum", QUANTUM);
+      await this.#tc("class", "add", "dev", dev, "parent", "1:1", "classid", id, "htb", ...rate(guaranteed, ceil), "quantum", QUANTUM);
       await this.#tc("qdisc", "add", "dev", dev, "parent", id, "handle", `${minor.toString(16)}:`, ...leaf);
       for (const address of addresses) {
         const v6 = isIP(address) === 6;
@@ -168,21 +179,21 @@ export class TrafficShaper {
     throw new ControlsError("SHAPING_FAILED", "no free traffic class");
   }
 
-  /** fq_codel if this kernel has it (asked once), else a 100-packet FIFO. */
-  async #leafQdisc(): Promise<string[]> {
-    if (this.#leaf) return this.#leaf;
+  /** fq_codel if this kernel has it (asked once), else a FIFO of about 50 ms at `mbps`. */
+  async #leafQdisc(mbps: number): Promise<string[]> {
+    if (this.#leaf) return this.#leaf[0] === "fq_codel" ? this.#leaf : ["pfifo", "limit", fifoPackets(mbps)];
     const probe = `${this.#o.device}`;
     const ok = await this.#tc("qdisc", "add", "dev", probe, "parent", "1:1", "handle", "ff0:", "fq_codel").then(
       () => true,
       () => false,
     );
     if (ok) await this.#tc("qdisc", "del", "dev", probe, "parent", "1:1", "handle", "ff0:").catch(() => undefined);
-    else this.#log.warn("this kernel has no fq_codel queue discipline: each session's queue is a plain FIFO (100 packets)");
-    this.#leaf = ok ? ["fq_codel"] : ["pfifo", "limit", "100"];
+    else this.#log.warn("this kernel has no fq_codel queue discipline: each session's queue is a plain FIFO (about 50 ms at its rate)");
+    this.#leaf = ok ? ["fq_codel"] : ["pfifo", "limit", fifoPackets(mbps)];
     return this.#leaf;
   }
 }
 
-function rate(mbps: number): string[] {
-  return ["rate", `${mbps}mbit`, "ceil", `${mbps}mbit`, "burst", burstFor(mbps), "cburst", burstFor(mbps)];
+function rate(mbps: number, ceil = mbps): string[] {
+  return ["rate", `${mbps}mbit`, "ceil", `${ceil}mbit`, "burst", burstFor(ceil), "cburst", burstFor(ceil)];
 }
