@@ -62,7 +62,9 @@ export class AccessList {
   #denyFromFile: string[] = [];
   #allow?: Set<string>;
   #deny = new Set<string>();
-  #watching: string[] = [];
+  /** What each file looked like when it was last read (a different look means it changed). */
+  readonly #seen = new Map<string, string>();
+  #timer?: NodeJS.Timeout;
 
   constructor(options: AccessListOptions) {
     this.#o = options;
@@ -70,8 +72,8 @@ export class AccessList {
     for (const a of [...(options.allow ?? []), ...(options.deny ?? [])]) {
       if (!ADDRESS.test(a)) throw new ControlsError("BAD_ACCESS_LIST", `"${a}" is not an identity address (0x + 40 hex)`);
     }
-    if (options.allowFile) this.#allowFromFile = readListFile(options.allowFile);
-    if (options.denyFile) this.#denyFromFile = readListFile(options.denyFile);
+    if (options.allowFile) this.#allowFromFile = this.#read(options.allowFile);
+    if (options.denyFile) this.#denyFromFile = this.#read(options.denyFile);
     this.#rebuild();
   }
 
@@ -93,35 +95,53 @@ export class AccessList {
     return null;
   }
 
+  /** Looks at the files every `pollMs` (polling: an editor that replaces a file is seen too). */
   start(): void {
-    const pollMs = this.#o.pollMs ?? 1000;
-    for (const [file, which] of [
-      [this.#o.allowFile, "allow"],
-      [this.#o.denyFile, "deny"],
-    ] as const) {
-      if (!file) continue;
-      fs.watchFile(file, { interval: pollMs, persistent: false }, (now, before) => {
-        if (now.mtimeMs === before.mtimeMs && now.size === before.size && now.ino === before.ino) return;
-        this.#reload(file, which);
-      });
-      this.#watching.push(file);
-    }
+    if (this.#timer || (!this.#o.allowFile && !this.#o.denyFile)) return;
+    this.#timer = setInterval(() => {
+      if (this.#o.allowFile && this.#changed(this.#o.allowFile)) this.#reload(this.#o.allowFile, "allow");
+      if (this.#o.denyFile && this.#changed(this.#o.denyFile)) this.#reload(this.#o.denyFile, "deny");
+    }, this.#o.pollMs ?? 1000);
+    this.#timer.unref();
   }
 
   stop(): void {
-    for (const file of this.#watching) fs.unwatchFile(file);
-    this.#watching = [];
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #look(file: string): string {
+    try {
+      const st = fs.statSync(file);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return "missing";
+    }
+  }
+
+  #changed(file: string): boolean {
+    return this.#look(file) !== this.#seen.get(file);
+  }
+
+  /** Reads a list file, remembering how it looked before the read (a write during it is seen next time). */
+  #read(file: string): string[] {
+    const look = this.#look(file);
+    const list = readListFile(file);
+    this.#seen.set(file, look);
+    return list;
   }
 
   #reload(file: string, which: "allow" | "deny"): void {
     try {
-      const list = readListFile(file);
+      const list = this.#read(file);
       if (which === "allow") this.#allowFromFile = list;
       else this.#denyFromFile = list;
       this.#rebuild();
       this.#log.info({ file, entries: list.length }, `${which} list re-read`);
       this.#o.onChange?.();
     } catch (err) {
+      // Not again until it changes once more.
+      this.#seen.set(file, this.#look(file));
       this.#log.error(
         { file, code: (err as ControlsError).code, err: (err as Error).message },
         `${which} list changed but cannot be used; the last good one stays`,
