@@ -91,7 +91,8 @@ export class ProviderControls {
 
   /** Controls a service by its policy (when the service is added). */
   add(type: string, policy: ServicePolicy): void {
-    const controlled: Controlled = { policy, noticed: new Map() };
+    // Withdrawn from the start when its cap is reached or its schedule closed: never announced then.
+    const controlled: Controlled = { policy, noticed: new Map(), withdrawn: this.#because(policy, new Date(this.#clock())) };
     this.#services.set(type, controlled);
     policy.onAccessChange(() => void this.#recheckAccess(type).catch((err) => this.#log.error({ err: (err as Error).message }, "access re-check failed")));
     policy.start();
@@ -162,9 +163,8 @@ export class ProviderControls {
 
   async #apply(type: string, c: Controlled): Promise<void> {
     const now = new Date(this.#clock());
-    const closed = !c.policy.schedule.isOpen(now);
-    const cap = c.policy.capped ? this.#capStatus(c.policy, now) : undefined;
-    const because: WithdrawnBecause | undefined = closed ? "OUTSIDE_SCHEDULE" : cap?.reached ? "TRAFFIC_CAP" : undefined;
+    const because = this.#because(c.policy, now);
+    const closed = because === "OUTSIDE_SCHEDULE";
     if (because && c.withdrawn === undefined) {
       c.withdrawn = because;
       this.#log.warn({ service: type, because }, "service withdrawn");
@@ -182,7 +182,7 @@ export class ProviderControls {
       await Promise.all(live.map((s) => this.#o.sessions.end(s.id, reason)));
       return;
     }
-    const reason = `the provider's ${cap!.reached} traffic cap is reached`;
+    const reason = `the provider's ${this.#capStatus(c.policy, now).reached} traffic cap is reached`;
     for (const s of live) {
       if (c.noticed.has(s.id)) continue;
       this.#o.sessions.notice(s.id, reason, c.policy.noticeMs);
@@ -190,6 +190,12 @@ export class ProviderControls {
       timer.unref();
       c.noticed.set(s.id, timer);
     }
+  }
+
+  #because(policy: ServicePolicy, now: Date): WithdrawnBecause | undefined {
+    if (!policy.schedule.isOpen(now)) return "OUTSIDE_SCHEDULE";
+    if (policy.capped && this.#capStatus(policy, now).reached) return "TRAFFIC_CAP";
+    return undefined;
   }
 
   async #recheckAccess(type: string): Promise<void> {

@@ -62,8 +62,12 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
   const clock = () => Date.now() + shiftMs;
   let running: { node: ProviderNode; provided: ProvidedService } | undefined;
 
-  async function startProvider(controls: ControlsSettings, bandwidthMbps = 0): Promise<{ node: ProviderNode; provided: ProvidedService }> {
-    const spec: ServiceSpec = { type: "openvpn", openvpn: { publicIp: topology.providerAddress, netns: topology.provider, port: 1194 }, controls };
+  async function startProvider(controls: ControlsSettings, bandwidthMbps = 0, ipv6 = false): Promise<{ node: ProviderNode; provided: ProvidedService }> {
+    const spec: ServiceSpec = {
+      type: "openvpn",
+      openvpn: { publicIp: topology.providerAddress, netns: topology.provider, port: 1194, ...(ipv6 ? { ipv6: true } : {}) },
+      controls,
+    };
     const policy = servicePolicy(spec, silent);
     const service = await startProviderService(spec, { dataDir: path.join(dir, "provider"), directory: net.registry, log: silent, bandwidthMbps });
     const provided: ProvidedService = {
@@ -195,6 +199,26 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
       const next = await connect(1, p);
       expect(fetchFrom(topology, topology.consumers[1], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
       await next.destroy();
+    });
+  });
+
+  describe("bandwidth limits", function () {
+    it("shape a session's IPv6 as well as its IPv4, in its own class for each direction", async function () {
+      const p = await startProvider({}, 20, true);
+      const session = await connect(0, p);
+      try {
+        const tc = (...args: string[]) => topology.exec(topology.provider, ["/usr/sbin/tc", ...args]);
+        await until(() => /class htb 1:10 parent 1:1 .*rate 20Mbit ceil 20Mbit/.test(tc("class", "show", "dev", "ifb-myst0")), "the session's upload class");
+        expect(tc("filter", "show", "dev", "myst0")).to.match(/flowid 1:10/);
+        expect(tc("filter", "show", "dev", "myst0", "protocol", "ipv6")).to.match(/flowid 1:10/);
+        const sent = (dev: string) => Number(/class htb 1:10 .*\n Sent (\d+) bytes/.exec(tc("-s", "class", "show", "dev", dev))?.[1] ?? 0);
+        const before = sent("myst0");
+        expect(await downloadAsync(topology.consumers[0], `${topology.internetUrl6}?bytes=${MIB}`, 20_000)).to.equal(MIB);
+        expect(sent("myst0") - before).to.be.greaterThan(MIB);
+        expect(sent("ifb-myst0")).to.be.greaterThan(0);
+      } finally {
+        await session.destroy();
+      }
     });
   });
 

@@ -140,7 +140,7 @@ export class TrafficShaper {
           "protocol",
           v6 ? "ipv6" : "ip",
           "prio",
-          String(minor),
+          String(prioOf(minor, v6)),
           "u32",
           "match",
           v6 ? "ip6" : "ip",
@@ -158,8 +158,9 @@ export class TrafficShaper {
     if (minor === undefined) return;
     this.#classes.delete(sessionId);
     for (const dev of [this.#o.device, this.#ifb]) {
-      for (const proto of ["ip", "ipv6"])
-        await this.#tc("filter", "del", "dev", dev, "parent", "1:", "protocol", proto, "prio", String(minor)).catch(() => undefined);
+      for (const v6 of [false, true]) {
+        await this.#tc("filter", "del", "dev", dev, "parent", "1:", "protocol", v6 ? "ipv6" : "ip", "prio", String(prioOf(minor, v6))).catch(() => undefined);
+      }
       await this.#tc("class", "del", "dev", dev, "classid", `1:${minor.toString(16)}`).catch(() => undefined);
     }
   }
@@ -175,7 +176,7 @@ export class TrafficShaper {
 
   #freeMinor(): number {
     const used = new Set(this.#classes.values());
-    for (let m = 0x10; m < 0xfff0; m++) if (!used.has(m)) return m;
+    for (let m = 0x10; m < 0x8000; m++) if (!used.has(m)) return m;
     throw new ControlsError("SHAPING_FAILED", "no free traffic class");
   }
 
@@ -192,6 +193,11 @@ export class TrafficShaper {
     this.#leaf = ok ? ["fq_codel"] : ["pfifo", "limit", fifoPackets(mbps)];
     return this.#leaf;
   }
+}
+
+/** A filter priority holds one protocol: a session's IPv4 filters at its class number, its IPv6 ones 0x8000 above. */
+function prioOf(minor: number, v6: boolean): number {
+  return v6 ? minor + 0x8000 : minor;
 }
 
 function rate(mbps: number, ceil = mbps): string[] {
