@@ -78,7 +78,7 @@ export function controlsFromFlags(opts: Record<string, unknown>, given: (flag: s
 /** The services of a running node that have controls (caps, schedule, access), for `myst status`. */
 export async function controlledServices(node: DaemonClient): Promise<ServiceView[]> {
   const { services } = await node.get<{ services: ServiceView[] }>("/v1/services");
-  return services.filter((s) => s.controls);
+  return services.filter((s) => s.controls && (s.controls.trafficCap || s.controls.schedule || s.controls.access || !s.controls.offered));
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;

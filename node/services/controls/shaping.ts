@@ -104,7 +104,11 @@ export class TrafficShaper {
       );
     } catch (err) {
       await this.remove();
-      throw new ControlsError("SHAPING_FAILED", `cannot shape ${this.#o.device}: ${(err as Error).message}`, { cause: err });
+      throw new ControlsError(
+        "SHAPING_FAILED",
+        `cannot limit the bandwidth on ${this.#o.device} (the kernel needs HTB, ingress, u32, mirred and IFB; --bandwidth 0 sells without a limit): ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     this.#log.info({ device: this.#o.device, sessionMbps: this.#o.sessionMbps, serviceMbps: this.#o.serviceMbps }, "bandwidth limits applied");
   }
