@@ -139,7 +139,7 @@ export class ProviderNode {
       traffic: db ? new TrafficStore(db) : undefined,
       usage: (id) => this.usage(id),
       withdraw: async (type) => {
-        await this.#selling.get(type)?.announcer.stop();
+        await this.#selling.get(type)?.announcer.withdraw();
       },
       offer: (type) => {
         if (this.#started) this.#selling.get(type)?.announcer.start();
@@ -219,6 +219,7 @@ export class ProviderNode {
     if (this.#selling.has(provided.service.type)) throw new SessionError("SERVICE_EXISTS", `a ${provided.service.type} service is already running`);
     const selling = this.#add(provided);
     if (this.#started && this.controls.offered(provided.service.type)) selling.announcer.start();
+    else if (this.#started) void selling.announcer.withdraw();
     this.#log.info({ service: provided.service.type }, "service added");
   }
 
@@ -290,7 +291,10 @@ export class ProviderNode {
     // A service whose cap is reached or whose schedule is closed is not announced.
     await this.controls.tick();
     this.controls.start();
-    for (const [type, s] of this.#selling) if (this.controls.offered(type)) s.announcer.start();
+    for (const [type, s] of this.#selling) {
+      if (this.controls.offered(type)) s.announcer.start();
+      else void s.announcer.withdraw();
+    }
     this.#log.info({ identity: this.#o.key.address, services: [...this.#selling.keys()] }, "provider started");
   }
 

@@ -186,10 +186,13 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
       expect(refused).to.be.instanceOf(SessionRefusedError);
       expect((refused as SessionRefusedError).refusal).to.equal("TRAFFIC_CAP");
 
-      // A restart reads the day's traffic from the store: still capped.
+      // A restart reads the day's traffic from the store: still capped, and it unregisters at start
+      // whatever an earlier run may have left listed.
       await stopProvider();
+      const beforeRestart = unregistered.length;
       p = await startProvider(controls, 4);
       expect(p.node.selling()[0].controls!.offered).to.equal(false);
+      await until(() => unregistered.length > beforeRestart, "an unregister at start");
       const again = await rejectionOf(connect(1, p));
       expect((again as SessionRefusedError).refusal).to.equal("TRAFFIC_CAP");
 
