@@ -67,7 +67,11 @@ export const OfferBody = Type.Object(
     ),
     pricePerHour: Type.Optional(Myst),
     pricePerGiB: Type.Optional(Myst),
-    bandwidthMbps: Type.Number({ minimum: 0, default: 100 }),
+    bandwidthMbps: Type.Number({
+      minimum: 0,
+      default: 100,
+      description: "each session's bandwidth, Mbit/s each way: advertised in the proposal and enforced on tunnel services (0: no limit)",
+    }),
   },
   Strict,
 );

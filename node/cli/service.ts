@@ -31,7 +31,7 @@ export function offerOptions(cmd: Command): Command {
     .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, "unknown")
     .option("--price-per-hour <myst>", "price per hour of session, in MYST", DEFAULT_PRICE.perHour)
     .option("--price-per-gib <myst>", "price per GiB moved, in MYST", DEFAULT_PRICE.perGiB)
-    .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100");
+    .option("--bandwidth <mbps>", "each session's bandwidth, Mbit/s each way: advertised and enforced on tunnels (0: no limit)", "100");
 }
 
 const POLICY_FLAGS = ["maxSessions", "invoiceEvery", "invoiceAbove", "maxUnpaid", "minChannelBalance", "settleThreshold", "settleOnSessionEnd"];
