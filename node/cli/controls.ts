@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { Command } from "commander";
 import { MystError } from "../errors/MystError";
 import type { DaemonClient } from "../api/client";
@@ -59,8 +60,9 @@ export function controlsFromFlags(opts: Record<string, unknown>, given: (flag: s
     c.access = {
       ...(allow ? { allow } : {}),
       ...(deny ? { deny } : {}),
-      ...(opts.allowFile ? { allowFile: String(opts.allowFile) } : {}),
-      ...(opts.denyFile ? { denyFile: String(opts.denyFile) } : {}),
+      // The node reads them: from its own directory, so a relative path is made absolute here.
+      ...(opts.allowFile ? { allowFile: path.resolve(String(opts.allowFile)) } : {}),
+      ...(opts.denyFile ? { denyFile: path.resolve(String(opts.denyFile)) } : {}),
     };
   }
   const ports = list(opts.blockPort);

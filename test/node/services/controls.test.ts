@@ -287,6 +287,7 @@ describe("provider controls", function () {
         egress: { blockPorts: ["6881-6889", 23] },
       });
       expect(controlsFromFlags({ monthStart: "1", capNotice: "10" }, () => false)).to.equal(undefined);
+      expect(controlsFromFlags({ allowFile: "allow.txt" }, () => false)).to.deep.equal({ access: { allowFile: path.resolve("allow.txt") } });
     });
   });
 });
