@@ -2,6 +2,7 @@ import { benchDialog } from "./bench/dialog";
 import { benchDiscovery } from "./bench/discovery";
 import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
+import { benchShaping } from "./bench/shaping";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   discovery: benchDiscovery,
   tunnel: benchTunnel,
   payments: benchPayments,
+  shaping: benchShaping,
 };
 
 async function main() {

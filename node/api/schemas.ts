@@ -3,6 +3,8 @@ import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
 import { SERVICE_TYPES } from "../services/catalog";
 import { OpenVpnSettingsSchema } from "../services/openvpn/settings-schema";
 import { WireGuardSettingsSchema } from "../services/wireguard/settings-schema";
+import { ControlsSettingsSchema } from "../services/controls/settings-schema";
+import type { ControlsStatus } from "../daemon/provider-controls";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 /** The schemas of the daemon's REST API: request bodies refuse unknown fields; amounts are strings. */
@@ -102,7 +104,11 @@ export const OfferBody = Type.Object(
     ),
     pricePerHour: Type.Optional(Myst),
     pricePerGiB: Type.Optional(Myst),
-    bandwidthMbps: Type.Number({ minimum: 0, default: 100 }),
+    bandwidthMbps: Type.Number({
+      minimum: 0,
+      default: 100,
+      description: "each session's bandwidth, Mbit/s each way: advertised in the proposal and enforced on tunnel services (0: no limit)",
+    }),
   },
   Strict,
 );
@@ -114,6 +120,7 @@ export const StartServiceBody = Type.Object(
     offer: Type.Optional(OfferBody),
     openvpn: Type.Optional(OpenVpnBody),
     wireguard: Type.Optional(WireGuardBody),
+    controls: Type.Optional(ControlsSettingsSchema),
   },
   Strict,
 );
@@ -123,6 +130,18 @@ export const ServiceView = Type.Object({
   offer: Type.Object({ country: Type.String(), ipType: Type.String(), pricePerHourWei: Wei, pricePerGiBWei: Wei, bandwidthMbps: Type.Number() }, Open),
   announcement: Type.Object({ state: Type.String(), lastError: Type.Optional(Type.String()), expiresAt: Type.Optional(Type.String()) }),
   sessions: Type.Integer({ description: "sessions running now" }),
+  controls: Type.Optional(
+    Type.Object(
+      {
+        offered: Type.Boolean({ description: "announced now; false while a traffic cap is reached or the schedule is closed" }),
+        withdrawnBecause: Type.Optional(Type.Union([Type.Literal("TRAFFIC_CAP"), Type.Literal("OUTSIDE_SCHEDULE")])),
+        trafficCap: Type.Optional(Type.Object({}, { ...Open, description: "daily / monthly: capBytes, usedBytes, remainingBytes, resetsAt; reached" })),
+        schedule: Type.Optional(Type.Object({}, { ...Open, description: "open, windows, nextChange" })),
+        access: Type.Optional(Type.Object({}, { ...Open, description: "policy: open | allowlist" })),
+      },
+      Open,
+    ),
+  ),
 });
 export const ServiceList = Type.Object({ services: Type.Array(ServiceView) });
 
@@ -133,6 +152,7 @@ export const ProposalQuery = Type.Object(
     ip_type: Type.Optional(Type.String()),
     ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
     metering: Type.Optional(Type.String({ description: "hour | gib" })),
+    access_policy: Type.Optional(Type.String({ description: "open | allowlist: the provider's access policy" })),
     max_price_per_hour: Type.Optional(Wei),
     max_price_per_gib: Type.Optional(Wei),
     min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),
@@ -333,6 +353,10 @@ export const Earnings = Type.Object({
 });
 
 export type StartServiceBody = Static<typeof StartServiceBody>;
+/** The provider controls a service is started with (CLI flags, services.json, the API body). */
+export type ControlsSettings = Static<typeof ControlsSettingsSchema>;
+/** A service as `GET /v1/services` shows it, with its controls' status typed as the node reports it. */
+export type ServiceViewWithControls = Omit<Static<typeof ServiceView>, "controls"> & { controls?: ControlsStatus };
 export type ConnectBody = Static<typeof ConnectBody>;
 export type Vault = Static<typeof Vault>;
 export type DepositBody = Static<typeof DepositBody>;

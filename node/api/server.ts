@@ -12,6 +12,7 @@ import type { ChainErrorCode } from "../chain/errors";
 import type { DialogErrorCode } from "../dialog/dialogs";
 import type { KeystoreErrorCode } from "../identity/keystore";
 import type { ServiceSpecErrorCode } from "../services/catalog";
+import type { ControlsErrorCode } from "../services/controls/errors";
 import type { SessionErrorCode } from "../session/errors";
 import * as S from "./schemas";
 import type { Transport } from "./client";
@@ -39,6 +40,7 @@ type MappedCode =
   | KeystoreErrorCode
   | ServiceSpecErrorCode
   | VaultErrorCode
+  | ControlsErrorCode
   | "BAD_JSON"
   | "BAD_FILTER"
   | "BAD_AMOUNT"
@@ -62,6 +64,11 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   PASSPHRASE_EMPTY: 400,
   BAD_SERVICE_SETTINGS: 400,
   SERVICE_TYPE_UNKNOWN: 400,
+  BAD_SCHEDULE: 400,
+  BAD_ACCESS_LIST: 400,
+  ACCESS_LIST_UNREADABLE: 400,
+  BAD_EGRESS_POLICY: 400,
+  BAD_TRAFFIC_CAP: 400,
   UNAUTHORIZED: 401,
   WRONG_PASSPHRASE: 403,
   IDENTITY_NOT_FOUND: 404,
@@ -305,7 +312,12 @@ export class ApiServer {
       async (req, reply) =>
         reply
           .status(201)
-          .send(await daemon.startService({ type: req.body.type, openvpn: req.body.openvpn, wireguard: req.body.wireguard }, offerOf(req.body.offer))),
+          .send(
+            await daemon.startService(
+              { type: req.body.type, openvpn: req.body.openvpn, wireguard: req.body.wireguard, controls: req.body.controls },
+              offerOf(req.body.offer),
+            ),
+          ),
     );
     app.delete(
       "/v1/services/:type",

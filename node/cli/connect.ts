@@ -3,6 +3,7 @@ import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import { parsePaymentPolicy } from "../api/launch";
 import type { ConnectBody } from "../api/schemas";
+import { controlledServices, withControls } from "./controls";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 
@@ -84,6 +85,9 @@ export function connectCommands(context: Ctx): Command[] {
   const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const answer = await ctx.withNode({}, (node) => node.connection());
+    // A node that sells: its caps, schedule and access state too.
+    const running = ctx.runningNode();
+    const out = withControls(ctx.out, running ? await controlledServices(running) : []);
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];
@@ -93,7 +97,7 @@ export function connectCommands(context: Ctx): Command[] {
         ]
       : [];
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
-      return ctx.out.result(answer, () => [
+      return out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
         `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
         ...reconnectLine,
@@ -103,8 +107,8 @@ export function connectCommands(context: Ctx): Command[] {
           : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
     if (answer?.state !== "connected")
-      return ctx.out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
-    ctx.out.result(answer, () => [
+      return out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,
       `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,

@@ -48,6 +48,7 @@ export function proposalsCommand(context: Ctx): Command {
     .addOption(new Option("--min-bandwidth <mbps>", "Mbit/s"))
     .addOption(new Option("--provider-id <address...>", "only these providers (repeatable)"))
     .addOption(new Option("--ipv6", "only providers whose tunnel carries IPv6"))
+    .addOption(new Option("--access-policy <policy>", "open: only providers anyone may use | allowlist: only those restricted to an allow list"))
     .option("--limit <n>", "at most this many", "100")
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
@@ -66,6 +67,7 @@ export function proposalsCommand(context: Ctx): Command {
           min_bandwidth: opts.minBandwidth,
           provider_id: opts.providerId,
           ipv6: opts.ipv6 ? "true" : undefined,
+          access_policy: opts.accessPolicy,
           limit,
         }),
       );
@@ -81,6 +83,7 @@ export function proposalsCommand(context: Ctx): Command {
                 `${formatUnits(p.price.perHour, 18)} MYST/h`.padEnd(18),
                 `${formatUnits(p.price.perGiB, 18)} MYST/GiB`.padEnd(20),
                 `${p.bandwidthMbps} Mbit/s`,
+                ...(p.accessPolicy === "allowlist" ? ["allow list"] : []),
               ].join("  "),
             ),
       );

@@ -6,6 +6,7 @@ import { MystError } from "../errors/MystError";
 import { DEFAULT_PRICE, mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
+import { controlsFromFlags, controlsOptions } from "./controls";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -27,7 +28,7 @@ export function offerOptions(cmd: Command): Command {
     .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, "unknown")
     .option("--price-per-hour <myst>", "price per hour of session, in MYST", DEFAULT_PRICE.perHour)
     .option("--price-per-gib <myst>", "price per GiB moved, in MYST", DEFAULT_PRICE.perGiB)
-    .option("--bandwidth <mbps>", "committed bandwidth, Mbit/s", "100");
+    .option("--bandwidth <mbps>", "each session's bandwidth, Mbit/s each way: advertised and enforced on tunnels (0: no limit)", "100");
 }
 
 const POLICY_FLAGS = [
@@ -126,10 +127,12 @@ export function serviceCommand(context: Ctx): Command {
     .option("--allow-private-range <cidr...>", "openvpn, wireguard: private ranges consumers may reach")
     .option("--netns <name>", "openvpn, wireguard: run the server and its firewall in this network namespace (tests, demo)")
     .option("--ipv6", "openvpn, wireguard: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
-  paymentPolicyOptions(offerOptions(identityOptions(start, "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
+  paymentPolicyOptions(offerOptions(identityOptions(controlsOptions(start), "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const body = serviceBody(type, opts);
     const policy = parsePaymentPolicy(opts);
+    const controls = controlsFromFlags(opts, (f) => cmd.getOptionValueSource(f) === "cli");
+    if (controls) body.controls = controls;
     const running = ctx.runningNode();
     if (running) {
       const policyFlags = POLICY_FLAGS.filter((f) => cmd.getOptionValueSource(f) === "cli");

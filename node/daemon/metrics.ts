@@ -73,6 +73,45 @@ export class NodeMetrics {
       },
     });
     new Gauge({
+      name: "myst_provider_traffic_bytes",
+      help: "bytes the provider moved (all services, both directions) in the current local day and calendar month: what traffic caps count",
+      labelNames: ["period"],
+      registers: [this.registry],
+      collect() {
+        const t = self.#provider?.controls.traffic();
+        if (!t) return;
+        this.set({ period: "day" }, t.todayBytes);
+        this.set({ period: "month" }, t.monthBytes);
+      },
+    });
+    new Gauge({
+      name: "myst_provider_cap_remaining_bytes",
+      help: "traffic a service's cap still allows in its period, by service type and period (daily, monthly)",
+      labelNames: ["service_type", "period"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of self.#provider?.selling() ?? []) {
+          for (const period of ["daily", "monthly"] as const) {
+            const u = s.controls?.trafficCap?.[period];
+            if (u) this.set({ service_type: s.type, period }, u.remainingBytes);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: "myst_provider_service_offered",
+      help: "1 while a service is announced, 0 while withdrawn (traffic cap reached, outside its schedule), by service type and reason",
+      labelNames: ["service_type", "withdrawn_because"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of self.#provider?.selling() ?? []) {
+          this.set({ service_type: s.type, withdrawn_because: s.controls?.withdrawnBecause ?? "" }, s.controls?.offered === false ? 0 : 1);
+        }
+      },
+    });
+    new Gauge({
       name: "myst_settlements_pending",
       help: "pairs (consumer, provider) whose latest promise is not settled yet, by state (queued, submitted, retrying, waiting-top-up, rejected)",
       labelNames: ["state"],

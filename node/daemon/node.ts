@@ -19,7 +19,17 @@ import { toAddress } from "../values/address";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { earningsReport, vaultReport, type EarningsReport, type VaultReport } from "../payments/reports";
-import { checkServiceSpec, consumerService, startProviderService, type OpenVpnSettings, type ServiceSpec, type WireGuardSettings } from "../services/catalog";
+import {
+  checkServiceSpec,
+  consumerService,
+  servicePolicy,
+  startProviderService,
+  type OpenVpnSettings,
+  type ServiceSpec,
+  type WireGuardSettings,
+} from "../services/catalog";
+import type { ControlsSettings } from "../services/controls/settings-schema";
+import type { ControlsStatus } from "./provider-controls";
 import { SessionError } from "../session/errors";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
@@ -91,6 +101,8 @@ export interface ServiceView {
   offer: OfferJson;
   announcement: { state: string; lastError?: string; expiresAt?: string };
   sessions: number;
+  /** Its controls now: offered or withdrawn (why), cap usage, schedule, access policy. */
+  controls?: ControlsStatus;
 }
 
 export interface ConnectRequest {
@@ -462,12 +474,13 @@ export class MystNode {
           ...(s.announcement.expiresAt ? { expiresAt: new Date(s.announcement.expiresAt).toISOString() } : {}),
         },
         sessions: live.filter((x) => x.serviceType === s.type).length,
+        ...(s.controls ? { controls: s.controls } : {}),
       };
     });
   }
 
   async startService(
-    input: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings> },
+    input: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings>; controls?: ControlsSettings },
     offer: OfferJson,
     options: { remember?: boolean } = {},
   ): Promise<ServiceView> {
@@ -479,10 +492,18 @@ export class MystNode {
     try {
       const { registry } = await this.#chainParts();
       this.#onlineParts();
-      const service = await startProviderService(spec, { dataDir: this.#o.config.dataDir, directory: registry, log: this.#o.log });
+      // The policy first: a bad schedule or an unreadable access list stops the start before anything runs.
+      const policy = servicePolicy(spec, this.#o.log);
+      const service = await startProviderService(spec, {
+        dataDir: this.#o.config.dataDir,
+        directory: registry,
+        log: this.#o.log,
+        bandwidthMbps: offer.bandwidthMbps,
+      });
       try {
-        this.provider.addService({ service, offer: offerFromJson(offer) });
+        this.provider.addService({ service, offer: offerFromJson(offer), policy });
       } catch (err) {
+        policy.stop();
         await service.stop?.().catch(() => undefined);
         throw err;
       }

@@ -18,6 +18,9 @@ import type { SessionUsage } from "../payments/provider-payments";
 import { Wallet } from "ethers";
 import type { ProviderService } from "../session/service";
 import { SessionError } from "../session/errors";
+import type { ServicePolicy } from "../services/controls/service-policy";
+import { TrafficStore } from "../store/traffic-store";
+import { ProviderControls, type ControlsStatus } from "./provider-controls";
 
 /** What a provider sells, as the operator configures it (prices in wei). */
 export interface Offer {
@@ -35,6 +38,8 @@ export interface Offer {
 export interface ProvidedService {
   service: ProviderService;
   offer: Offer;
+  /** Its controls: schedule, access lists, traffic caps (bandwidth and egress are the service's own). */
+  policy?: ServicePolicy;
 }
 
 export interface ProviderNodeOptions {
@@ -61,6 +66,12 @@ export interface ProviderNodeOptions {
   payments?: ProviderPaymentSettings & { conn: ChainConnection; db: Db };
   /** How long `stop` waits for settlements before leaving them to the next start. Default 10 s. */
   settleTimeoutMs?: number;
+  /** Where traffic caps count the node's traffic (default: the payments database); without one, caps count from start. */
+  db?: Db;
+  /** The clock schedules and caps read (tests move it). Default Date.now. */
+  clock?: () => number;
+  /** How often traffic is counted and controls applied. Default 1 s. */
+  controlsTickMs?: number;
 }
 
 /** The provider's payment policy (amounts in wei); docs/payments.md explains each. */
@@ -101,6 +112,7 @@ export class ProviderNode {
   readonly store?: PromiseStore;
   readonly history?: SessionStore;
   readonly vaultCache?: VaultStateCache;
+  readonly controls: ProviderControls;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
   readonly #selling = new Map<string, Selling>();
@@ -133,7 +145,23 @@ export class ProviderNode {
       maxSessionsPerConsumer: options.maxSessionsPerConsumer,
       outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
-      admission: options.payments ? (request) => this.payments!.admission(request) : undefined,
+      // The provider's own controls first (no chain call), then payment.
+      admission: async (request) => (await this.controls.admission(request)) ?? (this.payments ? this.payments.admission(request) : null),
+    });
+    const db = options.db ?? options.payments?.db;
+    this.controls = new ProviderControls({
+      sessions: this.sessions,
+      traffic: db ? new TrafficStore(db) : undefined,
+      usage: (id) => this.usage(id),
+      withdraw: async (type) => {
+        await this.#selling.get(type)?.announcer.withdraw();
+      },
+      offer: (type) => {
+        if (this.#started) this.#selling.get(type)?.announcer.start();
+      },
+      clock: options.clock,
+      tickMs: options.controlsTickMs,
+      log: this.#log,
     });
     if (options.payments) {
       const p = options.payments;
@@ -192,10 +220,11 @@ export class ProviderNode {
   }
 
   /** The services sold now, with the state of their proposal in discovery. */
-  selling(): { type: string; offer: Offer; announcement: { state: string; lastError?: string; expiresAt?: number } }[] {
+  selling(): { type: string; offer: Offer; announcement: { state: string; lastError?: string; expiresAt?: number }; controls?: ControlsStatus }[] {
     return [...this.#selling.values()].map((s) => ({
       type: s.service.type,
       offer: s.offer,
+      ...(s.policy ? { controls: this.controls.status(s.service.type) } : {}),
       announcement: {
         state: s.announcer.state,
         ...(s.announcer.lastError ? { lastError: s.announcer.lastError } : {}),
@@ -208,7 +237,8 @@ export class ProviderNode {
   addService(provided: ProvidedService): void {
     if (this.#selling.has(provided.service.type)) throw new SessionError("SERVICE_EXISTS", `a ${provided.service.type} service is already running`);
     const selling = this.#add(provided);
-    if (this.#started) selling.announcer.start();
+    if (this.#started && this.controls.offered(provided.service.type)) selling.announcer.start();
+    else if (this.#started) void selling.announcer.withdraw();
     this.#log.info({ service: provided.service.type }, "service added");
   }
 
@@ -217,6 +247,7 @@ export class ProviderNode {
     const selling = this.#selling.get(type);
     if (!selling) throw new SessionError("SERVICE_UNKNOWN", `no ${type} service is running`);
     await selling.announcer.stop();
+    this.controls.remove(type);
     this.#selling.delete(type);
     await Promise.all(
       this.sessions
@@ -240,11 +271,12 @@ export class ProviderNode {
     const selling = { ...provided, announcer };
     this.#selling.set(provided.service.type, selling);
     this.#services.set(provided.service.type, provided.service);
+    if (provided.policy) this.controls.add(provided.service.type, provided.policy);
     return selling;
   }
 
   /** The proposal this node offers for a service (without times). */
-  proposal({ service, offer }: ProvidedService): Omit<Proposal, "createdAt" | "expiresAt"> {
+  proposal({ service, offer, policy }: ProvidedService): Omit<Proposal, "createdAt" | "expiresAt"> {
     const { key, brokerUrls } = this.#o;
     return {
       format: PROPOSAL_FORMAT,
@@ -260,6 +292,7 @@ export class ProviderNode {
       price: { currency: "MYST", perHour: offer.pricePerHour.toString(), perGiB: offer.pricePerGiB.toString() },
       bandwidthMbps: offer.bandwidthMbps,
       ...(service.ipv6 ? { ipv6: true } : {}),
+      ...(policy?.access?.policy === "allowlist" ? { accessPolicy: "allowlist" as const } : {}),
       contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }],
     };
   }
@@ -276,7 +309,13 @@ export class ProviderNode {
     this.sessions.start();
     this.payments?.start();
     this.#started = true;
-    for (const s of this.#selling.values()) s.announcer.start();
+    // A service whose cap is reached or whose schedule is closed is not announced.
+    await this.controls.tick();
+    this.controls.start();
+    for (const [type, s] of this.#selling) {
+      if (this.controls.offered(type)) s.announcer.start();
+      else void s.announcer.withdraw();
+    }
     this.#log.info({ identity: this.#o.key.address, services: [...this.#selling.keys()] }, "provider started");
   }
 
@@ -284,6 +323,7 @@ export class ProviderNode {
     this.#started = false;
     await Promise.all([...this.#selling.values()].map((s) => s.announcer.stop()));
     await this.sessions.stop();
+    this.controls.stop();
     this.payments?.stop();
     if (this.settler) {
       // Bounded: a chain that does not answer must not keep the node from stopping. What is not

@@ -4,6 +4,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { OpenVpnSettingsSchema as OpenVpnBody } from "../services/openvpn/settings-schema";
 import { WireGuardSettingsSchema as WireGuardBody } from "../services/wireguard/settings-schema";
+import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import { Strict, Wei } from "../values/schemas";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES } from "../proposal/proposal";
@@ -29,7 +30,12 @@ export type OfferJson = Static<typeof OfferJsonSchema>;
 const SavedServiceSchema = Type.Object(
   {
     spec: Type.Object(
-      { type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))), openvpn: Type.Optional(OpenVpnBody), wireguard: Type.Optional(WireGuardBody) },
+      {
+        type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
+        openvpn: Type.Optional(OpenVpnBody),
+        wireguard: Type.Optional(WireGuardBody),
+        controls: Type.Optional(ControlsSettingsSchema),
+      },
       Strict,
     ),
     offer: OfferJsonSchema,

@@ -56,6 +56,20 @@ export class ProposalAnnouncer {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#timer);
+    await this.#unregister();
+  }
+
+  /**
+   * Stops announcing and unregisters even if this announcer never announced: a provider that
+   * starts with the service withdrawn (a cap reached, a schedule closed) takes back what an
+   * earlier run may have left listed.
+   */
+  async withdraw(): Promise<void> {
+    if (!this.#stopped) return this.stop();
+    await this.#unregister();
+  }
+
+  async #unregister(): Promise<void> {
     const serviceType = this.#o.proposal().serviceType;
     try {
       this.#o.broker.publish(DISCOVERY_SUBJECTS.unregister, Buffer.from(JSON.stringify(signUnregister(this.#o.key, serviceType))));

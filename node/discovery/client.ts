@@ -50,6 +50,7 @@ export class DiscoveryClient {
     if (filter.country) q.set("country", filter.country);
     if (filter.ipType) q.set("ip_type", filter.ipType);
     if (filter.ipv6) q.set("ipv6", "true");
+    if (filter.accessPolicy) q.set("access_policy", filter.accessPolicy);
     if (filter.metering) q.set("metering", filter.metering);
     if (filter.maxPricePerHour !== undefined) q.set("max_price_per_hour", filter.maxPricePerHour.toString());
     if (filter.maxPricePerGiB !== undefined) q.set("max_price_per_gib", filter.maxPricePerGiB.toString());

@@ -44,6 +44,7 @@ export class IndexEntry {
   perGiB = 0n;
   bandwidthMbps = 0;
   ipv6 = false;
+  accessPolicy: "open" | "allowlist" = "open";
   /** The signature followed by the signed proposal text; "" when not listed. */
   body = "";
 
@@ -297,6 +298,7 @@ export class ProposalIndex {
     e.perGiB = BigInt(record.perGiB);
     e.bandwidthMbps = record.bandwidthMbps;
     e.ipv6 = record.ipv6 === true;
+    e.accessPolicy = record.accessPolicy;
     e.body = record.signature + record.text;
     if (e.liveUntil <= now) this.#unlist(e);
     else if (!e.listed) this.#list(e);
@@ -470,6 +472,7 @@ function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boo
   if (f.maxPricePerGiB !== undefined && e.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && e.bandwidthMbps < f.minBandwidthMbps) return false;
   if (f.ipv6 === true && !e.ipv6) return false;
+  if (f.accessPolicy !== undefined && e.accessPolicy !== f.accessPolicy) return false;
   if (providers && !providers.has(e.key.slice(0, 42))) return false;
   return true;
 }

@@ -8,8 +8,9 @@ import type { Proposal, SignedProposal } from "../proposal/proposal";
  *
  * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
  * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
- *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, {ipv6?}]\n0x<sig>\n<proposal text>
- * (the trailing object holds what filters read beyond the fixed fields; a header of 8 has none)
+ *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy, {ipv6?}]\n0x<sig>\n<proposal text>
+ * (records written before access policies have eight header fields: their policy is "open"; the
+ * trailing object holds the other attributes filters read, and is left out when empty)
  *   ["w", at]
  */
 export type StoredRecord = StoredProposal | StoredWithdrawal;
@@ -25,6 +26,7 @@ export interface StoredProposal {
   bandwidthMbps: number;
   /** The tunnel carries IPv6 (the `ipv6` filter). */
   ipv6?: boolean;
+  accessPolicy: "open" | "allowlist";
   signature: string;
   text: string;
 }
@@ -45,6 +47,7 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
     perHour: p.price.perHour,
     perGiB: p.price.perGiB,
     bandwidthMbps: p.bandwidthMbps,
+    accessPolicy: p.accessPolicy ?? "open",
     ...(p.ipv6 === true ? { ipv6: true } : {}),
     signature: signed.signature,
     text: signed.proposal,
@@ -53,7 +56,7 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
   if (r.kind === "withdrawal") return Buffer.from(JSON.stringify(["w", r.at]));
-  const fixed = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps];
+  const fixed = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps, r.accessPolicy];
   const header = JSON.stringify(r.ipv6 ? [...fixed, { ipv6: true }] : fixed);
   return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
 }
@@ -76,11 +79,11 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
   }
   if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
   if (header[0] === "w" && typeof header[1] === "number") return { kind: "withdrawal", at: header[1] };
-  if (header[0] !== "p" || (header.length !== 8 && header.length !== 9) || nl < 0) throw new RecordFormatError("unknown record kind");
-  const extra = (header[8] ?? {}) as { ipv6?: unknown };
+  if (header[0] !== "p" || header.length < 8 || header.length > 10 || nl < 0) throw new RecordFormatError("unknown record kind");
+  const extra = (header[9] ?? {}) as { ipv6?: unknown };
   const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
-  const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps] = header;
+  const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy] = header;
   return {
     kind: "proposal",
     createdAt,
@@ -90,6 +93,7 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     perHour,
     perGiB,
     bandwidthMbps,
+    accessPolicy: accessPolicy === "allowlist" ? "allowlist" : "open",
     ...(extra.ipv6 === true ? { ipv6: true } : {}),
     signature: text.slice(nl + 1, nl2),
     text: text.slice(nl2 + 1),

@@ -63,6 +63,7 @@ const Query = Type.Object(
     ip_type: Type.Optional(Type.String({ description: "residential | hosting | mobile | business | education | unknown" })),
     ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
     metering: Type.Optional(Type.String({ description: "hour | gib: only proposals that charge by that unit" })),
+    access_policy: Type.Optional(Type.String({ description: "open: only proposals anyone may use | allowlist: only those restricted to an allow list" })),
     max_price_per_hour: Type.Optional(Type.String({ description: "wei" })),
     max_price_per_gib: Type.Optional(Type.String({ description: "wei" })),
     min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),

@@ -14,6 +14,8 @@ export interface ProposalFilter {
   providerIds?: string[];
   /** true: only providers whose tunnel carries IPv6. */
   ipv6?: boolean;
+  /** "open": only proposals anyone may use; "allowlist": only those restricted to an allow list. */
+  accessPolicy?: "open" | "allowlist";
 }
 
 export class FilterError extends MystError {
@@ -41,6 +43,7 @@ export function matchesFilter(
   if (f.maxPricePerGiB !== undefined && prices.perGiB > f.maxPricePerGiB) return false;
   if (f.minBandwidthMbps !== undefined && p.bandwidthMbps < f.minBandwidthMbps) return false;
   if (f.ipv6 === true && p.ipv6 !== true) return false;
+  if (f.accessPolicy !== undefined && (p.accessPolicy ?? "open") !== f.accessPolicy) return false;
   if (f.providerIds?.length) {
     const set = providerSet ?? new Set(f.providerIds.map((a) => a.toLowerCase()));
     if (!set.has(p.provider.toLowerCase())) return false;
@@ -58,6 +61,7 @@ const FILTER_KEYS = new Set([
   "min_bandwidth",
   "provider_id",
   "ipv6",
+  "access_policy",
 ]);
 
 /**
@@ -115,6 +119,11 @@ export function parseFilter(query: Record<string, string | string[] | undefined>
   if (ipv6 !== undefined) {
     if (ipv6 !== "true" && ipv6 !== "false") throw new FilterError(`ipv6 must be "true" or "false"`);
     if (ipv6 === "true") f.ipv6 = true;
+  }
+  const access = one("access_policy");
+  if (access !== undefined) {
+    if (access !== "open" && access !== "allowlist") throw new FilterError(`access_policy must be "open" or "allowlist"`);
+    f.accessPolicy = access;
   }
   const ids = query.provider_id;
   if (ids !== undefined) {

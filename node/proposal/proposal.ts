@@ -39,6 +39,8 @@ export const ProposalSchema = Type.Object(
     bandwidthMbps: Type.Number({ minimum: 0, maximum: 1_000_000 }),
     /** The tunnel carries IPv6 (the provider has IPv6 egress); absent: IPv4 only. */
     ipv6: Type.Optional(Type.Boolean()),
+    /** Who may connect: "allowlist" when only listed consumers may; absent or "open": anyone the provider has not denied. */
+    accessPolicy: Type.Optional(Type.Union([Type.Literal("open"), Type.Literal("allowlist")])),
     contacts: Type.Array(
       Type.Object(
         {

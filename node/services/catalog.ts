@@ -10,6 +10,9 @@ import { OpenVpnConsumerService } from "./openvpn/consumer";
 import { OpenVpnProviderService } from "./openvpn/provider";
 import { WireGuardConsumerService } from "./wireguard/consumer";
 import { WireGuardProviderService } from "./wireguard/provider";
+import type { ControlsSettings } from "./controls/settings-schema";
+import { TunnelControls } from "./controls/tunnel-controls";
+import { ServicePolicy } from "./controls/service-policy";
 
 /** The service types this node can sell and buy. */
 export const SERVICE_TYPES = ["openvpn", "wireguard", "noop"] as const;
@@ -50,8 +53,10 @@ export interface WireGuardSettings {
   mtu?: number;
 }
 
-/** A provider service to run: its type and its settings. */
-export type ServiceSpec = { type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings } | { type: "wireguard"; wireguard: WireGuardSettings };
+/** A provider service to run: its type, its tunnel settings, and the provider's controls (any type). */
+export type ServiceSpec = ({ type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings } | { type: "wireguard"; wireguard: WireGuardSettings }) & {
+  controls?: ControlsSettings;
+};
 
 export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
 
@@ -62,6 +67,8 @@ export interface ServiceDeps {
   dataDir: string;
   directory: PublicKeyDirectory;
   log: Logger;
+  /** The offer's bandwidth: each session of a tunnel service is limited to it (0: no limit). */
+  bandwidthMbps?: number;
 }
 
 export function isServiceType(type: string): type is ServiceType {
@@ -69,10 +76,16 @@ export function isServiceType(type: string): type is ServiceType {
 }
 
 /** Checks a spec the edge could not (cross-field rules); returns it typed. */
-export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings> }): ServiceSpec {
+export function checkServiceSpec(spec: {
+  type: string;
+  openvpn?: Partial<OpenVpnSettings>;
+  wireguard?: Partial<WireGuardSettings>;
+  controls?: ControlsSettings;
+}): ServiceSpec {
   if (!isServiceType(spec.type))
     throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
-  if (spec.type === "noop") return { type: "noop" };
+  const controls = spec.controls && Object.keys(spec.controls).length ? { controls: spec.controls } : {};
+  if (spec.type === "noop") return { type: "noop", ...controls };
   if (spec.type === "wireguard") {
     const w = spec.wireguard;
     if (spec.openvpn) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "a wireguard service takes `wireguard` settings, not `openvpn`");
@@ -83,7 +96,7 @@ export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpn
       throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `device "${w.device}" is not an interface name (1-15 of A-Z a-z 0-9 _ -)`);
     if (w.mtu !== undefined && !(Number.isInteger(w.mtu) && w.mtu >= 1280 && w.mtu <= 1500))
       throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `mtu "${w.mtu}" is not between 1280 and 1500`);
-    return { type: "wireguard", wireguard: { ...w, publicIp: w.publicIp, port } };
+    return { type: "wireguard", wireguard: { ...w, publicIp: w.publicIp, port }, ...controls };
   }
   const o = spec.openvpn;
   if (spec.wireguard) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "an openvpn service takes `openvpn` settings, not `wireguard`");
@@ -91,12 +104,23 @@ export function checkServiceSpec(spec: { type: string; openvpn?: Partial<OpenVpn
   if (!isIP(o.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${o.publicIp}" is not an IP address`);
   if (o.bind !== undefined && !isIP(o.bind)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `bind "${o.bind}" is not an IP address`);
   const port = checkPort(o.port ?? 1194, o.port);
-  return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port } };
+  return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port }, ...controls };
 }
 
 function checkPort(port: number, given: unknown): number {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `port "${given}" is not a port number`);
   return port;
+}
+
+/** The provider's controls on a tunnel's interface (bandwidth limits, egress policy): the same for every tunnel type. */
+function tunnelControls(spec: ServiceSpec, deps: ServiceDeps, tunnel: { netns?: string; device: string; ipv6?: boolean }): TunnelControls {
+  return new TunnelControls({
+    ...tunnel,
+    sessionMbps: deps.bandwidthMbps,
+    serviceMbps: spec.controls?.serviceBandwidthMbps,
+    egress: spec.controls?.egress,
+    log: deps.log,
+  });
 }
 
 /** Builds and starts the provider side of a service; the caller stops it. */
@@ -115,6 +139,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
       blockPrivate: !w.allowPrivate,
       allowPrivate: w.allowPrivateRanges,
       ipv6: w.ipv6,
+      controls: (device) => tunnelControls(spec, deps, { netns: w.netns, device, ipv6: w.ipv6 }),
       log: deps.log,
     });
     await wireguard.start();
@@ -132,6 +157,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
     blockPrivate: !o.allowPrivate,
     allowPrivate: o.allowPrivateRanges,
     ipv6: o.ipv6,
+    controls: (device) => tunnelControls(spec, deps, { netns: o.netns, device, ipv6: o.ipv6 }),
     log: deps.log,
   });
   await service.start();
@@ -146,4 +172,12 @@ export function consumerService(type: string, deps: { key: IdentityKey; dataDir:
   if (type === "wireguard")
     return new WireGuardConsumerService({ runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
   throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+}
+
+/**
+ * A service's admission policy (schedule, access lists, caps) from its spec, every value checked
+ * (an access list file is read now): a bad one stops the start with a ControlsError that names it.
+ */
+export function servicePolicy(spec: ServiceSpec, log: Logger): ServicePolicy {
+  return new ServicePolicy(spec.controls ?? {}, { log });
 }

@@ -4,7 +4,7 @@ import { peerCodeOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
-import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, check } from "./messages";
+import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, SESSION_NOTICE, check } from "./messages";
 import type { ConsumerService, SessionProtection, Tunnel } from "./service";
 
 export type ConsumerSessionState = "active" | "ended";
@@ -35,6 +35,8 @@ export interface ConnectTimings {
 export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
   state: ConsumerSessionState = "active";
   endReason?: string;
+  /** The provider said it will end the session (a cap, its schedule): why, and when. */
+  notice?: { reason: string; endsAt: number };
   readonly ended: Promise<string>;
   #resolveEnded!: (reason: string) => void;
   #keepalive?: NodeJS.Timeout;
@@ -71,7 +73,11 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
         this.#outageSince = undefined;
       } catch (err) {
         const peerCode = peerCodeOf(err);
-        if (peerCode === "SESSION_UNKNOWN" || peerCode === "SESSION_ENDED") return void this.finish(`provider no longer knows the session (${peerCode})`);
+        if (peerCode === "SESSION_UNKNOWN" || peerCode === "SESSION_ENDED") {
+          // A keepalive can cross the provider's destroy; a notice it sent earlier says why.
+          if (this.notice) return void this.finish(`provider ended it: ${this.notice.reason}`);
+          return void this.finish(`provider no longer knows the session (${peerCode})`);
+        }
         const code = (err as { code?: string }).code;
         if (!o.connected() || this.tunnel.isUp?.() === true) {
           const now = Date.now();
@@ -210,6 +216,11 @@ export class ConsumerSessions {
       },
       this.#log,
     );
+    dialog.on(SESSION_NOTICE, (body) => {
+      if (!check.notice.Check(body) || body.sessionId !== sessionId) return;
+      session.notice = { reason: body.reason, endsAt: Date.now() + body.endsInMs };
+      this.#log.warn({ sessionId, reason: body.reason, endsInMs: body.endsInMs }, "the provider will end the session");
+    });
     dialog.on(SESSION_DESTROY, (body) => {
       const b = body as { sessionId?: string; reason?: string };
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);

@@ -8,6 +8,8 @@ export const SESSION_CREATE = "session.create";
 export const SESSION_CONFIRM = "session.confirm";
 export const SESSION_KEEPALIVE = "session.keepalive";
 export const SESSION_DESTROY = "session.destroy";
+/** Provider → consumer: the session will end soon (a traffic cap reached, the schedule closing), and why. */
+export const SESSION_NOTICE = "session.notice";
 
 const SessionId = Type.String({ pattern: "^[0-9a-f]{32}$" });
 const Wei = Type.String({ pattern: "^(0|[1-9][0-9]{0,77})$" });
@@ -35,6 +37,12 @@ export const REFUSAL_CODES = [
   "PAYMENT_NOT_COVERED",
   "BAD_REQUEST",
   "SERVICE_FAILED",
+  /** The provider's daily or monthly traffic cap is reached; it sells again when the period rolls over. */
+  "TRAFFIC_CAP",
+  /** The provider's allow or deny list keeps this consumer out. */
+  "ACCESS_DENIED",
+  /** Outside the service's schedule (its time windows). */
+  "OUTSIDE_SCHEDULE",
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
@@ -86,7 +94,19 @@ export type ConfirmRequest = Static<typeof ConfirmRequest>;
 export const SessionRef = Type.Object({ sessionId: SessionId, reason: Type.Optional(Type.String({ maxLength: 512 })) }, { additionalProperties: false });
 export type SessionRef = Static<typeof SessionRef>;
 
+export const SessionNotice = Type.Object(
+  {
+    sessionId: SessionId,
+    reason: Type.String({ maxLength: 512 }),
+    /** How long until the provider ends the session. */
+    endsInMs: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
+  },
+  { additionalProperties: false },
+);
+export type SessionNotice = Static<typeof SessionNotice>;
+
 export const check = {
+  notice: TypeCompiler.Compile(SessionNotice),
   create: TypeCompiler.Compile(CreateRequest),
   createResponse: TypeCompiler.Compile(CreateResponse),
   confirm: TypeCompiler.Compile(ConfirmRequest),

@@ -9,6 +9,7 @@ import {
   SESSION_CONFIRM,
   SESSION_CREATE,
   SESSION_DESTROY,
+  SESSION_NOTICE,
   SESSION_KEEPALIVE,
   check,
   type CreateRequest,
@@ -154,6 +155,17 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     this.#o.log.info({ sessionId: id, consumer: session.consumer, reason }, "session ended");
     this.emit("session-ended", session);
     this.#closeIfIdle(session.dialog);
+  }
+
+  /** Tells a session's consumer that the provider will end it in `endsInMs`, and why (a cap, the schedule). */
+  notice(id: string, reason: string, endsInMs: number): void {
+    const session = this.#sessions.get(id);
+    if (!session || session.state === "ended" || session.dialog.closed) return;
+    try {
+      session.dialog.notify(SESSION_NOTICE, { sessionId: id, reason: reason.slice(0, 512), endsInMs: Math.max(0, Math.round(endsInMs)) });
+    } catch {
+      // the broker is gone; the session ends anyway
+    }
   }
 
   #liveOf(consumer: Address): number {

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 
 export type Db = Database.Database;
 
-/** The node's database in its data dir: promises, settlements, session history. */
+/** The node's database in its data dir: promises, settlements, session history, traffic per day. */
 export const databaseFile = (dataDir: string) => path.join(dataDir, "myst.db");
 
 const MIGRATIONS = [
@@ -53,6 +53,11 @@ const MIGRATIONS = [
   // Consumer vaults: a settlement through a relayer records the relayer's fee (channel_id now
   // holds the (consumer, provider) pair's id, computed the same way).
   "ALTER TABLE settlements ADD COLUMN fee TEXT;",
+  // Provider traffic caps: bytes moved per local calendar day, over all sessions and services.
+  `CREATE TABLE traffic_days (
+     day TEXT PRIMARY KEY,
+     bytes INTEGER NOT NULL
+   );`,
 ];
 
 /**

@@ -12,6 +12,7 @@ import { OpenVpnProcess } from "./process";
 import { requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { backoffMs } from "../../lifecycle/backoff";
+import type { TunnelControls } from "../controls/tunnel-controls";
 
 export interface OpenVpnProviderOptions {
   /** Where the PKI, config and management socket live (`<data-dir>/services/openvpn`). */
@@ -38,6 +39,8 @@ export interface OpenVpnProviderOptions {
    * destination sees this provider's own IPv6 address), private IPv6 ranges blocked. Default false.
    */
   ipv6?: boolean;
+  /** Bandwidth limits and egress policy on the tun device (node/services/controls). */
+  controls?: (device: string) => TunnelControls;
   log?: Logger;
 }
 
@@ -56,6 +59,8 @@ interface LiveSession {
   /** Time the session could not be served: its server died and its client has not come back yet. */
   downMs: number;
   downSince?: number;
+  /** The consumer's addresses in the tunnel, once its client connected (what the controls shape). */
+  addresses?: string[];
 }
 
 /**
@@ -82,6 +87,7 @@ export class OpenVpnProviderService implements ProviderService {
   #stopping = false;
   #meter?: NodeJS.Timeout;
   #restarts = 0;
+  readonly #controls?: TunnelControls;
   /** Each restart of the supervised openvpn, for tests and status. */
   readonly restarts: number[] = [];
 
@@ -98,6 +104,7 @@ export class OpenVpnProviderService implements ProviderService {
       dnsAddress: this.#serverAddress(),
       ...(options.ipv6 ? { subnet6: TUNNEL_SUBNET_6 } : {}),
     });
+    this.#controls = options.controls?.(this.#tun());
     // Without IPv6 in the tunnel the resolver drops AAAA answers, so applications go straight to IPv4.
     this.resolver = new TunnelResolver({
       listen: this.#serverAddress(),
@@ -130,6 +137,10 @@ export class OpenVpnProviderService implements ProviderService {
     await this.#firewall.apply();
     await this.resolver.start();
     await this.#launch();
+    await this.#controls?.apply().catch(async (err) => {
+      await this.stop();
+      throw err;
+    });
     this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
     this.#meter.unref();
   }
@@ -139,6 +150,7 @@ export class OpenVpnProviderService implements ProviderService {
     clearInterval(this.#meter);
     await this.#process?.stop();
     await this.resolver.stop();
+    await this.#controls?.remove();
     await this.#firewall.remove();
   }
 
@@ -177,6 +189,8 @@ export class OpenVpnProviderService implements ProviderService {
       });
       this.#log.info({ sessionId, reason }, "consumer cut off");
     }
+    // After the cut-off: without its class the session's last packets would leave unlimited.
+    await this.#controls?.sessionDown(sessionId).catch(() => undefined);
   }
 
   /**
@@ -212,6 +226,7 @@ export class OpenVpnProviderService implements ProviderService {
     for (const row of rows) {
       const s = this.#sessions.get(row.username);
       if (!s || s.clientId !== row.clientId) continue;
+      if (!s.addresses && row.virtualAddress) void this.#shape(s, [row.virtualAddress]);
       s.bytesIn = row.bytesReceived;
       s.bytesOut = row.bytesSent;
     }
@@ -250,6 +265,9 @@ export class OpenVpnProviderService implements ProviderService {
     if (this.#stopping) return;
     try {
       await this.#launch();
+      // A new openvpn made a new tun device: its limits are made again, sessions' as they come back.
+      for (const s of this.#sessions.values()) s.addresses = undefined;
+      await this.#controls?.apply().catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
       this.restarts.push(Date.now());
       this.#restarts = 0;
       this.#log.info({ pid: this.#process?.pid }, "openvpn restarted");
@@ -272,8 +290,17 @@ export class OpenVpnProviderService implements ProviderService {
           s.carriedOut += s.bytesOut;
           s.bytesIn = s.bytesOut = 0;
           s.clientId = undefined;
+          s.addresses = undefined;
+          void this.#controls?.sessionDown(s.id).catch(() => undefined);
         }
       }
+      return;
+    }
+    if (block.kind === "ESTABLISHED") {
+      // The client's tunnel addresses are known once it is established: its limits go on them.
+      const session = [...this.#sessions.values()].find((x) => x.clientId === block.cid);
+      const addresses = [block.env.ifconfig_pool_remote_ip, block.env.ifconfig_pool_remote_ip6].filter((a): a is string => !!a);
+      if (session && addresses.length) await this.#shape(session, addresses);
       return;
     }
     if (block.kind !== "CONNECT" && block.kind !== "REAUTH") return;
@@ -292,6 +319,15 @@ export class OpenVpnProviderService implements ProviderService {
       this.#log.warn({ cid: block.cid, reason: verdict }, "openvpn client refused");
       await management.command(`client-deny ${block.cid} ${block.kid} "${verdict}"`).catch(() => undefined);
     }
+  }
+
+  /** The session's limits on its consumer's tunnel addresses (once per connection). */
+  async #shape(session: LiveSession, addresses: string[]): Promise<void> {
+    if (!this.#controls) return;
+    session.addresses = addresses;
+    await this.#controls.sessionUp(session.id, addresses).catch((err) => {
+      this.#log.error({ sessionId: session.id, err: (err as Error).message }, "could not limit the session's bandwidth");
+    });
   }
 
   /** true, or why not. */

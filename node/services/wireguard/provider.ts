@@ -4,6 +4,7 @@ import path from "node:path";
 import { backoffMs } from "../../lifecycle/backoff";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
+import type { TunnelControls } from "../controls/tunnel-controls";
 import { TunnelFirewall } from "../firewall";
 import { ipBatch, requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
@@ -35,6 +36,8 @@ export interface WireGuardProviderOptions {
   meterMs?: number;
   /** Carry consumers' IPv6: a /128 each from `WIREGUARD_SUBNET_6`, NAT66 out of the uplink. Default false. */
   ipv6?: boolean;
+  /** Bandwidth limits and egress policy on the interface (node/services/controls), as for OpenVPN. */
+  controls?: (device: string) => TunnelControls;
   log?: Logger;
 }
 
@@ -95,6 +98,7 @@ export class WireGuardProviderService implements ProviderService {
   #failures = 0;
   /** Each restart of the supervised wireguard-go, for tests and status. */
   readonly restarts: number[] = [];
+  readonly #controls?: TunnelControls;
 
   constructor(options: WireGuardProviderOptions) {
     if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
@@ -118,6 +122,7 @@ export class WireGuardProviderService implements ProviderService {
       pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
+    this.#controls = options.controls?.(this.device);
   }
 
   get device(): string {
@@ -151,6 +156,7 @@ export class WireGuardProviderService implements ProviderService {
     try {
       await this.#launch();
       await this.resolver.start();
+      await this.#controls?.apply();
     } catch (err) {
       await this.stop();
       throw err;
@@ -164,6 +170,7 @@ export class WireGuardProviderService implements ProviderService {
     clearInterval(this.#meter);
     await this.#process?.stop();
     await this.resolver.stop();
+    await this.#controls?.remove();
     await this.#firewall.remove();
   }
 
@@ -198,6 +205,10 @@ export class WireGuardProviderService implements ProviderService {
       this.#sessions.delete(session.id);
       throw err;
     }
+    // The session's limits go on its addresses, known from the start (no client to wait for).
+    await this.#controls?.sessionUp(session.id, this.#addresses(live)).catch((err) => {
+      this.#log.error({ err: (err as Error).message, sessionId: session.id }, "could not apply the session's bandwidth limit");
+    });
     return {
       endpoint: { address: this.#o.publicAddress, port: this.#port() },
       publicKey: this.publicKey,
@@ -221,6 +232,8 @@ export class WireGuardProviderService implements ProviderService {
     await this.#process?.uapi.set({ peers: [{ publicKey: session.publicKey, remove: true }] }).catch((err) => {
       this.#log.warn({ err: (err as Error).message, sessionId }, "removing the WireGuard peer failed (wireguard-go gone?)");
     });
+    // After the peer is gone: without its class the session's last packets would leave unlimited.
+    await this.#controls?.sessionDown(sessionId).catch(() => undefined);
     this.#log.info({ sessionId, reason }, "consumer cut off");
   }
 
@@ -271,7 +284,7 @@ export class WireGuardProviderService implements ProviderService {
   #peer(s: LiveSession): PeerChange {
     return {
       publicKey: s.publicKey,
-      allowedIps: [`${this.#hostAddress(s.host)}/32`, ...(this.#o.ipv6 ? [`${this.#hostAddress6(s.host)}/128`] : [])],
+      allowedIps: this.#addresses(s).map((a) => (a.includes(":") ? `${a}/128` : `${a}/32`)),
       ...(s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: KEEPALIVE_S } : {}),
     };
   }
@@ -321,6 +334,11 @@ export class WireGuardProviderService implements ProviderService {
     if (this.#stopping) return;
     try {
       await this.#launch();
+      // A new wireguard-go made a new interface: its limits and every session's are made again.
+      await this.#controls
+        ?.apply()
+        .then(() => Promise.all([...this.#sessions.values()].map((s) => this.#controls!.sessionUp(s.id, this.#addresses(s)))))
+        .catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
       this.restarts.push(Date.now());
       this.#failures = 0;
       this.#log.info({ pid: this.#process?.pid }, "wireguard-go restarted");
@@ -328,6 +346,11 @@ export class WireGuardProviderService implements ProviderService {
       this.#log.error({ err: (err as Error).message }, "wireguard-go restart failed; retrying");
       void this.#onExit(this.#process!, null);
     }
+  }
+
+  /** A session's addresses in the tunnel. */
+  #addresses(s: LiveSession): string[] {
+    return [this.#hostAddress(s.host), ...(this.#o.ipv6 ? [this.#hostAddress6(s.host)] : [])];
   }
 
   #port(): number {

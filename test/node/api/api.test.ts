@@ -385,6 +385,27 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expectError(await call(provider, "DELETE", "/v1/services/openvpn"), 404, "SERVICE_UNKNOWN", /no openvpn service/);
     });
 
+    it("refuses provider controls it cannot use with 400 and a code that names the setting, before anything starts", async function () {
+      const openvpn = (controls: unknown) => ({ body: { type: "openvpn", openvpn: { publicIp: "198.18.3.2" }, controls } });
+      expectError(await call(provider, "POST", "/v1/services", openvpn({ schedule: ["someday 08:00-22:00"] })), 400, "BAD_SCHEDULE", /"someday" is not a day/);
+      expectError(await call(provider, "POST", "/v1/services", openvpn({ schedule: ["mon 08:00-25:00"] })), 400, "BAD_SCHEDULE", /not a time of day/);
+      expectError(
+        await call(provider, "POST", "/v1/services", openvpn({ access: { allowFile: "/nonexistent/allow.txt" } })),
+        400,
+        "ACCESS_LIST_UNREADABLE",
+        /cannot read the access list/,
+      );
+      expectError(
+        await call(provider, "POST", "/v1/services", openvpn({ egress: { blockCidrs: ["10.0.0.0/33"] } })),
+        400,
+        "BAD_EGRESS_POLICY",
+        /10\.0\.0\.0\/33/,
+      );
+      expectError(await call(provider, "POST", "/v1/services", openvpn({ trafficCap: { dailyGiB: -1 } })), 400, "BAD_REQUEST", /dailyGiB/);
+      expectError(await call(provider, "POST", "/v1/services", openvpn({ access: { allow: ["bob"] } })), 400, "BAD_REQUEST", /allow/);
+      expect((await call(provider, "GET", "/v1/services")).body.services.map((s: { type: string }) => s.type)).to.deep.equal(["noop"]);
+    });
+
     it("searches discovery with filters", async function () {
       const found = await until(async () => {
         const a = await call(consumer, "GET", "/v1/proposals?service_type=noop&country=DE&ip_type=residential");
@@ -398,6 +419,10 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       const cheap = await call(consumer, "GET", `/v1/proposals?max_price_per_hour=${parseEther("1")}`);
       expect(cheap.body.proposals).to.deep.equal([]);
       expectError(await call(consumer, "GET", "/v1/proposals?ip_type=satellite"), 400, "BAD_FILTER", /ip_type must be one of/);
+      // The noop service has no allow list: an open access policy.
+      expect((await call(consumer, "GET", "/v1/proposals?access_policy=open")).body.proposals).to.have.length(1);
+      expect((await call(consumer, "GET", "/v1/proposals?access_policy=allowlist")).body.proposals).to.deep.equal([]);
+      expectError(await call(consumer, "GET", "/v1/proposals?access_policy=friends"), 400, "BAD_FILTER", /access_policy must be/);
     });
 
     it("says it is not connected before the first connection", async function () {

@@ -127,6 +127,60 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     expect(fs.existsSync(path.join(tmps[0].dir, "daemon.json"))).to.equal(false);
   });
 
+  it("sells under provider controls given as flags: shown by service list and status, in the metrics, kept across a restart, enforced on a denied consumer", async function () {
+    const consumerId = (await json(consumerEnv, ["identities", "list"]))[0].address as string;
+    const allowFile = path.join(tmps[0].dir, "allow.txt");
+    fs.writeFileSync(allowFile, `${consumerId}\n`);
+    let provider = startDaemon(providerEnv);
+    const consumer = startDaemon(consumerEnv);
+    await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
+
+    const bad = await myst(["service", "start", "noop", "--schedule", "mon 8-22"], providerEnv);
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr.trim()).to.equal('myst: schedule "mon 8-22" is not "<days> HH:MM-HH:MM" (e.g. "mon-fri 08:00-22:00")');
+
+    const flags = ["service", "start", "noop", "--country", "NO", "--daily-cap", "512MiB", "--monthly-cap", "10", "--schedule", "daily 00:00-24:00"];
+    const started = await json(providerEnv, [...flags, "--allow-file", allowFile, "--deny", consumerId]);
+    expect(started.spec.controls).to.deep.equal({
+      trafficCap: { dailyGiB: 0.5, monthlyGiB: 10 },
+      schedule: ["daily 00:00-24:00"],
+      access: { deny: [consumerId], allowFile },
+    });
+    expect(started.controls).to.deep.include({ offered: true, access: { policy: "allowlist" } });
+    expect(started.controls.trafficCap.daily).to.include({ capBytes: 512 * 2 ** 20, usedBytes: 0, remainingBytes: 512 * 2 ** 20 });
+
+    const status = await myst(["status"], providerEnv);
+    expect(status.stdout).to.include("selling:  noop offered, access allowlist");
+    expect(status.stdout).to.match(/daily cap: 0\.0 MiB used of 512\.0 MiB, 512\.0 MiB left, resets /);
+    expect((await json(providerEnv, ["status"])).selling[0].controls.trafficCap.monthly.capBytes).to.equal(10 * 2 ** 30);
+
+    const endpoint = JSON.parse(fs.readFileSync(path.join(tmps[0].dir, "daemon.json"), "utf8"));
+    const token = fs.readFileSync(path.join(tmps[0].dir, "api-token"), "utf8").trim();
+    const metrics = await (await fetch(`${endpoint.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    expect(metrics).to.include('myst_provider_cap_remaining_bytes{service_type="noop",period="daily"} 536870912');
+    expect(metrics).to.include('myst_provider_service_offered{service_type="noop",withdrawn_because=""} 1');
+    expect(metrics).to.match(/myst_provider_traffic_bytes\{period="day"\} 0/);
+
+    // The deny list wins over the allow file: the consumer is refused with the provider's reason.
+    await until(async () => (await json(consumerEnv, ["proposals", "--country", "NO"])).length === 1, "the proposal in discovery");
+    const refused = await myst(["connect", "--service", "noop", "--country", "NO", "--topup", "1"], consumerEnv);
+    expect(refused.code).to.equal(1);
+    expect(refused.stderr).to.include("ACCESS_DENIED");
+
+    // services.json keeps the controls: a restarted daemon sells under them again.
+    expect(await provider.stop()).to.equal(0);
+    provider = startDaemon(providerEnv);
+    await until(() => provider.output().includes("REST API:"), "the provider to listen again");
+    const list = await until(async () => {
+      const l = await json(providerEnv, ["service", "list"]);
+      return l.length === 1 && l;
+    }, "the remembered service");
+    expect(list[0].spec.controls.access).to.deep.equal({ deny: [consumerId], allowFile });
+    await json(providerEnv, ["service", "stop", "noop"]);
+    expect(await provider.stop()).to.equal(0);
+    expect(await consumer.stop()).to.equal(0);
+  });
+
   it("names a port in use instead of failing obscurely", async function () {
     const port = new URL(base.MYST_DISCOVERY_URLS!).port;
     const r = await myst(["daemon", "--api-port", port], providerEnv);
