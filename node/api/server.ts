@@ -15,6 +15,9 @@ import type { SessionErrorCode } from "../session/errors";
 import * as S from "./schemas";
 import { tokenMatches } from "./token";
 import { sessionView } from "../store/session-store";
+import type { VisibleIpErrorCode } from "../daemon/visible-ip";
+import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin, type DashboardErrorCode } from "./dashboard-auth";
+import { isDashboardPublic, registerDashboard } from "./dashboard";
 
 export interface ApiServerOptions {
   daemon: MystDaemon;
@@ -36,6 +39,8 @@ type MappedCode =
   | BrokerErrorCode
   | KeystoreErrorCode
   | ServiceSpecErrorCode
+  | DashboardErrorCode
+  | VisibleIpErrorCode
   | "BAD_JSON"
   | "BAD_FILTER"
   | "BAD_AMOUNT"
@@ -75,6 +80,12 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   DIALOG_TIMEOUT: 504,
   REQUEST_TIMEOUT: 504,
   BROKER_CLOSED: 503,
+  LOGIN_LINK_INVALID: 401,
+  BAD_ORIGIN: 403,
+  DASHBOARD_NOT_BUILT: 503,
+  BAD_NETNS: 400,
+  IP_CHECK_UNCONFIGURED: 409,
+  IP_CHECK_FAILED: 502,
 };
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
@@ -86,6 +97,8 @@ const PUBLIC = new Set(["/health", "/openapi.json"]);
  * checked against their schema, unknown fields refused; errors are `{code, message}`.
  */
 export class ApiServer {
+  /** The dashboard's one-time login links and sessions (in memory: a restart logs pages out). */
+  readonly logins = new DashboardLogins();
   readonly #o: ApiServerOptions;
   #app?: JsonApp;
   #url?: string;
@@ -114,6 +127,11 @@ export class ApiServer {
       this.#url = await app.listen({ host: this.#o.host, port: this.#o.port });
     }
     this.#o.log.info({ url: this.#url }, "API listening");
+  }
+
+  /** A one-time login link for the dashboard (the daemon prints one at start; `myst ui` asks for more). */
+  loginLink(): string {
+    return `${this.url}/#login=${this.logins.issue().code}`;
   }
 
   async stop(): Promise<void> {
@@ -147,10 +165,23 @@ export class ApiServer {
       // On a wildcard address the operator chose to be reachable by any name; no check then.
       allowedHosts: ["0.0.0.0", "::"].includes(this.#o.host) && !this.#o.socketPath ? undefined : ["127.0.0.1", "localhost", "::1", this.#o.host],
     });
+    // Another site's page must not drive the API through the browser (the dashboard's cookie).
     app.addHook("onRequest", async (req, reply) => {
-      if (PUBLIC.has(req.url.split("?")[0])) return;
+      const origin = foreignOrigin(req);
+      if (origin !== undefined) {
+        daemon?.metrics.error("api", "BAD_ORIGIN");
+        return refuseOrigin(reply, origin);
+      }
+    });
+    app.addHook("onRequest", async (req, reply) => {
+      if (PUBLIC.has(req.url.split("?")[0]) || isDashboardPublic(req)) return;
       const header = req.headers.authorization;
       const given = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+      // The dashboard's session cookie; a change made with it must say it comes from the page itself.
+      if (given === undefined && this.logins.valid(sessionCookie(req))) {
+        if (req.method === "GET" || req.method === "HEAD" || req.headers.origin !== undefined) return;
+        return refuseOrigin(reply, "a page that does not say its origin");
+      }
       if (!tokenMatches(token, given)) {
         daemon.metrics.error("api", "UNAUTHORIZED");
         return reply.status(401).send({
@@ -159,6 +190,8 @@ export class ApiServer {
         });
       }
     });
+
+    await registerDashboard(app, { daemon, logins: this.logins, baseUrl: () => this.url, log: this.#o.log });
 
     const open = { security: [] };
     app.get("/health", { schema: { summary: "Liveness (no token needed)", tags: ["node"], ...open, response: { 200: S.Health } } }, async () => ({

@@ -20,9 +20,11 @@ export function daemonCommand(context: Ctx): Command {
     if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
       ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
     }
-    ctx.out.result({ identity: node.identity, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json` }, () => [
+    const loginLink = api.loginLink();
+    ctx.out.result({ identity: node.identity, url: api.url, tokenFile: apiTokenFile(dataDir), openapi: `${api.url}/openapi.json`, loginLink }, () => [
       `daemon of ${node.identity} running`,
       `REST API: ${api.url} (token in ${apiTokenFile(dataDir)}; OpenAPI at ${api.url}/openapi.json)`,
+      `dashboard: ${loginLink} (one-time login link, valid 10 minutes; \`myst ui\` prints another)`,
       "Ctrl-C or SIGTERM stops it",
     ]);
     await untilSignal(stop);

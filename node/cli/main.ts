@@ -12,6 +12,7 @@ import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
 import { channelsCommand, earningsCommand, sessionsCommand } from "./money";
 import { serviceCommand } from "./service";
+import { uiCommand } from "./ui";
 
 const contexts: CommandContext[] = [];
 
@@ -49,6 +50,7 @@ function program(): Command {
   root.addCommand(channelsCommand(context));
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));
+  root.addCommand(uiCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

@@ -44,6 +44,12 @@ export interface MystConfig {
    * Default 120 s. Env MYST_OUTAGE_TOLERANCE_MS.
    */
   outageToleranceMs: number;
+  /**
+   * A service that answers with the caller's IP address as plain text (the dashboard's "visible
+   * IP", checked before and after connecting). Default none: the node contacts no third party
+   * unless told to. Env MYST_IP_CHECK_URL.
+   */
+  ipCheckUrl?: string;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -121,6 +127,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_MAX_SESSIONS_PER_CONSUMER: "maxSessionsPerConsumer",
   MYST_MAX_SERVICE_TYPES_PER_PROVIDER: "maxServiceTypesPerProvider",
   MYST_OUTAGE_TOLERANCE_MS: "outageToleranceMs",
+  MYST_IP_CHECK_URL: "ipCheckUrl",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -176,6 +183,9 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         break;
       case "discoveryUrl":
         config.discoveryUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
+        break;
+      case "ipCheckUrl":
+        config.ipCheckUrl = value === "" ? undefined : (url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL"));
         break;
       case "brokerUrls": {
         const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");

@@ -25,6 +25,8 @@ import { Confinement, recoverConfinement } from "../consumer-protection/confined
 import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import type { ConsumerService, SessionProtection } from "../session/service";
+import { NodeActivity } from "./node-activity";
+import { checkVisibleIp, type VisibleIp } from "./visible-ip";
 
 export interface DaemonOptions {
   config: MystConfig;
@@ -114,6 +116,8 @@ export class MystDaemon {
   readonly consumer: ConsumerNode;
   readonly channels: PaymentChannelsClient;
   readonly startedAt = Date.now();
+  /** What the dashboard shows beyond the API's records: live sessions, earnings per day, health, why (not) visible. */
+  readonly activity: NodeActivity;
   readonly #o: DaemonOptions;
   readonly #specs = new Map<string, { spec: ServiceSpec; offer: OfferJson }>();
   /**
@@ -170,6 +174,7 @@ export class MystDaemon {
     this.channels = new PaymentChannelsClient(conn);
     this.metrics.watchProvider(this.provider);
     this.metrics.watchConsumer(() => this.consumer.current);
+    this.activity = new NodeActivity({ identity: key.address, provider: this.provider, consumer: this.consumer, conn, registry, log });
   }
 
   get identity(): string {
@@ -575,6 +580,11 @@ export class MystDaemon {
     this.provider.settler!.settleAll();
     await this.provider.settler!.drain(30_000);
     return this.earnings();
+  }
+
+  /** The address the internet sees now (config ipCheckUrl), from inside `netns` when the tunnel runs there. */
+  visibleIp(netns?: string): Promise<VisibleIp> {
+    return checkVisibleIp(this.#o.config.ipCheckUrl, netns);
   }
 
   #writeServicesFile(): void {

@@ -94,6 +94,16 @@ export class PromiseStore {
     return [...bySession.values()];
   }
 
+  /** Every promise's increase with when it arrived, received since `since` (ms): earnings over time. */
+  increasesSince(since: number): { sessionId: string; receivedAt: number; increase: bigint }[] {
+    const rows = this.db.prepare("SELECT session_id, received_at, increase FROM promises WHERE received_at >= ? ORDER BY received_at").all(since) as {
+      session_id: string;
+      received_at: number;
+      increase: string;
+    }[];
+    return rows.map((r) => ({ sessionId: r.session_id, receivedAt: r.received_at, increase: BigInt(r.increase) }));
+  }
+
   /** What one session's promises added to its channel. */
   sessionAmount(sessionId: string): bigint {
     const rows = this.db.prepare("SELECT increase FROM promises WHERE session_id = ?").all(sessionId) as { increase: string }[];
