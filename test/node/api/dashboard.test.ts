@@ -224,6 +224,22 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(bad.status).to.equal(400);
     });
 
+    it("ends the streams it serves when the API stops, instead of waiting on them", async function () {
+      const second = new ApiServer({ daemon, token, host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
+      await second.start();
+      const res = await fetch(`${second.url}/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+      const stream = eventReader(res);
+      await stream.until((ev) => ev.length > 0);
+      await second.stop();
+      const ended = await stream
+        .until(() => false)
+        .then(
+          () => "open",
+          (err: Error) => err.message,
+        );
+      expect(ended).to.equal("the event stream ended");
+    });
+
     it("says whether discovery lists each proposal, and why not", async function () {
       const health = await until(async () => {
         // biome-ignore lint/suspicious/noExplicitAny: the test reads the JSON field by field
