@@ -18,11 +18,16 @@ export const DASHBOARD_DIR = path.join(PACKAGE_ROOT, "dist", "ui");
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
 
-/** Paths anyone may fetch: the page's own files (no data in them) and the login trade. */
+const PAGE_PATHS = new Set(["/", "/consumer", "/index.html"]);
+
+/**
+ * Paths anyone may fetch: the page's own files (no data in them) and the login trade. Named one
+ * by one, so a route added later is not public by accident.
+ */
 export function isDashboardPublic(req: FastifyRequest): boolean {
   const p = req.url.split("?")[0];
   if (p === "/v1/ui/session" && req.method === "POST") return true;
-  return (req.method === "GET" || req.method === "HEAD") && !p.startsWith("/v1/") && p !== "/metrics";
+  return (req.method === "GET" || req.method === "HEAD") && (PAGE_PATHS.has(p) || /^\/assets\/[\w.-]+$/.test(p));
 }
 
 /**

@@ -28,6 +28,8 @@ export class NodeEventStream {
   #timer?: NodeJS.Timeout;
   #keepalive?: NodeJS.Timeout;
   #health?: { at: number; value: Promise<NodeHealth> };
+  /** The earnings topic as last read, with what it was read at (see #send). */
+  #earnings?: { version: string; report: object; daily: Map<string, unknown> };
   #unsubscribe?: () => void;
   #busy = false;
   #again = false;
@@ -77,6 +79,7 @@ export class NodeEventStream {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#health = undefined;
+    this.#earnings = undefined;
   }
 
   /** One look at the node; a look asked for while one runs runs right after it. */
@@ -106,16 +109,24 @@ export class NodeEventStream {
       value.catch(() => undefined);
       this.#health = { at: now, value };
     }
-    const [fees, health] = await Promise.all([d.activity.settlementFees(), this.#health.value]);
+    const health = await this.#health.value;
     const shared = {
       provider: { sessions: d.activity.liveSessions(), services: d.services() },
       connection: d.connection(),
       health: { ...health, notes: d.activity.notes() },
     };
-    const earnings = d.earnings();
+    // Earnings read the promise table: only again when a promise, a settlement, the settlement
+    // queue or the hour changed (the hour: a new day in any time zone starts on one).
+    const version = d.activity.earningsVersion();
+    if (this.#earnings?.version !== version) {
+      const fees = await d.activity.settlementFees();
+      this.#earnings = { version, report: { ...d.earnings(), feesWei: fees.feesWei, settlementsMined: fees.settlements }, daily: new Map() };
+    }
+    const earnings = this.#earnings;
     for (const f of this.#followers) {
-      const daily = d.activity.daily(f.days, f.utcOffsetMinutes);
-      const topics: Record<string, unknown> = { ...shared, earnings: { ...earnings, daily, feesWei: fees.feesWei, settlementsMined: fees.settlements } };
+      const key = `${f.days}/${f.utcOffsetMinutes}`;
+      if (!earnings.daily.has(key)) earnings.daily.set(key, d.activity.daily(f.days, f.utcOffsetMinutes));
+      const topics: Record<string, unknown> = { ...shared, earnings: { ...earnings.report, daily: earnings.daily.get(key) } };
       for (const [topic, value] of Object.entries(topics)) {
         const json = JSON.stringify(value);
         if (f.sent.get(topic) === json) continue;

@@ -67,6 +67,9 @@ export class NodeActivity {
   readonly #notes: SessionNote[] = [];
   readonly #fees = new Map<string, bigint>();
   readonly #listeners = new Set<() => void>();
+  /** Running sums of live sessions' promises, and the last promise read into them. */
+  readonly #earned = new Map<string, bigint>();
+  #lastPromise = -1;
 
   constructor(
     private readonly o: {
@@ -100,23 +103,48 @@ export class NodeActivity {
 
   liveSessions(): LiveSession[] {
     const now = Date.now();
-    return this.o.provider.sessions
-      .list()
-      .filter((s) => s.state !== "ended")
-      .map((s) => {
-        const usage = this.o.provider.usage(s.id);
-        return {
-          id: s.id,
-          consumer: s.consumer,
-          serviceType: s.serviceType,
-          state: s.state,
-          startedAt: new Date(s.createdAt).toISOString(),
-          durationSeconds: Math.max(0, Math.round((now - s.createdAt) / 1000)),
-          bytesIn: usage?.bytesIn ?? 0,
-          bytesOut: usage?.bytesOut ?? 0,
-          earnedWei: (this.o.provider.store?.sessionAmount(s.id) ?? 0n).toString(),
-        };
-      });
+    const live = this.o.provider.sessions.list().filter((s) => s.state !== "ended");
+    this.#readEarned(live.map((s) => s.id));
+    return live.map((s) => {
+      const usage = this.o.provider.usage(s.id);
+      return {
+        id: s.id,
+        consumer: s.consumer,
+        serviceType: s.serviceType,
+        state: s.state,
+        startedAt: new Date(s.createdAt).toISOString(),
+        durationSeconds: Math.max(0, Math.round((now - s.createdAt) / 1000)),
+        bytesIn: usage?.bytesIn ?? 0,
+        bytesOut: usage?.bytesOut ?? 0,
+        earnedWei: (this.#earned.get(s.id) ?? 0n).toString(),
+      };
+    });
+  }
+
+  /**
+   * Brings the live sessions' earnings up to date from the promises stored since the last look
+   * (read once a second by the event stream: no scan of the whole promise table each time).
+   */
+  #readEarned(live: string[]): void {
+    const store = this.o.provider.store;
+    if (!store) return;
+    if (this.#lastPromise < 0) this.#lastPromise = store.version().lastPromise;
+    for (const p of store.increasesAfter(this.#lastPromise)) {
+      this.#lastPromise = p.rowid;
+      const sum = this.#earned.get(p.sessionId);
+      if (sum !== undefined) this.#earned.set(p.sessionId, sum + p.increase);
+    }
+    const wanted = new Set(live);
+    for (const id of this.#earned.keys()) if (!wanted.has(id)) this.#earned.delete(id);
+    // A session seen for the first time: its promises so far, once.
+    for (const id of live) if (!this.#earned.has(id)) this.#earned.set(id, store.sessionAmount(id));
+  }
+
+  /** Changes whenever earnings could have: a promise or settlement stored, the settlement queue, the day. */
+  earningsVersion(): string {
+    const v = this.o.provider.store?.version();
+    const pending = this.o.provider.settler?.pending() ?? [];
+    return JSON.stringify([v, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
   }
 
   /** Earnings per calendar day (see earningsPerDay); `utcOffsetMinutes` is the viewer's time zone (east positive). */

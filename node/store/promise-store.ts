@@ -104,6 +104,22 @@ export class PromiseStore {
     return rows.map((r) => ({ sessionId: r.session_id, receivedAt: r.received_at, increase: BigInt(r.increase) }));
   }
 
+  /** Changes whenever a promise or a settlement is stored: readers recompute only then. */
+  version(): { lastPromise: number; settlements: number } {
+    const r = this.db.prepare("SELECT IFNULL(MAX(rowid), 0) p, (SELECT COUNT(*) FROM settlements) s FROM promises").get() as { p: number; s: number };
+    return { lastPromise: r.p, settlements: r.s };
+  }
+
+  /** Promises stored after the one with `rowid` (0: all), in order: a reader can keep running sums. */
+  increasesAfter(rowid: number): { rowid: number; sessionId: string; increase: bigint }[] {
+    const rows = this.db.prepare("SELECT rowid, session_id, increase FROM promises WHERE rowid > ? ORDER BY rowid").all(rowid) as {
+      rowid: number;
+      session_id: string;
+      increase: string;
+    }[];
+    return rows.map((r) => ({ rowid: r.rowid, sessionId: r.session_id, increase: BigInt(r.increase) }));
+  }
+
   /** What one session's promises added to its channel. */
   sessionAmount(sessionId: string): bigint {
     const rows = this.db.prepare("SELECT increase FROM promises WHERE session_id = ?").all(sessionId) as { increase: string }[];

@@ -129,7 +129,12 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       const page = await fetch(`${api.url}/`);
       expect(page.status).to.equal(200);
       expect(page.headers.get("content-type")).to.match(/text\/html/);
-      expect(await page.text()).to.include('<div id="app">');
+      const html = await page.text();
+      expect(html).to.include('<div id="app">');
+      const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
+      expect((await fetch(api.url + script)).status).to.equal(200);
+      // Only the page's files: any other path wants the token, so a route added later is not public by accident.
+      expect((await fetch(`${api.url}/anything-else`)).status).to.equal(401);
       for (const route of ["/v1/events", "/v1/node/health", "/v1/provider/sessions", "/v1/earnings/daily", "/v1/connection/visible-ip"]) {
         const res = await fetch(api.url + route);
         expect(res.status, route).to.equal(401);
