@@ -38,6 +38,17 @@ export function isDashboardPublic(req: FastifyRequest): boolean {
 export async function registerDashboard(app: JsonApp, o: { daemon: MystDaemon; logins: DashboardLogins; baseUrl: () => string; log: Logger }): Promise<void> {
   const { daemon, logins } = o;
   await app.register(cookie);
+  // The page loads only its own files and talks only to its own origin; no other page may frame it
+  // (a page on the same site could, and the browser would send the cookie to the frame).
+  app.addHook("onSend", async (_req, reply) => {
+    reply.header(
+      "content-security-policy",
+      "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+    );
+    reply.header("x-frame-options", "DENY");
+    reply.header("x-content-type-options", "nosniff");
+    reply.header("referrer-policy", "no-referrer");
+  });
   if (fs.existsSync(path.join(DASHBOARD_DIR, "index.html"))) {
     // One route per built file (no wildcard route: unknown paths keep the API's own 404 and 414 answers).
     await app.register(fastifyStatic, { root: DASHBOARD_DIR, prefix: "/", index: ["index.html"], wildcard: false, cacheControl: false });

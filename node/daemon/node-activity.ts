@@ -81,6 +81,18 @@ export class NodeActivity {
       log: Logger;
     },
   ) {
+    // The ends before this start, from the session history (refusals are not kept across restarts).
+    for (const r of o.provider.history?.list(NOTES_KEPT, "provider") ?? []) {
+      if (r.endedAt !== null)
+        this.#notes.push({
+          at: new Date(r.endedAt).toISOString(),
+          kind: "ended",
+          consumer: r.peer,
+          sessionId: r.id,
+          serviceType: r.serviceType,
+          reason: r.endReason || "ended",
+        });
+    }
     const sessions = o.provider.sessions;
     sessions.on("session-refused", (r) => this.#note({ kind: "refused", consumer: r.consumer, code: r.code, reason: `${r.code}: ${r.message}` }));
     sessions.on("session-ended", (s) =>

@@ -131,6 +131,11 @@ export function ConsumerScreen(props: { state: NodeState }) {
   const set = (k: keyof Filters) => (e: { currentTarget: HTMLInputElement | HTMLSelectElement }) =>
     setF({ ...f, [k]: e.currentTarget instanceof HTMLInputElement && e.currentTarget.type === "checkbox" ? e.currentTarget.checked : e.currentTarget.value });
   const connection = props.state.connection;
+  // The deposit stays in view after a disconnect: the last provider connected to.
+  const [lastProvider, setLastProvider] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    if (connection?.provider) setLastProvider(connection.provider);
+  }, [connection?.provider]);
   const busyConnecting = connect.busy || connection?.state === "connecting";
   return (
     <div class="screen" data-screen="consumer">
@@ -271,7 +276,7 @@ export function ConsumerScreen(props: { state: NodeState }) {
         )}
         <ErrorLine error={connect.error} />
       </Section>
-      <DepositPanel provider={connection?.provider} refreshKey={`${connection?.sessionId ?? ""}-${connection?.state ?? ""}`} />
+      <DepositPanel provider={connection?.provider ?? lastProvider} refreshKey={`${connection?.sessionId ?? ""}-${connection?.state ?? ""}`} />
     </div>
   );
 }

@@ -129,6 +129,8 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       const page = await fetch(`${api.url}/`);
       expect(page.status).to.equal(200);
       expect(page.headers.get("content-type")).to.match(/text\/html/);
+      expect(page.headers.get("content-security-policy")).to.include("default-src 'self'").and.include("frame-ancestors 'none'");
+      expect(page.headers.get("x-frame-options")).to.equal("DENY");
       const html = await page.text();
       expect(html).to.include('<div id="app">');
       const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
