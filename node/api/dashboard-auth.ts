@@ -98,7 +98,8 @@ export function sessionCookie(req: FastifyRequest): string | undefined {
  */
 export function foreignOrigin(req: FastifyRequest): string | undefined {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== `http://${req.headers.host}`) return origin;
+  // https: the same host behind a TLS proxy.
+  if (origin !== undefined && origin !== `http://${req.headers.host}` && origin !== `https://${req.headers.host}`) return origin;
   const site = req.headers["sec-fetch-site"];
   if (site !== undefined && site !== "same-origin" && site !== "none") return `a ${site} page`;
   return undefined;

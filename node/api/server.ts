@@ -167,6 +167,8 @@ export class ApiServer {
     });
     // Another site's page must not drive the API through the browser (the dashboard's cookie).
     app.addHook("onRequest", async (req, reply) => {
+      // The page's own files are public: a link from anywhere (a mail, a chat) may open the page.
+      if ((req.method === "GET" || req.method === "HEAD") && isDashboardPublic(req)) return;
       const origin = foreignOrigin(req);
       if (origin !== undefined) {
         daemon?.metrics.error("api", "BAD_ORIGIN");

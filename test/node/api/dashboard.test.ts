@@ -135,6 +135,8 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(html).to.include('<div id="app">');
       const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
       expect((await fetch(api.url + script)).status).to.equal(200);
+      // A link from another site (a mail, a chat) opens the page; the page's own requests decide the rest.
+      expect((await fetch(`${api.url}/`, { headers: { "sec-fetch-site": "cross-site" } })).status).to.equal(200);
       // Only the page's files: any other path wants the token, so a route added later is not public by accident.
       expect((await fetch(`${api.url}/anything-else`)).status).to.equal(401);
       for (const route of ["/v1/events", "/v1/node/health", "/v1/provider/sessions", "/v1/earnings/daily", "/v1/connection/visible-ip"]) {
