@@ -235,25 +235,16 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
     });
 
     it("filters proposals, connects over OpenVPN, sees the visible IP change and the kill switch, and disconnects", async function () {
-      const started = await myst(
-        [
-          "service",
-          "start",
-          "openvpn",
-          "--netns",
-          topology.provider,
-          "--public-ip",
-          topology.providerAddress,
-          "--country",
-          "DE",
-          "--price-per-gib",
-          "0.1",
-          "--json",
-        ],
-        providerEnv,
-        120_000,
-      );
-      expect(started.code, started.stderr).to.equal(0);
+      // The OpenVPN service starts from the provider's page too, with its host settings.
+      const p = providerPage;
+      await p.getByLabel("Service type").selectOption("openvpn");
+      await p.getByLabel("Country (2 letters)").fill("DE");
+      await p.getByLabel("Price per hour (MYST)").fill("0.01");
+      await p.getByLabel("Price per GiB (MYST)").fill("0.1");
+      await p.getByLabel("Public IP (consumers connect to it)").fill(topology.providerAddress);
+      await p.getByLabel("Server's network namespace (optional)").fill(topology.provider);
+      await p.getByRole("button", { name: "Start service" }).click();
+      await p.locator('[data-testid="services"] tr[data-service="openvpn"]').waitFor({ timeout: 60_000 });
       const c = consumerPage;
       // The tunnel runs in the consumer's namespace; the visible IP is asked from there.
       await c.getByLabel("Network namespace (optional)").fill(topology.consumers[0]);
@@ -307,6 +298,12 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
         if (alert) throw new Error(`the top-up failed: ${await c.locator("#deposit [role=alert]").textContent()}`);
         return (await numberIn(c, "deposit-balance")) > balance + 0.9;
       }, "the deposit to grow by 1 MYST on the page");
+
+      // Stopped from the provider's page: its row goes, and the node no longer sells it.
+      await p.getByRole("button", { name: "Stop noop" }).click();
+      await p.locator('[data-testid="services"] tr[data-service="noop"]').waitFor({ state: "detached" });
+      const { services } = (await withToken(provider, "/v1/services")) as { services: { type: string }[] };
+      expect(services.map((x) => x.type)).to.deep.equal(["openvpn"]);
     });
 
     it("labels every control, reaches them all by keyboard, and fits a 360 px wide screen", async function () {

@@ -116,6 +116,9 @@ function ServicesPanel(props: { state: NodeState }) {
   const [perHour, setPerHour] = useState("0.05");
   const [perGiB, setPerGiB] = useState("0.1");
   const [bandwidth, setBandwidth] = useState("100");
+  const [publicIp, setPublicIp] = useState("");
+  const [port, setPort] = useState("");
+  const [netns, setNetns] = useState("");
   const start = useAction();
   const stop = useAction();
   const services = props.state.provider?.services ?? [];
@@ -174,6 +177,9 @@ function ServicesPanel(props: { state: NodeState }) {
             await api("POST", "/v1/services", {
               type,
               offer: { country, ipType, pricePerHour: perHour || "0", pricePerGiB: perGiB || "0", bandwidthMbps: Number(bandwidth) },
+              ...(type === "openvpn"
+                ? { openvpn: { publicIp: publicIp.trim(), ...(port.trim() ? { port: Number(port) } : {}), ...(netns.trim() ? { netns: netns.trim() } : {}) } }
+                : {}),
             });
           });
         }}
@@ -208,6 +214,19 @@ function ServicesPanel(props: { state: NodeState }) {
         <Field label="Bandwidth (Mbit/s)">
           <input type="number" min={0} value={bandwidth} onInput={(e) => setBandwidth(e.currentTarget.value)} />
         </Field>
+        {type === "openvpn" ? (
+          <>
+            <Field label="Public IP (consumers connect to it)">
+              <input value={publicIp} onInput={(e) => setPublicIp(e.currentTarget.value)} required />
+            </Field>
+            <Field label="UDP port (optional)" hint="default 1194">
+              <input type="number" min={1} max={65535} value={port} onInput={(e) => setPort(e.currentTarget.value)} />
+            </Field>
+            <Field label="Server's network namespace (optional)" hint="tests, demo">
+              <input value={netns} onInput={(e) => setNetns(e.currentTarget.value)} />
+            </Field>
+          </>
+        ) : null}
         <div class="actions">
           <button type="submit" disabled={start.busy}>
             Start service
