@@ -1,7 +1,7 @@
 import type { ChainConnection } from "../chain/connect";
 import type { IdentityRegistryClient } from "../chain/registry";
 import type { Logger } from "../log/logger";
-import { earningsPerDay, type DayEarnings } from "../payments/earnings-per-day";
+import { DailyEarnings, type DayEarnings } from "../payments/earnings-per-day";
 import type { ConsumerNode } from "./consumer-node";
 import type { ProviderNode } from "./provider-node";
 
@@ -55,6 +55,9 @@ export interface NodeHealth {
 }
 
 const NOTES_KEPT = 20;
+/** The most days a daily view shows (the API's limit), and how many time zones' views are kept. */
+const DAILY_DAYS_MAX = 90;
+const DAILY_ZONES_KEPT = 8;
 const CHECK_TIMEOUT_MS = 3000;
 
 /**
@@ -70,6 +73,8 @@ export class NodeActivity {
   /** Running sums of live sessions' promises, and the last promise read into them. */
   readonly #earned = new Map<string, bigint>();
   #lastPromise = -1;
+  /** Earnings per day, per viewer's time zone, with the last promise read into them. */
+  readonly #daily = new Map<number, { daily: DailyEarnings; lastPromise: number }>();
 
   constructor(
     private readonly o: {
@@ -159,14 +164,31 @@ export class NodeActivity {
     return JSON.stringify([v, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
   }
 
-  /** Earnings per calendar day (see earningsPerDay); `utcOffsetMinutes` is the viewer's time zone (east positive). */
+  /**
+   * Earnings per calendar day (see DailyEarnings); `utcOffsetMinutes` is the viewer's time zone
+   * (east positive). Kept per time zone and fed only the promises stored since the last call.
+   */
   daily(days: number, utcOffsetMinutes: number): DayEarnings[] {
     const store = this.o.provider.store;
     const now = Date.now();
-    // A day more than shown: a promise just inside pays for time since its predecessor.
-    const increases = store ? store.increasesSince(now - (days + 2) * 86_400_000) : [];
-    const starts = this.o.provider.history?.startTimes(increases.map((i) => i.sessionId)) ?? new Map<string, number>();
-    return earningsPerDay(increases, starts, { days, now, utcOffsetMinutes });
+    let kept = this.#daily.get(utcOffsetMinutes);
+    if (!kept) {
+      if (this.#daily.size >= DAILY_ZONES_KEPT) this.#daily.clear();
+      kept = { daily: new DailyEarnings(utcOffsetMinutes), lastPromise: 0 };
+      this.#daily.set(utcOffsetMinutes, kept);
+    }
+    if (store) {
+      // Two days more than can be shown: a promise just inside pays for time since its predecessor.
+      const since = now - (DAILY_DAYS_MAX + 2) * 86_400_000;
+      const fresh = store.increasesAfter(kept.lastPromise, since);
+      if (fresh.length > 0) {
+        const starts = this.o.provider.history?.startTimes(fresh.map((i) => i.sessionId)) ?? new Map<string, number>();
+        kept.daily.add(fresh, (id) => starts.get(id));
+        kept.lastPromise = fresh[fresh.length - 1].rowid;
+        kept.daily.prune(since);
+      }
+    }
+    return kept.daily.days(days, now);
   }
 
   /** What settling cost in gas so far (wei of the chain's coin), from each mined settlement's receipt. */

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { earningsPerDay } from "../../../node/payments/earnings-per-day";
+import { DailyEarnings, earningsPerDay } from "../../../node/payments/earnings-per-day";
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -32,6 +32,24 @@ describe("earnings per day", function () {
       { date: "2026-03-01", earnedWei: "90" },
       { date: "2026-03-02", earnedWei: "40" },
     ]);
+  });
+
+  it("gives the same days fed promise by promise as a reader following the store does", function () {
+    const starts = new Map([
+      ["a", at("2026-03-01T20:00:00Z")],
+      ["b", at("2026-03-01T23:59:00Z")],
+    ]);
+    const promises = [
+      { sessionId: "a", receivedAt: at("2026-03-01T21:00:00Z"), increase: 1000n },
+      { sessionId: "b", receivedAt: at("2026-03-02T00:01:00Z"), increase: 333n },
+      { sessionId: "a", receivedAt: at("2026-03-02T03:00:00Z"), increase: 6001n },
+    ];
+    const daily = new DailyEarnings(-300);
+    for (const p of promises) daily.add([p], (id) => starts.get(id));
+    const now = at("2026-03-02T12:00:00Z");
+    expect(daily.days(3, now)).to.deep.equal(earningsPerDay(promises, starts, { days: 3, now, utcOffsetMinutes: -300 }));
+    const total = daily.days(3, now).reduce((sum, d) => sum + BigInt(d.earnedWei), 0n);
+    expect(total).to.equal(7334n);
   });
 
   it("counts days from the viewer's midnight, and loses no wei to rounding", function () {
