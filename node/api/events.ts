@@ -6,6 +6,7 @@ import type { Logger } from "../log/logger";
 const TICK_MS = 1000;
 const HEALTH_EVERY_MS = 5000;
 const KEEPALIVE_MS = 15_000;
+const EARNINGS_EVERY_MS = 3000;
 
 interface Follower {
   res: ServerResponse;
@@ -29,7 +30,7 @@ export class NodeEventStream {
   #keepalive?: NodeJS.Timeout;
   #health?: { at: number; value: Promise<NodeHealth> };
   /** The earnings topic as last read, with what it was read at (see #send). */
-  #earnings?: { version: string; report: object; daily: Map<string, unknown> };
+  #earnings?: { version: { promises: number; rest: string }; at: number; report: object; daily: Map<string, unknown> };
   #unsubscribe?: () => void;
   #busy = false;
   #again = false;
@@ -115,14 +116,17 @@ export class NodeEventStream {
       connection: d.connection(),
       health: { ...health, notes: d.activity.notes() },
     };
-    // Earnings read the promise table: only again when a promise, a settlement, the settlement
-    // queue or the hour changed (the hour: a new day in any time zone starts on one).
+    // The earnings report reads the whole promise table: read it again when a settlement, the
+    // settlement queue or the hour changed (a new day in any time zone starts on one) at once, and
+    // for new promises at most every few seconds (a busy provider stores several a second).
     const version = d.activity.earningsVersion();
-    if (this.#earnings?.version !== version) {
+    const last = this.#earnings;
+    const stale = !last || last.version.rest !== version.rest || (last.version.promises !== version.promises && now - last.at >= EARNINGS_EVERY_MS);
+    if (stale) {
       const fees = await d.activity.settlementFees();
-      this.#earnings = { version, report: { ...d.earnings(), feesWei: fees.feesWei, settlementsMined: fees.settlements }, daily: new Map() };
+      this.#earnings = { version, at: now, report: { ...d.earnings(), feesWei: fees.feesWei, settlementsMined: fees.settlements }, daily: new Map() };
     }
-    const earnings = this.#earnings;
+    const earnings = this.#earnings!;
     for (const f of this.#followers) {
       const key = `${f.days}/${f.utcOffsetMinutes}`;
       if (!earnings.daily.has(key)) earnings.daily.set(key, d.activity.daily(f.days, f.utcOffsetMinutes));

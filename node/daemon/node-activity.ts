@@ -157,11 +157,15 @@ export class NodeActivity {
     for (const id of live) if (!this.#earned.has(id)) this.#earned.set(id, store.sessionAmount(id));
   }
 
-  /** Changes whenever earnings could have: a promise or settlement stored, the settlement queue, the day. */
-  earningsVersion(): string {
+  /**
+   * Changes whenever earnings could have: `promises` when a promise is stored, `rest` when a
+   * settlement is stored, the settlement queue changes or the hour turns.
+   */
+  earningsVersion(): { promises: number; rest: string } {
     const v = this.o.provider.store?.version();
     const pending = this.o.provider.settler?.pending() ?? [];
-    return JSON.stringify([v, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
+    const rest = JSON.stringify([v?.settlements, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
+    return { promises: v?.lastPromise ?? 0, rest };
   }
 
   /**

@@ -215,10 +215,10 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       await until(async () => (await numberIn(p, "earned")) > first, "the earnings to rise on the page");
       await until(async () => (await numberIn(c, "cost")) > 0, "the consumer's page to show the cost so far");
       const today = p.locator("table[aria-label='Earnings per day'] tbody tr").last();
-      expect(Number(await today.locator("td").nth(1).textContent())).to.be.greaterThan(0);
+      await until(async () => Number(await today.locator("td").nth(1).textContent()) > 0, "today's earnings in the chart's table");
       await p.screenshot({ path: path.join(SHOTS, "provider.png"), fullPage: true });
 
-      expect(await numberIn(p, "unsettled")).to.be.greaterThan(0);
+      await until(async () => (await numberIn(p, "unsettled")) > 0, "unsettled earnings on the page");
       expect(await numberIn(p, "settled")).to.equal(0);
       await p.getByRole("button", { name: "Settle now" }).click();
       await until(async () => (await numberIn(p, "settled")) > 0, "the settlement on the page", 60_000);
