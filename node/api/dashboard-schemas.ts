@@ -78,7 +78,7 @@ export const VisibleIp = Type.Object({ ip: Type.String(), url: Type.String(), ne
 
 export const EVENTS_DESCRIPTION = [
   "A `text/event-stream` that sends each topic's whole current value at once, then again whenever it changes",
-  "(checked every second; health every 5 s). Events: `provider` {sessions (as /v1/provider/sessions), services (as /v1/services)},",
+  "(checked every second; health every 5 s; the earnings totals at once after a settlement, at most every 3 s for new promises). Events: `provider` {sessions (as /v1/provider/sessions), services (as /v1/services)},",
   "`earnings` (as /v1/earnings, plus `daily`, `feesWei`, `settlementsMined`), `connection` (as /v1/connection),",
   "`health` (as /v1/node/health). Each event has an `id`; a `: keepalive` comment every 15 s. Browsers follow it",
   "with `new EventSource('/v1/events')` (the session cookie); scripts with the bearer token:",
