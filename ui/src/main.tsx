@@ -30,8 +30,12 @@ async function logIn(): Promise<Login> {
   }
 }
 
-/** Follows /v1/events: each event is a topic's whole new value. EventSource reconnects by itself. */
-function useNodeEvents(enabled: boolean): { state: NodeState; live: boolean } {
+/**
+ * Follows /v1/events: each event is a topic's whole new value. EventSource reconnects by itself
+ * after a dropped connection; when the node refuses the stream (a restart ends every session),
+ * `onRefused` decides what next.
+ */
+function useNodeEvents(enabled: boolean, onRefused: () => void): { state: NodeState; live: boolean } {
   const [state, setState] = useState<NodeState>({});
   const [live, setLive] = useState(false);
   useEffect(() => {
@@ -41,7 +45,10 @@ function useNodeEvents(enabled: boolean): { state: NodeState; live: boolean } {
       source.addEventListener(topic, (e) => setState((s) => ({ ...s, [topic]: JSON.parse((e as MessageEvent).data) })));
     }
     source.onopen = () => setLive(true);
-    source.onerror = () => setLive(false);
+    source.onerror = () => {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) onRefused();
+    };
     return () => source.close();
   }, [enabled]);
   return { state, live };
@@ -50,8 +57,18 @@ function useNodeEvents(enabled: boolean): { state: NodeState; live: boolean } {
 function App() {
   const [login, setLogin] = useState<Login>({ state: "checking" });
   const [tab, setTab] = useState<"provider" | "consumer">(location.pathname === "/consumer" ? "consumer" : "provider");
-  useEffect(() => void logIn().then(setLogin), []);
-  const { state, live } = useNodeEvents(login.state === "in");
+  const { state, live } = useNodeEvents(
+    login.state === "in",
+    () =>
+      void api("GET", "/v1/services").then(
+        // Still logged in: the stream failed for another reason; a new login check opens it again.
+        () => setLogin({ state: "checking" }),
+        () => setLogin({ state: "out", message: "The session ended (the node restarted, or it logged out)." }),
+      ),
+  );
+  useEffect(() => {
+    if (login.state === "checking") void logIn().then(setLogin);
+  }, [login.state]);
 
   if (login.state === "checking") return <p class="page">Logging in…</p>;
   if (login.state === "out")
