@@ -47,6 +47,9 @@ export class NodeClient {
   // node
   health = () => this.get<Of<typeof S.Health>>("/health");
 
+  /** A one-time login link to the dashboard (a daemon's). */
+  loginLink = () => this.post<{ url: string; expiresAt: string }>("/v1/ui/login-link", {});
+
   // identities
   identities = () => this.get<Of<typeof S.IdentityList>>("/v1/identities");
   createIdentity = (body: Of<typeof S.NewIdentity>) => this.post<Of<typeof S.CreatedIdentity>>("/v1/identities", body);

@@ -160,6 +160,8 @@ export interface RunningNode {
   url: string;
   /** The same client the CLI uses for any node. */
   client: NodeClient;
+  /** A one-time login link to the dashboard (a daemon's; a foreground node's API is a unix socket). */
+  loginLink(): string;
   stop(): Promise<void>;
 }
 
@@ -228,6 +230,7 @@ export async function runNode(
     identity: identity.address,
     url: api.url,
     client: new NodeClient(endpoint, token),
+    loginLink: () => api.loginLink(),
     stop: async () => {
       removeDaemonEndpoint(dataDir);
       await api.stop();

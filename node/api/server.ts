@@ -18,6 +18,9 @@ import * as S from "./schemas";
 import type { Transport } from "./client";
 import { tokenMatches } from "./token";
 import { sessionView } from "../store/session-store";
+import type { VisibleIpErrorCode } from "../daemon/visible-ip";
+import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin, type DashboardErrorCode } from "./dashboard-auth";
+import { isDashboardPublic, registerDashboard } from "./dashboard";
 
 export interface ApiServerOptions {
   daemon: MystNode;
@@ -41,6 +44,8 @@ type MappedCode =
   | ServiceSpecErrorCode
   | VaultErrorCode
   | ControlsErrorCode
+  | DashboardErrorCode
+  | VisibleIpErrorCode
   | "BAD_JSON"
   | "BAD_FILTER"
   | "BAD_AMOUNT"
@@ -93,6 +98,12 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   DIALOG_TIMEOUT: 504,
   REQUEST_TIMEOUT: 504,
   BROKER_CLOSED: 503,
+  LOGIN_LINK_INVALID: 401,
+  BAD_ORIGIN: 403,
+  DASHBOARD_NOT_BUILT: 503,
+  BAD_NETNS: 400,
+  IP_CHECK_UNCONFIGURED: 409,
+  IP_CHECK_FAILED: 502,
 };
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
@@ -104,6 +115,8 @@ const PUBLIC = new Set(["/health", "/openapi.json"]);
  * checked against their schema, unknown fields refused; errors are `{code, message}`.
  */
 export class ApiServer {
+  /** The dashboard's one-time login links and sessions (in memory: a restart logs pages out). */
+  readonly logins = new DashboardLogins();
   readonly #o: ApiServerOptions;
   #app?: JsonApp;
   #url?: string;
@@ -148,6 +161,11 @@ export class ApiServer {
     };
   }
 
+  /** A one-time login link for the dashboard (the daemon prints one at start; `myst ui` asks for more). */
+  loginLink(): string {
+    return `${this.url}/#login=${this.logins.issue().code}`;
+  }
+
   async stop(): Promise<void> {
     await this.#app?.close();
     this.#app = undefined;
@@ -179,10 +197,25 @@ export class ApiServer {
       // On a wildcard address the operator chose to be reachable by any name; no check then.
       allowedHosts: ["0.0.0.0", "::"].includes(this.#o.host) && !this.#o.socketPath ? undefined : ["127.0.0.1", "localhost", "::1", this.#o.host],
     });
+    // Another site's page must not drive the API through the browser (the dashboard's cookie).
     app.addHook("onRequest", async (req, reply) => {
-      if (PUBLIC.has(req.url.split("?")[0])) return;
+      // The page's own files are public: a link from anywhere (a mail, a chat) may open the page.
+      if ((req.method === "GET" || req.method === "HEAD") && isDashboardPublic(req)) return;
+      const origin = foreignOrigin(req);
+      if (origin !== undefined) {
+        daemon?.metrics.error("api", "BAD_ORIGIN");
+        return refuseOrigin(reply, origin);
+      }
+    });
+    app.addHook("onRequest", async (req, reply) => {
+      if (PUBLIC.has(req.url.split("?")[0]) || isDashboardPublic(req)) return;
       const header = req.headers.authorization;
       const given = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+      // The dashboard's session cookie; a change made with it must say it comes from the page itself.
+      if (given === undefined && this.logins.valid(sessionCookie(req))) {
+        if (req.method === "GET" || req.method === "HEAD" || req.headers.origin !== undefined) return;
+        return refuseOrigin(reply, "a page that does not say its origin");
+      }
       if (!tokenMatches(token, given)) {
         daemon.metrics.error("api", "UNAUTHORIZED");
         return reply.status(401).send({
@@ -191,6 +224,8 @@ export class ApiServer {
         });
       }
     });
+
+    await registerDashboard(app, { daemon, logins: this.logins, baseUrl: () => this.url, log: this.#o.log });
 
     const open = { security: [] };
     app.get("/health", { schema: { summary: "Liveness (no token needed)", tags: ["node"], ...open, response: { 200: S.Health } } }, async () => ({

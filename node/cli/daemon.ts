@@ -16,13 +16,14 @@ export function daemonCommand(context: Ctx): Command {
   paymentPolicyOptions(identityOptions(cmd, "the node's identity")).action(async (opts, command: Command) => {
     const ctx = context(command);
     const { dataDir } = ctx.config;
-    const { identity, url, stop } = await ctx.runNode(opts, { policy: parsePaymentPolicy(opts), foreground: false });
+    const { identity, url, loginLink, stop } = await ctx.runNode(opts, { policy: parsePaymentPolicy(opts), foreground: false });
     if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
       ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
     }
-    ctx.out.result({ identity: identity, url: url, tokenFile: apiTokenFile(dataDir), openapi: `${url}/openapi.json` }, () => [
+    ctx.out.result({ identity, url, tokenFile: apiTokenFile(dataDir), openapi: `${url}/openapi.json`, loginLink: loginLink() }, () => [
       `daemon of ${identity} running`,
       `REST API: ${url} (token in ${apiTokenFile(dataDir)}; OpenAPI at ${url}/openapi.json)`,
+      `dashboard: ${loginLink()} (one-time login link, valid 10 minutes; \`myst ui\` prints another)`,
       "Ctrl-C or SIGTERM stops it",
     ]);
     await untilSignal(stop);

@@ -13,6 +13,7 @@ import { identitiesCommand } from "./identities";
 import { earningsCommand, sessionsCommand } from "./money";
 import { vaultCommand } from "./vault";
 import { serviceCommand } from "./service";
+import { uiCommand } from "./ui";
 
 /** A repeatable option: each use adds one value (not greedy, so a command may follow it). */
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -53,6 +54,7 @@ function program(): Command {
   root.addCommand(vaultCommand(context));
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));
+  root.addCommand(uiCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(everywhere);

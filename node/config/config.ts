@@ -47,6 +47,12 @@ export interface MystConfig {
    * Default 120 s. Env MYST_OUTAGE_TOLERANCE_MS.
    */
   outageToleranceMs: number;
+  /**
+   * A service that answers with the caller's IP address as plain text (the dashboard's "visible
+   * IP", checked before and after connecting). Default none: the node contacts no third party
+   * unless told to. Env MYST_IP_CHECK_URL.
+   */
+  ipCheckUrl?: string;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -124,6 +130,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_MAX_SESSIONS_PER_CONSUMER: "maxSessionsPerConsumer",
   MYST_MAX_SERVICE_TYPES_PER_PROVIDER: "maxServiceTypesPerProvider",
   MYST_OUTAGE_TOLERANCE_MS: "outageToleranceMs",
+  MYST_IP_CHECK_URL: "ipCheckUrl",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -183,6 +190,9 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         config.discoveryUrls = list.map((u) => url(u, ["http:", "https:"]) ?? bad(key, `has "${u}", not an http(s) URL`));
         break;
       }
+      case "ipCheckUrl":
+        config.ipCheckUrl = value === "" ? undefined : (url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL"));
+        break;
       case "brokerUrls": {
         const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");
         if (list.length === 0) bad(key, "must name at least one broker");

@@ -45,6 +45,8 @@ import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import { AbortError, retry } from "../lifecycle/retry";
 import type { ConsumerService, SessionProtection } from "../session/service";
+import { NodeActivity } from "./node-activity";
+import { checkVisibleIp, type VisibleIp } from "./visible-ip";
 
 /** Who a node is: its address, and how to unlock its key (the passphrase stays with the caller). */
 export interface NodeIdentity {
@@ -160,6 +162,8 @@ interface OnlineParts {
   dialogs: Dialogs;
   provider: ProviderNode;
   consumer: ConsumerNode;
+  /** What the dashboard shows beyond the API's records: live sessions, earnings per day, health, why (not) visible. */
+  activity: NodeActivity;
 }
 
 /** Asked of an offline node what only an online one does (sell, buy, hold a connection). */
@@ -217,6 +221,11 @@ export class MystNode {
   /** The provider side; only an online node has one. */
   get provider(): ProviderNode {
     return this.#onlineParts().provider;
+  }
+
+  /** The dashboard's view of the node's activity; only an online node has one. */
+  get activity(): NodeActivity {
+    return this.#onlineParts().activity;
   }
 
   /** The consumer side; only an online node has one. */
@@ -285,7 +294,8 @@ export class MystNode {
     });
     this.metrics.watchProvider(provider);
     this.metrics.watchConsumer(() => consumer.current);
-    return { key, broker, dialogs, provider, consumer };
+    const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, log });
+    return { key, broker, dialogs, provider, consumer, activity };
   }
 
   /** The node's identity; null for an offline node over an empty keystore. */
@@ -882,6 +892,11 @@ export class MystNode {
     if (await settler.drain(60_000)) await settler.payOut(key.address);
     settler.stop();
     return earningsReport(store, settler.pending());
+  }
+
+  /** The address the internet sees now (config ipCheckUrl), from inside `netns` when the tunnel runs there. */
+  visibleIp(netns?: string): Promise<VisibleIp> {
+    return checkVisibleIp(this.#o.config.ipCheckUrl, netns);
   }
 
   #writeServicesFile(): void {

@@ -76,7 +76,7 @@ export interface ProviderSessionsEvents {
   "session-accepted": [ProviderSession];
   "session-active": [ProviderSession];
   "session-ended": [ProviderSession];
-  "session-refused": [{ consumer: string; code: RefusalCode }];
+  "session-refused": [{ consumer: string; code: RefusalCode; message: string }];
 }
 
 export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
@@ -198,7 +198,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
       typeof (body as { correlationId?: unknown })?.correlationId === "string" ? (body as { correlationId: string }).correlationId.slice(0, 64) : "";
     const refuse = (code: RefusalCode, message: string): CreateResponse => {
       this.#o.log.info({ consumer: dialog.peer, code, message }, "session refused");
-      this.emit("session-refused", { consumer: dialog.peer, code });
+      this.emit("session-refused", { consumer: dialog.peer, code, message });
       this.#closeIfIdle(dialog);
       return { refused: { code, message, correlationId } };
     };

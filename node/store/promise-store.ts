@@ -98,6 +98,23 @@ export class PromiseStore {
     return [...bySession.values()];
   }
 
+  /** Changes whenever a promise or a settlement is stored: readers recompute only then. */
+  version(): { lastPromise: number; settlements: number } {
+    const r = this.db.prepare("SELECT IFNULL(MAX(rowid), 0) p, (SELECT COUNT(*) FROM settlements) s FROM promises").get() as { p: number; s: number };
+    return { lastPromise: r.p, settlements: r.s };
+  }
+
+  /**
+   * Promises stored after the one with `rowid` (0: all) and received since `since` (ms), in the order
+   * they were stored: a reader keeps running sums and asks only for what is new.
+   */
+  increasesAfter(rowid: number, since = 0): { rowid: number; sessionId: string; receivedAt: number; increase: bigint }[] {
+    const rows = this.db
+      .prepare("SELECT rowid, session_id, received_at, increase FROM promises WHERE rowid > ? AND received_at >= ? ORDER BY rowid")
+      .all(rowid, since) as { rowid: number; session_id: string; received_at: number; increase: string }[];
+    return rows.map((r) => ({ rowid: r.rowid, sessionId: r.session_id, receivedAt: r.received_at, increase: BigInt(r.increase) }));
+  }
+
   /** What one session's promises added to its pair. */
   sessionAmount(sessionId: string): bigint {
     const rows = this.db.prepare("SELECT increase FROM promises WHERE session_id = ?").all(sessionId) as { increase: string }[];

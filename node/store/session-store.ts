@@ -55,6 +55,17 @@ export class SessionStore {
       .run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id);
   }
 
+  /** When each of these sessions started (ms), for those the history knows. */
+  startTimes(ids: string[]): Map<string, number> {
+    const get = this.db.prepare("SELECT started_at FROM sessions WHERE id = ?");
+    const out = new Map<string, number>();
+    for (const id of new Set(ids)) {
+      const row = get.get(id) as { started_at: number } | undefined;
+      if (row) out.set(id, row.started_at);
+    }
+    return out;
+  }
+
   /** Newest first; only one role's when `role` is given. */
   list(limit = 100, role?: "provider" | "consumer"): SessionRecord[] {
     const rows = (

@@ -109,19 +109,20 @@ export async function depositWithCli(env: NodeJS.ProcessEnv, amount: string, esc
 
 /**
  * A provider and a consumer as CLI users: one data dir each, a registered identity in each, the
- * consumer's vault funded with `myst vault deposit` (5 MYST, 1 MYST of escrow), and a `myst
- * discovery` both use. The caller stops `discovery`.
+ * consumer's vault funded with `myst vault deposit` (5 MYST, 1 MYST of escrow; not with
+ * `fundVault: false`), and a `myst discovery` both use. The caller stops `discovery`.
  */
 export async function cliProviderAndConsumer(
   chain: { rpcUrl: string; deploymentFile: string; fund(addresses: string[]): Promise<void> },
   natsUrl: string,
   dirs: [string, string],
   extra: NodeJS.ProcessEnv = {},
+  options: { fundVault?: boolean } = {},
 ): Promise<{ base: NodeJS.ProcessEnv; providerEnv: NodeJS.ProcessEnv; consumerEnv: NodeJS.ProcessEnv; discovery: ReturnType<typeof mystBackground> }> {
   const base = cliEnv(chain, natsUrl, await freePort(), extra);
   const providerEnv = { ...base, MYST_DATA_DIR: dirs[0] };
   const consumerEnv = { ...base, MYST_DATA_DIR: dirs[1] };
   for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
-  await depositWithCli(consumerEnv, "5", "1");
+  if (options.fundVault !== false) await depositWithCli(consumerEnv, "5", "1");
   return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }

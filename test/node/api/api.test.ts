@@ -198,6 +198,13 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
         "/v1/vault/withdrawal",
         "/v1/earnings",
         "/v1/earnings/settlement",
+        "/v1/ui/login-link",
+        "/v1/ui/session",
+        "/v1/events",
+        "/v1/provider/sessions",
+        "/v1/earnings/daily",
+        "/v1/node/health",
+        "/v1/connection/visible-ip",
       ]);
       expect(doc.paths["/health"].get.security).to.deep.equal([]);
       // docs/openapi.json is this document (regenerate it with `npm run openapi`).

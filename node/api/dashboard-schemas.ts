@@ -1,0 +1,88 @@
+import { Type } from "@fastify/type-provider-typebox";
+import { Address, Strict, Wei } from "../values/schemas";
+
+/** The schemas of the dashboard's routes (login, events, the reads the page needs). */
+
+export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
+export const LoginLink = Type.Object({
+  url: Type.String({ description: "open it in a browser on this machine; the code after #login= is spent on first use" }),
+  expiresAt: Type.String(),
+});
+export const LoginBody = Type.Object({ code: Type.String({ minLength: 16, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" }) }, Strict);
+export const LoginResult = Type.Object({ identity: Address });
+
+const UtcOffset = Type.Integer({
+  minimum: -840,
+  maximum: 840,
+  default: 0,
+  description: "the viewer's time zone, minutes east of UTC (days start at its midnight)",
+});
+const Days = Type.Integer({ minimum: 1, maximum: 90, default: 14, description: "how many days, up to today" });
+
+export const EventsQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
+export const DailyQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
+
+export const LiveSession = Type.Object({
+  id: Type.String(),
+  consumer: Address,
+  serviceType: Type.String(),
+  state: Type.String(),
+  startedAt: Type.String(),
+  durationSeconds: Type.Integer(),
+  bytesIn: Type.Integer(),
+  bytesOut: Type.Integer(),
+  earnedWei: Wei,
+});
+export const LiveSessions = Type.Object({ sessions: Type.Array(LiveSession) });
+
+export const DayEarnings = Type.Object({ date: Type.String({ description: "YYYY-MM-DD" }), earnedWei: Wei });
+export const DailyEarnings = Type.Object({
+  utcOffsetMinutes: Type.Integer(),
+  days: Type.Array(DayEarnings),
+  gasFeesWei: Type.String({
+    description: "gas paid for mined settlements, in wei of the chain's coin (ETH), not MYST (relayer fees in MYST are `feesWei` of /v1/earnings)",
+  }),
+  settlements: Type.Integer({ description: "mined settlements" }),
+});
+
+const Check = Type.Object({ ok: Type.Boolean(), detail: Type.String() });
+export const SessionNote = Type.Object({
+  at: Type.String(),
+  kind: Type.Union([Type.Literal("refused"), Type.Literal("ended")]),
+  consumer: Address,
+  sessionId: Type.Optional(Type.String()),
+  serviceType: Type.Optional(Type.String()),
+  code: Type.Optional(Type.String()),
+  reason: Type.String(),
+});
+export const NodeHealth = Type.Object({
+  checkedAt: Type.String(),
+  nats: Check,
+  chain: Type.Object({ ok: Type.Boolean(), detail: Type.String(), block: Type.Optional(Type.Integer()) }),
+  discovery: Check,
+  registration: Check,
+  visibility: Type.Array(
+    Type.Object({
+      serviceType: Type.String(),
+      announcement: Type.String(),
+      listed: Type.Union([Type.Boolean(), Type.Null()], { description: "null: discovery could not be asked" }),
+      reasons: Type.Array(Type.String(), { description: "why it is not listed (empty when it is)" }),
+    }),
+  ),
+  notes: Type.Array(SessionNote, { description: "the last sessions refused or ended, newest first, with the reason" }),
+});
+
+export const VisibleIpQuery = Type.Object(
+  { netns: Type.Optional(Type.String({ maxLength: 64, description: "ask from inside this network namespace (where the tunnel runs: tests, demo)" })) },
+  Strict,
+);
+export const VisibleIp = Type.Object({ ip: Type.String(), url: Type.String(), netns: Type.Optional(Type.String()), checkedAt: Type.String() });
+
+export const EVENTS_DESCRIPTION = [
+  "A `text/event-stream` that sends each topic's whole current value at once, then again whenever it changes",
+  "(checked every second; health every 5 s; the earnings totals at once after a settlement, at most every 3 s for new promises). Events: `provider` {sessions (as /v1/provider/sessions), services (as /v1/services)},",
+  "`earnings` (as /v1/earnings, plus `daily`, `gasFeesWei`, `settlementsMined`), `connection` (as /v1/connection),",
+  "`health` (as /v1/node/health). Each event has an `id`; a `: keepalive` comment every 15 s. Browsers follow it",
+  "with `new EventSource('/v1/events')` (the session cookie); scripts with the bearer token:",
+  "`curl -N -H 'Authorization: Bearer …' http://127.0.0.1:4449/v1/events`.",
+].join(" ");

@@ -1,0 +1,272 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { DepositPanel } from "./Deposit";
+import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
+import type { ConnectionTopic, NodeState, Proposal } from "./types";
+
+const SERVICE_TYPES = ["openvpn", "noop"];
+const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
+
+interface Filters {
+  serviceType: string;
+  country: string;
+  ipType: string;
+  metering: string;
+  maxPerHour: string;
+  maxPerGiB: string;
+  minBandwidth: string;
+  ipv6: boolean;
+  provider: string;
+}
+
+/** The discovery query of the filter form (prices typed in MYST, sent in wei). */
+function query(f: Filters): string {
+  const q = new URLSearchParams();
+  if (f.serviceType) q.set("service_type", f.serviceType);
+  if (f.country.trim()) q.set("country", f.country.trim().toUpperCase());
+  if (f.ipType) q.set("ip_type", f.ipType);
+  if (f.metering) q.set("metering", f.metering);
+  const perHour = mystToWei(f.maxPerHour);
+  const perGiB = mystToWei(f.maxPerGiB);
+  if (perHour !== undefined) q.set("max_price_per_hour", perHour.toString());
+  if (perGiB !== undefined) q.set("max_price_per_gib", perGiB.toString());
+  if (f.minBandwidth.trim()) q.set("min_bandwidth", f.minBandwidth.trim());
+  if (f.ipv6) q.set("ipv6", "true");
+  if (f.provider.trim()) q.set("provider_id", f.provider.trim());
+  q.set("limit", "50");
+  return q.toString();
+}
+
+function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) {
+  const [ip, setIp] = useState<string | null>(null);
+  const check = useAction();
+  const state = props.connection?.state;
+  const run = () =>
+    check.run(async () => {
+      setIp(null);
+      const q = props.netns ? `?netns=${encodeURIComponent(props.netns)}` : "";
+      setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
+    });
+  // Checked again whenever the connection changes state (an event), not on a timer.
+  useEffect(() => {
+    if (state !== "connecting") void run();
+  }, [state, props.netns]);
+  const p = props.connection?.protection;
+  return (
+    <Section id="visible-ip" title="What the internet sees">
+      <dl class="facts">
+        <dt>Visible IP</dt>
+        <dd data-testid="visible-ip" aria-live="polite">
+          {check.busy ? "checking…" : (ip ?? "—")}
+        </dd>
+        <dt>Kill switch</dt>
+        <dd data-testid="kill-switch">{p ? `${p.killSwitch ? "on" : "off"} (${p.state}): ${p.message}` : "not engaged (no connection)"}</dd>
+      </dl>
+      <button type="button" onClick={() => void run()} disabled={check.busy}>
+        Check visible IP
+      </button>
+      <ErrorLine error={check.error} />
+    </Section>
+  );
+}
+
+function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: () => Promise<unknown> }) {
+  const c = props.connection;
+  const disconnect = useAction();
+  const active = c && ["connected", "blocked", "reconnecting"].includes(c.state);
+  return (
+    <Section id="connection" title="Connection">
+      <p>
+        <Dot ok={c ? c.state === "connected" : null} /> <strong data-testid="connection-state">{c?.state ?? "…"}</strong>
+        {c?.endReason ? ` (${c.endReason})` : ""}
+      </p>
+      {c?.sessionId ? (
+        <dl class="facts">
+          <dt>Provider</dt>
+          <dd class="mono" title={c.provider}>
+            {c.provider ? short(c.provider) : "—"}
+          </dd>
+          <dt>Service</dt>
+          <dd>
+            {c.serviceType} {c.country ? `· ${c.country}` : ""}
+          </dd>
+          <dt>Duration</dt>
+          <dd>{formatDuration(c.durationSeconds ?? 0)}</dd>
+          <dt>Bytes in / out</dt>
+          <dd>
+            {formatBytes(c.bytesIn ?? 0)} / {formatBytes(c.bytesOut ?? 0)}
+          </dd>
+          <dt>Cost so far</dt>
+          <dd data-testid="cost">{formatMyst(c.promisedWei ?? "0", 8)} MYST</dd>
+        </dl>
+      ) : null}
+      {active ? (
+        <button type="button" disabled={disconnect.busy} onClick={() => void disconnect.run(props.onDisconnect)}>
+          {disconnect.busy ? "Disconnecting…" : "Disconnect"}
+        </button>
+      ) : null}
+      <ErrorLine error={disconnect.error} />
+    </Section>
+  );
+}
+
+export function ConsumerScreen(props: { state: NodeState }) {
+  const [f, setF] = useState<Filters>({
+    serviceType: "openvpn",
+    country: "",
+    ipType: "",
+    metering: "",
+    maxPerHour: "",
+    maxPerGiB: "",
+    minBandwidth: "",
+    ipv6: false,
+    provider: "",
+  });
+  const [killSwitch, setKillSwitch] = useState(true);
+  const [netns, setNetns] = useState("");
+  const [results, setResults] = useState<Proposal[] | null>(null);
+  const search = useAction();
+  const connect = useAction();
+  const set = (k: keyof Filters) => (e: { currentTarget: HTMLInputElement | HTMLSelectElement }) =>
+    setF({ ...f, [k]: e.currentTarget instanceof HTMLInputElement && e.currentTarget.type === "checkbox" ? e.currentTarget.checked : e.currentTarget.value });
+  const connection = props.state.connection;
+  const busyConnecting = connect.busy || connection?.state === "connecting";
+  return (
+    <div class="screen" data-screen="consumer">
+      <VisibleIpPanel netns={netns} connection={connection} />
+      <ConnectionPanel connection={connection} onDisconnect={() => api("DELETE", "/v1/connection")} />
+      <Section id="proposals" title="Find a provider">
+        <form
+          class="grid"
+          aria-label="Filters"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void search.run(async () => setResults((await api<{ proposals: Proposal[] }>("GET", `/v1/proposals?${query(f)}`)).proposals));
+          }}
+        >
+          <Field label="Service type">
+            <select value={f.serviceType} onChange={set("serviceType")}>
+              <option value="">any</option>
+              {SERVICE_TYPES.map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field label="Country (2 letters)">
+            <input value={f.country} maxLength={2} onInput={set("country")} placeholder="any" />
+          </Field>
+          <Field label="IP type">
+            <select value={f.ipType} onChange={set("ipType")}>
+              <option value="">any</option>
+              {IP_TYPES.map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field label="Priced">
+            <select value={f.metering} onChange={set("metering")}>
+              <option value="">either way</option>
+              <option value="hour">per hour</option>
+              <option value="gib">per GiB</option>
+            </select>
+          </Field>
+          <Field label="Max price per hour (MYST)">
+            <input inputMode="decimal" value={f.maxPerHour} onInput={set("maxPerHour")} />
+          </Field>
+          <Field label="Max price per GiB (MYST)">
+            <input inputMode="decimal" value={f.maxPerGiB} onInput={set("maxPerGiB")} />
+          </Field>
+          <Field label="Min bandwidth (Mbit/s)">
+            <input type="number" min={0} value={f.minBandwidth} onInput={set("minBandwidth")} />
+          </Field>
+          <Field label="Provider address">
+            <input value={f.provider} onInput={set("provider")} placeholder="0x… (any)" />
+          </Field>
+          <label class="check">
+            <input type="checkbox" checked={f.ipv6} onChange={set("ipv6")} /> Only providers that carry IPv6
+          </label>
+          <div class="actions">
+            <button type="submit" disabled={search.busy}>
+              Search
+            </button>
+          </div>
+        </form>
+        <ErrorLine error={search.error} />
+        <fieldset class="grid">
+          <legend>How to connect</legend>
+          <label class="check">
+            <input type="checkbox" checked={killSwitch} onChange={(e) => setKillSwitch(e.currentTarget.checked)} /> Kill switch (block traffic if the tunnel
+            drops)
+          </label>
+          <Field label="Network namespace (optional)" hint="run the tunnel in this namespace (tests, demo)">
+            <input value={netns} onInput={(e) => setNetns(e.currentTarget.value)} />
+          </Field>
+        </fieldset>
+        {results === null ? null : results.length === 0 ? (
+          <p data-testid="no-proposals">No provider matches.</p>
+        ) : (
+          <div class="scroll">
+            <table data-testid="proposals">
+              <caption class="visually-hidden">Matching providers</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Provider</th>
+                  <th scope="col">Service</th>
+                  <th scope="col">Where</th>
+                  <th scope="col">MYST/h</th>
+                  <th scope="col">MYST/GiB</th>
+                  <th scope="col">Mbit/s</th>
+                  <th scope="col">
+                    <span class="visually-hidden">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {results.map((p) => (
+                  <tr key={`${p.provider}-${p.serviceType}`} data-provider={p.provider}>
+                    <td class="mono" title={p.provider}>
+                      {short(p.provider)}
+                    </td>
+                    <td>{p.serviceType}</td>
+                    <td>
+                      {p.location.country} · {p.location.ipType}
+                      {p.ipv6 ? " · IPv6" : ""}
+                    </td>
+                    <td>{formatMyst(p.price.perHour)}</td>
+                    <td>{formatMyst(p.price.perGiB)}</td>
+                    <td>{p.bandwidthMbps}</td>
+                    <td>
+                      <button
+                        type="button"
+                        disabled={busyConnecting}
+                        aria-label={`Connect to ${p.provider} (${p.serviceType})`}
+                        onClick={() =>
+                          void connect.run(() =>
+                            api("PUT", "/v1/connection", {
+                              provider: p.provider,
+                              serviceType: p.serviceType,
+                              killSwitch,
+                              ...(netns.trim() ? { netns: netns.trim() } : {}),
+                            }),
+                          )
+                        }
+                      >
+                        Connect
+                      </button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+        <ErrorLine error={connect.error} />
+      </Section>
+      <DepositPanel refreshKey={`${connection?.sessionId ?? ""}-${connection?.state ?? ""}`} />
+    </div>
+  );
+}

@@ -1,0 +1,337 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { EarningsChart } from "./EarningsChart";
+import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
+import type { NodeState } from "./types";
+
+const SERVICE_TYPES = ["noop", "openvpn"];
+const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
+
+interface IdentityView {
+  address: string;
+  balanceWei: string;
+  registration: { state: string; beneficiary?: string; reason?: string; txHash?: string };
+}
+
+function IdentityPanel(props: { identity: string }) {
+  const [view, setView] = useState<IdentityView | null>(null);
+  const [beneficiary, setBeneficiary] = useState("");
+  const load = useAction();
+  const register = useAction();
+  const refresh = () => load.run(async () => setView(await api<IdentityView>("GET", `/v1/identities/${props.identity}`)));
+  useEffect(() => void refresh(), [props.identity]);
+  const reg = view?.registration;
+  return (
+    <Section id="identity" title="Identity">
+      <dl class="facts">
+        <dt>Address</dt>
+        <dd class="mono">{props.identity}</dd>
+        <dt>Registration</dt>
+        <dd data-testid="registration">{reg ? reg.state : "…"}</dd>
+        <dt>Beneficiary</dt>
+        <dd class="mono">{reg?.beneficiary ?? (reg?.state === "registered" ? "the identity itself" : "—")}</dd>
+        <dt>MYST balance</dt>
+        <dd>{view ? formatMyst(view.balanceWei) : "…"}</dd>
+      </dl>
+      <ErrorLine error={load.error} />
+      {reg && reg.state !== "registered" ? (
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void register.run(async () => {
+              await api("POST", `/v1/identities/${props.identity}/registration`, beneficiary ? { beneficiary } : {});
+              await refresh();
+            });
+          }}
+        >
+          <Field label="Beneficiary (optional; who settlements pay)">
+            <input value={beneficiary} onInput={(e) => setBeneficiary(e.currentTarget.value)} placeholder="0x…" />
+          </Field>
+          <button type="submit" disabled={register.busy}>
+            Register on chain
+          </button>
+          <ErrorLine error={register.error} />
+        </form>
+      ) : null}
+    </Section>
+  );
+}
+
+function HealthPanel(props: { state: NodeState }) {
+  const h = props.state.health;
+  if (!h)
+    return (
+      <Section id="health" title="Health and visibility">
+        <p>Checking…</p>
+      </Section>
+    );
+  const rows: [string, { ok: boolean; detail: string }][] = [
+    ["NATS", h.nats],
+    ["Chain", h.chain],
+    ["Discovery", h.discovery],
+    ["Registration", h.registration],
+  ];
+  return (
+    <Section id="health" title="Health and visibility">
+      <ul class="checks">
+        {rows.map(([name, c]) => (
+          <li key={name} data-check={name}>
+            <Dot ok={c.ok} /> <strong>{name}</strong>: {c.detail}
+          </li>
+        ))}
+      </ul>
+      <h3>Is the node visible?</h3>
+      {h.visibility.length === 0 ? <p>No service runs: consumers cannot find this node.</p> : null}
+      <ul class="checks" data-testid="visibility">
+        {h.visibility.map((v) => (
+          <li key={v.serviceType} data-service={v.serviceType}>
+            <Dot ok={v.listed} /> <strong>{v.serviceType}</strong>:{" "}
+            {v.listed ? "discovery lists it now" : v.listed === null ? "discovery could not be asked" : "not listed"}
+            {v.reasons.length ? <span class="why"> — {v.reasons.join("; ")}</span> : null}
+          </li>
+        ))}
+      </ul>
+      <h3>Last sessions refused or ended</h3>
+      {h.notes.length === 0 ? (
+        <p>None yet.</p>
+      ) : (
+        <ul class="notes" data-testid="notes">
+          {h.notes.map((n) => (
+            <li key={`${n.at}-${n.consumer}-${n.sessionId ?? ""}`}>
+              <time dateTime={n.at}>{new Date(n.at).toLocaleTimeString()}</time> {n.kind} · {short(n.consumer)}
+              {n.serviceType ? ` · ${n.serviceType}` : ""}: {n.reason}
+            </li>
+          ))}
+        </ul>
+      )}
+      <p class="muted">Checked {new Date(h.checkedAt).toLocaleTimeString()}</p>
+    </Section>
+  );
+}
+
+function ServicesPanel(props: { state: NodeState }) {
+  const [type, setType] = useState("noop");
+  const [country, setCountry] = useState("ZZ");
+  const [ipType, setIpType] = useState("residential");
+  const [perHour, setPerHour] = useState("0.05");
+  const [perGiB, setPerGiB] = useState("0.1");
+  const [bandwidth, setBandwidth] = useState("100");
+  const [publicIp, setPublicIp] = useState("");
+  const [port, setPort] = useState("");
+  const [netns, setNetns] = useState("");
+  const start = useAction();
+  const stop = useAction();
+  const services = props.state.provider?.services ?? [];
+  return (
+    <Section id="services" title="Services">
+      {services.length === 0 ? (
+        <p>No service runs.</p>
+      ) : (
+        <div class="scroll">
+          <table data-testid="services">
+            <thead>
+              <tr>
+                <th scope="col">Service</th>
+                <th scope="col">Country</th>
+                <th scope="col">MYST/h</th>
+                <th scope="col">MYST/GiB</th>
+                <th scope="col">Proposal</th>
+                <th scope="col">Sessions</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {services.map((s) => (
+                <tr key={s.type} data-service={s.type}>
+                  <td>{s.type}</td>
+                  <td>{s.offer.country}</td>
+                  <td>{formatMyst(s.offer.pricePerHourWei)}</td>
+                  <td>{formatMyst(s.offer.pricePerGiBWei)}</td>
+                  <td>
+                    {s.announcement.state}
+                    {s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}
+                  </td>
+                  <td>{s.sessions}</td>
+                  <td>
+                    <button type="button" disabled={stop.busy} onClick={() => void stop.run(() => api("DELETE", `/v1/services/${s.type}`))}>
+                      Stop {s.type}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <ErrorLine error={stop.error} />
+      <form
+        class="grid"
+        aria-label="Start a service"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void start.run(async () => {
+            mystToWei(perHour);
+            mystToWei(perGiB);
+            await api("POST", "/v1/services", {
+              type,
+              offer: { country, ipType, pricePerHour: perHour || "0", pricePerGiB: perGiB || "0", bandwidthMbps: Number(bandwidth) },
+              ...(type === "openvpn"
+                ? { openvpn: { publicIp: publicIp.trim(), ...(port.trim() ? { port: Number(port) } : {}), ...(netns.trim() ? { netns: netns.trim() } : {}) } }
+                : {}),
+            });
+          });
+        }}
+      >
+        <Field label="Service type">
+          <select value={type} onChange={(e) => setType(e.currentTarget.value)}>
+            {SERVICE_TYPES.map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Country (2 letters)">
+          <input value={country} maxLength={2} onInput={(e) => setCountry(e.currentTarget.value)} />
+        </Field>
+        <Field label="IP type">
+          <select value={ipType} onChange={(e) => setIpType(e.currentTarget.value)}>
+            {IP_TYPES.map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Price per hour (MYST)">
+          <input inputMode="decimal" value={perHour} onInput={(e) => setPerHour(e.currentTarget.value)} />
+        </Field>
+        <Field label="Price per GiB (MYST)">
+          <input inputMode="decimal" value={perGiB} onInput={(e) => setPerGiB(e.currentTarget.value)} />
+        </Field>
+        <Field label="Bandwidth (Mbit/s)">
+          <input type="number" min={0} value={bandwidth} onInput={(e) => setBandwidth(e.currentTarget.value)} />
+        </Field>
+        {type === "openvpn" ? (
+          <>
+            <Field label="Public IP (consumers connect to it)">
+              <input value={publicIp} onInput={(e) => setPublicIp(e.currentTarget.value)} required />
+            </Field>
+            <Field label="UDP port (optional)" hint="default 1194">
+              <input type="number" min={1} max={65535} value={port} onInput={(e) => setPort(e.currentTarget.value)} />
+            </Field>
+            <Field label="Server's network namespace (optional)" hint="tests, demo">
+              <input value={netns} onInput={(e) => setNetns(e.currentTarget.value)} />
+            </Field>
+          </>
+        ) : null}
+        <div class="actions">
+          <button type="submit" disabled={start.busy}>
+            Start service
+          </button>
+        </div>
+      </form>
+      <ErrorLine error={start.error} />
+    </Section>
+  );
+}
+
+function SessionsPanel(props: { state: NodeState }) {
+  const sessions = props.state.provider?.sessions ?? [];
+  return (
+    <Section id="sessions" title="Live sessions">
+      {sessions.length === 0 ? (
+        <p data-testid="no-sessions">No session now.</p>
+      ) : (
+        <div class="scroll">
+          <table data-testid="sessions">
+            <thead>
+              <tr>
+                <th scope="col">Consumer</th>
+                <th scope="col">Service</th>
+                <th scope="col">Duration</th>
+                <th scope="col">Bytes in / out</th>
+                <th scope="col">Earned (MYST)</th>
+              </tr>
+            </thead>
+            <tbody>
+              {sessions.map((s) => (
+                <tr key={s.id} data-session={s.id}>
+                  <td class="mono" title={s.consumer}>
+                    {short(s.consumer)}
+                  </td>
+                  <td>{s.serviceType}</td>
+                  <td>{formatDuration(s.durationSeconds)}</td>
+                  <td>
+                    {formatBytes(s.bytesIn)} / {formatBytes(s.bytesOut)}
+                  </td>
+                  <td data-testid="earned">{formatMyst(s.earnedWei, 8)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Section>
+  );
+}
+
+function EarningsPanel(props: { state: NodeState }) {
+  const e = props.state.earnings;
+  const settle = useAction();
+  if (!e)
+    return (
+      <Section id="earnings" title="Earnings">
+        <p>Loading…</p>
+      </Section>
+    );
+  return (
+    <Section id="earnings" title="Earnings">
+      <dl class="facts money">
+        <dt>Promised</dt>
+        <dd data-testid="promised">{formatMyst(e.totalPromisedWei, 8)} MYST</dd>
+        <dt>Settled</dt>
+        <dd data-testid="settled">{formatMyst(e.settledWei, 8)} MYST</dd>
+        <dt>Unsettled</dt>
+        <dd data-testid="unsettled">{formatMyst(e.unsettledWei, 8)} MYST</dd>
+        <dt>Settlement fees</dt>
+        <dd data-testid="fees">
+          {formatMyst(e.gasFeesWei, 8)} ETH (gas, {e.settlementsMined} settlement{e.settlementsMined === 1 ? "" : "s"})
+        </dd>
+      </dl>
+      <button
+        type="button"
+        disabled={settle.busy || BigInt(e.unsettledWei) === 0n}
+        onClick={() => void settle.run(() => api("POST", "/v1/earnings/settlement", {}))}
+      >
+        {settle.busy ? "Settling…" : "Settle now"}
+      </button>
+      <ErrorLine error={settle.error} />
+      {e.pendingSettlements.length ? (
+        <ul class="notes" aria-label="Pending settlements">
+          {e.pendingSettlements.map((p) => (
+            <li key={p.pairId}>
+              {short(p.consumer)}: {formatMyst(p.amountWei)} MYST, {p.state}
+              {p.lastError ? ` (${p.lastError})` : ""}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      <EarningsChart daily={e.daily} />
+    </Section>
+  );
+}
+
+export function ProviderScreen(props: { identity: string; state: NodeState }) {
+  return (
+    <div class="screen" data-screen="provider">
+      <IdentityPanel identity={props.identity} />
+      <HealthPanel state={props.state} />
+      <ServicesPanel state={props.state} />
+      <SessionsPanel state={props.state} />
+      <EarningsPanel state={props.state} />
+    </div>
+  );
+}
