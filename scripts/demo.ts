@@ -10,14 +10,27 @@ import { until } from "./lib/until";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
- * a provider selling OpenVPN from its own network namespace, a consumer that finds it, connects,
- * and browses through it — printing each step, and cleaning everything up at the end, on failure
- * and on Ctrl-C.
+ * a provider selling OpenVPN (or WireGuard: `npm run demo -- --service wireguard`) from its own
+ * network namespace, a consumer that finds it, connects, and browses through it — printing each
+ * step, and cleaning everything up at the end, on failure and on Ctrl-C.
  */
 const ROOT = path.resolve(__dirname, "..");
 const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
 const started: { name: string; stop: () => Promise<unknown> }[] = [];
 let step = 0;
+
+/** The tunnel type the demo sells and buys: `--service openvpn` (the default) or `--service wireguard`. */
+function serviceArgument(argv: string[]): "openvpn" | "wireguard" {
+  const i = argv.indexOf("--service");
+  const value = i >= 0 ? argv[i + 1] : (argv.find((a) => a.startsWith("--service="))?.slice("--service=".length) ?? "openvpn");
+  if (value !== "openvpn" && value !== "wireguard") {
+    console.error(`--service must be openvpn or wireguard, not "${value}"`);
+    process.exit(2);
+  }
+  return value;
+}
+const SERVICE = serviceArgument(process.argv.slice(2));
+const LABEL = SERVICE === "openvpn" ? "OpenVPN" : "WireGuard";
 
 const say = (text: string) => console.log(`\n[${++step}] ${text}`);
 const ok = (text: string) => console.log(`    ✓ ${text}`);
@@ -52,7 +65,7 @@ async function main() {
   console.log("myst local demo: a VPN marketplace on this machine");
   const missing = missingE2EPrerequisites();
   if (missing.length) {
-    console.error(`\nThe demo needs: ${missing.join(", ")}.\nRun it as root after scripts/install.sh (it makes network namespaces and OpenVPN tunnels).`);
+    console.error(`\nThe demo needs: ${missing.join(", ")}.\nRun it as root after scripts/install.sh (it makes network namespaces and ${LABEL} tunnels).`);
     process.exit(2);
   }
   if (!fs.existsSync(MYST)) throw new Error("dist/ is missing: run npm ci (or npm run build) first");
@@ -101,11 +114,11 @@ async function main() {
     ok(`${who} ${ids[who]} registered (tx ${status.txHash})`);
   }
 
-  say("Starting the provider's OpenVPN service in its namespace and announcing it");
+  say(`Starting the provider's ${LABEL} service in its namespace and announcing it`);
   background("provider", providerEnv, [
     "service",
     "start",
-    "openvpn",
+    SERVICE,
     "--netns",
     topology.provider,
     "--public-ip",
@@ -128,11 +141,11 @@ async function main() {
     "0.1",
   ]);
   const proposals = await until(() => {
-    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
+    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
     return list.length > 0 && list;
   }, "the provider's proposal in discovery");
   ok(
-    `the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`,
+    `the consumer finds it with filters (${SERVICE}, DE, ≤ 0.2 MYST/GiB): ${proposals[0].provider}, ${proposals[0].location.city}, ${proposals[0].location.ipType}`,
   );
 
   say("Before connecting: what the internet host sees of the consumer");
@@ -143,7 +156,7 @@ async function main() {
   if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
   say("Connecting through the provider (depositing 5 MYST into the payment channel first)");
-  const connect = background("consumer", consumerEnv, ["connect", "--country", "DE", "--topup", "5", "--netns", topology.consumers[0]]);
+  const connect = background("consumer", consumerEnv, ["connect", "--service", SERVICE, "--country", "DE", "--topup", "5", "--netns", topology.consumers[0]]);
   await until(() => connect.output().includes("connected: session") || connect.child.exitCode !== null, "the connection", 60_000);
   if (connect.child.exitCode !== null) throw new Error(`myst connect failed: ${connect.output().trim()}`);
   const status = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
@@ -151,7 +164,7 @@ async function main() {
     ok(`deposited ${Number(status.deposit.amountWei) / 1e18} MYST into the channel (tx ${status.deposit.txHash}, gas ${status.deposit.gasUsed})`);
   ok(`session ${status.sessionId} with ${status.provider}`);
   ok(
-    `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
+    `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, ${SERVICE} up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
   );
 
   say("After connecting: what the internet host sees");
@@ -167,7 +180,7 @@ async function main() {
   const seconds = (Date.now() - t0) / 1000;
   if (received !== 8 * 1024 * 1024) throw new Error(`downloaded ${received} bytes, expected ${8 * 1024 * 1024}`);
   ok(`${received} bytes downloaded from the internet host in ${seconds.toFixed(2)} s`);
-  await new Promise((r) => setTimeout(r, 1500)); // openvpn reports byte counts once a second
+  await new Promise((r) => setTimeout(r, 1500)); // the tunnel's meter is read once a second
   const during = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
   ok(`consumer's meter: ${during.bytesIn} bytes in, ${during.bytesOut} bytes out, ${during.durationSeconds} s`);
 
