@@ -12,11 +12,26 @@ import { MystToken__factory } from "../typechain-types";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
- * two providers selling OpenVPN from their own network namespaces, a consumer that makes one
+ * two providers selling OpenVPN (or WireGuard: `npm run demo -- --service wireguard`) from their
+ * own network namespaces, a consumer that makes one
  * deposit into its vault and is served by both in turn (the second with no transaction at all),
  * both providers paid on chain (the second through a relayer, holding no ETH) — printing each
  * step, and cleaning everything up at the end, on failure and on Ctrl-C.
  */
+
+/** The tunnel type the demo sells and buys: `--service openvpn` (the default) or `--service wireguard`. */
+function serviceArgument(argv: string[]): "openvpn" | "wireguard" {
+  const i = argv.indexOf("--service");
+  const value = i >= 0 ? argv[i + 1] : (argv.find((a) => a.startsWith("--service="))?.slice("--service=".length) ?? "openvpn");
+  if (value !== "openvpn" && value !== "wireguard") {
+    console.error(`--service must be openvpn or wireguard, not "${value}"`);
+    process.exit(2);
+  }
+  return value;
+}
+const SERVICE = serviceArgument(process.argv.slice(2));
+const LABEL = SERVICE === "openvpn" ? "OpenVPN" : "WireGuard";
+
 const ROOT = path.resolve(__dirname, "..");
 const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
 const started: { name: string; stop: () => Promise<unknown> }[] = [];
@@ -58,7 +73,7 @@ async function main() {
   console.log("myst local demo: a VPN marketplace on this machine");
   const missing = missingE2EPrerequisites();
   if (missing.length) {
-    console.error(`\nThe demo needs: ${missing.join(", ")}.\nRun it as root after scripts/install.sh (it makes network namespaces and OpenVPN tunnels).`);
+    console.error(`\nThe demo needs: ${missing.join(", ")}.\nRun it as root after scripts/install.sh (it makes network namespaces and ${LABEL} tunnels).`);
     process.exit(2);
   }
   if (!fs.existsSync(MYST)) throw new Error("dist/ is missing: run npm ci (or npm run build) first");
@@ -117,12 +132,12 @@ async function main() {
   const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
   started.push({ name: "rpc", stop: async () => rpc.destroy() });
 
-  say("Starting both providers' OpenVPN services, each in its own namespace behind its own NAT gateway");
+  say(`Starting both providers' ${LABEL} services, each in its own namespace behind its own NAT gateway`);
   const sell = (who: string, env: NodeJS.ProcessEnv, i: number, city: string, extra: string[]) =>
     background(who, env, [
       "service",
       "start",
-      "openvpn",
+      SERVICE,
       "--netns",
       topology.providers[i],
       "--public-ip",
@@ -150,11 +165,11 @@ async function main() {
   sell("provider A", providerEnv, 0, "Berlin", []);
   sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
   const proposals = await until(() => {
-    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", "openvpn", "--country", "DE", "--max-price-per-gib", "0.2"]));
+    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
     return list.length === 2 && list;
   }, "both proposals in discovery");
   for (const p of proposals as { provider: string; location: { city: string; ipType: string } }[]) {
-    ok(`the consumer finds it with filters (openvpn, DE, ≤ 0.2 MYST/GiB): ${p.provider}, ${p.location.city}, ${p.location.ipType}`);
+    ok(`the consumer finds it with filters (${SERVICE}, DE, ≤ 0.2 MYST/GiB): ${p.provider}, ${p.location.city}, ${p.location.ipType}`);
   }
 
   say("Before connecting: what the internet host sees of the consumer");
@@ -171,11 +186,11 @@ async function main() {
 
   const session = async (who: "provider A" | "provider B", i: number) => {
     const txsBefore = await rpc.getTransactionCount(ids.consumer);
-    const status = JSON.parse(mystOk(consumerEnv, ["connect", ids[who], "--netns", topology.consumers[0], "--json"]));
+    const status = JSON.parse(mystOk(consumerEnv, ["connect", ids[who], "--service", SERVICE, "--netns", topology.consumers[0], "--json"]));
     const txs = (await rpc.getTransactionCount(ids.consumer)) - txsBefore;
     ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the consumer to start it`);
     ok(
-      `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, openvpn up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
+      `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, ${SERVICE} up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
     );
     const seen = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
     ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(0)})`);

@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
-import { ipBatch, program, requireRoot, run, TunnelError } from "../system";
+import { ipBatch, program, requireRoot, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
@@ -115,8 +115,10 @@ export class WireGuardConsumerService implements ConsumerService {
           },
         ],
       });
-      // The buffer is enlarged while the handshake runs (python's start-up would delay the first byte).
-      await Promise.all([waitHandshake(process, this.o.connectTimeoutMs ?? 10_000), enlargeReceiveBuffers(process.pid!)]);
+      // The receive buffer is enlarged in the background: python's start-up (30-100 ms) would
+      // otherwise delay the first byte, and the default buffer holds the first few hundred KiB.
+      enlargeReceiveBuffers(process.pid!).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
+      await waitHandshake(process, this.o.connectTimeoutMs ?? 10_000);
       return new WireGuardTunnel(
         process,
         device,
@@ -131,14 +133,19 @@ export class WireGuardConsumerService implements ConsumerService {
     }
   }
 
-  /** `route add <endpoint> via <our gateway>` when there is no host route to it yet; undefined otherwise. */
+  /**
+   * `route add <endpoint> via <our gateway>` when there is no host route to it yet; undefined
+   * otherwise. One `ip` process for both questions: each spawn costs milliseconds on the connect path.
+   */
   async #routeToEndpoint(address: string): Promise<string | undefined> {
-    const ip = program("ip", "iproute2");
-    const ns = this.o.netns ? ["-n", this.o.netns] : [];
     const prefix = `${address}/${isIP(address) === 6 ? 128 : 32}`;
-    const exact = await run([ip, ...ns, "route", "show", "exact", prefix]);
-    if (exact.trim()) return undefined;
-    const got = await run([ip, ...ns, "route", "get", address]);
+    // `route show exact` prints one line (starting with the address) when there is a host route and
+    // nothing otherwise; `route get` then prints the route the endpoint takes, also starting with it.
+    const out = await ipBatch(this.o.netns, [`route show exact ${prefix}`, `route get ${address}`]);
+    const lines = out.split("\n").filter((l) => l.startsWith(`${address} `));
+    if (lines.length === 0) throw new TunnelError("NO_UPLINK", `no route to the provider's endpoint ${address}`);
+    if (lines.length > 1) return undefined;
+    const got = lines[0];
     const via = /\bvia (\S+)/.exec(got)?.[1];
     const dev = /\bdev (\S+)/.exec(got)?.[1];
     if (!dev) throw new TunnelError("NO_UPLINK", `no route to the provider's endpoint ${address}`);
