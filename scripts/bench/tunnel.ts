@@ -24,6 +24,16 @@ import { missingE2EPrerequisites } from "../lib/prereqs";
 import { stopChild } from "../lib/local-chain";
 import { topologyUp, type Topology } from "../lib/topology";
 import { round, summarize, writeResults } from "./stats";
+import { parseEther, Wallet } from "ethers";
+import { ConsumerVaultClient } from "../../node/chain/vault";
+import { ConsumerPayments } from "../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../node/payments/consumer-promises";
+import { ProviderPayments } from "../../node/payments/provider-payments";
+import { Settler } from "../../node/payments/settlement";
+import { VaultStateCache } from "../../node/payments/vault-cache";
+import type { Admission } from "../../node/session/provider";
+import { openDatabase } from "../../node/store/database";
+import { PromiseStore } from "../../node/store/promise-store";
 
 const IPERF = "/usr/bin/iperf3";
 const CURL = "/usr/bin/curl";
@@ -188,13 +198,16 @@ async function stockWireGuard(t: Topology): Promise<{ upMs: number; stop: () => 
 interface MystTunnel {
   type: "openvpn" | "wireguard";
   provider(dir: string): ProviderService & { start(): Promise<void>; stop(): Promise<void> };
-  consumer(dir: string): ConsumerService;
+  /** The consumer side for `key` (the bench's consumer by default). */
+  consumer(dir: string, key?: IdentityKey): ConsumerService;
 }
 
 interface TunnelResult {
   mbps: number;
   phases: Record<string, ReturnType<typeof summarize>>;
   killSwitch: { off: ReturnType<typeof summarize>; on: ReturnType<typeof summarize>; tunnelPhaseOn: ReturnType<typeof summarize> };
+  /** With payments on: connect → first byte of a consumer's first session with this provider, against a known pair's; and the deposit it no longer waits for. */
+  firstSession?: { neverUsed: ReturnType<typeof summarize>; known: ReturnType<typeof summarize>; deposit: ReturnType<typeof summarize> };
 }
 
 /**
@@ -204,7 +217,17 @@ interface TunnelResult {
  */
 async function benchMyst(
   tunnel: MystTunnel,
-  o: { net: TestNetwork; topology: Topology; dir: string; providerKey: IdentityKey; consumerKey: IdentityKey; seconds: number; connects: number },
+  o: {
+    net: TestNetwork;
+    topology: Topology;
+    dir: string;
+    providerKey: IdentityKey;
+    consumerKey: IdentityKey;
+    seconds: number;
+    connects: number;
+    /** Also measure a consumer's first session with a provider never used (payments on). */
+    firstSessions?: boolean;
+  },
 ): Promise<TunnelResult> {
   const { net, topology, providerKey, consumerKey } = o;
   const dir = path.join(o.dir, tunnel.type);
@@ -226,7 +249,14 @@ async function benchMyst(
       proposal: () => makeProposal(providerKey, { serviceType: tunnel.type }, net.nats.url),
       pingMs: 60_000,
     });
-    const ps = new ProviderSessions({ dialogs: pd, services: new Map([[tunnel.type, service]]), currentProposal: () => announcer.current });
+    // Payments are switched on for the first-session part only; the rest measures the tunnel alone.
+    let admission: Admission | undefined;
+    const ps = new ProviderSessions({
+      dialogs: pd,
+      services: new Map([[tunnel.type, service]]),
+      currentProposal: () => announcer.current,
+      admission: (request) => admission?.(request) ?? Promise.resolve(null),
+    });
     await pd.start();
     ps.start();
     announcer.start();
@@ -293,8 +323,77 @@ async function benchMyst(
       phases.total.push(t2 - t0 - probe);
       await session.destroy();
     }
+    let firstSession: TunnelResult["firstSession"];
+    if (o.firstSessions) {
+      console.log(`${o.connects} first ${tunnel.type} sessions with a provider never used before, ${o.connects} with a known one (payments on, interleaved)…`);
+      const vault = new ConsumerVaultClient(net.conn);
+      const db = openDatabase(path.join(dir, "provider.db"));
+      stops.push(async () => db.close());
+      const store = new PromiseStore(db);
+      const payments = new ProviderPayments({
+        sessions: ps,
+        vaults: new VaultStateCache(vault),
+        store,
+        settler: new Settler(store, vault, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
+        usage: (id) => service.usage?.(id),
+        maxUnpaid: parseEther("1"),
+        minVaultBalance: parseEther("0.1"),
+        minEscrow: parseEther("0.5"),
+        exposurePercentOfEscrow: 50,
+        maxExposure: parseEther("1"),
+        settleThreshold: parseEther("1000"),
+        settleFeePercent: 0,
+        settleOnSessionEnd: false,
+      });
+      payments.start();
+      stops.push(async () => payments.stop());
+      admission = payments.admission;
+      /** A consumer with a funded vault (`deposit`: how long its deposit took), its own dialogs and tunnel client. */
+      const newConsumer = async (tag: string) => {
+        const key = await net.registeredIdentity();
+        await net.chain.fund([key.address], { eth: parseEther("1"), myst: parseEther("10") });
+        const d0 = Date.now();
+        await vault.deposit(key, key.address, parseEther("5"), parseEther("1"));
+        const deposit = Date.now() - d0;
+        const dialogs = new Dialogs({ broker, key, directory: net.registry, subject: `myst.dialog.bench-${tunnel.type}-${tag}` });
+        await dialogs.start();
+        stops.push(async () => dialogs.stop());
+        return {
+          deposit,
+          sessions: new ConsumerSessions(dialogs),
+          service: tunnel.consumer(path.join(dir, tag), key),
+          promises: new ConsumerPromises(key, vault),
+        };
+      };
+      const proposal = (await client.get(providerKey.address, tunnel.type))!.signed;
+      const timed = async (c: Awaited<ReturnType<typeof newConsumer>>): Promise<number> => {
+        const t0 = Date.now();
+        const session = await c.sessions.connect({ proposal, service: c.service });
+        new ConsumerPayments(session, c.promises).start();
+        const got = curl(topology, `${topology.internetUrl}?bytes=1`);
+        const t2 = Date.now();
+        if (got !== "1") throw new Error(`no first byte through the ${tunnel.type} tunnel`);
+        const p0 = Date.now();
+        curl(topology, "http://127.0.0.1:9/");
+        const probe = Date.now() - p0;
+        await session.destroy();
+        return t2 - t0 - probe;
+      };
+      const known = await newConsumer("known");
+      await timed(known); // the known pair's first session, not counted
+      const sample = { neverUsed: [] as number[], known: [] as number[], deposit: [] as number[] };
+      for (let i = 0; i < o.connects; i++) {
+        const fresh = await newConsumer(`new-${i}`);
+        sample.deposit.push(fresh.deposit);
+        sample.neverUsed.push(await timed(fresh));
+        sample.known.push(await timed(known));
+      }
+      admission = undefined;
+      firstSession = { neverUsed: summarize(sample.neverUsed), known: summarize(sample.known), deposit: summarize(sample.deposit) };
+    }
     return {
       mbps,
+      ...(firstSession ? { firstSession } : {}),
       phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
       killSwitch: { off: summarize(phases.total), on: summarize(guarded.total), tunnelPhaseOn: summarize(guarded.tunnel) },
     };
@@ -350,9 +449,9 @@ export async function benchTunnel(): Promise<void> {
             publicAddress: topology.providerAddress,
             netns: topology.provider,
           }),
-        consumer: (d) => new OpenVpnConsumerService({ key: consumerKey, runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
+        consumer: (d, key = consumerKey) => new OpenVpnConsumerService({ key, runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
       },
-      common,
+      { ...common, firstSessions: true },
     );
     const wireguard = await benchMyst(
       {
@@ -401,7 +500,11 @@ export async function benchTunnel(): Promise<void> {
           mystWireguard: round(wireguard.mbps, 1),
         },
         ratio,
-        openvpn: { connectPhasesMs: openvpn.phases, connectToFirstByteKillSwitchMs: { ...openvpn.killSwitch, costP50: cost(openvpn) } },
+        openvpn: {
+          connectPhasesMs: openvpn.phases,
+          connectToFirstByteKillSwitchMs: { ...openvpn.killSwitch, costP50: cost(openvpn) },
+          firstSessionMs: openvpn.firstSession,
+        },
         wireguard: { connectPhasesMs: wireguard.phases, connectToFirstByteKillSwitchMs: { ...wireguard.killSwitch, costP50: cost(wireguard) } },
         stockTunnelUpMs: { openvpn: stock.upMs, wireguardGo: stockWg.upMs },
         targets:
@@ -421,6 +524,21 @@ export async function benchTunnel(): Promise<void> {
         ["stock OpenVPN client start to tunnel up, synchronous auth (ms)", String(stock.upMs), "1× (baseline)"],
         ["stock wireguard-go: `wg set` on the client to first byte (ms)", String(stockWg.upMs), "1× (baseline)"],
         ...rows("openvpn", openvpn, stock.upMs),
+        ...(openvpn.firstSession
+          ? [
+              [
+                "openvpn connect → first byte, a provider never used before (payments on) (ms) p50 / p99",
+                `${openvpn.firstSession.neverUsed.p50} / ${openvpn.firstSession.neverUsed.p99}`,
+                `${round(openvpn.firstSession.neverUsed.p50 / openvpn.firstSession.known.p50, 2)}× of a known provider's (aim 1×: no deposit on the path)`,
+              ],
+              [
+                "openvpn connect → first byte, a known provider (payments on) (ms) p50 / p99",
+                `${openvpn.firstSession.known.p50} / ${openvpn.firstSession.known.p99}`,
+                "1× (baseline)",
+              ],
+              ["the deposit the first session no longer waits for (one vault deposit, local chain) (ms) p50", String(openvpn.firstSession.deposit.p50), ""],
+            ]
+          : []),
         ...rows("wireguard", wireguard, stockWg.upMs),
       ],
     );
