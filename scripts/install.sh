@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # nftables: the consumer's kill switch; dnsmasq-base: the provider's resolver for its consumers
 # (and the test network's resolvers). dnsmasq-base is the binary alone, with no system service.
 # wireguard-go, wireguard-tools: the WireGuard service (userspace: no kernel module here);
+# python3: sets wireguard-go's UDP receive buffers (pidfd_getfd; node/services/wireguard/socket-buffer.ts);
 # chromium: the browser the dashboard tests drive through playwright-core (no browser download).
-packages=(nats-server openvpn wireguard-go wireguard-tools openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium)
+packages=(nats-server openvpn wireguard-go wireguard-tools python3 openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,7 @@ export function missingE2EPrerequisites(): string[] {
     ["nft", "nftables"],
     ["dnsmasq", "dnsmasq-base"],
     ["wireguard-go", "wireguard-go"],
+    ["python3", "python3"],
   ]) {
     if (!["/usr/sbin", "/usr/bin", "/sbin"].some((d) => fs.existsSync(`${d}/${bin}`))) missing.push(`${bin} (apt-get install ${pkg})`);
   }

@@ -90,6 +90,8 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
 
   it("gives two consumers their own sessions and addresses at once, meters each, and restores each consumer's routes after", async function () {
     const [a, b] = [consumerSide(0), consumerSide(1)];
+    // The namespaces are fresh: wait for IPv6 link-local addresses (and their routes) to settle first.
+    for (const ns of topology.consumers) await until(() => routesOf(topology, ns).includes("local fe80::"), "the consumer's link-local address");
     const routesBefore = [routesOf(topology, topology.consumers[0]), routesOf(topology, topology.consumers[1])];
     const [s1, s2] = await Promise.all([
       (await a.sessions).connect({ proposal: signProposal(providerKey, current), service: a.svc }),
@@ -147,6 +149,23 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     } finally {
       await service.closeSession("b".repeat(32), "test");
     }
+  });
+
+  it("refuses to start on a UDP port another program holds, saying so (PORT_IN_USE), and leaves nothing behind", async function () {
+    const device = `mwx${topology.tag}`;
+    const second = new WireGuardProviderService({
+      dir: path.join(dir, "second"),
+      publicAddress: topology.providerAddress,
+      netns: topology.provider,
+      device,
+      subnet: "10.19.0.0",
+    });
+    const err = await rejectionOf(second.start());
+    expect(err.code).to.equal("PORT_IN_USE");
+    expect(err.message).to.match(/UDP port 51820.*--port/);
+    expect(topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"])).to.not.include(`MYST-F-${device.toUpperCase()}`);
+    expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.include(device);
+    expect(service.isRunning()).to.equal(true);
   });
 
   it("stops a wireguard-go a dead node left running (named by its pid file) before starting another", async function () {

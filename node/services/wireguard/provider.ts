@@ -311,8 +311,8 @@ export class WireGuardProviderService implements ProviderService {
       this.#stopping = true;
       await process.stop();
       this.#stopping = false;
-      throw err instanceof TunnelError && err.code === "UAPI_FAILED"
-        ? new TunnelError("PORT_IN_USE", `wireguard-go could not take UDP port ${this.#port()}: ${err.message}`, { cause: err })
+      throw err instanceof TunnelError && err.code === "PORT_IN_USE"
+        ? new TunnelError("PORT_IN_USE", `WireGuard cannot take UDP port ${this.#port()}: another program uses it (choose another with --port)`, { cause: err })
         : err;
     }
   }
