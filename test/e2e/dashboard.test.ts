@@ -336,5 +336,16 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
         "errors in the pages' consoles",
       ).to.deep.equal([]);
     });
+
+    it("tells a page whose node restarted that its session ended, and how to log in again", async function () {
+      const port = new URL(consumer.url).port;
+      expect(await consumer.stop()).to.equal(0);
+      await consumerPage.getByRole("status").filter({ hasText: "reconnecting" }).waitFor();
+      // On the same port (a later --api-port wins), as a restarted daemon with a fixed port is.
+      consumer = await startDaemon({ ...consumerEnv, MYST_IP_CHECK_URL: topology.internetUrl }, ["--api-port", port]);
+      expect(new URL(consumer.url).port).to.equal(port);
+      await consumerPage.getByRole("alert").filter({ hasText: "The session ended" }).waitFor({ timeout: 30_000 });
+      expect(await consumerPage.getByText("myst ui").count()).to.be.greaterThan(0);
+    });
   });
 });
