@@ -84,7 +84,14 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
     requireChromium(this);
     buildCli();
     buildDashboard();
-    [chain, nats, topology, browser] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1 }), launchChromium()]);
+    // Each kept once it is up, and all awaited, so `after` stops what started even when another failed.
+    const started = await Promise.allSettled([
+      startLocalChain().then((c) => (chain = c)),
+      startNatsServer().then((n) => (nats = n)),
+      topologyUp({ consumers: 1 }).then((t) => (topology = t)),
+      launchChromium().then((b) => (browser = b)),
+    ]);
+    for (const r of started) if (r.status === "rejected") throw r.reason;
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
     ({ providerEnv, consumerEnv } = nodes);
     background.push(nodes.discovery);
@@ -93,8 +100,8 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       startDaemon(providerEnv, ["--invoice-every", "1", "--max-unpaid", "1", "--settle-threshold", "1000"]),
       startDaemon({ ...consumerEnv, MYST_IP_CHECK_URL: topology.internetUrl }, []),
     ]);
-    providerCtx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-    consumerCtx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    providerCtx = await browser!.newContext({ viewport: { width: 1280, height: 1000 } });
+    consumerCtx = await browser!.newContext({ viewport: { width: 1280, height: 1000 } });
   });
 
   after(async function () {
