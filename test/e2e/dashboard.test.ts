@@ -84,7 +84,14 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
     requireChromium(this);
     buildCli();
     buildDashboard();
-    [chain, nats, topology, browser] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1 }), launchChromium()]);
+    // Each kept once it is up, and all awaited, so `after` stops what started even when another failed.
+    const started = await Promise.allSettled([
+      startLocalChain().then((c) => (chain = c)),
+      startNatsServer().then((n) => (nats = n)),
+      topologyUp({ consumers: 1 }).then((t) => (topology = t)),
+      launchChromium().then((b) => (browser = b)),
+    ]);
+    for (const r of started) if (r.status === "rejected") throw r.reason;
     // The consumer's vault stays empty: the page shows the refusal, then makes the deposit.
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir], {}, { fundVault: false });
     ({ providerEnv, consumerEnv } = nodes);
@@ -94,8 +101,8 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       startDaemon(providerEnv, ["--invoice-every", "1", "--max-unpaid", "1", "--settle-threshold", "1000"]),
       startDaemon({ ...consumerEnv, MYST_IP_CHECK_URL: topology.internetUrl }, []),
     ]);
-    providerCtx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-    consumerCtx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    providerCtx = await browser!.newContext({ viewport: { width: 1280, height: 1000 } });
+    consumerCtx = await browser!.newContext({ viewport: { width: 1280, height: 1000 } });
   });
 
   after(async function () {
@@ -344,6 +351,17 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
         complaints.filter((c) => !expectedFailures.has(c)),
         "errors in the pages' consoles",
       ).to.deep.equal([]);
+    });
+
+    it("tells a page whose node restarted that its session ended, and how to log in again", async function () {
+      const port = new URL(consumer.url).port;
+      expect(await consumer.stop()).to.equal(0);
+      await consumerPage.getByRole("status").filter({ hasText: "reconnecting" }).waitFor();
+      // On the same port (a later --api-port wins), as a restarted daemon with a fixed port is.
+      consumer = await startDaemon({ ...consumerEnv, MYST_IP_CHECK_URL: topology.internetUrl }, ["--api-port", port]);
+      expect(new URL(consumer.url).port).to.equal(port);
+      await consumerPage.getByRole("alert").filter({ hasText: "The session ended" }).waitFor({ timeout: 30_000 });
+      expect(await consumerPage.getByText("myst ui").count()).to.be.greaterThan(0);
     });
   });
 });
