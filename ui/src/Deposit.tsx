@@ -24,15 +24,15 @@ export function DepositPanel(props: { refreshKey: string }) {
   useEffect(() => void refresh(), [props.refreshKey]);
   return (
     <Section id="deposit" title="Deposit">
-      <p>One deposit pays any provider: a session with a provider never used before needs no transaction.</p>
+      <p>One deposit pays any provider: a session with a provider never used before needs no transaction. The escrow is forfeited if the vault is overdrawn.</p>
       <dl class="facts">
         <dt>In the vault</dt>
         <dd data-testid="deposit-balance">{vault ? `${formatMyst(vault.balanceWei)} MYST` : "…"}</dd>
-        <dt>Escrow (forfeited if the vault is overdrawn)</dt>
+        <dt>Escrow</dt>
         <dd data-testid="deposit-escrow">{vault ? `${formatMyst(vault.escrowWei)} MYST` : "…"}</dd>
         <dt>Exit</dt>
         <dd>{vault ? (vault.exitReadyAt ? `requested; withdraw from ${vault.exitReadyAt}` : "none pending") : "…"}</dd>
-        <dt>The identity's own MYST</dt>
+        <dt>Own MYST</dt>
         <dd>{vault ? `${formatMyst(vault.walletWei)} MYST` : "…"}</dd>
       </dl>
       <ErrorLine error={load.error} />

@@ -163,7 +163,7 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
 
     // The deny list wins over the allow file: the consumer is refused with the provider's reason.
     await until(async () => (await json(consumerEnv, ["proposals", "--country", "NO"])).length === 1, "the proposal in discovery");
-    const refused = await myst(["connect", "--service", "noop", "--country", "NO", "--topup", "1"], consumerEnv);
+    const refused = await myst(["connect", "--service", "noop", "--country", "NO"], consumerEnv);
     expect(refused.code).to.equal(1);
     expect(refused.stderr).to.include("ACCESS_DENIED");
 
