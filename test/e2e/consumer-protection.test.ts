@@ -18,6 +18,12 @@ import { tempDir } from "../../scripts/lib/tmp";
 /** The same protection, the same code, for every tunnel type that has a network device. */
 for (const service of ["openvpn", "wireguard"] as const)
   describe(`e2e: consumer protection — kill switch, DNS and IPv6 (real ${service}, netns, CLI)`, function () {
+    /**
+     * What the protection layer does the same whatever the tunnel (restoring the network, a crashed
+     * myst's leftovers, no kill switch): run once, with OpenVPN. What depends on the tunnel (leaks
+     * while connected, DNS, a dead tunnel process or provider, `myst run`) runs for both.
+     */
+    const tunnelIndependent = service === "openvpn" ? it : () => undefined;
     this.timeout(240_000);
     let chain: LocalChain;
     let nats: NatsServer;
@@ -147,7 +153,7 @@ for (const service of ["openvpn", "wireguard"] as const)
       }
     });
 
-    it("after `myst disconnect`, routes, the resolver file and the firewall are exactly as before", async function () {
+    tunnelIndependent("after `myst disconnect`, routes, the resolver file and the firewall are exactly as before", async function () {
       const before = networkState();
       const consumer = await connect();
       const during = networkState();
@@ -184,65 +190,74 @@ for (const service of ["openvpn", "wireguard"] as const)
       expect(topology.packetsFrom(0).v4).to.be.greaterThan(packets.v4);
     });
 
-    it("after SIGKILL of myst itself (its tunnel goes with it), nothing leaks until `myst disconnect`, which removes what it left and says so", async function () {
-      const before = networkState();
-      const consumer = await connect();
-      const packets = topology.packetsFrom(0);
-      const queries = topology.lanResolverQueries();
-      consumer.child.kill("SIGKILL");
-      await until(() => consumer.child.exitCode !== null || consumer.child.signalCode !== null, "myst to die");
-      // Its tunnel process dies with it (parent-death signal): no tunnel, and the kill switch holds.
-      await until(() => consumerTunnelPid() === undefined, "myst's tunnel process to exit with it");
-      expect(tryEveryWayOut()).to.deep.equal({ v4: null, v6: null, name: null, lanDns: null });
-      expect(topology.packetsFrom(0).v4).to.equal(packets.v4);
-      expect(topology.packetsFrom(0).v6).to.equal(packets.v6);
-      expect(topology.lanResolverQueries()).to.equal(queries);
+    tunnelIndependent(
+      "after SIGKILL of myst itself (its tunnel goes with it), nothing leaks until `myst disconnect`, which removes what it left and says so",
+      async function () {
+        const before = networkState();
+        const consumer = await connect();
+        const packets = topology.packetsFrom(0);
+        const queries = topology.lanResolverQueries();
+        consumer.child.kill("SIGKILL");
+        await until(() => consumer.child.exitCode !== null || consumer.child.signalCode !== null, "myst to die");
+        // Its tunnel process dies with it (parent-death signal): no tunnel, and the kill switch holds.
+        await until(() => consumerTunnelPid() === undefined, "myst's tunnel process to exit with it");
+        expect(tryEveryWayOut()).to.deep.equal({ v4: null, v6: null, name: null, lanDns: null });
+        expect(topology.packetsFrom(0).v4).to.equal(packets.v4);
+        expect(topology.packetsFrom(0).v6).to.equal(packets.v6);
+        expect(topology.lanResolverQueries()).to.equal(queries);
 
-      const answer = await json(consumerEnv, ["disconnect"]);
-      expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
-      expect(networkState()).to.deep.equal(before);
-      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
-    });
+        const answer = await json(consumerEnv, ["disconnect"]);
+        expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
+        expect(networkState()).to.deep.equal(before);
+        expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+      },
+    );
 
-    it("after SIGKILL of myst, the next `myst connect` keeps the old kill switch until its own replaces it: nothing leaks while it negotiates", async function () {
-      const before = networkState();
-      const crashed = await connect();
-      crashed.child.kill("SIGKILL");
-      await until(() => crashed.child.signalCode !== null, "myst to die");
-      await until(() => consumerTunnelPid() === undefined, "myst's tunnel process to exit with it (parent-death signal)");
-      const packets = topology.packetsFrom(0);
-      // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
-      const app = keepFetching(consumerNs, topology.internetUrl);
-      try {
-        const next = await connect();
-        expect(next.output()).to.include("stays in force until this connection replaces it");
+    tunnelIndependent(
+      "after SIGKILL of myst, the next `myst connect` keeps the old kill switch until its own replaces it: nothing leaks while it negotiates",
+      async function () {
+        const before = networkState();
+        const crashed = await connect();
+        crashed.child.kill("SIGKILL");
+        await until(() => crashed.child.signalCode !== null, "myst to die");
+        await until(() => consumerTunnelPid() === undefined, "myst's tunnel process to exit with it (parent-death signal)");
+        const packets = topology.packetsFrom(0);
+        // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
+        const app = keepFetching(consumerNs, topology.internetUrl);
+        try {
+          const next = await connect();
+          expect(next.output()).to.include("stays in force until this connection replaces it");
+          expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+          expect(topology.packetsFrom(0)).to.deep.equal(packets);
+          await json(consumerEnv, ["disconnect"]);
+          expect(await exitOf(next)).to.deep.equal({ code: 0, signal: null });
+        } finally {
+          app.kill("SIGKILL");
+        }
+        // Its disconnect restores the resolver file as it was before the crashed session, not as that one left it.
+        expect(networkState()).to.deep.equal(before);
+      },
+    );
+
+    tunnelIndependent(
+      "with --no-kill-switch, DNS and IPv6 still go nowhere but the tunnel while connected, and traffic takes the consumer's own route once the tunnel is gone",
+      async function () {
+        const before = networkState();
+        const consumer = await connect(["--no-kill-switch"]);
+        const queries = topology.lanResolverQueries();
+        const packets = topology.packetsFrom(0);
         expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+        expect(fetchFrom(topology, consumerNs, topology.internetUrl6, 1500)).to.equal(null);
+        expect(resolveFrom(topology, consumerNs, topology.whoamiName)).to.deep.equal([topology.internetAddress]);
+        expect(topology.lanResolverQueries()).to.equal(queries);
         expect(topology.packetsFrom(0)).to.deep.equal(packets);
-        await json(consumerEnv, ["disconnect"]);
-        expect(await exitOf(next)).to.deep.equal({ code: 0, signal: null });
-      } finally {
-        app.kill("SIGKILL");
-      }
-      // Its disconnect restores the resolver file as it was before the crashed session, not as that one left it.
-      expect(networkState()).to.deep.equal(before);
-    });
-
-    it("with --no-kill-switch, DNS and IPv6 still go nowhere but the tunnel while connected, and traffic takes the consumer's own route once the tunnel is gone", async function () {
-      const before = networkState();
-      const consumer = await connect(["--no-kill-switch"]);
-      const queries = topology.lanResolverQueries();
-      const packets = topology.packetsFrom(0);
-      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
-      expect(fetchFrom(topology, consumerNs, topology.internetUrl6, 1500)).to.equal(null);
-      expect(resolveFrom(topology, consumerNs, topology.whoamiName)).to.deep.equal([topology.internetAddress]);
-      expect(topology.lanResolverQueries()).to.equal(queries);
-      expect(topology.packetsFrom(0)).to.deep.equal(packets);
-      process.kill(consumerTunnelPid()!, "SIGKILL");
-      // Without the kill switch the session ends and myst exits, undoing everything, as the user chose.
-      expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
-      expect(networkState()).to.deep.equal(before);
-      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
-    });
+        process.kill(consumerTunnelPid()!, "SIGKILL");
+        // Without the kill switch the session ends and myst exits, undoing everything, as the user chose.
+        expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
+        expect(networkState()).to.deep.equal(before);
+        expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+      },
+    );
 
     it("`myst run -- curl …` sees the provider's address while the consumer namespace keeps its own route; with the tunnel dead the app has no route; the namespace goes with the command, whose exit code is myst's", async function () {
       const before = networkState();
