@@ -184,8 +184,15 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       await p.getByLabel("Country (2 letters)").fill("NL");
       await p.getByLabel("Price per hour (MYST)").fill("36");
       await p.getByLabel("Price per GiB (MYST)").fill("0");
+      // A provider control from the page: a daily traffic cap, shown with what is left of it.
+      await p.getByLabel("Daily traffic cap (GiB, optional)").fill("1");
       await p.getByRole("button", { name: "Start service" }).click();
       await p.locator('[data-testid="services"] tr[data-service="noop"]').waitFor();
+      await p
+        .locator('[data-testid="services"] tr[data-service="noop"] [data-testid="controls"]')
+        .filter({ hasText: "offered · daily cap: 1024.0 MiB left of 1024.0 MiB" })
+        .waitFor();
+      await p.getByLabel("Daily traffic cap (GiB, optional)").fill("");
       // Discovery lists it (health is looked at every 5 s, pushed by the event stream).
       await p.locator('[data-testid="visibility"] li[data-service="noop"]', { hasText: "discovery lists it now" }).waitFor({ timeout: 30_000 });
       await p.getByTestId("no-sessions").waitFor();
@@ -194,6 +201,11 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       const c = consumerPage;
       await c.getByRole("button", { name: "Consumer" }).click();
       await c.getByLabel("Service type").selectOption("noop");
+      // The access policy filter: the provider is open to anyone, so "allow list only" finds nothing.
+      await c.getByLabel("Access policy").selectOption("allowlist");
+      await c.getByRole("button", { name: "Search" }).click();
+      await c.getByTestId("no-proposals").waitFor();
+      await c.getByLabel("Access policy").selectOption("open");
       await c.getByRole("button", { name: "Search" }).click();
       const row = c.locator(`[data-testid="proposals"] tr[data-provider]`);
       await row.first().waitFor();

@@ -4,7 +4,7 @@ import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
 
-const SERVICE_TYPES = ["openvpn", "noop"];
+const SERVICE_TYPES = ["openvpn", "wireguard", "noop"];
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
 
 interface Filters {
@@ -16,6 +16,7 @@ interface Filters {
   maxPerGiB: string;
   minBandwidth: string;
   ipv6: boolean;
+  accessPolicy: string;
   provider: string;
 }
 
@@ -32,6 +33,7 @@ function query(f: Filters): string {
   if (perGiB !== undefined) q.set("max_price_per_gib", perGiB.toString());
   if (f.minBandwidth.trim()) q.set("min_bandwidth", f.minBandwidth.trim());
   if (f.ipv6) q.set("ipv6", "true");
+  if (f.accessPolicy) q.set("access_policy", f.accessPolicy);
   if (f.provider.trim()) q.set("provider_id", f.provider.trim());
   q.set("limit", "50");
   return q.toString();
@@ -120,6 +122,7 @@ export function ConsumerScreen(props: { state: NodeState }) {
     maxPerGiB: "",
     minBandwidth: "",
     ipv6: false,
+    accessPolicy: "",
     provider: "",
   });
   const [killSwitch, setKillSwitch] = useState(true);
@@ -183,6 +186,13 @@ export function ConsumerScreen(props: { state: NodeState }) {
           <Field label="Min bandwidth (Mbit/s)">
             <input type="number" min={0} value={f.minBandwidth} onInput={set("minBandwidth")} />
           </Field>
+          <Field label="Access policy">
+            <select value={f.accessPolicy} onChange={set("accessPolicy")}>
+              <option value="">any</option>
+              <option value="open">open to anyone</option>
+              <option value="allowlist">allow list only</option>
+            </select>
+          </Field>
           <Field label="Provider address">
             <input value={f.provider} onInput={set("provider")} placeholder="0x… (any)" />
           </Field>
@@ -235,6 +245,7 @@ export function ConsumerScreen(props: { state: NodeState }) {
                     <td>
                       {p.location.country} · {p.location.ipType}
                       {p.ipv6 ? " · IPv6" : ""}
+                      {p.accessPolicy === "allowlist" ? " · allow list" : ""}
                     </td>
                     <td>{formatMyst(p.price.perHour)}</td>
                     <td>{formatMyst(p.price.perGiB)}</td>

@@ -2,9 +2,9 @@ import { useEffect, useState } from "preact/hooks";
 import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { EarningsChart } from "./EarningsChart";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
-import type { NodeState } from "./types";
+import type { NodeState, ServiceControls } from "./types";
 
-const SERVICE_TYPES = ["noop", "openvpn"];
+const SERVICE_TYPES = ["noop", "openvpn", "wireguard"];
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
 
 interface IdentityView {
@@ -119,6 +119,10 @@ function ServicesPanel(props: { state: NodeState }) {
   const [publicIp, setPublicIp] = useState("");
   const [port, setPort] = useState("");
   const [netns, setNetns] = useState("");
+  const [dailyCap, setDailyCap] = useState("");
+  const [schedule, setSchedule] = useState("");
+  const [allow, setAllow] = useState("");
+  const [deny, setDeny] = useState("");
   const start = useAction();
   const stop = useAction();
   const services = props.state.provider?.services ?? [];
@@ -137,6 +141,7 @@ function ServicesPanel(props: { state: NodeState }) {
                 <th scope="col">MYST/GiB</th>
                 <th scope="col">Proposal</th>
                 <th scope="col">Sessions</th>
+                <th scope="col">Controls</th>
                 <th scope="col">
                   <span class="visually-hidden">Actions</span>
                 </th>
@@ -154,6 +159,7 @@ function ServicesPanel(props: { state: NodeState }) {
                     {s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}
                   </td>
                   <td>{s.sessions}</td>
+                  <td data-testid="controls">{controlsText(s.controls)}</td>
                   <td>
                     <button type="button" disabled={stop.busy} onClick={() => void stop.run(() => api("DELETE", `/v1/services/${s.type}`))}>
                       Stop {s.type}
@@ -177,9 +183,10 @@ function ServicesPanel(props: { state: NodeState }) {
             await api("POST", "/v1/services", {
               type,
               offer: { country, ipType, pricePerHour: perHour || "0", pricePerGiB: perGiB || "0", bandwidthMbps: Number(bandwidth) },
-              ...(type === "openvpn"
-                ? { openvpn: { publicIp: publicIp.trim(), ...(port.trim() ? { port: Number(port) } : {}), ...(netns.trim() ? { netns: netns.trim() } : {}) } }
+              ...(type === "openvpn" || type === "wireguard"
+                ? { [type]: { publicIp: publicIp.trim(), ...(port.trim() ? { port: Number(port) } : {}), ...(netns.trim() ? { netns: netns.trim() } : {}) } }
                 : {}),
+              ...controlsBody({ dailyCap, schedule, allow, deny }),
             });
           });
         }}
@@ -214,12 +221,24 @@ function ServicesPanel(props: { state: NodeState }) {
         <Field label="Bandwidth (Mbit/s)">
           <input type="number" min={0} value={bandwidth} onInput={(e) => setBandwidth(e.currentTarget.value)} />
         </Field>
-        {type === "openvpn" ? (
+        <Field label="Daily traffic cap (GiB, optional)">
+          <input inputMode="decimal" value={dailyCap} onInput={(e) => setDailyCap(e.currentTarget.value)} />
+        </Field>
+        <Field label="Schedule (optional)" hint='local time, e.g. "mon-fri 08:00-22:00"; several with ;'>
+          <input value={schedule} onInput={(e) => setSchedule(e.currentTarget.value)} />
+        </Field>
+        <Field label="Allow only these consumers (optional)" hint="identities, comma-separated">
+          <input value={allow} onInput={(e) => setAllow(e.currentTarget.value)} />
+        </Field>
+        <Field label="Deny these consumers (optional)" hint="identities, comma-separated">
+          <input value={deny} onInput={(e) => setDeny(e.currentTarget.value)} />
+        </Field>
+        {type === "openvpn" || type === "wireguard" ? (
           <>
             <Field label="Public IP (consumers connect to it)">
               <input value={publicIp} onInput={(e) => setPublicIp(e.currentTarget.value)} required />
             </Field>
-            <Field label="UDP port (optional)" hint="default 1194">
+            <Field label="UDP port (optional)" hint={type === "openvpn" ? "default 1194" : "default 51820"}>
               <input type="number" min={1} max={65535} value={port} onInput={(e) => setPort(e.currentTarget.value)} />
             </Field>
             <Field label="Server's network namespace (optional)" hint="tests, demo">
@@ -334,4 +353,40 @@ export function ProviderScreen(props: { identity: string; state: NodeState }) {
       <EarningsPanel state={props.state} />
     </div>
   );
+}
+
+const list = (text: string) =>
+  text
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+/** The `controls` of a start-service body, from the form's optional fields (the node checks each value). */
+function controlsBody(f: { dailyCap: string; schedule: string; allow: string; deny: string }): { controls?: Record<string, unknown> } {
+  const controls: Record<string, unknown> = {};
+  if (f.dailyCap.trim()) controls.trafficCap = { dailyGiB: Number(f.dailyCap) };
+  const windows = f.schedule
+    .split(";")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  if (windows.length) controls.schedule = windows;
+  const allow = list(f.allow);
+  const deny = list(f.deny);
+  if (allow.length || deny.length) controls.access = { ...(allow.length ? { allow } : {}), ...(deny.length ? { deny } : {}) };
+  return Object.keys(controls).length ? { controls } : {};
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** A service's controls in a few words: offered or why not, caps left, schedule, access. */
+function controlsText(c?: ServiceControls): string {
+  if (!c) return "none";
+  const parts = [c.offered ? "offered" : `withdrawn (${c.withdrawnBecause ?? "?"})`];
+  for (const period of ["daily", "monthly"] as const) {
+    const u = c.trafficCap?.[period];
+    if (u) parts.push(`${period} cap: ${mib(u.remainingBytes)} left of ${mib(u.capBytes)}`);
+  }
+  if (c.schedule) parts.push(`schedule ${c.schedule.open ? "open" : "closed"}`);
+  if (c.access) parts.push(`access: ${c.access.policy}`);
+  return parts.join(" · ");
 }

@@ -17,6 +17,16 @@ export interface ServiceView {
   offer: { country: string; ipType: string; pricePerHourWei: string; pricePerGiBWei: string; bandwidthMbps: number };
   announcement: { state: string; lastError?: string; expiresAt?: string };
   sessions: number;
+  controls?: ServiceControls;
+}
+
+/** A service's provider controls as the node reports them (caps, schedule, access). */
+export interface ServiceControls {
+  offered: boolean;
+  withdrawnBecause?: string;
+  trafficCap?: Partial<Record<"daily" | "monthly", { capBytes: number; usedBytes: number; remainingBytes: number; resetsAt: string }>>;
+  schedule?: { open: boolean; windows: string[]; nextChange?: string };
+  access?: { policy: string };
 }
 
 export interface ProviderTopic {
@@ -86,6 +96,7 @@ export interface Proposal {
   price: { perHour: string; perGiB: string };
   bandwidthMbps: number;
   ipv6?: boolean;
+  accessPolicy?: "open" | "allowlist";
 }
 
 export interface NodeState {
