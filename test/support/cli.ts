@@ -6,8 +6,12 @@ import { until } from "../../scripts/lib/until";
 const ROOT = path.resolve(__dirname, "..", "..");
 export const MYST_BIN = path.join(ROOT, "dist", "node", "cli", "main.js");
 
-/** Compiles the node (incrementally) so tests drive the same `myst` binary users run. */
+let built = false;
+
+/** Compiles the node (incrementally, once per test run) so tests drive the same `myst` binary users run. */
 export function buildCli(): void {
+  if (built) return;
+  built = true;
   execFileSync(process.execPath, [require.resolve("typescript/bin/tsc", { paths: [ROOT] }), "-p", "tsconfig.build.json"], {
     cwd: ROOT,
     stdio: "inherit",
