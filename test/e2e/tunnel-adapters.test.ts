@@ -211,52 +211,56 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
       expect(provider.isConnected?.(session.id) ?? false).to.equal(false);
     });
 
-    it("carries nothing more for a consumer whose session the provider closed, even while the consumer's tunnel stays up", async function () {
-      if (!adapter.network) return this.skip();
-      const session = await connect();
-      try {
-        expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
-        // Only the provider's side of the service, as a stopped payment does it (the consumer is not told).
-        await provider.closeSession(session.id, "payment stopped");
-        await until(() => seenAs(0, 1000) !== topology.providerUplinkAddress, "the provider to stop carrying the consumer's traffic");
-      } finally {
-        await session.finish("test cleanup");
-        await providerSessions.end(session.id, "test cleanup").catch(() => undefined);
-      }
-    });
+    // A case an adapter cannot have (noop has no network, process or credentials) is not registered for it.
+    (adapter.network ? it : () => undefined)(
+      "carries nothing more for a consumer whose session the provider closed, even while the consumer's tunnel stays up",
+      async function () {
+        const session = await connect();
+        try {
+          expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
+          // Only the provider's side of the service, as a stopped payment does it (the consumer is not told).
+          await provider.closeSession(session.id, "payment stopped");
+          await until(() => seenAs(0, 1000) !== topology.providerUplinkAddress, "the provider to stop carrying the consumer's traffic");
+        } finally {
+          await session.finish("test cleanup");
+          await providerSessions.end(session.id, "test cleanup").catch(() => undefined);
+        }
+      },
+    );
 
-    it("survives a crash of its supervised process: the session carries traffic again, and the outage is not billed", async function () {
-      if (!adapter.crash) return this.skip();
-      const session = await connect();
-      try {
-        expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
-        // Connected as the provider sees it (for WireGuard: it has read the consumer's endpoint, which
-        // its restarted process needs to start the handshake itself).
-        if (provider.isConnected) await until(async () => (await meter(), provider.isConnected!(session.id)), "the provider to see the consumer connected");
-        const before = provider.pid;
-        const restarts = provider.restarts!.length;
-        const killedAt = Date.now();
-        adapter.crash(provider);
-        await until(() => provider.restarts!.length > restarts && provider.isRunning(), "the supervisor to restart the process", 20_000);
-        expect(provider.pid).to.not.equal(before);
-        await until(() => seenAs(0, 1000) === topology.providerUplinkAddress, "traffic through the restarted process", 15_000);
-        const resumedMs = Date.now() - killedAt;
-        console.log(`      (traffic resumed ${resumedMs} ms after the kill)`);
-        expect(session.state).to.equal("active");
-        await meter();
-        const usage = provider.usage!(session.id)!;
-        expect(usage.downMs).to.be.greaterThan(0);
-        expect(usage.downMs).to.be.at.most(resumedMs);
-      } finally {
-        await session.destroy();
-      }
-    });
+    (adapter.crash ? it : () => undefined)(
+      "survives a crash of its supervised process: the session carries traffic again, and the outage is not billed",
+      async function () {
+        const session = await connect();
+        try {
+          expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
+          // Connected as the provider sees it (for WireGuard: it has read the consumer's endpoint, which
+          // its restarted process needs to start the handshake itself).
+          if (provider.isConnected) await until(async () => (await meter(), provider.isConnected!(session.id)), "the provider to see the consumer connected");
+          const before = provider.pid;
+          const restarts = provider.restarts!.length;
+          const killedAt = Date.now();
+          adapter.crash?.(provider);
+          await until(() => provider.restarts!.length > restarts && provider.isRunning(), "the supervisor to restart the process", 20_000);
+          expect(provider.pid).to.not.equal(before);
+          await until(() => seenAs(0, 1000) === topology.providerUplinkAddress, "traffic through the restarted process", 15_000);
+          const resumedMs = Date.now() - killedAt;
+          console.log(`      (traffic resumed ${resumedMs} ms after the kill)`);
+          expect(session.state).to.equal("active");
+          await meter();
+          const usage = provider.usage!(session.id)!;
+          expect(usage.downMs).to.be.greaterThan(0);
+          expect(usage.downMs).to.be.at.most(resumedMs);
+        } finally {
+          await session.destroy();
+        }
+      },
+    );
 
-    it("refuses a tunnel with credentials that are not the session consumer's", async function () {
-      if (!adapter.impostor) return this.skip();
+    (adapter.impostor ? it : () => undefined)("refuses a tunnel with credentials that are not the session consumer's", async function () {
       const session = await connect();
       try {
-        const err = (await adapter.impostor(env, session)) as { code?: string; message: string };
+        const err = (await adapter.impostor?.(env, session)) as { code?: string; message: string };
         expect(adapter.refusal, err.message).to.include(err.code);
         expect(seenAs(1)).to.equal(topology.consumerAddress(1));
         expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
