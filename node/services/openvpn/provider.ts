@@ -13,35 +13,13 @@ import { requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { backoffMs } from "../../lifecycle/backoff";
 import type { TunnelControls } from "../controls/tunnel-controls";
+import type { TunnelServiceOptions } from "../tunnel-options";
 
-export interface OpenVpnProviderOptions {
-  /** Where the PKI, config and management socket live (`<data-dir>/services/openvpn`). */
-  dir: string;
+export interface OpenVpnProviderOptions extends TunnelServiceOptions {
   directory: PublicKeyDirectory;
-  /** The address consumers connect to. */
-  publicAddress: string;
   /** Address to listen on. Default: all. */
   bind?: string;
-  /** UDP port. Default 1194. */
-  port?: number;
-  /** Tunnel subnet, /24. Default 10.8.0.0. */
-  subnet?: string;
   tunDevice?: string;
-  uplink?: string;
-  blockPrivate?: boolean;
-  allowPrivate?: string[];
-  /** Run openvpn and the firewall in this network namespace (tests and the demo). */
-  netns?: string;
-  /** How often to read byte counts. Default 1 s. */
-  meterMs?: number;
-  /**
-   * Carry consumers' IPv6: tunnel addresses from `TUNNEL_SUBNET_6`, NAT66 out of the uplink (the
-   * destination sees this provider's own IPv6 address), private IPv6 ranges blocked. Default false.
-   */
-  ipv6?: boolean;
-  /** Bandwidth limits and egress policy on the tun device (node/services/controls). */
-  controls?: (device: string) => TunnelControls;
-  log?: Logger;
 }
 
 /** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst"). */

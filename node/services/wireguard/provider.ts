@@ -5,6 +5,7 @@ import { backoffMs } from "../../lifecycle/backoff";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import type { TunnelControls } from "../controls/tunnel-controls";
+import type { TunnelServiceOptions } from "../tunnel-options";
 import { TunnelFirewall } from "../firewall";
 import { ipBatch, requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
@@ -14,31 +15,11 @@ import { WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import type { PeerChange } from "./uapi";
 
-export interface WireGuardProviderOptions {
-  /** Where the service's private key and pid file live (`<data-dir>/services/wireguard`). */
-  dir: string;
-  /** The address consumers send their tunnel packets to (an IP address: the kill switch lets exactly it through). */
-  publicAddress: string;
-  /** UDP port. Default 51820. */
-  port?: number;
+export interface WireGuardProviderOptions extends TunnelServiceOptions {
   /** The interface. Default mystwg0. Its control socket's name is shared by every namespace of the host. */
   device?: string;
-  /** Tunnel subnet, /24. Default 10.9.0.0 (OpenVPN's default is 10.8.0.0: both can run at once). */
-  subnet?: string;
   /** The interface's MTU, which the consumer's interface takes too. Default 1420 (wg-quick's). */
   mtu?: number;
-  uplink?: string;
-  blockPrivate?: boolean;
-  allowPrivate?: string[];
-  /** Run wireguard-go and the firewall in this network namespace (tests and the demo). */
-  netns?: string;
-  /** How often to read the peers' byte counts. Default 1 s. */
-  meterMs?: number;
-  /** Carry consumers' IPv6: a /128 each from `WIREGUARD_SUBNET_6`, NAT66 out of the uplink. Default false. */
-  ipv6?: boolean;
-  /** Bandwidth limits and egress policy on the interface (node/services/controls), as for OpenVPN. */
-  controls?: (device: string) => TunnelControls;
-  log?: Logger;
 }
 
 /** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst" + 1). */
