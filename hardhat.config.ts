@@ -34,7 +34,14 @@ const config: HardhatUserConfig = {
     ...(testnetUrl ? { testnet: { url: testnetUrl, accounts: deployerKey ? [deployerKey] : [] } } : {}),
   },
   typechain: { outDir: "typechain-types", target: "ethers-v6" },
-  mocha: { timeout: 120_000, reporter: require.resolve("./test/support/reporter.js") },
+  mocha: {
+    timeout: 120_000,
+    reporter: require.resolve("./test/support/reporter.js"),
+    // Test files run two at a time (MYST_TEST_JOBS=1: one at a time): most of an e2e test's time is
+    // spent waiting on tunnels, chains and brokers, not on a core.
+    parallel: Number(process.env.MYST_TEST_JOBS ?? 2) > 1,
+    jobs: Number(process.env.MYST_TEST_JOBS ?? 2),
+  },
   gasReporter: { enabled: false },
 };
 

@@ -109,7 +109,20 @@ for (const service of ["openvpn", "wireguard"] as const)
       provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
       await until(() => provider.output().includes("REST API:"), "the provider daemon to listen");
-      await json(providerEnv, ["service", "start", service, "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE"]);
+      // Its own device: wireguard-go's control socket is named for the device host-wide, and another test file may run beside this one.
+      const device = service === "wireguard" ? ["--device", `mwp${topology.tag}`] : [];
+      await json(providerEnv, [
+        "service",
+        "start",
+        service,
+        "--netns",
+        topology.provider,
+        "--public-ip",
+        topology.providerAddress,
+        "--country",
+        "DE",
+        ...device,
+      ]);
       await until(async () => (await json(consumerEnv, ["proposals", "--service-type", service])).length === 1, "the proposal in discovery");
     });
 

@@ -54,6 +54,8 @@ for (const service of ["openvpn", "wireguard"] as const)
         "--country",
         "DE",
         "--ipv6",
+        // Its own device: wireguard-go's control socket is named for the device host-wide, and another test file may run beside this one.
+        ...(service === "wireguard" ? ["--device", `mwp${topology.tag}`] : []),
       ]);
     });
 

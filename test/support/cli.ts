@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 import { freePort } from "../../scripts/lib/local-chain";
 import { until } from "../../scripts/lib/until";
@@ -8,11 +9,15 @@ export const MYST_BIN = path.join(ROOT, "dist", "node", "cli", "main.js");
 
 let built = false;
 
-/** Compiles the node (incrementally, once per test run) so tests drive the same `myst` binary users run. */
+/**
+ * Compiles the node (incrementally, once per test process) so tests drive the same `myst` binary
+ * users run. Under a lock: the test workers of a parallel run would otherwise write dist/ at once.
+ */
 export function buildCli(): void {
   if (built) return;
   built = true;
-  execFileSync(process.execPath, [require.resolve("typescript/bin/tsc", { paths: [ROOT] }), "-p", "tsconfig.build.json"], {
+  const tsc = require.resolve("typescript/bin/tsc", { paths: [ROOT] });
+  execFileSync("flock", [path.join(os.tmpdir(), "myst-build-cli.lock"), process.execPath, tsc, "-p", "tsconfig.build.json"], {
     cwd: ROOT,
     stdio: "inherit",
   });
