@@ -118,7 +118,7 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         const counts: Record<string, number> = { queued: 0, submitted: 0, retrying: 0, "waiting-top-up": 0, rejected: 0 };
-        for (const p of self.#provider?.settler?.pending() ?? []) counts[p.state]++;
+        for (const p of self.#provider?.settler.pending() ?? []) counts[p.state]++;
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
