@@ -181,7 +181,7 @@ export class NodeMetrics {
   }
 
   watchDialogs(dialogs: Dialogs): void {
-    dialogs.on("dropped", (d: { reason: string }) => this.error("dialog", d.reason));
+    dialogs.on("dropped", (d) => this.error("dialog", d.reason));
   }
 
   /** Follows the consumer's connection (the getter gives the current one, if any). */
