@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { authMessage, type OpenVpnServiceConfig } from "./credentials";
 import { TunnelFirewall } from "../firewall";
-import type { ManagementClient } from "./management";
+import type { ClientBlock, ManagementClient } from "./management";
 import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
 import { Supervisor } from "../supervision";
@@ -246,7 +246,7 @@ export class OpenVpnProviderService implements ProviderService {
     await this.#controls?.apply().catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
   }
 
-  async #onClient(management: ManagementClient, block: { kind: string; cid: number; kid?: number; env: Record<string, string> }): Promise<void> {
+  async #onClient(management: ManagementClient, block: ClientBlock): Promise<void> {
     if (block.kind === "DISCONNECT") {
       for (const s of this.#sessions.values()) {
         if (s.clientId === block.cid) {
