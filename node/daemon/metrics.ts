@@ -118,7 +118,7 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         const counts: Record<string, number> = { queued: 0, submitted: 0, retrying: 0, "waiting-top-up": 0, rejected: 0 };
-        for (const p of self.#provider?.settler?.pending() ?? []) counts[p.state]++;
+        for (const p of self.#provider?.settler.pending() ?? []) counts[p.state]++;
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });
@@ -181,7 +181,7 @@ export class NodeMetrics {
   }
 
   watchDialogs(dialogs: Dialogs): void {
-    dialogs.on("dropped", (d: { reason: string }) => this.error("dialog", d.reason));
+    dialogs.on("dropped", (d) => this.error("dialog", d.reason));
   }
 
   /** Follows the consumer's connection (the getter gives the current one, if any). */

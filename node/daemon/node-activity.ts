@@ -87,7 +87,7 @@ export class NodeActivity {
     },
   ) {
     // The ends before this start, from the session history (refusals are not kept across restarts).
-    for (const r of o.provider.history?.list(NOTES_KEPT, "provider") ?? []) {
+    for (const r of o.provider.history.list(NOTES_KEPT, "provider")) {
       if (r.endedAt !== null)
         this.#notes.push({
           at: new Date(r.endedAt).toISOString(),
@@ -144,7 +144,6 @@ export class NodeActivity {
    */
   #readEarned(live: string[]): void {
     const store = this.o.provider.store;
-    if (!store) return;
     if (this.#lastPromise < 0) this.#lastPromise = store.version().lastPromise;
     for (const p of store.increasesAfter(this.#lastPromise)) {
       this.#lastPromise = p.rowid;
@@ -162,10 +161,10 @@ export class NodeActivity {
    * settlement is stored, the settlement queue changes or the hour turns.
    */
   earningsVersion(): { promises: number; rest: string } {
-    const v = this.o.provider.store?.version();
-    const pending = this.o.provider.settler?.pending() ?? [];
-    const rest = JSON.stringify([v?.settlements, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
-    return { promises: v?.lastPromise ?? 0, rest };
+    const v = this.o.provider.store.version();
+    const pending = this.o.provider.settler.pending();
+    const rest = JSON.stringify([v.settlements, pending, Math.floor(Date.now() / 3_600_000)], (_k, x) => (typeof x === "bigint" ? x.toString() : x));
+    return { promises: v.lastPromise, rest };
   }
 
   /**
@@ -181,23 +180,21 @@ export class NodeActivity {
       kept = { daily: new DailyEarnings(utcOffsetMinutes), lastPromise: 0 };
       this.#daily.set(utcOffsetMinutes, kept);
     }
-    if (store) {
-      // Two days more than can be shown: a promise just inside pays for time since its predecessor.
-      const since = now - (DAILY_DAYS_MAX + 2) * 86_400_000;
-      const fresh = store.increasesAfter(kept.lastPromise, since);
-      if (fresh.length > 0) {
-        const starts = this.o.provider.history?.startTimes(fresh.map((i) => i.sessionId)) ?? new Map<string, number>();
-        kept.daily.add(fresh, (id) => starts.get(id));
-        kept.lastPromise = fresh[fresh.length - 1].rowid;
-        kept.daily.prune(since);
-      }
+    // Two days more than can be shown: a promise just inside pays for time since its predecessor.
+    const since = now - (DAILY_DAYS_MAX + 2) * 86_400_000;
+    const fresh = store.increasesAfter(kept.lastPromise, since);
+    if (fresh.length > 0) {
+      const starts = this.o.provider.history.startTimes(fresh.map((i) => i.sessionId));
+      kept.daily.add(fresh, (id) => starts.get(id));
+      kept.lastPromise = fresh[fresh.length - 1].rowid;
+      kept.daily.prune(since);
     }
     return kept.daily.days(days, now);
   }
 
   /** What settling cost in gas so far (wei of the chain's coin), from each mined settlement's receipt. */
   async settlementFees(): Promise<{ gasFeesWei: string; settlements: number }> {
-    const mined = (this.o.provider.store?.settlements() ?? []).filter((s) => s.status === "mined" && s.txHash);
+    const mined = this.o.provider.store.settlements().filter((s) => s.status === "mined" && s.txHash);
     for (const s of mined) {
       if (this.#fees.has(s.txHash!)) continue;
       const receipt = await this.o.conn.provider.getTransactionReceipt(s.txHash!).catch(() => null);

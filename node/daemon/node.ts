@@ -868,7 +868,7 @@ export class MystNode {
   }
 
   earnings(): EarningsReport {
-    if (this.#online) return earningsReport(this.provider.store!, this.provider.settler!.pending());
+    if (this.#online) return earningsReport(this.provider.store, this.provider.settler.pending());
     return earningsReport(new PromiseStore(this.#db));
   }
 
@@ -879,7 +879,7 @@ export class MystNode {
    */
   async settle(): Promise<EarningsReport> {
     if (this.#online) {
-      const settler = this.provider.settler!;
+      const settler = this.provider.settler;
       settler.settleAll();
       if (await settler.drain(30_000)) await settler.payOut(this.#me());
       return this.earnings();

@@ -62,12 +62,10 @@ export interface ProviderNodeOptions {
   outageToleranceMs?: number;
   keepaliveMs?: number;
   pingMs?: number;
-  /** Payments: without them the provider serves for free (tests of the protocol only). The caller owns `db`. */
-  payments?: ProviderPaymentSettings & { conn: ChainConnection; db: Db };
+  /** Payments, always on: the policy, the chain, and the node's database (the caller owns it; traffic caps count there too). */
+  payments: ProviderPaymentSettings & { conn: ChainConnection; db: Db };
   /** How long `stop` waits for settlements before leaving them to the next start. Default 10 s. */
   settleTimeoutMs?: number;
-  /** Where traffic caps count the node's traffic (default: the payments database); without one, caps count from start. */
-  db?: Db;
   /** The clock schedules and caps read (tests move it). Default Date.now. */
   clock?: () => number;
   /** How often traffic is counted and controls applied. Default 1 s. */
@@ -107,11 +105,11 @@ export class ProviderNode {
   readonly broker: Broker;
   readonly dialogs: Dialogs;
   readonly sessions: ProviderSessions;
-  readonly payments?: ProviderPayments;
-  readonly settler?: Settler;
-  readonly store?: PromiseStore;
-  readonly history?: SessionStore;
-  readonly vaultCache?: VaultStateCache;
+  readonly payments: ProviderPayments;
+  readonly settler: Settler;
+  readonly store: PromiseStore;
+  readonly history: SessionStore;
+  readonly vaultCache: VaultStateCache;
   readonly controls: ProviderControls;
   readonly #o: ProviderNodeOptions;
   readonly #log: Logger;
@@ -146,12 +144,12 @@ export class ProviderNode {
       outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
       // The provider's own controls first (no chain call), then payment.
-      admission: async (request) => (await this.controls.admission(request)) ?? (this.payments ? this.payments.admission(request) : null),
+      admission: async (request) => (await this.controls.admission(request)) ?? this.payments.admission(request),
     });
-    const db = options.db ?? options.payments?.db;
+    const p = options.payments;
     this.controls = new ProviderControls({
       sessions: this.sessions,
-      traffic: db ? new TrafficStore(db) : undefined,
+      traffic: new TrafficStore(p.db),
       usage: (id) => this.usage(id),
       withdraw: async (type) => {
         await this.#selling.get(type)?.announcer.withdraw();
@@ -163,53 +161,50 @@ export class ProviderNode {
       tickMs: options.controlsTickMs,
       log: this.#log,
     });
-    if (options.payments) {
-      const p = options.payments;
-      const vault = new ConsumerVaultClient(p.conn);
-      this.store = new PromiseStore(p.db);
-      const store = this.store;
-      // A deposit into an empty vault makes the pair's stored promise settleable at once.
-      const cache = new VaultStateCache(vault, {
-        onChange: (consumer) => {
-          for (const pending of this.settler?.pending() ?? []) {
-            if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up") this.settler!.settlePair(pending.pairId, { now: true });
-          }
-        },
+    const vault = new ConsumerVaultClient(p.conn);
+    this.store = new PromiseStore(p.db);
+    const store = this.store;
+    // A deposit into an empty vault makes the pair's stored promise settleable at once.
+    const cache = new VaultStateCache(vault, {
+      onChange: (consumer) => {
+        for (const pending of this.settler.pending()) {
+          if (pending.consumer.toLowerCase() === consumer && pending.state === "waiting-top-up") this.settler.settlePair(pending.pairId, { now: true });
+        }
+      },
+    });
+    this.vaultCache = cache;
+    const history = new SessionStore(p.db);
+    this.history = history;
+    this.sessions.on("session-accepted", (s) =>
+      history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }),
+    );
+    this.sessions.on("session-ended", (s) => {
+      const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
+      // The session's own amount: what its promises added to the pair's ledger (not the pair's total).
+      history.ended(s.id, {
+        endedAt: s.endedAt ?? Date.now(),
+        reason: s.endReason ?? "",
+        bytes: usage.bytesIn + usage.bytesOut,
+        promised: store.sessionAmount(s.id),
       });
-      this.vaultCache = cache;
-      const history = new SessionStore(p.db);
-      this.history = history;
-      this.sessions.on("session-accepted", (s) =>
-        history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }),
-      );
-      this.sessions.on("session-ended", (s) => {
-        const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
-        // The session's own amount: what its promises added to the pair's ledger (not the pair's total).
-        history.ended(s.id, {
-          endedAt: s.endedAt ?? Date.now(),
-          reason: s.endReason ?? "",
-          bytes: usage.bytesIn + usage.bytesOut,
-          promised: store.sessionAmount(s.id),
-        });
-      });
-      // With a relayer the identity signs and the relayer's account sends and pays the gas: the identity needs no ETH.
-      const submitter = new Wallet(p.relayerKey ?? options.key.privateKeyHex(), p.conn.provider);
-      this.settler = new Settler(this.store, vault, submitter, {
-        log: this.#log,
-        relay: p.relayerKey ? { provider: options.key, maxFeeWei: p.settlementFeeWei } : undefined,
-        onSettled: ({ consumer, provider }) => void cache.read(consumer, provider).catch(() => undefined),
-      });
-      this.payments = new ProviderPayments({
-        ...p,
-        sessions: this.sessions,
-        vaults: cache,
-        store: this.store,
-        settler: this.settler,
-        usage: (id) => this.usage(id),
-        brokerUp: () => this.broker.status === "connected",
-        log: this.#log,
-      });
-    }
+    });
+    // With a relayer the identity signs and the relayer's account sends and pays the gas: the identity needs no ETH.
+    const submitter = new Wallet(p.relayerKey ?? options.key.privateKeyHex(), p.conn.provider);
+    this.settler = new Settler(this.store, vault, submitter, {
+      log: this.#log,
+      relay: p.relayerKey ? { provider: options.key, maxFeeWei: p.settlementFeeWei } : undefined,
+      onSettled: ({ consumer, provider }) => void cache.read(consumer, provider).catch(() => undefined),
+    });
+    this.payments = new ProviderPayments({
+      ...p,
+      sessions: this.sessions,
+      vaults: cache,
+      store: this.store,
+      settler: this.settler,
+      usage: (id) => this.usage(id),
+      brokerUp: () => this.broker.status === "connected",
+      log: this.#log,
+    });
     for (const provided of options.services) this.#add(provided);
   }
 
@@ -300,14 +295,14 @@ export class ProviderNode {
   async start(): Promise<void> {
     // Anything stored but unsettled (a crash, a restart) is queued at once; a chain that does not
     // answer delays it, not the start.
-    this.settler?.settleAll();
-    this.vaultCache?.start();
+    this.settler.settleAll();
+    this.vaultCache.start();
     if (!this.#o.shared) {
       await this.broker.start();
       await this.dialogs.start();
     }
     this.sessions.start();
-    this.payments?.start();
+    this.payments.start();
     this.#started = true;
     // A service whose cap is reached or whose schedule is closed is not announced.
     await this.controls.tick();
@@ -324,17 +319,15 @@ export class ProviderNode {
     await Promise.all([...this.#selling.values()].map((s) => s.announcer.stop()));
     await this.sessions.stop();
     this.controls.stop();
-    this.payments?.stop();
-    if (this.settler) {
-      // Bounded: a chain that does not answer must not keep the node from stopping. What is not
-      // settled stays stored and is settled at the next start.
-      this.settler.settleAll();
-      const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
-      this.settler.stop();
-      await this.vaultCache?.stop();
-      if (!settled)
-        this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
-    }
+    this.payments.stop();
+    // Bounded: a chain that does not answer must not keep the node from stopping. What is not
+    // settled stays stored and is settled at the next start.
+    this.settler.settleAll();
+    const settled = await this.settler.drain(this.#o.settleTimeoutMs ?? 10_000);
+    this.settler.stop();
+    await this.vaultCache.stop();
+    if (!settled)
+      this.#log.warn({ pending: this.settler.pending().length }, "settlements still pending at shutdown; they are stored and settled at the next start");
     if (!this.#o.shared) {
       this.dialogs.stop();
       await this.broker.stop();

@@ -102,7 +102,13 @@ type NotifyListener = (body: unknown, message: DialogMessage) => void;
  * open, and checks every message (size, decryption, schema, recipient, signature, time window,
  * replay, and only then the registry: registered sender) before anything else sees it.
  */
-export class Dialogs extends EventEmitter {
+/** `dropped`: a message refused before any handler saw it (metrics count these); `failed`: a handler threw. */
+export interface DialogsEvents {
+  dropped: [drop: { reason: DropReason; detail: string }];
+  failed: [error: unknown];
+}
+
+export class Dialogs extends EventEmitter<DialogsEvents> {
   readonly address: Address;
   readonly subject: string;
   readonly #o: Required<Omit<DialogsOptions, "log" | "subject">> & { log: Logger };

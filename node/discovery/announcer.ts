@@ -3,7 +3,7 @@ import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import { signProposal, type Proposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, signUnregister, type AnnounceReply } from "./announcements";
-import { backoffMs } from "../lifecycle/backoff";
+import { AbortError, retry, retryDelayMs } from "../lifecycle/retry";
 
 export interface AnnouncerOptions {
   broker: Broker;
@@ -32,9 +32,9 @@ export class ProposalAnnouncer {
   current?: Proposal;
   readonly #o: Required<Omit<AnnouncerOptions, "log">> & { log: Logger };
   #timer?: NodeJS.Timeout;
-  /** Announcements refused in a row (the next retry waits longer). */
-  #failures = 0;
   #stopped = true;
+  /** Ends the retrying when the announcer stops. */
+  #stop = new AbortController();
 
   constructor(options: AnnouncerOptions) {
     this.#o = {
@@ -49,12 +49,14 @@ export class ProposalAnnouncer {
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
-    void this.#announce(DISCOVERY_SUBJECTS.register);
+    this.#stop = new AbortController();
+    void this.#keepAnnounced(DISCOVERY_SUBJECTS.register);
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#stop.abort();
     clearTimeout(this.#timer);
     await this.#unregister();
   }
@@ -86,9 +88,43 @@ export class ProposalAnnouncer {
     return { ...this.#o.proposal(), createdAt: now, expiresAt: now + 3 * this.#o.pingMs } as Proposal;
   }
 
-  async #announce(subject: string): Promise<void> {
-    if (this.#stopped) return;
-    this.state = this.state === "announced" ? "announced" : "announcing";
+  /**
+   * Announces on `first` (a ping, or the first registration), then, while discovery refuses or does
+   * not answer, registers again with backoff until it takes the proposal; then pings on schedule.
+   */
+  async #keepAnnounced(first: string): Promise<void> {
+    const { signal } = this.#stop;
+    if (this.state !== "announced") this.state = "announcing";
+    let proposal: Proposal;
+    try {
+      proposal = await retry((attempt) => this.#announceOnce(attempt === 1 ? first : DISCOVERY_SUBJECTS.register, signal), {
+        attempts: Number.POSITIVE_INFINITY,
+        baseMs: this.#o.retryMinMs,
+        maxMs: this.#o.retryMaxMs,
+        signal,
+        onFailure: (err, attempt) => {
+          if (signal.aborted) return;
+          this.state = "retrying";
+          const { code, message } = err as AnnounceRefused;
+          this.lastError = `${code}: ${message}`;
+          const retryInMs = retryDelayMs(attempt, { baseMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
+          this.#o.log.warn({ code, message, retryInMs }, "proposal not announced; retrying");
+        },
+      });
+    } catch {
+      return; // stopped: only a stop ends the retrying
+    }
+    if (signal.aborted) return;
+    this.current = proposal;
+    this.state = "announced";
+    this.lastError = undefined;
+    this.#timer = setTimeout(() => void this.#keepAnnounced(DISCOVERY_SUBJECTS.ping), this.#o.pingMs);
+    this.#timer.unref();
+  }
+
+  /** One announcement: the proposal discovery took, or an `AnnounceRefused`. */
+  async #announceOnce(subject: string, signal: AbortSignal): Promise<Proposal> {
+    if (signal.aborted) throw new AbortError("the announcer stopped");
     const proposal = this.fresh();
     const body = Buffer.from(JSON.stringify(signProposal(this.#o.key, proposal)));
     let reply: AnnounceReply;
@@ -97,25 +133,17 @@ export class ProposalAnnouncer {
     } catch (err) {
       reply = { ok: false, code: (err as { code?: string }).code ?? "BROKER_ERROR", message: (err as Error).message };
     }
-    if (this.#stopped) return;
-    if (reply.ok) {
-      this.current = proposal;
-      this.state = "announced";
-      this.lastError = undefined;
-      this.#failures = 0;
-      this.#schedule(DISCOVERY_SUBJECTS.ping, this.#o.pingMs);
-    } else {
-      this.state = "retrying";
-      this.lastError = `${reply.code}: ${reply.message}`;
-      const retryInMs = backoffMs(++this.#failures, { baseMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
-      this.#o.log.warn({ code: reply.code, message: reply.message, retryInMs }, "proposal not announced; retrying");
-      this.#schedule(DISCOVERY_SUBJECTS.register, retryInMs);
-    }
+    if (!reply.ok) throw new AnnounceRefused(reply.code, reply.message);
+    return proposal;
   }
+}
 
-  #schedule(subject: string, ms: number): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#announce(subject), ms);
-    this.#timer.unref();
+/** Discovery refused an announcement (`code` is its code: e.g. the identity is not registered yet), or no replica answered. */
+class AnnounceRefused extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
   }
 }

@@ -1,10 +1,20 @@
-import type { Backoff } from "./backoff";
-
 // p-retry is ESM-only; Node 20 can require() it (its namespace: default and AbortError).
 const { default: pRetry, AbortError } = require("p-retry") as typeof import("p-retry");
 
-export interface RetryOptions extends Omit<Backoff, "immediateFirst"> {
-  /** Attempts in all, the first included. */
+/** The node's one backoff schedule: `baseMs`, doubling, at most `maxMs`, no jitter (predictable for status and tests). */
+export interface Backoff {
+  baseMs: number;
+  maxMs: number;
+}
+
+/** How long `retry` waits after failed attempt `attempt` (1-based) before the next one. */
+export function retryDelayMs(attempt: number, o: Backoff): number {
+  if (attempt < 1) return 0;
+  return Math.min(o.baseMs * 2 ** Math.min(attempt - 1, 30), o.maxMs);
+}
+
+export interface RetryOptions extends Backoff {
+  /** Attempts in all, the first included (`Number.POSITIVE_INFINITY`: until it succeeds or `signal` stops it). */
   attempts: number;
   /** Stops the waiting between attempts (and the retrying): a disconnect, a stop. */
   signal?: AbortSignal;
@@ -15,10 +25,10 @@ export interface RetryOptions extends Omit<Backoff, "immediateFirst"> {
 }
 
 /**
- * Runs `attempt` until it succeeds, with the node's backoff between tries (`baseMs`, doubling, at
- * most `maxMs`, no jitter: the schedule stays predictable for status and tests), at most
- * `attempts` times; rejects with the last failure, or at once with one that is not `retryable`.
- * The one retry helper, on p-retry.
+ * Runs `attempt` until it succeeds, waiting `retryDelayMs` between tries, at most `attempts` times;
+ * rejects with the last failure, at once with one that is not `retryable`, or when `signal` aborts.
+ * The one retry helper, on p-retry: the reconnect loop, the announcer and the supervisors of the
+ * tunnel processes retry through it; the settlement queue re-queues a failed pair on its schedule.
  */
 export function retry<T>(attempt: (n: number) => Promise<T>, o: RetryOptions): Promise<T> {
   return pRetry(

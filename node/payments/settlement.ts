@@ -3,7 +3,7 @@ import type { Signer } from "ethers";
 import type { ConsumerVaultClient, PairState, PromiseToSettle, Sent, SettlementReceipt } from "../chain/vault";
 import { ChainError, revertName } from "../chain/errors";
 import type { IdentityKey } from "../identity/key";
-import { backoffMs } from "../lifecycle/backoff";
+import { retryDelayMs } from "../lifecycle/retry";
 import { silentLogger, type Logger } from "../log/logger";
 import type { PromiseStore } from "../store/promise-store";
 
@@ -357,7 +357,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
       this.#log.error({ pairId: entry.pairId, err: error }, "settlement rejected by the chain; not retried");
       return;
     }
-    const delay = backoffMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
+    const delay = retryDelayMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
     entry.state = "retrying";
     this.store.recordSettlement({
       pairId: entry.pairId,

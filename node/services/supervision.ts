@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { AbortError, retry } from "../lifecycle/retry";
 import type { Logger } from "../log/logger";
 import { program } from "./system";
 
@@ -58,5 +59,86 @@ export async function stopStale(pidFile: string, isOurs: (argv: string[]) => boo
       break;
     }
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface SupervisorOptions {
+  /** The process, for the log: "openvpn", "wireguard-go", "the tunnel resolver (dnsmasq)". */
+  what: string;
+  log: Logger;
+  /** What the service does at once when its process is gone (carry the sessions' counters over…). */
+  down?: () => void;
+  /** Starts the process again, and whatever the service rebuilds with it; throws if it did not come up. */
+  relaunch: () => Promise<void>;
+}
+
+/**
+ * Restarts a supervised process that exits while its service runs: at once (clients are waiting),
+ * then, while it keeps failing, after 250 ms doubling to 5 s, until it runs again or the service
+ * stops. One restart at a time: a process that came up and exited before its restart finished
+ * (the service was still rebuilding around it) is restarted once that restart is done.
+ */
+export class Supervisor {
+  /** When each restart succeeded (ms since the epoch), for tests and status. */
+  readonly restarts: number[] = [];
+  #stop = new AbortController();
+  #restarting = false;
+  #exitedAgain?: { code: number | null; recent: string[] };
+
+  constructor(private readonly o: SupervisorOptions) {}
+
+  /** The service starts: from now on an exit is restarted. */
+  start(): void {
+    this.#stop = new AbortController();
+  }
+
+  /** The service stops: nothing is restarted any more, and a restart under way gives up. */
+  stop(): void {
+    this.#stop.abort();
+  }
+
+  get stopping(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  /**
+   * The supervised process exited (`recent`: its last lines of output, for the log). Tell it only of
+   * a process that came up: one that fails while starting is its `relaunch`'s failure.
+   */
+  exited(code: number | null, recent: string[]): void {
+    if (this.stopping) return;
+    if (this.#restarting) {
+      this.#exitedAgain = { code, recent };
+      return;
+    }
+    this.#restarting = true;
+    const { signal } = this.#stop;
+    this.o.log.error({ code, log: recent.slice(-5) }, `${this.o.what} exited; restarting`);
+    this.o.down?.();
+    retry(
+      async () => {
+        if (signal.aborted) throw new AbortError("the service stopped");
+        await this.o.relaunch();
+      },
+      {
+        attempts: Number.POSITIVE_INFINITY,
+        baseMs: 250,
+        maxMs: 5000,
+        signal,
+        onFailure: (err, attempt) => this.o.log.error({ attempt, err: (err as Error).message }, `restarting ${this.o.what} failed; retrying`),
+      },
+    )
+      .then(() => {
+        this.restarts.push(Date.now());
+        this.o.log.info({}, `${this.o.what} restarted`);
+      })
+      // Only a stop ends the retrying: nothing to report.
+      .catch(() => undefined)
+      .finally(() => {
+        this.#restarting = false;
+        const again = this.#exitedAgain;
+        this.#exitedAgain = undefined;
+        if (again) this.exited(again.code, again.recent);
+      });
   }
 }

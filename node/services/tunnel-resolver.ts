@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
 import { inNetns, program, TunnelError } from "./system";
-import { backoffMs } from "../lifecycle/backoff";
+import { Supervisor } from "./supervision";
 import { parentDeathSignal, stopStale } from "./supervision";
 
 export interface TunnelResolverOptions {
@@ -36,15 +36,18 @@ export interface TunnelResolverOptions {
  */
 export class TunnelResolver {
   #child?: ChildProcess;
-  #stopping = false;
-  #failures = 0;
   readonly recent: string[] = [];
-  /** Each restart after an exit, for tests and status. */
-  readonly restarts: number[] = [];
   readonly #log: Logger;
+  readonly #supervisor: Supervisor;
 
   constructor(private readonly o: TunnelResolverOptions) {
     this.#log = o.log ?? silentLogger;
+    this.#supervisor = new Supervisor({ what: "the tunnel resolver (dnsmasq)", log: this.#log, relaunch: () => this.#launch() });
+  }
+
+  /** Each restart after an exit, for tests and status. */
+  get restarts(): readonly number[] {
+    return this.#supervisor.restarts;
   }
 
   get address(): string {
@@ -60,7 +63,7 @@ export class TunnelResolver {
   }
 
   async start(): Promise<void> {
-    this.#stopping = false;
+    this.#supervisor.start();
     const listen = `--listen-address=${this.o.listen}`;
     if (this.o.pidFile)
       await stopStale(this.o.pidFile, (argv) => argv.some((a) => a.endsWith("dnsmasq")) && argv.includes(listen), this.#log, "a tunnel resolver (dnsmasq)");
@@ -68,7 +71,7 @@ export class TunnelResolver {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#supervisor.stop();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -105,6 +108,7 @@ export class TunnelResolver {
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     this.#child = child;
     if (this.o.pidFile && child.pid) fs.writeFileSync(this.o.pidFile, `${child.pid}\n`, { mode: 0o600 });
+    let up = false;
     let started!: () => void;
     const ready = new Promise<void>((resolve) => (started = resolve));
     child.stderr!.on("data", (chunk: Buffer) => {
@@ -120,7 +124,8 @@ export class TunnelResolver {
       child.once("exit", (code) => {
         if (this.o.pidFile && child === this.#child) fs.rmSync(this.o.pidFile, { force: true });
         reject(new TunnelError("RESOLVER_FAILED", `dnsmasq exited (${code}) while starting: ${this.recent.slice(-1)[0] ?? "no output"}`));
-        void this.#onExit(child, code);
+        // Supervised once it is up; one that dies while starting is this launch's failure.
+        if (up && child === this.#child) this.#supervisor.exited(code, this.recent);
       }),
     );
     exited.catch(() => undefined);
@@ -130,23 +135,9 @@ export class TunnelResolver {
     });
     try {
       await Promise.race([ready, exited, timeout]);
+      up = true;
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  async #onExit(child: ChildProcess, code: number | null): Promise<void> {
-    if (this.#stopping || child !== this.#child) return;
-    this.#log.error({ code, log: this.recent.slice(-3) }, "the tunnel resolver (dnsmasq) exited; restarting");
-    const delay = backoffMs(++this.#failures, { baseMs: 250, maxMs: 5000 });
-    await new Promise((r) => setTimeout(r, delay));
-    if (this.#stopping) return;
-    try {
-      await this.#launch();
-      this.restarts.push(Date.now());
-      this.#failures = 0;
-    } catch (err) {
-      this.#log.error({ err: (err as Error).message }, "restarting the tunnel resolver failed; retrying");
     }
   }
 }

@@ -1,4 +1,4 @@
-import { backoffMs } from "../lifecycle/backoff";
+import { retryDelayMs } from "../lifecycle/retry";
 
 /**
  * `--reconnect`: when a session ends by itself (tunnel down, provider silent or gone), the node
@@ -10,7 +10,7 @@ import { backoffMs } from "../lifecycle/backoff";
 export const RECONNECT_ATTEMPTS = 5;
 
 export function reconnectDelayMs(attempt: number): number {
-  return backoffMs(attempt, { baseMs: 1000, maxMs: 16_000 });
+  return retryDelayMs(attempt, { baseMs: 1000, maxMs: 16_000 });
 }
 
 /** What `myst status` and `GET /v1/connection` show of the current (or last) reconnect. */

@@ -2,12 +2,23 @@ import { Wallet } from "ethers";
 import { connectChain, type ChainConnection } from "../../node/chain/connect";
 import { Registrar, RegistrationRecords } from "../../node/chain/registration";
 import { IdentityRegistryClient } from "../../node/chain/registry";
+import { parsePaymentPolicy } from "../../node/api/launch";
+import type { ProviderNodeOptions } from "../../node/daemon/provider-node";
 import { IdentityKey } from "../../node/identity/key";
+import type { Db } from "../../node/store/database";
 import { startNatsServer, type NatsServer } from "./nats-server";
 import { LOCAL_FUNDER_KEY, startLocalChain, type LocalChain } from "./local-chain";
 import { tempDir } from "./tmp";
 
 export { startNatsServer, type NatsServer };
+
+/**
+ * Payments for a provider in a test that is not about payments: the node's defaults, except that
+ * it asks no deposit of a consumer (payments are always on; an empty vault is admitted).
+ */
+export function providerPayments(conn: ChainConnection, db: Db): ProviderNodeOptions["payments"] {
+  return { ...parsePaymentPolicy({ minVaultBalance: "0", minEscrow: "0" }), conn, db };
+}
 
 /** A local chain and a NATS server, started for a test file and stopped after it. */
 export class TestNetwork {

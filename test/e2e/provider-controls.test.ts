@@ -17,7 +17,7 @@ import { SessionRefusedError } from "../../node/session/errors";
 import { openDatabase, type Db } from "../../node/store/database";
 import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { TestNetwork } from "../../scripts/lib/test-network";
+import { TestNetwork, providerPayments } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { rejectionOf } from "../support/rejection";
 
@@ -81,7 +81,7 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
       registry: net.registry,
       services: [provided],
       keepaliveMs: 1000,
-      db,
+      payments: providerPayments(net.conn, db),
       clock,
       controlsTickMs: 200,
       log: silent,

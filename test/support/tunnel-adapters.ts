@@ -20,7 +20,7 @@ export interface AdapterEnv {
   consumerKeys: IdentityKey[];
 }
 
-export type RunningProvider = ProviderService & { stop(): Promise<void>; readonly pid?: number; readonly restarts?: number[] };
+export type RunningProvider = ProviderService & { stop(): Promise<void>; readonly pid?: number; readonly restarts?: readonly number[] };
 
 /**
  * One tunnel adapter as the behaviour suite (test/e2e/tunnel-adapters.test.ts) drives it. A real

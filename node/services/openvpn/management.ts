@@ -32,11 +32,29 @@ interface Pending {
  * (`>CLIENT:…`, `>STATE:…`, `>PASSWORD:…`) are emitted as events. Raw lines enter here and leave
  * as typed values.
  */
-export class ManagementClient extends EventEmitter {
+/** A `>CLIENT:` block of the server's management interface: the event, client and key ids, and its ENV lines. */
+export interface ClientBlock {
+  kind: string;
+  cid: number;
+  kid?: number;
+  env: Record<string, string>;
+}
+
+/** What the management interface tells, as events (`notification`: any other `>KIND:` line). */
+export interface ManagementEvents {
+  close: [];
+  client: [block: ClientBlock];
+  state: [state: { time: number; state: string; detail: string }];
+  password: [request: string];
+  fatal: [message: string];
+  notification: [kind: string, rest: string];
+}
+
+export class ManagementClient extends EventEmitter<ManagementEvents> {
   #socket?: net.Socket;
   #buffer = "";
   #queue: Pending[] = [];
-  #clientBlock?: { kind: string; cid: number; kid?: number; env: Record<string, string> };
+  #clientBlock?: ClientBlock;
 
   async connect(path: string, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

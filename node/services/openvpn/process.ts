@@ -25,7 +25,7 @@ export interface OpenVpnProcessOptions {
  * One `openvpn` process and its management connection. Keeps the last lines of its log to
  * explain a failure (port in use, TLS error, auth failure) with an error a person can act on.
  */
-export class OpenVpnProcess extends EventEmitter {
+export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [code: number | null] }> {
   child?: ChildProcess;
   management?: ManagementClient;
   readonly recent: string[] = [];

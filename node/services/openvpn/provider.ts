@@ -6,12 +6,12 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { authMessage, type OpenVpnServiceConfig } from "./credentials";
 import { TunnelFirewall } from "../firewall";
-import type { ManagementClient } from "./management";
+import type { ClientBlock, ManagementClient } from "./management";
 import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
+import { Supervisor } from "../supervision";
 import { requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
-import { backoffMs } from "../../lifecycle/backoff";
 import type { TunnelControls } from "../controls/tunnel-controls";
 import type { TunnelServiceOptions } from "../tunnel-options";
 
@@ -62,12 +62,9 @@ export class OpenVpnProviderService implements ProviderService {
   readonly resolver: TunnelResolver;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;
-  #stopping = false;
   #meter?: NodeJS.Timeout;
-  #restarts = 0;
   readonly #controls?: TunnelControls;
-  /** Each restart of the supervised openvpn, for tests and status. */
-  readonly restarts: number[] = [];
+  readonly #supervisor: Supervisor;
 
   constructor(options: OpenVpnProviderOptions) {
     this.#o = options;
@@ -92,6 +89,12 @@ export class OpenVpnProviderService implements ProviderService {
       pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
+    this.#supervisor = new Supervisor({ what: "openvpn", log: this.#log, down: () => this.#down(), relaunch: () => this.#relaunch() });
+  }
+
+  /** Each restart of the supervised openvpn, for tests and status. */
+  get restarts(): readonly number[] {
+    return this.#supervisor.restarts;
   }
 
   get pid(): number | undefined {
@@ -103,12 +106,12 @@ export class OpenVpnProviderService implements ProviderService {
   }
 
   isRunning(): boolean {
-    return !this.#stopping && !!this.#process?.running;
+    return !this.#supervisor.stopping && !!this.#process?.running;
   }
 
   async start(): Promise<void> {
     requireRoot("an OpenVPN service");
-    this.#stopping = false;
+    this.#supervisor.start();
     fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
     this.#pki = await ensurePki(path.join(this.#o.dir, "pki"));
     fs.writeFileSync(this.#configFile(), this.#serverConfig(), { mode: 0o600 });
@@ -124,7 +127,7 @@ export class OpenVpnProviderService implements ProviderService {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#supervisor.stop();
     clearInterval(this.#meter);
     await this.#process?.stop();
     await this.resolver.stop();
@@ -221,13 +224,11 @@ export class OpenVpnProviderService implements ProviderService {
     this.#process = process;
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
-    process.once("exit", (code) => void this.#onExit(code));
+    process.once("exit", (code) => this.#supervisor.exited(code, process.recent));
   }
 
-  /** Supervision: an openvpn that exits while the service runs is started again, with backoff. */
-  async #onExit(code: number | null): Promise<void> {
-    if (this.#stopping) return;
-    this.#log.error({ code, log: this.#process?.recent.slice(-5) }, "openvpn exited; restarting");
+  /** openvpn exited while the service runs: the sessions' counters so far are carried over. */
+  #down(): void {
     const now = Date.now();
     for (const s of this.#sessions.values()) {
       s.carriedIn += s.bytesIn;
@@ -236,26 +237,16 @@ export class OpenVpnProviderService implements ProviderService {
       s.clientId = undefined;
       s.downSince ??= now;
     }
-    // At once the first time (clients are waiting), then backing off if it keeps failing.
-    const delay = backoffMs(this.#restarts + 1, { baseMs: 250, maxMs: 5000, immediateFirst: true });
-    this.#restarts++;
-    await new Promise((r) => setTimeout(r, delay));
-    if (this.#stopping) return;
-    try {
-      await this.#launch();
-      // A new openvpn made a new tun device: its limits are made again, sessions' as they come back.
-      for (const s of this.#sessions.values()) s.addresses = undefined;
-      await this.#controls?.apply().catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
-      this.restarts.push(Date.now());
-      this.#restarts = 0;
-      this.#log.info({ pid: this.#process?.pid }, "openvpn restarted");
-    } catch (err) {
-      this.#log.error({ err: (err as Error).message }, "openvpn restart failed; retrying");
-      void this.#onExit(null);
-    }
   }
 
-  async #onClient(management: ManagementClient, block: { kind: string; cid: number; kid?: number; env: Record<string, string> }): Promise<void> {
+  /** Supervision (`Supervisor`): a new openvpn, and the limits of its new tun device (sessions' as they come back). */
+  async #relaunch(): Promise<void> {
+    await this.#launch();
+    for (const s of this.#sessions.values()) s.addresses = undefined;
+    await this.#controls?.apply().catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
+  }
+
+  async #onClient(management: ManagementClient, block: ClientBlock): Promise<void> {
     if (block.kind === "DISCONNECT") {
       for (const s of this.#sessions.values()) {
         if (s.clientId === block.cid) {

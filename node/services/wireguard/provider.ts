@@ -1,12 +1,12 @@
 import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
-import { backoffMs } from "../../lifecycle/backoff";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import type { TunnelControls } from "../controls/tunnel-controls";
 import type { TunnelServiceOptions } from "../tunnel-options";
 import { TunnelFirewall } from "../firewall";
+import { Supervisor } from "../supervision";
 import { ipBatch, requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { checkConsumerData, type WireGuardServiceConfig } from "./config";
@@ -74,12 +74,9 @@ export class WireGuardProviderService implements ProviderService {
   readonly resolver: TunnelResolver;
   #process?: WireGuardProcess;
   #privateKey?: string;
-  #stopping = false;
   #meter?: NodeJS.Timeout;
-  #failures = 0;
-  /** Each restart of the supervised wireguard-go, for tests and status. */
-  readonly restarts: number[] = [];
   readonly #controls?: TunnelControls;
+  readonly #supervisor: Supervisor;
 
   constructor(options: WireGuardProviderOptions) {
     if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
@@ -104,6 +101,12 @@ export class WireGuardProviderService implements ProviderService {
       log: this.#log,
     });
     this.#controls = options.controls?.(this.device);
+    this.#supervisor = new Supervisor({ what: "wireguard-go", log: this.#log, down: () => this.#down(), relaunch: () => this.#relaunch() });
+  }
+
+  /** Each restart of the supervised wireguard-go, for tests and status. */
+  get restarts(): readonly number[] {
+    return this.#supervisor.restarts;
   }
 
   get device(): string {
@@ -125,12 +128,12 @@ export class WireGuardProviderService implements ProviderService {
   }
 
   isRunning(): boolean {
-    return !this.#stopping && !!this.#process?.running;
+    return !this.#supervisor.stopping && !!this.#process?.running;
   }
 
   async start(): Promise<void> {
     requireRoot("a WireGuard service");
-    this.#stopping = false;
+    this.#supervisor.start();
     fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
     this.#privateKey = loadOrCreateKey(path.join(this.#o.dir, "private.key"));
     await this.#firewall.apply();
@@ -147,7 +150,7 @@ export class WireGuardProviderService implements ProviderService {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#supervisor.stop();
     clearInterval(this.#meter);
     await this.#process?.stop();
     await this.resolver.stop();
@@ -274,7 +277,6 @@ export class WireGuardProviderService implements ProviderService {
     const process = new WireGuardProcess({ device: this.device, pidFile: path.join(this.#o.dir, "wireguard-go.pid"), netns: this.#o.netns, log: this.#log });
     this.#process = process;
     await process.start();
-    process.once("exit", (code) => void this.#onExit(process, code));
     try {
       const live = [...this.#sessions.values()];
       // A restart: the new process knows no session keys. Given each consumer's last endpoint and
@@ -289,19 +291,18 @@ export class WireGuardProviderService implements ProviderService {
       // After the link is up: bringing it up opens wireguard-go's sockets again.
       await enlargeReceiveBuffers(process.pid!);
     } catch (err) {
-      this.#stopping = true;
       await process.stop();
-      this.#stopping = false;
       throw err instanceof TunnelError && err.code === "PORT_IN_USE"
         ? new TunnelError("PORT_IN_USE", `WireGuard cannot take UDP port ${this.#port()}: another program uses it (choose another with --port)`, { cause: err })
         : err;
     }
+    // Supervised once it is up (a process stopped above, half started, is the launch's failure).
+    process.once("exit", (code) => this.#supervisor.exited(code, process.recent));
+    if (!process.running) this.#supervisor.exited(null, process.recent);
   }
 
-  /** Supervision: a wireguard-go that exits while the service runs is started again, with backoff. */
-  async #onExit(process: WireGuardProcess, code: number | null): Promise<void> {
-    if (this.#stopping || process !== this.#process) return;
-    this.#log.error({ code, log: process.recent.slice(-5) }, "wireguard-go exited; restarting");
+  /** wireguard-go exited while the service runs: the sessions' counters so far are carried over. */
+  #down(): void {
     const now = Date.now();
     for (const s of this.#sessions.values()) {
       s.carriedIn += s.bytesIn;
@@ -310,23 +311,15 @@ export class WireGuardProviderService implements ProviderService {
       s.lastHandshakeMs = 0;
       s.downSince ??= now;
     }
-    const delay = backoffMs(++this.#failures, { baseMs: 250, maxMs: 5000, immediateFirst: true });
-    await new Promise((r) => setTimeout(r, delay));
-    if (this.#stopping) return;
-    try {
-      await this.#launch();
-      // A new wireguard-go made a new interface: its limits and every session's are made again.
-      await this.#controls
-        ?.apply()
-        .then(() => Promise.all([...this.#sessions.values()].map((s) => this.#controls!.sessionUp(s.id, this.#addresses(s)))))
-        .catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
-      this.restarts.push(Date.now());
-      this.#failures = 0;
-      this.#log.info({ pid: this.#process?.pid }, "wireguard-go restarted");
-    } catch (err) {
-      this.#log.error({ err: (err as Error).message }, "wireguard-go restart failed; retrying");
-      void this.#onExit(this.#process!, null);
-    }
+  }
+
+  /** Supervision (`Supervisor`): a new wireguard-go, and the limits of its new interface and of every session. */
+  async #relaunch(): Promise<void> {
+    await this.#launch();
+    await this.#controls
+      ?.apply()
+      .then(() => Promise.all([...this.#sessions.values()].map((s) => this.#controls!.sessionUp(s.id, this.#addresses(s)))))
+      .catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
   }
 
   /** A session's addresses in the tunnel. */

@@ -5,8 +5,10 @@ import { ProviderNode, type ProvidedService } from "../../../node/daemon/provide
 import type { IdentityKey } from "../../../node/identity/key";
 import { signProposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
+import { openDatabase, type Db } from "../../../node/store/database";
 import { freePort } from "../../../scripts/lib/local-chain";
-import { TestNetwork, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { tempDir } from "../../../scripts/lib/tmp";
+import { TestNetwork, providerPayments, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 
 describe("privacy on the broker: an eavesdropper on '>' learns no consumer address", function () {
   const net = new TestNetwork();
@@ -14,16 +16,21 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
   let monitorPort: number;
   let providerKey: IdentityKey;
   let consumerKey: IdentityKey;
+  const tmp = tempDir("myst-privacy-");
+  let db: Db;
 
   before(async function () {
     await net.start();
     monitorPort = await freePort();
     nats = await startNatsServer({ monitorPort });
     [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
+    db = openDatabase(`${tmp.dir}/myst.db`);
   });
   after(async function () {
+    db?.close();
     await nats?.stop();
     await net.stop();
+    tmp.cleanup();
   });
 
   it("during a whole session (create, confirm, a notice, destroy), in subjects, payloads and connection names", async function () {
@@ -43,6 +50,7 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
       services: [provided],
       keepaliveMs: 200,
       pingMs: 60_000,
+      payments: providerPayments(net.conn, db),
     });
     const consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrls: ["http://127.0.0.1:9"], registry: net.registry });
     await provider.start();

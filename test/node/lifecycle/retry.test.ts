@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { retry } from "../../../node/lifecycle/retry";
+import { retry, retryDelayMs } from "../../../node/lifecycle/retry";
 
 describe("retry: the node's one retry helper (p-retry with the node's backoff)", function () {
   it("tries again until the attempt succeeds, telling of each failure", async function () {
@@ -53,6 +53,36 @@ describe("retry: the node's one retry helper (p-retry with the node's backoff)",
       { attempts: 10, baseMs: 10_000, maxMs: 10_000, signal: stop.signal },
     ).catch((e) => e);
     expect(tries).to.equal(1);
+    expect(err).to.be.instanceOf(Error);
+  });
+
+  it("waits on the node's one schedule: from the base, doubling, up to the cap, finite for very many attempts", async function () {
+    expect([1, 2, 3, 4, 5, 6, 7].map((n) => retryDelayMs(n, { baseMs: 1000, maxMs: 16_000 }))).to.deep.equal([1000, 2000, 4000, 8000, 16_000, 16_000, 16_000]);
+    expect(retryDelayMs(10_000, { baseMs: 1000, maxMs: 60_000 })).to.equal(60_000);
+    // The waits retry() takes are that schedule (at least; timers may run late on a loaded machine).
+    const at: number[] = [];
+    await retry(
+      async (n) => {
+        at.push(performance.now());
+        if (n < 4) throw new Error("down");
+      },
+      { attempts: 4, baseMs: 40, maxMs: 100 },
+    );
+    const waits = at.slice(1).map((t, i) => t - at[i]);
+    waits.forEach((w, i) => expect(w).to.be.at.least(retryDelayMs(i + 1, { baseMs: 40, maxMs: 100 }) - 2));
+  });
+
+  it("retries forever with attempts: Infinity, until the signal stops it", async function () {
+    const stop = new AbortController();
+    let tries = 0;
+    const err = await retry(
+      async () => {
+        if (++tries === 25) stop.abort();
+        throw new Error("down");
+      },
+      { attempts: Number.POSITIVE_INFINITY, baseMs: 1, maxMs: 1, signal: stop.signal },
+    ).catch((e) => e);
+    expect(tries).to.equal(25);
     expect(err).to.be.instanceOf(Error);
   });
 });
