@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { readDeployment, type Deployment } from "../../node/chain/deployment";
+import { parentDeathSignal } from "../../node/services/supervision";
 import { MystToken__factory } from "../../typechain-types";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -29,6 +30,8 @@ export interface LocalChainOptions {
   deploymentFile?: string;
   challengePeriod?: bigint;
   log?: (line: string) => void;
+  /** The node dies with this process (a parent-death signal): for a chain kept for the process's whole life. */
+  dieWithParent?: boolean;
 }
 
 /** Starts `hardhat node` on 127.0.0.1, deploys the contracts with Ignition, and returns a handle. */
@@ -36,10 +39,17 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
   const port = options.port ?? (await freePort());
   const rpcUrl = `http://127.0.0.1:${port}`;
   const deploymentFile = options.deploymentFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "myst-chain-")), "deployment.json");
-  const child = spawn(process.execPath, [HARDHAT_CLI, "node", "--hostname", "127.0.0.1", "--port", String(port)], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const argv = [
+    ...(options.dieWithParent ? parentDeathSignal() : []),
+    process.execPath,
+    HARDHAT_CLI,
+    "node",
+    "--hostname",
+    "127.0.0.1",
+    "--port",
+    String(port),
+  ];
+  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const stop = () => stopChild(child);
   try {
     await waitForOutput(child, /Started HTTP and WebSocket JSON-RPC server/, 60_000);
@@ -49,6 +59,11 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     throw err;
   }
   const deployment = readDeployment(deploymentFile);
+  if (options.dieWithParent) {
+    // Kept for the process's life, it must not keep the process alive.
+    child.unref();
+    for (const stream of [child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
+  }
   return {
     rpcUrl,
     deployment,
@@ -57,6 +72,49 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     fund: (addresses, amounts) => fundAccounts(rpcUrl, deployment, addresses, amounts),
     stop,
   };
+}
+
+let processChain: Promise<LocalChain> | undefined;
+
+/**
+ * The chain of one test file: this test process's one `hardhat node`, started and deployed at the
+ * first call (about 6 s of CPU each time otherwise), with a snapshot taken for the file; `stop()`
+ * reverts to it, so the next file finds the chain as deployed (balances, registrations, time,
+ * automining). The node itself dies with the process (by parent-death signal, or at exit).
+ */
+export async function testChain(): Promise<LocalChain> {
+  processChain ??= startLocalChain({ dieWithParent: true }).then((chain) => {
+    process.once("exit", () => void process.kill(chain.pid, "SIGTERM"));
+    return chain;
+  });
+  let chain: LocalChain;
+  try {
+    chain = await processChain;
+  } catch (err) {
+    processChain = undefined;
+    throw err;
+  }
+  const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+  try {
+    const snapshot: string = await rpc.send("evm_snapshot", []);
+    let reverted = false;
+    return {
+      ...chain,
+      stop: async () => {
+        if (reverted) return;
+        reverted = true;
+        const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+        try {
+          await rpc.send("evm_setAutomine", [true]);
+          if (!(await rpc.send("evm_revert", [snapshot]))) throw new Error(`the test chain did not revert to snapshot ${snapshot}`);
+        } finally {
+          rpc.destroy();
+        }
+      },
+    };
+  } finally {
+    rpc.destroy();
+  }
 }
 
 async function runDeploy(rpcUrl: string, file: string, challengePeriod?: bigint, log?: (line: string) => void) {

@@ -7,7 +7,7 @@ import type { ProviderNodeOptions } from "../../node/daemon/provider-node";
 import { IdentityKey } from "../../node/identity/key";
 import type { Db } from "../../node/store/database";
 import { startNatsServer, type NatsServer } from "./nats-server";
-import { LOCAL_FUNDER_KEY, startLocalChain, type LocalChain } from "./local-chain";
+import { LOCAL_FUNDER_KEY, testChain, type LocalChain } from "./local-chain";
 import { tempDir } from "./tmp";
 
 export { startNatsServer, type NatsServer };
@@ -31,7 +31,7 @@ export class TestNetwork {
   #nonceQueue: Promise<unknown> = Promise.resolve();
 
   async start(): Promise<this> {
-    [this.chain, this.nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    [this.chain, this.nats] = await Promise.all([testChain(), startNatsServer()]);
     this.conn = await connectChain({ rpcUrl: this.chain.rpcUrl, deployment: this.chain.deployment, pollingIntervalMs: 200 });
     this.registry = new IdentityRegistryClient(this.conn);
     await this.registry.start();

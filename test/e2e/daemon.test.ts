@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -53,7 +53,7 @@ for (const t of TUNNELS)
     before(async function () {
       requireE2E(this);
       buildCli();
-      [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
+      [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
       const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
       ({ providerEnv, consumerEnv } = nodes);
       background.push(nodes.discovery);

@@ -6,7 +6,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { buildDashboard, launchChromium, requireChromium } from "../support/browser";
-import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -86,7 +86,7 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
     buildDashboard();
     // Each kept once it is up, and all awaited, so `after` stops what started even when another failed.
     const started = await Promise.allSettled([
-      startLocalChain().then((c) => (chain = c)),
+      testChain().then((c) => (chain = c)),
       startNatsServer().then((n) => (nats = n)),
       topologyUp({ consumers: 1 }).then((t) => (topology = t)),
       launchChromium().then((b) => (browser = b)),

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -52,7 +52,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
   before(async function () {
     requireE2E(this);
     buildCli();
-    [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ consumers: 1, providers: 2 })]);
+    [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1, providers: 2 })]);
     consumerNs = topology.consumers[0];
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
     background.push(nodes.discovery);

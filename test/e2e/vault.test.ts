@@ -4,7 +4,7 @@ import { connectChain, type ChainConnection } from "../../node/chain/connect";
 import { ConsumerVaultClient } from "../../node/chain/vault";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
 import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { freePort } from "../../scripts/lib/local-chain";
@@ -29,7 +29,7 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
   before(async function () {
     requireE2E(this);
     buildCli();
-    [chain, nats, topology] = await Promise.all([startLocalChain(), startNatsServer(), topologyUp({ tag: "vlt", consumers: 1, providers: 2 })]);
+    [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ tag: "vlt", consumers: 1, providers: 2 })]);
     conn = await connectChain({ rpcUrl: chain.rpcUrl, deployment: chain.deployment });
   });
 

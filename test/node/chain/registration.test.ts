@@ -6,7 +6,7 @@ import { beneficiaryChangeTypes, registryDomain } from "../../../node/chain/eip7
 import { RegistrationRecords, Registrar } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { IdentityKey, toHex } from "../../../node/identity/key";
-import { fundedWallet, startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { fundedWallet, testChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
 
@@ -17,7 +17,7 @@ describe("chain: registration and registry lookups (local Hardhat node)", functi
   let relayer: Wallet;
 
   before(async function () {
-    chain = await startLocalChain();
+    chain = await testChain();
     conn = await connectChain({ rpcUrl: chain.rpcUrl, deployment: chain.deployment });
     relayer = await fundedWallet(chain, conn.provider);
   });

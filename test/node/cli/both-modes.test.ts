@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { until } from "../../../scripts/lib/until";
-import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
 import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { tempDir } from "../../../scripts/lib/tmp";
@@ -16,7 +16,7 @@ describe("the CLI against a background and a foreground node: the same commands,
   let nats: NatsServer;
   before(async function () {
     buildCli();
-    [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    [chain, nats] = await Promise.all([testChain(), startNatsServer()]);
   });
   after(async () => Promise.all([chain?.stop(), nats?.stop()]));
 

@@ -1,7 +1,7 @@
 import { parseEther } from "ethers";
 import { expect } from "chai";
 import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
@@ -32,7 +32,7 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
 
   before(async function () {
     buildCli();
-    [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    [chain, nats] = await Promise.all([testChain(), startNatsServer()]);
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir], { MYST_LOG_LEVEL: "info" });
     ({ base, providerEnv, consumerEnv } = nodes);
     background.push(nodes.discovery);

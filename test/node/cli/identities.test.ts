@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Wallet } from "ethers";
 import { buildCli, myst } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("myst identities (the command, spawned as a user runs it)", function () {
@@ -13,7 +13,7 @@ describe("myst identities (the command, spawned as a user runs it)", function ()
 
   before(async function () {
     buildCli();
-    chain = await startLocalChain();
+    chain = await testChain();
   });
   after(async () => chain?.stop());
   beforeEach(() => {

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { buildCli, cliEnv, cliProviderAndConsumer, myst, mystBackground, registerWithCli, startCliDiscovery } from "../../support/cli";
-import { startLocalChain, type LocalChain } from "../../../scripts/lib/local-chain";
+import { testChain, type LocalChain } from "../../../scripts/lib/local-chain";
 import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { freePort } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../../scripts/lib/tmp";
@@ -17,7 +17,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
 
   before(async function () {
     buildCli();
-    [chain, nats] = await Promise.all([startLocalChain(), startNatsServer()]);
+    [chain, nats] = await Promise.all([testChain(), startNatsServer()]);
     env = cliEnv(chain, nats.url, await freePort(), { MYST_DATA_DIR: tmp.dir });
   });
   after(async function () {
