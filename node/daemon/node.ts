@@ -44,6 +44,7 @@ import { Confinement, recoverConfinement } from "../consumer-protection/confined
 import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import { AbortError, retry } from "../lifecycle/retry";
+import { startInOrder } from "../lifecycle/startable";
 import type { ConsumerService, SessionProtection } from "../session/service";
 import { NodeActivity } from "./node-activity";
 import { checkVisibleIp, type VisibleIp } from "./visible-ip";
@@ -197,6 +198,8 @@ export class MystNode {
   readonly #db: Db;
   #connecting = false;
   #stopping?: Promise<void>;
+  /** Stops the online parts, newest first (set once they all started). */
+  #stopOnline?: () => Promise<void>;
   /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
   #protection?: ConsumerProtection;
   /** The confined namespace of a `confine` connection; outlives the session until disconnect. */
@@ -320,10 +323,18 @@ export class MystNode {
     if (!this.#o.chain) await chain.registry.start();
     const online = this.#buildOnline(key, chain);
     this.#online = online;
-    await online.broker.start();
-    await online.dialogs.start();
-    await online.provider.start();
-    await online.consumer.start();
+    // In order, and if one part fails the ones started are stopped again: no half-started node.
+    try {
+      this.#stopOnline = await startInOrder([
+        online.broker,
+        online.dialogs,
+        { start: () => online.provider.start(), stop: () => this.#stopSelling() },
+        { start: () => online.consumer.start(), stop: () => this.#stopBuying() },
+      ]);
+    } catch (err) {
+      this.#online = undefined;
+      throw err;
+    }
     for (const problem of problems) {
       this.#o.log.error(
         { file: this.#servicesFile.file, problem, keptAs: `${this.#servicesFile.file}.invalid` },
@@ -350,7 +361,7 @@ export class MystNode {
   }
 
   async #stop(): Promise<void> {
-    if (this.#online) await this.#stopOnline();
+    await this.#stopOnline?.();
     const chain = this.#o.chain ? undefined : await this.#chain?.catch(() => undefined);
     if (chain) {
       await chain.registry.stop();
@@ -360,18 +371,20 @@ export class MystNode {
     if (!this.#o.offline) this.#o.log.info("node stopped");
   }
 
-  async #stopOnline(): Promise<void> {
+  /** The consumer side stops: no reconnect, the session ended, the kill switch and confinement lifted. */
+  async #stopBuying(): Promise<void> {
     await this.#cancelReconnect();
     await this.consumer.stop();
     await this.#protection?.lift().catch((err) => this.#o.log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
     await this.#confinement?.remove().catch((err) => this.#o.log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
+  }
+
+  /** The provider side stops: the tunnel servers first (nothing unbilled flows while the last promises settle, bounded), then the provider. */
+  async #stopSelling(): Promise<void> {
     const services = [...this.#specs.keys()];
     const running = await Promise.all(services.map((type) => this.provider.removeService(type).catch(() => undefined)));
-    // The tunnel servers first: nothing unbilled flows while the last promises settle (bounded).
     await Promise.all(running.map((s) => s?.stop?.().catch(() => undefined)));
     await this.provider.stop();
-    this.#onlineParts().dialogs.stop();
-    await this.#onlineParts().broker.stop();
   }
 
   // identities

@@ -20,17 +20,18 @@ export interface RetryOptions extends Backoff {
   signal?: AbortSignal;
   /** Whether a failure may succeed if tried again; what never can (a revert, a bad request) is not retried. Default: all. */
   retryable?: (error: unknown) => boolean;
-  /** Told of every failed attempt (1-based), before the wait for the next one. */
-  onFailure?: (error: unknown, attempt: number) => void;
+  /** Told of every failed attempt (1-based), before the wait for the next one; `willRetry`: whether one follows. */
+  onFailure?: (error: unknown, attempt: number, willRetry: boolean) => void;
 }
 
 /**
  * Runs `attempt` until it succeeds, waiting `retryDelayMs` between tries, at most `attempts` times;
  * rejects with the last failure, at once with one that is not `retryable`, or when `signal` aborts.
- * The one retry helper, on p-retry: the reconnect loop, the announcer and the supervisors of the
- * tunnel processes retry through it; the settlement queue re-queues a failed pair on its schedule.
+ * The one retry helper, on p-retry: the reconnect loop, the announcer, the supervisors of the
+ * tunnel processes and each pair of the settlement queue retry through it.
  */
 export function retry<T>(attempt: (n: number) => Promise<T>, o: RetryOptions): Promise<T> {
+  const retryable = (err: unknown) => (o.retryable ? o.retryable(err) : true);
   return pRetry(
     async (n) => {
       try {
@@ -47,8 +48,10 @@ export function retry<T>(attempt: (n: number) => Promise<T>, o: RetryOptions): P
       maxTimeout: o.maxMs,
       randomize: false,
       signal: o.signal,
-      onFailedAttempt: ({ error, attemptNumber }) => o.onFailure?.(unwrap(error), attemptNumber),
-      shouldRetry: ({ error }) => (o.retryable ? o.retryable(unwrap(error)) : true),
+      onFailedAttempt: ({ error, attemptNumber }) => o.onFailure?.(unwrap(error), attemptNumber, retryable(unwrap(error)) && attemptNumber < o.attempts),
+      shouldRetry: ({ error }) => retryable(unwrap(error)),
+      // A wait between attempts does not keep the process alive.
+      unref: true,
     },
   ).catch((err: unknown) => {
     throw unwrap(err);

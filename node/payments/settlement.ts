@@ -3,7 +3,8 @@ import type { Signer } from "ethers";
 import type { ConsumerVaultClient, PairState, PromiseToSettle, Sent, SettlementReceipt } from "../chain/vault";
 import { ChainError, revertName } from "../chain/errors";
 import type { IdentityKey } from "../identity/key";
-import { retryDelayMs } from "../lifecycle/retry";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AbortError, retry, retryDelayMs } from "../lifecycle/retry";
 import { silentLogger, type Logger } from "../log/logger";
 import type { PromiseStore } from "../store/promise-store";
 
@@ -65,7 +66,7 @@ export interface SettlerEvents {
 }
 
 interface Batched {
-  entry: PendingSettlement;
+  pair: Pair;
   promise: PromiseToSettle;
   /** What the vault will pay for it, as the contract computes it (overdraft included). */
   payable: bigint;
@@ -83,14 +84,14 @@ interface Batched {
 export class Settler extends EventEmitter<SettlerEvents> {
   readonly #log: Logger;
   readonly #o: Required<Omit<SettlerOptions, "log" | "onSettled" | "relay">> & Pick<SettlerOptions, "onSettled" | "relay">;
-  readonly #pending = new Map<string, PendingSettlement>();
-  readonly #queue: string[] = [];
-  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #pending = new Map<string, Pair>();
+  readonly #queue: Pair[] = [];
   readonly #mining = new Set<Promise<void>>();
+  /** Ends every pair's retrying and waiting when the queue stops. */
+  readonly #stop = new AbortController();
   #working?: Promise<void>;
   #nonce?: number;
   #relayNonce?: bigint;
-  #stopped = false;
   #submitterAddress?: string;
 
   constructor(
@@ -117,6 +118,10 @@ export class Settler extends EventEmitter<SettlerEvents> {
     return this.#o.relay !== undefined;
   }
 
+  get #stopped(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
   /**
    * Queues every pair whose latest stored promise is above what was settled (start-up, shutdown,
    * the operator's `myst earnings settle`); pairs waiting for a retry or a top-up are tried now.
@@ -134,8 +139,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
   }
 
   /**
-   * Queues the pair's latest promise. A pair already in the queue keeps its place (its latest
-   * promise is read when its turn comes); one waiting for a retry keeps waiting unless `now`.
+   * Settles the pair's latest promise. A pair already on its way keeps its place (its latest
+   * promise is read when its turn comes); one waiting for a retry or a top-up keeps waiting unless `now`.
    */
   settlePair(pairId: string, options: { now?: boolean } = {}): void {
     if (this.#stopped) return;
@@ -144,20 +149,25 @@ export class Settler extends EventEmitter<SettlerEvents> {
     const entry = this.#pending.get(pairId);
     if (entry && entry.state !== "rejected") {
       if (latest.amount > entry.amount) entry.amount = latest.amount;
-      if (options.now && (entry.state === "retrying" || entry.state === "waiting-top-up")) {
-        entry.state = "queued";
-        entry.nextAttemptAt = undefined;
-        this.#enqueue(pairId);
-      }
+      if (options.now && (entry.state === "retrying" || entry.state === "waiting-top-up")) entry.wake.abort();
       return;
     }
-    this.#pending.set(pairId, { pairId, consumer: latest.consumer, provider: latest.provider, amount: latest.amount, state: "queued", attempts: 0 });
-    this.#enqueue(pairId);
+    const pair: Pair = {
+      pairId,
+      consumer: latest.consumer,
+      provider: latest.provider,
+      amount: latest.amount,
+      state: "queued",
+      attempts: 0,
+      wake: new AbortController(),
+    };
+    this.#pending.set(pairId, pair);
+    void this.#settle(pair);
   }
 
   /** Settlements not done yet, rejected ones included (they stay until a new promise or a restart). */
   pending(): PendingSettlement[] {
-    return [...this.#pending.values()].map((p) => ({ ...p }));
+    return [...this.#pending.values()].map(({ wake: _wake, turn: _turn, ...p }) => ({ ...p }));
   }
 
   /**
@@ -188,47 +198,89 @@ export class Settler extends EventEmitter<SettlerEvents> {
 
   /** Stops the queue: nothing new is sent. What is stored stays stored; the next start settles it. */
   stop(): void {
-    this.#stopped = true;
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    this.#stop.abort();
+    this.#queue.length = 0;
+    // Attempts under way end too (what was sent may still be mined; the next start reads the chain).
+    for (const pair of this.#pending.values()) pair.turn?.reject(new AbortError("the settlement queue stopped"));
   }
 
-  #enqueue(pairId: string): void {
-    if (!this.#queue.includes(pairId)) this.#queue.push(pairId);
-    this.#working ??= this.#work().finally(() => {
-      this.#working = undefined;
-      if (this.#queue.length && !this.#stopped) this.#enqueue(this.#queue[0]);
+  /**
+   * One pair's way to the chain. Each attempt joins the queue's next batch; a failure that may pass
+   * (the chain did not answer, a nonce taken) is retried on the node's schedule through `retry`, a
+   * revert never is. An empty vault waits for a top-up, a newer promise goes again at once, and
+   * `settlePair(…, { now })` cuts a wait short.
+   */
+  async #settle(pair: Pair): Promise<void> {
+    while (!this.#stopped && this.#pending.get(pair.pairId) === pair) {
+      pair.wake = new AbortController();
+      const signal = AbortSignal.any([this.#stop.signal, pair.wake.signal]);
+      let outcome: Outcome;
+      try {
+        outcome = await retry(() => this.#inNextBatch(pair), {
+          attempts: Number.POSITIVE_INFINITY,
+          baseMs: this.#o.retryMs,
+          maxMs: this.#o.maxRetryMs,
+          signal,
+          retryable: (err) => !isFinal(err),
+          onFailure: (err, attempt, willRetry) => {
+            if (willRetry && !signal.aborted) this.#failed(pair, err, retryDelayMs(attempt, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs }));
+          },
+        });
+      } catch (err) {
+        if (signal.aborted) continue; // woken (`now`) goes again at once; stopped ends here
+        return this.#rejected(pair, err);
+      }
+      if (outcome === "settled") {
+        this.#pending.delete(pair.pairId);
+        return;
+      }
+      if (outcome === "top-up") {
+        pair.state = "waiting-top-up";
+        pair.lastError = "the consumer's vault is empty; the promise stays stored until a top-up";
+        pair.nextAttemptAt = Date.now() + this.#o.topUpRetryMs;
+        this.#log.warn({ pairId: pair.pairId }, pair.lastError);
+        await sleep(this.#o.topUpRetryMs, undefined, { signal, ref: false }).catch(() => undefined);
+      }
+      // "again": a newer promise, or one the chain says is settled already: at once.
+      pair.nextAttemptAt = undefined;
+    }
+  }
+
+  /** One attempt: the pair joins the next batch; resolves with what became of it, or rejects with its failure. */
+  #inNextBatch(pair: Pair): Promise<Outcome> {
+    return new Promise<Outcome>((resolve, reject) => {
+      pair.turn = { resolve, reject };
+      pair.state = "queued";
+      pair.nextAttemptAt = undefined;
+      this.#queue.push(pair);
+      this.#working ??= this.#work().finally(() => {
+        this.#working = undefined;
+      });
     });
   }
 
   async #work(): Promise<void> {
     // Let the pairs queued in the same turn (settleAll, sessions ending together) join one batch.
     await new Promise((resolve) => setImmediate(resolve));
-    while (this.#queue.length && !this.#stopped) {
-      const entries = this.#queue
-        .splice(0, this.#o.maxBatch)
-        .map((id) => this.#pending.get(id))
-        .filter((e): e is PendingSettlement => e !== undefined && e.state !== "rejected");
-      if (entries.length) await this.#submit(entries);
-    }
+    while (this.#queue.length && !this.#stopped) await this.#submit(this.#queue.splice(0, this.#o.maxBatch));
   }
 
-  async #submit(entries: PendingSettlement[]): Promise<void> {
-    for (const entry of entries) {
-      entry.amount = this.store.latest(entry.pairId)!.amount;
-      entry.attempts++;
+  async #submit(pairs: Pair[]): Promise<void> {
+    for (const pair of pairs) {
+      pair.amount = this.store.latest(pair.pairId)!.amount;
+      pair.attempts++;
     }
     try {
-      const states = await Promise.all(entries.map((e) => this.vault.pair(e.consumer, e.provider)));
+      const states = await Promise.all(pairs.map((p) => this.vault.pair(p.consumer, p.provider)));
       if (this.#stopped) return;
       const batch: Batched[] = [];
-      entries.forEach((entry, i) => {
-        const latest = this.store.latest(entry.pairId)!;
+      pairs.forEach((pair, i) => {
+        const latest = this.store.latest(pair.pairId)!;
         const state = states[i];
-        if (latest.amount <= state.settled) return this.#alreadySettled(entry, latest.amount);
-        if (state.vault.balance === 0n && state.vault.escrow === 0n) return this.#waitForTopUp(entry);
+        if (latest.amount <= state.settled) return settle(pair, this.#alreadySettled(pair, latest.amount));
+        if (state.vault.balance === 0n && state.vault.escrow === 0n) return settle(pair, "top-up");
         batch.push({
-          entry,
+          pair,
           promise: { consumer: latest.consumer, provider: latest.provider, amount: latest.amount, signature: latest.signature },
           payable: payableBy(state, latest.amount),
         });
@@ -236,7 +288,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
       if (batch.length === 0) return;
       await this.#send(batch);
     } catch (err) {
-      for (const entry of entries) this.#failed(entry, err);
+      this.#sendFailed(pairs, err);
     }
   }
 
@@ -263,10 +315,10 @@ export class Settler extends EventEmitter<SettlerEvents> {
     this.#nonce = nonce + 1;
     if (this.#stopped) return;
     for (const b of batch) {
-      b.entry.state = "submitted";
-      b.entry.txHash = sent.txHash;
+      b.pair.state = "submitted";
+      b.pair.txHash = sent.txHash;
       this.store.recordSettlement({
-        pairId: b.entry.pairId,
+        pairId: b.pair.pairId,
         amount: b.promise.amount,
         txHash: sent.txHash,
         paid: null,
@@ -279,9 +331,12 @@ export class Settler extends EventEmitter<SettlerEvents> {
     const mining = sent
       .mined()
       .then((r) => this.#mined(batch, sent.txHash, r))
-      .catch((err) => {
-        for (const b of batch) this.#failed(b.entry, err);
-      })
+      .catch((err) =>
+        this.#sendFailed(
+          batch.map((b) => b.pair),
+          err,
+        ),
+      )
       .finally(() => this.#mining.delete(mining));
     this.#mining.add(mining);
   }
@@ -292,100 +347,92 @@ export class Settler extends EventEmitter<SettlerEvents> {
     const total = [...r.paid.values()].reduce((a, b) => a + b, 0n);
     let feeLeft = r.fee;
     batch.forEach((b, i) => {
-      const { entry, promise } = b;
+      const { pair, promise } = b;
       const paid = r.paid.get(promise.consumer.toLowerCase()) ?? 0n;
       // The relayer's fee, shared by what each promise paid (the last takes the rounding).
       const fee = i === batch.length - 1 ? feeLeft : total === 0n ? 0n : (r.fee * paid) / total;
       feeLeft -= fee;
       const gasUsed = r.gasUsed / BigInt(batch.length);
-      this.store.recordSettlement({ pairId: entry.pairId, amount: promise.amount, txHash, paid, fee, status: "mined", error: null });
-      this.emit("settled", { pairId: entry.pairId, amount: promise.amount, paid, fee, gasUsed });
-      this.#log.info({ pairId: entry.pairId, amount: promise.amount.toString(), paid: paid.toString(), fee: fee.toString() }, "settled");
-      this.#o.onSettled?.({ consumer: entry.consumer, provider: entry.provider });
+      this.store.recordSettlement({ pairId: pair.pairId, amount: promise.amount, txHash, paid, fee, status: "mined", error: null });
+      this.emit("settled", { pairId: pair.pairId, amount: promise.amount, paid, fee, gasUsed });
+      this.#log.info({ pairId: pair.pairId, amount: promise.amount.toString(), paid: paid.toString(), fee: fee.toString() }, "settled");
+      this.#o.onSettled?.({ consumer: pair.consumer, provider: pair.provider });
       // A promise that arrived while this one was mining is settled next.
-      if ((this.store.latest(entry.pairId)?.amount ?? 0n) > promise.amount) {
-        entry.state = "queued";
-        entry.attempts = 0;
-        return this.#enqueue(entry.pairId);
+      if ((this.store.latest(pair.pairId)?.amount ?? 0n) > promise.amount) {
+        pair.attempts = 0;
+        return settle(pair, "again");
       }
-      this.#pending.delete(entry.pairId);
+      settle(pair, "settled");
     });
   }
 
   /** Settled already (before a crash, or by someone on our behalf): make the record say so. */
-  #alreadySettled(entry: PendingSettlement, amount: bigint): void {
-    if (this.store.settledAmount(entry.pairId) < amount) {
-      this.store.recordSettlement({ pairId: entry.pairId, amount, txHash: entry.txHash ?? null, paid: null, fee: null, status: "mined", error: null });
+  #alreadySettled(pair: Pair, amount: bigint): Outcome {
+    if (this.store.settledAmount(pair.pairId) < amount) {
+      this.store.recordSettlement({ pairId: pair.pairId, amount, txHash: pair.txHash ?? null, paid: null, fee: null, status: "mined", error: null });
     }
-    this.#pending.delete(entry.pairId);
+    return "settled";
   }
 
-  #waitForTopUp(entry: PendingSettlement): void {
-    entry.state = "waiting-top-up";
-    entry.lastError = "the consumer's vault is empty; the promise stays stored until a top-up";
-    this.#log.warn({ pairId: entry.pairId }, entry.lastError);
-    this.#retryIn(entry, this.#o.topUpRetryMs);
-  }
-
-  #failed(entry: PendingSettlement, err: unknown): void {
-    if (this.#stopped) return;
-    const error = err instanceof Error ? err.message : String(err);
-    const code = err instanceof ChainError ? err.code : undefined;
-    const revert = revertName(err);
-    entry.lastError = error;
-    // The account's nonces are read again after anything went wrong: a sent transaction may have
-    // been dropped, or another program used the account.
+  /**
+   * A batch could not be sent or was not mined. The account's nonces are read again (a sent
+   * transaction may have been dropped, or another program used the account). A revert that says
+   * the promise is settled already goes again at once (the state read records it), an empty vault
+   * waits for a top-up; anything else is each pair's attempt failing.
+   */
+  #sendFailed(pairs: Pair[], err: unknown): void {
     this.#nonce = undefined;
     this.#relayNonce = undefined;
-    if (revert === "PromiseNotAboveSettled") {
-      entry.state = "queued";
-      return this.#enqueue(entry.pairId); // the state read records it as settled
+    const revert = revertName(err);
+    for (const pair of pairs) {
+      if (revert === "PromiseNotAboveSettled") settle(pair, "again");
+      else if (revert === "VaultEmpty" || revert === "RelayFeeAboveAmount") settle(pair, "top-up");
+      else pair.turn?.reject(err);
     }
-    if (revert === "VaultEmpty" || revert === "RelayFeeAboveAmount") return this.#waitForTopUp(entry);
-    if (code === "TX_REVERTED" && revert !== "RelayNonceInvalid") {
-      entry.state = "rejected";
-      this.store.recordSettlement({
-        pairId: entry.pairId,
-        amount: entry.amount,
-        txHash: entry.txHash ?? null,
-        paid: null,
-        fee: null,
-        status: "failed",
-        error,
-      });
-      this.emit("settlement-rejected", { pairId: entry.pairId, error });
-      this.#log.error({ pairId: entry.pairId, err: error }, "settlement rejected by the chain; not retried");
-      return;
-    }
-    const delay = retryDelayMs(entry.attempts, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs });
-    entry.state = "retrying";
-    this.store.recordSettlement({
-      pairId: entry.pairId,
-      amount: entry.amount,
-      txHash: entry.txHash ?? null,
-      paid: null,
-      fee: null,
-      status: "failed",
-      error,
-    });
-    this.emit("settlement-failed", { pairId: entry.pairId, error, retryInMs: delay });
-    this.#log.warn({ pairId: entry.pairId, attempt: entry.attempts, retryInMs: delay, err: error }, "settlement failed; retrying");
-    this.#retryIn(entry, delay);
   }
 
-  #retryIn(entry: PendingSettlement, ms: number): void {
-    if (this.#stopped) return;
-    entry.nextAttemptAt = Date.now() + ms;
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      if (this.#pending.get(entry.pairId) !== entry) return;
-      entry.state = "queued";
-      entry.nextAttemptAt = undefined;
-      this.#enqueue(entry.pairId);
-    }, ms);
-    timer.unref();
-    this.#timers.add(timer);
+  /** An attempt failed for a reason that may pass: recorded, reported, and tried again after `retryInMs`. */
+  #failed(pair: Pair, err: unknown, retryInMs: number): void {
+    const error = err instanceof Error ? err.message : String(err);
+    pair.state = "retrying";
+    pair.lastError = error;
+    pair.nextAttemptAt = Date.now() + retryInMs;
+    this.store.recordSettlement({ pairId: pair.pairId, amount: pair.amount, txHash: pair.txHash ?? null, paid: null, fee: null, status: "failed", error });
+    this.emit("settlement-failed", { pairId: pair.pairId, error, retryInMs });
+    this.#log.warn({ pairId: pair.pairId, attempt: pair.attempts, retryInMs, err: error }, "settlement failed; retrying");
   }
+
+  /** The chain refused it for good (a revert): recorded and reported, not retried; the pair stays listed until a new promise. */
+  #rejected(pair: Pair, err: unknown): void {
+    if (this.#stopped) return;
+    const error = err instanceof Error ? err.message : String(err);
+    pair.state = "rejected";
+    pair.lastError = error;
+    this.store.recordSettlement({ pairId: pair.pairId, amount: pair.amount, txHash: pair.txHash ?? null, paid: null, fee: null, status: "failed", error });
+    this.emit("settlement-rejected", { pairId: pair.pairId, error });
+    this.#log.error({ pairId: pair.pairId, err: error }, "settlement rejected by the chain; not retried");
+  }
+}
+
+/** What became of a pair's attempt: settled (or found settled), to go again at once, or waiting for a top-up. */
+type Outcome = "settled" | "again" | "top-up";
+
+/** A pair on its way: its public state, what wakes it from a wait, and its attempt in the queue. */
+interface Pair extends PendingSettlement {
+  wake: AbortController;
+  turn?: { resolve: (outcome: Outcome) => void; reject: (err: unknown) => void };
+}
+
+/** Ends a pair's attempt with `outcome`. */
+function settle(pair: Pair, outcome: Outcome): void {
+  const turn = pair.turn;
+  pair.turn = undefined;
+  turn?.resolve(outcome);
+}
+
+/** A failure no retry can mend: the chain reverted it (a nonce the relayer must read again is not one). */
+function isFinal(err: unknown): boolean {
+  return err instanceof ChainError && err.code === "TX_REVERTED" && revertName(err) !== "RelayNonceInvalid";
 }
 
 /** What the vault pays for a promise of cumulative `amount`, as the contract computes it (overdraft: up to half the escrow). */

@@ -85,4 +85,27 @@ describe("retry: the node's one retry helper (p-retry with the node's backoff)",
     expect(tries).to.equal(25);
     expect(err).to.be.instanceOf(Error);
   });
+
+  it("tells each failure whether another attempt follows (not after a final failure or the last attempt)", async function () {
+    const told: [string, number, boolean][] = [];
+    const onFailure = (err: unknown, n: number, willRetry: boolean) => told.push([(err as Error).message, n, willRetry]);
+    await retry(
+      async (n) => {
+        throw new Error(n === 2 ? "reverted" : "down");
+      },
+      { attempts: 5, baseMs: 1, maxMs: 1, retryable: (err) => (err as Error).message !== "reverted", onFailure },
+    ).catch(() => undefined);
+    await retry(
+      async () => {
+        throw new Error("down");
+      },
+      { attempts: 2, baseMs: 1, maxMs: 1, onFailure },
+    ).catch(() => undefined);
+    expect(told).to.deep.equal([
+      ["down", 1, true],
+      ["reverted", 2, false],
+      ["down", 1, true],
+      ["down", 2, false],
+    ]);
+  });
 });
