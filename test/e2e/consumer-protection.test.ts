@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -109,20 +109,7 @@ for (const service of ["openvpn", "wireguard"] as const)
       provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
       await until(() => provider.output().includes("REST API:"), "the provider daemon to listen");
-      // Its own device: wireguard-go's control socket is named for the device host-wide, and another test file may run beside this one.
-      const device = service === "wireguard" ? ["--device", `mwp${topology.tag}`] : [];
-      await json(providerEnv, [
-        "service",
-        "start",
-        service,
-        "--netns",
-        topology.provider,
-        "--public-ip",
-        topology.providerAddress,
-        "--country",
-        "DE",
-        ...device,
-      ]);
+      await json(providerEnv, serviceStartArgs(service, topology, [], { ownDevice: true }));
       await until(async () => (await json(consumerEnv, ["proposals", "--service-type", service])).length === 1, "the proposal in discovery");
     });
 

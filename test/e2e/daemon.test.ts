@@ -4,7 +4,7 @@ import path from "node:path";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -72,19 +72,8 @@ for (const t of TUNNELS)
       background.push(provider, consumer);
       await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
 
-      const started = await json(providerEnv, [
-        "service",
-        "start",
-        t.service,
-        "--netns",
-        topology.provider,
-        "--public-ip",
-        topology.providerAddress,
-        "--country",
-        "DE",
-        "--price-per-gib",
-        "0.1",
-      ]);
+      // The default device (mystwg0): no other test file uses it.
+      const started = await json(providerEnv, serviceStartArgs(t.service, topology, ["--price-per-gib", "0.1"]));
       expect(started).to.include({ type: t.service });
       await until(
         async () => (await json(consumerEnv, ["proposals", "--service-type", t.service, "--country", "DE"])).length === 1,
@@ -149,7 +138,7 @@ for (const t of TUNNELS)
       // The test before left the service remembered in services.json; otherwise start it now.
       const running = await json(providerEnv, ["service", "list"]);
       if (!running.some((s: { type: string }) => s.type === t.service)) {
-        await json(providerEnv, ["service", "start", t.service, "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE"]);
+        await json(providerEnv, serviceStartArgs(t.service, topology));
       }
       const pidFile = path.join(providerEnv.MYST_DATA_DIR!, "services", t.service, t.pidFile);
       const orphan = Number(fs.readFileSync(pidFile, "utf8"));

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -43,20 +43,7 @@ for (const service of ["openvpn", "wireguard"] as const)
       const provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
       await until(() => provider.output().includes("REST API:"), "the provider daemon to listen");
-      await json(providerEnv, [
-        "service",
-        "start",
-        service,
-        "--netns",
-        topology.provider,
-        "--public-ip",
-        topology.providerAddress,
-        "--country",
-        "DE",
-        "--ipv6",
-        // Its own device: wireguard-go's control socket is named for the device host-wide, and another test file may run beside this one.
-        ...(service === "wireguard" ? ["--device", `mwp${topology.tag}`] : []),
-      ]);
+      await json(providerEnv, serviceStartArgs(service, topology, ["--ipv6"], { ownDevice: true }));
     });
 
     after(async function () {

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -35,17 +35,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     const daemon = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnvs[i], MYST_LOG_LEVEL: "info" });
     background.push(daemon);
     await until(() => daemon.output().includes("REST API:"), `provider ${i + 1}'s daemon to listen`);
-    await json(providerEnvs[i], [
-      "service",
-      "start",
-      "openvpn",
-      "--netns",
-      topology.providers[i],
-      "--public-ip",
-      topology.providerAddressOf(i),
-      "--country",
-      "DE",
-    ]);
+    await json(providerEnvs[i], serviceStartArgs("openvpn", { provider: topology.providers[i], providerAddress: topology.providerAddressOf(i) }));
     return daemon;
   }
 

@@ -5,7 +5,7 @@ import { ConsumerVaultClient } from "../../node/chain/vault";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, serviceStartArgs, startCliDiscovery } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { freePort } from "../../scripts/lib/local-chain";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -51,25 +51,8 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
     await depositWithCli(consumer, "5", "1");
 
     for (const [i, env] of [providerA, providerB].entries()) {
-      const p = mystBackground(
-        [
-          "service",
-          "start",
-          "openvpn",
-          "--netns",
-          topology.providers[i],
-          "--public-ip",
-          topology.providerAddressOf(i),
-          "--country",
-          "DE",
-          "--price-per-gib",
-          "0.1",
-          "--invoice-every",
-          "1",
-          "--settle-on-session-end",
-        ],
-        env,
-      );
+      const at = { provider: topology.providers[i], providerAddress: topology.providerAddressOf(i) };
+      const p = mystBackground(serviceStartArgs("openvpn", at, ["--price-per-gib", "0.1", "--invoice-every", "1", "--settle-on-session-end"]), env);
       background.push(p);
     }
     await until(async () => (await json(consumer, ["proposals", "--service-type", "openvpn"])).length === 2, "both proposals in discovery");

@@ -135,3 +135,18 @@ export async function cliProviderAndConsumer(
   if (options.fundVault !== false) await depositWithCli(consumerEnv, "5", "1");
   return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }
+
+/**
+ * `myst service start <service>` in the topology's provider namespace, on its public address, in
+ * DE, then `extra`. `ownDevice`: a WireGuard device named for the topology, since wireguard-go's
+ * control socket is named for the device host-wide and another test file may run beside this one.
+ */
+export function serviceStartArgs(
+  service: string,
+  topology: { provider: string; providerAddress: string; tag?: string },
+  extra: string[] = [],
+  o: { ownDevice?: boolean } = {},
+): string[] {
+  const device = o.ownDevice && service === "wireguard" ? ["--device", `mwp${topology.tag}`] : [];
+  return ["service", "start", service, "--netns", topology.provider, "--public-ip", topology.providerAddress, "--country", "DE", ...extra, ...device];
+}
