@@ -328,7 +328,15 @@ export class MystNode {
       this.#stopOnline = await startInOrder([
         online.broker,
         online.dialogs,
-        { start: () => online.provider.start(), stop: () => this.#stopSelling() },
+        {
+          // A provider that fails halfway through its start (settlement queued, sessions listening) is stopped again.
+          start: () =>
+            online.provider.start().catch(async (err) => {
+              await online.provider.stop().catch(() => undefined);
+              throw err;
+            }),
+          stop: () => this.#stopSelling(),
+        },
         { start: () => online.consumer.start(), stop: () => this.#stopBuying() },
       ]);
     } catch (err) {

@@ -111,8 +111,10 @@ export class ProposalAnnouncer {
           this.#o.log.warn({ code, message, retryInMs }, "proposal not announced; retrying");
         },
       });
-    } catch {
-      return; // stopped: only a stop ends the retrying
+    } catch (err) {
+      // Only a stop ends the retrying; anything else is a bug worth seeing.
+      if (!signal.aborted) this.#o.log.error({ err: (err as Error).message }, "announcing stopped unexpectedly");
+      return;
     }
     if (signal.aborted) return;
     this.current = proposal;

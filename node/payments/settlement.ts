@@ -149,7 +149,14 @@ export class Settler extends EventEmitter<SettlerEvents> {
     const entry = this.#pending.get(pairId);
     if (entry && entry.state !== "rejected") {
       if (latest.amount > entry.amount) entry.amount = latest.amount;
-      if (options.now && (entry.state === "retrying" || entry.state === "waiting-top-up")) entry.wake.abort();
+      if (options.now) {
+        if (entry.state === "retrying" || entry.state === "waiting-top-up") {
+          // Busy from now on (drain() waits for it), not once the loop resumes.
+          entry.state = "queued";
+          entry.nextAttemptAt = undefined;
+          entry.wake.abort();
+        } else entry.woken = true; // an attempt is under way: if it ends waiting for a top-up, it goes again at once
+      }
       return;
     }
     const pair: Pair = {
@@ -162,12 +169,12 @@ export class Settler extends EventEmitter<SettlerEvents> {
       wake: new AbortController(),
     };
     this.#pending.set(pairId, pair);
-    void this.#settle(pair);
+    this.#settle(pair).catch((err) => this.#log.error({ pairId, err: (err as Error).message }, "settling a pair failed unexpectedly"));
   }
 
   /** Settlements not done yet, rejected ones included (they stay until a new promise or a restart). */
   pending(): PendingSettlement[] {
-    return [...this.#pending.values()].map(({ wake: _wake, turn: _turn, ...p }) => ({ ...p }));
+    return [...this.#pending.values()].map(({ wake: _wake, turn: _turn, woken: _woken, ...p }) => ({ ...p }));
   }
 
   /**
@@ -201,7 +208,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
     this.#stop.abort();
     this.#queue.length = 0;
     // Attempts under way end too (what was sent may still be mined; the next start reads the chain).
-    for (const pair of this.#pending.values()) pair.turn?.reject(new AbortError("the settlement queue stopped"));
+    for (const pair of this.#pending.values()) fail(pair, new AbortError("the settlement queue stopped"));
   }
 
   /**
@@ -213,6 +220,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
   async #settle(pair: Pair): Promise<void> {
     while (!this.#stopped && this.#pending.get(pair.pairId) === pair) {
       pair.wake = new AbortController();
+      pair.woken = false;
       const signal = AbortSignal.any([this.#stop.signal, pair.wake.signal]);
       let outcome: Outcome;
       try {
@@ -223,7 +231,13 @@ export class Settler extends EventEmitter<SettlerEvents> {
           signal,
           retryable: (err) => !isFinal(err),
           onFailure: (err, attempt, willRetry) => {
-            if (willRetry && !signal.aborted) this.#failed(pair, err, retryDelayMs(attempt, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs }));
+            if (!willRetry || signal.aborted) return;
+            try {
+              this.#failed(pair, err, retryDelayMs(attempt, { baseMs: this.#o.retryMs, maxMs: this.#o.maxRetryMs }));
+            } catch (e) {
+              // A listener or the store failing must not turn a retry into a rejection.
+              this.#log.error({ pairId: pair.pairId, err: (e as Error).message }, "recording a failed settlement failed");
+            }
           },
         });
       } catch (err) {
@@ -239,7 +253,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
         pair.lastError = "the consumer's vault is empty; the promise stays stored until a top-up";
         pair.nextAttemptAt = Date.now() + this.#o.topUpRetryMs;
         this.#log.warn({ pairId: pair.pairId }, pair.lastError);
-        await sleep(this.#o.topUpRetryMs, undefined, { signal, ref: false }).catch(() => undefined);
+        // A deposit seen while the attempt ran (woken) goes again at once.
+        if (!pair.woken) await sleep(this.#o.topUpRetryMs, undefined, { signal, ref: false }).catch(() => undefined);
       }
       // "again": a newer promise, or one the chain says is settled already: at once.
       pair.nextAttemptAt = undefined;
@@ -253,9 +268,15 @@ export class Settler extends EventEmitter<SettlerEvents> {
       pair.state = "queued";
       pair.nextAttemptAt = undefined;
       this.#queue.push(pair);
-      this.#working ??= this.#work().finally(() => {
-        this.#working = undefined;
-      });
+      this.#kick();
+    });
+  }
+
+  /** Runs the batch worker unless it runs; one that ends while pairs wait (they joined as it finished) is run again. */
+  #kick(): void {
+    this.#working ??= this.#work().finally(() => {
+      this.#working = undefined;
+      if (this.#queue.length && !this.#stopped) this.#kick();
     });
   }
 
@@ -266,6 +287,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
   }
 
   async #submit(pairs: Pair[]): Promise<void> {
+    const stillIn = attemptsOf(pairs);
     for (const pair of pairs) {
       pair.amount = this.store.latest(pair.pairId)!.amount;
       pair.attempts++;
@@ -288,7 +310,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
       if (batch.length === 0) return;
       await this.#send(batch);
     } catch (err) {
-      this.#sendFailed(pairs, err);
+      this.#sendFailed(stillIn(), err);
     }
   }
 
@@ -328,15 +350,11 @@ export class Settler extends EventEmitter<SettlerEvents> {
       });
     }
     this.#log.info({ promises: batch.length, nonce, txHash: sent.txHash, relayed: this.relayed }, "settlement sent");
+    const mined = attemptsOf(batch.map((b) => b.pair));
     const mining = sent
       .mined()
       .then((r) => this.#mined(batch, sent.txHash, r))
-      .catch((err) =>
-        this.#sendFailed(
-          batch.map((b) => b.pair),
-          err,
-        ),
-      )
+      .catch((err) => this.#sendFailed(mined(), err))
       .finally(() => this.#mining.delete(mining));
     this.#mining.add(mining);
   }
@@ -387,7 +405,7 @@ export class Settler extends EventEmitter<SettlerEvents> {
     for (const pair of pairs) {
       if (revert === "PromiseNotAboveSettled") settle(pair, "again");
       else if (revert === "VaultEmpty" || revert === "RelayFeeAboveAmount") settle(pair, "top-up");
-      else pair.turn?.reject(err);
+      else fail(pair, err);
     }
   }
 
@@ -420,6 +438,8 @@ type Outcome = "settled" | "again" | "top-up";
 /** A pair on its way: its public state, what wakes it from a wait, and its attempt in the queue. */
 interface Pair extends PendingSettlement {
   wake: AbortController;
+  /** Asked to go now while an attempt was under way. */
+  woken?: boolean;
   turn?: { resolve: (outcome: Outcome) => void; reject: (err: unknown) => void };
 }
 
@@ -428,6 +448,23 @@ function settle(pair: Pair, outcome: Outcome): void {
   const turn = pair.turn;
   pair.turn = undefined;
   turn?.resolve(outcome);
+}
+
+/**
+ * The pairs' attempts as they are now; what it returns lists the pairs still in those attempts. A
+ * batch that fails ends its own attempts, not a later one of a pair that left it meanwhile (found
+ * settled, or gone to wait for a top-up and woken since).
+ */
+function attemptsOf(pairs: Pair[]): () => Pair[] {
+  const turns = new Map(pairs.map((p) => [p, p.turn]));
+  return () => pairs.filter((p) => p.turn !== undefined && p.turn === turns.get(p));
+}
+
+/** Ends a pair's attempt with a failure. */
+function fail(pair: Pair, err: unknown): void {
+  const turn = pair.turn;
+  pair.turn = undefined;
+  turn?.reject(err);
 }
 
 /** A failure no retry can mend: the chain reverted it (a nonce the relayer must read again is not one). */

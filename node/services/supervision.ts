@@ -82,7 +82,7 @@ export class Supervisor {
   /** When each restart succeeded (ms since the epoch), for tests and status. */
   readonly restarts: number[] = [];
   #stop = new AbortController();
-  #restarting = false;
+  #restarting?: Promise<void>;
   #exitedAgain?: { code: number | null; recent: string[] };
 
   constructor(private readonly o: SupervisorOptions) {}
@@ -92,9 +92,13 @@ export class Supervisor {
     this.#stop = new AbortController();
   }
 
-  /** The service stops: nothing is restarted any more, and a restart under way gives up. */
-  stop(): void {
+  /**
+   * The service stops: nothing is restarted any more, and a restart under way gives up. Resolves
+   * once a relaunch in progress has finished, so that the service then stops the process it made.
+   */
+  async stop(): Promise<void> {
     this.#stop.abort();
+    await this.#restarting;
   }
 
   get stopping(): boolean {
@@ -111,11 +115,14 @@ export class Supervisor {
       this.#exitedAgain = { code, recent };
       return;
     }
-    this.#restarting = true;
     const { signal } = this.#stop;
     this.o.log.error({ code, log: recent.slice(-5) }, `${this.o.what} exited; restarting`);
-    this.o.down?.();
-    retry(
+    try {
+      this.o.down?.();
+    } catch (err) {
+      this.o.log.error({ err: (err as Error).message }, `${this.o.what}: carrying its sessions over failed`);
+    }
+    this.#restarting = retry(
       async () => {
         if (signal.aborted) throw new AbortError("the service stopped");
         await this.o.relaunch();
@@ -135,7 +142,7 @@ export class Supervisor {
       // Only a stop ends the retrying: nothing to report.
       .catch(() => undefined)
       .finally(() => {
-        this.#restarting = false;
+        this.#restarting = undefined;
         const again = this.#exitedAgain;
         this.#exitedAgain = undefined;
         if (again) this.exited(again.code, again.recent);

@@ -71,7 +71,7 @@ export class TunnelResolver {
   }
 
   async stop(): Promise<void> {
-    this.#supervisor.stop();
+    await this.#supervisor.stop();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -136,6 +136,10 @@ export class TunnelResolver {
     try {
       await Promise.race([ready, exited, timeout]);
       up = true;
+    } catch (err) {
+      // One that did not come up in time is not left running beside the next try.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      throw err;
     } finally {
       clearTimeout(timer);
     }

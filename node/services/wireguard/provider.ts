@@ -150,7 +150,8 @@ export class WireGuardProviderService implements ProviderService {
   }
 
   async stop(): Promise<void> {
-    this.#supervisor.stop();
+    // After a restart under way: the process it made is the one stopped below.
+    await this.#supervisor.stop();
     clearInterval(this.#meter);
     await this.#process?.stop();
     await this.resolver.stop();

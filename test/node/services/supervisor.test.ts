@@ -59,7 +59,7 @@ describe("Supervisor: a tunnel process that exits while its service runs is star
     supervisor.start();
     supervisor.exited(1, []);
     await until(() => relaunches >= 2, "a retry");
-    supervisor.stop();
+    await supervisor.stop();
     const seen = relaunches;
     await new Promise((r) => setTimeout(r, 1200));
     supervisor.exited(1, []);
@@ -69,5 +69,24 @@ describe("Supervisor: a tunnel process that exits while its service runs is star
       restarts: 0,
       stopping: true,
     });
+  });
+
+  it("a stop waits for a relaunch under way, so the service then stops the process that relaunch made", async function () {
+    const events: string[] = [];
+    const supervisor = new Supervisor({
+      what: "test process",
+      log: silentLogger,
+      relaunch: async () => {
+        events.push("relaunch begins");
+        await new Promise((r) => setTimeout(r, 100));
+        events.push("process spawned");
+      },
+    });
+    supervisor.start();
+    supervisor.exited(1, []);
+    await until(() => events.length === 1, "the relaunch to begin");
+    await supervisor.stop();
+    events.push("stopped");
+    expect({ events, restarts: supervisor.restarts.length }).to.deep.equal({ events: ["relaunch begins", "process spawned", "stopped"], restarts: 0 });
   });
 });
