@@ -37,6 +37,7 @@ const config: HardhatUserConfig = {
   mocha: {
     timeout: 120_000,
     reporter: require.resolve("./test/support/reporter.js"),
+    require: [require.resolve("./test/support/root-hooks.js")],
     // Test files run two at a time (MYST_TEST_JOBS=1: one at a time): most of an e2e test's time is
     // spent waiting on tunnels, chains and brokers, not on a core.
     parallel: Number(process.env.MYST_TEST_JOBS ?? 2) > 1,
