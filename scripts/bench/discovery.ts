@@ -3,41 +3,36 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "nats";
-import { Broker } from "../../node/broker/broker";
 import { DISCOVERY_SUBJECTS } from "../../node/discovery/announcements";
-import { DiscoveryService } from "../../node/discovery/server";
-import { SignatureWorkers, defaultThreads } from "../../node/discovery/signature-workers";
+import { defaultThreads } from "../../node/discovery/signature-workers";
 import { ProviderFleet } from "../lib/proposal-fleet";
 import { startNatsServer } from "../lib/nats-server";
 import { stopChild } from "../lib/local-chain";
 import { nowMs, round, summarize, writeResults } from "./stats";
 
 /**
- * Verifies and indexes `payloads` in this process (no NATS, no HTTP), `threads` signature threads,
- * up to 1024 in flight: discovery's own ingest work per core and with every core.
+ * Discovery's own ingest work (verify, decide, index; no NATS, no HTTP) in a child process with
+ * `threads` signature threads. `oneCpu`: the process (main thread and workers) is confined to one CPU
+ * with taskset, so the figure is the pipeline's throughput per core; otherwise it may use every core.
  */
-async function ingestInProcess(fleet: ProviderFleet, payloads: Buffer[], threads: number) {
-  const workers = new SignatureWorkers(threads);
-  // The broker is never started: ingest() does not use it.
-  const service = new DiscoveryService({
-    broker: new Broker({ servers: ["nats://127.0.0.1:4222"] }),
-    directory: fleet.directory,
-    port: 0,
-    ttlMs: 3_600_000,
-    signatureWorkers: workers,
+async function ingestInProcess(payloadsFile: string, keysFile: string, threads: number, oneCpu: boolean) {
+  const script = [
+    require.resolve("ts-node/dist/bin.js"),
+    "--transpile-only",
+    path.join(__dirname, "discovery-ingest.ts"),
+    payloadsFile,
+    keysFile,
+    String(threads),
+  ];
+  const [cmd, args] = oneCpu ? ["taskset", ["-c", "0", process.execPath, ...script]] : [process.execPath, script];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+    let buf = "";
+    child.stdout!.on("data", (d) => (buf += d));
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve(buf) : reject(new Error(`in-process ingest (${threads} threads) exited ${code}`))));
   });
-  await workers.start();
-  const t0 = nowMs();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 1024 }, async () => {
-      while (next < payloads.length) await service.ingest(JSON.parse(payloads[next++].toString("utf8")), "nats");
-    }),
-  );
-  const seconds = (nowMs() - t0) / 1000;
-  await workers.stop();
-  if (service.index.size !== payloads.length) throw new Error(`indexed ${service.index.size} of ${payloads.length}`);
-  return { threads, proposals: payloads.length, seconds: round(seconds), perSecond: Math.round(payloads.length / seconds) };
+  return { ...(JSON.parse(out) as { threads: number; proposals: number; seconds: number; perSecond: number }), oneCpu };
 }
 
 function rssMb(pid: number): number {
@@ -86,9 +81,12 @@ export async function benchDiscovery(): Promise<void> {
   fleet.writeKeys(keysFile);
   const payloads = fleet.sign(TOTAL).map((s) => Buffer.from(JSON.stringify(s)));
 
-  console.log(`ingest in process: 1 signature thread, then ${cores}…`);
-  const oneCore = await ingestInProcess(fleet, payloads.slice(0, INGEST), 1);
-  const allCores = await ingestInProcess(fleet, payloads.slice(0, INGEST), cores);
+  const payloadsFile = path.join(tmp, "payloads.jsonl");
+  fs.writeFileSync(payloadsFile, payloads.slice(0, INGEST).join("\n") + "\n");
+  console.log(`ingest in process: confined to one CPU (1 signature thread), then 1 and ${cores} threads on every CPU…`);
+  const oneCore = await ingestInProcess(payloadsFile, keysFile, 1, true);
+  const oneThread = await ingestInProcess(payloadsFile, keysFile, 1, false);
+  const allCores = await ingestInProcess(payloadsFile, keysFile, cores, false);
 
   const nats = await startNatsServer();
   const children: ChildProcess[] = [];
@@ -138,7 +136,7 @@ export async function benchDiscovery(): Promise<void> {
         "country + ip_type + max price/h + min bandwidth",
         "/v1/proposals?country=US&ip_type=residential&max_price_per_hour=50000000000000000&min_bandwidth=200",
       ],
-      ["selective, no bucket: max price/h 0 + metering=hour (full scan)", "/v1/proposals?max_price_per_hour=0&metering=hour"],
+      ["contradictory: max price/h 0 + metering=hour (walks the free-per-hour band, matches nothing)", "/v1/proposals?max_price_per_hour=0&metering=hour"],
       ["matches nothing (country bucket empty)", "/v1/proposals?country=ZZ"],
     ];
     async function measureQueries(u: string) {
@@ -193,9 +191,17 @@ export async function benchDiscovery(): Promise<void> {
       bytesPerProposalAboveEmpty: Math.round(((rssAfterQueries - rssEmpty) * 1024 * 1024) / TOTAL),
     };
     const ready = { proposals: TOTAL, startMs: round(fresh.readyMs, 1), fromSpawnMs: round(freshWallMs, 1) };
-    rows.push([`ingest in process, 1 signature thread (proposals/s, ${INGEST})`, String(oneCore.perSecond), "", "", "", ""]);
     rows.push([
-      `ingest in process, ${cores} signature threads (proposals/s, ${INGEST})`,
+      `ingest in process, one CPU: main thread + 1 signature thread under taskset (proposals/s, ${INGEST})`,
+      String(oneCore.perSecond),
+      "",
+      "",
+      "",
+      "",
+    ]);
+    rows.push([`ingest in process, 1 signature thread, every CPU (proposals/s, ${INGEST})`, String(oneThread.perSecond), "", "", "", ""]);
+    rows.push([
+      `ingest in process, ${cores} signature threads, every CPU (proposals/s, ${INGEST}; speed-up over one CPU)`,
       String(allCores.perSecond),
       "",
       `speed-up ${round(allCores.perSecond / oneCore.perSecond, 2)}×`,
@@ -216,7 +222,8 @@ export async function benchDiscovery(): Promise<void> {
       "discovery",
       {
         ingest: {
-          inProcessOneThread: oneCore,
+          inProcessOneCpu: oneCore,
+          inProcessOneThread: oneThread,
           inProcessAllThreads: { ...allCores, speedup: round(allCores.perSecond / oneCore.perSecond, 2) },
           overNats: { first10k: ingestSmall, rest: ingestRest },
         },
