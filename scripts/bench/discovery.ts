@@ -32,7 +32,8 @@ async function ingestInProcess(payloadsFile: string, keysFile: string, threads: 
     child.once("error", reject);
     child.once("exit", (code) => (code === 0 ? resolve(buf) : reject(new Error(`in-process ingest (${threads} threads) exited ${code}`))));
   });
-  return { ...(JSON.parse(out) as { threads: number; proposals: number; seconds: number; perSecond: number }), oneCpu };
+  type Ingest = { threads: number; proposals: number; seconds: number; perSecond: number; cpuUsPerProposal: number; mainThreadUsPerProposal: number };
+  return { ...(JSON.parse(out) as Ingest), oneCpu };
 }
 
 function rssMb(pid: number): number {
@@ -73,6 +74,7 @@ export async function benchDiscovery(): Promise<void> {
   const INGEST = Math.min(TOTAL, Number(process.env.BENCH_INGEST ?? 20_000));
   const providers = Math.ceil(TOTAL / 10);
   const cores = defaultThreads();
+  const loadStart = os.loadavg().map((x) => round(x, 2));
 
   console.log(`signing ${TOTAL} proposals of ${providers} providers…`);
   const fleet = new ProviderFleet(providers);
@@ -191,22 +193,23 @@ export async function benchDiscovery(): Promise<void> {
       bytesPerProposalAboveEmpty: Math.round(((rssAfterQueries - rssEmpty) * 1024 * 1024) / TOTAL),
     };
     const ready = { proposals: TOTAL, startMs: round(fresh.readyMs, 1), fromSpawnMs: round(freshWallMs, 1) };
+    const cpuOf = (r: typeof oneCore) => `CPU ${r.cpuUsPerProposal} µs/proposal, main thread busy ${r.mainThreadUsPerProposal} µs/proposal`;
     rows.push([
       `ingest in process, one CPU: main thread + 1 signature thread under taskset (proposals/s, ${INGEST})`,
       String(oneCore.perSecond),
       "",
       "",
       "",
-      "",
+      cpuOf(oneCore),
     ]);
-    rows.push([`ingest in process, 1 signature thread, every CPU (proposals/s, ${INGEST})`, String(oneThread.perSecond), "", "", "", ""]);
+    rows.push([`ingest in process, 1 signature thread, every CPU (proposals/s, ${INGEST})`, String(oneThread.perSecond), "", "", "", cpuOf(oneThread)]);
     rows.push([
       `ingest in process, ${cores} signature threads, every CPU (proposals/s, ${INGEST}; speed-up over one CPU)`,
       String(allCores.perSecond),
       "",
       `speed-up ${round(allCores.perSecond / oneCore.perSecond, 2)}×`,
       "",
-      "",
+      cpuOf(allCores),
     ]);
     rows.push(["ingest over NATS into JetStream (proposals/s, one replica)", String(ingestSmall.perSecond), "", String(ingestRest.perSecond), "", ""]);
     rows.push([
@@ -218,6 +221,15 @@ export async function benchDiscovery(): Promise<void> {
       `${memory.bytesPerProposalTotalRss} B/proposal (${memory.bytesPerProposalAboveEmpty} above empty)`,
     ]);
     rows.push([`fresh replica ready with ${k} (ms: start(); from spawn incl. ts-node)`, "", "", String(ready.startMs), String(ready.fromSpawnMs), ""]);
+    const loadEnd = os.loadavg().map((x) => round(x, 2));
+    rows.push([
+      "machine load average (1 min) at start and end: other processes compete for the same cores",
+      String(loadStart[0]),
+      "",
+      String(loadEnd[0]),
+      "",
+      "",
+    ]);
     writeResults(
       "discovery",
       {
@@ -231,6 +243,7 @@ export async function benchDiscovery(): Promise<void> {
         queriesAtTotal: atTotal,
         memory,
         freshReplicaReady: ready,
+        loadAverage: { start: loadStart, end: loadEnd },
         total: TOTAL,
         targets: "speed-up ≥ 1.8× on 2 cores; p99 ≤ 10 ms at 100k for every filter; ≤ 1.5 KB per proposal; fresh replica ready ≤ 3 s at 100k",
       },
