@@ -507,7 +507,7 @@ export class ProposalIndex {
   }
 
   #buckets(e: IndexEntry): [Map<string, SortedEntries>, string][] {
-    return [
+    const buckets: [Map<string, SortedEntries>, string][] = [
       [this.#byProvider, e.key.slice(0, 42)],
       [this.#byService, e.serviceType],
       [this.#byCountry, e.country],
@@ -516,9 +516,11 @@ export class ProposalIndex {
       [this.#byServiceCountry, `${e.serviceType}/${e.country}`],
       [this.#byHourBand, String(e.hourBand)],
       [this.#byGiBBand, String(e.gibBand)],
-      ...(e.perHour > 0n ? [[this.#byMetering, "hour"] as [Map<string, SortedEntries>, string]] : []),
-      ...(e.perGiB > 0n ? [[this.#byMetering, "gib"] as [Map<string, SortedEntries>, string]] : []),
     ];
+    // Pushed, not spread: this runs for every entry of a bulk load, and a spread costs an iterator each.
+    if (e.perHour > 0n) buckets.push([this.#byMetering, "hour"]);
+    if (e.perGiB > 0n) buckets.push([this.#byMetering, "gib"]);
+    return buckets;
   }
 
   #maps(): Map<string, SortedEntries>[] {
