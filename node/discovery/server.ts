@@ -203,7 +203,9 @@ export class DiscoveryService {
 
   /** Starts answering HTTP at once ("loading"), loads the store, then takes announcements ("ready"). */
   async start(): Promise<void> {
-    await this.#workers.start();
+    // The signature threads start (and load their code) while the index loads: only announcements need them.
+    const workersStarted = this.#workers.start();
+    workersStarted.catch(() => {}); // awaited below, before any announcement is taken
     await this.store.start();
     this.index.ttlMs = this.store.ttlMs;
     const app = await this.#buildApp();
@@ -218,6 +220,7 @@ export class DiscoveryService {
     } finally {
       this.index.endBulk();
     }
+    await workersStarted;
     this.#subscribe();
     await this.#o.broker.flush();
     this.#sweeper = setInterval(() => this.index.sweep(), 1000).unref();

@@ -24,15 +24,21 @@ export class SignatureWorkersError extends MystError {
 /** Tasks sent to one worker in one message: enough to amortize the message, few enough to spread. */
 const BATCH = 32;
 
+type Queued = { task: SignatureTask; resolve: (r: SignatureResult) => void; reject: (e: Error) => void };
+
 /**
  * A pool of worker threads that check signatures (node:worker_threads), so discovery's ingest uses
  * every core: the same contract as `checkSigner` (known key first, else recover and ask the
  * registry), with the curve work off the main thread. `threads: 0` checks on the calling thread.
+ *
+ * Tasks are sharded by the claimed signer's address: one provider's signatures always go to the same
+ * thread, so each thread's cache of decoded public keys holds its own share of the providers and a
+ * key is decoded once per process (decoding costs about half a verification; with every thread
+ * decoding every key, a second thread added decoding work as well as verifying capacity).
  */
 export class SignatureWorkers {
   readonly threads: number;
-  #workers: { worker: Worker; pending: number; ready: Promise<void> }[] = [];
-  #queue: { task: SignatureTask; resolve: (r: SignatureResult) => void; reject: (e: Error) => void }[] = [];
+  #workers: { worker: Worker; pending: number; ready: Promise<void>; queue: Queued[] }[] = [];
   readonly #waiting = new Map<number, { resolve: (r: SignatureResult) => void; reject: (e: Error) => void }>();
   #nextId = 1;
   #scheduled = false;
@@ -49,7 +55,7 @@ export class SignatureWorkers {
     for (let i = 0; i < this.threads; i++) {
       const worker = spawnWorker();
       worker.unref();
-      const slot = { worker, pending: 0, ready: Promise.resolve() };
+      const slot = { worker, pending: 0, ready: Promise.resolve(), queue: [] as Queued[] };
       slot.ready = new Promise<void>((resolve, reject) => {
         const onMessage = (m: unknown) => {
           if (m === "ready") return resolve();
@@ -75,8 +81,8 @@ export class SignatureWorkers {
   async stop(): Promise<void> {
     if (--this.#users > 0) return;
     this.#users = 0;
-    const workers = this.#workers.splice(0);
     this.#failAll(new SignatureWorkersError("the signature pool stopped"));
+    const workers = this.#workers.splice(0);
     await Promise.all(workers.map((w) => w.worker.terminate()));
   }
 
@@ -96,7 +102,7 @@ export class SignatureWorkers {
     task.id = this.#nextId++;
     if (this.threads === 0 || this.#workers.length === 0) return Promise.resolve(checkHere(task));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ task, resolve, reject });
+      this.#workers[shardOf(task.claimed, this.#workers.length)].queue.push({ task, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => {
@@ -107,23 +113,29 @@ export class SignatureWorkers {
     });
   }
 
-  /** Hands queued tasks to the least busy workers, a batch at a time, keeping about two batches in flight per worker. */
+  /** Hands each worker its queued tasks, a batch at a time, keeping about two batches in flight per worker. */
   #pump(): void {
-    while (this.#queue.length > 0) {
-      const slot = this.#workers.reduce((a, b) => (b.pending < a.pending ? b : a), this.#workers[0]);
-      if (!slot || slot.pending >= 2 * BATCH) return;
-      const batch = this.#queue.splice(0, BATCH);
-      for (const b of batch) this.#waiting.set(b.task.id, b);
-      slot.pending += batch.length;
-      slot.worker.postMessage(batch.map((b) => b.task));
+    for (const slot of this.#workers) {
+      while (slot.queue.length > 0 && slot.pending < 2 * BATCH) {
+        const batch = slot.queue.splice(0, BATCH);
+        for (const b of batch) this.#waiting.set(b.task.id, b);
+        slot.pending += batch.length;
+        slot.worker.postMessage(batch.map((b) => b.task));
+      }
     }
   }
 
   #failAll(err: Error): void {
-    for (const q of this.#queue.splice(0)) q.reject(err);
+    for (const slot of this.#workers) for (const q of slot.queue.splice(0)) q.reject(err);
     for (const w of this.#waiting.values()) w.reject(err);
     this.#waiting.clear();
   }
+}
+
+/** The thread of a signer: its address's last 32 bits (uniform: an address is a hash) modulo the threads. */
+function shardOf(address: string, threads: number): number {
+  const n = Number.parseInt(address.slice(-8), 16);
+  return Number.isNaN(n) ? 0 : n % threads;
 }
 
 function checkHere(t: SignatureTask): SignatureResult {
