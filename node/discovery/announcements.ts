@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { Address } from "../values/schemas";
 import type { IdentityKey } from "../identity/key";
 import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 import { ProposalError } from "../proposal/proposal";
@@ -19,7 +20,7 @@ export const SignedUnregisterSchema = Type.Object(
 export type SignedUnregister = Static<typeof SignedUnregisterSchema>;
 const UnregisterSchema = Type.Object(
   {
-    provider: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
+    provider: Address,
     serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }),
     at: Type.Integer({ minimum: 0 }),
   },

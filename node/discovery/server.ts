@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Type } from "@fastify/type-provider-typebox";
+import { Address } from "../values/schemas";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Broker } from "../broker/broker";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
@@ -357,7 +358,7 @@ export class DiscoveryService {
       {
         schema: {
           summary: "One provider's live proposal for a service type",
-          params: Type.Object({ provider: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }), serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }) }),
+          params: Type.Object({ provider: Address, serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }) }),
           response: { 200: Item, 404: ErrorBody },
         },
       },

@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { SignedProposalSchema } from "../proposal/proposal";
+import { Wei } from "../values/schemas";
 
 /** The session messages, as they travel inside dialog messages' `body`. See docs/protocol.md. */
 
@@ -12,7 +13,6 @@ export const SESSION_DESTROY = "session.destroy";
 export const SESSION_NOTICE = "session.notice";
 
 const SessionId = Type.String({ pattern: "^[0-9a-f]{32}$" });
-const Wei = Type.String({ pattern: "^(0|[1-9][0-9]{0,77})$" });
 
 export const CreateRequest = Type.Object(
   {
