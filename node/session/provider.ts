@@ -139,19 +139,21 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     session.endedAt = Date.now();
     session.endReason = reason;
     const byConsumer = options.tellConsumer === false;
-    await this.#o.services
-      .get(session.serviceType)
-      ?.closeSession(id, reason, { byConsumer })
-      .catch((err) => {
-        this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
-      });
-    if (options.tellConsumer !== false && !session.dialog.closed) {
+    // The consumer is told first, then its tunnel is closed: told after, it would see its tunnel
+    // die before the reason (a cap, the schedule, non-payment) arrived, and report "tunnel down".
+    if (!byConsumer && !session.dialog.closed) {
       try {
         session.dialog.notify(SESSION_DESTROY, { sessionId: id, reason });
       } catch {
         // the broker is gone; the consumer will notice by keepalive
       }
     }
+    await this.#o.services
+      .get(session.serviceType)
+      ?.closeSession(id, reason, { byConsumer })
+      .catch((err) => {
+        this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
+      });
     this.#o.log.info({ sessionId: id, consumer: session.consumer, reason }, "session ended");
     this.emit("session-ended", session);
     this.#closeIfIdle(session.dialog);
