@@ -24,6 +24,17 @@ export const beneficiaryChangeTypes: Record<string, TypedDataField[]> = {
   ],
 };
 
+/** The MYST token's EIP-2612 permit: a deposit into the vault signed by the consumer, no approval transaction. */
+export const permitTypes: Record<string, TypedDataField[]> = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+};
+
 /** A consumer's promise: the cumulative amount it owes `provider`, across sessions. */
 export const promiseTypes: Record<string, TypedDataField[]> = {
   Promise: [

@@ -1,7 +1,7 @@
 import { AbiCoder, Signature, TypedDataEncoder, Wallet, getBytes, keccak256, type Signer } from "ethers";
 import type { IdentityKey } from "../identity/key";
 import type { ChainConnection } from "./connect";
-import { promiseTypes, relayedSettlementTypes, vaultDomain } from "./eip712";
+import { permitTypes, promiseTypes, relayedSettlementTypes, vaultDomain } from "./eip712";
 import { toChainError } from "./errors";
 import type { ConsumerVault, IConsumerVault } from "../../typechain-types";
 
@@ -115,19 +115,13 @@ export class ConsumerVaultClient {
       const [nonce, name, block] = await Promise.all([token.nonces(signer.address), token.name(), this.conn.provider.getBlock("latest")]);
       const deadline = BigInt((block?.timestamp ?? Math.floor(Date.now() / 1000)) + 3600);
       const permit = Signature.from(
-        await signer.signTypedData(
-          { name, version: "1", chainId: this.conn.chainId, verifyingContract: await token.getAddress() },
-          {
-            Permit: [
-              { name: "owner", type: "address" },
-              { name: "spender", type: "address" },
-              { name: "value", type: "uint256" },
-              { name: "nonce", type: "uint256" },
-              { name: "deadline", type: "uint256" },
-            ],
-          },
-          { owner: signer.address, spender: this.address, value: amount + escrow, nonce, deadline },
-        ),
+        await signer.signTypedData({ name, version: "1", chainId: this.conn.chainId, verifyingContract: await token.getAddress() }, permitTypes, {
+          owner: signer.address,
+          spender: this.address,
+          value: amount + escrow,
+          nonce,
+          deadline,
+        }),
       );
       const tx = await this.#vault.connect(signer).depositWithPermit(consumer, amount, escrow, deadline, permit.v, permit.r, permit.s);
       const receipt = await tx.wait();

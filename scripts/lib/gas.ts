@@ -1,6 +1,14 @@
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { Signature, Wallet, ZeroAddress, type ContractTransactionResponse } from "ethers";
-import { beneficiaryChangeTypes, promiseTypes, registrationTypes, registryDomain, relayedSettlementTypes, vaultDomain } from "../../node/chain/eip712";
+import {
+  beneficiaryChangeTypes,
+  permitTypes,
+  promiseTypes,
+  registrationTypes,
+  registryDomain,
+  relayedSettlementTypes,
+  vaultDomain,
+} from "../../node/chain/eip712";
 
 /** How many promises the batch rows settle in one transaction. */
 export const BATCH = 20;
@@ -71,19 +79,13 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   await token.connect(consumer).approve(vaultAddress, 0n);
   const deadline = BigInt((await ethers.provider.getBlock("latest"))!.timestamp + 3600);
   const permit = Signature.from(
-    await consumer.signTypedData(
-      { name: "Myst", version: "1", chainId, verifyingContract: await token.getAddress() },
-      {
-        Permit: [
-          { name: "owner", type: "address" },
-          { name: "spender", type: "address" },
-          { name: "value", type: "uint256" },
-          { name: "nonce", type: "uint256" },
-          { name: "deadline", type: "uint256" },
-        ],
-      },
-      { owner: consumer.address, spender: vaultAddress, value: E("10"), nonce: await token.nonces(consumer.address), deadline },
-    ),
+    await consumer.signTypedData({ name: "Myst", version: "1", chainId, verifyingContract: await token.getAddress() }, permitTypes, {
+      owner: consumer.address,
+      spender: vaultAddress,
+      value: E("10"),
+      nonce: await token.nonces(consumer.address),
+      deadline,
+    }),
   );
   rows["deposit with permit (later)"] = await gasOf(
     vault.connect(consumer).depositWithPermit(consumer.address, E("10"), 0n, deadline, permit.v, permit.r, permit.s),

@@ -1,7 +1,15 @@
 import { ethers } from "hardhat";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { Signature, Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
-import { beneficiaryChangeTypes, promiseTypes, registrationTypes, registryDomain, relayedSettlementTypes, vaultDomain } from "../../node/chain/eip712";
+import {
+  beneficiaryChangeTypes,
+  permitTypes,
+  promiseTypes,
+  registrationTypes,
+  registryDomain,
+  relayedSettlementTypes,
+  vaultDomain,
+} from "../../node/chain/eip712";
 import type { ConsumerVault, IdentityRegistry, MystToken } from "../../typechain-types";
 
 export const CHALLENGE_PERIOD = 3600n;
@@ -113,15 +121,6 @@ export async function permitSignature(
     chainId: await chainId(),
     verifyingContract: await token.getAddress(),
   };
-  const types = {
-    Permit: [
-      { name: "owner", type: "address" },
-      { name: "spender", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "nonce", type: "uint256" },
-      { name: "deadline", type: "uint256" },
-    ],
-  };
   const nonce = await token.nonces(owner.address);
-  return ethers.Signature.from(await owner.signTypedData(domain, types, { owner: owner.address, spender, value, nonce, deadline }));
+  return ethers.Signature.from(await owner.signTypedData(domain, permitTypes, { owner: owner.address, spender, value, nonce, deadline }));
 }
