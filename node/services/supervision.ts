@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { AbortError, retry } from "../lifecycle/retry";
 import type { Logger } from "../log/logger";
@@ -16,6 +17,16 @@ export function parentDeathSignal(): string[] {
   } catch {
     return [];
   }
+}
+
+/** Stops a process we started: TERM, then KILL if it lingers `graceMs`; resolves once it exited. */
+export async function terminate(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /**

@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
 import { inNetns, program, TunnelError } from "./system";
-import { Supervisor } from "./supervision";
-import { parentDeathSignal, stopStale } from "./supervision";
+import { parentDeathSignal, stopStale, Supervisor, terminate } from "./supervision";
 
 export interface TunnelResolverOptions {
   /** The provider's tunnel address: the resolver answers there only (never on the uplink). */
@@ -72,13 +71,7 @@ export class TunnelResolver {
 
   async stop(): Promise<void> {
     await this.#supervisor.stop();
-    const child = this.#child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (this.#child) await terminate(this.#child);
   }
 
   #argv(): string[] {

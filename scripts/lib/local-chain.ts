@@ -5,7 +5,10 @@ import os from "node:os";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { readDeployment, type Deployment } from "../../node/chain/deployment";
-import { parentDeathSignal } from "../../node/services/supervision";
+import { parentDeathSignal, terminate } from "../../node/services/supervision";
+
+/** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
+export { terminate as stopChild };
 import { MystToken__factory } from "../../typechain-types";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -50,7 +53,7 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     String(port),
   ];
   const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  const stop = () => stopChild(child);
+  const stop = () => terminate(child);
   try {
     await waitForOutput(child, /Started HTTP and WebSocket JSON-RPC server/, 60_000);
     await runDeploy(rpcUrl, deploymentFile, options.challengePeriod, options.log);
@@ -191,16 +194,6 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number):
     child.stderr!.on("data", onData);
     child.once("exit", onExit);
   });
-}
-
-/** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
-export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** A throwaway funded account on the local chain (ETH and MYST from Hardhat's account #0). */

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { silentLogger, type Logger } from "../../log/logger";
 import { ManagementClient } from "./management";
 import { inNetns, program, TunnelError } from "../system";
-import { parentDeathSignal, stopStale } from "../supervision";
+import { parentDeathSignal, stopStale, terminate } from "../supervision";
 
 export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
@@ -88,12 +88,7 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
 
   /** Stops openvpn (TERM, then KILL after 5 s) and waits for it to exit, so its port is free again. */
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await this.#exited;
-    clearTimeout(timer);
+    if (this.child) await terminate(this.child);
     fs.rmSync(this.options.managementSocket, { force: true });
   }
 

@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
-import { parentDeathSignal, stopStale } from "../supervision";
+import { parentDeathSignal, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
 import { uapiSocket, WireGuardUapi } from "./uapi";
 
@@ -93,12 +93,7 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
 
   /** Stops wireguard-go (TERM, then KILL after 5 s) and waits for it to exit; its interface goes with it. */
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await this.#exited;
-    clearTimeout(timer);
+    if (this.child) await terminate(this.child);
   }
 
   explain(fallback: string): TunnelError {
