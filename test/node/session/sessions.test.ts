@@ -116,6 +116,25 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     expect(consumerService.tunnels[0].stopped).to.equal(true);
   });
 
+  it("tells the consumer why before it closes the tunnel, so the consumer reports the reason, not a dead tunnel", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    // The tunnel's closing waits (up to 2 s) for the consumer to have been told: told only after the
+    // closing, the consumer would first see its tunnel die (a real tunnel does at once).
+    let toldFirst = false;
+    const close = providerService.closeSession.bind(providerService);
+    providerService.closeSession = async (id, reason) => {
+      const deadline = Date.now() + 2000;
+      while (session.state !== "ended" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      toldFirst = session.state === "ended";
+      return close(id, reason);
+    };
+    await providerSessions.end(session.id, "the provider's daily traffic cap is reached");
+    expect({ toldFirst, reason: await session.ended }).to.deep.equal({
+      toldFirst: true,
+      reason: "provider ended it: the provider's daily traffic cap is reached",
+    });
+  });
+
   it("reports a tunnel that would not come up as failed, and the provider releases the session", async function () {
     consumerService.failConnect = "TLS handshake failed";
     const providerEnded = ended(providerSessions);
