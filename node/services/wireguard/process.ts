@@ -30,7 +30,6 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
   child?: ChildProcess;
   readonly recent: string[] = [];
   readonly uapi: WireGuardUapi;
-  #exited?: Promise<number | null>;
 
   constructor(readonly options: WireGuardProcessOptions) {
     super();
@@ -73,13 +72,10 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     };
     child.stdout!.on("data", onLine);
     child.stderr!.on("data", onLine);
-    this.#exited = new Promise((resolve) =>
-      child.once("exit", (code) => {
-        if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
-        this.emit("exit", code);
-        resolve(code);
-      }),
-    );
+    child.once("exit", (code) => {
+      if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
+      this.emit("exit", code);
+    });
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
     while (!(await answers(socket))) {
       if (!this.running) throw this.explain(`wireguard-go exited (${child.exitCode ?? child.signalCode}) while starting`);
