@@ -9,6 +9,7 @@ import { nftApply } from "./nft";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { guardScript, unguardScript, type GuardSpec } from "./rules";
 import { otherProcessAlive } from "../lifecycle/process";
+import type { ControlEndpoint } from "./control-endpoints";
 
 export interface ProtectionOptions {
   /** Fail closed (default on): traffic stays blocked when the tunnel drops or myst dies, until disconnect. */
@@ -17,6 +18,13 @@ export interface ProtectionOptions {
   allowLan: boolean;
   /** The consumer's network namespace (tests, the demo); the machine itself when absent. */
   netns?: string;
+  /**
+   * The node's own control connections when the tunnel will carry them (the tunnel is in the
+   * node's own namespace): they keep a host route via the machine's own gateway and the kill
+   * switch lets exactly them out, so the broker, discovery and chain RPC keep working (see
+   * control-endpoints.ts, docs/privacy.md).
+   */
+  control?: ControlEndpoint[];
   /** Where the record of what was changed lives (`<data-dir>`), so a crash can be undone at the next start. */
   dataDir: string;
   log?: Logger;
@@ -33,7 +41,8 @@ interface ProtectionRecord {
   killSwitch: boolean;
   /**
    * Provider endpoints that had no host route before the tunnel: the tunnel adds one via the
-   * consumer's gateway (openvpn does), and a tunnel killed outright leaves it behind.
+   * consumer's gateway (openvpn does), and a tunnel killed outright leaves it behind. And the
+   * control endpoints this added a host route for.
    */
   endpointRoutes?: string[];
   resolver?: ResolverSnapshot;
@@ -82,6 +91,7 @@ export class ConsumerProtection implements SessionProtection {
       allowLan: this.options.allowLan,
       device: plan.device,
       endpoints: plan.endpoints,
+      control: this.options.control ?? [],
       dns: plan.dns ?? [],
       ipv6: plan.ipv6 ?? false,
     };
@@ -115,10 +125,18 @@ export class ConsumerProtection implements SessionProtection {
       install(),
     ]);
     for (const address of missing) if (address) endpointRoutes.add(address);
+    // The control connections keep the way out they have now, before the tunnel takes the default
+    // route: recorded before each route is added, so a crash in between still removes it.
+    for (const address of new Set(spec.control?.map((e) => e.address))) {
+      if (await hostRoute(address, this.options.netns)) continue;
+      endpointRoutes.add(address);
+      this.#write(record(endpointRoutes));
+      await routeAsNow(address, this.options.netns);
+    }
     this.#write(record(endpointRoutes));
     this.#state = "protecting";
     this.#log.info(
-      { netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints },
+      { netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints, control: spec.control },
       "consumer protection engaged",
     );
   }
@@ -217,6 +235,23 @@ async function hostRoute(address: string, netns?: string): Promise<boolean> {
     hostPrefix(address),
   ]);
   return out.trim().length > 0;
+}
+
+/**
+ * Pins the route `address` takes now as a host route (via the same gateway and device), so a
+ * tunnel's routes (0.0.0.0/1 and 128.0.0.0/1, ::/1 and 8000::/1) do not take it over.
+ */
+async function routeAsNow(address: string, netns?: string): Promise<void> {
+  const ip = [program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), isIP(address) === 6 ? "-6" : "-4"];
+  let route: { dev?: string; gateway?: string } | undefined;
+  try {
+    [route] = JSON.parse(await run([...ip, "-j", "route", "get", address])) as { dev?: string; gateway?: string }[];
+  } catch (err) {
+    throw new ProtectionError("CONTROL_ENDPOINT", `no route to the node's control endpoint ${address}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!route?.dev) throw new ProtectionError("CONTROL_ENDPOINT", `no route to the node's control endpoint ${address}`);
+  if (route.dev === "lo") return; // an address of this machine: never routed into a tunnel
+  await run([...ip, "route", "add", hostPrefix(address), ...(route.gateway ? ["via", route.gateway] : []), "dev", route.dev]);
 }
 
 function readRecord(dataDir: string): ProtectionRecord | undefined {

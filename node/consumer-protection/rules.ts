@@ -17,6 +17,11 @@ export interface GuardSpec {
   device: string;
   /** Where the tunnel's own packets go (the provider's endpoint), outside the tunnel. */
   endpoints: TunnelEndpoint[];
+  /**
+   * The node's own control connections (broker, discovery, chain RPC) when the tunnel carries
+   * them: let out on their exact address and TCP port outside the tunnel, also while blocking.
+   */
+  control?: TunnelEndpoint[];
   /** The provider's resolvers, reached through the tunnel; empty until it is up (no DNS at all then). */
   dns: string[];
   /** The tunnel carries IPv6; when not, IPv6 through the tunnel is refused too. */
@@ -32,8 +37,9 @@ const family = (address: string) => (isIP(address) === 6 ? "ip6" : "ip");
  *
  * - Always: DNS only to the provider's resolver through the tunnel (UDP/TCP 53 and DoT 853 to
  *   anything else are refused), no IPv6 outside the tunnel (through it only if it carries IPv6).
- * - Kill switch: nothing else leaves or arrives but loopback, the tunnel interface and the
- *   provider's endpoint (and the LAN with `allowLan`); the policy is drop, so it holds with the
+ * - Kill switch: nothing else leaves or arrives but loopback, the tunnel interface, the
+ *   provider's endpoint, the node's own control endpoints (broker, discovery, chain RPC: exact
+ *   address and TCP port) and the LAN with `allowLan`; the policy is drop, so it holds with the
  *   tunnel gone and myst dead. Without it, IPv4 outside the tunnel flows when the tunnel is down.
  * - DHCP and IPv6 neighbour discovery stay allowed on the local link: they keep the machine's own
  *   address and say nothing about where its traffic goes.
@@ -47,6 +53,8 @@ export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}):
   ]);
   const endpointOut = spec.endpoints.map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
   const endpointIn = spec.endpoints.map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} accept`);
+  const controlOut = (spec.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
+  const controlIn = (spec.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
   const lanOut = spec.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
   const lanIn = spec.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
   const link = {
@@ -72,6 +80,7 @@ export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}):
     `    type filter hook output priority filter; policy ${policy};`,
     '    oifname "lo" accept',
     ...endpointOut.map((l) => `    ${l}`),
+    ...controlOut.map((l) => `    ${l}`),
     ...dnsRules.map((l) => `    ${l}`),
     "    meta l4proto { tcp, udp } th dport { 53, 853 } reject",
     ...tunnel6.map((l) => `    ${l}`),
@@ -85,6 +94,7 @@ export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}):
     '    iifname "lo" accept',
     `    iifname ${dev} accept`,
     ...endpointIn.map((l) => `    ${l}`),
+    ...controlIn.map((l) => `    ${l}`),
     ...link.in.map((l) => `    ${l}`),
     ...lanIn.map((l) => `    ${l}`),
     ...(spec.killSwitch ? [] : ["    meta nfproto ipv6 drop"]),

@@ -39,6 +39,7 @@ import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
 import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
+import { carriesOwnConnections, controlEndpoints } from "../consumer-protection/control-endpoints";
 import { protectedStatus, type ProtectedStatus } from "./protected-status";
 import { Confinement, recoverConfinement } from "../consumer-protection/confined";
 import type { ProposalFilter } from "../proposal/filter";
@@ -633,6 +634,9 @@ export class MystNode {
       ...(request.maxPricePerHourWei ? { max_price_per_hour: request.maxPricePerHourWei } : {}),
       ...(request.maxPricePerGiBWei ? { max_price_per_gib: request.maxPricePerGiBWei } : {}),
     });
+    // The node's own connections go through the tunnel only when it is in the node's namespace:
+    // their endpoints, resolved while the resolver still answers.
+    const control = service.plan && !request.confine && carriesOwnConnections(request.netns) ? await controlEndpoints(this.#o.config) : undefined;
     this.#connecting = true;
     let connection: Connection;
     await this.#protection?.lift();
@@ -645,6 +649,7 @@ export class MystNode {
             killSwitch: request.killSwitch !== false,
             allowLan: !!request.allowLan,
             netns: request.netns,
+            control,
             dataDir: this.#o.config.dataDir,
             log: this.#o.log,
           })

@@ -28,6 +28,15 @@ import { until } from "./until";
  * from 198.18.0.0/15 (benchmarking), 2001:db8::/32 (documentation) and 192.168.0.0/16, and exist
  * only inside these namespaces.
  *
+ * With `provider: "public"`, the first provider has a public address of its own (198.18.10.2, on
+ * g's 198.18.10.1; g routes without NAT): nothing is translated on the way to it.
+ *
+ * The services host s (198.18.9.2, 2001:db8:9::2, on the router's 198.18.9.1 / 2001:db8:9::1) is
+ * where the marketplace's shared services are on this internet: `publish(port)` makes a service
+ * listening on 127.0.0.1:port in the root namespace (a test's chain, broker, discovery) reachable at
+ * 198.18.9.2:port, so a consumer's node inside its namespace reaches them over the routers, as a
+ * consumer on its own machine reaches them on the internet (scripts/netns/bridge.js).
+ *
  * With `providers: 2`, a second provider p2 (192.168.89.2, 2001:db8:6::2) sits behind its own NAT
  * gateway g2 (198.18.4.2 on the router's 198.18.4.1, 2001:db8:5::/64; LAN 192.168.89.1,
  * 2001:db8:6::1), shaped like the first: the internet host sees it as 198.18.4.2.
@@ -57,6 +66,14 @@ export interface Topology {
   providerAddressOf(i: number): string;
   internet: string;
   lan: string;
+  /** The services host: where `publish` makes the root namespace's loopback services reachable. */
+  services: string;
+  servicesAddress: string;
+  /**
+   * Makes the service on 127.0.0.1:`port` (root namespace) reachable at `servicesAddress`:`port`
+   * from every namespace of the topology, through its routers. Returns "198.18.9.2:<port>".
+   */
+  publish(port: number): Promise<string>;
   /** The provider's public address: what consumers connect to, and what the internet host sees of it. */
   providerAddress: string;
   /** The address the internet host sees when the provider's traffic (and its consumers') leaves. */
@@ -97,13 +114,15 @@ function inNs(netns: string, argv: string[]): void {
   execFileSync(IP, ["netns", "exec", netns, ...argv], { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-export async function topologyUp(options: { tag?: string; consumers?: number; providers?: 1 | 2 } = {}): Promise<Topology> {
+export async function topologyUp(options: { tag?: string; consumers?: number; providers?: 1 | 2; provider?: "forwarded" | "public" } = {}): Promise<Topology> {
   const tag = options.tag ?? crypto.randomBytes(2).toString("hex");
   const ns = (name: string) => `myst-${tag}-${name}`;
   const consumers = Array.from({ length: options.consumers ?? 1 }, (_v, i) => ns(`c${i + 1}`));
-  const [router, gateway, provider, internet, lan] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l")];
+  const [router, gateway, provider, internet, lan, services] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l"), ns("s")];
+  const publicProvider = options.provider === "public";
+  const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
   const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
-  const all = [...consumers, router, gateway, provider, internet, lan, ...(second ? [second.gateway, second.provider] : [])];
+  const all = [...consumers, router, gateway, provider, internet, lan, services, ...(second ? [second.gateway, second.provider] : [])];
   const children: ChildProcess[] = [];
   const logs = fs.mkdtempSync(path.join(os.tmpdir(), `myst-topology-${tag}-`));
   const lanResolverLog = path.join(logs, "lan-resolver.log");
@@ -174,13 +193,24 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     ip("-n", gateway, "route", "add", "default", "via", "198.18.3.1");
     ip("-n", gateway, "-6", "route", "add", "default", "via", "2001:db8:3::1");
     veth(gateway, "lan0", provider, "eth0");
-    addr(gateway, "lan0", "192.168.88.1/24", "2001:db8:4::1/64");
-    addr(provider, "eth0", "192.168.88.2/24", "2001:db8:4::2/64");
-    ip("-n", provider, "route", "add", "default", "via", "192.168.88.1");
+    addr(gateway, "lan0", `${providerLan.gateway}/24`, "2001:db8:4::1/64");
+    addr(provider, "eth0", `${providerLan.provider}/24`, "2001:db8:4::2/64");
+    ip("-n", provider, "route", "add", "default", "via", providerLan.gateway);
     ip("-n", provider, "-6", "route", "add", "default", "via", "2001:db8:4::1");
-    const iptables = (...args: string[]) => inNs(gateway, ["/usr/sbin/iptables", "-w", ...args]);
-    iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", "192.168.88.2");
-    iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
+    if (publicProvider) {
+      ip("-n", router, "route", "add", "198.18.10.0/24", "via", "198.18.3.2");
+    } else {
+      const iptables = (...args: string[]) => inNs(gateway, ["/usr/sbin/iptables", "-w", ...args]);
+      iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", providerLan.provider);
+      iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
+    }
+
+    // The services host: the shared services (chain, broker, discovery) `publish` brings here.
+    veth(router, "svc0", services, "eth0");
+    addr(router, "svc0", "198.18.9.1/24", "2001:db8:9::1/64");
+    addr(services, "eth0", "198.18.9.2/24", "2001:db8:9::2/64");
+    ip("-n", services, "route", "add", "default", "via", "198.18.9.1");
+    ip("-n", services, "-6", "route", "add", "default", "via", "2001:db8:9::1");
 
     if (second) {
       // The second provider, behind its own NAT gateway, like the first.
@@ -213,7 +243,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
       fs.writeFileSync(path.join("/etc/netns", n, "resolv.conf"), `nameserver ${server}\n`);
     };
     for (const c of consumers) resolvConf(c, "198.18.1.1");
-    for (const n of [provider, gateway, router, internet, lan, ...(second ? [second.gateway, second.provider] : [])]) resolvConf(n, "198.18.2.2");
+    for (const n of [provider, gateway, router, internet, lan, services, ...(second ? [second.gateway, second.provider] : [])]) resolvConf(n, "198.18.2.2");
     const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
       const argv = [
         "/usr/sbin/dnsmasq",
@@ -272,6 +302,22 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     throw err;
   }
 
+  const publish = async (port: number): Promise<string> => {
+    const socket = path.join(logs, `bridge-${port}.sock`);
+    const bridge = path.join(__dirname, "..", "netns", "bridge.js");
+    const start = async (argv: string[], where: string) => {
+      const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
+      children.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.once("data", () => resolve());
+        child.once("exit", (code) => reject(new Error(`the bridge for port ${port} (${where}) exited (${code})`)));
+      });
+    };
+    await start([process.execPath, bridge, "unix-to-tcp", socket, "127.0.0.1", String(port)], "root namespace");
+    await start([IP, "netns", "exec", services, process.execPath, bridge, "tcp-to-unix", "198.18.9.2", String(port), socket], services);
+    return `198.18.9.2:${port}`;
+  };
+
   return {
     tag,
     consumers,
@@ -279,11 +325,14 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     gateway,
     provider,
     providers: second ? [provider, second.provider] : [provider],
-    providerAddressOf: (i) => ["198.18.3.2", "198.18.4.2"][i],
+    providerAddressOf: (i) => [publicProvider ? "198.18.10.2" : "198.18.3.2", "198.18.4.2"][i],
     internet,
     lan,
-    providerAddress: "198.18.3.2",
-    providerUplinkAddress: "198.18.3.2",
+    services,
+    servicesAddress: "198.18.9.2",
+    publish,
+    providerAddress: publicProvider ? "198.18.10.2" : "198.18.3.2",
+    providerUplinkAddress: publicProvider ? "198.18.10.2" : "198.18.3.2",
     providerAddress6: "2001:db8:4::2",
     internetAddress: "198.18.2.2",
     internetAddress6: "2001:db8:2::2",

@@ -29,10 +29,16 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs `myst args…` as a user would, in its own process. */
-export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<RunResult> {
+/** `myst args…`, on the machine a namespace stands for when `netns` is given (`ip netns exec`, which execs: the PID is myst's). */
+function mystArgv(args: string[], netns?: string): string[] {
+  return netns ? ["/usr/sbin/ip", "netns", "exec", netns, process.execPath, MYST_BIN, ...args] : [process.execPath, MYST_BIN, ...args];
+}
+
+/** Runs `myst args…` as a user would, in its own process (on the machine `netns` stands for, when given). */
+export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000, o: { netns?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MYST_BIN, ...args], {
+    const [bin, ...argv] = mystArgv(args, o.netns);
+    const child = spawn(bin, argv, {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -49,9 +55,14 @@ export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60
   });
 }
 
-/** A long-running `myst` command (discovery, service start, daemon), stopped by PID. */
-export function mystBackground(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; stop: () => Promise<number | null> } {
-  const child = spawn(process.execPath, [MYST_BIN, ...args], {
+/** A long-running `myst` command (discovery, service start, daemon), stopped by PID; on the machine `netns` stands for, when given. */
+export function mystBackground(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  o: { netns?: string } = {},
+): { child: ChildProcess; output: () => string; stop: () => Promise<number | null> } {
+  const [bin, ...argv] = mystArgv(args, o.netns);
+  const child = spawn(bin, argv, {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -89,6 +100,26 @@ export function cliEnv(
     MYST_LOG_LEVEL: "warn",
     ...extra,
   };
+}
+
+/**
+ * `env` for a node on the consumer's own machine (run it with `{ netns }`): its chain, broker and
+ * discovery, which listen on 127.0.0.1 in the root namespace, published on the topology's services
+ * host and reached over its routers, as on the internet — never on the consumer's loopback.
+ */
+export async function onConsumerMachine(topology: { publish(port: number): Promise<string> }, env: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> {
+  const published = new Map<number, string>();
+  const moved = async (text: string) => {
+    const url = new URL(text);
+    if (url.hostname !== "127.0.0.1") throw new Error(`onConsumerMachine: ${text} is not on 127.0.0.1`);
+    const port = Number(url.port);
+    if (!published.has(port)) published.set(port, await topology.publish(port));
+    url.host = published.get(port)!;
+    return url.toString().replace(/\/$/, "");
+  };
+  const brokers = await Promise.all(env.MYST_BROKER_URLS!.split(",").map(moved));
+  const discovery = await Promise.all(env.MYST_DISCOVERY_URLS!.split(",").map(moved));
+  return { ...env, MYST_RPC_URL: await moved(env.MYST_RPC_URL!), MYST_BROKER_URLS: brokers.join(","), MYST_DISCOVERY_URLS: discovery.join(",") };
 }
 
 /** Creates an identity in `env`'s data dir with `myst identities new`, funds it and registers it with `myst identities register`. */

@@ -46,6 +46,21 @@ describe("consumer protection: the guard rule set", function () {
       expect(output(guardScript({ ...spec, ipv6: true }))).to.not.include("meta nfproto ipv6 reject");
     });
 
+    it("lets the node's own control connections out on their exact address and TCP port, outside the tunnel, before the DNS refusal", function () {
+      const control = [
+        { address: "198.18.9.2", port: 4222, protocol: "tcp" as const },
+        { address: "2001:db8:9::2", port: 8545, protocol: "tcp" as const },
+      ];
+      const script = guardScript({ ...spec, control });
+      const out = output(script);
+      expect(out).to.include('oifname != "mystc0" ip daddr 198.18.9.2 tcp dport 4222 accept');
+      expect(out).to.include('oifname != "mystc0" ip6 daddr 2001:db8:9::2 tcp dport 8545 accept');
+      expect(out.indexOf("tcp dport 4222 accept")).to.be.lessThan(out.indexOf("th dport { 53, 853 } reject"));
+      const input = script.slice(script.indexOf("chain input"), script.indexOf("chain forward"));
+      expect(input).to.include('iifname != "mystc0" ip saddr 198.18.9.2 tcp sport 4222 accept');
+      expect(guardScript(spec)).to.not.include("4222");
+    });
+
     it("keeps private ranges and link-local reachable only with --allow-lan", function () {
       const out = output(guardScript({ ...spec, allowLan: true }));
       expect(out).to.include("ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } accept");
@@ -75,7 +90,7 @@ describe("consumer protection: the guard rule set", function () {
   (nftCheckable ? it : it.skip)("is a script nftables accepts (nft --check in a throwaway namespace)", function () {
     for (const s of [
       spec,
-      { ...spec, dns: ["10.8.0.1"], allowLan: true },
+      { ...spec, dns: ["10.8.0.1"], allowLan: true, control: [{ address: "198.18.9.2", port: 4222, protocol: "tcp" as const }] },
       { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] },
     ]) {
       // In a throwaway network namespace: not even a check touches the machine's own firewall.
