@@ -27,7 +27,9 @@ describe("consumer protection: the node's own control endpoints", function () {
   });
 
   it("names the host it cannot resolve", async function () {
-    const err = await rejectionOf(controlEndpoints({ brokerUrls: ["nats://nowhere.example:4222"], discoveryUrls: [], rpcUrl: "http://127.0.0.1:8545" }, lookup));
+    const err = await rejectionOf(
+      controlEndpoints({ brokerUrls: ["nats://nowhere.example:4222"], discoveryUrls: [], rpcUrl: "http://127.0.0.1:8545" }, lookup),
+    );
     expect(err).to.include({ code: "CONTROL_ENDPOINT" });
     expect(err.message).to.include("broker host nowhere.example");
   });
