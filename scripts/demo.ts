@@ -40,19 +40,25 @@ let step = 0;
 const say = (text: string) => console.log(`\n[${++step}] ${text}`);
 const ok = (text: string) => console.log(`    ✓ ${text}`);
 
-function myst(env: NodeJS.ProcessEnv, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [MYST, ...args], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });
+/** `myst args…`, on the machine namespace `netns` stands for when given (the consumer's: `ip netns exec` execs, so the PID is myst's). */
+const mystArgv = (args: string[], netns?: string) =>
+  netns ? ["/usr/sbin/ip", "netns", "exec", netns, process.execPath, MYST, ...args] : [process.execPath, MYST, ...args];
+
+function myst(env: NodeJS.ProcessEnv, args: string[], netns?: string): { code: number | null; stdout: string; stderr: string } {
+  const [bin, ...argv] = mystArgv(args, netns);
+  const r = spawnSync(bin, argv, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function mystOk(env: NodeJS.ProcessEnv, args: string[]): string {
-  const r = myst(env, args);
+function mystOk(env: NodeJS.ProcessEnv, args: string[], netns?: string): string {
+  const r = myst(env, args, netns);
   if (r.code !== 0) throw new Error(`myst ${args.join(" ")} failed: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
-function background(name: string, env: NodeJS.ProcessEnv, args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [MYST, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function background(name: string, env: NodeJS.ProcessEnv, args: string[], netns?: string): { child: ChildProcess; output: () => string } {
+  const [bin, ...argv] = mystArgv(args, netns);
+  const child = spawn(bin, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
@@ -103,7 +109,17 @@ async function main() {
   };
   const providerEnv = { ...common, MYST_DATA_DIR: path.join(base, "provider") };
   const provider2Env = { ...common, MYST_DATA_DIR: path.join(base, "provider2") };
-  const consumerEnv = { ...common, MYST_DATA_DIR: path.join(base, "consumer") };
+  // The consumer is a person's machine: its node runs in the consumer's namespace and reaches the
+  // chain, the broker and discovery over the routers, at the network's services host.
+  const consumerNs = topology.consumers[0];
+  const consumerEnv = {
+    ...common,
+    MYST_DATA_DIR: path.join(base, "consumer"),
+    MYST_RPC_URL: `http://${await topology.publish(Number(new URL(chain.rpcUrl).port))}`,
+    MYST_BROKER_URLS: `nats://${await topology.publish(nats.port)}`,
+    MYST_DISCOVERY_URLS: `http://${await topology.publish(discoveryPort)}`,
+  };
+  const consumer = (args: string[]) => mystOk(consumerEnv, args, consumerNs);
 
   say("Starting the discovery service");
   const discovery = background("discovery", common, ["discovery", "--port", String(discoveryPort)]);
@@ -122,10 +138,11 @@ async function main() {
     ["provider B", provider2Env],
     ["consumer", consumerEnv],
   ] as const) {
-    ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"])).address;
+    const where = who === "consumer" ? consumerNs : undefined;
+    ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"], where)).address;
     const relayed = who === "provider B";
     if (!relayed) await chain.fund([ids[who]]);
-    const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json", ...(relayed ? ["--relayer-key-file", relayerKeyFile] : [])]));
+    const status = JSON.parse(mystOk(env, ["identities", "register", ids[who], "--json", ...(relayed ? ["--relayer-key-file", relayerKeyFile] : [])], where));
     if (status.state !== "registered") throw new Error(`${who} registration: ${JSON.stringify(status)}`);
     ok(`${who} ${ids[who]} registered (tx ${status.txHash})${relayed ? " through the relayer" : ""}`);
   }
@@ -165,7 +182,7 @@ async function main() {
   sell("provider A", providerEnv, 0, "Berlin", []);
   sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
   const proposals = await until(() => {
-    const list = JSON.parse(mystOk(consumerEnv, ["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
+    const list = JSON.parse(consumer(["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
     return list.length === 2 && list;
   }, "both proposals in discovery");
   for (const p of proposals as { provider: string; location: { city: string; ipType: string } }[]) {
@@ -177,16 +194,17 @@ async function main() {
   ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the providers sit behind their own NAT gateways)`);
   if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
-  say("The consumer's node starts and makes its one deposit: 5 MYST into its vault, 1 MYST of escrow");
-  const consumerNode = background("consumer", consumerEnv, ["daemon", "--api-port", "0"]);
+  say("The consumer's node starts on the consumer's machine and makes its one deposit: 5 MYST into its vault, 1 MYST of escrow");
+  const consumerNode = background("consumer", consumerEnv, ["daemon", "--api-port", "0"], consumerNs);
   await until(() => consumerNode.output().includes("REST API:") || consumerNode.child.exitCode !== null, "the consumer's node");
   if (consumerNode.child.exitCode !== null) throw new Error(`myst daemon failed: ${consumerNode.output().trim()}`);
-  const deposit = JSON.parse(mystOk(consumerEnv, ["vault", "deposit", "5", "--escrow", "1", "--json"]));
+  ok(`its node runs in ${consumerNs}: chain, broker and discovery over the routers (${consumerEnv.MYST_BROKER_URLS}), not on 127.0.0.1`);
+  const deposit = JSON.parse(consumer(["vault", "deposit", "5", "--escrow", "1", "--json"]));
   ok(`deposited ${formatMyst(deposit.depositedWei)} MYST + ${formatMyst(deposit.escrowWei)} MYST of escrow (tx ${deposit.txHash}, gas ${deposit.gasUsed})`);
 
   const session = async (who: "provider A" | "provider B", i: number) => {
     const txsBefore = await rpc.getTransactionCount(ids.consumer);
-    const status = JSON.parse(mystOk(consumerEnv, ["connect", ids[who], "--service", SERVICE, "--netns", topology.consumers[0], "--json"]));
+    const status = JSON.parse(consumer(["connect", ids[who], "--service", SERVICE, "--json"]));
     const txs = (await rpc.getTransactionCount(ids.consumer)) - txsBefore;
     ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the consumer to start it`);
     ok(
@@ -205,7 +223,7 @@ async function main() {
     ok(`${received} bytes downloaded from the internet host in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
     const paid = await until(
       () => {
-        const s = JSON.parse(mystOk(consumerEnv, ["status", "--json"]));
+        const s = JSON.parse(consumer(["status", "--json"]));
         return s.bytesIn > 8 * 1024 * 1024 && BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
       },
       "promises for the invoices",
@@ -214,7 +232,7 @@ async function main() {
     ok(
       `consumer's meter: ${paid.bytesIn} bytes in, ${paid.bytesOut} bytes out; ${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised`,
     );
-    const done = JSON.parse(mystOk(consumerEnv, ["disconnect", "--json"]));
+    const done = JSON.parse(consumer(["disconnect", "--json"]));
     ok(`session ${done.sessionId} ended`);
     return { txs };
   };
@@ -253,7 +271,7 @@ async function main() {
   const bEth = await rpc.getBalance(ids["provider B"]);
   ok(`provider B holds ${formatUnits(bEth, 18)} ETH and ${formatMyst(await tokenBalance(rpc, chain, ids["provider B"]))} MYST: paid without ever paying gas`);
   if (bEth !== 0n) throw new Error("provider B was expected to hold no ETH");
-  const vault = JSON.parse(mystOk(consumerEnv, ["vault", "status", "--json"]));
+  const vault = JSON.parse(consumer(["vault", "status", "--json"]));
   ok(`the consumer's one vault now holds ${formatMyst(vault.balanceWei)} MYST (escrow ${formatMyst(vault.escrowWei)} MYST) after paying both providers`);
 
   say("Cleaning up");

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -12,8 +12,10 @@ import { tempDir } from "../../scripts/lib/tmp";
 /**
  * The consumer's own address never leaks (issue 15), proven where it would show: packets counted on
  * the internet host, queries counted on the consumer's LAN resolver. The consumer is the `myst` CLI
- * with its tunnel, kill switch and resolver settings in its own namespace (`--netns`); the provider
- * is a `myst daemon` selling OpenVPN or WireGuard two routers away.
+ * on its own machine: its node, tunnel, kill switch and resolver settings all in the consumer's
+ * namespace, reaching the broker, chain and discovery over the routers (issue 25); `myst run` keeps
+ * its node in the root namespace and confines the app to a namespace of its own. The provider is a
+ * `myst daemon` selling OpenVPN or WireGuard two routers away.
  */
 /** The same protection, the same code, for every tunnel type that has a network device. */
 for (const service of ["openvpn", "wireguard"] as const)
@@ -32,13 +34,17 @@ for (const service of ["openvpn", "wireguard"] as const)
     const tmps = [tempDir("myst-e2e-"), tempDir("myst-e2e-")];
     const background: ReturnType<typeof mystBackground>[] = [];
     let providerEnv: NodeJS.ProcessEnv;
+    /** The consumer's node on its own machine (run in `consumerNs`, services over the routers). */
     let consumerEnv: NodeJS.ProcessEnv;
+    /** The same identity's node in the root namespace: `myst run`, which confines the app instead. */
+    let rootConsumerEnv: NodeJS.ProcessEnv;
     let provider: ReturnType<typeof mystBackground>;
     /** Confined namespaces `myst run` made: removed here too should a failing test leave one. */
     const confinedSeen: string[] = [];
 
     const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-      const r = await myst([...args, "--json"], env, 120_000);
+      // The consumer's CLI runs where its node does: on the consumer's machine.
+      const r = await myst([...args, "--json"], env, 120_000, { netns: env === consumerEnv ? consumerNs : undefined });
       if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
       return JSON.parse(r.stdout);
     };
@@ -49,10 +55,7 @@ for (const service of ["openvpn", "wireguard"] as const)
       // lapse: wait for it, unless the test connects while the crashed session still holds one.
       if (!options.keepCrashed)
         await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
-      const consumer = mystBackground(["connect", "--service", service, "--netns", consumerNs, ...extra], {
-        ...consumerEnv,
-        MYST_LOG_LEVEL: "info",
-      });
+      const consumer = mystBackground(["connect", "--service", service, ...extra], { ...consumerEnv, MYST_LOG_LEVEL: "info" }, { netns: consumerNs });
       background.push(consumer);
       await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
       if (consumer.child.exitCode !== null) throw new Error(`myst connect exited: ${consumer.output()}`);
@@ -104,7 +107,9 @@ for (const service of ["openvpn", "wireguard"] as const)
       [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
       consumerNs = topology.consumers[0];
       const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
-      ({ providerEnv, consumerEnv } = nodes);
+      providerEnv = nodes.providerEnv;
+      rootConsumerEnv = nodes.consumerEnv;
+      consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
       background.push(nodes.discovery);
       provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
@@ -209,7 +214,7 @@ for (const service of ["openvpn", "wireguard"] as const)
         expect(topology.lanResolverQueries()).to.equal(queries);
 
         const answer = await json(consumerEnv, ["disconnect"]);
-        expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings in network namespace .* left by a myst \(pid \d+\)/);
+        expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings left by a myst \(pid \d+\)/);
         expect(networkState()).to.deep.equal(before);
         expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
       },
@@ -270,7 +275,7 @@ for (const service of ["openvpn", "wireguard"] as const)
       const flag = `${tmps[1].dir}/run-done`;
       const app = `curl -s --max-time 10 ${topology.internetUrl}; echo; curl -s --max-time 10 ${topology.whoamiNameUrl}; echo; while [ ! -e ${flag} ]; do sleep 0.1; done; exit 7`;
       const run = mystBackground(["run", "--service", service, "--netns", consumerNs, "--", "/bin/sh", "-c", app], {
-        ...consumerEnv,
+        ...rootConsumerEnv,
         MYST_LOG_LEVEL: "info",
       });
       background.push(run);
@@ -296,11 +301,11 @@ for (const service of ["openvpn", "wireguard"] as const)
       expect(mainRoutes()).to.deep.equal(mainBefore);
       expect(fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8")).to.equal(before.resolver);
       expect(topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"])).to.not.include("myst_guard");
-      expect((await json(consumerEnv, ["status"])).confined).to.include({ netns: confined, tunnel: "up" });
+      expect((await json(rootConsumerEnv, ["status"])).confined).to.include({ netns: confined, tunnel: "up" });
 
       // The tunnel dies: the app has no route at all (nothing leaves by the consumer's own route).
       process.kill(consumerTunnelPid()!, "SIGKILL");
-      await until(async () => (await json(consumerEnv, ["status"])).confined?.tunnel === "down", "the node to notice the tunnel is gone");
+      await until(async () => (await json(rootConsumerEnv, ["status"])).confined?.tunnel === "down", "the node to notice the tunnel is gone");
       const packets = topology.packetsFrom(0);
       expect(fetchFrom(topology, confined, topology.internetUrl, 1500)).to.equal(null);
       expect(fetchFrom(topology, confined, topology.internetUrl6, 1500)).to.equal(null);

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -27,7 +27,8 @@ for (const service of ["openvpn", "wireguard"] as const)
     let consumerEnv: NodeJS.ProcessEnv;
 
     const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-      const r = await myst([...args, "--json"], env, 120_000);
+      // The consumer's CLI runs where its node does: on the consumer's machine.
+      const r = await myst([...args, "--json"], env, 120_000, { netns: env === consumerEnv ? consumerNs : undefined });
       if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
       return JSON.parse(r.stdout);
     };
@@ -38,7 +39,8 @@ for (const service of ["openvpn", "wireguard"] as const)
       [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
       consumerNs = topology.consumers[0];
       const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
-      ({ providerEnv, consumerEnv } = nodes);
+      providerEnv = nodes.providerEnv;
+      consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
       background.push(nodes.discovery);
       const provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
@@ -67,10 +69,7 @@ for (const service of ["openvpn", "wireguard"] as const)
         resolver: fs.readFileSync(topology.resolvConfOf(consumerNs), "utf8"),
         firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]),
       };
-      const consumer = mystBackground(["connect", "--service", service, "--netns", consumerNs, "--ipv6"], {
-        ...consumerEnv,
-        MYST_LOG_LEVEL: "info",
-      });
+      const consumer = mystBackground(["connect", "--service", service, "--ipv6"], { ...consumerEnv, MYST_LOG_LEVEL: "info" }, { netns: consumerNs });
       background.push(consumer);
       await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
       expect(consumer.child.exitCode, consumer.output()).to.equal(null);

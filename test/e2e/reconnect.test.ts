@@ -3,14 +3,15 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, registerWithCli, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, registerWithCli, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
 
 /**
  * `myst connect --reconnect` (issue 15, item 4): two providers, each behind its own NAT gateway;
- * the consumer (the `myst` CLI, tunnel in its own namespace) connects to the first; the first
+ * the consumer (the `myst` CLI on its own machine: node and tunnel in its namespace, broker and
+ * discovery over the routers, also between sessions) connects to the first; the first
  * provider's daemon is SIGKILLed; the consumer ends up on the second, and the internet host counts
  * zero packets from the consumer's own addresses in between.
  */
@@ -26,7 +27,8 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
   let consumerEnv: NodeJS.ProcessEnv;
 
   const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-    const r = await myst([...args, "--json"], env, 120_000);
+    // The consumer's CLI runs where its node does: on the consumer's machine.
+    const r = await myst([...args, "--json"], env, 120_000, { netns: env === consumerEnv ? consumerNs : undefined });
     if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
@@ -46,7 +48,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     consumerNs = topology.consumers[0];
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
     background.push(nodes.discovery);
-    consumerEnv = nodes.consumerEnv;
+    consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
     const secondEnv = { ...nodes.base, MYST_DATA_DIR: tmps[2].dir };
     await registerWithCli(chain, secondEnv);
     providerEnvs = [nodes.providerEnv, secondEnv];
@@ -67,10 +69,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     };
     const first = await startProvider(0);
     await until(async () => (await json(consumerEnv, ["proposals", "--service-type", "openvpn"])).length === 1, "the first proposal in discovery");
-    const consumer = mystBackground(["connect", "--netns", consumerNs, "--country", "DE", "--reconnect"], {
-      ...consumerEnv,
-      MYST_LOG_LEVEL: "info",
-    });
+    const consumer = mystBackground(["connect", "--country", "DE", "--reconnect"], { ...consumerEnv, MYST_LOG_LEVEL: "info" }, { netns: consumerNs });
     background.push(consumer);
     await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
     expect(consumer.child.exitCode, consumer.output()).to.equal(null);
