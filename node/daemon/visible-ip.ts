@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import { isIP } from "node:net";
 import { MystError } from "../errors/MystError";
 
@@ -32,11 +34,31 @@ export async function checkVisibleIp(url: string | undefined, netns?: string): P
   return { ip, url, ...(netns ? { netns } : {}), checkedAt: new Date().toISOString() };
 }
 
+/**
+ * On a connection of its own (no keep-alive pool): a socket kept from a check before the tunnel
+ * came up is bound to the machine's own address, and once the tunnel takes the route its packets
+ * go into the tunnel with that source, where the provider drops them — the check would hang, or
+ * answer from before the switch.
+ */
 async function fetchHere(url: string): Promise<string> {
+  const get = new URL(url).protocol === "https:" ? https.get : http.get;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    return (await res.text()).slice(0, 100);
+    return await new Promise<string>((resolve, reject) => {
+      const req = get(url, { agent: false, signal: AbortSignal.timeout(TIMEOUT_MS) }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return reject(new Error(`HTTP ${res.statusCode}`));
+        }
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          if (text.length < 100) text += chunk;
+        });
+        res.on("end", () => resolve(text.slice(0, 100)));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+    });
   } catch (err) {
     throw new VisibleIpError("IP_CHECK_FAILED", `${url} did not answer: ${(err as Error).message}`, { cause: err });
   }

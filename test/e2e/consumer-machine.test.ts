@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import fs from "node:fs";
+import path from "node:path";
 import { downloadFrom, fetchFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
@@ -35,6 +36,13 @@ for (const service of ["openvpn", "wireguard"] as const)
         return JSON.parse(r.stdout);
       };
       const consumerJson = (args: string[]) => json(consumerEnv, args, consumerNs);
+      /** GET on the consumer daemon's REST API, which listens on the consumer machine's loopback. */
+      const consumerApi = (route: string) => {
+        const endpoint = JSON.parse(fs.readFileSync(path.join(consumerEnv.MYST_DATA_DIR!, "daemon.json"), "utf8"));
+        const token = fs.readFileSync(path.join(consumerEnv.MYST_DATA_DIR!, "api-token"), "utf8").trim();
+        const script = `fetch(${JSON.stringify(endpoint.url + route)},{headers:{authorization:${JSON.stringify(`Bearer ${token}`)}}}).then(r=>r.text()).then(t=>process.stdout.write(t))`;
+        return JSON.parse(topology.exec(consumerNs, [process.execPath, "-e", script], { timeoutMs: 20_000 }));
+      };
 
       before(async function () {
         requireE2E(this);
@@ -43,7 +51,8 @@ for (const service of ["openvpn", "wireguard"] as const)
         consumerNs = topology.consumers[0];
         const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
         providerEnv = nodes.providerEnv;
-        consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
+        // Its IP check goes where the user's traffic goes: through the tunnel once connected.
+        consumerEnv = { ...(await onConsumerMachine(topology, nodes.consumerEnv)), MYST_IP_CHECK_URL: topology.internetUrl };
         expect(consumerEnv.MYST_BROKER_URLS).to.match(/^nats:\/\/198\.18\.9\.2:\d+$/);
         background.push(nodes.discovery);
         const provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
@@ -68,6 +77,7 @@ for (const service of ["openvpn", "wireguard"] as const)
 
         const before = { routes: routesOf(topology, consumerNs), firewall: topology.exec(consumerNs, ["/usr/sbin/nft", "list", "ruleset"]) };
         expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+        expect(consumerApi("/v1/connection/visible-ip").ip).to.equal(topology.consumerAddress(0));
 
         const connected = await consumerJson(["connect", "--service", service, "--country", "DE"]);
         expect(connected).to.include({ state: "connected", serviceType: service });
@@ -75,6 +85,8 @@ for (const service of ["openvpn", "wireguard"] as const)
         expect(topology.exec(consumerNs, ["/usr/sbin/ip", "route", "get", topology.servicesAddress])).to.match(/ dev eth0 /);
         expect(topology.exec(consumerNs, ["/usr/sbin/ip", "route", "get", topology.internetAddress])).to.not.match(/ dev eth0 /);
         expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+        // The node's own IP check, a moment after the one above: on a fresh connection, through the tunnel.
+        expect(consumerApi("/v1/connection/visible-ip").ip).to.equal(topology.providerUplinkAddress);
         expect(downloadFrom(topology, consumerNs, `${topology.internetUrl}?bytes=2000000`)).to.equal(2_000_000);
         const paid = await until(async () => {
           const s = await consumerJson(["status"]);

@@ -5,7 +5,17 @@ import { ConsumerVaultClient } from "../../node/chain/vault";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, serviceStartArgs, startCliDiscovery } from "../support/cli";
+import {
+  buildCli,
+  cliEnv,
+  depositWithCli,
+  myst,
+  mystBackground,
+  onConsumerMachine,
+  registerWithCli,
+  serviceStartArgs,
+  startCliDiscovery,
+} from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { freePort } from "../../scripts/lib/local-chain";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -20,8 +30,8 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
   const tmps = [tempDir("myst-e2e-"), tempDir("myst-e2e-"), tempDir("myst-e2e-")];
   const background: ReturnType<typeof mystBackground>[] = [];
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-    const r = await myst([...args, "--json"], env, 120_000);
+  const json = async (env: NodeJS.ProcessEnv, args: string[], netns?: string) => {
+    const r = await myst([...args, "--json"], env, 120_000, { netns });
     if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
@@ -55,8 +65,12 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
       const p = mystBackground(serviceStartArgs("openvpn", at, ["--price-per-gib", "0.1", "--invoice-every", "1", "--settle-on-session-end"]), env);
       background.push(p);
     }
-    await until(async () => (await json(consumer, ["proposals", "--service-type", "openvpn"])).length === 2, "both proposals in discovery");
-    const node = mystBackground(["daemon", "--api-port", "0"], consumer);
+    // The consumer's node on its own machine, reaching chain, broker and discovery over the routers.
+    const consumerNs = topology.consumers[0];
+    const onMachine = await onConsumerMachine(topology, consumer);
+    const consumerJson = (args: string[]) => json(onMachine, args, consumerNs);
+    await until(async () => (await consumerJson(["proposals", "--service-type", "openvpn"])).length === 2, "both proposals in discovery");
+    const node = mystBackground(["daemon", "--api-port", "0"], onMachine, { netns: consumerNs });
     background.push(node);
     await until(() => node.output().includes("REST API:"), "the consumer's node");
 
@@ -64,12 +78,12 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
     try {
       for (const [i, provider] of [a, b].entries()) {
         const nonce = await rpc.getTransactionCount(c);
-        const connected = await json(consumer, ["connect", provider, "--netns", topology.consumers[0]]);
+        const connected = await consumerJson(["connect", provider]);
         expect(connected).to.include({ state: "connected", provider });
         expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerAddressOf(i));
         expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=2000000`)).to.equal(2_000_000);
-        await until(async () => BigInt((await json(consumer, ["status"])).promisedWei) > 0n, `a promise to provider ${i}`);
-        await json(consumer, ["disconnect"]);
+        await until(async () => BigInt((await consumerJson(["status"])).promisedWei) > 0n, `a promise to provider ${i}`);
+        await consumerJson(["disconnect"]);
         expect(await rpc.getTransactionCount(c), `the consumer's transactions for its session with provider ${i}`).to.equal(nonce);
       }
     } finally {
