@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
-import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import { parentDeathSignal, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
+import { answers } from "./device-claim";
 import { uapiSocket, WireGuardUapi } from "./uapi";
 
 /** A network interface name wireguard-go accepts and that can become a socket's file name. */
@@ -99,17 +99,4 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     if (/busy|exists/i.test(last)) return new TunnelError("TUN_BUSY", `wireguard-go cannot create ${this.options.device}: it exists already (${last})`);
     return new TunnelError("WIREGUARD_FAILED", `${fallback}${last ? `: ${last}` : ""}`);
   }
-}
-
-/** Whether something accepts connections on the unix socket. */
-function answers(socket: string): Promise<boolean> {
-  if (!fs.existsSync(socket)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const s = net.connect(socket);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
 }
