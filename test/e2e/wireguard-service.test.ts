@@ -220,6 +220,22 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     });
   });
 
+  it("starts one of two wireguard-go given one name at the same moment in two namespaces; the other fails (DEVICE_IN_USE) instead of taking the winner's socket", async function () {
+    const device = `mwr${topology.tag}`;
+    const processes = [topology.provider, topology.consumers[1]].map((netns) => new WireGuardProcess({ device, netns }));
+    const results = await Promise.allSettled(processes.map((p) => p.start()));
+    try {
+      expect(results.map((r) => r.status).sort()).to.deep.equal(["fulfilled", "rejected"]);
+      const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      expect(lost.reason.code).to.equal("DEVICE_IN_USE");
+      const won = processes[results.findIndex((r) => r.status === "fulfilled")];
+      expect(won.running).to.equal(true);
+      expect(processes.filter((p) => p.running)).to.have.length(1);
+    } finally {
+      for (const p of processes) await p.stop();
+    }
+  });
+
   it("stops a wireguard-go a dead node left running (named by its pid file) before starting another", async function () {
     const options = { device: `mws${topology.tag}`, pidFile: path.join(dir, "stale-wireguard-go.pid"), netns: topology.provider };
     const left = new WireGuardProcess(options);

@@ -313,7 +313,14 @@ export class WireGuardProviderService implements ProviderService {
   async #launch(): Promise<void> {
     const process = new WireGuardProcess({ device: this.device, pidFile: this.#pidFile(), netns: this.#o.netns, log: this.#log });
     this.#process = process;
-    await process.start();
+    await process.start().catch((err) => {
+      // Taken between the claim and the start by a node the claim cannot see (one in another namespace).
+      throw err instanceof TunnelError && err.code === "DEVICE_IN_USE"
+        ? new TunnelError("DEVICE_IN_USE", `the WireGuard interface ${this.device} is in use (${err.message}): choose another name with --device`, {
+            cause: err,
+          })
+        : err;
+    });
     try {
       const live = [...this.#sessions.values()];
       // A restart: the new process knows no session keys. Given each consumer's last endpoint and
