@@ -218,6 +218,16 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
       expect(topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"])).to.not.include("10.39.0.0");
       expect((await new WireGuardProcess({ device: taken }).uapi.get()).listenPort).to.equal(51830);
     });
+
+    it("gives a restarted provider the name it had last time while that is free, not merely the first free one", async function () {
+      const byNumber = [...providers].sort((x, y) => Number(x.device.slice(6)) - Number(y.device.slice(6)));
+      const [lower, higher] = byNumber;
+      const had = higher.device;
+      await Promise.all(providers.map((p) => p.stop()));
+      await higher.start();
+      expect(higher.device).to.equal(had);
+      expect(lower.isRunning()).to.equal(false);
+    });
   });
 
   it("starts one of two wireguard-go given one name at the same moment in two namespaces; the other fails (DEVICE_IN_USE) instead of taking the winner's socket", async function () {

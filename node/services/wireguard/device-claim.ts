@@ -32,9 +32,10 @@ export class DeviceClaim {
 
   /**
    * Claims `device` when given (`DEVICE_IN_USE`, naming `--device`, when it is taken), otherwise
-   * the first free default name.
+   * the first free default name, `prefer` first (the name the service had last time, so a restart
+   * keeps its interface name while it is free).
    */
-  static async take(o: { device?: string; netns?: string }): Promise<DeviceClaim> {
+  static async take(o: { device?: string; netns?: string; prefer?: string }): Promise<DeviceClaim> {
     const interfaces = once(() => interfacesIn(o.netns));
     if (o.device !== undefined) {
       const got = await DeviceClaim.#try(o.device, interfaces, o.netns);
@@ -45,10 +46,12 @@ export class DeviceClaim {
       );
     }
     const reasons: string[] = [];
-    for (let i = 0; i < DEFAULT_DEVICE_COUNT; i++) {
-      const got = await DeviceClaim.#try(`${DEFAULT_DEVICE_PREFIX}${i}`, interfaces, o.netns);
+    const defaults = Array.from({ length: DEFAULT_DEVICE_COUNT }, (_, i) => `${DEFAULT_DEVICE_PREFIX}${i}`);
+    const candidates = o.prefer && DEFAULT_DEVICE.test(o.prefer) ? [o.prefer, ...defaults.filter((d) => d !== o.prefer)] : defaults;
+    for (const name of candidates) {
+      const got = await DeviceClaim.#try(name, interfaces, o.netns);
       if (got instanceof DeviceClaim) return got;
-      if (reasons.length < 3) reasons.push(`${DEFAULT_DEVICE_PREFIX}${i}: ${got}`);
+      if (reasons.length < 3) reasons.push(`${name}: ${got}`);
     }
     throw new TunnelError(
       "DEVICE_IN_USE",
@@ -99,7 +102,7 @@ export function answers(socket: string): Promise<boolean> {
 }
 
 /** The interfaces of a namespace (the node's own without one), listed once per claim. */
-async function interfacesIn(netns?: string): Promise<Set<string>> {
+export async function interfacesIn(netns?: string): Promise<Set<string>> {
   if (!netns) return new Set(fs.readdirSync("/sys/class/net"));
   // One line per interface: "3: name: <…" ("name@peer" for a veth).
   const out = await run([program("ip", "iproute2"), "-n", netns, "-o", "link", "show"]);

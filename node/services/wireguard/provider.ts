@@ -10,9 +10,9 @@ import { stopStale, Supervisor } from "../supervision";
 import { ipBatch, requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { checkConsumerData, type WireGuardServiceConfig } from "./config";
-import { DEFAULT_DEVICE, DeviceClaim } from "./device-claim";
+import { DEFAULT_DEVICE, DeviceClaim, interfacesIn } from "./device-claim";
 import { generateKeyPair, isKey, publicKeyOf } from "./keys";
-import { WireGuardProcess } from "./process";
+import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import type { PeerChange } from "./uapi";
 
@@ -166,14 +166,24 @@ export class WireGuardProviderService implements ProviderService {
    */
   async #claimDevice(): Promise<void> {
     const named = this.#o.device;
+    // The name the last run had (kept in the service's directory): a restart prefers it.
+    const lastFile = path.join(this.#o.dir, "device");
+    const kept = fs.existsSync(lastFile) ? fs.readFileSync(lastFile, "utf8").trim() : "";
+    const last = DEVICE_NAME.test(kept) ? kept : undefined;
     await stopStale(
       this.#pidFile(),
-      (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.some((a) => (named ? a === named : DEFAULT_DEVICE.test(a))),
+      (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.some((a) => a === named || a === last || DEFAULT_DEVICE.test(a)),
       this.#log,
       "a wireguard-go",
     );
-    this.#claim ??= await DeviceClaim.take({ device: named, netns: this.#o.netns });
+    this.#claim ??= await DeviceClaim.take({ device: named, netns: this.#o.netns, prefer: last });
     this.#log.info({ device: this.#claim.device, netns: this.#o.netns }, "WireGuard interface");
+    if (last && last !== this.#claim.device && !(await interfacesIn(this.#o.netns)).has(last)) {
+      // The last run (killed, it could not remove them) left its firewall chains under its name,
+      // which another service holds now; with no interface of that name here, nothing here uses them.
+      await this.#firewallFor(last).remove();
+    }
+    fs.writeFileSync(lastFile, `${this.#claim.device}\n`, { mode: 0o600 });
     this.#firewall = this.#firewallFor(this.#claim.device);
     this.#controls = this.#o.controls?.(this.#claim.device);
   }
