@@ -35,6 +35,10 @@ const LABEL = SERVICE === "openvpn" ? "OpenVPN" : "WireGuard";
 const ROOT = path.resolve(__dirname, "..");
 const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
 const started: { name: string; stop: () => Promise<unknown> }[] = [];
+/** The demo's own myst processes (discovery, providers, the consumer's node): their output is shown when the demo fails. */
+const components: { name: string; child: ChildProcess; output: () => string }[] = [];
+/** How many of a component's last lines a failed demo prints. */
+const TAIL_LINES = 30;
 let step = 0;
 
 const say = (text: string) => console.log(`\n[${++step}] ${text}`);
@@ -63,7 +67,30 @@ function background(name: string, env: NodeJS.ProcessEnv, args: string[], netns?
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
   started.push({ name, stop: () => stopChild(child, 10_000) });
+  components.push({ name, child, output: () => output });
   return { child, output: () => output };
+}
+
+/** Fails the demo at once when one of its myst processes exited: waiting for what it would have done is pointless. */
+function stillRunning() {
+  const gone = components.find((c) => c.child.exitCode !== null || c.child.signalCode !== null);
+  if (gone) throw new Error(`${gone.name} exited (${gone.child.exitCode ?? gone.child.signalCode})`);
+}
+
+/**
+ * What a failed demo shows besides its own message: the last lines of each component that exited,
+ * or of every component when none did (then which one is at fault is not known).
+ */
+function failureOutput(): string {
+  const exited = components.filter((c) => c.child.exitCode !== null || c.child.signalCode !== null);
+  return (exited.length ? exited : components)
+    .map((c) => {
+      const state = c.child.exitCode !== null || c.child.signalCode !== null ? `exited ${c.child.exitCode ?? c.child.signalCode}` : "still running";
+      const lines = c.output().trimEnd().split("\n");
+      const tail = lines.slice(-TAIL_LINES).join("\n").trim() || "(no output)";
+      return `\n--- ${c.name} (${state}), its last ${Math.min(lines.length, TAIL_LINES)} line(s) ---\n${tail}`;
+    })
+    .join("\n");
 }
 
 const formatMyst = (wei: string | bigint) => (Number(BigInt(wei)) / 1e18).toFixed(9);
@@ -123,7 +150,10 @@ async function main() {
 
   say("Starting the discovery service");
   const discovery = background("discovery", common, ["discovery", "--port", String(discoveryPort)]);
-  await until(() => discovery.output().includes("listening"), "discovery");
+  await until(() => {
+    stillRunning();
+    return discovery.output().includes("listening");
+  }, "discovery");
   ok(`discovery ${common.MYST_DISCOVERY_URLS}`);
 
   say("Creating and registering two providers and a consumer; provider B holds no ETH at all");
@@ -182,6 +212,7 @@ async function main() {
   sell("provider A", providerEnv, 0, "Berlin", []);
   sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
   const proposals = await until(() => {
+    stillRunning();
     const list = JSON.parse(consumer(["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
     return list.length === 2 && list;
   }, "both proposals in discovery");
@@ -292,6 +323,9 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 
 main().catch(async (err) => {
   console.error(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
+  // Before the clean-up stops them (a stopped process's last words are not the failure's).
+  const output = failureOutput();
   await cleanup();
+  if (output) console.error(output);
   process.exit(1);
 });

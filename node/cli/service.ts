@@ -121,7 +121,7 @@ export function serviceCommand(context: Ctx): Command {
     .option("--public-ip <address>", "openvpn, wireguard: the address consumers connect to")
     .option("--port <port>", "openvpn, wireguard: UDP port (default 1194 for openvpn, 51820 for wireguard)")
     .option("--bind <address>", "openvpn: listen on this address only")
-    .option("--device <name>", "wireguard: the interface's name (default mystwg0)")
+    .option("--device <name>", "wireguard: the interface's name (default: the first free of mystwg0, mystwg1, …)")
     .option("--uplink <interface>", "openvpn, wireguard: internet-facing interface for NAT (default: the default route's)")
     .option("--allow-private", "openvpn, wireguard: let consumers reach private networks and this host (default: blocked)")
     .option("--allow-private-range <cidr...>", "openvpn, wireguard: private ranges consumers may reach")

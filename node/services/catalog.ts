@@ -47,7 +47,7 @@ export interface WireGuardSettings {
   netns?: string;
   /** Carry consumers' IPv6 (a /128 each, NAT66 out of the uplink). Default false. */
   ipv6?: boolean;
-  /** The interface. Default mystwg0. */
+  /** The interface. Default: the first free of mystwg0, mystwg1, … */
   device?: string;
   /** The tunnel's MTU. Default 1420. */
   mtu?: number;

@@ -9,6 +9,7 @@ export type TunnelErrorCode =
   | "BAD_SERVICE_CONFIG"
   | "BAD_SESSION_ID"
   | "COMMAND_FAILED"
+  | "DEVICE_IN_USE"
   | "ENDPOINT_NOT_IP"
   | "HANDSHAKE_TIMEOUT"
   | "KEY_IN_USE"

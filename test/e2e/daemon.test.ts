@@ -22,9 +22,10 @@ const TUNNELS = [
     service: "wireguard",
     process: "wireguard-go",
     pidFile: "wireguard-go.pid",
-    providerDevice: /mystwg0/,
+    // A default name (the first free mystwgN): another test file may hold mystwg0 meanwhile.
+    providerDevice: /mystwg\d+/,
     consumerDevice: /mwc/,
-    chain: /-j MYST-F-MYSTWG0\b/g,
+    chain: /-j MYST-F-MYSTWG\d+\b/g,
   },
 ] as const;
 
@@ -72,7 +73,7 @@ for (const t of TUNNELS)
       background.push(provider, consumer);
       await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
 
-      // The default device (mystwg0): no other test file uses it.
+      // The default device: WireGuard takes the first free mystwgN.
       const started = await json(providerEnv, serviceStartArgs(t.service, topology, ["--price-per-gib", "0.1"]));
       expect(started).to.include({ type: t.service });
       await until(

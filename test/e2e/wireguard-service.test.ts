@@ -168,6 +168,84 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     expect(service.isRunning()).to.equal(true);
   });
 
+  describe("when two providers start with the default interface name (the demo's case)", function () {
+    const providers: WireGuardProviderService[] = [];
+    const defaults = (i: number) =>
+      new WireGuardProviderService({
+        dir: path.join(dir, `default${i}`),
+        publicAddress: topology.providerAddress,
+        netns: topology.provider,
+        port: 51830 + i,
+        subnet: `10.${30 + i}.0.0`,
+      });
+
+    before(async function () {
+      providers.push(defaults(0), defaults(1));
+    });
+
+    after(async function () {
+      for (const p of providers) await p.stop();
+    });
+
+    it("starts both at once, each on its own free mystwgN, each control socket served by its own wireguard-go", async function () {
+      await Promise.all(providers.map((p) => p.start()));
+      const [a, b] = providers;
+      expect(a.isRunning() && b.isRunning()).to.equal(true);
+      expect(a.device).to.match(/^mystwg\d+$/);
+      expect(b.device).to.match(/^mystwg\d+$/);
+      expect(a.device).to.not.equal(b.device);
+      const links = topology.exec(topology.provider, ["/usr/sbin/ip", "-o", "link"]);
+      expect(links).to.include(`: ${a.device}:`).and.include(`: ${b.device}:`);
+      // Each answers with its own listen port: neither configured the other's wireguard-go.
+      const ports = await Promise.all(providers.map((p) => new WireGuardProcess({ device: p.device }).uapi.get().then((s) => s.listenPort)));
+      expect(ports).to.deep.equal([51830, 51831]);
+    });
+
+    it("refuses a provider that names a taken interface with --device, saying so (DEVICE_IN_USE), and leaves the holder running", async function () {
+      const taken = providers[0].device;
+      const third = new WireGuardProviderService({
+        dir: path.join(dir, "named-taken"),
+        publicAddress: topology.providerAddress,
+        netns: topology.provider,
+        device: taken,
+        port: 51839,
+        subnet: "10.39.0.0",
+      });
+      const err = await rejectionOf(third.start());
+      expect(err.code).to.equal("DEVICE_IN_USE");
+      expect(err.message).to.include(taken).and.include("--device");
+      expect(providers[0].isRunning()).to.equal(true);
+      expect(topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"])).to.not.include("10.39.0.0");
+      expect((await new WireGuardProcess({ device: taken }).uapi.get()).listenPort).to.equal(51830);
+    });
+
+    it("gives a restarted provider the name it had last time while that is free, not merely the first free one", async function () {
+      const byNumber = [...providers].sort((x, y) => Number(x.device.slice(6)) - Number(y.device.slice(6)));
+      const [lower, higher] = byNumber;
+      const had = higher.device;
+      await Promise.all(providers.map((p) => p.stop()));
+      await higher.start();
+      expect(higher.device).to.equal(had);
+      expect(lower.isRunning()).to.equal(false);
+    });
+  });
+
+  it("starts one of two wireguard-go given one name at the same moment in two namespaces; the other fails (DEVICE_IN_USE) instead of taking the winner's socket", async function () {
+    const device = `mwr${topology.tag}`;
+    const processes = [topology.provider, topology.consumers[1]].map((netns) => new WireGuardProcess({ device, netns }));
+    const results = await Promise.allSettled(processes.map((p) => p.start()));
+    try {
+      expect(results.map((r) => r.status).sort()).to.deep.equal(["fulfilled", "rejected"]);
+      const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      expect(lost.reason.code).to.equal("DEVICE_IN_USE");
+      const won = processes[results.findIndex((r) => r.status === "fulfilled")];
+      expect(won.running).to.equal(true);
+      expect(processes.filter((p) => p.running)).to.have.length(1);
+    } finally {
+      for (const p of processes) await p.stop();
+    }
+  });
+
   it("stops a wireguard-go a dead node left running (named by its pid file) before starting another", async function () {
     const options = { device: `mws${topology.tag}`, pidFile: path.join(dir, "stale-wireguard-go.pid"), netns: topology.provider };
     const left = new WireGuardProcess(options);

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
-import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import { parentDeathSignal, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
+import { answers } from "./device-claim";
 import { uapiSocket, WireGuardUapi } from "./uapi";
 
 /** A network interface name wireguard-go accepts and that can become a socket's file name. */
@@ -52,7 +52,7 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
       await stopStale(this.options.pidFile, (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.includes(device), log, "a wireguard-go");
     const socket = uapiSocket(device);
     if (await answers(socket))
-      throw new TunnelError("WIREGUARD_FAILED", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
+      throw new TunnelError("DEVICE_IN_USE", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
     const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
     const child = spawn(argv[0], argv.slice(1), {
       stdio: ["ignore", "pipe", "pipe"],
@@ -77,7 +77,10 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
       this.emit("exit", code);
     });
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
-    while (!(await answers(socket))) {
+    // Served by this wireguard-go, not merely answered: another one of the same name in another
+    // namespace, started at the same moment, would answer too, and configuring it would hand our
+    // keys and peers to someone else's interface. This one then exits ("unix socket in use").
+    while (!(await answers(socket)) || !servedBy(child.pid, socket)) {
       if (!this.running) throw this.explain(`wireguard-go exited (${child.exitCode ?? child.signalCode}) while starting`);
       if (Date.now() > deadline) {
         await this.stop();
@@ -96,20 +99,40 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     const last = this.recent[this.recent.length - 1]?.trim() ?? "";
     if (/operation not permitted/i.test(last))
       return new TunnelError("NOT_ROOT", `wireguard-go could not create its interface: needs root / CAP_NET_ADMIN (${last})`);
+    if (/unix socket in use/i.test(last))
+      return new TunnelError(
+        "DEVICE_IN_USE",
+        `another wireguard-go serves ${uapiSocket(this.options.device)} (the interface name ${this.options.device}): choose another`,
+      );
     if (/busy|exists/i.test(last)) return new TunnelError("TUN_BUSY", `wireguard-go cannot create ${this.options.device}: it exists already (${last})`);
     return new TunnelError("WIREGUARD_FAILED", `${fallback}${last ? `: ${last}` : ""}`);
   }
 }
 
-/** Whether something accepts connections on the unix socket. */
-function answers(socket: string): Promise<boolean> {
-  if (!fs.existsSync(socket)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const s = net.connect(socket);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
+/**
+ * Whether the unix socket listening at `socket` is one of process `pid`'s: its inode, as the
+ * process's own namespace lists it (/proc/<pid>/net/unix: "Num RefCount Protocol Flags Type St
+ * Inode Path"), is among the process's open files.
+ */
+function servedBy(pid: number | undefined, socket: string): boolean {
+  if (!pid) return false;
+  try {
+    const inodes = fs
+      .readFileSync(`/proc/${pid}/net/unix`, "utf8")
+      .split("\n")
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f[7] === socket)
+      .map((f) => `socket:[${f[6]}]`);
+    if (inodes.length === 0) return false;
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (inodes.includes(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))) return true;
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return false;
+  } catch {
+    return false;
+  }
 }

@@ -6,17 +6,22 @@ import type { ProviderService } from "../../session/service";
 import type { TunnelControls } from "../controls/tunnel-controls";
 import type { TunnelServiceOptions } from "../tunnel-options";
 import { TunnelFirewall } from "../firewall";
-import { Supervisor } from "../supervision";
+import { stopStale, Supervisor } from "../supervision";
 import { ipBatch, requireRoot, TunnelError } from "../system";
 import { TunnelResolver } from "../tunnel-resolver";
 import { checkConsumerData, type WireGuardServiceConfig } from "./config";
+import { DEFAULT_DEVICE, DeviceClaim, interfacesIn } from "./device-claim";
 import { generateKeyPair, isKey, publicKeyOf } from "./keys";
-import { WireGuardProcess } from "./process";
+import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import type { PeerChange } from "./uapi";
 
 export interface WireGuardProviderOptions extends TunnelServiceOptions {
-  /** The interface. Default mystwg0. Its control socket's name is shared by every namespace of the host. */
+  /**
+   * The interface; taken by another wireguard-go or node, the start fails (`DEVICE_IN_USE`). Default:
+   * the first free of mystwg0, mystwg1, … (its control socket's name is shared by every namespace of
+   * the host, so two providers cannot both have mystwg0; see device-claim.ts).
+   */
   device?: string;
   /** The interface's MTU, which the consumer's interface takes too. Default 1420 (wg-quick's). */
   mtu?: number;
@@ -70,28 +75,19 @@ export class WireGuardProviderService implements ProviderService {
   readonly #log: Logger;
   readonly #sessions = new Map<string, LiveSession>();
   readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
-  readonly #firewall: TunnelFirewall;
+  #firewall?: TunnelFirewall;
   readonly resolver: TunnelResolver;
+  #claim?: DeviceClaim;
   #process?: WireGuardProcess;
   #privateKey?: string;
   #meter?: NodeJS.Timeout;
-  readonly #controls?: TunnelControls;
+  #controls?: TunnelControls;
   readonly #supervisor: Supervisor;
 
   constructor(options: WireGuardProviderOptions) {
     if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.#firewall = new TunnelFirewall({
-      netns: options.netns,
-      subnet: `${this.#subnet()}/24`,
-      tunDevice: this.device,
-      uplink: options.uplink,
-      blockPrivate: options.blockPrivate,
-      allow: options.allowPrivate,
-      dnsAddress: this.#serverAddress(),
-      ...(options.ipv6 ? { subnet6: WIREGUARD_SUBNET_6 } : {}),
-    });
     this.resolver = new TunnelResolver({
       listen: this.#serverAddress(),
       netns: options.netns,
@@ -100,7 +96,6 @@ export class WireGuardProviderService implements ProviderService {
       pidFile: path.join(options.dir, "dnsmasq.pid"),
       log: this.#log,
     });
-    this.#controls = options.controls?.(this.device);
     this.#supervisor = new Supervisor({ what: "wireguard-go", log: this.#log, down: () => this.#down(), relaunch: () => this.#relaunch() });
   }
 
@@ -109,8 +104,11 @@ export class WireGuardProviderService implements ProviderService {
     return this.#supervisor.restarts;
   }
 
+  /** The interface: the one named in the options, or the free one claimed at start. */
   get device(): string {
-    return this.#o.device ?? "mystwg0";
+    const device = this.#claim?.device ?? this.#o.device;
+    if (!device) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard service has not started: its interface is picked at start");
+    return device;
   }
 
   get pid(): number | undefined {
@@ -136,8 +134,9 @@ export class WireGuardProviderService implements ProviderService {
     this.#supervisor.start();
     fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
     this.#privateKey = loadOrCreateKey(path.join(this.#o.dir, "private.key"));
-    await this.#firewall.apply();
     try {
+      await this.#claimDevice();
+      await this.#firewall!.apply();
       await this.#launch();
       await this.resolver.start();
       await this.#controls?.apply();
@@ -156,7 +155,54 @@ export class WireGuardProviderService implements ProviderService {
     await this.#process?.stop();
     await this.resolver.stop();
     await this.#controls?.remove();
-    await this.#firewall.remove();
+    await this.#firewall?.remove();
+    await this.#claim?.release();
+    this.#claim = undefined;
+  }
+
+  /**
+   * Claims the interface (device-claim.ts) and makes what depends on its name. A wireguard-go that
+   * a dead node left serving our interface is stopped first: it would make the name look taken.
+   */
+  async #claimDevice(): Promise<void> {
+    const named = this.#o.device;
+    // The name the last run had (kept in the service's directory): a restart prefers it.
+    const lastFile = path.join(this.#o.dir, "device");
+    const kept = fs.existsSync(lastFile) ? fs.readFileSync(lastFile, "utf8").trim() : "";
+    const last = DEVICE_NAME.test(kept) ? kept : undefined;
+    await stopStale(
+      this.#pidFile(),
+      (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.some((a) => a === named || a === last || DEFAULT_DEVICE.test(a)),
+      this.#log,
+      "a wireguard-go",
+    );
+    this.#claim ??= await DeviceClaim.take({ device: named, netns: this.#o.netns, prefer: last });
+    this.#log.info({ device: this.#claim.device, netns: this.#o.netns }, "WireGuard interface");
+    if (last && last !== this.#claim.device && !(await interfacesIn(this.#o.netns)).has(last)) {
+      // The last run (killed, it could not remove them) left its firewall chains under its name,
+      // which another service holds now; with no interface of that name here, nothing here uses them.
+      await this.#firewallFor(last).remove();
+    }
+    fs.writeFileSync(lastFile, `${this.#claim.device}\n`, { mode: 0o600 });
+    this.#firewall = this.#firewallFor(this.#claim.device);
+    this.#controls = this.#o.controls?.(this.#claim.device);
+  }
+
+  #firewallFor(device: string): TunnelFirewall {
+    return new TunnelFirewall({
+      netns: this.#o.netns,
+      subnet: `${this.#subnet()}/24`,
+      tunDevice: device,
+      uplink: this.#o.uplink,
+      blockPrivate: this.#o.blockPrivate,
+      allow: this.#o.allowPrivate,
+      dnsAddress: this.#serverAddress(),
+      ...(this.#o.ipv6 ? { subnet6: WIREGUARD_SUBNET_6 } : {}),
+    });
+  }
+
+  #pidFile(): string {
+    return path.join(this.#o.dir, "wireguard-go.pid");
   }
 
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<WireGuardServiceConfig> {
@@ -275,9 +321,16 @@ export class WireGuardProviderService implements ProviderService {
   }
 
   async #launch(): Promise<void> {
-    const process = new WireGuardProcess({ device: this.device, pidFile: path.join(this.#o.dir, "wireguard-go.pid"), netns: this.#o.netns, log: this.#log });
+    const process = new WireGuardProcess({ device: this.device, pidFile: this.#pidFile(), netns: this.#o.netns, log: this.#log });
     this.#process = process;
-    await process.start();
+    await process.start().catch((err) => {
+      // Taken between the claim and the start by a node the claim cannot see (one in another namespace).
+      throw err instanceof TunnelError && err.code === "DEVICE_IN_USE"
+        ? new TunnelError("DEVICE_IN_USE", `the WireGuard interface ${this.device} is in use (${err.message}): choose another name with --device`, {
+            cause: err,
+          })
+        : err;
+    });
     try {
       const live = [...this.#sessions.values()];
       // A restart: the new process knows no session keys. Given each consumer's last endpoint and

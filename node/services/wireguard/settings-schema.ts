@@ -16,7 +16,12 @@ export const WireGuardSettingsSchema = Type.Object(
           "carry consumers' IPv6 (a /128 each, NAT66 out of the uplink; this host needs IPv6 egress); the proposal says `ipv6: true` (default false)",
       }),
     ),
-    device: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9_-]{1,15}$", description: "the interface's name, default mystwg0" })),
+    device: Type.Optional(
+      Type.String({
+        pattern: "^[A-Za-z0-9_-]{1,15}$",
+        description: "the interface's name (a name in use is refused: DEVICE_IN_USE), default the first free of mystwg0, mystwg1, …",
+      }),
+    ),
     mtu: Type.Optional(Type.Integer({ minimum: 1280, maximum: 1500, description: "the tunnel's MTU, default 1420" })),
   },
   Strict,
