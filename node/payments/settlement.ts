@@ -326,7 +326,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
       // The relayer takes its cap, or the whole amount when that is less (the contract refuses a fee above the amount).
       let fee = this.#o.relay.maxFeeWei;
       if (payable < fee) fee = payable;
-      const signature = await this.vault.signRelayed(this.#o.relay.provider, promises, this.#o.relay.maxFeeWei, relayNonce);
+      // Signed for our relayer's account only: a copy sent first by someone watching the mempool reverts.
+      const signature = await this.vault.signRelayed(this.#o.relay.provider, this.#submitterAddress, promises, this.#o.relay.maxFeeWei, relayNonce);
       if (this.#stopped) return;
       sent = await this.vault.submitRelayed(this.submitter, { provider, promises, maxFee: this.#o.relay.maxFeeWei, fee, nonce: relayNonce, signature }, nonce);
       this.#relayNonce = relayNonce + 1n;
