@@ -130,11 +130,22 @@ export class Settler extends EventEmitter<SettlerEvents> {
     for (const p of this.unsettled()) this.settlePair(p.pairId, { now: true });
   }
 
+  /** The most promises one settlement transaction carries: a round of n pairs takes ⌈n / maxBatch⌉ transactions. */
+  get maxBatch(): number {
+    return this.#o.maxBatch;
+  }
+
   /** The pairs whose latest stored promise is above what was settled, with that difference. */
-  unsettled(): { pairId: string; consumer: string; amount: bigint; unsettled: bigint }[] {
+  unsettled(): { pairId: string; consumer: string; provider: string; amount: bigint; unsettled: bigint }[] {
     return this.store
       .latestPerPair()
-      .map((p) => ({ pairId: p.pairId, consumer: p.consumer, amount: p.amount, unsettled: p.amount - this.store.settledAmount(p.pairId) }))
+      .map((p) => ({
+        pairId: p.pairId,
+        consumer: p.consumer,
+        provider: p.provider,
+        amount: p.amount,
+        unsettled: p.amount - this.store.settledAmount(p.pairId),
+      }))
       .filter((p) => p.unsettled > 0n);
   }
 
