@@ -93,6 +93,8 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   #brokerDownAt = 0;
   /** A promise arrived since the fee rule last ran: it runs on the next tick (it reads every pair). */
   #policyDue = false;
+  /** The consumers (lower-case) this provider holds promises of: a vault event of anyone else costs no store read. */
+  readonly #payers = new Set<string>();
 
   constructor(options: ProviderPaymentsOptions) {
     super();
@@ -192,6 +194,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
    * pair is settled anyway: a fee is cheaper than a lost promise.
    */
   async settleIfLeaving(consumer: string): Promise<void> {
+    if (!this.#payers.has(consumer.toLowerCase())) return;
     const pairs = this.#o.settler.unsettled().filter((p) => p.consumer.toLowerCase() === consumer.toLowerCase());
     for (const p of pairs) {
       let exitReadyAt: bigint | undefined;
@@ -212,6 +215,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   /** The start-up check: pairs whose consumer requested its exit while this node was not running. */
   async #settleLeavingAtStart(): Promise<void> {
     const consumers = new Set(this.#o.settler.unsettled().map((p) => p.consumer.toLowerCase()));
+    for (const consumer of consumers) this.#payers.add(consumer);
     for (const consumer of consumers) await this.settleIfLeaving(consumer);
   }
 
@@ -350,6 +354,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
         receivedAt: Date.now(),
       });
     ledger.paid += increase;
+    this.#payers.add(s.consumer.toLowerCase());
     this.emit("promise-accepted", { sessionId: s.id, amount, increase });
     // Risk first: half the exposure limit settles the pair whatever the fee; otherwise the fee rule decides.
     if (this.#unsettled(s.consumer, s.proposal.provider, pair) * 2n >= this.exposureLimit(pair)) this.#settleNow(s.consumer, s.proposal.provider);
