@@ -24,7 +24,7 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     bytes32 private constant PROMISE_TYPEHASH = keccak256("Promise(address consumer,address provider,uint256 amount)");
     bytes32 private constant CLAIM_TYPEHASH = keccak256("Claim(address consumer,uint256 amount)");
     bytes32 private constant RELAYED_TYPEHASH = keccak256(
-        "RelayedSettlement(address provider,Claim[] claims,uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)"
+        "RelayedSettlement(address provider,address relayer,Claim[] claims,uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)"
     );
 
     struct Vault {
@@ -87,14 +87,17 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IConsumerVault
     function settleRelayed(
         address provider,
+        address relayer,
         SignedPromise[] calldata promises,
         uint256 maxFee,
         uint256 fee,
         uint256 nonce,
         bytes calldata providerSignature
     ) external nonReentrant returns (uint256 paid) {
+        // The provider chose who relays: a copy of the call sent by anyone else (a front-runner) fails here.
+        if (msg.sender != relayer) revert RelayerNotChosen(provider, relayer, msg.sender);
         if (fee > maxFee) revert RelayFeeAboveCap(provider, fee, maxFee);
-        _checkRelayed(provider, promises, maxFee, nonce, providerSignature);
+        _checkRelayed(provider, relayer, promises, maxFee, nonce, providerSignature);
 
         for (uint256 i; i < promises.length; ++i) {
             paid += _settle(provider, promises[i], false);
@@ -104,10 +107,10 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         uint256 payout = _earners[provider].earnings + paid - fee;
         _earners[provider] = Earner(0, SafeCast.toUint128(nonce + 1));
         address beneficiary = _registry.beneficiaryOf(provider);
-        emit SettlementRelayed(provider, msg.sender, fee, nonce);
+        emit SettlementRelayed(provider, relayer, fee, nonce);
         emit EarningsPaid(provider, beneficiary, payout);
 
-        if (fee != 0) _token.safeTransfer(msg.sender, fee);
+        if (fee != 0) _token.safeTransfer(relayer, fee);
         if (payout != 0) _token.safeTransfer(beneficiary, payout);
     }
 
@@ -205,9 +208,10 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         _token.safeTransferFrom(msg.sender, address(this), amount + escrow);
     }
 
-    /// @dev The provider signed this batch, with this fee cap, under its current nonce.
+    /// @dev The provider signed this batch, for this relayer, with this fee cap, under its current nonce.
     function _checkRelayed(
         address provider,
+        address relayer,
         SignedPromise[] calldata promises,
         uint256 maxFee,
         uint256 nonce,
@@ -220,7 +224,7 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
             claims[i] = keccak256(abi.encode(CLAIM_TYPEHASH, promises[i].consumer, promises[i].amount));
         }
         bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(RELAYED_TYPEHASH, provider, keccak256(abi.encodePacked(claims)), maxFee, nonce))
+            keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, keccak256(abi.encodePacked(claims)), maxFee, nonce))
         );
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, providerSignature);
         if (err != ECDSA.RecoverError.NoError || signer != provider) revert RelaySignatureInvalid(provider, signer);

@@ -39,6 +39,9 @@ interface IConsumerVault {
     error RelayFeeAboveAmount(address provider, uint256 fee, uint256 paid);
     /// @notice The relayed settlement carries a nonce other than the provider's current one.
     error RelayNonceInvalid(address provider, uint256 expected, uint256 given);
+    /// @notice The relayed settlement names `relayer` as the only account that may submit it (and take
+    ///         its fee); `sender` is another (e.g. a front-runner that copied the relayer's transaction).
+    error RelayerNotChosen(address provider, address relayer, address sender);
     /// @notice The relayed settlement was not signed by the provider.
     error RelaySignatureInvalid(address provider, address recovered);
 
@@ -81,13 +84,17 @@ interface IConsumerVault {
     /// @return paid the sum credited to the provider
     function settleBatch(address provider, SignedPromise[] calldata promises) external returns (uint256 paid);
 
-    /// @notice A batch the provider signed (EIP-712 `RelayedSettlement(address provider,Claim[] claims,
-    ///         uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)`), submitted by anyone:
-    ///         the caller is paid `fee` (at most `maxFee`) out of the settled amount, the provider's
-    ///         beneficiary gets the rest and all earnings credited before. The provider needs no ETH.
+    /// @notice A batch the provider signed (EIP-712 `RelayedSettlement(address provider,address relayer,
+    ///         Claim[] claims,uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)`), submitted
+    ///         by the relayer it names: the relayer is paid `fee` (at most `maxFee`) out of the settled
+    ///         amount, the provider's beneficiary gets the rest and all earnings credited before. The
+    ///         provider needs no ETH.
+    /// @dev Only `relayer` may submit it (`RelayerNotChosen` otherwise): a copy of a pending call sent by
+    ///      another account with a higher tip cannot take the fee or make the relayer's transaction fail.
     /// @return paid the sum the promises paid (fee included)
     function settleRelayed(
         address provider,
+        address relayer,
         SignedPromise[] calldata promises,
         uint256 maxFee,
         uint256 fee,

@@ -44,10 +44,14 @@ export const promiseTypes: Record<string, TypedDataField[]> = {
   ],
 };
 
-/** A provider's consent to a relayed settlement: these claims, a fee of at most `maxFee`, under its nonce. */
+/**
+ * A provider's consent to a relayed settlement: these claims, submitted by `relayer` alone (who takes
+ * the fee, so a front-runner's copy of the call fails), a fee of at most `maxFee`, under its nonce.
+ */
 export const relayedSettlementTypes: Record<string, TypedDataField[]> = {
   RelayedSettlement: [
     { name: "provider", type: "address" },
+    { name: "relayer", type: "address" },
     { name: "claims", type: "Claim[]" },
     { name: "maxFee", type: "uint256" },
     { name: "nonce", type: "uint256" },

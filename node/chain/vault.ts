@@ -144,10 +144,14 @@ export class ConsumerVaultClient {
     return this.#sent(tx, `settling ${promises.length} promise(s) of ${provider}`, options.minedTimeoutMs);
   }
 
-  /** The provider's consent to a relayed settlement of these promises, the relayer's fee capped at `maxFee`. */
-  async signRelayed(provider: IdentityKey, promises: PromiseToSettle[], maxFee: bigint, nonce: bigint): Promise<string> {
+  /**
+   * The provider's consent to a relayed settlement of these promises, submitted by `relayer` alone (it
+   * takes the fee; a copy of its transaction from another account reverts), the fee capped at `maxFee`.
+   */
+  async signRelayed(provider: IdentityKey, relayer: string, promises: PromiseToSettle[], maxFee: bigint, nonce: bigint): Promise<string> {
     const digest = TypedDataEncoder.hash(vaultDomain(this.conn.chainId, this.address), relayedSettlementTypes, {
       provider: provider.address,
+      relayer,
       claims: promises.map((p) => ({ consumer: p.consumer, amount: p.amount })),
       maxFee,
       nonce,
@@ -163,7 +167,7 @@ export class ConsumerVaultClient {
     }
   }
 
-  /** Submits a settlement the provider signed, from the relayer's account: the relayer takes `fee`, the provider's beneficiary the rest. */
+  /** Submits a settlement the provider signed for the relayer's account, from that account: it takes `fee`, the provider's beneficiary the rest. */
   async submitRelayed(
     relayer: Signer,
     relayed: { provider: string; promises: PromiseToSettle[]; maxFee: bigint; fee: bigint; nonce: bigint; signature: string },
@@ -173,9 +177,12 @@ export class ConsumerVaultClient {
     let tx: Awaited<ReturnType<ConsumerVault["settleRelayed"]>>;
     const doing = `relaying a settlement of ${relayed.promises.length} promise(s) of ${relayed.provider}`;
     try {
+      const from = await relayer.getAddress();
       tx = await this.#vault
         .connect(relayer)
-        .settleRelayed(relayed.provider, relayed.promises.map(compactPromise), relayed.maxFee, relayed.fee, relayed.nonce, relayed.signature, { nonce });
+        .settleRelayed(relayed.provider, from, relayed.promises.map(compactPromise), relayed.maxFee, relayed.fee, relayed.nonce, relayed.signature, {
+          nonce,
+        });
     } catch (err) {
       throw toChainError(err, doing);
     }

@@ -60,7 +60,7 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--exposure-percent <n>", "let one consumer owe at most this % of its escrow beyond what is settled", d.exposurePercent)
     .option("--max-exposure <myst>", "…and never more than this", d.maxExposure)
     .option("--settle-threshold <myst>", "settle a pair when this much is unsettled, whatever the fee", d.settleThreshold)
-    .option("--settle-fee-percent <n>", "settle everything unsettled once one settlement's fee is at most this % of it", d.settleFeePercent)
+    .option("--settle-fee-percent <n>", "send a settlement transaction (up to 20 pairs) once its fee is at most this % of what it carries", d.settleFeePercent)
     .option("--settlement-fee <myst>", "what one settlement transaction costs (with a relayer: the most it may take)", d.settlementFee)
     .option("--settle-via-relayer <key-file>", "settle through this relayer account (a file with its 0x private key); the identity then needs no ETH")
     .option("--settle-on-session-end", "also settle a pair when its session ends, whatever the fee (default: only by the rules above, and at start/stop)");

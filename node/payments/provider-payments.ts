@@ -5,6 +5,7 @@ import type { PromiseStore } from "../store/promise-store";
 import type { Admission, ProviderSession, ProviderSessions } from "../session/provider";
 import { priceFromProposal, priceOf } from "./price";
 import { PromiseRejected, verifyPromise } from "./promise";
+import { pairsWorthSettling } from "./fee-rule";
 import type { Settler } from "./settlement";
 import type { VaultStateCache } from "./vault-cache";
 import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
@@ -92,6 +93,8 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   #brokerDownAt = 0;
   /** A promise arrived since the fee rule last ran: it runs on the next tick (it reads every pair). */
   #policyDue = false;
+  /** The consumers (lower-case) this provider holds promises of: a vault event of anyone else costs no store read. */
+  readonly #payers = new Set<string>();
 
   constructor(options: ProviderPaymentsOptions) {
     super();
@@ -150,15 +153,70 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   }
 
   /**
-   * The fee-aware rule: everything unsettled goes out in one batch once a settlement's fee is at most
-   * `settleFeePercent` of it; a pair alone goes out once it reaches `settleThreshold`.
+   * The fee-aware rule (fee-rule.ts): a pair that reached `settleThreshold` or whose consumer's vault
+   * is leaving goes whatever the fee; the others go in transactions whose own fee is at most
+   * `settleFeePercent` of what each carries (counted per transaction of up to the settler's batch,
+   * not per round). Pairs already on their way to the chain are left where they are.
    */
   settleByPolicy(): void {
-    const unsettled = this.#o.settler.unsettled();
-    const total = unsettled.reduce((sum, p) => sum + p.unsettled, 0n);
-    if (total === 0n) return;
-    const feeOk = this.#o.settlementFeeWei * 10_000n <= total * BigInt(Math.round(this.#o.settleFeePercent * 100));
-    for (const p of unsettled) if (feeOk || p.unsettled >= this.#o.settleThreshold) this.#o.settler.settlePair(p.pairId);
+    const onTheirWay = new Set(
+      this.#o.settler
+        .pending()
+        .filter((p) => p.state !== "rejected")
+        .map((p) => p.pairId),
+    );
+    const candidates = this.#o.settler
+      .unsettled()
+      .filter((p) => !onTheirWay.has(p.pairId))
+      .map((p) => ({
+        pairId: p.pairId,
+        unsettled: p.unsettled,
+        mustGo: p.unsettled >= this.#o.settleThreshold || this.#leaving(p.consumer, p.provider),
+      }));
+    if (candidates.length === 0) return;
+    const rule = { feeWei: this.#o.settlementFeeWei, feePercent: this.#o.settleFeePercent, maxBatch: this.#o.settler.maxBatch };
+    // In this order, in one turn: the settler's batches are then the transactions the rule counted.
+    for (const pairId of pairsWorthSettling(candidates, rule)) this.#o.settler.settlePair(pairId);
+  }
+
+  /** Whether the consumer's vault is in exit, as last read (no chain call). */
+  #leaving(consumer: string, provider: string): boolean {
+    const exitReadyAt = this.#o.vaults.peek(consumer, provider)?.vault.exitReadyAt;
+    return exitReadyAt !== undefined && exitReadyAt !== 0n;
+  }
+
+  /**
+   * Exit is watched: a consumer whose vault started its exit can withdraw everything once the
+   * challenge period passes, and a promise settled after that pays nothing. So every pair this
+   * provider holds with that consumer is settled at once, whatever the fee rule or the threshold say.
+   * Called for each vault the contract's events name, and at start for every pair with unsettled
+   * promises (an exit that began while the node was down). When the vault cannot be read, the
+   * pair is settled anyway: a fee is cheaper than a lost promise.
+   */
+  async settleIfLeaving(consumer: string): Promise<void> {
+    if (!this.#payers.has(consumer.toLowerCase())) return;
+    const pairs = this.#o.settler.unsettled().filter((p) => p.consumer.toLowerCase() === consumer.toLowerCase());
+    for (const p of pairs) {
+      let exitReadyAt: bigint | undefined;
+      try {
+        exitReadyAt = (await this.#o.vaults.read(p.consumer, p.provider)).vault.exitReadyAt;
+      } catch (err) {
+        this.#o.log.warn({ consumer: p.consumer, err: (err as Error).message }, "could not read a vault to see whether it is leaving; settling its pair now");
+      }
+      if (exitReadyAt === 0n) continue;
+      this.#o.log.warn(
+        { consumer: p.consumer, pairId: p.pairId, unsettled: p.unsettled.toString(), exitReadyAt: exitReadyAt?.toString() },
+        "the consumer's vault is leaving: settling its pair now, whatever the fee rule says",
+      );
+      this.#o.settler.settlePair(p.pairId, { now: true });
+    }
+  }
+
+  /** The start-up check: pairs whose consumer requested its exit while this node was not running. */
+  async #settleLeavingAtStart(): Promise<void> {
+    const consumers = new Set(this.#o.settler.unsettled().map((p) => p.consumer.toLowerCase()));
+    for (const consumer of consumers) this.#payers.add(consumer);
+    for (const consumer of consumers) await this.settleIfLeaving(consumer);
   }
 
   start(): void {
@@ -181,11 +239,18 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     // Checked at least every second: the amount trigger and the unpaid limit must not wait a period.
     this.#timer = setInterval(() => void this.#tick(), Math.min(this.#o.invoiceEveryMs, 1000));
     this.#timer.unref();
+    this.#o.vaults.on("vault-changed", this.#onVaultChanged);
+    void this.#settleLeavingAtStart().catch((err) => this.#o.log.error({ err: (err as Error).message }, "checking for vaults in exit at start failed"));
   }
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#o.vaults.off("vault-changed", this.#onVaultChanged);
   }
+
+  readonly #onVaultChanged = (consumer: string): void => {
+    this.settleIfLeaving(consumer).catch((err) => this.#o.log.error({ consumer, err: (err as Error).message }, "watching a vault's exit failed"));
+  };
 
   /** What the session owes for itself so far: its billable time and its bytes at the proposal's price. */
   due(s: ProviderSession): bigint {
@@ -289,6 +354,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
         receivedAt: Date.now(),
       });
     ledger.paid += increase;
+    this.#payers.add(s.consumer.toLowerCase());
     this.emit("promise-accepted", { sessionId: s.id, amount, increase });
     // Risk first: half the exposure limit settles the pair whatever the fee; otherwise the fee rule decides.
     if (this.#unsettled(s.consumer, s.proposal.provider, pair) * 2n >= this.exposureLimit(pair)) this.#settleNow(s.consumer, s.proposal.provider);

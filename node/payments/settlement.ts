@@ -130,11 +130,22 @@ export class Settler extends EventEmitter<SettlerEvents> {
     for (const p of this.unsettled()) this.settlePair(p.pairId, { now: true });
   }
 
+  /** The most promises one settlement transaction carries: a round of n pairs takes ⌈n / maxBatch⌉ transactions. */
+  get maxBatch(): number {
+    return this.#o.maxBatch;
+  }
+
   /** The pairs whose latest stored promise is above what was settled, with that difference. */
-  unsettled(): { pairId: string; consumer: string; amount: bigint; unsettled: bigint }[] {
+  unsettled(): { pairId: string; consumer: string; provider: string; amount: bigint; unsettled: bigint }[] {
     return this.store
       .latestPerPair()
-      .map((p) => ({ pairId: p.pairId, consumer: p.consumer, amount: p.amount, unsettled: p.amount - this.store.settledAmount(p.pairId) }))
+      .map((p) => ({
+        pairId: p.pairId,
+        consumer: p.consumer,
+        provider: p.provider,
+        amount: p.amount,
+        unsettled: p.amount - this.store.settledAmount(p.pairId),
+      }))
       .filter((p) => p.unsettled > 0n);
   }
 
@@ -326,7 +337,8 @@ export class Settler extends EventEmitter<SettlerEvents> {
       // The relayer takes its cap, or the whole amount when that is less (the contract refuses a fee above the amount).
       let fee = this.#o.relay.maxFeeWei;
       if (payable < fee) fee = payable;
-      const signature = await this.vault.signRelayed(this.#o.relay.provider, promises, this.#o.relay.maxFeeWei, relayNonce);
+      // Signed for our relayer's account only: a copy sent first by someone watching the mempool reverts.
+      const signature = await this.vault.signRelayed(this.#o.relay.provider, this.#submitterAddress, promises, this.#o.relay.maxFeeWei, relayNonce);
       if (this.#stopped) return;
       sent = await this.vault.submitRelayed(this.submitter, { provider, promises, maxFee: this.#o.relay.maxFeeWei, fee, nonce: relayNonce, signature }, nonce);
       this.#relayNonce = relayNonce + 1n;

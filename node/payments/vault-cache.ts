@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { ConsumerVaultClient, PairState } from "../chain/vault";
 
 interface Entry {
@@ -14,8 +15,9 @@ interface Entry {
  * vault changed (deposit, any provider's settlement, exit; followed from `start`), after each of our
  * settlements, and in the background once older than `maxAgeMs`. When the chain does not answer,
  * the last figures stand: payment goes on through an outage, at the risk stated in docs/payments.md.
+ * Emits "vault-changed" (the consumer, lower-case) for every vault the events name, after reading it.
  */
-export class VaultStateCache {
+export class VaultStateCache extends EventEmitter<VaultStateCacheEvents> {
   readonly #entries = new Map<string, Entry>();
   readonly #reading = new Map<string, Promise<PairState>>();
   readonly #maxAgeMs: number;
@@ -28,6 +30,7 @@ export class VaultStateCache {
     readonly vault: ConsumerVaultClient,
     options: { maxAgeMs?: number; onChange?: (consumer: string) => void } = {},
   ) {
+    super();
     this.#maxAgeMs = options.maxAgeMs ?? 60_000;
     this.#onChange = options.onChange;
   }
@@ -67,6 +70,7 @@ export class VaultStateCache {
         await this.read(entry.consumer, entry.provider).catch(() => undefined);
       }
       this.#onChange?.(consumer);
+      this.emit("vault-changed", consumer);
     }
   }
 
@@ -104,6 +108,12 @@ export class VaultStateCache {
   peek(consumer: string, provider: string): PairState | undefined {
     return this.#entries.get(key(consumer, provider))?.state;
   }
+}
+
+/** What the cache tells its listeners. */
+export interface VaultStateCacheEvents {
+  /** The contract's events named this consumer's vault (a deposit, a settlement, an exit request…). */
+  "vault-changed": [consumer: string];
 }
 
 const key = (consumer: string, provider: string) => `${consumer.toLowerCase()}:${provider.toLowerCase()}`;

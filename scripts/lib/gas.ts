@@ -117,11 +117,12 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
     const promises = await Promise.all(consumers.map((c) => promise(c, poor.address, amount)));
     const signature = await poor.signTypedData(vaultDomain(chainId, vaultAddress), relayedSettlementTypes, {
       provider: poor.address,
+      relayer: relayer.address,
       claims: promises.map((p) => ({ consumer: p.consumer, amount: p.amount })),
       maxFee: E("0.01"),
       nonce,
     });
-    return vault.connect(relayer).settleRelayed(poor.address, promises, E("0.01"), E("0.01"), nonce, signature);
+    return vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.01"), E("0.01"), nonce, signature);
   };
   rows[`settle relayed batch of ${BATCH} (first)`] = await gasOf(relayedBatch(E("0.1"), 0n));
   rows[`settle relayed batch of ${BATCH} (later)`] = await gasOf(relayedBatch(E("0.2"), 1n));

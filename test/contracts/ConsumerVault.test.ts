@@ -298,9 +298,9 @@ describe("ConsumerVault", function () {
 
     it("pays the relayer its fee out of the amount and the provider, which has no ETH, the rest", async function () {
       const { vault, token, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("0.1"), 0n);
       const before = await token.balanceOf(relayer.address);
-      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.05"), 0n, sig))
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.05"), 0n, sig))
         .to.emit(vault, "SettlementRelayed")
         .withArgs(poor.address, relayer.address, E("0.05"), 0n)
         .and.to.emit(vault, "EarningsPaid")
@@ -322,57 +322,83 @@ describe("ConsumerVault", function () {
       );
       await vault.settle(poor.address, await signPromise(consumer, address, poor.address, E("1")));
       const before = await token.balanceOf(stranger.address);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims, 0n, 0n);
-      await vault.connect(relayer).settleRelayed(poor.address, promises, 0n, 0n, 0n, sig);
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, 0n, 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, 0n, 0n, 0n, sig);
       expect(await token.balanceOf(stranger.address)).to.equal(before + E("3"));
     });
 
     it("refuses a fee above the cap the provider signed", async function () {
       const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
-      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.2"), 0n, sig))
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("0.1"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.2"), 0n, sig))
         .to.be.revertedWithCustomError(vault, "RelayFeeAboveCap")
         .withArgs(poor.address, E("0.2"), E("0.1"));
     });
 
     it("refuses a fee above what the promises paid", async function () {
       const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("5"), 0n);
-      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("5"), E("4"), 0n, sig))
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("5"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("5"), E("4"), 0n, sig))
         .to.be.revertedWithCustomError(vault, "RelayFeeAboveAmount")
         .withArgs(poor.address, E("4"), E("3"));
     });
 
     it("cannot be replayed: the provider's nonce moved", async function () {
       const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims, E("0.1"), 0n);
-      await vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.1"), 0n, sig);
-      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), E("0.1"), 0n, sig))
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("0.1"), 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.1"), 0n, sig);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.1"), 0n, sig))
         .to.be.revertedWithCustomError(vault, "RelayNonceInvalid")
         .withArgs(poor.address, 1n, 0n);
     });
 
     it("refuses a batch the provider did not sign, or whose claims were changed", async function () {
       const { vault, relayer, stranger, consumer, poor, promises, claims, address } = await loadFixture(relayFixture);
-      const wrongSigner = await signRelayed(consumer, address, claims, E("0.1"), 0n);
-      await expect(vault.connect(relayer).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, wrongSigner))
+      const wrongSigner = await signRelayed(consumer, address, relayer.address, claims, E("0.1"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), 0n, 0n, wrongSigner))
         .to.be.revertedWithCustomError(vault, "RelaySignatureInvalid")
         .withArgs(poor.address, (recovered: string) => recovered !== poor.address);
-      const sig = await signRelayed(poor as unknown as Wallet, address, claims.slice(0, 1), E("0.1"), 0n);
-      await expect(vault.connect(stranger).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, sig)).to.be.revertedWithCustomError(
+      const sig = await signRelayed(poor as unknown as Wallet, address, stranger.address, claims.slice(0, 1), E("0.1"), 0n);
+      await expect(vault.connect(stranger).settleRelayed(poor.address, stranger.address, promises, E("0.1"), 0n, 0n, sig)).to.be.revertedWithCustomError(
         vault,
         "RelaySignatureInvalid",
       );
-      await expect(vault.connect(stranger).settleRelayed(poor.address, promises, E("0.1"), 0n, 0n, "0x1234"))
+      await expect(vault.connect(stranger).settleRelayed(poor.address, stranger.address, promises, E("0.1"), 0n, 0n, "0x1234"))
         .to.be.revertedWithCustomError(vault, "RelaySignatureInvalid")
         .withArgs(poor.address, ethers.ZeroAddress);
+    });
+
+    describe("when another account copies the relayer's pending call (a front-run)", function () {
+      it("refuses the copy, naming the chosen relayer and the sender, and the relayer's own call still pays it", async function () {
+        const { vault, token, relayer, stranger, poor, promises, claims, address } = await loadFixture(relayFixture);
+        const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("0.1"), 0n);
+        const strangerBefore = await token.balanceOf(stranger.address);
+        await expect(vault.connect(stranger).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.1"), 0n, sig))
+          .to.be.revertedWithCustomError(vault, "RelayerNotChosen")
+          .withArgs(poor.address, relayer.address, stranger.address);
+        expect(await token.balanceOf(stranger.address)).to.equal(strangerBefore);
+        const relayerBefore = await token.balanceOf(relayer.address);
+        await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.1"), E("0.1"), 0n, sig))
+          .to.emit(vault, "SettlementRelayed")
+          .withArgs(poor.address, relayer.address, E("0.1"), 0n);
+        expect(await token.balanceOf(relayer.address)).to.equal(relayerBefore + E("0.1"));
+      });
+
+      it("refuses the copy that names its own sender as the relayer: the provider did not sign that", async function () {
+        const { vault, relayer, stranger, poor, promises, claims, address } = await loadFixture(relayFixture);
+        const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, claims, E("0.1"), 0n);
+        await expect(vault.connect(stranger).settleRelayed(poor.address, stranger.address, promises, E("0.1"), E("0.1"), 0n, sig))
+          .to.be.revertedWithCustomError(vault, "RelaySignatureInvalid")
+          .withArgs(poor.address, (recovered: string) => recovered !== poor.address);
+        expect(await vault.relayNonce(poor.address)).to.equal(0n);
+      });
     });
 
     it("moves no token when the whole amount is the fee and nothing was credited", async function () {
       const { vault, token, relayer, consumer, poor, address } = await loadFixture(relayFixture);
       const promises = [await signPromise(consumer, address, poor.address, E("1"))];
-      const sig = await signRelayed(poor as unknown as Wallet, address, [{ consumer: consumer.address, amount: E("1") }], E("1"), 0n);
-      await vault.connect(relayer).settleRelayed(poor.address, promises, E("1"), E("1"), 0n, sig);
+      const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, [{ consumer: consumer.address, amount: E("1") }], E("1"), 0n);
+      await vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("1"), E("1"), 0n, sig);
       expect(await token.balanceOf(poor.address)).to.equal(0n);
     });
   });
@@ -510,7 +536,7 @@ describe("ConsumerVault", function () {
         vault.interface.encodeFunctionData("depositWithPermit", [consumer.address, E("1"), 0n, 0n, 27, ethers.ZeroHash, ethers.ZeroHash]),
         vault.interface.encodeFunctionData("settle", [provider.address, p]),
         vault.interface.encodeFunctionData("settleBatch", [provider.address, [p]]),
-        vault.interface.encodeFunctionData("settleRelayed", [provider.address, [p], 0n, 0n, 0n, "0x"]),
+        vault.interface.encodeFunctionData("settleRelayed", [provider.address, ethers.ZeroAddress, [p], 0n, 0n, 0n, "0x"]),
       ];
       for (const payload of payloads) {
         await reentrant.arm(address, payload);

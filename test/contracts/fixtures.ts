@@ -61,10 +61,18 @@ export function compact(consumer: string, amount: bigint, signature: string) {
   return { consumer, amount, r: sig.r, vs: sig.yParityAndS };
 }
 
-/** The provider's consent to a relayed settlement of `claims` with a fee of at most `maxFee`. */
-export async function signRelayed(provider: Wallet, vault: string, claims: { consumer: string; amount: bigint }[], maxFee: bigint, nonce: bigint) {
+/** The provider's consent to a relayed settlement of `claims`, submitted by `relayer`, with a fee of at most `maxFee`. */
+export async function signRelayed(
+  provider: Wallet,
+  vault: string,
+  relayer: string,
+  claims: { consumer: string; amount: bigint }[],
+  maxFee: bigint,
+  nonce: bigint,
+) {
   return provider.signTypedData(vaultDomain(await chainId(), vault), relayedSettlementTypes, {
     provider: provider.address,
+    relayer,
     claims: claims.map((c) => ({ consumer: c.consumer, amount: c.amount })),
     maxFee,
     nonce,

@@ -260,6 +260,86 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  describe("when a consumer leaves right after a small session (exit is watched)", function () {
+    /** What the chain says the pair settled. */
+    const settledOf = async (m: { consumerKey: IdentityKey; providerKey: IdentityKey }) =>
+      (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled;
+
+    it("settles the pair when the vault's exit is requested, whatever the fee rule, before the consumer can withdraw", async function () {
+      // The fee rule would not settle 0.049 MYST (a fee of 1 MYST, at most 1%), nor does the session's end.
+      const m = await market({ settleOnSessionEnd: false });
+      try {
+        const { session, pay, tunnel } = await m.connect();
+        m.move(session.id, tunnel, 50);
+        await until(() => pay.acknowledged === (50n * BigInt(MiB) * E("1")) / GIB, "the session's promise");
+        await session.destroy();
+        const promised = m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))!.amount;
+        expect(promised).to.equal(pay.acknowledged);
+        expect(await settledOf(m)).to.equal(0n);
+        await vault.requestExit(m.consumerKey);
+        const { exitReadyAt } = await vault.vault(m.consumerKey.address);
+        await until(async () => (await settledOf(m)) === promised, "the provider's settlement of every stored promise, in the challenge period");
+        const now = BigInt((await net.conn.provider.getBlock("latest"))!.timestamp);
+        expect(now < exitReadyAt, "settled before the consumer could withdraw").to.equal(true);
+        await net.conn.provider.send("evm_increaseTime", [24 * 3600]);
+        await net.conn.provider.send("evm_mine", []);
+        // The consumer leaves with what it did not promise; the provider was paid in full.
+        const { amount } = await vault.withdraw(m.consumerKey);
+        expect(amount).to.equal(E("12") - promised);
+        expect(await vault.earnings(m.providerKey.address)).to.equal(promised);
+      } finally {
+        await m.stop();
+      }
+    });
+
+    it("settles at start the pair of a consumer that requested its exit while the provider was down", async function () {
+      const m = await market({ settleOnSessionEnd: false });
+      let promised: bigint;
+      try {
+        const { session, pay, tunnel } = await m.connect();
+        m.move(session.id, tunnel, 50);
+        await until(() => pay.acknowledged > 0n, "the session's promise");
+        promised = pay.acknowledged;
+        await session.destroy();
+      } finally {
+        // The provider goes away with the promise stored and not settled (below its fee rule).
+        await m.stop();
+      }
+      await vault.requestExit(m.consumerKey);
+      // The provider starts again on the same store; its payments policy finds the exit that began meanwhile.
+      const db = openDatabase(path.join(tmp.dir, "provider.db"));
+      const store = new PromiseStore(db);
+      const settler = new Settler(store, vault, new Wallet(m.providerKey.privateKeyHex(), net.conn.provider), { retryMs: 100 });
+      const vaults = new VaultStateCache(vault);
+      const payments = new ProviderPayments({
+        sessions: m.sessions,
+        vaults,
+        store,
+        settler,
+        usage: () => undefined,
+        maxUnpaid: E("0.5"),
+        minVaultBalance: E("1"),
+        minEscrow: E("1"),
+        exposurePercentOfEscrow: 50,
+        maxExposure: E("1000"),
+        settleThreshold: E("1000"),
+        settleFeePercent: 1,
+        settlementFeeWei: E("1"),
+        settleOnSessionEnd: false,
+      });
+      try {
+        payments.start();
+        await until(async () => (await settledOf(m)) === promised, "the settlement at start, in the challenge period");
+        expect(await settler.drain(10_000)).to.equal(true);
+        expect(store.settledAmount(pairIdOf(m.consumerKey.address, m.providerKey.address))).to.equal(promised);
+      } finally {
+        payments.stop();
+        settler.stop();
+        db.close();
+      }
+    });
+  });
+
   it("settles by the fee rule: not while the fee is above the share, at once when it is below", async function () {
     // A settlement costs 0.01 MYST; settle when that is at most 5% of what is unsettled (0.2 MYST).
     const m = await market({ settlementFeeWei: E("0.01"), settleFeePercent: 5, settleOnSessionEnd: false });

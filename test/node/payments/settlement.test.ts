@@ -5,7 +5,9 @@ import { connectChain, type ChainConnection } from "../../../node/chain/connect"
 import { ConsumerVaultClient, pairIdOf } from "../../../node/chain/vault";
 import type { IdentityKey } from "../../../node/identity/key";
 import { VaultStateCache } from "../../../node/payments/vault-cache";
+import { ProviderPayments } from "../../../node/payments/provider-payments";
 import { Settler } from "../../../node/payments/settlement";
+import type { ProviderSessions } from "../../../node/session/provider";
 import { openDatabase, type Db } from "../../../node/store/database";
 import { PromiseStore } from "../../../node/store/promise-store";
 import { until } from "../../../scripts/lib/until";
@@ -195,5 +197,67 @@ describe("settlement: one queue per provider account (real chain)", function () 
       `the settlement recorded (pending: ${JSON.stringify(settler.pending(), (_k, v) => (typeof v === "bigint" ? String(v) : v))})`,
       5000,
     );
+  });
+
+  describe("the fee rule, with a relayer whose fee is paid per transaction", function () {
+    /** The provider's payments policy over a relayed settler: 0.005 MYST per transaction, settle when that is at most 1%. */
+    async function relayedPolicy(n: number) {
+      const { provider, consumers } = await providerWithVaults(n, E("1"), { providerEth: false });
+      const relayer = await net.registeredIdentity();
+      await net.chain.fund([relayer.address], { eth: E("10"), myst: 0n });
+      const settler = new Settler(store, vault, new Wallet(relayer.privateKeyHex(), net.conn.provider), {
+        relay: { provider, maxFeeWei: E("0.005") },
+        retryMs: 200,
+      });
+      closers.push(() => settler.stop());
+      const payments = new ProviderPayments({
+        // The rule reads the store, the settler and the cached vaults only; no session takes part here.
+        sessions: {} as ProviderSessions,
+        vaults: new VaultStateCache(vault),
+        store,
+        settler,
+        usage: () => undefined,
+        maxUnpaid: E("0.5"),
+        minVaultBalance: 0n,
+        minEscrow: 0n,
+        exposurePercentOfEscrow: 50,
+        maxExposure: E("1000"),
+        settleThreshold: E("1000"),
+        settleFeePercent: 1,
+        settlementFeeWei: E("0.005"),
+      });
+      const fees = () =>
+        store
+          .settlements()
+          .filter((s) => s.status === "mined")
+          .reduce((sum, s) => sum + (s.fee ?? 0n), 0n);
+      const settled = async () => {
+        let sum = 0n;
+        for (const c of consumers) sum += (await vault.pair(c.address, provider.address)).settled;
+        return sum;
+      };
+      return { provider, consumers, relayer, settler, payments, fees, settled };
+    }
+
+    it("counts one fee per transaction of 20 pairs: 50 pairs worth one fee are not sent in three", async function () {
+      const { provider, consumers, relayer, settler, payments, fees, settled } = await relayedPolicy(50);
+      // 1 MYST unsettled in all: one fee (0.005) is 0.5% of it, but 50 pairs take 3 transactions (1.5%),
+      // and even the largest 20 (0.4 MYST) would pay 1.25% for theirs.
+      consumers.forEach((c) => storePromise(c, provider, E("0.02")));
+      payments.settleByPolicy();
+      expect(await settler.drain(60_000)).to.equal(true);
+      // 40 pairs grow to 0.03 MYST: a transaction of 20 of them carries 0.6 MYST, its fee 0.83%; the
+      // 10 others (0.2 MYST) would pay 2.5% for their own transaction and wait.
+      consumers.slice(0, 40).forEach((c) => storePromise(c, provider, E("0.03")));
+      payments.settleByPolicy();
+      expect(await settler.drain(60_000)).to.equal(true);
+      const paid = await settled();
+      const feesPaid = fees();
+      expect(await vault.tokenBalance(relayer.address)).to.equal(feesPaid);
+      expect(feesPaid * 100n, `${feesPaid} wei of fees for ${paid} wei settled`).to.be.at.most(paid);
+      expect(paid).to.equal(E("1.2"));
+      const transactions = new Set(store.settlements().flatMap((s) => (s.status === "mined" ? [s.txHash] : [])));
+      expect(transactions.size, "transactions").to.equal(2);
+    });
   });
 });
