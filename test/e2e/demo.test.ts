@@ -51,7 +51,9 @@ for (const service of ["openvpn", "wireguard"] as const)
     });
 
     it("runs the consumer's node on the consumer's machine, reaching chain, broker and discovery over the routers", function () {
-      expect(output).to.match(/✓ its node runs in myst-demo-c1: chain, broker and discovery over the routers \(nats:\/\/198\.18\.9\.2:\d+\), not on 127\.0\.0\.1/);
+      expect(output).to.match(
+        /✓ its node runs in myst-demo-c1: chain, broker and discovery over the routers \(nats:\/\/198\.18\.9\.2:\d+\), not on 127\.0\.0\.1/,
+      );
     });
 
     it("shows the consumer's own IP before, each provider's IP (behind its NAT gateway) in its session, and the LAN blocked", function () {
