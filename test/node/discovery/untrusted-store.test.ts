@@ -177,7 +177,8 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     await until(async () => (await served(fresh)).length === 5, "every honest provider on the fresh replica");
     expect((await served(fresh)).map((p) => p.provider).sort()).to.deep.equal(honest);
     // Each refusal is counted by its reason.
-    const reasons = async () => new Set([...(await a.metrics.metrics()).matchAll(/myst_discovery_store_records_rejected_total\{reason="([^"]+)"\}/g)].map((m) => m[1]));
+    const reasons = async () =>
+      new Set([...(await a.metrics.metrics()).matchAll(/myst_discovery_store_records_rejected_total\{reason="([^"]+)"\}/g)].map((m) => m[1]));
     for (const reason of ["bad-signature", "malformed", "expired", "unregistered", "unsigned-withdrawal", "unreadable"])
       await until(async () => (await reasons()).has(reason), `a refusal counted as ${reason}`);
   });
@@ -224,7 +225,8 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     expect(first.body.next_cursor).to.equal(null);
   });
 
-  it("a purged bucket and a deleted stream: the replica says so, makes the stream again, and the providers' next pings refill it", async function () {
+  /** A replica on a new bucket, a provider that pings every second, one that pings rarely, and a plain connection to the bucket. */
+  async function pingingProviders() {
     const bucket = `untrusted-${++buckets}`;
     const a = await replica(bucket);
     const key = fleet.keys[6];
@@ -235,12 +237,15 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     announcer.start();
     running.push({ stop: () => announcer.stop() });
     await until(async () => announcer.state === "announced", "the announcement");
-    // A provider that pings rarely: the purge takes it out of the bucket until its next ping.
+    // A provider that pings rarely: a purge takes it out of the bucket until its next ping.
     const rare = fleet.keys[8];
     expect((await post(a, signProposal(rare, makeProposal(rare)))).status).to.equal(201);
     const { nc, kv } = await bucketWriter(bucket);
-    const jsm = await nc.jetstreamManager();
+    return { bucket, a, key, rare, announcer, kv, jsm: await nc.jetstreamManager() };
+  }
 
+  it("a purged bucket: the replica says so on /health, keeps what it verified, and the providers' next pings refill it", async function () {
+    const { bucket, a, key, rare, kv, jsm } = await pingingProviders();
     await jsm.streams.purge(`KV_${bucket}`);
     expect((await kv.status()).values).to.equal(0);
     await until(async () => (await kv.get(bucketKey(key.address)))?.operation === "PUT", "the provider's next ping in the bucket");
@@ -248,7 +253,12 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     expect((await served(afterPurge)).map((p) => p.provider)).to.deep.equal([key.address.toLowerCase()]);
     await until(async () => (await get(a, "/health")).body.store === "refilling", "/health saying the store is refilling");
     expect((await get(a, "/health")).body.store_event).to.match(/purged/);
+    // The running replica still lists both: what it verified stays listed until it expires.
+    expect((await served(a)).map((p) => p.provider).sort()).to.deep.equal([key, rare].map((k) => k.address.toLowerCase()).sort());
+  });
 
+  it("a deleted stream: the replica makes it again, says so on /health, and the provider's next ping refills it", async function () {
+    const { bucket, a, key, rare, announcer, kv, jsm } = await pingingProviders();
     await jsm.streams.delete(`KV_${bucket}`);
     await until(async () => (await jsm.streams.info(`KV_${bucket}`).catch(() => null)) !== null, "the stream made again");
     await until(async () => (await kv.get(bucketKey(key.address)).catch(() => null))?.operation === "PUT", "the provider's next ping in the new stream");
@@ -256,7 +266,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     const afterDelete = await replica(bucket);
     expect((await served(afterDelete)).map((p) => p.provider)).to.deep.equal([key.address.toLowerCase()]);
     await until(async () => (await get(a, "/health")).body.store_event?.includes("deleted"), "/health saying the stream was deleted");
-    // The running replica still lists both: what it verified stays listed until it expires.
+    expect((await get(a, "/health")).body.store).to.equal("refilling");
     expect((await served(a)).map((p) => p.provider).sort()).to.deep.equal([key, rare].map((k) => k.address.toLowerCase()).sort());
   });
 
