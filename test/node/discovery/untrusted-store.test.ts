@@ -114,6 +114,15 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   const textFor = (provider: string, country = "US") => JSON.stringify({ ...makeProposal(fleet.keys[0], { location: { country } }), provider });
   const forgedSignature = () => `0x${crypto.randomBytes(64).toString("hex")}`;
 
+  /** Writes an honest provider's value last and waits until `d` serves it: the replica has then seen every value before it. */
+  async function writeMarker(kv: KV, d: DiscoveryService): Promise<string> {
+    const marker = fleet.keys[9];
+    const signed = signProposal(marker, makeProposal(marker));
+    await kv.put(bucketKey(marker.address), raw(header("DE"), signed.signature, signed.proposal));
+    await until(async () => (await get(d, `/v1/proposals/${marker.address}/noop`)).status === 200, "the replica to see every value written");
+    return marker.address.toLowerCase();
+  }
+
   it("serves none of the forged, unsigned, oversized, malformed, expired, relabelled or unsigned-tombstone records written into the bucket", async function () {
     const bucket = `untrusted-${++buckets}`;
     const a = await replica(bucket);
@@ -146,12 +155,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     await kv.put(bucketKey(tombstoned.address), JSON.stringify(["w", Date.now()]));
     await kv.delete(bucketKey(deleted.address));
 
-    // Last, an honest provider's value written the same way: once it is served, the replica has seen everything before it.
-    const marker = fleet.keys[9];
-    const markerSigned = signProposal(marker, makeProposal(marker));
-    await kv.put(bucketKey(marker.address), raw(header("DE"), markerSigned.signature, markerSigned.proposal));
-    await until(async () => (await get(a, `/v1/proposals/${marker.address}/noop`)).status === 200, "the replica to see every value written");
-    honest.push(marker.address.toLowerCase());
+    honest.push(await writeMarker(kv, a));
     honest.sort();
 
     const fresh = await replica(bucket);
@@ -181,6 +185,39 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
       new Set([...(await a.metrics.metrics()).matchAll(/myst_discovery_store_records_rejected_total\{reason="([^"]+)"\}/g)].map((m) => m[1]));
     for (const reason of ["bad-signature", "malformed", "expired", "unregistered", "unsigned-withdrawal", "unreadable"])
       await until(async () => (await reasons()).has(reason), `a refusal counted as ${reason}`);
+  });
+
+  it("a withdrawal or a deletion nobody signed unlists no one, and the provider's fresh announcement is taken, not refused as withdrawn", async function () {
+    const bucket = `untrusted-${++buckets}`;
+    const a = await replica(bucket);
+    const [tombstoned, deleted] = fleet.keys;
+    for (const key of [tombstoned, deleted]) expect((await post(a, signProposal(key, makeProposal(key)))).status).to.equal(201);
+    const { kv } = await bucketWriter(bucket);
+    await kv.put(bucketKey(tombstoned.address), JSON.stringify(["w", Date.now()]));
+    await kv.delete(bucketKey(deleted.address));
+    await writeMarker(kv, a);
+    for (const key of [tombstoned, deleted]) expect((await get(a, `/v1/proposals/${key.address}/noop`)).status).to.equal(200);
+    const fresh = await replica(bucket);
+    for (const d of [a, fresh]) {
+      const again = await post(d, signProposal(tombstoned, makeProposal(tombstoned)));
+      expect(again.status, JSON.stringify(again.body)).to.be.oneOf([200, 201]);
+    }
+    await until(async () => (await get(fresh, `/v1/proposals/${tombstoned.address}/noop`)).status === 200, "the fresh announcement on the fresh replica");
+  });
+
+  it("a provider's signed DE proposal relabelled US in the bucket is served as DE, and a country=US query does not find it", async function () {
+    const bucket = `untrusted-${++buckets}`;
+    const a = await replica(bucket);
+    const key = fleet.keys[2];
+    const signed = signProposal(key, makeProposal(key, { location: { country: "DE" } }));
+    const { kv } = await bucketWriter(bucket);
+    await kv.put(bucketKey(key.address), raw(header("US"), signed.signature, signed.proposal));
+    await until(async () => (await get(a, `/v1/proposals/${key.address}/noop`)).status === 200, "the proposal on the replica");
+    const fresh = await replica(bucket);
+    for (const d of [a, fresh]) {
+      expect((await served(d, "&country=US")).length).to.equal(0);
+      expect((await served(d, "&country=DE")).map((p) => p.provider)).to.deep.equal([key.address.toLowerCase()]);
+    }
   });
 
   it("a fresh replica loads a bucket someone filled with 20,000 junk records, serves none of them, and keeps honest providers on the first page", async function () {
