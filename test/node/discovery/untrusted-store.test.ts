@@ -193,9 +193,12 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
     const [tombstoned, deleted] = fleet.keys;
     for (const key of [tombstoned, deleted]) expect((await post(a, signProposal(key, makeProposal(key)))).status).to.equal(201);
     const { kv } = await bucketWriter(bucket);
-    await kv.put(bucketKey(tombstoned.address), JSON.stringify(["w", Date.now()]));
+    // Dated an hour ahead: were it believed, every announcement of the next hour would be "withdrawn".
+    await kv.put(bucketKey(tombstoned.address), JSON.stringify(["w", Date.now() + 3_600_000]));
     await kv.delete(bucketKey(deleted.address));
     await writeMarker(kv, a);
+    const again = await post(a, signProposal(tombstoned, makeProposal(tombstoned)));
+    expect(again.status, JSON.stringify(again.body)).to.be.oneOf([200, 201]);
     for (const key of [tombstoned, deleted]) expect((await get(a, `/v1/proposals/${key.address}/noop`)).status).to.equal(200);
     const fresh = await replica(bucket);
     for (const d of [a, fresh]) {
