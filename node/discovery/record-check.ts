@@ -58,11 +58,12 @@ export async function verifyStoredRecord(key: string, record: StoredRecord, o: R
   }
   const { signed, proposal } = parsed;
   if (indexKey(proposal.provider, proposal.serviceType) !== key) throw rejected("wrong-key", "the signed proposal is another provider's or service type's");
+  // Times before the signature: they cost nothing, a signature check costs ~0.35 ms of a thread.
+  if (proposal.expiresAt <= now) throw rejected("expired", `expired at ${new Date(proposal.expiresAt).toISOString()}`);
+  if (proposal.createdAt > now + skew) throw rejected("from-future", "created in the future");
   const signer = await o.check(proposal.provider, Buffer.from(signed.proposal), Buffer.from(signed.signature.slice(2), "hex"), o.directory);
   if ("fail" in signer && signer.fail === "bad-signature") throw rejected("bad-signature", `not signed by its provider ${proposal.provider}`);
   if ("fail" in signer) throw rejected("unregistered", `provider ${proposal.provider} is not a registered identity`);
-  if (proposal.expiresAt <= now) throw rejected("expired", `expired at ${new Date(proposal.expiresAt).toISOString()}`);
-  if (proposal.createdAt > now + skew) throw rejected("from-future", "created in the future");
   return proposalRecord(signed, proposal);
 }
 
