@@ -123,6 +123,8 @@ export class DiscoveryService {
   /** The last time someone else purged the store or deleted its stream. */
   #reset?: StoreReset & { at: number };
   #checkingStore = false;
+  /** Counts the times the store's stream was made again (its revisions then start again from 1). */
+  #storeEpoch = 0;
   /** Rejected store values logged in the current minute (a flood is counted, not logged line by line). */
   #rejectLog = { minute: 0, logged: 0 };
   readonly #rejectedRecords = new Counter({
@@ -281,13 +283,16 @@ export class DiscoveryService {
     if (c.revision <= this.index.revisionOf(c.key)) return;
     if (c.record === null) return this.#refuse(c, "unreadable", c.unreadable ?? "no record");
     this.#verifying++;
+    const epoch = this.#storeEpoch;
     try {
       const record = await verifyStoredRecord(c.key, c.record, {
         directory: this.#o.directory,
         check: (claimed, bytes, signature, directory) => this.#workers.checkSigner(claimed, bytes, signature, directory),
       });
-      this.index.apply(c.key, record, c.revision, c.storedAt);
+      // A stream made again while this was verified counts its revisions afresh: an old one would hide the new.
+      if (epoch === this.#storeEpoch) this.index.apply(c.key, record, c.revision, c.storedAt);
     } catch (err) {
+      if (epoch !== this.#storeEpoch) return;
       if (err instanceof RecordRejected) this.#refuse(c, err.reason, err.message);
       else this.#refuse(c, "unverifiable", (err as Error).message);
     } finally {
@@ -335,6 +340,7 @@ export class DiscoveryService {
   /** Someone purged the store or deleted its stream: what is listed stays listed, and is written afresh by the next announcements. */
   #onReset(reset: StoreReset): void {
     this.#reset = { ...reset, at: Date.now() };
+    if (reset.below === Number.POSITIVE_INFINITY) this.#storeEpoch++;
     this.index.forgetRevisions(reset.below);
     this.#log.warn({ reason: reset.reason }, "the shared store lost its values; refilling from the providers' next announcements");
   }
