@@ -2,7 +2,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Address } from "../values/schemas";
 import type { IdentityKey } from "../identity/key";
-import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
+import { checkSigner, type SignerCheck, type SignerDirectory } from "../identity/protocol-signature";
 import { ProposalError } from "../proposal/proposal";
 
 /** The NATS subjects discovery replicas listen on. Every replica hears every announcement. */
@@ -34,7 +34,17 @@ export function signUnregister(key: IdentityKey, serviceType: string, at = Date.
   return { unregister: text, signature: "0x" + Buffer.from(key.signProtocol(Buffer.from(text))).toString("hex") };
 }
 
-export async function verifyUnregister(input: unknown, directory: SignerDirectory): Promise<{ provider: string; serviceType: string; at: number }> {
+export interface Unregister {
+  provider: string;
+  serviceType: string;
+  at: number;
+}
+
+/** Checks that `claimed` signed `bytes` (checkSigner, or the same check on discovery's signature threads). */
+export type SignerCheckFn = (claimed: string, bytes: Uint8Array, signature: Uint8Array, directory: SignerDirectory) => Promise<SignerCheck>;
+
+/** Parses and verifies an unregister: shape, then a signature by the provider it names, a registered one. */
+export async function verifyUnregister(input: unknown, directory: SignerDirectory, check: SignerCheckFn = checkSigner): Promise<Unregister> {
   if (!checkSigned.Check(input)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister message does not match the schema");
   let body: unknown;
   try {
@@ -43,7 +53,7 @@ export async function verifyUnregister(input: unknown, directory: SignerDirector
     throw new ProposalError("UNREGISTER_MALFORMED", "unregister body is not JSON");
   }
   if (!checkBody.Check(body)) throw new ProposalError("UNREGISTER_MALFORMED", "unregister body does not match the schema");
-  const signer = await checkSigner(body.provider, Buffer.from(input.unregister), Buffer.from(input.signature.slice(2), "hex"), directory);
+  const signer = await check(body.provider, Buffer.from(input.unregister), Buffer.from(input.signature.slice(2), "hex"), directory);
   if ("fail" in signer && signer.fail === "bad-signature") throw new ProposalError("BAD_SIGNATURE", `the unregister message is not signed by ${body.provider}`);
   if ("fail" in signer) throw new ProposalError("PROVIDER_UNREGISTERED", `provider ${body.provider} is not a registered identity`);
   return body;

@@ -1,5 +1,5 @@
 import { MystError } from "../errors/MystError";
-import type { ProposalFilter } from "../proposal/filter";
+import { matchesFilter, type ProposalFilter } from "../proposal/filter";
 import { verifySignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 
 export class DiscoveryError extends MystError {
@@ -18,7 +18,8 @@ export interface FoundProposal {
 
 /**
  * The consumer side of discovery: queries the HTTP API and re-verifies every proposal it gets
- * (shape, registered provider, signature, expiry) — discovery is a convenience, not an authority.
+ * (shape, registered provider, signature, expiry), and that it matches what was asked for (the
+ * filter; the provider and service type of a lookup) — discovery is a convenience, not an authority.
  * Given several replica URLs, it asks the last one that answered and fails over to the next when a
  * replica cannot be reached, times out, is not ready or fails (5xx); a 4xx is an answer.
  */
@@ -41,6 +42,7 @@ export class DiscoveryClient {
     return this.baseUrls[this.#preferred];
   }
 
+  /** `rejected`: proposals of the answer dropped, for failing verification or for not matching `filter`. */
   async search(
     filter: ProposalFilter,
     page: { limit?: number; cursor?: string } = {},
@@ -61,9 +63,13 @@ export class DiscoveryClient {
     const body = (await this.#get(`/v1/proposals?${q}`)) as { proposals: { signed: unknown }[]; next_cursor: string | null };
     const proposals: FoundProposal[] = [];
     let rejected = 0;
-    for (const item of body.proposals ?? []) {
+    const items = Array.isArray(body.proposals) ? body.proposals : [];
+    for (const item of items) {
       try {
-        proposals.push(await verifySignedProposal(item.signed, { publicKeyOf: this.publicKeyOf }));
+        const found = await verifySignedProposal(item?.signed, { publicKeyOf: this.publicKeyOf });
+        // Signed by its provider, yet not what was asked for (a replica relabelled it, or answered another query).
+        if (matchesFilter(found.proposal, filter)) proposals.push(found);
+        else rejected++;
       } catch {
         rejected++;
       }
@@ -74,7 +80,11 @@ export class DiscoveryClient {
   async get(provider: string, serviceType: string): Promise<FoundProposal | null> {
     try {
       const body = (await this.#get(`/v1/proposals/${provider}/${serviceType}`)) as { signed: unknown };
-      return await verifySignedProposal(body.signed, { publicKeyOf: this.publicKeyOf });
+      const found = await verifySignedProposal(body.signed, { publicKeyOf: this.publicKeyOf });
+      if (!matchesFilter(found.proposal, { providerIds: [provider], serviceType })) {
+        throw new DiscoveryError("DISCOVERY_BAD_RESPONSE", `discovery answered a lookup of ${provider}/${serviceType} with another proposal`);
+      }
+      return found;
     } catch (err) {
       if (err instanceof DiscoveryError && err.code === "NOT_FOUND") return null;
       throw err;

@@ -327,6 +327,12 @@ export class ProposalIndex {
       return;
     }
     if (e && revision < e.revision) return;
+    if (e && record !== null && revision > e.revision && createdAtOf(record) < e.createdAt) {
+      // Older than what was seen, at a newer revision: no replica's decision writes that (a replay
+      // put into the store by someone else). The store's revision is remembered, nothing else.
+      e.revision = revision;
+      return;
+    }
     if (e && revision === e.revision && record !== null) {
       e.keepUntil = storedAt + this.ttlMs;
       if (e.listed) e.liveUntil = Math.min(e.expiresAt, e.keepUntil);
@@ -368,6 +374,43 @@ export class ProposalIndex {
     e.body = record.signature + record.text;
     if (e.liveUntil <= now) this.#unlist(e);
     else if (!e.listed) this.#list(e);
+  }
+
+  /**
+   * The store holds, at `revision`, something this replica did not verify (junk, a forged or
+   * unsigned record, a deletion nobody signed): what is listed stays listed, and the revision is
+   * remembered so that the provider's next announcement replaces it.
+   */
+  ignore(key: string, revision: number, storedAt: number): void {
+    const e = this.#entries.get(key);
+    if (!e) {
+      const remembered = new IndexEntry(key, revision);
+      remembered.keepUntil = storedAt + this.ttlMs;
+      this.#entries.set(key, remembered);
+    } else if (revision > e.revision) e.revision = revision;
+  }
+
+  /** The store revision this index holds for `key` (0: none). */
+  revisionOf(key: string): number {
+    return this.#entries.get(key)?.revision ?? 0;
+  }
+
+  /**
+   * A key held at a store revision below `revision` that the store should still hold (its TTL not
+   * passed): if the store no longer has it, nor a newer value, the store lost it.
+   */
+  heldBelow(revision: number, now = Date.now()): string | undefined {
+    for (const e of this.#entries.values()) if (e.revision > 0 && e.revision < revision && e.keepUntil > now + 1000) return e.key;
+    return undefined;
+  }
+
+  /**
+   * The store lost every value below `revision` (a purge; Infinity: its stream was deleted and
+   * made again, counting from 1): entries keep what they list, and their next write creates the
+   * key afresh.
+   */
+  forgetRevisions(below: number): void {
+    for (const e of this.#entries.values()) if (e.revision < below) e.revision = 0;
   }
 
   /** Decides and applies in this index alone (no store): a replica on its own, and tests. */
@@ -536,6 +579,10 @@ export class ProposalIndex {
       this.#byGiBBand,
     ];
   }
+}
+
+function createdAtOf(r: StoredRecord): number {
+  return r.kind === "withdrawal" ? r.at : r.createdAt;
 }
 
 function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boolean {

@@ -1,7 +1,7 @@
 import { connect, StorageType, type KV, type KvEntry, type NatsConnection, type NatsError } from "nats";
 import { silentLogger, type Logger } from "../log/logger";
-import { decodeRecord, encodeRecord, type StoredRecord } from "./record";
-import { ProposalStoreError, type ProposalStore, type StoreChange } from "./store";
+import { decodeRecord, encodeRecord, MAX_RECORD_BYTES, type StoredRecord } from "./record";
+import { ProposalStoreError, type ProposalStore, type StoreChange, type StoreReset } from "./store";
 
 export interface JetStreamStoreOptions {
   /** NATS server URLs (the cluster's; the client fails over between them). */
@@ -16,16 +16,24 @@ export interface JetStreamStoreOptions {
   startTimeoutMs?: number;
   /** Time allowed for one write's acknowledgement. Default 5 s. */
   writeTimeoutMs?: number;
+  /** How often the bucket's stream is checked for a deletion or a purge by someone else. Default 1 s. */
+  checkMs?: number;
   log?: Logger;
 }
 
 /** NATS JetStream's "wrong last sequence": the key moved since the revision we wrote against. */
 const WRONG_LAST_SEQUENCE = 10071;
+/** NATS JetStream's "stream not found". */
+const STREAM_NOT_FOUND = 10059;
 
 /**
  * The proposal index in a NATS JetStream key-value bucket (adapter): one key per provider and
  * service type (`<provider>.<service type>`), history 1, the bucket's max age as the TTL. Writes
  * carry the revision they replace, so replicas never overwrite each other's newer decision.
+ *
+ * Anyone with rights on the bucket may also delete its stream: the store checks the stream every
+ * `checkMs`, makes a deleted one again, and tells the watcher (`onReset`). A purge leaves the stream
+ * (the replica notices it by `firstRevision`, see DiscoveryService).
  */
 export class JetStreamProposalStore implements ProposalStore {
   readonly shared = true;
@@ -36,6 +44,11 @@ export class JetStreamProposalStore implements ProposalStore {
   #ttlMs: number;
   #stopped = false;
   #watcher?: { stop(): void };
+  #monitor?: NodeJS.Timeout;
+  #checking = false;
+  #onReset?: (reset: StoreReset) => void;
+  /** The newest revision the watch delivered. */
+  #last = { revision: 0 };
 
   constructor(options: JetStreamStoreOptions) {
     this.#o = options;
@@ -60,15 +73,7 @@ export class JetStreamProposalStore implements ProposalStore {
     const deadline = Date.now() + (this.#o.startTimeoutMs ?? 30_000);
     for (;;) {
       try {
-        this.#kv = await this.#nc.jetstream().views.kv(this.bucket, {
-          ttl: this.#ttlMs,
-          history: 1,
-          replicas: this.#o.replicas ?? 1,
-          storage: StorageType.File,
-          timeout: this.#o.writeTimeoutMs ?? 5000,
-        });
-        const status = await this.#kv.status();
-        if (status.ttl > 0) this.#ttlMs = status.ttl;
+        await this.#open();
         return;
       } catch (err) {
         if (Date.now() > deadline) {
@@ -85,35 +90,52 @@ export class JetStreamProposalStore implements ProposalStore {
     }
   }
 
-  async watch(onChange: (change: StoreChange) => void): Promise<void> {
-    const kv = this.#kvOrThrow();
+  /** Binds the bucket, making it (and its stream) when it does not exist. */
+  async #open(): Promise<void> {
+    const nc = this.#nc;
+    if (!nc) throw new ProposalStoreError("STORE_UNAVAILABLE", "the proposal store is not started");
+    this.#kv = await nc.jetstream().views.kv(this.bucket, {
+      ttl: this.#ttlMs,
+      history: 1,
+      replicas: this.#o.replicas ?? 1,
+      storage: StorageType.File,
+      maxValueSize: MAX_RECORD_BYTES,
+      timeout: this.#o.writeTimeoutMs ?? 5000,
+    });
+    const status = await this.#kv.status();
+    if (status.ttl > 0) this.#ttlMs = status.ttl;
+  }
+
+  async watch(onChange: (change: StoreChange) => void, onReset?: (reset: StoreReset) => void): Promise<void> {
+    this.#onReset = onReset;
     // What "loaded" means, fixed before watching: every value the bucket held then. (nats.js's own
     // initializedFn can fire at once when a consumer is created during a leader change.)
-    const state = (await this.#retry(() => kv.status())).streamInfo.state;
+    const state = (await this.#retry(() => this.#kvOrThrow().status())).streamInfo.state;
     let received = 0;
-    let last = 0;
     let loaded!: () => void;
     let done = state.messages === 0;
     const initial = new Promise<void>((resolve) => (loaded = resolve));
+    const finish = () => {
+      if (done) return;
+      done = true;
+      loaded();
+    };
     if (done) loaded();
     const run = async (resumeFrom: number) => {
-      const iter = await kv.watch(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : {});
+      const iter = await this.#kvOrThrow().watch(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : {});
       this.#watcher = iter;
       for await (const e of iter) {
-        last = e.revision;
+        this.#last = { revision: e.revision };
         received++;
         const change = this.#change(e);
         if (change) onChange(change);
-        if (!done && (received >= state.messages || (e.delta === 0 && e.revision >= state.last_seq))) {
-          done = true;
-          loaded();
-        }
+        if (!done && (received >= state.messages || (e.delta === 0 && e.revision >= state.last_seq))) finish();
       }
     };
     const loop = async () => {
       while (!this.#stopped) {
         try {
-          await run(last > 0 ? last + 1 : 0);
+          await run(this.#last.revision > 0 ? this.#last.revision + 1 : 0);
         } catch (err) {
           if (!this.#stopped) this.#log.warn({ err: (err as Error).message }, "bucket watch ended; watching again");
         }
@@ -121,7 +143,45 @@ export class JetStreamProposalStore implements ProposalStore {
       }
     };
     void loop();
+    // The stream is checked while loading too: values counted at the start may be purged (or the
+    // stream deleted) before they are delivered, and a replica must not wait for them forever.
+    this.#monitor = setInterval(() => void this.#check(finish), this.#o.checkMs ?? 1000);
+    this.#monitor.unref();
     await initial;
+  }
+
+  /**
+   * Whether the stream is still there: a deleted one is made again (and watched from its start);
+   * `loading`, while the first load runs, ends it once nothing more can come.
+   */
+  async #check(loading: () => void): Promise<void> {
+    if (this.#checking || this.#stopped || !this.#kv) return;
+    this.#checking = true;
+    try {
+      let state: { messages: number; first_seq: number; last_seq: number };
+      try {
+        state = (await this.#kv.status()).streamInfo.state;
+      } catch (err) {
+        if (!streamMissing(err) || this.#stopped) return;
+        this.#log.warn({ bucket: this.bucket }, "the bucket's stream was deleted; making it again and refilling from announcements");
+        await this.#open();
+        this.#last = { revision: 0 };
+        this.#watcher?.stop();
+        loading();
+        this.#onReset?.({ reason: "stream-deleted", below: Number.POSITIVE_INFINITY });
+        return;
+      }
+      if (state.messages === 0 || state.last_seq <= this.#last.revision) loading();
+    } catch (err) {
+      if (!this.#stopped) this.#log.warn({ err: (err as Error).message }, "could not check the bucket's stream");
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** The oldest revision the bucket still holds (every older one was replaced, aged out, or purged). */
+  async firstRevision(): Promise<number> {
+    return (await this.#kvOrThrow().status()).streamInfo.state.first_seq;
   }
 
   /** Retries what JetStream times out on while a cluster elects a leader, up to the start timeout. */
@@ -147,6 +207,7 @@ export class JetStreamProposalStore implements ProposalStore {
       return { revision: written, storedAt: Date.now() };
     } catch (err) {
       if ((err as NatsError).api_error?.err_code === WRONG_LAST_SEQUENCE) return "conflict";
+      void this.#check(() => {});
       throw new ProposalStoreError("STORE_UNAVAILABLE", `could not write ${key} to ${this.bucket}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -164,6 +225,7 @@ export class JetStreamProposalStore implements ProposalStore {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#monitor);
     this.#watcher?.stop();
     const nc = this.#nc;
     this.#nc = undefined;
@@ -172,14 +234,17 @@ export class JetStreamProposalStore implements ProposalStore {
 
   #change(e: KvEntry): StoreChange | undefined {
     const key = indexKeyOf(e.key);
-    if (!key) return undefined;
-    const storedAt = e.created.getTime();
-    if (e.operation !== "PUT") return { key, record: null, revision: e.revision, storedAt };
-    try {
-      return { key, record: decodeRecord(e.value), revision: e.revision, storedAt };
-    } catch (err) {
-      this.#log.warn({ key: e.key, err: (err as Error).message }, "ignoring a bucket value this version cannot read");
+    if (!key) {
+      this.#log.debug({ key: e.key }, "ignoring a bucket key that names no provider and service type");
       return undefined;
+    }
+    const storedAt = e.created.getTime();
+    const base = { key, record: null, revision: e.revision, storedAt };
+    if (e.operation !== "PUT") return { ...base, unreadable: "a deletion marker (replicas write signed withdrawals, never deletions)" };
+    try {
+      return { ...base, record: decodeRecord(e.value) };
+    } catch (err) {
+      return { ...base, unreadable: (err as Error).message };
     }
   }
 
@@ -187,6 +252,11 @@ export class JetStreamProposalStore implements ProposalStore {
     if (!this.#kv || !this.#nc || this.#nc.isClosed()) throw new ProposalStoreError("STORE_UNAVAILABLE", "the proposal store is not started");
     return this.#kv;
   }
+}
+
+function streamMissing(err: unknown): boolean {
+  const e = err as NatsError;
+  return e.api_error?.err_code === STREAM_NOT_FOUND || /stream not found/i.test(e.message ?? "");
 }
 
 /** `0xabc…/openvpn` → `0xabc….openvpn` (a KV key is a subject: dots separate tokens). */

@@ -3,15 +3,17 @@ import type { Proposal, SignedProposal } from "../proposal/proposal";
 
 /**
  * What the shared index stores per (provider, service type): the live proposal as its provider
- * signed it, or the withdrawal that ended it. Written only by a replica that verified it, so a
- * replica loading the bucket trusts it (and consumers re-verify every proposal anyway).
+ * signed it, or the withdrawal (the provider's signed unregister) that ended it. Replicas write
+ * only what they verified, but anyone with rights on the bucket can write anything: a replica
+ * verifies every value it loads or watches again (record-check.ts) and serves only what passes.
  *
  * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
  * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
  *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy, {ipv6?}]\n0x<sig>\n<proposal text>
  * (records written before access policies have eight header fields: their policy is "open"; the
  * trailing object holds the other attributes filters read, and is left out when empty)
- *   ["w", at]
+ *   ["w", at]\n0x<sig>\n<unregister text>
+ * (a withdrawal without the signed unregister, as earlier versions wrote it, is never trusted)
  */
 export type StoredRecord = StoredProposal | StoredWithdrawal;
 
@@ -35,7 +37,16 @@ export interface StoredWithdrawal {
   kind: "withdrawal";
   /** Nothing created up to this time comes back. */
   at: number;
+  /** The provider's signed unregister that asked for it (the only proof a replica loading it accepts). */
+  signature?: string;
+  text?: string;
 }
+
+/**
+ * Largest value a replica reads from the bucket (and the bucket's own limit when a replica creates
+ * it): a signed proposal is at most 8,192 characters (three bytes each at worst) plus its header.
+ */
+export const MAX_RECORD_BYTES = 32 * 1024;
 
 export function proposalRecord(signed: SignedProposal, p: Proposal): StoredProposal {
   return {
@@ -55,7 +66,10 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
 }
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
-  if (r.kind === "withdrawal") return Buffer.from(JSON.stringify(["w", r.at]));
+  if (r.kind === "withdrawal") {
+    const header = JSON.stringify(["w", r.at]);
+    return Buffer.from(r.signature === undefined ? header : `${header}\n${r.signature}\n${r.text ?? ""}`);
+  }
   const fixed = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps, r.accessPolicy];
   const header = JSON.stringify(r.ipv6 ? [...fixed, { ipv6: true }] : fixed);
   return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
@@ -69,6 +83,7 @@ export class RecordFormatError extends MystError {
 
 /** Decodes a value of the bucket; throws RecordFormatError for anything this version did not write. */
 export function decodeRecord(value: Uint8Array): StoredRecord {
+  if (value.byteLength > MAX_RECORD_BYTES) throw new RecordFormatError(`record of ${value.byteLength} bytes is over the ${MAX_RECORD_BYTES} allowed`);
   const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
   const nl = text.indexOf("\n");
   let header: unknown;
@@ -78,7 +93,11 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     throw new RecordFormatError("record header is not JSON");
   }
   if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
-  if (header[0] === "w" && typeof header[1] === "number") return { kind: "withdrawal", at: header[1] };
+  if (header[0] === "w" && typeof header[1] === "number") {
+    const nl2 = nl < 0 ? -1 : text.indexOf("\n", nl + 1);
+    if (nl2 < 0) return { kind: "withdrawal", at: header[1] };
+    return { kind: "withdrawal", at: header[1], signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1) };
+  }
   if (header[0] !== "p" || header.length < 8 || header.length > 10 || nl < 0) throw new RecordFormatError("unknown record kind");
   const extra = (header[9] ?? {}) as { ipv6?: unknown };
   const nl2 = text.indexOf("\n", nl + 1);

@@ -9,11 +9,12 @@ import { silentLogger, type Logger } from "../log/logger";
 import { FilterError, parseFilter } from "../proposal/filter";
 import { MystError } from "../errors/MystError";
 import { parseSignedProposal, ProposalError, ProposalSchema, SignedProposalSchema, type Proposal, type SignedProposal } from "../proposal/proposal";
-import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply } from "./announcements";
+import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply, type SignedUnregister } from "./announcements";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
+import { RecordRejected, verifyStoredRecord } from "./record-check";
 import { SignatureWorkers } from "./signature-workers";
-import { LocalProposalStore, type ProposalStore, type StoreChange } from "./store";
+import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
 import { createJsonApp, ErrorBody } from "../http/app";
 
 /** Asked of a replica that is still loading the shared index: it answers once it is warm. */
@@ -116,6 +117,22 @@ export class DiscoveryService {
   #ready = false;
   #inFlight = 0;
   readonly #readyWaiters: (() => void)[] = [];
+  /** Store values being verified, and who waits for none to be (the first load). */
+  #verifying = 0;
+  readonly #settledWaiters: (() => void)[] = [];
+  /** The last time someone else purged the store or deleted its stream. */
+  #reset?: StoreReset & { at: number };
+  #checkingStore = false;
+  /** Counts the times the store's stream was made again (its revisions then start again from 1). */
+  #storeEpoch = 0;
+  /** Rejected store values logged in the current minute (a flood is counted, not logged line by line). */
+  #rejectLog = { minute: 0, logged: 0 };
+  readonly #rejectedRecords = new Counter({
+    name: "myst_discovery_store_records_rejected_total",
+    help: "values of the shared store not indexed, by reason (unverifiable: someone else wrote them)",
+    labelNames: ["reason"],
+    registers: [this.metrics],
+  });
   readonly #announcements = new Counter({
     name: "myst_discovery_announcements_total",
     help: "announcements by source and result",
@@ -188,11 +205,14 @@ export class DiscoveryService {
     }
   }
 
-  /** Withdraws a provider's proposal for a service type, as its unregister signed at `at` asks. */
-  async withdraw(provider: string, serviceType: string, at: number): Promise<boolean> {
+  /**
+   * Withdraws a provider's proposal for a service type, as its unregister signed at `at` asks; the
+   * signed unregister is stored with it, so every replica can check that the provider asked.
+   */
+  async withdraw(provider: string, serviceType: string, at: number, signed: SignedUnregister): Promise<boolean> {
     let removes = false;
     const result = await this.#write(
-      () => ({ kind: "withdrawal", at }),
+      () => ({ kind: "withdrawal", at, signature: signed.signature, text: signed.unregister }),
       (now) => {
         const d = this.index.decideWithdrawal(provider, serviceType, at, now);
         removes = d?.removes ?? false;
@@ -217,14 +237,22 @@ export class DiscoveryService {
     const t0 = Date.now();
     this.index.beginBulk();
     try {
-      await this.store.watch((c) => this.#apply(c));
+      await this.store.watch(
+        (c) => void this.#take(c),
+        (reset) => this.#onReset(reset),
+      );
+      // Loaded means verified: what the store held is indexed (or refused) before the replica is ready.
+      await this.#settled();
     } finally {
       this.index.endBulk();
     }
     await workersStarted;
     this.#subscribe();
     await this.#o.broker.flush();
-    this.#sweeper = setInterval(() => this.index.sweep(), 1000).unref();
+    this.#sweeper = setInterval(() => {
+      this.index.sweep();
+      void this.#checkStore();
+    }, 1000).unref();
     this.#ready = true;
     for (const w of this.#readyWaiters.splice(0)) w();
     this.#log.info({ url: this.#url, proposals: this.index.size, loadMs: Date.now() - t0 }, "discovery ready");
@@ -240,8 +268,89 @@ export class DiscoveryService {
     await this.#workers.stop();
   }
 
-  #apply(c: StoreChange): void {
-    this.index.apply(c.key, c.record, c.revision, c.storedAt);
+  /**
+   * Takes a value of the store, whoever wrote it: verified first (record-check.ts, signatures on the
+   * worker threads), indexed only if it passes; anything else leaves the index as it was, except for
+   * the revision (so the provider's next announcement replaces it). A revision already held (this
+   * replica's own write coming back) is not verified again.
+   */
+  async #take(c: StoreChange): Promise<void> {
+    if (c.revision === 0) {
+      // Read just now: the store holds nothing for the key (its TTL passed, or it was purged).
+      this.index.apply(c.key, null, 0, c.storedAt);
+      return;
+    }
+    if (c.revision <= this.index.revisionOf(c.key)) return;
+    if (c.record === null) return this.#refuse(c, "unreadable", c.unreadable ?? "no record");
+    this.#verifying++;
+    const epoch = this.#storeEpoch;
+    try {
+      const record = await verifyStoredRecord(c.key, c.record, {
+        directory: this.#o.directory,
+        check: (claimed, bytes, signature, directory) => this.#workers.checkSigner(claimed, bytes, signature, directory),
+      });
+      // A stream made again while this was verified counts its revisions afresh: an old one would hide the new.
+      if (epoch === this.#storeEpoch) this.index.apply(c.key, record, c.revision, c.storedAt);
+    } catch (err) {
+      if (epoch !== this.#storeEpoch) return;
+      if (err instanceof RecordRejected) this.#refuse(c, err.reason, err.message);
+      else this.#refuse(c, "unverifiable", (err as Error).message);
+    } finally {
+      if (--this.#verifying === 0) for (const w of this.#settledWaiters.splice(0)) w();
+    }
+  }
+
+  #refuse(c: StoreChange, reason: string, message: string): void {
+    this.index.ignore(c.key, c.revision, c.storedAt);
+    this.#rejectedRecords.inc({ reason });
+    const minute = Math.floor(Date.now() / 60_000);
+    if (this.#rejectLog.minute !== minute) this.#rejectLog = { minute, logged: 0 };
+    if (++this.#rejectLog.logged <= 20)
+      this.#log.warn({ key: c.key, revision: c.revision, reason, message }, "not indexing a store value that fails verification");
+    else if (this.#rejectLog.logged === 21)
+      this.#log.warn("more store values fail verification this minute; counted in myst_discovery_store_records_rejected_total");
+  }
+
+  /** Resolves once no store value is being verified. */
+  #settled(): Promise<void> {
+    return this.#verifying === 0 ? Promise.resolve() : new Promise((resolve) => this.#settledWaiters.push(resolve));
+  }
+
+  /**
+   * Whether the store still holds what this replica indexed: a key below the store's first revision
+   * that the store no longer has at all (not replaced by a newer value, not aged out) was purged.
+   */
+  async #checkStore(): Promise<void> {
+    if (this.#checkingStore || !this.store.firstRevision) return;
+    this.#checkingStore = true;
+    try {
+      const first = await this.store.firstRevision();
+      const key = this.index.heldBelow(first);
+      if (!key) return;
+      const now = await this.store.read(key);
+      if (now.revision === 0) this.#onReset({ reason: "purged", below: first });
+      else await this.#take(now);
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, "could not check the store");
+    } finally {
+      this.#checkingStore = false;
+    }
+  }
+
+  /** Someone purged the store or deleted its stream: what is listed stays listed, and is written afresh by the next announcements. */
+  #onReset(reset: StoreReset): void {
+    this.#reset = { ...reset, at: Date.now() };
+    if (reset.below === Number.POSITIVE_INFINITY) this.#storeEpoch++;
+    this.index.forgetRevisions(reset.below);
+    this.#log.warn({ reason: reset.reason }, "the shared store lost its values; refilling from the providers' next announcements");
+  }
+
+  /** What `/health` says about the store: "refilling" for one TTL after a purge or a deleted stream (every live provider announces within it). */
+  #storeHealth(): { store: "ok" | "refilling"; store_event?: string } {
+    const r = this.#reset;
+    if (!r || Date.now() > r.at + this.store.ttlMs) return { store: "ok" };
+    const what = r.reason === "stream-deleted" ? "the store's stream was deleted and made again" : "the store was purged";
+    return { store: "refilling", store_event: `${what} at ${new Date(r.at).toISOString()}; refilling from the providers' announcements` };
   }
 
   /** parse → signature (worker thread) → registry → times: verifySignedProposal's checks and codes. */
@@ -279,7 +388,7 @@ export class DiscoveryService {
         this.index.apply(d.key, value, written.revision, written.storedAt);
         return d.result;
       }
-      this.#apply(await this.store.read(d.key));
+      await this.#take(await this.store.read(d.key));
     }
     throw new IndexRejection("STORE_CONFLICT", "the proposal changed in the store too often while writing it; announce again");
   }
@@ -304,8 +413,9 @@ export class DiscoveryService {
     };
     const onAnnounce = guarded(async (data) => ({ ok: true, result: await this.ingest(parseJson(data), "nats") }));
     const onUnregister = guarded(async (data) => {
-      const u = await verifyUnregister(parseJson(data), this.#o.directory);
-      const removed = await this.withdraw(u.provider, u.serviceType, u.at);
+      const input = parseJson(data);
+      const u = await verifyUnregister(input, this.#o.directory);
+      const removed = await this.withdraw(u.provider, u.serviceType, u.at, input as SignedUnregister);
       this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
       return { ok: true, result: removed ? "removed" : "ignored" };
     });
@@ -403,11 +513,24 @@ export class DiscoveryService {
         schema: {
           summary: 'Liveness: "loading" with the count so far until the whole index is loaded, then "ok"',
           response: {
-            200: Type.Object({ status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]), proposals: Type.Integer(), broker: Type.String() }),
+            200: Type.Object({
+              status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]),
+              proposals: Type.Integer(),
+              broker: Type.String(),
+              store: Type.Union([Type.Literal("ok"), Type.Literal("refilling")], {
+                description: '"refilling" for one TTL after someone purged the store or deleted its stream (the replica made it again)',
+              }),
+              store_event: Type.Optional(Type.String()),
+            }),
           },
         },
       },
-      async () => ({ status: this.#ready ? ("ok" as const) : ("loading" as const), proposals: this.index.size, broker: this.#o.broker.status }),
+      async () => ({
+        status: this.#ready ? ("ok" as const) : ("loading" as const),
+        proposals: this.index.size,
+        broker: this.#o.broker.status,
+        ...this.#storeHealth(),
+      }),
     );
 
     app.get(

@@ -10,6 +10,19 @@ export interface StoreChange {
   revision: number;
   /** When the store took it (its clock), ms since the epoch. */
   storedAt: number;
+  /**
+   * Set when the store holds something at `revision` that is no record at all (unreadable, too
+   * large, or a deletion marker: replicas never delete, they write signed withdrawals); `record`
+   * is then null and must not be taken as a deletion.
+   */
+  unreadable?: string;
+}
+
+/** The store lost values it held, by someone else's hand; the replica refills from announcements. */
+export interface StoreReset {
+  reason: "stream-deleted" | "purged";
+  /** Every revision below this one is gone (Infinity: the stream was made again and counts from 1). */
+  below: number;
 }
 
 export class ProposalStoreError extends MystError {
@@ -34,13 +47,15 @@ export interface ProposalStore {
   start(): Promise<void>;
   /**
    * Delivers every key the store holds, then resolves (`onChange` keeps being called for later
-   * changes, from any replica, until stop()).
+   * changes, from any replica, until stop()). `onReset`: the store was purged or made again.
    */
-  watch(onChange: (change: StoreChange) => void): Promise<void>;
+  watch(onChange: (change: StoreChange) => void, onReset?: (reset: StoreReset) => void): Promise<void>;
   /** Writes if the key is still at `revision` (0: absent); "conflict" if another write came first. */
   write(key: string, record: StoredRecord, revision: number): Promise<{ revision: number; storedAt: number } | "conflict">;
   /** The key's current state, from the store itself. */
   read(key: string): Promise<StoreChange>;
+  /** The oldest revision the store still holds, when it can tell (a purge moves it past values not yet aged out). */
+  firstRevision?(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -55,7 +70,7 @@ export class LocalProposalStore implements ProposalStore {
   async start(): Promise<void> {}
 
   /** Nothing to load: this store starts empty with the process. */
-  async watch(_onChange: (change: StoreChange) => void): Promise<void> {}
+  async watch(_onChange: (change: StoreChange) => void, _onReset?: (reset: StoreReset) => void): Promise<void> {}
 
   async write(key: string, record: StoredRecord, revision: number): Promise<{ revision: number; storedAt: number } | "conflict"> {
     const current = this.#values.get(key);

@@ -271,7 +271,7 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   it("serves health, an OpenAPI document and Prometheus metrics", async function () {
     await post(signProposal(providers[4], makeProposal(providers[4])));
     const health = await get("/health");
-    expect(health.body).to.deep.equal({ status: "ok", proposals: 1, broker: "connected" });
+    expect(health.body).to.deep.equal({ status: "ok", proposals: 1, broker: "connected", store: "ok" });
     const openapi = await get("/openapi.json");
     expect(openapi.body.openapi).to.match(/^3\./);
     expect(Object.keys(openapi.body.paths)).to.include.members(["/v1/proposals", "/v1/proposals/{provider}/{serviceType}", "/health", "/metrics"]);

@@ -132,7 +132,9 @@ describe("discovery on a shared JetStream index", function () {
         return false;
       }
     }, "the HTTP listener");
-    expect((await get(d, "/health")).body).to.deep.equal({ status: "loading", proposals: 1, broker: "connected" });
+    // The loaded record is verified (on the signature threads) before it counts.
+    await until(async () => (await get(d, "/health")).body.proposals === 1, "the loaded proposal verified");
+    expect((await get(d, "/health")).body).to.deep.equal({ status: "loading", proposals: 1, broker: "connected", store: "ok" });
     const notReady = await get(d, "/ready");
     expect(notReady.status).to.equal(503);
     expect(notReady.body.code).to.equal("NOT_READY");
@@ -140,7 +142,7 @@ describe("discovery on a shared JetStream index", function () {
     expect((await post(d, signed)).status).to.equal(503);
     store.release();
     await starting;
-    expect((await get(d, "/health")).body).to.deep.equal({ status: "ok", proposals: 1, broker: "connected" });
+    expect((await get(d, "/health")).body).to.deep.equal({ status: "ok", proposals: 1, broker: "connected", store: "ok" });
     expect((await get(d, "/ready")).status).to.equal(200);
     expect((await get(d, "/v1/proposals")).body.proposals).to.have.length(1);
   });
