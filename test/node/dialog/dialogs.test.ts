@@ -150,12 +150,12 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
   it("reports a timeout and a missing peer as typed errors", async function () {
     const dialog = await openDialog();
-    const silent = providerBroker.subscribe("myst.silent", () => undefined);
+    const silent = providerBroker.subscribe("myst.dialog.silent", () => undefined);
     await providerBroker.flush();
-    const timeoutDialog = await consumerDialogs.open(provider.address, "myst.silent");
+    const timeoutDialog = await consumerDialogs.open(provider.address, "myst.dialog.silent");
     expect((await rejectionOf(timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }))).code).to.equal("DIALOG_TIMEOUT");
     silent.unsubscribe();
-    const nobody = await consumerDialogs.open(provider.address, "myst.nobody-here");
+    const nobody = await consumerDialogs.open(provider.address, "myst.dialog.nobody-here");
     expect((await rejectionOf(nobody.request("test.echo", 1))).code).to.equal("NO_RESPONDERS");
     expect(await dialog.request("test.echo", 2)).to.deep.equal({ echoed: 2 });
   });
