@@ -234,6 +234,14 @@ export class Broker {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnecting") this.#setStatus("reconnecting");
       else if (s.type === "reconnect") this.#setStatus("connected");
+      else if (s.type === "error" && s.data === ErrorCode.PermissionsViolation) {
+        // The broker refused a subscription or a publish: the operator's permissions and the protocol disagree.
+        const ctx = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        (this.#options.log ?? silentLogger).error(
+          { code: "BROKER_PERMISSION", operation: ctx?.operation, subject: ctx?.subject },
+          "the broker refused this connection a subject (permissions violation)",
+        );
+      }
     }
   }
 

@@ -285,7 +285,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
       }
     }
   }
-  config.brokerCredentials = readBrokerCredentials(config, bad);
+  const credentials = readBrokerCredentials(config, bad);
+  if (credentials) config.brokerCredentials = credentials;
   return config;
 }
 

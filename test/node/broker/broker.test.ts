@@ -81,7 +81,13 @@ describe("the broker answers only on request inboxes (no confused deputy)", func
   const logged: { reply?: string; msg: string }[] = [];
   const handled: string[] = [];
   const seenOnReplies: string[] = [];
-  const hostileReplies = ["$KV.myst-proposals.0xabc.openvpn", "$JS.API.STREAM.PURGE.KV_myst-proposals", "$SYS.REQ.SERVER.PING", "myst.discovery.unregister", "_INBOX"];
+  const hostileReplies = [
+    "$KV.myst-proposals.0xabc.openvpn",
+    "$JS.API.STREAM.PURGE.KV_myst-proposals",
+    "$SYS.REQ.SERVER.PING",
+    "myst.discovery.unregister",
+    "_INBOX",
+  ];
 
   before(async function () {
     nats = await startNatsServer();

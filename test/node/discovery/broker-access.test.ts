@@ -138,6 +138,30 @@ describe("the broker's access control around the discovery index", function () {
     });
   });
 
+  describe("credentials", function () {
+    it("are not taken from a URL: nats.js ignores user:pass@, so that client is a node", async function () {
+      const { user, pass } = REPLICA_CREDENTIALS as { user: string; pass: string };
+      const url = new URL(nats.url);
+      url.username = user;
+      url.password = pass;
+      const nc = await connect({ servers: url.toString() });
+      try {
+        const o = await outcome(nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, sc.encode(""), { timeout: 2000 }));
+        expect(o).to.include({ code: "PERMISSIONS_VIOLATION" });
+      } finally {
+        await nc.close();
+      }
+    });
+
+    it("a wrong password is refused by name (BROKER_UNAUTHORIZED), not as an unreachable broker", async function () {
+      const broker = new Broker({ servers: [nats.url], credentials: { kind: "password", user: "myst-discovery", pass: "wrong" }, connectTimeoutMs: 2000 });
+      const o = await outcome(broker.start());
+      expect(o).to.not.equal("fulfilled");
+      expect(o).to.include({ code: "BROKER_UNAUTHORIZED" });
+      expect((o as { message: string }).message).to.match(/refused this node's credentials/);
+    });
+  });
+
   describe("a request whose reply subject names the JetStream API (confused deputy)", function () {
     it("neither unlists a provider nor purges the bucket: the replica does not answer on it", async function () {
       const before = await stored();
