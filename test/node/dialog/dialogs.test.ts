@@ -294,6 +294,15 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
       expect(incoming.map((d) => d.id)).to.not.include("ef".repeat(16));
     });
 
+    for (const reply of ["myst.discovery.unregister", "$KV.myst-proposals.x", "_INBOX.abc", "myst.dialog.a.b"]) {
+      it(`a reply subject outside the dialog subjects (${reply}) is refused as malformed`, async function () {
+        const dropped = nextDrop(providerDialogs);
+        consumerBroker.publish(subjectOf(provider.address), forge(consumer, provider, { dialog: "ee".repeat(16), reply }));
+        expect(await dropped).to.equal("malformed");
+        expect(incoming.map((d) => d.id)).to.not.include("ee".repeat(16));
+      });
+    }
+
     it("a body nested deeper than the stack can serialize", async function () {
       const text = JSON.stringify({
         v: 1,
