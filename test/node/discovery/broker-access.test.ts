@@ -153,6 +153,13 @@ describe("the broker's access control around the discovery index", function () {
       }
     });
 
+    it("a replica without its credential stops at once with STORE_UNAVAILABLE, saying the broker refused JetStream", async function () {
+      const store = new JetStreamProposalStore({ servers: [nats.url], bucket, startTimeoutMs: 60_000 });
+      const o = await outcome(store.start());
+      expect(o).to.include({ code: "STORE_UNAVAILABLE" });
+      expect((o as { message: string }).message).to.match(/the broker refused JetStream to this connection .*only discovery replicas may use it/);
+    });
+
     it("a wrong password is refused by name (BROKER_UNAUTHORIZED), not as an unreachable broker", async function () {
       const broker = new Broker({ servers: [nats.url], credentials: { kind: "password", user: "myst-discovery", pass: "wrong" }, connectTimeoutMs: 2000 });
       const o = await outcome(broker.start());
