@@ -62,7 +62,10 @@ describe("discovery on a shared JetStream index", function () {
     return b;
   }
 
-  async function replica(bucket: string, store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs: 600_000 })): Promise<DiscoveryService> {
+  async function replica(
+    bucket: string,
+    store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs: 600_000 }),
+  ): Promise<DiscoveryService> {
     const d = new DiscoveryService({ broker: await broker(), directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
     await d.start();
