@@ -61,12 +61,13 @@ export function replicaEnv(): { MYST_BROKER_USER: string; MYST_BROKER_PASSWORD_F
   return { MYST_BROKER_USER: BROKER_USERS.replica, MYST_BROKER_PASSWORD_FILE: replicaPasswordFile };
 }
 
-/** The `authorization` block and `no_auth_user` line of a server's config. */
-export function authorizationConfig(): string[] {
-  const users = [
+/** The `authorization` block and `no_auth_user` line of a server's config; `replicaNkeys`: more replicas, by public nkey. */
+export function authorizationConfig(replicaNkeys: string[] = []): string[] {
+  const users: object[] = [
     { user: BROKER_USERS.node, password: PASSWORDS.node, permissions: NODE_PERMISSIONS },
     { user: BROKER_USERS.replica, password: PASSWORDS.replica, permissions: REPLICA_PERMISSIONS },
     { user: BROKER_USERS.admin, password: PASSWORDS.admin },
+    ...replicaNkeys.map((nkey) => ({ nkey, permissions: REPLICA_PERMISSIONS })),
   ];
   return [`authorization { users: ${JSON.stringify(users)} }`, `no_auth_user: ${JSON.stringify(BROKER_USERS.node)}`];
 }
@@ -103,6 +104,8 @@ export interface NatsServerOptions {
   monitorPort?: number;
   /** JetStream (with a temporary store directory). Default true, except for a leaf node. */
   jetstream?: boolean;
+  /** Public user nkeys (`U…`) that log in as discovery replicas, besides the `myst-discovery` password user. */
+  replicaNkeys?: string[];
   /** Member of a JetStream cluster: its name in the cluster and every member's route port (its own included). */
   cluster?: { serverName: string; routePorts: number[] };
 }
@@ -120,7 +123,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   leftovers.add(home);
   const storeDir = jetstream ? path.join(home, "jetstream") : undefined;
   const lines = [`listen: "127.0.0.1:${port}"`, `server_name: ${JSON.stringify(options.cluster?.serverName ?? `myst-${port}`)}`];
-  lines.push(...authorizationConfig());
+  lines.push(...authorizationConfig(options.replicaNkeys));
   if (options.monitorPort) lines.push(`http: "127.0.0.1:${options.monitorPort}"`);
   if (storeDir) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
   if (options.cluster) {

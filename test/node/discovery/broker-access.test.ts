@@ -1,5 +1,9 @@
 import { expect } from "chai";
-import { AckPolicy, connect, DeliverPolicy, StringCodec, type NatsConnection } from "nats";
+import fs from "node:fs";
+import path from "node:path";
+import { AckPolicy, connect, DeliverPolicy, nkeys, StringCodec, type NatsConnection } from "nats";
+import { loadConfig } from "../../../node/config/config";
+import { tempDir } from "../../../scripts/lib/tmp";
 import { authOptions, Broker } from "../../../node/broker/broker";
 import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
 import { JetStreamProposalStore } from "../../../node/discovery/jetstream-store";
@@ -158,6 +162,26 @@ describe("the broker's access control around the discovery index", function () {
       const o = await outcome(store.start());
       expect(o).to.include({ code: "STORE_UNAVAILABLE" });
       expect((o as { message: string }).message).to.match(/the broker refused JetStream to this connection .*only discovery replicas may use it/);
+    });
+
+    it("a replica logs in with an nkey seed file given as a setting (the credential operating.md recommends)", async function () {
+      const user = nkeys.createUser();
+      const server = await startNatsServer({ replicaNkeys: [user.getPublicKey()] });
+      const tmp = tempDir();
+      try {
+        const seedFile = path.join(tmp.dir, "replica.nk");
+        fs.writeFileSync(seedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 });
+        const { brokerCredentials } = loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_NKEY_FILE: seedFile });
+        expect(brokerCredentials?.kind).to.equal("nkey");
+        const store = new JetStreamProposalStore({ servers: [server.url], credentials: brokerCredentials, bucket: "acl-nkey" });
+        await store.start();
+        await store.stop();
+        const withoutIt = new JetStreamProposalStore({ servers: [server.url], bucket: "acl-nkey" });
+        expect(await outcome(withoutIt.start())).to.include({ code: "STORE_UNAVAILABLE" });
+      } finally {
+        tmp.cleanup();
+        await server.stop();
+      }
     });
 
     it("a wrong password is refused by name (BROKER_UNAUTHORIZED), not as an unreachable broker", async function () {
