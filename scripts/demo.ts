@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/local-chain";
-import { startNatsServer, type NatsServer } from "./lib/nats-server";
+import { replicaEnv, startNatsServer, type NatsServer } from "./lib/nats-server";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
 import { missingE2EPrerequisites } from "./lib/prereqs";
 import { until } from "./lib/until";
@@ -149,12 +149,13 @@ async function main() {
   const consumer = (args: string[]) => mystOk(consumerEnv, args, consumerNs);
 
   say("Starting the discovery service");
-  const discovery = background("discovery", common, ["discovery", "--port", String(discoveryPort)]);
+  // The replica logs in with its own broker credential; providers and consumers present none (docs/security.md).
+  const discovery = background("discovery", { ...common, ...replicaEnv() }, ["discovery", "--port", String(discoveryPort)]);
   await until(() => {
     stillRunning();
     return discovery.output().includes("listening");
   }, "discovery");
-  ok(`discovery ${common.MYST_DISCOVERY_URLS}`);
+  ok(`discovery ${common.MYST_DISCOVERY_URLS} (broker user ${replicaEnv().MYST_BROKER_USER}; nodes may not touch JetStream)`);
 
   say("Creating and registering two providers and a consumer; provider B holds no ETH at all");
   const relayerKeyFile = path.join(base, "relayer.key");

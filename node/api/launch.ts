@@ -281,10 +281,11 @@ export interface DiscoveryReplicaOptions {
 export async function startDiscoveryReplica(config: MystConfig, log: Logger, o: DiscoveryReplicaOptions): Promise<{ url: string; stop(): Promise<void> }> {
   const conn = await connectChain({ rpcUrl: config.rpcUrl, deployment: readDeployment(config.deploymentFile) });
   const registry = new IdentityRegistryClient(conn);
-  const broker = new Broker({ servers: config.brokerUrls, name: "myst-discovery" });
+  const credentials = config.brokerCredentials;
+  const broker = new Broker({ servers: config.brokerUrls, name: "myst-discovery", credentials, log });
   const service = new DiscoveryService({
     broker,
-    store: new JetStreamProposalStore({ servers: config.brokerUrls, bucket: o.bucket, ttlMs: o.ttlMs, replicas: o.replicas, log }),
+    store: new JetStreamProposalStore({ servers: config.brokerUrls, credentials, bucket: o.bucket, ttlMs: o.ttlMs, replicas: o.replicas, log }),
     signatureWorkers: o.threads === undefined ? undefined : new SignatureWorkers(o.threads),
     directory: registry,
     host: o.host,

@@ -1,11 +1,24 @@
-import { connect, ErrorCode, type NatsConnection, type Msg, type Subscription, NatsError } from "nats";
+import {
+  connect,
+  credsAuthenticator,
+  ErrorCode,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+  type Msg,
+  type Subscription,
+  NatsError,
+} from "nats";
+import type { BrokerCredentials } from "../config/broker-credentials";
 import { MystError } from "../errors/MystError";
+import { silentLogger, type Logger } from "../log/logger";
 
 export type BrokerErrorCode =
   | "BROKER_CLOSED"
   | "BROKER_CONFIG"
   | "BROKER_ERROR"
   | "BROKER_UNAVAILABLE"
+  | "BROKER_UNAUTHORIZED"
   | "INVALID_SUBJECT"
   | "NO_RESPONDERS"
   | "REQUEST_TIMEOUT";
@@ -46,6 +59,35 @@ export function checkSubject(subject: unknown, options: { wildcards?: boolean } 
   return subject;
 }
 
+/**
+ * The reply subjects nats.js makes for a request: `_INBOX.<nuid>` and, for the shared request
+ * subscription, `_INBOX.<nuid>.<token>`. The only subjects this node answers on: a request that
+ * names any other reply subject (`$JS.API.…`, `$KV.…`, `$SYS.…`, another service's subject) is
+ * dropped, or the answer would be the requester's words published with this node's rights.
+ */
+const INBOX_REPLY = /^_INBOX\.[A-Za-z0-9]{1,64}(\.[A-Za-z0-9]{1,64})?$/;
+
+/** Whether `reply` is a request inbox this node may answer on (see INBOX_REPLY). */
+export function isInboxReply(reply: string): boolean {
+  return INBOX_REPLY.test(reply);
+}
+
+/** The nats.js connection options that present `credentials` (none: the broker's default role). */
+export function authOptions(credentials: BrokerCredentials | undefined): Partial<ConnectionOptions> {
+  switch (credentials?.kind) {
+    case undefined:
+      return {};
+    case "password":
+      return { user: credentials.user, pass: credentials.pass };
+    case "token":
+      return { token: credentials.token };
+    case "nkey":
+      return { authenticator: nkeyAuthenticator(credentials.seed) };
+    case "creds":
+      return { authenticator: credsAuthenticator(credentials.creds) };
+  }
+}
+
 export interface BrokerOptions {
   /** NATS server URLs; several for a cluster (the client fails over between them). */
   servers: string[];
@@ -55,6 +97,10 @@ export interface BrokerOptions {
   connectTimeoutMs?: number;
   /** Pause between reconnect attempts. Default 250 ms. */
   reconnectWaitMs?: number;
+  /** Who this connection logs in as. Default none: the broker's default role (a node, see docs/security.md). */
+  credentials?: BrokerCredentials;
+  /** Where dropped requests are reported. Default silent. */
+  log?: Logger;
 }
 
 export type BrokerStatus = "connected" | "reconnecting" | "closed";
@@ -92,8 +138,18 @@ export class Broker {
         maxReconnectAttempts: -1,
         reconnectTimeWait: this.#options.reconnectWaitMs ?? 250,
         pingInterval: 10_000,
+        ...authOptions(this.#options.credentials),
       });
     } catch (err) {
+      if (err instanceof NatsError && (err.code === ErrorCode.AuthorizationViolation || err.code === ErrorCode.AuthenticationExpired)) {
+        throw new BrokerError(
+          "BROKER_UNAUTHORIZED",
+          `the NATS server at ${this.#options.servers.join(", ")} refused this node's credentials (${err.message})`,
+          {
+            cause: err,
+          },
+        );
+      }
       throw new BrokerError("BROKER_UNAVAILABLE", `no NATS server answered at ${this.#options.servers.join(", ")} (is nats-server running?)`, { cause: err });
     }
     this.#setStatus("connected");
@@ -128,6 +184,13 @@ export class Broker {
       queue: options.queue,
       callback: (err, msg: Msg) => {
         if (err) return;
+        if (msg.reply && !isInboxReply(msg.reply)) {
+          (this.#options.log ?? silentLogger).warn(
+            { subject: msg.subject, reply: msg.reply.slice(0, 80) },
+            "dropped a request whose reply subject is not a request inbox (_INBOX.…)",
+          );
+          return;
+        }
         const respond = msg.reply ? (data: Uint8Array) => void msg.respond(data) : undefined;
         handler(msg.data, respond, msg.subject);
       },
@@ -171,6 +234,14 @@ export class Broker {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnecting") this.#setStatus("reconnecting");
       else if (s.type === "reconnect") this.#setStatus("connected");
+      else if (s.type === "error" && s.data === ErrorCode.PermissionsViolation) {
+        // The broker refused a subscription or a publish: the operator's permissions and the protocol disagree.
+        const ctx = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        (this.#options.log ?? silentLogger).error(
+          { code: "BROKER_PERMISSION", operation: ctx?.operation, subject: ctx?.subject },
+          "the broker refused this connection a subject (permissions violation)",
+        );
+      }
     }
   }
 

@@ -33,6 +33,11 @@ function program(): Command {
     .addOption(new Option("--rpc-url <url>", "Ethereum JSON-RPC URL (default http://127.0.0.1:8545, or MYST_RPC_URL)"))
     .addOption(new Option("--deployment <file>", "contract deployment file (default deployments/localhost.json, or MYST_DEPLOYMENT)"))
     .addOption(new Option("--broker-url <url>", "NATS server URL, repeatable (default nats://127.0.0.1:4222, or MYST_BROKER_URLS)").argParser(collect))
+    .addOption(new Option("--broker-user <user>", "broker user, with --broker-password-file (default none: the broker's node role; or MYST_BROKER_USER)"))
+    .addOption(new Option("--broker-password-file <file>", "file holding the broker user's password (or MYST_BROKER_PASSWORD_FILE)"))
+    .addOption(new Option("--broker-token-file <file>", "file holding a broker token (or MYST_BROKER_TOKEN_FILE)"))
+    .addOption(new Option("--broker-nkey-file <file>", "file holding a broker user nkey seed, SU… (or MYST_BROKER_NKEY_FILE)"))
+    .addOption(new Option("--broker-creds-file <file>", "NATS .creds file: user JWT and nkey seed (or MYST_BROKER_CREDS_FILE)"))
     .addOption(
       new Option(
         "--discovery-url <url>",

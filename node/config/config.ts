@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { MystError } from "../errors/MystError";
+import { readBrokerCredentials, type BrokerCredentials } from "./broker-credentials";
 
 /**
  * Every setting of a node, its default, and where it can come from. Precedence, lowest first:
@@ -18,6 +19,22 @@ export interface MystConfig {
   deploymentFile: string;
   /** NATS servers (a cluster may list several). Default nats://127.0.0.1:4222. Env MYST_BROKER_URLS (comma-separated), flag --broker-url (repeatable). */
   brokerUrls: string[];
+  /**
+   * The broker user this node logs in as, with `brokerPasswordFile`. Default none (the broker's
+   * own default role; with the project's configuration, a node). Env MYST_BROKER_USER, flag --broker-user.
+   * nats.js ignores `user:pass@` in a broker URL: credentials come from these settings only.
+   */
+  brokerUser?: string;
+  /** A file holding the password of `brokerUser` (one line). Env MYST_BROKER_PASSWORD_FILE, flag --broker-password-file. */
+  brokerPasswordFile?: string;
+  /** A file holding a broker token (one line). Env MYST_BROKER_TOKEN_FILE, flag --broker-token-file. */
+  brokerTokenFile?: string;
+  /** A file holding a user nkey seed (`SU…`, one line). Env MYST_BROKER_NKEY_FILE, flag --broker-nkey-file. */
+  brokerNkeyFile?: string;
+  /** A NATS `.creds` file (decentralized JWT and its nkey seed). Env MYST_BROKER_CREDS_FILE, flag --broker-creds-file. */
+  brokerCredsFile?: string;
+  /** Not a setting: the credential the settings above name, read once by `loadConfig`. At most one kind. */
+  brokerCredentials?: BrokerCredentials;
   /**
    * Discovery replicas, tried in order (a query fails over to the next). Default
    * http://127.0.0.1:4050. Env MYST_DISCOVERY_URLS (comma-separated), flag --discovery-url (repeatable).
@@ -76,6 +93,11 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     rpcUrl: "http://127.0.0.1:8545",
     deploymentFile: path.join(PACKAGE_ROOT, "deployments", "localhost.json"),
     brokerUrls: ["nats://127.0.0.1:4222"],
+    brokerUser: undefined,
+    brokerPasswordFile: undefined,
+    brokerTokenFile: undefined,
+    brokerNkeyFile: undefined,
+    brokerCredsFile: undefined,
     discoveryUrls: ["http://127.0.0.1:4050"],
     logLevel: "info",
     logFormat: "json",
@@ -103,6 +125,11 @@ export interface ConfigFlags {
   rpcUrl?: string;
   deployment?: string;
   brokerUrl?: string[];
+  brokerUser?: string;
+  brokerPasswordFile?: string;
+  brokerTokenFile?: string;
+  brokerNkeyFile?: string;
+  brokerCredsFile?: string;
   discoveryUrl?: string[];
   logLevel?: string;
   logFormat?: string;
@@ -119,6 +146,11 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_RPC_URL: "rpcUrl",
   MYST_DEPLOYMENT: "deploymentFile",
   MYST_BROKER_URLS: "brokerUrls",
+  MYST_BROKER_USER: "brokerUser",
+  MYST_BROKER_PASSWORD_FILE: "brokerPasswordFile",
+  MYST_BROKER_TOKEN_FILE: "brokerTokenFile",
+  MYST_BROKER_NKEY_FILE: "brokerNkeyFile",
+  MYST_BROKER_CREDS_FILE: "brokerCredsFile",
   MYST_DISCOVERY_URLS: "discoveryUrls",
   MYST_LOG_LEVEL: "logLevel",
   MYST_LOG_FORMAT: "logFormat",
@@ -154,7 +186,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   const file = flags.config ?? path.join(dataDir, "config.json");
   const fileRaw = readConfigFile(file, flags.config !== undefined);
   for (const [key, value] of Object.entries(fileRaw)) {
-    if (!(key in defaultConfig())) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
+    if (!(key in defaultConfig()) || key === "brokerCredentials") throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
     set(key as keyof MystConfig, value, `config file ${file}`);
   }
   for (const [name, key] of Object.entries(ENV)) set(key, fromEnv[key], name);
@@ -162,6 +194,11 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   set("rpcUrl", flags.rpcUrl, "--rpc-url");
   set("deploymentFile", flags.deployment, "--deployment");
   set("brokerUrls", flags.brokerUrl?.length ? flags.brokerUrl : undefined, "--broker-url");
+  set("brokerUser", flags.brokerUser, "--broker-user");
+  set("brokerPasswordFile", flags.brokerPasswordFile, "--broker-password-file");
+  set("brokerTokenFile", flags.brokerTokenFile, "--broker-token-file");
+  set("brokerNkeyFile", flags.brokerNkeyFile, "--broker-nkey-file");
+  set("brokerCredsFile", flags.brokerCredsFile, "--broker-creds-file");
   set("discoveryUrls", flags.discoveryUrl?.length ? flags.discoveryUrl : undefined, "--discovery-url");
   set("logLevel", flags.logLevel, "--log-level");
   set("logFormat", flags.logFormat, "--log-format");
@@ -199,6 +236,17 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         config.brokerUrls = list.map((u) => url(u, ["nats:", "tls:", "ws:", "wss:"]) ?? bad(key, `has "${u}", not a nats:// URL`));
         break;
       }
+      case "brokerUser":
+        if (typeof value !== "string" || value === "") bad(key, "must be a user name");
+        config.brokerUser = value as string;
+        break;
+      case "brokerPasswordFile":
+      case "brokerTokenFile":
+      case "brokerNkeyFile":
+      case "brokerCredsFile":
+        if (typeof value !== "string" || value === "") bad(key, "must be a path to a file");
+        config[key] = path.resolve(value as string);
+        break;
       case "logLevel":
         if (!LOG_LEVELS.includes(value as LogLevel)) bad(key, `must be one of ${LOG_LEVELS.join(", ")}`);
         config.logLevel = value as LogLevel;
@@ -237,6 +285,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
       }
     }
   }
+  const credentials = readBrokerCredentials(config, bad);
+  if (credentials) config.brokerCredentials = credentials;
   return config;
 }
 

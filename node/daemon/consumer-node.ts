@@ -1,3 +1,4 @@
+import type { BrokerCredentials } from "../config/broker-credentials";
 import { Broker } from "../broker/broker";
 import type { IdentityRegistryClient } from "../chain/registry";
 import { DiscoveryClient, type FoundProposal } from "../discovery/client";
@@ -18,6 +19,8 @@ import { ConsumerPromises } from "../payments/consumer-promises";
 export interface ConsumerNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
+  /** How its own broker connection logs in (unused with `dialogs`). Default none: the broker's node role. */
+  brokerCredentials?: BrokerCredentials;
   /** Discovery replicas, tried in order. */
   discoveryUrls: string[];
   registry: IdentityRegistryClient;
@@ -74,7 +77,7 @@ export class ConsumerNode {
     const log = o.log ?? silentLogger;
     if (o.dialogs) this.dialogs = o.dialogs;
     else {
-      this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer" });
+      this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer", credentials: o.brokerCredentials, log });
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
     this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs });

@@ -268,7 +268,7 @@ export class MystNode {
   #buildOnline(key: IdentityKey, chain: ChainParts): OnlineParts {
     const { config, log, policy } = this.#o;
     const { registry, conn } = chain;
-    const broker = new Broker({ servers: config.brokerUrls, name: "myst-node" });
+    const broker = new Broker({ servers: config.brokerUrls, name: "myst-node", credentials: config.brokerCredentials, log });
     const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
     const provider = new ProviderNode({
       key,

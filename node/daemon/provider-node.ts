@@ -1,3 +1,4 @@
+import type { BrokerCredentials } from "../config/broker-credentials";
 import { Broker } from "../broker/broker";
 import type { IdentityRegistryClient } from "../chain/registry";
 import { ProposalAnnouncer } from "../discovery/announcer";
@@ -45,6 +46,8 @@ export interface ProvidedService {
 export interface ProviderNodeOptions {
   key: IdentityKey;
   brokerUrls: string[];
+  /** How its own broker connection logs in (unused with `shared`). Default none: the broker's node role. */
+  brokerCredentials?: BrokerCredentials;
   /**
    * The node's one broker connection and dialogs, when its owner (MystNode) shares them with the
    * consumer side and starts and stops them itself; without them this provider has its own.
@@ -121,7 +124,8 @@ export class ProviderNode {
   constructor(options: ProviderNodeOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
-    this.broker = options.shared?.broker ?? new Broker({ servers: options.brokerUrls, name: "myst-provider" });
+    this.broker =
+      options.shared?.broker ?? new Broker({ servers: options.brokerUrls, name: "myst-provider", credentials: options.brokerCredentials, log: this.#log });
     this.dialogs =
       options.shared?.dialogs ??
       new Dialogs({

@@ -3,10 +3,12 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Address } from "../values/schemas";
 
 /**
- * A subject a peer may ask us to send to: plain tokens, no wildcards, no whitespace or control
- * characters (they would become NATS protocol lines on our connection), at most 128 characters.
+ * A subject a peer may ask us to send to: a dialog subject (`myst.dialog.<id>`) or a dialog inbox
+ * (`myst.inbox.<id>`), one plain token after the prefix. Nothing else: no whitespace or control
+ * characters (they would become NATS protocol lines on our connection), and no other service's
+ * subject (`myst.discovery.…`, `$JS.…`, `$KV.…`), where our messages would go with our rights.
  */
-export const REPLY_SUBJECT_PATTERN = "^[A-Za-z0-9_-]{1,64}(\\.[A-Za-z0-9_-]{1,64}){0,7}$";
+export const REPLY_SUBJECT_PATTERN = "^myst\\.(dialog|inbox)\\.[A-Za-z0-9_-]{1,64}$";
 /** An error code a peer may send: data to show, fenced so it reads like a code and nothing else. */
 export const PEER_CODE_PATTERN = "^[A-Z][A-Z0-9_]{0,63}$";
 

@@ -1,4 +1,6 @@
-import { connect, StorageType, type KV, type KvEntry, type NatsConnection, type NatsError } from "nats";
+import { connect, ErrorCode, StorageType, type KV, type KvEntry, type NatsConnection, type NatsError } from "nats";
+import { authOptions } from "../broker/broker";
+import type { BrokerCredentials } from "../config/broker-credentials";
 import { silentLogger, type Logger } from "../log/logger";
 import { decodeRecord, encodeRecord, MAX_RECORD_BYTES, type StoredRecord } from "./record";
 import { ProposalStoreError, type ProposalStore, type StoreChange, type StoreReset } from "./store";
@@ -6,6 +8,8 @@ import { ProposalStoreError, type ProposalStore, type StoreChange, type StoreRes
 export interface JetStreamStoreOptions {
   /** NATS server URLs (the cluster's; the client fails over between them). */
   servers: string[];
+  /** The replica's own broker credential: only replicas may use JetStream (docs/security.md). */
+  credentials?: BrokerCredentials;
   /** Key-value bucket. Default "myst-proposals". */
   bucket?: string;
   /** TTL of a bucket this replica creates; a bucket that exists keeps its own. Default 90 s. */
@@ -66,9 +70,20 @@ export class JetStreamProposalStore implements ProposalStore {
 
   async start(): Promise<void> {
     try {
-      this.#nc = await connect({ servers: this.#o.servers, name: "myst-discovery-store", reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+      this.#nc = await connect({
+        servers: this.#o.servers,
+        name: "myst-discovery-store",
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        ...authOptions(this.#o.credentials),
+      });
     } catch (err) {
-      throw new ProposalStoreError("STORE_UNAVAILABLE", `no NATS server answered at ${this.#o.servers.join(", ")}`, { cause: err });
+      const refused = (err as NatsError).code === ErrorCode.AuthorizationViolation;
+      const why = refused
+        ? `the NATS server at ${this.#o.servers.join(", ")} refused the replica's credentials`
+        : `no NATS server answered at ${this.#o.servers.join(", ")}`;
+      throw new ProposalStoreError("STORE_UNAVAILABLE", why, { cause: err });
     }
     const deadline = Date.now() + (this.#o.startTimeoutMs ?? 30_000);
     for (;;) {
@@ -76,6 +91,14 @@ export class JetStreamProposalStore implements ProposalStore {
         await this.#open();
         return;
       } catch (err) {
+        if ((err as NatsError).code === ErrorCode.PermissionsViolation) {
+          await this.#nc.close();
+          throw new ProposalStoreError(
+            "STORE_UNAVAILABLE",
+            `the broker refused JetStream to this connection (${(err as Error).message}): only discovery replicas may use it; give the replica its broker credential (docs/operating.md)`,
+            { cause: err },
+          );
+        }
         if (Date.now() > deadline) {
           await this.#nc.close();
           throw new ProposalStoreError(

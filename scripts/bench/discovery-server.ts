@@ -1,4 +1,6 @@
+import os from "node:os";
 import { Broker } from "../../node/broker/broker";
+import { loadConfig } from "../../node/config/config";
 import { JetStreamProposalStore } from "../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../node/discovery/server";
 import { directoryFromKeysFile } from "../lib/proposal-fleet";
@@ -11,9 +13,11 @@ import { directoryFromKeysFile } from "../lib/proposal-fleet";
  */
 async function main() {
   const [natsUrl, keysFile, bucket] = process.argv.slice(2);
-  const broker = new Broker({ servers: [natsUrl] });
+  // The replica's credential, as `myst discovery` takes it (MYST_BROKER_USER, MYST_BROKER_PASSWORD_FILE).
+  const credentials = loadConfig({ dataDir: os.tmpdir() }).brokerCredentials;
+  const broker = new Broker({ servers: [natsUrl], credentials });
   await broker.start();
-  const store = new JetStreamProposalStore({ servers: [natsUrl], bucket, ttlMs: 3_600_000 });
+  const store = new JetStreamProposalStore({ servers: [natsUrl], credentials, bucket, ttlMs: 3_600_000 });
   const service = new DiscoveryService({ broker, directory: directoryFromKeysFile(keysFile), port: 0, store, maxServiceTypesPerProvider: 16 });
   const t0 = performance.now();
   await service.start();

@@ -6,7 +6,7 @@ import { connect } from "nats";
 import { DISCOVERY_SUBJECTS } from "../../node/discovery/announcements";
 import { defaultThreads } from "../../node/discovery/signature-workers";
 import { ProviderFleet } from "../lib/proposal-fleet";
-import { startNatsServer } from "../lib/nats-server";
+import { replicaEnv, startNatsServer } from "../lib/nats-server";
 import { stopChild } from "../lib/local-chain";
 import { nowMs, round, summarize, writeResults } from "./stats";
 
@@ -49,7 +49,7 @@ async function startReplica(
   const child = spawn(
     process.execPath,
     [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join(__dirname, "discovery-server.ts"), natsUrl, keysFile, bucket],
-    { stdio: ["ignore", "pipe", "inherit"] },
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...replicaEnv() } },
   );
   const line = await new Promise<string>((resolve, reject) => {
     let buf = "";

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Broker } from "../../node/broker/broker";
+import { REPLICA_CREDENTIALS } from "../lib/nats-server";
 import { DiscoveryClient } from "../../node/discovery/client";
 import { DiscoveryService } from "../../node/discovery/server";
 import { ProposalAnnouncer } from "../../node/discovery/announcer";
@@ -239,7 +240,11 @@ async function benchMyst(
     const broker = new Broker({ servers: [net.nats.url] });
     await broker.start();
     stops.push(() => broker.stop());
-    const discovery = new DiscoveryService({ broker, directory: net.registry, port: 0 });
+    // Discovery logs in as the replica; the provider and consumer below are nodes (docs/security.md).
+    const discoveryBroker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
+    await discoveryBroker.start();
+    stops.push(() => discoveryBroker.stop());
+    const discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
     await discovery.start();
     stops.push(() => discovery.stop());
     const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });

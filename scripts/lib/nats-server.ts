@@ -1,10 +1,76 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "nats";
+import { authOptions } from "../../node/broker/broker";
+import type { BrokerCredentials } from "../../node/config/broker-credentials";
 import { freePort, stopChild } from "./local-chain";
+
+/**
+ * Who may do what on the broker (docs/security.md): the same three users on every server these
+ * helpers start. A client without credentials is `myst-node` (`no_auth_user`), which is what
+ * every provider and consumer is; discovery replicas log in as `myst-discovery`; `myst-admin`
+ * (tests and tools: JetStream set-up checks, an eavesdropper on `>`) may do anything.
+ */
+export const BROKER_USERS = { node: "myst-node", replica: "myst-discovery", admin: "myst-admin" } as const;
+
+/** What a node needs and nothing more: announce, talk in dialogs, hear its dialogs and its requests' answers. */
+export const NODE_PERMISSIONS = {
+  publish: { allow: ["myst.discovery.register", "myst.discovery.ping", "myst.discovery.unregister", "myst.dialog.*", "myst.inbox.*"] },
+  subscribe: { allow: ["myst.dialog.*", "myst.inbox.*", "_INBOX.>"] },
+  // Answers go to the reply subject of a message it received, once, and nowhere else.
+  allow_responses: true,
+};
+
+/** A discovery replica: hear announcements, keep the index in JetStream, answer. Nothing else ($SYS, dialogs). */
+export const REPLICA_PERMISSIONS = {
+  publish: { allow: ["myst.discovery.>", "$JS.API.>", "$KV.>", "$JS.ACK.>", "$JS.FC.>"] },
+  subscribe: { allow: ["myst.discovery.>", "_INBOX.>"] },
+  allow_responses: true,
+};
+
+/** One password per user for this process's servers (so a test can hand the replica's to `myst discovery`). */
+const PASSWORDS = {
+  node: crypto.randomBytes(18).toString("base64url"),
+  replica: crypto.randomBytes(18).toString("base64url"),
+  admin: crypto.randomBytes(18).toString("base64url"),
+};
+
+const leftovers = new Set<string>();
+process.once("exit", () => {
+  for (const dir of leftovers) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** The discovery replica's credential on every server this process starts. */
+export const REPLICA_CREDENTIALS: BrokerCredentials = { kind: "password", user: BROKER_USERS.replica, pass: PASSWORDS.replica };
+/** The administrator's credential (everything allowed) on every server this process starts. */
+export const ADMIN_CREDENTIALS: BrokerCredentials = { kind: "password", user: BROKER_USERS.admin, pass: PASSWORDS.admin };
+
+let replicaPasswordFile: string | undefined;
+/** The environment that makes a `myst discovery` process log in as the replica (a 0600 password file). */
+export function replicaEnv(): { MYST_BROKER_USER: string; MYST_BROKER_PASSWORD_FILE: string } {
+  if (!replicaPasswordFile) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-nats-cred-"));
+    leftovers.add(dir);
+    replicaPasswordFile = path.join(dir, "replica.password");
+    fs.writeFileSync(replicaPasswordFile, PASSWORDS.replica + "\n", { mode: 0o600 });
+  }
+  return { MYST_BROKER_USER: BROKER_USERS.replica, MYST_BROKER_PASSWORD_FILE: replicaPasswordFile };
+}
+
+/** The `authorization` block and `no_auth_user` line of a server's config; `replicaNkeys`: more replicas, by public nkey. */
+export function authorizationConfig(replicaNkeys: string[] = []): string[] {
+  const users: object[] = [
+    { user: BROKER_USERS.node, password: PASSWORDS.node, permissions: NODE_PERMISSIONS },
+    { user: BROKER_USERS.replica, password: PASSWORDS.replica, permissions: REPLICA_PERMISSIONS },
+    { user: BROKER_USERS.admin, password: PASSWORDS.admin },
+    ...replicaNkeys.map((nkey) => ({ nkey, permissions: REPLICA_PERMISSIONS })),
+  ];
+  return [`authorization { users: ${JSON.stringify(users)} }`, `no_auth_user: ${JSON.stringify(BROKER_USERS.node)}`];
+}
 
 export interface NatsServer {
   url: string;
@@ -38,16 +104,13 @@ export interface NatsServerOptions {
   monitorPort?: number;
   /** JetStream (with a temporary store directory). Default true, except for a leaf node. */
   jetstream?: boolean;
+  /** Public user nkeys (`U…`) that log in as discovery replicas, besides the `myst-discovery` password user. */
+  replicaNkeys?: string[];
   /** Member of a JetStream cluster: its name in the cluster and every member's route port (its own included). */
   cluster?: { serverName: string; routePorts: number[] };
 }
 
 export const NATS_SERVER_BIN = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
-
-const leftovers = new Set<string>();
-process.once("exit", () => {
-  for (const dir of leftovers) fs.rmSync(dir, { recursive: true, force: true });
-});
 
 /** Starts a real nats-server on 127.0.0.1, with JetStream in a temporary store directory. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
@@ -60,6 +123,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   leftovers.add(home);
   const storeDir = jetstream ? path.join(home, "jetstream") : undefined;
   const lines = [`listen: "127.0.0.1:${port}"`, `server_name: ${JSON.stringify(options.cluster?.serverName ?? `myst-${port}`)}`];
+  lines.push(...authorizationConfig(options.replicaNkeys));
   if (options.monitorPort) lines.push(`http: "127.0.0.1:${options.monitorPort}"`);
   if (storeDir) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
   if (options.cluster) {
@@ -125,7 +189,7 @@ export async function startNatsCluster(size = 3): Promise<NatsServer[]> {
 
 /** Resolves once JetStream answers account info through `servers` (a cluster elects its meta leader first). */
 export async function waitForJetStream(servers: string[], timeoutMs = 30_000): Promise<void> {
-  const nc = await connect({ servers });
+  const nc = await connect({ servers, ...authOptions(ADMIN_CREDENTIALS) });
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

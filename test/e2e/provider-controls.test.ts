@@ -6,6 +6,7 @@ import path from "node:path";
 import { Broker } from "../../node/broker/broker";
 import { ProviderNode, type ProvidedService } from "../../node/daemon/provider-node";
 import { DISCOVERY_SUBJECTS } from "../../node/discovery/announcements";
+import { REPLICA_CREDENTIALS } from "../../scripts/lib/nats-server";
 import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal, type Proposal } from "../../node/proposal/proposal";
@@ -134,7 +135,8 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
       }),
     );
     // Withdrawals are what discovery hears: the provider's signed unregister on the broker.
-    const watcher = new Broker({ servers: [net.nats.url] });
+    // Listening to announcements is the replicas' right (docs/security.md).
+    const watcher = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
     await watcher.start();
     brokers.push(watcher);
     watcher.subscribe(DISCOVERY_SUBJECTS.unregister, (data) => {

@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "../../scripts/lib/local-chain";
+import { replicaEnv } from "../../scripts/lib/nats-server";
 import { until } from "../../scripts/lib/until";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -133,9 +134,12 @@ export async function registerWithCli(chain: { fund(addresses: string[]): Promis
   return address;
 }
 
-/** Starts `myst discovery` on the port of `env`'s MYST_DISCOVERY_URLS and waits until it listens. */
+/**
+ * Starts `myst discovery` on the port of `env`'s MYST_DISCOVERY_URLS and waits until it listens. It
+ * logs in as the discovery replica of the servers this process started (scripts/lib/nats-server.ts).
+ */
 export async function startCliDiscovery(env: NodeJS.ProcessEnv): Promise<ReturnType<typeof mystBackground>> {
-  const discovery = mystBackground(["discovery", "--port", new URL(env.MYST_DISCOVERY_URLS!).port], { ...env, MYST_LOG_LEVEL: "info" });
+  const discovery = mystBackground(["discovery", "--port", new URL(env.MYST_DISCOVERY_URLS!).port], { ...env, ...replicaEnv(), MYST_LOG_LEVEL: "info" });
   await until(() => discovery.output().includes("discovery listening") || discovery.child.exitCode !== null, "myst discovery to listen");
   if (discovery.child.exitCode !== null) throw new Error(`myst discovery did not start: ${discovery.output()}`);
   return discovery;

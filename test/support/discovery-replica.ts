@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { Broker } from "../../node/broker/broker";
+import type { BrokerCredentials } from "../../node/config/broker-credentials";
 import { JetStreamProposalStore } from "../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../node/discovery/server";
 import { directoryFromKeysFile } from "../../scripts/lib/proposal-fleet";
@@ -8,6 +9,8 @@ import { directoryFromKeysFile } from "../../scripts/lib/proposal-fleet";
 /** What a replica process is told, as its one argument (JSON). */
 export interface ReplicaArgs {
   servers: string[];
+  /** The replica's broker credential (the servers' `REPLICA_CREDENTIALS`: its passwords are the parent process's). */
+  credentials?: BrokerCredentials;
   bucket: string;
   replicas: number;
   keysFile: string;
@@ -30,9 +33,9 @@ export async function startReplicaProcess(args: ReplicaArgs): Promise<{ url: str
 }
 
 async function main(args: ReplicaArgs) {
-  const broker = new Broker({ servers: args.servers, name: "myst-discovery-test" });
+  const broker = new Broker({ servers: args.servers, name: "myst-discovery-test", credentials: args.credentials });
   await broker.start();
-  const store = new JetStreamProposalStore({ servers: args.servers, bucket: args.bucket, replicas: args.replicas });
+  const store = new JetStreamProposalStore({ servers: args.servers, credentials: args.credentials, bucket: args.bucket, replicas: args.replicas });
   const service = new DiscoveryService({ broker, directory: directoryFromKeysFile(args.keysFile), port: 0, store });
   await service.start();
   process.stdout.write(JSON.stringify({ url: service.url }) + "\n");

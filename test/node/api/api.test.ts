@@ -10,6 +10,7 @@ import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
 import { MystNode } from "../../../node/daemon/node";
 import { DiscoveryService } from "../../../node/discovery/server";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
 import { Keystore } from "../../../node/identity/keystore";
 import { silentLogger } from "../../../node/log/logger";
@@ -137,7 +138,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
 
   before(async function () {
     await net.start();
-    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery" });
+    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery", credentials: REPLICA_CREDENTIALS });
     await discoveryBroker.start();
     discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
     await discovery.start();

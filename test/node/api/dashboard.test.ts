@@ -10,6 +10,7 @@ import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
 import { MystNode } from "../../../node/daemon/node";
 import { DiscoveryService } from "../../../node/discovery/server";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
 import { isMystError } from "../../../node/errors/MystError";
 import { Keystore } from "../../../node/identity/keystore";
@@ -71,7 +72,7 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
     await net.start();
     ipEcho = http.createServer((_req, res) => res.end(ipAnswer));
     await new Promise<void>((resolve) => ipEcho.listen(0, "127.0.0.1", resolve));
-    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery" });
+    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery", credentials: REPLICA_CREDENTIALS });
     await discoveryBroker.start();
     discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
     await discovery.start();

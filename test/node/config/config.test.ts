@@ -54,4 +54,50 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/is not valid JSON/);
     expect(() => loadConfig({ config: path.join(tmp.dir, "missing.json") }, {})).to.throw(/cannot read config file/);
   });
+
+  describe("broker credentials", function () {
+    const write = (name: string, text: string) => {
+      const file = path.join(tmp.dir, name);
+      fs.writeFileSync(file, text, { mode: 0o600 });
+      return file;
+    };
+    const SEED = "SUAM3OQ5NFDRS27MMKPUNW7RPMAAYK2ZEZJLEHDK7Y2TUI4LDBXV5DUSMQ";
+
+    it("reads a user and password file, a token file, an nkey seed file or a .creds file once, from env or flags", function () {
+      const pass = write("pass", "s3cret\n");
+      expect(loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_USER: "myst-discovery", MYST_BROKER_PASSWORD_FILE: pass }).brokerCredentials).to.deep.equal({
+        kind: "password",
+        user: "myst-discovery",
+        pass: "s3cret",
+      });
+      expect(loadConfig({ dataDir: tmp.dir, brokerTokenFile: write("token", "t0ken") }, {}).brokerCredentials).to.deep.equal({ kind: "token", token: "t0ken" });
+      const nkey = loadConfig({ dataDir: tmp.dir, brokerNkeyFile: write("seed", SEED + "\n") }, {}).brokerCredentials;
+      expect(nkey?.kind === "nkey" && Buffer.from(nkey.seed).toString()).to.equal(SEED);
+      const creds = `-----BEGIN NATS USER JWT-----\neyJ0eXAi.x.y\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${SEED}\n------END USER NKEY SEED------\n`;
+      expect(loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_CREDS_FILE: write("u.creds", creds) }).brokerCredentials?.kind).to.equal("creds");
+      expect(loadConfig({ dataDir: tmp.dir }, {}).brokerCredentials).to.equal(undefined);
+    });
+
+    it("names a missing, unreadable, empty or wrong credential file, and a credential given twice", function () {
+      const missing = path.join(tmp.dir, "nope.password");
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerUser: "u", brokerPasswordFile: missing }, {})).to.throw(
+        `setting brokerPasswordFile (from --broker-password-file) names ${missing}, which cannot be read (no such file)`,
+      );
+      expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_BROKER_TOKEN_FILE: tmp.dir })).to.throw(
+        /brokerTokenFile \(from MYST_BROKER_TOKEN_FILE\) names .*, which cannot be read \(a directory\)/,
+      );
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerTokenFile: write("empty", "\n") }, {})).to.throw(/brokerTokenFile .* which is empty/);
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerNkeyFile: write("notseed", "hello") }, {})).to.throw(
+        /brokerNkeyFile .* does not hold a user nkey seed/,
+      );
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerCredsFile: write("bad.creds", "hello") }, {})).to.throw(/brokerCredsFile .* is not a NATS .creds file/);
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerUser: "u" }, {})).to.throw(/brokerUser \(from --broker-user\) needs brokerPasswordFile/);
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerPasswordFile: write("p", "x") }, {})).to.throw(/brokerPasswordFile .* needs brokerUser/);
+      expect(() => loadConfig({ dataDir: tmp.dir, brokerTokenFile: write("t", "x") }, { MYST_BROKER_NKEY_FILE: write("s", SEED) })).to.throw(
+        /brokerNkeyFile \(from MYST_BROKER_NKEY_FILE\) cannot be combined with brokerTokenFile/,
+      );
+      fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ brokerCredentials: { kind: "token", token: "x" } }));
+      expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/unknown setting "brokerCredentials"/);
+    });
+  });
 });

@@ -150,12 +150,12 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
   it("reports a timeout and a missing peer as typed errors", async function () {
     const dialog = await openDialog();
-    const silent = providerBroker.subscribe("myst.silent", () => undefined);
+    const silent = providerBroker.subscribe("myst.dialog.silent", () => undefined);
     await providerBroker.flush();
-    const timeoutDialog = await consumerDialogs.open(provider.address, "myst.silent");
+    const timeoutDialog = await consumerDialogs.open(provider.address, "myst.dialog.silent");
     expect((await rejectionOf(timeoutDialog.request("test.echo", 1, { timeoutMs: 200 }))).code).to.equal("DIALOG_TIMEOUT");
     silent.unsubscribe();
-    const nobody = await consumerDialogs.open(provider.address, "myst.nobody-here");
+    const nobody = await consumerDialogs.open(provider.address, "myst.dialog.nobody-here");
     expect((await rejectionOf(nobody.request("test.echo", 1))).code).to.equal("NO_RESPONDERS");
     expect(await dialog.request("test.echo", 2)).to.deep.equal({ echoed: 2 });
   });
@@ -293,6 +293,15 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
       expect(reason).to.equal("malformed");
       expect(incoming.map((d) => d.id)).to.not.include("ef".repeat(16));
     });
+
+    for (const reply of ["myst.discovery.unregister", "$KV.myst-proposals.x", "_INBOX.abc", "myst.dialog.a.b"]) {
+      it(`a reply subject outside the dialog subjects (${reply}) is refused as malformed`, async function () {
+        const dropped = nextDrop(providerDialogs);
+        consumerBroker.publish(subjectOf(provider.address), forge(consumer, provider, { dialog: "ee".repeat(16), reply }));
+        expect(await dropped).to.equal("malformed");
+        expect(incoming.map((d) => d.id)).to.not.include("ee".repeat(16));
+      });
+    }
 
     it("a body nested deeper than the stack can serialize", async function () {
       const text = JSON.stringify({

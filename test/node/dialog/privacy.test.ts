@@ -1,5 +1,7 @@
 import { expect } from "chai";
 import { connect, type NatsConnection } from "nats";
+import { authOptions } from "../../../node/broker/broker";
+import { ADMIN_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { ConsumerNode } from "../../../node/daemon/consumer-node";
 import { ProviderNode, type ProvidedService } from "../../../node/daemon/provider-node";
 import type { IdentityKey } from "../../../node/identity/key";
@@ -34,7 +36,8 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
   });
 
   it("during a whole session (create, confirm, a notice, destroy), in subjects, payloads and connection names", async function () {
-    const eavesdropper: NatsConnection = await connect({ servers: nats.url });
+    // The broker's administrator (a node may not subscribe to `>`): what the broker itself sees.
+    const eavesdropper: NatsConnection = await connect({ servers: nats.url, ...authOptions(ADMIN_CREDENTIALS) });
     const seen: { subject: string; data: Buffer }[] = [];
     eavesdropper.subscribe(">", { callback: (_e, m) => seen.push({ subject: m.subject, data: Buffer.from(m.data) }) });
     await eavesdropper.flush();

@@ -9,7 +9,7 @@ import { JetStreamProposalStore } from "../../../node/discovery/jetstream-store"
 import { DiscoveryService } from "../../../node/discovery/server";
 import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { stopChild } from "../../../scripts/lib/local-chain";
-import { startNatsCluster, type NatsServer } from "../../../scripts/lib/nats-server";
+import { REPLICA_CREDENTIALS, startNatsCluster, type NatsServer } from "../../../scripts/lib/nats-server";
 import { until } from "../../../scripts/lib/until";
 import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
 import { startReplicaProcess } from "../../support/discovery-replica";
@@ -38,7 +38,7 @@ describe("discovery on a 3-server NATS cluster with two replicas", function () {
   });
 
   async function broker(url: string): Promise<Broker> {
-    const b = new Broker({ servers: [url] });
+    const b = new Broker({ servers: [url], credentials: REPLICA_CREDENTIALS });
     await b.start();
     running.push(b);
     return b;
@@ -46,7 +46,7 @@ describe("discovery on a 3-server NATS cluster with two replicas", function () {
 
   async function inProcessReplica(url: string): Promise<DiscoveryService> {
     // Given one server, the client learns the others from the cluster and reconnects to them.
-    const store = new JetStreamProposalStore({ servers: [url], bucket: "cluster", replicas: 3 });
+    const store = new JetStreamProposalStore({ servers: [url], credentials: REPLICA_CREDENTIALS, bucket: "cluster", replicas: 3 });
     const d = new DiscoveryService({ broker: await broker(url), directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
     await d.start();
@@ -75,7 +75,7 @@ describe("discovery on a 3-server NATS cluster with two replicas", function () {
     const [s1, s2] = servers;
     const keysFile = path.join(tmp.dir, "keys.json");
     fleet.writeKeys(keysFile);
-    const doomed = await startReplicaProcess({ servers: [s1.url], bucket: "cluster", replicas: 3, keysFile });
+    const doomed = await startReplicaProcess({ servers: [s1.url], credentials: REPLICA_CREDENTIALS, bucket: "cluster", replicas: 3, keysFile });
     replicaChild = doomed.child;
     const survivor = await inProcessReplica(s1.url);
 

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
 import { ProposalAnnouncer } from "../../../node/discovery/announcer";
 import { DiscoveryClient } from "../../../node/discovery/client";
@@ -23,14 +24,14 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
   let buckets = 0;
 
   async function broker() {
-    const b = new Broker({ servers: [net.nats.url] });
+    const b = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
     await b.start();
     brokers.push(b);
     return b;
   }
 
   async function replica(ttlMs = 60_000) {
-    const store = new JetStreamProposalStore({ servers: [net.nats.url], bucket, ttlMs });
+    const store = new JetStreamProposalStore({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs });
     const d = new DiscoveryService({ broker: await broker(), directory: net.registry, port: 0, store, signatureWorkers: workers });
     await d.start();
     return d;

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
 import { DISCOVERY_SUBJECTS, signUnregister } from "../../../node/discovery/announcements";
 import { ProposalAnnouncer } from "../../../node/discovery/announcer";
@@ -55,13 +56,16 @@ describe("discovery on a shared JetStream index", function () {
   });
 
   async function broker(): Promise<Broker> {
-    const b = new Broker({ servers: [nats.url] });
+    const b = new Broker({ servers: [nats.url], credentials: REPLICA_CREDENTIALS });
     await b.start();
     running.push(b);
     return b;
   }
 
-  async function replica(bucket: string, store = new JetStreamProposalStore({ servers: [nats.url], bucket, ttlMs: 600_000 })): Promise<DiscoveryService> {
+  async function replica(
+    bucket: string,
+    store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs: 600_000 }),
+  ): Promise<DiscoveryService> {
     const d = new DiscoveryService({ broker: await broker(), directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
     await d.start();

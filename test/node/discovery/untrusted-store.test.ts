@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import crypto from "node:crypto";
 import { expect } from "chai";
 import { connect, type KV, type NatsConnection } from "nats";
-import { Broker } from "../../../node/broker/broker";
+import { Broker, authOptions } from "../../../node/broker/broker";
 import { signUnregister } from "../../../node/discovery/announcements";
 import { ProposalAnnouncer } from "../../../node/discovery/announcer";
 import { DiscoveryClient, DiscoveryError } from "../../../node/discovery/client";
@@ -15,6 +15,7 @@ import { parseSignedProposal, signProposal, verifySignedProposal, type SignedPro
 import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
 import { makeProposal } from "../../../scripts/lib/proposals";
 import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { until } from "../../../scripts/lib/until";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
@@ -46,19 +47,21 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
 
   /**
    * A plain NATS connection to the test's broker, using the JetStream API on the bucket as any
-   * client with those rights can. (With broker permissions, give it a replica's credential here.)
+   * client with those rights can: one that holds a replica's credential.
    */
   async function bucketWriter(bucket: string): Promise<{ nc: NatsConnection; kv: KV }> {
-    const nc = await connect({ servers: nats.url, name: "bucket-writer" });
+    // Written with the replica's credential: the broker lets only replicas write the bucket, and
+    // what a holder of that credential writes must still never be served.
+    const nc = await connect({ servers: nats.url, name: "bucket-writer", ...authOptions(REPLICA_CREDENTIALS) });
     running.push({ stop: () => nc.close() });
     return { nc, kv: await nc.jetstream().views.kv(bucket, { history: 1 }) };
   }
 
   async function replica(bucket: string, ttlMs = 600_000): Promise<DiscoveryService> {
-    const broker = new Broker({ servers: [nats.url] });
+    const broker = new Broker({ servers: [nats.url], credentials: REPLICA_CREDENTIALS });
     await broker.start();
     running.push(broker);
-    const store = new JetStreamProposalStore({ servers: [nats.url], bucket, ttlMs, checkMs: 250 });
+    const store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs, checkMs: 250 });
     const d = new DiscoveryService({ broker, directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
     await d.start();

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import path from "node:path";
 import { parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";
+import { ADMIN_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { ConsumerVaultClient } from "../../../node/chain/vault";
 import { DISCOVERY_SUBJECTS } from "../../../node/discovery/announcements";
 import { Dialogs } from "../../../node/dialog/dialogs";
@@ -47,7 +48,8 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await net.chain.fund([providerKey.address, consumer.address], { eth: E("1"), myst: E("100") });
     const channels = new ConsumerVaultClient(net.conn);
     await channels.deposit(consumer, consumer.address, E("10"), E("1"));
-    const broker = new Broker({ servers: [net.nats.url] });
+    // Both discovery's stand-in and the consumer's dialogs: the administrator's rights (no one role has both).
+    const broker = new Broker({ servers: [net.nats.url], credentials: ADMIN_CREDENTIALS });
     await broker.start();
     const announced: { proposal?: SignedProposal } = {};
     broker.subscribe(DISCOVERY_SUBJECTS.register, (data, respond) => {
