@@ -269,7 +269,8 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
     const seen = this.#replay.remember(message.from, message.id, message.ts);
     if (seen === "replayed") return { drop: "replayed", detail: message.id };
-    if (seen === "full") return { drop: "flooding", detail: `no room for another message of ${message.from} within the time window (at most ${this.#replay.perPeer} per sender)` };
+    if (seen === "full")
+      return { drop: "flooding", detail: `no room for another message of ${message.from} within the time window (at most ${this.#replay.perPeer} per sender)` };
     return { message, publicKey: signer.publicKey };
   }
 

@@ -19,6 +19,41 @@ export function parentDeathSignal(): string[] {
   }
 }
 
+/**
+ * `setpriv` that makes the program user nobody with only `capabilities` (ambient, so they survive
+ * the exec) and then sets its parent-death signal. For a program that would drop to nobody itself
+ * (dnsmasq): the kernel clears the parent-death signal on a change of user, so a signal set before
+ * the drop does not survive it, and the program outlives a SIGKILLed node. Here nothing changes
+ * credentials after the signal is set. Run it inside `ip netns exec` (which needs root), right
+ * before the program. Empty when util-linux's setpriv is missing (the pid file still cleans up).
+ */
+export function unprivilegedTiedToParent(capabilities: string[]): string[] {
+  let setpriv: string;
+  try {
+    setpriv = program("setpriv", "util-linux");
+  } catch {
+    return [];
+  }
+  const { uid, gid } = nobody();
+  const caps = capabilities.map((c) => `+${c}`).join(",");
+  return [setpriv, `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", `--inh-caps=${caps}`, `--ambient-caps=${caps}`, "--pdeathsig", "TERM"];
+}
+
+/** User nobody's ids from /etc/passwd (65534 where it does not say). */
+function nobody(): { uid: number; gid: number } {
+  try {
+    const line = fs
+      .readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("nobody:"));
+    const [, , uid, gid] = line?.split(":") ?? [];
+    if (/^\d+$/.test(uid ?? "") && /^\d+$/.test(gid ?? "")) return { uid: Number(uid), gid: Number(gid) };
+  } catch {
+    // no passwd file: the usual ids
+  }
+  return { uid: 65534, gid: 65534 };
+}
+
 /** Stops a process we started: TERM, then KILL if it lingers `graceMs`; resolves once it exited. */
 export async function terminate(child: ChildProcess, graceMs = 5000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
