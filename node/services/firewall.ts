@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { UndoOnDeath } from "./supervision";
 import { inNetns, program, run, TunnelError } from "./system";
 
 /** Address ranges a consumer may not reach through the provider unless allowed. */
@@ -32,8 +32,8 @@ export interface FirewallOptions {
 export class TunnelFirewall {
   readonly uplink: Promise<string>;
   #applied = false;
-  /** Removes the rules should this node die without removing them itself (see `#watch`). */
-  #janitor?: ChildProcess;
+  /** Removes the rules should this node die without removing them itself. */
+  readonly #undo = new UndoOnDeath();
 
   constructor(private readonly o: FirewallOptions) {
     this.uplink = o.uplink ? Promise.resolve(o.uplink) : defaultRouteDevice(o.netns);
@@ -65,7 +65,7 @@ export class TunnelFirewall {
       await ipt("-A", I, "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
     }
     if (this.o.subnet6) await this.#apply6(uplink);
-    this.#watch();
+    this.#undo.arm(this.#removals());
   }
 
   /** IPv6 from the tunnel: masqueraded to the uplink's address (NAT66), no private ranges, nothing to this host. */
@@ -90,7 +90,7 @@ export class TunnelFirewall {
 
   /** Removes every rule this firewall added; safe to call when nothing is there. */
   async remove(): Promise<void> {
-    await this.#dismissJanitor();
+    await this.#undo.disarm();
     for (const argv of this.#removals()) await run(argv).catch(() => undefined);
     this.#applied = false;
   }
@@ -112,34 +112,6 @@ export class TunnelFirewall {
         ].flatMap(([table, chain]) => [t("-t", table, "-F", chain), t("-t", table, "-X", chain)]),
       ];
     });
-  }
-
-  /**
-   * Rules outlive the process that added them: a node killed outright (SIGKILL, OOM) would leave
-   * them until its next start. So a small shell waits on a pipe from this node, which only the
-   * node holds: at the node's death, however it dies, the kernel closes the pipe, `read` sees its
-   * end and the shell removes the rules. A clean `remove()` dismisses it first (SIGKILL: it does
-   * nothing then) and removes them itself.
-   */
-  #watch(): void {
-    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
-    const script = ["while read -r _; do :; done", ...this.#removals().map((argv) => `${argv.map(quote).join(" ")} 2>/dev/null`)].join("\n");
-    const janitor = spawn(program("sh", "dash"), ["-c", script], { stdio: ["pipe", "ignore", "ignore"] });
-    janitor.on("error", () => undefined);
-    janitor.stdin!.on("error", () => undefined);
-    // It must not keep this node's event loop alive.
-    janitor.unref();
-    (janitor.stdin as unknown as { unref?: () => void }).unref?.();
-    this.#janitor = janitor;
-  }
-
-  async #dismissJanitor(): Promise<void> {
-    const janitor = this.#janitor;
-    this.#janitor = undefined;
-    if (!janitor || janitor.exitCode !== null || janitor.signalCode !== null) return;
-    const exited = new Promise((resolve) => janitor.once("exit", resolve));
-    janitor.kill("SIGKILL");
-    await exited;
   }
 
   get applied(): boolean {
