@@ -1,6 +1,5 @@
 import { expect } from "chai";
 import fs from "node:fs";
-import path from "node:path";
 import { topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
@@ -128,13 +127,6 @@ for (const t of TUNNELS)
       );
       expect(providerNamespace()).to.deep.equal(before);
       if (device) expect(fs.existsSync(uapiSocket(device))).to.equal(false);
-      // Nothing of the service's own files that a process serves: the pid files are gone with their processes.
-      const dir = path.join(providerEnv.MYST_DATA_DIR!, "services", t.service);
-      const pidFilesOfLiveProcesses = (fs.existsSync(dir) ? fs.readdirSync(dir) : [])
-        .filter((f) => f.endsWith(".pid"))
-        .map((f) => Number(fs.readFileSync(path.join(dir, f), "utf8")))
-        .filter((pid) => fs.existsSync(`/proc/${pid}`));
-      expect(pidFilesOfLiveProcesses).to.deep.equal([]);
     });
 
     if (t.service === "wireguard")

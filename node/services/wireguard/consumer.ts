@@ -28,12 +28,12 @@ const GONE_MS = 90_000;
  * through the tunnel to the provider's resolver, which a live provider answers (its dnsmasq answers
  * a plain name itself, without asking upstream; were nothing listening, its firewall or kernel
  * answers with an ICMP error, which counts the same). Probes go `PROBE_EVERY_MS` apart while the
- * silence lasts, so one lost datagram is not a dead provider; `DEAD_AFTER_MS` after the first
- * unanswered probe the tunnel is down: at most QUIET + POLL + DEAD ≈ 4.5 s after the provider's
- * last word. An idle healthy tunnel costs one query and its answer (about 200 bytes) every
- * couple of seconds; a busy one none.
+ * silence lasts, so a lost datagram or two are not a dead provider; `DEAD_AFTER_MS` after the first
+ * unanswered probe the tunnel is down: at most QUIET + POLL + DEAD ≈ 3.3 s after the provider's
+ * last word (plus the time to read the counter on a loaded machine). An idle healthy tunnel costs
+ * one query and its answer (about 200 bytes) a second; a busy one none.
  */
-export const LIVENESS = { POLL_MS: 500, QUIET_MS: 1500, PROBE_EVERY_MS: 750, DEAD_AFTER_MS: 2500 } as const;
+export const LIVENESS = { POLL_MS: 250, QUIET_MS: 1000, PROBE_EVERY_MS: 500, DEAD_AFTER_MS: 2000 } as const;
 
 /**
  * A DNS query (id 0x6d79, recursion desired) for the plain name "myst-ping", type A: answered
