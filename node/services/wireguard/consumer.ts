@@ -259,6 +259,7 @@ class WireGuardTunnel implements Tunnel {
   /** When the current silence's first probe went out (none: the provider was heard since). */
   #probingSince?: number;
   #lastProbeMs = 0;
+  #reading?: Promise<void>;
   #meter: NodeJS.Timeout;
 
   constructor(
@@ -283,7 +284,14 @@ class WireGuardTunnel implements Tunnel {
   }
 
   /** The consumer's own meter: the peer's counts of encrypted UDP payload, the quantity the provider meters. */
-  async refresh(): Promise<void> {
+  refresh(): Promise<void> {
+    // One read at a time: on a loaded machine a read can outlast the polling period, and an older
+    // answer landing after a newer one would look like bytes received.
+    this.#reading ??= this.#read().finally(() => (this.#reading = undefined));
+    return this.#reading;
+  }
+
+  async #read(): Promise<void> {
     const state = await this.process.uapi.get().catch(() => null);
     const peer = state?.peers[0];
     if (!peer) return;
