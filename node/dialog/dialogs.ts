@@ -48,6 +48,7 @@ export type DropReason =
   | "bad-signature"
   | "stale"
   | "replayed"
+  | "flooding"
   | "wrong-peer"
   | "unexpected"
   | "capacity";
@@ -63,6 +64,14 @@ export interface DialogsOptions {
   maxMessageBytes?: number;
   /** Accepted clock difference between sender and receiver. Default 30 s. */
   clockWindowMs?: number;
+  /**
+   * Message ids one sender may have inside the time window; past it that sender's new messages are
+   * dropped (`flooding`) until its older ids leave the window. Never evicted: no flood can make a
+   * live id replayable. Default 10,000.
+   */
+  maxRecentPerPeer?: number;
+  /** The same for all senders together. Default 1,000,000. */
+  maxRecent?: number;
   /** Default time a request waits for its response. Default 5 s. */
   requestTimeoutMs?: number;
   /** Open dialogs at most; new ones are refused past it. Default 10,000. */
@@ -111,7 +120,7 @@ export interface DialogsEvents {
 export class Dialogs extends EventEmitter<DialogsEvents> {
   readonly address: Address;
   readonly subject: string;
-  readonly #o: Required<Omit<DialogsOptions, "log" | "subject">> & { log: Logger };
+  readonly #o: Required<Omit<DialogsOptions, "log" | "subject" | "maxRecentPerPeer" | "maxRecent">> & { log: Logger };
   readonly #opener: Opener;
   readonly #replay: ReplayCache;
   readonly #dialogs = new Map<string, Dialog>();
@@ -138,7 +147,7 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
       idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
     };
     this.#opener = new Opener(options.key);
-    this.#replay = new ReplayCache(this.#o.clockWindowMs);
+    this.#replay = new ReplayCache({ windowMs: this.#o.clockWindowMs, perPeer: options.maxRecentPerPeer, total: options.maxRecent });
   }
 
   get options() {
@@ -258,7 +267,10 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
     }
     const skew = Math.abs(Date.now() - message.ts);
     if (skew > this.#o.clockWindowMs) return { drop: "stale", detail: `${skew} ms off` };
-    if (!this.#replay.remember(`${message.from}:${message.id}`)) return { drop: "replayed", detail: message.id };
+    const seen = this.#replay.remember(message.from, message.id, message.ts);
+    if (seen === "replayed") return { drop: "replayed", detail: message.id };
+    if (seen === "full")
+      return { drop: "flooding", detail: `no room for another message of ${message.from} within the time window (at most ${this.#replay.perPeer} per sender)` };
     return { message, publicKey: signer.publicKey };
   }
 
@@ -349,6 +361,7 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
   }
 
   #sweep(): void {
+    this.#replay.sweep();
     const cutoff = Date.now() - this.#o.idleTimeoutMs;
     for (const dialog of [...this.#dialogs.values()]) if (dialog.lastActivity < cutoff) dialog.close();
   }

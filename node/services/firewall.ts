@@ -1,3 +1,4 @@
+import { UndoOnDeath } from "./supervision";
 import { inNetns, program, run, TunnelError } from "./system";
 
 /** Address ranges a consumer may not reach through the provider unless allowed. */
@@ -31,6 +32,8 @@ export interface FirewallOptions {
 export class TunnelFirewall {
   readonly uplink: Promise<string>;
   #applied = false;
+  /** Removes the rules should this node die without removing them itself. */
+  readonly #undo = new UndoOnDeath();
 
   constructor(private readonly o: FirewallOptions) {
     this.uplink = o.uplink ? Promise.resolve(o.uplink) : defaultRouteDevice(o.netns);
@@ -62,6 +65,7 @@ export class TunnelFirewall {
       await ipt("-A", I, "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
     }
     if (this.o.subnet6) await this.#apply6(uplink);
+    this.#undo.arm(this.#removals());
   }
 
   /** IPv6 from the tunnel: masqueraded to the uplink's address (NAT66), no private ranges, nothing to this host. */
@@ -86,34 +90,28 @@ export class TunnelFirewall {
 
   /** Removes every rule this firewall added; safe to call when nothing is there. */
   async remove(): Promise<void> {
-    const quiet = (...args: string[]) => run(inNetns(this.o.netns, [program("iptables"), "-w", ...args])).catch(() => undefined);
-    const { F, I, N } = this.#chains();
-    await quiet("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
-    await quiet("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
-    await quiet("-t", "nat", "-D", "POSTROUTING", "-j", N);
-    for (const [table, chain] of [
-      ["filter", F],
-      ["filter", I],
-      ["nat", N],
-    ]) {
-      await quiet("-t", table, "-F", chain);
-      await quiet("-t", table, "-X", chain);
-    }
-    if (this.o.subnet6) {
-      const quiet6 = (...args: string[]) => run(inNetns(this.o.netns, [program("ip6tables", "iptables"), "-w", ...args])).catch(() => undefined);
-      await quiet6("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F);
-      await quiet6("-D", "INPUT", "-i", this.o.tunDevice, "-j", I);
-      await quiet6("-t", "nat", "-D", "POSTROUTING", "-j", N);
-      for (const [table, chain] of [
-        ["filter", F],
-        ["filter", I],
-        ["nat", N],
-      ]) {
-        await quiet6("-t", table, "-F", chain);
-        await quiet6("-t", table, "-X", chain);
-      }
-    }
+    await this.#undo.disarm();
+    for (const argv of this.#removals()) await run(argv).catch(() => undefined);
     this.#applied = false;
+  }
+
+  /** The commands that undo `apply` (each may fail harmlessly: what it removes is not there). */
+  #removals(): string[][] {
+    const { F, I, N } = this.#chains();
+    const tools = [program("iptables"), ...(this.o.subnet6 ? [program("ip6tables", "iptables")] : [])];
+    return tools.flatMap((tool) => {
+      const t = (...args: string[]) => inNetns(this.o.netns, [tool, "-w", ...args]);
+      return [
+        t("-D", "FORWARD", "-i", this.o.tunDevice, "-j", F),
+        t("-D", "INPUT", "-i", this.o.tunDevice, "-j", I),
+        t("-t", "nat", "-D", "POSTROUTING", "-j", N),
+        ...[
+          ["filter", F],
+          ["filter", I],
+          ["nat", N],
+        ].flatMap(([table, chain]) => [t("-t", table, "-F", chain), t("-t", table, "-X", chain)]),
+      ];
+    });
   }
 
   get applied(): boolean {

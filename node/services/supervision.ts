@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { AbortError, retry } from "../lifecycle/retry";
 import type { Logger } from "../log/logger";
@@ -17,6 +17,41 @@ export function parentDeathSignal(): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * `setpriv` that makes the program user nobody with only `capabilities` (ambient, so they survive
+ * the exec) and then sets its parent-death signal. For a program that would drop to nobody itself
+ * (dnsmasq): the kernel clears the parent-death signal on a change of user, so a signal set before
+ * the drop does not survive it, and the program outlives a SIGKILLed node. Here nothing changes
+ * credentials after the signal is set. Run it inside `ip netns exec` (which needs root), right
+ * before the program. Empty when util-linux's setpriv is missing (the pid file still cleans up).
+ */
+export function unprivilegedTiedToParent(capabilities: string[]): string[] {
+  let setpriv: string;
+  try {
+    setpriv = program("setpriv", "util-linux");
+  } catch {
+    return [];
+  }
+  const { uid, gid } = nobody();
+  const caps = capabilities.map((c) => `+${c}`).join(",");
+  return [setpriv, `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", `--inh-caps=${caps}`, `--ambient-caps=${caps}`, "--pdeathsig", "TERM"];
+}
+
+/** User nobody's ids from /etc/passwd (65534 where it does not say). */
+function nobody(): { uid: number; gid: number } {
+  try {
+    const line = fs
+      .readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("nobody:"));
+    const [, , uid, gid] = line?.split(":") ?? [];
+    if (/^\d+$/.test(uid ?? "") && /^\d+$/.test(gid ?? "")) return { uid: Number(uid), gid: Number(gid) };
+  } catch {
+    // no passwd file: the usual ids
+  }
+  return { uid: 65534, gid: 65534 };
 }
 
 /** Stops a process we started: TERM, then KILL if it lingers `graceMs`; resolves once it exited. */
@@ -158,5 +193,45 @@ export class Supervisor {
         this.#exitedAgain = undefined;
         if (again) this.exited(again.code, again.recent);
       });
+  }
+}
+
+/**
+ * What a node changes outside itself that no process holds (firewall chains, an IFB interface)
+ * outlives the node: one killed outright (SIGKILL, OOM) would leave it until its next start. So
+ * `arm` starts a small `sh` that waits on a pipe only this node holds (libuv opens it close-on-exec)
+ * and then runs the undoing commands: at the node's death, however it dies, the kernel closes
+ * the pipe, `read` sees its end, and the shell undoes the change and exits. A clean removal
+ * `disarm`s it first (SIGKILL: it does nothing then) and undoes the change itself.
+ */
+export class UndoOnDeath {
+  #shell?: ChildProcess;
+
+  /** From now on `commands` (argv each; failures ignored) run when this node dies. */
+  arm(commands: string[][]): void {
+    this.#kill();
+    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const script = ["while read -r _; do :; done", ...commands.map((argv) => `${argv.map(quote).join(" ")} 2>/dev/null`)].join("\n");
+    const shell = spawn(program("sh", "dash"), ["-c", script], { stdio: ["pipe", "ignore", "ignore"] });
+    shell.on("error", () => undefined);
+    shell.stdin!.on("error", () => undefined);
+    // It must not keep this node's event loop alive.
+    shell.unref();
+    (shell.stdin as unknown as { unref?: () => void }).unref?.();
+    this.#shell = shell;
+  }
+
+  /** The change is undone by its owner: the shell goes without running anything. Resolves once it exited. */
+  async disarm(): Promise<void> {
+    const shell = this.#kill();
+    if (shell) await new Promise((resolve) => shell.once("exit", resolve));
+  }
+
+  #kill(): ChildProcess | undefined {
+    const shell = this.#shell;
+    this.#shell = undefined;
+    if (!shell || shell.exitCode !== null || shell.signalCode !== null) return undefined;
+    shell.kill("SIGKILL");
+    return shell;
   }
 }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
 import { inNetns, program, TunnelError } from "./system";
-import { parentDeathSignal, stopStale, Supervisor, terminate } from "./supervision";
+import { stopStale, Supervisor, terminate, unprivilegedTiedToParent } from "./supervision";
 
 export interface TunnelResolverOptions {
   /** The provider's tunnel address: the resolver answers there only (never on the uplink). */
@@ -17,9 +17,8 @@ export interface TunnelResolverOptions {
   startTimeoutMs?: number;
   /**
    * Where to record dnsmasq's pid: one a node that died left running (still answering, and holding
-   * the tunnel address's port 53, so a new one cannot bind it) is stopped at the next start. The
-   * parent-death signal does not cover dnsmasq: it drops to user nobody, and the kernel clears the
-   * signal on that change of credentials (measured: it outlived a SIGKILLed node).
+   * the tunnel address's port 53, so a new one cannot bind it) is stopped at the next start. Only
+   * needed where setpriv is missing: otherwise dnsmasq dies with the node (see `#argv`).
    */
   pidFile?: string;
 }
@@ -27,7 +26,8 @@ export interface TunnelResolverOptions {
 /**
  * The resolver a provider serves its consumers through the tunnel: Debian's dnsmasq, listening on
  * the tunnel address only, forwarding to the provider's own upstream (its /etc/resolv.conf, as
- * `ip netns exec` shows it in a namespace). Supervised like openvpn (parent-death signal, pid file): restarted with backoff when
+ * `ip netns exec` shows it in a namespace). Supervised like openvpn (parent-death signal, pid file), but run
+ * as user nobody from the start (`#argv`): restarted with backoff when
  * it exits while the service runs. The provider's LAN block holds for names too: answers into
  * private ranges are dropped (`--stop-dns-rebind`), reverse lookups of private ranges are not
  * forwarded (`--bogus-priv`), and the provider's own /etc/hosts is not served (`--no-hosts`).
@@ -74,10 +74,17 @@ export class TunnelResolver {
     if (this.#child) await terminate(this.#child);
   }
 
+  /**
+   * dnsmasq started as root drops to user nobody by itself, and that change of user clears a
+   * parent-death signal set before it: it outlived a SIGKILLed node (measured). So setpriv makes it
+   * nobody first, with the capabilities dnsmasq itself would keep for `--bind-dynamic` (bind port
+   * 53, follow the interface's addresses), and sets the parent-death signal after the change:
+   * privileges stay dropped and dnsmasq goes when the node goes, however it goes.
+   */
   #argv(): string[] {
     return [
-      ...parentDeathSignal(),
       ...inNetns(this.o.netns, [
+        ...unprivilegedTiedToParent(["net_bind_service", "net_admin", "net_raw"]),
         program("dnsmasq", "dnsmasq-base"),
         "--keep-in-foreground",
         "--conf-file=/dev/null",

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { UndoOnDeath } from "../supervision";
 import { inNetns, program, run } from "../system";
 import { ControlsError } from "./errors";
 
@@ -45,6 +46,8 @@ export function checkEgress(s: EgressSettings = {}): { ports: string[]; v4: stri
  */
 export class EgressPolicy {
   readonly #rules: ReturnType<typeof checkEgress>;
+  /** Removes the chain should this node die without removing it (see UndoOnDeath). */
+  readonly #undo = new UndoOnDeath();
 
   constructor(private readonly o: { netns?: string; device: string; ipv6?: boolean; settings?: EgressSettings }) {
     this.#rules = checkEgress(o.settings);
@@ -59,6 +62,7 @@ export class EgressPolicy {
 
   async apply(): Promise<void> {
     await this.remove();
+    this.#undo.arm(this.#removals());
     const families: [string, string[], string][] = [["iptables", this.#rules.v4, "icmp-net-prohibited"]];
     if (this.o.ipv6) families.push(["ip6tables", this.#rules.v6, "icmp6-adm-prohibited"]);
     for (const [tool, cidrs, unreachable] of families) {
@@ -86,11 +90,14 @@ export class EgressPolicy {
 
   /** Removes the chain; safe when it is not there. */
   async remove(): Promise<void> {
-    for (const tool of this.o.ipv6 ? ["iptables", "ip6tables"] : ["iptables"]) {
-      const quiet = (...args: string[]) => run(inNetns(this.o.netns, [program(tool, "iptables"), "-w", ...args])).catch(() => undefined);
-      await quiet("-D", "FORWARD", "-i", this.o.device, "-j", this.chain);
-      await quiet("-F", this.chain);
-      await quiet("-X", this.chain);
-    }
+    await this.#undo.disarm();
+    for (const argv of this.#removals()) await run(argv).catch(() => undefined);
+  }
+
+  #removals(): string[][] {
+    return (this.o.ipv6 ? ["iptables", "ip6tables"] : ["iptables"]).flatMap((tool) => {
+      const t = (...args: string[]) => inNetns(this.o.netns, [program(tool, "iptables"), "-w", ...args]);
+      return [t("-D", "FORWARD", "-i", this.o.device, "-j", this.chain), t("-F", this.chain), t("-X", this.chain)];
+    });
   }
 }

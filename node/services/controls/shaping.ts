@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
+import { UndoOnDeath } from "../supervision";
 import { inNetns, program, run } from "../system";
 import { ControlsError } from "./errors";
 
@@ -43,6 +44,8 @@ export class TrafficShaper {
   readonly #classes = new Map<string, number>();
   #leaf?: string[];
   #applied = false;
+  /** Deletes the IFB should this node die without deleting it (see UndoOnDeath). */
+  readonly #undo = new UndoOnDeath();
 
   constructor(options: ShaperOptions) {
     this.#o = options;
@@ -74,6 +77,8 @@ export class TrafficShaper {
     const service = this.#o.serviceMbps && this.#o.serviceMbps > 0 ? this.#o.serviceMbps : UNLIMITED;
     try {
       await this.#ip("link", "add", this.#ifb, "type", "ifb");
+      // The tun device's qdiscs go with the device; the IFB stays unless someone deletes it.
+      this.#undo.arm([inNetns(this.#o.netns, [program("ip", "iproute2"), "link", "del", this.#ifb])]);
       await this.#ip("link", "set", this.#ifb, "up");
       this.#applied = true;
       for (const dev of [this.#o.device, this.#ifb]) {
@@ -171,6 +176,7 @@ export class TrafficShaper {
 
   /** Removes every qdisc and the IFB; safe when nothing is there (the tun device may be gone already). */
   async remove(): Promise<void> {
+    await this.#undo.disarm();
     await this.#tc("qdisc", "del", "dev", this.#o.device, "root").catch(() => undefined);
     await this.#tc("qdisc", "del", "dev", this.#o.device, "ingress").catch(() => undefined);
     await this.#ip("link", "del", this.#ifb).catch(() => undefined);
