@@ -239,6 +239,20 @@ export const ConnectionView = Type.Object(
         message: Type.String(),
       }),
     ),
+    leftBehind: Type.Optional(
+      Type.Object(
+        {
+          pid: Type.Integer({ description: "the myst that made it, no longer running" }),
+          netns: Type.Optional(Type.String()),
+          killSwitch: Type.Boolean({ description: "true: all traffic is blocked; false: only the resolver settings were left" }),
+          message: Type.String(),
+        },
+        {
+          description:
+            "With no myst running: what one that ended without disconnecting (a crash, SIGKILL) left in force; `myst disconnect` (or the next start) removes it",
+        },
+      ),
+    ),
     reconnect: Type.Optional(
       Type.Object(
         {

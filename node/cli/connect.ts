@@ -96,6 +96,11 @@ export function connectCommands(context: Ctx): Command[] {
           `reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`,
         ]
       : [];
+    // No myst runs here, but one that died while connected left its kill switch in force.
+    if (answer && "leftBehind" in answer && answer.leftBehind) {
+      const left = answer.leftBehind;
+      return out.result(answer, () => [`state:    ${left.killSwitch ? "not connected; " : ""}${left.message}`]);
+    }
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
       return out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,

@@ -38,7 +38,7 @@ import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus 
 import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
-import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
+import { ConsumerProtection, leftProtection, recoverProtection, type LeftProtection } from "../consumer-protection/protection";
 import { protectedStatus, type ProtectedStatus } from "./protected-status";
 import { Confinement, recoverConfinement } from "../consumer-protection/confined";
 import type { ProposalFilter } from "../proposal/filter";
@@ -149,7 +149,9 @@ export type ConnectionView =
       reconnect?: ReconnectStatus;
       confined?: ReturnType<Confinement["describe"]>;
     })
-  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string };
+  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string }
+  /** No myst runs, but one that died while connected left its kill switch (or resolver settings) in force. */
+  | { state: "blocked" | "disconnected"; leftBehind: LeftProtection };
 
 /** What the node's vault commands refuse. */
 export type VaultErrorCode = "BAD_AMOUNT" | "EXIT_PENDING" | "EXIT_NOT_REQUESTED";
@@ -581,7 +583,11 @@ export class MystNode {
   }
 
   connection(): ConnectionView {
-    if (!this.#online) return { state: "disconnected" };
+    if (!this.#online) {
+      // An offline node (no myst running here): what a myst that died while connected left in force.
+      const left = leftProtection(this.#o.config.dataDir);
+      return left ? { state: left.killSwitch ? "blocked" : "disconnected", leftBehind: left } : { state: "disconnected" };
+    }
     const c = this.consumer.current;
     const extra = {
       ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}),
