@@ -299,7 +299,7 @@ export class MystNode {
     });
     this.metrics.watchProvider(provider);
     this.metrics.watchConsumer(() => consumer.current);
-    const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, log });
+    const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.#db, log });
     return { key, broker, dialogs, provider, consumer, activity };
   }
 

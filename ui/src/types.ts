@@ -69,6 +69,8 @@ export interface HealthTopic {
   chain: Check;
   discovery: Check;
   registration: Check;
+  /** Whether the node can write its state (promises) in its data dir. */
+  store: Check;
   visibility: { serviceType: string; announcement: string; listed: boolean | null; reasons: string[] }[];
   notes: { at: string; kind: "refused" | "ended"; consumer: string; sessionId?: string; serviceType?: string; reason: string }[];
 }
