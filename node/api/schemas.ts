@@ -239,6 +239,19 @@ export const ConnectionView = Type.Object(
         message: Type.String(),
       }),
     ),
+    lastFailure: Type.Optional(
+      Type.Object(
+        {
+          at: Type.String(),
+          code: Type.String({ description: "our code: SESSION_REFUSED when the provider said no, NO_PROPOSAL, DIALOG_TIMEOUT…" }),
+          refusal: Type.Optional(
+            Type.String({ description: "the provider's refusal code: ACCESS_DENIED, OUTSIDE_SCHEDULE, TRAFFIC_CAP, PAYMENT_NOT_COVERED…" }),
+          ),
+          message: Type.String({ description: "in words, the provider's own included" }),
+        },
+        { description: "why the last connect failed (kept until one succeeds)" },
+      ),
+    ),
     leftBehind: Type.Optional(
       Type.Object(
         {

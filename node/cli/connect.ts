@@ -111,8 +111,14 @@ export function connectCommands(context: Ctx): Command[] {
           ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
           : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
-    if (answer?.state !== "connected")
-      return out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    if (answer?.state !== "connected") {
+      const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
+      return out.result(answer ?? { state: "disconnected" }, () => [
+        answer?.state === "connecting" ? "connecting" : "not connected",
+        // Why the last attempt failed: the provider's refusal code and words.
+        ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
+      ]);
+    }
     out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
@@ -47,7 +47,13 @@ function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) 
     check.run(async () => {
       setIp(null);
       const q = props.netns ? `?netns=${encodeURIComponent(props.netns)}` : "";
-      setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
+      try {
+        setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
+      } catch (err) {
+        // A node without an IP check service is set up that way, not failing: said in place, not as an alert.
+        if (err instanceof ApiError && err.code === "IP_CHECK_UNCONFIGURED") return setIp("not checked (no ipCheckUrl configured)");
+        throw err;
+      }
     });
   // Checked again whenever the connection changes state (an event), not on a timer.
   useEffect(() => {
@@ -82,6 +88,18 @@ function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: ()
         <Dot ok={c ? c.state === "connected" : null} /> <strong data-testid="connection-state">{c?.state ?? "…"}</strong>
         {c?.endReason ? ` (${c.endReason})` : ""}
       </p>
+      {c?.lastFailure && c.state === "disconnected" ? (
+        <p class="error" role="alert" data-testid="connect-failure">
+          Could not connect
+          {c.lastFailure.refusal ? (
+            <>
+              {" "}
+              — the provider refused: <strong>{c.lastFailure.refusal}</strong>
+            </>
+          ) : null}
+          . {c.lastFailure.message}
+        </p>
+      ) : null}
       {c?.sessionId ? (
         <dl class="facts">
           <dt>Provider</dt>

@@ -89,6 +89,8 @@ export interface ConnectionTopic {
   pricePerGiBWei?: string;
   endReason?: string;
   protection?: { state: "off" | "protecting" | "blocked"; killSwitch: boolean; allowLan: boolean; message: string };
+  /** Why the last connect failed: our code, the provider's refusal code when it said no, in words. */
+  lastFailure?: { at: string; code: string; refusal?: string; message: string };
 }
 
 export interface Proposal {
