@@ -239,6 +239,15 @@ export const ConnectionView = Type.Object(
         message: Type.String(),
       }),
     ),
+    paymentRefused: Type.Optional(
+      Type.Object(
+        {
+          code: Type.String({ description: "the provider's code: STORE_FULL, STORE_READ_ONLY, STORE_FAILED, PROMISE_…; PEER_ERROR for any other" }),
+          message: Type.String(),
+        },
+        { description: "the provider did not acknowledge the last promise, and why (until it acknowledges one again)" },
+      ),
+    ),
     lastFailure: Type.Optional(
       Type.Object(
         {

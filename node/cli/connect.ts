@@ -127,6 +127,9 @@ export function connectCommands(context: Ctx): Command[] {
       `duration: ${answer.durationSeconds} s`,
       `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
+      ...("paymentRefused" in answer && answer.paymentRefused
+        ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`]
+        : []),
       ...reconnectLine,
       ...confinedLine,
     ]);

@@ -198,6 +198,8 @@ export function connectionStatus(c: Connection) {
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
+    // The provider did not take the last promise (its store is full…): its code and words.
+    ...(c.payments?.providerRefusal ? { paymentRefused: { ...c.payments.providerRefusal } } : {}),
   };
 }
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;

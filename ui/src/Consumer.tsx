@@ -91,6 +91,11 @@ function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: ()
         <Dot ok={c ? c.state === "connected" : null} /> <strong data-testid="connection-state">{c?.state ?? "…"}</strong>
         {c?.endReason ? ` (${c.endReason})` : ""}
       </p>
+      {c?.paymentRefused && c.state === "connected" ? (
+        <p class="error" role="alert" data-testid="payment-refused">
+          The provider did not take the last payment: <strong>{c.paymentRefused.code}</strong>. {c.paymentRefused.message}
+        </p>
+      ) : null}
       {c?.lastFailure && c.state === "disconnected" ? (
         <p class="error" role="alert" data-testid="connect-failure">
           Could not connect

@@ -91,6 +91,8 @@ export interface ConnectionTopic {
   protection?: { state: "off" | "protecting" | "blocked"; killSwitch: boolean; allowLan: boolean; message: string };
   /** Why the last connect failed: our code, the provider's refusal code when it said no, in words. */
   lastFailure?: { at: string; code: string; refusal?: string; message: string };
+  /** The provider did not take the last promise (its store is full…), in its code and words. */
+  paymentRefused?: { code: string; message: string };
 }
 
 export interface Proposal {

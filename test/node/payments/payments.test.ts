@@ -230,6 +230,23 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  it("keeps the provider's reason when it does not take a promise (its store read-only), for the consumer's status, until it takes one again", async function () {
+    const m = await market({ maxUnpaid: E("100") });
+    try {
+      const { session, tunnel, pay } = await m.connect();
+      m.db.pragma("query_only = 1");
+      m.move(session.id, tunnel, 10);
+      const refusal = await until(() => pay.providerRefusal, "the provider's refusal of a promise");
+      expect(refusal.code).to.equal("STORE_READ_ONLY");
+      expect(refusal.message).to.include("store is read-only");
+      m.db.pragma("query_only = 0");
+      m.move(session.id, tunnel, 20);
+      await until(() => pay.providerRefusal === undefined && pay.acknowledged > 0n, "a promise taken again");
+    } finally {
+      await m.stop();
+    }
+  });
+
   it("refuses an invoice that overcharges, and ends the session saying so", async function () {
     const m = await market();
     try {
