@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
     // The disk under a file the command wrote (not the data dir's own check): named, no stack.
     const disk = diskTrouble(err);
     const file = (err as { path?: unknown }).path;
-    if (disk && typeof file === "string") {
+    if (disk && (disk.code === "STORE_FULL" || disk.raw === "EROFS") && typeof file === "string") {
       process.stderr.write(`myst: cannot write ${file}: ${disk.words} (${disk.raw})\n`);
       return 2;
     }
