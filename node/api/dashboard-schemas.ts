@@ -61,6 +61,13 @@ export const NodeHealth = Type.Object({
   chain: Type.Object({ ok: Type.Boolean(), detail: Type.String(), block: Type.Optional(Type.Integer()) }),
   discovery: Check,
   registration: Check,
+  store: Type.Object(
+    { ok: Type.Boolean(), detail: Type.String() },
+    {
+      description:
+        "whether the node can write its state in its data dir: not ok while the disk is full or read-only (promises are then refused with STORE_FULL / STORE_READ_ONLY), with the file and the cause",
+    },
+  ),
   visibility: Type.Array(
     Type.Object({
       serviceType: Type.String(),

@@ -239,6 +239,42 @@ export const ConnectionView = Type.Object(
         message: Type.String(),
       }),
     ),
+    paymentRefused: Type.Optional(
+      Type.Object(
+        {
+          code: Type.String({ description: "the provider's code: STORE_FULL, STORE_READ_ONLY, STORE_FAILED, PROMISE_…; PEER_ERROR for any other" }),
+          message: Type.String(),
+        },
+        { description: "the provider did not acknowledge the last promise, and why (until it acknowledges one again)" },
+      ),
+    ),
+    lastFailure: Type.Optional(
+      Type.Object(
+        {
+          at: Type.String(),
+          code: Type.String({ description: "our code: SESSION_REFUSED when the provider said no, NO_PROPOSAL, DIALOG_TIMEOUT…" }),
+          refusal: Type.Optional(
+            Type.String({ description: "the provider's refusal code: ACCESS_DENIED, OUTSIDE_SCHEDULE, TRAFFIC_CAP, PAYMENT_NOT_COVERED…" }),
+          ),
+          message: Type.String({ description: "in words, the provider's own included" }),
+        },
+        { description: "why the last connect failed (kept until one succeeds)" },
+      ),
+    ),
+    leftBehind: Type.Optional(
+      Type.Object(
+        {
+          pid: Type.Integer({ description: "the myst that made it, no longer running" }),
+          netns: Type.Optional(Type.String()),
+          killSwitch: Type.Boolean({ description: "true: all traffic is blocked; false: only the resolver settings were left" }),
+          message: Type.String(),
+        },
+        {
+          description:
+            "With no myst running: what one that ended without disconnecting (a crash, SIGKILL) left in force; `myst disconnect` (or the next start) removes it",
+        },
+      ),
+    ),
     reconnect: Type.Optional(
       Type.Object(
         {

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import type { StoreErrorCode } from "../store/errors";
 import path from "node:path";
 import { Type } from "@fastify/type-provider-typebox";
 import type { MystNode, VaultErrorCode } from "../daemon/node";
@@ -46,6 +47,7 @@ type MappedCode =
   | ControlsErrorCode
   | DashboardErrorCode
   | VisibleIpErrorCode
+  | StoreErrorCode
   | "BAD_JSON"
   | "BAD_FILTER"
   | "BAD_AMOUNT"
@@ -104,6 +106,10 @@ const STATUS: Partial<Record<MappedCode, number>> = {
   BAD_NETNS: 400,
   IP_CHECK_UNCONFIGURED: 409,
   IP_CHECK_FAILED: 502,
+  // The node's own disk (its data dir) is full or read-only: nothing the request can change.
+  STORE_FULL: 507,
+  STORE_READ_ONLY: 507,
+  STORE_FAILED: 503,
 };
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));

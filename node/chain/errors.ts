@@ -1,4 +1,4 @@
-import { isError, type Interface } from "ethers";
+import { isError, Transaction, type Interface } from "ethers";
 import { MystError } from "../errors/MystError";
 import { ConsumerVault__factory, IdentityRegistry__factory, MystToken__factory } from "../../typechain-types";
 
@@ -43,10 +43,17 @@ export function toChainError(err: unknown, doing: string): ChainError {
     }
     return new ChainError("TX_REVERTED", `${doing} reverted${err.reason ? `: ${err.reason}` : ""}`, { cause: err });
   }
-  if (isError(err, "INSUFFICIENT_FUNDS")) {
-    return new ChainError("INSUFFICIENT_FUNDS", `${doing}: the sending account cannot pay for gas`, { cause: err });
+  // ethers knows geth's "insufficient funds"; Hardhat says "Sender doesn't have enough funds", which
+  // ethers cannot place ("could not coalesce error", UNKNOWN_ERROR): the node's own words are inside.
+  const nodeWords = rpcMessage(err);
+  if (isError(err, "INSUFFICIENT_FUNDS") || (isError(err, "UNKNOWN_ERROR") && nodeWords && OUT_OF_GAS_MONEY.test(nodeWords))) {
+    const from = senderOf(err);
+    const detail = nodeWords && OUT_OF_GAS_MONEY.test(nodeWords) ? ` (the chain says: ${nodeWords.split("\n")[0]})` : "";
+    return new ChainError("INSUFFICIENT_FUNDS", `${doing}: the sending account${from ? ` ${from}` : ""} has too little ETH to pay for gas; fund it${detail}`, {
+      cause: err,
+    });
   }
-  const short = (err as { shortMessage?: string } | null)?.shortMessage;
+  const short = isError(err, "UNKNOWN_ERROR") && nodeWords ? nodeWords : (err as { shortMessage?: string } | null)?.shortMessage;
   const code = (err as { code?: string } | null)?.code;
   if (
     isError(err, "NONCE_EXPIRED") ||
@@ -61,6 +68,29 @@ export function toChainError(err: unknown, doing: string): ChainError {
   }
   const detail = short ?? (err instanceof Error ? err.message : String(err));
   return new ChainError("CHAIN_ERROR", `${doing}: ${detail.split("\n")[0]}`, { cause: err });
+}
+
+const OUT_OF_GAS_MONEY = /insufficient funds|doesn't have enough funds|not enough funds|insufficient balance for transfer/i;
+
+/** What the JSON-RPC node itself said, under an ethers error that could not name it. */
+function rpcMessage(err: unknown): string | undefined {
+  const e = err as { error?: { message?: unknown }; info?: { error?: { message?: unknown } } } | null;
+  const m = e?.error?.message ?? e?.info?.error?.message;
+  return typeof m === "string" && m.length > 0 ? m : undefined;
+}
+
+/** The account that sent the failed transaction, when ethers kept it. */
+function senderOf(err: unknown): string | undefined {
+  const e = err as { transaction?: { from?: unknown }; payload?: { method?: unknown; params?: unknown[] } } | null;
+  let from = e?.transaction?.from;
+  if (from === undefined && e?.payload?.method === "eth_sendRawTransaction" && typeof e.payload.params?.[0] === "string") {
+    try {
+      from = Transaction.from(e.payload.params[0]).from ?? undefined;
+    } catch {
+      // not a signed transaction: no sender to name
+    }
+  }
+  return typeof from === "string" && /^0x[0-9a-fA-F]{40}$/.test(from) ? from : undefined;
 }
 
 /** The name of the custom error a ChainError carries, if any. */

@@ -96,6 +96,11 @@ export function connectCommands(context: Ctx): Command[] {
           `reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`,
         ]
       : [];
+    // No myst runs here, but one that died while connected left its kill switch in force.
+    if (answer && "leftBehind" in answer && answer.leftBehind) {
+      const left = answer.leftBehind;
+      return out.result(answer, () => [`state:    ${left.killSwitch ? "not connected; " : ""}${left.message}`]);
+    }
     if (answer?.state === "blocked" || answer?.state === "reconnecting")
       return out.result(answer, () => [
         `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
@@ -106,8 +111,14 @@ export function connectCommands(context: Ctx): Command[] {
           ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
           : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
-    if (answer?.state !== "connected")
-      return out.result(answer ?? { state: "disconnected" }, () => [answer?.state === "connecting" ? "connecting" : "not connected"]);
+    if (answer?.state !== "connected") {
+      const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
+      return out.result(answer ?? { state: "disconnected" }, () => [
+        answer?.state === "connecting" ? "connecting" : "not connected",
+        // Why the last attempt failed: the provider's refusal code and words.
+        ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
+      ]);
+    }
     out.result(answer, () => [
       `state:    ${answer.state}`,
       `session:  ${answer.sessionId}`,
@@ -116,6 +127,9 @@ export function connectCommands(context: Ctx): Command[] {
       `duration: ${answer.durationSeconds} s`,
       `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
+      ...("paymentRefused" in answer && answer.paymentRefused
+        ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`]
+        : []),
       ...reconnectLine,
       ...confinedLine,
     ]);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
+import { diskTrouble } from "../store/errors";
 import path from "node:path";
 import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";
@@ -79,7 +80,15 @@ async function main(argv: string[]): Promise<number> {
     }
     if (isMystError(err)) {
       process.stderr.write(`myst: ${err.message}\n`);
-      return 1;
+      // A data dir the node cannot use is the operator's to fix, like a usage error.
+      return err.code === "DATA_DIR_UNUSABLE" ? 2 : 1;
+    }
+    // The disk under a file the command wrote (not the data dir's own check): named, no stack.
+    const disk = diskTrouble(err);
+    const file = (err as { path?: unknown }).path;
+    if (disk && (disk.code === "STORE_FULL" || disk.raw === "EROFS") && typeof file === "string") {
+      process.stderr.write(`myst: cannot write ${file}: ${disk.words} (${disk.raw})\n`);
+      return 2;
     }
     process.stderr.write(`myst: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
     if (process.env.MYST_DEBUG) console.error(err);

@@ -13,7 +13,6 @@ function printEarnings(ctx: CommandContext, e: Awaited<ReturnType<NodeClient["ea
     ...e.sessions.map((s) => `session ${s.sessionId}  ${s.consumer}  ${myst(s.promisedWei)}`),
     `total promised ${myst(e.totalPromisedWei)}, settled ${myst(e.settledWei)}, unsettled ${myst(e.unsettledWei)}`,
     `fees paid to relayers ${myst(e.feesWei)}, net of fees ${myst(e.netWei)}`,
-    `fees paid to relayers ${myst(e.feesWei)}, net of fees ${myst(e.netWei)}`,
     ...(e.settlements.length ? [`${e.settlements.length} settlement(s) on chain`] : []),
     ...e.pendingSettlements.map(
       (p) =>

@@ -276,6 +276,30 @@ function readRecord(dataDir: string): ProtectionRecord | undefined {
   return record;
 }
 
+/** What a myst that ended without disconnecting left in force here, as `status` tells it. */
+export interface LeftProtection {
+  /** The myst that made it (no longer running). */
+  pid: number;
+  netns?: string;
+  /** Whether it blocks all traffic (the kill switch), or only left the resolver pointed at the dead tunnel. */
+  killSwitch: boolean;
+  message: string;
+}
+
+/**
+ * What a dead myst's record says is still in force (read only: `myst disconnect` or the next start
+ * undoes it). Undefined when there is no record, or the myst that wrote it still runs.
+ */
+export function leftProtection(dataDir: string): LeftProtection | undefined {
+  const record = readRecord(dataDir);
+  if (!record || otherProcessAlive(record.pid)) return undefined;
+  const where = record.netns ? ` in network namespace ${record.netns}` : "";
+  const message = record.killSwitch
+    ? `kill switch on, all traffic blocked${where}: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``
+    : `the resolver settings${where} still point at a tunnel that is gone: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``;
+  return { pid: record.pid, ...(record.netns !== undefined ? { netns: record.netns } : {}), killSwitch: record.killSwitch, message };
+}
+
 /**
  * At start (connect, daemon, disconnect with nothing running): undoes what a session left behind
  * when its myst died (kill switch, resolver file), and says so. Returns the message, or null when

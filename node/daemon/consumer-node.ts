@@ -6,7 +6,7 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
-import { SessionError } from "../session/errors";
+import { SessionError, SessionRefusedError } from "../session/errors";
 import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
 import type { ConsumerService, SessionProtection } from "../session/service";
 import { ConsumerVaultClient } from "../chain/vault";
@@ -154,7 +154,12 @@ export class ConsumerNode {
     const serviceType = target.service.type;
     if (target.provider) {
       const found = await this.discovery.get(target.provider, serviceType);
-      if (!found) throw new SessionError("NO_PROPOSAL", `provider ${target.provider} has no live ${serviceType} proposal in discovery`);
+      if (!found) {
+        // Discovery lists none (a provider withdraws outside its schedule or at its cap): ask the provider why.
+        const why = await this.sessions.availability(target.provider, serviceType);
+        if (why && !why.offered && why.refusal) throw new SessionRefusedError(why.refusal, why.message);
+        throw new SessionError("NO_PROPOSAL", `provider ${target.provider} has no live ${serviceType} proposal in discovery`);
+      }
       return found;
     }
     const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
@@ -196,6 +201,8 @@ export function connectionStatus(c: Connection) {
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
+    // The provider did not take the last promise (its store is full…): its code and words.
+    ...(c.payments?.providerRefusal ? { paymentRefused: { ...c.payments.providerRefusal } } : {}),
   };
 }
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;

@@ -4,6 +4,8 @@ import type { Logger } from "../log/logger";
 import { DailyEarnings, type DayEarnings } from "../payments/earnings-per-day";
 import type { ConsumerNode } from "./consumer-node";
 import type { ProviderNode } from "./provider-node";
+import type { Db } from "../store/database";
+import { storeCheck } from "../store/errors";
 
 /** Why a session did not start or stopped: what the dashboard shows under "why". */
 export interface SessionNote {
@@ -51,6 +53,8 @@ export interface NodeHealth {
   chain: Check & { block?: number };
   discovery: Check;
   registration: Check;
+  /** Whether the node can write its state (promises, settlements, sessions) in its data dir. */
+  store: Check;
   visibility: Visibility[];
 }
 
@@ -83,6 +87,8 @@ export class NodeActivity {
       consumer: ConsumerNode;
       conn: ChainConnection;
       registry: IdentityRegistryClient;
+      /** The node's database, whose writes the store check follows. */
+      db: Db;
       log: Logger;
     },
   ) {
@@ -234,7 +240,7 @@ export class NodeActivity {
       }
       return { serviceType: s.type, announcement: s.announcement.state, listed: isListed, reasons };
     });
-    return { checkedAt: new Date().toISOString(), nats, chain, discovery, registration, visibility };
+    return { checkedAt: new Date().toISOString(), nats, chain, discovery, registration, store: storeCheck(this.o.db), visibility };
   }
 
   #note(n: Omit<SessionNote, "at">): void {

@@ -30,7 +30,8 @@ import {
 } from "../services/catalog";
 import type { ControlsSettings } from "../services/controls/settings-schema";
 import type { ControlsStatus } from "./provider-controls";
-import { SessionError } from "../session/errors";
+import { SessionError, SessionRefusedError } from "../session/errors";
+import type { RefusalCode } from "../session/messages";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
 import type { SessionRecord } from "../store/session-store";
@@ -38,7 +39,7 @@ import { ConsumerNode, connectionStatus, type Connection, type ConnectionStatus 
 import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
-import { ConsumerProtection, recoverProtection } from "../consumer-protection/protection";
+import { ConsumerProtection, leftProtection, recoverProtection, type LeftProtection } from "../consumer-protection/protection";
 import { carriesOwnConnections, controlEndpoints } from "../consumer-protection/control-endpoints";
 import { protectedStatus, type ProtectedStatus } from "./protected-status";
 import { Confinement, recoverConfinement } from "../consumer-protection/confined";
@@ -150,7 +151,26 @@ export type ConnectionView =
       reconnect?: ReconnectStatus;
       confined?: ReturnType<Confinement["describe"]>;
     })
-  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string };
+  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string; lastFailure?: ConnectFailure }
+  /** No myst runs, but one that died while connected left its kill switch (or resolver settings) in force. */
+  | { state: "blocked" | "disconnected"; leftBehind: LeftProtection };
+
+/**
+ * Why a connect failed, as the person who asked is shown it: our code, and when the provider
+ * refused, its refusal code (checked against the documented list at the dialog edge) and words.
+ */
+export interface ConnectFailure {
+  at: string;
+  code: string;
+  refusal?: RefusalCode;
+  message: string;
+}
+
+function connectFailure(err: unknown): ConnectFailure {
+  const at = new Date().toISOString();
+  if (err instanceof SessionRefusedError) return { at, code: err.code, refusal: err.refusal, message: err.message };
+  return isMystError(err) ? { at, code: err.code, message: err.message } : { at, code: "INTERNAL", message: "internal error (see the node's log)" };
+}
 
 /** What the node's vault commands refuse. */
 export type VaultErrorCode = "BAD_AMOUNT" | "EXIT_PENDING" | "EXIT_NOT_REQUESTED";
@@ -207,6 +227,8 @@ export class MystNode {
   #confinement?: Confinement;
   /** Cleared by disconnect and stop: a session that ends afterwards was ended on purpose. */
   #wanted?: WantedConnection;
+  /** Why the last connect failed (the provider's refusal code and words), until one succeeds. */
+  #lastFailure?: ConnectFailure;
   #reconnect?: ReconnectStatus;
   #reconnecting?: Promise<void>;
   /** Cuts a reconnect's wait short (disconnect, stop). */
@@ -298,7 +320,7 @@ export class MystNode {
     });
     this.metrics.watchProvider(provider);
     this.metrics.watchConsumer(() => consumer.current);
-    const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, log });
+    const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.#db, log });
     return { key, broker, dialogs, provider, consumer, activity };
   }
 
@@ -582,7 +604,11 @@ export class MystNode {
   }
 
   connection(): ConnectionView {
-    if (!this.#online) return { state: "disconnected" };
+    if (!this.#online) {
+      // An offline node (no myst running here): what a myst that died while connected left in force.
+      const left = leftProtection(this.#o.config.dataDir);
+      return left ? { state: left.killSwitch ? "blocked" : "disconnected", leftBehind: left } : { state: "disconnected" };
+    }
     const c = this.consumer.current;
     const extra = {
       ...(this.#reconnect ? { reconnect: { ...this.#reconnect } } : {}),
@@ -601,10 +627,11 @@ export class MystNode {
     // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
     if (c && this.#confinement?.active) return { ...protectedStatus(connectionStatus(c), this.#protection), state: "blocked", ...extra };
     if (this.#connecting) return { state: "connecting" };
+    const failed = this.#lastFailure ? { lastFailure: this.#lastFailure } : {};
     // The last connection's end, for whoever follows it (a foreground `myst connect`).
     return c
-      ? { state: "disconnected", sessionId: c.session.id, ...(c.session.endReason ? { endReason: c.session.endReason } : {}) }
-      : { state: "disconnected" };
+      ? { state: "disconnected", sessionId: c.session.id, ...(c.session.endReason ? { endReason: c.session.endReason } : {}), ...failed }
+      : { state: "disconnected", ...failed };
   }
 
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
@@ -665,10 +692,12 @@ export class MystNode {
       });
     } catch (err) {
       this.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
+      this.#lastFailure = connectFailure(err);
       throw err;
     } finally {
       this.#connecting = false;
     }
+    this.#lastFailure = undefined;
     this.metrics.connected(connection);
     this.#o.log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
     const wanted: WantedConnection = { request, filter, service, protection, confinement };

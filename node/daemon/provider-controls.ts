@@ -3,6 +3,7 @@ import type { ServicePolicy } from "../services/controls/service-policy";
 import { capStatus, localDay, type TrafficCapStatus } from "../services/controls/traffic-cap";
 import type { Admission, ProviderSessions } from "../session/provider";
 import type { TrafficStore } from "../store/traffic-store";
+import type { RefusalCode } from "../session/messages";
 
 /** Why a service is not offered now. */
 export type WithdrawnBecause = "TRAFFIC_CAP" | "OUTSIDE_SCHEDULE";
@@ -74,20 +75,34 @@ export class ProviderControls {
   }
 
   /** The admission check ProviderSessions runs before a session is accepted. */
-  readonly admission: Admission = async ({ consumer, proposal }) => {
-    const c = this.#services.get(proposal.serviceType);
+  readonly admission: Admission = async ({ consumer, proposal }) => this.#refusal(proposal.serviceType, consumer);
+
+  /** Whether `consumer` could have a session of `type` now, and if not, why (what a consumer that finds no proposal is told). */
+  async availability(type: string, consumer: string): Promise<{ offered: boolean; refusal?: RefusalCode; message: string }> {
+    const refusal = this.#refusal(type, consumer);
+    return refusal ? { offered: false, refusal: refusal.code, message: refusal.message } : { offered: true, message: "offered" };
+  }
+
+  #refusal(type: string, consumer: string): { code: RefusalCode; message: string } | null {
+    const c = this.#services.get(type);
     if (!c) return null;
     const denied = c.policy.access?.refusal(consumer);
     if (denied) return { code: "ACCESS_DENIED", message: denied };
     const now = new Date(this.#clock());
-    if (!c.policy.schedule.isOpen(now)) return { code: "OUTSIDE_SCHEDULE", message: "the service is not offered at this time (its schedule is closed)" };
+    if (!c.policy.schedule.isOpen(now)) {
+      const opens = c.policy.schedule.nextChange(now);
+      return {
+        code: "OUTSIDE_SCHEDULE",
+        message: `the service is not offered at this time (its schedule is closed)${opens ? `; it opens again at ${opens.toISOString()}` : ""}`,
+      };
+    }
     const cap = this.#capStatus(c.policy, now);
     if (cap.reached) {
       const resetsAt = cap[cap.reached]!.resetsAt;
       return { code: "TRAFFIC_CAP", message: `the provider's ${cap.reached} traffic cap is reached; it sells again from ${resetsAt}` };
     }
     return null;
-  };
+  }
 
   /** Controls a service by its policy (when the service is added). */
   add(type: string, policy: ServicePolicy): void {

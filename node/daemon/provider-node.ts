@@ -149,6 +149,7 @@ export class ProviderNode {
       keepaliveMs: options.keepaliveMs,
       // The provider's own controls first (no chain call), then payment.
       admission: async (request) => (await this.controls.admission(request)) ?? this.payments.admission(request),
+      availability: (type, consumer) => this.controls.availability(type, consumer),
     });
     const p = options.payments;
     this.controls = new ProviderControls({

@@ -1,9 +1,22 @@
 import { EventEmitter } from "node:events";
+import { peerCodeOf } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ConsumerSession } from "../session/consumer";
 import { priceFromProposal, priceOf } from "./price";
 import type { ConsumerPromises, SignedPromise } from "./consumer-promises";
 import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";
+
+/** The codes a provider may answer a promise with that the consumer shows as they are. */
+export const PROVIDER_PAYMENT_CODES = [
+  "STORE_FULL",
+  "STORE_READ_ONLY",
+  "STORE_FAILED",
+  "PROMISE_WRONG_SIGNER",
+  "PROMISE_NOT_INCREASING",
+  "PROMISE_ABOVE_BALANCE",
+  "PROMISE_MALFORMED",
+  "SESSION_ENDED",
+] as const;
 
 export interface InvoiceTolerance {
   /** Relative slack over the consumer's own meter. Default 25%: the provider counts the link bytes
@@ -37,6 +50,12 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
   /** The part of `promised` the provider has acknowledged (stored durably on its side). */
   acknowledged = 0n;
   invoices = 0;
+  /**
+   * Why the provider did not acknowledge the last promise, in its own code and words (its store is
+   * full, read-only…), until it acknowledges one again. The code is the provider's, kept as data:
+   * one of PROVIDER_PAYMENT_CODES, anything else reported as PEER_ERROR.
+   */
+  providerRefusal?: { code: string; message: string };
   readonly #log: Logger;
 
   constructor(
@@ -108,11 +127,15 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
   async #send(promise: SignedPromise, increase: bigint): Promise<void> {
     try {
       await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: promise.amount.toString(), signature: promise.signature });
+      this.providerRefusal = undefined;
       if (increase > 0n) {
         this.acknowledged += increase;
         this.emit("promise-issued", { amount: promise.amount, increase });
       }
     } catch (err) {
+      const code = peerCodeOf(err);
+      if (code !== undefined)
+        this.providerRefusal = { code: (PROVIDER_PAYMENT_CODES as readonly string[]).includes(code) ? code : "PEER_ERROR", message: (err as Error).message };
       this.#log.warn({ err: (err as Error).message, sessionId: this.session.id }, "the provider did not acknowledge a promise");
     }
   }

@@ -1,3 +1,4 @@
+import { isMystError } from "../errors/MystError";
 import { EventEmitter } from "node:events";
 import { pairIdOf, type PairState } from "../chain/vault";
 import { silentLogger, type Logger } from "../log/logger";
@@ -225,6 +226,9 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       this.#ledgers.set(s.id, { invoiced: 0n, invoicedAt: Date.now(), paid: 0n });
       s.dialog.handle(PAYMENT_PROMISE, (body) =>
         this.#onPromise(s, body).catch((err) => {
+          // The consumer is told the code (STORE_FULL…); the operator's health names the file and the cause.
+          if (isMystError(err, "STORE_FULL", "STORE_READ_ONLY", "STORE_FAILED"))
+            this.#o.log.error({ sessionId: s.id, code: err.code, err: err.message }, "a promise could not be stored: see the node's health (store)");
           this.emit("promise-rejected", { sessionId: s.id, code: (err as { code?: string }).code ?? "INTERNAL" });
           throw err;
         }),

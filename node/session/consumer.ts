@@ -1,10 +1,19 @@
 import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
-import { peerCodeOf, type Dialog, type Dialogs } from "../dialog/dialogs";
+import { peerCodeOf, subjectOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
-import { SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_KEEPALIVE, SESSION_NOTICE, check } from "./messages";
+import {
+  SERVICE_AVAILABILITY,
+  SESSION_CONFIRM,
+  SESSION_CREATE,
+  SESSION_DESTROY,
+  SESSION_KEEPALIVE,
+  SESSION_NOTICE,
+  check,
+  type Availability,
+} from "./messages";
 import type { ConsumerService, SessionProtection, Tunnel } from "./service";
 
 export type ConsumerSessionState = "active" | "ended";
@@ -130,6 +139,25 @@ export class ConsumerSessions {
   ) {
     this.#log = options.log ?? silentLogger;
     this.#outageToleranceMs = options.outageToleranceMs ?? 120_000;
+  }
+
+  /**
+   * Asks `provider` on its own subject whether it offers `serviceType` now, and why not (a consumer
+   * that finds no proposal in discovery). Undefined when it does not answer, or answers out of shape.
+   */
+  async availability(provider: string, serviceType: string, timeoutMs = 3000): Promise<Availability | undefined> {
+    let dialog: Dialog | undefined;
+    try {
+      dialog = await this.dialogs.open(provider, subjectOf(provider));
+      const answer = await dialog.request(SERVICE_AVAILABILITY, { serviceType }, { timeoutMs });
+      // The provider's words: its code must be one of the documented refusal codes.
+      return check.availabilityResponse.Check(answer) && answer.serviceType === serviceType ? answer : undefined;
+    } catch (err) {
+      this.#log.debug({ provider, err: (err as Error).message }, "the provider did not say whether it offers the service");
+      return undefined;
+    } finally {
+      dialog?.close();
+    }
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {

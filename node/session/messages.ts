@@ -105,7 +105,31 @@ export const SessionNotice = Type.Object(
 );
 export type SessionNotice = Static<typeof SessionNotice>;
 
+/**
+ * Consumer → provider, when discovery lists no proposal of this provider's: is the service offered,
+ * and if not, why (its schedule is closed, its traffic cap reached, this consumer denied). Asked on
+ * the provider's own subject; the answer's code is one of the refusal codes, checked here.
+ */
+export const SERVICE_AVAILABILITY = "service.availability";
+
+export const AvailabilityRequest = Type.Object({ serviceType: Type.String({ pattern: "^[a-z0-9-]{1,32}$" }) }, { additionalProperties: false });
+export type AvailabilityRequest = Static<typeof AvailabilityRequest>;
+
+export const Availability = Type.Object(
+  {
+    serviceType: Type.String({ maxLength: 32 }),
+    offered: Type.Boolean(),
+    /** Why not, when not offered. */
+    refusal: Type.Optional(Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c)))),
+    message: Type.String({ maxLength: 1024 }),
+  },
+  { additionalProperties: false },
+);
+export type Availability = Static<typeof Availability>;
+
 export const check = {
+  availability: TypeCompiler.Compile(AvailabilityRequest),
+  availabilityResponse: TypeCompiler.Compile(Availability),
   notice: TypeCompiler.Compile(SessionNotice),
   create: TypeCompiler.Compile(CreateRequest),
   createResponse: TypeCompiler.Compile(CreateResponse),

@@ -6,6 +6,8 @@ import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/p
 import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
 import {
+  SERVICE_AVAILABILITY,
+  type Availability,
   SESSION_CONFIRM,
   SESSION_CREATE,
   SESSION_DESTROY,
@@ -63,6 +65,11 @@ export interface ProviderSessionsOptions {
    */
   outageToleranceMs?: number;
   admission?: Admission;
+  /**
+   * Whether a service is offered now and, if not, why (the provider's controls: its schedule, its
+   * cap, this consumer's access): what a consumer that finds no proposal in discovery is told.
+   */
+  availability?: (serviceType: string, consumer: Address) => Promise<Omit<Availability, "serviceType">>;
 }
 
 /**
@@ -80,7 +87,8 @@ export interface ProviderSessionsEvents {
 }
 
 export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
-  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "log">> & Pick<ProviderSessionsOptions, "admission"> & { log: Logger };
+  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log">> &
+    Pick<ProviderSessionsOptions, "admission" | "availability"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
@@ -193,6 +201,19 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     dialog.handle(SESSION_KEEPALIVE, (body) => this.#keepalive(dialog, body));
     dialog.handle(SESSION_DESTROY, (body) => this.#destroy(dialog, body));
     dialog.on(SESSION_DESTROY, (body) => void this.#destroy(dialog, body).catch(() => undefined));
+    dialog.handle(SERVICE_AVAILABILITY, (body) => this.#availability(dialog, body));
+  }
+
+  async #availability(dialog: Dialog, body: unknown): Promise<Availability> {
+    this.#closeIfIdle(dialog);
+    if (!check.availability.Check(body)) throw new SessionError("BAD_REQUEST", "service.availability needs {serviceType}");
+    const { serviceType } = body;
+    const service = this.#o.services.get(serviceType);
+    if (!service || !this.#o.currentProposal(serviceType))
+      return { serviceType, offered: false, refusal: "SERVICE_NOT_RUNNING", message: `this provider does not sell ${serviceType}` };
+    if (!service.isRunning()) return { serviceType, offered: false, refusal: "SERVICE_NOT_RUNNING", message: `the ${serviceType} service is not running` };
+    const controlled = await this.#o.availability?.(serviceType, dialog.peer);
+    return { serviceType, ...(controlled ?? { offered: true, message: "offered" }) };
   }
 
   async #create(dialog: Dialog, body: unknown): Promise<CreateResponse> {

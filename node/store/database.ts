@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import { dataDirUnusable, ensureDataDir, followWrites } from "./errors";
 
 export type Db = Database.Database;
 
@@ -65,6 +66,19 @@ const MIGRATIONS = [
  * promise acknowledged is a promise on disk. Migrations run once, in order.
  */
 export function openDatabase(file: string): Db {
+  const dir = path.dirname(file);
+  ensureDataDir(dir);
+  let db: Db;
+  try {
+    db = open(file);
+  } catch (err) {
+    throw dataDirUnusable(dir, err);
+  }
+  followWrites(db, file);
+  return db;
+}
+
+function open(file: string): Db {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   // Private before SQLite opens it: SQLite gives the -wal and -shm files the database's own mode.
   fs.closeSync(fs.openSync(file, "a", 0o600));

@@ -1,3 +1,4 @@
+import { writing } from "./errors";
 import type { Db } from "./database";
 
 export interface StoredPromise {
@@ -33,12 +34,15 @@ export interface Settlement {
 export class PromiseStore {
   constructor(private readonly db: Db) {}
 
+  /** Throws a StoreError (STORE_FULL, STORE_READ_ONLY, STORE_FAILED) when the disk cannot take it. */
   save(p: StoredPromise): void {
-    this.db
-      .prepare(
-        "INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      )
-      .run(p.pairId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt);
+    writing(this.db, "storing a promise", () =>
+      this.db
+        .prepare(
+          "INSERT OR IGNORE INTO promises (channel_id, consumer, provider, session_id, amount, increase, signature, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .run(p.pairId, p.consumer, p.provider, p.sessionId, p.amount.toString().padStart(78, "0"), p.increase.toString(), p.signature, p.receivedAt),
+    );
   }
 
   latest(pairId: string): StoredPromise | undefined {
@@ -63,9 +67,11 @@ export class PromiseStore {
   }
 
   recordSettlement(s: Omit<Settlement, "at">): void {
-    this.db
-      .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, fee, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-      .run(s.pairId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.fee?.toString() ?? null, s.status, s.error, Date.now());
+    writing(this.db, "recording a settlement", () =>
+      this.db
+        .prepare("INSERT INTO settlements (channel_id, amount, tx_hash, paid, fee, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        .run(s.pairId, s.amount.toString().padStart(78, "0"), s.txHash, s.paid?.toString() ?? null, s.fee?.toString() ?? null, s.status, s.error, Date.now()),
+    );
   }
 
   settlements(): Settlement[] {

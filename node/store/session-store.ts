@@ -1,3 +1,4 @@
+import { writing } from "./errors";
 import type { Db } from "./database";
 
 export interface SessionRecord {
@@ -44,15 +45,19 @@ export class SessionStore {
   constructor(private readonly db: Db) {}
 
   started(s: { id: string; role: "provider" | "consumer"; peer: string; serviceType: string; startedAt: number }): void {
-    this.db
-      .prepare("INSERT OR IGNORE INTO sessions (id, role, peer, service_type, started_at) VALUES (?, ?, ?, ?, ?)")
-      .run(s.id, s.role, s.peer, s.serviceType, s.startedAt);
+    writing(this.db, "recording a session", () =>
+      this.db
+        .prepare("INSERT OR IGNORE INTO sessions (id, role, peer, service_type, started_at) VALUES (?, ?, ?, ?, ?)")
+        .run(s.id, s.role, s.peer, s.serviceType, s.startedAt),
+    );
   }
 
   ended(id: string, e: { endedAt: number; reason: string; bytes: number; promised: bigint }): void {
-    this.db
-      .prepare("UPDATE sessions SET ended_at = ?, end_reason = ?, bytes = ?, promised = ? WHERE id = ?")
-      .run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id);
+    writing(this.db, "recording a session's end", () =>
+      this.db
+        .prepare("UPDATE sessions SET ended_at = ?, end_reason = ?, bytes = ?, promised = ? WHERE id = ?")
+        .run(e.endedAt, e.reason, e.bytes, e.promised.toString(), id),
+    );
   }
 
   /** When each of these sessions started (ms), for those the history knows. */

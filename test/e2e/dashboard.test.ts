@@ -259,6 +259,25 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
         .waitFor();
       await p.getByTestId("no-sessions").waitFor();
       await p.getByTestId("notes").filter({ hasText: "ended" }).waitFor();
+
+      // A provider whose deny list names this consumer: the consumer's page says so with the
+      // provider's code and words, at the top of the page (the first alert), not another error.
+      const { identities } = (await withToken(consumer, "/v1/identities")) as { identities: { address: string; node: boolean }[] };
+      const consumerId = identities.find((i) => i.node)!.address;
+      await p.getByRole("button", { name: "Stop noop" }).click();
+      await p.locator('[data-testid="services"] tr[data-service="noop"]').waitFor({ state: "detached" });
+      await p.getByLabel("Deny these consumers (optional)").fill(consumerId);
+      await p.getByRole("button", { name: "Start service" }).click();
+      await p.locator('[data-testid="services"] tr[data-service="noop"]').waitFor();
+      await p.getByLabel("Deny these consumers (optional)").fill("");
+      await row.getByRole("button", { name: /^Connect to/ }).click();
+      await c.getByTestId("connect-failure").filter({ hasText: "ACCESS_DENIED" }).waitFor({ timeout: 60_000 });
+      expect(await c.getByRole("alert").first().textContent()).to.include("ACCESS_DENIED");
+      expect(await c.getByTestId("connection-state").textContent()).to.equal("disconnected");
+      await p
+        .getByTestId("notes")
+        .filter({ hasText: /refused .*ACCESS_DENIED/ })
+        .waitFor();
     });
 
     it("filters proposals, connects over OpenVPN, sees the visible IP change and the kill switch, and disconnects", async function () {

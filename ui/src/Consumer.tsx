@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
@@ -41,14 +41,24 @@ function query(f: Filters): string {
 
 function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) {
   const [ip, setIp] = useState<string | null>(null);
-  const check = useAction();
+  const [busy, setBusy] = useState(false);
   const state = props.connection?.state;
-  const run = () =>
-    check.run(async () => {
-      setIp(null);
+  // What the check could not tell is said in place, not as an alert: the page's alerts are for
+  // what went wrong with what the person asked for (a connect the provider refused).
+  const run = async () => {
+    setBusy(true);
+    setIp(null);
+    try {
       const q = props.netns ? `?netns=${encodeURIComponent(props.netns)}` : "";
       setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
-    });
+    } catch (err) {
+      setIp(
+        err instanceof ApiError && err.code === "IP_CHECK_UNCONFIGURED" ? "not checked (no ipCheckUrl configured)" : `not known: ${(err as Error).message}`,
+      );
+    } finally {
+      setBusy(false);
+    }
+  };
   // Checked again whenever the connection changes state (an event), not on a timer.
   useEffect(() => {
     if (state !== "connecting") void run();
@@ -59,15 +69,14 @@ function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) 
       <dl class="facts">
         <dt>Visible IP</dt>
         <dd data-testid="visible-ip" aria-live="polite">
-          {check.busy ? "checking…" : (ip ?? "—")}
+          {busy ? "checking…" : (ip ?? "—")}
         </dd>
         <dt>Kill switch</dt>
         <dd data-testid="kill-switch">{p ? `${p.killSwitch ? "on" : "off"} (${p.state}): ${p.message}` : "not engaged (no connection)"}</dd>
       </dl>
-      <button type="button" onClick={() => void run()} disabled={check.busy}>
+      <button type="button" onClick={() => void run()} disabled={busy}>
         Check visible IP
       </button>
-      <ErrorLine error={check.error} />
     </Section>
   );
 }
@@ -82,6 +91,23 @@ function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: ()
         <Dot ok={c ? c.state === "connected" : null} /> <strong data-testid="connection-state">{c?.state ?? "…"}</strong>
         {c?.endReason ? ` (${c.endReason})` : ""}
       </p>
+      {c?.paymentRefused && c.state === "connected" ? (
+        <p class="error" role="alert" data-testid="payment-refused">
+          The provider did not take the last payment: <strong>{c.paymentRefused.code}</strong>. {c.paymentRefused.message}
+        </p>
+      ) : null}
+      {c?.lastFailure && c.state === "disconnected" ? (
+        <p class="error" role="alert" data-testid="connect-failure">
+          Could not connect
+          {c.lastFailure.refusal ? (
+            <>
+              {" "}
+              — the provider refused: <strong>{c.lastFailure.refusal}</strong>
+            </>
+          ) : null}
+          . {c.lastFailure.message}
+        </p>
+      ) : null}
       {c?.sessionId ? (
         <dl class="facts">
           <dt>Provider</dt>

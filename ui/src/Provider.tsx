@@ -70,6 +70,7 @@ function HealthPanel(props: { state: NodeState }) {
     ["Chain", h.chain],
     ["Discovery", h.discovery],
     ["Registration", h.registration],
+    ["Storage", h.store],
   ];
   return (
     <Section id="health" title="Health and visibility">

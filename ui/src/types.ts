@@ -69,6 +69,8 @@ export interface HealthTopic {
   chain: Check;
   discovery: Check;
   registration: Check;
+  /** Whether the node can write its state (promises) in its data dir. */
+  store: Check;
   visibility: { serviceType: string; announcement: string; listed: boolean | null; reasons: string[] }[];
   notes: { at: string; kind: "refused" | "ended"; consumer: string; sessionId?: string; serviceType?: string; reason: string }[];
 }
@@ -87,6 +89,10 @@ export interface ConnectionTopic {
   pricePerGiBWei?: string;
   endReason?: string;
   protection?: { state: "off" | "protecting" | "blocked"; killSwitch: boolean; allowLan: boolean; message: string };
+  /** Why the last connect failed: our code, the provider's refusal code when it said no, in words. */
+  lastFailure?: { at: string; code: string; refusal?: string; message: string };
+  /** The provider did not take the last promise (its store is full…), in its code and words. */
+  paymentRefused?: { code: string; message: string };
 }
 
 export interface Proposal {

@@ -19,6 +19,7 @@ import { until } from "../../../scripts/lib/until";
 import { buildDashboard } from "../../support/browser";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { tempDir } from "../../../scripts/lib/tmp";
+import type { Db } from "../../../node/store/database";
 
 /** Reads server-sent events from a response body: `until` reads on until the events so far satisfy `enough`. */
 function eventReader(res: Response) {
@@ -267,6 +268,30 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(health.chain.ok).to.equal(true);
       expect(health.visibility.find((v: { serviceType: string }) => v.serviceType === "noop").reasons).to.deep.equal([]);
       await daemon.stopService("noop");
+    });
+
+    it("says in words when the node cannot write its promises (a read-only store), and green again once it can", async function () {
+      const health = async () =>
+        // biome-ignore lint/suspicious/noExplicitAny: the test reads the JSON field by field
+        (await (await fetch(`${api.url}/v1/node/health`, { headers: { authorization: `Bearer ${token}` } })).json()) as any;
+      expect((await health()).store).to.include({ ok: true });
+      // The node's own database handle (private to the store): SQLite refuses every write, as on a read-only disk.
+      const db = (daemon.provider.store as unknown as { db: Db }).db;
+      db.pragma("query_only = 1");
+      try {
+        const promise = { pairId: `0x${"1".repeat(64)}`, consumer: `0x${"2".repeat(40)}`, provider: daemon.identity!, sessionId: "a".repeat(32) };
+        expect(() => daemon.provider.store.save({ ...promise, amount: 5n, increase: 5n, signature: `0x${"3".repeat(130)}`, receivedAt: Date.now() }))
+          .to.throw()
+          .with.property("code", "STORE_READ_ONLY");
+        const h = await health();
+        expect(h.store.ok).to.equal(false);
+        expect(h.store.detail).to.include(path.join(dir.dir, "myst.db")).and.include("read-only");
+        db.pragma("query_only = 0");
+        daemon.provider.store.save({ ...promise, amount: 6n, increase: 1n, signature: `0x${"3".repeat(130)}`, receivedAt: Date.now() });
+        expect((await health()).store).to.include({ ok: true });
+      } finally {
+        db.pragma("query_only = 0");
+      }
     });
 
     it("checks the visible IP with the configured service, and says so when the answer is not an address", async function () {

@@ -181,6 +181,29 @@ describe("myst daemon and the CLI commands that go through it (spawned processes
     expect(await consumer.stop()).to.equal(0);
   });
 
+  it("tells a consumer asking a provider whose schedule is closed the provider's reason (OUTSIDE_SCHEDULE), not 'no live proposal', in connect and in status", async function () {
+    const providerId = (await json(providerEnv, ["identities", "list"]))[0].address as string;
+    const provider = startDaemon(providerEnv);
+    const consumer = startDaemon(consumerEnv);
+    await until(() => provider.output().includes("REST API:") && consumer.output().includes("REST API:"), "both daemons to listen");
+    // A window two days from now: closed today, so the service starts withdrawn (never announced).
+    const day = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][(new Date().getDay() + 2) % 7];
+    const started = await json(providerEnv, ["service", "start", "noop", "--country", "SE", "--schedule", `${day} 10:00-11:00`]);
+    expect(started.controls).to.deep.include({ offered: false, withdrawnBecause: "OUTSIDE_SCHEDULE" });
+
+    const refused = await myst(["connect", providerId, "--service", "noop"], consumerEnv);
+    expect(refused.code).to.equal(1);
+    expect(refused.stderr).to.include("OUTSIDE_SCHEDULE").and.include("schedule is closed").and.not.include("no live");
+    const status = await json(consumerEnv, ["status"]);
+    expect(status.state).to.equal("disconnected");
+    expect(status.lastFailure).to.include({ code: "SESSION_REFUSED", refusal: "OUTSIDE_SCHEDULE" });
+    expect((await myst(["status"], consumerEnv)).stdout).to.match(/not connected\nlast attempt \(.*\): the provider refused the session: OUTSIDE_SCHEDULE: /);
+
+    await json(providerEnv, ["service", "stop", "noop"]);
+    expect(await provider.stop()).to.equal(0);
+    expect(await consumer.stop()).to.equal(0);
+  });
+
   it("names a port in use instead of failing obscurely", async function () {
     const port = new URL(base.MYST_DISCOVERY_URLS!).port;
     const r = await myst(["daemon", "--api-port", port], providerEnv);

@@ -4,7 +4,9 @@ import { Wallet, parseEther } from "ethers";
 import { Broker } from "../../../node/broker/broker";
 import { connectChain } from "../../../node/chain/connect";
 import { ConsumerVaultClient, pairIdOf } from "../../../node/chain/vault";
-import { Dialogs } from "../../../node/dialog/dialogs";
+import { Dialogs, peerCodeOf } from "../../../node/dialog/dialogs";
+import { PAYMENT_PROMISE } from "../../../node/payments/messages";
+import { storeCheck } from "../../../node/store/errors";
 import { IdentityKey } from "../../../node/identity/key";
 import { VaultStateCache } from "../../../node/payments/vault-cache";
 import { ConsumerPayments } from "../../../node/payments/consumer-payments";
@@ -200,6 +202,46 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
       m.move(session.id, tunnel, 400); // 0.39 MYST due, nothing paid, limit 0.2
       expect(await session.ended).to.match(/^provider ended it: payment lagging/);
       expect(m.service.closed[0].reason).to.match(/payment lagging/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("answers a promise it cannot store with a named code (STORE_READ_ONLY, not INTERNAL), says so in its store check, and takes it once it can write", async function () {
+    const m = await market({ pay: false, maxUnpaid: E("100") });
+    try {
+      const { session } = await m.connect();
+      const signed = new ConsumerPromises(m.consumerKey, vault).sign(m.providerKey.address, E("0.01"));
+      const body = { sessionId: session.id, amount: signed.amount.toString(), signature: signed.signature };
+      m.db.pragma("query_only = 1"); // the provider's disk stops taking writes
+      const refused = await session.dialog.request(PAYMENT_PROMISE, body).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(peerCodeOf(refused), (refused as Error)?.message).to.equal("STORE_READ_ONLY");
+      expect((refused as Error).message).to.include("store is read-only");
+      expect(storeCheck(m.db).ok).to.equal(false);
+      m.db.pragma("query_only = 0");
+      expect(await session.dialog.request(PAYMENT_PROMISE, body)).to.deep.equal({ accepted: true, amount: signed.amount.toString() });
+      expect(storeCheck(m.db).ok).to.equal(true);
+      expect(m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))?.amount).to.equal(E("0.01"));
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it("keeps the provider's reason when it does not take a promise (its store read-only), for the consumer's status, until it takes one again", async function () {
+    const m = await market({ maxUnpaid: E("100") });
+    try {
+      const { session, tunnel, pay } = await m.connect();
+      m.db.pragma("query_only = 1");
+      m.move(session.id, tunnel, 10);
+      const refusal = await until(() => pay.providerRefusal, "the provider's refusal of a promise");
+      expect(refusal.code).to.equal("STORE_READ_ONLY");
+      expect(refusal.message).to.include("store is read-only");
+      m.db.pragma("query_only = 0");
+      m.move(session.id, tunnel, 20);
+      await until(() => pay.providerRefusal === undefined && pay.acknowledged > 0n, "a promise taken again");
     } finally {
       await m.stop();
     }

@@ -222,6 +222,26 @@ describe("provider controls", function () {
       expect((await controls.admission({ consumer: B, proposal }))?.code).to.equal("OUTSIDE_SCHEDULE");
       controls.stop();
     });
+
+    it("says why a service is not offered to this consumer now, in the refusal codes and words admission uses, with when the schedule opens", async function () {
+      const { sessions } = fakeSessions([]);
+      const controls = new ProviderControls({
+        sessions,
+        usage: () => undefined,
+        withdraw: async () => undefined,
+        offer: () => undefined,
+        clock: () => at(25, 23).getTime(),
+      });
+      controls.add("noop", new ServicePolicy({ access: { deny: [A] }, schedule: ["wed 08:00-22:00"] }));
+      expect(await controls.availability("noop", A)).to.deep.include({ offered: false, refusal: "ACCESS_DENIED" });
+      const closed = await controls.availability("noop", B);
+      expect(closed).to.deep.include({ offered: false, refusal: "OUTSIDE_SCHEDULE" });
+      expect(closed.message)
+        .to.include("schedule is closed")
+        .and.include(`opens again at ${at(32, 8).toISOString()}`);
+      expect(await controls.availability("openvpn", B)).to.deep.equal({ offered: true, message: "offered" });
+      controls.stop();
+    });
   });
 
   describe("egress policy settings", function () {
