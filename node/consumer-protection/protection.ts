@@ -131,7 +131,15 @@ export class ConsumerProtection implements SessionProtection {
       if (await hostRoute(address, this.options.netns)) continue;
       endpointRoutes.add(address);
       this.#write(record(endpointRoutes));
-      await routeAsNow(address, this.options.netns);
+      try {
+        await routeAsNow(address, this.options.netns);
+      } catch (err) {
+        // No way there now (an AAAA answer on a machine without IPv6, say): nothing to keep. The
+        // node's connections use the addresses that do have a route.
+        endpointRoutes.delete(address);
+        this.#write(record(endpointRoutes));
+        this.#log.warn({ address, err: (err as Error).message }, "a control endpoint has no route; it is not kept outside the tunnel");
+      }
     }
     this.#write(record(endpointRoutes));
     this.#state = "protecting";

@@ -40,7 +40,7 @@ import { NodeMetrics } from "./metrics";
 import { ProviderNode, type Offer, type ProviderPaymentSettings } from "./provider-node";
 import { ServicesFile, type OfferJson } from "./services-file";
 import { ConsumerProtection, leftProtection, recoverProtection, type LeftProtection } from "../consumer-protection/protection";
-import { carriesOwnConnections, controlEndpoints } from "../consumer-protection/control-endpoints";
+import { carriesOwnConnections, controlEndpoints, type ControlEndpoint } from "../consumer-protection/control-endpoints";
 import { protectedStatus, type ProtectedStatus } from "./protected-status";
 import { Confinement, recoverConfinement } from "../consumer-protection/confined";
 import type { ProposalFilter } from "../proposal/filter";
@@ -223,6 +223,7 @@ export class MystNode {
   #stopOnline?: () => Promise<void>;
   /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
   #protection?: ConsumerProtection;
+  #lastControl?: ControlEndpoint[];
   /** The confined namespace of a `confine` connection; outlives the session until disconnect. */
   #confinement?: Confinement;
   /** Cleared by disconnect and stop: a session that ends afterwards was ended on purpose. */
@@ -634,6 +635,21 @@ export class MystNode {
       : { state: "disconnected", ...failed };
   }
 
+  /**
+   * The node's control endpoints, resolved now; when the names cannot be resolved (a kill switch
+   * still holding from the last session lets no DNS out but to its dead provider), the ones this
+   * node resolved last time.
+   */
+  async #controlEndpoints(): Promise<ControlEndpoint[]> {
+    try {
+      this.#lastControl = await controlEndpoints(this.#o.config);
+    } catch (err) {
+      if (!this.#lastControl) throw err;
+      this.#o.log.warn({ err: (err as Error).message }, "control endpoints not resolved: using the addresses resolved for the last connection");
+    }
+    return this.#lastControl;
+  }
+
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
     if (this.#reconnecting) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
@@ -663,7 +679,7 @@ export class MystNode {
     });
     // The node's own connections go through the tunnel only when it is in the node's namespace:
     // their endpoints, resolved while the resolver still answers.
-    const control = service.plan && !request.confine && carriesOwnConnections(request.netns) ? await controlEndpoints(this.#o.config) : undefined;
+    const control = service.plan && !request.confine && carriesOwnConnections(request.netns) ? await this.#controlEndpoints() : undefined;
     this.#connecting = true;
     let connection: Connection;
     await this.#protection?.lift();

@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
-import { Address } from "../values/schemas";
+import { Address, PeerText } from "../values/schemas";
 
 /**
  * A subject a peer may ask us to send to: a dialog subject (`myst.dialog.<id>`) or a dialog inbox
@@ -30,7 +30,7 @@ export const DialogMessageSchema = Type.Object(
     body: Type.Unknown(),
     /** Set on a response when the request failed. */
     error: Type.Optional(
-      Type.Object({ code: Type.String({ pattern: PEER_CODE_PATTERN }), message: Type.String({ maxLength: 1024 }) }, { additionalProperties: false }),
+      Type.Object({ code: Type.String({ pattern: PEER_CODE_PATTERN }), message: PeerText(1024) }, { additionalProperties: false }),
     ),
   },
   { additionalProperties: false },

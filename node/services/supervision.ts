@@ -211,8 +211,12 @@ export class UndoOnDeath {
   arm(commands: string[][]): void {
     this.#kill();
     const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
-    const script = ["while read -r _; do :; done", ...commands.map((argv) => `${argv.map(quote).join(" ")} 2>/dev/null`)].join("\n");
-    const shell = spawn(program("sh", "dash"), ["-c", script], { stdio: ["pipe", "ignore", "ignore"] });
+    // Signals meant for the node's process group or service (Ctrl-C, `kill -- -pgid`, a service
+    // manager's TERM) do not stop it: it runs in a session of its own and ignores them, so it is
+    // there to undo when the node dies of them. Only SIGKILL of the shell itself (disarm, or a
+    // whole cgroup killed) stops it; the node's next start undoes what is left then.
+    const script = ["trap '' HUP INT TERM", "while read -r _; do :; done", ...commands.map((argv) => `${argv.map(quote).join(" ")} 2>/dev/null`)].join("\n");
+    const shell = spawn(program("sh", "dash"), ["-c", script], { stdio: ["pipe", "ignore", "ignore"], detached: true });
     shell.on("error", () => undefined);
     shell.stdin!.on("error", () => undefined);
     // It must not keep this node's event loop alive.

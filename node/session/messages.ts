@@ -1,7 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { SignedProposalSchema } from "../proposal/proposal";
-import { Wei } from "../values/schemas";
+import { PeerText, Wei } from "../values/schemas";
 
 /** The session messages, as they travel inside dialog messages' `body`. See docs/protocol.md. */
 
@@ -74,7 +74,7 @@ export const CreateResponse = Type.Union([
       refused: Type.Object(
         {
           code: Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c))),
-          message: Type.String({ maxLength: 1024 }),
+          message: PeerText(1024),
           correlationId: Type.String({ maxLength: 64 }),
         },
         { additionalProperties: false },
@@ -87,17 +87,17 @@ export type CreateResponse = Static<typeof CreateResponse>;
 
 export const ConfirmRequest = Type.Union([
   Type.Object({ sessionId: SessionId, ok: Type.Literal(true) }, { additionalProperties: false }),
-  Type.Object({ sessionId: SessionId, ok: Type.Literal(false), reason: Type.String({ maxLength: 512 }) }, { additionalProperties: false }),
+  Type.Object({ sessionId: SessionId, ok: Type.Literal(false), reason: PeerText(512) }, { additionalProperties: false }),
 ]);
 export type ConfirmRequest = Static<typeof ConfirmRequest>;
 
-export const SessionRef = Type.Object({ sessionId: SessionId, reason: Type.Optional(Type.String({ maxLength: 512 })) }, { additionalProperties: false });
+export const SessionRef = Type.Object({ sessionId: SessionId, reason: Type.Optional(PeerText(512)) }, { additionalProperties: false });
 export type SessionRef = Static<typeof SessionRef>;
 
 export const SessionNotice = Type.Object(
   {
     sessionId: SessionId,
-    reason: Type.String({ maxLength: 512 }),
+    reason: PeerText(512),
     /** How long until the provider ends the session. */
     endsInMs: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
   },
@@ -121,7 +121,7 @@ export const Availability = Type.Object(
     offered: Type.Boolean(),
     /** Why not, when not offered. */
     refusal: Type.Optional(Type.Union(REFUSAL_CODES.map((c) => Type.Literal(c)))),
-    message: Type.String({ maxLength: 1024 }),
+    message: PeerText(1024),
   },
   { additionalProperties: false },
 );

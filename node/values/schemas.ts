@@ -12,3 +12,9 @@ export const Wei = Type.String({
 export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: 'an amount in MYST, decimal (e.g. "0.05")' });
 /** Bodies and files refuse fields they do not know (a misspelt option must not fall back silently). */
 export const Strict = { additionalProperties: false } as const;
+
+/**
+ * Words a peer sends for a person to read (a refusal's message, a reason): no control characters
+ * but tab and newline, so a peer cannot put terminal escape sequences into `myst status` or a log.
+ */
+export const PeerText = (maxLength: number) => Type.String({ maxLength, pattern: "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$" });

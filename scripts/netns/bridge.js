@@ -6,20 +6,22 @@
 //
 // Usage: node bridge.js tcp-to-unix <host> <port> <socket>   listen on host:port, forward to socket
 //        node bridge.js unix-to-tcp <socket> <host> <port>   listen on socket, forward to host:port
-// Prints "ready" once it listens. Each connection is closed on both sides when either side closes.
+// Prints "ready" once it listens.
 const net = require("node:net");
 const fs = require("node:fs");
 
 const [mode, ...args] = process.argv.slice(2);
+// A side that ends ends the other once what it sent is written (pipe does); a side that fails
+// or closes takes the other down after its pending bytes are flushed (end), not before.
 const pipe = (a, b) => {
   a.pipe(b);
   b.pipe(a);
-  const end = () => {
+  const fail = () => {
     a.destroy();
     b.destroy();
   };
-  a.on("error", end).on("close", end);
-  b.on("error", end).on("close", end);
+  a.on("error", fail).on("close", () => b.end());
+  b.on("error", fail).on("close", () => a.end());
 };
 
 let server;

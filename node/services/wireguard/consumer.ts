@@ -123,16 +123,18 @@ export class WireGuardConsumerService implements ConsumerService {
     try {
       hostRoute = routeAll ? await this.#routeToEndpoint(config.endpoint.address) : undefined;
       const ipv6 = config.ipv6 === true && !!config.address6;
-      // The provider's resolver is on its own tunnel address: what the liveness probe asks.
-      const probeTarget = config.dns.find((a) => isIP(a) === 4);
+      // The provider's resolver is on its own tunnel address: what the liveness probe asks, when the
+      // tunnel carries everything anyway. A confined connection (`myst run`) does not probe: the
+      // probe would need a route in the machine's own table to an address the provider names,
+      // which would pull the machine's traffic to that address (its LAN resolver, say) into the
+      // tunnel. It keeps the slower rule (15 s without a handshake).
+      const probeTarget = routeAll ? config.dns.find((a) => isIP(a) === 4) : undefined;
       await ipBatch(this.o.netns, [
         ...(hostRoute ? [hostRoute] : []),
         `address add ${config.address} dev ${device}`,
         ...(ipv6 ? [`address add ${config.address6} dev ${device}`] : []),
         `link set ${device} mtu ${config.mtu} up`,
         ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
-        // Not routing everything (a confined connection): the liveness probe still goes through the tunnel.
-        ...(!routeAll && probeTarget ? [`route add ${probeTarget}/32 dev ${device}`] : []),
         ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
       ]);
       // The keepalive makes wireguard-go start the handshake now rather than on the first packet.
