@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { diskTrouble } from "../store/errors";
+import { diskTrouble } from "../errors/disk-trouble";
 import path from "node:path";
 import { PACKAGE_ROOT } from "../config/config";
 import { isMystError } from "../errors/MystError";

@@ -29,9 +29,7 @@ export const DialogMessageSchema = Type.Object(
     reply: Type.Optional(Type.String({ maxLength: 128, pattern: REPLY_SUBJECT_PATTERN })),
     body: Type.Unknown(),
     /** Set on a response when the request failed. */
-    error: Type.Optional(
-      Type.Object({ code: Type.String({ pattern: PEER_CODE_PATTERN }), message: PeerText(1024) }, { additionalProperties: false }),
-    ),
+    error: Type.Optional(Type.Object({ code: Type.String({ pattern: PEER_CODE_PATTERN }), message: PeerText(1024) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

@@ -2,6 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { MystError } from "../errors/MystError";
 import type { Db } from "./database";
+import { diskTrouble, type DiskTrouble } from "../errors/disk-trouble";
+
+export { diskTrouble, type DiskTrouble };
 
 /**
  * What the disk under the node's state did: full, read-only, or another failure. Made here, where
@@ -12,27 +15,6 @@ import type { Db } from "./database";
 export type StoreErrorCode = "STORE_FULL" | "STORE_READ_ONLY" | "STORE_FAILED" | "DATA_DIR_UNUSABLE";
 
 export class StoreError extends MystError<StoreErrorCode> {}
-
-export interface DiskTrouble {
-  code: "STORE_FULL" | "STORE_READ_ONLY" | "STORE_FAILED";
-  /** In words, for a person. */
-  words: string;
-  /** The system's or SQLite's own code (ENOSPC, SQLITE_FULL…), for the operator. */
-  raw: string;
-}
-
-/** The disk trouble behind a SQLite or file-system error; undefined for anything else (a bug, a constraint). */
-export function diskTrouble(err: unknown): DiskTrouble | undefined {
-  const raw = (err as { code?: unknown } | null)?.code;
-  if (typeof raw !== "string") return undefined;
-  if (raw === "SQLITE_FULL" || raw === "ENOSPC" || raw === "EDQUOT") return { code: "STORE_FULL", words: "the disk is full", raw };
-  if (raw.startsWith("SQLITE_READONLY") || raw === "EROFS") return { code: "STORE_READ_ONLY", words: "the file system is read-only", raw };
-  if (raw === "EACCES" || raw === "EPERM") return { code: "STORE_READ_ONLY", words: "this user may not write there", raw };
-  if (raw.startsWith("SQLITE_IOERR") || raw === "EIO") return { code: "STORE_FAILED", words: "the disk reported an I/O error", raw };
-  if (raw.startsWith("SQLITE_CANTOPEN")) return { code: "STORE_FAILED", words: "the database file cannot be opened", raw };
-  if (raw.startsWith("SQLITE_CORRUPT") || raw === "SQLITE_NOTADB") return { code: "STORE_FAILED", words: "the database file is damaged", raw };
-  return undefined;
-}
 
 /** The last write to one database: when it failed and why, until a write succeeds again. */
 class StoreCondition {
