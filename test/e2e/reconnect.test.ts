@@ -85,6 +85,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     const secondId = proposals.map((p: { provider: string }) => p.provider).find((id: string) => id !== firstStatus.provider);
 
     const packets = topology.packetsFrom(0);
+    const queries = topology.lanResolverQueries();
     // An application that keeps trying to reach the internet host the whole time (stopped by PID below).
     const app = keepFetching(consumerNs, topology.internetUrl);
     try {
@@ -105,11 +106,19 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
       await until(() => consumer.output().includes(`reconnected: session ${status.sessionId} with provider ${secondId}`), "the reconnect reported", 10_000);
       // The internet host now sees the second provider; names resolve through it.
       expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerAddressOf(1));
+      // (Once, in a full parallel run, the first lookup right after the reconnect got no answer; the
+      // next ones did. Names must resolve through the second provider, and only through it.)
+      await until(
+        () => resolveFrom(topology, consumerNs, topology.whoamiName)?.join() === topology.internetAddress,
+        "names resolved through the second provider",
+        20_000,
+      );
       expect(resolveFrom(topology, consumerNs, topology.whoamiName)).to.deep.equal([topology.internetAddress]);
     } finally {
       app.kill("SIGKILL");
     }
     expect(topology.packetsFrom(0)).to.deep.equal(packets);
+    expect(topology.lanResolverQueries(), "queries to the consumer's LAN resolver").to.equal(queries);
 
     await json(consumerEnv, ["disconnect"]);
     await until(() => consumer.child.exitCode !== null, "myst connect to exit");
