@@ -37,5 +37,6 @@ setInterval(() => {}, 1000);`;
       await node.armed;
       kill(node.child.pid!);
       await until(() => fs.existsSync(marker), "the undo to run", 10_000);
+      expect(node.child.exitCode !== null || node.child.signalCode !== null, "the node is dead").to.equal(true);
     });
 });
