@@ -33,11 +33,11 @@ export const REPLICA_PERMISSIONS = {
 };
 
 /** One password per user for this process's servers (so a test can hand the replica's to `myst discovery`). */
-const PASSWORDS = {
-  node: crypto.randomBytes(18).toString("base64url"),
-  replica: crypto.randomBytes(18).toString("base64url"),
-  admin: crypto.randomBytes(18).toString("base64url"),
-};
+// Each starts with a letter: nats.js takes the port from the first ":<digits>" of a URL, so a
+// password starting with a digit in a `user:pass@host:port` URL (the broker-access test puts one
+// there to show nats.js ignores it) would be read as the port (seen once: CONNECTION_REFUSED).
+const password = () => `p${crypto.randomBytes(18).toString("base64url")}`;
+const PASSWORDS = { node: password(), replica: password(), admin: password() };
 
 const leftovers = new Set<string>();
 process.once("exit", () => {
