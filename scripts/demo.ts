@@ -4,7 +4,7 @@ import path from "node:path";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/local-chain";
 import { replicaEnv, startNatsServer, type NatsServer } from "./lib/nats-server";
-import { downloadFrom, fetchFrom, topologyUp, type Topology } from "./lib/topology";
+import { downloadFrom, fetchFrom, onConsumerMachine, topologyUp, type Topology } from "./lib/topology";
 import { missingE2EPrerequisites } from "./lib/prereqs";
 import { until } from "./lib/until";
 import { JsonRpcProvider, Wallet, formatUnits, parseEther } from "ethers";
@@ -139,13 +139,7 @@ async function main() {
   // The consumer is a person's machine: its node runs in the consumer's namespace and reaches the
   // chain, the broker and discovery over the routers, at the network's services host.
   const consumerNs = topology.consumers[0];
-  const consumerEnv = {
-    ...common,
-    MYST_DATA_DIR: path.join(base, "consumer"),
-    MYST_RPC_URL: `http://${await topology.publish(Number(new URL(chain.rpcUrl).port))}`,
-    MYST_BROKER_URLS: `nats://${await topology.publish(nats.port)}`,
-    MYST_DISCOVERY_URLS: `http://${await topology.publish(discoveryPort)}`,
-  };
+  const consumerEnv = await onConsumerMachine(topology, { ...common, MYST_DATA_DIR: path.join(base, "consumer") });
   const consumer = (args: string[]) => mystOk(consumerEnv, args, consumerNs);
 
   say("Starting the discovery service");

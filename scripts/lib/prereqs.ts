@@ -34,9 +34,13 @@ export function missingE2EPrerequisites(): string[] {
  * CI (CI=true), where a missing prerequisite is a failure, never a silent skip.
  */
 export function requireE2E(ctx: Mocha.Context): void {
-  const missing = missingE2EPrerequisites();
+  requirePrerequisites(ctx, "e2e", missingE2EPrerequisites());
+}
+
+/** `requireE2E` for any list of what a suite lacks: a skip with the reason, a failure in CI. */
+export function requirePrerequisites(ctx: Mocha.Context, what: string, missing: string[]): void {
   if (missing.length === 0) return;
-  const reason = `e2e prerequisites missing: ${missing.join(", ")}`;
+  const reason = `${what} prerequisites missing: ${missing.join(", ")}`;
   if (process.env.CI === "true") throw new Error(`${reason} (CI=true: failing, not skipping)`);
   console.log(`      (skipped: ${reason})`);
   ctx.skip();

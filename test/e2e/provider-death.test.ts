@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -32,7 +32,7 @@ for (const t of TUNNELS)
     let consumerEnv: NodeJS.ProcessEnv;
 
     const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-      const r = await myst([...args, "--json"], env, 120_000);
+      const r = await myst([...args, "--json"], env, 120_000, { netns: env === consumerEnv ? topology.consumers[0] : undefined });
       if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
       return JSON.parse(r.stdout);
     };
@@ -88,13 +88,15 @@ for (const t of TUNNELS)
       buildCli();
       [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
       const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
-      ({ providerEnv, consumerEnv } = nodes);
+      providerEnv = nodes.providerEnv;
+      // The consumer's node on its own machine (issue 25): its CLI runs there too.
+      consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
       background.push(nodes.discovery);
     });
 
     after(async function () {
       // A consumer left connected (a failing test) first: its disconnect removes its kill switch.
-      await myst(["disconnect"], consumerEnv, 30_000).catch(() => undefined);
+      await myst(["disconnect"], consumerEnv, 30_000, { netns: topology.consumers[0] }).catch(() => undefined);
       await Promise.all(background.map((b) => b.stop()));
       // Kills by PID whatever a dead node left in the namespaces, then removes them.
       await topology?.down();
@@ -136,7 +138,7 @@ for (const t of TUNNELS)
           async () => (await json(consumerEnv, ["proposals", "--service-type", t.service, "--country", "DE"])).length === 1,
           "the proposal in discovery",
         );
-        const consumer = mystBackground(["connect", "--service", t.service, "--netns", topology.consumers[0]], { ...consumerEnv, MYST_LOG_LEVEL: "info" });
+        const consumer = mystBackground(["connect", "--service", t.service], { ...consumerEnv, MYST_LOG_LEVEL: "info" }, { netns: topology.consumers[0] });
         background.push(consumer);
         await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
         if (consumer.child.exitCode !== null) throw new Error(`myst connect exited: ${consumer.output()}`);

@@ -4,6 +4,7 @@ import path from "node:path";
 import { freePort } from "../../scripts/lib/local-chain";
 import { replicaEnv } from "../../scripts/lib/nats-server";
 import { until } from "../../scripts/lib/until";
+export { onConsumerMachine } from "../../scripts/lib/topology";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 export const MYST_BIN = path.join(ROOT, "dist", "node", "cli", "main.js");
@@ -101,26 +102,6 @@ export function cliEnv(
     MYST_LOG_LEVEL: "warn",
     ...extra,
   };
-}
-
-/**
- * `env` for a node on the consumer's own machine (run it with `{ netns }`): its chain, broker and
- * discovery, which listen on 127.0.0.1 in the root namespace, published on the topology's services
- * host and reached over its routers, as on the internet — never on the consumer's loopback.
- */
-export async function onConsumerMachine(topology: { publish(port: number): Promise<string> }, env: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> {
-  const published = new Map<number, string>();
-  const moved = async (text: string) => {
-    const url = new URL(text);
-    if (url.hostname !== "127.0.0.1") throw new Error(`onConsumerMachine: ${text} is not on 127.0.0.1`);
-    const port = Number(url.port);
-    if (!published.has(port)) published.set(port, await topology.publish(port));
-    url.host = published.get(port)!;
-    return url.toString().replace(/\/$/, "");
-  };
-  const brokers = await Promise.all(env.MYST_BROKER_URLS!.split(",").map(moved));
-  const discovery = await Promise.all(env.MYST_DISCOVERY_URLS!.split(",").map(moved));
-  return { ...env, MYST_RPC_URL: await moved(env.MYST_RPC_URL!), MYST_BROKER_URLS: brokers.join(","), MYST_DISCOVERY_URLS: discovery.join(",") };
 }
 
 /** Creates an identity in `env`'s data dir with `myst identities new`, funds it and registers it with `myst identities register`. */

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { spawn, spawnSync } from "node:child_process";
 import { buildCli, MYST_BIN } from "../../support/cli";
 import { tempDir } from "../../../scripts/lib/tmp";
+import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 
 /**
  * `myst daemon` on a data dir whose disk is full, or whose file system is read-only: the disk is
@@ -14,7 +15,10 @@ describe("myst daemon on a data dir it cannot write", function () {
   const tmp = tempDir("myst-datadir-");
   after(() => tmp.cleanup());
   before(function () {
-    if (process.getuid?.() !== 0 || spawnSync("unshare", ["--version"]).status !== 0) this.skip();
+    requirePrerequisites(this, "data-dir test", [
+      ...(process.getuid?.() !== 0 ? ["root (it mounts a tmpfs and a read-only bind mount)"] : []),
+      ...(spawnSync("unshare", ["--version"]).status !== 0 ? ["unshare (util-linux)"] : []),
+    ]);
     buildCli();
   });
 

@@ -207,16 +207,21 @@ describe("provider controls", function () {
       controls.stop();
     });
 
-    it("refuses ACCESS_DENIED before anything else, and OUTSIDE_SCHEDULE outside the windows", async function () {
-      const { sessions } = fakeSessions([]);
+    /** A noop service that denies A and is open on Wednesdays 08:00-22:00, asked at 23:00. */
+    function denyAAndClosed(): ProviderControls {
       const controls = new ProviderControls({
-        sessions,
+        sessions: fakeSessions([]).sessions,
         usage: () => undefined,
         withdraw: async () => undefined,
         offer: () => undefined,
         clock: () => at(25, 23).getTime(),
       });
       controls.add("noop", new ServicePolicy({ access: { deny: [A] }, schedule: ["wed 08:00-22:00"] }));
+      return controls;
+    }
+
+    it("refuses ACCESS_DENIED before anything else, and OUTSIDE_SCHEDULE outside the windows", async function () {
+      const controls = denyAAndClosed();
       const proposal = makeProposal(IdentityKey.generate(), { serviceType: "noop" });
       expect((await controls.admission({ consumer: A, proposal }))?.code).to.equal("ACCESS_DENIED");
       expect((await controls.admission({ consumer: B, proposal }))?.code).to.equal("OUTSIDE_SCHEDULE");
@@ -224,15 +229,7 @@ describe("provider controls", function () {
     });
 
     it("says why a service is not offered to this consumer now, in the refusal codes and words admission uses, with when the schedule opens", async function () {
-      const { sessions } = fakeSessions([]);
-      const controls = new ProviderControls({
-        sessions,
-        usage: () => undefined,
-        withdraw: async () => undefined,
-        offer: () => undefined,
-        clock: () => at(25, 23).getTime(),
-      });
-      controls.add("noop", new ServicePolicy({ access: { deny: [A] }, schedule: ["wed 08:00-22:00"] }));
+      const controls = denyAAndClosed();
       expect(await controls.availability("noop", A)).to.deep.include({ offered: false, refusal: "ACCESS_DENIED" });
       const closed = await controls.availability("noop", B);
       expect(closed).to.deep.include({ offered: false, refusal: "OUTSIDE_SCHEDULE" });
