@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IERC1363Receiver} from "@openzeppelin/contracts/interfaces/IERC1363Receiver.sol";
+
 /// @title IConsumerVault
 /// @notice One MYST vault per consumer pays any provider. The vault holds a balance and a penalty
 ///         escrow. During a session the consumer signs EIP-712 promises
@@ -10,17 +12,24 @@ pragma solidity ^0.8.24;
 ///         overdraft: the escrow pays the provider up to half of it and the whole escrow is forfeited.
 ///         The consumer leaves alone: request an exit, wait the challenge period (in which providers
 ///         can still settle), withdraw the rest.
-interface IConsumerVault {
-    /// @notice A promise as it is submitted: the consumer's EIP-2098 compact signature (r, yParity‖s).
-    struct SignedPromise {
-        address consumer;
-        uint256 amount;
-        bytes32 r;
-        bytes32 vs;
-    }
-
+///         Promises are submitted packed, 96 bytes each, back to back:
+///         `consumer (20 bytes) ‖ amount (uint96, 12 bytes) ‖ r (32) ‖ yParity‖s (32)`, the consumer's
+///         signature in EIP-2098 compact form. An amount is cumulative wei and fits 96 bits (7.9e28 wei).
+///         The cheapest deposit is one token call, `token.transferAndCall(vault, value, data)` (ERC-1363):
+///         the token calls `onTransferReceived` here after moving `value`. Empty `data` adds `value` to
+///         the sender's own balance; `abi.encode(consumer, escrow)` adds `value − escrow` to `consumer`'s
+///         balance and `escrow` to its escrow. Only the token may call the hook (`DepositNotFromToken`).
+interface IConsumerVault is IERC1363Receiver {
     /// @notice A deposit that adds nothing.
     error VaultZeroDeposit(address consumer);
+    /// @notice `onTransferReceived` was called by `caller`, not by the vault's token.
+    error DepositNotFromToken(address caller);
+    /// @notice A `transferAndCall` deposit's data is neither empty nor `abi.encode(consumer, escrow)` (64 bytes).
+    error DepositDataMalformed(uint256 length);
+    /// @notice A `transferAndCall` deposit asks for more escrow than it transferred.
+    error DepositEscrowAboveValue(address consumer, uint256 escrow, uint256 value);
+    /// @notice Packed promises whose length is not a multiple of 96 bytes (exactly 96 for `settle`).
+    error PromisesMalformed(uint256 length);
     /// @notice The promise is not above what the pair has already settled: it pays nothing.
     error PromiseNotAboveSettled(address consumer, address provider, uint256 amount, uint256 settled);
     /// @notice The promise was not signed by the consumer it names (`recovered` is zero for a malformed one).
@@ -45,8 +54,10 @@ interface IConsumerVault {
     /// @notice The relayed settlement was not signed by the provider.
     error RelaySignatureInvalid(address provider, address recovered);
 
-    /// @notice `funder` added `amount` to the balance and `escrow` to the escrow of `consumer`'s vault.
-    event Deposited(address indexed consumer, address funder, uint256 amount, uint256 escrow, uint256 balance, uint256 escrowTotal);
+    /// @notice `amount` was added to the balance and `escrow` to the escrow of `consumer`'s vault, which now
+    ///         holds `balance` and `escrowTotal`. Who paid is the `from` of the token's `Transfer` to the
+    ///         vault in the same transaction (so the event does not repeat it).
+    event Deposited(address indexed consumer, uint256 amount, uint256 escrow, uint256 balance, uint256 escrowTotal);
     /// @notice A promise was settled: `paid` was credited to `provider`; the pair has settled `settled` in all.
     event PromiseSettled(address indexed consumer, address indexed provider, uint256 paid, uint256 settled);
     /// @notice An overdraft: the escrow paid `paidToProvider` of it to `provider`; `burned` stays locked forever.
@@ -77,12 +88,14 @@ interface IConsumerVault {
     ///         escrow included on overdraft) to the provider's earnings. Anyone may submit it.
     /// @dev Reverts when the promise pays nothing (not above settled, empty vault).
     /// @return paid what this call credited
-    function settle(address provider, SignedPromise calldata promise_) external returns (uint256 paid);
+    /// @param promise_ one packed promise (96 bytes)
+    function settle(address provider, bytes calldata promise_) external returns (uint256 paid);
 
     /// @notice Settles promises of many consumers to one provider in one transaction. A promise that
     ///         pays nothing (already settled, empty vault) is skipped; a bad signature reverts the batch.
     /// @return paid the sum credited to the provider
-    function settleBatch(address provider, SignedPromise[] calldata promises) external returns (uint256 paid);
+    /// @param promises packed promises (96 bytes each)
+    function settleBatch(address provider, bytes calldata promises) external returns (uint256 paid);
 
     /// @notice A batch the provider signed (EIP-712 `RelayedSettlement(address provider,address relayer,
     ///         Claim[] claims,uint256 maxFee,uint256 nonce)Claim(address consumer,uint256 amount)`), submitted
@@ -95,7 +108,7 @@ interface IConsumerVault {
     function settleRelayed(
         address provider,
         address relayer,
-        SignedPromise[] calldata promises,
+        bytes calldata promises,
         uint256 maxFee,
         uint256 fee,
         uint256 nonce,

@@ -1,9 +1,9 @@
-import { AbiCoder, Signature, TypedDataEncoder, Wallet, getBytes, keccak256, type Signer } from "ethers";
+import { AbiCoder, Signature, TypedDataEncoder, Wallet, concat, getBytes, keccak256, solidityPacked, type Signer } from "ethers";
 import type { IdentityKey } from "../identity/key";
 import type { ChainConnection } from "./connect";
-import { permitTypes, promiseTypes, relayedSettlementTypes, vaultDomain } from "./eip712";
+import { promiseTypes, relayedSettlementTypes, vaultDomain } from "./eip712";
 import { toChainError } from "./errors";
-import type { ConsumerVault, IConsumerVault } from "../../typechain-types";
+import type { ConsumerVault } from "../../typechain-types";
 
 /** A consumer's vault as the chain holds it. */
 export interface VaultState {
@@ -32,10 +32,25 @@ export function pairIdOf(consumer: string, provider: string): string {
   return keccak256(AbiCoder.defaultAbiCoder().encode(["address", "address"], [consumer, provider]));
 }
 
-/** The contract's form of a promise: the signature in EIP-2098 compact form (r, yParity‖s). */
-export function compactPromise(p: { consumer: string; amount: bigint; signature: string }): IConsumerVault.SignedPromiseStruct {
+/** The largest amount a promise can carry on chain: the vault packs it into 96 bits (7.9e28 wei). */
+export const MAX_PROMISE_AMOUNT = 2n ** 96n - 1n;
+
+/** The bytes of one promise the vault takes: consumer (20) ‖ amount (uint96, 12) ‖ r (32) ‖ yParity‖s (32, EIP-2098). */
+export const PACKED_PROMISE_BYTES = 96;
+
+/**
+ * The contract's form of a promise: 96 bytes, the signature in EIP-2098 compact form. An amount above
+ * `MAX_PROMISE_AMOUNT` cannot be packed (a RangeError, not a silent truncation).
+ */
+export function packPromise(p: { consumer: string; amount: bigint; signature: string }): string {
+  if (p.amount < 0n || p.amount > MAX_PROMISE_AMOUNT) throw new RangeError(`a promise of ${p.amount} wei does not fit the vault's 96 bits`);
   const sig = Signature.from(p.signature);
-  return { consumer: p.consumer, amount: p.amount, r: sig.r, vs: sig.yParityAndS };
+  return solidityPacked(["address", "uint96", "bytes32", "bytes32"], [p.consumer, p.amount, sig.r, sig.yParityAndS]);
+}
+
+/** Promises packed back to back, as `settleBatch` and `settleRelayed` take them. */
+export function packPromises(promises: readonly { consumer: string; amount: bigint; signature: string }[]): string {
+  return concat(promises.map(packPromise));
 }
 
 /** A sent transaction: its hash, and a wait for it to be mined (the caller can send the next one meanwhile). */
@@ -105,25 +120,18 @@ export class ConsumerVaultClient {
   }
 
   /**
-   * Adds `amount` to the balance and `escrow` to the escrow of `consumer`'s vault, paid by `funder`
-   * with an ERC-2612 permit for exactly that sum (no standing approval).
+   * Adds `amount` to the balance and `escrow` to the escrow of `consumer`'s vault, paid by `funder` in
+   * one token call (ERC-1363 `transferAndCall`, the vault's hook credits the vault): no allowance at all.
    */
   async deposit(funder: IdentityKey, consumer: string, amount: bigint, escrow: bigint): Promise<{ txHash: string; gasUsed: bigint }> {
     const signer = new Wallet(funder.privateKeyHex(), this.conn.provider);
     try {
-      const token = this.conn.token;
-      const [nonce, name, block] = await Promise.all([token.nonces(signer.address), token.name(), this.conn.provider.getBlock("latest")]);
-      const deadline = BigInt((block?.timestamp ?? Math.floor(Date.now() / 1000)) + 3600);
-      const permit = Signature.from(
-        await signer.signTypedData({ name, version: "1", chainId: this.conn.chainId, verifyingContract: await token.getAddress() }, permitTypes, {
-          owner: signer.address,
-          spender: this.address,
-          value: amount + escrow,
-          nonce,
-          deadline,
-        }),
-      );
-      const tx = await this.#vault.connect(signer).depositWithPermit(consumer, amount, escrow, deadline, permit.v, permit.r, permit.s);
+      // No data: the sender's own balance (the cheapest call); otherwise whose vault and how much of it is escrow.
+      const data =
+        consumer.toLowerCase() === signer.address.toLowerCase() && escrow === 0n
+          ? "0x"
+          : AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer, escrow]);
+      const tx = await this.conn.token.connect(signer)["transferAndCall(address,uint256,bytes)"](this.address, amount + escrow, data);
       const receipt = await tx.wait();
       return { txHash: receipt!.hash, gasUsed: receipt!.gasUsed };
     } catch (err) {
@@ -133,11 +141,11 @@ export class ConsumerVaultClient {
 
   /** Sends one provider's promises as one transaction (`settle` for one, `settleBatch` for more), with the given nonce. */
   async submitSettle(submitter: Signer, provider: string, promises: PromiseToSettle[], nonce: number, options: { minedTimeoutMs?: number } = {}) {
-    const compact = promises.map(compactPromise);
     let tx: Awaited<ReturnType<ConsumerVault["settle"]>>;
     try {
+      const packed = packPromises(promises);
       const vault = this.#vault.connect(submitter);
-      tx = compact.length === 1 ? await vault.settle(provider, compact[0], { nonce }) : await vault.settleBatch(provider, compact, { nonce });
+      tx = promises.length === 1 ? await vault.settle(provider, packed, { nonce }) : await vault.settleBatch(provider, packed, { nonce });
     } catch (err) {
       throw toChainError(err, `settling ${promises.length} promise(s) of ${provider}`);
     }
@@ -180,7 +188,7 @@ export class ConsumerVaultClient {
       const from = await relayer.getAddress();
       tx = await this.#vault
         .connect(relayer)
-        .settleRelayed(relayed.provider, from, relayed.promises.map(compactPromise), relayed.maxFee, relayed.fee, relayed.nonce, relayed.signature, {
+        .settleRelayed(relayed.provider, from, packPromises(relayed.promises), relayed.maxFee, relayed.fee, relayed.nonce, relayed.signature, {
           nonce,
         });
     } catch (err) {

@@ -1,6 +1,6 @@
 import { MystError } from "../errors/MystError";
 import { recoverAddress } from "../identity/key";
-import type { ConsumerVaultClient, PairState } from "../chain/vault";
+import { MAX_PROMISE_AMOUNT, type ConsumerVaultClient, type PairState } from "../chain/vault";
 
 export type PromiseRejectionCode = "PROMISE_ABOVE_BALANCE" | "PROMISE_MALFORMED" | "PROMISE_NOT_INCREASING" | "PROMISE_WRONG_SIGNER" | "SESSION_ENDED";
 
@@ -20,6 +20,8 @@ export interface IncomingPromise {
  * not something to serve against).
  */
 export function verifyPromise(p: IncomingPromise, vault: Pick<ConsumerVaultClient, "promiseDigest">, context: { lastAmount: bigint; pair: PairState }): void {
+  // The vault packs an amount into 96 bits: a larger promise could never be settled.
+  if (p.amount > MAX_PROMISE_AMOUNT) throw new PromiseRejected("PROMISE_MALFORMED", `the promise (${p.amount}) does not fit the vault's 96 bits`);
   let signer: string;
   try {
     signer = recoverAddress(vault.promiseDigest(p.consumer, p.provider, p.amount), p.signature);

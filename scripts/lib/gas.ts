@@ -1,5 +1,5 @@
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { Signature, Wallet, ZeroAddress, type ContractTransactionResponse } from "ethers";
+import { AbiCoder, Signature, Wallet, ZeroAddress, type ContractTransactionResponse } from "ethers";
 import {
   beneficiaryChangeTypes,
   permitTypes,
@@ -9,6 +9,7 @@ import {
   relayedSettlementTypes,
   vaultDomain,
 } from "../../node/chain/eip712";
+import { packPromise, packPromises } from "../../node/chain/vault";
 
 /** How many promises the batch rows settle in one transaction. */
 export const BATCH = 20;
@@ -45,12 +46,11 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
     const signature = await w.signTypedData(registryDomain(chainId, registryAddress), registrationTypes, { identity: w.address, beneficiary });
     return gasOf(registry.connect(relayer).register("0x" + w.signingKey.publicKey.slice(4), beneficiary, signature));
   };
-  const promise = async (consumer: Wallet, provider: string, amount: bigint) => {
-    const sig = Signature.from(
-      await consumer.signTypedData(vaultDomain(chainId, vaultAddress), promiseTypes, { consumer: consumer.address, provider, amount }),
-    );
-    return { consumer: consumer.address, amount, r: sig.r, vs: sig.yParityAndS };
-  };
+  const promise = async (consumer: Wallet, provider: string, amount: bigint) => ({
+    consumer: consumer.address,
+    amount,
+    signature: await consumer.signTypedData(vaultDomain(chainId, vaultAddress), promiseTypes, { consumer: consumer.address, provider, amount }),
+  });
 
   const rows: Record<string, number> = {};
   const consumer = await identity();
@@ -72,11 +72,14 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
     ),
   );
 
+  // The node's deposit: one token call (ERC-1363 transferAndCall); the first one names its escrow.
   await token.transfer(consumer.address, E("100"));
-  await token.connect(consumer).approve(vaultAddress, E("60"));
-  rows["deposit (first)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), E("2")));
-  rows["deposit (later)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), 0n));
-  await token.connect(consumer).approve(vaultAddress, 0n);
+  const withEscrow = AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer.address, E("2")]);
+  rows["deposit (first)"] = await gasOf(token.connect(consumer)["transferAndCall(address,uint256,bytes)"](vaultAddress, E("12"), withEscrow));
+  rows["deposit (later)"] = await gasOf(token.connect(consumer)["transferAndCall(address,uint256)"](vaultAddress, E("10")));
+  // The plain ERC-20 ways in: an exact approval (its own transaction, not counted), or a permit.
+  await token.connect(consumer).approve(vaultAddress, E("10"));
+  rows["deposit with approval (later)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), 0n));
   const deadline = BigInt((await ethers.provider.getBlock("latest"))!.timestamp + 3600);
   const permit = Signature.from(
     await consumer.signTypedData({ name: "Myst", version: "1", chainId, verifyingContract: await token.getAddress() }, permitTypes, {
@@ -91,9 +94,15 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
     vault.connect(consumer).depositWithPermit(consumer.address, E("10"), 0n, deadline, permit.v, permit.r, permit.s),
   );
 
-  rows["settle (first)"] = await gasOf(vault.connect(relayer).settle(provider.address, await promise(consumer, provider.address, E("1"))));
-  const laterSettle = await vault.connect(relayer).settle(provider.address, await promise(consumer, provider.address, E("2")));
+  const settle = async (c: Wallet, amount: bigint) => vault.connect(relayer).settle(provider.address, packPromise(await promise(c, provider.address, amount)));
+  rows["settle (first)"] = await gasOf(settle(consumer, E("1")));
+  const laterSettle = await settle(consumer, E("2"));
   rows["settle (later)"] = await gasOf(Promise.resolve(laterSettle));
+  // A provider's new consumer: the pair is new, the provider's earnings slot is not.
+  const newcomer = await identity(0n);
+  await token.approve(vaultAddress, E("5"));
+  await vault.deposit(newcomer.address, E("5"), 0n);
+  rows["settle (new pair)"] = await gasOf(settle(newcomer, E("1")));
 
   // A provider with BATCH consumers, each settled once before: the later batch is the steady state.
   const consumers: Wallet[] = [];
@@ -104,7 +113,7 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   }
   await token.approve(vaultAddress, ethers.MaxUint256);
   for (const c of consumers) await vault.deposit(c.address, E("5"), E("1"));
-  const batch = async (amount: bigint) => Promise.all(consumers.map((c) => promise(c, provider.address, amount)));
+  const batch = async (amount: bigint) => packPromises(await Promise.all(consumers.map((c) => promise(c, provider.address, amount))));
   rows[`settle batch of ${BATCH} (first)`] = await gasOf(vault.connect(relayer).settleBatch(provider.address, await batch(E("0.1"))));
   const laterBatch = await vault.connect(relayer).settleBatch(provider.address, await batch(E("0.2")));
   rows[`settle batch of ${BATCH} (later)`] = await gasOf(Promise.resolve(laterBatch));
@@ -122,7 +131,7 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
       maxFee: E("0.01"),
       nonce,
     });
-    return vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("0.01"), E("0.01"), nonce, signature);
+    return vault.connect(relayer).settleRelayed(poor.address, relayer.address, packPromises(promises), E("0.01"), E("0.01"), nonce, signature);
   };
   rows[`settle relayed batch of ${BATCH} (first)`] = await gasOf(relayedBatch(E("0.1"), 0n));
   rows[`settle relayed batch of ${BATCH} (later)`] = await gasOf(relayedBatch(E("0.2"), 1n));

@@ -8,12 +8,14 @@ import {
   chainId,
   deployRegistry,
   newIdentity,
+  pack,
   permitSignature,
   registerIdentity,
   signBeneficiaryChange,
   signPromise,
   signRelayed,
   systemFixture,
+  unpack,
 } from "./fixtures";
 
 const E = ethers.parseEther;
@@ -33,10 +35,12 @@ describe("ConsumerVault", function () {
       const { vault, token, consumer } = await loadFixture(systemFixture);
       await expect(vault.connect(consumer).deposit(consumer.address, E("3"), E("1")))
         .to.emit(vault, "Deposited")
-        .withArgs(consumer.address, consumer.address, E("3"), E("1"), E("3"), E("1"));
+        .withArgs(consumer.address, E("3"), E("1"), E("3"), E("1"))
+        .and.to.emit(token, "Transfer")
+        .withArgs(consumer.address, await vault.getAddress(), E("4"));
       await expect(vault.connect(consumer).deposit(consumer.address, E("2"), 0n))
         .to.emit(vault, "Deposited")
-        .withArgs(consumer.address, consumer.address, E("2"), 0n, E("5"), E("1"));
+        .withArgs(consumer.address, E("2"), 0n, E("5"), E("1"));
       expect(await vault.vault(consumer.address)).to.deep.equal([E("5"), E("1"), 0n]);
       expect(await token.balanceOf(await vault.getAddress())).to.equal(E("6"));
     });
@@ -114,6 +118,75 @@ describe("ConsumerVault", function () {
         .withArgs(consumer.address);
       expect((await vault.vault(consumer.address))[2]).to.equal(0n);
     });
+
+    describe("in one token call (ERC-1363 transferAndCall)", function () {
+      const withEscrow = (consumer: string, escrow: bigint) => ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer, escrow]);
+
+      it("adds the whole transfer to the sender's own balance when it carries no data, with no allowance", async function () {
+        const { vault, token, stranger, consumer } = await loadFixture(systemFixture);
+        await token.transfer(stranger.address, E("5"));
+        const address = await vault.getAddress();
+        await expect(token.connect(stranger)["transferAndCall(address,uint256)"](address, E("5")))
+          .to.emit(vault, "Deposited")
+          .withArgs(stranger.address, E("5"), 0n, E("5"), 0n)
+          .and.to.emit(token, "Transfer")
+          .withArgs(stranger.address, address, E("5"));
+        expect(await token.allowance(stranger.address, address)).to.equal(0n);
+        expect(await vault.vault(stranger.address)).to.deep.equal([E("5"), 0n, 0n]);
+        expect(await vault.vault(consumer.address)).to.deep.equal([0n, 0n, 0n]);
+        expect(await token.balanceOf(address)).to.equal(E("5"));
+      });
+
+      it("funds the vault the data names, the escrow out of the transfer", async function () {
+        const { vault, token, deployer, consumer } = await loadFixture(systemFixture);
+        await expect(token.connect(deployer)["transferAndCall(address,uint256,bytes)"](await vault.getAddress(), E("5"), withEscrow(consumer.address, E("2"))))
+          .to.emit(vault, "Deposited")
+          .withArgs(consumer.address, E("3"), E("2"), E("3"), E("2"));
+        expect(await vault.vault(consumer.address)).to.deep.equal([E("3"), E("2"), 0n]);
+        expect(await vault.vault(deployer.address)).to.deep.equal([0n, 0n, 0n]);
+      });
+
+      it("cancels a pending exit", async function () {
+        const { vault, token, consumer } = await loadFixture(fundedFixture);
+        await vault.connect(consumer).requestExit();
+        await expect(token.connect(consumer)["transferAndCall(address,uint256)"](await vault.getAddress(), E("1")))
+          .to.emit(vault, "ExitCancelled")
+          .withArgs(consumer.address);
+        expect(await vault.vault(consumer.address)).to.deep.equal([E("11"), E("4"), 0n]);
+      });
+
+      it("refuses data that is not (consumer, escrow), an escrow above the transfer, and nothing at all; the tokens stay put", async function () {
+        const { vault, token, consumer } = await loadFixture(systemFixture);
+        const address = await vault.getAddress();
+        const call = (value: bigint, data: string) => token.connect(consumer)["transferAndCall(address,uint256,bytes)"](address, value, data);
+        await expect(call(E("1"), "0x1234"))
+          .to.be.revertedWithCustomError(vault, "DepositDataMalformed")
+          .withArgs(2);
+        await expect(call(E("1"), withEscrow(consumer.address, E("1.5"))))
+          .to.be.revertedWithCustomError(vault, "DepositEscrowAboveValue")
+          .withArgs(consumer.address, E("1.5"), E("1"));
+        await expect(call(0n, "0x")).to.be.revertedWithCustomError(vault, "VaultZeroDeposit").withArgs(consumer.address);
+        expect(await token.balanceOf(address)).to.equal(0n);
+      });
+
+      it("takes the hook from its token only: a direct call credits nothing", async function () {
+        const { vault, stranger } = await loadFixture(systemFixture);
+        await expect(vault.connect(stranger).onTransferReceived(stranger.address, stranger.address, E("100"), "0x"))
+          .to.be.revertedWithCustomError(vault, "DepositNotFromToken")
+          .withArgs(stranger.address);
+        expect(await vault.vault(stranger.address)).to.deep.equal([0n, 0n, 0n]);
+      });
+
+      it("refuses a balance that does not fit 96 bits", async function () {
+        const [holder] = await ethers.getSigners();
+        const registry = await deployRegistry();
+        const token = await ethers.deployContract("MystToken", [holder.address, 2n ** 98n]);
+        const vault = await ethers.deployContract("ConsumerVault", [token, registry, CHALLENGE_PERIOD]);
+        await expect(token["transferAndCall(address,uint256)"](await vault.getAddress(), 2n ** 96n))
+          .to.be.revertedWithCustomError(vault, "SafeCastOverflowedUintDowncast")
+          .withArgs(96, 2n ** 96n);
+      });
+    });
   });
 
   describe("settle", function () {
@@ -154,7 +227,7 @@ describe("ConsumerVault", function () {
     it("refuses a promise the named consumer did not sign", async function () {
       const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
       const forged = await signPromise(consumer2, address, provider.address, E("1"));
-      await expect(vault.settle(provider.address, { ...forged, consumer: consumer.address }))
+      await expect(vault.settle(provider.address, pack({ ...unpack(forged), consumer: consumer.address })))
         .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
         .withArgs(consumer.address, (addr: string) => addr !== consumer.address);
     });
@@ -162,9 +235,33 @@ describe("ConsumerVault", function () {
     it("refuses a high-s signature as malformed", async function () {
       const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
       const p = await signPromise(consumer, address, provider.address, E("1"));
-      await expect(vault.settle(provider.address, { ...p, vs: ethers.toBeHex(SECP256K1_HALF_N + 1n, 32) }))
+      await expect(vault.settle(provider.address, pack({ ...unpack(p), vs: ethers.toBeHex(SECP256K1_HALF_N + 1n, 32) })))
         .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
         .withArgs(consumer.address, ethers.ZeroAddress);
+    });
+
+    it("refuses a signature that recovers no key, even for a promise that names the zero address", async function () {
+      const { vault, token, provider, deployer } = await loadFixture(fundedFixture);
+      // Anyone may fund any vault, the zero address's too: only a signature may spend it.
+      await token.connect(deployer).approve(await vault.getAddress(), E("1"));
+      await vault.connect(deployer).deposit(ethers.ZeroAddress, E("1"), 0n);
+      const garbage = pack({ consumer: ethers.ZeroAddress, amount: E("1"), r: ethers.ZeroHash, vs: ethers.ZeroHash });
+      await expect(vault.settle(provider.address, garbage))
+        .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
+        .withArgs(ethers.ZeroAddress, ethers.ZeroAddress);
+      expect((await vault.vault(ethers.ZeroAddress))[0]).to.equal(E("1"));
+    });
+
+    it("refuses anything but one packed promise of 96 bytes", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      await expect(vault.settle(provider.address, ethers.dataSlice(p, 0, 95)))
+        .to.be.revertedWithCustomError(vault, "PromisesMalformed")
+        .withArgs(95);
+      await expect(vault.settle(provider.address, ethers.concat([p, p])))
+        .to.be.revertedWithCustomError(vault, "PromisesMalformed")
+        .withArgs(192);
+      await expect(vault.settle(provider.address, "0x")).to.be.revertedWithCustomError(vault, "PromisesMalformed").withArgs(0);
     });
 
     describe("replay", function () {
@@ -187,7 +284,10 @@ describe("ConsumerVault", function () {
         const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
         await vault.connect(consumer2).deposit(consumer2.address, E("10"), 0n);
         const p = await signPromise(consumer, address, provider.address, E("1"));
-        await expect(vault.settle(provider.address, { ...p, consumer: consumer2.address })).to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid");
+        await expect(vault.settle(provider.address, pack({ ...unpack(p), consumer: consumer2.address }))).to.be.revertedWithCustomError(
+          vault,
+          "PromiseSignatureInvalid",
+        );
       });
 
       it("does not pay one provider's promise to another provider", async function () {
@@ -254,7 +354,7 @@ describe("ConsumerVault", function () {
       const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
       await vault.connect(consumer2).deposit(consumer2.address, E("5"), 0n);
       const batch = [await signPromise(consumer, address, provider.address, E("1")), await signPromise(consumer2, address, provider.address, E("2"))];
-      await expect(vault.settleBatch(provider.address, batch))
+      await expect(vault.settleBatch(provider.address, ethers.concat(batch)))
         .to.emit(vault, "PromiseSettled")
         .withArgs(consumer.address, provider.address, E("1"), E("1"))
         .and.to.emit(vault, "PromiseSettled")
@@ -268,16 +368,34 @@ describe("ConsumerVault", function () {
       await vault.settle(provider.address, settled);
       const empty = await signPromise(consumer2, address, provider.address, E("1"));
       const fresh = await signPromise(consumer, address, provider.address, E("3"));
-      await vault.settleBatch(provider.address, [settled, empty, fresh]);
+      await vault.settleBatch(provider.address, ethers.concat([settled, empty, fresh]));
       expect(await vault.earnings(provider.address)).to.equal(E("3"));
       expect(await vault.settled(consumer2.address, provider.address)).to.equal(0n);
+    });
+
+    it("credits nothing for an empty batch or one whose promises all pay nothing", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      await vault.settleBatch(provider.address, "0x");
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      await vault.settle(provider.address, p);
+      await expect(vault.settleBatch(provider.address, ethers.concat([p, p]))).to.not.emit(vault, "PromiseSettled");
+      expect(await vault.earnings(provider.address)).to.equal(E("1"));
+    });
+
+    it("refuses packed promises whose length is not a multiple of 96 bytes", async function () {
+      const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
+      const p = await signPromise(consumer, address, provider.address, E("1"));
+      await expect(vault.settleBatch(provider.address, ethers.concat([p, "0x00"])))
+        .to.be.revertedWithCustomError(vault, "PromisesMalformed")
+        .withArgs(97);
+      expect(await vault.earnings(provider.address)).to.equal(0n);
     });
 
     it("reverts the whole batch on a forged promise", async function () {
       const { vault, consumer, consumer2, provider, address } = await loadFixture(fundedFixture);
       const good = await signPromise(consumer, address, provider.address, E("1"));
       const forged = await signPromise(consumer2, address, provider.address, E("1"));
-      await expect(vault.settleBatch(provider.address, [good, { ...forged, consumer: consumer.address }]))
+      await expect(vault.settleBatch(provider.address, ethers.concat([good, pack({ ...unpack(forged), consumer: consumer.address })])))
         .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
         .withArgs(consumer.address, (recovered: string) => recovered !== consumer.address);
       expect(await vault.earnings(provider.address)).to.equal(0n);
@@ -291,8 +409,9 @@ describe("ConsumerVault", function () {
       const poor = new Wallet(Wallet.createRandom().privateKey, ethers.provider);
       await registerIdentity(f.registry.connect(f.relayer), poor as unknown as Wallet);
       await f.vault.connect(f.consumer2).deposit(f.consumer2.address, E("5"), 0n);
-      const promises = [await signPromise(f.consumer, f.address, poor.address, E("2")), await signPromise(f.consumer2, f.address, poor.address, E("1"))];
-      const claims = promises.map((p) => ({ consumer: p.consumer, amount: p.amount }));
+      const signed = [await signPromise(f.consumer, f.address, poor.address, E("2")), await signPromise(f.consumer2, f.address, poor.address, E("1"))];
+      const claims = signed.map((p) => unpack(p));
+      const promises = ethers.concat(signed);
       return { ...f, poor, promises, claims };
     }
 
@@ -394,9 +513,17 @@ describe("ConsumerVault", function () {
       });
     });
 
+    it("refuses packed promises whose length is not a multiple of 96 bytes", async function () {
+      const { vault, relayer, poor, promises, claims, address } = await loadFixture(relayFixture);
+      const sig = await signRelayed(poor, address, relayer.address, claims, E("0.1"), 0n);
+      await expect(vault.connect(relayer).settleRelayed(poor.address, relayer.address, ethers.dataSlice(promises, 1), E("0.1"), 0n, 0n, sig))
+        .to.be.revertedWithCustomError(vault, "PromisesMalformed")
+        .withArgs(191);
+    });
+
     it("moves no token when the whole amount is the fee and nothing was credited", async function () {
       const { vault, token, relayer, consumer, poor, address } = await loadFixture(relayFixture);
-      const promises = [await signPromise(consumer, address, poor.address, E("1"))];
+      const promises = await signPromise(consumer, address, poor.address, E("1"));
       const sig = await signRelayed(poor as unknown as Wallet, address, relayer.address, [{ consumer: consumer.address, amount: E("1") }], E("1"), 0n);
       await vault.connect(relayer).settleRelayed(poor.address, relayer.address, promises, E("1"), E("1"), 0n, sig);
       expect(await token.balanceOf(poor.address)).to.equal(0n);
@@ -535,8 +662,8 @@ describe("ConsumerVault", function () {
       const payloads = [
         vault.interface.encodeFunctionData("depositWithPermit", [consumer.address, E("1"), 0n, 0n, 27, ethers.ZeroHash, ethers.ZeroHash]),
         vault.interface.encodeFunctionData("settle", [provider.address, p]),
-        vault.interface.encodeFunctionData("settleBatch", [provider.address, [p]]),
-        vault.interface.encodeFunctionData("settleRelayed", [provider.address, ethers.ZeroAddress, [p], 0n, 0n, 0n, "0x"]),
+        vault.interface.encodeFunctionData("settleBatch", [provider.address, p]),
+        vault.interface.encodeFunctionData("settleRelayed", [provider.address, ethers.ZeroAddress, p, 0n, 0n, 0n, "0x"]),
       ];
       for (const payload of payloads) {
         await reentrant.arm(address, payload);

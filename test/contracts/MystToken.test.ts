@@ -28,4 +28,13 @@ describe("MystToken", function () {
     expect(await token.allowance(holder.address, spender.address)).to.equal(value);
     expect(await token.nonces(holder.address)).to.equal(1n);
   });
+
+  it("is ERC-1363: transferAndCall moves the tokens and notifies a contract, and refuses an account with no code", async function () {
+    const { token, holder, other } = await loadFixture(tokenFixture);
+    expect(await token.supportsInterface("0xb0202a11")).to.equal(true); // type(IERC1363).interfaceId
+    await expect(token.connect(holder)["transferAndCall(address,uint256)"](other.address, 1n))
+      .to.be.revertedWithCustomError(token, "ERC1363InvalidReceiver")
+      .withArgs(other.address);
+    expect(await token.balanceOf(other.address)).to.equal(0n);
+  });
 });

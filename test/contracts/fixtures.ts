@@ -1,6 +1,6 @@
 import { ethers } from "hardhat";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
-import { Signature, Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
+import { Wallet, ZeroAddress, type TypedDataDomain } from "ethers";
 import {
   beneficiaryChangeTypes,
   permitTypes,
@@ -10,6 +10,7 @@ import {
   relayedSettlementTypes,
   vaultDomain,
 } from "../../node/chain/eip712";
+import { packPromise } from "../../node/chain/vault";
 import type { ConsumerVault, IdentityRegistry, MystToken } from "../../typechain-types";
 
 export const CHALLENGE_PERIOD = 3600n;
@@ -46,19 +47,38 @@ export async function signBeneficiaryChange(identity: Wallet, registry: string, 
   });
 }
 
-/** A promise for the cumulative `amount` the consumer owes `provider`, as the vault takes it (EIP-2098 compact). */
-export async function signPromise(consumer: Wallet, vault: string, provider: string, amount: bigint, domain?: TypedDataDomain) {
+/** A promise's fields as the vault reads them from its 96 packed bytes. */
+export interface PromiseParts {
+  consumer: string;
+  amount: bigint;
+  r: string;
+  vs: string;
+}
+
+/** A promise for the cumulative `amount` the consumer owes `provider`, as the vault takes it: 96 packed bytes. */
+export async function signPromise(consumer: Wallet, vault: string, provider: string, amount: bigint, domain?: TypedDataDomain): Promise<string> {
   const signature = await consumer.signTypedData(domain ?? vaultDomain(await chainId(), vault), promiseTypes, {
     consumer: consumer.address,
     provider,
     amount,
   });
-  return compact(consumer.address, amount, signature);
+  return packPromise({ consumer: consumer.address, amount, signature });
 }
 
-export function compact(consumer: string, amount: bigint, signature: string) {
-  const sig = Signature.from(signature);
-  return { consumer, amount, r: sig.r, vs: sig.yParityAndS };
+/** Packs promise fields as given (a forged or malformed promise included), back to back. */
+export function pack(...promises: PromiseParts[]): string {
+  return ethers.concat(promises.map((p) => ethers.solidityPacked(["address", "uint96", "bytes32", "bytes32"], [p.consumer, p.amount, p.r, p.vs])));
+}
+
+/** The fields of one packed promise. */
+export function unpack(packed: string): PromiseParts {
+  const bytes = ethers.getBytes(packed);
+  return {
+    consumer: ethers.getAddress(ethers.hexlify(bytes.slice(0, 20))),
+    amount: ethers.toBigInt(bytes.slice(20, 32)),
+    r: ethers.hexlify(bytes.slice(32, 64)),
+    vs: ethers.hexlify(bytes.slice(64, 96)),
+  };
 }
 
 /** The provider's consent to a relayed settlement of `claims`, submitted by `relayer`, with a fee of at most `maxFee`. */
