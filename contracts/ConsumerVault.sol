@@ -6,7 +6,6 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {IERC1363Receiver} from "@openzeppelin/contracts/interfaces/IERC1363Receiver.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -99,7 +98,11 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IConsumerVault
     function settle(address provider, bytes calldata promise_) external nonReentrant returns (uint256 paid) {
         if (promise_.length != PROMISE_BYTES) revert PromisesMalformed(promise_.length);
-        paid = _settle(provider, _pairsOf(provider), _offsetOf(promise_), _domainSeparatorV4(), true);
+        bytes32 domain = _domainSeparatorV4();
+        uint256 pairs = _pairsOf(provider);
+        uint256 at = _offsetOf(promise_);
+        (uint256 stoppedAt, uint256 run) = _settleRun(provider, pairs, at, at + PROMISE_BYTES, domain);
+        paid = stoppedAt == at ? _settleUncommon(provider, at, true) : run;
         _earners[provider].earnings += SafeCast.toUint128(paid);
     }
 
@@ -244,7 +247,8 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         if (word >> 192 != 0) emit ExitCancelled(consumer);
     }
 
-    /// @dev Settles every packed promise in `promises`, skipping those that pay nothing.
+    /// @dev Settles every packed promise in `promises`, skipping those that pay nothing: runs of common
+    ///      promises in `_settleRun`, each other one (an error, a skip, an overdraft) in `_settleUncommon`.
     function _settleAll(address provider, bytes calldata promises) private returns (uint256 paid) {
         if (promises.length % PROMISE_BYTES != 0) revert PromisesMalformed(promises.length);
         // Once per call, not per promise: the domain separator and the provider's map of pairs.
@@ -254,9 +258,85 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         uint256 end = at + promises.length;
         // Unchecked: each promise pays less than 2^96, and `at` stays within calldata.
         unchecked {
-            for (; at < end; at += PROMISE_BYTES) {
-                paid += _settle(provider, pairs, at, domain, false);
+            while (true) {
+                uint256 run;
+                (at, run) = _settleRun(provider, pairs, at, end, domain);
+                paid += run;
+                if (at == end) break;
+                paid += _settleUncommon(provider, at, false);
+                at += PROMISE_BYTES;
             }
+        }
+    }
+
+    /// @dev Settles the common promises of a batch, one after the other from calldata offset `at`,
+    ///      until `end` or the first that is not common, and returns where it stopped and what it paid.
+    ///      Common: the consumer it names signed it (low s), it is above the pair's figure, and the
+    ///      vault's balance covers the increase. For these it does what `_settle` does (the vault's
+    ///      balance, the pair's figure, `PromiseSettled`) with the opcodes it needs and no more:
+    ///      docs/gas.md counts them. It changes nothing for the promise it stops at; `_settleUncommon` takes it.
+    function _settleRun(address provider, uint256 pairs, uint256 at, uint256 end, bytes32 domain)
+        private
+        returns (uint256 stoppedAt, uint256 paid)
+    {
+        // Scratch beyond the free memory pointer, never allocated: m+0x00 the struct hashed
+        // (typeHash ‖ consumer ‖ provider ‖ amount), m+0x80 the digest hashed (0x1901 ‖ domain ‖
+        // structHash), m+0x100 ecrecover's input (digest ‖ v ‖ r ‖ s) and then the event's data.
+        // What does not change from promise to promise is written once.
+        uint256 m;
+        {
+            bytes32 typeHash = PROMISE_TYPEHASH;
+            bytes32 settledTopic = PromiseSettled.selector;
+            assembly ("memory-safe") {
+                m := mload(0x40)
+                mstore(m, typeHash)
+                mstore(add(m, 0x40), provider)
+                mstore(add(m, 0x80), shl(240, 0x1901))
+                mstore(add(m, 0x82), domain)
+                mstore(add(m, 0x180), settledTopic)
+            }
+        }
+        assembly ("memory-safe") {
+            for {} lt(at, end) { at := add(at, 0x60) } {
+                let consumer := shr(96, calldataload(at))
+                let amount := and(calldataload(at), 0xffffffffffffffffffffffff)
+                // The EIP-712 digest of Promise(consumer, provider, amount), as `_hashTypedDataV4` makes it.
+                mstore(add(m, 0x20), consumer)
+                mstore(add(m, 0x60), amount)
+                mstore(add(m, 0xa2), keccak256(m, 0x80))
+                mstore(add(m, 0x100), keccak256(add(m, 0x80), 0x42))
+                // ecrecover(digest, v, r, s) of the compact signature; a high s is left to `_settleUncommon`.
+                {
+                    let vs := calldataload(add(at, 0x40))
+                    let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                    if gt(s, HALF_N) { break }
+                    mstore(add(m, 0x120), add(shr(255, vs), 27))
+                    mstore(add(m, 0x160), s)
+                }
+                mstore(add(m, 0x140), calldataload(add(at, 0x20)))
+                mstore(0x00, 0) // the precompile writes nothing when no key recovers
+                pop(staticcall(gas(), 0x01, add(m, 0x100), 0x80, 0x00, 0x20))
+                if or(iszero(consumer), iszero(eq(mload(0x00), consumer))) { break }
+                // The pair's figure: a promise not above it pays nothing (left to `_settleUncommon`).
+                mstore(0x00, consumer)
+                mstore(0x20, pairs)
+                let pairSlot := keccak256(0x00, 0x40)
+                let owed := sload(pairSlot)
+                if iszero(gt(amount, owed)) { break }
+                owed := sub(amount, owed)
+                // The vault: balance in the low 96 bits; an increase above it is an overdraft (`_settleUncommon`).
+                mstore(0x20, _vaults.slot)
+                let vaultSlot := keccak256(0x00, 0x40)
+                let word := sload(vaultSlot)
+                if gt(owed, and(word, 0xffffffffffffffffffffffff)) { break }
+                sstore(vaultSlot, sub(word, owed))
+                sstore(pairSlot, amount)
+                mstore(add(m, 0x100), owed)
+                mstore(add(m, 0x120), amount)
+                log3(add(m, 0x100), 0x40, mload(add(m, 0x180)), consumer, provider)
+                paid := add(paid, owed)
+            }
+            stoppedAt := at
         }
     }
 
@@ -266,15 +346,6 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
             mstore(0x00, provider)
             mstore(0x20, _settled.slot)
             pairs := keccak256(0x00, 0x40)
-        }
-    }
-
-    /// @dev The storage slot of `map[key]` for a mapping whose base slot is `base`.
-    function _slotOf(address key, uint256 base) private pure returns (uint256 slot) {
-        assembly ("memory-safe") {
-            mstore(0x00, key)
-            mstore(0x20, base)
-            slot := keccak256(0x00, 0x40)
         }
     }
 
@@ -320,90 +391,32 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         if (err != ECDSA.RecoverError.NoError || signer != provider) revert RelaySignatureInvalid(provider, signer);
     }
 
-    /// @dev Checks the packed promise at calldata offset `at` and moves what it pays from the vault to
-    ///      the pair's settled figure; the caller credits the provider. `pairs` is `_settled[provider]`'s
-    ///      slot, `domain` the EIP-712 domain separator. `strict`: revert rather than pay nothing.
-    ///      The common case reads and writes two slots, each once: the pair's and the vault's (whose
-    ///      balance is its low 96 bits, so paying `owed <= balance` is one subtraction from the word).
-    function _settle(address provider, uint256 pairs, uint256 at, bytes32 domain, bool strict) private returns (uint256 paid) {
-        (address consumer, uint256 amount, uint256 pairSlot, uint256 done) = _signedPromiseAt(provider, pairs, at, domain);
+    /// @dev The promise `_settleRun` stopped at, at calldata offset `at`, in plain Solidity: a bad
+    ///      signature reverts the call; a promise not above the pair's figure pays nothing; otherwise the
+    ///      vault's balance does not cover the increase, an overdraft. `strict`: revert rather than pay nothing.
+    function _settleUncommon(address provider, uint256 at, bool strict) private returns (uint256 paid) {
+        (address consumer, uint256 amount) = _checkedPromiseAt(provider, at);
+        uint256 done = _settled[provider][consumer];
         if (amount <= done) {
             if (strict) revert PromiseNotAboveSettled(consumer, provider, amount, done);
             return 0;
         }
-        uint256 owed;
-        unchecked {
-            owed = amount - done; // amount > done
-        }
-        uint256 vaultSlot;
-        uint256 vaultWord;
-        assembly ("memory-safe") {
-            mstore(0x00, consumer)
-            mstore(0x20, _vaults.slot)
-            vaultSlot := keccak256(0x00, 0x40)
-            vaultWord := sload(vaultSlot)
-        }
-        if (owed <= uint96(vaultWord)) {
-            paid = owed;
-            assembly ("memory-safe") {
-                sstore(vaultSlot, sub(vaultWord, owed))
-            }
-        } else {
-            paid = _overdraw(consumer, provider, owed, strict);
-            if (paid == 0) return 0;
-        }
-        uint256 total;
-        unchecked {
-            total = done + paid; // at most `amount`, below 2^96
-        }
-        assembly ("memory-safe") {
-            sstore(pairSlot, total)
-        }
+        paid = _overdraw(consumer, provider, amount - done, strict);
+        if (paid == 0) return 0;
+        uint256 total = done + paid;
+        _settled[provider][consumer] = total;
         emit PromiseSettled(consumer, provider, paid, total);
     }
 
-    /// @dev The packed promise at calldata offset `at`, once its signature is checked: its consumer,
-    ///      amount, and the slot and value of what the pair settled so far. One block, so the
-    ///      per-promise work costs the opcodes it needs and no more: read the packed promise, hash it as
-    ///      EIP-712 typed data (the digest `_hashTypedDataV4` gives), recover its signer (a high-s
-    ///      signature recovers nobody: EIP-2), read the pair's slot.
-    function _signedPromiseAt(address provider, uint256 pairs, uint256 at, bytes32 domain)
-        private
-        view
-        returns (address consumer, uint256 amount, uint256 pairSlot, uint256 done)
-    {
-        address signer;
-        bytes32 typeHash = PROMISE_TYPEHASH;
-        assembly ("memory-safe") {
-            let head := calldataload(at)
-            consumer := shr(96, head)
-            amount := and(head, 0xffffffffffffffffffffffff)
-            let m := mload(0x40)
-            mstore(m, typeHash)
-            mstore(add(m, 0x20), consumer)
-            mstore(add(m, 0x40), provider)
-            mstore(add(m, 0x60), amount)
-            let structHash := keccak256(m, 0x80)
-            mstore(m, shl(240, 0x1901))
-            mstore(add(m, 0x02), domain)
-            mstore(add(m, 0x22), structHash)
-            let digest := keccak256(m, 0x42)
-            let vs := calldataload(add(at, 0x40))
-            let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-            mstore(m, digest)
-            mstore(add(m, 0x20), add(shr(255, vs), 27))
-            mstore(add(m, 0x40), calldataload(add(at, 0x20)))
-            mstore(add(m, 0x60), s)
-            // The precompile writes nothing for a signature that recovers no key: the word stays 0.
-            mstore(0x00, 0)
-            if iszero(gt(s, HALF_N)) { pop(staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20)) }
-            signer := mload(0x00)
-            mstore(0x00, consumer)
-            mstore(0x20, pairs)
-            pairSlot := keccak256(0x00, 0x40)
-            done := sload(pairSlot)
-        }
-        if (signer != consumer || signer == address(0)) revert PromiseSignatureInvalid(consumer, signer);
+    /// @dev The consumer and amount of the packed promise at `at`, once OpenZeppelin's ECDSA found it
+    ///      signed by that consumer for `provider` (EIP-712; a malformed or high-s signature recovers nobody).
+    function _checkedPromiseAt(address provider, uint256 at) private view returns (address consumer, uint256 amount) {
+        bytes32 r;
+        bytes32 vs;
+        (consumer, amount, r, vs) = _promiseAt(at);
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(PROMISE_TYPEHASH, consumer, provider, amount)));
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, r, vs);
+        if (err != ECDSA.RecoverError.NoError || signer != consumer) revert PromiseSignatureInvalid(consumer, signer);
     }
 
     /// @dev `owed` is above the vault's balance: pays the balance and what the escrow may add.

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import hre from "hardhat";
-import { BATCH, measureGas } from "./lib/gas";
+import { BATCH, calldataGas, measureGas } from "./lib/gas";
 
 /**
  * The gas table: gasUsed of each operation a node pays for, on a fresh in-process chain.
@@ -12,7 +12,7 @@ const REFERENCE: Record<string, { mysterium?: number; target?: number }> = {
   "register (relayed)": { mysterium: 296_455, target: 100_000 },
   "deposit (first)": { mysterium: 51_600 },
   "deposit (later)": { target: 45_000 },
-  "settle (first)": { mysterium: 133_847 },
+  "settle (first)": { mysterium: 133_847, target: 75_000 },
   "settle (later)": { mysterium: 88_533, target: 50_000 },
   [`settle batch of ${BATCH} (later), per promise`]: { mysterium: 88_533, target: 15_000 },
 };
@@ -55,25 +55,75 @@ async function gasBreakdown(hash: string, gasUsed: number, callees: Record<strin
       executed += cost;
       continue;
     }
-    const kind = /^(SLOAD|SSTORE|TLOAD|TSTORE|KECCAK256)$/.test(step.op) ? step.op : step.op.startsWith("LOG") ? "events (LOG)" : "other opcodes";
+    const kind = /^(SLOAD|SSTORE|TLOAD|TSTORE|KECCAK256|EXTCODESIZE)$/.test(step.op) ? step.op : step.op.startsWith("LOG") ? "events (LOG)" : "other opcodes";
     add(kind, step.gasCost);
     executed += step.gasCost;
   }
   return { "intrinsic (21,000 + calldata)": gasUsed - executed, ...parts };
 }
 
+/** A floor: the parts no implementation of the same behaviour can do without, each with its reason. */
+type Floor = [part: string, gas: number][];
+
 async function main() {
-  const { rows, laterSettle, laterBatch, addresses } = await measureGas(hre);
+  const { rows, laterSettle, laterBatch, firstSettle, laterDeposit, addresses } = await measureGas(hre);
   const callees = {
     [addresses.registry.toLowerCase()]: "registry.beneficiaryOf",
     [addresses.token.toLowerCase()]: "token.transfer",
+    [addresses.vault.toLowerCase()]: "vault.onTransferReceived",
     "0x0000000000000000000000000000000000000001": "ecrecover",
   };
   const breakdown = await gasBreakdown(laterSettle.hash, rows["settle (later)"], callees);
   const batchTotal = await gasBreakdown(laterBatch.hash, rows[`settle batch of ${BATCH} (later)`], callees);
   const batchBreakdown = Object.fromEntries(Object.entries(batchTotal).map(([k, v]) => [k, Math.round(v / BATCH)]));
+  const depositBreakdown = await gasBreakdown(laterDeposit.hash, rows["deposit (later)"], callees);
 
   const fmtGas = (n = 0) => n.toLocaleString("en-US");
+  const perPromise = rows[`settle batch of ${BATCH} (later), per promise`];
+  const batchData = calldataGas(laterBatch.data);
+  const depositData = calldataGas(laterDeposit.data);
+  const firstData = calldataGas(firstSettle.data);
+  // Per promise in a later batch: what a signature checked on chain and two cold slots changed cost.
+  const promiseFloor: Floor = [
+    [`the transaction's 21,000, shared by ${BATCH}`, 21_000 / BATCH],
+    [
+      `calldata: 96 packed bytes (consumer 20, amount 12, r 32, yParity‖s 32) at 16 a non-zero byte, 4 a zero one; this batch: ${fmtGas(batchData.gas)} ÷ ${BATCH}`,
+      Math.round(batchData.gas / BATCH),
+    ],
+    ["ecrecover: the precompile's 3,000 and a warm STATICCALL", 3_100],
+    ["the pair's settled figure: cold SLOAD 2,100 + SSTORE 2,900 (its replay protection)", 5_000],
+    ["the consumer's vault: cold SLOAD 2,100 + SSTORE 2,900 (the one balance all providers draw on)", 5_000],
+    ["PromiseSettled: LOG 375 + 3 topics × 375 + 64 bytes × 8", 2_012],
+    ["KECCAK256: the struct hash (128 bytes) 54, the digest (66 bytes) 48, two mapping slots 2 × 42", 186],
+  ];
+  const firstFloor: Floor = [
+    ["the transaction", 21_000],
+    [`calldata (${firstData.nonZero} non-zero, ${firstData.zero} zero bytes)`, firstData.gas],
+    ["the pair's settled figure, zero → non-zero: cold SLOAD 2,100 + SSTORE 20,000", 22_100],
+    ["the provider's earnings, zero → non-zero: cold SLOAD 2,100 + SSTORE 20,000", 22_100],
+    ["the consumer's vault: cold SLOAD 2,100 + SSTORE 2,900", 5_000],
+    ["ecrecover", 3_100],
+    ["PromiseSettled", 2_012],
+  ];
+  const depositFloor: Floor = [
+    ["the transaction", 21_000],
+    [`calldata: transferAndCall(vault, value), ${depositData.nonZero} non-zero and ${depositData.zero} zero bytes`, depositData.gas],
+    ["the token: the sender's balance, cold SLOAD 2,100 + SSTORE 2,900", 5_000],
+    ["the token: the vault's balance, the same", 5_000],
+    ["the token: Transfer (LOG 375 + 3 topics × 375 + 32 bytes × 8)", 1_756],
+    ["the first touch of the vault's account (EIP-2929) and the call to it", 2_700],
+    ["the vault: the consumer's slot, cold SLOAD 2,100 + SSTORE 2,900", 5_000],
+    ["the vault: Deposited (LOG 375 + 2 topics × 375 + 4 words × 256)", 2_149],
+  ];
+  const sum = (floor: Floor) => Math.round(floor.reduce((n, [, g]) => n + g, 0));
+  const floorTable = (floor: Floor, measured: number) => [
+    "| part | gas |",
+    "|---|---:|",
+    ...floor.map(([part, gas]) => `| ${part} | ${fmtGas(Math.round(gas))} |`),
+    `| **floor** | **${fmtGas(sum(floor))}** |`,
+    `| measured | ${fmtGas(measured)} (${fmtGas(measured - sum(floor))} above the floor) |`,
+  ];
+
   const root = hre.config.paths.root;
   const compiler = hre.config.solidity.compilers[0];
   const json = {
@@ -82,6 +132,12 @@ async function main() {
     reference: REFERENCE,
     settleLaterBreakdown: breakdown,
     batchPerPromiseBreakdown: batchBreakdown,
+    depositLaterBreakdown: depositBreakdown,
+    floors: {
+      batchPerPromise: sum(promiseFloor),
+      settleFirst: sum(firstFloor),
+      depositLater: sum(depositFloor),
+    },
   };
   fs.mkdirSync(path.join(root, "bench"), { recursive: true });
   fs.writeFileSync(path.join(root, "bench", "gas.json"), JSON.stringify(json, null, 2) + "\n");
@@ -93,18 +149,21 @@ async function main() {
       .sort(([, a], [, b]) => b - a)
       .map(([part, gas]) => `| ${part} | ${fmtGas(gas)} |`),
   ];
-  const perPromise = rows[`settle batch of ${BATCH} (later), per promise`];
+  const unreachable = 21_000 / BATCH + 64 * 16 + 3_100 + 10_000;
   const lines = [
     "# Gas",
     "",
     "Generated by `npm run gas` (scripts/gas.ts) on a fresh in-process Hardhat chain; do not edit by hand.",
     `Compiler: solc ${compiler.version}, optimizer runs ${compiler.settings.optimizer?.runs}, EVM ${compiler.settings.evmVersion}.`,
     '"first" writes slots that were zero (a pair never settled, a provider with no earnings, a vault never funded);',
-    '"later" is the steady state, where they hold a value. Settlements credit the provider inside the vault (no token moves);',
-    "`withdraw earnings` pays them out, once for many settlements. The Mysterium column is Hermes (settle first / later),",
-    "and its later settle is the fair comparison for one promise in a batch too: Hermes settles one promise per transaction.",
-    "A relayed settlement names its relayer (an argument, and a field of the provider's EIP-712 signature, so a copy of the",
-    "call sent by another account reverts): about 500 gas more per transaction than before it did (473,045 for the later relayed batch of 20).",
+    '"later" is the steady state, where they hold a value; "new pair" is a provider\'s new consumer (its earnings slot holds a value).',
+    "Settlements credit the provider inside the vault (no token moves); `withdraw earnings` pays them out, once for many settlements.",
+    "The Mysterium column is Hermes (settle first / later), and its later settle is the fair comparison for one promise in a batch",
+    "too: Hermes settles one promise per transaction. A deposit is one token call (`transferAndCall`, ERC-1363: the token notifies",
+    "the vault), which is what the node sends; the two plain ERC-20 ways in are measured too (an exact approval, its own transaction",
+    "not counted, spent to zero; a permit). Promises reach the vault packed, 96 bytes each (consumer ‖ uint96 amount ‖ r ‖ yParity‖s,",
+    "EIP-2098), and a batch's common promises are settled by one assembly loop (`_settleRun`); every other one (an error, a skip,",
+    "an overdraft) by the plain Solidity path (`_settleUncommon`).",
     "",
     "| operation | gasUsed | Mysterium | aim |",
     "|---|---:|---:|---:|",
@@ -115,35 +174,79 @@ async function main() {
       return `| ${op} | ${fmt(gas)} | ${fmt(ref.mysterium)} | ${fmt(ref.target)}${mark} |`;
     }),
     "",
+    `## One promise in a batch of ${BATCH}: the floor`,
+    "",
+    `A later batch costs ${fmtGas(perPromise)} gas a promise against an aim of 15,000. What one promise cannot do without, line by line:`,
+    "",
+    ...floorTable(promiseFloor, perPromise),
+    "",
+    `The aim is below this floor. The transaction's share, the signature's 64 bytes, ecrecover and the two slots alone are ` +
+      `${fmtGas(unreachable)} gas, before the amount, the consumer's address, the digest and any event: no contract that checks ` +
+      "one signature a promise on chain and keeps a cumulative figure per pair against one shared balance can settle a promise for 15,000. " +
+      "What is above the floor is the loop's own opcodes (about 200 a promise: the MSTOREs the hashing needs, the checks, the jumps) " +
+      `and what the batch shares: the provider's earnings slot (5,000 ÷ ${BATCH}), the call's dispatch, the re-entrancy guard, the domain separator.`,
+    "",
+    "What would go below it, and why it is not done:",
+    "",
+    "- *Recover the consumer instead of sending it* (the signed Promise without its consumer field): −368 a promise (20 bytes of calldata). " +
+      "A promise would no longer name its signer, and a wrong signature would settle some random, empty vault instead of reverting the batch " +
+      "with `PromiseSignatureInvalid(consumer, recovered)`: the settler would learn nothing.",
+    `- *An EIP-2930 access list* on the settling transaction: a slot named in advance costs 1,900 instead of a cold 2,100, but the vault's ` +
+      `address in the list costs 2,400 a transaction: about −280 a promise in a batch of ${BATCH}, paid for by a node that must know the ` +
+      "contract's storage layout. A node-side option, not a contract one; not done.",
+    "- *No PromiseSettled* (−2,012) or one event per batch: every other provider's cache of this consumer's vault, and the consumer's own view, " +
+      "follow these events by the consumer's topic; a batch event could not be filtered by consumer.",
+    "- *No vault write*: a consumer could spend its balance once per provider; the overdraft would no longer be caught on chain. " +
+      "*No pair slot*: promises could not be cumulative. Neither is a saving; both are the product.",
+    "",
+    `Against Hermes (${fmtGas(88_533)} a promise) a batched promise is ${(88_533 / perPromise || 0).toFixed(1)}× cheaper.`,
+    "",
+    "From the batch's opcode trace, divided by its promises (each external call counts all the gas its frame used):",
+    "",
+    ...table(batchBreakdown),
+    "",
+    "## The first settle: the floor",
+    "",
+    `A provider's very first settlement (its earnings slot and the pair's are both new) costs ${fmtGas(rows["settle (first)"])} against an aim of 75,000:`,
+    "",
+    ...floorTable(firstFloor, rows["settle (first)"]),
+    "",
+    "Two slots go from zero to non-zero (20,000 each, EIP-2200): the pair's settled figure, which is the replay protection of the pair's " +
+      "cumulative promises, and the provider's earnings, where its money waits for `withdraw earnings`. With the transaction, ecrecover, the " +
+      "vault's slot and the event that is above 75,000 before one opcode of logic; above the floor are the dispatch, the calldata's " +
+      "decoding, the re-entrancy guard (TLOAD + two TSTORE: 300) and the earnings' read-modify-write. The 20,000 of the earnings slot is paid " +
+      `once per provider: a provider's new consumer costs ${fmtGas(rows["settle (new pair)"])} (the "settle (new pair)" row). ` +
+      "Crediting earnings inside the pair's record instead would make the first settle about 22,000 cheaper, but every payout would then read and " +
+      "clear one slot per pair (5,000 each) instead of one per provider: not done.",
+    "",
     "## Where a later settle's gas goes",
     "",
     "From the transaction's opcode trace: each external call counts all the gas its frame used.",
     "",
     ...table(breakdown),
     "",
-    `The vault's slot, the pair's slot and the provider's earnings slot are each read and written once (2,100 + 2,900 each when cold). ` +
+    "The vault's slot, the pair's slot and the provider's earnings slot are each read and written once (2,100 + 2,900 each when cold). " +
       `Against Hermes (${fmtGas(88_533)}) the saving comes from crediting instead of transferring MYST (a transfer costs about 15,000) and from ` +
-      `not reading the registry on the way.`,
+      "not reading the registry on the way.",
     "",
-    `## One promise in a batch of ${BATCH}`,
+    "## A later deposit: the floor",
     "",
-    `The same trace of a later batch, divided by ${BATCH}: ${fmtGas(perPromise)} gas per promise against an aim of 15,000.`,
+    `A later deposit (the node's: \`transferAndCall\`, no allowance, no permit) costs ${fmtGas(rows["deposit (later)"])} against an aim of 45,000:`,
     "",
-    ...table(batchBreakdown),
+    ...floorTable(depositFloor, rows["deposit (later)"]),
     "",
-    "A promise in a batch cannot do without its calldata (consumer, amount, 64-byte compact signature: about 1,600 gas), " +
-      "ecrecover (3,100), the consumer's vault slot and the pair's slot (5,000 each, cold in every promise of a batch): " +
-      "about 14,700 gas before the digest, the event other providers follow (PromiseSettled, about 2,000) and the loop. " +
-      "15,000 would need one of those gone: the pair slot (promises would no longer be cumulative per pair) or the vault write " +
-      "(double spending would no longer be caught on chain). Neither is worth it; the aim is missed by " +
-      `${fmtGas(perPromise - 15_000)} gas per promise, still ${(88_533 / perPromise || 0).toFixed(1)}× cheaper than a Hermes settlement.`,
+    "Moving MYST changes two balances in the token and emits its Transfer; the vault's account is touched for the first time in the " +
+      "transaction; the vault's slot changes and Deposited says so (the consumer's topic, the amount, the escrow and both totals; who paid " +
+      "is the Transfer's `from`, so the event no longer repeats it). That leaves " +
+      `${fmtGas(45_000 - sum(depositFloor))} gas of the aim for all the code of both contracts; OpenZeppelin's ERC-20 + ERC-1363 path ` +
+      "(the transfer, the receiver check, the call's encoding) and the vault's dispatch, checks and overflow guards take about " +
+      `${fmtGas(rows["deposit (later)"] - sum(depositFloor))}. Reaching 45,000 would take replacing the audited token code with hand-written ` +
+      "assembly or dropping the totals from Deposited; neither is done. The node's deposit used to be a permit " +
+      `(81,055 before this change; ${fmtGas(rows["deposit with permit (later)"])} now) or an approval plus a deposit (two transactions).`,
     "",
-    "## A later deposit",
+    "From the transaction's opcode trace (the token's frame; the vault's hook counts all the gas its frame used):",
     "",
-    `A later deposit (${fmtGas(rows["deposit (later)"])}) spends 21,000 on the transaction, about 17,600 in the token's transferFrom ` +
-      "(the allowance and two balances, each read and written, and the token's account), 5,000 on the vault slot and about 2,000 on the " +
-      "Deposited event: the 45,000 aim leaves no room for the event once the allowance is exact (permit, no unlimited approve). " +
-      `With permit the permit itself (signature check, nonce, allowance) costs the rest: ${fmtGas(rows["deposit with permit (later)"])}.`,
+    ...table(depositBreakdown),
     "",
   ];
   fs.mkdirSync(path.join(root, "docs"), { recursive: true });

@@ -126,12 +126,16 @@ export class ConsumerVaultClient {
   async deposit(funder: IdentityKey, consumer: string, amount: bigint, escrow: bigint): Promise<{ txHash: string; gasUsed: bigint }> {
     const signer = new Wallet(funder.privateKeyHex(), this.conn.provider);
     try {
-      // No data: the sender's own balance (the cheapest call); otherwise whose vault and how much of it is escrow.
-      const data =
+      const token = this.conn.token.connect(signer);
+      // No data: all of it to the sender's own balance (the cheapest call); otherwise whose vault, and how much is escrow.
+      const tx =
         consumer.toLowerCase() === signer.address.toLowerCase() && escrow === 0n
-          ? "0x"
-          : AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer, escrow]);
-      const tx = await this.conn.token.connect(signer)["transferAndCall(address,uint256,bytes)"](this.address, amount + escrow, data);
+          ? await token["transferAndCall(address,uint256)"](this.address, amount)
+          : await token["transferAndCall(address,uint256,bytes)"](
+              this.address,
+              amount + escrow,
+              AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer, escrow]),
+            );
       const receipt = await tx.wait();
       return { txHash: receipt!.hash, gasUsed: receipt!.gasUsed };
     } catch (err) {

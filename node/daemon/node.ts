@@ -892,8 +892,8 @@ export class MystNode {
   }
 
   /**
-   * Adds to the vault's balance and escrow from the identity's MYST (an ERC-2612 permit for exactly
-   * this sum, no standing approval); the identity pays the gas. Cancels a pending exit.
+   * Adds to the vault's balance and escrow from the identity's MYST (one `transferAndCall` of exactly
+   * this sum, no allowance); the identity pays the gas. Cancels a pending exit.
    */
   async deposit(
     amountWei: bigint,

@@ -25,7 +25,9 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   rows: Record<string, number>;
   laterSettle: ContractTransactionResponse;
   laterBatch: ContractTransactionResponse;
-  addresses: { registry: string; token: string };
+  firstSettle: ContractTransactionResponse;
+  laterDeposit: ContractTransactionResponse;
+  addresses: { registry: string; token: string; vault: string };
 }> {
   const { ethers } = hre;
   const [deployer, relayer] = await ethers.getSigners();
@@ -76,7 +78,8 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   await token.transfer(consumer.address, E("100"));
   const withEscrow = AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [consumer.address, E("2")]);
   rows["deposit (first)"] = await gasOf(token.connect(consumer)["transferAndCall(address,uint256,bytes)"](vaultAddress, E("12"), withEscrow));
-  rows["deposit (later)"] = await gasOf(token.connect(consumer)["transferAndCall(address,uint256)"](vaultAddress, E("10")));
+  const laterDeposit = await token.connect(consumer)["transferAndCall(address,uint256)"](vaultAddress, E("10"));
+  rows["deposit (later)"] = await gasOf(Promise.resolve(laterDeposit));
   // The plain ERC-20 ways in: an exact approval (its own transaction, not counted), or a permit.
   await token.connect(consumer).approve(vaultAddress, E("10"));
   rows["deposit with approval (later)"] = await gasOf(vault.connect(consumer).deposit(consumer.address, E("10"), 0n));
@@ -95,7 +98,8 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   );
 
   const settle = async (c: Wallet, amount: bigint) => vault.connect(relayer).settle(provider.address, packPromise(await promise(c, provider.address, amount)));
-  rows["settle (first)"] = await gasOf(settle(consumer, E("1")));
+  const firstSettle = await settle(consumer, E("1"));
+  rows["settle (first)"] = await gasOf(Promise.resolve(firstSettle));
   const laterSettle = await settle(consumer, E("2"));
   rows["settle (later)"] = await gasOf(Promise.resolve(laterSettle));
   // A provider's new consumer: the pair is new, the provider's earnings slot is not.
@@ -140,7 +144,21 @@ export async function measureGas(hre: HardhatRuntimeEnvironment): Promise<{
   rows["request exit"] = await gasOf(vault.connect(consumer).requestExit());
   await ethers.provider.send("evm_increaseTime", [3600]);
   rows.withdraw = await gasOf(vault.connect(consumer).withdraw());
-  return { rows, laterSettle, laterBatch, addresses: { registry: registryAddress, token: await token.getAddress() } };
+  return {
+    rows,
+    laterSettle,
+    laterBatch,
+    firstSettle,
+    laterDeposit,
+    addresses: { registry: registryAddress, token: await token.getAddress(), vault: vaultAddress },
+  };
+}
+
+/** What a transaction's data costs (EIP-2028): 4 gas a zero byte, 16 a non-zero one. */
+export function calldataGas(data: string): { gas: number; zero: number; nonZero: number } {
+  const bytes = Buffer.from(data.replace(/^0x/, ""), "hex");
+  const zero = bytes.filter((b) => b === 0).length;
+  return { gas: zero * 4 + (bytes.length - zero) * 16, zero, nonZero: bytes.length - zero };
 }
 
 export async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<number> {

@@ -373,6 +373,36 @@ describe("ConsumerVault", function () {
       expect(await vault.settled(consumer2.address, provider.address)).to.equal(0n);
     });
 
+    it("settles an overdraft, a skip and a high-s promise inside a batch as alone, and the promises around them as usual", async function () {
+      const { vault, token, consumer, consumer2, provider, provider2, address, deployer } = await loadFixture(fundedFixture);
+      const third = await newIdentity();
+      await vault.connect(consumer2).deposit(consumer2.address, E("5"), E("2"));
+      await token.connect(deployer).approve(address, E("5"));
+      await vault.connect(deployer).deposit(third.address, E("5"), 0n);
+      await vault.settle(provider.address, await signPromise(third, address, provider.address, E("1")));
+      const before = await signPromise(consumer, address, provider.address, E("2"));
+      const overdraft = await signPromise(consumer2, address, provider.address, E("6")); // 5 of balance + 1 of the escrow
+      const stale = await signPromise(third, address, provider.address, E("1")); // already settled: pays nothing
+      const after = await signPromise(third, address, provider.address, E("3"));
+      await expect(vault.settleBatch(provider.address, ethers.concat([before, overdraft, stale, after])))
+        .to.emit(vault, "PromiseSettled")
+        .withArgs(consumer.address, provider.address, E("2"), E("2"))
+        .and.to.emit(vault, "EscrowForfeited")
+        .withArgs(consumer2.address, provider.address, E("1"), E("1"))
+        .and.to.emit(vault, "PromiseSettled")
+        .withArgs(consumer2.address, provider.address, E("6"), E("6"))
+        .and.to.emit(vault, "PromiseSettled")
+        .withArgs(third.address, provider.address, E("2"), E("3"));
+      expect(await vault.earnings(provider.address)).to.equal(E("11")); // 1 before + 2 + 6 + 2
+      expect(await vault.vault(consumer.address)).to.deep.equal([E("8"), E("4"), 0n]);
+      expect(await vault.vault(consumer2.address)).to.deep.equal([0n, 0n, 0n]);
+      expect(await vault.vault(third.address)).to.deep.equal([E("2"), 0n, 0n]);
+      const highS = pack({ ...unpack(await signPromise(consumer, address, provider2.address, E("1"))), vs: ethers.toBeHex(SECP256K1_HALF_N + 1n, 32) });
+      await expect(vault.settleBatch(provider2.address, ethers.concat([await signPromise(third, address, provider2.address, E("1")), highS])))
+        .to.be.revertedWithCustomError(vault, "PromiseSignatureInvalid")
+        .withArgs(consumer.address, ethers.ZeroAddress);
+    });
+
     it("credits nothing for an empty batch or one whose promises all pay nothing", async function () {
       const { vault, consumer, provider, address } = await loadFixture(fundedFixture);
       await vault.settleBatch(provider.address, "0x");

@@ -651,5 +651,10 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     it("rejects an amount above what the vault's balance can pay (the escrow is not spending money)", function () {
       expect(code(() => verifyPromise(promise(consumer, E("6.1")), vault, { lastAmount: 0n, pair }))).to.equal("PROMISE_ABOVE_BALANCE");
     });
+    it("rejects an amount the vault cannot take (above 96 bits), however much the pair looks covered", function () {
+      const huge = { vault: { balance: 1n, escrow: 0n, exitReadyAt: 0n }, settled: 2n ** 100n };
+      expect(code(() => verifyPromise(promise(consumer, 2n ** 96n), vault, { lastAmount: 0n, pair: huge }))).to.equal("PROMISE_MALFORMED");
+      expect(code(() => verifyPromise(promise(consumer, 2n ** 96n - 1n), vault, { lastAmount: 0n, pair: huge }))).to.equal("accepted");
+    });
   });
 });
