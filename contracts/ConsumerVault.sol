@@ -85,12 +85,12 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     function onTransferReceived(address, address from, uint256 value, bytes calldata data) external returns (bytes4) {
         if (msg.sender != address(_token)) revert DepositNotFromToken(msg.sender);
         if (data.length == 0) {
-            _credit(from, value, 0);
+            _credit(from, from, value, 0);
         } else {
             if (data.length != 64) revert DepositDataMalformed(data.length);
             (address consumer, uint256 escrow) = abi.decode(data, (address, uint256));
             if (escrow > value) revert DepositEscrowAboveValue(consumer, escrow, value);
-            _credit(consumer, value - escrow, escrow);
+            _credit(consumer, from, value - escrow, escrow);
         }
         return IERC1363Receiver.onTransferReceived.selector;
     }
@@ -222,13 +222,15 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     }
 
     function _deposit(address consumer, uint256 amount, uint256 escrow) private {
-        _credit(consumer, amount, escrow);
+        _credit(consumer, msg.sender, amount, escrow);
         _token.safeTransferFrom(msg.sender, address(this), amount + escrow);
     }
 
-    /// @dev Adds a deposit to `consumer`'s vault (its funder is the `from` of the token's Transfer).
-    ///      The vault's word is `exitReadyAt (64) ‖ escrow (96) ‖ balance (96)`, read and written once.
-    function _credit(address consumer, uint256 amount, uint256 escrow) private {
+    /// @dev Adds a deposit by `funder` to `consumer`'s vault. The vault's word is
+    ///      `exitReadyAt (64) ‖ escrow (96) ‖ balance (96)`, read and written once. Only the consumer's
+    ///      own deposit cancels its pending exit: if anyone's did, one wei a challenge period (or one
+    ///      sent just before the withdrawal) would hold a leaving consumer's money in the vault for good.
+    function _credit(address consumer, address funder, uint256 amount, uint256 escrow) private {
         if (amount + escrow == 0) revert VaultZeroDeposit(consumer);
         uint256 slot;
         uint256 word;
@@ -240,11 +242,12 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         }
         uint256 newBalance = SafeCast.toUint96(uint96(word) + amount);
         uint256 escrowTotal = SafeCast.toUint96(uint96(word >> 96) + escrow);
+        uint256 exitReadyAt = funder == consumer ? 0 : word >> 192;
         assembly ("memory-safe") {
-            sstore(slot, or(newBalance, shl(96, escrowTotal))) // and no pending exit
+            sstore(slot, or(or(newBalance, shl(96, escrowTotal)), shl(192, exitReadyAt)))
         }
         emit Deposited(consumer, amount, escrow, newBalance, escrowTotal);
-        if (word >> 192 != 0) emit ExitCancelled(consumer);
+        if (word >> 192 != exitReadyAt) emit ExitCancelled(consumer);
     }
 
     /// @dev Settles every packed promise in `promises`, skipping those that pay nothing: runs of common

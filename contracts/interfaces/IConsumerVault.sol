@@ -64,7 +64,7 @@ interface IConsumerVault is IERC1363Receiver {
     event EscrowForfeited(address indexed consumer, address indexed provider, uint256 paidToProvider, uint256 burned);
     /// @notice The consumer asked to leave; it can withdraw from `readyAt`.
     event ExitRequested(address indexed consumer, uint256 readyAt);
-    /// @notice A pending exit was cancelled (explicitly or by a deposit).
+    /// @notice A pending exit was cancelled (explicitly or by the consumer's own deposit).
     event ExitCancelled(address indexed consumer);
     /// @notice The consumer took `amount` (balance and escrow) back; the vault is empty.
     event Withdrawn(address indexed consumer, uint256 amount);
@@ -74,7 +74,8 @@ interface IConsumerVault is IERC1363Receiver {
     event SettlementRelayed(address indexed provider, address indexed relayer, uint256 fee, uint256 nonce);
 
     /// @notice Adds `amount` to the balance and `escrow` to the escrow of `consumer`'s vault, pulled
-    ///         from the caller (who must have approved the sum). Cancels a pending exit.
+    ///         from the caller (who must have approved the sum). Cancels a pending exit when the caller is
+    ///         the consumer; anyone else's deposit leaves it running.
     /// @dev Anyone may fund any vault.
     function deposit(address consumer, uint256 amount, uint256 escrow) external;
 

@@ -471,7 +471,7 @@ export class ApiServer {
       "/v1/vault/deposit",
       {
         schema: {
-          summary: "Deposit MYST into the vault's balance and/or escrow (one token transferAndCall of exactly that sum); cancels a pending exit",
+          summary: "Deposit MYST into the vault's balance and/or escrow (one token transferAndCall of exactly that sum); cancels the identity's pending exit",
           tags: ["payments"],
           body: S.DepositBody,
           response: { 200: S.DepositResult, ...errors(400, 401, 422, 502) },

@@ -37,7 +37,9 @@ export function vaultCommand(context: Ctx): Command {
       .command("deposit")
       .argument("[myst]", "MYST added to the balance", "0")
       .option("--escrow <myst>", "MYST added to the penalty escrow", "0")
-      .description("move MYST from the identity into the vault (a permit for exactly this sum; the identity pays the gas); cancels a pending exit"),
+      .description(
+        "move MYST from the identity into the vault (one token transferAndCall of exactly this sum; the identity pays the gas); cancels a pending exit",
+      ),
   ).action(async (amount: string, opts: { escrow: string; identity?: string; passphrase?: string; passphraseFile?: string }, cmd: Command) => {
     const ctx = context(cmd);
     if (!/^\d+(\.\d+)?$/.test(amount) || !/^\d+(\.\d+)?$/.test(opts.escrow)) {
