@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # (and the test network's resolvers). dnsmasq-base is the binary alone, with no system service.
 # wireguard-go, wireguard-tools: the WireGuard service (userspace: no kernel module here);
 # python3: sets wireguard-go's UDP receive buffers (pidfd_getfd; node/services/wireguard/socket-buffer.ts);
-# chromium: the browser the dashboard tests drive through playwright-core (no browser download).
-packages=(nats-server openvpn wireguard-go wireguard-tools python3 openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium)
+# chromium: the browser the dashboard tests drive through playwright-core (no browser download);
+# miniupnpd, coturn (as a plain STUN server), conntrack: the test network's home routers and its STUN
+# server (scripts/lib/home-routers.ts), each run by the tests inside a namespace, never as a service.
+packages=(nats-server openvpn wireguard-go wireguard-tools python3 openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "install: apt-get install ${missing[*]}"
   apt-get update -qq
+  # miniupnpd's and coturn's packages would start their services in the machine's own network
+  # (miniupnpd rewriting its firewall): a policy-rc.d that refuses every start, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

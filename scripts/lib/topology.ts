@@ -3,8 +3,22 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import {
+  type HomePlan,
+  type HomeUplink,
+  masqueradeRules,
+  type NatNetwork,
+  type NatOptions,
+  natNetwork,
+  natPlan,
+  setUdpTimeout,
+  startMiniupnpd,
+  startStunServer,
+} from "./home-routers";
 import { stopChild } from "./local-chain";
 import { until } from "./until";
+
+export { type NatKind, type NatNetwork, type NatOptions, flushConntrack } from "./home-routers";
 
 /**
  * The e2e and demo network, shaped like the real internet (all namespaces named myst-<tag>-…):
@@ -40,6 +54,18 @@ import { until } from "./until";
  * With `providers: 2`, a second provider p2 (192.168.89.2, 2001:db8:6::2) sits behind its own NAT
  * gateway g2 (198.18.4.2 on the router's 198.18.4.1, 2001:db8:5::/64; LAN 192.168.89.1,
  * 2001:db8:6::1), shaped like the first: the internet host sees it as 198.18.4.2.
+ *
+ * With `nat` (scripts/lib/home-routers.ts), nobody forwards a port: the provider sits behind a home
+ * router of the kind `nat.provider` names ("eim" by default: nftables `masquerade`; "symmetric":
+ * `masquerade fully-random`; "cgnat": a home router whose WAN is 100.64.3.2, behind the carrier's NAT
+ * at 198.18.3.2; "upnp": miniupnpd on a router whose WAN is 11.3.0.2; "cgnat-upnp": miniupnpd behind a
+ * carrier's NAT; "public": 198.18.10.2, routed), on the LAN 192.168.88.0/24 (the provider .2). Each
+ * consumer sits behind its own home router of the kind `nat.consumer` names ("public", the default,
+ * keeps it on the ISP's LAN as above): that router's WAN takes the consumer's 198.18.1.<i+2> on br0
+ * (or 11.1.<i+1>.2 on a link of its own for "upnp"), its LAN is 192.168.<100+i>.0/24. `sameRouter`
+ * puts the first consumer on the provider's LAN (192.168.88.3). A real STUN server (coturn) answers on
+ * the internet host at 198.18.2.2 and 198.18.2.3, ports 3478 and 3479 (RFC 5780). Hosts behind a home
+ * router have no IPv6. `topology.nat` says where each node's routers are.
  *
  * What the leak tests count with:
  * - **the LAN resolver** (dnsmasq on the router, 198.18.1.1 and 2001:db8:1::1, the consumers'
@@ -102,9 +128,16 @@ export interface Topology {
   exec(netns: string, argv: string[], options?: { timeoutMs?: number }): string;
   /** Removes everything: processes started here (by PID), then the namespaces. */
   down(): Promise<void>;
+  /** With `nat`: the home routers, the STUN server and what each node's path through them is. */
+  nat?: NatNetwork;
 }
 
 const IP = "/usr/sbin/ip";
+const NFT = "/usr/sbin/nft";
+
+function nft(netns: string, rules: string): void {
+  execFileSync(IP, ["netns", "exec", netns, NFT, "-f", "-"], { input: rules, stdio: ["pipe", "ignore", "pipe"] });
+}
 
 function ip(...args: string[]): void {
   execFileSync(IP, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -114,18 +147,42 @@ function inNs(netns: string, argv: string[]): void {
   execFileSync(IP, ["netns", "exec", netns, ...argv], { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-export async function topologyUp(options: { tag?: string; consumers?: number; providers?: 1 | 2; provider?: "forwarded" | "public" } = {}): Promise<Topology> {
+export interface TopologyOptions {
+  tag?: string;
+  consumers?: number;
+  providers?: 1 | 2;
+  /** Without `nat`: the provider behind a gateway that forwards every port to it (default), or with its own public address. */
+  provider?: "forwarded" | "public";
+  /** Home routers with no port forwarding (see `NatOptions`); replaces `provider`. */
+  nat?: NatOptions;
+}
+
+export async function topologyUp(options: TopologyOptions = {}): Promise<Topology> {
   const tag = options.tag ?? crypto.randomBytes(2).toString("hex");
   const ns = (name: string) => `myst-${tag}-${name}`;
   const consumers = Array.from({ length: options.consumers ?? 1 }, (_v, i) => ns(`c${i + 1}`));
   const [router, gateway, provider, internet, lan, services] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l"), ns("s")];
-  const publicProvider = options.provider === "public";
+  const plan = options.nat ? natPlan(options.nat, consumers.length, ns) : undefined;
+  if (plan && options.provider) throw new Error("topologyUp: `nat` and `provider` are alternatives: say the provider's kind in nat.provider");
+  if (plan && options.providers === 2) throw new Error("topologyUp: `nat` builds one provider");
+  const publicProvider = options.provider === "public" || plan?.provider === "public";
   const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
   const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
-  const all = [...consumers, router, gateway, provider, internet, lan, services, ...(second ? [second.gateway, second.provider] : [])];
+  const all = [
+    ...consumers,
+    router,
+    gateway,
+    provider,
+    internet,
+    lan,
+    services,
+    ...(second ? [second.gateway, second.provider] : []),
+    ...(plan?.extraNamespaces ?? []),
+  ];
   const children: ChildProcess[] = [];
   const logs = fs.mkdtempSync(path.join(os.tmpdir(), `myst-topology-${tag}-`));
   const lanResolverLog = path.join(logs, "lan-resolver.log");
+  const consumerPublic = (i: number) => plan?.consumerPublicAddress(i) ?? `198.18.1.${i + 2}`;
 
   const down = async () => {
     await Promise.all(children.map((c) => stopChild(c)));
@@ -165,6 +222,35 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
       if (v6) ip("-n", n, "-6", "addr", "add", v6, "dev", dev, "nodad");
     };
     const forwarding = (n: string) => inNs(n, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+    // A home network with no port forwarding: its router (behind a carrier's NAT for the CGNAT kinds), a LAN bridge, its hosts.
+    const buildHome = async (home: HomePlan, link: HomeUplink & { routerIface: string }, hosts: string[]) => {
+      const outer = home.carrier ?? home.router;
+      veth(outer, "wan0", router, link.routerIface);
+      if (link.routerCidr) addr(router, link.routerIface, link.routerCidr);
+      else ip("-n", router, "link", "set", link.routerIface, "master", "br0");
+      addr(outer, "wan0", link.cidr);
+      ip("-n", outer, "route", "add", "default", "via", link.via);
+      if (home.carrier) {
+        forwarding(home.carrier);
+        veth(home.carrier, "lan0", home.router, "wan0");
+        addr(home.carrier, "lan0", `${home.carrierLan}.1/24`);
+        addr(home.router, "wan0", `${home.carrierLan}.2/24`);
+        ip("-n", home.router, "route", "add", "default", "via", `${home.carrierLan}.1`);
+        nft(home.carrier, masqueradeRules("100.64.0.0/10", false));
+      }
+      forwarding(home.router);
+      ip("-n", home.router, "link", "add", "lan0", "type", "bridge");
+      ip("-n", home.router, "link", "set", "lan0", "up");
+      addr(home.router, "lan0", `${home.lan}.1/24`);
+      hosts.forEach((h, k) => {
+        veth(h, "eth0", home.router, `port${k}`);
+        ip("-n", home.router, "link", "set", `port${k}`, "master", "lan0");
+        addr(h, "eth0", `${home.lan}.${k + 2}/24`);
+        ip("-n", h, "route", "add", "default", "via", `${home.lan}.1`);
+      });
+      if (home.kind === "upnp" || home.kind === "cgnat-upnp") children.push(await startMiniupnpd(home, logs));
+      else nft(home.router, masqueradeRules(`${home.lan}.0/24`, home.kind === "symmetric"));
+    };
 
     // The router: the consumers' LAN (a bridge), the internet host's link, the provider gateway's link.
     forwarding(router);
@@ -172,6 +258,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     ip("-n", router, "link", "set", "br0", "up");
     addr(router, "br0", "198.18.1.1/24", "2001:db8:1::1/64");
     consumers.forEach((c, i) => {
+      if (plan && plan.consumerKinds[i] !== "public") return; // behind a home router: built below
       veth(c, "eth0", router, `cons${i + 1}`);
       ip("-n", router, "link", "set", `cons${i + 1}`, "master", "br0");
       addr(c, "eth0", `198.18.1.${i + 2}/24`, `2001:db8:1::${i + 2}/64`);
@@ -183,26 +270,39 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     addr(internet, "eth0", "198.18.2.2/24", "2001:db8:2::2/64");
     ip("-n", internet, "route", "add", "default", "via", "198.18.2.1");
     ip("-n", internet, "-6", "route", "add", "default", "via", "2001:db8:2::1");
-    veth(router, "prov0", gateway, "wan0");
-    addr(router, "prov0", "198.18.3.1/24", "2001:db8:3::1/64");
-    addr(gateway, "wan0", "198.18.3.2/24", "2001:db8:3::2/64");
-    ip("-n", router, "-6", "route", "add", "2001:db8:4::/64", "via", "2001:db8:3::2");
-
-    // The provider's gateway: NAT for IPv4 (every inbound port forwarded to the provider), routed IPv6.
-    forwarding(gateway);
-    ip("-n", gateway, "route", "add", "default", "via", "198.18.3.1");
-    ip("-n", gateway, "-6", "route", "add", "default", "via", "2001:db8:3::1");
-    veth(gateway, "lan0", provider, "eth0");
-    addr(gateway, "lan0", `${providerLan.gateway}/24`, "2001:db8:4::1/64");
-    addr(provider, "eth0", `${providerLan.provider}/24`, "2001:db8:4::2/64");
-    ip("-n", provider, "route", "add", "default", "via", providerLan.gateway);
-    ip("-n", provider, "-6", "route", "add", "default", "via", "2001:db8:4::1");
-    if (publicProvider) {
-      ip("-n", router, "route", "add", "198.18.10.0/24", "via", "198.18.3.2");
+    if (plan?.providerHome) {
+      // No port forwarding: the provider (and with `sameRouter` the first consumer) behind a home router of its kind.
+      const home = plan.providerHome;
+      const hosts = [provider, ...(plan.sameRouter ? [consumers[0]] : [])];
+      await buildHome(home, { routerIface: "prov0", ...home.uplink }, hosts);
     } else {
-      const iptables = (...args: string[]) => inNs(gateway, ["/usr/sbin/iptables", "-w", ...args]);
-      iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", providerLan.provider);
-      iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
+      veth(router, "prov0", gateway, "wan0");
+      addr(router, "prov0", "198.18.3.1/24", "2001:db8:3::1/64");
+      addr(gateway, "wan0", "198.18.3.2/24", "2001:db8:3::2/64");
+      ip("-n", router, "-6", "route", "add", "2001:db8:4::/64", "via", "2001:db8:3::2");
+
+      // The provider's gateway: NAT for IPv4 (every inbound port forwarded to the provider), routed IPv6.
+      forwarding(gateway);
+      ip("-n", gateway, "route", "add", "default", "via", "198.18.3.1");
+      ip("-n", gateway, "-6", "route", "add", "default", "via", "2001:db8:3::1");
+      veth(gateway, "lan0", provider, "eth0");
+      addr(gateway, "lan0", `${providerLan.gateway}/24`, "2001:db8:4::1/64");
+      addr(provider, "eth0", `${providerLan.provider}/24`, "2001:db8:4::2/64");
+      ip("-n", provider, "route", "add", "default", "via", providerLan.gateway);
+      ip("-n", provider, "-6", "route", "add", "default", "via", "2001:db8:4::1");
+      if (publicProvider) {
+        ip("-n", router, "route", "add", "198.18.10.0/24", "via", "198.18.3.2");
+      } else {
+        const iptables = (...args: string[]) => inNs(gateway, ["/usr/sbin/iptables", "-w", ...args]);
+        iptables("-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-j", "DNAT", "--to-destination", providerLan.provider);
+        iptables("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.88.0/24", "-j", "MASQUERADE");
+      }
+    }
+    if (plan) {
+      for (const [i, home] of plan.consumerHomes.entries()) {
+        if (home) await buildHome(home, { routerIface: `cons${i + 1}`, ...home.uplink }, [consumers[i]]);
+      }
+      for (const r of plan.natRouters) if (options.nat?.udpTimeoutSeconds !== undefined) setUdpTimeout(r, options.nat.udpTimeoutSeconds);
     }
 
     // The services host: the shared services (chain, broker, discovery) `publish` brings here.
@@ -243,7 +343,17 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
       fs.writeFileSync(path.join("/etc/netns", n, "resolv.conf"), `nameserver ${server}\n`);
     };
     for (const c of consumers) resolvConf(c, "198.18.1.1");
-    for (const n of [provider, gateway, router, internet, lan, services, ...(second ? [second.gateway, second.provider] : [])]) resolvConf(n, "198.18.2.2");
+    for (const n of [
+      provider,
+      gateway,
+      router,
+      internet,
+      lan,
+      services,
+      ...(second ? [second.gateway, second.provider] : []),
+      ...(plan?.extraNamespaces ?? []),
+    ])
+      resolvConf(n, "198.18.2.2");
     const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
       const argv = [
         "/usr/sbin/dnsmasq",
@@ -279,7 +389,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
 
     // Counters on the internet host: every packet from a consumer's own address, before any other hook.
     const counters = consumers.flatMap((_c, i) => [`counter c${i}_v4 { }`, `counter c${i}_v6 { }`]);
-    const rules = consumers.flatMap((_c, i) => [`ip saddr 198.18.1.${i + 2} counter name c${i}_v4`, `ip6 saddr 2001:db8:1::${i + 2} counter name c${i}_v6`]);
+    const rules = consumers.flatMap((_c, i) => [`ip saddr ${consumerPublic(i)} counter name c${i}_v4`, `ip6 saddr 2001:db8:1::${i + 2} counter name c${i}_v6`]);
     execFileSync(IP, ["netns", "exec", internet, "/usr/sbin/nft", "-f", "-"], {
       input: `table inet myst_count {\n${counters.join("\n")}\nchain arrivals {\ntype filter hook prerouting priority -400; policy accept;\n${rules.join("\n")}\n}\n}\n`,
       stdio: ["pipe", "ignore", "pipe"],
@@ -296,6 +406,11 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
         child.stdout!.once("data", () => resolve());
         child.once("exit", (code) => reject(new Error(`whoami server in ${n} exited (${code})`)));
       });
+    }
+    if (plan) {
+      // The STUN server on the internet, on two addresses (RFC 5780: the second answers CHANGE-REQUEST).
+      ip("-n", internet, "addr", "add", "198.18.2.3/24", "dev", "eth0");
+      children.push(await startStunServer(internet, ["198.18.2.2", "198.18.2.3"], logs));
     }
   } catch (err) {
     await down();
@@ -325,21 +440,21 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     gateway,
     provider,
     providers: second ? [provider, second.provider] : [provider],
-    providerAddressOf: (i) => [publicProvider ? "198.18.10.2" : "198.18.3.2", "198.18.4.2"][i],
+    providerAddressOf: (i) => [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), "198.18.4.2"][i],
     internet,
     lan,
     services,
     servicesAddress: "198.18.9.2",
     publish,
-    providerAddress: publicProvider ? "198.18.10.2" : "198.18.3.2",
-    providerUplinkAddress: publicProvider ? "198.18.10.2" : "198.18.3.2",
+    providerAddress: plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"),
+    providerUplinkAddress: plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"),
     providerAddress6: "2001:db8:4::2",
     internetAddress: "198.18.2.2",
     internetAddress6: "2001:db8:2::2",
     internetUrl: "http://198.18.2.2:8080/",
     internetUrl6: "http://[2001:db8:2::2]:8080/",
     lanUrl: "http://192.168.77.2:8080/",
-    consumerAddress: (i) => `198.18.1.${i + 2}`,
+    consumerAddress: consumerPublic,
     consumerAddress6: (i) => `2001:db8:1::${i + 2}`,
     whoamiName: "whoami.test",
     whoamiNameUrl: "http://whoami.test:8080/",
@@ -356,6 +471,7 @@ export async function topologyUp(options: { tag?: string; consumers?: number; pr
     exec: (netns, argv, o = {}) =>
       execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
+    nat: plan && natNetwork(plan, provider, consumers, consumerPublic),
   };
 }
 
