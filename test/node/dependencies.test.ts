@@ -7,7 +7,15 @@ import path from "node:path";
  * layer's and lower layers' folders, never a higher one; the base folders may be used by anyone
  * but import only base folders. Only chain/ imports the contract bindings.
  */
-const LAYERS: string[][] = [["cli"], ["api"], ["daemon"], ["consumer-protection", "payments", "services", "discovery"], ["session"], ["dialog"], ["broker", "nat"]];
+const LAYERS: string[][] = [
+  ["cli"],
+  ["api"],
+  ["daemon"],
+  ["consumer-protection", "payments", "services", "discovery"],
+  ["session"],
+  ["dialog"],
+  ["broker", "nat"],
+];
 const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http", "lifecycle"];
 const ROOT = path.join(__dirname, "..", "..", "node");
 
