@@ -49,6 +49,8 @@ export interface RouterPortMapperOptions {
   lifetimeS?: number;
   /** How long one attempt (NAT-PMP, then UPnP's search and request) may take. Default 3 s. */
   timeoutMs?: number;
+  /** The protocols to ask with, in order. Default NAT-PMP, then UPnP. */
+  methods?: MappingMethod[];
   /** The mapping's description on the router. Default "myst". */
   description?: string;
   log?: Logger;
@@ -93,7 +95,7 @@ export class RouterPortMapper implements PortMapper {
     await this.unmap(internalPort, protocol);
     const local = await localAddressToward(gateway);
     const reasons: string[] = [];
-    for (const method of ["nat-pmp", "upnp"] as const) {
+    for (const method of this.#o.methods ?? (["nat-pmp", "upnp"] as const)) {
       try {
         const { mapping, upnp } = await this.#ask(method, gateway, local, internalPort, protocol);
         this.#hold(mapping, upnp);
@@ -112,8 +114,12 @@ export class RouterPortMapper implements PortMapper {
     this.#held.delete(key(internalPort, protocol));
     clearTimeout(held.timer);
     try {
-      if (held.upnp) await held.upnp.unmap(internalPort, { signal: AbortSignal.timeout(this.#timeout) });
-      else await this.#pmp(held.mapping.gateway, (g, signal) => g.unmap(internalPort, { signal }));
+      if (held.upnp) await upnpDelete(held.upnp, held.mapping, AbortSignal.timeout(this.#timeout));
+      // NAT-PMP deletes with lifetime 0 and external port 0 (RFC 6886 §3.4); the library's own unmap asks for TCP whatever was mapped.
+      else
+        await this.#pmp(held.mapping.gateway, (g, signal) =>
+          g.map(internalPort, "", { protocol, ttl: 0, externalPort: 0, description: "", autoRefresh: false, signal }),
+        );
       this.#o.log?.info({ mapping: held.mapping }, "the router's port mapping was removed");
     } catch (err) {
       this.#o.log?.warn({ err, mapping: held.mapping }, "could not remove the router's port mapping (it expires by itself)");
@@ -212,6 +218,31 @@ async function findUpnpGateway(gateway: string, signal: AbortSignal): Promise<Li
     throw new Error(describe(err as Error));
   }
   throw new Error("no UPnP gateway answered");
+}
+
+/**
+ * UPnP's DeletePortMapping for what was mapped. The library's own `unmap` sends an empty
+ * NewProtocol, which miniupnpd (rightly) does not match to any mapping, so the request is made
+ * through the library's device (its SOAP client) with the protocol; a library without that device
+ * falls back to its own `unmap`.
+ */
+async function upnpDelete(gateway: LibraryGateway, mapping: RouterMapping, signal: AbortSignal): Promise<void> {
+  const device = (
+    gateway as unknown as {
+      gateway?: { run?: (service: string, action: string, args: [string, string | number][], o: { signal: AbortSignal }) => Promise<unknown> };
+    }
+  ).gateway;
+  if (typeof device?.run !== "function") return gateway.unmap(mapping.internalPort, { signal });
+  await device.run(
+    "urn:schemas-upnp-org:service:WANIPConnection:2",
+    "DeletePortMapping",
+    [
+      ["NewRemoteHost", ""],
+      ["NewExternalPort", mapping.externalPort],
+      ["NewProtocol", mapping.protocol.toUpperCase()],
+    ],
+    { signal },
+  );
 }
 
 /** This machine's default IPv4 gateway, from the kernel's routing table (/proc/net/route: little-endian hex). */
