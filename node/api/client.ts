@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { Static, TSchema } from "@fastify/type-provider-typebox";
 import { MystError } from "../errors/MystError";
+import type { ReachabilityView } from "./reachability";
 import type * as S from "./schemas";
 import { readApiToken, readDaemonEndpoint, type DaemonEndpoint } from "./token";
 
@@ -49,6 +50,9 @@ export class NodeClient {
 
   /** A one-time login link to the dashboard (a daemon's). */
   loginLink = () => this.post<{ url: string; expiresAt: string }>("/v1/ui/login-link", {});
+
+  /** How the node can be reached (its NAT, its public contacts). */
+  reachability = () => this.get<Static<typeof ReachabilityView>>("/v1/reachability");
 
   // identities
   identities = () => this.get<Of<typeof S.IdentityList>>("/v1/identities");

@@ -22,6 +22,7 @@ import { sessionView } from "../store/session-store";
 import type { VisibleIpErrorCode } from "../daemon/visible-ip";
 import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin, type DashboardErrorCode } from "./dashboard-auth";
 import { isDashboardPublic, registerDashboard } from "./dashboard";
+import { registerReachability } from "./reachability";
 
 export interface ApiServerOptions {
   daemon: MystNode;
@@ -232,6 +233,7 @@ export class ApiServer {
     });
 
     await registerDashboard(app, { daemon, logins: this.logins, baseUrl: () => this.url, log: this.#o.log });
+    registerReachability(app, daemon);
 
     const open = { security: [] };
     app.get("/health", { schema: { summary: "Liveness (no token needed)", tags: ["node"], ...open, response: { 200: S.Health } } }, async () => ({

@@ -4,6 +4,7 @@ import type { NodeClient } from "../api/client";
 import { parsePaymentPolicy } from "../api/launch";
 import type { ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
+import { reachabilityOf, withReachability } from "./reachability";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 
@@ -87,7 +88,7 @@ export function connectCommands(context: Ctx): Command[] {
     const answer = await ctx.withNode({}, (node) => node.connection());
     // A node that sells: its caps, schedule and access state too.
     const running = ctx.runningNode();
-    const out = withControls(ctx.out, running ? await controlledServices(running) : []);
+    const out = withReachability(withControls(ctx.out, running ? await controlledServices(running) : []), await reachabilityOf(running));
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];

@@ -70,6 +70,17 @@ export interface MystConfig {
    * unless told to. Env MYST_IP_CHECK_URL.
    */
   ipCheckUrl?: string;
+  /**
+   * STUN servers ("host:port", port 3478 by default) the node asks how the internet sees it, at
+   * start and when its network changes (docs/reachability.md). Default none: the node contacts no
+   * third party unless told to, and then measures nothing, asks its router for no port and puts no
+   * direct contact in its proposals. Env MYST_STUN_SERVERS (comma-separated).
+   */
+  stunServers: string[];
+  /** While measuring, ask the home router to open a port (NAT-PMP, UPnP-IGD). Default true. Env MYST_PORT_MAPPING (true/false). */
+  portMapping: boolean;
+  /** The local UDP port reachability is measured from, which the proposals' direct contacts lead to; 0: any free one. Default 0. Env MYST_NAT_PORT. */
+  natPort: number;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -109,6 +120,9 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     maxSessionsPerConsumer: 2,
     outageToleranceMs: 120_000,
     maxServiceTypesPerProvider: 16,
+    stunServers: [],
+    portMapping: true,
+    natPort: 0,
   };
 }
 
@@ -163,6 +177,9 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_MAX_SERVICE_TYPES_PER_PROVIDER: "maxServiceTypesPerProvider",
   MYST_OUTAGE_TOLERANCE_MS: "outageToleranceMs",
   MYST_IP_CHECK_URL: "ipCheckUrl",
+  MYST_STUN_SERVERS: "stunServers",
+  MYST_PORT_MAPPING: "portMapping",
+  MYST_NAT_PORT: "natPort",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -179,7 +196,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   for (const [name, key] of Object.entries(ENV)) {
     const value = env[name];
     if (value === undefined || value === "") continue;
-    fromEnv[key] = key === "brokerUrls" || key === "discoveryUrls" ? value.split(",").map((s) => s.trim()) : value;
+    fromEnv[key] = key === "brokerUrls" || key === "discoveryUrls" || key === "stunServers" ? value.split(",").map((s) => s.trim()) : value;
   }
 
   const dataDir = flags.dataDir ?? (fromEnv.dataDir as string | undefined) ?? defaultConfig().dataDir;
@@ -266,8 +283,20 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         break;
       }
       case "lightKdf":
-        config.lightKdf = bool(value) ?? bad(key, "must be true or false");
+      case "portMapping":
+        config[key] = bool(value) ?? bad(key, "must be true or false");
         break;
+      case "stunServers": {
+        const list = Array.isArray(value) ? value : bad(key, "must be a list of host:port");
+        config.stunServers = list.map((s) => (typeof s === "string" && STUN_SERVER.test(s) ? s : bad(key, `has "${s}", not a host:port`)));
+        break;
+      }
+      case "natPort": {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
+        config.natPort = n;
+        break;
+      }
       case "registrationTimeoutMs":
       case "outageToleranceMs": {
         const n = Number(value);
@@ -289,6 +318,9 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   if (credentials) config.brokerCredentials = credentials;
   return config;
 }
+
+/** A STUN server: a host name or IPv4 address, or an IPv6 one in brackets, and an optional port (1-65535). */
+const STUN_SERVER = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}))?$/;
 
 function readConfigFile(file: string, required: boolean): Record<string, unknown> {
   let text: string;

@@ -47,6 +47,7 @@ import type { ProposalFilter } from "../proposal/filter";
 import { RECONNECT_ATTEMPTS, reconnectDelayMs, type ReconnectStatus } from "../session/reconnect";
 import { AbortError, retry } from "../lifecycle/retry";
 import { startInOrder } from "../lifecycle/startable";
+import { ReachabilityMonitor, type ReachabilityView } from "../nat/monitor";
 import type { ConsumerService, SessionProtection } from "../session/service";
 import { NodeActivity } from "./node-activity";
 import { checkVisibleIp, type VisibleIp } from "./visible-ip";
@@ -186,6 +187,8 @@ interface OnlineParts {
   consumer: ConsumerNode;
   /** What the dashboard shows beyond the API's records: live sessions, earnings per day, health, why (not) visible. */
   activity: NodeActivity;
+  /** How the node can be reached, measured (node/nat): its public contacts go into the proposals. */
+  reachability: ReachabilityMonitor;
 }
 
 /** Asked of an offline node what only an online one does (sell, buy, hold a connection). */
@@ -293,9 +296,11 @@ export class MystNode {
     const { registry, conn } = chain;
     const broker = new Broker({ servers: config.brokerUrls, name: "myst-node", credentials: config.brokerCredentials, log });
     const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
+    const reachability = new ReachabilityMonitor({ stunServers: config.stunServers, portMapping: config.portMapping, port: config.natPort, log });
     const provider = new ProviderNode({
       key,
       shared: { broker, dialogs },
+      reachability: () => reachability.current(),
       brokerUrls: config.brokerUrls,
       registry,
       services: [],
@@ -322,7 +327,14 @@ export class MystNode {
     this.metrics.watchProvider(provider);
     this.metrics.watchConsumer(() => consumer.current);
     const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.#db, log });
-    return { key, broker, dialogs, provider, consumer, activity };
+    reachability.onChange(() => provider.reannounce());
+    return { key, broker, dialogs, provider, consumer, activity, reachability };
+  }
+
+  /** How this node can be reached, as last measured (an offline node measures nothing). */
+  reachability(): ReachabilityView {
+    if (this.#online) return this.#online.reachability.view();
+    return { state: "not-measured", summary: "not measured: no node is running (`myst daemon`)", contacts: [], mapping: "unknown", filtering: "unknown" };
   }
 
   /** The node's identity; null for an offline node over an empty keystore. */
@@ -362,6 +374,7 @@ export class MystNode {
           stop: () => this.#stopSelling(),
         },
         { start: () => online.consumer.start(), stop: () => this.#stopBuying() },
+        online.reachability,
       ]);
     } catch (err) {
       this.#online = undefined;

@@ -5,7 +5,8 @@ import { ProposalAnnouncer } from "../discovery/announcer";
 import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
-import { PROPOSAL_FORMAT, type IpType, type Proposal } from "../proposal/proposal";
+import { PROPOSAL_FORMAT, type DirectContact, type IpType, type Proposal } from "../proposal/proposal";
+import type { Reachability } from "../nat/reachability";
 import { ProviderSessions } from "../session/provider";
 import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
@@ -73,6 +74,8 @@ export interface ProviderNodeOptions {
   clock?: () => number;
   /** How often traffic is counted and controls applied. Default 1 s. */
   controlsTickMs?: number;
+  /** The node's reachability as last measured: its public contacts go into the proposals (direct/v1). */
+  reachability?: () => Reachability | undefined;
 }
 
 /** The provider's payment policy (amounts in wei); docs/payments.md explains each. */
@@ -293,8 +296,13 @@ export class ProviderNode {
       bandwidthMbps: offer.bandwidthMbps,
       ...(service.ipv6 ? { ipv6: true } : {}),
       ...(policy?.access?.policy === "allowlist" ? { accessPolicy: "allowlist" as const } : {}),
-      contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }],
+      contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }, ...directContact(this.#o.reachability?.())],
     };
+  }
+
+  /** Announces every proposal again now (the node's contacts changed), instead of at the next ping. */
+  reannounce(): void {
+    for (const [type, s] of this.#selling) if (this.#started && this.controls.offered(type)) s.announcer.refresh();
   }
 
   async start(): Promise<void> {
@@ -339,4 +347,16 @@ export class ProviderNode {
     }
     this.#log.info("provider stopped");
   }
+}
+
+/** The direct/v1 contact of a measured reachability: none without public candidates. */
+function directContact(r: Reachability | undefined): DirectContact[] {
+  if (!r || r.contacts.length === 0) return [];
+  return [
+    {
+      type: "direct/v1",
+      nat: { mapping: r.mapping, filtering: r.filtering as DirectContact["nat"]["filtering"] },
+      candidates: r.contacts.slice(0, 8).map((c) => ({ kind: c.kind, address: c.address, port: c.port, protocol: c.protocol })),
+    },
+  ];
 }

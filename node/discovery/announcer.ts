@@ -35,6 +35,8 @@ export class ProposalAnnouncer {
   #stopped = true;
   /** Ends the retrying when the announcer stops. */
   #stop = new AbortController();
+  #inFlight = false;
+  #refreshAfter = false;
 
   constructor(options: AnnouncerOptions) {
     this.#o = {
@@ -82,6 +84,18 @@ export class ProposalAnnouncer {
     this.state = "idle";
   }
 
+  /** Announces again now (the proposal changed) rather than at the next ping; nothing while stopped or still registering. */
+  refresh(): void {
+    if (this.#stopped || this.state !== "announced") return;
+    // One announcement at a time: one under way is followed by another at once.
+    if (this.#inFlight) {
+      this.#refreshAfter = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    void this.#keepAnnounced(DISCOVERY_SUBJECTS.ping);
+  }
+
   /** Signs the proposal now, valid for three ping periods. */
   fresh(): Proposal {
     const now = Date.now();
@@ -93,6 +107,15 @@ export class ProposalAnnouncer {
    * not answer, registers again with backoff until it takes the proposal; then pings on schedule.
    */
   async #keepAnnounced(first: string): Promise<void> {
+    this.#inFlight = true;
+    try {
+      await this.#announceUntilTaken(first);
+    } finally {
+      this.#inFlight = false;
+    }
+  }
+
+  async #announceUntilTaken(first: string): Promise<void> {
     const { signal } = this.#stop;
     if (this.state !== "announced") this.state = "announcing";
     let proposal: Proposal;
@@ -120,7 +143,9 @@ export class ProposalAnnouncer {
     this.current = proposal;
     this.state = "announced";
     this.lastError = undefined;
-    this.#timer = setTimeout(() => void this.#keepAnnounced(DISCOVERY_SUBJECTS.ping), this.#o.pingMs);
+    const soon = this.#refreshAfter;
+    this.#refreshAfter = false;
+    this.#timer = setTimeout(() => void this.#keepAnnounced(DISCOVERY_SUBJECTS.ping), soon ? 0 : this.#o.pingMs);
     this.#timer.unref();
   }
 

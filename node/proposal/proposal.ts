@@ -4,6 +4,7 @@ import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { checkSigner, type SignerDirectory } from "../identity/protocol-signature";
 import { sameAddress } from "../values/address";
+import { isPublicAddress } from "../values/ip";
 import { Address, Wei } from "../values/schemas";
 
 /**
@@ -18,6 +19,55 @@ export type IpType = (typeof IP_TYPES)[number];
 
 /** An amount in token wei, as a decimal string (no sign, no leading zeros, at most 78 digits). */
 export const WeiString = Wei;
+
+/** How to reach the provider's node: the broker (its dialog subject). */
+export const NatsContactSchema = Type.Object(
+  {
+    type: Type.Literal("nats/v1"),
+    brokerUrls: Type.Array(Type.String({ maxLength: 256 }), { minItems: 1, maxItems: 8 }),
+    subject: Type.String({ maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * How to reach the provider's node directly (docs/reachability.md): its NAT as measured and its
+ * public candidates — "public" (its own address), "mapped" (a port its router opened), "punch-only"
+ * (the mapping STUN saw, open only to a peer that sends at the same time). Never a private address:
+ * a proposal naming one is malformed.
+ */
+export const DirectContactSchema = Type.Object(
+  {
+    type: Type.Literal("direct/v1"),
+    nat: Type.Object(
+      {
+        mapping: Type.Union([Type.Literal("none"), Type.Literal("endpoint-independent"), Type.Literal("endpoint-dependent"), Type.Literal("unknown")]),
+        filtering: Type.Union([
+          Type.Literal("endpoint-independent"),
+          Type.Literal("address-dependent"),
+          Type.Literal("address-and-port-dependent"),
+          Type.Literal("unknown"),
+        ]),
+      },
+      { additionalProperties: false },
+    ),
+    candidates: Type.Array(
+      Type.Object(
+        {
+          kind: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("punch-only")]),
+          address: Type.String({ minLength: 2, maxLength: 45, pattern: "^[0-9A-Fa-f:.]+$" }),
+          port: Type.Integer({ minimum: 1, maximum: 65535 }),
+          protocol: Type.Union([Type.Literal("udp"), Type.Literal("tcp")]),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 8 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type NatsContact = Static<typeof NatsContactSchema>;
+export type DirectContact = Static<typeof DirectContactSchema>;
 
 export const ProposalSchema = Type.Object(
   {
@@ -41,17 +91,7 @@ export const ProposalSchema = Type.Object(
     ipv6: Type.Optional(Type.Boolean()),
     /** Who may connect: "allowlist" when only listed consumers may; absent or "open": anyone the provider has not denied. */
     accessPolicy: Type.Optional(Type.Union([Type.Literal("open"), Type.Literal("allowlist")])),
-    contacts: Type.Array(
-      Type.Object(
-        {
-          type: Type.Literal("nats/v1"),
-          brokerUrls: Type.Array(Type.String({ maxLength: 256 }), { minItems: 1, maxItems: 8 }),
-          subject: Type.String({ maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }),
-        },
-        { additionalProperties: false },
-      ),
-      { minItems: 1, maxItems: 4 },
-    ),
+    contacts: Type.Array(Type.Union([NatsContactSchema, DirectContactSchema]), { minItems: 1, maxItems: 4 }),
     /** Milliseconds since the epoch. A newer proposal replaces an older one, never the reverse. */
     createdAt: Type.Integer({ minimum: 0 }),
     expiresAt: Type.Integer({ minimum: 0 }),
@@ -103,6 +143,10 @@ export function parseSignedProposal(input: unknown): { signed: SignedProposal; p
   }
   if (!checkProposal.Check(proposal)) throw new ProposalError("PROPOSAL_MALFORMED", `proposal ${firstError(checkProposal, proposal)}`);
   if (proposal.expiresAt <= proposal.createdAt) throw new ProposalError("PROPOSAL_MALFORMED", "proposal expires before it was created");
+  for (const contact of proposal.contacts)
+    if (contact.type === "direct/v1")
+      for (const c of contact.candidates)
+        if (!isPublicAddress(c.address)) throw new ProposalError("PROPOSAL_MALFORMED", `a direct contact names ${c.address}, which is not a public address`);
   return { signed: input, proposal };
 }
 
@@ -131,9 +175,23 @@ export async function verifySignedProposal(input: unknown, options: VerifyOption
   return { signed, proposal };
 }
 
-/** The part of a proposal a session is agreed on: a re-signed proposal with new times keeps it. */
+/**
+ * The part of a proposal a session is agreed on: a re-signed proposal with new times keeps it, and
+ * so does one whose direct contacts changed (a new mapping after a network change is how to reach
+ * the provider, not what was agreed).
+ */
 export function proposalTerms(p: Proposal): string {
-  return JSON.stringify([p.provider.toLowerCase(), p.serviceType, p.price, p.contacts]);
+  return JSON.stringify([p.provider.toLowerCase(), p.serviceType, p.price, p.contacts.filter((c) => c.type !== "direct/v1")]);
+}
+
+/** The proposal's broker contact (every valid proposal has one the provider listens on). */
+export function natsContactOf(p: Proposal): NatsContact | undefined {
+  return p.contacts.find((c): c is NatsContact => c.type === "nats/v1");
+}
+
+/** The proposal's direct contact, when the provider measured one. */
+export function directContactOf(p: Proposal): DirectContact | undefined {
+  return p.contacts.find((c): c is DirectContact => c.type === "direct/v1");
 }
 
 function firstError(checker: { Errors(v: unknown): { First(): { path: string; message: string } | undefined } }, value: unknown): string {

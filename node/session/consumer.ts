@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import { peerCodeOf, subjectOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
-import { parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import {
   SERVICE_AVAILABILITY,
@@ -167,7 +167,7 @@ export class ConsumerSessions {
     if (proposal.serviceType !== options.service.type) {
       throw new SessionError("SERVICE_MISMATCH", `the proposal is for ${proposal.serviceType}, not ${options.service.type}`);
     }
-    const contact = proposal.contacts.find((c) => c.type === "nats/v1");
+    const contact = natsContactOf(proposal);
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
 
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);

@@ -57,6 +57,31 @@ function IdentityPanel(props: { identity: string }) {
   );
 }
 
+interface ReachabilityView {
+  state: "measured" | "measuring" | "not-measured";
+  summary: string;
+  contacts: { kind: string; address: string; port: number; protocol: string }[];
+}
+
+/** How consumers can reach this node (docs/reachability.md), read again whenever health is checked. */
+function ReachabilityChecks(props: { checkedAt?: string }) {
+  const [view, setView] = useState<ReachabilityView | null>(null);
+  useEffect(() => {
+    api<ReachabilityView>("GET", "/v1/reachability").then(setView, () => setView(null));
+  }, [props.checkedAt]);
+  if (!view) return null;
+  return (
+    <>
+      <h3>Can consumers reach it directly?</h3>
+      <p data-testid="reachability">
+        {/* Green: reachable directly; grey: by hole punching only; red: not at all. */}
+        <Dot ok={view.contacts.some((c) => c.kind !== "punch-only") ? true : view.contacts.length > 0 ? null : false} /> {view.summary}
+        {view.contacts.length ? <span class="why"> — {view.contacts.map((c) => `${c.kind} ${c.address}:${c.port}`).join(", ")}</span> : null}
+      </p>
+    </>
+  );
+}
+
 function HealthPanel(props: { state: NodeState }) {
   const h = props.state.health;
   if (!h)
@@ -81,6 +106,7 @@ function HealthPanel(props: { state: NodeState }) {
           </li>
         ))}
       </ul>
+      <ReachabilityChecks checkedAt={h.checkedAt} />
       <h3>Is the node visible?</h3>
       {h.visibility.length === 0 ? <p>No service runs: consumers cannot find this node.</p> : null}
       <ul class="checks" data-testid="visibility">

@@ -46,6 +46,24 @@ describe("config", function () {
     expect(config).to.include({ apiHost: "127.0.0.2", apiPort: 0, logFormat: "pretty" });
   });
 
+  it("takes the reachability settings (STUN servers, port mapping, the measured port) from the file and the environment, and names bad ones", function () {
+    expect(loadConfig({ dataDir: tmp.dir }, {})).to.include({ portMapping: true, natPort: 0 });
+    expect(loadConfig({ dataDir: tmp.dir }, {}).stunServers).to.deep.equal([]);
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ stunServers: ["stun.example.org", "[2001:db8::1]:3478"], portMapping: false }));
+    const fromFile = loadConfig({ dataDir: tmp.dir }, {});
+    expect([fromFile.stunServers, fromFile.portMapping]).to.deep.equal([["stun.example.org", "[2001:db8::1]:3478"], false]);
+    const fromEnv = loadConfig(
+      { dataDir: tmp.dir },
+      { MYST_STUN_SERVERS: "198.18.2.2:3478, 198.18.2.3:3479", MYST_PORT_MAPPING: "true", MYST_NAT_PORT: "51820" },
+    );
+    expect([fromEnv.stunServers, fromEnv.portMapping, fromEnv.natPort]).to.deep.equal([["198.18.2.2:3478", "198.18.2.3:3479"], true, 51820]);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_STUN_SERVERS: "stun.example.org:99999" })).to.throw(
+      /stunServers \(from MYST_STUN_SERVERS\) has "stun.example.org:99999"/,
+    );
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_PORT_MAPPING: "maybe" })).to.throw(/portMapping \(from MYST_PORT_MAPPING\) must be true or false/);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_NAT_PORT: "70000" })).to.throw(/natPort \(from MYST_NAT_PORT\) must be a port number/);
+  });
+
   it("rejects an unknown setting, bad JSON, and a missing explicit config file", function () {
     const file = path.join(tmp.dir, "config.json");
     fs.writeFileSync(file, JSON.stringify({ rpcURL: "http://x" }));

@@ -1,0 +1,164 @@
+import dgram from "node:dgram";
+import type { Logger } from "pino";
+import { localAddresses } from "./addresses";
+import { type PortMapper, RouterPortMapper } from "./port-mapping";
+import { type MeasureOptions, measureReachability, type Reachability, type ReachabilityDetails } from "./reachability";
+
+export interface ReachabilitySettings {
+  /** STUN servers ("host:port"); none: reachability is not measured (and the router is not asked for a port). */
+  stunServers: string[];
+  /** Ask the home router for a port (NAT-PMP, UPnP-IGD) while measuring. */
+  portMapping: boolean;
+  /** The local UDP port measured from (and so the one the contacts lead to); 0: any free one. */
+  port: number;
+}
+
+export interface ReachabilityMonitorOptions extends ReachabilitySettings {
+  log?: Logger;
+  /** Measure again this often, whatever happens. Default 10 minutes. */
+  recheckMs?: number;
+  /** Look at this machine's addresses this often; a change measures again at once. Default 10 s. */
+  watchMs?: number;
+  /** A port mapper other than the router's (tests). */
+  portMapper?: PortMapper;
+  /** Passed to each measurement (tests shorten the STUN timeouts). */
+  measure?: Pick<MeasureOptions, "stun" | "filteringProbe">;
+}
+
+/** What the node shows: the last measurement, or why there is none yet. */
+export type ReachabilityView =
+  | (Reachability & { state: "measured"; details: ReachabilityDetails })
+  | { state: "measuring" | "not-measured"; summary: string; contacts: []; mapping: "unknown"; filtering: "unknown"; measuredAt?: undefined };
+
+/**
+ * Keeps a node's reachability current: measures at start, again when this machine's addresses
+ * change (a new network, a new lease) and every `recheckMs` (a new public address behind the same
+ * router), and tells listeners when what it would advertise changed. It owns the UDP socket it
+ * measures from, whose port the contacts lead to, and the router's mapping of that port (renewed
+ * by the mapper, removed at stop).
+ */
+export class ReachabilityMonitor {
+  readonly #o: ReachabilityMonitorOptions;
+  #socket?: dgram.Socket;
+  #mapper?: PortMapper;
+  #current?: Reachability & { details: ReachabilityDetails };
+  #measuring?: Promise<void>;
+  #again = false;
+  #timers: NodeJS.Timeout[] = [];
+  #addresses = "";
+  #listeners = new Set<(r: Reachability) => void>();
+  #stopped = true;
+
+  constructor(options: ReachabilityMonitorOptions) {
+    this.#o = options;
+  }
+
+  /** Whether the settings ask for measuring at all. */
+  get enabled(): boolean {
+    return this.#o.stunServers.length > 0;
+  }
+
+  /** The socket measured from (bound while started): the one a direct channel should use, so the contacts lead to it. */
+  get socket(): dgram.Socket | undefined {
+    return this.#socket;
+  }
+
+  /** The last measurement; undefined before the first one ends. */
+  current(): (Reachability & { details: ReachabilityDetails }) | undefined {
+    return this.#current;
+  }
+
+  view(): ReachabilityView {
+    if (this.#current) return { state: "measured", ...this.#current };
+    const base = { contacts: [] as [], mapping: "unknown" as const, filtering: "unknown" as const };
+    if (!this.enabled) return { state: "not-measured", summary: "not measured: no STUN servers are set (MYST_STUN_SERVERS)", ...base };
+    return { state: this.#stopped ? "not-measured" : "measuring", summary: this.#stopped ? "not measured: the node is not running" : "measuring…", ...base };
+  }
+
+  /** Told after each measurement whose contacts, classification or words differ from the last one's. */
+  onChange(listener: (r: Reachability) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Binds the socket and starts measuring in the background (a start never waits for STUN servers). */
+  async start(): Promise<void> {
+    if (!this.enabled || !this.#stopped) return;
+    this.#stopped = false;
+    const socket = dgram.createSocket("udp4");
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(this.#o.port, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    // A datagram error (an ICMP unreachable after a probe) must not kill the node.
+    socket.on("error", (err) => this.#o.log?.debug({ err }, "reachability socket error"));
+    this.#socket = socket;
+    this.#mapper = this.#o.portMapping ? (this.#o.portMapper ?? new RouterPortMapper({ log: this.#o.log, onLost: () => void this.measure() })) : undefined;
+    this.#addresses = addressKey();
+    const watch = setInterval(() => {
+      const now = addressKey();
+      if (now === this.#addresses) return;
+      this.#addresses = now;
+      this.#o.log?.info({ addresses: now }, "this machine's addresses changed; measuring reachability again");
+      void this.measure();
+    }, this.#o.watchMs ?? 10_000);
+    const recheck = setInterval(() => void this.measure(), this.#o.recheckMs ?? 600_000);
+    for (const t of [watch, recheck]) t.unref();
+    this.#timers = [watch, recheck];
+    void this.measure();
+  }
+
+  /** Measures now (a measurement under way is followed by one more); resolves when done. */
+  measure(): Promise<void> {
+    if (this.#stopped || !this.#socket) return Promise.resolve();
+    if (this.#measuring) {
+      this.#again = true;
+      return this.#measuring;
+    }
+    this.#measuring = (async () => {
+      do {
+        this.#again = false;
+        await this.#measureOnce();
+      } while (this.#again && !this.#stopped);
+    })().finally(() => (this.#measuring = undefined));
+    return this.#measuring;
+  }
+
+  async #measureOnce(): Promise<void> {
+    const socket = this.#socket;
+    if (!socket) return;
+    try {
+      const r = await measureReachability({
+        stunServers: this.#o.stunServers,
+        socket,
+        portMapper: this.#mapper,
+        localAddresses: localAddresses(),
+        ...this.#o.measure,
+      });
+      if (this.#stopped) return;
+      const before = this.#current;
+      this.#current = r;
+      this.#o.log?.info({ mapping: r.mapping, filtering: r.filtering, contacts: r.contacts, summary: r.summary }, "reachability measured");
+      if (!before || advertised(before) !== advertised(r)) for (const l of this.#listeners) l(r);
+    } catch (err) {
+      this.#o.log?.warn({ err }, "could not measure reachability");
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    await this.#measuring?.catch(() => undefined);
+    await this.#mapper?.stop();
+    this.#socket?.close();
+    this.#socket = undefined;
+  }
+}
+
+const advertised = (r: Reachability) => JSON.stringify([r.mapping, r.filtering, r.contacts, r.summary]);
+const addressKey = () => localAddresses().sort().join(",");
