@@ -2,7 +2,8 @@ import dgram from "node:dgram";
 import { expect } from "chai";
 import { isCarrierAddress, isPublicAddress } from "../../../node/nat/addresses";
 import type { PortMapper, RouterMapping } from "../../../node/nat/port-mapping";
-import { measureReachability } from "../../../node/nat/reachability";
+import { ReachabilityMonitor } from "../../../node/nat/monitor";
+import { measureReachability, type Reachability } from "../../../node/nat/reachability";
 import { ATTR, BINDING, decodeStunMessage, encodeAddress, encodeStunMessage, encodeXorAddress, type StunMessage } from "../../../node/nat/stun";
 
 /**
@@ -223,5 +224,34 @@ describe("which addresses may be told to the public", function () {
   });
   it("knows the carriers' shared space", function () {
     expect([isCarrierAddress("100.64.3.2"), isCarrierAddress("100.63.0.1"), isCarrierAddress("100.128.0.1")]).to.deep.equal([true, false, false]);
+  });
+});
+
+describe("the reachability monitor", function () {
+  it("with no STUN servers set measures nothing, binds nothing and says why", async function () {
+    const monitor = new ReachabilityMonitor({ stunServers: [], portMapping: true, port: 0 });
+    await monitor.start();
+    expect(monitor.socket).to.equal(undefined);
+    expect(monitor.view()).to.deep.include({ state: "not-measured", summary: "not measured: no STUN servers are set (MYST_STUN_SERVERS)" });
+    await monitor.stop();
+  });
+
+  it("measures at start from its own socket, tells listeners, and closes the socket at stop", async function () {
+    const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false });
+    const monitor = new ReachabilityMonitor({ stunServers: [servers.primary], portMapping: false, port: 0, measure: FAST });
+    try {
+      const changed = new Promise<Reachability>((resolve) => monitor.onChange(resolve));
+      await monitor.start();
+      expect(monitor.view().state).to.equal("measuring");
+      const r = await changed;
+      expect(r.contacts).to.deep.equal([{ kind: "punch-only", address: "198.51.100.7", port: 40000, protocol: "udp" }]);
+      expect(monitor.view()).to.deep.include({ state: "measured", mapping: "endpoint-independent" });
+      const socket = monitor.socket!;
+      await monitor.stop();
+      expect(() => socket.address()).to.throw();
+    } finally {
+      await monitor.stop();
+      await servers.close();
+    }
   });
 });
