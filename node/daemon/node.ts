@@ -331,6 +331,11 @@ export class MystNode {
     return { key, broker, dialogs, provider, consumer, activity, reachability };
   }
 
+  /** What keeps the node's reachability measured: its UDP socket (the one the contacts lead to) and the last measurement. Online only. */
+  get reachabilityMonitor(): ReachabilityMonitor {
+    return this.#onlineParts().reachability;
+  }
+
   /** How this node can be reached, as last measured (an offline node measures nothing). */
   reachability(): ReachabilityView {
     if (this.#online) return this.#online.reachability.view();

@@ -74,8 +74,9 @@ function ReachabilityChecks(props: { checkedAt?: string }) {
     <>
       <h3>Can consumers reach it directly?</h3>
       <p data-testid="reachability">
-        {/* Green: reachable directly; grey: by hole punching only; red: not at all. */}
-        <Dot ok={view.contacts.some((c) => c.kind !== "punch-only") ? true : view.contacts.length > 0 ? null : false} /> {view.summary}
+        {/* Green: reachable directly; grey: by hole punching only, or not measured; red: not at all. */}
+        <Dot ok={view.state !== "measured" ? null : view.contacts.some((c) => c.kind !== "punch-only") ? true : view.contacts.length > 0 ? null : false} />{" "}
+        {view.summary}
         {view.contacts.length ? <span class="why"> — {view.contacts.map((c) => `${c.kind} ${c.address}:${c.port}`).join(", ")}</span> : null}
       </p>
     </>
