@@ -71,7 +71,7 @@ describe("e2e: a node measures how it can be reached behind each kind of router"
   before(async function () {
     requireE2E(this);
     buildCli();
-    topology = await topologyUp({ consumers: kinds.length, nat: { provider: "upnp", consumer: [...kinds] } });
+    topology = await topologyUp({ consumers: kinds.length, nat: { provider: "upnp", consumer: [...kinds], udpTimeoutSeconds: 30 } });
     // Every machine measures at once, each asking its router for a port (none but the UPnP routers has one to give).
     const all = [topology.provider, ...topology.consumers].map((netns) => ({
       netns,
@@ -86,6 +86,18 @@ describe("e2e: a node measures how it can be reached behind each kind of router"
   });
 
   const consumer = (kind: (typeof kinds)[number]) => topology.consumers[kinds.indexOf(kind)];
+
+  it("every NAT router on the way (home routers and carriers) forgets an idle UDP mapping after the timeout asked (30 s)", function () {
+    const routers = [topology.provider, ...topology.consumers].flatMap((n) => topology.nat!.natRoutersOf(n));
+    expect(routers).to.have.length(7); // the UPnP router; none for the public consumer; 1, 1, 2, 2 for the others
+    for (const r of routers)
+      expect(
+        topology
+          .exec(r, ["/usr/sbin/sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream"])
+          .split("\n")
+          .filter(Boolean),
+      ).to.deep.equal(["30", "30"]);
+  });
 
   it("with a public address and nothing filtered: no NAT, a public contact on its own port", function () {
     const r = measured.get(consumer("public"))!;
