@@ -220,6 +220,26 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
     await until(async () => (await get(`/v1/proposals?provider_id=${providers[0].address}`)).body.proposals.length === 0, "the unregister");
   });
 
+  it("announces again at once when told the proposal changed (a provider's contacts), not at the next ping", async function () {
+    let bandwidthMbps = 10;
+    const announcer = new ProposalAnnouncer({
+      broker: await broker(),
+      key: providers[0],
+      proposal: () => ({ ...makeProposal(providers[0], { serviceType: "wireguard" }), bandwidthMbps }),
+      pingMs: 600_000,
+    });
+    const listed = async () => (await get(`/v1/proposals/${providers[0].address}/wireguard`)).body.proposal?.bandwidthMbps;
+    try {
+      announcer.start();
+      await until(async () => (await listed()) === 10, "the first announcement");
+      bandwidthMbps = 20;
+      announcer.refresh();
+      await until(async () => (await listed()) === 20, "the changed proposal, long before the next ping", 10_000);
+    } finally {
+      await announcer.stop();
+    }
+  });
+
   it("drops a proposal that is not pinged within the TTL", async function () {
     bucket = `discovery-test-short-ttl`;
     const short = await replica(300);
