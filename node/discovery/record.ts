@@ -9,10 +9,13 @@ import type { Proposal, SignedProposal } from "../proposal/proposal";
  *
  * Encoding, one UTF-8 value: a JSON header line, then for a proposal the signature line and the
  * signed text, byte for byte (it may itself contain newlines). A reader parses only the header.
- *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy, {ipv6?}]\n0x<sig>\n<proposal text>
+ *   ["p", createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy, {ipv6?, mark?}]\n0x<sig>\n<proposal text>
  * (records written before access policies have eight header fields: their policy is "open"; the
- * trailing object holds the other attributes filters read, and is left out when empty)
- *   ["w", at]\n0x<sig>\n<unregister text>
+ * trailing object holds the other attributes filters read and the writing replica's mark, and is
+ * left out when empty)
+ *   ["w", at, {mark?}]\n0x<sig>\n<unregister text>
+ * (the mark, record-mark.ts, says a replica holding the replicas' key verified the signature;
+ * readers that do not know it ignore it)
  * (a withdrawal without the signed unregister, as earlier versions wrote it, is never trusted)
  */
 export type StoredRecord = StoredProposal | StoredWithdrawal;
@@ -31,6 +34,8 @@ export interface StoredProposal {
   accessPolicy: "open" | "allowlist";
   signature: string;
   text: string;
+  /** The writing replica's mark (record-mark.ts): it verified the signature. */
+  mark?: string;
 }
 
 export interface StoredWithdrawal {
@@ -40,6 +45,8 @@ export interface StoredWithdrawal {
   /** The provider's signed unregister that asked for it (the only proof a replica loading it accepts). */
   signature?: string;
   text?: string;
+  /** The writing replica's mark (record-mark.ts). */
+  mark?: string;
 }
 
 /**
@@ -67,11 +74,15 @@ export function proposalRecord(signed: SignedProposal, p: Proposal): StoredPropo
 
 export function encodeRecord(r: StoredRecord): Uint8Array {
   if (r.kind === "withdrawal") {
-    const header = JSON.stringify(["w", r.at]);
+    const header = JSON.stringify(r.mark === undefined ? ["w", r.at] : ["w", r.at, { mark: r.mark }]);
     return Buffer.from(r.signature === undefined ? header : `${header}\n${r.signature}\n${r.text ?? ""}`);
   }
-  const fixed = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps, r.accessPolicy];
-  const header = JSON.stringify(r.ipv6 ? [...fixed, { ipv6: true }] : fixed);
+  const fixed: unknown[] = ["p", r.createdAt, r.expiresAt, r.country, r.ipType, r.perHour, r.perGiB, r.bandwidthMbps, r.accessPolicy];
+  const extra: { ipv6?: true; mark?: string } = {};
+  if (r.ipv6) extra.ipv6 = true;
+  if (r.mark !== undefined) extra.mark = r.mark;
+  if (extra.ipv6 || extra.mark !== undefined) fixed.push(extra);
+  const header = JSON.stringify(fixed);
   return Buffer.from(`${header}\n${r.signature}\n${r.text}`);
 }
 
@@ -96,10 +107,12 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
   if (header[0] === "w" && typeof header[1] === "number") {
     const nl2 = nl < 0 ? -1 : text.indexOf("\n", nl + 1);
     if (nl2 < 0) return { kind: "withdrawal", at: header[1] };
-    return { kind: "withdrawal", at: header[1], signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1) };
+    const mark = markOf(header[2]);
+    return { kind: "withdrawal", at: header[1], signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1), ...(mark ? { mark } : {}) };
   }
   if (header[0] !== "p" || header.length < 8 || header.length > 10 || nl < 0) throw new RecordFormatError("unknown record kind");
   const extra = (header[9] ?? {}) as { ipv6?: unknown };
+  const mark = markOf(extra);
   const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
   const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy] = header;
@@ -116,5 +129,11 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     ...(extra.ipv6 === true ? { ipv6: true } : {}),
     signature: text.slice(nl + 1, nl2),
     text: text.slice(nl2 + 1),
+    ...(mark ? { mark } : {}),
   };
+}
+
+function markOf(extra: unknown): string | undefined {
+  const mark = (extra as { mark?: unknown } | null)?.mark;
+  return typeof mark === "string" && mark.length <= 128 ? mark : undefined;
 }

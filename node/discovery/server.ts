@@ -10,6 +10,7 @@ import { buildDiscoveryApp, type DiscoveryHealth } from "./http-api";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
 import { RecordRejected, verifyStoredRecord } from "./record-check";
+import { RecordMarker } from "./record-mark";
 import { SignatureWorkers } from "./signature-workers";
 import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
 
@@ -33,6 +34,12 @@ export interface DiscoveryServiceOptions {
   store?: ProposalStore;
   /** A proposal not pinged for this long disappears: the local store's TTL (a shared store has its own). Default 90 s. */
   ttlMs?: number;
+  /**
+   * The replicas' key (record-mark.ts): this replica marks what it writes with it, and trusts a value
+   * carrying its mark without checking the signature again (a restart, or a replica of the same
+   * service, loads in seconds). Without one, every value loaded or watched is verified in full.
+   */
+  replicaKey?: Uint8Array;
   /** The threads that check signatures; default: a pool with one thread per core, started and stopped with the service. */
   signatureWorkers?: SignatureWorkers;
   /** Announcements being verified and written at once; more are refused with DISCOVERY_BUSY. Default 4096. */
@@ -62,6 +69,7 @@ export class DiscoveryService {
   readonly #o: DiscoveryServiceOptions;
   readonly #log: Logger;
   readonly #workers: SignatureWorkers;
+  readonly #marker?: RecordMarker;
   #app?: FastifyInstance;
   #subs: { unsubscribe(): void }[] = [];
   #sweeper?: NodeJS.Timeout;
@@ -85,6 +93,12 @@ export class DiscoveryService {
     labelNames: ["reason"],
     registers: [this.metrics],
   });
+  readonly #checkedRecords = new Counter({
+    name: "myst_discovery_store_records_verified_total",
+    help: "values of the shared store verified and indexed, by how their signature was vouched for: by the replicas' mark, or checked here",
+    labelNames: ["by"],
+    registers: [this.metrics],
+  });
   readonly #announcements = new Counter({
     name: "myst_discovery_announcements_total",
     help: "announcements by source and result",
@@ -103,6 +117,7 @@ export class DiscoveryService {
     this.#log = options.log ?? silentLogger;
     this.store = options.store ?? new LocalProposalStore(options.ttlMs ?? 90_000);
     this.#workers = options.signatureWorkers ?? new SignatureWorkers();
+    if (options.replicaKey) this.#marker = new RecordMarker(options.replicaKey);
     this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals, options.maxServiceTypesPerProvider);
     const index = this.index;
     new Gauge({
@@ -255,12 +270,16 @@ export class DiscoveryService {
     this.#verifying++;
     const epoch = this.#storeEpoch;
     try {
-      const record = await verifyStoredRecord(c.key, c.record, {
+      const { record, by } = await verifyStoredRecord(c.key, c.record, {
         directory: this.#o.directory,
         check: (claimed, bytes, signature, directory) => this.#workers.checkSigner(claimed, bytes, signature, directory),
+        marker: this.#marker,
       });
       // A stream made again while this was verified counts its revisions afresh: an old one would hide the new.
-      if (epoch === this.#storeEpoch) this.index.apply(c.key, record, c.revision, c.storedAt);
+      if (epoch === this.#storeEpoch) {
+        this.index.apply(c.key, record, c.revision, c.storedAt);
+        this.#checkedRecords.inc({ by });
+      }
     } catch (err) {
       if (epoch !== this.#storeEpoch) return;
       if (err instanceof RecordRejected) this.#refuse(c, err.reason, err.message);
@@ -352,7 +371,7 @@ export class DiscoveryService {
     for (let attempt = 0; attempt < 8; attempt++) {
       const d = decide(Date.now());
       if (!d) return undefined;
-      const value = record();
+      const value = this.#marker ? this.#marker.marked(d.key, record()) : record();
       const written = await this.store.write(d.key, value, d.revision);
       if (written !== "conflict") {
         this.index.apply(d.key, value, written.revision, written.storedAt);
