@@ -1,7 +1,6 @@
 import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { startDiscoveryReplica } from "../api/discovery-replica";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
@@ -36,6 +35,8 @@ export function discoveryCommand(context: Ctx): Command {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket))
         throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
       const replicaKeyFile = opts.replicaKeyFile ?? path.join(ctx.config.dataDir, "discovery-replica.key");
+      // Loaded here, not at the top: every other command (and --help) would carry the replica otherwise.
+      const { startDiscoveryReplica } = require("../api/discovery-replica") as typeof import("../api/discovery-replica");
       const replica = await startDiscoveryReplica(ctx.config, ctx.log, {
         host: opts.host,
         port,
