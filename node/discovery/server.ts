@@ -191,10 +191,9 @@ export class DiscoveryService {
 
   /** Starts answering HTTP at once ("loading"), loads the store, then takes announcements ("ready"). */
   async start(): Promise<void> {
-    // The signature threads start (and load their code) while the index loads: only announcements need them.
-    const workersStarted = this.#workers.start();
+    // The signature threads themselves start with the first signature to check (signature-workers.ts).
+    await this.#workers.start();
     const service = this;
-    workersStarted.catch(() => {}); // awaited below, before any announcement is taken
     await this.store.start();
     this.index.ttlMs = this.store.ttlMs;
     const app = await buildDiscoveryApp(
@@ -231,7 +230,6 @@ export class DiscoveryService {
     } finally {
       this.index.endBulk();
     }
-    await workersStarted;
     this.#subscribe();
     await this.#o.broker.flush();
     this.#sweeper = setInterval(() => {
