@@ -160,9 +160,9 @@ export class ProposalIndex {
     e.createdAt = record.createdAt;
     e.expiresAt = record.expiresAt;
     e.liveUntil = Math.min(record.expiresAt, e.keepUntil);
-    e.serviceType = key.slice(43);
-    e.country = record.country;
-    e.ipType = record.ipType;
+    e.serviceType = shared(key.slice(43));
+    e.country = shared(record.country);
+    e.ipType = shared(record.ipType);
     e.perHour = BigInt(record.perHour);
     e.perGiB = BigInt(record.perGiB);
     e.hourBand = band(e.perHour);
@@ -378,6 +378,19 @@ export class ProposalIndex {
       this.#byGiBBand,
     ];
   }
+}
+
+/** One copy of each short label (country, IP type, service type) for every entry that carries it. */
+const labels = new Map<string, string>();
+/** Distinct labels kept: the schema bounds countries and IP types; service types are anyone's words. */
+const MAX_LABELS = 4096;
+
+/** The copy of `s` the index already holds (a decoded record brings its own copy of each label: ~24 B per entry and label). */
+function shared(s: string): string {
+  const known = labels.get(s);
+  if (known !== undefined) return known;
+  if (labels.size < MAX_LABELS) labels.set(s, s);
+  return s;
 }
 
 function createdAtOf(r: StoredRecord): number {

@@ -95,25 +95,29 @@ export class RecordFormatError extends MystError {
 /** Decodes a value of the bucket; throws RecordFormatError for anything this version did not write. */
 export function decodeRecord(value: Uint8Array): StoredRecord {
   if (value.byteLength > MAX_RECORD_BYTES) throw new RecordFormatError(`record of ${value.byteLength} bytes is over the ${MAX_RECORD_BYTES} allowed`);
-  const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
-  const nl = text.indexOf("\n");
+  // Each part decoded on its own (a newline byte is never inside a UTF-8 sequence): the signature and
+  // the text a replica keeps for every proposal do not hold on to the whole value (its header) as
+  // slices of one decoded string would.
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  const nl = bytes.indexOf(0x0a);
+  const nl2 = nl < 0 ? -1 : bytes.indexOf(0x0a, nl + 1);
   let header: unknown;
   try {
-    header = JSON.parse(nl < 0 ? text : text.slice(0, nl));
+    header = JSON.parse(bytes.toString("utf8", 0, nl < 0 ? bytes.length : nl));
   } catch {
     throw new RecordFormatError("record header is not JSON");
   }
   if (!Array.isArray(header)) throw new RecordFormatError("record header is not an array");
+  const signature = () => bytes.toString("utf8", nl + 1, nl2);
+  const text = () => bytes.toString("utf8", nl2 + 1);
   if (header[0] === "w" && typeof header[1] === "number") {
-    const nl2 = nl < 0 ? -1 : text.indexOf("\n", nl + 1);
     if (nl2 < 0) return { kind: "withdrawal", at: header[1] };
     const mark = markOf(header[2]);
-    return { kind: "withdrawal", at: header[1], signature: text.slice(nl + 1, nl2), text: text.slice(nl2 + 1), ...(mark ? { mark } : {}) };
+    return { kind: "withdrawal", at: header[1], signature: signature(), text: text(), ...(mark ? { mark } : {}) };
   }
   if (header[0] !== "p" || header.length < 8 || header.length > 10 || nl < 0) throw new RecordFormatError("unknown record kind");
   const extra = (header[9] ?? {}) as { ipv6?: unknown };
   const mark = markOf(extra);
-  const nl2 = text.indexOf("\n", nl + 1);
   if (nl2 < 0) throw new RecordFormatError("record has no signed text");
   const [, createdAt, expiresAt, country, ipType, perHour, perGiB, bandwidthMbps, accessPolicy] = header;
   return {
@@ -127,8 +131,8 @@ export function decodeRecord(value: Uint8Array): StoredRecord {
     bandwidthMbps,
     accessPolicy: accessPolicy === "allowlist" ? "allowlist" : "open",
     ...(extra.ipv6 === true ? { ipv6: true } : {}),
-    signature: text.slice(nl + 1, nl2),
-    text: text.slice(nl2 + 1),
+    signature: signature(),
+    text: text(),
     ...(mark ? { mark } : {}),
   };
 }
