@@ -1,23 +1,13 @@
-import fs from "node:fs";
 import path from "node:path";
-import { connectChain } from "../chain/connect";
-import { readDeployment } from "../chain/deployment";
-import { IdentityRegistryClient } from "../chain/registry";
-import { Broker } from "../broker/broker";
 import { PACKAGE_ROOT, type MystConfig } from "../config/config";
 import { resolvePassphrase } from "../config/passphrase";
 import { MystNode, type NodeIdentity } from "../daemon/node";
-import type { ProviderPaymentSettings } from "../daemon/provider-node";
-import { JetStreamProposalStore } from "../discovery/jetstream-store";
-import { DiscoveryService } from "../discovery/server";
-import { SignatureWorkers } from "../discovery/signature-workers";
+import { type NodePolicy, parsePaymentPolicy } from "./payment-policy";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { Keystore } from "../identity/keystore";
-import { startInOrder, type Startable } from "../lifecycle/startable";
 import type { Logger } from "../log/logger";
 import { toAddress } from "../values/address";
-import { mystToWei } from "../values/myst";
 import { NodeClient } from "./client";
 import { ApiServer } from "./server";
 import { ensureApiToken, readDaemonEndpoint, removeDaemonEndpoint, writeDaemonEndpoint } from "./token";
@@ -38,82 +28,8 @@ export interface IdentityFlags {
   passphraseFile?: string;
 }
 
-/** The provider's payment policy as flags give it (amounts in MYST, the period in seconds). */
-export interface PolicyFlags {
-  maxSessions?: string | number;
-  invoiceEvery?: string | number;
-  invoiceAbove?: string;
-  maxUnpaid?: string;
-  minVaultBalance?: string;
-  minEscrow?: string;
-  exposurePercent?: string | number;
-  maxExposure?: string;
-  settleThreshold?: string;
-  settleFeePercent?: string | number;
-  settlementFee?: string;
-  /** A file holding the relayer account's private key: settlements go through it (the identity needs no ETH). */
-  settleViaRelayer?: string;
-  settleOnSessionEnd?: boolean;
-}
-
-export type NodePolicy = ProviderPaymentSettings & { maxSessions: number };
-
-/** The payment policy of the flags' defaults (a node that sells nothing still has one). */
-export const DEFAULT_POLICY_FLAGS = {
-  maxSessions: "50",
-  invoiceEvery: "10",
-  invoiceAbove: "0.01",
-  maxUnpaid: "0.05",
-  minVaultBalance: "0.1",
-  minEscrow: "0.5",
-  exposurePercent: "50",
-  maxExposure: "1",
-  settleThreshold: "1",
-  settleFeePercent: "1",
-  settlementFee: "0.001",
-} as const;
-
-function percent(value: unknown, flag: string): number {
-  const n = Number(value);
-  if (!(n >= 0 && n <= 100)) throw new MystError("BAD_FLAG", `${flag} "${value}" is not a percentage from 0 to 100`);
-  return n;
-}
-
-/** The relayer's key from its file (0600 is the operator's to set): 0x + 64 hex, nothing else. */
-function relayerKey(file: string): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8").trim();
-  } catch (err) {
-    throw new MystError("BAD_FLAG", `--settle-via-relayer: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? err})`);
-  }
-  if (!/^0x[0-9a-fA-F]{64}$/.test(text)) throw new MystError("BAD_FLAG", `--settle-via-relayer: ${file} must hold one private key, 0x + 64 hex digits`);
-  return text;
-}
-
-export function parsePaymentPolicy(flags: PolicyFlags): NodePolicy {
-  const o = { ...DEFAULT_POLICY_FLAGS, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) } as typeof DEFAULT_POLICY_FLAGS &
-    PolicyFlags;
-  const maxSessions = Number(o.maxSessions);
-  if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new MystError("BAD_FLAG", "--max-sessions must be a positive whole number");
-  const invoiceEvery = Number(o.invoiceEvery);
-  if (!(invoiceEvery > 0)) throw new MystError("BAD_FLAG", `--invoice-every "${o.invoiceEvery}" is not a positive number of seconds`);
-  return {
-    maxSessions,
-    invoiceEveryMs: invoiceEvery * 1000,
-    invoiceAboveWei: mystToWei(String(o.invoiceAbove), "--invoice-above"),
-    maxUnpaid: mystToWei(String(o.maxUnpaid), "--max-unpaid"),
-    minVaultBalance: mystToWei(String(o.minVaultBalance), "--min-vault-balance"),
-    minEscrow: mystToWei(String(o.minEscrow), "--min-escrow"),
-    exposurePercentOfEscrow: percent(o.exposurePercent, "--exposure-percent"),
-    maxExposure: mystToWei(String(o.maxExposure), "--max-exposure"),
-    settleThreshold: mystToWei(String(o.settleThreshold), "--settle-threshold"),
-    settleFeePercent: percent(o.settleFeePercent, "--settle-fee-percent"),
-    settlementFeeWei: mystToWei(String(o.settlementFee), "--settlement-fee"),
-    settleOnSessionEnd: flags.settleOnSessionEnd === true,
-    ...(flags.settleViaRelayer !== undefined ? { relayerKey: relayerKey(flags.settleViaRelayer) } : {}),
-  };
-}
+// The payment policy's flags live beside the launcher, so commands can read them without loading the node.
+export { DEFAULT_POLICY_FLAGS, type NodePolicy, parsePaymentPolicy, type PolicyFlags } from "./payment-policy";
 
 function keystoreOf(config: MystConfig): Keystore {
   return new Keystore({ dir: path.join(config.dataDir, "keystore"), lightKdf: config.lightKdf });
@@ -266,36 +182,6 @@ export async function withNode<T>(config: MystConfig, log: Logger, flags: Identi
 /** Whether a node (a daemon or a foreground command's) runs for this data dir. */
 export function runningNode(config: MystConfig): NodeClient | null {
   return NodeClient.find(config.dataDir);
-}
-
-export interface DiscoveryReplicaOptions {
-  host: string;
-  port: number;
-  ttlMs: number;
-  bucket: string;
-  replicas: number;
-  threads?: number;
-}
-
-/** A discovery replica (the other program `myst` can be): its HTTP API over the shared JetStream index. */
-export async function startDiscoveryReplica(config: MystConfig, log: Logger, o: DiscoveryReplicaOptions): Promise<{ url: string; stop(): Promise<void> }> {
-  const conn = await connectChain({ rpcUrl: config.rpcUrl, deployment: readDeployment(config.deploymentFile) });
-  const registry = new IdentityRegistryClient(conn);
-  const credentials = config.brokerCredentials;
-  const broker = new Broker({ servers: config.brokerUrls, name: "myst-discovery", credentials, log });
-  const service = new DiscoveryService({
-    broker,
-    store: new JetStreamProposalStore({ servers: config.brokerUrls, credentials, bucket: o.bucket, ttlMs: o.ttlMs, replicas: o.replicas, log }),
-    signatureWorkers: o.threads === undefined ? undefined : new SignatureWorkers(o.threads),
-    directory: registry,
-    host: o.host,
-    port: o.port,
-    maxServiceTypesPerProvider: config.maxServiceTypesPerProvider,
-    log,
-  });
-  const chain: Startable = { start: () => undefined, stop: () => conn.close() };
-  const stop = await startInOrder([chain, registry, broker, service]);
-  return { url: service.url, stop };
 }
 
 function packageVersion(): string {

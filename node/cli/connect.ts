@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
-import { parsePaymentPolicy } from "../api/launch";
+import { parsePaymentPolicy } from "../api/payment-policy";
 import type { ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";

@@ -1,10 +1,16 @@
 import type { NodeClient } from "../api/client";
-import { runNode, runningNode, withNode, type IdentityFlags, type NodePolicy, type RunningNode } from "../api/launch";
+import type { IdentityFlags, NodePolicy, RunningNode } from "../api/launch";
 import { loadConfig, type ConfigFlags, type MystConfig } from "../config/config";
 import { resolvePassphrase } from "../config/passphrase";
 import { MystError } from "../errors/MystError";
 import { createLogger, type Logger } from "../log/logger";
 import { makeOutput, type Output } from "./output";
+
+/**
+ * The node's launcher, loaded when a command first needs a node: it brings in the whole node
+ * (sessions, tunnels, payments, the store), which `myst discovery` and `--help` never use.
+ */
+const launch = (): typeof import("../api/launch") => require("../api/launch");
 
 /** The global flags every command accepts. */
 export interface GlobalFlags extends ConfigFlags {
@@ -32,17 +38,17 @@ export class CommandContext {
 
   /** The node running for this data dir (a daemon or a foreground command's), if any. */
   runningNode(): NodeClient | null {
-    return runningNode(this.config);
+    return launch().runningNode(this.config);
   }
 
   /** Runs `use` against this data dir's node: the running one, else an offline one for this command. */
   withNode<T>(flags: IdentityFlags, use: (node: NodeClient) => Promise<T>): Promise<T> {
-    return withNode(this.config, this.log, flags, use);
+    return launch().withNode(this.config, this.log, flags, use);
   }
 
   /** Starts this data dir's node for as long as this command runs (`myst daemon`, a foreground connect or service). */
   runNode(flags: IdentityFlags, options: { policy: NodePolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } }): Promise<RunningNode> {
-    return runNode(this.config, this.log, flags, options);
+    return launch().runNode(this.config, this.log, flags, options);
   }
 
   requireNode(command: string): NodeClient {

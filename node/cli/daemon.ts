@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { parsePaymentPolicy } from "../api/launch";
+import { parsePaymentPolicy } from "../api/payment-policy";
 import { apiTokenFile } from "../api/token";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";

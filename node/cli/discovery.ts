@@ -1,6 +1,6 @@
+import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { startDiscoveryReplica } from "../api/launch";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
@@ -17,6 +17,10 @@ export function discoveryCommand(context: Ctx): Command {
     .option("--bucket <name>", "JetStream key-value bucket of the index (every replica of one discovery service uses the same)", "myst-proposals")
     .option("--replicas <n>", "copies of a new bucket in the JetStream cluster (1, 3 or 5)", "1")
     .option("--threads <n>", "signature-checking threads (default: one per core)")
+    .option(
+      "--replica-key-file <file>",
+      "the replicas' key: marks what this replica verified, so a restart (or a replica given the same file) loads without checking every signature again; made when missing (default <data-dir>/discovery-replica.key)",
+    )
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
       const port = Number(opts.port);
@@ -30,7 +34,18 @@ export function discoveryCommand(context: Ctx): Command {
         throw new MystError("BAD_FLAG", `--threads "${opts.threads}" is not a number of threads`);
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.bucket))
         throw new MystError("BAD_FLAG", `--bucket "${opts.bucket}" is not a bucket name (letters, digits, - and _)`);
-      const replica = await startDiscoveryReplica(ctx.config, ctx.log, { host: opts.host, port, ttlMs: ttl * 1000, bucket: opts.bucket, replicas, threads });
+      const replicaKeyFile = opts.replicaKeyFile ?? path.join(ctx.config.dataDir, "discovery-replica.key");
+      // Loaded here, not at the top: every other command (and --help) would carry the replica otherwise.
+      const { startDiscoveryReplica } = require("../api/discovery-replica") as typeof import("../api/discovery-replica");
+      const replica = await startDiscoveryReplica(ctx.config, ctx.log, {
+        host: opts.host,
+        port,
+        ttlMs: ttl * 1000,
+        bucket: opts.bucket,
+        replicas,
+        threads,
+        replicaKeyFile,
+      });
       ctx.out.result({ url: replica.url }, () => [`discovery listening on ${replica.url}`]);
       await untilSignal(replica.stop);
     });

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import { Command, Option } from "commander";
-import { parsePaymentPolicy } from "../api/launch";
+import { parsePaymentPolicy } from "../api/payment-policy";
 import { MystError } from "../errors/MystError";
 import { connectBody, withConnectOptions } from "./connect";
 import type { CommandContext } from "./context";

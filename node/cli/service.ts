@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/launch";
+import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/payment-policy";
 import { IP_TYPES, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { DEFAULT_PRICE, mystToWei } from "../values/myst";

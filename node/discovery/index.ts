@@ -1,7 +1,11 @@
 import { MystError } from "../errors/MystError";
 import type { ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
+import { IndexEntry, SIGNATURE_LENGTH } from "./index-entry";
 import { proposalRecord, type StoredRecord } from "./record";
+import { byKey, type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
+
+export { IndexEntry } from "./index-entry";
 
 export type UpsertResult = "added" | "replaced" | "refreshed";
 
@@ -16,211 +20,6 @@ export class IndexRejection extends MystError {
 
 export function indexKey(provider: string, serviceType: string): string {
   return `${provider.toLowerCase()}/${serviceType}`;
-}
-
-/** Length of `0x` + 64 bytes of signature in hex: the head of an entry's body. */
-const SIGNATURE_LENGTH = 130;
-
-/**
- * One (provider, service type) the index knows: its live proposal (listed), or only its history
- * (the newest `createdAt` seen, or the withdrawal time), kept as long as the shared store keeps it.
- * Compact on purpose (one string for the signed proposal, a few numbers): a replica holds them all.
- */
-export class IndexEntry {
-  /** In the query arrays. */
-  listed = false;
-  withdrawn = false;
-  /** Newest createdAt seen, or the withdrawal's time. */
-  createdAt = 0;
-  expiresAt = 0;
-  /** When queries stop returning it: the proposal's own expiry, or the store's TTL if sooner. */
-  liveUntil = 0;
-  /** When the store forgets this key (stored time + TTL), and so does this index. */
-  keepUntil = 0;
-  serviceType = "";
-  country = "";
-  ipType = "";
-  perHour = 0n;
-  perGiB = 0n;
-  /** Price bands (see `band`) of perHour and perGiB. */
-  hourBand = 0;
-  gibBand = 0;
-  bandwidthMbps = 0;
-  ipv6 = false;
-  accessPolicy: "open" | "allowlist" = "open";
-  /** The signature followed by the signed proposal text; "" when not listed. */
-  body = "";
-
-  constructor(
-    readonly key: string,
-    /** The store's revision of this key (0: the store has none). */
-    public revision: number,
-  ) {}
-
-  get provider(): string {
-    return this.key.slice(0, 42);
-  }
-
-  get signed(): SignedProposal {
-    return { proposal: this.body.slice(SIGNATURE_LENGTH), signature: this.body.slice(0, SIGNATURE_LENGTH) };
-  }
-
-  get proposal(): Proposal {
-    return JSON.parse(this.body.slice(SIGNATURE_LENGTH)) as Proposal;
-  }
-
-  /** `{"signed": …, "proposal": …}` as the API serves it, built from the stored text (no re-serialization). */
-  json(): string {
-    const text = this.body.slice(SIGNATURE_LENGTH);
-    return `{"signed":{"proposal":${JSON.stringify(text)},"signature":"${this.body.slice(0, SIGNATURE_LENGTH)}"},"proposal":${text}}`;
-  }
-}
-
-/** Entries per chunk of a SortedEntries: a chunk splits at twice this, so an insert moves at most that many. */
-const CHUNK = 256;
-
-const byKey = (a: IndexEntry, b: IndexEntry) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
-
-/**
- * Entries sorted by key, in chunks of up to 2 × CHUNK (a sorted list of sorted arrays): an insert or a
- * delete is two binary searches and a splice of one chunk, whatever the size, where one flat array
- * moved every later entry (tens of microseconds each at 100k, on the thread that also ingests).
- */
-class SortedEntries {
-  #chunks: IndexEntry[][] = [];
-  #size = 0;
-
-  get size(): number {
-    return this.#size;
-  }
-
-  /** Builds from entries already in key order (one pass, no search). */
-  static fromSorted(entries: IndexEntry[]): SortedEntries {
-    const s = new SortedEntries();
-    for (let i = 0; i < entries.length; i += CHUNK) s.#chunks.push(entries.slice(i, i + CHUNK));
-    s.#size = entries.length;
-    return s;
-  }
-
-  /** Appends an entry whose key is above every key held (building in key order). */
-  append(e: IndexEntry): void {
-    const last = this.#chunks[this.#chunks.length - 1];
-    if (last && last.length < CHUNK) last.push(e);
-    else this.#chunks.push([e]);
-    this.#size++;
-  }
-
-  insert(e: IndexEntry): void {
-    if (this.#chunks.length === 0) {
-      this.#chunks.push([e]);
-      this.#size = 1;
-      return;
-    }
-    const c = Math.min(this.#chunkOf(e.key), this.#chunks.length - 1);
-    const chunk = this.#chunks[c];
-    const i = lowerBound(chunk, e.key);
-    if (chunk[i] === e) return;
-    chunk.splice(i, 0, e);
-    this.#size++;
-    if (chunk.length >= 2 * CHUNK) this.#chunks.splice(c + 1, 0, chunk.splice(CHUNK));
-  }
-
-  delete(e: IndexEntry): void {
-    const c = this.#chunkOf(e.key);
-    const chunk = this.#chunks[c];
-    if (!chunk) return;
-    const i = lowerBound(chunk, e.key);
-    if (chunk[i] !== e) return;
-    chunk.splice(i, 1);
-    this.#size--;
-    if (chunk.length === 0) this.#chunks.splice(c, 1);
-  }
-
-  /** Every entry, in key order. */
-  *[Symbol.iterator](): Iterator<IndexEntry> {
-    for (const chunk of this.#chunks) yield* chunk;
-  }
-
-  /** The entries after `cursor` (all of them without one), in key order. */
-  *after(cursor: string | undefined): Generator<IndexEntry> {
-    let c = 0;
-    let i = 0;
-    if (cursor !== undefined) {
-      c = this.#chunkOf(cursor);
-      if (c < this.#chunks.length) i = upperBound(this.#chunks[c], cursor);
-    }
-    for (; c < this.#chunks.length; c++, i = 0) {
-      const chunk = this.#chunks[c];
-      for (; i < chunk.length; i++) yield chunk[i];
-    }
-  }
-
-  /** The first chunk whose last key is at or above `key` (the chunk count when none is). */
-  #chunkOf(key: string): number {
-    let lo = 0;
-    let hi = this.#chunks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const chunk = this.#chunks[mid];
-      if (chunk[chunk.length - 1].key < key) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-}
-
-function lowerBound(items: IndexEntry[], key: string): number {
-  let lo = 0;
-  let hi = items.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (items[mid].key < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function upperBound(items: IndexEntry[], key: string): number {
-  let lo = 0;
-  let hi = items.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (items[mid].key <= key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** A walk over the entries that hold every match of a filter, in key order from a cursor. */
-interface Candidates {
-  /** How many entries the walk may visit (the smallest walk is taken). */
-  size: number;
-  after(cursor: string | undefined): Iterator<IndexEntry>;
-}
-
-function walk(s: SortedEntries): Candidates {
-  return { size: s.size, after: (cursor) => s.after(cursor) };
-}
-
-/** Several key-ordered buckets walked as one, in key order (a merge: a price filter takes every band up to its price). */
-function merged(sets: SortedEntries[]): Candidates {
-  return {
-    size: sets.reduce((n, s) => n + s.size, 0),
-    *after(cursor) {
-      const walks = sets.map((s) => s.after(cursor));
-      const heads = walks.map((w) => w.next());
-      for (;;) {
-        let best = -1;
-        for (let k = 0; k < heads.length; k++) {
-          const h = heads[k];
-          if (!h.done && (best === -1 || h.value.key < (heads[best].value as IndexEntry).key)) best = k;
-        }
-        if (best === -1) return;
-        yield heads[best].value as IndexEntry;
-        heads[best] = walks[best].next();
-      }
-    },
-  };
 }
 
 /** The price band of an amount: 0 for free, else its bit length (a band holds prices within a factor of two). */
@@ -361,9 +160,9 @@ export class ProposalIndex {
     e.createdAt = record.createdAt;
     e.expiresAt = record.expiresAt;
     e.liveUntil = Math.min(record.expiresAt, e.keepUntil);
-    e.serviceType = key.slice(43);
-    e.country = record.country;
-    e.ipType = record.ipType;
+    e.serviceType = shared(key.slice(43));
+    e.country = shared(record.country);
+    e.ipType = shared(record.ipType);
     e.perHour = BigInt(record.perHour);
     e.perGiB = BigInt(record.perGiB);
     e.hourBand = band(e.perHour);
@@ -579,6 +378,19 @@ export class ProposalIndex {
       this.#byGiBBand,
     ];
   }
+}
+
+/** One copy of each short label (country, IP type, service type) for every entry that carries it. */
+const labels = new Map<string, string>();
+/** Distinct labels kept: the schema bounds countries and IP types; service types are anyone's words. */
+const MAX_LABELS = 4096;
+
+/** The copy of `s` the index already holds (a decoded record brings its own copy of each label: ~24 B per entry and label). */
+function shared(s: string): string {
+  const known = labels.get(s);
+  if (known !== undefined) return known;
+  if (labels.size < MAX_LABELS) labels.set(s, s);
+  return s;
 }
 
 function createdAtOf(r: StoredRecord): number {

@@ -4,6 +4,7 @@ import { parseSignedProposal } from "../proposal/proposal";
 import { type SignerCheckFn, verifyUnregister } from "./announcements";
 import { indexKey } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
+import type { RecordMarker } from "./record-mark";
 
 /** A value of the bucket that a replica does not index: why, in one word, and in words. */
 export class RecordRejected extends MystError<"RECORD_REJECTED"> {
@@ -24,6 +25,15 @@ export interface RecordCheckOptions {
   now?: number;
   /** Accepted clock difference for times in the future. Default 60 s. */
   clockSkewMs?: number;
+  /** The replicas' key: a value carrying its mark had its signature verified by a replica holding it. */
+  marker?: RecordMarker;
+}
+
+/** A value that passed, rebuilt from its signed text, and how its signature was vouched for. */
+export interface CheckedRecord {
+  record: StoredRecord;
+  /** "mark": a replica holding our key verified the signature (record-mark.ts); "signature": checked here. */
+  by: "mark" | "signature";
 }
 
 /**
@@ -32,11 +42,13 @@ export interface RecordCheckOptions {
  * not expired, not from the future, and stored under its own key; a withdrawal only with the
  * provider's signed unregister for that key and time. What it returns is rebuilt from the signed
  * text alone, so a header that relabels a proposal (another country, another price) is not believed.
+ * A value with the replicas' mark is taken as its header says, its times checked (record-mark.ts).
  * Throws RecordRejected.
  */
-export async function verifyStoredRecord(key: string, record: StoredRecord, o: RecordCheckOptions): Promise<StoredRecord> {
+export async function verifyStoredRecord(key: string, record: StoredRecord, o: RecordCheckOptions): Promise<CheckedRecord> {
   const now = o.now ?? Date.now();
   const skew = o.clockSkewMs ?? 60_000;
+  if (o.marker?.verifies(key, record)) return { record: vouchedRecord(key, record, now, skew), by: "mark" };
   const rejected = (reason: string, message: string, cause?: unknown) => new RecordRejected(reason, `${key}: ${message}`, { cause });
   if (record.kind === "withdrawal") {
     if (record.signature === undefined || record.text === undefined) throw rejected("unsigned-withdrawal", "a withdrawal its provider did not sign");
@@ -48,7 +60,7 @@ export async function verifyStoredRecord(key: string, record: StoredRecord, o: R
     }
     if (indexKey(u.provider, u.serviceType) !== key || u.at !== record.at) throw rejected("wrong-key", "the signed unregister is for another key or time");
     if (u.at > now + skew) throw rejected("from-future", "a withdrawal signed for a time in the future");
-    return { kind: "withdrawal", at: u.at, signature: record.signature, text: record.text };
+    return { record: { kind: "withdrawal", at: u.at, signature: record.signature, text: record.text }, by: "signature" };
   }
   let parsed: ReturnType<typeof parseSignedProposal>;
   try {
@@ -64,7 +76,23 @@ export async function verifyStoredRecord(key: string, record: StoredRecord, o: R
   const signer = await o.check(proposal.provider, Buffer.from(signed.proposal), Buffer.from(signed.signature.slice(2), "hex"), o.directory);
   if ("fail" in signer && signer.fail === "bad-signature") throw rejected("bad-signature", `not signed by its provider ${proposal.provider}`);
   if ("fail" in signer) throw rejected("unregistered", `provider ${proposal.provider} is not a registered identity`);
-  return proposalRecord(signed, proposal);
+  return { record: proposalRecord(signed, proposal), by: "signature" };
+}
+
+/**
+ * A value whose mark vouches that a replica holding the replicas' key verified it and wrote its header
+ * from the signed text (record-mark.ts): only what time changes is checked again.
+ */
+function vouchedRecord(key: string, record: StoredRecord, now: number, skew: number): StoredRecord {
+  const rejected = (reason: string, message: string) => new RecordRejected(reason, `${key}: ${message}`);
+  if (record.kind === "withdrawal") {
+    if (record.at > now + skew) throw rejected("from-future", "a withdrawal signed for a time in the future");
+    return { kind: "withdrawal", at: record.at, signature: record.signature, text: record.text };
+  }
+  if (record.expiresAt <= now) throw rejected("expired", `expired at ${new Date(record.expiresAt).toISOString()}`);
+  if (record.createdAt > now + skew) throw rejected("from-future", "created in the future");
+  const { mark: _, ...unmarked } = record;
+  return unmarked;
 }
 
 function codeOf(err: unknown): string {

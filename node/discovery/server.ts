@@ -1,28 +1,18 @@
 import type { FastifyInstance } from "fastify";
-import { Type } from "@fastify/type-provider-typebox";
-import { Address } from "../values/schemas";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Broker } from "../broker/broker";
+import { isMystError, MystError } from "../errors/MystError";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
-import { isMystError } from "../errors/MystError";
 import { silentLogger, type Logger } from "../log/logger";
-import { FilterError, parseFilter } from "../proposal/filter";
-import { MystError } from "../errors/MystError";
-import { parseSignedProposal, ProposalError, ProposalSchema, SignedProposalSchema, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { parseSignedProposal, ProposalError, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply, type SignedUnregister } from "./announcements";
+import { buildDiscoveryApp, type DiscoveryHealth } from "./http-api";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
 import { RecordRejected, verifyStoredRecord } from "./record-check";
+import { RecordMarker } from "./record-mark";
 import { SignatureWorkers } from "./signature-workers";
 import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
-import { createJsonApp, ErrorBody } from "../http/app";
-
-/** Asked of a replica that is still loading the shared index: it answers once it is warm. */
-export class DiscoveryNotReadyError extends MystError {
-  constructor(loaded: number) {
-    super("NOT_READY", `discovery is loading the index (${loaded} proposals so far); ask another replica or retry`);
-  }
-}
 
 /** A replica already verifying as many announcements as it allows at once. */
 export class DiscoveryBusyError extends MystError {
@@ -44,6 +34,12 @@ export interface DiscoveryServiceOptions {
   store?: ProposalStore;
   /** A proposal not pinged for this long disappears: the local store's TTL (a shared store has its own). Default 90 s. */
   ttlMs?: number;
+  /**
+   * The replicas' key (record-mark.ts): this replica marks what it writes with it, and trusts a value
+   * carrying its mark without checking the signature again (a restart, or a replica of the same
+   * service, loads in seconds). Without one, every value loaded or watched is verified in full.
+   */
+  replicaKey?: Uint8Array;
   /** The threads that check signatures; default: a pool with one thread per core, started and stopped with the service. */
   signatureWorkers?: SignatureWorkers;
   /** Announcements being verified and written at once; more are refused with DISCOVERY_BUSY. Default 4096. */
@@ -56,43 +52,6 @@ export interface DiscoveryServiceOptions {
   log?: Logger;
   version?: string;
 }
-
-const Item = Type.Object({ signed: SignedProposalSchema, proposal: ProposalSchema });
-const Query = Type.Object(
-  {
-    service_type: Type.Optional(Type.String({ description: "e.g. openvpn" })),
-    country: Type.Optional(Type.String({ description: "ISO 3166-1 alpha-2" })),
-    ip_type: Type.Optional(Type.String({ description: "residential | hosting | mobile | business | education | unknown" })),
-    ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
-    metering: Type.Optional(Type.String({ description: "hour | gib: only proposals that charge by that unit" })),
-    access_policy: Type.Optional(Type.String({ description: "open: only proposals anyone may use | allowlist: only those restricted to an allow list" })),
-    max_price_per_hour: Type.Optional(Type.String({ description: "wei" })),
-    max_price_per_gib: Type.Optional(Type.String({ description: "wei" })),
-    min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),
-    provider_id: Type.Optional(Type.Array(Type.String(), { description: "repeatable, or comma-separated" })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
-    cursor: Type.Optional(Type.String({ maxLength: 256, description: "next_cursor of the previous page" })),
-  },
-  { additionalProperties: false },
-);
-
-const STATUS: Record<string, number> = {
-  PROPOSAL_MALFORMED: 400,
-  BAD_FILTER: 400,
-  BAD_REQUEST: 400,
-  BAD_SIGNATURE: 401,
-  PROVIDER_UNREGISTERED: 403,
-  PROPOSAL_EXPIRED: 422,
-  PROPOSAL_FROM_FUTURE: 422,
-  PROPOSAL_STALE: 409,
-  PROPOSAL_WITHDRAWN: 409,
-  PROVIDER_LIMIT: 429,
-  INDEX_FULL: 503,
-  NOT_READY: 503,
-  DISCOVERY_BUSY: 503,
-  STORE_UNAVAILABLE: 503,
-  STORE_CONFLICT: 503,
-};
 
 /** NATS queue group of the replicas on a shared store: each announcement reaches one of them. */
 export const DISCOVERY_QUEUE = "myst-discovery";
@@ -110,6 +69,7 @@ export class DiscoveryService {
   readonly #o: DiscoveryServiceOptions;
   readonly #log: Logger;
   readonly #workers: SignatureWorkers;
+  readonly #marker?: RecordMarker;
   #app?: FastifyInstance;
   #subs: { unsubscribe(): void }[] = [];
   #sweeper?: NodeJS.Timeout;
@@ -133,6 +93,12 @@ export class DiscoveryService {
     labelNames: ["reason"],
     registers: [this.metrics],
   });
+  readonly #checkedRecords = new Counter({
+    name: "myst_discovery_store_records_verified_total",
+    help: "values of the shared store verified and indexed, by how their signature was vouched for: by the replicas' mark, or checked here",
+    labelNames: ["by"],
+    registers: [this.metrics],
+  });
   readonly #announcements = new Counter({
     name: "myst_discovery_announcements_total",
     help: "announcements by source and result",
@@ -151,6 +117,7 @@ export class DiscoveryService {
     this.#log = options.log ?? silentLogger;
     this.store = options.store ?? new LocalProposalStore(options.ttlMs ?? 90_000);
     this.#workers = options.signatureWorkers ?? new SignatureWorkers();
+    if (options.replicaKey) this.#marker = new RecordMarker(options.replicaKey);
     this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals, options.maxServiceTypesPerProvider);
     const index = this.index;
     new Gauge({
@@ -224,12 +191,29 @@ export class DiscoveryService {
 
   /** Starts answering HTTP at once ("loading"), loads the store, then takes announcements ("ready"). */
   async start(): Promise<void> {
-    // The signature threads start (and load their code) while the index loads: only announcements need them.
-    const workersStarted = this.#workers.start();
-    workersStarted.catch(() => {}); // awaited below, before any announcement is taken
+    // The signature threads themselves start with the first signature to check (signature-workers.ts).
+    await this.#workers.start();
+    const service = this;
     await this.store.start();
     this.index.ttlMs = this.store.ttlMs;
-    const app = await this.#buildApp();
+    const app = await buildDiscoveryApp(
+      {
+        get ready() {
+          return service.ready;
+        },
+        index: this.index,
+        metrics: this.metrics,
+        post: async (body) => {
+          const result = await this.ingest(body, "http");
+          // A shared store already gives it to every replica; replicas on their own hear it over NATS.
+          if (result !== "refreshed" && !this.store.shared) this.#o.broker.publish(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(body)));
+          return result;
+        },
+        health: () => this.#health(),
+        queryTimer: () => this.#queries.startTimer(),
+      },
+      { version: this.#o.version, bodyLimit: this.#o.bodyLimit, log: this.#log },
+    );
     this.#app = app;
     this.#url = await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 4050 });
     this.#log.info({ url: this.#url }, "discovery listening; loading the index");
@@ -246,7 +230,6 @@ export class DiscoveryService {
     } finally {
       this.index.endBulk();
     }
-    await workersStarted;
     this.#subscribe();
     await this.#o.broker.flush();
     this.#sweeper = setInterval(() => {
@@ -285,12 +268,16 @@ export class DiscoveryService {
     this.#verifying++;
     const epoch = this.#storeEpoch;
     try {
-      const record = await verifyStoredRecord(c.key, c.record, {
+      const { record, by } = await verifyStoredRecord(c.key, c.record, {
         directory: this.#o.directory,
         check: (claimed, bytes, signature, directory) => this.#workers.checkSigner(claimed, bytes, signature, directory),
+        marker: this.#marker,
       });
       // A stream made again while this was verified counts its revisions afresh: an old one would hide the new.
-      if (epoch === this.#storeEpoch) this.index.apply(c.key, record, c.revision, c.storedAt);
+      if (epoch === this.#storeEpoch) {
+        this.index.apply(c.key, record, c.revision, c.storedAt);
+        this.#checkedRecords.inc({ by });
+      }
     } catch (err) {
       if (epoch !== this.#storeEpoch) return;
       if (err instanceof RecordRejected) this.#refuse(c, err.reason, err.message);
@@ -382,7 +369,7 @@ export class DiscoveryService {
     for (let attempt = 0; attempt < 8; attempt++) {
       const d = decide(Date.now());
       if (!d) return undefined;
-      const value = record();
+      const value = this.#marker ? this.#marker.marked(d.key, record()) : record();
       const written = await this.store.write(d.key, value, d.revision);
       if (written !== "conflict") {
         this.index.apply(d.key, value, written.revision, written.storedAt);
@@ -424,136 +411,9 @@ export class DiscoveryService {
     this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.unregister, (d, r) => void onUnregister(d, r), queue));
   }
 
-  async #buildApp(): Promise<FastifyInstance> {
-    const app = await createJsonApp({
-      title: "myst discovery",
-      version: this.#o.version ?? "1",
-      description: "Signed proposals of myst providers, with filters.",
-      bodyLimit: this.#o.bodyLimit ?? 16 * 1024,
-      statusOf: (code) => STATUS[code],
-      log: this.#log,
-    });
-
-    app.get(
-      "/v1/proposals",
-      {
-        schema: {
-          summary: "Search live proposals",
-          querystring: Query,
-          response: { 200: Type.Object({ proposals: Type.Array(Item), next_cursor: Type.Union([Type.String(), Type.Null()]) }), 400: ErrorBody },
-        },
-      },
-      async (req, reply) => {
-        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
-        const end = this.#queries.startTimer();
-        const { limit, cursor, ...filters } = req.query;
-        const filter = parseFilter(filters as Record<string, string | string[]>);
-        let after: string | undefined;
-        if (cursor !== undefined) {
-          after = Buffer.from(cursor, "base64url").toString("utf8");
-          if (!/^0x[0-9a-f]{40}\/[a-z0-9-]+$/.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
-        }
-        const page = this.index.query(filter, limit ?? 100, after);
-        // Built from the stored text: the proposals are not parsed and re-serialized per query.
-        const next = page.next === null ? "null" : `"${Buffer.from(page.next).toString("base64url")}"`;
-        const body = `{"proposals":[${page.entries.map((e) => e.json()).join(",")}],"next_cursor":${next}}`;
-        end();
-        // The typed reply wants the object; the schema still documents it (OpenAPI), the text is the same JSON.
-        return reply.type("application/json; charset=utf-8").send(body as never);
-      },
-    );
-
-    app.get(
-      "/v1/proposals/:provider/:serviceType",
-      {
-        schema: {
-          summary: "One provider's live proposal for a service type",
-          params: Type.Object({ provider: Address, serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }) }),
-          response: { 200: Item, 404: ErrorBody },
-        },
-      },
-      async (req, reply) => {
-        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
-        const entry = this.index.get(req.params.provider, req.params.serviceType);
-        if (!entry) return reply.status(404).send({ code: "NOT_FOUND", message: `no live ${req.params.serviceType} proposal of ${req.params.provider}` });
-        return { signed: entry.signed, proposal: entry.proposal };
-      },
-    );
-
-    app.post(
-      "/v1/proposals",
-      {
-        schema: {
-          summary: "Announce a signed proposal (written to the shared index every replica serves)",
-          body: SignedProposalSchema,
-          response: {
-            200: Type.Object({ result: Type.String() }),
-            201: Type.Object({ result: Type.String() }),
-            400: ErrorBody,
-            401: ErrorBody,
-            403: ErrorBody,
-            409: ErrorBody,
-            413: ErrorBody,
-            422: ErrorBody,
-          },
-        },
-      },
-      async (req, reply) => {
-        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
-        const result = await this.ingest(req.body, "http");
-        // A shared store already gives it to every replica; replicas on their own hear it over NATS.
-        if (result !== "refreshed" && !this.store.shared) this.#o.broker.publish(DISCOVERY_SUBJECTS.register, Buffer.from(JSON.stringify(req.body)));
-        return reply.status(result === "added" ? 201 : 200).send({ result });
-      },
-    );
-
-    app.get(
-      "/health",
-      {
-        schema: {
-          summary: 'Liveness: "loading" with the count so far until the whole index is loaded, then "ok"',
-          response: {
-            200: Type.Object({
-              status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]),
-              proposals: Type.Integer(),
-              broker: Type.String(),
-              store: Type.Union([Type.Literal("ok"), Type.Literal("refilling")], {
-                description: '"refilling" for one TTL after someone purged the store or deleted its stream (the replica made it again)',
-              }),
-              store_event: Type.Optional(Type.String()),
-            }),
-          },
-        },
-      },
-      async () => ({
-        status: this.#ready ? ("ok" as const) : ("loading" as const),
-        proposals: this.index.size,
-        broker: this.#o.broker.status,
-        ...this.#storeHealth(),
-      }),
-    );
-
-    app.get(
-      "/ready",
-      {
-        schema: {
-          summary: "Readiness for load balancers: 200 once the whole index is loaded, 503 NOT_READY before",
-          response: { 200: Type.Object({ status: Type.Literal("ready"), proposals: Type.Integer() }), 503: ErrorBody },
-        },
-      },
-      async () => {
-        if (!this.#ready) throw new DiscoveryNotReadyError(this.index.size);
-        return { status: "ready" as const, proposals: this.index.size };
-      },
-    );
-
-    app.get("/metrics", { schema: { summary: "Prometheus metrics", hide: false } }, async (_req, reply) => {
-      reply.header("content-type", this.metrics.contentType);
-      return this.metrics.metrics();
-    });
-
-    await app.ready();
-    return app;
+  /** `/health`'s view of the broker and the store. */
+  #health(): Pick<DiscoveryHealth, "broker" | "store" | "store_event"> {
+    return { broker: this.#o.broker.status, ...this.#storeHealth() };
   }
 }
 

@@ -38,7 +38,7 @@ type Queued = { task: SignatureTask; resolve: (r: SignatureResult) => void; reje
  */
 export class SignatureWorkers {
   readonly threads: number;
-  #workers: { worker: Worker; pending: number; ready: Promise<void>; queue: Queued[] }[] = [];
+  #workers: { worker: Worker; pending: number; queue: Queued[]; ready: Promise<void> }[] = [];
   readonly #waiting = new Map<number, { resolve: (r: SignatureResult) => void; reject: (e: Error) => void }>();
   #nextId = 1;
   #scheduled = false;
@@ -48,34 +48,42 @@ export class SignatureWorkers {
     this.threads = Math.max(0, Math.floor(threads));
   }
 
-  /** Starts the threads (reference-counted: a pool may serve several services; each stop() releases one). */
+  /**
+   * Makes the pool usable (reference-counted: a pool may serve several services; each stop() releases
+   * one). The threads themselves start with the first signature to check: a replica that loads a
+   * bucket of marked values and hears no announcement needs none (each is an isolate of its own, some
+   * 8 MB), and a started thread takes the tasks posted while it loads.
+   */
   async start(): Promise<void> {
     this.#users++;
-    if (this.#workers.length > 0 || this.threads === 0) return;
+  }
+
+  /** Starts the threads now, and resolves once each has loaded its code (benchmarks: no start-up in what they time). */
+  async warmUp(): Promise<void> {
+    if (this.threads === 0) return;
+    if (this.#workers.length === 0) this.#spawn();
+    await Promise.all(this.#workers.map((w) => w.ready));
+  }
+
+  #spawn(): void {
     for (let i = 0; i < this.threads; i++) {
       const worker = spawnWorker();
       worker.unref();
-      const slot = { worker, pending: 0, ready: Promise.resolve(), queue: [] as Queued[] };
-      slot.ready = new Promise<void>((resolve, reject) => {
-        const onMessage = (m: unknown) => {
-          if (m === "ready") return resolve();
-          for (const r of m as SignatureResult[]) {
-            slot.pending--;
-            const w = this.#waiting.get(r.id);
-            this.#waiting.delete(r.id);
-            w?.resolve(r);
-          }
-          this.#pump();
-        };
-        worker.on("message", onMessage);
-        worker.once("error", (err) => {
-          reject(err);
-          this.#failAll(new SignatureWorkersError(`a signature worker failed: ${err.message}`, { cause: err }));
-        });
+      let loaded!: () => void;
+      const slot = { worker, pending: 0, queue: [] as Queued[], ready: new Promise<void>((resolve) => (loaded = resolve)) };
+      worker.on("message", (m: unknown) => {
+        if (m === "ready") return loaded();
+        for (const r of m as SignatureResult[]) {
+          slot.pending--;
+          const w = this.#waiting.get(r.id);
+          this.#waiting.delete(r.id);
+          w?.resolve(r);
+        }
+        this.#pump();
       });
+      worker.once("error", (err) => this.#failAll(new SignatureWorkersError(`a signature worker failed: ${err.message}`, { cause: err })));
       this.#workers.push(slot);
     }
-    await Promise.all(this.#workers.map((w) => w.ready));
   }
 
   async stop(): Promise<void> {
@@ -100,7 +108,8 @@ export class SignatureWorkers {
 
   #run(task: SignatureTask): Promise<SignatureResult> {
     task.id = this.#nextId++;
-    if (this.threads === 0 || this.#workers.length === 0) return Promise.resolve(checkHere(task));
+    if (this.threads === 0 || this.#users === 0) return Promise.resolve(checkHere(task));
+    if (this.#workers.length === 0) this.#spawn();
     return new Promise((resolve, reject) => {
       this.#workers[shardOf(task.claimed, this.#workers.length)].queue.push({ task, resolve, reject });
       if (!this.#scheduled) {

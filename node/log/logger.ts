@@ -1,5 +1,4 @@
 import pino, { type Logger } from "pino";
-import pretty from "pino-pretty";
 import type { LogFormat, LogLevel } from "../config/config";
 
 export type { Logger };
@@ -12,7 +11,14 @@ export function createLogger(level: LogLevel, format: LogFormat = "json", name =
   if (format === "pretty") {
     return pino(
       { name, level },
-      pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }),
+      // Loaded only for people reading a terminal: a replica or a daemon logging JSON never needs it.
+      (require("pino-pretty") as typeof import("pino-pretty"))({
+        destination: 2,
+        sync: true,
+        colorize: process.stderr.isTTY,
+        translateTime: "SYS:HH:MM:ss.l",
+        ignore: "pid,hostname",
+      }),
     );
   }
   return pino({ name, level }, pino.destination(2));

@@ -25,6 +25,7 @@ async function main() {
     signatureWorkers: workers,
   });
   await workers.start();
+  await workers.warmUp();
   const t0 = nowMs();
   const cpu0 = process.cpuUsage();
   const loop0 = performance.eventLoopUtilization();

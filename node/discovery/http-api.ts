@@ -1,0 +1,212 @@
+import { Type } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
+import type { Registry } from "prom-client";
+import { MystError } from "../errors/MystError";
+import { createJsonApp, ErrorBody } from "../http/app";
+import type { Logger } from "../log/logger";
+import { FilterError, parseFilter } from "../proposal/filter";
+import { ProposalSchema, SignedProposalSchema } from "../proposal/proposal";
+import { Address } from "../values/schemas";
+import type { ProposalIndex, UpsertResult } from "./index";
+
+/** Asked of a replica that is still loading the shared index: it answers once it is warm. */
+export class DiscoveryNotReadyError extends MystError {
+  constructor(loaded: number) {
+    super("NOT_READY", `discovery is loading the index (${loaded} proposals so far); ask another replica or retry`);
+  }
+}
+
+/** What `/health` says beside the status and the count. */
+export interface DiscoveryHealth {
+  broker: string;
+  store: "ok" | "refilling";
+  store_event?: string;
+}
+
+/** The replica as its HTTP API sees it. */
+export interface DiscoveryReplicaView {
+  readonly ready: boolean;
+  readonly index: ProposalIndex;
+  readonly metrics: Registry;
+  /** Verifies and writes a posted proposal (and tells the other replicas when the store is not shared). */
+  post(body: unknown): Promise<UpsertResult>;
+  health(): DiscoveryHealth;
+  /** Starts timing a query; the returned function ends it. */
+  queryTimer(): () => void;
+}
+
+export interface DiscoveryHttpOptions {
+  version?: string;
+  bodyLimit?: number;
+  log: Logger;
+}
+
+const Item = Type.Object({ signed: SignedProposalSchema, proposal: ProposalSchema });
+const Query = Type.Object(
+  {
+    service_type: Type.Optional(Type.String({ description: "e.g. openvpn" })),
+    country: Type.Optional(Type.String({ description: "ISO 3166-1 alpha-2" })),
+    ip_type: Type.Optional(Type.String({ description: "residential | hosting | mobile | business | education | unknown" })),
+    ipv6: Type.Optional(Type.String({ description: "true: only providers whose tunnel carries IPv6" })),
+    metering: Type.Optional(Type.String({ description: "hour | gib: only proposals that charge by that unit" })),
+    access_policy: Type.Optional(Type.String({ description: "open: only proposals anyone may use | allowlist: only those restricted to an allow list" })),
+    max_price_per_hour: Type.Optional(Type.String({ description: "wei" })),
+    max_price_per_gib: Type.Optional(Type.String({ description: "wei" })),
+    min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),
+    provider_id: Type.Optional(Type.Array(Type.String(), { description: "repeatable, or comma-separated" })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+    cursor: Type.Optional(Type.String({ maxLength: 256, description: "next_cursor of the previous page" })),
+  },
+  { additionalProperties: false },
+);
+
+const STATUS: Record<string, number> = {
+  PROPOSAL_MALFORMED: 400,
+  BAD_FILTER: 400,
+  BAD_REQUEST: 400,
+  BAD_SIGNATURE: 401,
+  PROVIDER_UNREGISTERED: 403,
+  PROPOSAL_EXPIRED: 422,
+  PROPOSAL_FROM_FUTURE: 422,
+  PROPOSAL_STALE: 409,
+  PROPOSAL_WITHDRAWN: 409,
+  PROVIDER_LIMIT: 429,
+  INDEX_FULL: 503,
+  NOT_READY: 503,
+  DISCOVERY_BUSY: 503,
+  STORE_UNAVAILABLE: 503,
+  STORE_CONFLICT: 503,
+};
+
+/**
+ * Discovery's HTTP API (Fastify): proposals with filters and cursors, one proposal, posting one,
+ * `/health`, `/ready` for load balancers, Prometheus `/metrics`, and the OpenAPI document.
+ */
+export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: DiscoveryHttpOptions): Promise<FastifyInstance> {
+  const app = await createJsonApp({
+    title: "myst discovery",
+    version: o.version ?? "1",
+    description: "Signed proposals of myst providers, with filters.",
+    bodyLimit: o.bodyLimit ?? 16 * 1024,
+    statusOf: (code) => STATUS[code],
+    log: o.log,
+  });
+
+  app.get(
+    "/v1/proposals",
+    {
+      schema: {
+        summary: "Search live proposals",
+        querystring: Query,
+        response: { 200: Type.Object({ proposals: Type.Array(Item), next_cursor: Type.Union([Type.String(), Type.Null()]) }), 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const end = replica.queryTimer();
+      const { limit, cursor, ...filters } = req.query;
+      const filter = parseFilter(filters as Record<string, string | string[]>);
+      let after: string | undefined;
+      if (cursor !== undefined) {
+        after = Buffer.from(cursor, "base64url").toString("utf8");
+        if (!/^0x[0-9a-f]{40}\/[a-z0-9-]+$/.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
+      }
+      const page = replica.index.query(filter, limit ?? 100, after);
+      // Built from the stored text: the proposals are not parsed and re-serialized per query.
+      const next = page.next === null ? "null" : `"${Buffer.from(page.next).toString("base64url")}"`;
+      const body = `{"proposals":[${page.entries.map((e) => e.json()).join(",")}],"next_cursor":${next}}`;
+      end();
+      // The typed reply wants the object; the schema still documents it (OpenAPI), the text is the same JSON.
+      return reply.type("application/json; charset=utf-8").send(body as never);
+    },
+  );
+
+  app.get(
+    "/v1/proposals/:provider/:serviceType",
+    {
+      schema: {
+        summary: "One provider's live proposal for a service type",
+        params: Type.Object({ provider: Address, serviceType: Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" }) }),
+        response: { 200: Item, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const entry = replica.index.get(req.params.provider, req.params.serviceType);
+      if (!entry) return reply.status(404).send({ code: "NOT_FOUND", message: `no live ${req.params.serviceType} proposal of ${req.params.provider}` });
+      return { signed: entry.signed, proposal: entry.proposal };
+    },
+  );
+
+  app.post(
+    "/v1/proposals",
+    {
+      schema: {
+        summary: "Announce a signed proposal (written to the shared index every replica serves)",
+        body: SignedProposalSchema,
+        response: {
+          200: Type.Object({ result: Type.String() }),
+          201: Type.Object({ result: Type.String() }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+          409: ErrorBody,
+          413: ErrorBody,
+          422: ErrorBody,
+        },
+      },
+    },
+    async (req, reply) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const result = await replica.post(req.body);
+      return reply.status(result === "added" ? 201 : 200).send({ result });
+    },
+  );
+
+  app.get(
+    "/health",
+    {
+      schema: {
+        summary: 'Liveness: "loading" with the count so far until the whole index is loaded, then "ok"',
+        response: {
+          200: Type.Object({
+            status: Type.Union([Type.Literal("ok"), Type.Literal("loading")]),
+            proposals: Type.Integer(),
+            broker: Type.String(),
+            store: Type.Union([Type.Literal("ok"), Type.Literal("refilling")], {
+              description: '"refilling" for one TTL after someone purged the store or deleted its stream (the replica made it again)',
+            }),
+            store_event: Type.Optional(Type.String()),
+          }),
+        },
+      },
+    },
+    async () => ({
+      status: replica.ready ? ("ok" as const) : ("loading" as const),
+      proposals: replica.index.size,
+      ...replica.health(),
+    }),
+  );
+
+  app.get(
+    "/ready",
+    {
+      schema: {
+        summary: "Readiness for load balancers: 200 once the whole index is loaded, 503 NOT_READY before",
+        response: { 200: Type.Object({ status: Type.Literal("ready"), proposals: Type.Integer() }), 503: ErrorBody },
+      },
+    },
+    async () => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      return { status: "ready" as const, proposals: replica.index.size };
+    },
+  );
+
+  app.get("/metrics", { schema: { summary: "Prometheus metrics", hide: false } }, async (_req, reply) => {
+    reply.header("content-type", replica.metrics.contentType);
+    return replica.metrics.metrics();
+  });
+
+  await app.ready();
+  return app;
+}
