@@ -138,6 +138,8 @@ export class Broker {
         maxReconnectAttempts: -1,
         reconnectTimeWait: this.#options.reconnectWaitMs ?? 250,
         pingInterval: 10_000,
+        // No Error captured per request for its stack: it cost as much as a dialog message's envelope.
+        noAsyncTraces: true,
         ...authOptions(this.#options.credentials),
       });
     } catch (err) {

@@ -1,4 +1,5 @@
-import type { TypedDataDomain, TypedDataField } from "ethers";
+import { keccak_256 } from "@noble/hashes/sha3.js";
+import { TypedDataEncoder, getBytes, type TypedDataDomain, type TypedDataField } from "ethers";
 
 /**
  * The EIP-712 messages identities sign for the contracts. The contracts recompute these exact
@@ -68,4 +69,39 @@ export function registryDomain(chainId: bigint, registry: string): TypedDataDoma
 
 export function vaultDomain(chainId: bigint, vault: string): TypedDataDomain {
   return { name: VAULT_NAME, version: VERSION, chainId, verifyingContract: vault };
+}
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const UINT256_MAX = (1n << 256n) - 1n;
+
+/**
+ * The EIP-712 digest of promises in one domain, with the domain separator and the type hash
+ * computed once: a provider checks every promise it is paid with, and ethers' generic encoder
+ * spends about 0.7 ms on each where these 128 bytes and two keccaks take a few µs. It must equal
+ * `TypedDataEncoder.hash(domain, promiseTypes, …)` (test/node/payments/promise-digest.test.ts).
+ */
+export class PromiseDigests {
+  static readonly TYPE_HASH = keccak_256(new TextEncoder().encode(TypedDataEncoder.from(promiseTypes).encodeType("Promise")));
+  readonly #prefix: Uint8Array;
+
+  constructor(domain: TypedDataDomain) {
+    this.#prefix = new Uint8Array(34);
+    this.#prefix.set([0x19, 0x01]);
+    this.#prefix.set(getBytes(TypedDataEncoder.hashDomain(domain)), 2);
+  }
+
+  /** keccak256(0x1901 ‖ domain separator ‖ hashStruct(Promise)); throws on a malformed address or an amount outside uint256. */
+  digest(consumer: string, provider: string, amount: bigint): Uint8Array {
+    if (!ADDRESS.test(consumer) || !ADDRESS.test(provider)) throw new TypeError("a promise names its consumer and provider by address (0x + 40 hex)");
+    if (amount < 0n || amount > UINT256_MAX) throw new RangeError(`a promise's amount is a uint256, not ${amount}`);
+    const struct = new Uint8Array(128);
+    struct.set(PromiseDigests.TYPE_HASH, 0);
+    struct.set(Buffer.from(consumer.slice(2), "hex"), 44);
+    struct.set(Buffer.from(provider.slice(2), "hex"), 76);
+    struct.set(Buffer.from(amount.toString(16).padStart(64, "0"), "hex"), 96);
+    const message = new Uint8Array(66);
+    message.set(this.#prefix, 0);
+    message.set(keccak_256(struct), 34);
+    return keccak_256(message);
+  }
 }

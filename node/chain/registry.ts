@@ -142,7 +142,8 @@ export class IdentityRegistryClient {
   /** The key of an identity already known to be registered, without asking the chain. */
   knownPublicKeyOf(identity: string): Uint8Array | undefined {
     try {
-      return this.#known.get(getAddress(identity))?.publicKey;
+      // Most callers pass an address already checksummed (a dialog's sender): found without a keccak.
+      return (this.#known.get(identity) ?? this.#known.get(getAddress(identity)))?.publicKey;
     } catch {
       return undefined;
     }

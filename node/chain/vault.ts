@@ -1,7 +1,7 @@
 import { AbiCoder, Signature, TypedDataEncoder, Wallet, concat, getBytes, keccak256, solidityPacked, type Signer } from "ethers";
 import type { IdentityKey } from "../identity/key";
 import type { ChainConnection } from "./connect";
-import { promiseTypes, relayedSettlementTypes, vaultDomain } from "./eip712";
+import { PromiseDigests, relayedSettlementTypes, vaultDomain } from "./eip712";
 import { toChainError } from "./errors";
 import type { ConsumerVault } from "../../typechain-types";
 
@@ -70,6 +70,8 @@ export interface SettlementReceipt {
 
 /** The consumer vault contract, for the rest of the node (only chain/ talks to the chain). */
 export class ConsumerVaultClient {
+  #promiseDigests?: PromiseDigests;
+
   constructor(private readonly conn: ChainConnection) {}
 
   get chainId(): bigint {
@@ -112,7 +114,8 @@ export class ConsumerVaultClient {
 
   /** The EIP-712 digest of a promise for the cumulative `amount` the consumer owes `provider`. */
   promiseDigest(consumer: string, provider: string, amount: bigint): Uint8Array {
-    return getBytes(TypedDataEncoder.hash(vaultDomain(this.conn.chainId, this.address), promiseTypes, { consumer, provider, amount }));
+    this.#promiseDigests ??= new PromiseDigests(vaultDomain(this.conn.chainId, this.address));
+    return this.#promiseDigests.digest(consumer, provider, amount);
   }
 
   signPromise(consumer: IdentityKey, provider: string, amount: bigint): Uint8Array {

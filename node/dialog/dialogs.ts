@@ -1,4 +1,3 @@
-import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Broker } from "../broker/broker";
 import { BrokerError } from "../broker/broker";
@@ -8,6 +7,7 @@ import { checkSigner, type SignerCheck, type SignerDirectory } from "../identity
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
+import { randomBytes } from "./random-pool";
 import { ReplayCache } from "./replay-cache";
 import { toAddress, type Address } from "../values/address";
 
@@ -94,11 +94,11 @@ export function subjectOf(identity: string): string {
  * so nobody watching the broker learns who opened the dialog (no address in any subject).
  */
 export function newInbox(): string {
-  return `myst.inbox.${crypto.randomBytes(16).toString("hex")}`;
+  return `myst.inbox.${randomBytes(16).toString("hex")}`;
 }
 
 const PEER_CODE = new RegExp(PEER_CODE_PATTERN);
-const newId = () => crypto.randomBytes(16).toString("hex");
+const newId = () => randomBytes(16).toString("hex");
 
 /** A message that passed `check`: its addresses made `Address` once. */
 type CheckedMessage = DialogMessage & { from: Address; to: Address };

@@ -1,6 +1,8 @@
 import crypto from "node:crypto";
 import { MystError } from "../errors/MystError";
-import type { IdentityKey } from "../identity/key";
+import { randomSecretKey, type IdentityKey } from "../identity/key";
+import { secp256k1 } from "../identity/secp256k1";
+import { randomBytes } from "./random-pool";
 
 /**
  * The sealed envelope that travels on the broker. Binary:
@@ -38,21 +40,16 @@ export class Sealer {
   readonly #header: Buffer;
 
   constructor(recipientPublicKey: Uint8Array) {
-    const ecdh = crypto.createECDH("secp256k1");
-    ecdh.generateKeys();
-    this.#ephemeral = ecdh.getPublicKey(null, "compressed");
-    let shared: Buffer;
-    try {
-      shared = ecdh.computeSecret(Buffer.concat([Buffer.of(4), recipientPublicKey]));
-    } catch (err) {
-      throw new EnvelopeError("BAD_RECIPIENT_KEY", "the recipient's registered public key is not a curve point", { cause: err });
-    }
+    const secret = randomSecretKey();
+    this.#ephemeral = Buffer.from(secp256k1.compressedPublicKey(secret));
+    const shared = recipientPublicKey.length === 64 ? secp256k1.sharedSecret(secret, recipientPublicKey) : null;
+    if (!shared) throw new EnvelopeError("BAD_RECIPIENT_KEY", "the recipient's registered public key is not a curve point");
     this.#key = deriveKey(shared, this.#ephemeral, recipientPublicKey);
     this.#header = Buffer.concat([Buffer.of(ENVELOPE_VERSION), this.#ephemeral]);
   }
 
   seal(signature: Uint8Array, message: Uint8Array): Uint8Array {
-    const nonce = crypto.randomBytes(NONCE);
+    const nonce = randomBytes(NONCE);
     const cipher = crypto.createCipheriv("aes-256-gcm", this.#key, nonce);
     cipher.setAAD(this.#header);
     const body = Buffer.concat([cipher.update(signature), cipher.update(message), cipher.final(), cipher.getAuthTag()]);

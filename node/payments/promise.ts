@@ -1,5 +1,5 @@
 import { MystError } from "../errors/MystError";
-import { recoverAddress } from "../identity/key";
+import { addressOfPublicKey, isKeyOf, recoverPublicKey } from "../identity/key";
 import { MAX_PROMISE_AMOUNT, type ConsumerVaultClient, type PairState } from "../chain/vault";
 
 export type PromiseRejectionCode = "PROMISE_ABOVE_BALANCE" | "PROMISE_MALFORMED" | "PROMISE_NOT_INCREASING" | "PROMISE_WRONG_SIGNER" | "SESSION_ENDED";
@@ -22,14 +22,14 @@ export interface IncomingPromise {
 export function verifyPromise(p: IncomingPromise, vault: Pick<ConsumerVaultClient, "promiseDigest">, context: { lastAmount: bigint; pair: PairState }): void {
   // The vault packs an amount into 96 bits: a larger promise could never be settled.
   if (p.amount > MAX_PROMISE_AMOUNT) throw new PromiseRejected("PROMISE_MALFORMED", `the promise (${p.amount}) does not fit the vault's 96 bits`);
-  let signer: string;
+  let signer: Uint8Array;
   try {
-    signer = recoverAddress(vault.promiseDigest(p.consumer, p.provider, p.amount), p.signature);
+    signer = recoverPublicKey(vault.promiseDigest(p.consumer, p.provider, p.amount), p.signature);
   } catch (err) {
     throw new PromiseRejected("PROMISE_WRONG_SIGNER", `the promise signature is invalid: ${(err as Error).message}`);
   }
-  if (signer.toLowerCase() !== p.consumer.toLowerCase())
-    throw new PromiseRejected("PROMISE_WRONG_SIGNER", `the promise is signed by ${signer}, not the consumer ${p.consumer}`);
+  if (!isKeyOf(signer, p.consumer))
+    throw new PromiseRejected("PROMISE_WRONG_SIGNER", `the promise is signed by ${addressOfPublicKey(signer)}, not the consumer ${p.consumer}`);
   if (p.amount < context.lastAmount)
     throw new PromiseRejected("PROMISE_NOT_INCREASING", `the promise (${p.amount}) is below the last one (${context.lastAmount})`);
   const payable = context.pair.settled + context.pair.vault.balance;

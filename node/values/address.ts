@@ -10,10 +10,27 @@ declare const checksummed: unique symbol;
  */
 export type Address = string & { readonly [checksummed]: true };
 
+/**
+ * Addresses already made, by the exact text they were made from: every dialog message names two,
+ * and EIP-55 costs a keccak (as much as verifying the message's signature). Bounded; the oldest
+ * entry goes first.
+ */
+const made = new Map<string, Address>();
+const MADE_MAX = 10_000;
+
 /** `value` as an `Address`, or INVALID_ADDRESS naming `what` (e.g. "provider", "--beneficiary"). */
 export function toAddress(value: string, what = "address"): Address {
-  if (typeof value !== "string" || !isAddress(value)) throw new MystError("INVALID_ADDRESS", `${what} "${value}" is not an address (0x + 40 hex)`);
-  return getAddress(value) as Address;
+  const known = typeof value === "string" ? made.get(value) : undefined;
+  if (known) return known;
+  let address: Address;
+  try {
+    address = getAddress(value) as Address;
+  } catch {
+    throw new MystError("INVALID_ADDRESS", `${what} "${value}" is not an address (0x + 40 hex)`);
+  }
+  if (made.size >= MADE_MAX) made.delete(made.keys().next().value!);
+  made.set(value, address);
+  return address;
 }
 
 /** True when `a` and `b` name the same account, whatever their case (for values not yet made `Address`). */
