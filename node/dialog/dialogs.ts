@@ -3,16 +3,13 @@ import type { Broker } from "../broker/broker";
 import { BrokerError } from "../broker/broker";
 import { MystError, isMystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
-import { checkSigner, type SignerCheck, type SignerDirectory } from "../identity/protocol-signature";
+import { checkSigner, type PublicKeyDirectory, type SignerCheck } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { EnvelopeError, Opener, Sealer, plainRefusal, readPlainRefusal } from "./envelope";
 import { checkDialogMessage, PEER_CODE_PATTERN, withinDepth, type DialogMessage } from "./message";
 import { randomBytes } from "./random-pool";
 import { ReplayCache } from "./replay-cache";
 import { toAddress, type Address } from "../values/address";
-
-/** Who is registered, and with which key: the chain's registry, cached (see chain/registry.ts). */
-export type PublicKeyDirectory = SignerDirectory;
 
 export type DialogErrorCode = "BAD_RESPONSE" | "DIALOG_CLOSED" | "DIALOG_TIMEOUT" | "NO_RESPONDERS" | "PEER_ERROR" | "PEER_UNREGISTERED";
 
@@ -103,20 +100,25 @@ const newId = () => randomBytes(16).toString("hex");
 /** A message that passed `check`: its addresses made `Address` once. */
 type CheckedMessage = DialogMessage & { from: Address; to: Address };
 
+/** The response to `request` that says it failed with `error`. */
+const errorReply = (request: DialogMessage, error: { code: string; message: string }) =>
+  ({ kind: "response", type: request.type, re: request.id, body: null, error }) as const;
+const INTERNAL = { code: "INTERNAL", message: "internal error" };
+
 type RequestHandler = (body: unknown, message: DialogMessage) => unknown | Promise<unknown>;
 type NotifyListener = (body: unknown, message: DialogMessage) => void;
 
-/**
- * The dialogs of one identity over the broker: it opens dialogs to peers, accepts dialogs peers
- * open, and checks every message (size, decryption, schema, recipient, signature, time window,
- * replay, and only then the registry: registered sender) before anything else sees it.
- */
 /** `dropped`: a message refused before any handler saw it (metrics count these); `failed`: a handler threw. */
 export interface DialogsEvents {
   dropped: [drop: { reason: DropReason; detail: string }];
   failed: [error: unknown];
 }
 
+/**
+ * The dialogs of one identity over the broker: it opens dialogs to peers, accepts dialogs peers
+ * open, and checks every message (size, decryption, schema, recipient, signature, time window,
+ * replay, and only then the registry: registered sender) before anything else sees it.
+ */
 export class Dialogs extends EventEmitter<DialogsEvents> {
   readonly address: Address;
   readonly subject: string;
@@ -189,7 +191,7 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
    */
   async open(to: string, peerSubject: string): Promise<Dialog> {
     const peer = toAddress(to, "peer");
-    const publicKey = await this.#publicKey(peer);
+    const publicKey = await this.#o.directory.publicKeyOf(peer);
     if (!publicKey) throw new DialogError("PEER_UNREGISTERED", `${peer} is not a registered identity`);
     const inbox = newInbox();
     const dialog = new Dialog(this, newId(), peer, publicKey, peerSubject, inbox);
@@ -297,7 +299,7 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
   #refuse(message: CheckedMessage, publicKey: Uint8Array, respond: ((data: Uint8Array) => void) | undefined, code: string, detail: string): void {
     if (message.kind === "request" && respond) {
       const dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
-      respond(this.seal(dialog, { kind: "response", type: message.type, re: message.id, body: null, error: { code, message: detail } }).bytes);
+      respond(this.seal(dialog, errorReply(message, { code, message: detail })).bytes);
     }
     this.drop("capacity", detail, message);
   }
@@ -338,15 +340,8 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
       if (this.#dialogs.size >= this.#o.maxDialogs)
         return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", `${this.#dialogs.size} dialogs open; try later`);
       const ofPeer = this.#perPeer.get(message.from) ?? 0;
-      if (ofPeer >= this.#o.maxDialogsPerPeer) {
-        return this.#refuse(
-          message,
-          publicKey,
-          respond,
-          "TOO_MANY_DIALOGS",
-          `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`,
-        );
-      }
+      const tooMany = `${message.from} has ${ofPeer} dialogs open, the most one peer may; close one first`;
+      if (ofPeer >= this.#o.maxDialogsPerPeer) return this.#refuse(message, publicKey, respond, "TOO_MANY_DIALOGS", tooMany);
       dialog = new Dialog(this, message.dialog, message.from, publicKey, message.reply ?? subjectOf(message.from));
       this.#add(dialog);
       this.#onDialog(dialog);
@@ -354,10 +349,6 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
     dialog.touch();
     if (message.kind === "request" && respond) await dialog.answer(message, respond);
     else dialog.deliver(message);
-  }
-
-  async #publicKey(identity: string): Promise<Uint8Array | null> {
-    return this.#o.directory.publicKeyOf(identity);
   }
 
   #sweep(): void {
@@ -465,17 +456,13 @@ export class Dialog {
     const handler = this.#handlers.get(message.type);
     let reply: Pick<DialogMessage, "kind" | "type" | "body" | "re" | "error">;
     if (!handler) {
-      reply = { kind: "response", type: message.type, re: message.id, body: null, error: { code: "UNKNOWN_TYPE", message: `no handler for ${message.type}` } };
+      reply = errorReply(message, { code: "UNKNOWN_TYPE", message: `no handler for ${message.type}` });
     } else {
       try {
         reply = { kind: "response", type: message.type, re: message.id, body: (await handler(message.body, message)) ?? null };
       } catch (err) {
-        const error =
-          isMystError(err) && PEER_CODE.test(err.code)
-            ? { code: err.code, message: err.message.slice(0, 1024) }
-            : { code: "INTERNAL", message: "internal error" };
         if (!isMystError(err)) this.dialogs.options.log.error({ err, type: message.type }, "dialog handler failed");
-        reply = { kind: "response", type: message.type, re: message.id, body: null, error };
+        reply = errorReply(message, isMystError(err) && PEER_CODE.test(err.code) ? { code: err.code, message: err.message.slice(0, 1024) } : INTERNAL);
       }
     }
     let bytes: Uint8Array;
@@ -484,13 +471,7 @@ export class Dialog {
     } catch (err) {
       // A body that cannot be serialized (a cycle, or nesting beyond the stack) fails this request only.
       this.dialogs.options.log.error({ err, type: message.type }, "dialog response could not be sealed");
-      bytes = this.dialogs.seal(this, {
-        kind: "response",
-        type: message.type,
-        re: message.id,
-        body: null,
-        error: { code: "INTERNAL", message: "internal error" },
-      }).bytes;
+      bytes = this.dialogs.seal(this, errorReply(message, INTERNAL)).bytes;
     }
     respond(bytes);
   }
