@@ -132,7 +132,11 @@ export async function benchPayments(): Promise<void> {
       ["measure", "value", "ratio"],
       [`protocol signatures (ECDSA-SHA256, ${secp256k1.implementation}) /s — baseline`, String(Math.round(protocolSignPerSecond)), "1×"],
       ["promises signed (EIP-712 digest + secp256k1) /s", String(Math.round(signPerSecond)), `${round(signPerSecond / protocolSignPerSecond, 2)}×`],
-      ["promises verified (recover + vault + amount checks; aim ≥ 2,000) /s", String(Math.round(verifyPerSecond)), `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`],
+      [
+        "promises verified (recover + vault + amount checks; aim ≥ 2,000) /s",
+        String(Math.round(verifyPerSecond)),
+        `${round(verifyPerSecond / protocolSignPerSecond, 2)}×`,
+      ],
       ["invoice on the wire (bytes, sealed)", String(wire.invoice), ""],
       ["promise on the wire (bytes, sealed)", String(wire.promise), ""],
       ["acknowledgement on the wire (bytes, sealed)", String(wire.ack), ""],
