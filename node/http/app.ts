@@ -4,6 +4,7 @@ import swagger from "@fastify/swagger";
 import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { isMystError } from "../errors/MystError";
 import type { Logger } from "../log/logger";
+import { openapiTo30 } from "./openapi-30";
 
 /** A Fastify app whose routes are typed by their TypeBox schemas. */
 export type JsonApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -72,6 +73,8 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
       info: { title: o.title, version: o.version, description: o.description },
       ...(o.security ? { components: { securitySchemes: o.security.schemes as never }, security: o.security.apply } : {}),
     },
+    // TypeBox writes JSON Schema 2020-12; the document says 3.0.3, so its schemas are written in 3.0's forms.
+    transformObject: (d) => openapiTo30("openapiObject" in d ? d.openapiObject : d.swaggerObject),
   });
   const answer = (reply: { status(n: number): { send(b: unknown): unknown } }, status: number, code: string, message: string) => {
     o.onError?.(status, code);

@@ -15,6 +15,7 @@ import { Broker } from "../../../node/broker/broker";
 import { Keystore } from "../../../node/identity/keystore";
 import { silentLogger } from "../../../node/log/logger";
 import { TestNetwork } from "../../../scripts/lib/test-network";
+import { openapiProblems } from "../../support/openapi-validator";
 import { rejectionOf } from "../../support/rejection";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
@@ -213,6 +214,12 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(JSON.parse(await openapiText())).to.deep.equal(committed, "docs/openapi.json is stale: run npm run openapi");
       expect({ ...doc, info: { ...doc.info, version: committed.info.version } }).to.deep.equal(committed);
       expect(doc.paths["/v1/services"].post.requestBody.content["application/json"].schema.additionalProperties).to.equal(false);
+    });
+
+    it("serves an OpenAPI document valid for the version it declares (an independent validator)", async function () {
+      const doc = (await call(provider, "GET", "/openapi.json", { token: null })).body;
+      expect(doc.openapi).to.equal("3.0.3");
+      expect(await openapiProblems(doc)).to.deep.equal([]);
     });
   });
 

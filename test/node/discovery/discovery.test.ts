@@ -11,6 +11,7 @@ import { signProposal, type Proposal } from "../../../node/proposal/proposal";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { makeProposal } from "../../../scripts/lib/proposals";
 import { until } from "../../../scripts/lib/until";
+import { openapiProblems } from "../../support/openapi-validator";
 
 describe("discovery: service, announcer and client (real NATS, real HTTP, real registry)", function () {
   const net = new TestNetwork();
@@ -294,7 +295,8 @@ describe("discovery: service, announcer and client (real NATS, real HTTP, real r
     const health = await get("/health");
     expect(health.body).to.deep.equal({ status: "ok", proposals: 1, broker: "connected", store: "ok" });
     const openapi = await get("/openapi.json");
-    expect(openapi.body.openapi).to.match(/^3\./);
+    expect(openapi.body.openapi).to.equal("3.0.3");
+    expect(await openapiProblems(openapi.body), "valid for the version it declares").to.deep.equal([]);
     expect(Object.keys(openapi.body.paths)).to.include.members(["/v1/proposals", "/v1/proposals/{provider}/{serviceType}", "/health", "/metrics"]);
     const metrics = await (await fetch(discovery.url + "/metrics")).text();
     expect(metrics).to.match(/myst_discovery_announcements_total\{source="http",result="added"\} 1/);
