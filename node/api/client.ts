@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { Static, TSchema } from "@fastify/type-provider-typebox";
+import { isErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import type { ReachabilityView } from "./reachability";
 import type * as S from "./schemas";
@@ -127,8 +128,12 @@ export class NodeClient {
       throw new NodeClientError("DAEMON_BAD_RESPONSE", `the node answered ${method} ${path} with something that is not JSON`, { cause: err });
     }
     if (status < 200 || status >= 300) {
-      const e = parsed as { code?: string; message?: string } | null;
-      throw new NodeClientError(e?.code ?? `HTTP_${status}`, e?.message ?? `the node answered ${status}`);
+      const e = parsed as { code?: unknown; message?: unknown } | null;
+      const message = typeof e?.message === "string" ? e.message : `the node answered ${status}`;
+      if (isErrorCode(e?.code)) throw new NodeClientError(e.code, message);
+      // A node of another version may answer with a code this one does not know: it stays words.
+      const code = typeof e?.code === "string" ? ` ${e.code.slice(0, 64)}` : "";
+      throw new NodeClientError("DAEMON_BAD_RESPONSE", `the node answered ${status}${code}: ${message}`);
     }
     return parsed as T;
   }

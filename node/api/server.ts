@@ -1,26 +1,18 @@
 import fs from "node:fs";
-import type { StoreErrorCode } from "../store/errors";
 import path from "node:path";
 import { Type } from "@fastify/type-provider-typebox";
-import type { MystNode, VaultErrorCode } from "../daemon/node";
+import type { MystNode } from "../daemon/node";
 import type { OfferJson } from "../daemon/services-file";
 import { createJsonApp, ErrorBody, type JsonApp } from "../http/app";
+import { apiStatusOf } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { silentLogger, type Logger } from "../log/logger";
 import { DEFAULT_PRICE, mystToWei } from "../values/myst";
-import type { BrokerErrorCode } from "../broker/broker";
-import type { ChainErrorCode } from "../chain/errors";
-import type { DialogErrorCode } from "../dialog/dialogs";
-import type { KeystoreErrorCode } from "../identity/keystore";
-import type { ServiceSpecErrorCode } from "../services/catalog";
-import type { ControlsErrorCode } from "../services/controls/errors";
-import type { SessionErrorCode } from "../session/errors";
 import * as S from "./schemas";
 import type { Transport } from "./client";
 import { tokenMatches } from "./token";
 import { sessionView } from "../store/session-store";
-import type { VisibleIpErrorCode } from "../daemon/visible-ip";
-import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin, type DashboardErrorCode } from "./dashboard-auth";
+import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin } from "./dashboard-auth";
 import { isDashboardPublic, registerDashboard } from "./dashboard";
 import { registerReachability } from "./reachability";
 
@@ -35,83 +27,6 @@ export interface ApiServerOptions {
   version: string;
   log: Logger;
 }
-
-/** The codes the API maps to a status: the modules' typed codes and the node's own few. */
-type MappedCode =
-  | SessionErrorCode
-  | ChainErrorCode
-  | DialogErrorCode
-  | BrokerErrorCode
-  | KeystoreErrorCode
-  | ServiceSpecErrorCode
-  | VaultErrorCode
-  | ControlsErrorCode
-  | DashboardErrorCode
-  | VisibleIpErrorCode
-  | StoreErrorCode
-  | "BAD_JSON"
-  | "BAD_FILTER"
-  | "BAD_AMOUNT"
-  | "PASSPHRASE_REQUIRED"
-  | "NODE_OFFLINE"
-  | "NO_IDENTITY"
-  | "RELAYER_KEY_INVALID"
-  | "UNAUTHORIZED"
-  | "DISCOVERY_UNREACHABLE"
-  | "DISCOVERY_BAD_RESPONSE";
-
-/** HTTP status of each error code the daemon raises; any other deliberate error is 422. */
-const STATUS: Partial<Record<MappedCode, number>> = {
-  BAD_REQUEST: 400,
-  BAD_JSON: 400,
-  BAD_FILTER: 400,
-  BAD_AMOUNT: 400,
-  INVALID_ADDRESS: 400,
-  PASSPHRASE_REQUIRED: 400,
-  RELAYER_KEY_INVALID: 400,
-  PASSPHRASE_EMPTY: 400,
-  BAD_SERVICE_SETTINGS: 400,
-  SERVICE_TYPE_UNKNOWN: 400,
-  BAD_SCHEDULE: 400,
-  BAD_ACCESS_LIST: 400,
-  ACCESS_LIST_UNREADABLE: 400,
-  BAD_EGRESS_POLICY: 400,
-  BAD_TRAFFIC_CAP: 400,
-  UNAUTHORIZED: 401,
-  WRONG_PASSPHRASE: 403,
-  IDENTITY_NOT_FOUND: 404,
-  SERVICE_UNKNOWN: 404,
-  NO_PROPOSAL: 404,
-  NO_IDENTITY: 404,
-  SERVICE_EXISTS: 409,
-  IDENTITY_EXISTS: 409,
-  ALREADY_CONNECTED: 409,
-  ALREADY_CONNECTING: 409,
-  NOT_CONNECTED: 409,
-  NODE_OFFLINE: 409,
-  EXIT_PENDING: 409,
-  EXIT_NOT_REQUESTED: 409,
-  DISCOVERY_UNREACHABLE: 502,
-  DISCOVERY_BAD_RESPONSE: 502,
-  CHAIN_UNREACHABLE: 502,
-  CHAIN_ERROR: 502,
-  NO_RESPONDERS: 502,
-  // A peer (provider) answered with an error: whatever its code, it is the peer's, not ours.
-  PEER_ERROR: 502,
-  DIALOG_TIMEOUT: 504,
-  REQUEST_TIMEOUT: 504,
-  BROKER_CLOSED: 503,
-  LOGIN_LINK_INVALID: 401,
-  BAD_ORIGIN: 403,
-  DASHBOARD_NOT_BUILT: 503,
-  BAD_NETNS: 400,
-  IP_CHECK_UNCONFIGURED: 409,
-  IP_CHECK_FAILED: 502,
-  // The node's own disk (its data dir) is full or read-only: nothing the request can change.
-  STORE_FULL: 507,
-  STORE_READ_ONLY: 507,
-  STORE_FAILED: 503,
-};
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
 const PUBLIC = new Set(["/health", "/openapi.json"]);
@@ -196,7 +111,7 @@ export class ApiServer {
       version: this.#o.version,
       description: "The local REST API of a running `myst daemon`: identities, services, proposals, the connection, sessions, the vault and earnings.",
       bodyLimit: 64 * 1024,
-      statusOf: (code) => STATUS[code as MappedCode],
+      statusOf: apiStatusOf, // the catalogue's (errors/catalogue.ts); any other deliberate error is 422
       log: this.#o.log,
       security: { schemes: { token: { type: "http", scheme: "bearer", description: "the token in <data-dir>/api-token" } }, apply: [{ token: [] }] },
       onError: (status, code) => daemon.metrics.error("api", status >= 500 ? `${status}` : code),

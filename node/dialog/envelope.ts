@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import type { ErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { randomSecretKey, type IdentityKey } from "../identity/key";
 import { secp256k1 } from "../identity/secp256k1";
@@ -116,7 +117,7 @@ export class Opener {
  */
 export const PLAIN_REFUSAL_VERSION = 0;
 
-export function plainRefusal(code: string, message: string): Uint8Array {
+export function plainRefusal(code: ErrorCode, message: string): Uint8Array {
   return Buffer.concat([Buffer.of(PLAIN_REFUSAL_VERSION), Buffer.from(JSON.stringify({ code, message }))]);
 }
 

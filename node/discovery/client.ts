@@ -1,3 +1,4 @@
+import { ERRORS, type ErrorCode, type ErrorEntry } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { matchesFilter, type ProposalFilter } from "../proposal/filter";
 import { verifySignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
@@ -5,11 +6,23 @@ import { verifySignedProposal, type Proposal, type SignedProposal } from "../pro
 export class DiscoveryError extends MystError {
   /** Whether another replica may answer (unreachable, not ready, failing), rather than this being the answer. */
   readonly failover: boolean;
-  constructor(code: string, message: string, options: { cause?: unknown; failover?: boolean } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; failover?: boolean } = {}) {
     super(code, message, { cause: options.cause });
     this.failover = options.failover ?? false;
   }
 }
+
+/**
+ * The codes a discovery replica answers with (the catalogue's discovery codes and the HTTP
+ * plumbing's): a replica is someone else's server, so any other code it sends is not taken as one
+ * of ours (a replica answering UNAUTHORIZED must not make our API say 401).
+ */
+export const DISCOVERY_ANSWERS: ReadonlySet<ErrorCode> = new Set(
+  (Object.keys(ERRORS) as ErrorCode[]).filter((code) => {
+    const entry: ErrorEntry = ERRORS[code];
+    return entry.discovery !== undefined || entry.module === "http";
+  }),
+);
 
 export interface FoundProposal {
   signed: SignedProposal;
@@ -137,7 +150,9 @@ export class DiscoveryClient {
       });
     }
     if (!response.ok) {
-      throw new DiscoveryError(body.code ?? `HTTP_${response.status}`, `discovery: ${body.message ?? response.statusText}`, {
+      const code = DISCOVERY_ANSWERS.has(body.code as ErrorCode) ? (body.code as ErrorCode) : "DISCOVERY_BAD_RESPONSE";
+      const theirs = code === body.code || typeof body.code !== "string" ? "" : `${body.code.slice(0, 64)}: `;
+      throw new DiscoveryError(code, `discovery: ${theirs}${body.message ?? response.statusText}`, {
         failover: response.status >= 500,
       });
     }

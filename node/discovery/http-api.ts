@@ -1,6 +1,7 @@
 import { Type } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
+import { discoveryStatusOf } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { createJsonApp, ErrorBody } from "../http/app";
 import type { Logger } from "../log/logger";
@@ -60,24 +61,6 @@ const Query = Type.Object(
   { additionalProperties: false },
 );
 
-const STATUS: Record<string, number> = {
-  PROPOSAL_MALFORMED: 400,
-  BAD_FILTER: 400,
-  BAD_REQUEST: 400,
-  BAD_SIGNATURE: 401,
-  PROVIDER_UNREGISTERED: 403,
-  PROPOSAL_EXPIRED: 422,
-  PROPOSAL_FROM_FUTURE: 422,
-  PROPOSAL_STALE: 409,
-  PROPOSAL_WITHDRAWN: 409,
-  PROVIDER_LIMIT: 429,
-  INDEX_FULL: 503,
-  NOT_READY: 503,
-  DISCOVERY_BUSY: 503,
-  STORE_UNAVAILABLE: 503,
-  STORE_CONFLICT: 503,
-};
-
 /**
  * Discovery's HTTP API (Fastify): proposals with filters and cursors, one proposal, posting one,
  * `/health`, `/ready` for load balancers, Prometheus `/metrics`, and the OpenAPI document.
@@ -88,7 +71,7 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
     version: o.version ?? "1",
     description: "Signed proposals of myst providers, with filters.",
     bodyLimit: o.bodyLimit ?? 16 * 1024,
-    statusOf: (code) => STATUS[code],
+    statusOf: discoveryStatusOf, // the catalogue's (errors/catalogue.ts)
     log: o.log,
   });
 

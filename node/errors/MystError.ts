@@ -1,11 +1,14 @@
+import type { ErrorCode } from "./catalogue";
+
 /**
  * The base of every error the node raises on purpose. `code` is stable (tests, the CLI and the API
- * switch on it; nothing parses messages); `message` is one line a person can act on. Each module
- * declares the union of its codes and a class typed by it (`class SessionError extends
- * MystError<SessionErrorCode>`), so a misspelt code fails to compile. A peer's code never becomes
- * one of ours: it travels as data (`PeerError.peerCode`, `SessionRefusedError.refusal`).
+ * switch on it; nothing parses messages); `message` is one line a person can act on. Every code is
+ * a key of the catalogue (errors/catalogue.ts: module, HTTP status, meaning), so a code that is not
+ * there fails to compile; each module declares the union of its codes and a class typed by it
+ * (`class SessionError extends MystError<SessionErrorCode>`). A peer's code never becomes one of
+ * ours: it travels as data (`PeerError.peerCode`, `SessionRefusedError.refusal`).
  */
-export class MystError<C extends string = string> extends Error {
+export class MystError<C extends ErrorCode = ErrorCode> extends Error {
   constructor(
     readonly code: C,
     message: string,
@@ -18,7 +21,7 @@ export class MystError<C extends string = string> extends Error {
 
 /** Whether `err` is one of ours; with `codes`, also that its code is one of them (and narrows it). */
 export function isMystError(err: unknown): err is MystError;
-export function isMystError<C extends string>(err: unknown, ...codes: C[]): err is MystError<C>;
+export function isMystError<C extends ErrorCode>(err: unknown, ...codes: C[]): err is MystError<C>;
 export function isMystError(err: unknown, ...codes: string[]): boolean {
   return err instanceof MystError && (codes.length === 0 || codes.includes(err.code));
 }

@@ -2,6 +2,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyBaseLogge
 import type { IncomingMessage, ServerResponse } from "node:http";
 import swagger from "@fastify/swagger";
 import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { ERRORS, type ErrorCode } from "../errors/catalogue";
 import { isMystError } from "../errors/MystError";
 import type { Logger } from "../log/logger";
 import { openapiTo30 } from "./openapi-30";
@@ -18,13 +19,13 @@ export interface JsonAppOptions {
   description: string;
   /** Largest accepted request body, bytes. */
   bodyLimit: number;
-  /** The HTTP status for an error code the app's own code raised; unmapped codes get 422. */
-  statusOf: (code: string) => number | undefined;
+  /** The HTTP status for an error code the app's own code raised (the catalogue's); unmapped codes get 422. */
+  statusOf: (code: ErrorCode) => number | undefined;
   log: Logger;
   /** Security schemes for the OpenAPI document (applied to every route unless a route says otherwise). */
   security?: { schemes: Record<string, unknown>; apply: Record<string, string[]>[] };
   /** Told of every error answer (metrics). */
-  onError?: (status: number, code: string) => void;
+  onError?: (status: number, code: ErrorCode) => void;
   /**
    * Host names (without port) the server answers to; others get 421 BAD_HOST. Set for a local
    * API, so a web page that rebinds its own name to 127.0.0.1 cannot read it. Default: any.
@@ -46,10 +47,10 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     frameworkErrors: (err, _req, reply) => {
       const [status, code, message] =
         err.code === "FST_ERR_MAX_PARAM_LENGTH"
-          ? [414, "URI_TOO_LONG", "a path parameter is too long"]
+          ? [ERRORS.URI_TOO_LONG.status, "URI_TOO_LONG" as const, "a path parameter is too long"]
           : err.code === "FST_ERR_BAD_URL"
-            ? [400, "BAD_REQUEST", "the URL is malformed"]
-            : [400, "BAD_REQUEST", "the request cannot be routed"];
+            ? [ERRORS.BAD_REQUEST.status, "BAD_REQUEST" as const, "the URL is malformed"]
+            : [ERRORS.BAD_REQUEST.status, "BAD_REQUEST" as const, "the request cannot be routed"];
       o.onError?.(status, code);
       void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(status).send({ code, message });
     },
@@ -58,8 +59,8 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
       if (!socket.writable) return;
       const [status, code, message] =
         err.code === "HPE_HEADER_OVERFLOW"
-          ? [431, "HEADERS_TOO_LARGE", "the request line and headers are too large"]
-          : [400, "BAD_REQUEST", "the request is not valid HTTP"];
+          ? [ERRORS.HEADERS_TOO_LARGE.status, "HEADERS_TOO_LARGE" as const, "the request line and headers are too large"]
+          : [ERRORS.BAD_REQUEST.status, "BAD_REQUEST" as const, "the request is not valid HTTP"];
       const body = JSON.stringify({ code, message });
       socket.end(
         `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -76,7 +77,7 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
     // TypeBox writes JSON Schema 2020-12; the document says 3.0.3, so its schemas are written in 3.0's forms.
     transformObject: (d) => openapiTo30("openapiObject" in d ? d.openapiObject : d.swaggerObject),
   });
-  const answer = (reply: { status(n: number): { send(b: unknown): unknown } }, status: number, code: string, message: string) => {
+  const answer = (reply: { status(n: number): { send(b: unknown): unknown } }, status: number, code: ErrorCode, message: string) => {
     o.onError?.(status, code);
     return reply.status(status).send({ code, message });
   };
@@ -87,37 +88,37 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
       const where = err.validationContext === "querystring" ? "filter" : err.validationContext === "params" ? "path parameter" : "field";
       if (extra) return answer(reply, 400, err.validationContext === "querystring" ? "BAD_FILTER" : "BAD_REQUEST", `unknown ${where} "${extra}"`);
       const at = v?.instancePath ? `${err.validationContext}${v.instancePath.replace(/\//g, ".")}` : err.validationContext;
-      return answer(reply, 400, "BAD_REQUEST", `${at} ${v?.message ?? "is invalid"}`.replace(/\s+/g, " "));
+      return answer(reply, ERRORS.BAD_REQUEST.status, "BAD_REQUEST", `${at} ${v?.message ?? "is invalid"}`.replace(/\s+/g, " "));
     }
     switch (err.code) {
       case "FST_ERR_CTP_INVALID_JSON_BODY":
-        return answer(reply, 400, "BAD_JSON", "the body is not valid JSON");
+        return answer(reply, ERRORS.BAD_JSON.status, "BAD_JSON", "the body is not valid JSON");
       case "FST_ERR_CTP_EMPTY_JSON_BODY":
-        return answer(reply, 400, "BAD_JSON", "the body is empty; send a JSON object");
+        return answer(reply, ERRORS.BAD_JSON.status, "BAD_JSON", "the body is empty; send a JSON object");
       case "FST_ERR_CTP_BODY_TOO_LARGE":
-        return answer(reply, 413, "BODY_TOO_LARGE", `the body is larger than ${o.bodyLimit} bytes`);
+        return answer(reply, ERRORS.BODY_TOO_LARGE.status, "BODY_TOO_LARGE", `the body is larger than ${o.bodyLimit} bytes`);
       case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-        return answer(reply, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
+        return answer(reply, ERRORS.UNSUPPORTED_MEDIA_TYPE.status, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
     }
     const raw: unknown = err;
     if (isMystError(raw)) return answer(reply, o.statusOf(raw.code) ?? 422, raw.code, raw.message);
     if (err.statusCode && err.statusCode < 500) return answer(reply, err.statusCode, "BAD_REQUEST", err.message);
     o.log.error({ err }, "request failed");
-    return answer(reply, 500, "INTERNAL", "internal error");
+    return answer(reply, ERRORS.INTERNAL.status, "INTERNAL", "internal error");
   });
   if (o.allowedHosts) {
     const allowed = new Set(o.allowedHosts.map((h) => h.toLowerCase()));
     app.addHook("onRequest", async (req, reply) => {
       const host = hostName(req.headers.host);
       if (!host || !allowed.has(host))
-        return answer(reply, 421, "BAD_HOST", `this server does not answer to host "${String(req.headers.host ?? "").slice(0, 64)}"`);
+        return answer(reply, ERRORS.BAD_HOST.status, "BAD_HOST", `this server does not answer to host "${String(req.headers.host ?? "").slice(0, 64)}"`);
     });
   }
   // A POST or PUT without a body means "no fields": its schema still applies (and refuses what is required).
   app.addHook("preValidation", async (req) => {
     if (req.body === undefined && (req.method === "POST" || req.method === "PUT")) req.body = {};
   });
-  app.setNotFoundHandler((req, reply) => answer(reply, 404, "NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`));
+  app.setNotFoundHandler((req, reply) => answer(reply, ERRORS.NOT_FOUND.status, "NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0]}`));
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import { peerCodeOf } from "../dialog/dialogs";
+import type { ErrorCode } from "../errors/catalogue";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ConsumerSession } from "../session/consumer";
 import { priceFromProposal, priceOf } from "./price";
@@ -16,7 +17,7 @@ export const PROVIDER_PAYMENT_CODES = [
   "PROMISE_ABOVE_BALANCE",
   "PROMISE_MALFORMED",
   "SESSION_ENDED",
-] as const;
+] as const satisfies readonly ErrorCode[];
 
 export interface InvoiceTolerance {
   /** Relative slack over the consumer's own meter. Default 25%: the provider counts the link bytes

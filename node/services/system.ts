@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
+import type { ErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 
 export type TunnelErrorCode =
@@ -22,22 +23,39 @@ export type TunnelErrorCode =
   | "TUN_BUSY"
   | "UAPI_FAILED"
   | "WIREGUARD_FAILED"
-  | `${string}_NOT_INSTALLED`;
+  | (typeof NOT_INSTALLED)[ProgramName];
+
+/** The system programs the node runs, each with the code that says it is missing (a catalogue key). */
+const NOT_INSTALLED = {
+  bash: "BASH_NOT_INSTALLED",
+  dnsmasq: "DNSMASQ_NOT_INSTALLED",
+  ip: "IP_NOT_INSTALLED",
+  ip6tables: "IP6TABLES_NOT_INSTALLED",
+  iptables: "IPTABLES_NOT_INSTALLED",
+  nft: "NFT_NOT_INSTALLED",
+  nsenter: "NSENTER_NOT_INSTALLED",
+  openssl: "OPENSSL_NOT_INSTALLED",
+  openvpn: "OPENVPN_NOT_INSTALLED",
+  python3: "PYTHON3_NOT_INSTALLED",
+  setpriv: "SETPRIV_NOT_INSTALLED",
+  sh: "SH_NOT_INSTALLED",
+  sysctl: "SYSCTL_NOT_INSTALLED",
+  tc: "TC_NOT_INSTALLED",
+  "wireguard-go": "WIREGUARD_GO_NOT_INSTALLED",
+} as const satisfies Record<string, ErrorCode>;
+export type ProgramName = keyof typeof NOT_INSTALLED;
 
 export class TunnelError extends MystError<TunnelErrorCode> {}
 
 const SEARCH = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /** The path of a system program, or an error a person can act on. */
-export function program(name: string, pkg = name): string {
+export function program(name: ProgramName, pkg: string = name): string {
   for (const dir of SEARCH) {
     const p = `${dir}/${name}`;
     if (fs.existsSync(p)) return p;
   }
-  throw new TunnelError(
-    `${name.toUpperCase()}_NOT_INSTALLED`,
-    `${name} is not installed: apt-get install --no-install-recommends ${pkg} (or run scripts/install.sh)`,
-  );
+  throw new TunnelError(NOT_INSTALLED[name], `${name} is not installed: apt-get install --no-install-recommends ${pkg} (or run scripts/install.sh)`);
 }
 
 /** Tunnels and firewall rules need root (CAP_NET_ADMIN); say so before trying. */

@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { ErrorCode } from "../errors/catalogue";
 import { SignedProposalSchema } from "../proposal/proposal";
 import { PeerText, Wei } from "../values/schemas";
 
@@ -43,7 +44,7 @@ export const REFUSAL_CODES = [
   "ACCESS_DENIED",
   /** Outside the service's schedule (its time windows). */
   "OUTSIDE_SCHEDULE",
-] as const;
+] as const satisfies readonly ErrorCode[];
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 /** Keepalive periods a consumer accepts from a provider; outside them the answer is malformed. */

@@ -63,7 +63,7 @@ export class EgressPolicy {
   async apply(): Promise<void> {
     await this.remove();
     this.#undo.arm(this.#removals());
-    const families: [string, string[], string][] = [["iptables", this.#rules.v4, "icmp-net-prohibited"]];
+    const families: ["iptables" | "ip6tables", string[], string][] = [["iptables", this.#rules.v4, "icmp-net-prohibited"]];
     if (this.o.ipv6) families.push(["ip6tables", this.#rules.v6, "icmp6-adm-prohibited"]);
     for (const [tool, cidrs, unreachable] of families) {
       const ipt = (...args: string[]) => run(inNetns(this.o.netns, [program(tool, "iptables"), "-w", ...args]));
@@ -95,7 +95,7 @@ export class EgressPolicy {
   }
 
   #removals(): string[][] {
-    return (this.o.ipv6 ? ["iptables", "ip6tables"] : ["iptables"]).flatMap((tool) => {
+    return (this.o.ipv6 ? (["iptables", "ip6tables"] as const) : (["iptables"] as const)).flatMap((tool) => {
       const t = (...args: string[]) => inNetns(this.o.netns, [program(tool, "iptables"), "-w", ...args]);
       return [t("-D", "FORWARD", "-i", this.o.device, "-j", this.chain), t("-F", this.chain), t("-X", this.chain)];
     });

@@ -43,6 +43,6 @@ describe("typed error codes (the same file: errors a peer causes)", function () 
     expect(isMystError(err, "BAD_REQUEST")).to.equal(false);
     expect((err as SessionRefusedError).refusal).to.equal("BAD_REQUEST");
     expect(isMystError(new Error("plain"), "SESSION_REFUSED")).to.equal(false);
-    expect(isMystError(new MystError("X", "x"), "X", "Y")).to.equal(true);
+    expect(isMystError(new MystError("BAD_FLAG", "x"), "BAD_FLAG", "BAD_AMOUNT")).to.equal(true);
   });
 });
