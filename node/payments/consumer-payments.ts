@@ -56,7 +56,7 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
    * full, read-only…), until it acknowledges one again. The code is the provider's, kept as data:
    * one of PROVIDER_PAYMENT_CODES, anything else reported as PEER_ERROR.
    */
-  providerRefusal?: { code: string; message: string };
+  providerRefusal?: { code: (typeof PROVIDER_PAYMENT_CODES)[number] | "PEER_ERROR"; message: string };
   readonly #log: Logger;
 
   constructor(
@@ -136,7 +136,7 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
     } catch (err) {
       const code = peerCodeOf(err);
       if (code !== undefined)
-        this.providerRefusal = { code: (PROVIDER_PAYMENT_CODES as readonly string[]).includes(code) ? code : "PEER_ERROR", message: (err as Error).message };
+        this.providerRefusal = { code: PROVIDER_PAYMENT_CODES.find((ours) => ours === code) ?? "PEER_ERROR", message: (err as Error).message };
       this.#log.warn({ err: (err as Error).message, sessionId: this.session.id }, "the provider did not acknowledge a promise");
     }
   }
