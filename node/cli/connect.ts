@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import { parsePaymentPolicy } from "../api/payment-policy";
-import type { ConnectBody } from "../api/schemas";
+import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
 import { MystError } from "../errors/MystError";
@@ -182,7 +182,7 @@ async function followConnection(client: NodeClient, first: Connection): Promise<
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
 export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
   return cmd
-    .option("--service <type>", "openvpn | wireguard | noop", "openvpn")
+    .option("--service <type>", SERVICE_TYPES.join(" | "), DEFAULT_SERVICE_TYPE)
     .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
     .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
     .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))
