@@ -149,3 +149,33 @@ describe("the tunnel registry: a new type is one folder and one line", function 
     expect(out.said).to.equal("hello");
   });
 });
+
+describe("`myst service start` flags from the registry", function () {
+  // In-process: the CLI's body builder over the real registry.
+  const { serviceBody } = require("../../../node/cli/service") as typeof import("../../../node/cli/service");
+  const offer = { country: "DE", ipType: "unknown", bandwidth: "100" };
+  const flagError = (type: string, flags: Record<string, unknown>) => {
+    try {
+      serviceBody(type, { ...offer, ...flags });
+      return "accepted";
+    } catch (err) {
+      return `${(err as { code: string }).code}: ${(err as Error).message}`;
+    }
+  };
+
+  it("puts each flag of the type under its setting, numbers and lists as its schema wants them", function () {
+    expect(serviceBody("wireguard", { ...offer, publicIp: "198.18.3.2", port: "51821", allowPrivateRange: "10.1.0.0/16", device: "mwp1" })).to.deep.include({
+      type: "wireguard",
+      wireguard: { publicIp: "198.18.3.2", port: 51821, allowPrivateRanges: ["10.1.0.0/16"], device: "mwp1" },
+    });
+    expect(serviceBody("noop", offer)).to.not.have.any.keys("noop", "openvpn", "wireguard");
+  });
+
+  it("refuses another type's flag, a missing required one and a number that is not one, naming the flag", function () {
+    expect(flagError("wireguard", { publicIp: "198.18.3.2", bind: "198.18.3.2" })).to.equal("BAD_FLAG: --bind is for openvpn, not wireguard");
+    expect(flagError("noop", { netns: "x" })).to.equal("BAD_FLAG: --netns is for openvpn, wireguard, not noop");
+    expect(flagError("openvpn", {})).to.match(/^BAD_FLAG: --public-ip is needed: the address consumers reach this provider at/);
+    expect(flagError("openvpn", { publicIp: "198.18.3.2", port: "x" })).to.equal('BAD_FLAG: --port "x" is not a whole number');
+    expect(flagError("teleport", {})).to.match(/^SERVICE_TYPE_UNKNOWN: unknown service type "teleport": one of openvpn, wireguard, noop/);
+  });
+});
