@@ -110,8 +110,11 @@ export const OfferBody = Type.Object(
   },
   Strict,
 );
-/** Each service type's settings and `myst service start` flags (services/registry.ts): the CLI's and the body's choices. */
-export const SERVICE_SETTINGS = TUNNEL_TYPES.map((t) => ({ type: t.type, settings: t.settings, flags: t.flags ?? {} }));
+/**
+ * Each service type (services/registry.ts): its settings and `myst service start` flags (the CLI's
+ * and the body's choices), and whether it carries traffic through a network tunnel.
+ */
+export const SERVICE_SETTINGS = TUNNEL_TYPES.map((t) => ({ type: t.type, network: t.network, settings: t.settings, flags: t.flags ?? {} }));
 export const StartServiceBody = Type.Object(
   {
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),

@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import { parsePaymentPolicy } from "../api/payment-policy";
-import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
+import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
 import { MystError } from "../errors/MystError";
@@ -44,7 +44,8 @@ export function connectCommands(context: Ctx): Command[] {
       // No node runs for this data dir: this command runs one in the foreground, for as long as
       // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
       // switch a crashed myst left in the same place holds until this connection's replaces it.
-      const keepKillSwitchFor = opts.killSwitch !== false && opts.service !== "noop" ? { netns: opts.netns } : undefined;
+      const tunnel = SERVICE_SETTINGS.find((t) => t.type === opts.service)?.network !== false;
+      const keepKillSwitchFor = opts.killSwitch !== false && tunnel ? { netns: opts.netns } : undefined;
       const node = await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true, keepKillSwitchFor });
       let first: Connection;
       try {

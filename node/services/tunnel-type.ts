@@ -42,6 +42,11 @@ export interface ConsumerDeps {
 export interface TunnelType<Settings extends TObject = TObject> {
   /** The name in proposals, the API, the CLI and services.json (as discovery's pattern: `^[a-z][a-z0-9-]{0,31}$`). */
   readonly type: string;
+  /**
+   * It carries the consumer's traffic through a network tunnel (a device consumer protection guards:
+   * kill switch, DNS, IPv6); false for a service that only talks over the session (noop).
+   */
+  readonly network: boolean;
   /** The provider's settings, under the type's name in `POST /v1/services` (`{type, <type>: {…}}`); absent: it takes none. */
   readonly settings?: Settings;
   /** The `myst service start` flag of each setting that has one (`publicIp: "--public-ip <address>"`); its help is the setting's description. */

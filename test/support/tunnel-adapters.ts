@@ -49,14 +49,14 @@ export interface TunnelAdapter {
 /**
  * The suite's harness of a registered type, from its registry entry alone: its provider started as
  * the node starts it (its settings for the topology: the provider's public address and namespace,
- * where the type takes them), its consumer as the node makes it. A type whose provider is reached
- * at a public address carries the suite's traffic through the network.
+ * where the type takes them), its consumer as the node makes it. A type that brings up a
+ * network tunnel carries the suite's traffic through the namespaces.
  */
 function fromRegistry(type: TunnelType): TunnelAdapter {
   const takes = (name: string) => !!type.settings && name in type.settings.properties;
   return {
     type: type.type,
-    network: takes("publicIp"),
+    network: type.network,
     async startProvider(env) {
       const settings = {
         ...(takes("publicIp") ? { publicIp: env.topology.providerAddress } : {}),

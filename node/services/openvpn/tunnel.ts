@@ -13,6 +13,7 @@ export const OpenVpnSettingsSchema = tunnelSettingsSchema(1194, {
 /** OpenVPN (services/openvpn): a supervised `openvpn` server, clients admitted by the management interface. */
 export const openvpn = defineTunnel({
   type: "openvpn",
+  network: true,
   settings: OpenVpnSettingsSchema,
   flags: { ...TUNNEL_FLAGS, bind: "--bind <address>" },
   check(settings) {

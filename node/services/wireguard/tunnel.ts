@@ -18,6 +18,7 @@ export const WireGuardSettingsSchema = tunnelSettingsSchema(51820, {
 /** WireGuard (services/wireguard): a supervised wireguard-go, a peer per session. */
 export const wireguard = defineTunnel({
   type: "wireguard",
+  network: true,
   settings: WireGuardSettingsSchema,
   flags: { ...TUNNEL_FLAGS, device: "--device <name>" },
   check: (settings) => checkTunnelSettings(settings, 51820),

@@ -14,6 +14,7 @@ import { defineTunnel } from "../tunnel-type";
 /** A service that answers each session with its greeting: the registry test's new type. */
 export const loopback = defineTunnel({
   type: "loopback",
+  network: false,
   settings: Type.Object(
     {
       greeting: Type.Optional(Type.String({ minLength: 1, description: "what the provider says to each consumer, default hello" })),
