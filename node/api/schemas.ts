@@ -1,6 +1,6 @@
 import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
-import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES, TUNNEL_TYPES } from "../services/catalog";
+import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES, settingsProperties, TUNNEL_TYPES } from "../services/catalog";
 import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import type { ControlsStatus } from "../daemon/provider-controls";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
@@ -120,7 +120,7 @@ export const StartServiceBody = Type.Object(
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
     offer: Type.Optional(OfferBody),
     // Each type's settings under its name: `{type: "wireguard", wireguard: {…}}`.
-    ...Object.fromEntries(SERVICE_SETTINGS.flatMap(({ type, settings }) => (settings ? [[type, Type.Optional(settings)]] : []))),
+    ...settingsProperties(),
     controls: Type.Optional(ControlsSettingsSchema),
   },
   Strict,

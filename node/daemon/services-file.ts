@@ -6,7 +6,7 @@ import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import { Strict, Wei } from "../values/schemas";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES } from "../proposal/proposal";
-import { SERVICE_TYPES, TUNNEL_TYPES } from "../services/catalog";
+import { SERVICE_TYPES, settingsProperties } from "../services/catalog";
 
 /** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
 const OfferJsonSchema = Type.Object(
@@ -30,7 +30,7 @@ const SavedServiceSchema = Type.Object(
     spec: Type.Object(
       {
         type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
-        ...Object.fromEntries(TUNNEL_TYPES.flatMap((t) => (t.settings ? [[t.type, Type.Optional(t.settings)]] : []))),
+        ...settingsProperties(),
         controls: Type.Optional(ControlsSettingsSchema),
       },
       Strict,

@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { Static, TObject } from "@sinclair/typebox";
+import { Type, type Static, type TObject, type TOptional } from "@sinclair/typebox";
 import { Value, ValueErrorType } from "@sinclair/typebox/value";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import type { IdentityKey } from "../identity/key";
@@ -41,6 +41,11 @@ export interface ServiceDeps {
   bandwidthMbps?: number;
   /** How often a tunnel reads its byte counts. Default 1 s. */
   meterMs?: number;
+}
+
+/** Each type's settings schema under its name, optional: the properties a start body and services.json add for them. */
+export function settingsProperties(): Record<string, TOptional<TObject>> {
+  return Object.fromEntries(TUNNEL_TYPES.flatMap((t) => (t.settings ? [[t.type, Type.Optional(t.settings)]] : [])));
 }
 
 export function isServiceType(type: string): boolean {
