@@ -15,6 +15,14 @@ export { ServiceSpecError, type ServiceSpecErrorCode, type TunnelType } from "./
 
 /** The service types this node can sell and buy, in services/registry.ts's order (CommonJS keeps its exports' order). */
 export const TUNNEL_TYPES: readonly TunnelType[] = Object.values(registry);
+// A line of the registry that could not work fails the start, naming it: a name proposals and
+// discovery refuse, one taken twice, or one a start body already uses for something else.
+for (const t of TUNNEL_TYPES) {
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(t.type) || ["type", "offer", "controls"].includes(t.type))
+    throw new Error(`services/registry.ts: "${t.type}" cannot name a service type (^[a-z][a-z0-9-]{0,31}$, not type, offer or controls)`);
+  if (TUNNEL_TYPES.filter((o) => o.type === t.type).length > 1) throw new Error(`services/registry.ts: two service types are named "${t.type}"`);
+}
+
 /** Their names: the API's, services.json's, the CLI's and the dashboard's choices. */
 export const SERVICE_TYPES: readonly string[] = TUNNEL_TYPES.map((t) => t.type);
 export type ServiceType = string;
