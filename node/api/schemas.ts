@@ -1,6 +1,6 @@
 import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
-import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES, settingsProperties, TUNNEL_TYPES } from "../services/catalog";
+import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, settingsProperties } from "../services/catalog";
 import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import type { ControlsStatus } from "../daemon/provider-controls";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
@@ -9,7 +9,7 @@ import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 export { Address, Myst, Strict, Wei };
 /** The vocabularies a client shows in its help. */
-export { DEFAULT_SERVICE_TYPE, IP_TYPES, SERVICE_TYPES };
+export { DEFAULT_SERVICE_TYPE, IP_TYPES, SERVICE_SETTINGS, SERVICE_TYPES };
 /** Responses may grow fields; clients ignore what they do not know. */
 const Open = { additionalProperties: true } as const;
 
@@ -110,11 +110,6 @@ export const OfferBody = Type.Object(
   },
   Strict,
 );
-/**
- * Each service type (services/registry.ts): its settings and `myst service start` flags (the CLI's
- * and the body's choices), and whether it carries traffic through a network tunnel.
- */
-export const SERVICE_SETTINGS = TUNNEL_TYPES.map((t) => ({ type: t.type, network: t.network, settings: t.settings, flags: t.flags ?? {} }));
 export const StartServiceBody = Type.Object(
   {
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),

@@ -26,6 +26,11 @@ for (const t of TUNNEL_TYPES) {
 /** Their names: the API's, services.json's, the CLI's and the dashboard's choices. */
 export const SERVICE_TYPES: readonly string[] = TUNNEL_TYPES.map((t) => t.type);
 export type ServiceType = string;
+/**
+ * Each type as a client sees it (the CLI, through the API's schemas): its settings and `myst service
+ * start` flags, and whether it carries traffic through a network tunnel.
+ */
+export const SERVICE_SETTINGS = TUNNEL_TYPES.map((t) => ({ type: t.type, network: t.network, settings: t.settings, flags: t.flags ?? {} }));
 /** What `myst connect` and `PUT /v1/connection` buy when no type is named. */
 export const DEFAULT_SERVICE_TYPE = SERVICE_TYPES[0];
 
