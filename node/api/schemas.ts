@@ -1,8 +1,6 @@
 import { Type, type Static } from "@fastify/type-provider-typebox";
 import { IP_TYPES, ProposalSchema } from "../proposal/proposal";
-import { SERVICE_TYPES } from "../services/catalog";
-import { OpenVpnSettingsSchema } from "../services/openvpn/settings-schema";
-import { WireGuardSettingsSchema } from "../services/wireguard/settings-schema";
+import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, settingsProperties } from "../services/catalog";
 import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import type { ControlsStatus } from "../daemon/provider-controls";
 import { Address, Myst, Strict, Wei } from "../values/schemas";
@@ -11,7 +9,7 @@ import { Address, Myst, Strict, Wei } from "../values/schemas";
 
 export { Address, Myst, Strict, Wei };
 /** The vocabularies a client shows in its help. */
-export { IP_TYPES, SERVICE_TYPES };
+export { DEFAULT_SERVICE_TYPE, IP_TYPES, SERVICE_SETTINGS, SERVICE_TYPES };
 /** Responses may grow fields; clients ignore what they do not know. */
 const Open = { additionalProperties: true } as const;
 
@@ -112,14 +110,12 @@ export const OfferBody = Type.Object(
   },
   Strict,
 );
-export const OpenVpnBody = OpenVpnSettingsSchema;
-export const WireGuardBody = WireGuardSettingsSchema;
 export const StartServiceBody = Type.Object(
   {
     type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
     offer: Type.Optional(OfferBody),
-    openvpn: Type.Optional(OpenVpnBody),
-    wireguard: Type.Optional(WireGuardBody),
+    // Each type's settings under its name: `{type: "wireguard", wireguard: {…}}`.
+    ...settingsProperties(),
     controls: Type.Optional(ControlsSettingsSchema),
   },
   Strict,
@@ -173,7 +169,7 @@ export const ConnectBody = Type.Object(
     provider: Type.Optional(Address),
     serviceType: Type.Union(
       SERVICE_TYPES.map((t) => Type.Literal(t)),
-      { default: "openvpn" },
+      { default: DEFAULT_SERVICE_TYPE },
     ),
     country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$" })),
     ipType: Type.Optional(Type.Union(IP_TYPES.map((t) => Type.Literal(t)))),

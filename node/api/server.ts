@@ -267,15 +267,11 @@ export class ApiServer {
           response: { 201: S.ServiceView, ...errors(400, 401, 409, 422) },
         },
       },
-      async (req, reply) =>
-        reply
-          .status(201)
-          .send(
-            await daemon.startService(
-              { type: req.body.type, openvpn: req.body.openvpn, wireguard: req.body.wireguard, controls: req.body.controls },
-              offerOf(req.body.offer),
-            ),
-          ),
+      async (req, reply) => {
+        // The spec is the body without the offer: its type, that type's settings, the controls.
+        const { offer, ...spec } = req.body;
+        return reply.status(201).send(await daemon.startService(spec, offerOf(offer)));
+      },
     );
     app.delete(
       "/v1/services/:type",

@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import { parsePaymentPolicy } from "../api/payment-policy";
-import type { ConnectBody } from "../api/schemas";
+import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
 import { MystError } from "../errors/MystError";
@@ -44,7 +44,8 @@ export function connectCommands(context: Ctx): Command[] {
       // No node runs for this data dir: this command runs one in the foreground, for as long as
       // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
       // switch a crashed myst left in the same place holds until this connection's replaces it.
-      const keepKillSwitchFor = opts.killSwitch !== false && opts.service !== "noop" ? { netns: opts.netns } : undefined;
+      const tunnel = SERVICE_SETTINGS.find((t) => t.type === opts.service)?.network !== false;
+      const keepKillSwitchFor = opts.killSwitch !== false && tunnel ? { netns: opts.netns } : undefined;
       const node = await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true, keepKillSwitchFor });
       let first: Connection;
       try {
@@ -182,7 +183,7 @@ async function followConnection(client: NodeClient, first: Connection): Promise<
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
 export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
   return cmd
-    .option("--service <type>", "openvpn | wireguard | noop", "openvpn")
+    .option("--service <type>", SERVICE_TYPES.join(" | "), DEFAULT_SERVICE_TYPE)
     .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
     .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
     .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))

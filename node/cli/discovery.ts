@@ -1,6 +1,7 @@
 import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
+import { SERVICE_TYPES } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
@@ -54,7 +55,7 @@ export function discoveryCommand(context: Ctx): Command {
 export function proposalsCommand(context: Ctx): Command {
   return new Command("proposals")
     .description("search the discovery service for proposals (each one re-verified)")
-    .addOption(new Option("--service-type <type>", "openvpn | wireguard | noop"))
+    .addOption(new Option("--service-type <type>", SERVICE_TYPES.join(" | ")))
     .addOption(new Option("--country <code>", "two-letter country code"))
     .addOption(new Option("--ip-type <type>", "residential | hosting | mobile | business | education | unknown"))
     .addOption(new Option("--metering <unit>", "hour | gib: only proposals that charge by that unit"))

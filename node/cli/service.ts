@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/payment-policy";
-import { IP_TYPES, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
+import { IP_TYPES, SERVICE_SETTINGS, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { DEFAULT_PRICE, mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
@@ -66,16 +66,14 @@ export function paymentPolicyOptions(cmd: Command): Command {
     .option("--settle-on-session-end", "also settle a pair when its session ends, whatever the fee (default: only by the rules above, and at start/stop)");
 }
 
-/** The `POST /v1/services` body of `service start` flags; the node checks the rest. */
+/**
+ * The `POST /v1/services` body of `service start` flags; the node checks the rest. Each type's
+ * settings flags come from its entry in the registry (the API's SERVICE_SETTINGS).
+ */
 export function serviceBody(type: string, opts: Record<string, unknown>): StartServiceBody {
-  if (!SERVICE_TYPES.includes(type as (typeof SERVICE_TYPES)[number]))
-    throw new MystError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}": one of ${SERVICE_TYPES.join(", ")}`);
-  const port = opts.port === undefined ? undefined : Number(opts.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535))
-    throw new MystError("BAD_FLAG", `--port "${opts.port}" is not a port number`);
-  if ((type === "openvpn" || type === "wireguard") && !opts.publicIp)
-    throw new MystError("BAD_FLAG", "--public-ip is needed: the address consumers reach this provider at");
-  if (type === "wireguard" && opts.bind !== undefined) throw new MystError("BAD_FLAG", "--bind is for openvpn: wireguard-go listens on every address");
+  const own = SERVICE_SETTINGS.find((s) => s.type === type);
+  if (!own) throw new MystError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}": one of ${SERVICE_TYPES.join(", ")}`);
+  const settings = settingsFromFlags(own, opts);
   const country = String(opts.country ?? "ZZ");
   if (!/^[A-Za-z]{2}$/.test(country)) throw new MystError("BAD_FLAG", `--country "${opts.country}" is not a two-letter code`);
   if (!IP_TYPES.includes(opts.ipType as (typeof IP_TYPES)[number])) throw new MystError("BAD_FLAG", `--ip-type must be one of ${IP_TYPES.join(", ")}`);
@@ -84,21 +82,9 @@ export function serviceBody(type: string, opts: Record<string, unknown>): StartS
   const asn = opts.asn === undefined ? undefined : Number(opts.asn);
   if (asn !== undefined && !Number.isInteger(asn)) throw new MystError("BAD_FLAG", `--asn "${opts.asn}" is not a number`);
   const amount = (flag: string, value: unknown) => (value === undefined ? undefined : (mystToWei(String(value), flag), String(value)));
-  const ranges = opts.allowPrivateRange;
-  // What both tunnel types take; each adds its own (openvpn --bind, wireguard --device).
-  const tunnel = {
-    publicIp: opts.publicIp as string,
-    ...(port !== undefined ? { port } : {}),
-    ...(opts.uplink ? { uplink: opts.uplink as string } : {}),
-    ...(opts.netns ? { netns: opts.netns as string } : {}),
-    allowPrivate: Boolean(opts.allowPrivate),
-    ...(opts.ipv6 ? { ipv6: true } : {}),
-    ...(ranges ? { allowPrivateRanges: typeof ranges === "string" ? [ranges] : (ranges as string[]) } : {}),
-  };
   return {
     type: type as StartServiceBody["type"],
-    ...(type === "openvpn" ? { openvpn: { ...tunnel, ...(opts.bind ? { bind: opts.bind as string } : {}) } } : {}),
-    ...(type === "wireguard" ? { wireguard: { ...tunnel, ...(opts.device ? { device: opts.device as string } : {}) } } : {}),
+    ...(settings ? { [type]: settings } : {}),
     offer: {
       country: country.toUpperCase(),
       ...(opts.city ? { city: opts.city as string } : {}),
@@ -112,21 +98,72 @@ export function serviceBody(type: string, opts: Record<string, unknown>): StartS
   };
 }
 
+type ServiceSettings = (typeof SERVICE_SETTINGS)[number];
+
+/** A flag's option key as commander names it: `--allow-private-range <cidr...>` → `allowPrivateRange`. */
+function optionKey(flag: string): string {
+  return flag
+    .split(" ")[0]
+    .slice(2)
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The type's settings from its flags (numbers and lists as its schema wants them); a flag of another type is refused. */
+function settingsFromFlags(own: ServiceSettings, opts: Record<string, unknown>): Record<string, unknown> | undefined {
+  const mine = new Set(Object.values(own.flags));
+  for (const other of SERVICE_SETTINGS)
+    for (const flag of Object.values(other.flags))
+      if (!mine.has(flag) && opts[optionKey(flag)] !== undefined)
+        throw new MystError("BAD_FLAG", `${flag.split(" ")[0]} is for ${settingTypes(flag)}, not ${own.type}`);
+  if (!own.settings) return undefined;
+  const settings: Record<string, unknown> = {};
+  for (const [name, flag] of Object.entries(own.flags)) {
+    const value = opts[optionKey(flag)];
+    const schema = own.settings.properties[name] as { type?: string; description?: string } | undefined;
+    if (value === undefined) {
+      if (own.settings.required?.includes(name)) throw new MystError("BAD_FLAG", `${flag.split(" ")[0]} is needed: ${schema?.description ?? name}`);
+      continue;
+    }
+    if (schema?.type === "integer" || schema?.type === "number") {
+      const n = Number(value);
+      if (!Number.isFinite(n) || (schema.type === "integer" && !Number.isInteger(n)))
+        throw new MystError("BAD_FLAG", `${flag.split(" ")[0]} "${value}" is not a ${schema.type === "integer" ? "whole " : ""}number`);
+      settings[name] = n;
+    } else if (schema?.type === "array") settings[name] = typeof value === "string" ? [value] : value;
+    else settings[name] = value;
+  }
+  return settings;
+}
+
+/** The types that take a flag, for its help and errors: "openvpn, wireguard". */
+function settingTypes(flag: string): string {
+  return SERVICE_SETTINGS.filter((s) => Object.values(s.flags).includes(flag))
+    .map((s) => s.type)
+    .join(", ");
+}
+
+/** Every type's settings flags, once each: the help says which types take it, and what it means for each. */
+function settingsOptions(cmd: Command): Command {
+  const flags = [...new Set(SERVICE_SETTINGS.flatMap((s) => Object.values(s.flags)))];
+  for (const flag of flags) {
+    const meanings = SERVICE_SETTINGS.flatMap((s) =>
+      Object.entries(s.flags)
+        .filter(([, f]) => f === flag)
+        .map(([name]) => ({ type: s.type, text: (s.settings?.properties[name] as { description?: string } | undefined)?.description ?? name })),
+    );
+    const same = meanings.every((m) => m.text === meanings[0].text);
+    cmd.option(flag, same ? `${settingTypes(flag)}: ${meanings[0].text}` : meanings.map((m) => `${m.type}: ${m.text}`).join("; "));
+  }
+  return cmd;
+}
+
 export function serviceCommand(context: Ctx): Command {
   const service = new Command("service").description("sell a service as a provider (in the foreground, or in a running daemon)");
   const start = service
     .command("start")
     .argument("<type>", `service type: ${SERVICE_TYPES.join(" | ")}`)
-    .description("start a service and announce it to discovery: in the running daemon if there is one, else here until Ctrl-C")
-    .option("--public-ip <address>", "openvpn, wireguard: the address consumers connect to")
-    .option("--port <port>", "openvpn, wireguard: UDP port (default 1194 for openvpn, 51820 for wireguard)")
-    .option("--bind <address>", "openvpn: listen on this address only")
-    .option("--device <name>", "wireguard: the interface's name (default: the first free of mystwg0, mystwg1, …)")
-    .option("--uplink <interface>", "openvpn, wireguard: internet-facing interface for NAT (default: the default route's)")
-    .option("--allow-private", "openvpn, wireguard: let consumers reach private networks and this host (default: blocked)")
-    .option("--allow-private-range <cidr...>", "openvpn, wireguard: private ranges consumers may reach")
-    .option("--netns <name>", "openvpn, wireguard: run the server and its firewall in this network namespace (tests, demo)")
-    .option("--ipv6", "openvpn, wireguard: carry consumers' IPv6 (NAT66 out of the uplink; needs IPv6 egress here); the proposal says so");
+    .description("start a service and announce it to discovery: in the running daemon if there is one, else here until Ctrl-C");
+  settingsOptions(start);
   paymentPolicyOptions(offerOptions(identityOptions(controlsOptions(start), "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const body = serviceBody(type, opts);

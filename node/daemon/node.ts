@@ -19,15 +19,7 @@ import { toAddress } from "../values/address";
 import type { Logger } from "../log/logger";
 import { parseFilter } from "../proposal/filter";
 import { earningsReport, vaultReport, type EarningsReport, type VaultReport } from "../payments/reports";
-import {
-  checkServiceSpec,
-  consumerService,
-  servicePolicy,
-  startProviderService,
-  type OpenVpnSettings,
-  type ServiceSpec,
-  type WireGuardSettings,
-} from "../services/catalog";
+import { checkServiceSpec, consumerService, servicePolicy, startProviderService, type ServiceSpec } from "../services/catalog";
 import type { ControlsSettings } from "../services/controls/settings-schema";
 import type { ControlsStatus } from "./provider-controls";
 import { SessionError, SessionRefusedError } from "../session/errors";
@@ -553,7 +545,7 @@ export class MystNode {
   }
 
   async startService(
-    input: { type: string; openvpn?: Partial<OpenVpnSettings>; wireguard?: Partial<WireGuardSettings>; controls?: ControlsSettings },
+    input: { type: string; controls?: ControlsSettings; [settings: string]: unknown },
     offer: OfferJson,
     options: { remember?: boolean } = {},
   ): Promise<ServiceView> {

@@ -2,13 +2,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { OpenVpnSettingsSchema as OpenVpnBody } from "../services/openvpn/settings-schema";
-import { WireGuardSettingsSchema as WireGuardBody } from "../services/wireguard/settings-schema";
 import { ControlsSettingsSchema } from "../services/controls/settings-schema";
 import { Strict, Wei } from "../values/schemas";
 import { MystError } from "../errors/MystError";
 import { IP_TYPES } from "../proposal/proposal";
-import { SERVICE_TYPES } from "../services/catalog";
+import { SERVICE_TYPES, settingsProperties } from "../services/catalog";
 
 /** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
 const OfferJsonSchema = Type.Object(
@@ -32,8 +30,7 @@ const SavedServiceSchema = Type.Object(
     spec: Type.Object(
       {
         type: Type.Union(SERVICE_TYPES.map((t) => Type.Literal(t))),
-        openvpn: Type.Optional(OpenVpnBody),
-        wireguard: Type.Optional(WireGuardBody),
+        ...settingsProperties(),
         controls: Type.Optional(ControlsSettingsSchema),
       },
       Strict,

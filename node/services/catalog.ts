@@ -1,66 +1,49 @@
 import path from "node:path";
-import { isIP } from "node:net";
+import { Type, type Static, type TObject, type TOptional } from "@sinclair/typebox";
+import { Value, ValueErrorType } from "@sinclair/typebox/value";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
-import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import type { Logger } from "../log/logger";
 import type { ConsumerService, ProviderService } from "../session/service";
-import { NoopConsumerService, NoopProviderService } from "./noop/noop";
-import { OpenVpnConsumerService } from "./openvpn/consumer";
-import { OpenVpnProviderService } from "./openvpn/provider";
-import { WireGuardConsumerService } from "./wireguard/consumer";
-import { WireGuardProviderService } from "./wireguard/provider";
 import type { ControlsSettings } from "./controls/settings-schema";
 import { TunnelControls } from "./controls/tunnel-controls";
 import { ServicePolicy } from "./controls/service-policy";
+import * as registry from "./registry";
+import { ServiceSpecError, type TunnelType } from "./tunnel-type";
 
-/** The service types this node can sell and buy. */
-export const SERVICE_TYPES = ["openvpn", "wireguard", "noop"] as const;
-export type ServiceType = (typeof SERVICE_TYPES)[number];
+export { ServiceSpecError, type ServiceSpecErrorCode, type TunnelType } from "./tunnel-type";
 
-/** How to run the provider side of OpenVPN (as the CLI flags and the API body give it). */
-export interface OpenVpnSettings {
-  /** The address consumers connect to. */
-  publicIp: string;
-  /** UDP port. Default 1194. */
-  port?: number;
-  bind?: string;
-  uplink?: string;
-  /** Let consumers reach private networks and this host. Default false (blocked). */
-  allowPrivate?: boolean;
-  allowPrivateRanges?: string[];
-  netns?: string;
-  /** Carry consumers' IPv6 (NAT66 out of the uplink): this provider has IPv6 egress. Default false. */
-  ipv6?: boolean;
+/** The service types this node can sell and buy, in services/registry.ts's order (CommonJS keeps its exports' order). */
+export const TUNNEL_TYPES: readonly TunnelType[] = Object.values(registry);
+// A line of the registry that could not work fails the start, naming it: a name proposals and
+// discovery refuse, one taken twice, or one a start body already uses for something else.
+for (const t of TUNNEL_TYPES) {
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(t.type) || ["type", "offer", "controls"].includes(t.type))
+    throw new Error(`services/registry.ts: "${t.type}" cannot name a service type (^[a-z][a-z0-9-]{0,31}$, not type, offer or controls)`);
+  if (TUNNEL_TYPES.filter((o) => o.type === t.type).length > 1) throw new Error(`services/registry.ts: two service types are named "${t.type}"`);
 }
 
-/** How to run the provider side of WireGuard (as the CLI flags and the API body give it). */
-export interface WireGuardSettings {
-  /** The address consumers send their tunnel packets to: an IP address. */
-  publicIp: string;
-  /** UDP port. Default 51820. */
-  port?: number;
-  uplink?: string;
-  /** Let consumers reach private networks and this host. Default false (blocked). */
-  allowPrivate?: boolean;
-  allowPrivateRanges?: string[];
-  netns?: string;
-  /** Carry consumers' IPv6 (a /128 each, NAT66 out of the uplink). Default false. */
-  ipv6?: boolean;
-  /** The interface. Default: the first free of mystwg0, mystwg1, … */
-  device?: string;
-  /** The tunnel's MTU. Default 1420. */
-  mtu?: number;
-}
+/** Their names: the API's, services.json's, the CLI's and the dashboard's choices. */
+export const SERVICE_TYPES: readonly string[] = TUNNEL_TYPES.map((t) => t.type);
+export type ServiceType = string;
+/**
+ * Each type as a client sees it (the CLI, through the API's schemas): its settings and `myst service
+ * start` flags, and whether it carries traffic through a network tunnel.
+ */
+export const SERVICE_SETTINGS = TUNNEL_TYPES.map((t) => ({ type: t.type, network: t.network, settings: t.settings, flags: t.flags ?? {} }));
+/** What `myst connect` and `PUT /v1/connection` buy when no type is named. */
+export const DEFAULT_SERVICE_TYPE = SERVICE_TYPES[0];
 
-/** A provider service to run: its type, its tunnel settings, and the provider's controls (any type). */
-export type ServiceSpec = ({ type: "noop" } | { type: "openvpn"; openvpn: OpenVpnSettings } | { type: "wireguard"; wireguard: WireGuardSettings }) & {
+/**
+ * A provider service to run, as the API body and services.json spell it: its type, its settings
+ * under the type's name (`{type: "wireguard", wireguard: {…}}`; none for a type without settings),
+ * and the provider's controls (any type).
+ */
+export interface ServiceSpec {
+  type: ServiceType;
   controls?: ControlsSettings;
-};
-
-export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
-
-export class ServiceSpecError extends MystError<ServiceSpecErrorCode> {}
+  [settings: string]: unknown;
+}
 
 /** What a provider service needs from the node that runs it. */
 export interface ServiceDeps {
@@ -69,109 +52,76 @@ export interface ServiceDeps {
   log: Logger;
   /** The offer's bandwidth: each session of a tunnel service is limited to it (0: no limit). */
   bandwidthMbps?: number;
+  /** How often a tunnel reads its byte counts. Default 1 s. */
+  meterMs?: number;
 }
 
-export function isServiceType(type: string): type is ServiceType {
-  return (SERVICE_TYPES as readonly string[]).includes(type);
+/** Each type's settings schema under its name, optional: the properties a start body and services.json add for them. */
+export function settingsProperties(): Record<string, TOptional<TObject>> {
+  return Object.fromEntries(TUNNEL_TYPES.flatMap((t) => (t.settings ? [[t.type, Type.Optional(t.settings)]] : [])));
 }
 
-/** Checks a spec the edge could not (cross-field rules); returns it typed. */
-export function checkServiceSpec(spec: {
-  type: string;
-  openvpn?: Partial<OpenVpnSettings>;
-  wireguard?: Partial<WireGuardSettings>;
-  controls?: ControlsSettings;
-}): ServiceSpec {
-  if (!isServiceType(spec.type))
-    throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${spec.type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+export function isServiceType(type: string): boolean {
+  return SERVICE_TYPES.includes(type);
+}
+
+/** The registry's entry of a type, or SERVICE_TYPE_UNKNOWN naming the choices. */
+export function tunnelType(type: string): TunnelType {
+  const found = TUNNEL_TYPES.find((t) => t.type === type);
+  if (!found) throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+  return found;
+}
+
+/** Checks a spec against its type's settings schema and the rules the schema cannot say; returns it with its defaults. */
+export function checkServiceSpec(spec: { type: string; controls?: ControlsSettings; [settings: string]: unknown }): ServiceSpec {
+  const tunnel = tunnelType(spec.type);
+  for (const other of SERVICE_TYPES)
+    if (other !== spec.type && spec[other] !== undefined)
+      throw new ServiceSpecError(
+        "BAD_SERVICE_SETTINGS",
+        `a ${spec.type} service takes ${tunnel.settings ? `\`${spec.type}\` settings` : "no settings"}, not \`${other}\``,
+      );
   const controls = spec.controls && Object.keys(spec.controls).length ? { controls: spec.controls } : {};
-  if (spec.type === "noop") return { type: "noop", ...controls };
-  if (spec.type === "wireguard") {
-    const w = spec.wireguard;
-    if (spec.openvpn) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "a wireguard service takes `wireguard` settings, not `openvpn`");
-    if (!w?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "wireguard needs publicIp: the address consumers reach this provider at");
-    if (!isIP(w.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${w.publicIp}" is not an IP address`);
-    const port = checkPort(w.port ?? 51820, w.port);
-    if (w.device !== undefined && !/^[A-Za-z0-9_-]{1,15}$/.test(w.device))
-      throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `device "${w.device}" is not an interface name (1-15 of A-Z a-z 0-9 _ -)`);
-    if (w.mtu !== undefined && !(Number.isInteger(w.mtu) && w.mtu >= 1280 && w.mtu <= 1500))
-      throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `mtu "${w.mtu}" is not between 1280 and 1500`);
-    return { type: "wireguard", wireguard: { ...w, publicIp: w.publicIp, port }, ...controls };
+  if (!tunnel.settings) {
+    if (spec[spec.type] !== undefined) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `a ${spec.type} service takes no settings`);
+    return { type: spec.type, ...controls };
   }
-  const o = spec.openvpn;
-  if (spec.wireguard) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "an openvpn service takes `openvpn` settings, not `wireguard`");
-  if (!o?.publicIp) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "openvpn needs publicIp: the address consumers reach this provider at");
-  if (!isIP(o.publicIp)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${o.publicIp}" is not an IP address`);
-  if (o.bind !== undefined && !isIP(o.bind)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `bind "${o.bind}" is not an IP address`);
-  const port = checkPort(o.port ?? 1194, o.port);
-  return { type: "openvpn", openvpn: { ...o, publicIp: o.publicIp, port }, ...controls };
+  const settings = (spec[spec.type] ?? {}) as Static<TObject>;
+  const error = Value.Errors(tunnel.settings, settings).First();
+  if (error) {
+    const name = error.path.slice(1).replaceAll("/", ".");
+    throw new ServiceSpecError(
+      "BAD_SERVICE_SETTINGS",
+      error.type === ValueErrorType.ObjectRequiredProperty
+        ? `${spec.type} needs ${name}${error.schema.description ? `: ${error.schema.description}` : ""}`
+        : `${spec.type}.${name}: ${error.message}`,
+    );
+  }
+  return { type: spec.type, [spec.type]: tunnel.check ? tunnel.check(settings) : settings, ...controls };
 }
 
-function checkPort(port: number, given: unknown): number {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `port "${given}" is not a port number`);
-  return port;
-}
-
-/** The provider's controls on a tunnel's interface (bandwidth limits, egress policy): the same for every tunnel type. */
-function tunnelControls(spec: ServiceSpec, deps: ServiceDeps, tunnel: { netns?: string; device: string; ipv6?: boolean }): TunnelControls {
-  return new TunnelControls({
-    ...tunnel,
-    sessionMbps: deps.bandwidthMbps,
-    serviceMbps: spec.controls?.serviceBandwidthMbps,
-    egress: spec.controls?.egress,
-    log: deps.log,
-  });
-}
-
-/** Builds and starts the provider side of a service; the caller stops it. */
+/** Builds and starts the provider side of a checked spec; the caller stops it. */
 export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps): Promise<ProviderService> {
-  if (spec.type === "noop") return new NoopProviderService();
-  if (spec.type === "wireguard") {
-    const w = spec.wireguard;
-    const wireguard = new WireGuardProviderService({
-      dir: path.join(deps.dataDir, "services", "wireguard"),
-      publicAddress: w.publicIp,
-      port: w.port,
-      device: w.device,
-      mtu: w.mtu,
-      netns: w.netns,
-      uplink: w.uplink,
-      blockPrivate: !w.allowPrivate,
-      allowPrivate: w.allowPrivateRanges,
-      ipv6: w.ipv6,
-      controls: (device) => tunnelControls(spec, deps, { netns: w.netns, device, ipv6: w.ipv6 }),
-      log: deps.log,
-    });
-    await wireguard.start();
-    return wireguard;
-  }
-  const o = spec.openvpn;
-  const service = new OpenVpnProviderService({
-    dir: path.join(deps.dataDir, "services", "openvpn"),
+  return tunnelType(spec.type).startProvider((spec[spec.type] ?? {}) as Static<TObject>, {
+    dir: path.join(deps.dataDir, "services", spec.type),
     directory: deps.directory,
-    publicAddress: o.publicIp,
-    port: o.port,
-    bind: o.bind,
-    netns: o.netns,
-    uplink: o.uplink,
-    blockPrivate: !o.allowPrivate,
-    allowPrivate: o.allowPrivateRanges,
-    ipv6: o.ipv6,
-    controls: (device) => tunnelControls(spec, deps, { netns: o.netns, device, ipv6: o.ipv6 }),
     log: deps.log,
+    ...(deps.meterMs !== undefined ? { meterMs: deps.meterMs } : {}),
+    // The provider's controls on a tunnel's interface (bandwidth limits, egress policy): the same for every tunnel type.
+    controls: (tunnel) =>
+      new TunnelControls({
+        ...tunnel,
+        sessionMbps: deps.bandwidthMbps,
+        serviceMbps: spec.controls?.serviceBandwidthMbps,
+        egress: spec.controls?.egress,
+        log: deps.log,
+      }),
   });
-  await service.start();
-  return service;
 }
 
 /** The consumer side of a service type. */
 export function consumerService(type: string, deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean }): ConsumerService {
-  if (type === "noop") return new NoopConsumerService();
-  if (type === "openvpn")
-    return new OpenVpnConsumerService({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
-  if (type === "wireguard")
-    return new WireGuardConsumerService({ runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
-  throw new ServiceSpecError("SERVICE_TYPE_UNKNOWN", `unknown service type "${type}"; choose ${SERVICE_TYPES.join(" or ")}`);
+  return tunnelType(type).consumer({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
 }
 
 /**

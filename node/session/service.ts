@@ -1,7 +1,7 @@
 /**
  * The service-specific part of a session, as ports: the session machinery negotiates, the
- * service provides. OpenVPN is one adapter (services/openvpn), a no-op test service another
- * (services/noop); a WireGuard adapter would be a third, without touching session/.
+ * service provides. Each service type is an adapter in its own folder under services/, listed in
+ * services/registry.ts; session/ knows none of them by name.
  */
 
 /** What the provider side of a service does for sessions. */

@@ -1,11 +1,11 @@
 import path from "node:path";
 import type { IdentityKey } from "../../node/identity/key";
-import { NoopConsumerService, NoopProviderService, type NoopTunnel } from "../../node/services/noop/noop";
+import { silentLogger } from "../../node/log/logger";
+import { checkServiceSpec, startProviderService, TUNNEL_TYPES, type TunnelType } from "../../node/services/catalog";
+import type { NoopProviderService, NoopTunnel } from "../../node/services/noop/noop";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
-import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
-import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import type { ConsumerSession } from "../../node/session/consumer";
 import type { ConsumerService, ProviderService } from "../../node/session/service";
 import type { TestNetwork } from "../../scripts/lib/test-network";
@@ -26,7 +26,7 @@ export type RunningProvider = ProviderService & { stop(): Promise<void>; readonl
  * One tunnel adapter as the behaviour suite (test/e2e/tunnel-adapters.test.ts) drives it. A real
  * tunnel (`network: true`) carries the suite's traffic through the namespaces of `AdapterEnv`;
  * one without (`noop`) has its meters moved by `simulate` instead, and the checks that need a
- * network or a process say they are skipped.
+ * network, a process or credentials are not registered for it.
  */
 export interface TunnelAdapter {
   type: string;
@@ -46,99 +46,96 @@ export interface TunnelAdapter {
   refusal: string[];
 }
 
-const openvpn: TunnelAdapter = {
-  type: "openvpn",
-  network: true,
-  async startProvider(env) {
-    const service = new OpenVpnProviderService({
-      dir: path.join(env.dir, "openvpn-provider"),
-      directory: env.net.registry,
-      publicAddress: env.topology.providerAddress,
-      netns: env.topology.provider,
-      meterMs: 200,
-    });
-    await service.start();
-    return service;
-  },
-  consumerService: (env, i) =>
-    new OpenVpnConsumerService({ key: env.consumerKeys[i], runDir: path.join(env.dir, `openvpn-c${i}`), netns: env.topology.consumers[i] }),
-  crash: (provider) => process.kill(provider.pid!, "SIGKILL"),
-  async impostor(env, session) {
-    // The session's config with another identity's key: its password (a signature) does not verify.
-    const impostor = new OpenVpnConsumerService({
-      key: env.consumerKeys[1],
-      runDir: path.join(env.dir, "openvpn-impostor"),
-      netns: env.topology.consumers[1],
-      connectTimeoutMs: 15_000,
-    });
-    return impostor.connect({ id: session.id, provider: env.providerKey.address, serviceConfig: session.serviceConfig }).then(
-      () => new Error("the impostor connected"),
-      (err) => err,
-    );
-  },
-  refusal: ["AUTH_REFUSED"],
-};
+/**
+ * The suite's harness of a registered type, from its registry entry alone: its provider started as
+ * the node starts it (its settings for the topology: the provider's public address and namespace,
+ * where the type takes them), its consumer as the node makes it. A type that brings up a
+ * network tunnel carries the suite's traffic through the namespaces.
+ */
+function fromRegistry(type: TunnelType): TunnelAdapter {
+  const takes = (name: string) => !!type.settings && name in type.settings.properties;
+  return {
+    type: type.type,
+    network: type.network,
+    async startProvider(env) {
+      const settings = {
+        ...(takes("publicIp") ? { publicIp: env.topology.providerAddress } : {}),
+        ...(takes("netns") ? { netns: env.topology.provider } : {}),
+        ...EXTRAS[type.type]?.settings?.(env),
+      };
+      const spec = checkServiceSpec({ type: type.type, ...(type.settings ? { [type.type]: settings } : {}) });
+      const service = await startProviderService(spec, {
+        dataDir: path.join(env.dir, "provider"),
+        directory: env.net.registry,
+        log: testLog(`${type.type}-provider`) ?? silentLogger,
+        meterMs: 200,
+      });
+      return Object.assign(service, { stop: service.stop?.bind(service) ?? (async () => undefined) });
+    },
+    consumerService: (env, i) =>
+      type.consumer({
+        key: env.consumerKeys[i],
+        runDir: path.join(env.dir, `${type.type}-c${i}`),
+        netns: env.topology.consumers[i],
+        log: testLog(`${type.type}-c${i}`) ?? silentLogger,
+      }),
+    refusal: [],
+  };
+}
 
-const wireguard: TunnelAdapter = {
-  type: "wireguard",
-  network: true,
-  async startProvider(env) {
-    const service = new WireGuardProviderService({
-      dir: path.join(env.dir, "wireguard-provider"),
-      publicAddress: env.topology.providerAddress,
-      netns: env.topology.provider,
-      device: `mwp${env.topology.tag}`,
-      meterMs: 200,
-      log: testLog("wireguard-provider"),
-    });
-    await service.start();
-    return service;
+/** What the suite knows of a type beyond its registry entry: settings of its own, how to crash it, how to play an impostor. */
+const EXTRAS: Record<string, Partial<TunnelAdapter> & { settings?: (env: AdapterEnv) => Record<string, unknown> }> = {
+  openvpn: {
+    crash: (provider) => process.kill(provider.pid!, "SIGKILL"),
+    async impostor(env, session) {
+      // The session's config with another identity's key: its password (a signature) does not verify.
+      const impostor = new OpenVpnConsumerService({
+        key: env.consumerKeys[1],
+        runDir: path.join(env.dir, "openvpn-impostor"),
+        netns: env.topology.consumers[1],
+        connectTimeoutMs: 15_000,
+      });
+      return impostor.connect({ id: session.id, provider: env.providerKey.address, serviceConfig: session.serviceConfig }).then(
+        () => new Error("the impostor connected"),
+        (err) => err,
+      );
+    },
+    refusal: ["AUTH_REFUSED"],
   },
-  consumerService: (env, i) =>
-    new WireGuardConsumerService({ runDir: path.join(env.dir, `wireguard-c${i}`), netns: env.topology.consumers[i], log: testLog(`wireguard-c${i}`) }),
-  crash: (provider) => process.kill(provider.pid!, "SIGKILL"),
-  async impostor(env, session) {
-    // The session's config with a key pair of the impostor's own: the provider knows only the
-    // consumer's public key for this session, so it never answers the handshake.
-    const impostor = new WireGuardConsumerService({
-      runDir: path.join(env.dir, "wireguard-impostor"),
-      netns: env.topology.consumers[1],
-      device: `mwi${env.topology.tag}`,
-      connectTimeoutMs: 3000,
-    });
-    const { publicKey } = await impostor.consumerData();
-    const serviceConfig: WireGuardServiceConfig = { ...(session.serviceConfig as WireGuardServiceConfig), clientPublicKey: publicKey };
-    return impostor.connect({ id: session.id, provider: env.providerKey.address, serviceConfig }).then(
-      async (tunnel) => {
-        await tunnel.stop();
-        return new Error("the impostor connected");
-      },
-      (err) => err,
-    );
+  wireguard: {
+    // An interface of the test's own: wireguard-go's control sockets are shared by every namespace.
+    settings: (env) => ({ device: `mwp${env.topology.tag}` }),
+    crash: (provider) => process.kill(provider.pid!, "SIGKILL"),
+    async impostor(env, session) {
+      // The session's config with a key pair of the impostor's own: the provider knows only the
+      // consumer's public key for this session, so it never answers the handshake.
+      const impostor = new WireGuardConsumerService({
+        runDir: path.join(env.dir, "wireguard-impostor"),
+        netns: env.topology.consumers[1],
+        device: `mwi${env.topology.tag}`,
+        connectTimeoutMs: 3000,
+      });
+      const { publicKey } = await impostor.consumerData();
+      const serviceConfig: WireGuardServiceConfig = { ...(session.serviceConfig as WireGuardServiceConfig), clientPublicKey: publicKey };
+      return impostor.connect({ id: session.id, provider: env.providerKey.address, serviceConfig }).then(
+        async (tunnel) => {
+          await tunnel.stop();
+          return new Error("the impostor connected");
+        },
+        (err) => err,
+      );
+    },
+    refusal: ["HANDSHAKE_TIMEOUT"],
   },
-  refusal: ["HANDSHAKE_TIMEOUT"],
-};
-
-const noop: TunnelAdapter = {
-  type: "noop",
-  network: false,
-  async startProvider() {
-    const service = new NoopProviderService();
-    return Object.assign(service, {
-      async stop() {
-        service.running = false;
-      },
-    });
+  noop: {
+    simulate(provider, session, bytes) {
+      const tunnel = session.tunnel as NoopTunnel;
+      tunnel.bytes = { bytesIn: tunnel.bytes.bytesIn + bytes, bytesOut: tunnel.bytes.bytesOut };
+      const meter = (provider as unknown as NoopProviderService).meter;
+      const before = meter.get(session.id) ?? { bytesIn: 0, bytesOut: 0 };
+      meter.set(session.id, { bytesIn: before.bytesIn, bytesOut: before.bytesOut + bytes });
+    },
   },
-  consumerService: () => new NoopConsumerService(),
-  simulate(provider, session, bytes) {
-    const tunnel = session.tunnel as NoopTunnel;
-    tunnel.bytes = { bytesIn: tunnel.bytes.bytesIn + bytes, bytesOut: tunnel.bytes.bytesOut };
-    const meter = (provider as unknown as NoopProviderService).meter;
-    const before = meter.get(session.id) ?? { bytesIn: 0, bytesOut: 0 };
-    meter.set(session.id, { bytesIn: before.bytesIn, bytesOut: before.bytesOut + bytes });
-  },
-  refusal: [],
 };
 
 /** E2E_LOG=<file>: the adapters log there (debug), one file per side. */
@@ -148,5 +145,8 @@ function testLog(side: string) {
   return pino({ level: "debug" }, pino.destination(`${process.env.E2E_LOG}.${side}`));
 }
 
-/** Every tunnel adapter the behaviour suite runs: a new adapter is added by naming it here. */
-export const TUNNEL_ADAPTERS: TunnelAdapter[] = [openvpn, wireguard, noop];
+/** Every tunnel adapter the behaviour suite runs: every type in node/services/registry.ts, with what the suite knows of it. */
+export const TUNNEL_ADAPTERS: TunnelAdapter[] = TUNNEL_TYPES.map((type) => {
+  const { settings: _, ...extras } = EXTRAS[type.type] ?? {};
+  return { ...fromRegistry(type), ...extras };
+});

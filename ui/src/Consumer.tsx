@@ -2,9 +2,9 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
+import { useServiceTypes } from "./service-types";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
 
-const SERVICE_TYPES = ["openvpn", "wireguard", "noop"];
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
 
 interface Filters {
@@ -140,7 +140,7 @@ function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: ()
 
 export function ConsumerScreen(props: { state: NodeState }) {
   const [f, setF] = useState<Filters>({
-    serviceType: "openvpn",
+    serviceType: "",
     country: "",
     ipType: "",
     metering: "",
@@ -151,6 +151,14 @@ export function ConsumerScreen(props: { state: NodeState }) {
     accessPolicy: "",
     provider: "",
   });
+  const serviceTypes = useServiceTypes();
+  // Until the node's types are known, "any"; then the type a connection buys when none is named.
+  const [defaulted, setDefaulted] = useState(false);
+  useEffect(() => {
+    if (defaulted || !serviceTypes.connectDefault) return;
+    setDefaulted(true);
+    setF((now) => (now.serviceType ? now : { ...now, serviceType: serviceTypes.connectDefault }));
+  }, [serviceTypes.connectDefault]);
   const [killSwitch, setKillSwitch] = useState(true);
   const [netns, setNetns] = useState("");
   const [results, setResults] = useState<Proposal[] | null>(null);
@@ -176,7 +184,7 @@ export function ConsumerScreen(props: { state: NodeState }) {
           <Field label="Service type">
             <select value={f.serviceType} onChange={set("serviceType")}>
               <option value="">any</option>
-              {SERVICE_TYPES.map((t) => (
+              {serviceTypes.types.map(({ type: t }) => (
                 <option key={t} value={t}>
                   {t}
                 </option>

@@ -2,9 +2,9 @@ import { useEffect, useState } from "preact/hooks";
 import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { EarningsChart } from "./EarningsChart";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
+import { useServiceTypes } from "./service-types";
 import type { NodeState, ServiceControls } from "./types";
 
-const SERVICE_TYPES = ["noop", "openvpn", "wireguard"];
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
 
 interface IdentityView {
@@ -138,7 +138,12 @@ function HealthPanel(props: { state: NodeState }) {
 }
 
 function ServicesPanel(props: { state: NodeState }) {
-  const [type, setType] = useState("noop");
+  const { types } = useServiceTypes();
+  const [chosen, setType] = useState("");
+  // Until one is chosen: the first type that needs no settings (it starts as it is), else the first.
+  const type = chosen || (types.find((t) => t.required.length === 0) ?? types[0])?.type || "";
+  const settings = types.find((t) => t.type === type)?.settings ?? {};
+  const takes = (name: string) => name in settings;
   const [country, setCountry] = useState("ZZ");
   const [ipType, setIpType] = useState("residential");
   const [perHour, setPerHour] = useState("0.05");
@@ -211,8 +216,15 @@ function ServicesPanel(props: { state: NodeState }) {
             await api("POST", "/v1/services", {
               type,
               offer: { country, ipType, pricePerHour: perHour || "0", pricePerGiB: perGiB || "0", bandwidthMbps: Number(bandwidth) },
-              ...(type === "openvpn" || type === "wireguard"
-                ? { [type]: { publicIp: publicIp.trim(), ...(port.trim() ? { port: Number(port) } : {}), ...(netns.trim() ? { netns: netns.trim() } : {}) } }
+              // The fields this page has for the settings the type takes (the node's API document says which).
+              ...(Object.keys(settings).length
+                ? {
+                    [type]: {
+                      ...(takes("publicIp") ? { publicIp: publicIp.trim() } : {}),
+                      ...(takes("port") && port.trim() ? { port: Number(port) } : {}),
+                      ...(takes("netns") && netns.trim() ? { netns: netns.trim() } : {}),
+                    },
+                  }
                 : {}),
               ...controlsBody({ dailyCap, schedule, allow, deny }),
             });
@@ -221,7 +233,7 @@ function ServicesPanel(props: { state: NodeState }) {
       >
         <Field label="Service type">
           <select value={type} onChange={(e) => setType(e.currentTarget.value)}>
-            {SERVICE_TYPES.map((t) => (
+            {types.map(({ type: t }) => (
               <option key={t} value={t}>
                 {t}
               </option>
@@ -261,18 +273,20 @@ function ServicesPanel(props: { state: NodeState }) {
         <Field label="Deny these consumers (optional)" hint="identities, comma-separated">
           <input value={deny} onInput={(e) => setDeny(e.currentTarget.value)} />
         </Field>
-        {type === "openvpn" || type === "wireguard" ? (
-          <>
-            <Field label="Public IP (consumers connect to it)">
-              <input value={publicIp} onInput={(e) => setPublicIp(e.currentTarget.value)} required />
-            </Field>
-            <Field label="UDP port (optional)" hint={type === "openvpn" ? "default 1194" : "default 51820"}>
-              <input type="number" min={1} max={65535} value={port} onInput={(e) => setPort(e.currentTarget.value)} />
-            </Field>
-            <Field label="Server's network namespace (optional)" hint="tests, demo">
-              <input value={netns} onInput={(e) => setNetns(e.currentTarget.value)} />
-            </Field>
-          </>
+        {takes("publicIp") ? (
+          <Field label="Public IP (consumers connect to it)">
+            <input value={publicIp} onInput={(e) => setPublicIp(e.currentTarget.value)} required />
+          </Field>
+        ) : null}
+        {takes("port") ? (
+          <Field label="UDP port (optional)" hint={settings.port.description}>
+            <input type="number" min={1} max={65535} value={port} onInput={(e) => setPort(e.currentTarget.value)} />
+          </Field>
+        ) : null}
+        {takes("netns") ? (
+          <Field label="Server's network namespace (optional)" hint="tests, demo">
+            <input value={netns} onInput={(e) => setNetns(e.currentTarget.value)} />
+          </Field>
         ) : null}
         <div class="actions">
           <button type="submit" disabled={start.busy}>

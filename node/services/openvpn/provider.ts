@@ -2,18 +2,13 @@ import fs from "node:fs";
 import path from "node:path";
 import type { PublicKeyDirectory } from "../../identity/protocol-signature";
 import { verifyBytes } from "../../identity/protocol-signature";
-import { silentLogger, type Logger } from "../../log/logger";
-import type { ProviderService } from "../../session/service";
 import { authMessage, type OpenVpnServiceConfig } from "./credentials";
-import { TunnelFirewall } from "../firewall";
 import type { ClientBlock, ManagementClient } from "./management";
 import { ensurePki, type ServicePki } from "./pki";
 import { OpenVpnProcess } from "./process";
-import { Supervisor } from "../supervision";
-import { requireRoot, TunnelError } from "../system";
-import { TunnelResolver } from "../tunnel-resolver";
-import type { TunnelControls } from "../controls/tunnel-controls";
+import { TunnelError } from "../system";
 import type { TunnelServiceOptions } from "../tunnel-options";
+import { TunnelProvider, type MeteredSession } from "../tunnel-provider";
 
 export interface OpenVpnProviderOptions extends TunnelServiceOptions {
   directory: PublicKeyDirectory;
@@ -25,18 +20,8 @@ export interface OpenVpnProviderOptions extends TunnelServiceOptions {
 /** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst"). */
 export const TUNNEL_SUBNET_6 = "fd6d:7973:7400::/64";
 
-interface LiveSession {
-  id: string;
-  consumer: string;
+interface LiveSession extends MeteredSession {
   clientId?: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Counts of earlier connections of this session (a reconnect starts the counters again). */
-  carriedIn: number;
-  carriedOut: number;
-  /** Time the session could not be served: its server died and its client has not come back yet. */
-  downMs: number;
-  downSince?: number;
   /** The consumer's addresses in the tunnel, once its client connected (what the controls shape). */
   addresses?: string[];
 }
@@ -47,98 +32,31 @@ interface LiveSession {
  * over it, only for a live session of that consumer, one client per session), metered from
  * `status 3`, cut off with `client-kill … HALT` when their session ends.
  */
-/** How many closed sessions' final byte counts stay answerable by `usage`. */
-const ENDED_KEPT = 1000;
-
-export class OpenVpnProviderService implements ProviderService {
+export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
   readonly type = "openvpn";
   readonly #o: OpenVpnProviderOptions;
-  readonly #log: Logger;
-  readonly #sessions = new Map<string, LiveSession>();
-  /** Final byte counts of recently closed sessions, oldest first. */
-  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
-  readonly #firewall: TunnelFirewall;
-  /** The resolver consumers use through the tunnel, on the server's tunnel address. */
-  readonly resolver: TunnelResolver;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;
-  #meter?: NodeJS.Timeout;
-  readonly #controls?: TunnelControls;
-  readonly #supervisor: Supervisor;
 
   constructor(options: OpenVpnProviderOptions) {
+    super(options, { process: "openvpn", service: "an OpenVPN service", subnet: "10.8.0.0", subnet6: TUNNEL_SUBNET_6 });
     this.#o = options;
-    this.#log = options.log ?? silentLogger;
-    this.#firewall = new TunnelFirewall({
-      netns: options.netns,
-      subnet: `${this.#subnet()}/24`,
-      tunDevice: this.#tun(),
-      uplink: options.uplink,
-      blockPrivate: options.blockPrivate,
-      allow: options.allowPrivate,
-      dnsAddress: this.#serverAddress(),
-      ...(options.ipv6 ? { subnet6: TUNNEL_SUBNET_6 } : {}),
-    });
-    this.#controls = options.controls?.(this.#tun());
-    // Without IPv6 in the tunnel the resolver drops AAAA answers, so applications go straight to IPv4.
-    this.resolver = new TunnelResolver({
-      listen: this.#serverAddress(),
-      netns: options.netns,
-      blockPrivate: options.blockPrivate,
-      filterIpv6: !options.ipv6,
-      pidFile: path.join(options.dir, "dnsmasq.pid"),
-      log: this.#log,
-    });
-    this.#supervisor = new Supervisor({ what: "openvpn", log: this.#log, down: () => this.#down(), relaunch: () => this.#relaunch() });
+    this.firewall = this.firewallOn(this.#tun());
+    this.controls = options.controls?.(this.#tun());
   }
 
-  /** Each restart of the supervised openvpn, for tests and status. */
-  get restarts(): readonly number[] {
-    return this.#supervisor.restarts;
+  protected get process(): OpenVpnProcess | undefined {
+    return this.#process;
   }
 
-  get pid(): number | undefined {
-    return this.#process?.pid;
-  }
-
-  get ipv6(): boolean {
-    return this.#o.ipv6 === true;
-  }
-
-  isRunning(): boolean {
-    return !this.#supervisor.stopping && !!this.#process?.running;
-  }
-
-  async start(): Promise<void> {
-    requireRoot("an OpenVPN service");
-    this.#supervisor.start();
-    fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+  protected async prepare(): Promise<void> {
     this.#pki = await ensurePki(path.join(this.#o.dir, "pki"));
     fs.writeFileSync(this.#configFile(), this.#serverConfig(), { mode: 0o600 });
-    await this.#firewall.apply();
-    await this.resolver.start();
-    await this.#launch();
-    await this.#controls?.apply().catch(async (err) => {
-      await this.stop();
-      throw err;
-    });
-    this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
-    this.#meter.unref();
-  }
-
-  async stop(): Promise<void> {
-    // After a restart under way: the process it made is the one stopped below.
-    await this.#supervisor.stop();
-    clearInterval(this.#meter);
-    await this.#process?.stop();
-    await this.resolver.stop();
-    await this.#controls?.remove();
-    await this.#firewall.remove();
   }
 
   async openSession(session: { id: string; consumer: string }): Promise<OpenVpnServiceConfig> {
     if (!this.isRunning() || !this.#pki) throw new TunnelError("SERVICE_NOT_RUNNING", "the OpenVPN server is not running");
-    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, bytesIn: 0, bytesOut: 0, carriedIn: 0, carriedOut: 0, downMs: 0 });
+    this.sessions.set(session.id, { id: session.id, consumer: session.consumer, bytesIn: 0, bytesOut: 0, carriedIn: 0, carriedOut: 0, downMs: 0 });
     return {
       remote: this.#o.publicAddress,
       port: this.#o.port ?? 1194,
@@ -146,20 +64,13 @@ export class OpenVpnProviderService implements ProviderService {
       cipher: "AES-256-GCM",
       ca: this.#pki.ca,
       tlsCrypt: this.#pki.tlsCrypt,
-      dns: [this.#serverAddress()],
+      dns: [this.serverAddress],
       ...(this.#o.ipv6 ? { ipv6: true } : {}),
     };
   }
 
-  async closeSession(sessionId: string, reason: string, options: { byConsumer?: boolean } = {}): Promise<void> {
-    const session = this.#sessions.get(sessionId);
-    if (!session) return;
-    // The last reading stays answerable after the session closes: history, metrics and the
-    // final invoice read it once the session has ended.
-    await this.meter().catch(() => undefined);
-    this.#ended.set(sessionId, this.usage(sessionId)!);
-    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
-    this.#sessions.delete(sessionId);
+  /** Gives a consumer that is leaving by itself a moment, then `client-kill … HALT`. */
+  protected async cutOff(session: LiveSession, reason: string, options: { byConsumer?: boolean }): Promise<void> {
     if (options.byConsumer && session.clientId !== undefined) {
       // A consumer that ended its session leaves with an exit notification; a HALT crossing it
       // confuses openvpn's instance bookkeeping. Give it a moment, then cut it off anyway.
@@ -167,27 +78,14 @@ export class OpenVpnProviderService implements ProviderService {
     }
     if (session.clientId !== undefined && (await this.#connected(session.clientId))) {
       await this.#process?.management?.command(`client-kill ${session.clientId} HALT`).catch((err) => {
-        this.#log.warn({ err: (err as Error).message, sessionId }, "client-kill failed (already gone?)");
+        this.log.warn({ err: (err as Error).message, sessionId: session.id }, "client-kill failed (already gone?)");
       });
-      this.#log.info({ sessionId, reason }, "consumer cut off");
+      this.log.info({ sessionId: session.id, reason }, "consumer cut off");
     }
-    // After the cut-off: without its class the session's last packets would leave unlimited.
-    await this.#controls?.sessionDown(sessionId).catch(() => undefined);
-  }
-
-  /**
-   * Bytes the session's consumer moved (`bytesIn` received from it, `bytesOut` sent to it), and
-   * `downMs`: how long it could not be served (from a server crash until its client was back).
-   */
-  usage(sessionId: string): { bytesIn: number; bytesOut: number; downMs: number } | undefined {
-    const s = this.#sessions.get(sessionId);
-    if (!s) return this.#ended.get(sessionId);
-    const down = s.downMs + (s.downSince !== undefined ? Date.now() - s.downSince : 0);
-    return { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut, downMs: down };
   }
 
   isConnected(sessionId: string): boolean {
-    return this.isRunning() && this.#sessions.get(sessionId)?.clientId !== undefined;
+    return this.isRunning() && this.sessions.get(sessionId)?.clientId !== undefined;
   }
 
   async #connected(clientId: number): Promise<boolean> {
@@ -206,7 +104,7 @@ export class OpenVpnProviderService implements ProviderService {
     if (!management) return;
     const rows = await management.clients();
     for (const row of rows) {
-      const s = this.#sessions.get(row.username);
+      const s = this.sessions.get(row.username);
       if (!s || s.clientId !== row.clientId) continue;
       if (!s.addresses && row.virtualAddress) void this.#shape(s, [row.virtualAddress]);
       s.bytesIn = row.bytesReceived;
@@ -214,42 +112,35 @@ export class OpenVpnProviderService implements ProviderService {
     }
   }
 
-  async #launch(): Promise<void> {
+  protected async launch(): Promise<void> {
     const process = new OpenVpnProcess({
       configFile: this.#configFile(),
       managementSocket: this.#socket(),
       pidFile: path.join(this.#o.dir, "openvpn.pid"),
       netns: this.#o.netns,
-      log: this.#log,
+      log: this.log,
     });
     this.#process = process;
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
-    process.once("exit", (code) => this.#supervisor.exited(code, process.recent));
+    process.once("exit", (code) => this.supervisor.exited(code, process.recent));
   }
 
-  /** openvpn exited while the service runs: the sessions' counters so far are carried over. */
-  #down(): void {
-    const now = Date.now();
-    for (const s of this.#sessions.values()) {
-      s.carriedIn += s.bytesIn;
-      s.carriedOut += s.bytesOut;
-      s.bytesIn = s.bytesOut = 0;
-      s.clientId = undefined;
-      s.downSince ??= now;
-    }
+  /** openvpn exited: its clients are gone (the sessions' counters are carried over). */
+  protected disconnected(s: LiveSession): void {
+    s.clientId = undefined;
   }
 
   /** Supervision (`Supervisor`): a new openvpn, and the limits of its new tun device (sessions' as they come back). */
-  async #relaunch(): Promise<void> {
-    await this.#launch();
-    for (const s of this.#sessions.values()) s.addresses = undefined;
-    await this.#controls?.apply().catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
+  protected async relaunch(): Promise<void> {
+    await this.launch();
+    for (const s of this.sessions.values()) s.addresses = undefined;
+    await this.controls?.apply().catch((err) => this.log.error({ err: (err as Error).message }, "could not apply the controls again"));
   }
 
   async #onClient(management: ManagementClient, block: ClientBlock): Promise<void> {
     if (block.kind === "DISCONNECT") {
-      for (const s of this.#sessions.values()) {
+      for (const s of this.sessions.values()) {
         if (s.clientId === block.cid) {
           // The disconnect carries the client's final counts (newer than our last meter reading).
           const received = Number(block.env.bytes_received);
@@ -261,14 +152,14 @@ export class OpenVpnProviderService implements ProviderService {
           s.bytesIn = s.bytesOut = 0;
           s.clientId = undefined;
           s.addresses = undefined;
-          void this.#controls?.sessionDown(s.id).catch(() => undefined);
+          void this.controls?.sessionDown(s.id).catch(() => undefined);
         }
       }
       return;
     }
     if (block.kind === "ESTABLISHED") {
       // The client's tunnel addresses are known once it is established: its limits go on them.
-      const session = [...this.#sessions.values()].find((x) => x.clientId === block.cid);
+      const session = [...this.sessions.values()].find((x) => x.clientId === block.cid);
       const addresses = [block.env.ifconfig_pool_remote_ip, block.env.ifconfig_pool_remote_ip6].filter((a): a is string => !!a);
       if (session && addresses.length) await this.#shape(session, addresses);
       return;
@@ -286,23 +177,23 @@ export class OpenVpnProviderService implements ProviderService {
     } else if (verdict === true) {
       await management.command(`client-auth-nt ${block.cid} ${block.kid}`).catch(() => undefined);
     } else {
-      this.#log.warn({ cid: block.cid, reason: verdict }, "openvpn client refused");
+      this.log.warn({ cid: block.cid, reason: verdict }, "openvpn client refused");
       await management.command(`client-deny ${block.cid} ${block.kid} "${verdict}"`).catch(() => undefined);
     }
   }
 
   /** The session's limits on its consumer's tunnel addresses (once per connection). */
   async #shape(session: LiveSession, addresses: string[]): Promise<void> {
-    if (!this.#controls) return;
+    if (!this.controls) return;
     session.addresses = addresses;
-    await this.#controls.sessionUp(session.id, addresses).catch((err) => {
-      this.#log.error({ sessionId: session.id, err: (err as Error).message }, "could not limit the session's bandwidth");
+    await this.controls.sessionUp(session.id, addresses).catch((err) => {
+      this.log.error({ sessionId: session.id, err: (err as Error).message }, "could not limit the session's bandwidth");
     });
   }
 
   /** true, or why not. */
   async #authorize(cid: number, username: string, password: string, reauth: boolean): Promise<true | string> {
-    const session = this.#sessions.get(username);
+    const session = this.sessions.get(username);
     if (!session) return "no live session";
     if (session.clientId !== undefined && session.clientId !== cid) return "the session already has a client";
     if (reauth && session.clientId === cid) return true;
@@ -320,15 +211,6 @@ export class OpenVpnProviderService implements ProviderService {
       session.downSince = undefined;
     }
     return true;
-  }
-
-  #subnet(): string {
-    return this.#o.subnet ?? "10.8.0.0";
-  }
-
-  /** The server's own address in the tunnel subnet (openvpn's `server` takes .1). */
-  #serverAddress(): string {
-    return this.#subnet().replace(/\.0$/, ".1");
   }
 
   #tun(): string {
@@ -355,7 +237,7 @@ export class OpenVpnProviderService implements ProviderService {
       ...(this.#o.bind ? [`local ${this.#o.bind}`] : []),
       `port ${this.#o.port ?? 1194}`,
       "topology subnet",
-      `server ${this.#subnet()} 255.255.255.0`,
+      `server ${this.subnet} 255.255.255.0`,
       ...(this.#o.ipv6 ? [`server-ipv6 ${TUNNEL_SUBNET_6}`] : []),
       `ca ${path.join(pki.dir, "ca.crt")}`,
       `cert ${pki.cert}`,
@@ -369,7 +251,7 @@ export class OpenVpnProviderService implements ProviderService {
       `management ${this.#socket()} unix`,
       "management-client-auth",
       'push "redirect-gateway def1"',
-      `push "dhcp-option DNS ${this.#serverAddress()}"`,
+      `push "dhcp-option DNS ${this.serverAddress}"`,
       // Clients notice a dead server after 3 s without a packet (ping every second) and connect
       // again to the restarted one: a crash costs seconds, not the minute of `keepalive 10 60`.
       "keepalive 1 3",

@@ -1,14 +1,10 @@
 import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
-import { silentLogger, type Logger } from "../../log/logger";
-import type { ProviderService } from "../../session/service";
-import type { TunnelControls } from "../controls/tunnel-controls";
 import type { TunnelServiceOptions } from "../tunnel-options";
-import { TunnelFirewall } from "../firewall";
-import { stopStale, Supervisor } from "../supervision";
-import { ipBatch, requireRoot, TunnelError } from "../system";
-import { TunnelResolver } from "../tunnel-resolver";
+import { TunnelProvider, type MeteredSession } from "../tunnel-provider";
+import { stopStale } from "../supervision";
+import { ipBatch, TunnelError } from "../system";
 import { checkConsumerData, type WireGuardServiceConfig } from "./config";
 import { DEFAULT_DEVICE, DeviceClaim, interfacesIn } from "./device-claim";
 import { generateKeyPair, isKey, publicKeyOf } from "./keys";
@@ -33,8 +29,6 @@ export const WIREGUARD_SUBNET_6 = "fd6d:7973:7401::/64";
 /** Host numbers of the /24 handed to consumers (.1 is the provider's). */
 const FIRST_HOST = 2;
 const LAST_HOST = 254;
-/** How many closed sessions' final byte counts stay answerable by `usage`. */
-const ENDED_KEPT = 1000;
 /**
  * Each end sends a keepalive every `KEEPALIVE_S` seconds (persistent keepalive): a consumer heard
  * from within `HEARD_MS` is connected. Without them an idle tunnel and a dead peer look the same
@@ -44,22 +38,13 @@ const ENDED_KEPT = 1000;
 export const KEEPALIVE_S = 10;
 export const HEARD_MS = 15_000;
 
-interface LiveSession {
-  id: string;
-  consumer: string;
+interface LiveSession extends MeteredSession {
   publicKey: string;
   host: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Counts of earlier wireguard-go processes (a restart starts the counters again). */
-  carriedIn: number;
-  carriedOut: number;
   endpoint?: string;
   lastHandshakeMs: number;
   /** When its byte count from the consumer last grew. */
   lastHeardMs?: number;
-  downMs: number;
-  downSince?: number;
 }
 
 /**
@@ -69,39 +54,21 @@ interface LiveSession {
  * the peers' `rx_bytes`/`tx_bytes`. NAT, the LAN block and the tunnel resolver are the same code
  * OpenVPN uses (services/firewall.ts, services/tunnel-resolver.ts).
  */
-export class WireGuardProviderService implements ProviderService {
+export class WireGuardProviderService extends TunnelProvider<LiveSession> {
   readonly type = "wireguard";
   readonly #o: WireGuardProviderOptions;
-  readonly #log: Logger;
-  readonly #sessions = new Map<string, LiveSession>();
-  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; downMs: number }>();
-  #firewall?: TunnelFirewall;
-  readonly resolver: TunnelResolver;
   #claim?: DeviceClaim;
   #process?: WireGuardProcess;
   #privateKey?: string;
-  #meter?: NodeJS.Timeout;
-  #controls?: TunnelControls;
-  readonly #supervisor: Supervisor;
 
   constructor(options: WireGuardProviderOptions) {
     if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
+    super(options, { process: "wireguard-go", service: "a WireGuard service", subnet: "10.9.0.0", subnet6: WIREGUARD_SUBNET_6 });
     this.#o = options;
-    this.#log = options.log ?? silentLogger;
-    this.resolver = new TunnelResolver({
-      listen: this.#serverAddress(),
-      netns: options.netns,
-      blockPrivate: options.blockPrivate,
-      filterIpv6: !options.ipv6,
-      pidFile: path.join(options.dir, "dnsmasq.pid"),
-      log: this.#log,
-    });
-    this.#supervisor = new Supervisor({ what: "wireguard-go", log: this.#log, down: () => this.#down(), relaunch: () => this.#relaunch() });
   }
 
-  /** Each restart of the supervised wireguard-go, for tests and status. */
-  get restarts(): readonly number[] {
-    return this.#supervisor.restarts;
+  protected get process(): WireGuardProcess | undefined {
+    return this.#process;
   }
 
   /** The interface: the one named in the options, or the free one claimed at start. */
@@ -111,51 +78,20 @@ export class WireGuardProviderService implements ProviderService {
     return device;
   }
 
-  get pid(): number | undefined {
-    return this.#process?.pid;
-  }
-
-  get ipv6(): boolean {
-    return this.#o.ipv6 === true;
-  }
-
   /** The service's public key, which every session's consumer expects at the endpoint. */
   get publicKey(): string {
     if (!this.#privateKey) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard service has not started");
     return publicKeyOf(this.#privateKey);
   }
 
-  isRunning(): boolean {
-    return !this.#supervisor.stopping && !!this.#process?.running;
-  }
-
-  async start(): Promise<void> {
-    requireRoot("a WireGuard service");
-    this.#supervisor.start();
-    fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+  /** The service's key (kept across restarts) and its interface. */
+  protected async prepare(): Promise<void> {
     this.#privateKey = loadOrCreateKey(path.join(this.#o.dir, "private.key"));
-    try {
-      await this.#claimDevice();
-      await this.#firewall!.apply();
-      await this.#launch();
-      await this.resolver.start();
-      await this.#controls?.apply();
-    } catch (err) {
-      await this.stop();
-      throw err;
-    }
-    this.#meter = setInterval(() => void this.meter().catch(() => undefined), this.#o.meterMs ?? 1000);
-    this.#meter.unref();
+    await this.#claimDevice();
   }
 
   async stop(): Promise<void> {
-    // After a restart under way: the process it made is the one stopped below.
-    await this.#supervisor.stop();
-    clearInterval(this.#meter);
-    await this.#process?.stop();
-    await this.resolver.stop();
-    await this.#controls?.remove();
-    await this.#firewall?.remove();
+    await super.stop();
     await this.#claim?.release();
     this.#claim = undefined;
   }
@@ -173,32 +109,19 @@ export class WireGuardProviderService implements ProviderService {
     await stopStale(
       this.#pidFile(),
       (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.some((a) => a === named || a === last || DEFAULT_DEVICE.test(a)),
-      this.#log,
+      this.log,
       "a wireguard-go",
     );
     this.#claim ??= await DeviceClaim.take({ device: named, netns: this.#o.netns, prefer: last });
-    this.#log.info({ device: this.#claim.device, netns: this.#o.netns }, "WireGuard interface");
+    this.log.info({ device: this.#claim.device, netns: this.#o.netns }, "WireGuard interface");
     if (last && last !== this.#claim.device && !(await interfacesIn(this.#o.netns)).has(last)) {
       // The last run (killed, it could not remove them) left its firewall chains under its name,
       // which another service holds now; with no interface of that name here, nothing here uses them.
-      await this.#firewallFor(last).remove();
+      await this.firewallOn(last).remove();
     }
     fs.writeFileSync(lastFile, `${this.#claim.device}\n`, { mode: 0o600 });
-    this.#firewall = this.#firewallFor(this.#claim.device);
-    this.#controls = this.#o.controls?.(this.#claim.device);
-  }
-
-  #firewallFor(device: string): TunnelFirewall {
-    return new TunnelFirewall({
-      netns: this.#o.netns,
-      subnet: `${this.#subnet()}/24`,
-      tunDevice: device,
-      uplink: this.#o.uplink,
-      blockPrivate: this.#o.blockPrivate,
-      allow: this.#o.allowPrivate,
-      dnsAddress: this.#serverAddress(),
-      ...(this.#o.ipv6 ? { subnet6: WIREGUARD_SUBNET_6 } : {}),
-    });
+    this.firewall = this.firewallOn(this.#claim.device);
+    this.controls = this.#o.controls?.(this.#claim.device);
   }
 
   #pidFile(): string {
@@ -211,9 +134,9 @@ export class WireGuardProviderService implements ProviderService {
       throw new TunnelError("BAD_CONSUMER_DATA", "the session request carries no WireGuard public key (consumerData.publicKey, 32 bytes in base64)");
     const publicKey = session.consumerData.publicKey;
     // One peer per key: a second session naming a live peer's key would take over its addresses.
-    if ([...this.#sessions.values()].some((s) => s.publicKey === publicKey))
+    if ([...this.sessions.values()].some((s) => s.publicKey === publicKey))
       throw new TunnelError("KEY_IN_USE", "this WireGuard public key belongs to a live session: make a fresh key pair per session");
-    const used = new Set([...this.#sessions.values()].map((s) => s.host));
+    const used = new Set([...this.sessions.values()].map((s) => s.host));
     let host = FIRST_HOST;
     while (used.has(host) && host <= LAST_HOST) host++;
     if (host > LAST_HOST) throw new TunnelError("ADDRESS_POOL_EXHAUSTED", `all ${LAST_HOST - FIRST_HOST + 1} tunnel addresses are in use`);
@@ -229,16 +152,16 @@ export class WireGuardProviderService implements ProviderService {
       lastHandshakeMs: 0,
       downMs: 0,
     };
-    this.#sessions.set(session.id, live);
+    this.sessions.set(session.id, live);
     try {
       await this.#process!.uapi.set({ peers: [this.#peer(live)] });
     } catch (err) {
-      this.#sessions.delete(session.id);
+      this.sessions.delete(session.id);
       throw err;
     }
     // The session's limits go on its addresses, known from the start (no client to wait for).
-    await this.#controls?.sessionUp(session.id, this.#addresses(live)).catch((err) => {
-      this.#log.error({ err: (err as Error).message, sessionId: session.id }, "could not apply the session's bandwidth limit");
+    await this.controls?.sessionUp(session.id, this.#addresses(live)).catch((err) => {
+      this.log.error({ err: (err as Error).message, sessionId: session.id }, "could not apply the session's bandwidth limit");
     });
     return {
       endpoint: { address: this.#o.publicAddress, port: this.#port() },
@@ -246,38 +169,25 @@ export class WireGuardProviderService implements ProviderService {
       clientPublicKey: publicKey,
       address: `${this.#hostAddress(host)}/32`,
       ...(this.#o.ipv6 ? { address6: `${this.#hostAddress6(host)}/128`, ipv6: true } : {}),
-      dns: [this.#serverAddress()],
+      dns: [this.serverAddress],
       mtu: this.#mtu(),
     };
   }
 
-  async closeSession(sessionId: string, reason: string): Promise<void> {
-    const session = this.#sessions.get(sessionId);
-    if (!session) return;
-    await this.meter().catch(() => undefined);
-    this.#ended.set(sessionId, this.usage(sessionId)!);
-    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
-    this.#sessions.delete(sessionId);
-    // WireGuard's equivalent of `client-kill … HALT`: without its peer the consumer's packets are
-    // dropped unanswered, and nothing is ever sent to it again.
+  /**
+   * WireGuard's equivalent of `client-kill … HALT`: without its peer the consumer's packets are
+   * dropped unanswered, and nothing is ever sent to it again.
+   */
+  protected async cutOff(session: LiveSession, reason: string): Promise<void> {
     await this.#process?.uapi.set({ peers: [{ publicKey: session.publicKey, remove: true }] }).catch((err) => {
-      this.#log.warn({ err: (err as Error).message, sessionId }, "removing the WireGuard peer failed (wireguard-go gone?)");
+      this.log.warn({ err: (err as Error).message, sessionId: session.id }, "removing the WireGuard peer failed (wireguard-go gone?)");
     });
-    // After the peer is gone: without its class the session's last packets would leave unlimited.
-    await this.#controls?.sessionDown(sessionId).catch(() => undefined);
-    this.#log.info({ sessionId, reason }, "consumer cut off");
-  }
-
-  usage(sessionId: string): { bytesIn: number; bytesOut: number; downMs: number } | undefined {
-    const s = this.#sessions.get(sessionId);
-    if (!s) return this.#ended.get(sessionId);
-    const down = s.downMs + (s.downSince !== undefined ? Date.now() - s.downSince : 0);
-    return { bytesIn: s.carriedIn + s.bytesIn, bytesOut: s.carriedOut + s.bytesOut, downMs: down };
+    this.log.info({ sessionId: session.id, reason }, "consumer cut off");
   }
 
   /** Connected: this wireguard-go heard from the consumer (traffic or its keepalive) in the last `HEARD_MS`. */
   isConnected(sessionId: string): boolean {
-    const s = this.#sessions.get(sessionId);
+    const s = this.sessions.get(sessionId);
     return this.isRunning() && !!s && s.downSince === undefined && s.lastHeardMs !== undefined && Date.now() - s.lastHeardMs < HEARD_MS;
   }
 
@@ -286,7 +196,7 @@ export class WireGuardProviderService implements ProviderService {
     const process = this.#process;
     if (!process?.running) return;
     const state = await process.uapi.get();
-    const byKey = new Map([...this.#sessions.values()].map((s) => [s.publicKey, s]));
+    const byKey = new Map([...this.sessions.values()].map((s) => [s.publicKey, s]));
     for (const peer of state.peers) {
       const s = byKey.get(peer.publicKey);
       if (!s) continue;
@@ -320,8 +230,8 @@ export class WireGuardProviderService implements ProviderService {
     };
   }
 
-  async #launch(): Promise<void> {
-    const process = new WireGuardProcess({ device: this.device, pidFile: this.#pidFile(), netns: this.#o.netns, log: this.#log });
+  protected async launch(): Promise<void> {
+    const process = new WireGuardProcess({ device: this.device, pidFile: this.#pidFile(), netns: this.#o.netns, log: this.log });
     this.#process = process;
     await process.start().catch((err) => {
       // Taken between the claim and the start by a node the claim cannot see (one in another namespace).
@@ -332,13 +242,13 @@ export class WireGuardProviderService implements ProviderService {
         : err;
     });
     try {
-      const live = [...this.#sessions.values()];
+      const live = [...this.sessions.values()];
       // A restart: the new process knows no session keys. Given each consumer's last endpoint and
       // the keepalive, it starts the handshake itself once the link is up, instead of waiting up to
       // 15 s for the consumer to notice that its packets go unanswered.
       await process.uapi.set({ privateKey: this.#privateKey!, listenPort: this.#port(), replacePeers: true, peers: live.map((s) => this.#peer(s)) });
       await ipBatch(this.#o.netns, [
-        `address add ${this.#serverAddress()}/24 dev ${this.device}`,
+        `address add ${this.serverAddress}/24 dev ${this.device}`,
         ...(this.#o.ipv6 ? [`address add ${this.#serverAddress6()}/64 dev ${this.device}`] : []),
         `link set ${this.device} mtu ${this.#mtu()} up`,
       ]);
@@ -351,29 +261,22 @@ export class WireGuardProviderService implements ProviderService {
         : err;
     }
     // Supervised once it is up (a process stopped above, half started, is the launch's failure).
-    process.once("exit", (code) => this.#supervisor.exited(code, process.recent));
-    if (!process.running) this.#supervisor.exited(null, process.recent);
+    process.once("exit", (code) => this.supervisor.exited(code, process.recent));
+    if (!process.running) this.supervisor.exited(null, process.recent);
   }
 
-  /** wireguard-go exited while the service runs: the sessions' counters so far are carried over. */
-  #down(): void {
-    const now = Date.now();
-    for (const s of this.#sessions.values()) {
-      s.carriedIn += s.bytesIn;
-      s.carriedOut += s.bytesOut;
-      s.bytesIn = s.bytesOut = 0;
-      s.lastHandshakeMs = 0;
-      s.downSince ??= now;
-    }
+  /** wireguard-go exited: the new one has had no handshake yet (the sessions' counters are carried over). */
+  protected disconnected(s: LiveSession): void {
+    s.lastHandshakeMs = 0;
   }
 
   /** Supervision (`Supervisor`): a new wireguard-go, and the limits of its new interface and of every session. */
-  async #relaunch(): Promise<void> {
-    await this.#launch();
-    await this.#controls
+  protected async relaunch(): Promise<void> {
+    await this.launch();
+    await this.controls
       ?.apply()
-      .then(() => Promise.all([...this.#sessions.values()].map((s) => this.#controls!.sessionUp(s.id, this.#addresses(s)))))
-      .catch((err) => this.#log.error({ err: (err as Error).message }, "could not apply the controls again"));
+      .then(() => Promise.all([...this.sessions.values()].map((s) => this.controls!.sessionUp(s.id, this.#addresses(s)))))
+      .catch((err) => this.log.error({ err: (err as Error).message }, "could not apply the controls again"));
   }
 
   /** A session's addresses in the tunnel. */
@@ -389,16 +292,8 @@ export class WireGuardProviderService implements ProviderService {
     return this.#o.mtu ?? 1420;
   }
 
-  #subnet(): string {
-    return this.#o.subnet ?? "10.9.0.0";
-  }
-
-  #serverAddress(): string {
-    return this.#hostAddress(1);
-  }
-
   #hostAddress(host: number): string {
-    return this.#subnet().replace(/\.0$/, `.${host}`);
+    return this.subnet.replace(/\.0$/, `.${host}`);
   }
 
   #serverAddress6(): string {

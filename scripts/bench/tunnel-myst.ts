@@ -1,0 +1,240 @@
+// myst's own tunnels in the tunnel benchmark: sold and bought through sessions, timed phase by phase.
+import { curl, iperf } from "./tunnel-measure";
+import path from "node:path";
+import { Broker } from "../../node/broker/broker";
+import { REPLICA_CREDENTIALS } from "../lib/nats-server";
+import { DiscoveryClient } from "../../node/discovery/client";
+import { DiscoveryService } from "../../node/discovery/server";
+import { ProposalAnnouncer } from "../../node/discovery/announcer";
+import { Dialogs } from "../../node/dialog/dialogs";
+import type { IdentityKey } from "../../node/identity/key";
+import type { ConsumerService, ProviderService } from "../../node/session/service";
+import { ConsumerSessions } from "../../node/session/consumer";
+import { ConsumerProtection } from "../../node/consumer-protection/protection";
+import { ProviderSessions } from "../../node/session/provider";
+import type { TestNetwork } from "../lib/test-network";
+import { makeProposal } from "../lib/proposals";
+import type { Topology } from "../lib/topology";
+import { summarize } from "./stats";
+import { parseEther, Wallet } from "ethers";
+import { ConsumerVaultClient } from "../../node/chain/vault";
+import { ConsumerPayments } from "../../node/payments/consumer-payments";
+import { ConsumerPromises } from "../../node/payments/consumer-promises";
+import { ProviderPayments } from "../../node/payments/provider-payments";
+import { Settler } from "../../node/payments/settlement";
+import { VaultStateCache } from "../../node/payments/vault-cache";
+import type { Admission } from "../../node/session/provider";
+import { openDatabase } from "../../node/store/database";
+import { PromiseStore } from "../../node/store/promise-store";
+
+/** One tunnel type sold and bought through myst: its provider service and a consumer service for it. */
+export interface MystTunnel {
+  type: "openvpn" | "wireguard";
+  provider(dir: string): ProviderService & { start(): Promise<void>; stop(): Promise<void> };
+  /** The consumer side for `key` (the bench's consumer by default). */
+  consumer(dir: string, key?: IdentityKey): ConsumerService;
+}
+
+export interface TunnelResult {
+  mbps: number;
+  phases: Record<string, ReturnType<typeof summarize>>;
+  killSwitch: { off: ReturnType<typeof summarize>; on: ReturnType<typeof summarize>; tunnelPhaseOn: ReturnType<typeof summarize> };
+  /** With payments on: connect → first byte of a consumer's first session with this provider, against a known pair's; and the deposit it no longer waits for. */
+  firstSession?: { neverUsed: ReturnType<typeof summarize>; known: ReturnType<typeof summarize>; deposit: ReturnType<typeof summarize> };
+}
+
+/**
+ * myst's own tunnel of one type: provider service, discovery, announcer; consumer dialogs and
+ * sessions. Throughput (iperf3) through one session, then `connect` → first byte, phase by phase,
+ * over CONNECTS connects with the kill switch off and CONNECTS with it on (interleaved).
+ */
+export async function benchMyst(
+  tunnel: MystTunnel,
+  o: {
+    net: TestNetwork;
+    topology: Topology;
+    dir: string;
+    providerKey: IdentityKey;
+    consumerKey: IdentityKey;
+    seconds: number;
+    connects: number;
+    /** Also measure a consumer's first session with a provider never used (payments on). */
+    firstSessions?: boolean;
+  },
+): Promise<TunnelResult> {
+  const { net, topology, providerKey, consumerKey } = o;
+  const dir = path.join(o.dir, tunnel.type);
+  const stops: (() => Promise<unknown>)[] = [];
+  try {
+    const service = tunnel.provider(dir);
+    await service.start();
+    stops.push(() => service.stop());
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    stops.push(() => broker.stop());
+    // Discovery logs in as the replica; the provider and consumer below are nodes (docs/security.md).
+    const discoveryBroker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
+    await discoveryBroker.start();
+    stops.push(() => discoveryBroker.stop());
+    const discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
+    await discovery.start();
+    stops.push(() => discovery.stop());
+    const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });
+    const announcer = new ProposalAnnouncer({
+      broker,
+      key: providerKey,
+      proposal: () => makeProposal(providerKey, { serviceType: tunnel.type }, net.nats.url),
+      pingMs: 60_000,
+    });
+    // Payments are switched on for the first-session part only; the rest measures the tunnel alone.
+    let admission: Admission | undefined;
+    const ps = new ProviderSessions({
+      dialogs: pd,
+      services: new Map([[tunnel.type, service]]),
+      currentProposal: () => announcer.current,
+      admission: (request) => admission?.(request) ?? Promise.resolve(null),
+    });
+    await pd.start();
+    ps.start();
+    announcer.start();
+    stops.push(async () => {
+      await announcer.stop();
+      await ps.stop();
+      pd.stop();
+    });
+    const cd = new Dialogs({ broker, key: consumerKey, directory: net.registry, subject: `myst.dialog.bench-consumer-${tunnel.type}` });
+    await cd.start();
+    stops.push(async () => cd.stop());
+    const sessions = new ConsumerSessions(cd);
+    const client = new DiscoveryClient(discovery.url, (id) => net.registry.publicKeyOf(id));
+    const consumerService = tunnel.consumer(dir);
+    for (let i = 0; i < 100 && !(await client.get(providerKey.address, tunnel.type)); i++) await new Promise((r) => setTimeout(r, 100));
+
+    console.log(`myst ${tunnel.type} throughput…`);
+    const first = await sessions.connect({ proposal: (await client.get(providerKey.address, tunnel.type))!.signed, service: consumerService });
+    const mbps = iperf(topology, topology.consumers[0], topology.internetAddress, o.seconds);
+    await first.destroy();
+
+    console.log(`${o.connects} ${tunnel.type} connects with the kill switch off, ${o.connects} with it on (interleaved)…`);
+    // The first byte is fetched by curl started in the consumer's namespace. The same curl of a
+    // refused local port (same loop) is the probe's own cost, and is taken off.
+    const phases = {
+      discovery: [] as number[],
+      negotiation: [] as number[],
+      tunnel: [] as number[],
+      confirm: [] as number[],
+      firstByte: [] as number[],
+      probeStartup: [] as number[],
+      total: [] as number[],
+    };
+    // The same connects with consumer protection on (kill switch, DNS, IPv6: rules installed before
+    // the tunnel, replaced once it is up, resolver file rewritten), interleaved with the plain ones.
+    const guarded = { tunnel: [] as number[], total: [] as number[] };
+    for (let i = 0; i < 2 * o.connects; i++) {
+      const protection =
+        i % 2 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
+      const t0 = Date.now();
+      const found = await client.get(providerKey.address, tunnel.type);
+      const t1 = Date.now();
+      const session = await sessions.connect({ proposal: found!.signed, service: consumerService, protection });
+      const got = curl(topology, `${topology.internetUrl}?bytes=1`);
+      const t2 = Date.now();
+      if (got !== "1") throw new Error(`no first byte through the ${tunnel.type} tunnel`);
+      const t = session.timings;
+      const p0 = Date.now();
+      curl(topology, "http://127.0.0.1:9/"); // refused at once
+      const probe = Date.now() - p0;
+      if (protection) {
+        guarded.tunnel.push(t.tunnelUp - t.accepted);
+        guarded.total.push(t2 - t0 - probe);
+        await session.destroy();
+        await protection.lift();
+        continue;
+      }
+      phases.discovery.push(t1 - t0);
+      phases.negotiation.push(t.accepted - t.started);
+      phases.tunnel.push(t.tunnelUp - t.accepted);
+      phases.confirm.push(t.confirmed - t.tunnelUp);
+      phases.firstByte.push(Math.max(0, t2 - t.confirmed - probe));
+      phases.probeStartup.push(probe);
+      phases.total.push(t2 - t0 - probe);
+      await session.destroy();
+    }
+    let firstSession: TunnelResult["firstSession"];
+    if (o.firstSessions) {
+      console.log(`${o.connects} first ${tunnel.type} sessions with a provider never used before, ${o.connects} with a known one (payments on, interleaved)…`);
+      const vault = new ConsumerVaultClient(net.conn);
+      const db = openDatabase(path.join(dir, "provider.db"));
+      stops.push(async () => db.close());
+      const store = new PromiseStore(db);
+      const payments = new ProviderPayments({
+        sessions: ps,
+        vaults: new VaultStateCache(vault),
+        store,
+        settler: new Settler(store, vault, new Wallet(providerKey.privateKeyHex(), net.conn.provider)),
+        usage: (id) => service.usage?.(id),
+        maxUnpaid: parseEther("1"),
+        minVaultBalance: parseEther("0.1"),
+        minEscrow: parseEther("0.5"),
+        exposurePercentOfEscrow: 50,
+        maxExposure: parseEther("1"),
+        settleThreshold: parseEther("1000"),
+        settleFeePercent: 0,
+        settleOnSessionEnd: false,
+      });
+      payments.start();
+      stops.push(async () => payments.stop());
+      admission = payments.admission;
+      /** A consumer with a funded vault (`deposit`: how long its deposit took), its own dialogs and tunnel client. */
+      const newConsumer = async (tag: string) => {
+        const key = await net.registeredIdentity();
+        await net.chain.fund([key.address], { eth: parseEther("1"), myst: parseEther("10") });
+        const d0 = Date.now();
+        await vault.deposit(key, key.address, parseEther("5"), parseEther("1"));
+        const deposit = Date.now() - d0;
+        const dialogs = new Dialogs({ broker, key, directory: net.registry, subject: `myst.dialog.bench-${tunnel.type}-${tag}` });
+        await dialogs.start();
+        stops.push(async () => dialogs.stop());
+        return {
+          deposit,
+          sessions: new ConsumerSessions(dialogs),
+          service: tunnel.consumer(path.join(dir, tag), key),
+          promises: new ConsumerPromises(key, vault),
+        };
+      };
+      const proposal = (await client.get(providerKey.address, tunnel.type))!.signed;
+      const timed = async (c: Awaited<ReturnType<typeof newConsumer>>): Promise<number> => {
+        const t0 = Date.now();
+        const session = await c.sessions.connect({ proposal, service: c.service });
+        new ConsumerPayments(session, c.promises).start();
+        const got = curl(topology, `${topology.internetUrl}?bytes=1`);
+        const t2 = Date.now();
+        if (got !== "1") throw new Error(`no first byte through the ${tunnel.type} tunnel`);
+        const p0 = Date.now();
+        curl(topology, "http://127.0.0.1:9/");
+        const probe = Date.now() - p0;
+        await session.destroy();
+        return t2 - t0 - probe;
+      };
+      const known = await newConsumer("known");
+      await timed(known); // the known pair's first session, not counted
+      const sample = { neverUsed: [] as number[], known: [] as number[], deposit: [] as number[] };
+      for (let i = 0; i < o.connects; i++) {
+        const fresh = await newConsumer(`new-${i}`);
+        sample.deposit.push(fresh.deposit);
+        sample.neverUsed.push(await timed(fresh));
+        sample.known.push(await timed(known));
+      }
+      admission = undefined;
+      firstSession = { neverUsed: summarize(sample.neverUsed), known: summarize(sample.known), deposit: summarize(sample.deposit) };
+    }
+    return {
+      mbps,
+      ...(firstSession ? { firstSession } : {}),
+      phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
+      killSwitch: { off: summarize(phases.total), on: summarize(guarded.total), tunnelPhaseOn: summarize(guarded.tunnel) },
+    };
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  }
+}

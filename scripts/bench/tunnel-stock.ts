@@ -1,0 +1,138 @@
+// The baselines of the tunnel benchmark: stock OpenVPN and wireguard-go pairs set up by hand.
+import { curl } from "./tunnel-measure";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { generateKeyPair } from "../../node/services/wireguard/keys";
+import { ensurePki } from "../../node/services/openvpn/pki";
+import { stopChild } from "../lib/local-chain";
+import type { Topology } from "../lib/topology";
+
+/** A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours. */
+export async function stockTunnel(t: Topology, dir: string): Promise<{ upMs: number; stop: () => Promise<void> }> {
+  const pki = await ensurePki(path.join(dir, "stock-pki"));
+  const server = path.join(dir, "stock-server.conf");
+  fs.writeFileSync(
+    server,
+    [
+      "mode server",
+      "tls-server",
+      "dev stock0",
+      "dev-type tun",
+      "proto udp",
+      "port 1195",
+      "topology subnet",
+      "server 10.9.0.0 255.255.255.0",
+      `ca ${pki.dir}/ca.crt`,
+      `cert ${pki.cert}`,
+      `key ${pki.key}`,
+      "dh none",
+      `tls-crypt ${pki.dir}/tls-crypt.key`,
+      "tls-version-min 1.2",
+      "data-ciphers AES-256-GCM",
+      "verify-client-cert none",
+      "script-security 2",
+      "auth-user-pass-verify /usr/bin/true via-file",
+      "username-as-common-name",
+      "keepalive 10 60",
+      "verb 1",
+      "",
+    ].join("\n"),
+  );
+  const auth = path.join(dir, "stock.auth");
+  fs.writeFileSync(auth, "user\npass\n", { mode: 0o600 });
+  const client = path.join(dir, "stock-client.conf");
+  fs.writeFileSync(
+    client,
+    [
+      "client",
+      "dev tun",
+      "proto udp",
+      `remote ${t.providerAddress} 1195`,
+      "nobind",
+      "remote-cert-tls server",
+      "data-ciphers AES-256-GCM",
+      `auth-user-pass ${auth}`,
+      'pull-filter ignore "redirect-gateway"',
+      "route 198.18.2.0 255.255.255.0",
+      "verb 1",
+      "<ca>",
+      pki.ca.trim(),
+      "</ca>",
+      "<tls-crypt>",
+      pki.tlsCrypt.trim(),
+      "</tls-crypt>",
+      "",
+    ].join("\n"),
+  );
+  t.exec(t.provider, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24", "-o", "eth0", "-j", "MASQUERADE"]);
+  const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/sbin/openvpn", "--config", server], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 500));
+  const started = Date.now();
+  const c = spawn("/usr/sbin/ip", ["netns", "exec", t.consumers[0], "/usr/sbin/openvpn", "--config", client], { stdio: ["ignore", "pipe", "ignore"] });
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("stock tunnel did not come up")), 20_000);
+    c.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("Initialization Sequence Completed")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const upMs = Date.now() - started;
+  return {
+    upMs,
+    stop: async () => {
+      await stopChild(c);
+      await stopChild(s);
+    },
+  };
+}
+
+/**
+ * A hand-configured stock wireguard-go pair: Debian's wireguard-go on both ends, set up with `wg` and
+ * `ip` as wg-quick would, the same MTU as myst's (1420), nothing else (the sockets keep the OS's
+ * default receive buffer). The consumer routes only the internet host's subnet into it.
+ */
+export async function stockWireGuard(t: Topology): Promise<{ upMs: number; stop: () => Promise<void> }> {
+  const WG = "/usr/bin/wg";
+  const server = generateKeyPair();
+  const client = generateKeyPair();
+  const [sdev, cdev] = [`swp${t.tag}`.slice(0, 15), `swc${t.tag}`.slice(0, 15)];
+  const s = spawn("/usr/sbin/ip", ["netns", "exec", t.provider, "/usr/bin/wireguard-go", "-f", sdev], { stdio: "ignore" });
+  const c = spawn("/usr/sbin/ip", ["netns", "exec", t.consumers[0], "/usr/bin/wireguard-go", "-f", cdev], { stdio: "ignore" });
+  for (let i = 0; i < 200 && !(fs.existsSync(`/var/run/wireguard/${sdev}.sock`) && fs.existsSync(`/var/run/wireguard/${cdev}.sock`)); i++)
+    await new Promise((r) => setTimeout(r, 10));
+  const keyFile = (name: string, k: string) => {
+    const f = path.join(os.tmpdir(), `myst-bench-${name}-${process.pid}.key`);
+    fs.writeFileSync(f, `${k}\n`, { mode: 0o600 });
+    return f;
+  };
+  const sk = keyFile("s", server.privateKey);
+  const ck = keyFile("c", client.privateKey);
+  t.exec(t.provider, [WG, "set", sdev, "listen-port", "51821", "private-key", sk, "peer", client.publicKey, "allowed-ips", "10.10.0.2/32"]);
+  t.exec(t.provider, ["/usr/sbin/ip", "address", "add", "10.10.0.1/24", "dev", sdev]);
+  t.exec(t.provider, ["/usr/sbin/ip", "link", "set", sdev, "mtu", "1420", "up"]);
+  t.exec(t.provider, ["/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  t.exec(t.provider, ["/usr/sbin/iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.10.0.0/24", "-o", "eth0", "-j", "MASQUERADE"]);
+  const started = Date.now();
+  t.exec(t.consumers[0], [WG, "set", cdev, "private-key", ck, "peer", server.publicKey, "endpoint", `${t.providerAddress}:51821`, "allowed-ips", "0.0.0.0/0"]);
+  t.exec(t.consumers[0], ["/usr/sbin/ip", "address", "add", "10.10.0.2/32", "dev", cdev]);
+  t.exec(t.consumers[0], ["/usr/sbin/ip", "link", "set", cdev, "mtu", "1420", "up"]);
+  t.exec(t.consumers[0], ["/usr/sbin/ip", "route", "add", "198.18.2.0/24", "dev", cdev]);
+  if (curl(t, `${t.internetUrl}?bytes=1`) !== "1") throw new Error("no byte through the stock wireguard-go pair");
+  const upMs = Date.now() - started;
+  fs.rmSync(sk);
+  fs.rmSync(ck);
+  return {
+    upMs,
+    stop: async () => {
+      await stopChild(c);
+      await stopChild(s);
+    },
+  };
+}
