@@ -1,7 +1,6 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
-import { parsePaymentPolicy } from "../api/payment-policy";
 import type { ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
@@ -45,7 +44,7 @@ export function connectCommands(context: Ctx): Command[] {
       // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
       // switch a crashed myst left in the same place holds until this connection's replaces it.
       const keepKillSwitchFor = opts.killSwitch !== false && opts.service !== "noop" ? { netns: opts.netns } : undefined;
-      const node = await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true, keepKillSwitchFor });
+      const node = await ctx.runNode(opts, { foreground: true, keepKillSwitchFor });
       let first: Connection;
       try {
         first = await node.client.connect(body);

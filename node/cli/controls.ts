@@ -2,7 +2,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { MystError } from "../errors/MystError";
 import type { NodeClient } from "../api/client";
-import type { ControlsSettings, ServiceViewWithControls as ServiceView } from "../api/schemas";
+import type { ControlsSettings, ServiceView } from "../api/schemas";
 import type { Output } from "./output";
 
 /** The provider controls of `myst service start` (any service type; bandwidth and egress apply to tunnels). */
@@ -78,7 +78,7 @@ export function controlsFromFlags(opts: Record<string, unknown>, given: (flag: s
 
 /** The services of a running node that have controls (caps, schedule, access), for `myst status`. */
 export async function controlledServices(node: NodeClient): Promise<ServiceView[]> {
-  const { services } = (await node.services()) as { services: ServiceView[] };
+  const { services } = await node.services();
   return services.filter((s) => s.controls && (s.controls.trafficCap || s.controls.schedule || s.controls.access || !s.controls.offered));
 }
 

@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
-import { parsePaymentPolicy } from "../api/payment-policy";
 import { apiTokenFile } from "../api/token";
+import { parsePaymentPolicy } from "../config/payment-policy";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
 import { identityOptions, paymentPolicyOptions } from "./service";
@@ -16,7 +16,7 @@ export function daemonCommand(context: Ctx): Command {
   paymentPolicyOptions(identityOptions(cmd, "the node's identity")).action(async (opts, command: Command) => {
     const ctx = context(command);
     const { dataDir } = ctx.config;
-    const { identity, url, loginLink, stop } = await ctx.runNode(opts, { policy: parsePaymentPolicy(opts), foreground: false });
+    const { identity, url, loginLink, stop } = await ctx.runNode(opts, { policy: parsePaymentPolicy(opts, ctx.config.paymentPolicy), foreground: false });
     if (!/^127\.|^::1$/.test(ctx.config.apiHost)) {
       ctx.log.warn({ apiHost: ctx.config.apiHost }, "the API listens beyond this machine: the token is all that protects the node's keys and money");
     }

@@ -69,20 +69,20 @@ export function proposalsCommand(context: Ctx): Command {
       const ctx = context(cmd);
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new MystError("BAD_FLAG", `--limit must be 1 to 500`);
-      // Prices in MYST on the command line, in wei in the query; the node checks the rest of the filter.
-      const wei = (value: string | undefined, flag: string) => (value === undefined ? undefined : mystToWei(value, flag).toString());
+      // The filter as typed (prices in MYST, checked here so the error names the flag); the node checks the rest.
+      const myst = (value: string | undefined, flag: string) => (value === undefined ? undefined : (mystToWei(value, flag), value));
       const { proposals, rejected } = await ctx.withNode({}, (node) =>
         node.proposals({
-          service_type: opts.serviceType,
+          serviceType: opts.serviceType,
           country: opts.country,
-          ip_type: opts.ipType,
+          ipType: opts.ipType,
           metering: opts.metering,
-          max_price_per_hour: wei(opts.maxPricePerHour, "--max-price-per-hour"),
-          max_price_per_gib: wei(opts.maxPricePerGib, "--max-price-per-gib"),
-          min_bandwidth: opts.minBandwidth,
-          provider_id: opts.providerId,
-          ipv6: opts.ipv6 ? "true" : undefined,
-          access_policy: opts.accessPolicy,
+          maxPricePerHour: myst(opts.maxPricePerHour, "--max-price-per-hour"),
+          maxPricePerGiB: myst(opts.maxPricePerGib, "--max-price-per-gib"),
+          minBandwidthMbps: opts.minBandwidth,
+          providerId: opts.providerId,
+          ipv6: opts.ipv6 ? true : undefined,
+          accessPolicy: opts.accessPolicy,
           limit,
         }),
       );

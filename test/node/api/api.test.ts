@@ -8,7 +8,7 @@ import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/daemon/node";
+import { MystNode } from "../../../node/ops/node";
 import { DiscoveryService } from "../../../node/discovery/server";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";

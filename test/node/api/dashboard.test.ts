@@ -2,13 +2,13 @@ import { expect } from "chai";
 import http from "node:http";
 import path from "node:path";
 import { parseEther } from "ethers";
-import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/api/dashboard-auth";
+import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/ops/dashboard/auth";
 import { ApiServer } from "../../../node/api/server";
 import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/daemon/node";
+import { MystNode } from "../../../node/ops/node";
 import { DiscoveryService } from "../../../node/discovery/server";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
@@ -228,7 +228,7 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       await stream.until(() => topicsSeen().size === 4);
       const selling = (e: { event: string; data: unknown }) => e.event === "provider" && (e.data as { services: { type: string }[] }).services.length > 0;
       expect(stream.events.some(selling)).to.equal(false);
-      await daemon.startService({ type: "noop" }, { country: "NL", ipType: "residential", pricePerHourWei: "1", pricePerGiBWei: "0", bandwidthMbps: 10 });
+      await daemon.services.start({ type: "noop" }, { country: "NL", ipType: "residential", pricePerHour: 1n, pricePerGiB: 0n, bandwidthMbps: 10 });
       await stream.until((ev) => ev.some(selling));
       await stream.close();
       const events = stream.events;
@@ -267,7 +267,7 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(health).to.deep.include({ nats: { ok: true, detail: "connected" }, registration: { ok: true, detail: "registered" } });
       expect(health.chain.ok).to.equal(true);
       expect(health.visibility.find((v: { serviceType: string }) => v.serviceType === "noop").reasons).to.deep.equal([]);
-      await daemon.stopService("noop");
+      await daemon.services.stop("noop");
     });
 
     it("says in words when the node cannot write its promises (a read-only store), and green again once it can", async function () {

@@ -1,9 +1,9 @@
 import { Type } from "@fastify/type-provider-typebox";
-import { Address, Strict, Wei } from "../values/schemas";
+import { Address, EmptyBody, Strict, Wei } from "../../values/schemas";
 
 /** The schemas of the dashboard's routes (login, events, the reads the page needs). */
 
-export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
+export { EmptyBody };
 export const LoginLink = Type.Object({
   url: Type.String({ description: "open it in a browser on this machine; the code after #login= is spent on first use" }),
   expiresAt: Type.String(),
@@ -19,7 +19,21 @@ const UtcOffset = Type.Integer({
 });
 const Days = Type.Integer({ minimum: 1, maximum: 90, default: 14, description: "how many days, up to today" });
 
-export const EventsQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
+/** The topics of the event stream. */
+export const TOPICS = ["provider", "earnings", "connection", "health"] as const;
+export type Topic = (typeof TOPICS)[number];
+export const EventsQuery = Type.Object(
+  {
+    utcOffsetMinutes: UtcOffset,
+    days: Days,
+    topics: Type.Optional(
+      Type.Array(Type.Union(TOPICS.map((t) => Type.Literal(t))), {
+        description: "only these topics (repeat the key; default all): `myst connect` follows `connection` alone",
+      }),
+    ),
+  },
+  Strict,
+);
 export const DailyQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
 
 export const LiveSession = Type.Object({
