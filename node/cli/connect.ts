@@ -149,33 +149,40 @@ function describeConnected(c: Connection): string[] {
 }
 
 /**
- * Follows a foreground connection through the node's API until it is over, telling of a reconnect
- * or a tunnel down behind the kill switch (which holds until the user disconnects); returns why
- * the last session ended.
+ * Follows a foreground connection through the node's event stream (`/v1/events`, the connection
+ * topic: sent at once when it changes) until it is over, telling of a reconnect or a tunnel down
+ * behind the kill switch (which holds until the user disconnects); returns why the last session
+ * ended.
  */
 async function followConnection(client: NodeClient, first: Connection): Promise<string> {
   let session = first.sessionId;
   let told = "";
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 250));
-    const now = await client.connection();
-    if (now.state === "connected" || now.state === "connecting") {
-      if (now.state === "connected" && now.sessionId !== session) {
-        session = now.sessionId;
-        process.stderr.write(`myst: reconnected: session ${session} with provider ${now.provider}\n`);
-        told = "";
+  const stop = new AbortController();
+  try {
+    for await (const { event, data } of client.events({ topics: ["connection"] }, stop.signal)) {
+      if (event !== "connection") continue;
+      const now = data as Connection;
+      if (now.state === "connected" || now.state === "connecting") {
+        if (now.state === "connected" && now.sessionId !== session) {
+          session = now.sessionId;
+          process.stderr.write(`myst: reconnected: session ${session} with provider ${now.provider}\n`);
+          told = "";
+        }
+        continue;
       }
-      continue;
+      if (now.state === "disconnected") return now.endReason ?? "disconnected";
+      const reason = now.endReason ?? "ended";
+      const r = now.reconnect;
+      const news =
+        now.state === "reconnecting"
+          ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
+          : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
+      if (news !== told) process.stderr.write((told = news));
     }
-    if (now.state === "disconnected") return now.endReason ?? "disconnected";
-    const reason = now.endReason ?? "ended";
-    const r = now.reconnect;
-    const news =
-      now.state === "reconnecting"
-        ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
-        : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
-    if (news !== told) process.stderr.write((told = news));
+  } finally {
+    stop.abort();
   }
+  return "the node stopped";
 }
 
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
