@@ -32,9 +32,22 @@ export function isDashboardPublic(req: FastifyRequest): boolean {
  * cookie), the event stream `/v1/events` the page follows, and the few reads only the dashboard
  * needed (live provider sessions, earnings per day, health and visibility, the visible IP).
  */
-export async function registerDashboard(app: JsonApp, o: { daemon: WatchedNode; logins: DashboardLogins; baseUrl: () => string; log: Logger }): Promise<void> {
-  const { daemon, logins } = o;
-  const activity = () => daemon.core.online().activity;
+export async function registerDashboard(app: JsonApp, o: DashboardOptions): Promise<void> {
+  await pageRoutes(app);
+  loginRoutes(app, o);
+  eventRoutes(app, o);
+  readRoutes(app, o.daemon);
+}
+
+interface DashboardOptions {
+  daemon: WatchedNode;
+  logins: DashboardLogins;
+  baseUrl: () => string;
+  log: Logger;
+}
+
+/** The page's own files, and the headers that keep other pages from framing or driving it. */
+async function pageRoutes(app: JsonApp): Promise<void> {
   await app.register(cookie);
   // The page loads only its own files and talks only to its own origin; no other page may frame it
   // (a page on the same site could, and the browser would send the cookie to the frame).
@@ -56,7 +69,11 @@ export async function registerDashboard(app: JsonApp, o: { daemon: WatchedNode; 
       throw new DashboardError("DASHBOARD_NOT_BUILT", `the dashboard is not built (no ${DASHBOARD_DIR}/index.html): run npm run build`);
     });
   }
+}
 
+/** The login: a one-time link traded for a session cookie, and the logout. */
+function loginRoutes(app: JsonApp, o: DashboardOptions): void {
+  const { daemon, logins } = o;
   app.post(
     "/v1/ui/login-link",
     {
@@ -98,8 +115,11 @@ export async function registerDashboard(app: JsonApp, o: { daemon: WatchedNode; 
       return { loggedOut: true };
     },
   );
+}
 
-  const stream = new NodeEventStream(daemon, o.log);
+/** `/v1/events`: the node's state as it changes (event stream). */
+function eventRoutes(app: JsonApp, o: DashboardOptions): void {
+  const stream = new NodeEventStream(o.daemon, o.log);
   app.addHook("preClose", async () => stream.close());
   app.get(
     "/v1/events",
@@ -121,7 +141,11 @@ export async function registerDashboard(app: JsonApp, o: { daemon: WatchedNode; 
       stream.follow(req.raw, reply.raw, { days, utcOffsetMinutes, topics, lastEventId: req.headers["last-event-id"] });
     },
   );
+}
 
+/** The few reads only the dashboard needed: live provider sessions, earnings per day, health and visibility, the visible IP. */
+function readRoutes(app: JsonApp, daemon: WatchedNode): void {
+  const activity = () => daemon.core.online().activity;
   app.get(
     "/v1/provider/sessions",
     {
