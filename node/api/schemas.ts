@@ -14,7 +14,7 @@ import type * as VaultS from "../ops/vault/schemas";
 /** The vocabularies a client shows in its help. */
 export { IP_TYPES } from "../proposal/proposal";
 export { SERVICE_TYPES } from "../services/catalog";
-export { OFFER_DEFAULTS } from "../config/offer";
+export { OFFER_DEFAULTS } from "../config/defaults";
 
 export type StartServiceBody = Static<typeof ServicesS.StartServiceBody>;
 /** The provider controls a service is started with (CLI flags, services.json, the API body). */

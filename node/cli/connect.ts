@@ -1,4 +1,5 @@
 import { Command, Option } from "commander";
+import { CONNECT_DEFAULTS } from "../config/defaults";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import type { ConnectBody } from "../api/schemas";
@@ -188,7 +189,7 @@ async function followConnection(client: NodeClient, first: Connection): Promise<
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */
 export function withConnectOptions(cmd: Command, netnsHelp: string): Command {
   return cmd
-    .option("--service <type>", "openvpn | wireguard | noop", "openvpn")
+    .option("--service <type>", "openvpn | wireguard | noop", CONNECT_DEFAULTS.serviceType)
     .addOption(new Option("--identity <address>", "the consumer identity (default: the only one in the keystore)"))
     .addOption(new Option("--passphrase-file <file>", "keystore passphrase file (or MYST_PASSPHRASE)"))
     .addOption(new Option("--passphrase <passphrase>", "keystore passphrase"))

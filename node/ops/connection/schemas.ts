@@ -1,4 +1,5 @@
 import { Type } from "@sinclair/typebox";
+import { CONNECT_DEFAULTS } from "../../config/defaults";
 import { IP_TYPES, ProposalSchema } from "../../proposal/proposal";
 import { SERVICE_TYPES } from "../../services/catalog";
 import { Address, Myst, Strict, Wei } from "../../values/schemas";
@@ -62,7 +63,7 @@ export const ConnectBody = Type.Object(
     provider: Type.Optional(Address),
     serviceType: Type.Union(
       SERVICE_TYPES.map((t) => Type.Literal(t)),
-      { default: "openvpn" },
+      { default: CONNECT_DEFAULTS.serviceType },
     ),
     ...FilterFields,
     netns: Type.Optional(

@@ -1,5 +1,5 @@
 import type { Static } from "@sinclair/typebox";
-import { OFFER_DEFAULTS } from "../../config/offer";
+import { OFFER_DEFAULTS } from "../../config/defaults";
 import type { Offer } from "../../daemon/provider-node";
 import { errorResponses as errors, type JsonApp } from "../../http/app";
 import { mystToWei } from "../../values/myst";

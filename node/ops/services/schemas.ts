@@ -1,5 +1,5 @@
 import { Type } from "@sinclair/typebox";
-import { OFFER_DEFAULTS } from "../../config/offer";
+import { OFFER_DEFAULTS } from "../../config/defaults";
 import { IP_TYPES } from "../../proposal/proposal";
 import { SERVICE_TYPES } from "../../services/catalog";
 import { ControlsSettingsSchema } from "../../services/controls/settings-schema";
