@@ -3,6 +3,7 @@ import http from "node:http";
 import path from "node:path";
 import { parseEther } from "ethers";
 import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/ops/dashboard/auth";
+import { NodeClient } from "../../../node/api/client";
 import { ApiServer } from "../../../node/api/server";
 import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
@@ -240,6 +241,28 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(events.find((e) => e.event === "connection")!.data).to.deep.equal({ state: "disconnected" });
       const bad = await fetch(`${api.url}/v1/events?utcOffsetMinutes=9999`, { headers: { authorization: `Bearer ${token}` } });
       expect(bad.status).to.equal(400);
+    });
+
+    it("streams only the topics asked for, and the connection as soon as it changes (what `myst connect` follows)", async function () {
+      const endpoint = { url: api.url, pid: process.pid, identity: daemon.identity!, startedAt: new Date().toISOString() };
+      const client = NodeClient.of(endpoint, token);
+      const stop = new AbortController();
+      const seen: { event: string; data: unknown }[] = [];
+      const failed = (e: { event: string; data: unknown }) => e.event === "connection" && "lastFailure" in (e.data as object);
+      const reading = (async () => {
+        for await (const e of client.events({ topics: ["connection"] }, stop.signal)) {
+          seen.push(e);
+          if (failed(e)) return;
+        }
+      })();
+      await until(async () => seen.length > 0, "the first event");
+      expect(seen[0]).to.deep.equal({ event: "connection", data: { state: "disconnected" } });
+      // A connect that finds no provider changes the connection: its failure is the next event.
+      await client.connect({ serviceType: "noop", country: "FR" }).catch(() => undefined);
+      await reading;
+      stop.abort();
+      expect(seen.map((e) => e.event)).to.deep.equal(seen.map(() => "connection"));
+      expect((seen.at(-1)!.data as { lastFailure: { code: string } }).lastFailure.code).to.be.oneOf(["NO_PROPOSAL", "DISCOVERY_UNREACHABLE"]);
     });
 
     it("ends the streams it serves when the API stops, instead of waiting on them", async function () {
