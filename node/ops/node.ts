@@ -2,10 +2,7 @@ import { recoverConfinement } from "../consumer-protection/confined";
 import { recoverProtection } from "../consumer-protection/protection";
 import { NodeCore, type NodeOptions } from "../daemon/core";
 import type { NodeMetrics } from "../daemon/metrics";
-import type { NodeActivity } from "../daemon/node-activity";
 import type { ProviderNode } from "../daemon/provider-node";
-import type { ConsumerNode } from "../daemon/consumer-node";
-import type { Keystore } from "../identity/keystore";
 import { startInOrder } from "../lifecycle/startable";
 import type { ReachabilityMonitor, ReachabilityView } from "../nat/monitor";
 import type { Address } from "../values/address";
@@ -54,35 +51,13 @@ export class MystNode {
     return this.core.identity;
   }
 
-  get offline(): boolean {
-    return this.core.offline;
-  }
-
-  get keystore(): Keystore {
-    return this.core.keystore;
-  }
-
   get metrics(): NodeMetrics {
     return this.core.metrics;
-  }
-
-  get startedAt(): number {
-    return this.core.startedAt;
   }
 
   /** The provider side; only an online node has one. */
   get provider(): ProviderNode {
     return this.core.online().provider;
-  }
-
-  /** The consumer side; only an online node has one. */
-  get consumer(): ConsumerNode {
-    return this.core.online().consumer;
-  }
-
-  /** The dashboard's view of the node's activity; only an online node has one. */
-  get activity(): NodeActivity {
-    return this.core.online().activity;
   }
 
   /** What keeps the node's reachability measured: its UDP socket (the one the contacts lead to) and the last measurement. Online only. */
