@@ -1,5 +1,5 @@
 import { isMystError } from "../errors/MystError";
-import type { PaymentPolicy } from "../config/payment-policy";
+import { PAYMENT_POLICY_DEFAULTS, type PaymentPolicy } from "../config/payment-policy";
 import { EventEmitter } from "node:events";
 import { pairIdOf, type PairState } from "../chain/vault";
 import { silentLogger, type Logger } from "../log/logger";
@@ -89,7 +89,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     super();
     this.#o = {
       ...options,
-      invoiceEveryMs: options.invoiceEveryMs ?? 10_000,
+      invoiceEveryMs: options.invoiceEveryMs ?? Number(PAYMENT_POLICY_DEFAULTS.invoiceEvery) * 1000,
       invoiceAboveWei: options.invoiceAboveWei ?? 2n ** 255n,
       settlementFeeWei: options.settlementFeeWei ?? 0n,
       settleOnSessionEnd: options.settleOnSessionEnd ?? true,
