@@ -6,7 +6,10 @@ import fs from "node:fs";
 import path from "node:path";
 import type { TSchema } from "@sinclair/typebox";
 import { ServiceView, ControlsStatus } from "../node/ops/services/schemas";
-import { ConnectionTopic, EarningsTopic, HealthTopic, LiveSession, ProviderTopic } from "../node/ops/dashboard/schemas";
+import { ConnectionTopic, EarningsTopic, HealthTopic, LiveSession, LoginResult, ProviderTopic, VisibleIp } from "../node/ops/dashboard/schemas";
+import { IdentityView } from "../node/ops/identities/schemas";
+import { Health } from "../node/ops/status/schemas";
+import { DepositResult, Vault } from "../node/ops/vault/schemas";
 import { ProposalSchema } from "../node/proposal/proposal";
 
 export const UI_TYPES_FILE = path.join(__dirname, "..", "ui", "src", "api-types.ts");
@@ -21,6 +24,12 @@ const TYPES: Record<string, TSchema> = {
   HealthTopic,
   ConnectionTopic,
   Proposal: ProposalSchema,
+  Vault,
+  DepositResult,
+  IdentityView,
+  VisibleIp,
+  Health,
+  LoginResult,
 };
 
 /** A TypeScript type for a JSON schema as TypeBox writes them (objects, arrays, unions, intersections, literals, scalars). */

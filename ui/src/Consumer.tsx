@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
+import type { VisibleIp } from "./api-types";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
 
 const SERVICE_TYPES = ["openvpn", "wireguard", "noop"];
@@ -48,7 +49,7 @@ function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) 
     setIp(null);
     try {
       const q = props.netns ? `?netns=${encodeURIComponent(props.netns)}` : "";
-      setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
+      setIp((await api<VisibleIp>("GET", `/v1/connection/visible-ip${q}`)).ip);
     } catch (err) {
       setIp(
         err instanceof ApiError && err.code === "IP_CHECK_UNCONFIGURED" ? "not checked (no ipCheckUrl configured)" : `not known: ${(err as Error).message}`,

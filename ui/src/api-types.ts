@@ -379,3 +379,79 @@ export type Proposal = {
   createdAt: number;
   expiresAt: number;
 };
+
+export type Vault = {
+  /** an identity: Ethereum address, 0x + 40 hex */
+  consumer: string;
+  /** what pays providers' promises */
+  balanceWei: string;
+  /** the penalty escrow an overdraft forfeits */
+  escrowWei: string;
+  /** when a pending exit can be withdrawn; null when none is pending */
+  exitReadyAt: string | null;
+  /** MYST in the identity's own account, ready to deposit */
+  walletWei: string;
+};
+
+export type DepositResult = {
+  /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
+  depositedWei: string;
+  /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
+  escrowWei: string;
+  txHash: string;
+  gasUsed: string;
+  vault: {
+    /** an identity: Ethereum address, 0x + 40 hex */
+    consumer: string;
+    /** what pays providers' promises */
+    balanceWei: string;
+    /** the penalty escrow an overdraft forfeits */
+    escrowWei: string;
+    /** when a pending exit can be withdrawn; null when none is pending */
+    exitReadyAt: string | null;
+    /** MYST in the identity's own account, ready to deposit */
+    walletWei: string;
+  };
+};
+
+export type IdentityView = {
+  /** an identity: Ethereum address, 0x + 40 hex */
+  address: string;
+  node: boolean;
+  keystoreFile: string | null;
+  /** 64-byte x‖y hex: when this is the node's own identity, unlocked */
+  publicKey?: string;
+  /** MYST held by the account (null: the chain could not be asked) */
+  balanceWei: string | null;
+  registration: {
+    state: "unregistered" | "in-progress" | "registered" | "failed" | "unknown";
+    /** an identity: Ethereum address, 0x + 40 hex */
+    identity: string;
+    /** an identity: Ethereum address, 0x + 40 hex */
+    beneficiary?: string;
+    txHash?: string;
+    submittedAt?: string;
+    code?: string;
+    reason?: string;
+  };
+};
+
+export type VisibleIp = {
+  ip: string;
+  url: string;
+  netns?: string;
+  checkedAt: string;
+};
+
+export type Health = {
+  status: "ok";
+  version: string;
+  /** the node's identity (null: an offline node over an empty keystore) */
+  identity: string | null;
+  uptimeSeconds: number;
+};
+
+export type LoginResult = {
+  /** an identity: Ethereum address, 0x + 40 hex */
+  identity: string;
+};
