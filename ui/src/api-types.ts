@@ -371,11 +371,26 @@ export type Proposal = {
   bandwidthMbps: number;
   ipv6?: boolean;
   accessPolicy?: "open" | "allowlist";
-  contacts: {
-    type: "nats/v1";
-    brokerUrls: string[];
-    subject: string;
-  }[];
+  contacts: (
+    | {
+        type: "nats/v1";
+        brokerUrls: string[];
+        subject: string;
+      }
+    | {
+        type: "direct/v1";
+        nat: {
+          mapping: "none" | "endpoint-independent" | "endpoint-dependent" | "unknown";
+          filtering: "endpoint-independent" | "address-dependent" | "address-and-port-dependent" | "unknown";
+        };
+        candidates: {
+          kind: "public" | "mapped" | "punch-only";
+          address: string;
+          port: number;
+          protocol: "udp" | "tcp";
+        }[];
+      }
+  )[];
   createdAt: number;
   expiresAt: number;
 };
