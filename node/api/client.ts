@@ -183,7 +183,8 @@ async function* httpStream(url: string, path: string, headers: Record<string, st
         return null;
       }
     })();
-    throw new NodeClientError(e?.code ?? `HTTP_${res.statusCode}`, e?.message ?? `the node answered ${res.statusCode}`);
+    const message = e?.message ?? `the node answered ${res.statusCode}`;
+    throw isErrorCode(e?.code) ? new NodeClientError(e.code, message) : new NodeClientError("DAEMON_BAD_RESPONSE", message);
   }
   res.setEncoding("utf8");
   try {

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import type { ErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
 
@@ -66,19 +67,19 @@ export const PAYMENT_POLICY_DEFAULTS = {
 export const PAYMENT_POLICY_KEYS = [...Object.keys(PAYMENT_POLICY_DEFAULTS), "settleViaRelayer"] as (keyof PaymentPolicySettings)[];
 
 /** How a setting is named in an error: `--max-unpaid` for a flag, `paymentPolicy.maxUnpaid` in the config file. */
-export type SettingNamer = { name(key: keyof PaymentPolicySettings): string; code: string };
+export type SettingNamer = { name(key: keyof PaymentPolicySettings): string; code: ErrorCode };
 
 const kebab = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 export const AS_FLAGS: SettingNamer = { name: (key) => (key === "exposurePercent" ? "--exposure-percent" : kebab(key)), code: "BAD_FLAG" };
 
-function percent(value: unknown, name: string, code: string): number {
+function percent(value: unknown, name: string, code: ErrorCode): number {
   const n = Number(value);
   if (!(n >= 0 && n <= 100)) throw new MystError(code, `${name} "${value}" is not a percentage from 0 to 100`);
   return n;
 }
 
 /** The relayer's key from its file (0600 is the operator's to set): 0x + 64 hex, nothing else. */
-function relayerKey(file: string, name: string, code: string): string {
+function relayerKey(file: string, name: string, code: ErrorCode): string {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8").trim();
