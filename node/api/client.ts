@@ -1,15 +1,20 @@
 import http from "node:http";
-import type { Static, TSchema } from "@fastify/type-provider-typebox";
+import type { Static } from "@sinclair/typebox";
 import { isErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
+import type { Requester } from "../http/requester";
+import { connectionActions } from "../ops/connection/client";
+import { dashboardActions, type EventSource } from "../ops/dashboard/client";
+import { earningsActions } from "../ops/earnings/client";
+import { identityActions } from "../ops/identities/client";
+import { serviceActions } from "../ops/services/client";
+import { sessionActions } from "../ops/sessions/client";
+import { statusActions } from "../ops/status/client";
+import { vaultActions } from "../ops/vault/client";
 import type { ReachabilityView } from "./reachability";
-import type * as S from "./schemas";
 import { readApiToken, readDaemonEndpoint, type DaemonEndpoint } from "./token";
 
 export class NodeClientError extends MystError {}
-
-/** What an API schema describes, as the client sees it. */
-type Of<T extends TSchema> = Static<T>;
 
 /** One request/answer exchange with the node's API: over TCP or a unix socket, or in-process. */
 export type Transport = (request: {
@@ -19,12 +24,8 @@ export type Transport = (request: {
   payload?: Buffer;
 }) => Promise<{ status: number; text: string }>;
 
-/**
- * The one way the CLI (and any script) talks to a node: its REST API, typed from the API's own
- * TypeBox schemas. The same methods reach a daemon (`http://…`), a foreground node (`unix:/…`) or
- * an offline node a command runs in-process; errors come back as the node's `{code, message}`.
- */
-export class NodeClient {
+/** The requests of a client, over its transport: the same routes and answers whichever transport carries them. */
+class NodeRequester implements Requester, EventSource {
   readonly #token: string;
   readonly #transport: Transport;
 
@@ -36,55 +37,6 @@ export class NodeClient {
     this.#token = token;
     this.#transport = transport ?? httpTransport(endpoint.url);
   }
-
-  /** The node running for this data dir (a daemon or a foreground command's), or null when none is. */
-  static find(dataDir: string): NodeClient | null {
-    const endpoint = readDaemonEndpoint(dataDir);
-    if (!endpoint) return null;
-    const token = readApiToken(dataDir);
-    if (!token) throw new NodeClientError("API_TOKEN_MISSING", `a node runs (pid ${endpoint.pid}) but ${dataDir}/api-token is missing`);
-    return new NodeClient(endpoint, token);
-  }
-
-  // node
-  health = () => this.get<Of<typeof S.Health>>("/health");
-
-  /** A one-time login link to the dashboard (a daemon's). */
-  loginLink = () => this.post<{ url: string; expiresAt: string }>("/v1/ui/login-link", {});
-
-  /** How the node can be reached (its NAT, its public contacts). */
-  reachability = () => this.get<Static<typeof ReachabilityView>>("/v1/reachability");
-
-  // identities
-  identities = () => this.get<Of<typeof S.IdentityList>>("/v1/identities");
-  createIdentity = (body: Of<typeof S.NewIdentity>) => this.post<Of<typeof S.CreatedIdentity>>("/v1/identities", body);
-  importIdentity = (body: Of<typeof S.ImportIdentity>) => this.post<Of<typeof S.CreatedIdentity>>("/v1/identities/import", body);
-  exportIdentity = (address: string, body: Of<typeof S.ExportIdentity>) =>
-    this.post<Of<typeof S.ExportedIdentity>>(`/v1/identities/${encodeURIComponent(address)}/export`, body);
-  identity = (address: string) => this.get<Of<typeof S.IdentityView>>(`/v1/identities/${encodeURIComponent(address)}`);
-  register = (address: string, body: Of<typeof S.RegisterBody>) =>
-    this.post<Of<typeof S.Registration>>(`/v1/identities/${encodeURIComponent(address)}/registration`, body);
-
-  // services
-  services = () => this.get<Of<typeof S.ServiceList>>("/v1/services");
-  startService = (body: Of<typeof S.StartServiceBody>) => this.post<Of<typeof S.ServiceView>>("/v1/services", body);
-  stopService = (type: string) => this.delete<{ type: string; stopped: boolean }>(`/v1/services/${encodeURIComponent(type)}`);
-
-  // the consumer
-  proposals = (query: Of<typeof S.ProposalQuery>) => this.get<Of<typeof S.ProposalPage>>(`/v1/proposals${queryString(query)}`);
-  connection = () => this.get<Of<typeof S.ConnectionView>>("/v1/connection");
-  connect = (body: Of<typeof S.ConnectBody>) => this.put<Of<typeof S.ConnectionView>>("/v1/connection", body);
-  disconnect = () => this.delete<Of<typeof S.ConnectionView>>("/v1/connection");
-  statistics = () => this.get<Of<typeof S.Statistics>>("/v1/connection/statistics");
-
-  // history and money
-  sessions = (query: Of<typeof S.SessionQuery>) => this.get<Of<typeof S.SessionList>>(`/v1/sessions${queryString(query)}`);
-  vault = () => this.get<Of<typeof S.Vault>>("/v1/vault");
-  deposit = (body: Of<typeof S.DepositBody>) => this.post<Of<typeof S.DepositResult>>("/v1/vault/deposit", body);
-  exitVault = () => this.post<Of<typeof S.ExitResult>>("/v1/vault/exit");
-  withdrawVault = () => this.post<Of<typeof S.WithdrawalResult>>("/v1/vault/withdrawal");
-  earnings = () => this.get<Of<typeof S.Earnings>>("/v1/earnings");
-  settle = () => this.post<Of<typeof S.Earnings>>("/v1/earnings/settlement");
 
   get<T = unknown>(path: string): Promise<T> {
     return this.request("GET", path);
@@ -102,22 +54,21 @@ export class NodeClient {
     return this.request("DELETE", path);
   }
 
-  /** One request to the node's API: the same routes and answers whichever transport carries it. */
+  #headers(payload?: Buffer): Record<string, string> {
+    return {
+      host: "localhost",
+      authorization: `Bearer ${this.#token}`,
+      ...(payload ? { "content-type": "application/json", "content-length": String(payload.length) } : {}),
+    };
+  }
+
+  /** One request to the node's API. */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     let status: number;
     let text: string;
     try {
-      ({ status, text } = await this.#transport({
-        method,
-        path,
-        payload,
-        headers: {
-          host: "localhost",
-          authorization: `Bearer ${this.#token}`,
-          ...(payload ? { "content-type": "application/json", "content-length": String(payload.length) } : {}),
-        },
-      }));
+      ({ status, text } = await this.#transport({ method, path, payload, headers: this.#headers(payload) }));
     } catch (err) {
       throw new NodeClientError("DAEMON_UNREACHABLE", `the node (pid ${this.endpoint.pid}) does not answer at ${this.endpoint.url}`, { cause: err });
     }
@@ -137,18 +88,60 @@ export class NodeClient {
     }
     return parsed as T;
   }
+
+  /** A streamed GET (the event stream): over HTTP only; a node a command runs in-process has no stream to follow. */
+  async *follow(path: string, signal: AbortSignal): AsyncIterable<string> {
+    if (this.endpoint.url.startsWith("in-process:")) throw new NodeClientError("NODE_OFFLINE", "an offline node has no event stream");
+    yield* httpStream(this.endpoint.url, path, this.#headers(), signal);
+  }
 }
 
-/** `?a=1&b=x&b=y` of the defined fields (arrays repeat their key). */
-function queryString(query: Record<string, string | number | boolean | string[] | undefined>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) {
-    if (v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) q.append(k, String(one));
-  }
-  const s = q.toString();
-  return s ? `?${s}` : "";
-}
+/**
+ * The one way the CLI (and any script) talks to a node: its REST API, typed from the API's own
+ * TypeBox schemas. Each operation group brings its client methods (node/ops/<group>/client.ts);
+ * the same methods reach a daemon (`http://…`), a foreground node (`unix:/…`) or an offline node a
+ * command runs in-process; errors come back as the node's `{code, message}`.
+ */
+export type NodeClient = NodeRequester &
+  ReturnType<typeof statusActions> &
+  ReturnType<typeof dashboardActions> &
+  ReturnType<typeof identityActions> &
+  ReturnType<typeof serviceActions> &
+  ReturnType<typeof connectionActions> &
+  ReturnType<typeof sessionActions> &
+  ReturnType<typeof vaultActions> &
+  ReturnType<typeof earningsActions> & {
+    /** How the node can be reached (its NAT, its public contacts). */
+    reachability: () => Promise<Static<typeof ReachabilityView>>;
+  };
+
+export const NodeClient = {
+  /** A client of the node at `endpoint` (over HTTP, or over `transport`). */
+  of(endpoint: DaemonEndpoint, token: string, transport?: Transport): NodeClient {
+    const api = new NodeRequester(endpoint, token, transport);
+    return Object.assign(
+      api,
+      statusActions(api),
+      dashboardActions(api, api),
+      identityActions(api),
+      serviceActions(api),
+      connectionActions(api),
+      sessionActions(api),
+      vaultActions(api),
+      earningsActions(api),
+      { reachability: () => api.get<Static<typeof ReachabilityView>>("/v1/reachability") },
+    );
+  },
+
+  /** The node running for this data dir (a daemon or a foreground command's), or null when none is. */
+  find(dataDir: string): NodeClient | null {
+    const endpoint = readDaemonEndpoint(dataDir);
+    if (!endpoint) return null;
+    const token = readApiToken(dataDir);
+    if (!token) throw new NodeClientError("API_TOKEN_MISSING", `a node runs (pid ${endpoint.pid}) but ${dataDir}/api-token is missing`);
+    return NodeClient.of(endpoint, token);
+  },
+};
 
 /** HTTP to a daemon (`http://host:port`) or a foreground node's socket (`unix:/path`). */
 function httpTransport(url: string): Transport {
@@ -170,6 +163,35 @@ function httpTransport(url: string): Transport {
       req.on("error", reject);
       req.end(payload);
     });
+}
+
+/** The body of a streamed GET, chunk by chunk, until the server ends it or `signal` aborts (then it ends quietly). */
+async function* httpStream(url: string, path: string, headers: Record<string, string>, signal: AbortSignal): AsyncIterable<string> {
+  const target = url.startsWith("unix:") ? { socketPath: url.slice(5) } : splitUrl(url);
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request({ ...target, path, method: "GET", headers: { ...headers, accept: "text/event-stream" }, signal }, resolve);
+    req.on("error", reject);
+    req.end();
+  });
+  if (res.statusCode !== 200) {
+    let text = "";
+    for await (const d of res) text += d;
+    const e = (() => {
+      try {
+        return JSON.parse(text) as { code?: string; message?: string };
+      } catch {
+        return null;
+      }
+    })();
+    const message = e?.message ?? `the node answered ${res.statusCode}`;
+    throw isErrorCode(e?.code) ? new NodeClientError(e.code, message) : new NodeClientError("DAEMON_BAD_RESPONSE", message);
+  }
+  res.setEncoding("utf8");
+  try {
+    for await (const chunk of res) yield chunk as string;
+  } catch (err) {
+    if (!signal.aborted) throw err;
+  }
 }
 
 function splitUrl(url: string): { host: string; port: number } {

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { PACKAGE_ROOT, type MystConfig } from "../config/config";
 import { resolvePassphrase } from "../config/passphrase";
-import { MystNode, type NodeIdentity } from "../daemon/node";
-import { type NodePolicy, parsePaymentPolicy } from "./payment-policy";
+import type { PaymentPolicy } from "../config/payment-policy";
+import { MystNode, type NodeIdentity } from "../ops/node";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
 import { Keystore } from "../identity/keystore";
@@ -29,7 +29,6 @@ export interface IdentityFlags {
 }
 
 // The payment policy's flags live beside the launcher, so commands can read them without loading the node.
-export { DEFAULT_POLICY_FLAGS, type NodePolicy, parsePaymentPolicy, type PolicyFlags } from "./payment-policy";
 
 function keystoreOf(config: MystConfig): Keystore {
   return new Keystore({ dir: path.join(config.dataDir, "keystore"), lightKdf: config.lightKdf });
@@ -91,7 +90,7 @@ export async function runNode(
   config: MystConfig,
   log: Logger,
   flags: IdentityFlags,
-  options: { policy: NodePolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } },
+  options: { policy?: PaymentPolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } },
 ): Promise<RunningNode> {
   const { dataDir } = config;
   const running = readDaemonEndpoint(dataDir);
@@ -145,7 +144,7 @@ export async function runNode(
   return {
     identity: identity.address,
     url: api.url,
-    client: new NodeClient(endpoint, token),
+    client: NodeClient.of(endpoint, token),
     loginLink: () => api.loginLink(),
     stop: async () => {
       removeDaemonEndpoint(dataDir);
@@ -166,13 +165,13 @@ export async function withNode<T>(config: MystConfig, log: Logger, flags: Identi
   if (running) return use(running);
   const keystore = keystoreOf(config);
   const identity = chooseIdentity(keystore, flags, false);
-  const node = new MystNode({ config, identity, keystore, policy: parsePaymentPolicy({}), log, offline: true });
+  const node = new MystNode({ config, identity, keystore, log, offline: true });
   const token = ensureApiToken(config.dataDir);
   const api = new ApiServer({ daemon: node, token, host: "127.0.0.1", port: 0, version: packageVersion(), log });
   try {
     const transport = await api.inProcess();
     const endpoint = { url: "in-process:", pid: process.pid, identity: identity?.address ?? "", startedAt: new Date().toISOString() };
-    return await use(new NodeClient(endpoint, token, transport));
+    return await use(NodeClient.of(endpoint, token, transport));
   } finally {
     await api.stop();
     await node.stop();

@@ -1,5 +1,5 @@
 import { Type } from "@fastify/type-provider-typebox";
-import type { MystNode } from "../daemon/node";
+import type { MystNode } from "../ops/node";
 import type { JsonApp } from "../http/app";
 import { ErrorBody } from "../http/app";
 

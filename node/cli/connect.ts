@@ -1,7 +1,6 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
-import { parsePaymentPolicy } from "../api/payment-policy";
 import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
@@ -46,7 +45,7 @@ export function connectCommands(context: Ctx): Command[] {
       // switch a crashed myst left in the same place holds until this connection's replaces it.
       const tunnel = SERVICE_SETTINGS.find((t) => t.type === opts.service)?.network !== false;
       const keepKillSwitchFor = opts.killSwitch !== false && tunnel ? { netns: opts.netns } : undefined;
-      const node = await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true, keepKillSwitchFor });
+      const node = await ctx.runNode(opts, { foreground: true, keepKillSwitchFor });
       let first: Connection;
       try {
         first = await node.client.connect(body);
@@ -151,33 +150,40 @@ function describeConnected(c: Connection): string[] {
 }
 
 /**
- * Follows a foreground connection through the node's API until it is over, telling of a reconnect
- * or a tunnel down behind the kill switch (which holds until the user disconnects); returns why
- * the last session ended.
+ * Follows a foreground connection through the node's event stream (`/v1/events`, the connection
+ * topic: sent at once when it changes) until it is over, telling of a reconnect or a tunnel down
+ * behind the kill switch (which holds until the user disconnects); returns why the last session
+ * ended.
  */
 async function followConnection(client: NodeClient, first: Connection): Promise<string> {
   let session = first.sessionId;
   let told = "";
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 250));
-    const now = await client.connection();
-    if (now.state === "connected" || now.state === "connecting") {
-      if (now.state === "connected" && now.sessionId !== session) {
-        session = now.sessionId;
-        process.stderr.write(`myst: reconnected: session ${session} with provider ${now.provider}\n`);
-        told = "";
+  const stop = new AbortController();
+  try {
+    for await (const { event, data } of client.events({ topics: ["connection"] }, stop.signal)) {
+      if (event !== "connection") continue;
+      const now = data as Connection;
+      if (now.state === "connected" || now.state === "connecting") {
+        if (now.state === "connected" && now.sessionId !== session) {
+          session = now.sessionId;
+          process.stderr.write(`myst: reconnected: session ${session} with provider ${now.provider}\n`);
+          told = "";
+        }
+        continue;
       }
-      continue;
+      if (now.state === "disconnected") return now.endReason ?? "disconnected";
+      const reason = now.endReason ?? "ended";
+      const r = now.reconnect;
+      const news =
+        now.state === "reconnecting"
+          ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
+          : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
+      if (news !== told) process.stderr.write((told = news));
     }
-    if (now.state === "disconnected") return now.endReason ?? "disconnected";
-    const reason = now.endReason ?? "ended";
-    const r = now.reconnect;
-    const news =
-      now.state === "reconnecting"
-        ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
-        : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
-    if (news !== told) process.stderr.write((told = news));
+  } finally {
+    stop.abort();
   }
+  return "the node stopped";
 }
 
 /** The options `myst connect` and `myst run` share: the service, the identity, the filters, the namespace (the vault pays; `myst vault deposit` funds it). */

@@ -1,5 +1,6 @@
 import type { NodeClient } from "../api/client";
-import type { IdentityFlags, NodePolicy, RunningNode } from "../api/launch";
+import type { IdentityFlags, RunningNode } from "../api/launch";
+import type { PaymentPolicy } from "../config/payment-policy";
 import { loadConfig, type ConfigFlags, type MystConfig } from "../config/config";
 import { resolvePassphrase } from "../config/passphrase";
 import { MystError } from "../errors/MystError";
@@ -47,7 +48,7 @@ export class CommandContext {
   }
 
   /** Starts this data dir's node for as long as this command runs (`myst daemon`, a foreground connect or service). */
-  runNode(flags: IdentityFlags, options: { policy: NodePolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } }): Promise<RunningNode> {
+  runNode(flags: IdentityFlags, options: { policy?: PaymentPolicy; foreground: boolean; keepKillSwitchFor?: { netns?: string } }): Promise<RunningNode> {
     return launch().runNode(this.config, this.log, flags, options);
   }
 

@@ -1,8 +1,9 @@
 import path from "node:path";
+import { CONTROLS_DEFAULTS } from "../config/defaults";
 import type { Command } from "commander";
 import { MystError } from "../errors/MystError";
 import type { NodeClient } from "../api/client";
-import type { ControlsSettings, ServiceViewWithControls as ServiceView } from "../api/schemas";
+import type { ControlsSettings, ServiceView } from "../api/schemas";
 import type { Output } from "./output";
 
 /** The provider controls of `myst service start` (any service type; bandwidth and egress apply to tunnels). */
@@ -10,8 +11,12 @@ export function controlsOptions(cmd: Command): Command {
   return cmd
     .option("--daily-cap <size>", "stop selling for the rest of the day past this much traffic (all services): GiB, or with a unit (500MiB, 2GiB, 1TiB)")
     .option("--monthly-cap <size>", "the same per month")
-    .option("--month-start <day>", "the day of the month a monthly cap's period starts (1-28)", "1")
-    .option("--cap-notice <seconds>", "when a cap is reached, running sessions are told and end this many seconds later", "10")
+    .option("--month-start <day>", "the day of the month a monthly cap's period starts (1-28)", String(CONTROLS_DEFAULTS.monthStartDay))
+    .option(
+      "--cap-notice <seconds>",
+      "when a cap is reached, running sessions are told and end this many seconds later",
+      String(CONTROLS_DEFAULTS.noticeSeconds),
+    )
     .option("--service-bandwidth <mbps>", "limit all sessions of the service together, Mbit/s each direction (each session is limited to --bandwidth)")
     .option("--schedule <window...>", 'offer the service only in these local-time windows, e.g. "mon-fri 08:00-22:00" "sat,sun 10:00-14:00"')
     .option("--allow <identity...>", "only these consumer identities may connect")
@@ -78,7 +83,7 @@ export function controlsFromFlags(opts: Record<string, unknown>, given: (flag: s
 
 /** The services of a running node that have controls (caps, schedule, access), for `myst status`. */
 export async function controlledServices(node: NodeClient): Promise<ServiceView[]> {
-  const { services } = (await node.services()) as { services: ServiceView[] };
+  const { services } = await node.services();
   return services.filter((s) => s.controls && (s.controls.trafficCap || s.controls.schedule || s.controls.access || !s.controls.offered));
 }
 

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { SERVICE_TYPES } from "../api/schemas";
+import { IP_TYPES, SERVICE_TYPES } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
@@ -70,20 +70,24 @@ export function proposalsCommand(context: Ctx): Command {
       const ctx = context(cmd);
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new MystError("BAD_FLAG", `--limit must be 1 to 500`);
-      // Prices in MYST on the command line, in wei in the query; the node checks the rest of the filter.
-      const wei = (value: string | undefined, flag: string) => (value === undefined ? undefined : mystToWei(value, flag).toString());
+      // The filter as typed (prices in MYST, checked here so the error names the flag); the node checks the rest.
+      const myst = (value: string | undefined, flag: string) => (value === undefined ? undefined : (mystToWei(value, flag), value));
+      const oneOf = <T extends string>(value: string | undefined, flag: string, allowed: readonly T[]) => {
+        if (value !== undefined && !allowed.includes(value as T)) throw new MystError("BAD_FLAG", `${flag} must be one of ${allowed.join(", ")}`);
+        return value as T | undefined;
+      };
       const { proposals, rejected } = await ctx.withNode({}, (node) =>
         node.proposals({
-          service_type: opts.serviceType,
+          serviceType: opts.serviceType,
           country: opts.country,
-          ip_type: opts.ipType,
-          metering: opts.metering,
-          max_price_per_hour: wei(opts.maxPricePerHour, "--max-price-per-hour"),
-          max_price_per_gib: wei(opts.maxPricePerGib, "--max-price-per-gib"),
-          min_bandwidth: opts.minBandwidth,
-          provider_id: opts.providerId,
-          ipv6: opts.ipv6 ? "true" : undefined,
-          access_policy: opts.accessPolicy,
+          ipType: oneOf(opts.ipType, "--ip-type", IP_TYPES),
+          metering: oneOf(opts.metering, "--metering", ["hour", "gib"] as const),
+          maxPricePerHour: myst(opts.maxPricePerHour, "--max-price-per-hour"),
+          maxPricePerGiB: myst(opts.maxPricePerGib, "--max-price-per-gib"),
+          minBandwidthMbps: opts.minBandwidth,
+          providerId: opts.providerId,
+          ipv6: opts.ipv6 ? true : undefined,
+          accessPolicy: oneOf(opts.accessPolicy, "--access-policy", ["open", "allowlist"] as const),
           limit,
         }),
       );

@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import { Command, Option } from "commander";
-import { parsePaymentPolicy } from "../api/payment-policy";
 import { MystError } from "../errors/MystError";
 import { connectBody, withConnectOptions } from "./connect";
 import type { CommandContext } from "./context";
@@ -29,7 +28,7 @@ export function runCommand(context: Ctx): Command {
       if (command.length === 0) throw new MystError("BAD_REQUEST", "give the command to run after --, e.g. myst run -- curl https://example.com");
       const body = { ...connectBody(opts.provider, opts), confine: true };
       const daemon = ctx.runningNode();
-      const running = daemon ? undefined : await ctx.runNode(opts, { policy: parsePaymentPolicy({}), foreground: true });
+      const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
       const client = daemon ?? running!.client;
       let status: Awaited<ReturnType<typeof client.connect>>;
       try {

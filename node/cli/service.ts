@@ -1,9 +1,9 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
-import { DEFAULT_POLICY_FLAGS, parsePaymentPolicy } from "../api/payment-policy";
-import { IP_TYPES, SERVICE_SETTINGS, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
+import { IP_TYPES, OFFER_DEFAULTS, SERVICE_SETTINGS, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
+import { PAYMENT_POLICY_DEFAULTS, parsePaymentPolicy } from "../config/payment-policy";
 import { MystError } from "../errors/MystError";
-import { DEFAULT_PRICE, mystToWei } from "../values/myst";
+import { mystToWei } from "../values/myst";
 import type { CommandContext } from "./context";
 import { untilSignal } from "./long-running";
 import { controlsFromFlags, controlsOptions } from "./controls";
@@ -21,14 +21,18 @@ export function identityOptions(cmd: Command, who = "the identity"): Command {
 /** What a provider sells: where, what kind of IP, at what price. */
 export function offerOptions(cmd: Command): Command {
   return cmd
-    .option("--country <code>", "where the service's traffic exits (ISO 3166-1 alpha-2)", "ZZ")
+    .option("--country <code>", "where the service's traffic exits (ISO 3166-1 alpha-2)", OFFER_DEFAULTS.country)
     .option("--city <name>", "city")
     .option("--asn <n>", "autonomous system number")
     .option("--isp <name>", "ISP name")
-    .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, "unknown")
-    .option("--price-per-hour <myst>", "price per hour of session, in MYST", DEFAULT_PRICE.perHour)
-    .option("--price-per-gib <myst>", "price per GiB moved, in MYST", DEFAULT_PRICE.perGiB)
-    .option("--bandwidth <mbps>", "each session's bandwidth, Mbit/s each way: advertised and enforced on tunnels (0: no limit)", "100");
+    .option("--ip-type <type>", `one of ${IP_TYPES.join(", ")}`, OFFER_DEFAULTS.ipType)
+    .option("--price-per-hour <myst>", "price per hour of session, in MYST", OFFER_DEFAULTS.pricePerHour)
+    .option("--price-per-gib <myst>", "price per GiB moved, in MYST", OFFER_DEFAULTS.pricePerGiB)
+    .option(
+      "--bandwidth <mbps>",
+      "each session's bandwidth, Mbit/s each way: advertised and enforced on tunnels (0: no limit)",
+      String(OFFER_DEFAULTS.bandwidthMbps),
+    );
 }
 
 const POLICY_FLAGS = [
@@ -47,21 +51,30 @@ const POLICY_FLAGS = [
   "settleOnSessionEnd",
 ];
 
-/** How a provider is paid, for all its services: invoicing, limits, settlement. */
+/**
+ * How a provider is paid, for all its services: invoicing, limits, settlement. A flag overrides the
+ * config's `paymentPolicy`, whose defaults (config/payment-policy.ts) the help shows.
+ */
 export function paymentPolicyOptions(cmd: Command): Command {
-  const d = DEFAULT_POLICY_FLAGS;
+  const d = Object.fromEntries(Object.entries(PAYMENT_POLICY_DEFAULTS).map(([k, v]) => [k, `(default ${v})`])) as Record<
+    keyof typeof PAYMENT_POLICY_DEFAULTS,
+    string
+  >;
   return cmd
-    .option("--max-sessions <n>", "sessions at once", d.maxSessions)
-    .option("--invoice-every <seconds>", "how often to invoice each session", d.invoiceEvery)
-    .option("--invoice-above <myst>", "also invoice as soon as this much more is due", d.invoiceAbove)
-    .option("--max-unpaid <myst>", "end a session when this much is unpaid", d.maxUnpaid)
-    .option("--min-vault-balance <myst>", "refuse consumers whose vault balance is below this", d.minVaultBalance)
-    .option("--min-escrow <myst>", "refuse consumers whose vault escrow is below this", d.minEscrow)
-    .option("--exposure-percent <n>", "let one consumer owe at most this % of its escrow beyond what is settled", d.exposurePercent)
-    .option("--max-exposure <myst>", "…and never more than this", d.maxExposure)
-    .option("--settle-threshold <myst>", "settle a pair when this much is unsettled, whatever the fee", d.settleThreshold)
-    .option("--settle-fee-percent <n>", "send a settlement transaction (up to 20 pairs) once its fee is at most this % of what it carries", d.settleFeePercent)
-    .option("--settlement-fee <myst>", "what one settlement transaction costs (with a relayer: the most it may take)", d.settlementFee)
+    .option("--max-sessions <n>", `sessions at once ${d.maxSessions}`)
+    .option("--invoice-every <seconds>", `how often to invoice each session ${d.invoiceEvery}`)
+    .option("--invoice-above <myst>", `also invoice as soon as this much more is due ${d.invoiceAbove}`)
+    .option("--max-unpaid <myst>", `end a session when this much is unpaid ${d.maxUnpaid}`)
+    .option("--min-vault-balance <myst>", `refuse consumers whose vault balance is below this ${d.minVaultBalance}`)
+    .option("--min-escrow <myst>", `refuse consumers whose vault escrow is below this ${d.minEscrow}`)
+    .option("--exposure-percent <n>", `let one consumer owe at most this % of its escrow beyond what is settled ${d.exposurePercent}`)
+    .option("--max-exposure <myst>", `…and never more than this ${d.maxExposure}`)
+    .option("--settle-threshold <myst>", `settle a pair when this much is unsettled, whatever the fee ${d.settleThreshold}`)
+    .option(
+      "--settle-fee-percent <n>",
+      `send a settlement transaction (up to 20 pairs) once its fee is at most this % of what it carries ${d.settleFeePercent}`,
+    )
+    .option("--settlement-fee <myst>", `what one settlement transaction costs (with a relayer: the most it may take) ${d.settlementFee}`)
     .option("--settle-via-relayer <key-file>", "settle through this relayer account (a file with its 0x private key); the identity then needs no ETH")
     .option("--settle-on-session-end", "also settle a pair when its session ends, whatever the fee (default: only by the rules above, and at start/stop)");
 }
@@ -167,7 +180,7 @@ export function serviceCommand(context: Ctx): Command {
   paymentPolicyOptions(offerOptions(identityOptions(controlsOptions(start), "the provider identity"))).action(async (type: string, opts, cmd: Command) => {
     const ctx = context(cmd);
     const body = serviceBody(type, opts);
-    const policy = parsePaymentPolicy(opts);
+    const policy = parsePaymentPolicy(opts, ctx.config.paymentPolicy);
     const controls = controlsFromFlags(opts, (f) => cmd.getOptionValueSource(f) === "cli");
     if (controls) body.controls = controls;
     const running = ctx.runningNode();

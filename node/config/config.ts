@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { MystError } from "../errors/MystError";
 import { readBrokerCredentials, type BrokerCredentials } from "./broker-credentials";
+import { defaultPaymentPolicy, PAYMENT_POLICY_KEYS, parsePaymentPolicy, type PaymentPolicy, type PaymentPolicySettings } from "./payment-policy";
 
 /**
  * Every setting of a node, its default, and where it can come from. Precedence, lowest first:
@@ -81,6 +82,16 @@ export interface MystConfig {
   portMapping: boolean;
   /** The local UDP port reachability is measured from, which the proposals' direct contacts lead to; 0: any free one. Default 0. Env MYST_NAT_PORT. */
   natPort: number;
+  /**
+   * The provider's payment policy, for every service it sells: invoicing, whom it admits, when it
+   * settles. In the config file an object with any of `maxSessions` (default 50), `invoiceEvery`
+   * (seconds, 10), `invoiceAbove` (MYST, 0.01), `maxUnpaid` (0.05), `minVaultBalance` (0.1),
+   * `minEscrow` (0.5), `exposurePercent` (50), `maxExposure` (1), `settleThreshold` (1),
+   * `settleFeePercent` (1), `settlementFee` (0.001), `settleOnSessionEnd` (false) and
+   * `settleViaRelayer` (a key file; default none); the flags of the same names override it
+   * (config/payment-policy.ts, docs/payments.md).
+   */
+  paymentPolicy: PaymentPolicy;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -123,6 +134,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     stunServers: [],
     portMapping: true,
     natPort: 0,
+    paymentPolicy: defaultPaymentPolicy(),
   };
 }
 
@@ -302,6 +314,16 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
         config[key] = n;
+        break;
+      }
+      case "paymentPolicy": {
+        if (typeof value !== "object" || value === null || Array.isArray(value)) bad(key, "must be an object of payment settings");
+        const unknown = Object.keys(value as object).filter((k) => !PAYMENT_POLICY_KEYS.includes(k as never));
+        if (unknown.length) bad(key, `has unknown settings: ${unknown.join(", ")}`);
+        config.paymentPolicy = parsePaymentPolicy(value as PaymentPolicySettings, undefined, {
+          name: (k) => `setting paymentPolicy.${k} (from ${from[key]})`,
+          code: "CONFIG_INVALID",
+        });
         break;
       }
       case "maxDialogsPerPeer":

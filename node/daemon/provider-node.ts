@@ -1,4 +1,5 @@
 import type { BrokerCredentials } from "../config/broker-credentials";
+import type { PaymentPolicy } from "../config/payment-policy";
 import { Broker } from "../broker/broker";
 import type { IdentityRegistryClient } from "../chain/registry";
 import { ProposalAnnouncer } from "../discovery/announcer";
@@ -78,23 +79,8 @@ export interface ProviderNodeOptions {
   reachability?: () => Reachability | undefined;
 }
 
-/** The provider's payment policy (amounts in wei); docs/payments.md explains each. */
-export interface ProviderPaymentSettings {
-  invoiceEveryMs: number;
-  invoiceAboveWei: bigint;
-  maxUnpaid: bigint;
-  minVaultBalance: bigint;
-  minEscrow: bigint;
-  exposurePercentOfEscrow: number;
-  maxExposure: bigint;
-  settleThreshold: bigint;
-  settleFeePercent: number;
-  /** What one settlement transaction costs (wei of MYST); with a relayer, the most it may take. */
-  settlementFeeWei: bigint;
-  settleOnSessionEnd: boolean;
-  /** Settle through this relayer account (its key, 0x + 64 hex) instead of paying gas from the identity's own. */
-  relayerKey?: string;
-}
+/** The provider's payment policy (amounts in wei): one definition, in config/ (docs/payments.md explains each). */
+export type ProviderPaymentSettings = Omit<PaymentPolicy, "maxSessions">;
 
 /** One sold service as the node runs it: the service, its offer, and the announcer of its proposal. */
 interface Selling extends ProvidedService {

@@ -13,6 +13,9 @@ export type JsonApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerR
 /** The body of every error answer: a stable code to switch on and one line for people. */
 export const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() }, { $id: "Error" });
 
+/** A route's error answers for its schema: `{code, message}` under each status. */
+export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
+
 export interface JsonAppOptions {
   title: string;
   version: string;

@@ -1,4 +1,5 @@
 import { isMystError } from "../errors/MystError";
+import { PAYMENT_POLICY_DEFAULTS, type PaymentPolicy } from "../config/payment-policy";
 import { EventEmitter } from "node:events";
 import { pairIdOf, type PairState } from "../chain/vault";
 import { silentLogger, type Logger } from "../log/logger";
@@ -19,7 +20,18 @@ export interface SessionUsage {
   downMs?: number;
 }
 
-export interface ProviderPaymentsOptions {
+/**
+ * The rules of the provider's payment policy this part applies (config/payment-policy.ts defines
+ * them once); invoicing every 10 s, never early, free settlements and settling on session end are
+ * what a bare ProviderPayments does when it is given none.
+ */
+export type PaymentRules = Omit<
+  PaymentPolicy,
+  "maxSessions" | "relayerKey" | "invoiceEveryMs" | "invoiceAboveWei" | "settlementFeeWei" | "settleOnSessionEnd"
+> &
+  Partial<Pick<PaymentPolicy, "invoiceEveryMs" | "invoiceAboveWei" | "settlementFeeWei" | "settleOnSessionEnd">>;
+
+export interface ProviderPaymentsOptions extends PaymentRules {
   sessions: ProviderSessions;
   vaults: VaultStateCache;
   store: PromiseStore;
@@ -28,30 +40,6 @@ export interface ProviderPaymentsOptions {
   usage: (sessionId: string) => SessionUsage | undefined;
   /** Whether the broker connection is up: while it is down, no invoice can arrive and no cut-off is fair. */
   brokerUp?: () => boolean;
-  /** How often to invoice. Default 10 s. */
-  invoiceEveryMs?: number;
-  /** Also invoice as soon as this much (wei) is due beyond the last invoice. Default: never early. */
-  invoiceAboveWei?: bigint;
-  /** End a session whose unpaid amount passes this (wei). */
-  maxUnpaid: bigint;
-  /** Refuse consumers whose vault balance is below this (wei). */
-  minVaultBalance: bigint;
-  /** Refuse consumers whose vault escrow is below this (wei). */
-  minEscrow: bigint;
-  /** The most this provider lets one consumer owe it beyond what is settled (unsettled promises + unpaid service), as a
-   *  percentage of the consumer's escrow (an overdraft pays the provider up to half the escrow, so 50 keeps it whole);
-   *  never below `maxUnpaid`. */
-  exposurePercentOfEscrow: number;
-  /** …and never more than this (wei), whatever the escrow. */
-  maxExposure: bigint;
-  /** Settle a pair when its unsettled promises reach this (wei), whatever the fee. */
-  settleThreshold: bigint;
-  /** Settle everything unsettled as soon as one settlement's fee is at most this percentage of it. */
-  settleFeePercent: number;
-  /** What one settlement transaction costs this provider, in MYST wei (the relayer's fee cap when relayed). Default 0. */
-  settlementFeeWei?: bigint;
-  /** Settle the pair when a session ends, whatever the fee. Default true. */
-  settleOnSessionEnd?: boolean;
   log?: Logger;
 }
 
@@ -101,7 +89,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
     super();
     this.#o = {
       ...options,
-      invoiceEveryMs: options.invoiceEveryMs ?? 10_000,
+      invoiceEveryMs: options.invoiceEveryMs ?? Number(PAYMENT_POLICY_DEFAULTS.invoiceEvery) * 1000,
       invoiceAboveWei: options.invoiceAboveWei ?? 2n ** 255n,
       settlementFeeWei: options.settlementFeeWei ?? 0n,
       settleOnSessionEnd: options.settleOnSessionEnd ?? true,

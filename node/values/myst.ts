@@ -6,6 +6,3 @@ export function mystToWei(value: string, name: string): bigint {
   if (!/^\d{1,20}(\.\d{1,18})?$/.test(value)) throw new MystError("BAD_AMOUNT", `${name} "${value}" is not an amount of MYST (e.g. 0.05)`);
   return parseUnits(value, 18);
 }
-
-/** The price of an offer when its seller names none, in MYST. */
-export const DEFAULT_PRICE = { perHour: "0.01", perGiB: "0.05" };

@@ -12,6 +12,8 @@ export const Wei = Type.String({
 export const Myst = Type.String({ pattern: "^[0-9]{1,20}(\\.[0-9]{1,18})?$", description: 'an amount in MYST, decimal (e.g. "0.05")' });
 /** Bodies and files refuse fields they do not know (a misspelt option must not fall back silently). */
 export const Strict = { additionalProperties: false } as const;
+/** The body of a POST that takes nothing. */
+export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
 
 /**
  * Words a peer sends for a person to read (a refusal's message, a reason): no control characters

@@ -2,7 +2,7 @@ import { Wallet } from "ethers";
 import { connectChain, type ChainConnection } from "../../node/chain/connect";
 import { Registrar, RegistrationRecords } from "../../node/chain/registration";
 import { IdentityRegistryClient } from "../../node/chain/registry";
-import { parsePaymentPolicy } from "../../node/api/launch";
+import { parsePaymentPolicy } from "../../node/config/payment-policy";
 import type { ProviderNodeOptions } from "../../node/daemon/provider-node";
 import { IdentityKey } from "../../node/identity/key";
 import type { Db } from "../../node/store/database";

@@ -5,11 +5,17 @@ import path from "node:path";
 /**
  * The direction of dependencies in node/ (docs/ARCHITECTURE.md): each folder may import its own
  * layer's and lower layers' folders, never a higher one; the base folders may be used by anyone
- * but import only base folders. Only chain/ imports the contract bindings.
+ * but import only base folders. Only chain/ imports the contract bindings. Each operation group
+ * (node/ops/<group>/) counts as a folder of its own: the node (ops/node.ts) composes the groups,
+ * the dashboard's group reads the others' answers, and the others know nothing of one another.
  */
+const GROUPS = ["identities", "services", "connection", "vault", "earnings", "sessions", "status"].map((g) => `ops/${g}`);
 const LAYERS: string[][] = [
   ["cli"],
   ["api"],
+  ["ops"],
+  ["ops/dashboard"],
+  GROUPS,
   ["daemon"],
   ["consumer-protection", "payments", "services", "discovery"],
   ["session"],
@@ -19,23 +25,36 @@ const LAYERS: string[][] = [
 const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http", "lifecycle"];
 const ROOT = path.join(__dirname, "..", "..", "node");
 
-function imports(): { from: string; to: string; file: string }[] {
-  const found: { from: string; to: string; file: string }[] = [];
+/** The folder a path under node/ belongs to: its first segment, or `ops/<group>` inside an operation group. */
+function folderOf(relative: string): string {
+  const parts = relative.split(path.sep);
+  return parts[0] === "ops" && parts.length > 2 ? `ops/${parts[1]}` : parts[0];
+}
+
+/** Every relative import of every file under node/, resolved to the file it names (`typeOnly`: `import type`, gone at run time). */
+function edges(): { file: string; target: string; typeOnly: boolean }[] {
+  const found: { file: string; target: string; typeOnly: boolean }[] = [];
   const walk = (dir: string) => {
     for (const name of fs.readdirSync(dir)) {
       const file = path.join(dir, name);
       if (fs.statSync(file).isDirectory()) walk(file);
-      else if (file.endsWith(".ts")) {
-        const from = path.relative(ROOT, file).split(path.sep)[0];
-        for (const m of fs.readFileSync(file, "utf8").matchAll(/from "(\.[^"]+)"/g)) {
-          const target = path.relative(ROOT, path.resolve(path.dirname(file), m[1]));
-          const to = target.startsWith("..") ? target : target.split(path.sep)[0];
-          if (to !== from) found.push({ from, to, file: path.relative(ROOT, file) });
-        }
-      }
+      else if (file.endsWith(".ts"))
+        for (const m of fs.readFileSync(file, "utf8").matchAll(/(?:import|export)(\s+type)?\s[^;]*?from "(\.[^"]+)"/g))
+          found.push({ file, target: path.resolve(path.dirname(file), m[2]), typeOnly: !!m[1] });
     }
   };
   walk(ROOT);
+  return found;
+}
+
+function imports(): { from: string; to: string; file: string }[] {
+  const found: { from: string; to: string; file: string }[] = [];
+  for (const { file, target } of edges()) {
+    const from = folderOf(path.relative(ROOT, file));
+    const relative = path.relative(ROOT, target);
+    const to = relative.startsWith("..") ? relative : folderOf(relative);
+    if (to !== from) found.push({ from, to, file: path.relative(ROOT, file) });
+  }
   return found;
 }
 
@@ -48,6 +67,8 @@ describe("dependencies between node/ folders point one way", function () {
         if (to.includes("typechain-types")) return false; // checked below
         if (BASE.includes(from)) return !BASE.includes(to);
         if (BASE.includes(to)) return false;
+        // The operation groups know nothing of one another (each is one folder plus its routes).
+        if (GROUPS.includes(from) && GROUPS.includes(to)) return true;
         const a = layerOf(from);
         const b = layerOf(to);
         return a === -1 || b === -1 || b < a;
@@ -62,6 +83,37 @@ describe("dependencies between node/ folders point one way", function () {
       .filter(({ from, to }) => from === "cli" && !allowed.includes(to))
       .map(({ file, to }) => `${file} imports ${to}/`);
     expect(wrong).to.deep.equal([]);
+  });
+
+  it("a group's client methods import only the group's schemas and the requester (the CLI's client carries no node code)", function () {
+    const wrong = edges()
+      .filter(({ file }) => /ops\/[a-z-]+\/client\.ts$/.test(file))
+      .filter(({ file, target }) => target !== path.join(path.dirname(file), "schemas") && target !== path.join(ROOT, "http", "requester"))
+      .map(({ file, target }) => `${path.relative(ROOT, file)} imports ${path.relative(ROOT, target)}`);
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it("no file imports itself through others at run time (no cycles)", function () {
+    const graph = new Map<string, string[]>();
+    for (const { file, target, typeOnly } of edges()) {
+      if (typeOnly) continue;
+      const from = file.replace(/\.ts$/, "");
+      graph.set(from, [...(graph.get(from) ?? []), target]);
+    }
+    const cycles: string[] = [];
+    const state = new Map<string, "open" | "done">();
+    const visit = (node: string, trail: string[]) => {
+      if (state.get(node) === "done") return;
+      if (state.get(node) === "open") {
+        cycles.push([...trail.slice(trail.indexOf(node)), node].map((f) => path.relative(ROOT, f)).join(" → "));
+        return;
+      }
+      state.set(node, "open");
+      for (const next of graph.get(node) ?? []) visit(next, [...trail, node]);
+      state.set(node, "done");
+    };
+    for (const node of graph.keys()) visit(node, []);
+    expect(cycles).to.deep.equal([]);
   });
 
   it("scripts/ and test/ share helpers through one place (scripts/lib): nothing in scripts/ imports test/", function () {

@@ -3,6 +3,7 @@ import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, shor
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import { useServiceTypes } from "./service-types";
+import type { VisibleIp } from "./api-types";
 import type { ConnectionTopic, NodeState, Proposal } from "./types";
 
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
@@ -20,21 +21,19 @@ interface Filters {
   provider: string;
 }
 
-/** The discovery query of the filter form (prices typed in MYST, sent in wei). */
+/** The discovery query of the filter form: the API's one spelling (camelCase, prices in MYST as typed, checked here first). */
 function query(f: Filters): string {
   const q = new URLSearchParams();
-  if (f.serviceType) q.set("service_type", f.serviceType);
+  if (f.serviceType) q.set("serviceType", f.serviceType);
   if (f.country.trim()) q.set("country", f.country.trim().toUpperCase());
-  if (f.ipType) q.set("ip_type", f.ipType);
+  if (f.ipType) q.set("ipType", f.ipType);
   if (f.metering) q.set("metering", f.metering);
-  const perHour = mystToWei(f.maxPerHour);
-  const perGiB = mystToWei(f.maxPerGiB);
-  if (perHour !== undefined) q.set("max_price_per_hour", perHour.toString());
-  if (perGiB !== undefined) q.set("max_price_per_gib", perGiB.toString());
-  if (f.minBandwidth.trim()) q.set("min_bandwidth", f.minBandwidth.trim());
+  if (mystToWei(f.maxPerHour) !== undefined) q.set("maxPricePerHour", f.maxPerHour.trim());
+  if (mystToWei(f.maxPerGiB) !== undefined) q.set("maxPricePerGiB", f.maxPerGiB.trim());
+  if (f.minBandwidth.trim()) q.set("minBandwidthMbps", f.minBandwidth.trim());
   if (f.ipv6) q.set("ipv6", "true");
-  if (f.accessPolicy) q.set("access_policy", f.accessPolicy);
-  if (f.provider.trim()) q.set("provider_id", f.provider.trim());
+  if (f.accessPolicy) q.set("accessPolicy", f.accessPolicy);
+  if (f.provider.trim()) q.set("providerId", f.provider.trim());
   q.set("limit", "50");
   return q.toString();
 }
@@ -50,7 +49,7 @@ function VisibleIpPanel(props: { netns: string; connection?: ConnectionTopic }) 
     setIp(null);
     try {
       const q = props.netns ? `?netns=${encodeURIComponent(props.netns)}` : "";
-      setIp((await api<{ ip: string }>("GET", `/v1/connection/visible-ip${q}`)).ip);
+      setIp((await api<VisibleIp>("GET", `/v1/connection/visible-ip${q}`)).ip);
     } catch (err) {
       setIp(
         err instanceof ApiError && err.code === "IP_CHECK_UNCONFIGURED" ? "not checked (no ipCheckUrl configured)" : `not known: ${(err as Error).message}`,

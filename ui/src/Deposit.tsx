@@ -1,14 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, formatMyst } from "./api";
+import type { DepositResult, Vault } from "./api-types";
 import { ErrorLine, Field, Section, useAction } from "./parts";
-
-interface Vault {
-  consumer: string;
-  balanceWei: string;
-  escrowWei: string;
-  exitReadyAt: string | null;
-  walletWei: string;
-}
 
 /**
  * The consumer's vault: one deposit that pays any provider (/v1/vault), its balance and penalty
@@ -41,7 +34,7 @@ export function DepositPanel(props: { refreshKey: string }) {
         onSubmit={(e) => {
           e.preventDefault();
           void deposit.run(async () => {
-            const r = await api<{ vault: Vault }>("POST", "/v1/vault/deposit", { amount: amount.trim() || "0", escrow: escrow.trim() || "0" });
+            const r = await api<DepositResult>("POST", "/v1/vault/deposit", { amount: amount.trim() || "0", escrow: escrow.trim() || "0" });
             setVault(r.vault);
           });
         }}

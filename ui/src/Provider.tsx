@@ -4,14 +4,9 @@ import { EarningsChart } from "./EarningsChart";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import { useServiceTypes } from "./service-types";
 import type { NodeState, ServiceControls } from "./types";
+import type { IdentityView } from "./api-types";
 
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
-
-interface IdentityView {
-  address: string;
-  balanceWei: string;
-  registration: { state: string; beneficiary?: string; reason?: string; txHash?: string };
-}
 
 function IdentityPanel(props: { identity: string }) {
   const [view, setView] = useState<IdentityView | null>(null);
@@ -31,7 +26,7 @@ function IdentityPanel(props: { identity: string }) {
         <dt>Beneficiary</dt>
         <dd class="mono">{reg?.beneficiary ?? (reg?.state === "registered" ? "the identity itself" : "—")}</dd>
         <dt>MYST balance</dt>
-        <dd>{view ? formatMyst(view.balanceWei) : "…"}</dd>
+        <dd>{view ? (view.balanceWei === null ? "unknown (the chain cannot be asked)" : formatMyst(view.balanceWei)) : "…"}</dd>
       </dl>
       <ErrorLine error={load.error} />
       {reg && reg.state !== "registered" ? (

@@ -3,6 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, short } from "./api";
 import { ConsumerScreen } from "./Consumer";
 import { ProviderScreen } from "./Provider";
+import type { Health, LoginResult } from "./api-types";
 import type { NodeState } from "./types";
 import "./style.css";
 
@@ -14,16 +15,17 @@ async function logIn(): Promise<Login> {
   if (code) {
     history.replaceState(null, "", location.pathname);
     try {
-      const { identity } = await api<{ identity: string }>("POST", "/v1/ui/session", { code });
+      const { identity } = await api<LoginResult>("POST", "/v1/ui/session", { code });
       return { state: "in", identity };
     } catch (err) {
       return { state: "out", message: (err as Error).message };
     }
   }
   try {
-    const { identity } = await api<{ identity: string }>("GET", "/health");
+    const { identity } = await api<Health>("GET", "/health");
     await api("GET", "/v1/services");
-    return { state: "in", identity };
+    // A daemon always runs as an identity; only an offline node (never serving a page) has none.
+    return { state: "in", identity: identity ?? "" };
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return { state: "out", message: "Not logged in." };
     return { state: "out", message: (err as Error).message };

@@ -1,4 +1,5 @@
 import type { Logger } from "../../log/logger";
+import { CONTROLS_DEFAULTS } from "../../config/defaults";
 import { AccessList } from "./access-list";
 import { checkEgress } from "./egress";
 import { Schedule } from "./schedule";
@@ -6,7 +7,7 @@ import type { ControlsSettings } from "./settings-schema";
 import { checkTrafficCap, type TrafficCapSettings } from "./traffic-cap";
 
 /** How long running sessions are told before a reached cap ends them, unless the settings say. */
-export const DEFAULT_NOTICE_MS = 10_000;
+export const DEFAULT_NOTICE_MS = CONTROLS_DEFAULTS.noticeSeconds * 1000;
 
 /**
  * The admission side of a service's controls, made once from its settings (every value checked

@@ -1,4 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
+import { CONTROLS_DEFAULTS } from "../../config/defaults";
 import { Address, Strict } from "../../values/schemas";
 
 /**
@@ -17,13 +18,19 @@ export const ControlsSettingsSchema = Type.Object(
             }),
           ),
           monthlyGiB: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: "the same per month" })),
-          monthStartDay: Type.Optional(Type.Integer({ minimum: 1, maximum: 28, description: "the day of the month a monthly period starts (default 1)" })),
+          monthStartDay: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 28, description: `the day of the month a monthly period starts (default ${CONTROLS_DEFAULTS.monthStartDay})` }),
+          ),
         },
         Strict,
       ),
     ),
     noticeSeconds: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 3600, description: "a cap reached: running sessions are told, then end this many seconds later (default 10)" }),
+      Type.Integer({
+        minimum: 0,
+        maximum: 3600,
+        description: `a cap reached: running sessions are told, then end this many seconds later (default ${CONTROLS_DEFAULTS.noticeSeconds})`,
+      }),
     ),
     serviceBandwidthMbps: Type.Optional(
       Type.Number({

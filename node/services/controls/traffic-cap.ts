@@ -1,4 +1,5 @@
 import type { TrafficStore } from "../../store/traffic-store";
+import { CONTROLS_DEFAULTS } from "../../config/defaults";
 import { ControlsError } from "./errors";
 
 export const GIB = 1024 ** 3;
@@ -67,7 +68,7 @@ export function capStatus(settings: TrafficCapSettings, store: Pick<TrafficStore
     if (status.daily.remainingBytes === 0) status.reached = "daily";
   }
   if (settings.monthlyGiB !== undefined) {
-    const { start, next } = monthPeriod(at, settings.monthStartDay ?? 1);
+    const { start, next } = monthPeriod(at, settings.monthStartDay ?? CONTROLS_DEFAULTS.monthStartDay);
     status.monthly = usage(settings.monthlyGiB, store.between(localDay(start), today), next);
     if (status.monthly.remainingBytes === 0) status.reached ??= "monthly";
   }

@@ -8,7 +8,7 @@ import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/daemon/node";
+import { MystNode } from "../../../node/ops/node";
 import { DiscoveryService } from "../../../node/discovery/server";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
@@ -32,6 +32,7 @@ interface RunningDaemon {
 
 interface Answer {
   status: number;
+  headers?: Headers;
   // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
   body: any;
   text: string;
@@ -127,7 +128,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
     } catch {
       // Not JSON (metrics): the text is the body.
     }
-    return { status: res.status, body, text };
+    return { status: res.status, headers: res.headers, body, text };
   }
 
   function expectError(a: Answer, status: number, code: string, message?: RegExp): void {
@@ -550,6 +551,24 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       expect(c).to.match(/myst_sessions_started_total\{role="consumer",service_type="noop"\} 1/);
       expect(c).to.match(/myst_promises_total\{role="consumer",result="issued"\} [1-9]/);
       expect(c).to.match(/myst_errors_total\{source="connect",code="NO_PROPOSAL"\} 1/);
+    });
+
+    it("takes one filter spelling (camelCase, prices in MYST) for proposals and the connect, and the old one (snake_case, wei) for one more version", async function () {
+      const found = await call(consumer, "GET", "/v1/proposals?serviceType=noop&country=de&ipType=residential&accessPolicy=open&minBandwidthMbps=250");
+      expect(found.body.proposals, found.text).to.have.length(1);
+      expect(found.headers?.get("deprecation")).to.equal(null);
+      // The provider asks 36 MYST an hour: 36 passes, 35.9 does not, in either spelling.
+      expect((await call(consumer, "GET", "/v1/proposals?maxPricePerHour=36")).body.proposals).to.have.length(1);
+      expect((await call(consumer, "GET", "/v1/proposals?maxPricePerHour=35.9")).body.proposals).to.deep.equal([]);
+      const old = await call(consumer, "GET", `/v1/proposals?max_price_per_hour=${parseEther("36")}&service_type=noop`);
+      expect(old.body.proposals).to.have.length(1);
+      expect(old.headers?.get("deprecation")).to.equal("true");
+      expect((await call(consumer, "GET", `/v1/proposals?providerId=${provider.address}`)).body.proposals).to.have.length(1);
+      expectError(await call(consumer, "GET", "/v1/proposals?serviceType=noop&service_type=noop"), 400, "BAD_FILTER", /given twice/);
+      expectError(await call(consumer, "GET", "/v1/proposals?maxPricePerHour=1e18"), 400, "BAD_REQUEST", /maxPricePerHour/);
+      // The connect takes the same fields: a price limit below the provider's finds no one.
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", maxPricePerHour: "35.9" } }), 404, "NO_PROPOSAL");
+      expectError(await call(consumer, "PUT", "/v1/connection", { body: { serviceType: "noop", minBandwidthMbps: 251 } }), 404, "NO_PROPOSAL");
     });
 
     it("stops a service: its proposal leaves discovery; starts one of two concurrent requests; a restarted daemon brings remembered services back", async function () {

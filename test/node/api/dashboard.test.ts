@@ -2,13 +2,14 @@ import { expect } from "chai";
 import http from "node:http";
 import path from "node:path";
 import { parseEther } from "ethers";
-import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/api/dashboard-auth";
+import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/ops/dashboard/auth";
+import { NodeClient } from "../../../node/api/client";
 import { ApiServer } from "../../../node/api/server";
 import { ensureApiToken } from "../../../node/api/token";
 import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
 import { IdentityRegistryClient } from "../../../node/chain/registry";
 import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/daemon/node";
+import { MystNode } from "../../../node/ops/node";
 import { DiscoveryService } from "../../../node/discovery/server";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { Broker } from "../../../node/broker/broker";
@@ -228,7 +229,7 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       await stream.until(() => topicsSeen().size === 4);
       const selling = (e: { event: string; data: unknown }) => e.event === "provider" && (e.data as { services: { type: string }[] }).services.length > 0;
       expect(stream.events.some(selling)).to.equal(false);
-      await daemon.startService({ type: "noop" }, { country: "NL", ipType: "residential", pricePerHourWei: "1", pricePerGiBWei: "0", bandwidthMbps: 10 });
+      await daemon.services.start({ type: "noop" }, { country: "NL", ipType: "residential", pricePerHour: 1n, pricePerGiB: 0n, bandwidthMbps: 10 });
       await stream.until((ev) => ev.some(selling));
       await stream.close();
       const events = stream.events;
@@ -240,6 +241,28 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(events.find((e) => e.event === "connection")!.data).to.deep.equal({ state: "disconnected" });
       const bad = await fetch(`${api.url}/v1/events?utcOffsetMinutes=9999`, { headers: { authorization: `Bearer ${token}` } });
       expect(bad.status).to.equal(400);
+    });
+
+    it("streams only the topics asked for, and the connection as soon as it changes (what `myst connect` follows)", async function () {
+      const endpoint = { url: api.url, pid: process.pid, identity: daemon.identity!, startedAt: new Date().toISOString() };
+      const client = NodeClient.of(endpoint, token);
+      const stop = new AbortController();
+      const seen: { event: string; data: unknown }[] = [];
+      const failed = (e: { event: string; data: unknown }) => e.event === "connection" && "lastFailure" in (e.data as object);
+      const reading = (async () => {
+        for await (const e of client.events({ topics: ["connection"] }, stop.signal)) {
+          seen.push(e);
+          if (failed(e)) return;
+        }
+      })();
+      await until(async () => seen.length > 0, "the first event");
+      expect(seen[0]).to.deep.equal({ event: "connection", data: { state: "disconnected" } });
+      // A connect that finds no provider changes the connection: its failure is the next event.
+      await client.connect({ serviceType: "noop", country: "FR" }).catch(() => undefined);
+      await reading;
+      stop.abort();
+      expect(seen.map((e) => e.event)).to.deep.equal(seen.map(() => "connection"));
+      expect((seen.at(-1)!.data as { lastFailure: { code: string } }).lastFailure.code).to.be.oneOf(["NO_PROPOSAL", "DISCOVERY_UNREACHABLE"]);
     });
 
     it("ends the streams it serves when the API stops, instead of waiting on them", async function () {
@@ -267,7 +290,7 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
       expect(health).to.deep.include({ nats: { ok: true, detail: "connected" }, registration: { ok: true, detail: "registered" } });
       expect(health.chain.ok).to.equal(true);
       expect(health.visibility.find((v: { serviceType: string }) => v.serviceType === "noop").reasons).to.deep.equal([]);
-      await daemon.stopService("noop");
+      await daemon.services.stop("noop");
     });
 
     it("says in words when the node cannot write its promises (a read-only store), and green again once it can", async function () {

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ApiServer } from "../../../node/api/server";
-import type { MystNode } from "../../../node/daemon/node";
+import type { MystNode } from "../../../node/ops/node";
 import { NodeMetrics } from "../../../node/daemon/metrics";
 import { PeerError } from "../../../node/dialog/dialogs";
 import { MystError, isMystError } from "../../../node/errors/MystError";
@@ -10,11 +10,14 @@ import { silentLogger } from "../../../node/log/logger";
 describe("the REST API and a peer's error codes", function () {
   it("answers 502 PEER_ERROR, never 401, when a provider answers UNAUTHORIZED", async function () {
     // The node behind the API, as far as this route goes: connecting meets a provider's error.
+    const metrics = new NodeMetrics();
     const node = {
-      identity: "0x0000000000000000000000000000000000000001",
-      metrics: new NodeMetrics(),
-      connect: async () => {
-        throw new PeerError("UNAUTHORIZED", "0xProvider answered session.create with UNAUTHORIZED: go away");
+      core: { identity: "0x0000000000000000000000000000000000000001", metrics },
+      metrics,
+      connection: {
+        connect: async () => {
+          throw new PeerError("UNAUTHORIZED", "0xProvider answered session.create with UNAUTHORIZED: go away");
+        },
       },
     } as unknown as MystNode;
     const api = new ApiServer({ daemon: node, token: "t0ken", host: "127.0.0.1", port: 0, version: "test", log: silentLogger });

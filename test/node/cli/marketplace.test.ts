@@ -113,7 +113,7 @@ describe("myst discovery, service start and proposals (spawned processes)", func
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/--max-price-per-hour "cheap" is not an amount of MYST/);
     r = await myst(["proposals", "--ip-type", "satellite"], env);
-    expect(r.stderr).to.match(/ip_type must be one of/);
+    expect(r.stderr).to.match(/--ip-type must be one of/);
     r = await myst(["proposals"], { ...env, MYST_DISCOVERY_URLS: "http://127.0.0.1:9" });
     expect(r.code).to.equal(1);
     expect(r.stderr.trim()).to.equal("myst: cannot reach discovery at http://127.0.0.1:9");

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import fs from "node:fs";
 import path from "node:path";
 import { defaultConfig, loadConfig } from "../../../node/config/config";
+import { defaultPaymentPolicy, parsePaymentPolicy } from "../../../node/config/payment-policy";
 import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("config", function () {
@@ -71,6 +72,42 @@ describe("config", function () {
     fs.writeFileSync(file, "{ nope");
     expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/is not valid JSON/);
     expect(() => loadConfig({ config: path.join(tmp.dir, "missing.json") }, {})).to.throw(/cannot read config file/);
+  });
+
+  describe("the payment policy (paymentPolicy)", function () {
+    it("starts from its documented defaults", function () {
+      const { paymentPolicy } = loadConfig({ dataDir: tmp.dir }, {});
+      expect(paymentPolicy).to.deep.equal(defaultPaymentPolicy());
+      expect(paymentPolicy).to.include({
+        maxSessions: 50,
+        invoiceEveryMs: 10_000,
+        maxUnpaid: 5n * 10n ** 16n,
+        exposurePercentOfEscrow: 50,
+        settleOnSessionEnd: false,
+      });
+    });
+
+    it("takes any of its settings from the config file, and the flags of the same names override them", function () {
+      fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ paymentPolicy: { maxUnpaid: "0.2", invoiceEvery: 30, settleOnSessionEnd: true } }));
+      const { paymentPolicy } = loadConfig({ dataDir: tmp.dir }, {});
+      expect(paymentPolicy).to.deep.equal({ ...defaultPaymentPolicy(), maxUnpaid: 2n * 10n ** 17n, invoiceEveryMs: 30_000, settleOnSessionEnd: true });
+      const flagged = parsePaymentPolicy({ maxUnpaid: "0.3", minEscrow: undefined }, paymentPolicy);
+      expect(flagged).to.deep.equal({ ...paymentPolicy, maxUnpaid: 3n * 10n ** 17n });
+    });
+
+    it("names a bad or unknown setting and the file it came from", function () {
+      const file = path.join(tmp.dir, "config.json");
+      fs.writeFileSync(file, JSON.stringify({ paymentPolicy: { maxUnpaid: "lots" } }));
+      expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(
+        /setting paymentPolicy.maxUnpaid \(from config file .*config.json\) "lots" is not an amount of MYST/,
+      );
+      fs.writeFileSync(file, JSON.stringify({ paymentPolicy: { exposurePercent: 150 } }));
+      expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/paymentPolicy.exposurePercent .* is not a percentage from 0 to 100/);
+      fs.writeFileSync(file, JSON.stringify({ paymentPolicy: { maxUnpayed: "1" } }));
+      expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/setting paymentPolicy .* has unknown settings: maxUnpayed/);
+      fs.writeFileSync(file, JSON.stringify({ paymentPolicy: "generous" }));
+      expect(() => loadConfig({ dataDir: tmp.dir }, {})).to.throw(/must be an object of payment settings/);
+    });
   });
 
   describe("broker credentials", function () {

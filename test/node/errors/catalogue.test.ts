@@ -144,7 +144,7 @@ describe("the error catalogue (node/errors/catalogue.ts)", function () {
 
     it("a node answering a code this client does not know is DAEMON_BAD_RESPONSE; a known one stays", async function () {
       const answering = (code: string) =>
-        new NodeClient({ url: "in-process:", pid: 1 } as never, "t".repeat(43), async () => ({ status: 409, text: JSON.stringify({ code, message: "m" }) }));
+        NodeClient.of({ url: "in-process:", pid: 1 } as never, "t".repeat(43), async () => ({ status: 409, text: JSON.stringify({ code, message: "m" }) }));
       const unknown = await answering("FROM_A_NEWER_NODE")
         .health()
         .catch((e: unknown) => e);

@@ -4,19 +4,16 @@ import cookie from "@fastify/cookie";
 import fastifyStatic from "@fastify/static";
 import { Type } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
-import { PACKAGE_ROOT } from "../config/config";
-import type { MystNode } from "../daemon/node";
-import type { JsonApp } from "../http/app";
-import { ErrorBody } from "../http/app";
-import type { Logger } from "../log/logger";
-import { cookieName, DashboardError, sessionCookie, type DashboardLogins } from "./dashboard-auth";
-import { NodeEventStream } from "./events";
-import * as D from "./dashboard-schemas";
+import { PACKAGE_ROOT } from "../../config/config";
+import { checkVisibleIp } from "../../daemon/visible-ip";
+import { errorResponses as errors, type JsonApp } from "../../http/app";
+import type { Logger } from "../../log/logger";
+import { cookieName, DashboardError, sessionCookie, type DashboardLogins } from "./auth";
+import { NodeEventStream, type WatchedNode } from "./events";
+import * as D from "./schemas";
 
 /** Where `npm run build` puts the dashboard (vite, from ui/). */
 export const DASHBOARD_DIR = path.join(PACKAGE_ROOT, "dist", "ui");
-
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
 
 const PAGE_PATHS = new Set(["/", "/consumer", "/index.html"]);
 
@@ -35,8 +32,22 @@ export function isDashboardPublic(req: FastifyRequest): boolean {
  * cookie), the event stream `/v1/events` the page follows, and the few reads only the dashboard
  * needed (live provider sessions, earnings per day, health and visibility, the visible IP).
  */
-export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; logins: DashboardLogins; baseUrl: () => string; log: Logger }): Promise<void> {
-  const { daemon, logins } = o;
+export async function registerDashboard(app: JsonApp, o: DashboardOptions): Promise<void> {
+  await pageRoutes(app);
+  loginRoutes(app, o);
+  eventRoutes(app, o);
+  readRoutes(app, o.daemon);
+}
+
+interface DashboardOptions {
+  daemon: WatchedNode;
+  logins: DashboardLogins;
+  baseUrl: () => string;
+  log: Logger;
+}
+
+/** The page's own files, and the headers that keep other pages from framing or driving it. */
+async function pageRoutes(app: JsonApp): Promise<void> {
   await app.register(cookie);
   // The page loads only its own files and talks only to its own origin; no other page may frame it
   // (a page on the same site could, and the browser would send the cookie to the frame).
@@ -58,7 +69,11 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
       throw new DashboardError("DASHBOARD_NOT_BUILT", `the dashboard is not built (no ${DASHBOARD_DIR}/index.html): run npm run build`);
     });
   }
+}
 
+/** The login: a one-time link traded for a session cookie, and the logout. */
+function loginRoutes(app: JsonApp, o: DashboardOptions): void {
+  const { daemon, logins } = o;
   app.post(
     "/v1/ui/login-link",
     {
@@ -88,7 +103,7 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
     async (req, reply) => {
       const session = logins.redeem(req.body.code);
       reply.setCookie(cookieName(req), session, { httpOnly: true, sameSite: "strict", path: "/" });
-      return { identity: daemon.identity ?? "" };
+      return { identity: daemon.core.identity ?? "" };
     },
   );
   app.delete(
@@ -100,8 +115,11 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
       return { loggedOut: true };
     },
   );
+}
 
-  const stream = new NodeEventStream(daemon, o.log);
+/** `/v1/events`: the node's state as it changes (event stream). */
+function eventRoutes(app: JsonApp, o: DashboardOptions): void {
+  const stream = new NodeEventStream(o.daemon, o.log);
   app.addHook("preClose", async () => stream.close());
   app.get(
     "/v1/events",
@@ -119,10 +137,15 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
     },
     async (req, reply) => {
       reply.hijack();
-      stream.follow(req.raw, reply.raw, { days: req.query.days, utcOffsetMinutes: req.query.utcOffsetMinutes, lastEventId: req.headers["last-event-id"] });
+      const { days, utcOffsetMinutes, topics } = req.query;
+      stream.follow(req.raw, reply.raw, { days, utcOffsetMinutes, topics, lastEventId: req.headers["last-event-id"] });
     },
   );
+}
 
+/** The few reads only the dashboard needed: live provider sessions, earnings per day, health and visibility, the visible IP. */
+function readRoutes(app: JsonApp, daemon: WatchedNode): void {
+  const activity = () => daemon.core.online().activity;
   app.get(
     "/v1/provider/sessions",
     {
@@ -132,7 +155,7 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
         response: { 200: D.LiveSessions, ...errors(401, 403) },
       },
     },
-    async () => ({ sessions: daemon.activity.liveSessions() }),
+    async () => ({ sessions: activity().liveSessions() }),
   );
   app.get(
     "/v1/earnings/daily",
@@ -146,8 +169,8 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
     },
     async (req) => ({
       utcOffsetMinutes: req.query.utcOffsetMinutes,
-      days: daemon.activity.daily(req.query.days, req.query.utcOffsetMinutes),
-      ...(await daemon.activity.settlementFees()),
+      days: activity().daily(req.query.days, req.query.utcOffsetMinutes),
+      ...(await activity().settlementFees()),
     }),
   );
   app.get(
@@ -159,7 +182,7 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
         response: { 200: D.NodeHealth, ...errors(401, 403) },
       },
     },
-    async () => ({ ...(await daemon.activity.health()), notes: daemon.activity.notes() }),
+    async () => ({ ...(await activity().health()), notes: activity().notes() }),
   );
   app.get(
     "/v1/connection/visible-ip",
@@ -171,6 +194,6 @@ export async function registerDashboard(app: JsonApp, o: { daemon: MystNode; log
         response: { 200: D.VisibleIp, ...errors(400, 401, 403, 502) },
       },
     },
-    async (req) => daemon.visibleIp(req.query.netns),
+    async (req) => checkVisibleIp(daemon.core.config.ipCheckUrl, req.query.netns),
   );
 }

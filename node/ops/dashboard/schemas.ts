@@ -1,9 +1,12 @@
 import { Type } from "@fastify/type-provider-typebox";
-import { Address, Strict, Wei } from "../values/schemas";
+import { Address, EmptyBody, Strict, Wei } from "../../values/schemas";
+import { ConnectionView } from "../connection/schemas";
+import { Earnings } from "../earnings/schemas";
+import { ServiceView } from "../services/schemas";
 
 /** The schemas of the dashboard's routes (login, events, the reads the page needs). */
 
-export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (the body may be left out)" });
+export { EmptyBody };
 export const LoginLink = Type.Object({
   url: Type.String({ description: "open it in a browser on this machine; the code after #login= is spent on first use" }),
   expiresAt: Type.String(),
@@ -19,7 +22,21 @@ const UtcOffset = Type.Integer({
 });
 const Days = Type.Integer({ minimum: 1, maximum: 90, default: 14, description: "how many days, up to today" });
 
-export const EventsQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
+/** The topics of the event stream. */
+export const TOPICS = ["provider", "earnings", "connection", "health"] as const;
+export type Topic = (typeof TOPICS)[number];
+export const EventsQuery = Type.Object(
+  {
+    utcOffsetMinutes: UtcOffset,
+    days: Days,
+    topics: Type.Optional(
+      Type.Array(Type.Union(TOPICS.map((t) => Type.Literal(t))), {
+        description: "only these topics (repeat the key; default all): `myst connect` follows `connection` alone",
+      }),
+    ),
+  },
+  Strict,
+);
 export const DailyQuery = Type.Object({ utcOffsetMinutes: UtcOffset, days: Days }, Strict);
 
 export const LiveSession = Type.Object({
@@ -79,6 +96,19 @@ export const NodeHealth = Type.Object({
   notes: Type.Array(SessionNote, { description: "the last sessions refused or ended, newest first, with the reason" }),
 });
 
+/** The event stream's topics: each the shape of its REST routes (what the dashboard renders). */
+export const ProviderTopic = Type.Object({ sessions: Type.Array(LiveSession), services: Type.Array(ServiceView) });
+export const EarningsTopic = Type.Intersect([
+  Earnings,
+  Type.Object({
+    daily: Type.Array(DayEarnings),
+    gasFeesWei: Type.String({ description: "gas paid for mined settlements, ETH wei" }),
+    settlementsMined: Type.Integer(),
+  }),
+]);
+export const HealthTopic = NodeHealth;
+export const ConnectionTopic = ConnectionView;
+
 export const VisibleIpQuery = Type.Object(
   { netns: Type.Optional(Type.String({ maxLength: 64, description: "ask from inside this network namespace (where the tunnel runs: tests, demo)" })) },
   Strict,
@@ -87,9 +117,9 @@ export const VisibleIp = Type.Object({ ip: Type.String(), url: Type.String(), ne
 
 export const EVENTS_DESCRIPTION = [
   "A `text/event-stream` that sends each topic's whole current value at once, then again whenever it changes",
-  "(checked every second; health every 5 s; the earnings totals at once after a settlement, at most every 3 s for new promises). Events: `provider` {sessions (as /v1/provider/sessions), services (as /v1/services)},",
+  "(checked every second, and at once when the connection changes; health every 5 s; the earnings totals at once after a settlement, at most every 3 s for new promises). Events: `provider` {sessions (as /v1/provider/sessions), services (as /v1/services)},",
   "`earnings` (as /v1/earnings, plus `daily`, `gasFeesWei`, `settlementsMined`), `connection` (as /v1/connection),",
-  "`health` (as /v1/node/health). Each event has an `id`; a `: keepalive` comment every 15 s. Browsers follow it",
+  "`health` (as /v1/node/health); `topics` limits the stream to some. Each event has an `id`; a `: keepalive` comment every 15 s. Browsers follow it",
   "with `new EventSource('/v1/events')` (the session cookie); scripts with the bearer token:",
   "`curl -N -H 'Authorization: Bearer …' http://127.0.0.1:4449/v1/events`.",
 ].join(" ");

@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { MystError } from "../errors/MystError";
+import { MystError } from "../../errors/MystError";
 
 export type DashboardErrorCode = "LOGIN_LINK_INVALID" | "BAD_ORIGIN" | "DASHBOARD_NOT_BUILT";
 

@@ -2,11 +2,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { ControlsSettingsSchema } from "../services/controls/settings-schema";
-import { Strict, Wei } from "../values/schemas";
-import { MystError } from "../errors/MystError";
-import { IP_TYPES } from "../proposal/proposal";
-import { SERVICE_TYPES, settingsProperties } from "../services/catalog";
+import { ControlsSettingsSchema } from "../../services/controls/settings-schema";
+import { Strict, Wei } from "../../values/schemas";
+import { MystError } from "../../errors/MystError";
+import { IP_TYPES } from "../../proposal/proposal";
+import { SERVICE_TYPES, settingsProperties } from "../../services/catalog";
+import type { Offer } from "../../daemon/provider-node";
 
 /** An offer as the API and the services file carry it (prices in wei, as decimal strings). */
 const OfferJsonSchema = Type.Object(
@@ -23,6 +24,34 @@ const OfferJsonSchema = Type.Object(
   Strict,
 );
 export type OfferJson = Static<typeof OfferJsonSchema>;
+
+/** The offer a node sells under (prices in wei), from the form the file and the API's views carry. */
+export function offerFromJson(o: OfferJson): Offer {
+  return {
+    country: o.country.toUpperCase(),
+    city: o.city,
+    asn: o.asn,
+    isp: o.isp,
+    ipType: o.ipType,
+    pricePerHour: BigInt(o.pricePerHourWei),
+    pricePerGiB: BigInt(o.pricePerGiBWei),
+    bandwidthMbps: o.bandwidthMbps,
+  };
+}
+
+/** The offer as the file and the API's views carry it (wei as decimal strings). */
+export function offerToJson(o: Offer): OfferJson {
+  return {
+    country: o.country,
+    ...(o.city ? { city: o.city } : {}),
+    ...(o.asn !== undefined ? { asn: o.asn } : {}),
+    ...(o.isp ? { isp: o.isp } : {}),
+    ipType: o.ipType,
+    pricePerHourWei: o.pricePerHour.toString(),
+    pricePerGiBWei: o.pricePerGiB.toString(),
+    bandwidthMbps: o.bandwidthMbps,
+  };
+}
 
 /** One entry of `<data-dir>/services.json`: what `POST /v1/services` started, after defaults. */
 const SavedServiceSchema = Type.Object(

@@ -1,0 +1,15 @@
+import type { Static } from "@sinclair/typebox";
+import { queryString, type Requester } from "../../http/requester";
+import type * as S from "./schemas";
+
+/** The query of `GET /v1/proposals` in the one spelling (the deprecated snake_case keys are not offered here). */
+export type ProposalQuery = Omit<Static<typeof S.ProposalQuery>, keyof typeof S.DeprecatedFilterFields>;
+
+/** The consumer's routes, as the CLI (and any script) calls them. */
+export const connectionActions = (api: Requester) => ({
+  proposals: (query: ProposalQuery) => api.get<Static<typeof S.ProposalPage>>(`/v1/proposals${queryString(query)}`),
+  connection: () => api.get<Static<typeof S.ConnectionView>>("/v1/connection"),
+  connect: (body: Static<typeof S.ConnectBody>) => api.put<Static<typeof S.ConnectionView>>("/v1/connection", body),
+  disconnect: () => api.delete<Static<typeof S.ConnectionView>>("/v1/connection"),
+  statistics: () => api.get<Static<typeof S.Statistics>>("/v1/connection/statistics"),
+});

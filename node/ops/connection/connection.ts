@@ -1,0 +1,249 @@
+import { EventEmitter } from "node:events";
+import { Confinement, recoverConfinement } from "../../consumer-protection/confined";
+import { carriesOwnConnections, controlEndpoints, type ControlEndpoint } from "../../consumer-protection/control-endpoints";
+import { ConsumerProtection, leftProtection, recoverProtection, type LeftProtection } from "../../consumer-protection/protection";
+import { connectionStatus, type Connection, type ConnectionStatus } from "../../daemon/consumer-node";
+import type { NodeCore } from "../../daemon/core";
+import { protectedStatus, type ProtectedStatus } from "../../daemon/protected-status";
+import { MystError, isMystError } from "../../errors/MystError";
+import { consumerService } from "../../services/catalog";
+import { SessionError, SessionRefusedError } from "../../session/errors";
+import type { RefusalCode } from "../../session/messages";
+import type { ReconnectStatus } from "../../session/reconnect";
+import { Reconnector } from "./reconnect";
+import type { ConnectRequest, WantedConnection } from "./request";
+
+/** A connection's status with the reconnect in progress (or the last one). */
+export type ConnectionView =
+  | (Omit<ProtectedStatus, "state"> & {
+      state: ProtectedStatus["state"] | "reconnecting";
+      reconnect?: ReconnectStatus;
+      confined?: ReturnType<Confinement["describe"]>;
+    })
+  | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string; lastFailure?: ConnectFailure }
+  /** No myst runs, but one that died while connected left its kill switch (or resolver settings) in force. */
+  | { state: "blocked" | "disconnected"; leftBehind: LeftProtection };
+
+/**
+ * Why a connect failed, as the person who asked is shown it: our code, and when the provider
+ * refused, its refusal code (checked against the documented list at the dialog edge) and words.
+ */
+export interface ConnectFailure {
+  at: string;
+  code: string;
+  refusal?: RefusalCode;
+  message: string;
+}
+
+function connectFailure(err: unknown): ConnectFailure {
+  const at = new Date().toISOString();
+  if (err instanceof SessionRefusedError) return { at, code: err.code, refusal: err.refusal, message: err.message };
+  return isMystError(err) ? { at, code: err.code, message: err.message } : { at, code: "INTERNAL", message: "internal error (see the node's log)" };
+}
+
+/**
+ * The node's one connection as a consumer: connect (with kill switch, DNS and IPv6 handling, or
+ * confined to a namespace), follow it (a session that ends by itself leaves the kill switch
+ * holding, or reconnects), disconnect. Emits "change" when its state changes (the event stream
+ * follows it).
+ */
+export class ConnectionOps extends EventEmitter<{ change: [] }> {
+  readonly #core: NodeCore;
+  readonly #reconnect: Reconnector;
+  #connecting = false;
+  /** The connection's kill switch, DNS and IPv6 handling; outlives the session while it blocks. */
+  #protection?: ConsumerProtection;
+  #lastControl?: ControlEndpoint[];
+  /** The confined namespace of a `confine` connection; outlives the session until disconnect. */
+  #confinement?: Confinement;
+  /** Cleared by disconnect and stop: a session that ends afterwards was ended on purpose. */
+  #wanted?: WantedConnection;
+  /** Why the last connect failed (the provider's refusal code and words), until one succeeds. */
+  #lastFailure?: ConnectFailure;
+
+  constructor(core: NodeCore) {
+    super();
+    this.#core = core;
+    this.#reconnect = new Reconnector(core, { isWanted: (w) => this.#wanted === w, watch: (c, w) => this.#watch(c, w) });
+  }
+
+  async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
+    const { config, log, metrics } = this.#core;
+    if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
+    if (this.#reconnect.running) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
+    if (request.reconnect && request.killSwitch === false)
+      throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+    if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
+    const { key, consumer } = this.#core.online();
+    const current = consumer.current;
+    if (current && current.session.state === "active")
+      throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
+    const service = consumerService(request.serviceType, { key, dataDir: config.dataDir, netns: request.netns, log, routeAll: !request.confine });
+    if (request.confine && !service.plan)
+      throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
+    // The node's own connections go through the tunnel only when it is in the node's namespace:
+    // their endpoints, resolved while the resolver still answers.
+    const control = service.plan && !request.confine && carriesOwnConnections(request.netns) ? await this.#controlEndpoints() : undefined;
+    this.#connecting = true;
+    this.emit("change");
+    let connection: Connection;
+    await this.#protection?.lift();
+    await this.#confinement?.remove();
+    const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: config.dataDir, log }) : undefined;
+    this.#confinement = confinement;
+    const protection =
+      service.plan && !confinement
+        ? new ConsumerProtection({
+            killSwitch: request.killSwitch !== false,
+            allowLan: !!request.allowLan,
+            netns: request.netns,
+            control,
+            dataDir: config.dataDir,
+            log,
+          })
+        : undefined;
+    this.#protection = protection;
+    this.#reconnect.status = undefined;
+    try {
+      connection = await consumer.connect({ provider: request.provider, filter: request.filter, service, protection: confinement ?? protection });
+    } catch (err) {
+      metrics.error("connect", (err as MystError).code ?? "INTERNAL");
+      this.#lastFailure = connectFailure(err);
+      throw err;
+    } finally {
+      this.#connecting = false;
+      this.emit("change");
+    }
+    this.#lastFailure = undefined;
+    metrics.connected(connection);
+    log.info({ sessionId: connection.session.id, provider: connection.session.provider }, "connected");
+    const wanted: WantedConnection = { request, service, protection, confinement };
+    this.#wanted = wanted;
+    this.#watch(connection, wanted);
+    return { ...protectedStatus(connectionStatus(connection), protection), ...(confinement ? { confined: confinement.describe() } : {}) };
+  }
+
+  /**
+   * The node's control endpoints, resolved now; when the names cannot be resolved (a kill switch
+   * still holding from the last session lets no DNS out but to its dead provider), the ones this
+   * node resolved last time.
+   */
+  async #controlEndpoints(): Promise<ControlEndpoint[]> {
+    try {
+      this.#lastControl = await controlEndpoints(this.#core.config);
+    } catch (err) {
+      if (!this.#lastControl) throw err;
+      this.#core.log.warn({ err: (err as Error).message }, "control endpoints not resolved: using the addresses resolved for the last connection");
+    }
+    return this.#lastControl;
+  }
+
+  /**
+   * A session that ends by itself (not by disconnect or stop) leaves the kill switch holding (state
+   * "blocked") until disconnect; with `reconnect`, a new session is negotiated meanwhile.
+   */
+  #watch(connection: Connection, wanted: WantedConnection): void {
+    void connection.session.ended.then((reason) => {
+      this.emit("change");
+      if (this.#wanted !== wanted) return;
+      if (wanted.confinement) return void wanted.confinement.tunnelDown();
+      if (!wanted.request.reconnect) return void wanted.protection?.tunnelDown();
+      this.#reconnect.start(connection, wanted, reason);
+    });
+  }
+
+  /** Whatever session ends from now on was ended on purpose; a reconnect in progress stops (its attempt finishes first). */
+  async #cancelReconnect(): Promise<void> {
+    this.#wanted = undefined;
+    await this.#reconnect.cancel();
+  }
+
+  async disconnect(): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
+    const { config, log } = this.#core;
+    const online = this.#core.maybeOnline;
+    if (!online) {
+      // No node held a connection: a myst that died while connected may have left its kill switch in force.
+      const recovered = [await recoverProtection(config.dataDir, log), await recoverConfinement(config.dataDir, log)];
+      const done = recovered.filter((m): m is string => !!m);
+      if (done.length === 0) throw new SessionError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
+      return { state: "disconnected", recovered: done };
+    }
+    try {
+      const wasReconnecting = this.#reconnect.running !== undefined;
+      await this.#cancelReconnect();
+      this.#reconnect.status = undefined;
+      const c = online.consumer.current;
+      if (c && c.session.state !== "active" && this.#confinement?.active) {
+        await this.#confinement.remove();
+        return { ...protectedStatus(connectionStatus(c), this.#protection), state: "disconnected" };
+      }
+      if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting)) {
+        await this.#protection.lift();
+        return protectedStatus(connectionStatus(c), this.#protection);
+      }
+      if (c?.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
+      await c.session.tunnel.refresh?.().catch(() => undefined);
+      await c.session.destroy("consumer disconnected");
+      await this.#protection?.lift();
+      await this.#confinement?.remove();
+      log.info({ sessionId: c.session.id }, "disconnected");
+      return protectedStatus(connectionStatus(c), this.#protection);
+    } finally {
+      this.emit("change");
+    }
+  }
+
+  /** The consumer side stops: no reconnect, the session ended, the kill switch and confinement lifted. */
+  async stopBuying(): Promise<void> {
+    const { log } = this.#core;
+    await this.#cancelReconnect();
+    await this.#core.online().consumer.stop();
+    await this.#protection?.lift().catch((err) => log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
+    await this.#confinement?.remove().catch((err) => log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
+  }
+
+  /** The connection now: state, session, provider, bytes, duration, protection, reconnect, why the last connect failed. */
+  status(): ConnectionView {
+    const online = this.#core.maybeOnline;
+    if (!online) {
+      // An offline node (no myst running here): what a myst that died while connected left in force.
+      const left = leftProtection(this.#core.config.dataDir);
+      return left ? { state: left.killSwitch ? "blocked" : "disconnected", leftBehind: left } : { state: "disconnected" };
+    }
+    const c = online.consumer.current;
+    const reconnect = this.#reconnect.status;
+    const extra = {
+      ...(reconnect ? { reconnect: { ...reconnect } } : {}),
+      ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}),
+    };
+    const now = (state?: "reconnecting" | "blocked") => ({ ...protectedStatus(connectionStatus(c!), this.#protection), ...(state ? { state } : {}), ...extra });
+    if (c && this.#reconnect.running) return now("reconnecting");
+    // The session ended by itself and is still winding down (its tunnel stopping) before the node
+    // takes it in: what follows is a reconnect or the kill switch holding, not a disconnect.
+    const wanted = this.#wanted;
+    if (c && c.session.state !== "active" && wanted?.protection && this.#protection?.state === "protecting") {
+      if (wanted.request.reconnect && !reconnect) return now("reconnecting");
+      if (wanted.request.killSwitch !== false) return now("blocked");
+    }
+    if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return now();
+    // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
+    if (c && this.#confinement?.active) return now("blocked");
+    if (this.#connecting) return { state: "connecting" };
+    const failed = this.#lastFailure ? { lastFailure: this.#lastFailure } : {};
+    // The last connection's end, for whoever follows it (a foreground `myst connect`).
+    return c
+      ? { state: "disconnected", sessionId: c.session.id, ...(c.session.endReason ? { endReason: c.session.endReason } : {}), ...failed }
+      : { state: "disconnected", ...failed };
+  }
+
+  /** The live connection's numbers; the last one's after it ended. */
+  async statistics(): Promise<
+    Pick<ConnectionStatus, "state" | "sessionId" | "bytesIn" | "bytesOut" | "durationSeconds" | "promisedWei" | "invoices" | "phasesMs">
+  > {
+    const c = this.#core.maybeOnline?.consumer.current;
+    if (!c) throw new SessionError("NOT_CONNECTED", "no connection yet");
+    if (c.session.state === "active") await c.session.tunnel.refresh?.().catch(() => undefined);
+    const { state, sessionId, bytesIn, bytesOut, durationSeconds, promisedWei, invoices, phasesMs } = connectionStatus(c);
+    return { state, sessionId, bytesIn, bytesOut, durationSeconds, promisedWei, invoices, phasesMs };
+  }
+}

@@ -1,0 +1,201 @@
+import { Type } from "@sinclair/typebox";
+import { IP_TYPES, ProposalSchema } from "../../proposal/proposal";
+import { DEFAULT_SERVICE_TYPE, SERVICE_TYPES } from "../../services/catalog";
+import { Address, Myst, Strict, Wei } from "../../values/schemas";
+
+/** The schemas of the consumer's routes: proposals, the connection, its statistics. */
+
+/** Responses may grow fields; clients ignore what they do not know. */
+const Open = { additionalProperties: true } as const;
+
+/**
+ * One proposal filter, one spelling: camelCase, prices in MYST. `GET /v1/proposals` takes it as its
+ * query, `PUT /v1/connection` in its body; the route makes one `ProposalFilter` of it (filter.ts).
+ */
+export const FilterFields = {
+  country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$", description: "ISO 3166-1 alpha-2" })),
+  ipType: Type.Optional(Type.Union(IP_TYPES.map((t) => Type.Literal(t)))),
+  ipv6: Type.Optional(
+    Type.Boolean({
+      description: "only providers whose tunnel carries IPv6 (when connecting, IPv6 then goes through the tunnel; otherwise it is blocked while connected)",
+    }),
+  ),
+  metering: Type.Optional(Type.Union([Type.Literal("hour"), Type.Literal("gib")], { description: "only proposals that charge by this unit" })),
+  accessPolicy: Type.Optional(Type.Union([Type.Literal("open"), Type.Literal("allowlist")], { description: "the provider's access policy" })),
+  maxPricePerHour: Type.Optional({ ...Myst, description: 'the most per hour, in MYST (e.g. "0.05")' }),
+  maxPricePerGiB: Type.Optional({ ...Myst, description: "the most per GiB, in MYST" }),
+  minBandwidthMbps: Type.Optional(Type.Number({ minimum: 0, description: "Mbit/s" })),
+};
+
+/** The old spelling of `GET /v1/proposals` (snake_case, prices in wei): deprecated, removed in the next version. */
+const deprecated = (use: string) => `deprecated: use ${use}; removed in the next version`;
+const Deprecated = { deprecated: true } as const;
+export const DeprecatedFilterFields = {
+  service_type: Type.Optional(Type.String({ ...Deprecated, description: deprecated("serviceType") })),
+  ip_type: Type.Optional(Type.String({ ...Deprecated, description: deprecated("ipType") })),
+  access_policy: Type.Optional(Type.String({ ...Deprecated, description: deprecated("accessPolicy") })),
+  max_price_per_hour: Type.Optional({ ...Wei, ...Deprecated, description: deprecated("maxPricePerHour (MYST)") }),
+  max_price_per_gib: Type.Optional({ ...Wei, ...Deprecated, description: deprecated("maxPricePerGiB (MYST)") }),
+  min_bandwidth: Type.Optional(Type.String({ ...Deprecated, description: deprecated("minBandwidthMbps") })),
+  provider_id: Type.Optional(Type.Array(Type.String(), { ...Deprecated, description: deprecated("providerId") })),
+};
+
+export const ProposalQuery = Type.Object(
+  {
+    serviceType: Type.Optional(Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" })),
+    ...FilterFields,
+    providerId: Type.Optional(Type.Array(Address, { maxItems: 100, description: "only these providers (repeat the key)" })),
+    ...DeprecatedFilterFields,
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+    cursor: Type.Optional(Type.String({ maxLength: 256 })),
+  },
+  Strict,
+);
+export const ProposalPage = Type.Object({
+  proposals: Type.Array(ProposalSchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+  rejected: Type.Integer({ description: "proposals discovery returned that failed verification and were left out" }),
+});
+
+export const ConnectBody = Type.Object(
+  {
+    provider: Type.Optional(Address),
+    serviceType: Type.Union(
+      SERVICE_TYPES.map((t) => Type.Literal(t)),
+      { default: DEFAULT_SERVICE_TYPE },
+    ),
+    ...FilterFields,
+    netns: Type.Optional(
+      Type.String({ description: "run the tunnel in this network namespace (tests, demo); the kill switch and resolver settings apply there" }),
+    ),
+    killSwitch: Type.Optional(Type.Boolean({ default: true, description: "keep traffic blocked when the tunnel drops, until disconnect (state `blocked`)" })),
+    allowLan: Type.Optional(Type.Boolean({ default: false, description: "keep the local network reachable while connected" })),
+    reconnect: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "when the session ends by itself, negotiate a new one (the same provider first, then the next match for the same filters) while the kill switch holds: 5 attempts after 1, 2, 4, 8 and 16 s, then the kill switch keeps blocking until disconnect; not with `killSwitch: false`",
+      }),
+    ),
+    confine: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "confined apps: the tunnel carries only a fresh network namespace's traffic (named in `confined.netns`: run apps there with `ip netns exec`, or use `myst run`); the consumer's own routes, resolver and firewall stay untouched; the namespace has no route while the tunnel is down and goes at disconnect",
+      }),
+    ),
+  },
+  Strict,
+);
+const Phases = Type.Object({ discovery: Type.Number(), negotiation: Type.Number(), tunnel: Type.Number(), confirm: Type.Number() });
+export const ConnectionView = Type.Object(
+  {
+    state: Type.Union(
+      [Type.Literal("connected"), Type.Literal("disconnected"), Type.Literal("connecting"), Type.Literal("blocked"), Type.Literal("reconnecting")],
+      {
+        description:
+          "`blocked`: the tunnel is down and the kill switch holds (nothing leaves until disconnect); `reconnecting`: the same, while a new session is negotiated (`reconnect`)",
+      },
+    ),
+    sessionId: Type.Optional(Type.String()),
+    provider: Type.Optional(Address),
+    serviceType: Type.Optional(Type.String()),
+    country: Type.Optional(Type.String()),
+    ipType: Type.Optional(Type.String()),
+    pricePerHourWei: Type.Optional(Wei),
+    pricePerGiBWei: Type.Optional(Wei),
+    since: Type.Optional(Type.String()),
+    durationSeconds: Type.Optional(Type.Integer()),
+    bytesIn: Type.Optional(Type.Integer()),
+    bytesOut: Type.Optional(Type.Integer()),
+    phasesMs: Type.Optional(Phases),
+    promisedWei: Type.Optional(Wei),
+    invoices: Type.Optional(Type.Integer()),
+    endReason: Type.Optional(Type.String()),
+    protection: Type.Optional(
+      Type.Object({
+        state: Type.Union([Type.Literal("off"), Type.Literal("protecting"), Type.Literal("blocked")]),
+        killSwitch: Type.Boolean(),
+        allowLan: Type.Boolean(),
+        message: Type.String(),
+      }),
+    ),
+    paymentRefused: Type.Optional(
+      Type.Object(
+        {
+          code: Type.String({ description: "the provider's code: STORE_FULL, STORE_READ_ONLY, STORE_FAILED, PROMISE_…; PEER_ERROR for any other" }),
+          message: Type.String(),
+        },
+        { description: "the provider did not acknowledge the last promise, and why (until it acknowledges one again)" },
+      ),
+    ),
+    lastFailure: Type.Optional(
+      Type.Object(
+        {
+          at: Type.String(),
+          code: Type.String({ description: "our code: SESSION_REFUSED when the provider said no, NO_PROPOSAL, DIALOG_TIMEOUT…" }),
+          refusal: Type.Optional(
+            Type.String({ description: "the provider's refusal code: ACCESS_DENIED, OUTSIDE_SCHEDULE, TRAFFIC_CAP, PAYMENT_NOT_COVERED…" }),
+          ),
+          message: Type.String({ description: "in words, the provider's own included" }),
+        },
+        { description: "why the last connect failed (kept until one succeeds)" },
+      ),
+    ),
+    leftBehind: Type.Optional(
+      Type.Object(
+        {
+          pid: Type.Integer({ description: "the myst that made it, no longer running" }),
+          netns: Type.Optional(Type.String()),
+          killSwitch: Type.Boolean({ description: "true: all traffic is blocked; false: only the resolver settings were left" }),
+          message: Type.String(),
+        },
+        {
+          description:
+            "With no myst running: what one that ended without disconnecting (a crash, SIGKILL) left in force; `myst disconnect` (or the next start) removes it",
+        },
+      ),
+    ),
+    reconnect: Type.Optional(
+      Type.Object(
+        {
+          state: Type.Union([Type.Literal("reconnecting"), Type.Literal("connected"), Type.Literal("gave-up")]),
+          attempts: Type.Integer({ description: "attempts made so far" }),
+          maxAttempts: Type.Integer(),
+          since: Type.String({ description: "when the session that started this reconnect ended" }),
+          lastError: Type.String({ description: "why that session ended, then why the last attempt failed" }),
+          nextAttemptAt: Type.Optional(Type.String()),
+          provider: Type.Optional(Address),
+        },
+        { description: "the reconnect in progress, or the last one of this connection (with `reconnect: true`)" },
+      ),
+    ),
+    confined: Type.Optional(
+      Type.Object(
+        {
+          netns: Type.String({ description: "the confined network namespace" }),
+          address: Type.String({ description: "its IPv4 address on the veth to the consumer's namespace" }),
+          tunnel: Type.Union([Type.Literal("up"), Type.Literal("down")]),
+          message: Type.String(),
+        },
+        { description: "with `confine: true`: the namespace whose only route is the tunnel" },
+      ),
+    ),
+    recovered: Type.Optional(
+      Type.Array(Type.String(), {
+        description: "disconnect with no connection: what a myst that died while connected left behind (kill switch, confined namespace) and this removed",
+      }),
+    ),
+  },
+  Open,
+);
+export const Statistics = Type.Object({
+  state: Type.String(),
+  sessionId: Type.String(),
+  bytesIn: Type.Integer(),
+  bytesOut: Type.Integer(),
+  durationSeconds: Type.Integer(),
+  promisedWei: Wei,
+  invoices: Type.Integer(),
+  phasesMs: Phases,
+});
