@@ -1,3 +1,4 @@
+import { DirectPeering } from "../nat/direct/peering";
 import path from "node:path";
 import { Wallet } from "ethers";
 import { ConsumerVaultClient } from "../chain/vault";
@@ -289,6 +290,8 @@ export class MystNode {
     const broker = new Broker({ servers: config.brokerUrls, name: "myst-node", credentials: config.brokerCredentials, log });
     const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
     const reachability = new ReachabilityMonitor({ stunServers: config.stunServers, portMapping: config.portMapping, port: config.natPort, log });
+    // A direct channel per session (node/nat/direct): each channel's socket measured with the same STUN servers.
+    const direct = config.stunServers.length > 0 ? new DirectPeering({ stunServers: config.stunServers, log }) : undefined;
     const provider = new ProviderNode({
       key,
       shared: { broker, dialogs },
@@ -301,6 +304,7 @@ export class MystNode {
       maxDialogsPerPeer: config.maxDialogsPerPeer,
       maxSessionsPerConsumer: config.maxSessionsPerConsumer,
       outageToleranceMs: config.outageToleranceMs,
+      direct,
       pingMs: this.#o.pingMs,
       payments: { ...policy, conn, db: this.#db },
     });
@@ -314,6 +318,7 @@ export class MystNode {
       history: this.#history,
       promises: new IssuedPromiseStore(this.#db),
       outageToleranceMs: config.outageToleranceMs,
+      direct,
       log,
     });
     this.metrics.watchProvider(provider);
