@@ -126,6 +126,7 @@ export function connectCommands(context: Ctx): Command[] {
       `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
       `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
       `duration: ${answer.durationSeconds} s`,
+      ...("path" in answer && answer.path ? [describePath(answer.path)] : []),
       `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
       ...("paymentRefused" in answer && answer.paymentRefused
@@ -146,7 +147,19 @@ function describeConnected(c: Connection): string[] {
     `connected: session ${c.sessionId}`,
     `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei ?? 0, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei ?? 0, 18)} MYST/GiB`,
     ...(phases ? [`phases (ms): discovery ${phases.discovery}, negotiation ${phases.negotiation}, tunnel ${phases.tunnel}, confirm ${phases.confirm}`] : []),
+    ...(c.path ? [describePath(c.path)] : []),
   ];
+}
+
+/** How the session travels, in words: "path: tunnel punched through both routers; messages over the direct channel". */
+export function describePath(p: NonNullable<Connection["path"]>): string {
+  const tunnel = {
+    public: "to the provider's public address",
+    mapped: "to a port the provider's router maps",
+    local: "over the shared LAN",
+    punched: "punched through both routers",
+  }[p.tunnel];
+  return `path: tunnel ${tunnel}; messages over ${p.channel === "direct" ? "the direct channel" : "the broker"}`;
 }
 
 /**

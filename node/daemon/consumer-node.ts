@@ -1,3 +1,4 @@
+import type { DirectPeering } from "../nat/direct/peering";
 import type { BrokerCredentials } from "../config/broker-credentials";
 import { Broker } from "../broker/broker";
 import type { IdentityRegistryClient } from "../chain/registry";
@@ -35,6 +36,8 @@ export interface ConsumerNodeOptions {
   history?: SessionStore;
   /** How long a session outlives broker silence (config outageToleranceMs). */
   outageToleranceMs?: number;
+  /** Direct channels with providers (config stunServers); none: the broker carries every session. */
+  direct?: DirectPeering;
   /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
   promises?: IssuedPromiseStore;
   log?: Logger;
@@ -80,7 +83,7 @@ export class ConsumerNode {
       this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer", credentials: o.brokerCredentials, log });
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
-    this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs });
+    this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs, direct: o.direct });
     this.discovery = new DiscoveryClient(o.discoveryUrls, (id) => o.registry.publicKeyOf(id));
     if (o.conn) {
       this.vault = new ConsumerVaultClient(o.conn);
@@ -198,6 +201,7 @@ export function connectionStatus(c: Connection) {
     bytesIn: stats.bytesIn,
     bytesOut: stats.bytesOut,
     phasesMs: c.phases,
+    path: pathView(c.session.path),
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
@@ -206,6 +210,15 @@ export function connectionStatus(c: Connection) {
   };
 }
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;
+
+/** How the session travels, in the API's words (docs/nat.md): the tunnel's path and the messages' channel. */
+function pathView(p: ConsumerSession["path"]) {
+  return {
+    tunnel: p.tunnel,
+    channel: p.channel,
+    ...(p.direct ? { direct: { kind: p.direct.kind, address: p.direct.address, port: p.direct.port, tookMs: p.direct.tookMs } } : {}),
+  };
+}
 
 const NO_LIMIT = (2n ** 255n).toString();
 

@@ -1,5 +1,6 @@
 import path from "node:path";
 import { Broker } from "../broker/broker";
+import { DirectPeering } from "../nat/direct/peering";
 import { connectChain, type ChainConnection } from "../chain/connect";
 import { readDeployment } from "../chain/deployment";
 import { RegistrationRecords, Registrar } from "../chain/registration";
@@ -183,6 +184,8 @@ export class NodeCore {
     const broker = new Broker({ servers: config.brokerUrls, name: "myst-node", credentials: config.brokerCredentials, log });
     const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
     const reachability = new ReachabilityMonitor({ stunServers: config.stunServers, portMapping: config.portMapping, port: config.natPort, log });
+    // A direct channel per session (node/nat/direct): each channel's socket measured with the same STUN servers.
+    const direct = config.stunServers.length > 0 ? new DirectPeering({ stunServers: config.stunServers, log }) : undefined;
     const provider = new ProviderNode({
       key,
       shared: { broker, dialogs },
@@ -195,6 +198,7 @@ export class NodeCore {
       maxDialogsPerPeer: config.maxDialogsPerPeer,
       maxSessionsPerConsumer: config.maxSessionsPerConsumer,
       outageToleranceMs: config.outageToleranceMs,
+      direct,
       pingMs: this.options.pingMs,
       payments: { ...policy, conn, db: this.db },
     });
@@ -208,6 +212,7 @@ export class NodeCore {
       history: this.history,
       promises: new IssuedPromiseStore(this.db),
       outageToleranceMs: config.outageToleranceMs,
+      direct,
       log,
     });
     this.metrics.watchProvider(provider);

@@ -1,5 +1,6 @@
 import type { BrokerCredentials } from "../config/broker-credentials";
 import type { PaymentPolicy } from "../config/payment-policy";
+import type { DirectPeering } from "../nat/direct/peering";
 import { Broker } from "../broker/broker";
 import type { IdentityRegistryClient } from "../chain/registry";
 import { ProposalAnnouncer } from "../discovery/announcer";
@@ -65,6 +66,8 @@ export interface ProviderNodeOptions {
   maxSessionsPerConsumer?: number;
   /** How long sessions outlive broker silence (config outageToleranceMs). */
   outageToleranceMs?: number;
+  /** Direct channels with consumers that offer one (config stunServers); none: the broker carries every session. */
+  direct?: DirectPeering;
   keepaliveMs?: number;
   pingMs?: number;
   /** Payments, always on: the policy, the chain, and the node's database (the caller owns it; traffic caps count there too). */
@@ -136,6 +139,7 @@ export class ProviderNode {
       maxSessionsPerConsumer: options.maxSessionsPerConsumer,
       outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
+      direct: options.direct,
       // The provider's own controls first (no chain call), then payment.
       admission: async (request) => (await this.controls.admission(request)) ?? this.payments.admission(request),
       availability: (type, consumer) => this.controls.availability(type, consumer),

@@ -81,6 +81,22 @@ export interface DialogsOptions {
 
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 
+/**
+ * A second way to carry one dialog's sealed messages, beside the broker: the session's direct
+ * channel (node/nat/direct). The envelopes are the same bytes and pass the same checks (signature,
+ * time window, replay) whichever way they come; the dialog uses the transport while it is `up` and
+ * the message fits, and the broker otherwise.
+ */
+export interface DialogTransport {
+  readonly up: boolean;
+  /** The largest envelope it carries. */
+  readonly maxMessageBytes: number;
+  /** Sends one frame; false when it cannot now (the broker carries it instead). */
+  sendFrame(kind: "request" | "response" | "notify", corr: number, bytes: Uint8Array): boolean;
+  on(event: "frame", listener: (frame: { kind: "request" | "response" | "notify"; corr: number; bytes: Uint8Array }) => void): unknown;
+  off(event: "frame", listener: (frame: { kind: "request" | "response" | "notify"; corr: number; bytes: Uint8Array }) => void): unknown;
+}
+
 /** The subject an identity listens on for dialogs. */
 export function subjectOf(identity: string): string {
   return `myst.dialog.${identity.toLowerCase()}`;
@@ -276,6 +292,11 @@ export class Dialogs extends EventEmitter<DialogsEvents> {
     return { message, publicKey: signer.publicKey };
   }
 
+  /** A sealed message that came over a dialog's own transport (its direct channel): checked like any other. */
+  receiveDirect(dialog: Dialog, data: Uint8Array, respond?: (data: Uint8Array) => void): Promise<void> {
+    return this.#receiveSafely(data, respond, dialog);
+  }
+
   drop(reason: DropReason, detail: string, message?: DialogMessage): void {
     this.#o.log.warn({ reason, detail, from: message?.from, type: message?.type }, "dialog message dropped");
     this.emit("dropped", { reason, detail });
@@ -366,6 +387,10 @@ export class Dialog {
   readonly #handlers = new Map<string, RequestHandler>();
   readonly #listeners = new Map<string, Set<NotifyListener>>();
   readonly #closeListeners = new Set<() => void>();
+  #direct?: DialogTransport;
+  #detach?: () => void;
+  #corr = 0;
+  readonly #pending = new Map<number, (bytes: Uint8Array) => void>();
 
   constructor(
     private readonly dialogs: Dialogs,
@@ -401,6 +426,54 @@ export class Dialog {
     this.#closeListeners.add(listener);
   }
 
+  /**
+   * Carries this dialog over `transport` too (the session's direct channel): requests,
+   * notifications and answers go there while it is up, over the broker otherwise; what arrives on
+   * it is checked as if it came from the broker. Undefined: the broker only.
+   */
+  useTransport(transport: DialogTransport | undefined): void {
+    this.#detach?.();
+    this.#direct = transport;
+    this.#detach = undefined;
+    if (!transport) return;
+    const onFrame = (frame: { kind: "request" | "response" | "notify"; corr: number; bytes: Uint8Array }) => {
+      if (this.#closed) return;
+      if (frame.kind === "response") return this.#pending.get(frame.corr)?.(frame.bytes);
+      const respond = frame.kind === "request" ? (bytes: Uint8Array) => void transport.sendFrame("response", frame.corr, bytes) : undefined;
+      void this.dialogs.receiveDirect(this, frame.bytes, respond);
+    };
+    transport.on("frame", onFrame);
+    this.#detach = () => transport.off("frame", onFrame);
+  }
+
+  /** Whether the dialog's own transport (its direct channel) carries it now. */
+  get direct(): boolean {
+    return this.#direct?.up === true;
+  }
+
+  /** Over the direct channel when it is up and the message fits; null: send it over the broker. */
+  #requestDirect(bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> | null {
+    const direct = this.#direct;
+    if (!direct?.up || bytes.length > direct.maxMessageBytes) return null;
+    const corr = (this.#corr = (this.#corr + 1) >>> 0);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(corr);
+        reject(new BrokerError("REQUEST_TIMEOUT", "no answer over the direct channel"));
+      }, timeoutMs);
+      this.#pending.set(corr, (reply) => {
+        clearTimeout(timer);
+        this.#pending.delete(corr);
+        resolve(reply);
+      });
+      if (!direct.sendFrame("request", corr, bytes)) {
+        clearTimeout(timer);
+        this.#pending.delete(corr);
+        resolve(this.dialogs.options.broker.request(this.peerSubject, bytes, timeoutMs));
+      }
+    });
+  }
+
   /** Sends a request and resolves with the peer's response body. */
   async request<T = unknown>(type: string, body: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
     this.#assertOpen();
@@ -408,7 +481,7 @@ export class Dialog {
     const { id, bytes } = this.dialogs.seal(this, { kind: "request", type, body });
     let reply: Uint8Array;
     try {
-      reply = await this.dialogs.options.broker.request(this.peerSubject, bytes, timeoutMs);
+      reply = await (this.#requestDirect(bytes, timeoutMs) ?? this.dialogs.options.broker.request(this.peerSubject, bytes, timeoutMs));
     } catch (err) {
       if (err instanceof BrokerError && err.code === "REQUEST_TIMEOUT") {
         throw new DialogError("DIALOG_TIMEOUT", `${this.peer} did not answer ${type} within ${timeoutMs} ms`, { cause: err });
@@ -438,12 +511,16 @@ export class Dialog {
   /** Sends a one-way message. */
   notify(type: string, body: unknown): void {
     this.#assertOpen();
-    this.dialogs.options.broker.publish(this.peerSubject, this.dialogs.seal(this, { kind: "notify", type, body }).bytes);
+    const { bytes } = this.dialogs.seal(this, { kind: "notify", type, body });
+    const direct = this.#direct;
+    if (direct?.up && bytes.length <= direct.maxMessageBytes && direct.sendFrame("notify", 0, bytes)) return;
+    this.dialogs.options.broker.publish(this.peerSubject, bytes);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#detach?.();
     this.dialogs.forget(this);
     for (const l of this.#closeListeners) l();
   }

@@ -207,6 +207,12 @@ export const ERRORS = {
   SESSION_STATE: e("session", 422, "the session is not in the state the message needs"),
   SESSION_UNKNOWN: e("session", 422, "no such session for this peer"),
   TUNNEL_FAILED: e("session", 422, "the tunnel did not come up (the cause in the message)"),
+  NO_DIRECT_PATH: e(
+    "nat",
+    502,
+    "the provider can be reached only directly and no direct path exists (why, in words: e.g. both sides map ports per destination: needs a relay)",
+  ),
+  CHANNEL_CLOSED: e("nat", 409, "the direct channel was already used or closed"),
 
   // session: the refusals a provider sends (session.create → refused)
   PROPOSAL_UNKNOWN: r("the provider has no such proposal"),

@@ -261,14 +261,14 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       this.#policyDue = false;
       this.settleByPolicy();
     }
-    if (this.#o.brokerUp && !this.#o.brokerUp()) {
-      this.#brokerDownAt = Date.now();
-      return;
-    }
+    const brokerDown = this.#o.brokerUp !== undefined && !this.#o.brokerUp();
+    if (brokerDown) this.#brokerDownAt = Date.now();
     const grace = Math.max(2 * this.#o.invoiceEveryMs, 10_000);
     const enforce = Date.now() - this.#brokerDownAt > grace;
     for (const s of this.#o.sessions.list()) {
       if (s.state !== "active") continue;
+      // While the broker is down only a session with a direct channel can be invoiced and pay.
+      if (brokerDown && !s.dialog.direct) continue;
       const ledger = this.#ledgers.get(s.id);
       if (!ledger) continue;
       const due = this.due(s);

@@ -2,6 +2,11 @@ import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import { peerCodeOf, subjectOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
+import type { DirectChannel, DirectPath } from "../nat/direct/channel";
+import { DirectChannelError } from "../nat/direct/channel";
+import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
+import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
+import { reachableWithoutPunch } from "../nat/direct/peering";
 import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import {
@@ -14,7 +19,19 @@ import {
   check,
   type Availability,
 } from "./messages";
-import type { ConsumerService, SessionProtection, Tunnel } from "./service";
+import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint } from "./service";
+
+/**
+ * The path a session's traffic takes: `tunnel` is how the tunnel reaches the provider (its own
+ * public address, a port its router maps, the shared LAN, or a punched hole); `channel` is what
+ * carries the session's messages now (the direct channel, or the broker).
+ */
+export interface SessionPath {
+  tunnel: "public" | "mapped" | "local" | "punched";
+  channel: "direct" | "broker";
+  /** The direct channel's path, once it is up. */
+  direct?: DirectPath;
+}
 
 export type ConsumerSessionState = "active" | "ended";
 
@@ -62,9 +79,21 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     readonly serviceConfig: unknown,
     readonly timings: ConnectTimings,
     private readonly log: Logger,
+    /** The session's direct channel, when both nodes made one. */
+    readonly channel?: DirectChannel,
+    readonly tunnelPath: SessionPath["tunnel"] = "public",
   ) {
     super();
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+  }
+
+  /** How the session's traffic and messages travel now. */
+  get path(): SessionPath {
+    return {
+      tunnel: this.tunnelPath,
+      channel: this.channel?.up ? "direct" : "broker",
+      ...(this.channel?.path ? { direct: this.channel.path } : {}),
+    };
   }
 
   /**
@@ -88,7 +117,7 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
           return void this.finish(`provider no longer knows the session (${peerCode})`);
         }
         const code = (err as { code?: string }).code;
-        if (!o.connected() || this.tunnel.isUp?.() === true) {
+        if (!o.connected() || this.tunnel.isUp?.() === true || this.channel?.up) {
           const now = Date.now();
           this.#outageSince ??= now;
           if (now - this.#outageSince > o.outageToleranceMs)
@@ -122,10 +151,16 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     clearInterval(this.#keepalive);
     await this.tunnel.stop().catch((err) => this.log.error({ err, sessionId: this.id }, "stopping the tunnel failed"));
     this.dialog.close();
+    this.channel?.close();
     this.log.info({ sessionId: this.id, reason }, "session ended");
     this.emit("ended", reason);
     this.#resolveEnded(reason);
   }
+}
+
+/** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
+function channelEndpoints(offer: DirectOffer): TunnelEndpoint[] {
+  return usableCandidates(offer.candidates).map((c) => ({ address: c.address, port: c.port, protocol: "udp" as const }));
 }
 
 /** Opens sessions with providers over dialogs. */
@@ -133,12 +168,15 @@ export class ConsumerSessions {
   readonly #log: Logger;
   readonly #outageToleranceMs: number;
 
+  readonly #direct?: DirectPeering;
+
   constructor(
     private readonly dialogs: Dialogs,
-    options: { log?: Logger; outageToleranceMs?: number } = {},
+    options: { log?: Logger; outageToleranceMs?: number; direct?: DirectPeering } = {},
   ) {
     this.#log = options.log ?? silentLogger;
     this.#outageToleranceMs = options.outageToleranceMs ?? 120_000;
+    this.#direct = options.direct;
   }
 
   /**
@@ -173,22 +211,32 @@ export class ConsumerSessions {
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
+    const consumerData = await options.service.consumerData();
+    let prepared: PreparedChannel | undefined;
+    try {
+      prepared = await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
+    }
     try {
       response = await dialog.request(
         SESSION_CREATE,
         {
           proposal: options.proposal,
           correlationId,
-          consumerData: await options.service.consumerData(),
+          consumerData,
           ...(options.maxPrice ? { maxPrice: options.maxPrice } : {}),
+          ...(prepared ? { direct: prepared.offer } : {}),
         },
         { timeoutMs },
       );
     } catch (err) {
+      prepared?.discard();
       dialog.close();
       if (peerCodeOf(err) === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", (err as Error).message);
       throw err;
     }
+    if (!check.createResponse.Check(response) || "refused" in response || !response.accepted.direct) prepared?.discard();
     if (!check.createResponse.Check(response)) {
       dialog.close();
       const first = check.createResponse.Errors(response).First();
@@ -204,11 +252,42 @@ export class ConsumerSessions {
     const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
     const accepted = Date.now();
 
+    // The direct channel: punched now, in parallel with the provider's probes. When the provider
+    // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
+    // otherwise the channel comes up beside the tunnel and takes the session's messages when it can.
+    const peerOffer = response.accepted.direct;
+    const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer) : undefined;
+    const punching = channel?.connect();
+    let route: DirectRoute | undefined;
+    let tunnelPath: SessionPath["tunnel"] = "public";
+    if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
+      try {
+        const path = await punching;
+        tunnelPath = path.kind === "local" ? "local" : "punched";
+        if (peerOffer.tunnelPort && channel?.plan.kind === "hard-side" && path.kind !== "local") {
+          // Our router maps per destination: the tunnel takes the socket the provider's tunnel port reached.
+          const punch = await channel.tunnelPunch(3000);
+          route = { kind: "punched", address: punch.address, tunnelPort: punch.port, localPort: punch.localPort };
+        } else if (peerOffer.tunnelPort) route = { kind: path.kind, address: path.address, tunnelPort: peerOffer.tunnelPort };
+      } catch (err) {
+        channel?.close();
+        const reason = err instanceof DirectChannelError ? err.message : String(err);
+        await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
+        dialog.close();
+        throw new SessionError("NO_DIRECT_PATH", `cannot reach the provider directly: ${reason}`, { cause: err });
+      }
+    } else {
+      if (peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
+      punching?.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
+    }
+
     let tunnel: Tunnel | undefined;
     const protection = options.service.plan ? options.protection : undefined;
     try {
-      const target = { id: sessionId, provider: proposal.provider, serviceConfig };
-      const plan = protection ? await options.service.plan!(target) : undefined;
+      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
+      const planned = protection ? await options.service.plan!(target) : undefined;
+      // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
+      const plan = planned && peerOffer && channel ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
       if (plan) await protection!.engage(plan);
       tunnel = await options.service.connect(target);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
@@ -218,6 +297,7 @@ export class ConsumerSessions {
       const reason = err instanceof Error ? err.message : String(err);
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
       dialog.close();
+      channel?.close();
       throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
     }
     const tunnelUp = Date.now();
@@ -227,6 +307,7 @@ export class ConsumerSessions {
       await tunnel.stop().catch(() => undefined);
       await protection?.abandon().catch(() => undefined);
       dialog.close();
+      channel?.close();
       throw err;
     }
     const session = new ConsumerSession(
@@ -243,7 +324,12 @@ export class ConsumerSessions {
         confirmed: Date.now(),
       },
       this.#log,
+      channel,
+      tunnelPath,
     );
+    // From now on the session's messages (keepalives, invoices, promises, the end) take the
+    // direct channel whenever it is up, and the broker when it is not.
+    if (channel) dialog.useTransport(channel);
     dialog.on(SESSION_NOTICE, (body) => {
       if (!check.notice.Check(body) || body.sessionId !== sessionId) return;
       session.notice = { reason: body.reason, endsAt: Date.now() + body.endsInMs };

@@ -8,6 +8,8 @@ export type SessionErrorCode =
   | "BAD_RESPONSE"
   | "NOT_CONNECTED"
   | "NO_CONTACT"
+  /** The provider can be reached only directly (punched), and no direct path exists; the message says why. */
+  | "NO_DIRECT_PATH"
   | "NO_PROPOSAL"
   | "SERVICE_EXISTS"
   | "SERVICE_MISMATCH"

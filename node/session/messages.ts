@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { ErrorCode } from "../errors/catalogue";
+import { DirectOfferSchema } from "../nat/direct/candidates";
 import { SignedProposalSchema } from "../proposal/proposal";
 import { PeerText, Wei } from "../values/schemas";
 
@@ -22,6 +23,8 @@ export const CreateRequest = Type.Object(
     consumerData: Type.Unknown(),
     /** The most the consumer will pay; the provider refuses when its price is above. */
     maxPrice: Type.Optional(Type.Object({ perHour: Wei, perGiB: Wei }, { additionalProperties: false })),
+    /** The consumer's half of the direct channel (node/nat/direct): its secret, router mapping and candidates. */
+    direct: Type.Optional(DirectOfferSchema),
   },
   { additionalProperties: false },
 );
@@ -64,6 +67,8 @@ export const CreateResponse = Type.Union([
           serviceConfig: Type.Unknown(),
           keepaliveMs: Type.Integer({ minimum: MIN_KEEPALIVE_MS, maximum: MAX_KEEPALIVE_MS }),
           correlationId: Type.String({ maxLength: 64 }),
+          /** The provider's half of the direct channel, when the consumer offered one. */
+          direct: Type.Optional(DirectOfferSchema),
         },
         { additionalProperties: false },
       ),

@@ -2,6 +2,8 @@ import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Dialog, Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
+import type { DirectChannel } from "../nat/direct/channel";
+import type { DirectPeering } from "../nat/direct/peering";
 import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/proposal";
 import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
@@ -34,6 +36,8 @@ export interface ProviderSession {
   endReason?: string;
   lastSeen: number;
   dialog: Dialog;
+  /** The session's direct channel with its consumer, when both made one (it carries the dialog while up). */
+  channel?: DirectChannel;
 }
 
 /** A decision a payment policy (or any other) may add before a session is accepted. */
@@ -70,6 +74,8 @@ export interface ProviderSessionsOptions {
    * cap, this consumer's access): what a consumer that finds no proposal in discovery is told.
    */
   availability?: (serviceType: string, consumer: Address) => Promise<Omit<Availability, "serviceType">>;
+  /** Direct channels with consumers that offer one (node/nat/direct). Without it, the broker carries every session. */
+  direct?: DirectPeering;
 }
 
 /**
@@ -87,8 +93,8 @@ export interface ProviderSessionsEvents {
 }
 
 export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
-  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log">> &
-    Pick<ProviderSessionsOptions, "admission" | "availability"> & { log: Logger };
+  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log" | "direct">> &
+    Pick<ProviderSessionsOptions, "admission" | "availability" | "direct"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
@@ -162,6 +168,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
       .catch((err) => {
         this.#o.log.error({ err, sessionId: id }, "closing the service side of a session failed");
       });
+    session.channel?.close();
     this.#o.log.info({ sessionId: id, consumer: session.consumer, reason }, "session ended");
     this.emit("session-ended", session);
     this.#closeIfIdle(session.dialog);
@@ -282,6 +289,12 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
       this.#o.log.error({ err, consumer: dialog.peer }, "the service could not open a session");
       return refuse("SERVICE_FAILED", "the service could not open a session");
     }
+    const prepared = body.direct
+      ? await this.#o.direct?.prepare(service.tunnelPort).catch((err) => {
+          this.#o.log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
+          return undefined;
+        })
+      : undefined;
     const now = Date.now();
     const session: ProviderSession = {
       id,
@@ -297,7 +310,43 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     dialog.onClose(() => void this.end(id, "dialog closed", { tellConsumer: false }));
     this.#o.log.info({ sessionId: id, consumer: dialog.peer, serviceType: offered.serviceType }, "session accepted");
     this.emit("session-accepted", session);
-    return { accepted: { sessionId: id, serviceConfig, keepaliveMs: this.#o.keepaliveMs, correlationId: body.correlationId } };
+    if (prepared && body.direct) {
+      const sprayFromTunnel = service.sprayFromTunnel?.bind(service);
+      this.#punch(session, service, prepared.open(id, "provider", body.direct, { sprayFromTunnel }), body.direct.tunnelPort);
+    }
+    return {
+      accepted: {
+        sessionId: id,
+        serviceConfig,
+        keepaliveMs: this.#o.keepaliveMs,
+        correlationId: body.correlationId,
+        ...(prepared ? { direct: prepared.offer } : {}),
+      },
+    };
+  }
+
+  /**
+   * Probes the consumer's candidates as soon as the answer is on its way (the consumer starts on
+   * receiving it: both at once is the hole punch). Once up, the channel carries the session's
+   * dialog, and the tunnel is told where the consumer's tunnel is, so its own packets go there.
+   */
+  #punch(session: ProviderSession, service: ProviderService, channel: DirectChannel, consumerTunnelPort: number | undefined): void {
+    session.channel = channel;
+    session.dialog.useTransport(channel);
+    let told = "";
+    channel.on("up", (path) => {
+      if (session.state === "ended" || !consumerTunnelPort || !service.directRoute) return;
+      // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
+      const where = `${path.address}`;
+      if (where === told) return;
+      told = where;
+      service
+        .directRoute(session.id, { kind: path.kind, address: path.address, tunnelPort: consumerTunnelPort })
+        .catch((err) => this.#o.log.warn({ err: (err as Error).message, sessionId: session.id }, "the tunnel could not take the direct route"));
+    });
+    setImmediate(() =>
+      channel.connect().catch((err) => this.#o.log.info({ sessionId: session.id, reason: (err as Error).message }, "no direct channel with the consumer")),
+    );
   }
 
   async #confirm(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
@@ -351,7 +400,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
       if (s.state === "accepted" && now - s.createdAt > this.#o.confirmTimeoutMs) {
         await this.end(s.id, "not confirmed in time");
       } else if (s.state === "active") {
-        if (this.#outageSince !== undefined) {
+        // The direct channel carries keepalives and payments: a broker outage does not touch the session.
+        if (this.#outageSince !== undefined && !s.dialog.direct) {
           // No keepalive (and no payment) can arrive: the session lives on up to the tolerance.
           if (now - this.#outageSince > tolerance) await this.end(s.id, `broker unreachable for ${Math.round((now - this.#outageSince) / 1000)} s`);
           continue;

@@ -4,6 +4,24 @@
  * services/registry.ts; session/ knows none of them by name.
  */
 
+/**
+ * How the session's two nodes reached each other directly (node/nat/direct), for a tunnel that
+ * follows that path instead of the address in the service config: the peer's address on the path
+ * (its LAN address, its router's public address), and the UDP port its tunnel listens on, as the
+ * peer said inside the signed dialog. The tunnel's own packets, sent by both ends at once, punch
+ * their way through both routers as the channel's probes did.
+ */
+export interface DirectRoute {
+  kind: "local" | "mapped" | "public" | "reflexive" | "punched";
+  address: string;
+  tunnelPort: number;
+  /**
+   * The local port our tunnel must listen on: a socket of hard-NAT probing that the peer's tunnel
+   * port reached (our router maps per destination; its mapping for that port is the open one).
+   */
+  localPort?: number;
+}
+
 /** What the provider side of a service does for sessions. */
 export interface ProviderService {
   readonly type: string;
@@ -27,6 +45,19 @@ export interface ProviderService {
   isConnected?(sessionId: string): boolean;
   /** The tunnel carries IPv6 (the provider has IPv6 egress): the proposal says so. */
   readonly ipv6?: boolean;
+  /** The UDP port the service's tunnel listens on, when its own packets can punch (WireGuard). */
+  readonly tunnelPort?: number;
+  /**
+   * The session's consumer was reached directly: send the tunnel's own packets (handshakes,
+   * keepalives) to its tunnel there, which opens our router for the consumer's.
+   */
+  directRoute?(sessionId: string, route: DirectRoute): Promise<void>;
+  /**
+   * Sends these datagrams from the tunnel's own UDP socket (hard-NAT probing for a consumer whose
+   * router maps per destination): the tunnel's port opens our router toward the one of the
+   * consumer's mappings they reach.
+   */
+  sprayFromTunnel?(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
 }
 
 /** Where a tunnel's own packets go: the provider's endpoint, reached outside the tunnel. */
@@ -92,7 +123,13 @@ export interface ConsumerService {
    * What the tunnel for this session will need (interface, endpoints), before it is brought up;
    * rejects a service config it cannot protect. Services without a network tunnel have none.
    */
-  plan?(session: { id: string; provider: string; serviceConfig: unknown }): Promise<TunnelPlan>;
-  /** Brings the connection up with the provider's service config; rejects when it cannot. */
-  connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel>;
+  plan?(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<TunnelPlan>;
+  /**
+   * Brings the connection up with the provider's service config; rejects when it cannot. `route`:
+   * the provider is reached over the session's direct path (punched, or on the same LAN), not at
+   * the config's endpoint.
+   */
+  connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel>;
+  /** The UDP port the tunnel made for `consumerData` will listen on, when its own packets can punch (WireGuard). */
+  tunnelPortFor?(consumerData: unknown): number | undefined;
 }

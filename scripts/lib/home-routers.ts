@@ -157,6 +157,17 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
   };
 }
 
+/**
+ * What every home router does with a datagram from the internet that no mapping expects and that is
+ * addressed to the router itself: drops it before it is accepted (a router answering it with "port
+ * unreachable" would also keep a conntrack entry for it, and that entry would then take the very
+ * public port a hole punch from inside needs: Linux picks another port for the outgoing mapping).
+ */
+const WAN_INPUT = `  chain wan_input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan0" ct state new drop
+  }`;
+
 /** Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with `fullyRandom`. */
 export function masqueradeRules(source: string, fullyRandom: boolean): string {
   return `table ip myst_nat {
@@ -164,6 +175,7 @@ export function masqueradeRules(source: string, fullyRandom: boolean): string {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan0" ip saddr ${source} masquerade${fullyRandom ? " fully-random" : ""}
   }
+${WAN_INPUT}
 }
 `;
 }
@@ -204,6 +216,7 @@ function rulesOfUpnpRouter(lan: string): string {
   }
   chain prerouting_miniupnpd { }
   chain postrouting_miniupnpd { }
+${WAN_INPUT}
 }
 `;
 }

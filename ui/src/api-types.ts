@@ -287,6 +287,21 @@ export type ConnectionTopic = {
     tunnel: number;
     confirm: number;
   };
+  /** the session's path (docs/nat.md) */
+  path?: {
+    /** how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers */
+    tunnel: "public" | "mapped" | "local" | "punched";
+    /** what carries the session's messages now: the direct channel between the two nodes, or the broker */
+    channel: "direct" | "broker";
+    direct?: {
+      /** which of the provider's candidates answered: local, mapped, public, reflexive or punched */
+      kind: string;
+      address: string;
+      port: number;
+      /** from the first probe to the path chosen */
+      tookMs: number;
+    };
+  };
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
   promisedWei?: string;
   invoices?: number;

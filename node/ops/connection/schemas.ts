@@ -109,6 +109,28 @@ export const ConnectionView = Type.Object(
     bytesIn: Type.Optional(Type.Integer()),
     bytesOut: Type.Optional(Type.Integer()),
     phasesMs: Type.Optional(Phases),
+    path: Type.Optional(
+      Type.Object(
+        {
+          tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched")], {
+            description:
+              "how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers",
+          }),
+          channel: Type.Union([Type.Literal("direct"), Type.Literal("broker")], {
+            description: "what carries the session's messages now: the direct channel between the two nodes, or the broker",
+          }),
+          direct: Type.Optional(
+            Type.Object({
+              kind: Type.String({ description: "which of the provider's candidates answered: local, mapped, public, reflexive or punched" }),
+              address: Type.String(),
+              port: Type.Integer(),
+              tookMs: Type.Integer({ description: "from the first probe to the path chosen" }),
+            }),
+          ),
+        },
+        { description: "the session's path (docs/nat.md)" },
+      ),
+    ),
     promisedWei: Type.Optional(Wei),
     invoices: Type.Optional(Type.Integer()),
     endReason: Type.Optional(Type.String()),

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
+import type { ConsumerService, DirectRoute, Tunnel, TunnelPlan } from "../../session/service";
 import { inNetns, ipBatch, program, requireRoot, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
@@ -76,7 +76,7 @@ export interface WireGuardConsumerOptions {
 export class WireGuardConsumerService implements ConsumerService {
   readonly type = "wireguard";
   /** Private keys of key pairs sent in session requests, by public key, until the provider answers. */
-  readonly #pending = new Map<string, { privateKey: string; at: number }>();
+  readonly #pending = new Map<string, { privateKey: string; at: number; listenPort: number }>();
 
   constructor(private readonly o: WireGuardConsumerOptions) {}
 
@@ -84,28 +84,41 @@ export class WireGuardConsumerService implements ConsumerService {
     const now = Date.now();
     for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) this.#pending.delete(key);
     const pair = generateKeyPair();
-    this.#pending.set(pair.publicKey, { privateKey: pair.privateKey, at: now });
+    this.#pending.set(pair.publicKey, { privateKey: pair.privateKey, at: now, listenPort: await freeUdpPort(this.o.netns) });
     return { publicKey: pair.publicKey };
+  }
+
+  /**
+   * The UDP port the tunnel for this key pair will listen on, fixed in advance: the provider's
+   * wireguard-go sends to it over a direct route (its own packets are the punch).
+   */
+  tunnelPortFor(consumerData: unknown): number | undefined {
+    const key = (consumerData as { publicKey?: unknown })?.publicKey;
+    return typeof key === "string" ? this.#pending.get(key)?.listenPort : undefined;
   }
 
   device(sessionId: string): string {
     return this.o.device ?? `mwc${sessionId.slice(0, 12)}`;
   }
 
-  async plan(session: { id: string; serviceConfig: unknown }): Promise<TunnelPlan> {
+  async plan(session: { id: string; serviceConfig: unknown; route?: DirectRoute }): Promise<TunnelPlan> {
     const config = checked(session);
+    const endpoint = endpointOf(config, session.route);
     return {
       device: this.device(session.id),
-      endpoints: [{ address: config.endpoint.address, port: config.endpoint.port, protocol: "udp" }],
+      endpoints: [{ address: endpoint.address, port: endpoint.port, protocol: "udp" }],
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
     };
   }
 
-  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+  async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
     requireRoot("connecting a WireGuard tunnel");
     program("wireguard-go");
-    const config = checked(session);
+    const checkedConfig = checked(session);
+    // Over a direct route the provider's tunnel is where the punched path reached it (its LAN
+    // address, its router's public address), at the port it said; otherwise at the config's endpoint.
+    const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
     this.#pending.delete(config.clientPublicKey);
@@ -142,6 +155,7 @@ export class WireGuardConsumerService implements ConsumerService {
         isIP(config.endpoint.address) === 6 ? `[${config.endpoint.address}]:${config.endpoint.port}` : `${config.endpoint.address}:${config.endpoint.port}`;
       await process.uapi.set({
         privateKey: pending.privateKey,
+        listenPort: session.route?.localPort ?? pending.listenPort,
         replacePeers: true,
         peers: [
           {
@@ -192,6 +206,32 @@ export class WireGuardConsumerService implements ConsumerService {
 
   async #dropRoute(address: string): Promise<void> {
     await ipBatch(this.o.netns, [`route del ${address}/${isIP(address) === 6 ? 128 : 32}`]).catch(() => undefined);
+  }
+}
+
+/** The endpoint a tunnel sends to: the direct route's when there is one (an IPv4 address the channel reached), else the config's. */
+function endpointOf(config: WireGuardServiceConfig, route: DirectRoute | undefined): { address: string; port: number } {
+  if (!route) return config.endpoint;
+  if (isIP(route.address) !== 4 || !Number.isInteger(route.tunnelPort) || route.tunnelPort < 1 || route.tunnelPort > 65535)
+    throw new TunnelError("BAD_SERVICE_CONFIG", "the direct route to the provider is not an IPv4 address and port");
+  return { address: route.address, port: route.tunnelPort };
+}
+
+/**
+ * A UDP port free here (bound and released at once), for a tunnel that must name its port before
+ * it exists. In another namespace, where this process cannot bind, a random high port.
+ */
+async function freeUdpPort(netns: string | undefined): Promise<number> {
+  if (netns) return 20_000 + Math.floor(Math.random() * 40_000);
+  const socket = dgram.createSocket("udp4");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(0, () => resolve());
+    });
+    return socket.address().port;
+  } finally {
+    socket.close();
   }
 }
 

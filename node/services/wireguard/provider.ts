@@ -10,6 +10,7 @@ import { DEFAULT_DEVICE, DeviceClaim, interfacesIn } from "./device-claim";
 import { generateKeyPair, isKey, publicKeyOf } from "./keys";
 import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
+import { sprayFromSocketOf } from "./tunnel-spray";
 import type { PeerChange } from "./uapi";
 
 export interface WireGuardProviderOptions extends TunnelServiceOptions {
@@ -37,11 +38,19 @@ const LAST_HOST = 254;
  */
 export const KEEPALIVE_S = 10;
 export const HEARD_MS = 15_000;
+/**
+ * The provider's keepalive toward a consumer reached over a punched path: its router's mapping for
+ * the consumer is re-made by it within this period after the router lost it (a reboot, a conntrack
+ * flush), so the consumer's packets get through again within seconds. About 29 KB an hour.
+ */
+export const PUNCHED_KEEPALIVE_S = 3;
 
 interface LiveSession extends MeteredSession {
   publicKey: string;
   host: number;
   endpoint?: string;
+  /** Its keepalive period, once set (KEEPALIVE_S, or PUNCHED_KEEPALIVE_S on a punched path). */
+  keepaliveS?: number;
   lastHandshakeMs: number;
   /** When its byte count from the consumer last grew. */
   lastHeardMs?: number;
@@ -174,6 +183,33 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     };
   }
 
+  /** The UDP port wireguard-go listens on: its own packets punch the provider's router (docs/nat.md). */
+  get tunnelPort(): number {
+    return this.#port();
+  }
+
+  /**
+   * The consumer was reached directly (node/nat/direct): this end sends its handshakes and
+   * keepalives to the consumer's tunnel port there, which opens the provider's router for the
+   * consumer's packets (the consumer sends its own the other way at the same time: the punch).
+   * No packet of the tunnel passes through this process.
+   */
+  async directRoute(sessionId: string, route: { address: string; tunnelPort: number }): Promise<void> {
+    const s = this.sessions.get(sessionId);
+    if (!s || !this.#process?.running || isIP(route.address) !== 4) return;
+    s.endpoint = `${route.address}:${route.tunnelPort}`;
+    s.keepaliveS = PUNCHED_KEEPALIVE_S;
+    await this.#process.uapi.set({ peers: [{ publicKey: s.publicKey, endpoint: s.endpoint, persistentKeepalive: PUNCHED_KEEPALIVE_S }] });
+    this.log.info({ sessionId, endpoint: s.endpoint }, "WireGuard toward the consumer's direct route");
+  }
+
+  /** Hard-NAT probing for the tunnel: the datagrams leave from wireguard-go's own socket (tunnel-spray.ts). */
+  async sprayFromTunnel(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void> {
+    const pid = this.#process?.pid;
+    if (!pid || !this.#process?.running) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard server is not running");
+    await sprayFromSocketOf(pid, this.#port(), datagrams);
+  }
+
   /**
    * WireGuard's equivalent of `client-kill … HALT`: without its peer the consumer's packets are
    * dropped unanswered, and nothing is ever sent to it again.
@@ -206,6 +242,7 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
       if (peer.endpoint && !s.endpoint) {
         // First heard from: from now on this end keeps the tunnel alive too (see `#peer`).
         s.endpoint = peer.endpoint;
+        s.keepaliveS = KEEPALIVE_S;
         await process.uapi.set({ peers: [{ publicKey: s.publicKey, persistentKeepalive: KEEPALIVE_S }] }).catch(() => undefined);
       } else if (peer.endpoint) s.endpoint = peer.endpoint;
       s.lastHandshakeMs = peer.lastHandshakeMs;
@@ -226,7 +263,7 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     return {
       publicKey: s.publicKey,
       allowedIps: this.#addresses(s).map((a) => (a.includes(":") ? `${a}/128` : `${a}/32`)),
-      ...(s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: KEEPALIVE_S } : {}),
+      ...(s.endpoint ? { endpoint: s.endpoint, persistentKeepalive: s.keepaliveS ?? KEEPALIVE_S } : {}),
     };
   }
 

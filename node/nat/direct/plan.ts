@@ -1,0 +1,45 @@
+import type { Candidate, PeerMapping } from "./candidates";
+
+/**
+ * How two nodes try to meet, from how each one's router maps ports (each measured its own with
+ * STUN and told the other). The words in `reason` are what a person is shown when it fails.
+ *
+ * - `plain`: probe every candidate pair from our one socket. Enough when either side is on the
+ *   internet itself (`none`), or both routers keep one public port per socket
+ *   (endpoint-independent): each side's probes open its own router for the other's.
+ * - `hard-side`: our router gives every destination a new port (endpoint-dependent, "symmetric"),
+ *   the peer's does not: we probe from many sockets, so our router holds many mappings toward the
+ *   peer, and one of them meets the peer's spray.
+ * - `easy-side`: the mirror: the peer's router is the hard one; we also probe a bounded set of
+ *   random ports on its internet address (the birthday search: N sockets × M ports over 64,512).
+ * - `impossible`: both routers map per destination and there is no shared LAN: nothing can be
+ *   guessed on either side. Fails at once instead of probing for seconds.
+ */
+export type PunchPlan = { kind: "plain" | "hard-side" | "easy-side" | "impossible"; reason: string; peerCandidates: Candidate[] };
+
+const hard = (m: PeerMapping) => m === "endpoint-dependent";
+
+export function planPunch(own: { mapping: PeerMapping; candidates: Candidate[] }, peer: { mapping: PeerMapping; candidates: Candidate[] }): PunchPlan {
+  const peerCandidates = peer.candidates;
+  const sharedLan = peer.candidates.some((p) => p.kind === "local" && own.candidates.some((o) => o.kind === "local" && sameSubnet24(o.address, p.address)));
+  const peerMapped = peer.candidates.some((c) => c.kind === "mapped" || c.kind === "public");
+  if (peerCandidates.length === 0) return { kind: "impossible", reason: "the peer named no address to reach it at", peerCandidates };
+  if (hard(own.mapping) && hard(peer.mapping) && !peerMapped) {
+    if (sharedLan)
+      return {
+        kind: "plain",
+        reason: "both routers map ports per destination; only the shared LAN can join them",
+        peerCandidates: peerCandidates.filter((c) => c.kind === "local"),
+      };
+    return { kind: "impossible", reason: "both sides map ports per destination: needs a relay", peerCandidates };
+  }
+  if (own.mapping === "none" || peer.mapping === "none" || peerMapped)
+    return { kind: "plain", reason: "one side can be reached from the internet", peerCandidates };
+  if (hard(own.mapping)) return { kind: "hard-side", reason: "our router maps ports per destination; the peer's keeps one port", peerCandidates };
+  if (hard(peer.mapping)) return { kind: "easy-side", reason: "the peer's router maps ports per destination; ours keeps one port", peerCandidates };
+  return { kind: "plain", reason: "both routers keep one public port per socket", peerCandidates };
+}
+
+function sameSubnet24(a: string, b: string): boolean {
+  return a.split(".").slice(0, 3).join(".") === b.split(".").slice(0, 3).join(".");
+}

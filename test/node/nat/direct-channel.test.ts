@@ -1,0 +1,173 @@
+import { expect } from "chai";
+import crypto from "node:crypto";
+import dgram from "node:dgram";
+import { once } from "node:events";
+import type { Candidate, PeerMapping } from "../../../node/nat/direct/candidates";
+import { DirectChannel, DirectChannelError } from "../../../node/nat/direct/channel";
+import { channelKeys, newSecret } from "../../../node/nat/direct/keys";
+import { PacketType, sealPacket } from "../../../node/nat/direct/packet";
+import { planPunch } from "../../../node/nat/direct/plan";
+import { rejectionOf } from "../../support/rejection";
+
+async function bound(): Promise<dgram.Socket> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => s.bind(0, "127.0.0.1", resolve));
+  return s;
+}
+
+/** Two channels of one session on loopback, each naming its socket as a local candidate. */
+async function pair(o: { consumerMapping?: PeerMapping; providerMapping?: PeerMapping; deadlineMs?: number; keepaliveMs?: number } = {}) {
+  const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
+  const [cs, ps] = [await bound(), await bound()];
+  const cand = (s: dgram.Socket): Candidate[] => [{ kind: "local", address: "127.0.0.1", port: s.address().port }];
+  const common = { keys, allowLoopback: true, deadlineMs: o.deadlineMs ?? 3000, keepaliveMs: o.keepaliveMs ?? 2500 };
+  const consumer = new DirectChannel({
+    ...common,
+    role: "consumer",
+    socket: cs,
+    own: { mapping: o.consumerMapping ?? "endpoint-independent", candidates: cand(cs) },
+    peer: { mapping: o.providerMapping ?? "endpoint-independent", candidates: cand(ps) },
+  });
+  const provider = new DirectChannel({
+    ...common,
+    role: "provider",
+    socket: ps,
+    own: { mapping: o.providerMapping ?? "endpoint-independent", candidates: cand(ps) },
+    peer: { mapping: o.consumerMapping ?? "endpoint-independent", candidates: cand(cs) },
+  });
+  return { keys, consumer, provider, cs, ps };
+}
+
+describe("the direct channel between a session's two nodes", function () {
+  const open: DirectChannel[] = [];
+  afterEach(() => {
+    for (const c of open.splice(0)) c.close();
+  });
+
+  it("comes up from both sides at once on the best pair, and carries dialog frames both ways", async function () {
+    const { consumer, provider } = await pair();
+    open.push(consumer, provider);
+    const providerUp = once(provider, "up");
+    const [path] = await Promise.all([consumer.connect(), provider.connect()]);
+    await providerUp;
+    expect(path.kind).to.equal("local");
+    expect(consumer.up && provider.up).to.equal(true);
+    const got = once(provider, "frame");
+    expect(consumer.sendFrame("request", 7, Buffer.from("keepalive"))).to.equal(true);
+    const [frame] = await got;
+    expect(frame).to.deep.include({ kind: "request", corr: 7 });
+    expect(Buffer.from(frame.bytes).toString()).to.equal("keepalive");
+    const back = once(consumer, "frame");
+    provider.sendFrame("response", 7, Buffer.from("ok"));
+    expect(Buffer.from((await back)[0].bytes).toString()).to.equal("ok");
+  });
+
+  it("refuses a frame too big for one datagram (the broker carries it)", async function () {
+    const { consumer, provider } = await pair();
+    open.push(consumer, provider);
+    await Promise.all([consumer.connect(), provider.connect()]);
+    expect(consumer.sendFrame("notify", 0, Buffer.alloc(consumer.maxMessageBytes + 1))).to.equal(false);
+    expect(consumer.sendFrame("notify", 0, Buffer.alloc(consumer.maxMessageBytes))).to.equal(true);
+  });
+
+  it("drops a forged probe and a replayed frame, and delivers neither", async function () {
+    const { consumer, provider, ps, keys } = await pair();
+    open.push(consumer, provider);
+    await Promise.all([consumer.connect(), provider.connect()]);
+    const frames: unknown[] = [];
+    provider.on("frame", (f) => frames.push(f));
+    // A genuine frame (sealed with the consumer's key) delivered twice, an altered copy, and a
+    // well-formed datagram sealed for the other direction.
+    const genuine = sealPacket(keys.consumerToProvider, PacketType.data, 1_000_000n, Buffer.concat([Buffer.of(3, 0, 0, 0, 0), Buffer.from("invoice")]));
+    const forged = Buffer.from(genuine);
+    forged[20] ^= 0xff;
+    const dropped = new Map<string, number>();
+    provider.on("dropped", (d) => dropped.set(d.reason, (dropped.get(d.reason) ?? 0) + 1));
+    const attacker = await bound();
+    for (const d of [genuine, genuine, forged]) attacker.send(d, ps.address().port, "127.0.0.1");
+    const wellFormedProbe = sealPacket(keys.providerToConsumer, PacketType.probe, 5n, Buffer.alloc(9)); // wrong direction
+    attacker.send(wellFormedProbe, ps.address().port, "127.0.0.1");
+    while ((dropped.get("replayed") ?? 0) < 1 || (dropped.get("forged") ?? 0) < 1 || (dropped.get("unknown-receiver") ?? 0) < 1)
+      await once(provider, "dropped");
+    expect(frames).to.have.length(1);
+    attacker.close();
+  });
+
+  it("fails at once, with the reason in words, when both routers map ports per destination", async function () {
+    const { consumer, provider } = await pair({ consumerMapping: "endpoint-dependent", providerMapping: "endpoint-dependent" });
+    open.push(consumer, provider);
+    // Their candidates here are loopback ones, which count as a shared LAN: take them away.
+    const plan = planPunch(
+      { mapping: "endpoint-dependent", candidates: [{ kind: "reflexive", address: "198.18.5.2", port: 4000 }] },
+      { mapping: "endpoint-dependent", candidates: [{ kind: "reflexive", address: "198.18.6.2", port: 5000 }] },
+    );
+    expect(plan).to.deep.include({ kind: "impossible", reason: "both sides map ports per destination: needs a relay" });
+    const alone = new DirectChannel({
+      role: "consumer",
+      keys: channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret()),
+      socket: await bound(),
+      own: { mapping: "endpoint-dependent", candidates: [] },
+      peer: { mapping: "endpoint-dependent", candidates: [{ kind: "reflexive", address: "198.18.6.2", port: 5000 }] },
+    });
+    open.push(alone);
+    const err = await rejectionOf(alone.connect());
+    expect(err).to.be.instanceOf(DirectChannelError);
+    expect((err as DirectChannelError).code).to.equal("NO_DIRECT_PATH");
+    expect((err as Error).message).to.equal("both sides map ports per destination: needs a relay");
+  });
+
+  it("fails with NO_DIRECT_PATH and what it tried when the peer never answers", async function () {
+    const { consumer, provider } = await pair({ deadlineMs: 400 });
+    open.push(consumer, provider);
+    provider.close();
+    const err = await rejectionOf(consumer.connect());
+    expect((err as DirectChannelError).code).to.equal("NO_DIRECT_PATH");
+    expect((err as Error).message).to.match(/none of the provider's candidates \(local\) answered within 0\.4 s/);
+  });
+
+  it("plans a birthday search when exactly one router maps per destination", function () {
+    const easy = { mapping: "endpoint-independent" as const, candidates: [{ kind: "reflexive" as const, address: "198.18.5.2", port: 4000 }] };
+    const hard = { mapping: "endpoint-dependent" as const, candidates: [{ kind: "reflexive" as const, address: "198.18.6.2", port: 5000 }] };
+    expect(planPunch(easy, hard).kind).to.equal("easy-side");
+    expect(planPunch(hard, easy).kind).to.equal("hard-side");
+    expect(planPunch(hard, { ...easy, mapping: "none" }).kind).to.equal("plain");
+  });
+
+  it("marks the path lost when the peer goes silent, and takes it up again when the peer answers (the re-punch)", async function () {
+    // The path runs through a relay the test can cut, as a router that lost its mappings would.
+    const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
+    const [cs, ps, relay] = [await bound(), await bound(), await bound()];
+    let cut = false;
+    relay.on("message", (msg, from) => {
+      if (cut) return;
+      relay.send(msg, from.port === cs.address().port ? ps.address().port : cs.address().port, "127.0.0.1");
+    });
+    const via: Candidate[] = [{ kind: "reflexive", address: "127.0.0.1", port: relay.address().port }];
+    const common = { keys, allowLoopback: true, keepaliveMs: 100 };
+    const consumer = new DirectChannel({
+      ...common,
+      role: "consumer",
+      socket: cs,
+      own: { mapping: "endpoint-independent", candidates: [] },
+      peer: { mapping: "endpoint-independent", candidates: via },
+    });
+    const provider = new DirectChannel({
+      ...common,
+      role: "provider",
+      socket: ps,
+      own: { mapping: "endpoint-independent", candidates: [] },
+      peer: { mapping: "endpoint-independent", candidates: via },
+    });
+    open.push(consumer, provider);
+    await Promise.all([consumer.connect(), provider.connect()]);
+    cut = true;
+    await Promise.all([once(consumer, "lost"), once(provider, "lost")]);
+    expect(consumer.up || provider.up).to.equal(false);
+    cut = false;
+    await Promise.all([once(consumer, "up"), once(provider, "up")]);
+    const got = once(provider, "frame");
+    expect(consumer.sendFrame("notify", 0, Buffer.from("still here"))).to.equal(true);
+    expect(Buffer.from((await got)[0].bytes).toString()).to.equal("still here");
+    relay.close();
+  });
+});
