@@ -211,7 +211,7 @@ export function connectionStatus(c: Connection) {
 }
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;
 
-/** How the session travels, in the API's words (docs/nat.md): the tunnel's path and the messages' channel. */
+/** How the session travels, in the API's words (docs/direct-channel.md): the tunnel's path and the messages' channel. */
 function pathView(p: ConsumerSession["path"]) {
   return {
     tunnel: p.tunnel,

@@ -287,7 +287,7 @@ export type ConnectionTopic = {
     tunnel: number;
     confirm: number;
   };
-  /** the session's path (docs/nat.md) */
+  /** the session's path (docs/direct-channel.md) */
   path?: {
     /** how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers */
     tunnel: "public" | "mapped" | "local" | "punched";

@@ -128,7 +128,7 @@ export const ConnectionView = Type.Object(
             }),
           ),
         },
-        { description: "the session's path (docs/nat.md)" },
+        { description: "the session's path (docs/direct-channel.md)" },
       ),
     ),
     promisedWei: Type.Optional(Wei),

@@ -183,7 +183,7 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     };
   }
 
-  /** The UDP port wireguard-go listens on: its own packets punch the provider's router (docs/nat.md). */
+  /** The UDP port wireguard-go listens on: its own packets punch the provider's router (docs/direct-channel.md). */
   get tunnelPort(): number {
     return this.#port();
   }
