@@ -1,89 +1,15 @@
 import crypto from "node:crypto";
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
-import { isIP } from "node:net";
-import { MystError } from "../../errors/MystError";
 import { silentLogger, type Logger } from "../../log/logger";
-import { type Candidate, type CandidateKind, CANDIDATE_PRIORITY, orderCandidates, type PeerMapping, usableCandidates } from "./candidates";
-import type { ChannelKeys } from "./keys";
-import { type DirectionKey, MAX_PAYLOAD, openPacket, type PacketDropReason, PacketType, ReplayWindow, sealPacket } from "./packet";
+import { CANDIDATE_PRIORITY, orderCandidates, usableCandidates } from "./candidates";
+import { decodeAddress, encodeAddress, FRAME_KIND, FRAME_KIND_OF, type FrameKind, MAX_FRAME_BYTES, randomPorts } from "./channel-codec";
+import { type ChannelState, DirectChannelError, type DirectChannelOptions, type DirectPath, kindRank, type Pair, type TunnelPunch } from "./channel-types";
+import { type DirectionKey, openPacket, type PacketDropReason, PacketType, ReplayWindow, sealPacket } from "./packet";
 import { planPunch, type PunchPlan } from "./plan";
-
-export type DirectChannelErrorCode = "NO_DIRECT_PATH" | "CHANNEL_CLOSED";
-
-/** No direct path between the two nodes; `message` says why in words (and what would help). */
-export class DirectChannelError extends MystError<DirectChannelErrorCode> {}
-
-/** The path a channel took: which of the peer's candidates answered, and how it was reached. */
-export interface DirectPath {
-  /** `local`: over a shared LAN; `mapped`: a port the peer's router maps; `public`/`reflexive`: its internet address; `punched`: found by hard-NAT probing. */
-  kind: CandidateKind | "punched";
-  address: string;
-  port: number;
-  /** Our own address as the peer saw it on this path (what our router made of it). */
-  seenAs?: { address: string; port: number };
-  /** ms from the first probe to the path chosen. */
-  tookMs: number;
-}
-
-export type ChannelState = "idle" | "checking" | "up" | "lost" | "failed" | "closed";
-
-export type FrameKind = "request" | "response" | "notify";
-const FRAME_KIND: Record<FrameKind, number> = { request: 1, response: 2, notify: 3 };
-const FRAME_KIND_OF = new Map(Object.entries(FRAME_KIND).map(([k, v]) => [v, k as FrameKind]));
-export const MAX_FRAME_BYTES = MAX_PAYLOAD - 5;
-
-export interface DirectChannelOptions {
-  /** The consumer is the controlling side (RFC 8445): it picks the pair both use. */
-  role: "consumer" | "provider";
-  keys: ChannelKeys;
-  /** Our channel socket, bound (its port is the one our candidates name). */
-  socket: dgram.Socket;
-  own: { mapping: PeerMapping; candidates: Candidate[] };
-  peer: { mapping: PeerMapping; candidates: Candidate[] };
-  log?: Logger;
-  /** How long connecting may take before it fails with the reason. Default 3 s. */
-  deadlineMs?: number;
-  /** Between probes to one candidate while checking. Default 50 ms. */
-  probeEveryMs?: number;
-  /** After the first answered pair, how long to wait for a better one. Default 120 ms. */
-  nominateAfterMs?: number;
-  /** A keepalive goes out when nothing was sent for this long (routers drop idle UDP mappings after 30-120 s). Default 2.5 s. */
-  keepaliveMs?: number;
-  /** Nothing heard for this long: the path is lost, probes go out again (re-punch) and the dialog falls back to the broker. Default 4× keepalive. */
-  lostAfterMs?: number;
-  /** Hard-NAT probing bounds (plan.ts). */
-  hardSockets?: number;
-  sprayPorts?: number;
-  /** Accept loopback candidates (tests on one machine only). */
-  allowLoopback?: boolean;
-  /**
-   * The peer's tunnel port (WireGuard's), for hard-NAT probing of the tunnel's own path: when our
-   * router maps per destination (the consumer is the hard side), our many sockets probe it too, and
-   * the one the peer's spray from that port reaches is handed to our tunnel (`tunnelPunch`).
-   */
-  peerTunnelPort?: number;
-  /**
-   * The easy side's half of that: sends sealed probes from our tunnel's own socket (the provider's
-   * wireguard-go's, `ProviderService.sprayFromTunnel`), so no tunnel packet ever passes through us.
-   */
-  sprayFromTunnel?: (datagrams: { address: string; port: number; bytes: Buffer }[]) => Promise<void>;
-}
-
-/** A socket the peer's tunnel port reached (hard-NAT probing): its local port goes to our tunnel. */
-export interface TunnelPunch {
-  localPort: number;
-  /** The peer's tunnel as our socket saw it (its router's mapping of the tunnel port). */
-  address: string;
-  port: number;
-}
-
-interface Pair {
-  socket: dgram.Socket;
-  address: string;
-  port: number;
-  kind: DirectPath["kind"];
-}
+export { type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
+export { DirectChannelError } from "./channel-types";
+export type { ChannelState, DirectChannelErrorCode, DirectChannelOptions, DirectPath, TunnelPunch } from "./channel-types";
 
 /**
  * A direct UDP channel between the two nodes of a session. `connect()` runs the connectivity
@@ -550,28 +476,4 @@ export class DirectChannel extends EventEmitter<{
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
   }
-}
-
-function kindRank(kind: DirectPath["kind"]): CandidateKind {
-  return kind === "punched" ? "reflexive" : kind;
-}
-
-function encodeAddress(address: string, port: number): Buffer {
-  const b = Buffer.alloc(6);
-  if (isIP(address) === 4) address.split(".").forEach((o, i) => (b[i] = Number(o)));
-  b.writeUInt16BE(port, 4);
-  return b;
-}
-
-function decodeAddress(b: Buffer): { address: string; port: number } | undefined {
-  if (b.length < 6 || b.readUInt32BE(0) === 0) return undefined;
-  return { address: [...b.subarray(0, 4)].join("."), port: b.readUInt16BE(4) };
-}
-
-/** `n` distinct random ports in 1024-65535. */
-function randomPorts(n: number): number[] {
-  const picked = new Set<number>();
-  const count = Math.min(n, 64_000);
-  while (picked.size < count) picked.add(1024 + crypto.randomInt(65536 - 1024));
-  return [...picked];
 }
