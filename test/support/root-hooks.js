@@ -21,5 +21,9 @@ exports.mochaHooks = {
     const err = this.currentTest && this.currentTest.err;
     if (!err || typeof err !== "object") return;
     for (const key of ["actual", "expected"]) if (key in err) err[key] = serializable(err[key]);
+    // Any other field of the error (a `cause` holding bigints, a circular object) would crash the
+    // worker while it sends the results ("Worker terminated Unexpectedly", the failure unnamed).
+    for (const key of Object.keys(err)) if (key !== "actual" && key !== "expected") err[key] = serializable(err[key]);
+    if (err.cause !== undefined) err.cause = serializable(err.cause instanceof Error ? { message: err.cause.message, code: err.cause.code } : err.cause);
   },
 };
