@@ -31,7 +31,10 @@ async function main() {
   process.stdout.write("stopped\n");
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
-});
+// Only as a program: mocha's run loads every .js under test/, and a probe started there would exit
+// its worker ("Worker terminated Unexpectedly").
+if (require.main === module)
+  main().catch((err) => {
+    process.stderr.write(`${err.stack}\n`);
+    process.exit(1);
+  });
