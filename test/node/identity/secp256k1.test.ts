@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import { expect } from "chai";
 import { SigningKey, getBytes } from "ethers";
@@ -148,6 +149,45 @@ describe("secp256k1: libsecp256k1 and its fallback", function () {
         const digest = crypto.createHash("sha256").update(bytes).digest();
         expect(hex(byLib)).to.equal(hex(jsSecp256k1.signDigest(digest, secret).signature));
       }
+    });
+  });
+
+  // Discovery's signature pool loads the binding in worker threads and ends them when it stops; a
+  // test process starts and stops many pools. secp256k1 4.0.x kept per-thread state where another
+  // thread freed it: 60 rounds crashed 5 of 5 times (SIGSEGV or free() abort), and a full CI run
+  // lost a mocha worker that way (fixed in 5.0).
+  it("survives threads that load it, use it and end, round after round", function () {
+    this.timeout(120_000);
+    const binding = require.resolve("secp256k1/bindings");
+    const thread = `
+      const { parentPort } = require("node:worker_threads");
+      const s = require(${JSON.stringify(binding)});
+      const crypto = require("node:crypto");
+      let k; do { k = crypto.randomBytes(32); } while (!s.privateKeyVerify(k));
+      for (let i = 0; i < 20; i++) {
+        const d = crypto.randomBytes(32);
+        const { signature, recid } = s.ecdsaSign(d, k);
+        s.ecdsaRecover(signature, recid, d, false);
+        s.ecdh(s.publicKeyCreate(k, false), k, { hashfn: (x) => x }, Buffer.alloc(32));
+      }
+      parentPort.postMessage("done");`;
+    const main = `
+      const { Worker } = require("node:worker_threads");
+      require(${JSON.stringify(binding)});
+      (async () => {
+        for (let round = 0; round < 60; round++) {
+          const ws = Array.from({ length: 4 }, () => new Worker(${JSON.stringify(thread)}, { eval: true }));
+          await Promise.all(ws.map((w) => new Promise((r, j) => { w.once("message", r); w.once("error", j); })));
+          await Promise.all(ws.map((w) => w.terminate()));
+        }
+        console.log("60 rounds");
+      })();`;
+    const r = spawnSync(process.execPath, ["-e", main], { encoding: "utf8", timeout: 110_000 });
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim(), stderr: r.stderr.trim().slice(-300) }).to.deep.equal({
+      status: 0,
+      signal: null,
+      stdout: "60 rounds",
+      stderr: "",
     });
   });
 });
