@@ -1,5 +1,5 @@
 import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, TASK_TEST_GET_TEST_FILES } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 
@@ -20,6 +20,22 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
 });
 
 // A public testnet, named "testnet", configured from the environment only (never committed keys).
+/**
+ * The suite's files, longest first: mocha's parallel runner hands files to its workers in this order,
+ * so a file that runs for minutes (the NAT matrix's broker outage) starts at once instead of last,
+ * beside everything else. test/support/ holds helpers and programs the tests use, not tests.
+ */
+const SLOW_FIRST = ["e2e/nat-matrix", "e2e/"];
+subtask(TASK_TEST_GET_TEST_FILES, async (args: { testFiles: string[] }, _hre, runSuper) => {
+  const files: string[] = await runSuper(args);
+  if (args.testFiles.length > 0) return files;
+  const rank = (f: string) => {
+    const i = SLOW_FIRST.findIndex((s) => f.includes(`/test/${s}`));
+    return i === -1 ? SLOW_FIRST.length : i;
+  };
+  return files.filter((f) => !f.includes("/test/support/")).sort((a, b) => rank(a) - rank(b));
+});
+
 const testnetUrl = process.env.MYST_TESTNET_RPC_URL;
 const deployerKey = process.env.MYST_DEPLOYER_KEY;
 
