@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
-import { inNetns, program, requireRoot, run } from "../services/system";
+import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
@@ -94,7 +94,7 @@ export class Confinement implements SessionProtection {
 
   /** Before the tunnel: the namespace is made with a route to nowhere but the (not yet existing) tunnel. */
   async engage(_plan: TunnelPlan): Promise<void> {
-    requireRoot("a confined namespace");
+    requireNetworkCapabilities("a confined namespace", { netns: this.name, why: "to make its veth pair and routes" });
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, name: this.name, veth: this.veth });
     const c = this.options.netns;
     const ip = program("ip", "iproute2");

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
 import { isIP } from "node:net";
-import { inNetns, program, requireRoot, run } from "../services/system";
+import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
@@ -84,7 +84,7 @@ export class ConsumerProtection implements SessionProtection {
   }
 
   async engage(plan: TunnelPlan): Promise<void> {
-    requireRoot("the kill switch");
+    requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
     // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
     this.#spec = {
       killSwitch: this.options.killSwitch,

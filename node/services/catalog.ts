@@ -5,6 +5,15 @@ import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import type { IdentityKey } from "../identity/key";
 import type { Logger } from "../log/logger";
 import type { ConsumerService, ProviderService } from "../session/service";
+import {
+  type CapabilityNeed,
+  describeCapabilities,
+  explainMissing,
+  type HeldCapabilities,
+  heldCapabilities,
+  missingCapabilities,
+  requireCapabilities,
+} from "./capabilities";
 import type { ControlsSettings } from "./controls/settings-schema";
 import { TunnelControls } from "./controls/tunnel-controls";
 import { ServicePolicy } from "./controls/service-policy";
@@ -100,8 +109,29 @@ export function checkServiceSpec(spec: { type: string; controls?: ControlsSettin
   return { type: spec.type, [spec.type]: tunnel.check ? tunnel.check(settings) : settings, ...controls };
 }
 
-/** Builds and starts the provider side of a checked spec; the caller stops it. */
+/** The capabilities the provider side of a checked spec needs (its type's declaration for its settings). */
+export function serviceCapabilities(spec: ServiceSpec): readonly CapabilityNeed[] {
+  return tunnelType(spec.type).capabilities?.((spec[spec.type] ?? {}) as Static<TObject>) ?? [];
+}
+
+/**
+ * What this process may sell, with the capabilities it holds (read at the daemon's start): each
+ * type that needs one it lacks (with its default settings), and the sentence that says why.
+ */
+export function capabilityReport(held: HeldCapabilities = heldCapabilities()): { held: string; passedOn: string; refused: { type: string; reason: string }[] } {
+  const refused = TUNNEL_TYPES.flatMap((t) => {
+    const missing = missingCapabilities(t.capabilities?.({}) ?? [], held);
+    return missing.length ? [{ type: t.type, reason: explainMissing(t.type, missing, held) }] : [];
+  });
+  return { held: describeCapabilities(held.effective), passedOn: describeCapabilities(held.children), refused };
+}
+
+/**
+ * Builds and starts the provider side of a checked spec; the caller stops it. A spec whose
+ * capabilities this process does not hold is refused first (CAPABILITY_MISSING, naming each one).
+ */
 export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps): Promise<ProviderService> {
+  requireCapabilities(spec.type, serviceCapabilities(spec));
   return tunnelType(spec.type).startProvider((spec[spec.type] ?? {}) as Static<TObject>, {
     dir: path.join(deps.dataDir, "services", spec.type),
     directory: deps.directory,

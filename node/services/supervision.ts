@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { AbortError, retry } from "../lifecycle/retry";
 import type { Logger } from "../log/logger";
+import { type Capability, heldCapabilities } from "./capabilities";
 import { program } from "./system";
 
 /**
@@ -24,7 +25,8 @@ export function parentDeathSignal(): string[] {
  * the exec) and then sets its parent-death signal. For a program that would drop to nobody itself
  * (dnsmasq): the kernel clears the parent-death signal on a change of user, so a signal set before
  * the drop does not survive it, and the program outlives a SIGKILLed node. Here nothing changes
- * credentials after the signal is set. Run it inside `ip netns exec` (which needs root), right
+ * credentials after the signal is set. A node that is not root is its own unprivileged user
+ * already: then only the capabilities (those it holds) and the signal. Run it inside `ip netns exec`, right
  * before the program. Empty when util-linux's setpriv is missing (the pid file still cleans up).
  */
 export function unprivilegedTiedToParent(capabilities: string[]): string[] {
@@ -33,6 +35,14 @@ export function unprivilegedTiedToParent(capabilities: string[]): string[] {
     setpriv = program("setpriv", "util-linux");
   } catch {
     return [];
+  }
+  const held = heldCapabilities();
+  if (held.uid !== 0) {
+    // The node runs as its own unprivileged user already (docs/running-without-root.md): it cannot
+    // change user, and needs not. The program keeps only those of `capabilities` the node passes on.
+    const kept = capabilities.filter((c) => held.children.has(`CAP_${c.toUpperCase()}` as Capability));
+    const only = ["-all", ...kept.map((c) => `+${c}`)].join(",");
+    return [setpriv, `--inh-caps=${only}`, `--ambient-caps=${only}`, "--pdeathsig", "TERM"];
   }
   const { uid, gid } = nobody();
   const caps = capabilities.map((c) => `+${c}`).join(",");

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import type { ErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
+import { requireCapabilities } from "./capabilities";
 
 export type TunnelErrorCode =
   | "ADDRESS_POOL_EXHAUSTED"
@@ -9,12 +10,12 @@ export type TunnelErrorCode =
   | "BAD_CONSUMER_DATA"
   | "BAD_SERVICE_CONFIG"
   | "BAD_SESSION_ID"
+  | "CAPABILITY_MISSING"
   | "COMMAND_FAILED"
   | "DEVICE_IN_USE"
   | "ENDPOINT_NOT_IP"
   | "HANDSHAKE_TIMEOUT"
   | "KEY_IN_USE"
-  | "NOT_ROOT"
   | "NO_UPLINK"
   | "OPENVPN_FAILED"
   | "PORT_IN_USE"
@@ -58,11 +59,15 @@ export function program(name: ProgramName, pkg: string = name): string {
   throw new TunnelError(NOT_INSTALLED[name], `${name} is not installed: apt-get install --no-install-recommends ${pkg} (or run scripts/install.sh)`);
 }
 
-/** Tunnels and firewall rules need root (CAP_NET_ADMIN); say so before trying. */
-export function requireRoot(what: string): void {
-  if (typeof process.getuid === "function" && process.getuid() !== 0) {
-    throw new TunnelError("NOT_ROOT", `${what} needs root (CAP_NET_ADMIN): run it with sudo`);
-  }
+/**
+ * Tunnels, routes and firewall rules need CAP_NET_ADMIN (and entering a network namespace
+ * CAP_SYS_ADMIN), not root as such: say which is missing before trying (CAPABILITY_MISSING).
+ */
+export function requireNetworkCapabilities(what: string, o: { netns?: string; why?: string } = {}): void {
+  requireCapabilities(what, [
+    { capability: "CAP_NET_ADMIN", why: o.why ?? "to change network devices, routes and firewall rules" },
+    ...(o.netns ? [{ capability: "CAP_SYS_ADMIN" as const, why: `to enter network namespace ${o.netns} (ip netns exec)` }] : []),
+  ]);
 }
 
 /** argv, run inside network namespace `netns` when one is given. */

@@ -5,7 +5,7 @@ import type { ProviderService } from "../session/service";
 import type { TunnelControls } from "./controls/tunnel-controls";
 import { TunnelFirewall } from "./firewall";
 import { Supervisor } from "./supervision";
-import { requireRoot } from "./system";
+import { requireCapabilities, tunnelCapabilities } from "./capabilities";
 import type { TunnelServiceOptions } from "./tunnel-options";
 import { TunnelResolver } from "./tunnel-resolver";
 
@@ -64,7 +64,7 @@ export abstract class TunnelProvider<S extends MeteredSession> implements Provid
     private readonly tunnel: {
       /** For the log and errors: "openvpn", "wireguard-go". */
       process: string;
-      /** For `requireRoot`: "an OpenVPN service". */
+      /** For errors (a missing capability): "an OpenVPN service". */
       service: string;
       /** The IPv4 subnet (/24) unless the options name one. */
       subnet: string;
@@ -121,7 +121,7 @@ export abstract class TunnelProvider<S extends MeteredSession> implements Provid
   }
 
   async start(): Promise<void> {
-    requireRoot(this.tunnel.service);
+    requireCapabilities(this.tunnel.service, tunnelCapabilities("tunnel device", this.options));
     this.supervisor.start();
     fs.mkdirSync(this.options.dir, { recursive: true, mode: 0o700 });
     try {

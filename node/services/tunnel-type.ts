@@ -4,6 +4,7 @@ import type { IdentityKey } from "../identity/key";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import type { Logger } from "../log/logger";
 import type { ConsumerService, ProviderService } from "../session/service";
+import type { CapabilityNeed } from "./capabilities";
 import type { TunnelControls } from "./controls/tunnel-controls";
 
 export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
@@ -56,6 +57,12 @@ export interface TunnelType<Settings extends TObject = TObject> {
    * services.json records; runs after the schema check; throws ServiceSpecError.
    */
   check?(settings: Static<Settings>): Static<Settings>;
+  /**
+   * The Linux capabilities its provider side needs (measured: docs/running-without-root.md), for
+   * these settings; absent or empty: none, it runs as any user. The node refuses to start a service
+   * whose needs it does not hold, naming each missing capability (services/capabilities.ts).
+   */
+  capabilities?(settings: Static<Settings>): readonly CapabilityNeed[];
   /** Builds and starts the provider side; the caller stops it. */
   startProvider(settings: Static<Settings>, deps: ProviderDeps): Promise<ProviderService>;
   /** The consumer side, for one connection. */

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "../../scripts/lib/local-chain";
@@ -31,15 +32,64 @@ export interface RunResult {
   stderr: string;
 }
 
-/** `myst args…`, on the machine a namespace stands for when `netns` is given (`ip netns exec`, which execs: the PID is myst's). */
-function mystArgv(args: string[], netns?: string): string[] {
-  return netns ? ["/usr/sbin/ip", "netns", "exec", netns, process.execPath, MYST_BIN, ...args] : [process.execPath, MYST_BIN, ...args];
+/**
+ * A user for `myst` to run as instead of root (docs/running-without-root.md): its ids and the only
+ * capabilities it holds (setpriv names: "net_admin", "net_bind_service"), as the systemd unit
+ * gives them (`AmbientCapabilities`, `CapabilityBoundingSet`). Made by `unprivilegedUser`.
+ */
+export interface UnprivilegedUser {
+  uid: number;
+  gid: number;
+  capabilities: string[];
+  /** A 0666 node of /dev/net/tun (this machine's is 0600 root; a distribution's udev makes it 0666, as here). */
+  tun: string;
+}
+
+/**
+ * A user with no account (uid/gid `id`) holding only `capabilities`, for `myst` started with
+ * `{ netns, user }`; its tun node lives in `dir` (root makes it: mknod).
+ */
+export function unprivilegedUser(dir: string, capabilities: string[], id = 64_999): UnprivilegedUser {
+  const tun = path.join(dir, "tun");
+  fs.rmSync(tun, { force: true });
+  execFileSync("mknod", ["-m", "666", tun, "c", "10", "200"]);
+  return { uid: id, gid: id, capabilities, tun };
+}
+
+/** Gives `user` the data dir `dir` (made by root, as `registerWithCli` does), as systemd's StateDirectory would. */
+export function giveTo(user: UnprivilegedUser, dir: string): void {
+  execFileSync("chown", ["-R", `${user.uid}:${user.gid}`, dir]);
+}
+
+/**
+ * `myst args…`, on the machine a namespace stands for when `netns` is given (`ip netns exec`, which
+ * execs: the PID is myst's). With `user` (which needs `netns`: its mounts stay in the mount namespace
+ * `ip netns exec` makes) it runs as that user with only its capabilities, ambient so openvpn,
+ * wireguard-go, ip, iptables and dnsmasq get them too, the bounding set cut to them, in a mount
+ * namespace where /dev/net/tun is `user.tun` and /run/wireguard (wireguard-go's socket directory,
+ * systemd's RuntimeDirectory=wireguard in the unit) is a tmpfs of its own.
+ */
+function mystArgv(args: string[], netns?: string, user?: UnprivilegedUser): string[] {
+  const node = [process.execPath, MYST_BIN, ...args];
+  if (user) {
+    if (!netns) throw new Error("mystArgv: an unprivileged user needs a netns (its mounts live in the mount namespace `ip netns exec` makes)");
+    const caps = ["-all", ...user.capabilities.map((c) => `+${c}`)].join(",");
+    const script = [
+      "tun=$1 uid=$2 gid=$3 caps=$4; shift 4",
+      'mount --bind "$tun" /dev/net/tun',
+      "mkdir -p /run/wireguard",
+      'mount -t tmpfs -o "mode=0755,uid=$uid,gid=$gid" myst-wireguard /run/wireguard',
+      'exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps="$caps" --ambient-caps="$caps" --bounding-set="$caps" -- "$@"',
+    ].join(" && ");
+    return ["/usr/sbin/ip", "netns", "exec", netns, "/bin/sh", "-c", script, "myst-as-user", user.tun, String(user.uid), String(user.gid), caps, ...node];
+  }
+  return netns ? ["/usr/sbin/ip", "netns", "exec", netns, ...node] : node;
 }
 
 /** Runs `myst args…` as a user would, in its own process (on the machine `netns` stands for, when given). */
-export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000, o: { netns?: string } = {}): Promise<RunResult> {
+export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000, o: { netns?: string; user?: UnprivilegedUser } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const [bin, ...argv] = mystArgv(args, o.netns);
+    const [bin, ...argv] = mystArgv(args, o.netns, o.user);
     const child = spawn(bin, argv, {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -57,13 +107,16 @@ export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60
   });
 }
 
-/** A long-running `myst` command (discovery, service start, daemon), stopped by PID; on the machine `netns` stands for, when given. */
+/**
+ * A long-running `myst` command (discovery, service start, daemon), stopped by PID; on the machine
+ * `netns` stands for, when given; as `user` with only its capabilities, when given.
+ */
 export function mystBackground(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  o: { netns?: string } = {},
+  o: { netns?: string; user?: UnprivilegedUser } = {},
 ): { child: ChildProcess; output: () => string; stop: () => Promise<number | null> } {
-  const [bin, ...argv] = mystArgv(args, o.netns);
+  const [bin, ...argv] = mystArgv(args, o.netns, o.user);
   const child = spawn(bin, argv, {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ["ignore", "pipe", "pipe"],

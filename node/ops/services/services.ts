@@ -2,7 +2,7 @@ import type { NodeCore } from "../../daemon/core";
 import type { Offer } from "../../daemon/provider-node";
 import type { ControlsStatus } from "../../daemon/provider-controls";
 import type { MystError } from "../../errors/MystError";
-import { checkServiceSpec, servicePolicy, startProviderService, type ServiceSpec } from "../../services/catalog";
+import { capabilityReport, checkServiceSpec, servicePolicy, startProviderService, type ServiceSpec } from "../../services/catalog";
 import type { ControlsSettings } from "../../services/controls/settings-schema";
 import { SessionError } from "../../session/errors";
 import { offerFromJson, offerToJson, ServicesFile, type OfferJson, type SavedService } from "./services-file";
@@ -55,6 +55,10 @@ export class ServiceOps {
   /** Starts the remembered services again; one that fails is logged and stays remembered. */
   async restart(saved: { services: SavedService[]; problems: string[] }): Promise<void> {
     const { log, metrics } = this.#core;
+    // What it may sell, said once at the start: a provider run as its own user with a few capabilities learns here what it lacks.
+    const capabilities = capabilityReport();
+    log.info({ capabilities: capabilities.held, passedOn: capabilities.passedOn }, "capabilities held");
+    for (const r of capabilities.refused) log.warn({ service: r.type }, `cannot sell ${r.type}: ${r.reason}`);
     for (const problem of saved.problems) {
       log.error({ file: this.#file.file, problem, keptAs: `${this.#file.file}.invalid` }, "a remembered service is invalid; not started");
       metrics.error("service", "SERVICES_FILE_INVALID");

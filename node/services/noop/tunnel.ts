@@ -5,6 +5,8 @@ import { NoopConsumerService, NoopProviderService } from "./noop";
 export const noop = defineTunnel({
   type: "noop",
   network: false,
+  // Measured: its provider runs as any user with no capability at all.
+  capabilities: () => [],
   startProvider: async () => new NoopProviderService(),
   consumer: () => new NoopConsumerService(),
 });

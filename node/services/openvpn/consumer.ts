@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
-import { program, requireRoot, TunnelError } from "../system";
+import { program, requireNetworkCapabilities, TunnelError } from "../system";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 
@@ -64,7 +64,7 @@ export class OpenVpnConsumerService implements ConsumerService {
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
-    requireRoot("connecting an OpenVPN tunnel");
+    requireNetworkCapabilities("connecting an OpenVPN tunnel", { netns: this.o.netns, why: "to create its tun device and routes" });
     program("openvpn");
     const config = checked(session);
     fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });

@@ -109,7 +109,10 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
       );
     }
     if (/Operation not permitted|Cannot open TUN|ERROR: Cannot ioctl TUNSETIFF/i.test(log)) {
-      return new TunnelError("NOT_ROOT", `openvpn could not create its tun device: needs root / CAP_NET_ADMIN (${last.trim()})`);
+      return new TunnelError(
+        "CAPABILITY_MISSING",
+        `openvpn could not create its tun device: it needs CAP_NET_ADMIN (ambient, when myst is not root) (${last.trim()})`,
+      );
     }
     if (/TLS handshake failed|TLS key negotiation failed/i.test(log))
       return new TunnelError("HANDSHAKE_TIMEOUT", "the TLS handshake with the provider did not complete");

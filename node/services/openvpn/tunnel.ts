@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { Type } from "@sinclair/typebox";
 import { checkTunnelSettings, TUNNEL_FLAGS, tunnelServiceOptions, tunnelSettingsSchema } from "../tunnel-settings";
+import { tunnelCapabilities } from "../capabilities";
 import { defineTunnel, ServiceSpecError } from "../tunnel-type";
 import { OpenVpnConsumerService } from "./consumer";
 import { OpenVpnProviderService } from "./provider";
@@ -16,6 +17,7 @@ export const openvpn = defineTunnel({
   network: true,
   settings: OpenVpnSettingsSchema,
   flags: { ...TUNNEL_FLAGS, bind: "--bind <address>" },
+  capabilities: (settings) => tunnelCapabilities("tun device", settings),
   check(settings) {
     if (settings.bind !== undefined && !isIP(settings.bind)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `bind "${settings.bind}" is not an IP address`);
     return checkTunnelSettings(settings, 1194);

@@ -5,7 +5,7 @@ import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, DirectRoute, Tunnel, TunnelPlan } from "../../session/service";
-import { inNetns, ipBatch, program, requireRoot, TunnelError } from "../system";
+import { inNetns, ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
@@ -113,7 +113,7 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
-    requireRoot("connecting a WireGuard tunnel");
+    requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
     program("wireguard-go");
     const checkedConfig = checked(session);
     // Over a direct route the provider's tunnel is where the punched path reached it (its LAN

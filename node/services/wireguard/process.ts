@@ -98,7 +98,10 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
   explain(fallback: string): TunnelError {
     const last = this.recent[this.recent.length - 1]?.trim() ?? "";
     if (/operation not permitted/i.test(last))
-      return new TunnelError("NOT_ROOT", `wireguard-go could not create its interface: needs root / CAP_NET_ADMIN (${last})`);
+      return new TunnelError(
+        "CAPABILITY_MISSING",
+        `wireguard-go could not create its interface: it needs CAP_NET_ADMIN (ambient, when myst is not root) (${last})`,
+      );
     if (/unix socket in use/i.test(last))
       return new TunnelError(
         "DEVICE_IN_USE",

@@ -1,5 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import { checkTunnelSettings, TUNNEL_FLAGS, tunnelServiceOptions, tunnelSettingsSchema } from "../tunnel-settings";
+import { tunnelCapabilities } from "../capabilities";
 import { defineTunnel } from "../tunnel-type";
 import { WireGuardConsumerService } from "./consumer";
 import { WireGuardProviderService } from "./provider";
@@ -21,6 +22,7 @@ export const wireguard = defineTunnel({
   network: true,
   settings: WireGuardSettingsSchema,
   flags: { ...TUNNEL_FLAGS, device: "--device <name>" },
+  capabilities: (settings) => tunnelCapabilities("interface", settings),
   check: (settings) => checkTunnelSettings(settings, 51820),
   async startProvider(settings, deps) {
     const service = new WireGuardProviderService({ ...tunnelServiceOptions(settings, deps), device: settings.device, mtu: settings.mtu });

@@ -18,8 +18,10 @@ describe("openvpn process: failures explained from its log", function () {
     expect(err.message).to.match(/another process holds it/);
   });
 
-  it("still names a missing capability as NOT_ROOT", function () {
-    expect(explained("2026-11-25 ERROR: Cannot ioctl TUNSETIFF myst0: Operation not permitted (errno=1)").code).to.equal("NOT_ROOT");
+  it("names a missing capability as CAPABILITY_MISSING, naming CAP_NET_ADMIN", function () {
+    const err = explained("2026-11-25 ERROR: Cannot ioctl TUNSETIFF myst0: Operation not permitted (errno=1)");
+    expect(err.code).to.equal("CAPABILITY_MISSING");
+    expect(err.message).to.match(/CAP_NET_ADMIN/);
   });
 
   it("names a port in use", function () {
