@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # chromium: the browser the dashboard tests drive through playwright-core (no browser download);
 # miniupnpd, coturn (as a plain STUN server), conntrack: the test network's home routers and its STUN
 # server (scripts/lib/home-routers.ts), each run by the tests inside a namespace, never as a service.
-packages=(nats-server openvpn wireguard-go wireguard-tools python3 openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack)
+# systemd: its systemd-analyze checks packaging/systemd's units offline (no running systemd needed);
+# util-linux: setpriv, which runs the provider as its own user with only its capabilities in tests.
+packages=(nats-server openvpn wireguard-go wireguard-tools python3 openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,7 +57,7 @@ export class ServiceOps {
     const { log, metrics } = this.#core;
     // What it may sell, said once at the start: a provider run as its own user with a few capabilities learns here what it lacks.
     const capabilities = capabilityReport();
-    log.info({ capabilities: capabilities.held, passedOn: capabilities.passedOn }, "capabilities held");
+    log.info(`capabilities held: ${capabilities.held} (passed on to the programs it starts: ${capabilities.passedOn})`);
     for (const r of capabilities.refused) log.warn({ service: r.type }, `cannot sell ${r.type}: ${r.reason}`);
     for (const problem of saved.problems) {
       log.error({ file: this.#file.file, problem, keptAs: `${this.#file.file}.invalid` }, "a remembered service is invalid; not started");
