@@ -50,7 +50,8 @@ export interface UnprivilegedUser {
  * `{ netns, user }`; its tun node lives in `dir` (root makes it: mknod).
  */
 export function unprivilegedUser(dir: string, capabilities: string[], id = 64_999): UnprivilegedUser {
-  const tun = path.join(dir, "tun");
+  // One node per user, named for it: a daemon started before keeps the node it bind-mounted.
+  const tun = path.join(dir, `tun-${id}`);
   fs.rmSync(tun, { force: true });
   execFileSync("mknod", ["-m", "666", tun, "c", "10", "200"]);
   return { uid: id, gid: id, capabilities, tun };
