@@ -137,6 +137,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
     directory: deps.directory,
     log: deps.log,
     ...(deps.meterMs !== undefined ? { meterMs: deps.meterMs } : {}),
+    limits: { sessionMbps: deps.bandwidthMbps, serviceMbps: spec.controls?.serviceBandwidthMbps, egress: spec.controls?.egress },
     // The provider's controls on a tunnel's interface (bandwidth limits, egress policy): the same for every tunnel type.
     controls: (tunnel) =>
       new TunnelControls({
@@ -150,8 +151,18 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
 }
 
 /** The consumer side of a service type. */
-export function consumerService(type: string, deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean }): ConsumerService {
-  return tunnelType(type).consumer({ key: deps.key, runDir: path.join(deps.dataDir, "run"), netns: deps.netns, log: deps.log, routeAll: deps.routeAll });
+export function consumerService(
+  type: string,
+  deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean; listen?: string },
+): ConsumerService {
+  return tunnelType(type).consumer({
+    key: deps.key,
+    runDir: path.join(deps.dataDir, "run"),
+    netns: deps.netns,
+    log: deps.log,
+    routeAll: deps.routeAll,
+    listen: deps.listen,
+  });
 }
 
 /**

@@ -6,4 +6,5 @@
  */
 export { openvpn } from "./openvpn/tunnel";
 export { wireguard } from "./wireguard/tunnel";
+export { proxy } from "./proxy/tunnel";
 export { noop } from "./noop/tunnel";

@@ -5,6 +5,7 @@ import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import type { Logger } from "../log/logger";
 import type { ConsumerService, ProviderService } from "../session/service";
 import type { CapabilityNeed } from "./capabilities";
+import type { EgressSettings } from "./controls/egress";
 import type { TunnelControls } from "./controls/tunnel-controls";
 
 export type ServiceSpecErrorCode = "BAD_SERVICE_SETTINGS" | "SERVICE_TYPE_UNKNOWN";
@@ -21,6 +22,11 @@ export interface ProviderDeps {
   controls: (tunnel: { netns?: string; device: string; ipv6?: boolean }) => TunnelControls;
   /** How often to read the byte counts. Default 1 s (the adapter suite reads faster). */
   meterMs?: number;
+  /**
+   * The same controls as values, for a service that enforces them itself rather than on a device
+   * (the proxy): each session's and the service's bandwidth (Mbit/s) and the egress policy.
+   */
+  limits?: { sessionMbps?: number; serviceMbps?: number; egress?: EgressSettings };
 }
 
 /** What the node gives the consumer side of a service for one connection. */
@@ -32,6 +38,8 @@ export interface ConsumerDeps {
   log: Logger;
   /** Route all traffic into the tunnel (false: a confined connection routes its namespace only). */
   routeAll?: boolean;
+  /** Where a service that serves the consumer locally (the proxy) listens: `host:port`. */
+  listen?: string;
 }
 
 /**

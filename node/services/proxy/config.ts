@@ -1,0 +1,30 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+
+/**
+ * What the provider answers in `accepted.serviceConfig` (inside the signed, encrypted dialog): where
+ * its HTTP/2 server listens, its certificate and the certificate's SHA-256 fingerprint (the consumer
+ * pins it: no other server is trusted for this session), and the session's credential, which every
+ * CONNECT stream carries (`proxy-authorization: Bearer <credential>`).
+ */
+export const ProxyServiceConfigSchema = Type.Object(
+  {
+    address: Type.String({ maxLength: 39, pattern: "^[0-9a-fA-F.:]+$" }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    certificate: Type.String({ maxLength: 4096, pattern: "^-----BEGIN CERTIFICATE-----" }),
+    fingerprint: Type.String({ pattern: "^([0-9A-F]{2}:){31}[0-9A-F]{2}$" }),
+    credential: Type.String({ pattern: "^[A-Za-z0-9_-]{43}$" }),
+  },
+  { additionalProperties: false },
+);
+export type ProxyServiceConfig = Static<typeof ProxyServiceConfigSchema>;
+export const checkServiceConfig = TypeCompiler.Compile(ProxyServiceConfigSchema);
+
+/** The header a consumer's stream names its session credential in. */
+export const CREDENTIAL_HEADER = "proxy-authorization";
+/** The header a refused stream's reason is in (the `DestinationRefusal` words, or `credential`). */
+export const REFUSAL_HEADER = "myst-refusal";
+
+/** HTTP/2 windows large enough for one stream to fill a fast path (the 64 KiB default caps it at 64 KiB per round trip). */
+export const STREAM_WINDOW = 16 * 1024 * 1024;
+export const CONNECTION_WINDOW = 64 * 1024 * 1024;

@@ -1,0 +1,183 @@
+import crypto from "node:crypto";
+import http2 from "node:http2";
+import net from "node:net";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ConsumerService, Tunnel } from "../../session/service";
+import { TunnelError } from "../system";
+import { checkServiceConfig, CONNECTION_WINDOW, CREDENTIAL_HEADER, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
+import { LocalProxy, type OpenedStream } from "./local-proxy";
+
+/** Where the local proxy listens unless `--listen` says. */
+export const DEFAULT_LISTEN = "127.0.0.1:1080";
+
+/** `host:port`, `[v6]:port` or a port alone (on 127.0.0.1); a BAD_REQUEST-worthy TunnelError otherwise. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+|localhost)):)?(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[3]);
+  const host = m?.[1] ?? m?.[2] ?? "127.0.0.1";
+  if (!m || port > 65535 || (host !== "localhost" && !net.isIP(host)))
+    throw new TunnelError("BAD_SERVICE_CONFIG", `--listen "${text}" is not host:port (e.g. 127.0.0.1:1080)`);
+  return { host, port };
+}
+
+/** How often the HTTP/2 connection is pinged, and how long an answer may take before the connection counts as dead. */
+const PING_MS = 5000;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The consumer side of the proxy service: no device, no route, no privilege. */
+export class ProxyConsumerService implements ConsumerService {
+  readonly type = "proxy";
+  constructor(private readonly o: { listen?: string; log?: Logger }) {}
+
+  async consumerData(): Promise<unknown> {
+    return { client: "proxy/1" };
+  }
+
+  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+    const config = session.serviceConfig;
+    if (!checkServiceConfig.Check(config)) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy config is malformed");
+    let actual: string;
+    try {
+      actual = new crypto.X509Certificate(config.certificate).fingerprint256;
+    } catch (err) {
+      throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy certificate does not parse", { cause: err });
+    }
+    if (actual !== config.fingerprint) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy certificate does not match its fingerprint");
+    const listen = parseListen(this.o.listen ?? DEFAULT_LISTEN);
+    const tunnel = new ProxyTunnel(config, this.o.log ?? silentLogger);
+    await tunnel.start(listen);
+    return tunnel;
+  }
+}
+
+/**
+ * One session's proxy: an HTTP/2 connection to the provider (TLS 1.3, the certificate pinned by
+ * its fingerprint) and the local SOCKS5/HTTP port, each local connection one CONNECT stream on it.
+ * Counts what crosses the streams (`bytesOut` to the provider, `bytesIn` from it): the same
+ * payload the provider meters.
+ */
+export class ProxyTunnel implements Tunnel {
+  readonly dns: string[] = [];
+  readonly ipv6 = false;
+  #h2?: http2.ClientHttp2Session;
+  #local?: LocalProxy;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #stopping = false;
+  #downListener?: (reason: string) => void;
+  #downReason?: string;
+  #ping?: NodeJS.Timeout;
+  /** Where the local proxy listens, once started. */
+  address?: { host: string; port: number };
+
+  constructor(
+    private readonly config: ProxyServiceConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async start(listen: { host: string; port: number }): Promise<void> {
+    const { address, port, certificate, fingerprint } = this.config;
+    const h2 = http2.connect(`https://${net.isIPv6(address) ? `[${address}]` : address}:${port}`, {
+      ca: certificate,
+      minVersion: "TLSv1.3",
+      // The pin is the whole check: the certificate names no host, and no CA vouches for it.
+      checkServerIdentity: (_host, cert) => (cert.fingerprint256 === fingerprint ? undefined : new Error("the proxy's certificate is not the one pinned")),
+      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+    });
+    this.#h2 = h2;
+    h2.on("error", (err) => this.#down(`the connection to the provider's proxy failed: ${err.message}`));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new TunnelError("HANDSHAKE_TIMEOUT", `the provider's proxy at ${address}:${port} did not answer`)),
+          CONNECT_TIMEOUT_MS,
+        );
+        h2.once("connect", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        h2.once("error", (err) => {
+          clearTimeout(timer);
+          reject(new TunnelError("HANDSHAKE_TIMEOUT", `cannot reach the provider's proxy at ${address}:${port}: ${err.message}`, { cause: err }));
+        });
+      });
+      h2.setLocalWindowSize(CONNECTION_WINDOW);
+      h2.once("close", () => this.#down("the provider closed the proxy connection"));
+      h2.once("goaway", () => this.#down("the provider ended the proxy connection"));
+      this.#local = new LocalProxy((host, p) => this.#open(host, p), {
+        log: this.log,
+        meter: { received: (n) => (this.#bytesIn += n), sent: (n) => (this.#bytesOut += n) },
+      });
+      this.address = await this.#local.listen(listen.host, listen.port);
+    } catch (err) {
+      h2.destroy();
+      throw err;
+    }
+    this.#ping = setInterval(() => this.#checkAlive(), PING_MS);
+    this.#ping.unref();
+    this.log.info({ listen: this.address, provider: `${address}:${port}` }, "proxy listening (SOCKS5 and HTTP)");
+  }
+
+  #checkAlive(): void {
+    const h2 = this.#h2;
+    if (!h2 || h2.destroyed) return;
+    const timer = setTimeout(() => this.#down("the provider's proxy stopped answering"), PING_MS);
+    timer.unref();
+    const sent = h2.ping((err) => {
+      clearTimeout(timer);
+      if (err) this.#down(`the provider's proxy stopped answering: ${err.message}`);
+    });
+    if (!sent) clearTimeout(timer);
+  }
+
+  #open(host: string, port: number): Promise<OpenedStream> {
+    const h2 = this.#h2;
+    if (!h2 || h2.destroyed || h2.closed) return Promise.resolve({ ok: false, status: 503 });
+    const authority = `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
+    return new Promise((resolve) => {
+      let req: http2.ClientHttp2Stream;
+      try {
+        req = h2.request({ ":method": "CONNECT", ":authority": authority, [CREDENTIAL_HEADER]: `Bearer ${this.config.credential}` });
+      } catch {
+        return resolve({ ok: false, status: 503 });
+      }
+      req.once("response", (headers) => {
+        const status = Number(headers[":status"]);
+        if (status === 200) return resolve({ ok: true, stream: req });
+        const refusal = headers[REFUSAL_HEADER];
+        resolve({ ok: false, status, ...(typeof refusal === "string" ? { refusal: refusal.slice(0, 64) } : {}) });
+        req.close();
+      });
+      req.once("error", () => resolve({ ok: false, status: 502 }));
+      req.once("close", () => resolve({ ok: false, status: 502 }));
+    });
+  }
+
+  #down(reason: string): void {
+    if (this.#stopping || this.#downReason) return;
+    this.#downReason = reason;
+    this.log.warn({ reason }, "proxy connection down");
+    this.#downListener?.(reason);
+  }
+
+  isUp(): boolean {
+    return !!this.#h2 && !this.#h2.destroyed && !this.#h2.closed && !this.#downReason;
+  }
+
+  onDown(listener: (reason: string) => void): void {
+    this.#downListener = listener;
+    if (this.#downReason) listener(this.#downReason);
+  }
+
+  stats(): { bytesIn: number; bytesOut: number } {
+    return { bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearInterval(this.#ping);
+    await this.#local?.close();
+    this.#h2?.destroy();
+  }
+}

@@ -1,0 +1,267 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ProviderService } from "../../session/service";
+import { TunnelError } from "../system";
+import { ensureCertificate, type ProxyCertificate } from "./certificate";
+import { CONNECTION_WINDOW, CREDENTIAL_HEADER, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
+import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
+import { bucketFor, pump, type TokenBucket } from "./throttle";
+
+export interface ProxyProviderOptions {
+  /** Where the key and certificate are kept (`<data-dir>/services/proxy`). */
+  dir: string;
+  /** The address consumers reach the server at (sent in the session answer). */
+  publicAddress: string;
+  /** TCP port of the HTTP/2 server. */
+  port: number;
+  /** The local address to listen on. Default all (`::`, and IPv4 with it). */
+  listen?: string;
+  /** Where streams may go (private networks, egress lists, SMTP). */
+  policy: DestinationPolicy;
+  /** Each session's limit, Mbit/s each direction (the offer's bandwidth); 0 or absent: none. */
+  sessionMbps?: number;
+  /** The whole service's limit, Mbit/s each direction. */
+  serviceMbps?: number;
+  /** How long a dial out may take. Default 10 s. */
+  connectTimeoutMs?: number;
+  log?: Logger;
+}
+
+interface ProxySession {
+  id: string;
+  consumer: string;
+  /** sha256 of the credential: the map key (no credential is kept in the clear, nor compared byte by byte). */
+  credentialHash: string;
+  bytesIn: number;
+  bytesOut: number;
+  streams: Set<http2.ServerHttp2Stream>;
+  connections: Set<http2.Http2Session>;
+  up?: TokenBucket;
+  down?: TokenBucket;
+}
+
+const ENDED_KEPT = 1000;
+/** A connection that has not shown a valid credential by then is closed. */
+const UNAUTHENTICATED_MS = 10_000;
+const hash = (credential: string) => crypto.createHash("sha256").update(credential).digest("hex");
+
+/**
+ * The provider side of the proxy service: an HTTP/2 server over TLS that accepts CONNECT streams
+ * (RFC 9113 §8.5) carrying a live session's credential, dials out on the consumer's behalf under
+ * the destination policy (the name resolved here, every address judged), and meters each stream's
+ * payload into its session (`bytesIn` from the consumer, `bytesOut` to it), limited per session and
+ * per service by token buckets. Needs no privilege: a TCP port and outbound connections.
+ */
+export class ProxyProviderService implements ProviderService {
+  readonly type = "proxy";
+  readonly #o: ProxyProviderOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Map<string, ProxySession>();
+  readonly #byCredential = new Map<string, ProxySession>();
+  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number }>();
+  /** Each connection's session: the first credential it shows binds it; another is refused on it. */
+  readonly #boundTo = new WeakMap<http2.Http2Session, ProxySession>();
+  readonly #connections = new Set<http2.Http2Session>();
+  readonly #serviceUp?: TokenBucket;
+  readonly #serviceDown?: TokenBucket;
+  #server?: http2.Http2SecureServer;
+  #cert?: ProxyCertificate;
+  #running = false;
+
+  constructor(options: ProxyProviderOptions) {
+    this.#o = options;
+    this.#log = options.log ?? silentLogger;
+    this.#serviceUp = bucketFor(options.serviceMbps);
+    this.#serviceDown = bucketFor(options.serviceMbps);
+  }
+
+  get port(): number {
+    const a = this.#server?.address();
+    return a && typeof a === "object" ? a.port : this.#o.port;
+  }
+
+  get fingerprint(): string | undefined {
+    return this.#cert?.fingerprint;
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+    this.#cert = await ensureCertificate(this.#o.dir);
+    const server = http2.createSecureServer({
+      key: this.#cert.key,
+      cert: this.#cert.certificate,
+      allowHTTP1: false,
+      minVersion: "TLSv1.3",
+      settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 512, enableConnectProtocol: false },
+    });
+    server.on("session", (session) => this.#connection(session));
+    server.on("stream", (stream, headers) => void this.#stream(stream, headers));
+    // A bad TLS hello or a reset connection is the peer's business, not an error of the node.
+    server.on("tlsClientError", () => undefined);
+    server.on("sessionError", () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === "EADDRINUSE"
+            ? new TunnelError("PORT_IN_USE", `the proxy's port ${this.#o.port} is in use (--port to choose another)`, { cause: err })
+            : err,
+        ),
+      );
+      server.listen(this.#o.port, this.#o.listen ?? "::", () => resolve());
+    });
+    this.#server = server;
+    this.#running = true;
+    this.#log.info({ port: this.port, fingerprint: this.#cert.fingerprint }, "proxy service listening (HTTP/2 CONNECT over TLS)");
+  }
+
+  isRunning(): boolean {
+    return this.#running;
+  }
+
+  async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<ProxyServiceConfig> {
+    if (!this.#running || !this.#cert) throw new TunnelError("SERVICE_NOT_RUNNING", "the proxy service is not running");
+    const credential = crypto.randomBytes(32).toString("base64url");
+    const s: ProxySession = {
+      id: session.id,
+      consumer: session.consumer,
+      credentialHash: hash(credential),
+      bytesIn: 0,
+      bytesOut: 0,
+      streams: new Set(),
+      connections: new Set(),
+      up: bucketFor(this.#o.sessionMbps),
+      down: bucketFor(this.#o.sessionMbps),
+    };
+    this.#sessions.set(s.id, s);
+    this.#byCredential.set(s.credentialHash, s);
+    return { address: this.#o.publicAddress, port: this.port, certificate: this.#cert.certificate, fingerprint: this.#cert.fingerprint, credential };
+  }
+
+  async closeSession(sessionId: string, reason: string): Promise<void> {
+    const s = this.#sessions.get(sessionId);
+    if (!s) return;
+    this.#sessions.delete(sessionId);
+    this.#byCredential.delete(s.credentialHash);
+    this.#ended.set(sessionId, { bytesIn: s.bytesIn, bytesOut: s.bytesOut });
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    for (const stream of s.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
+    for (const c of s.connections) c.destroy();
+    this.#log.info({ sessionId, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut }, "proxy session closed");
+  }
+
+  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+    const s = this.#sessions.get(sessionId);
+    return s ? { bytesIn: s.bytesIn, bytesOut: s.bytesOut } : this.#ended.get(sessionId);
+  }
+
+  /** Connected: an HTTP/2 connection that showed the session's credential is open. */
+  isConnected(sessionId: string): boolean {
+    return (this.#sessions.get(sessionId)?.connections.size ?? 0) > 0;
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    for (const c of this.#connections) c.destroy();
+    await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+  }
+
+  #connection(c: http2.Http2Session): void {
+    this.#connections.add(c);
+    c.setLocalWindowSize(CONNECTION_WINDOW);
+    const timer = setTimeout(() => {
+      if (!this.#boundTo.has(c)) c.destroy();
+    }, UNAUTHENTICATED_MS);
+    timer.unref();
+    c.once("close", () => {
+      clearTimeout(timer);
+      this.#connections.delete(c);
+      this.#boundTo.get(c)?.connections.delete(c);
+    });
+    c.on("error", () => undefined);
+  }
+
+  /** The session a stream's credential names, binding its connection to it; undefined: refused. */
+  #authenticate(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): ProxySession | undefined {
+    const given = headers[CREDENTIAL_HEADER];
+    const m = typeof given === "string" ? /^Bearer ([A-Za-z0-9_-]{43})$/.exec(given) : null;
+    const s = m ? this.#byCredential.get(hash(m[1])) : undefined;
+    if (!s) return undefined;
+    const bound = this.#boundTo.get(stream.session!);
+    if (bound && bound !== s) return undefined;
+    if (!bound) {
+      this.#boundTo.set(stream.session!, s);
+      s.connections.add(stream.session!);
+    }
+    return s;
+  }
+
+  async #stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    stream.on("error", () => undefined);
+    const refuse = (status: number, refusal: string) => {
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ ":status": status, [REFUSAL_HEADER]: refusal }, { endStream: true });
+    };
+    if (headers[":method"] !== "CONNECT") return refuse(405, "method");
+    const session = this.#authenticate(stream, headers);
+    if (!session) return refuse(407, "credential");
+    let addresses: string[];
+    let port: number;
+    try {
+      const destination = parseAuthority(headers[":authority"]);
+      port = destination.port;
+      addresses = await this.#o.policy.addresses(destination);
+    } catch (err) {
+      if (!(err instanceof DestinationRefused)) throw err;
+      this.#log.info(
+        { sessionId: session.id, target: String(headers[":authority"]).slice(0, 100), refusal: err.refusal },
+        `proxy stream refused: ${err.message}`,
+      );
+      return refuse(403, err.refusal);
+    }
+    let socket: net.Socket;
+    try {
+      socket = await this.#dial(addresses, port);
+    } catch (err) {
+      return refuse(502, (err as NodeJS.ErrnoException).code ?? "unreachable");
+    }
+    if (!this.#sessions.has(session.id) || stream.destroyed) {
+      socket.destroy();
+      return refuse(407, "credential");
+    }
+    session.streams.add(stream);
+    stream.respond({ ":status": 200 });
+    const done = () => {
+      session.streams.delete(stream);
+      socket.destroy();
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    };
+    socket.once("close", done);
+    socket.on("error", () => undefined);
+    stream.once("close", done);
+    pump(stream, socket, (n) => (session.bytesIn += n), [session.up, this.#serviceUp]);
+    pump(socket, stream, (n) => (session.bytesOut += n), [session.down, this.#serviceDown]);
+  }
+
+  /** The first of `addresses` that answers, within the timeout. */
+  async #dial(addresses: string[], port: number): Promise<net.Socket> {
+    let last: unknown;
+    for (const host of addresses) {
+      try {
+        return await new Promise<net.Socket>((resolve, reject) => {
+          const socket = net.connect({ host, port, noDelay: true });
+          socket.setTimeout(this.#o.connectTimeoutMs ?? 10_000, () => socket.destroy(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })));
+          socket.once("connect", () => {
+            socket.setTimeout(0);
+            resolve(socket);
+          });
+          socket.once("error", reject);
+        });
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+}

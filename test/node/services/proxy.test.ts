@@ -1,0 +1,214 @@
+import { expect } from "chai";
+import { execFile } from "node:child_process";
+import http from "node:http";
+import http2 from "node:http2";
+import type net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import fs from "node:fs";
+import { ProxyConsumerService, type ProxyTunnel, parseListen } from "../../../node/services/proxy/consumer";
+import { DestinationPolicy, DestinationRefused, parseAuthority } from "../../../node/services/proxy/destination";
+import { ProxyProviderService } from "../../../node/services/proxy/provider";
+import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
+
+/** curl's exit code and output (never throws). */
+function curl(args: string[]): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) =>
+    execFile("curl", ["-sS", "--max-time", "10", ...args], (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout })),
+  );
+}
+
+const refusalOf = (policy: DestinationPolicy, host: string, port = 443) =>
+  policy.addresses({ host, port }).then(
+    () => null,
+    (err: DestinationRefused) => err.refusal,
+  );
+
+describe("proxy service: where a stream may go", function () {
+  const names: Record<string, string[]> = {
+    "lan.example": ["192.168.77.2"],
+    "meta.example": ["169.254.169.254"],
+    "both.example": ["10.1.2.3", "198.18.2.2"],
+    "v6lan.example": ["fd00::5"],
+    "public.example": ["198.18.2.2"],
+  };
+  const policy = new DestinationPolicy({ publicIp: "198.18.3.2", lookup: async (h) => names[h] ?? [], egress: { blockCidrs: ["203.0.113.0/24"] } });
+
+  it("parses host:port and [v6]:port, and refuses anything else", function () {
+    expect(parseAuthority("example.com:443")).to.deep.equal({ host: "example.com", port: 443 });
+    expect(parseAuthority("[2001:db8::1]:80")).to.deep.equal({ host: "2001:db8::1", port: 80 });
+    for (const bad of ["example.com", "a b:80", "x:0", "x:70000", "[nothost]:80", undefined]) expect(() => parseAuthority(bad)).to.throw(DestinationRefused);
+  });
+
+  it("refuses private, loopback, link-local, CGNAT and metadata addresses, IPv4 and IPv6, also inside IPv6", async function () {
+    for (const host of [
+      "10.0.0.1",
+      "172.16.5.5",
+      "192.168.1.1",
+      "127.0.0.1",
+      "169.254.169.254",
+      "100.64.0.1",
+      "0.0.0.0",
+      "224.0.0.1",
+      "::1",
+      "::",
+      "fe80::1",
+      "fd00:ec2::254",
+      "::ffff:192.168.1.1",
+      "::ffff:127.0.0.1",
+      "64:ff9b::a9fe:a9fe",
+      "2002:c0a8:0101::1",
+    ])
+      expect(await refusalOf(policy, host), host).to.equal("private-network");
+    expect(await refusalOf(policy, "198.18.2.2")).to.equal(null);
+    expect(await refusalOf(policy, "2001:db8:2::2")).to.equal(null);
+  });
+
+  it("judges a name by what it resolves to at the provider, and connects only to allowed addresses", async function () {
+    expect(await refusalOf(policy, "lan.example")).to.equal("private-network");
+    expect(await refusalOf(policy, "meta.example")).to.equal("private-network");
+    expect(await refusalOf(policy, "v6lan.example")).to.equal("private-network");
+    expect(await refusalOf(policy, "nothing.example")).to.equal("unresolved");
+    expect(await policy.addresses({ host: "both.example", port: 443 })).to.deep.equal(["198.18.2.2"]);
+  });
+
+  it("refuses the provider's own addresses, the egress policy's networks, SMTP and blocked ports", async function () {
+    expect(await refusalOf(policy, "198.18.3.2")).to.equal("private-network");
+    expect(await refusalOf(policy, "203.0.113.7")).to.equal("blocked-network");
+    for (const port of [25, 465, 587]) expect(await refusalOf(policy, "public.example", port)).to.equal("blocked-port");
+    const mail = new DestinationPolicy({ egress: { allowSmtp: true, blockPorts: ["6881-6889"] }, lookup: async (h) => names[h] ?? [] });
+    expect(await refusalOf(mail, "public.example", 587)).to.equal(null);
+    expect(await refusalOf(mail, "public.example", 6885)).to.equal("blocked-port");
+  });
+
+  it("lets the operator open private ranges", async function () {
+    const open = new DestinationPolicy({ allowPrivateRanges: ["192.168.77.0/24"], lookup: async (h) => names[h] ?? [] });
+    expect(await refusalOf(open, "lan.example")).to.equal(null);
+    expect(await refusalOf(open, "meta.example")).to.equal("private-network");
+  });
+
+  it("reads --listen as host:port, [v6]:port or a port", function () {
+    expect(parseListen("127.0.0.1:1080")).to.deep.equal({ host: "127.0.0.1", port: 1080 });
+    expect(parseListen("[::1]:1081")).to.deep.equal({ host: "::1", port: 1081 });
+    expect(parseListen("1082")).to.deep.equal({ host: "127.0.0.1", port: 1082 });
+    expect(() => parseListen("example.com:80")).to.throw(/not host:port/);
+  });
+});
+
+describe("proxy service: provider and consumer on this host", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let provider: ProxyProviderService;
+  let origin: http.Server;
+  let originPort: number;
+  const lookedUp: string[] = [];
+  const sessions: ProxyTunnel[] = [];
+
+  before(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-proxy-"));
+    origin = http.createServer((req, res) => {
+      const n = Number(new URL(req.url!, "http://x").searchParams.get("bytes") ?? 0);
+      res.end(n ? Buffer.alloc(n, 7) : `${req.method} ${req.url} ${req.headers.host} ${req.headers["proxy-authorization"] ?? "-"}`);
+    });
+    await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
+    originPort = (origin.address() as net.AddressInfo).port;
+    provider = new ProxyProviderService({
+      dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      // The origin is on loopback: this test opens exactly it, and names resolve to it only here.
+      policy: new DestinationPolicy({
+        allowPrivateRanges: ["127.0.0.1/32"],
+        lookup: async (host) => {
+          lookedUp.push(host);
+          return host === "origin.test" ? ["127.0.0.1"] : host === "lan.test" ? ["192.168.77.2"] : [];
+        },
+      }),
+    });
+    await provider.start();
+  });
+
+  after(async function () {
+    for (const t of sessions) await t.stop();
+    await provider?.stop();
+    origin?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function session(id: string): Promise<{ tunnel: ProxyTunnel; config: ProxyServiceConfig; url: string }> {
+    const config = await provider.openSession({ id, consumer: "0xc", consumerData: {} });
+    const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({ id, provider: "0xp", serviceConfig: config })) as ProxyTunnel;
+    sessions.push(tunnel);
+    return { tunnel, config, url: `127.0.0.1:${tunnel.address!.port}` };
+  }
+
+  it("carries SOCKS5 (names resolved at the provider), HTTP CONNECT and plain HTTP requests, metered the same on both sides", async function () {
+    const { tunnel, url } = await session("s1");
+    const socks = await curl(["--proxy", `socks5h://${url}`, `http://origin.test:${originPort}/a`]);
+    expect(socks.stdout).to.equal(`GET /a origin.test:${originPort} -`);
+    expect(lookedUp).to.include("origin.test");
+    const tunnelled = await curl(["--proxytunnel", "--proxy", `http://${url}`, `http://origin.test:${originPort}/b`]);
+    expect(tunnelled.stdout).to.equal(`GET /b origin.test:${originPort} -`);
+    const plain = await curl(["--proxy", `http://${url}`, "--proxy-user", "u:p", `http://origin.test:${originPort}/c?x=1`]);
+    expect(plain.stdout).to.equal(`GET /c?x=1 origin.test:${originPort} -`);
+    const big = await curl(["--proxy", `socks5h://${url}`, "-o", "/dev/null", "-w", "%{size_download}", `http://origin.test:${originPort}/?bytes=3000000`]);
+    expect(big.stdout).to.equal("3000000");
+    const p = provider.usage("s1")!;
+    const c = tunnel.stats();
+    expect(p.bytesOut).to.be.greaterThan(3_000_000);
+    expect(p).to.deep.equal({ bytesIn: c.bytesOut, bytesOut: c.bytesIn });
+  });
+
+  it("refuses private destinations, by address and by name, over SOCKS5 and HTTP", async function () {
+    const { url } = await session("s2");
+    const bySocks = await curl(["--proxy", `socks5h://${url}`, "http://lan.test/"]);
+    expect(bySocks.code).to.equal(97); // curl: the proxy refused (SOCKS reply 2, not allowed by ruleset)
+    const byHttp = await curl(["-o", "/dev/null", "-w", "%{http_code}", "--proxy", `http://${url}`, "http://169.254.169.254/latest/meta-data/"]);
+    expect(byHttp.stdout).to.equal("403");
+    const smtp = await curl(["-o", "/dev/null", "-w", "%{http_connect}", "--proxytunnel", "--proxy", `http://${url}`, "http://origin.test:25/"]);
+    expect(smtp.stdout).to.equal("403");
+  });
+
+  it("refuses a stream without the session's credential, and every stream once the session is closed", async function () {
+    const { config } = await session("s3");
+    const h2 = http2.connect(`https://127.0.0.1:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+    const status = (credential?: string) =>
+      new Promise<number>((resolve) => {
+        const req = h2.request({
+          ":method": "CONNECT",
+          ":authority": `origin.test:${originPort}`,
+          ...(credential ? { "proxy-authorization": credential } : {}),
+        });
+        req.on("response", (h) => resolve(Number(h[":status"])));
+        req.on("error", () => resolve(-1));
+      });
+    expect(await status()).to.equal(407);
+    expect(await status(`Bearer ${"A".repeat(43)}`)).to.equal(407);
+    expect(await status(`Bearer ${config.credential}`)).to.equal(200);
+    h2.destroy();
+    await provider.closeSession("s3", "test");
+    const again = http2.connect(`https://127.0.0.1:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+    const after = await new Promise<number>((resolve) => {
+      const req = again.request({ ":method": "CONNECT", ":authority": `origin.test:${originPort}`, "proxy-authorization": `Bearer ${config.credential}` });
+      req.on("response", (h) => resolve(Number(h[":status"])));
+    });
+    again.destroy();
+    expect(after).to.equal(407);
+  });
+
+  it("refuses to connect to a server whose certificate is not the pinned one", async function () {
+    const config = await provider.openSession({ id: "s4", consumer: "0xc", consumerData: {} });
+    const other = await new ProxyConsumerService({ listen: "127.0.0.1:0" })
+      .connect({
+        id: "s4",
+        provider: "0xp",
+        serviceConfig: { ...config, fingerprint: config.fingerprint.replace(/^../, config.fingerprint.startsWith("00") ? "11" : "00") },
+      })
+      .then(
+        () => "connected",
+        (err: Error) => err.message,
+      );
+    expect(other).to.match(/does not match its fingerprint/);
+  });
+});
