@@ -19,6 +19,10 @@ export function connectCommands(context: Ctx): Command[] {
     .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
     .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
     .option(
+      "--listen <host:port>",
+      "--service proxy: where the local SOCKS5 and HTTP proxy listens (default 127.0.0.1:1080); needs no root; with a connection up, it runs beside it",
+    )
+    .option(
       "--reconnect",
       "when the provider goes away, keep the kill switch and connect again (the same provider, then the next match): 5 attempts over about 31 s, then blocked until `myst disconnect`",
     )
@@ -29,6 +33,7 @@ export function connectCommands(context: Ctx): Command[] {
         ...(opts.killSwitch === false ? { killSwitch: false } : {}),
         ...(opts.allowLan ? { allowLan: true } : {}),
         ...(opts.reconnect ? { reconnect: true } : {}),
+        ...(opts.listen ? { listen: opts.listen as string } : {}),
       };
       if (opts.reconnect && opts.killSwitch === false)
         throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
@@ -37,6 +42,7 @@ export function connectCommands(context: Ctx): Command[] {
         const status = await running.connect(body);
         return ctx.out.result(status, () => [
           ...describeConnected(status),
+          ...(status.listen ? [proxyLine(status.listen)] : []),
           `the node (pid ${running.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
         ]);
       }
@@ -66,7 +72,7 @@ export function connectCommands(context: Ctx): Command[] {
       process.on("SIGTERM", onSignal);
       ctx.out.result(first, () => [
         ...describeConnected(first),
-        first.protection?.message ?? "all traffic goes through the tunnel",
+        first.listen ? proxyLine(first.listen) : (first.protection?.message ?? "all traffic goes through the tunnel"),
         "Ctrl-C or `myst disconnect` ends it",
       ]);
       const reason = await followConnection(client, first);
@@ -140,6 +146,11 @@ export function connectCommands(context: Ctx): Command[] {
 }
 
 type Connection = Awaited<ReturnType<NodeClient["connection"]>>;
+
+/** What a proxy connection offers, in words, with a command to try it. */
+function proxyLine(listen: string): string {
+  return `SOCKS5 and HTTP proxy on ${listen} (names resolved by the provider: curl --proxy socks5h://${listen} …, or myst run --proxy -- CMD); nothing else is routed`;
+}
 
 function describeConnected(c: Connection): string[] {
   const phases = c.phasesMs;

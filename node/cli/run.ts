@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import { Command, Option } from "commander";
 import { MystError } from "../errors/MystError";
@@ -23,9 +23,18 @@ export function runCommand(context: Ctx): Command {
     "run the tunnel in this network namespace (tests, demo): the confined namespace hangs off it",
   )
     .addOption(new Option("--provider <id>", "the provider's identity (omit to pick the cheapest match for the filters)"))
+    .addOption(
+      new Option(
+        "--proxy",
+        "through the proxy service instead of a tunnel: no root, no namespace; the command gets http_proxy, https_proxy and ALL_PROXY (apps that ignore them go out directly)",
+      ),
+    )
+    .addOption(new Option("--listen <host:port>", "with --proxy: where the local proxy listens (default 127.0.0.1 on a free port)"))
     .action(async (command: string[], opts, cmd: Command) => {
       const ctx = context(cmd);
       if (command.length === 0) throw new MystError("BAD_REQUEST", "give the command to run after --, e.g. myst run -- curl https://example.com");
+      if (opts.proxy) return runProxied(ctx, command, opts, cmd.getOptionValueSource("service") === "default");
+      if (opts.listen) throw new MystError("BAD_REQUEST", "--listen goes with --proxy");
       const body = { ...connectBody(opts.provider, opts), confine: true };
       const daemon = ctx.runningNode();
       const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
@@ -53,10 +62,55 @@ export function runCommand(context: Ctx): Command {
     });
 }
 
+/**
+ * `myst run --proxy -- CMD`: a proxy connection (beside any other the node holds) and CMD with the
+ * proxy variables set, in this process's own network; ends the connection when CMD exits.
+ */
+async function runProxied(ctx: CommandContext, command: string[], opts: Record<string, string | undefined>, serviceDefaulted: boolean): Promise<void> {
+  if (!serviceDefaulted && opts.service !== "proxy") throw new MystError("BAD_REQUEST", `--proxy buys the proxy service, not ${opts.service}`);
+  const body = { ...connectBody(opts.provider, { ...opts, service: "proxy" }), listen: opts.listen ?? "127.0.0.1:0" };
+  const daemon = ctx.runningNode();
+  const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
+  const client = daemon ?? running!.client;
+  let status: Awaited<ReturnType<typeof client.connect>>;
+  try {
+    status = await client.connect(body);
+  } catch (err) {
+    await running?.stop();
+    throw err;
+  }
+  let code: number;
+  try {
+    if (!status.listen || !status.sessionId) throw new MystError("DAEMON_BAD_RESPONSE", "the node answered without a proxy address");
+    process.stderr.write(`myst: running ${command[0]} with its proxy at ${status.listen}, through provider ${status.provider} (session ${status.sessionId})\n`);
+    code = await runWith(proxyEnvironment(status.listen), command);
+  } finally {
+    await client.disconnect(status.sessionId).catch((err: Error) => process.stderr.write(`myst: disconnecting failed: ${err.message}\n`));
+    await running?.stop();
+  }
+  process.exitCode = code;
+}
+
+/** The variables curl, wget, git, pip, npm, Go and Python programs read (lower and upper case); SOCKS with names resolved remotely. */
+export function proxyEnvironment(listen: string): NodeJS.ProcessEnv {
+  const http = `http://${listen}`;
+  const socks = `socks5h://${listen}`;
+  return { http_proxy: http, https_proxy: http, HTTP_PROXY: http, HTTPS_PROXY: http, ALL_PROXY: socks, all_proxy: socks, no_proxy: "", NO_PROXY: "" };
+}
+
+/** Runs `command` here with `env` added, on this terminal; its exit code (128 + signal number when a signal ended it). */
+function runWith(env: NodeJS.ProcessEnv, command: string[]): Promise<number> {
+  return waitFor(spawn(command[0], command.slice(1), { stdio: "inherit", env: { ...process.env, ...env } }), command);
+}
+
 /** Runs `command` in `netns` on this terminal; its exit code (128 + signal number when a signal ended it). */
 function runIn(netns: string, command: string[]): Promise<number> {
+  return waitFor(spawn("/usr/sbin/ip", ["netns", "exec", netns, ...command], { stdio: "inherit" }), command);
+}
+
+/** Waits for `child` (which runs `command`) to exit, passing Ctrl-C and TERM on to it. */
+function waitFor(child: ChildProcess, command: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn("/usr/sbin/ip", ["netns", "exec", netns, ...command], { stdio: "inherit" });
     // Ctrl-C reaches the command (same process group); myst waits for it, then cleans up.
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
     process.on("SIGINT", forward);

@@ -55,6 +55,8 @@ export interface ConnectTarget {
   protection?: SessionProtection;
   /** Providers not to pick from discovery (a reconnect skips the ones that just failed). */
   exclude?: string[];
+  /** Beside the current connection, not instead of it (the proxy: one local port per connection). */
+  alongside?: boolean;
 }
 
 export interface Connection {
@@ -75,6 +77,8 @@ export class ConsumerNode {
   readonly vault?: ConsumerVaultClient;
   readonly promises?: ConsumerPromises;
   current?: Connection;
+  /** Connections beside the current one (the proxy's, each on its own port), until their sessions end. */
+  readonly alongside = new Set<Connection>();
 
   constructor(private readonly o: ConsumerNodeOptions) {
     const log = o.log ?? silentLogger;
@@ -99,13 +103,14 @@ export class ConsumerNode {
 
   async stop(): Promise<void> {
     await this.current?.session.destroy("consumer stopping");
+    await Promise.all([...this.alongside].map((c) => c.session.destroy("consumer stopping")));
     if (!this.#broker) return;
     this.dialogs.stop();
     await this.#broker.stop();
   }
 
   async connect(target: ConnectTarget): Promise<Connection> {
-    if (this.current && this.current.session.state !== "ended")
+    if (!target.alongside && this.current && this.current.session.state !== "ended")
       throw new SessionError("ALREADY_CONNECTED", `already connected (session ${this.current.session.id})`);
     const t0 = Date.now();
     const found = await this.#find(target);
@@ -126,7 +131,10 @@ export class ConsumerNode {
       proposal: found,
       phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
     };
-    this.current = connection;
+    if (target.alongside) {
+      this.alongside.add(connection);
+      void session.ended.then(() => this.alongside.delete(connection));
+    } else this.current = connection;
     this.#record(connection);
     return connection;
   }
@@ -200,6 +208,7 @@ export function connectionStatus(c: Connection) {
     durationSeconds: Math.round((Date.now() - since) / 1000),
     bytesIn: stats.bytesIn,
     bytesOut: stats.bytesOut,
+    ...(c.session.tunnel.listen ? { listen: c.session.tunnel.listen } : {}),
     phasesMs: c.phases,
     path: pathView(c.session.path),
     promisedWei: (c.payments?.promised ?? 0n).toString(),

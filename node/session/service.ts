@@ -112,6 +112,8 @@ export interface Tunnel {
   refresh?(): Promise<void>;
   /** Whether the tunnel is up and talking to the provider now (false while it reconnects). */
   isUp?(): boolean;
+  /** Where the connection's local proxy listens (`host:port`), for a service that serves the consumer locally (the proxy). */
+  readonly listen?: string;
 }
 
 /** What the consumer side of a service does. */

@@ -281,6 +281,8 @@ export type ConnectionTopic = {
   durationSeconds?: number;
   bytesIn?: number;
   bytesOut?: number;
+  /** the proxy service: where this connection's local SOCKS5 and HTTP proxy listens */
+  listen?: string;
   phasesMs?: {
     discovery: number;
     negotiation: number;

@@ -10,6 +10,7 @@ export const connectionActions = (api: Requester) => ({
   proposals: (query: ProposalQuery) => api.get<Static<typeof S.ProposalPage>>(`/v1/proposals${queryString(query)}`),
   connection: () => api.get<Static<typeof S.ConnectionView>>("/v1/connection"),
   connect: (body: Static<typeof S.ConnectBody>) => api.put<Static<typeof S.ConnectionView>>("/v1/connection", body),
-  disconnect: () => api.delete<Static<typeof S.ConnectionView>>("/v1/connection"),
+  /** Ends the connection (and every one beside it); with `sessionId`, only that connection beside the current one. */
+  disconnect: (sessionId?: string) => api.delete<Static<typeof S.ConnectionView>>(`/v1/connection${sessionId ? queryString({ sessionId }) : ""}`),
   statistics: () => api.get<Static<typeof S.Statistics>>("/v1/connection/statistics"),
 });

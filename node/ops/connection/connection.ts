@@ -7,6 +7,7 @@ import type { NodeCore } from "../../daemon/core";
 import { protectedStatus, type ProtectedStatus } from "../../daemon/protected-status";
 import { MystError, isMystError } from "../../errors/MystError";
 import { consumerService } from "../../services/catalog";
+import type { ConsumerService } from "../../session/service";
 import { SessionError, SessionRefusedError } from "../../session/errors";
 import type { RefusalCode } from "../../session/messages";
 import type { ReconnectStatus } from "../../session/reconnect";
@@ -75,10 +76,22 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
     if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
     const { key, consumer } = this.#core.online();
+    const service = consumerService(request.serviceType, {
+      key,
+      dataDir: config.dataDir,
+      netns: request.netns,
+      log,
+      routeAll: !request.confine,
+      listen: request.listen,
+    });
+    if (request.listen !== undefined && service.plan)
+      throw new MystError("BAD_REQUEST", `--listen is for a service without a tunnel (a local proxy port); a ${request.serviceType} tunnel routes the machine`);
     const current = consumer.current;
-    if (current && current.session.state === "active")
+    if (current && current.session.state === "active") {
+      // A local proxy port needs no route and no kill switch: it runs beside whatever else is up.
+      if (!service.plan && !request.confine && !request.reconnect) return this.#connectAlongside(request, service);
       throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
-    const service = consumerService(request.serviceType, { key, dataDir: config.dataDir, netns: request.netns, log, routeAll: !request.confine });
+    }
     if (request.confine && !service.plan)
       throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
     // The node's own connections go through the tunnel only when it is in the node's namespace:
@@ -123,6 +136,26 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     return { ...protectedStatus(connectionStatus(connection), protection), ...(confinement ? { confined: confinement.describe() } : {}) };
   }
 
+  /** A connection beside the current one (a proxy on its own port): no protection, no reconnect; it ends at disconnect. */
+  async #connectAlongside(request: ConnectRequest, service: ConsumerService): Promise<ProtectedStatus> {
+    const { consumer } = this.#core.online();
+    let connection: Connection;
+    try {
+      connection = await consumer.connect({ provider: request.provider, filter: request.filter, service, alongside: true });
+    } catch (err) {
+      this.#core.metrics.error("connect", (err as MystError).code ?? "INTERNAL");
+      throw err;
+    }
+    this.#core.metrics.connected(connection);
+    this.#core.log.info(
+      { sessionId: connection.session.id, provider: connection.session.provider, listen: connection.session.tunnel.listen },
+      "connected alongside",
+    );
+    void connection.session.ended.then(() => this.emit("change"));
+    this.emit("change");
+    return protectedStatus(connectionStatus(connection), undefined);
+  }
+
   /**
    * The node's control endpoints, resolved now; when the names cannot be resolved (a kill switch
    * still holding from the last session lets no DNS out but to its dead provider), the ones this
@@ -158,9 +191,19 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     await this.#reconnect.cancel();
   }
 
-  async disconnect(): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
+  async disconnect(sessionId?: string): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
     const { config, log } = this.#core;
     const online = this.#core.maybeOnline;
+    // One of the connections beside the current one, by its session (`myst run --proxy` ends its own).
+    const beside = sessionId ? [...(online?.consumer.alongside ?? [])].find((c) => c.session.id === sessionId) : undefined;
+    if (beside) {
+      await beside.session.destroy("consumer disconnected");
+      this.emit("change");
+      return protectedStatus(connectionStatus(beside), undefined);
+    }
+    // Every connection beside the current one ends with it.
+    const besides = [...(online?.consumer.alongside ?? [])];
+    await Promise.all(besides.map((c) => c.session.destroy("consumer disconnected")));
     if (!online) {
       // No node held a connection: a myst that died while connected may have left its kill switch in force.
       const recovered = [await recoverProtection(config.dataDir, log), await recoverConfinement(config.dataDir, log)];
@@ -181,7 +224,11 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
         await this.#protection.lift();
         return protectedStatus(connectionStatus(c), this.#protection);
       }
-      if (c?.session.state !== "active") throw new SessionError("NOT_CONNECTED", "not connected");
+      if (c?.session.state !== "active") {
+        const last = besides.at(-1);
+        if (last) return protectedStatus(connectionStatus(last), undefined);
+        throw new SessionError("NOT_CONNECTED", "not connected");
+      }
       await c.session.tunnel.refresh?.().catch(() => undefined);
       await c.session.destroy("consumer disconnected");
       await this.#protection?.lift();

@@ -24,6 +24,11 @@ export interface ConnectRequest {
    * status, `confined.netns`); the consumer's own routes, resolver and firewall stay as they are.
    */
   confine?: boolean;
+  /**
+   * Where a service without a tunnel (the proxy) opens its local proxy port (`host:port`). While
+   * another connection is up, such a connection runs alongside it (several, each on its own port).
+   */
+  listen?: string;
 }
 
 /** The connection the user asked for, until they disconnect: what a reconnect renews. */

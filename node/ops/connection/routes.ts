@@ -45,7 +45,7 @@ export function connectionRoutes(app: JsonApp, ops: { connection: ConnectionOps;
       },
     },
     async (req, reply) => {
-      const { provider, serviceType, netns, killSwitch, allowLan, reconnect, confine, ...filter } = req.body;
+      const { provider, serviceType, netns, killSwitch, allowLan, reconnect, confine, listen, ...filter } = req.body;
       const status = await ops.connection.connect({
         ...(provider !== undefined ? { provider: toAddress(provider, "provider") } : {}),
         serviceType,
@@ -55,14 +55,22 @@ export function connectionRoutes(app: JsonApp, ops: { connection: ConnectionOps;
         allowLan,
         reconnect,
         confine,
+        listen,
       });
       return reply.status(201).send(status);
     },
   );
   app.delete(
     "/v1/connection",
-    { schema: { summary: "Disconnect; answers the session's final numbers", tags, response: { 200: S.ConnectionView, ...errors(401, 409) } } },
-    async () => ops.connection.disconnect(),
+    {
+      schema: {
+        summary: "Disconnect (with every proxy connection beside it); answers the session's final numbers",
+        tags,
+        querystring: S.DisconnectQuery,
+        response: { 200: S.ConnectionView, ...errors(400, 401, 409) },
+      },
+    },
+    async (req) => ops.connection.disconnect(req.query.sessionId),
   );
   app.get(
     "/v1/connection/statistics",

@@ -84,6 +84,21 @@ export const ConnectBody = Type.Object(
           "confined apps: the tunnel carries only a fresh network namespace's traffic (named in `confined.netns`: run apps there with `ip netns exec`, or use `myst run`); the consumer's own routes, resolver and firewall stay untouched; the namespace has no route while the tunnel is down and goes at disconnect",
       }),
     ),
+    listen: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description:
+          "the proxy service: where the local SOCKS5 and HTTP proxy listens (`host:port`, default 127.0.0.1:1080; port 0: any free one); no root, no tunnel. While another connection is up it runs alongside it",
+      }),
+    ),
+  },
+  Strict,
+);
+export const DisconnectQuery = Type.Object(
+  {
+    sessionId: Type.Optional(
+      Type.String({ maxLength: 128, description: "end only this connection beside the current one (a proxy's); default: every connection" }),
+    ),
   },
   Strict,
 );
@@ -108,6 +123,7 @@ export const ConnectionView = Type.Object(
     durationSeconds: Type.Optional(Type.Integer()),
     bytesIn: Type.Optional(Type.Integer()),
     bytesOut: Type.Optional(Type.Integer()),
+    listen: Type.Optional(Type.String({ description: "the proxy service: where this connection's local SOCKS5 and HTTP proxy listens" })),
     phasesMs: Type.Optional(Phases),
     path: Type.Optional(
       Type.Object(

@@ -160,6 +160,10 @@ export class ProxyTunnel implements Tunnel {
     this.#downListener?.(reason);
   }
 
+  get listen(): string | undefined {
+    return this.address ? `${net.isIPv6(this.address.host) ? `[${this.address.host}]` : this.address.host}:${this.address.port}` : undefined;
+  }
+
   isUp(): boolean {
     return !!this.#h2 && !this.#h2.destroyed && !this.#h2.closed && !this.#downReason;
   }
