@@ -143,7 +143,7 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
     }
 
     /** Moves `bytes` to consumer i through its tunnel (a download from the internet host), or through the meters of a tunnel without a network. */
-    function carry(i: number, session: ConsumerSession, bytes: number): void {
+    async function carry(i: number, session: ConsumerSession, bytes: number): Promise<void> {
       if (adapter.simulate) return adapter.simulate(provider, session, bytes);
       expect(downloadFrom(topology, topology.consumers[i], `${topology.internetUrl}?bytes=${bytes}`)).to.equal(bytes);
     }
@@ -164,7 +164,7 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
       try {
         expect(session.state).to.equal("active");
         if (adapter.network) expect(seenAs(0)).to.equal(topology.providerUplinkAddress);
-        carry(0, session, MiB);
+        await carry(0, session, MiB);
         if (provider.isConnected) await until(async () => (await meter(), provider.isConnected!(session.id)), "the provider to see the consumer connected");
       } finally {
         await session.destroy();
@@ -174,7 +174,7 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
     it("meters what it carries the same on both sides, within 2%", async function () {
       const session = await connect();
       try {
-        carry(0, session, 4 * MiB);
+        await carry(0, session, 4 * MiB);
         await meter();
         await session.tunnel.refresh?.();
         const atProvider = provider.usage!(session.id)!;
@@ -206,7 +206,7 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
 
     it("cuts off a consumer that does not pay once the unpaid amount passes the limit", async function () {
       const session = await connect(0, { pay: false });
-      carry(0, session, 4 * MiB); // 0.39 MYST due at 100 MYST/GiB, nothing paid, limit 0.3
+      await carry(0, session, 4 * MiB); // 0.39 MYST due at 100 MYST/GiB, nothing paid, limit 0.3
       expect(await session.ended).to.match(/^provider ended it: payment lagging/);
       expect(provider.isConnected?.(session.id) ?? false).to.equal(false);
     });

@@ -1,8 +1,11 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { IdentityKey } from "../../node/identity/key";
 import { silentLogger } from "../../node/log/logger";
 import { checkServiceSpec, startProviderService, TUNNEL_TYPES, type TunnelType } from "../../node/services/catalog";
 import type { NoopProviderService, NoopTunnel } from "../../node/services/noop/noop";
+import { ProxyConsumerService, type ProxyTunnel } from "../../node/services/proxy/consumer";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
@@ -33,8 +36,8 @@ export interface TunnelAdapter {
   network: boolean;
   startProvider(env: AdapterEnv): Promise<RunningProvider>;
   consumerService(env: AdapterEnv, i: number): ConsumerService;
-  /** For adapters without a network: both meters see `bytes` moved to the consumer. */
-  simulate?(provider: RunningProvider, session: ConsumerSession, bytes: number): void;
+  /** For adapters without a network tunnel: both meters see `bytes` moved to the consumer (the proxy moves them for real, through its local port). */
+  simulate?(provider: RunningProvider, session: ConsumerSession, bytes: number): void | Promise<void>;
   /** Kills the supervised process (SIGKILL); absent when the adapter supervises none. */
   crash?(provider: RunningProvider): void;
   /**
@@ -127,6 +130,27 @@ const EXTRAS: Record<string, Partial<TunnelAdapter> & { settings?: (env: Adapter
     },
     refusal: ["HANDSHAKE_TIMEOUT"],
   },
+  proxy: {
+    // In this process's namespace, on loopback: the provider opens exactly 127.0.0.1 to its consumers here.
+    settings: () => ({ publicIp: "127.0.0.1", port: 0, listen: "127.0.0.1", allowPrivateRanges: ["127.0.0.1/32"] }),
+    consumerService: () => new ProxyConsumerService({ listen: "127.0.0.1:0" }),
+    /** A download of `bytes` from a server on loopback, as a plain request through the session's local HTTP proxy. */
+    async simulate(_provider, session, bytes) {
+      const origin = await bytesServer();
+      const { port } = (session.tunnel as ProxyTunnel).address!;
+      const received = await new Promise<number>((resolve, reject) => {
+        http
+          .get({ host: "127.0.0.1", port, path: `http://127.0.0.1:${origin}/?bytes=${bytes}` }, (res) => {
+            let n = 0;
+            res.on("data", (chunk: Buffer) => (n += chunk.length));
+            res.on("end", () => resolve(n));
+            res.on("error", reject);
+          })
+          .on("error", reject);
+      });
+      if (received !== bytes) throw new Error(`the proxy carried ${received} of ${bytes} bytes`);
+    },
+  },
   noop: {
     simulate(provider, session, bytes) {
       const tunnel = session.tunnel as NoopTunnel;
@@ -137,6 +161,17 @@ const EXTRAS: Record<string, Partial<TunnelAdapter> & { settings?: (env: Adapter
     },
   },
 };
+
+let origin: Promise<number> | undefined;
+/** A server on loopback answering `?bytes=N` with N bytes (the proxy's downloads), started once. */
+function bytesServer(): Promise<number> {
+  origin ??= new Promise((resolve) => {
+    const server = http.createServer((req, res) => res.end(Buffer.alloc(Number(new URL(req.url!, "http://x").searchParams.get("bytes") ?? 0))));
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+    server.unref();
+  });
+  return origin;
+}
 
 /** E2E_LOG=<file>: the adapters log there (debug), one file per side. */
 function testLog(side: string) {
