@@ -89,7 +89,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     const current = consumer.current;
     if (current && current.session.state === "active") {
       // A local proxy port needs no route and no kill switch: it runs beside whatever else is up.
-      if (!service.plan && !request.confine && !request.reconnect) return this.#connectAlongside(request, service);
+      if (request.listen !== undefined && !request.confine && !request.reconnect) return this.#connectAlongside(request, service);
       throw new SessionError("ALREADY_CONNECTED", `already connected (session ${current.session.id}): disconnect first`);
     }
     if (request.confine && !service.plan)

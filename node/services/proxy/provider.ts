@@ -224,7 +224,7 @@ export class ProxyProviderService implements ProviderService {
     try {
       socket = await this.#dial(addresses, port);
     } catch (err) {
-      return refuse(502, (err as NodeJS.ErrnoException).code ?? "unreachable");
+      return refuse(502, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
     }
     if (!this.#sessions.has(session.id) || stream.destroyed) {
       socket.destroy();
@@ -251,7 +251,7 @@ export class ProxyProviderService implements ProviderService {
       try {
         return await new Promise<net.Socket>((resolve, reject) => {
           const socket = net.connect({ host, port, noDelay: true });
-          socket.setTimeout(this.#o.connectTimeoutMs ?? 10_000, () => socket.destroy(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })));
+          socket.setTimeout(this.#o.connectTimeoutMs ?? 10_000, () => socket.destroy(new Error("ETIMEDOUT")));
           socket.once("connect", () => {
             socket.setTimeout(0);
             resolve(socket);
