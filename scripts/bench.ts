@@ -3,6 +3,7 @@ import { benchDiscovery } from "./bench/discovery";
 import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
 import { benchShaping } from "./bench/shaping";
+import { benchProxy } from "./bench/proxy";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -14,6 +15,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   tunnel: benchTunnel,
   payments: benchPayments,
   shaping: benchShaping,
+  proxy: benchProxy,
 };
 
 async function main() {

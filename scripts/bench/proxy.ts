@@ -1,0 +1,177 @@
+// The proxy benchmark (`npm run bench -- proxy`, bench/proxy.md): the proxy service's two ends in the test
+// network's namespaces (proxy-ends.ts), curl through them against curl straight to the same host, and the first
+// byte of a new proxy connection against myst's WireGuard tunnel (tunnel-myst.ts) in the same run.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { stopChild } from "../lib/local-chain";
+import { missingE2EPrerequisites } from "../lib/prereqs";
+import { TestNetwork } from "../lib/test-network";
+import { topologyUp, type Topology } from "../lib/topology";
+import { round, summarize, writeResults } from "./stats";
+import { CURL, IPERF, iperfServer } from "./tunnel-measure";
+import { benchMyst } from "./tunnel-myst";
+
+const MB = 1e6;
+
+/** A line of JSON from a child's stdout. */
+function firstLine(child: ChildProcess, what: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stderr!.on("data", (d) => (err += d));
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const nl = out.indexOf("\n");
+      if (nl >= 0) resolve(JSON.parse(out.slice(0, nl)));
+    });
+    child.once("exit", (code) => reject(new Error(`${what} exited ${code}: ${err}`)));
+  });
+}
+
+function end(netns: string, args: string[]): ChildProcess {
+  return spawn(
+    "/usr/sbin/ip",
+    ["netns", "exec", netns, process.execPath, "-r", "ts-node/register/transpile-only", path.join(__dirname, "proxy-ends.ts"), ...args],
+    { stdio: ["pipe", "pipe", "pipe"], cwd: path.resolve(__dirname, "..", "..") },
+  );
+}
+
+/** `count` downloads of `bytes` each at once with curl in the consumer's namespace (through `proxy` when given): Mbit/s of the whole. */
+function download(t: Topology, bytes: number, count: number, proxy?: string): number {
+  const urls = Array.from({ length: count }, (_, i) => `${t.internetUrl}?bytes=${bytes}&n=${i}`);
+  const args = [CURL, "-s", "--parallel", "--parallel-max", String(count), ...(proxy ? ["--proxy", proxy] : []), "-w", "%{size_download}\\n"];
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.consumers[0], ...args, ...urls.flatMap((u) => ["-o", "/dev/null", u])], {
+    encoding: "utf8",
+    timeout: 300_000,
+  });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const got = r.stdout.trim().split("\n").map(Number);
+  if (got.length !== count || got.some((n) => n !== bytes)) throw new Error(`download${proxy ? ` through ${proxy}` : ""} incomplete: ${r.stdout} ${r.stderr}`);
+  return (bytes * count * 8) / seconds / 1e6;
+}
+
+/**
+ * (1) Download throughput from the internet host in the consumer's namespace, one stream and 16 at
+ * once: straight (the consumer's own route) and through the proxy service (consumer → the
+ * provider behind its NAT gateway → the internet host), each with curl, in one run; BENCH_RUNS
+ * repetitions each, the median kept. (2) A new proxy connection to its first byte (TLS 1.3 +
+ * HTTP/2 to the provider, the local port, a request through it) over BENCH_CONNECTS connections,
+ * against myst's WireGuard tunnel phase + first byte measured in the same run by the tunnel
+ * benchmark's code. Session negotiation is the same dialog for both and is left out of both.
+ */
+export async function benchProxy(): Promise<void> {
+  const missing = missingE2EPrerequisites();
+  if (!fs.existsSync(CURL)) missing.push("curl");
+  if (!fs.existsSync(IPERF)) missing.push("iperf3");
+  if (missing.length) throw new Error(`the proxy benchmark needs: ${missing.join(", ")}`);
+  const connects = Number(process.env.BENCH_CONNECTS ?? 12);
+  const runs = Number(process.env.BENCH_RUNS ?? 3);
+  const singleBytes = Number(process.env.BENCH_BYTES ?? 200 * MB);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-bench-proxy-"));
+  const topology = await topologyUp({ tag: process.env.BENCH_TAG ?? "bproxy", consumers: 1 });
+  const children: ChildProcess[] = [];
+  let net: TestNetwork | undefined;
+  try {
+    console.log("proxy service in the provider's namespace…");
+    const provider = end(topology.provider, ["provider", path.join(dir, "provider"), topology.providerAddress]);
+    children.push(provider);
+    const config = await firstLine(provider, "the proxy provider");
+    console.log(`${connects} new proxy connections to their first byte…`);
+    const consumer = end(topology.consumers[0], [
+      "consumer",
+      Buffer.from(JSON.stringify(config)).toString("base64"),
+      String(connects),
+      `${topology.internetUrl}?bytes=1`,
+    ]);
+    children.push(consumer);
+    const { firstByteMs } = (await firstLine(consumer, "the proxy consumer")) as { firstByteMs: number[] };
+
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const measure = (bytes: number, count: number, proxy?: string) => median(Array.from({ length: runs }, () => download(topology, bytes, count, proxy)));
+    console.log("throughput, one stream and 16, straight and through the proxy…");
+    const direct1 = measure(singleBytes, 1);
+    const proxy1 = measure(singleBytes, 1, "socks5h://127.0.0.1:1080");
+    const direct16 = measure(singleBytes / 8, 16);
+    const proxy16 = measure(singleBytes / 8, 16, "socks5h://127.0.0.1:1080");
+    const http1 = measure(singleBytes, 1, "http://127.0.0.1:1080");
+
+    console.log("myst WireGuard, the same first byte…");
+    net = await new TestNetwork().start();
+    const providerKey = await net.registeredIdentity();
+    const consumerKey = await net.registeredIdentity();
+    children.push(iperfServer(topology.internet, topology.internetAddress));
+    const wireguard = await benchMyst(
+      {
+        type: "wireguard",
+        provider: (d) =>
+          new WireGuardProviderService({
+            dir: path.join(d, "provider"),
+            publicAddress: topology.providerAddress,
+            netns: topology.provider,
+            device: `mwp${topology.tag}`.slice(0, 15),
+          }),
+        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
+      },
+      { net, topology, dir, providerKey, consumerKey, seconds: 3, connects },
+    );
+    const proxyFirst = summarize(firstByteMs);
+    // WireGuard's tunnel phase and its first byte after confirm (curl's own start-up taken off), p50 of each.
+    const wgFirst = round(wireguard.phases.tunnel.p50 + wireguard.phases.firstByte.p50, 1);
+    const ratio = {
+      oneStreamVsDirect: round(proxy1 / direct1, 3),
+      sixteenStreamsVsDirect: round(proxy16 / direct16, 3),
+      httpConnectOneStreamVsDirect: round(http1 / direct1, 3),
+      firstByteVsWireguard: round(proxyFirst.p50 / wgFirst, 2),
+    };
+    writeResults(
+      "proxy",
+      {
+        throughputMbps: {
+          direct1: round(direct1, 1),
+          proxySocks1: round(proxy1, 1),
+          proxyHttp1: round(http1, 1),
+          direct16: round(direct16, 1),
+          proxySocks16: round(proxy16, 1),
+        },
+        ratio,
+        firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
+        wireguardMbps: round(wireguard.mbps, 1),
+        runs,
+        bytes: { single: singleBytes, parallelEach: singleBytes / 8 },
+        targets: "one stream ≥ 0.8× direct; a new proxy connection's first byte ≤ the WireGuard tunnel's (tunnel phase + first byte)",
+      },
+      [
+        ["measure", "value", "ratio"],
+        ["download straight from the internet host, 1 stream (Mbit/s)", String(round(direct1, 1)), "1× (baseline)"],
+        ["through the proxy, SOCKS5, 1 stream (Mbit/s)", String(round(proxy1, 1)), `${ratio.oneStreamVsDirect}× of direct (aim ≥ 0.8)`],
+        ["through the proxy, HTTP CONNECT, 1 stream (Mbit/s)", String(round(http1, 1)), `${ratio.httpConnectOneStreamVsDirect}× of direct`],
+        ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
+        ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
+        [
+          "new proxy connection → first byte (TLS 1.3 + HTTP/2 + local port + request) (ms) p50 / p99",
+          `${proxyFirst.p50} / ${proxyFirst.p99}`,
+          `${ratio.firstByteVsWireguard}× of WireGuard's (aim ≤ 1)`,
+        ],
+        [
+          "myst WireGuard: tunnel phase + first byte after confirm (ms) p50",
+          `${wireguard.phases.tunnel.p50} + ${wireguard.phases.firstByte.p50} = ${wgFirst}`,
+          "1× (baseline)",
+        ],
+        ["myst WireGuard iperf3, same run (Mbit/s), for scale", String(round(wireguard.mbps, 1)), ""],
+      ],
+    );
+  } finally {
+    for (const c of children) {
+      c.stdin?.end();
+      await stopChild(c);
+    }
+    await topology.down();
+    await net?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
