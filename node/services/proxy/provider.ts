@@ -98,7 +98,13 @@ export class ProxyProviderService implements ProviderService {
       settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 512, enableConnectProtocol: false },
     });
     server.on("session", (session) => this.#connection(session));
-    server.on("stream", (stream, headers) => void this.#stream(stream, headers));
+    server.on("stream", (stream, headers) =>
+      this.#stream(stream, headers).catch((err) => {
+        // A stream's failure is that stream's: it is reset, the node goes on.
+        this.#log.warn({ err: (err as Error).message }, "proxy stream failed");
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      }),
+    );
     // A bad TLS hello or a reset connection is the peer's business, not an error of the node.
     server.on("tlsClientError", () => undefined);
     server.on("sessionError", () => undefined);
@@ -201,7 +207,8 @@ export class ProxyProviderService implements ProviderService {
   async #stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     stream.on("error", () => undefined);
     const refuse = (status: number, refusal: string) => {
-      if (!stream.destroyed && !stream.headersSent) stream.respond({ ":status": status, [REFUSAL_HEADER]: refusal }, { endStream: true });
+      if (stream.destroyed || stream.closed || stream.headersSent) return;
+      stream.respond({ ":status": status, [REFUSAL_HEADER]: refusal }, { endStream: true });
     };
     if (headers[":method"] !== "CONNECT") return refuse(405, "method");
     const session = this.#authenticate(stream, headers);

@@ -10,6 +10,10 @@ import { ProxyConsumerService, type ProxyTunnel, parseListen } from "../../../no
 import { DestinationPolicy, DestinationRefused, parseAuthority } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
 import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
+import { bucketFor } from "../../../node/services/proxy/throttle";
+import { checkServiceSpec, startProviderService } from "../../../node/services/catalog";
+import type { PublicKeyDirectory } from "../../../node/identity/protocol-signature";
+import { silentLogger } from "../../../node/log/logger";
 
 /** curl's exit code and output (never throws). */
 function curl(args: string[]): Promise<{ code: number; stdout: string }> {
@@ -210,5 +214,48 @@ describe("proxy service: provider and consumer on this host", function () {
         (err: Error) => err.message,
       );
     expect(other).to.match(/does not match its fingerprint/);
+  });
+});
+
+describe("proxy service: the provider's controls, as the node hands them over", function () {
+  this.timeout(20_000);
+
+  it("takes the egress policy (networks, ports, SMTP) from the service's controls", async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-proxy-"));
+    const spec = checkServiceSpec({
+      type: "proxy",
+      proxy: { publicIp: "127.0.0.1", port: 0, listen: "127.0.0.1" },
+      controls: { egress: { blockCidrs: ["198.51.100.0/24"], blockPorts: [8081] } },
+    });
+    const service = (await startProviderService(spec, {
+      dataDir: dir,
+      directory: {} as PublicKeyDirectory,
+      log: silentLogger,
+      bandwidthMbps: 8,
+    })) as ProxyProviderService;
+    try {
+      const config = await service.openSession({ id: "c1", consumer: "0xc", consumerData: {} });
+      const h2 = http2.connect(`https://127.0.0.1:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+      const ask = (authority: string) =>
+        new Promise<string>((resolve) => {
+          const req = h2.request({ ":method": "CONNECT", ":authority": authority, "proxy-authorization": `Bearer ${config.credential}` });
+          req.on("response", (h) => resolve(`${h[":status"]} ${h["myst-refusal"]}`));
+        });
+      expect(await ask("198.51.100.9:80")).to.equal("403 blocked-network");
+      expect(await ask("198.18.2.2:8081")).to.equal("403 blocked-port");
+      expect(await ask("198.18.2.2:25")).to.equal("403 blocked-port");
+      h2.destroy();
+    } finally {
+      await service.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("holds a stream back by what its bucket is owed: 1 MB/s owes 100 ms for 100 kB past its burst", function () {
+    const bucket = bucketFor(8)!;
+    expect(bucket.rate).to.equal(1_000_000);
+    expect(bucket.take(64 * 1024)).to.equal(0);
+    expect(bucket.take(100_000)).to.be.within(99, 101);
+    expect(bucketFor(0)).to.equal(undefined);
   });
 });
