@@ -23,6 +23,7 @@ function oneByte(port: number, url: string): Promise<void> {
   return new Promise((resolve, reject) => {
     http
       .get({ host: "127.0.0.1", port, path: url, agent: false }, (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`the proxy answered ${res.statusCode} ${res.statusMessage}`));
         res.once("data", () => resolve());
         res.on("error", reject);
         res.resume();
