@@ -108,16 +108,25 @@ export class ProxyProviderService implements ProviderService {
     // A bad TLS hello or a reset connection is the peer's business, not an error of the node.
     server.on("tlsClientError", () => undefined);
     server.on("sessionError", () => undefined);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === "EADDRINUSE"
-            ? new TunnelError("PORT_IN_USE", `the proxy's port ${this.#o.port} is in use (--port to choose another)`, { cause: err })
-            : err,
-        ),
-      );
-      server.listen(this.#o.port, this.#o.listen ?? "::", () => resolve());
-    });
+    const listen = (host: string) =>
+      new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(this.#o.port, host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    try {
+      // Every address, IPv6 and IPv4, unless told; a host without IPv6 listens on IPv4 only.
+      await listen(this.#o.listen ?? "::").catch((err: NodeJS.ErrnoException) => {
+        if (this.#o.listen === undefined && (err.code === "EAFNOSUPPORT" || err.code === "EADDRNOTAVAIL")) return listen("0.0.0.0");
+        throw err;
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EADDRINUSE")
+        throw new TunnelError("PORT_IN_USE", `the proxy's port ${this.#o.port} is in use (--port to choose another)`, { cause: err });
+      throw err;
+    }
     this.#server = server;
     this.#running = true;
     this.#log.info({ port: this.port, fingerprint: this.#cert.fingerprint }, "proxy service listening (HTTP/2 CONNECT over TLS)");

@@ -201,6 +201,25 @@ describe("proxy service: provider and consumer on this host", function () {
     expect(after).to.equal(407);
   });
 
+  it("names a port in use, on either side", async function () {
+    const twin = new ProxyProviderService({ dir, publicAddress: "127.0.0.1", port: provider.port, listen: "127.0.0.1", policy: new DestinationPolicy() });
+    expect(
+      await twin.start().then(
+        () => "started",
+        (err) => err.code,
+      ),
+    ).to.equal("PORT_IN_USE");
+    const { tunnel } = await session("s5");
+    const config = await provider.openSession({ id: "s6", consumer: "0xc", consumerData: {} });
+    const second = new ProxyConsumerService({ listen: `127.0.0.1:${tunnel.address!.port}` }).connect({ id: "s6", provider: "0xp", serviceConfig: config });
+    expect(
+      await second.then(
+        () => "connected",
+        (err) => err.code,
+      ),
+    ).to.equal("PORT_IN_USE");
+  });
+
   it("refuses to connect to a server whose certificate is not the pinned one", async function () {
     const config = await provider.openSession({ id: "s4", consumer: "0xc", consumerData: {} });
     const other = await new ProxyConsumerService({ listen: "127.0.0.1:0" })
