@@ -118,12 +118,17 @@ export function connectCommands(context: Ctx): Command[] {
           ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
           : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
       ]);
+    // Proxy connections beside the main one, a line each.
+    const besideLines = (answer && "beside" in answer ? (answer.beside ?? []) : []).map(
+      (b) => `beside:   proxy on ${b.listen}, session ${b.sessionId} with ${b.provider}, ${b.bytesIn} in, ${b.bytesOut} out`,
+    );
     if (answer?.state !== "connected") {
       const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
       return out.result(answer ?? { state: "disconnected" }, () => [
         answer?.state === "connecting" ? "connecting" : "not connected",
         // Why the last attempt failed: the provider's refusal code and words.
         ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
+        ...besideLines,
       ]);
     }
     out.result(answer, () => [
@@ -134,6 +139,7 @@ export function connectCommands(context: Ctx): Command[] {
       `duration: ${answer.durationSeconds} s`,
       ...("path" in answer && answer.path ? [describePath(answer.path)] : []),
       `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+      ...("listen" in answer && answer.listen ? [`proxy:    SOCKS5 and HTTP on ${answer.listen}`] : []),
       ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
       ...("paymentRefused" in answer && answer.paymentRefused
         ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`]

@@ -184,6 +184,10 @@ describe("e2e: the proxy service, as an unprivileged user on both sides (HTTP/2 
     expect(second).to.include({ state: "connected", listen: "127.0.0.1:1081", provider: providerIds[1] });
     expect(socks(1081, topology.internetUrl).stdout).to.equal(topology.providerAddressOf(1));
     expect(socks(1080, topology.internetUrl).stdout).to.equal(topology.providerUplinkAddress);
+    const status = json(consumerNs, envs[1], ["status"]);
+    expect(status).to.include({ state: "connected", listen: "127.0.0.1:1080", provider: providerIds[0] });
+    expect(status.beside).to.have.length(1);
+    expect(status.beside[0]).to.include({ listen: "127.0.0.1:1081", provider: providerIds[1], sessionId: second.sessionId });
     const run = mystRun(consumerNs, envs[1], ["run", "--proxy", "--provider", providerIds[1], "--", "curl", "-sS", topology.internetUrl]);
     expect(run.code, run.stderr).to.equal(0);
     expect(run.stdout.trim()).to.equal(topology.providerAddressOf(1));

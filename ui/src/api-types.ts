@@ -353,6 +353,17 @@ export type ConnectionTopic = {
     /** an identity: Ethereum address, 0x + 40 hex */
     provider?: string;
   };
+  /** proxy connections running beside this one, each on its own local port (`listen`) */
+  beside?: {
+    sessionId: string;
+    /** an identity: Ethereum address, 0x + 40 hex */
+    provider: string;
+    listen: string;
+    bytesIn: number;
+    bytesOut: number;
+    /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
+    promisedWei: string;
+  }[];
   /** with `confine: true`: the namespace whose only route is the tunnel */
   confined?: {
     /** the confined network namespace */

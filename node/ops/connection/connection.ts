@@ -25,6 +25,16 @@ export type ConnectionView =
   /** No myst runs, but one that died while connected left its kill switch (or resolver settings) in force. */
   | { state: "blocked" | "disconnected"; leftBehind: LeftProtection };
 
+/** A proxy connection beside the main one, as the status lists it. */
+export interface BesideConnection {
+  sessionId: string;
+  provider: string;
+  listen: string;
+  bytesIn: number;
+  bytesOut: number;
+  promisedWei: string;
+}
+
 /**
  * Why a connect failed, as the person who asked is shown it: our code, and when the provider
  * refused, its refusal code (checked against the documented list at the dialog edge) and words.
@@ -250,7 +260,20 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   }
 
   /** The connection now: state, session, provider, bytes, duration, protection, reconnect, why the last connect failed. */
-  status(): ConnectionView {
+  status(): ConnectionView & { beside?: BesideConnection[] } {
+    const view = this.#status();
+    const beside = [...(this.#core.maybeOnline?.consumer.alongside ?? [])].filter((c) => c.session.state === "active");
+    if (beside.length === 0) return view;
+    return {
+      ...view,
+      beside: beside.map((c) => {
+        const { sessionId, provider, listen, bytesIn, bytesOut, promisedWei } = connectionStatus(c);
+        return { sessionId, provider, listen: listen ?? "", bytesIn, bytesOut, promisedWei };
+      }),
+    };
+  }
+
+  #status(): ConnectionView {
     const online = this.#core.maybeOnline;
     if (!online) {
       // An offline node (no myst running here): what a myst that died while connected left in force.

@@ -208,6 +208,19 @@ export const ConnectionView = Type.Object(
         { description: "the reconnect in progress, or the last one of this connection (with `reconnect: true`)" },
       ),
     ),
+    beside: Type.Optional(
+      Type.Array(
+        Type.Object({
+          sessionId: Type.String(),
+          provider: Address,
+          listen: Type.String(),
+          bytesIn: Type.Integer(),
+          bytesOut: Type.Integer(),
+          promisedWei: Wei,
+        }),
+        { description: "proxy connections running beside this one, each on its own local port (`listen`)" },
+      ),
+    ),
     confined: Type.Optional(
       Type.Object(
         {
