@@ -50,6 +50,11 @@ export const proxy = defineTunnel({
     }
     return { ...settings, port: settings.port ?? DEFAULT_PROXY_PORT };
   },
+  // A TCP port and outbound connections: nothing, unless the port is a privileged one (443).
+  capabilities: (settings) =>
+    settings.port !== undefined && settings.port > 0 && settings.port < 1024
+      ? [{ capability: "CAP_NET_BIND_SERVICE", why: `to listen on TCP port ${settings.port}`, child: false }]
+      : [],
   async startProvider(settings, deps) {
     const service = new ProxyProviderService({
       dir: deps.dir,
