@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { PrespawnedCommand } from "../services/prespawned";
 import { program } from "../services/system";
 import { ProtectionError } from "./errors";
 
@@ -36,4 +37,24 @@ export function nftApply(script: string, netns?: string): Promise<void> {
 export function nftHasTable(table: string, netns?: string): Promise<boolean> {
   const argv = nftIn(netns, ["list", "table", "inet", table]);
   return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 15_000 }, (err) => resolve(!err)));
+}
+
+/** `nft -f -` in `netns`, started now and given its script later (`nftRun`): its start-up is paid in advance. */
+export function nftPrespawn(netns?: string): PrespawnedCommand {
+  return new PrespawnedCommand(nftIn(netns, ["-f", "-"]));
+}
+
+/** Gives a prespawned `nft -f -` its script: one atomic transaction, as `nftApply`. */
+export async function nftRun(nft: PrespawnedCommand, script: string, netns?: string): Promise<void> {
+  try {
+    await nft.run(script);
+  } catch (err) {
+    throw new ProtectionError(
+      "FIREWALL_FAILED",
+      `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(err as Error).message.slice(nft.argv.join(" ").length + 2)}`,
+      {
+        cause: err,
+      },
+    );
+  }
 }

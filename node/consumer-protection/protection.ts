@@ -5,9 +5,10 @@ import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
-import { nftApply } from "./nft";
+import { nftApply, nftPrespawn, nftRun } from "./nft";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
-import { guardScript, unguardScript, type GuardSpec } from "./rules";
+import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
+import { PrespawnedCommand } from "../services/prespawned";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
 
@@ -46,6 +47,8 @@ interface ProtectionRecord {
    */
   endpointRoutes?: string[];
   resolver?: ResolverSnapshot;
+  /** Only a prepared (disarmed) table is in place: it blocks nothing yet. */
+  prepared?: boolean;
 }
 
 export function protectionRecordFile(dataDir: string): string {
@@ -63,6 +66,12 @@ export class ConsumerProtection implements SessionProtection {
   #spec?: GuardSpec;
   #record?: ProtectionRecord;
   readonly #log: Logger;
+  /** The disarmed table `prepare` is installing: true once it is in place. */
+  #prepared?: Promise<boolean>;
+  /** An `nft -f -` waiting for the transaction that arms the table (or replaces its sets). */
+  #nft?: PrespawnedCommand;
+  /** An `ip -batch -` waiting for the host-route questions of `engage`. */
+  #ip?: PrespawnedCommand;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -83,23 +92,86 @@ export class ConsumerProtection implements SessionProtection {
     return { state: this.#state, killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, message };
   }
 
+  get #base(): GuardBase {
+    return { killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, control: this.options.control ?? [] };
+  }
+
+  /**
+   * Gets ready before the session is known, in parallel with its negotiation, so that `engage` is
+   * one `nft` transaction that only fills sets: installs the guard table with every rule in place
+   * but disarmed (it lets everything pass), and starts the `nft` and `ip` that `engage` will give
+   * their input. The table is installed only when nothing of ours is in force here: a kill switch
+   * that holds (between sessions, or left by a dead myst) is never swapped for a disarmed table;
+   * `engage` replaces it in one transaction instead. Recorded before it is installed, so a crash
+   * leaves nothing behind that the next start does not remove. Undone by `discard` (the session did
+   * not come to `engage`) or `lift`.
+   */
+  prepare(): void {
+    requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
+    this.#cancelPrespawned();
+    this.#nft = nftPrespawn(this.options.netns);
+    this.#ip = new PrespawnedCommand([program("ip", "iproute2"), ...(this.options.netns ? ["-n", this.options.netns] : []), "-batch", "-"]);
+    let found: ProtectionRecord | undefined;
+    try {
+      found = readRecord(this.options.dataDir);
+    } catch {
+      // A record that is not one: `engage` says so.
+      this.#prepared = Promise.resolve(false);
+      return;
+    }
+    if (this.#state !== "off" || found) {
+      this.#prepared = Promise.resolve(false);
+      return;
+    }
+    this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
+    const netns = this.options.netns;
+    const script = preparedGuardScript(this.#base, "fresh");
+    this.#prepared = nftApply(script, netns)
+      .catch(() => nftApply(preparedGuardScript(this.#base, "replace"), netns))
+      .then(
+        () => true,
+        (err) => {
+          this.#log.warn({ err: (err as Error).message }, "could not prepare the kill switch's table; it is built when the tunnel is planned");
+          return false;
+        },
+      );
+  }
+
+  /** The session ended before `engage`: the prepared table and commands go; a kill switch in force stays. */
+  async discard(): Promise<void> {
+    this.#cancelPrespawned();
+    const prepared = this.#prepared;
+    this.#prepared = undefined;
+    if ((await prepared) && this.#state === "off") await this.lift();
+  }
+
+  #cancelPrespawned(): void {
+    this.#nft?.cancel();
+    this.#ip?.cancel();
+    this.#nft = undefined;
+    this.#ip = undefined;
+  }
+
   async engage(plan: TunnelPlan): Promise<void> {
     requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
     // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
     this.#spec = {
-      killSwitch: this.options.killSwitch,
-      allowLan: this.options.allowLan,
+      ...this.#base,
       device: plan.device,
       endpoints: plan.endpoints,
-      control: this.options.control ?? [],
       dns: plan.dns ?? [],
       ipv6: plan.ipv6 ?? false,
     };
+    const prepared = (await this.#prepared) ?? false;
+    this.#prepared = undefined;
+    const [nft, ip] = [this.#nft, this.#ip];
+    this.#nft = undefined;
+    this.#ip = undefined;
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
     // one restored at the end, not the file as it left it.
     const found = readRecord(this.options.dataDir);
-    const inherited = found && found.netns === this.options.netns ? found : undefined;
+    const inherited = found && found.netns === this.options.netns && !found.prepared ? found : undefined;
     const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
     const record = (routes: Set<string>): ProtectionRecord => ({
       version: 1,
@@ -110,21 +182,29 @@ export class ConsumerProtection implements SessionProtection {
       ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
     });
     // Written before the rules change; the endpoint routes are added to it below, before the
-    // tunnel (which adds them) starts. Checking the routes and installing the rules run together.
+    // tunnel (which adds them) starts. Checking the routes and arming the rules run together.
     this.#write(record(endpointRoutes));
     const spec = this.#spec;
+    const arm = armScript(spec);
     const install = async () => {
-      // Nothing of ours is known here (no record of a dead myst in this place, not re-engaging
-      // between sessions): create the table; should one be there after all, replace it.
-      if (!inherited && this.#state === "off")
-        await nftApply(guardScript(spec, { fresh: true }), this.options.netns).catch(() => nftApply(guardScript(spec), this.options.netns));
-      else await nftApply(guardScript(spec), this.options.netns);
+      // Our own table is in place (prepared, or this connection's last session's): one
+      // transaction fills its sets and arms it. Otherwise the table is made and armed in one.
+      if (prepared || this.#state !== "off") return nft ? nftRun(nft, arm, this.options.netns) : nftApply(arm, this.options.netns);
+      nft?.cancel();
+      if (inherited) return nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
+      await nftApply(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
+        nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
+      );
     };
     const [missing] = await Promise.all([
-      Promise.all(plan.endpoints.map(async (e) => ((await hostRoute(e.address, this.options.netns)) ? undefined : e.address))),
+      withoutHostRoute(
+        plan.endpoints.map((e) => e.address),
+        this.options.netns,
+        ip,
+      ),
       install(),
     ]);
-    for (const address of missing) if (address) endpointRoutes.add(address);
+    for (const address of missing) endpointRoutes.add(address);
     // The control connections keep the way out they have now, before the tunnel takes the default
     // route: recorded before each route is added, so a crash in between still removes it.
     for (const address of new Set(spec.control?.map((e) => e.address))) {
@@ -155,7 +235,7 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
-    if (!same) await nftApply(guardScript(this.#spec), this.options.netns);
+    if (!same) await nftApply(armScript(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
       const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
@@ -190,12 +270,15 @@ export class ConsumerProtection implements SessionProtection {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
     if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
     this.#spec = { ...this.#spec, endpoints: [], dns: [] };
-    await nftApply(guardScript(this.#spec), this.options.netns);
+    await nftApply(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
+    this.#cancelPrespawned();
+    await this.#prepared;
+    this.#prepared = undefined;
     const record = this.#record ?? readRecord(this.options.dataDir);
     if (record) await undo(record);
     fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
@@ -226,6 +309,24 @@ async function undo(record: ProtectionRecord): Promise<void> {
   }
   await nftApply(unguardScript(), record.netns);
   if (record.resolver) restoreResolver(record.resolver);
+}
+
+/**
+ * Which of `addresses` have no host route now (each once): the IPv4 ones asked in one `ip` batch
+ * (`ip`, when one was started in advance), the IPv6 ones one by one (`ip -batch` cannot ask IPv6
+ * routes without `-6`, which applies to the whole batch).
+ */
+async function withoutHostRoute(addresses: string[], netns: string | undefined, ip?: PrespawnedCommand): Promise<string[]> {
+  const unique = [...new Set(addresses)].filter((a) => isIP(a) !== 0);
+  const four = unique.filter((a) => isIP(a) === 4);
+  const six = unique.filter((a) => isIP(a) === 6);
+  const ask = `${four.map((a) => `route show exact ${a}/32`).join("\n")}\n`;
+  const [shown, sixMissing] = await Promise.all([
+    four.length === 0 ? (ip?.cancel(), "") : ip ? ip.run(ask) : run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
+    Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a))),
+  ]);
+  const routed = new Set(shown.split("\n").map((line) => line.split(" ")[0]));
+  return [...four.filter((a) => !routed.has(a)), ...sixMissing.filter((a): a is string => a !== undefined)];
 }
 
 const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 : 32}`;
@@ -302,6 +403,13 @@ export function leftProtection(dataDir: string): LeftProtection | undefined {
   const record = readRecord(dataDir);
   if (!record || otherProcessAlive(record.pid)) return undefined;
   const where = record.netns ? ` in network namespace ${record.netns}` : "";
+  if (record.prepared)
+    return {
+      pid: record.pid,
+      ...(record.netns !== undefined ? { netns: record.netns } : {}),
+      killSwitch: false,
+      message: `a disarmed kill-switch table${where} (it blocks nothing) left by a myst (pid ${record.pid}) that ended while connecting; removed at the next start or by \`myst disconnect\``,
+    };
   const message = record.killSwitch
     ? `kill switch on, all traffic blocked${where}: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``
     : `the resolver settings${where} still point at a tunnel that is gone: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``;
@@ -316,7 +424,7 @@ export function leftProtection(dataDir: string): LeftProtection | undefined {
 export async function recoverProtection(dataDir: string, log: Logger = silentLogger, options: { keepFor?: { netns?: string } } = {}): Promise<string | null> {
   const record = readRecord(dataDir);
   if (!record || otherProcessAlive(record.pid)) return null;
-  if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch) {
+  if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch && !record.prepared) {
     // A connect with the kill switch in the same place: the old rules hold until its own replace them.
     const message = `the kill switch left by a myst (pid ${record.pid}) that ended without disconnecting stays in force until this connection replaces it`;
     log.warn({ netns: record.netns, pid: record.pid }, message);

@@ -28,35 +28,58 @@ export interface GuardSpec {
   ipv6: boolean;
 }
 
+/** What a guard table is made of before a session is known: the connection's own choices. */
+export type GuardBase = Pick<GuardSpec, "killSwitch" | "allowLan" | "control">;
+
 const quote = (name: string) => `"${name}"`;
 const family = (address: string) => (isIP(address) === 6 ? "ip6" : "ip");
+const v4 = (addresses: string[]) => addresses.filter((a) => isIP(a) === 4);
+const v6 = (addresses: string[]) => addresses.filter((a) => isIP(a) === 6);
 
 /**
- * One nftables script that replaces the whole guard table in one transaction (`nft -f`): the
- * kernel applies all of it or none of it, so there is never a moment without rules.
+ * The sets a session fills (all empty in a prepared table): the tunnel's interface; the
+ * provider's endpoints (address . protocol . port) and their hosts; the provider's resolvers; the
+ * interface again when the tunnel does not carry IPv6; and `armed`, the switch.
+ */
+const SESSION_SETS = {
+  tunnel: "ifname",
+  endpoints4: "ipv4_addr . inet_proto . inet_service",
+  endpoints6: "ipv6_addr . inet_proto . inet_service",
+  endpoint_hosts4: "ipv4_addr",
+  endpoint_hosts6: "ipv6_addr",
+  dns4: "ipv4_addr",
+  dns6: "ipv6_addr",
+  no_ipv6: "ifname",
+} as const;
+
+/**
+ * The guard table, prepared: every rule in place, in chains the hooks reach only through the set
+ * `armed` (`meta nfproto @armed jump …`), which is empty. Installed before a session is known (in
+ * parallel with the negotiation), it lets everything pass: the hooks' chains accept by policy and
+ * jump nowhere. `armScript` then fills the session's sets and `armed` in one transaction, and from
+ * that commit on the table blocks exactly what the former per-session rule set did (see
+ * rule set built per session (kept as the reference in test/support/legacy-guard.ts; the e2e test
+ * test/e2e/prepared-kill-switch.test.ts compares the two probe by probe).
  *
  * - Always: DNS only to the provider's resolver through the tunnel (UDP/TCP 53 and DoT 853 to
  *   anything else are refused), no IPv6 outside the tunnel (through it only if it carries IPv6).
  * - Kill switch: nothing else leaves or arrives but loopback, the tunnel interface, the
  *   provider's endpoint, the node's own control endpoints (broker, discovery, chain RPC: exact
- *   address and TCP port) and the LAN with `allowLan`; the policy is drop, so it holds with the
- *   tunnel gone and myst dead. Without it, IPv4 outside the tunnel flows when the tunnel is down.
+ *   address and TCP port) and the LAN with `allowLan`; each guard chain ends in a reject or drop,
+ *   so it holds with the tunnel gone and myst dead. Without it, IPv4 outside the tunnel flows.
  * - DHCP and IPv6 neighbour discovery stay allowed on the local link: they keep the machine's own
  *   address and say nothing about where its traffic goes.
+ *
+ * `fresh`: the table must not exist yet (`create` fails the whole transaction if it does; no
+ * delete, whose RCU grace period costs about 10 ms). `replace`: whatever table of that name is
+ * there (a dead myst's, of any layout) is replaced in the same transaction.
  */
-export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}): string {
-  const dev = quote(spec.device);
-  const policy = spec.killSwitch ? "drop" : "accept";
-  const dnsRules = spec.dns.flatMap((server) => [
-    `oifname ${dev} ${family(server)} daddr ${server} udp dport 53 accept`,
-    `oifname ${dev} ${family(server)} daddr ${server} tcp dport 53 accept`,
-  ]);
-  const endpointOut = spec.endpoints.map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
-  const endpointIn = spec.endpoints.map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} accept`);
-  const controlOut = (spec.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
-  const controlIn = (spec.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
-  const lanOut = spec.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
-  const lanIn = spec.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
+export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"): string {
+  const dev = "@tunnel";
+  const controlOut = (base.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
+  const controlIn = (base.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
+  const lanOut = base.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
+  const lanIn = base.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
   const link = {
     out: [
       "udp sport 68 udp dport 67 accept",
@@ -69,47 +92,76 @@ export function guardScript(spec: GuardSpec, options: { fresh?: boolean } = {}):
       "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept",
     ],
   };
-  const tunnel6 = spec.ipv6 ? [] : [`oifname ${dev} meta nfproto ipv6 reject`];
-  // `fresh`: the table must not exist yet (`create` fails the whole transaction if it does): no
-  // delete, whose RCU grace period costs about 10 ms in the kernel. Otherwise it is replaced.
-  const head = options.fresh ? [`create table inet ${GUARD_TABLE}`] : [`table inet ${GUARD_TABLE}`, `delete table inet ${GUARD_TABLE}`];
-  const lines = [
+  const chain = (name: string, rules: string[]) => [`  chain ${name} {`, ...rules.map((l) => `    ${l}`), "  }"];
+  const hook = (name: string) => chain(name, [`type filter hook ${name} priority filter; policy accept;`, `meta nfproto @armed jump guard_${name}`]);
+  const head = mode === "fresh" ? [`create table inet ${GUARD_TABLE}`] : [`table inet ${GUARD_TABLE}`, `delete table inet ${GUARD_TABLE}`];
+  return [
     ...head,
     `table inet ${GUARD_TABLE} {`,
-    "  chain output {",
-    `    type filter hook output priority filter; policy ${policy};`,
-    '    oifname "lo" accept',
-    ...endpointOut.map((l) => `    ${l}`),
-    ...controlOut.map((l) => `    ${l}`),
-    ...dnsRules.map((l) => `    ${l}`),
-    "    meta l4proto { tcp, udp } th dport { 53, 853 } reject",
-    ...tunnel6.map((l) => `    ${l}`),
-    `    oifname ${dev} accept`,
-    ...link.out.map((l) => `    ${l}`),
-    ...lanOut.map((l) => `    ${l}`),
-    spec.killSwitch ? "    reject" : "    meta nfproto ipv6 reject",
-    "  }",
-    "  chain input {",
-    `    type filter hook input priority filter; policy ${policy};`,
-    '    iifname "lo" accept',
-    `    iifname ${dev} accept`,
-    ...endpointIn.map((l) => `    ${l}`),
-    ...controlIn.map((l) => `    ${l}`),
-    ...link.in.map((l) => `    ${l}`),
-    ...lanIn.map((l) => `    ${l}`),
-    ...(spec.killSwitch ? [] : ["    meta nfproto ipv6 drop"]),
-    "  }",
-    "  chain forward {",
-    `    type filter hook forward priority filter; policy ${policy};`,
-    `    oifname ${dev} accept`,
-    `    iifname ${dev} ct state established,related accept`,
-    ...(spec.allowLan ? [`    ip saddr { ${LAN_RANGES_4.join(", ")} } ip daddr { ${LAN_RANGES_4.join(", ")} } accept`] : []),
-    ...(spec.killSwitch ? [] : ["    meta nfproto ipv6 drop"]),
-    "  }",
+    ...Object.entries(SESSION_SETS).map(([name, type]) => `  set ${name} { type ${type}; }`),
+    "  set armed { type nf_proto; }",
+    ...chain("guard_output", [
+      'oifname "lo" accept',
+      `oifname != ${dev} ip daddr . meta l4proto . th dport @endpoints4 accept`,
+      `oifname != ${dev} ip6 daddr . meta l4proto . th dport @endpoints6 accept`,
+      ...controlOut,
+      `oifname ${dev} ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept`,
+      `oifname ${dev} ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept`,
+      "meta l4proto { tcp, udp } th dport { 53, 853 } reject",
+      "oifname @no_ipv6 meta nfproto ipv6 reject",
+      `oifname ${dev} accept`,
+      ...link.out,
+      ...lanOut,
+      base.killSwitch ? "reject" : "meta nfproto ipv6 reject",
+    ]),
+    ...chain("guard_input", [
+      'iifname "lo" accept',
+      `iifname ${dev} accept`,
+      `iifname != ${dev} ip saddr @endpoint_hosts4 accept`,
+      `iifname != ${dev} ip6 saddr @endpoint_hosts6 accept`,
+      ...controlIn,
+      ...link.in,
+      ...lanIn,
+      base.killSwitch ? "drop" : "meta nfproto ipv6 drop",
+    ]),
+    ...chain("guard_forward", [
+      `oifname ${dev} accept`,
+      `iifname ${dev} ct state established,related accept`,
+      ...(base.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } ip daddr { ${LAN_RANGES_4.join(", ")} } accept`] : []),
+      base.killSwitch ? "drop" : "meta nfproto ipv6 drop",
+    ]),
+    ...hook("output"),
+    ...hook("input"),
+    ...hook("forward"),
     "}",
     "",
-  ];
-  return lines.join("\n");
+  ].join("\n");
+}
+
+/**
+ * Fills a prepared table's sets with a session's device, endpoints, resolvers and IPv6, and arms
+ * it: one transaction (`nft -f`), so the guard goes from letting everything pass (or from the last
+ * session's sets) to this session's rules with no moment between. Run again with other values, it
+ * replaces them (flushes, then fills) in the same single step.
+ */
+export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
+  const t = `inet ${GUARD_TABLE}`;
+  const add = (set: string, elements: string[]) => (elements.length > 0 ? [`add element ${t} ${set} { ${elements.join(", ")} }`] : []);
+  const endpoints = (list: TunnelEndpoint[]) => list.map((e) => `${e.address} . ${e.protocol} . ${e.port}`);
+  const hosts = (list: TunnelEndpoint[]) => [...new Set(list.map((e) => e.address))];
+  return [
+    ...Object.keys(SESSION_SETS).map((name) => `flush set ${t} ${name}`),
+    ...add("tunnel", [quote(spec.device)]),
+    ...add("endpoints4", endpoints(spec.endpoints.filter((e) => isIP(e.address) === 4))),
+    ...add("endpoints6", endpoints(spec.endpoints.filter((e) => isIP(e.address) === 6))),
+    ...add("endpoint_hosts4", v4(hosts(spec.endpoints))),
+    ...add("endpoint_hosts6", v6(hosts(spec.endpoints))),
+    ...add("dns4", [...new Set(v4(spec.dns))]),
+    ...add("dns6", [...new Set(v6(spec.dns))]),
+    ...add("no_ipv6", spec.ipv6 ? [] : [quote(spec.device)]),
+    `add element ${t} armed { ipv4, ipv6 }`,
+    "",
+  ].join("\n");
 }
 
 /** Removes the guard table (and nothing else); succeeds when it is not there. */

@@ -212,6 +212,20 @@ export class ConsumerSessions {
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
     const consumerData = await options.service.consumerData();
+    // What the tunnel and the kill switch need is made while the provider is asked (WireGuard's
+    // device and process, the guard table disarmed): the tunnel phase then only configures them.
+    // Undone when the session does not come to use them.
+    const protection = options.service.plan ? options.protection : undefined;
+    options.service.prepare?.(consumerData);
+    try {
+      protection?.prepare?.();
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
+    }
+    const discardPrepared = () =>
+      Promise.all([options.service.discard?.(consumerData), protection?.discard?.()]).catch((err) =>
+        this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
+      );
     let prepared: PreparedChannel | undefined;
     try {
       prepared = await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
@@ -233,12 +247,14 @@ export class ConsumerSessions {
     } catch (err) {
       prepared?.discard();
       dialog.close();
+      await discardPrepared();
       if (peerCodeOf(err) === "SENDER_UNREGISTERED") throw new SessionRefusedError("CONSUMER_UNREGISTERED", (err as Error).message);
       throw err;
     }
     if (!check.createResponse.Check(response) || "refused" in response || !response.accepted.direct) prepared?.discard();
     if (!check.createResponse.Check(response)) {
       dialog.close();
+      await discardPrepared();
       const first = check.createResponse.Errors(response).First();
       throw new SessionError(
         "BAD_RESPONSE",
@@ -247,6 +263,7 @@ export class ConsumerSessions {
     }
     if ("refused" in response) {
       dialog.close();
+      await discardPrepared();
       throw new SessionRefusedError(response.refused.code, response.refused.message);
     }
     const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
@@ -274,6 +291,7 @@ export class ConsumerSessions {
         const reason = err instanceof DirectChannelError ? err.message : String(err);
         await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
         dialog.close();
+        await discardPrepared();
         throw new SessionError("NO_DIRECT_PATH", `cannot reach the provider directly: ${reason}`, { cause: err });
       }
     } else {
@@ -282,7 +300,6 @@ export class ConsumerSessions {
     }
 
     let tunnel: Tunnel | undefined;
-    const protection = options.service.plan ? options.protection : undefined;
     try {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
@@ -293,6 +310,7 @@ export class ConsumerSessions {
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     } catch (err) {
       await tunnel?.stop().catch(() => undefined);
+      await discardPrepared();
       await protection?.abandon().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the kill switch failed"));
       const reason = err instanceof Error ? err.message : String(err);
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);

@@ -88,6 +88,14 @@ export interface TunnelPlan {
  * comes up, told when it is up. What happens when the session ends is its owner's business.
  */
 export interface SessionProtection {
+  /**
+   * Optional: gets ready before the session is known, in parallel with its negotiation (a
+   * disarmed rule set, the commands `engage` will need), so that `engage` costs one small change.
+   * Blocks nothing by itself; a failure here is not the session's (`engage` does it all then).
+   */
+  prepare?(): void;
+  /** Optional: the session ended before `engage`: undo what `prepare` did. */
+  discard?(): Promise<void>;
   /** Before the tunnel: only the plan's endpoints (and the tunnel interface) may pass from now on. */
   engage(plan: TunnelPlan): Promise<void>;
   /** The tunnel is up: its resolvers take over name resolution; IPv6 through it if it carries IPv6. */
@@ -132,6 +140,14 @@ export interface ConsumerService {
    * the config's endpoint.
    */
   connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel>;
+  /**
+   * Optional: starts what the tunnel for `consumerData` needs before the provider has answered (a
+   * device, its process), in parallel with the negotiation; `connect` then only configures it.
+   * Never rejects: a failure shows when `connect` uses it.
+   */
+  prepare?(consumerData: unknown): void;
+  /** Optional: the session for `consumerData` will not connect: stop what `prepare` started. Idempotent. */
+  discard?(consumerData: unknown): Promise<void>;
   /** The UDP port the tunnel made for `consumerData` will listen on, when its own packets can punch (WireGuard). */
   tunnelPortFor?(consumerData: unknown): number | undefined;
 }

@@ -45,6 +45,8 @@ export class Reconnector {
     if (wanted.protection) await wanted.protection.block();
     // A failed attempt must leave the kill switch blocking, not lift it as a failed first connect does.
     const holding: SessionProtection | undefined = wanted.protection && {
+      prepare: () => wanted.protection!.prepare(),
+      discard: () => wanted.protection!.discard(),
       engage: (plan) => wanted.protection!.engage(plan),
       tunnelUp: (tunnel) => wanted.protection!.tunnelUp(tunnel),
       abandon: () => wanted.protection!.block(),

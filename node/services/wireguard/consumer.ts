@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
+import crypto from "node:crypto";
 import dgram from "node:dgram";
 import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, DirectRoute, Tunnel, TunnelPlan } from "../../session/service";
+import { PrespawnedCommand } from "../prespawned";
 import { inNetns, ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
@@ -47,6 +49,22 @@ const PROBE_QUERY = Buffer.concat([
   Buffer.from([0, 0, 1, 0, 1]),
 ]);
 
+/** A key pair sent in a session request, and what was prepared for its tunnel. */
+interface Pending {
+  privateKey: string;
+  at: number;
+  listenPort: number;
+  device?: Promise<WireGuardProcess>;
+  /** Two `ip -batch -` started in advance: the question about the endpoint's route, then the tunnel's set-up. */
+  ip?: PrespawnedCommand[];
+}
+
+/** The public key in a consumerData this service made. */
+function publicKeyOf(consumerData: unknown): string | undefined {
+  const key = (consumerData as { publicKey?: unknown })?.publicKey;
+  return typeof key === "string" ? key : undefined;
+}
+
 export interface WireGuardConsumerOptions {
   /** A private directory for the pid file (`<data-dir>/run`). */
   runDir: string;
@@ -75,17 +93,82 @@ export interface WireGuardConsumerOptions {
  */
 export class WireGuardConsumerService implements ConsumerService {
   readonly type = "wireguard";
-  /** Private keys of key pairs sent in session requests, by public key, until the provider answers. */
-  readonly #pending = new Map<string, { privateKey: string; at: number; listenPort: number }>();
+  /**
+   * Key pairs sent in session requests, by public key, until the provider answers: the private
+   * half, the port, and what `prepare` started for it (the device, and an `ip` for each batch of
+   * the tunnel phase).
+   */
+  readonly #pending = new Map<string, Pending>();
 
   constructor(private readonly o: WireGuardConsumerOptions) {}
 
   async consumerData(): Promise<{ publicKey: string }> {
     const now = Date.now();
-    for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) this.#pending.delete(key);
+    for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) void this.#release(key, p);
     const pair = generateKeyPair();
     this.#pending.set(pair.publicKey, { privateKey: pair.privateKey, at: now, listenPort: await freeUdpPort(this.o.netns) });
     return { publicKey: pair.publicKey };
+  }
+
+  /**
+   * Starts the tunnel's device for this key pair while the session is negotiated: wireguard-go
+   * (its interface, down, with no address), its private key and UDP port, and the two `ip` batches
+   * of the tunnel phase waiting for their input. `connect` then adds the provider as the one peer
+   * and the routes; `discard` (or the key pair's expiry) stops it all.
+   */
+  prepare(consumerData: unknown): void {
+    const key = publicKeyOf(consumerData);
+    const pending = key ? this.#pending.get(key) : undefined;
+    if (!key || !pending || pending.device) return;
+    pending.device = this.#startDevice(key, pending);
+    pending.device.catch(() => undefined); // `connect` reports it
+    const ip = () => new PrespawnedCommand([program("ip", "iproute2"), ...(this.o.netns ? ["-n", this.o.netns] : []), "-batch", "-"]);
+    pending.ip = [ip(), ip()];
+  }
+
+  async discard(consumerData: unknown): Promise<void> {
+    const key = publicKeyOf(consumerData);
+    const pending = key ? this.#pending.get(key) : undefined;
+    if (key && pending) await this.#release(key, pending);
+  }
+
+  /** Forgets a key pair and stops what was prepared for it. */
+  async #release(key: string, pending: Pending): Promise<void> {
+    this.#pending.delete(key);
+    for (const c of pending.ip ?? []) c.cancel();
+    const device = await pending.device?.catch(() => undefined);
+    await device?.stop();
+  }
+
+  /** wireguard-go for the key pair, with its private key and listen port set: a device that talks to no one yet. */
+  async #startDevice(publicKey: string, pending: Pending): Promise<WireGuardProcess> {
+    requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
+    program("wireguard-go");
+    const device = this.deviceFor(publicKey);
+    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+    const process = new WireGuardProcess({
+      device,
+      netns: this.o.netns,
+      pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`),
+      log: this.o.log ?? silentLogger,
+    });
+    await process.start();
+    try {
+      await process.uapi.set({ privateKey: pending.privateKey, listenPort: pending.listenPort });
+    } catch (err) {
+      await process.stop();
+      throw err;
+    }
+    this.#enlargeBuffers(process);
+    return process;
+  }
+
+  /**
+   * The receive buffers are enlarged in the background: python's start-up (30-100 ms) would
+   * otherwise delay the tunnel, and the default buffer holds the first few hundred KiB.
+   */
+  #enlargeBuffers(process: WireGuardProcess): void {
+    enlargeReceiveBuffers(process.pid!).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
   }
 
   /**
@@ -97,15 +180,20 @@ export class WireGuardConsumerService implements ConsumerService {
     return typeof key === "string" ? this.#pending.get(key)?.listenPort : undefined;
   }
 
-  device(sessionId: string): string {
-    return this.o.device ?? `mwc${sessionId.slice(0, 12)}`;
+  /**
+   * The interface of the tunnel made for this key pair: `mwc` + 12 hex characters of its public
+   * key's hash (the name is needed before the session id exists: the device is made while the
+   * session is negotiated).
+   */
+  deviceFor(publicKey: string): string {
+    return this.o.device ?? `mwc${crypto.createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`;
   }
 
   async plan(session: { id: string; serviceConfig: unknown; route?: DirectRoute }): Promise<TunnelPlan> {
     const config = checked(session);
     const endpoint = endpointOf(config, session.route);
     return {
-      device: this.device(session.id),
+      device: this.deviceFor(config.clientPublicKey),
       endpoints: [{ address: endpoint.address, port: endpoint.port, protocol: "udp" }],
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
@@ -122,19 +210,22 @@ export class WireGuardConsumerService implements ConsumerService {
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
     this.#pending.delete(config.clientPublicKey);
-    const device = this.device(session.id);
-    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
-    const process = new WireGuardProcess({
-      device,
-      netns: this.o.netns,
-      pidFile: path.join(this.o.runDir, `wireguard-${session.id}.pid`),
-      log: this.o.log ?? silentLogger,
-    });
-    await process.start();
+    const device = this.deviceFor(config.clientPublicKey);
+    // The device made while the session was negotiated (`prepare`), or made now.
+    const [routeIp, setupIp] = pending.ip ?? [];
+    let process: WireGuardProcess;
+    try {
+      process = await (pending.device ?? this.#startDevice(config.clientPublicKey, pending));
+    } catch (err) {
+      routeIp?.cancel();
+      setupIp?.cancel();
+      throw err;
+    }
     const routeAll = this.o.routeAll !== false;
     let hostRoute: string | undefined;
     try {
-      hostRoute = routeAll ? await this.#routeToEndpoint(config.endpoint.address) : undefined;
+      if (routeAll) hostRoute = await this.#routeToEndpoint(config.endpoint.address, routeIp);
+      else routeIp?.cancel();
       const ipv6 = config.ipv6 === true && !!config.address6;
       // The provider's resolver is on its own tunnel address: what the liveness probe asks, when the
       // tunnel carries everything anyway. A confined connection (`myst run`) does not probe: the
@@ -142,20 +233,22 @@ export class WireGuardConsumerService implements ConsumerService {
       // which would pull the machine's traffic to that address (its LAN resolver, say) into the
       // tunnel. It keeps the slower rule (15 s without a handshake).
       const probeTarget = routeAll ? config.dns.find((a) => isIP(a) === 4) : undefined;
-      await ipBatch(this.o.netns, [
+      const setup = [
         ...(hostRoute ? [hostRoute] : []),
         `address add ${config.address} dev ${device}`,
         ...(ipv6 ? [`address add ${config.address6} dev ${device}`] : []),
         `link set ${device} mtu ${config.mtu} up`,
         ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
         ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
-      ]);
+      ];
+      await (setupIp ? setupIp.run(`${setup.join("\n")}\n`) : ipBatch(this.o.netns, setup));
       // The keepalive makes wireguard-go start the handshake now rather than on the first packet.
       const endpoint =
         isIP(config.endpoint.address) === 6 ? `[${config.endpoint.address}]:${config.endpoint.port}` : `${config.endpoint.address}:${config.endpoint.port}`;
+      // Over a hard-NAT punch the tunnel takes the probing socket's port instead of its own.
+      const listenPort = session.route?.localPort;
       await process.uapi.set({
-        privateKey: pending.privateKey,
-        listenPort: session.route?.localPort ?? pending.listenPort,
+        ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
         replacePeers: true,
         peers: [
           {
@@ -166,9 +259,8 @@ export class WireGuardConsumerService implements ConsumerService {
           },
         ],
       });
-      // The receive buffer is enlarged in the background: python's start-up (30-100 ms) would
-      // otherwise delay the first byte, and the default buffer holds the first few hundred KiB.
-      enlargeReceiveBuffers(process.pid!).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
+      // A new port is a new socket, with the default buffer again.
+      if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
       await waitHandshake(process, this.o.connectTimeoutMs ?? 10_000);
       return new WireGuardTunnel(
         process,
@@ -179,6 +271,7 @@ export class WireGuardConsumerService implements ConsumerService {
         probeTarget ? () => probe(probeTarget, this.o.netns) : undefined,
       );
     } catch (err) {
+      setupIp?.cancel();
       await process.stop();
       if (hostRoute) await this.#dropRoute(config.endpoint.address);
       throw err;
@@ -189,11 +282,12 @@ export class WireGuardConsumerService implements ConsumerService {
    * `route add <endpoint> via <our gateway>` when there is no host route to it yet; undefined
    * otherwise. One `ip` process for both questions: each spawn costs milliseconds on the connect path.
    */
-  async #routeToEndpoint(address: string): Promise<string | undefined> {
+  async #routeToEndpoint(address: string, ip?: PrespawnedCommand): Promise<string | undefined> {
     const prefix = `${address}/${isIP(address) === 6 ? 128 : 32}`;
     // `route show exact` prints one line (starting with the address) when there is a host route and
     // nothing otherwise; `route get` then prints the route the endpoint takes, also starting with it.
-    const out = await ipBatch(this.o.netns, [`route show exact ${prefix}`, `route get ${address}`]);
+    const ask = [`route show exact ${prefix}`, `route get ${address}`];
+    const out = await (ip ? ip.run(`${ask.join("\n")}\n`) : ipBatch(this.o.netns, ask));
     const lines = out.split("\n").filter((l) => l.startsWith(`${address} `));
     if (lines.length === 0) throw new TunnelError("NO_UPLINK", `no route to the provider's endpoint ${address}`);
     if (lines.length > 1) return undefined;

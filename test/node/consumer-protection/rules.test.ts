@@ -1,49 +1,86 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import { guardScript, unguardScript, type GuardSpec } from "../../../node/consumer-protection/rules";
+import { armScript, type GuardBase, type GuardSpec, preparedGuardScript, unguardScript } from "../../../node/consumer-protection/rules";
 
-const spec: GuardSpec = {
-  killSwitch: true,
-  allowLan: false,
+const base: GuardBase = { killSwitch: true, allowLan: false };
+const session: Omit<GuardSpec, keyof GuardBase> = {
   device: "mystc0",
   endpoints: [{ address: "198.18.3.2", port: 1194, protocol: "udp" }],
   dns: [],
   ipv6: false,
 };
-const output = (script: string) => script.slice(script.indexOf("chain output"), script.indexOf("chain input"));
+/** A chain's lines (its closing brace is the only one alone on a line indented by two). */
+const chain = (script: string, name: string) => script.slice(script.indexOf(`chain ${name} {`), script.indexOf("\n  }", script.indexOf(`chain ${name} {`)));
+const output = (script: string) => chain(script, "guard_output");
+const lastRule = (rules: string) => rules.trim().split("\n").slice(-1)[0].trim();
 const nftCheckable = fs.existsSync("/usr/sbin/nft") && process.getuid?.() === 0;
 
 describe("consumer protection: the guard rule set", function () {
-  it("replaces the whole table in one transaction (create, delete, define)", function () {
-    expect(guardScript(spec).split("\n").slice(0, 3)).to.deep.equal(["table inet myst_guard", "delete table inet myst_guard", "table inet myst_guard {"]);
+  it("prepares the whole table in one transaction (replace: declare, delete, define; fresh: create, define)", function () {
+    expect(preparedGuardScript(base, "replace").split("\n").slice(0, 3)).to.deep.equal([
+      "table inet myst_guard",
+      "delete table inet myst_guard",
+      "table inet myst_guard {",
+    ]);
+    expect(preparedGuardScript(base, "fresh").split("\n").slice(0, 2)).to.deep.equal(["create table inet myst_guard", "table inet myst_guard {"]);
     expect(unguardScript()).to.equal("table inet myst_guard\ndelete table inet myst_guard\n");
   });
 
+  it("is disarmed as prepared: each hook accepts by policy and jumps to its guard only through the empty set `armed`", function () {
+    const script = preparedGuardScript(base, "fresh");
+    for (const hook of ["output", "input", "forward"]) {
+      const rules = chain(script, hook);
+      expect(rules).to.include(`type filter hook ${hook} priority filter; policy accept;`);
+      expect(lastRule(rules)).to.equal(`meta nfproto @armed jump guard_${hook}`);
+    }
+    expect(script).to.include("set armed { type nf_proto; }");
+    expect(script).to.not.include("elements");
+  });
+
+  it("arms in one script: flushes every session set, fills them, and adds both families to `armed` last", function () {
+    const arm = armScript({ ...session, dns: ["10.8.0.1", "fd00::1"] })
+      .trim()
+      .split("\n");
+    expect(arm.slice(0, 8).every((l) => l.startsWith("flush set inet myst_guard "))).to.equal(true);
+    expect(arm).to.include('add element inet myst_guard tunnel { "mystc0" }');
+    expect(arm).to.include("add element inet myst_guard endpoints4 { 198.18.3.2 . udp . 1194 }");
+    expect(arm).to.include("add element inet myst_guard endpoint_hosts4 { 198.18.3.2 }");
+    expect(arm).to.include("add element inet myst_guard dns4 { 10.8.0.1 }");
+    expect(arm).to.include("add element inet myst_guard dns6 { fd00::1 }");
+    expect(arm).to.include('add element inet myst_guard no_ipv6 { "mystc0" }');
+    expect(arm[arm.length - 1]).to.equal("add element inet myst_guard armed { ipv4, ipv6 }");
+    expect(armScript({ ...session, ipv6: true })).to.not.include("no_ipv6 {");
+    // Between sessions (`block`): no endpoint and no resolver, still armed.
+    expect(armScript({ ...session, endpoints: [], dns: [] })).to.not.include("endpoints4 {");
+  });
+
   describe("with the kill switch", function () {
-    it("drops by policy and lets out only loopback, the provider's endpoint outside the tunnel, and the tunnel", function () {
-      const out = output(guardScript(spec));
-      expect(out).to.include("policy drop;");
+    it("ends each guard in a reject or drop and lets out only loopback, the provider's endpoint outside the tunnel, and the tunnel", function () {
+      const script = preparedGuardScript(base, "fresh");
+      const out = output(script);
       expect(out).to.include('oifname "lo" accept');
-      expect(out).to.include('oifname != "mystc0" ip daddr 198.18.3.2 udp dport 1194 accept');
-      expect(out).to.include('oifname "mystc0" accept');
-      expect(out.trim().split("\n").slice(-2)[0].trim()).to.equal("reject");
+      expect(out).to.include("oifname != @tunnel ip daddr . meta l4proto . th dport @endpoints4 accept");
+      expect(out).to.include("oifname @tunnel accept");
+      expect(lastRule(out)).to.equal("reject");
+      expect(lastRule(chain(script, "guard_input"))).to.equal("drop");
+      expect(lastRule(chain(script, "guard_forward"))).to.equal("drop");
       expect(out).to.not.include("192.168.0.0/16");
     });
 
     it("refuses DNS (53, and DoT 853) to anything but the provider's resolver through the tunnel, before the tunnel rule", function () {
-      const out = output(guardScript({ ...spec, dns: ["10.8.0.1"] }));
-      const allowDns = out.indexOf('oifname "mystc0" ip daddr 10.8.0.1 udp dport 53 accept');
+      const out = output(preparedGuardScript(base, "fresh"));
+      const allowDns = out.indexOf("oifname @tunnel ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept");
       const refuseDns = out.indexOf("meta l4proto { tcp, udp } th dport { 53, 853 } reject");
-      const tunnel = out.indexOf('oifname "mystc0" accept');
+      const tunnel = out.indexOf("oifname @tunnel accept");
       expect(allowDns).to.be.greaterThan(0);
       expect(refuseDns).to.be.greaterThan(allowDns);
       expect(tunnel).to.be.greaterThan(refuseDns);
     });
 
-    it("refuses IPv6 through a tunnel that does not carry it, and lets it through one that does", function () {
-      expect(output(guardScript(spec))).to.include('oifname "mystc0" meta nfproto ipv6 reject');
-      expect(output(guardScript({ ...spec, ipv6: true }))).to.not.include("meta nfproto ipv6 reject");
+    it("refuses IPv6 through a tunnel that does not carry it (its device in `no_ipv6`), before the tunnel rule", function () {
+      const out = output(preparedGuardScript(base, "fresh"));
+      expect(out.indexOf("oifname @no_ipv6 meta nfproto ipv6 reject")).to.be.lessThan(out.indexOf("oifname @tunnel accept"));
     });
 
     it("lets the node's own control connections out on their exact address and TCP port, outside the tunnel, before the DNS refusal", function () {
@@ -51,50 +88,54 @@ describe("consumer protection: the guard rule set", function () {
         { address: "198.18.9.2", port: 4222, protocol: "tcp" as const },
         { address: "2001:db8:9::2", port: 8545, protocol: "tcp" as const },
       ];
-      const script = guardScript({ ...spec, control });
+      const script = preparedGuardScript({ ...base, control }, "fresh");
       const out = output(script);
-      expect(out).to.include('oifname != "mystc0" ip daddr 198.18.9.2 tcp dport 4222 accept');
-      expect(out).to.include('oifname != "mystc0" ip6 daddr 2001:db8:9::2 tcp dport 8545 accept');
+      expect(out).to.include("oifname != @tunnel ip daddr 198.18.9.2 tcp dport 4222 accept");
+      expect(out).to.include("oifname != @tunnel ip6 daddr 2001:db8:9::2 tcp dport 8545 accept");
       expect(out.indexOf("tcp dport 4222 accept")).to.be.lessThan(out.indexOf("th dport { 53, 853 } reject"));
-      const input = script.slice(script.indexOf("chain input"), script.indexOf("chain forward"));
-      expect(input).to.include('iifname != "mystc0" ip saddr 198.18.9.2 tcp sport 4222 accept');
-      expect(guardScript(spec)).to.not.include("4222");
+      expect(chain(script, "guard_input")).to.include("iifname != @tunnel ip saddr 198.18.9.2 tcp sport 4222 accept");
+      expect(preparedGuardScript(base, "fresh")).to.not.include("4222");
     });
 
     it("keeps private ranges and link-local reachable only with --allow-lan", function () {
-      const out = output(guardScript({ ...spec, allowLan: true }));
+      const out = output(preparedGuardScript({ ...base, allowLan: true }, "fresh"));
       expect(out).to.include("ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } accept");
       expect(out).to.include("ip6 daddr { fe80::/10, fc00::/7, ff00::/8 } accept");
     });
   });
 
   describe("without the kill switch", function () {
-    it("accepts by policy but still refuses IPv6 outside the tunnel and DNS to other servers", function () {
-      const out = output(guardScript({ ...spec, killSwitch: false }));
-      expect(out).to.include("policy accept;");
+    it("falls through to the accepting policy but still refuses IPv6 outside the tunnel and DNS to other servers", function () {
+      const script = preparedGuardScript({ ...base, killSwitch: false }, "fresh");
+      const out = output(script);
       expect(out).to.include("meta l4proto { tcp, udp } th dport { 53, 853 } reject");
-      expect(out.trim().split("\n").slice(-2)[0].trim()).to.equal("meta nfproto ipv6 reject");
+      expect(lastRule(out)).to.equal("meta nfproto ipv6 reject");
+      expect(lastRule(chain(script, "guard_input"))).to.equal("meta nfproto ipv6 drop");
     });
   });
 
-  it("fresh: creates the table without a delete (cheaper), and the transaction fails if one is already there", function () {
-    expect(guardScript(spec, { fresh: true }).split("\n").slice(0, 2)).to.deep.equal(["create table inet myst_guard", "table inet myst_guard {"]);
-  });
-
   (nftCheckable ? it : it.skip)("fresh: nftables refuses it when the table exists, so the replacing script must follow (throwaway namespace)", function () {
-    const script = `${guardScript(spec)}\n${guardScript(spec, { fresh: true })}`;
+    const script = `${preparedGuardScript(base, "replace")}\n${preparedGuardScript(base, "fresh")}`;
     expect(() => execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: script, stdio: ["pipe", "ignore", "ignore"] })).to.throw();
-    execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: guardScript(spec, { fresh: true }) });
+    execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: preparedGuardScript(base, "fresh") });
   });
 
-  (nftCheckable ? it : it.skip)("is a script nftables accepts (nft --check in a throwaway namespace)", function () {
-    for (const s of [
-      spec,
-      { ...spec, dns: ["10.8.0.1"], allowLan: true, control: [{ address: "198.18.9.2", port: 4222, protocol: "tcp" as const }] },
-      { ...spec, killSwitch: false, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" as const }] },
-    ]) {
+  (nftCheckable ? it : it.skip)("is a script nftables accepts, prepared and armed in one transaction (throwaway namespace)", function () {
+    const cases: [GuardBase, Omit<GuardSpec, keyof GuardBase>][] = [
+      [base, session],
+      [
+        { ...base, allowLan: true, control: [{ address: "198.18.9.2", port: 4222, protocol: "tcp" }] },
+        { ...session, dns: ["10.8.0.1", "fd6d:7973:7401::1"] },
+      ],
+      [
+        { killSwitch: false, allowLan: false },
+        { ...session, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" }] },
+      ],
+      [base, { ...session, endpoints: [], dns: [] }],
+    ];
+    for (const [b, s] of cases) {
       // In a throwaway network namespace: not even a check touches the machine's own firewall.
-      execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "--check", "-f", "-"], { input: guardScript(s) });
+      execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: preparedGuardScript(b, "fresh") + armScript(s) });
     }
   });
 });

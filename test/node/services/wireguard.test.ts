@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import { expect } from "chai";
 import { checkServiceSpec } from "../../../node/services/catalog";
 import { checkConsumerData, checkServiceConfig } from "../../../node/services/wireguard/config";
@@ -96,7 +97,8 @@ describe("wireguard: keys, settings and the provider's words fenced", function (
         const { publicKey } = await consumer.consumerData();
         const plan = await consumer.plan({ id: SESSION, serviceConfig: { ...valid(), clientPublicKey: publicKey } });
         expect(plan).to.deep.equal({
-          device: `mwc${SESSION.slice(0, 12)}`,
+          // Named by the key pair (the device is made before the session id exists), unique per tunnel.
+          device: `mwc${crypto.createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`,
           endpoints: [{ address: "198.18.3.2", port: 51820, protocol: "udp" }],
           dns: ["10.9.0.1"],
           ipv6: false,

@@ -1,0 +1,344 @@
+import { expect } from "chai";
+import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { Broker } from "../../node/broker/broker";
+import type { ControlEndpoint } from "../../node/consumer-protection/control-endpoints";
+import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
+import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
+import { GUARD_TABLE, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
+import { Dialogs } from "../../node/dialog/dialogs";
+import type { IdentityKey } from "../../node/identity/key";
+import { signProposal } from "../../node/proposal/proposal";
+import { NoopProviderService } from "../../node/services/noop/noop";
+import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import { ConsumerSessions } from "../../node/session/consumer";
+import type { RefusalCode } from "../../node/session/messages";
+import { ProviderSessions } from "../../node/session/provider";
+import type { TunnelEndpoint } from "../../node/session/service";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { makeProposal } from "../../scripts/lib/proposals";
+import { TestNetwork } from "../../scripts/lib/test-network";
+import { tempDir } from "../../scripts/lib/tmp";
+import { until } from "../../scripts/lib/until";
+import { legacyGuardScript } from "../support/legacy-guard";
+import { rejectionOf } from "../support/rejection";
+
+/**
+ * The kill switch is now a table prepared while the session is negotiated and armed by one set
+ * change (issue 31). This holds it to the rule set it replaced (test/support/legacy-guard.ts):
+ * the same probes, in both directions, pass or are stopped alike under both, for each kind of
+ * connection; prepared and not armed it stops nothing. A packet counts as let through when a chain
+ * of the consumer's namespace hooked after the guard (priority 500) sees it. And a session that
+ * fails, at any step, leaves nothing prepared behind: no table, no record, no wireguard-go, no device.
+ *
+ *   consumer c: eth0 198.18.1.2 2001:db8:1::2 (default routes) · tunnel stand-in kswtun0 10.9.0.2 fd6d:7973:7401::2
+ *   world w:    eth0 198.18.1.1 2001:db8:1::1 · kswtunw 10.9.0.1 (the provider's resolver) · on lo: the
+ *               provider's endpoint 198.18.3.2, an internet host 198.18.2.2 / 2001:db8:2::2, a resolver
+ *               198.18.2.53, a control endpoint 198.18.9.2, a LAN host 192.168.77.2 / fd00:77::2
+ */
+describe("e2e: the prepared kill switch blocks what the per-session rule set did; a failed session leaves nothing prepared (netns)", function () {
+  this.timeout(90_000);
+  const tag = `myst-ks${crypto.randomBytes(2).toString("hex")}`;
+  const [c, w] = [`${tag}-c`, `${tag}-w`];
+  const DEVICE = "kswtun0";
+  const tmp = tempDir("myst-e2e-ks-");
+  const ip = (...args: string[]) => execFileSync("/usr/sbin/ip", args, { encoding: "utf8" });
+
+  before(function () {
+    requireE2E(this);
+    for (const n of [c, w]) {
+      ip("netns", "add", n);
+      ip("-n", n, "link", "set", "lo", "up");
+    }
+    const veth = (aName: string, bName: string) => {
+      const id = crypto.randomBytes(3).toString("hex");
+      ip("link", "add", `mk${id}a`, "type", "veth", "peer", "name", `mk${id}b`);
+      ip("link", "set", `mk${id}a`, "netns", c, "name", aName);
+      ip("link", "set", `mk${id}b`, "netns", w, "name", bName);
+      ip("-n", c, "link", "set", aName, "up");
+      ip("-n", w, "link", "set", bName, "up");
+    };
+    veth("eth0", "eth0");
+    veth(DEVICE, "kswtunw");
+    const addr = (n: string, dev: string, a: string) =>
+      ip("-n", n, ...(a.includes(":") ? ["-6"] : []), "addr", "add", a, "dev", dev, ...(a.includes(":") ? ["nodad"] : []));
+    addr(c, "eth0", "198.18.1.2/24");
+    addr(c, "eth0", "2001:db8:1::2/64");
+    addr(c, DEVICE, "10.9.0.2/24");
+    addr(c, DEVICE, "fd6d:7973:7401::2/64");
+    addr(w, "eth0", "198.18.1.1/24");
+    addr(w, "eth0", "2001:db8:1::1/64");
+    addr(w, "kswtunw", "10.9.0.1/24");
+    addr(w, "kswtunw", "fd6d:7973:7401::1/64");
+    for (const a of ["198.18.3.2/32", "198.18.2.2/32", "198.18.2.53/32", "198.18.9.2/32", "192.168.77.2/32", "2001:db8:2::2/128", "fd00:77::2/128"])
+      addr(w, "lo", a);
+    ip("-n", c, "route", "add", "default", "via", "198.18.1.1");
+    ip("-n", c, "-6", "route", "add", "default", "via", "2001:db8:1::1");
+    // What the tunnel carries here: a range of its own in each family (the real tunnel's 0.0.0.0/1 … would take the probes' own way).
+    ip("-n", c, "route", "add", "10.77.0.0/16", "dev", DEVICE);
+    ip("-n", c, "-6", "route", "add", "2001:db8:77::/48", "dev", DEVICE);
+  });
+
+  after(function () {
+    for (const n of [c, w]) if (fs.existsSync(`/run/netns/${n}`)) ip("netns", "del", n);
+    tmp.cleanup();
+  });
+
+  /** One packet: out of the consumer (from: undefined) or into it from the world (from: an address of w). */
+  interface Probe {
+    name: string;
+    proto: "udp" | "tcp";
+    to: string;
+    port: number;
+    from?: string;
+    sport?: number;
+  }
+  const out = (name: string, proto: "udp" | "tcp", to: string, port: number, sport?: number): Probe => ({ name, proto, to, port, ...(sport ? { sport } : {}) });
+  const into = (name: string, proto: "udp" | "tcp", from: string, to: string, port: number, sport?: number): Probe => ({
+    name,
+    proto,
+    from,
+    to,
+    port,
+    ...(sport ? { sport } : {}),
+  });
+  const PROBES: Probe[] = [
+    out("endpoint", "udp", "198.18.3.2", 51820),
+    out("endpoint, another port", "udp", "198.18.3.2", 51821),
+    out("endpoint, another protocol", "tcp", "198.18.3.2", 51820),
+    out("internet IPv4", "tcp", "198.18.2.2", 80),
+    out("internet IPv6", "tcp", "2001:db8:2::2", 80),
+    out("through the tunnel, IPv4", "tcp", "10.77.0.5", 80),
+    out("through the tunnel, IPv6", "tcp", "2001:db8:77::5", 80),
+    out("the provider's resolver, UDP", "udp", "10.9.0.1", 53),
+    out("the provider's resolver, TCP", "tcp", "10.9.0.1", 53),
+    out("the provider's resolver, DoT", "tcp", "10.9.0.1", 853),
+    out("another resolver through the tunnel", "udp", "10.77.0.53", 53),
+    out("the LAN's resolver", "udp", "198.18.2.53", 53),
+    out("DoT outside", "tcp", "198.18.2.53", 853),
+    out("a LAN host, IPv4", "tcp", "192.168.77.2", 22),
+    out("a LAN host, IPv6", "tcp", "fd00:77::2", 22),
+    out("the control endpoint", "tcp", "198.18.9.2", 4222),
+    out("the control endpoint's host, another port", "tcp", "198.18.9.2", 4223),
+    out("DHCP", "udp", "198.18.1.1", 67, 68),
+    into("from the endpoint", "udp", "198.18.3.2", "198.18.1.2", 40001),
+    into("from the internet", "udp", "198.18.2.2", "198.18.1.2", 40002),
+    into("from the control endpoint's port", "tcp", "198.18.9.2", "198.18.1.2", 40003, 4222),
+    into("from the control endpoint's host, another port", "tcp", "198.18.9.2", "198.18.1.2", 40004, 4333),
+    into("through the tunnel", "udp", "10.9.0.1", "10.9.0.2", 40005),
+    into("from a LAN host", "udp", "192.168.77.2", "198.18.1.2", 40006),
+    into("from the internet, IPv6", "udp", "2001:db8:2::2", "2001:db8:1::2", 40007),
+    into("from a LAN host, IPv6", "udp", "fd00:77::2", "2001:db8:1::2", 40008),
+  ];
+
+  /** Sends each probe once (in a node of its namespace) and waits a moment for them to be counted. */
+  const SENDER = `
+    const dgram = require("node:dgram"), net = require("node:net");
+    for (const p of JSON.parse(process.argv[1])) {
+      if (p.proto === "udp") {
+        const s = dgram.createSocket(p.to.includes(":") ? "udp6" : "udp4");
+        s.on("error", () => undefined);
+        s.bind({ address: p.from, port: p.sport ?? 0 }, () => s.send(Buffer.from("x"), p.port, p.to, () => setTimeout(() => s.close(), 100)));
+      } else {
+        const s = net.connect({ host: p.to, port: p.port, localAddress: p.from, localPort: p.sport });
+        s.on("error", () => undefined);
+        setTimeout(() => s.destroy(), 300);
+      }
+    }`;
+
+  /** Which probes got through the consumer's firewall: counted by chains hooked after the guard's. */
+  function probe(): Record<string, boolean> {
+    const l3 = (a: string) => (a.includes(":") ? "ip6" : "ip");
+    const rule = (p: Probe, i: number) =>
+      `${l3(p.to)} daddr ${p.to} ${p.from ? `${l3(p.from)} saddr ${p.from} ` : ""}${p.proto} dport ${p.port} counter comment "p${i}"`;
+    const count = [
+      "table inet myst_probe",
+      "delete table inet myst_probe",
+      "table inet myst_probe {",
+      "  chain out {",
+      "    type filter hook output priority 500; policy accept;",
+      ...PROBES.map((p, i) => (p.from ? "" : `    ${rule(p, i)}`)).filter(Boolean),
+      "  }",
+      "  chain in {",
+      "    type filter hook input priority 500; policy accept;",
+      ...PROBES.map((p, i) => (p.from ? `    ${rule(p, i)}` : "")).filter(Boolean),
+      "  }",
+      "}",
+      "",
+    ].join("\n");
+    execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-f", "-"], { input: count });
+    const send = (n: string, probes: Probe[]) => execFileSync("/usr/sbin/ip", ["netns", "exec", n, process.execPath, "-e", SENDER, JSON.stringify(probes)]);
+    send(
+      c,
+      PROBES.filter((p) => !p.from),
+    );
+    send(
+      w,
+      PROBES.filter((p) => p.from),
+    );
+    const listed = JSON.parse(
+      execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-j", "list", "table", "inet", "myst_probe"], { encoding: "utf8" }),
+    );
+    const passed: Record<string, boolean> = {};
+    for (const item of listed.nftables as { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[]) {
+      if (!item.rule?.comment) continue;
+      const packets = item.rule.expr.find((e) => e.counter)?.counter?.packets ?? 0;
+      passed[PROBES[Number(item.rule.comment.slice(1))].name] = packets > 0;
+    }
+    execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "delete", "table", "inet", "myst_probe"]);
+    return passed;
+  }
+
+  const ENDPOINT: TunnelEndpoint = { address: "198.18.3.2", port: 51820, protocol: "udp" };
+  const CONTROL: ControlEndpoint[] = [{ address: "198.18.9.2", port: 4222, protocol: "tcp", role: "broker" }];
+  const CONNECTIONS: { name: string; spec: GuardSpec & { control?: ControlEndpoint[] } }[] = [
+    {
+      name: "kill switch, no LAN, a tunnel without IPv6",
+      spec: { killSwitch: true, allowLan: false, device: DEVICE, endpoints: [ENDPOINT], dns: ["10.9.0.1"], ipv6: false },
+    },
+    {
+      name: "kill switch, --allow-lan, the node's control connections, a tunnel with IPv6",
+      spec: { killSwitch: true, allowLan: true, control: CONTROL, device: DEVICE, endpoints: [ENDPOINT], dns: ["10.9.0.1"], ipv6: true },
+    },
+    {
+      name: "no kill switch (DNS and IPv6 only)",
+      spec: { killSwitch: false, allowLan: false, device: DEVICE, endpoints: [ENDPOINT], dns: ["10.9.0.1"], ipv6: false },
+    },
+  ];
+
+  let open: Record<string, boolean>;
+
+  it("lets every probe through when no guard is in force (the probes can pass)", function () {
+    open = probe();
+    expect(Object.keys(open)).to.have.length(PROBES.length);
+    expect(Object.entries(open).filter(([, passed]) => !passed)).to.deep.equal([]);
+  });
+
+  for (const { name, spec } of CONNECTIONS)
+    it(`${name}: disarmed it stops nothing; armed, and between sessions, it stops exactly what the old rule set did; lifted, nothing is left`, async function () {
+      // The reference: the rule set the node built per session before.
+      await nftApply(legacyGuardScript(spec), c);
+      const legacy = probe();
+      await nftApply(legacyGuardScript({ ...spec, endpoints: [], dns: [] }), c);
+      const legacyBetween = probe();
+      await nftApply(unguardScript(), c);
+      expect(legacy).to.not.deep.equal(open); // the reference stops something, or the comparison says nothing
+
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const protection = new ConsumerProtection({ killSwitch: spec.killSwitch, allowLan: spec.allowLan, control: spec.control, netns: c, dataDir });
+      protection.prepare();
+      await until(() => nftHasTable(GUARD_TABLE, c), "the prepared table");
+      expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(true);
+      expect(probe()).to.deep.equal(open);
+      await protection.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+      expect(probe()).to.deep.equal(legacy);
+      if (spec.killSwitch) {
+        await protection.block();
+        expect(probe()).to.deep.equal(legacyBetween);
+        // The next session of the same connection (`--reconnect`): armed again in place.
+        protection.prepare();
+        await protection.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+        expect(probe()).to.deep.equal(legacy);
+      }
+      await protection.lift();
+      expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
+      expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+      expect(probe()).to.deep.equal(open);
+    });
+
+  describe("a failed session leaves nothing prepared behind (real wireguard-go, NATS, registry)", function () {
+    const net = new TestNetwork();
+    let providerKey: IdentityKey;
+    let consumerKey: IdentityKey;
+    const brokers: Broker[] = [];
+    const dialogsList: Dialogs[] = [];
+    let providerSessions: ProviderSessions;
+    let consumerSessions: ConsumerSessions;
+    /** What the provider does with the next session request, once it has seen the consumer's device and table prepared. */
+    let refuseWith: RefusalCode | undefined;
+    /** Whether the consumer's device and its disarmed table both existed while the provider decided. */
+    let seenPrepared: boolean[] = [];
+    const current = () => makeProposal(providerKey, { serviceType: "wireguard" });
+    let proposal: ReturnType<typeof makeProposal>;
+
+    /** wireguard-go processes running in the consumer's namespace. */
+    const wireguardGos = () =>
+      ip("netns", "pids", c)
+        .split(/\s+/)
+        .filter(Boolean)
+        .filter((pid) => {
+          try {
+            return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "wireguard-go";
+          } catch {
+            return false;
+          }
+        });
+    const devices = () => ip("-n", c, "-o", "link").match(/\bmwc[0-9a-f]{12}\b/g) ?? [];
+
+    before(async function () {
+      await net.start();
+      [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
+      proposal = current();
+      const dialogsFor = async (key: IdentityKey, subject?: string) => {
+        const broker = new Broker({ servers: [net.nats.url] });
+        await broker.start();
+        brokers.push(broker);
+        const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
+        await dialogs.start();
+        dialogsList.push(dialogs);
+        return dialogs;
+      };
+      // The provider's side needs no tunnel: it refuses, or answers with a config no WireGuard consumer can use.
+      const noop = Object.assign(new NoopProviderService(), { type: "wireguard" });
+      providerSessions = new ProviderSessions({
+        dialogs: await dialogsFor(providerKey),
+        services: new Map([["wireguard", noop]]),
+        currentProposal: () => proposal,
+        admission: async () => {
+          seenPrepared.push(
+            !!(await until(async () => devices().length === 1 && (await nftHasTable(GUARD_TABLE, c)), "the consumer's prepared device and table", 20_000).catch(
+              () => false,
+            )),
+          );
+          return refuseWith ? { code: refuseWith, message: "not now" } : null;
+        },
+      });
+      providerSessions.start();
+      consumerSessions = new ConsumerSessions(await dialogsFor(consumerKey, `myst.dialog.ks-${tag}`));
+    });
+
+    after(async function () {
+      await providerSessions?.stop();
+      for (const d of dialogsList) d.stop();
+      await Promise.all(brokers.map((b) => b.stop()));
+      await net.stop();
+    });
+
+    const nothingLeft = async (dataDir: string) => ({
+      table: await nftHasTable(GUARD_TABLE, c),
+      record: fs.existsSync(protectionRecordFile(dataDir)),
+      processes: wireguardGos(),
+      devices: devices(),
+      sockets: fs.existsSync("/var/run/wireguard") ? fs.readdirSync("/var/run/wireguard").filter((f) => devices().some((d) => f.startsWith(d))) : [],
+    });
+
+    for (const [when, refusal, code] of [
+      ["refused by the provider", "CAPACITY_REACHED", "SESSION_REFUSED"],
+      ["accepted with a config the tunnel cannot use", undefined, "TUNNEL_FAILED"],
+    ] as const)
+      it(`${when}: the device, its wireguard-go and the disarmed table made meanwhile are gone`, async function () {
+        refuseWith = refusal;
+        seenPrepared = [];
+        const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+        const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+        const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c });
+        const err = await rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service, protection }));
+        expect(err.code).to.equal(code);
+        expect(seenPrepared).to.deep.equal([true]);
+        expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
+        expect(protection.state).to.equal("off");
+      });
+  });
+});
