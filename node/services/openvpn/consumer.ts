@@ -78,9 +78,12 @@ export class OpenVpnConsumerService implements ConsumerService {
       fs.rmSync(files.config, { force: true });
       fs.rmSync(files.auth, { force: true });
     };
+    // Up when openvpn says so on its output, the moment it does (stock openvpn's own signal): its
+    // management socket, polled until it opens, would add up to a polling period to every connect.
+    const up = waitInitialized(process, this.o.connectTimeoutMs ?? 20_000);
+    up.catch(() => undefined);
     try {
-      const management = await process.start();
-      await waitConnected(process, management, this.o.connectTimeoutMs ?? 20_000);
+      await Promise.all([process.start(), up]);
     } catch (err) {
       await process.stop();
       removeSecrets();
@@ -88,6 +91,8 @@ export class OpenVpnConsumerService implements ConsumerService {
     } finally {
       removeSecrets();
     }
+    // State changes (a reconnect to a restarted server) tell the tunnel whether it is up.
+    process.management?.command("state on").catch(() => undefined);
     return new OpenVpnTunnel(
       process,
       (config.dns ?? []).filter((a) => isIP(a) !== 0),
@@ -169,37 +174,28 @@ class OpenVpnTunnel implements Tunnel {
   }
 }
 
-function waitConnected(process: OpenVpnProcess, management: import("./management").ManagementClient, timeoutMs: number): Promise<void> {
+/**
+ * Resolves when openvpn prints "Initialization Sequence Completed" (the tunnel is up and routed);
+ * rejects when the provider refuses the credentials, openvpn exits, or `timeoutMs` passes.
+ * Listening starts before the process does, so no line is missed.
+ */
+function waitInitialized(process: OpenVpnProcess, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new TunnelError("HANDSHAKE_TIMEOUT", `the tunnel did not come up within ${timeoutMs} ms`)), timeoutMs);
-    const onState = (s: { state: string }) => {
-      if (s.state === "CONNECTED") done();
-      if (s.state === "EXITING") done(process.explain("openvpn gave up"));
-    };
-    const onPassword = (text: string) => {
-      if (/Verification Failed/.test(text)) done(new TunnelError("AUTH_REFUSED", "the provider refused the session credentials"));
+    const onLine = (line: string) => {
+      if (line.includes("Initialization Sequence Completed")) done();
+      else if (/AUTH_FAILED/.test(line)) done(new TunnelError("AUTH_REFUSED", "the provider refused the session credentials"));
     };
     const onExit = () => done(process.explain("openvpn exited before the tunnel came up"));
     function done(err?: Error) {
       clearTimeout(timer);
-      management.off("state", onState);
-      management.off("password", onPassword);
+      process.off("line", onLine);
       process.off("exit", onExit);
       if (err) reject(err);
       else resolve();
     }
-    management.on("state", onState);
-    management.on("password", onPassword);
+    process.on("line", onLine);
     process.once("exit", onExit);
-    // Stream state changes, then ask for the current state: the tunnel may already be up by the
-    // time the management socket accepts us (the history of "state on all" comes as plain lines).
-    management
-      .command("state on")
-      .then(() => management.command("state", true))
-      .then((lines) => {
-        for (const line of lines) onState({ state: line.split(",")[1] ?? "" });
-      })
-      .catch(() => undefined);
   });
 }
 

@@ -58,6 +58,7 @@ export class ManagementClient extends EventEmitter<ManagementEvents> {
 
   async connect(path: string, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let attempt = 0;
     for (;;) {
       try {
         await new Promise<void>((resolve, reject) => {
@@ -71,7 +72,8 @@ export class ManagementClient extends EventEmitter<ManagementEvents> {
         break;
       } catch (err) {
         if (Date.now() > deadline) throw new ManagementError("MANAGEMENT_UNREACHABLE", `openvpn's management socket ${path} did not open`, { cause: err });
-        await new Promise((r) => setTimeout(r, 25));
+        // openvpn opens it a few ms after it starts: poll often at first, then every 25 ms.
+        await new Promise((r) => setTimeout(r, Math.min(25, 2 ** ++attempt)));
       }
     }
     const socket = this.#socket!;

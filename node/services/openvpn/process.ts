@@ -57,17 +57,23 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     this.child = child;
     if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
     const log = this.options.log ?? silentLogger;
-    const onLine = (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (!line.trim()) continue;
-        this.recent.push(line);
-        if (this.recent.length > 60) this.recent.shift();
-        log.debug({ openvpn: line }, "openvpn");
-        this.emit("line", line);
-      }
+    // Whole lines only: a chunk may end inside one (what waits for a line must see it whole).
+    const lines = () => {
+      let rest = "";
+      return (chunk: Buffer) => {
+        const parts = (rest + chunk.toString()).split("\n");
+        rest = parts.pop() ?? "";
+        for (const line of parts) {
+          if (!line.trim()) continue;
+          this.recent.push(line);
+          if (this.recent.length > 60) this.recent.shift();
+          log.debug({ openvpn: line }, "openvpn");
+          this.emit("line", line);
+        }
+      };
     };
-    child.stdout!.on("data", onLine);
-    child.stderr!.on("data", onLine);
+    child.stdout!.on("data", lines());
+    child.stderr!.on("data", lines());
     this.#exited = new Promise((resolve) =>
       child.once("exit", (code) => {
         if (this.options.pidFile) fs.rmSync(this.options.pidFile, { force: true });
