@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
 import { PrespawnedCommand } from "../services/prespawned";
+import { spawner } from "../services/spawner";
 import { program } from "../services/system";
 import { ProtectionError } from "./errors";
 
@@ -14,29 +14,29 @@ function nftIn(netns: string | undefined, args: string[]): string[] {
   return [program("nsenter", "util-linux"), `--net=/run/netns/${netns}`, program("nft", "nftables"), ...args];
 }
 
-/** Runs `nft -f -` with `script` on stdin, in `netns` when given: one atomic transaction. */
-export function nftApply(script: string, netns?: string): Promise<void> {
+/**
+ * Runs `nft -f -` with `script` on stdin, in `netns` when given: one atomic transaction. Started by
+ * the spawning helper (services/spawner.ts): a fork of the node would stop its event loop.
+ */
+export async function nftApply(script: string, netns?: string): Promise<void> {
   const argv = nftIn(netns, ["-f", "-"]);
-  return new Promise((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: 15_000 }, (err, _stdout, stderr) => {
-      if (err)
-        reject(
-          new ProtectionError(
-            "FIREWALL_FAILED",
-            `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(stderr || err.message).trim().split("\n")[0]}`,
-            { cause: err },
-          ),
-        );
-      else resolve();
-    });
-    child.stdin!.end(script);
-  });
+  try {
+    await spawner.run(argv, script, 15_000);
+  } catch (err) {
+    throw new ProtectionError(
+      "FIREWALL_FAILED",
+      `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(err as Error).message.slice(argv.join(" ").length + 2)}`,
+      { cause: err },
+    );
+  }
 }
 
 /** Whether table inet `table` exists in `netns`. */
 export function nftHasTable(table: string, netns?: string): Promise<boolean> {
-  const argv = nftIn(netns, ["list", "table", "inet", table]);
-  return new Promise((resolve) => execFile(argv[0], argv.slice(1), { timeout: 15_000 }, (err) => resolve(!err)));
+  return spawner.run(nftIn(netns, ["list", "table", "inet", table]), "", 15_000).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** `nft -f -` in `netns`, started now and given its script later (`nftRun`): its start-up is paid in advance. */

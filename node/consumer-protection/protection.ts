@@ -9,6 +9,7 @@ import { nftApply, nftPrespawn, nftRun } from "./nft";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { PrespawnedCommand } from "../services/prespawned";
+import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
 
@@ -109,6 +110,7 @@ export class ConsumerProtection implements SessionProtection {
   prepare(): void {
     requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
     this.#cancelPrespawned();
+    spawner.warm();
     this.#nft = nftPrespawn(this.options.netns);
     this.#ip = new PrespawnedCommand([program("ip", "iproute2"), ...(this.options.netns ? ["-n", this.options.netns] : []), "-batch", "-"]);
     let found: ProtectionRecord | undefined;
@@ -322,7 +324,7 @@ async function withoutHostRoute(addresses: string[], netns: string | undefined, 
   const six = unique.filter((a) => isIP(a) === 6);
   const ask = `${four.map((a) => `route show exact ${a}/32`).join("\n")}\n`;
   const [shown, sixMissing] = await Promise.all([
-    four.length === 0 ? (ip?.cancel(), "") : ip ? ip.run(ask) : run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
+    four.length === 0 ? (ip?.cancel(), "") : ip ? ip.run(ask) : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
     Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a))),
   ]);
   const routed = new Set(shown.split("\n").map((line) => line.split(" ")[0]));
@@ -334,7 +336,7 @@ const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 
 /** Whether there is a route for exactly this host (not one that merely covers it). */
 async function hostRoute(address: string, netns?: string): Promise<boolean> {
   if (isIP(address) === 0) return false;
-  const out = await run([
+  const out = await spawner.run([
     program("ip", "iproute2"),
     ...(netns ? ["-n", netns] : []),
     isIP(address) === 6 ? "-6" : "-4",

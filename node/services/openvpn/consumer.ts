@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
@@ -10,9 +11,16 @@ import { program, requireNetworkCapabilities, TunnelError } from "../system";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 
+/** An openvpn started before its session is known, and the names of the files it will use. */
+interface Prepared {
+  process: OpenVpnProcess;
+  files: { auth: string; socket: string };
+  launched: Promise<void>;
+}
+
 export interface OpenVpnConsumerOptions {
   key: IdentityKey;
-  /** A private directory for the short-lived config (`<data-dir>/run`). */
+  /** A private directory for the short-lived credentials file and the management socket (`<data-dir>/run`). */
   runDir: string;
   /** Run openvpn in this network namespace (tests and the demo). */
   netns?: string;
@@ -29,15 +37,56 @@ export interface OpenVpnConsumerOptions {
 }
 
 /**
- * The consumer side of OpenVPN: writes a private config (0600, removed once connected), starts
- * `openvpn`, waits for CONNECTED on the management interface, and routes all traffic through the
+ * The consumer side of OpenVPN: starts `openvpn` (while the session is negotiated, when the session
+ * asks it to prepare), gives it its config on its input and the credentials in a private file
+ * (0600, removed once connected), waits for it to say the tunnel is up, and routes all traffic through the
  * tunnel (`redirect-gateway def1`, set by the client whatever the provider pushes; openvpn keeps a host
  * route to the provider's endpoint via the consumer's own gateway).
  */
 export class OpenVpnConsumerService implements ConsumerService {
   readonly type = "openvpn";
+  /**
+   * openvpn processes started while sessions are negotiated, waiting for their config on their
+   * input: interchangeable (nothing of a session is in them yet), taken first come first served.
+   */
+  readonly #ready: Prepared[] = [];
 
   constructor(private readonly o: OpenVpnConsumerOptions) {}
+
+  /**
+   * Starts openvpn while the session is negotiated (`ip netns exec`, setpriv, openvpn's own
+   * start-up), reading its config from its input: `connect` writes the config there and openvpn
+   * starts connecting at once. `discard` stops it.
+   */
+  prepare(): void {
+    try {
+      requireRoot("connecting an OpenVPN tunnel");
+      this.#ready.push(this.#launch());
+    } catch {
+      // `connect` says why.
+    }
+  }
+
+  async discard(): Promise<void> {
+    await this.#ready.shift()?.process.stop();
+  }
+
+  /** An openvpn waiting for its config, with the names of its files. */
+  #launch(): Prepared {
+    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+    const base = path.join(this.o.runDir, `openvpn-${crypto.randomBytes(8).toString("hex")}`);
+    const files = { auth: `${base}.auth`, socket: `${base}.sock` };
+    const process = new OpenVpnProcess({
+      configFile: `${base}.conf`,
+      configOnStdin: true,
+      managementSocket: files.socket,
+      netns: this.o.netns,
+      log: this.o.log ?? silentLogger,
+    });
+    const launched = process.launch();
+    launched.catch(() => undefined); // `connect` reports it
+    return { process, files, launched };
+  }
 
   async consumerData(): Promise<unknown> {
     return { client: "myst-openvpn/1" };
@@ -67,23 +116,20 @@ export class OpenVpnConsumerService implements ConsumerService {
     requireNetworkCapabilities("connecting an OpenVPN tunnel", { netns: this.o.netns, why: "to create its tun device and routes" });
     program("openvpn");
     const config = checked(session);
-    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
-    const base = path.join(this.o.runDir, `openvpn-${session.id}`);
     const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
-    const files = { config: `${base}.conf`, auth: `${base}.auth`, socket: `${base}.sock` };
-    fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
-    fs.writeFileSync(files.config, clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true), { mode: 0o600 });
-    const process = new OpenVpnProcess({ configFile: files.config, managementSocket: files.socket, netns: this.o.netns, log: this.o.log ?? silentLogger });
-    const removeSecrets = () => {
-      fs.rmSync(files.config, { force: true });
-      fs.rmSync(files.auth, { force: true });
-    };
+    // The openvpn started while the session was negotiated, or one started now.
+    const { process, files, launched } = this.#ready.shift() ?? this.#launch();
+    const removeSecrets = () => fs.rmSync(files.auth, { force: true });
     // Up when openvpn says so on its output, the moment it does (stock openvpn's own signal): its
     // management socket, polled until it opens, would add up to a polling period to every connect.
     const up = waitInitialized(process, this.o.connectTimeoutMs ?? 20_000);
     up.catch(() => undefined);
     try {
-      await Promise.all([process.start(), up]);
+      fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
+      await launched;
+      if (!process.running) throw process.explain("openvpn exited before it was given its config");
+      process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true));
+      await Promise.all([process.attach(), up]);
     } catch (err) {
       await process.stop();
       removeSecrets();
@@ -201,7 +247,7 @@ function waitInitialized(process: OpenVpnProcess, timeoutMs: number): Promise<vo
 
 function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean, ipv6: boolean): string {
   return [
-    "# written by myst for one session; removed once connected",
+    "# given by myst to this session's openvpn on its input (never written to disk)",
     "client",
     `dev ${device}`,
     "dev-type tun",

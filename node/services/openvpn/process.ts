@@ -9,6 +9,8 @@ import { parentDeathSignal, stopStale, terminate } from "../supervision";
 export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
   configFile: string;
+  /** Read the config from openvpn's input, given later by `configure` (`configFile` is then only a name). */
+  configOnStdin?: boolean;
   managementSocket: string;
   /**
    * Where to record the pid. A pid file left by a node that died names an openvpn that may still
@@ -39,7 +41,17 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     return this.child?.pid;
   }
 
+  /** Starts openvpn and connects to its management interface (once openvpn has read its config). */
   async start(): Promise<ManagementClient> {
+    await this.launch();
+    return this.attach();
+  }
+
+  /**
+   * Starts the openvpn process only. With `configOnStdin` it then waits for its config
+   * (`configure`): started while a session is negotiated, it has paid its start-up by then.
+   */
+  async launch(): Promise<void> {
     if (this.options.pidFile) {
       const config = this.options.configFile;
       await stopStale(
@@ -52,8 +64,10 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     fs.rmSync(this.options.managementSocket, { force: true });
     // Tied to our life: when this node dies (even by SIGKILL) the kernel sends openvpn SIGTERM
     // (setpriv's parent-death signal survives the exec of `ip netns exec` and of openvpn).
-    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile])];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    const config = this.options.configOnStdin ? "/dev/stdin" : this.options.configFile;
+    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", config])];
+    const child = spawn(argv[0], argv.slice(1), { stdio: [this.options.configOnStdin ? "pipe" : "ignore", "pipe", "pipe"] });
+    child.stdin?.on("error", () => undefined); // it died before reading its config: its exit says why
     this.child = child;
     if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
     const log = this.options.log ?? silentLogger;
@@ -82,8 +96,18 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
         resolve(code);
       }),
     );
+  }
+
+  /** Gives an openvpn started with `configOnStdin` its config (it reads it to the end, then starts). */
+  configure(config: string): void {
+    if (!this.child?.stdin) throw new TunnelError("OPENVPN_FAILED", "this openvpn was not started to read its config from its input");
+    this.child.stdin.end(config);
+  }
+
+  /** Connects to the management interface of the started openvpn, or fails with why it exited. */
+  async attach(): Promise<ManagementClient> {
     const management = new ManagementClient();
-    const exitedEarly = this.#exited.then((code) => {
+    const exitedEarly = this.#exited!.then((code) => {
       throw this.explain(`openvpn exited (${code}) while starting`);
     });
     await Promise.race([management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000), exitedEarly]);

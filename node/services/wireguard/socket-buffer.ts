@@ -1,4 +1,5 @@
-import { program, run } from "../system";
+import { spawner } from "../spawner";
+import { program } from "../system";
 
 /**
  * The UDP receive buffer wireguard-go's sockets get, as OpenVPN's `rcvbuf 2097152` (capped by
@@ -34,6 +35,7 @@ print(done)
 
 /** Sets SO_RCVBUF on every UDP socket of process `pid`; resolves with how many it set. */
 export async function enlargeReceiveBuffers(pid: number, bytes = RECEIVE_BUFFER): Promise<number> {
-  const out = await run([program("python3", "python3"), "-c", SCRIPT, String(pid), String(bytes)]);
+  // From the spawning helper: python3 is started while a tunnel is being set up, and a fork of the node would stop its event loop.
+  const out = await spawner.run([program("python3", "python3"), "-c", SCRIPT, String(pid), String(bytes)]);
   return Number(out.trim());
 }
