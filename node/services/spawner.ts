@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
 import readline from "node:readline";
+import { PassThrough, Writable } from "node:stream";
 import { parentDeathSignal } from "./supervision";
 import { TunnelError } from "./system";
 
@@ -31,9 +33,23 @@ function feed(id, input) {
   h.c.stdin.end(input);
   h.done.then((r) => { held.delete(id); send({ id, ...r }); });
 }
+const live = new Map();
+function launch(m) {
+  const c = spawn(m.argv[0], m.argv.slice(1), { stdio: [m.stdin ? "pipe" : "ignore", "pipe", "pipe"], env: m.env });
+  live.set(m.id, c);
+  c.on("spawn", () => send({ id: m.id, event: "spawn", pid: c.pid }));
+  c.stdin && c.stdin.on("error", () => undefined);
+  for (const stream of ["stdout", "stderr"]) c[stream].on("data", (d) => send({ id: m.id, event: "data", stream, data: d.toString("base64") }));
+  c.on("error", (e) => { live.delete(m.id); send({ id: m.id, event: "exit", code: -1, signal: null, error: e.message }); });
+  c.on("exit", (code, signal) => { live.delete(m.id); send({ id: m.id, event: "exit", code, signal }); });
+}
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
   const m = JSON.parse(line);
-  if (m.op === "run") { start(m); feed(m.id, m.input ?? ""); }
+  if (m.op === "launch") launch(m);
+  else if (m.op === "write") live.get(m.id)?.stdin?.write(Buffer.from(m.data, "base64"));
+  else if (m.op === "end") live.get(m.id)?.stdin?.end();
+  else if (m.op === "signal") { try { live.get(m.id)?.kill(m.signal); } catch {} }
+  else if (m.op === "run") { start(m); feed(m.id, m.input ?? ""); }
   else if (m.op === "prespawn") start(m);
   else if (m.op === "feed") feed(m.id, m.input);
   else if (m.op === "cancel") { const h = held.get(m.id); held.delete(m.id); h && h.c.stdin.end(); }
@@ -60,6 +76,8 @@ export class Spawner {
   #helper?: ChildProcess;
   #next = 0;
   readonly #waiting = new Map<number, (answer: Answer) => void>();
+  /** Long-lived processes the helper started for us, by id. */
+  readonly #children = new Map<number, RemoteChild>();
 
   #ensure(): ChildProcess {
     if (this.#helper && this.#helper.exitCode === null && this.#helper.signalCode === null) return this.#helper;
@@ -69,13 +87,16 @@ export class Spawner {
     const helper = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "inherit"], env });
     helper.stdin!.on("error", () => undefined);
     readline.createInterface({ input: helper.stdout! }).on("line", (line) => {
-      const answer = JSON.parse(line) as Answer & { id: number };
+      const answer = JSON.parse(line) as Answer & { id: number; event?: string };
+      if (answer.event) return this.#children.get(answer.id)?.deliver(answer as unknown as ChildEvent);
       const resolve = this.#waiting.get(answer.id);
       this.#waiting.delete(answer.id);
       resolve?.(answer);
       this.#refIfBusy();
     });
     helper.once("exit", (code) => {
+      // Its children got their parent-death signal: they are gone too.
+      for (const child of this.#children.values()) child.deliver({ event: "exit", code: null, signal: "SIGTERM" });
       for (const [id, resolve] of this.#waiting) {
         this.#waiting.delete(id);
         resolve({ code: -1, stdout: "", stderr: `the spawning helper exited (${code})` });
@@ -91,7 +112,7 @@ export class Spawner {
     const h = this.#helper;
     if (!h) return;
     const streams = [h.stdin, h.stdout] as unknown as { ref?: () => void; unref?: () => void }[];
-    if (this.#waiting.size > 0) {
+    if (this.#waiting.size > 0 || this.#children.size > 0) {
       h.ref();
       for (const s of streams) s.ref?.();
     } else {
@@ -146,6 +167,81 @@ export class Spawner {
       },
       cancel: () => this.#send({ op: "cancel", id }),
     };
+  }
+
+  /**
+   * Starts a long-lived program from the helper (a tunnel's process): a child that looks like
+   * node's own to whoever supervises it (pid once started, output, exit, signals, its input when
+   * `stdin`), without a fork of the node.
+   */
+  launch(argv: string[], o: { stdin?: boolean; env?: NodeJS.ProcessEnv } = {}): RemoteChild {
+    const id = this.#next++;
+    const child = new RemoteChild(argv, (message) => this.#send({ ...message, id }), o.stdin === true);
+    this.#children.set(id, child);
+    child.once("exit", () => {
+      this.#children.delete(id);
+      this.#refIfBusy();
+    });
+    this.#send({ op: "launch", id, argv, stdin: o.stdin === true, ...(o.env ? { env: o.env } : {}) });
+    this.#refIfBusy();
+    return child;
+  }
+}
+
+type ChildEvent =
+  | { event: "spawn"; pid: number }
+  | { event: "data"; stream: "stdout" | "stderr"; data: string }
+  | { event: "exit"; code: number | null; signal: NodeJS.Signals | null; error?: string };
+
+/** A process the helper started: the part of node's ChildProcess that supervision uses. */
+export class RemoteChild extends EventEmitter<{ spawn: []; exit: [code: number | null, signal: NodeJS.Signals | null]; error: [Error] }> {
+  pid?: number;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  readonly stdin: Writable | null;
+
+  constructor(
+    readonly spawnargs: string[],
+    private readonly send: (message: Record<string, unknown>) => void,
+    stdin: boolean,
+  ) {
+    super();
+    this.stdin = stdin
+      ? new Writable({
+          write: (chunk: Buffer, _encoding, done) => {
+            this.send({ op: "write", data: Buffer.from(chunk).toString("base64") });
+            done();
+          },
+          final: (done) => {
+            this.send({ op: "end" });
+            done();
+          },
+        })
+      : null;
+  }
+
+  deliver(e: ChildEvent): void {
+    if (e.event === "spawn") {
+      this.pid = e.pid;
+      this.emit("spawn");
+    } else if (e.event === "data") {
+      (e.stream === "stdout" ? this.stdout : this.stderr).write(Buffer.from(e.data, "base64"));
+    } else if (this.exitCode === null && this.signalCode === null) {
+      if (e.error) this.stderr.write(`${e.error}\n`);
+      this.exitCode = e.signal ? null : (e.code ?? -1);
+      this.signalCode = e.signal;
+      this.stdout.end();
+      this.stderr.end();
+      this.emit("exit", this.exitCode, this.signalCode);
+    }
+  }
+
+  kill(signal: NodeJS.Signals = "SIGTERM"): boolean {
+    if (this.exitCode !== null || this.signalCode !== null) return false;
+    this.send({ op: "signal", signal });
+    return true;
   }
 }
 

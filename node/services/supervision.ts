@@ -65,9 +65,12 @@ function nobody(): { uid: number; gid: number } {
 }
 
 /** Stops a process we started: TERM, then KILL if it lingers `graceMs`; resolves once it exited. */
-export async function terminate(child: ChildProcess, graceMs = 5000): Promise<void> {
+export async function terminate(
+  child: Pick<ChildProcess, "exitCode" | "signalCode" | "kill"> & { once(event: "exit", listener: () => void): unknown },
+  graceMs = 5000,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill("SIGTERM");
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await exited;

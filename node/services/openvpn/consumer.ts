@@ -46,8 +46,8 @@ export interface OpenVpnConsumerOptions {
 export class OpenVpnConsumerService implements ConsumerService {
   readonly type = "openvpn";
   /**
-   * openvpn processes started while sessions are negotiated, waiting for their config on their
-   * input: interchangeable (nothing of a session is in them yet), taken first come first served.
+   * openvpn processes started while sessions are negotiated, waiting for their config on a FIFO:
+   * interchangeable (nothing of a session is in them yet), taken first come first served.
    */
   readonly #ready: Prepared[] = [];
 
@@ -55,7 +55,7 @@ export class OpenVpnConsumerService implements ConsumerService {
 
   /**
    * Starts openvpn while the session is negotiated (`ip netns exec`, setpriv, openvpn's own
-   * start-up), reading its config from its input: `connect` writes the config there and openvpn
+   * start-up), waiting for its config on a FIFO: `connect` writes the config there and openvpn
    * starts connecting at once. `discard` stops it.
    */
   prepare(): void {
@@ -78,7 +78,8 @@ export class OpenVpnConsumerService implements ConsumerService {
     const files = { auth: `${base}.auth`, socket: `${base}.sock` };
     const process = new OpenVpnProcess({
       configFile: `${base}.conf`,
-      configOnStdin: true,
+      configFifo: true,
+      viaHelper: true,
       managementSocket: files.socket,
       netns: this.o.netns,
       log: this.o.log ?? silentLogger,
@@ -247,7 +248,7 @@ function waitInitialized(process: OpenVpnProcess, timeoutMs: number): Promise<vo
 
 function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean, ipv6: boolean): string {
   return [
-    "# given by myst to this session's openvpn on its input (never written to disk)",
+    "# given by myst to this session's openvpn through a FIFO (never written to disk)",
     "client",
     `dev ${device}`,
     "dev-type tun",

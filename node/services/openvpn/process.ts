@@ -3,14 +3,21 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../../log/logger";
 import { ManagementClient } from "./management";
+import { type RemoteChild, spawner } from "../spawner";
 import { inNetns, program, TunnelError } from "../system";
 import { parentDeathSignal, stopStale, terminate } from "../supervision";
 
 export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
   configFile: string;
-  /** Read the config from openvpn's input, given later by `configure` (`configFile` is then only a name). */
-  configOnStdin?: boolean;
+  /**
+   * `configFile` is made a FIFO (0600) that openvpn opens and waits on until `configure` writes the
+   * config into it: openvpn is started before its config is known. (Not its stdin: node gives a
+   * child a socket, not a pipe, and openvpn cannot open /dev/stdin on a socket.)
+   */
+  configFifo?: boolean;
+  /** Started by the spawning helper (services/spawner.ts): no fork of the node (a consumer's tunnel, started while a session is negotiated). */
+  viaHelper?: boolean;
   managementSocket: string;
   /**
    * Where to record the pid. A pid file left by a node that died names an openvpn that may still
@@ -28,7 +35,7 @@ export interface OpenVpnProcessOptions {
  * explain a failure (port in use, TLS error, auth failure) with an error a person can act on.
  */
 export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [code: number | null] }> {
-  child?: ChildProcess;
+  child?: ChildProcess | RemoteChild;
   management?: ManagementClient;
   readonly recent: string[] = [];
   #exited?: Promise<number | null>;
@@ -48,7 +55,7 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   }
 
   /**
-   * Starts the openvpn process only. With `configOnStdin` it then waits for its config
+   * Starts the openvpn process only. With `configFifo` it then waits for its config
    * (`configure`): started while a session is negotiated, it has paid its start-up by then.
    */
   async launch(): Promise<void> {
@@ -64,12 +71,20 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     fs.rmSync(this.options.managementSocket, { force: true });
     // Tied to our life: when this node dies (even by SIGKILL) the kernel sends openvpn SIGTERM
     // (setpriv's parent-death signal survives the exec of `ip netns exec` and of openvpn).
-    const config = this.options.configOnStdin ? "/dev/stdin" : this.options.configFile;
-    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", config])];
-    const child = spawn(argv[0], argv.slice(1), { stdio: [this.options.configOnStdin ? "pipe" : "ignore", "pipe", "pipe"] });
-    child.stdin?.on("error", () => undefined); // it died before reading its config: its exit says why
+    if (this.options.configFifo) {
+      fs.rmSync(this.options.configFile, { force: true });
+      // coreutils' mkfifo (essential on every Debian-like system), through sh: no program of its own to look up.
+      await spawner.run([program("sh"), "-c", 'exec mkfifo -m 600 -- "$0"', this.options.configFile]);
+    }
+    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile])];
+    const child = this.options.viaHelper ? spawner.launch(argv) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
-    if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
+    const pidFile = this.options.pidFile;
+    if (pidFile) {
+      const record = () => child.pid && child.exitCode === null && fs.writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
+      if (child.pid) record();
+      else child.once("spawn", record);
+    }
     const log = this.options.log ?? silentLogger;
     // Whole lines only: a chunk may end inside one (what waits for a line must see it whole).
     const lines = () => {
@@ -98,10 +113,33 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     );
   }
 
-  /** Gives an openvpn started with `configOnStdin` its config (it reads it to the end, then starts). */
+  /**
+   * Writes the config into the FIFO an openvpn started with `configFifo` waits on (it reads it to
+   * the end, then starts), and removes the FIFO. Never blocks: with no reader (openvpn gone) the
+   * open fails at once.
+   */
   configure(config: string): void {
-    if (!this.child?.stdin) throw new TunnelError("OPENVPN_FAILED", "this openvpn was not started to read its config from its input");
-    this.child.stdin.end(config);
+    if (!this.options.configFifo) throw new TunnelError("OPENVPN_FAILED", "this openvpn was not started to wait for its config");
+    let fd: number;
+    try {
+      fd = fs.openSync(this.options.configFile, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      throw this.explain(`openvpn is not waiting for its config (${(err as Error).message})`);
+    }
+    try {
+      const bytes = Buffer.from(config);
+      // A pipe takes 64 KiB at once; a client config is a few KiB. Written in a loop all the same.
+      for (let at = 0; at < bytes.length; ) {
+        try {
+          at += fs.writeSync(fd, bytes, at);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(this.options.configFile, { force: true });
+    }
   }
 
   /** Connects to the management interface of the started openvpn, or fails with why it exited. */
@@ -120,6 +158,7 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   async stop(): Promise<void> {
     if (this.child) await terminate(this.child);
     fs.rmSync(this.options.managementSocket, { force: true });
+    if (this.options.configFifo) fs.rmSync(this.options.configFile, { force: true });
   }
 
   get running(): boolean {

@@ -151,6 +151,7 @@ export class WireGuardConsumerService implements ConsumerService {
       netns: this.o.netns,
       pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`),
       log: this.o.log ?? silentLogger,
+      viaHelper: true,
     });
     await process.start();
     try {

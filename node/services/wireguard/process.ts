@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import { parentDeathSignal, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
 import { answers } from "./device-claim";
+import { type RemoteChild, spawner } from "../spawner";
 import { uapiSocket, WireGuardUapi } from "./uapi";
 
 /** A network interface name wireguard-go accepts and that can become a socket's file name. */
@@ -19,6 +20,8 @@ export interface WireGuardProcessOptions {
   log?: Logger;
   /** How long to wait for the control socket. Default 10 s. */
   startTimeoutMs?: number;
+  /** Started by the spawning helper (services/spawner.ts): no fork of the node (a consumer's tunnel, started while a session is negotiated). */
+  viaHelper?: boolean;
 }
 
 /**
@@ -27,7 +30,7 @@ export interface WireGuardProcessOptions {
  * process; these machines have none, so this is the one implementation (docs/ARCHITECTURE.md).
  */
 export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null] }> {
-  child?: ChildProcess;
+  child?: ChildProcess | RemoteChild;
   readonly recent: string[] = [];
   readonly uapi: WireGuardUapi;
 
@@ -54,12 +57,15 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     if (await answers(socket))
       throw new TunnelError("DEVICE_IN_USE", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
     const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
-    const child = spawn(argv[0], argv.slice(1), {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" },
-    });
+    const env = { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" };
+    const child = this.options.viaHelper ? spawner.launch(argv, { env }) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
-    if (this.options.pidFile && child.pid) fs.writeFileSync(this.options.pidFile, `${child.pid}\n`, { mode: 0o600 });
+    const pidFile = this.options.pidFile;
+    if (pidFile) {
+      const record = () => child.pid && child.exitCode === null && fs.writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
+      if (child.pid) record();
+      else child.once("spawn", record);
+    }
     const onLine = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (!line.trim() || /[│┌└]/.test(line)) continue;

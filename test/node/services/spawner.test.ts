@@ -32,4 +32,23 @@ describe("the spawning helper: short commands started outside the node (no fork 
     const [a, b] = await Promise.all([spawner.run(["/bin/echo", "one"]), spawner.run(["/bin/echo", "two"])]);
     expect([a, b]).to.deep.equal(["one\n", "two\n"]);
   });
+
+  it("starts a long-lived program that looks like a child of the node: pid, output, input, exit, signals", async function () {
+    const cat = spawner.launch(["/bin/sh", "-c", "echo started; cat; echo done >&2; exit 7"], { stdin: true });
+    const out = { stdout: "", stderr: "" };
+    cat.stdout.on("data", (d: Buffer) => (out.stdout += d.toString()));
+    cat.stderr.on("data", (d: Buffer) => (out.stderr += d.toString()));
+    await new Promise((resolve) => cat.once("spawn", () => resolve(undefined)));
+    expect(cat.pid).to.be.a("number");
+    cat.stdin!.end("echoed\n");
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => cat.once("exit", (c, s) => resolve([c, s])));
+    expect([code, signal, cat.exitCode]).to.deep.equal([7, null, 7]);
+    expect(out).to.deep.equal({ stdout: "started\nechoed\n", stderr: "done\n" });
+
+    const sleeper = spawner.launch(["/bin/sleep", "30"]);
+    await new Promise((resolve) => sleeper.once("spawn", () => resolve(undefined)));
+    expect(sleeper.kill("SIGTERM")).to.equal(true);
+    await new Promise((resolve) => sleeper.once("exit", () => resolve(undefined)));
+    expect([sleeper.exitCode, sleeper.signalCode]).to.deep.equal([null, "SIGTERM"]);
+  });
 });
