@@ -129,7 +129,7 @@ export class OpenVpnConsumerService implements ConsumerService {
       fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
       await launched;
       if (!process.running) throw process.explain("openvpn exited before it was given its config");
-      process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true));
+      await process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true));
       await Promise.all([process.attach(), up]);
     } catch (err) {
       await process.stop();

@@ -115,16 +115,21 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
 
   /**
    * Writes the config into the FIFO an openvpn started with `configFifo` waits on (it reads it to
-   * the end, then starts), and removes the FIFO. Never blocks: with no reader (openvpn gone) the
-   * open fails at once.
+   * the end, then starts), and removes the FIFO. Never blocks the event loop: until openvpn opens
+   * the FIFO, opening it to write fails (ENXIO) and is tried again every millisecond while openvpn runs.
    */
-  configure(config: string): void {
+  async configure(config: string, timeoutMs = 10_000): Promise<void> {
     if (!this.options.configFifo) throw new TunnelError("OPENVPN_FAILED", "this openvpn was not started to wait for its config");
-    let fd: number;
-    try {
-      fd = fs.openSync(this.options.configFile, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-    } catch (err) {
-      throw this.explain(`openvpn is not waiting for its config (${(err as Error).message})`);
+    let fd: number | undefined;
+    // Until openvpn has opened the FIFO (it may still be starting), a writer's open fails with ENXIO.
+    for (const deadline = Date.now() + timeoutMs; fd === undefined; ) {
+      try {
+        fd = fs.openSync(this.options.configFile, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENXIO" || !this.running || Date.now() > deadline) throw this.explain(`openvpn is not waiting for its config (${(err as Error).message})`);
+        await new Promise((r) => setTimeout(r, 1));
+      }
     }
     try {
       const bytes = Buffer.from(config);
