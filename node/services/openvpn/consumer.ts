@@ -60,7 +60,7 @@ export class OpenVpnConsumerService implements ConsumerService {
    */
   prepare(): void {
     try {
-      requireRoot("connecting an OpenVPN tunnel");
+      requireNetworkCapabilities("connecting an OpenVPN tunnel", { netns: this.o.netns, why: "to create its tun device and routes" });
       this.#ready.push(this.#launch());
     } catch {
       // `connect` says why.
