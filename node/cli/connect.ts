@@ -175,6 +175,7 @@ export function describePath(p: NonNullable<Connection["path"]>): string {
     mapped: "to a port the provider's router maps",
     local: "over the shared LAN",
     punched: "punched through both routers",
+    relayed: p.relay ? `relayed via ${p.relay.provider} over ${p.relay.transport.toUpperCase()}/${p.relay.port}` : "relayed",
   }[p.tunnel];
   return `path: tunnel ${tunnel}; messages over ${p.channel === "direct" ? "the direct channel" : "the broker"}`;
 }

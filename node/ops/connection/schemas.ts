@@ -128,9 +128,9 @@ export const ConnectionView = Type.Object(
     path: Type.Optional(
       Type.Object(
         {
-          tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched")], {
+          tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched"), Type.Literal("relayed")], {
             description:
-              "how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers",
+              "how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, a hole punched through both routers, or through a relay the consumer pays",
           }),
           channel: Type.Union([Type.Literal("direct"), Type.Literal("broker")], {
             description: "what carries the session's messages now: the direct channel between the two nodes, or the broker",
@@ -142,6 +142,19 @@ export const ConnectionView = Type.Object(
               port: Type.Integer(),
               tookMs: Type.Integer({ description: "from the first probe to the path chosen" }),
             }),
+          ),
+          relayBytes: Type.Optional(Type.Integer({ description: "bytes between this node and the relay (TURN, both ways), as this node counts them" })),
+          relayPromisedWei: Type.Optional(Wei),
+          relay: Type.Optional(
+            Type.Object(
+              {
+                provider: Type.String({ description: "the relay's identity (it is paid from the same vault)" }),
+                address: Type.String({ description: "its TURN server" }),
+                port: Type.Integer(),
+                transport: Type.Union([Type.Literal("udp"), Type.Literal("tcp")], { description: "how this node reaches the relay" }),
+              },
+              { description: "relayed: through which relay (docs/relay.md)" },
+            ),
           ),
         },
         { description: "the session's path (docs/direct-channel.md)" },

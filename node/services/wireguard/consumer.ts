@@ -106,7 +106,8 @@ export class WireGuardConsumerService implements ConsumerService {
     const endpoint = endpointOf(config, session.route);
     return {
       device: this.device(session.id),
-      endpoints: [{ address: endpoint.address, port: endpoint.port, protocol: "udp" }],
+      // Relayed: the packets leave this host toward the relay (UDP or TCP), from the forwarder on loopback.
+      endpoints: [session.route?.outside ?? { address: endpoint.address, port: endpoint.port, protocol: "udp" }],
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
     };
@@ -133,8 +134,10 @@ export class WireGuardConsumerService implements ConsumerService {
     await process.start();
     const routeAll = this.o.routeAll !== false;
     let hostRoute: string | undefined;
+    // What must stay outside the tunnel: the provider's endpoint, or (relayed) the relay's TURN server.
+    const outside = session.route?.outside?.address ?? config.endpoint.address;
     try {
-      hostRoute = routeAll ? await this.#routeToEndpoint(config.endpoint.address) : undefined;
+      hostRoute = routeAll ? await this.#routeToEndpoint(outside) : undefined;
       const ipv6 = config.ipv6 === true && !!config.address6;
       // The provider's resolver is on its own tunnel address: what the liveness probe asks, when the
       // tunnel carries everything anyway. A confined connection (`myst run`) does not probe: the
@@ -175,12 +178,12 @@ export class WireGuardConsumerService implements ConsumerService {
         device,
         config.dns.filter((a) => isIP(a) !== 0),
         ipv6,
-        hostRoute ? () => this.#dropRoute(config.endpoint.address) : undefined,
+        hostRoute ? () => this.#dropRoute(outside) : undefined,
         probeTarget ? () => probe(probeTarget, this.o.netns) : undefined,
       );
     } catch (err) {
       await process.stop();
-      if (hostRoute) await this.#dropRoute(config.endpoint.address);
+      if (hostRoute) await this.#dropRoute(outside);
       throw err;
     }
   }
@@ -214,6 +217,9 @@ function endpointOf(config: WireGuardServiceConfig, route: DirectRoute | undefin
   if (!route) return config.endpoint;
   if (isIP(route.address) !== 4 || !Number.isInteger(route.tunnelPort) || route.tunnelPort < 1 || route.tunnelPort > 65535)
     throw new TunnelError("BAD_SERVICE_CONFIG", "the direct route to the provider is not an IPv4 address and port");
+  // Only a relay's forwarder is on this host: a provider's route never points at loopback.
+  if (route.address.startsWith("127.") && (route.kind !== "relayed" || !route.outside))
+    throw new TunnelError("BAD_SERVICE_CONFIG", "a route to this host itself is only a relay's forwarder");
   return { address: route.address, port: route.tunnelPort };
 }
 
