@@ -16,7 +16,7 @@ import { ConsumerPayments } from "../payments/consumer-payments";
 import type { SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
-import type { RelayLeg } from "../session/consumer";
+import type { RelayLeg, RelayOpener } from "../session/consumer";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
 
 /** How many relays a connect tries before it gives up. */
@@ -151,7 +151,7 @@ export class ConsumerNode {
    * only inside one), an allocation over UDP (TCP first when UDP gets nothing back), payments from
    * the same vault as the provider's.
    */
-  async #openRelay(o: { udpBlocked: boolean; country?: string; avoid: string[] }, filter: ProposalFilter | undefined): Promise<RelayLeg> {
+  async #openRelay(o: Parameters<RelayOpener>[0], filter: ProposalFilter | undefined): Promise<RelayLeg> {
     const avoid = new Set(o.avoid.map((a) => a.toLowerCase()));
     const { proposals } = await this.discovery.search(
       {
@@ -172,7 +172,7 @@ export class ConsumerNode {
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
-      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], log: this.o.log });
+      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
       try {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;

@@ -20,7 +20,7 @@ import {
   check,
   type Availability,
 } from "./messages";
-import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint } from "./service";
+import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 
 /**
  * The path a session's traffic takes: `tunnel` is how the tunnel reaches the provider (its own
@@ -60,7 +60,13 @@ export interface RelayLeg {
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
  * UDP probes got nothing back (TURN over TCP first); `country`: the provider's (a relay there first).
  */
-export type RelayOpener = (o: { udpBlocked: boolean; country?: string; avoid: string[] }) => Promise<RelayLeg>;
+export type RelayOpener = (o: {
+  udpBlocked: boolean;
+  country?: string;
+  avoid: string[];
+  /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
+  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+}) => Promise<RelayLeg>;
 
 export type ConsumerSessionState = "active" | "ended";
 
@@ -261,11 +267,20 @@ export class ConsumerSessions {
    */
   async #relayed(
     open: RelayOpener,
-    o: { sessionId: string; dialog: Dialog; proposal: Proposal; peerOffer?: DirectOffer; serviceConfig: unknown; udpBlocked: boolean; timeoutMs: number },
+    o: {
+      sessionId: string;
+      dialog: Dialog;
+      proposal: Proposal;
+      peerOffer?: DirectOffer;
+      serviceConfig: unknown;
+      udpBlocked: boolean;
+      timeoutMs: number;
+      allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+    },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
     if (addresses.length === 0) throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
-    const leg = await open({ udpBlocked: o.udpBlocked, country: o.proposal.location.country, avoid: [o.proposal.provider] });
+    const leg = await open({ udpBlocked: o.udpBlocked, country: o.proposal.location.country, avoid: [o.proposal.provider], allow: o.allow });
     try {
       await leg.permit(addresses);
       await o.dialog.request(SESSION_RELAY, { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port }, { timeoutMs: o.timeoutMs });
@@ -344,9 +359,9 @@ export class ConsumerSessions {
     // here, so no direct path can exist; with a relay, TURN over TCP at once.
     const udpBlocked =
       !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
-    const viaRelay = async (why: string): Promise<void> => {
+    const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
       try {
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs });
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -387,24 +402,46 @@ export class ConsumerSessions {
 
     let tunnel: Tunnel | undefined;
     const protection = options.service.plan ? options.protection : undefined;
-    try {
+    let engaged: TunnelPlan | undefined;
+    const bringUp = async (): Promise<void> => {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
-      const plan = planned && peerOffer && channel ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
+      const plan = planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
       if (plan) await protection!.engage(plan);
+      engaged = plan;
       tunnel = await options.service.connect(target);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
+    };
+    try {
+      try {
+        await bringUp();
+      } catch (err) {
+        // The channel met but the tunnel could not follow it (a router that maps the provider's one
+        // tunnel port per destination): the same session through a relay.
+        if (tunnelPath !== "punched" || !relayable || relay) throw err;
+        await tunnel?.stop().catch(() => undefined);
+        tunnel = undefined;
+        const held = engaged;
+        await viaRelay(
+          `the tunnel did not come up on the punched path: ${(err as Error).message}`,
+          held ? (endpoints) => protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] }) : undefined,
+        );
+        await bringUp();
+      }
     } catch (err) {
-      await tunnel?.stop().catch(() => undefined);
-      await relay?.close("the relayed tunnel did not come up").catch(() => undefined);
+      const failed = tunnel as Tunnel | undefined;
+      await failed?.stop().catch(() => undefined);
+      await (relay as RelayLeg | undefined)?.close("the relayed tunnel did not come up").catch(() => undefined);
       await protection?.abandon().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the kill switch failed"));
+      if (err instanceof SessionError && err.code === "NO_RELAY") throw err;
       const reason = err instanceof Error ? err.message : String(err);
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
       dialog.close();
       channel?.close();
       throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
     }
+    if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
     const tunnelUp = Date.now();
     try {
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: true }, { timeoutMs });

@@ -16,6 +16,8 @@ export interface RelayConsumerOptions {
   transports?: ("udp" | "tcp")[];
   /** How long a transport may take to allocate before the next is tried. Default 1.5 s. */
   allocateTimeoutMs?: number;
+  /** Called with the relay's servers before the first packet goes to them (a kill switch already holding lets them through). */
+  beforeAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
   log?: Logger;
 }
 
@@ -40,6 +42,7 @@ export class RelayConsumerService implements ConsumerService {
     const config = session.serviceConfig;
     if (!config.username.endsWith(`:${session.id}`)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's credential is not for this session");
     const order = this.o.transports ?? ["udp", "tcp"];
+    await this.o.beforeAllocate?.(config.servers.map((s) => ({ address: s.address, port: s.port, protocol: s.transport })));
     const failures: string[] = [];
     for (const transport of order) {
       const server = config.servers.find((s) => s.transport === transport);

@@ -122,7 +122,6 @@ export class WireGuardConsumerService implements ConsumerService {
     const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
-    this.#pending.delete(config.clientPublicKey);
     const device = this.device(session.id);
     fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
     const process = new WireGuardProcess({
@@ -172,7 +171,10 @@ export class WireGuardConsumerService implements ConsumerService {
       // The receive buffer is enlarged in the background: python's start-up (30-100 ms) would
       // otherwise delay the first byte, and the default buffer holds the first few hundred KiB.
       enlargeReceiveBuffers(process.pid!).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
-      await waitHandshake(process, this.o.connectTimeoutMs ?? 10_000);
+      // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
+      await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000));
+      // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
+      this.#pending.delete(config.clientPublicKey);
       return new WireGuardTunnel(
         process,
         device,
