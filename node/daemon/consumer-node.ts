@@ -62,6 +62,8 @@ export interface ConnectTarget {
   exclude?: string[];
   /** Beside the current connection, not instead of it (the proxy: one local port per connection). */
   alongside?: boolean;
+  /** Through a relay even when a direct path may exist. */
+  viaRelay?: boolean;
 }
 
 export interface Connection {
@@ -127,6 +129,7 @@ export class ConsumerNode {
       maxPrice: priceLimit(target.filter),
       protection: target.protection,
       relay: (o) => this.#openRelay(o, target.filter),
+      ...(target.viaRelay ? { viaRelay: true } : {}),
     });
     const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
     payments?.start();

@@ -82,6 +82,8 @@ export interface ConnectOptions {
   relay?: RelayOpener;
   /** false: no direct channel for this session (a relay's own session needs none). */
   direct?: boolean;
+  /** Through a relay even when a direct path may exist. */
+  viaRelay?: boolean;
 }
 
 /** Milliseconds since the epoch at which each phase of connecting finished. */
@@ -374,8 +376,17 @@ export class ConsumerSessions {
       tunnelPath = "relayed";
     };
     const relayable = !!options.relay && !!peerOffer && !!options.service.tunnelPortFor;
-    if (relayable && udpBlocked) {
-      await viaRelay("UDP gets nothing back here");
+    if (options.viaRelay && !relayable) {
+      channel?.close();
+      const why = options.service.tunnelPortFor
+        ? "the provider sent no direct offer (its public addresses)"
+        : `a ${proposal.serviceType} tunnel cannot be relayed`;
+      await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: why }, { timeoutMs }).catch(() => undefined);
+      dialog.close();
+      throw new SessionError("NO_RELAY", `cannot go through a relay: ${why}`);
+    }
+    if (relayable && (udpBlocked || options.viaRelay)) {
+      await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
     } else if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;

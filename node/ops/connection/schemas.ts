@@ -77,6 +77,13 @@ export const ConnectBody = Type.Object(
           "when the session ends by itself, negotiate a new one (the same provider first, then the next match for the same filters) while the kill switch holds: 5 attempts after 1, 2, 4, 8 and 16 s, then the kill switch keeps blocking until disconnect; not with `killSwitch: false`",
       }),
     ),
+    viaRelay: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "through a relay (a public node selling `relay`, paid from the same vault) even when a direct path may exist: for networks whose direct paths are unreliable, and to measure (docs/relay.md)",
+      }),
+    ),
     confine: Type.Optional(
       Type.Boolean({
         default: false,

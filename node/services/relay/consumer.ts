@@ -54,7 +54,7 @@ export class RelayConsumerService implements ConsumerService {
           { timeoutMs: this.o.allocateTimeoutMs ?? 1500 },
         );
         const tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger);
-        await tunnel.listen();
+        await tunnel.bind();
         return tunnel;
       } catch (err) {
         failures.push(`${transport}: ${(err as Error).message}`);
@@ -112,7 +112,7 @@ export class RelayTunnel implements Tunnel {
     return { address: "127.0.0.1", port: this.#socket.address().port };
   }
 
-  async listen(): Promise<void> {
+  async bind(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.#socket.once("error", reject);
       this.#socket.bind(0, "127.0.0.1", () => {

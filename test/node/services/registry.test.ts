@@ -129,11 +129,7 @@ describe("the tunnel registry: a new type is one folder and one line", function 
 
   it("is a choice of `myst service start --help`, with its settings' flags and their descriptions", function () {
     const help = inCopy(["node/cli/main.ts", "service", "start", "--help"]);
-<<<<<<< HEAD
-    expect(help).to.match(/service type: openvpn \| wireguard \| proxy \|\s+noop \|\s+loopback/);
-=======
-    expect(help).to.match(/service type: openvpn \| wireguard \| noop \|\s+relay \| loopback/);
->>>>>>> 83aef85 (Relay service (services/relay): a supervised coturn with a random REST-API secret per start, a TURN credential only inside a paid session, metered from coturn's usage lines, cut off through its CLI; a TURN client (UDP/TCP) on the STUN codec with a local forwarder; a session with no direct path goes through the cheapest relay (session.relay tells the provider the relayed address); path 'relayed' in status and the API)
+    expect(help).to.match(/service type: openvpn \| wireguard \| proxy \|\s+noop \|\s+relay \|\s+loopback/);
     expect(help).to.match(/--greeting <text>\s+loopback: what the provider says to each\s+consumer, default hello/);
     expect(help).to.match(/--repeat <n>\s+loopback: how many times, default 1/);
   });
@@ -143,11 +139,7 @@ describe("the tunnel registry: a new type is one folder and one line", function 
     fs.writeFileSync(probeFile, PROBE);
     const out = JSON.parse(inCopy([probeFile]));
     const types = (schema: { anyOf: { enum: string[] }[] }) => schema.anyOf.flatMap((t) => t.enum);
-<<<<<<< HEAD
-    expect(types(out.startBody.properties.type)).to.deep.equal(["openvpn", "wireguard", "proxy", "noop", "loopback"]);
-=======
-    expect(types(out.startBody.properties.type)).to.deep.equal(["openvpn", "wireguard", "noop", "relay", "loopback"]);
->>>>>>> 83aef85 (Relay service (services/relay): a supervised coturn with a random REST-API secret per start, a TURN credential only inside a paid session, metered from coturn's usage lines, cut off through its CLI; a TURN client (UDP/TCP) on the STUN codec with a local forwarder; a session with no direct path goes through the cheapest relay (session.relay tells the provider the relayed address); path 'relayed' in status and the API)
+    expect(types(out.startBody.properties.type)).to.deep.equal(["openvpn", "wireguard", "proxy", "noop", "relay", "loopback"]);
     expect(out.startBody.properties.loopback.properties.greeting).to.include({
       type: "string",
       description: "what the provider says to each consumer, default hello",
