@@ -123,8 +123,8 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     /** The session's direct channel, when both nodes made one. */
     readonly channel?: DirectChannel,
     readonly tunnelPath: SessionPath["tunnel"] = "public",
-    /** The relay this session runs through, when it is relayed. */
-    readonly relay?: RelayLeg,
+    /** The relay this session runs through, when it is relayed (another one after it died). */
+    public relay?: RelayLeg,
   ) {
     super();
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
@@ -278,11 +278,18 @@ export class ConsumerSessions {
       udpBlocked: boolean;
       timeoutMs: number;
       allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+      /** Relays not to use (one that just died). */
+      avoid?: string[];
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
     if (addresses.length === 0) throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
-    const leg = await open({ udpBlocked: o.udpBlocked, country: o.proposal.location.country, avoid: [o.proposal.provider], allow: o.allow });
+    const leg = await open({
+      udpBlocked: o.udpBlocked,
+      country: o.proposal.location.country,
+      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
+      allow: o.allow,
+    });
     try {
       await leg.permit(addresses);
       await o.dialog.request(SESSION_RELAY, { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port }, { timeoutMs: o.timeoutMs });
@@ -496,7 +503,43 @@ export class ConsumerSessions {
       const b = body as { sessionId?: string; reason?: string };
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);
     });
-    tunnel.onDown((reason) => void session.destroy(`tunnel down: ${reason}`));
+    // A relayed tunnel that goes silent (its relay died, or stopped relaying): the same session
+    // through another relay, the tunnel keeping its keys; only when none joins us does it end.
+    const up = tunnel;
+    const onDown = async (reason: string): Promise<void> => {
+      const old = session.relay;
+      if (session.state === "ended") return;
+      if (old && up.reroute && options.relay) {
+        try {
+          const held = engaged;
+          const leg = await this.#relayed(options.relay, {
+            sessionId,
+            dialog,
+            proposal,
+            peerOffer,
+            serviceConfig,
+            udpBlocked,
+            timeoutMs,
+            avoid: [old.provider],
+            allow: held ? (endpoints) => protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] }) : undefined,
+          });
+          if (held) {
+            engaged = { ...held, endpoints: [leg.outside] };
+            await protection!.engage(engaged);
+          }
+          await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
+          session.relay = leg;
+          this.#log.warn({ sessionId, from: old.provider, to: leg.provider, reason }, "the relay went silent: moved to another relay");
+          up.onDown((r) => void onDown(r));
+          void old.close("the consumer moved to another relay");
+          return;
+        } catch (err) {
+          this.#log.warn({ sessionId, err: (err as Error).message }, "no other relay took the session");
+        }
+      }
+      void session.destroy(`tunnel down: ${reason}`);
+    };
+    tunnel.onDown((reason) => void onDown(reason));
     session.keepAlive(keepaliveMs, { connected: () => this.dialogs.connected, outageToleranceMs: this.#outageToleranceMs });
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;

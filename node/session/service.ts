@@ -120,6 +120,11 @@ export interface Tunnel {
   isUp?(): boolean;
   /** Where the connection's local proxy listens (`host:port`), for a service that serves the consumer locally (the proxy). */
   readonly listen?: string;
+  /**
+   * Sends the tunnel's packets another way without ending it (its relay died: the next relay's
+   * forwarder). Afterwards `onDown` wants a listener again.
+   */
+  reroute?(route: DirectRoute): Promise<void>;
 }
 
 /** What the consumer side of a service does. */

@@ -134,7 +134,7 @@ export class WireGuardConsumerService implements ConsumerService {
     const routeAll = this.o.routeAll !== false;
     let hostRoute: string | undefined;
     // What must stay outside the tunnel: the provider's endpoint, or (relayed) the relay's TURN server.
-    const outside = session.route?.outside?.address ?? config.endpoint.address;
+    let outside = session.route?.outside?.address ?? config.endpoint.address;
     try {
       hostRoute = routeAll ? await this.#routeToEndpoint(outside) : undefined;
       const ipv6 = config.ipv6 === true && !!config.address6;
@@ -182,6 +182,20 @@ export class WireGuardConsumerService implements ConsumerService {
         ipv6,
         hostRoute ? () => this.#dropRoute(outside) : undefined,
         probeTarget ? () => probe(probeTarget, this.o.netns) : undefined,
+        // Moving to another relay: the peer's endpoint is the new forwarder, the host route goes to the new relay.
+        async (route) => {
+          const next = route.outside?.address;
+          if (route.kind !== "relayed" || !next) throw new TunnelError("BAD_SERVICE_CONFIG", "only a relayed tunnel moves to another relay");
+          if (routeAll && hostRoute && next !== outside && isIP(next) === 4) {
+            // The same gateway as the last relay's host route (a route lookup now would answer the tunnel).
+            const add = hostRoute.replace(/^route add \S+/, `route add ${next}/32`);
+            await ipBatch(this.o.netns, [add]);
+            await this.#dropRoute(outside);
+            hostRoute = add;
+            outside = next;
+          }
+          await process.uapi.set({ peers: [{ publicKey: config.publicKey, endpoint: `${route.address}:${route.tunnelPort}` }] });
+        },
       );
     } catch (err) {
       await process.stop();
@@ -320,6 +334,7 @@ class WireGuardTunnel implements Tunnel {
     private readonly cleanup?: () => Promise<void>,
     /** Sends something a live provider answers through the tunnel; absent when it has no resolver to ask. */
     private readonly probe?: () => Promise<void>,
+    private readonly move?: (route: DirectRoute) => Promise<void>,
   ) {
     process.once("exit", (code) => {
       clearInterval(this.#meter);
@@ -327,6 +342,17 @@ class WireGuardTunnel implements Tunnel {
     });
     this.#meter = setInterval(() => void this.refresh(), probe ? LIVENESS.POLL_MS : 1000);
     this.#meter.unref();
+  }
+
+  /**
+   * Sends the tunnel another way (a relay that died: the next relay's forwarder), keeping its keys
+   * and its session; the liveness check starts afresh and a new `onDown` listener is wanted.
+   */
+  async reroute(route: DirectRoute): Promise<void> {
+    if (!this.move) throw new TunnelError("BAD_SERVICE_CONFIG", "this tunnel cannot be moved");
+    await this.move(route);
+    this.#lastHeardMs = Date.now();
+    this.#probingSince = undefined;
   }
 
   get pid(): number | undefined {
