@@ -521,7 +521,11 @@ export class ConsumerSessions {
             udpBlocked,
             timeoutMs,
             avoid: [old.provider],
-            allow: held ? (endpoints) => protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] }) : undefined,
+            // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
+            allow: async (endpoints) => {
+              for (const e of endpoints) await up.exempt?.(e.address);
+              if (held) await protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] });
+            },
           });
           if (held) {
             engaged = { ...held, endpoints: [leg.outside] };

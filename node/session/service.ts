@@ -125,6 +125,8 @@ export interface Tunnel {
    * forwarder). Afterwards `onDown` wants a listener again.
    */
   reroute?(route: DirectRoute): Promise<void>;
+  /** Keeps traffic to this address outside the tunnel from now on (a relay it is about to move to). */
+  exempt?(address: string): Promise<void>;
 }
 
 /** What the consumer side of a service does. */

@@ -151,11 +151,11 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
   it("a consumer whose network drops all UDP: relayed over TCP/443; the internet sees the provider", async function () {
     const netns = topology.consumers[1];
     const env = envOf(dirs.blocked);
-    await daemon(env, netns);
+    const d = await daemon(env, netns);
     const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
     expect(connected.path).to.deep.include({ tunnel: "relayed" });
     expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "tcp" });
-    expect(fetchFrom(topology, netns, topology.internetUrl)).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    expect(fetchFrom(topology, netns, topology.internetUrl), d.output().slice(-4000)).to.equal(topology.nat!.publicAddressOf(topology.provider));
     expect(downloadFrom(topology, netns, `${topology.internetUrl}?bytes=3000000`, 60_000)).to.equal(3_000_000);
     await json(env, ["disconnect"], netns);
   });

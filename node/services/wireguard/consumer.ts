@@ -135,6 +135,8 @@ export class WireGuardConsumerService implements ConsumerService {
     let hostRoute: string | undefined;
     // What must stay outside the tunnel: the provider's endpoint, or (relayed) the relay's TURN server.
     let outside = session.route?.outside?.address ?? config.endpoint.address;
+    /** Relays' addresses given a host route outside the tunnel while it runs (a move to another relay). */
+    const exempted = new Set<string>();
     try {
       hostRoute = routeAll ? await this.#routeToEndpoint(outside) : undefined;
       const ipv6 = config.ipv6 === true && !!config.address6;
@@ -180,21 +182,33 @@ export class WireGuardConsumerService implements ConsumerService {
         device,
         config.dns.filter((a) => isIP(a) !== 0),
         ipv6,
-        hostRoute ? () => this.#dropRoute(outside) : undefined,
+        hostRoute
+          ? async () => {
+              await this.#dropRoute(outside);
+              for (const a of exempted) await this.#dropRoute(a);
+            }
+          : undefined,
         probeTarget ? () => probe(probeTarget, this.o.netns) : undefined,
-        // Moving to another relay: the peer's endpoint is the new forwarder, the host route goes to the new relay.
-        async (route) => {
-          const next = route.outside?.address;
-          if (route.kind !== "relayed" || !next) throw new TunnelError("BAD_SERVICE_CONFIG", "only a relayed tunnel moves to another relay");
-          if (routeAll && hostRoute && next !== outside && isIP(next) === 4) {
-            // The same gateway as the last relay's host route (a route lookup now would answer the tunnel).
-            const add = hostRoute.replace(/^route add \S+/, `route add ${next}/32`);
-            await ipBatch(this.o.netns, [add]);
-            await this.#dropRoute(outside);
-            hostRoute = add;
-            outside = next;
-          }
-          await process.uapi.set({ peers: [{ publicKey: config.publicKey, endpoint: `${route.address}:${route.tunnelPort}` }] });
+        {
+          // Another relay about to be used: its traffic stays outside the tunnel, by the same gateway as
+          // the first host route (a route lookup now would answer the tunnel, which the dead relay carried).
+          exempt: async (address) => {
+            if (!routeAll || !hostRoute || address === outside || exempted.has(address) || isIP(address) !== 4) return;
+            await ipBatch(this.o.netns, [hostRoute.replace(/^route add \S+/, `route add ${address}/32`)]);
+            exempted.add(address);
+          },
+          // Moving to it: the peer's endpoint is its forwarder; the last relay's host route goes.
+          move: async (route) => {
+            const next = route.outside?.address;
+            if (route.kind !== "relayed" || !next) throw new TunnelError("BAD_SERVICE_CONFIG", "only a relayed tunnel moves to another relay");
+            if (routeAll && hostRoute && next !== outside) {
+              if (!exempted.has(next)) await ipBatch(this.o.netns, [hostRoute.replace(/^route add \S+/, `route add ${next}/32`)]);
+              exempted.delete(next);
+              await this.#dropRoute(outside);
+              outside = next;
+            }
+            await process.uapi.set({ peers: [{ publicKey: config.publicKey, endpoint: `${route.address}:${route.tunnelPort}` }] });
+          },
         },
       );
     } catch (err) {
@@ -334,7 +348,7 @@ class WireGuardTunnel implements Tunnel {
     private readonly cleanup?: () => Promise<void>,
     /** Sends something a live provider answers through the tunnel; absent when it has no resolver to ask. */
     private readonly probe?: () => Promise<void>,
-    private readonly move?: (route: DirectRoute) => Promise<void>,
+    private readonly relay?: { exempt: (address: string) => Promise<void>; move: (route: DirectRoute) => Promise<void> },
   ) {
     process.once("exit", (code) => {
       clearInterval(this.#meter);
@@ -349,10 +363,15 @@ class WireGuardTunnel implements Tunnel {
    * and its session; the liveness check starts afresh and a new `onDown` listener is wanted.
    */
   async reroute(route: DirectRoute): Promise<void> {
-    if (!this.move) throw new TunnelError("BAD_SERVICE_CONFIG", "this tunnel cannot be moved");
-    await this.move(route);
+    if (!this.relay) throw new TunnelError("BAD_SERVICE_CONFIG", "this tunnel cannot be moved");
+    await this.relay.move(route);
     this.#lastHeardMs = Date.now();
     this.#probingSince = undefined;
+  }
+
+  /** Keeps traffic to `address` outside the tunnel (a relay it is about to move to). */
+  async exempt(address: string): Promise<void> {
+    await this.relay?.exempt(address);
   }
 
   get pid(): number | undefined {
