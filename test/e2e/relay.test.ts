@@ -109,10 +109,12 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
     for (const d of [dirs.provider, ...dirs.relays, dirs.symmetric, dirs.blocked, dirs.unpaid]) d.cleanup();
   });
 
+  let consumerDaemon: ReturnType<typeof mystBackground>;
+
   it("symmetric × symmetric: relayed over UDP through the cheapest relay; the internet sees the provider; the relay is paid for the bytes it carried", async function () {
     const netns = topology.consumers[0];
     const env = envOf(dirs.symmetric);
-    await daemon(env, netns);
+    consumerDaemon = await daemon(env, netns);
     const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
     expect(connected.state).to.equal("connected");
     expect(connected.path).to.deep.include({ tunnel: "relayed" });
@@ -187,7 +189,9 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
       () => seen() === topology.nat!.publicAddressOf(topology.provider) && Date.now() - killedAt > 1500,
       "traffic back through the other relay",
       60_000,
-    );
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}\nconsumer: ${consumerDaemon.output().slice(-4000)}`);
+    });
     const backMs = Date.now() - killedAt;
     const moved = await until(async () => {
       const s = await json(env, ["status"], netns);
