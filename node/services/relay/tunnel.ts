@@ -32,6 +32,9 @@ export const relay = defineTunnel({
     maxPort: "--max-port <port>",
     credentialTtl: "--credential-ttl <seconds>",
   },
+  // coturn needs no privilege but a port below 1024 (443 for networks that let only web traffic out).
+  capabilities: (settings) =>
+    (settings.port ?? 3478) < 1024 ? [{ capability: "CAP_NET_BIND_SERVICE" as const, why: `for coturn to listen on port ${settings.port}` }] : [],
   check(settings) {
     if (isIP(settings.publicIp) !== 4) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", `publicIp "${settings.publicIp}" is not an IPv4 address`);
     if ((settings.minPort ?? 49152) > (settings.maxPort ?? 65535)) throw new ServiceSpecError("BAD_SERVICE_SETTINGS", "minPort is above maxPort");
