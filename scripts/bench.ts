@@ -4,6 +4,7 @@ import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
 import { benchShaping } from "./bench/shaping";
 import { benchProxy } from "./bench/proxy";
+import { benchRelay } from "./bench/relay";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -16,6 +17,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   payments: benchPayments,
   shaping: benchShaping,
   proxy: benchProxy,
+  relay: benchRelay,
 };
 
 async function main() {

@@ -18,6 +18,7 @@ export function connectCommands(context: Ctx): Command[] {
   )
     .option("--no-kill-switch", "let traffic out by this machine's own route when the tunnel drops (default: blocked until `myst disconnect`)")
     .option("--allow-lan", "keep the local network (private ranges, link-local) reachable while connected")
+    .option("--via-relay", "go through a relay (paid from the same vault) even when a direct path may exist (docs/relay.md)")
     .option(
       "--listen <host:port>",
       "--service proxy: where the local SOCKS5 and HTTP proxy listens (default 127.0.0.1:1080); needs no root; with a connection up, it runs beside it",
@@ -34,6 +35,7 @@ export function connectCommands(context: Ctx): Command[] {
         ...(opts.allowLan ? { allowLan: true } : {}),
         ...(opts.reconnect ? { reconnect: true } : {}),
         ...(opts.listen ? { listen: opts.listen as string } : {}),
+        ...(opts.viaRelay ? { viaRelay: true } : {}),
       };
       if (opts.reconnect && opts.killSwitch === false)
         throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
@@ -175,6 +177,7 @@ export function describePath(p: NonNullable<Connection["path"]>): string {
     mapped: "to a port the provider's router maps",
     local: "over the shared LAN",
     punched: "punched through both routers",
+    relayed: p.relay ? `relayed via ${p.relay.provider} over ${p.relay.transport.toUpperCase()}/${p.relay.port}` : "relayed",
   }[p.tunnel];
   return `path: tunnel ${tunnel}; messages over ${p.channel === "direct" ? "the direct channel" : "the broker"}`;
 }

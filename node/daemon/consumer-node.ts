@@ -16,6 +16,11 @@ import { ConsumerPayments } from "../payments/consumer-payments";
 import type { SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
+import type { RelayLeg, RelayOpener } from "../session/consumer";
+import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
+
+/** How many relays a connect tries before it gives up. */
+const RELAYS_TRIED = 3;
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
@@ -57,6 +62,8 @@ export interface ConnectTarget {
   exclude?: string[];
   /** Beside the current connection, not instead of it (the proxy: one local port per connection). */
   alongside?: boolean;
+  /** Through a relay even when a direct path may exist. */
+  viaRelay?: boolean;
 }
 
 export interface Connection {
@@ -121,6 +128,8 @@ export class ConsumerNode {
       service: target.service,
       maxPrice: priceLimit(target.filter),
       protection: target.protection,
+      relay: (o) => this.#openRelay(o, target.filter),
+      ...(target.viaRelay ? { viaRelay: true } : {}),
     });
     const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
     payments?.start();
@@ -137,6 +146,58 @@ export class ConsumerNode {
     } else this.current = connection;
     this.#record(connection);
     return connection;
+  }
+
+  /**
+   * A relay for a session no punch can join: the cheapest relay proposal within the consumer's
+   * price limit, one in the provider's country first; a paid session with it (its credential comes
+   * only inside one), an allocation over UDP (TCP first when UDP gets nothing back), payments from
+   * the same vault as the provider's.
+   */
+  async #openRelay(o: Parameters<RelayOpener>[0], filter: ProposalFilter | undefined): Promise<RelayLeg> {
+    const avoid = new Set(o.avoid.map((a) => a.toLowerCase()));
+    const { proposals } = await this.discovery.search(
+      {
+        serviceType: "relay",
+        ...(filter?.maxPricePerGiB !== undefined ? { maxPricePerGiB: filter.maxPricePerGiB } : {}),
+        ...(filter?.maxPricePerHour !== undefined ? { maxPricePerHour: filter.maxPricePerHour } : {}),
+      },
+      { limit: 50 },
+    );
+    const relays = proposals
+      .filter((p) => !avoid.has(p.proposal.provider.toLowerCase()))
+      .sort(
+        (a, b) =>
+          Number(b.proposal.location.country === o.country) - Number(a.proposal.location.country === o.country) ||
+          cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) ||
+          cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
+      );
+    if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
+    const failures: string[] = [];
+    for (const found of relays.slice(0, RELAYS_TRIED)) {
+      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
+      try {
+        const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
+        const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
+        payments?.start();
+        this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 } });
+        const tunnel = session.tunnel as RelayTunnel;
+        return {
+          provider: session.provider,
+          relayed: tunnel.relayed,
+          local: tunnel.local,
+          outside: tunnel.outside,
+          permit: (addresses) => tunnel.permit(addresses),
+          onDown: (listener) => void session.ended.then(listener),
+          close: (reason) => session.destroy(reason),
+          stats: () => tunnel.stats(),
+          promised: () => payments?.promised ?? 0n,
+        };
+      } catch (err) {
+        failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
+      }
+    }
+    throw new SessionError("NO_RELAY", `no relay could be used (${failures.join("; ")})`);
   }
 
   #record(c: Connection): void {
@@ -210,7 +271,7 @@ export function connectionStatus(c: Connection) {
     bytesOut: stats.bytesOut,
     ...(c.session.tunnel.listen ? { listen: c.session.tunnel.listen } : {}),
     phasesMs: c.phases,
-    path: pathView(c.session.path),
+    path: pathView(c.session.path, c.session.relay),
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
@@ -221,11 +282,13 @@ export function connectionStatus(c: Connection) {
 export type ConnectionStatus = ReturnType<typeof connectionStatus>;
 
 /** How the session travels, in the API's words (docs/direct-channel.md): the tunnel's path and the messages' channel. */
-function pathView(p: ConsumerSession["path"]) {
+function pathView(p: ConsumerSession["path"], relay?: RelayLeg) {
   return {
     tunnel: p.tunnel,
     channel: p.channel,
     ...(p.direct ? { direct: { kind: p.direct.kind, address: p.direct.address, port: p.direct.port, tookMs: p.direct.tookMs } } : {}),
+    ...(p.relay ? { relay: { ...p.relay } } : {}),
+    ...(relay ? { relayBytes: relay.stats().bytesIn + relay.stats().bytesOut, relayPromisedWei: relay.promised().toString() } : {}),
   };
 }
 

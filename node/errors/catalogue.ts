@@ -42,6 +42,7 @@ export type ErrorModule =
   | "services/controls"
   | "services/openvpn"
   | "services/wireguard"
+  | "services/relay"
   | "session"
   | "store"
   | "values";
@@ -213,6 +214,11 @@ export const ERRORS = {
     "the provider can be reached only directly and no direct path exists (why, in words: e.g. both sides map ports per destination: needs a relay)",
   ),
   CHANNEL_CLOSED: e("nat", 409, "the direct channel was already used or closed"),
+  NO_RELAY: e(
+    "session",
+    502,
+    "no direct path to the provider, and no relay joined the pair (none meets the price limit, or none could allocate); the message says why",
+  ),
 
   // session: the refusals a provider sends (session.create → refused)
   PROPOSAL_UNKNOWN: r("the provider has no such proposal"),
@@ -278,6 +284,7 @@ export const ERRORS = {
   SYSCTL_NOT_INSTALLED: missing("sysctl (procps)"),
   TC_NOT_INSTALLED: missing("tc (iproute2)"),
   WIREGUARD_GO_NOT_INSTALLED: missing("wireguard-go"),
+  TURNSERVER_NOT_INSTALLED: missing("turnserver (Debian's coturn)"),
 
   // nat: how this node is reached
   STUN_MALFORMED: e("nat", 422, "a STUN message (or a STUN server's host:port) that is not well formed"),
@@ -305,6 +312,10 @@ export const ERRORS = {
   // services/wireguard
   WIREGUARD_FAILED: e("services/wireguard", 422, "wireguard-go exited or failed, or its interface name could not be claimed"),
   UAPI_FAILED: e("services/wireguard", 422, "wireguard-go's control socket refused a command or answered something malformed"),
+  RELAY_FAILED: e("services/relay", 502, "the relay (coturn) did not start, or no allocation could be made on it"),
+  TURN_ERROR_RESPONSE: e("services/relay", 502, "the relay's TURN server answered a request with an error (401: the credential is wrong or expired)"),
+  TURN_TIMEOUT: e("services/relay", 504, "the relay's TURN server did not answer"),
+  TURN_CLOSED: e("services/relay", 502, "the relay allocation is closed (the relay went away, or the session ended)"),
 } as const satisfies Record<string, ErrorEntry>;
 
 /** A code of ours: a key of the catalogue. */

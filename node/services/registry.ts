@@ -8,3 +8,4 @@ export { openvpn } from "./openvpn/tunnel";
 export { wireguard } from "./wireguard/tunnel";
 export { proxy } from "./proxy/tunnel";
 export { noop } from "./noop/tunnel";
+export { relay } from "./relay/tunnel";

@@ -19,6 +19,7 @@ export type TunnelErrorCode =
   | "NO_UPLINK"
   | "OPENVPN_FAILED"
   | "PORT_IN_USE"
+  | "RELAY_FAILED"
   | "RESOLVER_FAILED"
   | "SERVICE_NOT_RUNNING"
   | "TUN_BUSY"
@@ -43,6 +44,7 @@ const NOT_INSTALLED = {
   sysctl: "SYSCTL_NOT_INSTALLED",
   tc: "TC_NOT_INSTALLED",
   "wireguard-go": "WIREGUARD_GO_NOT_INSTALLED",
+  turnserver: "TURNSERVER_NOT_INSTALLED",
 } as const satisfies Record<string, ErrorCode>;
 export type ProgramName = keyof typeof NOT_INSTALLED;
 

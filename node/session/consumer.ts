@@ -16,10 +16,11 @@ import {
   SESSION_DESTROY,
   SESSION_KEEPALIVE,
   SESSION_NOTICE,
+  SESSION_RELAY,
   check,
   type Availability,
 } from "./messages";
-import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint } from "./service";
+import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 
 /**
  * The path a session's traffic takes: `tunnel` is how the tunnel reaches the provider (its own
@@ -27,11 +28,45 @@ import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEnd
  * carries the session's messages now (the direct channel, or the broker).
  */
 export interface SessionPath {
-  tunnel: "public" | "mapped" | "local" | "punched";
+  tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
   channel: "direct" | "broker";
   /** The direct channel's path, once it is up. */
   direct?: DirectPath;
+  /** Relayed: which relay (its identity and TURN server) and over what the consumer reaches it. */
+  relay?: { provider: string; address: string; port: number; transport: "udp" | "tcp" };
 }
+
+/**
+ * A relay the consumer pays for this session (services/relay; the consumer node opens it): its
+ * relayed address, which the provider's tunnel sends to, the local forwarder our tunnel sends to,
+ * and where its packets really leave this host. Closing it ends the relay's session.
+ */
+export interface RelayLeg {
+  provider: string;
+  relayed: { address: string; port: number };
+  local: { address: string; port: number };
+  outside: TunnelEndpoint;
+  /** Lets these addresses (the provider's public ones) send to the relayed address. */
+  permit(addresses: string[]): Promise<void>;
+  /** Called once if the relay's allocation or session ends by itself. */
+  onDown(listener: (reason: string) => void): void;
+  close(reason: string): Promise<void>;
+  /** The relay's meter of this session (the TURN transport's bytes), and what was promised to the relay for it. */
+  stats(): { bytesIn: number; bytesOut: number };
+  promised(): bigint;
+}
+
+/**
+ * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
+ * UDP probes got nothing back (TURN over TCP first); `country`: the provider's (a relay there first).
+ */
+export type RelayOpener = (o: {
+  udpBlocked: boolean;
+  country?: string;
+  avoid: string[];
+  /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
+  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+}) => Promise<RelayLeg>;
 
 export type ConsumerSessionState = "active" | "ended";
 
@@ -43,6 +78,12 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Kill switch, DNS and IPv6 handling: engaged before the tunnel comes up (when the service has a plan). */
   protection?: SessionProtection;
+  /** Without a direct path, a relay the consumer pays (none: such a session fails with NO_DIRECT_PATH). */
+  relay?: RelayOpener;
+  /** false: no direct channel for this session (a relay's own session needs none). */
+  direct?: boolean;
+  /** Through a relay even when a direct path may exist. */
+  viaRelay?: boolean;
 }
 
 /** Milliseconds since the epoch at which each phase of connecting finished. */
@@ -82,6 +123,8 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     /** The session's direct channel, when both nodes made one. */
     readonly channel?: DirectChannel,
     readonly tunnelPath: SessionPath["tunnel"] = "public",
+    /** The relay this session runs through, when it is relayed (another one after it died). */
+    public relay?: RelayLeg,
   ) {
     super();
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
@@ -93,6 +136,16 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
       tunnel: this.tunnelPath,
       channel: this.channel?.up ? "direct" : "broker",
       ...(this.channel?.path ? { direct: this.channel.path } : {}),
+      ...(this.relay
+        ? {
+            relay: {
+              provider: this.relay.provider,
+              address: this.relay.outside.address,
+              port: this.relay.outside.port,
+              transport: this.relay.outside.protocol,
+            },
+          }
+        : {}),
     };
   }
 
@@ -152,6 +205,7 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     await this.tunnel.stop().catch((err) => this.log.error({ err, sessionId: this.id }, "stopping the tunnel failed"));
     this.dialog.close();
     this.channel?.close();
+    await this.relay?.close(`the relayed session ended: ${reason}`).catch(() => undefined);
     this.log.info({ sessionId: this.id, reason }, "session ended");
     this.emit("ended", reason);
     this.#resolveEnded(reason);
@@ -161,6 +215,17 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
 /** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
 function channelEndpoints(offer: DirectOffer): TunnelEndpoint[] {
   return usableCandidates(offer.candidates).map((c) => ({ address: c.address, port: c.port, protocol: "udp" as const }));
+}
+
+/** The provider's addresses on the internet, as it named them in its offer: what a relay must let send to us. */
+function publicAddressesOf(offer: DirectOffer): string[] {
+  return [
+    ...new Set(
+      usableCandidates(offer.candidates)
+        .filter((c) => c.kind !== "local")
+        .map((c) => c.address),
+    ),
+  ];
 }
 
 /** Opens sessions with providers over dialogs. */
@@ -198,6 +263,44 @@ export class ConsumerSessions {
     }
   }
 
+  /**
+   * Joins the session through a relay: opens the paid relay (the opener picks it), lets the
+   * provider's public addresses in, and tells the provider, inside the signed dialog, where to send.
+   */
+  async #relayed(
+    open: RelayOpener,
+    o: {
+      sessionId: string;
+      dialog: Dialog;
+      proposal: Proposal;
+      peerOffer?: DirectOffer;
+      serviceConfig: unknown;
+      udpBlocked: boolean;
+      timeoutMs: number;
+      allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+      /** Relays not to use (one that just died). */
+      avoid?: string[];
+    },
+  ): Promise<RelayLeg> {
+    const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
+    if (addresses.length === 0) throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
+    const leg = await open({
+      udpBlocked: o.udpBlocked,
+      country: o.proposal.location.country,
+      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
+      allow: o.allow,
+    });
+    try {
+      await leg.permit(addresses);
+      await o.dialog.request(SESSION_RELAY, { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port }, { timeoutMs: o.timeoutMs });
+    } catch (err) {
+      await leg.close("the provider could not be told the relayed address").catch(() => undefined);
+      throw err;
+    }
+    this.#log.info({ sessionId: o.sessionId, relay: leg.provider, relayed: leg.relayed, via: leg.outside }, "relayed");
+    return leg;
+  }
+
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
     const started = Date.now();
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -228,7 +331,7 @@ export class ConsumerSessions {
       );
     let prepared: PreparedChannel | undefined;
     try {
-      prepared = await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
+      prepared = options.direct === false ? undefined : await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
     }
@@ -277,7 +380,40 @@ export class ConsumerSessions {
     const punching = channel?.connect();
     let route: DirectRoute | undefined;
     let tunnelPath: SessionPath["tunnel"] = "public";
-    if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
+    let relay: RelayLeg | undefined;
+    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
+    // here, so no direct path can exist; with a relay, TURN over TCP at once.
+    const udpBlocked =
+      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
+    const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
+      try {
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow });
+      } catch (err) {
+        channel?.close();
+        const reason = `${why}; ${(err as Error).message}`;
+        await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
+        dialog.close();
+        await discardPrepared();
+        throw new SessionError("NO_RELAY", `cannot reach the provider directly (${why}), and no relay joined us: ${(err as Error).message}`, { cause: err });
+      }
+      channel?.close();
+      route = { kind: "relayed", address: relay.local.address, tunnelPort: relay.local.port, outside: relay.outside };
+      tunnelPath = "relayed";
+    };
+    const relayable = !!options.relay && !!peerOffer && !!options.service.tunnelPortFor;
+    if (options.viaRelay && !relayable) {
+      channel?.close();
+      const why = options.service.tunnelPortFor
+        ? "the provider sent no direct offer (its public addresses)"
+        : `a ${proposal.serviceType} tunnel cannot be relayed`;
+      await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: why }, { timeoutMs }).catch(() => undefined);
+      dialog.close();
+      await discardPrepared();
+      throw new SessionError("NO_RELAY", `cannot go through a relay: ${why}`);
+    }
+    if (relayable && (udpBlocked || options.viaRelay)) {
+      await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
+    } else if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;
         tunnelPath = path.kind === "local" ? "local" : "punched";
@@ -287,12 +423,15 @@ export class ConsumerSessions {
           route = { kind: "punched", address: punch.address, tunnelPort: punch.port, localPort: punch.localPort };
         } else if (peerOffer.tunnelPort) route = { kind: path.kind, address: path.address, tunnelPort: peerOffer.tunnelPort };
       } catch (err) {
-        channel?.close();
         const reason = err instanceof DirectChannelError ? err.message : String(err);
-        await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
-        dialog.close();
-        await discardPrepared();
-        throw new SessionError("NO_DIRECT_PATH", `cannot reach the provider directly: ${reason}`, { cause: err });
+        if (relayable) await viaRelay(reason);
+        else {
+          channel?.close();
+          await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
+          dialog.close();
+          await discardPrepared();
+          throw new SessionError("NO_DIRECT_PATH", `cannot reach the provider directly: ${reason}`, { cause: err });
+        }
       }
     } else {
       if (peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
@@ -300,29 +439,53 @@ export class ConsumerSessions {
     }
 
     let tunnel: Tunnel | undefined;
-    try {
+    let engaged: TunnelPlan | undefined;
+    const bringUp = async (): Promise<void> => {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
-      const plan = planned && peerOffer && channel ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
+      const plan = planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
       if (plan) await protection!.engage(plan);
+      engaged = plan;
       tunnel = await options.service.connect(target);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
+    };
+    try {
+      try {
+        await bringUp();
+      } catch (err) {
+        // The channel met but the tunnel could not follow it (a router that maps the provider's one
+        // tunnel port per destination): the same session through a relay.
+        if (tunnelPath !== "punched" || !relayable || relay) throw err;
+        await tunnel?.stop().catch(() => undefined);
+        tunnel = undefined;
+        const held = engaged;
+        await viaRelay(
+          `the tunnel did not come up on the punched path: ${(err as Error).message}`,
+          held ? (endpoints) => protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] }) : undefined,
+        );
+        await bringUp();
+      }
     } catch (err) {
-      await tunnel?.stop().catch(() => undefined);
+      const failed = tunnel as Tunnel | undefined;
+      await failed?.stop().catch(() => undefined);
+      await (relay as RelayLeg | undefined)?.close("the relayed tunnel did not come up").catch(() => undefined);
       await discardPrepared();
       await protection?.abandon().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the kill switch failed"));
+      if (err instanceof SessionError && err.code === "NO_RELAY") throw err;
       const reason = err instanceof Error ? err.message : String(err);
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: false, reason: reason.slice(0, 500) }, { timeoutMs }).catch(() => undefined);
       dialog.close();
       channel?.close();
       throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
     }
+    if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
     const tunnelUp = Date.now();
     try {
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: true }, { timeoutMs });
     } catch (err) {
       await tunnel.stop().catch(() => undefined);
+      await relay?.close("the session was not confirmed").catch(() => undefined);
       await protection?.abandon().catch(() => undefined);
       dialog.close();
       channel?.close();
@@ -342,12 +505,15 @@ export class ConsumerSessions {
         confirmed: Date.now(),
       },
       this.#log,
-      channel,
+      relay ? undefined : channel,
       tunnelPath,
+      relay,
     );
     // From now on the session's messages (keepalives, invoices, promises, the end) take the
     // direct channel whenever it is up, and the broker when it is not.
-    if (channel) dialog.useTransport(channel);
+    if (channel && !relay) dialog.useTransport(channel);
+    // The relay died: WireGuard's liveness probe notices the silence and ends the session (moving to another relay is not done yet).
+    relay?.onDown((reason) => this.#log.warn({ sessionId, reason }, "the session's relay went down"));
     dialog.on(SESSION_NOTICE, (body) => {
       if (!check.notice.Check(body) || body.sessionId !== sessionId) return;
       session.notice = { reason: body.reason, endsAt: Date.now() + body.endsInMs };
@@ -357,7 +523,47 @@ export class ConsumerSessions {
       const b = body as { sessionId?: string; reason?: string };
       if (b?.sessionId === sessionId) void session.finish(`provider ended it: ${String(b.reason ?? "no reason").slice(0, 200)}`);
     });
-    tunnel.onDown((reason) => void session.destroy(`tunnel down: ${reason}`));
+    // A relayed tunnel that goes silent (its relay died, or stopped relaying): the same session
+    // through another relay, the tunnel keeping its keys; only when none joins us does it end.
+    const up = tunnel;
+    const onDown = async (reason: string): Promise<void> => {
+      const old = session.relay;
+      if (session.state === "ended") return;
+      if (old && up.reroute && options.relay) {
+        try {
+          const held = engaged;
+          const leg = await this.#relayed(options.relay, {
+            sessionId,
+            dialog,
+            proposal,
+            peerOffer,
+            serviceConfig,
+            udpBlocked,
+            timeoutMs,
+            avoid: [old.provider],
+            // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
+            allow: async (endpoints) => {
+              for (const e of endpoints) await up.exempt?.(e.address);
+              if (held) await protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] });
+            },
+          });
+          if (held) {
+            engaged = { ...held, endpoints: [leg.outside] };
+            await protection!.engage(engaged);
+          }
+          await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
+          session.relay = leg;
+          this.#log.warn({ sessionId, from: old.provider, to: leg.provider, reason }, "the relay went silent: moved to another relay");
+          up.onDown((r) => void onDown(r));
+          void old.close("the consumer moved to another relay");
+          return;
+        } catch (err) {
+          this.#log.warn({ sessionId, err: (err as Error).message }, "no other relay took the session");
+        }
+      }
+      void session.destroy(`tunnel down: ${reason}`);
+    };
+    tunnel.onDown((reason) => void onDown(reason));
     session.keepAlive(keepaliveMs, { connected: () => this.dialogs.connected, outageToleranceMs: this.#outageToleranceMs });
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;

@@ -10,6 +10,8 @@ export type SessionErrorCode =
   | "NO_CONTACT"
   /** The provider can be reached only directly (punched), and no direct path exists; the message says why. */
   | "NO_DIRECT_PATH"
+  /** No direct path, and no relay could join the pair (none meets the price limit, or none allocated). */
+  | "NO_RELAY"
   | "NO_PROPOSAL"
   | "SERVICE_EXISTS"
   | "SERVICE_MISMATCH"

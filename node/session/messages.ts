@@ -13,6 +13,12 @@ export const SESSION_KEEPALIVE = "session.keepalive";
 export const SESSION_DESTROY = "session.destroy";
 /** Provider → consumer: the session will end soon (a traffic cap reached, the schedule closing), and why. */
 export const SESSION_NOTICE = "session.notice";
+/**
+ * Consumer → provider: no direct path; the consumer holds a relayed address on a relay it pays
+ * (services/relay). The provider's tunnel sends its own packets there as plain UDP (the relay's
+ * permission is per IP, so any port its router picks passes).
+ */
+export const SESSION_RELAY = "session.relay";
 
 const SessionId = Type.String({ pattern: "^[0-9a-f]{32}$" });
 
@@ -100,6 +106,17 @@ export type ConfirmRequest = Static<typeof ConfirmRequest>;
 export const SessionRef = Type.Object({ sessionId: SessionId, reason: Type.Optional(PeerText(512)) }, { additionalProperties: false });
 export type SessionRef = Static<typeof SessionRef>;
 
+export const SessionRelay = Type.Object(
+  {
+    sessionId: SessionId,
+    /** The relayed transport address (IPv4) the consumer's relay allocated for this session. */
+    address: Type.String({ maxLength: 15, pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  },
+  { additionalProperties: false },
+);
+export type SessionRelay = Static<typeof SessionRelay>;
+
 export const SessionNotice = Type.Object(
   {
     sessionId: SessionId,
@@ -141,4 +158,5 @@ export const check = {
   createResponse: TypeCompiler.Compile(CreateResponse),
   confirm: TypeCompiler.Compile(ConfirmRequest),
   ref: TypeCompiler.Compile(SessionRef),
+  relay: TypeCompiler.Compile(SessionRelay),
 };

@@ -15,11 +15,14 @@ import {
   SESSION_DESTROY,
   SESSION_NOTICE,
   SESSION_KEEPALIVE,
+  SESSION_RELAY,
   check,
   type CreateRequest,
   type CreateResponse,
   type RefusalCode,
 } from "./messages";
+import { isIP } from "node:net";
+import { isPrivate } from "../nat/direct/candidates";
 import type { ProviderService } from "./service";
 
 export type ProviderSessionState = "accepted" | "active" | "ended";
@@ -38,6 +41,8 @@ export interface ProviderSession {
   dialog: Dialog;
   /** The session's direct channel with its consumer, when both made one (it carries the dialog while up). */
   channel?: DirectChannel;
+  /** The consumer's relayed address, when the session runs through a relay the consumer pays. */
+  relayed?: { address: string; port: number };
 }
 
 /** A decision a payment policy (or any other) may add before a session is accepted. */
@@ -209,6 +214,28 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     dialog.handle(SESSION_DESTROY, (body) => this.#destroy(dialog, body));
     dialog.on(SESSION_DESTROY, (body) => void this.#destroy(dialog, body).catch(() => undefined));
     dialog.handle(SERVICE_AVAILABILITY, (body) => this.#availability(dialog, body));
+    dialog.handle(SESSION_RELAY, (body) => this.#relay(dialog, body));
+  }
+
+  /**
+   * The consumer reaches us through a relay: our tunnel sends its own packets to the relayed
+   * address it names (plain UDP; the relay lets in any port of our address). Only a public IPv4
+   * address: a consumer cannot point our tunnel at our LAN or at this host.
+   */
+  async #relay(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
+    if (!check.relay.Check(body)) throw new SessionError("BAD_REQUEST", "session.relay does not match the schema");
+    const session = this.#own(dialog, body.sessionId);
+    if (session.state === "ended") throw new SessionError("SESSION_ENDED", `session ended: ${session.endReason}`);
+    const [a] = body.address.split(".").map(Number);
+    if (isIP(body.address) !== 4 || isPrivate(body.address) || a === 0 || a === 127 || a >= 224)
+      throw new SessionError("BAD_REQUEST", `${body.address} is not a public IPv4 address`);
+    const service = this.#o.services.get(session.serviceType);
+    if (!service?.directRoute) throw new SessionError("BAD_REQUEST", `a ${session.serviceType} tunnel cannot be relayed`);
+    session.relayed = { address: body.address, port: body.port };
+    session.lastSeen = Date.now();
+    await service.directRoute(session.id, { kind: "relayed", address: body.address, tunnelPort: body.port });
+    this.#o.log.info({ sessionId: session.id, relayed: `${body.address}:${body.port}` }, "the consumer is reached through a relay");
+    return {};
   }
 
   async #availability(dialog: Dialog, body: unknown): Promise<Availability> {

@@ -12,7 +12,7 @@
  * their way through both routers as the channel's probes did.
  */
 export interface DirectRoute {
-  kind: "local" | "mapped" | "public" | "reflexive" | "punched";
+  kind: "local" | "mapped" | "public" | "reflexive" | "punched" | "relayed";
   address: string;
   tunnelPort: number;
   /**
@@ -20,6 +20,12 @@ export interface DirectRoute {
    * port reached (our router maps per destination; its mapping for that port is the open one).
    */
   localPort?: number;
+  /**
+   * Relayed: `address`/`tunnelPort` is a forwarder on this host (services/relay), and this is where
+   * the tunnel's packets really leave it (the relay's TURN server): the kill switch lets it through
+   * and the host route outside the tunnel goes to it.
+   */
+  outside?: TunnelEndpoint;
 }
 
 /** What the provider side of a service does for sessions. */
@@ -122,6 +128,13 @@ export interface Tunnel {
   isUp?(): boolean;
   /** Where the connection's local proxy listens (`host:port`), for a service that serves the consumer locally (the proxy). */
   readonly listen?: string;
+  /**
+   * Sends the tunnel's packets another way without ending it (its relay died: the next relay's
+   * forwarder). Afterwards `onDown` wants a listener again.
+   */
+  reroute?(route: DirectRoute): Promise<void>;
+  /** Keeps traffic to this address outside the tunnel from now on (a relay it is about to move to). */
+  exempt?(address: string): Promise<void>;
 }
 
 /** What the consumer side of a service does. */

@@ -19,10 +19,12 @@ import { until } from "./until";
  * - `cgnat-upnp`: a miniupnpd home router behind a carrier's NAT that believes it is public: Debian's
  *   miniupnpd refuses to map on a reserved WAN address, so it is told a public one (`ext_ip`, as an
  *   ISP's configuration may do); it grants mappings that lead nowhere, which a node must detect.
+ * - `udp-blocked`: an `eim` router of a network that lets no UDP out but DNS (a hotel, an office):
+ *   only TCP reaches the internet, so only a relay over TCP joins its hosts to anyone.
  */
-export type NatKind = "public" | "eim" | "symmetric" | "cgnat" | "upnp" | "cgnat-upnp";
+export type NatKind = "public" | "eim" | "symmetric" | "cgnat" | "upnp" | "cgnat-upnp" | "udp-blocked";
 
-export const NAT_KINDS: readonly NatKind[] = ["public", "eim", "symmetric", "cgnat", "upnp", "cgnat-upnp"];
+export const NAT_KINDS: readonly NatKind[] = ["public", "eim", "symmetric", "cgnat", "upnp", "cgnat-upnp", "udp-blocked"];
 
 export interface NatOptions {
   /** The provider's home router. Default "eim". */
@@ -168,14 +170,21 @@ const WAN_INPUT = `  chain wan_input {
     iifname "wan0" ct state new drop
   }`;
 
-/** Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with `fullyRandom`. */
-export function masqueradeRules(source: string, fullyRandom: boolean): string {
+/** Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with `fullyRandom`; `blockUdp`: no UDP out but DNS. */
+export function masqueradeRules(source: string, fullyRandom: boolean, blockUdp = false): string {
+  const forward = blockUdp
+    ? `  chain forward {
+    type filter hook forward priority filter; policy accept;
+    oifname "wan0" meta l4proto udp udp dport != 53 drop
+  }
+`
+    : "";
   return `table ip myst_nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan0" ip saddr ${source} masquerade${fullyRandom ? " fully-random" : ""}
   }
-${WAN_INPUT}
+${forward}${WAN_INPUT}
 }
 `;
 }

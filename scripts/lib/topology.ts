@@ -132,6 +132,9 @@ export interface Topology {
   down(): Promise<void>;
   /** With `nat`: the home routers, the STUN server and what each node's path through them is. */
   nat?: NatNetwork;
+  /** The relay hosts (`relays`), and each one's public address. */
+  relays: string[];
+  relayAddressOf(i: number): string;
 }
 
 export interface TopologyOptions {
@@ -142,6 +145,11 @@ export interface TopologyOptions {
   provider?: "forwarded" | "public";
   /** Home routers with no port forwarding (see `NatOptions`); replaces `provider`. */
   nat?: NatOptions;
+  /**
+   * Relay hosts with public addresses of their own (`myst-<tag>-rl<i>`, 198.18.<20+i>.2 on the
+   * router's 198.18.<20+i>.1): nodes that sell a relay (services/relay).
+   */
+  relays?: number;
 }
 
 export async function topologyUp(options: TopologyOptions = {}): Promise<Topology> {
@@ -155,6 +163,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
   const publicProvider = options.provider === "public" || plan?.provider === "public";
   const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
   const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
+  const relays = Array.from({ length: options.relays ?? 0 }, (_v, i) => ns(`rl${i}`));
   const all = [
     ...consumers,
     router,
@@ -165,6 +174,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     services,
     ...(second ? [second.gateway, second.provider] : []),
     ...(plan?.extraNamespaces ?? []),
+    ...relays,
   ];
   const children: ChildProcess[] = [];
   const logs = fs.mkdtempSync(path.join(os.tmpdir(), `myst-topology-${tag}-`));
@@ -236,7 +246,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
         ip("-n", h, "route", "add", "default", "via", `${home.lan}.1`);
       });
       if (home.kind === "upnp" || home.kind === "cgnat-upnp") children.push(await startMiniupnpd(home, logs));
-      else nft(home.router, masqueradeRules(`${home.lan}.0/24`, home.kind === "symmetric"));
+      else nft(home.router, masqueradeRules(`${home.lan}.0/24`, home.kind === "symmetric", home.kind === "udp-blocked"));
     };
 
     // The router: the consumers' LAN (a bridge), the internet host's link, the provider gateway's link.
@@ -299,6 +309,14 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     ip("-n", services, "route", "add", "default", "via", "198.18.9.1");
     ip("-n", services, "-6", "route", "add", "default", "via", "2001:db8:9::1");
 
+    relays.forEach((relay, i) => {
+      // A relay host: a public address of its own, one hop from the router.
+      veth(router, `rly${i}`, relay, "eth0");
+      addr(router, `rly${i}`, `198.18.${20 + i}.1/24`);
+      addr(relay, "eth0", `198.18.${20 + i}.2/24`);
+      ip("-n", relay, "route", "add", "default", "via", `198.18.${20 + i}.1`);
+    });
+
     if (second) {
       // The second provider, behind its own NAT gateway, like the first.
       veth(router, "prov1", second.gateway, "wan0");
@@ -339,6 +357,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       services,
       ...(second ? [second.gateway, second.provider] : []),
       ...(plan?.extraNamespaces ?? []),
+      ...relays,
     ])
       resolvConf(n, "198.18.2.2");
     const dnsmasq = async (n: string, listen: string[], names: [string, string][], log: string) => {
@@ -459,5 +478,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
     nat: plan && natNetwork(plan, provider, consumers, consumerPublic),
+    relays,
+    relayAddressOf: (i) => `198.18.${20 + i}.2`,
   };
 }

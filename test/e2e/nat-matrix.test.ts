@@ -19,17 +19,27 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachi
  *
  * Expected: every pair where one side is public or endpoint-independent, and the same-router pair,
  * connects directly and the internet host sees the provider's public address; symmetric ×
- * symmetric fails at once, saying it needs a relay.
+ * symmetric, and a consumer whose network drops all UDP, connect through the relay every topology
+ * has (a public node selling `relay`, issue 29); the cells where the punch is probabilistic or the
+ * tunnel cannot follow the channel connect either way (punched, or relayed when the punch fails).
  */
 const PROVIDERS: NatKind[] = (process.env.MYST_NAT_MATRIX_PROVIDERS?.split(",") as NatKind[] | undefined) ?? ["public", "eim", "symmetric", "cgnat", "upnp"];
-const CONSUMERS: NatKind[] = ["public", "eim", "symmetric", "cgnat"];
+const CONSUMERS: NatKind[] = ["public", "eim", "symmetric", "cgnat", "udp-blocked"];
+/** The consumers of a provider's topology: one whose network drops UDP only beside a public and a symmetric provider (it is relayed over TCP whoever the provider is). */
+const consumersOf = (provider: NatKind): NatKind[] =>
+  provider === "public" || provider === "symmetric" ? CONSUMERS : CONSUMERS.filter((c) => c !== "udp-blocked");
 
 describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own machines)", function () {
   this.timeout(600_000);
   let chain: LocalChain;
   let nats: NatsServer;
   let base: NodeJS.ProcessEnv;
-  const dirs = { provider: tempDir("myst-nat-p-"), consumers: CONSUMERS.map(() => tempDir("myst-nat-c-")), same: tempDir("myst-nat-s-") };
+  const dirs = {
+    provider: tempDir("myst-nat-p-"),
+    relay: tempDir("myst-nat-r-"),
+    consumers: CONSUMERS.map(() => tempDir("myst-nat-c-")),
+    same: tempDir("myst-nat-s-"),
+  };
   const background: ReturnType<typeof mystBackground>[] = [];
   const results: { provider: string; consumer: string; outcome: string }[] = [];
 
@@ -38,7 +48,7 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
     buildCli();
     [chain, nats] = await Promise.all([testChain(), startNatsServer()]);
     base = cliEnv(chain, nats.url, await freePort());
-    for (const d of [dirs.provider, ...dirs.consumers, dirs.same]) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
+    for (const d of [dirs.provider, dirs.relay, ...dirs.consumers, dirs.same]) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
     for (const d of [...dirs.consumers, dirs.same]) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
   });
@@ -46,7 +56,7 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
   after(async function () {
     await Promise.all(background.map((b) => b.stop()));
     await Promise.all([chain?.stop(), nats?.stop()]);
-    for (const d of [dirs.provider, ...dirs.consumers, dirs.same]) d.cleanup();
+    for (const d of [dirs.provider, dirs.relay, ...dirs.consumers, dirs.same]) d.cleanup();
     if (results.length) console.log(results.map((r) => `      provider ${r.provider.padEnd(9)} × consumer ${r.consumer.padEnd(12)} ${r.outcome}`).join("\n"));
   });
 
@@ -68,8 +78,9 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
 
       before(async function () {
         topology = await topologyUp({
-          consumers: CONSUMERS.length + (sameRouter ? 1 : 0),
-          nat: { provider: providerKind, consumer: sameRouter ? ["public", ...CONSUMERS] : CONSUMERS, sameRouter },
+          consumers: consumersOf(providerKind).length + (sameRouter ? 1 : 0),
+          relays: 1,
+          nat: { provider: providerKind, consumer: sameRouter ? ["public", ...consumersOf(providerKind)] : consumersOf(providerKind), sameRouter },
         });
         const nat = topology.nat!;
         const stun = { MYST_STUN_SERVERS: nat.stunServers.join(",") };
@@ -85,6 +96,12 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
           ["service", "start", "wireguard", "--public-ip", nat.publicAddressOf(topology.provider), "--country", "DE", "--device", `mwp${topology.tag}`],
           topology.provider,
         );
+        // The relay every topology has: a public node selling `relay` (coturn).
+        const relayEnv = { ...machineEnv, MYST_DATA_DIR: dirs.relay.dir };
+        const relay = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], relayEnv, { netns: topology.relays[0] });
+        background.push(relay);
+        await until(() => relay.output().includes("REST API:") || relay.child.exitCode !== null, "the relay daemon to listen");
+        await json(relayEnv, ["service", "start", "relay", "--public-ip", topology.relayAddressOf(0), "--country", "DE"], topology.relays[0]);
         topology.consumers.forEach((netns, i) => {
           const kind = nat.consumers[i];
           cells.push({ kind, netns, dir: kind === "same-router" ? dirs.same.dir : dirs.consumers[CONSUMERS.indexOf(kind as NatKind)].dir });
@@ -92,30 +109,29 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
       });
 
       after(async function () {
+        const relay = background.pop();
         const provider = background.pop();
-        await provider?.stop();
+        await Promise.all([relay?.stop(), provider?.stop()]);
         // The next topology's provider starts its service afresh (its public address differs): the
         // daemon must not bring this one back from services.json.
         fs.rmSync(path.join(dirs.provider.dir, "services.json"), { force: true });
+        fs.rmSync(path.join(dirs.relay.dir, "services.json"), { force: true });
         await topology?.down();
       });
 
-      for (const consumerKind of [...(providerKind === "public" ? [] : ["same-router" as const]), ...CONSUMERS]) {
-        const hopeless = providerKind === "symmetric" && consumerKind === "symmetric";
-        // Not done (docs/direct-channel.md, limits): the channel meets (birthday search), but the
-        // provider's one wireguard-go port has one mapping per destination, which the consumer's
-        // router filters; it needs a per-session source port for the provider's tunnel.
-        const notDone = providerKind === "symmetric" && (consumerKind === "eim" || consumerKind === "cgnat");
-        // Not reliable yet: a symmetric side behind a NAT'd peer needs the birthday search (about 87%
-        // a try) and failed in the merged tree's run (symmetric consumer behind eim/cgnat/upnp
-        // providers; a symmetric provider with a public consumer). Skipped, not hidden: docs/direct-channel.md.
-        const unreliable =
-          (consumerKind === "symmetric" && providerKind !== "public" && providerKind !== "symmetric") ||
-          (providerKind === "symmetric" && consumerKind === "public");
-        (notDone || unreliable ? it.skip : it)(
-          hopeless
-            ? "symmetric × symmetric: fails fast, saying it needs a relay"
-            : `a consumer ${consumerKind === "same-router" ? "on the provider's own LAN" : `behind a ${consumerKind} router`}: connects directly; the internet sees the provider`,
+      for (const consumerKind of [...(providerKind === "public" ? [] : ["same-router" as const]), ...consumersOf(providerKind)]) {
+        // No direct path can exist: both sides map per destination, or the consumer's network lets no UDP out.
+        const mustRelay = (providerKind === "symmetric" && consumerKind === "symmetric") || consumerKind === "udp-blocked";
+        // Punched or relayed: the channel meets (birthday search) but the provider's one wireguard-go
+        // port has one mapping per destination, which the consumer's router filters (the tunnel then
+        // goes through the relay); or the hard-NAT probing (about 87% a try) may miss.
+        const either =
+          (providerKind === "symmetric" && (consumerKind === "eim" || consumerKind === "cgnat" || consumerKind === "public")) ||
+          (consumerKind === "symmetric" && providerKind !== "public" && providerKind !== "symmetric");
+        it(
+          mustRelay
+            ? `a consumer ${consumerKind === "udp-blocked" ? "whose network drops all UDP" : "behind a symmetric router"}: connects through the relay; the internet sees the provider`
+            : `a consumer ${consumerKind === "same-router" ? "on the provider's own LAN" : `behind a ${consumerKind} router`}: connects ${either ? "punched or relayed" : "directly"}; the internet sees the provider`,
           async function () {
             const cell = cells.find((c) => c.kind === consumerKind)!;
             const nat = topology.nat!;
@@ -128,20 +144,21 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
               const started = Date.now();
               const r = await myst(["connect", "--service", "wireguard", "--country", "DE", "--json"], env, 120_000, { netns: cell.netns });
               const tookMs = Date.now() - started;
-              if (hopeless) {
-                expect(r.code, r.stdout).to.not.equal(0);
-                expect(r.stderr).to.include("both sides map ports per destination: needs a relay");
-                results.push({ provider: providerKind, consumer: consumerKind, outcome: `refused in ${tookMs} ms: needs a relay` });
-                return;
-              }
               expect(r.code, `${r.stderr}\nconsumer: ${consumer.output().slice(-2000)}\nprovider: ${providerDaemon.output().slice(-2000)}`).to.equal(0);
               const connected = JSON.parse(r.stdout);
               expect(connected.state).to.equal("connected");
               expect(fetchFrom(topology, cell.netns, topology.internetUrl)).to.equal(nat.publicAddressOf(topology.provider));
               const path = connected.path ?? {};
-              results.push({ provider: providerKind, consumer: consumerKind, outcome: `tunnel ${path.tunnel}, messages ${path.channel} (${tookMs} ms)` });
-              if (consumerKind === "same-router") expect(path.tunnel).to.equal("local");
-              else if (providerKind !== "public") expect(path.tunnel).to.be.oneOf(["punched", "mapped"]);
+              const via = path.relay ? ` via the relay over ${path.relay.transport.toUpperCase()}` : "";
+              results.push({ provider: providerKind, consumer: consumerKind, outcome: `tunnel ${path.tunnel}${via}, messages ${path.channel} (${tookMs} ms)` });
+              if (mustRelay) expect(path.tunnel).to.equal("relayed");
+              else if (either) expect(path.tunnel).to.be.oneOf(["punched", "relayed"]);
+              else {
+                expect(path.tunnel).to.not.equal("relayed");
+                if (consumerKind === "same-router") expect(path.tunnel).to.equal("local");
+                else if (providerKind !== "public") expect(path.tunnel).to.be.oneOf(["punched", "mapped"]);
+              }
+              if (consumerKind === "udp-blocked") expect(path.relay.transport).to.equal("tcp");
               await json(env, ["disconnect"], cell.netns);
             } finally {
               await consumer.stop();

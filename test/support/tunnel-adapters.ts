@@ -180,8 +180,15 @@ function testLog(side: string) {
   return pino({ level: "debug" }, pino.destination(`${process.env.E2E_LOG}.${side}`));
 }
 
+/**
+ * Types that are not tunnels to the internet: a relay (services/relay) carries another session's
+ * tunnel between two nodes and has no exit of its own; its behaviour is tested against real coturn
+ * in test/node/services/relay.test.ts and end to end in test/e2e/relay.test.ts.
+ */
+const NOT_TUNNELS = ["relay"];
+
 /** Every tunnel adapter the behaviour suite runs: every type in node/services/registry.ts, with what the suite knows of it. */
-export const TUNNEL_ADAPTERS: TunnelAdapter[] = TUNNEL_TYPES.map((type) => {
+export const TUNNEL_ADAPTERS: TunnelAdapter[] = TUNNEL_TYPES.filter((type) => !NOT_TUNNELS.includes(type.type)).map((type) => {
   const { settings: _, ...extras } = EXTRAS[type.type] ?? {};
   return { ...fromRegistry(type), ...extras };
 });

@@ -291,8 +291,8 @@ export type ConnectionTopic = {
   };
   /** the session's path (docs/direct-channel.md) */
   path?: {
-    /** how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers */
-    tunnel: "public" | "mapped" | "local" | "punched";
+    /** how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, a hole punched through both routers, or through a relay the consumer pays */
+    tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
     /** what carries the session's messages now: the direct channel between the two nodes, or the broker */
     channel: "direct" | "broker";
     direct?: {
@@ -302,6 +302,20 @@ export type ConnectionTopic = {
       port: number;
       /** from the first probe to the path chosen */
       tookMs: number;
+    };
+    /** bytes between this node and the relay (TURN, both ways), as this node counts them */
+    relayBytes?: number;
+    /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
+    relayPromisedWei?: string;
+    /** relayed: through which relay (docs/relay.md) */
+    relay?: {
+      /** the relay's identity (it is paid from the same vault) */
+      provider: string;
+      /** its TURN server */
+      address: string;
+      port: number;
+      /** how this node reaches the relay */
+      transport: "udp" | "tcp";
     };
   };
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */

@@ -67,6 +67,11 @@ export class DirectPeering {
     this.#log = o.log ?? silentLogger;
   }
 
+  /** Whether each channel's socket is measured with STUN (an answer from none of them means UDP gets nothing back). */
+  get measures(): boolean {
+    return !this.o.reachability && !!this.o.stunServers?.length;
+  }
+
   async #measure(socket: dgram.Socket, locals: string[]): Promise<SocketMapping | undefined> {
     if (!this.o.stunServers?.length) return undefined;
     const m = await measureSocket(socket, this.o.stunServers, locals).catch((err) => {

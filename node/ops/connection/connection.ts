@@ -128,7 +128,13 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     this.#protection = protection;
     this.#reconnect.status = undefined;
     try {
-      connection = await consumer.connect({ provider: request.provider, filter: request.filter, service, protection: confinement ?? protection });
+      connection = await consumer.connect({
+        provider: request.provider,
+        filter: request.filter,
+        service,
+        protection: confinement ?? protection,
+        viaRelay: request.viaRelay,
+      });
     } catch (err) {
       metrics.error("connect", (err as MystError).code ?? "INTERNAL");
       this.#lastFailure = connectFailure(err);

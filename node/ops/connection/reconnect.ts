@@ -72,7 +72,7 @@ export class Reconnector {
           provider ??= failed.includes(last.session.provider)
             ? (await consumer.pick({ filter, service: wanted.service, exclude: failed })).proposal.provider
             : last.session.provider;
-          return consumer.connect({ provider, filter, service: wanted.service, protection: holding });
+          return consumer.connect({ provider, filter, service: wanted.service, protection: holding, viaRelay: wanted.request.viaRelay });
         },
         {
           attempts: RECONNECT_ATTEMPTS,

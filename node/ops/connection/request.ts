@@ -29,6 +29,8 @@ export interface ConnectRequest {
    * another connection is up, such a connection runs alongside it (several, each on its own port).
    */
   listen?: string;
+  /** Through a relay even when a direct path may exist (docs/relay.md): for networks whose direct paths are unreliable, and to measure. */
+  viaRelay?: boolean;
 }
 
 /** The connection the user asked for, until they disconnect: what a reconnect renews. */

@@ -45,7 +45,7 @@ export function connectionRoutes(app: JsonApp, ops: { connection: ConnectionOps;
       },
     },
     async (req, reply) => {
-      const { provider, serviceType, netns, killSwitch, allowLan, reconnect, confine, listen, ...filter } = req.body;
+      const { provider, serviceType, netns, killSwitch, allowLan, reconnect, confine, listen, viaRelay, ...filter } = req.body;
       const status = await ops.connection.connect({
         ...(provider !== undefined ? { provider: toAddress(provider, "provider") } : {}),
         serviceType,
@@ -56,6 +56,7 @@ export function connectionRoutes(app: JsonApp, ops: { connection: ConnectionOps;
         reconnect,
         confine,
         listen,
+        viaRelay,
       });
       return reply.status(201).send(status);
     },

@@ -77,6 +77,13 @@ export const ConnectBody = Type.Object(
           "when the session ends by itself, negotiate a new one (the same provider first, then the next match for the same filters) while the kill switch holds: 5 attempts after 1, 2, 4, 8 and 16 s, then the kill switch keeps blocking until disconnect; not with `killSwitch: false`",
       }),
     ),
+    viaRelay: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "through a relay (a public node selling `relay`, paid from the same vault) even when a direct path may exist: for networks whose direct paths are unreliable, and to measure (docs/relay.md)",
+      }),
+    ),
     confine: Type.Optional(
       Type.Boolean({
         default: false,
@@ -128,9 +135,9 @@ export const ConnectionView = Type.Object(
     path: Type.Optional(
       Type.Object(
         {
-          tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched")], {
+          tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched"), Type.Literal("relayed")], {
             description:
-              "how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, or a hole punched through both routers",
+              "how the tunnel reaches the provider: its own public address, a port its router maps, the shared LAN, a hole punched through both routers, or through a relay the consumer pays",
           }),
           channel: Type.Union([Type.Literal("direct"), Type.Literal("broker")], {
             description: "what carries the session's messages now: the direct channel between the two nodes, or the broker",
@@ -142,6 +149,19 @@ export const ConnectionView = Type.Object(
               port: Type.Integer(),
               tookMs: Type.Integer({ description: "from the first probe to the path chosen" }),
             }),
+          ),
+          relayBytes: Type.Optional(Type.Integer({ description: "bytes between this node and the relay (TURN, both ways), as this node counts them" })),
+          relayPromisedWei: Type.Optional(Wei),
+          relay: Type.Optional(
+            Type.Object(
+              {
+                provider: Type.String({ description: "the relay's identity (it is paid from the same vault)" }),
+                address: Type.String({ description: "its TURN server" }),
+                port: Type.Integer(),
+                transport: Type.Union([Type.Literal("udp"), Type.Literal("tcp")], { description: "how this node reaches the relay" }),
+              },
+              { description: "relayed: through which relay (docs/relay.md)" },
+            ),
           ),
         },
         { description: "the session's path (docs/direct-channel.md)" },

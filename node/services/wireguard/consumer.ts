@@ -195,7 +195,8 @@ export class WireGuardConsumerService implements ConsumerService {
     const endpoint = endpointOf(config, session.route);
     return {
       device: this.deviceFor(config.clientPublicKey),
-      endpoints: [{ address: endpoint.address, port: endpoint.port, protocol: "udp" }],
+      // Relayed: the packets leave this host toward the relay (UDP or TCP), from the forwarder on loopback.
+      endpoints: [session.route?.outside ?? { address: endpoint.address, port: endpoint.port, protocol: "udp" }],
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
     };
@@ -210,13 +211,17 @@ export class WireGuardConsumerService implements ConsumerService {
     const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
-    this.#pending.delete(config.clientPublicKey);
     const device = this.deviceFor(config.clientPublicKey);
-    // The device made while the session was negotiated (`prepare`), or made now.
+    // The device made while the session was negotiated (`prepare`), or made now. Either is used once:
+    // the key pair stays pending until the handshake, so a tunnel that failed on one path may be tried
+    // again on another (a relay), with a device of its own.
     const [routeIp, setupIp] = pending.ip ?? [];
+    const prepared = pending.device;
+    pending.ip = undefined;
+    pending.device = undefined;
     let process: WireGuardProcess;
     try {
-      process = await (pending.device ?? this.#startDevice(config.clientPublicKey, pending));
+      process = await (prepared ?? this.#startDevice(config.clientPublicKey, pending));
     } catch (err) {
       routeIp?.cancel();
       setupIp?.cancel();
@@ -224,8 +229,12 @@ export class WireGuardConsumerService implements ConsumerService {
     }
     const routeAll = this.o.routeAll !== false;
     let hostRoute: string | undefined;
+    // What must stay outside the tunnel: the provider's endpoint, or (relayed) the relay's TURN server.
+    let outside = session.route?.outside?.address ?? config.endpoint.address;
+    /** Relays' addresses given a host route outside the tunnel while it runs (a move to another relay). */
+    const exempted = new Set<string>();
     try {
-      if (routeAll) hostRoute = await this.#routeToEndpoint(config.endpoint.address, routeIp);
+      if (routeAll) hostRoute = await this.#routeToEndpoint(outside, routeIp);
       else routeIp?.cancel();
       const ipv6 = config.ipv6 === true && !!config.address6;
       // The provider's resolver is on its own tunnel address: what the liveness probe asks, when the
@@ -262,19 +271,48 @@ export class WireGuardConsumerService implements ConsumerService {
       });
       // A new port is a new socket, with the default buffer again.
       if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
-      await waitHandshake(process, this.o.connectTimeoutMs ?? 10_000);
+      // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
+      await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000));
+      // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
+      this.#pending.delete(config.clientPublicKey);
       return new WireGuardTunnel(
         process,
         device,
         config.dns.filter((a) => isIP(a) !== 0),
         ipv6,
-        hostRoute ? () => this.#dropRoute(config.endpoint.address) : undefined,
+        hostRoute
+          ? async () => {
+              await this.#dropRoute(outside);
+              for (const a of exempted) await this.#dropRoute(a);
+            }
+          : undefined,
         probeTarget ? () => probe(probeTarget, this.o.netns) : undefined,
+        {
+          // Another relay about to be used: its traffic stays outside the tunnel, by the same gateway as
+          // the first host route (a route lookup now would answer the tunnel, which the dead relay carried).
+          exempt: async (address) => {
+            if (!routeAll || !hostRoute || address === outside || exempted.has(address) || isIP(address) !== 4) return;
+            await ipBatch(this.o.netns, [hostRoute.replace(/^route add \S+/, `route add ${address}/32`)]);
+            exempted.add(address);
+          },
+          // Moving to it: the peer's endpoint is its forwarder; the last relay's host route goes.
+          move: async (route) => {
+            const next = route.outside?.address;
+            if (route.kind !== "relayed" || !next) throw new TunnelError("BAD_SERVICE_CONFIG", "only a relayed tunnel moves to another relay");
+            if (routeAll && hostRoute && next !== outside) {
+              if (!exempted.has(next)) await ipBatch(this.o.netns, [hostRoute.replace(/^route add \S+/, `route add ${next}/32`)]);
+              exempted.delete(next);
+              await this.#dropRoute(outside);
+              outside = next;
+            }
+            await process.uapi.set({ peers: [{ publicKey: config.publicKey, endpoint: `${route.address}:${route.tunnelPort}` }] });
+          },
+        },
       );
     } catch (err) {
       setupIp?.cancel();
       await process.stop();
-      if (hostRoute) await this.#dropRoute(config.endpoint.address);
+      if (hostRoute) await this.#dropRoute(outside);
       throw err;
     }
   }
@@ -309,6 +347,9 @@ function endpointOf(config: WireGuardServiceConfig, route: DirectRoute | undefin
   if (!route) return config.endpoint;
   if (isIP(route.address) !== 4 || !Number.isInteger(route.tunnelPort) || route.tunnelPort < 1 || route.tunnelPort > 65535)
     throw new TunnelError("BAD_SERVICE_CONFIG", "the direct route to the provider is not an IPv4 address and port");
+  // Only a relay's forwarder is on this host: a provider's route never points at loopback.
+  if (route.address.startsWith("127.") && (route.kind !== "relayed" || !route.outside))
+    throw new TunnelError("BAD_SERVICE_CONFIG", "a route to this host itself is only a relay's forwarder");
   return { address: route.address, port: route.tunnelPort };
 }
 
@@ -407,6 +448,7 @@ class WireGuardTunnel implements Tunnel {
     private readonly cleanup?: () => Promise<void>,
     /** Sends something a live provider answers through the tunnel; absent when it has no resolver to ask. */
     private readonly probe?: () => Promise<void>,
+    private readonly relay?: { exempt: (address: string) => Promise<void>; move: (route: DirectRoute) => Promise<void> },
   ) {
     process.once("exit", (code) => {
       clearInterval(this.#meter);
@@ -414,6 +456,22 @@ class WireGuardTunnel implements Tunnel {
     });
     this.#meter = setInterval(() => void this.refresh(), probe ? LIVENESS.POLL_MS : 1000);
     this.#meter.unref();
+  }
+
+  /**
+   * Sends the tunnel another way (a relay that died: the next relay's forwarder), keeping its keys
+   * and its session; the liveness check starts afresh and a new `onDown` listener is wanted.
+   */
+  async reroute(route: DirectRoute): Promise<void> {
+    if (!this.relay) throw new TunnelError("BAD_SERVICE_CONFIG", "this tunnel cannot be moved");
+    await this.relay.move(route);
+    this.#lastHeardMs = Date.now();
+    this.#probingSince = undefined;
+  }
+
+  /** Keeps traffic to `address` outside the tunnel (a relay it is about to move to). */
+  async exempt(address: string): Promise<void> {
+    await this.relay?.exempt(address);
   }
 
   get pid(): number | undefined {

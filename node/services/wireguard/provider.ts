@@ -194,12 +194,17 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
    * consumer's packets (the consumer sends its own the other way at the same time: the punch).
    * No packet of the tunnel passes through this process.
    */
-  async directRoute(sessionId: string, route: { address: string; tunnelPort: number }): Promise<void> {
+  async directRoute(sessionId: string, route: { kind?: string; address: string; tunnelPort: number }): Promise<void> {
     const s = this.sessions.get(sessionId);
     if (!s || !this.#process?.running || isIP(route.address) !== 4) return;
     s.endpoint = `${route.address}:${route.tunnelPort}`;
     s.keepaliveS = PUNCHED_KEEPALIVE_S;
-    await this.#process.uapi.set({ peers: [{ publicKey: s.publicKey, endpoint: s.endpoint, persistentKeepalive: PUNCHED_KEEPALIVE_S }] });
+    // Relayed: the consumer's side cannot send before it hears from us (the relay lets in our
+    // address, but the consumer learns our port from our first packet). Switching the keepalive
+    // off and on makes wireguard-go send at once (a keepalive, so a handshake) instead of at its
+    // next retransmission, up to 5 s later.
+    const kick = route.kind === "relayed" ? [{ publicKey: s.publicKey, persistentKeepalive: 0 }] : [];
+    await this.#process.uapi.set({ peers: [...kick, { publicKey: s.publicKey, endpoint: s.endpoint, persistentKeepalive: PUNCHED_KEEPALIVE_S }] });
     this.log.info({ sessionId, endpoint: s.endpoint }, "WireGuard toward the consumer's direct route");
   }
 

@@ -129,7 +129,7 @@ describe("the tunnel registry: a new type is one folder and one line", function 
 
   it("is a choice of `myst service start --help`, with its settings' flags and their descriptions", function () {
     const help = inCopy(["node/cli/main.ts", "service", "start", "--help"]);
-    expect(help).to.match(/service type: openvpn \| wireguard \| proxy \|\s+noop \|\s+loopback/);
+    expect(help).to.match(/service type: openvpn \| wireguard \| proxy \|\s+noop \|\s+relay \|\s+loopback/);
     expect(help).to.match(/--greeting <text>\s+loopback: what the provider says to each\s+consumer, default hello/);
     expect(help).to.match(/--repeat <n>\s+loopback: how many times, default 1/);
   });
@@ -139,7 +139,7 @@ describe("the tunnel registry: a new type is one folder and one line", function 
     fs.writeFileSync(probeFile, PROBE);
     const out = JSON.parse(inCopy([probeFile]));
     const types = (schema: { anyOf: { enum: string[] }[] }) => schema.anyOf.flatMap((t) => t.enum);
-    expect(types(out.startBody.properties.type)).to.deep.equal(["openvpn", "wireguard", "proxy", "noop", "loopback"]);
+    expect(types(out.startBody.properties.type)).to.deep.equal(["openvpn", "wireguard", "proxy", "noop", "relay", "loopback"]);
     expect(out.startBody.properties.loopback.properties.greeting).to.include({
       type: "string",
       description: "what the provider says to each consumer, default hello",

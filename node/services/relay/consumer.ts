@@ -1,0 +1,177 @@
+import dgram from "node:dgram";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ConsumerService, Tunnel, TunnelEndpoint } from "../../session/service";
+import { TunnelError } from "../system";
+import { checkRelayServiceConfig } from "./config";
+import { type Peer, TurnClient, type TurnServer } from "./turn-client";
+
+const SESSION_ID = /^[0-9a-f]{32}$/;
+/** Permissions last 300 s (RFC 8656 §9); refreshed well before. */
+const PERMIT_EVERY_MS = 120_000;
+/** Datagrams held while the far end is not known yet (the first handshake of either side). */
+const HELD = 16;
+
+export interface RelayConsumerOptions {
+  /** The transports tried, in order. Default UDP, then TCP (UDP blocked: the caller puts TCP first). */
+  transports?: ("udp" | "tcp")[];
+  /** How long a transport may take to allocate before the next is tried. Default 1.5 s. */
+  allocateTimeoutMs?: number;
+  /** Called with the relay's servers before the first packet goes to them (a kill switch already holding lets them through). */
+  beforeAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  log?: Logger;
+}
+
+/**
+ * The consumer side of a relay: with the credential its paid session brought, it allocates a
+ * relayed UDP address on the relay's coturn (UDP, or TCP when UDP gets nothing back) and runs a
+ * local UDP forwarder on 127.0.0.1: the session's real tunnel (WireGuard) sends its packets to the
+ * forwarder, which wraps them as ChannelData to the relay; what the relay passes back from the
+ * provider goes to the tunnel unchanged. The relay sees only the tunnel's ciphertext.
+ */
+export class RelayConsumerService implements ConsumerService {
+  readonly type = "relay";
+  constructor(private readonly o: RelayConsumerOptions = {}) {}
+
+  async consumerData(): Promise<Record<string, never>> {
+    return {};
+  }
+
+  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayTunnel> {
+    if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the relay's session id is not 32 hex characters");
+    if (!checkRelayServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's service config is malformed");
+    const config = session.serviceConfig;
+    if (!config.username.endsWith(`:${session.id}`)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's credential is not for this session");
+    const order = this.o.transports ?? ["udp", "tcp"];
+    await this.o.beforeAllocate?.(config.servers.map((s) => ({ address: s.address, port: s.port, protocol: s.transport })));
+    const failures: string[] = [];
+    for (const transport of order) {
+      const server = config.servers.find((s) => s.transport === transport);
+      if (!server) continue;
+      try {
+        const turn = await TurnClient.allocate(
+          server as TurnServer,
+          { username: config.username, password: config.password },
+          { timeoutMs: this.o.allocateTimeoutMs ?? 1500 },
+        );
+        const tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger);
+        await tunnel.bind();
+        return tunnel;
+      } catch (err) {
+        failures.push(`${transport}: ${(err as Error).message}`);
+      }
+    }
+    throw new TunnelError("RELAY_FAILED", `no allocation on the relay (${failures.join("; ") || "it names no server this node can use"})`);
+  }
+}
+
+/**
+ * A relay allocation and its local forwarder, as a session's tunnel: its meter is the TURN
+ * transport's bytes both ways (what the relay's coturn counts and invoices).
+ */
+export class RelayTunnel implements Tunnel {
+  readonly #socket = dgram.createSocket("udp4");
+  #down?: (reason: string) => void;
+  #stopping = false;
+  /** The tunnel's own socket on this host (learned from its first datagram). */
+  #local?: { address: string; port: number };
+  /** The provider's tunnel as the relay sees it (learned from its first datagram: a symmetric NAT's port cannot be known before). */
+  #peer?: Peer;
+  #permitted: string[] = [];
+  #permitTimer?: NodeJS.Timeout;
+  readonly #toPeer: Buffer[] = [];
+  readonly #toLocal: Buffer[] = [];
+
+  constructor(
+    readonly turn: TurnClient,
+    /** The relay's identity. */
+    readonly relay: string,
+    private readonly log: Logger,
+  ) {
+    turn.on("closed", (reason) => {
+      if (!this.#stopping) this.#down?.(`the relay's allocation ended: ${reason}`);
+    });
+    turn.on("data", (peer, data) => this.#fromRelay(peer, data));
+  }
+
+  /** Where the provider sends: the relayed transport address. */
+  get relayed(): Peer {
+    return this.turn.relayed;
+  }
+
+  get transport(): "udp" | "tcp" {
+    return this.turn.server.transport;
+  }
+
+  /** Where the tunnel's packets really leave this host (the relay's TURN server): the kill switch and the host route. */
+  get outside(): TunnelEndpoint {
+    return { address: this.turn.server.address, port: this.turn.server.port, protocol: this.turn.server.transport };
+  }
+
+  /** The forwarder the tunnel sends to instead of the provider. */
+  get local(): { address: string; port: number } {
+    return { address: "127.0.0.1", port: this.#socket.address().port };
+  }
+
+  async bind(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#socket.once("error", reject);
+      this.#socket.bind(0, "127.0.0.1", () => {
+        this.#socket.off("error", reject);
+        resolve();
+      });
+    });
+    this.#socket.on("message", (data, from) => {
+      this.#local = { address: from.address, port: from.port };
+      for (const held of this.#toLocal.splice(0)) this.#socket.send(held, from.port, from.address);
+      if (this.#peer) this.turn.send(this.#peer, data);
+      else if (this.#toPeer.length < HELD) this.#toPeer.push(data);
+    });
+  }
+
+  /** Lets the provider's addresses send to the relayed address (per IP: any port its router picks). Refreshed until stopped. */
+  async permit(addresses: string[]): Promise<void> {
+    this.#permitted = [...new Set(addresses)];
+    await this.turn.permit(this.#permitted);
+    clearInterval(this.#permitTimer);
+    this.#permitTimer = setInterval(() => {
+      this.turn.permit(this.#permitted).catch((err) => this.log.warn({ err: (err as Error).message }, "refreshing the relay's permission failed"));
+    }, PERMIT_EVERY_MS);
+    this.#permitTimer.unref();
+  }
+
+  #fromRelay(peer: Peer, data: Buffer): void {
+    if (!this.#permitted.includes(peer.address)) return;
+    if (!this.#peer || this.#peer.address !== peer.address || this.#peer.port !== peer.port) {
+      // The provider's tunnel, first heard (or moved: its router mapped it anew): bind a channel to it.
+      this.#peer = peer;
+      this.turn.bind(peer).catch((err) => this.log.warn({ err: (err as Error).message }, "binding a relay channel failed (Send indications carry it)"));
+      for (const held of this.#toPeer.splice(0)) this.turn.send(peer, held);
+    }
+    if (this.#local) this.#socket.send(data, this.#local.port, this.#local.address);
+    else if (this.#toLocal.length < HELD) this.#toLocal.push(data);
+  }
+
+  onDown(listener: (reason: string) => void): void {
+    this.#down = listener;
+  }
+
+  isUp(): boolean {
+    return !this.turn.closed;
+  }
+
+  stats(): { bytesIn: number; bytesOut: number } {
+    return { bytesIn: this.turn.bytes.received, bytesOut: this.turn.bytes.sent };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearInterval(this.#permitTimer);
+    await this.turn.close();
+    try {
+      this.#socket.close();
+    } catch {
+      // closed
+    }
+  }
+}

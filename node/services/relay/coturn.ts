@@ -1,0 +1,267 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { silentLogger, type Logger } from "../../log/logger";
+import { parentDeathSignal, stopStale, terminate } from "../supervision";
+import { program, TunnelError } from "../system";
+
+/**
+ * Debian's coturn (`turnserver`, RFC 8656) as a child of the node: its own config file in the
+ * service's directory, the TURN REST-API scheme (`use-auth-secret`: a credential is
+ * `expiry:name` and HMAC-SHA1(secret, that) in base64, checked by coturn itself), UDP and TCP
+ * listeners on one port, tracked by its PID (a pid file; never by name).
+ *
+ * Metering comes from coturn's own session log (`--verbose`; measured on 4.6.1, see
+ * docs/relay.md): for each allocation it prints
+ *   `session <id>: usage: realm=<r>, username=<u>, rp=<n>, rb=<n>, sp=<n>, sb=<n>`
+ * every 4,096 packets or so and once more when the allocation ends, each line counting only what
+ * passed since the last one (packets and bytes the client sent to the relay, rp/rb, and the relay
+ * sent to the client, sp/sb: the TURN transport's bytes, ChannelData and STUN headers included).
+ * `peer usage` lines count the relayed side. The node adds the lines up per username.
+ */
+
+export interface CoturnOptions {
+  dir: string;
+  /** Addresses to listen on (all of this host's when empty). */
+  listeningIps?: string[];
+  /** The public address coturn puts in XOR-RELAYED-ADDRESS when the host's own is private (`external-ip`). */
+  externalIp?: string;
+  port: number;
+  /** The UDP ports relayed addresses are taken from. */
+  minPort: number;
+  maxPort: number;
+  /** The REST-API shared secret (random per service start). */
+  secret: string;
+  realm: string;
+  /** Let peers on private, carrier-grade and loopback networks be relayed to (tests on one host); default false. */
+  allowPrivatePeers?: boolean;
+  /** The TCP port of coturn's admin CLI on 127.0.0.1, and its password: how a session is cut off. */
+  cli?: { port: number; password: string };
+  log?: Logger;
+}
+
+/** Counters of one username, summed over coturn's usage lines (client side, and relayed peer side). */
+export interface CoturnUsage {
+  /** Bytes the client sent to the relay (rb) and the relay sent to the client (sb). */
+  clientIn: number;
+  clientOut: number;
+  peerIn: number;
+  peerOut: number;
+  /** coturn's session ids seen for this username (for `cs`, the CLI's cancel-session). */
+  sessions: Set<string>;
+}
+
+const USAGE = /session (\d+): (peer )?usage: realm=<[^>]*>, username=<([^>]*)>, rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)/;
+const SESSION_USER = /session (\d+): .*?\buser(?:name)?(?:=| )<([^>]*)>/;
+
+/** Private, carrier-grade, link-local and loopback ranges a relay refuses to relay to by default. */
+const DENIED_PEERS = [
+  "0.0.0.0-0.255.255.255",
+  "10.0.0.0-10.255.255.255",
+  "100.64.0.0-100.127.255.255",
+  "127.0.0.0-127.255.255.255",
+  "169.254.0.0-169.254.255.255",
+  "172.16.0.0-172.31.255.255",
+  "192.168.0.0-192.168.255.255",
+];
+
+export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }> {
+  child?: ChildProcess;
+  readonly recent: string[] = [];
+  readonly usage = new Map<string, CoturnUsage>();
+
+  constructor(readonly o: CoturnOptions) {
+    super();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  get configFile(): string {
+    return path.join(this.o.dir, "turnserver.conf");
+  }
+
+  get pidFile(): string {
+    return path.join(this.o.dir, "turnserver.pid");
+  }
+
+  /** The config file coturn reads: every setting explicit, the secret inside (0600). */
+  config(): string {
+    const o = this.o;
+    return [
+      ...(o.listeningIps ?? []).flatMap((ip) => [`listening-ip=${ip}`, `relay-ip=${ip}`]),
+      ...(o.externalIp ? [`external-ip=${o.externalIp}`] : []),
+      `listening-port=${o.port}`,
+      `min-port=${o.minPort}`,
+      `max-port=${o.maxPort}`,
+      "use-auth-secret",
+      `static-auth-secret=${o.secret}`,
+      `realm=${o.realm}`,
+      "fingerprint",
+      "no-tls",
+      "no-dtls",
+      "no-multicast-peers",
+      ...(o.allowPrivatePeers ? ["allow-loopback-peers"] : DENIED_PEERS.map((r) => `denied-peer-ip=${r}`)),
+      ...(o.cli ? ["cli-ip=127.0.0.1", `cli-port=${o.cli.port}`, `cli-password=${o.cli.password}`] : ["no-cli"]),
+      "simple-log",
+      "log-file=stdout",
+      "verbose",
+      `pidfile=${path.join(o.dir, "turnserver-own.pid")}`,
+      `db=${path.join(o.dir, "turndb.sqlite")}`,
+      "",
+    ].join("\n");
+  }
+
+  async start(timeoutMs = 10_000): Promise<void> {
+    const log = this.o.log ?? silentLogger;
+    fs.mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
+    const conf = this.configFile;
+    await stopStale(this.pidFile, (argv) => argv.some((a) => a.endsWith("turnserver")) && argv.includes(conf), log, "a turnserver");
+    fs.writeFileSync(conf, this.config(), { mode: 0o600 });
+    // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
+    const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", conf];
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
+    if (child.pid) fs.writeFileSync(this.pidFile, `${child.pid}\n`, { mode: 0o600 });
+    let partial = "";
+    const onData = (chunk: Buffer) => {
+      const lines = (partial + chunk.toString()).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) this.#line(line);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    const exited = new Promise<number | null>((resolve) =>
+      child.once("exit", (code) => {
+        fs.rmSync(this.pidFile, { force: true });
+        this.emit("exit", code);
+        resolve(code);
+      }),
+    );
+    // Up when it listens on the TCP port (the UDP listener is opened before it).
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.running) {
+        const code = await exited;
+        throw this.explain(`turnserver exited (${code}) while starting`);
+      }
+      if (await tcpOpen(this.o.listeningIps?.[0] ?? "127.0.0.1", this.o.port)) break;
+      if (Date.now() > deadline) {
+        await this.stop();
+        throw this.explain(`turnserver did not listen on port ${this.o.port} within ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    log.info({ pid: child.pid, port: this.o.port }, "coturn relay listening");
+  }
+
+  #line(line: string): void {
+    if (!line.trim()) return;
+    this.recent.push(line);
+    this.o.log?.trace({ coturn: line }, "coturn");
+    if (this.recent.length > 60) this.recent.shift();
+    const m = USAGE.exec(line);
+    if (m) {
+      const [, session, peer, username, , rb, , sb] = m;
+      const u = this.#of(username);
+      u.sessions.add(session);
+      if (peer) {
+        u.peerIn += Number(rb);
+        u.peerOut += Number(sb);
+      } else {
+        u.clientIn += Number(rb);
+        u.clientOut += Number(sb);
+      }
+      return;
+    }
+    const s = SESSION_USER.exec(line);
+    if (s && s[2] && s[2].includes(":")) this.#of(s[2]).sessions.add(s[1]);
+  }
+
+  #of(username: string): CoturnUsage {
+    let u = this.usage.get(username);
+    if (!u) {
+      u = { clientIn: 0, clientOut: 0, peerIn: 0, peerOut: 0, sessions: new Set() };
+      this.usage.set(username, u);
+    }
+    return u;
+  }
+
+  /**
+   * Ends coturn's sessions of a username at once, through its admin CLI on 127.0.0.1 (`cs <id>`):
+   * the REST-API credential cannot be revoked, and an allocation outlives its credential's expiry
+   * (measured: coturn checks the expiry only when it first derives the key).
+   */
+  async cancel(username: string): Promise<number> {
+    const cli = this.o.cli;
+    const sessions = [...(this.usage.get(username)?.sessions ?? [])];
+    if (!cli || sessions.length === 0) return 0;
+    await cliCommands(
+      cli,
+      sessions.map((id) => `cs ${id}`),
+    );
+    return sessions.length;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child) await terminate(this.child, 3000);
+    fs.rmSync(this.pidFile, { force: true });
+  }
+
+  explain(fallback: string): TunnelError {
+    const text = this.recent.join("\n");
+    const last = this.recent.filter((l) => /error|cannot|fail/i.test(l)).pop() ?? this.recent[this.recent.length - 1] ?? "";
+    if (/Address already in use|Cannot bind/i.test(text)) return new TunnelError("PORT_IN_USE", `coturn cannot bind port ${this.o.port}: ${last.trim()}`);
+    return new TunnelError("RELAY_FAILED", `${fallback}${last ? `: ${last.trim()}` : ""}`);
+  }
+}
+
+function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** Logs into coturn's telnet-style CLI with its password and runs the commands, one a line. */
+function cliCommands(cli: { port: number; password: string }, commands: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: "127.0.0.1", port: cli.port });
+    let out = "";
+    let stage = 0;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new TunnelError("COMMAND_FAILED", "coturn's CLI did not answer"));
+    }, 3000);
+    s.on("data", (chunk) => {
+      out += chunk.toString();
+      if (stage === 0 && /password/i.test(out)) {
+        stage = 1;
+        s.write(`${cli.password}\r\n`);
+        out = "";
+      } else if (stage === 1 && />\s*$/.test(out)) {
+        stage = 2;
+        s.write(`${[...commands, "quit"].join("\r\n")}\r\n`);
+      }
+    });
+    s.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new TunnelError("COMMAND_FAILED", `coturn's CLI: ${err.message}`));
+    });
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}

@@ -1,0 +1,171 @@
+import crypto from "node:crypto";
+import net from "node:net";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ProviderService } from "../../session/service";
+import { Supervisor } from "../supervision";
+import { TunnelError } from "../system";
+import { CoturnProcess } from "./coturn";
+import type { RelayServiceConfig } from "./config";
+
+export interface RelayProviderOptions {
+  dir: string;
+  /** The address consumers reach the relay at (and coturn puts in relayed addresses). */
+  publicIp: string;
+  /** UDP and TCP port. Default 3478. */
+  port?: number;
+  /** The UDP ports relayed addresses come from. Default 49152–65535. */
+  minPort?: number;
+  maxPort?: number;
+  /** How long a credential lets its holder allocate, seconds. Default 300. */
+  credentialTtlS?: number;
+  /** Relay to private and loopback peers (tests on one host). Default false. */
+  allowPrivatePeers?: boolean;
+  log?: Logger;
+}
+
+const REALM = "myst";
+
+interface RelaySession {
+  id: string;
+  consumer: string;
+  username: string;
+  closed: boolean;
+  /** The counts when it closed (coturn's last usage line may come later: kept growing until then). */
+}
+
+/**
+ * The provider side of a relay: a supervised coturn with a random REST-API secret per start, a
+ * credential per paid session (the session machinery opens a session only after admission and
+ * payment checks: no session, no credential), metered from coturn's own usage lines (the TURN
+ * transport's bytes both ways), cut off through coturn's admin CLI when the session ends.
+ */
+export class RelayProviderService implements ProviderService {
+  readonly type = "relay";
+  readonly #o: RelayProviderOptions;
+  readonly #log: Logger;
+  readonly #secret = crypto.randomBytes(32).toString("base64url");
+  readonly #cliPassword = crypto.randomBytes(16).toString("hex");
+  readonly #sessions = new Map<string, RelaySession>();
+  #coturn?: CoturnProcess;
+  readonly #supervisor: Supervisor;
+  #cliPort = 0;
+
+  constructor(options: RelayProviderOptions) {
+    if (net.isIP(options.publicIp) !== 4)
+      throw new TunnelError("BAD_SERVICE_CONFIG", `the relay's public address "${options.publicIp}" is not an IPv4 address`);
+    this.#o = options;
+    this.#log = options.log ?? silentLogger;
+    this.#supervisor = new Supervisor({ what: "coturn", log: this.#log, relaunch: () => this.#launch() });
+  }
+
+  get port(): number {
+    return this.#o.port ?? 3478;
+  }
+
+  /** coturn's PID while it runs (tests kill it by PID to play a relay dying). */
+  get pid(): number | undefined {
+    return this.#coturn?.pid;
+  }
+
+  async start(): Promise<void> {
+    this.#cliPort = await freeTcpPort();
+    await this.#launch();
+    this.#supervisor.start();
+  }
+
+  async #launch(): Promise<void> {
+    // The usage counted so far survives a restart (the old process's lines are already summed).
+    const usage = this.#coturn?.usage;
+    const coturn = new CoturnProcess({
+      dir: this.#o.dir,
+      listeningIps: [this.#o.publicIp],
+      port: this.port,
+      minPort: this.#o.minPort ?? 49152,
+      maxPort: this.#o.maxPort ?? 65535,
+      secret: this.#secret,
+      realm: REALM,
+      allowPrivatePeers: this.#o.allowPrivatePeers,
+      cli: { port: this.#cliPort, password: this.#cliPassword },
+      log: this.#log,
+    });
+    if (usage) for (const [k, v] of usage) coturn.usage.set(k, v);
+    this.#coturn = coturn;
+    await coturn.start();
+    coturn.once("exit", (code) => this.#supervisor.exited(code, coturn.recent));
+  }
+
+  isRunning(): boolean {
+    return !!this.#coturn?.running;
+  }
+
+  /**
+   * A paid session's credential: `expiry:sessionId` and its HMAC under the secret. It lets the
+   * consumer allocate for `credentialTtlS`; the allocation itself lives until the session ends.
+   */
+  async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
+    if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
+    const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300));
+    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, username: config.username, closed: false });
+    return config;
+  }
+
+  /** The service config with a credential for `sessionId` that lets its holder allocate until `expiresAt` (unix seconds). */
+  credential(sessionId: string, expiresAt: number): RelayServiceConfig {
+    const username = `${expiresAt}:${sessionId}`;
+    return {
+      servers: [
+        { address: this.#o.publicIp, port: this.port, transport: "udp" },
+        { address: this.#o.publicIp, port: this.port, transport: "tcp" },
+      ],
+      username,
+      password: restPassword(this.#secret, username),
+      realm: REALM,
+      expiresAt,
+    };
+  }
+
+  async closeSession(sessionId: string, reason: string): Promise<void> {
+    const s = this.#sessions.get(sessionId);
+    if (!s || s.closed) return;
+    s.closed = true;
+    const cancelled = await this.#coturn?.cancel(s.username).catch((err) => {
+      this.#log.warn({ err: (err as Error).message, sessionId }, "coturn's CLI did not cancel the session's allocation");
+      return 0;
+    });
+    this.#log.info({ sessionId, reason, allocations: cancelled }, "relay session closed");
+  }
+
+  /** The TURN transport's bytes of the session, as coturn counted them (its usage lines, summed). */
+  usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
+    const s = this.#sessions.get(sessionId);
+    if (!s) return undefined;
+    const u = this.#coturn?.usage.get(s.username);
+    return { bytesIn: u?.clientIn ?? 0, bytesOut: u?.clientOut ?? 0 };
+  }
+
+  isConnected(sessionId: string): boolean {
+    const s = this.#sessions.get(sessionId);
+    return !!s && !s.closed && this.isRunning();
+  }
+
+  async stop(): Promise<void> {
+    await this.#supervisor.stop();
+    await this.#coturn?.stop();
+  }
+}
+
+/** The TURN REST-API password coturn expects for `username` under `secret`: base64(HMAC-SHA1). */
+export function restPassword(secret: string, username: string): string {
+  return crypto.createHmac("sha1", secret).update(username).digest("base64");
+}
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}

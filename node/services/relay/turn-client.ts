@@ -1,0 +1,424 @@
+import crypto from "node:crypto";
+import dgram from "node:dgram";
+import { EventEmitter } from "node:events";
+import net from "node:net";
+import { MystError } from "../../errors/MystError";
+import {
+  ATTR,
+  attributeOf,
+  checkIntegrity,
+  decodeErrorCode,
+  decodeStunMessage,
+  decodeXorAddress,
+  encodeStunMessage,
+  encodeXorAddress,
+  longTermKey,
+  looksLikeStun,
+  type StunAttribute,
+  type StunMessage,
+} from "../../nat/stun";
+
+/**
+ * A TURN client (RFC 8656) on top of the node's STUN codec (nat/stun.ts): Allocate with the
+ * long-term credential (the 401 → REALM/NONCE → MESSAGE-INTEGRITY dance, a 438 stale nonce
+ * retried), Refresh, CreatePermission, ChannelBind, Send/Data indications and ChannelData, over UDP
+ * or TCP (RFC 8656 §11.5: over a stream, ChannelData is padded to 4 bytes). The relayed transport
+ * is always UDP. No npm package speaks this from Node (the maintained ones are servers or browser
+ * WebRTC stacks), so it is written here, small, against Debian's coturn in the tests.
+ */
+
+export type TurnErrorCode = "TURN_ERROR_RESPONSE" | "TURN_TIMEOUT" | "TURN_CLOSED";
+export class TurnError extends MystError<TurnErrorCode> {
+  /** The server's error code (401, 403, 437, 438, 441, 486…) for TURN_ERROR_RESPONSE. */
+  status?: number;
+}
+
+export const TURN_METHOD = { ALLOCATE: 0x003, REFRESH: 0x004, SEND: 0x006, DATA: 0x007, CREATE_PERMISSION: 0x008, CHANNEL_BIND: 0x009 } as const;
+export const TURN_ATTR = {
+  CHANNEL_NUMBER: 0x000c,
+  LIFETIME: 0x000d,
+  XOR_PEER_ADDRESS: 0x0012,
+  DATA: 0x0013,
+  XOR_RELAYED_ADDRESS: 0x0016,
+  REQUESTED_TRANSPORT: 0x0019,
+} as const;
+
+export interface TurnServer {
+  address: string;
+  port: number;
+  transport: "udp" | "tcp";
+}
+
+export interface TurnCredential {
+  username: string;
+  password: string;
+}
+
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+/** Encodes ChannelData: the channel number, the length, the data (padded to 4 bytes over TCP). */
+export function encodeChannelData(channel: number, data: Buffer, stream: boolean): Buffer {
+  const pad = stream ? (4 - (data.length % 4)) % 4 : 0;
+  const out = Buffer.alloc(4 + data.length + pad);
+  out.writeUInt16BE(channel, 0);
+  out.writeUInt16BE(data.length, 2);
+  data.copy(out, 4);
+  return out;
+}
+
+const isChannelData = (b: Buffer) => b.length >= 4 && b[0] >= 0x40 && b[0] <= 0x4f;
+
+/** The next whole frame (a STUN message or ChannelData) at the head of a TCP stream's buffer, or undefined until it is all there. */
+export function nextStreamFrame(buf: Buffer): { frame: Buffer; rest: Buffer } | undefined {
+  if (buf.length < 4) return undefined;
+  const length = buf.readUInt16BE(2);
+  const total = isChannelData(buf) ? 4 + length + ((4 - (length % 4)) % 4) : 20 + length;
+  if (buf.length < total) return undefined;
+  const frame = isChannelData(buf) ? buf.subarray(0, 4 + length) : buf.subarray(0, total);
+  return { frame, rest: buf.subarray(total) };
+}
+
+interface Pending {
+  resolve: (m: StunMessage) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+}
+
+export interface TurnClientOptions {
+  /** The allocation's lifetime asked for, seconds (the server may shorten it). Default 600. */
+  lifetimeS?: number;
+  /** How long one request may take in all. Default 3 s. */
+  timeoutMs?: number;
+  /** UDP: the first retransmission after this (each next after twice as long). Default 250 ms. */
+  rtoMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * One allocation on a TURN server. `allocate` makes it; `permit` lets a peer's IP send to the
+ * relayed address; data from a peer arrives as "data" events (from a Data indication or a bound
+ * channel); `send` sends to a peer (over its channel once bound, else a Send indication).
+ * Refreshes itself at half the lifetime. Counts every byte it sends and receives on the transport
+ * to the server (STUN messages and ChannelData, headers included): what the relay meters too.
+ */
+export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer]; closed: [reason: string] }> {
+  relayed!: Peer;
+  /** The client's address as the server saw it (XOR-MAPPED-ADDRESS). */
+  mapped?: Peer;
+  lifetimeS = 0;
+  readonly bytes = { sent: 0, received: 0 };
+  #udp?: dgram.Socket;
+  #tcp?: net.Socket;
+  #streamBuf: Buffer = Buffer.alloc(0);
+  readonly #pending = new Map<string, Pending>();
+  #realm?: string;
+  #nonce?: string;
+  #key?: Buffer;
+  readonly #channels = new Map<string, number>();
+  readonly #byChannel = new Map<number, Peer>();
+  #nextChannel = 0x4000;
+  #refresh?: NodeJS.Timeout;
+  #closed = false;
+
+  private constructor(
+    readonly server: TurnServer,
+    private readonly credential: TurnCredential,
+    private readonly o: TurnClientOptions,
+  ) {
+    super();
+  }
+
+  /** Connects to the server, allocates a relayed UDP address, and keeps it refreshed until `close`. */
+  static async allocate(server: TurnServer, credential: TurnCredential, o: TurnClientOptions = {}): Promise<TurnClient> {
+    const client = new TurnClient(server, credential, o);
+    await client.#open();
+    try {
+      await client.#allocate();
+    } catch (err) {
+      client.#shutdown("allocation failed");
+      throw err;
+    }
+    return client;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async #open(): Promise<void> {
+    const timeoutMs = this.o.timeoutMs ?? 3000;
+    if (this.server.transport === "udp") {
+      const socket = dgram.createSocket("udp4");
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind(0, () => {
+          socket.off("error", reject);
+          resolve();
+        });
+      });
+      socket.on("message", (buf, from) => {
+        if (from.address !== this.server.address || from.port !== this.server.port) return;
+        this.#receive(buf);
+      });
+      socket.on("error", (err) => this.#shutdown(`UDP socket: ${err.message}`));
+      this.#udp = socket;
+      return;
+    }
+    const socket = net.connect({ host: this.server.address, port: this.server.port, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new TurnError("TURN_TIMEOUT", `no TCP connection to the relay ${this.server.address}:${this.server.port} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new TurnError("TURN_CLOSED", `no TCP connection to the relay ${this.server.address}:${this.server.port}: ${err.message}`));
+      });
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    socket.on("data", (chunk) => {
+      this.bytes.received += chunk.length;
+      this.#streamBuf = this.#streamBuf.length ? Buffer.concat([this.#streamBuf, chunk]) : chunk;
+      for (;;) {
+        const next = nextStreamFrame(this.#streamBuf);
+        if (!next) break;
+        this.#streamBuf = next.rest;
+        this.#handle(next.frame);
+      }
+      if (this.#streamBuf.length > 70_000) this.#shutdown("the relay's TCP stream is out of frame");
+    });
+    socket.on("error", (err) => this.#shutdown(`TCP: ${err.message}`));
+    socket.on("close", () => this.#shutdown("the relay closed the TCP connection"));
+    this.#tcp = socket;
+  }
+
+  #receive(buf: Buffer): void {
+    this.bytes.received += buf.length;
+    this.#handle(buf);
+  }
+
+  #handle(buf: Buffer): void {
+    if (isChannelData(buf)) {
+      const peer = this.#byChannel.get(buf.readUInt16BE(0));
+      const length = buf.readUInt16BE(2);
+      if (peer && length <= buf.length - 4) this.emit("data", peer, buf.subarray(4, 4 + length));
+      return;
+    }
+    if (!looksLikeStun(buf)) return;
+    let message: StunMessage;
+    try {
+      message = decodeStunMessage(buf);
+    } catch {
+      return;
+    }
+    if (message.cls === "indication" && message.method === TURN_METHOD.DATA) {
+      const peerValue = attributeOf(message, TURN_ATTR.XOR_PEER_ADDRESS);
+      const data = attributeOf(message, TURN_ATTR.DATA);
+      if (!peerValue || !data) return;
+      try {
+        const peer = decodeXorAddress(peerValue, message.transactionId);
+        this.emit("data", { address: peer.address, port: peer.port }, data);
+      } catch {
+        // a malformed peer address: dropped
+      }
+      return;
+    }
+    if (message.cls !== "success" && message.cls !== "error") return;
+    const id = message.transactionId.toString("hex");
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    // An answer under our key must carry a MESSAGE-INTEGRITY that checks (a 401 comes before there is one).
+    if (this.#key && message.cls === "success" && checkIntegrity(message, this.#key) === false) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    pending.resolve(message);
+  }
+
+  #write(bytes: Buffer): void {
+    if (this.#closed) return;
+    this.bytes.sent += bytes.length;
+    if (this.#udp) this.#udp.send(bytes, this.server.port, this.server.address);
+    else this.#tcp?.write(bytes);
+  }
+
+  /** One transaction: retransmitted over UDP (RFC 8489's RTO doubling), once over TCP; rejects on silence. */
+  #transact(bytes: Buffer, transactionId: Buffer): Promise<StunMessage> {
+    const timeoutMs = this.o.timeoutMs ?? 3000;
+    const rto = this.o.rtoMs ?? 250;
+    return new Promise<StunMessage>((resolve, reject) => {
+      if (this.#closed) return reject(new TurnError("TURN_CLOSED", "the allocation is closed"));
+      const id = transactionId.toString("hex");
+      const started = Date.now();
+      const pending: Pending = { resolve, reject };
+      this.#pending.set(id, pending);
+      let wait = rto;
+      const send = () => {
+        this.#write(bytes);
+        const left = timeoutMs - (Date.now() - started);
+        if (left <= 0) {
+          this.#pending.delete(id);
+          return reject(
+            new TurnError("TURN_TIMEOUT", `the relay ${this.server.address}:${this.server.port} (${this.server.transport}) did not answer in ${timeoutMs} ms`),
+          );
+        }
+        pending.timer = setTimeout(send, this.#udp ? Math.min(wait, left) : left);
+        wait *= 2;
+      };
+      send();
+    });
+  }
+
+  /** A request with the credential (after the first 401), retried once on 401/438 with the server's new nonce. */
+  async #request(method: number, attributes: StunAttribute[]): Promise<StunMessage> {
+    for (let attempt = 0; ; attempt++) {
+      const transactionId = crypto.randomBytes(12);
+      const auth: StunAttribute[] =
+        this.#key && this.#realm && this.#nonce
+          ? [
+              { type: ATTR.USERNAME, value: Buffer.from(this.credential.username) },
+              { type: ATTR.REALM, value: Buffer.from(this.#realm) },
+              { type: ATTR.NONCE, value: Buffer.from(this.#nonce) },
+            ]
+          : [];
+      const bytes = encodeStunMessage(
+        { method, cls: "request", transactionId, attributes: [...attributes, ...auth] },
+        { ...(this.#key && auth.length ? { integrityKey: this.#key } : {}), fingerprint: true },
+      );
+      const answer = await this.#transact(bytes, transactionId);
+      if (answer.cls === "success") return answer;
+      const value = attributeOf(answer, ATTR.ERROR_CODE);
+      const error = value ? decodeErrorCode(value) : { code: 0, reason: "an error" };
+      const realm = attributeOf(answer, ATTR.REALM)?.toString("utf8");
+      const nonce = attributeOf(answer, ATTR.NONCE)?.toString("utf8");
+      if ((error.code === 401 || error.code === 438) && nonce && attempt < 2 && (error.code === 438 || !auth.length)) {
+        this.#nonce = nonce;
+        if (realm) this.#realm = realm;
+        if (this.#realm) this.#key = longTermKey(this.credential.username, this.#realm, this.credential.password);
+        continue;
+      }
+      const e = new TurnError("TURN_ERROR_RESPONSE", `the relay ${this.server.address}:${this.server.port} answered ${error.code} ${error.reason}`);
+      e.status = error.code;
+      throw e;
+    }
+  }
+
+  async #allocate(): Promise<void> {
+    const lifetime = Buffer.alloc(4);
+    lifetime.writeUInt32BE(this.o.lifetimeS ?? 600, 0);
+    const answer = await this.#request(TURN_METHOD.ALLOCATE, [
+      { type: TURN_ATTR.REQUESTED_TRANSPORT, value: Buffer.from([17, 0, 0, 0]) },
+      { type: TURN_ATTR.LIFETIME, value: lifetime },
+    ]);
+    const relayed = attributeOf(answer, TURN_ATTR.XOR_RELAYED_ADDRESS);
+    if (!relayed) throw new TurnError("TURN_ERROR_RESPONSE", "the relay's Allocate answer has no XOR-RELAYED-ADDRESS");
+    const r = decodeXorAddress(relayed, answer.transactionId);
+    this.relayed = { address: r.address, port: r.port };
+    const mapped = attributeOf(answer, ATTR.XOR_MAPPED_ADDRESS);
+    if (mapped) {
+      const m = decodeXorAddress(mapped, answer.transactionId);
+      this.mapped = { address: m.address, port: m.port };
+    }
+    this.lifetimeS = attributeOf(answer, TURN_ATTR.LIFETIME)?.readUInt32BE(0) ?? 600;
+    this.#scheduleRefresh();
+  }
+
+  #scheduleRefresh(): void {
+    clearTimeout(this.#refresh);
+    this.#refresh = setTimeout(
+      () => {
+        const lifetime = Buffer.alloc(4);
+        lifetime.writeUInt32BE(this.o.lifetimeS ?? 600, 0);
+        this.#request(TURN_METHOD.REFRESH, [{ type: TURN_ATTR.LIFETIME, value: lifetime }])
+          .then((answer) => {
+            this.lifetimeS = attributeOf(answer, TURN_ATTR.LIFETIME)?.readUInt32BE(0) ?? this.lifetimeS;
+            this.#scheduleRefresh();
+          })
+          .catch((err) => this.#shutdown(`refreshing the allocation failed: ${(err as Error).message}`));
+      },
+      Math.max(1, this.lifetimeS / 2) * 1000,
+    );
+    this.#refresh.unref();
+  }
+
+  /** CreatePermission for these IPs (RFC 8656 §9: per IP address, any port); refreshed with every call, lasts 300 s. */
+  async permit(addresses: string[]): Promise<void> {
+    const txPlaceholder = Buffer.alloc(12);
+    const attributes = addresses.map((address) => ({
+      type: TURN_ATTR.XOR_PEER_ADDRESS,
+      value: encodeXorAddress({ family: net.isIPv6(address) ? 6 : 4, address, port: 0 }, txPlaceholder),
+    }));
+    // XOR-PEER-ADDRESS of IPv4 is XORed with the cookie only, so the placeholder transaction id does not matter for it.
+    await this.#request(TURN_METHOD.CREATE_PERMISSION, attributes);
+  }
+
+  /** Binds a channel to a peer (its permission must exist), so data to and from it goes as 4-byte-header ChannelData. */
+  async bind(peer: Peer): Promise<number> {
+    const key = `${peer.address}:${peer.port}`;
+    const known = this.#channels.get(key);
+    if (known !== undefined) return known;
+    const channel = this.#nextChannel++;
+    if (channel > 0x4fff) throw new TurnError("TURN_ERROR_RESPONSE", "no channel numbers left");
+    const number = Buffer.alloc(4);
+    number.writeUInt16BE(channel, 0);
+    await this.#request(TURN_METHOD.CHANNEL_BIND, [
+      { type: TURN_ATTR.CHANNEL_NUMBER, value: number },
+      { type: TURN_ATTR.XOR_PEER_ADDRESS, value: encodeXorAddress({ family: 4, address: peer.address, port: peer.port }, Buffer.alloc(12)) },
+    ]);
+    this.#channels.set(key, channel);
+    this.#byChannel.set(channel, peer);
+    return channel;
+  }
+
+  /** Sends data to a peer through the relay: ChannelData once a channel is bound, a Send indication before. */
+  send(peer: Peer, data: Buffer): void {
+    const channel = this.#channels.get(`${peer.address}:${peer.port}`);
+    if (channel !== undefined) return this.#write(encodeChannelData(channel, data, !!this.#tcp));
+    const transactionId = crypto.randomBytes(12);
+    this.#write(
+      encodeStunMessage({
+        method: TURN_METHOD.SEND,
+        cls: "indication",
+        transactionId,
+        attributes: [
+          { type: TURN_ATTR.XOR_PEER_ADDRESS, value: encodeXorAddress({ family: 4, address: peer.address, port: peer.port }, transactionId) },
+          { type: TURN_ATTR.DATA, value: data },
+        ],
+      }),
+    );
+  }
+
+  /** Releases the allocation (Refresh with lifetime 0, not waited for long) and closes the transport. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const zero = Buffer.alloc(4);
+    await Promise.race([
+      this.#request(TURN_METHOD.REFRESH, [{ type: TURN_ATTR.LIFETIME, value: zero }]).catch(() => undefined),
+      new Promise((r) => setTimeout(r, 500).unref()),
+    ]);
+    this.#shutdown("closed");
+  }
+
+  #shutdown(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#refresh);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new TurnError("TURN_CLOSED", `the allocation closed: ${reason}`));
+    }
+    this.#pending.clear();
+    try {
+      this.#udp?.close();
+    } catch {
+      // closed
+    }
+    this.#tcp?.destroy();
+    this.emit("closed", reason);
+  }
+}

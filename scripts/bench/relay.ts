@@ -1,0 +1,111 @@
+// The relay benchmark (`npm run bench -- relay`, bench/relay.md): one pair of nodes, direct and through a relay.
+import type { ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import { missingE2EPrerequisites } from "../lib/prereqs";
+import { freePort, stopChild, testChain } from "../lib/local-chain";
+import { startNatsServer } from "../lib/test-network";
+import { tempDir } from "../lib/tmp";
+import { fetchFrom, onConsumerMachine, topologyUp } from "../lib/topology";
+import { until } from "../lib/until";
+import { IPERF, iperf, iperfServer } from "./tunnel-measure";
+import { nowMs, round, summarize, writeResults } from "./stats";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../lib/myst-cli";
+
+/**
+ * Every node on its own machine: a provider behind an endpoint-independent home router, a consumer
+ * behind another (a pair that punches a direct path), a consumer whose network drops all UDP, and a
+ * public relay node selling `relay` on port 443. For the same provider: (1) iperf3 through the
+ * tunnel (consumer → internet host, BENCH_SECONDS) direct (punched), relayed over UDP (`--via-relay`)
+ * and relayed over TCP/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
+ * tunnel over BENCH_CONNECTS connects of each. Aims (issue 29): relayed UDP ≥ 0.5× direct; connect
+ * p50 ≤ 1.5 s when a relay is needed.
+ */
+export async function benchRelay(): Promise<void> {
+  const missing = missingE2EPrerequisites();
+  if (!fs.existsSync(IPERF)) missing.push("iperf3");
+  if (!fs.existsSync("/usr/bin/turnserver")) missing.push("turnserver (coturn)");
+  if (missing.length) throw new Error(`the relay benchmark needs: ${missing.join(", ")}`);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+  const connects = Number(process.env.BENCH_CONNECTS ?? 5);
+  buildCli();
+  const [chain, nats, topology] = await Promise.all([
+    testChain(),
+    startNatsServer(),
+    topologyUp({ tag: process.env.BENCH_TAG ?? "brly", consumers: 2, relays: 1, nat: { provider: "eim", consumer: ["eim", "udp-blocked"] } }),
+  ]);
+  const dirs = [tempDir("myst-brly-p-"), tempDir("myst-brly-r-"), tempDir("myst-brly-c-"), tempDir("myst-brly-b-")];
+  const background: ReturnType<typeof mystBackground>[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    const base = cliEnv(chain, nats.url, await freePort());
+    for (const d of dirs) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
+    for (const d of dirs.slice(2)) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "20", "1");
+    background.push(await startCliDiscovery(base));
+    const machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "warn" };
+    const env = (i: number) => ({ ...machine, MYST_DATA_DIR: dirs[i].dir });
+    const json = async (i: number, args: string[], netns: string) => {
+      const r = await myst([...args, "--json"], env(i), 120_000, { netns });
+      if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    };
+    const daemon = async (i: number, netns: string) => {
+      const d = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], env(i), { netns });
+      background.push(d);
+      await until(() => d.output().includes("REST API:") || d.child.exitCode !== null, "a daemon to listen");
+      if (d.child.exitCode !== null) throw new Error(`a daemon exited: ${d.output()}`);
+    };
+    const nat = topology.nat!;
+    await daemon(0, topology.provider);
+    await json(
+      0,
+      ["service", "start", "wireguard", "--public-ip", nat.publicAddressOf(topology.provider), "--country", "DE", "--device", `mwp${topology.tag}`],
+      topology.provider,
+    );
+    await daemon(1, topology.relays[0]);
+    await json(1, ["service", "start", "relay", "--public-ip", topology.relayAddressOf(0), "--port", "443", "--country", "DE"], topology.relays[0]);
+    await daemon(2, topology.consumers[0]);
+    await daemon(3, topology.consumers[1]);
+    children.push(iperfServer(topology.internet, topology.internetAddress));
+    await until(async () => (await json(2, ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 1, "the relay in discovery");
+
+    const modes = [
+      { name: "direct (punched)", consumer: 2, netns: topology.consumers[0], args: [] as string[] },
+      { name: "relayed over UDP", consumer: 2, netns: topology.consumers[0], args: ["--via-relay"] },
+      { name: "relayed over TCP/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
+    ];
+    const results: { name: string; path: string; mbps: number; connect: ReturnType<typeof summarize> }[] = [];
+    for (const m of modes) {
+      console.log(`${m.name}…`);
+      const samples: number[] = [];
+      let path = "";
+      let mbps = 0;
+      for (let k = 0; k < connects; k++) {
+        const started = nowMs();
+        const connected = await json(m.consumer, ["connect", "--service", "wireguard", "--country", "DE", ...m.args], m.netns);
+        await until(() => fetchFrom(topology, m.netns, topology.internetUrl, 2000) === nat.publicAddressOf(topology.provider), "the first byte", 30_000);
+        samples.push(nowMs() - started);
+        path = `${connected.path.tunnel}${connected.path.relay ? ` over ${connected.path.relay.transport}` : ""}`;
+        if (k === 0) mbps = iperf(topology, m.netns, topology.internetAddress, seconds);
+        await json(m.consumer, ["disconnect"], m.netns);
+      }
+      results.push({ name: m.name, path, mbps, connect: summarize(samples) });
+    }
+    const direct = results[0].mbps;
+    writeResults("relay", { seconds, connects, results, ratios: results.map((r) => ({ name: r.name, vsDirect: round(r.mbps / direct, 2) })) }, [
+      ["path (one provider, behind an endpoint-independent home router)", "as measured", "iperf3 Mbit/s", "vs direct", "connect → first byte p50 / p99 (ms)"],
+      ...results.map((r) => [
+        r.name,
+        r.path,
+        String(round(r.mbps, 1)),
+        `${round(r.mbps / direct, 2)}×`,
+        `${Math.round(r.connect.p50)} / ${Math.round(r.connect.p99)} (n=${r.connect.n})`,
+      ]),
+    ]);
+  } finally {
+    await Promise.all(children.map((c) => stopChild(c)));
+    await Promise.all(background.map((b) => b.stop()));
+    await topology.down();
+    await Promise.all([chain.stop(), nats.stop()]);
+    for (const d of dirs) d.cleanup();
+  }
+}

@@ -1,0 +1,204 @@
+import { expect } from "chai";
+import { testChain, freePort, type LocalChain } from "../../scripts/lib/local-chain";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
+import { tempDir } from "../../scripts/lib/tmp";
+import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+
+const GiB = 1n << 30n;
+const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST
+
+/**
+ * Relays (issue 29), every node on its own machine: a provider behind a symmetric NAT, a consumer
+ * behind another symmetric NAT (no punch can join them) and a consumer whose network lets no UDP
+ * out but DNS, two public relay nodes selling `relay` (Debian's coturn) on port 443 at different
+ * prices. WireGuard runs end to end through the relay; the relay is paid from the consumer's one
+ * vault, like the provider; a consumer that cannot pay the relay gets no credential.
+ */
+describe("e2e: relays (coturn) join pairs no punch can", function () {
+  this.timeout(300_000);
+  let chain: LocalChain;
+  let nats: NatsServer;
+  let topology: Topology;
+  let machine: NodeJS.ProcessEnv;
+  const background: ReturnType<typeof mystBackground>[] = [];
+  const dirs = {
+    provider: tempDir("myst-relay-p-"),
+    relays: [tempDir("myst-relay-r0-"), tempDir("myst-relay-r1-")],
+    symmetric: tempDir("myst-relay-cs-"),
+    blocked: tempDir("myst-relay-cb-"),
+    unpaid: tempDir("myst-relay-cu-"),
+  };
+  const relayIds: string[] = [];
+  const relayDaemons: ReturnType<typeof mystBackground>[] = [];
+
+  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
+    const r = await myst([...args, "--json"], env, 120_000, { netns });
+    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const envOf = (d: { dir: string }) => ({ ...machine, MYST_DATA_DIR: d.dir });
+
+  async function daemon(env: NodeJS.ProcessEnv, netns: string, extra: string[] = []): Promise<ReturnType<typeof mystBackground>> {
+    const d = mystBackground(["daemon", "--api-port", "0", ...extra], env, { netns });
+    background.push(d);
+    await until(() => d.output().includes("REST API:") || d.child.exitCode !== null, "a daemon to listen");
+    expect(d.child.exitCode, d.output()).to.equal(null);
+    return d;
+  }
+
+  before(async function () {
+    requireE2E(this);
+    buildCli();
+    [chain, nats, topology] = await Promise.all([
+      testChain(),
+      startNatsServer(),
+      topologyUp({ consumers: 2, relays: 2, nat: { provider: "symmetric", consumer: ["symmetric", "udp-blocked"] } }),
+    ]);
+    const base = cliEnv(chain, nats.url, await freePort());
+    const all = [dirs.provider, ...dirs.relays, dirs.symmetric, dirs.blocked, dirs.unpaid];
+    for (const d of all) {
+      const id = await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
+      if (dirs.relays.includes(d)) relayIds.push(id.toLowerCase());
+    }
+    for (const d of [dirs.symmetric, dirs.blocked]) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
+    background.push(await startCliDiscovery(base));
+    machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
+
+    // The provider asks no deposit (so a consumer with none gets past it and meets the relay's own check).
+    await daemon(envOf(dirs.provider), topology.provider, ["--invoice-every", "1", "--min-vault-balance", "0", "--min-escrow", "0"]);
+    const nat = topology.nat!;
+    await json(
+      envOf(dirs.provider),
+      ["service", "start", "wireguard", "--public-ip", nat.publicAddressOf(topology.provider), "--country", "DE", "--device", `mwp${topology.tag}`],
+      topology.provider,
+    );
+    // Two relays on port 443, the first cheaper: the consumers must pick it.
+    for (const [i, d] of dirs.relays.entries()) {
+      relayDaemons.push(await daemon(envOf(d), topology.relays[i], ["--invoice-every", "1"]));
+      await json(
+        envOf(d),
+        [
+          "service",
+          "start",
+          "relay",
+          "--public-ip",
+          topology.relayAddressOf(i),
+          "--port",
+          "443",
+          "--country",
+          "DE",
+          "--price-per-gib",
+          i === 0 ? "0.1" : "0.2",
+        ],
+        topology.relays[i],
+      );
+    }
+    await until(
+      async () => (await json(envOf(dirs.symmetric), ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 2,
+      "both relays in discovery",
+    );
+  });
+
+  after(async function () {
+    await Promise.all(background.map((b) => b.stop()));
+    await topology?.down();
+    await Promise.all([chain?.stop(), nats?.stop()]);
+    for (const d of [dirs.provider, ...dirs.relays, dirs.symmetric, dirs.blocked, dirs.unpaid]) d.cleanup();
+  });
+
+  let consumerDaemon: ReturnType<typeof mystBackground>;
+
+  it("symmetric × symmetric: relayed over UDP through the cheapest relay; the internet sees the provider; the relay is paid for the bytes it carried", async function () {
+    const netns = topology.consumers[0];
+    const env = envOf(dirs.symmetric);
+    consumerDaemon = await daemon(env, netns);
+    const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
+    expect(connected.state).to.equal("connected");
+    expect(connected.path).to.deep.include({ tunnel: "relayed" });
+    expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "udp" });
+    expect(connected.path.relay.provider.toLowerCase()).to.equal(relayIds[0]);
+    expect(fetchFrom(topology, netns, topology.internetUrl)).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    expect(downloadFrom(topology, netns, `${topology.internetUrl}?bytes=20000000`, 60_000)).to.equal(20_000_000);
+    const human = await myst(["status"], env, 30_000, { netns });
+    expect(human.stdout).to.match(/relayed via 0x[0-9a-fA-F]{40} over UDP\/443/);
+    // The relay invoices what coturn counted; the consumer promises within its own meter of the relay.
+    const paid = await until(
+      async () => {
+        const s = await json(env, ["status"], netns);
+        return BigInt(s.path.relayPromisedWei ?? "0") * GiB >= 15_000_000n * RELAY_PRICE_PER_GIB && s;
+      },
+      "the consumer to pay the relay for most of 20 MB",
+      30_000,
+    );
+    const ended = await json(env, ["disconnect"], netns);
+    const relayBytes = BigInt(ended.path.relayBytes);
+    expect(relayBytes > 20_000_000n).to.equal(true);
+    const promised = BigInt(ended.path.relayPromisedWei);
+    expect(promised >= BigInt(paid.path.relayPromisedWei)).to.equal(true);
+    // Within the invoice tolerance of the consumer's meter (25 %), and not far under it either.
+    const byMeter = (relayBytes * RELAY_PRICE_PER_GIB) / GiB;
+    expect(Number(promised) / Number(byMeter)).to.be.within(0.6, 1.25);
+    // The relay holds those promises (its earnings), and the provider was paid too, from the same vault.
+    const relayEarnings = await until(async () => {
+      const e = await json(envOf(dirs.relays[0]), ["earnings"], topology.relays[0]);
+      return BigInt(e.unsettledWei) + BigInt(e.settledWei) >= promised && e;
+    }, "the relay to hold the consumer's promises");
+    expect(BigInt(relayEarnings.unsettledWei) + BigInt(relayEarnings.settledWei) >= promised).to.equal(true);
+    expect(BigInt(ended.promisedWei) > 0n).to.equal(true);
+  });
+
+  it("a consumer whose network drops all UDP: relayed over TCP/443; the internet sees the provider", async function () {
+    const netns = topology.consumers[1];
+    const env = envOf(dirs.blocked);
+    const d = await daemon(env, netns);
+    const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
+    expect(connected.path).to.deep.include({ tunnel: "relayed" });
+    expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "tcp" });
+    expect(fetchFrom(topology, netns, topology.internetUrl), d.output().slice(-4000)).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    expect(downloadFrom(topology, netns, `${topology.internetUrl}?bytes=3000000`, 60_000)).to.equal(3_000_000);
+    await json(env, ["disconnect"], netns);
+  });
+
+  it("a consumer that cannot pay the relay gets no credential: no relay session, NO_RELAY with the relay's refusal", async function () {
+    const netns = topology.consumers[0];
+    const env = envOf(dirs.unpaid);
+    const d = await daemon(env, netns);
+    const r = await myst(["connect", "--service", "wireguard", "--country", "DE", "--json"], env, 120_000, { netns });
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.include("no relay joined us");
+    expect(r.stderr).to.include("PAYMENT_NOT_COVERED");
+    const status = await json(env, ["status"], netns);
+    expect(status.connection?.lastFailure ?? status.lastFailure).to.deep.include({ code: "NO_RELAY" });
+    await d.stop();
+  });
+
+  it("a relay that dies mid-session: the same session moves to the other relay and carries traffic again", async function () {
+    const netns = topology.consumers[0];
+    const env = envOf(dirs.symmetric);
+    const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
+    expect(connected.path.relay.provider.toLowerCase()).to.equal(relayIds[0]);
+    const seen = () => fetchFrom(topology, netns, topology.internetUrl, 1000);
+    expect(seen()).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    // The relay's machine dies: its daemon is killed, and coturn with it (its parent-death signal).
+    const killedAt = Date.now();
+    relayDaemons[0].child.kill("SIGKILL");
+    await until(
+      () => seen() === topology.nat!.publicAddressOf(topology.provider) && Date.now() - killedAt > 1500,
+      "traffic back through the other relay",
+      60_000,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}\nconsumer: ${consumerDaemon.output().slice(-4000)}`);
+    });
+    const backMs = Date.now() - killedAt;
+    const moved = await until(async () => {
+      const s = await json(env, ["status"], netns);
+      return s.path?.relay?.provider?.toLowerCase() === relayIds[1] && s;
+    }, "the status to name the other relay");
+    expect(moved).to.include({ state: "connected", sessionId: connected.sessionId });
+    console.log(`      traffic back ${backMs} ms after the relay died (issue 29 aims at 5 s; timings belong in the benchmark)`);
+    await json(env, ["disconnect"], netns);
+  });
+});
