@@ -4,6 +4,8 @@ import { IdentityRegistryClient } from "../chain/registry";
 import { Broker } from "../broker/broker";
 import type { MystConfig } from "../config/config";
 import { JetStreamProposalStore } from "../discovery/jetstream-store";
+import { JetStreamReceiptStore } from "../discovery/receipt-store";
+import { promiseCheckOf } from "../quality/score";
 import { loadReplicaKey } from "../discovery/record-mark";
 import { DiscoveryService } from "../discovery/server";
 import { SignatureWorkers } from "../discovery/signature-workers";
@@ -42,6 +44,11 @@ export async function startDiscoveryReplica(config: MystConfig, log: Logger, o: 
     host: o.host,
     port: o.port,
     maxServiceTypesPerProvider: config.maxServiceTypesPerProvider,
+    // Receipts in their own stream beside the index; a promise weighs only in this chain's vault.
+    quality: {
+      promiseCheck: promiseCheckOf(conn.chainId, conn.deployment.contracts.ConsumerVault),
+      store: new JetStreamReceiptStore({ servers: config.brokerUrls, credentials, replicas: o.replicas, log }),
+    },
     log,
   });
   const chain: Startable = { start: () => undefined, stop: () => conn.close() };

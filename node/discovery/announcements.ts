@@ -10,6 +10,8 @@ export const DISCOVERY_SUBJECTS = {
   register: "myst.discovery.register",
   ping: "myst.discovery.ping",
   unregister: "myst.discovery.unregister",
+  /** A consumer's signed session receipt (node/quality/receipt.ts); no reply. */
+  receipt: "myst.discovery.receipt",
 } as const;
 
 /** `{"unregister": "<JSON {provider, serviceType, at}>", "signature": "0x…"}`, signed by the provider. */

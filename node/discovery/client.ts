@@ -71,6 +71,8 @@ export class DiscoveryClient {
     if (filter.maxPricePerGiB !== undefined) q.set("max_price_per_gib", filter.maxPricePerGiB.toString());
     if (filter.minBandwidthMbps !== undefined) q.set("min_bandwidth", String(filter.minBandwidthMbps));
     for (const id of filter.providerIds ?? []) q.append("provider_id", id);
+    if (filter.minQuality !== undefined) q.set("min_quality", String(filter.minQuality));
+    if (filter.sort) q.set("sort", filter.sort);
     if (page.limit) q.set("limit", String(page.limit));
     if (page.cursor) q.set("cursor", page.cursor);
     const body = (await this.#get(`/v1/proposals?${q}`)) as { proposals: { signed: unknown }[]; next_cursor: string | null };

@@ -5,10 +5,11 @@ import { discoveryStatusOf } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { createJsonApp, ErrorBody } from "../http/app";
 import type { Logger } from "../log/logger";
-import { FilterError, parseFilter } from "../proposal/filter";
+import { FilterError, parseFilter, type ProposalFilter } from "../proposal/filter";
 import { ProposalSchema, SignedProposalSchema } from "../proposal/proposal";
 import { Address } from "../values/schemas";
-import type { ProposalIndex, UpsertResult } from "./index";
+import type { IndexEntry, ProposalIndex, UpsertResult } from "./index";
+import type { QualityBook } from "./quality";
 
 /** Asked of a replica that is still loading the shared index: it answers once it is warm. */
 export class DiscoveryNotReadyError extends MystError {
@@ -28,6 +29,10 @@ export interface DiscoveryHealth {
 export interface DiscoveryReplicaView {
   readonly ready: boolean;
   readonly index: ProposalIndex;
+  /** Receipts and scores (docs/quality.md). */
+  readonly quality: QualityBook;
+  /** Takes a signed receipt posted over HTTP. */
+  postReceipt(body: unknown): Promise<"stored" | "duplicate">;
   readonly metrics: Registry;
   /** Verifies and writes a posted proposal (and tells the other replicas when the store is not shared). */
   post(body: unknown): Promise<UpsertResult>;
@@ -42,7 +47,18 @@ export interface DiscoveryHttpOptions {
   log: Logger;
 }
 
-const Item = Type.Object({ signed: SignedProposalSchema, proposal: ProposalSchema });
+const QualityOfItem = Type.Object(
+  {
+    score: Type.Union([Type.Number(), Type.Null()], { description: "0–100, null: unrated (no receipt backed by a promise yet)" }),
+    receipts: Type.Integer(),
+  },
+  { description: "discovery's quality score of the provider's service (docs/quality.md); recompute it from GET /v1/quality/{provider}" },
+);
+const Item = Type.Object({ signed: SignedProposalSchema, proposal: ProposalSchema, quality: Type.Optional(QualityOfItem) });
+const SignedReceiptBody = Type.Object(
+  { receipt: Type.String({ maxLength: 1024 }), signature: Type.String({ pattern: "^0x[0-9a-fA-F]{128}$" }) },
+  { additionalProperties: false },
+);
 const Query = Type.Object(
   {
     service_type: Type.Optional(Type.String({ description: "e.g. openvpn" })),
@@ -55,6 +71,8 @@ const Query = Type.Object(
     max_price_per_gib: Type.Optional(Type.String({ description: "wei" })),
     min_bandwidth: Type.Optional(Type.String({ description: "Mbit/s" })),
     provider_id: Type.Optional(Type.Array(Type.String(), { description: "repeatable, or comma-separated" })),
+    min_quality: Type.Optional(Type.String({ description: "0–100: leave out rated providers scoring below it (unrated ones stay)" })),
+    sort: Type.Optional(Type.String({ description: "quality: best score first, unrated providers at the neutral 50" })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
     cursor: Type.Optional(Type.String({ maxLength: 256, description: "next_cursor of the previous page" })),
   },
@@ -90,14 +108,16 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       const { limit, cursor, ...filters } = req.query;
       const filter = parseFilter(filters as Record<string, string | string[]>);
       let after: string | undefined;
+      const ranked = filter.sort === "quality" || filter.minQuality !== undefined;
       if (cursor !== undefined) {
         after = Buffer.from(cursor, "base64url").toString("utf8");
-        if (!/^0x[0-9a-f]{40}\/[a-z0-9-]+$/.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
+        const form = ranked ? /^q:[0-9]{1,9}$/ : /^0x[0-9a-f]{40}\/[a-z0-9-]+$/;
+        if (!form.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
       }
-      const page = replica.index.query(filter, limit ?? 100, after);
+      const page = ranked ? rankedPage(replica, filter, limit ?? 100, after) : replica.index.query(filter, limit ?? 100, after);
       // Built from the stored text: the proposals are not parsed and re-serialized per query.
       const next = page.next === null ? "null" : `"${Buffer.from(page.next).toString("base64url")}"`;
-      const body = `{"proposals":[${page.entries.map((e) => e.json()).join(",")}],"next_cursor":${next}}`;
+      const body = `{"proposals":[${page.entries.map((e) => withQuality(replica.quality, e)).join(",")}],"next_cursor":${next}}`;
       end();
       // The typed reply wants the object; the schema still documents it (OpenAPI), the text is the same JSON.
       return reply.type("application/json; charset=utf-8").send(body as never);
@@ -143,6 +163,62 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
       const result = await replica.post(req.body);
       return reply.status(result === "added" ? 201 : 200).send({ result });
+    },
+  );
+
+  app.post(
+    "/v1/receipts",
+    {
+      schema: {
+        summary: "Take a consumer's signed session receipt (docs/quality.md)",
+        body: SignedReceiptBody,
+        response: {
+          200: Type.Object({ result: Type.String() }),
+          201: Type.Object({ result: Type.String() }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+          413: ErrorBody,
+          429: ErrorBody,
+        },
+      },
+    },
+    async (req, reply) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const result = await replica.postReceipt(req.body);
+      return reply.status(result === "stored" ? 201 : 200).send({ result });
+    },
+  );
+
+  app.get(
+    "/v1/quality/:provider",
+    {
+      schema: {
+        summary: "A provider's quality: its score per service type, the failing stages in words, and the raw signed receipts to recompute it",
+        params: Type.Object({ provider: Address }),
+        querystring: Type.Object({ service_type: Type.Optional(Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" })) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({
+            provider: Type.String(),
+            periodHours: Type.Integer(),
+            reports: Type.Array(Type.Object({}, { additionalProperties: true })),
+            receipts: Type.Array(Type.Object({ serviceType: Type.String(), signed: SignedReceiptBody })),
+          }),
+        },
+      },
+    },
+    async (req) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const q = replica.quality;
+      const provider = req.params.provider.toLowerCase();
+      const types = req.query.service_type ? [req.query.service_type] : q.serviceTypes(provider);
+      const periodHours = q.periodHours;
+      return {
+        provider,
+        periodHours,
+        reports: types.map((t) => q.report(provider, t, periodHours)) as unknown as Record<string, unknown>[],
+        receipts: q.receipts(provider, req.query.service_type),
+      };
     },
   );
 
@@ -192,4 +268,28 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
 
   await app.ready();
   return app;
+}
+
+/** An entry's JSON with discovery's score of it. */
+function withQuality(q: QualityBook, e: IndexEntry): string {
+  const s = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
+  return `${e.json().slice(0, -1)},"quality":{"score":${s?.score ?? null},"receipts":${s?.receipts ?? 0}}}`;
+}
+
+/**
+ * A page of proposals ranked by quality (best first; unrated at the neutral score, so a new provider
+ * is neither hidden nor first), rated ones below `minQuality` left out; the cursor is an offset.
+ */
+function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit: number, after?: string): { entries: IndexEntry[]; next: string | null } {
+  const q = replica.quality;
+  const offset = after ? Number(after.slice(2)) : 0;
+  const list: { e: IndexEntry; rank: number }[] = [];
+  for (const e of replica.index.matching(filter)) {
+    const rated = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
+    if (filter.minQuality !== undefined && rated?.score != null && rated.score < filter.minQuality) continue;
+    list.push({ e, rank: rated?.rank ?? 50 });
+  }
+  if (filter.sort === "quality") list.sort((a, b) => b.rank - a.rank || (a.e.key < b.e.key ? -1 : 1));
+  const entries = list.slice(offset, offset + limit).map((x) => x.e);
+  return { entries, next: offset + limit < list.length ? `q:${offset + limit}` : null };
 }

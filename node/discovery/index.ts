@@ -269,6 +269,16 @@ export class ProposalIndex {
     return { entries, next: more ? entries[entries.length - 1].key : null };
   }
 
+  /** Every live proposal matching `filter`, in key order (the smallest bucket walked): what a ranked query sorts. */
+  *matching(filter: ProposalFilter, now = Date.now()): Generator<IndexEntry> {
+    const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
+    const walk = this.#candidates(filter).after(undefined);
+    for (let step = walk.next(); !step.done; step = walk.next()) {
+      const e = step.value;
+      if (e.liveUntil > now && matches(e, filter, providers)) yield e;
+    }
+  }
+
   /** Unlists what expired and forgets what the store forgot; returns how many were unlisted. */
   sweep(now = Date.now()): number {
     const expired = [...this.#all].filter((e) => e.liveUntil <= now);

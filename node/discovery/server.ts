@@ -13,6 +13,9 @@ import { RecordRejected, verifyStoredRecord } from "./record-check";
 import { RecordMarker } from "./record-mark";
 import { SignatureWorkers } from "./signature-workers";
 import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
+import { QualityBook } from "./quality";
+import { LocalReceiptStore, type ReceiptLimits, type ReceiptStore } from "./receipt-store";
+import type { PromiseCheck, ScoreParams } from "../quality/score";
 
 /** A replica already verifying as many announcements as it allows at once. */
 export class DiscoveryBusyError extends MystError {
@@ -51,6 +54,12 @@ export interface DiscoveryServiceOptions {
   maxServiceTypesPerProvider?: number;
   log?: Logger;
   version?: string;
+  /**
+   * Receipts and scores (docs/quality.md). `promiseCheck` checks a receipt's promise in the vault's
+   * EIP-712 domain (without one, no receipt weighs anything); `store`: where receipts live (default in
+   * this process; a JetStreamReceiptStore shares them between replicas).
+   */
+  quality?: { promiseCheck?: PromiseCheck; store?: ReceiptStore; params?: ScoreParams; limits?: ReceiptLimits; perSignerPerHour?: number };
 }
 
 /** NATS queue group of the replicas on a shared store: each announcement reaches one of them. */
@@ -64,6 +73,7 @@ export const DISCOVERY_QUEUE = "myst-discovery";
  */
 export class DiscoveryService {
   readonly index: ProposalIndex;
+  readonly quality: QualityBook;
   readonly metrics = new Registry();
   readonly store: ProposalStore;
   readonly #o: DiscoveryServiceOptions;
@@ -105,6 +115,12 @@ export class DiscoveryService {
     labelNames: ["source", "result"],
     registers: [this.metrics],
   });
+  readonly #receipts = new Counter({
+    name: "myst_discovery_receipts_total",
+    help: "session receipts by source and result (stored, duplicate, or the rejection's code)",
+    labelNames: ["source", "result"],
+    registers: [this.metrics],
+  });
   readonly #queries = new Histogram({
     name: "myst_discovery_query_seconds",
     help: "query handling time",
@@ -119,6 +135,16 @@ export class DiscoveryService {
     this.#workers = options.signatureWorkers ?? new SignatureWorkers();
     if (options.replicaKey) this.#marker = new RecordMarker(options.replicaKey);
     this.index = new ProposalIndex(options.ttlMs ?? 90_000, options.maxProposals, options.maxServiceTypesPerProvider);
+    const q = options.quality ?? {};
+    this.quality = new QualityBook({
+      directory: options.directory,
+      promiseCheck: q.promiseCheck ?? (() => false),
+      store: q.store ?? new LocalReceiptStore(q.limits),
+      params: q.params,
+      limits: q.limits,
+      perSignerPerHour: q.perSignerPerHour,
+      log: this.#log,
+    });
     const index = this.index;
     new Gauge({
       name: "myst_discovery_proposals",
@@ -153,6 +179,18 @@ export class DiscoveryService {
   /** Resolves once the replica is ready. */
   whenReady(): Promise<void> {
     return this.#ready ? Promise.resolve() : new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  /** A signed receipt from a consumer (NATS or HTTP): verified, deduplicated, limited per signer, stored. */
+  async #takeReceipt(input: unknown, source: "nats" | "http"): Promise<"stored" | "duplicate"> {
+    try {
+      const result = await this.quality.ingest(input);
+      this.#receipts.inc({ source, result });
+      return result;
+    } catch (err) {
+      this.#receipts.inc({ source, result: isMystError(err) ? err.code : "INTERNAL" });
+      throw err;
+    }
   }
 
   /** Verifies one signed proposal (from any source) and writes it to the store. */
@@ -202,6 +240,8 @@ export class DiscoveryService {
           return service.ready;
         },
         index: this.index,
+        quality: this.quality,
+        postReceipt: (body) => this.#takeReceipt(body, "http"),
         metrics: this.metrics,
         post: async (body) => {
           const result = await this.ingest(body, "http");
@@ -219,6 +259,7 @@ export class DiscoveryService {
     this.#log.info({ url: this.#url }, "discovery listening; loading the index");
 
     const t0 = Date.now();
+    await this.quality.start();
     this.index.beginBulk();
     try {
       await this.store.watch(
@@ -234,6 +275,7 @@ export class DiscoveryService {
     await this.#o.broker.flush();
     this.#sweeper = setInterval(() => {
       this.index.sweep();
+      this.quality.sweep();
       void this.#checkStore();
     }, 1000).unref();
     this.#ready = true;
@@ -248,6 +290,7 @@ export class DiscoveryService {
     await this.#app?.close();
     this.#app = undefined;
     await this.store.stop();
+    await this.quality.stop();
     await this.#workers.stop();
   }
 
@@ -409,6 +452,17 @@ export class DiscoveryService {
     this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.register, (d, r) => void onAnnounce(d, r), queue));
     this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.ping, (d, r) => void onAnnounce(d, r), queue));
     this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.unregister, (d, r) => void onUnregister(d, r), queue));
+    // Receipts: fire and forget (no reply); a rejected one is counted, not answered.
+    this.#subs.push(
+      broker.subscribe(
+        DISCOVERY_SUBJECTS.receipt,
+        (d) => {
+          if (d.length > 4096) return void this.#receipts.inc({ source: "nats", result: "RECEIPT_TOO_LARGE" });
+          void this.#takeReceipt(parseJson(d), "nats").catch(() => undefined);
+        },
+        this.quality.shared ? { queue: DISCOVERY_QUEUE } : {},
+      ),
+    );
   }
 
   /** `/health`'s view of the broker and the store. */

@@ -38,6 +38,7 @@ export type ErrorModule =
   | "nat"
   | "payments"
   | "proposal"
+  | "quality"
   | "services"
   | "services/controls"
   | "services/openvpn"
@@ -193,6 +194,14 @@ export const ERRORS = {
   RECORD_REJECTED: e("discovery", 422, "a stored record fails the checks an announcement must pass"),
   VERIFIER_FAILED: e("discovery", 422, "the signature worker threads failed"),
   REPLICA_KEY_UNUSABLE: e("discovery", 422, "the replicas' shared key file is too short, or cannot be read or written"),
+
+  // quality (receipts)
+  RECEIPT_MALFORMED: { ...e("quality", 400, "a session receipt is not in its canonical form, or a field is out of range"), discovery: 400 },
+  RECEIPT_TOO_LARGE: { ...e("quality", 413, "a session receipt is larger than 1 KiB"), discovery: 413 },
+  RECEIPT_BAD_SIGNATURE: { ...e("quality", 401, "a session receipt is not signed by its consumer"), discovery: 401 },
+  RECEIPT_UNREGISTERED: { ...e("quality", 403, "a session receipt's consumer is not a registered identity"), discovery: 403 },
+  RECEIPT_STALE: { ...e("quality", 422, "a session receipt was signed in the future or before the store's retention"), discovery: 422 },
+  RECEIPT_FLOOD: d(429, "the receipt's consumer sent more receipts this hour than a replica takes from one signer"),
 
   // session
   ALREADY_CONNECTED: e("session", 409, "the node is connected already"),

@@ -16,6 +16,14 @@ export interface ProposalFilter {
   ipv6?: boolean;
   /** "open": only proposals anyone may use; "allowlist": only those restricted to an allow list. */
   accessPolicy?: "open" | "allowlist";
+  /**
+   * Discovery's opinion, not the proposal's: only providers whose quality score (0–100) is at least
+   * this, unrated ones included (docs/quality.md). A consumer cannot check it from the proposal, so
+   * `matchesFilter` ignores it.
+   */
+  minQuality?: number;
+  /** "quality": best score first, unrated providers at the neutral score (50); default: key order. */
+  sort?: "quality";
 }
 
 export class FilterError extends MystError {
@@ -62,6 +70,8 @@ const FILTER_KEYS = new Set([
   "provider_id",
   "ipv6",
   "access_policy",
+  "min_quality",
+  "sort",
 ]);
 
 /**
@@ -124,6 +134,17 @@ export function parseFilter(query: Record<string, string | string[] | undefined>
   if (access !== undefined) {
     if (access !== "open" && access !== "allowlist") throw new FilterError(`access_policy must be "open" or "allowlist"`);
     f.accessPolicy = access;
+  }
+  const minQuality = one("min_quality");
+  if (minQuality !== undefined) {
+    const n = Number(minQuality);
+    if (!/^\d+(\.\d+)?$/.test(minQuality) || n > 100) throw new FilterError(`min_quality "${minQuality}" is not a score from 0 to 100`);
+    f.minQuality = n;
+  }
+  const sort = one("sort");
+  if (sort !== undefined) {
+    if (sort !== "quality") throw new FilterError(`sort must be "quality"`);
+    f.sort = sort;
   }
   const ids = query.provider_id;
   if (ids !== undefined) {

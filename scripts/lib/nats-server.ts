@@ -19,7 +19,9 @@ export const BROKER_USERS = { node: "myst-node", replica: "myst-discovery", admi
 
 /** What a node needs and nothing more: announce, talk in dialogs, hear its dialogs and its requests' answers. */
 export const NODE_PERMISSIONS = {
-  publish: { allow: ["myst.discovery.register", "myst.discovery.ping", "myst.discovery.unregister", "myst.dialog.*", "myst.inbox.*"] },
+  publish: {
+    allow: ["myst.discovery.register", "myst.discovery.ping", "myst.discovery.unregister", "myst.discovery.receipt", "myst.dialog.*", "myst.inbox.*"],
+  },
   subscribe: { allow: ["myst.dialog.*", "myst.inbox.*", "_INBOX.>"] },
   // Answers go to the reply subject of a message it received, once, and nowhere else.
   allow_responses: true,
@@ -33,7 +35,7 @@ export const NODE_PERMISSIONS = {
  * the bucket 10-40 times slower (100k values: about 100 s instead of 2).
  */
 export const REPLICA_PERMISSIONS = {
-  publish: { allow: ["myst.discovery.>", "$JS.API.>", "$KV.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
+  publish: { allow: ["myst.discovery.>", "myst.receipts.>", "$JS.API.>", "$KV.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
   subscribe: { allow: ["myst.discovery.>", "_INBOX.>"] },
 };
 

@@ -22,7 +22,7 @@ const LAYERS: string[][] = [
   ["dialog"],
   ["broker", "nat"],
 ];
-const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http", "lifecycle"];
+const BASE = ["identity", "proposal", "config", "errors", "log", "values", "store", "chain", "http", "lifecycle", "quality"];
 const ROOT = path.join(__dirname, "..", "..", "node");
 
 /** The folder a path under node/ belongs to: its first segment, or `ops/<group>` inside an operation group. */
