@@ -11,7 +11,7 @@ import { runCommand } from "./run";
 import { daemonCommand } from "./daemon";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
-import { earningsCommand, sessionsCommand } from "./money";
+import { earningsCommand, qualityCommand, sessionsCommand } from "./money";
 import { vaultCommand } from "./vault";
 import { serviceCommand } from "./service";
 import { uiCommand } from "./ui";
@@ -60,6 +60,7 @@ function program(): Command {
   root.addCommand(vaultCommand(context));
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));
+  root.addCommand(qualityCommand(context));
   root.addCommand(uiCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();

@@ -57,3 +57,24 @@ export function sessionsCommand(context: Ctx): Command {
       );
     });
 }
+
+/** `myst quality`: this provider's score and its failing stages in words (docs/quality.md). */
+export function qualityCommand(context: Ctx): Command {
+  return new Command("quality")
+    .description("this provider's quality: its score per service type and each failing stage in words, recomputed from the consumers' signed receipts")
+    .action(async (_opts, cmd: Command) => {
+      const ctx = context(cmd);
+      const q = await ctx.withNode({}, (node) => node.quality());
+      ctx.out.result(q, () =>
+        q.services.length === 0
+          ? [`no receipts about ${q.identity} in the last ${q.periodHours} h (unrated: listed at the neutral score)`]
+          : q.services.flatMap((s) => [
+              `${s.serviceType}: score ${s.score ?? "unrated"} from ${s.receipts} receipts (${s.weighed} backed by a promise)` +
+                (s.successRate === null ? "" : `, success ${Math.round(s.successRate * 100)}%`) +
+                (s.connectMs === null ? "" : `, connect ${s.connectMs} ms`) +
+                (s.bandwidthRatio === null ? "" : `, ${Math.round(s.bandwidthRatio * 100)}% of the advertised bandwidth`),
+              ...s.words.map((w) => `  ${w}`),
+            ]),
+      );
+    });
+}

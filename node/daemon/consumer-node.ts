@@ -21,6 +21,10 @@ import { RelayConsumerService, type RelayTunnel } from "../services/relay/consum
 
 /** How many relays a connect tries before it gives up. */
 const RELAYS_TRIED = 3;
+import crypto from "node:crypto";
+import type { OwnReceipts } from "../store/own-receipts";
+import type { Stage } from "../quality/receipt";
+import { checkSize, ConsumerReceipts, failedAttempt, type PendingReceipt, sessionReceipt, stageOfCheck, stageOfError } from "./consumer-receipts";
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
@@ -45,6 +49,8 @@ export interface ConsumerNodeOptions {
   direct?: DirectPeering;
   /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
   promises?: IssuedPromiseStore;
+  /** Where its own session receipts are kept (docs/quality.md): the evidence it prefers when it picks a provider. */
+  receipts?: OwnReceipts;
   log?: Logger;
 }
 
@@ -64,6 +70,19 @@ export interface ConnectTarget {
   alongside?: boolean;
   /** Through a relay even when a direct path may exist. */
   viaRelay?: boolean;
+  /**
+   * Without a provider: how long the connect may try candidates, one after another, when a stage
+   * fails (docs/quality.md). Default 30 s; at most `maxCandidates` (default 5) are tried.
+   */
+  budgetMs?: number;
+  maxCandidates?: number;
+}
+
+/** A candidate that failed during one connect, before the one that worked. */
+export interface FailedCandidate {
+  provider: string;
+  stage: Stage;
+  message: string;
 }
 
 export interface Connection {
@@ -72,6 +91,8 @@ export interface Connection {
   proposal: FoundProposal;
   /** ms spent in each phase: discovery lookup, negotiation (create → accepted), tunnel up, confirm. */
   phases: { discovery: number; negotiation: number; tunnel: number; confirm: number };
+  /** Candidates that failed first in the same connect (fallback). */
+  fellOver: FailedCandidate[];
 }
 
 /** A running consumer: finds proposals in discovery, negotiates sessions, holds the tunnel. */
@@ -83,6 +104,7 @@ export class ConsumerNode {
   readonly discovery: DiscoveryClient;
   readonly vault?: ConsumerVaultClient;
   readonly promises?: ConsumerPromises;
+  readonly receipts: ConsumerReceipts;
   current?: Connection;
   /** Connections beside the current one (the proxy's, each on its own port), until their sessions end. */
   readonly alongside = new Set<Connection>();
@@ -100,6 +122,7 @@ export class ConsumerNode {
       this.vault = new ConsumerVaultClient(o.conn);
       this.promises = new ConsumerPromises(o.key, this.vault, o.promises);
     }
+    this.receipts = new ConsumerReceipts({ key: o.key, discovery: this.discovery, promises: this.promises, own: o.receipts, log });
   }
 
   async start(): Promise<void> {
@@ -116,36 +139,89 @@ export class ConsumerNode {
     await this.#broker.stop();
   }
 
+  /**
+   * Connects to the provider named, or to the best match of the filters: candidates in order of the
+   * consumer's own evidence, then discovery's quality score, then price; when a stage fails (no
+   * answer, refused, no tunnel, no first byte, a tenth of the bandwidth), the next candidate, until
+   * one works or the budget is spent. Every attempt ends in a signed receipt (docs/quality.md).
+   */
   async connect(target: ConnectTarget): Promise<Connection> {
     if (!target.alongside && this.current && this.current.session.state !== "ended")
       throw new SessionError("ALREADY_CONNECTED", `already connected (session ${this.current.session.id})`);
     const t0 = Date.now();
-    const found = await this.#find(target);
+    const candidates = target.provider ? [await this.#find(target)] : await this.#candidates(target);
     const t1 = Date.now();
-    // Nothing on chain here: the consumer's one vault pays any provider, one never used before included.
-    const session = await this.sessions.connect({
-      proposal: found.signed,
-      service: target.service,
-      maxPrice: priceLimit(target.filter),
-      protection: target.protection,
-      relay: (o) => this.#openRelay(o, target.filter),
-      ...(target.viaRelay ? { viaRelay: true } : {}),
-    });
-    const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
-    payments?.start();
-    const t = session.timings;
-    const connection: Connection = {
-      session,
-      payments,
-      proposal: found,
-      phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
-    };
-    if (target.alongside) {
-      this.alongside.add(connection);
-      void session.ended.then(() => this.alongside.delete(connection));
-    } else this.current = connection;
-    this.#record(connection);
-    return connection;
+    const deadline = t0 + (target.budgetMs ?? 30_000);
+    const failed: PendingReceipt[] = [];
+    const fellOver: FailedCandidate[] = [];
+    let lastError: unknown;
+    for (const found of candidates.slice(0, target.provider ? 1 : (target.maxCandidates ?? 5))) {
+      const left = deadline - Date.now();
+      if (fellOver.length > 0 && left < 1000) break;
+      const attemptStarted = Date.now();
+      let session: ConsumerSession;
+      try {
+        // Nothing on chain here: the consumer's one vault pays any provider, one never used before included.
+        session = await this.sessions.connect({
+          proposal: found.signed,
+          service: target.service,
+          maxPrice: priceLimit(target.filter),
+          protection: target.protection,
+          relay: (o) => this.#openRelay(o, target.filter),
+          ...(target.viaRelay ? { viaRelay: true } : {}),
+          ...(target.provider ? {} : { timeoutMs: Math.max(1000, Math.min(10_000, left)) }),
+        });
+      } catch (err) {
+        if (!providerFault(err)) throw err;
+        lastError = err;
+        const outcome = stageOfError(err);
+        failed.push(failedAttempt(found, outcome, `a-${crypto.randomBytes(8).toString("hex")}`, attemptStarted));
+        fellOver.push({ provider: found.proposal.provider, stage: outcome.failed ?? "dialog", message: (err as Error).message });
+        this.o.log?.info({ provider: found.proposal.provider, stage: outcome.failed, err: (err as Error).message }, "candidate failed; trying the next");
+        continue;
+      }
+      const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
+      payments?.start();
+      // The stages after the tunnel: a first byte and a short throughput test, where the tunnel can.
+      const advertised = found.proposal.bandwidthMbps;
+      const check = session.tunnel.check ? await session.tunnel.check(checkSize(advertised)).catch(() => undefined) : undefined;
+      const outcome = session.tunnel.check ? stageOfCheck(check ?? { firstByteMs: null, bytes: 0, ms: 0 }, advertised) : stageOfCheck(undefined, advertised);
+      const t = session.timings;
+      const pending = sessionReceipt(found, { id: session.id, path: session.path.tunnel, connectMs: t.tunnelUp - t.started }, outcome, check);
+      if (outcome.failed && !target.provider) {
+        fellOver.push({ provider: found.proposal.provider, stage: outcome.failed, message: `the ${outcome.failed} check failed` });
+        lastError = new SessionError("STAGE_FAILED", `provider ${found.proposal.provider} failed the ${outcome.failed} check`);
+        await session.destroy(`the ${outcome.failed} check failed`);
+        failed.push({ ...pending, durationMs: Date.now() - attemptStarted });
+        continue;
+      }
+      const connection: Connection = {
+        session,
+        payments,
+        proposal: found,
+        phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
+        fellOver,
+      };
+      if (target.alongside) {
+        this.alongside.add(connection);
+        void session.ended.then(() => this.alongside.delete(connection));
+      } else this.current = connection;
+      this.#record(connection);
+      // The receipts are signed when the session ends: then its money is known, and backs the failures too.
+      void session.ended.then(async () => {
+        const stats = session.tunnel.stats();
+        const promisedWei = payments?.promised ?? 0n;
+        await this.receipts.write(pending, { promisedWei, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, durationMs: Date.now() - t.confirmed });
+        for (const f of failed) await this.receipts.write(f);
+      });
+      return connection;
+    }
+    for (const f of failed) void this.receipts.write(f);
+    if (fellOver.length > 1 || (fellOver.length === 1 && candidates.length > 1)) {
+      const tried = fellOver.map((f) => `${f.provider} (${f.stage})`).join(", ");
+      throw new SessionError("CANDIDATES_FAILED", `no candidate worked: ${tried}; last: ${(lastError as Error).message}`, { cause: lastError });
+    }
+    throw lastError ?? new SessionError("NO_PROPOSAL", "no candidate to try");
   }
 
   /**
@@ -180,7 +256,7 @@ export class ConsumerNode {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
         payments?.start();
-        this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 } });
+        this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
         const tunnel = session.tunnel as RelayTunnel;
         return {
           provider: session.provider,
@@ -217,9 +293,41 @@ export class ConsumerNode {
     });
   }
 
-  /** The proposal `connect` would take for `target` (a reconnect picks first, to know whom it tried). */
-  pick(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {
-    return this.#find(target);
+  /** The proposal `connect` would take first for `target` (a reconnect picks first, to know whom it tried). */
+  async pick(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {
+    return target.provider ? this.#find(target) : (await this.#candidates(target))[0];
+  }
+
+  /**
+   * The proposals matching the filters, best first: the consumer's own evidence of the last 24 h
+   * (a provider that worked for it first, one whose last attempt failed last), then discovery's
+   * score (unrated providers at the neutral 50), then price.
+   */
+  async #candidates(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal[]> {
+    const serviceType = target.service.type;
+    const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
+    const { proposals } = await this.discovery
+      .search({ ...target.filter, serviceType, sort: "quality" }, { limit: 50 })
+      .then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
+    if (proposals.length === 0)
+      throw new SessionError(
+        "NO_PROPOSAL",
+        `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
+      );
+    const own = this.o.receipts?.evidence(serviceType, Date.now() - 86_400_000) ?? new Map();
+    const mine = (p: FoundProposal) => {
+      const e = own.get(p.proposal.provider.toLowerCase());
+      if (!e) return 1;
+      return e.lastFailed === null ? 0 : 2;
+    };
+    const rank = (p: FoundProposal) => p.quality?.score ?? 50;
+    return proposals.sort(
+      (a, b) =>
+        mine(a) - mine(b) ||
+        rank(b) - rank(a) ||
+        cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) ||
+        cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
+    );
   }
 
   async #find(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {
@@ -234,21 +342,7 @@ export class ConsumerNode {
       }
       return found;
     }
-    const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
-    const { proposals } = await this.discovery
-      .search({ ...target.filter, serviceType }, { limit: 50 })
-      .then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
-    if (proposals.length === 0)
-      throw new SessionError(
-        "NO_PROPOSAL",
-        `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
-      );
-    // Cheapest per GiB, then per hour.
-    proposals.sort(
-      (a, b) =>
-        cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) || cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
-    );
-    return proposals[0];
+    return (await this.#candidates(target))[0];
   }
 }
 
@@ -301,3 +395,12 @@ function priceLimit(filter: ProposalFilter | undefined): { perHour: string; perG
 }
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Whether a failed attempt is the provider's to answer for (and the next candidate worth trying), not ours. */
+function providerFault(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return (
+    !["ALREADY_CONNECTED", "ALREADY_CONNECTING", "BAD_REQUEST", "KILL_SWITCH_FAILED", "INTERNAL"].includes(code ?? "INTERNAL") ||
+    err instanceof SessionRefusedError
+  );
+}

@@ -14,6 +14,7 @@ import { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { ReachabilityMonitor } from "../nat/monitor";
 import { databaseFile, openDatabase, type Db } from "../store/database";
+import { OwnReceipts } from "../store/own-receipts";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
 import { SessionStore } from "../store/session-store";
 import { type Address, toAddress } from "../values/address";
@@ -211,6 +212,7 @@ export class NodeCore {
       dialogs,
       history: this.history,
       promises: new IssuedPromiseStore(this.db),
+      receipts: new OwnReceipts(this.db),
       outageToleranceMs: config.outageToleranceMs,
       direct,
       log,

@@ -27,6 +27,17 @@ export const DISCOVERY_ANSWERS: ReadonlySet<ErrorCode> = new Set(
 export interface FoundProposal {
   signed: SignedProposal;
   proposal: Proposal;
+  /** Discovery's score of the provider (0–100; null: unrated), when it said one: its opinion, not signed by anyone. */
+  quality?: { score: number | null; receipts: number };
+}
+
+/** The quality a replica attached to an item, if well formed (anything else is left out). */
+function qualityOf(item: unknown): FoundProposal["quality"] {
+  const q = (item as { quality?: { score?: unknown; receipts?: unknown } } | null)?.quality;
+  if (!q) return undefined;
+  const score = q.score === null || (typeof q.score === "number" && q.score >= 0 && q.score <= 100) ? q.score : undefined;
+  if (score === undefined || typeof q.receipts !== "number" || !Number.isSafeInteger(q.receipts) || q.receipts < 0) return undefined;
+  return { score, receipts: q.receipts };
 }
 
 /**
@@ -83,7 +94,8 @@ export class DiscoveryClient {
       try {
         const found = await verifySignedProposal(item?.signed, { publicKeyOf: this.publicKeyOf });
         // Signed by its provider, yet not what was asked for (a replica relabelled it, or answered another query).
-        if (matchesFilter(found.proposal, filter)) proposals.push(found);
+        const quality = qualityOf(item);
+        if (matchesFilter(found.proposal, filter)) proposals.push(quality ? { ...found, quality } : found);
         else rejected++;
       } catch {
         rejected++;
@@ -106,14 +118,25 @@ export class DiscoveryClient {
     }
   }
 
-  async #get(path: string): Promise<unknown> {
+  /** Sends a signed session receipt to discovery (the first replica that takes it): "stored" or "duplicate". */
+  async postReceipt(signed: { receipt: string; signature: string }): Promise<string> {
+    const body = (await this.#get("/v1/receipts", { method: "POST", body: JSON.stringify(signed) })) as { result?: unknown };
+    return String(body.result);
+  }
+
+  /** A provider's quality as discovery computes it, with the raw signed receipts (GET /v1/quality/{provider}). */
+  async quality(provider: string): Promise<unknown> {
+    return this.#get(`/v1/quality/${provider}`);
+  }
+
+  async #get(path: string, post?: { method: "POST"; body: string }): Promise<unknown> {
     const failed: DiscoveryError[] = [];
     // Captured once: concurrent queries move #preferred, and each query must try every replica.
     const first = this.#preferred;
     for (let i = 0; i < this.baseUrls.length; i++) {
       const at = (first + i) % this.baseUrls.length;
       try {
-        const body = await this.#getFrom(this.baseUrls[at], path);
+        const body = await this.#getFrom(this.baseUrls[at], path, post);
         this.#preferred = at;
         return body;
       } catch (err) {
@@ -130,10 +153,13 @@ export class DiscoveryClient {
     );
   }
 
-  async #getFrom(baseUrl: string, path: string): Promise<unknown> {
+  async #getFrom(baseUrl: string, path: string, post?: { method: "POST"; body: string }): Promise<unknown> {
     let response: Response;
     try {
-      response = await fetch(new URL(path, baseUrl), { signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await fetch(new URL(path, baseUrl), {
+        signal: AbortSignal.timeout(this.timeoutMs),
+        ...(post ? { ...post, headers: { "content-type": "application/json" } } : {}),
+      });
     } catch (err) {
       throw new DiscoveryError("DISCOVERY_UNREACHABLE", `cannot reach discovery at ${baseUrl}`, { cause: err, failover: true });
     }

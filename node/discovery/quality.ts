@@ -1,8 +1,8 @@
 import type { SignerDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { MystError } from "../errors/MystError";
-import { MAX_SIGNED_RECEIPT_BYTES, type Receipt, ReceiptRejected, receiptId, type SignedReceipt, STAGE_WORDS, verifySignedReceipt } from "../quality/receipt";
-import { DEFAULT_SCORE_PARAMS, type PromiseCheck, type QualityScore, type ScoreParams, scoreOf } from "../quality/score";
+import { MAX_SIGNED_RECEIPT_BYTES, type Receipt, ReceiptRejected, receiptId, type SignedReceipt, verifySignedReceipt } from "../quality/receipt";
+import { DEFAULT_SCORE_PARAMS, failureWords, type PromiseCheck, type QualityScore, type ScoreParams, scoreOf } from "../quality/score";
 import { DEFAULT_RECEIPT_LIMITS, type ReceiptLimits, type ReceiptStore, type StoredReceipt } from "./receipt-store";
 
 /** Too many receipts from one signer in the last hour. */
@@ -217,14 +217,4 @@ export class QualityBook {
     const s = this.score(provider, serviceType);
     return { ...s, provider: provider.toLowerCase(), serviceType, weightWei: s.weightWei.toString(), words: failureWords(s, periodHours) };
   }
-}
-
-/** "12 consumers in 168 h reached you but never received a first byte: check your NAT / firewall …" */
-export function failureWords(s: Pick<QualityScore, "failures">, periodHours: number): string[] {
-  return s.failures.map((f) => {
-    const w = STAGE_WORDS[f.stage];
-    const who = f.consumers === 1 ? "1 consumer" : `${f.consumers} consumers`;
-    const times = f.receipts === f.consumers ? "" : ` (${f.receipts} sessions)`;
-    return `${who} in ${periodHours} h ${w.failed}${times}: ${w.hint}`;
-  });
 }

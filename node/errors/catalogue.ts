@@ -208,6 +208,8 @@ export const ERRORS = {
   ALREADY_CONNECTING: e("session", 409, "a connection is being set up (or reconnecting)"),
   NOT_CONNECTED: e("session", 409, "the node is not connected"),
   NO_CONTACT: e("session", 422, "the proposal names no way to reach the provider (nats/v1)"),
+  CANDIDATES_FAILED: e("session", 502, "a connect by filters tried several providers and none worked (each is named with its failing stage)"),
+  STAGE_FAILED: e("session", 502, "the tunnel came up but a check after it failed (DNS, first byte, throughput)"),
   NO_PROPOSAL: e("session", 404, "the provider has no live proposal of that service type in discovery"),
   SERVICE_EXISTS: e("session", 409, "a service of that type is running already"),
   SERVICE_MISMATCH: e("session", 422, "the proposal is for another service type than asked"),

@@ -19,6 +19,8 @@ export interface SignedPromise {
  */
 export class ConsumerPromises {
   readonly #latest = new Map<string, SignedPromise>();
+  /** The promise this consumer signed last, to whichever provider: what backs a receipt of a failed session (docs/quality.md). */
+  lastSigned?: SignedPromise & { provider: string };
   readonly #loading = new Map<string, Promise<void>>();
 
   constructor(
@@ -41,6 +43,7 @@ export class ConsumerPromises {
   async #load(pairId: string, provider: string): Promise<void> {
     const stored = this.store?.latest(pairId);
     if (stored) this.#raise(pairId, { amount: stored.amount, signature: stored.signature });
+    if (stored && !this.lastSigned) this.lastSigned = { amount: stored.amount, signature: stored.signature, provider };
     // The chain's settled figure is a floor the consumer certainly signed; unreachable, the store stands.
     const settled = await this.vault.pair(this.key.address, provider).then(
       (s) => s.settled,
@@ -62,6 +65,7 @@ export class ConsumerPromises {
     const promise = { amount, signature: this.#signature(provider, amount) };
     this.store?.save({ pairId: pairId, consumer: this.key.address, provider, amount, signature: promise.signature, issuedAt: Date.now() });
     this.#raise(pairId, promise);
+    this.lastSigned = { ...promise, provider };
     return promise;
   }
 

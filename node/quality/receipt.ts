@@ -17,7 +17,7 @@ import { checkSigner, type SignerDirectory } from "../identity/protocol-signatur
 /** The stages of a session, in order. A receipt names the last one passed and the one that failed. */
 export const STAGES = ["dialog", "negotiation", "reachability", "tunnel", "dns", "first-byte", "throughput"] as const;
 export type Stage = (typeof STAGES)[number];
-export const PATHS = ["public", "mapped", "local", "punched", "none"] as const;
+export const PATHS = ["public", "mapped", "local", "punched", "relayed", "none"] as const;
 export type ReceiptPath = (typeof PATHS)[number];
 
 export const RECEIPT_VERSION = "myst-receipt/1";

@@ -1,6 +1,6 @@
 import { PromiseDigests, vaultDomain } from "../chain/eip712";
 import { isKeyOf, recoverPublicKey } from "../identity/key";
-import { type Receipt, STAGES, type Stage } from "./receipt";
+import { type Receipt, STAGE_WORDS, STAGES, type Stage } from "./receipt";
 
 /**
  * The quality score of one provider's service, from receipts alone (docs/quality.md). Anyone with
@@ -199,4 +199,14 @@ export function scoreOf(receipts: Receipt[], provider: string, check: PromiseChe
       return { stage: s, receipts: f.receipts, consumers: f.consumers.size, weighed: f.weighed };
     }),
   };
+}
+
+/** "12 consumers in 168 h had a tunnel but never received a first byte: check your NAT / firewall …", one line per failing stage. */
+export function failureWords(s: Pick<QualityScore, "failures">, periodHours: number): string[] {
+  return s.failures.map((f) => {
+    const w = STAGE_WORDS[f.stage];
+    const who = f.consumers === 1 ? "1 consumer" : `${f.consumers} consumers`;
+    const times = f.receipts === f.consumers ? "" : ` (${f.receipts} sessions)`;
+    return `${who} in ${periodHours} h ${w.failed}${times}: ${w.hint}`;
+  });
 }

@@ -6,6 +6,8 @@ export type SessionErrorCode =
   | "ALREADY_CONNECTING"
   | "BAD_REQUEST"
   | "BAD_RESPONSE"
+  /** A connect by filters tried several providers and none worked; the message names each and its failing stage. */
+  | "CANDIDATES_FAILED"
   | "NOT_CONNECTED"
   | "NO_CONTACT"
   /** The provider can be reached only directly (punched), and no direct path exists; the message says why. */
@@ -20,6 +22,8 @@ export type SessionErrorCode =
   | "SESSION_REFUSED"
   | "SESSION_STATE"
   | "SESSION_UNKNOWN"
+  /** The tunnel came up but a stage check after it failed (DNS, first byte, throughput). */
+  | "STAGE_FAILED"
   | "TUNNEL_FAILED";
 
 export class SessionError extends MystError<SessionErrorCode> {}

@@ -135,6 +135,23 @@ export interface Tunnel {
   reroute?(route: DirectRoute): Promise<void>;
   /** Keeps traffic to this address outside the tunnel from now on (a relay it is about to move to). */
   exempt?(address: string): Promise<void>;
+  /**
+   * The consumer's stage checks once the tunnel is up (docs/quality.md): a name resolved through it
+   * (when it has a resolver), the time to a first byte and a short throughput test of at most
+   * `maxBytes`, all within `timeoutMs`. A tunnel without it reports the stages up to "tunnel".
+   */
+  check?(o: { maxBytes: number; timeoutMs: number }): Promise<TunnelCheck>;
+}
+
+/** What a tunnel's stage checks found. */
+export interface TunnelCheck {
+  /** Whether a name resolved through the tunnel (undefined: not checked). */
+  dns?: boolean;
+  /** ms from the request to the first byte; null: none arrived in time. */
+  firstByteMs: number | null;
+  /** Bytes received in the throughput test, and over how long (ms, from the first byte). */
+  bytes: number;
+  ms: number;
 }
 
 /** What the consumer side of a service does. */

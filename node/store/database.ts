@@ -59,6 +59,16 @@ const MIGRATIONS = [
      day TEXT PRIMARY KEY,
      bytes INTEGER NOT NULL
    );`,
+  // Quality: the session receipts this consumer signed (its own evidence about providers).
+  `CREATE TABLE receipts (
+     id TEXT PRIMARY KEY,
+     provider TEXT NOT NULL,
+     service_type TEXT NOT NULL,
+     failed TEXT,
+     at INTEGER NOT NULL,
+     signed TEXT NOT NULL
+   );
+   CREATE INDEX receipts_by_provider ON receipts (provider, at);`,
 ];
 
 /**

@@ -16,6 +16,8 @@ export interface FilterInput {
   maxPricePerGiB?: string;
   minBandwidthMbps?: number;
   providerId?: string[];
+  minQuality?: number;
+  sort?: "quality";
 }
 
 /** The `ProposalFilter` of the API's filter fields: made here, once, at the edge (prices MYST → bigint wei). */
@@ -30,6 +32,8 @@ export function filterOf(f: FilterInput): ProposalFilter {
   if (f.maxPricePerHour !== undefined) filter.maxPricePerHour = mystToWei(f.maxPricePerHour, "maxPricePerHour");
   if (f.maxPricePerGiB !== undefined) filter.maxPricePerGiB = mystToWei(f.maxPricePerGiB, "maxPricePerGiB");
   if (f.minBandwidthMbps !== undefined) filter.minBandwidthMbps = f.minBandwidthMbps;
+  if (f.minQuality !== undefined) filter.minQuality = f.minQuality;
+  if (f.sort !== undefined) filter.sort = f.sort;
   if (f.providerId?.length) filter.providerIds = f.providerId.map((p) => toAddress(p, "providerId"));
   return filter;
 }

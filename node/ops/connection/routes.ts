@@ -38,7 +38,7 @@ export function connectionRoutes(app: JsonApp, ops: { connection: ConnectionOps;
     "/v1/connection",
     {
       schema: {
-        summary: "Connect to a provider (by id, or the cheapest matching the filters)",
+        summary: "Connect to a provider (by id, or the best match of the filters, falling over to the next when a stage fails; docs/quality.md)",
         tags,
         body: S.ConnectBody,
         response: { 201: S.ConnectionView, ...errors(400, 401, 404, 409, 422, 502, 504) },

@@ -25,6 +25,16 @@ export const FilterFields = {
   maxPricePerHour: Type.Optional({ ...Myst, description: 'the most per hour, in MYST (e.g. "0.05")' }),
   maxPricePerGiB: Type.Optional({ ...Myst, description: "the most per GiB, in MYST" }),
   minBandwidthMbps: Type.Optional(Type.Number({ minimum: 0, description: "Mbit/s" })),
+  minQuality: Type.Optional(
+    Type.Number({
+      minimum: 0,
+      maximum: 100,
+      description: "discovery's quality score, 0–100: leave out rated providers below it (unrated ones stay; docs/quality.md)",
+    }),
+  ),
+  sort: Type.Optional(
+    Type.Literal("quality", { description: "best quality score first (unrated providers at the neutral 50); a connect always picks this way" }),
+  ),
 };
 
 /** The old spelling of `GET /v1/proposals` (snake_case, prices in wei): deprecated, removed in the next version. */

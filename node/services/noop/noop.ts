@@ -1,8 +1,41 @@
-import type { ConsumerService, ProviderService, Tunnel } from "../../session/service";
+import net from "node:net";
+import type { ConsumerService, ProviderService, Tunnel, TunnelCheck } from "../../session/service";
 
-/** A service that provides nothing: the session machinery's test double, and a protocol probe. */
+/**
+ * How a noop provider's data path behaves (fleet tests of quality, docs/quality.md): "ok" serves at
+ * its rate; the rest are the broken providers a consumer must fall over from.
+ */
+export type NoopBehaviour = "ok" | "silent-tunnel" | "cut-after-accept" | "slow";
+
+export interface NoopDataOptions {
+  /** The rate bytes are served at, Mbit/s. */
+  mbps: number;
+  behaviour?: NoopBehaviour;
+  /** "slow" serves at this share of `mbps`. Default 0.1. */
+  slowFactor?: number;
+}
+
+/** The data endpoint a noop provider names in its service config (loopback only). */
+interface NoopDataEndpoint {
+  host: string;
+  port: number;
+}
+
+/**
+ * A service that provides nothing: the session machinery's test double, and a protocol probe. With
+ * `data`, it also serves a byte stream on 127.0.0.1 for its sessions (a "tunnel" handshake, then bytes
+ * at a set rate), so the consumer's stage checks (first byte, throughput) run against something real.
+ */
 export class NoopProviderService implements ProviderService {
   readonly type = "noop";
+  /** How its data path behaves now (tests change it). */
+  behaviour: NoopBehaviour;
+  #server?: Promise<net.Server>;
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(private readonly options: { data?: NoopDataOptions } = {}) {
+    this.behaviour = options.data?.behaviour ?? "ok";
+  }
   running = true;
   readonly open = new Map<string, { consumer: string; consumerData: unknown }>();
   readonly closed: { id: string; reason: string }[] = [];
@@ -20,11 +53,76 @@ export class NoopProviderService implements ProviderService {
 
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<unknown> {
     this.open.set(session.id, { consumer: session.consumer, consumerData: session.consumerData });
-    return { greeting: `hello ${session.consumer}`, sessionId: session.id };
+    const data = this.options.data ? await this.#dataEndpoint() : undefined;
+    return { greeting: `hello ${session.consumer}`, sessionId: session.id, ...(data ? { data } : {}) };
   }
 
   async closeSession(sessionId: string, reason: string): Promise<void> {
     if (this.open.delete(sessionId)) this.closed.push({ id: sessionId, reason });
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    const server = await this.#server;
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    this.#server = undefined;
+  }
+
+  async #dataEndpoint(): Promise<NoopDataEndpoint> {
+    this.#server ??= new Promise((resolve, reject) => {
+      const server = net.createServer((socket) => this.#serve(socket));
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve(server));
+    });
+    const address = (await this.#server).address() as net.AddressInfo;
+    return { host: "127.0.0.1", port: address.port };
+  }
+
+  /** `hello <session id>` → `ok`; `get <bytes>` → that many bytes at the rate (as the behaviour says). */
+  #serve(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.on("close", () => this.#sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    let input = "";
+    let hello = false;
+    socket.on("data", (chunk) => {
+      input += chunk.toString("latin1");
+      if (input.length > 256) return void socket.destroy();
+      let nl = input.indexOf("\n");
+      while (nl >= 0) {
+        const line = input.slice(0, nl);
+        input = input.slice(nl + 1);
+        nl = input.indexOf("\n");
+        const [verb, arg] = line.split(" ");
+        if (verb === "hello" && this.open.has(arg ?? "")) {
+          if (this.behaviour === "silent-tunnel") continue;
+          hello = true;
+          socket.write("ok\n");
+        } else if (verb === "get" && hello && /^[0-9]{1,9}$/.test(arg ?? "")) {
+          if (this.behaviour === "cut-after-accept") return void socket.destroy();
+          const factor = this.behaviour === "slow" ? (this.options.data?.slowFactor ?? 0.1) : 1;
+          this.#stream(socket, Number(arg), (this.options.data?.mbps ?? 1) * factor);
+        } else return void socket.destroy();
+      }
+    });
+  }
+
+  /** Sends `total` bytes at `mbps`, paced every 10 ms. */
+  #stream(socket: net.Socket, total: number, mbps: number): void {
+    const started = Date.now();
+    const chunk = Buffer.alloc(16 * 1024, 0x6e);
+    let sent = 0;
+    const tick = () => {
+      if (socket.destroyed) return;
+      const allowed = Math.min(total, Math.floor(((Date.now() - started + 10) * mbps * 1e6) / 8000));
+      while (sent < allowed) {
+        const n = Math.min(chunk.length, allowed - sent);
+        socket.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+        sent += n;
+      }
+      if (sent < total) setTimeout(tick, 10);
+    };
+    tick();
   }
 }
 
@@ -40,10 +138,44 @@ export class NoopConsumerService implements ConsumerService {
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
     if (this.failConnect) throw new Error(this.failConnect);
-    const tunnel = new NoopTunnel(session.serviceConfig);
+    const endpoint = dataEndpointOf(session.serviceConfig);
+    const socket = endpoint ? await handshake(endpoint, session.id) : undefined;
+    const tunnel = new NoopTunnel(session.serviceConfig, socket);
     this.tunnels.push(tunnel);
     return tunnel;
   }
+}
+
+/** The data endpoint of a noop service config: loopback only (a peer's words never pick where we connect). */
+function dataEndpointOf(config: unknown): NoopDataEndpoint | undefined {
+  const d = (config as { data?: { host?: unknown; port?: unknown } } | null)?.data;
+  if (!d) return undefined;
+  if (d.host !== "127.0.0.1" || typeof d.port !== "number" || !Number.isInteger(d.port) || d.port < 1 || d.port > 65535)
+    throw new Error("the provider's noop data endpoint is not a loopback port");
+  return { host: d.host, port: d.port };
+}
+
+/** The noop "tunnel handshake": `hello <session id>` answered by `ok` within 3 s. */
+function handshake(endpoint: NoopDataEndpoint, sessionId: string, timeoutMs = 3000): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(endpoint.port, endpoint.host);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail(`the provider's data path did not answer the handshake in ${timeoutMs} ms`), timeoutMs);
+    socket.once("error", (err) => fail(`the provider's data path: ${err.message}`));
+    socket.once("close", () => fail("the provider's data path closed during the handshake"));
+    socket.once("data", (d) => {
+      if (d.toString("latin1") !== "ok\n") return fail("the provider's data path answered the handshake with something else");
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.on("error", () => socket.destroy());
+      resolve(socket);
+    });
+    socket.write(`hello ${sessionId}\n`);
+  });
 }
 
 export class NoopTunnel implements Tunnel {
@@ -51,9 +183,43 @@ export class NoopTunnel implements Tunnel {
   /** What the consumer's meter says; tests set it. */
   bytes = { bytesIn: 0, bytesOut: 0 };
   #down?: (reason: string) => void;
-  constructor(readonly serviceConfig: unknown) {}
+  /** The stage checks, only with a data path (without one there is nothing to check). */
+  readonly check?: (o: { maxBytes: number; timeoutMs: number }) => Promise<TunnelCheck>;
+  constructor(
+    readonly serviceConfig: unknown,
+    /** The provider's data path, when it serves one. */
+    private readonly socket?: net.Socket,
+  ) {
+    if (socket) this.check = (o) => this.#check(socket, o);
+  }
   async stop(): Promise<void> {
     this.stopped = true;
+    this.socket?.destroy();
+  }
+
+  /** First byte and throughput of `get <maxBytes>` on the data path. */
+  #check(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<TunnelCheck> {
+    return new Promise((resolve) => {
+      const t0 = Date.now();
+      let first: number | null = null;
+      let bytes = 0;
+      const done = () => {
+        clearTimeout(timer);
+        socket.removeListener("data", onData);
+        socket.removeListener("close", done);
+        this.bytes.bytesIn += bytes;
+        resolve({ firstByteMs: first === null ? null : first - t0, bytes, ms: first === null ? 0 : Date.now() - first });
+      };
+      const onData = (d: Buffer) => {
+        first ??= Date.now();
+        bytes += d.length;
+        if (bytes >= o.maxBytes) done();
+      };
+      const timer = setTimeout(done, o.timeoutMs);
+      socket.on("data", onData);
+      socket.once("close", done);
+      socket.write(`get ${o.maxBytes}\n`);
+    });
   }
   onDown(listener: (reason: string) => void): void {
     this.#down = listener;
