@@ -44,6 +44,8 @@ export interface StageFailures {
   consumers: number;
   /** Of those, receipts that weigh something (backed by a promise). */
   weighed: number;
+  /** Distinct consumers among the weighed ones. */
+  weighedConsumers: number;
 }
 
 export interface QualityScore {
@@ -156,7 +158,7 @@ export function scoreOf(receipts: Receipt[], provider: string, check: PromiseChe
   let ok = 0n;
   const connect: { v: number; w: bigint }[] = [];
   const bandwidth: { v: number; w: bigint }[] = [];
-  const failures = new Map<Stage, { receipts: number; consumers: Set<string>; weighed: number }>();
+  const failures = new Map<Stage, { receipts: number; consumers: Set<string>; weighed: number; paid: Set<string> }>();
   receipts.forEach((r, i) => {
     total += w[i];
     const stage = failedStage(r, p);
@@ -165,10 +167,13 @@ export function scoreOf(receipts: Receipt[], provider: string, check: PromiseChe
       if (r.connectMs > 0) connect.push({ v: r.connectMs, w: w[i] });
     } else {
       let f = failures.get(stage);
-      if (!f) failures.set(stage, (f = { receipts: 0, consumers: new Set(), weighed: 0 }));
+      if (!f) failures.set(stage, (f = { receipts: 0, consumers: new Set(), weighed: 0, paid: new Set() }));
       f.receipts++;
       f.consumers.add(r.consumer);
-      if (w[i] > 0n) f.weighed++;
+      if (w[i] > 0n) {
+        f.weighed++;
+        f.paid.add(r.consumer);
+      }
     }
     const bw = bandwidthRatioOf(r);
     if (bw !== null) bandwidth.push({ v: bw, w: w[i] });
@@ -196,17 +201,24 @@ export function scoreOf(receipts: Receipt[], provider: string, check: PromiseChe
     bandwidthRatio,
     failures: STAGES.filter((s) => failures.has(s)).map((s) => {
       const f = failures.get(s)!;
-      return { stage: s, receipts: f.receipts, consumers: f.consumers.size, weighed: f.weighed };
+      return { stage: s, receipts: f.receipts, consumers: f.consumers.size, weighed: f.weighed, weighedConsumers: f.paid.size };
     }),
   };
 }
 
-/** "12 consumers in 168 h had a tunnel but never received a first byte: check your NAT / firewall …", one line per failing stage. */
+/**
+ * "12 consumers in 168 h had a tunnel but never received a first byte: check your NAT / firewall …",
+ * one line per failing stage, counting the receipts backed by a promise (unpaid reports are counted
+ * apart: anyone can write them for free).
+ */
 export function failureWords(s: Pick<QualityScore, "failures">, periodHours: number): string[] {
   return s.failures.map((f) => {
     const w = STAGE_WORDS[f.stage];
-    const who = f.consumers === 1 ? "1 consumer" : `${f.consumers} consumers`;
-    const times = f.receipts === f.consumers ? "" : ` (${f.receipts} sessions)`;
-    return `${who} in ${periodHours} h ${w.failed}${times}: ${w.hint}`;
+    const unpaid = f.receipts - f.weighed;
+    const extra = unpaid > 0 ? ` (and ${unpaid} unpaid reports, which weigh nothing)` : "";
+    if (f.weighed === 0) return `only unpaid reports (${unpaid}) say consumers ${w.failed}: they weigh nothing`;
+    const who = f.weighedConsumers === 1 ? "1 consumer" : `${f.weighedConsumers} consumers`;
+    const times = f.weighed === f.weighedConsumers ? "" : ` (${f.weighed} sessions)`;
+    return `${who} in ${periodHours} h ${w.failed}${times}${extra}: ${w.hint}`;
   });
 }

@@ -4,8 +4,8 @@ import { ErrorBody, type JsonApp } from "../../http/app";
 import * as S from "./schemas";
 import { MystError } from "../../errors/MystError";
 import { DiscoveryClient } from "../../discovery/client";
-import { type Receipt, verifySignedReceipt } from "../../quality/receipt";
-import { failureWords, promiseCheckOf, scoreOf } from "../../quality/score";
+import { promiseCheckOf } from "../../quality/score";
+import { recomputeQuality } from "./quality";
 
 /** `/health` (open) and `/metrics`: whether the node lives, and its Prometheus metrics. */
 export function statusRoutes(app: JsonApp, core: NodeCore, version: string): void {
@@ -31,48 +31,8 @@ export function statusRoutes(app: JsonApp, core: NodeCore, version: string): voi
       if (!identity) throw new MystError("NO_IDENTITY", "this node has no identity yet: `myst identities new`");
       const { conn, registry } = await core.chain();
       const client = core.maybeOnline?.consumer.discovery ?? new DiscoveryClient(core.config.discoveryUrls, (id) => registry.publicKeyOf(id));
-      const answer = (await client.quality(identity)) as {
-        periodHours?: unknown;
-        reports?: { serviceType?: unknown; score?: unknown }[];
-        receipts?: { signed?: unknown }[];
-      };
-      const periodHours = typeof answer.periodHours === "number" && Number.isSafeInteger(answer.periodHours) ? answer.periodHours : 168;
-      // Discovery is a convenience: every receipt is checked here, and the score made again from them.
-      const byType = new Map<string, Receipt[]>();
-      let rejected = 0;
-      for (const item of Array.isArray(answer.receipts) ? answer.receipts.slice(0, 100_000) : []) {
-        try {
-          const { receipt } = await verifySignedReceipt(item?.signed, { directory: registry, maxAgeMs: periodHours * 3_600_000 + 3_600_000 });
-          if (receipt.provider !== identity.toLowerCase()) throw new Error("about another provider");
-          let list = byType.get(receipt.serviceType);
-          if (!list) byType.set(receipt.serviceType, (list = []));
-          list.push(receipt);
-        } catch {
-          rejected++;
-        }
-      }
-      const check = promiseCheckOf(conn.chainId, conn.deployment.contracts.ConsumerVault);
-      const theirs = new Map((Array.isArray(answer.reports) ? answer.reports : []).map((r) => [r?.serviceType, typeof r?.score === "number" ? r.score : null]));
-      return {
-        identity,
-        periodHours,
-        rejected,
-        services: [...byType].map(([serviceType, receipts]) => {
-          const s = scoreOf(receipts, identity, check);
-          return {
-            serviceType,
-            score: s.score,
-            discoveryScore: theirs.get(serviceType) ?? null,
-            receipts: s.receipts,
-            weighed: s.weighed,
-            successRate: s.successRate,
-            connectMs: s.connectMs,
-            bandwidthRatio: s.bandwidthRatio,
-            failures: s.failures,
-            words: failureWords(s, periodHours),
-          };
-        }),
-      };
+      const answer = await client.quality(identity);
+      return recomputeQuality(answer, identity, registry, promiseCheckOf(conn.chainId, conn.deployment.contracts.ConsumerVault));
     },
   );
   app.get(

@@ -23,7 +23,9 @@ export const Quality = Type.Object({
       successRate: Type.Union([Type.Number(), Type.Null()]),
       connectMs: Type.Union([Type.Number(), Type.Null()]),
       bandwidthRatio: Type.Union([Type.Number(), Type.Null()]),
-      failures: Type.Array(Type.Object({ stage: Type.String(), receipts: Type.Integer(), consumers: Type.Integer(), weighed: Type.Integer() })),
+      failures: Type.Array(
+        Type.Object({ stage: Type.String(), receipts: Type.Integer(), consumers: Type.Integer(), weighed: Type.Integer(), weighedConsumers: Type.Integer() }),
+      ),
       words: Type.Array(Type.String(), { description: "each failing stage in words, with what to check" }),
     }),
   ),

@@ -108,7 +108,9 @@ describe("session receipts: canonical text, signature, strict decoder", function
 
   it("refuses inconsistent stages and money promised without the promise to back it", function () {
     const bad = (r: Receipt) => () => parseReceipt(encodeReceipt(r));
-    expect(bad(receipt(consumer, provider, { reached: "dialog", failed: "tunnel" }))).to.throw(/not the one after/);
+    expect(bad(receipt(consumer, provider, { reached: "tunnel", failed: "dialog" }))).to.throw(/not after/);
+    expect(bad(receipt(consumer, provider, { reached: "tunnel", failed: "tunnel" }))).to.throw(/not after/);
+    expect(parseReceipt(encodeReceipt(receipt(consumer, provider, { reached: "tunnel", failed: "first-byte" }))).failed).to.equal("first-byte");
     expect(bad(receipt(consumer, provider, { reached: null, failed: null }))).to.throw(/no stage/);
     expect(bad(receipt(consumer, provider, { promisedWei: 10n }))).to.throw(/cumulative promise/);
     const toOther = promiseOf(consumer, stranger.address, 100n);
@@ -170,7 +172,7 @@ describe("quality score: weighed by the money really promised", function () {
     }));
     const bad = scoreOf(failing, p, check);
     expect(bad.score).to.be.lessThan(30);
-    expect(bad.failures).to.deep.equal([{ stage: "dns", receipts: 3, consumers: 3, weighed: 3 }]);
+    expect(bad.failures).to.deep.equal([{ stage: "dns", receipts: 3, consumers: 3, weighed: 3, weighedConsumers: 3 }]);
   });
 
   it("delivering a tenth of the advertised bandwidth counts as a failed throughput stage", function () {
