@@ -65,10 +65,14 @@ export function proposalsCommand(context: Ctx): Command {
     .addOption(new Option("--provider-id <address...>", "only these providers (repeatable)"))
     .addOption(new Option("--ipv6", "only providers whose tunnel carries IPv6"))
     .addOption(new Option("--access-policy <policy>", "open: only providers anyone may use | allowlist: only those restricted to an allow list"))
+    .addOption(new Option("--min-quality <score>", "0–100: leave out rated providers scoring below it (unrated ones stay; docs/quality.md)"))
+    .addOption(new Option("--sort <order>", "quality: best quality score first (unrated providers at the neutral 50)").choices(["quality"]))
     .option("--limit <n>", "at most this many", "100")
     .action(async (opts, cmd: Command) => {
       const ctx = context(cmd);
       const limit = Number(opts.limit);
+      const minQuality = opts.minQuality === undefined ? undefined : Number(opts.minQuality);
+      if (minQuality !== undefined && !(minQuality >= 0 && minQuality <= 100)) throw new MystError("BAD_FLAG", "--min-quality must be a score from 0 to 100");
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new MystError("BAD_FLAG", `--limit must be 1 to 500`);
       // The filter as typed (prices in MYST, checked here so the error names the flag); the node checks the rest.
       const myst = (value: string | undefined, flag: string) => (value === undefined ? undefined : (mystToWei(value, flag), value));
@@ -88,6 +92,8 @@ export function proposalsCommand(context: Ctx): Command {
           providerId: opts.providerId,
           ipv6: opts.ipv6 ? true : undefined,
           accessPolicy: oneOf(opts.accessPolicy, "--access-policy", ["open", "allowlist"] as const),
+          minQuality,
+          sort: opts.sort,
           limit,
         }),
       );
