@@ -5,6 +5,7 @@ import { benchTunnel } from "./bench/tunnel";
 import { benchShaping } from "./bench/shaping";
 import { benchProxy } from "./bench/proxy";
 import { benchRelay } from "./bench/relay";
+import { benchQuality } from "./bench/quality";
 
 /**
  * `npm run bench -- <name>...`: each benchmark writes bench/<name>.json and bench/<name>.md.
@@ -18,6 +19,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   shaping: benchShaping,
   proxy: benchProxy,
   relay: benchRelay,
+  quality: benchQuality,
 };
 
 async function main() {

@@ -368,6 +368,7 @@ export function connectionStatus(c: Connection) {
     path: pathView(c.session.path, c.session.relay),
     promisedWei: (c.payments?.promised ?? 0n).toString(),
     invoices: c.payments?.invoices ?? 0,
+    ...(c.fellOver.length ? { fellOver: c.fellOver.map((f) => ({ ...f })) } : {}),
     ...(c.session.endReason ? { endReason: c.session.endReason } : {}),
     // The provider did not take the last promise (its store is full…): its code and words.
     ...(c.payments?.providerRefusal ? { paymentRefused: { ...c.payments.providerRefusal } } : {}),

@@ -27,7 +27,7 @@ const E = parseEther;
 const MBPS = 20;
 
 /**
- * A fleet of noop providers, some broken in different ways, one discovery replica on JetStream (its
+ * A fleet of 12 noop providers, 4 broken in different ways, one discovery replica on JetStream (its
  * index and its receipts), fresh consumers connecting by filter on a real chain (vault deposits, real
  * promises). The noop data path (services/noop) gives each provider a real byte stream on loopback, so
  * the consumer's stage checks (tunnel handshake, first byte, throughput) measure something real.
@@ -51,7 +51,7 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
 
   /** Broken providers are the cheapest: with no evidence yet, a consumer tries them first. */
   const BROKEN: (NoopBehaviour | "gone")[] = ["gone", "silent-tunnel", "cut-after-accept", "slow"];
-  const WORKING = 4;
+  const WORKING = 8;
 
   async function provider(i: number, behaviour: NoopBehaviour | "gone") {
     const key = await net.registeredIdentity();
@@ -161,7 +161,7 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
 
   it("fresh consumers after that reach a working provider on the first pick (quality ranks the broken ones last; new ones stay listed)", async function () {
     const firstPicks: string[] = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 8; i++) {
       const { node } = await freshConsumer();
       const connection = await session(node);
       expect(connection.fellOver, `consumer ${i}`).to.deep.equal([]);

@@ -321,6 +321,12 @@ export type ConnectionTopic = {
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
   promisedWei?: string;
   invoices?: number;
+  /** candidates tried first in the same connect (by filters) and the stage each failed at (docs/quality.md) */
+  fellOver?: {
+    provider: string;
+    stage: string;
+    message: string;
+  }[];
   endReason?: string;
   protection?: {
     state: "off" | "protecting" | "blocked";

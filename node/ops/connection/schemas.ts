@@ -179,6 +179,11 @@ export const ConnectionView = Type.Object(
     ),
     promisedWei: Type.Optional(Wei),
     invoices: Type.Optional(Type.Integer()),
+    fellOver: Type.Optional(
+      Type.Array(Type.Object({ provider: Type.String(), stage: Type.String(), message: Type.String() }), {
+        description: "candidates tried first in the same connect (by filters) and the stage each failed at (docs/quality.md)",
+      }),
+    ),
     endReason: Type.Optional(Type.String()),
     protection: Type.Optional(
       Type.Object({
