@@ -24,7 +24,16 @@ const RELAYS_TRIED = 3;
 import crypto from "node:crypto";
 import type { OwnReceipts } from "../store/own-receipts";
 import type { Stage } from "../quality/receipt";
-import { checkSize, ConsumerReceipts, failedAttempt, type PendingReceipt, sessionReceipt, stageOfCheck, stageOfError } from "./consumer-receipts";
+import {
+  checkSize,
+  ConsumerReceipts,
+  orderCandidates,
+  failedAttempt,
+  type PendingReceipt,
+  sessionReceipt,
+  stageOfCheck,
+  stageOfError,
+} from "./consumer-receipts";
 
 export interface ConsumerNodeOptions {
   key: IdentityKey;
@@ -314,20 +323,7 @@ export class ConsumerNode {
         "NO_PROPOSAL",
         `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
       );
-    const own = this.o.receipts?.evidence(serviceType, Date.now() - 86_400_000) ?? new Map();
-    const mine = (p: FoundProposal) => {
-      const e = own.get(p.proposal.provider.toLowerCase());
-      if (!e) return 1;
-      return e.lastFailed === null ? 0 : 2;
-    };
-    const rank = (p: FoundProposal) => p.quality?.score ?? 50;
-    return proposals.sort(
-      (a, b) =>
-        mine(a) - mine(b) ||
-        rank(b) - rank(a) ||
-        cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) ||
-        cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
-    );
+    return orderCandidates(proposals, this.o.receipts?.evidence(serviceType, Date.now() - 86_400_000) ?? new Map());
   }
 
   async #find(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal> {

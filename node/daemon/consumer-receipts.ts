@@ -6,7 +6,7 @@ import { type Receipt, type ReceiptPath, receiptId, signReceipt, type Stage } fr
 import { DEFAULT_SCORE_PARAMS } from "../quality/score";
 import { SessionRefusedError } from "../session/errors";
 import type { TunnelCheck } from "../session/service";
-import type { OwnReceipts } from "../store/own-receipts";
+import type { OwnEvidence, OwnReceipts } from "../store/own-receipts";
 
 /** Where an attempt stopped: the last stage passed and the one that failed. */
 export interface StageOutcome {
@@ -153,4 +153,27 @@ export class ConsumerReceipts {
       (err) => this.o.log.info({ err: (err as Error).message }, "discovery did not take a session receipt"),
     );
   }
+}
+
+const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The order a connect by filters tries candidates in: the consumer's own evidence first (a provider
+ * whose last receipt from it is a success, then those it has none about, then those whose last
+ * attempt failed), then discovery's score (unrated at the neutral 50), then price per GiB and per hour.
+ */
+export function orderCandidates(proposals: FoundProposal[], own: Map<string, OwnEvidence>): FoundProposal[] {
+  const mine = (p: FoundProposal) => {
+    const e = own.get(p.proposal.provider.toLowerCase());
+    if (!e) return 1;
+    return e.lastFailed === null ? 0 : 2;
+  };
+  const rank = (p: FoundProposal) => p.quality?.score ?? 50;
+  return [...proposals].sort(
+    (a, b) =>
+      mine(a) - mine(b) ||
+      rank(b) - rank(a) ||
+      cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) ||
+      cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
+  );
 }

@@ -3,6 +3,8 @@ import { PromiseDigests, vaultDomain } from "../../../node/chain/eip712";
 import { IdentityKey } from "../../../node/identity/key";
 import { encodeReceipt, parseReceipt, type Receipt, ReceiptRejected, signReceipt, verifySignedReceipt } from "../../../node/quality/receipt";
 import { promiseCheckOf, scoreOf, weights } from "../../../node/quality/score";
+import { orderCandidates } from "../../../node/daemon/consumer-receipts";
+import type { FoundProposal } from "../../../node/discovery/client";
 
 const VAULT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const CHAIN = 31337n;
@@ -184,5 +186,30 @@ describe("quality score: weighed by the money really promised", function () {
     expect(slow.bandwidthRatio).to.equal(0.1);
     expect(slow.failures.map((f) => f.stage)).to.deep.equal(["throughput"]);
     expect(slow.score).to.be.lessThan(50);
+  });
+});
+
+describe("a connect by filters: the order of candidates", function () {
+  const keys = Array.from({ length: 4 }, () => IdentityKey.generate());
+  const found = (k: IdentityKey, score: number | null, perGiB = "1") =>
+    ({
+      signed: { proposal: "", signature: "" },
+      proposal: { provider: k.address, price: { perGiB, perHour: "0" } },
+      quality: { score, receipts: score === null ? 0 : 3 },
+    }) as unknown as FoundProposal;
+  const order = (list: FoundProposal[], own = new Map()) => orderCandidates(list, own).map((p) => p.proposal.provider);
+
+  it("takes the best score first, an unrated provider before a bad one, price only between equals", function () {
+    const [a, b, c, d] = keys;
+    expect(order([found(a, 30, "1"), found(b, null, "5"), found(c, 80, "9"), found(d, null, "2")])).to.deep.equal([c.address, d.address, b.address, a.address]);
+  });
+
+  it("prefers its own evidence: a provider that just failed it goes last, one that worked for it first, whatever discovery says", function () {
+    const [a, b, c] = keys;
+    const own = new Map([
+      [a.address.toLowerCase(), { successes: 3, failures: 1, lastFailed: "tunnel" }],
+      [c.address.toLowerCase(), { successes: 1, failures: 0, lastFailed: null }],
+    ]);
+    expect(order([found(a, 95), found(b, 70), found(c, 40)], own)).to.deep.equal([c.address, b.address, a.address]);
   });
 });
