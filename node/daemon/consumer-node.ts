@@ -391,8 +391,6 @@ function priceLimit(filter: ProposalFilter | undefined): { perHour: string; perG
   return { perHour: filter.maxPricePerHour?.toString() ?? NO_LIMIT, perGiB: filter.maxPricePerGiB?.toString() ?? NO_LIMIT };
 }
 
-const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
-
 /** Whether a failed attempt is the provider's to answer for (and the next candidate worth trying), not ours. */
 function providerFault(err: unknown): boolean {
   const code = (err as { code?: string }).code;
