@@ -269,6 +269,11 @@ export class ProposalIndex {
     return { entries, next: more ? entries[entries.length - 1].key : null };
   }
 
+  /** Every listed entry, in key order (a ranked order is made from it). */
+  listed(): Iterable<IndexEntry> {
+    return this.#all;
+  }
+
   /** Every live proposal matching `filter`, in key order (the smallest bucket walked): what a ranked query sorts. */
   *matching(filter: ProposalFilter, now = Date.now()): Generator<IndexEntry> {
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
@@ -407,7 +412,8 @@ function createdAtOf(r: StoredRecord): number {
   return r.kind === "withdrawal" ? r.at : r.createdAt;
 }
 
-function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boolean {
+/** Whether a listed entry matches `filter` (`providers`: its provider ids, lower case). */
+export function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boolean {
   if (f.serviceType !== undefined && e.serviceType !== f.serviceType) return false;
   if (f.country !== undefined && e.country !== f.country) return false;
   if (f.ipType !== undefined && e.ipType !== f.ipType) return false;

@@ -57,6 +57,8 @@ export class QualityBook {
   readonly #scores = new Map<string, QualityScore>();
   readonly #perSigner = new Map<string, { hour: number; count: number }>();
   #verifying = 0;
+  /** Counts changes to the receipts held: a ranked order made at an older version is stale. */
+  version = 0;
   readonly #settled: (() => void)[] = [];
 
   constructor(o: QualityBookOptions) {
@@ -134,6 +136,7 @@ export class QualityBook {
         this.#ids.delete(oldest.id);
       }
       this.#scores.delete(key);
+      this.version++;
     } catch (err) {
       if (!(err instanceof ReceiptRejected) && !(err instanceof SyntaxError))
         this.#log.warn({ err: (err as Error).message }, "a stored receipt could not be checked");
@@ -161,6 +164,7 @@ export class QualityBook {
       if (keep.length === 0) this.#byKey.delete(key);
       else this.#byKey.set(key, keep);
       this.#scores.delete(key);
+      this.version++;
     }
   }
 
