@@ -399,3 +399,5 @@ function providerFault(err: unknown): boolean {
     err instanceof SessionRefusedError
   );
 }
+
+const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
