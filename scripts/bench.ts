@@ -1,5 +1,6 @@
 import { benchDialog } from "./bench/dialog";
 import { benchDiscovery } from "./bench/discovery";
+import { benchNat } from "./bench/nat";
 import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
 import { benchShaping } from "./bench/shaping";
@@ -20,6 +21,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   proxy: benchProxy,
   relay: benchRelay,
   quality: benchQuality,
+  nat: async () => void (await benchNat()),
 };
 
 async function main() {

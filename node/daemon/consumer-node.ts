@@ -7,6 +7,7 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
+import { unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "../session/errors";
 import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
 import type { ConsumerService, SessionProtection } from "../session/service";
@@ -315,13 +316,17 @@ export class ConsumerNode {
   async #candidates(target: Pick<ConnectTarget, "provider" | "filter" | "service" | "exclude">): Promise<FoundProposal[]> {
     const serviceType = target.service.type;
     const excluded = new Set((target.exclude ?? []).map((p) => p.toLowerCase()));
-    const { proposals } = await this.discovery
+    const matching = await this.discovery
       .search({ ...target.filter, serviceType, sort: "quality" }, { limit: 50 })
-      .then((page) => ({ proposals: page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())) }));
+      .then((page) => page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())));
+    // A proposal whose tunnel cannot reach its provider (OpenVPN from a provider behind a home router) is never picked.
+    const proposals = matching.filter((p) => !unreachableReason(p.proposal));
     if (proposals.length === 0)
       throw new SessionError(
-        "NO_PROPOSAL",
-        `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
+        matching.length > 0 ? "PROVIDER_UNREACHABLE" : "NO_PROPOSAL",
+        matching.length > 0
+          ? `${matching.length} ${serviceType} proposal(s) match the filters, but none can be reached: ${unreachableReason(matching[0].proposal)}`
+          : `no ${serviceType} proposal matches the filters${excluded.size ? ` (besides ${excluded.size} provider(s) that just failed)` : ""}`,
       );
     return orderCandidates(proposals, this.o.receipts?.evidence(serviceType, Date.now() - 86_400_000) ?? new Map());
   }

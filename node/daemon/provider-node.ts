@@ -285,6 +285,7 @@ export class ProviderNode {
       price: { currency: "MYST", perHour: offer.pricePerHour.toString(), perGiB: offer.pricePerGiB.toString() },
       bandwidthMbps: offer.bandwidthMbps,
       ...(service.ipv6 ? { ipv6: true } : {}),
+      ...(service.reach ? { reach: service.reach } : {}),
       ...(policy?.access?.policy === "allowlist" ? { accessPolicy: "allowlist" as const } : {}),
       contacts: [{ type: "nats/v1", brokerUrls, subject: this.dialogs.subject }, ...directContact(this.#o.reachability?.())],
     };

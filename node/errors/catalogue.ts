@@ -211,6 +211,11 @@ export const ERRORS = {
   CANDIDATES_FAILED: e("session", 502, "a connect by filters tried several providers and none worked (each is named with its failing stage)"),
   STAGE_FAILED: e("session", 502, "the tunnel came up but a check after it failed (DNS, first byte, throughput)"),
   NO_PROPOSAL: e("session", 404, "the provider has no live proposal of that service type in discovery"),
+  PROVIDER_UNREACHABLE: e(
+    "session",
+    422,
+    "the proposal's tunnel (OpenVPN) needs a provider with a public address or a port its router maps, and this provider can be reached only by hole punching (why, in words)",
+  ),
   SERVICE_EXISTS: e("session", 409, "a service of that type is running already"),
   SERVICE_MISMATCH: e("session", 422, "the proposal is for another service type than asked"),
   SERVICE_UNKNOWN: e("session", 404, "no service of that type is running"),

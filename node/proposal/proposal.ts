@@ -92,6 +92,14 @@ export const ProposalSchema = Type.Object(
     /** Who may connect: "allowlist" when only listed consumers may; absent or "open": anyone the provider has not denied. */
     accessPolicy: Type.Optional(Type.Union([Type.Literal("open"), Type.Literal("allowlist")])),
     contacts: Type.Array(Type.Union([NatsContactSchema, DirectContactSchema]), { minItems: 1, maxItems: 4 }),
+    /**
+     * What the service's tunnel needs of the provider's reachability. "public-or-mapped": the
+     * consumer's tunnel opens a connection to the provider's address and nothing of the provider's
+     * goes out first (OpenVPN), so it works only with a provider that has a public address or a port
+     * its router maps — never one reachable only by hole punching. Absent: the tunnel can follow a
+     * punched path (WireGuard) or needs nothing (noop).
+     */
+    reach: Type.Optional(Type.Literal("public-or-mapped")),
     /** Milliseconds since the epoch. A newer proposal replaces an older one, never the reverse. */
     createdAt: Type.Integer({ minimum: 0 }),
     expiresAt: Type.Integer({ minimum: 0 }),
@@ -187,6 +195,25 @@ export function proposalTerms(p: Proposal): string {
 /** The proposal's broker contact (every valid proposal has one the provider listens on). */
 export function natsContactOf(p: Proposal): NatsContact | undefined {
   return p.contacts.find((c): c is NatsContact => c.type === "nats/v1");
+}
+
+/**
+ * Why a consumer's tunnel cannot reach this proposal's provider, in words, or undefined when it can
+ * as far as the proposal says: a "public-or-mapped" service (OpenVPN) from a provider whose
+ * measured contacts are all punch-only. A provider that measured nothing says no more than its
+ * service's address (a forwarded port, an operator's word), which is taken as it is.
+ */
+export function unreachableReason(p: Proposal): string | undefined {
+  if (p.reach !== "public-or-mapped") return undefined;
+  const direct = directContactOf(p);
+  if (!direct || direct.candidates.some((c) => c.kind === "public" || c.kind === "mapped")) return undefined;
+  const behind =
+    direct.nat.mapping === "none"
+      ? "it has a public address behind a firewall that lets in only what it asked for"
+      : direct.nat.mapping === "endpoint-dependent"
+        ? "it is behind a router that gives each destination a new port"
+        : "it is behind a router that forwards no port to it";
+  return `provider ${p.provider} can be reached only by hole punching (${behind}), and a ${p.serviceType} tunnel needs a provider with a public address or a port its router maps: choose a proposal of a tunnel type that punches (wireguard) or another provider`;
 }
 
 /** The proposal's direct contact, when the provider measured one. */

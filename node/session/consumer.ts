@@ -7,7 +7,7 @@ import { DirectChannelError } from "../nat/direct/channel";
 import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
 import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
 import { reachableWithoutPunch } from "../nat/direct/peering";
-import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
+import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import {
   SERVICE_AVAILABILITY,
@@ -310,6 +310,9 @@ export class ConsumerSessions {
     }
     const contact = natsContactOf(proposal);
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
+    // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why.
+    const unreachable = unreachableReason(proposal);
+    if (unreachable) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
 
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
     let response: unknown;

@@ -15,6 +15,8 @@ export type SessionErrorCode =
   /** No direct path, and no relay could join the pair (none meets the price limit, or none allocated). */
   | "NO_RELAY"
   | "NO_PROPOSAL"
+  /** The proposal's tunnel needs a provider with a public address or a mapped port, and this one can be reached only by punching. */
+  | "PROVIDER_UNREACHABLE"
   | "SERVICE_EXISTS"
   | "SERVICE_MISMATCH"
   | "SERVICE_UNKNOWN"

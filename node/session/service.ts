@@ -51,6 +51,12 @@ export interface ProviderService {
   isConnected?(sessionId: string): boolean;
   /** The tunnel carries IPv6 (the provider has IPv6 egress): the proposal says so. */
   readonly ipv6?: boolean;
+  /**
+   * "public-or-mapped": the consumer's tunnel must reach the provider's address unasked (OpenVPN's
+   * server only answers), so the proposal says it needs a provider with a public address or a mapped
+   * port, and consumers do not pick it from a provider reachable only by punching.
+   */
+  readonly reach?: "public-or-mapped";
   /** The UDP port the service's tunnel listens on, when its own packets can punch (WireGuard). */
   readonly tunnelPort?: number;
   /**

@@ -439,6 +439,7 @@ export type Proposal = {
         }[];
       }
   )[];
+  reach?: "public-or-mapped";
   createdAt: number;
   expiresAt: number;
 };

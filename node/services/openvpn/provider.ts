@@ -34,6 +34,8 @@ interface LiveSession extends MeteredSession {
  */
 export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
   readonly type = "openvpn";
+  /** OpenVPN's server only answers: its consumers must reach its address unasked (docs/reachability.md). */
+  readonly reach = "public-or-mapped" as const;
   readonly #o: OpenVpnProviderOptions;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;

@@ -1,0 +1,306 @@
+// The NAT benchmark (`npm run bench -- nat`, bench/nat.md): connect → first byte and the path taken per NAT cell, and
+// tunnel throughput on a punched path against the same pair with a public provider, in one run.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { stopChild, freePort, startLocalChain, type LocalChain } from "../lib/local-chain";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../lib/myst-cli";
+import { startNatsServer, type NatsServer } from "../lib/nats-server";
+import { missingE2EPrerequisites } from "../lib/prereqs";
+import { tempDir } from "../lib/tmp";
+import { onConsumerMachine, topologyUp, type NatKind, type Topology } from "../lib/topology";
+import { until } from "../lib/until";
+import { IPERF, CURL, iperfServer } from "./tunnel-measure";
+import { nowMs, round, summarize, writeResults } from "./stats";
+
+/**
+ * One cell of the benchmark: a provider behind `provider`, a consumer behind `consumer` (or on the
+ * provider's own LAN), buying `service`. Cells with the same provider kind share one topology.
+ * More cells (a relayed pair, say) are one entry each in NAT_BENCH_CASES, or given to `benchNat`.
+ */
+export interface NatBenchCase {
+  /** The row's name in the report. */
+  name: string;
+  provider: NatKind;
+  consumer: NatKind | "same-router";
+  /** Default "wireguard". */
+  service?: "wireguard" | "openvpn";
+  /** The tunnel paths this cell should take (connect's `path.tunnel`); another is reported as unexpected, not hidden. */
+  expectPath?: string[];
+  /** Measure throughput through this cell's tunnel: "baseline" is the one others are compared with. */
+  throughput?: "baseline" | "compare";
+  /** Extra environment for the consumer's node (settings a relayed cell needs, say). */
+  consumerEnv?: NodeJS.ProcessEnv;
+  /** Extra environment for the provider's node. */
+  providerEnv?: NodeJS.ProcessEnv;
+}
+
+/** The cells measured by default: the provider public, behind an endpoint-independent router, behind a UPnP router, and on the consumer's own LAN. */
+export const NAT_BENCH_CASES: NatBenchCase[] = [
+  { name: "public provider × home consumer (eim)", provider: "public", consumer: "eim", expectPath: ["public"], throughput: "baseline" },
+  { name: "provider behind an eim router × home consumer (eim)", provider: "eim", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
+  { name: "provider behind a UPnP router × home consumer (eim)", provider: "upnp", consumer: "eim", expectPath: ["mapped", "punched"] },
+  { name: "provider and consumer behind the same router", provider: "eim", consumer: "same-router", expectPath: ["local"] },
+];
+
+export interface NatCellResult {
+  name: string;
+  provider: NatKind;
+  consumer: NatKind | "same-router";
+  service: string;
+  /** connect → first byte as a user sees it (the `myst connect` process started to the first byte through the tunnel), without the CLI's own start-up. */
+  connectToFirstByteMs?: ReturnType<typeof summarize>;
+  /** The node's own phases (from `connect --json`): discovery, negotiation, tunnel, confirm. */
+  phasesMs?: Record<string, ReturnType<typeof summarize>>;
+  /** The paths taken (`path.tunnel` / `path.channel`), with how often. */
+  paths: Record<string, number>;
+  unexpectedPaths: number;
+  failures: string[];
+  throughputMbps?: number;
+}
+
+const SECONDS = () => Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTS = () => Number(process.env.BENCH_CONNECTS ?? 10);
+
+/** `curl` in `netns`: how many bytes came, or null. */
+function curlIn(netns: string, url: string): string | null {
+  try {
+    return execFileSync("/usr/sbin/ip", ["netns", "exec", netns, CURL, "-s", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "5", url], {
+      encoding: "utf8",
+    }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function iperfIn(netns: string, to: string, seconds: number, attempt = 1): number {
+  let out: string;
+  try {
+    out = execFileSync("/usr/sbin/ip", ["netns", "exec", netns, IPERF, "-c", to, "-t", String(seconds), "-J"], {
+      encoding: "utf8",
+      timeout: (seconds + 20) * 1000,
+    });
+  } catch (err) {
+    out = String((err as { stdout?: string }).stdout ?? "{}");
+  }
+  const bps = JSON.parse(out || "{}").end?.sum_received?.bits_per_second;
+  if (typeof bps === "number") return bps / 1e6;
+  if (attempt < 2) return iperfIn(netns, to, seconds, attempt + 1);
+  throw new Error(`iperf3 from ${netns} to ${to} failed`);
+}
+
+/**
+ * Runs the cells, one topology per provider kind (nodes on their own machines, behind home routers
+ * that forward nothing, as in test/e2e/nat-matrix.test.ts), and writes bench/nat.json and bench/nat.md.
+ */
+export async function benchNat(cases: NatBenchCase[] = NAT_BENCH_CASES): Promise<NatCellResult[]> {
+  const missing = missingE2EPrerequisites();
+  for (const [bin, name] of [
+    [IPERF, "iperf3"],
+    [CURL, "curl"],
+    ["/usr/bin/turnserver", "coturn"],
+    ["/usr/sbin/miniupnpd", "miniupnpd"],
+  ])
+    if (!fs.existsSync(bin)) missing.push(name);
+  if (missing.length) throw new Error(`the NAT benchmark needs: ${missing.join(", ")}`);
+  buildCli();
+  const connects = CONNECTS();
+  const seconds = SECONDS();
+  const tag = process.env.BENCH_TAG ?? "bnat";
+  const stops: (() => Promise<unknown>)[] = [];
+  const results: NatCellResult[] = [];
+  try {
+    const [chain, nats]: [LocalChain, NatsServer] = await Promise.all([startLocalChain(), startNatsServer()]);
+    stops.push(
+      () => chain.stop(),
+      () => nats.stop(),
+    );
+    const base = cliEnv(chain, nats.url, await freePort());
+    const dirs = new Map<string, ReturnType<typeof tempDir>>();
+    const dirOf = (who: string) => {
+      if (!dirs.has(who)) dirs.set(who, tempDir(`myst-bench-nat-${who}-`));
+      return dirs.get(who)!.dir;
+    };
+    stops.push(async () => dirs.forEach((d) => d.cleanup()));
+    const consumerKinds = [...new Set(cases.map((c) => c.consumer))];
+    console.log("identities, the consumers' deposits, discovery…");
+    await registerWithCli(chain, { ...base, MYST_DATA_DIR: dirOf("provider") });
+    for (const k of consumerKinds) {
+      await registerWithCli(chain, { ...base, MYST_DATA_DIR: dirOf(k) });
+      await depositWithCli({ ...base, MYST_DATA_DIR: dirOf(k) }, "5", "1");
+    }
+    const discovery = await startCliDiscovery(base);
+    stops.push(() => discovery.stop());
+
+    for (const providerKind of [...new Set(cases.map((c) => c.provider))]) {
+      const cells = cases.filter((c) => c.provider === providerKind);
+      results.push(...(await benchTopology(providerKind, cells, { base, tag, dirOf, connects, seconds })));
+    }
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch((err) => console.error(`clean-up: ${(err as Error).message}`));
+  }
+  report(results, connects, seconds);
+  return results;
+}
+
+async function benchTopology(
+  providerKind: NatKind,
+  cells: NatBenchCase[],
+  o: { base: NodeJS.ProcessEnv; tag: string; dirOf: (who: string) => string; connects: number; seconds: number },
+): Promise<NatCellResult[]> {
+  const sameRouter = cells.some((c) => c.consumer === "same-router");
+  const kinds = cells.map((c) => c.consumer).filter((k): k is NatKind => k !== "same-router");
+  const consumerKinds: NatKind[] = [...(sameRouter ? (["public"] as NatKind[]) : []), ...new Set(kinds)];
+  console.log(`\nprovider ${providerKind}: consumers ${[...(sameRouter ? ["same-router"] : []), ...new Set(kinds)].join(", ")}`);
+  const topology: Topology = await topologyUp({
+    tag: o.tag,
+    consumers: consumerKinds.length,
+    nat: { provider: providerKind, consumer: consumerKinds, sameRouter },
+  });
+  const nat = topology.nat!;
+  const stops: (() => Promise<unknown>)[] = [() => topology.down()];
+  const results: NatCellResult[] = [];
+  try {
+    const iperfd = iperfServer(topology.internet, topology.internetAddress);
+    stops.push(() => stopChild(iperfd));
+    const machine = { ...(await onConsumerMachine(topology, o.base)), MYST_STUN_SERVERS: nat.stunServers.join(","), MYST_LOG_LEVEL: "warn" };
+    const providerEnv = { ...machine, MYST_DATA_DIR: o.dirOf("provider"), ...Object.assign({}, ...cells.map((c) => c.providerEnv ?? {})) };
+    // The provider's services are started afresh for each topology (its public address differs).
+    fs.rmSync(path.join(providerEnv.MYST_DATA_DIR, "services.json"), { force: true });
+    const provider = mystBackground(["daemon", "--api-port", "0"], providerEnv, { netns: topology.provider });
+    stops.push(() => provider.stop());
+    await until(() => provider.output().includes("REST API:") || provider.child.exitCode !== null, "the provider daemon to listen", 60_000);
+    if (provider.child.exitCode !== null) throw new Error(`the provider daemon exited: ${provider.output()}`);
+    for (const service of new Set(cells.map((c) => c.service ?? "wireguard"))) {
+      const r = await myst(
+        [
+          "service",
+          "start",
+          service,
+          "--public-ip",
+          nat.publicAddressOf(topology.provider),
+          "--country",
+          "DE",
+          ...(service === "wireguard" ? ["--device", `mwp${topology.tag}`] : []),
+          "--json",
+        ],
+        providerEnv,
+        120_000,
+        { netns: topology.provider },
+      );
+      if (r.code !== 0) throw new Error(`myst service start ${service}: ${r.stderr}`);
+    }
+
+    for (const cell of cells) {
+      const service = cell.service ?? "wireguard";
+      const i = nat.consumers.indexOf(cell.consumer);
+      const netns = topology.consumers[i];
+      const env = { ...machine, MYST_DATA_DIR: o.dirOf(cell.consumer), ...(cell.consumerEnv ?? {}) };
+      const result: NatCellResult = { name: cell.name, provider: providerKind, consumer: cell.consumer, service, paths: {}, unexpectedPaths: 0, failures: [] };
+      results.push(result);
+      const consumer = mystBackground(["daemon", "--api-port", "0"], env, { netns });
+      try {
+        await until(() => consumer.output().includes("REST API:") || consumer.child.exitCode !== null, "the consumer daemon to listen", 60_000);
+        if (consumer.child.exitCode !== null) throw new Error(`the consumer daemon exited: ${consumer.output()}`);
+        await until(
+          async () => {
+            const r = await myst(["proposals", "--service-type", service, "--json"], env, 60_000, { netns });
+            return r.code === 0 && JSON.parse(r.stdout).length === 1;
+          },
+          "the proposal in discovery",
+          60_000,
+        );
+        console.log(`${cell.name}: ${o.connects} connects…`);
+        const total: number[] = [];
+        const phases: Record<string, number[]> = {};
+        for (let n = 0; n < o.connects; n++) {
+          // The CLI's own start-up (a `myst status` against the same node), taken off each connect.
+          const s0 = nowMs();
+          await myst(["status", "--json"], env, 60_000, { netns });
+          const cliStart = nowMs() - s0;
+          const t0 = nowMs();
+          const r = await myst(["connect", "--service", service, "--country", "DE", "--json"], env, 120_000, { netns });
+          if (r.code !== 0) {
+            result.failures.push(r.stderr.trim().split("\n").pop() ?? `exit ${r.code}`);
+            continue;
+          }
+          const got = curlIn(netns, `${topology.internetUrl}?bytes=1`);
+          const t1 = nowMs();
+          const connected = JSON.parse(r.stdout);
+          if (got !== "1") result.failures.push("connected, but no first byte through the tunnel");
+          else total.push(t1 - t0 - cliStart);
+          const taken = `${connected.path?.tunnel ?? "?"} / ${connected.path?.channel ?? "?"}`;
+          result.paths[taken] = (result.paths[taken] ?? 0) + 1;
+          if (cell.expectPath && !cell.expectPath.includes(connected.path?.tunnel)) result.unexpectedPaths++;
+          for (const [k, v] of Object.entries(connected.phasesMs ?? {})) if (typeof v === "number") (phases[k] ??= []).push(v);
+          const d = await myst(["disconnect", "--json"], env, 60_000, { netns });
+          if (d.code !== 0) throw new Error(`myst disconnect: ${d.stderr}`);
+        }
+        if (total.length) result.connectToFirstByteMs = summarize(total);
+        result.phasesMs = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)]));
+        if (cell.throughput) {
+          console.log(`${cell.name}: throughput (iperf3 ${o.seconds} s)…`);
+          const r = await myst(["connect", "--service", service, "--country", "DE", "--json"], env, 120_000, { netns });
+          if (r.code !== 0) result.failures.push(`throughput: ${r.stderr.trim().split("\n").pop()}`);
+          else {
+            try {
+              result.throughputMbps = round(iperfIn(netns, topology.internetAddress, o.seconds), 1);
+            } catch (err) {
+              result.failures.push(`throughput: ${(err as Error).message}`);
+            }
+            await myst(["disconnect", "--json"], env, 60_000, { netns });
+          }
+        }
+      } finally {
+        await consumer.stop();
+      }
+    }
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch((err) => console.error(`clean-up: ${(err as Error).message}`));
+  }
+  return results;
+}
+
+function report(results: NatCellResult[], connects: number, seconds: number): void {
+  const baseline = results.find((r) => NAT_BENCH_CASES.some((c) => c.name === r.name && c.throughput === "baseline")) ?? results[0];
+  const baseP50 = baseline?.connectToFirstByteMs?.p50;
+  const rows: string[][] = [
+    ["cell", "connect → first byte p50 / p99 (ms)", "node's own phases p50 (ms)", "path taken (tunnel / messages)", "vs the public provider"],
+  ];
+  for (const r of results) {
+    const c = r.connectToFirstByteMs;
+    const ph = r.phasesMs ?? {};
+    const phaseText = ["discovery", "negotiation", "tunnel", "confirm"]
+      .filter((k) => ph[k])
+      .map((k) => `${k} ${ph[k].p50}`)
+      .join(", ");
+    const ratio = c && baseP50 && r !== baseline ? `${round(c.p50 / baseP50, 2)}× p50 (aim ≤ 2×)` : r === baseline ? "1× (baseline)" : "";
+    const paths = Object.entries(r.paths)
+      .map(([p, n]) => `${p} ×${n}`)
+      .join("; ");
+    const failed = r.failures.length ? `; ${r.failures.length} failed: ${[...new Set(r.failures)].join(" | ")}` : "";
+    const unexpected = r.unexpectedPaths ? ` (${r.unexpectedPaths} not the expected path)` : "";
+    rows.push([r.name, c ? `${c.p50} / ${c.p99} (n ${c.n})` : "none", phaseText, `${paths}${unexpected}${failed}`, ratio]);
+  }
+  const through = results.filter((r) => r.throughputMbps !== undefined);
+  const base = baseline?.throughputMbps;
+  for (const r of through)
+    rows.push([
+      `iperf3 through the tunnel, ${r.name} (Mbit/s)`,
+      String(r.throughputMbps),
+      "",
+      Object.keys(r.paths)[0] ?? "",
+      r === baseline || !base ? "1× (baseline)" : `${round(r.throughputMbps! / base, 3)}× (aim ≥ 0.95)`,
+    ]);
+  writeResults(
+    "nat",
+    {
+      connects,
+      throughputSeconds: seconds,
+      load: fs.readFileSync("/proc/loadavg", "utf8").trim(),
+      cells: results,
+      targets: "a punched connect's p50 ≤ 2× the public provider's; throughput on a punched path ≥ 0.95× the same pair with a public provider",
+    },
+    rows,
+  );
+}

@@ -1,0 +1,117 @@
+import { expect } from "chai";
+import { ConsumerNode } from "../../../node/daemon/consumer-node";
+import { ProviderNode, type ProvidedService } from "../../../node/daemon/provider-node";
+import type { IdentityKey } from "../../../node/identity/key";
+import type { Reachability } from "../../../node/nat/reachability";
+import { signProposal, unreachableReason } from "../../../node/proposal/proposal";
+import { OpenVpnProviderService } from "../../../node/services/openvpn/provider";
+import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
+import { openDatabase, type Db } from "../../../node/store/database";
+import { TestNetwork, providerPayments, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
+import { tempDir } from "../../../scripts/lib/tmp";
+
+/** A service that, as OpenVPN, needs its consumers to reach the provider unasked (the no-op service playing OpenVPN's part). */
+class UnpunchableService extends NoopProviderService {
+  readonly reach = "public-or-mapped" as const;
+}
+
+const measured = (contacts: Reachability["contacts"], mapping: Reachability["mapping"] = "endpoint-independent"): Reachability => ({
+  mapping,
+  filtering: "address-and-port-dependent",
+  publicAddress: "198.18.3.2",
+  contacts,
+  measuredAt: Date.now(),
+  summary: "",
+});
+const punchOnly = measured([{ kind: "punch-only", address: "198.18.3.2", port: 40000, protocol: "udp" }]);
+const mapped = measured([
+  { kind: "mapped", address: "11.3.0.2", port: 40001, protocol: "udp" },
+  { kind: "punch-only", address: "11.3.0.2", port: 40000, protocol: "udp" },
+]);
+
+/**
+ * Proposals say how the provider can be reached, and a tunnel that cannot punch (OpenVPN) says it
+ * needs a public or mapped provider: a consumer does not start a session it cannot carry, and says
+ * why, instead of waiting for a tunnel that never comes up. Real NATS and registry, no-op tunnel.
+ */
+describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", function () {
+  const net = new TestNetwork();
+  let nats: NatsServer;
+  let providerKey: IdentityKey;
+  let consumerKey: IdentityKey;
+  const tmp = tempDir("myst-reach-");
+  let db: Db;
+  let reachability: Reachability | undefined;
+  let provider: ProviderNode;
+  let consumer: ConsumerNode;
+  const provided: ProvidedService = {
+    service: new UnpunchableService(),
+    offer: { country: "DE", ipType: "residential", pricePerHour: 1n, pricePerGiB: 1n, bandwidthMbps: 10 },
+  };
+  const signed = () => {
+    const now = Date.now();
+    return signProposal(providerKey, { ...provider.proposal(provided), createdAt: now, expiresAt: now + 60_000 });
+  };
+
+  before(async function () {
+    await net.start();
+    nats = await startNatsServer();
+    [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
+    db = openDatabase(`${tmp.dir}/myst.db`);
+    provider = new ProviderNode({
+      key: providerKey,
+      brokerUrls: [nats.url],
+      registry: net.registry,
+      services: [provided],
+      pingMs: 60_000,
+      payments: providerPayments(net.conn, db),
+      reachability: () => reachability,
+    });
+    consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrls: ["http://127.0.0.1:9"], registry: net.registry });
+    await provider.start();
+    await consumer.start();
+  });
+  after(async function () {
+    await consumer?.stop();
+    await provider?.stop();
+    db?.close();
+    await nats?.stop();
+    await net.stop();
+    tmp.cleanup();
+  });
+
+  it("is what OpenVPN's provider side says of itself, and what its proposal carries", function () {
+    const openvpn = new OpenVpnProviderService({ dir: tmp.dir, directory: net.registry, publicAddress: "198.18.3.2" });
+    expect(openvpn.reach).to.equal("public-or-mapped");
+    reachability = punchOnly;
+    expect(provider.proposal(provided).reach).to.equal("public-or-mapped");
+    expect(provider.proposal({ ...provided, service: new NoopProviderService() }).reach).to.equal(undefined);
+  });
+
+  it("is refused at once by the consumer when the provider can be reached only by punching, saying why, and no session starts", async function () {
+    reachability = punchOnly;
+    const before = (provided.service as NoopProviderService).open.size;
+    const err = await consumer.sessions.connect({ proposal: signed(), service: new NoopConsumerService() }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).to.equal("PROVIDER_UNREACHABLE");
+    expect(err?.message).to.include("can be reached only by hole punching").and.include("a public address or a port its router maps");
+    expect((provided.service as NoopProviderService).open.size).to.equal(before);
+  });
+
+  it("says why in words for a provider behind a router that maps per destination", function () {
+    reachability = measured([{ kind: "punch-only", address: "198.18.3.2", port: 40000, protocol: "udp" }], "endpoint-dependent");
+    const { proposal } = JSON.parse(JSON.stringify({ proposal: { ...provider.proposal(provided), createdAt: 1, expiresAt: 2 } }));
+    expect(unreachableReason(proposal)).to.include("a router that gives each destination a new port");
+  });
+
+  it("connects when the provider has a port its router maps, or measured nothing (its address as the operator gave it)", async function () {
+    for (const r of [mapped, undefined]) {
+      reachability = r;
+      const session = await consumer.sessions.connect({ proposal: signed(), service: new NoopConsumerService() });
+      expect(session.state).to.equal("active");
+      await session.destroy();
+    }
+  });
+});
