@@ -191,6 +191,7 @@ export class NodeCore {
       key,
       shared: { broker, dialogs },
       reachability: () => reachability.current(),
+      routerPorts: reachability,
       brokerUrls: config.brokerUrls,
       registry,
       services: [],

@@ -80,6 +80,8 @@ export interface ProviderNodeOptions {
   controlsTickMs?: number;
   /** The node's reachability as last measured: its public contacts go into the proposals (direct/v1). */
   reachability?: () => Reachability | undefined;
+  /** The router's ports for services whose consumers reach them unasked (`listenPort`): kept mapped while they are sold (nat/monitor.ts). */
+  routerPorts?: { keep(port: number, protocol: "udp" | "tcp"): void; release(port: number, protocol: "udp" | "tcp"): void };
 }
 
 /** The provider's payment policy (amounts in wei): one definition, in config/ (docs/payments.md explains each). */
@@ -249,6 +251,8 @@ export class ProviderNode {
         .map((s) => this.sessions.end(s.id, "service stopped")),
     );
     this.#services.delete(type);
+    const listen = selling.service.listenPort;
+    if (listen) this.#o.routerPorts?.release(listen.port, listen.protocol);
     this.#log.info({ service: type }, "service removed");
     return selling.service;
   }
@@ -265,6 +269,8 @@ export class ProviderNode {
     this.#selling.set(provided.service.type, selling);
     this.#services.set(provided.service.type, provided.service);
     if (provided.policy) this.controls.add(provided.service.type, provided.policy);
+    const listen = provided.service.listenPort;
+    if (listen) this.#o.routerPorts?.keep(listen.port, listen.protocol);
     return selling;
   }
 

@@ -1,7 +1,7 @@
 import dgram from "node:dgram";
 import type { Logger } from "pino";
 import { localAddresses } from "./addresses";
-import { type PortMapper, RouterPortMapper } from "./port-mapping";
+import { type PortMapper, type RouterMapping, RouterPortMapper } from "./port-mapping";
 import { type MeasureOptions, measureReachability, type Reachability, type ReachabilityDetails } from "./reachability";
 
 export interface ReachabilitySettings {
@@ -48,6 +48,9 @@ export class ReachabilityMonitor {
   #addresses = "";
   #listeners = new Set<(r: Reachability) => void>();
   #stopped = true;
+  /** Services' own ports to keep mapped on the router ("udp/1194"), and what the router granted for each. */
+  readonly #wanted = new Map<string, { port: number; protocol: "udp" | "tcp" }>();
+  readonly #granted = new Map<string, RouterMapping>();
 
   constructor(options: ReachabilityMonitorOptions) {
     this.#o = options;
@@ -96,7 +99,16 @@ export class ReachabilityMonitor {
     // A datagram error (an ICMP unreachable after a probe) must not kill the node.
     socket.on("error", (err) => this.#o.log?.debug({ err }, "reachability socket error"));
     this.#socket = socket;
-    this.#mapper = this.#o.portMapping ? (this.#o.portMapper ?? new RouterPortMapper({ log: this.#o.log, onLost: () => void this.measure() })) : undefined;
+    this.#mapper = this.#o.portMapping
+      ? (this.#o.portMapper ??
+        new RouterPortMapper({
+          log: this.#o.log,
+          onLost: (m) => {
+            this.#granted.delete(portKey(m.internalPort, m.protocol));
+            void this.measure();
+          },
+        }))
+      : undefined;
     this.#addresses = addressKey();
     const watch = setInterval(() => {
       const now = addressKey();
@@ -143,8 +155,52 @@ export class ReachabilityMonitor {
       this.#current = r;
       this.#o.log?.info({ mapping: r.mapping, filtering: r.filtering, contacts: r.contacts, summary: r.summary }, "reachability measured");
       if (!before || advertised(before) !== advertised(r)) for (const l of this.#listeners) l(r);
+      await this.#mapServicePorts();
     } catch (err) {
       this.#o.log?.warn({ err }, "could not measure reachability");
+    }
+  }
+
+  /**
+   * Keeps a service's own port mapped on the router (OpenVPN's: its consumers reach it unasked),
+   * whenever the router grants mappings that lead somewhere (the reachability socket's mapping is
+   * advertised); mapped again after each measurement that finds it gone. Same external port as
+   * the local one, or it is given back: the service's config names one port.
+   */
+  keep(port: number, protocol: "udp" | "tcp"): void {
+    this.#wanted.set(portKey(port, protocol), { port, protocol });
+    void this.#mapServicePorts();
+  }
+
+  /** Stops keeping a service's port mapped, and removes its mapping. */
+  release(port: number, protocol: "udp" | "tcp"): void {
+    const k = portKey(port, protocol);
+    this.#wanted.delete(k);
+    if (this.#granted.delete(k)) void this.#mapper?.unmap(port, protocol);
+  }
+
+  /** The services' ports the router maps now. */
+  servicePorts(): RouterMapping[] {
+    return [...this.#granted.values()];
+  }
+
+  async #mapServicePorts(): Promise<void> {
+    const mapper = this.#mapper;
+    if (!mapper || this.#stopped || !this.#current?.contacts.some((c) => c.kind === "mapped")) return;
+    for (const [k, { port, protocol }] of this.#wanted) {
+      if (this.#granted.has(k)) continue;
+      try {
+        const mapping = await mapper.map(port, protocol);
+        if (mapping.externalPort !== port) {
+          this.#o.log?.warn({ mapping }, "the router mapped the service's port to another port; the service's address names its own: given back");
+          await mapper.unmap(port, protocol);
+          continue;
+        }
+        if (this.#wanted.has(k)) this.#granted.set(k, mapping);
+        else await mapper.unmap(port, protocol);
+      } catch (err) {
+        this.#o.log?.warn({ err, port, protocol }, "the router did not map the service's port: consumers that cannot punch will not reach it");
+      }
     }
   }
 
@@ -155,10 +211,12 @@ export class ReachabilityMonitor {
     this.#timers = [];
     await this.#measuring?.catch(() => undefined);
     await this.#mapper?.stop();
+    this.#granted.clear();
     this.#socket?.close();
     this.#socket = undefined;
   }
 }
 
+const portKey = (port: number, protocol: string) => `${protocol}/${port}`;
 const advertised = (r: Reachability) => JSON.stringify([r.mapping, r.filtering, r.contacts, r.summary]);
 const addressKey = () => localAddresses().sort().join(",");

@@ -57,6 +57,8 @@ export interface ProviderService {
    * port, and consumers do not pick it from a provider reachable only by punching.
    */
   readonly reach?: "public-or-mapped";
+  /** With `reach`: the port its consumers reach unasked; the node asks its router to map it (UPnP / NAT-PMP), as it does for the reachability socket. */
+  readonly listenPort?: { port: number; protocol: "udp" | "tcp" };
   /** The UDP port the service's tunnel listens on, when its own packets can punch (WireGuard). */
   readonly tunnelPort?: number;
   /**

@@ -36,6 +36,10 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
   readonly type = "openvpn";
   /** OpenVPN's server only answers: its consumers must reach its address unasked (docs/reachability.md). */
   readonly reach = "public-or-mapped" as const;
+
+  get listenPort(): { port: number; protocol: "udp" } {
+    return { port: this.#o.port ?? 1194, protocol: "udp" };
+  }
   readonly #o: OpenVpnProviderOptions;
   #process?: OpenVpnProcess;
   #pki?: ServicePki;

@@ -254,4 +254,40 @@ describe("the reachability monitor", function () {
       await servers.close();
     }
   });
+
+  it("keeps a service's own port mapped on a router whose mappings lead somewhere (OpenVPN's), and gives it back when released", async function () {
+    const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false });
+    const mapper = new FakeMapper((port) => ({ ...routerMapping(port, "198.51.100.7"), externalPort: port === 1194 ? 1194 : 41000 }));
+    const monitor = new ReachabilityMonitor({ stunServers: [servers.primary], portMapping: true, portMapper: mapper, port: 0, measure: FAST });
+    try {
+      monitor.keep(1194, "udp"); // asked before the first measurement: mapped once the router is known to map usefully
+      const changed = new Promise<Reachability>((resolve) => monitor.onChange(resolve));
+      await monitor.start();
+      expect((await changed).contacts.map((c) => c.kind)).to.deep.equal(["mapped", "punch-only"]);
+      await monitor.measure();
+      expect(monitor.servicePorts().map((m) => `${m.externalAddress}:${m.externalPort} → ${m.internalPort}`)).to.deep.equal(["198.51.100.7:1194 → 1194"]);
+      monitor.release(1194, "udp");
+      expect(monitor.servicePorts()).to.deep.equal([]);
+      expect(mapper.unmapped).to.include(1194);
+    } finally {
+      await monitor.stop();
+      await servers.close();
+    }
+  });
+
+  it("does not keep a service's port the router maps to another port (the service's address names its own)", async function () {
+    const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false });
+    const mapper = new FakeMapper((port) => routerMapping(port, "198.51.100.7"));
+    const monitor = new ReachabilityMonitor({ stunServers: [servers.primary], portMapping: true, portMapper: mapper, port: 0, measure: FAST });
+    try {
+      monitor.keep(1194, "udp");
+      await monitor.start();
+      await monitor.measure();
+      expect(monitor.servicePorts()).to.deep.equal([]);
+      expect(mapper.unmapped).to.include(1194);
+    } finally {
+      await monitor.stop();
+      await servers.close();
+    }
+  });
 });
