@@ -12,17 +12,19 @@ import { MystToken__factory } from "../typechain-types";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
- * two providers selling OpenVPN (or WireGuard: `npm run demo -- --service wireguard`) from their
- * own network namespaces, a consumer that makes one
+ * two providers selling WireGuard (or OpenVPN: `npm run demo -- --service openvpn`) from behind home
+ * routers that forward no port — with WireGuard one router that keeps one port per app
+ * (endpoint-independent: reached by hole punching) and one with UPnP (reached on a mapped port);
+ * OpenVPN cannot be punched, so with it both routers speak UPnP — a consumer that makes one
  * deposit into its vault and is served by both in turn (the second with no transaction at all),
  * both providers paid on chain (the second through a relayer, holding no ETH) — printing each
  * step, and cleaning everything up at the end, on failure and on Ctrl-C.
  */
 
-/** The tunnel type the demo sells and buys: `--service openvpn` (the default) or `--service wireguard`. */
+/** The tunnel type the demo sells and buys: `--service wireguard` (the default) or `--service openvpn`. */
 function serviceArgument(argv: string[]): "openvpn" | "wireguard" {
   const i = argv.indexOf("--service");
-  const value = i >= 0 ? argv[i + 1] : (argv.find((a) => a.startsWith("--service="))?.slice("--service=".length) ?? "openvpn");
+  const value = i >= 0 ? argv[i + 1] : (argv.find((a) => a.startsWith("--service="))?.slice("--service=".length) ?? "wireguard");
   if (value !== "openvpn" && value !== "wireguard") {
     console.error(`--service must be openvpn or wireguard, not "${value}"`);
     process.exit(2);
@@ -93,6 +95,22 @@ function failureOutput(): string {
     .join("\n");
 }
 
+/** A proposal as `myst proposals --json` lists it (the fields the demo shows). */
+interface Listed {
+  provider: string;
+  location: { city: string; ipType: string };
+  reach?: string;
+  contacts: { type: string; candidates?: { kind: string; address: string; port: number }[] }[];
+}
+
+/** How the consumer's tunnel reached a provider, in words (`path.tunnel` of `myst connect --json`). */
+const PATH_WORDS: Record<string, string> = {
+  punched: "by hole punching through both routers",
+  mapped: "on the port its router maps for it (UPnP)",
+  public: "at its own public address",
+  local: "over the shared LAN",
+};
+
 const formatMyst = (wei: string | bigint) => (Number(BigInt(wei)) / 1e18).toFixed(9);
 
 const tokenBalance = (rpc: JsonRpcProvider, chain: LocalChain, address: string) =>
@@ -118,7 +136,10 @@ async function main() {
   const nats: NatsServer = await startNatsServer();
   started.push({ name: "nats", stop: () => nats.stop() });
   ok(`nats-server ${nats.url} (pid ${nats.pid})`);
-  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1, providers: 2 });
+  // No port forwarding anywhere: provider A behind a home router that keeps one public port per app
+  // (nftables masquerade; with OpenVPN, which cannot punch, a UPnP router), provider B behind a UPnP router.
+  const kindA = SERVICE === "openvpn" ? "upnp" : "eim";
+  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1, providers: 2, nat: { provider: kindA, secondProvider: "upnp" } });
   started.push({ name: "topology", stop: () => topology.down() });
   ok(`namespaces ${[...topology.consumers, topology.router, topology.gateway, ...topology.providers, topology.internet, topology.lan].join(", ")}`);
 
@@ -136,10 +157,14 @@ async function main() {
   };
   const providerEnv = { ...common, MYST_DATA_DIR: path.join(base, "provider") };
   const provider2Env = { ...common, MYST_DATA_DIR: path.join(base, "provider2") };
+  // Every node measures its router with the STUN server on the internet host (coturn, two addresses).
+  const stun = { MYST_STUN_SERVERS: topology.nat!.stunServers.join(",") };
   // The consumer is a person's machine: its node runs in the consumer's namespace and reaches the
   // chain, the broker and discovery over the routers, at the network's services host.
   const consumerNs = topology.consumers[0];
-  const consumerEnv = await onConsumerMachine(topology, { ...common, MYST_DATA_DIR: path.join(base, "consumer") });
+  // Chain, broker and discovery as every node's machine reaches them: over the routers (published once).
+  const machine: NodeJS.ProcessEnv = { ...(await onConsumerMachine(topology, common)), ...stun };
+  const consumerEnv: NodeJS.ProcessEnv = { ...machine, MYST_DATA_DIR: path.join(base, "consumer") };
   const consumer = (args: string[]) => mystOk(consumerEnv, args, consumerNs);
 
   say("Starting the discovery service");
@@ -174,50 +199,70 @@ async function main() {
   const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
   started.push({ name: "rpc", stop: async () => rpc.destroy() });
 
-  say(`Starting both providers' ${LABEL} services, each in its own namespace behind its own NAT gateway`);
+  const homeOf = (i: number) =>
+    topology.nat!.upnpRouters.includes(topology.nat!.natRoutersOf(topology.providers[i])[0])
+      ? "a UPnP home router"
+      : "a home router that keeps one port per app";
+  say(
+    `Starting both providers' ${LABEL} services, each node on its own machine behind ${SERVICE === "openvpn" ? "a UPnP home router" : "its home router"} (no port forwarded)`,
+  );
+  // A provider's node runs on its machine (its namespace): it measures its router from there, asks it for a port, and punches from there.
   const sell = (who: string, env: NodeJS.ProcessEnv, i: number, city: string, extra: string[]) =>
-    background(who, env, [
-      "service",
-      "start",
-      SERVICE,
-      "--netns",
+    background(
+      who,
+      { ...machine, MYST_DATA_DIR: env.MYST_DATA_DIR },
+      [
+        "service",
+        "start",
+        SERVICE,
+        "--public-ip",
+        topology.providerAddressOf(i),
+        "--country",
+        "DE",
+        "--city",
+        city,
+        "--ip-type",
+        "residential",
+        "--price-per-hour",
+        "0.05",
+        "--price-per-gib",
+        "0.1",
+        "--bandwidth",
+        "500",
+        "--invoice-every",
+        "2",
+        "--min-escrow",
+        "0.5",
+        // A demo's sessions are short: settle each pair when its session ends, whatever the fee.
+        "--settle-on-session-end",
+        ...extra,
+      ],
       topology.providers[i],
-      "--public-ip",
-      topology.providerAddressOf(i),
-      "--country",
-      "DE",
-      "--city",
-      city,
-      "--ip-type",
-      "residential",
-      "--price-per-hour",
-      "0.05",
-      "--price-per-gib",
-      "0.1",
-      "--bandwidth",
-      "500",
-      "--invoice-every",
-      "2",
-      "--min-escrow",
-      "0.5",
-      // A demo's sessions are short: settle each pair when its session ends, whatever the fee.
-      "--settle-on-session-end",
-      ...extra,
-    ]);
+    );
   sell("provider A", providerEnv, 0, "Berlin", []);
   sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
+  for (const i of [0, 1])
+    ok(
+      `provider ${"AB"[i]}'s machine ${topology.nat!.localAddressOf(topology.providers[i])} sits behind ${homeOf(i)} (public address ${topology.providerAddressOf(i)})`,
+    );
   const proposals = await until(() => {
     stillRunning();
     const list = JSON.parse(consumer(["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
-    return list.length === 2 && list;
-  }, "both proposals in discovery");
-  for (const p of proposals as { provider: string; location: { city: string; ipType: string } }[]) {
+    // Each provider announces again once it has measured how it can be reached (a direct/v1 contact).
+    const measured = list.filter((p: Listed) => p.contacts.some((c) => c.type === "direct/v1"));
+    return measured.length === 2 && measured;
+  }, "both proposals in discovery, with how to reach each provider");
+  for (const p of proposals as Listed[]) {
     ok(`the consumer finds it with filters (${SERVICE}, DE, ≤ 0.2 MYST/GiB): ${p.provider}, ${p.location.city}, ${p.location.ipType}`);
+    const direct = p.contacts.find((c) => c.type === "direct/v1");
+    ok(
+      `  how to reach it (its proposal, measured by its node): ${direct?.candidates?.map((c) => `${c.kind} ${c.address}:${c.port}`).join(", ")} — no private address${p.reach ? `; ${SERVICE} needs a provider that is ${p.reach}` : ""}`,
+    );
   }
 
   say("Before connecting: what the internet host sees of the consumer");
   const before = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1500);
-  ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the providers sit behind their own NAT gateways)`);
+  ok(`visible IP ${before} — the consumer's own address (its ISP's router is ${topology.router}; the providers sit behind their own home routers)`);
   if (before !== topology.consumerAddress(0)) throw new Error(`expected ${topology.consumerAddress(0)}, saw ${before}`);
 
   say("The consumer's node starts on the consumer's machine and makes its one deposit: 5 MYST into its vault, 1 MYST of escrow");
@@ -235,6 +280,9 @@ async function main() {
     ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the consumer to start it`);
     ok(
       `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, ${SERVICE} up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
+    );
+    ok(
+      `reached ${who} ${PATH_WORDS[status.path?.tunnel] ?? `by ${status.path?.tunnel}`}; the session's messages go ${status.path?.channel === "direct" ? "over the direct channel between the two nodes" : "over the broker"} (path ${status.path?.tunnel} / ${status.path?.channel})`,
     );
     const seen = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
     ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(0)})`);

@@ -81,7 +81,11 @@ export interface ProviderNodeOptions {
   /** The node's reachability as last measured: its public contacts go into the proposals (direct/v1). */
   reachability?: () => Reachability | undefined;
   /** The router's ports for services whose consumers reach them unasked (`listenPort`): kept mapped while they are sold (nat/monitor.ts). */
-  routerPorts?: { keep(port: number, protocol: "udp" | "tcp"): void; release(port: number, protocol: "udp" | "tcp"): void };
+  routerPorts?: {
+    keep(port: number, protocol: "udp" | "tcp"): void;
+    release(port: number, protocol: "udp" | "tcp"): void;
+    maps(port: number, protocol: "udp" | "tcp"): boolean;
+  };
 }
 
 /** The provider's payment policy (amounts in wei): one definition, in config/ (docs/payments.md explains each). */
@@ -142,6 +146,7 @@ export class ProviderNode {
       outageToleranceMs: options.outageToleranceMs,
       keepaliveMs: options.keepaliveMs,
       direct: options.direct,
+      routerMaps: options.routerPorts && ((port, protocol) => options.routerPorts!.maps(port, protocol)),
       // The provider's own controls first (no chain call), then payment.
       admission: async (request) => (await this.controls.admission(request)) ?? this.payments.admission(request),
       availability: (type, consumer) => this.controls.availability(type, consumer),

@@ -179,6 +179,11 @@ export class ReachabilityMonitor {
     if (this.#granted.delete(k)) void this.#mapper?.unmap(port, protocol);
   }
 
+  /** Whether the router maps this service port now (with its own number). */
+  maps(port: number, protocol: "udp" | "tcp"): boolean {
+    return this.#granted.has(portKey(port, protocol));
+  }
+
   /** The services' ports the router maps now. */
   servicePorts(): RouterMapping[] {
     return [...this.#granted.values()];

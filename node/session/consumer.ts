@@ -437,7 +437,7 @@ export class ConsumerSessions {
         }
       }
     } else {
-      if (peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
+      if (peerOffer?.tunnelMapped || peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
       punching?.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
     }
 

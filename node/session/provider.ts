@@ -4,6 +4,7 @@ import type { Dialog, Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import type { DirectChannel } from "../nat/direct/channel";
 import type { DirectPeering } from "../nat/direct/peering";
+import type { DirectOffer } from "../nat/direct/candidates";
 import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/proposal";
 import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
@@ -81,6 +82,8 @@ export interface ProviderSessionsOptions {
   availability?: (serviceType: string, consumer: Address) => Promise<Omit<Availability, "serviceType">>;
   /** Direct channels with consumers that offer one (node/nat/direct). Without it, the broker carries every session. */
   direct?: DirectPeering;
+  /** Whether the router keeps this port mapped for the node now (nat/monitor.ts): a service's tunnel there needs no punching. */
+  routerMaps?: (port: number, protocol: "udp" | "tcp") => boolean;
 }
 
 /**
@@ -98,8 +101,8 @@ export interface ProviderSessionsEvents {
 }
 
 export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
-  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log" | "direct">> &
-    Pick<ProviderSessionsOptions, "admission" | "availability" | "direct"> & { log: Logger };
+  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log" | "direct" | "routerMaps">> &
+    Pick<ProviderSessionsOptions, "admission" | "availability" | "direct" | "routerMaps"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
@@ -347,9 +350,15 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
         serviceConfig,
         keepaliveMs: this.#o.keepaliveMs,
         correlationId: body.correlationId,
-        ...(prepared ? { direct: prepared.offer } : {}),
+        ...(prepared ? { direct: this.#withMappedTunnel(prepared.offer, service) } : {}),
       },
     };
+  }
+
+  /** Our offer, saying so when the router keeps the service's tunnel port mapped (the consumer then needs no punch). */
+  #withMappedTunnel(offer: DirectOffer, service: ProviderService): DirectOffer {
+    const listen = service.listenPort;
+    return listen && this.#o.routerMaps?.(listen.port, listen.protocol) ? { ...offer, tunnelMapped: true } : offer;
   }
 
   /**

@@ -57,7 +57,11 @@ export interface ProviderService {
    * port, and consumers do not pick it from a provider reachable only by punching.
    */
   readonly reach?: "public-or-mapped";
-  /** With `reach`: the port its consumers reach unasked; the node asks its router to map it (UPnP / NAT-PMP), as it does for the reachability socket. */
+  /**
+   * The port its consumers' tunnels reach (OpenVPN's, wireguard-go's): the node asks its router to
+   * keep it mapped (UPnP / NAT-PMP, nat/monitor.ts), so a provider behind such a router is reachable
+   * there without punching — which is all a `reach: "public-or-mapped"` tunnel can use.
+   */
   readonly listenPort?: { port: number; protocol: "udp" | "tcp" };
   /** The UDP port the service's tunnel listens on, when its own packets can punch (WireGuard). */
   readonly tunnelPort?: number;

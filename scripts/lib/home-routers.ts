@@ -33,6 +33,11 @@ export interface NatOptions {
   consumer?: NatKind | NatKind[];
   /** The first consumer sits on the provider's home LAN (192.168.88.3), behind the same router. */
   sameRouter?: boolean;
+  /**
+   * With `providers: 2`: the second provider's home router (its own LAN 192.168.89.0/24; WAN
+   * 198.18.4.2, or 11.5.0.2 for a UPnP router). Without it, `nat` builds one provider.
+   */
+  secondProvider?: Exclude<NatKind, "public">;
   /** Every NAT router's UDP conntrack timeout (`nf_conntrack_udp_timeout` and `_stream`), in seconds (kernel defaults: 30 and 120). */
   udpTimeoutSeconds?: number;
 }
@@ -66,6 +71,8 @@ export interface NatPlan {
   provider: NatKind;
   /** Undefined for a `public` provider (the topology's routed 198.18.10.2). */
   providerHome?: HomePlan;
+  /** The second provider's home (`secondProvider`). */
+  secondProviderHome?: HomePlan;
   /** Per consumer: its own home, or undefined (public, or on the provider's LAN with `sameRouter`). */
   consumerHomes: (HomePlan | undefined)[];
   consumerKinds: (NatKind | "same-router")[];
@@ -82,7 +89,8 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
   const one = options.consumer;
   const kinds: NatKind[] = Array.isArray(one) ? one : Array.from({ length: consumerCount }, () => one ?? "public");
   if (kinds.length !== consumerCount) throw new Error(`topologyUp: nat.consumer names ${kinds.length} kinds for ${consumerCount} consumers`);
-  for (const k of [providerKind, ...kinds]) if (!NAT_KINDS.includes(k)) throw new Error(`topologyUp: unknown NAT kind ${k} (one of ${NAT_KINDS.join(", ")})`);
+  for (const k of [providerKind, ...kinds, ...(options.secondProvider ? [options.secondProvider] : [])])
+    if (!NAT_KINDS.includes(k)) throw new Error(`topologyUp: unknown NAT kind ${k} (one of ${NAT_KINDS.join(", ")})`);
   const sameRouter = options.sameRouter === true;
   if (sameRouter && providerKind === "public") throw new Error("topologyUp: sameRouter needs a provider behind a home router");
   if (options.udpTimeoutSeconds !== undefined && !(Number.isInteger(options.udpTimeoutSeconds) && options.udpTimeoutSeconds > 0))
@@ -127,6 +135,21 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
             routerCidr: "198.18.3.1/24",
           },
         );
+  const secondProviderHome = options.secondProvider
+    ? home(
+        options.secondProvider,
+        { router: ns("g2"), carrier: ns("pn2") },
+        {
+          lan: "192.168.89",
+          carrierLan: "100.64.4",
+          upnp: "11.5.0",
+          claimed: "11.6.0.2",
+          wan: "198.18.4.2",
+          wanVia: "198.18.4.1",
+          routerCidr: "198.18.4.1/24",
+        },
+      )
+    : undefined;
   const consumerKinds: (NatKind | "same-router")[] = kinds.map((k, i) => (sameRouter && i === 0 ? "same-router" : k));
   const consumerHomes = consumerKinds.map((k, i) =>
     k === "public" || k === "same-router"
@@ -144,17 +167,19 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
           },
         ),
   );
-  const homes = [providerHome, ...consumerHomes].filter((h): h is HomePlan => h !== undefined);
+  const homes = [providerHome, secondProviderHome, ...consumerHomes].filter((h): h is HomePlan => h !== undefined);
   const natRouters = homes.flatMap((h) => [h.router, ...(h.carrier ? [h.carrier] : [])]);
   const providerPublic = providerHome?.publicAddress ?? "198.18.10.2";
   return {
     provider: providerKind,
     providerHome,
+    secondProviderHome,
     consumerHomes,
     consumerKinds,
     sameRouter,
     consumerPublicAddress: (i) => (consumerKinds[i] === "same-router" ? providerPublic : (consumerHomes[i]?.publicAddress ?? `198.18.1.${i + 2}`)),
-    extraNamespaces: natRouters.filter((n) => n !== ns("g")),
+    // The providers' home routers are the topology's gateways g and g2.
+    extraNamespaces: natRouters.filter((n) => n !== ns("g") && n !== ns("g2")),
     natRouters,
   };
 }
@@ -331,9 +356,10 @@ export interface NatNetwork {
   flushConntrack(router: string): void;
 }
 
-export function natNetwork(plan: NatPlan, provider: string, consumers: string[], consumerPublic: (i: number) => string): NatNetwork {
+export function natNetwork(plan: NatPlan, provider: string, consumers: string[], consumerPublic: (i: number) => string, secondProvider?: string): NatNetwork {
   const homeOf = (netns: string): HomePlan | undefined => {
     if (netns === provider) return plan.providerHome;
+    if (netns === secondProvider) return plan.secondProviderHome;
     const i = consumers.indexOf(netns);
     if (i < 0) throw new Error(`${netns} is neither the provider nor a consumer`);
     return plan.consumerKinds[i] === "same-router" ? plan.providerHome : plan.consumerHomes[i];
@@ -349,12 +375,20 @@ export function natNetwork(plan: NatPlan, provider: string, consumers: string[],
     localAddressOf: (netns) => {
       const home = homeOf(netns);
       if (netns === provider) return home ? `${home.lan}.2` : "198.18.10.2";
+      if (netns === secondProvider) return `${home!.lan}.2`;
       const i = consumers.indexOf(netns);
       if (plan.consumerKinds[i] === "same-router") return `${home!.lan}.3`;
       return home ? `${home.lan}.2` : `198.18.1.${i + 2}`;
     },
-    publicAddressOf: (netns) => (netns === provider ? (plan.providerHome?.publicAddress ?? "198.18.10.2") : consumerPublic(consumers.indexOf(netns))),
-    upnpRouters: [plan.providerHome, ...plan.consumerHomes].filter((h) => h?.kind === "upnp" || h?.kind === "cgnat-upnp").map((h) => h!.router),
+    publicAddressOf: (netns) =>
+      netns === provider
+        ? (plan.providerHome?.publicAddress ?? "198.18.10.2")
+        : netns === secondProvider
+          ? plan.secondProviderHome!.publicAddress
+          : consumerPublic(consumers.indexOf(netns)),
+    upnpRouters: [plan.providerHome, plan.secondProviderHome, ...plan.consumerHomes]
+      .filter((h) => h?.kind === "upnp" || h?.kind === "cgnat-upnp")
+      .map((h) => h!.router),
     setUdpTimeout,
     flushConntrack,
   };

@@ -159,7 +159,9 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
   const [router, gateway, provider, internet, lan, services] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l"), ns("s")];
   const plan = options.nat ? natPlan(options.nat, consumers.length, ns) : undefined;
   if (plan && options.provider) throw new Error("topologyUp: `nat` and `provider` are alternatives: say the provider's kind in nat.provider");
-  if (plan && options.providers === 2) throw new Error("topologyUp: `nat` builds one provider");
+  if (plan && options.providers === 2 && !plan.secondProviderHome)
+    throw new Error("topologyUp: with `nat`, a second provider needs its home router's kind (nat.secondProvider)");
+  if (plan?.secondProviderHome && options.providers !== 2) throw new Error("topologyUp: nat.secondProvider needs `providers: 2`");
   const publicProvider = options.provider === "public" || plan?.provider === "public";
   const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
   const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
@@ -317,7 +319,10 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       ip("-n", relay, "route", "add", "default", "via", `198.18.${20 + i}.1`);
     });
 
-    if (second) {
+    if (second && plan?.secondProviderHome) {
+      // The second provider behind a home router of its own kind, forwarding nothing.
+      await buildHome(plan.secondProviderHome, { routerIface: "prov1", ...plan.secondProviderHome.uplink }, [second.provider]);
+    } else if (second) {
       // The second provider, behind its own NAT gateway, like the first.
       veth(router, "prov1", second.gateway, "wan0");
       addr(router, "prov1", "198.18.4.1/24", "2001:db8:5::1/64");
@@ -446,7 +451,8 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     gateway,
     provider,
     providers: second ? [provider, second.provider] : [provider],
-    providerAddressOf: (i) => [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), "198.18.4.2"][i],
+    providerAddressOf: (i) =>
+      [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), plan?.secondProviderHome?.publicAddress ?? "198.18.4.2"][i],
     internet,
     lan,
     services,
@@ -477,7 +483,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     exec: (netns, argv, o = {}) =>
       execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
-    nat: plan && natNetwork(plan, provider, consumers, consumerPublic),
+    nat: plan && natNetwork(plan, provider, consumers, consumerPublic, second?.provider),
     relays,
     relayAddressOf: (i) => `198.18.${20 + i}.2`,
   };

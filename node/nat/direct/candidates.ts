@@ -38,6 +38,12 @@ export const DirectOfferSchema = Type.Object(
     mapping: Type.Union([Type.Literal("none"), Type.Literal("endpoint-independent"), Type.Literal("endpoint-dependent"), Type.Literal("unknown")]),
     candidates: Type.Array(CandidateSchema, { maxItems: 16 }),
     tunnelPort: Type.Optional(Port),
+    /**
+     * The provider's router keeps its tunnel's port mapped (UPnP / NAT-PMP): the consumer's tunnel
+     * reaches the service's address as it is, with no punching (a consumer behind a router that maps
+     * per destination included).
+     */
+    tunnelMapped: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },
 );

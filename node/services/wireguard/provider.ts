@@ -188,6 +188,11 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     return this.#port();
   }
 
+  /** Kept mapped on a router that maps (UPnP / NAT-PMP): consumers then reach the tunnel there without punching. */
+  get listenPort(): { port: number; protocol: "udp" } {
+    return { port: this.#port(), protocol: "udp" };
+  }
+
   /**
    * The consumer was reached directly (node/nat/direct): this end sends its handshakes and
    * keepalives to the consumer's tunnel port there, which opens the provider's router for the

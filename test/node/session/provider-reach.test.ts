@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { ConsumerNode } from "../../../node/daemon/consumer-node";
 import { ProviderNode, type ProvidedService } from "../../../node/daemon/provider-node";
 import type { IdentityKey } from "../../../node/identity/key";
+import { DirectPeering } from "../../../node/nat/direct/peering";
 import type { Reachability } from "../../../node/nat/reachability";
 import { signProposal, unreachableReason } from "../../../node/proposal/proposal";
 import { OpenVpnProviderService } from "../../../node/services/openvpn/provider";
@@ -13,6 +14,7 @@ import { tempDir } from "../../../scripts/lib/tmp";
 /** A service that, as OpenVPN, needs its consumers to reach the provider unasked (the no-op service playing OpenVPN's part). */
 class UnpunchableService extends NoopProviderService {
   readonly reach = "public-or-mapped" as const;
+  readonly listenPort = { port: 1194, protocol: "udp" as const };
 }
 
 const measured = (contacts: Reachability["contacts"], mapping: Reachability["mapping"] = "endpoint-independent"): Reachability => ({
@@ -112,6 +114,78 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
       const session = await consumer.sessions.connect({ proposal: signed(), service: new NoopConsumerService() });
       expect(session.state).to.equal("active");
       await session.destroy();
+    }
+  });
+});
+
+describe("a provider whose router keeps its tunnel's port mapped (UPnP / NAT-PMP)", function () {
+  const net = new TestNetwork();
+  let nats: NatsServer;
+  let providerKey: IdentityKey;
+  let consumerKey: IdentityKey;
+  const tmp = tempDir("myst-reach-mapped-");
+  let db: Db;
+  const peering = () =>
+    new DirectPeering({
+      reachability: () => ({ mapping: "endpoint-independent" }),
+      localAddresses: () => ["127.0.0.1"],
+      bindAddress: "127.0.0.1",
+      allowLoopback: true,
+    });
+
+  before(async function () {
+    await net.start();
+    nats = await startNatsServer();
+    [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
+    db = openDatabase(`${tmp.dir}/myst.db`);
+  });
+  after(async function () {
+    db?.close();
+    await nats?.stop();
+    await net.stop();
+    tmp.cleanup();
+  });
+
+  it("asks its router to keep the service's port while it sells it, and says so in the session: the consumer's tunnel takes the mapped port, no punch", async function () {
+    const kept: string[] = [];
+    const service = new UnpunchableService();
+    const provided: ProvidedService = { service, offer: { country: "DE", ipType: "residential", pricePerHour: 1n, pricePerGiB: 1n, bandwidthMbps: 10 } };
+    const provider = new ProviderNode({
+      key: providerKey,
+      brokerUrls: [nats.url],
+      registry: net.registry,
+      services: [provided],
+      pingMs: 60_000,
+      payments: providerPayments(net.conn, db),
+      reachability: () => mapped,
+      direct: peering(),
+      routerPorts: {
+        keep: (port, protocol) => kept.push(`keep ${protocol}/${port}`),
+        release: (port, protocol) => kept.push(`release ${protocol}/${port}`),
+        maps: (port, protocol) => kept.includes(`keep ${protocol}/${port}`) && !kept.includes(`release ${protocol}/${port}`),
+      },
+    });
+    const consumer = new ConsumerNode({
+      key: consumerKey,
+      brokerUrls: [nats.url],
+      discoveryUrls: ["http://127.0.0.1:9"],
+      registry: net.registry,
+      direct: peering(),
+    });
+    await provider.start();
+    await consumer.start();
+    try {
+      expect(kept).to.deep.equal(["keep udp/1194"]);
+      const now = Date.now();
+      const proposal = signProposal(providerKey, { ...provider.proposal(provided), createdAt: now, expiresAt: now + 60_000 });
+      const session = await consumer.sessions.connect({ proposal, service: new NoopConsumerService() });
+      expect(session.path.tunnel).to.equal("mapped");
+      await session.destroy();
+      await provider.removeService("noop");
+      expect(kept).to.deep.equal(["keep udp/1194", "release udp/1194"]);
+    } finally {
+      await consumer.stop();
+      await provider.stop();
     }
   });
 });
