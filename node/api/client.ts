@@ -1,5 +1,4 @@
 import http from "node:http";
-import type { Static } from "@sinclair/typebox";
 import { isErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import type { Requester } from "../http/requester";
@@ -11,7 +10,6 @@ import { serviceActions } from "../ops/services/client";
 import { sessionActions } from "../ops/sessions/client";
 import { statusActions } from "../ops/status/client";
 import { vaultActions } from "../ops/vault/client";
-import type { ReachabilityView } from "./reachability";
 import { readApiToken, readDaemonEndpoint, type DaemonEndpoint } from "./token";
 
 export class NodeClientError extends MystError {}
@@ -110,10 +108,7 @@ export type NodeClient = NodeRequester &
   ReturnType<typeof connectionActions> &
   ReturnType<typeof sessionActions> &
   ReturnType<typeof vaultActions> &
-  ReturnType<typeof earningsActions> & {
-    /** How the node can be reached (its NAT, its public contacts). */
-    reachability: () => Promise<Static<typeof ReachabilityView>>;
-  };
+  ReturnType<typeof earningsActions>;
 
 export const NodeClient = {
   /** A client of the node at `endpoint` (over HTTP, or over `transport`). */
@@ -129,7 +124,6 @@ export const NodeClient = {
       sessionActions(api),
       vaultActions(api),
       earningsActions(api),
-      { reachability: () => api.get<Static<typeof ReachabilityView>>("/v1/reachability") },
     );
   },
 

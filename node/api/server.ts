@@ -5,7 +5,6 @@ import { createJsonApp, type JsonApp } from "../http/app";
 import { silentLogger, type Logger } from "../log/logger";
 import type { MystNode } from "../ops/node";
 import type { Transport } from "./client";
-import { registerReachability } from "./reachability";
 import { tokenMatches } from "./token";
 import { DashboardLogins, sessionCookie, foreignOrigin, refuseOrigin } from "../ops/dashboard/auth";
 import { isDashboardPublic, registerDashboard } from "../ops/dashboard/routes";
@@ -149,8 +148,7 @@ export class ApiServer {
     });
 
     await registerDashboard(app, { daemon, logins: this.logins, baseUrl: () => this.url, log: this.#o.log });
-    registerReachability(app, daemon);
-    statusRoutes(app, daemon?.core, this.#o.version);
+    statusRoutes(app, daemon?.core, this.#o.version, () => daemon.reachability());
     identityRoutes(app, daemon?.identities);
     serviceRoutes(app, daemon?.services);
     connectionRoutes(app, { connection: daemon?.connection, proposals: daemon?.proposals }, this.#o.log);

@@ -56,11 +56,34 @@ for (const service of ["openvpn", "wireguard"] as const)
       );
     });
 
-    it("shows the consumer's own IP before, each provider's IP (behind its NAT gateway) in its session, and the LAN blocked", function () {
+    // WireGuard: A behind a router that keeps one port per app (its WAN 198.18.3.2), B behind a UPnP router (11.5.0.2);
+    // OpenVPN, which cannot punch: both behind UPnP routers (A's WAN 11.3.0.2).
+    const addressA = service === "wireguard" ? "198.18.3.2" : "11.3.0.2";
+
+    it("shows the consumer's own IP before, each provider's IP (behind its home router) in its session, and the LAN blocked", function () {
       expect(output).to.match(/✓ visible IP 198\.18\.1\.2 — the consumer's own address/);
-      expect(output).to.include("✓ visible IP 198.18.3.2 — provider A's address (198.18.3.2), not the consumer's (198.18.1.2)");
-      expect(output).to.include("✓ visible IP 198.18.4.2 — provider B's address (198.18.4.2), not the consumer's (198.18.1.2)");
+      expect(output).to.include(`✓ visible IP ${addressA} — provider A's address (${addressA}), not the consumer's (198.18.1.2)`);
+      expect(output).to.include("✓ visible IP 11.5.0.2 — provider B's address (11.5.0.2), not the consumer's (198.18.1.2)");
       expect(output).to.include("is blocked");
+    });
+
+    it("puts both providers behind home routers that forward no port, their proposals naming only public contacts", function () {
+      const homeA = service === "wireguard" ? "a home router that keeps one port per app" : "a UPnP home router";
+      expect(output).to.include(`✓ provider A's machine 192.168.88.2 sits behind ${homeA} (public address ${addressA})`);
+      expect(output).to.include("✓ provider B's machine 192.168.89.2 sits behind a UPnP home router (public address 11.5.0.2)");
+      const contacts = [...output.matchAll(/how to reach it \(its proposal, measured by its node\): ([^—]+) — no private address/g)].map((m) => m[1]);
+      expect(contacts).to.have.length(2);
+      for (const c of contacts) expect(c).to.not.match(/192\.168\.|100\.6[4-9]\./);
+      expect(contacts.join(" ")).to.match(/mapped 11\.5\.0\.2:\d+/);
+    });
+
+    it("says how each provider was reached: A by hole punching (WireGuard) or its mapped port (OpenVPN), B on its mapped port", function () {
+      expect(output).to.match(
+        new RegExp(
+          `✓ reached provider A ${service === "wireguard" ? "by hole punching through both routers" : "on the port its router maps for it \\(UPnP\\)"}; the session's messages go over the direct channel between the two nodes`,
+        ),
+      );
+      expect(output).to.match(/✓ reached provider B on the port its router maps for it \(UPnP\); the session's messages go over the direct channel/);
     });
 
     it("makes one deposit, then starts the session with a provider never used before with no transaction", function () {

@@ -1,4 +1,4 @@
-import { Type } from "@sinclair/typebox";
+import { type Static, Type } from "@sinclair/typebox";
 import type { NodeCore } from "../../daemon/core";
 import { ErrorBody, type JsonApp } from "../../http/app";
 import * as S from "./schemas";
@@ -7,8 +7,11 @@ import { DiscoveryClient } from "../../discovery/client";
 import { promiseCheckOf } from "../../quality/score";
 import { recomputeQuality } from "./quality";
 
-/** `/health` (open) and `/metrics`: whether the node lives, and its Prometheus metrics. */
-export function statusRoutes(app: JsonApp, core: NodeCore, version: string): void {
+/**
+ * `/health` (open), `/metrics` and `/v1/reachability`: whether the node lives, its Prometheus
+ * metrics, and how it can be reached (its NAT, its public contacts, in words: node/nat, docs/reachability.md).
+ */
+export function statusRoutes(app: JsonApp, core: NodeCore, version: string, reachability: () => Static<typeof S.ReachabilityView>): void {
   const tags = ["node"];
   app.get("/health", { schema: { summary: "Liveness (no token needed)", tags, security: [], response: { 200: S.Health } } }, async () => ({
     status: "ok" as const,
@@ -51,5 +54,16 @@ export function statusRoutes(app: JsonApp, core: NodeCore, version: string): voi
       reply.header("content-type", core.metrics.registry.contentType);
       return core.metrics.metrics();
     },
+  );
+  app.get(
+    "/v1/reachability",
+    {
+      schema: {
+        summary: "How this node can be reached: its NAT, its public contacts, in words",
+        tags,
+        response: { 200: S.ReachabilityView, 401: ErrorBody },
+      },
+    },
+    async () => reachability(),
   );
 }
