@@ -235,6 +235,8 @@ async function main() {
         "0.5",
         // A demo's sessions are short: settle each pair when its session ends, whatever the fee.
         "--settle-on-session-end",
+        // wireguard-go's control sockets are named for the device host-wide, whatever the namespace (PLATFORM.md): a name each.
+        ...(SERVICE === "wireguard" ? ["--device", `mwpdemo${"ab"[i]}`] : []),
         ...extra,
       ],
       topology.providers[i],

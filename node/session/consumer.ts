@@ -419,6 +419,14 @@ export class ConsumerSessions {
     } else if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;
+        // The channel met (a birthday search), but a tunnel cannot follow: the provider's tunnel has one
+        // port, which its router maps anew for each destination, and our router lets in only what we sent
+        // to; guessing that one mapping is hopeless (1 in 64,512 a probe). A relay's case, said at once.
+        if (path.kind !== "local" && peerOffer.tunnelPort && peerOffer.mapping === "endpoint-dependent" && prepared?.offer.mapping === "endpoint-independent")
+          throw new DirectChannelError(
+            "NO_DIRECT_PATH",
+            "the provider's router gives each destination a new port and its tunnel has only one, which ours cannot let in unasked: needs a relay",
+          );
         tunnelPath = path.kind === "local" ? "local" : "punched";
         if (peerOffer.tunnelPort && channel?.plan.kind === "hard-side" && path.kind !== "local") {
           // Our router maps per destination: the tunnel takes the socket the provider's tunnel port reached.
