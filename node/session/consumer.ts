@@ -7,6 +7,7 @@ import { DirectChannelError } from "../nat/direct/channel";
 import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
 import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
 import { reachableWithoutPunch } from "../nat/direct/peering";
+import { shareLan } from "../nat/direct/plan";
 import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import {
@@ -213,8 +214,11 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
 }
 
 /** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
-function channelEndpoints(offer: DirectOffer): TunnelEndpoint[] {
-  return usableCandidates(offer.candidates).map((c) => ({ address: c.address, port: c.port, protocol: "udp" as const }));
+function channelEndpoints(offer: DirectOffer, path?: { address: string; port: number }): TunnelEndpoint[] {
+  const named = usableCandidates(offer.candidates).map((c) => ({ address: c.address, port: c.port, protocol: "udp" as const }));
+  if (!path) return named;
+  // The path the channel took (a port the peer's router made, which it never named).
+  return [...named, { address: path.address, port: path.port, protocol: "udp" as const }];
 }
 
 /** The provider's addresses on the internet, as it named them in its offer: what a relay must let send to us. */
@@ -383,6 +387,10 @@ export class ConsumerSessions {
     const punching = channel?.connect();
     let route: DirectRoute | undefined;
     let tunnelPath: SessionPath["tunnel"] = "public";
+    // The provider's router keeps its tunnel's port mapped: the tunnel goes there, no punch — unless
+    // both nodes share a LAN (a router seldom loops its own public address back inside).
+    const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
+    let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
     // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
     // here, so no direct path can exist; with a relay, TURN over TCP at once.
@@ -416,7 +424,7 @@ export class ConsumerSessions {
     }
     if (relayable && (udpBlocked || options.viaRelay)) {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
-    } else if (peerOffer && punching && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
+    } else if (peerOffer && punching && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;
         // The channel met (a birthday search), but a tunnel cannot follow: the provider's tunnel has one
@@ -428,6 +436,7 @@ export class ConsumerSessions {
             "the provider's router gives each destination a new port and its tunnel has only one, which ours cannot let in unasked: needs a relay",
           );
         tunnelPath = path.kind === "local" ? "local" : "punched";
+        channelPath = path;
         if (peerOffer.tunnelPort && channel?.plan.kind === "hard-side" && path.kind !== "local") {
           // Our router maps per destination: the tunnel takes the socket the provider's tunnel port reached.
           const punch = await channel.tunnelPunch(3000);
@@ -445,7 +454,7 @@ export class ConsumerSessions {
         }
       }
     } else {
-      if (peerOffer?.tunnelMapped || peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
+      if (viaMappedTunnel || peerOffer?.candidates.some((c) => c.kind === "mapped")) tunnelPath = "mapped";
       punching?.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
     }
 
@@ -455,7 +464,8 @@ export class ConsumerSessions {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
-      const plan = planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer)] } : planned;
+      const plan =
+        planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
       if (plan) await protection!.engage(plan);
       engaged = plan;
       tunnel = await options.service.connect(target);

@@ -195,5 +195,5 @@ export async function measureSocket(socket: dgram.Socket, stunServers: string[],
  * internet of its own, or a port its router maps (UPnP / NAT-PMP / PCP).
  */
 export function reachableWithoutPunch(offer: DirectOffer): boolean {
-  return offer.tunnelMapped === true || offer.mapping === "none" || offer.candidates.some((c) => c.kind === "mapped" || c.kind === "public");
+  return offer.mapping === "none" || offer.candidates.some((c) => c.kind === "mapped" || c.kind === "public");
 }

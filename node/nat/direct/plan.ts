@@ -21,7 +21,7 @@ const hard = (m: PeerMapping) => m === "endpoint-dependent";
 
 export function planPunch(own: { mapping: PeerMapping; candidates: Candidate[] }, peer: { mapping: PeerMapping; candidates: Candidate[] }): PunchPlan {
   const peerCandidates = peer.candidates;
-  const sharedLan = peer.candidates.some((p) => p.kind === "local" && own.candidates.some((o) => o.kind === "local" && sameSubnet24(o.address, p.address)));
+  const sharedLan = shareLan(own, peer);
   const peerMapped = peer.candidates.some((c) => c.kind === "mapped" || c.kind === "public");
   if (peerCandidates.length === 0) return { kind: "impossible", reason: "the peer named no address to reach it at", peerCandidates };
   if (hard(own.mapping) && hard(peer.mapping) && !peerMapped) {
@@ -38,6 +38,11 @@ export function planPunch(own: { mapping: PeerMapping; candidates: Candidate[] }
   if (hard(own.mapping)) return { kind: "hard-side", reason: "our router maps ports per destination; the peer's keeps one port", peerCandidates };
   if (hard(peer.mapping)) return { kind: "easy-side", reason: "the peer's router maps ports per destination; ours keeps one port", peerCandidates };
   return { kind: "plain", reason: "both routers keep one public port per socket", peerCandidates };
+}
+
+/** Whether two offers name local addresses on one LAN (a /24): two nodes behind the same router. */
+export function shareLan(own: { candidates: Candidate[] }, peer: { candidates: Candidate[] }): boolean {
+  return peer.candidates.some((p) => p.kind === "local" && own.candidates.some((o) => o.kind === "local" && sameSubnet24(o.address, p.address)));
 }
 
 function sameSubnet24(a: string, b: string): boolean {

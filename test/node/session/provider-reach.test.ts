@@ -125,10 +125,11 @@ describe("a provider whose router keeps its tunnel's port mapped (UPnP / NAT-PMP
   let consumerKey: IdentityKey;
   const tmp = tempDir("myst-reach-mapped-");
   let db: Db;
-  const peering = () =>
+  // Two machines on different LANs (a shared LAN would take the local path instead).
+  const peering = (lan: string) =>
     new DirectPeering({
       reachability: () => ({ mapping: "endpoint-independent" }),
-      localAddresses: () => ["127.0.0.1"],
+      localAddresses: () => [lan],
       bindAddress: "127.0.0.1",
       allowLoopback: true,
     });
@@ -158,7 +159,7 @@ describe("a provider whose router keeps its tunnel's port mapped (UPnP / NAT-PMP
       pingMs: 60_000,
       payments: providerPayments(net.conn, db),
       reachability: () => mapped,
-      direct: peering(),
+      direct: peering("127.0.1.1"),
       routerPorts: {
         keep: (port, protocol) => kept.push(`keep ${protocol}/${port}`),
         release: (port, protocol) => kept.push(`release ${protocol}/${port}`),
@@ -170,7 +171,7 @@ describe("a provider whose router keeps its tunnel's port mapped (UPnP / NAT-PMP
       brokerUrls: [nats.url],
       discoveryUrls: ["http://127.0.0.1:9"],
       registry: net.registry,
-      direct: peering(),
+      direct: peering("127.0.0.1"),
     });
     await provider.start();
     await consumer.start();
