@@ -181,6 +181,9 @@ async function benchTopology(
           nat.publicAddressOf(topology.provider),
           "--country",
           "DE",
+          // No per-session limit: the throughput is the tunnel's, not the shaper's (100 Mbit/s by default).
+          "--bandwidth",
+          "0",
           ...(service === "wireguard" ? ["--device", `mwp${topology.tag}`] : []),
           "--json",
         ],
