@@ -1,5 +1,7 @@
 import { expect } from "chai";
+import { Broker } from "../../../node/broker/broker";
 import { ConsumerNode } from "../../../node/daemon/consumer-node";
+import { DiscoveryService } from "../../../node/discovery/server";
 import { ProviderNode, type ProvidedService } from "../../../node/daemon/provider-node";
 import type { IdentityKey } from "../../../node/identity/key";
 import { DirectPeering } from "../../../node/nat/direct/peering";
@@ -8,6 +10,7 @@ import { signProposal, unreachableReason } from "../../../node/proposal/proposal
 import { OpenVpnProviderService } from "../../../node/services/openvpn/provider";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { openDatabase, type Db } from "../../../node/store/database";
+import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { TestNetwork, providerPayments, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { tempDir } from "../../../scripts/lib/tmp";
 
@@ -46,6 +49,8 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
   let reachability: Reachability | undefined;
   let provider: ProviderNode;
   let consumer: ConsumerNode;
+  let discoveryBroker: Broker;
+  let discovery: DiscoveryService;
   const provided: ProvidedService = {
     service: new UnpunchableService(),
     offer: { country: "DE", ipType: "residential", pricePerHour: 1n, pricePerGiB: 1n, bandwidthMbps: 10 },
@@ -60,6 +65,10 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
     nats = await startNatsServer();
     [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
     db = openDatabase(`${tmp.dir}/myst.db`);
+    discoveryBroker = new Broker({ servers: [nats.url], credentials: REPLICA_CREDENTIALS });
+    await discoveryBroker.start();
+    discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
+    await discovery.start();
     provider = new ProviderNode({
       key: providerKey,
       brokerUrls: [nats.url],
@@ -69,13 +78,15 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
       payments: providerPayments(net.conn, db),
       reachability: () => reachability,
     });
-    consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrls: ["http://127.0.0.1:9"], registry: net.registry });
+    consumer = new ConsumerNode({ key: consumerKey, brokerUrls: [nats.url], discoveryUrls: [discovery.url], registry: net.registry });
     await provider.start();
     await consumer.start();
   });
   after(async function () {
     await consumer?.stop();
     await provider?.stop();
+    await discovery?.stop();
+    await discoveryBroker?.stop();
     db?.close();
     await nats?.stop();
     await net.stop();
@@ -100,6 +111,20 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
     expect(err?.code).to.equal("PROVIDER_UNREACHABLE");
     expect(err?.message).to.include("can be reached only by hole punching").and.include("a public address or a port its router maps");
     expect((provided.service as NoopProviderService).open.size).to.equal(before);
+  });
+
+  it("is not picked by filter from a provider reachable only by punching: connect says how many matched and why", async function () {
+    reachability = punchOnly;
+    provider.reannounce();
+    const listed = async () => (await consumer.discovery.search({ serviceType: "noop" }, { limit: 5 })).proposals[0]?.proposal;
+    for (let i = 0; i < 100 && !(await listed())?.contacts.some((c) => c.type === "direct/v1"); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await listed())?.reach).to.equal("public-or-mapped");
+    const err = await consumer.connect({ filter: {}, service: new NoopConsumerService() }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).to.equal("PROVIDER_UNREACHABLE");
+    expect(err?.message).to.match(/^1 noop proposal\(s\) match the filters, but none can be reached: provider 0x[0-9a-fA-F]{40} can be reached only by hole punching/);
   });
 
   it("says why in words for a provider behind a router that maps per destination", function () {
