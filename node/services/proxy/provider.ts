@@ -78,6 +78,14 @@ export class ProxyProviderService implements ProviderService {
     this.#serviceDown = bucketFor(options.serviceMbps);
   }
 
+  /** A TCP server: its consumers connect to it unasked, which no hole punch helps (docs/reachability.md). */
+  readonly reach = "public-or-mapped" as const;
+
+  /** Kept mapped on a router that maps (UPnP / NAT-PMP), as the proposal's reach needs. */
+  get listenPort(): { port: number; protocol: "tcp" } {
+    return { port: this.port, protocol: "tcp" };
+  }
+
   get port(): number {
     const a = this.#server?.address();
     return a && typeof a === "object" ? a.port : this.#o.port;

@@ -8,6 +8,7 @@ import { DirectPeering } from "../../../node/nat/direct/peering";
 import type { Reachability } from "../../../node/nat/reachability";
 import { signProposal, unreachableReason } from "../../../node/proposal/proposal";
 import { OpenVpnProviderService } from "../../../node/services/openvpn/provider";
+import { ProxyProviderService } from "../../../node/services/proxy/provider";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { openDatabase, type Db } from "../../../node/store/database";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
@@ -96,6 +97,9 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
   it("is what OpenVPN's provider side says of itself, and what its proposal carries", function () {
     const openvpn = new OpenVpnProviderService({ dir: tmp.dir, directory: net.registry, publicAddress: "198.18.3.2" });
     expect(openvpn.reach).to.equal("public-or-mapped");
+    // The proxy is a TCP server: no punch helps it either.
+    const proxy = new ProxyProviderService({ dir: tmp.dir, publicAddress: "198.18.3.2", port: 8443, policy: {} as never });
+    expect([proxy.reach, proxy.listenPort]).to.deep.equal(["public-or-mapped", { port: 8443, protocol: "tcp" }]);
     reachability = punchOnly;
     expect(provider.proposal(provided).reach).to.equal("public-or-mapped");
     expect(provider.proposal({ ...provided, service: new NoopProviderService() }).reach).to.equal(undefined);
