@@ -7,8 +7,8 @@ import net from "node:net";
  * IPv4: 0/8 (this network), 10/8, 172.16/12, 192.168/16 (RFC 1918), 100.64/10 (the carriers'
  * shared space, RFC 6598: CGNAT), 127/8 (loopback), 169.254/16 (link-local), 192.0.0/24 (IETF
  * protocol assignments), 224/4 (multicast), 240/4 (reserved, and the broadcast address).
- * IPv6: ::/128, ::1, fe80::/10 (link-local), fc00::/7 (unique local), ff00::/8 (multicast),
- * ::ffff:0:0/96 (judged as the IPv4 address inside).
+ * IPv6, however it is spelled: 0::/16 (::, ::1, IPv4-compatible), fe80::/10 (link-local), fc00::/7
+ * (unique local), ff00::/8 (multicast), ::ffff:0:0/96 (judged as the IPv4 address inside).
  *
  * Test and documentation ranges (198.18/15, 192.0.2/24, 2001:db8::/32…) are not refused: the test
  * network is made of them and stands for the internet.
@@ -34,16 +34,37 @@ function inV4(address: string, [base, bits]: [string, number]): boolean {
   return v4ToNumber(address) >>> (32 - bits) === v4ToNumber(base) >>> (32 - bits);
 }
 
+/**
+ * An IP address in its one spelling: IPv4 as given, IPv6 as RFC 5952 writes it (the WHATWG URL
+ * parser's serialization: `0:0:0:0:0:0:0:1` and `::0:1` are `::1`, `::ffff:127.0.0.1` is
+ * `::ffff:7f00:1`). Undefined for anything else, an IPv6 zone id included.
+ */
+export function canonicalIp(address: string): string | undefined {
+  const family = net.isIP(address);
+  if (family === 4) return address;
+  if (family !== 6) return undefined;
+  try {
+    return new URL(`http://[${address}]`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether `address` is an IP address the whole internet can mean the same thing by. */
 export function isPublicAddress(address: string): boolean {
   const family = net.isIP(address);
   if (family === 4) return !PRIVATE_V4.some((range) => inV4(address, range));
   if (family !== 6) return false;
-  const lower = address.toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (mapped) return isPublicAddress(mapped[1]);
-  if (lower === "::" || lower === "::1") return false;
-  const first = Number.parseInt(lower.split(":")[0] || "0", 16);
+  const canonical = canonicalIp(address);
+  if (canonical === undefined) return false;
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (mapped) {
+    const [hi, lo] = [Number.parseInt(mapped[1], 16), Number.parseInt(mapped[2], 16)];
+    return isPublicAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  const first = Number.parseInt(canonical.split(":")[0] || "0", 16);
+  // 0000::/16: ::, ::1, the deprecated IPv4-compatible ::/96 and the rest of IETF's reserved 0::/8.
+  if (first === 0) return false;
   if ((first & 0xffc0) === 0xfe80) return false; // link-local
   if ((first & 0xfe00) === 0xfc00) return false; // unique local
   if ((first & 0xff00) === 0xff00) return false; // multicast

@@ -2,7 +2,7 @@ import dns from "node:dns";
 import net from "node:net";
 import os from "node:os";
 import { checkEgress, type EgressSettings } from "../controls/egress";
-import { isPublicAddress } from "../../values/ip";
+import { canonicalIp, isPublicAddress } from "../../values/ip";
 
 /** Mail submission and relay: blocked unless the provider allows mail (`controls.egress.allowSmtp`). */
 export const SMTP_PORTS = [25, 465, 587];
@@ -116,12 +116,15 @@ export class DestinationPolicy {
   }
 
   /** Why `address` may not be reached, or null. */
-  refusalOf(address: string): DestinationRefused | null {
+  refusalOf(given: string): DestinationRefused | null {
+    // Every check on the one spelling: `0:0:0:0:0:0:0:1` is `::1`, and the provider's own address is its own however written.
+    const address = canonicalIp(given);
+    if (address === undefined) return new DestinationRefused("private-network", `${given} is not an address this provider dials`);
     const v4 = net.isIPv6(address) ? embeddedV4(address) : undefined;
     if (v4 !== undefined) return this.refusalOf(v4);
     const type = net.isIPv6(address) ? "ipv6" : "ipv4";
     if (this.#blocked.check(address, type)) return new DestinationRefused("blocked-network", `${address} is in a network this provider blocks`);
-    const own = address === this.#o.publicIp || ownAddresses().includes(address.toLowerCase());
+    const own = address === canonicalIp(this.#o.publicIp ?? "") || ownAddresses().some((a) => canonicalIp(a) === address);
     const privateNet = own || !isPublicAddress(address);
     if (privateNet && !this.#o.allowPrivate && !this.#allowed.check(address, type))
       return new DestinationRefused("private-network", `${address} is ${own ? "this provider's own address" : "a private, loopback or link-local address"}`);

@@ -103,6 +103,8 @@ export class ProxyProviderService implements ProviderService {
       cert: this.#cert.certificate,
       allowHTTP1: false,
       minVersion: "TLSv1.3",
+      // A connection that has not finished its TLS handshake in 10 s is closed (the default, 120 s, lets a slow client hold sockets).
+      handshakeTimeout: 10_000,
       settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 512, enableConnectProtocol: false },
     });
     server.on("session", (session) => this.#connection(session));

@@ -6,17 +6,24 @@ import type { Duplex } from "node:stream";
  */
 export class TokenBucket {
   #tokens: number;
-  #at = Date.now();
+  readonly #clock: () => number;
+  #at: number;
   readonly #burst: number;
 
-  constructor(readonly rate: number) {
+  /** `clock`: milliseconds (tests give their own; a loaded machine's wall clock moves between two calls). */
+  constructor(
+    readonly rate: number,
+    clock: () => number = Date.now,
+  ) {
+    this.#clock = clock;
+    this.#at = clock();
     // 20 ms of the rate, at least one large chunk.
     this.#burst = Math.max(64 * 1024, rate / 50);
     this.#tokens = this.#burst;
   }
 
   take(bytes: number): number {
-    const now = Date.now();
+    const now = this.#clock();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.rate);
     this.#at = now;
     this.#tokens -= bytes;
@@ -25,8 +32,8 @@ export class TokenBucket {
 }
 
 /** Mbit/s to a bucket (none for 0 or absent: no limit). */
-export function bucketFor(mbps: number | undefined): TokenBucket | undefined {
-  return mbps && mbps > 0 ? new TokenBucket((mbps * 1e6) / 8) : undefined;
+export function bucketFor(mbps: number | undefined, clock?: () => number): TokenBucket | undefined {
+  return mbps && mbps > 0 ? new TokenBucket((mbps * 1e6) / 8, clock) : undefined;
 }
 
 /**

@@ -39,6 +39,14 @@ export interface CoturnOptions {
   allowPrivatePeers?: boolean;
   /** The TCP port of coturn's admin CLI on 127.0.0.1, and its password: how a session is cut off. */
   cli?: { port: number; password: string };
+  /**
+   * Whether the relay gave out this username. coturn logs a refused username verbatim, newlines
+   * included, so a log line may be someone's text: lines about a username the relay never issued
+   * are ignored.
+   */
+  issued?: (username: string) => boolean;
+  /** A coturn session of a username appeared (a credential used again after its session ended is cut off at once). */
+  onSession?: (username: string, coturnSession: string) => void;
   log?: Logger;
 }
 
@@ -53,8 +61,10 @@ export interface CoturnUsage {
   sessions: Set<string>;
 }
 
-const USAGE = /session (\d+): (peer )?usage: realm=<[^>]*>, username=<([^>]*)>, rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)/;
-const SESSION_USER = /session (\d+): .*?\buser(?:name)?(?:=| )<([^>]*)>/;
+// coturn's own lines (4.6.1, simple-log): "0: : session <id>: usage: …", "0: : session <id>: new, realm=<r>, username=<u>, …"
+// and "0: : session <id>: realm <r> user <u>: incoming packet …".
+const USAGE = /^\d+: : session (\d+): (peer )?usage: realm=<[^<>]*>, username=<([^<>]*)>, rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)\s*$/;
+const SESSION_USER = /^\d+: : session (\d+): (?:new, realm=<[^<>]*>, username=<([^<>]*)>|realm <[^<>]*> user <([^<>]*)>:)/;
 
 /** Private, carrier-grade, link-local and loopback ranges a relay refuses to relay to by default. */
 const DENIED_PEERS = [
@@ -71,6 +81,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   child?: ChildProcess;
   readonly recent: string[] = [];
   readonly usage = new Map<string, CoturnUsage>();
+  /** The username each coturn session was first seen with: a later line naming it for another is not believed. */
+  readonly #owner = new Map<string, string>();
 
   constructor(readonly o: CoturnOptions) {
     super();
@@ -108,6 +120,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       "no-tls",
       "no-dtls",
       "no-multicast-peers",
+      // TURN over TCP to the relay stays; TCP allocations toward peers (RFC 6062) would make an open TCP relay (mail, anything).
+      "no-tcp-relay",
       ...(o.allowPrivatePeers ? ["allow-loopback-peers"] : DENIED_PEERS.map((r) => `denied-peer-ip=${r}`)),
       ...(o.cli ? ["cli-ip=127.0.0.1", `cli-port=${o.cli.port}`, `cli-password=${o.cli.password}`] : ["no-cli"]),
       "simple-log",
@@ -125,6 +139,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     const conf = this.configFile;
     await stopStale(this.pidFile, (argv) => argv.some((a) => a.endsWith("turnserver")) && argv.includes(conf), log, "a turnserver");
     fs.writeFileSync(conf, this.config(), { mode: 0o600 });
+    // The mode above applies only to a new file: one left from an earlier start keeps its own.
+    fs.chmodSync(this.o.dir, 0o700);
+    fs.chmodSync(conf, 0o600);
     // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
     const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", conf];
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
@@ -134,7 +151,7 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     const onData = (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split("\n");
       partial = lines.pop() ?? "";
-      for (const line of lines) this.#line(line);
+      for (const line of lines) this.read(line);
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
@@ -162,7 +179,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     log.info({ pid: child.pid, port: this.o.port }, "coturn relay listening");
   }
 
-  #line(line: string): void {
+  /** Takes one line of coturn's output (its usage lines are the relay's meter). */
+  read(line: string): void {
     if (!line.trim()) return;
     this.recent.push(line);
     this.o.log?.trace({ coturn: line }, "coturn");
@@ -170,8 +188,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     const m = USAGE.exec(line);
     if (m) {
       const [, session, peer, username, , rb, , sb] = m;
+      if (!this.#claim(session, username)) return;
       const u = this.#of(username);
-      u.sessions.add(session);
       if (peer) {
         u.peerIn += Number(rb);
         u.peerOut += Number(sb);
@@ -182,7 +200,19 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       return;
     }
     const s = SESSION_USER.exec(line);
-    if (s && s[2] && s[2].includes(":")) this.#of(s[2]).sessions.add(s[1]);
+    const user = s?.[2] ?? s?.[3];
+    if (s && user?.includes(":")) this.#claim(s[1], user);
+  }
+
+  /** Whether `session` is `username`'s (the first to name it, and a username the relay issued). */
+  #claim(session: string, username: string): boolean {
+    if (this.o.issued && !this.o.issued(username)) return false;
+    const owner = this.#owner.get(session);
+    if (owner !== undefined) return owner === username;
+    this.#owner.set(session, username);
+    this.#of(username).sessions.add(session);
+    this.o.onSession?.(username, session);
+    return true;
   }
 
   #of(username: string): CoturnUsage {
@@ -199,9 +229,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
    * the REST-API credential cannot be revoked, and an allocation outlives its credential's expiry
    * (measured: coturn checks the expiry only when it first derives the key).
    */
-  async cancel(username: string): Promise<number> {
+  async cancel(username: string, only?: string[]): Promise<number> {
     const cli = this.o.cli;
-    const sessions = [...(this.usage.get(username)?.sessions ?? [])];
+    const sessions = only ?? [...(this.usage.get(username)?.sessions ?? [])];
     if (!cli || sessions.length === 0) return 0;
     await cliCommands(
       cli,

@@ -46,6 +46,7 @@ export class RelayProviderService implements ProviderService {
   readonly #secret = crypto.randomBytes(32).toString("base64url");
   readonly #cliPassword = crypto.randomBytes(16).toString("hex");
   readonly #sessions = new Map<string, RelaySession>();
+  readonly #byUsername = new Map<string, RelaySession>();
   #coturn?: CoturnProcess;
   readonly #supervisor: Supervisor;
   #cliPort = 0;
@@ -86,6 +87,16 @@ export class RelayProviderService implements ProviderService {
       realm: REALM,
       allowPrivatePeers: this.#o.allowPrivatePeers,
       cli: { port: this.#cliPort, password: this.#cliPassword },
+      issued: (username) => this.#byUsername.has(username),
+      // A credential used again after its session ended (it stays valid until its expiry): cut off at once, never billed.
+      onSession: (username, coturnSession) => {
+        const s = this.#byUsername.get(username);
+        if (!s?.closed) return;
+        void this.#coturn
+          ?.cancel(username, [coturnSession])
+          .then(() => this.#log.warn({ sessionId: s.id, coturnSession }, "an ended session's credential was used again; cut off"))
+          .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel a late allocation"));
+      },
       log: this.#log,
     });
     if (usage) for (const [k, v] of usage) coturn.usage.set(k, v);
@@ -105,7 +116,9 @@ export class RelayProviderService implements ProviderService {
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
     if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
     const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300));
-    this.#sessions.set(session.id, { id: session.id, consumer: session.consumer, username: config.username, closed: false });
+    const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false };
+    this.#sessions.set(session.id, s);
+    this.#byUsername.set(config.username, s);
     return config;
   }
 

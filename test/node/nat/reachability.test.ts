@@ -214,6 +214,16 @@ describe("which addresses may be told to the public", function () {
       "fd00::5",
       "ff02::1",
       "::ffff:192.168.1.1",
+      // The same addresses spelled otherwise: each reaches loopback or "this host" on Linux.
+      "0:0:0:0:0:0:0:1",
+      "::0:1",
+      "0::",
+      "0:0:0:0:0:0:0:0",
+      "::ffff:7f00:1",
+      "::FFFF:127.0.0.1",
+      "::127.0.0.1",
+      "FE80:0::1",
+      "fe80::1%lo",
       "not an address",
     ])
       expect(isPublicAddress(a), a).to.equal(false);

@@ -3,6 +3,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { RelayConsumerService, type RelayTunnel } from "../../../node/services/relay/consumer";
 import type { RelayServiceConfig } from "../../../node/services/relay/config";
+import { CoturnProcess } from "../../../node/services/relay/coturn";
 import { RelayProviderService, restPassword } from "../../../node/services/relay/provider";
 import { TurnClient, TurnError, encodeChannelData, nextStreamFrame } from "../../../node/services/relay/turn-client";
 import { tempDir } from "../../../scripts/lib/tmp";
@@ -166,5 +167,39 @@ describe("relay service (real coturn on loopback)", function () {
     await tunnel.stop();
     local.close();
     provider.close();
+  });
+
+  it("cuts off at once a credential used again after its session ended (it stays valid until its expiry)", async function () {
+    const id = SESSION(6);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    await relay.closeSession(id, "ended at once");
+    // The same username and password, within their expiry: coturn allocates, and the relay cuts it off.
+    const late = await TurnClient.allocate({ address: "127.0.0.1", port, transport: "udp" }, config);
+    // Cut off already, coturn may refuse the permission itself (400): either way nothing passes.
+    await late.permit(["127.0.0.1"]).catch(() => undefined);
+    const provider = dgram.createSocket("udp4");
+    await new Promise<void>((r) => provider.bind(0, "127.0.0.1", () => r()));
+    let got = 0;
+    late.on("data", () => got++);
+    await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; i < 10; i++) {
+      provider.send(Buffer.from("x"), late.relayed.port, late.relayed.address);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    expect(got, "datagrams relayed on an ended session's credential").to.equal(0);
+    await late.close().catch(() => undefined);
+    provider.close();
+  });
+
+  it("believes no usage line about a username it did not issue, nor one naming another username's session", function () {
+    const id = SESSION(7);
+    const coturn = new CoturnProcess({ dir: dir.dir, port: 1, minPort: 2, maxPort: 3, secret: "s", realm: "r", issued: (u) => u === `1:${id}` });
+    const line = (session: string, user: string, rb: number) => `0: : session ${session}: usage: realm=<r>, username=<${user}>, rp=1, rb=${rb}, sp=1, sb=${rb}`;
+    const feed = (text: string) => coturn.read(text);
+    feed(line("001000000000000001", `1:${id}`, 100));
+    feed(line("001000000000000002", "9:someone-else", 5000));
+    feed(line("001000000000000001", "9:someone-else", 5000));
+    expect(coturn.usage.get(`1:${id}`)?.clientIn).to.equal(100);
+    expect(coturn.usage.has("9:someone-else")).to.equal(false);
   });
 });
