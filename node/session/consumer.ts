@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isPublicAddress } from "../values/ip";
 import { EventEmitter } from "node:events";
 import { peerCodeOf, subjectOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
@@ -226,7 +227,8 @@ function publicAddressesOf(offer: DirectOffer): string[] {
   return [
     ...new Set(
       usableCandidates(offer.candidates)
-        .filter((c) => c.kind !== "local")
+        // A provider with a public address names it as its own (local) candidate: a relay lets that in too.
+        .filter((c) => c.kind !== "local" || isPublicAddress(c.address))
         .map((c) => c.address),
     ),
   ];
