@@ -36,30 +36,50 @@ export function runCommand(context: Ctx): Command {
       if (opts.proxy) return runProxied(ctx, command, opts, cmd.getOptionValueSource("service") === "default");
       if (opts.listen) throw new MystError("BAD_REQUEST", "--listen goes with --proxy");
       const body = { ...connectBody(opts.provider, opts), confine: true };
-      const daemon = ctx.runningNode();
-      const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
-      const client = daemon ?? running!.client;
-      let status: Awaited<ReturnType<typeof client.connect>>;
-      try {
-        status = await client.connect(body);
-      } catch (err) {
-        await running?.stop();
-        throw err;
-      }
-      let code: number;
-      try {
+      process.exitCode = await whileConnected(ctx, opts, body, false, (status) => {
         const confined = "confined" in status ? status.confined : undefined;
         if (!confined || !("provider" in status)) throw new MystError("NOT_CONFINED", "the node answered without a confined namespace");
         process.stderr.write(
           `myst: running ${command[0]} in network namespace ${confined.netns}, whose only route is the tunnel through provider ${status.provider} (session ${status.sessionId})\n`,
         );
-        code = await runIn(confined.netns, command);
-      } finally {
-        await client.disconnect().catch((err: Error) => process.stderr.write(`myst: disconnecting failed: ${err.message}\n`));
-        await running?.stop();
-      }
-      process.exitCode = code;
+        return runIn(confined.netns, command);
+      });
     });
+}
+
+type Client = NonNullable<ReturnType<CommandContext["runningNode"]>>;
+type Connected = Awaited<ReturnType<Client["connect"]>>;
+
+/**
+ * Connects with `body` through the running daemon (or a node started for this command), runs `use`
+ * and returns its exit code; then disconnects (only this session with `onlyThis`: a proxy connection
+ * beside others) and stops the node it started.
+ */
+async function whileConnected(
+  ctx: CommandContext,
+  opts: Record<string, unknown>,
+  body: Parameters<Client["connect"]>[0],
+  onlyThis: boolean,
+  use: (status: Connected) => Promise<number>,
+): Promise<number> {
+  const daemon = ctx.runningNode();
+  const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
+  const client = daemon ?? running!.client;
+  let status: Connected;
+  try {
+    status = await client.connect(body);
+  } catch (err) {
+    await running?.stop();
+    throw err;
+  }
+  try {
+    return await use(status);
+  } finally {
+    await client
+      .disconnect(onlyThis ? status.sessionId : undefined)
+      .catch((err: Error) => process.stderr.write(`myst: disconnecting failed: ${err.message}\n`));
+    await running?.stop();
+  }
 }
 
 /**
@@ -69,26 +89,11 @@ export function runCommand(context: Ctx): Command {
 async function runProxied(ctx: CommandContext, command: string[], opts: Record<string, string | undefined>, serviceDefaulted: boolean): Promise<void> {
   if (!serviceDefaulted && opts.service !== "proxy") throw new MystError("BAD_REQUEST", `--proxy buys the proxy service, not ${opts.service}`);
   const body = { ...connectBody(opts.provider, { ...opts, service: "proxy" }), listen: opts.listen ?? "127.0.0.1:0" };
-  const daemon = ctx.runningNode();
-  const running = daemon ? undefined : await ctx.runNode(opts, { foreground: true });
-  const client = daemon ?? running!.client;
-  let status: Awaited<ReturnType<typeof client.connect>>;
-  try {
-    status = await client.connect(body);
-  } catch (err) {
-    await running?.stop();
-    throw err;
-  }
-  let code: number;
-  try {
+  process.exitCode = await whileConnected(ctx, opts, body, true, (status) => {
     if (!status.listen || !status.sessionId) throw new MystError("DAEMON_BAD_RESPONSE", "the node answered without a proxy address");
     process.stderr.write(`myst: running ${command[0]} with its proxy at ${status.listen}, through provider ${status.provider} (session ${status.sessionId})\n`);
-    code = await runWith(proxyEnvironment(status.listen), command);
-  } finally {
-    await client.disconnect(status.sessionId).catch((err: Error) => process.stderr.write(`myst: disconnecting failed: ${err.message}\n`));
-    await running?.stop();
-  }
-  process.exitCode = code;
+    return runWith(proxyEnvironment(status.listen), command);
+  });
 }
 
 /** The variables curl, wget, git, pip, npm, Go and Python programs read (lower and upper case); SOCKS with names resolved remotely. */
