@@ -37,8 +37,10 @@ export const DEFAULT_TOLERANCE: InvoiceTolerance = { percent: 25, bytes: 1n << 2
  * over its latest promise to that provider against its own meter of this session (time since
  * confirmation, bytes through its tunnel, within the tolerance), answers a fair one with a promise
  * for the new cumulative amount, and ends the session over an unfair one. An invoice it has already
- * covered is answered with its latest promise again (the provider may not have stored it). Emits
- * "promise-issued" ({amount, increase}) for each promise the provider acknowledged.
+ * covered is answered with its latest promise again (the provider may not have stored it), and so is
+ * a disconnect the consumer starts while a promise is unacknowledged. Emits "promise-issued"
+ * ({amount, increase}) when the provider acknowledges a promise, `increase` being what that adds
+ * to this session's acknowledged amount.
  */
 /** What ConsumerPayments tells its listeners. */
 export interface ConsumerPaymentsEvents {
@@ -83,6 +85,8 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
   start(): void {
     // One invoice at a time, after the pair's figure is known.
     let queue = this.promises.load(this.session.provider);
+    // A disconnect of the consumer's own: the provider gets what it has not acknowledged first.
+    this.session.beforeDestroy(() => this.flush());
     this.session.dialog.on(PAYMENT_INVOICE, (body) => {
       queue = queue
         .then(() => this.#onInvoice(body))
@@ -105,7 +109,7 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
     const latest = this.promises.latest(this.session.provider);
     if (latest && amount <= latest.amount) {
       // Already covered (by this session or another): the provider may have missed that promise.
-      if (this.options.pay !== false) await this.#send(latest, 0n);
+      if (this.options.pay !== false) await this.#send(latest, this.promised);
       return;
     }
     const increase = amount - (latest?.amount ?? 0n);
@@ -122,15 +126,30 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
     // Counted as soon as it is signed: a promise the provider may hold is spent, acknowledged or not.
     const promise = this.promises.sign(this.session.provider, amount);
     this.promised += increase;
-    await this.#send(promise, increase);
+    await this.#send(promise, this.promised);
   }
 
-  async #send(promise: SignedPromise, increase: bigint): Promise<void> {
+  /**
+   * Sends the pair's latest promise again when the provider has not acknowledged all this session
+   * promised (a request that timed out, a refusal): before a disconnect, so the provider holds
+   * everything the consumer counts as spent. A no-op when all is acknowledged or the session does
+   * not pay.
+   */
+  async flush(timeoutMs = 2000): Promise<void> {
+    if (this.options.pay === false || this.acknowledged >= this.promised) return;
+    const latest = this.promises.latest(this.session.provider);
+    if (latest) await this.#send(latest, this.promised, timeoutMs);
+  }
+
+  /** Sends `promise`, which covers `covers` of this session's own promises (cumulative: every one signed before it). */
+  async #send(promise: SignedPromise, covers: bigint, timeoutMs?: number): Promise<void> {
     try {
-      await this.session.dialog.request(PAYMENT_PROMISE, { sessionId: this.session.id, amount: promise.amount.toString(), signature: promise.signature });
+      const body = { sessionId: this.session.id, amount: promise.amount.toString(), signature: promise.signature };
+      await this.session.dialog.request(PAYMENT_PROMISE, body, { timeoutMs });
       this.providerRefusal = undefined;
-      if (increase > 0n) {
-        this.acknowledged += increase;
+      if (covers > this.acknowledged) {
+        const increase = covers - this.acknowledged;
+        this.acknowledged = covers;
         this.emit("promise-issued", { amount: promise.amount, increase });
       }
     } catch (err) {

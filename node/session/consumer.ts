@@ -112,6 +112,8 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
   #missed = 0;
   /** Since when keepalives go unanswered while the broker is down or the tunnel still works. */
   #outageSince?: number;
+  /** What to tell the provider before a disconnect of the consumer's own (beforeDestroy). */
+  readonly #lastWords: (() => Promise<void>)[] = [];
 
   constructor(
     readonly id: string,
@@ -185,9 +187,19 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
     this.#keepalive.unref();
   }
 
+  /**
+   * Runs `fn` when the consumer ends the session itself, before the provider is told (the dialog
+   * still open): an unacknowledged promise is sent again there. Its failure does not stop the
+   * disconnect.
+   */
+  beforeDestroy(fn: () => Promise<void>): void {
+    this.#lastWords.push(fn);
+  }
+
   /** Ends the session from the consumer's side: the provider is told, the tunnel torn down. */
   async destroy(reason = "consumer disconnected"): Promise<void> {
     if (this.state === "ended") return;
+    for (const fn of this.#lastWords) await fn().catch((err) => this.log.warn({ err: (err as Error).message, sessionId: this.id }, "before the disconnect"));
     // Tunnel first: the provider then sees the client leave on its own before it is told why.
     await this.tunnel.stop().catch((err) => this.log.error({ err, sessionId: this.id }, "stopping the tunnel failed"));
     try {

@@ -206,7 +206,15 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
 
     it("cuts off a consumer that does not pay once the unpaid amount passes the limit", async function () {
       const session = await connect(0, { pay: false });
-      await carry(0, session, 4 * MiB); // 0.39 MYST due at 100 MYST/GiB, nothing paid, limit 0.3
+      // 0.39 MYST due at 100 MYST/GiB, nothing paid, limit 0.3. The provider may cut the session off
+      // while the transfer is still running (the proxy's provider meters in this process as it
+      // carries), and the transfer then breaks: that is the behaviour under test, not a failure. A
+      // transfer that broke without a cut-off still fails the case, with the transfer's own error.
+      const broken = await carry(0, session, 4 * MiB).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (broken) await until(() => session.state === "ended", `the provider to cut the session off (the transfer broke: ${broken.message})`, 10_000);
       expect(await session.ended).to.match(/^provider ended it: payment lagging/);
       expect(provider.isConnected?.(session.id) ?? false).to.equal(false);
     });

@@ -247,6 +247,26 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  it("sends a promise the provider did not acknowledge again when the consumer disconnects, so the provider holds all the consumer counts as spent", async function () {
+    // One invoice (by amount; the period is an hour), whose promise the provider cannot store; then
+    // no invoice comes again before the consumer disconnects.
+    const m = await market({ maxUnpaid: E("100"), invoiceEveryMs: 3_600_000, invoiceAboveWei: E("0.005"), settleOnSessionEnd: false });
+    try {
+      const { session, tunnel, pay } = await m.connect();
+      m.db.pragma("query_only = 1");
+      m.move(session.id, tunnel, 10);
+      await until(() => pay.providerRefusal, "the provider's refusal of a promise");
+      expect(pay.promised).to.equal((10n * BigInt(MiB) * E("1")) / GIB);
+      expect(pay.acknowledged).to.equal(0n);
+      m.db.pragma("query_only = 0");
+      await session.destroy();
+      expect(m.store.latest(pairIdOf(m.consumerKey.address, m.providerKey.address))?.amount ?? 0n).to.equal(pay.promised);
+      expect(pay.acknowledged).to.equal(pay.promised);
+    } finally {
+      await m.stop();
+    }
+  });
+
   it("refuses an invoice that overcharges, and ends the session saying so", async function () {
     const m = await market();
     try {
