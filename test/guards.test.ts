@@ -52,4 +52,26 @@ describe("guards on the code itself", function () {
     expect(root.status, `tsc -p tsconfig.json:\n${root.output}`).to.equal(0);
     expect(ui.status, `tsc -p ui/tsconfig.json:\n${ui.output}`).to.equal(0);
   });
+
+  it("keeps every source file of node/, scripts/ and ui/src/ at 500 lines or fewer, and MystNode at 250 (the generated API types aside)", function () {
+    const sources = (dir: string): string[] =>
+      fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
+        const rel = path.join(dir, e.name);
+        if (e.isDirectory()) return sources(rel);
+        return /\.tsx?$/.test(e.name) && !e.name.endsWith(".d.ts") ? [rel] : [];
+      });
+    const GENERATED = [path.join("ui", "src", "api-types.ts")];
+    const lines = (file: string) => fs.readFileSync(path.join(ROOT, file), "utf8").split("\n").length;
+    const long = ["node", "scripts", path.join("ui", "src")]
+      .flatMap(sources)
+      .filter((f) => !GENERATED.includes(f))
+      .map((f) => `${f}: ${lines(f)}`)
+      .filter((row) => Number(row.split(": ")[1]) > 500);
+    expect(long, "files over 500 lines").to.deep.equal([]);
+    const node = fs.readFileSync(path.join(ROOT, "node", "ops", "node.ts"), "utf8").split("\n");
+    const start = node.findIndex((l) => /^export class MystNode\b/.test(l));
+    const end = node.findIndex((l, i) => i > start && l === "}");
+    expect(start, "MystNode in node/ops/node.ts").to.be.at.least(0);
+    expect(end - start + 1, "MystNode's lines").to.be.at.most(250);
+  });
 });

@@ -9,7 +9,8 @@ import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
 import { unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "../session/errors";
-import { ConsumerSessions, type ConsumerSession } from "../session/consumer";
+import { ConsumerSessions } from "../session/consumer";
+import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
 import type { ConsumerService, SessionProtection } from "../session/service";
 import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
@@ -17,7 +18,7 @@ import { ConsumerPayments } from "../payments/consumer-payments";
 import type { SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
-import type { RelayLeg, RelayOpener } from "../session/consumer";
+import type { RelayOpener } from "../session/consumer";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
 
 /** How many relays a connect tries before it gives up. */

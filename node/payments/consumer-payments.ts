@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { peerCodeOf } from "../dialog/dialogs";
 import type { ErrorCode } from "../errors/catalogue";
 import { silentLogger, type Logger } from "../log/logger";
-import type { ConsumerSession } from "../session/consumer";
+import type { ConsumerSession } from "../session/consumer-session";
 import { priceFromProposal, priceOf } from "./price";
 import type { ConsumerPromises, SignedPromise } from "./consumer-promises";
 import { checkPayment, PAYMENT_INVOICE, PAYMENT_PROMISE } from "./messages";

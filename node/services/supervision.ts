@@ -77,6 +77,17 @@ export async function terminate(
   clearTimeout(timer);
 }
 
+/** Writes `child`'s pid to `pidFile` (mode 600) once it has one, so a later start can stop it (stopStale). */
+export function recordPid(
+  child: { pid?: number; exitCode: number | null; once(event: "spawn", listener: () => void): unknown },
+  pidFile: string | undefined,
+): void {
+  if (!pidFile) return;
+  const record = () => child.pid && child.exitCode === null && fs.writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
+  if (child.pid) record();
+  else child.once("spawn", record);
+}
+
 /**
  * Stops the process a pid file names, if it is still ours (`isOurs` looks at its argv). A pid the
  * kernel gave to another program since is left alone.

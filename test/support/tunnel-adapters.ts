@@ -9,7 +9,7 @@ import { ProxyConsumerService, type ProxyTunnel } from "../../node/services/prox
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
-import type { ConsumerSession } from "../../node/session/consumer";
+import type { ConsumerSession } from "../../node/session/consumer-session";
 import type { ConsumerService, ProviderService } from "../../node/session/service";
 import type { TestNetwork } from "../../scripts/lib/test-network";
 import type { Topology } from "../../scripts/lib/topology";

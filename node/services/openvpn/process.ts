@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import { ManagementClient } from "./management";
 import { type RemoteChild, spawner } from "../spawner";
 import { inNetns, program, TunnelError } from "../system";
-import { parentDeathSignal, stopStale, terminate } from "../supervision";
+import { parentDeathSignal, recordPid, stopStale, terminate } from "../supervision";
 
 export interface OpenVpnProcessOptions {
   /** The config file; it must say `management <socket> unix`. */
@@ -79,12 +79,7 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile])];
     const child = this.options.viaHelper ? spawner.launch(argv) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
-    const pidFile = this.options.pidFile;
-    if (pidFile) {
-      const record = () => child.pid && child.exitCode === null && fs.writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
-      if (child.pid) record();
-      else child.once("spawn", record);
-    }
+    recordPid(child, this.options.pidFile);
     const log = this.options.log ?? silentLogger;
     // Whole lines only: a chunk may end inside one (what waits for a line must see it whole).
     const lines = () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../../log/logger";
-import { parentDeathSignal, stopStale, terminate } from "../supervision";
+import { parentDeathSignal, recordPid, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
 import { answers } from "./device-claim";
 import { type RemoteChild, spawner } from "../spawner";
@@ -60,12 +60,7 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     const env = { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" };
     const child = this.options.viaHelper ? spawner.launch(argv, { env }) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
-    const pidFile = this.options.pidFile;
-    if (pidFile) {
-      const record = () => child.pid && child.exitCode === null && fs.writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
-      if (child.pid) record();
-      else child.once("spawn", record);
-    }
+    recordPid(child, this.options.pidFile);
     const onLine = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (!line.trim() || /[│┌└]/.test(line)) continue;
