@@ -2,7 +2,6 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { silentLogger, type Logger } from "../../log/logger";
 import { TunnelError } from "../system";
-import { pump } from "./throttle";
 
 /** How the provider answered a CONNECT stream. */
 export type OpenedStream = { ok: true; stream: Duplex } | { ok: false; status: number; refusal?: string };
@@ -135,21 +134,21 @@ export class LocalProxy {
   }
 }
 
-/**
- * Joins the local connection and its stream both ways (`first`: what was read past the handshake),
- * with the provider's pump (throttle.ts): `pipe()` pauses at every 16 KiB the other side has not
- * taken yet, which left both ends idle between chunks.
- */
+/** Joins the local connection and its stream both ways (`first`: what was read past the handshake). */
 function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: StreamMeter): void {
   if (first.length) {
     meter?.sent(first.length);
     stream.write(first);
   }
+  if (meter) {
+    socket.on("data", (chunk: Buffer) => meter.sent(chunk.length));
+    stream.on("data", (chunk: Buffer) => meter.received(chunk.length));
+  }
   stream.on("error", () => socket.destroy());
   socket.once("close", () => stream.destroy());
   stream.once("close", () => socket.destroy());
-  pump(socket, stream, (n) => meter?.sent(n));
-  pump(stream, socket, (n) => meter?.received(n));
+  socket.pipe(stream);
+  stream.pipe(socket);
 }
 
 function socksReply(code: number): Buffer {

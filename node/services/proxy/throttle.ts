@@ -37,16 +37,8 @@ export function bucketFor(mbps: number | undefined, clock?: () => number): Token
 }
 
 /**
- * How much one direction of a stream may hold unsent before its source is paused. A Node stream's
- * `write()` says "full" past 16 KiB (its highWaterMark): pausing the source there, as `pipe()`
- * does, waited for the HTTP/2 stream to drain every 16-64 KiB, an event-loop round trip in which
- * neither end moved bytes; `npm run bench -- proxy` carried one stream at 0.29× of direct that way.
- */
-export const PUMP_BUFFER = 512 * 1024;
-
-/**
  * Copies `from` into `to`, counting each chunk and holding the source back while the destination
- * holds `PUMP_BUFFER` unsent or a bucket is in debt. Ends `to` when `from` ends.
+ * is full or a bucket is in debt. Ends `to` when `from` ends.
  */
 export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, buckets: (TokenBucket | undefined)[] = []): void {
   const limited = buckets.filter((b): b is TokenBucket => !!b);
@@ -59,8 +51,7 @@ export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, b
   };
   from.on("data", (chunk: Buffer) => {
     count(chunk.length);
-    // write() returns false past the stream's own 16 KiB mark; only a fuller buffer holds the source.
-    if (!to.write(chunk) && to.writableLength >= PUMP_BUFFER) {
+    if (!to.write(chunk)) {
       hold();
       to.once("drain", resume);
     }
@@ -71,6 +62,4 @@ export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, b
     }
   });
   from.once("end", () => to.end());
-  // A source read in paused mode before (the local proxy's handshake) flows from here on.
-  from.resume();
 }
