@@ -79,6 +79,8 @@ function fromRegistry(type: TunnelType): TunnelAdapter {
       netns: env.topology.provider,
       spec: checkServiceSpec({ type: type.type, ...(type.settings ? { [type.type]: settings } : {}) }),
       dir: env.dir,
+      // A uid (and tun node) of its own for each start with a capability taken away: they start at once.
+      uid: without ? 64_980 + (capabilities as string[]).indexOf(without) : 64_990,
       without,
       directory: env.net.registry,
       meterMs: 200,
