@@ -7,7 +7,8 @@ import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { OpenVpnProcess } from "../../node/services/openvpn/process";
-import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
+import { checkServiceSpec } from "../../node/services/catalog";
+import { startHostedProvider, type HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
@@ -34,7 +35,8 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   let dir: string;
   let providerKey: IdentityKey;
   let consumerKeys: IdentityKey[];
-  let service: OpenVpnProviderService;
+  /** The provider's service as its own user with only the capabilities openvpn declares (scripts/lib/provider-host.ts). */
+  let service: HostedProvider;
   let providerSessions: ProviderSessions;
   const brokers: Broker[] = [];
   const dialogsList: Dialogs[] = [];
@@ -67,15 +69,15 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     providerKey = await net.registeredIdentity();
     consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
     topology = await topologyUp({ consumers: 2 });
-    service = new OpenVpnProviderService({
-      dir: path.join(dir, "provider"),
-      directory: net.registry,
-      publicAddress: topology.providerAddress,
+    service = await startHostedProvider({
       netns: topology.provider,
+      spec: checkServiceSpec({ type: "openvpn", openvpn: { publicIp: topology.providerAddress } }),
+      dir,
+      uid: 64_991,
+      directory: net.registry,
       meterMs: 200,
-      log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG + ".p")) : undefined,
+      logFile: process.env.E2E_LOG ? `${process.env.E2E_LOG}.p` : undefined,
     });
-    await service.start();
     current = makeProposal(providerKey, { serviceType: "openvpn" });
     const pd = await dialogsFor(providerKey);
     providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => current, keepaliveMs: 1000 });

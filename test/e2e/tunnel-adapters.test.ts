@@ -24,6 +24,8 @@ import { TestNetwork } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { makeProposal } from "../../scripts/lib/proposals";
 import { TUNNEL_ADAPTERS, type AdapterEnv, type RunningProvider, type TunnelAdapter } from "../support/tunnel-adapters";
+import type { HostedProvider } from "../../scripts/lib/provider-host";
+import { CAPABILITY_BITS, type Capability } from "../../node/services/capabilities";
 
 const E = parseEther;
 const MiB = 1 << 20;
@@ -262,6 +264,38 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
           expect(usage.downMs).to.be.at.most(resumedMs);
         } finally {
           await session.destroy();
+        }
+      },
+    );
+
+    (adapter.startProviderWithout ? it : () => undefined)(
+      "runs its provider as its own uid with only the capabilities its type declares, and refuses to start without one of them (CAPABILITY_MISSING)",
+      async function () {
+        const hosted = provider as HostedProvider;
+        const declared = adapter.capabilities.reduce((mask, c) => mask | (1n << BigInt(CAPABILITY_BITS[c as Capability])), 0n);
+        // The service's node and its tunnel process: the user's uid; nothing beyond the declared set, even in the bounding set.
+        for (const pid of [hosted.hostPid!, hosted.pid!]) {
+          const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+          const field = (name: string) => BigInt(`0x${new RegExp(`^${name}:\\s*(\\S+)`, "m").exec(status)![1]}`);
+          expect(/^Uid:\s*(\d+)/m.exec(status)![1], `uid of ${pid}`).to.not.equal("0");
+          expect(field("CapEff") & ~declared).to.equal(0n);
+          expect(field("CapBnd")).to.equal(declared);
+        }
+        // One capability fewer, each in turn: refused before anything runs, naming the one missing.
+        const refusals = await Promise.all(
+          adapter.capabilities.map((capability) =>
+            adapter.startProviderWithout!(env, capability).then(
+              async (started) => {
+                await started.stop?.();
+                return new Error(`started without ${capability}`);
+              },
+              (err: Error) => err,
+            ),
+          ),
+        );
+        for (const [i, capability] of adapter.capabilities.entries()) {
+          expect((refusals[i] as { code?: string }).code, refusals[i].message).to.equal("CAPABILITY_MISSING");
+          expect(refusals[i].message).to.include(`needs ${capability}`);
         }
       },
     );

@@ -18,6 +18,8 @@ import type { WireGuardServiceConfig } from "../../node/services/wireguard/confi
 import { generateKeyPair } from "../../node/services/wireguard/keys";
 import { WireGuardProcess } from "../../node/services/wireguard/process";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { checkServiceSpec } from "../../node/services/catalog";
+import { startHostedProvider, type HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { openDatabase } from "../../node/store/database";
@@ -36,7 +38,8 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
   let dir: string;
   let providerKey: IdentityKey;
   let consumerKeys: IdentityKey[];
-  let service: WireGuardProviderService;
+  /** The provider's service as its own user with only the capabilities wireguard declares (scripts/lib/provider-host.ts). */
+  let service: HostedProvider;
   let providerSessions: ProviderSessions;
   const brokers: Broker[] = [];
   const dialogsList: Dialogs[] = [];
@@ -64,14 +67,14 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     providerKey = await net.registeredIdentity();
     consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
     topology = await topologyUp({ consumers: 2 });
-    service = new WireGuardProviderService({
-      dir: path.join(dir, "provider"),
-      publicAddress: topology.providerAddress,
+    service = await startHostedProvider({
       netns: topology.provider,
-      device: `mwp${topology.tag}`,
+      spec: checkServiceSpec({ type: "wireguard", wireguard: { publicIp: topology.providerAddress, device: `mwp${topology.tag}` } }),
+      dir,
+      uid: 64_992,
+      directory: net.registry,
       meterMs: 200,
     });
-    await service.start();
     current = makeProposal(providerKey, { serviceType: "wireguard" });
     const pd = await dialogsFor(providerKey);
     providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["wireguard", service]]), currentProposal: () => current, keepaliveMs: 1000 });

@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -13,6 +14,7 @@ import type { ConsumerSession } from "../../node/session/consumer-session";
 import type { ConsumerService, ProviderService } from "../../node/session/service";
 import type { TestNetwork } from "../../scripts/lib/test-network";
 import type { Topology } from "../../scripts/lib/topology";
+import { startHostedProvider } from "../../scripts/lib/provider-host";
 
 /** What an adapter's harness gets: the chain and broker, the namespaces, a directory, the identities. */
 export interface AdapterEnv {
@@ -35,6 +37,13 @@ export interface TunnelAdapter {
   type: string;
   network: boolean;
   startProvider(env: AdapterEnv): Promise<RunningProvider>;
+  /**
+   * The capabilities its provider declares (node/services/capabilities.ts). A type that declares
+   * some runs its provider as an unprivileged user holding only those (scripts/lib/provider-host.ts),
+   * as the systemd unit does; `startProviderWithout` starts it with one of them taken away.
+   */
+  capabilities: string[];
+  startProviderWithout?(env: AdapterEnv, capability: string): Promise<RunningProvider>;
   consumerService(env: AdapterEnv, i: number): ConsumerService;
   /** For adapters without a network tunnel: both meters see `bytes` moved to the consumer (the proxy moves them for real, through its local port). */
   simulate?(provider: RunningProvider, session: ConsumerSession, bytes: number): void | Promise<void>;
@@ -57,10 +66,34 @@ export interface TunnelAdapter {
  */
 function fromRegistry(type: TunnelType): TunnelAdapter {
   const takes = (name: string) => !!type.settings && name in type.settings.properties;
+  // Its needs in the provider's own machine (no netns: the host runs inside the namespace).
+  const capabilities = [...new Set((type.capabilities?.({} as never) ?? []).map((n) => n.capability))];
+  /** The provider as an unprivileged user in the provider's namespace, holding what its type declares (but `without`). */
+  const hosted = async (env: AdapterEnv, without?: string) => {
+    const settings = {
+      ...(takes("publicIp") ? { publicIp: env.topology.providerAddress } : {}),
+      ...EXTRAS[type.type]?.settings?.(env),
+    };
+    fs.mkdirSync(env.dir, { recursive: true });
+    return startHostedProvider({
+      netns: env.topology.provider,
+      spec: checkServiceSpec({ type: type.type, ...(type.settings ? { [type.type]: settings } : {}) }),
+      dir: env.dir,
+      // A uid (and tun node) of its own for each start with a capability taken away: they start at once.
+      uid: without ? 64_980 + (capabilities as string[]).indexOf(without) : 64_990,
+      without,
+      directory: env.net.registry,
+      meterMs: 200,
+      logFile: process.env.E2E_LOG ? `${process.env.E2E_LOG}.${type.type}-provider` : undefined,
+    });
+  };
   return {
     type: type.type,
     network: type.network,
+    capabilities,
+    ...(type.network && capabilities.length ? { startProviderWithout: (env: AdapterEnv, capability: string) => hosted(env, capability) } : {}),
     async startProvider(env) {
+      if (type.network && capabilities.length) return hosted(env);
       const settings = {
         ...(takes("publicIp") ? { publicIp: env.topology.providerAddress } : {}),
         ...(takes("netns") ? { netns: env.topology.provider } : {}),

@@ -28,3 +28,31 @@ export const REFUSAL_HEADER = "myst-refusal";
 /** HTTP/2 windows large enough for one stream to fill a fast path (the 64 KiB default caps it at 64 KiB per round trip). */
 export const STREAM_WINDOW = 16 * 1024 * 1024;
 export const CONNECTION_WINDOW = 64 * 1024 * 1024;
+
+/**
+ * What one session may hold at the provider, and how long an unused stream or session lasts. A
+ * stream over a limit is refused with 429 and its reason in `myst-refusal`.
+ */
+export interface ProxyLimits {
+  /** Open CONNECT streams per session (each holds a socket and up to PUMP_BUFFER each way). Default 128. */
+  streamsPerSession: number;
+  /** HTTP/2 connections per session (the consumer uses one). Default 4. */
+  connectionsPerSession: number;
+  /** A stream that moves no byte either way for this long is closed. Default 5 min. */
+  streamIdleMs: number;
+  /** A session's connections with no open stream for this long are closed (GOAWAY "idle"), which ends the session. Default 30 min. */
+  sessionIdleMs: number;
+}
+
+export const PROXY_LIMITS: ProxyLimits = {
+  streamsPerSession: 128,
+  connectionsPerSession: 4,
+  streamIdleMs: 5 * 60_000,
+  sessionIdleMs: 30 * 60_000,
+};
+
+/** The refusals of a stream over a session's limits (429). */
+export const TOO_MANY_STREAMS = "too-many-streams";
+export const TOO_MANY_CONNECTIONS = "too-many-connections";
+/** The GOAWAY debug data of a connection closed for idleness (the consumer says it in its end reason). */
+export const IDLE_GOAWAY = "idle";

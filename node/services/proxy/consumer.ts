@@ -4,7 +4,7 @@ import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel } from "../../session/service";
 import { TunnelError } from "../system";
-import { checkServiceConfig, CONNECTION_WINDOW, CREDENTIAL_HEADER, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
+import { checkServiceConfig, CONNECTION_WINDOW, CREDENTIAL_HEADER, IDLE_GOAWAY, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
 import { LocalProxy, type OpenedStream } from "./local-proxy";
 
 /** Where the local proxy listens unless `--listen` says. */
@@ -103,7 +103,13 @@ export class ProxyTunnel implements Tunnel {
       });
       h2.setLocalWindowSize(CONNECTION_WINDOW);
       h2.once("close", () => this.#down("the provider closed the proxy connection"));
-      h2.once("goaway", () => this.#down("the provider ended the proxy connection"));
+      h2.once("goaway", (_code, _last, data?: Buffer) =>
+        this.#down(
+          data?.toString() === IDLE_GOAWAY
+            ? "the provider closed the proxy connection: no stream was open for longer than it keeps an idle session"
+            : "the provider ended the proxy connection",
+        ),
+      );
       this.#local = new LocalProxy((host, p) => this.#open(host, p), {
         log: this.log,
         meter: { received: (n) => (this.#bytesIn += n), sent: (n) => (this.#bytesOut += n) },
@@ -145,6 +151,7 @@ export class ProxyTunnel implements Tunnel {
         const status = Number(headers[":status"]);
         if (status === 200) return resolve({ ok: true, stream: req });
         const refusal = headers[REFUSAL_HEADER];
+        if (status === 429) this.log.warn({ refusal }, "the provider refused a stream: this session is at its limit");
         resolve({ ok: false, status, ...(typeof refusal === "string" ? { refusal: refusal.slice(0, 64) } : {}) });
         req.close();
       });

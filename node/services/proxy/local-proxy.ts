@@ -163,6 +163,7 @@ function socksCode(r: { status: number; refusal?: string }): number {
 }
 
 function httpStatus(r: { status: number; refusal?: string }): string {
+  if (r.status === 429) return `429 Too Many Requests (${r.refusal ?? "the provider's limit for this session"})`;
   if (r.status === 403) return `403 Forbidden (${r.refusal ?? "refused by the provider"})`;
   if (r.status === 502) return `502 Bad Gateway (${r.refusal ?? "unreachable"})`;
   return `502 Bad Gateway (provider answered ${r.status}${r.refusal ? `: ${r.refusal}` : ""})`;

@@ -6,7 +6,18 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { TunnelError } from "../system";
 import { ensureCertificate, type ProxyCertificate } from "./certificate";
-import { CONNECTION_WINDOW, CREDENTIAL_HEADER, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
+import {
+  CONNECTION_WINDOW,
+  CREDENTIAL_HEADER,
+  IDLE_GOAWAY,
+  PROXY_LIMITS,
+  type ProxyLimits,
+  REFUSAL_HEADER,
+  STREAM_WINDOW,
+  TOO_MANY_CONNECTIONS,
+  TOO_MANY_STREAMS,
+  type ProxyServiceConfig,
+} from "./config";
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
 
@@ -27,6 +38,8 @@ export interface ProxyProviderOptions {
   serviceMbps?: number;
   /** How long a dial out may take. Default 10 s. */
   connectTimeoutMs?: number;
+  /** Streams and connections per session, idle timeouts (PROXY_LIMITS unless given). */
+  limits?: Partial<ProxyLimits>;
   log?: Logger;
 }
 
@@ -41,6 +54,8 @@ interface ProxySession {
   connections: Set<http2.Http2Session>;
   up?: TokenBucket;
   down?: TokenBucket;
+  /** Armed while the session has no open stream: its connections are closed when it fires. */
+  idle?: NodeJS.Timeout;
 }
 
 const ENDED_KEPT = 1000;
@@ -67,6 +82,7 @@ export class ProxyProviderService implements ProviderService {
   readonly #connections = new Set<http2.Http2Session>();
   readonly #serviceUp?: TokenBucket;
   readonly #serviceDown?: TokenBucket;
+  readonly #limits: ProxyLimits;
   #server?: http2.Http2SecureServer;
   #cert?: ProxyCertificate;
   #running = false;
@@ -74,6 +90,7 @@ export class ProxyProviderService implements ProviderService {
   constructor(options: ProxyProviderOptions) {
     this.#o = options;
     this.#log = options.log ?? silentLogger;
+    this.#limits = { ...PROXY_LIMITS, ...options.limits };
     this.#serviceUp = bucketFor(options.serviceMbps);
     this.#serviceDown = bucketFor(options.serviceMbps);
   }
@@ -162,6 +179,7 @@ export class ProxyProviderService implements ProviderService {
     };
     this.#sessions.set(s.id, s);
     this.#byCredential.set(s.credentialHash, s);
+    this.#watchIdle(s);
     return { address: this.#o.publicAddress, port: this.port, certificate: this.#cert.certificate, fingerprint: this.#cert.fingerprint, credential };
   }
 
@@ -170,6 +188,7 @@ export class ProxyProviderService implements ProviderService {
     if (!s) return;
     this.#sessions.delete(sessionId);
     this.#byCredential.delete(s.credentialHash);
+    clearTimeout(s.idle);
     this.#ended.set(sessionId, { bytesIn: s.bytesIn, bytesOut: s.bytesOut });
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     for (const stream of s.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -189,6 +208,7 @@ export class ProxyProviderService implements ProviderService {
 
   async stop(): Promise<void> {
     this.#running = false;
+    for (const s of this.#sessions.values()) clearTimeout(s.idle);
     for (const c of this.#connections) c.destroy();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
   }
@@ -208,19 +228,39 @@ export class ProxyProviderService implements ProviderService {
     c.on("error", () => undefined);
   }
 
-  /** The session a stream's credential names, binding its connection to it; undefined: refused. */
-  #authenticate(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): ProxySession | undefined {
+  /**
+   * The session a stream's credential names, binding its connection to it (up to the session's
+   * connections); or why the stream is refused.
+   */
+  #authenticate(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): ProxySession | { status: number; refusal: string } {
     const given = headers[CREDENTIAL_HEADER];
     const m = typeof given === "string" ? /^Bearer ([A-Za-z0-9_-]{43})$/.exec(given) : null;
     const s = m ? this.#byCredential.get(hash(m[1])) : undefined;
-    if (!s) return undefined;
+    if (!s) return { status: 407, refusal: "credential" };
     const bound = this.#boundTo.get(stream.session!);
-    if (bound && bound !== s) return undefined;
+    if (bound && bound !== s) return { status: 407, refusal: "credential" };
     if (!bound) {
+      if (s.connections.size >= this.#limits.connectionsPerSession) return { status: 429, refusal: TOO_MANY_CONNECTIONS };
       this.#boundTo.set(stream.session!, s);
       s.connections.add(stream.session!);
     }
     return s;
+  }
+
+  /** Closes the session's connections once it has had no open stream for `sessionIdleMs` (re-armed as its last stream closes). */
+  #watchIdle(s: ProxySession): void {
+    clearTimeout(s.idle);
+    if (s.streams.size > 0) return;
+    s.idle = setTimeout(() => {
+      if (s.streams.size > 0 || !this.#sessions.has(s.id)) return;
+      if (s.connections.size) this.#log.info({ sessionId: s.id, idleMs: this.#limits.sessionIdleMs }, "proxy session idle: its connections are closed");
+      for (const c of s.connections) {
+        if (c.closed || c.destroyed) continue;
+        c.goaway(http2.constants.NGHTTP2_NO_ERROR, 0, Buffer.from(IDLE_GOAWAY));
+        c.close();
+      }
+    }, this.#limits.sessionIdleMs);
+    s.idle.unref();
   }
 
   async #stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -231,7 +271,18 @@ export class ProxyProviderService implements ProviderService {
     };
     if (headers[":method"] !== "CONNECT") return refuse(405, "method");
     const session = this.#authenticate(stream, headers);
-    if (!session) return refuse(407, "credential");
+    if ("refusal" in session) return refuse(session.status, session.refusal);
+    if (session.streams.size >= this.#limits.streamsPerSession) {
+      this.#log.info({ sessionId: session.id, streams: session.streams.size }, "proxy stream refused: the session has as many streams open as it may");
+      return refuse(429, TOO_MANY_STREAMS);
+    }
+    // Counted from here (a dial under way holds its place), until the stream closes.
+    session.streams.add(stream);
+    clearTimeout(session.idle);
+    stream.once("close", () => {
+      session.streams.delete(stream);
+      if (this.#sessions.has(session.id)) this.#watchIdle(session);
+    });
     let addresses: string[];
     let port: number;
     try {
@@ -256,16 +307,19 @@ export class ProxyProviderService implements ProviderService {
       socket.destroy();
       return refuse(407, "credential");
     }
-    session.streams.add(stream);
     stream.respond({ ":status": 200 });
     const done = () => {
-      session.streams.delete(stream);
       socket.destroy();
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
     socket.once("close", done);
     socket.on("error", () => undefined);
     stream.once("close", done);
+    // The socket's timer runs while no byte moves either way (what the consumer sends is written to it).
+    socket.setTimeout(this.#limits.streamIdleMs, () => {
+      this.#log.info({ sessionId: session.id, idleMs: this.#limits.streamIdleMs }, "proxy stream closed: idle");
+      done();
+    });
     pump(stream, socket, (n) => (session.bytesIn += n), [session.up, this.#serviceUp]);
     pump(socket, stream, (n) => (session.bytesOut += n), [session.down, this.#serviceDown]);
   }
@@ -277,9 +331,10 @@ export class ProxyProviderService implements ProviderService {
       try {
         return await new Promise<net.Socket>((resolve, reject) => {
           const socket = net.connect({ host, port, noDelay: true });
-          socket.setTimeout(this.#o.connectTimeoutMs ?? 10_000, () => socket.destroy(new Error("ETIMEDOUT")));
+          const timedOut = () => socket.destroy(new Error("ETIMEDOUT"));
+          socket.setTimeout(this.#o.connectTimeoutMs ?? 10_000, timedOut);
           socket.once("connect", () => {
-            socket.setTimeout(0);
+            socket.setTimeout(0, timedOut);
             resolve(socket);
           });
           socket.once("error", reject);

@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
+import netModule from "node:net";
 import os from "node:os";
 import path from "node:path";
 import fs from "node:fs";
@@ -14,6 +15,7 @@ import { bucketFor } from "../../../node/services/proxy/throttle";
 import { checkServiceSpec, startProviderService } from "../../../node/services/catalog";
 import type { PublicKeyDirectory } from "../../../node/identity/protocol-signature";
 import { silentLogger } from "../../../node/log/logger";
+import { until } from "../../../scripts/lib/until";
 
 /** curl's exit code and output (never throws). */
 function curl(args: string[]): Promise<{ code: number; stdout: string }> {
@@ -280,5 +282,129 @@ describe("proxy service: the provider's controls, as the node hands them over", 
     now += 50;
     expect(bucket.take(0)).to.equal(50);
     expect(bucketFor(0)).to.equal(undefined);
+  });
+});
+
+describe("proxy service: a session's limits and idle timeouts", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let silent: net.Server;
+  let silentPort: number;
+  /** Sockets the silent origin accepted, and whether each has closed. */
+  const accepted: { socket: net.Socket; closed: boolean }[] = [];
+  const stops: (() => Promise<void>)[] = [];
+
+  before(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-proxy-limits-"));
+    // An origin that accepts and says nothing: a stream to it moves no byte until someone writes.
+    silent = netModule.createServer((socket) => {
+      const entry = { socket, closed: false };
+      accepted.push(entry);
+      socket.on("error", () => undefined);
+      socket.once("close", () => (entry.closed = true));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    silentPort = (silent.address() as net.AddressInfo).port;
+  });
+
+  after(async function () {
+    for (const stop of stops.reverse()) await stop();
+    silent?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A provider on loopback with `limits`, one session opened and its consumer's local port. */
+  async function proxyWith(limits: ConstructorParameters<typeof ProxyProviderService>[0]["limits"], id: string) {
+    const provider = new ProxyProviderService({
+      dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      policy: new DestinationPolicy({ allowPrivateRanges: ["127.0.0.1/32"] }),
+      limits,
+    });
+    await provider.start();
+    const config = await provider.openSession({ id, consumer: "0xc", consumerData: {} });
+    const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({ id, provider: "0xp", serviceConfig: config })) as ProxyTunnel;
+    stops.push(async () => {
+      await tunnel.stop();
+      await provider.stop();
+    });
+    return { provider, config, tunnel, port: tunnel.address!.port };
+  }
+
+  /** An HTTP CONNECT to the silent origin through the local port: the status line, and the socket (left open). */
+  function connectThrough(port: number): Promise<{ status: string; socket: net.Socket }> {
+    return new Promise((resolve, reject) => {
+      const socket = netModule.connect(port, "127.0.0.1", () => socket.write(`CONNECT 127.0.0.1:${silentPort} HTTP/1.1\r\n\r\n`));
+      let head = "";
+      socket.on("error", reject);
+      socket.on("data", function onData(chunk: Buffer) {
+        head += chunk.toString("latin1");
+        if (!head.includes("\r\n")) return;
+        socket.off("data", onData);
+        resolve({ status: head.split("\r\n")[0], socket });
+      });
+    });
+  }
+
+  it("refuses a stream past the session's limit with 429 and the reason, and takes one again when a stream closes", async function () {
+    const { port } = await proxyWith({ streamsPerSession: 2 }, "l1");
+    const first = await connectThrough(port);
+    const second = await connectThrough(port);
+    expect([first.status, second.status]).to.deep.equal(["HTTP/1.1 200 Connection Established", "HTTP/1.1 200 Connection Established"]);
+    const third = await connectThrough(port);
+    expect(third.status).to.equal("HTTP/1.1 429 Too Many Requests (too-many-streams)");
+    third.socket.destroy();
+    first.socket.destroy();
+    // Once the provider has seen the first stream close, its place is free again.
+    const again = await until(async () => {
+      const attempt = await connectThrough(port);
+      if (attempt.status.includes(" 200 ")) return attempt;
+      attempt.socket.destroy();
+      return undefined;
+    }, "a stream accepted after one closed");
+    again.socket.destroy();
+    second.socket.destroy();
+  });
+
+  it("refuses a second HTTP/2 connection of a session past its connection limit", async function () {
+    const { config } = await proxyWith({ connectionsPerSession: 1 }, "l2");
+    // The consumer's own connection is bound already (its first stream binds it; open one).
+    const ask = (h2: http2.ClientHttp2Session) =>
+      new Promise<string>((resolve) => {
+        const req = h2.request({ ":method": "CONNECT", ":authority": `127.0.0.1:${silentPort}`, "proxy-authorization": `Bearer ${config.credential}` });
+        req.on("response", (h) => resolve(`${h[":status"]} ${h["myst-refusal"] ?? ""}`.trim()));
+        req.on("error", () => resolve("error"));
+      });
+    const one = http2.connect(`https://127.0.0.1:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+    const two = http2.connect(`https://127.0.0.1:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+    try {
+      expect(await ask(one)).to.equal("200");
+      expect(await ask(two)).to.equal("429 too-many-connections");
+      expect(await ask(one)).to.equal("200");
+    } finally {
+      one.destroy();
+      two.destroy();
+    }
+  });
+
+  it("closes a stream that moves no byte for its idle time, at both ends", async function () {
+    const { port } = await proxyWith({ streamIdleMs: 300 }, "l3");
+    const before = accepted.length;
+    const { status, socket } = await connectThrough(port);
+    expect(status).to.equal("HTTP/1.1 200 Connection Established");
+    await new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once("close", () => resolve())));
+    await until(() => accepted.length > before && accepted[before].closed, "the origin's side of the idle stream to close");
+  });
+
+  it("closes a session's connection once it has had no open stream for its idle time, and the consumer is told why", async function () {
+    const { provider, tunnel, port } = await proxyWith({ sessionIdleMs: 300 }, "l4");
+    const { socket } = await connectThrough(port);
+    expect(provider.isConnected("l4")).to.equal(true);
+    socket.destroy();
+    const reason = await new Promise<string>((resolve) => tunnel.onDown(resolve));
+    expect(reason).to.match(/no stream was open/);
+    await until(() => !provider.isConnected("l4"), "the provider to count the session disconnected");
   });
 });
