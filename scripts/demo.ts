@@ -419,7 +419,7 @@ async function main() {
     );
     if (status.path?.relay)
       ok(
-        `  ${pathWords(status.path)}: the relay ${status.path.relay.provider === ids.relay ? "(the relay node above)" : "(ANOTHER node)"} sees only WireGuard's ciphertext`,
+        `  ${pathWords(status.path)}: the relay ${status.path.relay.provider.toLowerCase() === ids.relay.toLowerCase() ? "(the relay node above)" : "(ANOTHER node)"} sees only WireGuard's ciphertext`,
       );
     const seen = fetchFrom(topology, topology.consumers[c], topology.internetUrl);
     ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(c)})`);
