@@ -142,7 +142,6 @@ export interface Topology {
 export interface TopologyOptions {
   tag?: string;
   consumers?: number;
-  /** A third provider exists only behind a home router (`nat.thirdProvider`). */
   providers?: 1 | 2 | 3;
   /** Without `nat`: the provider behind a gateway that forwards every port to it (default), or with its own public address. */
   provider?: "forwarded" | "public";
@@ -165,9 +164,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
   if (plan && (options.providers ?? 1) >= 2 && !plan.secondProviderHome)
     throw new Error("topologyUp: with `nat`, a second provider needs its home router's kind (nat.secondProvider)");
   if (plan?.secondProviderHome && (options.providers ?? 1) < 2) throw new Error("topologyUp: nat.secondProvider needs `providers: 2` or 3");
-  if (options.providers === 3 && !(plan?.secondProviderHome && plan.thirdProviderHome))
-    throw new Error("topologyUp: a third provider needs `nat` with the second's and third's home routers (nat.secondProvider, nat.thirdProvider)");
-  if (plan?.thirdProviderHome && options.providers !== 3) throw new Error("topologyUp: nat.thirdProvider needs `providers: 3`");
+  if (!plan?.thirdProviderHome !== (options.providers !== 3)) throw new Error("topologyUp: `providers: 3` and nat.thirdProvider go together");
   const publicProvider = options.provider === "public" || plan?.provider === "public";
   const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
   const second = (options.providers ?? 1) >= 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
@@ -181,8 +178,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     internet,
     lan,
     services,
-    ...(second ? [second.gateway, second.provider] : []),
-    ...(third ? [third.gateway, third.provider] : []),
+    ...[second, third].flatMap((home) => (home ? [home.gateway, home.provider] : [])),
     ...(plan?.extraNamespaces ?? []),
     ...relays,
   ];
@@ -349,10 +345,8 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       iptables2("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.89.0/24", "-j", "MASQUERADE");
     }
 
-    if (third && plan?.thirdProviderHome) {
-      // The third provider behind a home router of its own kind, forwarding nothing.
-      await buildHome(plan.thirdProviderHome, { routerIface: "prov2", ...plan.thirdProviderHome.uplink }, [third.provider]);
-    }
+    // The third provider behind a home router of its own kind, forwarding nothing.
+    if (third && plan?.thirdProviderHome) await buildHome(plan.thirdProviderHome, { routerIface: "prov2", ...plan.thirdProviderHome.uplink }, [third.provider]);
 
     // A host on the provider's private LAN, which consumers must not reach.
     veth(provider, "lan0", lan, "eth0");
@@ -373,8 +367,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       internet,
       lan,
       services,
-      ...(second ? [second.gateway, second.provider] : []),
-      ...(third ? [third.gateway, third.provider] : []),
+      ...[second, third].flatMap((home) => (home ? [home.gateway, home.provider] : [])),
       ...(plan?.extraNamespaces ?? []),
       ...relays,
     ])
@@ -466,11 +459,9 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     provider,
     providers: [provider, ...(second ? [second.provider] : []), ...(third ? [third.provider] : [])],
     providerAddressOf: (i) =>
-      [
-        plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"),
-        plan?.secondProviderHome?.publicAddress ?? "198.18.4.2",
-        plan?.thirdProviderHome?.publicAddress,
-      ][i] ?? "",
+      [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), plan?.secondProviderHome?.publicAddress ?? "198.18.4.2"][i] ??
+      plan?.thirdProviderHome?.publicAddress ??
+      "",
     internet,
     lan,
     services,
