@@ -299,7 +299,13 @@ export class ConsumerNode {
       startedAt: session.timings.started,
     });
     // The path it took (relayed: through which relay), kept with the history; again when the relay changes.
-    const recordPath = () => history.path(session.id, storedPath(session.path));
+    const recordPath = () => {
+      try {
+        history.path(session.id, storedPath(session.path));
+      } catch (err) {
+        this.o.log?.warn({ sessionId: session.id, err: (err as Error).message }, "the session's path was not recorded in the history");
+      }
+    };
     recordPath();
     session.on("path", recordPath);
     void session.ended.then((reason) => {

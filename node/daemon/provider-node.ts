@@ -186,7 +186,11 @@ export class ProviderNode {
     // The path it took (relayed: through which relay), once the consumer confirmed, and again when its relay changes.
     const recordPath = (s: ProviderSession) => {
       const path = providerSessionPath(s);
-      if (path) history.path(s.id, path);
+      try {
+        if (path) history.path(s.id, path);
+      } catch (err) {
+        this.#log.warn({ sessionId: s.id, err: (err as Error).message }, "the session's path was not recorded in the history");
+      }
     };
     this.sessions.on("session-active", recordPath);
     this.sessions.on("session-path", recordPath);
