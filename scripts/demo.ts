@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { startLocalChain, freePort, stopChild, type LocalChain } from "./lib/local-chain";
+import { startLocalChain, freePort, type LocalChain } from "./lib/local-chain";
+import { MYST, background, failureOutput, mystOk, started, stillRunning } from "./lib/demo-processes";
 import { replicaEnv, startNatsServer, type NatsServer } from "./lib/nats-server";
 import { downloadFrom, fetchFrom, onConsumerMachine, topologyUp, type Topology } from "./lib/topology";
 import { missingE2EPrerequisites } from "./lib/prereqs";
@@ -18,7 +18,10 @@ import { MystToken__factory } from "../typechain-types";
  * OpenVPN cannot be punched, so with it both routers speak UPnP — a consumer that makes one
  * deposit into its vault and is served by both in turn (the second with no transaction at all),
  * both providers paid on chain (the second through a relayer, holding no ETH) — printing each
- * step, and cleaning everything up at the end, on failure and on Ctrl-C.
+ * step, and cleaning everything up at the end, on failure and on Ctrl-C. With WireGuard, a second
+ * consumer behind a symmetric router then reaches a third provider behind another one, which no
+ * punch can join: through a relay node selling `relay` (coturn), the path and the relay's earnings
+ * shown (docs/relay.md). OpenVPN is not relayed, so its demo has no such part.
  */
 
 /** The tunnel type the demo sells and buys: `--service wireguard` (the default) or `--service openvpn`. */
@@ -34,66 +37,10 @@ function serviceArgument(argv: string[]): "openvpn" | "wireguard" {
 const SERVICE = serviceArgument(process.argv.slice(2));
 const LABEL = SERVICE === "openvpn" ? "OpenVPN" : "WireGuard";
 
-const ROOT = path.resolve(__dirname, "..");
-const MYST = path.join(ROOT, "dist", "node", "cli", "main.js");
-const started: { name: string; stop: () => Promise<unknown> }[] = [];
-/** The demo's own myst processes (discovery, providers, the consumer's node): their output is shown when the demo fails. */
-const components: { name: string; child: ChildProcess; output: () => string }[] = [];
-/** How many of a component's last lines a failed demo prints. */
-const TAIL_LINES = 30;
 let step = 0;
 
 const say = (text: string) => console.log(`\n[${++step}] ${text}`);
 const ok = (text: string) => console.log(`    ✓ ${text}`);
-
-/** `myst args…`, on the machine namespace `netns` stands for when given (the consumer's: `ip netns exec` execs, so the PID is myst's). */
-const mystArgv = (args: string[], netns?: string) =>
-  netns ? ["/usr/sbin/ip", "netns", "exec", netns, process.execPath, MYST, ...args] : [process.execPath, MYST, ...args];
-
-function myst(env: NodeJS.ProcessEnv, args: string[], netns?: string): { code: number | null; stdout: string; stderr: string } {
-  const [bin, ...argv] = mystArgv(args, netns);
-  const r = spawnSync(bin, argv, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function mystOk(env: NodeJS.ProcessEnv, args: string[], netns?: string): string {
-  const r = myst(env, args, netns);
-  if (r.code !== 0) throw new Error(`myst ${args.join(" ")} failed: ${r.stderr.trim() || r.stdout.trim()}`);
-  return r.stdout;
-}
-
-function background(name: string, env: NodeJS.ProcessEnv, args: string[], netns?: string): { child: ChildProcess; output: () => string } {
-  const [bin, ...argv] = mystArgv(args, netns);
-  const child = spawn(bin, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout!.on("data", (d) => (output += d));
-  child.stderr!.on("data", (d) => (output += d));
-  started.push({ name, stop: () => stopChild(child, 10_000) });
-  components.push({ name, child, output: () => output });
-  return { child, output: () => output };
-}
-
-/** Fails the demo at once when one of its myst processes exited: waiting for what it would have done is pointless. */
-function stillRunning() {
-  const gone = components.find((c) => c.child.exitCode !== null || c.child.signalCode !== null);
-  if (gone) throw new Error(`${gone.name} exited (${gone.child.exitCode ?? gone.child.signalCode})`);
-}
-
-/**
- * What a failed demo shows besides its own message: the last lines of each component that exited,
- * or of every component when none did (then which one is at fault is not known).
- */
-function failureOutput(): string {
-  const exited = components.filter((c) => c.child.exitCode !== null || c.child.signalCode !== null);
-  return (exited.length ? exited : components)
-    .map((c) => {
-      const state = c.child.exitCode !== null || c.child.signalCode !== null ? `exited ${c.child.exitCode ?? c.child.signalCode}` : "still running";
-      const lines = c.output().trimEnd().split("\n");
-      const tail = lines.slice(-TAIL_LINES).join("\n").trim() || "(no output)";
-      return `\n--- ${c.name} (${state}), its last ${Math.min(lines.length, TAIL_LINES)} line(s) ---\n${tail}`;
-    })
-    .join("\n");
-}
 
 /** A proposal as `myst proposals --json` lists it (the fields the demo shows). */
 interface Listed {
@@ -109,7 +56,19 @@ const PATH_WORDS: Record<string, string> = {
   mapped: "on the port its router maps for it (UPnP)",
   public: "at its own public address",
   local: "over the shared LAN",
+  relayed: "through a relay",
 };
+
+/** A stored or live path in words, as `myst sessions` says it: "relayed via 0x… over UDP/443". */
+const pathWords = (p?: { tunnel: string; relay?: { provider?: string; address: string; port?: number; transport?: string } } | null) =>
+  !p
+    ? "(no path)"
+    : p.tunnel !== "relayed"
+      ? p.tunnel
+      : `relayed via ${p.relay?.provider ?? p.relay?.address} over ${p.relay?.transport?.toUpperCase()}${p.relay?.port ? `/${p.relay.port}` : ""}`;
+
+/** The relayed part (WireGuard only): a consumer and a provider behind symmetric routers, and a relay node. */
+const RELAYED = SERVICE === "wireguard";
 
 const formatMyst = (wei: string | bigint) => (Number(BigInt(wei)) / 1e18).toFixed(9);
 
@@ -139,7 +98,18 @@ async function main() {
   // No port forwarding anywhere: provider A behind a home router that keeps one public port per app
   // (nftables masquerade; with OpenVPN, which cannot punch, a UPnP router), provider B behind a UPnP router.
   const kindA = SERVICE === "openvpn" ? "upnp" : "eim";
-  const topology: Topology = await topologyUp({ tag: "demo", consumers: 1, providers: 2, nat: { provider: kindA, secondProvider: "upnp" } });
+  // With WireGuard also provider C and consumer 2, each behind a symmetric router (a new port per destination), and a relay host.
+  const topology: Topology = await topologyUp(
+    RELAYED
+      ? {
+          tag: "demo",
+          consumers: 2,
+          providers: 3,
+          relays: 1,
+          nat: { provider: kindA, secondProvider: "upnp", thirdProvider: "symmetric", consumer: ["public", "symmetric"] },
+        }
+      : { tag: "demo", consumers: 1, providers: 2, nat: { provider: kindA, secondProvider: "upnp" } },
+  );
   started.push({ name: "topology", stop: () => topology.down() });
   ok(`namespaces ${[...topology.consumers, topology.router, topology.gateway, ...topology.providers, topology.internet, topology.lan].join(", ")}`);
 
@@ -157,6 +127,8 @@ async function main() {
   };
   const providerEnv = { ...common, MYST_DATA_DIR: path.join(base, "provider") };
   const provider2Env = { ...common, MYST_DATA_DIR: path.join(base, "provider2") };
+  const provider3Env = { ...common, MYST_DATA_DIR: path.join(base, "provider3") };
+  const relayEnv = { ...common, MYST_DATA_DIR: path.join(base, "relay") };
   // Every node measures its router with the STUN server on the internet host (coturn, two addresses).
   const stun = { MYST_STUN_SERVERS: topology.nat!.stunServers.join(",") };
   // The consumer is a person's machine: its node runs in the consumer's namespace and reaches the
@@ -166,6 +138,9 @@ async function main() {
   const machine: NodeJS.ProcessEnv = { ...(await onConsumerMachine(topology, common)), ...stun };
   const consumerEnv: NodeJS.ProcessEnv = { ...machine, MYST_DATA_DIR: path.join(base, "consumer") };
   const consumer = (args: string[]) => mystOk(consumerEnv, args, consumerNs);
+  const consumer2Ns = topology.consumers[1];
+  const consumer2Env: NodeJS.ProcessEnv = { ...machine, MYST_DATA_DIR: path.join(base, "consumer2") };
+  const consumer2 = (args: string[]) => mystOk(consumer2Env, args, consumer2Ns);
 
   say("Starting the discovery service");
   // The replica logs in with its own broker credential; providers and consumers present none (docs/security.md).
@@ -176,7 +151,11 @@ async function main() {
   }, "discovery");
   ok(`discovery ${common.MYST_DISCOVERY_URLS} (broker user ${replicaEnv().MYST_BROKER_USER}; nodes may not touch JetStream)`);
 
-  say("Creating and registering two providers and a consumer; provider B holds no ETH at all");
+  say(
+    RELAYED
+      ? "Creating and registering three providers, a relay and two consumers; provider B holds no ETH at all"
+      : "Creating and registering two providers and a consumer; provider B holds no ETH at all",
+  );
   const relayerKeyFile = path.join(base, "relayer.key");
   const relayer = Wallet.createRandom();
   fs.writeFileSync(relayerKeyFile, relayer.privateKey, { mode: 0o600 });
@@ -187,8 +166,15 @@ async function main() {
     ["provider A", providerEnv],
     ["provider B", provider2Env],
     ["consumer", consumerEnv],
+    ...(RELAYED
+      ? ([
+          ["provider C", provider3Env],
+          ["relay", relayEnv],
+          ["consumer 2", consumer2Env],
+        ] as const)
+      : []),
   ] as const) {
-    const where = who === "consumer" ? consumerNs : undefined;
+    const where = who === "consumer" ? consumerNs : who === "consumer 2" ? consumer2Ns : undefined;
     ids[who] = JSON.parse(mystOk(env, ["identities", "new", "--json"], where)).address;
     const relayed = who === "provider B";
     if (!relayed) await chain.fund([ids[who]]);
@@ -207,7 +193,7 @@ async function main() {
     `Starting both providers' ${LABEL} services, each node on its own machine behind ${SERVICE === "openvpn" ? "a UPnP home router" : "its home router"} (no port forwarded)`,
   );
   // A provider's node runs on its machine (its namespace): it measures its router from there, asks it for a port, and punches from there.
-  const sell = (who: string, env: NodeJS.ProcessEnv, i: number, city: string, extra: string[]) =>
+  const sell = (who: string, env: NodeJS.ProcessEnv, i: number, city: string, extra: string[], country = "DE") =>
     background(
       who,
       { ...machine, MYST_DATA_DIR: env.MYST_DATA_DIR },
@@ -218,7 +204,7 @@ async function main() {
         "--public-ip",
         topology.providerAddressOf(i),
         "--country",
-        "DE",
+        country,
         "--city",
         city,
         "--ip-type",
@@ -236,17 +222,51 @@ async function main() {
         // A demo's sessions are short: settle each pair when its session ends, whatever the fee.
         "--settle-on-session-end",
         // wireguard-go's control sockets are named for the device host-wide, whatever the namespace (PLATFORM.md): a name each.
-        ...(SERVICE === "wireguard" ? ["--device", `mwpdemo${"ab"[i]}`] : []),
+        ...(SERVICE === "wireguard" ? ["--device", `mwpdemo${"abc"[i]}`] : []),
         ...extra,
       ],
       topology.providers[i],
     );
   sell("provider A", providerEnv, 0, "Berlin", []);
   sell("provider B", provider2Env, 1, "Hamburg", ["--settle-via-relayer", relayerKeyFile, "--settlement-fee", "0.0001"]);
+  if (RELAYED) {
+    // Provider C sells in Austria (the filtered search below finds A and B); the relay is a public node selling `relay` on port 443.
+    sell("provider C", provider3Env, 2, "Vienna", [], "AT");
+    background(
+      "relay",
+      { ...machine, MYST_DATA_DIR: relayEnv.MYST_DATA_DIR },
+      [
+        "service",
+        "start",
+        "relay",
+        "--public-ip",
+        topology.relayAddressOf(0),
+        "--port",
+        "443",
+        "--country",
+        "DE",
+        "--price-per-gib",
+        "0.05",
+        "--price-per-hour",
+        "0",
+        "--invoice-every",
+        "2",
+        "--min-escrow",
+        "0.5",
+      ],
+      topology.relays[0],
+    );
+  }
   for (const i of [0, 1])
     ok(
       `provider ${"AB"[i]}'s machine ${topology.nat!.localAddressOf(topology.providers[i])} sits behind ${homeOf(i)} (public address ${topology.providerAddressOf(i)})`,
     );
+  if (RELAYED) {
+    ok(
+      `provider C's machine ${topology.nat!.localAddressOf(topology.providers[2])} sits behind a home router that gives each destination a new port (symmetric; public address ${topology.providerAddressOf(2)})`,
+    );
+    ok(`a relay node on ${topology.relayAddressOf(0)} (its own public address) sells relaying on port 443: coturn, supervised by its node`);
+  }
   const proposals = await until(() => {
     stillRunning();
     const list = JSON.parse(consumer(["proposals", "--json", "--service-type", SERVICE, "--country", "DE", "--max-price-per-gib", "0.2"]));
@@ -275,42 +295,107 @@ async function main() {
   const deposit = JSON.parse(consumer(["vault", "deposit", "5", "--escrow", "1", "--json"]));
   ok(`deposited ${formatMyst(deposit.depositedWei)} MYST + ${formatMyst(deposit.escrowWei)} MYST of escrow (tx ${deposit.txHash}, gas ${deposit.gasUsed})`);
 
-  const session = async (who: "provider A" | "provider B", i: number) => {
-    const txsBefore = await rpc.getTransactionCount(ids.consumer);
-    const status = JSON.parse(consumer(["connect", ids[who], "--service", SERVICE, "--json"]));
-    const txs = (await rpc.getTransactionCount(ids.consumer)) - txsBefore;
-    ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the consumer to start it`);
+  /**
+   * Consumer 2 (behind a symmetric router) and provider C (behind another): no punch can join them,
+   * so the session goes through the relay; then each side's history, and what the relay earned.
+   */
+  const relayedPart = async () => {
+    say("A second consumer, behind a symmetric router, reaches provider C behind another one: no punch can join them, a relay does");
+    const consumer2Node = background("consumer 2", consumer2Env, ["daemon", "--api-port", "0"], consumer2Ns);
+    await until(() => consumer2Node.output().includes("REST API:") || consumer2Node.child.exitCode !== null, "the second consumer's node");
+    if (consumer2Node.child.exitCode !== null) throw new Error(`myst daemon failed: ${consumer2Node.output().trim()}`);
+    const deposit2 = JSON.parse(consumer2(["vault", "deposit", "2", "--escrow", "1", "--json"]));
+    ok(
+      `its node runs in ${consumer2Ns}, behind a home router that gives each destination a new port (public address ${topology.consumerAddress(1)}); it deposited ${formatMyst(deposit2.depositedWei)} MYST + ${formatMyst(deposit2.escrowWei)} MYST of escrow`,
+    );
+    await until(() => {
+      stillRunning();
+      const relays = JSON.parse(consumer2(["proposals", "--json", "--service-type", "relay"]));
+      const providers = JSON.parse(consumer2(["proposals", "--json", "--service-type", SERVICE, "--country", "AT"]));
+      return relays.length === 1 && providers.some((p: Listed) => p.contacts.some((c) => c.type === "direct/v1"));
+    }, "the relay's proposal and provider C's, measured, in discovery");
+    ok(`discovery lists the relay (service type relay, 0.05 MYST/GiB) and provider C (${SERVICE}, AT)`);
+    const relayed = await session("provider C", 2, "consumer 2");
+    if (relayed.path?.tunnel !== "relayed") throw new Error(`expected a relayed path, got ${JSON.stringify(relayed.path)}`);
+
+    say("The path in each one's session history, and what the relay earned");
+    const own = JSON.parse(consumer2(["sessions", "--json"])) as { id: string; peer: string; serviceType: string; path: Parameters<typeof pathWords>[0] }[];
+    const mine = own.find((s) => s.id === relayed.sessionId);
+    ok(`consumer 2's history: session ${relayed.sessionId} with provider C — ${pathWords(mine?.path)}`);
+    const leg = own.find((s) => s.serviceType === "relay");
+    if (leg) ok(`  and beside it the relay session ${leg.id} with ${leg.peer}, paid from the same vault`);
+    const cSessions = await until(() => {
+      const list = JSON.parse(mystOk(provider3Env, ["sessions", "--json"])) as { id: string; endedAt: string | null; path: Parameters<typeof pathWords>[0] }[];
+      const s = list.find((x) => x.id === relayed.sessionId);
+      return s?.endedAt && s;
+    }, "provider C's history of the session");
+    ok(`provider C's history: session ${relayed.sessionId} — ${pathWords(cSessions.path)} (the relay's identity as the consumer named it)`);
+    const earned = await until(
+      () => {
+        const e = JSON.parse(mystOk(relayEnv, ["earnings", "--json"]));
+        const s = e.sessions.find(
+          (x: { serviceType?: string; bytes?: number; promisedWei: string }) => x.serviceType === "relay" && BigInt(x.promisedWei) > 0n && x.bytes,
+        );
+        return s && { ...s, total: e.totalPromisedWei };
+      },
+      "the relay's earnings for the session",
+      60_000,
+    );
+    ok(
+      `the relay earned ${formatMyst(earned.promisedWei)} MYST for relayed session ${earned.sessionId} (${earned.bytes} bytes of WireGuard ciphertext, for consumer ${earned.consumer}, path ${pathWords(earned.path)})`,
+    );
+    const cEarnings = JSON.parse(mystOk(provider3Env, ["earnings", "--json"]));
+    const cSession = cEarnings.sessions.find((x: { sessionId: string }) => x.sessionId === relayed.sessionId);
+    ok(`provider C earned ${formatMyst(cSession?.promisedWei ?? "0")} MYST for the same session — ${pathWords(cSession?.path)}`);
+  };
+
+  const session = async (who: "provider A" | "provider B" | "provider C", i: number, by: "consumer" | "consumer 2" = "consumer") => {
+    const [run, c] = by === "consumer" ? ([consumer, 0] as const) : ([consumer2, 1] as const);
+    const txsBefore = await rpc.getTransactionCount(ids[by]);
+    const status = JSON.parse(run(["connect", ids[who], "--service", SERVICE, "--json"]));
+    const txs = (await rpc.getTransactionCount(ids[by])) - txsBefore;
+    ok(`session ${status.sessionId} with ${who}: ${txs} transaction(s) by the ${by === "consumer" ? "consumer" : "second consumer"} to start it`);
     ok(
       `phases (ms): discovery ${status.phasesMs.discovery}, negotiation ${status.phasesMs.negotiation}, ${SERVICE} up ${status.phasesMs.tunnel}, confirm ${status.phasesMs.confirm}`,
     );
     ok(
       `reached ${who} ${PATH_WORDS[status.path?.tunnel] ?? `by ${status.path?.tunnel}`}; the session's messages go ${status.path?.channel === "direct" ? "over the direct channel between the two nodes" : "over the broker"} (path ${status.path?.tunnel} / ${status.path?.channel})`,
     );
-    const seen = fetchFrom(topology, topology.consumers[0], topology.internetUrl);
-    ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(0)})`);
+    if (status.path?.relay)
+      ok(
+        `  ${pathWords(status.path)}: the relay ${status.path.relay.provider.toLowerCase() === ids.relay.toLowerCase() ? "(the relay node above)" : "(ANOTHER node)"} sees only WireGuard's ciphertext`,
+      );
+    const seen = fetchFrom(topology, topology.consumers[c], topology.internetUrl);
+    ok(`visible IP ${seen} — ${who}'s address (${topology.providerAddressOf(i)}), not the consumer's (${topology.consumerAddress(c)})`);
     if (seen !== topology.providerAddressOf(i)) throw new Error(`expected ${topology.providerAddressOf(i)}, saw ${seen}`);
     if (i === 0) {
       const lan = fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500);
       ok(`the provider's private LAN (${topology.lanUrl}) is ${lan === null ? "blocked" : `REACHABLE (${lan})`}`);
     }
     const t0 = Date.now();
-    const received = downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=${8 * 1024 * 1024}`);
+    const received = downloadFrom(topology, topology.consumers[c], `${topology.internetUrl}?bytes=${8 * 1024 * 1024}`);
     if (received !== 8 * 1024 * 1024) throw new Error(`downloaded ${received} bytes, expected ${8 * 1024 * 1024}`);
     ok(`${received} bytes downloaded from the internet host in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
     const paid = await until(
       () => {
-        const s = JSON.parse(consumer(["status", "--json"]));
-        return s.bytesIn > 8 * 1024 * 1024 && BigInt(s.promisedWei) > 0n && s.invoices >= 2 && s;
+        const s = JSON.parse(run(["status", "--json"]));
+        // Relayed: the relay's invoices too (coturn reports its counts every few thousand packets and when the allocation ends).
+        const relayPaid = !s.path?.relay || BigInt(s.path.relayPromisedWei ?? "0") > 0n;
+        return s.bytesIn > 8 * 1024 * 1024 && BigInt(s.promisedWei) > 0n && s.invoices >= 2 && relayPaid && s;
       },
       "promises for the invoices",
       30_000,
     );
     ok(
-      `consumer's meter: ${paid.bytesIn} bytes in, ${paid.bytesOut} bytes out; ${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised`,
+      `${by === "consumer" ? "consumer" : "second consumer"}'s meter: ${paid.bytesIn} bytes in, ${paid.bytesOut} bytes out; ${paid.invoices} invoice(s) answered; ${formatMyst(paid.promisedWei)} MYST promised${by === "consumer" ? "" : ` to ${who}`}`,
     );
-    const done = JSON.parse(consumer(["disconnect", "--json"]));
+    if (paid.path?.relay)
+      ok(
+        `its meter of the relay: ${paid.path.relayBytes} bytes both ways; ${formatMyst(paid.path.relayPromisedWei)} MYST promised to the relay, from the same vault`,
+      );
+    const done = JSON.parse(run(["disconnect", "--json"]));
     ok(`session ${done.sessionId} ended`);
-    return { txs };
+    return { txs, sessionId: status.sessionId as string, path: status.path };
   };
 
   say("First session: provider A");
@@ -349,6 +434,8 @@ async function main() {
   if (bEth !== 0n) throw new Error("provider B was expected to hold no ETH");
   const vault = JSON.parse(consumer(["vault", "status", "--json"]));
   ok(`the consumer's one vault now holds ${formatMyst(vault.balanceWei)} MYST (escrow ${formatMyst(vault.escrowWei)} MYST) after paying both providers`);
+
+  if (RELAYED) await relayedPart();
 
   say("Cleaning up");
   await cleanup();

@@ -8,9 +8,23 @@ import { identityOptions } from "./service";
 type Ctx = (cmd: Command) => CommandContext;
 const myst = (wei: bigint | string) => `${formatUnits(wei, 18)} MYST`;
 
+type StoredPath = Awaited<ReturnType<NodeClient["sessions"]>>["sessions"][number]["path"];
+
+/** A stored session path in words: "direct (public)", "punched", "relayed via 0x… over UDP/443"; "-" when not known. */
+export function pathWords(p: StoredPath | undefined): string {
+  if (!p) return "-";
+  if (p.tunnel !== "relayed") return p.tunnel === "punched" || p.tunnel === "mapped" ? p.tunnel : `direct (${p.tunnel})`;
+  const r = p.relay;
+  const over = r?.transport ? ` over ${r.transport.toUpperCase()}${r.port ? `/${r.port}` : ""}` : "";
+  return `relayed via ${r?.provider ?? r?.address ?? "a relay"}${over}`;
+}
+
 function printEarnings(ctx: CommandContext, e: Awaited<ReturnType<NodeClient["earnings"]>>): void {
   ctx.out.result(e, () => [
-    ...e.sessions.map((s) => `session ${s.sessionId}  ${s.consumer}  ${myst(s.promisedWei)}`),
+    ...e.sessions.map(
+      (s) =>
+        `session ${s.sessionId}  ${s.consumer}  ${myst(s.promisedWei)}${s.serviceType ? `  ${s.serviceType}` : ""}${s.bytes ? `  ${s.bytes} bytes` : ""}${s.path ? `  ${pathWords(s.path)}` : ""}`,
+    ),
     `total promised ${myst(e.totalPromisedWei)}, settled ${myst(e.settledWei)}, unsettled ${myst(e.unsettledWei)}`,
     `fees paid to relayers ${myst(e.feesWei)}, net of fees ${myst(e.netWei)}`,
     ...(e.settlements.length ? [`${e.settlements.length} settlement(s) on chain`] : []),
@@ -53,7 +67,10 @@ export function sessionsCommand(context: Ctx): Command {
       ctx.out.result(list, () =>
         list.length === 0
           ? ["no sessions yet"]
-          : list.map((s) => `${s.startedAt}  ${s.id}  ${s.role} with ${s.peer}  ${s.bytes} bytes  ${myst(s.promisedWei)}  ${s.endReason ?? "running"}`),
+          : list.map(
+              (s) =>
+                `${s.startedAt}  ${s.id}  ${s.role} with ${s.peer}  ${s.serviceType}  ${pathWords(s.path)}  ${s.bytes} bytes  ${myst(s.promisedWei)}  ${s.endReason ?? "running"}`,
+            ),
       );
     });
 }

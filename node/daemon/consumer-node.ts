@@ -15,7 +15,7 @@ import type { ConsumerService, SessionProtection } from "../session/service";
 import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
 import { ConsumerPayments } from "../payments/consumer-payments";
-import type { SessionStore } from "../store/session-store";
+import type { SessionPathRecord, SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
 import type { RelayOpener } from "../session/consumer";
@@ -298,6 +298,16 @@ export class ConsumerNode {
       serviceType: c.proposal.proposal.serviceType,
       startedAt: session.timings.started,
     });
+    // The path it took (relayed: through which relay), kept with the history; again when the relay changes.
+    const recordPath = () => {
+      try {
+        history.path(session.id, storedPath(session.path));
+      } catch (err) {
+        this.o.log?.warn({ sessionId: session.id, err: (err as Error).message }, "the session's path was not recorded in the history");
+      }
+    };
+    recordPath();
+    session.on("path", recordPath);
     void session.ended.then((reason) => {
       const stats = session.tunnel.stats();
       history.ended(session.id, { endedAt: Date.now(), reason, bytes: stats.bytesIn + stats.bytesOut, promised: c.payments?.promised ?? 0n });
@@ -387,6 +397,11 @@ function pathView(p: ConsumerSession["path"], relay?: RelayLeg) {
     ...(p.relay ? { relay: { ...p.relay } } : {}),
     ...(relay ? { relayBytes: relay.stats().bytesIn + relay.stats().bytesOut, relayPromisedWei: relay.promised().toString() } : {}),
   };
+}
+
+/** A session's path as the history keeps it: the tunnel's path and the relay (the channel changes by the second, and is not kept). */
+function storedPath(p: ConsumerSession["path"]): SessionPathRecord {
+  return { tunnel: p.tunnel, ...(p.relay ? { relay: { ...p.relay } } : {}) };
 }
 
 const NO_LIMIT = (2n ** 255n).toString();

@@ -4,6 +4,7 @@ import type { Logger } from "../log/logger";
 import { DailyEarnings, type DayEarnings } from "../payments/earnings-per-day";
 import type { ConsumerNode } from "./consumer-node";
 import type { ProviderNode } from "./provider-node";
+import { providerSessionPath } from "../session/provider";
 import type { Db } from "../store/database";
 import { storeCheck } from "../store/errors";
 
@@ -31,6 +32,8 @@ export interface LiveSession {
   bytesOut: number;
   /** What this session's stored promises added so far. */
   earnedWei: string;
+  /** The path it takes (relayed: through which relay), once the consumer confirmed it. */
+  path?: ReturnType<typeof providerSessionPath>;
 }
 
 /** One check of a dependency: up or not, and in words why. */
@@ -130,6 +133,7 @@ export class NodeActivity {
     this.#readEarned(live.map((s) => s.id));
     return live.map((s) => {
       const usage = this.o.provider.usage(s.id);
+      const path = providerSessionPath(s);
       return {
         id: s.id,
         consumer: s.consumer,
@@ -140,6 +144,7 @@ export class NodeActivity {
         bytesIn: usage?.bytesIn ?? 0,
         bytesOut: usage?.bytesOut ?? 0,
         earnedWei: (this.#earned.get(s.id) ?? 0n).toString(),
+        ...(path ? { path } : {}),
       };
     });
   }

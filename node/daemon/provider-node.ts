@@ -9,7 +9,7 @@ import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import { PROPOSAL_FORMAT, type DirectContact, type IpType, type Proposal } from "../proposal/proposal";
 import type { Reachability } from "../nat/reachability";
-import { ProviderSessions } from "../session/provider";
+import { type ProviderSession, ProviderSessions, providerSessionPath } from "../session/provider";
 import { ConsumerVaultClient } from "../chain/vault";
 import type { ChainConnection } from "../chain/connect";
 import { ProviderPayments } from "../payments/provider-payments";
@@ -183,7 +183,19 @@ export class ProviderNode {
     this.sessions.on("session-accepted", (s) =>
       history.started({ id: s.id, role: "provider", peer: s.consumer, serviceType: s.serviceType, startedAt: s.createdAt }),
     );
+    // The path it took (relayed: through which relay), once the consumer confirmed, and again when its relay changes.
+    const recordPath = (s: ProviderSession) => {
+      const path = providerSessionPath(s);
+      try {
+        if (path) history.path(s.id, path);
+      } catch (err) {
+        this.#log.warn({ sessionId: s.id, err: (err as Error).message }, "the session's path was not recorded in the history");
+      }
+    };
+    this.sessions.on("session-active", recordPath);
+    this.sessions.on("session-path", recordPath);
     this.sessions.on("session-ended", (s) => {
+      recordPath(s);
       const usage = this.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
       // The session's own amount: what its promises added to the pair's ledger (not the pair's total).
       history.ended(s.id, {

@@ -1,10 +1,12 @@
 import type { VaultState } from "../chain/vault";
 import type { PromiseStore } from "../store/promise-store";
+import type { SessionPathRecord, SessionStore } from "../store/session-store";
 import type { PendingSettlement } from "./settlement";
 
 /** A provider's earnings from its promise store (JSON-ready: amounts in wei as strings). */
 export interface EarningsReport {
-  sessions: { sessionId: string; consumer: string; promisedWei: string }[];
+  /** Per session: what it was promised and, from the session history, what it sold, moved and which path it took. */
+  sessions: { sessionId: string; consumer: string; promisedWei: string; serviceType?: string; bytes?: number; path?: SessionPathRecord | null }[];
   totalPromisedWei: string;
   settledWei: string;
   unsettledWei: string;
@@ -26,15 +28,28 @@ export interface EarningsReport {
   }[];
 }
 
-/** `pending`: the running settler's queue; without one (no node running) every unsettled channel shows as queued. */
-export function earningsReport(store: PromiseStore, pending?: PendingSettlement[]): EarningsReport {
+/**
+ * `pending`: the running settler's queue; without one (no node running) every unsettled channel shows
+ * as queued. `history`: the session history, for each session's service type, bytes and path.
+ */
+export function earningsReport(store: PromiseStore, pending?: PendingSettlement[], history?: SessionStore): EarningsReport {
+  const bySession = store.earningsBySession();
+  const known = history?.byId(bySession.map((s) => s.sessionId));
   const latest = store.latestPerPair();
   const promised = latest.reduce((a, p) => a + p.amount, 0n);
   const settled = latest.reduce((a, p) => a + store.settledAmount(p.pairId), 0n);
   const mined = store.settlements().filter((s) => s.status === "mined");
   const fees = mined.reduce((a, s) => a + (s.fee ?? 0n), 0n);
   return {
-    sessions: store.earningsBySession().map((s) => ({ sessionId: s.sessionId, consumer: s.consumer, promisedWei: s.promised.toString() })),
+    sessions: bySession.map((s) => {
+      const h = known?.get(s.sessionId);
+      return {
+        sessionId: s.sessionId,
+        consumer: s.consumer,
+        promisedWei: s.promised.toString(),
+        ...(h ? { serviceType: h.serviceType, bytes: h.bytes, path: h.path } : {}),
+      };
+    }),
     totalPromisedWei: promised.toString(),
     settledWei: settled.toString(),
     unsettledWei: (promised - settled).toString(),

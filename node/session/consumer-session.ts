@@ -53,9 +53,9 @@ export interface ConnectTimings {
 /**
  * The consumer's side of one session: negotiated, confirmed, kept alive. It ends when either side
  * destroys it, the tunnel goes down, or the provider stops answering keepalives ("ended" event,
- * and `ended` resolves with the reason).
+ * and `ended` resolves with the reason); "path" when its path changes (another relay).
  */
-export class ConsumerSession extends EventEmitter<{ ended: [reason: string] }> {
+export class ConsumerSession extends EventEmitter<{ ended: [reason: string]; path: [SessionPath] }> {
   state: ConsumerSessionState = "active";
   endReason?: string;
   /** The provider said it will end the session (a cap, its schedule): why, and when. */

@@ -125,7 +125,11 @@ export class ConsumerSessions {
     });
     try {
       await leg.permit(addresses);
-      await o.dialog.request(SESSION_RELAY, { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port }, { timeoutMs: o.timeoutMs });
+      await o.dialog.request(
+        SESSION_RELAY,
+        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.outside.protocol },
+        { timeoutMs: o.timeoutMs },
+      );
     } catch (err) {
       await leg.close("the provider could not be told the relayed address").catch(() => undefined);
       throw err;
@@ -332,7 +336,7 @@ export class ConsumerSessions {
     if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
     const tunnelUp = Date.now();
     try {
-      await dialog.request(SESSION_CONFIRM, { sessionId, ok: true }, { timeoutMs });
+      await dialog.request(SESSION_CONFIRM, { sessionId, ok: true, path: tunnelPath }, { timeoutMs });
     } catch (err) {
       await tunnel.stop().catch(() => undefined);
       await relay?.close("the session was not confirmed").catch(() => undefined);
@@ -403,6 +407,7 @@ export class ConsumerSessions {
           }
           await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
           session.relay = leg;
+          session.emit("path", session.path);
           this.#log.warn({ sessionId, from: old.provider, to: leg.provider, reason }, "the relay went silent: moved to another relay");
           up.onDown((r) => void onDown(r));
           void old.close("the consumer moved to another relay");

@@ -3,7 +3,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { ErrorCode } from "../errors/catalogue";
 import { DirectOfferSchema } from "../nat/direct/candidates";
 import { SignedProposalSchema } from "../proposal/proposal";
-import { PeerText, Wei } from "../values/schemas";
+import { Address, PeerText, Wei } from "../values/schemas";
 
 /** The session messages, as they travel inside dialog messages' `body`. See docs/protocol.md. */
 
@@ -97,8 +97,17 @@ export const CreateResponse = Type.Union([
 ]);
 export type CreateResponse = Static<typeof CreateResponse>;
 
+/** How the consumer's tunnel reached the provider (the consumer's word: the provider's history and earnings show it). */
+export const TunnelPathName = Type.Union([
+  Type.Literal("public"),
+  Type.Literal("mapped"),
+  Type.Literal("local"),
+  Type.Literal("punched"),
+  Type.Literal("relayed"),
+]);
+
 export const ConfirmRequest = Type.Union([
-  Type.Object({ sessionId: SessionId, ok: Type.Literal(true) }, { additionalProperties: false }),
+  Type.Object({ sessionId: SessionId, ok: Type.Literal(true), path: Type.Optional(TunnelPathName) }, { additionalProperties: false }),
   Type.Object({ sessionId: SessionId, ok: Type.Literal(false), reason: PeerText(512) }, { additionalProperties: false }),
 ]);
 export type ConfirmRequest = Static<typeof ConfirmRequest>;
@@ -112,6 +121,9 @@ export const SessionRelay = Type.Object(
     /** The relayed transport address (IPv4) the consumer's relay allocated for this session. */
     address: Type.String({ maxLength: 15, pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    /** Which relay (its identity) and how the consumer reaches it: what the provider's history shows (the consumer's word). */
+    relay: Type.Optional(Address),
+    transport: Type.Optional(Type.Union([Type.Literal("udp"), Type.Literal("tcp"), Type.Literal("tls")])),
   },
   { additionalProperties: false },
 );

@@ -42,8 +42,21 @@ export interface ProviderSession {
   dialog: Dialog;
   /** The session's direct channel with its consumer, when both made one (it carries the dialog while up). */
   channel?: DirectChannel;
-  /** The consumer's relayed address, when the session runs through a relay the consumer pays. */
-  relayed?: { address: string; port: number };
+  /** The consumer's relayed address, when the session runs through a relay the consumer pays (with the relay's identity and transport, as the consumer names them). */
+  relayed?: { address: string; port: number; relay?: string; transport?: string };
+  /** How the consumer's tunnel reached us, as it said in `session.confirm`. */
+  tunnelPath?: "public" | "mapped" | "local" | "punched" | "relayed";
+}
+
+/** The path a provider's session took, as its history keeps it (the relayed address from `session.relay`, the rest the consumer's word). */
+export function providerSessionPath(
+  s: ProviderSession,
+): { tunnel: NonNullable<ProviderSession["tunnelPath"]>; relay?: { provider?: string; address: string; transport?: string } } | undefined {
+  const tunnel = s.relayed ? "relayed" : s.tunnelPath;
+  if (!tunnel) return undefined;
+  if (!s.relayed) return { tunnel };
+  const { address, relay, transport } = s.relayed;
+  return { tunnel, relay: { ...(relay ? { provider: relay } : {}), address, ...(transport ? { transport } : {}) } };
 }
 
 /** A decision a payment policy (or any other) may add before a session is accepted. */
@@ -96,6 +109,8 @@ export interface ProviderSessionsOptions {
 export interface ProviderSessionsEvents {
   "session-accepted": [ProviderSession];
   "session-active": [ProviderSession];
+  /** An active session's path changed (the consumer moved to another relay). */
+  "session-path": [ProviderSession];
   "session-ended": [ProviderSession];
   "session-refused": [{ consumer: string; code: RefusalCode; message: string }];
 }
@@ -234,10 +249,17 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
       throw new SessionError("BAD_REQUEST", `${body.address} is not a public IPv4 address`);
     const service = this.#o.services.get(session.serviceType);
     if (!service?.directRoute) throw new SessionError("BAD_REQUEST", `a ${session.serviceType} tunnel cannot be relayed`);
-    session.relayed = { address: body.address, port: body.port };
+    session.relayed = {
+      address: body.address,
+      port: body.port,
+      ...(body.relay ? { relay: body.relay } : {}),
+      ...(body.transport ? { transport: body.transport } : {}),
+    };
     session.lastSeen = Date.now();
     await service.directRoute(session.id, { kind: "relayed", address: body.address, tunnelPort: body.port });
     this.#o.log.info({ sessionId: session.id, relayed: `${body.address}:${body.port}` }, "the consumer is reached through a relay");
+    // A relay replaced mid-session: the history's path follows.
+    if (session.state === "active") this.emit("session-path", session);
     return {};
   }
 
@@ -396,6 +418,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     }
     session.state = "active";
     session.confirmedAt = Date.now();
+    if (body.path) session.tunnelPath = body.path;
     this.emit("session-active", session);
     return {};
   }

@@ -69,6 +69,8 @@ const MIGRATIONS = [
      signed TEXT NOT NULL
    );
    CREATE INDEX receipts_by_provider ON receipts (provider, at);`,
+  // Relays (issue 29): the path each session took (JSON: session-store.ts's SessionPathRecord), kept with its history.
+  "ALTER TABLE sessions ADD COLUMN path TEXT;",
 ];
 
 /**

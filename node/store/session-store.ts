@@ -1,6 +1,45 @@
 import { writing } from "./errors";
 import type { Db } from "./database";
 
+/**
+ * The path a session took, as its history keeps it (docs/relay.md): how the tunnel reached the
+ * provider and, when relayed, through which relay. The consumer knows it first-hand; a provider
+ * knows the relayed address from `session.relay`, and the rest from the consumer's word.
+ */
+export interface SessionPathRecord {
+  tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
+  /** Relayed: the relay's identity (when known), its address (the consumer's: its TURN server; the provider's: the relayed address's host), and how the consumer reaches it. */
+  relay?: { provider?: string; address: string; port?: number; transport?: string };
+}
+
+const TUNNEL_PATHS: readonly SessionPathRecord["tunnel"][] = ["public", "mapped", "local", "punched", "relayed"];
+
+/** A stored path back from its JSON; anything else (a row from before the column, a damaged value) is no path. */
+function parsePath(text: string | null): SessionPathRecord | null {
+  if (!text) return null;
+  try {
+    const p = JSON.parse(text) as SessionPathRecord;
+    if (!TUNNEL_PATHS.includes(p?.tunnel)) return null;
+    const r = p.relay;
+    if (r !== undefined && (typeof r !== "object" || r === null || typeof r.address !== "string")) return null;
+    return {
+      tunnel: p.tunnel,
+      ...(r
+        ? {
+            relay: {
+              ...(typeof r.provider === "string" ? { provider: r.provider } : {}),
+              address: r.address,
+              ...(Number.isInteger(r.port) ? { port: r.port } : {}),
+              ...(typeof r.transport === "string" ? { transport: r.transport } : {}),
+            },
+          }
+        : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
 export interface SessionRecord {
   id: string;
   role: "provider" | "consumer";
@@ -11,6 +50,8 @@ export interface SessionRecord {
   endReason: string | null;
   bytes: number;
   promised: bigint;
+  /** The path it took, when known (a consumer's tunnel session, a provider's confirmed one). */
+  path: SessionPathRecord | null;
 }
 
 /** A session record as the API and `--json` show it: times in ISO 8601, the amount in wei as a string. */
@@ -24,6 +65,7 @@ export interface SessionView {
   endReason: string | null;
   bytes: number;
   promisedWei: string;
+  path: SessionPathRecord | null;
 }
 
 export function sessionView(s: SessionRecord): SessionView {
@@ -37,6 +79,7 @@ export function sessionView(s: SessionRecord): SessionView {
     endReason: s.endReason,
     bytes: s.bytes,
     promisedWei: s.promised.toString(),
+    path: s.path,
   };
 }
 
@@ -60,6 +103,22 @@ export class SessionStore {
     );
   }
 
+  /** The path a session took (set again when it changes: a relay replaced mid-session). */
+  path(id: string, path: SessionPathRecord): void {
+    writing(this.db, "recording a session's path", () => this.db.prepare("UPDATE sessions SET path = ? WHERE id = ?").run(JSON.stringify(path), id));
+  }
+
+  /** The stored records of these sessions, by id (those the history knows). */
+  byId(ids: string[]): Map<string, SessionRecord> {
+    const get = this.db.prepare("SELECT * FROM sessions WHERE id = ?");
+    const out = new Map<string, SessionRecord>();
+    for (const id of new Set(ids)) {
+      const row = get.get(id) as SessionRow | undefined;
+      if (row) out.set(id, fromRow(row));
+    }
+    return out;
+  }
+
   /** When each of these sessions started (ms), for those the history knows. */
   startTimes(ids: string[]): Map<string, number> {
     const get = this.db.prepare("SELECT started_at FROM sessions WHERE id = ?");
@@ -77,27 +136,33 @@ export class SessionStore {
       role
         ? this.db.prepare("SELECT * FROM sessions WHERE role = ? ORDER BY started_at DESC LIMIT ?").all(role, limit)
         : this.db.prepare("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?").all(limit)
-    ) as {
-      id: string;
-      role: "provider" | "consumer";
-      peer: string;
-      service_type: string;
-      started_at: number;
-      ended_at: number | null;
-      end_reason: string | null;
-      bytes: number;
-      promised: string;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      role: r.role,
-      peer: r.peer,
-      serviceType: r.service_type,
-      startedAt: r.started_at,
-      endedAt: r.ended_at,
-      endReason: r.end_reason,
-      bytes: r.bytes,
-      promised: BigInt(r.promised),
-    }));
+    ) as SessionRow[];
+    return rows.map(fromRow);
   }
 }
+
+interface SessionRow {
+  id: string;
+  role: "provider" | "consumer";
+  peer: string;
+  service_type: string;
+  started_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  bytes: number;
+  promised: string;
+  path: string | null;
+}
+
+const fromRow = (r: SessionRow): SessionRecord => ({
+  id: r.id,
+  role: r.role,
+  peer: r.peer,
+  serviceType: r.service_type,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  endReason: r.end_reason,
+  bytes: r.bytes,
+  promised: BigInt(r.promised),
+  path: parsePath(r.path),
+});

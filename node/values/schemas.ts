@@ -20,3 +20,28 @@ export const EmptyBody = Type.Object({}, { ...Strict, description: "no fields (t
  * but tab and newline, so a peer cannot put terminal escape sequences into `myst status` or a log.
  */
 export const PeerText = (maxLength: number) => Type.String({ maxLength, pattern: "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$" });
+
+/**
+ * The path a session took, as its history and the earnings show it (docs/relay.md): how the tunnel
+ * reached the provider and, relayed, through which relay. Null when unknown (a relay's own session,
+ * a session that never became active, a row from before paths were kept).
+ */
+export const SessionPath = Type.Union(
+  [
+    Type.Object({
+      tunnel: Type.Union([Type.Literal("public"), Type.Literal("mapped"), Type.Literal("local"), Type.Literal("punched"), Type.Literal("relayed")], {
+        description: "the provider's own public address, a port its router maps, the shared LAN, a punched hole, or a relay",
+      }),
+      relay: Type.Optional(
+        Type.Object({
+          provider: Type.Optional({ ...Address, description: "the relay's identity (a provider knows it from the consumer's word)" }),
+          address: Type.String({ description: "the relay's address (the consumer's TURN server; to a provider, the relayed address's host)" }),
+          port: Type.Optional(Type.Integer({ description: "the consumer's: the TURN server's port" })),
+          transport: Type.Optional(Type.String({ description: "how the consumer reaches the relay: udp or tcp" })),
+        }),
+      ),
+    }),
+    Type.Null(),
+  ],
+  { description: "the path the session took; null when not known" },
+);

@@ -38,6 +38,11 @@ export interface NatOptions {
    * 198.18.4.2, or 11.5.0.2 for a UPnP router). Without it, `nat` builds one provider.
    */
   secondProvider?: Exclude<NatKind, "public">;
+  /**
+   * With `providers: 3`: the third provider's home router (its own LAN 192.168.90.0/24; WAN
+   * 198.18.5.2, or 11.7.0.2 for a UPnP router), beside the second's.
+   */
+  thirdProvider?: Exclude<NatKind, "public">;
   /** Every NAT router's UDP conntrack timeout (`nf_conntrack_udp_timeout` and `_stream`), in seconds (kernel defaults: 30 and 120). */
   udpTimeoutSeconds?: number;
 }
@@ -73,6 +78,8 @@ export interface NatPlan {
   providerHome?: HomePlan;
   /** The second provider's home (`secondProvider`). */
   secondProviderHome?: HomePlan;
+  /** The third provider's home (`thirdProvider`). */
+  thirdProviderHome?: HomePlan;
   /** Per consumer: its own home, or undefined (public, or on the provider's LAN with `sameRouter`). */
   consumerHomes: (HomePlan | undefined)[];
   consumerKinds: (NatKind | "same-router")[];
@@ -89,7 +96,12 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
   const one = options.consumer;
   const kinds: NatKind[] = Array.isArray(one) ? one : Array.from({ length: consumerCount }, () => one ?? "public");
   if (kinds.length !== consumerCount) throw new Error(`topologyUp: nat.consumer names ${kinds.length} kinds for ${consumerCount} consumers`);
-  for (const k of [providerKind, ...kinds, ...(options.secondProvider ? [options.secondProvider] : [])])
+  for (const k of [
+    providerKind,
+    ...kinds,
+    ...(options.secondProvider ? [options.secondProvider] : []),
+    ...(options.thirdProvider ? [options.thirdProvider] : []),
+  ])
     if (!NAT_KINDS.includes(k)) throw new Error(`topologyUp: unknown NAT kind ${k} (one of ${NAT_KINDS.join(", ")})`);
   const sameRouter = options.sameRouter === true;
   if (sameRouter && providerKind === "public") throw new Error("topologyUp: sameRouter needs a provider behind a home router");
@@ -150,6 +162,21 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
         },
       )
     : undefined;
+  const thirdProviderHome = options.thirdProvider
+    ? home(
+        options.thirdProvider,
+        { router: ns("g3"), carrier: ns("pn3") },
+        {
+          lan: "192.168.90",
+          carrierLan: "100.64.5",
+          upnp: "11.7.0",
+          claimed: "11.8.0.2",
+          wan: "198.18.5.2",
+          wanVia: "198.18.5.1",
+          routerCidr: "198.18.5.1/24",
+        },
+      )
+    : undefined;
   const consumerKinds: (NatKind | "same-router")[] = kinds.map((k, i) => (sameRouter && i === 0 ? "same-router" : k));
   const consumerHomes = consumerKinds.map((k, i) =>
     k === "public" || k === "same-router"
@@ -167,19 +194,20 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
           },
         ),
   );
-  const homes = [providerHome, secondProviderHome, ...consumerHomes].filter((h): h is HomePlan => h !== undefined);
+  const homes = [providerHome, secondProviderHome, thirdProviderHome, ...consumerHomes].filter((h): h is HomePlan => h !== undefined);
   const natRouters = homes.flatMap((h) => [h.router, ...(h.carrier ? [h.carrier] : [])]);
   const providerPublic = providerHome?.publicAddress ?? "198.18.10.2";
   return {
     provider: providerKind,
     providerHome,
     secondProviderHome,
+    thirdProviderHome,
     consumerHomes,
     consumerKinds,
     sameRouter,
     consumerPublicAddress: (i) => (consumerKinds[i] === "same-router" ? providerPublic : (consumerHomes[i]?.publicAddress ?? `198.18.1.${i + 2}`)),
-    // The providers' home routers are the topology's gateways g and g2.
-    extraNamespaces: natRouters.filter((n) => n !== ns("g") && n !== ns("g2")),
+    // The providers' home routers are the topology's gateways g, g2 and g3.
+    extraNamespaces: natRouters.filter((n) => n !== ns("g") && n !== ns("g2") && n !== ns("g3")),
     natRouters,
   };
 }
@@ -356,10 +384,18 @@ export interface NatNetwork {
   flushConntrack(router: string): void;
 }
 
-export function natNetwork(plan: NatPlan, provider: string, consumers: string[], consumerPublic: (i: number) => string, secondProvider?: string): NatNetwork {
+export function natNetwork(
+  plan: NatPlan,
+  provider: string,
+  consumers: string[],
+  consumerPublic: (i: number) => string,
+  secondProvider?: string,
+  thirdProvider?: string,
+): NatNetwork {
   const homeOf = (netns: string): HomePlan | undefined => {
     if (netns === provider) return plan.providerHome;
     if (netns === secondProvider) return plan.secondProviderHome;
+    if (netns === thirdProvider) return plan.thirdProviderHome;
     const i = consumers.indexOf(netns);
     if (i < 0) throw new Error(`${netns} is neither the provider nor a consumer`);
     return plan.consumerKinds[i] === "same-router" ? plan.providerHome : plan.consumerHomes[i];
@@ -375,7 +411,7 @@ export function natNetwork(plan: NatPlan, provider: string, consumers: string[],
     localAddressOf: (netns) => {
       const home = homeOf(netns);
       if (netns === provider) return home ? `${home.lan}.2` : "198.18.10.2";
-      if (netns === secondProvider) return `${home!.lan}.2`;
+      if (netns === secondProvider || netns === thirdProvider) return `${home!.lan}.2`;
       const i = consumers.indexOf(netns);
       if (plan.consumerKinds[i] === "same-router") return `${home!.lan}.3`;
       return home ? `${home.lan}.2` : `198.18.1.${i + 2}`;
@@ -385,8 +421,10 @@ export function natNetwork(plan: NatPlan, provider: string, consumers: string[],
         ? (plan.providerHome?.publicAddress ?? "198.18.10.2")
         : netns === secondProvider
           ? plan.secondProviderHome!.publicAddress
-          : consumerPublic(consumers.indexOf(netns)),
-    upnpRouters: [plan.providerHome, plan.secondProviderHome, ...plan.consumerHomes]
+          : netns === thirdProvider
+            ? plan.thirdProviderHome!.publicAddress
+            : consumerPublic(consumers.indexOf(netns)),
+    upnpRouters: [plan.providerHome, plan.secondProviderHome, plan.thirdProviderHome, ...plan.consumerHomes]
       .filter((h) => h?.kind === "upnp" || h?.kind === "cgnat-upnp")
       .map((h) => h!.router),
     setUdpTimeout,

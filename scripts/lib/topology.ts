@@ -55,7 +55,9 @@ export { downloadFrom, fetchFrom, keepFetching, onConsumerMachine, resolveFrom, 
  *
  * With `providers: 2`, a second provider p2 (192.168.89.2, 2001:db8:6::2) sits behind its own NAT
  * gateway g2 (198.18.4.2 on the router's 198.18.4.1, 2001:db8:5::/64; LAN 192.168.89.1,
- * 2001:db8:6::1), shaped like the first: the internet host sees it as 198.18.4.2.
+ * 2001:db8:6::1), shaped like the first: the internet host sees it as 198.18.4.2. With `providers: 3`
+ * (only with `nat`), a third provider p3 (192.168.90.2) sits behind a home router g3 of the kind
+ * `nat.thirdProvider` names (WAN 198.18.5.2 on the router's 198.18.5.1, or 11.7.0.2 for UPnP).
  *
  * With `nat` (scripts/lib/home-routers.ts), nobody forwards a port: the provider sits behind a home
  * router of the kind `nat.provider` names ("eim" by default: nftables `masquerade`; "symmetric":
@@ -140,7 +142,7 @@ export interface Topology {
 export interface TopologyOptions {
   tag?: string;
   consumers?: number;
-  providers?: 1 | 2;
+  providers?: 1 | 2 | 3;
   /** Without `nat`: the provider behind a gateway that forwards every port to it (default), or with its own public address. */
   provider?: "forwarded" | "public";
   /** Home routers with no port forwarding (see `NatOptions`); replaces `provider`. */
@@ -159,12 +161,14 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
   const [router, gateway, provider, internet, lan, services] = [ns("r"), ns("g"), ns("p"), ns("i"), ns("l"), ns("s")];
   const plan = options.nat ? natPlan(options.nat, consumers.length, ns) : undefined;
   if (plan && options.provider) throw new Error("topologyUp: `nat` and `provider` are alternatives: say the provider's kind in nat.provider");
-  if (plan && options.providers === 2 && !plan.secondProviderHome)
+  if (plan && (options.providers ?? 1) >= 2 && !plan.secondProviderHome)
     throw new Error("topologyUp: with `nat`, a second provider needs its home router's kind (nat.secondProvider)");
-  if (plan?.secondProviderHome && options.providers !== 2) throw new Error("topologyUp: nat.secondProvider needs `providers: 2`");
+  if (plan?.secondProviderHome && (options.providers ?? 1) < 2) throw new Error("topologyUp: nat.secondProvider needs `providers: 2` or 3");
+  if (!plan?.thirdProviderHome !== (options.providers !== 3)) throw new Error("topologyUp: `providers: 3` and nat.thirdProvider go together");
   const publicProvider = options.provider === "public" || plan?.provider === "public";
   const providerLan = publicProvider ? { gateway: "198.18.10.1", provider: "198.18.10.2" } : { gateway: "192.168.88.1", provider: "192.168.88.2" };
-  const second = options.providers === 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
+  const second = (options.providers ?? 1) >= 2 ? { gateway: ns("g2"), provider: ns("p2") } : undefined;
+  const third = options.providers === 3 ? { gateway: ns("g3"), provider: ns("p3") } : undefined;
   const relays = Array.from({ length: options.relays ?? 0 }, (_v, i) => ns(`rl${i}`));
   const all = [
     ...consumers,
@@ -174,7 +178,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     internet,
     lan,
     services,
-    ...(second ? [second.gateway, second.provider] : []),
+    ...[second, third].flatMap((home) => (home ? [home.gateway, home.provider] : [])),
     ...(plan?.extraNamespaces ?? []),
     ...relays,
   ];
@@ -341,6 +345,9 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       iptables2("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-s", "192.168.89.0/24", "-j", "MASQUERADE");
     }
 
+    // The third provider behind a home router of its own kind, forwarding nothing.
+    if (third && plan?.thirdProviderHome) await buildHome(plan.thirdProviderHome, { routerIface: "prov2", ...plan.thirdProviderHome.uplink }, [third.provider]);
+
     // A host on the provider's private LAN, which consumers must not reach.
     veth(provider, "lan0", lan, "eth0");
     addr(provider, "lan0", "192.168.77.1/24");
@@ -360,7 +367,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
       internet,
       lan,
       services,
-      ...(second ? [second.gateway, second.provider] : []),
+      ...[second, third].flatMap((home) => (home ? [home.gateway, home.provider] : [])),
       ...(plan?.extraNamespaces ?? []),
       ...relays,
     ])
@@ -450,9 +457,11 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     router,
     gateway,
     provider,
-    providers: second ? [provider, second.provider] : [provider],
+    providers: [provider, ...(second ? [second.provider] : []), ...(third ? [third.provider] : [])],
     providerAddressOf: (i) =>
-      [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), plan?.secondProviderHome?.publicAddress ?? "198.18.4.2"][i],
+      [plan?.providerHome?.publicAddress ?? (publicProvider ? "198.18.10.2" : "198.18.3.2"), plan?.secondProviderHome?.publicAddress ?? "198.18.4.2"][i] ??
+      plan?.thirdProviderHome?.publicAddress ??
+      "",
     internet,
     lan,
     services,
@@ -483,7 +492,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
     exec: (netns, argv, o = {}) =>
       execFileSync(IP, ["netns", "exec", netns, ...argv], { encoding: "utf8", timeout: o.timeoutMs ?? 10_000, stdio: ["ignore", "pipe", "pipe"] }),
     down,
-    nat: plan && natNetwork(plan, provider, consumers, consumerPublic, second?.provider),
+    nat: plan && natNetwork(plan, provider, consumers, consumerPublic, second?.provider, third?.provider),
     relays,
     relayAddressOf: (i) => `198.18.${20 + i}.2`,
   };

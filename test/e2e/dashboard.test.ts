@@ -241,6 +241,15 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
       const first = await numberIn(p, "earned");
       await until(async () => (await numberIn(p, "earned")) > first, "the earnings to rise on the page");
       await until(async () => (await numberIn(c, "cost")) > 0, "the consumer's page to show the cost so far");
+      // The session's path, on both pages: the consumer reached the provider's own address (the provider knows it from the confirmation).
+      await c
+        .getByTestId("path")
+        .filter({ hasText: /^direct \(public\)$/ })
+        .waitFor();
+      await p
+        .locator('[data-testid="sessions"] [data-testid="path"]')
+        .filter({ hasText: /^direct \(public\)$/ })
+        .waitFor();
       const today = p.locator("table[aria-label='Earnings per day'] tbody tr").last();
       await until(async () => Number(await today.locator("td").nth(1).textContent()) > 0, "today's earnings in the chart's table");
       await p.screenshot({ path: path.join(SHOTS, "provider.png"), fullPage: true });
@@ -259,6 +268,10 @@ describe("e2e: the dashboard in a real browser (chromium), against real daemons,
         .waitFor();
       await p.getByTestId("no-sessions").waitFor();
       await p.getByTestId("notes").filter({ hasText: "ended" }).waitFor();
+      // Its earnings stay listed per session, with what it sold and the path it took (from the stored history).
+      const earned = p.locator('[data-testid="earnings-sessions"] tr[data-session]').first();
+      await earned.filter({ hasText: "noop" }).waitFor();
+      expect(await earned.getByTestId("path").textContent()).to.equal("direct (public)");
 
       // A provider whose deny list names this consumer: the consumer's page says so with the
       // provider's code and words, at the top of the page (the first alert), not another error.

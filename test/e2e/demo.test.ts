@@ -95,7 +95,8 @@ for (const service of ["openvpn", "wireguard"] as const)
 
     it("moves 8 MiB through each tunnel, meters it and pays invoices with promises", function () {
       const meters = [...output.matchAll(/consumer's meter: (\d+) bytes in, \d+ bytes out; (\d+) invoice\(s\) answered; ([0-9.]+) MYST promised/g)];
-      expect(meters).to.have.length(2);
+      // WireGuard: a third session, relayed (below).
+      expect(meters).to.have.length(service === "wireguard" ? 3 : 2);
       for (const m of meters) {
         expect(Number(m[1])).to.be.greaterThan(8 * 1024 * 1024);
         expect(Number(m[2])).to.be.greaterThanOrEqual(2);
@@ -115,6 +116,37 @@ for (const service of ["openvpn", "wireguard"] as const)
       const vault = /the consumer's one vault now holds ([0-9.]+) MYST \(escrow 1\.0+ MYST\) after paying both providers/.exec(output);
       expect(Number(vault?.[1]) + Number(a?.[1]) + Number(b?.[1])).to.be.closeTo(5, 1e-8); // three 9-decimal roundings
     });
+
+    if (service === "wireguard")
+      it("joins a consumer and a provider behind symmetric routers through the relay node, showing the path, both histories and what the relay earned", function () {
+        const relay = /✓ relay (0x[0-9a-fA-F]{40}) registered/.exec(output)?.[1];
+        expect(relay, output).to.be.a("string");
+        expect(output).to.include(
+          "✓ provider C's machine 192.168.90.2 sits behind a home router that gives each destination a new port (symmetric; public address 198.18.5.2)",
+        );
+        expect(output).to.include("✓ a relay node on 198.18.20.2 (its own public address) sells relaying on port 443");
+        expect(output).to.match(/✓ session [0-9a-f]{32} with provider C: 0 transaction\(s\) by the second consumer to start it/);
+        expect(output).to.match(/✓ reached provider C through a relay; the session's messages go over the broker \(path relayed \/ broker\)/);
+        expect(output).to.match(
+          new RegExp(`✓   relayed via ${relay} over UDP/443: the relay \\(the relay node above\\) sees only WireGuard's ciphertext`, "i"),
+        );
+        expect(output).to.include("✓ visible IP 198.18.5.2 — provider C's address (198.18.5.2), not the consumer's (198.18.1.3)");
+        const meter = /its meter of the relay: (\d+) bytes both ways; ([0-9.]+) MYST promised to the relay/.exec(output);
+        expect(Number(meter?.[1])).to.be.greaterThan(8 * 1024 * 1024);
+        expect(Number(meter?.[2])).to.be.greaterThan(0);
+        // The path in both histories: the consumer's first-hand (with the relay's port), the provider's from the consumer's word.
+        expect(output).to.match(new RegExp(`✓ consumer 2's history: session [0-9a-f]{32} with provider C — relayed via ${relay} over UDP/443\n`, "i"));
+        expect(output).to.match(new RegExp(`✓   and beside it the relay session [0-9a-f]{32} with ${relay}, paid from the same vault`, "i"));
+        expect(output).to.match(new RegExp(`✓ provider C's history: session [0-9a-f]{32} — relayed via ${relay} over UDP `, "i"));
+        const earned =
+          /✓ the relay earned ([0-9.]+) MYST for relayed session [0-9a-f]{32} \((\d+) bytes of WireGuard ciphertext, for consumer (0x[0-9a-fA-F]{40}), path public\)/.exec(
+            output,
+          );
+        expect(Number(earned?.[1]), output).to.be.greaterThan(0);
+        expect(Number(earned?.[2])).to.be.greaterThan(8 * 1024 * 1024);
+        expect(earned?.[3]?.toLowerCase()).to.equal(/✓ consumer 2 (0x[0-9a-fA-F]{40}) registered/.exec(output)?.[1].toLowerCase());
+        expect(output).to.match(new RegExp(`✓ provider C earned [0-9.]*[1-9][0-9.]* MYST for the same session — relayed via ${relay} over UDP\n`, "i"));
+      });
 
     it("disconnects back to the consumer's own route and leaves no namespace behind", function () {
       expect(output).to.include("✓ visible IP 198.18.1.2: the consumer's own route is back");

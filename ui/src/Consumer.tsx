@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { ApiError, api, formatBytes, formatDuration, formatMyst, mystToWei, pathText, short } from "./api";
 import { DepositPanel } from "./Deposit";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import { useServiceTypes } from "./service-types";
@@ -125,6 +125,18 @@ function ConnectionPanel(props: { connection?: ConnectionTopic; onDisconnect: ()
           </dd>
           <dt>Cost so far</dt>
           <dd data-testid="cost">{formatMyst(c.promisedWei ?? "0", 8)} MYST</dd>
+          <dt>Path</dt>
+          <dd data-testid="path" title={c.path?.relay ? `${c.path.relay.provider} at ${c.path.relay.address}:${c.path.relay.port}` : undefined}>
+            {pathText(c.path)}
+          </dd>
+          {c.path?.relay ? (
+            <>
+              <dt>Paid to the relay</dt>
+              <dd data-testid="relay-cost">
+                {formatMyst(c.path.relayPromisedWei ?? "0", 8)} MYST for {formatBytes(c.path.relayBytes ?? 0)}
+              </dd>
+            </>
+          ) : null}
         </dl>
       ) : null}
       {active ? (

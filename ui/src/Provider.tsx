@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, formatBytes, formatDuration, formatMyst, mystToWei, short } from "./api";
+import { api, formatBytes, formatDuration, formatMyst, mystToWei, pathText, short } from "./api";
 import { EarningsChart } from "./EarningsChart";
 import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import { useServiceTypes } from "./service-types";
@@ -309,6 +309,7 @@ function SessionsPanel(props: { state: NodeState }) {
                 <th scope="col">Service</th>
                 <th scope="col">Duration</th>
                 <th scope="col">Bytes in / out</th>
+                <th scope="col">Path</th>
                 <th scope="col">Earned (MYST)</th>
               </tr>
             </thead>
@@ -323,6 +324,7 @@ function SessionsPanel(props: { state: NodeState }) {
                   <td>
                     {formatBytes(s.bytesIn)} / {formatBytes(s.bytesOut)}
                   </td>
+                  <td data-testid="path">{pathText(s.path)}</td>
                   <td data-testid="earned">{formatMyst(s.earnedWei, 8)}</td>
                 </tr>
               ))}
@@ -376,7 +378,42 @@ function EarningsPanel(props: { state: NodeState }) {
         </ul>
       ) : null}
       <EarningsChart daily={e.daily} />
+      <SessionEarnings sessions={e.sessions} />
     </Section>
+  );
+}
+
+/** What each recent session earned, with what it sold and its path (a relay's: what it earned per relayed session). */
+function SessionEarnings(props: { sessions: NonNullable<NodeState["earnings"]>["sessions"] }) {
+  const recent = props.sessions.slice(-10).reverse();
+  if (recent.length === 0) return null;
+  return (
+    <div class="scroll">
+      <table data-testid="earnings-sessions" aria-label="Earnings per session">
+        <thead>
+          <tr>
+            <th scope="col">Consumer</th>
+            <th scope="col">Service</th>
+            <th scope="col">Path</th>
+            <th scope="col">Bytes</th>
+            <th scope="col">Earned (MYST)</th>
+          </tr>
+        </thead>
+        <tbody>
+          {recent.map((s) => (
+            <tr key={s.sessionId} data-session={s.sessionId}>
+              <td class="mono" title={s.consumer}>
+                {short(s.consumer)}
+              </td>
+              <td>{s.serviceType ?? "—"}</td>
+              <td data-testid="path">{pathText(s.path)}</td>
+              <td>{s.bytes === undefined ? "—" : formatBytes(s.bytes)}</td>
+              <td>{formatMyst(s.promisedWei, 8)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 

@@ -12,6 +12,21 @@ export type LiveSession = {
   bytesOut: number;
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
   earnedWei: string;
+  /** the path the session took; null when not known */
+  path?: {
+    /** the provider's own public address, a port its router maps, the shared LAN, a punched hole, or a relay */
+    tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
+    relay?: {
+      /** the relay's identity (a provider knows it from the consumer's word) */
+      provider?: string;
+      /** the relay's address (the consumer's TURN server; to a provider, the relayed address's host) */
+      address: string;
+      /** the consumer's: the TURN server's port */
+      port?: number;
+      /** how the consumer reaches the relay: udp or tcp */
+      transport?: string;
+    };
+  } | null;
 };
 
 export type ServiceView = {
@@ -111,6 +126,21 @@ export type ProviderTopic = {
     bytesOut: number;
     /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
     earnedWei: string;
+    /** the path the session took; null when not known */
+    path?: {
+      /** the provider's own public address, a port its router maps, the shared LAN, a punched hole, or a relay */
+      tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
+      relay?: {
+        /** the relay's identity (a provider knows it from the consumer's word) */
+        provider?: string;
+        /** the relay's address (the consumer's TURN server; to a provider, the relayed address's host) */
+        address: string;
+        /** the consumer's: the TURN server's port */
+        port?: number;
+        /** how the consumer reaches the relay: udp or tcp */
+        transport?: string;
+      };
+    } | null;
   }[];
   services: {
     type: string;
@@ -172,6 +202,25 @@ export type EarningsTopic = {
     consumer: string;
     /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
     promisedWei: string;
+    /** what was sold (relay: a relay's earnings per relayed session) */
+    serviceType?: string;
+    /** what the session moved, as this node metered it (known once it ended) */
+    bytes?: number;
+    /** the path the session took; null when not known */
+    path?: {
+      /** the provider's own public address, a port its router maps, the shared LAN, a punched hole, or a relay */
+      tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
+      relay?: {
+        /** the relay's identity (a provider knows it from the consumer's word) */
+        provider?: string;
+        /** the relay's address (the consumer's TURN server; to a provider, the relayed address's host) */
+        address: string;
+        /** the consumer's: the TURN server's port */
+        port?: number;
+        /** how the consumer reaches the relay: udp or tcp */
+        transport?: string;
+      };
+    } | null;
   }[];
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
   totalPromisedWei: string;

@@ -69,3 +69,12 @@ export function formatDuration(seconds: number): string {
 }
 
 export const short = (address: string) => `${address.slice(0, 6)}…${address.slice(-4)}`;
+
+/** A session's path in words (the connection's, a live session's, a stored one): "punched", "relayed via 0x12ab…cdef over UDP/443". */
+export function pathText(p: { tunnel: string; relay?: { provider?: string; address: string; port?: number; transport?: string } } | null | undefined): string {
+  if (!p) return "—";
+  if (p.tunnel !== "relayed") return p.tunnel === "punched" || p.tunnel === "mapped" ? p.tunnel : `direct (${p.tunnel})`;
+  const r = p.relay;
+  const over = r?.transport ? ` over ${r.transport.toUpperCase()}${r.port ? `/${r.port}` : ""}` : "";
+  return `relayed via ${r?.provider ? short(r.provider) : (r?.address ?? "a relay")}${over}`;
+}

@@ -1,5 +1,5 @@
 import { Type } from "@fastify/type-provider-typebox";
-import { Address, EmptyBody, Strict, Wei } from "../../values/schemas";
+import { Address, EmptyBody, SessionPath, Strict, Wei } from "../../values/schemas";
 import { ConnectionView } from "../connection/schemas";
 import { Earnings } from "../earnings/schemas";
 import { ServiceView } from "../services/schemas";
@@ -49,6 +49,7 @@ export const LiveSession = Type.Object({
   bytesIn: Type.Integer(),
   bytesOut: Type.Integer(),
   earnedWei: Wei,
+  path: Type.Optional(SessionPath),
 });
 export const LiveSessions = Type.Object({ sessions: Type.Array(LiveSession) });
 

@@ -11,8 +11,8 @@ export class EarningsOps {
 
   report(): EarningsReport {
     const online = this.core.maybeOnline;
-    if (online) return earningsReport(online.provider.store, online.provider.settler.pending());
-    return earningsReport(new PromiseStore(this.core.db));
+    if (online) return earningsReport(online.provider.store, online.provider.settler.pending(), this.core.history);
+    return earningsReport(new PromiseStore(this.core.db), undefined, this.core.history);
   }
 
   /**
@@ -35,6 +35,6 @@ export class EarningsOps {
     settler.settleAll();
     if (await settler.drain(60_000)) await settler.payOut(key.address);
     settler.stop();
-    return earningsReport(store, settler.pending());
+    return earningsReport(store, settler.pending(), this.core.history);
   }
 }

@@ -1,10 +1,19 @@
 import { Type } from "@sinclair/typebox";
-import { Address, Wei } from "../../values/schemas";
+import { Address, SessionPath, Wei } from "../../values/schemas";
 
 /** The schema of the earnings routes (amounts in wei). */
 
 export const Earnings = Type.Object({
-  sessions: Type.Array(Type.Object({ sessionId: Type.String(), consumer: Address, promisedWei: Wei })),
+  sessions: Type.Array(
+    Type.Object({
+      sessionId: Type.String(),
+      consumer: Address,
+      promisedWei: Wei,
+      serviceType: Type.Optional(Type.String({ description: "what was sold (relay: a relay's earnings per relayed session)" })),
+      bytes: Type.Optional(Type.Integer({ description: "what the session moved, as this node metered it (known once it ended)" })),
+      path: Type.Optional(SessionPath),
+    }),
+  ),
   totalPromisedWei: Wei,
   settledWei: Wei,
   unsettledWei: Wei,

@@ -1,5 +1,5 @@
 import { Type } from "@sinclair/typebox";
-import { Address, Strict, Wei } from "../../values/schemas";
+import { Address, SessionPath, Strict, Wei } from "../../values/schemas";
 
 /** The schemas of the session history route. */
 
@@ -19,6 +19,7 @@ export const SessionList = Type.Object({
       endReason: Type.Union([Type.String(), Type.Null()]),
       bytes: Type.Integer(),
       promisedWei: Wei,
+      path: SessionPath,
     }),
   ),
 });

@@ -5,7 +5,9 @@ import { IdentityKey } from "../../../node/identity/key";
 import type { Proposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { ConsumerSessions } from "../../../node/session/consumer";
-import { ProviderSessions, type Admission, type ProviderSession } from "../../../node/session/provider";
+import { ProviderSessions, providerSessionPath, type Admission, type ProviderSession } from "../../../node/session/provider";
+import { SESSION_RELAY } from "../../../node/session/messages";
+import type { DirectRoute, ProviderService } from "../../../node/session/service";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { makeProposal, signedProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
@@ -107,6 +109,28 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     expect(session.state).to.equal("ended");
     expect(consumerService.tunnels[0].stopped).to.equal(true);
     expect(providerService.closed).to.deep.equal([{ id: session.id, reason: "consumer ended it: done browsing" }]);
+  });
+
+  it("tells the provider the session's path: the tunnel's in the confirmation, the relay's identity and transport with the relayed address", async function () {
+    const session = await consumerSessions.connect({ proposal: signProposal(providerKey, current), service: consumerService });
+    const onProvider = providerSessions.get(session.id)!;
+    expect(providerSessionPath(onProvider)).to.deep.equal({ tunnel: "public" });
+    // A relay replacing the direct path (a noop tunnel takes the route as any relayable one does).
+    const routes: unknown[] = [];
+    (providerService as ProviderService).directRoute = async (_id: string, route: DirectRoute) => void routes.push(route);
+    const changed = new Promise<ProviderSession>((resolve) => providerSessions.once("session-path", resolve));
+    const relay = "0x3333333333333333333333333333333333333333";
+    await session.dialog.request(SESSION_RELAY, { sessionId: session.id, address: "198.18.20.2", port: 50000, relay, transport: "tcp" });
+    expect((await changed).id).to.equal(session.id);
+    expect(routes).to.deep.equal([{ kind: "relayed", address: "198.18.20.2", tunnelPort: 50000 }]);
+    expect(providerSessionPath(onProvider)).to.deep.equal({ tunnel: "relayed", relay: { provider: relay, address: "198.18.20.2", transport: "tcp" } });
+    // A relay named in anything but an identity's form is refused by the schema, and changes nothing.
+    const bad = await rejectionOf(
+      session.dialog.request(SESSION_RELAY, { sessionId: session.id, address: "198.18.21.2", port: 50000, relay: "\u001b[31mevil", transport: "udp" }),
+    );
+    expect(String(bad)).to.match(/does not match the schema/);
+    expect(providerSessionPath(onProvider)?.relay?.address).to.equal("198.18.20.2");
+    await session.destroy("done");
   });
 
   it("tells the consumer when the provider ends the session, and the consumer tears down", async function () {
