@@ -1,8 +1,10 @@
 import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
+import type { IdentityFlags } from "../api/launch";
 import { MystError } from "../errors/MystError";
 import { SERVICE_TYPES } from "../services/catalog";
 import type { CommandContext } from "./context";
+import { identityOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
 
@@ -19,14 +21,14 @@ function whole(text: string, flag: string, min: number, max: number): number {
  * interrupted, or `--once`.
  */
 export function proberCommand(context: Ctx): Command {
-  return new Command("prober")
+  return identityOptions(new Command("prober"))
     .description("probe providers drawn at random as a consumer (paying their normal price) and publish signed probe results to discovery")
     .addOption(new Option("--service-type <type...>", "service types to probe (without a tunnel device)").choices([...SERVICE_TYPES]).makeOptionMandatory())
     .addOption(new Option("--sample <n>", "providers per service type per round").default("5"))
     .addOption(new Option("--hold <seconds>", "how long a working session is held at most, until its first invoice is paid").default("10"))
     .addOption(new Option("--every <minutes>", "minutes between rounds (the score's period is 6 h)").default("360"))
     .addOption(new Option("--once", "one round, then exit"))
-    .action(async (opts: { serviceType: string[]; sample: string; hold: string; every: string; once?: boolean }, cmd: Command) => {
+    .action(async (opts: { serviceType: string[]; sample: string; hold: string; every: string; once?: boolean } & IdentityFlags, cmd: Command) => {
       const ctx = context(cmd);
       const body = { serviceTypes: opts.serviceType, sample: whole(opts.sample, "--sample", 1, 100), holdSeconds: whole(opts.hold, "--hold", 1, 300) };
       const everyMs = whole(opts.every, "--every", 1, 10_080) * 60_000;
@@ -38,8 +40,12 @@ export function proberCommand(context: Ctx): Command {
       };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
+      // The running node (a daemon) probes; without one, this command runs the node in the foreground.
+      const running = ctx.runningNode();
+      const foreground = running ? undefined : await ctx.runNode(opts, { foreground: true });
+      const node = running ?? foreground!.client;
       try {
-        await ctx.withNode({}, async (node) => {
+        await (async () => {
           do {
             const r = await node.probeRound(body);
             ctx.out.result(r, () => [
@@ -60,10 +66,11 @@ export function proberCommand(context: Ctx): Command {
               };
             });
           } while (!stop);
-        });
+        })();
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
+        await foreground?.stop();
       }
     });
 }

@@ -241,7 +241,8 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
           noop.probe.failures.map((f) => f.stage),
           b,
         ).to.deep.equal([STAGE_OF[b]]);
-        expect(noop.probe.words[0], b).to.match(new RegExp(`^3 of 3 probers in the 168 h from .*Z ${STAGE_WORDS[STAGE_OF[b] as Stage].failed}`));
+        expect(noop.probe.words[0], b).to.match(/^3 of 3 probers in the 168 h from \S+Z /);
+        expect(noop.probe.words[0], b).to.include(STAGE_WORDS[STAGE_OF[b] as Stage].failed);
         expect(noop.score, b).to.equal(noop.discoveryScore);
         expect(noop.history.at(-1)!.probes, b).to.be.greaterThan(0);
       }
