@@ -8,7 +8,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { ServiceView, ControlsStatus } from "../node/ops/services/schemas";
 import { ConnectionTopic, EarningsTopic, HealthTopic, LiveSession, LoginResult, ProviderTopic, VisibleIp } from "../node/ops/dashboard/schemas";
 import { IdentityView } from "../node/ops/identities/schemas";
-import { Health } from "../node/ops/status/schemas";
+import { Health, Quality } from "../node/ops/status/schemas";
 import { DepositResult, Vault } from "../node/ops/vault/schemas";
 import { ProposalSchema } from "../node/proposal/proposal";
 
@@ -30,6 +30,7 @@ const TYPES: Record<string, TSchema> = {
   VisibleIp,
   Health,
   LoginResult,
+  Quality,
 };
 
 /** A TypeScript type for a JSON schema as TypeBox writes them (objects, arrays, unions, intersections, literals, scalars). */

@@ -9,6 +9,7 @@ import { identityActions } from "../ops/identities/client";
 import { serviceActions } from "../ops/services/client";
 import { sessionActions } from "../ops/sessions/client";
 import { statusActions } from "../ops/status/client";
+import { proberActions } from "../ops/prober/client";
 import { vaultActions } from "../ops/vault/client";
 import { readApiToken, readDaemonEndpoint, type DaemonEndpoint } from "./token";
 
@@ -108,7 +109,8 @@ export type NodeClient = NodeRequester &
   ReturnType<typeof connectionActions> &
   ReturnType<typeof sessionActions> &
   ReturnType<typeof vaultActions> &
-  ReturnType<typeof earningsActions>;
+  ReturnType<typeof earningsActions> &
+  ReturnType<typeof proberActions>;
 
 export const NodeClient = {
   /** A client of the node at `endpoint` (over HTTP, or over `transport`). */
@@ -124,6 +126,7 @@ export const NodeClient = {
       sessionActions(api),
       vaultActions(api),
       earningsActions(api),
+      proberActions(api),
     );
   },
 

@@ -14,6 +14,7 @@ import { identityRoutes } from "../ops/identities/routes";
 import { serviceRoutes } from "../ops/services/routes";
 import { sessionRoutes } from "../ops/sessions/routes";
 import { statusRoutes } from "../ops/status/routes";
+import { proberRoutes } from "../ops/prober/routes";
 import { vaultRoutes } from "../ops/vault/routes";
 
 export interface ApiServerOptions {
@@ -155,6 +156,7 @@ export class ApiServer {
     sessionRoutes(app, () => daemon.core.history);
     vaultRoutes(app, daemon?.vault);
     earningsRoutes(app, daemon?.earnings);
+    proberRoutes(app, daemon?.prober);
     await app.ready();
     return app;
   }

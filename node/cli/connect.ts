@@ -4,6 +4,7 @@ import type { NodeClient } from "../api/client";
 import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
 import { reachabilityOf, withReachability } from "./reachability";
+import { qualityOf, withQuality } from "./quality";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 
@@ -96,7 +97,10 @@ export function connectCommands(context: Ctx): Command[] {
     const answer = await ctx.withNode({}, (node) => node.connection());
     // A node that sells: its caps, schedule and access state too.
     const running = ctx.runningNode();
-    const out = withReachability(withControls(ctx.out, running ? await controlledServices(running) : []), await reachabilityOf(running));
+    const out = withQuality(
+      withReachability(withControls(ctx.out, running ? await controlledServices(running) : []), await reachabilityOf(running)),
+      await qualityOf(running),
+    );
     const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
     const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
     const confinedLine = confined ? [`confined: ${confined.message}`] : [];

@@ -12,6 +12,7 @@ import { daemonCommand } from "./daemon";
 import { discoveryCommand, proposalsCommand } from "./discovery";
 import { identitiesCommand } from "./identities";
 import { earningsCommand, qualityCommand, sessionsCommand } from "./money";
+import { proberCommand } from "./prober";
 import { vaultCommand } from "./vault";
 import { serviceCommand } from "./service";
 import { uiCommand } from "./ui";
@@ -61,6 +62,7 @@ function program(): Command {
   root.addCommand(earningsCommand(context));
   root.addCommand(sessionsCommand(context));
   root.addCommand(qualityCommand(context));
+  root.addCommand(proberCommand(context));
   root.addCommand(uiCommand(context));
   const everywhere = (cmd: Command) => {
     cmd.exitOverride();

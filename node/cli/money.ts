@@ -3,6 +3,7 @@ import { formatUnits } from "ethers";
 import type { NodeClient } from "../api/client";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
+import { qualityLines } from "./quality";
 import { identityOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
@@ -82,16 +83,6 @@ export function qualityCommand(context: Ctx): Command {
     .action(async (_opts, cmd: Command) => {
       const ctx = context(cmd);
       const q = await ctx.withNode({}, (node) => node.quality());
-      ctx.out.result(q, () =>
-        q.services.length === 0
-          ? [`no receipts about ${q.identity} in the last ${q.periodHours} h (unrated: listed at the neutral score)`]
-          : q.services.flatMap((s) => [
-              `${s.serviceType}: score ${s.score ?? "unrated"} from ${s.receipts} receipts (${s.weighed} backed by a promise)` +
-                (s.successRate === null ? "" : `, success ${Math.round(s.successRate * 100)}%`) +
-                (s.connectMs === null ? "" : `, connect ${s.connectMs} ms`) +
-                (s.bandwidthRatio === null ? "" : `, ${Math.round(s.bandwidthRatio * 100)}% of the advertised bandwidth`),
-              ...s.words.map((w) => `  ${w}`),
-            ]),
-      );
+      ctx.out.result(q, () => qualityLines(q));
     });
 }

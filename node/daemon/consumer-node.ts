@@ -32,6 +32,7 @@ import {
   orderCandidates,
   failedAttempt,
   type PendingReceipt,
+  type StageOutcome,
   sessionReceipt,
   stageOfCheck,
   stageOfError,
@@ -87,6 +88,12 @@ export interface ConnectTarget {
    */
   budgetMs?: number;
   maxCandidates?: number;
+  /**
+   * A prober's connect (docs/quality.md "Probers"): to the provider named, with the same messages,
+   * payments and stage checks as any consumer's (the provider cannot tell the two apart); only what
+   * is signed at the end differs: probe results (POST /v1/probes) instead of receipts.
+   */
+  probe?: boolean;
 }
 
 /** A candidate that failed during one connect, before the one that worked. */
@@ -104,6 +111,10 @@ export interface Connection {
   phases: { discovery: number; negotiation: number; tunnel: number; confirm: number };
   /** Candidates that failed first in the same connect (fallback). */
   fellOver: FailedCandidate[];
+  /** The stages this connection's checks reached, and the one they failed at (a connect to a named provider keeps a failed check). */
+  checked?: StageOutcome;
+  /** Resolves once the session ended and its receipts (or probe results) are signed and sent. */
+  written?: Promise<void>;
 }
 
 /** A running consumer: finds proposals in discovery, negotiates sessions, holds the tunnel. */
@@ -165,6 +176,7 @@ export class ConsumerNode {
     const deadline = t0 + (target.budgetMs ?? 30_000);
     const failed: PendingReceipt[] = [];
     const fellOver: FailedCandidate[] = [];
+    const kind = target.probe ? "probe" : "receipt";
     let lastError: unknown;
     for (const found of candidates.slice(0, target.provider ? 1 : (target.maxCandidates ?? 5))) {
       const left = deadline - Date.now();
@@ -180,7 +192,7 @@ export class ConsumerNode {
           protection: target.protection,
           relay: (o) => this.#openRelay(o, target.filter),
           ...(target.viaRelay ? { viaRelay: true } : {}),
-          ...(target.provider ? {} : { timeoutMs: Math.max(1000, Math.min(10_000, left)) }),
+          ...(target.provider && !target.probe ? {} : { timeoutMs: Math.max(1000, Math.min(10_000, left)) }),
         });
       } catch (err) {
         if (!providerFault(err)) throw err;
@@ -212,6 +224,7 @@ export class ConsumerNode {
         proposal: found,
         phases: { discovery: t1 - t0, negotiation: t.accepted - t.started, tunnel: t.tunnelUp - t.accepted, confirm: t.confirmed - t.tunnelUp },
         fellOver,
+        checked: outcome,
       };
       if (target.alongside) {
         this.alongside.add(connection);
@@ -219,15 +232,17 @@ export class ConsumerNode {
       } else this.current = connection;
       this.#record(connection);
       // The receipts are signed when the session ends: then its money is known, and backs the failures too.
-      void session.ended.then(async () => {
+      connection.written = session.ended.then(async () => {
         const stats = session.tunnel.stats();
         const promisedWei = payments?.promised ?? 0n;
-        await this.receipts.write(pending, { promisedWei, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, durationMs: Date.now() - t.confirmed });
-        for (const f of failed) await this.receipts.write(f);
+        await this.receipts.write(pending, { promisedWei, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, durationMs: Date.now() - t.confirmed }, kind);
+        for (const f of failed) await this.receipts.write(f, undefined, kind);
       });
       return connection;
     }
-    for (const f of failed) void this.receipts.write(f);
+    // A prober's failed probe is its result: sent before the connect says it failed.
+    if (target.probe) await Promise.all(failed.map((f) => this.receipts.write(f, undefined, kind)));
+    else for (const f of failed) void this.receipts.write(f, undefined, kind);
     if (fellOver.length > 1 || (fellOver.length === 1 && candidates.length > 1)) {
       const tried = fellOver.map((f) => `${f.provider} (${f.stage})`).join(", ");
       throw new SessionError("CANDIDATES_FAILED", `no candidate worked: ${tried}; last: ${(lastError as Error).message}`, { cause: lastError });

@@ -2,7 +2,7 @@ import type { DiscoveryClient, FoundProposal } from "../discovery/client";
 import type { IdentityKey } from "../identity/key";
 import type { Logger } from "../log/logger";
 import type { ConsumerPromises } from "../payments/consumer-promises";
-import { type Receipt, type ReceiptPath, receiptId, signReceipt, type Stage } from "../quality/receipt";
+import { type EvidenceKind, type Receipt, type ReceiptPath, receiptId, signReceipt, type Stage } from "../quality/receipt";
 import { DEFAULT_SCORE_PARAMS } from "../quality/score";
 import { SessionRefusedError } from "../session/errors";
 import type { TunnelCheck } from "../session/service";
@@ -102,14 +102,21 @@ export class ConsumerReceipts {
       discovery: DiscoveryClient;
       promises?: ConsumerPromises;
       own?: OwnReceipts;
+      /** Called with each probe result signed (the prober's round report). */
+      onProbe?: (r: Receipt) => void;
       log: Logger;
     },
   ) {}
 
-  /** Signs `pending` with the money behind it, keeps it and sends it (in the background; a failure to send is logged). */
+  /**
+   * Signs `pending` with the money behind it, keeps it and sends it (in the background; a failure to
+   * send is logged). A prober's (`kind` "probe") is signed as a probe result and sent to POST
+   * /v1/probes; it is not kept as the node's own evidence (that is what it saw as a consumer).
+   */
   write(
     pending: PendingReceipt,
     money: { promisedWei: bigint; bytesIn?: number; bytesOut?: number; durationMs?: number } = { promisedWei: 0n },
+    kind: EvidenceKind = "receipt",
   ): Promise<void> {
     const own = this.o.promises?.latest(pending.provider);
     const last = this.o.promises?.lastSigned;
@@ -131,10 +138,17 @@ export class ConsumerReceipts {
     };
     let signed: ReturnType<typeof signReceipt>;
     try {
-      signed = signReceipt(this.o.key, receipt);
+      signed = signReceipt(this.o.key, receipt, kind);
     } catch (err) {
       this.o.log.warn({ err: (err as Error).message }, "could not sign a session receipt");
       return Promise.resolve();
+    }
+    if (kind === "probe") {
+      this.o.onProbe?.(receipt);
+      return this.o.discovery.postProbe(signed).then(
+        (result) => this.o.log.debug({ provider: receipt.provider, failed: receipt.failed, result }, "probe result sent"),
+        (err) => this.o.log.info({ err: (err as Error).message }, "discovery did not take a probe result"),
+      );
     }
     try {
       this.o.own?.save({

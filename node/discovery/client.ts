@@ -124,6 +124,12 @@ export class DiscoveryClient {
     return String(body.result);
   }
 
+  /** Posts a prober's signed probe result (POST /v1/probes); "stored" or "duplicate". */
+  async postProbe(signed: { receipt: string; signature: string }): Promise<string> {
+    const body = (await this.#get("/v1/probes", { method: "POST", body: JSON.stringify(signed) })) as { result?: unknown };
+    return String(body.result);
+  }
+
   /** A provider's quality as discovery computes it, with the raw signed receipts (GET /v1/quality/{provider}). */
   async quality(provider: string): Promise<unknown> {
     return this.#get(`/v1/quality/${provider}`);

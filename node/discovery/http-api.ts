@@ -33,6 +33,8 @@ export interface DiscoveryReplicaView {
   readonly quality: QualityBook;
   /** Takes a signed receipt posted over HTTP. */
   postReceipt(body: unknown): Promise<"stored" | "duplicate">;
+  /** Takes a prober's signed probe result posted over HTTP. */
+  postProbe(body: unknown): Promise<"stored" | "duplicate">;
   readonly metrics: Registry;
   /** Verifies and writes a posted proposal (and tells the other replicas when the store is not shared). */
   post(body: unknown): Promise<UpsertResult>;
@@ -190,19 +192,49 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
     },
   );
 
+  app.post(
+    "/v1/probes",
+    {
+      schema: {
+        summary: "Take a prober's signed probe result (docs/quality.md \"Probers\"): a receipt's fields under the version myst-probe/1",
+        body: SignedReceiptBody,
+        response: {
+          200: Type.Object({ result: Type.String() }),
+          201: Type.Object({ result: Type.String() }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+          413: ErrorBody,
+          429: ErrorBody,
+        },
+      },
+    },
+    async (req, reply) => {
+      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+      const result = await replica.postProbe(req.body);
+      return reply.status(result === "stored" ? 201 : 200).send({ result });
+    },
+  );
+
   app.get(
     "/v1/quality/:provider",
     {
       schema: {
-        summary: "A provider's quality: its score per service type, the failing stages in words, and the raw signed receipts to recompute it",
+        summary:
+          "A provider's quality: its score per service type (receipts pulled toward the probers' median), the failing stages in words, and the raw signed receipts and probe results to recompute it",
         params: Type.Object({ provider: Address }),
         querystring: Type.Object({ service_type: Type.Optional(Type.String({ pattern: "^[a-z][a-z0-9-]{0,31}$" })) }, { additionalProperties: false }),
         response: {
           200: Type.Object({
             provider: Type.String(),
             periodHours: Type.Integer(),
+            probePeriodHours: Type.Integer({ description: "the probers' period: one median of their figures per period" }),
+            minProbers: Type.Integer({ description: "the fewest distinct probers a period's median needs" }),
             reports: Type.Array(Type.Object({}, { additionalProperties: true })),
             receipts: Type.Array(Type.Object({ serviceType: Type.String(), signed: SignedReceiptBody })),
+            probes: Type.Array(Type.Object({ serviceType: Type.String(), signed: SignedReceiptBody }), {
+              description: "probers' signed probe results (myst-probe/1), newest first",
+            }),
           }),
         },
       },
@@ -216,8 +248,11 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       return {
         provider,
         periodHours,
+        probePeriodHours: Math.round(q.probeParams.periodMs / 3_600_000),
+        minProbers: q.probeParams.minProbers,
         reports: types.map((t) => q.report(provider, t, periodHours)) as unknown as Record<string, unknown>[],
         receipts: q.receipts(provider, req.query.service_type),
+        probes: q.probes(provider, req.query.service_type),
       };
     },
   );

@@ -1,7 +1,17 @@
 import type { SignerDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { MystError } from "../errors/MystError";
-import { MAX_SIGNED_RECEIPT_BYTES, type Receipt, ReceiptRejected, receiptId, type SignedReceipt, verifySignedReceipt } from "../quality/receipt";
+import { DEFAULT_PROBE_PARAMS, type ProbeParams, type ProbeScore, probeScoreOf, probeWords } from "../quality/probe-score";
+import {
+  type EvidenceKind,
+  kindOf,
+  MAX_SIGNED_RECEIPT_BYTES,
+  type Receipt,
+  ReceiptRejected,
+  receiptId,
+  type SignedReceipt,
+  verifySignedReceipt,
+} from "../quality/receipt";
 import { DEFAULT_SCORE_PARAMS, failureWords, type PromiseCheck, type QualityScore, type ScoreParams, scoreOf } from "../quality/score";
 import { DEFAULT_RECEIPT_LIMITS, type ReceiptLimits, type ReceiptStore, type StoredReceipt } from "./receipt-store";
 
@@ -18,6 +28,8 @@ export interface QualityBookOptions {
   promiseCheck: PromiseCheck;
   store: ReceiptStore;
   params?: ScoreParams;
+  /** The probers' periods and the median rule (probe-score.ts). */
+  probeParams?: ProbeParams;
   limits?: ReceiptLimits;
   /** Receipts one signer may send per hour to this replica. Default 240. */
   perSignerPerHour?: number;
@@ -37,6 +49,10 @@ export interface QualityReport extends Omit<QualityScore, "weightWei"> {
   weightWei: string;
   /** One line per failing stage: how many consumers, what failed, what to check. */
   words: string[];
+  /** The probers' median (probe-score.ts): what the receipts' score is pulled toward. */
+  probe: ProbeScore;
+  /** One line per stage the probers of the scored period saw fail. */
+  probeWords: string[];
 }
 
 /**
@@ -53,8 +69,10 @@ export class QualityBook {
   readonly #limits: ReceiptLimits;
   /** `<provider>/<serviceType>` → its receipts. */
   readonly #byKey = new Map<string, Held[]>();
+  /** `<provider>/<serviceType>` → its probe results. */
+  readonly #probesByKey = new Map<string, Held[]>();
   readonly #ids = new Set<string>();
-  readonly #scores = new Map<string, QualityScore>();
+  readonly #scores = new Map<string, { score: QualityScore; probe: ProbeScore }>();
   readonly #perSigner = new Map<string, { hour: number; count: number }>();
   #verifying = 0;
   /** Counts changes to the receipts held: a ranked order made at an older version is stale. */
@@ -77,6 +95,11 @@ export class QualityBook {
     return this.#ids.size;
   }
 
+  /** The probers' period and the fewest probers a median needs (probe-score.ts). */
+  get probeParams(): ProbeParams {
+    return this.#o.probeParams ?? DEFAULT_PROBE_PARAMS;
+  }
+
   /** The period receipts are kept for, in hours: what the reports count over. */
   get periodHours(): number {
     return Math.round(this.#limits.maxAgeMs / 3_600_000);
@@ -92,10 +115,13 @@ export class QualityBook {
     await this.#o.store.stop();
   }
 
-  /** A receipt from anyone (NATS or HTTP): verified, checked against replays and the signer's rate, stored. */
-  async ingest(input: unknown): Promise<"stored" | "duplicate"> {
-    const { signed, receipt } = await verifySignedReceipt(input, { directory: this.#o.directory, maxAgeMs: this.#limits.maxAgeMs });
-    const id = receiptId(receipt);
+  /**
+   * A receipt (or, `kind` "probe", a prober's probe result) from anyone (NATS or HTTP): verified,
+   * checked against replays and the signer's rate (both kinds count), stored.
+   */
+  async ingest(input: unknown, kind: EvidenceKind = "receipt"): Promise<"stored" | "duplicate"> {
+    const { signed, receipt } = await verifySignedReceipt(input, { directory: this.#o.directory, maxAgeMs: this.#limits.maxAgeMs, kind });
+    const id = receiptId(receipt, kind);
     if (this.#ids.has(id)) return "duplicate";
     const hour = Math.floor(Date.now() / 3_600_000);
     const limit = this.#o.perSignerPerHour ?? 240;
@@ -106,7 +132,7 @@ export class QualityBook {
     }
     if (rate.count >= limit) throw new ReceiptFloodError(receipt.consumer, limit);
     rate.count++;
-    const result = await this.#o.store.append(receipt.provider, receipt.consumer, id, Buffer.from(JSON.stringify(signed)));
+    const result = await this.#o.store.append(receipt.provider, receipt.consumer, id, Buffer.from(JSON.stringify(signed)), kind);
     // A store that is not shared hands it straight back to #take; a shared one delivers it through follow.
     return result;
   }
@@ -116,17 +142,21 @@ export class QualityBook {
     if (r.data.length > MAX_SIGNED_RECEIPT_BYTES) return;
     this.#verifying++;
     try {
-      const { signed, receipt } = await verifySignedReceipt(JSON.parse(Buffer.from(r.data).toString("utf8")), {
+      const input = JSON.parse(Buffer.from(r.data).toString("utf8"));
+      const kind = kindOf(input?.receipt);
+      const { signed, receipt } = await verifySignedReceipt(input, {
         directory: this.#o.directory,
         maxAgeMs: this.#limits.maxAgeMs,
         now: Math.max(Date.now(), r.storedAt),
+        kind,
       });
-      const id = receiptId(receipt);
+      const id = receiptId(receipt, kind);
       if (this.#ids.has(id)) return;
       this.#ids.add(id);
       const key = `${receipt.provider}/${receipt.serviceType}`;
-      let list = this.#byKey.get(key);
-      if (!list) this.#byKey.set(key, (list = []));
+      const map = kind === "probe" ? this.#probesByKey : this.#byKey;
+      let list = map.get(key);
+      if (!list) map.set(key, (list = []));
       list.push({ id, signed, receipt });
       // The store keeps at most perSignerPerProvider of one signer about one provider: so does this view.
       const mine = list.filter((h) => h.receipt.consumer === receipt.consumer);
@@ -157,29 +187,36 @@ export class QualityBook {
 
   /** Drops what aged out. */
   sweep(now = Date.now()): void {
-    for (const [key, list] of this.#byKey) {
-      const keep = list.filter((h) => h.receipt.at > now - this.#limits.maxAgeMs);
-      if (keep.length === list.length) continue;
-      for (const h of list) if (!keep.includes(h)) this.#ids.delete(h.id);
-      if (keep.length === 0) this.#byKey.delete(key);
-      else this.#byKey.set(key, keep);
-      this.#scores.delete(key);
-      this.version++;
-    }
+    for (const map of [this.#byKey, this.#probesByKey])
+      for (const [key, list] of map) {
+        const keep = list.filter((h) => h.receipt.at > now - this.#limits.maxAgeMs);
+        if (keep.length === list.length) continue;
+        for (const h of list) if (!keep.includes(h)) this.#ids.delete(h.id);
+        if (keep.length === 0) map.delete(key);
+        else map.set(key, keep);
+        this.#scores.delete(key);
+        this.version++;
+      }
   }
 
   /** The score of `provider`'s `serviceType` (computed once per change). */
   score(provider: string, serviceType: string): QualityScore {
+    return this.#scored(provider, serviceType).score;
+  }
+
+  /** The probers' median for `provider`'s `serviceType` (probe-score.ts). */
+  probeScore(provider: string, serviceType: string): ProbeScore {
+    return this.#scored(provider, serviceType).probe;
+  }
+
+  #scored(provider: string, serviceType: string): { score: QualityScore; probe: ProbeScore } {
     const key = `${provider.toLowerCase()}/${serviceType}`;
     let s = this.#scores.get(key);
     if (!s) {
-      const list = this.#byKey.get(key) ?? [];
-      s = scoreOf(
-        list.map((h) => h.receipt),
-        provider,
-        this.#o.promiseCheck,
-        this.#params,
-      );
+      const probes = (this.#probesByKey.get(key) ?? []).map((h) => h.receipt);
+      const probe = probeScoreOf(probes, provider, this.#o.promiseCheck, this.#o.probeParams ?? DEFAULT_PROBE_PARAMS, this.#params);
+      const receipts = (this.#byKey.get(key) ?? []).map((h) => h.receipt);
+      s = { score: scoreOf(receipts, provider, this.#o.promiseCheck, this.#params, probe.score), probe };
       this.#scores.set(key, s);
     }
     return s;
@@ -188,19 +225,29 @@ export class QualityBook {
   /** What sort=quality sorts by: the score, or the neutral prior when unrated. */
   rank(provider: string, serviceType: string): number {
     const key = `${provider.toLowerCase()}/${serviceType}`;
-    if (!this.#byKey.has(key)) return this.#scores.get(key)?.rank ?? 50;
+    if (!this.#byKey.has(key) && !this.#probesByKey.has(key)) return this.#scores.get(key)?.score.rank ?? 50;
     return this.score(provider, serviceType).rank;
   }
 
-  /** Whether a provider has any receipt (rated or not). */
+  /** Whether a provider has any receipt or probe result (rated or not). */
   has(provider: string, serviceType: string): boolean {
-    return this.#byKey.has(`${provider.toLowerCase()}/${serviceType}`);
+    const key = `${provider.toLowerCase()}/${serviceType}`;
+    return this.#byKey.has(key) || this.#probesByKey.has(key);
   }
 
   /** The raw signed receipts about a provider (every service type, or one), newest first. */
   receipts(provider: string, serviceType?: string): { serviceType: string; signed: SignedReceipt }[] {
+    return this.#raw(this.#byKey, provider, serviceType);
+  }
+
+  /** The raw signed probe results about a provider (every service type, or one), newest first. */
+  probes(provider: string, serviceType?: string): { serviceType: string; signed: SignedReceipt }[] {
+    return this.#raw(this.#probesByKey, provider, serviceType);
+  }
+
+  #raw(map: Map<string, Held[]>, provider: string, serviceType?: string): { serviceType: string; signed: SignedReceipt }[] {
     const out: { serviceType: string; signed: SignedReceipt; at: number }[] = [];
-    for (const [key, list] of this.#byKey) {
+    for (const [key, list] of map) {
       if (!key.startsWith(`${provider.toLowerCase()}/`)) continue;
       const type = key.slice(43);
       if (serviceType !== undefined && type !== serviceType) continue;
@@ -211,14 +258,22 @@ export class QualityBook {
 
   /** The service types a provider has receipts for. */
   serviceTypes(provider: string): string[] {
-    const out: string[] = [];
-    for (const key of this.#byKey.keys()) if (key.startsWith(`${provider.toLowerCase()}/`)) out.push(key.slice(43));
-    return out;
+    const out = new Set<string>();
+    for (const map of [this.#byKey, this.#probesByKey]) for (const key of map.keys()) if (key.startsWith(`${provider.toLowerCase()}/`)) out.add(key.slice(43));
+    return [...out];
   }
 
   /** The provider's report for one service type: its score and its failures in words. */
   report(provider: string, serviceType: string, periodHours: number): QualityReport {
-    const s = this.score(provider, serviceType);
-    return { ...s, provider: provider.toLowerCase(), serviceType, weightWei: s.weightWei.toString(), words: failureWords(s, periodHours) };
+    const { score: s, probe } = this.#scored(provider, serviceType);
+    return {
+      ...s,
+      provider: provider.toLowerCase(),
+      serviceType,
+      weightWei: s.weightWei.toString(),
+      words: failureWords(s, periodHours),
+      probe,
+      probeWords: probeWords(probe),
+    };
   }
 }

@@ -2,7 +2,7 @@ import { connect, DiscardPolicy, type JetStreamClient, type JetStreamManager, ty
 import { authOptions } from "../broker/broker";
 import type { BrokerCredentials } from "../config/broker-credentials";
 import { silentLogger, type Logger } from "../log/logger";
-import { MAX_SIGNED_RECEIPT_BYTES } from "../quality/receipt";
+import { type EvidenceKind, MAX_SIGNED_RECEIPT_BYTES } from "../quality/receipt";
 import { ProposalStoreError } from "./store";
 
 /** A raw signed receipt as the store holds it: the wire bytes, and when the store took it. */
@@ -22,8 +22,11 @@ export interface ReceiptStore {
   start(): Promise<void>;
   /** Delivers every stored receipt, resolves once they are delivered, then keeps delivering new ones until stop(). */
   follow(onReceipt: (r: StoredReceipt) => void): Promise<void>;
-  /** Appends one receipt; "duplicate" when the store already holds its id (a replay). */
-  append(provider: string, consumer: string, id: string, data: Uint8Array): Promise<"stored" | "duplicate">;
+  /**
+   * Appends one receipt (or a prober's probe result: `kind` "probe", kept apart so the per-signer
+   * limit counts each kind on its own); "duplicate" when the store already holds its id (a replay).
+   */
+  append(provider: string, consumer: string, id: string, data: Uint8Array, kind?: EvidenceKind): Promise<"stored" | "duplicate">;
   stop(): Promise<void>;
 }
 
@@ -51,10 +54,10 @@ export class LocalReceiptStore implements ReceiptStore {
     this.#listener = onReceipt;
   }
 
-  async append(provider: string, consumer: string, id: string, data: Uint8Array): Promise<"stored" | "duplicate"> {
+  async append(provider: string, consumer: string, id: string, data: Uint8Array, kind: EvidenceKind = "receipt"): Promise<"stored" | "duplicate"> {
     if (this.#ids.has(id)) return "duplicate";
     this.#ids.add(id);
-    const subject = `${provider}.${consumer}`;
+    const subject = receiptSubject(provider, consumer, kind);
     let list = this.#bySubject.get(subject);
     if (!list) this.#bySubject.set(subject, (list = []));
     const r = { data, storedAt: Date.now() };
@@ -79,8 +82,16 @@ export interface JetStreamReceiptStoreOptions {
   log?: Logger;
 }
 
-/** Subjects of the receipts stream: `myst.receipts.<provider>.<consumer>`; nodes may not publish there (only replicas, through JetStream). */
+/**
+ * Subjects of the receipts stream: `myst.receipts.<provider>.<consumer>`, and a prober's probe results
+ * `myst.receipts.<provider>.<prober>.probe`; nodes may not publish there (only replicas, through JetStream).
+ */
 export const RECEIPT_SUBJECT_PREFIX = "myst.receipts";
+
+/** The stream subject of one signer's receipts (or probe results) about one provider: its own per-signer limit. */
+export function receiptSubject(provider: string, signer: string, kind: EvidenceKind): string {
+  return `${RECEIPT_SUBJECT_PREFIX}.${provider}.${signer}${kind === "probe" ? ".probe" : ""}`;
+}
 
 /**
  * Receipts in a JetStream stream (adapter), one subject per (provider, signer): the stream's
@@ -169,10 +180,10 @@ export class JetStreamReceiptStore implements ReceiptStore {
     await initial;
   }
 
-  async append(provider: string, consumer: string, id: string, data: Uint8Array): Promise<"stored" | "duplicate"> {
+  async append(provider: string, consumer: string, id: string, data: Uint8Array, kind: EvidenceKind = "receipt"): Promise<"stored" | "duplicate"> {
     if (!this.#js) throw new ProposalStoreError("STORE_UNAVAILABLE", "the receipts store is not started");
     try {
-      const ack = await this.#js.publish(`${RECEIPT_SUBJECT_PREFIX}.${provider}.${consumer}`, data, { msgID: id });
+      const ack = await this.#js.publish(receiptSubject(provider, consumer, kind), data, { msgID: id });
       return ack.duplicate ? "duplicate" : "stored";
     } catch (err) {
       throw new ProposalStoreError("STORE_UNAVAILABLE", `could not store a receipt: ${(err as Error).message}`, { cause: err });

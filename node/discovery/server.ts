@@ -16,6 +16,7 @@ import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreRes
 import { QualityBook } from "./quality";
 import { LocalReceiptStore, type ReceiptLimits, type ReceiptStore } from "./receipt-store";
 import type { PromiseCheck, ScoreParams } from "../quality/score";
+import type { ProbeParams } from "../quality/probe-score";
 
 /** A replica already verifying as many announcements as it allows at once. */
 export class DiscoveryBusyError extends MystError {
@@ -59,7 +60,14 @@ export interface DiscoveryServiceOptions {
    * EIP-712 domain (without one, no receipt weighs anything); `store`: where receipts live (default in
    * this process; a JetStreamReceiptStore shares them between replicas).
    */
-  quality?: { promiseCheck?: PromiseCheck; store?: ReceiptStore; params?: ScoreParams; limits?: ReceiptLimits; perSignerPerHour?: number };
+  quality?: {
+    promiseCheck?: PromiseCheck;
+    store?: ReceiptStore;
+    params?: ScoreParams;
+    probeParams?: ProbeParams;
+    limits?: ReceiptLimits;
+    perSignerPerHour?: number;
+  };
 }
 
 /** NATS queue group of the replicas on a shared store: each announcement reaches one of them. */
@@ -117,7 +125,7 @@ export class DiscoveryService {
   });
   readonly #receipts = new Counter({
     name: "myst_discovery_receipts_total",
-    help: "session receipts by source and result (stored, duplicate, or the rejection's code)",
+    help: "session receipts (and probers' probe results: source probe) by source and result (stored, duplicate, or the rejection's code)",
     labelNames: ["source", "result"],
     registers: [this.metrics],
   });
@@ -141,6 +149,7 @@ export class DiscoveryService {
       promiseCheck: q.promiseCheck ?? (() => false),
       store: q.store ?? new LocalReceiptStore(q.limits),
       params: q.params,
+      probeParams: q.probeParams,
       limits: q.limits,
       perSignerPerHour: q.perSignerPerHour,
       log: this.#log,
@@ -182,9 +191,9 @@ export class DiscoveryService {
   }
 
   /** A signed receipt from a consumer (NATS or HTTP): verified, deduplicated, limited per signer, stored. */
-  async #takeReceipt(input: unknown, source: "nats" | "http"): Promise<"stored" | "duplicate"> {
+  async #takeReceipt(input: unknown, source: "nats" | "http" | "probe"): Promise<"stored" | "duplicate"> {
     try {
-      const result = await this.quality.ingest(input);
+      const result = await this.quality.ingest(input, source === "probe" ? "probe" : "receipt");
       this.#receipts.inc({ source, result });
       return result;
     } catch (err) {
@@ -242,6 +251,7 @@ export class DiscoveryService {
         index: this.index,
         quality: this.quality,
         postReceipt: (body) => this.#takeReceipt(body, "http"),
+        postProbe: (body) => this.#takeReceipt(body, "probe"),
         metrics: this.metrics,
         post: async (body) => {
           const result = await this.ingest(body, "http");

@@ -12,6 +12,7 @@ import { EarningsOps } from "./earnings/earnings";
 import { IdentityOps } from "./identities/identities";
 import { ServiceOps } from "./services/services";
 import { VaultOps } from "./vault/vault";
+import { ProberOps } from "./prober/ops";
 
 export type { NodeIdentity, NodeOptions, ChainParts } from "../daemon/core";
 export { NodeOfflineError } from "../daemon/core";
@@ -33,6 +34,8 @@ export class MystNode {
   readonly connection: ConnectionOps;
   readonly vault: VaultOps;
   readonly earnings: EarningsOps;
+  /** The prober role: rounds of probes as a consumer (docs/quality.md "Probers"). */
+  readonly prober: ProberOps;
   #stopping?: Promise<void>;
   /** Stops the online parts, newest first (set once they all started). */
   #stopOnline?: () => Promise<void>;
@@ -45,6 +48,7 @@ export class MystNode {
     this.connection = new ConnectionOps(this.core);
     this.vault = new VaultOps(this.core);
     this.earnings = new EarningsOps(this.core);
+    this.prober = new ProberOps(this.core);
   }
 
   get identity(): Address | null {

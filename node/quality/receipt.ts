@@ -21,6 +21,15 @@ export const PATHS = ["public", "mapped", "local", "punched", "relayed", "none"]
 export type ReceiptPath = (typeof PATHS)[number];
 
 export const RECEIPT_VERSION = "myst-receipt/1";
+/** A prober's signed probe result: the same fields as a receipt under its own version (docs/quality.md "Probers"). */
+export const PROBE_VERSION = "myst-probe/1";
+/**
+ * What a signed record is evidence of: a consumer's session ("receipt") or a prober's probe of a
+ * provider ("probe"). The version field says which, so a receipt never passes as a probe result nor
+ * the other way round; the signer is the consumer (receipt) or the prober (probe).
+ */
+export type EvidenceKind = "receipt" | "probe";
+const VERSIONS: Record<EvidenceKind, string> = { receipt: RECEIPT_VERSION, probe: PROBE_VERSION };
 /** The largest receipt text accepted (the signed text; the wire form adds the signature). */
 export const MAX_RECEIPT_BYTES = 1024;
 /** The largest wire message: `{"receipt": text, "signature": 0x…}` with JSON's escapes. */
@@ -79,9 +88,9 @@ const SIG64 = /^0x[0-9a-f]{128}$/;
 const MAX_COUNT = 2 ** 50;
 
 /** The canonical text of a receipt. */
-export function encodeReceipt(r: Receipt): string {
+export function encodeReceipt(r: Receipt, kind: EvidenceKind = "receipt"): string {
   return JSON.stringify([
-    RECEIPT_VERSION,
+    VERSIONS[kind],
     r.sessionId,
     r.consumer.toLowerCase(),
     r.provider.toLowerCase(),
@@ -104,9 +113,9 @@ export function encodeReceipt(r: Receipt): string {
 }
 
 /** Signs a receipt with the consumer's key (which must be `r.consumer`). */
-export function signReceipt(key: IdentityKey, r: Receipt): SignedReceipt {
+export function signReceipt(key: IdentityKey, r: Receipt, kind: EvidenceKind = "receipt"): SignedReceipt {
   if (key.address.toLowerCase() !== r.consumer.toLowerCase()) throw new ReceiptRejected("RECEIPT_MALFORMED", "a receipt is signed by its consumer");
-  const receipt = encodeReceipt(r);
+  const receipt = encodeReceipt(r, kind);
   return { receipt, signature: `0x${Buffer.from(key.signProtocol(Buffer.from(receipt))).toString("hex")}` };
 }
 
@@ -127,7 +136,7 @@ function stage(v: unknown, what: string): Stage | null {
  * Parses a receipt's text, strictly: the exact canonical form, every field in its range, the stages
  * consistent (the failed one after the one reached). Throws ReceiptRejected.
  */
-export function parseReceipt(text: unknown): Receipt {
+export function parseReceipt(text: unknown, kind: EvidenceKind = "receipt"): Receipt {
   if (typeof text !== "string") throw bad("not a text");
   if (Buffer.byteLength(text) > MAX_RECEIPT_BYTES)
     throw new ReceiptRejected("RECEIPT_TOO_LARGE", `receipt of ${Buffer.byteLength(text)} bytes (at most ${MAX_RECEIPT_BYTES})`);
@@ -138,7 +147,7 @@ export function parseReceipt(text: unknown): Receipt {
     throw bad("not JSON");
   }
   if (!Array.isArray(a) || a.length !== 19) throw bad("not an array of 19 fields");
-  if (a[0] !== RECEIPT_VERSION) throw bad(`version is not ${RECEIPT_VERSION}`);
+  if (a[0] !== VERSIONS[kind]) throw bad(`version is not ${VERSIONS[kind]}`);
   const str = (i: number, re: RegExp, what: string): string => {
     if (typeof a[i] !== "string" || !re.test(a[i])) throw bad(`${what} is malformed`);
     return a[i];
@@ -174,7 +183,7 @@ export function parseReceipt(text: unknown): Receipt {
   };
   if (r.promisedWei > 0n && (!r.promise || r.promise.provider !== r.provider || r.promisedWei > r.promise.amount))
     throw bad("promises more in the session than the cumulative promise to the provider it carries");
-  if (encodeReceipt(r) !== text) throw bad("not in canonical form");
+  if (encodeReceipt(r, kind) !== text) throw bad("not in canonical form");
   return r;
 }
 
@@ -185,6 +194,8 @@ export interface ReceiptCheckOptions {
   maxAgeMs?: number;
   /** Clock skew allowed into the future. Default 60 s. */
   skewMs?: number;
+  /** What the record must be: a receipt (default) or a probe result. */
+  kind?: EvidenceKind;
 }
 
 /**
@@ -198,7 +209,7 @@ export async function verifySignedReceipt(input: unknown, o: ReceiptCheckOptions
   const { receipt: text, signature } = input as Record<string, unknown>;
   if (typeof signature !== "string" || !SIG64.test(signature.toLowerCase()))
     throw new ReceiptRejected("RECEIPT_BAD_SIGNATURE", "receipt: signature is not 64 bytes of hex");
-  const receipt = parseReceipt(text);
+  const receipt = parseReceipt(text, o.kind);
   const now = o.now ?? Date.now();
   if (receipt.at > now + (o.skewMs ?? 60_000)) throw new ReceiptRejected("RECEIPT_STALE", "receipt signed in the future (clock skew?)");
   if (receipt.at < now - (o.maxAgeMs ?? 7 * 86_400_000)) throw new ReceiptRejected("RECEIPT_STALE", "receipt older than the store keeps");
@@ -209,8 +220,13 @@ export async function verifySignedReceipt(input: unknown, o: ReceiptCheckOptions
 }
 
 /** One receipt per (consumer, session): what the store deduplicates on (a replay carries the same id). */
-export function receiptId(r: Pick<Receipt, "consumer" | "sessionId">): string {
-  return crypto.hash("sha256", `${r.consumer}/${r.sessionId}`, "hex").slice(0, 32);
+export function receiptId(r: Pick<Receipt, "consumer" | "sessionId">, kind: EvidenceKind = "receipt"): string {
+  return crypto.hash("sha256", kind === "receipt" ? `${r.consumer}/${r.sessionId}` : `probe/${r.consumer}/${r.sessionId}`, "hex").slice(0, 32);
+}
+
+/** The kind a signed record's text claims (by its version field; the strict decoder then holds it to it). */
+export function kindOf(text: unknown): EvidenceKind {
+  return typeof text === "string" && text.startsWith(`["${PROBE_VERSION}"`) ? "probe" : "receipt";
 }
 
 /** The words of a failed stage, for the provider (docs/quality.md). */

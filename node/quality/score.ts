@@ -49,7 +49,7 @@ export interface StageFailures {
 }
 
 export interface QualityScore {
-  /** 0–100; null: unrated (no receipt weighs anything). */
+  /** 0–100; null: unrated (no receipt weighs anything and no probe score). */
   score: number | null;
   /** What the score sorts by: the score, or the neutral prior when unrated. */
   rank: number;
@@ -151,8 +151,18 @@ function weightedMedian(values: { v: number; w: bigint }[]): number | null {
 
 const ratio = (a: bigint, b: bigint) => (b === 0n ? 0 : Number((a * 1_000_000n) / b) / 1_000_000);
 
-/** The score of one provider's service type from its receipts (docs/quality.md). */
-export function scoreOf(receipts: Receipt[], provider: string, check: PromiseCheck, p: ScoreParams = DEFAULT_SCORE_PARAMS): QualityScore {
+/**
+ * The score of one provider's service type from its receipts (docs/quality.md). `prior` is what the
+ * raw evidence is pulled toward: the probe score (probe-score.ts) when the probers have one, else the
+ * neutral 50; with no weighed receipt the score is the probe score (or unrated).
+ */
+export function scoreOf(
+  receipts: Receipt[],
+  provider: string,
+  check: PromiseCheck,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+  prior: number | null = null,
+): QualityScore {
   const w = weights(receipts, provider, check, p);
   let total = 0n;
   let ok = 0n;
@@ -182,13 +192,13 @@ export function scoreOf(receipts: Receipt[], provider: string, check: PromiseChe
   const successRate = total > 0n ? ratio(ok, total) : null;
   const connectMs = weightedMedian(connect);
   const bandwidthRatio = weightedMedian(bandwidth);
-  let score: number | null = null;
+  let score: number | null = prior;
   if (total > 0n && successRate !== null) {
     const bwFactor = 0.5 + 0.5 * (bandwidthRatio ?? 1);
     const connectFactor = 0.8 + 0.2 * (connectMs === null ? 1 : 1 / (1 + connectMs / 3000));
     const raw = 100 * successRate * bwFactor * connectFactor;
     const share = ratio(total, total + p.priorWeightWei);
-    score = Math.round((share * raw + (1 - share) * NEUTRAL_SCORE) * 10) / 10;
+    score = Math.round((share * raw + (1 - share) * (prior ?? NEUTRAL_SCORE)) * 10) / 10;
   }
   return {
     score,

@@ -100,6 +100,7 @@ export async function benchQuality(): Promise<void> {
       index,
       quality: book,
       postReceipt: (b) => book.ingest(b),
+      postProbe: (b) => book.ingest(b, "probe"),
       metrics: new Registry(),
       post: async () => "refreshed",
       health: () => ({ broker: "connected", store: "ok" }),

@@ -11,7 +11,8 @@ import { JetStreamReceiptStore } from "../../node/discovery/receipt-store";
 import { DiscoveryService } from "../../node/discovery/server";
 import type { IdentityKey } from "../../node/identity/key";
 import { recomputeQuality } from "../../node/ops/status/quality";
-import { encodeReceipt, type Receipt, signReceipt } from "../../node/quality/receipt";
+import { Prober } from "../../node/ops/prober/prober";
+import { encodeReceipt, type Receipt, STAGE_WORDS, type Stage, signReceipt } from "../../node/quality/receipt";
 import { promiseCheckOf } from "../../node/quality/score";
 import { type NoopBehaviour, NoopConsumerService, NoopProviderService } from "../../node/services/noop/noop";
 import { openDatabase } from "../../node/store/database";
@@ -50,7 +51,15 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
   };
 
   /** Broken providers are the cheapest: with no evidence yet, a consumer tries them first. */
-  const BROKEN: (NoopBehaviour | "gone")[] = ["gone", "silent-tunnel", "cut-after-accept", "slow"];
+  const BROKEN: (NoopBehaviour | "gone")[] = ["gone", "silent-tunnel", "bad-dns", "cut-after-accept", "slow"];
+  /** The stage each broken kind fails at. */
+  const STAGE_OF: Record<string, string> = {
+    gone: "dialog",
+    "silent-tunnel": "tunnel",
+    "bad-dns": "dns",
+    "cut-after-accept": "first-byte",
+    slow: "throughput",
+  };
   const WORKING = 8;
 
   async function provider(i: number, behaviour: NoopBehaviour | "gone") {
@@ -94,9 +103,9 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
   }
 
   /** Connects by filter, waits for a promise, disconnects; resolves once discovery holds its receipts. */
-  async function session(c: ConsumerNode) {
+  async function session(c: ConsumerNode, maxCandidates?: number) {
     const before = discovery.quality.size;
-    const connection = await c.connect({ filter: { serviceType: "noop" }, service: new NoopConsumerService() });
+    const connection = await c.connect({ filter: { serviceType: "noop" }, service: new NoopConsumerService(), maxCandidates });
     await until(() => (connection.payments?.promised ?? 0n) > 0n, "a promise", 10_000);
     await c.current!.session.destroy("done");
     await until(() => discovery.quality.size >= before + 1 + connection.fellOver.length, "the receipts in discovery", 10_000);
@@ -115,10 +124,12 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
       broker: discoveryBroker,
       directory: net.registry,
       port: 0,
-      store: new JetStreamProposalStore({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS, bucket: "quality-fleet" }),
+      store: new JetStreamProposalStore({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS, bucket: "quality-fleet", ttlMs: 300_000 }),
       quality: {
         promiseCheck: promiseCheckOf(net.conn.chainId, net.conn.deployment.contracts.ConsumerVault),
         store: new JetStreamReceiptStore({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS, stream: "quality-fleet-receipts" }),
+        // One period for the whole file (a 6 h boundary in the middle of a run would split the probers).
+        probeParams: { periodMs: 7 * 86_400_000, minProbers: 3 },
       },
     });
     await discovery.start();
@@ -143,18 +154,15 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
 
   it("a first consumer falls over every broken provider to a working one within one connect, and each broken one is named with its failing stage", async function () {
     const { node } = await freshConsumer();
-    const connection = await session(node);
+    // Five broken providers are the cheapest: the sixth candidate is the first working one.
+    const connection = await session(node, BROKEN.length + 1);
     expect(working()).to.include(connection.session.provider);
-    expect(connection.fellOver.map((f) => [f.provider, f.stage])).to.have.deep.members([
-      [byBehaviour("gone").key.address, "dialog"],
-      [byBehaviour("silent-tunnel").key.address, "tunnel"],
-      [byBehaviour("cut-after-accept").key.address, "first-byte"],
-      [byBehaviour("slow").key.address, "throughput"],
-    ]);
+    expect(connection.fellOver.map((f) => [f.provider, f.stage])).to.have.deep.members(BROKEN.map((b) => [byBehaviour(b).key.address, STAGE_OF[b]]));
     // What each broken provider is told (discovery's report, in words).
     const words = async (b: string) => (await get(`/v1/quality/${byBehaviour(b).key.address}`)).reports[0].words.join(" | ");
     expect(await words("gone")).to.match(/^1 consumer in 168 h could not reach you over the broker/);
     expect(await words("silent-tunnel")).to.match(/tunnel never came up/);
+    expect(await words("bad-dns")).to.match(/names did not resolve through it/);
     expect(await words("cut-after-accept")).to.match(/never received a first byte: check your NAT \/ firewall/);
     expect(await words("slow")).to.match(/far less bandwidth than you advertise/);
   });
@@ -193,6 +201,98 @@ describe("quality: receipts, scores and fallback over a fleet of providers (real
     expect(mine.rejected).to.equal(0);
     expect(mine.services[0].score).to.equal(answer.reports[0].score);
     expect(mine.services[0].words[0]).to.match(/far less bandwidth/);
+  });
+
+  describe("probers (myst prober: consumers on a timer, the median of at least 3 per period)", function () {
+    const probers: { node: ConsumerNode; key: IdentityKey; prober: Prober }[] = [];
+    let liar: { node: ConsumerNode; key: IdentityKey; prober: Prober };
+    const check = () => promiseCheckOf(net.conn.chainId, net.conn.deployment.contracts.ConsumerVault);
+    const quality = async (who: string) => recomputeQuality(await get(`/v1/quality/${who}`), toAddress(who), net.registry, check());
+    const ROUND = { serviceTypes: ["noop"], sample: 100, holdMs: 5000, budgetMs: 8000 };
+
+    before(async function () {
+      for (let i = 0; i < 4; i++) {
+        const { node, key } = await freshConsumer();
+        probers.push({ node, key, prober: new Prober({ consumer: node, service: () => new NoopConsumerService(), self: key.address }) });
+      }
+      liar = probers.pop()!;
+    });
+
+    it("three honest probers probe every provider as consumers do (paying), and each broken provider's status names its failing stage", async function () {
+      // Each prober pays a working provider first, so every later result carries a promise of its own.
+      const first = working()[0];
+      const warm = await Promise.all([...probers, liar].map((p) => p.prober.probe(first, "noop", ROUND)));
+      for (const w of warm) expect(w.failed, w.error).to.equal(null);
+      for (const w of warm) expect(w.promisedWei > 0n).to.equal(true);
+      const rounds = await Promise.all(probers.map((p) => p.prober.round(ROUND)));
+      for (const r of rounds) expect(r.map((o) => o.provider)).to.have.members(fleet.map((f) => f.key.address.toLowerCase()));
+      // What each prober saw of each broken provider: its stage.
+      for (const b of BROKEN)
+        for (const r of rounds) expect(r.find((o) => o.provider === byBehaviour(b).key.address.toLowerCase())?.failed, b).to.equal(STAGE_OF[b]);
+      await discovery.quality.idle();
+      // The provider's own status (what `myst status`, `myst quality`, GET /v1/quality and the dashboard show).
+      for (const b of BROKEN) {
+        const q = await quality(byBehaviour(b).key.address);
+        expect(q.rejected, b).to.equal(0);
+        const noop = q.services.find((x) => x.serviceType === "noop")!;
+        expect(noop.probe.score, b).to.equal(0);
+        expect(noop.probe.probers, b).to.have.length(3);
+        expect(
+          noop.probe.failures.map((f) => f.stage),
+          b,
+        ).to.deep.equal([STAGE_OF[b]]);
+        expect(noop.probe.words[0], b).to.match(/^3 of 3 probers in the 168 h from \S+Z /);
+        expect(noop.probe.words[0], b).to.include(STAGE_WORDS[STAGE_OF[b] as Stage].failed);
+        expect(noop.score, b).to.equal(noop.discoveryScore);
+        expect(noop.history.at(-1)!.probes, b).to.be.greaterThan(0);
+      }
+    });
+
+    it("a lying prober alone changes no score (3 honest + 1 liar), and forged, replayed and oversized probe results are dropped", async function () {
+      // A working provider all three honest probers saw working.
+      const agreed = [];
+      for (const w of working()) {
+        const q = (await quality(w)).services.find((x) => x.serviceType === "noop")!;
+        if (q.probe.probers.length === 3 && q.probe.probers.every((p) => p.score === 100)) agreed.push({ w, q });
+      }
+      expect(agreed.length, "working providers every honest prober saw working").to.be.greaterThan(0);
+      // The liar (it paid a provider once: its lies carry a valid promise) says each of them never answered.
+      const paid = liar.node.promises!.latest(working()[0].toLowerCase())!;
+      const results = await Promise.all(
+        agreed.map(({ w }, i) =>
+          post(
+            "/v1/probes",
+            signReceipt(
+              liar.key,
+              {
+                ...lie(liar.key, w, `probe-lie-${i}`),
+                promise: { provider: working()[0].toLowerCase(), amount: paid.amount, signature: paid.signature },
+              },
+              "probe",
+            ),
+          ),
+        ),
+      );
+      for (const r of results) expect(r.status).to.equal(201);
+      await discovery.quality.idle();
+      for (const { w, q } of agreed) {
+        const after = (await quality(w)).services.find((x) => x.serviceType === "noop")!;
+        expect(after.probe.probers, w).to.have.length(4);
+        expect(after.probe.score, w).to.equal(100);
+        expect(after.score, w).to.equal(q.score);
+        expect(after.score, w).to.equal(after.discoveryScore);
+      }
+      // Forged (signed by another), replayed (the same probe session again) and oversized: dropped.
+      const target = agreed[0].w;
+      const text = encodeReceipt(lie(liar.key, target, "probe-forged"), "probe");
+      const forged = { receipt: text, signature: `0x${Buffer.from(probers[0].key.signProtocol(Buffer.from(text))).toString("hex")}` };
+      expect((await post("/v1/probes", forged)).body.code).to.equal("RECEIPT_BAD_SIGNATURE");
+      const replay = signReceipt(liar.key, { ...lie(liar.key, target, "probe-lie-0"), connectMs: 7 }, "probe");
+      expect((await post("/v1/probes", replay)).body.result).to.equal("duplicate");
+      expect((await post("/v1/probes", { receipt: "x".repeat(5000), signature: replay.signature })).status).to.be.oneOf([400, 413]);
+      // A receipt is no probe result.
+      expect((await post("/v1/probes", signReceipt(liar.key, lie(liar.key, target, "probe-as-receipt")))).body.code).to.equal("RECEIPT_MALFORMED");
+    });
   });
 
   describe("hostile", function () {

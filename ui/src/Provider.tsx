@@ -5,6 +5,7 @@ import { Dot, ErrorLine, Field, Section, useAction } from "./parts";
 import { useServiceTypes } from "./service-types";
 import type { NodeState, ServiceControls } from "./types";
 import type { IdentityView } from "./api-types";
+import { QualityPanel } from "./Quality";
 
 const IP_TYPES = ["residential", "hosting", "mobile", "business", "education", "unknown"];
 
@@ -425,6 +426,7 @@ export function ProviderScreen(props: { identity: string; state: NodeState }) {
       <ServicesPanel state={props.state} />
       <SessionsPanel state={props.state} />
       <EarningsPanel state={props.state} />
+      <QualityPanel />
     </div>
   );
 }

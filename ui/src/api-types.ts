@@ -568,3 +568,75 @@ export type LoginResult = {
   /** an identity: Ethereum address, 0x + 40 hex */
   identity: string;
 };
+
+export type Quality = {
+  /** an identity: Ethereum address, 0x + 40 hex */
+  identity: string;
+  /** the period the receipts cover (discovery's retention) */
+  periodHours: number;
+  services: {
+    serviceType: string;
+    /** 0–100 as recomputed here; null: unrated */
+    score: number | null;
+    /** what discovery says (should equal score) */
+    discoveryScore: number | null;
+    receipts: number;
+    /** receipts backed by a valid promise (the others weigh nothing) */
+    weighed: number;
+    successRate: number | null;
+    connectMs: number | null;
+    bandwidthRatio: number | null;
+    failures: {
+      stage: string;
+      receipts: number;
+      consumers: number;
+      weighed: number;
+      weighedConsumers: number;
+    }[];
+    /** each failing stage in words, with what to check */
+    words: string[];
+    /** what independent probers saw (docs/quality.md "Probers") */
+    probe: {
+      /** the median of the probers' figures in the latest period with at least 3 probers; null: none yet (the score's prior is then 50) */
+      score: number | null;
+      periodHours: number;
+      /** start of the period the probe score is from */
+      periodStart: string | null;
+      probers: {
+        prober: string;
+        probes: number;
+        /** its share of probes that passed every stage, 0–100 */
+        score: number;
+      }[];
+      /** probe results discovery holds about this service */
+      results: number;
+      /** of those, the ones backed by a valid promise of their prober's own */
+      counted: number;
+      failures: {
+        stage: string;
+        probes: number;
+        probers: number;
+      }[];
+      /** each stage the probers saw fail, in words, with what to check */
+      words: string[];
+      /** the probe score per period, oldest first */
+      periods: {
+        start: string;
+        score: number | null;
+        probers: number;
+      }[];
+    };
+    /** receipts and probe results per day (UTC), oldest first */
+    history: {
+      /** YYYY-MM-DD (UTC) */
+      day: string;
+      receipts: number;
+      /** receipts that name a failed stage (or far too little bandwidth) */
+      receiptsFailed: number;
+      probes: number;
+      probesFailed: number;
+    }[];
+  }[];
+  /** receipts and probe results discovery served that failed verification here (left out) */
+  rejected: number;
+};

@@ -9,6 +9,15 @@ export const Health = Type.Object({
   uptimeSeconds: Type.Integer(),
 });
 
+/** One day of a provider's evidence. */
+export const QualityDay = Type.Object({
+  day: Type.String({ description: "YYYY-MM-DD (UTC)" }),
+  receipts: Type.Integer(),
+  receiptsFailed: Type.Integer({ description: "receipts that name a failed stage (or far too little bandwidth)" }),
+  probes: Type.Integer(),
+  probesFailed: Type.Integer(),
+});
+
 /** The provider's quality, recomputed by the node itself from the raw signed receipts discovery keeps (docs/quality.md). */
 export const Quality = Type.Object({
   identity: Address,
@@ -27,9 +36,34 @@ export const Quality = Type.Object({
         Type.Object({ stage: Type.String(), receipts: Type.Integer(), consumers: Type.Integer(), weighed: Type.Integer(), weighedConsumers: Type.Integer() }),
       ),
       words: Type.Array(Type.String(), { description: "each failing stage in words, with what to check" }),
+      probe: Type.Object(
+        {
+          score: Type.Union([Type.Number(), Type.Null()], {
+            description: "the median of the probers' figures in the latest period with at least 3 probers; null: none yet (the score's prior is then 50)",
+          }),
+          periodHours: Type.Integer(),
+          periodStart: Type.Union([Type.String(), Type.Null()], { description: "start of the period the probe score is from" }),
+          probers: Type.Array(
+            Type.Object({
+              prober: Type.String(),
+              probes: Type.Integer(),
+              score: Type.Integer({ description: "its share of probes that passed every stage, 0–100" }),
+            }),
+          ),
+          results: Type.Integer({ description: "probe results discovery holds about this service" }),
+          counted: Type.Integer({ description: "of those, the ones backed by a valid promise of their prober's own" }),
+          failures: Type.Array(Type.Object({ stage: Type.String(), probes: Type.Integer(), probers: Type.Integer() })),
+          words: Type.Array(Type.String(), { description: "each stage the probers saw fail, in words, with what to check" }),
+          periods: Type.Array(Type.Object({ start: Type.String(), score: Type.Union([Type.Number(), Type.Null()]), probers: Type.Integer() }), {
+            description: "the probe score per period, oldest first",
+          }),
+        },
+        { description: 'what independent probers saw (docs/quality.md "Probers")' },
+      ),
+      history: Type.Array(QualityDay, { description: "receipts and probe results per day (UTC), oldest first" }),
     }),
   ),
-  rejected: Type.Integer({ description: "receipts discovery served that failed verification here (left out)" }),
+  rejected: Type.Integer({ description: "receipts and probe results discovery served that failed verification here (left out)" }),
 });
 
 /** How the node can be reached (node/nat, docs/reachability.md): the API's view of it. */

@@ -3,9 +3,10 @@ import type { ConsumerService, ProviderService, Tunnel, TunnelCheck } from "../.
 
 /**
  * How a noop provider's data path behaves (fleet tests of quality, docs/quality.md): "ok" serves at
- * its rate; the rest are the broken providers a consumer must fall over from.
+ * its rate; the rest are the broken providers a consumer must fall over from ("bad-dns": its data
+ * path's resolver answers no name, the noop stand-in for a provider whose DNS is broken).
  */
-export type NoopBehaviour = "ok" | "silent-tunnel" | "cut-after-accept" | "slow";
+export type NoopBehaviour = "ok" | "silent-tunnel" | "cut-after-accept" | "slow" | "bad-dns";
 
 export interface NoopDataOptions {
   /** The rate bytes are served at, Mbit/s. */
@@ -78,7 +79,10 @@ export class NoopProviderService implements ProviderService {
     return { host: "127.0.0.1", port: address.port };
   }
 
-  /** `hello <session id>` → `ok`; `get <bytes>` → that many bytes at the rate (as the behaviour says). */
+  /**
+   * `hello <session id>` → `ok`; `resolve <name>` → `addr 127.0.0.1` (the noop stand-in for DNS through
+   * the tunnel); `get <bytes>` → that many bytes at the rate (as the behaviour says).
+   */
   #serve(socket: net.Socket): void {
     this.#sockets.add(socket);
     socket.on("close", () => this.#sockets.delete(socket));
@@ -98,6 +102,8 @@ export class NoopProviderService implements ProviderService {
           if (this.behaviour === "silent-tunnel") continue;
           hello = true;
           socket.write("ok\n");
+        } else if (verb === "resolve" && hello && /^[a-z0-9.-]{1,64}$/.test(arg ?? "")) {
+          socket.write(this.behaviour === "bad-dns" ? "nxdomain\n" : "addr 127.0.0.1\n");
         } else if (verb === "get" && hello && /^[0-9]{1,9}$/.test(arg ?? "")) {
           if (this.behaviour === "cut-after-accept") return void socket.destroy();
           const factor = this.behaviour === "slow" ? (this.options.data?.slowFactor ?? 0.1) : 1;
@@ -197,8 +203,38 @@ export class NoopTunnel implements Tunnel {
     this.socket?.destroy();
   }
 
-  /** First byte and throughput of `get <maxBytes>` on the data path. */
-  #check(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<TunnelCheck> {
+  /** A name resolved on the data path, then the first byte and throughput of `get <maxBytes>`. */
+  async #check(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<TunnelCheck> {
+    const dns = await this.#resolve(socket, Math.min(o.timeoutMs, 2000));
+    if (!dns) return { dns, firstByteMs: null, bytes: 0, ms: 0 };
+    return { dns, ...(await this.#fetch(socket, o)) };
+  }
+
+  /** `resolve probe.myst` answered by an address within `timeoutMs`. */
+  #resolve(socket: net.Socket, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      let line = "";
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        socket.removeListener("data", onData);
+        socket.removeListener("close", onClose);
+        resolve(ok);
+      };
+      const onData = (d: Buffer) => {
+        line += d.toString("latin1");
+        const nl = line.indexOf("\n");
+        if (nl >= 0) done(line.slice(0, nl).startsWith("addr "));
+        else if (line.length > 64) done(false);
+      };
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      socket.on("data", onData);
+      socket.once("close", onClose);
+      socket.write("resolve probe.myst\n");
+    });
+  }
+
+  #fetch(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<Omit<TunnelCheck, "dns">> {
     return new Promise((resolve) => {
       const t0 = Date.now();
       let first: number | null = null;
