@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { formatUnits } from "ethers";
 import type { IdentityFlags } from "../api/launch";
 import { MystError } from "../errors/MystError";
-import { SERVICE_TYPES } from "../services/catalog";
+import { SERVICE_TYPES } from "../api/schemas";
 import type { CommandContext } from "./context";
 import { identityOptions } from "./service";
 

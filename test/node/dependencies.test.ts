@@ -9,7 +9,7 @@ import path from "node:path";
  * (node/ops/<group>/) counts as a folder of its own: the node (ops/node.ts) composes the groups,
  * the dashboard's group reads the others' answers, and the others know nothing of one another.
  */
-const GROUPS = ["identities", "services", "connection", "vault", "earnings", "sessions", "status"].map((g) => `ops/${g}`);
+const GROUPS = ["identities", "services", "connection", "vault", "earnings", "sessions", "status", "prober"].map((g) => `ops/${g}`);
 const LAYERS: string[][] = [
   ["cli"],
   ["api"],
