@@ -7,7 +7,7 @@ import { ProtectionError } from "./errors";
  * `nft` in `netns`: entering only its network namespace (nsenter) is a few ms cheaper than
  * `ip netns exec`, which also remounts /sys and binds /etc/netns files nft does not need.
  */
-function nftIn(netns: string | undefined, args: string[]): string[] {
+export function nftIn(netns: string | undefined, args: string[]): string[] {
   if (netns === undefined) return [program("nft", "nftables"), ...args];
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(netns) || netns === "." || netns === "..")
     throw new ProtectionError("BAD_NETNS", `"${netns}" is not a network namespace name`);

@@ -5,7 +5,8 @@ import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
-import { nftApply, nftPrespawn, nftRun } from "./nft";
+import { nftApply } from "./nft";
+import { nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { PrespawnedCommand } from "../services/prespawned";
@@ -52,6 +53,16 @@ interface ProtectionRecord {
   prepared?: boolean;
 }
 
+/**
+ * One transaction through the namespace's warm `nft -i` (nft-session.ts); through a fresh `nft -f`
+ * when that session cannot take it (it ended, or its namespace was replaced). nft's refusal of the
+ * script itself is not retried.
+ */
+function transact(script: string, netns?: string): Promise<void> {
+  const session = nftSession(netns);
+  return session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns)));
+}
+
 export function protectionRecordFile(dataDir: string): string {
   return path.join(dataDir, "protection.json");
 }
@@ -69,8 +80,6 @@ export class ConsumerProtection implements SessionProtection {
   readonly #log: Logger;
   /** The disarmed table `prepare` is installing: true once it is in place. */
   #prepared?: Promise<boolean>;
-  /** An `nft -f -` waiting for the transaction that arms the table (or replaces its sets). */
-  #nft?: PrespawnedCommand;
   /** An `ip -batch -` waiting for the host-route questions of `engage`. */
   #ip?: PrespawnedCommand;
 
@@ -111,7 +120,9 @@ export class ConsumerProtection implements SessionProtection {
     requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
     this.#cancelPrespawned();
     spawner.warm();
-    this.#nft = nftPrespawn(this.options.netns);
+    // The namespace's warm `nft -i` (started now if there is none): installing and arming are then
+    // each one line to it, no process started (nft-session.ts).
+    nftSession(this.options.netns);
     this.#ip = new PrespawnedCommand([program("ip", "iproute2"), ...(this.options.netns ? ["-n", this.options.netns] : []), "-batch", "-"]);
     let found: ProtectionRecord | undefined;
     try {
@@ -128,8 +139,8 @@ export class ConsumerProtection implements SessionProtection {
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
     const script = preparedGuardScript(this.#base, "fresh");
-    this.#prepared = nftApply(script, netns)
-      .catch(() => nftApply(preparedGuardScript(this.#base, "replace"), netns))
+    this.#prepared = transact(script, netns)
+      .catch(() => transact(preparedGuardScript(this.#base, "replace"), netns))
       .then(
         () => true,
         (err) => {
@@ -148,9 +159,7 @@ export class ConsumerProtection implements SessionProtection {
   }
 
   #cancelPrespawned(): void {
-    this.#nft?.cancel();
     this.#ip?.cancel();
-    this.#nft = undefined;
     this.#ip = undefined;
   }
 
@@ -166,8 +175,7 @@ export class ConsumerProtection implements SessionProtection {
     };
     const prepared = (await this.#prepared) ?? false;
     this.#prepared = undefined;
-    const [nft, ip] = [this.#nft, this.#ip];
-    this.#nft = undefined;
+    const ip = this.#ip;
     this.#ip = undefined;
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
@@ -191,11 +199,10 @@ export class ConsumerProtection implements SessionProtection {
     const install = async () => {
       // Our own table is in place (prepared, or this connection's last session's): one
       // transaction fills its sets and arms it. Otherwise the table is made and armed in one.
-      if (prepared || this.#state !== "off") return nft ? nftRun(nft, arm, this.options.netns) : nftApply(arm, this.options.netns);
-      nft?.cancel();
-      if (inherited) return nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
-      await nftApply(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
-        nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
+      if (prepared || this.#state !== "off") return transact(arm, this.options.netns);
+      if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
+      await transact(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
+        transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
       );
     };
     const [missing] = await Promise.all([
@@ -237,7 +244,7 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
-    if (!same) await nftApply(armScript(this.#spec), this.options.netns);
+    if (!same) await transact(armScript(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
       const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
@@ -272,7 +279,7 @@ export class ConsumerProtection implements SessionProtection {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
     if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
     this.#spec = { ...this.#spec, endpoints: [], dns: [] };
-    await nftApply(armScript(this.#spec), this.options.netns);
+    await transact(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
   }
 
