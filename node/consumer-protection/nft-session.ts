@@ -44,6 +44,24 @@ export class NftSession {
     this.#touch();
   }
 
+  /**
+   * The IPv4 routes of the main table of its namespace, read from `/proc/<pid>/net/route` of the
+   * nft process that lives there (no process started: what `ip route show exact` answers for a host
+   * route); undefined when it is not known to be in that namespace yet (nsenter not yet entered).
+   */
+  mainRoutes4(): string | undefined {
+    const pid = this.#child.pid;
+    if (pid === undefined || !this.usable) return undefined;
+    try {
+      const ns = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
+      const expected = this.#inode ?? inodeOf(undefined, true);
+      if (!ns || Number(ns[1]) !== expected) return undefined;
+      return fs.readFileSync(`/proc/${pid}/net/route`, "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Whether it can take scripts: running, and its namespace is still the one of that name. */
   get usable(): boolean {
     return !this.#ended && inodeOf(this.netns) === this.#inode;
@@ -121,10 +139,10 @@ export class NftSession {
   }
 }
 
-function inodeOf(netns: string | undefined): number | undefined {
-  if (netns === undefined) return undefined;
+function inodeOf(netns: string | undefined, own = false): number | undefined {
+  if (netns === undefined && !own) return undefined;
   try {
-    return fs.statSync(`/run/netns/${netns}`).ino;
+    return netns === undefined ? fs.statSync("/proc/self/ns/net").ino : fs.statSync(`/run/netns/${netns}`).ino;
   } catch {
     return -1;
   }
@@ -142,6 +160,21 @@ export function nftSession(netns?: string): NftSession {
     sessions.set(key, s);
   }
   return s;
+}
+
+/** Whether the main IPv4 table in /proc/<pid>/net/route's text holds a route for exactly `address`/32. */
+export function hasHostRoute4(table: string, address: string): boolean {
+  const [a, b, c, d] = address.split(".").map(Number);
+  // The kernel prints addresses as the hex of their in-memory (network order) bytes read as a host (little-endian) word.
+  const hex = ((d << 24) | (c << 16) | (b << 8) | a) >>> 0;
+  const want = hex.toString(16).toUpperCase().padStart(8, "0");
+  return table
+    .split("\n")
+    .slice(1)
+    .some((line) => {
+      const f = line.split("\t");
+      return f[1] === want && f[7] === "FFFFFFFF";
+    });
 }
 
 /** Ends every warm `nft -i` (a test before it deletes its namespaces; they end by themselves when idle). */

@@ -6,10 +6,9 @@ import { inNetns, program, requireNetworkCapabilities, run } from "../services/s
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
-import { nftSession } from "./nft-session";
+import { hasHostRoute4, nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
-import { PrespawnedCommand } from "../services/prespawned";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
@@ -80,8 +79,6 @@ export class ConsumerProtection implements SessionProtection {
   readonly #log: Logger;
   /** The disarmed table `prepare` is installing: true once it is in place. */
   #prepared?: Promise<boolean>;
-  /** An `ip -batch -` waiting for the host-route questions of `engage`. */
-  #ip?: PrespawnedCommand;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -118,12 +115,10 @@ export class ConsumerProtection implements SessionProtection {
    */
   prepare(): void {
     requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
-    this.#cancelPrespawned();
     spawner.warm();
     // The namespace's warm `nft -i` (started now if there is none): installing and arming are then
     // each one line to it, no process started (nft-session.ts).
     nftSession(this.options.netns);
-    this.#ip = new PrespawnedCommand([program("ip", "iproute2"), ...(this.options.netns ? ["-n", this.options.netns] : []), "-batch", "-"]);
     let found: ProtectionRecord | undefined;
     try {
       found = readRecord(this.options.dataDir);
@@ -152,15 +147,9 @@ export class ConsumerProtection implements SessionProtection {
 
   /** The session ended before `engage`: the prepared table and commands go; a kill switch in force stays. */
   async discard(): Promise<void> {
-    this.#cancelPrespawned();
     const prepared = this.#prepared;
     this.#prepared = undefined;
     if ((await prepared) && this.#state === "off") await this.lift();
-  }
-
-  #cancelPrespawned(): void {
-    this.#ip?.cancel();
-    this.#ip = undefined;
   }
 
   async engage(plan: TunnelPlan): Promise<void> {
@@ -175,8 +164,6 @@ export class ConsumerProtection implements SessionProtection {
     };
     const prepared = (await this.#prepared) ?? false;
     this.#prepared = undefined;
-    const ip = this.#ip;
-    this.#ip = undefined;
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
     // one restored at the end, not the file as it left it.
@@ -209,7 +196,6 @@ export class ConsumerProtection implements SessionProtection {
       withoutHostRoute(
         plan.endpoints.map((e) => e.address),
         this.options.netns,
-        ip,
       ),
       install(),
     ]);
@@ -285,7 +271,6 @@ export class ConsumerProtection implements SessionProtection {
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
-    this.#cancelPrespawned();
     await this.#prepared;
     this.#prepared = undefined;
     const record = this.#record ?? readRecord(this.options.dataDir);
@@ -321,17 +306,23 @@ async function undo(record: ProtectionRecord): Promise<void> {
 }
 
 /**
- * Which of `addresses` have no host route now (each once): the IPv4 ones asked in one `ip` batch
- * (`ip`, when one was started in advance), the IPv6 ones one by one (`ip -batch` cannot ask IPv6
+ * Which of `addresses` have no host route now (each once): the IPv4 ones read from the main table
+ * of the namespace's warm nft process (`/proc/<pid>/net/route`: no process started), or asked in
+ * one `ip` batch when that is not known yet; the IPv6 ones one by one (`ip -batch` cannot ask IPv6
  * routes without `-6`, which applies to the whole batch).
  */
-async function withoutHostRoute(addresses: string[], netns: string | undefined, ip?: PrespawnedCommand): Promise<string[]> {
+async function withoutHostRoute(addresses: string[], netns: string | undefined): Promise<string[]> {
   const unique = [...new Set(addresses)].filter((a) => isIP(a) !== 0);
   const four = unique.filter((a) => isIP(a) === 4);
   const six = unique.filter((a) => isIP(a) === 6);
+  const table = four.length > 0 ? nftSession(netns).mainRoutes4() : undefined;
+  if (table !== undefined) {
+    const sixMissing = await Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a)));
+    return [...four.filter((a) => !hasHostRoute4(table, a)), ...sixMissing.filter((a): a is string => a !== undefined)];
+  }
   const ask = `${four.map((a) => `route show exact ${a}/32`).join("\n")}\n`;
   const [shown, sixMissing] = await Promise.all([
-    four.length === 0 ? (ip?.cancel(), "") : ip ? ip.run(ask) : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
+    four.length === 0 ? "" : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
     Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a))),
   ]);
   const routed = new Set(shown.split("\n").map((line) => line.split(" ")[0]));

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Broker } from "../../node/broker/broker";
 import type { ControlEndpoint } from "../../node/consumer-protection/control-endpoints";
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
-import { endNftSessions, nftSession } from "../../node/consumer-protection/nft-session";
+import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
 import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
 import { Dialogs } from "../../node/dialog/dialogs";
@@ -263,6 +263,24 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(tables()).to.match(/myst_ks_a[\s\S]*myst_ks_b/);
       await session.apply("delete table inet myst_ks_a\ndelete table inet myst_ks_b");
       expect(tables()).to.not.match(/myst_ks_/);
+    });
+
+    it("reads the namespace's host routes as `ip route show exact` does (a route that only covers an address is not one)", async function () {
+      const session = nftSession(c);
+      await session.apply("add table inet myst_ks_warm\ndelete table inet myst_ks_warm");
+      const table = await until(async () => session.mainRoutes4(), "the warm nft's routing table");
+      ip("-n", c, "route", "add", "198.18.3.77/32", "via", "198.18.1.1");
+      try {
+        const now = session.mainRoutes4() as string;
+        for (const address of ["198.18.3.77", "198.18.1.1", "10.77.1.1", "203.0.113.9"]) {
+          const shown = ip("-n", c, "route", "show", "exact", `${address}/32`).trim() !== "";
+          expect(hasHostRoute4(now, address), address).to.equal(shown);
+        }
+        expect(hasHostRoute4(now, "198.18.3.77")).to.equal(true);
+        expect(hasHostRoute4(table, "198.18.3.77")).to.equal(false);
+      } finally {
+        ip("-n", c, "route", "del", "198.18.3.77/32");
+      }
     });
 
     it("is not used once its namespace was replaced by another of the same name: the new one gets the rules", async function () {
