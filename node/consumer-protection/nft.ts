@@ -1,4 +1,3 @@
-import { PrespawnedCommand } from "../services/prespawned";
 import { spawner } from "../services/spawner";
 import { program } from "../services/system";
 import { ProtectionError } from "./errors";
@@ -37,24 +36,4 @@ export function nftHasTable(table: string, netns?: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** `nft -f -` in `netns`, started now and given its script later (`nftRun`): its start-up is paid in advance. */
-export function nftPrespawn(netns?: string): PrespawnedCommand {
-  return new PrespawnedCommand(nftIn(netns, ["-f", "-"]));
-}
-
-/** Gives a prespawned `nft -f -` its script: one atomic transaction, as `nftApply`. */
-export async function nftRun(nft: PrespawnedCommand, script: string, netns?: string): Promise<void> {
-  try {
-    await nft.run(script);
-  } catch (err) {
-    throw new ProtectionError(
-      "FIREWALL_FAILED",
-      `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(err as Error).message.slice(nft.argv.join(" ").length + 2)}`,
-      {
-        cause: err,
-      },
-    );
-  }
 }
