@@ -2,7 +2,7 @@ import { expect } from "chai";
 import crypto from "node:crypto";
 import { getAddress } from "ethers";
 import { ProposalIndex } from "../../../node/discovery/index";
-import { packText, unpackText } from "../../../node/discovery/index-entry";
+import { packText, unpackFast, unpackText } from "../../../node/discovery/index-entry";
 import { PROPOSAL_FORMAT, type Proposal } from "../../../node/proposal/proposal";
 
 /**
@@ -40,6 +40,7 @@ describe("the discovery index's columns serve exactly what they were given", () 
       const packed = packText(t);
       expect(packed, t).to.not.equal(null);
       expect(unpackText(packed as string)).to.equal(t);
+      expect(unpackFast(packed as string)).to.equal(t);
     }
     expect(packText(JSON.stringify(proposal(address()))) as string).to.have.length.below(250);
     expect(packText("a\u0001b")).to.equal(null);
