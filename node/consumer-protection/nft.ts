@@ -1,4 +1,3 @@
-import { PrespawnedCommand } from "../services/prespawned";
 import { spawner } from "../services/spawner";
 import { program } from "../services/system";
 import { ProtectionError } from "./errors";
@@ -7,7 +6,7 @@ import { ProtectionError } from "./errors";
  * `nft` in `netns`: entering only its network namespace (nsenter) is a few ms cheaper than
  * `ip netns exec`, which also remounts /sys and binds /etc/netns files nft does not need.
  */
-function nftIn(netns: string | undefined, args: string[]): string[] {
+export function nftIn(netns: string | undefined, args: string[]): string[] {
   if (netns === undefined) return [program("nft", "nftables"), ...args];
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(netns) || netns === "." || netns === "..")
     throw new ProtectionError("BAD_NETNS", `"${netns}" is not a network namespace name`);
@@ -37,24 +36,4 @@ export function nftHasTable(table: string, netns?: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** `nft -f -` in `netns`, started now and given its script later (`nftRun`): its start-up is paid in advance. */
-export function nftPrespawn(netns?: string): PrespawnedCommand {
-  return new PrespawnedCommand(nftIn(netns, ["-f", "-"]));
-}
-
-/** Gives a prespawned `nft -f -` its script: one atomic transaction, as `nftApply`. */
-export async function nftRun(nft: PrespawnedCommand, script: string, netns?: string): Promise<void> {
-  try {
-    await nft.run(script);
-  } catch (err) {
-    throw new ProtectionError(
-      "FIREWALL_FAILED",
-      `nftables refused the rule set${netns ? ` in ${netns}` : ""}: ${(err as Error).message.slice(nft.argv.join(" ").length + 2)}`,
-      {
-        cause: err,
-      },
-    );
-  }
 }

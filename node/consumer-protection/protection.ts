@@ -5,10 +5,10 @@ import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
-import { nftApply, nftPrespawn, nftRun } from "./nft";
+import { nftApply } from "./nft";
+import { hasHostRoute4, nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
 import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
-import { PrespawnedCommand } from "../services/prespawned";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
@@ -52,6 +52,16 @@ interface ProtectionRecord {
   prepared?: boolean;
 }
 
+/**
+ * One transaction through the namespace's warm `nft -i` (nft-session.ts); through a fresh `nft -f`
+ * when that session cannot take it (it ended, or its namespace was replaced). nft's refusal of the
+ * script itself is not retried.
+ */
+function transact(script: string, netns?: string): Promise<void> {
+  const session = nftSession(netns);
+  return session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns)));
+}
+
 export function protectionRecordFile(dataDir: string): string {
   return path.join(dataDir, "protection.json");
 }
@@ -69,10 +79,6 @@ export class ConsumerProtection implements SessionProtection {
   readonly #log: Logger;
   /** The disarmed table `prepare` is installing: true once it is in place. */
   #prepared?: Promise<boolean>;
-  /** An `nft -f -` waiting for the transaction that arms the table (or replaces its sets). */
-  #nft?: PrespawnedCommand;
-  /** An `ip -batch -` waiting for the host-route questions of `engage`. */
-  #ip?: PrespawnedCommand;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -109,10 +115,10 @@ export class ConsumerProtection implements SessionProtection {
    */
   prepare(): void {
     requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
-    this.#cancelPrespawned();
     spawner.warm();
-    this.#nft = nftPrespawn(this.options.netns);
-    this.#ip = new PrespawnedCommand([program("ip", "iproute2"), ...(this.options.netns ? ["-n", this.options.netns] : []), "-batch", "-"]);
+    // The namespace's warm `nft -i` (started now if there is none): installing and arming are then
+    // each one line to it, no process started (nft-session.ts).
+    nftSession(this.options.netns);
     let found: ProtectionRecord | undefined;
     try {
       found = readRecord(this.options.dataDir);
@@ -128,8 +134,8 @@ export class ConsumerProtection implements SessionProtection {
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
     const script = preparedGuardScript(this.#base, "fresh");
-    this.#prepared = nftApply(script, netns)
-      .catch(() => nftApply(preparedGuardScript(this.#base, "replace"), netns))
+    this.#prepared = transact(script, netns)
+      .catch(() => transact(preparedGuardScript(this.#base, "replace"), netns))
       .then(
         () => true,
         (err) => {
@@ -141,17 +147,9 @@ export class ConsumerProtection implements SessionProtection {
 
   /** The session ended before `engage`: the prepared table and commands go; a kill switch in force stays. */
   async discard(): Promise<void> {
-    this.#cancelPrespawned();
     const prepared = this.#prepared;
     this.#prepared = undefined;
     if ((await prepared) && this.#state === "off") await this.lift();
-  }
-
-  #cancelPrespawned(): void {
-    this.#nft?.cancel();
-    this.#ip?.cancel();
-    this.#nft = undefined;
-    this.#ip = undefined;
   }
 
   async engage(plan: TunnelPlan): Promise<void> {
@@ -166,9 +164,6 @@ export class ConsumerProtection implements SessionProtection {
     };
     const prepared = (await this.#prepared) ?? false;
     this.#prepared = undefined;
-    const [nft, ip] = [this.#nft, this.#ip];
-    this.#nft = undefined;
-    this.#ip = undefined;
     // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
     // over: its table is replaced atomically below, and its snapshot of the resolver file is the
     // one restored at the end, not the file as it left it.
@@ -191,18 +186,16 @@ export class ConsumerProtection implements SessionProtection {
     const install = async () => {
       // Our own table is in place (prepared, or this connection's last session's): one
       // transaction fills its sets and arms it. Otherwise the table is made and armed in one.
-      if (prepared || this.#state !== "off") return nft ? nftRun(nft, arm, this.options.netns) : nftApply(arm, this.options.netns);
-      nft?.cancel();
-      if (inherited) return nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
-      await nftApply(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
-        nftApply(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
+      if (prepared || this.#state !== "off") return transact(arm, this.options.netns);
+      if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
+      await transact(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
+        transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
       );
     };
     const [missing] = await Promise.all([
       withoutHostRoute(
         plan.endpoints.map((e) => e.address),
         this.options.netns,
-        ip,
       ),
       install(),
     ]);
@@ -237,7 +230,7 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
-    if (!same) await nftApply(armScript(this.#spec), this.options.netns);
+    if (!same) await transact(armScript(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
       const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
@@ -272,13 +265,12 @@ export class ConsumerProtection implements SessionProtection {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
     if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
     this.#spec = { ...this.#spec, endpoints: [], dns: [] };
-    await nftApply(armScript(this.#spec), this.options.netns);
+    await transact(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
-    this.#cancelPrespawned();
     await this.#prepared;
     this.#prepared = undefined;
     const record = this.#record ?? readRecord(this.options.dataDir);
@@ -314,17 +306,23 @@ async function undo(record: ProtectionRecord): Promise<void> {
 }
 
 /**
- * Which of `addresses` have no host route now (each once): the IPv4 ones asked in one `ip` batch
- * (`ip`, when one was started in advance), the IPv6 ones one by one (`ip -batch` cannot ask IPv6
+ * Which of `addresses` have no host route now (each once): the IPv4 ones read from the main table
+ * of the namespace's warm nft process (`/proc/<pid>/net/route`: no process started), or asked in
+ * one `ip` batch when that is not known yet; the IPv6 ones one by one (`ip -batch` cannot ask IPv6
  * routes without `-6`, which applies to the whole batch).
  */
-async function withoutHostRoute(addresses: string[], netns: string | undefined, ip?: PrespawnedCommand): Promise<string[]> {
+async function withoutHostRoute(addresses: string[], netns: string | undefined): Promise<string[]> {
   const unique = [...new Set(addresses)].filter((a) => isIP(a) !== 0);
   const four = unique.filter((a) => isIP(a) === 4);
   const six = unique.filter((a) => isIP(a) === 6);
+  const table = four.length > 0 ? nftSession(netns).mainRoutes4() : undefined;
+  if (table !== undefined) {
+    const sixMissing = await Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a)));
+    return [...four.filter((a) => !hasHostRoute4(table, a)), ...sixMissing.filter((a): a is string => a !== undefined)];
+  }
   const ask = `${four.map((a) => `route show exact ${a}/32`).join("\n")}\n`;
   const [shown, sixMissing] = await Promise.all([
-    four.length === 0 ? (ip?.cancel(), "") : ip ? ip.run(ask) : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
+    four.length === 0 ? "" : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
     Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a))),
   ]);
   const routed = new Set(shown.split("\n").map((line) => line.split(" ")[0]));

@@ -8,7 +8,7 @@ import type { Logger } from "../log/logger";
 import { FilterError, parseFilter, type ProposalFilter } from "../proposal/filter";
 import { ProposalSchema, SignedProposalSchema } from "../proposal/proposal";
 import { Address } from "../values/schemas";
-import { type IndexEntry, matches, type ProposalIndex, type UpsertResult } from "./index";
+import type { IndexEntry, ProposalIndex, RankedOrder, UpsertResult } from "./index";
 import type { QualityBook } from "./quality";
 
 /** Asked of a replica that is still loading the shared index: it answers once it is warm. */
@@ -318,48 +318,32 @@ function withQuality(q: QualityBook, e: IndexEntry): string {
 function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit: number, after?: string): { entries: IndexEntry[]; next: string | null } {
   const q = replica.quality;
   const offset = after ? Number(after.slice(2)) : 0;
-  if (filter.sort === "quality") {
-    // Walk the replica's ranked order (made at most once a second while receipts or proposals change).
-    const order = rankedOrder(replica);
-    const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
-    const now = Date.now();
-    const entries: IndexEntry[] = [];
-    let seen = 0;
-    for (const { e, score } of order) {
-      if (!e.listed || e.liveUntil <= now || !matches(e, filter, providers)) continue;
-      if (filter.minQuality !== undefined && score !== null && score < filter.minQuality) continue;
-      if (seen++ < offset) continue;
-      if (entries.length === limit) return { entries, next: `q:${offset + limit}` };
-      entries.push(e);
-    }
-    return { entries, next: null };
-  }
-  const list: { e: IndexEntry; rank: number }[] = [];
-  for (const e of replica.index.matching(filter)) {
-    const rated = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
-    if (filter.minQuality !== undefined && rated?.score != null && rated.score < filter.minQuality) continue;
-    list.push({ e, rank: rated?.rank ?? 50 });
-  }
-  if (filter.sort === "quality") list.sort((a, b) => b.rank - a.rank || (a.e.key < b.e.key ? -1 : 1));
-  const entries = list.slice(offset, offset + limit).map((x) => x.e);
-  return { entries, next: offset + limit < list.length ? `q:${offset + limit}` : null };
+  const min = filter.minQuality;
+  const page =
+    filter.sort === "quality"
+      ? // Walk the replica's ranked order (made at most once a second while receipts or proposals change).
+        replica.index.rankedPage(rankedOrder(replica), filter, limit, offset, (score) => min === undefined || score === null || score >= min)
+      : replica.index.filteredPage(filter, limit, offset, (provider, serviceType) => {
+          if (min === undefined || !q.has(provider, serviceType)) return true;
+          const score = q.score(provider, serviceType).score;
+          return score == null || score >= min;
+        });
+  return { entries: page.entries, next: page.more ? `q:${offset + limit}` : null };
 }
 
 /** Each replica's order of every listed proposal by quality (best first, unrated at 50, then key). */
-const ranked = new WeakMap<QualityBook, { version: number; size: number; at: number; order: { e: IndexEntry; score: number | null }[] }>();
+const ranked = new WeakMap<QualityBook, { version: number; size: number; at: number; order: RankedOrder }>();
 
-function rankedOrder(replica: DiscoveryReplicaView): { e: IndexEntry; score: number | null }[] {
+function rankedOrder(replica: DiscoveryReplicaView): RankedOrder {
   const q = replica.quality;
   const now = Date.now();
   const held = ranked.get(q);
   const fresh = held && held.version === q.version && held.size === replica.index.size;
   if (held && (fresh || now - held.at < 1000)) return held.order;
-  const order: { e: IndexEntry; score: number | null; rank: number }[] = [];
-  for (const e of replica.index.listed()) {
-    const s = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
-    order.push({ e, score: s?.score ?? null, rank: s?.rank ?? 50 });
-  }
-  order.sort((a, b) => b.rank - a.rank || (a.e.key < b.e.key ? -1 : 1));
+  const order = replica.index.rankedOrder((provider, serviceType) => {
+    const s = q.has(provider, serviceType) ? q.score(provider, serviceType) : undefined;
+    return { rank: s?.rank ?? 50, score: s?.score ?? null };
+  });
   ranked.set(q, { version: q.version, size: replica.index.size, at: now, order });
   return order;
 }

@@ -1,11 +1,13 @@
 import { MystError } from "../errors/MystError";
 import type { ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
-import { IndexEntry, SIGNATURE_LENGTH } from "./index-entry";
+import { ALLOWLIST, EntryTable, type IndexEntry, IPV6, LISTED, WITHDRAWN } from "./index-entry";
+import { filteredPageOf, matcher, type RankedOrder, rankedOrderOf, rankedPageOf } from "./ranked-order";
 import { proposalRecord, type StoredRecord } from "./record";
-import { byKey, type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
+import { type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
 
 export { IndexEntry } from "./index-entry";
+export type { RankedOrder } from "./ranked-order";
 
 export type UpsertResult = "added" | "replaced" | "refreshed";
 
@@ -48,8 +50,9 @@ export interface Decision {
  * `apply` takes whatever the store holds, from this replica or another, in revision order.
  */
 export class ProposalIndex {
-  readonly #entries = new Map<string, IndexEntry>();
-  #all = new SortedEntries();
+  /** Every key known, in columns (index-entry.ts); the sets below hold its slot numbers. */
+  readonly #t = new EntryTable();
+  #all = new SortedEntries(this.#t.keys);
   /** Listed entries (kept while bulk loading too, when the sorted sets wait for `endBulk`). */
   #listed = 0;
   readonly #byProvider = new Map<string, SortedEntries>();
@@ -78,39 +81,48 @@ export class ProposalIndex {
 
   /** Keys known, listed or only remembered. */
   get known(): number {
-    return this.#entries.size;
+    return this.#t.size;
+  }
+
+  /** Bytes of signatures and signed texts held, and of their buffer (used, reserved): for the bench and tests. */
+  get textBytes(): { held: number; used: number; reserved: number } {
+    return this.#t.textBytes;
   }
 
   /** Whether a verified proposal may replace what the index holds; throws IndexRejection if not. */
   decide(proposal: Proposal, text: string, now = Date.now()): Decision {
     const key = indexKey(proposal.provider, proposal.serviceType);
-    const e = this.#entries.get(key);
-    const live = e !== undefined && e.listed && e.liveUntil > now;
-    if (e?.withdrawn && proposal.createdAt <= e.createdAt) {
+    const t = this.#t;
+    const e = t.slotOf(key);
+    const listed = e !== undefined && t.has(e, LISTED);
+    const live = listed && t.liveUntil[e] > now;
+    if (e !== undefined && t.has(e, WITHDRAWN) && proposal.createdAt <= t.createdAt[e]) {
       throw new IndexRejection("PROPOSAL_WITHDRAWN", `${proposal.provider} withdrew its ${proposal.serviceType} proposal; announce a newer one`);
     }
-    if (e && proposal.createdAt < e.createdAt) {
+    if (e !== undefined && proposal.createdAt < t.createdAt[e]) {
       throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} was seen`);
     }
-    const same = live && e.body.length === text.length + SIGNATURE_LENGTH && e.body.endsWith(text);
-    if (live && proposal.createdAt === e.createdAt && !same) {
+    const same = live && t.textIs(e, text);
+    if (live && proposal.createdAt === t.createdAt[e] && !same) {
       throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
     }
     if (!live) {
-      if ((this.#byProvider.get(key.slice(0, 42))?.size ?? 0) >= this.maxPerProvider && !e?.listed) {
+      if ((this.#byProvider.get(key.slice(0, 42))?.size ?? 0) >= this.maxPerProvider && !listed) {
         throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
       }
-      if (!e?.listed && this.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
+      if (!listed && this.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
     }
-    return { key, revision: e?.revision ?? 0, result: !live ? "added" : same ? "refreshed" : "replaced" };
+    return { key, revision: e === undefined ? 0 : t.revision[e], result: !live ? "added" : same ? "refreshed" : "replaced" };
   }
 
   /** Whether an unregister signed at `at` writes a withdrawal (null: a newer proposal or withdrawal is known). */
   decideWithdrawal(provider: string, serviceType: string, at: number, now = Date.now()): (Decision & { removes: boolean }) | null {
     const key = indexKey(provider, serviceType);
-    const e = this.#entries.get(key);
-    if (e && (e.createdAt > at || (e.withdrawn && e.createdAt === at))) return null;
-    return { key, revision: e?.revision ?? 0, result: "replaced", removes: e !== undefined && e.listed && e.liveUntil > now };
+    const t = this.#t;
+    const e = t.slotOf(key);
+    if (e === undefined) return { key, revision: 0, result: "replaced", removes: false };
+    if (t.createdAt[e] > at || (t.has(e, WITHDRAWN) && t.createdAt[e] === at)) return null;
+    return { key, revision: t.revision[e], result: "replaced", removes: t.has(e, LISTED) && t.liveUntil[e] > now };
   }
 
   /**
@@ -118,61 +130,63 @@ export class ProposalIndex {
    * Older revisions than the one applied are ignored; the same one only refreshes its times.
    */
   apply(key: string, record: StoredRecord | null, revision: number, storedAt: number, now = Date.now()): void {
-    let e = this.#entries.get(key);
-    if (e && record === null && revision === 0) {
+    const t = this.#t;
+    let e = t.slotOf(key);
+    if (e !== undefined && record === null && revision === 0) {
       // Read from the store just now: it holds nothing (its TTL passed). Keep the history.
       this.#unlist(e);
-      e.revision = 0;
+      t.revision[e] = 0;
       return;
     }
-    if (e && revision < e.revision) return;
-    if (e && record !== null && revision > e.revision && createdAtOf(record) < e.createdAt) {
+    if (e !== undefined && revision < t.revision[e]) return;
+    if (e !== undefined && record !== null && revision > t.revision[e] && createdAtOf(record) < t.createdAt[e]) {
       // Older than what was seen, at a newer revision: no replica's decision writes that (a replay
       // put into the store by someone else). The store's revision is remembered, nothing else.
-      e.revision = revision;
+      t.revision[e] = revision;
       return;
     }
-    if (e && revision === e.revision && record !== null) {
-      e.keepUntil = storedAt + this.ttlMs;
-      if (e.listed) e.liveUntil = Math.min(e.expiresAt, e.keepUntil);
+    if (e !== undefined && revision === t.revision[e] && record !== null) {
+      t.keepUntil[e] = storedAt + this.ttlMs;
+      if (t.has(e, LISTED)) t.liveUntil[e] = Math.min(t.expiresAt[e], t.keepUntil[e]);
       return;
     }
     if (record === null) {
-      if (!e) return;
+      if (e === undefined) return;
       this.#unlist(e);
-      e.revision = revision;
+      t.revision[e] = revision;
       return;
     }
-    if (!e) this.#entries.set(key, (e = new IndexEntry(key, revision)));
-    e.revision = revision;
-    e.keepUntil = storedAt + this.ttlMs;
+    if (e === undefined) e = t.add(key, revision);
+    t.revision[e] = revision;
+    t.keepUntil[e] = storedAt + this.ttlMs;
     if (record.kind === "withdrawal") {
       this.#unlist(e);
-      e.withdrawn = true;
-      e.createdAt = record.at;
+      t.set(e, WITHDRAWN, true);
+      t.createdAt[e] = record.at;
       return;
     }
+    const perHour = BigInt(record.perHour);
+    const perGiB = BigInt(record.perGiB);
+    const country = t.label(record.country);
+    const ipType = t.label(record.ipType);
     const rebucket =
-      e.listed &&
-      (e.country !== record.country || e.ipType !== record.ipType || e.hourBand !== band(BigInt(record.perHour)) || e.gibBand !== band(BigInt(record.perGiB)));
+      t.has(e, LISTED) && (t.country[e] !== country || t.ipType[e] !== ipType || t.hourBand[e] !== band(perHour) || t.gibBand[e] !== band(perGiB));
     if (rebucket) this.#unlist(e);
-    e.withdrawn = false;
-    e.createdAt = record.createdAt;
-    e.expiresAt = record.expiresAt;
-    e.liveUntil = Math.min(record.expiresAt, e.keepUntil);
-    e.serviceType = shared(key.slice(43));
-    e.country = shared(record.country);
-    e.ipType = shared(record.ipType);
-    e.perHour = BigInt(record.perHour);
-    e.perGiB = BigInt(record.perGiB);
-    e.hourBand = band(e.perHour);
-    e.gibBand = band(e.perGiB);
-    e.bandwidthMbps = record.bandwidthMbps;
-    e.ipv6 = record.ipv6 === true;
-    e.accessPolicy = record.accessPolicy;
-    e.body = record.signature + record.text;
-    if (e.liveUntil <= now) this.#unlist(e);
-    else if (!e.listed) this.#list(e);
+    t.set(e, WITHDRAWN, false);
+    t.createdAt[e] = record.createdAt;
+    t.expiresAt[e] = record.expiresAt;
+    t.liveUntil[e] = Math.min(record.expiresAt, t.keepUntil[e]);
+    t.country[e] = country;
+    t.ipType[e] = ipType;
+    t.setPrices(e, perHour, perGiB);
+    t.hourBand[e] = band(perHour);
+    t.gibBand[e] = band(perGiB);
+    t.bandwidthMbps[e] = record.bandwidthMbps;
+    t.set(e, IPV6, record.ipv6 === true);
+    t.set(e, ALLOWLIST, record.accessPolicy === "allowlist");
+    t.setBody(e, record.signature, record.text);
+    if (t.liveUntil[e] <= now) this.#unlist(e);
+    else if (!t.has(e, LISTED)) this.#list(e);
   }
 
   /**
@@ -181,17 +195,16 @@ export class ProposalIndex {
    * remembered so that the provider's next announcement replaces it.
    */
   ignore(key: string, revision: number, storedAt: number): void {
-    const e = this.#entries.get(key);
-    if (!e) {
-      const remembered = new IndexEntry(key, revision);
-      remembered.keepUntil = storedAt + this.ttlMs;
-      this.#entries.set(key, remembered);
-    } else if (revision > e.revision) e.revision = revision;
+    const t = this.#t;
+    const e = t.slotOf(key);
+    if (e === undefined) t.keepUntil[t.add(key, revision)] = storedAt + this.ttlMs;
+    else if (revision > t.revision[e]) t.revision[e] = revision;
   }
 
   /** The store revision this index holds for `key` (0: none). */
   revisionOf(key: string): number {
-    return this.#entries.get(key)?.revision ?? 0;
+    const e = this.#t.slotOf(key);
+    return e === undefined ? 0 : this.#t.revision[e];
   }
 
   /**
@@ -199,7 +212,8 @@ export class ProposalIndex {
    * passed): if the store no longer has it, nor a newer value, the store lost it.
    */
   heldBelow(revision: number, now = Date.now()): string | undefined {
-    for (const e of this.#entries.values()) if (e.revision > 0 && e.revision < revision && e.keepUntil > now + 1000) return e.key;
+    const t = this.#t;
+    for (const e of t.slots()) if (t.revision[e] > 0 && t.revision[e] < revision && t.keepUntil[e] > now + 1000) return t.keys[e];
     return undefined;
   }
 
@@ -209,7 +223,8 @@ export class ProposalIndex {
    * key afresh.
    */
   forgetRevisions(below: number): void {
-    for (const e of this.#entries.values()) if (e.revision < below) e.revision = 0;
+    const t = this.#t;
+    for (const e of t.slots()) if (t.revision[e] < below) t.revision[e] = 0;
   }
 
   /** Decides and applies in this index alone (no store): a replica on its own, and tests. */
@@ -225,9 +240,11 @@ export class ProposalIndex {
    */
   remove(provider: string, serviceType: string, notAfter = Number.MAX_SAFE_INTEGER, now = Date.now()): boolean {
     if (notAfter === Number.MAX_SAFE_INTEGER) {
-      const e = this.#entries.get(indexKey(provider, serviceType));
-      const live = e !== undefined && e.listed && e.liveUntil > now;
-      if (e) this.#unlist(e);
+      const t = this.#t;
+      const e = t.slotOf(indexKey(provider, serviceType));
+      if (e === undefined) return false;
+      const live = t.has(e, LISTED) && t.liveUntil[e] > now;
+      this.#unlist(e);
       return live;
     }
     const d = this.decideWithdrawal(provider, serviceType, notAfter, now);
@@ -247,65 +264,92 @@ export class ProposalIndex {
   }
 
   get(provider: string, serviceType: string, now = Date.now()): IndexEntry | undefined {
-    const entry = this.#entries.get(indexKey(provider, serviceType));
-    return entry && entry.listed && entry.liveUntil > now ? entry : undefined;
+    const t = this.#t;
+    const e = t.slotOf(indexKey(provider, serviceType));
+    return e !== undefined && t.has(e, LISTED) && t.liveUntil[e] > now ? t.entry(e) : undefined;
   }
 
   /** Up to `limit` live proposals matching `filter`, after `cursor`; `next` is set when more may follow. */
   query(filter: ProposalFilter, limit: number, cursor?: string, now = Date.now()): { entries: IndexEntry[]; next: string | null } {
+    const t = this.#t;
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
-    const entries: IndexEntry[] = [];
+    const match = matcher(t, filter, providers);
+    const found: number[] = [];
     const walk = this.#candidates(filter).after(cursor);
     let more = false;
     for (let step = walk.next(); !step.done; step = walk.next()) {
-      if (entries.length === limit) {
+      if (found.length === limit) {
         more = true;
         break;
       }
       const e = step.value;
-      if (e.liveUntil <= now || !matches(e, filter, providers)) continue;
-      entries.push(e);
+      if (t.liveUntil[e] <= now || !match(e)) continue;
+      found.push(e);
     }
+    const entries = found.map((e) => t.entry(e));
     return { entries, next: more ? entries[entries.length - 1].key : null };
   }
 
-  /** Every listed entry, in key order (a ranked order is made from it). */
-  listed(): Iterable<IndexEntry> {
-    return this.#all;
+  /**
+   * Every listed key ranked by `rate` (higher rank first, ties in key order), with its score: a
+   * snapshot of slot numbers that `rankedPage` walks (ranked-order.ts).
+   */
+  rankedOrder(rate: (provider: string, serviceType: string) => { rank: number; score: number | null }): RankedOrder {
+    return rankedOrderOf(this.#t, this.#all, rate);
   }
 
-  /** Every live proposal matching `filter`, in key order (the smallest bucket walked): what a ranked query sorts. */
-  *matching(filter: ProposalFilter, now = Date.now()): Generator<IndexEntry> {
-    const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
-    const walk = this.#candidates(filter).after(undefined);
-    for (let step = walk.next(); !step.done; step = walk.next()) {
-      const e = step.value;
-      if (e.liveUntil > now && matches(e, filter, providers)) yield e;
-    }
+  /** Up to `limit` live proposals of a ranked order matching `filter` and `keep`, after `offset` (ranked-order.ts). */
+  rankedPage(
+    order: RankedOrder,
+    filter: ProposalFilter,
+    limit: number,
+    offset: number,
+    keep: (score: number | null) => boolean,
+    now = Date.now(),
+  ): { entries: IndexEntry[]; more: boolean } {
+    return rankedPageOf(this.#t, order, filter, limit, offset, keep, now);
+  }
+
+  /**
+   * Like `query`, in key order, with `keep` judging each match by its provider and service type, and
+   * an offset instead of a cursor (what a query leaving out low scores without sorting walks).
+   */
+  filteredPage(
+    filter: ProposalFilter,
+    limit: number,
+    offset: number,
+    keep: (provider: string, serviceType: string) => boolean,
+    now = Date.now(),
+  ): { entries: IndexEntry[]; more: boolean } {
+    return filteredPageOf(this.#t, this.#candidates(filter).after(undefined), filter, limit, offset, keep, now);
   }
 
   /** Unlists what expired and forgets what the store forgot; returns how many were unlisted. */
   sweep(now = Date.now()): number {
-    const expired = [...this.#all].filter((e) => e.liveUntil <= now);
+    const t = this.#t;
+    const expired = [...this.#all].filter((e) => t.liveUntil[e] <= now);
     if (expired.length > 64) {
       for (const e of expired) this.#unlist(e, false);
       this.#rebuild();
     } else {
       for (const e of expired) this.#unlist(e);
     }
-    for (const [key, e] of this.#entries) if (!e.listed && e.keepUntil <= now) this.#entries.delete(key);
+    const forgotten: number[] = [];
+    for (const e of t.slots()) if (!t.has(e, LISTED) && t.keepUntil[e] <= now) forgotten.push(e);
+    for (const e of forgotten) t.forget(e);
     return expired.length;
   }
 
   /** The smallest walk that holds every match. */
   #candidates(f: ProposalFilter): Candidates {
-    const none = new SortedEntries();
+    const keys = this.#t.keys;
+    const none = new SortedEntries(keys);
     const bucket = (map: Map<string, SortedEntries>, key: string) => walk(map.get(key) ?? none);
     const options: Candidates[] = [walk(this.#all)];
     if (f.providerIds?.length) {
-      const merge: IndexEntry[] = [];
+      const merge: number[] = [];
       for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.push(...(this.#byProvider.get(id) ?? []));
-      options.push(walk(SortedEntries.fromSorted(merge.sort(byKey))));
+      options.push(walk(SortedEntries.fromSorted(keys, merge.sort(this.#byKey))));
     }
     if (f.serviceType !== undefined) options.push(bucket(this.#byService, f.serviceType));
     if (f.country !== undefined) options.push(bucket(this.#byCountry, f.country));
@@ -313,29 +357,41 @@ export class ProposalIndex {
     if (f.country !== undefined && f.ipType !== undefined) options.push(bucket(this.#byCountryIpType, `${f.country}/${f.ipType}`));
     if (f.country !== undefined && f.serviceType !== undefined) options.push(bucket(this.#byServiceCountry, `${f.serviceType}/${f.country}`));
     if (f.metering !== undefined) options.push(bucket(this.#byMetering, f.metering));
-    const bands = (map: Map<string, SortedEntries>, max: bigint) => merged([...map].filter(([b]) => Number(b) <= band(max)).map(([, entries]) => entries));
+    const bands = (map: Map<string, SortedEntries>, max: bigint) =>
+      merged(
+        keys,
+        [...map].filter(([b]) => Number(b) <= band(max)).map(([, entries]) => entries),
+      );
     if (f.maxPricePerHour !== undefined) options.push(bands(this.#byHourBand, f.maxPricePerHour));
     if (f.maxPricePerGiB !== undefined) options.push(bands(this.#byGiBBand, f.maxPricePerGiB));
     return options.reduce((a, b) => (b.size < a.size ? b : a));
   }
 
-  #list(e: IndexEntry): void {
-    e.listed = true;
+  /** Slots in key order. */
+  readonly #byKey = (a: number, b: number): number => {
+    const x = this.#t.keys[a] as string;
+    const y = this.#t.keys[b] as string;
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
+
+  #list(e: number): void {
+    this.#t.set(e, LISTED, true);
     this.#listed++;
     if (this.#bulk) return;
     this.#all.insert(e);
     for (const [map, value] of this.#buckets(e)) {
       let set = map.get(value);
-      if (!set) map.set(value, (set = new SortedEntries()));
+      if (!set) map.set(value, (set = new SortedEntries(this.#t.keys)));
       set.insert(e);
     }
   }
 
   /** Takes `e` out of every set (`fromSets` false: the caller rebuilds them). */
-  #unlist(e: IndexEntry, fromSets = !this.#bulk): void {
-    if (!e.listed) return;
-    e.listed = false;
-    e.body = "";
+  #unlist(e: number, fromSets = !this.#bulk): void {
+    const t = this.#t;
+    if (!t.has(e, LISTED)) return;
+    t.set(e, LISTED, false);
+    t.clearBody(e);
     this.#listed--;
     if (!fromSets) return;
     this.#all.delete(e);
@@ -348,35 +404,41 @@ export class ProposalIndex {
 
   /** Sorts the listed entries once and builds every set from them in order (after a bulk load or a large sweep). */
   #rebuild(): void {
-    const listed: IndexEntry[] = [];
-    for (const e of this.#entries.values()) if (e.listed) listed.push(e);
-    listed.sort(byKey);
-    this.#all = SortedEntries.fromSorted(listed);
+    const t = this.#t;
+    const listed: number[] = [];
+    for (const e of t.slots()) if (t.has(e, LISTED)) listed.push(e);
+    listed.sort(this.#byKey);
+    this.#all = SortedEntries.fromSorted(t.keys, listed);
     const maps = this.#maps();
     for (const map of maps) map.clear();
     for (const e of listed) {
       for (const [map, value] of this.#buckets(e)) {
         let set = map.get(value);
-        if (!set) map.set(value, (set = new SortedEntries()));
+        if (!set) map.set(value, (set = new SortedEntries(t.keys)));
         set.append(e);
       }
     }
   }
 
-  #buckets(e: IndexEntry): [Map<string, SortedEntries>, string][] {
+  #buckets(e: number): [Map<string, SortedEntries>, string][] {
+    const t = this.#t;
+    const key = t.keys[e] as string;
+    const serviceType = key.slice(43);
+    const country = t.labelOf(t.country[e]);
+    const ipType = t.labelOf(t.ipType[e]);
     const buckets: [Map<string, SortedEntries>, string][] = [
-      [this.#byProvider, e.key.slice(0, 42)],
-      [this.#byService, e.serviceType],
-      [this.#byCountry, e.country],
-      [this.#byIpType, e.ipType],
-      [this.#byCountryIpType, `${e.country}/${e.ipType}`],
-      [this.#byServiceCountry, `${e.serviceType}/${e.country}`],
-      [this.#byHourBand, String(e.hourBand)],
-      [this.#byGiBBand, String(e.gibBand)],
+      [this.#byProvider, key.slice(0, 42)],
+      [this.#byService, serviceType],
+      [this.#byCountry, country],
+      [this.#byIpType, ipType],
+      [this.#byCountryIpType, `${country}/${ipType}`],
+      [this.#byServiceCountry, `${serviceType}/${country}`],
+      [this.#byHourBand, String(t.hourBand[e])],
+      [this.#byGiBBand, String(t.gibBand[e])],
     ];
     // Pushed, not spread: this runs for every entry of a bulk load, and a spread costs an iterator each.
-    if (e.perHour > 0n) buckets.push([this.#byMetering, "hour"]);
-    if (e.perGiB > 0n) buckets.push([this.#byMetering, "gib"]);
+    if (t.perHour(e) > 0n) buckets.push([this.#byMetering, "hour"]);
+    if (t.perGiB(e) > 0n) buckets.push([this.#byMetering, "gib"]);
     return buckets;
   }
 
@@ -395,35 +457,6 @@ export class ProposalIndex {
   }
 }
 
-/** One copy of each short label (country, IP type, service type) for every entry that carries it. */
-const labels = new Map<string, string>();
-/** Distinct labels kept: the schema bounds countries and IP types; service types are anyone's words. */
-const MAX_LABELS = 4096;
-
-/** The copy of `s` the index already holds (a decoded record brings its own copy of each label: ~24 B per entry and label). */
-function shared(s: string): string {
-  const known = labels.get(s);
-  if (known !== undefined) return known;
-  if (labels.size < MAX_LABELS) labels.set(s, s);
-  return s;
-}
-
 function createdAtOf(r: StoredRecord): number {
   return r.kind === "withdrawal" ? r.at : r.createdAt;
-}
-
-/** Whether a listed entry matches `filter` (`providers`: its provider ids, lower case). */
-export function matches(e: IndexEntry, f: ProposalFilter, providers?: Set<string>): boolean {
-  if (f.serviceType !== undefined && e.serviceType !== f.serviceType) return false;
-  if (f.country !== undefined && e.country !== f.country) return false;
-  if (f.ipType !== undefined && e.ipType !== f.ipType) return false;
-  if (f.metering === "hour" && e.perHour === 0n) return false;
-  if (f.metering === "gib" && e.perGiB === 0n) return false;
-  if (f.maxPricePerHour !== undefined && e.perHour > f.maxPricePerHour) return false;
-  if (f.maxPricePerGiB !== undefined && e.perGiB > f.maxPricePerGiB) return false;
-  if (f.minBandwidthMbps !== undefined && e.bandwidthMbps < f.minBandwidthMbps) return false;
-  if (f.ipv6 === true && !e.ipv6) return false;
-  if (f.accessPolicy !== undefined && e.accessPolicy !== f.accessPolicy) return false;
-  if (providers && !providers.has(e.key.slice(0, 42))) return false;
-  return true;
 }

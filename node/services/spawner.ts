@@ -112,7 +112,8 @@ export class Spawner {
     const h = this.#helper;
     if (!h) return;
     const streams = [h.stdin, h.stdout] as unknown as { ref?: () => void; unref?: () => void }[];
-    if (this.#waiting.size > 0 || this.#children.size > 0) {
+    const holding = [...this.#children.values()].some((c) => !c.background);
+    if (this.#waiting.size > 0 || holding) {
       h.ref();
       for (const s of streams) s.ref?.();
     } else {
@@ -172,11 +173,13 @@ export class Spawner {
   /**
    * Starts a long-lived program from the helper (a tunnel's process): a child that looks like
    * node's own to whoever supervises it (pid once started, output, exit, signals, its input when
-   * `stdin`), without a fork of the node.
+   * `stdin`), without a fork of the node. `background`: it does not keep the node alive (a warm
+   * helper such as nft-session.ts's, which ends with the node).
    */
-  launch(argv: string[], o: { stdin?: boolean; env?: NodeJS.ProcessEnv } = {}): RemoteChild {
+  launch(argv: string[], o: { stdin?: boolean; env?: NodeJS.ProcessEnv; background?: boolean } = {}): RemoteChild {
     const id = this.#next++;
     const child = new RemoteChild(argv, (message) => this.#send({ ...message, id }), o.stdin === true);
+    child.background = o.background === true;
     this.#children.set(id, child);
     child.once("exit", () => {
       this.#children.delete(id);
@@ -196,6 +199,8 @@ type ChildEvent =
 /** A process the helper started: the part of node's ChildProcess that supervision uses. */
 export class RemoteChild extends EventEmitter<{ spawn: []; exit: [code: number | null, signal: NodeJS.Signals | null]; error: [Error] }> {
   pid?: number;
+  /** Does not keep the node alive. */
+  background = false;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
   readonly stdout = new PassThrough();

@@ -6,6 +6,7 @@ import path from "node:path";
 import { Broker } from "../../node/broker/broker";
 import type { ControlEndpoint } from "../../node/consumer-protection/control-endpoints";
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
+import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
 import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
 import { Dialogs } from "../../node/dialog/dialogs";
@@ -82,6 +83,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
   });
 
   after(function () {
+    endNftSessions();
     for (const n of [c, w]) if (fs.existsSync(`/run/netns/${n}`)) ip("netns", "del", n);
     tmp.cleanup();
   });
@@ -247,6 +249,61 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
       expect(probe()).to.deep.equal(open);
     });
+
+  describe("the warm nft -i that installs and arms it (no process started on the connect path)", function () {
+    const tables = () => ip("netns", "exec", c, "nft", "list", "tables");
+
+    it("runs each script as one transaction: a script nft refuses changes nothing and says why; the next one runs", async function () {
+      const session = nftSession(c);
+      const err = await rejectionOf(session.apply("add table inet myst_ks_a\nadd element inet myst_ks_a no_such_set { 1 }"));
+      expect(err.code).to.equal("FIREWALL_FAILED");
+      expect(err.message).to.match(/no_such_set/);
+      expect(tables()).to.not.match(/myst_ks_a/);
+      await session.apply("add table inet myst_ks_a\nadd table inet myst_ks_b");
+      expect(tables()).to.match(/myst_ks_a[\s\S]*myst_ks_b/);
+      await session.apply("delete table inet myst_ks_a\ndelete table inet myst_ks_b");
+      expect(tables()).to.not.match(/myst_ks_/);
+    });
+
+    it("reads the namespace's host routes as `ip route show exact` does (a route that only covers an address is not one)", async function () {
+      const session = nftSession(c);
+      await session.apply("add table inet myst_ks_warm\ndelete table inet myst_ks_warm");
+      const table = await until(async () => session.mainRoutes4(), "the warm nft's routing table");
+      ip("-n", c, "route", "add", "198.18.3.77/32", "via", "198.18.1.1");
+      try {
+        const now = session.mainRoutes4() as string;
+        for (const address of ["198.18.3.77", "198.18.1.1", "10.77.1.1", "203.0.113.9"]) {
+          const shown = ip("-n", c, "route", "show", "exact", `${address}/32`).trim() !== "";
+          expect(hasHostRoute4(now, address), address).to.equal(shown);
+        }
+        expect(hasHostRoute4(now, "198.18.3.77")).to.equal(true);
+        expect(hasHostRoute4(table, "198.18.3.77")).to.equal(false);
+      } finally {
+        ip("-n", c, "route", "del", "198.18.3.77/32");
+      }
+    });
+
+    it("is not used once its namespace was replaced by another of the same name: the new one gets the rules", async function () {
+      const name = `${tag}-r`;
+      ip("netns", "add", name);
+      try {
+        const first = nftSession(name);
+        await first.apply("add table inet myst_ks_old");
+        ip("netns", "del", name);
+        ip("netns", "add", name);
+        expect(first.usable).to.equal(false);
+        const second = nftSession(name);
+        expect(second).to.not.equal(first);
+        await second.apply("add table inet myst_ks_new");
+        expect(ip("netns", "exec", name, "nft", "list", "tables"))
+          .to.match(/myst_ks_new/)
+          .and.not.match(/myst_ks_old/);
+      } finally {
+        endNftSessions();
+        if (fs.existsSync(`/run/netns/${name}`)) ip("netns", "del", name);
+      }
+    });
+  });
 
   describe("a failed session leaves nothing prepared behind (real wireguard-go, NATS, registry)", function () {
     const net = new TestNetwork();

@@ -1,0 +1,184 @@
+import fs from "node:fs";
+import { type RemoteChild, spawner } from "../services/spawner";
+import { ProtectionError } from "./errors";
+import { nftIn } from "./nft";
+
+/** How long a warm `nft -i` waits for the next transaction before it ends. */
+const IDLE_MS = 20_000;
+
+/**
+ * A warm `nft -i` in one network namespace, started by the spawning helper and kept for the next
+ * transaction: each script is sent as one line, which nft runs as one batch (one atomic
+ * transaction, as `nft -f`), so the kill switch's table is installed and armed with no process
+ * start on the connect path (an `nft` start is 3–25 ms of exec, libnftables and netlink set-up on
+ * a loaded machine; the transaction itself 1–3 ms). After each script a lookup of a table that
+ * cannot exist (`myst_mark_<n>`) makes nft print that name to stderr once the script's batch is
+ * done: what came before it is the script's own outcome. The session ends after IDLE_MS without
+ * work (a namespace a test deletes is not held for long), when the node dies (its input closes),
+ * or when its namespace was replaced by another of the same name (checked by inode before each
+ * use). Scripts run one at a time, in order.
+ */
+export class NftSession {
+  readonly #child: RemoteChild;
+  readonly #inode: number | undefined;
+  #stderr = "";
+  #seq = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #waiting?: { marker: string; resolve: (out: string) => void; reject: (err: Error) => void };
+  #idle?: NodeJS.Timeout;
+  #ended = false;
+
+  constructor(readonly netns?: string) {
+    this.#inode = inodeOf(netns);
+    this.#child = spawner.launch(nftIn(netns, ["-i"]), { stdin: true, background: true });
+    this.#child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      this.#stderr += d;
+      this.#settle();
+    });
+    this.#child.stdout.resume();
+    this.#child.once("exit", () => {
+      this.#ended = true;
+      this.#waiting?.reject(new ProtectionError("FIREWALL_FAILED", `nft -i${netns ? ` in ${netns}` : ""} ended: ${this.#stderr.trim().slice(0, 300)}`));
+      this.#waiting = undefined;
+    });
+    this.#touch();
+  }
+
+  /**
+   * The IPv4 routes of the main table of its namespace, read from `/proc/<pid>/net/route` of the
+   * nft process that lives there (no process started: what `ip route show exact` answers for a host
+   * route); undefined when it is not known to be in that namespace yet (nsenter not yet entered).
+   */
+  mainRoutes4(): string | undefined {
+    const pid = this.#child.pid;
+    if (pid === undefined || !this.usable) return undefined;
+    try {
+      const ns = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
+      const expected = this.#inode ?? inodeOf(undefined, true);
+      if (!ns || Number(ns[1]) !== expected) return undefined;
+      return fs.readFileSync(`/proc/${pid}/net/route`, "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether it can take scripts: running, and its namespace is still the one of that name. */
+  get usable(): boolean {
+    return !this.#ended && inodeOf(this.netns) === this.#inode;
+  }
+
+  /** Runs `script` (nft's file syntax) as one transaction; rejects with nft's error when it is refused. */
+  apply(script: string, timeoutMs = 15_000): Promise<void> {
+    const run = this.#queue.then(() => this.#run(script, timeoutMs));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#idle);
+    this.#child.stdin?.end();
+  }
+
+  async #run(script: string, timeoutMs: number): Promise<void> {
+    if (this.#ended) throw new ProtectionError("FIREWALL_FAILED", "nft -i has ended");
+    this.#touch();
+    const marker = `myst_mark_${++this.#seq}`;
+    // One line is one batch: newlines inside the script's blocks become statement separators.
+    const line = script
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .join("; ");
+    const out = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting = undefined;
+        reject(new ProtectionError("FIREWALL_FAILED", `nft -i did not answer within ${timeoutMs} ms`));
+        this.end();
+      }, timeoutMs);
+      this.#waiting = {
+        marker,
+        resolve: (o) => {
+          clearTimeout(timer);
+          resolve(o);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#child.stdin?.write(`${line}\nlist table inet ${marker}\n`);
+      this.#settle();
+    });
+    this.#touch();
+    if (/^Error/m.test(out)) {
+      throw new ProtectionError("FIREWALL_FAILED", `nftables refused the rule set${this.netns ? ` in ${this.netns}` : ""}: ${out.trim().slice(0, 500)}`);
+    }
+  }
+
+  /** Hands the waiting script what nft printed for it, once the marker's line is there. */
+  #settle(): void {
+    const w = this.#waiting;
+    if (!w) return;
+    const at = this.#stderr.indexOf(`list table inet ${w.marker}\n`);
+    if (at < 0) return;
+    // The marker's own error is the line before its command line; the caret line after it is dropped.
+    const before = this.#stderr.slice(0, at).replace(/[^\n]*\n$/, "");
+    const rest = this.#stderr.slice(at).split("\n").slice(1);
+    if (rest.length > 0 && /^\s*\^+\s*$/.test(rest[0])) rest.shift();
+    this.#stderr = rest.join("\n").replace(/^\s*\^+\s*\n?/, "");
+    this.#waiting = undefined;
+    w.resolve(before);
+  }
+
+  #touch(): void {
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => this.end(), IDLE_MS);
+    this.#idle.unref();
+  }
+}
+
+function inodeOf(netns: string | undefined, own = false): number | undefined {
+  if (netns === undefined && !own) return undefined;
+  try {
+    return netns === undefined ? fs.statSync("/proc/self/ns/net").ino : fs.statSync(`/run/netns/${netns}`).ino;
+  } catch {
+    return -1;
+  }
+}
+
+const sessions = new Map<string, NftSession>();
+
+/** The warm `nft -i` of `netns` (the machine's own when undefined), started now if there is none usable. */
+export function nftSession(netns?: string): NftSession {
+  const key = netns ?? "";
+  let s = sessions.get(key);
+  if (!s?.usable) {
+    s?.end();
+    s = new NftSession(netns);
+    sessions.set(key, s);
+  }
+  return s;
+}
+
+/** Whether the main IPv4 table in /proc/<pid>/net/route's text holds a route for exactly `address`/32. */
+export function hasHostRoute4(table: string, address: string): boolean {
+  const [a, b, c, d] = address.split(".").map(Number);
+  // The kernel prints addresses as the hex of their in-memory (network order) bytes read as a host (little-endian) word.
+  const hex = ((d << 24) | (c << 16) | (b << 8) | a) >>> 0;
+  const want = hex.toString(16).toUpperCase().padStart(8, "0");
+  return table
+    .split("\n")
+    .slice(1)
+    .some((line) => {
+      const f = line.split("\t");
+      return f[1] === want && f[7] === "FFFFFFFF";
+    });
+}
+
+/** Ends every warm `nft -i` (a test before it deletes its namespaces; they end by themselves when idle). */
+export function endNftSessions(): void {
+  for (const s of sessions.values()) s.end();
+  sessions.clear();
+}

@@ -1,0 +1,125 @@
+import type { ProposalFilter } from "../proposal/filter";
+import { ALLOWLIST, type EntryTable, type IndexEntry, IPV6, LISTED } from "./index-entry";
+
+/** Listed keys in a ranked order (`ProposalIndex.rankedOrder`): slot, its key then, its score (NaN: unrated). */
+export interface RankedOrder {
+  readonly slots: Int32Array;
+  readonly keys: readonly string[];
+  readonly scores: Float64Array;
+}
+
+/**
+ * Every listed slot (`listed`, in key order) ranked by `rate` (higher rank first, ties in key order),
+ * with its score: the order a query sorted by quality walks, re-made at most once a second. It holds
+ * no entry objects: 12 bytes and a reference per listed key.
+ */
+export function rankedOrderOf(
+  t: EntryTable,
+  listed: Iterable<number> & { readonly size: number },
+  rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
+): RankedOrder {
+  const n = listed.size;
+  const inKeyOrder = new Int32Array(n);
+  const ranks = new Float64Array(n);
+  const scoreOf = new Float64Array(n);
+  let i = 0;
+  for (const e of listed) {
+    const key = t.keys[e] as string;
+    const r = rate(key.slice(0, 42), key.slice(43));
+    inKeyOrder[i] = e;
+    ranks[i] = r.rank;
+    scoreOf[i++] = r.score ?? Number.NaN;
+  }
+  // Positions in key order sorted by rank: equal ranks keep key order (the position breaks the tie).
+  const by = new Int32Array(n);
+  for (let j = 0; j < n; j++) by[j] = j;
+  by.sort((a, b) => ranks[b] - ranks[a] || a - b);
+  const slots = new Int32Array(n);
+  const keys: string[] = new Array(n);
+  const scores = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    const at = by[j];
+    slots[j] = inKeyOrder[at];
+    keys[j] = t.keys[inKeyOrder[at]] as string;
+    scores[j] = scoreOf[at];
+  }
+  return { slots, keys, scores };
+}
+
+/**
+ * Up to `limit` live proposals of a ranked order that match `filter` and whose score `keep` takes,
+ * the first `offset` of them skipped; `more` when another follows. A key that left the index since
+ * the order was made is skipped (a slot reused by another key is not served in its place).
+ */
+export function rankedPageOf(
+  t: EntryTable,
+  order: RankedOrder,
+  filter: ProposalFilter,
+  limit: number,
+  offset: number,
+  keep: (score: number | null) => boolean,
+  now: number,
+): { entries: IndexEntry[]; more: boolean } {
+  const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
+  const match = matcher(t, filter, providers);
+  const found: number[] = [];
+  let seen = 0;
+  for (let i = 0; i < order.slots.length; i++) {
+    const e = order.slots[i];
+    if (t.keys[e] !== order.keys[i] || !t.has(e, LISTED) || t.liveUntil[e] <= now || !match(e)) continue;
+    const score = order.scores[i];
+    if (!keep(Number.isNaN(score) ? null : score)) continue;
+    if (seen++ < offset) continue;
+    if (found.length === limit) return { entries: found.map((s) => t.entry(s)), more: true };
+    found.push(e);
+  }
+  return { entries: found.map((s) => t.entry(s)), more: false };
+}
+
+/** `rankedPageOf` for a walk in key order (`walk`: the smallest bucket), `keep` judging by provider and service type. */
+export function filteredPageOf(
+  t: EntryTable,
+  walk: Iterator<number>,
+  filter: ProposalFilter,
+  limit: number,
+  offset: number,
+  keep: (provider: string, serviceType: string) => boolean,
+  now: number,
+): { entries: IndexEntry[]; more: boolean } {
+  const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
+  const match = matcher(t, filter, providers);
+  const found: number[] = [];
+  let seen = 0;
+  for (let step = walk.next(); !step.done; step = walk.next()) {
+    const e = step.value;
+    if (t.liveUntil[e] <= now || !match(e)) continue;
+    const key = t.keys[e] as string;
+    if (!keep(key.slice(0, 42), key.slice(43))) continue;
+    if (seen++ < offset) continue;
+    if (found.length === limit) return { entries: found.map((s) => t.entry(s)), more: true };
+    found.push(e);
+  }
+  return { entries: found.map((s) => t.entry(s)), more: false };
+}
+
+/** The test a listed slot must pass to match `f` (labels compared by id, prices as bigints). */
+export function matcher(t: EntryTable, f: ProposalFilter, providers?: Set<string>): (e: number) => boolean {
+  const country = f.country === undefined ? undefined : (t.knownLabel(f.country) ?? -1);
+  const ipType = f.ipType === undefined ? undefined : (t.knownLabel(f.ipType) ?? -1);
+  const service = f.serviceType === undefined ? undefined : `/${f.serviceType}`;
+  return (e) => {
+    const key = t.keys[e] as string;
+    if (service !== undefined && !(key.length === 42 + service.length && key.endsWith(service))) return false;
+    if (country !== undefined && t.country[e] !== country) return false;
+    if (ipType !== undefined && t.ipType[e] !== ipType) return false;
+    if (f.metering === "hour" && t.perHour(e) === 0n) return false;
+    if (f.metering === "gib" && t.perGiB(e) === 0n) return false;
+    if (f.maxPricePerHour !== undefined && t.perHour(e) > f.maxPricePerHour) return false;
+    if (f.maxPricePerGiB !== undefined && t.perGiB(e) > f.maxPricePerGiB) return false;
+    if (f.minBandwidthMbps !== undefined && t.bandwidthMbps[e] < f.minBandwidthMbps) return false;
+    if (f.ipv6 === true && !t.has(e, IPV6)) return false;
+    if (f.accessPolicy !== undefined && t.has(e, ALLOWLIST) !== (f.accessPolicy === "allowlist")) return false;
+    if (providers && !providers.has(key.slice(0, 42))) return false;
+    return true;
+  };
+}
