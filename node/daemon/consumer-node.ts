@@ -19,6 +19,7 @@ import type { SessionPathRecord, SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
 import type { RelayOpener } from "../session/consumer";
+import { ConnectStages } from "../session/stages";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
 
 /** How many relays a connect tries before it gives up. */
@@ -182,6 +183,8 @@ export class ConsumerNode {
       const left = deadline - Date.now();
       if (fellOver.length > 0 && left < 1000) break;
       const attemptStarted = Date.now();
+      const stages = new ConnectStages(t0);
+      stages.mark("candidates found (discovery)", t1);
       let session: ConsumerSession;
       try {
         // Nothing on chain here: the consumer's one vault pays any provider, one never used before included.
@@ -191,6 +194,7 @@ export class ConsumerNode {
           maxPrice: priceLimit(target.filter),
           protection: target.protection,
           relay: (o) => this.#openRelay(o, target.filter),
+          stages,
           ...(target.viaRelay ? { viaRelay: true } : {}),
           ...(target.provider && !target.probe ? {} : { timeoutMs: Math.max(1000, Math.min(10_000, left)) }),
         });
@@ -209,6 +213,8 @@ export class ConsumerNode {
       const advertised = found.proposal.bandwidthMbps;
       const check = session.tunnel.check ? await session.tunnel.check(checkSize(advertised)).catch(() => undefined) : undefined;
       const outcome = session.tunnel.check ? stageOfCheck(check ?? { firstByteMs: null, bytes: 0, ms: 0 }, advertised) : stageOfCheck(undefined, advertised);
+      stages.mark("first byte and throughput checked");
+      this.o.log?.info({ sessionId: session.id, path: session.path.tunnel, transport: session.path.relay?.transport, stagesMs: stages }, "connect stages");
       const t = session.timings;
       const pending = sessionReceipt(found, { id: session.id, path: session.path.tunnel, connectMs: t.tunnelUp - t.started }, outcome, check);
       if (outcome.failed && !target.provider) {
@@ -266,6 +272,7 @@ export class ConsumerNode {
       },
       { limit: 50 },
     );
+    o.stages?.mark("relays found (discovery)");
     const relays = proposals
       .filter((p) => !avoid.has(p.proposal.provider.toLowerCase()))
       .sort(
@@ -280,6 +287,9 @@ export class ConsumerNode {
       const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
       try {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
+        o.stages?.mark("relay accepted (credential)", session.timings.accepted);
+        o.stages?.mark("TURN allocated", session.timings.tunnelUp);
+        o.stages?.mark("relay session confirmed", session.timings.confirmed);
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
         payments?.start();
         this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });

@@ -10,6 +10,7 @@ import { shareLan } from "../nat/direct/plan";
 import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
+import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 
@@ -23,6 +24,8 @@ export type RelayOpener = (o: {
   avoid: string[];
   /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
   allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  /** The connect's stages, marked as the relay is found, negotiated and allocated. */
+  stages?: ConnectStages;
 }) => Promise<RelayLeg>;
 
 export interface ConnectOptions {
@@ -39,6 +42,8 @@ export interface ConnectOptions {
   direct?: boolean;
   /** Through a relay even when a direct path may exist. */
   viaRelay?: boolean;
+  /** Marked as each stage of the connect finishes (logged as `connect stages`). */
+  stages?: ConnectStages;
 }
 
 /** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
@@ -113,6 +118,7 @@ export class ConsumerSessions {
       allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
       /** Relays not to use (one that just died). */
       avoid?: string[];
+      stages?: ConnectStages;
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
@@ -122,14 +128,17 @@ export class ConsumerSessions {
       country: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       allow: o.allow,
+      stages: o.stages,
     });
     try {
       await leg.permit(addresses);
+      o.stages?.mark("relay permission");
       await o.dialog.request(
         SESSION_RELAY,
         { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.outside.protocol },
         { timeoutMs: o.timeoutMs },
       );
+      o.stages?.mark("session.relay answered");
     } catch (err) {
       await leg.close("the provider could not be told the relayed address").catch(() => undefined);
       throw err;
@@ -151,7 +160,9 @@ export class ConsumerSessions {
     const unreachable = unreachableReason(proposal);
     if (unreachable) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
 
+    const stages = options.stages;
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
+    stages?.mark("dialog open");
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
     const consumerData = await options.service.consumerData();
@@ -175,6 +186,7 @@ export class ConsumerSessions {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
     }
+    stages?.mark("direct offer (STUN) made");
     try {
       response = await dialog.request(
         SESSION_CREATE,
@@ -211,6 +223,7 @@ export class ConsumerSessions {
     }
     const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
     const accepted = Date.now();
+    stages?.mark("provider accepted", accepted);
 
     // The direct channel: punched now, in parallel with the provider's probes. When the provider
     // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
@@ -231,7 +244,8 @@ export class ConsumerSessions {
       !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
       try {
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow });
+        stages?.mark(`direct path given up (${why.slice(0, 60)})`);
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, stages });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -260,6 +274,7 @@ export class ConsumerSessions {
     } else if (peerOffer && punching && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;
+        stages?.mark("direct path met");
         // The channel met (a birthday search), but a tunnel cannot follow: the provider's tunnel has one
         // port, which its router maps anew for each destination, and our router lets in only what we sent
         // to; guessing that one mapping is hopeless (1 in 64,512 a probe). A relay's case, said at once.
@@ -301,6 +316,7 @@ export class ConsumerSessions {
         planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
       if (plan) await protection!.engage(plan);
       engaged = plan;
+      stages?.mark("kill switch engaged");
       tunnel = await options.service.connect(target);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     };
@@ -335,8 +351,10 @@ export class ConsumerSessions {
     }
     if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
     const tunnelUp = Date.now();
+    stages?.mark("tunnel up (handshake)", tunnelUp);
     try {
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: true, path: tunnelPath }, { timeoutMs });
+      stages?.mark("confirmed");
     } catch (err) {
       await tunnel.stop().catch(() => undefined);
       await relay?.close("the session was not confirmed").catch(() => undefined);
