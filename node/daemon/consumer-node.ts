@@ -259,7 +259,7 @@ export class ConsumerNode {
   /**
    * A relay for a session no punch can join: the cheapest relay proposal within the consumer's
    * price limit, one in the provider's country first; a paid session with it (its credential comes
-   * only inside one), an allocation over UDP (TCP first when UDP gets nothing back), payments from
+   * only inside one), an allocation over UDP (TLS first when UDP gets nothing back), payments from
    * the same vault as the provider's.
    */
   async #openRelay(o: Parameters<RelayOpener>[0], filter: ProposalFilter | undefined): Promise<RelayLeg> {
@@ -284,7 +284,12 @@ export class ConsumerNode {
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
-      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
+      // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
+      const service = new RelayConsumerService({
+        transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
+        beforeAllocate: o.allow,
+        log: this.o.log,
+      });
       try {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         o.stages?.mark("relay accepted (credential)", session.timings.accepted);
@@ -299,6 +304,7 @@ export class ConsumerNode {
           relayed: tunnel.relayed,
           local: tunnel.local,
           outside: tunnel.outside,
+          transport: tunnel.transport,
           permit: (addresses) => tunnel.permit(addresses),
           onDown: (listener) => void session.ended.then(listener),
           close: (reason) => session.destroy(reason),

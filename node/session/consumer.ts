@@ -16,7 +16,7 @@ import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-ses
 
 /**
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
- * UDP probes got nothing back (TURN over TCP first); `country`: the provider's (a relay there first).
+ * UDP probes got nothing back (TURN over TLS first); `country`: the provider's (a relay there first).
  */
 export type RelayOpener = (o: {
   udpBlocked: boolean;
@@ -239,7 +239,7 @@ export class ConsumerSessions {
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
     // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
-    // here, so no direct path can exist; with a relay, TURN over TCP at once.
+    // here, so no direct path can exist; with a relay, TURN over TLS at once.
     const udpBlocked =
       !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {

@@ -109,7 +109,12 @@ export async function benchRelay(): Promise<void> {
     fs.appendFileSync(
       path.resolve(__dirname, "..", "..", "bench", "relay.md"),
       `\n## Where a connect's time goes (median ms since the node began it; the daemon's \`connect stages\` log)\n\n${results
-        .map((r) => `- ${r.name}: ${Object.entries(r.stagesMs).map(([k, v]) => `${k} ${v}`).join(" → ")}`)
+        .map(
+          (r) =>
+            `- ${r.name}: ${Object.entries(r.stagesMs)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(" → ")}`,
+        )
         .join("\n")}\n`,
     );
   } finally {
@@ -134,7 +139,10 @@ function medianStages(log: string): Record<string, number> {
   }
   const out: Record<string, number> = {};
   for (const stage of new Set(runs.flatMap((r) => Object.keys(r)))) {
-    const values = runs.map((r) => r[stage]).filter((v) => v !== undefined).sort((a, b) => a - b);
+    const values = runs
+      .map((r) => r[stage])
+      .filter((v) => v !== undefined)
+      .sort((a, b) => a - b);
     out[stage] = values[Math.floor((values.length - 1) / 2)];
   }
   return out;

@@ -363,8 +363,8 @@ export type ConnectionTopic = {
       /** its TURN server */
       address: string;
       port: number;
-      /** how this node reaches the relay */
-      transport: "udp" | "tcp";
+      /** how this node reaches the relay: UDP, TCP, or TURN over TLS (TCP with the relay's pinned certificate) */
+      transport: "udp" | "tcp" | "tls";
     };
   };
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */
