@@ -119,17 +119,16 @@ export class ConsumerSessions {
       /** Relays not to use (one that just died). */
       avoid?: string[];
       stages?: ConnectStages;
+      /** A relay already being opened (while the provider was asked): used instead of opening one. */
+      opened?: Promise<RelayLeg>;
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
-    if (addresses.length === 0) throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
-    const leg = await open({
-      udpBlocked: o.udpBlocked,
-      country: o.proposal.location.country,
-      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
-      allow: o.allow,
-      stages: o.stages,
-    });
+    if (addresses.length === 0) {
+      await o.opened?.then((leg) => leg.close("the provider named no public address a relay could let in")).catch(() => undefined);
+      throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
+    }
+    const leg = await (o.opened ?? this.#openRelay(open, o));
     try {
       await leg.permit(addresses);
       o.stages?.mark("relay permission");
@@ -145,6 +144,19 @@ export class ConsumerSessions {
     }
     this.#log.info({ sessionId: o.sessionId, relay: leg.provider, relayed: leg.relayed, via: leg.outside }, "relayed");
     return leg;
+  }
+
+  #openRelay(
+    open: RelayOpener,
+    o: { proposal: Proposal; udpBlocked: boolean; allow?: (endpoints: TunnelEndpoint[]) => Promise<void>; avoid?: string[]; stages?: ConnectStages },
+  ): Promise<RelayLeg> {
+    return open({
+      udpBlocked: o.udpBlocked,
+      country: o.proposal.location.country,
+      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
+      allow: o.allow,
+      stages: o.stages,
+    });
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
@@ -176,8 +188,15 @@ export class ConsumerSessions {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
+    /** A relay opened while the provider is asked (when one will be needed anyway), until the session takes it. */
+    let early: Promise<RelayLeg> | undefined;
+    const dropEarly = async (): Promise<void> => {
+      const leg = early;
+      early = undefined;
+      await leg?.then((l) => l.close("the session did not come to use the relay")).catch(() => undefined);
+    };
     const discardPrepared = () =>
-      Promise.all([options.service.discard?.(consumerData), protection?.discard?.()]).catch((err) =>
+      Promise.all([options.service.discard?.(consumerData), protection?.discard?.(), dropEarly()]).catch((err) =>
         this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
       );
     let prepared: PreparedChannel | undefined;
@@ -187,6 +206,16 @@ export class ConsumerSessions {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
     }
     stages?.mark("direct offer (STUN) made");
+    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
+    // here, so no direct path can exist; with a relay, TURN over TLS at once.
+    const udpBlocked =
+      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
+    // A relay will be needed whatever the provider answers: found, negotiated and allocated while the
+    // provider is asked (measured: 80 ms of a relayed connect, in series before).
+    if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay)) {
+      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages });
+      early.catch(() => undefined);
+    }
     try {
       response = await dialog.request(
         SESSION_CREATE,
@@ -238,14 +267,12 @@ export class ConsumerSessions {
     const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
-    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
-    // here, so no direct path can exist; with a relay, TURN over TLS at once.
-    const udpBlocked =
-      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
       try {
         stages?.mark(`direct path given up (${why.slice(0, 60)})`);
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, stages });
+        const opened = early;
+        early = undefined;
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, stages, opened });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -269,7 +296,9 @@ export class ConsumerSessions {
       await discardPrepared();
       throw new SessionError("NO_RELAY", `cannot go through a relay: ${why}`);
     }
-    if (relayable && (udpBlocked || options.viaRelay)) {
+    const relayNow = relayable && (udpBlocked || options.viaRelay);
+    if (!relayNow) await dropEarly();
+    if (relayNow) {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
     } else if (peerOffer && punching && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
