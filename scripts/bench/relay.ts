@@ -17,7 +17,7 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli
  * behind another (a pair that punches a direct path), a consumer whose network drops all UDP, and a
  * public relay node selling `relay` on port 443. For the same provider: (1) iperf3 through the
  * tunnel (consumer → internet host, BENCH_SECONDS) direct (punched), relayed over UDP (`--via-relay`)
- * and relayed over TCP/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
+ * and relayed over TLS/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
  * tunnel over BENCH_CONNECTS connects of each. Aims (issue 29): relayed UDP ≥ 0.5× direct; connect
  * p50 ≤ 1.5 s when a relay is needed.
  */
@@ -73,7 +73,7 @@ export async function benchRelay(): Promise<void> {
     const modes = [
       { name: "direct (punched)", consumer: 2, netns: topology.consumers[0], args: [] as string[] },
       { name: "relayed over UDP", consumer: 2, netns: topology.consumers[0], args: ["--via-relay"] },
-      { name: "relayed over TCP/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
+      { name: "relayed over TLS/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
     ];
     const results: { name: string; path: string; mbps: number; connect: ReturnType<typeof summarize>; stagesMs: Record<string, number> }[] = [];
     for (const m of modes) {
