@@ -134,7 +134,7 @@ export class ConsumerSessions {
       o.stages?.mark("relay permission");
       await o.dialog.request(
         SESSION_RELAY,
-        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.outside.protocol },
+        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.transport },
         { timeoutMs: o.timeoutMs },
       );
       o.stages?.mark("session.relay answered");

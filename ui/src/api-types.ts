@@ -23,7 +23,7 @@ export type LiveSession = {
       address: string;
       /** the consumer's: the TURN server's port */
       port?: number;
-      /** how the consumer reaches the relay: udp or tcp */
+      /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
       transport?: string;
     };
   } | null;
@@ -137,7 +137,7 @@ export type ProviderTopic = {
         address: string;
         /** the consumer's: the TURN server's port */
         port?: number;
-        /** how the consumer reaches the relay: udp or tcp */
+        /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
     } | null;
@@ -217,7 +217,7 @@ export type EarningsTopic = {
         address: string;
         /** the consumer's: the TURN server's port */
         port?: number;
-        /** how the consumer reaches the relay: udp or tcp */
+        /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
     } | null;
