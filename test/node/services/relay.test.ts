@@ -94,7 +94,11 @@ describe("relay service (real coturn on loopback)", function () {
       const local = dgram.createSocket("udp4");
       await new Promise<void>((r) => local.bind(0, "127.0.0.1", () => r()));
       const got: Buffer[] = [];
-      local.on("message", (m) => got.push(m));
+      let lastAt = Date.now();
+      local.on("message", (m) => {
+        got.push(m);
+        lastAt = Date.now();
+      });
       local.send(Buffer.from("first"), tunnel.local.port, tunnel.local.address);
       await until(
         () => got.some((g) => g.toString() === "hello") && got.some((g) => g.toString() === "first"),
@@ -105,7 +109,9 @@ describe("relay service (real coturn on loopback)", function () {
         local.send(Buffer.alloc(1000, i), tunnel.local.port, tunnel.local.address);
         if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
       }
-      await until(() => got.length >= 80, "the echoes back through the relay", 10_000);
+      // Every echo back (or, a datagram lost on the way, no more coming): one still in flight when the
+      // allocation closes is counted by coturn and not by us (a 5.2 % gap under load, stopping at 80 of 102).
+      await until(() => got.length >= 102 || (got.length >= 80 && Date.now() - lastAt > 500), "the echoes back through the relay", 10_000);
       await tunnel.stop();
       // coturn's last usage line comes when the allocation ends: then its count and ours agree.
       const ours = tunnel.stats();
