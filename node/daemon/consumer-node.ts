@@ -19,6 +19,7 @@ import type { SessionPathRecord, SessionStore } from "../store/session-store";
 import type { IssuedPromiseStore } from "../store/issued-promise-store";
 import { ConsumerPromises } from "../payments/consumer-promises";
 import type { RelayOpener } from "../session/consumer";
+import { ConnectStages } from "../session/stages";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
 
 /** How many relays a connect tries before it gives up. */
@@ -182,6 +183,8 @@ export class ConsumerNode {
       const left = deadline - Date.now();
       if (fellOver.length > 0 && left < 1000) break;
       const attemptStarted = Date.now();
+      const stages = new ConnectStages(t0);
+      stages.mark("candidates found (discovery)", t1);
       let session: ConsumerSession;
       try {
         // Nothing on chain here: the consumer's one vault pays any provider, one never used before included.
@@ -191,6 +194,7 @@ export class ConsumerNode {
           maxPrice: priceLimit(target.filter),
           protection: target.protection,
           relay: (o) => this.#openRelay(o, target.filter),
+          stages,
           ...(target.viaRelay ? { viaRelay: true } : {}),
           ...(target.provider && !target.probe ? {} : { timeoutMs: Math.max(1000, Math.min(10_000, left)) }),
         });
@@ -209,6 +213,8 @@ export class ConsumerNode {
       const advertised = found.proposal.bandwidthMbps;
       const check = session.tunnel.check ? await session.tunnel.check(checkSize(advertised)).catch(() => undefined) : undefined;
       const outcome = session.tunnel.check ? stageOfCheck(check ?? { firstByteMs: null, bytes: 0, ms: 0 }, advertised) : stageOfCheck(undefined, advertised);
+      stages.mark("first byte and throughput checked");
+      this.o.log?.info({ sessionId: session.id, path: session.path.tunnel, transport: session.path.relay?.transport, stagesMs: stages }, "connect stages");
       const t = session.timings;
       const pending = sessionReceipt(found, { id: session.id, path: session.path.tunnel, connectMs: t.tunnelUp - t.started }, outcome, check);
       if (outcome.failed && !target.provider) {
@@ -253,7 +259,7 @@ export class ConsumerNode {
   /**
    * A relay for a session no punch can join: the cheapest relay proposal within the consumer's
    * price limit, one in the provider's country first; a paid session with it (its credential comes
-   * only inside one), an allocation over UDP (TCP first when UDP gets nothing back), payments from
+   * only inside one), an allocation over UDP (TLS first when UDP gets nothing back), payments from
    * the same vault as the provider's.
    */
   async #openRelay(o: Parameters<RelayOpener>[0], filter: ProposalFilter | undefined): Promise<RelayLeg> {
@@ -266,6 +272,7 @@ export class ConsumerNode {
       },
       { limit: 50 },
     );
+    o.stages?.mark("relays found (discovery)");
     const relays = proposals
       .filter((p) => !avoid.has(p.proposal.provider.toLowerCase()))
       .sort(
@@ -277,9 +284,17 @@ export class ConsumerNode {
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
-      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
+      // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
+      const service = new RelayConsumerService({
+        transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
+        beforeAllocate: o.allow,
+        log: this.o.log,
+      });
       try {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
+        o.stages?.mark("relay accepted (credential)", session.timings.accepted);
+        o.stages?.mark("TURN allocated", session.timings.tunnelUp);
+        o.stages?.mark("relay session confirmed", session.timings.confirmed);
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
         payments?.start();
         this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
@@ -289,6 +304,7 @@ export class ConsumerNode {
           relayed: tunnel.relayed,
           local: tunnel.local,
           outside: tunnel.outside,
+          transport: tunnel.transport,
           permit: (addresses) => tunnel.permit(addresses),
           onDown: (listener) => void session.ended.then(listener),
           close: (reason) => session.destroy(reason),

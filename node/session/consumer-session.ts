@@ -17,7 +17,7 @@ export interface SessionPath {
   /** The direct channel's path, once it is up. */
   direct?: DirectPath;
   /** Relayed: which relay (its identity and TURN server) and over what the consumer reaches it. */
-  relay?: { provider: string; address: string; port: number; transport: "udp" | "tcp" };
+  relay?: { provider: string; address: string; port: number; transport: "udp" | "tcp" | "tls" };
 }
 
 /**
@@ -30,6 +30,8 @@ export interface RelayLeg {
   relayed: { address: string; port: number };
   local: { address: string; port: number };
   outside: TunnelEndpoint;
+  /** How this node reaches the relay: UDP, TCP, or TLS over TCP (`outside` says TCP then). */
+  transport: "udp" | "tcp" | "tls";
   /** Lets these addresses (the provider's public ones) send to the relayed address. */
   permit(addresses: string[]): Promise<void>;
   /** Called once if the relay's allocation or session ends by itself. */
@@ -100,7 +102,7 @@ export class ConsumerSession extends EventEmitter<{ ended: [reason: string]; pat
               provider: this.relay.provider,
               address: this.relay.outside.address,
               port: this.relay.outside.port,
-              transport: this.relay.outside.protocol,
+              transport: this.relay.transport,
             },
           }
         : {}),

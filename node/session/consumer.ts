@@ -10,12 +10,13 @@ import { shareLan } from "../nat/direct/plan";
 import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
+import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 
 /**
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
- * UDP probes got nothing back (TURN over TCP first); `country`: the provider's (a relay there first).
+ * UDP probes got nothing back (TURN over TLS first); `country`: the provider's (a relay there first).
  */
 export type RelayOpener = (o: {
   udpBlocked: boolean;
@@ -23,6 +24,8 @@ export type RelayOpener = (o: {
   avoid: string[];
   /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
   allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  /** The connect's stages, marked as the relay is found, negotiated and allocated. */
+  stages?: ConnectStages;
 }) => Promise<RelayLeg>;
 
 export interface ConnectOptions {
@@ -39,6 +42,8 @@ export interface ConnectOptions {
   direct?: boolean;
   /** Through a relay even when a direct path may exist. */
   viaRelay?: boolean;
+  /** Marked as each stage of the connect finishes (logged as `connect stages`). */
+  stages?: ConnectStages;
 }
 
 /** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
@@ -113,29 +118,45 @@ export class ConsumerSessions {
       allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
       /** Relays not to use (one that just died). */
       avoid?: string[];
+      stages?: ConnectStages;
+      /** A relay already being opened (while the provider was asked): used instead of opening one. */
+      opened?: Promise<RelayLeg>;
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
-    if (addresses.length === 0) throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
-    const leg = await open({
-      udpBlocked: o.udpBlocked,
-      country: o.proposal.location.country,
-      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
-      allow: o.allow,
-    });
+    if (addresses.length === 0) {
+      await o.opened?.then((leg) => leg.close("the provider named no public address a relay could let in")).catch(() => undefined);
+      throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
+    }
+    const leg = await (o.opened ?? this.#openRelay(open, o));
     try {
       await leg.permit(addresses);
+      o.stages?.mark("relay permission");
       await o.dialog.request(
         SESSION_RELAY,
-        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.outside.protocol },
+        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.transport },
         { timeoutMs: o.timeoutMs },
       );
+      o.stages?.mark("session.relay answered");
     } catch (err) {
       await leg.close("the provider could not be told the relayed address").catch(() => undefined);
       throw err;
     }
     this.#log.info({ sessionId: o.sessionId, relay: leg.provider, relayed: leg.relayed, via: leg.outside }, "relayed");
     return leg;
+  }
+
+  #openRelay(
+    open: RelayOpener,
+    o: { proposal: Proposal; udpBlocked: boolean; allow?: (endpoints: TunnelEndpoint[]) => Promise<void>; avoid?: string[]; stages?: ConnectStages },
+  ): Promise<RelayLeg> {
+    return open({
+      udpBlocked: o.udpBlocked,
+      country: o.proposal.location.country,
+      avoid: [o.proposal.provider, ...(o.avoid ?? [])],
+      allow: o.allow,
+      stages: o.stages,
+    });
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
@@ -151,7 +172,9 @@ export class ConsumerSessions {
     const unreachable = unreachableReason(proposal);
     if (unreachable) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
 
+    const stages = options.stages;
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
+    stages?.mark("dialog open");
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
     const consumerData = await options.service.consumerData();
@@ -165,8 +188,15 @@ export class ConsumerSessions {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
+    /** A relay opened while the provider is asked (when one will be needed anyway), until the session takes it. */
+    let early: Promise<RelayLeg> | undefined;
+    const dropEarly = async (): Promise<void> => {
+      const leg = early;
+      early = undefined;
+      await leg?.then((l) => l.close("the session did not come to use the relay")).catch(() => undefined);
+    };
     const discardPrepared = () =>
-      Promise.all([options.service.discard?.(consumerData), protection?.discard?.()]).catch((err) =>
+      Promise.all([options.service.discard?.(consumerData), protection?.discard?.(), dropEarly()]).catch((err) =>
         this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
       );
     let prepared: PreparedChannel | undefined;
@@ -174,6 +204,17 @@ export class ConsumerSessions {
       prepared = options.direct === false ? undefined : await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
+    }
+    stages?.mark("direct offer (STUN) made");
+    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
+    // here, so no direct path can exist; with a relay, TURN over TLS at once.
+    const udpBlocked =
+      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
+    // A relay will be needed whatever the provider answers: found, negotiated and allocated while the
+    // provider is asked (measured: 80 ms of a relayed connect, in series before).
+    if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay)) {
+      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages });
+      early.catch(() => undefined);
     }
     try {
       response = await dialog.request(
@@ -211,6 +252,7 @@ export class ConsumerSessions {
     }
     const { sessionId, serviceConfig, keepaliveMs } = response.accepted;
     const accepted = Date.now();
+    stages?.mark("provider accepted", accepted);
 
     // The direct channel: punched now, in parallel with the provider's probes. When the provider
     // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
@@ -225,13 +267,12 @@ export class ConsumerSessions {
     const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
-    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
-    // here, so no direct path can exist; with a relay, TURN over TCP at once.
-    const udpBlocked =
-      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
       try {
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow });
+        stages?.mark(`direct path given up (${why.slice(0, 60)})`);
+        const opened = early;
+        early = undefined;
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, stages, opened });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -255,11 +296,14 @@ export class ConsumerSessions {
       await discardPrepared();
       throw new SessionError("NO_RELAY", `cannot go through a relay: ${why}`);
     }
-    if (relayable && (udpBlocked || options.viaRelay)) {
+    const relayNow = relayable && (udpBlocked || options.viaRelay);
+    if (!relayNow) await dropEarly();
+    if (relayNow) {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
     } else if (peerOffer && punching && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
       try {
         const path = await punching;
+        stages?.mark("direct path met");
         // The channel met (a birthday search), but a tunnel cannot follow: the provider's tunnel has one
         // port, which its router maps anew for each destination, and our router lets in only what we sent
         // to; guessing that one mapping is hopeless (1 in 64,512 a probe). A relay's case, said at once.
@@ -301,6 +345,7 @@ export class ConsumerSessions {
         planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
       if (plan) await protection!.engage(plan);
       engaged = plan;
+      stages?.mark("kill switch engaged");
       tunnel = await options.service.connect(target);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     };
@@ -335,8 +380,10 @@ export class ConsumerSessions {
     }
     if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
     const tunnelUp = Date.now();
+    stages?.mark("tunnel up (handshake)", tunnelUp);
     try {
       await dialog.request(SESSION_CONFIRM, { sessionId, ok: true, path: tunnelPath }, { timeoutMs });
+      stages?.mark("confirmed");
     } catch (err) {
       await tunnel.stop().catch(() => undefined);
       await relay?.close("the session was not confirmed").catch(() => undefined);

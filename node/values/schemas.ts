@@ -37,7 +37,7 @@ export const SessionPath = Type.Union(
           provider: Type.Optional({ ...Address, description: "the relay's identity (a provider knows it from the consumer's word)" }),
           address: Type.String({ description: "the relay's address (the consumer's TURN server; to a provider, the relayed address's host)" }),
           port: Type.Optional(Type.Integer({ description: "the consumer's: the TURN server's port" })),
-          transport: Type.Optional(Type.String({ description: "how the consumer reaches the relay: udp or tcp" })),
+          transport: Type.Optional(Type.String({ description: "how the consumer reaches the relay: udp, tcp or tls (TURN over TLS)" })),
         }),
       ),
     }),

@@ -1,6 +1,7 @@
 // The relay benchmark (`npm run bench -- relay`, bench/relay.md): one pair of nodes, direct and through a relay.
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import path from "node:path";
 import { missingE2EPrerequisites } from "../lib/prereqs";
 import { freePort, stopChild, testChain } from "../lib/local-chain";
 import { startNatsServer } from "../lib/test-network";
@@ -16,7 +17,7 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli
  * behind another (a pair that punches a direct path), a consumer whose network drops all UDP, and a
  * public relay node selling `relay` on port 443. For the same provider: (1) iperf3 through the
  * tunnel (consumer → internet host, BENCH_SECONDS) direct (punched), relayed over UDP (`--via-relay`)
- * and relayed over TCP/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
+ * and relayed over TLS/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
  * tunnel over BENCH_CONNECTS connects of each. Aims (issue 29): relayed UDP ≥ 0.5× direct; connect
  * p50 ≤ 1.5 s when a relay is needed.
  */
@@ -48,11 +49,12 @@ export async function benchRelay(): Promise<void> {
       if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
       return JSON.parse(r.stdout);
     };
-    const daemon = async (i: number, netns: string) => {
-      const d = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], env(i), { netns });
+    const daemon = async (i: number, netns: string, logLevel = "warn") => {
+      const d = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...env(i), MYST_LOG_LEVEL: logLevel }, { netns });
       background.push(d);
       await until(() => d.output().includes("REST API:") || d.child.exitCode !== null, "a daemon to listen");
       if (d.child.exitCode !== null) throw new Error(`a daemon exited: ${d.output()}`);
+      return d;
     };
     const nat = topology.nat!;
     await daemon(0, topology.provider);
@@ -63,32 +65,35 @@ export async function benchRelay(): Promise<void> {
     );
     await daemon(1, topology.relays[0]);
     await json(1, ["service", "start", "relay", "--public-ip", topology.relayAddressOf(0), "--port", "443", "--country", "DE"], topology.relays[0]);
-    await daemon(2, topology.consumers[0]);
-    await daemon(3, topology.consumers[1]);
+    // The consumers log at info: their `connect stages` lines are the breakdown of each connect.
+    const consumers = { 2: await daemon(2, topology.consumers[0], "info"), 3: await daemon(3, topology.consumers[1], "info") };
     children.push(iperfServer(topology.internet, topology.internetAddress));
     await until(async () => (await json(2, ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 1, "the relay in discovery");
 
     const modes = [
       { name: "direct (punched)", consumer: 2, netns: topology.consumers[0], args: [] as string[] },
       { name: "relayed over UDP", consumer: 2, netns: topology.consumers[0], args: ["--via-relay"] },
-      { name: "relayed over TCP/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
+      { name: "relayed over TLS/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
     ];
-    const results: { name: string; path: string; mbps: number; connect: ReturnType<typeof summarize> }[] = [];
+    const results: { name: string; path: string; mbps: number; connect: ReturnType<typeof summarize>; stagesMs: Record<string, number> }[] = [];
     for (const m of modes) {
       console.log(`${m.name}…`);
       const samples: number[] = [];
-      let path = "";
+      const logFrom = consumers[m.consumer as 2 | 3].output().length;
+      let seenPath = "";
       let mbps = 0;
       for (let k = 0; k < connects; k++) {
         const started = nowMs();
         const connected = await json(m.consumer, ["connect", "--service", "wireguard", "--country", "DE", ...m.args], m.netns);
         await until(() => fetchFrom(topology, m.netns, topology.internetUrl, 2000) === nat.publicAddressOf(topology.provider), "the first byte", 30_000);
         samples.push(nowMs() - started);
-        path = `${connected.path.tunnel}${connected.path.relay ? ` over ${connected.path.relay.transport}` : ""}`;
+        seenPath = `${connected.path.tunnel}${connected.path.relay ? ` over ${connected.path.relay.transport}` : ""}`;
         if (k === 0) mbps = iperf(topology, m.netns, topology.internetAddress, seconds);
         await json(m.consumer, ["disconnect"], m.netns);
       }
-      results.push({ name: m.name, path, mbps, connect: summarize(samples) });
+      const stagesMs = medianStages(consumers[m.consumer as 2 | 3].output().slice(logFrom));
+      console.log(`  stages (median ms since the connect began): ${JSON.stringify(stagesMs)}`);
+      results.push({ name: m.name, path: seenPath, mbps, connect: summarize(samples), stagesMs });
     }
     const direct = results[0].mbps;
     writeResults("relay", { seconds, connects, results, ratios: results.map((r) => ({ name: r.name, vsDirect: round(r.mbps / direct, 2) })) }, [
@@ -101,6 +106,17 @@ export async function benchRelay(): Promise<void> {
         `${Math.round(r.connect.p50)} / ${Math.round(r.connect.p99)} (n=${r.connect.n})`,
       ]),
     ]);
+    fs.appendFileSync(
+      path.resolve(__dirname, "..", "..", "bench", "relay.md"),
+      `\n## Where a connect's time goes (median ms since the node began it; the daemon's \`connect stages\` log)\n\n${results
+        .map(
+          (r) =>
+            `- ${r.name}: ${Object.entries(r.stagesMs)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(" → ")}`,
+        )
+        .join("\n")}\n`,
+    );
   } finally {
     await Promise.all(children.map((c) => stopChild(c)));
     await Promise.all(background.map((b) => b.stop()));
@@ -108,4 +124,26 @@ export async function benchRelay(): Promise<void> {
     await Promise.all([chain.stop(), nats.stop()]);
     for (const d of dirs) d.cleanup();
   }
+}
+
+/** The median of each stage over the `connect stages` lines in a daemon's JSON log. */
+function medianStages(log: string): Record<string, number> {
+  const runs: Record<string, number>[] = [];
+  for (const line of log.split("\n")) {
+    if (!line.includes('"connect stages"')) continue;
+    try {
+      runs.push(JSON.parse(line).stagesMs);
+    } catch {
+      // not a whole JSON line
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const stage of new Set(runs.flatMap((r) => Object.keys(r)))) {
+    const values = runs
+      .map((r) => r[stage])
+      .filter((v) => v !== undefined)
+      .sort((a, b) => a - b);
+    out[stage] = values[Math.floor((values.length - 1) / 2)];
+  }
+  return out;
 }

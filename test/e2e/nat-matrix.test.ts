@@ -25,7 +25,7 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachi
  */
 const PROVIDERS: NatKind[] = (process.env.MYST_NAT_MATRIX_PROVIDERS?.split(",") as NatKind[] | undefined) ?? ["public", "eim", "symmetric", "cgnat", "upnp"];
 const CONSUMERS: NatKind[] = ["public", "eim", "symmetric", "cgnat", "udp-blocked"];
-/** The consumers of a provider's topology: one whose network drops UDP only beside a public and a symmetric provider (it is relayed over TCP whoever the provider is). */
+/** The consumers of a provider's topology: one whose network drops UDP only beside a public and a symmetric provider (it is relayed over TLS whoever the provider is). */
 const consumersOf = (provider: NatKind): NatKind[] =>
   provider === "public" || provider === "symmetric" ? CONSUMERS : CONSUMERS.filter((c) => c !== "udp-blocked");
 
@@ -159,7 +159,7 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
                 if (consumerKind === "same-router") expect(path.tunnel).to.equal("local");
                 else if (providerKind !== "public") expect(path.tunnel).to.be.oneOf(["punched", "mapped"]);
               }
-              if (consumerKind === "udp-blocked") expect(path.relay.transport).to.equal("tcp");
+              if (consumerKind === "udp-blocked") expect(path.relay.transport).to.equal("tls");
               await json(env, ["disconnect"], cell.netns);
             } finally {
               await consumer.stop();

@@ -13,7 +13,7 @@ const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST
 /**
  * Relays (issue 29), every node on its own machine: a provider behind a symmetric NAT, a consumer
  * behind another symmetric NAT (no punch can join them) and a consumer whose network lets no UDP
- * out but DNS, two public relay nodes selling `relay` (Debian's coturn) on port 443 at different
+ * out but DNS (it goes TURN over TLS, pinning the relay's certificate), two public relay nodes selling `relay` (Debian's coturn) on port 443 at different
  * prices. WireGuard runs end to end through the relay; the relay is paid from the consumer's one
  * vault, like the provider; a consumer that cannot pay the relay gets no credential.
  */
@@ -150,16 +150,32 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
     expect(BigInt(ended.promisedWei) > 0n).to.equal(true);
   });
 
-  it("a consumer whose network drops all UDP: relayed over TCP/443; the internet sees the provider", async function () {
+  it("a consumer whose network drops all UDP: relayed over TLS/443 (a TLS handshake on the wire, no TURN in clear); the internet sees the provider", async function () {
     const netns = topology.consumers[1];
     const env = envOf(dirs.blocked);
-    const d = await daemon(env, netns);
-    const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
-    expect(connected.path).to.deep.include({ tunnel: "relayed" });
-    expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "tcp" });
-    expect(fetchFrom(topology, netns, topology.internetUrl), d.output().slice(-4000)).to.equal(topology.nat!.publicAddressOf(topology.provider));
-    expect(downloadFrom(topology, netns, `${topology.internetUrl}?bytes=3000000`, 60_000)).to.equal(3_000_000);
-    await json(env, ["disconnect"], netns);
+    // On the relay's machine, counters of what opens a TCP stream to 443: a TLS handshake record, or a STUN Allocate in clear.
+    const relayNs = topology.relays[0];
+    const nft = (command: string) => topology.exec(relayNs, ["/usr/sbin/nft", command]);
+    nft("add table inet myst_wire");
+    nft("add chain inet myst_wire input { type filter hook input priority 0; }");
+    nft('add rule inet myst_wire input tcp dport 443 @ih,0,16 0x1603 counter comment "tls-record"');
+    nft('add rule inet myst_wire input tcp dport 443 @ih,0,16 0x0003 @ih,32,32 0x2112a442 counter comment "turn-in-clear"');
+    const counted = (name: string) => Number(new RegExp(`packets (\\d+) bytes \\d+ comment "${name}"`).exec(nft("list table inet myst_wire"))?.[1]);
+    try {
+      const d = await daemon(env, netns);
+      const connected = await json(env, ["connect", "--service", "wireguard", "--country", "DE"], netns);
+      expect(connected.path).to.deep.include({ tunnel: "relayed" });
+      expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "tls" });
+      expect(fetchFrom(topology, netns, topology.internetUrl), d.output().slice(-4000)).to.equal(topology.nat!.publicAddressOf(topology.provider));
+      expect(downloadFrom(topology, netns, `${topology.internetUrl}?bytes=3000000`, 60_000)).to.equal(3_000_000);
+      const human = await myst(["status"], env, 30_000, { netns });
+      expect(human.stdout).to.match(/relayed via 0x[0-9a-fA-F]{40} over TLS\/443/);
+      expect(counted("tls-record"), "TLS handshakes to 443").to.be.at.least(1);
+      expect(counted("turn-in-clear"), "TURN Allocates in clear to 443").to.equal(0);
+      await json(env, ["disconnect"], netns);
+    } finally {
+      nft("delete table inet myst_wire");
+    }
   });
 
   it("a consumer that cannot pay the relay gets no credential: no relay session, NO_RELAY with the relay's refusal", async function () {

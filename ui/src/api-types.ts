@@ -23,7 +23,7 @@ export type LiveSession = {
       address: string;
       /** the consumer's: the TURN server's port */
       port?: number;
-      /** how the consumer reaches the relay: udp or tcp */
+      /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
       transport?: string;
     };
   } | null;
@@ -137,7 +137,7 @@ export type ProviderTopic = {
         address: string;
         /** the consumer's: the TURN server's port */
         port?: number;
-        /** how the consumer reaches the relay: udp or tcp */
+        /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
     } | null;
@@ -217,7 +217,7 @@ export type EarningsTopic = {
         address: string;
         /** the consumer's: the TURN server's port */
         port?: number;
-        /** how the consumer reaches the relay: udp or tcp */
+        /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
     } | null;
@@ -363,8 +363,8 @@ export type ConnectionTopic = {
       /** its TURN server */
       address: string;
       port: number;
-      /** how this node reaches the relay */
-      transport: "udp" | "tcp";
+      /** how this node reaches the relay: UDP, TCP, or TURN over TLS (TCP with the relay's pinned certificate) */
+      transport: "udp" | "tcp" | "tls";
     };
   };
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */

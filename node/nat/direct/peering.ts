@@ -166,15 +166,14 @@ export async function measureSocket(socket: dgram.Socket, stunServers: string[],
       // a server that does not resolve is skipped
     }
   }
-  let first: { server: TransportAddress; mapped: TransportAddress; other?: TransportAddress } | undefined;
-  let rest = servers;
-  while (!first && rest.length > 0) {
-    const [server, ...others] = rest;
-    rest = others;
-    const r = await stunBinding(socket, server, STUN).catch(() => undefined);
-    if (r) first = { server, mapped: r.mapped, other: r.otherAddress };
-  }
-  if (!first) return { mapping: "unknown" };
+  // Every server at once: where UDP gets nothing back, the answer "unknown" takes one STUN timeout,
+  // not one per server (measured: 1.4 s of a UDP-blocked consumer's connect with two servers).
+  const answers = await Promise.all(servers.map((server) => stunBinding(socket, server, STUN).catch(() => undefined)));
+  const at = answers.findIndex((r) => r !== undefined);
+  if (at < 0) return { mapping: "unknown" };
+  const answer = answers[at]!;
+  const first = { server: servers[at], mapped: answer.mapped, other: answer.otherAddress };
+  const rest = servers.slice(at + 1);
   const seen = { address: first.mapped.address, port: first.mapped.port };
   if (locals.includes(seen.address) && seen.port === socket.address().port) return { mapping: "none", publicAddress: seen.address, seen };
   const next = [
@@ -182,7 +181,9 @@ export async function measureSocket(socket: dgram.Socket, stunServers: string[],
     ...rest.filter((s) => s.address !== first.server.address),
   ];
   for (const server of next) {
-    const r = await stunBinding(socket, server, STUN).catch(() => undefined);
+    // A server already asked above: its answer (the same socket, another destination) is the one.
+    const asked = servers.findIndex((s) => s.address === server.address && s.port === server.port);
+    const r = asked >= 0 ? answers[asked] : await stunBinding(socket, server, STUN).catch(() => undefined);
     if (!r) continue;
     const same = r.mapped.address === seen.address && r.mapped.port === seen.port;
     return { mapping: same ? "endpoint-independent" : "endpoint-dependent", publicAddress: seen.address, seen };

@@ -168,7 +168,9 @@ export const ConnectionView = Type.Object(
                 provider: Type.String({ description: "the relay's identity (it is paid from the same vault)" }),
                 address: Type.String({ description: "its TURN server" }),
                 port: Type.Integer(),
-                transport: Type.Union([Type.Literal("udp"), Type.Literal("tcp")], { description: "how this node reaches the relay" }),
+                transport: Type.Union([Type.Literal("udp"), Type.Literal("tcp"), Type.Literal("tls")], {
+                  description: "how this node reaches the relay: UDP, TCP, or TURN over TLS (TCP with the relay's pinned certificate)",
+                }),
               },
               { description: "relayed: through which relay (docs/relay.md)" },
             ),

@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { FINGERPRINT_PATTERN } from "../certificate";
 
 /**
  * What the provider answers in `accepted.serviceConfig` (inside the signed, encrypted dialog): where
@@ -12,7 +13,7 @@ export const ProxyServiceConfigSchema = Type.Object(
     address: Type.String({ maxLength: 39, pattern: "^[0-9a-fA-F.:]+$" }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
     certificate: Type.String({ maxLength: 4096, pattern: "^-----BEGIN CERTIFICATE-----" }),
-    fingerprint: Type.String({ pattern: "^([0-9A-F]{2}:){31}[0-9A-F]{2}$" }),
+    fingerprint: Type.String({ pattern: FINGERPRINT_PATTERN }),
     credential: Type.String({ pattern: "^[A-Za-z0-9_-]{43}$" }),
   },
   { additionalProperties: false },

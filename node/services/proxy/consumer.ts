@@ -1,8 +1,8 @@
-import crypto from "node:crypto";
 import http2 from "node:http2";
 import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel } from "../../session/service";
+import { checkPinnedCertificate, pinnedTls } from "../certificate";
 import { TunnelError } from "../system";
 import { checkServiceConfig, CONNECTION_WINDOW, CREDENTIAL_HEADER, IDLE_GOAWAY, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
 import { LocalProxy, type OpenedStream } from "./local-proxy";
@@ -36,13 +36,7 @@ export class ProxyConsumerService implements ConsumerService {
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
     const config = session.serviceConfig;
     if (!checkServiceConfig.Check(config)) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy config is malformed");
-    let actual: string;
-    try {
-      actual = new crypto.X509Certificate(config.certificate).fingerprint256;
-    } catch (err) {
-      throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy certificate does not parse", { cause: err });
-    }
-    if (actual !== config.fingerprint) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy certificate does not match its fingerprint");
+    checkPinnedCertificate(config.certificate, config.fingerprint, "the provider's proxy");
     const listen = parseListen(this.o.listen ?? DEFAULT_LISTEN);
     const tunnel = new ProxyTunnel(config, this.o.log ?? silentLogger);
     await tunnel.start(listen);
@@ -78,10 +72,8 @@ export class ProxyTunnel implements Tunnel {
   async start(listen: { host: string; port: number }): Promise<void> {
     const { address, port, certificate, fingerprint } = this.config;
     const h2 = http2.connect(`https://${net.isIPv6(address) ? `[${address}]` : address}:${port}`, {
-      ca: certificate,
+      ...pinnedTls(certificate, fingerprint, "the proxy's"),
       minVersion: "TLSv1.3",
-      // The pin is the whole check: the certificate names no host, and no CA vouches for it.
-      checkServerIdentity: (_host, cert) => (cert.fingerprint256 === fingerprint ? undefined : new Error("the proxy's certificate is not the one pinned")),
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
     });
     this.#h2 = h2;

@@ -5,7 +5,7 @@ import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { TunnelError } from "../system";
-import { ensureCertificate, type ProxyCertificate } from "./certificate";
+import { ensureCertificate, type ServiceCertificate } from "../certificate";
 import {
   CONNECTION_WINDOW,
   CREDENTIAL_HEADER,
@@ -84,7 +84,7 @@ export class ProxyProviderService implements ProviderService {
   readonly #serviceDown?: TokenBucket;
   readonly #limits: ProxyLimits;
   #server?: http2.Http2SecureServer;
-  #cert?: ProxyCertificate;
+  #cert?: ServiceCertificate;
   #running = false;
 
   constructor(options: ProxyProviderOptions) {
@@ -114,7 +114,7 @@ export class ProxyProviderService implements ProviderService {
 
   async start(): Promise<void> {
     fs.mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
-    this.#cert = await ensureCertificate(this.#o.dir);
+    this.#cert = await ensureCertificate(this.#o.dir, "proxy");
     const server = http2.createSecureServer({
       key: this.#cert.key,
       cert: this.#cert.certificate,

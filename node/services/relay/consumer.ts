@@ -2,7 +2,8 @@ import dgram from "node:dgram";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel, TunnelEndpoint } from "../../session/service";
 import { TunnelError } from "../system";
-import { checkRelayServiceConfig } from "./config";
+import { checkPinnedCertificate } from "../certificate";
+import { checkRelayServiceConfig, type RelayConsumerData, type RelayTransport } from "./config";
 import { type Peer, TurnClient, type TurnServer } from "./turn-client";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
@@ -10,10 +11,15 @@ const SESSION_ID = /^[0-9a-f]{32}$/;
 const PERMIT_EVERY_MS = 120_000;
 /** Datagrams held while the far end is not known yet (the first handshake of either side). */
 const HELD = 16;
+/** WireGuard's message types (the first byte) and a handshake initiation's size (the WireGuard paper, §5.4). */
+const WG_INITIATION = 1;
+const WG_RESPONSE = 2;
+const WG_INITIATION_BYTES = 148;
+const isInitiation = (b: Buffer) => b.length === WG_INITIATION_BYTES && b[0] === WG_INITIATION;
 
 export interface RelayConsumerOptions {
-  /** The transports tried, in order. Default UDP, then TCP (UDP blocked: the caller puts TCP first). */
-  transports?: ("udp" | "tcp")[];
+  /** The transports tried, in order. Default UDP, then TLS, then TCP (UDP blocked: the caller puts TLS first). */
+  transports?: RelayTransport[];
   /** How long a transport may take to allocate before the next is tried. Default 1.5 s. */
   allocateTimeoutMs?: number;
   /** Called with the relay's servers before the first packet goes to them (a kill switch already holding lets them through). */
@@ -23,7 +29,7 @@ export interface RelayConsumerOptions {
 
 /**
  * The consumer side of a relay: with the credential its paid session brought, it allocates a
- * relayed UDP address on the relay's coturn (UDP, or TCP when UDP gets nothing back) and runs a
+ * relayed UDP address on the relay's coturn (UDP, or TLS or TCP when UDP gets nothing back) and runs a
  * local UDP forwarder on 127.0.0.1: the session's real tunnel (WireGuard) sends its packets to the
  * forwarder, which wraps them as ChannelData to the relay; what the relay passes back from the
  * provider goes to the tunnel unchanged. The relay sees only the tunnel's ciphertext.
@@ -32,8 +38,9 @@ export class RelayConsumerService implements ConsumerService {
   readonly type = "relay";
   constructor(private readonly o: RelayConsumerOptions = {}) {}
 
-  async consumerData(): Promise<Record<string, never>> {
-    return {};
+  /** Says it speaks TURN over TLS: the relay then names its TLS server and the certificate to pin. */
+  async consumerData(): Promise<RelayConsumerData> {
+    return { transports: ["udp", "tcp", "tls"] };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayTunnel> {
@@ -41,15 +48,21 @@ export class RelayConsumerService implements ConsumerService {
     if (!checkRelayServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's service config is malformed");
     const config = session.serviceConfig;
     if (!config.username.endsWith(`:${session.id}`)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's credential is not for this session");
-    const order = this.o.transports ?? ["udp", "tcp"];
-    await this.o.beforeAllocate?.(config.servers.map((s) => ({ address: s.address, port: s.port, protocol: s.transport })));
+    const order = this.o.transports ?? ["udp", "tls", "tcp"];
+    // A TLS server comes with the certificate the relay's signed answer names: it must be that one.
+    if (config.servers.some((s) => s.transport === "tls")) {
+      if (!config.certificate || !config.fingerprint) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay names a TLS server but no certificate to pin");
+      checkPinnedCertificate(config.certificate, config.fingerprint, "the relay's");
+    }
+    const pin = config.certificate && config.fingerprint ? { certificate: config.certificate, fingerprint: config.fingerprint } : undefined;
+    await this.o.beforeAllocate?.(config.servers.map((s) => ({ address: s.address, port: s.port, protocol: s.transport === "udp" ? "udp" : "tcp" })));
     const failures: string[] = [];
     for (const transport of order) {
       const server = config.servers.find((s) => s.transport === transport);
       if (!server) continue;
       try {
         const turn = await TurnClient.allocate(
-          server as TurnServer,
+          { ...server, ...(server.transport === "tls" ? { pin } : {}) } as TurnServer,
           { username: config.username, password: config.password },
           { timeoutMs: this.o.allocateTimeoutMs ?? 1500 },
         );
@@ -80,6 +93,16 @@ export class RelayTunnel implements Tunnel {
   #permitTimer?: NodeJS.Timeout;
   readonly #toPeer: Buffer[] = [];
   readonly #toLocal: Buffer[] = [];
+  /**
+   * The first handshake: our tunnel's initiation went to the provider and is not answered yet. Both
+   * ends start one at once (the provider is kicked so that its first packet tells us its port), and
+   * WireGuard keeps one handshake per peer: an initiation consumed on each side makes both answers
+   * fail, and each side tries again only after 5 s (REKEY_TIMEOUT; measured: 5.1 s of a 5.5 s
+   * relayed connect). So ours wins: the provider's crossing initiation is not delivered, and its
+   * answer to ours completes the handshake in one round trip.
+   */
+  #initiated = false;
+  #answered = false;
 
   constructor(
     readonly turn: TurnClient,
@@ -98,13 +121,13 @@ export class RelayTunnel implements Tunnel {
     return this.turn.relayed;
   }
 
-  get transport(): "udp" | "tcp" {
+  get transport(): RelayTransport {
     return this.turn.server.transport;
   }
 
-  /** Where the tunnel's packets really leave this host (the relay's TURN server): the kill switch and the host route. */
+  /** Where the tunnel's packets really leave this host (the relay's TURN server; TLS is TCP to a firewall): the kill switch and the host route. */
   get outside(): TunnelEndpoint {
-    return { address: this.turn.server.address, port: this.turn.server.port, protocol: this.turn.server.transport };
+    return { address: this.turn.server.address, port: this.turn.server.port, protocol: this.turn.server.transport === "udp" ? "udp" : "tcp" };
   }
 
   /** The forwarder the tunnel sends to instead of the provider. */
@@ -122,7 +145,8 @@ export class RelayTunnel implements Tunnel {
     });
     this.#socket.on("message", (data, from) => {
       this.#local = { address: from.address, port: from.port };
-      for (const held of this.#toLocal.splice(0)) this.#socket.send(held, from.port, from.address);
+      if (!this.#answered && isInitiation(data)) this.#initiated = true;
+      for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#socket.send(held, from.port, from.address);
       if (this.#peer) this.turn.send(this.#peer, data);
       else if (this.#toPeer.length < HELD) this.#toPeer.push(data);
     });
@@ -147,8 +171,20 @@ export class RelayTunnel implements Tunnel {
       this.turn.bind(peer).catch((err) => this.log.warn({ err: (err as Error).message }, "binding a relay channel failed (Send indications carry it)"));
       for (const held of this.#toPeer.splice(0)) this.turn.send(peer, held);
     }
-    if (this.#local) this.#socket.send(data, this.#local.port, this.#local.address);
-    else if (this.#toLocal.length < HELD) this.#toLocal.push(data);
+    if (!this.#local) {
+      if (this.#toLocal.length < HELD) this.#toLocal.push(data);
+    } else if (this.#deliverable(data)) this.#socket.send(data, this.#local.port, this.#local.address);
+  }
+
+  /** Whether a packet from the provider goes to our tunnel: not an initiation crossing ours in the first handshake. */
+  #deliverable(data: Buffer): boolean {
+    if (this.#answered) return true;
+    if (data[0] === WG_RESPONSE) this.#answered = true;
+    if (this.#initiated && isInitiation(data)) {
+      this.log.debug("the provider's first handshake initiation crossed ours: not delivered (ours completes the handshake)");
+      return false;
+    }
+    return true;
   }
 
   onDown(listener: (reason: string) => void): void {

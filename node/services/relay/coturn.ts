@@ -10,8 +10,8 @@ import { program, TunnelError } from "../system";
 /**
  * Debian's coturn (`turnserver`, RFC 8656) as a child of the node: its own config file in the
  * service's directory, the TURN REST-API scheme (`use-auth-secret`: a credential is
- * `expiry:name` and HMAC-SHA1(secret, that) in base64, checked by coturn itself), UDP and TCP
- * listeners on one port, tracked by its PID (a pid file; never by name).
+ * `expiry:name` and HMAC-SHA1(secret, that) in base64, checked by coturn itself), UDP, TCP and
+ * TLS listeners on one port, tracked by its PID (a pid file; never by name).
  *
  * Metering comes from coturn's own session log (`--verbose`; measured on 4.6.1, see
  * docs/relay.md): for each allocation it prints
@@ -37,6 +37,11 @@ export interface CoturnOptions {
   realm: string;
   /** Let peers on private, carrier-grade and loopback networks be relayed to (tests on one host); default false. */
   allowPrivatePeers?: boolean;
+  /**
+   * TURN over TLS on the same port as UDP and TCP (coturn tells a TLS client from a plain one by its
+   * first bytes), with this certificate and key; none: no TLS (`no-tls`).
+   */
+  tls?: { certificateFile: string; keyFile: string };
   /** The TCP port of coturn's admin CLI on 127.0.0.1, and its password: how a session is cut off. */
   cli?: { port: number; password: string };
   /**
@@ -117,7 +122,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       `static-auth-secret=${o.secret}`,
       `realm=${o.realm}`,
       "fingerprint",
-      "no-tls",
+      // TLS on the listening port itself (a second listener there; coturn takes TLS on either): nothing on 5349.
+      ...(o.tls ? [`tls-listening-port=${o.port}`, `cert=${o.tls.certificateFile}`, `pkey=${o.tls.keyFile}`, "no-tlsv1", "no-tlsv1_1"] : ["no-tls"]),
       "no-dtls",
       "no-multicast-peers",
       // TURN over TCP to the relay stays; TCP allocations toward peers (RFC 6062) would make an open TCP relay (mail, anything).

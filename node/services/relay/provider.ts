@@ -2,16 +2,17 @@ import crypto from "node:crypto";
 import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
+import { ensureCertificate, type ServiceCertificate } from "../certificate";
 import { Supervisor } from "../supervision";
 import { TunnelError } from "../system";
 import { CoturnProcess } from "./coturn";
-import type { RelayServiceConfig } from "./config";
+import { type RelayServiceConfig, speaksTls } from "./config";
 
 export interface RelayProviderOptions {
   dir: string;
   /** The address consumers reach the relay at (and coturn puts in relayed addresses). */
   publicIp: string;
-  /** UDP and TCP port. Default 3478. */
+  /** UDP, TCP and TLS port. Default 3478. */
   port?: number;
   /** The UDP ports relayed addresses come from. Default 49152–65535. */
   minPort?: number;
@@ -50,6 +51,8 @@ export class RelayProviderService implements ProviderService {
   #coturn?: CoturnProcess;
   readonly #supervisor: Supervisor;
   #cliPort = 0;
+  /** The relay's TLS certificate (made once per node, kept in its directory): consumers pin it. */
+  #cert?: ServiceCertificate;
 
   constructor(options: RelayProviderOptions) {
     if (net.isIP(options.publicIp) !== 4)
@@ -70,6 +73,7 @@ export class RelayProviderService implements ProviderService {
 
   async start(): Promise<void> {
     this.#cliPort = await freeTcpPort();
+    this.#cert = await ensureCertificate(this.#o.dir, "relay");
     await this.#launch();
     this.#supervisor.start();
   }
@@ -86,6 +90,7 @@ export class RelayProviderService implements ProviderService {
       secret: this.#secret,
       realm: REALM,
       allowPrivatePeers: this.#o.allowPrivatePeers,
+      ...(this.#cert ? { tls: { certificateFile: this.#cert.certificateFile, keyFile: this.#cert.keyFile } } : {}),
       cli: { port: this.#cliPort, password: this.#cliPassword },
       issued: (username) => this.#byUsername.has(username),
       // A credential used again after its session ended (it stays valid until its expiry): cut off at once, never billed.
@@ -115,26 +120,37 @@ export class RelayProviderService implements ProviderService {
    */
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
     if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
-    const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300));
+    const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300), speaksTls(session.consumerData));
     const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false };
     this.#sessions.set(session.id, s);
     this.#byUsername.set(config.username, s);
     return config;
   }
 
-  /** The service config with a credential for `sessionId` that lets its holder allocate until `expiresAt` (unix seconds). */
-  credential(sessionId: string, expiresAt: number): RelayServiceConfig {
+  /**
+   * The service config with a credential for `sessionId` that lets its holder allocate until
+   * `expiresAt` (unix seconds); with `tls`, the TLS server too, with the certificate to pin.
+   */
+  credential(sessionId: string, expiresAt: number, tls = false): RelayServiceConfig {
     const username = `${expiresAt}:${sessionId}`;
+    const cert = tls ? this.#cert : undefined;
     return {
       servers: [
         { address: this.#o.publicIp, port: this.port, transport: "udp" },
+        ...(cert ? [{ address: this.#o.publicIp, port: this.port, transport: "tls" as const }] : []),
         { address: this.#o.publicIp, port: this.port, transport: "tcp" },
       ],
       username,
       password: restPassword(this.#secret, username),
       realm: REALM,
       expiresAt,
+      ...(cert ? { certificate: cert.certificate, fingerprint: cert.fingerprint } : {}),
     };
+  }
+
+  /** The fingerprint of the certificate coturn serves TLS with (once started). */
+  get fingerprint(): string | undefined {
+    return this.#cert?.fingerprint;
   }
 
   async closeSession(sessionId: string, reason: string): Promise<void> {

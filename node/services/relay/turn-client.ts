@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import net from "node:net";
+import tls from "node:tls";
 import { MystError } from "../../errors/MystError";
 import {
   ATTR,
@@ -17,12 +18,15 @@ import {
   type StunAttribute,
   type StunMessage,
 } from "../../nat/stun";
+import { pinnedTls } from "../certificate";
+import type { RelayTransport } from "./config";
 
 /**
  * A TURN client (RFC 8656) on top of the node's STUN codec (nat/stun.ts): Allocate with the
  * long-term credential (the 401 → REALM/NONCE → MESSAGE-INTEGRITY dance, a 438 stale nonce
- * retried), Refresh, CreatePermission, ChannelBind, Send/Data indications and ChannelData, over UDP
- * or TCP (RFC 8656 §11.5: over a stream, ChannelData is padded to 4 bytes). The relayed transport
+ * retried), Refresh, CreatePermission, ChannelBind, Send/Data indications and ChannelData, over UDP,
+ * TCP or TLS (RFC 8656 §11.5: over a stream, ChannelData is padded to 4 bytes; over TLS the server's
+ * certificate is pinned, as its signed session answer names it). The relayed transport
  * is always UDP. No npm package speaks this from Node (the maintained ones are servers or browser
  * WebRTC stacks), so it is written here, small, against Debian's coturn in the tests.
  */
@@ -46,7 +50,9 @@ export const TURN_ATTR = {
 export interface TurnServer {
   address: string;
   port: number;
-  transport: "udp" | "tcp";
+  transport: RelayTransport;
+  /** TLS: the only certificate trusted (no CA), by its SHA-256 fingerprint. */
+  pin?: { certificate: string; fingerprint: string };
 }
 
 export interface TurnCredential {
@@ -167,17 +173,27 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
       this.#udp = socket;
       return;
     }
-    const socket = net.connect({ host: this.server.address, port: this.server.port, noDelay: true });
+    const { address, port, transport, pin } = this.server;
+    const what = transport.toUpperCase();
+    if (transport === "tls" && !pin) throw new TurnError("TURN_CLOSED", `no certificate to pin for the relay ${address}:${port} (TLS)`);
+    const socket =
+      transport === "tls" && pin
+        ? tls.connect({ host: address, port, minVersion: "TLSv1.2", ...pinnedTls(pin.certificate, pin.fingerprint, "the relay's") }).setNoDelay(true)
+        : net.connect({ host: address, port, noDelay: true });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new TurnError("TURN_TIMEOUT", `no TCP connection to the relay ${this.server.address}:${this.server.port} in ${timeoutMs} ms`));
+        reject(new TurnError("TURN_TIMEOUT", `no ${what} connection to the relay ${address}:${port} in ${timeoutMs} ms`));
       }, timeoutMs);
-      socket.once("error", (err) => {
+      socket.once("error", (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new TurnError("TURN_CLOSED", `no TCP connection to the relay ${this.server.address}:${this.server.port}: ${err.message}`));
+        socket.destroy();
+        // A certificate no CA list holds but the pinned one: the server is not the relay its answer named.
+        const pinned = transport === "tls" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.code ?? "") ? "its certificate is not the one pinned: " : "";
+        reject(new TurnError("TURN_CLOSED", `no ${what} connection to the relay ${address}:${port}: ${pinned}${err.message}`));
       });
-      socket.once("connect", () => {
+      // TLS: up once the handshake is done and the certificate is the pinned one.
+      socket.once(transport === "tls" ? "secureConnect" : "connect", () => {
         clearTimeout(timer);
         resolve();
       });
@@ -193,8 +209,8 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
       }
       if (this.#streamBuf.length > 70_000) this.#shutdown("the relay's TCP stream is out of frame");
     });
-    socket.on("error", (err) => this.#shutdown(`TCP: ${err.message}`));
-    socket.on("close", () => this.#shutdown("the relay closed the TCP connection"));
+    socket.on("error", (err) => this.#shutdown(`${what}: ${err.message}`));
+    socket.on("close", () => this.#shutdown(`the relay closed the ${what} connection`));
     this.#tcp = socket;
   }
 
@@ -366,12 +382,19 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
     if (channel > 0x4fff) throw new TurnError("TURN_ERROR_RESPONSE", "no channel numbers left");
     const number = Buffer.alloc(4);
     number.writeUInt16BE(channel, 0);
-    await this.#request(TURN_METHOD.CHANNEL_BIND, [
-      { type: TURN_ATTR.CHANNEL_NUMBER, value: number },
-      { type: TURN_ATTR.XOR_PEER_ADDRESS, value: encodeXorAddress({ family: 4, address: peer.address, port: peer.port }, Buffer.alloc(12)) },
-    ]);
-    this.#channels.set(key, channel);
+    // Received on it from now: over a stream the server's success and its first ChannelData can come
+    // in one chunk, read before this continues (measured: the peer's first packet then went missing).
     this.#byChannel.set(channel, peer);
+    try {
+      await this.#request(TURN_METHOD.CHANNEL_BIND, [
+        { type: TURN_ATTR.CHANNEL_NUMBER, value: number },
+        { type: TURN_ATTR.XOR_PEER_ADDRESS, value: encodeXorAddress({ family: 4, address: peer.address, port: peer.port }, Buffer.alloc(12)) },
+      ]);
+    } catch (err) {
+      this.#byChannel.delete(channel);
+      throw err;
+    }
+    this.#channels.set(key, channel);
     return channel;
   }
 

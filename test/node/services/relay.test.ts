@@ -6,6 +6,8 @@ import type { RelayServiceConfig } from "../../../node/services/relay/config";
 import { CoturnProcess } from "../../../node/services/relay/coturn";
 import { RelayProviderService, restPassword } from "../../../node/services/relay/provider";
 import { TurnClient, TurnError, encodeChannelData, nextStreamFrame } from "../../../node/services/relay/turn-client";
+import { ensureCertificate } from "../../../node/services/certificate";
+import { TunnelError } from "../../../node/services/system";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
@@ -75,10 +77,11 @@ describe("relay service (real coturn on loopback)", function () {
     return s;
   }
 
-  for (const transport of ["udp", "tcp"] as const)
+  for (const [n, transport] of (["udp", "tcp", "tls"] as const).entries())
     it(`carries a tunnel's datagrams both ways over TURN-${transport.toUpperCase()}, metered alike by coturn and the consumer`, async function () {
-      const id = SESSION(transport === "udp" ? 1 : 2);
-      const config = (await relay.openSession({ id, consumer: "0xconsumer", consumerData: {} })) as RelayServiceConfig;
+      const id = SESSION(n === 0 ? 1 : n === 1 ? 2 : 8);
+      const consumerData = await new RelayConsumerService().consumerData();
+      const config = (await relay.openSession({ id, consumer: "0xconsumer", consumerData })) as RelayServiceConfig;
       expect(config.username).to.match(new RegExp(`^\\d+:${id}$`));
       const service = new RelayConsumerService({ transports: [transport] });
       const tunnel = (await service.connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
@@ -91,7 +94,11 @@ describe("relay service (real coturn on loopback)", function () {
       const local = dgram.createSocket("udp4");
       await new Promise<void>((r) => local.bind(0, "127.0.0.1", () => r()));
       const got: Buffer[] = [];
-      local.on("message", (m) => got.push(m));
+      let lastAt = Date.now();
+      local.on("message", (m) => {
+        got.push(m);
+        lastAt = Date.now();
+      });
       local.send(Buffer.from("first"), tunnel.local.port, tunnel.local.address);
       await until(
         () => got.some((g) => g.toString() === "hello") && got.some((g) => g.toString() === "first"),
@@ -102,7 +109,9 @@ describe("relay service (real coturn on loopback)", function () {
         local.send(Buffer.alloc(1000, i), tunnel.local.port, tunnel.local.address);
         if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
       }
-      await until(() => got.length >= 80, "the echoes back through the relay", 10_000);
+      // Every echo back (or, a datagram lost on the way, no more coming): one still in flight when the
+      // allocation closes is counted by coturn and not by us (a 5.2 % gap under load, stopping at 80 of 102).
+      await until(() => got.length >= 102 || (got.length >= 80 && Date.now() - lastAt > 500), "the echoes back through the relay", 10_000);
       await tunnel.stop();
       // coturn's last usage line comes when the allocation ends: then its count and ours agree.
       const ours = tunnel.stats();
@@ -190,6 +199,110 @@ describe("relay service (real coturn on loopback)", function () {
     }
     expect(got, "datagrams relayed on an ended session's credential").to.equal(0);
     await late.close().catch(() => undefined);
+    provider.close();
+  });
+
+  it("names its TLS server and the certificate to pin only to a consumer that speaks TLS (an older one's schema knows UDP and TCP)", async function () {
+    const old = (await relay.openSession({ id: SESSION(9), consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    expect(old.servers.map((s) => s.transport)).to.deep.equal(["udp", "tcp"]);
+    expect(old).to.not.have.property("certificate");
+    const config = (await relay.openSession({ id: SESSION(10), consumer: "0xc", consumerData: { transports: ["udp", "tcp", "tls"] } })) as RelayServiceConfig;
+    expect(config.servers.map((s) => s.transport)).to.deep.equal(["udp", "tls", "tcp"]);
+    expect(config.fingerprint).to.equal(relay.fingerprint);
+    await relay.closeSession(SESSION(9), "done");
+    await relay.closeSession(SESSION(10), "done");
+  });
+
+  it("speaks TLS on the wire to the relay's port: the client's first byte is a TLS handshake record (0x16), never a STUN message", async function () {
+    const id = SESSION(11);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["tls"] } })) as RelayServiceConfig;
+    // A TCP relay of our own in front of coturn's port, keeping the first bytes each side sent.
+    const seen: Buffer[] = [];
+    const tap = net.createServer((client) => {
+      const upstream = net.connect({ host: "127.0.0.1", port });
+      client.once("data", (first) => seen.push(first));
+      client.pipe(upstream).pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+    });
+    await new Promise<void>((r) => tap.listen(0, "127.0.0.1", () => r()));
+    const tapPort = (tap.address() as net.AddressInfo).port;
+    const servers = config.servers.map((s) => ({ ...s, port: tapPort }));
+    const tunnel = (await new RelayConsumerService({ transports: ["tls"] }).connect({
+      id,
+      provider: "0xrelay",
+      serviceConfig: { ...config, servers },
+    })) as RelayTunnel;
+    expect(tunnel.transport).to.equal("tls");
+    expect(tunnel.outside.protocol).to.equal("tcp");
+    expect(seen[0][0]).to.equal(0x16);
+    expect(seen[0][1]).to.equal(0x03);
+    await tunnel.stop();
+    await relay.closeSession(id, "done");
+    tap.close();
+  });
+
+  it("refuses a relay whose certificate is not the one its answer pins, and an answer whose certificate is not its fingerprint's", async function () {
+    const id = SESSION(12);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["tls"] } })) as RelayServiceConfig;
+    // Another node's certificate, pinned as this relay's: coturn serves its own, and the handshake must fail.
+    const other = await ensureCertificate(dir.dir, "someone-else");
+    const err = await new RelayConsumerService({ transports: ["tls"] })
+      .connect({ id, provider: "0xrelay", serviceConfig: { ...config, certificate: other.certificate, fingerprint: other.fingerprint } })
+      .then(
+        () => undefined,
+        (e) => e,
+      );
+    expect(err).to.be.instanceOf(TunnelError);
+    expect((err as TunnelError).code).to.equal("RELAY_FAILED");
+    expect((err as Error).message, (err as Error).message).to.match(/tls: .*not the one pinned/);
+    const mismatch = await new RelayConsumerService({ transports: ["tls"] })
+      .connect({ id, provider: "0xrelay", serviceConfig: { ...config, certificate: other.certificate } })
+      .then(
+        () => undefined,
+        (e) => e,
+      );
+    expect((mismatch as TunnelError).code).to.equal("BAD_SERVICE_CONFIG");
+    expect((mismatch as Error).message).to.include("does not match its fingerprint");
+    await relay.closeSession(id, "done");
+  });
+
+  it("lets the consumer's first WireGuard initiation win: the provider's crossing one is not delivered, its answer and what follows are", async function () {
+    const id = SESSION(13);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const tunnel = (await new RelayConsumerService({ transports: ["udp"] }).connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
+    await tunnel.permit(["127.0.0.1"]);
+    const wg = (type: number, size: number, fill: number) => Buffer.concat([Buffer.from([type, 0, 0, 0]), Buffer.alloc(size - 4, fill)]);
+    const provider = dgram.createSocket("udp4");
+    await new Promise<void>((r) => provider.bind(0, "127.0.0.1", () => r()));
+    const atProvider: Buffer[] = [];
+    provider.on("message", (m) => atProvider.push(m));
+    // Both ends start a handshake at once: the provider's (kicked) reaches our forwarder before our tunnel has spoken.
+    let relayed = 0;
+    tunnel.turn.on("data", () => relayed++);
+    provider.send(wg(1, 148, 0xaa), tunnel.relayed.port, tunnel.relayed.address);
+    const local = dgram.createSocket("udp4");
+    await new Promise<void>((r) => local.bind(0, "127.0.0.1", () => r()));
+    const atLocal: Buffer[] = [];
+    local.on("message", (m) => atLocal.push(m));
+    await until(() => relayed > 0, "the provider's initiation at our forwarder");
+    local.send(wg(1, 148, 0xbb), tunnel.local.port, tunnel.local.address);
+    await until(() => atProvider.some((m) => m[0] === 1 && m[4] === 0xbb), "our initiation at the provider");
+    // Its initiation again (a retransmission crossing ours): not delivered either.
+    provider.send(wg(1, 148, 0xab), tunnel.relayed.port, tunnel.relayed.address);
+    // The provider answers ours, then sends data, then (later) a rekey initiation: all delivered.
+    provider.send(wg(2, 92, 0xcc), tunnel.relayed.port, tunnel.relayed.address);
+    provider.send(wg(4, 32, 0xdd), tunnel.relayed.port, tunnel.relayed.address);
+    provider.send(wg(1, 148, 0xee), tunnel.relayed.port, tunnel.relayed.address);
+    await until(() => atLocal.length >= 3, "the provider's answer, data and rekey at our tunnel");
+    expect(atLocal.map((m) => [m[0], m[4]])).to.deep.equal([
+      [2, 0xcc],
+      [4, 0xdd],
+      [1, 0xee],
+    ]);
+    await tunnel.stop();
+    await relay.closeSession(id, "done");
+    local.close();
     provider.close();
   });
 
