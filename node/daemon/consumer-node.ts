@@ -7,7 +7,7 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
-import { unreachableReason } from "../proposal/proposal";
+import { directContactOf, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "../session/errors";
 import { ConsumerSessions } from "../session/consumer";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
@@ -277,7 +277,14 @@ export class ConsumerNode {
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
-      const service = new RelayConsumerService({ transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"], beforeAllocate: o.allow, log: this.o.log });
+      const service = new RelayConsumerService({
+        transports: o.udpBlocked ? ["tcp", "udp"] : ["udp", "tcp"],
+        beforeAllocate: o.allow,
+        // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
+        relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
+        tunnelPort: o.tunnelPort,
+        log: this.o.log,
+      });
       try {
         const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;

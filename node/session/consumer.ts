@@ -23,6 +23,8 @@ export type RelayOpener = (o: {
   avoid: string[];
   /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
   allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  /** The session's tunnel's own port on this host (wireguard-go's socket): the one local peer the relay's forwarder answers. */
+  tunnelPort?: number;
 }) => Promise<RelayLeg>;
 
 export interface ConnectOptions {
@@ -113,6 +115,7 @@ export class ConsumerSessions {
       allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
       /** Relays not to use (one that just died). */
       avoid?: string[];
+      tunnelPort?: number;
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
@@ -122,6 +125,7 @@ export class ConsumerSessions {
       country: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       allow: o.allow,
+      tunnelPort: o.tunnelPort,
     });
     try {
       await leg.permit(addresses);
@@ -229,9 +233,13 @@ export class ConsumerSessions {
     // here, so no direct path can exist; with a relay, TURN over TCP at once.
     const udpBlocked =
       !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
+    // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
+    // followed a hard-side punch took the probe's port; then the first local socket to send is taken for it).
+    let tunnelPort: number | undefined;
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
+      tunnelPort = route?.localPort === undefined ? options.service.tunnelPortFor?.(consumerData) : undefined;
       try {
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow });
+        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, tunnelPort });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -395,6 +403,7 @@ export class ConsumerSessions {
             udpBlocked,
             timeoutMs,
             avoid: [old.provider],
+            tunnelPort,
             // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
             allow: async (endpoints) => {
               for (const e of endpoints) await up.exempt?.(e.address);
