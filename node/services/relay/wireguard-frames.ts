@@ -1,7 +1,7 @@
 /**
  * What the consumer's forwarder can tell of a datagram from the relay without WireGuard's keys:
- * whether it has the shape of a WireGuard message (its type, its fixed or 16-byte-padded size,
- * three reserved zero bytes) and whether it is new (a transport message's receiver index and
+ * whether it has the shape of a WireGuard message (its type, its size: fixed for a handshake
+ * message, at least 32 bytes for a transport message; three reserved zero bytes) and whether it is new (a transport message's receiver index and
  * counter, or a handshake message's header, not seen before). A relay carries only WireGuard
  * (docs/relay.md), so what fails either test is not the session's traffic: not passed to the
  * tunnel and not counted as carried. A forged message of the right shape with a fresh counter
@@ -21,7 +21,8 @@ export function wireGuardShape(b: Buffer): WireGuardShape | undefined {
   if (b.length < 32 || b[1] !== 0 || b[2] !== 0 || b[3] !== 0) return undefined;
   const type = b[0];
   if (type === 1 || type === 2 || type === 3) return b.length === HANDSHAKE_SIZES[type] ? { type } : undefined;
-  if (type !== 4 || (b.length - 32) % 16 !== 0) return undefined;
+  // A transport message is 32 bytes and its padded plaintext, padded to 16 bytes but never past the MTU (wireguard-go): any length from 32.
+  if (type !== 4) return undefined;
   return { type, receiver: b.readUInt32LE(4), counter: b.readBigUInt64LE(8) };
 }
 
