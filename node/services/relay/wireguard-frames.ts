@@ -9,10 +9,8 @@
  */
 
 const HANDSHAKE_SIZES: Record<number, number> = { 1: 148, 2: 92, 3: 64 };
-/** wireguard-go's replay window (RFC 6479 ring of 128 × 64 bits, one block kept free). */
-const WINDOW = 8128n;
-const HANDSHAKES_REMEMBERED = 64;
-const RECEIVERS_REMEMBERED = 16;
+/** Messages remembered (about 45 MB of full-size packets, far longer than a replayed datagram stays useful to a relay). */
+const REMEMBERED = 32_768;
 
 export type WireGuardShape = { type: 1 | 2 | 3 } | { type: 4; receiver: number; counter: bigint };
 
@@ -26,37 +24,26 @@ export function wireGuardShape(b: Buffer): WireGuardShape | undefined {
   return { type, receiver: b.readUInt32LE(4), counter: b.readBigUInt64LE(8) };
 }
 
-/** Which WireGuard messages from the relay are new: a sliding window of counters per receiver index, and recent handshakes. */
+/**
+ * Which WireGuard messages from the relay are new: the last REMEMBERED transport messages (receiver
+ * index and counter) and handshakes. Nothing here moves a window forward: a frame the relay forged
+ * with a counter far ahead is not authenticated, and must not make the genuine ones look old
+ * (WireGuard itself moves its window only for authenticated messages). A forged message can take
+ * one counter's place; the genuine one with that counter is then dropped, as a relay may drop any.
+ */
 export class FreshMessages {
-  readonly #counters = new Map<number, { top: bigint; seen: Set<bigint> }>();
-  readonly #handshakes: string[] = [];
+  readonly #seen = new Set<string>();
 
-  /** Whether `b` is a WireGuard message not seen before (and remembers it). */
+  /** Whether `b` is a WireGuard message not seen lately (and remembers it). */
   accept(b: Buffer): boolean {
     const shape = wireGuardShape(b);
     if (!shape) return false;
-    if (shape.type !== 4) {
-      // A handshake message's first 40 bytes hold its sender index and ephemeral key (or a cookie's nonce): unique per message.
-      const key = b.subarray(0, 40).toString("hex");
-      if (this.#handshakes.includes(key)) return false;
-      this.#handshakes.push(key);
-      if (this.#handshakes.length > HANDSHAKES_REMEMBERED) this.#handshakes.shift();
-      return true;
-    }
-    let w = this.#counters.get(shape.receiver);
-    if (!w) {
-      // A new keypair every two minutes: forget the oldest receiver.
-      if (this.#counters.size >= RECEIVERS_REMEMBERED) this.#counters.delete(this.#counters.keys().next().value as number);
-      w = { top: shape.counter, seen: new Set() };
-      this.#counters.set(shape.receiver, w);
-    }
-    const c = shape.counter;
-    if (c + WINDOW <= w.top || w.seen.has(c)) return false;
-    w.seen.add(c);
-    if (c > w.top) {
-      w.top = c;
-      if (w.seen.size > Number(WINDOW) * 2) for (const old of w.seen) if (old + WINDOW <= c) w.seen.delete(old);
-    }
+    // A handshake message's first 40 bytes hold its sender index and ephemeral key (or a cookie's nonce): unique per message.
+    const key = shape.type === 4 ? `${shape.receiver}:${shape.counter}` : b.subarray(0, 40).toString("hex");
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    // A Set iterates in insertion order: the first is the oldest.
+    if (this.#seen.size > REMEMBERED) this.#seen.delete(this.#seen.values().next().value as string);
     return true;
   }
 }
