@@ -7,7 +7,7 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
-import { unreachableReason } from "../proposal/proposal";
+import { directContactOf, unreachableReason } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "../session/errors";
 import { ConsumerSessions } from "../session/consumer";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
@@ -288,6 +288,9 @@ export class ConsumerNode {
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
         beforeAllocate: o.allow,
+        // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
+        relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
+        tunnelPort: o.tunnelPort,
         log: this.o.log,
       });
       try {

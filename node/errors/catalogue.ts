@@ -217,6 +217,7 @@ export const ERRORS = {
     422,
     "the proposal's tunnel (OpenVPN) needs a provider with a public address or a port its router maps, and this provider can be reached only by hole punching (why, in words)",
   ),
+  RATE_LIMITED: e("session", 429, "a peer sent a message more often than the protocol needs (session.relay: a few relay moves per session, then one per 20 s)"),
   SERVICE_EXISTS: e("session", 409, "a service of that type is running already"),
   SERVICE_MISMATCH: e("session", 422, "the proposal is for another service type than asked"),
   SERVICE_UNKNOWN: e("session", 404, "no service of that type is running"),

@@ -26,6 +26,8 @@ export type RelayOpener = (o: {
   allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
   /** The connect's stages, marked as the relay is found, negotiated and allocated. */
   stages?: ConnectStages;
+  /** The session's tunnel's own port on this host (wireguard-go's socket): the one local peer the relay's forwarder answers. */
+  tunnelPort?: number;
 }) => Promise<RelayLeg>;
 
 export interface ConnectOptions {
@@ -121,6 +123,7 @@ export class ConsumerSessions {
       stages?: ConnectStages;
       /** A relay already being opened (while the provider was asked): used instead of opening one. */
       opened?: Promise<RelayLeg>;
+      tunnelPort?: number;
     },
   ): Promise<RelayLeg> {
     const addresses = o.peerOffer ? publicAddressesOf(o.peerOffer) : [];
@@ -148,7 +151,14 @@ export class ConsumerSessions {
 
   #openRelay(
     open: RelayOpener,
-    o: { proposal: Proposal; udpBlocked: boolean; allow?: (endpoints: TunnelEndpoint[]) => Promise<void>; avoid?: string[]; stages?: ConnectStages },
+    o: {
+      proposal: Proposal;
+      udpBlocked: boolean;
+      allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+      avoid?: string[];
+      stages?: ConnectStages;
+      tunnelPort?: number;
+    },
   ): Promise<RelayLeg> {
     return open({
       udpBlocked: o.udpBlocked,
@@ -156,6 +166,7 @@ export class ConsumerSessions {
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       allow: o.allow,
       stages: o.stages,
+      tunnelPort: o.tunnelPort,
     });
   }
 
@@ -213,7 +224,7 @@ export class ConsumerSessions {
     // A relay will be needed whatever the provider answers: found, negotiated and allocated while the
     // provider is asked (measured: 80 ms of a relayed connect, in series before).
     if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay)) {
-      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages });
+      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages, tunnelPort: options.service.tunnelPortFor(consumerData) });
       early.catch(() => undefined);
     }
     try {
@@ -267,12 +278,28 @@ export class ConsumerSessions {
     const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
+    // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
+    // followed a hard-side punch took the probe's port; then the first local socket to send is taken for it).
+    let tunnelPort: number | undefined;
     const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
+      tunnelPort = route?.localPort === undefined ? options.service.tunnelPortFor?.(consumerData) : undefined;
       try {
         stages?.mark(`direct path given up (${why.slice(0, 60)})`);
         const opened = early;
         early = undefined;
-        relay = await this.#relayed(options.relay!, { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs, allow, stages, opened });
+        relay = await this.#relayed(options.relay!, {
+          sessionId,
+          dialog,
+          proposal,
+          peerOffer,
+          serviceConfig,
+          udpBlocked,
+          timeoutMs,
+          allow,
+          stages,
+          opened,
+          tunnelPort,
+        });
       } catch (err) {
         channel?.close();
         const reason = `${why}; ${(err as Error).message}`;
@@ -442,6 +469,7 @@ export class ConsumerSessions {
             udpBlocked,
             timeoutMs,
             avoid: [old.provider],
+            tunnelPort,
             // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
             allow: async (endpoints) => {
               for (const e of endpoints) await up.exempt?.(e.address);

@@ -17,6 +17,8 @@ export type SessionErrorCode =
   | "NO_PROPOSAL"
   /** The proposal's tunnel needs a provider with a public address or a mapped port, and this one can be reached only by punching. */
   | "PROVIDER_UNREACHABLE"
+  /** A peer sent a message more often than the protocol needs (session.relay: a few relay moves per session, then one per 20 s). */
+  | "RATE_LIMITED"
   | "SERVICE_EXISTS"
   | "SERVICE_MISMATCH"
   | "SERVICE_UNKNOWN"

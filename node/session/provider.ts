@@ -46,6 +46,8 @@ export interface ProviderSession {
   relayed?: { address: string; port: number; relay?: string; transport?: string };
   /** How the consumer's tunnel reached us, as it said in `session.confirm`. */
   tunnelPath?: "public" | "mapped" | "local" | "punched" | "relayed";
+  /** `session.relay` messages it may still send now (a few relay moves, then one per RELAY_REFILL_MS). */
+  relayAllowance?: { left: number; at: number };
 }
 
 /** The path a provider's session took, as its history keeps it (the relayed address from `session.relay`, the rest the consumer's word). */
@@ -58,6 +60,11 @@ export function providerSessionPath(
   const { address, relay, transport } = s.relayed;
   return { tunnel, relay: { ...(relay ? { provider: relay } : {}), address, ...(transport ? { transport } : {}) } };
 }
+
+/** A session may name a relayed address this many times at once (a connect and two moves)… */
+const RELAY_BURST = 3;
+/** …and once more per this long: each makes our tunnel send to an address the consumer chose. */
+const RELAY_REFILL_MS = 20_000;
 
 /** A decision a payment policy (or any other) may add before a session is accepted. */
 export type Admission = (request: { consumer: string; proposal: Proposal }) => Promise<{ code: RefusalCode; message: string } | null>;
@@ -244,6 +251,16 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     if (!check.relay.Check(body)) throw new SessionError("BAD_REQUEST", "session.relay does not match the schema");
     const session = this.#own(dialog, body.sessionId);
     if (session.state === "ended") throw new SessionError("SESSION_ENDED", `session ended: ${session.endReason}`);
+    // Each one points our tunnel (and a kick) at an address the consumer chose: a few relay moves, not a stream of targets.
+    const now = Date.now();
+    const allowance = session.relayAllowance ?? { left: RELAY_BURST, at: now };
+    const refilled = Math.min(RELAY_BURST, allowance.left + Math.floor((now - allowance.at) / RELAY_REFILL_MS));
+    if (refilled < 1)
+      throw new SessionError(
+        "RATE_LIMITED",
+        `session.relay: at most ${RELAY_BURST} relayed addresses at once and one per ${RELAY_REFILL_MS / 1000} s per session`,
+      );
+    session.relayAllowance = { left: refilled - 1, at: refilled > allowance.left ? now : allowance.at };
     const [a] = body.address.split(".").map(Number);
     if (isIP(body.address) !== 4 || isPrivate(body.address) || a === 0 || a === 127 || a >= 224)
       throw new SessionError("BAD_REQUEST", `${body.address} is not a public IPv4 address`);

@@ -5,6 +5,7 @@ import { TunnelError } from "../system";
 import { checkPinnedCertificate } from "../certificate";
 import { checkRelayServiceConfig, type RelayConsumerData, type RelayTransport } from "./config";
 import { type Peer, TurnClient, type TurnServer } from "./turn-client";
+import { FreshMessages } from "./wireguard-frames";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** Permissions last 300 s (RFC 8656 §9); refreshed well before. */
@@ -24,6 +25,13 @@ export interface RelayConsumerOptions {
   allocateTimeoutMs?: number;
   /** Called with the relay's servers before the first packet goes to them (a kill switch already holding lets them through). */
   beforeAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  /**
+   * The addresses the relay's signed proposal names (its direct/v1 contact): a TURN server its
+   * `accepted` answer names elsewhere is refused. Undefined: not checked (tests on one host).
+   */
+  relayAddresses?: string[];
+  /** The port of the session's tunnel (wireguard-go's socket) on 127.0.0.1: the one local peer the forwarder answers. */
+  tunnelPort?: number;
   log?: Logger;
 }
 
@@ -48,6 +56,16 @@ export class RelayConsumerService implements ConsumerService {
     if (!checkRelayServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's service config is malformed");
     const config = session.serviceConfig;
     if (!config.username.endsWith(`:${session.id}`)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's credential is not for this session");
+    const expected = this.o.relayAddresses;
+    if (expected) {
+      const elsewhere = config.servers.filter((s) => !expected.includes(s.address));
+      if (expected.length === 0) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's proposal names no public address to check its TURN servers against");
+      if (elsewhere.length > 0)
+        throw new TunnelError(
+          "BAD_SERVICE_CONFIG",
+          `the relay names TURN server ${elsewhere.map((s) => `${s.address}:${s.port}`).join(", ")}, not at the address its proposal gives (${expected.join(", ")})`,
+        );
+    }
     const order = this.o.transports ?? ["udp", "tls", "tcp"];
     // A TLS server comes with the certificate the relay's signed answer names: it must be that one.
     if (config.servers.some((s) => s.transport === "tls")) {
@@ -66,7 +84,7 @@ export class RelayConsumerService implements ConsumerService {
           { username: config.username, password: config.password },
           { timeoutMs: this.o.allocateTimeoutMs ?? 1500 },
         );
-        const tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger);
+        const tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger, this.o.tunnelPort);
         await tunnel.bind();
         return tunnel;
       } catch (err) {
@@ -79,7 +97,9 @@ export class RelayConsumerService implements ConsumerService {
 
 /**
  * A relay allocation and its local forwarder, as a session's tunnel: its meter is the TURN
- * transport's bytes both ways (what the relay's coturn counts and invoices).
+ * transport's bytes both ways (what the relay's coturn counts and invoices), of what came from the
+ * relay only the frames valid for the session: TURN frames of this allocation carrying a WireGuard
+ * message not seen before. The forwarder answers one local peer, the session's tunnel.
  */
 export class RelayTunnel implements Tunnel {
   readonly #socket = dgram.createSocket("udp4");
@@ -103,17 +123,25 @@ export class RelayTunnel implements Tunnel {
    */
   #initiated = false;
   #answered = false;
+  readonly #fresh = new FreshMessages();
+  #strangers = 0;
 
   constructor(
     readonly turn: TurnClient,
     /** The relay's identity. */
     readonly relay: string,
     private readonly log: Logger,
+    /** wireguard-go's port on 127.0.0.1 (undefined: the first local socket that sends is taken for it). */
+    private readonly tunnelPort?: number,
   ) {
     turn.on("closed", (reason) => {
       if (!this.#stopping) this.#down?.(`the relay's allocation ended: ${reason}`);
     });
-    turn.on("data", (peer, data) => this.#fromRelay(peer, data));
+    turn.on("data", (peer, data, frameBytes) => {
+      // Not the session's traffic (a permitted peer's junk, a replay, a relay's own making): neither passed on nor counted.
+      if (!this.#permitted.includes(peer.address) || !this.#fresh.accept(data)) return turn.disown(frameBytes);
+      this.#fromRelay(peer, data);
+    });
   }
 
   /** Where the provider sends: the relayed transport address. */
@@ -144,6 +172,13 @@ export class RelayTunnel implements Tunnel {
       });
     });
     this.#socket.on("message", (data, from) => {
+      // One local peer: the session's tunnel. Another local socket can neither send through the relay nor take the answers.
+      const tunnel = this.#local ?? (this.tunnelPort !== undefined ? { address: "127.0.0.1", port: this.tunnelPort } : from);
+      if (from.address !== tunnel.address || from.port !== tunnel.port) {
+        if (this.#strangers++ === 0)
+          this.log.warn({ from: `${from.address}:${from.port}` }, "a local socket that is not the tunnel's sent to the relay's forwarder: ignored");
+        return;
+      }
       this.#local = { address: from.address, port: from.port };
       if (!this.#answered && isInitiation(data)) this.#initiated = true;
       for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#socket.send(held, from.port, from.address);
@@ -164,7 +199,6 @@ export class RelayTunnel implements Tunnel {
   }
 
   #fromRelay(peer: Peer, data: Buffer): void {
-    if (!this.#permitted.includes(peer.address)) return;
     if (!this.#peer || this.#peer.address !== peer.address || this.#peer.port !== peer.port) {
       // The provider's tunnel, first heard (or moved: its router mapped it anew): bind a channel to it.
       this.#peer = peer;

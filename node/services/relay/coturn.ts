@@ -13,13 +13,15 @@ import { program, TunnelError } from "../system";
  * `expiry:name` and HMAC-SHA1(secret, that) in base64, checked by coturn itself), UDP, TCP and
  * TLS listeners on one port, tracked by its PID (a pid file; never by name).
  *
- * Metering comes from coturn's own session log (`--verbose`; measured on 4.6.1, see
- * docs/relay.md): for each allocation it prints
- *   `session <id>: usage: realm=<r>, username=<u>, rp=<n>, rb=<n>, sp=<n>, sb=<n>`
- * every 4,096 packets or so and once more when the allocation ends, each line counting only what
- * passed since the last one (packets and bytes the client sent to the relay, rp/rb, and the relay
- * sent to the client, sp/sb: the TURN transport's bytes, ChannelData and STUN headers included).
- * `peer usage` lines count the relayed side. The node adds the lines up per username.
+ * Metering comes from coturn's admin CLI on 127.0.0.1 (`ps`; measured on 4.6.1, see
+ * docs/relay.md): each allocation's id, its username and its counters so far
+ *   `usage: rp=<n>, rb=<n>, sp=<n>, sb=<n>`
+ * (packets and bytes the client sent to the relay, rp/rb, and the relay sent to the client, sp/sb:
+ * the TURN transport's bytes, ChannelData and STUN headers included), and the peers it permitted.
+ * coturn brings these counters up to date about every 4,096 packets of a session (the moments it
+ * also logs a `usage` line), so they lag. Its log is not believed for money: coturn writes a
+ * refused username verbatim, newlines included, so anyone can put a line that looks like a usage
+ * line into it; the CLI's list holds only allocations coturn authenticated.
  */
 
 export interface CoturnOptions {
@@ -42,6 +44,8 @@ export interface CoturnOptions {
    * first bytes), with this certificate and key; none: no TLS (`no-tls`).
    */
   tls?: { certificateFile: string; keyFile: string };
+  /** Each session's bandwidth, bytes per second each way (coturn's `max-bps`; the offer's per-session Mbit/s); none: unlimited. */
+  maxBps?: number;
   /** The TCP port of coturn's admin CLI on 127.0.0.1, and its password: how a session is cut off. */
   cli?: { port: number; password: string };
   /**
@@ -55,20 +59,55 @@ export interface CoturnOptions {
   log?: Logger;
 }
 
-/** Counters of one username, summed over coturn's usage lines (client side, and relayed peer side). */
+/** Counters of one username, summed over its allocations as coturn's CLI lists them. */
 export interface CoturnUsage {
   /** Bytes the client sent to the relay (rb) and the relay sent to the client (sb). */
   clientIn: number;
   clientOut: number;
-  peerIn: number;
-  peerOut: number;
   /** coturn's session ids seen for this username (for `cs`, the CLI's cancel-session). */
   sessions: Set<string>;
 }
 
-// coturn's own lines (4.6.1, simple-log): "0: : session <id>: usage: …", "0: : session <id>: new, realm=<r>, username=<u>, …"
-// and "0: : session <id>: realm <r> user <u>: incoming packet …".
-const USAGE = /^\d+: : session (\d+): (peer )?usage: realm=<[^<>]*>, username=<([^<>]*)>, rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)\s*$/;
+/** One allocation as coturn's CLI `ps` lists it. */
+export interface CoturnSession {
+  id: string;
+  username: string;
+  /** Bytes the client sent to the relay (rb) and the relay sent to the client (sb), so far (as of coturn's last update). */
+  clientIn: number;
+  clientOut: number;
+  /** The peer addresses it has permissions for. */
+  peers: string[];
+}
+
+/** coturn 4.6.1's `ps` listing: "    1) id=<id>, user <u>:" then indented lines, "usage: rp=…, rb=…, sp=…, sb=…", "peers:" and one address a line. */
+export function parsePs(text: string): CoturnSession[] {
+  const out: CoturnSession[] = [];
+  let current: CoturnSession | undefined;
+  let inPeers = false;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    const head = /^\d+\) id=(\d+), user <([^<>]*)>:$/.exec(line);
+    if (head) {
+      current = { id: head[1], username: head[2], clientIn: 0, clientOut: 0, peers: [] };
+      out.push(current);
+      inPeers = false;
+      continue;
+    }
+    if (!current) continue;
+    const usage = /^usage: rp=\d+, rb=(\d+), sp=\d+, sb=(\d+)$/.exec(line);
+    if (usage) {
+      current.clientIn = Number(usage[1]);
+      current.clientOut = Number(usage[2]);
+      inPeers = false;
+    } else if (line === "peers:") inPeers = true;
+    else if (inPeers && /^[0-9a-fA-F.:]+$/.test(line)) current.peers.push(line);
+    else inPeers = false;
+  }
+  return out;
+}
+
+// coturn's own lines (4.6.1, simple-log): "0: : session <id>: new, realm=<r>, username=<u>, …"
+// and "0: : session <id>: realm <r> user <u>: incoming packet …" (only to cut an ended session's credential off sooner).
 const SESSION_USER = /^\d+: : session (\d+): (?:new, realm=<[^<>]*>, username=<([^<>]*)>|realm <[^<>]*> user <([^<>]*)>:)/;
 
 /** Private, carrier-grade, link-local and loopback ranges a relay refuses to relay to by default. */
@@ -86,6 +125,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   child?: ChildProcess;
   readonly recent: string[] = [];
   readonly usage = new Map<string, CoturnUsage>();
+  /** Each allocation's counters as the CLI last listed them (kept after it ends: what it carried stays counted). */
+  readonly counted = new Map<string, { username: string; clientIn: number; clientOut: number }>();
   /** The username each coturn session was first seen with: a later line naming it for another is not believed. */
   readonly #owner = new Map<string, string>();
 
@@ -129,6 +170,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       // TURN over TCP to the relay stays; TCP allocations toward peers (RFC 6062) would make an open TCP relay (mail, anything).
       "no-tcp-relay",
       ...(o.allowPrivatePeers ? ["allow-loopback-peers"] : DENIED_PEERS.map((r) => `denied-peer-ip=${r}`)),
+      // Never to itself: a permission for its own address would relay into its own listeners (TURN to TURN loops, its CLI's neighbours).
+      ...[...new Set([...(o.listeningIps ?? []), ...(o.externalIp ? [o.externalIp] : [])])].map((ip) => `denied-peer-ip=${ip}`),
+      ...(o.maxBps ? [`max-bps=${Math.floor(o.maxBps)}`] : []),
       ...(o.cli ? ["cli-ip=127.0.0.1", `cli-port=${o.cli.port}`, `cli-password=${o.cli.password}`] : ["no-cli"]),
       "simple-log",
       "log-file=stdout",
@@ -185,26 +229,12 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     log.info({ pid: child.pid, port: this.o.port }, "coturn relay listening");
   }
 
-  /** Takes one line of coturn's output (its usage lines are the relay's meter). */
+  /** Takes one line of coturn's output: kept for error messages; a session's first line tells its username (never a count). */
   read(line: string): void {
     if (!line.trim()) return;
     this.recent.push(line);
     this.o.log?.trace({ coturn: line }, "coturn");
     if (this.recent.length > 60) this.recent.shift();
-    const m = USAGE.exec(line);
-    if (m) {
-      const [, session, peer, username, , rb, , sb] = m;
-      if (!this.#claim(session, username)) return;
-      const u = this.#of(username);
-      if (peer) {
-        u.peerIn += Number(rb);
-        u.peerOut += Number(sb);
-      } else {
-        u.clientIn += Number(rb);
-        u.clientOut += Number(sb);
-      }
-      return;
-    }
     const s = SESSION_USER.exec(line);
     const user = s?.[2] ?? s?.[3];
     if (s && user?.includes(":")) this.#claim(s[1], user);
@@ -224,10 +254,52 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   #of(username: string): CoturnUsage {
     let u = this.usage.get(username);
     if (!u) {
-      u = { clientIn: 0, clientOut: 0, peerIn: 0, peerOut: 0, sessions: new Set() };
+      u = { clientIn: 0, clientOut: 0, sessions: new Set() };
       this.usage.set(username, u);
     }
     return u;
+  }
+
+  /**
+   * Reads every allocation's counters from coturn's CLI (`ps`): the relay's meter. The list is
+   * coturn's own memory, so a session's username there is the one it authenticated (it overrides
+   * any log line), and its counters only grow. Returns the allocations listed (their peers too).
+   */
+  async poll(): Promise<CoturnSession[]> {
+    const cli = this.o.cli;
+    if (!cli || !this.running) return [];
+    const listed = parsePs(await cliCommands(cli, ["ps"]));
+    const changed = new Set<string>();
+    for (const a of listed) {
+      if (this.o.issued && !this.o.issued(a.username)) continue;
+      const before = this.counted.get(a.id);
+      if (before && before.username !== a.username) this.#of(before.username).sessions.delete(a.id);
+      if (!before || before.username !== a.username) {
+        this.#owner.set(a.id, a.username);
+        if (!this.#of(a.username).sessions.has(a.id)) {
+          this.#of(a.username).sessions.add(a.id);
+          this.o.onSession?.(a.username, a.id);
+        }
+      }
+      this.counted.set(a.id, {
+        username: a.username,
+        clientIn: Math.max(a.clientIn, before?.username === a.username ? before.clientIn : 0),
+        clientOut: Math.max(a.clientOut, before?.username === a.username ? before.clientOut : 0),
+      });
+      changed.add(a.username);
+      if (before) changed.add(before.username);
+    }
+    for (const username of changed) {
+      const u = this.#of(username);
+      u.clientIn = 0;
+      u.clientOut = 0;
+      for (const c of this.counted.values())
+        if (c.username === username) {
+          u.clientIn += c.clientIn;
+          u.clientOut += c.clientOut;
+        }
+    }
+    return listed;
   }
 
   /**
@@ -271,29 +343,37 @@ function tcpOpen(host: string, port: number): Promise<boolean> {
 }
 
 /** Logs into coturn's telnet-style CLI with its password and runs the commands, one a line. */
-function cliCommands(cli: { port: number; password: string }, commands: string[]): Promise<string> {
+export function cliCommands(cli: { port: number; password: string }, commands: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: "127.0.0.1", port: cli.port });
     let out = "";
-    let stage = 0;
+    let seen = 0;
+    let loggedIn = false;
+    const queue = [...commands, "quit"];
     const timer = setTimeout(() => {
       s.destroy();
       reject(new TunnelError("COMMAND_FAILED", "coturn's CLI did not answer"));
     }, 3000);
     s.on("data", (chunk) => {
       out += chunk.toString();
-      if (stage === 0 && /password/i.test(out)) {
-        stage = 1;
+      if (!loggedIn) {
+        if (!/password/i.test(out)) return;
+        loggedIn = true;
         s.write(`${cli.password}\r\n`);
         out = "";
-      } else if (stage === 1 && />\s*$/.test(out)) {
-        stage = 2;
-        s.write(`${[...commands, "quit"].join("\r\n")}\r\n`);
+        return;
+      }
+      // One command a prompt: coturn's CLI reads one line at a time.
+      if (/>\s*$/.test(out.slice(seen)) && queue.length > 0) {
+        seen = out.length;
+        s.write(`${queue.shift()}\r\n`);
       }
     });
     s.on("error", (err) => {
       clearTimeout(timer);
-      reject(new TunnelError("COMMAND_FAILED", `coturn's CLI: ${err.message}`));
+      // coturn answers "quit" by resetting the connection: all the output is in by then.
+      if (queue.length === 0) resolve(out);
+      else reject(new TunnelError("COMMAND_FAILED", `coturn's CLI: ${err.message}`));
     });
     s.on("close", () => {
       clearTimeout(timer);

@@ -21,10 +21,14 @@ export interface RelayProviderOptions {
   credentialTtlS?: number;
   /** Relay to private and loopback peers (tests on one host). Default false. */
   allowPrivatePeers?: boolean;
+  /** Each session's bandwidth in Mbit/s, each way (the offer's `bandwidthMbps`): coturn's `max-bps`. None: unlimited. */
+  sessionMbps?: number;
   log?: Logger;
 }
 
 const REALM = "myst";
+/** How often the relay reads coturn's counters (its CLI's `ps`) while sessions are open. */
+const METER_EVERY_MS = 1000;
 
 interface RelaySession {
   id: string;
@@ -53,6 +57,7 @@ export class RelayProviderService implements ProviderService {
   #cliPort = 0;
   /** The relay's TLS certificate (made once per node, kept in its directory): consumers pin it. */
   #cert?: ServiceCertificate;
+  #meter?: NodeJS.Timeout;
 
   constructor(options: RelayProviderOptions) {
     if (net.isIP(options.publicIp) !== 4)
@@ -76,11 +81,20 @@ export class RelayProviderService implements ProviderService {
     this.#cert = await ensureCertificate(this.#o.dir, "relay");
     await this.#launch();
     this.#supervisor.start();
+    this.#meter = setInterval(() => void this.#read(), METER_EVERY_MS);
+    this.#meter.unref();
+  }
+
+  /** Reads coturn's counters while a session is open (or when asked: a session closing). */
+  async #read(force = false): Promise<void> {
+    if (!force && ![...this.#sessions.values()].some((s) => !s.closed)) return;
+    await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
   }
 
   async #launch(): Promise<void> {
     // The usage counted so far survives a restart (the old process's lines are already summed).
     const usage = this.#coturn?.usage;
+    const counted = this.#coturn?.counted;
     const coturn = new CoturnProcess({
       dir: this.#o.dir,
       listeningIps: [this.#o.publicIp],
@@ -91,6 +105,7 @@ export class RelayProviderService implements ProviderService {
       realm: REALM,
       allowPrivatePeers: this.#o.allowPrivatePeers,
       ...(this.#cert ? { tls: { certificateFile: this.#cert.certificateFile, keyFile: this.#cert.keyFile } } : {}),
+      maxBps: this.#o.sessionMbps ? (this.#o.sessionMbps * 1_000_000) / 8 : undefined,
       cli: { port: this.#cliPort, password: this.#cliPassword },
       issued: (username) => this.#byUsername.has(username),
       // A credential used again after its session ended (it stays valid until its expiry): cut off at once, never billed.
@@ -105,6 +120,8 @@ export class RelayProviderService implements ProviderService {
       log: this.#log,
     });
     if (usage) for (const [k, v] of usage) coturn.usage.set(k, v);
+    // A new coturn numbers its sessions afresh: the old ones' counts stay, under names no new one takes.
+    if (counted) for (const [k, v] of counted) coturn.counted.set(k.startsWith("ended:") ? k : `ended:${Date.now()}:${k}`, v);
     this.#coturn = coturn;
     await coturn.start();
     coturn.once("exit", (code) => this.#supervisor.exited(code, coturn.recent));
@@ -157,6 +174,8 @@ export class RelayProviderService implements ProviderService {
     const s = this.#sessions.get(sessionId);
     if (!s || s.closed) return;
     s.closed = true;
+    // Its last counts before the allocation goes (coturn forgets an ended allocation's counters).
+    await this.#read(true);
     const cancelled = await this.#coturn?.cancel(s.username).catch((err) => {
       this.#log.warn({ err: (err as Error).message, sessionId }, "coturn's CLI did not cancel the session's allocation");
       return 0;
@@ -164,7 +183,17 @@ export class RelayProviderService implements ProviderService {
     this.#log.info({ sessionId, reason, allocations: cancelled }, "relay session closed");
   }
 
-  /** The TURN transport's bytes of the session, as coturn counted them (its usage lines, summed). */
+  /** Reads coturn's counters now (they are read every second while a session is open). */
+  async readCounters(): Promise<void> {
+    await this.#read(true);
+  }
+
+  /** coturn's last lines (errors, what it refused). */
+  recentLog(): readonly string[] {
+    return this.#coturn?.recent ?? [];
+  }
+
+  /** The TURN transport's bytes of the session, as coturn counted them (its CLI's counters, summed over the session's allocations). */
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
     const s = this.#sessions.get(sessionId);
     if (!s) return undefined;
@@ -178,6 +207,7 @@ export class RelayProviderService implements ProviderService {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#meter);
     await this.#supervisor.stop();
     await this.#coturn?.stop();
   }

@@ -49,6 +49,7 @@ export const relay = defineTunnel({
       maxPort: settings.maxPort,
       credentialTtlS: settings.credentialTtl,
       allowPrivatePeers: settings.allowPrivatePeers,
+      sessionMbps: deps.limits?.sessionMbps,
       log: deps.log,
     });
     await service.start();

@@ -107,15 +107,19 @@ export interface TurnClientOptions {
  * One allocation on a TURN server. `allocate` makes it; `permit` lets a peer's IP send to the
  * relayed address; data from a peer arrives as "data" events (from a Data indication or a bound
  * channel); `send` sends to a peer (over its channel once bound, else a Send indication).
- * Refreshes itself at half the lifetime. Counts every byte it sends and receives on the transport
- * to the server (STUN messages and ChannelData, headers included): what the relay meters too.
+ * Refreshes itself at half the lifetime. Counts every byte it sends on the transport to the server
+ * (STUN messages and ChannelData, headers included: what the relay meters too), and of what it
+ * receives only the frames valid for the allocation: an answer to one of its own requests, data on
+ * a channel it bound with its true length, a Data indication from a peer it permitted. Junk a
+ * relay sends is not carried bytes (a data listener may still `disown` what it finds invalid).
  */
-export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer]; closed: [reason: string] }> {
+export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer, frameBytes: number]; closed: [reason: string] }> {
   relayed!: Peer;
   /** The client's address as the server saw it (XOR-MAPPED-ADDRESS). */
   mapped?: Peer;
   lifetimeS = 0;
   readonly bytes = { sent: 0, received: 0 };
+  readonly #permitted = new Set<string>();
   #udp?: dgram.Socket;
   #tcp?: net.Socket;
   #streamBuf: Buffer = Buffer.alloc(0);
@@ -199,13 +203,13 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
       });
     });
     socket.on("data", (chunk) => {
-      this.bytes.received += chunk.length;
       this.#streamBuf = this.#streamBuf.length ? Buffer.concat([this.#streamBuf, chunk]) : chunk;
       for (;;) {
         const next = nextStreamFrame(this.#streamBuf);
         if (!next) break;
+        const size = this.#streamBuf.length - next.rest.length;
         this.#streamBuf = next.rest;
-        this.#handle(next.frame);
+        this.#handle(next.frame, size);
       }
       if (this.#streamBuf.length > 70_000) this.#shutdown("the relay's TCP stream is out of frame");
     });
@@ -215,15 +219,24 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
   }
 
   #receive(buf: Buffer): void {
-    this.bytes.received += buf.length;
-    this.#handle(buf);
+    // Over UDP a ChannelData datagram is its length, or padded to 4 bytes (RFC 8656 §12.5): nothing longer.
+    if (isChannelData(buf) && buf.length - 4 - buf.readUInt16BE(2) > 3) return;
+    this.#handle(buf, buf.length);
   }
 
-  #handle(buf: Buffer): void {
+  /** Takes back bytes counted for a frame a listener found invalid (not the session's traffic). */
+  disown(bytes: number): void {
+    this.bytes.received -= bytes;
+  }
+
+  /** One frame from the server, `size` bytes on the wire: counted when valid for the allocation. */
+  #handle(buf: Buffer, size: number): void {
     if (isChannelData(buf)) {
       const peer = this.#byChannel.get(buf.readUInt16BE(0));
       const length = buf.readUInt16BE(2);
-      if (peer && length <= buf.length - 4) this.emit("data", peer, buf.subarray(4, 4 + length));
+      if (!peer || length > buf.length - 4) return;
+      this.bytes.received += size;
+      this.emit("data", peer, buf.subarray(4, 4 + length), size);
       return;
     }
     if (!looksLikeStun(buf)) return;
@@ -237,12 +250,16 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
       const peerValue = attributeOf(message, TURN_ATTR.XOR_PEER_ADDRESS);
       const data = attributeOf(message, TURN_ATTR.DATA);
       if (!peerValue || !data) return;
+      let peer: Peer;
       try {
-        const peer = decodeXorAddress(peerValue, message.transactionId);
-        this.emit("data", { address: peer.address, port: peer.port }, data);
+        const p = decodeXorAddress(peerValue, message.transactionId);
+        peer = { address: p.address, port: p.port };
       } catch {
-        // a malformed peer address: dropped
+        return; // a malformed peer address: dropped
       }
+      if (!this.#permitted.has(peer.address)) return;
+      this.bytes.received += size;
+      this.emit("data", peer, data, size);
       return;
     }
     if (message.cls !== "success" && message.cls !== "error") return;
@@ -251,6 +268,7 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
     if (!pending) return;
     // An answer under our key must carry a MESSAGE-INTEGRITY that checks (a 401 comes before there is one).
     if (this.#key && message.cls === "success" && checkIntegrity(message, this.#key) === false) return;
+    this.bytes.received += size;
     this.#pending.delete(id);
     clearTimeout(pending.timer);
     pending.resolve(message);
@@ -371,6 +389,7 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer];
     }));
     // XOR-PEER-ADDRESS of IPv4 is XORed with the cookie only, so the placeholder transaction id does not matter for it.
     await this.#request(TURN_METHOD.CREATE_PERMISSION, attributes);
+    for (const a of addresses) this.#permitted.add(a);
   }
 
   /** Binds a channel to a peer (its permission must exist), so data to and from it goes as 4-byte-header ChannelData. */
