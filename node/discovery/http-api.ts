@@ -1,4 +1,4 @@
-import { Type } from "@fastify/type-provider-typebox";
+import { type Static, Type } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { discoveryStatusOf } from "../errors/catalogue";
@@ -168,53 +168,39 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
     },
   );
 
-  app.post(
-    "/v1/receipts",
+  // A consumer's session receipt and a prober's probe result: one signed shape, two kinds (docs/quality.md).
+  const evidence: { url: string; summary: string; take: (body: Static<typeof SignedReceiptBody>) => Promise<string> }[] = [
+    { url: "/v1/receipts", summary: "Take a consumer's signed session receipt (docs/quality.md)", take: (body) => replica.postReceipt(body) },
     {
-      schema: {
-        summary: "Take a consumer's signed session receipt (docs/quality.md)",
-        body: SignedReceiptBody,
-        response: {
-          200: Type.Object({ result: Type.String() }),
-          201: Type.Object({ result: Type.String() }),
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-          413: ErrorBody,
-          429: ErrorBody,
+      url: "/v1/probes",
+      summary: "Take a prober's signed probe result (docs/quality.md \"Probers\"): a receipt's fields under the version myst-probe/1",
+      take: (body) => replica.postProbe(body),
+    },
+  ];
+  for (const { url, summary, take } of evidence)
+    app.post(
+      url,
+      {
+        schema: {
+          summary,
+          body: SignedReceiptBody,
+          response: {
+            200: Type.Object({ result: Type.String() }),
+            201: Type.Object({ result: Type.String() }),
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            413: ErrorBody,
+            429: ErrorBody,
+          },
         },
       },
-    },
-    async (req, reply) => {
-      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
-      const result = await replica.postReceipt(req.body);
-      return reply.status(result === "stored" ? 201 : 200).send({ result });
-    },
-  );
-
-  app.post(
-    "/v1/probes",
-    {
-      schema: {
-        summary: "Take a prober's signed probe result (docs/quality.md \"Probers\"): a receipt's fields under the version myst-probe/1",
-        body: SignedReceiptBody,
-        response: {
-          200: Type.Object({ result: Type.String() }),
-          201: Type.Object({ result: Type.String() }),
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-          413: ErrorBody,
-          429: ErrorBody,
-        },
+      async (req, reply) => {
+        if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
+        const result = await take(req.body);
+        return reply.status(result === "stored" ? 201 : 200).send({ result });
       },
-    },
-    async (req, reply) => {
-      if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
-      const result = await replica.postProbe(req.body);
-      return reply.status(result === "stored" ? 201 : 200).send({ result });
-    },
-  );
+    );
 
   app.get(
     "/v1/quality/:provider",
