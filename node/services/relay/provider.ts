@@ -35,14 +35,14 @@ interface RelaySession {
   consumer: string;
   username: string;
   closed: boolean;
-  /** The counts when it closed (coturn's last usage line may come later: kept growing until then). */
 }
 
 /**
  * The provider side of a relay: a supervised coturn with a random REST-API secret per start, a
  * credential per paid session (the session machinery opens a session only after admission and
- * payment checks: no session, no credential), metered from coturn's own usage lines (the TURN
- * transport's bytes both ways), cut off through coturn's admin CLI when the session ends.
+ * payment checks: no session, no credential), metered from coturn's admin CLI (`ps`: the TURN
+ * transport's bytes both ways, of allocations coturn authenticated), cut off through that CLI when
+ * the session ends.
  */
 export class RelayProviderService implements ProviderService {
   readonly type = "relay";
@@ -92,7 +92,7 @@ export class RelayProviderService implements ProviderService {
   }
 
   async #launch(): Promise<void> {
-    // The usage counted so far survives a restart (the old process's lines are already summed).
+    // The usage counted so far survives a restart (what the old process's counters showed is already summed).
     const usage = this.#coturn?.usage;
     const counted = this.#coturn?.counted;
     const coturn = new CoturnProcess({

@@ -236,7 +236,7 @@ describe("relay service (real coturn on loopback)", function () {
       client.on("error", () => upstream.destroy());
       upstream.on("error", () => client.destroy());
     });
-    // At the relay's own address: the consumer takes no TURN server that is elsewhere.
+    // At the relay's own address, where coturn listens in these tests (127.0.0.2).
     await new Promise<void>((r) => tap.listen(0, RELAY_IP, () => r()));
     const tapPort = (tap.address() as net.AddressInfo).port;
     const servers = config.servers.map((s) => ({ ...s, port: tapPort }));
