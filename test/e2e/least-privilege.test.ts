@@ -82,10 +82,12 @@ describe("e2e: a provider daemon with only CAP_NET_ADMIN and CAP_NET_BIND_SERVIC
     for (const t of tmps) t.cleanup();
   });
 
-  it("runs as its own uid with exactly those capabilities (effective, ambient, bounding) and says so at start", function () {
+  it("runs as its own uid with exactly those capabilities (effective, ambient, bounding) and says so at start", async function () {
     const creds = credentialsOf(provider.child.pid!);
     expect(creds.uid).to.equal(String(user.uid));
     for (const mask of [creds.eff, creds.amb, creds.bnd]) expect(BigInt(`0x${mask}`)).to.equal(TUNNEL_CAPS);
+    // The log line goes to stderr, another pipe than the CLI's own "REST API:" on stdout: it may arrive after it.
+    await until(() => /capabilities held/.test(provider.output()), "the daemon's line about the capabilities it holds", 10_000).catch(() => undefined);
     expect(provider.output())
       .to.match(/capabilities held/)
       .and.match(/CAP_NET_ADMIN/);
