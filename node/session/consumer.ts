@@ -258,6 +258,8 @@ export class ConsumerSessions {
     const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
+    /** What every relay of this session is opened with (the first, and one that replaces a dead one). */
+    const relaying = { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
     // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
     // followed a hard-side punch took the probe's port; then the first local socket to send is taken for it).
     let tunnelPort: number | undefined;
@@ -268,13 +270,7 @@ export class ConsumerSessions {
         const opened = early;
         early = undefined;
         relay = await this.#relayed(options.relay!, {
-          sessionId,
-          dialog,
-          proposal,
-          peerOffer,
-          serviceConfig,
-          udpBlocked,
-          timeoutMs,
+          ...relaying,
           allow,
           stages,
           opened,
@@ -441,13 +437,7 @@ export class ConsumerSessions {
         try {
           const held = engaged;
           const leg = await this.#relayed(options.relay, {
-            sessionId,
-            dialog,
-            proposal,
-            peerOffer,
-            serviceConfig,
-            udpBlocked,
-            timeoutMs,
+            ...relaying,
             avoid: [old.provider],
             tunnelPort,
             // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
