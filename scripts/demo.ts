@@ -9,6 +9,7 @@ import { missingE2EPrerequisites } from "./lib/prereqs";
 import { until } from "./lib/until";
 import { JsonRpcProvider, Wallet, formatUnits, parseEther } from "ethers";
 import { MystToken__factory } from "../typechain-types";
+import { rpcRequest } from "../node/chain/rpc-request";
 
 /**
  * The local demo (`npm run demo`): a whole marketplace on one machine — chain, broker, discovery,
@@ -182,7 +183,7 @@ async function main() {
     if (status.state !== "registered") throw new Error(`${who} registration: ${JSON.stringify(status)}`);
     ok(`${who} ${ids[who]} registered (tx ${status.txHash})${relayed ? " through the relayer" : ""}`);
   }
-  const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+  const rpc = new JsonRpcProvider(rpcRequest(chain.rpcUrl), chain.deployment.chainId, { staticNetwork: true });
   started.push({ name: "rpc", stop: async () => rpc.destroy() });
 
   const homeOf = (i: number) =>

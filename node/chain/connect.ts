@@ -1,4 +1,4 @@
-import { FetchRequest, JsonRpcProvider, Network } from "ethers";
+import { JsonRpcProvider, Network } from "ethers";
 import {
   IdentityRegistry__factory,
   MystToken__factory,
@@ -9,6 +9,7 @@ import {
 } from "../../typechain-types";
 import type { Deployment } from "./deployment";
 import { ChainError } from "./errors";
+import { rpcRequest } from "./rpc-request";
 
 /** A live connection to the chain the contracts of `deployment` are on. */
 export interface ChainConnection {
@@ -46,8 +47,7 @@ export async function connectChain(options: ConnectChainOptions): Promise<ChainC
     );
   }
   // A node that accepts and never answers must not hang a settlement, a shutdown or a promise.
-  const request = new FetchRequest(rpcUrl);
-  request.timeout = options.requestTimeoutMs ?? 15_000;
+  const request = rpcRequest(rpcUrl, options.requestTimeoutMs ?? 15_000);
   const provider = new JsonRpcProvider(request, Network.from(chainId), {
     staticNetwork: Network.from(chainId),
     pollingInterval: options.pollingIntervalMs ?? 500,

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { readDeployment, type Deployment } from "../../node/chain/deployment";
+import { rpcRequest } from "../../node/chain/rpc-request";
 import { parentDeathSignal, terminate } from "../../node/services/supervision";
 
 /** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
@@ -97,7 +98,7 @@ export async function testChain(): Promise<LocalChain> {
     processChain = undefined;
     throw err;
   }
-  const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+  const rpc = new JsonRpcProvider(rpcRequest(chain.rpcUrl), chain.deployment.chainId, { staticNetwork: true });
   try {
     const snapshot: string = await rpc.send("evm_snapshot", []);
     let reverted = false;
@@ -106,7 +107,7 @@ export async function testChain(): Promise<LocalChain> {
       stop: async () => {
         if (reverted) return;
         reverted = true;
-        const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+        const rpc = new JsonRpcProvider(rpcRequest(chain.rpcUrl), chain.deployment.chainId, { staticNetwork: true });
         try {
           await rpc.send("evm_setAutomine", [true]);
           if (!(await rpc.send("evm_revert", [snapshot]))) throw new Error(`the test chain did not revert to snapshot ${snapshot}`);
@@ -143,7 +144,7 @@ async function runDeploy(rpcUrl: string, file: string, challengePeriod?: bigint,
 }
 
 export async function fundAccounts(rpcUrl: string, deployment: Deployment, addresses: string[], amounts: { eth?: bigint; myst?: bigint } = {}) {
-  const provider = new JsonRpcProvider(rpcUrl, deployment.chainId, { staticNetwork: true });
+  const provider = new JsonRpcProvider(rpcRequest(rpcUrl), deployment.chainId, { staticNetwork: true });
   try {
     const funder = new Wallet(LOCAL_FUNDER_KEY, provider);
     const token = MystToken__factory.connect(deployment.contracts.MystToken, funder);

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { JsonRpcProvider } from "ethers";
 import { connectChain, type ChainConnection } from "../../node/chain/connect";
 import { ConsumerVaultClient } from "../../node/chain/vault";
+import { rpcRequest } from "../../node/chain/rpc-request";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
@@ -74,7 +75,7 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
     background.push(node);
     await until(() => node.output().includes("REST API:"), "the consumer's node");
 
-    const rpc = new JsonRpcProvider(chain.rpcUrl, chain.deployment.chainId, { staticNetwork: true });
+    const rpc = new JsonRpcProvider(rpcRequest(chain.rpcUrl), chain.deployment.chainId, { staticNetwork: true });
     try {
       for (const [i, provider] of [a, b].entries()) {
         const nonce = await rpc.getTransactionCount(c);
