@@ -78,7 +78,7 @@ export interface MystConfig {
    * direct contact in its proposals. Env MYST_STUN_SERVERS (comma-separated).
    */
   stunServers: string[];
-  /** While measuring, ask the home router to open a port (NAT-PMP, UPnP-IGD). Default true. Env MYST_PORT_MAPPING (true/false). */
+  /** While measuring, ask the home router to open a port (PCP, NAT-PMP, UPnP-IGD). Default true. Env MYST_PORT_MAPPING (true/false). */
   portMapping: boolean;
   /** The local UDP port reachability is measured from, which the proposals' direct contacts lead to; 0: any free one. Default 0. Env MYST_NAT_PORT. */
   natPort: number;

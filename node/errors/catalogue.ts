@@ -311,7 +311,7 @@ export const ERRORS = {
   STUN_ABORTED: e("nat", 422, "the STUN request was cancelled"),
   STUN_SEND_FAILED: e("nat", 422, "a STUN request could not be sent"),
   PORT_MAPPING_NO_GATEWAY: e("nat", 422, "no IPv4 gateway to ask for a port mapping"),
-  PORT_MAPPING_UNAVAILABLE: e("nat", 422, "the router mapped no port (UPnP and NAT-PMP both failed), or the mapper is stopped"),
+  PORT_MAPPING_UNAVAILABLE: e("nat", 422, "the router mapped no port (PCP, NAT-PMP and UPnP all failed), or the mapper is stopped"),
 
   // services/controls
   BAD_SCHEDULE: e("services/controls", 400, "a schedule that cannot be read (days and time windows)"),

@@ -7,7 +7,7 @@ import { type MeasureOptions, measureReachability, type Reachability, type Reach
 export interface ReachabilitySettings {
   /** STUN servers ("host:port"); none: reachability is not measured (and the router is not asked for a port). */
   stunServers: string[];
-  /** Ask the home router for a port (NAT-PMP, UPnP-IGD) while measuring. */
+  /** Ask the home router for a port (PCP, NAT-PMP, UPnP-IGD) while measuring. */
   portMapping: boolean;
   /** The local UDP port measured from (and so the one the contacts lead to); 0: any free one. */
   port: number;

@@ -3,22 +3,21 @@ import fs from "node:fs";
 import net from "node:net";
 import type { Logger } from "pino";
 import { MystError } from "../errors/MystError";
+import { newPcpNonce, pcpMap } from "./pcp";
 
 /**
- * A port the home router opens for this node on its own WAN address, asked for with NAT-PMP
- * (RFC 6886: one datagram to the gateway, tried first) or UPnP-IGD (SSDP search, then SOAP), both
+ * A port the home router opens for this node on its own WAN address, asked for with PCP (RFC 6887's
+ * MAP request, pcp.ts: one datagram to the gateway, tried first), NAT-PMP (RFC 6886, its
+ * predecessor, which older routers speak) or UPnP-IGD (SSDP search, then SOAP), the last two
  * through `@achingbrain/nat-port-mapper`. The mapping is renewed at half its lifetime and removed at
  * `stop()`. Whether the mapping is any use (the router's WAN address may itself be private, behind
  * a carrier's NAT) is judged by reachability.ts, which compares it with what STUN saw.
- *
- * PCP (RFC 6887) is not asked for: the library speaks NAT-PMP and UPnP only, and routers that
- * speak PCP (miniupnpd among them) answer NAT-PMP too.
  */
 
 export type PortMappingErrorCode = "PORT_MAPPING_NO_GATEWAY" | "PORT_MAPPING_UNAVAILABLE";
 export class PortMappingError extends MystError<PortMappingErrorCode> {}
 
-export type MappingMethod = "nat-pmp" | "upnp";
+export type MappingMethod = "pcp" | "nat-pmp" | "upnp";
 
 export interface RouterMapping {
   protocol: "udp" | "tcp";
@@ -49,7 +48,7 @@ export interface RouterPortMapperOptions {
   lifetimeS?: number;
   /** How long one attempt (NAT-PMP, then UPnP's search and request) may take. Default 3 s. */
   timeoutMs?: number;
-  /** The protocols to ask with, in order. Default NAT-PMP, then UPnP. */
+  /** The protocols to ask with, in order. Default PCP, NAT-PMP, then UPnP. */
   methods?: MappingMethod[];
   /** The mapping's description on the router. Default "myst". */
   description?: string;
@@ -77,6 +76,8 @@ interface Held {
   timer: NodeJS.Timeout;
   /** UPnP keeps the gateway it found; NAT-PMP asks afresh (the library's NAT-PMP client cannot recover from an unanswered request). */
   upnp?: LibraryGateway;
+  /** PCP names a mapping by its nonce: renewing and deleting it need the same one. */
+  pcpNonce?: Buffer;
 }
 
 export class RouterPortMapper implements PortMapper {
@@ -95,14 +96,14 @@ export class RouterPortMapper implements PortMapper {
     await this.unmap(internalPort, protocol);
     const local = await localAddressToward(gateway);
     const reasons: string[] = [];
-    for (const method of this.#o.methods ?? (["nat-pmp", "upnp"] as const)) {
+    for (const method of this.#o.methods ?? (["pcp", "nat-pmp", "upnp"] as const)) {
       try {
-        const { mapping, upnp } = await this.#ask(method, gateway, local, internalPort, protocol);
-        this.#hold(mapping, upnp);
+        const { mapping, upnp, pcpNonce } = await this.#ask(method, gateway, local, internalPort, protocol);
+        this.#hold(mapping, upnp, pcpNonce);
         this.#o.log?.info({ mapping }, "the router mapped a port");
         return mapping;
       } catch (err) {
-        reasons.push(`${method === "nat-pmp" ? "NAT-PMP" : "UPnP"}: ${(err as Error).message}`);
+        reasons.push(`${METHOD_NAMES[method]}: ${(err as Error).message}`);
       }
     }
     throw new PortMappingError("PORT_MAPPING_UNAVAILABLE", `the router ${gateway} mapped no port (${reasons.join("; ")})`);
@@ -115,6 +116,7 @@ export class RouterPortMapper implements PortMapper {
     clearTimeout(held.timer);
     try {
       if (held.upnp) await upnpDelete(held.upnp, held.mapping, AbortSignal.timeout(this.#timeout));
+      else if (held.pcpNonce) await this.#pcp(held.mapping.gateway, internalPort, protocol, 0, held.pcpNonce, 0);
       // NAT-PMP deletes with lifetime 0 and external port 0 (RFC 6886 §3.4); the library's own unmap asks for TCP whatever was mapped.
       else
         await this.#pmp(held.mapping.gateway, (g, signal) =>
@@ -139,8 +141,21 @@ export class RouterPortMapper implements PortMapper {
     return this.#o.lifetimeS ?? 7200;
   }
 
-  async #ask(method: MappingMethod, gateway: string, local: string, internalPort: number, protocol: "udp" | "tcp", upnp?: LibraryGateway) {
+  async #ask(
+    method: MappingMethod,
+    gateway: string,
+    local: string,
+    internalPort: number,
+    protocol: "udp" | "tcp",
+    held?: { upnp?: LibraryGateway; pcpNonce?: Buffer; externalPort?: number },
+  ) {
     const description = this.#o.description ?? "myst";
+    if (method === "pcp") {
+      const pcpNonce = held?.pcpNonce ?? newPcpNonce();
+      const r = await this.#pcp(gateway, internalPort, protocol, this.#lifetimeS, pcpNonce, held?.externalPort ?? internalPort, local);
+      const mapping = { protocol, internalPort, externalAddress: r.externalAddress, externalPort: r.externalPort, method, gateway, lifetimeS: r.lifetimeS };
+      return { mapping: mapping satisfies RouterMapping, upnp: undefined, pcpNonce };
+    }
     if (method === "nat-pmp") {
       // The library writes `ttl` into the NAT-PMP request as it is: seconds here.
       const result = await this.#pmp(gateway, async (g, signal) => {
@@ -151,7 +166,7 @@ export class RouterPortMapper implements PortMapper {
       return { mapping: { protocol, internalPort, ...result, method, gateway, lifetimeS: this.#lifetimeS } satisfies RouterMapping, upnp: undefined };
     }
     const signal = AbortSignal.timeout(this.#timeout);
-    const found = upnp ?? (await findUpnpGateway(gateway, signal));
+    const found = held?.upnp ?? (await findUpnpGateway(gateway, signal));
     const externalAddress = await found.externalIp({ signal });
     const lifetimeS = Math.max(this.#lifetimeS, 3600);
     const m = await found.map(internalPort, local, { protocol, ttl: lifetimeS * 1000, externalPort: internalPort, description, autoRefresh: false, signal });
@@ -159,6 +174,12 @@ export class RouterPortMapper implements PortMapper {
       mapping: { protocol, internalPort, externalAddress, externalPort: m.externalPort, method, gateway, lifetimeS } satisfies RouterMapping,
       upnp: found,
     };
+  }
+
+  /** One PCP MAP exchange from this node's address toward the router (lifetime 0 deletes). */
+  async #pcp(gateway: string, internalPort: number, protocol: "udp" | "tcp", lifetimeS: number, nonce: Buffer, suggestedPort: number, local?: string) {
+    const client = local ?? (await localAddressToward(gateway));
+    return pcpMap(gateway, { client, protocol, internalPort, suggestedPort, lifetimeS, nonce }, this.#timeout);
   }
 
   /** One NAT-PMP exchange on a fresh client, closed after; tried twice (a PCP announcement can land on its socket as an answer). */
@@ -178,10 +199,10 @@ export class RouterPortMapper implements PortMapper {
     throw last instanceof Error ? new Error(describe(last)) : new Error(String(last));
   }
 
-  #hold(mapping: RouterMapping, upnp: LibraryGateway | undefined): void {
+  #hold(mapping: RouterMapping, upnp: LibraryGateway | undefined, pcpNonce: Buffer | undefined): void {
     const timer = setTimeout(() => void this.#renew(mapping), (mapping.lifetimeS * 1000) / 2);
     timer.unref();
-    this.#held.set(key(mapping.internalPort, mapping.protocol), { mapping, timer, upnp });
+    this.#held.set(key(mapping.internalPort, mapping.protocol), { mapping, timer, upnp, pcpNonce });
   }
 
   async #renew(old: RouterMapping): Promise<void> {
@@ -189,9 +210,12 @@ export class RouterPortMapper implements PortMapper {
     if (!held || this.#stopped) return;
     try {
       const local = await localAddressToward(old.gateway);
-      const { mapping, upnp } = await this.#ask(old.method, old.gateway, local, old.internalPort, old.protocol, held.upnp);
+      const { mapping, upnp, pcpNonce } = await this.#ask(old.method, old.gateway, local, old.internalPort, old.protocol, {
+        ...held,
+        externalPort: old.externalPort,
+      });
       if (this.#stopped || this.#held.get(key(old.internalPort, old.protocol)) !== held) return;
-      this.#hold(mapping, upnp);
+      this.#hold(mapping, upnp, pcpNonce);
       this.#o.log?.debug({ mapping }, "the router's port mapping was renewed");
       this.#o.onRenewed?.(mapping);
     } catch (err) {
@@ -203,6 +227,8 @@ export class RouterPortMapper implements PortMapper {
 }
 
 const key = (port: number, protocol: string) => `${protocol}/${port}`;
+
+const METHOD_NAMES: Record<MappingMethod, string> = { pcp: "PCP", "nat-pmp": "NAT-PMP", upnp: "UPnP" };
 
 function describe(err: Error): string {
   if (err.name === "TimeoutError" || err.name === "AbortError") return "no answer";

@@ -152,8 +152,8 @@ describe("e2e: a node measures how it can be reached behind each kind of router"
     );
   });
 
-  for (const method of ["nat-pmp", "upnp"] as const)
-    it(`maps with ${method === "upnp" ? "UPnP-IGD" : "NAT-PMP"} alone: the internet's datagram to the mapped port arrives, and no port is left open after stop`, async function () {
+  for (const method of ["pcp", "nat-pmp", "upnp"] as const)
+    it(`maps with ${{ pcp: "PCP", "nat-pmp": "NAT-PMP", upnp: "UPnP-IGD" }[method]} alone: the internet's datagram to the mapped port arrives, and no port is left open after stop`, async function () {
       const held = probe(topology.provider, { stunServers: topology.nat!.stunServers, portMapping: true, methods: [method], hold: true });
       probes.push(held);
       const r = await held.result();
@@ -172,7 +172,7 @@ describe("e2e: a node measures how it can be reached behind each kind of router"
     probes.push(held);
     const r = await held.result();
     const mapped = r.contacts.find((c) => c.kind === "mapped")!;
-    expect(r.details.portMapping?.mapping?.method).to.equal("nat-pmp");
+    expect(r.details.portMapping?.mapping?.method, "PCP is asked first").to.equal("pcp");
     await until(() => held.lines().filter((l) => l === `renewed ${mapped.port}`).length >= 3, "three renewals of a 4 s mapping (one every 2 s)", 30_000);
     sendFromInternet(topology, mapped.address, mapped.port, "still mapped");
     await until(() => held.lines().some((l) => l.startsWith("got still mapped")), "the datagram through the renewed mapping");
