@@ -16,6 +16,24 @@ import { CURL, IPERF, iperfServer } from "./tunnel-measure";
 import { benchMyst } from "./tunnel-myst";
 
 const MB = 1e6;
+/** The shaped path's rate (Mbit/s) and one-way delay (ms) on the internet host's link: a real path's limit instead of the CPU's. */
+const PATH_MBIT = Number(process.env.BENCH_PATH_MBIT ?? 1000);
+const PATH_DELAY_MS = Number(process.env.BENCH_PATH_DELAY_MS ?? 10);
+
+/** CPU seconds a process has used so far (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Shapes what the internet host sends (both the direct download and the provider's fetch cross it): `rate` Mbit/s, `delay` ms. */
+function shapeInternetLink(t: Topology, shape?: { mbit: number; delayMs: number }): void {
+  const qdisc = shape
+    ? ["replace", "dev", "eth0", "root", "netem", "delay", `${shape.delayMs}ms`, "rate", `${shape.mbit}mbit`, "limit", "100000"]
+    : ["del", "dev", "eth0", "root"];
+  const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.internet, "/usr/sbin/tc", "qdisc", ...qdisc], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tc on the internet host's link: ${r.stderr}`);
+}
 
 /** A line of JSON from a child's stdout. */
 function firstLine(child: ChildProcess, what: string): Promise<unknown> {
@@ -99,6 +117,19 @@ export async function benchProxy(): Promise<void> {
     const direct16 = measure(singleBytes / 8, 16);
     const proxy16 = measure(singleBytes / 8, 16, "socks5h://127.0.0.1:1080");
     const http1 = measure(singleBytes, 1, "http://127.0.0.1:1080");
+    // Where the proxy's time goes: the CPU each end spends per byte of one stream (both are single Node processes).
+    const cpu0 = [provider.pid!, consumer.pid!].map(cpuSeconds);
+    download(topology, singleBytes, 1, "socks5h://127.0.0.1:1080");
+    const [providerNsPerByte, consumerNsPerByte] = [provider.pid!, consumer.pid!].map((pid, i) => round(((cpuSeconds(pid) - cpu0[i]) * 1e9) / singleBytes, 2));
+
+    console.log(`the same on a path shaped to ${PATH_MBIT} Mbit/s with ${PATH_DELAY_MS} ms one way…`);
+    shapeInternetLink(topology, { mbit: PATH_MBIT, delayMs: PATH_DELAY_MS });
+    const shapedBytes = Math.min(singleBytes, (PATH_MBIT * MB) / 8) * 2;
+    const shapedDirect1 = measure(shapedBytes, 1);
+    const shapedProxy1 = measure(shapedBytes, 1, "socks5h://127.0.0.1:1080");
+    const shapedDirect16 = measure(shapedBytes / 8, 16);
+    const shapedProxy16 = measure(shapedBytes / 8, 16, "socks5h://127.0.0.1:1080");
+    shapeInternetLink(topology);
 
     console.log("myst WireGuard, the same first byte…");
     net = await new TestNetwork().start();
@@ -127,6 +158,8 @@ export async function benchProxy(): Promise<void> {
       sixteenStreamsVsDirect: round(proxy16 / direct16, 3),
       httpConnectOneStreamVsDirect: round(http1 / direct1, 3),
       firstByteVsWireguard: round(proxyFirst.p50 / wgFirst, 2),
+      shapedOneStreamVsDirect: round(shapedProxy1 / shapedDirect1, 3),
+      shapedSixteenStreamsVsDirect: round(shapedProxy16 / shapedDirect16, 3),
     };
     writeResults(
       "proxy",
@@ -138,12 +171,22 @@ export async function benchProxy(): Promise<void> {
           direct16: round(direct16, 1),
           proxySocks16: round(proxy16, 1),
         },
+        shapedPath: {
+          mbit: PATH_MBIT,
+          delayMs: PATH_DELAY_MS,
+          direct1: round(shapedDirect1, 1),
+          proxySocks1: round(shapedProxy1, 1),
+          direct16: round(shapedDirect16, 1),
+          proxySocks16: round(shapedProxy16, 1),
+        },
+        cpuNsPerByte: { provider: providerNsPerByte, consumer: consumerNsPerByte },
         ratio,
         firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
         wireguardMbps: round(wireguard.mbps, 1),
         runs,
         bytes: { single: singleBytes, parallelEach: singleBytes / 8 },
-        targets: "one stream ≥ 0.8× direct; a new proxy connection's first byte ≤ the WireGuard tunnel's (tunnel phase + first byte)",
+        targets:
+          "one stream ≥ 0.8× direct (on the shaped path: unshaped, both are CPU-bound on one host, docs/proxy.md); a new proxy connection's first byte ≤ the WireGuard tunnel's (tunnel phase + first byte)",
       },
       [
         ["measure", "value", "ratio"],
@@ -152,6 +195,19 @@ export async function benchProxy(): Promise<void> {
         ["through the proxy, HTTP CONNECT, 1 stream (Mbit/s)", String(round(http1, 1)), `${ratio.httpConnectOneStreamVsDirect}× of direct`],
         ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
+        ["CPU per byte of one stream through the proxy, provider / consumer process (ns)", `${providerNsPerByte} / ${consumerNsPerByte}`, ""],
+        [`path shaped to ${PATH_MBIT} Mbit/s, ${PATH_DELAY_MS} ms: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
+        [
+          "shaped path: through the proxy, SOCKS5, 1 stream (Mbit/s)",
+          String(round(shapedProxy1, 1)),
+          `${ratio.shapedOneStreamVsDirect}× of direct (aim ≥ 0.8)`,
+        ],
+        ["shaped path: straight, 16 streams (Mbit/s)", String(round(shapedDirect16, 1)), "1× (baseline)"],
+        [
+          "shaped path: through the proxy, SOCKS5, 16 streams on one connection (Mbit/s)",
+          String(round(shapedProxy16, 1)),
+          `${ratio.shapedSixteenStreamsVsDirect}× of direct`,
+        ],
         [
           "new proxy connection → first byte (TLS 1.3 + HTTP/2 + local port + request) (ms) p50 / p99",
           `${proxyFirst.p50} / ${proxyFirst.p99}`,

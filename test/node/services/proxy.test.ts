@@ -10,7 +10,8 @@ import fs from "node:fs";
 import { ProxyConsumerService, type ProxyTunnel, parseListen } from "../../../node/services/proxy/consumer";
 import { DestinationPolicy, DestinationRefused, parseAuthority } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
-import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
+import { CONNECTION_WINDOW, type ProxyServiceConfig, STREAM_WINDOW } from "../../../node/services/proxy/config";
+import { ensureCertificate } from "../../../node/services/certificate";
 import { bucketFor } from "../../../node/services/proxy/throttle";
 import { checkServiceSpec, startProviderService } from "../../../node/services/catalog";
 import type { PublicKeyDirectory } from "../../../node/identity/protocol-signature";
@@ -235,6 +236,39 @@ describe("proxy service: provider and consumer on this host", function () {
         (err: Error) => err.message,
       );
     expect(other).to.match(/does not match its fingerprint/);
+  });
+
+  describe("HTTP/2 flow control (a 64 KiB window would cap one stream at 64 KiB per round trip)", function () {
+    it("the provider advertises its stream window and opens its connection window to every consumer", async function () {
+      const client = http2.connect(`https://127.0.0.1:${provider.port}`, { rejectUnauthorized: false });
+      try {
+        await new Promise((resolve) => client.once("remoteSettings", resolve));
+        expect(client.remoteSettings.initialWindowSize).to.equal(STREAM_WINDOW);
+        // The connection's window grows by a WINDOW_UPDATE sent after the settings.
+        await until(() => client.state.remoteWindowSize === CONNECTION_WINDOW, "the provider's connection window");
+      } finally {
+        client.destroy();
+      }
+    });
+
+    it("the consumer advertises its stream window and opens its connection window to the provider", async function () {
+      const certificate = await ensureCertificate(path.join(dir, "window-test"), "proxy");
+      const server = http2.createSecureServer({ key: certificate.key, cert: certificate.certificate });
+      const sessions: http2.ServerHttp2Session[] = [];
+      server.on("session", (s) => sessions.push(s));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const config = { address: "127.0.0.1", port, certificate: certificate.certificate, fingerprint: certificate.fingerprint, credential: "c".repeat(43) };
+      const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({ id: "w", provider: "0xp", serviceConfig: config })) as ProxyTunnel;
+      try {
+        await until(() => sessions[0]?.remoteSettings?.initialWindowSize === STREAM_WINDOW, "the consumer's stream window");
+        await until(() => sessions[0].state.remoteWindowSize === CONNECTION_WINDOW, "the consumer's connection window");
+      } finally {
+        await tunnel.stop();
+        for (const s of sessions) s.destroy();
+        server.close();
+      }
+    });
   });
 });
 
