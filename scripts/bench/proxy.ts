@@ -16,9 +16,8 @@ import { CURL, IPERF, iperfServer } from "./tunnel-measure";
 import { benchMyst } from "./tunnel-myst";
 
 const MB = 1e6;
-/** The shaped path's rate (Mbit/s) and one-way delay (ms) on the internet host's link: a real path's limit instead of the CPU's. */
+/** The shaped path's rate (Mbit/s) on the internet host's link: a real path's limit instead of the CPU's (this kernel has htb, not netem or tbf: no added delay). */
 const PATH_MBIT = Number(process.env.BENCH_PATH_MBIT ?? 1000);
-const PATH_DELAY_MS = Number(process.env.BENCH_PATH_DELAY_MS ?? 10);
 
 /** CPU seconds a process has used so far (user + system), from /proc. */
 function cpuSeconds(pid: number): number {
@@ -26,13 +25,15 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** Shapes what the internet host sends (both the direct download and the provider's fetch cross it): `rate` Mbit/s, `delay` ms. */
-function shapeInternetLink(t: Topology, shape?: { mbit: number; delayMs: number }): void {
-  const qdisc = shape
-    ? ["replace", "dev", "eth0", "root", "netem", "delay", `${shape.delayMs}ms`, "rate", `${shape.mbit}mbit`, "limit", "100000"]
-    : ["del", "dev", "eth0", "root"];
-  const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.internet, "/usr/sbin/tc", "qdisc", ...qdisc], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tc on the internet host's link: ${r.stderr}`);
+/** Shapes what the internet host sends (both the direct download and the provider's fetch cross it) to `mbit` Mbit/s; none: unshaped. */
+function shapeInternetLink(t: Topology, mbit?: number): void {
+  const tc = (...args: string[]) => {
+    const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.internet, "/usr/sbin/tc", ...args], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`tc ${args.join(" ")} on the internet host's link: ${r.stderr}`);
+  };
+  if (mbit === undefined) return tc("qdisc", "del", "dev", "eth0", "root");
+  tc("qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10", "r2q", "1000");
+  tc("class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate", `${mbit}mbit`, "ceil", `${mbit}mbit`);
 }
 
 /** A line of JSON from a child's stdout. */
@@ -122,8 +123,8 @@ export async function benchProxy(): Promise<void> {
     download(topology, singleBytes, 1, "socks5h://127.0.0.1:1080");
     const [providerNsPerByte, consumerNsPerByte] = [provider.pid!, consumer.pid!].map((pid, i) => round(((cpuSeconds(pid) - cpu0[i]) * 1e9) / singleBytes, 2));
 
-    console.log(`the same on a path shaped to ${PATH_MBIT} Mbit/s with ${PATH_DELAY_MS} ms one way…`);
-    shapeInternetLink(topology, { mbit: PATH_MBIT, delayMs: PATH_DELAY_MS });
+    console.log(`the same on a path shaped to ${PATH_MBIT} Mbit/s…`);
+    shapeInternetLink(topology, PATH_MBIT);
     const shapedBytes = Math.min(singleBytes, (PATH_MBIT * MB) / 8) * 2;
     const shapedDirect1 = measure(shapedBytes, 1);
     const shapedProxy1 = measure(shapedBytes, 1, "socks5h://127.0.0.1:1080");
@@ -173,7 +174,6 @@ export async function benchProxy(): Promise<void> {
         },
         shapedPath: {
           mbit: PATH_MBIT,
-          delayMs: PATH_DELAY_MS,
           direct1: round(shapedDirect1, 1),
           proxySocks1: round(shapedProxy1, 1),
           direct16: round(shapedDirect16, 1),
@@ -196,7 +196,7 @@ export async function benchProxy(): Promise<void> {
         ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
         ["CPU per byte of one stream through the proxy, provider / consumer process (ns)", `${providerNsPerByte} / ${consumerNsPerByte}`, ""],
-        [`path shaped to ${PATH_MBIT} Mbit/s, ${PATH_DELAY_MS} ms: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
+        [`path shaped to ${PATH_MBIT} Mbit/s: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
         [
           "shaped path: through the proxy, SOCKS5, 1 stream (Mbit/s)",
           String(round(shapedProxy1, 1)),
