@@ -64,6 +64,8 @@ export interface HostedProviderOptions {
   without?: string;
   directory: PublicKeyDirectory;
   meterMs?: number;
+  /** Each session's bandwidth limit, Mbit/s (the offer's bandwidth: the controls' tc classes). */
+  bandwidthMbps?: number;
   /** E2E_LOG-style file for the service's log (debug). */
   logFile?: string;
 }
@@ -130,7 +132,7 @@ export class HostedProvider implements ProviderService {
       caps,
       ...node,
     ];
-    const config = { spec: this.o.spec, dataDir: this.dataDir, meterMs: this.o.meterMs, logFile: this.o.logFile };
+    const config = { spec: this.o.spec, dataDir: this.dataDir, meterMs: this.o.meterMs, bandwidthMbps: this.o.bandwidthMbps, logFile: this.o.logFile };
     const child = spawn("/usr/sbin/ip", argv, {
       cwd: path.resolve(__dirname, "..", ".."),
       env: { PATH: process.env.PATH, HOME: this.dataDir, TS_NODE_TRANSPILE_ONLY: "1", MYST_PROVIDER_HOST: JSON.stringify(config) },
@@ -265,7 +267,13 @@ export async function startHostedProvider(o: HostedProviderOptions): Promise<Hos
 async function host(): Promise<void> {
   const { startProviderService } = await import("../../node/services/catalog");
   const { silentLogger } = await import("../../node/log/logger");
-  const config = JSON.parse(process.env.MYST_PROVIDER_HOST ?? "{}") as { spec: ServiceSpec; dataDir: string; meterMs?: number; logFile?: string };
+  const config = JSON.parse(process.env.MYST_PROVIDER_HOST ?? "{}") as {
+    spec: ServiceSpec;
+    dataDir: string;
+    meterMs?: number;
+    bandwidthMbps?: number;
+    logFile?: string;
+  };
   const send = (m: FromHost) => process.stdout.write(`${JSON.stringify(m)}\n`);
   const asked = new Map<number, (key: Uint8Array | null) => void>();
   let nextAsk = 0;
@@ -315,7 +323,13 @@ async function host(): Promise<void> {
   // The parent is gone (its end of stdin closed): stop what the service holds, then go.
   process.stdin.once("end", () => void (service?.stop?.() ?? Promise.resolve()).finally(() => process.exit(0)));
   try {
-    service = await startProviderService(config.spec, { dataDir: config.dataDir, directory, log, meterMs: config.meterMs });
+    service = await startProviderService(config.spec, {
+      dataDir: config.dataDir,
+      directory,
+      log,
+      meterMs: config.meterMs,
+      bandwidthMbps: config.bandwidthMbps,
+    });
   } catch (err) {
     send({ event: "failed", error: errorOf(err) });
     process.exit(1);

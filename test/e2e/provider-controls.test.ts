@@ -10,7 +10,7 @@ import { REPLICA_CREDENTIALS } from "../../scripts/lib/nats-server";
 import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal, type Proposal } from "../../node/proposal/proposal";
-import { servicePolicy, startProviderService, type ServiceSpec } from "../../node/services/catalog";
+import { checkServiceSpec, servicePolicy } from "../../node/services/catalog";
 import type { ControlsSettings } from "../../node/services/controls/settings-schema";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { ConsumerSessions } from "../../node/session/consumer";
@@ -21,9 +21,13 @@ import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology
 import { until } from "../../scripts/lib/until";
 import { TestNetwork, providerPayments } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
+import { type HostedProvider, startHostedProvider } from "../../scripts/lib/provider-host";
+import { CAPABILITY_BITS } from "../../node/services/capabilities";
 import { rejectionOf } from "../support/rejection";
 
 const MIB = 2 ** 20;
+/** The provider service's user (each e2e file its own: files run side by side). */
+const PROVIDER_UID = 64_993;
 
 /** Whether a TCP connection to host:port from inside `netns` is accepted (and its greeting read). */
 function tcpGreeting(topology: Topology, netns: string, host: string, port: number): string | null {
@@ -64,14 +68,28 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
   const clock = () => Date.now() + shiftMs;
   let running: { node: ProviderNode; provided: ProvidedService } | undefined;
 
+  /**
+   * The provider's OpenVPN service as an unprivileged user with only its type's capabilities, in a
+   * process of its own in the provider's namespace (scripts/lib/provider-host.ts); the node (sessions,
+   * controls, payments) in this process, as the daemon's is.
+   */
   async function startProvider(controls: ControlsSettings, bandwidthMbps = 0, ipv6 = false): Promise<{ node: ProviderNode; provided: ProvidedService }> {
-    const spec: ServiceSpec = {
+    const spec = checkServiceSpec({
       type: "openvpn",
-      openvpn: { publicIp: topology.providerAddress, netns: topology.provider, port: 1194, ...(ipv6 ? { ipv6: true } : {}) },
+      openvpn: { publicIp: topology.providerAddress, port: 1194, ...(ipv6 ? { ipv6: true } : {}) },
       controls,
-    };
+    });
     const policy = servicePolicy(spec, silent);
-    const service = await startProviderService(spec, { dataDir: path.join(dir, "provider"), directory: net.registry, log: silent, bandwidthMbps });
+    const service = await startHostedProvider({
+      netns: topology.provider,
+      spec,
+      dir,
+      uid: PROVIDER_UID,
+      directory: net.registry,
+      meterMs: 200,
+      bandwidthMbps,
+      logFile: process.env.E2E_LOG ? `${process.env.E2E_LOG}.p` : undefined,
+    });
     const provided: ProvidedService = {
       service,
       policy,
@@ -211,6 +229,11 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
   describe("bandwidth limits", function () {
     it("shape a session's IPv6 as well as its IPv4, in its own class for each direction", async function () {
       const p = await startProvider({}, 20, true);
+      // The shaping below is set up by the service as its own user, with no capability but OpenVPN's two.
+      const status = fs.readFileSync(`/proc/${(p.provided.service as HostedProvider).hostPid}/status`, "utf8");
+      const declared = (1n << BigInt(CAPABILITY_BITS.CAP_NET_ADMIN)) | (1n << BigInt(CAPABILITY_BITS.CAP_NET_BIND_SERVICE));
+      expect(/^Uid:\s*(\d+)/m.exec(status)![1]).to.equal(String(PROVIDER_UID));
+      expect(BigInt(`0x${/^CapBnd:\s*(\S+)/m.exec(status)![1]}`)).to.equal(declared);
       const session = await connect(0, p);
       try {
         const tc = (...args: string[]) => topology.exec(topology.provider, ["/usr/sbin/tc", ...args]);
