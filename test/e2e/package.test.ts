@@ -1,10 +1,15 @@
 import { expect } from "chai";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { requirePrerequisites } from "../../scripts/lib/prereqs";
+import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
+import { IP } from "../../scripts/lib/netns-exec";
+import { requireE2E, requirePrerequisites } from "../../scripts/lib/prereqs";
+import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { tempDir } from "../../scripts/lib/tmp";
-import { buildCli } from "../support/cli";
+import { onConsumerMachine, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { buildCli, cliProviderAndConsumer } from "../support/cli";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
@@ -121,5 +126,99 @@ describe("the npm package: npm pack, npm install -g, a working myst", function (
     expect(sessions.status, sessions.stderr).to.equal(0);
     expect(JSON.parse(sessions.stdout)).to.deep.equal([]);
     expect(fs.existsSync(path.join(dataDir, "myst.db"))).to.equal(true);
+  });
+
+  describe("a proxy session between two installed myst, each run as nobody on its own machine (real chain, broker, discovery, netns)", function () {
+    let chain: LocalChain;
+    let nats: NatsServer;
+    let topology: Topology;
+    let envs: NodeJS.ProcessEnv[];
+    const dirs = [tempDir("myst-package-p-"), tempDir("myst-package-c-")];
+    const background: { stop(): Promise<void> }[] = [];
+    const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
+    /** The installed `myst args` as nobody in `netns`, with a clean environment. */
+    const spawnInstalled = (netns: string, env: NodeJS.ProcessEnv, args: string[]) =>
+      spawn(IP, ["netns", "exec", netns, ...NOBODY, path.join(prefix, "bin", "myst"), ...args], {
+        env: { PATH: `${path.join(prefix, "bin")}:/usr/bin:/bin`, HOME: env.MYST_DATA_DIR, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    function inBackground(netns: string, env: NodeJS.ProcessEnv, args: string[]): () => string {
+      const child = spawnInstalled(netns, { ...env, MYST_LOG_LEVEL: "info" }, args);
+      let output = "";
+      child.stdout!.on("data", (d) => (output += d));
+      child.stderr!.on("data", (d) => (output += d));
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      background.push({
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+          await exited;
+          clearTimeout(timer);
+        },
+      });
+      return () => output + (child.exitCode !== null ? `\n(exited ${child.exitCode})` : "");
+    }
+    function json(netns: string, env: NodeJS.ProcessEnv, args: string[]) {
+      const r = spawnSync(IP, ["netns", "exec", netns, ...NOBODY, path.join(prefix, "bin", "myst"), ...args, "--json"], {
+        env: { PATH: `${path.join(prefix, "bin")}:/usr/bin:/bin`, HOME: env.MYST_DATA_DIR, ...env },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      if (r.status !== 0) throw new Error(`installed myst ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    }
+
+    before(async function () {
+      requireE2E(this);
+      [chain, nats, topology] = await Promise.all([testChain(), startNatsServer(), topologyUp({ consumers: 1 })]);
+      // Identities, registration and the vault deposit with the dev tree's CLI (set-up, not under test); discovery too.
+      const nodes = await cliProviderAndConsumer(chain, nats.url, [dirs[0].dir, dirs[1].dir]);
+      background.push({ stop: async () => void (await nodes.discovery.stop()) });
+      const published = await onConsumerMachine(topology, nodes.base);
+      envs = [nodes.providerEnv, nodes.consumerEnv].map((e) => {
+        const deployment = path.join(e.MYST_DATA_DIR!, "deployment.json");
+        fs.copyFileSync(chain.deploymentFile, deployment);
+        return { ...published, MYST_DATA_DIR: e.MYST_DATA_DIR, MYST_DEPLOYMENT: deployment };
+      });
+      for (const d of dirs) spawnSync("chown", ["-R", "65534:65534", d.dir]);
+      // nobody runs the installed tree: the prefix's parents (mkdtemp's 0700) open to it, read-only.
+      fs.chmodSync(tmp.dir, 0o755);
+    });
+
+    after(async function () {
+      for (const b of background.reverse()) await b.stop();
+      await topology?.down();
+      await Promise.all([chain?.stop(), nats?.stop()]);
+      for (const d of dirs) d.cleanup();
+    });
+
+    it("sells the proxy from the installed `myst daemon` and buys it with the installed `myst connect --service proxy --listen`: curl through it is seen as the provider", async function () {
+      const daemon = inBackground(topology.provider, envs[0], ["daemon", "--api-port", "0"]);
+      await until(() => daemon().includes("REST API:") || daemon().includes("(exited"), "the installed daemon to listen", 60_000);
+      expect(daemon()).to.not.include("(exited");
+      json(topology.provider, envs[0], ["service", "start", "proxy", "--public-ip", topology.providerAddress, "--country", "DE", "--price-per-gib", "0.1"]);
+      const providerId = json(topology.provider, envs[0], ["identities", "list"])[0].address;
+      const consumerNs = topology.consumers[0];
+      await until(() => json(consumerNs, envs[1], ["proposals", "--service-type", "proxy"]).length === 1, "the proxy proposal in discovery", 60_000);
+      const connect = inBackground(consumerNs, envs[1], ["connect", providerId, "--service", "proxy", "--listen", "127.0.0.1:1080"]);
+      await until(
+        () => connect().includes("SOCKS5 and HTTP proxy on 127.0.0.1:1080") || connect().includes("(exited"),
+        "the installed consumer's proxy to listen",
+        60_000,
+      );
+      expect(connect()).to.not.include("(exited");
+      const curl = spawnSync(
+        IP,
+        ["netns", "exec", consumerNs, ...NOBODY, "curl", "-sS", "--max-time", "15", "--proxy", "socks5h://127.0.0.1:1080", topology.internetUrl],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(curl.stdout.trim(), curl.stderr).to.equal(topology.providerUplinkAddress);
+      // Without the proxy the consumer is itself.
+      expect(
+        spawnSync(IP, ["netns", "exec", consumerNs, "curl", "-sS", "--max-time", "15", topology.internetUrl], { encoding: "utf8" }).stdout.trim(),
+      ).to.equal(topology.consumerAddress(0));
+    });
   });
 });
