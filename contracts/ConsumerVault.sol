@@ -85,7 +85,7 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
     function onTransferReceived(address, address from, uint256 value, bytes calldata data) external returns (bytes4) {
         if (msg.sender != address(_token)) revert DepositNotFromToken(msg.sender);
         if (data.length == 0) {
-            _credit(from, from, value, 0);
+            _creditOwn(from, value);
         } else {
             if (data.length != 64) revert DepositDataMalformed(data.length);
             (address consumer, uint256 escrow) = abi.decode(data, (address, uint256));
@@ -246,8 +246,30 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         assembly ("memory-safe") {
             sstore(slot, or(or(newBalance, shl(96, escrowTotal)), shl(192, exitReadyAt)))
         }
-        emit Deposited(consumer, amount, escrow, newBalance, escrowTotal);
+        emit Deposited(consumer, amount, escrow);
         if (word >> 192 != exitReadyAt) emit ExitCancelled(consumer);
+    }
+
+    /// @dev `_credit(consumer, consumer, amount, 0)` for the common deposit (a consumer's own
+    ///      `transferAndCall` without data), with the same checks and errors in fewer steps: the escrow
+    ///      is kept as it is and, the funder being the consumer, a pending exit is cancelled.
+    function _creditOwn(address consumer, uint256 amount) private {
+        uint256 slot;
+        uint256 word;
+        assembly ("memory-safe") {
+            mstore(0x00, consumer)
+            mstore(0x20, _vaults.slot)
+            slot := keccak256(0x00, 0x40)
+            word := sload(slot)
+        }
+        if (amount == 0) revert VaultZeroDeposit(consumer);
+        uint256 newBalance = SafeCast.toUint96(uint96(word) + amount);
+        assembly ("memory-safe") {
+            // Keep the escrow (bits 96..191), replace the balance, clear exitReadyAt (bits 192..255).
+            sstore(slot, or(and(word, shl(96, 0xffffffffffffffffffffffff)), newBalance))
+        }
+        emit Deposited(consumer, amount, 0);
+        if (word >> 192 != 0) emit ExitCancelled(consumer);
     }
 
     /// @dev Settles every packed promise in `promises`, skipping those that pay nothing: runs of common

@@ -30,7 +30,7 @@ interface StructLog {
  * calldata), each external call by callee (all gas its frame used), and the top frame's own
  * opcodes grouped by kind.
  */
-async function gasBreakdown(hash: string, gasUsed: number, callees: Record<string, string>): Promise<Record<string, number>> {
+async function gasBreakdown(hash: string, gasUsed: number, callees: Record<string, string>, inside: string[] = []): Promise<Record<string, number>> {
   const trace = (await hre.network.provider.send("debug_traceTransaction", [hash, { disableMemory: true, disableStorage: true }])) as {
     structLogs: StructLog[];
   };
@@ -51,15 +51,52 @@ async function gasBreakdown(hash: string, gasUsed: number, callees: Record<strin
         BigInt("0x" + stack[stack.length - 2].replace(/^0x/, ""))
           .toString(16)
           .padStart(40, "0");
-      add(callees[to] ?? `call ${to}`, cost);
+      const callee = callees[to] ?? `call ${to}`;
+      if (inside.includes(callee)) {
+        // The callee's own opcodes by kind (its frame makes no call of its own), and the call itself.
+        let own = 0;
+        for (let k = i + 1; k < j; k++) {
+          add(`${callee}: ${kindOf(logs[k].op)}`, logs[k].gasCost);
+          own += logs[k].gasCost;
+        }
+        add(`${callee}: the CALL (warm account)`, cost - own);
+      } else add(callee, cost);
       executed += cost;
       continue;
     }
-    const kind = /^(SLOAD|SSTORE|TLOAD|TSTORE|KECCAK256|EXTCODESIZE)$/.test(step.op) ? step.op : step.op.startsWith("LOG") ? "events (LOG)" : "other opcodes";
-    add(kind, step.gasCost);
+    add(kindOf(step.op), step.gasCost);
     executed += step.gasCost;
   }
   return { "intrinsic (21,000 + calldata)": gasUsed - executed, ...parts };
+}
+
+function kindOf(op: string): string {
+  return /^(SLOAD|SSTORE|TLOAD|TSTORE|KECCAK256|EXTCODESIZE)$/.test(op) ? op : op.startsWith("LOG") ? "events (LOG)" : "other opcodes";
+}
+
+/** What each kind of gas above a floor is, in this contract. */
+const ABOVE_FLOOR: Record<string, string> = {
+  "other opcodes": "code: dispatch, calldata decoding, the checks, the MSTOREs the hashing needs, the jumps",
+  SSTORE: "the provider's earnings slot, written once a call (in a batch, shared by its promises)",
+  SLOAD: "warm re-reads (100 each) and, in a batch, the share of the earnings slot's cold read",
+  KECCAK256: "hashing the floor does not count (the batch's floor counts a promise's own; the first settle's counts none)",
+  TLOAD: "the re-entrancy guard (transient storage)",
+  TSTORE: "the re-entrancy guard (transient storage)",
+};
+
+/** The rows of `measured` above what `floor` counts for each kind, with what they are. */
+function aboveFloor(measured: Record<string, number>, floor: Record<string, number>): string[] {
+  const rows = Object.entries(measured)
+    .map(([kind, gas]) => [kind, Math.round(gas - (floor[kind] ?? 0))] as const)
+    .filter(([, gas]) => gas !== 0)
+    .sort(([, a], [, b]) => b - a);
+  const total = rows.reduce((n, [, gas]) => n + gas, 0);
+  return [
+    "| kind | above the floor | what it is |",
+    "|---|---:|---|",
+    ...rows.map(([kind, gas]) => `| ${kind} | ${gas.toLocaleString("en-US")} | ${ABOVE_FLOOR[kind] ?? ""} |`),
+    `| **total** | **${total.toLocaleString("en-US")}** | |`,
+  ];
 }
 
 /** A floor: the parts no implementation of the same behaviour can do without, each with its reason. */
@@ -74,9 +111,10 @@ async function main() {
     "0x0000000000000000000000000000000000000001": "ecrecover",
   };
   const breakdown = await gasBreakdown(laterSettle.hash, rows["settle (later)"], callees);
+  const firstBreakdown = await gasBreakdown(firstSettle.hash, rows["settle (first)"], callees);
   const batchTotal = await gasBreakdown(laterBatch.hash, rows[`settle batch of ${BATCH} (later)`], callees);
   const batchBreakdown = Object.fromEntries(Object.entries(batchTotal).map(([k, v]) => [k, Math.round(v / BATCH)]));
-  const depositBreakdown = await gasBreakdown(laterDeposit.hash, rows["deposit (later)"], callees);
+  const depositBreakdown = await gasBreakdown(laterDeposit.hash, rows["deposit (later)"], callees, ["vault.onTransferReceived"]);
 
   const fmtGas = (n = 0) => n.toLocaleString("en-US");
   const perPromise = rows[`settle batch of ${BATCH} (later), per promise`];
@@ -113,7 +151,7 @@ async function main() {
     ["the token: Transfer (LOG 375 + 3 topics × 375 + 32 bytes × 8)", 1_756],
     ["the first touch of the vault's account (EIP-2929) and the call to it", 2_700],
     ["the vault: the consumer's slot, cold SLOAD 2,100 + SSTORE 2,900", 5_000],
-    ["the vault: Deposited (LOG 375 + 2 topics × 375 + 4 words × 256)", 2_149],
+    ["the vault: Deposited (LOG 375 + 2 topics × 375 + 2 words × 256)", 1_637],
   ];
   const sum = (floor: Floor) => Math.round(floor.reduce((n, [, g]) => n + g, 0));
   const floorTable = (floor: Floor, measured: number) => [
@@ -150,11 +188,15 @@ async function main() {
       .map(([part, gas]) => `| ${part} | ${fmtGas(gas)} |`),
   ];
   const unreachable = 21_000 / BATCH + 64 * 16 + 3_100 + 10_000;
+  // The code above the deposit's floor: each frame's opcodes that are not its slots, events or account access.
+  const tokenCode = (depositBreakdown["other opcodes"] ?? 0) + (depositBreakdown.KECCAK256 ?? 0);
+  const vaultCode = (depositBreakdown["vault.onTransferReceived: other opcodes"] ?? 0) + (depositBreakdown["vault.onTransferReceived: KECCAK256"] ?? 0);
   const lines = [
     "# Gas",
     "",
     "Generated by `npm run gas` (scripts/gas.ts) on a fresh in-process Hardhat chain; do not edit by hand.",
-    `Compiler: solc ${compiler.version}, optimizer runs ${compiler.settings.optimizer?.runs}, EVM ${compiler.settings.evmVersion}.`,
+    `Compiler: solc ${compiler.version}, optimizer runs ${compiler.settings.optimizer?.runs}, EVM ${compiler.settings.evmVersion}; ` +
+      "MystToken through the IR pipeline (`viaIR`, hardhat.config.ts), the other contracts through the legacy one.",
     '"first" writes slots that were zero (a pair never settled, a provider with no earnings, a vault never funded);',
     '"later" is the steady state, where they hold a value; "new pair" is a provider\'s new consumer (its earnings slot holds a value).',
     "Settlements credit the provider inside the vault (no token moves); `withdraw earnings` pays them out, once for many settlements.",
@@ -164,7 +206,8 @@ async function main() {
     "not counted, spent to zero; a permit). Promises reach the vault packed, 96 bytes each (consumer ‖ uint96 amount ‖ r ‖ yParity‖s,",
     "EIP-2098), and a batch's common promises are settled by one assembly loop (`_settleRun`); every other one (an error, a skip,",
     "an overdraft) by the plain Solidity path (`_settleUncommon`). Before that (issue 31's measurement): 20,902 a batched promise,",
-    "81,319 the first settle, 47,119 a later settle, 52,330 a later deposit by approval and 81,055 by permit (the node's deposit then).",
+    "81,319 the first settle, 47,119 a later settle, 52,330 a later deposit by approval and 81,055 by permit (the node's deposit then);",
+    "and before issue 31's second pass: 46,757 the node's later deposit (`transferAndCall`).",
     "",
     "| operation | gasUsed | Mysterium | aim |",
     "|---|---:|---:|---:|",
@@ -181,19 +224,34 @@ async function main() {
     "",
     ...floorTable(promiseFloor, perPromise),
     "",
+    "Above the floor, measured (the batch's opcode trace by kind, less the floor's share of each kind, a promise):",
+    "",
+    ...aboveFloor(batchBreakdown, {
+      "intrinsic (21,000 + calldata)": 21_000 / BATCH + batchData.gas / BATCH,
+      SSTORE: 5_800,
+      SLOAD: 4_200,
+      ecrecover: 3_100,
+      "events (LOG)": 2_012,
+      KECCAK256: 186,
+    }),
+    "",
     `The aim is below this floor. The transaction's share, the signature's 64 bytes, ecrecover and the two slots alone are ` +
       `${fmtGas(unreachable)} gas, before the amount, the consumer's address, the digest and any event: no contract that checks ` +
       "one signature a promise on chain and keeps a cumulative figure per pair against one shared balance can settle a promise for 15,000. " +
-      "What is above the floor is the loop's own opcodes (about 200 a promise: the MSTOREs the hashing needs, the checks, the jumps) " +
-      `and what the batch shares: the provider's earnings slot (5,000 ÷ ${BATCH}), the call's dispatch, the re-entrancy guard, the domain separator.`,
+      "What is above the floor is in the table above: code (the loop's MSTOREs for the hashing, its checks and jumps, and the call's " +
+      "dispatch, decoding and domain separator shared by its promises) and the provider's earnings slot, read and written once a batch. " +
+      "No change of layout takes a promise under the aim: the two slots a promise changes are the consumer's vault (shared by every " +
+      "provider, so it cannot be folded into the pair) and the pair's settled figure (per pair, so it cannot be folded into the vault), " +
+      "and nothing else is read per promise that could share a slot with either.",
     "",
     "What would go below it, and why it is not done:",
     "",
     "- *Recover the consumer instead of sending it* (the signed Promise without its consumer field): −368 a promise (20 bytes of calldata). " +
       "A promise would no longer name its signer, and a wrong signature would settle some random, empty vault instead of reverting the batch " +
       "with `PromiseSignatureInvalid(consumer, recovered)`: the settler would learn nothing.",
-    `- *An EIP-2930 access list* on the settling transaction: a slot named in advance costs 1,900 instead of a cold 2,100, but the vault's ` +
-      `address in the list costs 2,400 a transaction: about −280 a promise in a batch of ${BATCH}, paid for by a node that must know the ` +
+    `- *An EIP-2930 access list* on the settling transaction: a slot named in advance costs 1,900 and then a warm 100 instead of a cold ` +
+      `2,100 (−100 a slot, two a promise), but the vault's address in the list costs 2,400 a transaction although it is already warm as the ` +
+      `transaction's target: −${fmtGas(2 * 100 - 2_400 / BATCH)} a promise in a batch of ${BATCH}, paid for by a node that must know the ` +
       "contract's storage layout. A node-side option, not a contract one; not done.",
     "- *No PromiseSettled* (−2,012) or one event per batch: every other provider's cache of this consumer's vault, and the consumer's own view, " +
       "follow these events by the consumer's topic; a batch event could not be filtered by consumer.",
@@ -211,6 +269,16 @@ async function main() {
     `A provider's very first settlement (its earnings slot and the pair's are both new) costs ${fmtGas(rows["settle (first)"])} against an aim of 75,000:`,
     "",
     ...floorTable(firstFloor, rows["settle (first)"]),
+    "",
+    "Above the floor, measured (the transaction's opcode trace by kind, less the floor's share of each kind):",
+    "",
+    ...aboveFloor(firstBreakdown, {
+      "intrinsic (21,000 + calldata)": 21_000 + firstData.gas,
+      SSTORE: 42_900,
+      SLOAD: 6_300,
+      ecrecover: 3_100,
+      "events (LOG)": 2_012,
+    }),
     "",
     "Two slots go from zero to non-zero (20,000 each, EIP-2200): the pair's settled figure, which is the replay protection of the pair's " +
       "cumulative promises, and the provider's earnings, where its money waits for `withdraw earnings`. With the transaction, ecrecover, the " +
@@ -237,13 +305,21 @@ async function main() {
     ...floorTable(depositFloor, rows["deposit (later)"]),
     "",
     "Moving MYST changes two balances in the token and emits its Transfer; the vault's account is touched for the first time in the " +
-      "transaction; the vault's slot changes and Deposited says so (the consumer's topic, the amount, the escrow and both totals; who paid " +
-      "is the Transfer's `from`, so the event no longer repeats it). That leaves " +
-      `${fmtGas(45_000 - sum(depositFloor))} gas of the aim for all the code of both contracts; OpenZeppelin's ERC-20 + ERC-1363 path ` +
-      "(the transfer, the receiver check, the call's encoding) and the vault's dispatch, checks and overflow guards take about " +
-      `${fmtGas(rows["deposit (later)"] - sum(depositFloor))}. Reaching 45,000 would take replacing the audited token code with hand-written ` +
-      "assembly or dropping the totals from Deposited; neither is done. The node's deposit used to be a permit " +
-      `(81,055 before this change; ${fmtGas(rows["deposit with permit (later)"])} now) or an approval plus a deposit (two transactions).`,
+      "transaction; the vault's slot changes and Deposited says so with the consumer's topic, the amount and the escrow. Deposited no longer " +
+      "repeats what the chain already holds: who paid is the Transfer's `from`, and the vault's totals are `vault(consumer)` (it carried both " +
+      "totals until issue 31's second pass: two words, 512 gas a deposit).",
+    "",
+    `What is above the floor is code, measured in the trace below: the token's ${fmtGas(tokenCode)} (dispatch among its 20 functions, ` +
+      "OpenZeppelin's zero-address and balance checks, the ERC-1363 receiver check, the hook call's encoding and its answer's decoding) and " +
+      `the vault's ${fmtGas(vaultCode)} (dispatch, the ABI decoder's bounds checks on the hook's four arguments, the token check, the overflow ` +
+      "check, the event's encoding, the answer). Two changes took it down: the token goes through the IR pipeline (its frame: 1,850 → 1,389, " +
+      "OpenZeppelin's code unchanged) and a consumer's own deposit (no data) takes a short path in the vault (`_creditOwn`: no escrow, no " +
+      "funder comparison) with the same checks and errors, and with the two-word event the vault's code went 1,670 → 1,307. " +
+      `That leaves ${fmtGas(Math.max(0, rows["deposit (later)"] - 45_000))} gas above the aim. What would still go: an EIP-2930 access list naming ` +
+      "the vault and the consumer's slot (2,400 + 1,900 and a warm 100 each, against a cold 2,600 + 2,100: −200, a node that knows the " +
+      "vault's storage layout), a receiver in a `fallback` that reads its arguments without the ABI decoder (about −350, an unusual entry " +
+      "point to audit) and a hand-written token (assembly in place of OpenZeppelin's audited ERC-20): not done. The node's deposit used to be " +
+      `a permit (81,055 before issue 31; ${fmtGas(rows["deposit with permit (later)"])} now) or an approval plus a deposit (two transactions).`,
     "",
     "From the transaction's opcode trace (the token's frame; the vault's hook counts all the gas its frame used):",
     "",

@@ -54,10 +54,11 @@ interface IConsumerVault is IERC1363Receiver {
     /// @notice The relayed settlement was not signed by the provider.
     error RelaySignatureInvalid(address provider, address recovered);
 
-    /// @notice `amount` was added to the balance and `escrow` to the escrow of `consumer`'s vault, which now
-    ///         holds `balance` and `escrowTotal`. Who paid is the `from` of the token's `Transfer` to the
-    ///         vault in the same transaction (so the event does not repeat it).
-    event Deposited(address indexed consumer, uint256 amount, uint256 escrow, uint256 balance, uint256 escrowTotal);
+    /// @notice `amount` was added to the balance and `escrow` to the escrow of `consumer`'s vault. Who paid
+    ///         is the `from` of the token's `Transfer` to the vault in the same transaction, and the totals
+    ///         are `vault(consumer)`: the event repeats neither (each word of an event costs 256 gas on
+    ///         every deposit, and a deposit is the operation every consumer pays for).
+    event Deposited(address indexed consumer, uint256 amount, uint256 escrow);
     /// @notice A promise was settled: `paid` was credited to `provider`; the pair has settled `settled` in all.
     event PromiseSettled(address indexed consumer, address indexed provider, uint256 paid, uint256 settled);
     /// @notice An overdraft: the escrow paid `paidToProvider` of it to `provider`; `burned` stays locked forever.

@@ -35,12 +35,12 @@ describe("ConsumerVault", function () {
       const { vault, token, consumer } = await loadFixture(systemFixture);
       await expect(vault.connect(consumer).deposit(consumer.address, E("3"), E("1")))
         .to.emit(vault, "Deposited")
-        .withArgs(consumer.address, E("3"), E("1"), E("3"), E("1"))
+        .withArgs(consumer.address, E("3"), E("1"))
         .and.to.emit(token, "Transfer")
         .withArgs(consumer.address, await vault.getAddress(), E("4"));
       await expect(vault.connect(consumer).deposit(consumer.address, E("2"), 0n))
         .to.emit(vault, "Deposited")
-        .withArgs(consumer.address, E("2"), 0n, E("5"), E("1"));
+        .withArgs(consumer.address, E("2"), 0n);
       expect(await vault.vault(consumer.address)).to.deep.equal([E("5"), E("1"), 0n]);
       expect(await token.balanceOf(await vault.getAddress())).to.equal(E("6"));
     });
@@ -128,7 +128,7 @@ describe("ConsumerVault", function () {
         const address = await vault.getAddress();
         await expect(token.connect(stranger)["transferAndCall(address,uint256)"](address, E("5")))
           .to.emit(vault, "Deposited")
-          .withArgs(stranger.address, E("5"), 0n, E("5"), 0n)
+          .withArgs(stranger.address, E("5"), 0n)
           .and.to.emit(token, "Transfer")
           .withArgs(stranger.address, address, E("5"));
         expect(await token.allowance(stranger.address, address)).to.equal(0n);
@@ -141,7 +141,7 @@ describe("ConsumerVault", function () {
         const { vault, token, deployer, consumer } = await loadFixture(systemFixture);
         await expect(token.connect(deployer)["transferAndCall(address,uint256,bytes)"](await vault.getAddress(), E("5"), withEscrow(consumer.address, E("2"))))
           .to.emit(vault, "Deposited")
-          .withArgs(consumer.address, E("3"), E("2"), E("3"), E("2"));
+          .withArgs(consumer.address, E("3"), E("2"));
         expect(await vault.vault(consumer.address)).to.deep.equal([E("3"), E("2"), 0n]);
         expect(await vault.vault(deployer.address)).to.deep.equal([0n, 0n, 0n]);
       });
