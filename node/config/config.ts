@@ -83,6 +83,12 @@ export interface MystConfig {
   /** The local UDP port reachability is measured from, which the proposals' direct contacts lead to; 0: any free one. Default 0. Env MYST_NAT_PORT. */
   natPort: number;
   /**
+   * A consumer daemon keeps one unconfigured wireguard-go (no key, address, route or peer) ready in its
+   * namespace, so a WireGuard connect does not wait for one to start (docs/connect-path.md). Default
+   * false. Env MYST_WIREGUARD_SPARE (true/false).
+   */
+  wireguardSpare: boolean;
+  /**
    * The provider's payment policy, for every service it sells: invoicing, whom it admits, when it
    * settles. In the config file an object with any of `maxSessions` (default 50), `invoiceEvery`
    * (seconds, 10), `invoiceAbove` (MYST, 0.01), `maxUnpaid` (0.05), `minVaultBalance` (0.1),
@@ -134,6 +140,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     stunServers: [],
     portMapping: true,
     natPort: 0,
+    wireguardSpare: false,
     paymentPolicy: defaultPaymentPolicy(),
   };
 }
@@ -192,6 +199,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_STUN_SERVERS: "stunServers",
   MYST_PORT_MAPPING: "portMapping",
   MYST_NAT_PORT: "natPort",
+  MYST_WIREGUARD_SPARE: "wireguardSpare",
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -296,6 +304,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
       }
       case "lightKdf":
       case "portMapping":
+      case "wireguardSpare":
         config[key] = bool(value) ?? bad(key, "must be true or false");
         break;
       case "stunServers": {

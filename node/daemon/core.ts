@@ -13,6 +13,8 @@ import type { IdentityKey } from "../identity/key";
 import { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { ReachabilityMonitor } from "../nat/monitor";
+import { consumerSpares } from "../services/catalog";
+import type { ConsumerSpare } from "../services/tunnel-type";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { OwnReceipts } from "../store/own-receipts";
 import { IssuedPromiseStore } from "../store/issued-promise-store";
@@ -82,6 +84,8 @@ export interface OnlineParts {
   activity: NodeActivity;
   /** How the node can be reached, measured (node/nat): its public contacts go into the proposals. */
   reachability: ReachabilityMonitor;
+  /** What the consumer keeps ready for its next connection, by service type (config `wireguardSpare`; empty when off). */
+  spares: Map<string, ConsumerSpare>;
 }
 
 /** Asked of an offline node what only an online one does (sell, buy, hold a connection). */
@@ -222,7 +226,8 @@ export class NodeCore {
     this.metrics.watchConsumer(() => consumer.current);
     const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.db, log });
     reachability.onChange(() => provider.reannounce());
-    this.#online = { key, broker, dialogs, provider, consumer, activity, reachability };
+    const spares = config.wireguardSpare ? consumerSpares({ dataDir: config.dataDir, log }) : new Map<string, ConsumerSpare>();
+    this.#online = { key, broker, dialogs, provider, consumer, activity, reachability, spares };
     return this.#online;
   }
 

@@ -18,7 +18,7 @@ import type { ControlsSettings } from "./controls/settings-schema";
 import { TunnelControls } from "./controls/tunnel-controls";
 import { ServicePolicy } from "./controls/service-policy";
 import * as registry from "./registry";
-import { ServiceSpecError, type TunnelType } from "./tunnel-type";
+import { type ConsumerSpare, ServiceSpecError, type TunnelType } from "./tunnel-type";
 
 export { ServiceSpecError, type ServiceSpecErrorCode, type TunnelType } from "./tunnel-type";
 
@@ -150,10 +150,18 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
   });
 }
 
-/** The consumer side of a service type. */
+/** The consumer side of a service type; `spares`: what the daemon keeps ready (`consumerSpares`), by type. */
 export function consumerService(
   type: string,
-  deps: { key: IdentityKey; dataDir: string; netns?: string; log: Logger; routeAll?: boolean; listen?: string },
+  deps: {
+    key: IdentityKey;
+    dataDir: string;
+    netns?: string;
+    log: Logger;
+    routeAll?: boolean;
+    listen?: string;
+    spares?: ReadonlyMap<string, ConsumerSpare>;
+  },
 ): ConsumerService {
   return tunnelType(type).consumer({
     key: deps.key,
@@ -162,7 +170,14 @@ export function consumerService(
     log: deps.log,
     routeAll: deps.routeAll,
     listen: deps.listen,
+    spare: deps.spares?.get(type),
   });
+}
+
+/** What a consumer daemon keeps ready for the next connection, by service type (config `wireguardSpare`): started and stopped with the node. */
+export function consumerSpares(deps: { dataDir: string; log: Logger }): Map<string, ConsumerSpare> {
+  const runDir = path.join(deps.dataDir, "run");
+  return new Map(TUNNEL_TYPES.flatMap((t) => (t.consumerSpare ? [[t.type, t.consumerSpare({ runDir, log: deps.log })] as const] : [])));
 }
 
 /**

@@ -29,6 +29,15 @@ export interface ProviderDeps {
   limits?: { sessionMbps?: number; serviceMbps?: number; egress?: EgressSettings };
 }
 
+/**
+ * What a consumer daemon keeps ready for a type's next connection, started with the node and
+ * stopped with it (WireGuard: one unconfigured device, services/wireguard/spare.ts).
+ */
+export interface ConsumerSpare {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** What the node gives the consumer side of a service for one connection. */
 export interface ConsumerDeps {
   key: IdentityKey;
@@ -40,6 +49,8 @@ export interface ConsumerDeps {
   routeAll?: boolean;
   /** Where a service that serves the consumer locally (the proxy) listens: `host:port`. */
   listen?: string;
+  /** What the daemon keeps ready for this type (its `consumerSpare`), when it keeps one. */
+  spare?: ConsumerSpare;
 }
 
 /**
@@ -75,6 +86,8 @@ export interface TunnelType<Settings extends TObject = TObject> {
   startProvider(settings: Static<Settings>, deps: ProviderDeps): Promise<ProviderService>;
   /** The consumer side, for one connection. */
   consumer(deps: ConsumerDeps): ConsumerService;
+  /** Optional: what a consumer daemon keeps ready for the next connection (config `wireguardSpare`); handed to `consumer` as `deps.spare`. */
+  consumerSpare?(deps: { runDir: string; log: Logger }): ConsumerSpare;
 }
 
 /** A service type with its settings' static type checked against its schema (the registry keeps them untyped). */

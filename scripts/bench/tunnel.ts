@@ -10,6 +10,7 @@ import path from "node:path";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { WireGuardSpare } from "../../node/services/wireguard/spare";
 import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { TestNetwork } from "../lib/test-network";
 import { missingE2EPrerequisites } from "../lib/prereqs";
@@ -68,6 +69,9 @@ export async function benchTunnel(): Promise<void> {
       },
       { ...common, firstSessions: true },
     );
+    // As a consumer daemon with `wireguardSpare` on: one unconfigured wireguard-go kept ready, taken by each connect.
+    const spare = new WireGuardSpare({ runDir: path.join(dir, "spare"), netns: topology.consumers[0] });
+    await spare.start();
     const wireguard = await benchMyst(
       {
         type: "wireguard",
@@ -78,10 +82,10 @@ export async function benchTunnel(): Promise<void> {
             netns: topology.provider,
             device: `mwp${topology.tag}`.slice(0, 15),
           }),
-        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
+        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], spare }),
       },
       common,
-    );
+    ).finally(() => spare.stop());
 
     const ratio = {
       openvpnVsStock: round(openvpn.mbps / stockMbps, 3),

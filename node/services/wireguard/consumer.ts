@@ -13,6 +13,7 @@ import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
+import type { WireGuardSpare } from "./spare";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
@@ -23,6 +24,8 @@ interface Pending {
   at: number;
   listenPort: number;
   device?: Promise<WireGuardProcess>;
+  /** The interface of `device` when it is the daemon's spare (named before the key pair existed). */
+  spareDevice?: string;
   /** Two `ip -batch -` started in advance: the question about the endpoint's route, then the tunnel's set-up. */
   ip?: PrespawnedCommand[];
 }
@@ -49,6 +52,11 @@ export interface WireGuardConsumerOptions {
   routeAll?: boolean;
   /** Seconds between keepalives (through NAT, and so the provider knows we are alive). Default 10. */
   keepaliveS?: number;
+  /**
+   * The daemon's spare device (spare.ts): taken for the next key pair when it is in this namespace,
+   * refilled once that connection is settled. Not with `device` (a name of the caller's choice).
+   */
+  spare?: WireGuardSpare;
   log?: Logger;
 }
 
@@ -74,8 +82,32 @@ export class WireGuardConsumerService implements ConsumerService {
     const now = Date.now();
     for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) void this.#release(key, p);
     const pair = generateKeyPair();
-    this.#pending.set(pair.publicKey, { privateKey: pair.privateKey, at: now, listenPort: await freeUdpPort(this.o.netns) });
+    const pending: Pending = { privateKey: pair.privateKey, at: now, listenPort: await freeUdpPort(this.o.netns) };
+    const spare = this.o.device ? undefined : this.o.spare?.take(this.o.netns);
+    if (spare) {
+      pending.spareDevice = spare.device;
+      pending.device = this.#configureSpare(pair.publicKey, pending, spare.process);
+      pending.device.catch(() => undefined); // `connect` reports it
+    }
+    this.#pending.set(pair.publicKey, pending);
     return { publicKey: pair.publicKey };
+  }
+
+  /** The spare given this key pair's private key and port; if it failed to start, a device of the key pair's own. */
+  async #configureSpare(publicKey: string, pending: Pending, spare: Promise<WireGuardProcess | undefined>): Promise<WireGuardProcess> {
+    const process = await spare;
+    if (!process?.running) {
+      pending.spareDevice = undefined;
+      return this.#startDevice(publicKey, pending);
+    }
+    try {
+      await process.uapi.set({ privateKey: pending.privateKey, listenPort: pending.listenPort });
+    } catch (err) {
+      await process.stop();
+      throw err;
+    }
+    this.#enlargeBuffers(process);
+    return process;
   }
 
   /**
@@ -87,9 +119,11 @@ export class WireGuardConsumerService implements ConsumerService {
   prepare(consumerData: unknown): void {
     const key = publicKeyOf(consumerData);
     const pending = key ? this.#pending.get(key) : undefined;
-    if (!key || !pending || pending.device) return;
-    pending.device = this.#startDevice(key, pending);
-    pending.device.catch(() => undefined); // `connect` reports it
+    if (!key || !pending || pending.ip) return;
+    if (!pending.device) {
+      pending.device = this.#startDevice(key, pending);
+      pending.device.catch(() => undefined); // `connect` reports it
+    }
     const ip = () => new PrespawnedCommand([program("ip", "iproute2"), ...(this.o.netns ? ["-n", this.o.netns] : []), "-batch", "-"]);
     pending.ip = [ip(), ip()];
   }
@@ -98,6 +132,7 @@ export class WireGuardConsumerService implements ConsumerService {
     const key = publicKeyOf(consumerData);
     const pending = key ? this.#pending.get(key) : undefined;
     if (key && pending) await this.#release(key, pending);
+    this.o.spare?.refill();
   }
 
   /** Forgets a key pair and stops what was prepared for it. */
@@ -155,12 +190,15 @@ export class WireGuardConsumerService implements ConsumerService {
    * session is negotiated).
    */
   deviceFor(publicKey: string): string {
-    return this.o.device ?? `mwc${crypto.createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`;
+    return this.o.device ?? this.#pending.get(publicKey)?.spareDevice ?? `mwc${crypto.createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`;
   }
 
   async plan(session: { id: string; serviceConfig: unknown; route?: DirectRoute }): Promise<TunnelPlan> {
     const config = checked(session);
     const endpoint = endpointOf(config, session.route);
+    // A spare that failed to start is replaced by a device of the key pair's own name: known once it settled.
+    const pending = this.#pending.get(config.clientPublicKey);
+    if (pending?.spareDevice) await pending.device?.catch(() => undefined);
     return {
       device: this.deviceFor(config.clientPublicKey),
       // Relayed: the packets leave this host toward the relay (UDP or TCP), from the forwarder on loopback.
@@ -170,7 +208,16 @@ export class WireGuardConsumerService implements ConsumerService {
     };
   }
 
+  /** Brings the tunnel up; then (up or failed) the daemon's spare, if one was taken, is made again. */
   async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
+    try {
+      return await this.#connect(session);
+    } finally {
+      this.o.spare?.refill();
+    }
+  }
+
+  async #connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
     requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
     program("wireguard-go");
     const checkedConfig = checked(session);
@@ -179,7 +226,6 @@ export class WireGuardConsumerService implements ConsumerService {
     const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
-    const device = this.deviceFor(config.clientPublicKey);
     // The device made while the session was negotiated (`prepare`), or made now. Either is used once:
     // the key pair stays pending until the handshake, so a tunnel that failed on one path may be tried
     // again on another (a relay), with a device of its own.
@@ -195,6 +241,7 @@ export class WireGuardConsumerService implements ConsumerService {
       setupIp?.cancel();
       throw err;
     }
+    const device = process.options.device;
     const routeAll = this.o.routeAll !== false;
     let hostRoute: string | undefined;
     // What must stay outside the tunnel: the provider's endpoint, or (relayed) the relay's TURN server.

@@ -4,6 +4,7 @@ import { tunnelCapabilities } from "../capabilities";
 import { defineTunnel } from "../tunnel-type";
 import { WireGuardConsumerService } from "./consumer";
 import { WireGuardProviderService } from "./provider";
+import { WireGuardSpare } from "./spare";
 
 /** A WireGuard service's settings, as the API takes them and services.json keeps them. */
 export const WireGuardSettingsSchema = tunnelSettingsSchema(51820, {
@@ -29,5 +30,13 @@ export const wireguard = defineTunnel({
     await service.start();
     return service;
   },
-  consumer: (deps) => new WireGuardConsumerService({ runDir: deps.runDir, netns: deps.netns, log: deps.log, routeAll: deps.routeAll }),
+  consumer: (deps) =>
+    new WireGuardConsumerService({
+      runDir: deps.runDir,
+      netns: deps.netns,
+      log: deps.log,
+      routeAll: deps.routeAll,
+      spare: deps.spare instanceof WireGuardSpare ? deps.spare : undefined,
+    }),
+  consumerSpare: (deps) => new WireGuardSpare(deps),
 });

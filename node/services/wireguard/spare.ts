@@ -1,0 +1,129 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { silentLogger, type Logger } from "../../log/logger";
+import type { ConsumerSpare } from "../tunnel-type";
+import { stopStale } from "../supervision";
+import { WireGuardProcess } from "./process";
+
+/** The interface name of a spare: `mws` + 12 hex characters, random (the key pair does not exist yet). */
+export const SPARE_DEVICE = /^mws[0-9a-f]{12}$/;
+
+export interface WireGuardSpareOptions {
+  /** A private directory for the pid file (`<data-dir>/run`). */
+  runDir: string;
+  /** The namespace the spare is made in until a connection asks for another. Default the node's own. */
+  netns?: string;
+  log?: Logger;
+}
+
+/** A spare being made (or made), and where. */
+interface Making {
+  netns?: string;
+  device: string;
+  process: Promise<WireGuardProcess | undefined>;
+}
+
+/**
+ * At most one wireguard-go made before any connection asks for it, so that a connection starts
+ * with a device that already serves its control socket (wireguard-go takes 25–30 ms to get there,
+ * longer than the negotiation it would run beside: docs/connect-path.md). The spare carries
+ * nothing: no key, no address, no route, no peer, its interface down. `take` hands it to the next
+ * WireGuard connection in its namespace and the caller's `refill` makes the next one once that
+ * connection is settled (so the two do not compete for the CPU on the connect path). A spare in
+ * another namespace than the one a connection asks for is stopped, and the refill makes one there:
+ * never more than one. `stop` removes it.
+ */
+export class WireGuardSpare implements ConsumerSpare {
+  #making?: Making;
+  #netns?: string;
+  #stopped = false;
+
+  constructor(private readonly o: WireGuardSpareOptions) {
+    this.#netns = o.netns;
+  }
+
+  /** Makes the spare (in the background: a node whose wireguard-go cannot start just has none). */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    await this.#sweepStale();
+    this.refill();
+  }
+
+  /** Removes the spare (and one being made): its wireguard-go stopped, its interface and socket gone with it. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#drop();
+  }
+
+  /** The spare's interface name, when one is made (or being made) for `netns`. */
+  deviceIn(netns: string | undefined): string | undefined {
+    return this.#making && this.#making.netns === netns ? this.#making.device : undefined;
+  }
+
+  /**
+   * The spare for a connection in `netns`, handed over (the caller owns it from now on: it
+   * configures and stops it), or undefined when there is none there. A spare elsewhere is stopped,
+   * so that the next `refill` makes one where connections now go.
+   */
+  take(netns: string | undefined): { device: string; process: Promise<WireGuardProcess | undefined> } | undefined {
+    const making = this.#making;
+    this.#netns = netns;
+    if (!making) return undefined;
+    this.#making = undefined;
+    if (making.netns === netns) return { device: making.device, process: making.process };
+    void making.process.then((p) => p?.stop());
+    return undefined;
+  }
+
+  /** Makes a spare where connections go, unless there is one (or the node is stopping). Never rejects. */
+  refill(): void {
+    if (this.#stopped || this.#making) return;
+    const netns = this.#netns;
+    const device = `mws${crypto.randomBytes(6).toString("hex")}`;
+    const log = this.o.log ?? silentLogger;
+    const making: Making = { netns, device, process: Promise.resolve(undefined) };
+    making.process = (async () => {
+      try {
+        fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+        const process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true });
+        await process.start();
+        // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it.
+        return process;
+      } catch (err) {
+        log.info({ err: (err as Error).message }, "no spare WireGuard device: connections make their own");
+        if (this.#making === making) this.#making = undefined;
+        return undefined;
+      }
+    })();
+    this.#making = making;
+  }
+
+  async #drop(): Promise<void> {
+    const making = this.#making;
+    this.#making = undefined;
+    const process = await making?.process;
+    await process?.stop();
+  }
+
+  /** Spares left by a node that died without stopping them (the parent-death signal should have ended them). */
+  async #sweepStale(): Promise<void> {
+    let files: string[];
+    try {
+      files = fs.readdirSync(this.o.runDir);
+    } catch {
+      return;
+    }
+    const log = this.o.log ?? silentLogger;
+    for (const file of files) {
+      const device = /^wireguard-(mws[0-9a-f]{12})\.pid$/.exec(file)?.[1];
+      if (device)
+        await stopStale(
+          path.join(this.o.runDir, file),
+          (argv) => argv.some((a) => a.endsWith("wireguard-go")) && argv.includes(device),
+          log,
+          "a spare wireguard-go",
+        );
+    }
+  }
+}

@@ -1,0 +1,183 @@
+import { expect } from "chai";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Broker } from "../../node/broker/broker";
+import { nftHasTable } from "../../node/consumer-protection/nft";
+import { endNftSessions } from "../../node/consumer-protection/nft-session";
+import { ConsumerProtection } from "../../node/consumer-protection/protection";
+import { GUARD_TABLE } from "../../node/consumer-protection/rules";
+import { Dialogs } from "../../node/dialog/dialogs";
+import type { IdentityKey } from "../../node/identity/key";
+import { signProposal } from "../../node/proposal/proposal";
+import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { SPARE_DEVICE, WireGuardSpare } from "../../node/services/wireguard/spare";
+import { ConsumerSessions } from "../../node/session/consumer";
+import { ProviderSessions } from "../../node/session/provider";
+import { requireE2E } from "../../scripts/lib/prereqs";
+import { makeProposal } from "../../scripts/lib/proposals";
+import { TestNetwork } from "../../scripts/lib/test-network";
+import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { until } from "../../scripts/lib/until";
+import { rejectionOf } from "../support/rejection";
+
+/**
+ * The consumer's spare WireGuard device (config `wireguardSpare`, services/wireguard/spare.ts): one
+ * unconfigured wireguard-go made before any connect, taken by the next one, made again once that
+ * connect is settled. A failed session leaves nothing but the one spare; stopping leaves nothing.
+ */
+describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS, registry)", function () {
+  this.timeout(90_000);
+  const net = new TestNetwork();
+  let topology: Topology;
+  let dir: string;
+  let providerKey: IdentityKey;
+  let provider: WireGuardProviderService;
+  let providerSessions: ProviderSessions;
+  let sessions: ConsumerSessions;
+  let spare: WireGuardSpare;
+  let service: WireGuardConsumerService;
+  const brokers: Broker[] = [];
+  const dialogsList: Dialogs[] = [];
+  /** The provider's answer to the next session request: refuse it, or accept. */
+  let refuse = false;
+  const proposal = () => signProposal(providerKey, makeProposal(providerKey, { serviceType: "wireguard" }));
+
+  const ip = (...args: string[]) => execFileSync("/usr/sbin/ip", args, { encoding: "utf8" });
+  const c = () => topology.consumers[0];
+  /** The consumer namespace's WireGuard interfaces: spares (`mws…`) and per-session ones (`mwc…`). */
+  const devices = () => (ip("-n", c(), "-o", "link").match(/\bmw[sc][0-9a-f]{12}\b/g) ?? []).sort();
+  const wireguardGos = () =>
+    ip("netns", "pids", c())
+      .split(/\s+/)
+      .filter(Boolean)
+      .filter((pid) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "wireguard-go";
+        } catch {
+          return false;
+        }
+      });
+  const sockets = () => (fs.existsSync("/var/run/wireguard") ? fs.readdirSync("/var/run/wireguard").filter((f) => /^mw[sc][0-9a-f]{12}\.sock$/.test(f)) : []);
+  /** What the namespace holds once the spare settled: its devices, their wireguard-go, whether each device carries an address. */
+  const state = () => ({
+    devices: devices(),
+    processes: wireguardGos().length,
+    addressed: devices().filter((d) => /\binet /.test(ip("-n", c(), "-o", "address", "show", "dev", d))),
+  });
+  const oneSpare = (notThis?: string) =>
+    until(
+      async () => {
+        const d = devices();
+        return d.length === 1 && SPARE_DEVICE.test(d[0]) && d[0] !== notThis && wireguardGos().length === 1 && spare.deviceIn(c()) === d[0];
+      },
+      "one spare device and its wireguard-go",
+      30_000,
+    );
+
+  async function dialogsFor(key: IdentityKey, subject?: string) {
+    const broker = new Broker({ servers: [net.nats.url] });
+    await broker.start();
+    brokers.push(broker);
+    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
+    await dialogs.start();
+    dialogsList.push(dialogs);
+    return dialogs;
+  }
+
+  before(async function () {
+    requireE2E(this);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-e2e-wgspare-"));
+    await net.start();
+    providerKey = await net.registeredIdentity();
+    const consumerKey = await net.registeredIdentity();
+    topology = await topologyUp({ consumers: 1 });
+    provider = new WireGuardProviderService({
+      dir: path.join(dir, "provider"),
+      publicAddress: topology.providerAddress,
+      netns: topology.provider,
+      device: `mwp${topology.tag}`.slice(0, 15),
+    });
+    await provider.start();
+    providerSessions = new ProviderSessions({
+      dialogs: await dialogsFor(providerKey),
+      services: new Map([["wireguard", provider]]),
+      currentProposal: () => makeProposal(providerKey, { serviceType: "wireguard" }),
+      admission: async () => (refuse ? { code: "CAPACITY_REACHED", message: "not now" } : null),
+    });
+    providerSessions.start();
+    sessions = new ConsumerSessions(await dialogsFor(consumerKey, `myst.dialog.wgspare-${topology.tag}`));
+    spare = new WireGuardSpare({ runDir: path.join(dir, "run"), netns: c() });
+    service = new WireGuardConsumerService({ runDir: path.join(dir, "run"), netns: c(), spare });
+    await spare.start();
+  });
+
+  after(async function () {
+    await spare?.stop();
+    await providerSessions?.stop();
+    await provider?.stop();
+    for (const d of dialogsList) d.stop();
+    await Promise.all(brokers.map((b) => b.stop()));
+    endNftSessions();
+    await topology?.down();
+    await net.stop();
+  });
+
+  it("is made at start: one interface with no address, served by one wireguard-go, before any connect", async function () {
+    await oneSpare();
+    expect(state()).to.deep.equal({ devices: devices(), processes: 1, addressed: [] });
+  });
+
+  it("is taken by the next connect (the tunnel runs on it), and a new spare is made once the connect is settled", async function () {
+    await oneSpare();
+    const [taken] = devices();
+    const session = await sessions.connect({ proposal: proposal(), service });
+    try {
+      expect(fetchFrom(topology, c(), topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      await until(async () => devices().length === 2 && wireguardGos().length === 2, "the tunnel's device and a new spare", 30_000);
+      const now = state();
+      expect(now.devices).to.include(taken);
+      expect(now.addressed, "only the taken spare carries the tunnel").to.deep.equal([taken]);
+      expect(spare.deviceIn(c())).to.match(SPARE_DEVICE).and.not.equal(taken);
+    } finally {
+      await session.destroy();
+    }
+    await oneSpare(taken);
+  });
+
+  it("a refused session (kill switch prepared meanwhile) leaves nothing but one spare: not the one it took, no table, no other device", async function () {
+    await oneSpare();
+    const [taken] = devices();
+    const dataDir = path.join(dir, "refused");
+    const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c(), dataDir });
+    refuse = true;
+    try {
+      const err = await rejectionOf(sessions.connect({ proposal: proposal(), service, protection }));
+      expect(err.code).to.equal("SESSION_REFUSED");
+    } finally {
+      refuse = false;
+    }
+    await oneSpare(taken);
+    expect(state()).to.deep.equal({ devices: devices(), processes: 1, addressed: [] });
+    expect(await nftHasTable(GUARD_TABLE, c())).to.equal(false);
+    expect(sockets()).to.deep.equal(devices().map((d) => `${d}.sock`));
+  });
+
+  it("is removed when the daemon stops: no device, no wireguard-go, no socket, no pid file", async function () {
+    await oneSpare();
+    await spare.stop();
+    expect({ devices: devices(), processes: wireguardGos(), sockets: sockets(), spare: spare.deviceIn(c()) }).to.deep.equal({
+      devices: [],
+      processes: [],
+      sockets: [],
+      spare: undefined,
+    });
+    expect(fs.readdirSync(path.join(dir, "run")).filter((f) => f.startsWith("wireguard-"))).to.deep.equal([]);
+    // A connect after the stop makes its own device and leaves no spare behind.
+    const session = await sessions.connect({ proposal: proposal(), service });
+    await session.destroy();
+    expect(devices()).to.deep.equal([]);
+  });
+});
