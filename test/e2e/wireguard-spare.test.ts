@@ -48,7 +48,13 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
   const ip = (...args: string[]) => execFileSync("/usr/sbin/ip", args, { encoding: "utf8" });
   const c = () => topology.consumers[0];
   /** The consumer namespace's WireGuard interfaces: spares (`mws…`) and per-session ones (`mwc…`). */
-  const devices = () => (ip("-n", c(), "-o", "link").match(/\bmw[sc][0-9a-f]{12}\b/g) ?? []).sort();
+  /** Every interface name this file's namespace has shown: the control sockets looked at are theirs (the directory is the host's). */
+  const seen = new Set<string>();
+  const devices = () => {
+    const names = (ip("-n", c(), "-o", "link").match(/\bmw[sc][0-9a-f]{12}\b/g) ?? []).sort();
+    for (const n of names) seen.add(n);
+    return names;
+  };
   const wireguardGos = () =>
     ip("netns", "pids", c())
       .split(/\s+/)
@@ -60,7 +66,13 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
           return false;
         }
       });
-  const sockets = () => (fs.existsSync("/var/run/wireguard") ? fs.readdirSync("/var/run/wireguard").filter((f) => /^mw[sc][0-9a-f]{12}\.sock$/.test(f)) : []);
+  const sockets = () =>
+    fs.existsSync("/var/run/wireguard")
+      ? fs
+          .readdirSync("/var/run/wireguard")
+          .filter((f) => seen.has(f.replace(/\.sock$/, "")))
+          .sort()
+      : [];
   /** What the namespace holds once the spare settled: its devices, their wireguard-go, whether each device carries an address. */
   const state = () => ({
     devices: devices(),

@@ -3,6 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { defaultConfig, loadConfig } from "../../../node/config/config";
 import { defaultPaymentPolicy, parsePaymentPolicy } from "../../../node/config/payment-policy";
+import { silentLogger } from "../../../node/log/logger";
+import { consumerSpares } from "../../../node/services/catalog";
 import { tempDir } from "../../../scripts/lib/tmp";
 
 describe("config", function () {
@@ -45,6 +47,13 @@ describe("config", function () {
   it("takes the daemon's API address and the log format from the environment and flags", function () {
     const config = loadConfig({ dataDir: tmp.dir, apiPort: "0", logFormat: "pretty" }, { MYST_API_HOST: "127.0.0.2", MYST_API_PORT: "5000" });
     expect(config).to.include({ apiHost: "127.0.0.2", apiPort: 0, logFormat: "pretty" });
+  });
+
+  it("keeps no spare WireGuard device unless asked (MYST_WIREGUARD_SPARE or the file), and names a bad value", function () {
+    expect(loadConfig({ dataDir: tmp.dir }, {}).wireguardSpare).to.equal(false);
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "true" }).wireguardSpare).to.equal(true);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "one" })).to.throw(/wireguardSpare \(from MYST_WIREGUARD_SPARE\) must be true or false/);
+    expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger }).keys()]).to.deep.equal(["wireguard"]);
   });
 
   it("takes the reachability settings (STUN servers, port mapping, the measured port) from the file and the environment, and names bad ones", function () {
