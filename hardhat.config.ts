@@ -45,8 +45,10 @@ const config: HardhatUserConfig = {
     compilers: [{ version: SOLC_VERSION, settings: SOLC_SETTINGS }],
     // The token through the IR pipeline: OpenZeppelin's transfer and ERC-1363 receiver call, unchanged,
     // cost 461 gas less a deposit (docs/gas.md). The vault stays on the legacy pipeline, where its
-    // hand-written settlement loop is cheaper.
-    overrides: { "contracts/MystToken.sol": { version: SOLC_VERSION, settings: { ...SOLC_SETTINGS, viaIR: true } } },
+    // hand-written settlement loop is cheaper. Not under `hardhat coverage`: one contract compiled via IR
+    // makes solidity-coverage instrument every contract with `abi.encode` probes instead, and under those
+    // the vault's assembly settlement fails (25 of 95 contract tests, seen); coverage counts lines, the source is the same.
+    overrides: process.argv.includes("coverage") ? {} : { "contracts/MystToken.sol": { version: SOLC_VERSION, settings: { ...SOLC_SETTINGS, viaIR: true } } },
   },
   networks: {
     hardhat: { hardfork: "cancun" },
