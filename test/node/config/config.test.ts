@@ -52,7 +52,9 @@ describe("config", function () {
   it("keeps no spare WireGuard device unless asked (MYST_WIREGUARD_SPARE or the file), and names a bad value", function () {
     expect(loadConfig({ dataDir: tmp.dir }, {}).wireguardSpare).to.equal(false);
     expect(loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "true" }).wireguardSpare).to.equal(true);
-    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "one" })).to.throw(/wireguardSpare \(from MYST_WIREGUARD_SPARE\) must be true or false/);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "one" })).to.throw(
+      /wireguardSpare \(from MYST_WIREGUARD_SPARE\) must be true or false/,
+    );
     expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger }).keys()]).to.deep.equal(["wireguard"]);
   });
 
