@@ -78,6 +78,12 @@ export interface MystConfig {
    * direct contact in its proposals. Env MYST_STUN_SERVERS (comma-separated).
    */
   stunServers: string[];
+  /**
+   * Where this node is (ISO 3166-1 alpha-2, e.g. "DE"), said by its owner: as a consumer it picks a
+   * relay in this country first (docs/relay.md "Which relay"). Default none: the provider's country
+   * first. Env MYST_COUNTRY.
+   */
+  country?: string;
   /** While measuring, ask the home router to open a port (PCP, NAT-PMP, UPnP-IGD). Default true. Env MYST_PORT_MAPPING (true/false). */
   portMapping: boolean;
   /** The local UDP port reachability is measured from, which the proposals' direct contacts lead to; 0: any free one. Default 0. Env MYST_NAT_PORT. */
@@ -138,6 +144,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     outageToleranceMs: 120_000,
     maxServiceTypesPerProvider: 16,
     stunServers: [],
+    country: undefined,
     portMapping: true,
     natPort: 0,
     wireguardSpare: false,
@@ -197,6 +204,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_OUTAGE_TOLERANCE_MS: "outageToleranceMs",
   MYST_IP_CHECK_URL: "ipCheckUrl",
   MYST_STUN_SERVERS: "stunServers",
+  MYST_COUNTRY: "country",
   MYST_PORT_MAPPING: "portMapping",
   MYST_NAT_PORT: "natPort",
   MYST_WIREGUARD_SPARE: "wireguardSpare",
@@ -312,6 +320,9 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         config.stunServers = list.map((s) => (typeof s === "string" && STUN_SERVER.test(s) ? s : bad(key, `has "${s}", not a host:port`)));
         break;
       }
+      case "country":
+        config.country = countryCode(value) ?? bad(key, "must be a two-letter country code (ISO 3166-1 alpha-2)");
+        break;
       case "natPort": {
         const n = Number(value);
         if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
@@ -379,6 +390,11 @@ function url(value: unknown, protocols: string[]): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A two-letter country code, upper-cased. */
+function countryCode(value: unknown): string | undefined {
+  return typeof value === "string" && /^[A-Za-z]{2}$/.test(value) ? value.toUpperCase() : undefined;
 }
 
 function bool(value: unknown): boolean | undefined {

@@ -21,6 +21,7 @@ import { ConsumerPromises } from "../payments/consumer-promises";
 import type { RelayOpener } from "../session/consumer";
 import { ConnectStages } from "../session/stages";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
+import { orderRelays } from "./relay-choice";
 
 /** How many relays a connect tries before it gives up. */
 const RELAYS_TRIED = 3;
@@ -62,6 +63,11 @@ export interface ConsumerNodeOptions {
   direct?: DirectPeering;
   /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
   promises?: IssuedPromiseStore;
+  /**
+   * The consumer's own country (ISO 3166-1 alpha-2, config `country`): a relay there is picked
+   * first. None: the provider's country first, as before (relay-choice.ts).
+   */
+  country?: string;
   /** Where its own session receipts are kept (docs/quality.md): the evidence it prefers when it picks a provider. */
   receipts?: OwnReceipts;
   log?: Logger;
@@ -258,12 +264,11 @@ export class ConsumerNode {
 
   /**
    * A relay for a session no punch can join: the cheapest relay proposal within the consumer's
-   * price limit, one in the provider's country first; a paid session with it (its credential comes
+   * price limit, one in the consumer's own country first, then one in the provider's (relay-choice.ts); a paid session with it (its credential comes
    * only inside one), an allocation over UDP (TLS first when UDP gets nothing back), payments from
    * the same vault as the provider's.
    */
   async #openRelay(o: Parameters<RelayOpener>[0], filter: ProposalFilter | undefined): Promise<RelayLeg> {
-    const avoid = new Set(o.avoid.map((a) => a.toLowerCase()));
     const { proposals } = await this.discovery.search(
       {
         serviceType: "relay",
@@ -273,14 +278,7 @@ export class ConsumerNode {
       { limit: 50 },
     );
     o.stages?.mark("relays found (discovery)");
-    const relays = proposals
-      .filter((p) => !avoid.has(p.proposal.provider.toLowerCase()))
-      .sort(
-        (a, b) =>
-          Number(b.proposal.location.country === o.country) - Number(a.proposal.location.country === o.country) ||
-          cmp(BigInt(a.proposal.price.perGiB), BigInt(b.proposal.price.perGiB)) ||
-          cmp(BigInt(a.proposal.price.perHour), BigInt(b.proposal.price.perHour)),
-      );
+    const relays = orderRelays(proposals, { consumerCountry: this.o.country, providerCountry: o.providerCountry, avoid: o.avoid });
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
@@ -312,6 +310,7 @@ export class ConsumerNode {
           onDown: (listener) => void session.ended.then(listener),
           close: (reason) => session.destroy(reason),
           stats: () => tunnel.stats(),
+          capBy: (wireGuard, base) => tunnel.capBy(() => wireGuard.stats(), base, wireGuard.refresh && (() => wireGuard.refresh!())),
           promised: () => payments?.promised ?? 0n,
         };
       } catch (err) {
@@ -454,5 +453,3 @@ function providerFault(err: unknown): boolean {
     err instanceof SessionRefusedError
   );
 }
-
-const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);

@@ -220,6 +220,7 @@ export class NodeCore {
       receipts: new OwnReceipts(this.db),
       outageToleranceMs: config.outageToleranceMs,
       direct,
+      ...(config.country ? { country: config.country } : {}),
       log,
     });
     this.metrics.watchProvider(provider);

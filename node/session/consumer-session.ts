@@ -39,6 +39,12 @@ export interface RelayLeg {
   close(reason: string): Promise<void>;
   /** The relay's meter of this session (the TURN transport's bytes), and what was promised to the relay for it. */
   stats(): { bytesIn: number; bytesOut: number };
+  /**
+   * Credits the relay's data only as far as the session's tunnel authenticated it: `tunnel` is
+   * the session's WireGuard (its meter counts only messages that decrypted under the session's
+   * keys), `base` its meter when this relay began to carry it.
+   */
+  capBy(tunnel: Pick<Tunnel, "stats" | "refresh">, base?: { bytesIn: number; bytesOut: number }): void;
   promised(): bigint;
 }
 

@@ -16,11 +16,12 @@ import { channelEndpoints, publicAddressesOf } from "./offer-addresses";
 
 /**
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
- * UDP probes got nothing back (TURN over TLS first); `country`: the provider's (a relay there first).
+ * UDP probes got nothing back (TURN over TLS first); `providerCountry`: the provider's (the opener
+ * orders relays by the consumer's own country, then this one).
  */
 export type RelayOpener = (o: {
   udpBlocked: boolean;
-  country?: string;
+  providerCountry?: string;
   avoid: string[];
   /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
   allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
@@ -142,7 +143,7 @@ export class ConsumerSessions {
   ): Promise<RelayLeg> {
     return open({
       udpBlocked: o.udpBlocked,
-      country: o.proposal.location.country,
+      providerCountry: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       allow: o.allow,
       stages: o.stages,
@@ -382,6 +383,8 @@ export class ConsumerSessions {
       throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
     }
     if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
+    // The relay is credited only for what the session's WireGuard authenticated (a forging relay's frames are not).
+    relay?.capBy(tunnel);
     const tunnelUp = Date.now();
     stages?.mark("tunnel up (handshake)", tunnelUp);
     try {
@@ -450,6 +453,7 @@ export class ConsumerSessions {
             engaged = { ...held, endpoints: [leg.outside] };
             await protection!.engage(engaged);
           }
+          leg.capBy(up, up.stats());
           await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
           session.relay = leg;
           session.emit("path", session.path);

@@ -22,16 +22,18 @@ interface ShimStats {
   flippedBytes: number;
   junk: number;
   replayed: number;
+  forged: number;
   dropped: number;
 }
 
 /**
  * A hostile relay (issue 29): a relay node whose real coturn sits behind a proxy on its own
  * machine (test/support/hostile-relay.js, an nft redirect of its public TURN port) that flips
- * bytes, sends junk frames, replays datagrams and at last drops everything. WireGuard runs end to
- * end, so the tunnel's traffic arrives byte-exact or not at all; the consumer's meter of the relay
- * counts only frames valid for the session (what the relay made up is not its to bill); and a
- * relay that drops everything loses the session to a healthy relay, the same session going on.
+ * bytes, sends junk frames, replays datagrams, forges WireGuard messages and at last drops
+ * everything. WireGuard runs end to end, so the tunnel's traffic arrives byte-exact or not at all;
+ * the consumer's meter of the relay counts only frames valid for the session and, of those, only
+ * as much as WireGuard authenticated (what the relay made up is not its to bill); and a relay that
+ * drops everything loses the session to a healthy relay, the same session going on.
  */
 describe("e2e: a hostile relay breaks nothing but its own session", function () {
   this.timeout(240_000);
@@ -207,6 +209,23 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
     expect(after.replayed - before.replayed, "bytes the relay replayed").to.be.above(3_000_000);
     const meter = Number((await status()).path.relayBytes);
     expect(meter, JSON.stringify(after)).to.be.at.most(after.genuine + after.flippedBytes + 64_000);
+  });
+
+  it("a relay that forges WireGuard messages with fresh counters: the download arrives byte-exact, and the consumer credits it only for what WireGuard authenticated", async function () {
+    const before = await shimStats();
+    const meterBefore = Number((await status()).path.relayBytes);
+    await mode("forge");
+    const got = download(3_000_000);
+    await mode("pass");
+    expect(got, consumerDaemon.output().slice(-3000)).to.deep.equal({ length: 3_000_000, corrupt: 0 });
+    const after = await shimStats();
+    const forged = after.forged - before.forged;
+    const genuine = after.genuine - before.genuine;
+    expect(forged, "bytes the relay forged").to.be.above(5_000_000);
+    // The forged messages pass the forwarder's tests (shape, fresh counter); WireGuard's counters, which cap the meter, do not count them.
+    const metered = Number((await status()).path.relayBytes) - meterBefore;
+    expect(metered, JSON.stringify({ before, after })).to.be.at.most(genuine + 64_000);
+    expect(metered).to.be.at.least(genuine * 0.9);
   });
 
   it("a relay that drops everything: the same session moves to the healthy relay, which carries it byte-exact; the hostile one is paid no more than the consumer's meter", async function () {

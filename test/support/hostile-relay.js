@@ -4,13 +4,16 @@
 // (both ways) and sends the client junk frames (an unknown channel, a wrong length, garbage, a
 // payload that is no WireGuard message); "replay" sends every ChannelData frame to the client
 // three times (now, again, and once more 50 frames later) and every one to coturn twice; "drop"
-// drops everything; "pass" carries everything unchanged. It counts what it passed unchanged
-// (`genuine`, bytes of the datagrams coturn and the client really exchanged) apart from what it
-// made up (`junk`, `replayed`).
+// drops everything; "forge" sends the client, after each ChannelData frame, two frames of its own
+// making on the same channel that pass every test but WireGuard's: transport messages to the same
+// receiver with fresh random counters and random ciphertext; "pass" carries everything unchanged.
+// It counts what it passed unchanged (`genuine`, bytes of the datagrams coturn and the client
+// really exchanged) apart from what it made up (`junk`, `replayed`, `forged`).
 //
 // In a test's namespace (the relay's machine): node hostile-relay.js <listen-port> <coturn-address> <coturn-port>
 // (an nft redirect sends the relay's public TURN port to <listen-port>), then lines on stdin:
-// "mode <pass|flip|replay|drop>" (answered "mode <m>") and "stats" (answered with one JSON line).
+// "mode <pass|flip|replay|drop|forge>" (answered "mode <m>") and "stats" (answered with one JSON line).
+const crypto = require("node:crypto");
 const dgram = require("node:dgram");
 const readline = require("node:readline");
 
@@ -18,7 +21,7 @@ const isChannelData = (b) => b.length >= 4 && b[0] >= 0x40 && b[0] <= 0x4f;
 
 /** Starts the proxy on 127.0.0.1 or `host`; resolves when it listens. */
 function startHostileRelay({ listenPort = 0, host = "0.0.0.0", upstream, mode = "pass" }) {
-  const stats = { genuine: 0, genuineToClient: 0, genuineToCoturn: 0, flipped: 0, flippedBytes: 0, junk: 0, replayed: 0, dropped: 0 };
+  const stats = { genuine: 0, genuineToClient: 0, genuineToCoturn: 0, flipped: 0, flippedBytes: 0, junk: 0, replayed: 0, forged: 0, dropped: 0 };
   const relay = { mode, stats, port: 0 };
   const front = dgram.createSocket("udp4");
   const clients = new Map();
@@ -52,6 +55,11 @@ function startHostileRelay({ listenPort = 0, host = "0.0.0.0", upstream, mode = 
       for (const j of junkFor(msg)) {
         stats.junk += j.length;
         send(j);
+      }
+    if (m === "forge" && towardClient)
+      for (const f of forgedFor(msg)) {
+        stats.forged += f.length;
+        send(f);
       }
     if (m === "replay") {
       send(msg);
@@ -110,6 +118,22 @@ function junkFor(frame) {
   return [unknownChannel, wrongLength, garbage, notWireGuard];
 }
 
+/**
+ * Two WireGuard transport messages of the relay's making, in frames like `frame` (a ChannelData
+ * frame carrying one): the same channel and receiver index, a fresh random counter, random
+ * ciphertext. Only WireGuard's AEAD can tell them from the provider's.
+ */
+function forgedFor(frame) {
+  const length = frame.readUInt16BE(2);
+  if (length < 32 || frame[4] !== 4) return [];
+  return [0, 1].map(() => {
+    const forged = Buffer.from(frame);
+    // From the counter (the message's bytes 8–15, the frame's 12–19) to the end: random.
+    crypto.randomFillSync(forged, 12, 4 + length - 12);
+    return forged;
+  });
+}
+
 module.exports = { startHostileRelay };
 
 if (require.main === module) {
@@ -118,7 +142,7 @@ if (require.main === module) {
     process.stdout.write(`listening ${relay.port}\n`);
     readline.createInterface({ input: process.stdin }).on("line", (line) => {
       const [command, arg] = line.trim().split(/\s+/);
-      if (command === "mode" && ["pass", "flip", "replay", "drop"].includes(arg)) {
+      if (command === "mode" && ["pass", "flip", "replay", "drop", "forge"].includes(arg)) {
         relay.mode = arg;
         process.stdout.write(`mode ${arg}\n`);
       } else if (command === "stats") process.stdout.write(`${JSON.stringify(relay.stats)}\n`);

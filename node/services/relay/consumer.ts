@@ -5,6 +5,7 @@ import { TunnelError } from "../system";
 import { checkPinnedCertificate } from "../certificate";
 import { checkRelayServiceConfig, type RelayConsumerData, type RelayTransport } from "./config";
 import { type Peer, TurnClient, type TurnServer } from "./turn-client";
+import { type ByteCounts, CarriedBytes, creditedBytes, type WireGuardWitness } from "./authenticated-meter";
 import { FreshMessages } from "./wireguard-frames";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
@@ -99,7 +100,9 @@ export class RelayConsumerService implements ConsumerService {
  * A relay allocation and its local forwarder, as a session's tunnel: its meter is the TURN
  * transport's bytes both ways (what the relay's coturn counts and invoices), of what came from the
  * relay only the frames valid for the session: TURN frames of this allocation carrying a WireGuard
- * message not seen before. The forwarder answers one local peer, the session's tunnel.
+ * message not seen before; once the session's WireGuard vouches (`capBy`), its data frames only
+ * in proportion to what WireGuard authenticated (authenticated-meter.ts). The forwarder answers
+ * one local peer, the session's tunnel.
  */
 export class RelayTunnel implements Tunnel {
   readonly #socket = dgram.createSocket("udp4");
@@ -125,6 +128,9 @@ export class RelayTunnel implements Tunnel {
   #answered = false;
   readonly #fresh = new FreshMessages();
   #strangers = 0;
+  /** The tunnel data the forwarder passed each way, and the TURN frames that carried it. */
+  readonly #carried = { in: new CarriedBytes(), out: new CarriedBytes() };
+  #witness?: WireGuardWitness & { refresh?: () => Promise<void> };
 
   constructor(
     readonly turn: TurnClient,
@@ -140,6 +146,7 @@ export class RelayTunnel implements Tunnel {
     turn.on("data", (peer, data, frameBytes) => {
       // Not the session's traffic (a permitted peer's junk, a replay, a relay's own making): neither passed on nor counted.
       if (!this.#permitted.includes(peer.address) || !this.#fresh.accept(data)) return turn.disown(frameBytes);
+      this.#carried.in.add(data.length, frameBytes);
       this.#fromRelay(peer, data);
     });
   }
@@ -182,7 +189,7 @@ export class RelayTunnel implements Tunnel {
       this.#local = { address: from.address, port: from.port };
       if (!this.#answered && isInitiation(data)) this.#initiated = true;
       for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#socket.send(held, from.port, from.address);
-      if (this.#peer) this.turn.send(this.#peer, data);
+      if (this.#peer) this.#toProvider(this.#peer, data);
       else if (this.#toPeer.length < HELD) this.#toPeer.push(data);
     });
   }
@@ -198,12 +205,34 @@ export class RelayTunnel implements Tunnel {
     this.#permitTimer.unref();
   }
 
+  /** Sends the tunnel's datagram to the provider through the relay, counting it and its frame. */
+  #toProvider(peer: Peer, data: Buffer): void {
+    const before = this.turn.bytes.sent;
+    this.turn.send(peer, data);
+    this.#carried.out.add(data.length, this.turn.bytes.sent - before);
+  }
+
+  /**
+   * From now on the relay's data frames are credited only as far as the session's WireGuard
+   * authenticated them: `meter` reads its peer's `rx_bytes`/`tx_bytes`, `base` is that reading
+   * when this relay started carrying the tunnel (zero for a tunnel that began on it), `refresh`
+   * reads it anew (before an invoice is judged).
+   */
+  capBy(meter: () => ByteCounts, base: ByteCounts = { bytesIn: 0, bytesOut: 0 }, refresh?: () => Promise<void>): void {
+    this.#witness = { meter, base: { ...base }, refresh };
+  }
+
+  /** Reads WireGuard's counters now (the relay's invoice is judged against them). */
+  async refresh(): Promise<void> {
+    await this.#witness?.refresh?.();
+  }
+
   #fromRelay(peer: Peer, data: Buffer): void {
     if (!this.#peer || this.#peer.address !== peer.address || this.#peer.port !== peer.port) {
       // The provider's tunnel, first heard (or moved: its router mapped it anew): bind a channel to it.
       this.#peer = peer;
       this.turn.bind(peer).catch((err) => this.log.warn({ err: (err as Error).message }, "binding a relay channel failed (Send indications carry it)"));
-      for (const held of this.#toPeer.splice(0)) this.turn.send(peer, held);
+      for (const held of this.#toPeer.splice(0)) this.#toProvider(peer, held);
     }
     if (!this.#local) {
       if (this.#toLocal.length < HELD) this.#toLocal.push(data);
@@ -230,7 +259,7 @@ export class RelayTunnel implements Tunnel {
   }
 
   stats(): { bytesIn: number; bytesOut: number } {
-    return { bytesIn: this.turn.bytes.received, bytesOut: this.turn.bytes.sent };
+    return creditedBytes({ bytesIn: this.turn.bytes.received, bytesOut: this.turn.bytes.sent }, this.#carried, this.#witness);
   }
 
   async stop(): Promise<void> {

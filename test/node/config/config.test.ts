@@ -76,6 +76,14 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_NAT_PORT: "70000" })).to.throw(/natPort \(from MYST_NAT_PORT\) must be a port number/);
   });
 
+  it("takes the node's own country (a consumer's relay pick) from the file or MYST_COUNTRY, upper-cased, and names a bad one", function () {
+    expect(loadConfig({ dataDir: tmp.dir }, {}).country).to.equal(undefined);
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ country: "de" }));
+    expect(loadConfig({ dataDir: tmp.dir }, {}).country).to.equal("DE");
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_COUNTRY: "fr" }).country).to.equal("FR");
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_COUNTRY: "France" })).to.throw(/country \(from MYST_COUNTRY\) must be a two-letter country code/);
+  });
+
   it("rejects an unknown setting, bad JSON, and a missing explicit config file", function () {
     const file = path.join(tmp.dir, "config.json");
     fs.writeFileSync(file, JSON.stringify({ rpcURL: "http://x" }));

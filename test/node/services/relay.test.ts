@@ -390,7 +390,7 @@ describe("relay service (real coturn on loopback)", function () {
   });
 
   /** A session through the hostile proxy (test/support/hostile-relay.js) in front of coturn, with an echoing provider and a local "tunnel". */
-  async function throughHostile(n: number, mode: "flip" | "replay") {
+  async function throughHostile(n: number, mode: "flip" | "replay" | "forge") {
     const id = SESSION(n);
     const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
     const hostile = await startHostileRelay({ host: "127.0.0.1", upstream: { address: RELAY_IP, port } });
@@ -401,13 +401,27 @@ describe("relay service (real coturn on loopback)", function () {
     const local = dgram.createSocket("udp4");
     await new Promise<void>((r) => local.bind(0, "127.0.0.1", () => r()));
     const got: number[] = [];
-    local.on("message", (m) => got.push(m[0] === 4 && m.length >= 16 ? counterOf(m) : -1));
+    // The local "tunnel" as WireGuard meters it: what it sent, and of what came back only the echoes of its own messages
+    // (WireGuard's AEAD accepts only what the provider's keys made; here that is the messages this tunnel sent).
+    const sent = new Set<number>();
+    const authenticated = { bytesIn: 0, bytesOut: 0 };
+    const send = (b: Buffer) => {
+      sent.add(counterOf(b));
+      authenticated.bytesOut += b.length;
+      local.send(b, tunnel.local.port, tunnel.local.address);
+    };
+    local.on("message", (m) => {
+      const counter = m[0] === 4 && m.length >= 16 ? counterOf(m) : -1;
+      if (sent.has(counter) && !got.includes(counter)) authenticated.bytesIn += m.length;
+      got.push(counter);
+    });
+    tunnel.capBy(() => authenticated);
     provider.send(wg(1_000_000, undefined, 9), tunnel.relayed.port, tunnel.relayed.address);
-    local.send(wg(0), tunnel.local.port, tunnel.local.address);
+    send(wg(0));
     await until(() => got.includes(0), "the first echo through the relay", 10_000);
     hostile.mode = mode;
     for (let i = 1; i <= 400; i++) {
-      local.send(wg(i), tunnel.local.port, tunnel.local.address);
+      send(wg(i));
       if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5));
     }
     await until(() => new Set(got).size >= (mode === "flip" ? 150 : 250), "most echoes back", 10_000).catch((e) => {
@@ -421,7 +435,7 @@ describe("relay service (real coturn on loopback)", function () {
       provider.close();
       await relay.closeSession(id, "done");
     };
-    return { tunnel, hostile, got, done };
+    return { tunnel, hostile, got, done, authenticated };
   }
 
   it("counts only frames valid for the session: junk from the relay is neither metered nor passed to the tunnel", async function () {
@@ -438,6 +452,25 @@ describe("relay service (real coturn on loopback)", function () {
     expect(hostile.stats.replayed, "bytes the relay replayed").to.be.above(300_000);
     expect(got.length, "datagrams that reached the tunnel").to.equal(new Set(got).size);
     expect(tunnel.stats().bytesIn).to.be.at.most(hostile.stats.genuineToClient);
+    await done();
+  });
+
+  it("credits a relay that forges WireGuard messages with fresh counters only for what WireGuard authenticated", async function () {
+    const { tunnel, hostile, got, done, authenticated } = await throughHostile(25, "forge");
+    expect(hostile.stats.forged, "bytes the relay forged").to.be.above(400_000);
+    // The forged messages pass the forwarder's tests (shape, fresh counter) and reach the tunnel, whose AEAD drops them.
+    expect(got.filter((c) => c > 1_000_000).length, "forged messages that reached the tunnel").to.be.above(300);
+    // Nothing left on its way to the tunnel (its meter and the forwarder's then agree): no datagram for 300 ms.
+    let seen = got.length;
+    let quietSince = Date.now();
+    await until(() => {
+      if (got.length !== seen) [seen, quietSince] = [got.length, Date.now()];
+      return Date.now() - quietSince > 300;
+    }, "the last datagrams to arrive");
+    const meter = tunnel.stats().bytesIn;
+    expect(meter, JSON.stringify(hostile.stats)).to.be.at.most(hostile.stats.genuineToClient);
+    // What the relay really carried and WireGuard authenticated is still credited, with its frames' headers.
+    expect(meter).to.be.at.least(authenticated.bytesIn);
     await done();
   });
 
