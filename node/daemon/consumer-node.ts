@@ -289,6 +289,7 @@ export class ConsumerNode {
         // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
         relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
         tunnelPort: o.tunnelPort,
+        peers: o.peers,
         log: this.o.log,
       });
       try {
@@ -302,6 +303,8 @@ export class ConsumerNode {
         const tunnel = session.tunnel as RelayTunnel;
         return {
           provider: session.provider,
+          proposal: found.signed,
+          peers: o.peers,
           relayed: tunnel.relayed,
           local: tunnel.local,
           outside: tunnel.outside,

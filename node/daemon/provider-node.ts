@@ -149,6 +149,7 @@ export class ProviderNode {
       routerMaps: options.routerPorts && ((port, protocol) => options.routerPorts!.maps(port, protocol)),
       // The provider's own controls first (no chain call), then payment.
       admission: async (request) => (await this.controls.admission(request)) ?? this.payments.admission(request),
+      relaySigners: { publicKeyOf: (id) => options.registry.publicKeyOf(id) },
       availability: (type, consumer) => this.controls.availability(type, consumer),
     });
     const p = options.payments;

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { peerCodeOf, type Dialog } from "../dialog/dialogs";
 import type { Logger } from "../log/logger";
 import type { DirectChannel, DirectPath } from "../nat/direct/channel";
-import type { Proposal } from "../proposal/proposal";
+import type { Proposal, SignedProposal } from "../proposal/proposal";
 import { SESSION_DESTROY, SESSION_KEEPALIVE } from "./messages";
 import type { Tunnel, TunnelEndpoint } from "./service";
 
@@ -27,6 +27,10 @@ export interface SessionPath {
  */
 export interface RelayLeg {
   provider: string;
+  /** The relay's signed proposal: the provider checks the relayed address against it (session.relay). */
+  proposal: SignedProposal;
+  /** The provider's addresses the relay was told it may let in (it cuts off an allocation that permits others). */
+  peers: string[];
   relayed: { address: string; port: number };
   local: { address: string; port: number };
   outside: TunnelEndpoint;

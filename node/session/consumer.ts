@@ -12,15 +12,28 @@ import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY,
 import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
-import { channelEndpoints, publicAddressesOf } from "./offer-addresses";
+import { announcedAddressesOf, channelEndpoints, publicAddressesOf } from "./offer-addresses";
 
 /**
  * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
  * UDP probes got nothing back (TURN over TLS first); `providerCountry`: the provider's (the opener
  * orders relays by the consumer's own country, then this one).
  */
+/** What a session opens a relay with. */
+interface RelayToOpen {
+  peers: string[];
+  proposal: Proposal;
+  udpBlocked: boolean;
+  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  avoid?: string[];
+  stages?: ConnectStages;
+  tunnelPort?: number;
+}
+
 export type RelayOpener = (o: {
   udpBlocked: boolean;
+  /** The provider's public addresses: the only peers the relay will let this session's allocation permit. */
+  peers: string[];
   providerCountry?: string;
   avoid: string[];
   /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
@@ -112,13 +125,20 @@ export class ConsumerSessions {
       await o.opened?.then((leg) => leg.close("the provider named no public address a relay could let in")).catch(() => undefined);
       throw new SessionError("NO_RELAY", "the provider named no public address a relay could let in");
     }
-    const leg = await (o.opened ?? this.#openRelay(open, o));
+    const leg = await this.#legFor(addresses, open, o);
     try {
       await leg.permit(addresses);
       o.stages?.mark("relay permission");
       await o.dialog.request(
         SESSION_RELAY,
-        { sessionId: o.sessionId, address: leg.relayed.address, port: leg.relayed.port, relay: leg.provider, transport: leg.transport },
+        {
+          sessionId: o.sessionId,
+          address: leg.relayed.address,
+          port: leg.relayed.port,
+          relay: leg.provider,
+          transport: leg.transport,
+          relayProposal: leg.proposal,
+        },
         { timeoutMs: o.timeoutMs },
       );
       o.stages?.mark("session.relay answered");
@@ -130,19 +150,18 @@ export class ConsumerSessions {
     return leg;
   }
 
-  #openRelay(
-    open: RelayOpener,
-    o: {
-      proposal: Proposal;
-      udpBlocked: boolean;
-      allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
-      avoid?: string[];
-      stages?: ConnectStages;
-      tunnelPort?: number;
-    },
-  ): Promise<RelayLeg> {
+  /** The relay leg for these provider addresses: the one opened early when it was told them all, else a new one. */
+  async #legFor(addresses: string[], open: RelayOpener, o: Omit<RelayToOpen, "peers"> & { opened?: Promise<RelayLeg> }): Promise<RelayLeg> {
+    const early = await o.opened;
+    if (early && addresses.every((a) => early.peers.includes(a))) return early;
+    await early?.close("the provider's answer names addresses the relay was not told").catch(() => undefined);
+    return this.#openRelay(open, { ...o, peers: addresses });
+  }
+
+  #openRelay(open: RelayOpener, o: RelayToOpen): Promise<RelayLeg> {
     return open({
       udpBlocked: o.udpBlocked,
+      peers: o.peers,
       providerCountry: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       allow: o.allow,
@@ -204,8 +223,9 @@ export class ConsumerSessions {
       !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     // A relay will be needed whatever the provider answers: found, negotiated and allocated while the
     // provider is asked (measured: 80 ms of a relayed connect, in series before).
-    if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay)) {
-      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages, tunnelPort: options.service.tunnelPortFor(consumerData) });
+    const announced = announcedAddressesOf(proposal);
+    if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay) && announced.length > 0) {
+      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages, tunnelPort: options.service.tunnelPortFor(consumerData), peers: announced });
       early.catch(() => undefined);
     }
     try {

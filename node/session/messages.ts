@@ -124,6 +124,8 @@ export const SessionRelay = Type.Object(
     /** Which relay (its identity) and how the consumer reaches it: what the provider's history shows (the consumer's word). */
     relay: Type.Optional(Address),
     transport: Type.Optional(Type.Union([Type.Literal("udp"), Type.Literal("tcp"), Type.Literal("tls")])),
+    /** The relay's signed proposal: the provider checks that the relayed address is one the relay announces (relayed-address.ts). */
+    relayProposal: Type.Optional(SignedProposalSchema),
   },
   { additionalProperties: false },
 );

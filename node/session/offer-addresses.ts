@@ -1,4 +1,6 @@
+import { isIP } from "node:net";
 import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
+import { directContactOf, type Proposal } from "../proposal/proposal";
 import { isPublicAddress } from "../values/ip";
 import type { TunnelEndpoint } from "./service";
 
@@ -20,4 +22,14 @@ export function publicAddressesOf(offer: DirectOffer): string[] {
         .map((c) => c.address),
     ),
   ];
+}
+
+/**
+ * The provider's public IPv4 addresses as its signed proposal announces them (its direct contact):
+ * what a relay opened before the provider answers is told to let in. Its answer's offer may name
+ * others (its network changed); the relay is then opened anew for those.
+ */
+export function announcedAddressesOf(proposal: Proposal): string[] {
+  const candidates = directContactOf(proposal)?.candidates ?? [];
+  return [...new Set(candidates.filter((c) => isIP(c.address) === 4 && isPublicAddress(c.address)).map((c) => c.address))];
 }

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import type { DirectChannel } from "../nat/direct/channel";
 import type { DirectPeering } from "../nat/direct/peering";
 import type { DirectOffer } from "../nat/direct/candidates";
-import { parseSignedProposal, proposalTerms, type Proposal } from "../proposal/proposal";
+import { parseSignedProposal, proposalTerms, type Proposal, type VerifyOptions } from "../proposal/proposal";
 import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
 import {
@@ -22,8 +22,7 @@ import {
   type CreateResponse,
   type RefusalCode,
 } from "./messages";
-import { isIP } from "node:net";
-import { isPrivate } from "../nat/direct/candidates";
+import { checkRelayedAddress } from "./relayed-address";
 import type { ProviderService } from "./service";
 
 export type ProviderSessionState = "accepted" | "active" | "ended";
@@ -95,6 +94,8 @@ export interface ProviderSessionsOptions {
    */
   outageToleranceMs?: number;
   admission?: Admission;
+  /** The registry, to verify the relay's proposal a `session.relay` carries (relayed-address.ts). None: only a public address is checked (tests). */
+  relaySigners?: VerifyOptions;
   /**
    * Whether a service is offered now and, if not, why (the provider's controls: its schedule, its
    * cap, this consumer's access): what a consumer that finds no proposal in discovery is told.
@@ -123,8 +124,8 @@ export interface ProviderSessionsEvents {
 }
 
 export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
-  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log" | "direct" | "routerMaps">> &
-    Pick<ProviderSessionsOptions, "admission" | "availability" | "direct" | "routerMaps"> & { log: Logger };
+  readonly #o: Required<Omit<ProviderSessionsOptions, "admission" | "availability" | "log" | "direct" | "routerMaps" | "relaySigners">> &
+    Pick<ProviderSessionsOptions, "admission" | "availability" | "direct" | "routerMaps" | "relaySigners"> & { log: Logger };
   readonly #sessions = new Map<string, ProviderSession>();
   /** Creates past the capacity check and not yet recorded (they await admission and the service). */
   #admitting = 0;
@@ -245,7 +246,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   /**
    * The consumer reaches us through a relay: our tunnel sends its own packets to the relayed
    * address it names (plain UDP; the relay lets in any port of our address). Only a public IPv4
-   * address: a consumer cannot point our tunnel at our LAN or at this host.
+   * address a relay announces (relayed-address.ts): a consumer cannot point our tunnel at our LAN,
+   * at this host, or at an address no relay announced.
    */
   async #relay(dialog: Dialog, body: unknown): Promise<Record<string, never>> {
     if (!check.relay.Check(body)) throw new SessionError("BAD_REQUEST", "session.relay does not match the schema");
@@ -261,9 +263,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
         `session.relay: at most ${RELAY_BURST} relayed addresses at once and one per ${RELAY_REFILL_MS / 1000} s per session`,
       );
     session.relayAllowance = { left: refilled - 1, at: refilled > allowance.left ? now : allowance.at };
-    const [a] = body.address.split(".").map(Number);
-    if (isIP(body.address) !== 4 || isPrivate(body.address) || a === 0 || a === 127 || a >= 224)
-      throw new SessionError("BAD_REQUEST", `${body.address} is not a public IPv4 address`);
+    await checkRelayedAddress(body, this.#o.relaySigners);
     const service = this.#o.services.get(session.serviceType);
     if (!service?.directRoute) throw new SessionError("BAD_REQUEST", `a ${session.serviceType} tunnel cannot be relayed`);
     session.relayed = {

@@ -1,6 +1,9 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import net from "node:net";
+import { isPublicAddress } from "../../values/ip";
 import { FINGERPRINT_PATTERN } from "../certificate";
+import { TunnelError } from "../system";
 
 /** How a consumer reaches a relay's TURN server: UDP, TCP, or TLS over TCP (TURN over TLS, RFC 8656 §3.1). */
 export type RelayTransport = "udp" | "tcp" | "tls";
@@ -39,9 +42,31 @@ export const RelayServiceConfigSchema = Type.Object(
 export type RelayServiceConfig = Static<typeof RelayServiceConfigSchema>;
 export const checkRelayServiceConfig = TypeCompiler.Compile(RelayServiceConfigSchema);
 
-/** What a relay's consumer says in `session.create`: the transports it speaks beyond UDP and TCP. */
+/**
+ * What a relay's consumer says in `session.create`: the transports it speaks beyond UDP and TCP,
+ * and the peers its allocation will permit (the provider's public addresses, at most
+ * MAX_NAMED_PEERS): the relay cuts off an allocation that permits any other (docs/relay.md).
+ */
 export interface RelayConsumerData {
   transports?: RelayTransport[];
+  peers?: string[];
+}
+
+export const MAX_NAMED_PEERS = 4;
+
+/**
+ * The peers a consumer's data names (a peer's words: anything), checked: 1 to MAX_NAMED_PEERS
+ * IPv4 addresses, public ones unless `allowPrivate` (tests on one host). A relay is not an open
+ * relay to any address its paying consumer likes.
+ */
+export function namedPeers(consumerData: unknown, allowPrivate: boolean): string[] {
+  const peers = (consumerData as RelayConsumerData | null)?.peers;
+  if (!Array.isArray(peers) || peers.length === 0 || peers.length > MAX_NAMED_PEERS)
+    throw new TunnelError("BAD_CONSUMER_DATA", `a relay session must name the provider's addresses it will permit (1 to ${MAX_NAMED_PEERS})`);
+  for (const p of peers)
+    if (typeof p !== "string" || net.isIP(p) !== 4 || (!allowPrivate && !isPublicAddress(p)))
+      throw new TunnelError("BAD_CONSUMER_DATA", `a relay session names ${JSON.stringify(p).slice(0, 50)}, not a public IPv4 address`);
+  return [...new Set(peers as string[])];
 }
 
 /** Whether the consumer's data (a peer's words: anything) says it speaks TURN over TLS. */

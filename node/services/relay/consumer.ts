@@ -33,6 +33,8 @@ export interface RelayConsumerOptions {
   relayAddresses?: string[];
   /** The port of the session's tunnel (wireguard-go's socket) on 127.0.0.1: the one local peer the forwarder answers. */
   tunnelPort?: number;
+  /** The provider's public addresses, named to the relay when asking for the credential: the only peers its allocation may permit. */
+  peers?: string[];
   log?: Logger;
 }
 
@@ -47,9 +49,9 @@ export class RelayConsumerService implements ConsumerService {
   readonly type = "relay";
   constructor(private readonly o: RelayConsumerOptions = {}) {}
 
-  /** Says it speaks TURN over TLS: the relay then names its TLS server and the certificate to pin. */
+  /** Says it speaks TURN over TLS (the relay then names its TLS server and the certificate to pin), and names the peers it will permit. */
   async consumerData(): Promise<RelayConsumerData> {
-    return { transports: ["udp", "tcp", "tls"] };
+    return { transports: ["udp", "tcp", "tls"], ...(this.o.peers ? { peers: this.o.peers } : {}) };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayTunnel> {

@@ -5,8 +5,8 @@ import type { ProviderService } from "../../session/service";
 import { ensureCertificate, type ServiceCertificate } from "../certificate";
 import { Supervisor } from "../supervision";
 import { TunnelError } from "../system";
-import { CoturnProcess } from "./coturn";
-import { type RelayServiceConfig, speaksTls } from "./config";
+import { CoturnProcess, type CoturnSession } from "./coturn";
+import { namedPeers, type RelayServiceConfig, speaksTls } from "./config";
 
 export interface RelayProviderOptions {
   dir: string;
@@ -35,6 +35,8 @@ interface RelaySession {
   consumer: string;
   username: string;
   closed: boolean;
+  /** The provider's addresses the consumer named: the only peers its allocations may permit. */
+  peers: string[];
 }
 
 /**
@@ -88,7 +90,28 @@ export class RelayProviderService implements ProviderService {
   /** Reads coturn's counters while a session is open (or when asked: a session closing). */
   async #read(force = false): Promise<void> {
     if (!force && ![...this.#sessions.values()].some((s) => !s.closed)) return;
-    await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
+    const listed = await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
+    if (listed) await this.#enforcePeers(listed);
+  }
+
+  /**
+   * The permission policy coturn has no setting for (its `allowed-peer-ip` and `denied-peer-ip` are
+   * the same for every allocation): an allocation that permitted a peer its session did not name
+   * is cut off through coturn's CLI, and its session's credential with it (docs/relay.md
+   * "Whom a relay relays to"). Read from the same `ps` listing as the meter, once a second.
+   */
+  async #enforcePeers(listed: CoturnSession[]): Promise<void> {
+    for (const a of listed) {
+      const s = this.#byUsername.get(a.username);
+      // coturn lists a permission as its address and a channel as address:port.
+      const strangers = s ? a.peers.map(peerAddress).filter((p) => !s.peers.includes(p)) : [];
+      if (!s || s.closed || strangers.length === 0) continue;
+      s.closed = true;
+      this.#log.warn({ sessionId: s.id, peers: strangers, named: s.peers }, "an allocation permitted a peer its session did not name: cut off");
+      await this.#coturn
+        ?.cancel(s.username)
+        .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel the allocation"));
+    }
   }
 
   async #launch(): Promise<void> {
@@ -137,8 +160,9 @@ export class RelayProviderService implements ProviderService {
    */
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
     if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
+    const peers = namedPeers(session.consumerData, this.#o.allowPrivatePeers === true);
     const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300), speaksTls(session.consumerData));
-    const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false };
+    const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false, peers };
     this.#sessions.set(session.id, s);
     this.#byUsername.set(config.username, s);
     return config;
@@ -212,6 +236,9 @@ export class RelayProviderService implements ProviderService {
     await this.#coturn?.stop();
   }
 }
+
+/** A peer in coturn's `ps` listing without its port (an IPv4 channel's "a.b.c.d:port"). */
+const peerAddress = (peer: string) => peer.replace(/^(\d+\.\d+\.\d+\.\d+):\d+$/, "$1");
 
 /** The TURN REST-API password coturn expects for `username` under `secret`: base64(HMAC-SHA1). */
 export function restPassword(secret: string, username: string): string {

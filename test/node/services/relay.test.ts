@@ -2,7 +2,7 @@ import { expect } from "chai";
 import dgram from "node:dgram";
 import net from "node:net";
 import { RelayConsumerService, type RelayTunnel } from "../../../node/services/relay/consumer";
-import type { RelayServiceConfig } from "../../../node/services/relay/config";
+import { namedPeers, type RelayServiceConfig } from "../../../node/services/relay/config";
 import { CoturnProcess, parsePs } from "../../../node/services/relay/coturn";
 import { RelayProviderService, restPassword } from "../../../node/services/relay/provider";
 import { TurnClient, TurnError, encodeChannelData, nextStreamFrame } from "../../../node/services/relay/turn-client";
@@ -36,6 +36,8 @@ function freePort(): Promise<number> {
 const SESSION = (n: number) => n.toString(16).padStart(32, "0");
 /** The relay's own address in these tests (coturn denies relaying to it); peers live on 127.0.0.1. */
 const RELAY_IP = "127.0.0.2";
+/** What a consumer names in its session's data: the provider's address, the one peer its allocation may permit. */
+const PEERS = { peers: ["127.0.0.1"] };
 
 /** A datagram shaped as WireGuard's transport message (the only thing a relay carries): receiver 7, this counter. */
 function wg(counter: number, size = 32 + 16 * 60, receiver = 7): Buffer {
@@ -95,7 +97,7 @@ describe("relay service (real coturn on loopback)", function () {
   for (const [n, transport] of (["udp", "tcp", "tls"] as const).entries())
     it(`carries a tunnel's datagrams both ways over TURN-${transport.toUpperCase()}, and coturn's counters never exceed the consumer's meter`, async function () {
       const id = SESSION(n === 0 ? 1 : n === 1 ? 2 : 8);
-      const consumerData = await new RelayConsumerService().consumerData();
+      const consumerData = await new RelayConsumerService({ peers: ["127.0.0.1"] }).consumerData();
       const config = (await relay.openSession({ id, consumer: "0xconsumer", consumerData })) as RelayServiceConfig;
       expect(config.username).to.match(new RegExp(`^\\d+:${id}$`));
       const service = new RelayConsumerService({ transports: [transport] });
@@ -165,7 +167,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("cuts the allocation off when the session ends, though its credential has not expired", async function () {
     const id = SESSION(5);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const tunnel = (await new RelayConsumerService().connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
     await tunnel.permit(["127.0.0.1"]);
     const provider = dgram.createSocket("udp4");
@@ -191,9 +193,56 @@ describe("relay service (real coturn on loopback)", function () {
     provider.close();
   });
 
+  it("refuses a session that names no peer, more than four, or one that is not an IPv4 address (BAD_CONSUMER_DATA)", async function () {
+    for (const consumerData of [{}, { peers: [] }, { peers: ["1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"] }, { peers: ["example.org"] }]) {
+      const err = await relay.openSession({ id: SESSION(30), consumer: "0xc", consumerData }).then(
+        () => undefined,
+        (e: TunnelError) => e,
+      );
+      expect(err?.code, JSON.stringify(consumerData)).to.equal("BAD_CONSUMER_DATA");
+    }
+    // A relay on the internet takes only public addresses: not its consumer's way into a LAN.
+    expect(() => namedPeers({ peers: ["192.168.1.10"] }, false)).to.throw(/not a public IPv4 address/);
+    expect(() => namedPeers({ peers: ["100.64.0.9"] }, false)).to.throw(/not a public IPv4 address/);
+    expect(namedPeers({ peers: ["93.184.216.34", "93.184.216.34"] }, false)).to.deep.equal(["93.184.216.34"]);
+  });
+
+  it("cuts off an allocation that permits a peer its session did not name: neither that peer nor the provider gets through any more", async function () {
+    const id = SESSION(31);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
+    const tunnel = (await new RelayConsumerService().connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
+    await tunnel.permit(["127.0.0.1"]);
+    const bound = async (address: string) => {
+      const s = dgram.createSocket("udp4");
+      await new Promise<void>((r) => s.bind(0, address, () => r()));
+      return s;
+    };
+    const [provider, stranger, local] = [await bound("127.0.0.1"), await bound("127.0.0.3"), await bound("127.0.0.1")];
+    let got = 0;
+    local.on("message", () => got++);
+    local.send(wg(0), tunnel.local.port, tunnel.local.address);
+    let n = 0;
+    provider.send(wg(++n), tunnel.relayed.port, tunnel.relayed.address);
+    await until(() => got > 0, "the provider's datagram through the relay");
+    await relay.readCounters();
+    expect(relay.isConnected(id), "the named peer is the session's to permit").to.equal(true);
+    // Another address (coturn, told to allow loopback peers here, would relay to it like to any public one).
+    await tunnel.permit(["127.0.0.1", "127.0.0.3"]);
+    await until(() => !relay.isConnected(id), "the relay to cut the session off (its next reading of coturn's sessions)", 10_000);
+    const before = got;
+    for (let i = 0; i < 10; i++) {
+      stranger.send(wg(++n), tunnel.relayed.port, tunnel.relayed.address);
+      provider.send(wg(++n), tunnel.relayed.port, tunnel.relayed.address);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    expect(got, "datagrams relayed after the cut-off").to.equal(before);
+    await tunnel.stop();
+    for (const s of [provider, stranger, local]) s.close();
+  });
+
   it("cuts off at once a credential used again after its session ended (it stays valid until its expiry)", async function () {
     const id = SESSION(6);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     await relay.closeSession(id, "ended at once");
     // The same username and password, within their expiry: coturn allocates, and the relay cuts it off.
     const late = await TurnClient.allocate({ address: RELAY_IP, port, transport: "udp" }, config);
@@ -214,10 +263,14 @@ describe("relay service (real coturn on loopback)", function () {
   });
 
   it("names its TLS server and the certificate to pin only to a consumer that speaks TLS (an older one's schema knows UDP and TCP)", async function () {
-    const old = (await relay.openSession({ id: SESSION(9), consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const old = (await relay.openSession({ id: SESSION(9), consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     expect(old.servers.map((s) => s.transport)).to.deep.equal(["udp", "tcp"]);
     expect(old).to.not.have.property("certificate");
-    const config = (await relay.openSession({ id: SESSION(10), consumer: "0xc", consumerData: { transports: ["udp", "tcp", "tls"] } })) as RelayServiceConfig;
+    const config = (await relay.openSession({
+      id: SESSION(10),
+      consumer: "0xc",
+      consumerData: { ...PEERS, transports: ["udp", "tcp", "tls"] },
+    })) as RelayServiceConfig;
     expect(config.servers.map((s) => s.transport)).to.deep.equal(["udp", "tls", "tcp"]);
     expect(config.fingerprint).to.equal(relay.fingerprint);
     await relay.closeSession(SESSION(9), "done");
@@ -226,7 +279,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("speaks TLS on the wire to the relay's port: the client's first byte is a TLS handshake record (0x16), never a STUN message", async function () {
     const id = SESSION(11);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["tls"] } })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { ...PEERS, transports: ["tls"] } })) as RelayServiceConfig;
     // A TCP relay of our own in front of coturn's port, keeping the first bytes each side sent.
     const seen: Buffer[] = [];
     const tap = net.createServer((client) => {
@@ -256,7 +309,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("refuses a relay whose certificate is not the one its answer pins, and an answer whose certificate is not its fingerprint's", async function () {
     const id = SESSION(12);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["tls"] } })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: { ...PEERS, transports: ["tls"] } })) as RelayServiceConfig;
     // Another node's certificate, pinned as this relay's: coturn serves its own, and the handshake must fail.
     const other = await ensureCertificate(dir.dir, "someone-else");
     const err = await new RelayConsumerService({ transports: ["tls"] })
@@ -281,7 +334,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("lets the consumer's first WireGuard initiation win: the provider's crossing one is not delivered, its answer and what follows are", async function () {
     const id = SESSION(13);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const tunnel = (await new RelayConsumerService({ transports: ["udp"] }).connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
     await tunnel.permit(["127.0.0.1"]);
     const wg = (type: number, size: number, fill: number) => Buffer.concat([Buffer.from([type, 0, 0, 0]), Buffer.alloc(size - 4, fill)]);
@@ -320,7 +373,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("believes no usage line of coturn's log: a refused username written into it adds nothing to a consumer's meter", async function () {
     const id = SESSION(7);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const victim = await TurnClient.allocate({ address: RELAY_IP, port, transport: "udp" }, config);
     // Anyone who saw the victim's username in clear: an Allocate whose username carries a line in coturn's own format.
     const forged = `0: : session 000000000000000777: usage: realm=<myst>, username=<${config.username}>, rp=1, rb=500000000, sp=1, sb=500000000`;
@@ -342,7 +395,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("refuses to relay to its own address (coturn's denied-peer-ip), and gives each session the offer's bandwidth (max-bps)", async function () {
     const id = SESSION(20);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const turn = await TurnClient.allocate({ address: RELAY_IP, port, transport: "udp" }, config);
     const err = await turn.permit([RELAY_IP]).then(
       () => undefined,
@@ -392,7 +445,7 @@ describe("relay service (real coturn on loopback)", function () {
   /** A session through the hostile proxy (test/support/hostile-relay.js) in front of coturn, with an echoing provider and a local "tunnel". */
   async function throughHostile(n: number, mode: "flip" | "replay" | "forge") {
     const id = SESSION(n);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const hostile = await startHostileRelay({ host: "127.0.0.1", upstream: { address: RELAY_IP, port } });
     const viaProxy = { ...config, servers: config.servers.map((s) => ({ ...s, address: "127.0.0.1", port: hostile.port })) };
     const tunnel = (await new RelayConsumerService({ transports: ["udp"] }).connect({ id, provider: "0xrelay", serviceConfig: viaProxy })) as RelayTunnel;
@@ -476,7 +529,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("answers only the session's tunnel: another local socket neither sends through the relay nor takes the answers", async function () {
     const id = SESSION(21);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const tunnel = (await new RelayConsumerService().connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
     const provider = dgram.createSocket("udp4");
     await new Promise<void>((r) => provider.bind(0, "127.0.0.1", () => r()));
@@ -509,7 +562,7 @@ describe("relay service (real coturn on loopback)", function () {
 
   it("refuses a relay whose answer names a TURN server elsewhere than its proposal's address", async function () {
     const id = SESSION(22);
-    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: {} })) as RelayServiceConfig;
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
     const err = await new RelayConsumerService({ relayAddresses: ["198.51.100.7"] }).connect({ id, provider: "0xrelay", serviceConfig: config }).then(
       (t) => t.stop(),
       (e) => e,
