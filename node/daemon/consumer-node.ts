@@ -61,6 +61,8 @@ export interface ConsumerNodeOptions {
   outageToleranceMs?: number;
   /** Direct channels with providers (config stunServers); none: the broker carries every session. */
   direct?: DirectPeering;
+  /** The node's own reachability says UDP gets nothing back here: a session's socket is not measured again (session/udp-blocked.ts). */
+  knownUdpBlocked?: () => boolean;
   /** Where the promises this consumer signs are kept (its cumulative figure per provider, across sessions). */
   promises?: IssuedPromiseStore;
   /**
@@ -145,7 +147,7 @@ export class ConsumerNode {
       this.#broker = new Broker({ servers: o.brokerUrls, name: "myst-consumer", credentials: o.brokerCredentials, log });
       this.dialogs = new Dialogs({ broker: this.#broker, key: o.key, directory: o.registry, log });
     }
-    this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs, direct: o.direct });
+    this.sessions = new ConsumerSessions(this.dialogs, { log, outageToleranceMs: o.outageToleranceMs, direct: o.direct, knownUdpBlocked: o.knownUdpBlocked });
     this.discovery = new DiscoveryClient(o.discoveryUrls, (id) => o.registry.publicKeyOf(id));
     if (o.conn) {
       this.vault = new ConsumerVaultClient(o.conn);

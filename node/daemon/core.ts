@@ -24,6 +24,7 @@ import { ConsumerNode } from "./consumer-node";
 import { NodeMetrics } from "./metrics";
 import { NodeActivity } from "./node-activity";
 import { ProviderNode } from "./provider-node";
+import { udpBlockedBy } from "../session/udp-blocked";
 
 /** Who a node is: its address, and how to unlock its key (the passphrase stays with the caller). */
 export interface NodeIdentity {
@@ -221,6 +222,7 @@ export class NodeCore {
       outageToleranceMs: config.outageToleranceMs,
       direct,
       ...(config.country ? { country: config.country } : {}),
+      knownUdpBlocked: () => udpBlockedBy(reachability.current()),
       log,
     });
     this.metrics.watchProvider(provider);

@@ -13,36 +13,10 @@ import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, channelEndpoints, publicAddressesOf } from "./offer-addresses";
+import type { RelayOpener, RelayToOpen } from "./relay-opener";
+import { prepareOffer } from "./udp-blocked";
 
-/**
- * Opens a paid relay for a session whose provider cannot be reached directly. `udpBlocked`: our
- * UDP probes got nothing back (TURN over TLS first); `providerCountry`: the provider's (the opener
- * orders relays by the consumer's own country, then this one).
- */
-/** What a session opens a relay with. */
-interface RelayToOpen {
-  peers: string[];
-  proposal: Proposal;
-  udpBlocked: boolean;
-  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
-  avoid?: string[];
-  stages?: ConnectStages;
-  tunnelPort?: number;
-}
-
-export type RelayOpener = (o: {
-  udpBlocked: boolean;
-  /** The provider's public addresses: the only peers the relay will let this session's allocation permit. */
-  peers: string[];
-  providerCountry?: string;
-  avoid: string[];
-  /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
-  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
-  /** The connect's stages, marked as the relay is found, negotiated and allocated. */
-  stages?: ConnectStages;
-  /** The session's tunnel's own port on this host (wireguard-go's socket): the one local peer the relay's forwarder answers. */
-  tunnelPort?: number;
-}) => Promise<RelayLeg>;
+export type { RelayOpener } from "./relay-opener";
 
 export interface ConnectOptions {
   proposal: SignedProposal;
@@ -68,14 +42,17 @@ export class ConsumerSessions {
   readonly #outageToleranceMs: number;
 
   readonly #direct?: DirectPeering;
+  readonly #knownUdpBlocked?: () => boolean;
 
   constructor(
     private readonly dialogs: Dialogs,
-    options: { log?: Logger; outageToleranceMs?: number; direct?: DirectPeering } = {},
+    /** `knownUdpBlocked`: the node's own reachability says UDP gets nothing back here (udp-blocked.ts). */
+    options: { log?: Logger; outageToleranceMs?: number; direct?: DirectPeering; knownUdpBlocked?: () => boolean } = {},
   ) {
     this.#log = options.log ?? silentLogger;
     this.#outageToleranceMs = options.outageToleranceMs ?? 120_000;
     this.#direct = options.direct;
+    this.#knownUdpBlocked = options.knownUdpBlocked;
   }
 
   /**
@@ -211,16 +188,16 @@ export class ConsumerSessions {
         this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
       );
     let prepared: PreparedChannel | undefined;
+    // UDP blocked here (our STUN probes got nothing back, now or in the node's last measurement): no
+    // direct path can exist; with a relay, TURN over TLS at once.
+    let udpBlocked = false;
     try {
-      prepared = options.direct === false ? undefined : await this.#direct?.prepare(options.service.tunnelPortFor?.(consumerData));
+      if (options.direct !== false)
+        ({ prepared, udpBlocked } = await prepareOffer(this.#direct, this.#knownUdpBlocked?.() === true, options.service.tunnelPortFor?.(consumerData)));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
     }
     stages?.mark("direct offer (STUN) made");
-    // Our UDP probes got nothing back (STUN measured nothing, no reflexive candidate): UDP is blocked
-    // here, so no direct path can exist; with a relay, TURN over TLS at once.
-    const udpBlocked =
-      !!prepared && this.#direct?.measures === true && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
     // A relay will be needed whatever the provider answers: found, negotiated and allocated while the
     // provider is asked (measured: 80 ms of a relayed connect, in series before).
     const announced = announcedAddressesOf(proposal);
