@@ -135,8 +135,10 @@ describe("relay service (real coturn on loopback)", function () {
       ).catch((e) => {
         throw new Error(`${e.message}: ${JSON.stringify(relay.usage(id))} of ${JSON.stringify(ours)}`);
       });
-      // The relay's meter lags (coturn's updates) but never runs ahead of what the consumer counted.
-      expect(total(theirs)).to.be.at.most(total(ours) * 1.01);
+      // The relay's meter lags (coturn's updates) and runs ahead of what the consumer counted only by
+      // what UDP lost between coturn and the consumer's socket: with other test files beside it (load
+      // 6–9) that was 1.7 % (on main) and 4.3 %; the consumer's invoice tolerance is 25 %.
+      expect(total(theirs)).to.be.at.most(total(ours) * 1.1);
       await tunnel.stop();
       local.close();
       provider.close();
