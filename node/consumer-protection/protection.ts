@@ -159,6 +159,7 @@ export class ConsumerProtection implements SessionProtection {
       ...this.#base,
       device: plan.device,
       endpoints: plan.endpoints,
+      tunnelPeers: plan.tunnelPeers ?? [],
       dns: plan.dns ?? [],
       ipv6: plan.ipv6 ?? false,
     };
@@ -264,7 +265,7 @@ export class ConsumerProtection implements SessionProtection {
   async block(): Promise<void> {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
     if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
-    this.#spec = { ...this.#spec, endpoints: [], dns: [] };
+    this.#spec = { ...this.#spec, endpoints: [], tunnelPeers: [], dns: [] };
     await transact(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
   }

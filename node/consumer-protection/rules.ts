@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import type { TunnelEndpoint } from "../session/service";
+import type { TunnelEndpoint, TunnelPeer } from "../session/service";
 
 /** The nftables table that holds every consumer-protection rule, in the consumer's namespace. */
 export const GUARD_TABLE = "myst_guard";
@@ -17,6 +17,8 @@ export interface GuardSpec {
   device: string;
   /** Where the tunnel's own packets go (the provider's endpoint), outside the tunnel. */
   endpoints: TunnelEndpoint[];
+  /** The tunnel's own UDP port may exchange with these addresses on any port of theirs (it roams). */
+  tunnelPeers?: TunnelPeer[];
   /**
    * The node's own control connections (broker, discovery, chain RPC) when the tunnel carries
    * them: let out on their exact address and TCP port outside the tunnel, also while blocking.
@@ -38,8 +40,10 @@ const v6 = (addresses: string[]) => addresses.filter((a) => isIP(a) === 6);
 
 /**
  * The sets a session fills (all empty in a prepared table): the tunnel's interface; the
- * provider's endpoints (address . protocol . port) and their hosts; the provider's resolvers; the
- * interface again when the tunnel does not carry IPv6; and `armed`, the switch.
+ * provider's endpoints (address . protocol . port) and their hosts; the tunnel's peers (address .
+ * our tunnel's UDP port: it may send to any port of that address, from that port only); the
+ * provider's resolvers; the interface again when the tunnel does not carry IPv6; and `armed`, the
+ * switch.
  */
 const SESSION_SETS = {
   tunnel: "ifname",
@@ -47,6 +51,8 @@ const SESSION_SETS = {
   endpoints6: "ipv6_addr . inet_proto . inet_service",
   endpoint_hosts4: "ipv4_addr",
   endpoint_hosts6: "ipv6_addr",
+  tunnel_peers4: "ipv4_addr . inet_service",
+  tunnel_peers6: "ipv6_addr . inet_service",
   dns4: "ipv4_addr",
   dns6: "ipv6_addr",
   no_ipv6: "ifname",
@@ -57,14 +63,17 @@ const SESSION_SETS = {
  * `armed` (`meta nfproto @armed jump …`), which is empty. Installed before a session is known (in
  * parallel with the negotiation), it lets everything pass: the hooks' chains accept by policy and
  * jump nowhere. `armScript` then fills the session's sets and `armed` in one transaction, and from
- * that commit on the table blocks exactly what the former per-session rule set did (see
+ * that commit on the table blocks exactly what the former per-session rule set did, less the tunnel
+ * peers' other ports, which it did not know (the former
  * rule set built per session (kept as the reference in test/support/legacy-guard.ts; the e2e test
  * test/e2e/prepared-kill-switch.test.ts compares the two probe by probe).
  *
  * - Always: DNS only to the provider's resolver through the tunnel (UDP/TCP 53 and DoT 853 to
  *   anything else are refused), no IPv6 outside the tunnel (through it only if it carries IPv6).
  * - Kill switch: nothing else leaves or arrives but loopback, the tunnel interface, the
- *   provider's endpoint, the node's own control endpoints (broker, discovery, chain RPC: exact
+ *   provider's endpoint (in: anything from its address; out: its exact address·port, or any port
+ *   of a tunnel peer's address from the tunnel's own UDP port, where a provider whose router maps
+ *   per destination answers from), the node's own control endpoints (broker, discovery, chain RPC: exact
  *   address and TCP port) and the LAN with `allowLan`; each guard chain ends in a reject or drop,
  *   so it holds with the tunnel gone and myst dead. Without it, IPv4 outside the tunnel flows.
  * - DHCP and IPv6 neighbour discovery stay allowed on the local link: they keep the machine's own
@@ -104,6 +113,8 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
       'oifname "lo" accept',
       `oifname != ${dev} ip daddr . meta l4proto . th dport @endpoints4 accept`,
       `oifname != ${dev} ip6 daddr . meta l4proto . th dport @endpoints6 accept`,
+      `oifname != ${dev} ip daddr . udp sport @tunnel_peers4 accept`,
+      `oifname != ${dev} ip6 daddr . udp sport @tunnel_peers6 accept`,
       ...controlOut,
       `oifname ${dev} ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept`,
       `oifname ${dev} ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept`,
@@ -149,6 +160,9 @@ export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
   const add = (set: string, elements: string[]) => (elements.length > 0 ? [`add element ${t} ${set} { ${elements.join(", ")} }`] : []);
   const endpoints = (list: TunnelEndpoint[]) => list.map((e) => `${e.address} . ${e.protocol} . ${e.port}`);
   const hosts = (list: TunnelEndpoint[]) => [...new Set(list.map((e) => e.address))];
+  const peers = (version: 4 | 6) => [
+    ...new Set((spec.tunnelPeers ?? []).filter((p) => isIP(p.address) === version).map((p) => `${p.address} . ${p.localPort}`)),
+  ];
   return [
     ...Object.keys(SESSION_SETS).map((name) => `flush set ${t} ${name}`),
     ...add("tunnel", [quote(spec.device)]),
@@ -156,6 +170,8 @@ export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
     ...add("endpoints6", endpoints(spec.endpoints.filter((e) => isIP(e.address) === 6))),
     ...add("endpoint_hosts4", v4(hosts(spec.endpoints))),
     ...add("endpoint_hosts6", v6(hosts(spec.endpoints))),
+    ...add("tunnel_peers4", peers(4)),
+    ...add("tunnel_peers6", peers(6)),
     ...add("dns4", [...new Set(v4(spec.dns))]),
     ...add("dns6", [...new Set(v6(spec.dns))]),
     ...add("no_ipv6", spec.ipv6 ? [] : [quote(spec.device)]),

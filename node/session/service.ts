@@ -86,12 +86,28 @@ export interface TunnelEndpoint {
 }
 
 /**
+ * A peer whose tunnel may answer from any UDP port of its address, to our tunnel's own port (a
+ * router that maps per destination gives the provider's tunnel a port of its choosing toward us).
+ */
+export interface TunnelPeer {
+  address: string;
+  /** Our tunnel's own UDP port on this host (wireguard-go's socket). */
+  localPort: number;
+}
+
+/**
  * What consumer protection must know before a tunnel comes up, to let exactly it through the kill
  * switch: its interface and its endpoints. Made from the provider's service config, checked.
  */
 export interface TunnelPlan {
   device: string;
   endpoints: TunnelEndpoint[];
+  /**
+   * UDP between our tunnel's own port and these addresses, on any port of theirs, both ways: the
+   * tunnel roams to wherever the provider's router mapped it (only the tunnel's port; nothing else
+   * of ours may reach those other ports).
+   */
+  tunnelPeers?: TunnelPeer[];
   /**
    * The resolvers the tunnel will bring, when the service config says so in advance: the guard
    * admits them from the start, so it need not be replaced once the tunnel is up.

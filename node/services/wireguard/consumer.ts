@@ -199,10 +199,16 @@ export class WireGuardConsumerService implements ConsumerService {
     // A spare that failed to start is replaced by a device of the key pair's own name: known once it settled.
     const pending = this.#pending.get(config.clientPublicKey);
     if (pending?.spareDevice) await pending.device?.catch(() => undefined);
+    // The tunnel's own port (a hard-side punch's socket, or the one fixed in advance): the provider's
+    // tunnel may answer it from any port of its address (its router maps per destination) and
+    // wireguard-go then sends there. Not relayed: the forwarder on loopback is the tunnel's peer then.
+    const localPort = session.route?.localPort ?? pending?.listenPort;
+    const roams = session.route?.kind !== "relayed" && localPort !== undefined;
     return {
       device: this.deviceFor(config.clientPublicKey),
       // Relayed: the packets leave this host toward the relay (UDP or TCP), from the forwarder on loopback.
       endpoints: [session.route?.outside ?? { address: endpoint.address, port: endpoint.port, protocol: "udp" }],
+      ...(roams ? { tunnelPeers: [{ address: endpoint.address, localPort }] } : {}),
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
     };

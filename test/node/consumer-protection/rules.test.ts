@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import { armScript, type GuardBase, type GuardSpec, preparedGuardScript, unguardScript } from "../../../node/consumer-protection/rules";
 
@@ -53,6 +54,9 @@ describe("consumer protection: the guard rule set", function () {
     expect(armScript({ ...session, ipv6: true })).to.not.include("no_ipv6 {");
     // Between sessions (`block`): no endpoint and no resolver, still armed.
     expect(armScript({ ...session, endpoints: [], dns: [] })).to.not.include("endpoints4 {");
+    expect(armScript({ ...session, tunnelPeers: [{ address: "198.18.3.2", localPort: 40100 }] })).to.include(
+      "add element inet myst_guard tunnel_peers4 { 198.18.3.2 . 40100 }",
+    );
   });
 
   describe("with the kill switch", function () {
@@ -132,10 +136,122 @@ describe("consumer protection: the guard rule set", function () {
         { ...session, ipv6: true, endpoints: [{ address: "2001:db8::1", port: 443, protocol: "tcp" }] },
       ],
       [base, { ...session, endpoints: [], dns: [] }],
+      [
+        base,
+        {
+          ...session,
+          tunnelPeers: [
+            { address: "198.18.3.2", localPort: 40100 },
+            { address: "2001:db8::1", localPort: 40100 },
+          ],
+        },
+      ],
     ];
     for (const [b, s] of cases) {
       // In a throwaway network namespace: not even a check touches the machine's own firewall.
       execFileSync("/usr/bin/unshare", ["--net", "/usr/sbin/nft", "-f", "-"], { input: preparedGuardScript(b, "fresh") + armScript(s) });
     }
+  });
+
+  (nftCheckable ? describe : describe.skip)("a tunnel peer answering from another port (netns)", function () {
+    this.timeout(30_000);
+    const tag = `myst-kr${crypto.randomBytes(2).toString("hex")}`;
+    const [c, w] = [`${tag}-c`, `${tag}-w`];
+    const ip = (...args: string[]) => execFileSync("/usr/sbin/ip", args, { encoding: "utf8" });
+    const PROVIDER = "198.18.3.2";
+    const OTHER = "198.18.2.2";
+    const TUNNEL_PORT = 40100;
+    interface Probe {
+      name: string;
+      from: string;
+      sport: number;
+      to: string;
+      dport: number;
+    }
+    const SENDER = `
+      const dgram = require("node:dgram");
+      for (const p of JSON.parse(process.argv[1])) {
+        const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
+        s.on("error", () => undefined);
+        s.bind({ address: p.from, port: p.sport }, () => s.send(Buffer.from("x"), p.dport, p.to, () => setTimeout(() => s.close(), 100)));
+      }`;
+
+    before(function () {
+      for (const n of [c, w]) {
+        ip("netns", "add", n);
+        ip("-n", n, "link", "set", "lo", "up");
+      }
+      const id = crypto.randomBytes(3).toString("hex");
+      ip("link", "add", `mk${id}a`, "type", "veth", "peer", "name", `mk${id}b`);
+      ip("link", "set", `mk${id}a`, "netns", c, "name", "eth0");
+      ip("link", "set", `mk${id}b`, "netns", w, "name", "eth0");
+      ip("-n", c, "addr", "add", "198.18.1.2/24", "dev", "eth0");
+      ip("-n", w, "addr", "add", "198.18.1.1/24", "dev", "eth0");
+      for (const n of [c, w]) ip("-n", n, "link", "set", "eth0", "up");
+      for (const a of [PROVIDER, OTHER]) ip("-n", w, "addr", "add", `${a}/32`, "dev", "lo");
+      ip("-n", c, "route", "add", "default", "via", "198.18.1.1");
+      ip("-n", w, "route", "add", "198.18.1.2/32", "dev", "eth0");
+      const guard = preparedGuardScript(base, "fresh") + armScript({ ...session, tunnelPeers: [{ address: PROVIDER, localPort: TUNNEL_PORT }] });
+      execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-f", "-"], { input: guard });
+    });
+
+    after(function () {
+      for (const n of [c, w]) if (fs.existsSync(`/run/netns/${n}`)) ip("netns", "del", n);
+    });
+
+    /** Which probes passed the consumer's guard: counted by chains hooked after it (priority 500). */
+    function passed(probes: Probe[]): Record<string, boolean> {
+      const outgoing = (p: Probe) => p.from === "198.18.1.2";
+      const rule = (p: Probe, i: number) => `ip saddr ${p.from} ip daddr ${p.to} udp sport ${p.sport} udp dport ${p.dport} counter comment "p${i}"`;
+      const count = [
+        "table inet myst_probe {",
+        "  chain out { type filter hook output priority 500; policy accept;",
+        ...probes.map((p, i) => (outgoing(p) ? `    ${rule(p, i)}` : "")).filter(Boolean),
+        "  }",
+        "  chain in { type filter hook input priority 500; policy accept;",
+        ...probes.map((p, i) => (outgoing(p) ? "" : `    ${rule(p, i)}`)).filter(Boolean),
+        "  }",
+        "}",
+        "",
+      ].join("\n");
+      execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-f", "-"], { input: count });
+      const send = (n: string, list: Probe[]) => execFileSync("/usr/sbin/ip", ["netns", "exec", n, process.execPath, "-e", SENDER, JSON.stringify(list)]);
+      send(c, probes.filter(outgoing));
+      send(
+        w,
+        probes.filter((p) => !outgoing(p)),
+      );
+      const listed = JSON.parse(
+        execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-j", "list", "table", "inet", "myst_probe"], { encoding: "utf8" }),
+      );
+      execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "delete", "table", "inet", "myst_probe"]);
+      const result: Record<string, boolean> = {};
+      for (const item of listed.nftables as { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[]) {
+        if (!item.rule?.comment) continue;
+        result[probes[Number(item.rule.comment.slice(1))].name] = (item.rule.expr.find((e) => e.counter)?.counter?.packets ?? 0) > 0;
+      }
+      return result;
+    }
+
+    it("lets the tunnel's own port exchange with any port of the provider's address, and nothing else of ours reach those ports", function () {
+      const me = "198.18.1.2";
+      expect(
+        passed([
+          { name: "tunnel port → provider, another port", from: me, sport: TUNNEL_PORT, to: PROVIDER, dport: 51999 },
+          { name: "another local port → provider, another port", from: me, sport: TUNNEL_PORT + 1, to: PROVIDER, dport: 51999 },
+          { name: "tunnel port → another address", from: me, sport: TUNNEL_PORT, to: OTHER, dport: 51999 },
+          { name: "another local port → the provider's endpoint", from: me, sport: TUNNEL_PORT + 2, to: PROVIDER, dport: 1194 },
+          { name: "provider, another port → tunnel port", from: PROVIDER, sport: 51999, to: me, dport: TUNNEL_PORT },
+          { name: "another address → tunnel port", from: OTHER, sport: 51999, to: me, dport: TUNNEL_PORT },
+        ]),
+      ).to.deep.equal({
+        "tunnel port → provider, another port": true,
+        "another local port → provider, another port": false,
+        "tunnel port → another address": false,
+        "another local port → the provider's endpoint": true,
+        "provider, another port → tunnel port": true,
+        "another address → tunnel port": false,
+      });
+    });
   });
 });
