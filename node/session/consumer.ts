@@ -12,7 +12,7 @@ import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY,
 import type { ConnectStages } from "./stages";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
-import { announcedAddressesOf, channelEndpoints, publicAddressesOf } from "./offer-addresses";
+import { announcedAddressesOf, channelEndpoints, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import type { RelayOpener, RelayToOpen } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -247,7 +247,8 @@ export class ConsumerSessions {
     // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
     // otherwise the channel comes up beside the tunnel and takes the session's messages when it can.
     const peerOffer = response.accepted.direct;
-    const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer) : undefined;
+    const spray = peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
+    const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer, { sprayFromTunnel: spray }) : undefined;
     const punching = channel?.connect();
     let route: DirectRoute | undefined;
     let tunnelPath: SessionPath["tunnel"] = "public";
@@ -305,14 +306,10 @@ export class ConsumerSessions {
       try {
         const path = await punching;
         stages?.mark("direct path met");
-        // The channel met (a birthday search), but a tunnel cannot follow: the provider's tunnel has one
-        // port, which its router maps anew for each destination, and our router lets in only what we sent
-        // to; guessing that one mapping is hopeless (1 in 64,512 a probe). A relay's case, said at once.
-        if (path.kind !== "local" && peerOffer.tunnelPort && peerOffer.mapping === "endpoint-dependent" && prepared?.offer.mapping === "endpoint-independent")
-          throw new DirectChannelError(
-            "NO_DIRECT_PATH",
-            "the provider's router gives each destination a new port and its tunnel has only one, which ours cannot let in unasked: needs a relay",
-          );
+        // The channel met (a birthday search); the tunnel follows only when it met too (offer-addresses.ts).
+        // When it cannot, a relay's case, said at once.
+        const cannot = path.kind === "local" ? undefined : tunnelCannotFollow(peerOffer, prepared?.offer, !!spray);
+        if (cannot) throw new DirectChannelError("NO_DIRECT_PATH", cannot);
         tunnelPath = path.kind === "local" ? "local" : "punched";
         channelPath = path;
         if (peerOffer.tunnelPort && channel?.plan.kind === "hard-side" && path.kind !== "local") {

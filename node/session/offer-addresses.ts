@@ -33,3 +33,29 @@ export function announcedAddressesOf(proposal: Proposal): string[] {
   const candidates = directContactOf(proposal)?.candidates ?? [];
   return [...new Set(candidates.filter((c) => isIP(c.address) === 4 && isPublicAddress(c.address)).map((c) => c.address))];
 }
+
+/**
+ * Whether our router keeps a socket's own port as its public port (nftables `masquerade` does
+ * when the port is free): STUN saw the channel's socket at the port it is bound to. Then our
+ * tunnel's public port is its own listen port, and the provider's probes can aim at it.
+ */
+export function keepsPorts(offer: DirectOffer): boolean {
+  const local = offer.candidates.find((c) => c.kind === "local");
+  const seen = offer.candidates.find((c) => c.kind === "reflexive");
+  return !!local && !!seen && seen.port === local.port;
+}
+
+/**
+ * Why the tunnel cannot follow a channel that met over the internet, or undefined when it can. The
+ * provider's router gives each destination a new port and ours filters: the provider's probing
+ * sockets aim at our tunnel's public port (ours when our router keeps ports), our tunnel sprays
+ * the provider's address from its own socket, and the provider's tunnel sends from the socket that
+ * spray reached (services/wireguard/punch-route.ts). Without either half there is no way in.
+ */
+export function tunnelCannotFollow(peer: DirectOffer, own: DirectOffer | undefined, canSpray: boolean): string | undefined {
+  if (!peer.tunnelPort || peer.mapping !== "endpoint-dependent" || own?.mapping !== "endpoint-independent") return undefined;
+  if (!canSpray || !peer.tunnelMeets)
+    return "the provider's router gives each destination a new port and its tunnel cannot send from the probe that met ours: needs a relay";
+  if (!keepsPorts(own)) return "the provider's router gives each destination a new port and ours does not keep our tunnel's port: needs a relay";
+  return undefined;
+}

@@ -4,7 +4,6 @@ import type { Dialog, Dialogs } from "../dialog/dialogs";
 import { silentLogger, type Logger } from "../log/logger";
 import type { DirectChannel } from "../nat/direct/channel";
 import type { DirectPeering } from "../nat/direct/peering";
-import type { DirectOffer } from "../nat/direct/candidates";
 import { parseSignedProposal, proposalTerms, type Proposal, type VerifyOptions } from "../proposal/proposal";
 import { sameAddress, type Address } from "../values/address";
 import { SessionError } from "./errors";
@@ -23,6 +22,7 @@ import {
   type RefusalCode,
 } from "./messages";
 import { checkRelayedAddress } from "./relayed-address";
+import { followDirectPath, tunnelOffer } from "./provider-punch";
 import type { ProviderService } from "./service";
 
 export type ProviderSessionState = "accepted" | "active" | "ended";
@@ -389,15 +389,9 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
         serviceConfig,
         keepaliveMs: this.#o.keepaliveMs,
         correlationId: body.correlationId,
-        ...(prepared ? { direct: this.#withMappedTunnel(prepared.offer, service) } : {}),
+        ...(prepared ? { direct: tunnelOffer(prepared.offer, service, this.#o.routerMaps) } : {}),
       },
     };
-  }
-
-  /** Our offer, saying so when the router keeps the service's tunnel port mapped (the consumer then needs no punch). */
-  #withMappedTunnel(offer: DirectOffer, service: ProviderService): DirectOffer {
-    const listen = service.listenPort;
-    return listen && this.#o.routerMaps?.(listen.port, listen.protocol) ? { ...offer, tunnelMapped: true } : offer;
   }
 
   /**
@@ -408,17 +402,7 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   #punch(session: ProviderSession, service: ProviderService, channel: DirectChannel, consumerTunnelPort: number | undefined): void {
     session.channel = channel;
     session.dialog.useTransport(channel);
-    let told = "";
-    channel.on("up", (path) => {
-      if (session.state === "ended" || !consumerTunnelPort || !service.directRoute) return;
-      // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
-      const where = `${path.address}`;
-      if (where === told) return;
-      told = where;
-      service
-        .directRoute(session.id, { kind: path.kind, address: path.address, tunnelPort: consumerTunnelPort })
-        .catch((err) => this.#o.log.warn({ err: (err as Error).message, sessionId: session.id }, "the tunnel could not take the direct route"));
-    });
+    followDirectPath({ sessionId: session.id, ended: () => session.state === "ended", service, channel, consumerTunnelPort, log: this.#o.log });
     setImmediate(() =>
       channel.connect().catch((err) => this.#o.log.info({ sessionId: session.id, reason: (err as Error).message }, "no direct channel with the consumer")),
     );

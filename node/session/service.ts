@@ -76,6 +76,12 @@ export interface ProviderService {
    * consumer's mappings they reach.
    */
   sprayFromTunnel?(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
+  /**
+   * The hard-side half of that, the other way round (our router maps per destination): the
+   * consumer's tunnel spray reached our probing socket on `localPort`; from now on the tunnel's
+   * packets to the consumer's tunnel (`address`:`port`) leave from that port, in the kernel.
+   */
+  punchRoute?(sessionId: string, punch: { address: string; port: number; localPort: number }): Promise<void>;
 }
 
 /** Where a tunnel's own packets go: the provider's endpoint, reached outside the tunnel. */
@@ -208,4 +214,6 @@ export interface ConsumerService {
   discard?(consumerData: unknown): Promise<void>;
   /** The UDP port the tunnel made for `consumerData` will listen on, when its own packets can punch (WireGuard). */
   tunnelPortFor?(consumerData: unknown): number | undefined;
+  /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
+  sprayFromTunnel?(consumerData: unknown, datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
 }

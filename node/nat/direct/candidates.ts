@@ -44,6 +44,12 @@ export const DirectOfferSchema = Type.Object(
      * per destination included).
      */
     tunnelMapped: Type.Optional(Type.Literal(true)),
+    /**
+     * The provider's tunnel can send from whichever of its probing sockets the consumer's tunnel
+     * reached (services/wireguard/punch-route.ts): its router may map per destination and the
+     * tunnel still meets a consumer whose router keeps one port per socket.
+     */
+    tunnelMeets: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },
 );

@@ -49,13 +49,15 @@ export interface DirectChannelOptions {
   allowLoopback?: boolean;
   /**
    * The peer's tunnel port (WireGuard's), for hard-NAT probing of the tunnel's own path: when our
-   * router maps per destination (the consumer is the hard side), our many sockets probe it too, and
-   * the one the peer's spray from that port reaches is handed to our tunnel (`tunnelPunch`).
+   * router maps per destination (we are the hard side), our many sockets probe it too, and the one
+   * the peer's spray from that port reaches is handed to our tunnel (`tunnelPunch`: a consumer's
+   * tunnel takes its port; a provider's tunnel sends from it, services/wireguard/punch-route.ts).
    */
   peerTunnelPort?: number;
   /**
-   * The easy side's half of that: sends sealed probes from our tunnel's own socket (the provider's
-   * wireguard-go's, `ProviderService.sprayFromTunnel`), so no tunnel packet ever passes through us.
+   * The easy side's half of that: sends sealed probes from our tunnel's own socket (wireguard-go's:
+   * `ProviderService.sprayFromTunnel`, `ConsumerService.sprayFromTunnel`), so no tunnel packet ever
+   * passes through us.
    */
   sprayFromTunnel?: (datagrams: { address: string; port: number; bytes: Buffer }[]) => Promise<void>;
 }

@@ -205,8 +205,8 @@ export class DirectChannel extends EventEmitter<{
   /** The easy side's birthday search for the tunnel: sealed probes from the tunnel's own port, bounded. */
   #sprayTunnel(): void {
     const addresses = [...new Set(this.plan.peerCandidates.filter((c) => c.kind !== "local").map((c) => c.address))];
-    if (addresses.length === 0 || this.#o.role !== "provider") return;
-    const key = this.#o.keys.providerTunnelToConsumer;
+    if (addresses.length === 0) return;
+    const key = this.#o.role === "provider" ? this.#o.keys.providerTunnelToConsumer : this.#o.keys.consumerTunnelToProvider;
     const datagrams = randomPorts(this.#o.sprayPorts).flatMap((port, i) =>
       addresses.map((address) => ({
         address,
@@ -304,7 +304,7 @@ export class DirectChannel extends EventEmitter<{
     if (this.#state === "closed" || this.#state === "failed") return;
     const from = `${rinfo.address}:${rinfo.port}`;
     const opened = openPacket(this.#receive, msg);
-    if ("drop" in opened && opened.drop === "unknown-receiver" && this.#o.role === "consumer") return this.#onTunnelProbe(socket, msg, rinfo);
+    if ("drop" in opened && opened.drop === "unknown-receiver") return this.#onTunnelProbe(socket, msg, rinfo);
     if ("drop" in opened) return this.#drop(opened.drop, from);
     if (!this.#window.accept(opened.seq)) return this.#drop("replayed", from);
     this.#lastHeard = Date.now();
@@ -327,15 +327,19 @@ export class DirectChannel extends EventEmitter<{
     }
   }
 
-  /** A probe from the provider's tunnel port: the socket it reached is the one our tunnel takes over. */
+  /**
+   * A probe from the peer's tunnel port: the socket it reached is the one our tunnel takes over (a
+   * consumer: its port; a provider: its port becomes our tunnel's source toward the consumer).
+   */
   #onTunnelProbe(socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const from = `${rinfo.address}:${rinfo.port}`;
-    const opened = openPacket(this.#o.keys.providerTunnelToConsumer, msg);
+    const keys = this.#o.keys;
+    const opened = openPacket(this.#o.role === "consumer" ? keys.providerTunnelToConsumer : keys.consumerTunnelToProvider, msg);
     if ("drop" in opened) return this.#drop(opened.drop, from);
     if (!this.#tunnelWindow.accept(opened.seq)) return this.#drop("replayed", from);
     if (opened.type !== PacketType.probe || this.#tunnelPunch || socket === this.#o.socket) return;
     this.#tunnelPunch = { socket, punch: { localPort: socket.address().port, address: rinfo.address, port: rinfo.port } };
-    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch }, "the provider's tunnel port reached us");
+    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch }, "the peer's tunnel port reached us");
     this.emit("tunnel-punched", this.#tunnelPunch.punch);
   }
 
@@ -410,7 +414,7 @@ export class DirectChannel extends EventEmitter<{
 
   /** Whether the hard sockets wait for the peer's tunnel port (hard-NAT probing for the tunnel). */
   get #awaitingTunnel(): boolean {
-    return this.#tunnelWait && this.#o.role === "consumer" && this.plan.kind === "hard-side" && !!this.#o.peerTunnelPort && !this.#tunnelPunch;
+    return this.#tunnelWait && this.plan.kind === "hard-side" && !!this.#o.peerTunnelPort && !this.#tunnelPunch;
   }
 
   #closeOtherSockets(keep: dgram.Socket): void {

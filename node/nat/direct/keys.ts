@@ -14,6 +14,8 @@ export interface ChannelKeys {
   providerToConsumer: DirectionKey;
   /** What the provider sends from its tunnel's own port (hard-NAT probing for the tunnel), with its own replay window. */
   providerTunnelToConsumer: DirectionKey;
+  /** The mirror: what the consumer sends from its tunnel's own port (the provider's router is the hard one). */
+  consumerTunnelToProvider: DirectionKey;
 }
 
 /**
@@ -23,11 +25,12 @@ export interface ChannelKeys {
  */
 export function channelKeys(sessionId: string, consumerSecret: string, providerSecret: string): ChannelKeys {
   const ikm = Buffer.concat([Buffer.from(consumerSecret, "hex"), Buffer.from(providerSecret, "hex")]);
-  const okm = Buffer.from(crypto.hkdfSync("sha256", ikm, Buffer.from(sessionId, "utf8"), Buffer.from("myst/direct/v1"), 120));
+  const okm = Buffer.from(crypto.hkdfSync("sha256", ikm, Buffer.from(sessionId, "utf8"), Buffer.from("myst/direct/v1"), 160));
   const direction = (key: Buffer, tag: Buffer): DirectionKey => ({ key, tag });
   return {
     consumerToProvider: direction(okm.subarray(0, 32), okm.subarray(64, 72)),
     providerToConsumer: direction(okm.subarray(32, 64), okm.subarray(72, 80)),
     providerTunnelToConsumer: direction(okm.subarray(80, 112), okm.subarray(112, 120)),
+    consumerTunnelToProvider: direction(okm.subarray(120, 152), okm.subarray(152, 160)),
   };
 }

@@ -127,7 +127,7 @@ export class DirectPeering {
           ...(this.o.hardSockets ? { hardSockets: this.o.hardSockets } : {}),
           ...(this.o.sprayPorts ? { sprayPorts: this.o.sprayPorts } : {}),
           ...(this.o.allowLoopback ? { allowLoopback: true } : {}),
-          ...(role === "consumer" && peer.tunnelPort ? { peerTunnelPort: peer.tunnelPort } : {}),
+          ...(peer.tunnelPort ? { peerTunnelPort: peer.tunnelPort } : {}),
           ...(extra.sprayFromTunnel ? { sprayFromTunnel: extra.sprayFromTunnel } : {}),
         });
       },

@@ -12,6 +12,7 @@ import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { enlargeReceiveBuffers } from "./socket-buffer";
+import { sprayFromSocketOf } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
 
@@ -182,6 +183,19 @@ export class WireGuardConsumerService implements ConsumerService {
   tunnelPortFor(consumerData: unknown): number | undefined {
     const key = (consumerData as { publicKey?: unknown })?.publicKey;
     return typeof key === "string" ? this.#pending.get(key)?.listenPort : undefined;
+  }
+
+  /**
+   * Hard-NAT probing when the provider's router is the hard one: the datagrams leave from the
+   * prepared wireguard-go's own socket (tunnel-spray.ts), so our router maps the tunnel's port
+   * toward the provider's probing sockets they reach. No tunnel packet passes through us.
+   */
+  async sprayFromTunnel(consumerData: unknown, datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void> {
+    const key = publicKeyOf(consumerData);
+    const pending = key ? this.#pending.get(key) : undefined;
+    const process = await pending?.device;
+    if (!pending || !process?.pid) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device to probe from");
+    await sprayFromSocketOf(process.pid, pending.listenPort, datagrams);
   }
 
   /**

@@ -10,6 +10,7 @@ import { DEFAULT_DEVICE, DeviceClaim, interfacesIn } from "./device-claim";
 import { generateKeyPair, isKey, publicKeyOf } from "./keys";
 import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
+import { PunchRoutes } from "./punch-route";
 import { sprayFromSocketOf } from "./tunnel-spray";
 import type { PeerChange } from "./uapi";
 
@@ -69,6 +70,8 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
   #claim?: DeviceClaim;
   #process?: WireGuardProcess;
   #privateKey?: string;
+  /** The kernel routes of sessions whose tunnel meets the consumer's from a probing socket's port (made on the first). */
+  #punch?: PunchRoutes;
 
   constructor(options: WireGuardProviderOptions) {
     if (isIP(options.publicAddress) === 0) throw new TunnelError("BAD_SERVICE_CONFIG", `the public address "${options.publicAddress}" is not an IP address`);
@@ -101,6 +104,8 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
 
   async stop(): Promise<void> {
     await super.stop();
+    await this.#punch?.clear().catch(() => undefined);
+    this.#punch = undefined;
     await this.#claim?.release();
     this.#claim = undefined;
   }
@@ -213,6 +218,17 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     this.log.info({ sessionId, endpoint: s.endpoint }, "WireGuard toward the consumer's direct route");
   }
 
+  /**
+   * Our router maps per destination and the consumer's tunnel spray reached our probing socket on
+   * `localPort`: the tunnel's packets to the consumer leave from that port (punch-route.ts), until
+   * the session ends. Called before `directRoute`, so wireguard-go's first packet there is translated.
+   */
+  async punchRoute(sessionId: string, punch: { address: string; port: number; localPort: number }): Promise<void> {
+    if (!this.sessions.has(sessionId) || !this.#process?.running) return;
+    this.#punch ??= new PunchRoutes(this.#o.netns);
+    await this.#punch.route(sessionId, { consumer: punch.address, consumerPort: punch.port, tunnelPort: this.#port(), localPort: punch.localPort });
+  }
+
   /** Hard-NAT probing for the tunnel: the datagrams leave from wireguard-go's own socket (tunnel-spray.ts). */
   async sprayFromTunnel(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void> {
     const pid = this.#process?.pid;
@@ -225,6 +241,9 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
    * dropped unanswered, and nothing is ever sent to it again.
    */
   protected async cutOff(session: LiveSession, reason: string): Promise<void> {
+    await this.#punch
+      ?.release(session.id)
+      .catch((err) => this.log.warn({ err: (err as Error).message, sessionId: session.id }, "removing the punch route failed"));
     await this.#process?.uapi.set({ peers: [{ publicKey: session.publicKey, remove: true }] }).catch((err) => {
       this.log.warn({ err: (err as Error).message, sessionId: session.id }, "removing the WireGuard peer failed (wireguard-go gone?)");
     });

@@ -7,6 +7,7 @@ import { DirectChannel, DirectChannelError } from "../../../node/nat/direct/chan
 import { channelKeys, newSecret } from "../../../node/nat/direct/keys";
 import { PacketType, sealPacket } from "../../../node/nat/direct/packet";
 import { planPunch } from "../../../node/nat/direct/plan";
+import { until } from "../../../scripts/lib/until";
 import { rejectionOf } from "../../support/rejection";
 
 async function bound(): Promise<dgram.Socket> {
@@ -131,6 +132,37 @@ describe("the direct channel between a session's two nodes", function () {
     expect(planPunch(easy, hard).kind).to.equal("easy-side");
     expect(planPunch(hard, easy).kind).to.equal("hard-side");
     expect(planPunch(hard, { ...easy, mapping: "none" }).kind).to.equal("plain");
+  });
+
+  it("on the hard side as provider: probes the consumer's tunnel port from every socket, and takes the one its tunnel spray reached", async function () {
+    const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
+    const [ps, cs, tunnel] = [await bound(), await bound(), await bound()];
+    const provider = new DirectChannel({
+      role: "provider",
+      keys,
+      socket: ps,
+      allowLoopback: true,
+      hardSockets: 8,
+      peerTunnelPort: tunnel.address().port,
+      own: { mapping: "endpoint-dependent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: ps.address().port }] },
+      peer: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: cs.address().port }] },
+    });
+    open.push(provider);
+    expect(provider.plan.kind).to.equal("hard-side");
+    // The consumer's tunnel (wireguard-go's socket) hears the provider's probing sockets.
+    const probers = new Set<number>();
+    tunnel.on("message", (_m, r) => probers.add(r.port));
+    provider.connect().catch(() => undefined);
+    await until(() => probers.size === 8, "a probe from each of the provider's 8 sockets at the tunnel's port");
+    const [winner, other] = [...probers];
+    const probe = (key: typeof keys.consumerTunnelToProvider, seq: bigint) =>
+      sealPacket(key, PacketType.probe, seq, Buffer.concat([crypto.randomBytes(8), Buffer.of(2)]));
+    const punched = provider.tunnelPunch(3000);
+    // A probe sealed with another direction's key is no tunnel spray; the consumer's tunnel key is.
+    tunnel.send(probe(keys.providerTunnelToConsumer, 0n), other, "127.0.0.1");
+    tunnel.send(probe(keys.consumerTunnelToProvider, 1n), winner, "127.0.0.1");
+    expect(await punched).to.deep.equal({ localPort: winner, address: "127.0.0.1", port: tunnel.address().port });
+    for (const s of [cs, tunnel]) s.close();
   });
 
   it("marks the path lost when the peer goes silent, and takes it up again when the peer answers (the re-punch)", async function () {

@@ -1,0 +1,58 @@
+import type { Logger } from "../log/logger";
+import type { DirectOffer } from "../nat/direct/candidates";
+import type { DirectChannel } from "../nat/direct/channel";
+import type { ProviderService } from "./service";
+
+/** How long the provider's probing sockets wait for the consumer's tunnel spray once the channel met (it lasts about 2.4 s). */
+const TUNNEL_PUNCH_MS = 5000;
+
+/** What the provider's offer says about its tunnel: mapped by its router, and whether it can meet a consumer's tunnel from a probe. */
+export function tunnelOffer(offer: DirectOffer, service: ProviderService, routerMaps?: (port: number, protocol: "udp" | "tcp") => boolean): DirectOffer {
+  const listen = service.listenPort;
+  const mapped = !!listen && !!routerMaps?.(listen.port, listen.protocol);
+  return { ...offer, ...(mapped ? { tunnelMapped: true as const } : {}), ...(service.punchRoute ? { tunnelMeets: true as const } : {}) };
+}
+
+/**
+ * Once the channel is up, the tunnel is told where the consumer's tunnel is, so its own packets go
+ * there (each time the consumer moves). When our router maps per destination (we are the hard
+ * side), the tunnel first takes the route of the probing socket the consumer's tunnel spray
+ * reached: wireguard-go must not send to the consumer before it (its first packet would fix the
+ * host's translation of that flow to its own port, whose mapping the router never made).
+ */
+export function followDirectPath(o: {
+  sessionId: string;
+  ended: () => boolean;
+  service: ProviderService;
+  channel: DirectChannel;
+  consumerTunnelPort?: number;
+  log: Logger;
+}): void {
+  const { sessionId, service, channel, consumerTunnelPort, log } = o;
+  if (!consumerTunnelPort || !service.directRoute) return;
+  const hard = channel.plan.kind === "hard-side" && !!service.punchRoute;
+  const routed: Promise<boolean> = hard
+    ? channel
+        .tunnelPunch(TUNNEL_PUNCH_MS)
+        .then(async (punch) => {
+          await service.punchRoute!(sessionId, punch);
+          log.info({ sessionId, punch }, "the tunnel sends to the consumer from the probe that met its tunnel");
+          return true;
+        })
+        .catch((err) => {
+          log.info({ sessionId, reason: (err as Error).message }, "the consumer's tunnel did not reach a probing socket");
+          return false;
+        })
+    : Promise.resolve(true);
+  let told = "";
+  channel.on("up", (path) => {
+    void routed.then((ok) => {
+      // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
+      if (!ok || o.ended() || path.address === told) return;
+      told = path.address;
+      service.directRoute!(sessionId, { kind: path.kind, address: path.address, tunnelPort: consumerTunnelPort }).catch((err) =>
+        log.warn({ err: (err as Error).message, sessionId }, "the tunnel could not take the direct route"),
+      );
+    });
+  });
+}
