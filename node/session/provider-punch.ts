@@ -46,7 +46,8 @@ export function followDirectPath(o: {
     : Promise.resolve(true);
   let told = "";
   channel.on("up", (path) => {
-    void routed.then((ok) => {
+    // A consumer on our LAN needs no route of ours (no router between us).
+    void (path.kind === "local" ? Promise.resolve(true) : routed).then((ok) => {
       // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
       if (!ok || o.ended() || path.address === told) return;
       told = path.address;

@@ -9,9 +9,12 @@ import type { Candidate, PeerMapping } from "./candidates";
  *   (endpoint-independent): each side's probes open its own router for the other's.
  * - `hard-side`: our router gives every destination a new port (endpoint-dependent, "symmetric"),
  *   the peer's does not: we probe from many sockets, so our router holds many mappings toward the
- *   peer, and one of them meets the peer's spray.
+ *   peer, and one of them meets the peer's spray. The sockets probe the peer's tunnel port too, and
+ *   the one its tunnel's spray reaches carries our tunnel (a consumer's takes its port; a provider's
+ *   sends from it: services/wireguard/punch-route.ts).
  * - `easy-side`: the mirror: the peer's router is the hard one; we also probe a bounded set of
- *   random ports on its internet address (the birthday search: N sockets × M ports over 64,512).
+ *   random ports on its internet address (the birthday search: N sockets × M ports over 64,512),
+ *   from the channel's socket and from our tunnel's own (wireguard-go's) socket.
  * - `impossible`: both routers map per destination and there is no shared LAN: nothing can be
  *   guessed on either side. Fails at once instead of probing for seconds.
  */
@@ -35,8 +38,18 @@ export function planPunch(own: { mapping: PeerMapping; candidates: Candidate[] }
   }
   if (own.mapping === "none" || peer.mapping === "none" || peerMapped)
     return { kind: "plain", reason: "one side can be reached from the internet", peerCandidates };
-  if (hard(own.mapping)) return { kind: "hard-side", reason: "our router maps ports per destination; the peer's keeps one port", peerCandidates };
-  if (hard(peer.mapping)) return { kind: "easy-side", reason: "the peer's router maps ports per destination; ours keeps one port", peerCandidates };
+  if (hard(own.mapping))
+    return {
+      kind: "hard-side",
+      reason: "our router maps ports per destination, the peer's keeps one port: many sockets for its spray to find",
+      peerCandidates,
+    };
+  if (hard(peer.mapping))
+    return {
+      kind: "easy-side",
+      reason: "the peer's router maps ports per destination, ours keeps one port: we spray its ports, tunnel included",
+      peerCandidates,
+    };
   return { kind: "plain", reason: "both routers keep one public port per socket", peerCandidates };
 }
 
