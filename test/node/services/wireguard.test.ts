@@ -100,6 +100,8 @@ describe("wireguard: keys, settings and the provider's words fenced", function (
           // Named by the key pair (the device is made before the session id exists), unique per tunnel.
           device: `mwc${crypto.createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`,
           endpoints: [{ address: "198.18.3.2", port: 51820, protocol: "udp" }],
+          // The provider's tunnel may answer our tunnel's own port from any port of its address (it roams).
+          tunnelPeers: [{ address: "198.18.3.2", localPort: consumer.tunnelPortFor({ publicKey })! }],
           dns: ["10.9.0.1"],
           ipv6: false,
         });
