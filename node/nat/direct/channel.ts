@@ -225,9 +225,9 @@ export class DirectChannel extends EventEmitter<{
   tunnelPunch(timeoutMs: number): Promise<TunnelPunch> {
     const take = (won: { socket: dgram.Socket; punch: TunnelPunch }): TunnelPunch => {
       // The winner closes (its port goes to the tunnel; the routers keep its mappings), and with it
-      // every other socket the search opened.
+      // every other socket the search opened, once the channel is up (while it checks, they probe on).
       for (const s of this.#sockets.splice(0)) {
-        if (s === this.#pair?.socket && s !== won.socket) {
+        if (s !== won.socket && (!this.#pair || s === this.#pair.socket)) {
           this.#sockets.push(s);
           continue;
         }
@@ -285,9 +285,12 @@ export class DirectChannel extends EventEmitter<{
     const datagram = sealPacket(this.#send, type, this.#seq++, payload);
     this.#lastSent = Date.now();
     this.#inFlight++;
-    pair.socket.send(datagram, pair.port, pair.address, () => {
-      if (--this.#inFlight === 0) this.#drained?.();
-    });
+    const sent = () => --this.#inFlight === 0 && this.#drained?.();
+    try {
+      pair.socket.send(datagram, pair.port, pair.address, sent);
+    } catch {
+      sent(); // a socket handed to the tunnel while the checks still name it
+    }
   }
 
   #listen(socket: dgram.Socket): void {

@@ -162,6 +162,10 @@ describe("the direct channel between a session's two nodes", function () {
     tunnel.send(probe(keys.providerTunnelToConsumer, 0n), other, "127.0.0.1");
     tunnel.send(probe(keys.consumerTunnelToProvider, 1n), winner, "127.0.0.1");
     expect(await punched).to.deep.equal({ localPort: winner, address: "127.0.0.1", port: tunnel.address().port });
+    // The channel still checks: its other sockets probe on, the winner (now the tunnel's) no more.
+    probers.clear();
+    await until(() => probers.size === 7, "the 7 other sockets probing on after the winner went to the tunnel");
+    expect(probers.has(winner)).to.equal(false);
     for (const s of [cs, tunnel]) s.close();
   });
 
