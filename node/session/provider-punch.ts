@@ -31,27 +31,29 @@ export function followDirectPath(o: {
   const { sessionId, service, channel, consumerTunnelPort, log } = o;
   if (!consumerTunnelPort || !service.directRoute) return;
   const hard = channel.plan.kind === "hard-side" && !!service.punchRoute;
-  const routed: Promise<boolean> = hard
+  /** Where the consumer's tunnel is, as the punch saw it (its router's port); undefined: as the path says; null: no way. */
+  const routed: Promise<{ address: string; port: number } | null | undefined> = hard
     ? channel
         .tunnelPunch(TUNNEL_PUNCH_MS)
         .then(async (punch) => {
           await service.punchRoute!(sessionId, punch);
           log.info({ sessionId, punch }, "the tunnel sends to the consumer from the probe that met its tunnel");
-          return true;
+          return { address: punch.address, port: punch.port };
         })
         .catch((err) => {
           log.info({ sessionId, reason: (err as Error).message }, "the consumer's tunnel did not reach a probing socket");
-          return false;
+          return null;
         })
-    : Promise.resolve(true);
+    : Promise.resolve(undefined);
   let told = "";
   channel.on("up", (path) => {
     // A consumer on our LAN needs no route of ours (no router between us).
-    void (path.kind === "local" ? Promise.resolve(true) : routed).then((ok) => {
+    void (path.kind === "local" ? Promise.resolve(undefined) : routed).then((punched) => {
+      const tunnel = punched ?? { address: path.address, port: consumerTunnelPort };
       // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
-      if (!ok || o.ended() || path.address === told) return;
-      told = path.address;
-      service.directRoute!(sessionId, { kind: path.kind, address: path.address, tunnelPort: consumerTunnelPort }).catch((err) =>
+      if (punched === null || o.ended() || tunnel.address === told) return;
+      told = tunnel.address;
+      service.directRoute!(sessionId, { kind: path.kind, address: tunnel.address, tunnelPort: tunnel.port }).catch((err) =>
         log.warn({ err: (err as Error).message, sessionId }, "the tunnel could not take the direct route"),
       );
     });
