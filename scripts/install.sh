@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # wireguard-go, wireguard-tools: the WireGuard service (userspace: no kernel module here);
 # python3: sets wireguard-go's UDP receive buffers (pidfd_getfd; node/services/wireguard/socket-buffer.ts);
 # chromium: the browser the dashboard tests drive through playwright-core (no browser download);
+# conntrack: also the provider's punch route behind a symmetric NAT (node/services/wireguard/punch-route.ts).
 # miniupnpd, coturn (a plain STUN server in the tests; the relay service runs it as a TURN server), conntrack: the test network's home routers and its STUN
 # server (scripts/lib/home-routers.ts), each run by the tests inside a namespace, never as a service.
 # systemd: its systemd-analyze checks packaging/systemd's units offline (no running systemd needed);

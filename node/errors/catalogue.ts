@@ -303,6 +303,7 @@ export const ERRORS = {
   TC_NOT_INSTALLED: missing("tc (iproute2)"),
   WIREGUARD_GO_NOT_INSTALLED: missing("wireguard-go"),
   TURNSERVER_NOT_INSTALLED: missing("turnserver (Debian's coturn)"),
+  CONNTRACK_NOT_INSTALLED: missing("conntrack (conntrack-tools)"),
 
   // nat: how this node is reached
   STUN_MALFORMED: e("nat", 422, "a STUN message (or a STUN server's host:port) that is not well formed"),

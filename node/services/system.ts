@@ -45,6 +45,7 @@ const NOT_INSTALLED = {
   tc: "TC_NOT_INSTALLED",
   "wireguard-go": "WIREGUARD_GO_NOT_INSTALLED",
   turnserver: "TURNSERVER_NOT_INSTALLED",
+  conntrack: "CONNTRACK_NOT_INSTALLED",
 } as const satisfies Record<string, ErrorCode>;
 export type ProgramName = keyof typeof NOT_INSTALLED;
 

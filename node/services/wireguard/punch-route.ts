@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { nftSession } from "../../consumer-protection/nft-session";
-import { TunnelError } from "../system";
+import { spawner } from "../spawner";
+import { inNetns, program, TunnelError } from "../system";
 
 /**
  * The kernel route for a provider whose router maps ports per destination ("symmetric") and a
@@ -117,6 +118,9 @@ export class PunchRoutes {
     this.#made = true;
     this.#probing.delete(route.localPort);
     this.#routes.set(sessionId, route);
+    // What the host tracked for the consumer's tunnel before (the probe's own flow, an older session's
+    // tunnel flow) would keep its translation: forgotten, so the next packet takes this route.
+    await this.#forget(route);
   }
 
   /** The session's route (if any) and these probing ports go; the table too when nothing is left. */
@@ -128,9 +132,10 @@ export class PunchRoutes {
     for (const p of ports) this.#probing.delete(p);
     if (this.#routes.size === 0 && this.#probing.size === 0) {
       this.#made = false;
-      return this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
-    }
-    await this.#apply((route ? routeScript(route, "delete") : "") + probePortsScript(ports, "delete"));
+      await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
+    } else await this.#apply((route ? routeScript(route, "delete") : "") + probePortsScript(ports, "delete"));
+    // The tunnel's translated flow would outlive the route (and catch a later session to the same port).
+    if (route) await this.#forget(route);
   }
 
   /** Whatever a dead node left (at start) or this one holds (at stop). */
@@ -139,6 +144,16 @@ export class PunchRoutes {
     this.#probing.clear();
     this.#made = false;
     await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
+  }
+
+  /** Drops the host's conntrack entries to and from the consumer's tunnel (conntrack -D; none is no error). */
+  async #forget(r: PunchRoute): Promise<void> {
+    const conntrack = program("conntrack", "conntrack");
+    for (const side of [
+      ["--orig-dst", r.consumer, "--dport", String(r.consumerPort)],
+      ["--orig-src", r.consumer, "--sport", String(r.consumerPort)],
+    ])
+      await spawner.run(inNetns(this.netns, [conntrack, "-D", "-p", "udp", ...side]), "", 15_000).catch(() => undefined);
   }
 
   #apply(script: string): Promise<void> {

@@ -117,6 +117,22 @@ describe("wireguard: the provider's punch route (its tunnel leaves from the prob
       expect(tables()).to.not.include(PUNCH_TABLE);
     });
 
+    it("takes the probe's port also when the host tracked the probe (its conntrack entry is dropped as the route starts)", async function () {
+      const punch = routes();
+      // The table (and so connection tracking) in place, but the probing port not untracked.
+      await punch.probing([]);
+      expect(send(p, 40557, "198.18.5.1", 40100, "tracked probe")).to.equal("198.18.5.1:40100 ack tracked probe");
+      await punch.route("s3", { ...route, localPort: 40557 });
+      expect(send(p, 51820, "198.18.5.1", 40100, "tunnel again")).to.equal("198.18.5.1:40100 ack tunnel again");
+      await until(() => heard.some((l) => l.endsWith(" tunnel again")), "the consumer's note of the tunnel's datagram");
+      expect(heard.filter((l) => l.endsWith("tracked probe") || l.endsWith("tunnel again"))).to.deep.equal([
+        "40100 40557 tracked probe",
+        "40100 40557 tunnel again",
+      ]);
+      await punch.release("s3");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+    });
+
     it("a search that failed leaves nothing behind: its probing ports go, and with them the table", async function () {
       const punch = routes();
       await punch.probing([40601, 40602, 40603]);
