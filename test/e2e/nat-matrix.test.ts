@@ -20,8 +20,8 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachi
  * Expected: every pair where one side is public or endpoint-independent, and the same-router pair,
  * connects directly and the internet host sees the provider's public address; symmetric ×
  * symmetric, and a consumer whose network drops all UDP, connect through the relay every topology
- * has (a public node selling `relay`, issue 29); the cells where the punch is probabilistic or the
- * tunnel cannot follow the channel connect either way (punched, or relayed when the punch fails).
+ * has (a public node selling `relay`, issue 29). No other cell may be relayed: with a symmetric
+ * provider the tunnels meet by a birthday search of their own (docs/direct-channel.md).
  */
 const PROVIDERS: NatKind[] = (process.env.MYST_NAT_MATRIX_PROVIDERS?.split(",") as NatKind[] | undefined) ?? ["public", "eim", "symmetric", "cgnat", "upnp"];
 const CONSUMERS: NatKind[] = ["public", "eim", "symmetric", "cgnat", "udp-blocked"];
@@ -122,15 +122,14 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
       for (const consumerKind of [...(providerKind === "public" ? [] : ["same-router" as const]), ...consumersOf(providerKind)]) {
         // No direct path can exist: both sides map per destination, or the consumer's network lets no UDP out.
         const mustRelay = (providerKind === "symmetric" && consumerKind === "symmetric") || consumerKind === "udp-blocked";
-        // Punched or relayed: the channel meets (birthday search) but the provider's one wireguard-go
-        // port has one mapping per destination, which the consumer's router filters (the tunnel then
-        // goes through the relay). A public consumer's tunnel answers the provider's from wherever its
+        // Every cell but these is direct: with a symmetric provider the channel meets by a birthday
+        // search and the tunnels by one of their own (the provider's tunnel then sends from the probe
+        // that met, punch-route.ts); a public consumer's tunnel answers the provider's from wherever its
         // router mapped it (the kill switch, on here as by default, lets the tunnel's port roam).
-        const either = providerKind === "symmetric" && (consumerKind === "eim" || consumerKind === "cgnat");
         it(
           mustRelay
             ? `a consumer ${consumerKind === "udp-blocked" ? "whose network drops all UDP" : "behind a symmetric router"}: connects through the relay; the internet sees the provider`
-            : `a consumer ${consumerKind === "same-router" ? "on the provider's own LAN" : `behind a ${consumerKind} router`}: connects ${either ? "punched or relayed" : "directly"}; the internet sees the provider`,
+            : `a consumer ${consumerKind === "same-router" ? "on the provider's own LAN" : `behind a ${consumerKind} router`}: connects directly; the internet sees the provider`,
           async function () {
             const cell = cells.find((c) => c.kind === consumerKind)!;
             const nat = topology.nat!;
@@ -152,7 +151,6 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
               results.push({ provider: providerKind, consumer: consumerKind, outcome: `tunnel ${path.tunnel}${via}, messages ${path.channel} (${tookMs} ms)` });
               if (mustRelay) expect(path.tunnel).to.equal("relayed");
               // A UPnP provider's router maps its tunnel port: no punch needed (nat/monitor.ts keeps it mapped).
-              else if (either) expect(path.tunnel).to.be.oneOf(["punched", "relayed", "mapped"]);
               else {
                 expect(path.tunnel).to.not.equal("relayed");
                 if (consumerKind === "same-router") expect(path.tunnel).to.equal("local");
