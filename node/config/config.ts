@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { MystError } from "../errors/MystError";
 import { readBrokerCredentials, type BrokerCredentials } from "./broker-credentials";
+import { parseQualitySetting, QUALITY_ENV, type QualitySettings } from "./quality-settings";
 import { defaultPaymentPolicy, PAYMENT_POLICY_KEYS, parsePaymentPolicy, type PaymentPolicy, type PaymentPolicySettings } from "./payment-policy";
 
 /**
@@ -11,7 +12,7 @@ import { defaultPaymentPolicy, PAYMENT_POLICY_KEYS, parsePaymentPolicy, type Pay
  * defaults → config file (`<dataDir>/config.json`, or `--config`) → environment → flags.
  * Validated once, at start-up, by `loadConfig`; inner code takes a `MystConfig` and trusts it.
  */
-export interface MystConfig {
+export interface MystConfig extends QualitySettings {
   /** Keystore, registration records, local state. Default `~/.myst`. Env MYST_DATA_DIR, flag --data-dir. */
   dataDir: string;
   /** Ethereum JSON-RPC URL. Default http://127.0.0.1:8545. Env MYST_RPC_URL, flag --rpc-url. */
@@ -149,6 +150,9 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     natPort: 0,
     wireguardSpare: false,
     paymentPolicy: defaultPaymentPolicy(),
+    tunnelCheckName: undefined,
+    tunnelCheckUrl: undefined,
+    proberConfined: false,
   };
 }
 
@@ -208,6 +212,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_PORT_MAPPING: "portMapping",
   MYST_NAT_PORT: "natPort",
   MYST_WIREGUARD_SPARE: "wireguardSpare",
+  ...QUALITY_ENV,
 };
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
@@ -272,6 +277,11 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
         config.discoveryUrls = list.map((u) => url(u, ["http:", "https:"]) ?? bad(key, `has "${u}", not an http(s) URL`));
         break;
       }
+      case "tunnelCheckName":
+      case "tunnelCheckUrl":
+      case "proberConfined":
+        parseQualitySetting(config, key, value, bad);
+        break;
       case "ipCheckUrl":
         config.ipCheckUrl = value === "" ? undefined : (url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL"));
         break;

@@ -28,6 +28,7 @@ export function stageOfCheck(c: TunnelCheck | undefined, advertisedMbps: number)
   if (!c) return { reached: "tunnel", failed: null };
   if (c.dns === false) return { reached: "tunnel", failed: "dns" };
   const afterDns: Stage = c.dns === true ? "dns" : "tunnel";
+  if (c.dataChecked === false) return { reached: afterDns, failed: null };
   if (c.firstByteMs === null) return { reached: afterDns, failed: "first-byte" };
   const kbps = throughputKbps(c);
   if (advertisedMbps > 0 && kbps < advertisedMbps * 1000 * DEFAULT_SCORE_PARAMS.minBandwidthRatio) return { reached: "first-byte", failed: "throughput" };

@@ -1,3 +1,4 @@
+import type { TunnelCheckSettings } from "./tunnel-check";
 import path from "node:path";
 import { Type, type Static, type TObject, type TOptional } from "@sinclair/typebox";
 import { Value, ValueErrorType } from "@sinclair/typebox/value";
@@ -161,6 +162,7 @@ export function consumerService(
     routeAll?: boolean;
     listen?: string;
     spares?: ReadonlyMap<string, ConsumerSpare>;
+    tunnelCheck?: TunnelCheckSettings;
   },
 ): ConsumerService {
   return tunnelType(type).consumer({
@@ -171,6 +173,7 @@ export function consumerService(
     routeAll: deps.routeAll,
     listen: deps.listen,
     spare: deps.spares?.get(type),
+    tunnelCheck: deps.tunnelCheck,
   });
 }
 

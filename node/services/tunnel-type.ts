@@ -1,3 +1,4 @@
+import type { TunnelCheckSettings } from "./tunnel-check";
 import type { Static, TObject } from "@sinclair/typebox";
 import { MystError } from "../errors/MystError";
 import type { IdentityKey } from "../identity/key";
@@ -51,6 +52,8 @@ export interface ConsumerDeps {
   listen?: string;
   /** What the daemon keeps ready for this type (its `consumerSpare`), when it keeps one. */
   spare?: ConsumerSpare;
+  /** What a tunnel's stage checks ask (the settings tunnelCheckName and tunnelCheckUrl; services/tunnel-check.ts). */
+  tunnelCheck?: TunnelCheckSettings;
 }
 
 /**

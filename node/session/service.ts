@@ -186,6 +186,8 @@ export interface TunnelCheck {
   /** Bytes received in the throughput test, and over how long (ms, from the first byte). */
   bytes: number;
   ms: number;
+  /** false: no first byte or throughput was asked for (the consumer set no target); the stages end at DNS. */
+  dataChecked?: false;
 }
 
 /** What the consumer side of a service does. */

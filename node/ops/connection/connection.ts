@@ -94,6 +94,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       log,
       routeAll: !request.confine,
       listen: request.listen,
+      tunnelCheck: { name: config.tunnelCheckName, url: config.tunnelCheckUrl },
     });
     if (request.listen !== undefined && service.plan)
       throw new MystError("BAD_REQUEST", `--listen is for a service without a tunnel (a local proxy port); a ${request.serviceType} tunnel routes the machine`);

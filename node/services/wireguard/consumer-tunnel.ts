@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import dgram from "node:dgram";
-import type { DirectRoute, Tunnel } from "../../session/service";
+import type { DirectRoute, Tunnel, TunnelCheck } from "../../session/service";
 import { inNetns, program, TunnelError } from "../system";
 import type { WireGuardProcess } from "./process";
 import { HEARD_MS } from "./provider";
@@ -74,6 +74,8 @@ export class WireGuardTunnel implements Tunnel {
   #lastProbeMs = 0;
   #reading?: Promise<void>;
   #meter: NodeJS.Timeout;
+  /** The stage checks through the tunnel (services/tunnel-check.ts); absent where the tunnel does not route this namespace. */
+  check?: (o: { maxBytes: number; timeoutMs: number }) => Promise<TunnelCheck>;
 
   constructor(
     readonly process: WireGuardProcess,

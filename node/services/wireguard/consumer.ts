@@ -15,6 +15,7 @@ import { enlargeReceiveBuffers } from "./socket-buffer";
 import { sprayFromSocketOf } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
+import { checkThroughTunnel, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
@@ -58,6 +59,8 @@ export interface WireGuardConsumerOptions {
    * refilled once that connection is settled. Not with `device` (a name of the caller's choice).
    */
   spare?: WireGuardSpare;
+  /** What the stage checks ask through the tunnel (services/tunnel-check.ts); they run only when the tunnel routes everything. */
+  tunnelCheck?: TunnelCheckSettings;
   log?: Logger;
 }
 
@@ -310,7 +313,7 @@ export class WireGuardConsumerService implements ConsumerService {
       await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000));
       // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
       this.#pending.delete(config.clientPublicKey);
-      return new WireGuardTunnel(
+      const tunnel = new WireGuardTunnel(
         process,
         device,
         config.dns.filter((a) => isIP(a) !== 0),
@@ -344,6 +347,12 @@ export class WireGuardConsumerService implements ConsumerService {
           },
         },
       );
+      // The stage checks go to the provider's resolver and the check's target: through the tunnel only when it routes everything.
+      if (probeTarget) {
+        const resolver = probeTarget;
+        tunnel.check = (o) => checkThroughTunnel({ ...this.o.tunnelCheck, resolver, ...o }, this.o.netns);
+      }
+      return tunnel;
     } catch (err) {
       setupIp?.cancel();
       await process.stop();

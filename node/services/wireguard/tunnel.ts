@@ -37,6 +37,7 @@ export const wireguard = defineTunnel({
       log: deps.log,
       routeAll: deps.routeAll,
       spare: deps.spare instanceof WireGuardSpare ? deps.spare : undefined,
+      tunnelCheck: deps.tunnelCheck,
     }),
   consumerSpare: (deps) => new WireGuardSpare(deps),
 });

@@ -84,6 +84,20 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_COUNTRY: "France" })).to.throw(/country \(from MYST_COUNTRY\) must be a two-letter country code/);
   });
 
+  it("takes the stage checks' target and the prober's confinement from the file and the environment, and names bad ones", function () {
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ tunnelCheckName: "example.com", proberConfined: true }));
+    const config = loadConfig({ dataDir: tmp.dir }, { MYST_TUNNEL_CHECK_URL: "http://198.18.2.2:8080/" });
+    expect(config).to.include({ tunnelCheckName: "example.com", tunnelCheckUrl: "http://198.18.2.2:8080/", proberConfined: true });
+    // The fetch goes to an address: a name would need a resolver outside the tunnel.
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_TUNNEL_CHECK_URL: "http://speed.example:80/" })).to.throw(
+      /tunnelCheckUrl \(from MYST_TUNNEL_CHECK_URL\) must be an http URL whose host is an IPv4 address/,
+    );
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_TUNNEL_CHECK_NAME: "not a name!" })).to.throw(
+      /tunnelCheckName \(from MYST_TUNNEL_CHECK_NAME\) must be a DNS name/,
+    );
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_PROBER_CONFINED: "maybe" })).to.throw(/proberConfined .* must be true or false/);
+  });
+
   it("rejects an unknown setting, bad JSON, and a missing explicit config file", function () {
     const file = path.join(tmp.dir, "config.json");
     fs.writeFileSync(file, JSON.stringify({ rpcURL: "http://x" }));
