@@ -1,4 +1,6 @@
 import os from "node:os";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { Registry } from "prom-client";
 import { PromiseDigests, vaultDomain } from "../../node/chain/eip712";
 import { buildDiscoveryApp } from "../../node/discovery/http-api";
@@ -19,6 +21,13 @@ const CONSUMERS = 500;
 const VAULT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const CHAIN = 31337n;
 
+/** The heap in use after a full collection (the flag set at run time: `npm run bench` starts node without it). */
+function heapUsed(): number {
+  v8.setFlagsFromString("--expose-gc");
+  (vm.runInNewContext("gc") as () => void)();
+  return process.memoryUsage().heapUsed;
+}
+
 /**
  * Receipts in a discovery replica (docs/quality.md), in process: ingest (strict decode, signature
  * check against a known key, replay and rate checks, the local store) and the quality-sorted query
@@ -35,11 +44,13 @@ export async function benchQuality(): Promise<void> {
     publicKeyOf: async (id: string) => keys.get(id.toLowerCase()) ?? null,
     knownPublicKeyOf: (id: string) => keys.get(id.toLowerCase()),
   };
+  const heapEmpty = heapUsed();
   const index = new ProposalIndex(3_600_000);
   for (const [i, p] of providers.entries()) {
     const proposal = makeProposal(p, { location: { country: i % 2 ? "DE" : "FR" } });
     index.upsert(signProposal(p, proposal), proposal);
   }
+  const bytesPerProposal = Math.round((heapUsed() - heapEmpty) / PROPOSALS);
   // Each consumer has paid one provider 0.1 MYST: its promise backs its receipts (failures included).
   const MYST = 10n ** 18n;
   const promises = consumers.map((c, i) => {
@@ -85,6 +96,7 @@ export async function benchQuality(): Promise<void> {
     perSignerPerHour: Number.MAX_SAFE_INTEGER,
   });
   await book.start();
+  const heapSigned = heapUsed();
   const cpu0 = process.cpuUsage();
   const t0 = nowMs();
   for (const s of signed) await book.ingest(s);
@@ -93,6 +105,7 @@ export async function benchQuality(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const perSecond = Math.round((RECEIPTS * 1000) / ingestMs);
   console.log(`ingest: ${perSecond} receipts/s (${book.size} held)`);
+  const bytesPerReceipt = Math.round((heapUsed() - heapSigned) / Math.max(1, book.size));
 
   const app = await buildDiscoveryApp(
     {
@@ -138,12 +151,26 @@ export async function benchQuality(): Promise<void> {
     `CPU ${round(((cpu.user + cpu.system) / RECEIPTS) * 1) / 1} µs/receipt`,
   ]);
   rows.push([
+    "heap per proposal in the index (bytes, after a full GC)",
+    String(bytesPerProposal),
+    "",
+    String(PROPOSALS),
+    "the replica's in-memory view, no receipts",
+  ]);
+  rows.push([
+    "heap per receipt held (bytes, after a full GC)",
+    String(bytesPerReceipt),
+    "",
+    String(RECEIPTS),
+    "the book keeps every receipt in memory for scoring",
+  ]);
+  rows.push([
     "machine load average (1 min) at start and end",
     String(round(load0, 2)),
     String(round(os.loadavg()[0], 2)),
     "",
     "other processes compete for the same cores",
   ]);
-  writeResults("quality", { proposals: PROPOSALS, receipts: RECEIPTS, ingestPerSecond: perSecond, rows }, rows);
+  writeResults("quality", { proposals: PROPOSALS, receipts: RECEIPTS, ingestPerSecond: perSecond, bytesPerProposal, bytesPerReceipt, rows }, rows);
   await book.stop();
 }
