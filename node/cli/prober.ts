@@ -23,7 +23,11 @@ function whole(text: string, flag: string, min: number, max: number): number {
 export function proberCommand(context: Ctx): Command {
   return identityOptions(new Command("prober"))
     .description("probe providers drawn at random as a consumer (paying their normal price) and publish signed probe results to discovery")
-    .addOption(new Option("--service-type <type...>", "service types to probe (tunnel types only from a network namespace of its own: docs/quality.md)").choices([...SERVICE_TYPES]).makeOptionMandatory())
+    .addOption(
+      new Option("--service-type <type...>", "service types to probe (tunnel types only from a network namespace of its own: docs/quality.md)")
+        .choices([...SERVICE_TYPES])
+        .makeOptionMandatory(),
+    )
     .addOption(new Option("--sample <n>", "providers per service type per round").default("5"))
     .addOption(new Option("--hold <seconds>", "how long a working session is held at most, until its first invoice is paid").default("10"))
     .addOption(new Option("--every <minutes>", "minutes between rounds (the score's period is 6 h)").default("360"))

@@ -4,7 +4,8 @@ import { isIP } from "node:net";
 export interface QualitySettings {
   /**
    * A name the provider's resolver must answer with an address, through the tunnel (the DNS stage).
-   * Default none: the resolver must answer at all. Env MYST_TUNNEL_CHECK_NAME.
+   * Default none: the resolver must answer at all (with neither this nor tunnelCheckUrl, no check runs).
+   * Env MYST_TUNNEL_CHECK_NAME.
    */
   tunnelCheckName?: string;
   /**

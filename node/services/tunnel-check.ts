@@ -8,7 +8,7 @@ import { inNetns } from "./system";
  * none: the resolver must answer at all, which dnsmasq does for a plain name without asking
  * upstream), `url` an http URL with an IP address for host that answers `?bytes=N` with N bytes
  * (default none: first byte and throughput are not checked). Neither is a third party the node
- * contacts unless told to.
+ * contacts unless told to; with neither set a tunnel runs no checks.
  */
 export interface TunnelCheckSettings {
   name?: string;

@@ -347,8 +347,9 @@ export class WireGuardConsumerService implements ConsumerService {
           },
         },
       );
-      // The stage checks go to the provider's resolver and the check's target: through the tunnel only when it routes everything.
-      if (probeTarget) {
+      // The stage checks go to the provider's resolver and the check's target: through the tunnel only when it routes
+      // everything, and only when the consumer asked for them (a program started for them would delay every connect).
+      if (probeTarget && (this.o.tunnelCheck?.name || this.o.tunnelCheck?.url)) {
         const resolver = probeTarget;
         tunnel.check = (o) => checkThroughTunnel({ ...this.o.tunnelCheck, resolver, ...o }, this.o.netns);
       }
