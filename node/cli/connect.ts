@@ -7,11 +7,27 @@ import { reachabilityOf, withReachability } from "./reachability";
 import { qualityOf, withQuality } from "./quality";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
+import type { IdentityFlags } from "../api/launch";
 
 type Ctx = (cmd: Command) => CommandContext;
 
 export function connectCommands(context: Ctx): Command[] {
-  const connect = withConnectOptions(
+  return [connectCommand(context), disconnectCommand(context), statusCommand(context)];
+}
+
+/** `myst connect`'s own flags, as commander hands them over (beside those of `withConnectOptions`). */
+interface ConnectFlags extends IdentityFlags {
+  service?: string;
+  netns?: string;
+  killSwitch?: boolean;
+  allowLan?: boolean;
+  reconnect?: boolean;
+  listen?: string;
+  viaRelay?: boolean;
+}
+
+function connectCommand(context: Ctx): Command {
+  return withConnectOptions(
     new Command("connect")
       .description("connect to a provider (by id, or the cheapest that matches filters) and route all traffic through it, until Ctrl-C or `myst disconnect`")
       .argument("[provider-id]", "the provider's identity (omit to pick from discovery with filters)"),
@@ -30,69 +46,92 @@ export function connectCommands(context: Ctx): Command[] {
     )
     .action(async (providerId: string | undefined, opts, cmd: Command) => {
       const ctx = context(cmd);
-      const body = {
-        ...connectBody(providerId, opts),
-        ...(opts.killSwitch === false ? { killSwitch: false } : {}),
-        ...(opts.allowLan ? { allowLan: true } : {}),
-        ...(opts.reconnect ? { reconnect: true } : {}),
-        ...(opts.listen ? { listen: opts.listen as string } : {}),
-        ...(opts.viaRelay ? { viaRelay: true } : {}),
-      };
-      if (opts.reconnect && opts.killSwitch === false)
-        throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+      const body = connectRequest(connectBody(providerId, opts), opts);
       const running = ctx.runningNode();
-      if (running) {
-        const status = await running.connect(body);
-        return ctx.out.result(status, () => [
-          ...describeConnected(status),
-          ...(status.listen ? [proxyLine(status.listen)] : []),
-          `the node (pid ${running.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
-        ]);
-      }
-      // No node runs for this data dir: this command runs one in the foreground, for as long as
-      // the connection lasts, and drives it through the same API (on a 0600 unix socket). A kill
-      // switch a crashed myst left in the same place holds until this connection's replaces it.
-      const tunnel = SERVICE_SETTINGS.find((t) => t.type === opts.service)?.network !== false;
-      const keepKillSwitchFor = opts.killSwitch !== false && tunnel ? { netns: opts.netns } : undefined;
-      const node = await ctx.runNode(opts, { foreground: true, keepKillSwitchFor });
-      let first: Connection;
-      try {
-        first = await node.client.connect(body);
-      } catch (err) {
-        await node.stop();
-        throw err;
-      }
-      const { client } = node;
-      // A second Ctrl-C must not kill the process halfway through restoring the routes.
-      let signalled = false;
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
-        signalled = true;
-        process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
-        void client.disconnect().catch(() => undefined);
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      ctx.out.result(first, () => [
-        ...describeConnected(first),
-        first.listen ? proxyLine(first.listen) : (first.protection?.message ?? "all traffic goes through the tunnel"),
-        "Ctrl-C or `myst disconnect` ends it",
-      ]);
-      const reason = await followConnection(client, first);
-      await node.stop();
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      process.stderr.write(`myst: disconnected (${reason})\n`);
+      if (running) return connectThroughRunningNode(ctx, running, body);
+      await connectInForeground(ctx, opts, body);
     });
+}
 
-  const disconnect = new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
+/** The filters' body with `myst connect`'s own flags added; refuses flags that contradict each other. */
+function connectRequest(filters: ConnectBody, opts: ConnectFlags): ConnectBody {
+  const body = {
+    ...filters,
+    ...(opts.killSwitch === false ? { killSwitch: false } : {}),
+    ...(opts.allowLan ? { allowLan: true } : {}),
+    ...(opts.reconnect ? { reconnect: true } : {}),
+    ...(opts.listen ? { listen: opts.listen as string } : {}),
+    ...(opts.viaRelay ? { viaRelay: true } : {}),
+  };
+  if (opts.reconnect && opts.killSwitch === false)
+    throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
+  return body;
+}
+
+/** A node runs for this data dir: it makes and holds the connection; this command only reports it. */
+async function connectThroughRunningNode(ctx: CommandContext, running: NodeClient, body: ConnectBody): Promise<void> {
+  const status = await running.connect(body);
+  return ctx.out.result(status, () => [
+    ...describeConnected(status),
+    ...(status.listen ? [proxyLine(status.listen)] : []),
+    `the node (pid ${running.endpoint.pid}) holds the connection; \`myst disconnect\` ends it`,
+  ]);
+}
+
+/**
+ * No node runs for this data dir: this command runs one in the foreground, for as long as the
+ * connection lasts, and drives it through the same API (on a 0600 unix socket). A kill switch a
+ * crashed myst left in the same place holds until this connection's replaces it.
+ */
+async function connectInForeground(ctx: CommandContext, opts: ConnectFlags, body: ConnectBody): Promise<void> {
+  const tunnel = SERVICE_SETTINGS.find((t) => t.type === opts.service)?.network !== false;
+  const keepKillSwitchFor = opts.killSwitch !== false && tunnel ? { netns: opts.netns } : undefined;
+  const node = await ctx.runNode(opts, { foreground: true, keepKillSwitchFor });
+  let first: Connection;
+  try {
+    first = await node.client.connect(body);
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+  const { client } = node;
+  const onSignal = disconnectOnSignal(client);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  ctx.out.result(first, () => [
+    ...describeConnected(first),
+    first.listen ? proxyLine(first.listen) : (first.protection?.message ?? "all traffic goes through the tunnel"),
+    "Ctrl-C or `myst disconnect` ends it",
+  ]);
+  const reason = await followConnection(client, first);
+  await node.stop();
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  process.stderr.write(`myst: disconnected (${reason})\n`);
+}
+
+/** The first Ctrl-C (or SIGTERM) disconnects; a second must not kill the process halfway through restoring the routes. */
+function disconnectOnSignal(client: NodeClient): (signal: NodeJS.Signals) => void {
+  let signalled = false;
+  return (signal) => {
+    if (signalled) return void process.stderr.write("myst: still disconnecting (restoring routes)…\n");
+    signalled = true;
+    process.stderr.write(`\nmyst: ${signal}, disconnecting…\n`);
+    void client.disconnect().catch(() => undefined);
+  };
+}
+
+function disconnectCommand(context: Ctx): Command {
+  return new Command("disconnect").description("end the running connection and restore the routes").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     // With no node running, the offline node lifts what a myst that died while connected left in force.
     const answer = await ctx.withNode({}, (node) => node.disconnect());
     ctx.out.result(answer, () => (answer.recovered ? answer.recovered : [`disconnected session ${answer.sessionId}`]));
   });
+}
 
-  const status = new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
+function statusCommand(context: Ctx): Command {
+  return new Command("status").description("show the connection: state, session, provider, bytes, duration").action(async (_opts, cmd: Command) => {
     const ctx = context(cmd);
     const answer = await ctx.withNode({}, (node) => node.connection());
     // A node that sells: its caps, schedule and access state too.
@@ -101,60 +140,64 @@ export function connectCommands(context: Ctx): Command[] {
       withReachability(withControls(ctx.out, running ? await controlledServices(running) : []), await reachabilityOf(running)),
       await qualityOf(running),
     );
-    const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
-    const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
-    const confinedLine = confined ? [`confined: ${confined.message}`] : [];
-    const reconnectLine = reconnect
-      ? [
-          `reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`,
-        ]
-      : [];
-    // No myst runs here, but one that died while connected left its kill switch in force.
-    if (answer && "leftBehind" in answer && answer.leftBehind) {
-      const left = answer.leftBehind;
-      return out.result(answer, () => [`state:    ${left.killSwitch ? "not connected; " : ""}${left.message}`]);
-    }
-    if (answer?.state === "blocked" || answer?.state === "reconnecting")
-      return out.result(answer, () => [
-        `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
-        `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
-        ...reconnectLine,
-        ...confinedLine,
-        confined
-          ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
-          : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
-      ]);
-    // Proxy connections beside the main one, a line each.
-    const besideLines = (answer && "beside" in answer ? (answer.beside ?? []) : []).map(
-      (b) => `beside:   proxy on ${b.listen}, session ${b.sessionId} with ${b.provider}, ${b.bytesIn} in, ${b.bytesOut} out`,
-    );
-    if (answer?.state !== "connected") {
-      const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
-      return out.result(answer ?? { state: "disconnected" }, () => [
-        answer?.state === "connecting" ? "connecting" : "not connected",
-        // Why the last attempt failed: the provider's refusal code and words.
-        ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
-        ...besideLines,
-      ]);
-    }
-    out.result(answer, () => [
-      `state:    ${answer.state}`,
-      `session:  ${answer.sessionId}`,
-      `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
-      `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
-      `duration: ${answer.durationSeconds} s`,
-      ...("path" in answer && answer.path ? [describePath(answer.path)] : []),
-      `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
-      ...("listen" in answer && answer.listen ? [`proxy:    SOCKS5 and HTTP on ${answer.listen}`] : []),
-      ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
-      ...("paymentRefused" in answer && answer.paymentRefused
-        ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`]
-        : []),
+    out.result(answer ?? { state: "disconnected" }, () => statusLines(answer));
+  });
+}
+
+/** `myst status`'s lines for the connection in each of its states. */
+function statusLines(answer: Connection): string[] {
+  const reconnect = answer && "reconnect" in answer && answer.reconnect ? answer.reconnect : undefined;
+  const confined = answer && "confined" in answer && answer.confined ? answer.confined : undefined;
+  const confinedLine = confined ? [`confined: ${confined.message}`] : [];
+  const reconnectLine = reconnect
+    ? [
+        `reconnect: ${reconnect.state}, attempt ${reconnect.attempts} of ${reconnect.maxAttempts} since ${reconnect.since}${reconnect.nextAttemptAt ? `, next at ${reconnect.nextAttemptAt}` : ""} (last: ${reconnect.lastError})`,
+      ]
+    : [];
+  // No myst runs here, but one that died while connected left its kill switch in force.
+  if (answer && "leftBehind" in answer && answer.leftBehind) {
+    const left = answer.leftBehind;
+    return [`state:    ${left.killSwitch ? "not connected; " : ""}${left.message}`];
+  }
+  if (answer?.state === "blocked" || answer?.state === "reconnecting")
+    return [
+      `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
+      `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
       ...reconnectLine,
       ...confinedLine,
-    ]);
-  });
-  return [connect, disconnect, status];
+      confined
+        ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
+        : "the kill switch holds: `myst disconnect` lets traffic out by this machine's own route",
+    ];
+  // Proxy connections beside the main one, a line each.
+  const besideLines = (answer && "beside" in answer ? (answer.beside ?? []) : []).map(
+    (b) => `beside:   proxy on ${b.listen}, session ${b.sessionId} with ${b.provider}, ${b.bytesIn} in, ${b.bytesOut} out`,
+  );
+  if (answer?.state !== "connected") {
+    const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
+    return [
+      answer?.state === "connecting" ? "connecting" : "not connected",
+      // Why the last attempt failed: the provider's refusal code and words.
+      ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
+      ...besideLines,
+    ];
+  }
+  return [...connectedLines(answer), ...reconnectLine, ...confinedLine];
+}
+
+function connectedLines(answer: NonNullable<Connection>): string[] {
+  return [
+    `state:    ${answer.state}`,
+    `session:  ${answer.sessionId}`,
+    `provider: ${answer.provider} (${answer.serviceType}, ${answer.country})`,
+    `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
+    `duration: ${answer.durationSeconds} s`,
+    ...("path" in answer && answer.path ? [describePath(answer.path)] : []),
+    `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+    ...("listen" in answer && answer.listen ? [`proxy:    SOCKS5 and HTTP on ${answer.listen}`] : []),
+    ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
+    ...("paymentRefused" in answer && answer.paymentRefused ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`] : []),
+  ];
 }
 
 type Connection = Awaited<ReturnType<NodeClient["connection"]>>;

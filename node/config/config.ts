@@ -149,6 +149,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     portMapping: true,
     natPort: 0,
     wireguardSpare: false,
+    ipCheckUrl: undefined,
     paymentPolicy: defaultPaymentPolicy(),
     tunnelCheckName: undefined,
     tunnelCheckUrl: undefined,
@@ -217,6 +218,25 @@ const ENV: Record<string, keyof MystConfig> = {
 
 /** Builds and validates the configuration; every error names the setting and where it came from. */
 export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): MystConfig {
+  const { raw, from } = gatherSettings(flags, env);
+  const config = defaultConfig();
+  const bad: Bad = (key, why) => {
+    throw new ConfigError(`setting ${key} (from ${from[key]}) ${why}`);
+  };
+  for (const key of Object.keys(raw) as (keyof MystConfig)[]) {
+    const value = raw[key];
+    // Each setting is in exactly one group; a key in none (none today) is left at its default.
+    if (!applyPlace(config, key, value, bad) && !applyNumber(config, key, value, bad)) applyChoice(config, key, value, bad, from);
+  }
+  const credentials = readBrokerCredentials(config, bad);
+  if (credentials) config.brokerCredentials = credentials;
+  return config;
+}
+
+type Bad = (key: keyof MystConfig, why: string) => never;
+
+/** Every setting given, by precedence (config file, then environment, then flags), with where each came from. */
+function gatherSettings(flags: ConfigFlags, env: NodeJS.ProcessEnv): { raw: Raw; from: Source } {
   const raw: Raw = {};
   const from: Source = {};
   const set = (key: keyof MystConfig, value: unknown, source: string) => {
@@ -224,14 +244,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     raw[key] = value;
     from[key] = source;
   };
-
-  const fromEnv: Raw = {};
-  for (const [name, key] of Object.entries(ENV)) {
-    const value = env[name];
-    if (value === undefined || value === "") continue;
-    fromEnv[key] = key === "brokerUrls" || key === "discoveryUrls" || key === "stunServers" ? value.split(",").map((s) => s.trim()) : value;
-  }
-
+  const fromEnv = envSettings(env);
   const dataDir = flags.dataDir ?? (fromEnv.dataDir as string | undefined) ?? defaultConfig().dataDir;
   const file = flags.config ?? path.join(dataDir, "config.json");
   const fileRaw = readConfigFile(file, flags.config !== undefined);
@@ -240,6 +253,22 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     set(key as keyof MystConfig, value, `config file ${file}`);
   }
   for (const [name, key] of Object.entries(ENV)) set(key, fromEnv[key], name);
+  setFlags(flags, set);
+  return { raw, from };
+}
+
+/** The settings the environment gives (an empty variable counts as unset); the list ones split at commas. */
+function envSettings(env: NodeJS.ProcessEnv): Raw {
+  const fromEnv: Raw = {};
+  for (const [name, key] of Object.entries(ENV)) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    fromEnv[key] = key === "brokerUrls" || key === "discoveryUrls" || key === "stunServers" ? value.split(",").map((s) => s.trim()) : value;
+  }
+  return fromEnv;
+}
+
+function setFlags(flags: ConfigFlags, set: (key: keyof MystConfig, value: unknown, source: string) => void): void {
   set("dataDir", flags.dataDir, "--data-dir");
   set("rpcUrl", flags.rpcUrl, "--rpc-url");
   set("deploymentFile", flags.deployment, "--deployment");
@@ -255,120 +284,119 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
   set("apiHost", flags.apiHost, "--api-host");
   set("apiPort", flags.apiPort, "--api-port");
   set("lightKdf", flags.lightKdf ? true : undefined, "--light-kdf");
+}
 
-  const config = defaultConfig();
-  const bad = (key: keyof MystConfig, why: string): never => {
-    throw new ConfigError(`setting ${key} (from ${from[key]}) ${why}`);
-  };
-  for (const key of Object.keys(raw) as (keyof MystConfig)[]) {
-    const value = raw[key];
-    switch (key) {
-      case "dataDir":
-      case "deploymentFile":
-        if (typeof value !== "string" || value === "") bad(key, "must be a path");
-        config[key] = path.resolve(value as string);
-        break;
-      case "rpcUrl":
-        config.rpcUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
-        break;
-      case "discoveryUrls": {
-        const list = Array.isArray(value) ? value : bad(key, "must be a list of http(s) URLs");
-        if (list.length === 0) bad(key, "must name at least one discovery replica");
-        config.discoveryUrls = list.map((u) => url(u, ["http:", "https:"]) ?? bad(key, `has "${u}", not an http(s) URL`));
-        break;
-      }
-      case "tunnelCheckName":
-      case "tunnelCheckUrl":
-      case "proberConfined":
-        parseQualitySetting(config, key, value, bad);
-        break;
-      case "ipCheckUrl":
-        config.ipCheckUrl = value === "" ? undefined : (url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL"));
-        break;
-      case "brokerUrls": {
-        const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");
-        if (list.length === 0) bad(key, "must name at least one broker");
-        config.brokerUrls = list.map((u) => url(u, ["nats:", "tls:", "ws:", "wss:"]) ?? bad(key, `has "${u}", not a nats:// URL`));
-        break;
-      }
-      case "brokerUser":
-        if (typeof value !== "string" || value === "") bad(key, "must be a user name");
-        config.brokerUser = value as string;
-        break;
-      case "brokerPasswordFile":
-      case "brokerTokenFile":
-      case "brokerNkeyFile":
-      case "brokerCredsFile":
-        if (typeof value !== "string" || value === "") bad(key, "must be a path to a file");
-        config[key] = path.resolve(value as string);
-        break;
-      case "logLevel":
-        if (!LOG_LEVELS.includes(value as LogLevel)) bad(key, `must be one of ${LOG_LEVELS.join(", ")}`);
-        config.logLevel = value as LogLevel;
-        break;
-      case "logFormat":
-        if (!LOG_FORMATS.includes(value as LogFormat)) bad(key, `must be one of ${LOG_FORMATS.join(", ")}`);
-        config.logFormat = value as LogFormat;
-        break;
-      case "apiHost":
-        if (typeof value !== "string" || !isIP(value)) bad(key, "must be an IP address (e.g. 127.0.0.1)");
-        config.apiHost = value as string;
-        break;
-      case "apiPort": {
-        const n = Number(value);
-        if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
-        config.apiPort = n;
-        break;
-      }
-      case "lightKdf":
-      case "portMapping":
-      case "wireguardSpare":
-        config[key] = bool(value) ?? bad(key, "must be true or false");
-        break;
-      case "stunServers": {
-        const list = Array.isArray(value) ? value : bad(key, "must be a list of host:port");
-        config.stunServers = list.map((s) => (typeof s === "string" && STUN_SERVER.test(s) ? s : bad(key, `has "${s}", not a host:port`)));
-        break;
-      }
-      case "country":
-        config.country = countryCode(value) ?? bad(key, "must be a two-letter country code (ISO 3166-1 alpha-2)");
-        break;
-      case "natPort": {
-        const n = Number(value);
-        if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
-        config.natPort = n;
-        break;
-      }
-      case "registrationTimeoutMs":
-      case "outageToleranceMs": {
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
-        config[key] = n;
-        break;
-      }
-      case "paymentPolicy": {
-        if (typeof value !== "object" || value === null || Array.isArray(value)) bad(key, "must be an object of payment settings");
-        const unknown = Object.keys(value as object).filter((k) => !PAYMENT_POLICY_KEYS.includes(k as never));
-        if (unknown.length) bad(key, `has unknown settings: ${unknown.join(", ")}`);
-        config.paymentPolicy = parsePaymentPolicy(value as PaymentPolicySettings, undefined, {
-          name: (k) => `setting paymentPolicy.${k} (from ${from[key]})`,
-          code: "CONFIG_INVALID",
-        });
-        break;
-      }
-      case "maxDialogsPerPeer":
-      case "maxSessionsPerConsumer":
-      case "maxServiceTypesPerProvider": {
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) bad(key, "must be a whole number from 1 to 1,000,000");
-        config[key] = n;
-        break;
-      }
+/** Where the node keeps and finds things: paths, URLs, the broker's user and credential files. False for a setting of another group. */
+function applyPlace(config: MystConfig, key: keyof MystConfig, value: unknown, bad: Bad): boolean {
+  switch (key) {
+    case "dataDir":
+    case "deploymentFile":
+      if (typeof value !== "string" || value === "") bad(key, "must be a path");
+      config[key] = path.resolve(value as string);
+      return true;
+    case "rpcUrl":
+      config.rpcUrl = url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL");
+      return true;
+    case "discoveryUrls": {
+      const list = Array.isArray(value) ? value : bad(key, "must be a list of http(s) URLs");
+      if (list.length === 0) bad(key, "must name at least one discovery replica");
+      config.discoveryUrls = list.map((u) => url(u, ["http:", "https:"]) ?? bad(key, `has "${u}", not an http(s) URL`));
+      return true;
+    }
+    case "tunnelCheckName":
+    case "tunnelCheckUrl":
+    case "proberConfined":
+      parseQualitySetting(config, key, value, bad);
+      return true;
+    case "ipCheckUrl":
+      config.ipCheckUrl = value === "" ? undefined : (url(value, ["http:", "https:"]) ?? bad(key, "must be an http(s) URL"));
+      return true;
+    case "brokerUrls": {
+      const list = Array.isArray(value) ? value : bad(key, "must be a list of nats:// URLs");
+      if (list.length === 0) bad(key, "must name at least one broker");
+      config.brokerUrls = list.map((u) => url(u, ["nats:", "tls:", "ws:", "wss:"]) ?? bad(key, `has "${u}", not a nats:// URL`));
+      return true;
+    }
+    case "brokerUser":
+      if (typeof value !== "string" || value === "") bad(key, "must be a user name");
+      config.brokerUser = value as string;
+      return true;
+    case "brokerPasswordFile":
+    case "brokerTokenFile":
+    case "brokerNkeyFile":
+    case "brokerCredsFile":
+      if (typeof value !== "string" || value === "") bad(key, "must be a path to a file");
+      config[key] = path.resolve(value as string);
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Ports, timeouts and limits. False for a setting of another group. */
+function applyNumber(config: MystConfig, key: keyof MystConfig, value: unknown, bad: Bad): boolean {
+  const n = Number(value);
+  switch (key) {
+    case "apiPort":
+    case "natPort":
+      if (!Number.isInteger(n) || n < 0 || n > 65535) bad(key, "must be a port number (0 picks a free one)");
+      config[key] = n;
+      return true;
+    case "registrationTimeoutMs":
+    case "outageToleranceMs":
+      if (!Number.isSafeInteger(n) || n <= 0) bad(key, "must be a positive number of milliseconds");
+      config[key] = n;
+      return true;
+    case "maxDialogsPerPeer":
+    case "maxSessionsPerConsumer":
+    case "maxServiceTypesPerProvider":
+      if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) bad(key, "must be a whole number from 1 to 1,000,000");
+      config[key] = n;
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Logging, the API's address, switches, STUN servers, the country and the payment policy. */
+function applyChoice(config: MystConfig, key: keyof MystConfig, value: unknown, bad: Bad, from: Source): void {
+  switch (key) {
+    case "logLevel":
+      if (!LOG_LEVELS.includes(value as LogLevel)) bad(key, `must be one of ${LOG_LEVELS.join(", ")}`);
+      config.logLevel = value as LogLevel;
+      break;
+    case "logFormat":
+      if (!LOG_FORMATS.includes(value as LogFormat)) bad(key, `must be one of ${LOG_FORMATS.join(", ")}`);
+      config.logFormat = value as LogFormat;
+      break;
+    case "apiHost":
+      if (typeof value !== "string" || !isIP(value)) bad(key, "must be an IP address (e.g. 127.0.0.1)");
+      config.apiHost = value as string;
+      break;
+    case "lightKdf":
+    case "portMapping":
+    case "wireguardSpare":
+      config[key] = bool(value) ?? bad(key, "must be true or false");
+      break;
+    case "stunServers": {
+      const list = Array.isArray(value) ? value : bad(key, "must be a list of host:port");
+      config.stunServers = list.map((s) => (typeof s === "string" && STUN_SERVER.test(s) ? s : bad(key, `has "${s}", not a host:port`)));
+      break;
+    }
+    case "country":
+      config.country = countryCode(value) ?? bad(key, "must be a two-letter country code (ISO 3166-1 alpha-2)");
+      break;
+    case "paymentPolicy": {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) bad(key, "must be an object of payment settings");
+      const unknown = Object.keys(value as object).filter((k) => !PAYMENT_POLICY_KEYS.includes(k as never));
+      if (unknown.length) bad(key, `has unknown settings: ${unknown.join(", ")}`);
+      config.paymentPolicy = parsePaymentPolicy(value as PaymentPolicySettings, undefined, {
+        name: (k) => `setting paymentPolicy.${k} (from ${from[key]})`,
+        code: "CONFIG_INVALID",
+      });
+      break;
     }
   }
-  const credentials = readBrokerCredentials(config, bad);
-  if (credentials) config.brokerCredentials = credentials;
-  return config;
 }
 
 /** A STUN server: a host name or IPv4 address, or an IPv6 one in brackets, and an optional port (1-65535). */

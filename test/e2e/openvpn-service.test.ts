@@ -1,36 +1,28 @@
 import { expect } from "chai";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { Broker } from "../../node/broker/broker";
-import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { OpenVpnProcess } from "../../node/services/openvpn/process";
-import { checkServiceSpec } from "../../node/services/catalog";
-import { startHostedProvider, type HostedProvider } from "../../scripts/lib/provider-host";
+import type { HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
-import { ProviderSessions } from "../../node/session/provider";
+import type { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
-import { downloadFrom, fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { downloadFrom, fetchFrom, resolveFrom, routesOf, type Topology } from "../../scripts/lib/topology";
 import { TestNetwork } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { makeProposal } from "../../scripts/lib/proposals";
 import { rejectionOf } from "../support/rejection";
-import { Wallet, parseEther } from "ethers";
-import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
-import { VaultStateCache } from "../../node/payments/vault-cache";
+import { expectSettledAndPaidOut, startRigPayments, startHostedServiceRig, type HostedServiceRig } from "../support/hosted-service";
+import { parseEther } from "ethers";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../node/payments/consumer-promises";
-import { ProviderPayments } from "../../node/payments/provider-payments";
-import { Settler } from "../../node/payments/settlement";
-import { openDatabase } from "../../node/store/database";
-import { PromiseStore } from "../../node/store/promise-store";
 import { until } from "../../scripts/lib/until";
 
 describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
   this.timeout(120_000);
   const net = new TestNetwork();
+  let rig: HostedServiceRig;
   let topology: Topology;
   let dir: string;
   let providerKey: IdentityKey;
@@ -38,19 +30,6 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   /** The provider's service as its own user with only the capabilities openvpn declares (scripts/lib/provider-host.ts). */
   let service: HostedProvider;
   let providerSessions: ProviderSessions;
-  const brokers: Broker[] = [];
-  const dialogsList: Dialogs[] = [];
-  let current: ReturnType<typeof makeProposal>;
-
-  async function dialogsFor(key: IdentityKey, subject?: string) {
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    brokers.push(broker);
-    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-    await dialogs.start();
-    dialogsList.push(dialogs);
-    return dialogs;
-  }
 
   function consumerSide(i: number) {
     const svc = new OpenVpnConsumerService({
@@ -59,39 +38,23 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       netns: topology.consumers[i],
       log: process.env.E2E_LOG ? require("pino")({ level: "debug" }, require("pino").destination(process.env.E2E_LOG)) : undefined,
     });
-    return { svc, sessions: dialogsFor(consumerKeys[i], `myst.dialog.e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
+    return { svc, sessions: rig.dialogsFor(consumerKeys[i], `myst.dialog.e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
   }
 
   before(async function () {
     requireE2E(this);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-e2e-"));
-    await net.start();
-    providerKey = await net.registeredIdentity();
-    consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
-    topology = await topologyUp({ consumers: 2 });
-    service = await startHostedProvider({
-      netns: topology.provider,
-      spec: checkServiceSpec({ type: "openvpn", openvpn: { publicIp: topology.providerAddress } }),
-      dir,
+    rig = await startHostedServiceRig(net, {
+      type: "openvpn",
+      settings: (t) => ({ publicIp: t.providerAddress }),
       uid: 64_991,
-      directory: net.registry,
-      meterMs: 200,
+      dirPrefix: "myst-e2e-",
       logFile: process.env.E2E_LOG ? `${process.env.E2E_LOG}.p` : undefined,
     });
-    current = makeProposal(providerKey, { serviceType: "openvpn" });
-    const pd = await dialogsFor(providerKey);
-    providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["openvpn", service]]), currentProposal: () => current, keepaliveMs: 1000 });
-    providerSessions.start();
+    ({ topology, dir, providerKey, consumerKeys, service, providerSessions } = rig);
   });
 
   after(async function () {
-    await providerSessions?.stop();
-    for (const d of dialogsList) d.stop();
-    await Promise.all(brokers.map((b) => b.stop()));
-    await service?.stop();
-    await topology?.down();
-    await net.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await rig?.stop();
   });
 
   it("starts from a network shaped like the internet: the consumer reaches it with its own addresses, the provider is behind a NAT gateway", function () {
@@ -119,7 +82,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   it("routes a consumer's traffic out through the provider two routers away, and restores the consumer's own routes after", async function () {
     const c = consumerSide(0);
     const routesBefore = routesOf(topology, topology.consumers[0]);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     try {
       expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
       expect(downloadFrom(topology, topology.consumers[0], `${topology.internetUrl}?bytes=1000000`)).to.equal(1_000_000);
@@ -134,7 +97,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
 
   it("keeps the consumer out of the provider's private LAN", async function () {
     const c = consumerSide(0);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     try {
       expect(fetchFrom(topology, topology.provider, topology.lanUrl)).to.equal("192.168.77.1");
       expect(fetchFrom(topology, topology.consumers[0], topology.lanUrl, 1500)).to.equal(null);
@@ -147,8 +110,8 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   it("gives a second consumer its own session at the same time, and meters each", async function () {
     const [a, b] = [consumerSide(0), consumerSide(1)];
     const [s1, s2] = await Promise.all([
-      (await a.sessions).connect({ proposal: signProposal(providerKey, current), service: a.svc }),
-      (await b.sessions).connect({ proposal: signProposal(providerKey, current), service: b.svc }),
+      (await a.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: a.svc }),
+      (await b.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: b.svc }),
     ]);
     try {
       expect(s1.id).to.not.equal(s2.id);
@@ -167,7 +130,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
 
   it("disconnects the consumer when the provider ends the session", async function () {
     const c = consumerSide(0);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     await providerSessions.end(session.id, "operator ended it");
     expect(await session.ended).to.equal("provider ended it: operator ended it");
     await until(() => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === topology.consumerAddress(0), "the consumer's own route back");
@@ -175,7 +138,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
 
   it("cuts off a client whose session ended even if its openvpn stays up", async function () {
     const c = consumerSide(0);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     const tunnel = session.tunnel as unknown as { process: { running: boolean } };
     // End only the provider's side of the service, as a stopped payment would: client-kill HALT.
     await service.closeSession(session.id, "payment stopped");
@@ -187,7 +150,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     const c = consumerSide(0);
     const sessions = await c.sessions;
     // A real session, then its credentials used by someone else's key: the signature does not verify.
-    const session = await sessions.connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await sessions.connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     const impostor = new OpenVpnConsumerService({
       key: consumerKeys[1],
       runDir: path.join(dir, "impostor"),
@@ -210,7 +173,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
 
   it("restarts the provider's openvpn when it is killed: a connected consumer is back within seconds, and the outage is not billed", async function () {
     const c = consumerSide(0);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     try {
       expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
       const before = service.pid!;
@@ -272,33 +235,12 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
   });
 
   it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {
-    const channels = new ConsumerVaultClient(net.conn);
-    await net.chain.fund([providerKey.address, consumerKeys[0].address], { eth: parseEther("1"), myst: parseEther("100") });
-    await channels.deposit(consumerKeys[0], consumerKeys[0].address, parseEther("10"), parseEther("2"));
-    const db = openDatabase(path.join(dir, "payments.db"));
-    const store = new PromiseStore(db);
-    const settler = new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider));
-    const payments = new ProviderPayments({
-      sessions: providerSessions,
-      vaults: new VaultStateCache(channels),
-      store,
-      settler,
-      usage: (id) => service.usage(id),
-      invoiceEveryMs: 500,
-      maxUnpaid: parseEther("5"),
-      minVaultBalance: 0n,
-      minEscrow: 0n,
-      exposurePercentOfEscrow: 50,
-      maxExposure: parseEther("1"),
-      settleThreshold: parseEther("1000"),
-      settleFeePercent: 0,
-    });
-    payments.start();
-    current = makeProposal(providerKey, { serviceType: "openvpn", price: { perHour: "0", perGiB: parseEther("1").toString() } });
-    const balanceBefore = await channels.tokenBalance(providerKey.address);
+    const paid = await startRigPayments(net, rig);
+    const { channels, payments, db } = paid;
+    rig.current = makeProposal(providerKey, { serviceType: "openvpn", price: { perHour: "0", perGiB: parseEther("1").toString() } });
     try {
       const c = consumerSide(0);
-      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
       const pay = new ConsumerPayments(session, new ConsumerPromises(consumerKeys[0], channels));
       pay.start();
       const invoices: { bytes: number; amount: string }[] = [];
@@ -323,14 +265,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       expect(Math.abs(invoice.bytes - consumerBytes)).to.be.at.most(slack);
       await until(() => pay.acknowledged >= BigInt(invoice.amount), "the promise for that invoice");
       await session.destroy();
-      // Whatever the fee rule settled meanwhile, the last promise (sent as the session ended) is settled now.
-      settler.settleAll();
-      expect(await settler.drain(60_000)).to.equal(true);
-      const settled = (await channels.pair(consumerKeys[0].address, providerKey.address)).settled;
-      expect(settled).to.equal(store.latest(pairIdOf(consumerKeys[0].address, providerKey.address))!.amount);
-      // Credited in the vault at settlement; paid out to the provider's beneficiary on request.
-      await channels.withdrawEarnings(new Wallet(providerKey.privateKeyHex(), net.conn.provider), providerKey.address);
-      expect((await channels.tokenBalance(providerKey.address)) - balanceBefore).to.equal(settled);
+      await expectSettledAndPaidOut(net, rig, paid);
     } finally {
       payments.stop();
       db.close();

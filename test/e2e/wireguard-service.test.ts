@@ -1,94 +1,55 @@
 import { expect } from "chai";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { parseEther, Wallet } from "ethers";
-import { Broker } from "../../node/broker/broker";
-import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
-import { Dialogs } from "../../node/dialog/dialogs";
+import { parseEther } from "ethers";
 import type { IdentityKey } from "../../node/identity/key";
-import { VaultStateCache } from "../../node/payments/vault-cache";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../node/payments/consumer-promises";
-import { ProviderPayments } from "../../node/payments/provider-payments";
-import { Settler } from "../../node/payments/settlement";
 import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
 import { generateKeyPair } from "../../node/services/wireguard/keys";
 import { WireGuardProcess } from "../../node/services/wireguard/process";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
-import { checkServiceSpec } from "../../node/services/catalog";
-import { startHostedProvider, type HostedProvider } from "../../scripts/lib/provider-host";
+import type { HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
-import { ProviderSessions } from "../../node/session/provider";
-import { openDatabase } from "../../node/store/database";
-import { PromiseStore } from "../../node/store/promise-store";
-import { downloadFrom, fetchFrom, resolveFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
+import { downloadFrom, fetchFrom, resolveFrom, routesOf, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { TestNetwork } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { makeProposal } from "../../scripts/lib/proposals";
 import { rejectionOf } from "../support/rejection";
+import { expectSettledAndPaidOut, startRigPayments, startHostedServiceRig, type HostedServiceRig } from "../support/hosted-service";
 
 describe("e2e: WireGuard sessions through network namespaces (real wireguard-go, NATS, chain)", function () {
   this.timeout(120_000);
   const net = new TestNetwork();
+  let rig: HostedServiceRig;
   let topology: Topology;
   let dir: string;
   let providerKey: IdentityKey;
   let consumerKeys: IdentityKey[];
   /** The provider's service as its own user with only the capabilities wireguard declares (scripts/lib/provider-host.ts). */
   let service: HostedProvider;
-  let providerSessions: ProviderSessions;
-  const brokers: Broker[] = [];
-  const dialogsList: Dialogs[] = [];
-  let current: ReturnType<typeof makeProposal>;
-
-  async function dialogsFor(key: IdentityKey, subject?: string) {
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    brokers.push(broker);
-    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-    await dialogs.start();
-    dialogsList.push(dialogs);
-    return dialogs;
-  }
 
   function consumerSide(i: number) {
     const svc = new WireGuardConsumerService({ runDir: path.join(dir, `c${i}`), netns: topology.consumers[i] });
-    return { svc, sessions: dialogsFor(consumerKeys[i], `myst.dialog.wg-e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
+    return { svc, sessions: rig.dialogsFor(consumerKeys[i], `myst.dialog.wg-e2e-c${i}`).then((d) => new ConsumerSessions(d)) };
   }
 
   before(async function () {
     requireE2E(this);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-e2e-wg-"));
-    await net.start();
-    providerKey = await net.registeredIdentity();
-    consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
-    topology = await topologyUp({ consumers: 2 });
-    service = await startHostedProvider({
-      netns: topology.provider,
-      spec: checkServiceSpec({ type: "wireguard", wireguard: { publicIp: topology.providerAddress, device: `mwp${topology.tag}` } }),
-      dir,
+    rig = await startHostedServiceRig(net, {
+      type: "wireguard",
+      settings: (t) => ({ publicIp: t.providerAddress, device: `mwp${t.tag}` }),
       uid: 64_992,
-      directory: net.registry,
-      meterMs: 200,
+      dirPrefix: "myst-e2e-wg-",
     });
-    current = makeProposal(providerKey, { serviceType: "wireguard" });
-    const pd = await dialogsFor(providerKey);
-    providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([["wireguard", service]]), currentProposal: () => current, keepaliveMs: 1000 });
-    providerSessions.start();
+    ({ topology, dir, providerKey, consumerKeys, service } = rig);
   });
 
   after(async function () {
-    await providerSessions?.stop();
-    for (const d of dialogsList) d.stop();
-    await Promise.all(brokers.map((b) => b.stop()));
-    await service?.stop();
-    await topology?.down();
-    await net.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await rig?.stop();
   });
 
   it("gives two consumers their own sessions and addresses at once, meters each, and restores each consumer's routes after", async function () {
@@ -97,8 +58,8 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     for (const ns of topology.consumers) await until(() => routesOf(topology, ns).includes("local fe80::"), "the consumer's link-local address");
     const routesBefore = [routesOf(topology, topology.consumers[0]), routesOf(topology, topology.consumers[1])];
     const [s1, s2] = await Promise.all([
-      (await a.sessions).connect({ proposal: signProposal(providerKey, current), service: a.svc }),
-      (await b.sessions).connect({ proposal: signProposal(providerKey, current), service: b.svc }),
+      (await a.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: a.svc }),
+      (await b.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: b.svc }),
     ]);
     try {
       const [c1, c2] = [s1.serviceConfig, s2.serviceConfig] as WireGuardServiceConfig[];
@@ -125,7 +86,7 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
 
   it("keeps the consumer out of the provider's private LAN, by address and by name", async function () {
     const c = consumerSide(0);
-    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
     try {
       const { dns } = session.serviceConfig as WireGuardServiceConfig;
       expect(fetchFrom(topology, topology.provider, topology.lanUrl)).to.equal("192.168.77.1");
@@ -267,33 +228,12 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
   });
 
   it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {
-    const channels = new ConsumerVaultClient(net.conn);
-    await net.chain.fund([providerKey.address, consumerKeys[0].address], { eth: parseEther("1"), myst: parseEther("100") });
-    await channels.deposit(consumerKeys[0], consumerKeys[0].address, parseEther("10"), parseEther("2"));
-    const db = openDatabase(path.join(dir, "payments.db"));
-    const store = new PromiseStore(db);
-    const settler = new Settler(store, channels, new Wallet(providerKey.privateKeyHex(), net.conn.provider));
-    const payments = new ProviderPayments({
-      sessions: providerSessions,
-      vaults: new VaultStateCache(channels),
-      store,
-      settler,
-      usage: (id) => service.usage(id),
-      invoiceEveryMs: 500,
-      maxUnpaid: parseEther("5"),
-      minVaultBalance: 0n,
-      minEscrow: 0n,
-      exposurePercentOfEscrow: 50,
-      maxExposure: parseEther("1"),
-      settleFeePercent: 0,
-      settleThreshold: parseEther("1000"),
-    });
-    payments.start();
-    current = makeProposal(providerKey, { serviceType: "wireguard", price: { perHour: "0", perGiB: parseEther("1").toString() } });
-    const balanceBefore = await channels.tokenBalance(providerKey.address);
+    const paid = await startRigPayments(net, rig);
+    const { channels, payments, db } = paid;
+    rig.current = makeProposal(providerKey, { serviceType: "wireguard", price: { perHour: "0", perGiB: parseEther("1").toString() } });
     try {
       const c = consumerSide(0);
-      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, current), service: c.svc });
+      const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
       const pay = new ConsumerPayments(session, new ConsumerPromises(consumerKeys[0], channels));
       pay.start();
       const invoices: { bytes: number; amount: string }[] = [];
@@ -313,14 +253,7 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
       expect(Math.abs(invoice.bytes - consumerBytes)).to.be.at.most(consumerBytes * 0.02);
       await until(() => pay.acknowledged >= BigInt(invoice.amount), "the promise for that invoice");
       await session.destroy();
-      // Whatever the fee rule settled meanwhile, the last promise (sent as the session ended) is settled now.
-      settler.settleAll();
-      expect(await settler.drain(60_000)).to.equal(true);
-      const settled = (await channels.pair(consumerKeys[0].address, providerKey.address)).settled;
-      expect(settled).to.equal(store.latest(pairIdOf(consumerKeys[0].address, providerKey.address))!.amount);
-      // Credited in the vault at settlement; paid out to the provider's beneficiary on request.
-      await channels.withdrawEarnings(new Wallet(providerKey.privateKeyHex(), net.conn.provider), providerKey.address);
-      expect((await channels.tokenBalance(providerKey.address)) - balanceBefore).to.equal(settled);
+      await expectSettledAndPaidOut(net, rig, paid);
     } finally {
       payments.stop();
       db.close();

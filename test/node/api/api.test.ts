@@ -3,32 +3,15 @@ import net_ from "node:net";
 import fs from "node:fs";
 import path from "node:path";
 import { parseEther } from "ethers";
-import { ApiServer } from "../../../node/api/server";
-import { ensureApiToken } from "../../../node/api/token";
-import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
-import { IdentityRegistryClient } from "../../../node/chain/registry";
-import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/ops/node";
-import { DiscoveryService } from "../../../node/discovery/server";
-import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
-import { Broker } from "../../../node/broker/broker";
-import { Keystore } from "../../../node/identity/keystore";
-import { silentLogger } from "../../../node/log/logger";
+import type { DiscoveryService } from "../../../node/discovery/server";
+import type { Broker } from "../../../node/broker/broker";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { openapiProblems } from "../../support/openapi-validator";
 import { rejectionOf } from "../../support/rejection";
 import { tempDir } from "../../../scripts/lib/tmp";
+import { startApiNode, startTestDiscovery, type ApiNode } from "../../support/api-node";
 import { until } from "../../../scripts/lib/until";
 import { OPENAPI_FILE, openapiText } from "../../../scripts/openapi";
-
-interface RunningDaemon {
-  daemon: MystNode;
-  api: ApiServer;
-  url: string;
-  token: string;
-  address: string;
-  dir: string;
-}
 
 interface Answer {
   status: number;
@@ -42,78 +25,30 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
   this.timeout(120_000);
   const net = new TestNetwork();
   const dirs: ReturnType<typeof tempDir>[] = [];
-  const running: RunningDaemon[] = [];
+  const running: ApiNode[] = [];
   let discovery: DiscoveryService;
   let discoveryBroker: Broker;
-  let provider: RunningDaemon;
-  let consumer: RunningDaemon;
+  let provider: ApiNode;
+  let consumer: ApiNode;
 
-  async function startDaemon(dir?: string): Promise<RunningDaemon> {
+  async function startDaemon(dir?: string): Promise<ApiNode> {
     if (!dir) {
       const tmp = tempDir();
       dirs.push(tmp);
       dir = tmp.dir;
     }
-    const config = loadConfig(
-      {
-        dataDir: dir,
-        rpcUrl: net.chain.rpcUrl,
-        deployment: net.chain.deploymentFile,
-        brokerUrl: [net.nats.url],
-        discoveryUrl: [discovery.url],
-        lightKdf: true,
-      },
-      {},
-    );
-    const keystore = new Keystore({ dir: path.join(dir, "keystore"), lightKdf: true });
-    const existing = keystore.list()[0];
-    const entry = existing ?? (await keystore.create("pw"));
-    const key = await keystore.unlock(entry.address, "pw");
-    if (!existing) {
-      await net.chain.fund([key.address], { eth: parseEther("10"), myst: parseEther("100") });
-      await net.registerKey(key);
-    }
-    const daemon = new MystNode({
-      config,
-      identity: { address: key.address, unlock: async () => key },
-      keystore,
-      chain: {
-        conn: net.conn,
-        registry: net.registry,
-        registrar: new Registrar(net.conn, new IdentityRegistryClient(net.conn), new RegistrationRecords(path.join(dir, "registrations"))),
-      },
-      policy: {
-        maxSessions: 10,
-        invoiceEveryMs: 300,
-        invoiceAboveWei: parseEther("1"),
-        maxUnpaid: parseEther("1"),
-        minVaultBalance: parseEther("0.1"),
-        minEscrow: parseEther("0.1"),
-        exposurePercentOfEscrow: 50,
-        maxExposure: parseEther("1"),
-        settleThreshold: parseEther("100"),
-        settleFeePercent: 1,
-        settlementFeeWei: parseEther("1"),
-        settleOnSessionEnd: false,
-      },
-      log: silentLogger,
-      pingMs: 1000,
-    });
-    await daemon.start();
-    const api = new ApiServer({ daemon, token: ensureApiToken(dir), host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
-    await api.start();
-    const r = { daemon, api, url: api.url, token: ensureApiToken(dir), address: key.address, dir };
+    const r = await startApiNode(net, dir, discovery.url);
     running.push(r);
     return r;
   }
 
-  async function stopDaemon(d: RunningDaemon): Promise<void> {
+  async function stopDaemon(d: ApiNode): Promise<void> {
     running.splice(running.indexOf(d), 1);
     await d.api.stop();
     await d.daemon.stop();
   }
 
-  async function call(d: RunningDaemon, method: string, route: string, options: { body?: unknown; raw?: string; token?: string | null } = {}): Promise<Answer> {
+  async function call(d: ApiNode, method: string, route: string, options: { body?: unknown; raw?: string; token?: string | null } = {}): Promise<Answer> {
     const token = options.token === undefined ? d.token : options.token;
     const hasBody = options.body !== undefined || options.raw !== undefined;
     const res = await fetch(d.url + route, {
@@ -140,10 +75,7 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
 
   before(async function () {
     await net.start();
-    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery", credentials: REPLICA_CREDENTIALS });
-    await discoveryBroker.start();
-    discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
-    await discovery.start();
+    ({ discovery, broker: discoveryBroker } = await startTestDiscovery(net));
     provider = await startDaemon();
     consumer = await startDaemon();
   });

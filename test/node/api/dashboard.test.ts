@@ -1,25 +1,19 @@
 import { expect } from "chai";
 import http from "node:http";
 import path from "node:path";
-import { parseEther } from "ethers";
 import { DashboardLogins, LOGIN_LINK_TTL_MS } from "../../../node/ops/dashboard/auth";
 import { NodeClient } from "../../../node/api/client";
 import { ApiServer } from "../../../node/api/server";
-import { ensureApiToken } from "../../../node/api/token";
-import { Registrar, RegistrationRecords } from "../../../node/chain/registration";
-import { IdentityRegistryClient } from "../../../node/chain/registry";
-import { loadConfig } from "../../../node/config/config";
-import { MystNode } from "../../../node/ops/node";
-import { DiscoveryService } from "../../../node/discovery/server";
-import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
-import { Broker } from "../../../node/broker/broker";
+import type { MystNode } from "../../../node/ops/node";
+import type { DiscoveryService } from "../../../node/discovery/server";
+import type { Broker } from "../../../node/broker/broker";
 import { isMystError } from "../../../node/errors/MystError";
-import { Keystore } from "../../../node/identity/keystore";
 import { silentLogger } from "../../../node/log/logger";
 import { until } from "../../../scripts/lib/until";
 import { buildDashboard } from "../../support/browser";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { tempDir } from "../../../scripts/lib/tmp";
+import { startApiNode, startTestDiscovery } from "../../support/api-node";
 import type { Db } from "../../../node/store/database";
 
 /** Reads server-sent events from a response body: `until` reads on until the events so far satisfy `enough`. */
@@ -74,55 +68,10 @@ describe("the dashboard's API: login links, the session cookie, origins, events,
     await net.start();
     ipEcho = http.createServer((_req, res) => res.end(ipAnswer));
     await new Promise<void>((resolve) => ipEcho.listen(0, "127.0.0.1", resolve));
-    discoveryBroker = new Broker({ servers: [net.nats.url], name: "test-discovery", credentials: REPLICA_CREDENTIALS });
-    await discoveryBroker.start();
-    discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
-    await discovery.start();
-    const config = loadConfig(
-      {
-        dataDir: dir.dir,
-        rpcUrl: net.chain.rpcUrl,
-        deployment: net.chain.deploymentFile,
-        brokerUrl: [net.nats.url],
-        discoveryUrl: [discovery.url],
-        lightKdf: true,
-      },
-      { MYST_IP_CHECK_URL: `http://127.0.0.1:${(ipEcho.address() as { port: number }).port}/` },
-    );
-    const keystore = new Keystore({ dir: path.join(dir.dir, "keystore"), lightKdf: true });
-    const key = await keystore.unlock((await keystore.create("pw")).address, "pw");
-    await net.chain.fund([key.address], { eth: parseEther("10"), myst: parseEther("100") });
-    await net.registerKey(key);
-    daemon = new MystNode({
-      config,
-      identity: { address: key.address, unlock: async () => key },
-      keystore,
-      chain: {
-        conn: net.conn,
-        registry: net.registry,
-        registrar: new Registrar(net.conn, new IdentityRegistryClient(net.conn), new RegistrationRecords(path.join(dir.dir, "registrations"))),
-      },
-      policy: {
-        maxSessions: 10,
-        invoiceEveryMs: 300,
-        invoiceAboveWei: parseEther("1"),
-        maxUnpaid: parseEther("1"),
-        minVaultBalance: parseEther("0.1"),
-        minEscrow: parseEther("0.1"),
-        exposurePercentOfEscrow: 50,
-        maxExposure: parseEther("1"),
-        settleThreshold: parseEther("100"),
-        settleFeePercent: 1,
-        settlementFeeWei: parseEther("1"),
-        settleOnSessionEnd: false,
-      },
-      log: silentLogger,
-      pingMs: 1000,
-    });
-    await daemon.start();
-    token = ensureApiToken(dir.dir);
-    api = new ApiServer({ daemon, token, host: "127.0.0.1", port: 0, version: "test", log: silentLogger });
-    await api.start();
+    ({ discovery, broker: discoveryBroker } = await startTestDiscovery(net));
+    ({ daemon, api, token } = await startApiNode(net, dir.dir, discovery.url, {
+      MYST_IP_CHECK_URL: `http://127.0.0.1:${(ipEcho.address() as { port: number }).port}/`,
+    }));
   });
   after(async function () {
     await api?.stop();

@@ -84,6 +84,12 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_COUNTRY: "France" })).to.throw(/country \(from MYST_COUNTRY\) must be a two-letter country code/);
   });
 
+  it("takes the address-check URL from the file as well as from MYST_IP_CHECK_URL", function () {
+    fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ ipCheckUrl: "https://ip.example/" }));
+    expect(loadConfig({ dataDir: tmp.dir }, {}).ipCheckUrl).to.equal("https://ip.example/");
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_IP_CHECK_URL: "http://198.18.2.2/" }).ipCheckUrl).to.equal("http://198.18.2.2/");
+  });
+
   it("takes the stage checks' target and the prober's confinement from the file and the environment, and names bad ones", function () {
     fs.writeFileSync(path.join(tmp.dir, "config.json"), JSON.stringify({ tunnelCheckName: "example.com", proberConfined: true }));
     const config = loadConfig({ dataDir: tmp.dir }, { MYST_TUNNEL_CHECK_URL: "http://198.18.2.2:8080/" });

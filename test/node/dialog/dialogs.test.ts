@@ -5,28 +5,11 @@ import { Dialogs, subjectOf, type Dialog, type DropReason } from "../../../node/
 import { Opener, Sealer } from "../../../node/dialog/envelope";
 import { IdentityKey } from "../../../node/identity/key";
 import { TestNetwork, startNatsServer } from "../../../scripts/lib/test-network";
+import { sealForged } from "../../support/forged-message";
 import { rejectionOf } from "../../support/rejection";
 
 function nextDrop(dialogs: Dialogs): Promise<DropReason> {
   return new Promise((resolve) => dialogs.once("dropped", ({ reason }) => resolve(reason)));
-}
-
-/** Seals a hand-made message, to play a misbehaving or hostile peer. */
-function forge(signer: IdentityKey, recipient: IdentityKey, fields: Record<string, unknown>): Uint8Array {
-  const message = {
-    v: 1,
-    kind: "notify",
-    type: "test.note",
-    from: signer.address,
-    to: recipient.address,
-    dialog: "ab".repeat(16),
-    id: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
-    ts: Date.now(),
-    body: { n: 1 },
-    ...fields,
-  };
-  const bytes = Buffer.from(JSON.stringify(message));
-  return new Sealer(recipient.publicKey).seal(signer.signProtocol(bytes), bytes);
 }
 
 describe("dialogs over a real NATS server, with identities from the chain's registry", function () {
@@ -216,7 +199,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     }
 
     it("tampered ciphertext", async function () {
-      const bytes = forge(consumer, provider, { dialog: dialog.id });
+      const bytes = sealForged(consumer, provider, { dialog: dialog.id });
       bytes[bytes.length - 20] ^= 1;
       await expectDrop(bytes, "undecryptable");
     });
@@ -230,11 +213,11 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     });
 
     it("a message that breaks the schema", async function () {
-      await expectDrop(forge(consumer, provider, { dialog: dialog.id, kind: "shout" }), "malformed");
+      await expectDrop(sealForged(consumer, provider, { dialog: dialog.id, kind: "shout" }), "malformed");
     });
 
     it("a message for someone else", async function () {
-      await expectDrop(forge(consumer, provider, { dialog: dialog.id, to: IdentityKey.generate().address }), "misaddressed");
+      await expectDrop(sealForged(consumer, provider, { dialog: dialog.id, to: IdentityKey.generate().address }), "misaddressed");
     });
 
     it("a signature by a key other than the claimed sender's", async function () {
@@ -256,15 +239,15 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     });
 
     it("an unregistered sender", async function () {
-      await expectDrop(forge(IdentityKey.generate(), provider, { dialog: dialog.id }), "unregistered-sender");
+      await expectDrop(sealForged(IdentityKey.generate(), provider, { dialog: dialog.id }), "unregistered-sender");
     });
 
     it("a stale timestamp", async function () {
-      await expectDrop(forge(consumer, provider, { dialog: dialog.id, ts: Date.now() - 120_000 }), "stale");
+      await expectDrop(sealForged(consumer, provider, { dialog: dialog.id, ts: Date.now() - 120_000 }), "stale");
     });
 
     it("a replayed message", async function () {
-      const bytes = forge(consumer, provider, { dialog: dialog.id });
+      const bytes = sealForged(consumer, provider, { dialog: dialog.id });
       const delivered = new Promise((resolve) => incoming[0].on("test.note", resolve));
       consumerBroker.publish(subjectOf(provider.address), bytes);
       await delivered;
@@ -278,7 +261,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
       // them on its own connection and unsubscribe its dialog subject: deaf, while announcing.
       const reply = "myst.x 0\r\n\r\nUNSUB 1\r\nUNSUB 2\r\nUNSUB 3\r\nPUB myst.hijacked";
       const dropped = nextDrop(providerDialogs);
-      consumerBroker.publish(subjectOf(provider.address), forge(consumer, provider, { dialog: "ef".repeat(16), reply }));
+      consumerBroker.publish(subjectOf(provider.address), sealForged(consumer, provider, { dialog: "ef".repeat(16), reply }));
       const reason = await dropped;
       for (const d of incoming) {
         try {
@@ -297,7 +280,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
     for (const reply of ["myst.discovery.unregister", "$KV.myst-proposals.x", "_INBOX.abc", "myst.dialog.a.b"]) {
       it(`a reply subject outside the dialog subjects (${reply}) is refused as malformed`, async function () {
         const dropped = nextDrop(providerDialogs);
-        consumerBroker.publish(subjectOf(provider.address), forge(consumer, provider, { dialog: "ee".repeat(16), reply }));
+        consumerBroker.publish(subjectOf(provider.address), sealForged(consumer, provider, { dialog: "ee".repeat(16), reply }));
         expect(await dropped).to.equal("malformed");
         expect(incoming.map((d) => d.id)).to.not.include("ee".repeat(16));
       });
@@ -325,7 +308,7 @@ describe("dialogs over a real NATS server, with identities from the chain's regi
 
     it("a message into a dialog that belongs to another identity", async function () {
       const other = await net.registeredIdentity();
-      await expectDrop(forge(other, provider, { dialog: dialog.id }), "wrong-peer");
+      await expectDrop(sealForged(other, provider, { dialog: dialog.id }), "wrong-peer");
     });
   });
 

@@ -1,29 +1,11 @@
 import { expect } from "chai";
 import { Broker } from "../../../node/broker/broker";
 import { Dialogs, subjectOf, type DropReason } from "../../../node/dialog/dialogs";
-import { Sealer } from "../../../node/dialog/envelope";
 import { ReplayCache } from "../../../node/dialog/replay-cache";
 import type { IdentityKey } from "../../../node/identity/key";
 import { TestNetwork } from "../../../scripts/lib/test-network";
+import { sealForged } from "../../support/forged-message";
 import { rejectionOf } from "../../support/rejection";
-
-/** Seals a hand-made message, so that the test holds the exact bytes a replayer would resend. */
-function seal(signer: IdentityKey, recipient: IdentityKey, fields: Record<string, unknown>): Uint8Array {
-  const message = {
-    v: 1,
-    kind: "notify",
-    type: "test.note",
-    from: signer.address,
-    to: recipient.address,
-    dialog: "ab".repeat(16),
-    id: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
-    ts: Date.now(),
-    body: null,
-    ...fields,
-  };
-  const bytes = Buffer.from(JSON.stringify(message));
-  return new Sealer(recipient.publicKey).seal(signer.signProtocol(bytes), bytes);
-}
 
 /**
  * The issue's attack: a replay cache built with 2,000 entries (smaller than the default, to show it
@@ -78,7 +60,7 @@ describe("replay protection by time, not by capacity (a flood past the replay ca
   async function flood(sender: IdentityKey): Promise<void> {
     const before = handled;
     const dialog = "cd".repeat(16);
-    for (let i = 0; i < FLOOD; i++) consumerBroker.publish(subjectOf(provider.address), seal(sender, provider, { dialog }));
+    for (let i = 0; i < FLOOD; i++) consumerBroker.publish(subjectOf(provider.address), sealForged(sender, provider, { dialog, body: null }));
     const deadline = Date.now() + 60_000;
     while (handled - before < FLOOD) {
       if (Date.now() > deadline) throw new Error(`only ${handled - before} of ${FLOOD} flooded messages were handled`);
@@ -87,7 +69,7 @@ describe("replay protection by time, not by capacity (a flood past the replay ca
   }
 
   async function replayAfterFloodBy(flooder: () => IdentityKey): Promise<void> {
-    const original = seal(consumer, provider, { kind: "request", type: "test.transfer", dialog: "ef".repeat(16) });
+    const original = sealForged(consumer, provider, { kind: "request", type: "test.transfer", dialog: "ef".repeat(16), body: null });
     await consumerBroker.request(subjectOf(provider.address), original, 5000);
     expect(executed).to.equal(1);
 

@@ -7,13 +7,12 @@ import { DiscoveryClient, DiscoveryError } from "../../../node/discovery/client"
 import { JetStreamProposalStore } from "../../../node/discovery/jetstream-store";
 import { proposalRecord } from "../../../node/discovery/record";
 import { DiscoveryService } from "../../../node/discovery/server";
-import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { LocalProposalStore, type StoreChange } from "../../../node/discovery/store";
 import { parseSignedProposal, signProposal, type SignedProposal } from "../../../node/proposal/proposal";
 import { freePort } from "../../../scripts/lib/local-chain";
 import { until } from "../../../scripts/lib/until";
+import { replicaSuite } from "../../support/replica-suite";
 import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
-import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { makeProposal } from "../../../scripts/lib/proposals";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
@@ -38,25 +37,12 @@ class SlowLoadingStore extends LocalProposalStore {
 
 describe("discovery on a shared JetStream index", function () {
   this.timeout(180_000);
-  let nats: NatsServer;
   const fleet = new ProviderFleet(1000);
-  const workers = new SignatureWorkers(2);
-  const running: { stop(): Promise<void> }[] = [];
-  let buckets = 0;
-
-  before(async () => {
-    [nats] = await Promise.all([startNatsServer(), workers.start()]);
-  });
-  after(async () => {
-    await workers.stop();
-    await nats.stop();
-  });
-  afterEach(async () => {
-    for (const r of running.splice(0).reverse()) await r.stop();
-  });
+  const suite = replicaSuite("shared");
+  const { workers, running } = suite;
 
   async function broker(): Promise<Broker> {
-    const b = new Broker({ servers: [nats.url], credentials: REPLICA_CREDENTIALS });
+    const b = new Broker({ servers: [suite.nats.url], credentials: REPLICA_CREDENTIALS });
     await b.start();
     running.push(b);
     return b;
@@ -64,7 +50,7 @@ describe("discovery on a shared JetStream index", function () {
 
   async function replica(
     bucket: string,
-    store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs: 600_000 }),
+    store = new JetStreamProposalStore({ servers: [suite.nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs: 600_000 }),
   ): Promise<DiscoveryService> {
     const d = new DiscoveryService({ broker: await broker(), directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
@@ -86,7 +72,7 @@ describe("discovery on a shared JetStream index", function () {
   };
 
   it("a replica started after 10,000 announcements answers with all of them on its first query", async function () {
-    const bucket = `shared-${++buckets}`;
+    const bucket = suite.bucket();
     const first = await replica(bucket);
     const announcer = await broker();
     const signed = fleet.sign(10_000);
@@ -152,7 +138,7 @@ describe("discovery on a shared JetStream index", function () {
   });
 
   it("verifies an announcement on one replica of the queue group, and every replica serves it", async function () {
-    const bucket = `shared-${++buckets}`;
+    const bucket = suite.bucket();
     const [a, b] = [await replica(bucket), await replica(bucket)];
     const key = fleet.keys[2];
     const announcer = new ProposalAnnouncer({ broker: await broker(), key, proposal: () => makeProposal(key, { serviceType: "openvpn" }), pingMs: 60_000 });
@@ -167,7 +153,7 @@ describe("discovery on a shared JetStream index", function () {
   });
 
   it("keeps the newest proposal and a withdrawal across replicas", async function () {
-    const bucket = `shared-${++buckets}`;
+    const bucket = suite.bucket();
     const [a, b] = [await replica(bucket), await replica(bucket)];
     const key = fleet.keys[3];
     const older = signProposal(key, makeProposal(key, { createdAt: Date.now() - 5000, price: { perHour: "1" } }));
@@ -188,7 +174,7 @@ describe("discovery on a shared JetStream index", function () {
   });
 
   it("two replicas writing one provider's proposals at once agree on the newest", async function () {
-    const bucket = `shared-${++buckets}`;
+    const bucket = suite.bucket();
     const [a, b] = [await replica(bucket), await replica(bucket)];
     const key = fleet.keys[4];
     const now = Date.now();
@@ -203,7 +189,7 @@ describe("discovery on a shared JetStream index", function () {
   });
 
   it("the client fails over from a dead URL and a loading replica to one that answers, and on when that one stops", async function () {
-    const bucket = `shared-${++buckets}`;
+    const bucket = suite.bucket();
     const [a, b] = [await replica(bucket), await replica(bucket)];
     const key = fleet.keys[5];
     expect((await post(a, signProposal(key, makeProposal(key)))).status).to.equal(201);

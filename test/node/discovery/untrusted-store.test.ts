@@ -9,14 +9,13 @@ import { ProposalAnnouncer } from "../../../node/discovery/announcer";
 import { DiscoveryClient, DiscoveryError } from "../../../node/discovery/client";
 import { JetStreamProposalStore } from "../../../node/discovery/jetstream-store";
 import { DiscoveryService } from "../../../node/discovery/server";
-import { SignatureWorkers } from "../../../node/discovery/signature-workers";
 import { IdentityKey } from "../../../node/identity/key";
 import { parseSignedProposal, signProposal, verifySignedProposal, type SignedProposal } from "../../../node/proposal/proposal";
 import { ProviderFleet } from "../../../scripts/lib/proposal-fleet";
 import { makeProposal } from "../../../scripts/lib/proposals";
-import { startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 import { REPLICA_CREDENTIALS } from "../../../scripts/lib/nats-server";
 import { until } from "../../../scripts/lib/until";
+import { replicaSuite } from "../../support/replica-suite";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test checks the JSON it reads field by field
 type Json = any;
@@ -28,22 +27,9 @@ type Json = any;
  */
 describe("discovery replicas trust nothing in the store they did not verify", function () {
   this.timeout(300_000);
-  let nats: NatsServer;
   const fleet = new ProviderFleet(10);
-  const workers = new SignatureWorkers(2);
-  const running: { stop(): Promise<void> }[] = [];
-  let buckets = 0;
-
-  before(async () => {
-    [nats] = await Promise.all([startNatsServer(), workers.start()]);
-  });
-  after(async () => {
-    await workers.stop();
-    await nats.stop();
-  });
-  afterEach(async () => {
-    for (const r of running.splice(0).reverse()) await r.stop();
-  });
+  const suite = replicaSuite("untrusted");
+  const { workers, running } = suite;
 
   /**
    * A plain NATS connection to the test's broker, using the JetStream API on the bucket as any
@@ -52,16 +38,16 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   async function bucketWriter(bucket: string): Promise<{ nc: NatsConnection; kv: KV }> {
     // Written with the replica's credential: the broker lets only replicas write the bucket, and
     // what a holder of that credential writes must still never be served.
-    const nc = await connect({ servers: nats.url, name: "bucket-writer", ...authOptions(REPLICA_CREDENTIALS) });
+    const nc = await connect({ servers: suite.nats.url, name: "bucket-writer", ...authOptions(REPLICA_CREDENTIALS) });
     running.push({ stop: () => nc.close() });
     return { nc, kv: await nc.jetstream().views.kv(bucket, { history: 1 }) };
   }
 
   async function replica(bucket: string, ttlMs = 600_000): Promise<DiscoveryService> {
-    const broker = new Broker({ servers: [nats.url], credentials: REPLICA_CREDENTIALS });
+    const broker = new Broker({ servers: [suite.nats.url], credentials: REPLICA_CREDENTIALS });
     await broker.start();
     running.push(broker);
-    const store = new JetStreamProposalStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs, checkMs: 250 });
+    const store = new JetStreamProposalStore({ servers: [suite.nats.url], credentials: REPLICA_CREDENTIALS, bucket, ttlMs, checkMs: 250 });
     const d = new DiscoveryService({ broker, directory: fleet.directory, port: 0, store, signatureWorkers: workers });
     running.push(d);
     await d.start();
@@ -127,7 +113,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   }
 
   it("serves none of the forged, unsigned, oversized, malformed, expired, relabelled or unsigned-tombstone records written into the bucket", async function () {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     const a = await replica(bucket);
     const [relabelled, tombstoned, deleted, untouched] = fleet.keys;
     for (const key of [relabelled, tombstoned, deleted, untouched]) expect((await post(a, signProposal(key, makeProposal(key)))).status).to.equal(201);
@@ -191,7 +177,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   });
 
   it("a withdrawal or a deletion nobody signed unlists no one, and the provider's fresh announcement is taken, not refused as withdrawn", async function () {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     const a = await replica(bucket);
     const [tombstoned, deleted] = fleet.keys;
     for (const key of [tombstoned, deleted]) expect((await post(a, signProposal(key, makeProposal(key)))).status).to.equal(201);
@@ -212,7 +198,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   });
 
   it("a provider's signed DE proposal relabelled US in the bucket is served as DE, and a country=US query does not find it", async function () {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     const a = await replica(bucket);
     const key = fleet.keys[2];
     const signed = signProposal(key, makeProposal(key, { location: { country: "DE" } }));
@@ -227,7 +213,7 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   });
 
   it("a fresh replica loads a bucket someone filled with 20,000 junk records, serves none of them, and keeps honest providers on the first page", async function () {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     // The bucket made by someone else, without the value size limit a replica sets.
     const { nc, kv } = await bucketWriter(bucket);
     const honest = fleet.keys.slice(0, 3);
@@ -270,10 +256,10 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
 
   /** A replica on a new bucket, a provider that pings every second, one that pings rarely, and a plain connection to the bucket. */
   async function pingingProviders() {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     const a = await replica(bucket);
     const key = fleet.keys[6];
-    const broker = new Broker({ servers: [nats.url] });
+    const broker = new Broker({ servers: [suite.nats.url] });
     await broker.start();
     running.push(broker);
     const announcer = new ProposalAnnouncer({ broker, key, proposal: () => makeProposal(key), pingMs: 1000, retryMinMs: 200, retryMaxMs: 500 });
@@ -351,12 +337,12 @@ describe("discovery replicas trust nothing in the store they did not verify", fu
   });
 
   it("a withdrawal the provider signed still unlists it on every replica, also one started later", async function () {
-    const bucket = `untrusted-${++buckets}`;
+    const bucket = suite.bucket();
     const a = await replica(bucket);
     const key = fleet.keys[7];
     const signed = signProposal(key, makeProposal(key, { createdAt: Date.now() - 1000 }));
     expect((await post(a, signed)).status).to.equal(201);
-    const broker = new Broker({ servers: [nats.url] });
+    const broker = new Broker({ servers: [suite.nats.url] });
     await broker.start();
     running.push(broker);
     await broker.request("myst.discovery.unregister", Buffer.from(JSON.stringify(signUnregister(key, "noop"))), 5000);

@@ -268,6 +268,13 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  /** `m`'s consumer asks for a session and is refused for its vault (PAYMENT_NOT_COVERED), in words that match `why`. */
+  async function expectNotCovered(m: Pick<Awaited<ReturnType<typeof market>>, "connect">, why: RegExp): Promise<void> {
+    const err = await rejectionOf(m.connect());
+    expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
+    expect(err.message).to.match(why);
+  }
+
   it("refuses an invoice that overcharges, and ends the session saying so", async function () {
     const m = await market();
     try {
@@ -283,9 +290,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
   it("refuses a session whose vault does not cover the provider's minimum balance", async function () {
     const m = await market({ deposit: 0n });
     try {
-      const err = await rejectionOf(m.connect());
-      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
-      expect(err.message).to.match(/vault holds 0 wei/);
+      await expectNotCovered(m, /vault holds 0 wei/);
     } finally {
       await m.stop();
     }
@@ -294,9 +299,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
   it("refuses a session whose vault's escrow is below the provider's minimum", async function () {
     const m = await market({ escrow: E("0.5") });
     try {
-      const err = await rejectionOf(m.connect());
-      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
-      expect(err.message).to.match(/escrow is 500000000000000000 wei/);
+      await expectNotCovered(m, /escrow is 500000000000000000 wei/);
     } finally {
       await m.stop();
     }
@@ -315,9 +318,7 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
         async () => (await vault.pair(m.consumerKey.address, m.providerKey.address)).settled === pay.acknowledged,
         "the settlement in the challenge period",
       );
-      const err = await rejectionOf(m.connect());
-      expect([err.code, err.refusal]).to.deep.equal(["SESSION_REFUSED", "PAYMENT_NOT_COVERED"]);
-      expect(err.message).to.match(/exit requested/);
+      await expectNotCovered(m, /exit requested/);
     } finally {
       await m.stop();
     }

@@ -60,43 +60,58 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     return { providerDir, providerKey, consumer, channels, broker, announced };
   }
 
-  it("loses no acknowledged promise to a SIGKILL", async function () {
-    const { providerDir, providerKey, consumer, channels, broker, announced } = await providerAndConsumer("provider");
+  /** A paid noop service: 36 MYST per hour (0.01 MYST a second), invoices every second, never settled by itself (no threshold, no fee share). */
+  const PAID_NOOP = [
+    "service",
+    "start",
+    "noop",
+    "--price-per-hour",
+    "36",
+    "--price-per-gib",
+    "0",
+    "--invoice-every",
+    "1",
+    "--settle-threshold",
+    "1000000",
+    "--settle-fee-percent",
+    "0",
+  ];
 
-    const env = {
+  /** The environment of a `myst` provider process on `providerDir` that reaches the chain at `rpcUrl`. */
+  function providerEnv(providerDir: string, rpcUrl: string) {
+    return {
       MYST_DATA_DIR: providerDir,
-      MYST_RPC_URL: net.chain.rpcUrl,
+      MYST_RPC_URL: rpcUrl,
       MYST_DEPLOYMENT: net.chain.deploymentFile,
       MYST_BROKER_URLS: net.nats.url,
       MYST_PASSPHRASE: "pw",
       MYST_LOG_LEVEL: "info",
     };
-    // 36 MYST per hour: 0.01 MYST a second; invoices every second; never settles by itself (no threshold, no fee share).
-    const args = [
-      "service",
-      "start",
-      "noop",
-      "--price-per-hour",
-      "36",
-      "--price-per-gib",
-      "0",
-      "--invoice-every",
-      "1",
-      "--settle-threshold",
-      "1000000",
-      "--settle-fee-percent",
-      "0",
-    ];
-    const first = mystBackground(args, env);
+  }
+
+  /**
+   * Starts the provider's `myst` (PAID_NOOP, with `env`), connects the consumer to what it
+   * announces (its dialogs on `subject`) and pays; resolves once the provider acknowledged a promise.
+   */
+  async function paidSession(parties: Awaited<ReturnType<typeof providerAndConsumer>>, env: Record<string, string>, subject: string) {
+    const { consumer, channels, broker, announced } = parties;
+    const first = mystBackground(PAID_NOOP, env);
     processes.push(first);
     await until(() => announced.proposal, "the provider's announcement");
-
-    const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.restart-consumer" });
+    const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject });
     await dialogs.start();
     const session = await new ConsumerSessions(dialogs).connect({ proposal: announced.proposal!, service: new NoopConsumerService() });
     const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
     pay.start();
     await until(() => pay.acknowledged > 0n, "an acknowledged promise");
+    return { first, dialogs, session, pay };
+  }
+
+  it("loses no acknowledged promise to a SIGKILL", async function () {
+    const parties = await providerAndConsumer("provider");
+    const { providerDir, providerKey, consumer, channels, broker } = parties;
+    const env = providerEnv(providerDir, net.chain.rpcUrl);
+    const { first, dialogs, session, pay } = await paidSession(parties, env, "myst.dialog.restart-consumer");
     const acknowledged = pay.acknowledged;
 
     first.child.kill("SIGKILL");
@@ -104,7 +119,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await session.finish("provider killed");
     expect((await channels.pair(consumer.address, providerKey.address)).settled).to.equal(0n);
 
-    const second = mystBackground(args, env);
+    const second = mystBackground(PAID_NOOP, env);
     processes.push(second);
     const settled = await until(
       async () => (await channels.pair(consumer.address, providerKey.address)).settled,
@@ -120,41 +135,12 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
     await broker.stop();
   });
   it("exits within 30 s of SIGTERM when the chain never answers, and settles at the next start", async function () {
-    const { providerDir, providerKey, consumer, channels, broker, announced } = await providerAndConsumer("provider-hang");
+    const parties = await providerAndConsumer("provider-hang");
+    const { providerDir, providerKey, consumer, channels, broker } = parties;
     const proxy = new ChainProxy(net.chain.rpcUrl);
     await proxy.start();
-    const env = {
-      MYST_DATA_DIR: providerDir,
-      MYST_RPC_URL: proxy.url,
-      MYST_DEPLOYMENT: net.chain.deploymentFile,
-      MYST_BROKER_URLS: net.nats.url,
-      MYST_PASSPHRASE: "pw",
-      MYST_LOG_LEVEL: "info",
-    };
-    const args = [
-      "service",
-      "start",
-      "noop",
-      "--price-per-hour",
-      "36",
-      "--price-per-gib",
-      "0",
-      "--invoice-every",
-      "1",
-      "--settle-threshold",
-      "1000000",
-      "--settle-fee-percent",
-      "0",
-    ];
-    const first = mystBackground(args, env);
-    processes.push(first);
-    await until(() => announced.proposal, "the provider's announcement");
-    const dialogs = new Dialogs({ broker, key: consumer, directory: net.registry, subject: "myst.dialog.hang-consumer" });
-    await dialogs.start();
-    const session = await new ConsumerSessions(dialogs).connect({ proposal: announced.proposal!, service: new NoopConsumerService() });
-    const pay = new ConsumerPayments(session, new ConsumerPromises(consumer, channels));
-    pay.start();
-    await until(() => pay.acknowledged > 0n, "an acknowledged promise");
+    const env = providerEnv(providerDir, proxy.url);
+    const { first, dialogs, session, pay } = await paidSession(parties, env, "myst.dialog.hang-consumer");
 
     proxy.link = "hang"; // the chain accepts connections and never answers
     first.child.kill("SIGTERM");
@@ -166,7 +152,7 @@ describe("payments: a provider that stops (killed, or with the chain gone) loses
 
     // The chain is back: the next start settles what the last one could not.
     await proxy.stop();
-    const second = mystBackground(args, { ...env, MYST_RPC_URL: net.chain.rpcUrl });
+    const second = mystBackground(PAID_NOOP, providerEnv(providerDir, net.chain.rpcUrl));
     processes.push(second);
     const settled = await until(async () => (await channels.pair(consumer.address, providerKey.address)).settled, "the settlement at the next start", 60_000);
     expect(settled >= pay.acknowledged).to.equal(true);
