@@ -305,7 +305,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   /**
    * Ends coturn's sessions of a username at once, through its admin CLI on 127.0.0.1 (`cs <id>`):
    * the REST-API credential cannot be revoked, and an allocation outlives its credential's expiry
-   * (measured: coturn checks the expiry only when it first derives the key).
+   * (measured: coturn checks the expiry only when it first derives the key). Resolves once coturn's
+   * own listing no longer shows them (its relay threads end a session after the CLI has answered),
+   * or after 3 s.
    */
   async cancel(username: string, only?: string[]): Promise<number> {
     const cli = this.o.cli;
@@ -315,6 +317,8 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       cli,
       sessions.map((id) => `cs ${id}`),
     );
+    for (const deadline = Date.now() + 3000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50)))
+      if (!parsePs(await cliCommands(cli, ["ps"])).some((a) => sessions.includes(a.id))) break;
     return sessions.length;
   }
 

@@ -35,6 +35,8 @@ interface RelaySession {
   consumer: string;
   username: string;
   closed: boolean;
+  /** Being cut off for a peer it did not name (closed once coturn has ended it). */
+  cutting?: boolean;
   /** The provider's addresses the consumer named: the only peers its allocations may permit. */
   peers: string[];
 }
@@ -105,12 +107,14 @@ export class RelayProviderService implements ProviderService {
       const s = this.#byUsername.get(a.username);
       // coturn lists a permission as its address and a channel as address:port.
       const strangers = s ? a.peers.map(peerAddress).filter((p) => !s.peers.includes(p)) : [];
-      if (!s || s.closed || strangers.length === 0) continue;
-      s.closed = true;
+      if (!s || s.closed || s.cutting || strangers.length === 0) continue;
+      // Closed (not connected) once coturn has ended it, not when it is decided.
+      s.cutting = true;
       this.#log.warn({ sessionId: s.id, peers: strangers, named: s.peers }, "an allocation permitted a peer its session did not name: cut off");
       await this.#coturn
         ?.cancel(s.username)
         .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel the allocation"));
+      s.closed = true;
     }
   }
 
@@ -134,7 +138,7 @@ export class RelayProviderService implements ProviderService {
       // A credential used again after its session ended (it stays valid until its expiry): cut off at once, never billed.
       onSession: (username, coturnSession) => {
         const s = this.#byUsername.get(username);
-        if (!s?.closed) return;
+        if (!s?.closed && !s?.cutting) return;
         void this.#coturn
           ?.cancel(username, [coturnSession])
           .then(() => this.#log.warn({ sessionId: s.id, coturnSession }, "an ended session's credential was used again; cut off"))

@@ -104,6 +104,11 @@ export class WireGuardConsumerService implements ConsumerService {
       pending.spareDevice = undefined;
       return this.#startDevice(publicKey, pending);
     }
+    return this.#keyed(process, pending);
+  }
+
+  /** `process` given the session's private key and port, its socket buffers enlarged; stopped if that fails. */
+  async #keyed(process: WireGuardProcess, pending: Pending): Promise<WireGuardProcess> {
     try {
       await process.uapi.set({ privateKey: pending.privateKey, listenPort: pending.listenPort });
     } catch (err) {
@@ -161,14 +166,7 @@ export class WireGuardConsumerService implements ConsumerService {
       viaHelper: true,
     });
     await process.start();
-    try {
-      await process.uapi.set({ privateKey: pending.privateKey, listenPort: pending.listenPort });
-    } catch (err) {
-      await process.stop();
-      throw err;
-    }
-    this.#enlargeBuffers(process);
-    return process;
+    return this.#keyed(process, pending);
   }
 
   /**

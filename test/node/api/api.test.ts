@@ -37,15 +37,26 @@ describe("the daemon's REST API (real chain, NATS and discovery; over HTTP)", fu
       dirs.push(tmp);
       dir = tmp.dir;
     }
-    const r = await startApiNode(net, dir, discovery.url);
+    const r = await within(startApiNode(net, dir, discovery.url), "the daemon's start");
     running.push(r);
     return r;
   }
 
   async function stopDaemon(d: ApiNode): Promise<void> {
     running.splice(running.indexOf(d), 1);
-    await d.api.stop();
-    await d.daemon.stop();
+    await within(d.api.stop(), "the API server's stop");
+    await within(d.daemon.stop(), "the daemon's stop");
+  }
+
+  /** `p`, or an error naming the step that did not finish (a CI run once timed out in this file with no clue where). */
+  async function within<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms)));
+    try {
+      return await Promise.race([p, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async function call(d: ApiNode, method: string, route: string, options: { body?: unknown; raw?: string; token?: string | null } = {}): Promise<Answer> {
