@@ -58,6 +58,8 @@ export const NAT_BENCH_CASES: NatBenchCase[] = [
     relay: true,
     compareWith: "provider behind an eim router × home consumer (eim)",
   },
+  // The tunnels meet by a birthday search (node/services/wireguard/punch-route.ts): no relay, no user-space copy.
+  { name: "provider behind a symmetric router × home consumer (eim)", provider: "symmetric", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
   {
     name: "provider behind a symmetric router × consumer behind another (relayed over UDP)",
     provider: "symmetric",
