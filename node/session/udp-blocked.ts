@@ -1,4 +1,4 @@
-import { DirectPeering, type PreparedChannel } from "../nat/direct/peering";
+import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
 import type { Reachability, ReachabilityDetails } from "../nat/reachability";
 
 /**
@@ -9,9 +9,6 @@ import type { Reachability, ReachabilityDetails } from "../nat/reachability";
 export function udpBlockedBy(r: (Reachability & { details: ReachabilityDetails }) | undefined): boolean {
   return !!r && r.mapping === "unknown" && r.filtering === "unknown" && !r.publicAddress && r.contacts.length === 0 && r.details.unanswered.length > 0;
 }
-
-/** Offers made without asking STUN (UDP is known to get nothing back): local candidates, mapping unknown. */
-let unmeasured: DirectPeering | undefined;
 
 /**
  * A session's direct offer, and whether UDP is blocked here (issue 29). Each session's socket is
@@ -29,10 +26,7 @@ export async function prepareOffer(
   tunnelPort?: number,
 ): Promise<{ prepared?: PreparedChannel; udpBlocked: boolean }> {
   if (!direct) return { udpBlocked: false };
-  if (knownBlocked) {
-    unmeasured ??= new DirectPeering({ reachability: () => ({ mapping: "unknown" }) });
-    return { prepared: await unmeasured.prepare(tunnelPort), udpBlocked: true };
-  }
+  if (knownBlocked) return { prepared: await direct.prepare(tunnelPort, { unmeasured: true }), udpBlocked: true };
   const prepared = await direct.prepare(tunnelPort);
   const udpBlocked = direct.measures && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
   return { prepared, udpBlocked };

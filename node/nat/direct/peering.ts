@@ -82,7 +82,11 @@ export class DirectPeering {
     return m;
   }
 
-  async prepare(tunnelPort?: number): Promise<PreparedChannel> {
+  /**
+   * A socket and its offer. With `unmeasured` (UDP is known to get nothing back here: STUN would
+   * only time out), the socket is not measured: local candidates, mapping unknown, at once.
+   */
+  async prepare(tunnelPort?: number, o: { unmeasured?: boolean } = {}): Promise<PreparedChannel> {
     const socket = dgram.createSocket("udp4");
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
@@ -93,8 +97,8 @@ export class DirectPeering {
     });
     const port = socket.address().port;
     const locals = (this.o.localAddresses ?? localAddresses)();
-    const measured = this.o.reachability ? undefined : await this.#measure(socket, locals);
-    const own = this.o.reachability?.() ?? measured;
+    const measured = this.o.reachability || o.unmeasured ? undefined : await this.#measure(socket, locals);
+    const own = o.unmeasured ? undefined : (this.o.reachability?.() ?? measured);
     const candidates: Candidate[] = locals.map((address) => ({ kind: "local" as const, address, port }));
     const seen = measured?.seen;
     if (seen && !candidates.some((c) => c.address === seen.address && c.port === seen.port)) candidates.push({ kind: "reflexive", ...seen });
