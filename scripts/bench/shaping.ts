@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Broker } from "../../node/broker/broker";
-import { Dialogs } from "../../node/dialog/dialogs";
+import { DialogsPool } from "../lib/dialogs-pool";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { TunnelControls } from "../../node/services/controls/tunnel-controls";
@@ -69,8 +68,7 @@ export async function benchShaping(): Promise<void> {
   const net = await new TestNetwork().start();
   const topology: Topology = await topologyUp({ tag: process.env.BENCH_TAG ?? "bsh", consumers: 2 });
   const servers: ChildProcess[] = [];
-  const brokers: Broker[] = [];
-  const dialogs: Dialogs[] = [];
+  const pool = new DialogsPool(net);
   const rows: Record<string, unknown>[] = [];
   try {
     for (const port of [5201, 5202]) {
@@ -80,15 +78,7 @@ export async function benchShaping(): Promise<void> {
     }
     const providerKey = await net.registeredIdentity();
     const consumerKeys: IdentityKey[] = [await net.registeredIdentity(), await net.registeredIdentity()];
-    const dialogsFor = async (key: IdentityKey, subject?: string) => {
-      const broker = new Broker({ servers: [net.nats.url] });
-      await broker.start();
-      brokers.push(broker);
-      const d = new Dialogs({ broker, key, directory: net.registry, subject });
-      await d.start();
-      dialogs.push(d);
-      return d;
-    };
+    const { dialogsFor } = pool;
     const providerDialogs = await dialogsFor(providerKey);
     const consumers = await Promise.all(consumerKeys.map(async (k, i) => new ConsumerSessions(await dialogsFor(k, `myst.dialog.bench-shaping-c${i}`))));
     const proposal = makeProposal(providerKey, { serviceType: "openvpn" }, net.nats.url);
@@ -155,8 +145,7 @@ export async function benchShaping(): Promise<void> {
       }
     }
   } finally {
-    for (const d of dialogs) d.stop();
-    await Promise.all(brokers.map((b) => b.stop()));
+    await pool.stop();
     await Promise.all(servers.map((s) => stopChild(s)));
     await topology.down();
     await net.stop();

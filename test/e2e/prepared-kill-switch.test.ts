@@ -3,13 +3,13 @@ import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { Broker } from "../../node/broker/broker";
+import { wireguardGoPidsIn } from "../support/wireguard-go";
+import { DialogsPool } from "../../scripts/lib/dialogs-pool";
 import type { ControlEndpoint } from "../../node/consumer-protection/control-endpoints";
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
 import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
 import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
-import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { NoopProviderService } from "../../node/services/noop/noop";
@@ -309,8 +309,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     const net = new TestNetwork();
     let providerKey: IdentityKey;
     let consumerKey: IdentityKey;
-    const brokers: Broker[] = [];
-    const dialogsList: Dialogs[] = [];
+    const pool = new DialogsPool(net);
     let providerSessions: ProviderSessions;
     let consumerSessions: ConsumerSessions;
     /** What the provider does with the next session request, once it has seen the consumer's device and table prepared. */
@@ -321,32 +320,14 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     let proposal: ReturnType<typeof makeProposal>;
 
     /** wireguard-go processes running in the consumer's namespace. */
-    const wireguardGos = () =>
-      ip("netns", "pids", c)
-        .split(/\s+/)
-        .filter(Boolean)
-        .filter((pid) => {
-          try {
-            return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "wireguard-go";
-          } catch {
-            return false;
-          }
-        });
+    const wireguardGos = () => wireguardGoPidsIn(c);
     const devices = () => ip("-n", c, "-o", "link").match(/\bmwc[0-9a-f]{12}\b/g) ?? [];
 
     before(async function () {
       await net.start();
       [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
       proposal = current();
-      const dialogsFor = async (key: IdentityKey, subject?: string) => {
-        const broker = new Broker({ servers: [net.nats.url] });
-        await broker.start();
-        brokers.push(broker);
-        const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-        await dialogs.start();
-        dialogsList.push(dialogs);
-        return dialogs;
-      };
+      const { dialogsFor } = pool;
       // The provider's side needs no tunnel: it refuses, or answers with a config no WireGuard consumer can use.
       const noop = Object.assign(new NoopProviderService(), { type: "wireguard" });
       providerSessions = new ProviderSessions({
@@ -368,8 +349,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
 
     after(async function () {
       await providerSessions?.stop();
-      for (const d of dialogsList) d.stop();
-      await Promise.all(brokers.map((b) => b.stop()));
+      await pool.stop();
       await net.stop();
     });
 

@@ -8,7 +8,8 @@ import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network
 import { tempDir } from "../../scripts/lib/tmp";
 import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { relayServiceStart } from "../support/relay-service";
+import { buildCli, cliEnv, depositWithCli, mystBackground, mystJson, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
 
 const GiB = 1n << 30n;
 const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST, the hostile relay's (the cheaper: the consumer picks it)
@@ -55,11 +56,7 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
   /** How far the set-up got (said when it fails). */
   let step = "starting";
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = mystJson;
   const envOf = (d: { dir: string }) => ({ ...machine, MYST_DATA_DIR: d.dir });
 
   async function daemon(env: NodeJS.ProcessEnv, netns: string, extra: string[] = []): Promise<ReturnType<typeof mystBackground>> {
@@ -123,23 +120,7 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
     );
     for (const [i, d] of dirs.relays.entries()) {
       await daemon(envOf(d), topology.relays[i], ["--invoice-every", "1"]);
-      await json(
-        envOf(d),
-        [
-          "service",
-          "start",
-          "relay",
-          "--public-ip",
-          topology.relayAddressOf(i),
-          "--port",
-          "443",
-          "--country",
-          "DE",
-          "--price-per-gib",
-          i === 0 ? "0.1" : "0.2",
-        ],
-        topology.relays[i],
-      );
+      await json(envOf(d), relayServiceStart(topology, i), topology.relays[i]);
     }
     step = "the hostile relay's proxy";
     // The cheaper relay turns hostile: its public TURN port (UDP) goes to the proxy, which talks to its coturn.

@@ -5,7 +5,8 @@ import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network
 import { tempDir } from "../../scripts/lib/tmp";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { relayServiceStart } from "../support/relay-service";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, mystJson, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
 
 const GiB = 1n << 30n;
 const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST
@@ -34,11 +35,7 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
   const relayIds: string[] = [];
   const relayDaemons: ReturnType<typeof mystBackground>[] = [];
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = mystJson;
   const envOf = (d: { dir: string }) => ({ ...machine, MYST_DATA_DIR: d.dir });
 
   async function daemon(env: NodeJS.ProcessEnv, netns: string, extra: string[] = []): Promise<ReturnType<typeof mystBackground>> {
@@ -78,23 +75,7 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
     // Two relays on port 443, the first cheaper: the consumers must pick it.
     for (const [i, d] of dirs.relays.entries()) {
       relayDaemons.push(await daemon(envOf(d), topology.relays[i], ["--invoice-every", "1"]));
-      await json(
-        envOf(d),
-        [
-          "service",
-          "start",
-          "relay",
-          "--public-ip",
-          topology.relayAddressOf(i),
-          "--port",
-          "443",
-          "--country",
-          "DE",
-          "--price-per-gib",
-          i === 0 ? "0.1" : "0.2",
-        ],
-        topology.relays[i],
-      );
+      await json(envOf(d), relayServiceStart(topology, i), topology.relays[i]);
     }
     await until(
       async () => (await json(envOf(dirs.symmetric), ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 2,

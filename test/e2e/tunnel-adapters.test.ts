@@ -3,9 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseEther, Wallet } from "ethers";
-import { Broker } from "../../node/broker/broker";
+import { DialogsPool } from "../../scripts/lib/dialogs-pool";
 import { ConsumerVaultClient } from "../../node/chain/vault";
-import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { VaultStateCache } from "../../node/payments/vault-cache";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
@@ -72,21 +71,12 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
     let providerSessions: ProviderSessions;
     let payments: ProviderPayments;
     let db: ReturnType<typeof openDatabase>;
-    const brokers: Broker[] = [];
-    const dialogsList: Dialogs[] = [];
+    const pool = new DialogsPool(net);
     const consumers: { sessions: ConsumerSessions; promises: ConsumerPromises }[] = [];
     // 100 MYST per GiB: 0.3 MYST unpaid (the limit) is about 3 MiB.
     let proposal: ReturnType<typeof makeProposal>;
 
-    async function dialogsFor(key: IdentityKey, subject?: string): Promise<Dialogs> {
-      const broker = new Broker({ servers: [net.nats.url] });
-      await broker.start();
-      brokers.push(broker);
-      const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-      await dialogs.start();
-      dialogsList.push(dialogs);
-      return dialogs;
-    }
+    const { dialogsFor } = pool;
 
     before(async function () {
       const providerKey = await net.registeredIdentity();
@@ -132,8 +122,7 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
     after(async function () {
       payments?.stop();
       await providerSessions?.stop();
-      for (const d of dialogsList) d.stop();
-      await Promise.all(brokers.map((b) => b.stop()));
+      await pool.stop();
       await provider?.stop();
       db?.close();
     });

@@ -3,12 +3,12 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Broker } from "../../node/broker/broker";
+import { wireguardGoPidsIn } from "../support/wireguard-go";
+import { DialogsPool } from "../../scripts/lib/dialogs-pool";
 import { nftHasTable } from "../../node/consumer-protection/nft";
 import { endNftSessions } from "../../node/consumer-protection/nft-session";
 import { ConsumerProtection } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE } from "../../node/consumer-protection/rules";
-import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
@@ -39,8 +39,7 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
   let sessions: ConsumerSessions;
   let spare: WireGuardSpare;
   let service: WireGuardConsumerService;
-  const brokers: Broker[] = [];
-  const dialogsList: Dialogs[] = [];
+  const pool = new DialogsPool(net);
   /** The provider's answer to the next session request: refuse it, or accept. */
   let refuse = false;
   const proposal = () => signProposal(providerKey, makeProposal(providerKey, { serviceType: "wireguard" }));
@@ -55,17 +54,7 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     for (const n of names) seen.add(n);
     return names;
   };
-  const wireguardGos = () =>
-    ip("netns", "pids", c())
-      .split(/\s+/)
-      .filter(Boolean)
-      .filter((pid) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "wireguard-go";
-        } catch {
-          return false;
-        }
-      });
+  const wireguardGos = () => wireguardGoPidsIn(c());
   const sockets = () =>
     fs.existsSync("/var/run/wireguard")
       ? fs
@@ -89,15 +78,7 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
       30_000,
     );
 
-  async function dialogsFor(key: IdentityKey, subject?: string) {
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    brokers.push(broker);
-    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-    await dialogs.start();
-    dialogsList.push(dialogs);
-    return dialogs;
-  }
+  const { dialogsFor } = pool;
 
   before(async function () {
     requireE2E(this);
@@ -130,8 +111,7 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     await spare?.stop();
     await providerSessions?.stop();
     await provider?.stop();
-    for (const d of dialogsList) d.stop();
-    await Promise.all(brokers.map((b) => b.stop()));
+    await pool.stop();
     endNftSessions();
     await topology?.down();
     await net.stop();

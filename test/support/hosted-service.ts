@@ -3,9 +3,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseEther, Wallet } from "ethers";
-import { Broker } from "../../node/broker/broker";
+import { DialogsPool } from "../../scripts/lib/dialogs-pool";
 import { ConsumerVaultClient, pairIdOf } from "../../node/chain/vault";
-import { Dialogs } from "../../node/dialog/dialogs";
+import type { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
 import { ProviderPayments } from "../../node/payments/provider-payments";
 import { Settler } from "../../node/payments/settlement";
@@ -54,23 +54,13 @@ export interface HostedServiceOptions {
 
 /** Starts `net` and the whole rig on it; on a failure stops what it had started, then throws. */
 export async function startHostedServiceRig(net: TestNetwork, o: HostedServiceOptions): Promise<HostedServiceRig> {
-  const brokers: Broker[] = [];
-  const dialogsList: Dialogs[] = [];
+  const pool = new DialogsPool(net);
   const parts: Partial<{ topology: Topology; service: HostedProvider; providerSessions: ProviderSessions }> = {};
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), o.dirPrefix));
-  const dialogsFor = async (key: IdentityKey, subject?: string) => {
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    brokers.push(broker);
-    const dialogs = new Dialogs({ broker, key, directory: net.registry, subject });
-    await dialogs.start();
-    dialogsList.push(dialogs);
-    return dialogs;
-  };
+  const { dialogsFor } = pool;
   const stop = async () => {
     await parts.providerSessions?.stop();
-    for (const d of dialogsList) d.stop();
-    await Promise.all(brokers.map((b) => b.stop()));
+    await pool.stop();
     await parts.service?.stop();
     await parts.topology?.down();
     await net.stop();
