@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IERC1363Receiver} from "@openzeppelin/contracts/interfaces/IERC1363Receiver.sol";
-
 /// @title IConsumerVault
 /// @notice One MYST vault per consumer pays any provider. The vault holds a balance and a penalty
 ///         escrow. During a session the consumer signs EIP-712 promises
@@ -16,10 +14,11 @@ import {IERC1363Receiver} from "@openzeppelin/contracts/interfaces/IERC1363Recei
 ///         `consumer (20 bytes) ‖ amount (uint96, 12 bytes) ‖ r (32) ‖ yParity‖s (32)`, the consumer's
 ///         signature in EIP-2098 compact form. An amount is cumulative wei and fits 96 bits (7.9e28 wei).
 ///         The cheapest deposit is one token call, `token.transferAndCall(vault, value, data)` (ERC-1363):
-///         the token calls `onTransferReceived` here after moving `value`. Empty `data` adds `value` to
+///         the token calls `onTransferReceived` here after moving `value` (the vault's `fallback` answers
+///         it: the hook is not declared, so that no ABI decoder runs on every deposit). Empty `data` adds `value` to
 ///         the sender's own balance; `abi.encode(consumer, escrow)` adds `value − escrow` to `consumer`'s
 ///         balance and `escrow` to its escrow. Only the token may call the hook (`DepositNotFromToken`).
-interface IConsumerVault is IERC1363Receiver {
+interface IConsumerVault {
     /// @notice A deposit that adds nothing.
     error VaultZeroDeposit(address consumer);
     /// @notice `onTransferReceived` was called by `caller`, not by the vault's token.

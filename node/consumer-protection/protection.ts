@@ -3,7 +3,7 @@ import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
 import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
-import type { SessionProtection, TunnelPlan } from "../session/service";
+import type { SessionProtection, TunnelGuard, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
 import { hasHostRoute4, nftSession } from "./nft-session";
@@ -152,77 +152,111 @@ export class ConsumerProtection implements SessionProtection {
     if ((await prepared) && this.#state === "off") await this.lift();
   }
 
-  async engage(plan: TunnelPlan): Promise<void> {
-    requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
-    // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
-    this.#spec = {
-      ...this.#base,
-      device: plan.device,
-      endpoints: plan.endpoints,
-      tunnelPeers: plan.tunnelPeers ?? [],
-      dns: plan.dns ?? [],
-      ipv6: plan.ipv6 ?? false,
-    };
-    const prepared = (await this.#prepared) ?? false;
-    this.#prepared = undefined;
-    // What a dead myst left here (kept in force by `recoverProtection(…, { keepFor })`) is taken
-    // over: its table is replaced atomically below, and its snapshot of the resolver file is the
-    // one restored at the end, not the file as it left it.
-    const found = readRecord(this.options.dataDir);
-    const inherited = found && found.netns === this.options.netns && !found.prepared ? found : undefined;
-    const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
-    const record = (routes: Set<string>): ProtectionRecord => ({
-      version: 1,
-      pid: process.pid,
-      netns: this.options.netns,
-      killSwitch: this.options.killSwitch,
-      endpointRoutes: [...routes],
-      ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
-    });
-    // Written before the rules change; the endpoint routes are added to it below, before the
-    // tunnel (which adds them) starts. Checking the routes and arming the rules run together.
-    this.#write(record(endpointRoutes));
-    const spec = this.#spec;
-    const arm = armScript(spec);
-    const install = async () => {
-      // Our own table is in place (prepared, or this connection's last session's): one
-      // transaction fills its sets and arms it. Otherwise the table is made and armed in one.
-      if (prepared || this.#state !== "off") return transact(arm, this.options.netns);
-      if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns);
-      await transact(preparedGuardScript(this.#base, "fresh") + arm, this.options.netns).catch(() =>
-        transact(preparedGuardScript(this.#base, "replace") + arm, this.options.netns),
-      );
-    };
-    const [missing] = await Promise.all([
-      withoutHostRoute(
+  engage(plan: TunnelPlan): Promise<void> {
+    return this.engageBeside(plan).armed;
+  }
+
+  /**
+   * Engages for a tunnel that comes up beside the arming: the endpoints' host routes are read and
+   * recorded before anything can change them (the tunnel adds them; a crash must remove them), the
+   * control endpoints' routes pinned, and meanwhile the rules armed in one transaction (`armed`
+   * settles once both are done). What a dead myst left here (kept in force by
+   * `recoverProtection(…, { keepFor })`) is taken over: its table is replaced atomically, and its
+   * snapshot of the resolver file is the one restored at the end, not the file as it left it.
+   */
+  engageBeside(plan: TunnelPlan): TunnelGuard {
+    let guard: TunnelGuard;
+    try {
+      requireNetworkCapabilities("the kill switch", { why: "to install its nftables rules" });
+      // The resolvers and IPv6 the tunnel will bring, when known now: one rule set from the start.
+      const spec: GuardSpec = {
+        ...this.#base,
+        device: plan.device,
+        endpoints: plan.endpoints,
+        tunnelPeers: plan.tunnelPeers ?? [],
+        dns: plan.dns ?? [],
+        ipv6: plan.ipv6 ?? false,
+      };
+      this.#spec = spec;
+      // Read now, before any await: nothing the tunnel does can come first.
+      const missing = withoutHostRoute(
         plan.endpoints.map((e) => e.address),
         this.options.netns,
-      ),
-      install(),
-    ]);
-    for (const address of missing) endpointRoutes.add(address);
-    // The control connections keep the way out they have now, before the tunnel takes the default
-    // route: recorded before each route is added, so a crash in between still removes it.
+      );
+      const found = readRecord(this.options.dataDir);
+      const inherited = found && found.netns === this.options.netns && !found.prepared ? found : undefined;
+      const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
+      const record = (): ProtectionRecord => ({
+        version: 1,
+        pid: process.pid,
+        netns: this.options.netns,
+        killSwitch: this.options.killSwitch,
+        endpointRoutes: [...endpointRoutes],
+        ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
+      });
+      // Written before the rules change; the endpoint routes are added to it before the tunnel (which adds them) may.
+      this.#write(record());
+      const prepared = this.#prepared;
+      this.#prepared = undefined;
+      const installed = this.#arm(spec, prepared, !!inherited);
+      const routesKept = (async () => {
+        for (const address of await missing) endpointRoutes.add(address);
+        this.#write(record());
+        await this.#keepControlRoutes(spec, endpointRoutes, record);
+      })();
+      // Settles only once both have: an undo that follows a failure must not race the transaction.
+      const armed = Promise.allSettled([installed, routesKept]).then(([i, r]) => {
+        if (i.status === "rejected") throw i.reason;
+        if (r.status === "rejected") throw r.reason;
+        this.#write(record());
+        this.#state = "protecting";
+        this.#log.info(
+          { netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints, control: spec.control },
+          "consumer protection engaged",
+        );
+      });
+      guard = { routesKept, armed };
+    } catch (err) {
+      guard = { routesKept: Promise.reject(err), armed: Promise.reject(err) };
+    }
+    // A caller that stops at the first rejection has seen it; the other one is not left unhandled.
+    guard.routesKept.catch(() => undefined);
+    guard.armed.catch(() => undefined);
+    return guard;
+  }
+
+  /**
+   * Arms the rules: our own table in place (prepared, or this connection's last session's), one
+   * transaction fills its sets and arms it; otherwise the table is made and armed in one.
+   */
+  async #arm(spec: GuardSpec, preparing: Promise<boolean> | undefined, inherited: boolean): Promise<void> {
+    const prepared = (await preparing) ?? false;
+    const arm = armScript(spec);
+    const netns = this.options.netns;
+    if (prepared || this.#state !== "off") return transact(arm, netns);
+    if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, netns);
+    await transact(preparedGuardScript(this.#base, "fresh") + arm, netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm, netns));
+  }
+
+  /**
+   * The control connections keep the way out they have now, before the tunnel takes the default
+   * route: recorded before each route is added, so a crash in between still removes it.
+   */
+  async #keepControlRoutes(spec: GuardSpec, endpointRoutes: Set<string>, record: () => ProtectionRecord): Promise<void> {
     for (const address of new Set(spec.control?.map((e) => e.address))) {
       if (await hostRoute(address, this.options.netns)) continue;
       endpointRoutes.add(address);
-      this.#write(record(endpointRoutes));
+      this.#write(record());
       try {
         await routeAsNow(address, this.options.netns);
       } catch (err) {
         // No way there now (an AAAA answer on a machine without IPv6, say): nothing to keep. The
         // node's connections use the addresses that do have a route.
         endpointRoutes.delete(address);
-        this.#write(record(endpointRoutes));
+        this.#write(record());
         this.#log.warn({ address, err: (err as Error).message }, "a control endpoint has no route; it is not kept outside the tunnel");
       }
     }
-    this.#write(record(endpointRoutes));
-    this.#state = "protecting";
-    this.#log.info(
-      { netns: this.options.netns, killSwitch: this.options.killSwitch, device: plan.device, endpoints: plan.endpoints, control: spec.control },
-      "consumer protection engaged",
-    );
   }
 
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {

@@ -10,6 +10,7 @@ import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal,
 import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
+import { connectGuarded } from "./guarded-connect";
 import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, channelEndpoints, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
@@ -341,10 +342,11 @@ export class ConsumerSessions {
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
       const plan =
         planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
-      if (plan) await protection!.engage(plan);
-      engaged = plan;
-      stages?.mark("kill switch engaged");
-      tunnel = await options.service.connect(target);
+      const onEngaged = () => {
+        engaged = plan;
+        stages?.mark("kill switch engaged");
+      };
+      tunnel = await connectGuarded(options.service, target, plan && protection ? { protection, plan } : undefined, onEngaged);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     };
     try {

@@ -138,10 +138,28 @@ export interface SessionProtection {
   discard?(): Promise<void>;
   /** Before the tunnel: only the plan's endpoints (and the tunnel interface) may pass from now on. */
   engage(plan: TunnelPlan): Promise<void>;
+  /**
+   * Optional: `engage`, for a tunnel brought up beside it (`ConsumerService.connectBeside`): the
+   * rules are armed while the tunnel sets up its interface and routes. What a crash must undo is
+   * recorded before `routesKept` settles; nothing is let through the tunnel before `armed` does.
+   */
+  engageBeside?(plan: TunnelPlan): TunnelGuard;
   /** The tunnel is up: its resolvers take over name resolution; IPv6 through it if it carries IPv6. */
   tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void>;
   /** The tunnel never came up: undo what `engage` did. */
   abandon(): Promise<void>;
+}
+
+/** The kill switch being armed beside a tunnel that comes up (`SessionProtection.engageBeside`). */
+export interface TunnelGuard {
+  /**
+   * Settles once the routes as they were before the tunnel are recorded (a crash undoes what the
+   * tunnel adds) and the node's control endpoints keep their way out: the tunnel may change
+   * routes from then on. Rejects when that failed.
+   */
+  routesKept: Promise<void>;
+  /** Settles once the rules are in force: the tunnel may carry traffic (its handshake too) from then on. Rejects when they could not be. */
+  armed: Promise<void>;
 }
 
 /** A consumer's running connection to a provider. */
@@ -206,6 +224,12 @@ export interface ConsumerService {
    * the config's endpoint.
    */
   connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel>;
+  /**
+   * Optional: `connect` while the kill switch is armed beside it: the interface and routes are set
+   * up once `guard.routesKept` settles, and nothing (not even the handshake) is sent before
+   * `guard.armed` does; when either rejects, what was set up is undone and this rejects with it.
+   */
+  connectBeside?(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard): Promise<Tunnel>;
   /**
    * Optional: starts what the tunnel for `consumerData` needs before the provider has answered (a
    * device, its process), in parallel with the negotiation; `connect` then only configures it.

@@ -169,11 +169,52 @@ describe("ConsumerVault", function () {
         expect(await token.balanceOf(address)).to.equal(0n);
       });
 
+      /** The hook as the token calls it (the vault answers it in its fallback: it is not in the vault's own ABI). */
+      const hook = async (vault: { getAddress(): Promise<string> }) => ethers.getContractAt("IERC1363Receiver", await vault.getAddress());
+
       it("takes the hook from its token only: a direct call credits nothing", async function () {
         const { vault, stranger } = await loadFixture(systemFixture);
-        await expect(vault.connect(stranger).onTransferReceived(stranger.address, stranger.address, E("100"), "0x"))
+        await expect((await hook(vault)).connect(stranger).onTransferReceived(stranger.address, stranger.address, E("100"), "0x"))
           .to.be.revertedWithCustomError(vault, "DepositNotFromToken")
           .withArgs(stranger.address);
+        expect(await vault.vault(stranger.address)).to.deep.equal([0n, 0n, 0n]);
+      });
+
+      it("answers the hook with its selector, and nothing else: another call, or ether, reverts without data as before", async function () {
+        const { vault, stranger } = await loadFixture(systemFixture);
+        const to = await vault.getAddress();
+        const selector = (await hook(vault)).interface.getFunction("onTransferReceived").selector;
+        for (const data of ["0x", "0x12", "0xdeadbeef", `0xdeadbeef${"00".repeat(160)}`])
+          await expect(stranger.sendTransaction({ to, data }), data.slice(0, 12)).to.be.revertedWithoutReason();
+        await expect(stranger.sendTransaction({ to, value: 1n })).to.be.revertedWithoutReason();
+        // The token's own call, with ether: the hook takes none.
+        const call = (await hook(vault)).interface.encodeFunctionData("onTransferReceived", [stranger.address, stranger.address, 1n, "0x"]);
+        expect(call.slice(0, 10)).to.equal(selector);
+        await expect(stranger.sendTransaction({ to, data: call, value: 1n })).to.be.revertedWithoutReason();
+      });
+
+      it("refuses a hook call not laid out as abi.encodeCall lays it out, without data as the ABI decoder did (and, stricter, data at another offset, which no token sends)", async function () {
+        const { vault, stranger } = await loadFixture(systemFixture);
+        const to = await vault.getAddress();
+        const coder = ethers.AbiCoder.defaultAbiCoder();
+        const selector = (await hook(vault)).interface.getFunction("onTransferReceived").selector;
+        const word = (n: bigint) => n.toString(16).padStart(64, "0");
+        const canonical = coder.encode(["address", "address", "uint256", "bytes"], [stranger.address, stranger.address, 1n, "0x"]).slice(2);
+        const laidOut = (from: string, offset: bigint, length: bigint, tail = "") =>
+          `${selector}${canonical.slice(0, 64)}${from}${word(1n)}${word(offset)}${word(length)}${tail}`;
+        const from = canonical.slice(64, 128);
+        // The well-formed call from a stranger is refused for who sent it: the layouts below are refused before that, for their shape.
+        await expect(stranger.sendTransaction({ to, data: laidOut(from, 0x80n, 0n) }))
+          .to.be.revertedWithCustomError(vault, "DepositNotFromToken")
+          .withArgs(stranger.address);
+        for (const [name, data] of [
+          ["a from with bits above its 160", laidOut(`01${from.slice(2)}`, 0x80n, 0n)],
+          ["data at another offset", laidOut(from, 0xa0n, 0n, word(0n))],
+          ["data longer than the call", laidOut(from, 0x80n, 64n, word(1n))],
+          ["a length that wraps around", laidOut(from, 0x80n, 2n ** 256n - 1n)],
+          ["no length at all", laidOut(from, 0x80n, 0n).slice(0, -64)],
+        ])
+          await expect(stranger.sendTransaction({ to, data }), name).to.be.revertedWithoutReason();
         expect(await vault.vault(stranger.address)).to.deep.equal([0n, 0n, 0n]);
       });
 

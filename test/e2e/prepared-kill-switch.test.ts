@@ -14,6 +14,7 @@ import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { NoopProviderService } from "../../node/services/noop/noop";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import { generateKeyPair } from "../../node/services/wireguard/keys";
 import { ConsumerSessions } from "../../node/session/consumer";
 import type { RefusalCode } from "../../node/session/messages";
 import { ProviderSessions } from "../../node/session/provider";
@@ -316,6 +317,10 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     let refuseWith: RefusalCode | undefined;
     /** Whether the consumer's device and its disarmed table both existed while the provider decided. */
     let seenPrepared: boolean[] = [];
+    /** The provider answers with a config the tunnel can use (its endpoint on w, which never answers the handshake). */
+    let usableConfig = false;
+    /** Run by the provider once it has seen the consumer's device and table prepared, before it answers. */
+    let afterPrepared: (() => Promise<void>) | undefined;
     const current = () => makeProposal(providerKey, { serviceType: "wireguard" });
     let proposal: ReturnType<typeof makeProposal>;
 
@@ -330,6 +335,19 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       const { dialogsFor } = pool;
       // The provider's side needs no tunnel: it refuses, or answers with a config no WireGuard consumer can use.
       const noop = Object.assign(new NoopProviderService(), { type: "wireguard" });
+      const refusing = noop.openSession.bind(noop);
+      // A usable config when asked for one: the provider's endpoint (on w), a key nobody answers for.
+      noop.openSession = async (session) =>
+        usableConfig
+          ? {
+              endpoint: { address: ENDPOINT.address, port: ENDPOINT.port },
+              publicKey: generateKeyPair().publicKey,
+              clientPublicKey: (session.consumerData as { publicKey: string }).publicKey,
+              address: "10.99.0.2/32",
+              dns: ["10.99.0.1"],
+              mtu: 1420,
+            }
+          : refusing(session);
       providerSessions = new ProviderSessions({
         dialogs: await dialogsFor(providerKey),
         services: new Map([["wireguard", noop]]),
@@ -340,6 +358,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
               () => false,
             )),
           );
+          await afterPrepared?.();
           return refuseWith ? { code: refuseWith, message: "not now" } : null;
         },
       });
@@ -377,5 +396,42 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
         expect(protection.state).to.equal("off");
       });
+
+    it("armed beside the tunnel: when the arming is refused, the tunnel sent nothing (not even its handshake) and its routes, device and table are gone", async function () {
+      refuseWith = undefined;
+      seenPrepared = [];
+      usableConfig = true;
+      // What reaches the provider's endpoint on w from the consumer, counted where it arrives.
+      await nftApply(
+        `table inet ksw_endpoint {\n chain in { type filter hook input priority 0; ip daddr ${ENDPOINT.address} udp dport ${ENDPOINT.port} counter; }\n}\n`,
+        w,
+      );
+      // The prepared table goes away behind the kill switch's back: the arming's transaction (filling its sets) is refused.
+      afterPrepared = () => nftApply(unguardScript(), c);
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+      const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c });
+      try {
+        const err = await rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service, protection }));
+        expect(err.code).to.equal("TUNNEL_FAILED");
+        expect(err.message).to.match(/nftables refused/);
+        expect(seenPrepared).to.deep.equal([true]);
+        expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
+        expect(
+          ip("-n", c, "route")
+            .split("\n")
+            .filter((r) => /^(0\.0\.0\.0\/1|128\.0\.0\.0\/1|198\.18\.3\.2) /.test(r)),
+        ).to.deep.equal([]);
+        const counted = /counter packets (\d+)/.exec(
+          execFileSync("/usr/sbin/ip", ["netns", "exec", w, "nft", "list", "table", "inet", "ksw_endpoint"], { encoding: "utf8" }),
+        );
+        expect(counted?.[1], "datagrams from the consumer at the provider's endpoint").to.equal("0");
+        expect(protection.state).to.equal("off");
+      } finally {
+        usableConfig = false;
+        afterPrepared = undefined;
+        await nftApply("table inet ksw_endpoint\ndelete table inet ksw_endpoint\n", w);
+      }
+    });
   });
 });

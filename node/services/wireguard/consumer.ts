@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, DirectRoute, Tunnel, TunnelPlan } from "../../session/service";
+import type { ConsumerService, DirectRoute, Tunnel, TunnelGuard, TunnelPlan } from "../../session/service";
 import { PrespawnedCommand } from "../prespawned";
 import { ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
@@ -231,14 +231,24 @@ export class WireGuardConsumerService implements ConsumerService {
 
   /** Brings the tunnel up; then (up or failed) the daemon's spare, if one was taken, is made again. */
   async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
+    return this.connectBeside(session, undefined);
+  }
+
+  /**
+   * `connect` while the kill switch is armed (`guard`): the endpoint's route is asked and the
+   * interface's address, link and routes set once it has recorded the routes as they were; the
+   * provider becomes the device's peer (the handshake starts) only once it is armed. A device with
+   * no peer sends nothing, and what is routed into it meanwhile goes nowhere.
+   */
+  async connectBeside(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {
     try {
-      return await this.#connect(session);
+      return await this.#connect(session, guard);
     } finally {
       this.o.spare?.refill();
     }
   }
 
-  async #connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
+  async #connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {
     requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
     program("wireguard-go");
     const checkedConfig = checked(session);
@@ -270,8 +280,7 @@ export class WireGuardConsumerService implements ConsumerService {
     /** Relays' addresses given a host route outside the tunnel while it runs (a move to another relay). */
     const exempted = new Set<string>();
     try {
-      if (routeAll) hostRoute = await this.#routeToEndpoint(outside, routeIp);
-      else routeIp?.cancel();
+      await guard?.routesKept;
       const ipv6 = config.ipv6 === true && !!config.address6;
       // The provider's resolver is on its own tunnel address: what the liveness probe asks, when the
       // tunnel carries everything anyway. A confined connection (`myst run`) does not probe: the
@@ -279,32 +288,44 @@ export class WireGuardConsumerService implements ConsumerService {
       // which would pull the machine's traffic to that address (its LAN resolver, say) into the
       // tunnel. It keeps the slower rule (15 s without a handshake).
       const probeTarget = routeAll ? config.dns.find((a) => isIP(a) === 4) : undefined;
-      const setup = [
-        ...(hostRoute ? [hostRoute] : []),
-        `address add ${config.address} dev ${device}`,
-        ...(ipv6 ? [`address add ${config.address6} dev ${device}`] : []),
-        `link set ${device} mtu ${config.mtu} up`,
-        ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
-        ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
-      ];
-      await (setupIp ? setupIp.run(`${setup.join("\n")}\n`) : ipBatch(this.o.netns, setup));
-      // The keepalive makes wireguard-go start the handshake now rather than on the first packet.
+      // The routes, and beside them the provider as the one peer: the device sends nothing while its
+      // link is down, and the batch brings it up only after the endpoint's host route is in place.
+      const routes = async () => {
+        if (routeAll) hostRoute = await this.#routeToEndpoint(outside, routeIp);
+        else routeIp?.cancel();
+        const setup = [
+          ...(hostRoute ? [hostRoute] : []),
+          `address add ${config.address} dev ${device}`,
+          ...(ipv6 ? [`address add ${config.address6} dev ${device}`] : []),
+          `link set ${device} mtu ${config.mtu} up`,
+          ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
+          ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
+        ];
+        await (setupIp ? setupIp.run(`${setup.join("\n")}\n`) : ipBatch(this.o.netns, setup));
+      };
+      // The keepalive makes wireguard-go start the handshake as soon as the link is up rather than on the first packet.
       const endpoint =
         isIP(config.endpoint.address) === 6 ? `[${config.endpoint.address}]:${config.endpoint.port}` : `${config.endpoint.address}:${config.endpoint.port}`;
       // Over a hard-NAT punch the tunnel takes the probing socket's port instead of its own.
       const listenPort = session.route?.localPort;
-      await process.uapi.set({
-        ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
-        replacePeers: true,
-        peers: [
-          {
-            publicKey: config.publicKey,
-            endpoint,
-            persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
-            allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
-          },
-        ],
-      });
+      const peer = async () => {
+        // Nothing is sent (not even the handshake) before the kill switch is armed.
+        await guard?.armed;
+        await process.uapi.set({
+          ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
+          replacePeers: true,
+          peers: [
+            {
+              publicKey: config.publicKey,
+              endpoint,
+              persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
+              allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
+            },
+          ],
+        });
+      };
+      // Both settled before anything is undone: a batch still adding routes would leave them behind.
+      for (const step of await Promise.allSettled([routes(), peer()])) if (step.status === "rejected") throw step.reason;
       // A new port is a new socket, with the default buffer again.
       if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
       // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
@@ -353,6 +374,7 @@ export class WireGuardConsumerService implements ConsumerService {
       }
       return tunnel;
     } catch (err) {
+      routeIp?.cancel();
       setupIp?.cancel();
       await process.stop();
       if (hostRoute) await this.#dropRoute(outside);
@@ -430,7 +452,8 @@ function checked(session: { id: string; serviceConfig: unknown }): WireGuardServ
 }
 
 function waitHandshake(process: WireGuardProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   return (async () => {
     for (;;) {
       if (!process.running) throw process.explain("wireguard-go exited before the tunnel came up");
@@ -441,7 +464,8 @@ function waitHandshake(process: WireGuardProcess, timeoutMs: number): Promise<vo
           "HANDSHAKE_TIMEOUT",
           `the provider did not answer the WireGuard handshake within ${timeoutMs} ms (it does not know this key, or is unreachable)`,
         );
-      await new Promise((r) => setTimeout(r, 3));
+      // Every millisecond at first (a handshake on a near link takes about one), then every 5.
+      await new Promise((r) => setTimeout(r, Date.now() - started < 50 ? 1 : 5));
     }
   })();
 }
