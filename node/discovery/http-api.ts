@@ -231,14 +231,15 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       const provider = req.params.provider.toLowerCase();
       const types = req.query.service_type ? [req.query.service_type] : q.serviceTypes(provider);
       const periodHours = q.periodHours;
+      const evidence = await q.evidence(provider, req.query.service_type);
       return {
         provider,
         periodHours,
         probePeriodHours: Math.round(q.probeParams.periodMs / 3_600_000),
         minProbers: q.probeParams.minProbers,
         reports: types.map((t) => q.report(provider, t, periodHours)) as unknown as Record<string, unknown>[],
-        receipts: q.receipts(provider, req.query.service_type),
-        probes: q.probes(provider, req.query.service_type),
+        receipts: evidence.receipts,
+        probes: evidence.probes,
       };
     },
   );
@@ -293,7 +294,7 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
 
 /** An entry's JSON with discovery's score of it. */
 function withQuality(q: QualityBook, e: IndexEntry): string {
-  const s = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
+  const s = q.rated(e.provider, e.serviceType);
   return `${e.json().slice(0, -1)},"quality":{"score":${s?.score ?? null},"receipts":${s?.receipts ?? 0}}}`;
 }
 
@@ -310,8 +311,8 @@ function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit
       ? // Walk the replica's ranked order (made at most once a second while receipts or proposals change).
         replica.index.rankedPage(rankedOrder(replica), filter, limit, offset, (score) => min === undefined || score === null || score >= min)
       : replica.index.filteredPage(filter, limit, offset, (provider, serviceType) => {
-          if (min === undefined || !q.has(provider, serviceType)) return true;
-          const score = q.score(provider, serviceType).score;
+          if (min === undefined) return true;
+          const score = q.rated(provider, serviceType)?.score;
           return score == null || score >= min;
         });
   return { entries: page.entries, next: page.more ? `q:${offset + limit}` : null };
@@ -327,7 +328,7 @@ function rankedOrder(replica: DiscoveryReplicaView): RankedOrder {
   const fresh = held && held.version === q.version && held.size === replica.index.size;
   if (held && (fresh || now - held.at < 1000)) return held.order;
   const order = replica.index.rankedOrder((provider, serviceType) => {
-    const s = q.has(provider, serviceType) ? q.score(provider, serviceType) : undefined;
+    const s = q.rated(provider, serviceType);
     return { rank: s?.rank ?? 50, score: s?.score ?? null };
   });
   ranked.set(q, { version: q.version, size: replica.index.size, at: now, order });
