@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { connect } from "nats";
+import { authOptions } from "../../../node/broker/broker";
 import { PromiseDigests, vaultDomain } from "../../../node/chain/eip712";
 import { QualityBook, type QualityReport, type RawEvidence } from "../../../node/discovery/quality";
 import { JetStreamReceiptStore, LocalReceiptStore, type ReceiptLimits } from "../../../node/discovery/receipt-store";
@@ -6,7 +8,7 @@ import { IdentityKey } from "../../../node/identity/key";
 import { probeScoreOf } from "../../../node/quality/probe-score";
 import { type Receipt, type Stage, STAGES, signReceipt, verifySignedReceipt } from "../../../node/quality/receipt";
 import { promiseCheckOf, scoreOf } from "../../../node/quality/score";
-import { REPLICA_CREDENTIALS, startNatsServer, type NatsServer } from "../../../scripts/lib/nats-server";
+import { ADMIN_CREDENTIALS, REPLICA_CREDENTIALS, startNatsServer, type NatsServer } from "../../../scripts/lib/nats-server";
 import { until } from "../../../scripts/lib/until";
 
 const VAULT = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
@@ -167,13 +169,54 @@ describe("discovery's quality store: scoring rows in memory, raw receipts in the
       await nats?.stop();
     });
 
-    const replica = () =>
+    const replica = (stream = "quality-store-test", limits?: ReceiptLimits) =>
       new QualityBook({
         directory,
         promiseCheck: check,
-        store: new JetStreamReceiptStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, stream: "quality-store-test" }),
+        store: new JetStreamReceiptStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS, stream, limits }),
+        limits,
         perSignerPerHour: 10_000,
       });
+
+    it("holds what the stream holds when one signer passes its limit about a provider: across service types, first taken first out", async function () {
+      const limits: ReceiptLimits = { maxAgeMs: 7 * 86_400_000, perSignerPerProvider: 3 };
+      const live = replica("quality-store-limit", limits);
+      await live.start();
+      const [c, p] = [consumers[0], providers[0]];
+      const paid = { promisedWei: 10n ** 15n, promise: promiseOf(c, p.address, MYST) };
+      // Four receipts of one consumer about one provider, two service types, the later ones dated earlier.
+      const four = (["noop", "wireguard", "noop", "wireguard"] as const).map((serviceType, i) => ({
+        ...mixedEvidence(1, 100 + i)[0].r,
+        consumer: c.address.toLowerCase(),
+        provider: p.address.toLowerCase(),
+        serviceType,
+        sessionId: `limit-${i}`,
+        reached: "throughput" as const,
+        failed: null,
+        ...paid,
+        at: T0 + 10_000 - i * 1000,
+      }));
+      for (const r of four) await live.ingest(signReceipt(c, r), "receipt");
+      await until(async () => {
+        await live.idle();
+        return live.size === 3;
+      }, "the live replica to hold three");
+      const restarted = replica("quality-store-limit", limits);
+      await restarted.start();
+      await restarted.idle();
+      expect(restarted.size).to.equal(3);
+      // The first one taken went (the stream's per-subject limit), not the one dated earliest.
+      const held = (await live.receipts(p.address)).map((x) => JSON.parse(x.signed.receipt)[1]);
+      expect(held.sort()).to.deep.equal(["limit-1", "limit-2", "limit-3"]);
+      expect(await restarted.receipts(p.address)).to.deep.equal(await live.receipts(p.address));
+      for (const t of ["noop", "wireguard"]) expect(restarted.report(p.address, t, 168)).to.deep.equal(live.report(p.address, t, 168));
+      await live.stop();
+      await restarted.stop();
+      // Streams may not share subjects: the next test makes its own.
+      const nc = await connect({ servers: nats.url, ...authOptions(ADMIN_CREDENTIALS) });
+      await (await nc.jetstreamManager()).streams.delete("quality-store-limit");
+      await nc.close();
+    });
 
     it("receipts survive a restart of the replica and of the broker: a new replica catches up from the stream's disk", async function () {
       const first = replica();
