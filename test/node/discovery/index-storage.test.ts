@@ -174,6 +174,11 @@ describe("the discovery index's columns serve exactly what they were given", () 
         }
       };
       expect(walkAll({}, () => true)).to.deep.equal(expected);
+      // Ranks in whole tenths are sorted packed with their position; any other rank by comparison: one order.
+      const odd = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.013, score: null }));
+      const tenths = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.1, score: null }));
+      expect([...odd.keys]).to.deep.equal([...order.keys]);
+      expect([...tenths.keys]).to.deep.equal([...order.keys]);
       const de = new Set(ps.filter((p) => p.location.country === "DE").map((p) => p.provider.toLowerCase()));
       expect(walkAll({ country: "DE" }, () => true)).to.deep.equal(expected.filter((k) => de.has(k)));
       const atLeast = (min: number) => (s: number | null) => s === null || s >= min;
