@@ -103,6 +103,8 @@ export class QualityBook {
   readonly #dirty = new Set<Keyed>();
   #flushing?: NodeJS.Immediate;
   readonly #perSigner = new Map<string, { hour: number; count: number }>();
+  /** Records this replica verified in `ingest`, by signature, until the store hands them back (no second signature check). */
+  readonly #verifiedHere = new Map<string, { text: string; receipt: Receipt }>();
   #verifying = 0;
   /** Counts changes to the scores: a ranked order made at an older version is stale. */
   version = 0;
@@ -164,7 +166,10 @@ export class QualityBook {
     }
     if (rate.count >= limit) throw new ReceiptFloodError(receipt.consumer, limit);
     rate.count++;
+    if (this.#verifiedHere.size >= 10_000) this.#verifiedHere.clear();
+    this.#verifiedHere.set(signed.signature, { text: signed.receipt, receipt });
     const result = await this.#o.store.append(receipt.provider, receipt.consumer, id, Buffer.from(JSON.stringify(signed)), kind);
+    if (result === "duplicate") this.#verifiedHere.delete(signed.signature);
     // A store that is not shared hands it straight back to #take; a shared one delivers it through follow.
     return result;
   }
@@ -176,6 +181,13 @@ export class QualityBook {
     try {
       const input = JSON.parse(Buffer.from(r.data).toString("utf8"));
       const kind = kindOf(input?.receipt);
+      // What this replica verified a moment ago, byte for byte, is not checked twice; anything else is.
+      const mine = typeof input?.signature === "string" ? this.#verifiedHere.get(input.signature) : undefined;
+      if (mine && mine.text === input.receipt) {
+        this.#verifiedHere.delete(input.signature);
+        this.#hold(mine.receipt, kind);
+        return;
+      }
       const { receipt } = await verifySignedReceipt(input, {
         directory: this.#o.directory,
         maxAgeMs: this.#limits.maxAgeMs,
