@@ -319,18 +319,26 @@ function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit
 }
 
 /** Each replica's order of every listed proposal by quality (best first, unrated at 50, then key). */
-const ranked = new WeakMap<QualityBook, { version: number; size: number; at: number; order: RankedOrder }>();
+const ranked = new WeakMap<QualityBook, { version: number; listings: number; at: number; order: RankedOrder }>();
 
+/**
+ * The ranked order, kept up to date at most once a second while scores change: the proposals whose
+ * score changed are moved (one merge pass), and the whole order is made again only when the listed
+ * set changed or too many scores did.
+ */
 function rankedOrder(replica: DiscoveryReplicaView): RankedOrder {
   const q = replica.quality;
+  const index = replica.index;
   const now = Date.now();
   const held = ranked.get(q);
-  const fresh = held && held.version === q.version && held.size === replica.index.size;
+  const fresh = held && held.version === q.version && held.listings === index.listings;
   if (held && (fresh || now - held.at < 1000)) return held.order;
-  const order = replica.index.rankedOrder((provider, serviceType) => {
+  const rate = (provider: string, serviceType: string) => {
     const s = q.rated(provider, serviceType);
     return { rank: s?.rank ?? 50, score: s?.score ?? null };
-  });
-  ranked.set(q, { version: q.version, size: replica.index.size, at: now, order });
+  };
+  const changes = q.takeChanges();
+  const order = held && changes && held.listings === index.listings ? index.rerankedOrder(held.order, changes, rate) : index.rankedOrder(rate);
+  ranked.set(q, { version: q.version, listings: index.listings, at: now, order });
   return order;
 }

@@ -52,6 +52,7 @@ export interface QualityBookOptions {
  * read it; the provider's other service types follow through `next` (most providers sell one or two).
  */
 interface Keyed {
+  provider: string;
   serviceType: string;
   next: Keyed | undefined;
   receipts: number;
@@ -101,6 +102,8 @@ export class QualityBook {
   readonly #keys = new Map<string, Keyed>();
   /** Keys whose rows changed since their score was computed. */
   readonly #dirty = new Set<Keyed>();
+  /** `<provider>/<serviceType>` of the scores changed since `takeChanges` (null: too many to list). */
+  #changes: Set<string> | null = new Set();
   #flushing?: NodeJS.Immediate;
   readonly #perSigner = new Map<string, { hour: number; count: number }>();
   /** Records this replica verified in `ingest`, by signature, until the store hands them back (no second signature check). */
@@ -210,7 +213,16 @@ export class QualityBook {
     const probe = kind === "probe";
     let k = this.#key(receipt.provider, receipt.serviceType);
     if (!k) {
-      k = { serviceType: receipt.serviceType, next: this.#keys.get(receipt.provider), receipts: -1, probes: -1, nReceipts: 0, nProbes: 0, rated: UNRATED };
+      k = {
+        provider: receipt.provider,
+        serviceType: receipt.serviceType,
+        next: this.#keys.get(receipt.provider),
+        receipts: -1,
+        probes: -1,
+        nReceipts: 0,
+        nProbes: 0,
+        rated: UNRATED,
+      };
       this.#keys.set(receipt.provider, k);
     }
     const row = rowOf(receipt, receipt.provider, this.#o.promiseCheck, this.#params, kind);
@@ -258,6 +270,7 @@ export class QualityBook {
     for (const k of this.#dirty) {
       const { score } = this.#compute(k);
       k.rated = { score: score.score, rank: score.rank, receipts: score.receipts };
+      this.#noteChange(k);
     }
     this.#dirty.clear();
     this.version++;
@@ -266,6 +279,22 @@ export class QualityBook {
   #compute(k: Keyed): { score: QualityScore; probe: ProbeScore } {
     const probe = probeScoreOfRows(this.#rows.rows(k.probes), this.probeParams);
     return { score: scoreOfRows(this.#rows.rows(k.receipts), this.#params, probe.score), probe };
+  }
+
+  #noteChange(k: Keyed): void {
+    if (this.#changes && this.#changes.size >= 50_000) this.#changes = null;
+    this.#changes?.add(`${k.provider}/${k.serviceType}`);
+  }
+
+  /**
+   * The `<provider>/<serviceType>` keys whose score changed since the last call (what a ranked order
+   * must move), or null when too many changed to list (then make the order again in full).
+   */
+  takeChanges(): Set<string> | null {
+    if (this.#dirty.size > 0) this.#flush();
+    const changes = this.#changes;
+    this.#changes = new Set();
+    return changes;
   }
 
   /** Resolves once no stored receipt is being verified (tests; the replica's load). */
@@ -294,6 +323,7 @@ export class QualityBook {
       for (let k: Keyed | undefined = first; k; k = k.next) {
         if (k.nReceipts + k.nProbes === 0) {
           this.#dirty.delete(k);
+          this.#noteChange(k);
           this.version++;
           continue;
         }

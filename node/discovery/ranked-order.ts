@@ -6,6 +6,8 @@ export interface RankedOrder {
   readonly slots: Int32Array;
   readonly keys: readonly string[];
   readonly scores: Float64Array;
+  /** What each is ranked by (its score, or the neutral rank when unrated). */
+  readonly ranks: Float64Array;
 }
 
 /**
@@ -34,13 +36,65 @@ export function rankedOrderOf(
   const slots = new Int32Array(n);
   const keys: string[] = new Array(n);
   const scores = new Float64Array(n);
+  const ranked = new Float64Array(n);
   for (let j = 0; j < n; j++) {
     const at = by[j];
     slots[j] = inKeyOrder[at];
     keys[j] = t.keys[inKeyOrder[at]] as string;
     scores[j] = scoreOf[at];
+    ranked[j] = ranks[at];
   }
-  return { slots, keys, scores };
+  return { slots, keys, scores, ranks: ranked };
+}
+
+/**
+ * `order` with the keys in `changed` taken out and put back at their new rank (`rate`), merged in one
+ * pass: what a ranked order costs when a few scores changed (the listed set must be the one `order`
+ * was made from). The result is the order `rankedOrderOf` would make: rank, then key.
+ */
+export function rerankedOrderOf(
+  t: EntryTable,
+  order: RankedOrder,
+  changed: Iterable<string>,
+  rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
+): RankedOrder {
+  const moved = new Set(changed);
+  const back: { slot: number; key: string; rank: number; score: number }[] = [];
+  for (const key of moved) {
+    const e = t.slotOf(key);
+    if (e === undefined || !t.has(e, LISTED)) continue;
+    const r = rate(key.slice(0, 42), key.slice(43));
+    back.push({ slot: e, key, rank: r.rank, score: r.score ?? Number.NaN });
+  }
+  back.sort((a, b) => b.rank - a.rank || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  let stay = 0;
+  for (const key of order.keys) if (!moved.has(key)) stay++;
+  const n = stay + back.length;
+  const slots = new Int32Array(n);
+  const keys: string[] = new Array(n);
+  const scores = new Float64Array(n);
+  const ranks = new Float64Array(n);
+  let i = 0;
+  let j = 0;
+  for (let out = 0; out < n; out++) {
+    while (i < order.keys.length && moved.has(order.keys[i])) i++;
+    const fromOld =
+      j === back.length || (i < order.keys.length && (order.ranks[i] > back[j].rank || (order.ranks[i] === back[j].rank && order.keys[i] < back[j].key)));
+    if (fromOld) {
+      slots[out] = order.slots[i];
+      keys[out] = order.keys[i];
+      scores[out] = order.scores[i];
+      ranks[out] = order.ranks[i];
+      i++;
+    } else {
+      const b = back[j++];
+      slots[out] = b.slot;
+      keys[out] = b.key;
+      scores[out] = b.score;
+      ranks[out] = b.rank;
+    }
+  }
+  return { slots, keys, scores, ranks };
 }
 
 /** Positions sorted by rank, higher first; equal ranks keep key order (the position breaks the tie). */
