@@ -109,6 +109,10 @@ export class QualityBook {
   /** Records this replica verified in `ingest`, by signature, until the store hands them back (no second signature check). */
   readonly #verifiedHere = new Map<string, { text: string; receipt: Receipt }>();
   #verifying = 0;
+  /** No row is older than this (a lower bound): a sweep before it has nothing to drop. */
+  #oldestAt = Number.POSITIVE_INFINITY;
+  /** When the next walk over every row may run (sweeps come every second; a walk at most once a minute). */
+  #nextWalk = 0;
   /** Counts changes to the scores: a ranked order made at an older version is stale. */
   version = 0;
   readonly #settled: (() => void)[] = [];
@@ -226,6 +230,7 @@ export class QualityBook {
       this.#keys.set(receipt.provider, k);
     }
     const row = rowOf(receipt, receipt.provider, this.#o.promiseCheck, this.#params, kind);
+    this.#oldestAt = Math.min(this.#oldestAt, row.at);
     this.#chain(k, probe, this.#rows.add(row, id, probe ? k.probes : k.receipts), 1);
     this.#limitSigner(receipt.provider, receipt.consumer, probe);
   }
@@ -308,14 +313,23 @@ export class QualityBook {
     this.#flush();
   }
 
-  /** Drops what aged out. */
+  /**
+   * Drops what aged out: nothing to do (and no walk) until the oldest row is past the retention, then a
+   * walk over every row at most once a minute (a receipt kept a minute longer changes nothing).
+   */
   sweep(now = Date.now()): void {
     const before = now - this.#limits.maxAgeMs;
+    if (this.#oldestAt > before || Date.now() < this.#nextWalk) return;
+    this.#nextWalk = Date.now() + 60_000;
+    let oldest = Number.POSITIVE_INFINITY;
     for (const [provider, first] of this.#keys) {
       for (let k: Keyed | undefined = first; k; k = k.next)
         for (const probe of [false, true])
-          for (const s of [...this.#rows.chain(probe ? k.probes : k.receipts)])
-            if (this.#rows.at(s) <= before) this.#chain(k, probe, this.#rows.remove(s, probe ? k.probes : k.receipts), -1);
+          for (const s of [...this.#rows.chain(probe ? k.probes : k.receipts)]) {
+            const at = this.#rows.at(s);
+            if (at <= before) this.#chain(k, probe, this.#rows.remove(s, probe ? k.probes : k.receipts), -1);
+            else oldest = Math.min(oldest, at);
+          }
       let emptied = false;
       for (let k: Keyed | undefined = first; k; k = k.next) emptied ||= k.nReceipts + k.nProbes === 0;
       if (!emptied) continue;
@@ -333,6 +347,7 @@ export class QualityBook {
       if (kept) this.#keys.set(provider, kept);
       else this.#keys.delete(provider);
     }
+    this.#oldestAt = oldest;
   }
 
   #key(provider: string, serviceType: string): Keyed | undefined {
