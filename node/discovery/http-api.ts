@@ -231,14 +231,15 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       const provider = req.params.provider.toLowerCase();
       const types = req.query.service_type ? [req.query.service_type] : q.serviceTypes(provider);
       const periodHours = q.periodHours;
+      const evidence = await q.evidence(provider, req.query.service_type);
       return {
         provider,
         periodHours,
         probePeriodHours: Math.round(q.probeParams.periodMs / 3_600_000),
         minProbers: q.probeParams.minProbers,
         reports: types.map((t) => q.report(provider, t, periodHours)) as unknown as Record<string, unknown>[],
-        receipts: q.receipts(provider, req.query.service_type),
-        probes: q.probes(provider, req.query.service_type),
+        receipts: evidence.receipts,
+        probes: evidence.probes,
       };
     },
   );
@@ -293,7 +294,7 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
 
 /** An entry's JSON with discovery's score of it. */
 function withQuality(q: QualityBook, e: IndexEntry): string {
-  const s = q.has(e.provider, e.serviceType) ? q.score(e.provider, e.serviceType) : undefined;
+  const s = q.rated(e.provider, e.serviceType);
   return `${e.json().slice(0, -1)},"quality":{"score":${s?.score ?? null},"receipts":${s?.receipts ?? 0}}}`;
 }
 
@@ -310,26 +311,34 @@ function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit
       ? // Walk the replica's ranked order (made at most once a second while receipts or proposals change).
         replica.index.rankedPage(rankedOrder(replica), filter, limit, offset, (score) => min === undefined || score === null || score >= min)
       : replica.index.filteredPage(filter, limit, offset, (provider, serviceType) => {
-          if (min === undefined || !q.has(provider, serviceType)) return true;
-          const score = q.score(provider, serviceType).score;
+          if (min === undefined) return true;
+          const score = q.rated(provider, serviceType)?.score;
           return score == null || score >= min;
         });
   return { entries: page.entries, next: page.more ? `q:${offset + limit}` : null };
 }
 
 /** Each replica's order of every listed proposal by quality (best first, unrated at 50, then key). */
-const ranked = new WeakMap<QualityBook, { version: number; size: number; at: number; order: RankedOrder }>();
+const ranked = new WeakMap<QualityBook, { version: number; listings: number; at: number; order: RankedOrder }>();
 
+/**
+ * The ranked order, kept up to date at most once a second while scores change: the proposals whose
+ * score changed are moved (one merge pass), and the whole order is made again only when the listed
+ * set changed or too many scores did.
+ */
 function rankedOrder(replica: DiscoveryReplicaView): RankedOrder {
   const q = replica.quality;
+  const index = replica.index;
   const now = Date.now();
   const held = ranked.get(q);
-  const fresh = held && held.version === q.version && held.size === replica.index.size;
+  const fresh = held && held.version === q.version && held.listings === index.listings;
   if (held && (fresh || now - held.at < 1000)) return held.order;
-  const order = replica.index.rankedOrder((provider, serviceType) => {
-    const s = q.has(provider, serviceType) ? q.score(provider, serviceType) : undefined;
+  const rate = (provider: string, serviceType: string) => {
+    const s = q.rated(provider, serviceType);
     return { rank: s?.rank ?? 50, score: s?.score ?? null };
-  });
-  ranked.set(q, { version: q.version, size: replica.index.size, at: now, order });
+  };
+  const changes = q.takeChanges();
+  const order = held && changes && held.listings === index.listings ? index.rerankedOrder(held.order, changes, rate) : index.rankedOrder(rate);
+  ranked.set(q, { version: q.version, listings: index.listings, at: now, order });
   return order;
 }

@@ -2,7 +2,7 @@ import { MystError } from "../errors/MystError";
 import type { ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
 import { ALLOWLIST, EntryTable, type IndexEntry, IPV6, LISTED, WITHDRAWN } from "./index-entry";
-import { filteredPageOf, matcher, type RankedOrder, rankedOrderOf, rankedPageOf } from "./ranked-order";
+import { filteredPageOf, matcher, type RankedOrder, rankedOrderOf, rankedPageOf, rerankedOrderOf } from "./ranked-order";
 import { proposalRecord, type StoredRecord } from "./record";
 import { type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
 
@@ -55,6 +55,8 @@ export class ProposalIndex {
   #all = new SortedEntries(this.#t.keys);
   /** Listed entries (kept while bulk loading too, when the sorted sets wait for `endBulk`). */
   #listed = 0;
+  /** Counts every listing and unlisting: a ranked order made at another count misses or holds a key. */
+  #listings = 0;
   readonly #byProvider = new Map<string, SortedEntries>();
   readonly #byService = new Map<string, SortedEntries>();
   readonly #byCountry = new Map<string, SortedEntries>();
@@ -77,6 +79,11 @@ export class ProposalIndex {
   /** Listed proposals (including ones that expired since the last sweep). */
   get size(): number {
     return this.#listed;
+  }
+
+  /** Changes of the listed set so far (a ranked order made at another count must be made again in full). */
+  get listings(): number {
+    return this.#listings;
   }
 
   /** Keys known, listed or only remembered. */
@@ -298,6 +305,15 @@ export class ProposalIndex {
     return rankedOrderOf(this.#t, this.#all, rate);
   }
 
+  /** `order` with the keys in `changed` ranked again by `rate` (the listed set unchanged since `order` was made). */
+  rerankedOrder(
+    order: RankedOrder,
+    changed: Iterable<string>,
+    rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
+  ): RankedOrder {
+    return rerankedOrderOf(this.#t, order, changed, rate);
+  }
+
   /** Up to `limit` live proposals of a ranked order matching `filter` and `keep`, after `offset` (ranked-order.ts). */
   rankedPage(
     order: RankedOrder,
@@ -377,6 +393,7 @@ export class ProposalIndex {
   #list(e: number): void {
     this.#t.set(e, LISTED, true);
     this.#listed++;
+    this.#listings++;
     if (this.#bulk) return;
     this.#all.insert(e);
     for (const [map, value] of this.#buckets(e)) {
@@ -393,6 +410,7 @@ export class ProposalIndex {
     t.set(e, LISTED, false);
     t.clearBody(e);
     this.#listed--;
+    this.#listings++;
     if (!fromSets) return;
     this.#all.delete(e);
     for (const [map, value] of this.#buckets(e)) {

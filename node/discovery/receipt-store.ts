@@ -27,6 +27,8 @@ export interface ReceiptStore {
    * limit counts each kind on its own); "duplicate" when the store already holds its id (a replay).
    */
   append(provider: string, consumer: string, id: string, data: Uint8Array, kind?: EvidenceKind): Promise<"stored" | "duplicate">;
+  /** Every stored receipt and probe result about `provider` (lower-case), read back from the store, oldest first. */
+  read(provider: string): Promise<StoredReceipt[]>;
   stop(): Promise<void>;
 }
 
@@ -65,6 +67,13 @@ export class LocalReceiptStore implements ReceiptStore {
     while (list.length > this.limits.perSignerPerProvider) list.shift();
     this.#listener?.(r);
     return "stored";
+  }
+
+  async read(provider: string): Promise<StoredReceipt[]> {
+    const prefix = `${RECEIPT_SUBJECT_PREFIX}.${provider}.`;
+    const out: StoredReceipt[] = [];
+    for (const [subject, list] of this.#bySubject) if (subject.startsWith(prefix)) for (const { r } of list) out.push(r);
+    return out.sort((a, b) => a.storedAt - b.storedAt);
   }
 
   async stop(): Promise<void> {
@@ -187,6 +196,36 @@ export class JetStreamReceiptStore implements ReceiptStore {
       return ack.duplicate ? "duplicate" : "stored";
     } catch (err) {
       throw new ProposalStoreError("STORE_UNAVAILABLE", `could not store a receipt: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * Reads one provider's subjects back from the stream's disk (an ordered consumer filtered to
+   * `myst.receipts.<provider>.>`): the replicas keep only scoring rows in memory (score-rows.ts).
+   */
+  async read(provider: string): Promise<StoredReceipt[]> {
+    const js = this.#js;
+    const jsm = this.#jsm;
+    if (!js || !jsm) throw new ProposalStoreError("STORE_UNAVAILABLE", "the receipts store is not started");
+    const filter = `${RECEIPT_SUBJECT_PREFIX}.${provider}.>`;
+    try {
+      const counts = (await jsm.streams.info(this.stream, { subjects_filter: filter })).state.subjects ?? {};
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      if (total === 0) return [];
+      const consumer = await js.consumers.get(this.stream, { filterSubjects: filter });
+      const messages = await consumer.consume();
+      // Receipts that age out meanwhile never arrive: the read ends after 5 s whatever it has.
+      const timer = setTimeout(() => messages.stop(), 5000);
+      const out: StoredReceipt[] = [];
+      for await (const m of messages) {
+        out.push({ data: m.data, storedAt: Math.floor(m.info.timestampNanos / 1e6) });
+        if (m.info.pending === 0 || out.length >= total) break;
+      }
+      clearTimeout(timer);
+      messages.stop();
+      return out;
+    } catch (err) {
+      throw new ProposalStoreError("STORE_UNAVAILABLE", `could not read the receipts about ${provider}: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -1,5 +1,5 @@
 import { type Receipt, STAGE_WORDS, STAGES, type Stage } from "./receipt";
-import { DEFAULT_SCORE_PARAMS, failedStage, type PromiseCheck, type ScoreParams, type StageFailures } from "./score";
+import { DEFAULT_SCORE_PARAMS, type PromiseCheck, rowOf, type ScoreParams, type ScoreRow, type StageFailures } from "./score";
 
 /**
  * The probe score of one provider's service, from probers' signed probe results alone
@@ -81,9 +81,17 @@ export function probeScoreOf(
   pp: ProbeParams = DEFAULT_PROBE_PARAMS,
   p: ScoreParams = DEFAULT_SCORE_PARAMS,
 ): ProbeScore {
-  const counted = results.filter((r) => counts(r, provider, check));
+  return probeScoreOfRows(
+    results.map((r) => rowOf(r, provider, check, p, "probe")),
+    pp,
+  );
+}
+
+/** `probeScoreOf` from rows (score.ts ScoreRow: `paid` says whether a result counts). */
+export function probeScoreOfRows(results: readonly ScoreRow[], pp: ProbeParams = DEFAULT_PROBE_PARAMS): ProbeScore {
+  const counted = results.filter((r) => r.paid);
   // period start → prober → its probes
-  const byPeriod = new Map<number, Map<string, Receipt[]>>();
+  const byPeriod = new Map<number, Map<string, ScoreRow[]>>();
   for (const r of counted) {
     const start = Math.floor(r.at / pp.periodMs) * pp.periodMs;
     let probers = byPeriod.get(start);
@@ -98,7 +106,7 @@ export function probeScoreOf(
       const probers = [...byPeriod.get(start)!].map(([prober, list]) => ({
         prober,
         probes: list.length,
-        score: Math.round((100 * list.filter((r) => failedStage(r, p) === null).length) / list.length),
+        score: Math.round((100 * list.filter((r) => r.stage === null).length) / list.length),
       }));
       probers.sort((a, b) => (a.prober < b.prober ? -1 : 1));
       return { start, probers, score: probers.length >= pp.minProbers ? median(probers.map((x) => x.score)) : null };
@@ -108,7 +116,7 @@ export function probeScoreOf(
   if (period)
     for (const [prober, list] of byPeriod.get(period.start)!)
       for (const r of list) {
-        const stage = failedStage(r, p);
+        const stage = r.stage;
         if (stage === null) continue;
         let f = failures.get(stage);
         if (!f) failures.set(stage, (f = { probes: 0, probers: new Set() }));

@@ -1,6 +1,6 @@
 import { PromiseDigests, vaultDomain } from "../chain/eip712";
 import { isKeyOf, recoverPublicKey } from "../identity/key";
-import { type Receipt, STAGE_WORDS, STAGES, type Stage } from "./receipt";
+import { type EvidenceKind, type Receipt, receiptId, STAGE_WORDS, STAGES, type Stage } from "./receipt";
 
 /**
  * The quality score of one provider's service, from receipts alone (docs/quality.md). Anyone with
@@ -104,28 +104,74 @@ export function failedStage(r: Receipt, p: ScoreParams = DEFAULT_SCORE_PARAMS): 
   return succeeded(r, p) ? null : "throughput";
 }
 
+/**
+ * What the score needs of one receipt (or probe result), and nothing else: a replica keeps these
+ * rows in memory instead of the receipts (discovery/score-rows.ts), and `rowOf` makes the same rows
+ * from raw receipts, so a replica's score and anyone's recompute run the very same arithmetic.
+ */
+export interface ScoreRow {
+  consumer: string;
+  at: number;
+  /** Orders one consumer's receipts of the same millisecond: the first 52 bits of the receipt's id. */
+  tie: number;
+  /** The receipt's own promise when it is valid and not to its signer itself (0 otherwise): what its signer's budget can be. */
+  budgetWei: bigint;
+  /** What it draws from the budget: the stake for a failure, else min(promised in the session, stake); 0 by the provider or about another. */
+  drawWei: bigint;
+  /** As a probe result: about the provider, not by it, with a valid promise of more than 0 wei (probe-score.ts). */
+  paid: boolean;
+  /** The stage it failed at (a delivered bandwidth under the minimum counts as "throughput"); null: succeeded. */
+  stage: Stage | null;
+  connectMs: number;
+  /** Delivered / advertised bandwidth, capped at 1; null when either is 0. */
+  bandwidthRatio: number | null;
+}
+
+/** The largest budget a row carries (a BigInt64Array holds it): far above what 64 receipts can draw. */
+export const MAX_BUDGET_WEI = 2n ** 63n - 1n;
+
+/** The row of receipt `r` about `provider` (score.ts ScoreRow): its promise checked once, here. */
+export function rowOf(r: Receipt, provider: string, check: PromiseCheck, p: ScoreParams = DEFAULT_SCORE_PARAMS, kind: EvidenceKind = "receipt"): ScoreRow {
+  const who = provider.toLowerCase();
+  const pr = r.promise;
+  const about = r.provider === who && r.consumer !== who;
+  const valid = about && pr !== null && pr.provider !== r.consumer && check(r.consumer, pr.provider, pr.amount, pr.signature);
+  return {
+    consumer: r.consumer,
+    at: r.at,
+    tie: Number.parseInt(receiptId(r, kind).slice(0, 13), 16),
+    budgetWei: valid && pr ? minWei(pr.amount, MAX_BUDGET_WEI) : 0n,
+    drawWei: !about ? 0n : r.failed !== null ? p.stakeWei : minWei(r.promisedWei, p.stakeWei),
+    paid: valid && pr !== null && pr.amount > 0n,
+    stage: failedStage(r, p),
+    connectMs: r.connectMs,
+    bandwidthRatio: bandwidthRatioOf(r),
+  };
+}
+
 /** Each receipt's weight (same order as `receipts`, which must all be about `provider`). */
 export function weights(receipts: Receipt[], provider: string, check: PromiseCheck, p: ScoreParams = DEFAULT_SCORE_PARAMS): bigint[] {
-  const out = receipts.map(() => 0n);
+  return rowWeights(receipts.map((r) => rowOf(r, provider, check, p)));
+}
+
+/** Each row's weight: per consumer, its largest budget, drawn oldest first. */
+export function rowWeights(rows: readonly ScoreRow[]): bigint[] {
+  const out = rows.map(() => 0n);
   const byConsumer = new Map<string, number[]>();
-  receipts.forEach((r, i) => {
-    if (r.consumer === provider.toLowerCase() || r.provider !== provider.toLowerCase()) return;
+  rows.forEach((r, i) => {
     let list = byConsumer.get(r.consumer);
     if (!list) byConsumer.set(r.consumer, (list = []));
     list.push(i);
   });
-  for (const [consumer, idx] of byConsumer) {
+  for (const idx of byConsumer.values()) {
     // The consumer's budget: its largest valid promise among these receipts (to any provider).
     let budget = 0n;
-    for (const i of idx) {
-      const pr = receipts[i].promise;
-      if (pr && pr.amount > budget && pr.provider !== consumer && check(consumer, pr.provider, pr.amount, pr.signature)) budget = pr.amount;
-    }
+    for (const i of idx) if (rows[i].budgetWei > budget) budget = rows[i].budgetWei;
+    if (budget === 0n) continue;
     // Oldest first; a paid session draws what it promised, a failure the stake.
-    idx.sort((a, b) => receipts[a].at - receipts[b].at || (receipts[a].sessionId < receipts[b].sessionId ? -1 : 1));
+    idx.sort((a, b) => rows[a].at - rows[b].at || rows[a].tie - rows[b].tie);
     for (const i of idx) {
-      const r = receipts[i];
-      const w = minWei(r.failed !== null ? p.stakeWei : minWei(r.promisedWei, p.stakeWei), budget);
+      const w = minWei(rows[i].drawWei, budget);
       out[i] = w;
       budget -= w;
     }
@@ -163,15 +209,24 @@ export function scoreOf(
   p: ScoreParams = DEFAULT_SCORE_PARAMS,
   prior: number | null = null,
 ): QualityScore {
-  const w = weights(receipts, provider, check, p);
+  return scoreOfRows(
+    receipts.map((r) => rowOf(r, provider, check, p)),
+    p,
+    prior,
+  );
+}
+
+/** `scoreOf` from rows (what a replica keeps instead of the receipts). */
+export function scoreOfRows(rows: readonly ScoreRow[], p: ScoreParams = DEFAULT_SCORE_PARAMS, prior: number | null = null): QualityScore {
+  const w = rowWeights(rows);
   let total = 0n;
   let ok = 0n;
   const connect: { v: number; w: bigint }[] = [];
   const bandwidth: { v: number; w: bigint }[] = [];
   const failures = new Map<Stage, { receipts: number; consumers: Set<string>; weighed: number; paid: Set<string> }>();
-  receipts.forEach((r, i) => {
+  rows.forEach((r, i) => {
     total += w[i];
-    const stage = failedStage(r, p);
+    const stage = r.stage;
     if (stage === null) {
       ok += w[i];
       if (r.connectMs > 0) connect.push({ v: r.connectMs, w: w[i] });
@@ -185,8 +240,7 @@ export function scoreOf(
         f.paid.add(r.consumer);
       }
     }
-    const bw = bandwidthRatioOf(r);
-    if (bw !== null) bandwidth.push({ v: bw, w: w[i] });
+    if (r.bandwidthRatio !== null) bandwidth.push({ v: r.bandwidthRatio, w: w[i] });
   });
   const weighed = w.filter((x) => x > 0n).length;
   const successRate = total > 0n ? ratio(ok, total) : null;
@@ -203,7 +257,7 @@ export function scoreOf(
   return {
     score,
     rank: score ?? NEUTRAL_SCORE,
-    receipts: receipts.length,
+    receipts: rows.length,
     weighed,
     weightWei: total,
     successRate,

@@ -174,6 +174,11 @@ describe("the discovery index's columns serve exactly what they were given", () 
         }
       };
       expect(walkAll({}, () => true)).to.deep.equal(expected);
+      // Ranks in whole tenths are sorted packed with their position; any other rank by comparison: one order.
+      const odd = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.013, score: null }));
+      const tenths = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.1, score: null }));
+      expect([...odd.keys]).to.deep.equal([...order.keys]);
+      expect([...tenths.keys]).to.deep.equal([...order.keys]);
       const de = new Set(ps.filter((p) => p.location.country === "DE").map((p) => p.provider.toLowerCase()));
       expect(walkAll({ country: "DE" }, () => true)).to.deep.equal(expected.filter((k) => de.has(k)));
       const atLeast = (min: number) => (s: number | null) => s === null || s >= min;
@@ -186,6 +191,30 @@ describe("the discovery index's columns serve exactly what they were given", () 
         if (!page.more) break;
       }
       expect(keyOrder).to.deep.equal([...expected.filter((k) => (rate(k).score ?? 100) >= 70)].sort());
+    });
+
+    it("moves the keys whose rank changed to where a whole new order puts them", () => {
+      const index = new ProposalIndex(3_600_000);
+      const ps = Array.from({ length: 60 }, () => proposal(address()));
+      for (const p of ps) index.upsert({ proposal: JSON.stringify(p), signature: lowerSig() }, p, now);
+      const keys = ps.map((p) => `${p.provider.toLowerCase()}/${p.serviceType}`);
+      // Few distinct ranks (many ties), some unrated.
+      const ranks = new Map(keys.map((k, i) => [k, i % 4 === 0 ? null : (i * 7) % 5]));
+      const rate = (provider: string, serviceType: string) => {
+        const r = ranks.get(`${provider}/${serviceType}`) ?? null;
+        return { rank: r ?? 2.5, score: r };
+      };
+      let order = index.rankedOrder(rate);
+      for (const round of [1, 2, 3]) {
+        const changed = keys.filter((_, i) => (i * round) % 7 === 0);
+        for (const [n, k] of changed.entries()) ranks.set(k, n % 3 === 0 ? null : (n + round) % 6);
+        order = index.rerankedOrder(order, changed, rate);
+        const whole = index.rankedOrder(rate);
+        expect([...order.keys], `round ${round}`).to.deep.equal([...whole.keys]);
+        expect([...order.slots]).to.deep.equal([...whole.slots]);
+        expect([...order.scores]).to.deep.equal([...whole.scores]);
+        expect([...order.ranks]).to.deep.equal([...whole.ranks]);
+      }
     });
 
     it("never serves a key that left since the order was made, nor another key in its reused slot", () => {

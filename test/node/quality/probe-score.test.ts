@@ -174,8 +174,8 @@ describe("probers: the median of at least 3 independent probers per period", fun
       expect(err.code).to.equal("RECEIPT_MALFORMED");
       expect(err.message).to.match(/myst-probe\/1/);
       await q.idle();
-      expect(q.probes(provider.address)).to.have.length(1);
-      expect(q.receipts(provider.address)).to.have.length(1);
+      expect(await q.probes(provider.address)).to.have.length(1);
+      expect(await q.receipts(provider.address)).to.have.length(1);
     });
 
     it("drops forged, replayed and oversized probe results", async function () {
@@ -193,7 +193,7 @@ describe("probers: the median of at least 3 independent probers per period", fun
       const big = { receipt: `["myst-probe/1",${"1,".repeat(600)}1]`, signature: signed.signature };
       expect((await q.ingest(big, "probe").catch((e) => e)).code).to.equal("RECEIPT_TOO_LARGE");
       await q.idle();
-      expect(q.probes(provider.address)).to.have.length(1);
+      expect(await q.probes(provider.address)).to.have.length(1);
     });
 
     it("reports the probers' median with 3 honest probers and a liar, and serves the raw results that recompute it", async function () {
@@ -210,7 +210,7 @@ describe("probers: the median of at least 3 independent probers per period", fun
       expect(after.score).to.equal(before.score);
       expect(after.probe.period!.probers).to.have.length(4);
       // Anyone recomputes it from the raw signed results.
-      const raw = await Promise.all(q.probes(provider.address).map((x) => verifySignedReceipt(x.signed, { directory, kind: "probe" })));
+      const raw = await Promise.all((await q.probes(provider.address)).map((x) => verifySignedReceipt(x.signed, { directory, kind: "probe" })));
       expect(
         probeScoreOf(
           raw.map((x) => x.receipt),
