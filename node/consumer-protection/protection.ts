@@ -3,12 +3,12 @@ import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
 import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
-import type { SessionProtection, TunnelGuard, TunnelPlan } from "../session/service";
+import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
 import { hasHostRoute4, nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
-import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
+import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
@@ -302,6 +302,42 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, endpoints: [], tunnelPeers: [], dns: [] };
     await transact(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
+  }
+
+  /** Whether this connection's kill switch is in force now (a session's, or blocking between sessions): what leaves must be admitted first. */
+  holds(): boolean {
+    return this.options.killSwitch && this.#state !== "off" && !!this.#spec;
+  }
+
+  /**
+   * Lets exactly `endpoints` out (address, protocol, port; and their hosts in) through the kill
+   * switch in force, in one transaction that adds them to the armed table's sets and changes nothing
+   * else: a relay's TURN server before the first packet goes to it, while a session moves to another
+   * relay or a reconnect negotiates. Nothing to do when no kill switch holds: a prepared table lets
+   * everything pass until `engage`, which sets the plan's own endpoints.
+   */
+  async admit(endpoints: TunnelEndpoint[]): Promise<void> {
+    const spec = this.#spec;
+    if (!this.holds() || !spec) return;
+    const fresh = endpoints.filter((e, i) => !spec.endpoints.some((k) => sameEndpoint(k, e)) && endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
+    if (fresh.length === 0) return;
+    const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !spec.endpoints.some((k) => k.address === a));
+    await transact(endpointsScript("add", fresh, hosts), this.options.netns);
+    this.#spec = { ...spec, endpoints: [...spec.endpoints, ...fresh] };
+    this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out");
+  }
+
+  /** Takes `endpoints` out of the kill switch's sets again (one transaction; the others stay): a relay the session left. */
+  async withdraw(endpoints: TunnelEndpoint[]): Promise<void> {
+    const spec = this.#spec;
+    if (!this.holds() || !spec) return;
+    const gone = spec.endpoints.filter((k) => endpoints.some((e) => sameEndpoint(k, e)));
+    if (gone.length === 0) return;
+    const left = spec.endpoints.filter((k) => !gone.includes(k));
+    const hosts = [...new Set(gone.map((e) => e.address))].filter((a) => !left.some((k) => k.address === a));
+    await transact(endpointsScript("delete", gone, hosts), this.options.netns);
+    this.#spec = { ...spec, endpoints: left };
+    this.#log.info({ netns: this.options.netns, endpoints: gone }, "kill switch: no longer let out");
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */

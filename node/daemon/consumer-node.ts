@@ -287,7 +287,7 @@ export class ConsumerNode {
       // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
-        beforeAllocate: o.allow,
+        ...(o.passage ? { beforeAllocate: o.passage.admit, afterFailedAllocate: o.passage.withdraw } : {}),
         // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
         relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
         tunnelPort: o.tunnelPort,

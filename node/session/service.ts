@@ -91,6 +91,8 @@ export interface TunnelEndpoint {
   protocol: "udp" | "tcp";
 }
 
+export const sameEndpoint = (a: TunnelEndpoint, b: TunnelEndpoint): boolean => a.address === b.address && a.port === b.port && a.protocol === b.protocol;
+
 /**
  * A peer whose tunnel may answer from any UDP port of its address, to our tunnel's own port (a
  * router that maps per destination gives the provider's tunnel a port of its choosing toward us).
@@ -148,6 +150,12 @@ export interface SessionProtection {
   tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void>;
   /** The tunnel never came up: undo what `engage` did. */
   abandon(): Promise<void>;
+  /** Optional: whether a kill switch is in force now (a session's, or one holding between sessions). */
+  holds?(): boolean;
+  /** Optional: lets exactly these endpoints through a kill switch in force, changing nothing else (a relay's TURN server). */
+  admit?(endpoints: TunnelEndpoint[]): Promise<void>;
+  /** Optional: takes endpoints `admit` let through out again (a relay the session left). */
+  withdraw?(endpoints: TunnelEndpoint[]): Promise<void>;
 }
 
 /** The kill switch being armed beside a tunnel that comes up (`SessionProtection.engageBeside`). */
