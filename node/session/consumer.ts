@@ -85,6 +85,7 @@ export class ConsumerSessions {
       sessionId: string;
       dialog: Dialog;
       proposal: Proposal;
+      signedProposal: SignedProposal;
       peerOffer?: DirectOffer;
       serviceConfig: unknown;
       udpBlocked: boolean;
@@ -140,6 +141,7 @@ export class ConsumerSessions {
     return open({
       udpBlocked: o.udpBlocked,
       peers: o.peers,
+      providerProposal: o.signedProposal,
       providerCountry: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
       passage: o.passage,
@@ -214,6 +216,7 @@ export class ConsumerSessions {
     if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay) && announced.length > 0) {
       early = this.#openRelay(options.relay, {
         proposal,
+        signedProposal: options.proposal,
         udpBlocked,
         stages,
         tunnelPort: options.service.tunnelPortFor(consumerData),
@@ -275,7 +278,7 @@ export class ConsumerSessions {
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
     /** What every relay of this session is opened with (the first, and one that replaces a dead one). */
-    const relaying = { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
+    const relaying = { sessionId, dialog, proposal, signedProposal: options.proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
     // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
     // followed a hard-side punch took the probe's port; then the first local socket to send is taken for it).
     let tunnelPort: number | undefined;

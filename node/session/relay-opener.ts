@@ -1,4 +1,4 @@
-import type { Proposal } from "../proposal/proposal";
+import type { Proposal, SignedProposal } from "../proposal/proposal";
 import type { RelayLeg } from "./consumer-session";
 import type { SessionProtection, TunnelEndpoint } from "./service";
 import type { ConnectStages } from "./stages";
@@ -12,6 +12,8 @@ export type RelayOpener = (o: {
   udpBlocked: boolean;
   /** The provider's public addresses: the only peers the relay will let this session's allocation permit. */
   peers: string[];
+  /** The provider's signed proposal, which announces those addresses: the relay checks the peers against it. */
+  providerProposal: SignedProposal;
   providerCountry?: string;
   avoid: string[];
   /** A kill switch already holds (a reconnect, a tunnel that failed on the punched path, a move): how the relay's TURN server gets through it. */
@@ -35,6 +37,7 @@ export interface KillSwitchPassage {
 export interface RelayToOpen {
   peers: string[];
   proposal: Proposal;
+  signedProposal: SignedProposal;
   udpBlocked: boolean;
   passage?: KillSwitchPassage;
   avoid?: string[];

@@ -49,6 +49,8 @@ export interface ProviderService {
   stop?(): Promise<void>;
   /** Whether the session's consumer is connected to the service now (its tunnel is up). */
   isConnected?(sessionId: string): boolean;
+  /** How the session's consumer reaches the service, when the service knows it first-hand (a relay: UDP, TCP or TLS). */
+  transportOf?(sessionId: string): "udp" | "tcp" | "tls" | undefined;
   /** The tunnel carries IPv6 (the provider has IPv6 egress): the proposal says so. */
   readonly ipv6?: boolean;
   /**

@@ -1,5 +1,6 @@
 import dgram from "node:dgram";
 import { silentLogger, type Logger } from "../../log/logger";
+import type { SignedProposal } from "../../proposal/proposal";
 import type { ConsumerService, Tunnel, TunnelEndpoint } from "../../session/service";
 import { TunnelError } from "../system";
 import { checkPinnedCertificate } from "../certificate";
@@ -40,6 +41,8 @@ export interface RelayConsumerOptions {
   tunnelPort?: number;
   /** The provider's public addresses, named to the relay when asking for the credential: the only peers its allocation may permit. */
   peers?: string[];
+  /** The provider's signed proposal, which announces those addresses: the relay checks them against it. */
+  provider?: SignedProposal;
   log?: Logger;
 }
 
@@ -56,7 +59,7 @@ export class RelayConsumerService implements ConsumerService {
 
   /** Says it speaks TURN over TLS (the relay then names its TLS server and the certificate to pin), and names the peers it will permit. */
   async consumerData(): Promise<RelayConsumerData> {
-    return { transports: ["udp", "tcp", "tls"], ...(this.o.peers ? { peers: this.o.peers } : {}) };
+    return { transports: ["udp", "tcp", "tls"], ...(this.o.peers ? { peers: this.o.peers } : {}), ...(this.o.provider ? { provider: this.o.provider } : {}) };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayTunnel> {
