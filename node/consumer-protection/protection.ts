@@ -293,7 +293,7 @@ export class ConsumerProtection implements SessionProtection {
   /**
    * Between sessions of one connection (`--reconnect`): nothing passes but loopback (and the LAN
    * with `allowLan`), not even the last provider's endpoint, until the next `engage` replaces the
-   * rules atomically. The resolver file keeps pointing at the last provider's resolver, which is
+   * rules atomically (a relay's TURN server may be `admit`ted alone before that). The resolver file keeps pointing at the last provider's resolver, which is
    * unreachable meanwhile; the record keeps the snapshot `lift` restores.
    */
   async block(): Promise<void> {
