@@ -157,7 +157,7 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
     }, "the relay to hold the consumer's promises");
     expect(BigInt(relayEarnings.unsettledWei) + BigInt(relayEarnings.settledWei) >= promised).to.equal(true);
     // The relay's own history says how the consumer reached it, as its coturn saw the allocation.
-    const { sessions: relayed } = await json(envOf(dirs.relays[0]), ["sessions"], topology.relays[0]);
+    const relayed = await json(envOf(dirs.relays[0]), ["sessions"], topology.relays[0]);
     expect(relayed.find((s: { serviceType: string }) => s.serviceType === "relay")?.path).to.deep.include({ transport: "udp" });
     expect(BigInt(ended.promisedWei) > 0n).to.equal(true);
   });
