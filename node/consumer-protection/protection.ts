@@ -3,12 +3,13 @@ import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
 import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
-import type { SessionProtection, TunnelGuard, TunnelPlan } from "../session/service";
+import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
+import { hostPrefix, hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
-import { hasHostRoute4, nftSession } from "./nft-session";
+import { nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
-import { armScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
+import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
@@ -293,7 +294,7 @@ export class ConsumerProtection implements SessionProtection {
   /**
    * Between sessions of one connection (`--reconnect`): nothing passes but loopback (and the LAN
    * with `allowLan`), not even the last provider's endpoint, until the next `engage` replaces the
-   * rules atomically. The resolver file keeps pointing at the last provider's resolver, which is
+   * rules atomically (a relay's TURN server may be `admit`ted alone before that). The resolver file keeps pointing at the last provider's resolver, which is
    * unreachable meanwhile; the record keeps the snapshot `lift` restores.
    */
   async block(): Promise<void> {
@@ -302,6 +303,42 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, endpoints: [], tunnelPeers: [], dns: [] };
     await transact(armScript(this.#spec), this.options.netns);
     this.#state = "blocked";
+  }
+
+  /** Whether this connection's kill switch is in force now (a session's, or blocking between sessions): what leaves must be admitted first. */
+  holds(): boolean {
+    return this.options.killSwitch && this.#state !== "off" && !!this.#spec;
+  }
+
+  /**
+   * Lets exactly `endpoints` out (address, protocol, port; and their hosts in) through the kill
+   * switch in force, in one transaction that adds them to the armed table's sets and changes nothing
+   * else: a relay's TURN server before the first packet goes to it, while a session moves to another
+   * relay or a reconnect negotiates. Nothing to do when no kill switch holds: a prepared table lets
+   * everything pass until `engage`, which sets the plan's own endpoints.
+   */
+  async admit(endpoints: TunnelEndpoint[]): Promise<void> {
+    const spec = this.#spec;
+    if (!this.holds() || !spec) return;
+    const fresh = endpoints.filter((e, i) => !spec.endpoints.some((k) => sameEndpoint(k, e)) && endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
+    if (fresh.length === 0) return;
+    const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !spec.endpoints.some((k) => k.address === a));
+    await transact(endpointsScript("add", fresh, hosts), this.options.netns);
+    this.#spec = { ...spec, endpoints: [...spec.endpoints, ...fresh] };
+    this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out");
+  }
+
+  /** Takes `endpoints` out of the kill switch's sets again (one transaction; the others stay): a relay the session left. */
+  async withdraw(endpoints: TunnelEndpoint[]): Promise<void> {
+    const spec = this.#spec;
+    if (!this.holds() || !spec) return;
+    const gone = spec.endpoints.filter((k) => endpoints.some((e) => sameEndpoint(k, e)));
+    if (gone.length === 0) return;
+    const left = spec.endpoints.filter((k) => !gone.includes(k));
+    const hosts = [...new Set(gone.map((e) => e.address))].filter((a) => !left.some((k) => k.address === a));
+    await transact(endpointsScript("delete", gone, hosts), this.options.netns);
+    this.#spec = { ...spec, endpoints: left };
+    this.#log.info({ netns: this.options.netns, endpoints: gone }, "kill switch: no longer let out");
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
@@ -338,64 +375,6 @@ async function undo(record: ProtectionRecord): Promise<void> {
   }
   await nftApply(unguardScript(), record.netns);
   if (record.resolver) restoreResolver(record.resolver);
-}
-
-/**
- * Which of `addresses` have no host route now (each once): the IPv4 ones read from the main table
- * of the namespace's warm nft process (`/proc/<pid>/net/route`: no process started), or asked in
- * one `ip` batch when that is not known yet; the IPv6 ones one by one (`ip -batch` cannot ask IPv6
- * routes without `-6`, which applies to the whole batch).
- */
-async function withoutHostRoute(addresses: string[], netns: string | undefined): Promise<string[]> {
-  const unique = [...new Set(addresses)].filter((a) => isIP(a) !== 0);
-  const four = unique.filter((a) => isIP(a) === 4);
-  const six = unique.filter((a) => isIP(a) === 6);
-  const table = four.length > 0 ? nftSession(netns).mainRoutes4() : undefined;
-  if (table !== undefined) {
-    const sixMissing = await Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a)));
-    return [...four.filter((a) => !hasHostRoute4(table, a)), ...sixMissing.filter((a): a is string => a !== undefined)];
-  }
-  const ask = `${four.map((a) => `route show exact ${a}/32`).join("\n")}\n`;
-  const [shown, sixMissing] = await Promise.all([
-    four.length === 0 ? "" : spawner.run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], ask),
-    Promise.all(six.map(async (a) => ((await hostRoute(a, netns)) ? undefined : a))),
-  ]);
-  const routed = new Set(shown.split("\n").map((line) => line.split(" ")[0]));
-  return [...four.filter((a) => !routed.has(a)), ...sixMissing.filter((a): a is string => a !== undefined)];
-}
-
-const hostPrefix = (address: string) => `${address}/${isIP(address) === 6 ? 128 : 32}`;
-
-/** Whether there is a route for exactly this host (not one that merely covers it). */
-async function hostRoute(address: string, netns?: string): Promise<boolean> {
-  if (isIP(address) === 0) return false;
-  const out = await spawner.run([
-    program("ip", "iproute2"),
-    ...(netns ? ["-n", netns] : []),
-    isIP(address) === 6 ? "-6" : "-4",
-    "route",
-    "show",
-    "exact",
-    hostPrefix(address),
-  ]);
-  return out.trim().length > 0;
-}
-
-/**
- * Pins the route `address` takes now as a host route (via the same gateway and device), so a
- * tunnel's routes (0.0.0.0/1 and 128.0.0.0/1, ::/1 and 8000::/1) do not take it over.
- */
-async function routeAsNow(address: string, netns?: string): Promise<void> {
-  const ip = [program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), isIP(address) === 6 ? "-6" : "-4"];
-  let route: { dev?: string; gateway?: string } | undefined;
-  try {
-    [route] = JSON.parse(await run([...ip, "-j", "route", "get", address])) as { dev?: string; gateway?: string }[];
-  } catch (err) {
-    throw new ProtectionError("CONTROL_ENDPOINT", `no route to the node's control endpoint ${address}: ${(err as Error).message}`, { cause: err });
-  }
-  if (!route?.dev) throw new ProtectionError("CONTROL_ENDPOINT", `no route to the node's control endpoint ${address}`);
-  if (route.dev === "lo") return; // an address of this machine: never routed into a tunnel
-  await run([...ip, "route", "add", hostPrefix(address), ...(route.gateway ? ["via", route.gateway] : []), "dev", route.dev]);
 }
 
 function readRecord(dataDir: string): ProtectionRecord | undefined {

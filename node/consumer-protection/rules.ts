@@ -180,6 +180,25 @@ export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
   ].join("\n");
 }
 
+/**
+ * Adds endpoints to an armed table's sets, or deletes them, in one transaction, leaving every other
+ * element as it is: what a session moving to another relay needs while the kill switch holds (the
+ * next relay's TURN server let out before the first packet goes to it, the last one's taken out
+ * after). `hosts`: the endpoints' addresses whose inbound traffic passes (or no longer does).
+ */
+export function endpointsScript(op: "add" | "delete", endpoints: TunnelEndpoint[], hosts: string[]): string {
+  const t = `inet ${GUARD_TABLE}`;
+  const element = (set: string, elements: string[]) => (elements.length > 0 ? [`${op} element ${t} ${set} { ${elements.join(", ")} }`] : []);
+  const triples = (version: 4 | 6) => endpoints.filter((e) => isIP(e.address) === version).map((e) => `${e.address} . ${e.protocol} . ${e.port}`);
+  return [
+    ...element("endpoints4", triples(4)),
+    ...element("endpoints6", triples(6)),
+    ...element("endpoint_hosts4", v4(hosts)),
+    ...element("endpoint_hosts6", v6(hosts)),
+    "",
+  ].join("\n");
+}
+
 /** Removes the guard table (and nothing else); succeeds when it is not there. */
 export function unguardScript(): string {
   return `table inet ${GUARD_TABLE}\ndelete table inet ${GUARD_TABLE}\n`;

@@ -7,7 +7,8 @@ import { Dialogs } from "../dialog/dialogs";
 import type { IdentityKey } from "../identity/key";
 import { silentLogger, type Logger } from "../log/logger";
 import type { ProposalFilter } from "../proposal/filter";
-import { directContactOf, unreachableReason } from "../proposal/proposal";
+import { directContactOf, parseSignedProposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
+import { announcedAddressesOf } from "../session/offer-addresses";
 import { SessionError, SessionRefusedError } from "../session/errors";
 import { ConsumerSessions } from "../session/consumer";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
@@ -282,16 +283,18 @@ export class ConsumerNode {
     o.stages?.mark("relays found (discovery)");
     const relays = orderRelays(proposals, { consumerCountry: this.o.country, providerCountry: o.providerCountry, avoid: o.avoid });
     if (relays.length === 0) throw new SessionError("NO_RELAY", "no relay proposal in discovery meets the price limit");
+    const provider = await this.#announcing(o.providerProposal, o.peers);
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
       // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
-        beforeAllocate: o.allow,
+        ...(o.passage ? { beforeAllocate: o.passage.admit, afterFailedAllocate: o.passage.withdraw } : {}),
         // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
         relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
         tunnelPort: o.tunnelPort,
         peers: o.peers,
+        provider,
         log: this.o.log,
       });
       try {
@@ -323,6 +326,19 @@ export class ConsumerNode {
       }
     }
     throw new SessionError("NO_RELAY", `no relay could be used (${failures.join("; ")})`);
+  }
+
+  /**
+   * The provider's signed proposal a relay checks the named peers against: the one the session
+   * began with, or discovery's current one when that one is about to expire (a move late in a long
+   * session) or does not announce every peer (the provider's network changed since).
+   */
+  async #announcing(signed: SignedProposal, peers: string[]): Promise<SignedProposal> {
+    const { proposal } = parseSignedProposal(signed);
+    const announced = announcedAddressesOf(proposal);
+    if (proposal.expiresAt - Date.now() > 60_000 && peers.every((p) => announced.includes(p))) return signed;
+    const found = await this.discovery.get(proposal.provider, proposal.serviceType).catch(() => null);
+    return found?.signed ?? signed;
   }
 
   #record(c: Connection): void {

@@ -187,8 +187,10 @@ export class ProviderNode {
     // The path it took (relayed: through which relay), once the consumer confirmed, and again when its relay changes.
     const recordPath = (s: ProviderSession) => {
       const path = providerSessionPath(s);
+      // A relay's own session: how its consumer reached it, as its TURN engine saw the allocation.
+      const transport = this.#services.get(s.serviceType)?.transportOf?.(s.id);
       try {
-        if (path) history.path(s.id, path);
+        if (path) history.path(s.id, { ...path, ...(transport ? { transport } : {}) });
       } catch (err) {
         this.#log.warn({ sessionId: s.id, err: (err as Error).message }, "the session's path was not recorded in the history");
       }

@@ -11,10 +11,10 @@ import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
-import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelEndpoint, TunnelPlan } from "./service";
+import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, channelEndpoints, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
-import type { RelayOpener, RelayToOpen } from "./relay-opener";
+import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
@@ -85,11 +85,12 @@ export class ConsumerSessions {
       sessionId: string;
       dialog: Dialog;
       proposal: Proposal;
+      signedProposal: SignedProposal;
       peerOffer?: DirectOffer;
       serviceConfig: unknown;
       udpBlocked: boolean;
       timeoutMs: number;
-      allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+      passage?: KillSwitchPassage;
       /** Relays not to use (one that just died). */
       avoid?: string[];
       stages?: ConnectStages;
@@ -140,9 +141,10 @@ export class ConsumerSessions {
     return open({
       udpBlocked: o.udpBlocked,
       peers: o.peers,
+      providerProposal: o.signedProposal,
       providerCountry: o.proposal.location.country,
       avoid: [o.proposal.provider, ...(o.avoid ?? [])],
-      allow: o.allow,
+      passage: o.passage,
       stages: o.stages,
       tunnelPort: o.tunnelPort,
     });
@@ -177,6 +179,10 @@ export class ConsumerSessions {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
+    // A kill switch holds already (a reconnect): a relay's TURN server is let through it alone, and
+    // no STUN or punch goes out (it would not pass; the relay is taken at once where a punch was needed).
+    const holding = protection?.holds?.() === true;
+    const passage = passageThrough(protection);
     /** A relay opened while the provider is asked (when one will be needed anyway), until the session takes it. */
     let early: Promise<RelayLeg> | undefined;
     const dropEarly = async (): Promise<void> => {
@@ -194,7 +200,12 @@ export class ConsumerSessions {
     let udpBlocked = false;
     try {
       if (options.direct !== false)
-        ({ prepared, udpBlocked } = await prepareOffer(this.#direct, this.#knownUdpBlocked?.() === true, options.service.tunnelPortFor?.(consumerData)));
+        ({ prepared, udpBlocked } = await prepareOffer(
+          this.#direct,
+          this.#knownUdpBlocked?.() === true,
+          options.service.tunnelPortFor?.(consumerData),
+          holding,
+        ));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "no direct channel for this session (the broker carries it)");
     }
@@ -203,7 +214,15 @@ export class ConsumerSessions {
     // provider is asked (measured: 80 ms of a relayed connect, in series before).
     const announced = announcedAddressesOf(proposal);
     if (options.relay && options.service.tunnelPortFor && (udpBlocked || options.viaRelay) && announced.length > 0) {
-      early = this.#openRelay(options.relay, { proposal, udpBlocked, stages, tunnelPort: options.service.tunnelPortFor(consumerData), peers: announced });
+      early = this.#openRelay(options.relay, {
+        proposal,
+        signedProposal: options.proposal,
+        udpBlocked,
+        stages,
+        tunnelPort: options.service.tunnelPortFor(consumerData),
+        peers: announced,
+        passage,
+      });
       early.catch(() => undefined);
     }
     try {
@@ -259,11 +278,11 @@ export class ConsumerSessions {
     let channelPath: { address: string; port: number } | undefined;
     let relay: RelayLeg | undefined;
     /** What every relay of this session is opened with (the first, and one that replaces a dead one). */
-    const relaying = { sessionId, dialog, proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
+    const relaying = { sessionId, dialog, proposal, signedProposal: options.proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
     // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
     // followed a hard-side punch took the probe's port; then the first local socket to send is taken for it).
     let tunnelPort: number | undefined;
-    const viaRelay = async (why: string, allow?: (endpoints: TunnelEndpoint[]) => Promise<void>): Promise<void> => {
+    const viaRelay = async (why: string): Promise<void> => {
       tunnelPort = route?.localPort === undefined ? options.service.tunnelPortFor?.(consumerData) : undefined;
       try {
         stages?.mark(`direct path given up (${why.slice(0, 60)})`);
@@ -271,7 +290,7 @@ export class ConsumerSessions {
         early = undefined;
         relay = await this.#relayed(options.relay!, {
           ...relaying,
-          allow,
+          passage,
           stages,
           opened,
           tunnelPort,
@@ -299,11 +318,12 @@ export class ConsumerSessions {
       await discardPrepared();
       throw new SessionError("NO_RELAY", `cannot go through a relay: ${why}`);
     }
-    const relayNow = relayable && (udpBlocked || options.viaRelay);
+    const punchNeeded = !!peerOffer && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown";
+    const relayNow = relayable && (udpBlocked || options.viaRelay || (holding && punchNeeded));
     if (!relayNow) await dropEarly();
     if (relayNow) {
-      await viaRelay(udpBlocked ? "UDP gets nothing back here" : "asked to go through a relay");
-    } else if (peerOffer && punching && !viaMappedTunnel && !reachableWithoutPunch(peerOffer) && peerOffer.mapping !== "unknown") {
+      await viaRelay(udpBlocked ? "UDP gets nothing back here" : holding ? "the kill switch holds: no punch passes it" : "asked to go through a relay");
+    } else if (peerOffer && punching && punchNeeded) {
       try {
         const path = await punching;
         stages?.mark("direct path met");
@@ -335,17 +355,13 @@ export class ConsumerSessions {
     }
 
     let tunnel: Tunnel | undefined;
-    let engaged: TunnelPlan | undefined;
     const bringUp = async (): Promise<void> => {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
       const plan =
         planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
-      const onEngaged = () => {
-        engaged = plan;
-        stages?.mark("kill switch engaged");
-      };
+      const onEngaged = () => stages?.mark("kill switch engaged");
       tunnel = await connectGuarded(options.service, target, plan && protection ? { protection, plan } : undefined, onEngaged);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     };
@@ -358,11 +374,7 @@ export class ConsumerSessions {
         if (tunnelPath !== "punched" || !relayable || relay) throw err;
         await tunnel?.stop().catch(() => undefined);
         tunnel = undefined;
-        const held = engaged;
-        await viaRelay(
-          `the tunnel did not come up on the punched path: ${(err as Error).message}`,
-          held ? (endpoints) => protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] }) : undefined,
-        );
+        await viaRelay(`the tunnel did not come up on the punched path: ${(err as Error).message}`);
         await bringUp();
       }
     } catch (err) {
@@ -434,23 +446,18 @@ export class ConsumerSessions {
       if (session.state === "ended") return;
       if (old && up.reroute && options.relay) {
         try {
-          const held = engaged;
           const leg = await this.#relayed(options.relay, {
             ...relaying,
             avoid: [old.provider],
             tunnelPort,
-            // The next relay is reached outside the tunnel (which the dead one carried), through the kill switch.
-            allow: async (endpoints) => {
-              for (const e of endpoints) await up.exempt?.(e.address);
-              if (held) await protection!.engage({ ...held, endpoints: [...held.endpoints, ...endpoints] });
-            },
+            // The next relay is reached outside the tunnel (which the dead one carried): exactly its
+            // TURN server is let through the kill switch, one change to the rules, nothing else opened.
+            passage: passageThrough(protection, async (address) => up.exempt?.(address)),
           });
-          if (held) {
-            engaged = { ...held, endpoints: [leg.outside] };
-            await protection!.engage(engaged);
-          }
           leg.capBy(up, up.stats());
           await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
+          // The dead relay's server is taken out once the tunnel has left it.
+          if (!sameEndpoint(old.outside, leg.outside)) await protection?.withdraw?.([old.outside]);
           session.relay = leg;
           session.emit("path", session.path);
           this.#log.warn({ sessionId, from: old.provider, to: leg.provider, reason }, "the relay went silent: moved to another relay");

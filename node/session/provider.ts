@@ -1,3 +1,4 @@
+import type { MystError } from "../errors/MystError";
 import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Dialog, Dialogs } from "../dialog/dialogs";
@@ -355,6 +356,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     try {
       serviceConfig = await service.openSession({ id, consumer: dialog.peer, consumerData: body.consumerData });
     } catch (err) {
+      // What the consumer sent the service is wrong (a relay's peers that are not the provider's): it is told what, in the service's own words.
+      if ((err as MystError).code === "BAD_CONSUMER_DATA") return refuse("BAD_REQUEST", (err as Error).message.slice(0, 400));
       this.#o.log.error({ err, consumer: dialog.peer }, "the service could not open a session");
       return refuse("SERVICE_FAILED", "the service could not open a session");
     }

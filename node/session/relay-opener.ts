@@ -1,6 +1,6 @@
-import type { Proposal } from "../proposal/proposal";
+import type { Proposal, SignedProposal } from "../proposal/proposal";
 import type { RelayLeg } from "./consumer-session";
-import type { TunnelEndpoint } from "./service";
+import type { SessionProtection, TunnelEndpoint } from "./service";
 import type { ConnectStages } from "./stages";
 
 /**
@@ -12,23 +12,50 @@ export type RelayOpener = (o: {
   udpBlocked: boolean;
   /** The provider's public addresses: the only peers the relay will let this session's allocation permit. */
   peers: string[];
+  /** The provider's signed proposal, which announces those addresses: the relay checks the peers against it. */
+  providerProposal: SignedProposal;
   providerCountry?: string;
   avoid: string[];
-  /** The kill switch already holds (a tunnel that failed on the punched path): let the relay's TURN server through first. */
-  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  /** A kill switch already holds (a reconnect, a tunnel that failed on the punched path, a move): how the relay's TURN server gets through it. */
+  passage?: KillSwitchPassage;
   /** The connect's stages, marked as the relay is found, negotiated and allocated. */
   stages?: ConnectStages;
   /** The session's tunnel's own port on this host (wireguard-go's socket): the one local peer the relay's forwarder answers. */
   tunnelPort?: number;
 }) => Promise<RelayLeg>;
 
+/**
+ * How a relay's TURN server passes a kill switch in force: exactly the server a transport is about
+ * to try is let out first (one change to the rules), and taken out again when it is not used.
+ */
+export interface KillSwitchPassage {
+  admit(endpoints: TunnelEndpoint[]): Promise<void>;
+  withdraw(endpoints: TunnelEndpoint[]): Promise<void>;
+}
+
 /** What a session opens a relay with. */
 export interface RelayToOpen {
   peers: string[];
   proposal: Proposal;
+  signedProposal: SignedProposal;
   udpBlocked: boolean;
-  allow?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  passage?: KillSwitchPassage;
   avoid?: string[];
   stages?: ConnectStages;
   tunnelPort?: number;
+}
+
+/**
+ * The passage through `protection`'s kill switch, when it can let single endpoints through; `first`
+ * runs before each address is let out (a move: its host route outside the tunnel the dead relay carried).
+ */
+export function passageThrough(protection: SessionProtection | undefined, first?: (address: string) => Promise<void>): KillSwitchPassage | undefined {
+  if (!protection?.admit || !protection.withdraw) return undefined;
+  return {
+    admit: async (endpoints) => {
+      for (const e of endpoints) await first?.(e.address);
+      await protection.admit!(endpoints);
+    },
+    withdraw: (endpoints) => protection.withdraw!(endpoints),
+  };
 }

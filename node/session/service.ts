@@ -49,6 +49,8 @@ export interface ProviderService {
   stop?(): Promise<void>;
   /** Whether the session's consumer is connected to the service now (its tunnel is up). */
   isConnected?(sessionId: string): boolean;
+  /** How the session's consumer reaches the service, when the service knows it first-hand (a relay: UDP, TCP or TLS). */
+  transportOf?(sessionId: string): "udp" | "tcp" | "tls" | undefined;
   /** The tunnel carries IPv6 (the provider has IPv6 egress): the proposal says so. */
   readonly ipv6?: boolean;
   /**
@@ -90,6 +92,8 @@ export interface TunnelEndpoint {
   port: number;
   protocol: "udp" | "tcp";
 }
+
+export const sameEndpoint = (a: TunnelEndpoint, b: TunnelEndpoint): boolean => a.address === b.address && a.port === b.port && a.protocol === b.protocol;
 
 /**
  * A peer whose tunnel may answer from any UDP port of its address, to our tunnel's own port (a
@@ -148,6 +152,12 @@ export interface SessionProtection {
   tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void>;
   /** The tunnel never came up: undo what `engage` did. */
   abandon(): Promise<void>;
+  /** Optional: whether a kill switch is in force now (a session's, or one holding between sessions). */
+  holds?(): boolean;
+  /** Optional: lets exactly these endpoints through a kill switch in force, changing nothing else (a relay's TURN server). */
+  admit?(endpoints: TunnelEndpoint[]): Promise<void>;
+  /** Optional: takes endpoints `admit` let through out again (a relay the session left). */
+  withdraw?(endpoints: TunnelEndpoint[]): Promise<void>;
 }
 
 /** The kill switch being armed beside a tunnel that comes up (`SessionProtection.engageBeside`). */

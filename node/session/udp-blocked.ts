@@ -24,9 +24,11 @@ export async function prepareOffer(
   direct: DirectPeering | undefined,
   knownBlocked: boolean,
   tunnelPort?: number,
+  /** A kill switch holds here (a reconnect): STUN would not pass it, so the socket is not measured, and only the node's own measurement says whether UDP is blocked. */
+  held = false,
 ): Promise<{ prepared?: PreparedChannel; udpBlocked: boolean }> {
   if (!direct) return { udpBlocked: false };
-  if (knownBlocked) return { prepared: await direct.prepare(tunnelPort, { unmeasured: true }), udpBlocked: true };
+  if (knownBlocked || held) return { prepared: await direct.prepare(tunnelPort, { unmeasured: true }), udpBlocked: knownBlocked };
   const prepared = await direct.prepare(tunnelPort);
   const udpBlocked = direct.measures && prepared.offer.mapping === "unknown" && !prepared.offer.candidates.some((c) => c.kind !== "local");
   return { prepared, udpBlocked };

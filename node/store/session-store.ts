@@ -10,6 +10,8 @@ export interface SessionPathRecord {
   tunnel: "public" | "mapped" | "local" | "punched" | "relayed";
   /** Relayed: the relay's identity (when known), its address (the consumer's: its TURN server; the provider's: the relayed address's host), and how the consumer reaches it. */
   relay?: { provider?: string; address: string; port?: number; transport?: string };
+  /** How the consumer reached this node's own service, when the service knows it first-hand (a relay's own sessions: udp, tcp or tls). */
+  transport?: string;
 }
 
 const TUNNEL_PATHS: readonly SessionPathRecord["tunnel"][] = ["public", "mapped", "local", "punched", "relayed"];
@@ -34,6 +36,7 @@ function parsePath(text: string | null): SessionPathRecord | null {
             },
           }
         : {}),
+      ...(typeof p.transport === "string" ? { transport: p.transport } : {}),
     };
   } catch {
     return null;

@@ -40,6 +40,9 @@ export const SessionPath = Type.Union(
           transport: Type.Optional(Type.String({ description: "how the consumer reaches the relay: udp, tcp or tls (TURN over TLS)" })),
         }),
       ),
+      transport: Type.Optional(
+        Type.String({ description: "a relay's own session: how its consumer reached it (udp, tcp or tls), as its TURN engine saw the allocation" }),
+      ),
     }),
     Type.Null(),
   ],

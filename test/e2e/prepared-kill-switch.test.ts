@@ -38,7 +38,7 @@ import { rejectionOf } from "../support/rejection";
  *   consumer c: eth0 198.18.1.2 2001:db8:1::2 (default routes) · tunnel stand-in kswtun0 10.9.0.2 fd6d:7973:7401::2
  *   world w:    eth0 198.18.1.1 2001:db8:1::1 · kswtunw 10.9.0.1 (the provider's resolver) · on lo: the
  *               provider's endpoint 198.18.3.2, an internet host 198.18.2.2 / 2001:db8:2::2, a resolver
- *               198.18.2.53, a control endpoint 198.18.9.2, a LAN host 192.168.77.2 / fd00:77::2
+ *               198.18.2.53, a control endpoint 198.18.9.2, a LAN host 192.168.77.2 / fd00:77::2, a relay's TURN server 198.18.4.2
  */
 describe("e2e: the prepared kill switch blocks what the per-session rule set did; a failed session leaves nothing prepared (netns)", function () {
   this.timeout(90_000);
@@ -74,7 +74,16 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     addr(w, "eth0", "2001:db8:1::1/64");
     addr(w, "kswtunw", "10.9.0.1/24");
     addr(w, "kswtunw", "fd6d:7973:7401::1/64");
-    for (const a of ["198.18.3.2/32", "198.18.2.2/32", "198.18.2.53/32", "198.18.9.2/32", "192.168.77.2/32", "2001:db8:2::2/128", "fd00:77::2/128"])
+    for (const a of [
+      "198.18.3.2/32",
+      "198.18.4.2/32",
+      "198.18.2.2/32",
+      "198.18.2.53/32",
+      "198.18.9.2/32",
+      "192.168.77.2/32",
+      "2001:db8:2::2/128",
+      "fd00:77::2/128",
+    ])
       addr(w, "lo", a);
     ip("-n", c, "route", "add", "default", "via", "198.18.1.1");
     ip("-n", c, "-6", "route", "add", "default", "via", "2001:db8:1::1");
@@ -126,6 +135,9 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     out("the control endpoint", "tcp", "198.18.9.2", 4222),
     out("the control endpoint's host, another port", "tcp", "198.18.9.2", 4223),
     out("DHCP", "udp", "198.18.1.1", 67, 68),
+    out("a relay's TURN server, UDP", "udp", "198.18.4.2", 3478),
+    out("a relay's TURN server, TCP", "tcp", "198.18.4.2", 3478),
+    out("a relay's host, another port", "udp", "198.18.4.2", 3479),
     into("from the endpoint", "udp", "198.18.3.2", "198.18.1.2", 40001),
     into("from the internet", "udp", "198.18.2.2", "198.18.1.2", 40002),
     into("from the control endpoint's port", "tcp", "198.18.9.2", "198.18.1.2", 40003, 4222),
@@ -134,6 +146,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     into("from a LAN host", "udp", "192.168.77.2", "198.18.1.2", 40006),
     into("from the internet, IPv6", "udp", "2001:db8:2::2", "2001:db8:1::2", 40007),
     into("from a LAN host, IPv6", "udp", "fd00:77::2", "2001:db8:1::2", 40008),
+    into("from a relay's TURN server", "udp", "198.18.4.2", "198.18.1.2", 40009, 3478),
   ];
 
   /** Sends each probe once (in a node of its namespace) and waits a moment for them to be counted. */
@@ -250,6 +263,45 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
       expect(probe()).to.deep.equal(open);
     });
+
+  describe("a relay's TURN server let through a kill switch in force (issue 29: a reconnect, a move to another relay)", function () {
+    const RELAY: TunnelEndpoint = { address: "198.18.4.2", port: 3478, protocol: "udp" };
+    const { spec } = CONNECTIONS[0];
+    const plan = { device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 };
+    /** The probes whose outcome differs between two rounds. */
+    const changed = (a: Record<string, boolean>, b: Record<string, boolean>) => Object.keys(a).filter((k) => a[k] !== b[k]);
+    let protection: ConsumerProtection;
+
+    beforeEach(async function () {
+      protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir: path.join(tmp.dir, crypto.randomBytes(4).toString("hex")) });
+      protection.prepare();
+      await protection.engage(plan);
+    });
+    afterEach(() => protection.lift());
+
+    it("between sessions (the kill switch blocking everything): exactly the relay's address·protocol·port goes out, and its answers in; withdrawn, nothing again", async function () {
+      await protection.block();
+      const blocked = probe();
+      expect(Object.entries(blocked).filter(([name, passed]) => passed && name.includes("relay"))).to.deep.equal([]);
+      expect(protection.holds()).to.equal(true);
+      await protection.admit([RELAY]);
+      const admitted = probe();
+      expect(changed(blocked, admitted)).to.deep.equal(["a relay's TURN server, UDP", "from a relay's TURN server"]);
+      await protection.withdraw([RELAY]);
+      expect(probe()).to.deep.equal(blocked);
+    });
+
+    it("during a session (a move): the next relay let out beside the last, then the last taken out; nothing else changes", async function () {
+      const armed = probe();
+      expect(armed.endpoint).to.equal(true);
+      await protection.admit([RELAY]);
+      expect(changed(armed, probe())).to.deep.equal(["a relay's TURN server, UDP", "from a relay's TURN server"]);
+      await protection.withdraw([ENDPOINT]);
+      const moved = probe();
+      expect(changed(armed, moved)).to.deep.equal(["endpoint", "a relay's TURN server, UDP", "from the endpoint", "from a relay's TURN server"]);
+      expect(moved.endpoint).to.equal(false);
+    });
+  });
 
   describe("the warm nft -i that installs and arms it (no process started on the connect path)", function () {
     const tables = () => ip("netns", "exec", c, "nft", "list", "tables");

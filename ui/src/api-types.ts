@@ -26,6 +26,8 @@ export type LiveSession = {
       /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
       transport?: string;
     };
+    /** a relay's own session: how its consumer reached it (udp, tcp or tls), as its TURN engine saw the allocation */
+    transport?: string;
   } | null;
 };
 
@@ -140,6 +142,8 @@ export type ProviderTopic = {
         /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
+      /** a relay's own session: how its consumer reached it (udp, tcp or tls), as its TURN engine saw the allocation */
+      transport?: string;
     } | null;
   }[];
   services: {
@@ -220,6 +224,8 @@ export type EarningsTopic = {
         /** how the consumer reaches the relay: udp, tcp or tls (TURN over TLS) */
         transport?: string;
       };
+      /** a relay's own session: how its consumer reached it (udp, tcp or tls), as its TURN engine saw the allocation */
+      transport?: string;
     } | null;
   }[];
   /** an amount in wei (1 MYST = 10^18 wei): a decimal string, no sign, no leading zeros */

@@ -50,6 +50,9 @@ export class Reconnector {
       engage: (plan) => wanted.protection!.engage(plan),
       tunnelUp: (tunnel) => wanted.protection!.tunnelUp(tunnel),
       abandon: () => wanted.protection!.block(),
+      holds: () => wanted.protection!.holds(),
+      admit: (endpoints) => wanted.protection!.admit(endpoints),
+      withdraw: (endpoints) => wanted.protection!.withdraw(endpoints),
     };
     // A disconnect or stop cuts the waits short and ends the retrying.
     const stop = new AbortController();

@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import net from "node:net";
+import type { SignedProposal } from "../../proposal/proposal";
 import { isPublicAddress } from "../../values/ip";
 import { FINGERPRINT_PATTERN } from "../certificate";
 import { TunnelError } from "../system";
@@ -45,11 +46,14 @@ export const checkRelayServiceConfig = TypeCompiler.Compile(RelayServiceConfigSc
 /**
  * What a relay's consumer says in `session.create`: the transports it speaks beyond UDP and TCP,
  * and the peers its allocation will permit (the provider's public addresses, at most
- * MAX_NAMED_PEERS): the relay cuts off an allocation that permits any other (docs/relay.md).
+ * MAX_NAMED_PEERS), with the provider's signed proposal that announces them: the relay refuses
+ * peers it does not announce, and cuts off an allocation that permits any other (docs/relay.md).
  */
 export interface RelayConsumerData {
   transports?: RelayTransport[];
   peers?: string[];
+  /** The provider's signed proposal: the relay checks that each peer is an address it announces (provider-peers.ts). */
+  provider?: SignedProposal;
 }
 
 export const MAX_NAMED_PEERS = 4;

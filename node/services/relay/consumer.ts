@@ -1,5 +1,6 @@
 import dgram from "node:dgram";
 import { silentLogger, type Logger } from "../../log/logger";
+import type { SignedProposal } from "../../proposal/proposal";
 import type { ConsumerService, Tunnel, TunnelEndpoint } from "../../session/service";
 import { TunnelError } from "../system";
 import { checkPinnedCertificate } from "../certificate";
@@ -24,8 +25,13 @@ export interface RelayConsumerOptions {
   transports?: RelayTransport[];
   /** How long a transport may take to allocate before the next is tried. Default 1.5 s. */
   allocateTimeoutMs?: number;
-  /** Called with the relay's servers before the first packet goes to them (a kill switch already holding lets them through). */
+  /**
+   * Called with the one server a transport is about to try before the first packet goes to it (a
+   * kill switch already holding lets exactly it through), and `afterFailedAllocate` with it when that
+   * transport failed (it is closed again before the next is tried).
+   */
   beforeAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  afterFailedAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
   /**
    * The addresses the relay's signed proposal names (its direct/v1 contact): a TURN server its
    * `accepted` answer names elsewhere is refused. Undefined: not checked (tests on one host).
@@ -35,6 +41,8 @@ export interface RelayConsumerOptions {
   tunnelPort?: number;
   /** The provider's public addresses, named to the relay when asking for the credential: the only peers its allocation may permit. */
   peers?: string[];
+  /** The provider's signed proposal, which announces those addresses: the relay checks them against it. */
+  provider?: SignedProposal;
   log?: Logger;
 }
 
@@ -51,7 +59,7 @@ export class RelayConsumerService implements ConsumerService {
 
   /** Says it speaks TURN over TLS (the relay then names its TLS server and the certificate to pin), and names the peers it will permit. */
   async consumerData(): Promise<RelayConsumerData> {
-    return { transports: ["udp", "tcp", "tls"], ...(this.o.peers ? { peers: this.o.peers } : {}) };
+    return { transports: ["udp", "tcp", "tls"], ...(this.o.peers ? { peers: this.o.peers } : {}), ...(this.o.provider ? { provider: this.o.provider } : {}) };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayTunnel> {
@@ -76,12 +84,13 @@ export class RelayConsumerService implements ConsumerService {
       checkPinnedCertificate(config.certificate, config.fingerprint, "the relay's");
     }
     const pin = config.certificate && config.fingerprint ? { certificate: config.certificate, fingerprint: config.fingerprint } : undefined;
-    await this.o.beforeAllocate?.(config.servers.map((s) => ({ address: s.address, port: s.port, protocol: s.transport === "udp" ? "udp" : "tcp" })));
     const failures: string[] = [];
     for (const transport of order) {
       const server = config.servers.find((s) => s.transport === transport);
       if (!server) continue;
+      const endpoint: TunnelEndpoint = { address: server.address, port: server.port, protocol: transport === "udp" ? "udp" : "tcp" };
       try {
+        await this.o.beforeAllocate?.([endpoint]);
         const turn = await TurnClient.allocate(
           { ...server, ...(server.transport === "tls" ? { pin } : {}) } as TurnServer,
           { username: config.username, password: config.password },
@@ -92,6 +101,7 @@ export class RelayConsumerService implements ConsumerService {
         return tunnel;
       } catch (err) {
         failures.push(`${transport}: ${(err as Error).message}`);
+        await this.o.afterFailedAllocate?.([endpoint]).catch(() => undefined);
       }
     }
     throw new TunnelError("RELAY_FAILED", `no allocation on the relay (${failures.join("; ") || "it names no server this node can use"})`);

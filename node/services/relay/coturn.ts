@@ -77,6 +77,8 @@ export interface CoturnSession {
   clientOut: number;
   /** The peer addresses it has permissions for. */
   peers: string[];
+  /** How the client reaches coturn ("client protocol UDP", "TCP" or "TLS/TCP"), when listed. */
+  transport?: "udp" | "tcp" | "tls";
 }
 
 /** coturn 4.6.1's `ps` listing: "    1) id=<id>, user <u>:" then indented lines, "usage: rp=…, rb=…, sp=…, sb=…", "peers:" and one address a line. */
@@ -94,6 +96,12 @@ export function parsePs(text: string): CoturnSession[] {
       continue;
     }
     if (!current) continue;
+    const protocol = /^client protocol ([A-Z/]+), relay protocol/.exec(line)?.[1];
+    if (protocol) {
+      const transport = protocol.startsWith("TLS") ? "tls" : protocol === "TCP" ? "tcp" : protocol === "UDP" ? "udp" : undefined;
+      if (transport) current.transport = transport;
+      continue;
+    }
     const usage = /^usage: rp=\d+, rb=(\d+), sp=\d+, sb=(\d+)$/.exec(line);
     if (usage) {
       current.clientIn = Number(usage[1]);

@@ -7,6 +7,8 @@ import { Supervisor } from "../supervision";
 import { TunnelError } from "../system";
 import { CoturnProcess, type CoturnSession } from "./coturn";
 import { namedPeers, type RelayServiceConfig, speaksTls } from "./config";
+import { checkProviderPeers } from "./provider-peers";
+import type { SignerDirectory } from "../../identity/protocol-signature";
 
 export interface RelayProviderOptions {
   dir: string;
@@ -21,6 +23,12 @@ export interface RelayProviderOptions {
   credentialTtlS?: number;
   /** Relay to private and loopback peers (tests on one host). Default false. */
   allowPrivatePeers?: boolean;
+  /**
+   * The registry: a session's named peers must be addresses its provider's signed proposal (which
+   * the consumer's data carries) announces. Without it (tests on one host) they are only checked
+   * to be public.
+   */
+  directory?: SignerDirectory;
   /** Each session's bandwidth in Mbit/s, each way (the offer's `bandwidthMbps`): coturn's `max-bps`. None: unlimited. */
   sessionMbps?: number;
   log?: Logger;
@@ -39,6 +47,8 @@ interface RelaySession {
   cutting?: boolean;
   /** The provider's addresses the consumer named: the only peers its allocations may permit. */
   peers: string[];
+  /** How its consumer reached coturn (its allocation's client protocol in coturn's listing), once seen. */
+  transport?: "udp" | "tcp" | "tls";
 }
 
 /**
@@ -105,6 +115,7 @@ export class RelayProviderService implements ProviderService {
   async #enforcePeers(listed: CoturnSession[]): Promise<void> {
     for (const a of listed) {
       const s = this.#byUsername.get(a.username);
+      if (s && a.transport) s.transport ??= a.transport;
       // coturn lists a permission as its address and a channel as address:port.
       const strangers = s ? a.peers.map(peerAddress).filter((p) => !s.peers.includes(p)) : [];
       if (!s || s.closed || s.cutting || strangers.length === 0) continue;
@@ -165,6 +176,7 @@ export class RelayProviderService implements ProviderService {
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
     if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
     const peers = namedPeers(session.consumerData, this.#o.allowPrivatePeers === true);
+    if (this.#o.directory) await checkProviderPeers(session.consumerData, peers, this.#o.directory);
     const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300), speaksTls(session.consumerData));
     const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false, peers };
     this.#sessions.set(session.id, s);
@@ -227,6 +239,11 @@ export class RelayProviderService implements ProviderService {
     if (!s) return undefined;
     const u = this.#coturn?.usage.get(s.username);
     return { bytesIn: u?.clientIn ?? 0, bytesOut: u?.clientOut ?? 0 };
+  }
+
+  /** How the session's consumer reaches the relay (UDP, TCP or TLS), as coturn lists its allocation; undefined until listed. */
+  transportOf(sessionId: string): "udp" | "tcp" | "tls" | undefined {
+    return this.#sessions.get(sessionId)?.transport;
   }
 
   isConnected(sessionId: string): boolean {

@@ -49,6 +49,7 @@ export const relay = defineTunnel({
       maxPort: settings.maxPort,
       credentialTtlS: settings.credentialTtl,
       allowPrivatePeers: settings.allowPrivatePeers,
+      directory: deps.directory,
       sessionMbps: deps.limits?.sessionMbps,
       log: deps.log,
     });

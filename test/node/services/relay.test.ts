@@ -95,7 +95,7 @@ describe("relay service (real coturn on loopback)", function () {
   }
 
   for (const [n, transport] of (["udp", "tcp", "tls"] as const).entries())
-    it(`carries a tunnel's datagrams both ways over TURN-${transport.toUpperCase()}, and coturn's counters never exceed the consumer's meter`, async function () {
+    it(`carries a tunnel's datagrams both ways over TURN-${transport.toUpperCase()}, coturn's counters never exceed the consumer's meter, and the relay knows the transport from coturn's listing`, async function () {
       const id = SESSION(n === 0 ? 1 : n === 1 ? 2 : 8);
       const consumerData = await new RelayConsumerService({ peers: ["127.0.0.1"] }).consumerData();
       const config = (await relay.openSession({ id, consumer: "0xconsumer", consumerData })) as RelayServiceConfig;
@@ -139,6 +139,8 @@ describe("relay service (real coturn on loopback)", function () {
       // what UDP lost between coturn and the consumer's socket: with other test files beside it (load
       // 6–9) that was 1.7 % (on main) and 4.3 %; the consumer's invoice tolerance is 25 %.
       expect(total(theirs)).to.be.at.most(total(ours) * 1.1);
+      // What the relay's own history records of the session: how its consumer reached it, first-hand.
+      expect(relay.transportOf(id)).to.equal(transport);
       await tunnel.stop();
       local.close();
       provider.close();
@@ -425,6 +427,7 @@ describe("relay service (real coturn on loopback)", function () {
     const listing = [
       "    1) id=000000000000000002, user <1796564845:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa>:",
       "      realm: myst",
+      "      client protocol TCP, relay protocol UDP",
       "      usage: rp=3, rb=328, sp=2, sb=216",
       "       rate: r=0, s=0, total=0 (bytes per sec)",
       "      peers:",
@@ -440,6 +443,7 @@ describe("relay service (real coturn on loopback)", function () {
         clientIn: 328,
         clientOut: 216,
         peers: ["127.0.0.1", "198.51.100.9"],
+        transport: "tcp",
       },
     ]);
   });

@@ -42,6 +42,17 @@ describe("the session history: the path each session took (issue 29)", function 
     db.close();
   });
 
+  it("keeps how a relay's own session's consumer reached it (udp, tcp or tls) across a restart", function () {
+    let db = openDatabase(file);
+    const history = new SessionStore(db);
+    history.started({ id: "r1", role: "provider", peer: PROVIDER, serviceType: "relay", startedAt: 1000 });
+    history.path("r1", { tunnel: "public", transport: "tls" });
+    db.close();
+    db = openDatabase(file);
+    expect(new SessionStore(db).list().find((s) => s.id === "r1")?.path).to.deep.equal({ tunnel: "public", transport: "tls" });
+    db.close();
+  });
+
   it("shows no path for a session that has none, for a row from before paths were kept, and for a damaged value", function () {
     // A database of the previous version (no path column), with one session in it.
     const old = new Database(file);
