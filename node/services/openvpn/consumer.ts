@@ -8,7 +8,7 @@ import type { ConsumerService, Tunnel, TunnelCheck, TunnelPlan } from "../../ses
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
 import { program, requireNetworkCapabilities, TunnelError } from "../system";
-import { checkThroughTunnel, type TunnelCheckSettings } from "../tunnel-check";
+import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 
@@ -149,10 +149,8 @@ export class OpenVpnConsumerService implements ConsumerService {
       config.ipv6 ?? false,
     );
     // The stage checks, as WireGuard's: to the provider's resolver (pushed, on its tunnel address) and the check's
-    // target, through the tunnel only when it routes everything, and only when the consumer asked for them.
-    const resolver = this.o.routeAll !== false ? tunnel.dns.find((a) => isIP(a) === 4) : undefined;
-    if (resolver && (this.o.tunnelCheck?.name || this.o.tunnelCheck?.url))
-      tunnel.check = (o) => checkThroughTunnel({ ...this.o.tunnelCheck, resolver, ...o }, this.o.netns);
+    // target, through the tunnel only when it routes everything.
+    tunnel.check = stageChecks(this.o.tunnelCheck, this.o.routeAll !== false ? tunnel.dns.find((a) => isIP(a) === 4) : undefined, this.o.netns);
     return tunnel;
   }
 }
