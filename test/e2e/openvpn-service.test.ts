@@ -341,10 +341,10 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
         "/usr/sbin/nft",
         [
           `add table ${t}`,
-          `add chain ${t} in { type filter hook input priority -5 ; }`,
-          `add chain ${t} fwd { type filter hook forward priority -5 ; }`,
-          `add rule ${t} in iifname "myst0" drop`,
-          `add rule ${t} fwd iifname "myst0" drop`,
+          `add chain ${t} qin { type filter hook input priority -5 ; }`,
+          `add chain ${t} qfwd { type filter hook forward priority -5 ; }`,
+          `add rule ${t} qin iifname "myst0" drop`,
+          `add rule ${t} qfwd iifname "myst0" drop`,
         ].join(" ; "),
       ]);
       try {

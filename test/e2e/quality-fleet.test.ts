@@ -346,6 +346,7 @@ describe("quality: receipts, scores and fallback over a fleet of 30 providers (r
       // 100% within the connect: every one ended on a working provider.
       for (const o of outcomes) expect(working(o.type as "noop" | "wireguard"), o.provider).to.include(o.provider);
       const missed = outcomes.filter((o) => o.fellOver.length > 0);
+      console.log(`      (first picks on a working provider: ${outcomes.length - missed.length} of ${outcomes.length})`);
       expect(outcomes.length - missed.length, `first picks (fell over: ${missed.flatMap((o) => o.fellOver).join("; ")})`).to.be.at.least(99);
     });
 
