@@ -1,5 +1,6 @@
 // myst's own tunnels in the tunnel benchmark: sold and bought through sessions, timed phase by phase.
 import { curl, iperf } from "./tunnel-measure";
+import { residentChecker } from "./tunnel-check-resident";
 import path from "node:path";
 import { Broker } from "../../node/broker/broker";
 import { REPLICA_CREDENTIALS } from "../lib/nats-server";
@@ -39,6 +40,11 @@ export interface TunnelResult {
   mbps: number;
   phases: Record<string, ReturnType<typeof summarize>>;
   killSwitch: { off: ReturnType<typeof summarize>; on: ReturnType<typeof summarize>; tunnelPhaseOn: ReturnType<typeof summarize> };
+  /**
+   * Connect → first byte with the stage checks' DNS question asked in-process before the first byte (docs/quality.md),
+   * by a node process resident in the consumer's namespace (a daemon in its own namespace), and the check's own time.
+   */
+  stageChecks: { on: ReturnType<typeof summarize>; checkMs: ReturnType<typeof summarize> };
   /** With payments on: connect → first byte of a consumer's first session with this provider, against a known pair's; and the deposit it no longer waits for. */
   firstSession?: { neverUsed: ReturnType<typeof summarize>; known: ReturnType<typeof summarize>; deposit: ReturnType<typeof summarize> };
 }
@@ -115,7 +121,9 @@ export async function benchMyst(
     const mbps = iperf(topology, topology.consumers[0], topology.internetAddress, o.seconds);
     await first.destroy();
 
-    console.log(`${o.connects} ${tunnel.type} connects with the kill switch off, ${o.connects} with it on (interleaved)…`);
+    console.log(
+      `${o.connects} ${tunnel.type} connects with the kill switch off, ${o.connects} with it on, ${o.connects} with the in-process stage check (interleaved)…`,
+    );
     // The first byte is fetched by curl started in the consumer's namespace. The same curl of a
     // refused local port (same loop) is the probe's own cost, and is taken off.
     const phases = {
@@ -130,13 +138,19 @@ export async function benchMyst(
     // The same connects with consumer protection on (kill switch, DNS, IPv6: rules installed before
     // the tunnel, replaced once it is up, resolver file rewritten), interleaved with the plain ones.
     const guarded = { tunnel: [] as number[], total: [] as number[] };
-    for (let i = 0; i < 2 * o.connects; i++) {
+    // And the same connects with the in-process stage check (DNS through the tunnel) before the first byte: a third, interleaved.
+    const checker = await residentChecker(topology.consumers[0]);
+    stops.push(async () => checker.stop());
+    const checked = { total: [] as number[], checkMs: [] as number[] };
+    for (let i = 0; i < 3 * o.connects; i++) {
       const protection =
-        i % 2 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
+        i % 3 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
       const t0 = Date.now();
       const found = await client.get(providerKey.address, tunnel.type);
       const t1 = Date.now();
       const session = await sessions.connect({ proposal: found!.signed, service: consumerService, protection });
+      const check = i % 3 === 2 ? await checker.check({ resolver: session.tunnel.dns![0], maxBytes: 65_536, timeoutMs: 2000 }) : undefined;
+      if (check && check.check.dns !== true) throw new Error(`the stage check through the ${tunnel.type} tunnel failed: ${JSON.stringify(check)}`);
       const got = curl(topology, `${topology.internetUrl}?bytes=1`);
       const t2 = Date.now();
       if (got !== "1") throw new Error(`no first byte through the ${tunnel.type} tunnel`);
@@ -149,6 +163,12 @@ export async function benchMyst(
         guarded.total.push(t2 - t0 - probe);
         await session.destroy();
         await protection.lift();
+        continue;
+      }
+      if (check) {
+        checked.total.push(t2 - t0 - probe);
+        checked.checkMs.push(check.ms);
+        await session.destroy();
         continue;
       }
       phases.discovery.push(t1 - t0);
@@ -233,6 +253,7 @@ export async function benchMyst(
       ...(firstSession ? { firstSession } : {}),
       phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
       killSwitch: { off: summarize(phases.total), on: summarize(guarded.total), tunnelPhaseOn: summarize(guarded.tunnel) },
+      stageChecks: { on: summarize(checked.total), checkMs: summarize(checked.checkMs) },
     };
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);

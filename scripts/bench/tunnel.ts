@@ -94,6 +94,7 @@ export async function benchTunnel(): Promise<void> {
       openvpnVsBare: round(openvpn.mbps / bare, 3),
     };
     const cost = (r: TunnelResult) => round(r.killSwitch.on.p50 - r.killSwitch.off.p50, 1);
+    const checkCost = (r: TunnelResult) => round(r.stageChecks.on.p50 - r.killSwitch.off.p50, 1);
     const rows = (name: string, r: TunnelResult, stockUpMs: number): string[][] => [
       ...Object.entries(r.phases).map(([k, s]) => [
         `${name} connect phase ${k} (ms) p50 / p99`,
@@ -111,6 +112,11 @@ export async function benchTunnel(): Promise<void> {
         `${cost(r) >= 0 ? "+" : ""}${cost(r)} ms p50 (aim ≤ +5)`,
       ],
       [`  of which tunnel phase with kill switch on (ms) p50 / p99`, `${r.killSwitch.tunnelPhaseOn.p50} / ${r.killSwitch.tunnelPhaseOn.p99}`, ""],
+      [
+        `${name} connect → first byte, in-process stage check (DNS through the tunnel) first (ms) p50 / p99`,
+        `${r.stageChecks.on.p50} / ${r.stageChecks.on.p99}`,
+        `${checkCost(r) >= 0 ? "+" : ""}${checkCost(r)} ms p50 (on by default at ≤ +2); the check itself ${r.stageChecks.checkMs.p50} ms p50`,
+      ],
     ];
     writeResults(
       "tunnel",
@@ -126,9 +132,14 @@ export async function benchTunnel(): Promise<void> {
         openvpn: {
           connectPhasesMs: openvpn.phases,
           connectToFirstByteKillSwitchMs: { ...openvpn.killSwitch, costP50: cost(openvpn) },
+          connectToFirstByteStageCheckMs: { ...openvpn.stageChecks, costP50: checkCost(openvpn) },
           firstSessionMs: openvpn.firstSession,
         },
-        wireguard: { connectPhasesMs: wireguard.phases, connectToFirstByteKillSwitchMs: { ...wireguard.killSwitch, costP50: cost(wireguard) } },
+        wireguard: {
+          connectPhasesMs: wireguard.phases,
+          connectToFirstByteKillSwitchMs: { ...wireguard.killSwitch, costP50: cost(wireguard) },
+          connectToFirstByteStageCheckMs: { ...wireguard.stageChecks, costP50: checkCost(wireguard) },
+        },
         stockTunnelUpMs: { openvpn: stock.upMs, openvpnSamples: stock.samples, wireguardGo: stockWg.upMs },
         loadAverage: os.loadavg().map((l) => round(l, 2)),
         targets:

@@ -18,6 +18,13 @@ import { parseEther } from "ethers";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../node/payments/consumer-promises";
 import { until } from "../../scripts/lib/until";
+import { Broker } from "../../node/broker/broker";
+import { ConsumerNode } from "../../node/daemon/consumer-node";
+import { LocalReceiptStore } from "../../node/discovery/receipt-store";
+import { DiscoveryService } from "../../node/discovery/server";
+import { parseReceipt } from "../../node/quality/receipt";
+import { promiseCheckOf } from "../../node/quality/score";
+import { REPLICA_CREDENTIALS } from "../../scripts/lib/nats-server";
 
 describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
   this.timeout(120_000);
@@ -270,5 +277,83 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       payments.stop();
       db.close();
     }
+  });
+
+  describe("stage checks through the tunnel, as WireGuard's (docs/quality.md)", function () {
+    let broker: Broker;
+    let discovery: DiscoveryService;
+    let consumer: ConsumerNode;
+    const checking = () =>
+      new OpenVpnConsumerService({
+        key: consumerKeys[0],
+        runDir: path.join(dir, "checks"),
+        netns: topology.consumers[0],
+        tunnelCheck: { name: topology.whoamiName, url: topology.internetUrl },
+      });
+    /** A connect by the node's own path (discovery, session, checks, receipt): what it reached, and the receipt discovery got. */
+    async function connectAndReceipt() {
+      const connection = await consumer.connect({ provider: providerKey.address, service: checking() });
+      await connection.session.destroy("done");
+      await connection.written;
+      const answer = (await (await fetch(`${discovery.url}/v1/quality/${providerKey.address}`)).json()) as { receipts: { signed: { receipt: string } }[] };
+      const receipt = answer.receipts.map((r) => parseReceipt(r.signed.receipt)).find((r) => r.sessionId === connection.session.id);
+      return { checked: connection.checked, receipt };
+    }
+
+    before(async function () {
+      broker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
+      await broker.start();
+      discovery = new DiscoveryService({
+        broker,
+        directory: net.registry,
+        port: 0,
+        quality: { promiseCheck: promiseCheckOf(net.conn.chainId, net.conn.deployment.contracts.ConsumerVault), store: new LocalReceiptStore() },
+      });
+      await discovery.start();
+      // A modest advertised bandwidth: the throughput test's bar is half of it, through openvpn on a loaded machine.
+      rig.current = makeProposal(providerKey, { serviceType: "openvpn", bandwidthMbps: 10 });
+      const posted = await fetch(`${discovery.url}/v1/proposals`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(signProposal(providerKey, rig.current)),
+      });
+      expect(posted.status).to.equal(201);
+      consumer = new ConsumerNode({ key: consumerKeys[0], brokerUrls: [net.nats.url], discoveryUrls: [discovery.url], registry: net.registry });
+      await consumer.start();
+    });
+
+    after(async function () {
+      await consumer?.stop();
+      await discovery?.stop();
+      await broker?.stop();
+    });
+
+    it("checks DNS, the first byte and throughput through a working OpenVPN tunnel, and the receipt says it reached throughput", async function () {
+      const { checked, receipt } = await connectAndReceipt();
+      expect(checked).to.deep.equal({ reached: "throughput", failed: null });
+      expect(receipt).to.include({ serviceType: "openvpn", reached: "throughput", failed: null });
+    });
+
+    it("names first-byte in the receipt of an OpenVPN provider that blackholes its tunnel after the handshake", async function () {
+      // Everything from the provider's tun device dropped (the server itself, its resolver, forwarding): the handshake still works.
+      const t = "inet mystblackhole";
+      topology.exec(topology.provider, [
+        "/usr/sbin/nft",
+        [
+          `add table ${t}`,
+          `add chain ${t} qin { type filter hook input priority -5 ; }`,
+          `add chain ${t} qfwd { type filter hook forward priority -5 ; }`,
+          `add rule ${t} qin iifname "myst0" drop`,
+          `add rule ${t} qfwd iifname "myst0" drop`,
+        ].join(" ; "),
+      ]);
+      try {
+        const { checked, receipt } = await connectAndReceipt();
+        expect(checked).to.deep.equal({ reached: "tunnel", failed: "first-byte" });
+        expect(receipt).to.include({ serviceType: "openvpn", reached: "tunnel", failed: "first-byte" });
+      } finally {
+        topology.exec(topology.provider, ["/usr/sbin/nft", `delete table ${t}`]);
+      }
+    });
   });
 });

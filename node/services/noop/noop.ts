@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { ConsumerService, ProviderService, Tunnel, TunnelCheck } from "../../session/service";
+import { RunningClock } from "../running-clock";
 
 /**
  * How a noop provider's data path behaves (fleet tests of quality, docs/quality.md): "ok" serves at
@@ -203,19 +204,27 @@ export class NoopTunnel implements Tunnel {
     this.socket?.destroy();
   }
 
-  /** A name resolved on the data path, then the first byte and throughput of `get <maxBytes>`. */
+  /**
+   * A name resolved on the data path, then the first byte and throughput of `get <maxBytes>`, timed on
+   * this process's running time (services/running-clock.ts): its own stalls are not the provider's.
+   */
   async #check(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<TunnelCheck> {
-    const dns = await this.#resolve(socket, Math.min(o.timeoutMs, 2000));
-    if (!dns) return { dns, firstByteMs: null, bytes: 0, ms: 0 };
-    return { dns, ...(await this.#fetch(socket, o)) };
+    const clock = new RunningClock().start();
+    try {
+      const dns = await this.#resolve(socket, Math.min(o.timeoutMs, 2000), clock);
+      if (!dns) return { dns, firstByteMs: null, bytes: 0, ms: 0 };
+      return { dns, ...(await this.#fetch(socket, o, clock)) };
+    } finally {
+      clock.stop();
+    }
   }
 
-  /** `resolve probe.myst` answered by an address within `timeoutMs`. */
-  #resolve(socket: net.Socket, timeoutMs: number): Promise<boolean> {
+  /** `resolve probe.myst` answered by an address within `timeoutMs` of running time. */
+  #resolve(socket: net.Socket, timeoutMs: number, clock: RunningClock): Promise<boolean> {
     return new Promise((resolve) => {
       let line = "";
       const done = (ok: boolean) => {
-        clearTimeout(timer);
+        cancel();
         socket.removeListener("data", onData);
         socket.removeListener("close", onClose);
         resolve(ok);
@@ -227,31 +236,36 @@ export class NoopTunnel implements Tunnel {
         else if (line.length > 64) done(false);
       };
       const onClose = () => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
+      const cancel = clock.after(timeoutMs, () => done(false));
       socket.on("data", onData);
       socket.once("close", onClose);
       socket.write("resolve probe.myst\n");
     });
   }
 
-  #fetch(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }): Promise<Omit<TunnelCheck, "dns">> {
+  #fetch(socket: net.Socket, o: { maxBytes: number; timeoutMs: number }, clock: RunningClock): Promise<Omit<TunnelCheck, "dns">> {
     return new Promise((resolve) => {
       const t0 = Date.now();
       let first: number | null = null;
+      let firstByteMs: number | null = null;
       let bytes = 0;
       const done = () => {
-        clearTimeout(timer);
+        cancel();
         socket.removeListener("data", onData);
         socket.removeListener("close", done);
         this.bytes.bytesIn += bytes;
-        resolve({ firstByteMs: first === null ? null : first - t0, bytes, ms: first === null ? 0 : Date.now() - first });
+        // At least 1 ms: bytes that all arrived during a stall of ours were delivered faster than we can tell.
+        resolve({ firstByteMs, bytes, ms: first === null ? 0 : Math.max(1, clock.running(first)) });
       };
       const onData = (d: Buffer) => {
-        first ??= Date.now();
+        if (first === null) {
+          first = Date.now();
+          firstByteMs = clock.running(t0, first);
+        }
         bytes += d.length;
         if (bytes >= o.maxBytes) done();
       };
-      const timer = setTimeout(done, o.timeoutMs);
+      const cancel = clock.after(o.timeoutMs, done);
       socket.on("data", onData);
       socket.once("close", done);
       socket.write(`get ${o.maxBytes}\n`);

@@ -4,10 +4,11 @@ import { isIP } from "node:net";
 import path from "node:path";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, Tunnel, TunnelPlan } from "../../session/service";
+import type { ConsumerService, Tunnel, TunnelCheck, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
 import { program, requireNetworkCapabilities, TunnelError } from "../system";
+import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 
@@ -33,6 +34,8 @@ export interface OpenVpnConsumerOptions {
    * tunnel comes up without touching the routes (confined apps route into it themselves).
    */
   routeAll?: boolean;
+  /** What the stage checks ask through the tunnel (services/tunnel-check.ts); they run only when the tunnel routes everything. */
+  tunnelCheck?: TunnelCheckSettings;
   log?: Logger;
 }
 
@@ -140,11 +143,15 @@ export class OpenVpnConsumerService implements ConsumerService {
     }
     // State changes (a reconnect to a restarted server) tell the tunnel whether it is up.
     process.management?.command("state on").catch(() => undefined);
-    return new OpenVpnTunnel(
+    const tunnel = new OpenVpnTunnel(
       process,
       (config.dns ?? []).filter((a) => isIP(a) !== 0),
       config.ipv6 ?? false,
     );
+    // The stage checks, as WireGuard's: to the provider's resolver (pushed, on its tunnel address) and the check's
+    // target, through the tunnel only when it routes everything.
+    tunnel.check = stageChecks(this.o.tunnelCheck, this.o.routeAll !== false ? tunnel.dns.find((a) => isIP(a) === 4) : undefined, this.o.netns);
+    return tunnel;
   }
 }
 
@@ -158,6 +165,8 @@ function checked(session: { id: string; serviceConfig: unknown }): OpenVpnServic
 }
 
 class OpenVpnTunnel implements Tunnel {
+  /** The stage checks through the tunnel (services/tunnel-check.ts); absent where the tunnel does not route this namespace. */
+  check?: (o: { maxBytes: number; timeoutMs: number }) => Promise<TunnelCheck>;
   #down?: (reason: string) => void;
   #stopping = false;
   #stats = { bytesIn: 0, bytesOut: 0 };

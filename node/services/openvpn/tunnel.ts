@@ -27,5 +27,13 @@ export const openvpn = defineTunnel({
     await service.start();
     return service;
   },
-  consumer: (deps) => new OpenVpnConsumerService({ key: deps.key, runDir: deps.runDir, netns: deps.netns, log: deps.log, routeAll: deps.routeAll }),
+  consumer: (deps) =>
+    new OpenVpnConsumerService({
+      key: deps.key,
+      runDir: deps.runDir,
+      netns: deps.netns,
+      log: deps.log,
+      routeAll: deps.routeAll,
+      tunnelCheck: deps.tunnelCheck,
+    }),
 });

@@ -15,7 +15,7 @@ import { enlargeReceiveBuffers } from "./socket-buffer";
 import { sprayFromSocketOf } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
-import { checkThroughTunnel, type TunnelCheckSettings } from "../tunnel-check";
+import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
@@ -366,12 +366,8 @@ export class WireGuardConsumerService implements ConsumerService {
           },
         },
       );
-      // The stage checks go to the provider's resolver and the check's target: through the tunnel only when it routes
-      // everything, and only when the consumer asked for them (a program started for them would delay every connect).
-      if (probeTarget && (this.o.tunnelCheck?.name || this.o.tunnelCheck?.url)) {
-        const resolver = probeTarget;
-        tunnel.check = (o) => checkThroughTunnel({ ...this.o.tunnelCheck, resolver, ...o }, this.o.netns);
-      }
+      // The stage checks go to the provider's resolver and the check's target, through the tunnel only when it routes everything.
+      tunnel.check = stageChecks(this.o.tunnelCheck, probeTarget, this.o.netns);
       return tunnel;
     } catch (err) {
       routeIp?.cancel();

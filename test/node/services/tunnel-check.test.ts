@@ -6,7 +6,7 @@ import type net from "node:net";
 import path from "node:path";
 import { stageOfCheck } from "../../../node/daemon/consumer-receipts";
 import { inOwnNetworkNamespace } from "../../../node/ops/prober/confinement";
-import { checkThroughTunnel, judge } from "../../../node/services/tunnel-check";
+import { checkThroughTunnel, findInProgram, judge, stageChecks, type TunnelCheckSpec } from "../../../node/services/tunnel-check";
 import { tempDir } from "../../../scripts/lib/tmp";
 
 /**
@@ -61,39 +61,53 @@ describe("stage checks through a tunnel (services/tunnel-check.ts)", function ()
   const open: { close(): void }[] = [];
   afterEach(() => open.splice(0).forEach((o) => o.close()));
   const check = { maxBytes: 256 << 10, timeoutMs: 1500 };
+  // In this process (a tunnel in the node's own namespace), and in the program started in a tunnel's namespace (here: this one).
+  const ways: [string, (spec: TunnelCheckSpec) => ReturnType<typeof checkThroughTunnel>][] = [
+    ["in the node's own process", (spec) => checkThroughTunnel(spec)],
+    ["in a program of its own", async (spec) => judge(await findInProgram(spec))],
+  ];
+  for (const [where, checkWith] of ways)
+    describe(where, function () {
+      async function run(dns: "ok" | "no-upstream" | "silent", data: "ok" | "silent" | "none", name = "whoami.test") {
+        const r = await resolver(dns);
+        open.push(r);
+        const d = data === "none" ? undefined : await bytesServer(data);
+        if (d) open.push(d);
+        const c = await checkWith({ resolver: r.address, name, ...(d ? { url: d.url } : {}), ...check });
+        return { check: c, stage: stageOfCheck(c, 1) };
+      }
 
-  async function run(dns: "ok" | "no-upstream" | "silent", data: "ok" | "silent" | "none", name = "whoami.test") {
-    const r = await resolver(dns);
-    open.push(r);
-    const d = data === "none" ? undefined : await bytesServer(data);
-    if (d) open.push(d);
-    const c = await checkThroughTunnel({ resolver: r.address, name, ...(d ? { url: d.url } : {}), ...check });
-    return { check: c, stage: stageOfCheck(c, 1) };
-  }
+      it("passes every stage when the resolver resolves the name and the target sends its bytes", async function () {
+        const { check: c, stage } = await run("ok", "ok");
+        expect(c).to.include({ dns: true, bytes: 256 << 10 });
+        expect(c.firstByteMs).to.be.a("number");
+        expect(stage).to.deep.equal({ reached: "throughput", failed: null });
+      });
 
-  it("passes every stage when the resolver resolves the name and the target sends its bytes", async function () {
-    const { check: c, stage } = await run("ok", "ok");
-    expect(c).to.include({ dns: true, bytes: 256 << 10 });
-    expect(c.firstByteMs).to.be.a("number");
-    expect(stage).to.deep.equal({ reached: "throughput", failed: null });
-  });
+      it("names DNS when the tunnel carries bytes but the provider's resolver cannot resolve a name", async function () {
+        expect((await run("no-upstream", "ok")).stage).to.deep.equal({ reached: "tunnel", failed: "dns" });
+      });
 
-  it("names DNS when the tunnel carries bytes but the provider's resolver cannot resolve a name", async function () {
-    expect((await run("no-upstream", "ok")).stage).to.deep.equal({ reached: "tunnel", failed: "dns" });
-  });
+      it("names the first byte, not DNS, when nothing at all comes back through the tunnel (a blackhole)", async function () {
+        expect((await run("silent", "silent")).stage).to.deep.equal({ reached: "tunnel", failed: "first-byte" });
+      });
 
-  it("names the first byte, not DNS, when nothing at all comes back through the tunnel (a blackhole)", async function () {
-    expect((await run("silent", "silent")).stage).to.deep.equal({ reached: "tunnel", failed: "first-byte" });
-  });
+      it("names the first byte when names resolve but the target sends nothing", async function () {
+        expect((await run("ok", "silent")).stage).to.deep.equal({ reached: "dns", failed: "first-byte" });
+      });
 
-  it("names the first byte when names resolve but the target sends nothing", async function () {
-    expect((await run("ok", "silent")).stage).to.deep.equal({ reached: "dns", failed: "first-byte" });
-  });
+      it("without a target checks DNS only; without a name, the resolver must answer at all", async function () {
+        expect((await run("no-upstream", "none", "")).stage).to.deep.equal({ reached: "dns", failed: null });
+        expect((await run("ok", "none")).stage).to.deep.equal({ reached: "dns", failed: null });
+        expect((await run("silent", "none")).stage).to.deep.equal({ reached: "tunnel", failed: "first-byte" });
+      });
+    });
 
-  it("without a target checks DNS only; without a name, the resolver must answer at all", async function () {
-    expect((await run("no-upstream", "none", "")).stage).to.deep.equal({ reached: "dns", failed: null });
-    expect((await run("ok", "none")).stage).to.deep.equal({ reached: "dns", failed: null });
-    expect((await run("silent", "none")).stage).to.deep.equal({ reached: "tunnel", failed: "first-byte" });
+  it("are run only with the provider's resolver, and in another namespace only when the settings ask for them", function () {
+    expect(stageChecks({ name: "whoami.test" }, undefined, undefined)).to.equal(undefined);
+    expect(stageChecks({}, "10.9.0.1", "myst-c0")).to.equal(undefined);
+    expect(stageChecks({ url: "http://198.18.2.2/" }, "10.9.0.1", "myst-c0")).to.be.a("function");
+    expect(stageChecks({ name: "whoami.test" }, "10.9.0.1", undefined)).to.be.a("function");
   });
 
   it("judges the findings by the rule docs/quality.md states", function () {
