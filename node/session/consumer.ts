@@ -13,7 +13,7 @@ import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
 import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
-import { announcedAddressesOf, channelEndpoints, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
+import { announcedAddressesOf, channelEndpoints, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -269,6 +269,8 @@ export class ConsumerSessions {
     const peerOffer = response.accepted.direct;
     const spray = peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
     const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer, { sprayFromTunnel: spray }) : undefined;
+    // The provider's tunnel will send first: ours knows its key before any probe leaves (so before its handshake can come).
+    if (channel && peerSendsFirst(peerOffer!)) await options.service.expectPeer?.(consumerData, serviceConfig);
     const punching = channel?.connect();
     let route: DirectRoute | undefined;
     let tunnelPath: SessionPath["tunnel"] = "public";
@@ -337,7 +339,7 @@ export class ConsumerSessions {
           // Our router maps per destination: the tunnel takes the socket the provider's tunnel port reached.
           const punch = await channel.tunnelPunch(3000);
           route = { kind: "punched", address: punch.address, tunnelPort: punch.port, localPort: punch.localPort };
-        } else if (peerOffer.tunnelPort) route = { kind: path.kind, address: path.address, tunnelPort: peerOffer.tunnelPort };
+        } else if (peerOffer.tunnelPort) route = directTunnelRoute(path, peerOffer, peerOffer.tunnelPort);
       } catch (err) {
         const reason = err instanceof DirectChannelError ? err.message : String(err);
         if (relayable) await viaRelay(reason);

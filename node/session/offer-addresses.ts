@@ -2,7 +2,7 @@ import { isIP } from "node:net";
 import { type DirectOffer, usableCandidates } from "../nat/direct/candidates";
 import { directContactOf, type Proposal } from "../proposal/proposal";
 import { isPublicAddress } from "../values/ip";
-import type { TunnelEndpoint } from "./service";
+import type { DirectRoute, TunnelEndpoint } from "./service";
 
 /** Where the consumer's direct channel sends: every candidate the provider named, UDP. */
 export function channelEndpoints(offer: DirectOffer, path?: { address: string; port: number }): TunnelEndpoint[] {
@@ -58,4 +58,20 @@ export function tunnelCannotFollow(peer: DirectOffer, own: DirectOffer | undefin
     return "the provider's router gives each destination a new port and its tunnel cannot send from the probe that met ours: needs a relay";
   if (!keepsPorts(own)) return "the provider's router gives each destination a new port and ours does not keep our tunnel's port: needs a relay";
   return undefined;
+}
+
+/**
+ * Whether the provider's tunnel must send first: its router gives each destination a new port, so
+ * the port its tunnel is reached at from here exists only once it has sent to us (a handshake of
+ * ours to its tunnel's own port is dropped by its router). Our tunnel is then given the provider's
+ * key before the path is punched (`ConsumerService.expectPeer`) and answers its first handshake.
+ */
+export function peerSendsFirst(peer: DirectOffer): boolean {
+  return peer.mapping === "endpoint-dependent";
+}
+
+/** The tunnel's route over the path the channel met: the provider's tunnel port at the path's address (on a LAN, its own port; see `peerSendsFirst`). */
+export function directTunnelRoute(path: { kind: DirectRoute["kind"]; address: string }, peer: DirectOffer, tunnelPort: number): DirectRoute {
+  const first = path.kind !== "local" && peerSendsFirst(peer);
+  return { kind: path.kind, address: path.address, tunnelPort, ...(first ? { peerSendsFirst: true as const } : {}) };
 }

@@ -26,6 +26,13 @@ export interface DirectRoute {
    * and the host route outside the tunnel goes to it.
    */
   outside?: TunnelEndpoint;
+  /**
+   * The provider's router gives each destination a new port, so the port its tunnel is reached at
+   * from here is known only once its tunnel has sent to ours: our tunnel names no endpoint, answers
+   * the provider's first handshake (its key was given in advance, `ConsumerService.expectPeer`) and
+   * sends where that came from.
+   */
+  peerSendsFirst?: true;
 }
 
 /** What the provider side of a service does for sessions. */
@@ -250,6 +257,12 @@ export interface ConsumerService {
   discard?(consumerData: unknown): Promise<void>;
   /** The UDP port the tunnel made for `consumerData` will listen on, when its own packets can punch (WireGuard). */
   tunnelPortFor?(consumerData: unknown): number | undefined;
+  /**
+   * Optional: the provider's tunnel will send the first handshake (`DirectRoute.peerSendsFirst`):
+   * the tunnel prepared for `consumerData` is given the provider's key from `serviceConfig` now,
+   * before the direct path is punched, so that handshake is answered when it arrives. Never rejects.
+   */
+  expectPeer?(consumerData: unknown, serviceConfig: unknown): Promise<void>;
   /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
   sprayFromTunnel?(consumerData: unknown, datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
 }

@@ -47,7 +47,9 @@ export interface NatBenchCase {
 export const NAT_BENCH_CASES: NatBenchCase[] = [
   { name: "public provider × home consumer (eim)", provider: "public", consumer: "eim", expectPath: ["public"], throughput: "baseline" },
   { name: "provider behind an eim router × home consumer (eim)", provider: "eim", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
-  { name: "provider behind a UPnP router × home consumer (eim)", provider: "upnp", consumer: "eim", expectPath: ["mapped", "punched"] },
+  // The punched eim cell's fair baseline: the same routers (the provider's home router crossed on the way in and out,
+  // both NATing), the tunnel at a port the router maps instead of one punched (docs/direct-channel.md, "Throughput").
+  { name: "provider behind a UPnP router × home consumer (eim)", provider: "upnp", consumer: "eim", expectPath: ["mapped", "punched"], throughput: "compare" },
   { name: "provider and consumer behind the same router", provider: "eim", consumer: "same-router", expectPath: ["local"] },
   {
     name: "provider behind an eim router × consumer whose network drops all UDP (relayed over TLS/443)",
@@ -86,6 +88,33 @@ export interface NatCellResult {
   throughputMbps?: number;
 }
 
+/**
+ * The cells of this run: `BENCH_NAT_CELLS` names some as provider×consumer (`symmetric×eim,upnp×eim`);
+ * the baseline is always measured (the others are compared with it). Default: all.
+ */
+export function selectedNatCases(list = process.env.BENCH_NAT_CELLS): NatBenchCase[] {
+  if (!list) return NAT_BENCH_CASES;
+  const wanted = new Set(list.split(",").map((c) => c.trim().replace("x", "×")));
+  const known = new Set(NAT_BENCH_CASES.map((c) => `${c.provider}×${c.consumer}`));
+  const unknown = [...wanted].filter((w) => !known.has(w));
+  if (unknown.length) throw new Error(`BENCH_NAT_CELLS: no cell ${unknown.join(", ")} (cells: ${[...known].join(", ")})`);
+  return NAT_BENCH_CASES.filter((c) => c.throughput === "baseline" || wanted.has(`${c.provider}×${c.consumer}`));
+}
+
+/**
+ * `BENCH_NAT_SHAPE_MBIT`: every consumer's uplink (what its tunnel sends, iperf3's direction) is shaped with htb
+ * to this rate (this kernel has no netem or tbf), so a path is limited by a link rather than by the CPU the
+ * routers' namespaces share with the tunnel. The report is then bench/nat-shaped.md. Default: unshaped.
+ */
+const SHAPE_MBIT = () => (process.env.BENCH_NAT_SHAPE_MBIT ? Number(process.env.BENCH_NAT_SHAPE_MBIT) : undefined);
+
+function shapeUplink(netns: string, mbit: number): void {
+  if (!Number.isFinite(mbit) || mbit <= 0) throw new Error(`BENCH_NAT_SHAPE_MBIT is not a rate in Mbit/s: ${mbit}`);
+  const tc = (...args: string[]) => execFileSync("/usr/sbin/ip", ["netns", "exec", netns, "/usr/sbin/tc", ...args], { encoding: "utf8" });
+  tc("qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10", "r2q", "1000");
+  tc("class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate", `${mbit}mbit`, "ceil", `${mbit}mbit`);
+}
+
 const SECONDS = () => Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTS = () => Number(process.env.BENCH_CONNECTS ?? 10);
 
@@ -120,7 +149,7 @@ function iperfIn(netns: string, to: string, seconds: number, attempt = 1): numbe
  * Runs the cells, one topology per provider kind (nodes on their own machines, behind home routers
  * that forward nothing, as in test/e2e/nat-matrix.test.ts), and writes bench/nat.json and bench/nat.md.
  */
-export async function benchNat(cases: NatBenchCase[] = NAT_BENCH_CASES): Promise<NatCellResult[]> {
+export async function benchNat(cases: NatBenchCase[] = selectedNatCases()): Promise<NatCellResult[]> {
   const missing = missingE2EPrerequisites();
   for (const [bin, name] of [
     [IPERF, "iperf3"],
@@ -190,6 +219,8 @@ async function benchTopology(
   const stops: (() => Promise<unknown>)[] = [() => topology.down()];
   const results: NatCellResult[] = [];
   try {
+    const shape = SHAPE_MBIT();
+    if (shape !== undefined) for (const c of topology.consumers) shapeUplink(c, shape);
     const iperfd = iperfServer(topology.internet, topology.internetAddress);
     stops.push(() => stopChild(iperfd));
     const machine = { ...(await onConsumerMachine(topology, o.base)), MYST_STUN_SERVERS: nat.stunServers.join(","), MYST_LOG_LEVEL: "warn" };
@@ -345,11 +376,13 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
         : `${round(r.throughputMbps! / base, 3)}× (aim ≥ ${cell?.relay ? "0.5" : "0.95"})`;
     rows.push([`iperf3 through the tunnel, ${r.name} (Mbit/s)`, String(r.throughputMbps), "", Object.keys(r.paths)[0] ?? "", ratio]);
   }
+  const shape = SHAPE_MBIT();
   writeResults(
-    "nat",
+    shape === undefined ? "nat" : "nat-shaped",
     {
       connects,
       throughputSeconds: seconds,
+      ...(shape === undefined ? {} : { consumerUplinkMbit: shape }),
       load: fs.readFileSync("/proc/loadavg", "utf8").trim(),
       cells: results,
       targets: "a punched connect's p50 ≤ 2× the public provider's; throughput on a punched path ≥ 0.95× the same pair with a public provider",

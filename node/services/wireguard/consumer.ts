@@ -30,6 +30,8 @@ interface Pending {
   spareDevice?: string;
   /** Two `ip -batch -` started in advance: the question about the endpoint's route, then the tunnel's set-up. */
   ip?: PrespawnedCommand[];
+  /** The device that was given the provider's key in advance (`expectPeer`): its peer, and any handshake done, stay. */
+  expecting?: WireGuardProcess;
 }
 
 /** The public key in a consumerData this service made. */
@@ -187,6 +189,27 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   /**
+   * The provider's tunnel sends first (`DirectRoute.peerSendsFirst`): the prepared device is given
+   * the provider's key now, with no endpoint, so wireguard-go answers the provider's first handshake
+   * initiation from wherever it comes (and sends there from then on). Given only in `connect`, it
+   * came too late for that initiation, which was dropped, and the handshake waited for the
+   * provider's retry one REKEY_TIMEOUT (5 s) later (docs/direct-channel.md, "The first handshake").
+   */
+  async expectPeer(consumerData: unknown, serviceConfig: unknown): Promise<void> {
+    const key = publicKeyOf(consumerData);
+    const pending = key ? this.#pending.get(key) : undefined;
+    const process = await pending?.device?.catch(() => undefined);
+    if (!pending || !process?.running || !checkServiceConfig.Check(serviceConfig)) return;
+    try {
+      await process.uapi.set({ peers: [{ publicKey: serviceConfig.publicKey }] });
+      pending.expecting = process;
+    } catch (err) {
+      // `connect` gives the key again; the provider's retry is then answered.
+      this.o.log?.warn({ err: (err as Error).message }, "could not give the tunnel the provider's key in advance");
+    }
+  }
+
+  /**
    * Hard-NAT probing when the provider's router is the hard one: the datagrams leave from the
    * prepared wireguard-go's own socket (tunnel-spray.ts), so our router maps the tunnel's port
    * toward the provider's probing sockets they reach. No tunnel packet passes through us.
@@ -308,16 +331,19 @@ export class WireGuardConsumerService implements ConsumerService {
         isIP(config.endpoint.address) === 6 ? `[${config.endpoint.address}]:${config.endpoint.port}` : `${config.endpoint.address}:${config.endpoint.port}`;
       // Over a hard-NAT punch the tunnel takes the probing socket's port instead of its own.
       const listenPort = session.route?.localPort;
+      // The provider sends first: its key was given in advance (its handshake may be done: kept), and
+      // no endpoint is named (its port toward us is where its handshake came from).
+      const expected = pending.expecting === process;
       const peer = async () => {
         // Nothing is sent (not even the handshake) before the kill switch is armed.
         await guard?.armed;
         await process.uapi.set({
           ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
-          replacePeers: true,
+          ...(expected ? {} : { replacePeers: true }),
           peers: [
             {
               publicKey: config.publicKey,
-              endpoint,
+              ...(session.route?.peerSendsFirst ? {} : { endpoint }),
               persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
               allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
             },
