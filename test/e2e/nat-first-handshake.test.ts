@@ -5,6 +5,7 @@ import { requireE2E } from "../../scripts/lib/prereqs";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { tempDir } from "../../scripts/lib/tmp";
 import { fetchFrom, topologyUp, type NatKind, type Topology } from "../../scripts/lib/topology";
+import { mystJson } from "../../scripts/lib/myst-cli";
 import { until } from "../../scripts/lib/until";
 import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
 
@@ -66,11 +67,7 @@ describe("e2e: a symmetric provider's punched tunnel completes its first WireGua
   const dirs = { provider: tempDir("myst-nfh-p-"), consumers: CONSUMERS.map(() => tempDir("myst-nfh-c-")) };
   const background: ReturnType<typeof mystBackground>[] = [];
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = mystJson;
 
   before(async function () {
     requireE2E(this);

@@ -6,6 +6,7 @@ import { requireE2E } from "../../scripts/lib/prereqs";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { tempDir } from "../../scripts/lib/tmp";
 import { downloadFrom, fetchFrom, topologyUp, type NatKind, type Topology } from "../../scripts/lib/topology";
+import { mystJson } from "../../scripts/lib/myst-cli";
 import { until } from "../../scripts/lib/until";
 import { freePort } from "../../scripts/lib/local-chain";
 import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
@@ -60,11 +61,7 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
     if (results.length) console.log(results.map((r) => `      provider ${r.provider.padEnd(9)} × consumer ${r.consumer.padEnd(12)} ${r.outcome}`).join("\n"));
   });
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = mystJson;
 
   for (const providerKind of PROVIDERS)
     describe(`a provider ${providerKind === "public" ? "with a public address" : `behind a ${providerKind} router`}`, function () {
@@ -183,11 +180,7 @@ describe("e2e: a punched session outlives idle routers, a lost mapping and a 5-m
   let consumerEnv: NodeJS.ProcessEnv;
   let providerEnv: NodeJS.ProcessEnv;
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[], netns: string) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = mystJson;
 
   before(async function () {
     requireE2E(this);
