@@ -105,10 +105,11 @@ export async function checkThroughTunnel(spec: TunnelCheckSpec, netns?: string):
 /**
  * The stage checks a consumer's tunnel runs, or none: `resolver` is the provider's (on its tunnel
  * address, IPv4), absent when the tunnel does not route everything (a confined `myst run`) or the
- * provider names none. In the node's own namespace (`netns` none) they run by default, in-process
- * (DNS: the answer is also the first byte through the tunnel; with `url`, first byte and throughput);
- * in another namespace only when the settings ask for them, since the program started there for them
- * would add its start-up to every connect.
+ * provider names none. They run only when the settings ask for them (`name` or `url`), unless
+ * `IN_PROCESS_BY_DEFAULT` turns on the in-process ones (off: they cost more than the 2 ms bar on
+ * connect, docs/quality.md). In the node's own namespace (`netns` none) they run in-process (DNS: the
+ * answer is also the first byte through the tunnel; with `url`, first byte and throughput); in
+ * another namespace in a program started there.
  */
 export function stageChecks(
   settings: TunnelCheckSettings | undefined,
