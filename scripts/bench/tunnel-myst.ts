@@ -34,8 +34,6 @@ export interface MystTunnel {
   provider(dir: string): ProviderService & { start(): Promise<void>; stop(): Promise<void> };
   /** The consumer side for `key` (the bench's consumer by default). */
   consumer(dir: string, key?: IdentityKey): ConsumerService;
-  /** Waits until the consumer side is as a node between connections keeps it (a spare device made). */
-  settled?(): Promise<void>;
 }
 
 export interface TunnelResult {
@@ -147,7 +145,6 @@ export async function benchMyst(
     for (let i = 0; i < 3 * o.connects; i++) {
       const protection =
         i % 3 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
-      await tunnel.settled?.();
       const t0 = Date.now();
       const found = await client.get(providerKey.address, tunnel.type);
       const t1 = Date.now();

@@ -83,8 +83,6 @@ export async function benchTunnel(): Promise<void> {
             device: `mwp${topology.tag}`.slice(0, 15),
           }),
         consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], spare }),
-        // A connect a moment after the last one came up: the spare is made by then (spare.ts).
-        settled: () => spare.ready(),
       },
       common,
     ).finally(() => spare.stop());

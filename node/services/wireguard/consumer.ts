@@ -58,7 +58,7 @@ export interface WireGuardConsumerOptions {
   keepaliveS?: number;
   /**
    * The daemon's spare device (spare.ts): taken for the next key pair when it is in this namespace,
-   * refilled a moment after that connection is up (at once when it failed). Not with `device`.
+   * refilled once that connection is settled. Not with `device` (a name of the caller's choice).
    */
   spare?: WireGuardSpare;
   /** What the stage checks ask through the tunnel (services/tunnel-check.ts); they run only when the tunnel routes everything. */
@@ -264,16 +264,11 @@ export class WireGuardConsumerService implements ConsumerService {
    * no peer sends nothing, and what is routed into it meanwhile goes nowhere.
    */
   async connectBeside(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {
-    let tunnel: Tunnel;
     try {
-      tunnel = await this.#connect(session, guard);
-    } catch (err) {
+      return await this.#connect(session, guard);
+    } finally {
       this.o.spare?.refill();
-      throw err;
     }
-    // Not beside the session's confirm and first bytes (spare.ts).
-    this.o.spare?.refillLater();
-    return tunnel;
   }
 
   async #connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {

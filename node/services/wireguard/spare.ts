@@ -14,17 +14,8 @@ export interface WireGuardSpareOptions {
   runDir: string;
   /** The namespace the spare is made in until a connection asks for another. Default the node's own. */
   netns?: string;
-  /** How long after a connection came up on the spare `refillLater` makes the next. Default `REFILL_AFTER_UP_MS`. */
-  refillAfterUpMs?: number;
   log?: Logger;
 }
-
-/**
- * How long after a connection came up on the spare the next one is made: past the session's
- * confirm and its first bytes, which a starting wireguard-go would compete with for the CPU
- * (docs/connect-path.md).
- */
-export const REFILL_AFTER_UP_MS = 1_000;
 
 /** A spare being made (or made), and where. */
 interface Making {
@@ -38,9 +29,8 @@ interface Making {
  * with a device that already serves its control socket (wireguard-go takes 25–30 ms to get there,
  * longer than the negotiation it would run beside: docs/connect-path.md). The spare carries
  * nothing: no key, no address, no route, no peer, its interface down. `take` hands it to the next
- * WireGuard connection in its namespace; the caller's `refillLater` makes the next one a moment
- * after that connection is up (`refill` at once when it failed), so the two do not compete for the
- * CPU on the connect path or its first bytes. A spare in
+ * WireGuard connection in its namespace and the caller's `refill` makes the next one once that
+ * connection is settled (so the two do not compete for the CPU on the connect path). A spare in
  * another namespace than the one a connection asks for is stopped, and the refill makes one there:
  * never more than one. `stop` removes it.
  */
@@ -48,8 +38,6 @@ export class WireGuardSpare implements ConsumerSpare {
   #making?: Making;
   #netns?: string;
   #stopped = false;
-  /** A refill scheduled by `refillLater`, and what `ready` waits on until it runs or is called off. */
-  #later?: { timer: NodeJS.Timeout; settled: Promise<void>; settle: () => void };
 
   constructor(private readonly o: WireGuardSpareOptions) {
     this.#netns = o.netns;
@@ -65,7 +53,6 @@ export class WireGuardSpare implements ConsumerSpare {
   /** Removes the spare (and one being made): its wireguard-go stopped, its interface and socket gone with it. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#callOffLater();
     await this.#drop();
   }
 
@@ -82,8 +69,6 @@ export class WireGuardSpare implements ConsumerSpare {
   take(netns: string | undefined): { device: string; process: Promise<WireGuardProcess | undefined> } | undefined {
     const making = this.#making;
     this.#netns = netns;
-    // A connection that comes before a scheduled refill makes its own device; it schedules the next.
-    this.#callOffLater();
     if (!making) return undefined;
     this.#making = undefined;
     if (making.netns === netns) return { device: making.device, process: making.process };
@@ -91,27 +76,8 @@ export class WireGuardSpare implements ConsumerSpare {
     return undefined;
   }
 
-  /** `refill`, a moment from now (`refillAfterUpMs`): a connection just came up on the spare. */
-  refillLater(delayMs = this.o.refillAfterUpMs ?? REFILL_AFTER_UP_MS): void {
-    if (this.#stopped || this.#making || this.#later) return;
-    let settle = () => {};
-    const settled = new Promise<void>((resolve) => {
-      settle = resolve;
-    });
-    const timer = setTimeout(() => this.refill(), delayMs);
-    timer.unref();
-    this.#later = { timer, settled, settle };
-  }
-
-  /** Resolves once the spare is made, or once none is being made or scheduled (never rejects). */
-  async ready(): Promise<void> {
-    await this.#later?.settled;
-    await this.#making?.process;
-  }
-
   /** Makes a spare where connections go, unless there is one (or the node is stopping). Never rejects. */
   refill(): void {
-    this.#callOffLater();
     if (this.#stopped || this.#making) return;
     const netns = this.#netns;
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
@@ -131,14 +97,6 @@ export class WireGuardSpare implements ConsumerSpare {
       }
     })();
     this.#making = making;
-  }
-
-  #callOffLater(): void {
-    const later = this.#later;
-    this.#later = undefined;
-    if (!later) return;
-    clearTimeout(later.timer);
-    later.settle();
   }
 
   async #drop(): Promise<void> {
