@@ -324,7 +324,8 @@ export class ConsumerProtection implements SessionProtection {
     if (fresh.length === 0) return;
     const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !spec.endpoints.some((k) => k.address === a));
     await transact(endpointsScript("add", fresh, hosts), this.options.netns);
-    this.#spec = { ...spec, endpoints: [...spec.endpoints, ...fresh] };
+    // An arming or a block meanwhile replaced the table and its spec: its list is the one in force.
+    if (this.#spec === spec) this.#spec = { ...spec, endpoints: [...spec.endpoints, ...fresh] };
     this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out");
   }
 
@@ -337,7 +338,7 @@ export class ConsumerProtection implements SessionProtection {
     const left = spec.endpoints.filter((k) => !gone.includes(k));
     const hosts = [...new Set(gone.map((e) => e.address))].filter((a) => !left.some((k) => k.address === a));
     await transact(endpointsScript("delete", gone, hosts), this.options.netns);
-    this.#spec = { ...spec, endpoints: left };
+    if (this.#spec === spec) this.#spec = { ...spec, endpoints: left };
     this.#log.info({ netns: this.options.netns, endpoints: gone }, "kill switch: no longer let out");
   }
 
