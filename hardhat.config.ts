@@ -23,10 +23,10 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
 // A public testnet, named "testnet", configured from the environment only (never committed keys).
 /**
  * The suite's files, longest first: mocha's parallel runner hands files to its workers in this order,
- * so a file that runs for minutes (the NAT matrix's broker outage) starts at once instead of last,
- * beside everything else. test/support/ holds helpers and programs the tests use, not tests.
+ * so the files that run for minutes (the NAT matrix's cells; the 5-minute broker outage, a file of its
+ * own so it waits beside the cells) start at once instead of last, beside everything else. test/support/ holds helpers and programs the tests use, not tests.
  */
-const SLOW_FIRST = ["e2e/nat-matrix", "e2e/"];
+const SLOW_FIRST = ["e2e/nat-matrix", "e2e/nat-outage", "e2e/"];
 subtask(TASK_TEST_GET_TEST_FILES, async (args: { testFiles: string[] }, _hre, runSuper) => {
   const files: string[] = await runSuper(args);
   if (args.testFiles.length > 0) return files;
