@@ -13,7 +13,15 @@ import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
 import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
-import { announcedAddressesOf, channelEndpoints, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
+import {
+  announcedAddressesOf,
+  directTunnelRoute,
+  peerSendsFirst,
+  publicAddressesOf,
+  tunnelAheadOfChannel,
+  tunnelCannotFollow,
+  withChannel,
+} from "./offer-addresses";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -325,6 +333,10 @@ export class ConsumerSessions {
     if (!relayNow) await dropEarly();
     if (relayNow) {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : holding ? "the kill switch holds: no punch passes it" : "asked to go through a relay");
+    } else if (peerOffer && punching && punchNeeded && (route = tunnelAheadOfChannel(channel!.plan, peerOffer, prepared?.offer, !!spray))) {
+      // The tunnels meet by their own search: ours answers the provider's first handshake; the channel meets beside it.
+      tunnelPath = "punched";
+      punching.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
     } else if (peerOffer && punching && punchNeeded) {
       try {
         const path = await punching;
@@ -361,8 +373,8 @@ export class ConsumerSessions {
       const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
-      const plan =
-        planned && peerOffer && channel && !relay ? { ...planned, endpoints: [...planned.endpoints, ...channelEndpoints(peerOffer, channelPath)] } : planned;
+      const searching = !channelPath && route?.peerSendsFirst && prepared ? { address: route.address, localPort: prepared.socket.address().port } : undefined;
+      const plan = planned && peerOffer && channel && !relay ? withChannel(planned, peerOffer, { path: channelPath, searching }) : planned;
       const onEngaged = () => stages?.mark("kill switch engaged");
       tunnel = await connectGuarded(options.service, target, plan && protection ? { protection, plan } : undefined, onEngaged);
       if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });

@@ -1,6 +1,6 @@
 import type { Logger } from "../log/logger";
 import type { DirectOffer } from "../nat/direct/candidates";
-import type { DirectChannel } from "../nat/direct/channel";
+import type { DirectChannel, DirectPath } from "../nat/direct/channel";
 import type { ProviderService } from "./service";
 
 /** How long the provider's probing sockets wait for the consumer's tunnel spray once the channel met (it lasts about 2.4 s). */
@@ -14,11 +14,14 @@ export function tunnelOffer(offer: DirectOffer, service: ProviderService, router
 }
 
 /**
- * Once the channel is up, the tunnel is told where the consumer's tunnel is, so its own packets go
- * there (each time the consumer moves). When our router maps per destination (we are the hard
- * side), the tunnel first takes the route of the probing socket the consumer's tunnel spray
- * reached: wireguard-go must not send to the consumer before it (its first packet would fix the
- * host's translation of that flow to its own port, whose mapping the router never made).
+ * Tells the tunnel where the consumer's tunnel is, so its own packets go there (each time the
+ * consumer moves). When our router maps per destination (we are the hard side), the tunnel first
+ * takes the route of the probing socket the consumer's tunnel spray reached: wireguard-go must not
+ * send to the consumer before it (its first packet would fix the host's translation of that flow to
+ * its own port, whose mapping the router never made). That spray is the tunnels' own meeting: the
+ * tunnel is pointed at the consumer as soon as it lands, not when the channel's own search (another
+ * socket of the consumer's, another mapping of our router's) is nominated, so the connect waits for
+ * one birthday search, not for both (docs/direct-channel.md, "The tunnels meet first").
  */
 export function followDirectPath(o: {
   sessionId: string;
@@ -31,6 +34,15 @@ export function followDirectPath(o: {
   const { sessionId, service, channel, consumerTunnelPort, log } = o;
   if (!consumerTunnelPort || !service.directRoute) return;
   const hard = channel.plan.kind === "hard-side" && !!service.punchRoute;
+  let told = "";
+  const tell = (kind: DirectPath["kind"], tunnel: { address: string; port: number }) => {
+    // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
+    if (o.ended() || tunnel.address === told) return;
+    told = tunnel.address;
+    service.directRoute!(sessionId, { kind, address: tunnel.address, tunnelPort: tunnel.port }).catch((err) =>
+      log.warn({ err: (err as Error).message, sessionId }, "the tunnel could not take the direct route"),
+    );
+  };
   /** Where the consumer's tunnel is, as the punch saw it (its router's port); undefined: as the path says; null: no way. */
   const routed: Promise<{ address: string; port: number } | null | undefined> = hard
     ? channel
@@ -38,24 +50,20 @@ export function followDirectPath(o: {
         .then(async (punch) => {
           await service.punchRoute!(sessionId, punch);
           log.info({ sessionId, punch }, "the tunnel sends to the consumer from the probe that met its tunnel");
-          return { address: punch.address, port: punch.port };
+          const tunnel = { address: punch.address, port: punch.port };
+          // Not on a shared LAN: there the channel's local path (below) is the tunnel's.
+          if (!channel.plan.sharedLan && channel.path?.kind !== "local") tell("punched", tunnel);
+          return tunnel;
         })
         .catch((err) => {
           log.info({ sessionId, reason: (err as Error).message }, "the consumer's tunnel did not reach a probing socket");
           return null;
         })
     : Promise.resolve(undefined);
-  let told = "";
   channel.on("up", (path) => {
     // A consumer on our LAN needs no route of ours (no router between us).
     void (path.kind === "local" ? Promise.resolve(undefined) : routed).then((punched) => {
-      const tunnel = punched ?? { address: path.address, port: consumerTunnelPort };
-      // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
-      if (punched === null || o.ended() || tunnel.address === told) return;
-      told = tunnel.address;
-      service.directRoute!(sessionId, { kind: path.kind, address: tunnel.address, tunnelPort: tunnel.port }).catch((err) =>
-        log.warn({ err: (err as Error).message, sessionId }, "the tunnel could not take the direct route"),
-      );
+      if (punched !== null) tell(path.kind, punched ?? { address: path.address, port: consumerTunnelPort });
     });
   });
 }

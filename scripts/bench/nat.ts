@@ -10,6 +10,7 @@ import { missingE2EPrerequisites } from "../lib/prereqs";
 import { tempDir } from "../lib/tmp";
 import { onConsumerMachine, topologyUp, type NatKind, type Topology } from "../lib/topology";
 import { until } from "../lib/until";
+import { connectTimeline, TIMELINE, timelineP50 } from "./nat-timeline";
 import { IPERF, CURL, iperfServer } from "./tunnel-measure";
 import { nowMs, round, summarize, writeResults } from "./stats";
 
@@ -63,6 +64,12 @@ export const NAT_BENCH_CASES: NatBenchCase[] = [
   // The tunnels meet by a birthday search (node/services/wireguard/punch-route.ts): no relay, no user-space copy.
   { name: "provider behind a symmetric router × home consumer (eim)", provider: "symmetric", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
   {
+    name: "provider behind a symmetric router × consumer behind a carrier-grade NAT",
+    provider: "symmetric",
+    consumer: "cgnat",
+    expectPath: ["punched"],
+  },
+  {
     name: "provider behind a symmetric router × consumer behind another (relayed over UDP)",
     provider: "symmetric",
     consumer: "symmetric",
@@ -81,6 +88,8 @@ export interface NatCellResult {
   connectToFirstByteMs?: ReturnType<typeof summarize>;
   /** The node's own phases (from `connect --json`): discovery, negotiation, tunnel, confirm. */
   phasesMs?: Record<string, ReturnType<typeof summarize>>;
+  /** With `BENCH_NAT_TIMELINE=1`: each event both nodes logged, p50 ms after `myst connect` started (nat-timeline.ts). */
+  timelineMs?: Record<string, { p50: number; n: number }>;
   /** The paths taken (`path.tunnel` / `path.channel`), with how often. */
   paths: Record<string, number>;
   unexpectedPaths: number;
@@ -223,7 +232,11 @@ async function benchTopology(
     if (shape !== undefined) for (const c of topology.consumers) shapeUplink(c, shape);
     const iperfd = iperfServer(topology.internet, topology.internetAddress);
     stops.push(() => stopChild(iperfd));
-    const machine = { ...(await onConsumerMachine(topology, o.base)), MYST_STUN_SERVERS: nat.stunServers.join(","), MYST_LOG_LEVEL: "warn" };
+    const machine = {
+      ...(await onConsumerMachine(topology, o.base)),
+      MYST_STUN_SERVERS: nat.stunServers.join(","),
+      MYST_LOG_LEVEL: TIMELINE() ? "info" : "warn",
+    };
     const providerEnv = { ...machine, MYST_DATA_DIR: o.dirOf("provider"), ...Object.assign({}, ...cells.map((c) => c.providerEnv ?? {})) };
     // The provider's services are started afresh for each topology (its public address differs).
     fs.rmSync(path.join(providerEnv.MYST_DATA_DIR, "services.json"), { force: true });
@@ -281,12 +294,14 @@ async function benchTopology(
         console.log(`${cell.name}: ${o.connects} connects…`);
         const total: number[] = [];
         const phases: Record<string, number[]> = {};
+        const timelines: Record<string, number>[] = [];
         for (let n = 0; n < o.connects; n++) {
           // The CLI's own start-up (a `myst status` against the same node), taken off each connect.
           const s0 = nowMs();
           await myst(["status", "--json"], env, 60_000, { netns });
           const cliStart = nowMs() - s0;
           const t0 = nowMs();
+          const t0Epoch = Date.now();
           const r = await myst(["connect", "--service", service, "--country", "DE", "--json"], env, 120_000, { netns });
           if (r.code !== 0) {
             result.failures.push(r.stderr.trim().split("\n").pop() ?? `exit ${r.code}`);
@@ -302,11 +317,16 @@ async function benchTopology(
           result.paths[taken] = (result.paths[taken] ?? 0) + 1;
           if (cell.expectPath && !cell.expectPath.includes(connected.path?.tunnel)) result.unexpectedPaths++;
           for (const [k, v] of Object.entries(connected.phasesMs ?? {})) if (typeof v === "number") (phases[k] ??= []).push(v);
+          if (TIMELINE()) timelines.push(connectTimeline({ consumer: consumer.output(), provider: provider.output() }, t0Epoch));
           const d = await myst(["disconnect", "--json"], env, 60_000, { netns });
           if (d.code !== 0) throw new Error(`myst disconnect: ${d.stderr}`);
         }
         if (total.length) result.connectToFirstByteMs = summarize(total);
         result.phasesMs = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)]));
+        if (timelines.length) {
+          result.timelineMs = timelineP50(timelines);
+          console.log(`${cell.name}: timeline p50 (ms after connect started)`, result.timelineMs);
+        }
         if (cell.throughput) {
           console.log(`${cell.name}: throughput (iperf3 ${o.seconds} s)…`);
           const r = await myst(["connect", "--service", service, "--country", "DE", "--json"], env, 120_000, { netns });

@@ -18,11 +18,21 @@ import type { Candidate, PeerMapping } from "./candidates";
  * - `impossible`: both routers map per destination and there is no shared LAN: nothing can be
  *   guessed on either side. Fails at once instead of probing for seconds.
  */
-export type PunchPlan = { kind: "plain" | "hard-side" | "easy-side" | "impossible"; reason: string; peerCandidates: Candidate[] };
+export type PunchPlan = {
+  kind: "plain" | "hard-side" | "easy-side" | "impossible";
+  reason: string;
+  peerCandidates: Candidate[];
+  /** Both offers name an address on one LAN (a /24): the path may be local, no router between. */
+  sharedLan?: boolean;
+};
 
 const hard = (m: PeerMapping) => m === "endpoint-dependent";
 
 export function planPunch(own: { mapping: PeerMapping; candidates: Candidate[] }, peer: { mapping: PeerMapping; candidates: Candidate[] }): PunchPlan {
+  return { ...choosePlan(own, peer), sharedLan: shareLan(own, peer) };
+}
+
+function choosePlan(own: { mapping: PeerMapping; candidates: Candidate[] }, peer: { mapping: PeerMapping; candidates: Candidate[] }): PunchPlan {
   const peerCandidates = peer.candidates;
   const sharedLan = shareLan(own, peer);
   const peerMapped = peer.candidates.some((c) => c.kind === "mapped" || c.kind === "public");

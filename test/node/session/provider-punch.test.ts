@@ -36,6 +36,19 @@ describe("the provider's tunnel following the direct path", function () {
     expect(calls).to.deep.equal(["punch 198.18.1.6:56090 from 54828", "direct 198.18.1.6:56090"]);
   });
 
+  it("on the hard side: points the tunnel at the consumer's as soon as its tunnel spray lands, before the channel is nominated", async function () {
+    const { service, calls } = fakeService();
+    const channel = fakeChannel("hard-side", Promise.resolve({ localPort: 54828, address: "198.18.1.6", port: 56090 }));
+    followDirectPath({ sessionId: "s", ended: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    // No `up`: the channel's own search (another socket of the consumer's) has not met yet.
+    await until(() => calls.length === 2, "the punch route and the direct route");
+    expect(calls).to.deep.equal(["punch 198.18.1.6:56090 from 54828", "direct 198.18.1.6:56090"]);
+    // The channel's nomination later tells the tunnel nothing new.
+    channel.emit("up", up);
+    await new Promise((r) => setImmediate(r));
+    expect(calls).to.have.length(2);
+  });
+
   it("on the hard side with no punch: never points the tunnel at the consumer (a relay's route may come instead)", async function () {
     const { service, calls } = fakeService();
     const channel = fakeChannel("hard-side", Promise.reject(new DirectChannelError("NO_DIRECT_PATH", "no spray reached us")));

@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import type { DirectOffer } from "../../../node/nat/direct/candidates";
 import { newSecret } from "../../../node/nat/direct/keys";
-import { directTunnelRoute, keepsPorts, tunnelCannotFollow } from "../../../node/session/offer-addresses";
+import { planPunch } from "../../../node/nat/direct/plan";
+import { directTunnelRoute, keepsPorts, tunnelAheadOfChannel, tunnelCannotFollow, withChannel } from "../../../node/session/offer-addresses";
 
 const offer = (o: Partial<DirectOffer>): DirectOffer => ({ v: 1, secret: newSecret(), mapping: "endpoint-independent", candidates: [], ...o });
 /** A consumer behind a router that keeps its socket's port (STUN saw 40100 for local 40100), or gives another. */
@@ -62,5 +63,48 @@ describe("the consumer's tunnel route over a punched path", function () {
       address: "192.168.88.2",
       tunnelPort: 51820,
     });
+  });
+});
+
+describe("the consumer's tunnel going ahead of the channel (the tunnels meet by their own search)", function () {
+  const planOf = (own: DirectOffer, peer: DirectOffer) => planPunch(own, peer);
+
+  it("does not wait for the channel when the tunnels can meet by themselves: the provider's tunnel sends first", function () {
+    const own = consumer(40100);
+    const route = tunnelAheadOfChannel(planOf(own, symmetricProvider(true)), symmetricProvider(true), own, true);
+    expect(route).to.deep.equal({ kind: "punched", address: "198.18.6.2", tunnelPort: 51820, peerSendsFirst: true });
+  });
+
+  it("waits for the channel when the tunnels cannot meet (a relay's case, said once it met), on a shared LAN, or with any other provider", function () {
+    const own = consumer(40100);
+    expect(tunnelAheadOfChannel(planOf(own, symmetricProvider(false)), symmetricProvider(false), own, true)).to.equal(undefined);
+    expect(tunnelAheadOfChannel(planOf(own, symmetricProvider(true)), symmetricProvider(true), own, false)).to.equal(undefined);
+    const moved = consumer(61234);
+    expect(tunnelAheadOfChannel(planOf(moved, symmetricProvider(true)), symmetricProvider(true), moved, true)).to.equal(undefined);
+    const lan = {
+      ...symmetricProvider(true),
+      candidates: [...symmetricProvider(true).candidates, { kind: "local" as const, address: "192.168.1.9", port: 3000 }],
+    };
+    expect(tunnelAheadOfChannel(planOf(own, lan), lan, own, true)).to.equal(undefined);
+    const eim = { ...symmetricProvider(true), mapping: "endpoint-independent" as const };
+    expect(tunnelAheadOfChannel(planOf(own, eim), eim, own, true)).to.equal(undefined);
+  });
+
+  it("lets the channel's socket reach any port of the provider's address only while its search goes on", function () {
+    const plan = {
+      device: "mwc1",
+      endpoints: [{ address: "198.18.6.2", port: 51820, protocol: "udp" as const }],
+      tunnelPeers: [{ address: "198.18.6.2", localPort: 40200 }],
+      dns: [],
+      ipv6: false,
+    };
+    const searching = withChannel(plan, symmetricProvider(true), { searching: { address: "198.18.6.2", localPort: 40100 } });
+    expect(searching.tunnelPeers).to.deep.equal([
+      { address: "198.18.6.2", localPort: 40200 },
+      { address: "198.18.6.2", localPort: 40100 },
+    ]);
+    const met = withChannel(plan, symmetricProvider(true), { path: { address: "198.18.6.2", port: 61000 } });
+    expect(met.tunnelPeers).to.deep.equal([{ address: "198.18.6.2", localPort: 40200 }]);
+    expect(met.endpoints).to.deep.include({ address: "198.18.6.2", port: 61000, protocol: "udp" });
   });
 });
