@@ -84,7 +84,7 @@ export interface ProviderService {
    * router maps per destination): the tunnel's port opens our router toward the one of the
    * consumer's mappings they reach.
    */
-  sprayFromTunnel?(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
+  sprayFromTunnel?(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
   /**
    * The hard-side half of that, the other way round (our router maps per destination): the
    * consumer's tunnel spray reached our probing socket on `localPort`; from now on the tunnel's
@@ -264,5 +264,5 @@ export interface ConsumerService {
    */
   expectPeer?(consumerData: unknown, serviceConfig: unknown): Promise<void>;
   /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
-  sprayFromTunnel?(consumerData: unknown, datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void>;
+  sprayFromTunnel?(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
 }

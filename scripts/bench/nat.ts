@@ -302,7 +302,9 @@ async function benchTopology(
           const cliStart = nowMs() - s0;
           const t0 = nowMs();
           const t0Epoch = Date.now();
-          const r = await myst(["connect", "--service", service, "--country", "DE", "--json"], env, 120_000, { netns });
+          // BENCH_NAT_NO_KILL_SWITCH=1: the connects without the kill switch (what its arming costs a punched connect).
+          const noGuard = process.env.BENCH_NAT_NO_KILL_SWITCH === "1" ? ["--no-kill-switch"] : [];
+          const r = await myst(["connect", "--service", service, "--country", "DE", ...noGuard, "--json"], env, 120_000, { netns });
           if (r.code !== 0) {
             result.failures.push(r.stderr.trim().split("\n").pop() ?? `exit ${r.code}`);
             continue;

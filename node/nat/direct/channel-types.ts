@@ -59,7 +59,7 @@ export interface DirectChannelOptions {
    * `ProviderService.sprayFromTunnel`, `ConsumerService.sprayFromTunnel`), so no tunnel packet ever
    * passes through us.
    */
-  sprayFromTunnel?: (datagrams: { address: string; port: number; bytes: Buffer }[]) => Promise<void>;
+  sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<void>;
 }
 
 /** A socket the peer's tunnel port reached (hard-NAT probing): its local port goes to our tunnel. */

@@ -207,14 +207,13 @@ export class DirectChannel extends EventEmitter<{
     const addresses = [...new Set(this.plan.peerCandidates.filter((c) => c.kind !== "local").map((c) => c.address))];
     if (addresses.length === 0) return;
     const key = this.#o.role === "provider" ? this.#o.keys.providerTunnelToConsumer : this.#o.keys.consumerTunnelToProvider;
-    const datagrams = randomPorts(this.#o.sprayPorts).flatMap((port, i) =>
-      addresses.map((address) => ({
-        address,
-        port,
-        bytes: sealPacket(key, PacketType.probe, BigInt(i), Buffer.concat([crypto.randomBytes(8), Buffer.of(2)])),
-      })),
-    );
-    this.#o.log.info({ datagrams: datagrams.length, addresses }, "probing from the tunnel's port");
+    const ports = randomPorts(this.#o.sprayPorts);
+    // Sealed as they are sent (tunnel-spray.ts streams them): the first leave before the last are made.
+    const seal = (i: number) => sealPacket(key, PacketType.probe, BigInt(i), Buffer.concat([crypto.randomBytes(8), Buffer.of(2)]));
+    const datagrams = (function* () {
+      for (const [i, port] of ports.entries()) for (const address of addresses) yield { address, port, bytes: seal(i) };
+    })();
+    this.#o.log.info({ datagrams: ports.length * addresses.length, addresses }, "probing from the tunnel's port");
     this.#o.sprayFromTunnel(datagrams).catch((err) => this.#o.log.warn({ err: (err as Error).message }, "could not probe from the tunnel's port"));
   }
 

@@ -48,7 +48,7 @@ export interface PreparedChannel {
     sessionId: string,
     role: "consumer" | "provider",
     peer: DirectOffer,
-    o?: { sprayFromTunnel?: (datagrams: { address: string; port: number; bytes: Buffer }[]) => Promise<void> },
+    o?: { sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<void> },
   ): DirectChannel;
   /** Nothing came of it (refused, failed): closes the socket. */
   discard(): void;

@@ -214,7 +214,7 @@ export class WireGuardConsumerService implements ConsumerService {
    * prepared wireguard-go's own socket (tunnel-spray.ts), so our router maps the tunnel's port
    * toward the provider's probing sockets they reach. No tunnel packet passes through us.
    */
-  async sprayFromTunnel(consumerData: unknown, datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void> {
+  async sprayFromTunnel(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void> {
     const key = publicKeyOf(consumerData);
     const pending = key ? this.#pending.get(key) : undefined;
     const process = await pending?.device;

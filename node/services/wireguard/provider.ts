@@ -230,7 +230,7 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
   }
 
   /** Hard-NAT probing for the tunnel: the datagrams leave from wireguard-go's own socket (tunnel-spray.ts). */
-  async sprayFromTunnel(datagrams: { address: string; port: number; bytes: Buffer }[]): Promise<void> {
+  async sprayFromTunnel(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void> {
     const pid = this.#process?.pid;
     if (!pid || !this.#process?.running) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard server is not running");
     await sprayFromSocketOf(pid, this.#port(), datagrams);

@@ -146,14 +146,14 @@ export class PunchRoutes {
     await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
   }
 
-  /** Drops the host's conntrack entries to and from the consumer's tunnel (conntrack -D; none is no error). */
+  /** Drops the host's conntrack entries to and from the consumer's tunnel (conntrack -D; none is no error), both at once: it is on the connect's path. */
   async #forget(r: PunchRoute): Promise<void> {
     const conntrack = program("conntrack", "conntrack");
-    for (const side of [
+    const sides = [
       ["--orig-dst", r.consumer, "--dport", String(r.consumerPort)],
       ["--orig-src", r.consumer, "--sport", String(r.consumerPort)],
-    ])
-      await spawner.run(inNetns(this.netns, [conntrack, "-D", "-p", "udp", ...side]), "", 15_000).catch(() => undefined);
+    ];
+    await Promise.all(sides.map((side) => spawner.run(inNetns(this.netns, [conntrack, "-D", "-p", "udp", ...side]), "", 15_000).catch(() => undefined)));
   }
 
   #apply(script: string): Promise<void> {
