@@ -13,15 +13,8 @@ import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
 import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
-import {
-  announcedAddressesOf,
-  directTunnelRoute,
-  peerSendsFirst,
-  publicAddressesOf,
-  tunnelAheadOfChannel,
-  tunnelCannotFollow,
-  withChannel,
-} from "./offer-addresses";
+import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
+import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -337,6 +330,8 @@ export class ConsumerSessions {
       // The tunnels meet by their own search: ours answers the provider's first handshake; the channel meets beside it.
       tunnelPath = "punched";
       punching.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
+      channelPath = await firstMeeting(punching, options.service.peerAnswered?.(consumerData, TUNNELS_MEET_MS));
+      stages?.mark(channelPath ? "direct path met" : "tunnels met");
     } else if (peerOffer && punching && punchNeeded) {
       try {
         const path = await punching;

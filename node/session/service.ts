@@ -263,6 +263,8 @@ export interface ConsumerService {
    * before the direct path is punched, so that handshake is answered when it arrives. Never rejects.
    */
   expectPeer?(consumerData: unknown, serviceConfig: unknown): Promise<void>;
+  /** Resolves once the tunnel prepared by `expectPeer` answered the provider's first handshake (the tunnels met); rejects after `timeoutMs`. */
+  peerAnswered?(consumerData: unknown, timeoutMs: number): Promise<void>;
   /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
   sprayFromTunnel?(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
 }

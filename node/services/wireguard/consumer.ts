@@ -1,5 +1,4 @@
 import crypto from "node:crypto";
-import dgram from "node:dgram";
 import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
@@ -11,6 +10,7 @@ import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
+import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import { sprayFromSocketOf } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
@@ -207,6 +207,18 @@ export class WireGuardConsumerService implements ConsumerService {
       // `connect` gives the key again; the provider's retry is then answered.
       this.o.log?.warn({ err: (err as Error).message }, "could not give the tunnel the provider's key in advance");
     }
+  }
+
+  /**
+   * Resolves once the device given the provider's key in advance (`expectPeer`) answered the
+   * provider's first handshake: the tunnels met (their own birthday search), whether or not the
+   * direct channel has. Asked every 20 ms: the searches still run beside it.
+   */
+  async peerAnswered(consumerData: unknown, timeoutMs: number): Promise<void> {
+    const key = publicKeyOf(consumerData);
+    const process = key ? this.#pending.get(key)?.expecting : undefined;
+    if (!process) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device expects the provider's handshake");
+    await waitHandshake(process, timeoutMs, 20);
   }
 
   /**
@@ -440,24 +452,6 @@ function endpointOf(config: WireGuardServiceConfig, route: DirectRoute | undefin
   return { address: route.address, port: route.tunnelPort };
 }
 
-/**
- * A UDP port free here (bound and released at once), for a tunnel that must name its port before
- * it exists. In another namespace, where this process cannot bind, a random high port.
- */
-async function freeUdpPort(netns: string | undefined): Promise<number> {
-  if (netns) return 20_000 + Math.floor(Math.random() * 40_000);
-  const socket = dgram.createSocket("udp4");
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(0, () => resolve());
-    });
-    return socket.address().port;
-  } finally {
-    socket.close();
-  }
-}
-
 /** The provider's words, fenced: the session id becomes part of names, the config of root-run commands. */
 function checked(session: { id: string; serviceConfig: unknown }): WireGuardServiceConfig {
   if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
@@ -471,23 +465,4 @@ function checked(session: { id: string; serviceConfig: unknown }): WireGuardServ
   )
     throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config names something that is not an IP address");
   return c;
-}
-
-function waitHandshake(process: WireGuardProcess, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  const deadline = started + timeoutMs;
-  return (async () => {
-    for (;;) {
-      if (!process.running) throw process.explain("wireguard-go exited before the tunnel came up");
-      const state = await process.uapi.get();
-      if (state.peers[0]?.lastHandshakeMs) return;
-      if (Date.now() > deadline)
-        throw new TunnelError(
-          "HANDSHAKE_TIMEOUT",
-          `the provider did not answer the WireGuard handshake within ${timeoutMs} ms (it does not know this key, or is unreachable)`,
-        );
-      // Every millisecond at first (a handshake on a near link takes about one), then every 5.
-      await new Promise((r) => setTimeout(r, Date.now() - started < 50 ? 1 : 5));
-    }
-  })();
 }
