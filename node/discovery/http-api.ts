@@ -8,8 +8,9 @@ import type { Logger } from "../log/logger";
 import { FilterError, parseFilter, type ProposalFilter } from "../proposal/filter";
 import { ProposalSchema, SignedProposalSchema } from "../proposal/proposal";
 import { Address } from "../values/schemas";
-import type { IndexEntry, ProposalIndex, RankedOrder, UpsertResult } from "./index";
+import type { ProposalIndex, UpsertResult } from "./index";
 import type { QualityBook } from "./quality";
+import { rankedKeeperOf } from "./ranked-keeper";
 
 /** Asked of a replica that is still loading the shared index: it answers once it is warm. */
 export class DiscoveryNotReadyError extends MystError {
@@ -116,10 +117,9 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
         const form = ranked ? /^q:[0-9]{1,9}$/ : /^0x[0-9a-f]{40}\/[a-z0-9-]+$/;
         if (!form.test(after)) throw new FilterError(`cursor "${cursor}" is not one this service gave`);
       }
-      const page = ranked ? rankedPage(replica, filter, limit ?? 100, after) : replica.index.query(filter, limit ?? 100, after);
-      // Built from the stored text: the proposals are not parsed and re-serialized per query.
-      const next = page.next === null ? "null" : `"${Buffer.from(page.next).toString("base64url")}"`;
-      const body = `{"proposals":[${page.entries.map((e) => withQuality(replica.quality, e)).join(",")}],"next_cursor":${next}}`;
+      const page = ranked ? rankedPage(replica, filter, limit ?? 100, after) : replica.index.querySlots(filter, limit ?? 100, after);
+      // Written from the stored texts: the proposals are not parsed and re-serialized, nor copied into strings, per query.
+      const body = pageBody(replica, page);
       end();
       // The typed reply wants the object; the schema still documents it (OpenAPI), the text is the same JSON.
       return reply.type("application/json; charset=utf-8").send(body as never);
@@ -292,53 +292,41 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
   return app;
 }
 
-/** An entry's JSON with discovery's score of it. */
-function withQuality(q: QualityBook, e: IndexEntry): string {
-  const s = q.rated(e.provider, e.serviceType);
-  return `${e.json().slice(0, -1)},"quality":{"score":${s?.score ?? null},"receipts":${s?.receipts ?? 0}}}`;
-}
-
 /**
  * A page of proposals ranked by quality (best first; unrated at the neutral score, so a new provider
  * is neither hidden nor first), rated ones below `minQuality` left out; the cursor is an offset.
  */
-function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit: number, after?: string): { entries: IndexEntry[]; next: string | null } {
+function rankedPage(replica: DiscoveryReplicaView, filter: ProposalFilter, limit: number, after?: string): { slots: number[]; next: string | null } {
   const q = replica.quality;
   const offset = after ? Number(after.slice(2)) : 0;
   const min = filter.minQuality;
   const page =
     filter.sort === "quality"
-      ? // Walk the replica's ranked order (made at most once a second while receipts or proposals change).
-        replica.index.rankedPage(rankedOrder(replica), filter, limit, offset, (score) => min === undefined || score === null || score >= min)
+      ? // Walk the replica's ranked order, kept up to date off the query path (ranked-keeper.ts).
+        replica.index.rankedPage(
+          rankedKeeperOf(replica.index, q).order(),
+          filter,
+          limit,
+          offset,
+          (score) => min === undefined || score === null || score >= min,
+        )
       : replica.index.filteredPage(filter, limit, offset, (provider, serviceType) => {
           if (min === undefined) return true;
           const score = q.rated(provider, serviceType)?.score;
           return score == null || score >= min;
         });
-  return { entries: page.entries, next: page.more ? `q:${offset + limit}` : null };
+  return { slots: page.slots, next: page.more ? `q:${offset + limit}` : null };
 }
 
-/** Each replica's order of every listed proposal by quality (best first, unrated at 50, then key). */
-const ranked = new WeakMap<QualityBook, { version: number; listings: number; at: number; order: RankedOrder }>();
-
-/**
- * The ranked order, kept up to date at most once a second while scores change: the proposals whose
- * score changed are moved (one merge pass), and the whole order is made again only when the listed
- * set changed or too many scores did.
- */
-function rankedOrder(replica: DiscoveryReplicaView): RankedOrder {
-  const q = replica.quality;
-  const index = replica.index;
-  const now = Date.now();
-  const held = ranked.get(q);
-  const fresh = held && held.version === q.version && held.listings === index.listings;
-  if (held && (fresh || now - held.at < 1000)) return held.order;
-  const rate = (provider: string, serviceType: string) => {
-    const s = q.rated(provider, serviceType);
-    return { rank: s?.rank ?? 50, score: s?.score ?? null };
-  };
-  const changes = q.takeChanges();
-  const order = held && changes && held.listings === index.listings ? index.rerankedOrder(held.order, changes, rate) : index.rankedOrder(rate);
-  ranked.set(q, { version: q.version, listings: index.listings, at: now, order });
-  return order;
+/** The page's JSON, each proposal with discovery's score of it (written from the index's columns: page-json.ts). */
+function pageBody(replica: DiscoveryReplicaView, page: { slots: number[]; next: string | null }): Buffer {
+  const next = page.next === null ? null : Buffer.from(page.next).toString("base64url");
+  return replica.index.pageJson(
+    page.slots,
+    (key) => {
+      const s = replica.quality.rated(key.slice(0, 42), key.slice(43));
+      return { score: s?.score ?? null, receipts: s?.receipts ?? 0 };
+    },
+    next,
+  );
 }

@@ -185,6 +185,23 @@ export function unpackFast(packed: string): string {
   }
   return last === 0 ? packed : out + packed.slice(last);
 }
+/** A slot's body in the texts' buffer (`EntryTable.bodyOf`): the signature, then the text up to `textEnd`. */
+export interface BodyView {
+  arena: Buffer;
+  signatureAt: number;
+  signatureEnd: number;
+  /** The signature is kept as its 64 bytes (written as `0x` and lowercase hex). */
+  binarySignature: boolean;
+  textEnd: number;
+  /** The text is packed (`packText`): a code byte stands for its piece. */
+  packed: boolean;
+}
+
+/** Each code's piece by its character code, for page-json.ts ("" for a character that is not a code). */
+export function pieceOf(code: number): string {
+  return code < 32 ? PIECE_BY_CODE[code] : "";
+}
+
 const LOWER_HEX_SIGNATURE = /^0x[0-9a-f]{128}$/;
 /**
  * Every key the index knows, in columns: a slot number per key, typed arrays for its times, prices,
@@ -220,6 +237,8 @@ export class EntryTable {
   #signatureBytes = new Uint32Array(0);
   /** Counts each slot's text writes (and its reuse): an IndexEntry reads its text only while it is unchanged. */
   #stamps = new Uint32Array(0);
+  /** Counts each slot's keys: a ranked order skips a slot reused for another key since it was made. */
+  #generations = new Uint32Array(0);
   #arena = Buffer.allocUnsafeSlow(0);
   #arenaUsed = 0;
   #arenaGarbage = 0;
@@ -248,6 +267,7 @@ export class EntryTable {
       this.keys.push(key);
     } else this.keys[s] = key;
     this.#slots.set(key, s);
+    this.#generations[s]++;
     this.revision[s] = revision;
     this.createdAt[s] = this.expiresAt[s] = this.liveUntil[s] = this.keepUntil[s] = this.bandwidthMbps[s] = 0;
     this.#perHour[s] = this.#perGiB[s] = 0n;
@@ -339,6 +359,27 @@ export class EntryTable {
 
   stampOf(s: number): number {
     return this.#stamps[s];
+  }
+
+  generationOf(s: number): number {
+    return this.#generations[s];
+  }
+
+  /**
+   * Where a slot's signature and text are in the texts' buffer (page-json.ts writes a page from it
+   * without making strings); valid until the index takes another write. Null when it holds none.
+   */
+  bodyOf(s: number): BodyView | null {
+    if (this.#bodyBytes[s] === 0) return null;
+    const at = this.#bodyAt[s];
+    return {
+      arena: this.#arena,
+      signatureAt: at,
+      signatureEnd: at + this.#signatureBytes[s],
+      binarySignature: this.has(s, SIG_BINARY),
+      textEnd: at + this.#bodyBytes[s],
+      packed: this.has(s, TEXT_PACKED),
+    };
   }
 
   clearBody(s: number): void {
@@ -447,6 +488,7 @@ export class EntryTable {
     this.#bodyBytes = grown(this.#bodyBytes);
     this.#signatureBytes = grown(this.#signatureBytes);
     this.#stamps = grown(this.#stamps);
+    this.#generations = grown(this.#generations);
     this.#capacity = capacity;
   }
 }

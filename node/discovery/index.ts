@@ -2,9 +2,11 @@ import { MystError } from "../errors/MystError";
 import type { ProposalFilter } from "../proposal/filter";
 import type { Proposal, SignedProposal } from "../proposal/proposal";
 import { ALLOWLIST, EntryTable, type IndexEntry, IPV6, LISTED, WITHDRAWN } from "./index-entry";
-import { filteredPageOf, matcher, type RankedOrder, rankedOrderOf, rankedPageOf, rerankedOrderOf } from "./ranked-order";
+import { type ItemQuality, PageWriter } from "./page-json";
+import { filteredPageOf, keysOf, matcher, type RankedOrder, rankedOrderOf, rankedPageOf, rerankedOrderOf } from "./ranked-order";
 import { proposalRecord, type StoredRecord } from "./record";
-import { type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
+import { band, Buckets } from "./index-buckets";
+import { SortedEntries } from "./sorted-entries";
 
 export { IndexEntry } from "./index-entry";
 export type { RankedOrder } from "./ranked-order";
@@ -22,11 +24,6 @@ export class IndexRejection extends MystError {
 
 export function indexKey(provider: string, serviceType: string): string {
   return `${provider.toLowerCase()}/${serviceType}`;
-}
-
-/** The price band of an amount: 0 for free, else its bit length (a band holds prices within a factor of two). */
-function band(wei: bigint): number {
-  return wei === 0n ? 0 : wei.toString(2).length;
 }
 
 /** What a write to the store must look like for an announcement the index accepts. */
@@ -57,16 +54,11 @@ export class ProposalIndex {
   #listed = 0;
   /** Counts every listing and unlisting: a ranked order made at another count misses or holds a key. */
   #listings = 0;
-  readonly #byProvider = new Map<string, SortedEntries>();
-  readonly #byService = new Map<string, SortedEntries>();
-  readonly #byCountry = new Map<string, SortedEntries>();
-  readonly #byCountryIpType = new Map<string, SortedEntries>();
-  readonly #byServiceCountry = new Map<string, SortedEntries>();
-  readonly #byIpType = new Map<string, SortedEntries>();
-  readonly #byMetering = new Map<string, SortedEntries>();
-  readonly #byHourBand = new Map<string, SortedEntries>();
-  readonly #byGiBBand = new Map<string, SortedEntries>();
+  readonly #buckets = new Buckets(this.#t);
   #bulk = false;
+  /** Slots listed since `takeListed` (null: too many to list; a ranked order is made again in full). */
+  #listedSince: number[] | null = [];
+  readonly #writer = new PageWriter();
 
   constructor(
     /** The store's TTL: an entry not written again for this long is dropped. */
@@ -114,7 +106,7 @@ export class ProposalIndex {
       throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
     }
     if (!live) {
-      if ((this.#byProvider.get(key.slice(0, 42))?.size ?? 0) >= this.maxPerProvider && !listed) {
+      if ((this.#buckets.byProvider.get(key.slice(0, 42))?.size ?? 0) >= this.maxPerProvider && !listed) {
         throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
       }
       if (!listed && this.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
@@ -278,11 +270,17 @@ export class ProposalIndex {
 
   /** Up to `limit` live proposals matching `filter`, after `cursor`; `next` is set when more may follow. */
   query(filter: ProposalFilter, limit: number, cursor?: string, now = Date.now()): { entries: IndexEntry[]; next: string | null } {
+    const page = this.querySlots(filter, limit, cursor, now);
+    return { entries: page.slots.map((e) => this.#t.entry(e)), next: page.next };
+  }
+
+  /** `query` as slot numbers, for `pageJson`. */
+  querySlots(filter: ProposalFilter, limit: number, cursor?: string, now = Date.now()): { slots: number[]; next: string | null } {
     const t = this.#t;
     const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
     const match = matcher(t, filter, providers);
     const found: number[] = [];
-    const walk = this.#candidates(filter).after(cursor);
+    const walk = this.#buckets.candidates(filter, this.#all).after(cursor);
     let more = false;
     for (let step = walk.next(); !step.done; step = walk.next()) {
       if (found.length === limit) {
@@ -293,51 +291,60 @@ export class ProposalIndex {
       if (t.liveUntil[e] <= now || !match(e)) continue;
       found.push(e);
     }
-    const entries = found.map((e) => t.entry(e));
-    return { entries, next: more ? entries[entries.length - 1].key : null };
+    return { slots: found, next: more ? (t.keys[found[found.length - 1]] as string) : null };
+  }
+
+  /** A page of the API's JSON for `slots` (just returned by a page or query method), each with its quality (page-json.ts). */
+  pageJson(slots: readonly number[], quality: (key: string) => ItemQuality, next: string | null): Buffer {
+    const t = this.#t;
+    return this.#writer.page(t, slots, (e) => quality(t.keys[e] as string), next);
   }
 
   /**
    * Every listed key ranked by `rate` (higher rank first, ties in key order), with its score: a
    * snapshot of slot numbers that `rankedPage` walks (ranked-order.ts).
    */
-  rankedOrder(rate: (provider: string, serviceType: string) => { rank: number; score: number | null }): RankedOrder {
+  rankedOrder(rate: Rate): RankedOrder {
+    this.#listedSince = [];
     return rankedOrderOf(this.#t, this.#all, rate);
   }
 
-  /** `order` with the keys in `changed` ranked again by `rate` (the listed set unchanged since `order` was made). */
-  rerankedOrder(
-    order: RankedOrder,
-    changed: Iterable<string>,
-    rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
-  ): RankedOrder {
-    return rerankedOrderOf(this.#t, order, changed, rate);
+  /**
+   * `order` with the keys in `changed` ranked again by `rate`, the slots listed since the last
+   * `takeListed` put in and those unlisted dropped (`listed`: from `takeListed`).
+   */
+  rerankedOrder(order: RankedOrder, changed: Iterable<string>, rate: Rate, listed: Iterable<number> = []): RankedOrder {
+    const slots: number[] = [...listed];
+    for (const key of changed) {
+      const e = this.#t.slotOf(key);
+      if (e !== undefined) slots.push(e);
+    }
+    return rerankedOrderOf(this.#t, order, slots, rate);
+  }
+
+  /** The slots listed since the last call or the last whole ranked order (null: too many; make the order again). */
+  takeListed(): number[] | null {
+    const listed = this.#listedSince;
+    this.#listedSince = [];
+    return listed;
+  }
+
+  /** The keys of an order's slots as they are now (undefined: a slot reused since): tests and the bench. */
+  keysOf(order: RankedOrder): (string | undefined)[] {
+    return keysOf(this.#t, order);
   }
 
   /** Up to `limit` live proposals of a ranked order matching `filter` and `keep`, after `offset` (ranked-order.ts). */
-  rankedPage(
-    order: RankedOrder,
-    filter: ProposalFilter,
-    limit: number,
-    offset: number,
-    keep: (score: number | null) => boolean,
-    now = Date.now(),
-  ): { entries: IndexEntry[]; more: boolean } {
-    return rankedPageOf(this.#t, order, filter, limit, offset, keep, now);
+  rankedPage(order: RankedOrder, filter: ProposalFilter, limit: number, offset: number, keep: (score: number | null) => boolean, now = Date.now()): SlotPage {
+    return new SlotPage(this.#t, rankedPageOf(this.#t, order, filter, limit, offset, keep, now));
   }
 
   /**
    * Like `query`, in key order, with `keep` judging each match by its provider and service type, and
    * an offset instead of a cursor (what a query leaving out low scores without sorting walks).
    */
-  filteredPage(
-    filter: ProposalFilter,
-    limit: number,
-    offset: number,
-    keep: (provider: string, serviceType: string) => boolean,
-    now = Date.now(),
-  ): { entries: IndexEntry[]; more: boolean } {
-    return filteredPageOf(this.#t, this.#candidates(filter).after(undefined), filter, limit, offset, keep, now);
+  filteredPage(filter: ProposalFilter, limit: number, offset: number, keep: (provider: string, serviceType: string) => boolean, now = Date.now()): SlotPage {
+    return new SlotPage(this.#t, filteredPageOf(this.#t, this.#buckets.candidates(filter, this.#all).after(undefined), filter, limit, offset, keep, now));
   }
 
   /** Unlists what expired and forgets what the store forgot; returns how many were unlisted. */
@@ -356,33 +363,6 @@ export class ProposalIndex {
     return expired.length;
   }
 
-  /** The smallest walk that holds every match. */
-  #candidates(f: ProposalFilter): Candidates {
-    const keys = this.#t.keys;
-    const none = new SortedEntries(keys);
-    const bucket = (map: Map<string, SortedEntries>, key: string) => walk(map.get(key) ?? none);
-    const options: Candidates[] = [walk(this.#all)];
-    if (f.providerIds?.length) {
-      const merge: number[] = [];
-      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.push(...(this.#byProvider.get(id) ?? []));
-      options.push(walk(SortedEntries.fromSorted(keys, merge.sort(this.#byKey))));
-    }
-    if (f.serviceType !== undefined) options.push(bucket(this.#byService, f.serviceType));
-    if (f.country !== undefined) options.push(bucket(this.#byCountry, f.country));
-    if (f.ipType !== undefined) options.push(bucket(this.#byIpType, f.ipType));
-    if (f.country !== undefined && f.ipType !== undefined) options.push(bucket(this.#byCountryIpType, `${f.country}/${f.ipType}`));
-    if (f.country !== undefined && f.serviceType !== undefined) options.push(bucket(this.#byServiceCountry, `${f.serviceType}/${f.country}`));
-    if (f.metering !== undefined) options.push(bucket(this.#byMetering, f.metering));
-    const bands = (map: Map<string, SortedEntries>, max: bigint) =>
-      merged(
-        keys,
-        [...map].filter(([b]) => Number(b) <= band(max)).map(([, entries]) => entries),
-      );
-    if (f.maxPricePerHour !== undefined) options.push(bands(this.#byHourBand, f.maxPricePerHour));
-    if (f.maxPricePerGiB !== undefined) options.push(bands(this.#byGiBBand, f.maxPricePerGiB));
-    return options.reduce((a, b) => (b.size < a.size ? b : a));
-  }
-
   /** Slots in key order. */
   readonly #byKey = (a: number, b: number): number => {
     const x = this.#t.keys[a] as string;
@@ -394,9 +374,11 @@ export class ProposalIndex {
     this.#t.set(e, LISTED, true);
     this.#listed++;
     this.#listings++;
+    if (this.#listedSince && this.#listedSince.length >= 50_000) this.#listedSince = null;
+    this.#listedSince?.push(e);
     if (this.#bulk) return;
     this.#all.insert(e);
-    for (const [map, value] of this.#buckets(e)) {
+    for (const [map, value] of this.#buckets.of(e)) {
       let set = map.get(value);
       if (!set) map.set(value, (set = new SortedEntries(this.#t.keys)));
       set.insert(e);
@@ -413,7 +395,7 @@ export class ProposalIndex {
     this.#listings++;
     if (!fromSets) return;
     this.#all.delete(e);
-    for (const [map, value] of this.#buckets(e)) {
+    for (const [map, value] of this.#buckets.of(e)) {
       const set = map.get(value);
       set?.delete(e);
       if (set && set.size === 0) map.delete(value);
@@ -425,55 +407,35 @@ export class ProposalIndex {
     const t = this.#t;
     const listed: number[] = [];
     for (const e of t.slots()) if (t.has(e, LISTED)) listed.push(e);
-    listed.sort(this.#byKey);
+    listed.sort(this.#buckets.byKey);
     this.#all = SortedEntries.fromSorted(t.keys, listed);
-    const maps = this.#maps();
+    const maps = this.#buckets.maps();
     for (const map of maps) map.clear();
     for (const e of listed) {
-      for (const [map, value] of this.#buckets(e)) {
+      for (const [map, value] of this.#buckets.of(e)) {
         let set = map.get(value);
         if (!set) map.set(value, (set = new SortedEntries(t.keys)));
         set.append(e);
       }
     }
   }
+}
 
-  #buckets(e: number): [Map<string, SortedEntries>, string][] {
-    const t = this.#t;
-    const key = t.keys[e] as string;
-    const serviceType = key.slice(43);
-    const country = t.labelOf(t.country[e]);
-    const ipType = t.labelOf(t.ipType[e]);
-    const buckets: [Map<string, SortedEntries>, string][] = [
-      [this.#byProvider, key.slice(0, 42)],
-      [this.#byService, serviceType],
-      [this.#byCountry, country],
-      [this.#byIpType, ipType],
-      [this.#byCountryIpType, `${country}/${ipType}`],
-      [this.#byServiceCountry, `${serviceType}/${country}`],
-      [this.#byHourBand, String(t.hourBand[e])],
-      [this.#byGiBBand, String(t.gibBand[e])],
-    ];
-    // Pushed, not spread: this runs for every entry of a bulk load, and a spread costs an iterator each.
-    if (t.perHour(e) > 0n) buckets.push([this.#byMetering, "hour"]);
-    if (t.perGiB(e) > 0n) buckets.push([this.#byMetering, "gib"]);
-    return buckets;
-  }
+/** A page of slots (`slots`, `more`), with its entries made when asked for. */
+export class SlotPage {
+  constructor(
+    readonly table: EntryTable,
+    page: { slots: number[]; more: boolean },
+    readonly slots = page.slots,
+    readonly more = page.more,
+  ) {}
 
-  #maps(): Map<string, SortedEntries>[] {
-    return [
-      this.#byProvider,
-      this.#byService,
-      this.#byCountry,
-      this.#byIpType,
-      this.#byCountryIpType,
-      this.#byServiceCountry,
-      this.#byMetering,
-      this.#byHourBand,
-      this.#byGiBBand,
-    ];
+  get entries(): IndexEntry[] {
+    return this.slots.map((e) => this.table.entry(e));
   }
 }
+
+type Rate = (provider: string, serviceType: string) => { rank: number; score: number | null };
 
 function createdAtOf(r: StoredRecord): number {
   return r.kind === "withdrawal" ? r.at : r.createdAt;

@@ -115,6 +115,7 @@ export class QualityBook {
   #nextWalk = 0;
   /** Counts changes to the scores: a ranked order made at an older version is stale. */
   version = 0;
+  readonly #onScores: (() => void)[] = [];
   readonly #settled: (() => void)[] = [];
 
   constructor(o: QualityBookOptions) {
@@ -278,7 +279,17 @@ export class QualityBook {
       this.#noteChange(k);
     }
     this.#dirty.clear();
+    this.#bump();
+  }
+
+  #bump(): void {
     this.version++;
+    for (const listener of this.#onScores) listener();
+  }
+
+  /** Calls `listener` after each batch of score changes (the replica's ranked order is updated from it). */
+  onScores(listener: () => void): void {
+    this.#onScores.push(listener);
   }
 
   #compute(k: Keyed): { score: QualityScore; probe: ProbeScore } {
@@ -338,7 +349,7 @@ export class QualityBook {
         if (k.nReceipts + k.nProbes === 0) {
           this.#dirty.delete(k);
           this.#noteChange(k);
-          this.version++;
+          this.#bump();
           continue;
         }
         kept = { ...k, next: kept };

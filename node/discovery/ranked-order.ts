@@ -1,25 +1,32 @@
 import type { ProposalFilter } from "../proposal/filter";
-import { ALLOWLIST, type EntryTable, type IndexEntry, IPV6, LISTED } from "./index-entry";
+import { ALLOWLIST, type EntryTable, IPV6, LISTED } from "./index-entry";
 
-/** Listed keys in a ranked order (`ProposalIndex.rankedOrder`): slot, its key then, its score (NaN: unrated). */
+/**
+ * Listed keys in a ranked order (`ProposalIndex.rankedOrder`): slot, the slot's generation then (a slot
+ * reused for another key since is skipped), its score (NaN: unrated) and rank. Typed arrays only: 24
+ * bytes a listed key, no string or object per key (a whole order is a few array buffers).
+ */
 export interface RankedOrder {
   readonly slots: Int32Array;
-  readonly keys: readonly string[];
+  readonly generations: Uint32Array;
   readonly scores: Float64Array;
   /** What each is ranked by (its score, or the neutral rank when unrated). */
   readonly ranks: Float64Array;
 }
 
+type Rate = (provider: string, serviceType: string) => { rank: number; score: number | null };
+
+/** The keys of an order's slots as the table holds them now (undefined where a slot was reused): tests, the bench. */
+export function keysOf(t: EntryTable, order: RankedOrder): (string | undefined)[] {
+  return Array.from(order.slots, (s, i) => (t.generationOf(s) === order.generations[i] ? t.keys[s] : undefined));
+}
+
 /**
  * Every listed slot (`listed`, in key order) ranked by `rate` (higher rank first, ties in key order),
- * with its score: the order a query sorted by quality walks, re-made at most once a second. It holds
- * no entry objects: 12 bytes and a reference per listed key.
+ * with its score: the order a query sorted by quality walks. Made in full only at the first ranked
+ * query or when too much changed at once; otherwise `rerankedOrderOf` moves what changed.
  */
-export function rankedOrderOf(
-  t: EntryTable,
-  listed: Iterable<number> & { readonly size: number },
-  rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
-): RankedOrder {
+export function rankedOrderOf(t: EntryTable, listed: Iterable<number> & { readonly size: number }, rate: Rate): RankedOrder {
   const n = listed.size;
   const inKeyOrder = new Int32Array(n);
   const ranks = new Float64Array(n);
@@ -33,68 +40,72 @@ export function rankedOrderOf(
     scoreOf[i++] = r.score ?? Number.NaN;
   }
   const by = byRank(ranks);
-  const slots = new Int32Array(n);
-  const keys: string[] = new Array(n);
-  const scores = new Float64Array(n);
-  const ranked = new Float64Array(n);
+  const out = emptyOrder(n);
   for (let j = 0; j < n; j++) {
     const at = by[j];
-    slots[j] = inKeyOrder[at];
-    keys[j] = t.keys[inKeyOrder[at]] as string;
-    scores[j] = scoreOf[at];
-    ranked[j] = ranks[at];
+    out.slots[j] = inKeyOrder[at];
+    out.generations[j] = t.generationOf(inKeyOrder[at]);
+    out.scores[j] = scoreOf[at];
+    out.ranks[j] = ranks[at];
   }
-  return { slots, keys, scores, ranks: ranked };
+  return out;
 }
 
+function emptyOrder(n: number): RankedOrder {
+  return { slots: new Int32Array(n), generations: new Uint32Array(n), scores: new Float64Array(n), ranks: new Float64Array(n) };
+}
+
+/** Marks of slots to move (by slot number), reused between re-ranks: no set of strings per re-rank. */
+let marks = new Uint8Array(0);
+
 /**
- * `order` with the keys in `changed` taken out and put back at their new rank (`rate`), merged in one
- * pass: what a ranked order costs when a few scores changed (the listed set must be the one `order`
- * was made from). The result is the order `rankedOrderOf` would make: rank, then key.
+ * `order` with the slots in `changed` (listed now: their score changed, or they were listed since)
+ * taken out and put back at their new rank (`rate`), and the slots no longer listed (or reused for
+ * another key) dropped, merged in one pass over typed arrays: what keeping the order costs when a few
+ * scores or listings changed. The result is the order `rankedOrderOf` would make: rank, then key.
  */
-export function rerankedOrderOf(
-  t: EntryTable,
-  order: RankedOrder,
-  changed: Iterable<string>,
-  rate: (provider: string, serviceType: string) => { rank: number; score: number | null },
-): RankedOrder {
-  const moved = new Set(changed);
+export function rerankedOrderOf(t: EntryTable, order: RankedOrder, changed: Iterable<number>, rate: Rate): RankedOrder {
+  if (marks.length < t.keys.length) marks = new Uint8Array(Math.max(1024, t.keys.length * 2));
   const back: { slot: number; key: string; rank: number; score: number }[] = [];
-  for (const key of moved) {
-    const e = t.slotOf(key);
-    if (e === undefined || !t.has(e, LISTED)) continue;
+  for (const e of changed) {
+    const key = t.keys[e];
+    if (key === undefined || marks[e] === 1 || !t.has(e, LISTED)) continue;
+    marks[e] = 1;
     const r = rate(key.slice(0, 42), key.slice(43));
     back.push({ slot: e, key, rank: r.rank, score: r.score ?? Number.NaN });
   }
   back.sort((a, b) => b.rank - a.rank || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  let stay = 0;
-  for (const key of order.keys) if (!moved.has(key)) stay++;
-  const n = stay + back.length;
-  const slots = new Int32Array(n);
-  const keys: string[] = new Array(n);
-  const scores = new Float64Array(n);
-  const ranks = new Float64Array(n);
+  const old = order.slots.length;
+  const out = emptyOrder(old + back.length);
+  const stays = (i: number) => {
+    const e = order.slots[i];
+    return marks[e] === 0 && t.generationOf(e) === order.generations[i] && t.has(e, LISTED);
+  };
   let i = 0;
   let j = 0;
-  for (let out = 0; out < n; out++) {
-    while (i < order.keys.length && moved.has(order.keys[i])) i++;
-    const fromOld =
-      j === back.length || (i < order.keys.length && (order.ranks[i] > back[j].rank || (order.ranks[i] === back[j].rank && order.keys[i] < back[j].key)));
+  let n = 0;
+  for (;;) {
+    while (i < old && !stays(i)) i++;
+    if (i === old && j === back.length) break;
+    const b = back[j];
+    const fromOld = j === back.length || (i < old && (order.ranks[i] > b.rank || (order.ranks[i] === b.rank && (t.keys[order.slots[i]] as string) < b.key)));
     if (fromOld) {
-      slots[out] = order.slots[i];
-      keys[out] = order.keys[i];
-      scores[out] = order.scores[i];
-      ranks[out] = order.ranks[i];
-      i++;
+      out.slots[n] = order.slots[i];
+      out.generations[n] = order.generations[i];
+      out.scores[n] = order.scores[i];
+      out.ranks[n++] = order.ranks[i++];
     } else {
-      const b = back[j++];
-      slots[out] = b.slot;
-      keys[out] = b.key;
-      scores[out] = b.score;
-      ranks[out] = b.rank;
+      out.slots[n] = b.slot;
+      out.generations[n] = t.generationOf(b.slot);
+      out.scores[n] = b.score;
+      out.ranks[n++] = b.rank;
+      j++;
     }
   }
-  return { slots, keys, scores, ranks };
+  for (const b of back) marks[b.slot] = 0;
+  return n === out.slots.length
+    ? out
+    : { slots: out.slots.slice(0, n), generations: out.generations.slice(0, n), scores: out.scores.slice(0, n), ranks: out.ranks.slice(0, n) };
 }
 
 /** Positions sorted by rank, higher first; equal ranks keep key order (the position breaks the tie). */
@@ -134,21 +145,21 @@ export function rankedPageOf(
   offset: number,
   keep: (score: number | null) => boolean,
   now: number,
-): { entries: IndexEntry[]; more: boolean } {
+): { slots: number[]; more: boolean } {
   const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
   const match = matcher(t, filter, providers);
   const found: number[] = [];
   let seen = 0;
   for (let i = 0; i < order.slots.length; i++) {
     const e = order.slots[i];
-    if (t.keys[e] !== order.keys[i] || !t.has(e, LISTED) || t.liveUntil[e] <= now || !match(e)) continue;
+    if (t.generationOf(e) !== order.generations[i] || !t.has(e, LISTED) || t.liveUntil[e] <= now || !match(e)) continue;
     const score = order.scores[i];
     if (!keep(Number.isNaN(score) ? null : score)) continue;
     if (seen++ < offset) continue;
-    if (found.length === limit) return { entries: found.map((s) => t.entry(s)), more: true };
+    if (found.length === limit) return { slots: found, more: true };
     found.push(e);
   }
-  return { entries: found.map((s) => t.entry(s)), more: false };
+  return { slots: found, more: false };
 }
 
 /** `rankedPageOf` for a walk in key order (`walk`: the smallest bucket), `keep` judging by provider and service type. */
@@ -160,7 +171,7 @@ export function filteredPageOf(
   offset: number,
   keep: (provider: string, serviceType: string) => boolean,
   now: number,
-): { entries: IndexEntry[]; more: boolean } {
+): { slots: number[]; more: boolean } {
   const providers = filter.providerIds?.length ? new Set(filter.providerIds.map((a) => a.toLowerCase())) : undefined;
   const match = matcher(t, filter, providers);
   const found: number[] = [];
@@ -171,10 +182,10 @@ export function filteredPageOf(
     const key = t.keys[e] as string;
     if (!keep(key.slice(0, 42), key.slice(43))) continue;
     if (seen++ < offset) continue;
-    if (found.length === limit) return { entries: found.map((s) => t.entry(s)), more: true };
+    if (found.length === limit) return { slots: found, more: true };
     found.push(e);
   }
-  return { entries: found.map((s) => t.entry(s)), more: false };
+  return { slots: found, more: false };
 }
 
 /** The test a listed slot must pass to match `f` (labels compared by id, prices as bigints). */

@@ -70,6 +70,33 @@ describe("the discovery index's columns serve exactly what they were given", () 
     }
   });
 
+  it("writes a page of the API's JSON byte for byte as the entries' strings give it (packed or not, escapes, any signature)", () => {
+    const index = new ProposalIndex(3_600_000);
+    const odd = (city: string) => proposal(address(), { location: { country: "FR", city, ipType: "hosting" } });
+    const cases = [
+      { p: proposal(address()), signature: lowerSig() },
+      { p: odd('quote " backslash \\ tab \t newline \n bell \u0007 del \u007f'), signature: `0x${"AB".repeat(64)}` },
+      { p: odd("Saint-Étienne 🚀 東京 \u2028"), signature: `0x${"ab".repeat(65)}` },
+      { p: odd("residential000000000000nats://"), signature: lowerSig() },
+    ];
+    const texts = cases.map(({ p }) => JSON.stringify(p));
+    // A text with a code character (kept unpacked) and one with JSON whitespace between its tokens.
+    texts.push(JSON.stringify(odd("x")).replace('"city":"x"', '"city":"\\u0001"'), JSON.stringify(odd("y"), null, "\t"));
+    for (let i = 0; i < texts.length; i++) {
+      const p = JSON.parse(texts[i]) as Proposal;
+      expect(index.upsert({ proposal: texts[i], signature: cases[i]?.signature ?? lowerSig() }, p, now)).to.equal("added");
+    }
+    const page = index.querySlots({}, 100, undefined, now);
+    const entries = index.query({}, 100, undefined, now).entries;
+    expect(entries).to.have.length(texts.length);
+    const quality = (key: string) => (key < "0x8" ? { score: 55.5, receipts: 3 } : { score: null, receipts: 0 });
+    for (const next of [null, "cXVhbGl0eQ"]) {
+      const expected = `{"proposals":[${entries.map((e) => `${e.json().slice(0, -1)},"quality":${JSON.stringify(quality(e.key))}}`).join(",")}],"next_cursor":${JSON.stringify(next)}}`;
+      expect(index.pageJson(page.slots, quality, next).toString("utf8")).to.equal(expected);
+    }
+    expect(index.pageJson([], quality, null).toString()).to.equal('{"proposals":[],"next_cursor":null}');
+  });
+
   it("an entry read before its key took another text refuses to serve a text (never another key's or version's)", () => {
     const index = new ProposalIndex(3_600_000);
     const p = proposal(address());
@@ -177,8 +204,8 @@ describe("the discovery index's columns serve exactly what they were given", () 
       // Ranks in whole tenths are sorted packed with their position; any other rank by comparison: one order.
       const odd = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.013, score: null }));
       const tenths = index.rankedOrder((provider) => ({ rank: rate(provider).rank + 0.1, score: null }));
-      expect([...odd.keys]).to.deep.equal([...order.keys]);
-      expect([...tenths.keys]).to.deep.equal([...order.keys]);
+      expect(index.keysOf(odd)).to.deep.equal(index.keysOf(order));
+      expect(index.keysOf(tenths)).to.deep.equal(index.keysOf(order));
       const de = new Set(ps.filter((p) => p.location.country === "DE").map((p) => p.provider.toLowerCase()));
       expect(walkAll({ country: "DE" }, () => true)).to.deep.equal(expected.filter((k) => de.has(k)));
       const atLeast = (min: number) => (s: number | null) => s === null || s >= min;
@@ -210,10 +237,33 @@ describe("the discovery index's columns serve exactly what they were given", () 
         for (const [n, k] of changed.entries()) ranks.set(k, n % 3 === 0 ? null : (n + round) % 6);
         order = index.rerankedOrder(order, changed, rate);
         const whole = index.rankedOrder(rate);
-        expect([...order.keys], `round ${round}`).to.deep.equal([...whole.keys]);
+        expect(index.keysOf(order), `round ${round}`).to.deep.equal(index.keysOf(whole));
         expect([...order.slots]).to.deep.equal([...whole.slots]);
         expect([...order.scores]).to.deep.equal([...whole.scores]);
         expect([...order.ranks]).to.deep.equal([...whole.ranks]);
+      }
+    });
+
+    it("puts in the keys listed since and drops the ones unlisted, without making the order again", () => {
+      const index = new ProposalIndex(3_600_000);
+      const ps = Array.from({ length: 60 }, () => proposal(address()));
+      for (const p of ps) index.upsert({ proposal: JSON.stringify(p), signature: lowerSig() }, p, now);
+      const rate = (provider: string) => ({ rank: Number.parseInt(provider.slice(2, 4), 16) % 7, score: null });
+      let order = index.rankedOrder(rate);
+      for (const round of [1, 2, 3]) {
+        // Some leave, some come back, newcomers arrive (one taking a freed slot).
+        for (const p of ps.filter((_, i) => i % (round + 3) === 0)) index.remove(p.provider, p.serviceType);
+        for (const p of ps.filter((_, i) => i % (round + 4) === 1)) index.upsert({ proposal: JSON.stringify(p), signature: lowerSig() }, p, now);
+        index.sweep(now + 1);
+        for (let n = 0; n < 5; n++) {
+          const p = proposal(address());
+          index.upsert({ proposal: JSON.stringify(p), signature: lowerSig() }, p, now);
+        }
+        order = index.rerankedOrder(order, [], rate, index.takeListed() ?? []);
+        const whole = index.rankedOrder(rate);
+        expect(index.keysOf(order), `round ${round}`).to.deep.equal(index.keysOf(whole));
+        expect([...order.slots]).to.deep.equal([...whole.slots]);
+        expect(index.keysOf(order)).to.have.length(index.size);
       }
     });
 

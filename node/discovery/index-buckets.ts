@@ -1,0 +1,97 @@
+import type { ProposalFilter } from "../proposal/filter";
+import type { EntryTable } from "./index-entry";
+import { type Candidates, merged, SortedEntries, walk } from "./sorted-entries";
+
+/** The price band of an amount: 0 for free, else its bit length (a band holds prices within a factor of two). */
+export function band(wei: bigint): number {
+  return wei === 0n ? 0 : wei.toString(2).length;
+}
+
+/**
+ * The index's buckets of listed slots (index.ts): by provider, service type, country, IP type, country
+ * + IP type, service type + country, metering and price band, each a sorted set; and the smallest walk
+ * a filter allows.
+ */
+export class Buckets {
+  readonly byProvider = new Map<string, SortedEntries>();
+  readonly byService = new Map<string, SortedEntries>();
+  readonly byCountry = new Map<string, SortedEntries>();
+  readonly byCountryIpType = new Map<string, SortedEntries>();
+  readonly byServiceCountry = new Map<string, SortedEntries>();
+  readonly byIpType = new Map<string, SortedEntries>();
+  readonly byMetering = new Map<string, SortedEntries>();
+  readonly byHourBand = new Map<string, SortedEntries>();
+  readonly byGiBBand = new Map<string, SortedEntries>();
+
+  constructor(private readonly t: EntryTable) {}
+
+  /** Slots in key order. */
+  readonly byKey = (a: number, b: number): number => {
+    const x = this.t.keys[a] as string;
+    const y = this.t.keys[b] as string;
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
+
+  /** The smallest walk that holds every match. */
+  candidates(f: ProposalFilter, all: SortedEntries): Candidates {
+    const keys = this.t.keys;
+    const none = new SortedEntries(keys);
+    const bucket = (map: Map<string, SortedEntries>, key: string) => walk(map.get(key) ?? none);
+    const options: Candidates[] = [walk(all)];
+    if (f.providerIds?.length) {
+      const merge: number[] = [];
+      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.push(...(this.byProvider.get(id) ?? []));
+      options.push(walk(SortedEntries.fromSorted(keys, merge.sort(this.byKey))));
+    }
+    if (f.serviceType !== undefined) options.push(bucket(this.byService, f.serviceType));
+    if (f.country !== undefined) options.push(bucket(this.byCountry, f.country));
+    if (f.ipType !== undefined) options.push(bucket(this.byIpType, f.ipType));
+    if (f.country !== undefined && f.ipType !== undefined) options.push(bucket(this.byCountryIpType, `${f.country}/${f.ipType}`));
+    if (f.country !== undefined && f.serviceType !== undefined) options.push(bucket(this.byServiceCountry, `${f.serviceType}/${f.country}`));
+    if (f.metering !== undefined) options.push(bucket(this.byMetering, f.metering));
+    const bands = (map: Map<string, SortedEntries>, max: bigint) =>
+      merged(
+        keys,
+        [...map].filter(([b]) => Number(b) <= band(max)).map(([, entries]) => entries),
+      );
+    if (f.maxPricePerHour !== undefined) options.push(bands(this.byHourBand, f.maxPricePerHour));
+    if (f.maxPricePerGiB !== undefined) options.push(bands(this.byGiBBand, f.maxPricePerGiB));
+    return options.reduce((a, b) => (b.size < a.size ? b : a));
+  }
+
+  of(e: number): [Map<string, SortedEntries>, string][] {
+    const t = this.t;
+    const key = t.keys[e] as string;
+    const serviceType = key.slice(43);
+    const country = t.labelOf(t.country[e]);
+    const ipType = t.labelOf(t.ipType[e]);
+    const buckets: [Map<string, SortedEntries>, string][] = [
+      [this.byProvider, key.slice(0, 42)],
+      [this.byService, serviceType],
+      [this.byCountry, country],
+      [this.byIpType, ipType],
+      [this.byCountryIpType, `${country}/${ipType}`],
+      [this.byServiceCountry, `${serviceType}/${country}`],
+      [this.byHourBand, String(t.hourBand[e])],
+      [this.byGiBBand, String(t.gibBand[e])],
+    ];
+    // Pushed, not spread: this runs for every entry of a bulk load, and a spread costs an iterator each.
+    if (t.perHour(e) > 0n) buckets.push([this.byMetering, "hour"]);
+    if (t.perGiB(e) > 0n) buckets.push([this.byMetering, "gib"]);
+    return buckets;
+  }
+
+  maps(): Map<string, SortedEntries>[] {
+    return [
+      this.byProvider,
+      this.byService,
+      this.byCountry,
+      this.byIpType,
+      this.byCountryIpType,
+      this.byServiceCountry,
+      this.byMetering,
+      this.byHourBand,
+      this.byGiBBand,
+    ];
+  }
+}
