@@ -62,14 +62,14 @@ export class PageWriter {
     this.#byte(0x7d);
   }
 
-  /** The signed text, its pieces unpacked: as it is (`escape` false) or as the inside of a JSON string. */
-  #text(b: BodyView, escape: boolean): void {
+  /** The signed text, its pieces unpacked: as it is (`quoted` false) or as the inside of a JSON string. */
+  #text(b: BodyView, quoted: boolean): void {
     const a = b.arena;
     let run = b.signatureEnd;
     for (let i = run; i < b.textEnd; i++) {
       const c = a[i];
-      const code = c < 32 && b.packed ? (escape ? ESCAPED_PIECES[c] : RAW_PIECES[c]) : undefined;
-      if (code === undefined && !(escape && (c < 32 || c === QUOTE || c === BACKSLASH))) continue;
+      const code = c < 32 && b.packed ? (quoted ? ESCAPED_PIECES[c] : RAW_PIECES[c]) : undefined;
+      if (code === undefined && !(quoted && (c < 32 || c === QUOTE || c === BACKSLASH))) continue;
       this.#copy(a, run, i);
       run = i + 1;
       if (code !== undefined) this.#copy(code, 0, code.length);
