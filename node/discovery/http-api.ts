@@ -10,6 +10,7 @@ import { ProposalSchema, SignedProposalSchema } from "../proposal/proposal";
 import { Address } from "../values/schemas";
 import type { ProposalIndex, UpsertResult } from "./index";
 import type { QualityBook } from "./quality";
+import { QualityReadLimitedError, type QualityReadLimits, QualityReads } from "./quality-reads";
 import { rankedKeeperOf } from "./ranked-keeper";
 
 /** Asked of a replica that is still loading the shared index: it answers once it is warm. */
@@ -47,6 +48,8 @@ export interface DiscoveryReplicaView {
 export interface DiscoveryHttpOptions {
   version?: string;
   bodyLimit?: number;
+  /** What `GET /v1/quality/{provider}` may cost (quality-reads.ts). */
+  qualityReads?: QualityReadLimits;
   log: Logger;
 }
 
@@ -202,6 +205,7 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       },
     );
 
+  const reads = new QualityReads(replica.quality, o.qualityReads);
   app.get(
     "/v1/quality/:provider",
     {
@@ -222,16 +226,24 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
               description: "probers' signed probe results (myst-probe/1), newest first",
             }),
           }),
+          429: ErrorBody,
         },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       if (!replica.ready) throw new DiscoveryNotReadyError(replica.index.size);
       const q = replica.quality;
       const provider = req.params.provider.toLowerCase();
       const types = req.query.service_type ? [req.query.service_type] : q.serviceTypes(provider);
       const periodHours = q.periodHours;
-      const evidence = await q.evidence(provider, req.query.service_type);
+      // Each answer not cached reads the provider's records from the store's disk: bounded per client address.
+      try {
+        reads.admit(req.ip);
+      } catch (err) {
+        if (err instanceof QualityReadLimitedError) reply.header("retry-after", String(err.retryAfterS));
+        throw err;
+      }
+      const evidence = await reads.evidence(provider, req.query.service_type);
       return {
         provider,
         periodHours,

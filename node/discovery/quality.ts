@@ -419,6 +419,17 @@ export class QualityBook {
     return { receipts: newest(out.receipts), probes: newest(out.probes) };
   }
 
+  /**
+   * Changes whenever the rows held about `provider` change (added, pushed out, aged out): what a cached
+   * answer of `evidence` is checked against (quality-reads.ts). A row that replaces one just dropped at
+   * the chain's head in its slot can leave it unchanged: a cache also bounds an answer's age.
+   */
+  evidenceStamp(provider: string): string {
+    let stamp = "";
+    for (let k = this.#keys.get(provider.toLowerCase()); k; k = k.next) stamp += `${k.serviceType}:${k.receipts}:${k.probes}:${k.nReceipts}:${k.nProbes};`;
+    return stamp;
+  }
+
   /** The raw signed receipts about a provider (every service type, or one), newest first. */
   async receipts(provider: string, serviceType?: string): Promise<RawEvidence[]> {
     return (await this.evidence(provider, serviceType)).receipts;

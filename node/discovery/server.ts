@@ -14,6 +14,7 @@ import { RecordMarker } from "./record-mark";
 import { SignatureWorkers } from "./signature-workers";
 import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
 import { QualityBook } from "./quality";
+import type { QualityReadLimits } from "./quality-reads";
 import { LocalReceiptStore, type ReceiptLimits, type ReceiptStore } from "./receipt-store";
 import type { PromiseCheck, ScoreParams } from "../quality/score";
 import type { ProbeParams } from "../quality/probe-score";
@@ -67,6 +68,8 @@ export interface DiscoveryServiceOptions {
     probeParams?: ProbeParams;
     limits?: ReceiptLimits;
     perSignerPerHour?: number;
+    /** What `GET /v1/quality/{provider}` may cost: per client address, reads at once, its cache (quality-reads.ts). */
+    reads?: QualityReadLimits;
   };
 }
 
@@ -262,7 +265,7 @@ export class DiscoveryService {
         health: () => this.#health(),
         queryTimer: () => this.#queries.startTimer(),
       },
-      { version: this.#o.version, bodyLimit: this.#o.bodyLimit, log: this.#log },
+      { version: this.#o.version, bodyLimit: this.#o.bodyLimit, log: this.#log, qualityReads: this.#o.quality?.reads },
     );
     this.#app = app;
     this.#url = await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 4050 });

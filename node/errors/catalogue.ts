@@ -202,6 +202,10 @@ export const ERRORS = {
   RECEIPT_UNREGISTERED: { ...e("quality", 403, "a session receipt's consumer is not a registered identity"), discovery: 403 },
   RECEIPT_STALE: { ...e("quality", 422, "a session receipt was signed in the future or before the store's retention"), discovery: 422 },
   RECEIPT_FLOOD: d(429, "the receipt's consumer sent more receipts this hour than a replica takes from one signer"),
+  QUALITY_READ_LIMITED: d(
+    429,
+    "a client address asked a replica for more quality reports than it answers one address a minute, or too many are being read at once; retry after Retry-After seconds",
+  ),
   PROBE_ROUND_RUNNING: e("quality", 409, "a round of probes is already running on this node"),
 
   // session
