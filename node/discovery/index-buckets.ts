@@ -8,12 +8,11 @@ export function band(wei: bigint): number {
 }
 
 /**
- * The index's buckets of listed slots (index.ts): by provider, service type, country, IP type, country
+ * The index's buckets of listed slots (index.ts): by service type, country, IP type, country
  * + IP type, service type + country, metering and price band, each a sorted set; and the smallest walk
- * a filter allows.
+ * a filter allows (a provider's slots are a run of the key-ordered set of all).
  */
 export class Buckets {
-  readonly byProvider = new Map<string, SortedEntries>();
   readonly byService = new Map<string, SortedEntries>();
   readonly byCountry = new Map<string, SortedEntries>();
   readonly byCountryIpType = new Map<string, SortedEntries>();
@@ -24,6 +23,20 @@ export class Buckets {
   readonly byGiBBand = new Map<string, SortedEntries>();
 
   constructor(private readonly t: EntryTable) {}
+
+  /**
+   * The listed slots of one provider: a run of `all` (keys are `<provider>/<service type>`), so no set
+   * per provider is kept (one cost ~400 bytes of heap per provider, most of them selling one type).
+   */
+  ofProvider(all: SortedEntries, provider: string): number[] {
+    const out: number[] = [];
+    const prefix = `${provider}/`;
+    for (const e of all.after(provider)) {
+      if (!(this.t.keys[e] as string).startsWith(prefix)) break;
+      out.push(e);
+    }
+    return out;
+  }
 
   /** Slots in key order. */
   readonly byKey = (a: number, b: number): number => {
@@ -40,7 +53,7 @@ export class Buckets {
     const options: Candidates[] = [walk(all)];
     if (f.providerIds?.length) {
       const merge: number[] = [];
-      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.push(...(this.byProvider.get(id) ?? []));
+      for (const id of new Set(f.providerIds.map((a) => a.toLowerCase()))) merge.push(...this.ofProvider(all, id));
       options.push(walk(SortedEntries.fromSorted(keys, merge.sort(this.byKey))));
     }
     if (f.serviceType !== undefined) options.push(bucket(this.byService, f.serviceType));
@@ -66,7 +79,6 @@ export class Buckets {
     const country = t.labelOf(t.country[e]);
     const ipType = t.labelOf(t.ipType[e]);
     const buckets: [Map<string, SortedEntries>, string][] = [
-      [this.byProvider, key.slice(0, 42)],
       [this.byService, serviceType],
       [this.byCountry, country],
       [this.byIpType, ipType],
@@ -82,16 +94,6 @@ export class Buckets {
   }
 
   maps(): Map<string, SortedEntries>[] {
-    return [
-      this.byProvider,
-      this.byService,
-      this.byCountry,
-      this.byIpType,
-      this.byCountryIpType,
-      this.byServiceCountry,
-      this.byMetering,
-      this.byHourBand,
-      this.byGiBBand,
-    ];
+    return [this.byService, this.byCountry, this.byIpType, this.byCountryIpType, this.byServiceCountry, this.byMetering, this.byHourBand, this.byGiBBand];
   }
 }

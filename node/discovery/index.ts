@@ -37,7 +37,7 @@ export interface Decision {
 /**
  * A replica's in-memory view of the shared proposal store: one entry per (provider, service type),
  * kept in key order so that a cursor (the last key returned) pages stably while proposals come and
- * go. Listed entries are also bucketed by provider, service type, country, IP type, country + IP
+ * go. Listed entries are also bucketed by service type, country, IP type, country + IP
  * type, service type + country, metering (per hour, per GiB) and price band (per hour, per GiB: a
  * factor of two each); a query walks the smallest bucket its filter allows — a price filter walks
  * the bands up to its price, merged in key order — so no documented filter scans the whole index.
@@ -106,7 +106,7 @@ export class ProposalIndex {
       throw new IndexRejection("PROPOSAL_STALE", `a newer proposal of ${proposal.provider} for ${proposal.serviceType} is live`);
     }
     if (!live) {
-      if ((this.#buckets.byProvider.get(key.slice(0, 42))?.size ?? 0) >= this.maxPerProvider && !listed) {
+      if (this.#buckets.ofProvider(this.#all, key.slice(0, 42)).length >= this.maxPerProvider && !listed) {
         throw new IndexRejection("PROVIDER_LIMIT", `${proposal.provider} already has ${this.maxPerProvider} service types in the index`);
       }
       if (!listed && this.size >= this.maxEntries) throw new IndexRejection("INDEX_FULL", "the index is full");
