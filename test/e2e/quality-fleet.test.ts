@@ -212,6 +212,8 @@ describe("quality: receipts, scores and fallback over a fleet of 30 providers (r
         store: new JetStreamReceiptStore({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS, stream: "quality-fleet-receipts" }),
         // One period for the whole file (a 6 h boundary in the middle of a run would split the probers).
         probeParams: { periodMs: 7 * 86_400_000, minProbers: 3 },
+        // Every client of this file (the test, 30 providers, the consumers) asks from 127.0.0.1: one address.
+        reads: { perMinute: 1_000_000, burst: 1_000_000 },
       },
     });
     await discovery.start();
