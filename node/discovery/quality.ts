@@ -49,24 +49,28 @@ export interface QualityBookOptions {
 
 /**
  * One (provider, service type): the heads of its rows' chains, their counts, and its score as queries
- * read it; the provider's other service types follow through `next` (most providers sell one or two).
+ * read it (in place: no object per score); the provider's other service types follow through `next`
+ * (most providers sell one or two).
  */
 interface Keyed {
   provider: string;
   serviceType: string;
   next: Keyed | undefined;
-  receipts: number;
-  probes: number;
+  receiptHead: number;
+  probeHead: number;
   nReceipts: number;
   nProbes: number;
-  rated: Rated;
-}
-
-/** What a query reads of a proposal's quality: kept up to date as receipts arrive, never computed per query. */
-export interface Rated {
   score: number | null;
   rank: number;
+  /** The receipts the score weighed. */
   receipts: number;
+}
+
+/** What a query reads of a proposal's quality: kept up to date as receipts arrive, never computed per query (read it at once: it changes in place). */
+export interface Rated {
+  readonly score: number | null;
+  readonly rank: number;
+  readonly receipts: number;
 }
 
 /** A provider's quality as discovery publishes it: the score, the failing stages in words, and what it is computed from. */
@@ -222,17 +226,19 @@ export class QualityBook {
         provider: receipt.provider,
         serviceType: receipt.serviceType,
         next: this.#keys.get(receipt.provider),
-        receipts: -1,
-        probes: -1,
+        receiptHead: -1,
+        probeHead: -1,
         nReceipts: 0,
         nProbes: 0,
-        rated: UNRATED,
+        score: null,
+        rank: NEUTRAL_SCORE,
+        receipts: 0,
       };
       this.#keys.set(receipt.provider, k);
     }
     const row = rowOf(receipt, receipt.provider, this.#o.promiseCheck, this.#params, kind);
     this.#oldestAt = Math.min(this.#oldestAt, row.at);
-    this.#chain(k, probe, this.#rows.add(row, id, probe ? k.probes : k.receipts), 1);
+    this.#chain(k, probe, this.#rows.add(row, id, probe ? k.probeHead : k.receiptHead), 1);
     this.#limitSigner(receipt.provider, receipt.consumer, probe);
   }
 
@@ -245,20 +251,20 @@ export class QualityBook {
     let mine = 0;
     let oldest: { k: Keyed; slot: number } | undefined;
     for (let k = this.#keys.get(provider); k; k = k.next)
-      for (const s of this.#rows.chain(probe ? k.probes : k.receipts))
+      for (const s of this.#rows.chain(probe ? k.probeHead : k.receiptHead))
         if (this.#rows.consumerOf(s) === signer) {
           mine++;
           if (!oldest || this.#rows.seq(s) < this.#rows.seq(oldest.slot)) oldest = { k, slot: s };
         }
     if (mine <= this.#limits.perSignerPerProvider || !oldest) return;
     const { k, slot } = oldest;
-    this.#chain(k, probe, this.#rows.remove(slot, probe ? k.probes : k.receipts), -1);
+    this.#chain(k, probe, this.#rows.remove(slot, probe ? k.probeHead : k.receiptHead), -1);
   }
 
   /** Sets a chain's new head after `delta` rows were added (or removed), and marks its score stale. */
   #chain(k: Keyed, probe: boolean, head: number, delta: number): void {
-    if (probe) [k.probes, k.nProbes] = [head, k.nProbes + delta];
-    else [k.receipts, k.nReceipts] = [head, k.nReceipts + delta];
+    if (probe) [k.probeHead, k.nProbes] = [head, k.nProbes + delta];
+    else [k.receiptHead, k.nReceipts] = [head, k.nReceipts + delta];
     this.#changed(k);
   }
 
@@ -275,7 +281,9 @@ export class QualityBook {
     if (this.#dirty.size === 0) return;
     for (const k of this.#dirty) {
       const { score } = this.#compute(k);
-      k.rated = { score: score.score, rank: score.rank, receipts: score.receipts };
+      k.score = score.score;
+      k.rank = score.rank;
+      k.receipts = score.receipts;
       this.#noteChange(k);
     }
     this.#dirty.clear();
@@ -293,8 +301,8 @@ export class QualityBook {
   }
 
   #compute(k: Keyed): { score: QualityScore; probe: ProbeScore } {
-    const probe = probeScoreOfRows(this.#rows.rows(k.probes), this.probeParams);
-    return { score: scoreOfRows(this.#rows.rows(k.receipts), this.#params, probe.score), probe };
+    const probe = probeScoreOfRows(this.#rows.rows(k.probeHead), this.probeParams);
+    return { score: scoreOfRows(this.#rows.rows(k.receiptHead), this.#params, probe.score), probe };
   }
 
   #noteChange(k: Keyed): void {
@@ -336,9 +344,9 @@ export class QualityBook {
     for (const [provider, first] of this.#keys) {
       for (let k: Keyed | undefined = first; k; k = k.next)
         for (const probe of [false, true])
-          for (const s of [...this.#rows.chain(probe ? k.probes : k.receipts)]) {
+          for (const s of [...this.#rows.chain(probe ? k.probeHead : k.receiptHead)]) {
             const at = this.#rows.at(s);
-            if (at <= before) this.#chain(k, probe, this.#rows.remove(s, probe ? k.probes : k.receipts), -1);
+            if (at <= before) this.#chain(k, probe, this.#rows.remove(s, probe ? k.probeHead : k.receiptHead), -1);
             else oldest = Math.min(oldest, at);
           }
       let emptied = false;
@@ -381,7 +389,7 @@ export class QualityBook {
   /** The score a query reads (kept up to date as receipts arrive); undefined: no receipt or probe result. */
   rated(provider: string, serviceType: string): Rated | undefined {
     if (this.#dirty.size > 0 && !this.#flushing) this.#flush();
-    return this.#key(provider, serviceType)?.rated;
+    return this.#key(provider, serviceType);
   }
 
   /** What sort=quality sorts by: the score, or the neutral prior when unrated. */
@@ -404,7 +412,7 @@ export class QualityBook {
     for (const type of this.serviceTypes(who)) {
       if (serviceType !== undefined && type !== serviceType) continue;
       const k = this.#key(who, type)!;
-      held.set(type, new Set([...this.#rows.idsOf(k.receipts)].map((x) => `r${x}`).concat([...this.#rows.idsOf(k.probes)].map((x) => `p${x}`))));
+      held.set(type, new Set([...this.#rows.idsOf(k.receiptHead)].map((x) => `r${x}`).concat([...this.#rows.idsOf(k.probeHead)].map((x) => `p${x}`))));
     }
     const out = { receipts: [] as (RawEvidence & { at: number })[], probes: [] as (RawEvidence & { at: number })[] };
     if (held.size === 0) return out;
@@ -426,7 +434,8 @@ export class QualityBook {
    */
   evidenceStamp(provider: string): string {
     let stamp = "";
-    for (let k = this.#keys.get(provider.toLowerCase()); k; k = k.next) stamp += `${k.serviceType}:${k.receipts}:${k.probes}:${k.nReceipts}:${k.nProbes};`;
+    for (let k = this.#keys.get(provider.toLowerCase()); k; k = k.next)
+      stamp += `${k.serviceType}:${k.receiptHead}:${k.probeHead}:${k.nReceipts}:${k.nProbes};`;
     return stamp;
   }
 
@@ -468,8 +477,6 @@ export interface RawEvidence {
   serviceType: string;
   signed: SignedReceipt;
 }
-
-const UNRATED: Rated = { score: null, rank: NEUTRAL_SCORE, receipts: 0 };
 
 /** A stored record decoded again (strictly; its signature was checked when it was taken), or null. */
 function rawOf(r: StoredReceipt): { signed: SignedReceipt; receipt: Receipt; kind: EvidenceKind } | null {

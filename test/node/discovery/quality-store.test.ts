@@ -115,7 +115,12 @@ async function expectScoresRecomputable(book: QualityBook): Promise<number> {
       const report = book.report(provider, type, 168);
       expect(figures(report), `${provider}/${type}`).to.deep.equal({ ...again.score, probe: again.probe });
       // What a query reads is the same number, kept as the receipts arrived.
-      expect(book.rated(provider, type)).to.deep.equal({ score: again.score.score, rank: again.score.rank, receipts: again.score.receipts });
+      const rated = book.rated(provider, type);
+      expect({ score: rated?.score, rank: rated?.rank, receipts: rated?.receipts }).to.deep.equal({
+        score: again.score.score,
+        rank: again.score.rank,
+        receipts: again.score.receipts,
+      });
       compared++;
     }
   }
