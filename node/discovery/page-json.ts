@@ -26,7 +26,8 @@ const BACKSLASH = 0x5c;
  * copy of exactly the page's bytes.
  */
 export class PageWriter {
-  #out = Buffer.allocUnsafeSlow(256 * 1024);
+  /** Made at the first page (an empty replica holds none), then grown as pages need and reused. */
+  #out = Buffer.allocUnsafeSlow(0);
   #n = 0;
 
   page(t: EntryTable, slots: readonly number[], quality: (slot: number) => ItemQuality, next: string | null): Buffer {
@@ -134,7 +135,7 @@ export class PageWriter {
 
   #room(bytes: number): void {
     if (this.#n + bytes <= this.#out.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(this.#out.length * 2, this.#n + bytes));
+    const grown = Buffer.allocUnsafeSlow(Math.max(256 * 1024, this.#out.length * 2, this.#n + bytes));
     this.#out.copy(grown, 0, 0, this.#n);
     this.#out = grown;
   }
