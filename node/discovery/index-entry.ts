@@ -238,7 +238,7 @@ export class EntryTable {
   /** Counts each slot's text writes (and its reuse): an IndexEntry reads its text only while it is unchanged. */
   #stamps = new Uint32Array(0);
   /** Counts each slot's keys: a ranked order skips a slot reused for another key since it was made. */
-  #generations = new Uint32Array(0);
+  generations = new Uint32Array(0);
   #arena = Buffer.allocUnsafeSlow(0);
   #arenaUsed = 0;
   #arenaGarbage = 0;
@@ -267,7 +267,7 @@ export class EntryTable {
       this.keys.push(key);
     } else this.keys[s] = key;
     this.#slots.set(key, s);
-    this.#generations[s]++;
+    this.generations[s]++;
     this.revision[s] = revision;
     this.createdAt[s] = this.expiresAt[s] = this.liveUntil[s] = this.keepUntil[s] = this.bandwidthMbps[s] = 0;
     this.#perHour[s] = this.#perGiB[s] = 0n;
@@ -362,7 +362,7 @@ export class EntryTable {
   }
 
   generationOf(s: number): number {
-    return this.#generations[s];
+    return this.generations[s];
   }
 
   /**
@@ -488,7 +488,7 @@ export class EntryTable {
     this.#bodyBytes = grown(this.#bodyBytes);
     this.#signatureBytes = grown(this.#signatureBytes);
     this.#stamps = grown(this.#stamps);
-    this.#generations = grown(this.#generations);
+    this.generations = grown(this.generations);
     this.#capacity = capacity;
   }
 }

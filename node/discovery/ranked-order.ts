@@ -75,37 +75,43 @@ export function rerankedOrderOf(t: EntryTable, order: RankedOrder, changed: Iter
     back.push({ slot: e, key, rank: r.rank, score: r.score ?? Number.NaN });
   }
   back.sort((a, b) => b.rank - a.rank || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const backRanks = Float64Array.from(back, (b) => b.rank);
+  const nBack = back.length;
   const old = order.slots.length;
   const out = emptyOrder(old + back.length);
-  const stays = (i: number) => {
-    const e = order.slots[i];
-    return marks[e] === 0 && t.generationOf(e) === order.generations[i] && t.has(e, LISTED);
-  };
+
+  const slots = order.slots;
+  const generations = order.generations;
+  const ranks = order.ranks;
+  const flags = t.flags;
+  const now = t.generations;
   let i = 0;
   let j = 0;
   let n = 0;
   for (;;) {
-    while (i < old && !stays(i)) i++;
-    if (i === old && j === back.length) break;
-    const b = back[j];
-    const fromOld = j === back.length || (i < old && (order.ranks[i] > b.rank || (order.ranks[i] === b.rank && (t.keys[order.slots[i]] as string) < b.key)));
+    // Skip what moved, was unlisted, or whose slot another key took (typed arrays only: no call per slot).
+    while (i < old && (marks[slots[i]] !== 0 || (flags[slots[i]] & LISTED) === 0 || now[slots[i]] !== generations[i])) i++;
+    if (i === old && j === nBack) break;
+    // (back[j] is read only below its length: an out-of-bounds read sends V8 down its slow path.)
+    const fromOld = j === nBack || (i < old && (ranks[i] > backRanks[j] || (ranks[i] === backRanks[j] && (t.keys[slots[i]] as string) < back[j].key)));
     if (fromOld) {
-      out.slots[n] = order.slots[i];
-      out.generations[n] = order.generations[i];
+      out.slots[n] = slots[i];
+      out.generations[n] = generations[i];
       out.scores[n] = order.scores[i];
-      out.ranks[n++] = order.ranks[i++];
+      out.ranks[n++] = ranks[i++];
     } else {
+      const b = back[j++];
       out.slots[n] = b.slot;
-      out.generations[n] = t.generationOf(b.slot);
+      out.generations[n] = now[b.slot];
       out.scores[n] = b.score;
       out.ranks[n++] = b.rank;
-      j++;
     }
   }
   for (const b of back) marks[b.slot] = 0;
+  // Views of the first n (the moved ones were counted twice in the room made): no copy.
   return n === out.slots.length
     ? out
-    : { slots: out.slots.slice(0, n), generations: out.generations.slice(0, n), scores: out.scores.slice(0, n), ranks: out.ranks.slice(0, n) };
+    : { slots: out.slots.subarray(0, n), generations: out.generations.subarray(0, n), scores: out.scores.subarray(0, n), ranks: out.ranks.subarray(0, n) };
 }
 
 /** Positions sorted by rank, higher first; equal ranks keep key order (the position breaks the tie). */
