@@ -1,5 +1,5 @@
 import { type Static, Type } from "@fastify/type-provider-typebox";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Registry } from "prom-client";
 import { discoveryStatusOf } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
@@ -236,14 +236,7 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
       const provider = req.params.provider.toLowerCase();
       const types = req.query.service_type ? [req.query.service_type] : q.serviceTypes(provider);
       const periodHours = q.periodHours;
-      // Each answer not cached reads the provider's records from the store's disk: bounded per client address.
-      try {
-        reads.admit(req.ip);
-      } catch (err) {
-        if (err instanceof QualityReadLimitedError) reply.header("retry-after", String(err.retryAfterS));
-        throw err;
-      }
-      const evidence = await reads.evidence(provider, req.query.service_type);
+      const evidence = await boundedEvidence(reads, req.ip, provider, req.query.service_type, reply);
       return {
         provider,
         periodHours,
@@ -302,6 +295,21 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
 
   await app.ready();
   return app;
+}
+
+/**
+ * A provider's raw evidence for `client`: each answer not cached reads the provider's records from the
+ * store's disk, so it is bounded per client address and in reads at once (quality-reads.ts); a refusal
+ * carries Retry-After.
+ */
+async function boundedEvidence(reads: QualityReads, client: string, provider: string, serviceType: string | undefined, reply: FastifyReply) {
+  try {
+    reads.admit(client);
+    return await reads.evidence(provider, serviceType);
+  } catch (err) {
+    if (err instanceof QualityReadLimitedError) reply.header("retry-after", String(err.retryAfterS));
+    throw err;
+  }
 }
 
 /**

@@ -122,8 +122,9 @@ describe("the quality route bounds its cost: per client address, reads at once, 
     while (store.reads < 2) await new Promise((r) => setImmediate(r));
     const busy = await app
       .inject({ method: "GET", url: `/v1/quality/${provider.address}?service_type=wireguard`, remoteAddress: "10.0.0.3" })
-      .then((r) => ({ status: r.statusCode, body: r.json() }));
+      .then((r) => ({ status: r.statusCode, headers: r.headers, body: r.json() }));
     expect(busy.status).to.equal(429);
+    expect(busy.headers["retry-after"]).to.equal("1");
     expect(busy.body.code).to.equal("QUALITY_READ_LIMITED");
     expect(busy.body.message).to.match(/being read from the store/);
     letGo();
