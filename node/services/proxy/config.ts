@@ -15,6 +15,8 @@ export const ProxyServiceConfigSchema = Type.Object(
     certificate: Type.String({ maxLength: 4096, pattern: "^-----BEGIN CERTIFICATE-----" }),
     fingerprint: Type.String({ pattern: FINGERPRINT_PATTERN }),
     credential: Type.String({ pattern: "^[A-Za-z0-9_-]{43}$" }),
+    /** The address is a relay's TCP allocation the provider holds (the consumer gave it a relay credential): the consumer meters it. */
+    relayed: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },
 );

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerService, Tunnel } from "../../session/service";
 import { checkPinnedCertificate, pinnedTls } from "../certificate";
@@ -28,6 +29,9 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export class ProxyConsumerService implements ConsumerService {
   readonly type = "proxy";
   constructor(private readonly o: { listen?: string; log?: Logger }) {}
+
+  /** A provider nobody can dial is reached through a TCP allocation it holds on a relay this consumer pays. */
+  readonly relayedTcp = true;
 
   async consumerData(): Promise<unknown> {
     return { client: "proxy/1" };
@@ -61,6 +65,7 @@ export class ProxyTunnel implements Tunnel {
   #downListener?: (reason: string) => void;
   #downReason?: string;
   #ping?: NodeJS.Timeout;
+  #raw?: net.Socket;
   /** Where the local proxy listens, once started. */
   address?: { host: string; port: number };
 
@@ -71,10 +76,15 @@ export class ProxyTunnel implements Tunnel {
 
   async start(listen: { host: string; port: number }): Promise<void> {
     const { address, port, certificate, fingerprint } = this.config;
+    const pinned = pinnedTls(certificate, fingerprint, "the proxy's");
+    // Through a relay: our own TCP socket under the TLS, whose counters are the bytes the relay carries (its meter).
+    const raw = this.config.relayed ? net.connect({ host: address, port, noDelay: true }) : undefined;
+    this.#raw = raw;
     const h2 = http2.connect(`https://${net.isIPv6(address) ? `[${address}]` : address}:${port}`, {
-      ...pinnedTls(certificate, fingerprint, "the proxy's"),
+      ...pinned,
       minVersion: "TLSv1.3",
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+      ...(raw ? { createConnection: () => tls.connect({ socket: raw, ALPNProtocols: ["h2"], minVersion: "TLSv1.3", ...pinned }) } : {}),
     });
     this.#h2 = h2;
     h2.on("error", (err) => this.#down(`the connection to the provider's proxy failed: ${err.message}`));
@@ -176,11 +186,17 @@ export class ProxyTunnel implements Tunnel {
     return { bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
   }
 
+  /** Through a relay: the connection's bytes on the wire (TLS records and all), what the relay carries. Undefined on the direct path. */
+  wireBytes(): { bytesIn: number; bytesOut: number } | undefined {
+    return this.#raw ? { bytesIn: this.#raw.bytesRead, bytesOut: this.#raw.bytesWritten } : undefined;
+  }
+
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     clearInterval(this.#ping);
     await this.#local?.close();
     this.#h2?.destroy();
+    this.#raw?.destroy();
   }
 }

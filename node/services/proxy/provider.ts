@@ -20,6 +20,8 @@ import {
 } from "./config";
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
+import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
+import { TcpRelayedListener } from "../relay/turn-tcp";
 
 export interface ProxyProviderOptions {
   /** Where the key and certificate are kept (`<data-dir>/services/proxy`). */
@@ -56,6 +58,8 @@ interface ProxySession {
   down?: TokenBucket;
   /** Armed while the session has no open stream: its connections are closed when it fires. */
   idle?: NodeJS.Timeout;
+  /** The TCP allocation the session's consumer reaches this server through (a relay it pays), when it cannot dial it. */
+  relayed?: TcpRelayedListener;
 }
 
 const ENDED_KEPT = 1000;
@@ -165,6 +169,8 @@ export class ProxyProviderService implements ProviderService {
 
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<ProxyServiceConfig> {
     if (!this.#running || !this.#cert) throw new TunnelError("SERVICE_NOT_RUNNING", "the proxy service is not running");
+    const grant = relayGrantOf(session.consumerData);
+    const relayed = grant ? await this.#holdRelayed(session.id, grant) : undefined;
     const credential = crypto.randomBytes(32).toString("base64url");
     const s: ProxySession = {
       id: session.id,
@@ -176,11 +182,40 @@ export class ProxyProviderService implements ProviderService {
       connections: new Set(),
       up: bucketFor(this.#o.sessionMbps),
       down: bucketFor(this.#o.sessionMbps),
+      relayed,
     };
     this.#sessions.set(s.id, s);
     this.#byCredential.set(s.credentialHash, s);
     this.#watchIdle(s);
-    return { address: this.#o.publicAddress, port: this.port, certificate: this.#cert.certificate, fingerprint: this.#cert.fingerprint, credential };
+    const where = relayed
+      ? { address: relayed.relayed.address, port: relayed.relayed.port, relayed: true as const }
+      : { address: this.#o.publicAddress, port: this.port };
+    return { ...where, certificate: this.#cert.certificate, fingerprint: this.#cert.fingerprint, credential };
+  }
+
+  /**
+   * A TCP allocation on the relay the consumer pays (RFC 6062; docs/proxy.md "Through a relay"):
+   * held over TLS with the consumer's relay credential, letting in only the consumer's address; each
+   * connection the relay splices to it is served as one this server accepted. The relay's address
+   * is judged by the destination policy, as any address this provider dials for a consumer.
+   */
+  async #holdRelayed(sessionId: string, grant: RelayGrant): Promise<TcpRelayedListener> {
+    const { address, port, transport } = grant.server;
+    const refused = this.#o.policy.refusalOf(address);
+    if (refused) throw new TunnelError("BAD_CONSUMER_DATA", `the relay the consumer names is refused: ${refused.message}`);
+    const pin = grant.certificate && grant.fingerprint ? { certificate: grant.certificate, fingerprint: grant.fingerprint } : undefined;
+    const listener = await TcpRelayedListener.open(
+      { address, port, transport, pin },
+      { username: grant.username, password: grant.password },
+      grant.peers,
+    ).catch((err: Error) => {
+      throw new TunnelError("RELAY_FAILED", `no TCP allocation on the relay ${address}:${port} (${transport}): ${err.message}`, { cause: err });
+    });
+    listener.on("connection", (socket) => this.#server?.emit("connection", socket));
+    listener.on("unbound", (reason) => this.#log.warn({ sessionId, reason }, "a relayed proxy connection was not bound"));
+    listener.once("closed", (reason) => this.#log.info({ sessionId, reason }, "the proxy session's relayed TCP allocation closed"));
+    this.#log.info({ sessionId, relay: grant.relay, relayed: listener.relayed, peers: grant.peers }, "proxy session relayed: holding a TCP allocation");
+    return listener;
   }
 
   async closeSession(sessionId: string, reason: string): Promise<void> {
@@ -193,6 +228,7 @@ export class ProxyProviderService implements ProviderService {
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     for (const stream of s.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
     for (const c of s.connections) c.destroy();
+    await s.relayed?.close().catch(() => undefined);
     this.#log.info({ sessionId, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut }, "proxy session closed");
   }
 
@@ -208,7 +244,10 @@ export class ProxyProviderService implements ProviderService {
 
   async stop(): Promise<void> {
     this.#running = false;
-    for (const s of this.#sessions.values()) clearTimeout(s.idle);
+    for (const s of this.#sessions.values()) {
+      clearTimeout(s.idle);
+      await s.relayed?.close().catch(() => undefined);
+    }
     for (const c of this.#connections) c.destroy();
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
   }

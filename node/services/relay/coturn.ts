@@ -175,8 +175,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       ...(o.tls ? [`tls-listening-port=${o.port}`, `cert=${o.tls.certificateFile}`, `pkey=${o.tls.keyFile}`, "no-tlsv1", "no-tlsv1_1"] : ["no-tls"]),
       "no-dtls",
       "no-multicast-peers",
-      // TURN over TCP to the relay stays; TCP allocations toward peers (RFC 6062) would make an open TCP relay (mail, anything).
-      "no-tcp-relay",
+      // TCP allocations (RFC 6062) stay on: a proxy provider nobody can dial holds one for its consumer
+      // (docs/proxy.md). coturn cannot refuse Connect alone; an allocation that reaches a peer its session
+      // did not name (a Connect to anyone else included) is cut off by the relay's peer policy (provider.ts).
       ...(o.allowPrivatePeers ? ["allow-loopback-peers"] : DENIED_PEERS.map((r) => `denied-peer-ip=${r}`)),
       // Never to itself: a permission for its own address would relay into its own listeners (TURN to TURN loops, its CLI's neighbours).
       ...[...new Set([...(o.listeningIps ?? []), ...(o.externalIp ? [o.externalIp] : [])])].map((ip) => `denied-peer-ip=${ip}`),

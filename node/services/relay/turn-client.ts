@@ -2,8 +2,6 @@ import crypto from "node:crypto";
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import net from "node:net";
-import tls from "node:tls";
-import { MystError } from "../../errors/MystError";
 import {
   ATTR,
   attributeOf,
@@ -18,24 +16,20 @@ import {
   type StunAttribute,
   type StunMessage,
 } from "../../nat/stun";
-import { pinnedTls } from "../certificate";
+import { openTurnStream, TurnError } from "./turn-stream";
 import type { RelayTransport } from "./config";
+
+export { openTurnStream, TurnError, type TurnErrorCode } from "./turn-stream";
 
 /**
  * A TURN client (RFC 8656) on top of the node's STUN codec (nat/stun.ts): Allocate with the
  * long-term credential (the 401 → REALM/NONCE → MESSAGE-INTEGRITY dance, a 438 stale nonce
  * retried), Refresh, CreatePermission, ChannelBind, Send/Data indications and ChannelData, over UDP,
  * TCP or TLS (RFC 8656 §11.5: over a stream, ChannelData is padded to 4 bytes; over TLS the server's
- * certificate is pinned, as its signed session answer names it). The relayed transport
- * is always UDP. No npm package speaks this from Node (the maintained ones are servers or browser
+ * certificate is pinned, as its signed session answer names it). The relayed transport is UDP,
+ * or TCP (`relayedTransport`; RFC 6062's connections: turn-tcp.ts). No npm package speaks this from Node (the maintained ones are servers or browser
  * WebRTC stacks), so it is written here, small, against Debian's coturn in the tests.
  */
-
-export type TurnErrorCode = "TURN_ERROR_RESPONSE" | "TURN_TIMEOUT" | "TURN_CLOSED";
-export class TurnError extends MystError<TurnErrorCode> {
-  /** The server's error code (401, 403, 437, 438, 441, 486…) for TURN_ERROR_RESPONSE. */
-  status?: number;
-}
 
 export const TURN_METHOD = { ALLOCATE: 0x003, REFRESH: 0x004, SEND: 0x006, DATA: 0x007, CREATE_PERMISSION: 0x008, CHANNEL_BIND: 0x009 } as const;
 export const TURN_ATTR = {
@@ -101,6 +95,8 @@ export interface TurnClientOptions {
   /** UDP: the first retransmission after this (each next after twice as long). Default 250 ms. */
   rtoMs?: number;
   signal?: AbortSignal;
+  /** The relayed transport asked for: UDP (RFC 8656), or TCP (RFC 6062: turn-tcp.ts). Default UDP. */
+  relayedTransport?: "udp" | "tcp";
 }
 
 /**
@@ -113,7 +109,12 @@ export interface TurnClientOptions {
  * a channel it bound with its true length, a Data indication from a peer it permitted. Junk a
  * relay sends is not carried bytes (a data listener may still `disown` what it finds invalid).
  */
-export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer, frameBytes: number]; closed: [reason: string] }> {
+export class TurnClient extends EventEmitter<{
+  data: [peer: Peer, data: Buffer, frameBytes: number];
+  /** Another indication from the server (RFC 6062's ConnectionAttempt), counted. */
+  indication: [message: StunMessage];
+  closed: [reason: string];
+}> {
   relayed!: Peer;
   /** The client's address as the server saw it (XOR-MAPPED-ADDRESS). */
   mapped?: Peer;
@@ -177,31 +178,8 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer, 
       this.#udp = socket;
       return;
     }
-    const { address, port, transport, pin } = this.server;
-    const what = transport.toUpperCase();
-    if (transport === "tls" && !pin) throw new TurnError("TURN_CLOSED", `no certificate to pin for the relay ${address}:${port} (TLS)`);
-    const socket =
-      transport === "tls" && pin
-        ? tls.connect({ host: address, port, minVersion: "TLSv1.2", ...pinnedTls(pin.certificate, pin.fingerprint, "the relay's") }).setNoDelay(true)
-        : net.connect({ host: address, port, noDelay: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new TurnError("TURN_TIMEOUT", `no ${what} connection to the relay ${address}:${port} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once("error", (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        socket.destroy();
-        // A certificate no CA list holds but the pinned one: the server is not the relay its answer named.
-        const pinned = transport === "tls" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.code ?? "") ? "its certificate is not the one pinned: " : "";
-        reject(new TurnError("TURN_CLOSED", `no ${what} connection to the relay ${address}:${port}: ${pinned}${err.message}`));
-      });
-      // TLS: up once the handshake is done and the certificate is the pinned one.
-      socket.once(transport === "tls" ? "secureConnect" : "connect", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    const socket = await openTurnStream(this.server, timeoutMs);
+    const what = this.server.transport.toUpperCase();
     socket.on("data", (chunk) => {
       this.#streamBuf = this.#streamBuf.length ? Buffer.concat([this.#streamBuf, chunk]) : chunk;
       for (;;) {
@@ -260,6 +238,11 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer, 
       if (!this.#permitted.has(peer.address)) return;
       this.bytes.received += size;
       this.emit("data", peer, data, size);
+      return;
+    }
+    if (message.cls === "indication" && this.listenerCount("indication") > 0) {
+      this.bytes.received += size;
+      this.emit("indication", message);
       return;
     }
     if (message.cls !== "success" && message.cls !== "error") return;
@@ -342,11 +325,21 @@ export class TurnClient extends EventEmitter<{ data: [peer: Peer, data: Buffer, 
     }
   }
 
+  /** A request of another method under the allocation's credential (RFC 6062's Connect). */
+  request(method: number, attributes: StunAttribute[]): Promise<StunMessage> {
+    return this.#request(method, attributes);
+  }
+
+  /** The realm and nonce the server gave, with the credential: what a new connection of this allocation authenticates with. */
+  get auth(): { credential: TurnCredential; realm?: string; nonce?: string } {
+    return { credential: this.credential, realm: this.#realm, nonce: this.#nonce };
+  }
+
   async #allocate(): Promise<void> {
     const lifetime = Buffer.alloc(4);
     lifetime.writeUInt32BE(this.o.lifetimeS ?? 600, 0);
     const answer = await this.#request(TURN_METHOD.ALLOCATE, [
-      { type: TURN_ATTR.REQUESTED_TRANSPORT, value: Buffer.from([17, 0, 0, 0]) },
+      { type: TURN_ATTR.REQUESTED_TRANSPORT, value: Buffer.from([this.o.relayedTransport === "tcp" ? 6 : 17, 0, 0, 0]) },
       { type: TURN_ATTR.LIFETIME, value: lifetime },
     ]);
     const relayed = attributeOf(answer, TURN_ATTR.XOR_RELAYED_ADDRESS);

@@ -1,0 +1,242 @@
+import { expect } from "chai";
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { decodeStunMessage, encodeXorAddress, longTermKey } from "../../../node/nat/stun";
+import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
+import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/proxy/consumer";
+import { DestinationPolicy } from "../../../node/services/proxy/destination";
+import { ProxyProviderService } from "../../../node/services/proxy/provider";
+import { RelayProviderService } from "../../../node/services/relay/provider";
+import { publicAddressVia, RelayGrantService, type RelayGrantTunnel, relayGrantOf } from "../../../node/services/relay/tcp-grant";
+import { TURN_ATTR, TurnClient } from "../../../node/services/relay/turn-client";
+import { CONNECTION_ID, connectionAttemptOf, connectionIdOf, encodeConnectionBind, TCP_METHOD } from "../../../node/services/relay/turn-tcp";
+import { requirePrerequisites } from "../../../scripts/lib/prereqs";
+import { tempDir } from "../../../scripts/lib/tmp";
+import { until } from "../../../scripts/lib/until";
+
+const TX = Buffer.from("0102030405060708090a0b0c", "hex");
+
+describe("TURN TCP relaying codec (RFC 6062)", function () {
+  it("reads a hand-laid ConnectionAttempt indication: its CONNECTION-ID and the peer's address", function () {
+    // Header: type 0x001C (method 0x00C, class indication), length 20, the magic cookie, the transaction id.
+    const header = Buffer.from("001c0014" + "2112a442", "hex");
+    // CONNECTION-ID (0x002A), 4 bytes: 0xdeadbeef.
+    const id = Buffer.from("002a0004" + "deadbeef", "hex");
+    // XOR-PEER-ADDRESS (0x0012), 8 bytes: family 1, port 8443 ^ 0x2112, 198.51.100.9 ^ 0x2112a442.
+    const port = (8443 ^ 0x2112).toString(16).padStart(4, "0");
+    const ip = ((((198 << 24) | (51 << 16) | (100 << 8) | 9) ^ 0x2112a442) >>> 0).toString(16).padStart(8, "0");
+    const peer = Buffer.from(`00120008` + `0001${port}${ip}`, "hex");
+    const message = decodeStunMessage(Buffer.concat([header, TX, id, peer]));
+    expect(message.cls).to.equal("indication");
+    expect(message.method).to.equal(TCP_METHOD.CONNECTION_ATTEMPT);
+    expect(connectionIdOf(message)).to.equal(0xdeadbeef);
+    expect(connectionAttemptOf(message)).to.deep.equal({ id: 0xdeadbeef, peer: { address: "198.51.100.9", port: 8443 } });
+  });
+
+  it("finds no attempt in another method, in one without a peer, or with a CONNECTION-ID that is not 4 bytes", function () {
+    const bad = decodeStunMessage(Buffer.concat([Buffer.from("001c0008" + "2112a442", "hex"), TX, Buffer.from("002a0004" + "00000001", "hex")]));
+    expect(connectionIdOf(bad)).to.equal(1);
+    expect(connectionAttemptOf(bad), "no XOR-PEER-ADDRESS").to.equal(undefined);
+    const short = decodeStunMessage(Buffer.concat([Buffer.from("001c0008" + "2112a442", "hex"), TX, Buffer.from("002a0002" + "00010000", "hex")]));
+    expect(connectionIdOf(short)).to.equal(undefined);
+    const data = decodeStunMessage(Buffer.concat([Buffer.from("00170008" + "2112a442", "hex"), TX, Buffer.from("002a0004" + "00000001", "hex")]));
+    expect(connectionAttemptOf(data), "a Data indication").to.equal(undefined);
+  });
+
+  it("lays out ConnectionBind as RFC 6062 §6.1 says: method 0x00B request, CONNECTION-ID first, then the long-term credential", function () {
+    const key = longTermKey("1:ab", "myst", "pw");
+    const bytes = encodeConnectionBind(0x01020304, { username: "1:ab", realm: "myst", nonce: "n0nce", key }, TX);
+    expect(bytes.subarray(0, 2).toString("hex")).to.equal("000b");
+    expect(bytes.subarray(4, 8).toString("hex")).to.equal("2112a442");
+    expect(bytes.subarray(8, 20).equals(TX)).to.equal(true);
+    // The first attribute: CONNECTION-ID (0x002A), length 4, the id.
+    expect(bytes.subarray(20, 28).toString("hex")).to.equal("002a000401020304");
+    expect(CONNECTION_ID).to.equal(0x2a);
+    const m = decodeStunMessage(bytes);
+    expect(m.attributes.map((a) => a.type)).to.deep.equal([0x2a, 0x06, 0x14, 0x15, 0x08, 0x8028]);
+  });
+});
+
+describe("a proxy consumer's relay grant (the credential it hands a provider nobody can dial)", function () {
+  const grant = {
+    relay: `0x${"ab".repeat(20)}`,
+    server: { address: "198.51.100.7", port: 443, transport: "tcp" },
+    username: `1796586766:${"0".repeat(32)}`,
+    password: "cGFzcw==",
+    realm: "myst",
+    peers: ["203.0.113.5"],
+  };
+  it("takes a well-formed one, none, and refuses a malformed one or a TLS server without a certificate (BAD_CONSUMER_DATA)", function () {
+    expect(relayGrantOf({ client: "proxy/1", relay: grant })).to.deep.equal(grant);
+    expect(relayGrantOf({ client: "proxy/1" })).to.equal(undefined);
+    for (const bad of [
+      { ...grant, peers: [] },
+      { ...grant, peers: ["a", "b", "c", "d", "e"] },
+      { ...grant, server: { ...grant.server, address: "relay.example" } },
+      { ...grant, extra: 1 },
+      { ...grant, server: { ...grant.server, transport: "tls" } },
+    ])
+      expect(() => relayGrantOf({ relay: bad }), JSON.stringify(bad).slice(0, 80)).to.throw(/relay grant/);
+  });
+});
+
+/**
+ * The proxy through a relay's TCP allocation, against Debian's coturn on loopback: the provider
+ * holds the allocation over TLS with the credential the consumer's relay session got, the consumer
+ * dials the relayed address, TLS runs end to end (pinned to the provider's certificate), coturn
+ * counts the bytes, and the relay's peer policy bounds what a TCP allocation may reach.
+ */
+describe("proxy through a relay's TCP allocation (real coturn on loopback)", function () {
+  this.timeout(40_000);
+  const RELAY_IP = "127.0.0.2";
+  const dirs = { relay: tempDir("myst-prelay-r-"), provider: tempDir("myst-prelay-p-") };
+  let relay: RelayProviderService;
+  let provider: ProxyProviderService;
+  let origin: http.Server;
+  let originPort: number;
+  let relayPort: number;
+  let n = 0;
+  const session = () => (++n + 0x700).toString(16).padStart(32, "0");
+
+  before(async function () {
+    requirePrerequisites(this, "relay", process.getuid?.() === 0 ? [] : ["root"]);
+    relayPort = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    relay = new RelayProviderService({ dir: dirs.relay.dir, publicIp: RELAY_IP, port: relayPort, minPort: 50300, maxPort: 50399, allowPrivatePeers: true });
+    await relay.start();
+    origin = http.createServer((req, res) => res.end(req.url === "/big" ? Buffer.alloc(12_000_000, 7) : `hello ${req.socket.remoteAddress}`));
+    await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
+    originPort = (origin.address() as net.AddressInfo).port;
+    provider = new ProxyProviderService({
+      dir: dirs.provider.dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      policy: new DestinationPolicy({ allowPrivate: true }),
+    });
+    await provider.start();
+  });
+
+  after(async function () {
+    await provider?.stop();
+    await relay?.stop();
+    origin?.close();
+    dirs.relay.cleanup();
+    dirs.provider.cleanup();
+  });
+
+  /** The consumer's relay session as the consumer node makes it: the grant service, the relay's answer, the grant. */
+  async function grantFor(id: string): Promise<RelayGrantTunnel> {
+    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP, port: relayPort }, allowPrivate: true });
+    const consumerData = await service.consumerData();
+    const config = await relay.openSession({ id, consumer: "0xc", consumerData });
+    return service.connect({ id, provider: "0xr", serviceConfig: config });
+  }
+
+  async function fetchThrough(listen: string, path: string): Promise<Buffer> {
+    const [host, port] = listen.split(":");
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host, port: Number(port) }, () => s.write(`GET http://127.0.0.1:${originPort}${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      const chunks: Buffer[] = [];
+      s.on("data", (c) => chunks.push(c));
+      s.on("end", () => resolve(Buffer.concat(chunks)));
+      s.on("error", reject);
+    });
+  }
+
+  it("learns this host's address from the relay over TCP (a STUN Binding coturn answers without a credential)", async function () {
+    expect(await publicAddressVia({ address: RELAY_IP, port: relayPort })).to.equal("127.0.0.1");
+  });
+
+  it("carries a proxy session through the provider's TCP allocation: TLS to the provider's pinned certificate end to end, coturn counting the wire bytes the consumer meters", async function () {
+    const id = session();
+    const grant = await grantFor(id);
+    expect(grant.grant.server.transport, "the control connection goes over TLS").to.equal("tls");
+    const config = (await provider.openSession({ id, consumer: "0xc", consumerData: { client: "proxy/1", relay: grant.grant } })) as ProxyServiceConfig;
+    expect(config.relayed).to.equal(true);
+    expect(config.address).to.equal(RELAY_IP);
+    const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({ id, provider: "0xp", serviceConfig: config })) as ProxyTunnel;
+    try {
+      grant.meterBy(() => tunnel.wireBytes()!);
+      const body = await fetchThrough(tunnel.listen!, "/big");
+      expect(body.length).to.be.greaterThan(12_000_000);
+      expect(provider.usage(id)!.bytesOut).to.be.greaterThan(12_000_000);
+      const wire = grant.stats();
+      expect(wire.bytesIn, "the consumer's wire meter").to.be.greaterThan(12_000_000);
+      // coturn brings its counters up to date every few thousand packets: read until they show the download.
+      const counted = await until(
+        async () => {
+          await relay.readCounters();
+          const u = relay.usage(id)!;
+          return u.bytesIn + u.bytesOut > 6_000_000 && u;
+        },
+        "coturn's counters to show the download",
+        15_000,
+      );
+      expect(counted.bytesIn + counted.bytesOut, "coturn never counts more than the consumer's wire meter plus the control connection").to.be.at.most(
+        wire.bytesIn + wire.bytesOut + 20_000,
+      );
+    } finally {
+      await tunnel.stop();
+      await provider.closeSession(id, "done");
+      await relay.closeSession(id, "done");
+    }
+  });
+
+  it("refuses a stream through the relayed address without the session's credential (407), and lets no other address connect", async function () {
+    const id = session();
+    const grant = await grantFor(id);
+    const config = (await provider.openSession({ id, consumer: "0xc", consumerData: { client: "proxy/1", relay: grant.grant } })) as ProxyServiceConfig;
+    try {
+      const h2 = http2.connect(`https://${config.address}:${config.port}`, { ca: config.certificate, checkServerIdentity: () => undefined });
+      const status = await new Promise<number>((resolve, reject) => {
+        h2.on("error", reject);
+        const req = h2.request({ ":method": "CONNECT", ":authority": `127.0.0.1:${originPort}` });
+        req.on("response", (h) => resolve(Number(h[":status"])));
+        req.on("error", reject);
+      });
+      h2.destroy();
+      expect(status).to.equal(407);
+      // From 127.0.0.3, an address the grant does not name: coturn has no permission for it and closes the connection.
+      const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
+      let got = 0;
+      stranger.on("data", (d) => (got += d.length));
+      stranger.on("error", () => undefined);
+      stranger.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+      await new Promise((r) => stranger.once("close", r));
+      expect(got, "the stranger got nothing from the provider").to.equal(0);
+    } finally {
+      await provider.closeSession(id, "done");
+      await relay.closeSession(id, "done");
+    }
+  });
+
+  it("cuts off a TCP allocation that Connects to a peer its session did not name (coturn cannot refuse Connect; the relay's peer policy ends it)", async function () {
+    const id = session();
+    const grant = await grantFor(id);
+    const g = grant.grant;
+    const turn = await TurnClient.allocate(
+      { address: RELAY_IP, port: relayPort, transport: "tls", pin: { certificate: g.certificate!, fingerprint: g.fingerprint! } },
+      { username: g.username, password: g.password },
+      { relayedTransport: "tcp" },
+    );
+    const closed = new Promise<string>((r) => turn.once("closed", r));
+    // 127.0.0.3 is not the peer the session named (127.0.0.1): coturn dials it, the relay then cuts the allocation off.
+    const stranger = net.createServer((s) => s.on("error", () => undefined).end("x"));
+    await new Promise<void>((r) => stranger.listen(0, "127.0.0.3", r));
+    const port = (stranger.address() as net.AddressInfo).port;
+    await turn
+      .request(TCP_METHOD.CONNECT, [{ type: TURN_ATTR.XOR_PEER_ADDRESS, value: encodeXorAddress({ family: 4, address: "127.0.0.3", port }, Buffer.alloc(12)) }])
+      .catch(() => undefined);
+    expect(await closed).to.match(/closed|ECONNRESET/);
+    // Closed once coturn's own listing no longer shows it (the relay's cut-off waits for that).
+    await until(() => !relay.isConnected(id), "the relay to end the session", 10_000);
+    stranger.close();
+    await relay.closeSession(id, "done");
+  });
+});
