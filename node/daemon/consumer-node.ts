@@ -23,6 +23,7 @@ import type { RelayOpener } from "../session/consumer";
 import { ConnectStages } from "../session/stages";
 import { RelayConsumerService, type RelayTunnel } from "../services/relay/consumer";
 import { orderRelays } from "./relay-choice";
+import { openTcpRelayLeg } from "./tcp-relay-leg";
 
 /** How many relays a connect tries before it gives up. */
 const RELAYS_TRIED = 3;
@@ -140,6 +141,8 @@ export class ConsumerNode {
   current?: Connection;
   /** Connections beside the current one (the proxy's, each on its own port), until their sessions end. */
   readonly alongside = new Set<Connection>();
+  /** The payments of each relay session opened through `#paidRelaySession`. */
+  readonly #paid = new WeakMap<ConsumerSession, ConsumerPayments | undefined>();
 
   constructor(private readonly o: ConsumerNodeOptions) {
     const log = o.log ?? silentLogger;
@@ -286,6 +289,18 @@ export class ConsumerNode {
     const provider = await this.#announcing(o.providerProposal, o.peers);
     const failures: string[] = [];
     for (const found of relays.slice(0, RELAYS_TRIED)) {
+      if (o.tcp) {
+        try {
+          return await openTcpRelayLeg(
+            found,
+            (service) => this.#paidRelaySession(found, service, filter),
+            (s) => this.#promisedTo(s),
+          );
+        } catch (err) {
+          failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
+          continue;
+        }
+      }
       // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
@@ -341,6 +356,20 @@ export class ConsumerNode {
     return found?.signed ?? signed;
   }
 
+  /** A paid session with a relay through `service`, recorded and paid like any (a TCP relay's, whose allocation the provider holds). */
+  async #paidRelaySession(found: FoundProposal, service: ConsumerService, filter: ProposalFilter | undefined): Promise<ConsumerSession> {
+    const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
+    const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
+    payments?.start();
+    this.#paid.set(session, payments);
+    this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
+    return session;
+  }
+
+  #promisedTo(session: ConsumerSession): bigint {
+    return this.#paid.get(session)?.promised ?? 0n;
+  }
+
   #record(c: Connection): void {
     const history = this.o.history;
     if (!history) return;
@@ -384,8 +413,9 @@ export class ConsumerNode {
     const matching = await this.discovery
       .search({ ...target.filter, serviceType, sort: "quality" }, { limit: 50 })
       .then((page) => page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())));
-    // A proposal whose tunnel cannot reach its provider (OpenVPN from a provider behind a home router) is never picked.
-    const proposals = matching.filter((p) => !unreachableReason(p.proposal));
+    // A proposal whose tunnel cannot reach its provider (OpenVPN from a provider behind a home router) is never
+    // picked; the proxy reaches one through a relay's TCP allocation.
+    const proposals = matching.filter((p) => target.service.relayedTcp || !unreachableReason(p.proposal));
     if (proposals.length === 0)
       throw new SessionError(
         matching.length > 0 ? "PROVIDER_UNREACHABLE" : "NO_PROPOSAL",

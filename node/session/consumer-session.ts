@@ -48,8 +48,10 @@ export interface RelayLeg {
    * the session's WireGuard (its meter counts only messages that decrypted under the session's
    * keys), `base` its meter when this relay began to carry it.
    */
-  capBy(tunnel: Pick<Tunnel, "stats" | "refresh">, base?: { bytesIn: number; bytesOut: number }): void;
+  capBy(tunnel: Pick<Tunnel, "stats" | "refresh" | "wireBytes">, base?: { bytesIn: number; bytesOut: number }): void;
   promised(): bigint;
+  /** A TCP relay (`tcp` opener): the credential the provider holds its allocation with, for the session's consumer data. */
+  grant?: unknown;
 }
 
 export type ConsumerSessionState = "active" | "ended";

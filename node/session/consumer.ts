@@ -151,6 +151,28 @@ export class ConsumerSessions {
     });
   }
 
+  /**
+   * The relay for a provider nobody can dial, when the service can be carried over a TCP allocation
+   * the provider holds (the proxy): opened before the provider is asked, its credential going along
+   * in the consumer data. Undefined for a provider that can be dialled; PROVIDER_UNREACHABLE when
+   * neither works.
+   */
+  async #tcpRelayFor(options: ConnectOptions, proposal: Proposal): Promise<RelayLeg | undefined> {
+    const unreachable = unreachableReason(proposal);
+    if (!unreachable) return undefined;
+    if (!options.relay || !options.service.relayedTcp) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
+    options.stages?.mark("provider unreachable: through a relay's TCP allocation");
+    return options.relay({
+      tcp: true,
+      udpBlocked: false,
+      peers: [],
+      providerProposal: options.proposal,
+      providerCountry: proposal.location.country,
+      avoid: [proposal.provider],
+      stages: options.stages,
+    });
+  }
+
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
     const started = Date.now();
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -160,16 +182,16 @@ export class ConsumerSessions {
     }
     const contact = natsContactOf(proposal);
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
-    // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why.
-    const unreachable = unreachableReason(proposal);
-    if (unreachable) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
+    // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why
+    // (the proxy goes through a TCP allocation the provider holds on a relay we pay).
+    const tcpRelay = await this.#tcpRelayFor(options, proposal);
 
     const stages = options.stages;
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);
     stages?.mark("dialog open");
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
-    const consumerData = await options.service.consumerData();
+    const consumerData = withGrant(await options.service.consumerData(), tcpRelay);
     // What the tunnel and the kill switch need is made while the provider is asked (WireGuard's
     // device and process, the guard table disarmed): the tunnel phase then only configures them.
     // Undone when the session does not come to use them.
@@ -192,15 +214,15 @@ export class ConsumerSessions {
       await leg?.then((l) => l.close("the session did not come to use the relay")).catch(() => undefined);
     };
     const discardPrepared = () =>
-      Promise.all([options.service.discard?.(consumerData), protection?.discard?.(), dropEarly()]).catch((err) =>
-        this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
+      Promise.all([options.service.discard?.(consumerData), protection?.discard?.(), dropEarly(), tcpRelay?.close("the session did not come up")]).catch(
+        (err) => this.#log.error({ err: (err as Error).message }, "undoing what was prepared for the tunnel failed"),
       );
     let prepared: PreparedChannel | undefined;
     // UDP blocked here (our STUN probes got nothing back, now or in the node's last measurement): no
     // direct path can exist; with a relay, TURN over TLS at once.
     let udpBlocked = false;
     try {
-      if (options.direct !== false)
+      if (options.direct !== false && !tcpRelay)
         ({ prepared, udpBlocked } = await prepareOffer(
           this.#direct,
           this.#knownUdpBlocked?.() === true,
@@ -274,12 +296,12 @@ export class ConsumerSessions {
     if (channel && peerSendsFirst(peerOffer!)) await options.service.expectPeer?.(consumerData, serviceConfig);
     const punching = channel?.connect();
     let route: DirectRoute | undefined;
-    let tunnelPath: SessionPath["tunnel"] = "public";
+    let tunnelPath: SessionPath["tunnel"] = tcpRelay ? "relayed" : "public";
     // The provider's router keeps its tunnel's port mapped: the tunnel goes there, no punch — unless
     // both nodes share a LAN (a router seldom loops its own public address back inside).
     const viaMappedTunnel = peerOffer?.tunnelMapped === true && !(prepared && shareLan(prepared.offer, peerOffer));
     let channelPath: { address: string; port: number } | undefined;
-    let relay: RelayLeg | undefined;
+    let relay: RelayLeg | undefined = tcpRelay;
     /** What every relay of this session is opened with (the first, and one that replaces a dead one). */
     const relaying = { sessionId, dialog, proposal, signedProposal: options.proposal, peerOffer, serviceConfig, udpBlocked, timeoutMs };
     // The relay's forwarder answers only the tunnel's own socket: its port when it is sure (a tunnel that
@@ -484,4 +506,9 @@ export class ConsumerSessions {
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;
   }
+}
+
+/** The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through a relay). */
+function withGrant(consumerData: unknown, leg: RelayLeg | undefined): unknown {
+  return leg?.grant ? { ...(consumerData as object), relay: leg.grant } : consumerData;
 }

@@ -22,6 +22,11 @@ export type RelayOpener = (o: {
   stages?: ConnectStages;
   /** The session's tunnel's own port on this host (wireguard-go's socket): the one local peer the relay's forwarder answers. */
   tunnelPort?: number;
+  /**
+   * The provider holds the allocation (a TCP one, RFC 6062) with the credential this session gets:
+   * the leg's `grant` goes to it, and the one peer named is this host's own public address.
+   */
+  tcp?: boolean;
 }) => Promise<RelayLeg>;
 
 /**

@@ -195,6 +195,8 @@ export interface Tunnel {
   refresh?(): Promise<void>;
   /** Whether the tunnel is up and talking to the provider now (false while it reconnects). */
   isUp?(): boolean;
+  /** Through a relay's TCP allocation: the connection's bytes on the wire, what the relay carries (the proxy's). */
+  wireBytes?(): { bytesIn: number; bytesOut: number } | undefined;
   /** Where the connection's local proxy listens (`host:port`), for a service that serves the consumer locally (the proxy). */
   readonly listen?: string;
   /**
@@ -265,6 +267,11 @@ export interface ConsumerService {
   expectPeer?(consumerData: unknown, serviceConfig: unknown): Promise<void>;
   /** Resolves once the tunnel prepared by `expectPeer` answered the provider's first handshake (the tunnels met); rejects after `timeoutMs`. */
   peerAnswered?(consumerData: unknown, timeoutMs: number): Promise<void>;
+  /**
+   * A provider nobody can dial (reach "public-or-mapped" without a public or mapped address) is
+   * reached through a TCP allocation it holds on a relay this consumer pays (the proxy's streams).
+   */
+  readonly relayedTcp?: boolean;
   /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
   sprayFromTunnel?(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
 }

@@ -101,10 +101,10 @@ export class RelayGrantService implements ConsumerService {
   /** This host's public address as the relay sees it (known after `consumerData`). */
   self?: string;
 
-  constructor(private readonly o: { relay: string; server: { address: string; port: number }; allowPrivate?: boolean }) {}
+  constructor(private readonly o: { relay: string; server: { address: string; ports: number[] }; allowPrivate?: boolean }) {}
 
   async consumerData(): Promise<unknown> {
-    const self = await publicAddressVia(this.o.server);
+    const self = await firstAnswer(this.o.server.ports.map((port) => () => publicAddressVia({ address: this.o.server.address, port })));
     if (net.isIP(self) !== 4 || (!this.o.allowPrivate && !isPublicAddress(self)))
       throw new TunnelError("RELAY_FAILED", `the relay sees this host at ${self}, not a public IPv4 address a relay lets in`);
     this.self = self;
@@ -121,6 +121,19 @@ export class RelayGrantService implements ConsumerService {
     if (server.transport === "tls") checkPinnedCertificate(config.certificate ?? "", config.fingerprint ?? "", "the relay's");
     return new RelayGrantTunnel(grantOf(this.o.relay, config, server, [this.self!]));
   }
+}
+
+/** The first of `tries` that resolves, in order; the last failure when none does. */
+async function firstAnswer<T>(tries: (() => Promise<T>)[]): Promise<T> {
+  let last: unknown = new TunnelError("RELAY_FAILED", "no port to ask the relay on");
+  for (const t of tries) {
+    try {
+      return await t();
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
 }
 
 function grantOf(relay: string, config: RelayServiceConfig, server: RelayServiceConfig["servers"][number], peers: string[]): RelayGrant {

@@ -132,7 +132,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
 
   /** The consumer's relay session as the consumer node makes it: the grant service, the relay's answer, the grant. */
   async function grantFor(id: string): Promise<RelayGrantTunnel> {
-    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP, port: relayPort }, allowPrivate: true });
+    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP, ports: [relayPort] }, allowPrivate: true });
     const consumerData = await service.consumerData();
     const config = await relay.openSession({ id, consumer: "0xc", consumerData });
     return service.connect({ id, provider: "0xr", serviceConfig: config });

@@ -1,0 +1,46 @@
+import type { FoundProposal } from "../discovery/client";
+import { directContactOf } from "../proposal/proposal";
+import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
+import { SessionError } from "../session/errors";
+import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-grant";
+
+/** Where a relay's TURN server usually listens (443 for networks that let only web traffic out; RFC 8656's 3478). */
+const TURN_PORTS = [443, 3478];
+
+/**
+ * A relay session whose allocation the provider will hold (a proxy provider nobody can dial;
+ * docs/proxy.md "Through a relay"): this host's public address as the relay sees it is the one peer
+ * named, the session's credential becomes the leg's `grant` (sent to the provider), and the relay is
+ * metered by the proxy connection's bytes on the wire once it is up (`capBy`). Paid like any relay.
+ */
+export async function openTcpRelayLeg(
+  found: FoundProposal,
+  connect: (service: RelayGrantService) => Promise<ConsumerSession>,
+  promised: (session: ConsumerSession) => bigint,
+): Promise<RelayLeg> {
+  const contact = (directContactOf(found.proposal)?.candidates ?? []).find((c) => c.kind !== "punch-only");
+  if (!contact) throw new SessionError("NO_RELAY", "the relay's proposal names no public address");
+  // The proposal names the relay's address, not its TURN port (the answer does, after the peers are named): the usual ones are asked.
+  const service = new RelayGrantService({ relay: found.proposal.provider, server: { address: contact.address, ports: TURN_PORTS } });
+  const session = await connect(service);
+  const tunnel = session.tunnel as RelayGrantTunnel;
+  const { server } = tunnel.grant;
+  const where = { address: server.address, port: server.port };
+  return {
+    provider: session.provider,
+    proposal: found.signed,
+    peers: tunnel.grant.peers,
+    relayed: where,
+    local: where,
+    outside: { ...where, protocol: "tcp" },
+    transport: "tcp",
+    // The provider permits (its allocation); nothing to do on this side.
+    permit: async () => undefined,
+    onDown: (listener) => void session.ended.then(listener),
+    close: (reason) => session.destroy(reason),
+    stats: () => tunnel.stats(),
+    capBy: (proxy) => tunnel.meterBy(() => proxy.wireBytes?.() ?? { bytesIn: 0, bytesOut: 0 }),
+    promised: () => promised(session),
+    grant: tunnel.grant,
+  };
+}
