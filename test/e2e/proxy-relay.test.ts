@@ -110,6 +110,12 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
       60_000,
     );
     expect(BigInt(paid.path.relayBytes) >= 20_000_000n, "the consumer's meter of the relay").to.equal(true);
+    // The relay node holds those promises (its earnings).
+    const promised = BigInt(paid.path.relayPromisedWei);
+    await until(async () => {
+      const e = await mystJson(envOf(dirs.relay), ["earnings"], topology.relays[0]);
+      return BigInt(e.unsettledWei) + BigInt(e.settledWei) >= promised;
+    }, "the relay to hold the consumer's promises");
   });
 
   it("refuses a stream through the relayed address that carries no session credential (407)", async function () {
