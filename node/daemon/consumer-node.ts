@@ -141,7 +141,6 @@ export class ConsumerNode {
   current?: Connection;
   /** Connections beside the current one (the proxy's, each on its own port), until their sessions end. */
   readonly alongside = new Set<Connection>();
-  /** The payments of each relay session opened through `#paidRelaySession`. */
   readonly #paid = new WeakMap<ConsumerSession, ConsumerPayments | undefined>();
 
   constructor(private readonly o: ConsumerNodeOptions) {
@@ -291,11 +290,8 @@ export class ConsumerNode {
     for (const found of relays.slice(0, RELAYS_TRIED)) {
       if (o.tcp) {
         try {
-          return await openTcpRelayLeg(
-            found,
-            (service) => this.#paidRelaySession(found, service, filter),
-            (s) => this.#promisedTo(s),
-          );
+          const paid = (service: ConsumerService) => this.#paidRelaySession(found, service, filter);
+          return await openTcpRelayLeg(found, paid, (s) => this.#paid.get(s)?.promised ?? 0n);
         } catch (err) {
           failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
           continue;
@@ -364,10 +360,6 @@ export class ConsumerNode {
     this.#paid.set(session, payments);
     this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
     return session;
-  }
-
-  #promisedTo(session: ConsumerSession): bigint {
-    return this.#paid.get(session)?.promised ?? 0n;
   }
 
   #record(c: Connection): void {

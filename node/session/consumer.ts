@@ -15,7 +15,7 @@ import { type ConsumerService, type DirectRoute, type SessionProtection, sameEnd
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
-import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen } from "./relay-opener";
+import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, withGrant } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
@@ -182,8 +182,7 @@ export class ConsumerSessions {
     }
     const contact = natsContactOf(proposal);
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
-    // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why
-    // (the proxy goes through a TCP allocation the provider holds on a relay we pay).
+    // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why (a proxy goes through a relay).
     const tcpRelay = await this.#tcpRelayFor(options, proposal);
 
     const stages = options.stages;
@@ -506,9 +505,4 @@ export class ConsumerSessions {
     this.#log.info({ sessionId, provider: proposal.provider }, "session active");
     return session;
   }
-}
-
-/** The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through a relay). */
-function withGrant(consumerData: unknown, leg: RelayLeg | undefined): unknown {
-  return leg?.grant ? { ...(consumerData as object), relay: leg.grant } : consumerData;
 }

@@ -64,3 +64,8 @@ export function passageThrough(protection: SessionProtection | undefined, first?
     withdraw: (endpoints) => protection.withdraw!(endpoints),
   };
 }
+
+/** The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through a relay). */
+export function withGrant(consumerData: unknown, leg: RelayLeg | undefined): unknown {
+  return leg?.grant ? { ...(consumerData as object), relay: leg.grant } : consumerData;
+}
