@@ -4,13 +4,10 @@ import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
 import { SessionError } from "../session/errors";
 import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-grant";
 
-/** Where a relay's TURN server usually listens (443 for networks that let only web traffic out; RFC 8656's 3478). */
-const TURN_PORTS = [443, 3478];
-
 /**
  * A relay session whose allocation the provider will hold (a proxy provider nobody can dial;
- * docs/proxy.md "Through a relay"): this host's public address as the relay sees it is the one peer
- * named, the session's credential becomes the leg's `grant` (sent to the provider), and the relay is
+ * docs/proxy.md "Through a relay"): the one peer is this host's own address, which it proves to the
+ * relay (services/relay/self-proof.ts), the session's credential becomes the leg's `grant` (sent to the provider), and the relay is
  * metered by the proxy connection's bytes on the wire once it is up (`capBy`). Paid like any relay.
  */
 export async function openTcpRelayLeg(
@@ -20,8 +17,8 @@ export async function openTcpRelayLeg(
 ): Promise<RelayLeg> {
   const contact = (directContactOf(found.proposal)?.candidates ?? []).find((c) => c.kind !== "punch-only");
   if (!contact) throw new SessionError("NO_RELAY", "the relay's proposal names no public address");
-  // The proposal names the relay's address, not its TURN port (the answer does, after the peers are named): the usual ones are asked.
-  const service = new RelayGrantService({ relay: found.proposal.provider, server: { address: contact.address, ports: TURN_PORTS } });
+  // The proposal names the relay's address; its answer names the TURN port, where the proof goes.
+  const service = new RelayGrantService({ relay: found.proposal.provider, server: { address: contact.address } });
   const session = await connect(service);
   const tunnel = session.tunnel as RelayGrantTunnel;
   const { server } = tunnel.grant;

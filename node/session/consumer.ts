@@ -6,7 +6,7 @@ import type { DirectOffer } from "../nat/direct/candidates";
 import type { DirectPeering, PreparedChannel } from "../nat/direct/peering";
 import { reachableWithoutPunch } from "../nat/direct/peering";
 import { shareLan } from "../nat/direct/plan";
-import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
+import { natsContactOf, parseSignedProposal, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
@@ -15,7 +15,7 @@ import { type ConsumerService, type DirectRoute, type SessionProtection, sameEnd
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
-import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, withGrant } from "./relay-opener";
+import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
@@ -151,28 +151,6 @@ export class ConsumerSessions {
     });
   }
 
-  /**
-   * The relay for a provider nobody can dial, when the service can be carried over a TCP allocation
-   * the provider holds (the proxy): opened before the provider is asked, its credential going along
-   * in the consumer data. Undefined for a provider that can be dialled; PROVIDER_UNREACHABLE when
-   * neither works.
-   */
-  async #tcpRelayFor(options: ConnectOptions, proposal: Proposal): Promise<RelayLeg | undefined> {
-    const unreachable = unreachableReason(proposal);
-    if (!unreachable) return undefined;
-    if (!options.relay || !options.service.relayedTcp) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
-    options.stages?.mark("provider unreachable: through a relay's TCP allocation");
-    return options.relay({
-      tcp: true,
-      udpBlocked: false,
-      peers: [],
-      providerProposal: options.proposal,
-      providerCountry: proposal.location.country,
-      avoid: [proposal.provider],
-      stages: options.stages,
-    });
-  }
-
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
     const started = Date.now();
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -183,7 +161,7 @@ export class ConsumerSessions {
     const contact = natsContactOf(proposal);
     if (!contact) throw new SessionError("NO_CONTACT", "the proposal has no nats/v1 contact");
     // A tunnel that cannot punch (OpenVPN) to a provider reachable only by punching fails at once, saying why (a proxy goes through a relay).
-    const tcpRelay = await this.#tcpRelayFor(options, proposal);
+    const tcpRelay = await tcpRelayFor(options, proposal);
 
     const stages = options.stages;
     const dialog = await this.dialogs.open(proposal.provider, contact.subject);

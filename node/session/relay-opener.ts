@@ -1,5 +1,7 @@
-import type { Proposal, SignedProposal } from "../proposal/proposal";
+import { type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
+import type { ConnectOptions } from "./consumer";
 import type { RelayLeg } from "./consumer-session";
+import { SessionError } from "./errors";
 import type { SessionProtection, TunnelEndpoint } from "./service";
 import type { ConnectStages } from "./stages";
 
@@ -68,4 +70,26 @@ export function passageThrough(protection: SessionProtection | undefined, first?
 /** The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through a relay). */
 export function withGrant(consumerData: unknown, leg: RelayLeg | undefined): unknown {
   return leg?.grant ? { ...(consumerData as object), relay: leg.grant } : consumerData;
+}
+
+/**
+ * The relay for a provider nobody can dial, when the service can be carried over a TCP allocation
+ * the provider holds (the proxy): opened before the provider is asked, its credential going along
+ * in the consumer data. Undefined for a provider that can be dialled; PROVIDER_UNREACHABLE when
+ * neither works.
+ */
+export async function tcpRelayFor(options: ConnectOptions, proposal: Proposal): Promise<RelayLeg | undefined> {
+  const unreachable = unreachableReason(proposal);
+  if (!unreachable) return undefined;
+  if (!options.relay || !options.service.relayedTcp) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
+  options.stages?.mark("provider unreachable: through a relay's TCP allocation");
+  return options.relay({
+    tcp: true,
+    udpBlocked: false,
+    peers: [],
+    providerProposal: options.proposal,
+    providerCountry: proposal.location.country,
+    avoid: [proposal.provider],
+    stages: options.stages,
+  });
 }

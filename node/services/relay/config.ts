@@ -37,6 +37,17 @@ export const RelayServiceConfigSchema = Type.Object(
     expiresAt: Type.Integer({ minimum: 0 }),
     certificate: Type.Optional(Type.String({ maxLength: 4096, pattern: "^-----BEGIN CERTIFICATE-----" })),
     fingerprint: Type.Optional(Type.String({ pattern: FINGERPRINT_PATTERN })),
+    /**
+     * Only to a consumer that proves its own address (`proveSelf`): a second credential that is good
+     * for one thing, an Allocate over TCP or TLS whose client address the relay reads and then cuts
+     * off (self-proof.ts). That address becomes the session's one peer.
+     */
+    proof: Type.Optional(
+      Type.Object(
+        { username: Type.String({ pattern: "^[0-9]{1,12}:proof-[0-9a-f]{32}$" }), password: Type.String({ pattern: "^[A-Za-z0-9+/=]{1,64}$" }) },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -54,6 +65,12 @@ export interface RelayConsumerData {
   peers?: string[];
   /** The provider's signed proposal: the relay checks that each peer is an address it announces (provider-peers.ts). */
   provider?: SignedProposal;
+  /**
+   * Instead of `peers` and `provider`: the one peer is this consumer's own address, which the relay
+   * learns from the network (a TCP or TLS Allocate under the session's proof credential), never from
+   * the consumer's words: a proxy provider nobody can dial holds the allocation (self-proof.ts).
+   */
+  proveSelf?: boolean;
 }
 
 export const MAX_NAMED_PEERS = 4;
@@ -71,6 +88,18 @@ export function namedPeers(consumerData: unknown, allowPrivate: boolean): string
     if (typeof p !== "string" || net.isIP(p) !== 4 || (!allowPrivate && !isPublicAddress(p)))
       throw new TunnelError("BAD_CONSUMER_DATA", `a relay session names ${JSON.stringify(p).slice(0, 50)}, not a public IPv4 address`);
   return [...new Set(peers as string[])];
+}
+
+/**
+ * Whether the consumer's data (a peer's words: anything) asks for a session whose one peer is its own
+ * address, proven to the relay; such a session may name no peers and carry no provider proposal.
+ */
+export function provesSelf(consumerData: unknown): boolean {
+  const data = consumerData as RelayConsumerData | null;
+  if (data?.proveSelf === undefined) return false;
+  if (data.proveSelf !== true || data.peers !== undefined || data.provider !== undefined)
+    throw new TunnelError("BAD_CONSUMER_DATA", "a relay session that proves its consumer's address names no peers and no provider");
+  return true;
 }
 
 /** Whether the consumer's data (a peer's words: anything) says it speaks TURN over TLS. */

@@ -79,9 +79,14 @@ export interface CoturnSession {
   peers: string[];
   /** How the client reaches coturn ("client protocol UDP", "TCP" or "TLS/TCP"), when listed. */
   transport?: "udp" | "tcp" | "tls";
+  /** The client's IPv4 address as coturn's socket has it ("client addr a.b.c.d:port"), when listed. */
+  client?: string;
 }
 
-/** coturn 4.6.1's `ps` listing: "    1) id=<id>, user <u>:" then indented lines, "usage: rp=…, rb=…, sp=…, sb=…", "peers:" and one address a line. */
+/**
+ * coturn 4.6.1's `ps` listing: "    1) id=<id>, user <u>:" then indented lines ("client protocol TLS/TCP, relay protocol UDP",
+ * "client addr 127.0.0.1:40706, server addr 127.0.0.2:34789", "usage: rp=…, rb=…, sp=…, sb=…"), "peers:" and one address a line.
+ */
 export function parsePs(text: string): CoturnSession[] {
   const out: CoturnSession[] = [];
   let current: CoturnSession | undefined;
@@ -100,6 +105,11 @@ export function parsePs(text: string): CoturnSession[] {
     if (protocol) {
       const transport = protocol.startsWith("TLS") ? "tls" : protocol === "TCP" ? "tcp" : protocol === "UDP" ? "udp" : undefined;
       if (transport) current.transport = transport;
+      continue;
+    }
+    const client = /^client addr (\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):\d+, server addr /.exec(line)?.[1];
+    if (client) {
+      current.client = client;
       continue;
     }
     const usage = /^usage: rp=\d+, rb=(\d+), sp=\d+, sb=(\d+)$/.exec(line);

@@ -6,8 +6,9 @@ import { ensureCertificate, type ServiceCertificate } from "../certificate";
 import { Supervisor } from "../supervision";
 import { TunnelError } from "../system";
 import { CoturnProcess, type CoturnSession } from "./coturn";
-import { namedPeers, type RelayServiceConfig, speaksTls } from "./config";
+import { namedPeers, provesSelf, type RelayServiceConfig, speaksTls } from "./config";
 import { checkProviderPeers } from "./provider-peers";
+import { proofUsername, provenAddress } from "./self-proof";
 import type { SignerDirectory } from "../../identity/protocol-signature";
 
 export interface RelayProviderOptions {
@@ -37,6 +38,8 @@ export interface RelayProviderOptions {
 const REALM = "myst";
 /** How often the relay reads coturn's counters (its CLI's `ps`) while sessions are open. */
 const METER_EVERY_MS = 1000;
+/** How often it reads the listing while a consumer's proof of its address is due (self-proof.ts). */
+const PROOF_READ_EVERY_MS = 150;
 
 interface RelaySession {
   id: string;
@@ -45,8 +48,13 @@ interface RelaySession {
   closed: boolean;
   /** Being cut off for a peer it did not name (closed once coturn has ended it). */
   cutting?: boolean;
-  /** The provider's addresses the consumer named: the only peers its allocations may permit. */
+  /**
+   * The provider's addresses the consumer named: the only peers its allocations may permit. For a
+   * session that proves its consumer's address (`proof`): none until proven, then that one.
+   */
   peers: string[];
+  /** A session whose one peer is its consumer's own address, proven with this credential (self-proof.ts); `address` once proven. */
+  proof?: { username: string; address?: string };
   /** How its consumer reached coturn (its allocation's client protocol in coturn's listing), once seen. */
   transport?: "udp" | "tcp" | "tls";
 }
@@ -66,12 +74,15 @@ export class RelayProviderService implements ProviderService {
   readonly #cliPassword = crypto.randomBytes(16).toString("hex");
   readonly #sessions = new Map<string, RelaySession>();
   readonly #byUsername = new Map<string, RelaySession>();
+  readonly #byProof = new Map<string, RelaySession>();
   #coturn?: CoturnProcess;
   readonly #supervisor: Supervisor;
   #cliPort = 0;
   /** The relay's TLS certificate (made once per node, kept in its directory): consumers pin it. */
   #cert?: ServiceCertificate;
   #meter?: NodeJS.Timeout;
+  #proofWatch?: NodeJS.Timeout;
+  #reading?: Promise<void>;
 
   constructor(options: RelayProviderOptions) {
     if (net.isIP(options.publicIp) !== 4)
@@ -99,11 +110,54 @@ export class RelayProviderService implements ProviderService {
     this.#meter.unref();
   }
 
-  /** Reads coturn's counters while a session is open (or when asked: a session closing). */
+  /** Reads coturn's counters while a session is open (or when asked: a session closing, after any reading under way). One reading at a time. */
   async #read(force = false): Promise<void> {
+    if (this.#reading && !force) return;
     if (!force && ![...this.#sessions.values()].some((s) => !s.closed)) return;
-    const listed = await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
-    if (listed) await this.#enforcePeers(listed);
+    const reading = (this.#reading ?? Promise.resolve()).then(async () => {
+      const listed = await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
+      if (listed) await this.#enforcePeers(listed);
+    });
+    this.#reading = reading;
+    await reading.finally(() => {
+      if (this.#reading === reading) this.#reading = undefined;
+    });
+  }
+
+  /** Reads the listing every PROOF_READ_EVERY_MS while a consumer's proof of its address is due, so a connect does not wait a whole second. */
+  #watchProofs(): void {
+    if (this.#proofWatch) return;
+    this.#proofWatch = setInterval(() => {
+      if ([...this.#byProof.values()].some((s) => !s.closed && !s.proof?.address)) return void this.#read();
+      clearInterval(this.#proofWatch);
+      this.#proofWatch = undefined;
+    }, PROOF_READ_EVERY_MS);
+    this.#proofWatch.unref();
+  }
+
+  /**
+   * A proof allocation in coturn's listing (self-proof.ts): the first one of an open session that came
+   * over TCP or TLS names the session's one peer, its client address; whatever it is, it is cut off at
+   * once (a proof credential relays nothing), and so is any later one.
+   */
+  async #takeProof(s: RelaySession, a: CoturnSession): Promise<void> {
+    const proof = s.proof!;
+    if (!s.closed && !proof.address) {
+      const address = provenAddress(a, this.#o.allowPrivatePeers === true);
+      if (address) {
+        proof.address = address;
+        s.peers = [address];
+        s.transport = a.transport;
+        this.#log.info({ sessionId: s.id, peer: address, transport: a.transport }, "a relay session's consumer proved its address: its one peer");
+      } else
+        this.#log.warn(
+          { sessionId: s.id, transport: a.transport, client: a.client },
+          "a proof allocation proves nothing (UDP, or an address no relay lets in)",
+        );
+    }
+    await this.#coturn
+      ?.cancel(a.username, [a.id])
+      .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel a proof allocation"));
   }
 
   /**
@@ -114,8 +168,13 @@ export class RelayProviderService implements ProviderService {
    */
   async #enforcePeers(listed: CoturnSession[]): Promise<void> {
     for (const a of listed) {
+      const s = this.#byProof.get(a.username);
+      if (s) await this.#takeProof(s, a);
+    }
+    for (const a of listed) {
       const s = this.#byUsername.get(a.username);
-      if (s && a.transport) s.transport ??= a.transport;
+      // A proving session's own allocation is its provider's; how its consumer reaches the relay is the proof's transport.
+      if (s && a.transport && !s.proof) s.transport ??= a.transport;
       // coturn lists a permission as its address and a channel as address:port.
       const strangers = s ? a.peers.map(peerAddress).filter((p) => !s.peers.includes(p)) : [];
       if (!s || s.closed || s.cutting || strangers.length === 0) continue;
@@ -145,11 +204,13 @@ export class RelayProviderService implements ProviderService {
       ...(this.#cert ? { tls: { certificateFile: this.#cert.certificateFile, keyFile: this.#cert.keyFile } } : {}),
       maxBps: this.#o.sessionMbps ? (this.#o.sessionMbps * 1_000_000) / 8 : undefined,
       cli: { port: this.#cliPort, password: this.#cliPassword },
-      issued: (username) => this.#byUsername.has(username),
-      // A credential used again after its session ended (it stays valid until its expiry): cut off at once, never billed.
+      issued: (username) => this.#byUsername.has(username) || this.#byProof.has(username),
+      // A credential used again after its session ended (it stays valid until its expiry), or a proof
+      // credential used again after its proof: cut off at once, never billed.
       onSession: (username, coturnSession) => {
-        const s = this.#byUsername.get(username);
-        if (!s?.closed && !s?.cutting) return;
+        const s = this.#byUsername.get(username) ?? this.#byProof.get(username);
+        const spent = s?.proof?.username === username && s.proof.address !== undefined;
+        if (!s?.closed && !s?.cutting && !spent) return;
         void this.#coturn
           ?.cancel(username, [coturnSession])
           .then(() => this.#log.warn({ sessionId: s.id, coturnSession }, "an ended session's credential was used again; cut off"))
@@ -175,13 +236,20 @@ export class RelayProviderService implements ProviderService {
    */
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<RelayServiceConfig> {
     if (!this.isRunning()) throw new TunnelError("SERVICE_NOT_RUNNING", "the relay (coturn) is not running");
-    const peers = namedPeers(session.consumerData, this.#o.allowPrivatePeers === true);
-    if (this.#o.directory) await checkProviderPeers(session.consumerData, peers, this.#o.directory);
-    const config = this.credential(session.id, Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300), speaksTls(session.consumerData));
-    const s = { id: session.id, consumer: session.consumer, username: config.username, closed: false, peers };
+    // A session whose one peer is its consumer's own address (a proxy provider's TCP allocation) names none: the relay learns it.
+    const proving = provesSelf(session.consumerData);
+    const peers = proving ? [] : namedPeers(session.consumerData, this.#o.allowPrivatePeers === true);
+    if (!proving && this.#o.directory) await checkProviderPeers(session.consumerData, peers, this.#o.directory);
+    const expiresAt = Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300);
+    const config = this.credential(session.id, expiresAt, speaksTls(session.consumerData));
+    const proof = proving ? { username: proofUsername(expiresAt, session.id) } : undefined;
+    const s: RelaySession = { id: session.id, consumer: session.consumer, username: config.username, closed: false, peers, proof };
     this.#sessions.set(session.id, s);
     this.#byUsername.set(config.username, s);
-    return config;
+    if (!proof) return config;
+    this.#byProof.set(proof.username, s);
+    this.#watchProofs();
+    return { ...config, proof: { username: proof.username, password: restPassword(this.#secret, proof.username) } };
   }
 
   /**
@@ -216,10 +284,14 @@ export class RelayProviderService implements ProviderService {
     s.closed = true;
     // Its last counts before the allocation goes (coturn forgets an ended allocation's counters).
     await this.#read(true);
-    const cancelled = await this.#coturn?.cancel(s.username).catch((err) => {
-      this.#log.warn({ err: (err as Error).message, sessionId }, "coturn's CLI did not cancel the session's allocation");
-      return 0;
-    });
+    const cancelled = await Promise.all(
+      [s.username, ...(s.proof ? [s.proof.username] : [])].map((username) =>
+        this.#coturn?.cancel(username).catch((err) => {
+          this.#log.warn({ err: (err as Error).message, sessionId }, "coturn's CLI did not cancel the session's allocation");
+          return 0;
+        }),
+      ),
+    ).then((counts) => counts.reduce<number>((a, b) => a + (b ?? 0), 0));
     this.#log.info({ sessionId, reason, allocations: cancelled }, "relay session closed");
   }
 
@@ -253,6 +325,7 @@ export class RelayProviderService implements ProviderService {
 
   async stop(): Promise<void> {
     clearInterval(this.#meter);
+    clearInterval(this.#proofWatch);
     await this.#supervisor.stop();
     await this.#coturn?.stop();
   }

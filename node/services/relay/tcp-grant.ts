@@ -1,14 +1,12 @@
-import crypto from "node:crypto";
 import net from "node:net";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
-import { ATTR, attributeOf, BINDING, decodeStunMessage, decodeXorAddress, encodeStunMessage } from "../../nat/stun";
 import type { ConsumerService, Tunnel } from "../../session/service";
 import { isPublicAddress } from "../../values/ip";
 import { checkPinnedCertificate, FINGERPRINT_PATTERN } from "../certificate";
 import { TunnelError } from "../system";
-import { checkRelayServiceConfig, MAX_NAMED_PEERS, type RelayServiceConfig } from "./config";
-import { nextStreamFrame } from "./turn-client";
+import { checkRelayServiceConfig, MAX_NAMED_PEERS, type RelayConsumerData, type RelayServiceConfig } from "./config";
+import { proveAddress } from "./self-proof";
 
 /**
  * A relay credential a consumer hands a provider nobody can dial (docs/proxy.md "Through a relay"):
@@ -54,61 +52,22 @@ export function relayGrantOf(consumerData: unknown): RelayGrant | undefined {
 }
 
 /**
- * This host's address as a TURN server at `server` sees it: a STUN Binding over TCP (RFC 8489 §7.2.2;
- * coturn answers one without a credential). Over TCP, since a network that drops UDP is why a relay
- * is used; its answer is only ever named as the peer the relay may let in, so a server that lies
- * makes the session fail, never opens it wider.
- */
-export function publicAddressVia(server: { address: string; port: number }, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const transactionId = crypto.randomBytes(12);
-    const socket = net.connect({ host: server.address, port: server.port, noDelay: true });
-    let buf = Buffer.alloc(0);
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new TunnelError("RELAY_FAILED", `the relay ${server.address}:${server.port} did not say this host's address: ${why}`));
-    };
-    const timer = setTimeout(() => fail(`no answer in ${timeoutMs} ms`), timeoutMs);
-    socket.once("connect", () => socket.write(encodeStunMessage({ method: BINDING, cls: "request", transactionId, attributes: [] }, { fingerprint: true })));
-    socket.on("error", (err) => fail(err.message));
-    socket.on("data", (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      const next = nextStreamFrame(buf);
-      if (!next) return buf.length > 2048 ? fail("its answer is out of frame") : undefined;
-      try {
-        const m = decodeStunMessage(next.frame);
-        const mapped = attributeOf(m, ATTR.XOR_MAPPED_ADDRESS);
-        if (m.cls !== "success" || !m.transactionId.equals(transactionId) || !mapped) return fail("not an answer to the Binding request");
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(decodeXorAddress(mapped, m.transactionId).address);
-      } catch (err) {
-        fail((err as Error).message);
-      }
-    });
-  });
-}
-
-/**
  * The consumer's side of a relay session whose allocation the provider holds (a proxy provider
- * nobody can dial): it names this host's public address as the one peer, and its "tunnel" is the
- * credential. Its meter is the proxy connection's bytes on the wire to the relayed address (`meterBy`,
- * once that connection is up): what the relay splices and coturn counts, TLS records and all.
+ * nobody can dial): the session's one peer is this host's own address, which it proves to the relay
+ * (self-proof.ts: the relay reads it from its own socket; nothing this host says is believed), and its
+ * "tunnel" is the credential. Its meter is the proxy connection's bytes on the wire to the relayed
+ * address (`meterBy`, once that connection is up): what the relay splices and coturn counts, TLS
+ * records and all.
  */
 export class RelayGrantService implements ConsumerService {
   readonly type = "relay";
-  /** This host's public address as the relay sees it (known after `consumerData`). */
+  /** This host's public address as the relay saw it (known after `connect`). */
   self?: string;
 
-  constructor(private readonly o: { relay: string; server: { address: string; ports: number[] }; allowPrivate?: boolean }) {}
+  constructor(private readonly o: { relay: string; server: { address: string }; allowPrivate?: boolean }) {}
 
-  async consumerData(): Promise<unknown> {
-    const self = await firstAnswer(this.o.server.ports.map((port) => () => publicAddressVia({ address: this.o.server.address, port })));
-    if (net.isIP(self) !== 4 || (!this.o.allowPrivate && !isPublicAddress(self)))
-      throw new TunnelError("RELAY_FAILED", `the relay sees this host at ${self}, not a public IPv4 address a relay lets in`);
-    this.self = self;
-    return { transports: ["udp", "tcp", "tls"], peers: [self] };
+  async consumerData(): Promise<RelayConsumerData> {
+    return { transports: ["udp", "tcp", "tls"], proveSelf: true };
   }
 
   async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<RelayGrantTunnel> {
@@ -119,21 +78,19 @@ export class RelayGrantService implements ConsumerService {
     if (!server || server.address !== this.o.server.address)
       throw new TunnelError("BAD_SERVICE_CONFIG", `the relay names no TCP or TLS server at the address its proposal gives (${this.o.server.address})`);
     if (server.transport === "tls") checkPinnedCertificate(config.certificate ?? "", config.fingerprint ?? "", "the relay's");
-    return new RelayGrantTunnel(grantOf(this.o.relay, config, server, [this.self!]));
+    if (!config.proof) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay gave no credential to prove this host's address with");
+    const turn = {
+      address: server.address,
+      port: server.port,
+      transport: server.transport,
+      ...(server.transport === "tls" ? { pin: { certificate: config.certificate!, fingerprint: config.fingerprint! } } : {}),
+    };
+    const self = await proveAddress(turn, config.proof);
+    if (net.isIP(self) !== 4 || (!this.o.allowPrivate && !isPublicAddress(self)))
+      throw new TunnelError("RELAY_FAILED", `the relay sees this host at ${self}, not a public IPv4 address a relay lets in`);
+    this.self = self;
+    return new RelayGrantTunnel(grantOf(this.o.relay, config, server, [self]));
   }
-}
-
-/** The first of `tries` that resolves, in order; the last failure when none does. */
-async function firstAnswer<T>(tries: (() => Promise<T>)[]): Promise<T> {
-  let last: unknown = new TunnelError("RELAY_FAILED", "no port to ask the relay on");
-  for (const t of tries) {
-    try {
-      return await t();
-    } catch (err) {
-      last = err;
-    }
-  }
-  throw last;
 }
 
 function grantOf(relay: string, config: RelayServiceConfig, server: RelayServiceConfig["servers"][number], peers: string[]): RelayGrant {

@@ -8,8 +8,9 @@ import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/p
 import { DestinationPolicy } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
 import { RelayProviderService } from "../../../node/services/relay/provider";
-import { publicAddressVia, RelayGrantService, type RelayGrantTunnel, relayGrantOf } from "../../../node/services/relay/tcp-grant";
-import { TURN_ATTR, TurnClient } from "../../../node/services/relay/turn-client";
+import type { RelayServiceConfig } from "../../../node/services/relay/config";
+import { RelayGrantService, type RelayGrantTunnel, relayGrantOf } from "../../../node/services/relay/tcp-grant";
+import { TURN_ATTR, TurnClient, type TurnServer } from "../../../node/services/relay/turn-client";
 import { CONNECTION_ID, connectionAttemptOf, connectionIdOf, encodeConnectionBind, TCP_METHOD } from "../../../node/services/relay/turn-tcp";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 import { tempDir } from "../../../scripts/lib/tmp";
@@ -130,13 +131,21 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     dirs.provider.cleanup();
   });
 
-  /** The consumer's relay session as the consumer node makes it: the grant service, the relay's answer, the grant. */
-  async function grantFor(id: string): Promise<RelayGrantTunnel> {
-    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP, ports: [relayPort] }, allowPrivate: true });
+  /** The consumer's relay session as the consumer node makes it: the grant service, the relay's answer (with its proof credential), the grant. */
+  async function grantFor(id: string): Promise<RelayGrantTunnel & { config: RelayServiceConfig }> {
+    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, allowPrivate: true });
     const consumerData = await service.consumerData();
     const config = await relay.openSession({ id, consumer: "0xc", consumerData });
-    return service.connect({ id, provider: "0xr", serviceConfig: config });
+    return Object.assign(await service.connect({ id, provider: "0xr", serviceConfig: config }), { config });
   }
+  const tlsServer = (config: RelayServiceConfig): TurnServer => ({
+    address: RELAY_IP,
+    port: relayPort,
+    transport: "tls",
+    pin: { certificate: config.certificate!, fingerprint: config.fingerprint! },
+  });
+  /** Resolves with the reason once the allocation is closed (by the relay's cut-off). */
+  const closedOf = (turn: TurnClient) => (turn.closed ? Promise.resolve("closed") : new Promise<string>((r) => turn.once("closed", r)));
 
   async function fetchThrough(listen: string, path: string): Promise<Buffer> {
     const [host, port] = listen.split(":");
@@ -149,8 +158,80 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     });
   }
 
-  it("learns this host's address from the relay over TCP (a STUN Binding coturn answers without a credential)", async function () {
-    expect(await publicAddressVia({ address: RELAY_IP, port: relayPort })).to.equal("127.0.0.1");
+  it("takes the one peer from the consumer's proof (a TLS allocation's client address in coturn's listing), cuts the proof off, and cuts off a second use of the proof credential", async function () {
+    const id = session();
+    const grant = await grantFor(id);
+    try {
+      expect(grant.grant.peers, "the address coturn's socket had").to.deep.equal(["127.0.0.1"]);
+      expect(grant.config.proof!.username).to.match(/:proof-/);
+      // The proof credential relays nothing: a new allocation under it is cut off on sight.
+      const again = await TurnClient.allocate(tlsServer(grant.config), grant.config.proof!, {});
+      expect(await closedOf(again)).to.match(/closed|ECONNRESET/);
+      expect(relay.isConnected(id), "the session itself goes on").to.equal(true);
+    } finally {
+      await relay.closeSession(id, "done");
+    }
+  });
+
+  it("refuses a proving session that names peers itself, or a provider (BAD_CONSUMER_DATA)", async function () {
+    for (const consumerData of [
+      { proveSelf: true, peers: ["127.0.0.3"] },
+      { proveSelf: true, provider: { proposal: "{}", signature: "0x" } },
+      { proveSelf: "yes" },
+    ])
+      await relay.openSession({ id: session(), consumer: "0xc", consumerData }).then(
+        () => expect.fail(`took ${JSON.stringify(consumerData)}`),
+        (err) => expect(err.code, JSON.stringify(consumerData)).to.equal("BAD_CONSUMER_DATA"),
+      );
+  });
+
+  it("takes no address from a proof over UDP (a datagram's source can be forged): the session has no peer, and the provider's allocation that permits one is cut off", async function () {
+    const id = session();
+    const config = await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["udp", "tcp", "tls"], proveSelf: true } });
+    try {
+      const udp = await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {});
+      // The relay ends it too (no close over UDP: a request under it fails once coturn forgot it).
+      await until(
+        () =>
+          udp.permit(["127.0.0.1"]).then(
+            () => false,
+            () => true,
+          ),
+        "the relay to end the UDP proof allocation",
+        10_000,
+      );
+      await udp.close();
+      const held = await TurnClient.allocate(tlsServer(config), { username: config.username, password: config.password }, { relayedTransport: "tcp" });
+      const closed = closedOf(held);
+      await held.permit(["127.0.0.1"]).catch(() => undefined);
+      expect(await closed).to.match(/closed|ECONNRESET/);
+    } finally {
+      await relay.closeSession(id, "done");
+    }
+  });
+
+  it("gives a consumer that names someone else's address for the provider's allocation no path: the relay cuts the allocation off, and that address gets nothing through it", async function () {
+    const id = session();
+    const grant = await grantFor(id);
+    // The consumer proved 127.0.0.1 and tells the provider to let in 127.0.0.3 (someone else's).
+    const forged = { ...grant.grant, peers: ["127.0.0.3"] };
+    const opened = provider.openSession({ id, consumer: "0xc", consumerData: { client: "proxy/1", relay: forged } }) as Promise<ProxyServiceConfig>;
+    const config = await opened.catch(() => undefined);
+    try {
+      await until(() => !relay.isConnected(id), "the relay to cut the session off", 10_000);
+      if (config) {
+        const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
+        let got = 0;
+        stranger.on("data", (d) => (got += d.length));
+        stranger.on("error", () => undefined);
+        stranger.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+        await new Promise((r) => stranger.once("close", r));
+        expect(got, "the named stranger got nothing from the provider").to.equal(0);
+      }
+    } finally {
+      await provider.closeSession(id, "done").catch(() => undefined);
+      await relay.closeSession(id, "done");
+    }
   });
 
   it("carries a proxy session through the provider's TCP allocation: TLS to the provider's pinned certificate end to end, coturn counting the wire bytes the consumer meters", async function () {
