@@ -29,6 +29,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
   const background: ReturnType<typeof mystBackground>[] = [];
   const dirs = { provider: tempDir("myst-prx-p-"), relay: tempDir("myst-prx-r-"), consumer: tempDir("myst-prx-c-") };
   let provider: ReturnType<typeof mystBackground>;
+  let relayNode: ReturnType<typeof mystBackground>;
   const envOf = (d: { dir: string }) => ({ ...machine, MYST_DATA_DIR: d.dir });
 
   async function daemon(env: NodeJS.ProcessEnv, netns: string, extra: string[] = []): Promise<ReturnType<typeof mystBackground>> {
@@ -64,7 +65,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
       ["service", "start", "proxy", "--public-ip", publicIp, "--country", "DE", "--price-per-gib", "0.1"],
       topology.provider,
     );
-    await daemon(envOf(dirs.relay), topology.relays[0], ["--invoice-every", "1"]);
+    relayNode = await daemon(envOf(dirs.relay), topology.relays[0], ["--invoice-every", "1"]);
     await mystJson(envOf(dirs.relay), relayServiceStart(topology, 0), topology.relays[0]);
     const consumerNs = topology.consumers[0];
     await daemon(envOf(dirs.consumer), consumerNs);
@@ -97,7 +98,15 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
     const providerAddress = topology.nat!.publicAddressOf(topology.provider);
     expect(curl(["--proxy", "socks5h://127.0.0.1:1080", topology.internetUrl]).stdout).to.equal(providerAddress);
     // Without the proxy the internet host sees the consumer's own network.
-    expect(curl([topology.internetUrl]).stdout).to.not.equal(providerAddress);
+    const consumerAddress = curl([topology.internetUrl]).stdout;
+    expect(consumerAddress).to.not.equal(providerAddress);
+    // The relay took the one peer the provider's allocation may have from the consumer's proof, on its own socket.
+    const proven = relayNode
+      .output()
+      .split("\n")
+      .filter((l) => l.includes("proved its address"))
+      .map((l) => /"peer":"([0-9.]+)"/.exec(l)?.[1]);
+    expect(proven, "the relay's proven peer: the consumer's public address").to.deep.equal([consumerAddress]);
     const size = curl(["--proxy", "socks5h://127.0.0.1:1080", "-o", "/dev/null", "-w", "%{size_download}", `${topology.internetUrl}?bytes=20000000`]);
     expect(size.stdout).to.equal("20000000");
     // coturn counted the spliced bytes (its counters lag by about a thousand reads); the consumer promised for them.
