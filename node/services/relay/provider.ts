@@ -116,7 +116,7 @@ export class RelayProviderService implements ProviderService {
     if (!force && ![...this.#sessions.values()].some((s) => !s.closed)) return;
     const reading = (this.#reading ?? Promise.resolve()).then(async () => {
       const listed = await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
-      if (listed) await this.#enforcePeers(listed);
+      if (listed) await this.#enforcePeers(listed).catch((err) => this.#log.warn({ err: (err as Error).message }, "the relay's peer policy failed"));
     });
     this.#reading = reading;
     await reading.finally(() => {
@@ -213,7 +213,9 @@ export class RelayProviderService implements ProviderService {
         if (!s?.closed && !s?.cutting && !spent) return;
         void this.#coturn
           ?.cancel(username, [coturnSession])
-          .then(() => this.#log.warn({ sessionId: s.id, coturnSession }, "an ended session's credential was used again; cut off"))
+          .then(() =>
+            this.#log.warn({ sessionId: s.id, coturnSession }, "a credential used again after its session ended (or a spent proof credential); cut off"),
+          )
           .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel a late allocation"));
       },
       log: this.#log,

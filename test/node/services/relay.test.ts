@@ -423,11 +423,13 @@ describe("relay service (real coturn on loopback)", function () {
     expect(conf).to.include("max-bps=12500000\n");
   });
 
-  it("reads each allocation's username, counters and peers from coturn's CLI listing (ps)", function () {
+  it("reads each allocation's username, client address, counters and peers from coturn's CLI listing (ps)", function () {
     const listing = [
       "    1) id=000000000000000002, user <1796564845:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa>:",
       "      realm: myst",
       "      client protocol TCP, relay protocol UDP",
+      "      client addr 203.0.113.7:40706, server addr 127.0.0.2:34789",
+      "      relay addr 127.0.0.2:50419",
       "      usage: rp=3, rb=328, sp=2, sb=216",
       "       rate: r=0, s=0, total=0 (bytes per sec)",
       "      peers:",
@@ -444,6 +446,7 @@ describe("relay service (real coturn on loopback)", function () {
         clientOut: 216,
         peers: ["127.0.0.1", "198.51.100.9"],
         transport: "tcp",
+        client: "203.0.113.7",
       },
     ]);
   });
