@@ -12,8 +12,9 @@ import { proveAddress } from "./self-proof";
  * A relay credential a consumer hands a provider nobody can dial (docs/proxy.md "Through a relay"):
  * the consumer pays the relay session; the provider uses the credential to hold a TCP allocation
  * (RFC 6062) on the relay over TLS, lets in only `peers` (the consumer's own public address, as the
- * relay saw it), and answers with the relayed TCP address. Sent inside the signed, encrypted dialog
- * (the proxy's `session.create` consumer data, `relay`).
+ * relay saw it on the consumer's proof: the relay cuts off the allocation if it lets in anyone else),
+ * and answers with the relayed TCP address. Sent inside the signed, encrypted dialog (the proxy's
+ * `session.create` consumer data, `relay`).
  */
 export const RelayGrantSchema = Type.Object(
   {
