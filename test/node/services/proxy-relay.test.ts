@@ -198,7 +198,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
             () => true,
           ),
         "the relay to end the UDP proof allocation",
-        10_000,
+        20_000,
       );
       await udp.close();
       const held = await TurnClient.allocate(tlsServer(config), { username: config.username, password: config.password }, { relayedTransport: "tcp" });
@@ -218,7 +218,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     const opened = provider.openSession({ id, consumer: "0xc", consumerData: { client: "proxy/1", relay: forged } }) as Promise<ProxyServiceConfig>;
     const config = await opened.catch(() => undefined);
     try {
-      await until(() => !relay.isConnected(id), "the relay to cut the session off", 10_000);
+      await until(() => !relay.isConnected(id), "the relay to cut the session off", 20_000);
       if (config) {
         const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
         let got = 0;
@@ -247,18 +247,18 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       const body = await fetchThrough(tunnel.listen!, "/big");
       expect(body.length).to.be.greaterThan(12_000_000);
       expect(provider.usage(id)!.bytesOut).to.be.greaterThan(12_000_000);
+      expect(grant.stats().bytesIn, "the consumer's wire meter").to.be.greaterThan(12_000_000);
+      // coturn brings its counters up to date every 4,096 reads, and a loaded machine reads in bigger
+      // chunks: download again (at most 8 times in all) until they show at least 6 MB.
+      let counted = { bytesIn: 0, bytesOut: 0 };
+      for (let i = 1; ; i++) {
+        await relay.readCounters();
+        counted = relay.usage(id)!;
+        if (counted.bytesIn + counted.bytesOut > 6_000_000 || i === 8) break;
+        expect((await fetchThrough(tunnel.listen!, "/big")).length).to.be.greaterThan(12_000_000);
+      }
       const wire = grant.stats();
-      expect(wire.bytesIn, "the consumer's wire meter").to.be.greaterThan(12_000_000);
-      // coturn brings its counters up to date every few thousand packets: read until they show the download.
-      const counted = await until(
-        async () => {
-          await relay.readCounters();
-          const u = relay.usage(id)!;
-          return u.bytesIn + u.bytesOut > 6_000_000 && u;
-        },
-        "coturn's counters to show the download",
-        15_000,
-      );
+      expect(counted.bytesIn + counted.bytesOut, "coturn's counters show the spliced bytes").to.be.greaterThan(6_000_000);
       expect(counted.bytesIn + counted.bytesOut, "coturn never counts more than the consumer's wire meter plus the control connection").to.be.at.most(
         wire.bytesIn + wire.bytesOut + 20_000,
       );
