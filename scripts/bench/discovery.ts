@@ -50,7 +50,17 @@ function buildDist(): void {
 }
 
 /**
- * A replica as it ships (compiled, plain Node: discovery-replica.js) on the bench's bucket, with the
+ * The node flags `myst discovery` runs with (bin/myst, the installed command, passes them to a
+ * discovery replica): read from there, so the bench's replicas run as the shipped one does.
+ */
+function shippedReplicaFlags(): string[] {
+  const flags = /exec node (--[^"]+) "\$main"/.exec(fs.readFileSync(path.join(ROOT, "bin", "myst"), "utf8"))?.[1];
+  if (!flags) throw new Error("bin/myst passes no node flags to `myst discovery`");
+  return flags.split(" ");
+}
+
+/**
+ * A replica as it ships (compiled, plain Node: discovery-replica.js, with bin/myst's node flags) on the bench's bucket, with the
  * bench's identities as its directory; `replicaKeyFile`: the replicas' key (the same file: replicas
  * of one service that trust each other's marks).
  */
@@ -60,7 +70,7 @@ async function startReplica(
   bucket: string,
   replicaKeyFile: string,
 ): Promise<{ child: ChildProcess; url: string; readyMs: number; cpuMs: number; proposals: number }> {
-  const child = spawn(process.execPath, [path.join(__dirname, "discovery-replica.js"), natsUrl, keysFile, bucket, replicaKeyFile], {
+  const child = spawn(process.execPath, [...shippedReplicaFlags(), path.join(__dirname, "discovery-replica.js"), natsUrl, keysFile, bucket, replicaKeyFile], {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, ...replicaEnv() },
   });
@@ -76,12 +86,14 @@ async function startReplica(
 }
 
 /**
- * The RSS of `myst discovery` itself (dist/node/cli/main.js, the shipped command: the CLI, the chain's
- * registry, the broker, the replica) listening on an empty bucket, on a local chain.
+ * The RSS of `myst discovery` itself (bin/myst, the installed command: node running
+ * dist/node/cli/main.js with the CLI, the chain's registry, the broker, the replica) listening on an
+ * empty bucket, on a local chain.
  */
 async function shippedEmptyRssMb(natsUrl: string, tmp: string): Promise<number> {
   const chain = await startLocalChain();
-  const child = spawn(process.execPath, [path.join(ROOT, "dist", "node", "cli", "main.js"), "discovery", "--port", "0", "--bucket", "bench-empty"], {
+  // Started as installed: bin/myst execs node in its place, so the child's pid is the replica's.
+  const child = spawn(path.join(ROOT, "bin", "myst"), ["discovery", "--port", "0", "--bucket", "bench-empty"], {
     stdio: ["ignore", "pipe", "inherit"],
     env: {
       ...process.env,
@@ -146,7 +158,7 @@ export async function benchDiscovery(): Promise<void> {
   const nats = await startNatsServer();
   const children: ChildProcess[] = [];
   try {
-    console.log("myst discovery (dist/node/cli/main.js) on an empty bucket, on a local chain…");
+    console.log("myst discovery (bin/myst) on an empty bucket, on a local chain…");
     const rssShippedEmpty = await shippedEmptyRssMb(nats.url, tmp);
     const first = await startReplica(nats.url, keysFile, "bench", replicaKeyFile);
     children.push(first.child);
@@ -284,7 +296,7 @@ export async function benchDiscovery(): Promise<void> {
     ]);
     rows.push(["ingest over NATS into JetStream (proposals/s, one replica)", String(ingestSmall.perSecond), "", String(ingestRest.perSecond), "", ""]);
     rows.push([
-      `RSS of a replica holding ${k} (MB; empty ${rssEmpty})`,
+      `RSS of a replica holding ${k} (MB; empty ${rssEmpty}; node ${shippedReplicaFlags().join(" ")}, as bin/myst runs it)`,
       "",
       "",
       String(rssAfterQueries),
@@ -292,7 +304,7 @@ export async function benchDiscovery(): Promise<void> {
       `${memory.bytesPerProposalTotalRss} B/proposal (${memory.bytesPerProposalAboveEmpty} above empty)`,
     ]);
     rows.push([
-      `RSS of myst discovery (dist/node/cli/main.js) on an empty bucket (MB)`,
+      `RSS of myst discovery (bin/myst: dist/node/cli/main.js, ${shippedReplicaFlags().join(" ")}) on an empty bucket (MB)`,
       "",
       "",
       String(rssShippedEmpty),

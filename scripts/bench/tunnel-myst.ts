@@ -142,7 +142,10 @@ export async function benchMyst(
     const checker = await residentChecker(topology.consumers[0]);
     stops.push(async () => checker.stop());
     const checked = { total: [] as number[], checkMs: [] as number[] };
+    // BENCH_PAUSE_MS: idle before each connect (a user connects after idle; back to back, caches and connections are warm).
+    const pauseMs = Number(process.env.BENCH_PAUSE_MS ?? 0);
     for (let i = 0; i < 3 * o.connects; i++) {
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const protection =
         i % 3 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
       const t0 = Date.now();
