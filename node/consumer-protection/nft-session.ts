@@ -16,15 +16,17 @@ const IDLE_MS = 20_000;
  * done: what came before it is the script's own outcome. The session ends after IDLE_MS without
  * work (a namespace a test deletes is not held for long), when the node dies (its input closes),
  * or when its namespace was replaced by another of the same name (checked by inode before each
- * use). Scripts run one at a time, in order.
+ * use). Scripts run one at a time, in the order given: each is written at once, behind the ones
+ * still running (nft reads its input line by line), so a script that must follow another costs no
+ * round trip through the helper between them.
  */
 export class NftSession {
   readonly #child: RemoteChild;
   readonly #inode: number | undefined;
   #stderr = "";
   #seq = 0;
-  #queue: Promise<unknown> = Promise.resolve();
-  #waiting?: { marker: string; resolve: (out: string) => void; reject: (err: Error) => void };
+  /** The scripts written and not yet answered, oldest first (nft answers in that order). */
+  readonly #waiting: { marker: string; resolve: (out: string) => void; reject: (err: Error) => void }[] = [];
   #idle?: NodeJS.Timeout;
   #ended = false;
 
@@ -38,8 +40,7 @@ export class NftSession {
     this.#child.stdout.resume();
     this.#child.once("exit", () => {
       this.#ended = true;
-      this.#waiting?.reject(new ProtectionError("FIREWALL_FAILED", `nft -i${netns ? ` in ${netns}` : ""} ended: ${this.#stderr.trim().slice(0, 300)}`));
-      this.#waiting = undefined;
+      this.#failAll(new ProtectionError("FIREWALL_FAILED", `nft -i${netns ? ` in ${netns}` : ""} ended: ${this.#stderr.trim().slice(0, 300)}`));
     });
     this.#touch();
   }
@@ -67,11 +68,12 @@ export class NftSession {
     return !this.#ended && inodeOf(this.netns) === this.#inode;
   }
 
-  /** Runs `script` (nft's file syntax) as one transaction; rejects with nft's error when it is refused. */
+  /**
+   * Runs `script` (nft's file syntax) as one transaction, after every script given before it;
+   * rejects with nft's error when it is refused.
+   */
   apply(script: string, timeoutMs = 15_000): Promise<void> {
-    const run = this.#queue.then(() => this.#run(script, timeoutMs));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#run(script, timeoutMs);
   }
 
   end(): void {
@@ -93,11 +95,11 @@ export class NftSession {
       .join("; ");
     const out = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#waiting = undefined;
-        reject(new ProtectionError("FIREWALL_FAILED", `nft -i did not answer within ${timeoutMs} ms`));
+        // Its answer may yet come, and would be taken for the next script's: nothing more goes to this nft.
         this.end();
+        this.#failAll(new ProtectionError("FIREWALL_FAILED", `nft -i did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#waiting = {
+      this.#waiting.push({
         marker,
         resolve: (o) => {
           clearTimeout(timer);
@@ -107,9 +109,8 @@ export class NftSession {
           clearTimeout(timer);
           reject(e);
         },
-      };
+      });
       this.#child.stdin?.write(`${line}\nlist table inet ${marker}\n`);
-      this.#settle();
     });
     this.#touch();
     if (/^Error/m.test(out)) {
@@ -117,19 +118,23 @@ export class NftSession {
     }
   }
 
-  /** Hands the waiting script what nft printed for it, once the marker's line is there. */
+  /** Hands each waiting script, oldest first, what nft printed for it, once its marker's line is there. */
   #settle(): void {
-    const w = this.#waiting;
-    if (!w) return;
-    const at = this.#stderr.indexOf(`list table inet ${w.marker}\n`);
-    if (at < 0) return;
-    // The marker's own error is the line before its command line; the caret line after it is dropped.
-    const before = this.#stderr.slice(0, at).replace(/[^\n]*\n$/, "");
-    const rest = this.#stderr.slice(at).split("\n").slice(1);
-    if (rest.length > 0 && /^\s*\^+\s*$/.test(rest[0])) rest.shift();
-    this.#stderr = rest.join("\n").replace(/^\s*\^+\s*\n?/, "");
-    this.#waiting = undefined;
-    w.resolve(before);
+    for (let w = this.#waiting[0]; w; w = this.#waiting[0]) {
+      const at = this.#stderr.indexOf(`list table inet ${w.marker}\n`);
+      if (at < 0) return;
+      // The marker's own error is the line before its command line; the caret line after it is dropped.
+      const before = this.#stderr.slice(0, at).replace(/[^\n]*\n$/, "");
+      const rest = this.#stderr.slice(at).split("\n").slice(1);
+      if (rest.length > 0 && /^\s*\^+\s*$/.test(rest[0])) rest.shift();
+      this.#stderr = rest.join("\n").replace(/^\s*\^+\s*\n?/, "");
+      this.#waiting.shift();
+      w.resolve(before);
+    }
+  }
+
+  #failAll(err: Error): void {
+    for (const w of this.#waiting.splice(0)) w.reject(err);
   }
 
   #touch(): void {

@@ -80,6 +80,8 @@ export class ConsumerProtection implements SessionProtection {
   readonly #log: Logger;
   /** The disarmed table `prepare` is installing: true once it is in place. */
   #prepared?: Promise<boolean>;
+  /** Whether `prepare`'s own first transaction made the table (none was there): then nothing came between it and an arming written behind it. */
+  #madeFresh?: Promise<boolean>;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -120,6 +122,7 @@ export class ConsumerProtection implements SessionProtection {
     // The namespace's warm `nft -i` (started now if there is none): installing and arming are then
     // each one line to it, no process started (nft-session.ts).
     nftSession(this.options.netns);
+    this.#madeFresh = undefined;
     let found: ProtectionRecord | undefined;
     try {
       found = readRecord(this.options.dataDir);
@@ -134,8 +137,12 @@ export class ConsumerProtection implements SessionProtection {
     }
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
-    const script = preparedGuardScript(this.#base, "fresh");
-    this.#prepared = transact(script, netns)
+    const fresh = transact(preparedGuardScript(this.#base, "fresh"), netns);
+    this.#madeFresh = fresh.then(
+      () => true,
+      () => false,
+    );
+    this.#prepared = fresh
       .catch(() => transact(preparedGuardScript(this.#base, "replace"), netns))
       .then(
         () => true,
@@ -149,7 +156,7 @@ export class ConsumerProtection implements SessionProtection {
   /** The session ended before `engage`: the prepared table and commands go; a kill switch in force stays. */
   async discard(): Promise<void> {
     const prepared = this.#prepared;
-    this.#prepared = undefined;
+    this.#prepared = this.#madeFresh = undefined;
     if ((await prepared) && this.#state === "off") await this.lift();
   }
 
@@ -197,8 +204,8 @@ export class ConsumerProtection implements SessionProtection {
       });
       // Written before the rules change; the endpoint routes are added to it before the tunnel (which adds them) may.
       this.#write(record());
-      const prepared = this.#prepared;
-      this.#prepared = undefined;
+      const prepared = { installed: this.#prepared, madeFresh: this.#madeFresh };
+      this.#prepared = this.#madeFresh = undefined;
       const installed = this.#arm(spec, prepared, !!inherited);
       const routesKept = (async () => {
         for (const address of await missing) endpointRoutes.add(address);
@@ -230,13 +237,35 @@ export class ConsumerProtection implements SessionProtection {
    * Arms the rules: our own table in place (prepared, or this connection's last session's), one
    * transaction fills its sets and arms it; otherwise the table is made and armed in one.
    */
-  async #arm(spec: GuardSpec, preparing: Promise<boolean> | undefined, inherited: boolean): Promise<void> {
-    const prepared = (await preparing) ?? false;
+  async #arm(spec: GuardSpec, preparing: { installed?: Promise<boolean>; madeFresh?: Promise<boolean> }, inherited: boolean): Promise<void> {
+    if (preparing.madeFresh && (await this.#armBehindInstall(spec, preparing.madeFresh))) return;
+    const prepared = (await preparing.installed) ?? false;
     const arm = armScript(spec);
     const netns = this.options.netns;
     if (prepared || this.#state !== "off") return transact(arm, netns);
     if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, netns);
     await transact(preparedGuardScript(this.#base, "fresh") + arm, netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm, netns));
+  }
+
+  /**
+   * The arming written to the warm nft right behind the prepared table's install, without waiting for
+   * its answer (while the negotiation was short, that install is often still running): it then takes
+   * effect the moment the table is in, with no round trip through the helper between the two. It
+   * counts only when that install made the table afresh: were a table there already (left by a dead
+   * myst without a record), the arming may have landed on it before `prepare` replaces it, so it is
+   * sent again on the replacement (false: the caller arms as before).
+   */
+  async #armBehindInstall(spec: GuardSpec, madeFresh: Promise<boolean>): Promise<boolean> {
+    const arm = armScript(spec);
+    const early = transact(arm, this.options.netns);
+    if (!(await madeFresh)) {
+      await early.catch(() => undefined);
+      return false;
+    }
+    // Refused only when it did not follow the install after all (the warm nft ended between the two,
+    // and a fresh nft took it): once more, now that the table is there.
+    await early.catch(() => transact(arm, this.options.netns));
+    return true;
   }
 
   /**
@@ -345,7 +374,7 @@ export class ConsumerProtection implements SessionProtection {
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
     await this.#prepared;
-    this.#prepared = undefined;
+    this.#prepared = this.#madeFresh = undefined;
     const record = this.#record ?? readRecord(this.options.dataDir);
     if (record) await undo(record);
     fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });

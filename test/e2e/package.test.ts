@@ -83,6 +83,7 @@ describe("the npm package: npm pack, npm install -g, a working myst", function (
         .flatMap((e) => (e.name === "node_modules" ? [] : e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
     const all = files(installed).map((f) => path.relative(installed, f));
     expect(all).to.include.members([
+      "bin/myst",
       "dist/node/cli/main.js",
       "dist/node/discovery/signature-worker.js",
       "dist/ui/index.html",

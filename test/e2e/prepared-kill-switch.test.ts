@@ -9,7 +9,7 @@ import type { ControlEndpoint } from "../../node/consumer-protection/control-end
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
 import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
 import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
-import { GUARD_TABLE, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
+import { GUARD_TABLE, preparedGuardScript, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { NoopProviderService } from "../../node/services/noop/noop";
@@ -264,6 +264,29 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(probe()).to.deep.equal(open);
     });
 
+  it("a disarmed table left without a record (another configuration's) is replaced, and the arming sent behind the install lands on its replacement", async function () {
+    const { spec } = CONNECTIONS[0];
+    await nftApply(legacyGuardScript(spec), c);
+    const legacy = probe();
+    // A prepared table of another configuration (--allow-lan), as a myst that died before writing its record would leave.
+    await nftApply(preparedGuardScript({ killSwitch: true, allowLan: true, control: [] }, "replace"), c);
+    const protection = new ConsumerProtection({
+      killSwitch: true,
+      allowLan: false,
+      netns: c,
+      dataDir: path.join(tmp.dir, crypto.randomBytes(4).toString("hex")),
+    });
+    protection.prepare();
+    // At once, as after a short negotiation: the arming goes to nft while the install may still be running.
+    await protection.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+    try {
+      expect(probe()).to.deep.equal(legacy);
+    } finally {
+      await protection.lift();
+    }
+    expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
+  });
+
   describe("a relay's TURN server let through a kill switch in force (issue 29: a reconnect, a move to another relay)", function () {
     const RELAY: TunnelEndpoint = { address: "198.18.4.2", port: 3478, protocol: "udp" };
     const { spec } = CONNECTIONS[0];
@@ -316,6 +339,24 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(tables()).to.match(/myst_ks_a[\s\S]*myst_ks_b/);
       await session.apply("delete table inet myst_ks_a\ndelete table inet myst_ks_b");
       expect(tables()).to.not.match(/myst_ks_/);
+    });
+
+    it("takes scripts given back to back without waiting for each answer: they run in that order, each answered with its own outcome", async function () {
+      const session = nftSession(c);
+      // Written one behind the other: the second needs the first's table, the third is refused, the fourth needs the second's chain.
+      const outcomes = await Promise.allSettled([
+        session.apply("add table inet myst_ks_p"),
+        session.apply("add chain inet myst_ks_p a"),
+        session.apply("add element inet myst_ks_p no_such_set { 1 }"),
+        session.apply("add rule inet myst_ks_p a counter"),
+      ]);
+      try {
+        expect(outcomes.map((o) => o.status)).to.deep.equal(["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+        expect(((outcomes[2] as PromiseRejectedResult).reason as Error).message).to.match(/no_such_set/);
+        expect(ip("netns", "exec", c, "nft", "list", "chain", "inet", "myst_ks_p", "a")).to.match(/counter/);
+      } finally {
+        await session.apply("delete table inet myst_ks_p");
+      }
     });
 
     it("reads the namespace's host routes as `ip route show exact` does (a route that only covers an address is not one)", async function () {
