@@ -9,6 +9,7 @@ import { hostPrefix, hostRoute, routeAsNow, withoutHostRoute } from "./host-rout
 import { nftApply } from "./nft";
 import { nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
+import { Admissions } from "./admissions";
 import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
@@ -37,7 +38,7 @@ export interface ProtectionOptions {
 export type ProtectionState = "off" | "protecting" | "blocked";
 
 /** The durable record of what protection changed on this machine (written before each change). */
-interface ProtectionRecord {
+export interface ProtectionRecord {
   version: 1;
   pid: number;
   netns?: string;
@@ -82,6 +83,8 @@ export class ConsumerProtection implements SessionProtection {
   #prepared?: Promise<boolean>;
   /** Whether `prepare`'s own first transaction made the table (none was there): then nothing came between it and an arming written behind it. */
   #madeFresh?: Promise<boolean>;
+  /** What `admit` let out beside the plan, and how many hold each. */
+  readonly #admissions = new Admissions();
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -240,11 +243,12 @@ export class ConsumerProtection implements SessionProtection {
   async #arm(spec: GuardSpec, preparing: { installed?: Promise<boolean>; madeFresh?: Promise<boolean> }, inherited: boolean): Promise<void> {
     if (preparing.madeFresh && (await this.#armBehindInstall(spec, preparing.madeFresh))) return;
     const prepared = (await preparing.installed) ?? false;
-    const arm = armScript(spec);
+    // Made after the wait: it lets out what is admitted by then (an admission meanwhile changed nothing in nft).
+    const arm = () => this.#armed(spec);
     const netns = this.options.netns;
-    if (prepared || this.#state !== "off") return transact(arm, netns);
-    if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm, netns);
-    await transact(preparedGuardScript(this.#base, "fresh") + arm, netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm, netns));
+    if (prepared || this.#state !== "off") return transact(arm(), netns);
+    if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm(), netns);
+    await transact(preparedGuardScript(this.#base, "fresh") + arm(), netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
   }
 
   /**
@@ -295,7 +299,7 @@ export class ConsumerProtection implements SessionProtection {
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
-    if (!same) await transact(armScript(this.#spec), this.options.netns);
+    if (!same) await transact(this.#armed(this.#spec), this.options.netns);
     if (tunnel.dns.length > 0) {
       const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver });
@@ -322,15 +326,16 @@ export class ConsumerProtection implements SessionProtection {
 
   /**
    * Between sessions of one connection (`--reconnect`): nothing passes but loopback (and the LAN
-   * with `allowLan`), not even the last provider's endpoint, until the next `engage` replaces the
-   * rules atomically (a relay's TURN server may be `admit`ted alone before that). The resolver file keeps pointing at the last provider's resolver, which is
-   * unreachable meanwhile; the record keeps the snapshot `lift` restores.
+   * with `allowLan`) and what an admission still holds, not even the last provider's endpoint, until
+   * the next `engage` replaces the rules atomically (a relay's TURN server may be `admit`ted alone).
+   * The resolver file keeps pointing at the last provider's resolver, which is unreachable
+   * meanwhile; the record keeps the snapshot `lift` restores.
    */
   async block(): Promise<void> {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was never engaged: nothing to hold");
     if (!this.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "without the kill switch there is nothing to hold between sessions");
     this.#spec = { ...this.#spec, endpoints: [], tunnelPeers: [], dns: [] };
-    await transact(armScript(this.#spec), this.options.netns);
+    await transact(this.#armed(this.#spec), this.options.netns);
     this.#state = "blocked";
   }
 
@@ -340,35 +345,75 @@ export class ConsumerProtection implements SessionProtection {
   }
 
   /**
-   * Lets exactly `endpoints` out (address, protocol, port; and their hosts in) through the kill
-   * switch in force, in one transaction that adds them to the armed table's sets and changes nothing
-   * else: a relay's TURN server before the first packet goes to it, while a session moves to another
-   * relay or a reconnect negotiates. Nothing to do when no kill switch holds: a prepared table lets
-   * everything pass until `engage`, which sets the plan's own endpoints.
+   * Lets exactly `endpoints` out (address, protocol, port; their hosts in) through the kill switch,
+   * beside its plan, until `withdraw` gives each back: a relay's TURN server before the first packet
+   * goes to it. Each call holds each endpoint once (admissions.ts): one already let out (by the plan
+   * or another admission) is only counted, and stays when this admission is withdrawn. In force now,
+   * one transaction adds what is new and changes nothing else; otherwise the next arming lets it out.
    */
   async admit(endpoints: TunnelEndpoint[]): Promise<void> {
-    const spec = this.#spec;
-    if (!this.holds() || !spec) return;
-    const fresh = endpoints.filter((e, i) => !spec.endpoints.some((k) => sameEndpoint(k, e)) && endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
-    if (fresh.length === 0) return;
-    const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !spec.endpoints.some((k) => k.address === a));
-    await transact(endpointsScript("add", fresh, hosts), this.options.netns);
-    // An arming or a block meanwhile replaced the table and its spec: its list is the one in force.
-    if (this.#spec === spec) this.#spec = { ...spec, endpoints: [...spec.endpoints, ...fresh] };
+    const plan = this.#spec?.endpoints ?? [];
+    const present = new Set([...plan, ...this.#admissions.endpoints()].map((e) => e.address));
+    const { fresh, waits, added, undo } = this.#admissions.take(endpoints, plan);
+    if (!this.#setsInForce() || fresh.length === 0) {
+      added(Promise.resolve());
+      await Promise.all(waits);
+      return;
+    }
+    const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !present.has(a));
+    const adding = transact(endpointsScript("add", fresh, hosts), this.options.netns);
+    added(adding);
+    try {
+      await adding;
+    } catch (err) {
+      undo();
+      throw err;
+    }
+    await Promise.all(waits);
     this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out");
   }
 
-  /** Takes `endpoints` out of the kill switch's sets again (one transaction; the others stay): a relay the session left. */
+  /**
+   * Gives back one hold of an earlier `admit` on each endpoint: one no admission holds any more and
+   * the plan does not name leaves the sets (one transaction). What was never admitted is not touched.
+   */
   async withdraw(endpoints: TunnelEndpoint[]): Promise<void> {
+    const plan = this.#spec?.endpoints ?? [];
+    await this.#takeOut(this.#admissions.give(endpoints, plan), plan);
+  }
+
+  /** The tunnel no longer goes to `endpoints` (it moved to another relay): they leave the plan, and the sets unless admitted. */
+  async retire(endpoints: TunnelEndpoint[]): Promise<void> {
     const spec = this.#spec;
-    if (!this.holds() || !spec) return;
+    if (!spec) return;
     const gone = spec.endpoints.filter((k) => endpoints.some((e) => sameEndpoint(k, e)));
     if (gone.length === 0) return;
     const left = spec.endpoints.filter((k) => !gone.includes(k));
-    const hosts = [...new Set(gone.map((e) => e.address))].filter((a) => !left.some((k) => k.address === a));
-    await transact(endpointsScript("delete", gone, hosts), this.options.netns);
-    if (this.#spec === spec) this.#spec = { ...spec, endpoints: left };
+    this.#spec = { ...spec, endpoints: left }; // before the transaction: an arming or a block meanwhile starts from it
+    await this.#takeOut(this.#admissions.unheld(gone), left);
+  }
+
+  /** Deletes `gone` (and the hosts no endpoint still let out has) from the sets in force, in one transaction. */
+  async #takeOut(gone: TunnelEndpoint[], plan: TunnelEndpoint[]): Promise<void> {
+    if (!this.#setsInForce() || gone.length === 0) return;
+    const left = new Set([...plan, ...this.#admissions.endpoints()].map((e) => e.address));
+    const hosts = [...new Set(gone.map((e) => e.address))].filter((a) => !left.has(a));
+    const hostsOf = (list: TunnelEndpoint[]) => hosts.filter((a) => list.some((e) => e.address === a));
+    const out = (list: TunnelEndpoint[]) => transact(endpointsScript("delete", list, hostsOf(list)), this.options.netns);
+    // One element missing (admitted while an arming was under way) fails all: then each alone.
+    await out(gone).catch(() => Promise.all(gone.map((e) => out([e]).catch(() => undefined))));
     this.#log.info({ netns: this.options.netns, endpoints: gone }, "kill switch: no longer let out");
+  }
+
+  /** Whether the armed table's sets are this connection's now (plan and admissions): a change to them must be made in nft too. */
+  #setsInForce(): boolean {
+    return this.#state !== "off" && this.#spec !== undefined;
+  }
+
+  /** The rules to arm: the plan's endpoints and every admission's. */
+  #armed(spec: GuardSpec): string {
+    const held = this.#admissions.endpoints().filter((e) => !spec.endpoints.some((k) => sameEndpoint(k, e)));
+    return armScript({ ...spec, endpoints: [...spec.endpoints, ...held] });
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
@@ -380,6 +425,7 @@ export class ConsumerProtection implements SessionProtection {
     fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
     this.#record = undefined;
     this.#spec = undefined;
+    this.#admissions.clear();
     if (this.#state !== "off") this.#log.info({ netns: this.options.netns }, "consumer protection lifted");
     this.#state = "off";
   }
@@ -393,7 +439,7 @@ export class ConsumerProtection implements SessionProtection {
   }
 }
 
-async function undo(record: ProtectionRecord): Promise<void> {
+export async function undo(record: ProtectionRecord): Promise<void> {
   if (record.netns !== undefined && !fs.existsSync(path.join("/run/netns", record.netns))) {
     // The namespace is gone, and its rules and routes with it; only the resolver file is left.
     if (record.resolver) restoreResolver(record.resolver);
@@ -407,7 +453,7 @@ async function undo(record: ProtectionRecord): Promise<void> {
   if (record.resolver) restoreResolver(record.resolver);
 }
 
-function readRecord(dataDir: string): ProtectionRecord | undefined {
+export function readRecord(dataDir: string): ProtectionRecord | undefined {
   let text: string;
   try {
     text = fs.readFileSync(protectionRecordFile(dataDir), "utf8");
@@ -429,55 +475,4 @@ function readRecord(dataDir: string): ProtectionRecord | undefined {
   return record;
 }
 
-/** What a myst that ended without disconnecting left in force here, as `status` tells it. */
-export interface LeftProtection {
-  /** The myst that made it (no longer running). */
-  pid: number;
-  netns?: string;
-  /** Whether it blocks all traffic (the kill switch), or only left the resolver pointed at the dead tunnel. */
-  killSwitch: boolean;
-  message: string;
-}
-
-/**
- * What a dead myst's record says is still in force (read only: `myst disconnect` or the next start
- * undoes it). Undefined when there is no record, or the myst that wrote it still runs.
- */
-export function leftProtection(dataDir: string): LeftProtection | undefined {
-  const record = readRecord(dataDir);
-  if (!record || otherProcessAlive(record.pid)) return undefined;
-  const where = record.netns ? ` in network namespace ${record.netns}` : "";
-  if (record.prepared)
-    return {
-      pid: record.pid,
-      ...(record.netns !== undefined ? { netns: record.netns } : {}),
-      killSwitch: false,
-      message: `a disarmed kill-switch table${where} (it blocks nothing) left by a myst (pid ${record.pid}) that ended while connecting; removed at the next start or by \`myst disconnect\``,
-    };
-  const message = record.killSwitch
-    ? `kill switch on, all traffic blocked${where}: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``
-    : `the resolver settings${where} still point at a tunnel that is gone: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``;
-  return { pid: record.pid, ...(record.netns !== undefined ? { netns: record.netns } : {}), killSwitch: record.killSwitch, message };
-}
-
-/**
- * At start (connect, daemon, disconnect with nothing running): undoes what a session left behind
- * when its myst died (kill switch, resolver file), and says so. Returns the message, or null when
- * there was nothing to undo (or the myst that owns it still runs).
- */
-export async function recoverProtection(dataDir: string, log: Logger = silentLogger, options: { keepFor?: { netns?: string } } = {}): Promise<string | null> {
-  const record = readRecord(dataDir);
-  if (!record || otherProcessAlive(record.pid)) return null;
-  if (options.keepFor && record.netns === options.keepFor.netns && record.killSwitch && !record.prepared) {
-    // A connect with the kill switch in the same place: the old rules hold until its own replace them.
-    const message = `the kill switch left by a myst (pid ${record.pid}) that ended without disconnecting stays in force until this connection replaces it`;
-    log.warn({ netns: record.netns, pid: record.pid }, message);
-    return message;
-  }
-  await undo(record);
-  fs.rmSync(protectionRecordFile(dataDir), { force: true });
-  const where = record.netns ? ` in network namespace ${record.netns}` : "";
-  const message = `removed the kill switch${record.resolver ? " and restored the resolver settings" : ""}${where} left by a myst (pid ${record.pid}) that ended without disconnecting: traffic flows by this machine's own route again`;
-  log.warn({ netns: record.netns, pid: record.pid }, message);
-  return message;
-}
+export { leftProtection, recoverProtection, type LeftProtection } from "./left-protection";

@@ -300,7 +300,8 @@ export class ConsumerNode {
       // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
-        ...(o.passage ? { beforeAllocate: o.passage.admit, afterFailedAllocate: o.passage.withdraw } : {}),
+        // The relay's server let through a kill switch in force: its allocation owns that and gives it back as it ends.
+        ...(o.passage ? { admit: o.passage.admit } : {}),
         // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
         relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
         tunnelPort: o.tunnelPort,
@@ -308,8 +309,9 @@ export class ConsumerNode {
         provider,
         log: this.o.log,
       });
+      let session: ConsumerSession | undefined;
       try {
-        const session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
+        session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         o.stages?.mark("relay accepted (credential)", session.timings.accepted);
         o.stages?.mark("TURN allocated", session.timings.tunnelUp);
         o.stages?.mark("relay session confirmed", session.timings.confirmed);
@@ -317,6 +319,7 @@ export class ConsumerNode {
         payments?.start();
         this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
         const tunnel = session.tunnel as RelayTunnel;
+        const opened = session;
         return {
           provider: session.provider,
           proposal: found.signed,
@@ -326,14 +329,16 @@ export class ConsumerNode {
           outside: tunnel.outside,
           transport: tunnel.transport,
           permit: (addresses) => tunnel.permit(addresses),
-          onDown: (listener) => void session.ended.then(listener),
-          close: (reason) => session.destroy(reason),
+          onDown: (listener) => void opened.ended.then(listener),
+          close: (reason) => opened.destroy(reason),
           stats: () => tunnel.stats(),
           capBy: (wireGuard, base) => tunnel.capBy(() => wireGuard.stats(), base, wireGuard.refresh && (() => wireGuard.refresh!())),
           promised: () => payments?.promised ?? 0n,
         };
       } catch (err) {
         failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
+        // Failed after its session began: ended, so its allocation (and its way through the kill switch) goes too.
+        await session?.destroy("the relay could not be used").catch(() => undefined);
       }
     }
     throw new SessionError("NO_RELAY", `no relay could be used (${failures.join("; ")})`);

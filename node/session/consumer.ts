@@ -463,9 +463,12 @@ export class ConsumerSessions {
             passage: passageThrough(protection, async (address) => up.exempt?.(address)),
           });
           leg.capBy(up, up.stats());
-          await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside });
-          // The dead relay's server is taken out once the tunnel has left it.
-          if (!sameEndpoint(old.outside, leg.outside)) await protection?.withdraw?.([old.outside]);
+          await up.reroute({ kind: "relayed", address: leg.local.address, tunnelPort: leg.local.port, outside: leg.outside }).catch(async (err) => {
+            await leg.close("the tunnel could not move to it").catch(() => undefined);
+            throw err;
+          });
+          // The dead relay's server leaves the session's rules once the tunnel has left it (its allocation's own admission goes as it closes).
+          if (!sameEndpoint(old.outside, leg.outside)) await protection?.retire?.([old.outside]);
           session.relay = leg;
           session.emit("path", session.path);
           this.#log.warn({ sessionId, from: old.provider, to: leg.provider, reason }, "the relay went silent: moved to another relay");

@@ -32,12 +32,18 @@ export type RelayOpener = (o: {
 }) => Promise<RelayLeg>;
 
 /**
- * How a relay's TURN server passes a kill switch in force: exactly the server a transport is about
- * to try is let out first (one change to the rules), and taken out again when it is not used.
+ * How a relay's TURN server passes the kill switch: exactly the server a transport is about to try
+ * is let out first (one change to the rules), as an `Admission` its allocation owns and gives back
+ * when it ends (services/relay: the relay's tunnel stops) — whatever failed after it, unless the
+ * session's own rules still name that server (the tunnel runs through it).
  */
 export interface KillSwitchPassage {
-  admit(endpoints: TunnelEndpoint[]): Promise<void>;
-  withdraw(endpoints: TunnelEndpoint[]): Promise<void>;
+  admit(endpoints: TunnelEndpoint[]): Promise<Admission>;
+}
+
+/** Endpoints let through the kill switch by one `admit`, until released (once; a second release does nothing). */
+export interface Admission {
+  release(): Promise<void>;
 }
 
 /** What a session opens a relay with. */
@@ -62,8 +68,9 @@ export function passageThrough(protection: SessionProtection | undefined, first?
     admit: async (endpoints) => {
       for (const e of endpoints) await first?.(e.address);
       await protection.admit!(endpoints);
+      let released: Promise<void> | undefined;
+      return { release: () => (released ??= protection.withdraw!(endpoints)) };
     },
-    withdraw: (endpoints) => protection.withdraw!(endpoints),
   };
 }
 

@@ -161,10 +161,15 @@ export interface SessionProtection {
   abandon(): Promise<void>;
   /** Optional: whether a kill switch is in force now (a session's, or one holding between sessions). */
   holds?(): boolean;
-  /** Optional: lets exactly these endpoints through a kill switch in force, changing nothing else (a relay's TURN server). */
+  /**
+   * Optional: lets exactly these endpoints through the kill switch, changing nothing else (a relay's
+   * TURN server), until `withdraw` gives them back; each call holds each endpoint once.
+   */
   admit?(endpoints: TunnelEndpoint[]): Promise<void>;
-  /** Optional: takes endpoints `admit` let through out again (a relay the session left). */
+  /** Optional: gives back one `admit` of each endpoint; one nobody else needs (the plan, another admission) is taken out. */
   withdraw?(endpoints: TunnelEndpoint[]): Promise<void>;
+  /** Optional: the tunnel no longer goes to these plan endpoints (it moved to another relay): taken out unless admitted. */
+  retire?(endpoints: TunnelEndpoint[]): Promise<void>;
 }
 
 /** The kill switch being armed beside a tunnel that comes up (`SessionProtection.engageBeside`). */

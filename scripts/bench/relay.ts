@@ -10,6 +10,7 @@ import { fetchFrom, onConsumerMachine, topologyUp } from "../lib/topology";
 import { until } from "../lib/until";
 import { IPERF, iperf, iperfServer } from "./tunnel-measure";
 import { nowMs, round, summarize, writeResults } from "./stats";
+import { cpuShare, readCpu } from "./cpu-share";
 import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../lib/myst-cli";
 
 /**
@@ -60,40 +61,74 @@ export async function benchRelay(): Promise<void> {
     await daemon(0, topology.provider);
     await json(
       0,
-      ["service", "start", "wireguard", "--public-ip", nat.publicAddressOf(topology.provider), "--country", "DE", "--device", `mwp${topology.tag}`],
+      // No per-session limit (100 Mbit/s by default): the throughput is the path's, not the shaper's.
+      [
+        "service",
+        "start",
+        "wireguard",
+        "--public-ip",
+        nat.publicAddressOf(topology.provider),
+        "--country",
+        "DE",
+        "--bandwidth",
+        "0",
+        "--device",
+        `mwp${topology.tag}`,
+      ],
       topology.provider,
     );
     await daemon(1, topology.relays[0]);
-    await json(1, ["service", "start", "relay", "--public-ip", topology.relayAddressOf(0), "--port", "443", "--country", "DE"], topology.relays[0]);
+    await json(
+      1,
+      ["service", "start", "relay", "--public-ip", topology.relayAddressOf(0), "--port", "443", "--country", "DE", "--bandwidth", "0"],
+      topology.relays[0],
+    );
     // The consumers log at info: their `connect stages` lines are the breakdown of each connect.
     const consumers = { 2: await daemon(2, topology.consumers[0], "info"), 3: await daemon(3, topology.consumers[1], "info") };
     children.push(iperfServer(topology.internet, topology.internetAddress));
     await until(async () => (await json(2, ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 1, "the relay in discovery");
 
+    // BENCH_MODES=direct,udp skips the TLS row (its iperf3 and connects).
+    const wanted = (process.env.BENCH_MODES ?? "direct,udp,tls").split(",");
     const modes = [
-      { name: "direct (punched)", consumer: 2, netns: topology.consumers[0], args: [] as string[] },
-      { name: "relayed over UDP", consumer: 2, netns: topology.consumers[0], args: ["--via-relay"] },
-      { name: "relayed over TLS/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
-    ];
-    const results: { name: string; path: string; mbps: number; connect: ReturnType<typeof summarize>; stagesMs: Record<string, number> }[] = [];
+      { key: "direct", name: "direct (punched)", consumer: 2, netns: topology.consumers[0], args: [] as string[] },
+      { key: "udp", name: "relayed over UDP", consumer: 2, netns: topology.consumers[0], args: ["--via-relay"] },
+      { key: "tls", name: "relayed over TLS/443 (UDP blocked)", consumer: 3, netns: topology.consumers[1], args: [] as string[] },
+    ].filter((m) => wanted.includes(m.key));
+    // Every namespace whose processes carry the tunnel: the CPU each used during the iperf3 run.
+    const carriers = [topology.provider, topology.relays[0], ...topology.consumers];
+    const results: {
+      name: string;
+      path: string;
+      mbps: number;
+      connect: ReturnType<typeof summarize>;
+      stagesMs: Record<string, number>;
+      cpu: Record<string, number>;
+    }[] = [];
     for (const m of modes) {
       console.log(`${m.name}…`);
       const samples: number[] = [];
       const logFrom = consumers[m.consumer as 2 | 3].output().length;
       let seenPath = "";
       let mbps = 0;
+      let cpu: Record<string, number> = {};
       for (let k = 0; k < connects; k++) {
         const started = nowMs();
         const connected = await json(m.consumer, ["connect", "--service", "wireguard", "--country", "DE", ...m.args], m.netns);
         await until(() => fetchFrom(topology, m.netns, topology.internetUrl, 2000) === nat.publicAddressOf(topology.provider), "the first byte", 30_000);
         samples.push(nowMs() - started);
         seenPath = `${connected.path.tunnel}${connected.path.relay ? ` over ${connected.path.relay.transport}` : ""}`;
-        if (k === 0) mbps = iperf(topology, m.netns, topology.internetAddress, seconds);
+        if (k === 0) {
+          const before = readCpu(carriers);
+          mbps = iperf(topology, m.netns, topology.internetAddress, seconds);
+          cpu = cpuShare(before, readCpu(carriers));
+          console.log(`  ${round(mbps, 1)} Mbit/s; CPU (cores) during iperf3: ${JSON.stringify(cpu)}`);
+        }
         await json(m.consumer, ["disconnect"], m.netns);
       }
       const stagesMs = medianStages(consumers[m.consumer as 2 | 3].output().slice(logFrom));
       console.log(`  stages (median ms since the connect began): ${JSON.stringify(stagesMs)}`);
-      results.push({ name: m.name, path: seenPath, mbps, connect: summarize(samples), stagesMs });
+      results.push({ name: m.name, path: seenPath, mbps, connect: summarize(samples), stagesMs, cpu });
     }
     const direct = results[0].mbps;
     writeResults("relay", { seconds, connects, results, ratios: results.map((r) => ({ name: r.name, vsDirect: round(r.mbps / direct, 2) })) }, [
@@ -114,6 +149,13 @@ export async function benchRelay(): Promise<void> {
             `- ${r.name}: ${Object.entries(r.stagesMs)
               .map(([k, v]) => `${k} ${v}`)
               .join(" → ")}`,
+        )
+        .join("\n")}\n\n## Where the CPU went during each iperf3 run (share of one core; the namespaces' processes, the machine's softirq and idle)\n\n${results
+        .map(
+          (r) =>
+            `- ${r.name}: ${Object.entries(r.cpu)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ")}`,
         )
         .join("\n")}\n`,
     );

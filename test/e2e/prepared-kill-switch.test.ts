@@ -13,6 +13,9 @@ import { GUARD_TABLE, preparedGuardScript, unguardScript, type GuardSpec } from 
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { NoopProviderService } from "../../node/services/noop/noop";
+import { RelayConsumerService } from "../../node/services/relay/consumer";
+import { RelayProviderService } from "../../node/services/relay/provider";
+import { passageThrough } from "../../node/session/relay-opener";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { generateKeyPair } from "../../node/services/wireguard/keys";
 import { ConsumerSessions } from "../../node/session/consumer";
@@ -20,6 +23,7 @@ import type { RefusalCode } from "../../node/session/messages";
 import { ProviderSessions } from "../../node/session/provider";
 import type { TunnelEndpoint } from "../../node/session/service";
 import { requireE2E } from "../../scripts/lib/prereqs";
+import { freePort } from "../../scripts/lib/local-chain";
 import { makeProposal } from "../../scripts/lib/proposals";
 import { TestNetwork } from "../../scripts/lib/test-network";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -314,15 +318,33 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(probe()).to.deep.equal(blocked);
     });
 
-    it("during a session (a move): the next relay let out beside the last, then the last taken out; nothing else changes", async function () {
+    it("during a session (a move): the next relay let out beside the last, then the last taken out of the session's rules; nothing else changes", async function () {
       const armed = probe();
       expect(armed.endpoint).to.equal(true);
       await protection.admit([RELAY]);
       expect(changed(armed, probe())).to.deep.equal(["a relay's TURN server, UDP", "from a relay's TURN server"]);
-      await protection.withdraw([ENDPOINT]);
+      await protection.retire([ENDPOINT]);
       const moved = probe();
       expect(changed(armed, moved)).to.deep.equal(["endpoint", "a relay's TURN server, UDP", "from the endpoint", "from a relay's TURN server"]);
       expect(moved.endpoint).to.equal(false);
+    });
+
+    it("admit and withdraw pair up: withdrawing an admission of what was already let out takes nothing out; an endpoint admitted twice stays until both are withdrawn", async function () {
+      const armed = probe();
+      // The session's own endpoint (say a relay at the provider's address): already let out by the plan.
+      await protection.admit([ENDPOINT]);
+      await protection.withdraw([ENDPOINT]);
+      expect(probe()).to.deep.equal(armed);
+      // Two holders of one relay server (a second attempt at the same relay while the first is still closing).
+      await protection.admit([RELAY]);
+      await protection.admit([RELAY]);
+      await protection.withdraw([RELAY]);
+      expect(changed(armed, probe())).to.deep.equal(["a relay's TURN server, UDP", "from a relay's TURN server"]);
+      await protection.withdraw([RELAY]);
+      expect(probe()).to.deep.equal(armed);
+      // A withdraw of what was never admitted changes nothing.
+      await protection.withdraw([ENDPOINT, RELAY]);
+      expect(probe()).to.deep.equal(armed);
     });
   });
 
@@ -525,6 +547,101 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         afterPrepared = undefined;
         await nftApply("table inet ksw_endpoint\ndelete table inet ksw_endpoint\n", w);
       }
+    });
+
+    /**
+     * A relay whose allocation succeeded but whose session then failed: its TURN server was let
+     * through the kill switch for the allocation, and must not stay let out (review finding 2).
+     * coturn runs on 127.0.0.2 here (the test's own process allocates, outside the namespaces), so
+     * what the guard lets out is read from its set rather than counted as packets.
+     */
+    describe("a relay session that fails after its allocation (real coturn, NATS, registry)", function () {
+      const relayDir = tempDir("myst-e2e-ks-relay-");
+      let relayKey: IdentityKey;
+      let relaySessions: ProviderSessions;
+      let relayService: RelayProviderService;
+      let relayProposal: ReturnType<typeof makeProposal>;
+      let lossy: ConsumerSessions;
+      let turnPort: number;
+      /** Read when the relay session's confirm is sent (the allocation made): what the guard let out then. */
+      let atConfirm: string[] | undefined;
+      const letOut = () => {
+        const listed = JSON.parse(
+          execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-j", "list", "set", "inet", GUARD_TABLE, "endpoints4"], { encoding: "utf8" }),
+        );
+        const set = (listed.nftables as { set?: { elem?: { concat: (string | number)[] }[] } }[]).find((i) => i.set)?.set;
+        return (set?.elem ?? []).map((e) => e.concat.join(" "));
+      };
+
+      before(async function () {
+        relayKey = await net.registeredIdentity();
+        turnPort = await freePort();
+        relayService = new RelayProviderService({
+          dir: relayDir.dir,
+          publicIp: "127.0.0.2",
+          port: turnPort,
+          minPort: 50300,
+          maxPort: 50399,
+          allowPrivatePeers: true,
+        });
+        await relayService.start();
+        relayProposal = makeProposal(relayKey, { serviceType: "relay" });
+        relaySessions = new ProviderSessions({
+          dialogs: await pool.dialogsFor(relayKey),
+          services: new Map([["relay", relayService]]),
+          currentProposal: () => relayProposal,
+        });
+        relaySessions.start();
+        // The consumer's session.confirm is lost on the way (after the allocation): the session fails there.
+        const dialogs = await pool.dialogsFor(consumerKey, `myst.dialog.ksr-${tag}`);
+        const lose = (dialog: object) =>
+          new Proxy(dialog, {
+            get(target, name) {
+              const value = Reflect.get(target, name, target);
+              if (name !== "request") return typeof value === "function" ? value.bind(target) : value;
+              return async (subject: string, ...rest: unknown[]) => {
+                if (subject !== "session.confirm") return value.call(target, subject, ...rest);
+                atConfirm = letOut();
+                throw new Error("the confirm was lost");
+              };
+            },
+          });
+        lossy = new ConsumerSessions(
+          new Proxy(dialogs, {
+            get(target, name) {
+              const value = Reflect.get(target, name, target);
+              if (name === "open") return async (...args: unknown[]) => lose(await value.apply(target, args));
+              return typeof value === "function" ? value.bind(target) : value;
+            },
+          }),
+        );
+      });
+
+      after(async function () {
+        await relaySessions?.stop();
+        await relayService?.stop();
+        relayDir.cleanup();
+      });
+
+      it("gives its TURN server back: let out while the allocation lived, not after the session failed", async function () {
+        const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+        const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+        protection.prepare();
+        await protection.engage({ device: DEVICE, endpoints: [ENDPOINT], dns: [], ipv6: false });
+        // Between sessions of a reconnect: nothing let out, until a relay's server is admitted.
+        await protection.block();
+        try {
+          expect(letOut()).to.deep.equal([]);
+          atConfirm = undefined;
+          const service = new RelayConsumerService({ transports: ["udp"], peers: ["127.0.0.1"], admit: passageThrough(protection)!.admit });
+          const err = await rejectionOf(lossy.connect({ proposal: signProposal(relayKey, relayProposal), service, direct: false }));
+          expect(err.message).to.match(/the confirm was lost/);
+          expect(atConfirm, "the relay's server while its allocation lived").to.deep.equal([`127.0.0.2 udp ${turnPort}`]);
+          expect(letOut(), "after the relay session failed").to.deep.equal([]);
+        } finally {
+          await protection.lift();
+        }
+      });
     });
   });
 });

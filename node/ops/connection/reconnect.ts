@@ -53,6 +53,7 @@ export class Reconnector {
       holds: () => wanted.protection!.holds(),
       admit: (endpoints) => wanted.protection!.admit(endpoints),
       withdraw: (endpoints) => wanted.protection!.withdraw(endpoints),
+      retire: (endpoints) => wanted.protection!.retire(endpoints),
     };
     // A disconnect or stop cuts the waits short and ends the retrying.
     const stop = new AbortController();

@@ -2,6 +2,7 @@ import dgram from "node:dgram";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { SignedProposal } from "../../proposal/proposal";
 import type { ConsumerService, Tunnel, TunnelEndpoint } from "../../session/service";
+import type { Admission } from "../../session/relay-opener";
 import { TunnelError } from "../system";
 import { checkPinnedCertificate } from "../certificate";
 import { checkRelayServiceConfig, type RelayConsumerData, type RelayTransport } from "./config";
@@ -26,12 +27,12 @@ export interface RelayConsumerOptions {
   /** How long a transport may take to allocate before the next is tried. Default 1.5 s. */
   allocateTimeoutMs?: number;
   /**
-   * Called with the one server a transport is about to try before the first packet goes to it (a
-   * kill switch already holding lets exactly it through), and `afterFailedAllocate` with it when that
-   * transport failed (it is closed again before the next is tried).
+   * Lets the one server a transport is about to try through the kill switch before the first
+   * packet goes to it. The admission is the allocation's: given back when that transport fails, and
+   * when its tunnel stops, whatever ended it (the relay session not confirmed, the provider not
+   * told, a relay left after a move, the session's end).
    */
-  beforeAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
-  afterFailedAllocate?: (endpoints: TunnelEndpoint[]) => Promise<void>;
+  admit?: (endpoints: TunnelEndpoint[]) => Promise<Admission>;
   /**
    * The addresses the relay's signed proposal names (its direct/v1 contact): a TURN server its
    * `accepted` answer names elsewhere is refused. Undefined: not checked (tests on one host).
@@ -89,19 +90,23 @@ export class RelayConsumerService implements ConsumerService {
       const server = config.servers.find((s) => s.transport === transport);
       if (!server) continue;
       const endpoint: TunnelEndpoint = { address: server.address, port: server.port, protocol: transport === "udp" ? "udp" : "tcp" };
+      let admission: Admission | undefined;
+      let tunnel: RelayTunnel | undefined;
       try {
-        await this.o.beforeAllocate?.([endpoint]);
+        admission = await this.o.admit?.([endpoint]);
         const turn = await TurnClient.allocate(
           { ...server, ...(server.transport === "tls" ? { pin } : {}) } as TurnServer,
           { username: config.username, password: config.password },
           { timeoutMs: this.o.allocateTimeoutMs ?? 1500 },
         );
-        const tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger, this.o.tunnelPort);
+        tunnel = new RelayTunnel(turn, session.provider, this.o.log ?? silentLogger, this.o.tunnelPort, admission);
         await tunnel.bind();
         return tunnel;
       } catch (err) {
         failures.push(`${transport}: ${(err as Error).message}`);
-        await this.o.afterFailedAllocate?.([endpoint]).catch(() => undefined);
+        // Its tunnel gives the admission back as it stops; without one, it is given back here.
+        const undone = tunnel ? tunnel.stop() : (admission?.release() ?? Promise.resolve());
+        await undone.catch((e) => this.o.log?.error({ err: (e as Error).message }, "withdrawing a relay's server from the kill switch failed"));
       }
     }
     throw new TunnelError("RELAY_FAILED", `no allocation on the relay (${failures.join("; ") || "it names no server this node can use"})`);
@@ -122,6 +127,8 @@ export class RelayTunnel implements Tunnel {
   #stopping = false;
   /** The tunnel's own socket on this host (learned from its first datagram). */
   #local?: { address: string; port: number };
+  #localConnected = false;
+  readonly #connecting: Buffer[] = [];
   /** The provider's tunnel as the relay sees it (learned from its first datagram: a symmetric NAT's port cannot be known before). */
   #peer?: Peer;
   #permitted: string[] = [];
@@ -151,6 +158,8 @@ export class RelayTunnel implements Tunnel {
     private readonly log: Logger,
     /** wireguard-go's port on 127.0.0.1 (undefined: the first local socket that sends is taken for it). */
     private readonly tunnelPort?: number,
+    /** The relay's server let through the kill switch for this allocation: given back when it stops. */
+    private readonly admission?: Admission,
   ) {
     turn.on("closed", (reason) => {
       if (!this.#stopping) this.#down?.(`the relay's allocation ended: ${reason}`);
@@ -190,6 +199,9 @@ export class RelayTunnel implements Tunnel {
         resolve();
       });
     });
+    // Connected to the tunnel's socket, the forwarder hears of its absence (ECONNREFUSED while
+    // wireguard-go restarts or stops): nothing to do, its next datagram says where it is.
+    this.#socket.on("error", (err) => this.log.debug({ err: err.message }, "the relay's forwarder: the tunnel's socket did not take a datagram"));
     this.#socket.on("message", (data, from) => {
       // One local peer: the session's tunnel. Another local socket can neither send through the relay nor take the answers.
       const tunnel = this.#local ?? (this.tunnelPort !== undefined ? { address: "127.0.0.1", port: this.tunnelPort } : from);
@@ -198,9 +210,9 @@ export class RelayTunnel implements Tunnel {
           this.log.warn({ from: `${from.address}:${from.port}` }, "a local socket that is not the tunnel's sent to the relay's forwarder: ignored");
         return;
       }
-      this.#local = { address: from.address, port: from.port };
+      if (!this.#local) this.#connectLocal(from);
       if (!this.#answered && isInitiation(data)) this.#initiated = true;
-      for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#socket.send(held, from.port, from.address);
+      for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#sendLocal(held);
       if (this.#peer) this.#toProvider(this.#peer, data);
       else if (this.#toPeer.length < HELD) this.#toPeer.push(data);
     });
@@ -248,7 +260,25 @@ export class RelayTunnel implements Tunnel {
     }
     if (!this.#local) {
       if (this.#toLocal.length < HELD) this.#toLocal.push(data);
-    } else if (this.#deliverable(data)) this.#socket.send(data, this.#local.port, this.#local.address);
+    } else if (this.#deliverable(data)) this.#sendLocal(data);
+  }
+
+  /**
+   * The tunnel's socket, first heard: the forwarder's socket is connected to it, so each datagram
+   * goes without a destination to look up and the kernel drops every other local sender's.
+   */
+  #connectLocal(tunnel: { address: string; port: number }): void {
+    this.#local = { address: tunnel.address, port: tunnel.port };
+    this.#socket.connect(tunnel.port, tunnel.address, () => {
+      this.#localConnected = true;
+      for (const held of this.#connecting.splice(0)) this.#socket.send(held);
+    });
+  }
+
+  /** To the tunnel: held while the socket connects (a datagram with a destination would fail then: EISCONN). */
+  #sendLocal(data: Buffer): void {
+    if (this.#localConnected) this.#socket.send(data);
+    else if (this.#connecting.length < HELD) this.#connecting.push(data);
   }
 
   /** Whether a packet from the provider goes to our tunnel: not an initiation crossing ours in the first handshake. */
@@ -278,11 +308,16 @@ export class RelayTunnel implements Tunnel {
     if (this.#stopping) return;
     this.#stopping = true;
     clearInterval(this.#permitTimer);
-    await this.turn.close();
     try {
-      this.#socket.close();
-    } catch {
-      // closed
+      await this.turn.close();
+    } finally {
+      try {
+        this.#socket.close();
+      } catch {
+        // closed
+      }
+      // The session's own rules keep the server let out while its tunnel still runs through it (kill switch: admissions.ts).
+      await this.admission?.release();
     }
   }
 }
