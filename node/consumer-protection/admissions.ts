@@ -27,19 +27,23 @@ export class Admissions {
 
   /**
    * Holds each endpoint once more. `fresh`: those not let out before (held by nobody, not in `plan`),
-   * which the caller adds to the sets and then settles with `added`; `waits`: the transactions of
-   * earlier admissions of the same endpoints still running.
+   * which the caller adds to the sets, handing the transaction to `added` (a failed one gives these
+   * holds back); `waits`: the transactions of earlier admissions of the same endpoints still running.
    */
-  take(
-    endpoints: TunnelEndpoint[],
-    plan: TunnelEndpoint[],
-  ): { fresh: TunnelEndpoint[]; waits: Promise<void>[]; added: (outcome: Promise<void>) => void; undo: () => void } {
+  take(endpoints: TunnelEndpoint[], plan: TunnelEndpoint[]): { fresh: TunnelEndpoint[]; waits: Promise<void>[]; added: (outcome: Promise<void>) => void } {
     const unique = endpoints.filter((e, i) => endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
     const fresh: TunnelEndpoint[] = [];
     const waits: Promise<void>[] = [];
     const taken: Held[] = [];
     let settle: (outcome: Promise<void>) => void = () => undefined;
-    const adding = new Promise<void>((resolve) => (settle = (outcome) => outcome.then(resolve, () => resolve())));
+    // A failed transaction gives every hold of this admission back (it let nothing out).
+    const adding = new Promise<void>((resolve) => {
+      settle = (outcome) =>
+        outcome.then(resolve, () => {
+          this.#give(taken);
+          resolve();
+        });
+    });
     for (const endpoint of unique) {
       const held = this.#held.get(keyOf(endpoint));
       if (held) {
@@ -53,7 +57,7 @@ export class Admissions {
       taken.push(entry);
       if (!plan.some((k) => sameEndpoint(k, endpoint))) fresh.push(endpoint);
     }
-    return { fresh, waits, added: settle, undo: () => this.#give(taken) };
+    return { fresh, waits, added: settle };
   }
 
   /**
@@ -76,6 +80,11 @@ export class Admissions {
       released.push(h.endpoint);
     }
     return released;
+  }
+
+  /** The endpoints held now that `plan` does not name. */
+  besides(plan: TunnelEndpoint[]): TunnelEndpoint[] {
+    return this.endpoints().filter((e) => !plan.some((k) => sameEndpoint(k, e)));
   }
 
   /** Those of `endpoints` no admission holds. */

@@ -339,44 +339,36 @@ export class ConsumerProtection implements SessionProtection {
     this.#state = "blocked";
   }
 
-  /** Whether this connection's kill switch is in force now (a session's, or blocking between sessions): what leaves must be admitted first. */
+  /** Whether a kill switch is in force here: this connection's, or one a dead myst left for it to replace (what leaves must be admitted). */
   holds(): boolean {
-    return this.options.killSwitch && this.#state !== "off" && !!this.#spec;
+    return this.options.killSwitch && this.#setsInForce();
+  }
+
+  /** A dead myst's kill switch left in force here (recoverProtection's `keepFor`), until this connection's `engage` replaces it. */
+  #inherited(): boolean {
+    if (this.#state !== "off" || this.#spec) return false;
+    const found = recordIfValid(this.options.dataDir);
+    return !!found?.killSwitch && !found.prepared && found.netns === this.options.netns && !otherProcessAlive(found.pid);
   }
 
   /**
-   * Lets exactly `endpoints` out (address, protocol, port; their hosts in) through the kill switch,
-   * beside its plan, until `withdraw` gives each back: a relay's TURN server before the first packet
-   * goes to it. Each call holds each endpoint once (admissions.ts): one already let out (by the plan
-   * or another admission) is only counted, and stays when this admission is withdrawn. In force now,
-   * one transaction adds what is new and changes nothing else; otherwise the next arming lets it out.
+   * Lets exactly `endpoints` out (address·protocol·port; their hosts in) beside the plan until `withdraw` gives each back: a
+   * relay's TURN server before its first packet. Each call holds each endpoint once (admissions.ts): one already let out is
+   * only counted. In force now, one transaction adds what is new; otherwise the next arming lets it out.
    */
   async admit(endpoints: TunnelEndpoint[]): Promise<void> {
     const plan = this.#spec?.endpoints ?? [];
     const present = new Set([...plan, ...this.#admissions.endpoints()].map((e) => e.address));
-    const { fresh, waits, added, undo } = this.#admissions.take(endpoints, plan);
-    if (!this.#setsInForce() || fresh.length === 0) {
-      added(Promise.resolve());
-      await Promise.all(waits);
-      return;
-    }
+    const { fresh, waits, added } = this.#admissions.take(endpoints, plan);
     const hosts = [...new Set(fresh.map((e) => e.address))].filter((a) => !present.has(a));
-    const adding = transact(endpointsScript("add", fresh, hosts), this.options.netns);
+    const adding = this.#setsInForce() && fresh.length > 0 ? transact(endpointsScript("add", fresh, hosts), this.options.netns) : Promise.resolve();
     added(adding);
-    try {
-      await adding;
-    } catch (err) {
-      undo();
-      throw err;
-    }
+    await adding;
     await Promise.all(waits);
-    this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out");
+    if (fresh.length > 0) this.#log.info({ netns: this.options.netns, endpoints: fresh }, "kill switch: let out (or held for the next arming)");
   }
 
-  /**
-   * Gives back one hold of an earlier `admit` on each endpoint: one no admission holds any more and
-   * the plan does not name leaves the sets (one transaction). What was never admitted is not touched.
-   */
+  /** Gives back one `admit` of each endpoint: one no admission holds and the plan does not name leaves the sets (one transaction). */
   async withdraw(endpoints: TunnelEndpoint[]): Promise<void> {
     const plan = this.#spec?.endpoints ?? [];
     await this.#takeOut(this.#admissions.give(endpoints, plan), plan);
@@ -405,15 +397,14 @@ export class ConsumerProtection implements SessionProtection {
     this.#log.info({ netns: this.options.netns, endpoints: gone }, "kill switch: no longer let out");
   }
 
-  /** Whether the armed table's sets are this connection's now (plan and admissions): a change to them must be made in nft too. */
+  /** Whether an armed table is in force (this connection's, or a dead myst's it will replace): an admission must be made in nft too. */
   #setsInForce(): boolean {
-    return this.#state !== "off" && this.#spec !== undefined;
+    return (this.#state !== "off" && this.#spec !== undefined) || this.#inherited();
   }
 
   /** The rules to arm: the plan's endpoints and every admission's. */
   #armed(spec: GuardSpec): string {
-    const held = this.#admissions.endpoints().filter((e) => !spec.endpoints.some((k) => sameEndpoint(k, e)));
-    return armScript({ ...spec, endpoints: [...spec.endpoints, ...held] });
+    return armScript({ ...spec, endpoints: [...spec.endpoints, ...this.#admissions.besides(spec.endpoints)] });
   }
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
@@ -452,6 +443,14 @@ export async function undo(record: ProtectionRecord): Promise<void> {
   await nftApply(unguardScript(), record.netns);
   if (record.resolver) restoreResolver(record.resolver);
 }
+
+const recordIfValid = (dataDir: string) => {
+  try {
+    return readRecord(dataDir);
+  } catch {
+    return undefined;
+  }
+};
 
 export function readRecord(dataDir: string): ProtectionRecord | undefined {
   let text: string;

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -346,6 +346,31 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       await protection.withdraw([ENDPOINT, RELAY]);
       expect(probe()).to.deep.equal(armed);
     });
+  });
+
+  it("a kill switch a dead myst left in force (kept for the next connect): a relay's TURN server is let through it before that connect replaces its rules, and withdrawn again", async function () {
+    const RELAY: TunnelEndpoint = { address: "198.18.4.2", port: 3478, protocol: "udp" };
+    const { spec } = CONNECTIONS[0];
+    const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+    const dead = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+    dead.prepare();
+    await dead.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+    await dead.block();
+    // Its myst died between sessions: the record names a process that is gone, the rules stay (recoverProtection's keepFor).
+    const record = JSON.parse(fs.readFileSync(protectionRecordFile(dataDir), "utf8"));
+    fs.writeFileSync(protectionRecordFile(dataDir), JSON.stringify({ ...record, pid: spawnSync("/bin/true").pid }));
+    const blocked = probe();
+    const next = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+    try {
+      expect(next.holds()).to.equal(true);
+      await next.admit([RELAY]);
+      const admitted = probe();
+      expect(Object.keys(admitted).filter((k) => admitted[k] !== blocked[k])).to.deep.equal(["a relay's TURN server, UDP", "from a relay's TURN server"]);
+      await next.withdraw([RELAY]);
+      expect(probe()).to.deep.equal(blocked);
+    } finally {
+      await next.lift();
+    }
   });
 
   describe("the warm nft -i that installs and arms it (no process started on the connect path)", function () {

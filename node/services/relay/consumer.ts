@@ -212,7 +212,7 @@ export class RelayTunnel implements Tunnel {
       }
       if (!this.#local) this.#connectLocal(from);
       if (!this.#answered && isInitiation(data)) this.#initiated = true;
-      for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#sendLocal(held);
+      if (this.#toLocal.length > 0) for (const held of this.#toLocal.splice(0)) if (this.#deliverable(held)) this.#sendLocal(held);
       if (this.#peer) this.#toProvider(this.#peer, data);
       else if (this.#toPeer.length < HELD) this.#toPeer.push(data);
     });

@@ -32,13 +32,18 @@ describe("kill-switch admissions (who needs each endpoint let out beside the pla
     expect(a.endpoints()).to.deep.equal([]);
   });
 
-  it("tells endpoints apart by address, protocol and port; a failed admission is undone", function () {
+  it("tells endpoints apart by address, protocol and port; an admission whose transaction failed gives its holds back", async function () {
     const a = new Admissions();
     a.take([RELAY], []);
     const second = a.take([RELAY, RELAY_TCP], []);
     expect(second.fresh).to.deep.equal([RELAY_TCP]);
-    second.undo();
+    const failed = Promise.reject(new Error("nft refused"));
+    second.added(failed);
+    await failed.catch(() => undefined);
+    await new Promise((r) => setImmediate(r));
     expect(a.endpoints()).to.deep.equal([RELAY]);
+    expect(a.give([RELAY], [])).to.deep.equal([RELAY]);
+    a.take([RELAY], []);
     expect(a.unheld([RELAY, RELAY_TCP])).to.deep.equal([RELAY_TCP]);
   });
 });
