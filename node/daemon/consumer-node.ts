@@ -300,8 +300,7 @@ export class ConsumerNode {
       // UDP blocked here: TURN over TLS on the relay's port (443 passes where only web traffic does), plain TCP if TLS fails.
       const service = new RelayConsumerService({
         transports: o.udpBlocked ? ["tls", "tcp", "udp"] : ["udp", "tls", "tcp"],
-        // The relay's server let through a kill switch in force: its allocation owns that and gives it back as it ends.
-        ...(o.passage ? { admit: o.passage.admit } : {}),
+        ...(o.passage ? { admit: o.passage.admit } : {}), // its allocation owns the way through the kill switch, given back as it ends
         // The TURN servers the relay names in its answer must be at the address its signed proposal gives.
         relayAddresses: (directContactOf(found.proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address),
         tunnelPort: o.tunnelPort,
@@ -318,8 +317,7 @@ export class ConsumerNode {
         const payments = this.promises ? new ConsumerPayments(session, this.promises, { log: this.o.log }) : undefined;
         payments?.start();
         this.#record({ session, payments, proposal: found, phases: { discovery: 0, negotiation: 0, tunnel: 0, confirm: 0 }, fellOver: [] });
-        const tunnel = session.tunnel as RelayTunnel;
-        const opened = session;
+        const [tunnel, opened] = [session.tunnel as RelayTunnel, session];
         return {
           provider: session.provider,
           proposal: found.signed,
@@ -337,8 +335,7 @@ export class ConsumerNode {
         };
       } catch (err) {
         failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
-        // Failed after its session began: ended, so its allocation (and its way through the kill switch) goes too.
-        await session?.destroy("the relay could not be used").catch(() => undefined);
+        await session?.destroy("the relay could not be used").catch(() => undefined); // its allocation and kill-switch passage go too
       }
     }
     throw new SessionError("NO_RELAY", `no relay could be used (${failures.join("; ")})`);
