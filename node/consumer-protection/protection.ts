@@ -473,5 +473,3 @@ export function readRecord(dataDir: string): ProtectionRecord | undefined {
     throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
   return record;
 }
-
-export { leftProtection, recoverProtection, type LeftProtection } from "./left-protection";

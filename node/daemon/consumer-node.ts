@@ -308,7 +308,7 @@ export class ConsumerNode {
         provider,
         log: this.o.log,
       });
-      let session: ConsumerSession | undefined;
+      let session: ConsumerSession | undefined; // destroyed when what follows its connect fails
       try {
         session = await this.sessions.connect({ proposal: found.signed, service, maxPrice: priceLimit(filter), direct: false });
         o.stages?.mark("relay accepted (credential)", session.timings.accepted);
@@ -335,7 +335,7 @@ export class ConsumerNode {
         };
       } catch (err) {
         failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
-        await session?.destroy("the relay could not be used").catch(() => undefined); // its allocation and kill-switch passage go too
+        await session?.destroy("the relay could not be used").catch(() => undefined);
       }
     }
     throw new SessionError("NO_RELAY", `no relay could be used (${failures.join("; ")})`);

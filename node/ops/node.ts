@@ -1,5 +1,5 @@
 import { recoverConfinement } from "../consumer-protection/confined";
-import { recoverProtection } from "../consumer-protection/protection";
+import { recoverProtection } from "../consumer-protection/left-protection";
 import { NodeCore, type NodeOptions } from "../daemon/core";
 import type { NodeMetrics } from "../daemon/metrics";
 import type { ProviderNode } from "../daemon/provider-node";

@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import { Confinement, recoverConfinement } from "../../consumer-protection/confined";
 import { carriesOwnConnections, controlEndpoints, type ControlEndpoint } from "../../consumer-protection/control-endpoints";
-import { ConsumerProtection, leftProtection, recoverProtection, type LeftProtection } from "../../consumer-protection/protection";
+import { ConsumerProtection } from "../../consumer-protection/protection";
+import { leftProtection, recoverProtection, type LeftProtection } from "../../consumer-protection/left-protection";
 import { connectionStatus, type Connection, type ConnectionStatus } from "../../daemon/consumer-node";
 import type { NodeCore } from "../../daemon/core";
 import { protectedStatus, type ProtectedStatus } from "../../daemon/protected-status";
