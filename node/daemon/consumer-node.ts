@@ -483,7 +483,6 @@ function storedPath(p: ConsumerSession["path"]): SessionPathRecord {
 }
 
 const NO_LIMIT = (2n ** 255n).toString();
-
 /** The price limit to send with `session.create`, from the filter's limits (none when it has none). */
 function priceLimit(filter: ProposalFilter | undefined): { perHour: string; perGiB: string } | undefined {
   if (filter?.maxPricePerHour === undefined && filter?.maxPricePerGiB === undefined) return undefined;
