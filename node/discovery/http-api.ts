@@ -302,12 +302,17 @@ export async function buildDiscoveryApp(replica: DiscoveryReplicaView, o: Discov
  * store's disk, so it is bounded per client address and in reads at once (quality-reads.ts); a refusal
  * carries Retry-After.
  */
-async function boundedEvidence(reads: QualityReads, client: string, provider: string, serviceType: string | undefined, reply: FastifyReply) {
+async function boundedEvidence(reads: QualityReads, address: string, provider: string, serviceType: string | undefined, reply: FastifyReply) {
+  let client: string | undefined;
   try {
-    reads.admit(client);
-    return await reads.evidence(provider, serviceType);
+    client = reads.admit(address);
+    return await reads.evidence(provider, serviceType, client);
   } catch (err) {
-    if (err instanceof QualityReadLimitedError) reply.header("retry-after", String(err.retryAfterS));
+    if (err instanceof QualityReadLimitedError) {
+      reply.header("retry-after", String(err.retryAfterS));
+      // Refused for the reads in progress, not by its own rate: the client keeps its token.
+      if (client !== undefined) reads.refund(client);
+    }
     throw err;
   }
 }

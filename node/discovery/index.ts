@@ -78,6 +78,12 @@ export class ProposalIndex {
     return this.#listings;
   }
 
+  #onListings?: () => void;
+  /** Calls `fn` at every change of the listed set (the ranked order's keeper schedules its update: ranked-keeper.ts). */
+  onListings(fn: () => void): void {
+    this.#onListings = fn;
+  }
+
   /** Keys known, listed or only remembered. */
   get known(): number {
     return this.#t.size;
@@ -374,6 +380,7 @@ export class ProposalIndex {
     this.#t.set(e, LISTED, true);
     this.#listed++;
     this.#listings++;
+    this.#onListings?.();
     if (this.#listedSince && this.#listedSince.length >= 50_000) this.#listedSince = null;
     this.#listedSince?.push(e);
     if (this.#bulk) return;
@@ -393,6 +400,7 @@ export class ProposalIndex {
     t.clearBody(e);
     this.#listed--;
     this.#listings++;
+    this.#onListings?.();
     if (!fromSets) return;
     this.#all.delete(e);
     for (const [map, value] of this.#buckets.of(e)) {

@@ -8,7 +8,7 @@ export const RANKED_REFRESH_MS = 100;
  * A replica's order of every listed proposal by quality (best first, unrated at the neutral 50, then
  * key), kept off the query path: a query reads the last order made (one consistent snapshot) and never
  * makes it, except the very first. When scores change (the book's batches) or the listed set changes
- * (seen by the next query), an update is scheduled on a timer, at most one every RANKED_REFRESH_MS;
+ * (the index's `onListings`), an update is scheduled on a timer, at most one every RANKED_REFRESH_MS;
  * it moves only the proposals whose score changed or that were listed since (one merge pass over typed
  * arrays), and makes the whole order again only when too much changed to list (50,000 at once).
  * So a change shows in `sort=quality` within RANKED_REFRESH_MS plus one update's run after it.
@@ -25,6 +25,7 @@ export class RankedOrderKeeper {
     private readonly book: QualityBook,
   ) {
     book.onScores(() => this.#schedule());
+    index.onListings(() => this.#schedule());
   }
 
   /** The last order made (made now only if none was yet); schedules an update if it is behind. */

@@ -187,7 +187,7 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
       "no-multicast-peers",
       // One relay thread: with several, an RFC 6062 data connection (ConnectionBind) that lands on another
       // thread than its allocation's is spliced but never counted (measured on 4.6.1: in 8 of 21 runs of
-      // the loopback proxy test coturn counted 536 bytes for 12-96 MB spliced; 0 of 8 runs with one thread).
+      // the loopback proxy test coturn counted 536 bytes for 12-96 MB spliced; 0 of 13 runs with one thread).
       // A session lives on one thread anyway; one thread caps the relay's sum over many sessions (docs/relay.md).
       "relay-threads=1",
       // TCP allocations (RFC 6062) stay on: a proxy provider nobody can dial holds one for its consumer

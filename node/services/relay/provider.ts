@@ -138,7 +138,9 @@ export class RelayProviderService implements ProviderService {
   /**
    * A proof allocation in coturn's listing (self-proof.ts): the first one of an open session that came
    * over TCP or TLS names the session's one peer, its client address; whatever it is, it is cut off at
-   * once (a proof credential relays nothing), and so is any later one.
+   * once (a proof credential relays nothing), and so is any later one. One that proves nothing (UDP, or
+   * an address no relay lets in) ends its session: left open, its proof still due, the credential would
+   * buy one unbilled allocation after another, each alive until the next reading.
    */
   async #takeProof(s: RelaySession, a: CoturnSession): Promise<void> {
     const proof = s.proof!;
@@ -149,11 +151,17 @@ export class RelayProviderService implements ProviderService {
         s.peers = [address];
         s.transport = a.transport;
         this.#log.info({ sessionId: s.id, peer: address, transport: a.transport }, "a relay session's consumer proved its address: its one peer");
-      } else
+      } else {
         this.#log.warn(
           { sessionId: s.id, transport: a.transport, client: a.client },
-          "a proof allocation proves nothing (UDP, or an address no relay lets in)",
+          "a proof allocation proves nothing (UDP, or an address no relay lets in): its session is cut off",
         );
+        s.cutting = true;
+        await this.#coturn
+          ?.cancel(s.username)
+          .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel the session's allocations"));
+        s.closed = true;
+      }
     }
     await this.#coturn
       ?.cancel(a.username, [a.id])

@@ -4,6 +4,7 @@ import { Registry } from "prom-client";
 import { buildDiscoveryApp } from "../../../node/discovery/http-api";
 import { ProposalIndex } from "../../../node/discovery/index";
 import { QualityBook } from "../../../node/discovery/quality";
+import { clientOf } from "../../../node/discovery/quality-reads";
 import { LocalReceiptStore, type StoredReceipt } from "../../../node/discovery/receipt-store";
 import { IdentityKey } from "../../../node/identity/key";
 import { silentLogger } from "../../../node/log/logger";
@@ -130,5 +131,57 @@ describe("the quality route bounds its cost: per client address, reads at once, 
     letGo();
     for (const r of await Promise.all(held)) expect(r.statusCode).to.equal(200);
     expect((await ask("10.0.0.3")).status).to.equal(200);
+  });
+
+  it("counts an IPv6 client by its /64: addresses rotated inside one /64 share one allowance", async () => {
+    expect(clientOf("2001:db8:1:2:aaaa::1")).to.equal("2001:db8:1:2::/64");
+    expect(clientOf("2001:0db8:0001:0002:0:0:0:9")).to.equal("2001:db8:1:2::/64");
+    expect(clientOf("2001:db8::7")).to.equal("2001:db8:0:0::/64");
+    expect(clientOf("::ffff:10.0.0.1")).to.equal("10.0.0.1");
+    expect(clientOf("10.0.0.1")).to.equal("10.0.0.1");
+    for (let i = 0; i < 3; i++) expect((await ask(`2001:db8:1:2::${i + 1}`)).status).to.equal(200);
+    expect((await ask("2001:db8:1:2:ffff::9")).status, "another address of the same /64").to.equal(429);
+    expect((await ask("2001:db8:1:3::1")).status, "another /64").to.equal(200);
+  });
+
+  it("lets one client hold at most its share of the store reads, so another is still read; a read refused for that costs no allowance", async () => {
+    const app2 = await buildDiscoveryApp(
+      {
+        ready: true,
+        index: new ProposalIndex(3_600_000),
+        quality: book,
+        postReceipt: (b) => book.ingest(b),
+        postProbe: (b) => book.ingest(b, "probe"),
+        metrics: new Registry(),
+        post: async () => "refreshed",
+        health: () => ({ broker: "connected", store: "ok" }),
+        queryTimer: () => () => undefined,
+      },
+      { log: silentLogger, qualityReads: { perMinute: 6, burst: 3, inFlight: 4, inFlightPerClient: 1, cacheMs: 60_000 } },
+    );
+    try {
+      let letGo = () => {};
+      store.gate = new Promise<void>((resolve) => (letGo = resolve));
+      const get = (query: string, from: string) =>
+        app2
+          .inject({ method: "GET", url: `/v1/quality/${provider.address}${query}`, remoteAddress: from })
+          .then((r) => ({ status: r.statusCode, body: r.json() }));
+      const held = get("", "10.0.0.1");
+      while (store.reads < 1) await new Promise((r) => setImmediate(r));
+      const second = await get("?service_type=noop", "10.0.0.1");
+      expect(second.status).to.equal(429);
+      expect(second.body.message).to.match(/1 of 10\.0\.0\.1's quality reports are being read/);
+      const other = get("?service_type=noop", "10.0.0.2");
+      while (store.reads < 2) await new Promise((r) => setImmediate(r));
+      letGo();
+      expect((await held).status).to.equal(200);
+      expect((await other).status, "another client's read went ahead").to.equal(200);
+      // 10.0.0.1 spent 1 of its 3 on the answered read; the refused one was given back: two more are answered.
+      expect((await get("?service_type=a", "10.0.0.1")).status).to.equal(200);
+      expect((await get("?service_type=b", "10.0.0.1")).status).to.equal(200);
+      expect((await get("?service_type=c", "10.0.0.1")).status).to.equal(429);
+    } finally {
+      await app2.close();
+    }
   });
 });

@@ -185,7 +185,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       );
   });
 
-  it("takes no address from a proof over UDP (a datagram's source can be forged): the session has no peer, and the provider's allocation that permits one is cut off", async function () {
+  it("takes no address from a proof over UDP (a datagram's source can be forged): the session is cut off, a second proof allocation too, and the provider's allocation that permits a peer", async function () {
     const id = session();
     const config = await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["udp", "tcp", "tls"], proveSelf: true } });
     try {
@@ -201,6 +201,21 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
         20_000,
       );
       await udp.close();
+      expect(relay.isConnected(id), "a proof that proves nothing ends its session").to.equal(false);
+      // The proof credential stays valid at coturn until it expires: another allocation under it is cut off on sight.
+      const again = await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {}).catch(() => undefined);
+      if (again) {
+        await until(
+          () =>
+            again.permit(["127.0.0.1"]).then(
+              () => false,
+              () => true,
+            ),
+          "the relay to end a second proof allocation",
+          20_000,
+        );
+        await again.close();
+      }
       const held = await TurnClient.allocate(tlsServer(config), { username: config.username, password: config.password }, { relayedTransport: "tcp" });
       const closed = closedOf(held);
       await held.permit(["127.0.0.1"]).catch(() => undefined);
