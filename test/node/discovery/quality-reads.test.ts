@@ -4,7 +4,7 @@ import { Registry } from "prom-client";
 import { buildDiscoveryApp } from "../../../node/discovery/http-api";
 import { ProposalIndex } from "../../../node/discovery/index";
 import { QualityBook } from "../../../node/discovery/quality";
-import { clientOf } from "../../../node/discovery/quality-reads";
+import { clientOf, type QualityReadLimits } from "../../../node/discovery/quality-reads";
 import { LocalReceiptStore, type StoredReceipt } from "../../../node/discovery/receipt-store";
 import { IdentityKey } from "../../../node/identity/key";
 import { silentLogger } from "../../../node/log/logger";
@@ -66,7 +66,11 @@ describe("the quality route bounds its cost: per client address, reads at once, 
     await book.start();
     await book.ingest(signReceipt(consumers[0], receipt(consumers[0])));
     await book.idle();
-    app = await buildDiscoveryApp(
+    app = await appWith({ perMinute: 6, burst: 3, inFlight: 2, cacheMs: 60_000 });
+  });
+
+  const appWith = (qualityReads: QualityReadLimits) =>
+    buildDiscoveryApp(
       {
         ready: true,
         index: new ProposalIndex(3_600_000),
@@ -78,9 +82,8 @@ describe("the quality route bounds its cost: per client address, reads at once, 
         health: () => ({ broker: "connected", store: "ok" }),
         queryTimer: () => () => undefined,
       },
-      { log: silentLogger, qualityReads: { perMinute: 6, burst: 3, inFlight: 2, cacheMs: 60_000 } },
+      { log: silentLogger, qualityReads },
     );
-  });
 
   afterEach(async () => {
     await app.close();
@@ -145,20 +148,7 @@ describe("the quality route bounds its cost: per client address, reads at once, 
   });
 
   it("lets one client hold at most its share of the store reads, so another is still read; a read refused for that costs no allowance", async () => {
-    const app2 = await buildDiscoveryApp(
-      {
-        ready: true,
-        index: new ProposalIndex(3_600_000),
-        quality: book,
-        postReceipt: (b) => book.ingest(b),
-        postProbe: (b) => book.ingest(b, "probe"),
-        metrics: new Registry(),
-        post: async () => "refreshed",
-        health: () => ({ broker: "connected", store: "ok" }),
-        queryTimer: () => () => undefined,
-      },
-      { log: silentLogger, qualityReads: { perMinute: 6, burst: 3, inFlight: 4, inFlightPerClient: 1, cacheMs: 60_000 } },
-    );
+    const app2 = await appWith({ perMinute: 6, burst: 3, inFlight: 4, inFlightPerClient: 1, cacheMs: 60_000 });
     try {
       let letGo = () => {};
       store.gate = new Promise<void>((resolve) => (letGo = resolve));

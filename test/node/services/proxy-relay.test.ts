@@ -189,33 +189,24 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     const id = session();
     const config = await relay.openSession({ id, consumer: "0xc", consumerData: { transports: ["udp", "tcp", "tls"], proveSelf: true } });
     try {
-      const udp = await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {});
-      // The relay ends it too (no close over UDP: a request under it fails once coturn forgot it).
-      await until(
-        () =>
-          udp.permit(["127.0.0.1"]).then(
-            () => false,
-            () => true,
-          ),
-        "the relay to end the UDP proof allocation",
-        20_000,
-      );
-      await udp.close();
-      expect(relay.isConnected(id), "a proof that proves nothing ends its session").to.equal(false);
-      // The proof credential stays valid at coturn until it expires: another allocation under it is cut off on sight.
-      const again = await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {}).catch(() => undefined);
-      if (again) {
+      // The relay ends a UDP allocation (no close over UDP: a request under it fails once coturn forgot it).
+      const ended = async (a: TurnClient, what: string) => {
         await until(
           () =>
-            again.permit(["127.0.0.1"]).then(
+            a.permit(["127.0.0.1"]).then(
               () => false,
               () => true,
             ),
-          "the relay to end a second proof allocation",
+          `the relay to end ${what}`,
           20_000,
         );
-        await again.close();
-      }
+        await a.close();
+      };
+      await ended(await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {}), "the UDP proof allocation");
+      expect(relay.isConnected(id), "a proof that proves nothing ends its session").to.equal(false);
+      // The proof credential stays valid at coturn until it expires: another allocation under it is refused or cut off on sight.
+      const again = await TurnClient.allocate({ address: RELAY_IP, port: relayPort, transport: "udp" }, config.proof!, {}).catch(() => undefined);
+      if (again) await ended(again, "a second proof allocation");
       const held = await TurnClient.allocate(tlsServer(config), { username: config.username, password: config.password }, { relayedTransport: "tcp" });
       const closed = closedOf(held);
       await held.permit(["127.0.0.1"]).catch(() => undefined);
