@@ -194,7 +194,9 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       await until(
         () => fetchFrom(topology, topology.consumers[0], topology.internetUrl, 1000) === topology.providerUplinkAddress,
         "traffic through the restarted server",
-        10_000,
+        // Recovery, not its speed, is what this asserts (6.1 s after the kill on a quiet machine; the CI run of
+        // 2026-12-07 00:29 UTC at load ~8 went past the 10 s this used to allow): the time is printed below.
+        30_000,
       );
       const resumedMs = Date.now() - killedAt;
       console.log(`      (traffic resumed ${resumedMs} ms after the server was killed)`);
