@@ -1,4 +1,5 @@
 import { MystError } from "../errors/MystError";
+import { canonicalIp, ipv6Groups } from "../values/ip";
 import type { QualityBook, RawEvidence } from "./quality";
 
 /** A client asked for quality reports more often than a replica answers one address, or too many are being read. */
@@ -37,14 +38,11 @@ type Evidence = { receipts: RawEvidence[]; probes: RawEvidence[] };
 export function clientOf(address: string): string {
   const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (v4) return v4[1];
-  if (!address.includes(":")) return address;
-  const [head, tail = ""] = address.toLowerCase().split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const groups = address.includes("::") ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
-  return `${groups
+  const canonical = canonicalIp(address);
+  if (!canonical?.includes(":")) return canonical ?? address;
+  return `${ipv6Groups(canonical)
     .slice(0, 4)
-    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .map((g) => g.toString(16))
     .join(":")}::/64`;
 }
 

@@ -1,5 +1,5 @@
 import os from "node:os";
-import { canonicalIp } from "../values/ip";
+import { canonicalIp, ipv6Groups } from "../values/ip";
 
 /**
  * IPv6 candidates (issue 28, not yet on the session path): a node with a global IPv6 address can be
@@ -25,15 +25,6 @@ const SPECIAL: [number[], number][] = [
 ];
 const DOCUMENTATION: [number[], number] = [[0x2001, 0x0db8], 32];
 
-/** The 8 groups of a canonical IPv6 address. */
-function groups(canonical: string): number[] {
-  const [head, tail] = canonical.includes("::") ? canonical.split("::") : [canonical, undefined];
-  const h = head ? head.split(":").map((g) => Number.parseInt(g, 16)) : [];
-  if (tail === undefined) return h;
-  const t = tail ? tail.split(":").map((g) => Number.parseInt(g, 16)) : [];
-  return [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-}
-
 function inPrefix(g: number[], [prefix, bits]: [number[], number]): boolean {
   for (let i = 0; i * 16 < bits; i++) {
     const take = Math.min(16, bits - i * 16);
@@ -48,7 +39,7 @@ export function isGlobalIpv6(address: string, o: Ipv6Options = {}): boolean {
   if (address.includes("%")) return false; // a zone: link-scoped by definition
   const canonical = canonicalIp(address);
   if (!canonical?.includes(":") || canonical.includes(".")) return false;
-  const g = groups(canonical);
+  const g = ipv6Groups(canonical);
   if (g.length !== 8 || g.some((x) => !Number.isInteger(x))) return false;
   if ((g[0] & 0xe000) !== 0x2000) return false; // outside 2000::/3: ::/8, fc00::/7, fe80::/10, ff00::/8, …
   if (inPrefix(g, DOCUMENTATION)) return o.documentationAsGlobal === true;

@@ -50,6 +50,15 @@ export function canonicalIp(address: string): string | undefined {
   }
 }
 
+/** The 8 groups of an IPv6 address in `canonicalIp`'s spelling (a dotted IPv4 tail is not expanded). */
+export function ipv6Groups(canonical: string): number[] {
+  const [head, tail] = canonical.includes("::") ? canonical.split("::") : [canonical, undefined];
+  const h = head ? head.split(":").map((g) => Number.parseInt(g, 16)) : [];
+  if (tail === undefined) return h;
+  const t = tail ? tail.split(":").map((g) => Number.parseInt(g, 16)) : [];
+  return [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+}
+
 /** Whether `address` is an IP address the whole internet can mean the same thing by. */
 export function isPublicAddress(address: string): boolean {
   const family = net.isIP(address);

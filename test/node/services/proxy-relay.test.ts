@@ -147,6 +147,17 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
   /** Resolves with the reason once the allocation is closed (by the relay's cut-off). */
   const closedOf = (turn: TurnClient) => (turn.closed ? Promise.resolve("closed") : new Promise<string>((r) => turn.once("closed", r)));
 
+  /** Bytes the provider's relayed address sends 127.0.0.3 (an address no grant names) for a TLS hello's first bytes, until it closes. */
+  async function bytesToStranger(config: { address: string; port: number }): Promise<number> {
+    const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
+    let got = 0;
+    stranger.on("data", (d) => (got += d.length));
+    stranger.on("error", () => undefined);
+    stranger.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+    await new Promise((r) => stranger.once("close", r));
+    return got;
+  }
+
   async function fetchThrough(listen: string, path: string): Promise<Buffer> {
     const [host, port] = listen.split(":");
     return new Promise((resolve, reject) => {
@@ -226,13 +237,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     try {
       await until(() => !relay.isConnected(id), "the relay to cut the session off", 20_000);
       if (config) {
-        const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
-        let got = 0;
-        stranger.on("data", (d) => (got += d.length));
-        stranger.on("error", () => undefined);
-        stranger.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
-        await new Promise((r) => stranger.once("close", r));
-        expect(got, "the named stranger got nothing from the provider").to.equal(0);
+        expect(await bytesToStranger(config), "the named stranger got nothing from the provider").to.equal(0);
       }
     } finally {
       await provider.closeSession(id, "done").catch(() => undefined);
@@ -290,13 +295,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       h2.destroy();
       expect(status).to.equal(407);
       // From 127.0.0.3, an address the grant does not name: coturn has no permission for it and closes the connection.
-      const stranger = net.connect({ host: config.address, port: config.port, localAddress: "127.0.0.3" });
-      let got = 0;
-      stranger.on("data", (d) => (got += d.length));
-      stranger.on("error", () => undefined);
-      stranger.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
-      await new Promise((r) => stranger.once("close", r));
-      expect(got, "the stranger got nothing from the provider").to.equal(0);
+      expect(await bytesToStranger(config), "the stranger got nothing from the provider").to.equal(0);
     } finally {
       await provider.closeSession(id, "done");
       await relay.closeSession(id, "done");
