@@ -1,6 +1,8 @@
 import { sameEndpoint, type TunnelEndpoint } from "../session/service";
 
 const keyOf = (e: TunnelEndpoint) => `${e.address} ${e.protocol} ${e.port}`;
+/** Each endpoint once (the same address, protocol and port: `sameEndpoint`). */
+const uniqueOf = (endpoints: TunnelEndpoint[]) => [...new Map(endpoints.map((e) => [keyOf(e), e])).values()];
 
 /** One endpoint let through the kill switch by `admit`, and how many admissions hold it. */
 interface Held {
@@ -31,7 +33,7 @@ export class Admissions {
    * holds back); `waits`: the transactions of earlier admissions of the same endpoints still running.
    */
   take(endpoints: TunnelEndpoint[], plan: TunnelEndpoint[]): { fresh: TunnelEndpoint[]; waits: Promise<void>[]; added: (outcome: Promise<void>) => void } {
-    const unique = endpoints.filter((e, i) => endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
+    const unique = uniqueOf(endpoints);
     const fresh: TunnelEndpoint[] = [];
     const waits: Promise<void>[] = [];
     const taken: Held[] = [];
@@ -66,7 +68,7 @@ export class Admissions {
    * held, not in `plan`), which the caller takes out of the sets.
    */
   give(endpoints: TunnelEndpoint[], plan: TunnelEndpoint[]): TunnelEndpoint[] {
-    const unique = endpoints.filter((e, i) => endpoints.findIndex((o) => sameEndpoint(o, e)) === i);
+    const unique = uniqueOf(endpoints);
     const held = unique.map((e) => this.#held.get(keyOf(e))).filter((h): h is Held => h !== undefined);
     return this.#give(held).filter((e) => !plan.some((k) => sameEndpoint(k, e)));
   }
