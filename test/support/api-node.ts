@@ -60,7 +60,8 @@ export async function startApiNode(net: TestNetwork, dir: string, discoveryUrl: 
     },
     policy: testPolicy(),
     log: silentLogger,
-    pingMs: 1000,
+    // A proposal is valid for three pings: at 1 s, a loaded machine (five test files at once) let one expire between two pings (CI, 2026-12-07).
+    pingMs: 5000,
   });
   await daemon.start();
   const token = ensureApiToken(dir);

@@ -20,7 +20,10 @@ class MystReporter extends Spec {
     runner.once(EVENT_RUN_END, () => {
       if (perFile.size > 1) {
         const top = [...perFile].sort((a, b) => b[1] - a[1]).slice(0, 12);
+        const total = [...perFile.values()].reduce((a, b) => a + b, 0);
         process.stdout.write(`\nlongest files (s of test and hook time): ${top.map(([f, s]) => `${f} ${s.toFixed(0)}`).join(", ")}\n`);
+        // The sum over all files is the work the parallel workers share: with J jobs the suite cannot take less than sum / J.
+        process.stdout.write(`all ${perFile.size} files: ${total.toFixed(0)} s of test and hook time\n`);
       }
       const { passes, failures, pending } = runner.stats;
       const skipped = pending > 0 ? `, ${pending} skipped` : "";
