@@ -178,11 +178,6 @@ export async function withNode<T>(config: MystConfig, log: Logger, flags: Identi
   }
 }
 
-/** Whether a node (a daemon or a foreground command's) runs for this data dir. */
-export function runningNode(config: MystConfig): NodeClient | null {
-  return NodeClient.find(config.dataDir);
-}
-
 function packageVersion(): string {
   return require(path.join(PACKAGE_ROOT, "package.json")).version as string;
 }

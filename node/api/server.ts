@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { apiStatusOf } from "../errors/catalogue";
-import { createJsonApp, type JsonApp } from "../http/app";
+import { compileAllSchemas, createJsonApp, type JsonApp } from "../http/app";
 import { silentLogger, type Logger } from "../log/logger";
 import type { MystNode } from "../ops/node";
 import type { Transport } from "./client";
@@ -103,6 +103,17 @@ export class ApiServer {
     const doc = app.swagger();
     await app.close();
     return doc;
+  }
+
+  /** Builds the API and compiles every route's schemas now (each route's are otherwise compiled at its first request); how many. For tests. */
+  static async compileSchemas(version: string): Promise<number> {
+    const app = await new ApiServer({ daemon: undefined as never, token: "", host: "127.0.0.1", port: 0, version, log: silentLogger }).#build();
+    try {
+      await app.ready();
+      return compileAllSchemas(app);
+    } finally {
+      await app.close();
+    }
   }
 
   async #build(): Promise<JsonApp> {

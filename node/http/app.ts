@@ -5,10 +5,16 @@ import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { ERRORS, type ErrorCode } from "../errors/catalogue";
 import { isMystError } from "../errors/MystError";
 import type { Logger } from "../log/logger";
+import { lazySchemas, type LazySchemas } from "./lazy-schemas";
 import { openapiTo30 } from "./openapi-30";
 
 /** A Fastify app whose routes are typed by their TypeBox schemas. */
 export type JsonApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+const schemasOf = new WeakMap<object, LazySchemas>();
+
+/** Compiles now every route schema of `app` not yet compiled (they are compiled at a route's first request); how many it compiled. */
+export const compileAllSchemas = (app: JsonApp): number => schemasOf.get(app)?.compileAll() ?? 0;
 
 /** The body of every error answer: a stable code to switch on and one line for people. */
 export const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() }, { $id: "Error" });
@@ -42,10 +48,13 @@ export interface JsonAppOptions {
  * answered as `{code, message}`, an OpenAPI document at `/openapi.json`.
  */
 export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
+  const schemas = lazySchemas();
   const app = Fastify({
     bodyLimit: o.bodyLimit,
     logger: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
+    // Each route's schemas compiled at its first request, not at start (lazy-schemas.ts).
+    schemaController: { compilersFactory: schemas.compilersFactory as never },
     // Errors the router meets before any hook runs: the same {code, message} as every other error.
     frameworkErrors: (err, _req, reply) => {
       const [status, code, message] =
@@ -70,6 +79,7 @@ export async function createJsonApp(o: JsonAppOptions): Promise<JsonApp> {
       );
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  schemasOf.set(app, schemas);
   // JSON only: Fastify's built-in text/plain parser would turn a text body into a schema error (400).
   app.removeContentTypeParser("text/plain");
   await app.register(swagger, {

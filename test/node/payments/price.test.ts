@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { parseUnits } from "ethers";
 import { GIB, priceOf } from "../../../node/payments/price";
 import { mystToWei } from "../../../node/values/myst";
 
@@ -45,5 +46,14 @@ describe("amounts of MYST made once at the edge", function () {
     expect(mystToWei("0.000000000000000001", "--price")).to.equal(1n);
     for (const bad of ["-1", "1e3", "0.0000000000000000001", "", "0x10"])
       expect(() => mystToWei(bad, "--price")).to.throw(/--price ".*" is not an amount of MYST/);
+  });
+
+  it("gives the wei ethers' parseUnits(value, 18) gives, for any amount it accepts", function () {
+    const digits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join("");
+    for (let i = 0; i < 500; i++) {
+      const value = `${digits(1 + (i % 20))}${i % 3 === 0 ? "" : `.${digits(1 + (i % 18))}`}`;
+      expect(mystToWei(value, "--price"), value).to.equal(parseUnits(value, 18));
+    }
+    for (const edge of ["0", "0.0", "00.10", "99999999999999999999.999999999999999999"]) expect(mystToWei(edge, "x"), edge).to.equal(parseUnits(edge, 18));
   });
 });
