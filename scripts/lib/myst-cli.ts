@@ -5,6 +5,7 @@ import path from "node:path";
 import { freePort } from "./local-chain";
 import { replicaEnv } from "./nats-server";
 import { until } from "./until";
+import { depositIn, registerIdentityIn } from "./data-dir-setup";
 export { onConsumerMachine } from "./topology";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -57,7 +58,7 @@ export function unprivilegedUser(dir: string, capabilities: string[], id = 64_99
   return { uid: id, gid: id, capabilities, tun };
 }
 
-/** Gives `user` the data dir `dir` (made by root, as `registerWithCli` does), as systemd's StateDirectory would. */
+/** Gives `user` the data dir `dir` (made by root, as `registerIdentityIn` does), as systemd's StateDirectory would. */
 export function giveTo(user: UnprivilegedUser, dir: string): void {
   execFileSync("chown", ["-R", `${user.uid}:${user.gid}`, dir]);
 }
@@ -196,8 +197,9 @@ export async function depositWithCli(env: NodeJS.ProcessEnv, amount: string, esc
 
 /**
  * A provider and a consumer as CLI users: one data dir each, a registered identity in each, the
- * consumer's vault funded with `myst vault deposit` (5 MYST, 1 MYST of escrow; not with
- * `fundVault: false`), and a `myst discovery` both use. The caller stops `discovery`.
+ * consumer's vault funded (5 MYST, 1 MYST of escrow; not with `fundVault: false`), made ready in this
+ * process as the CLI's commands would (data-dir-setup.ts), and a `myst discovery` both use. The
+ * caller stops `discovery`.
  */
 export async function cliProviderAndConsumer(
   chain: { rpcUrl: string; deploymentFile: string; fund(addresses: string[]): Promise<void> },
@@ -209,8 +211,8 @@ export async function cliProviderAndConsumer(
   const base = cliEnv(chain, natsUrl, await freePort(), extra);
   const providerEnv = { ...base, MYST_DATA_DIR: dirs[0] };
   const consumerEnv = { ...base, MYST_DATA_DIR: dirs[1] };
-  for (const env of [providerEnv, consumerEnv]) await registerWithCli(chain, env);
-  if (options.fundVault !== false) await depositWithCli(consumerEnv, "5", "1");
+  for (const env of [providerEnv, consumerEnv]) await registerIdentityIn(chain, env);
+  if (options.fundVault !== false) await depositIn(consumerEnv, "5", "1");
   return { base, providerEnv, consumerEnv, discovery: await startCliDiscovery(base) };
 }
 

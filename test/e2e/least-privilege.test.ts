@@ -4,10 +4,11 @@ import path from "node:path";
 import { downloadFrom, fetchFrom, onConsumerMachine, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, giveTo, myst, registerWithCli, mystBackground, unprivilegedUser, type UnprivilegedUser } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, giveTo, myst, mystBackground, unprivilegedUser, type UnprivilegedUser } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
+import { registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 /** The capabilities of `pid` and its user, from /proc (hex masks as the kernel prints them). */
 function credentialsOf(pid: number): { uid: string; eff: string; amb: string; bnd: string } {
@@ -144,7 +145,7 @@ describe("e2e: a provider daemon with only CAP_NET_ADMIN and CAP_NET_BIND_SERVIC
       const deployment = path.join(tmps[3].dir, "deployment.json");
       fs.copyFileSync(chain.deploymentFile, deployment);
       bareEnv = { ...providerEnv, MYST_DATA_DIR: tmps[3].dir, HOME: tmps[3].dir, MYST_DEPLOYMENT: deployment };
-      await registerWithCli(chain, { ...consumerEnv, MYST_DATA_DIR: tmps[3].dir });
+      await registerIdentityIn(chain, { ...consumerEnv, MYST_DATA_DIR: tmps[3].dir });
       const none = unprivilegedUser(tmps[2].dir, [], 64_998);
       giveTo(none, tmps[3].dir);
       bare = mystBackground(["daemon", "--api-port", "0"], { ...bareEnv, MYST_LOG_LEVEL: "info" }, { netns: topology.provider, user: none });

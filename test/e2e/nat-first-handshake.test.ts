@@ -7,7 +7,8 @@ import { tempDir } from "../../scripts/lib/tmp";
 import { fetchFrom, topologyUp, type NatKind, type Topology } from "../../scripts/lib/topology";
 import { mystJson } from "../../scripts/lib/myst-cli";
 import { until } from "../../scripts/lib/until";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 /**
  * A provider behind a symmetric router (a new public port per destination): the consumer's tunnel
@@ -78,8 +79,8 @@ describe("e2e: a symmetric provider's punched tunnel completes its first WireGua
       topologyUp({ consumers: CONSUMERS.length, nat: { provider: "symmetric", consumer: CONSUMERS } }),
     ]);
     const base = cliEnv(chain, nats.url, await freePort());
-    for (const d of [dirs.provider, ...dirs.consumers]) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
-    for (const d of dirs.consumers) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
+    for (const d of [dirs.provider, ...dirs.consumers]) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
+    for (const d of dirs.consumers) await depositIn({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     const nat = topology.nat!;
     machineEnv = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: nat.stunServers.join(","), MYST_LOG_LEVEL: "info" };

@@ -9,7 +9,8 @@ import { fetchFrom, topologyUp, type NatKind, type Topology } from "../../script
 import { mystJson } from "../../scripts/lib/myst-cli";
 import { until } from "../../scripts/lib/until";
 import { freePort } from "../../scripts/lib/local-chain";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 /**
  * The NAT matrix (issue 28): no port forwarding anywhere. Every node runs on its own machine (its
@@ -49,8 +50,8 @@ describe("e2e: the NAT matrix (WireGuard, no port forwarding, nodes on their own
     buildCli();
     [chain, nats] = await Promise.all([testChain(), startNatsServer()]);
     base = cliEnv(chain, nats.url, await freePort());
-    for (const d of [dirs.provider, dirs.relay, ...dirs.consumers, dirs.same]) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
-    for (const d of [...dirs.consumers, dirs.same]) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
+    for (const d of [dirs.provider, dirs.relay, ...dirs.consumers, dirs.same]) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
+    for (const d of [...dirs.consumers, dirs.same]) await depositIn({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
   });
 

@@ -6,7 +6,8 @@ import { tempDir } from "../../scripts/lib/tmp";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { mystJson } from "../../scripts/lib/myst-cli";
 import { until } from "../../scripts/lib/until";
-import { buildCli, cliEnv, depositWithCli, mystBackground, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, mystBackground, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 // Its own file (was the NAT matrix's second half): mocha's parallel runner gives it a worker of its own, so its
 // 5 minutes of broker outage wait beside the matrix's cells instead of after them.
@@ -37,8 +38,8 @@ describe("e2e: a punched session outlives idle routers, a lost mapping and a 5-m
       topologyUp({ consumers: 1, nat: { provider: "eim", consumer: "eim", udpTimeoutSeconds: 30 } }),
     ]);
     const base = cliEnv(chain, nats.url, await freePort());
-    for (const d of tmps) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
-    await depositWithCli({ ...base, MYST_DATA_DIR: tmps[1].dir }, "5", "1");
+    for (const d of tmps) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
+    await depositIn({ ...base, MYST_DATA_DIR: tmps[1].dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     const machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
     providerEnv = { ...machine, MYST_DATA_DIR: tmps[0].dir };

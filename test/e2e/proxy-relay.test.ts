@@ -8,7 +8,8 @@ import { tempDir } from "../../scripts/lib/tmp";
 import { topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { relayServiceStart } from "../support/relay-service";
-import { buildCli, cliEnv, depositWithCli, mystBackground, mystJson, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, mystBackground, mystJson, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 const GiB = 1n << 30n;
 const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST
@@ -54,8 +55,8 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
       topologyUp({ consumers: 1, relays: 1, nat: { provider: "eim", consumer: ["udp-blocked"] } }),
     ]);
     const base = cliEnv(chain, nats.url, await freePort());
-    for (const d of Object.values(dirs)) await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
-    await depositWithCli({ ...base, MYST_DATA_DIR: dirs.consumer.dir }, "5", "1");
+    for (const d of Object.values(dirs)) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
+    await depositIn({ ...base, MYST_DATA_DIR: dirs.consumer.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
     provider = await daemon(envOf(dirs.provider), topology.provider, ["--invoice-every", "1"]);

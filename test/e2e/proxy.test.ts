@@ -9,7 +9,8 @@ import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network
 import { tempDir } from "../../scripts/lib/tmp";
 import { onConsumerMachine, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
-import { MYST_BIN, buildCli, cliProviderAndConsumer, registerWithCli } from "../support/cli";
+import { MYST_BIN, buildCli, cliProviderAndConsumer } from "../support/cli";
+import { registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 /** An unprivileged user with no capabilities at all: every myst process and curl of this file run as it. */
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
@@ -83,7 +84,7 @@ describe("e2e: the proxy service, as an unprivileged user on both sides (HTTP/2 
     const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
     background.push({ stop: async () => void (await nodes.discovery.stop()), output: nodes.discovery.output, exited: () => false });
     const secondEnv = { ...nodes.base, MYST_DATA_DIR: tmps[2].dir };
-    await registerWithCli(chain, secondEnv);
+    await registerIdentityIn(chain, secondEnv);
     // Every node on its own machine (chain, broker, discovery over the routers), its files nobody's.
     const published = await onConsumerMachine(topology, nodes.base);
     // The chain's deployment file sits in root's private temp dir: each node reads its own copy.

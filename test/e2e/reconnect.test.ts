@@ -3,10 +3,11 @@ import fs from "node:fs";
 import { fetchFrom, resolveFrom, routesOf, topologyUp, type Topology, keepFetching } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, registerWithCli, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
+import { registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 /**
  * `myst connect --reconnect` (issue 15, item 4): two providers, each behind its own NAT gateway;
@@ -50,7 +51,7 @@ describe("e2e: --reconnect moves to the next provider without a leak (real openv
     background.push(nodes.discovery);
     consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
     const secondEnv = { ...nodes.base, MYST_DATA_DIR: tmps[2].dir };
-    await registerWithCli(chain, secondEnv);
+    await registerIdentityIn(chain, secondEnv);
     providerEnvs = [nodes.providerEnv, secondEnv];
   });
 

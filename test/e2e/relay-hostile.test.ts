@@ -9,7 +9,8 @@ import { tempDir } from "../../scripts/lib/tmp";
 import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { relayServiceStart } from "../support/relay-service";
-import { buildCli, cliEnv, depositWithCli, mystBackground, mystJson, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, mystBackground, mystJson, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 const GiB = 1n << 30n;
 const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST, the hostile relay's (the cheaper: the consumer picks it)
@@ -104,10 +105,10 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
     const base = cliEnv(chain, nats.url, await freePort());
     step = "registering";
     for (const d of [dirs.provider, ...dirs.relays, dirs.consumer]) {
-      const id = await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
+      const id = await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
       if (dirs.relays.includes(d)) relayIds.push(id.toLowerCase());
     }
-    await depositWithCli({ ...base, MYST_DATA_DIR: dirs.consumer.dir }, "5", "1");
+    await depositIn({ ...base, MYST_DATA_DIR: dirs.consumer.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
 

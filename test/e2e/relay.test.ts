@@ -16,7 +16,8 @@ import { tempDir } from "../../scripts/lib/tmp";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { relayServiceStart } from "../support/relay-service";
-import { buildCli, cliEnv, depositWithCli, myst, mystBackground, mystJson, onConsumerMachine, registerWithCli, startCliDiscovery } from "../support/cli";
+import { buildCli, cliEnv, myst, mystBackground, mystJson, onConsumerMachine, startCliDiscovery } from "../support/cli";
+import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 const GiB = 1n << 30n;
 const RELAY_PRICE_PER_GIB = 10n ** 17n; // 0.1 MYST
@@ -81,11 +82,11 @@ describe("e2e: relays (coturn) join pairs no punch can", function () {
     discoveryUrl = base.MYST_DISCOVERY_URLS!;
     const all = [dirs.provider, ...dirs.relays, dirs.symmetric, dirs.blocked, dirs.unpaid];
     for (const d of all) {
-      const id = await registerWithCli(chain, { ...base, MYST_DATA_DIR: d.dir });
+      const id = await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
       if (dirs.relays.includes(d)) relayIds.push(id.toLowerCase());
       if (d === dirs.provider) providerId = id;
     }
-    for (const d of [dirs.symmetric, dirs.blocked]) await depositWithCli({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
+    for (const d of [dirs.symmetric, dirs.blocked]) await depositIn({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
 

@@ -6,21 +6,12 @@ import { rpcRequest } from "../../node/chain/rpc-request";
 import { downloadFrom, fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import {
-  buildCli,
-  cliEnv,
-  depositWithCli,
-  myst,
-  mystBackground,
-  onConsumerMachine,
-  registerWithCli,
-  serviceStartArgs,
-  startCliDiscovery,
-} from "../support/cli";
+import { buildCli, cliEnv, depositWithCli, myst, mystBackground, onConsumerMachine, serviceStartArgs, startCliDiscovery } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { freePort } from "../../scripts/lib/local-chain";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
+import { registerIdentityIn } from "../../scripts/lib/data-dir-setup";
 
 describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chain)", function () {
   this.timeout(240_000);
@@ -56,7 +47,7 @@ describe("e2e: one deposit pays two providers in turn (real openvpn, netns, chai
     const base = cliEnv(chain, nats.url, await freePort());
     const [providerA, providerB, consumer] = tmps.map((t) => ({ ...base, MYST_DATA_DIR: t.dir }));
     const ids = [];
-    for (const env of [providerA, providerB, consumer]) ids.push(await registerWithCli(chain, env));
+    for (const env of [providerA, providerB, consumer]) ids.push(await registerIdentityIn(chain, env));
     const [a, b, c] = ids;
     background.push(await startCliDiscovery(base));
     await depositWithCli(consumer, "5", "1");
