@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import type { NodeClient } from "../api/client";
 import { DEFAULT_SERVICE_TYPE, SERVICE_SETTINGS, SERVICE_TYPES, type ConnectBody } from "../api/schemas";
 import { controlledServices, withControls } from "./controls";
@@ -193,7 +193,7 @@ function connectedLines(answer: NonNullable<Connection>): string[] {
     `bytes:    ${answer.bytesIn} in, ${answer.bytesOut} out`,
     `duration: ${answer.durationSeconds} s`,
     ...("path" in answer && answer.path ? [describePath(answer.path)] : []),
-    `paid:     ${formatUnits(answer.promisedWei ?? 0, 18)} MYST promised over ${answer.invoices} invoice(s)`,
+    `paid:     ${weiToMyst(answer.promisedWei ?? 0)} MYST promised over ${answer.invoices} invoice(s)`,
     ...("listen" in answer && answer.listen ? [`proxy:    SOCKS5 and HTTP on ${answer.listen}`] : []),
     ...(answer.protection ? [`guard:    ${answer.protection.message}`] : []),
     ...("paymentRefused" in answer && answer.paymentRefused ? [`payment:  the provider did not take the last promise: ${answer.paymentRefused.message}`] : []),
@@ -211,7 +211,7 @@ function describeConnected(c: Connection): string[] {
   const phases = c.phasesMs;
   return [
     `connected: session ${c.sessionId}`,
-    `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${formatUnits(c.pricePerHourWei ?? 0, 18)} MYST/h + ${formatUnits(c.pricePerGiBWei ?? 0, 18)} MYST/GiB`,
+    `provider ${c.provider} (${c.serviceType}, ${c.country}, ${c.ipType}), ${weiToMyst(c.pricePerHourWei ?? 0)} MYST/h + ${weiToMyst(c.pricePerGiBWei ?? 0)} MYST/GiB`,
     ...(phases ? [`phases (ms): discovery ${phases.discovery}, negotiation ${phases.negotiation}, tunnel ${phases.tunnel}, confirm ${phases.confirm}`] : []),
     ...(c.path ? [describePath(c.path)] : []),
   ];

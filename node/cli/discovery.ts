@@ -1,6 +1,6 @@
 import path from "node:path";
 import { Command, Option } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import { IP_TYPES, SERVICE_TYPES } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import { mystToWei } from "../values/myst";
@@ -106,8 +106,8 @@ export function proposalsCommand(context: Ctx): Command {
                 p.serviceType.padEnd(8),
                 p.location.country,
                 p.location.ipType.padEnd(11),
-                `${formatUnits(p.price.perHour, 18)} MYST/h`.padEnd(18),
-                `${formatUnits(p.price.perGiB, 18)} MYST/GiB`.padEnd(20),
+                `${weiToMyst(p.price.perHour)} MYST/h`.padEnd(18),
+                `${weiToMyst(p.price.perGiB)} MYST/GiB`.padEnd(20),
                 `${p.bandwidthMbps} Mbit/s`,
                 ...(p.accessPolicy === "allowlist" ? ["allow list"] : []),
               ].join("  "),

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import type { NodeClient } from "../api/client";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
@@ -7,7 +7,7 @@ import { qualityLines } from "./quality";
 import { identityOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
-const myst = (wei: bigint | string) => `${formatUnits(wei, 18)} MYST`;
+const myst = (wei: bigint | string) => `${weiToMyst(wei)} MYST`;
 
 type StoredPath = Awaited<ReturnType<NodeClient["sessions"]>>["sessions"][number]["path"];
 

@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import type { IdentityFlags } from "../api/launch";
 import { MystError } from "../errors/MystError";
 import { SERVICE_TYPES } from "../api/schemas";
@@ -57,7 +57,7 @@ export function proberCommand(context: Ctx): Command {
               ...r.probes.map(
                 (p) =>
                   `  ${p.provider} ${p.serviceType}: ${p.failed ? `failed at ${p.failed}` : "every stage passed"}` +
-                  (BigInt(p.promisedWei) > 0n ? `, paid ${formatUnits(p.promisedWei, 18)} MYST` : "") +
+                  (BigInt(p.promisedWei) > 0n ? `, paid ${weiToMyst(p.promisedWei)} MYST` : "") +
                   (p.error ? ` (${p.error})` : ""),
               ),
             ]);

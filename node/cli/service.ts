@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import { IP_TYPES, OFFER_DEFAULTS, SERVICE_SETTINGS, SERVICE_TYPES, type StartServiceBody } from "../api/schemas";
 import { PAYMENT_POLICY_DEFAULTS, parsePaymentPolicy } from "../config/payment-policy";
 import { MystError } from "../errors/MystError";
@@ -234,7 +234,7 @@ export function serviceCommand(context: Ctx): Command {
           ? ["no services running"]
           : services.map(
               (s) =>
-                `${s.type}  ${s.offer.country}/${s.offer.ipType}  ${formatUnits(s.offer.pricePerHourWei, 18)} MYST/h + ${formatUnits(s.offer.pricePerGiBWei, 18)} MYST/GiB  ${s.announcement.state}${s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}  ${s.sessions} session(s)`,
+                `${s.type}  ${s.offer.country}/${s.offer.ipType}  ${weiToMyst(s.offer.pricePerHourWei)} MYST/h + ${weiToMyst(s.offer.pricePerGiBWei)} MYST/GiB  ${s.announcement.state}${s.announcement.lastError ? ` (${s.announcement.lastError})` : ""}  ${s.sessions} session(s)`,
             ),
       );
     });

@@ -1,12 +1,12 @@
 import { Command } from "commander";
-import { formatUnits } from "ethers";
+import { weiToMyst } from "../values/myst";
 import type { DepositBody, Vault } from "../api/schemas";
 import { MystError } from "../errors/MystError";
 import type { CommandContext } from "./context";
 import { identityOptions } from "./service";
 
 type Ctx = (cmd: Command) => CommandContext;
-const myst = (wei: string) => `${formatUnits(wei, 18)} MYST`;
+const myst = (wei: string) => `${weiToMyst(wei)} MYST`;
 
 function vaultLines(v: Vault): string[] {
   return [

@@ -1,7 +1,8 @@
+import crypto from "node:crypto";
 import { expect } from "chai";
-import { parseUnits } from "ethers";
+import { formatUnits, parseUnits } from "ethers";
 import { GIB, priceOf } from "../../../node/payments/price";
-import { mystToWei } from "../../../node/values/myst";
+import { mystToWei, weiToMyst } from "../../../node/values/myst";
 
 const E18 = 10n ** 18n;
 
@@ -55,5 +56,14 @@ describe("amounts of MYST made once at the edge", function () {
       expect(mystToWei(value, "--price"), value).to.equal(parseUnits(value, 18));
     }
     for (const edge of ["0", "0.0", "00.10", "99999999999999999999.999999999999999999"]) expect(mystToWei(edge, "x"), edge).to.equal(parseUnits(edge, 18));
+  });
+
+  it("writes wei as MYST exactly as ethers' formatUnits(wei, 18) does", function () {
+    const values = [0n, 1n, 10n ** 18n, 5n * 10n ** 16n, -(5n * 10n ** 16n), 123456789n * 10n ** 18n + 1n];
+    for (let i = 0; i < 500; i++) values.push(BigInt(`0x${crypto.randomBytes(1 + (i % 16)).toString("hex")}`) * (i % 7 === 0 ? -1n : 1n));
+    for (const v of values) {
+      expect(weiToMyst(v), String(v)).to.equal(formatUnits(v, 18));
+      expect(weiToMyst(v.toString())).to.equal(formatUnits(v.toString(), 18));
+    }
   });
 });

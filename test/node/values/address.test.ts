@@ -1,8 +1,8 @@
 import crypto from "node:crypto";
 import { expect } from "chai";
-import { Wallet } from "ethers";
+import { Wallet, getAddress as ethersGetAddress } from "ethers";
 import { isMystError } from "../../../node/errors/MystError";
-import { toAddress } from "../../../node/values/address";
+import { sameAddress, toAddress } from "../../../node/values/address";
 
 /** The same address with the case of its first letter flipped: a broken EIP-55 checksum. */
 function badChecksum(address: string): string {
@@ -43,5 +43,37 @@ describe("toAddress, remembering what it made", function () {
     const first = addresses[0];
     for (const a of addresses) toAddress(a);
     expect(toAddress(first).toLowerCase()).to.equal(first);
+  });
+
+  it("makes exactly what ethers' getAddress makes of 0x + 40 hex (and of the 40 hex alone), and refuses what it refuses", function () {
+    const outcome = (f: () => string) => {
+      try {
+        return f();
+      } catch {
+        return "refused";
+      }
+    };
+    for (let i = 0; i < 300; i++) {
+      const hex = crypto.randomBytes(20).toString("hex");
+      const checksummed = ethersGetAddress(`0x${hex}`);
+      const variants = [
+        hex,
+        `0x${hex}`,
+        `0x${hex.toUpperCase()}`,
+        checksummed,
+        badChecksum(checksummed),
+        checksummed.slice(2),
+        `0X${hex}`,
+        `0x${hex}0`,
+        `0x${hex.slice(1)}`,
+      ];
+      for (const v of variants)
+        expect(
+          outcome(() => toAddress(v)),
+          v,
+        ).to.equal(outcome(() => ethersGetAddress(v)));
+      expect(sameAddress(hex, checksummed)).to.equal(true);
+      expect(sameAddress(badChecksum(checksummed), checksummed)).to.equal(false);
+    }
   });
 });
