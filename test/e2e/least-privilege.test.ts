@@ -156,7 +156,10 @@ describe("e2e: a provider daemon with only CAP_NET_ADMIN and CAP_NET_BIND_SERVIC
 
     it("says at start which services it cannot sell and which capability each lacks", async function () {
       // Its log and its "REST API:" line are two streams: under load the log line can come second.
-      await until(() => (/cannot sell openvpn/.test(bare.output()) && /cannot sell wireguard/.test(bare.output())) || bare.child.exitCode !== null, "the start's capability report");
+      await until(
+        () => (/cannot sell openvpn/.test(bare.output()) && /cannot sell wireguard/.test(bare.output())) || bare.child.exitCode !== null,
+        "the start's capability report",
+      );
       expect(bare.output()).to.match(/cannot sell wireguard: wireguard needs CAP_NET_ADMIN to create its interface/);
       expect(bare.output()).to.match(/cannot sell openvpn: openvpn needs CAP_NET_ADMIN/);
       expect(bare.output()).to.not.match(/cannot sell noop/);
