@@ -405,10 +405,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   #punch(session: ProviderSession, service: ProviderService, channel: DirectChannel, consumerTunnelPort: number | undefined): void {
     session.channel = channel;
     session.dialog.useTransport(channel);
-    // Once the consumer has chosen a relay (`session.relay`) the direct path no longer moves the tunnel:
-    // told later, it took the tunnel away from the relay the consumer's side listens on.
-    const ended = () => session.state === "ended" || session.relayed !== undefined;
-    followDirectPath({ sessionId: session.id, ended, service, channel, consumerTunnelPort, log: this.#o.log });
+    const [ended, relayed] = [() => session.state === "ended", () => session.relayed !== undefined];
+    followDirectPath({ sessionId: session.id, ended, relayed, service, channel, consumerTunnelPort, log: this.#o.log });
     setImmediate(() =>
       channel.connect().catch((err) => this.#o.log.info({ sessionId: session.id, reason: (err as Error).message }, "no direct channel with the consumer")),
     );
