@@ -26,6 +26,11 @@ export function tunnelOffer(offer: DirectOffer, service: ProviderService, router
 export function followDirectPath(o: {
   sessionId: string;
   ended: () => boolean;
+  /**
+   * The consumer has chosen a relay (`session.relay`): the direct path no longer moves the tunnel.
+   * Told later, it took the tunnel away from the relay the consumer's forwarder listens on.
+   */
+  relayed: () => boolean;
   service: ProviderService;
   channel: DirectChannel;
   consumerTunnelPort?: number;
@@ -37,7 +42,7 @@ export function followDirectPath(o: {
   let told = "";
   const tell = (kind: DirectPath["kind"], tunnel: { address: string; port: number }) => {
     // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.
-    if (o.ended() || tunnel.address === told) return;
+    if (o.ended() || o.relayed() || tunnel.address === told) return;
     told = tunnel.address;
     service.directRoute!(sessionId, { kind, address: tunnel.address, tunnelPort: tunnel.port }).catch((err) =>
       log.warn({ err: (err as Error).message, sessionId }, "the tunnel could not take the direct route"),

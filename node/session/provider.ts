@@ -405,7 +405,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
   #punch(session: ProviderSession, service: ProviderService, channel: DirectChannel, consumerTunnelPort: number | undefined): void {
     session.channel = channel;
     session.dialog.useTransport(channel);
-    followDirectPath({ sessionId: session.id, ended: () => session.state === "ended", service, channel, consumerTunnelPort, log: this.#o.log });
+    const [ended, relayed] = [() => session.state === "ended", () => session.relayed !== undefined];
+    followDirectPath({ sessionId: session.id, ended, relayed, service, channel, consumerTunnelPort, log: this.#o.log });
     setImmediate(() =>
       channel.connect().catch((err) => this.#o.log.info({ sessionId: session.id, reason: (err as Error).message }, "no direct channel with the consumer")),
     );

@@ -19,7 +19,7 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli
  * public relay node selling `relay` on port 443. For the same provider: (1) iperf3 through the
  * tunnel (consumer → internet host, BENCH_SECONDS) direct (punched), relayed over UDP (`--via-relay`)
  * and relayed over TLS/443 (the UDP-blocked consumer); (2) `myst connect` → first byte through the
- * tunnel over BENCH_CONNECTS connects of each. Aims (issue 29): relayed UDP ≥ 0.5× direct; connect
+ * tunnel over BENCH_CONNECTS connects of each. BENCH_REVERSE=1 measures downloads (iperf3 -R) instead of uploads. Aims (issue 29): relayed UDP ≥ 0.5× direct; connect
  * p50 ≤ 1.5 s when a relay is needed.
  */
 export async function benchRelay(): Promise<void> {
@@ -120,7 +120,8 @@ export async function benchRelay(): Promise<void> {
         seenPath = `${connected.path.tunnel}${connected.path.relay ? ` over ${connected.path.relay.transport}` : ""}`;
         if (k === 0) {
           const before = readCpu(carriers);
-          mbps = iperf(topology, m.netns, topology.internetAddress, seconds);
+          // BENCH_REVERSE=1: the internet host sends (a download through the tunnel, iperf3 -R).
+          mbps = iperf(topology, m.netns, topology.internetAddress, seconds, 1, process.env.BENCH_REVERSE === "1");
           cpu = cpuShare(before, readCpu(carriers));
           console.log(`  ${round(mbps, 1)} Mbit/s; CPU (cores) during iperf3: ${JSON.stringify(cpu)}`);
         }
@@ -131,16 +132,33 @@ export async function benchRelay(): Promise<void> {
       results.push({ name: m.name, path: seenPath, mbps, connect: summarize(samples), stagesMs, cpu });
     }
     const direct = results[0].mbps;
-    writeResults("relay", { seconds, connects, results, ratios: results.map((r) => ({ name: r.name, vsDirect: round(r.mbps / direct, 2) })) }, [
-      ["path (one provider, behind an endpoint-independent home router)", "as measured", "iperf3 Mbit/s", "vs direct", "connect → first byte p50 / p99 (ms)"],
-      ...results.map((r) => [
-        r.name,
-        r.path,
-        String(round(r.mbps, 1)),
-        `${round(r.mbps / direct, 2)}×`,
-        `${Math.round(r.connect.p50)} / ${Math.round(r.connect.p99)} (n=${r.connect.n})`,
-      ]),
-    ]);
+    const reverse = process.env.BENCH_REVERSE === "1";
+    writeResults(
+      "relay",
+      {
+        seconds,
+        connects,
+        direction: reverse ? "download" : "upload",
+        results,
+        ratios: results.map((r) => ({ name: r.name, vsDirect: round(r.mbps / direct, 2) })),
+      },
+      [
+        [
+          "path (one provider, behind an endpoint-independent home router)",
+          "as measured",
+          `iperf3 Mbit/s (${reverse ? "download, -R" : "upload"})`,
+          "vs direct",
+          "connect → first byte p50 / p99 (ms)",
+        ],
+        ...results.map((r) => [
+          r.name,
+          r.path,
+          String(round(r.mbps, 1)),
+          `${round(r.mbps / direct, 2)}×`,
+          `${Math.round(r.connect.p50)} / ${Math.round(r.connect.p99)} (n=${r.connect.n})`,
+        ]),
+      ],
+    );
     fs.appendFileSync(
       path.resolve(__dirname, "..", "..", "bench", "relay.md"),
       `\n## Where a connect's time goes (median ms since the node began it; the daemon's \`connect stages\` log)\n\n${results

@@ -14,10 +14,10 @@ export function curl(t: Topology, url: string): string | null {
   }
 }
 
-export function iperf(t: Topology, from: string, to: string, seconds: number, attempt = 1): number {
+export function iperf(t: Topology, from: string, to: string, seconds: number, attempt = 1, reverse = false): number {
   let out: string;
   try {
-    out = t.exec(from, [IPERF, "-c", to, "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 });
+    out = t.exec(from, [IPERF, "-c", to, "-t", String(seconds), "-J", ...(reverse ? ["-R"] : [])], { timeoutMs: (seconds + 20) * 1000 });
   } catch (err) {
     out = String((err as { stdout?: string }).stdout ?? "{}");
   }
@@ -25,7 +25,7 @@ export function iperf(t: Topology, from: string, to: string, seconds: number, at
   const bps = result.end?.sum_received?.bits_per_second;
   if (typeof bps === "number") return bps / 1e6;
   // iperf3 fails now and then on a loaded machine ("unable to receive control message"): once more.
-  if (attempt < 2) return iperf(t, from, to, seconds, attempt + 1);
+  if (attempt < 2) return iperf(t, from, to, seconds, attempt + 1, reverse);
   throw new Error(`iperf3 to ${to} from ${from} failed: ${result.error ?? "no result"}`);
 }
 

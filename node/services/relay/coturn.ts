@@ -326,6 +326,19 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     return listed;
   }
 
+  /** Drops every record of these usernames (the relay forgets a session once its credentials can no longer allocate). */
+  forget(usernames: readonly string[]): void {
+    const gone = new Set(usernames);
+    for (const u of gone) this.usage.delete(u);
+    for (const [id, c] of this.counted) if (gone.has(c.username)) this.counted.delete(id);
+    for (const [id, u] of this.#owner) if (gone.has(u)) this.#owner.delete(id);
+  }
+
+  /** How many records it holds: usernames, allocations counted, coturn sessions' owners. */
+  get tracked(): { usage: number; counted: number; owners: number } {
+    return { usage: this.usage.size, counted: this.counted.size, owners: this.#owner.size };
+  }
+
   /**
    * Ends coturn's sessions of a username at once, through its admin CLI on 127.0.0.1 (`cs <id>`):
    * the REST-API credential cannot be revoked, and an allocation outlives its credential's expiry

@@ -36,6 +36,14 @@ export interface RelayProviderOptions {
 }
 
 const REALM = "myst";
+/**
+ * How long after its credential's expiry a closed session is still tracked: coturn refuses a new
+ * allocation under an expired credential, so past this (seconds of clock rounding) nothing more can
+ * appear under its usernames, and the relay forgets it (once a listing shows none of its allocations).
+ */
+const FORGET_AFTER_EXPIRY_MS = 5000;
+/** Ended sessions whose final counts and transport stay answerable (history, metrics, the last invoice), as the other services keep. */
+const ENDED_KEPT = 1000;
 /** How often the relay reads coturn's counters (its CLI's `ps`) while sessions are open. */
 const METER_EVERY_MS = 1000;
 /** How often it reads the listing while a consumer's proof of its address is due (self-proof.ts). */
@@ -45,6 +53,8 @@ interface RelaySession {
   id: string;
   consumer: string;
   username: string;
+  /** When its credentials stop letting anyone allocate (unix seconds): a closed session is tracked until then, and then forgotten. */
+  expiresAt: number;
   closed: boolean;
   /** Being cut off for a peer it did not name (closed once coturn has ended it). */
   cutting?: boolean;
@@ -75,6 +85,13 @@ export class RelayProviderService implements ProviderService {
   readonly #sessions = new Map<string, RelaySession>();
   readonly #byUsername = new Map<string, RelaySession>();
   readonly #byProof = new Map<string, RelaySession>();
+  /** Closed sessions still tracked: their credentials may still allocate (cut off on sight) until they expire. */
+  readonly #closed = new Set<RelaySession>();
+  /** Forgotten sessions' final counts and transport, the last ENDED_KEPT. */
+  readonly #ended = new Map<string, { bytesIn: number; bytesOut: number; transport?: "udp" | "tcp" | "tls" }>();
+  /** The usernames of the allocations coturn's last listing showed, and when it was read (ms). */
+  #listed?: { at: number; usernames: Set<string> };
+  #forgetting = false;
   #coturn?: CoturnProcess;
   readonly #supervisor: Supervisor;
   #cliPort = 0;
@@ -106,7 +123,10 @@ export class RelayProviderService implements ProviderService {
     this.#cert = await ensureCertificate(this.#o.dir, "relay");
     await this.#launch();
     this.#supervisor.start();
-    this.#meter = setInterval(() => void this.#read(), METER_EVERY_MS);
+    this.#meter = setInterval(() => {
+      void this.#read();
+      void this.#forgetExpired();
+    }, METER_EVERY_MS);
     this.#meter.unref();
   }
 
@@ -115,7 +135,9 @@ export class RelayProviderService implements ProviderService {
     if (this.#reading && !force) return;
     if (!force && ![...this.#sessions.values()].some((s) => !s.closed)) return;
     const reading = (this.#reading ?? Promise.resolve()).then(async () => {
+      const at = Date.now();
       const listed = await this.#coturn?.poll().catch((err) => this.#log.debug({ err: (err as Error).message }, "reading coturn's counters failed"));
+      if (listed) this.#listed = { at, usernames: new Set(listed.map((a) => a.username)) };
       if (listed) await this.#enforcePeers(listed).catch((err) => this.#log.warn({ err: (err as Error).message }, "the relay's peer policy failed"));
     });
     this.#reading = reading;
@@ -160,7 +182,7 @@ export class RelayProviderService implements ProviderService {
         await this.#coturn
           ?.cancel(s.username)
           .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel the session's allocations"));
-        s.closed = true;
+        this.#close(s);
       }
     }
     await this.#coturn
@@ -192,7 +214,7 @@ export class RelayProviderService implements ProviderService {
       await this.#coturn
         ?.cancel(s.username)
         .catch((err) => this.#log.warn({ err: (err as Error).message, sessionId: s.id }, "coturn's CLI did not cancel the allocation"));
-      s.closed = true;
+      this.#close(s);
     }
   }
 
@@ -253,7 +275,7 @@ export class RelayProviderService implements ProviderService {
     const expiresAt = Math.floor(Date.now() / 1000) + (this.#o.credentialTtlS ?? 300);
     const config = this.credential(session.id, expiresAt, speaksTls(session.consumerData));
     const proof = proving ? { username: proofUsername(expiresAt, session.id) } : undefined;
-    const s: RelaySession = { id: session.id, consumer: session.consumer, username: config.username, closed: false, peers, proof };
+    const s: RelaySession = { id: session.id, consumer: session.consumer, username: config.username, expiresAt, closed: false, peers, proof };
     this.#sessions.set(session.id, s);
     this.#byUsername.set(config.username, s);
     if (!proof) return config;
@@ -291,7 +313,7 @@ export class RelayProviderService implements ProviderService {
   async closeSession(sessionId: string, reason: string): Promise<void> {
     const s = this.#sessions.get(sessionId);
     if (!s || s.closed) return;
-    s.closed = true;
+    this.#close(s);
     // Its last counts before the allocation goes (coturn forgets an ended allocation's counters).
     await this.#read(true);
     const cancelled = await Promise.all(
@@ -303,6 +325,66 @@ export class RelayProviderService implements ProviderService {
       ),
     ).then((counts) => counts.reduce<number>((a, b) => a + (b ?? 0), 0));
     this.#log.info({ sessionId, reason, allocations: cancelled }, "relay session closed");
+  }
+
+  #close(s: RelaySession): void {
+    s.closed = true;
+    this.#closed.add(s);
+  }
+
+  /**
+   * Forgets closed sessions whose credentials can no longer allocate (expired FORGET_AFTER_EXPIRY_MS
+   * ago) once a listing read after that shows no allocation of theirs; one still listed is cut off
+   * again. Without this every session stayed in the relay's maps (and coturn's counters of it in
+   * CoturnProcess's) for the node's life. Forgotten too early, a credential that can still allocate
+   * would be neither cut off nor billed (coturn's log and listing are believed only for usernames the
+   * relay tracks): hence the expiry, not a count. Its final counts stay answerable (`#ended`).
+   */
+  async #forgetExpired(): Promise<void> {
+    if (this.#forgetting) return;
+    const now = Date.now();
+    const expired = [...this.#closed].filter((s) => s.expiresAt * 1000 + FORGET_AFTER_EXPIRY_MS <= now);
+    if (expired.length === 0) return;
+    this.#forgetting = true;
+    try {
+      await this.#forget(expired, Math.max(...expired.map((s) => s.expiresAt * 1000 + FORGET_AFTER_EXPIRY_MS)));
+    } finally {
+      this.#forgetting = false;
+    }
+  }
+
+  async #forget(expired: RelaySession[], since: number): Promise<void> {
+    // A listing read after they expired: an allocation it does not show cannot come back.
+    if (!this.#listed || this.#listed.at < since) await this.#read(true);
+    const listed = this.#listed;
+    if (!listed || listed.at < since) return;
+    for (const s of expired) {
+      const usernames = [s.username, ...(s.proof ? [s.proof.username] : [])];
+      const still = usernames.filter((u) => listed.usernames.has(u));
+      if (still.length > 0) {
+        this.#log.warn({ sessionId: s.id }, "an allocation of a closed relay session is still listed: cut off again");
+        for (const u of still) await this.#coturn?.cancel(u).catch(() => undefined);
+        continue;
+      }
+      this.#ended.set(s.id, { ...this.usage(s.id)!, transport: s.transport });
+      if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+      this.#closed.delete(s);
+      this.#sessions.delete(s.id);
+      for (const u of usernames) {
+        this.#byUsername.delete(u);
+        this.#byProof.delete(u);
+      }
+      this.#coturn?.forget(usernames);
+    }
+  }
+
+  /** What the relay still tracks: its sessions (open, or closed with a credential that may still allocate) and coturn's per-allocation records. */
+  get tracked(): { sessions: number; usernames: number; coturn: { usage: number; counted: number; owners: number } } {
+    return {
+      sessions: this.#sessions.size,
+      usernames: this.#byUsername.size + this.#byProof.size,
+      coturn: this.#coturn?.tracked ?? { usage: 0, counted: 0, owners: 0 },
+    };
   }
 
   /** Reads coturn's counters now (they are read every second while a session is open). */
@@ -318,14 +400,17 @@ export class RelayProviderService implements ProviderService {
   /** The TURN transport's bytes of the session, as coturn counted them (its CLI's counters, summed over the session's allocations). */
   usage(sessionId: string): { bytesIn: number; bytesOut: number } | undefined {
     const s = this.#sessions.get(sessionId);
-    if (!s) return undefined;
+    if (!s) {
+      const ended = this.#ended.get(sessionId);
+      return ended && { bytesIn: ended.bytesIn, bytesOut: ended.bytesOut };
+    }
     const u = this.#coturn?.usage.get(s.username);
     return { bytesIn: u?.clientIn ?? 0, bytesOut: u?.clientOut ?? 0 };
   }
 
   /** How the session's consumer reaches the relay (UDP, TCP or TLS), as coturn lists its allocation; undefined until listed. */
   transportOf(sessionId: string): "udp" | "tcp" | "tls" | undefined {
-    return this.#sessions.get(sessionId)?.transport;
+    return (this.#sessions.get(sessionId) ?? this.#ended.get(sessionId))?.transport;
   }
 
   isConnected(sessionId: string): boolean {

@@ -12,7 +12,7 @@ import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import { PunchRoutes } from "./punch-route";
 import { sprayFromSocketOf } from "./tunnel-spray";
-import type { PeerChange } from "./uapi";
+import type { PeerChange, PeerState } from "./uapi";
 
 export interface WireGuardProviderOptions extends TunnelServiceOptions {
   /**
@@ -213,9 +213,31 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     // address, but the consumer learns our port from our first packet). Switching the keepalive
     // off and on makes wireguard-go send at once (a keepalive, so a handshake) instead of at its
     // next retransmission, up to 5 s later.
-    const kick = route.kind === "relayed" ? [{ publicKey: s.publicKey, persistentKeepalive: 0 }] : [];
+    const kick = route.kind === "relayed" ? await this.#kick(s) : [];
     await this.#process.uapi.set({ peers: [...kick, { publicKey: s.publicKey, endpoint: s.endpoint, persistentKeepalive: PUNCHED_KEEPALIVE_S }] });
     this.log.info({ sessionId, endpoint: s.endpoint }, "WireGuard toward the consumer's direct route");
+  }
+
+  /**
+   * What makes wireguard-go send toward a relayed address at once. wireguard-go sends no handshake
+   * initiation within 5 s (REKEY_TIMEOUT) of its last one, whatever the endpoint: a tunnel that had
+   * just sent one toward the consumer's direct path (a punch that met while the consumer chose a
+   * relay, or a punched path given up) answered the keepalive's kick with nothing, and stayed silent
+   * toward the relay until its retry; the consumer, which learns our port from our first packet,
+   * could not begin either (relayed handshakes of 5.2 and 10.1 s, docs/relay.md). Before its first
+   * handshake a peer holds nothing worth keeping, so it is made anew (its counters carried over: the
+   * next reading restarts from zero), and a new peer's first initiation goes at once. After one, the
+   * keypair stays and the kick's keepalive needs no handshake.
+   */
+  async #kick(s: LiveSession): Promise<PeerChange[]> {
+    const peer = (await this.#process!.uapi.get()).peers.find((p) => p.publicKey === s.publicKey);
+    const kick = relayedKick(peer, this.#peer(s));
+    if (peer && kick.some((c) => c.remove)) {
+      s.carriedIn += peer.rxBytes;
+      s.carriedOut += peer.txBytes;
+      s.bytesIn = s.bytesOut = 0;
+    }
+    return kick;
   }
 
   /**
@@ -383,4 +405,15 @@ function loadOrCreateKey(file: string): string {
   const { privateKey } = generateKeyPair();
   fs.writeFileSync(file, `${privateKey}\n`, { mode: 0o600 });
   return privateKey;
+}
+
+/**
+ * The changes that make wireguard-go send toward a new (relayed) endpoint at once, for a peer as the
+ * control socket lists it and as it should be (`fresh`, endpoint and keepalive included): before its
+ * first handshake the peer is made anew (wireguard-go would send no initiation within 5 s of its last
+ * one); after it, switching the keepalive off makes the trailing change's keepalive send one packet.
+ */
+export function relayedKick(peer: PeerState | undefined, fresh: PeerChange): PeerChange[] {
+  if (!peer || peer.lastHandshakeMs > 0) return [{ publicKey: fresh.publicKey, persistentKeepalive: 0 }];
+  return [{ publicKey: fresh.publicKey, remove: true }, fresh];
 }

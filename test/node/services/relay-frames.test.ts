@@ -37,4 +37,21 @@ describe("what the relay forwarder can tell of WireGuard without its keys", func
     expect(fresh.accept(init)).to.equal(true);
     expect(fresh.accept(init), "a replayed handshake").to.equal(false);
   });
+
+  it("remembers the last 32,768 transport messages across receivers and counters past 2^32, and forgets the oldest first", function () {
+    const fresh = new FreshMessages();
+    const high = 1n << 40n;
+    // Two receivers interleaved (a rekey's old and new keypair), counters past 32 bits.
+    let taken = 0;
+    for (let i = 0n; i < 32_768n; i++) if (fresh.accept(transport(i % 2n === 0n ? 7 : 8, high + i, 64))) taken++;
+    expect(taken).to.equal(32_768);
+    expect(fresh.accept(transport(7, high, 64)), "the oldest, still remembered").to.equal(false);
+    expect(fresh.accept(transport(8, high + 32_767n, 64)), "the newest, remembered").to.equal(false);
+    expect(fresh.accept(transport(9, 1n, 64)), "one more: the oldest is forgotten").to.equal(true);
+    expect(fresh.accept(transport(7, high, 64)), "the oldest, forgotten").to.equal(true);
+    // Each one taken anew pushes the next oldest out.
+    expect(fresh.accept(transport(8, high + 1n, 64)), "the second oldest, forgotten in its turn").to.equal(true);
+    expect(fresh.accept(transport(8, high + 3n, 64)), "the fourth, still remembered").to.equal(false);
+    expect(fresh.accept(transport(9, 1n, 64)), "the one after, remembered").to.equal(false);
+  });
 });

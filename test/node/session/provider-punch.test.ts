@@ -30,7 +30,7 @@ describe("the provider's tunnel following the direct path", function () {
   it("on the hard side: takes the punch route first, then sends to the consumer's tunnel where the punch saw it", async function () {
     const { service, calls } = fakeService();
     const channel = fakeChannel("hard-side", Promise.resolve({ localPort: 54828, address: "198.18.1.6", port: 56090 }));
-    followDirectPath({ sessionId: "s", ended: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
     channel.emit("up", up);
     await until(() => calls.length === 2, "both calls");
     expect(calls).to.deep.equal(["punch 198.18.1.6:56090 from 54828", "direct 198.18.1.6:56090"]);
@@ -39,7 +39,7 @@ describe("the provider's tunnel following the direct path", function () {
   it("on the hard side: points the tunnel at the consumer's as soon as its tunnel spray lands, before the channel is nominated", async function () {
     const { service, calls } = fakeService();
     const channel = fakeChannel("hard-side", Promise.resolve({ localPort: 54828, address: "198.18.1.6", port: 56090 }));
-    followDirectPath({ sessionId: "s", ended: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
     // No `up`: the channel's own search (another socket of the consumer's) has not met yet.
     await until(() => calls.length === 2, "the punch route and the direct route");
     expect(calls).to.deep.equal(["punch 198.18.1.6:56090 from 54828", "direct 198.18.1.6:56090"]);
@@ -52,7 +52,7 @@ describe("the provider's tunnel following the direct path", function () {
   it("on the hard side with no punch: never points the tunnel at the consumer (a relay's route may come instead)", async function () {
     const { service, calls } = fakeService();
     const channel = fakeChannel("hard-side", Promise.reject(new DirectChannelError("NO_DIRECT_PATH", "no spray reached us")));
-    followDirectPath({ sessionId: "s", ended: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
     channel.emit("up", up);
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
@@ -62,15 +62,36 @@ describe("the provider's tunnel following the direct path", function () {
   it("otherwise (or on the LAN): sends to the consumer's tunnel port at the path's address at once", async function () {
     const { service, calls } = fakeService({ punchRoute: false });
     const channel = fakeChannel("plain", new Promise(() => undefined));
-    followDirectPath({ sessionId: "s", ended: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
     channel.emit("up", up);
     await until(() => calls.length === 1, "the direct route");
     expect(calls).to.deep.equal(["direct 198.18.1.6:56000"]);
     const lan = fakeService();
     const hard = fakeChannel("hard-side", new Promise(() => undefined));
-    followDirectPath({ sessionId: "s", ended: () => false, service: lan.service, channel: hard, consumerTunnelPort: 56000, log: silentLogger });
+    followDirectPath({
+      sessionId: "s",
+      ended: () => false,
+      relayed: () => false,
+      service: lan.service,
+      channel: hard,
+      consumerTunnelPort: 56000,
+      log: silentLogger,
+    });
     hard.emit("up", { ...up, kind: "local", address: "192.168.1.7" });
     await until(() => lan.calls.length === 1, "the LAN route");
     expect(lan.calls).to.deep.equal(["direct 192.168.1.7:56000"]);
+  });
+
+  it("stops pointing the tunnel at the direct path once the consumer has chosen a relay", async function () {
+    const { service, calls } = fakeService({ punchRoute: false });
+    const channel = fakeChannel("plain", new Promise(() => undefined));
+    let relayed = false;
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => relayed, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    // session.relay came first: the punch that meets afterwards does not take the tunnel away from the relay.
+    relayed = true;
+    channel.emit("up", up);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(calls).to.deep.equal([]);
   });
 });
