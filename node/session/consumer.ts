@@ -164,21 +164,29 @@ export class ConsumerSessions {
     const tcpRelay = await tcpRelayFor(options, proposal);
 
     const stages = options.stages;
-    const dialog = await this.dialogs.open(proposal.provider, contact.subject);
-    stages?.mark("dialog open");
-    let response: unknown;
-    const correlationId = crypto.randomBytes(8).toString("hex");
-    const consumerData = withGrant(await options.service.consumerData(), tcpRelay);
     // What the tunnel and the kill switch need is made while the provider is asked (WireGuard's
     // device and process, the guard table disarmed): the tunnel phase then only configures them.
-    // Undone when the session does not come to use them.
+    // Undone when the session does not come to use them. The guard table needs nothing of the
+    // session, so it is sent first: its install (the longest of these) runs beside the dialog's opening too.
     const protection = options.service.plan ? options.protection : undefined;
-    options.service.prepare?.(consumerData);
     try {
       protection?.prepare?.();
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
+    let dialog: Dialog;
+    let consumerData: unknown;
+    try {
+      dialog = await this.dialogs.open(proposal.provider, contact.subject);
+      stages?.mark("dialog open");
+      consumerData = withGrant(await options.service.consumerData(), tcpRelay);
+    } catch (err) {
+      await protection?.discard?.().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the prepared kill switch failed"));
+      throw err;
+    }
+    let response: unknown;
+    const correlationId = crypto.randomBytes(8).toString("hex");
+    options.service.prepare?.(consumerData);
     // A kill switch holds already (a reconnect): a relay's TURN server is let through it alone, and
     // no STUN or punch goes out (it would not pass; the relay is taken at once where a punch was needed).
     const holding = protection?.holds?.() === true;

@@ -139,6 +139,23 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     await oneSpare(taken);
   });
 
+  it("waits at the lowest CPU priority, and every thread of it runs at normal priority once a connect takes it", async function () {
+    /** The nice values of a process's threads (each once). */
+    const nices = (pid: string) => [...new Set(fs.readdirSync(`/proc/${pid}/task`).map((tid) => os.getPriority(Number(tid))))].sort();
+    await oneSpare();
+    const [idle] = wireguardGos();
+    expect(nices(idle), "the idle spare's threads").to.deep.equal([19]);
+    const session = await sessions.connect({ proposal: proposal(), service });
+    try {
+      expect(fetchFrom(topology, c(), topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+      expect(nices(idle), "the taken spare's threads, carrying the tunnel").to.deep.equal([0]);
+    } finally {
+      await session.destroy();
+    }
+    await oneSpare();
+    expect(nices(wireguardGos()[0]), "the next spare's threads").to.deep.equal([19]);
+  });
+
   it("a refused session (kill switch prepared meanwhile) leaves nothing but one spare: not the one it took, no table, no other device", async function () {
     await oneSpare();
     const [taken] = devices();

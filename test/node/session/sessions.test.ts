@@ -7,7 +7,7 @@ import { NoopConsumerService, NoopProviderService } from "../../../node/services
 import { ConsumerSessions } from "../../../node/session/consumer";
 import { ProviderSessions, providerSessionPath, type Admission, type ProviderSession } from "../../../node/session/provider";
 import { SESSION_RELAY } from "../../../node/session/messages";
-import type { DirectRoute, ProviderService } from "../../../node/session/service";
+import type { DirectRoute, ProviderService, SessionProtection } from "../../../node/session/service";
 import { TestNetwork } from "../../../scripts/lib/test-network";
 import { makeProposal, signedProposal } from "../../../scripts/lib/proposals";
 import { rejectionOf } from "../../support/rejection";
@@ -167,6 +167,45 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
     const s = await providerEnded;
     expect(s.endReason).to.equal("consumer failed to connect: TLS handshake failed");
     expect(providerService.open.size).to.equal(0);
+  });
+
+  describe("with a kill switch", function () {
+    const events: string[] = [];
+    const protection: SessionProtection = {
+      prepare: () => void events.push("prepare"),
+      discard: async () => void events.push("discard"),
+      engage: async () => void events.push("engage"),
+      tunnelUp: async () => void events.push("tunnel up"),
+      abandon: async () => void events.push("abandon"),
+    };
+    /** A no-op tunnel with a plan (so the session engages protection), through dialogs whose opening is logged beside it. */
+    async function guardedSide(directory = net.registry) {
+      const service = Object.assign(new NoopConsumerService(), { plan: async () => ({ device: "noop0", endpoints: [] }) });
+      const dialogs = new Dialogs({ broker: await broker(), key: consumerKey, directory, subject: `myst.dialog.c${brokers.length}` });
+      await dialogs.start();
+      const open = dialogs.open.bind(dialogs);
+      dialogs.open = (to, subject) => {
+        events.push("dialog opened");
+        return open(to, subject);
+      };
+      return { service, sessions: new ConsumerSessions(dialogs) };
+    }
+    beforeEach(() => void events.splice(0));
+
+    it("prepares it before the dialog with the provider is opened (its install runs beside the opening too)", async function () {
+      const { service, sessions } = await guardedSide();
+      const session = await sessions.connect({ proposal: signProposal(providerKey, current), service, protection });
+      await session.destroy();
+      expect(events.slice(0, 4)).to.deep.equal(["prepare", "dialog opened", "engage", "tunnel up"]);
+    });
+
+    it("discards what it prepared when the dialog cannot be opened (the provider is not registered)", async function () {
+      const directory = { publicKeyOf: async (id: string) => (id === providerKey.address ? undefined : net.registry.publicKeyOf(id)) };
+      const { service, sessions } = await guardedSide(directory as typeof net.registry);
+      const err = await rejectionOf(sessions.connect({ proposal: signProposal(providerKey, current), service, protection }));
+      expect(err.code).to.equal("PEER_UNREGISTERED");
+      expect(events).to.deep.equal(["prepare", "dialog opened", "discard"]);
+    });
   });
 
   describe("refuses, with a code and a reason", function () {
