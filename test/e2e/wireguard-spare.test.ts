@@ -13,6 +13,7 @@ import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import { threadsOf } from "../../node/services/wireguard/process";
 import { SPARE_DEVICE, WireGuardSpare } from "../../node/services/wireguard/spare";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
@@ -141,7 +142,7 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
 
   it("waits at the lowest CPU priority, and every thread of it runs at normal priority once a connect takes it", async function () {
     /** The nice values of a process's threads (each once). */
-    const nices = (pid: string) => [...new Set(fs.readdirSync(`/proc/${pid}/task`).map((tid) => os.getPriority(Number(tid))))].sort();
+    const nices = (pid: string) => [...new Set(threadsOf(Number(pid)).map((tid) => os.getPriority(tid)))].sort();
     await oneSpare();
     const [idle] = wireguardGos();
     expect(nices(idle), "the idle spare's threads").to.deep.equal([19]);

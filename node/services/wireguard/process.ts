@@ -180,7 +180,7 @@ function canRaisePriority(): boolean {
 }
 
 /** The thread ids of process `pid` (none once it is gone). */
-function threadsOf(pid: number): number[] {
+export function threadsOf(pid: number): number[] {
   try {
     return fs.readdirSync(`/proc/${pid}/task`).map(Number);
   } catch {
