@@ -16,7 +16,6 @@ export const CAPABILITY_BITS = {
   CAP_NET_ADMIN: 12,
   CAP_NET_RAW: 13,
   CAP_SYS_ADMIN: 21,
-  CAP_SYS_NICE: 23,
 } as const;
 export type Capability = keyof typeof CAPABILITY_BITS;
 

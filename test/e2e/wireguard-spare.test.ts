@@ -13,7 +13,6 @@ import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
-import { threadsOf } from "../../node/services/wireguard/process";
 import { SPARE_DEVICE, WireGuardSpare } from "../../node/services/wireguard/spare";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
@@ -138,23 +137,6 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
       await session.destroy();
     }
     await oneSpare(taken);
-  });
-
-  it("waits at the lowest CPU priority, and every thread of it runs at normal priority once a connect takes it", async function () {
-    /** The nice values of a process's threads (each once). */
-    const nices = (pid: string) => [...new Set(threadsOf(Number(pid)).map((tid) => os.getPriority(tid)))].sort();
-    await oneSpare();
-    const [idle] = wireguardGos();
-    expect(nices(idle), "the idle spare's threads").to.deep.equal([19]);
-    const session = await sessions.connect({ proposal: proposal(), service });
-    try {
-      expect(fetchFrom(topology, c(), topology.internetUrl)).to.equal(topology.providerUplinkAddress);
-      expect(nices(idle), "the taken spare's threads, carrying the tunnel").to.deep.equal([0]);
-    } finally {
-      await session.destroy();
-    }
-    await oneSpare();
-    expect(nices(wireguardGos()[0]), "the next spare's threads").to.deep.equal([19]);
   });
 
   it("a refused session (kill switch prepared meanwhile) leaves nothing but one spare: not the one it took, no table, no other device", async function () {

@@ -1,12 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
-import os from "node:os";
 import { silentLogger, type Logger } from "../../log/logger";
 import { parentDeathSignal, recordPid, stopStale, terminate } from "../supervision";
 import { inNetns, program, TunnelError } from "../system";
 import { answers } from "./device-claim";
-import { heldCapabilities } from "../capabilities";
 import { type RemoteChild, spawner } from "../spawner";
 import { uapiSocket, WireGuardUapi } from "./uapi";
 
@@ -24,12 +22,6 @@ export interface WireGuardProcessOptions {
   startTimeoutMs?: number;
   /** Started by the spawning helper (services/spawner.ts): no fork of the node (a consumer's tunnel, started while a session is negotiated). */
   viaHelper?: boolean;
-  /**
-   * Started at the lowest CPU priority (nice 19) until `normalPriority()`: a device made ahead of
-   * its use (the daemon's spare) then takes no CPU from a connection that is coming up. Only when
-   * this process may raise it again (CAP_SYS_NICE); otherwise at normal priority, as before.
-   */
-  idle?: boolean;
 }
 
 /**
@@ -41,10 +33,6 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
   child?: ChildProcess | RemoteChild;
   readonly recent: string[] = [];
   readonly uapi: WireGuardUapi;
-  /** Started at nice 19 and not raised yet (undefined: not started). */
-  #idle?: boolean;
-  /** Every thread seen at normal priority once it was raised. */
-  #raised = false;
 
   constructor(readonly options: WireGuardProcessOptions) {
     super();
@@ -68,10 +56,7 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     const socket = uapiSocket(device);
     if (await answers(socket))
       throw new TunnelError("DEVICE_IN_USE", `another wireguard-go already serves interface ${device} (${socket}): choose another interface name`);
-    const niceProgram = this.options.idle === true && this.#idle !== false && canRaisePriority() ? NICE.find((p) => fs.existsSync(p)) : undefined;
-    this.#idle = niceProgram !== undefined;
-    const nice = niceProgram ? [niceProgram, "-n", String(IDLE_NICE)] : [];
-    const argv = [...parentDeathSignal(), ...nice, ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
+    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("wireguard-go", "wireguard-go"), "-f", device])];
     const env = { ...process.env, LOG_LEVEL: process.env.MYST_WIREGUARD_LOG_LEVEL ?? "error" };
     const child = this.options.viaHelper ? spawner.launch(argv, { env }) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
@@ -104,43 +89,6 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    // Raised while it started: the threads it made since then are raised too.
-    if (niceProgram && this.#idle === false) this.normalPriority();
-  }
-
-  /**
-   * Raises every thread of a device started `idle` to normal priority (nice 0), at once if it runs
-   * (nice is per thread on Linux; a thread made later inherits from the one that makes it), and
-   * again when its start completes. A device that carries a tunnel runs at normal priority.
-   */
-  normalPriority(): void {
-    if (this.#idle === undefined) {
-      this.#idle = false; // not started yet: it starts at normal priority
-      return;
-    }
-    if (!this.#idle && this.#raised) return;
-    this.#idle = false;
-    const pid = this.child?.pid;
-    if (pid === undefined || !this.running) return;
-    // A thread made while the others are raised may copy the old value: until one pass finds none.
-    for (let pass = 0; pass < 5; pass++) {
-      let changed = 0;
-      for (const tid of threadsOf(pid)) {
-        try {
-          if (os.getPriority(tid) === 0) continue;
-          os.setPriority(tid, 0);
-          changed++;
-        } catch (err) {
-          // Gone meanwhile; or not permitted after all: then it stays as it is, and says so.
-          if ((err as NodeJS.ErrnoException).code === "EACCES" || (err as NodeJS.ErrnoException).code === "EPERM")
-            (this.options.log ?? silentLogger).warn({ device: this.options.device, err: (err as Error).message }, "could not raise wireguard-go's priority");
-        }
-      }
-      if (changed === 0) {
-        this.#raised = true;
-        return;
-      }
-    }
   }
 
   /** Stops wireguard-go (TERM, then KILL after 5 s) and waits for it to exit; its interface goes with it. */
@@ -162,29 +110,6 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
       );
     if (/busy|exists/i.test(last)) return new TunnelError("TUN_BUSY", `wireguard-go cannot create ${this.options.device}: it exists already (${last})`);
     return new TunnelError("WIREGUARD_FAILED", `${fallback}${last ? `: ${last}` : ""}`);
-  }
-}
-
-/** The nice value a device made ahead of its use starts at: the lowest priority there is. */
-const IDLE_NICE = 19;
-/** coreutils' `nice`; without it a spare starts at normal priority, as before. */
-const NICE = ["/usr/bin/nice", "/bin/nice"];
-
-/** Whether this process may raise a thread's priority again (lowering a nice value needs CAP_SYS_NICE). */
-function canRaisePriority(): boolean {
-  try {
-    return heldCapabilities().effective.has("CAP_SYS_NICE");
-  } catch {
-    return false;
-  }
-}
-
-/** The thread ids of process `pid` (none once it is gone). */
-export function threadsOf(pid: number): number[] {
-  try {
-    return fs.readdirSync(`/proc/${pid}/task`).map(Number);
-  } catch {
-    return [];
   }
 }
 

@@ -21,8 +21,6 @@ export interface WireGuardSpareOptions {
 interface Making {
   netns?: string;
   device: string;
-  /** Its wireguard-go, started at the lowest CPU priority until taken. */
-  idle: WireGuardProcess;
   process: Promise<WireGuardProcess | undefined>;
 }
 
@@ -73,11 +71,7 @@ export class WireGuardSpare implements ConsumerSpare {
     this.#netns = netns;
     if (!making) return undefined;
     this.#making = undefined;
-    if (making.netns === netns) {
-      // It carries a tunnel from now on (and may still be starting, which the connection waits for).
-      making.idle.normalPriority();
-      return { device: making.device, process: making.process };
-    }
+    if (making.netns === netns) return { device: making.device, process: making.process };
     void making.process.then((p) => p?.stop());
     return undefined;
   }
@@ -88,13 +82,11 @@ export class WireGuardSpare implements ConsumerSpare {
     const netns = this.#netns;
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
     const log = this.o.log ?? silentLogger;
-    // Started at the lowest priority: it is made while the connection that took the last one is
-    // still coming up (confirm, first byte), and a Go program's start is 25-30 ms of CPU on 2 cores.
-    const process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true, idle: true });
-    const making: Making = { netns, device, idle: process, process: Promise.resolve(undefined) };
+    const making: Making = { netns, device, process: Promise.resolve(undefined) };
     making.process = (async () => {
       try {
         fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
+        const process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true });
         await process.start();
         // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it.
         return process;
