@@ -15,7 +15,7 @@ import { type ConsumerService, type DirectRoute, type SessionProtection, sameEnd
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
-import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant } from "./relay-opener";
+import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant, heldHereAfter } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
@@ -36,6 +36,8 @@ export interface ConnectOptions {
   viaRelay?: boolean;
   /** Marked as each stage of the connect finishes (logged as `connect stages`). */
   stages?: ConnectStages;
+  /** A provider nobody can dial: the relay's TCP allocation is held by this host, the provider dialling back (relay-opener.ts `heldHereAfter`). */
+  tcpHeldHere?: boolean;
 }
 
 /** Opens sessions with providers over dialogs. */
@@ -152,6 +154,10 @@ export class ConsumerSessions {
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
+    return this.#connect(options).catch((err) => heldHereAfter(err, options, (o) => this.#connect(o)));
+  }
+
+  async #connect(options: ConnectOptions): Promise<ConsumerSession> {
     const started = Date.now();
     const timeoutMs = options.timeoutMs ?? 10_000;
     const { proposal } = parseSignedProposal(options.proposal);
@@ -372,7 +378,7 @@ export class ConsumerSessions {
 
     let tunnel: Tunnel | undefined;
     const bringUp = async (): Promise<void> => {
-      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
+      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}), stream: relay?.stream };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
       const searching = !channelPath && route?.peerSendsFirst && prepared ? { address: route.address, localPort: prepared.socket.address().port } : undefined;
