@@ -1,7 +1,6 @@
 import type { FoundProposal } from "../discovery/client";
-import { directContactOf } from "../proposal/proposal";
+import { directContactOf, type SignedProposal } from "../proposal/proposal";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
-import type { SignedProposal } from "../proposal/proposal";
 import { SessionError } from "../session/errors";
 import type { ConsumerService } from "../session/service";
 import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-grant";
