@@ -11,7 +11,8 @@ import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
-import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
+import type { ConnectOptions } from "./connect-options";
+import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
@@ -20,25 +21,7 @@ import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
 
-export interface ConnectOptions {
-  proposal: SignedProposal;
-  service: ConsumerService;
-  maxPrice?: { perHour: string; perGiB: string };
-  /** How long each negotiation step may take. Default 10 s. */
-  timeoutMs?: number;
-  /** Kill switch, DNS and IPv6 handling: engaged before the tunnel comes up (when the service has a plan). */
-  protection?: SessionProtection;
-  /** Without a direct path, a relay the consumer pays (none: such a session fails with NO_DIRECT_PATH). */
-  relay?: RelayOpener;
-  /** false: no direct channel for this session (a relay's own session needs none). */
-  direct?: boolean;
-  /** Through a relay even when a direct path may exist. */
-  viaRelay?: boolean;
-  /** Marked as each stage of the connect finishes (logged as `connect stages`). */
-  stages?: ConnectStages;
-  /** A provider nobody can dial: the relay's TCP allocation is held by this host, the provider dialling back (relay-opener.ts `heldHereAfter`). */
-  tcpHeldHere?: boolean;
-}
+export type { ConnectOptions };
 
 /** Opens sessions with providers over dialogs. */
 export class ConsumerSessions {

@@ -1,6 +1,6 @@
 import { type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
 import { MystError } from "../errors/MystError";
-import type { ConnectOptions } from "./consumer";
+import type { ConnectOptions } from "./connect-options";
 import type { ConsumerSession, RelayLeg } from "./consumer-session";
 import { announcedAddressesOf } from "./offer-addresses";
 import { SessionError } from "./errors";
