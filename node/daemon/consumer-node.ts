@@ -291,7 +291,7 @@ export class ConsumerNode {
       if (o.tcp) {
         try {
           const paid = (service: ConsumerService) => this.#paidRelaySession(found, service, filter);
-          return await openTcpRelayLeg(found, paid, (s) => this.#paid.get(s)?.promised ?? 0n);
+          return await openTcpRelayLeg(found, paid, (s) => this.#paid.get(s)?.promised ?? 0n, o.heldHere ? { peers: o.peers, provider } : undefined);
         } catch (err) {
           failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
           continue;

@@ -1,8 +1,10 @@
 import type { FoundProposal } from "../discovery/client";
-import { directContactOf } from "../proposal/proposal";
+import { directContactOf, type SignedProposal } from "../proposal/proposal";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
 import { SessionError } from "../session/errors";
+import type { ConsumerService } from "../session/service";
 import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-grant";
+import { TcpHeldService, type TcpHeldTunnel } from "../services/relay/tcp-held";
 
 /**
  * A relay session whose allocation the provider will hold (a proxy provider nobody can dial;
@@ -12,11 +14,14 @@ import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-
  */
 export async function openTcpRelayLeg(
   found: FoundProposal,
-  connect: (service: RelayGrantService) => Promise<ConsumerSession>,
+  connect: (service: ConsumerService) => Promise<ConsumerSession>,
   promised: (session: ConsumerSession) => bigint,
+  /** This host holds the allocation and the provider dials in (tcp-held.ts): the provider's announced addresses and its signed proposal. */
+  heldHere?: { peers: string[]; provider: SignedProposal },
 ): Promise<RelayLeg> {
   const contact = (directContactOf(found.proposal)?.candidates ?? []).find((c) => c.kind !== "punch-only");
   if (!contact) throw new SessionError("NO_RELAY", "the relay's proposal names no public address");
+  if (heldHere) return openHeldTcpRelayLeg(found, contact.address, connect, promised, heldHere);
   // The proposal names the relay's address; its answer names the TURN port, where the proof goes.
   const service = new RelayGrantService({ relay: found.proposal.provider, server: { address: contact.address } });
   const session = await connect(service);
@@ -39,5 +44,43 @@ export async function openTcpRelayLeg(
     capBy: (proxy) => tunnel.meterBy(() => proxy.wireBytes?.() ?? { bytesIn: 0, bytesOut: 0 }),
     promised: () => promised(session),
     grant: tunnel.grant,
+  };
+}
+
+/**
+ * A relay session whose TCP allocation this host holds, over TLS on the relay's port (a consumer
+ * allowed only TCP/443; docs/proxy.md): its peers are the provider's announced addresses, checked by
+ * the relay against the provider's signed proposal as for any relay session; the leg's `dialBack`
+ * (the relayed TCP address) goes to the provider, which connects to it, and `stream` is that
+ * connection as the relay splices it. Metered and paid as the provider-held leg above.
+ */
+async function openHeldTcpRelayLeg(
+  found: FoundProposal,
+  address: string,
+  connect: (service: ConsumerService) => Promise<ConsumerSession>,
+  promised: (session: ConsumerSession) => bigint,
+  held: { peers: string[]; provider: SignedProposal },
+): Promise<RelayLeg> {
+  const service = new TcpHeldService({ relay: found.proposal.provider, server: { address }, ...held });
+  const session = await connect(service);
+  const tunnel = session.tunnel as TcpHeldTunnel;
+  const where = { address: tunnel.server.address, port: tunnel.server.port };
+  return {
+    provider: session.provider,
+    proposal: found.signed,
+    peers: held.peers,
+    relayed: { address: tunnel.dialBack.address, port: tunnel.dialBack.port },
+    local: where,
+    outside: { ...where, protocol: "tcp" },
+    transport: "tcp",
+    // This host's allocation permitted the provider's addresses as it opened.
+    permit: async () => undefined,
+    onDown: (listener) => void session.ended.then(listener),
+    close: (reason) => session.destroy(reason),
+    stats: () => tunnel.stats(),
+    capBy: (proxy) => tunnel.meterBy(() => proxy.wireBytes?.() ?? { bytesIn: 0, bytesOut: 0 }),
+    promised: () => promised(session),
+    dialBack: tunnel.dialBack,
+    stream: () => tunnel.next(),
   };
 }

@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import type net from "node:net";
 import { peerCodeOf, type Dialog } from "../dialog/dialogs";
 import type { Logger } from "../log/logger";
 import type { DirectChannel, DirectPath } from "../nat/direct/channel";
@@ -52,6 +53,10 @@ export interface RelayLeg {
   promised(): bigint;
   /** A TCP relay (`tcp` opener): the credential the provider holds its allocation with, for the session's consumer data. */
   grant?: unknown;
+  /** A TCP relay this host holds (tcp-held.ts): where the provider dials back, for the session's consumer data. */
+  dialBack?: unknown;
+  /** With `dialBack`: the provider's connection, as the relay splices it (the proxy runs over it). */
+  stream?: () => Promise<net.Socket>;
 }
 
 export type ConsumerSessionState = "active" | "ended";

@@ -11,32 +11,17 @@ import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
-import { type ConsumerService, type DirectRoute, type SessionProtection, sameEndpoint, type Tunnel } from "./service";
+import type { ConnectOptions } from "./connect-options";
+import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
 import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
-import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant } from "./relay-opener";
+import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant, heldHereAfter } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
 export type { RelayOpener } from "./relay-opener";
 
-export interface ConnectOptions {
-  proposal: SignedProposal;
-  service: ConsumerService;
-  maxPrice?: { perHour: string; perGiB: string };
-  /** How long each negotiation step may take. Default 10 s. */
-  timeoutMs?: number;
-  /** Kill switch, DNS and IPv6 handling: engaged before the tunnel comes up (when the service has a plan). */
-  protection?: SessionProtection;
-  /** Without a direct path, a relay the consumer pays (none: such a session fails with NO_DIRECT_PATH). */
-  relay?: RelayOpener;
-  /** false: no direct channel for this session (a relay's own session needs none). */
-  direct?: boolean;
-  /** Through a relay even when a direct path may exist. */
-  viaRelay?: boolean;
-  /** Marked as each stage of the connect finishes (logged as `connect stages`). */
-  stages?: ConnectStages;
-}
+export type { ConnectOptions };
 
 /** Opens sessions with providers over dialogs. */
 export class ConsumerSessions {
@@ -152,6 +137,10 @@ export class ConsumerSessions {
   }
 
   async connect(options: ConnectOptions): Promise<ConsumerSession> {
+    return this.#connect(options).catch((err) => heldHereAfter(err, options, (o) => this.#connect(o)));
+  }
+
+  async #connect(options: ConnectOptions): Promise<ConsumerSession> {
     const started = Date.now();
     const timeoutMs = options.timeoutMs ?? 10_000;
     const { proposal } = parseSignedProposal(options.proposal);
@@ -372,7 +361,7 @@ export class ConsumerSessions {
 
     let tunnel: Tunnel | undefined;
     const bringUp = async (): Promise<void> => {
-      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}) };
+      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}), stream: relay?.stream };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
       const searching = !channelPath && route?.peerSendsFirst && prepared ? { address: route.address, localPort: prepared.socket.address().port } : undefined;

@@ -1,4 +1,4 @@
-import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelPlan } from "./service";
+import type { ConsumerService, SessionProtection, Tunnel, TunnelPlan } from "./service";
 
 /**
  * Brings the tunnel up with consumer protection engaged for `plan`. When both sides can, beside
@@ -10,7 +10,7 @@ import type { ConsumerService, DirectRoute, SessionProtection, Tunnel, TunnelPla
  */
 export async function connectGuarded(
   service: ConsumerService,
-  target: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute },
+  target: Parameters<ConsumerService["connect"]>[0],
   guarded: { protection: SessionProtection; plan: TunnelPlan } | undefined,
   onEngaged?: () => void,
 ): Promise<Tunnel> {

@@ -1,6 +1,8 @@
 import { type Proposal, type SignedProposal, unreachableReason } from "../proposal/proposal";
-import type { ConnectOptions } from "./consumer";
-import type { RelayLeg } from "./consumer-session";
+import { MystError } from "../errors/MystError";
+import type { ConnectOptions } from "./connect-options";
+import type { ConsumerSession, RelayLeg } from "./consumer-session";
+import { announcedAddressesOf } from "./offer-addresses";
 import { SessionError } from "./errors";
 import type { SessionProtection, TunnelEndpoint } from "./service";
 import type { ConnectStages } from "./stages";
@@ -29,6 +31,8 @@ export type RelayOpener = (o: {
    * the leg's `grant` goes to it, and the one peer named is this host's own public address.
    */
   tcp?: boolean;
+  /** With `tcp`: this host holds the TCP allocation, `peers` (the provider's announced addresses) permitted, and the provider dials in (tcp-held.ts). */
+  heldHere?: boolean;
 }) => Promise<RelayLeg>;
 
 /**
@@ -74,9 +78,13 @@ export function passageThrough(protection: SessionProtection | undefined, first?
   };
 }
 
-/** The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through a relay). */
+/**
+ * The consumer data with the relay grant the provider holds its TCP allocation with (a proxy through
+ * a relay), or with the relayed address it dials back to (an allocation this host holds).
+ */
 export function withGrant(consumerData: unknown, leg: RelayLeg | undefined): unknown {
-  return leg?.grant ? { ...(consumerData as object), relay: leg.grant } : consumerData;
+  if (leg?.grant) return { ...(consumerData as object), relay: leg.grant };
+  return leg?.dialBack ? { ...(consumerData as object), dialBack: leg.dialBack } : consumerData;
 }
 
 /**
@@ -89,14 +97,32 @@ export async function tcpRelayFor(options: ConnectOptions, proposal: Proposal): 
   const unreachable = unreachableReason(proposal);
   if (!unreachable) return undefined;
   if (!options.relay || !options.service.relayedTcp) throw new SessionError("PROVIDER_UNREACHABLE", unreachable);
-  options.stages?.mark("provider unreachable: through a relay's TCP allocation");
+  const here = options.tcpHeldHere ? announcedAddressesOf(proposal) : undefined;
+  if (here?.length === 0) throw new SessionError("NO_RELAY", "the provider announces no address a relay could let dial back to this host");
+  options.stages?.mark(here ? "provider unreachable: it dials back to a TCP allocation held here" : "provider unreachable: through a relay's TCP allocation");
   return options.relay({
     tcp: true,
+    ...(here ? { heldHere: true } : {}),
     udpBlocked: false,
-    peers: [],
+    peers: here ?? [],
     providerProposal: options.proposal,
     providerCountry: proposal.location.country,
     avoid: [proposal.provider],
     stages: options.stages,
   });
+}
+
+/**
+ * A proxy provider nobody can dial, reached through the TCP allocation it held, when this host could
+ * not open TCP to the relayed address (a network that lets out only TCP/443: ProxyTunnel's
+ * RELAY_FAILED): the connect once more with the allocation held here, over TLS on the relay's own
+ * port, and the provider dialling back to it (docs/proxy.md "A consumer allowed only TCP/443").
+ * Any other failure, or one of that second connect, is thrown as it is.
+ */
+export async function heldHereAfter(err: unknown, options: ConnectOptions, again: (o: ConnectOptions) => Promise<ConsumerSession>): Promise<ConsumerSession> {
+  const cause = (err as { cause?: unknown })?.cause;
+  const unreachable = err instanceof SessionError && err.code === "TUNNEL_FAILED" && cause instanceof MystError && cause.code === "RELAY_FAILED";
+  if (!unreachable || options.tcpHeldHere || !options.service.relayedTcp) throw err;
+  options.stages?.mark("the relayed TCP address is out of reach here");
+  return again({ ...options, tcpHeldHere: true });
 }

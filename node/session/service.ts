@@ -1,3 +1,4 @@
+import type net from "node:net";
 /**
  * The service-specific part of a session, as ports: the session machinery negotiates, the
  * service provides. Each service type is an adapter in its own folder under services/, listed in
@@ -245,9 +246,10 @@ export interface ConsumerService {
   /**
    * Brings the connection up with the provider's service config; rejects when it cannot. `route`:
    * the provider is reached over the session's direct path (punched, or on the same LAN), not at
-   * the config's endpoint.
+   * the config's endpoint. `stream`: the connection to the provider is one a relay this host holds
+   * spliced to it (a proxy provider that dialled back: tcp-held.ts), not one this host opens.
    */
-  connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel>;
+  connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute; stream?: () => Promise<net.Socket> }): Promise<Tunnel>;
   /**
    * Optional: `connect` while the kill switch is armed beside it: the interface and routes are set
    * up once `guard.routesKept` settles, and nothing (not even the handshake) is sent before

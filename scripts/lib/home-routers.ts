@@ -21,10 +21,14 @@ import { until } from "./until";
  *   ISP's configuration may do); it grants mappings that lead nowhere, which a node must detect.
  * - `udp-blocked`: an `eim` router of a network that lets no UDP out but DNS (a hotel, an office):
  *   only TCP reaches the internet, so only a relay over TCP joins its hosts to anyone.
+ * - `tcp443-only`: an `eim` router of a network that lets out only TCP to port 443 and DNS (a strict
+ *   office or a guest network), and the marketplace's services host (198.18.9.2: the test's chain,
+ *   broker and discovery, which a real deployment would serve on 443 too): a relay's TURN server on
+ *   443 is reachable, its relayed ports are not.
  */
-export type NatKind = "public" | "eim" | "symmetric" | "cgnat" | "upnp" | "cgnat-upnp" | "udp-blocked";
+export type NatKind = "public" | "eim" | "symmetric" | "cgnat" | "upnp" | "cgnat-upnp" | "udp-blocked" | "tcp443-only";
 
-export const NAT_KINDS: readonly NatKind[] = ["public", "eim", "symmetric", "cgnat", "upnp", "cgnat-upnp", "udp-blocked"];
+export const NAT_KINDS: readonly NatKind[] = ["public", "eim", "symmetric", "cgnat", "upnp", "cgnat-upnp", "udp-blocked", "tcp443-only"];
 
 export interface NatOptions {
   /** The provider's home router. Default "eim". */
@@ -223,13 +227,29 @@ const WAN_INPUT = `  chain wan_input {
     iifname "wan0" ct state new drop
   }`;
 
-/** Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with `fullyRandom`; `blockUdp`: no UDP out but DNS. */
-export function masqueradeRules(source: string, fullyRandom: boolean, blockUdp = false): string {
-  const forward = blockUdp
+/** The marketplace's services host (topology.ts `publish`), which a `tcp443-only` network still reaches. */
+const SERVICES_HOST = "198.18.9.2";
+
+/**
+ * Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with
+ * `fullyRandom`; a `udp-blocked` router lets no UDP out but DNS; a `tcp443-only` one lets out only
+ * DNS, TCP to port 443 and the services host (everything else dropped, as a firewall does: no reset).
+ */
+export function masqueradeRules(source: string, fullyRandom: boolean, kind?: NatKind): string {
+  const filters: Partial<Record<NatKind, string>> = {
+    "udp-blocked": `    oifname "wan0" meta l4proto udp udp dport != 53 drop
+`,
+    "tcp443-only": `    oifname "wan0" ip daddr ${SERVICES_HOST} accept
+    oifname "wan0" meta l4proto { udp, tcp } th dport 53 accept
+    oifname "wan0" tcp dport 443 accept
+    oifname "wan0" drop
+`,
+  };
+  const filter = kind ? filters[kind] : undefined;
+  const forward = filter
     ? `  chain forward {
     type filter hook forward priority filter; policy accept;
-    oifname "wan0" meta l4proto udp udp dport != 53 drop
-  }
+${filter}  }
 `
     : "";
   return `table ip myst_nat {

@@ -28,7 +28,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
   let topology: Topology;
   let machine: NodeJS.ProcessEnv;
   const background: ReturnType<typeof mystBackground>[] = [];
-  const dirs = { provider: tempDir("myst-prx-p-"), relay: tempDir("myst-prx-r-"), consumer: tempDir("myst-prx-c-") };
+  const dirs = { provider: tempDir("myst-prx-p-"), relay: tempDir("myst-prx-r-"), consumer: tempDir("myst-prx-c-"), only443: tempDir("myst-prx-4-") };
   let provider: ReturnType<typeof mystBackground>;
   let relayNode: ReturnType<typeof mystBackground>;
   const envOf = (d: { dir: string }) => ({ ...machine, MYST_DATA_DIR: d.dir });
@@ -40,10 +40,35 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
     expect(d.child.exitCode, d.output()).to.equal(null);
     return d;
   }
-  /** curl in the consumer's namespace (never throws). */
-  function curl(args: string[]): { code: number | null; stdout: string } {
-    const r = spawnSync(IP, ["netns", "exec", topology.consumers[0], "curl", "-sS", "--max-time", "60", ...args], { encoding: "utf8", maxBuffer: 1 << 20 });
+  /** curl in consumer `i`'s namespace (never throws). */
+  function curl(args: string[], i = 0): { code: number | null; stdout: string } {
+    const r = spawnSync(IP, ["netns", "exec", topology.consumers[i], "curl", "-sS", "--max-time", "60", ...args], { encoding: "utf8", maxBuffer: 1 << 20 });
     return { code: r.status, stdout: r.stdout.trim() };
+  }
+  /**
+   * Consumer `i`'s status once it has promised the relay at least 10 MB after a 20 MB download. coturn
+   * brings its counters up to date every 4,096 reads, and under load it reads in bigger chunks: another
+   * 20 MB (at most 3 more) until they show.
+   */
+  async function relayPaid(i: number, env: NodeJS.ProcessEnv): Promise<Awaited<ReturnType<typeof mystJson>>> {
+    const download = () =>
+      curl(["--proxy", "socks5h://127.0.0.1:1080", "-o", "/dev/null", "-w", "%{size_download}", `${topology.internetUrl}?bytes=20000000`], i);
+    expect(download().stdout).to.equal("20000000");
+    for (let more = 0; ; more++) {
+      const paid = await until(
+        async () => {
+          const s = await mystJson(env, ["status"], topology.consumers[i]);
+          return BigInt(s.path.relayPromisedWei ?? "0") * GiB >= 10_000_000n * RELAY_PRICE_PER_GIB && s;
+        },
+        "the consumer to pay the relay for at least 10 MB of what it carried",
+        more < 3 ? 20_000 : 60_000,
+      ).catch((err) => {
+        if (more >= 3) throw err;
+        expect(download().stdout).to.equal("20000000");
+        return false as const;
+      });
+      if (paid) return paid;
+    }
   }
 
   before(async function () {
@@ -52,11 +77,11 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
     [chain, nats, topology] = await Promise.all([
       testChain(),
       startNatsServer(),
-      topologyUp({ consumers: 1, relays: 1, nat: { provider: "eim", consumer: ["udp-blocked"] } }),
+      topologyUp({ consumers: 2, relays: 1, nat: { provider: "eim", consumer: ["udp-blocked", "tcp443-only"] } }),
     ]);
     const base = cliEnv(chain, nats.url, await freePort());
     for (const d of Object.values(dirs)) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
-    await depositIn({ ...base, MYST_DATA_DIR: dirs.consumer.dir }, "5", "1");
+    for (const d of [dirs.consumer, dirs.only443]) await depositIn({ ...base, MYST_DATA_DIR: d.dir }, "5", "1");
     background.push(await startCliDiscovery(base));
     machine = { ...(await onConsumerMachine(topology, base)), MYST_STUN_SERVERS: topology.nat!.stunServers.join(","), MYST_LOG_LEVEL: "info" };
     provider = await daemon(envOf(dirs.provider), topology.provider, ["--invoice-every", "1"]);
@@ -70,6 +95,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
     await mystJson(envOf(dirs.relay), relayServiceStart(topology, 0), topology.relays[0]);
     const consumerNs = topology.consumers[0];
     await daemon(envOf(dirs.consumer), consumerNs);
+    await daemon(envOf(dirs.only443), topology.consumers[1]);
     // The proxy's proposal once the provider has measured its reachability: it can be reached only by punching (which TCP cannot).
     await until(
       async () => {
@@ -108,26 +134,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
       .filter((l) => l.includes("proved its address"))
       .map((l) => /"peer":"([0-9.]+)"/.exec(l)?.[1]);
     expect(proven, "the relay's proven peer: the consumer's public address").to.deep.equal([consumerAddress]);
-    const size = curl(["--proxy", "socks5h://127.0.0.1:1080", "-o", "/dev/null", "-w", "%{size_download}", `${topology.internetUrl}?bytes=20000000`]);
-    expect(size.stdout).to.equal("20000000");
-    // coturn counted the spliced bytes; the consumer promised for them. coturn brings its counters up to date
-    // every 4,096 reads, and under load it reads in bigger chunks: another 20 MB (at most 3 more) until they show.
-    let paid: Awaited<ReturnType<typeof mystJson>> | false = false;
-    for (let more = 0; !paid; more++) {
-      paid = await until(
-        async () => {
-          const s = await mystJson(env, ["status"], netns);
-          return BigInt(s.path.relayPromisedWei ?? "0") * GiB >= 10_000_000n * RELAY_PRICE_PER_GIB && s;
-        },
-        "the consumer to pay the relay for at least 10 MB of what it carried",
-        more < 3 ? 20_000 : 60_000,
-      ).catch((err) => {
-        if (more >= 3) throw err;
-        const again = curl(["--proxy", "socks5h://127.0.0.1:1080", "-o", "/dev/null", "-w", "%{size_download}", `${topology.internetUrl}?bytes=20000000`]);
-        expect(again.stdout).to.equal("20000000");
-        return false as const;
-      });
-    }
+    const paid = await relayPaid(0, env);
     expect(BigInt(paid.path.relayBytes) >= 20_000_000n, "the consumer's meter of the relay").to.equal(true);
     // The relay node holds those promises (its earnings).
     const promised = BigInt(paid.path.relayPromisedWei);
@@ -145,5 +152,21 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
     const r = spawnSync(IP, ["netns", "exec", topology.consumers[0], process.execPath, "-e", script], { encoding: "utf8", timeout: 30_000 });
     expect(r.stdout.trim()).to.equal("407");
     await mystJson(envOf(dirs.consumer), ["disconnect"], topology.consumers[0]);
+  });
+
+  it("a consumer allowed only TCP/443 holds the TCP allocation itself and the provider dials back: curl over socks5h sees the provider's address; the relay is paid", async function () {
+    const netns = topology.consumers[1];
+    const env = envOf(dirs.only443);
+    // The network lets out nothing but TCP/443 (and DNS, and the marketplace's services): the internet host's HTTP port is out of reach.
+    expect(curl(["--max-time", "5", topology.internetUrl], 1).code, "a direct request from the TCP/443-only network").to.not.equal(0);
+    const connected = await mystJson(env, ["connect", "--service", "proxy", "--listen", "127.0.0.1:1080"], netns);
+    expect(connected.state).to.equal("connected");
+    expect(connected.path).to.deep.include({ tunnel: "relayed" });
+    expect(connected.path.relay).to.deep.include({ address: topology.relayAddressOf(0), port: 443, transport: "tcp" });
+    expect(provider.output()).to.include("dialled the consumer's TCP allocation");
+    expect(curl(["--proxy", "socks5h://127.0.0.1:1080", topology.internetUrl], 1).stdout).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    const paid = await relayPaid(1, env);
+    expect(BigInt(paid.path.relayBytes) >= 20_000_000n, "the consumer's meter of the relay").to.equal(true);
+    await mystJson(env, ["disconnect"], netns);
   });
 });

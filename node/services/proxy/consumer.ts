@@ -7,6 +7,7 @@ import { checkPinnedCertificate, pinnedTls } from "../certificate";
 import { TunnelError } from "../system";
 import { checkServiceConfig, CONNECTION_WINDOW, CREDENTIAL_HEADER, IDLE_GOAWAY, REFUSAL_HEADER, STREAM_WINDOW, type ProxyServiceConfig } from "./config";
 import { LocalProxy, type OpenedStream } from "./local-proxy";
+import { connectRelayed } from "../relay/tcp-held";
 
 /** Where the local proxy listens unless `--listen` says. */
 export const DEFAULT_LISTEN = "127.0.0.1:1080";
@@ -25,6 +26,13 @@ export function parseListen(text: string): { host: string; port: number } {
 const PING_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * How long a TCP connection to the provider's relayed address may take (the relay's kernel answers at
+ * once; a network that lets out only TCP/443 drops it): past it, RELAY_FAILED, and the session tries
+ * the allocation held here (session/relay-opener.ts `heldHereAfter`).
+ */
+const RELAYED_CONNECT_MS = 4000;
+
 /** The consumer side of the proxy service: no device, no route, no privilege. */
 export class ProxyConsumerService implements ConsumerService {
   readonly type = "proxy";
@@ -37,13 +45,13 @@ export class ProxyConsumerService implements ConsumerService {
     return { client: "proxy/1" };
   }
 
-  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+  async connect(session: { id: string; provider: string; serviceConfig: unknown; stream?: () => Promise<net.Socket> }): Promise<Tunnel> {
     const config = session.serviceConfig;
     if (!checkServiceConfig.Check(config)) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's proxy config is malformed");
     checkPinnedCertificate(config.certificate, config.fingerprint, "the provider's proxy");
     const listen = parseListen(this.o.listen ?? DEFAULT_LISTEN);
     const tunnel = new ProxyTunnel(config, this.o.log ?? silentLogger);
-    await tunnel.start(listen);
+    await tunnel.start(listen, session.stream);
     return tunnel;
   }
 }
@@ -74,11 +82,12 @@ export class ProxyTunnel implements Tunnel {
     private readonly log: Logger,
   ) {}
 
-  async start(listen: { host: string; port: number }): Promise<void> {
+  /** `stream`: the provider's connection through a TCP allocation this host holds (it dialled back), instead of one opened here. */
+  async start(listen: { host: string; port: number }, stream?: () => Promise<net.Socket>): Promise<void> {
     const { address, port, certificate, fingerprint } = this.config;
     const pinned = pinnedTls(certificate, fingerprint, "the proxy's");
     // Through a relay: our own TCP socket under the TLS, whose counters are the bytes the relay carries (its meter).
-    const raw = this.config.relayed ? net.connect({ host: address, port, noDelay: true }) : undefined;
+    const raw = this.config.relayed ? await (stream ? stream() : connectRelayed(address, port, RELAYED_CONNECT_MS, "the relayed address")) : undefined;
     this.#raw = raw;
     const h2 = http2.connect(`https://${net.isIPv6(address) ? `[${address}]` : address}:${port}`, {
       ...pinned,

@@ -21,6 +21,7 @@ import {
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
 import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
+import { connectRelayed, type DialBack, dialBackOf } from "../relay/tcp-held";
 import { TcpRelayedListener } from "../relay/turn-tcp";
 
 export interface ProxyProviderOptions {
@@ -170,7 +171,9 @@ export class ProxyProviderService implements ProviderService {
   async openSession(session: { id: string; consumer: string; consumerData: unknown }): Promise<ProxyServiceConfig> {
     if (!this.#running || !this.#cert) throw new TunnelError("SERVICE_NOT_RUNNING", "the proxy service is not running");
     const grant = relayGrantOf(session.consumerData);
+    const back = dialBackOf(session.consumerData);
     const relayed = grant ? await this.#holdRelayed(session.id, grant) : undefined;
+    const dialled = back ? await this.#dialBack(session.id, back) : undefined;
     const credential = crypto.randomBytes(32).toString("base64url");
     const s: ProxySession = {
       id: session.id,
@@ -189,7 +192,9 @@ export class ProxyProviderService implements ProviderService {
     this.#watchIdle(s);
     const where = relayed
       ? { address: relayed.relayed.address, port: relayed.relayed.port, relayed: true as const }
-      : { address: this.#o.publicAddress, port: this.port };
+      : dialled
+        ? { address: dialled.address, port: dialled.port, relayed: true as const }
+        : { address: this.#o.publicAddress, port: this.port };
     return { ...where, certificate: this.#cert.certificate, fingerprint: this.#cert.fingerprint, credential };
   }
 
@@ -216,6 +221,22 @@ export class ProxyProviderService implements ProviderService {
     listener.once("closed", (reason) => this.#log.info({ sessionId, reason }, "the proxy session's relayed TCP allocation closed"));
     this.#log.info({ sessionId, relay: grant.relay, relayed: listener.relayed, peers: grant.peers }, "proxy session relayed: holding a TCP allocation");
     return listener;
+  }
+
+  /**
+   * The consumer holds the TCP allocation (it can reach the relay only on its TURN port: docs/proxy.md
+   * "A consumer allowed only TCP/443"): this provider connects to the relayed address, judged by the
+   * destination policy as any address it dials for a consumer, and serves the connection as one its
+   * server accepted (TLS, then the session's credential on every stream, as on any path). A connection
+   * that shows no credential is closed after 10 s like any other.
+   */
+  async #dialBack(sessionId: string, back: DialBack): Promise<DialBack> {
+    const refused = this.#o.policy.refusalOf(back.address);
+    if (refused) throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${refused.message}`);
+    const socket = await connectRelayed(back.address, back.port, this.#o.connectTimeoutMs ?? 10_000, "the consumer's relayed address");
+    this.#server?.emit("connection", socket);
+    this.#log.info({ sessionId, relay: back.relay, dialled: `${back.address}:${back.port}` }, "proxy session relayed: dialled the consumer's TCP allocation");
+    return back;
   }
 
   async closeSession(sessionId: string, reason: string): Promise<void> {

@@ -5,6 +5,7 @@ import net from "node:net";
 import {
   ATTR,
   attributeOf,
+  BINDING,
   checkIntegrity,
   decodeErrorCode,
   decodeStunMessage,
@@ -442,6 +443,11 @@ export class TurnClient extends EventEmitter<{
         ],
       }),
     );
+  }
+
+  /** A Binding indication (RFC 8489 §3: a keepalive that asks for no answer): one message the relay counts as received. */
+  keepalive(): void {
+    this.#write(encodeStunMessage({ method: BINDING, cls: "indication", transactionId: crypto.randomBytes(12), attributes: [] }, { fingerprint: true }));
   }
 
   /** Releases the allocation (Refresh with lifetime 0, not waited for long) and closes the transport. */

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type { SignedProposal } from "../../../node/proposal/proposal";
 import { decodeStunMessage, encodeXorAddress, longTermKey } from "../../../node/nat/stun";
 import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
 import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/proxy/consumer";
@@ -10,6 +11,7 @@ import { ProxyProviderService } from "../../../node/services/proxy/provider";
 import { RelayProviderService } from "../../../node/services/relay/provider";
 import type { RelayServiceConfig } from "../../../node/services/relay/config";
 import { RelayGrantService, type RelayGrantTunnel, relayGrantOf } from "../../../node/services/relay/tcp-grant";
+import { dialBackOf, TcpHeldService } from "../../../node/services/relay/tcp-held";
 import { TURN_ATTR, TurnClient, type TurnServer } from "../../../node/services/relay/turn-client";
 import { CONNECTION_ID, connectionAttemptOf, connectionIdOf, encodeConnectionBind, TCP_METHOD } from "../../../node/services/relay/turn-tcp";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
@@ -79,6 +81,22 @@ describe("a proxy consumer's relay grant (the credential it hands a provider nob
       { ...grant, server: { ...grant.server, transport: "tls" } },
     ])
       expect(() => relayGrantOf({ relay: bad }), JSON.stringify(bad).slice(0, 80)).to.throw(/relay grant/);
+  });
+});
+
+describe("a proxy consumer's dial-back address (a TCP allocation it holds itself)", function () {
+  const back = { relay: `0x${"ab".repeat(20)}`, address: "198.51.100.7", port: 50123 };
+  it("takes a well-formed one, none, and refuses a malformed one, or one beside a relay grant (BAD_CONSUMER_DATA)", function () {
+    expect(dialBackOf({ client: "proxy/1", dialBack: back })).to.deep.equal(back);
+    expect(dialBackOf({ client: "proxy/1" })).to.equal(undefined);
+    for (const bad of [
+      { ...back, address: "relay.example" },
+      { ...back, port: 0 },
+      { ...back, extra: 1 },
+      { address: back.address, port: back.port },
+    ])
+      expect(() => dialBackOf({ dialBack: bad }), JSON.stringify(bad)).to.throw(/dial-back address is malformed/);
+    expect(() => dialBackOf({ dialBack: back, relay: {} })).to.throw(/both a relay grant and a dial-back/);
   });
 });
 
@@ -324,5 +342,47 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     await until(() => !relay.isConnected(id), "the relay to end the session", 10_000);
     stranger.close();
     await relay.closeSession(id, "done");
+  });
+
+  it("carries a proxy session through a TCP allocation the consumer holds (a consumer allowed only TCP/443): the provider dials back to the relayed address, TLS end to end over the data connection, coturn counting what the consumer meters", async function () {
+    const id = session();
+    const held = new TcpHeldService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, peers: ["127.0.0.1"], provider: {} as SignedProposal });
+    const relayConfig = await relay.openSession({ id, consumer: "0xc", consumerData: await held.consumerData() });
+    const allocation = await held.connect({ id, provider: "0xr", serviceConfig: relayConfig });
+    expect(allocation.server, "the allocation is held over the relay's TURN port").to.deep.equal({ address: RELAY_IP, port: relayPort });
+    const config = (await provider.openSession({
+      id,
+      consumer: "0xc",
+      consumerData: { client: "proxy/1", dialBack: allocation.dialBack },
+    })) as ProxyServiceConfig;
+    expect(config).to.deep.include({ address: allocation.dialBack.address, port: allocation.dialBack.port, relayed: true });
+    const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({
+      id,
+      provider: "0xp",
+      serviceConfig: config,
+      stream: () => allocation.next(),
+    })) as ProxyTunnel;
+    try {
+      allocation.meterBy(() => tunnel.wireBytes()!);
+      expect((await fetchThrough(tunnel.listen!, "/big")).length).to.be.greaterThan(12_000_000);
+      expect(provider.usage(id)!.bytesOut).to.be.greaterThan(12_000_000);
+      expect(allocation.stats().bytesIn, "the consumer's wire meter").to.be.greaterThan(12_000_000);
+      let counted = { bytesIn: 0, bytesOut: 0 };
+      for (let i = 1; ; i++) {
+        await relay.readCounters();
+        counted = relay.usage(id)!;
+        if (counted.bytesIn + counted.bytesOut > 6_000_000 || i === 8) break;
+        expect((await fetchThrough(tunnel.listen!, "/big")).length).to.be.greaterThan(12_000_000);
+      }
+      const wire = allocation.stats();
+      expect(counted.bytesIn + counted.bytesOut, "coturn's counters show the spliced bytes").to.be.greaterThan(6_000_000);
+      expect(counted.bytesIn + counted.bytesOut).to.be.at.most(wire.bytesIn + wire.bytesOut + 20_000);
+      expect(relay.isConnected(id), "the relay's peer policy leaves the session be: the provider is its named peer").to.equal(true);
+    } finally {
+      await tunnel.stop();
+      await allocation.stop();
+      await provider.closeSession(id, "done");
+      await relay.closeSession(id, "done");
+    }
   });
 });

@@ -1,0 +1,177 @@
+import net from "node:net";
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { SignedProposal } from "../../proposal/proposal";
+import type { ConsumerService, Tunnel } from "../../session/service";
+import { checkPinnedCertificate } from "../certificate";
+import { TunnelError } from "../system";
+import { checkRelayServiceConfig, type RelayConsumerData } from "./config";
+import { TcpRelayedListener } from "./turn-tcp";
+
+/**
+ * The TCP allocation turned round (docs/proxy.md "A consumer allowed only TCP/443"): the *consumer*
+ * holds it, over TURN over TLS on the relay's port (443 passes where only web traffic does), in an
+ * ordinary relay session that names the provider's announced addresses with its signed proposal
+ * (the relay checks them as for any relay session: provider-peers.ts); the provider, which can dial
+ * out though nobody can dial it, connects to the relayed TCP address; coturn announces that
+ * connection on the consumer's control connection and the consumer binds it on a data connection to
+ * the same port, over which its proxy runs TLS to the provider as on any path.
+ */
+
+/** Where a proxy provider dials back (the consumer's relayed TCP address), in the proxy's `session.create` consumer data (`dialBack`). */
+export const DialBackSchema = Type.Object(
+  {
+    relay: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
+    address: Type.String({ maxLength: 15, pattern: "^[0-9.]+$" }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  },
+  { additionalProperties: false },
+);
+export type DialBack = Static<typeof DialBackSchema>;
+const checkDialBack = TypeCompiler.Compile(DialBackSchema);
+
+/** The dial-back in a proxy consumer's data (a peer's words: anything), checked; undefined when it names none. */
+export function dialBackOf(consumerData: unknown): DialBack | undefined {
+  const back = (consumerData as { dialBack?: unknown } | null)?.dialBack;
+  if (back === undefined) return undefined;
+  if (!checkDialBack.Check(back)) throw new TunnelError("BAD_CONSUMER_DATA", "the consumer's dial-back address is malformed");
+  if ((consumerData as { relay?: unknown }).relay !== undefined)
+    throw new TunnelError("BAD_CONSUMER_DATA", "the consumer names both a relay grant and a dial-back address");
+  return back;
+}
+
+/**
+ * A TCP connection to a relayed address (either end of a relayed proxy: the consumer to the
+ * provider's allocation, the provider dialling back to the consumer's); RELAY_FAILED naming `what`
+ * when it is refused or nothing answers within `timeoutMs`.
+ */
+export function connectRelayed(address: string, port: number, timeoutMs: number, what: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: address, port, noDelay: true });
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new TunnelError("RELAY_FAILED", `cannot open TCP to ${what} ${address}:${port}: ${why}`));
+    };
+    const onError = (err: Error) => fail(err.message);
+    socket.setTimeout(timeoutMs, () => fail(`no answer in ${timeoutMs / 1000} s`));
+    socket.once("error", onError);
+    socket.once("connect", () => {
+      socket.setTimeout(0);
+      // From here whatever runs over it (TLS) reports its errors.
+      socket.off("error", onError).on("error", () => undefined);
+      resolve(socket);
+    });
+  });
+}
+
+/** How long the consumer waits for the provider's connection to its relayed address once the provider answered. */
+const DIAL_BACK_WAIT_MS = 10_000;
+
+/**
+ * The consumer's side of a relay session whose TCP allocation it holds itself: named peers (the
+ * provider's announced addresses) and the provider's signed proposal, as any relay session; TURN
+ * over TLS first, plain TCP if the relay names no TLS server. Its tunnel hands out the provider's
+ * connection once it arrives.
+ */
+export class TcpHeldService implements ConsumerService {
+  readonly type = "relay";
+
+  constructor(private readonly o: { relay: string; server: { address: string }; peers: string[]; provider: SignedProposal }) {}
+
+  async consumerData(): Promise<RelayConsumerData> {
+    return { transports: ["udp", "tcp", "tls"], peers: this.o.peers, provider: this.o.provider };
+  }
+
+  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<TcpHeldTunnel> {
+    if (!checkRelayServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's service config is malformed");
+    const config = session.serviceConfig;
+    if (!config.username.endsWith(`:${session.id}`)) throw new TunnelError("BAD_SERVICE_CONFIG", "the relay's credential is not for this session");
+    const server = config.servers.find((s) => s.transport === "tls") ?? config.servers.find((s) => s.transport === "tcp");
+    if (!server || server.address !== this.o.server.address)
+      throw new TunnelError("BAD_SERVICE_CONFIG", `the relay names no TCP or TLS server at the address its proposal gives (${this.o.server.address})`);
+    if (server.transport === "tls") checkPinnedCertificate(config.certificate ?? "", config.fingerprint ?? "", "the relay's");
+    const turn = {
+      address: server.address,
+      port: server.port,
+      transport: server.transport,
+      ...(server.transport === "tls" ? { pin: { certificate: config.certificate!, fingerprint: config.fingerprint! } } : {}),
+    };
+    const listener = await TcpRelayedListener.open(turn, { username: config.username, password: config.password }, this.o.peers).catch((err: Error) => {
+      throw new TunnelError("RELAY_FAILED", `no TCP allocation on the relay ${server.address}:${server.port} (${server.transport}): ${err.message}`, {
+        cause: err,
+      });
+    });
+    return new TcpHeldTunnel(listener, { relay: this.o.relay, address: listener.relayed.address, port: listener.relayed.port });
+  }
+}
+
+/**
+ * A TCP allocation this host holds, as a relay session's "tunnel": up while the allocation is;
+ * metered by the connection it carries (`meterBy`: the proxy's bytes on the wire, what coturn splices
+ * and counts). The provider's connection is taken once (`next`); any later one is closed: one proxy
+ * connection per session, as on every path.
+ */
+export class TcpHeldTunnel implements Tunnel {
+  #meter: () => { bytesIn: number; bytesOut: number } = () => ({ bytesIn: 0, bytesOut: 0 });
+  #down?: (reason: string) => void;
+  #first: Promise<net.Socket>;
+  #taken = false;
+
+  constructor(
+    private readonly listener: TcpRelayedListener,
+    readonly dialBack: DialBack,
+  ) {
+    this.#first = new Promise((resolve, reject) => {
+      listener.on("connection", (socket) => {
+        // coturn reports a TCP allocation's counters (what the relay bills by) when the sum of its packet
+        // counts is a multiple of 4,096, checked after each read it splices, which adds two: an odd sum
+        // never reports again. The ConnectionAttempt made it odd (nothing came from the provider before
+        // the bind: it speaks only after our TLS hello); one indication makes it even.
+        listener.turn.keepalive();
+        if (this.#taken) return socket.destroy();
+        this.#taken = true;
+        resolve(socket);
+      });
+      listener.once("unbound", (reason) => reject(new TunnelError("RELAY_FAILED", `the provider's connection through the relay was not bound: ${reason}`)));
+      listener.once("closed", (reason) => {
+        reject(new TunnelError("RELAY_FAILED", `the relay's TCP allocation closed: ${reason}`));
+        this.#down?.(reason);
+      });
+    });
+    this.#first.catch(() => undefined);
+  }
+
+  /** The relay's TURN server the allocation is held on. */
+  get server(): { address: string; port: number } {
+    return { address: this.listener.turn.server.address, port: this.listener.turn.server.port };
+  }
+
+  /** The provider's connection, spliced by the relay (RELAY_FAILED when it does not come in time). */
+  next(): Promise<net.Socket> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TunnelError("RELAY_FAILED", `the provider did not connect to the relayed address in ${DIAL_BACK_WAIT_MS / 1000} s`)),
+        DIAL_BACK_WAIT_MS,
+      );
+    });
+    return Promise.race([this.#first, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** Meters the relay by what `source` counts on the wire (the proxy connection it carries). */
+  meterBy(source: () => { bytesIn: number; bytesOut: number }): void {
+    this.#meter = source;
+  }
+
+  stats(): { bytesIn: number; bytesOut: number } {
+    return this.#meter();
+  }
+
+  onDown(listener: (reason: string) => void): void {
+    this.#down = listener;
+  }
+
+  async stop(): Promise<void> {
+    await this.listener.close();
+  }
+}
