@@ -22,10 +22,18 @@ const RECEIPTS = Number(process.env.MYST_BENCH_QUALITY_RECEIPTS ?? 20_000);
 /** "file" (default): raw receipts appended to a file, handed straight back; "jetstream": a real nats-server's stream. */
 const STORE = process.env.MYST_BENCH_QUALITY_STORE === "jetstream" ? "jetstream" : "file";
 
-/** Heap and array buffers in use after a full collection (the flag set at run time: `npm run bench` starts node without it). */
-function memoryUsed(): number {
+/**
+ * Heap and array buffers in use after a full collection (the flag set at run time: `npm run bench`
+ * starts node without it), then another after a pause: array buffers a collection found dead are
+ * freed by a sweeper after it, so one collection alone counted some freed ones (up to ~9 bytes a row
+ * of 1M, varying from run to run).
+ */
+async function memoryUsed(): Promise<number> {
   v8.setFlagsFromString("--expose-gc");
-  (vm.runInNewContext("gc") as () => void)();
+  const gc = vm.runInNewContext("gc") as () => void;
+  gc();
+  await new Promise((r) => setTimeout(r, 200));
+  gc();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
 }
@@ -94,13 +102,13 @@ export async function benchQuality(): Promise<void> {
     knownPublicKeyOf: (id: string) => keys.get(id.toLowerCase()),
   };
   const nats = STORE === "jetstream" ? await startNatsServer() : undefined;
-  const memEmpty = memoryUsed();
+  const memEmpty = await memoryUsed();
   const index = new ProposalIndex(3_600_000);
   for (const [i, p] of fx.providers.entries()) {
     const proposal = makeProposal(p, { location: { country: i % 2 ? "DE" : "FR" } });
     index.upsert(signProposal(p, proposal), proposal);
   }
-  const memIndex = memoryUsed();
+  const memIndex = await memoryUsed();
   const store: ReceiptStore = nats
     ? new JetStreamReceiptStore({ servers: [nats.url], credentials: REPLICA_CREDENTIALS })
     : new AppendFileStore(path.join(os.tmpdir(), `myst-bench-quality-store-${process.pid}`));
@@ -115,7 +123,7 @@ export async function benchQuality(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const perSecond = Math.round((RECEIPTS * 1000) / ingestMs);
   console.log(`ingest: ${perSecond} receipts/s (${book.size} held)`);
-  const memBook = memoryUsed();
+  const memBook = await memoryUsed();
   const perProposal = Math.round((memBook - memEmpty) / PROPOSALS);
 
   const app = await buildDiscoveryApp(
