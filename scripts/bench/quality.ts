@@ -8,6 +8,7 @@ import { Registry } from "prom-client";
 import { buildDiscoveryApp } from "../../node/discovery/http-api";
 import { ProposalIndex } from "../../node/discovery/index";
 import { QualityBook } from "../../node/discovery/quality";
+import { rankedKeeperOf } from "../../node/discovery/ranked-keeper";
 import { JetStreamReceiptStore, type ReceiptStore, type StoredReceipt } from "../../node/discovery/receipt-store";
 import { silentLogger } from "../../node/log/logger";
 import { signProposal } from "../../node/proposal/proposal";
@@ -140,14 +141,27 @@ export async function benchQuality(): Promise<void> {
     },
     { log: silentLogger },
   );
+  // A replica makes its ranked order when its load ends, before it is ready (server.ts): so here.
+  const readyT0 = nowMs();
+  rankedKeeperOf(index, book).update();
+  const readyOrderMs = round(nowMs() - readyT0);
   const queries: [string, string, number][] = [
-    ["sort=quality, limit 100 (first: the ranked order made)", "/v1/proposals?sort=quality&limit=100", 1],
+    ["sort=quality, limit 100 (the first: the order was made at ready)", "/v1/proposals?sort=quality&limit=100", 1],
     ["sort=quality, limit 100", "/v1/proposals?sort=quality&limit=100", 1000],
     ["country + sort=quality", "/v1/proposals?country=DE&sort=quality&limit=100", 1000],
     ["min_quality=55", "/v1/proposals?min_quality=55&limit=100", 1000],
     ["no sort (key order), limit 100", "/v1/proposals?limit=100", 1000],
   ];
-  const rows: string[][] = [["measure", "p50 ms", "p99 ms", "n", "note"]];
+  const rows: string[][] = [
+    ["measure", "p50 ms", "p99 ms", "n", "note"],
+    [
+      "ranked order made when the replica becomes ready (every listed proposal by its kept score)",
+      String(readyOrderMs),
+      "",
+      "1",
+      "before the replica is ready, not by a query",
+    ],
+  ];
   const tails: Record<string, unknown> = {};
   for (const [name, url, n] of queries) {
     const samples: { start: number; ms: number; cpuMs: number }[] = [];
@@ -219,7 +233,7 @@ export async function benchQuality(): Promise<void> {
     String(rb.p50),
     String(round(Math.max(...rebuild))),
     "5",
-    "max shown as p99; made at the first ranked query, then only when over 50,000 scores or listings changed at once",
+    "max shown as p99; made when the replica becomes ready, then only when over 50,000 scores or listings changed at once",
   ]);
   rows.push([
     "ranked order with 1,000 changed scores moved (on a timer, off the query path: ranked-keeper.ts)",
@@ -260,7 +274,17 @@ export async function benchQuality(): Promise<void> {
   ]);
   writeResults(
     "quality",
-    { proposals: PROPOSALS, receipts: RECEIPTS, store: STORE, ingestPerSecond: perSecond, bytesPerProposal: perProposal, tails, signMs: fx.signMs, rows },
+    {
+      proposals: PROPOSALS,
+      receipts: RECEIPTS,
+      store: STORE,
+      ingestPerSecond: perSecond,
+      bytesPerProposal: perProposal,
+      readyOrderMs,
+      tails,
+      signMs: fx.signMs,
+      rows,
+    },
     rows,
   );
   await book.stop();
