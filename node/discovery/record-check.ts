@@ -46,9 +46,10 @@ export interface CheckedRecord {
  * Throws RecordRejected.
  */
 export async function verifyStoredRecord(key: string, record: StoredRecord, o: RecordCheckOptions): Promise<CheckedRecord> {
+  const vouched = markedRecord(key, record, o);
+  if (vouched) return vouched;
   const now = o.now ?? Date.now();
   const skew = o.clockSkewMs ?? 60_000;
-  if (o.marker?.verifies(key, record)) return { record: vouchedRecord(key, record, now, skew), by: "mark" };
   const rejected = (reason: string, message: string, cause?: unknown) => new RecordRejected(reason, `${key}: ${message}`, { cause });
   if (record.kind === "withdrawal") {
     if (record.signature === undefined || record.text === undefined) throw rejected("unsigned-withdrawal", "a withdrawal its provider did not sign");
@@ -77,6 +78,16 @@ export async function verifyStoredRecord(key: string, record: StoredRecord, o: R
   if ("fail" in signer && signer.fail === "bad-signature") throw rejected("bad-signature", `not signed by its provider ${proposal.provider}`);
   if ("fail" in signer) throw rejected("unregistered", `provider ${proposal.provider} is not a registered identity`);
   return { record: proposalRecord(signed, proposal), by: "signature" };
+}
+
+/**
+ * `verifyStoredRecord` for a value carrying the replicas' mark, at once (no signature to check: what
+ * a replica loading a bucket its peers wrote does for nearly every value); undefined when it carries
+ * none (or another key's). Throws RecordRejected.
+ */
+export function markedRecord(key: string, record: StoredRecord, o: Pick<RecordCheckOptions, "marker" | "now" | "clockSkewMs">): CheckedRecord | undefined {
+  if (!o.marker?.verifies(key, record)) return undefined;
+  return { record: vouchedRecord(key, record, o.now ?? Date.now(), o.clockSkewMs ?? 60_000), by: "mark" };
 }
 
 /**

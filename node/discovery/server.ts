@@ -9,7 +9,7 @@ import { DISCOVERY_SUBJECTS, verifyUnregister, type SignedUnregister } from "./a
 import { buildDiscoveryApp, type DiscoveryHealth } from "./http-api";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
-import { RecordRejected, verifyStoredRecord } from "./record-check";
+import { markedRecord, RecordRejected, verifyStoredRecord } from "./record-check";
 import { RecordMarker } from "./record-mark";
 import { rankedKeeperOf } from "./ranked-keeper";
 import { SignatureWorkers } from "./signature-workers";
@@ -272,7 +272,7 @@ export class DiscoveryService {
     this.index.beginBulk();
     try {
       await this.store.watch(
-        (c) => void this.#take(c),
+        (c) => this.#takeWatched(c),
         (reset) => this.#onReset(reset),
       );
       // Loaded means verified: what the store held is indexed (or refused) before the replica is ready.
@@ -311,6 +311,23 @@ export class DiscoveryService {
    * the revision (so the provider's next announcement replaces it). A revision already held (this
    * replica's own write coming back) is not verified again.
    */
+  /**
+   * `#take` for what the store's watch delivers: a value carrying the replicas' mark is checked and
+   * indexed at once, without a promise per value (a load of 100k is nearly all such values).
+   */
+  #takeWatched(c: StoreChange): void {
+    if (c.revision === 0 || c.record === null || c.revision <= this.index.revisionOf(c.key) || !this.#marker) return void this.#take(c);
+    let checked: ReturnType<typeof markedRecord>;
+    try {
+      checked = markedRecord(c.key, c.record, { marker: this.#marker });
+    } catch (err) {
+      return this.#refuse(c, err instanceof RecordRejected ? err.reason : "unverifiable", (err as Error).message);
+    }
+    if (!checked) return void this.#take(c);
+    this.index.apply(c.key, checked.record, c.revision, c.storedAt);
+    this.#checkedRecords.inc({ by: "mark" });
+  }
+
   async #take(c: StoreChange): Promise<void> {
     if (c.revision === 0) {
       // Read just now: the store holds nothing for the key (its TTL passed, or it was purged).
