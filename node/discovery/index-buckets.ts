@@ -93,6 +93,55 @@ export class Buckets {
     return buckets;
   }
 
+  /**
+   * Every bucket made again from `listed` (in key order): what `of` gives each slot, with each set
+   * looked up once per distinct label (by label id, band and service type) instead of a list of
+   * buckets and four strings per slot (this runs over every slot at the end of a load).
+   */
+  build(listed: readonly number[]): void {
+    const t = this.t;
+    for (const map of this.maps()) map.clear();
+    const setOf = (map: Map<string, SortedEntries>, value: string): SortedEntries => {
+      let set = map.get(value);
+      if (!set) map.set(value, (set = new SortedEntries(t.keys)));
+      return set;
+    };
+    const cached = <K>(cache: Map<K, SortedEntries>, k: K, make: () => SortedEntries) => {
+      let set = cache.get(k);
+      if (!set) cache.set(k, (set = make()));
+      return set;
+    };
+    const country = new Map<number, SortedEntries>();
+    const ipType = new Map<number, SortedEntries>();
+    const countryIpType = new Map<number, Map<number, SortedEntries>>();
+    const hourBand = new Map<number, SortedEntries>();
+    const gibBand = new Map<number, SortedEntries>();
+    const service = new Map<string, { set: SortedEntries; byCountry: Map<number, SortedEntries> }>();
+    const hour = setOf(this.byMetering, "hour");
+    const gib = setOf(this.byMetering, "gib");
+    for (const e of listed) {
+      const serviceType = (t.keys[e] as string).slice(43);
+      const c = t.country[e];
+      const ip = t.ipType[e];
+      let s = service.get(serviceType);
+      if (!s) service.set(serviceType, (s = { set: setOf(this.byService, serviceType), byCountry: new Map() }));
+      s.set.append(e);
+      cached(s.byCountry, c, () => setOf(this.byServiceCountry, `${serviceType}/${t.labelOf(c)}`)).append(e);
+      cached(country, c, () => setOf(this.byCountry, t.labelOf(c))).append(e);
+      cached(ipType, ip, () => setOf(this.byIpType, t.labelOf(ip))).append(e);
+      let byIp = countryIpType.get(c);
+      if (!byIp) countryIpType.set(c, (byIp = new Map()));
+      cached(byIp, ip, () => setOf(this.byCountryIpType, `${t.labelOf(c)}/${t.labelOf(ip)}`)).append(e);
+      cached(hourBand, t.hourBand[e], () => setOf(this.byHourBand, String(t.hourBand[e]))).append(e);
+      cached(gibBand, t.gibBand[e], () => setOf(this.byGiBBand, String(t.gibBand[e]))).append(e);
+      if (t.perHour(e) > 0n) hour.append(e);
+      if (t.perGiB(e) > 0n) gib.append(e);
+    }
+    // `of` makes a metering bucket only when a slot is in it.
+    if (hour.size === 0) this.byMetering.delete("hour");
+    if (gib.size === 0) this.byMetering.delete("gib");
+  }
+
   maps(): Map<string, SortedEntries>[] {
     return [this.byService, this.byCountry, this.byIpType, this.byCountryIpType, this.byServiceCountry, this.byMetering, this.byHourBand, this.byGiBBand];
   }

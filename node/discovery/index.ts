@@ -417,15 +417,7 @@ export class ProposalIndex {
     for (const e of t.slots()) if (t.has(e, LISTED)) listed.push(e);
     listed.sort(this.#buckets.byKey);
     this.#all = SortedEntries.fromSorted(t.keys, listed);
-    const maps = this.#buckets.maps();
-    for (const map of maps) map.clear();
-    for (const e of listed) {
-      for (const [map, value] of this.#buckets.of(e)) {
-        let set = map.get(value);
-        if (!set) map.set(value, (set = new SortedEntries(t.keys)));
-        set.append(e);
-      }
-    }
+    this.#buckets.build(listed);
   }
 }
 

@@ -49,21 +49,26 @@ export interface QualityBookOptions {
 
 /**
  * One (provider, service type): the heads of its rows' chains, their counts, and its score as queries
- * read it (in place: no object per score); the provider's other service types follow through `next`
- * (most providers sell one or two).
+ * read it (in place: no object per score; the rank follows from the score); the provider's other
+ * service types follow through `next` (most providers sell one or two).
  */
-interface Keyed {
-  provider: string;
-  serviceType: string;
-  next: Keyed | undefined;
-  receiptHead: number;
-  probeHead: number;
-  nReceipts: number;
-  nProbes: number;
-  score: number | null;
-  rank: number;
+class Keyed {
+  receiptHead = -1;
+  probeHead = -1;
+  nReceipts = 0;
+  nProbes = 0;
+  score: number | null = null;
   /** The receipts the score weighed. */
-  receipts: number;
+  receipts = 0;
+  constructor(
+    readonly provider: string,
+    readonly serviceType: string,
+    public next: Keyed | undefined,
+  ) {}
+
+  get rank(): number {
+    return this.score ?? NEUTRAL_SCORE;
+  }
 }
 
 /** What a query reads of a proposal's quality: kept up to date as receipts arrive, never computed per query (read it at once: it changes in place). */
@@ -222,18 +227,7 @@ export class QualityBook {
     const probe = kind === "probe";
     let k = this.#key(receipt.provider, receipt.serviceType);
     if (!k) {
-      k = {
-        provider: receipt.provider,
-        serviceType: receipt.serviceType,
-        next: this.#keys.get(receipt.provider),
-        receiptHead: -1,
-        probeHead: -1,
-        nReceipts: 0,
-        nProbes: 0,
-        score: null,
-        rank: NEUTRAL_SCORE,
-        receipts: 0,
-      };
+      k = new Keyed(receipt.provider, receipt.serviceType, this.#keys.get(receipt.provider));
       this.#keys.set(receipt.provider, k);
     }
     const row = rowOf(receipt, receipt.provider, this.#o.promiseCheck, this.#params, kind);
@@ -282,7 +276,6 @@ export class QualityBook {
     for (const k of this.#dirty) {
       const { score } = this.#compute(k);
       k.score = score.score;
-      k.rank = score.rank;
       k.receipts = score.receipts;
       this.#noteChange(k);
     }
@@ -352,18 +345,17 @@ export class QualityBook {
       let emptied = false;
       for (let k: Keyed | undefined = first; k; k = k.next) emptied ||= k.nReceipts + k.nProbes === 0;
       if (!emptied) continue;
-      let kept: Keyed | undefined;
+      const kept: Keyed[] = [];
       for (let k: Keyed | undefined = first; k; k = k.next) {
-        if (k.nReceipts + k.nProbes === 0) {
+        if (k.nReceipts + k.nProbes > 0) kept.push(k);
+        else {
           this.#dirty.delete(k);
           this.#noteChange(k);
           this.#bump();
-          continue;
         }
-        kept = { ...k, next: kept };
-        if (this.#dirty.delete(k)) this.#dirty.add(kept);
       }
-      if (kept) this.#keys.set(provider, kept);
+      kept.forEach((k, i) => (k.next = kept[i + 1]));
+      if (kept.length > 0) this.#keys.set(provider, kept[0]);
       else this.#keys.delete(provider);
     }
     this.#oldestAt = oldest;

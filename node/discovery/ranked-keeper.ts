@@ -7,7 +7,7 @@ export const RANKED_REFRESH_MS = 100;
 /**
  * A replica's order of every listed proposal by quality (best first, unrated at the neutral 50, then
  * key), kept off the query path: a query reads the last order made (one consistent snapshot) and never
- * makes it, except the very first. When scores change (the book's batches) or the listed set changes
+ * makes it (a replica makes the first when its load ends, before it is ready: server.ts). When scores change (the book's batches) or the listed set changes
  * (the index's `onListings`), an update is scheduled on a timer, at most one every RANKED_REFRESH_MS;
  * it moves only the proposals whose score changed or that were listed since (one merge pass over typed
  * arrays), and makes the whole order again only when too much changed to list (50,000 at once).
@@ -68,7 +68,7 @@ export class RankedOrderKeeper {
 
 const keepers = new WeakMap<ProposalIndex, RankedOrderKeeper>();
 
-/** The keeper of `index`'s ranked order by `book`'s scores (one per index, made at its first ranked query). */
+/** The keeper of `index`'s ranked order by `book`'s scores (one per index: made when a replica is ready, or at the first ranked query). */
 export function rankedKeeperOf(index: ProposalIndex, book: QualityBook): RankedOrderKeeper {
   let k = keepers.get(index);
   if (!k) keepers.set(index, (k = new RankedOrderKeeper(index, book)));

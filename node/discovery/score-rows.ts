@@ -12,15 +12,24 @@ export function rowIdOf(id: string): RowId {
   return { hi: Number.parseInt(id.slice(0, 13), 16), lo: Number.parseInt(id.slice(13, 21), 16) };
 }
 
-const PAID = 1;
 const NONE = -1;
+/** `#meta`: the stage's index + 1 in the low 3 bits (0: none failed), then whether it is paid. */
+const STAGE_BITS = 7;
+const PAID = 8;
+/** A connect time this large or larger (or not a whole number) is kept in `#bigConnect`. */
+const CONNECT_BIG = 0xffffffff;
+/** The largest order number a row gets before the rows held are numbered again from 1. */
+export const SEQ_LIMIT = 0xffffffff;
 
 /**
  * The rows a replica scores from (score.ts ScoreRow), one per receipt or probe result it holds, in
- * columns of typed arrays (about 70 bytes a row, no object per receipt), chained per (provider,
- * service type) through `next`; the raw signed receipts stay in the store (JetStream's disk). The
- * receipts' ids (84 bits of each) sit in an open-addressed table: the replay check without a string
- * per receipt. Consumers are interned: a row holds a number.
+ * columns of typed arrays (61 bytes a row, no object per receipt), chained per (provider, service
+ * type) through `next`; the raw signed receipts stay in the store (JetStream's disk). The receipts'
+ * ids (84 bits of each) sit in an open-addressed table: the replay check without a string per
+ * receipt. Consumers are interned: a row holds a number. Each column is as narrow as its values
+ * allow, exactly: the stage and the paid flag share a byte, a connect time is 32 bits (the rare one
+ * that is not, past 49 days, kept apart), the order rows came in 32 bits (numbered again from 1 in
+ * the rare case it would pass them).
  */
 export class ScoreRows {
   #cap = 0;
@@ -30,14 +39,17 @@ export class ScoreRows {
   #consumer = new Int32Array(0);
   #budget = new BigInt64Array(0);
   #draw = new BigInt64Array(0);
-  #connect = new Float64Array(0);
+  #connect = new Uint32Array(0);
+  /** Connect times that do not fit `#connect` (CONNECT_BIG there), by slot. */
+  readonly #bigConnect = new Map<number, number>();
   #bandwidth = new Float64Array(0);
-  #stage = new Int8Array(0);
-  #flags = new Uint8Array(0);
+  /** The failed stage and the paid flag (STAGE_BITS, PAID). */
+  #meta = new Uint8Array(0);
   #next = new Int32Array(0);
   /** The order rows were added in (what a stream's per-subject limit pushes out by). */
-  #seq = new Float64Array(0);
+  #seq = new Uint32Array(0);
   #added = 0;
+  readonly #seqLimit: number;
   #free = NONE;
   #end = 0;
   #size = 0;
@@ -46,6 +58,11 @@ export class ScoreRows {
   #idsUsed = 0;
   readonly #consumers: string[] = [];
   readonly #consumerIds = new Map<string, number>();
+
+  /** `seqLimit`: the largest order number before the held rows are numbered again (tests make it small). */
+  constructor(seqLimit = SEQ_LIMIT) {
+    this.#seqLimit = Math.min(seqLimit, SEQ_LIMIT);
+  }
 
   get size(): number {
     return this.#size;
@@ -60,11 +77,16 @@ export class ScoreRows {
     this.#consumer[slot] = this.#intern(row.consumer);
     this.#budget[slot] = row.budgetWei;
     this.#draw[slot] = row.drawWei;
-    this.#connect[slot] = row.connectMs;
+    const connect = row.connectMs;
+    if (Number.isInteger(connect) && connect >= 0 && connect < CONNECT_BIG) this.#connect[slot] = connect;
+    else {
+      this.#connect[slot] = CONNECT_BIG;
+      this.#bigConnect.set(slot, connect);
+    }
     this.#bandwidth[slot] = row.bandwidthRatio ?? Number.NaN;
-    this.#stage[slot] = row.stage === null ? NONE : STAGES.indexOf(row.stage);
-    this.#flags[slot] = row.paid ? PAID : 0;
+    this.#meta[slot] = (row.stage === null ? 0 : STAGES.indexOf(row.stage) + 1) | (row.paid ? PAID : 0);
     this.#next[slot] = head;
+    if (this.#added >= this.#seqLimit) this.#renumber();
     this.#seq[slot] = ++this.#added;
     this.#size++;
     this.#idAdd(slot);
@@ -82,6 +104,7 @@ export class ScoreRows {
           break;
         }
     this.#idRemove(slot);
+    if (this.#connect[slot] === CONNECT_BIG) this.#bigConnect.delete(slot);
     this.#next[slot] = this.#free;
     this.#free = slot;
     this.#size--;
@@ -99,16 +122,18 @@ export class ScoreRows {
 
   row(slot: number): ScoreRow {
     const bw = this.#bandwidth[slot];
-    const stage = this.#stage[slot];
+    const meta = this.#meta[slot];
+    const stage = meta & STAGE_BITS;
+    const connect = this.#connect[slot];
     return {
       consumer: this.#consumers[this.#consumer[slot]],
       at: this.#at[slot],
       tie: this.#hi[slot],
       budgetWei: this.#budget[slot],
       drawWei: this.#draw[slot],
-      paid: (this.#flags[slot] & PAID) !== 0,
-      stage: stage === NONE ? null : (STAGES[stage] as Stage),
-      connectMs: this.#connect[slot],
+      paid: (meta & PAID) !== 0,
+      stage: stage === 0 ? null : (STAGES[stage - 1] as Stage),
+      connectMs: connect === CONNECT_BIG ? (this.#bigConnect.get(slot) as number) : connect,
       bandwidthRatio: Number.isNaN(bw) ? null : bw,
     };
   }
@@ -138,6 +163,19 @@ export class ScoreRows {
     const out = new Set<string>();
     for (let s = head; s !== NONE; s = this.#next[s]) out.add(`${this.#hi[s]}/${this.#lo[s]}`);
     return out;
+  }
+
+  /**
+   * Numbers the rows held again from 1, in the order they came (run when the next number would pass
+   * the limit: once in 4 billion rows): the order `seq` compares stays the order rows were added in.
+   */
+  #renumber(): void {
+    const live: number[] = [];
+    for (const v of this.#ids) if (v > 0) live.push(v - 1);
+    const seq = this.#seq;
+    live.sort((a, b) => seq[a] - seq[b]);
+    for (let i = 0; i < live.length; i++) seq[live[i]] = i + 1;
+    this.#added = live.length;
   }
 
   #intern(consumer: string): number {
@@ -171,12 +209,11 @@ export class ScoreRows {
     this.#consumer = to(this.#consumer, (n) => new Int32Array(n));
     this.#budget = to(this.#budget, (n) => new BigInt64Array(n));
     this.#draw = to(this.#draw, (n) => new BigInt64Array(n));
-    this.#connect = to(this.#connect, (n) => new Float64Array(n));
+    this.#connect = to(this.#connect, (n) => new Uint32Array(n));
     this.#bandwidth = to(this.#bandwidth, (n) => new Float64Array(n));
-    this.#stage = to(this.#stage, (n) => new Int8Array(n));
-    this.#flags = to(this.#flags, (n) => new Uint8Array(n));
+    this.#meta = to(this.#meta, (n) => new Uint8Array(n));
     this.#next = to(this.#next, (n) => new Int32Array(n));
-    this.#seq = to(this.#seq, (n) => new Float64Array(n));
+    this.#seq = to(this.#seq, (n) => new Uint32Array(n));
     this.#cap = cap;
   }
 

@@ -1,17 +1,19 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Broker } from "../broker/broker";
-import { isMystError, MystError } from "../errors/MystError";
+import { isMystError } from "../errors/MystError";
 import type { PublicKeyDirectory } from "../identity/protocol-signature";
 import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, ProposalError, type Proposal, type SignedProposal } from "../proposal/proposal";
-import { DISCOVERY_SUBJECTS, verifyUnregister, type AnnounceReply, type SignedUnregister } from "./announcements";
+import { DISCOVERY_SUBJECTS, verifyUnregister, type SignedUnregister } from "./announcements";
 import { buildDiscoveryApp, type DiscoveryHealth } from "./http-api";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
-import { RecordRejected, verifyStoredRecord } from "./record-check";
+import { markedRecord, RecordRejected, verifyStoredRecord } from "./record-check";
 import { RecordMarker } from "./record-mark";
+import { rankedKeeperOf } from "./ranked-keeper";
 import { SignatureWorkers } from "./signature-workers";
+import { type DiscoveryHandlers, subscribeDiscovery } from "./subscriptions";
 import { LocalProposalStore, type ProposalStore, type StoreChange, type StoreReset } from "./store";
 import { QualityBook } from "./quality";
 import type { QualityReadLimits } from "./quality-reads";
@@ -19,12 +21,7 @@ import { LocalReceiptStore, type ReceiptLimits, type ReceiptStore } from "./rece
 import type { PromiseCheck, ScoreParams } from "../quality/score";
 import type { ProbeParams } from "../quality/probe-score";
 
-/** A replica already verifying as many announcements as it allows at once. */
-export class DiscoveryBusyError extends MystError {
-  constructor(limit: number) {
-    super("DISCOVERY_BUSY", `discovery is verifying ${limit} announcements already; retry later`);
-  }
-}
+export { DiscoveryBusyError } from "./subscriptions";
 
 export interface DiscoveryServiceOptions {
   broker: Broker;
@@ -96,7 +93,6 @@ export class DiscoveryService {
   #sweeper?: NodeJS.Timeout;
   #url?: string;
   #ready = false;
-  #inFlight = 0;
   readonly #readyWaiters: (() => void)[] = [];
   /** Store values being verified, and who waits for none to be (the first load). */
   #verifying = 0;
@@ -276,7 +272,7 @@ export class DiscoveryService {
     this.index.beginBulk();
     try {
       await this.store.watch(
-        (c) => void this.#take(c),
+        (c) => this.#takeWatched(c),
         (reset) => this.#onReset(reset),
       );
       // Loaded means verified: what the store held is indexed (or refused) before the replica is ready.
@@ -284,6 +280,8 @@ export class DiscoveryService {
     } finally {
       this.index.endBulk();
     }
+    // The order sort=quality walks is made with the load, not by the first ranked query (ranked-keeper.ts).
+    rankedKeeperOf(this.index, this.quality).update();
     this.#subscribe();
     await this.#o.broker.flush();
     this.#sweeper = setInterval(() => {
@@ -313,6 +311,23 @@ export class DiscoveryService {
    * the revision (so the provider's next announcement replaces it). A revision already held (this
    * replica's own write coming back) is not verified again.
    */
+  /**
+   * `#take` for what the store's watch delivers: a value carrying the replicas' mark is checked and
+   * indexed at once, without a promise per value (a load of 100k is nearly all such values).
+   */
+  #takeWatched(c: StoreChange): void {
+    if (c.revision === 0 || c.record === null || c.revision <= this.index.revisionOf(c.key) || !this.#marker) return void this.#take(c);
+    let checked: ReturnType<typeof markedRecord>;
+    try {
+      checked = markedRecord(c.key, c.record, { marker: this.#marker });
+    } catch (err) {
+      return this.#refuse(c, err instanceof RecordRejected ? err.reason : "unverifiable", (err as Error).message);
+    }
+    if (!checked) return void this.#take(c);
+    this.index.apply(c.key, checked.record, c.revision, c.storedAt);
+    this.#checkedRecords.inc({ by: "mark" });
+  }
+
   async #take(c: StoreChange): Promise<void> {
     if (c.revision === 0) {
       // Read just now: the store holds nothing for the key (its TTL passed, or it was purged).
@@ -437,44 +452,25 @@ export class DiscoveryService {
   }
 
   #subscribe(): void {
-    const { broker } = this.#o;
-    const queue = this.store.shared ? { queue: DISCOVERY_QUEUE } : {};
-    const reply = (respond: ((d: Uint8Array) => void) | undefined, body: AnnounceReply) => respond?.(Buffer.from(JSON.stringify(body)));
-    const limit = this.#o.maxInFlight ?? 4096;
-    const guarded = (handle: (data: Uint8Array) => Promise<AnnounceReply>) => async (data: Uint8Array, respond: ((d: Uint8Array) => void) | undefined) => {
-      if (this.#inFlight >= limit) return reply(respond, { ok: false, ...describe(new DiscoveryBusyError(limit)) });
-      this.#inFlight++;
-      try {
-        reply(respond, await handle(data));
-      } catch (err) {
-        const { code, message } = describe(err);
-        this.#log.info({ code, message }, "announcement rejected");
-        reply(respond, { ok: false, code, message });
-      } finally {
-        this.#inFlight--;
-      }
+    const queue = (shared: boolean) => (shared ? DISCOVERY_QUEUE : undefined);
+    const handlers: DiscoveryHandlers = {
+      announce: (input) => this.ingest(input, "nats"),
+      unregister: async (input) => {
+        const u = await verifyUnregister(input, this.#o.directory);
+        const removed = await this.withdraw(u.provider, u.serviceType, u.at, input as SignedUnregister);
+        this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
+        return removed ? "removed" : "ignored";
+      },
+      receipt: (input) => this.#takeReceipt(input, "nats"),
+      receiptTooLarge: () => this.#receipts.inc({ source: "nats", result: "RECEIPT_TOO_LARGE" }),
     };
-    const onAnnounce = guarded(async (data) => ({ ok: true, result: await this.ingest(parseJson(data), "nats") }));
-    const onUnregister = guarded(async (data) => {
-      const input = parseJson(data);
-      const u = await verifyUnregister(input, this.#o.directory);
-      const removed = await this.withdraw(u.provider, u.serviceType, u.at, input as SignedUnregister);
-      this.#announcements.inc({ source: "nats", result: removed ? "unregistered" : "unregister-ignored" });
-      return { ok: true, result: removed ? "removed" : "ignored" };
-    });
-    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.register, (d, r) => void onAnnounce(d, r), queue));
-    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.ping, (d, r) => void onAnnounce(d, r), queue));
-    this.#subs.push(broker.subscribe(DISCOVERY_SUBJECTS.unregister, (d, r) => void onUnregister(d, r), queue));
-    // Receipts: fire and forget (no reply); a rejected one is counted, not answered.
     this.#subs.push(
-      broker.subscribe(
-        DISCOVERY_SUBJECTS.receipt,
-        (d) => {
-          if (d.length > 4096) return void this.#receipts.inc({ source: "nats", result: "RECEIPT_TOO_LARGE" });
-          void this.#takeReceipt(parseJson(d), "nats").catch(() => undefined);
-        },
-        this.quality.shared ? { queue: DISCOVERY_QUEUE } : {},
-      ),
+      ...subscribeDiscovery(this.#o.broker, handlers, {
+        announcementQueue: queue(this.store.shared),
+        receiptQueue: queue(this.quality.shared),
+        maxInFlight: this.#o.maxInFlight ?? 4096,
+        log: this.#log,
+      }),
     );
   }
 
@@ -482,17 +478,4 @@ export class DiscoveryService {
   #health(): Pick<DiscoveryHealth, "broker" | "store" | "store_event"> {
     return { broker: this.#o.broker.status, ...this.#storeHealth() };
   }
-}
-
-function parseJson(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(Buffer.from(data).toString("utf8"));
-  } catch {
-    return undefined;
-  }
-}
-
-function describe(err: unknown): { code: string; message: string } {
-  if (isMystError(err)) return { code: err.code, message: err.message };
-  return { code: "INTERNAL", message: "internal error" };
 }

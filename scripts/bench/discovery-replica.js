@@ -25,17 +25,41 @@ async function main() {
   const store = new JetStreamProposalStore({ servers: [natsUrl], credentials, bucket, ttlMs: 3_600_000 });
   const replicaKey = replicaKeyFile ? loadReplicaKey(replicaKeyFile) : undefined;
   const service = new DiscoveryService({ broker, directory, port: 0, store, replicaKey, maxServiceTypesPerProvider: 16 });
+  const profile = await profiler(process.env.MYST_BENCH_START_PROFILE);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   await service.start();
   const readyMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  await profile.stop();
   process.stdout.write(`${JSON.stringify({ url: service.url, readyMs, cpuMs: (cpu.user + cpu.system) / 1000, proposals: service.index.size })}\n`);
   process.on("SIGTERM", async () => {
     await service.stop();
     await broker.stop();
     process.exit(0);
   });
+}
+
+/**
+ * `file`: a CPU profile of start() alone is written there (.cpuprofile, for Chrome's DevTools or
+ * `node --cpu-prof`'s readers); the profiler runs only while start() does.
+ */
+async function profiler(file) {
+  if (!file) return { stop: async () => undefined };
+  const inspector = require("node:inspector");
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, r) => (err ? reject(err) : resolve(r))));
+  await post("Profiler.enable");
+  await post("Profiler.setSamplingInterval", { interval: 500 });
+  await post("Profiler.start");
+  return {
+    stop: async () => {
+      const { profile } = await post("Profiler.stop");
+      fs.writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }
 
 main().catch((err) => {

@@ -69,10 +69,12 @@ async function startReplica(
   keysFile: string,
   bucket: string,
   replicaKeyFile: string,
+  /** Where the replica writes a CPU profile of its start() (none: not profiled). */
+  startProfile?: string,
 ): Promise<{ child: ChildProcess; url: string; readyMs: number; cpuMs: number; proposals: number }> {
   const child = spawn(process.execPath, [...shippedReplicaFlags(), path.join(__dirname, "discovery-replica.js"), natsUrl, keysFile, bucket, replicaKeyFile], {
     stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, ...replicaEnv() },
+    env: { ...process.env, ...replicaEnv(), MYST_BENCH_START_PROFILE: startProfile ?? "" },
   });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = "";
@@ -128,6 +130,7 @@ async function shippedEmptyRssMb(natsUrl: string, tmp: string): Promise<number> 
  * NATS into the bucket, query latency of each filter over HTTP at 10k and at the total, RSS of a
  * replica holding the total, and how long a fresh replica takes to load the bucket and be ready.
  * Sizes: BENCH_PROPOSALS (default 100000), BENCH_QUERIES (500), BENCH_INGEST (20000, in process).
+ * BENCH_START_PROFILE=<file>: the fresh replica (the replicas' key) writes a CPU profile of its start() there.
  */
 export async function benchDiscovery(): Promise<void> {
   const TOTAL = Number(process.env.BENCH_PROPOSALS ?? 100_000);
@@ -235,7 +238,7 @@ export async function benchDiscovery(): Promise<void> {
 
     console.log("a fresh replica loads the bucket…");
     const t0 = nowMs();
-    const fresh = await startReplica(nats.url, keysFile, "bench", replicaKeyFile);
+    const fresh = await startReplica(nats.url, keysFile, "bench", replicaKeyFile, process.env.BENCH_START_PROFILE);
     const freshWallMs = nowMs() - t0;
     children.push(fresh.child);
     if (fresh.proposals !== TOTAL) throw new Error(`the fresh replica was ready with ${fresh.proposals} of ${TOTAL}`);

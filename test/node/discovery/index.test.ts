@@ -67,6 +67,8 @@ describe("the discovery index: every filter's bucketed walk finds exactly what a
     { maxPricePerGiB: 10_000_000_000_000_000n, country: "US" },
     { maxPricePerHour: 0n, metering: "hour" },
     { ipv6: true, serviceType: "wireguard" },
+    { serviceType: "noop", country: "DE" },
+    { serviceType: "openvpn", country: "JP", ipType: "mobile" },
     { minBandwidthMbps: 500, ipType: "residential" },
     { providerIds: providers.slice(0, 7).map((p) => p.toLowerCase()) },
   ];

@@ -107,6 +107,25 @@ describe("discovery on a shared JetStream index", function () {
     expect(first.index.size).to.equal(10_000);
   });
 
+  it("a fresh replica makes its ranked order while it loads: its first sort=quality query makes none and serves every proposal", async function () {
+    const bucket = suite.bucket();
+    const first = await replica(bucket);
+    const signed = fleet.sign(300);
+    for (const s of signed) expect((await post(first, s)).status).to.be.oneOf([200, 201]);
+    const fresh = await replica(bucket);
+    // Counts the orders made in full from here on (the one the load made is before).
+    let made = 0;
+    const rankedOrder = fresh.index.rankedOrder.bind(fresh.index);
+    fresh.index.rankedOrder = (rate) => {
+      made++;
+      return rankedOrder(rate);
+    };
+    const page = await get(fresh, "/v1/proposals?sort=quality&limit=500");
+    expect(page.status).to.equal(200);
+    expect(page.body.proposals.map((p: Json) => keyOf(p.signed)).sort()).to.deep.equal(signed.map(keyOf).sort());
+    expect(made, "orders made in full by the first ranked query").to.equal(0);
+  });
+
   it("says loading with a count on /health, and 503 NOT_READY on /ready and queries, until the store is loaded", async function () {
     const key = fleet.keys[1];
     const signed = signProposal(key, makeProposal(key));
