@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from "../log/logger";
 import { parseSignedProposal, ProposalError, type Proposal, type SignedProposal } from "../proposal/proposal";
 import { DISCOVERY_SUBJECTS, verifyUnregister, type SignedUnregister } from "./announcements";
 import { buildDiscoveryApp, type DiscoveryHealth } from "./http-api";
+import { compileAllSchemas, type JsonApp } from "../http/app";
 import { IndexRejection, ProposalIndex, type UpsertResult } from "./index";
 import { proposalRecord, type StoredRecord } from "./record";
 import { markedRecord, RecordRejected, verifyStoredRecord } from "./record-check";
@@ -266,6 +267,8 @@ export class DiscoveryService {
     this.#app = app;
     this.#url = await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 4050 });
     this.#log.info({ url: this.#url }, "discovery listening; loading the index");
+    // A replica answers queries for a long time: its routes' schemas are compiled now, not by its first queries (lazy-schemas.ts).
+    compileAllSchemas(app as unknown as JsonApp);
 
     const t0 = Date.now();
     await this.quality.start();
