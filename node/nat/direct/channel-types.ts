@@ -62,6 +62,23 @@ export interface DirectChannelOptions {
   sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<void>;
 }
 
+/** Every option's default (the hard-NAT bounds: plan.ts and birthday.ts). */
+export function channelDefaults(options: { keepaliveMs?: number }): Required<Omit<DirectChannelOptions, "log" | "role" | "keys" | "socket" | "own" | "peer">> {
+  return {
+    deadlineMs: 3000,
+    probeEveryMs: 50,
+    nominateAfterMs: 120,
+    keepaliveMs: 2500,
+    lostAfterMs: 4 * (options.keepaliveMs ?? 2500),
+    hardSockets: 128,
+    // 128 sockets × 4,096 ports over 64,512: 1 − e^(−8.1), about 99.97% a try (1,024 gave about 87%).
+    sprayPorts: 4096,
+    allowLoopback: false,
+    peerTunnelPort: 0,
+    sprayFromTunnel: async () => undefined,
+  };
+}
+
 /** A socket the peer's tunnel port reached (hard-NAT probing): its local port goes to our tunnel. */
 export interface TunnelPunch {
   localPort: number;

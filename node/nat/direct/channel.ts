@@ -3,8 +3,18 @@ import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { silentLogger, type Logger } from "../../log/logger";
 import { CANDIDATE_PRIORITY, orderCandidates, usableCandidates } from "./candidates";
-import { decodeAddress, encodeAddress, FRAME_KIND, FRAME_KIND_OF, type FrameKind, MAX_FRAME_BYTES, randomPorts } from "./channel-codec";
-import { type ChannelState, DirectChannelError, type DirectChannelOptions, type DirectPath, kindRank, type Pair, type TunnelPunch } from "./channel-types";
+import { sprayTargets, tunnelSprayDatagrams } from "./birthday";
+import { decodeAddress, encodeAddress, FRAME_KIND, FRAME_KIND_OF, type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
+import {
+  type ChannelState,
+  channelDefaults,
+  DirectChannelError,
+  type DirectChannelOptions,
+  type DirectPath,
+  kindRank,
+  type Pair,
+  type TunnelPunch,
+} from "./channel-types";
 import { type DirectionKey, openPacket, type PacketDropReason, PacketType, ReplayWindow, sealPacket } from "./packet";
 import { planPunch, type PunchPlan } from "./plan";
 export { type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
@@ -58,21 +68,7 @@ export class DirectChannel extends EventEmitter<{
 
   constructor(options: DirectChannelOptions) {
     super();
-    this.#o = {
-      deadlineMs: 3000,
-      probeEveryMs: 50,
-      nominateAfterMs: 120,
-      keepaliveMs: 2500,
-      lostAfterMs: 4 * (options.keepaliveMs ?? 2500),
-      hardSockets: 128,
-      // 128 sockets × 4,096 ports over 64,512: 1 − e^(−8.1), about 99.97% a try (1,024 gave about 87%).
-      sprayPorts: 4096,
-      allowLoopback: false,
-      peerTunnelPort: 0,
-      sprayFromTunnel: async () => undefined,
-      ...options,
-      log: options.log ?? silentLogger,
-    };
+    this.#o = { ...channelDefaults(options), ...options, log: options.log ?? silentLogger };
     const consumer = options.role === "consumer";
     this.#send = consumer ? options.keys.consumerToProvider : options.keys.providerToConsumer;
     this.#receive = consumer ? options.keys.providerToConsumer : options.keys.consumerToProvider;
@@ -204,17 +200,14 @@ export class DirectChannel extends EventEmitter<{
 
   /** The easy side's birthday search for the tunnel: sealed probes from the tunnel's own port, bounded. */
   #sprayTunnel(): void {
-    const addresses = [...new Set(this.plan.peerCandidates.filter((c) => c.kind !== "local").map((c) => c.address))];
-    if (addresses.length === 0) return;
+    const targets = sprayTargets(this.plan, this.#o.sprayPorts);
+    if (!targets) return;
     const key = this.#o.role === "provider" ? this.#o.keys.providerTunnelToConsumer : this.#o.keys.consumerTunnelToProvider;
-    const ports = randomPorts(this.#o.sprayPorts);
-    // Sealed as they are sent (tunnel-spray.ts streams them): the first leave before the last are made.
-    const seal = (i: number) => sealPacket(key, PacketType.probe, BigInt(i), Buffer.concat([crypto.randomBytes(8), Buffer.of(2)]));
-    const datagrams = (function* () {
-      for (const [i, port] of ports.entries()) for (const address of addresses) yield { address, port, bytes: seal(i) };
-    })();
+    const { addresses, ports } = targets;
     this.#o.log.info({ datagrams: ports.length * addresses.length, addresses }, "probing from the tunnel's port");
-    this.#o.sprayFromTunnel(datagrams).catch((err) => this.#o.log.warn({ err: (err as Error).message }, "could not probe from the tunnel's port"));
+    this.#o
+      .sprayFromTunnel(tunnelSprayDatagrams(key, targets))
+      .catch((err) => this.#o.log.warn({ err: (err as Error).message }, "could not probe from the tunnel's port"));
   }
 
   /**
@@ -258,9 +251,9 @@ export class DirectChannel extends EventEmitter<{
 
   /** The easy side's half of the birthday search: probes to random ports of the peer's internet addresses, bounded. */
   #spray(): void {
-    const addresses = [...new Set(this.plan.peerCandidates.filter((c) => c.kind !== "local").map((c) => c.address))];
-    if (addresses.length === 0) return;
-    const ports = randomPorts(this.#o.sprayPorts);
+    const targets = sprayTargets(this.plan, this.#o.sprayPorts);
+    if (!targets) return;
+    const { addresses, ports } = targets;
     const perTick = Math.ceil(ports.length / Math.max(1, Math.floor((this.#o.deadlineMs * 0.8) / 10)));
     let i = 0;
     const tick = () => {
