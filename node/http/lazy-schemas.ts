@@ -45,7 +45,12 @@ export function lazySchemas(): LazySchemas {
     (selector: Builder): Builder =>
     (externalSchemas, options) => {
       const compile = selector(externalSchemas, options);
-      return (route) => later(() => compile(route));
+      return (route) => {
+        // A compiler of our own makes Fastify skip its lower-casing of header schemas' keys: none may exist.
+        if ((route as { httpPart?: string }).httpPart === "headers")
+          throw new Error("a route declares a header schema: lazy-schemas.ts does not lower-case its keys as Fastify's own set-up would");
+        return later(() => compile(route));
+      };
     };
   return {
     compilersFactory: { buildValidator: deferred(AjvCompiler() as unknown as Builder), buildSerializer: deferred(SerializerSelector() as unknown as Builder) },

@@ -163,14 +163,18 @@ export class ConsumerSessions {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
-    let dialog: Dialog;
+    let dialog: Dialog | undefined;
     let consumerData: unknown;
     try {
       dialog = await this.dialogs.open(proposal.provider, contact.subject);
       stages?.mark("dialog open");
       consumerData = withGrant(await options.service.consumerData(), tcpRelay);
     } catch (err) {
-      await protection?.discard?.().catch((e) => this.#log.error({ err: (e as Error).message }, "undoing the prepared kill switch failed"));
+      // Nothing of the session was used: the prepared kill switch, the paid TCP relay leg and the dialog go.
+      dialog?.close();
+      await Promise.all([protection?.discard?.(), tcpRelay?.close("the session did not come up")]).catch((e) =>
+        this.#log.error({ err: (e as Error).message }, "undoing what was prepared for the session failed"),
+      );
       throw err;
     }
     let response: unknown;

@@ -34,8 +34,9 @@ export function toAddress(value: string, what = "address"): Address {
 }
 
 /**
- * EIP-55 (ethers' `getAddress` for 0x + 40 hex, or the 40 hex alone): the checksummed form, or null
- * for anything else or a mixed-case address whose checksum is wrong. Here rather than ethers' so that
+ * EIP-55 (ethers' `getAddress` for 0x + 40 hex, or the 40 hex alone): the checksummed form; throws
+ * for anything else or a mixed-case address whose checksum is wrong. Unlike ethers it refuses ICAP
+ * (`XE…`) addresses: nothing in myst writes them. Here rather than ethers' so that
  * a CLI command that only names an address does not load ethers (~0.1 s of CPU at each start).
  */
 function getAddress(value: string): string {

@@ -24,6 +24,9 @@ import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
 import { connectRelayed, type DialBack, dialBackOf } from "../relay/tcp-held";
 import { TcpRelayedListener } from "../relay/turn-tcp";
 
+/** The lowest port a relay may relay from (services/relay/tunnel.ts: minPort ≥ 1024). */
+const RELAYED_PORT_MIN = 1024;
+
 export interface ProxyProviderOptions {
   /** Where the key and certificate are kept (`<data-dir>/services/proxy`). */
   dir: string;
@@ -233,6 +236,18 @@ export class ProxyProviderService implements ProviderService {
   async #dialBack(sessionId: string, back: DialBack): Promise<DialBack> {
     const refused = this.#o.policy.refusalOf(back.address);
     if (refused) throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${refused.message}`);
+    // A relay's relayed ports are never below 1024 (the relay service's own bound), and the ports this
+    // proxy blocks for streams (mail) are blocked here too: the dial-back comes before any payment.
+    if (back.port < RELAYED_PORT_MIN)
+      throw new TunnelError(
+        "BAD_CONSUMER_DATA",
+        `the relayed port the consumer names (${back.port}) is not a relay's: relayed ports start at ${RELAYED_PORT_MIN}`,
+      );
+    try {
+      this.#o.policy.checkPort(back.port);
+    } catch (err) {
+      throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${(err as Error).message}`);
+    }
     const socket = await connectRelayed(back.address, back.port, this.#o.connectTimeoutMs ?? 10_000, "the consumer's relayed address");
     this.#server?.emit("connection", socket);
     this.#log.info({ sessionId, relay: back.relay, dialled: `${back.address}:${back.port}` }, "proxy session relayed: dialled the consumer's TCP allocation");

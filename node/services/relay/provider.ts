@@ -56,6 +56,8 @@ interface RelaySession {
   /** When its credentials stop letting anyone allocate (unix seconds): a closed session is tracked until then, and then forgotten. */
   expiresAt: number;
   closed: boolean;
+  /** When closeSession had cancelled its allocations: a listing read before then may still show them. */
+  closedAt?: number;
   /** Being cut off for a peer it did not name (closed once coturn has ended it). */
   cutting?: boolean;
   /**
@@ -324,6 +326,7 @@ export class RelayProviderService implements ProviderService {
         }),
       ),
     ).then((counts) => counts.reduce<number>((a, b) => a + (b ?? 0), 0));
+    s.closedAt = Date.now();
     this.#log.info({ sessionId, reason, allocations: cancelled }, "relay session closed");
   }
 
@@ -347,7 +350,8 @@ export class RelayProviderService implements ProviderService {
     if (expired.length === 0) return;
     this.#forgetting = true;
     try {
-      await this.#forget(expired, Math.max(...expired.map((s) => s.expiresAt * 1000 + FORGET_AFTER_EXPIRY_MS)));
+      // A listing read after they expired and after their allocations were cancelled (closeSession reads one just before).
+      await this.#forget(expired, Math.max(...expired.map((s) => Math.max(s.expiresAt * 1000 + FORGET_AFTER_EXPIRY_MS, s.closedAt ?? 0))));
     } finally {
       this.#forgetting = false;
     }
@@ -364,6 +368,8 @@ export class RelayProviderService implements ProviderService {
       if (still.length > 0) {
         this.#log.warn({ sessionId: s.id }, "an allocation of a closed relay session is still listed: cut off again");
         for (const u of still) await this.#coturn?.cancel(u).catch(() => undefined);
+        // The next attempt reads a listing of its own (the interval reads none while no session is open).
+        this.#listed = undefined;
         continue;
       }
       this.#ended.set(s.id, { ...this.usage(s.id)!, transport: s.transport });

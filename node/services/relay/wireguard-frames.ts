@@ -69,10 +69,10 @@ export class FreshMessages {
   }
 
   #transport(receiver: number, counter: number): boolean {
-    const seen = this.#setOf(receiver);
-    if (seen.has(counter)) return false;
+    if (this.#setOf(receiver).has(counter)) return false;
     if (this.#full) this.#forget(this.#receivers[this.#next], this.#ring[this.#next]);
-    seen.add(counter);
+    // Fetched again after the forget: it may have emptied and dropped this receiver's set.
+    this.#setOf(receiver).add(counter);
     this.#receivers[this.#next] = receiver;
     this.#ring[this.#next] = counter;
     if (++this.#next === REMEMBERED) [this.#next, this.#full] = [0, true];

@@ -74,4 +74,17 @@ describe("route schemas compiled at a route's first request, not at start", func
       await discovery.close();
     }
   });
+
+  it("refuses a header schema when the route is registered (Fastify would not lower-case its keys under a compiler of ours)", async () => {
+    const app = await createJsonApp({ title: "t", version: "1", description: "d", bodyLimit: 1024, statusOf: () => undefined, log: silentLogger });
+    app.get("/h", { schema: { headers: Type.Object({ "X-Token": Type.String() }) } }, async () => ({}));
+    let err: Error | undefined;
+    try {
+      await app.ready();
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).to.match(/header schema/);
+    await Promise.resolve(app.close()).catch(() => undefined);
+  });
 });

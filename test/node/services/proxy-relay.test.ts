@@ -344,6 +344,21 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
     await relay.closeSession(id, "done");
   });
 
+  it("dials back to no port below a relay's (1024): a consumer cannot make the provider connect to a service port before it pays", async function () {
+    const err = await provider
+      .openSession({
+        id: session(),
+        consumer: "0xc",
+        consumerData: { client: "proxy/1", dialBack: { relay: `0x${"cd".repeat(20)}`, address: "127.0.0.1", port: 25 } },
+      })
+      .then(
+        () => undefined,
+        (e: Error & { code?: string }) => e,
+      );
+    expect(err?.code).to.equal("BAD_CONSUMER_DATA");
+    expect(err?.message).to.match(/relayed port the consumer names \(25\) is not a relay's/);
+  });
+
   it("carries a proxy session through a TCP allocation the consumer holds (a consumer allowed only TCP/443): the provider dials back to the relayed address, TLS end to end over the data connection, coturn counting what the consumer meters", async function () {
     const id = session();
     const held = new TcpHeldService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, peers: ["127.0.0.1"], provider: {} as SignedProposal });

@@ -133,6 +133,22 @@ describe("relay service forgets ended sessions (real coturn on loopback)", funct
     await until(() => relay.tracked.sessions === 0, "the closed session forgotten after its expiry", 30_000);
     expect(relay.tracked.coturn).to.deep.equal({ usage: 0, counted: 0, owners: 0 });
   });
+
+  it("forgets a session closed after its credential expired, with no other session open (the listing read at the close names it)", async function () {
+    await until(() => relay.tracked.sessions === 0, "the relay tracking nothing", 30_000);
+    const id = SESSION(6);
+    const config = (await relay.openSession({ id, consumer: "0xc", consumerData: PEERS })) as RelayServiceConfig;
+    const tunnel = (await new RelayConsumerService().connect({ id, provider: "0xrelay", serviceConfig: config })) as RelayTunnel;
+    await tunnel.permit(["127.0.0.1"]);
+    // Past the credential's expiry and the 5 s after it: the allocation lives on until the close cancels it.
+    await new Promise((r) => setTimeout(r, TTL_S * 1000 + 6000));
+    await relay.closeSession(id, "ended long after its credential expired");
+    await tunnel.stop();
+    await until(() => relay.tracked.sessions === 0, "the session forgotten with no session open", 20_000).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(relay.tracked)}`);
+    });
+    expect(relay.tracked.coturn).to.deep.equal({ usage: 0, counted: 0, owners: 0 });
+  });
 });
 
 /** A datagram shaped as WireGuard's transport message (what the consumer's meter takes from a relay). */

@@ -54,4 +54,13 @@ describe("what the relay forwarder can tell of WireGuard without its keys", func
     expect(fresh.accept(transport(8, high + 3n, 64)), "the fourth, still remembered").to.equal(false);
     expect(fresh.accept(transport(9, 1n, 64)), "the one after, remembered").to.equal(false);
   });
+
+  it("still refuses a replay of a receiver's message when taking it pushed that receiver's only older counter out", function () {
+    const fresh = new FreshMessages();
+    // Receiver 5's one counter is the oldest of a full ring (a quiet session amid a flood).
+    expect(fresh.accept(transport(5, 0n, 64))).to.equal(true);
+    for (let i = 1n; i < 32_768n; i++) fresh.accept(transport(6, i, 64));
+    expect(fresh.accept(transport(5, 1n, 64)), "its next message").to.equal(true);
+    expect(fresh.accept(transport(5, 1n, 64)), "the same message again").to.equal(false);
+  });
 });

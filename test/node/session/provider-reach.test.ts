@@ -117,6 +117,25 @@ describe("a proposal whose tunnel needs a reachable provider (OpenVPN)", functio
     expect((provided.service as NoopProviderService).open.size).to.equal(before);
   });
 
+  it("closes the paid TCP relay leg it opened for a punch-only provider when the session fails before the provider is asked", async function () {
+    reachability = punchOnly;
+    const closed: string[] = [];
+    const leg = { close: async (reason: string) => void closed.push(reason) };
+    // A service carried over a relay's TCP allocation (as the proxy is) whose consumer data fail.
+    const service = Object.assign(new NoopConsumerService(), {
+      relayedTcp: true,
+      consumerData: async () => {
+        throw new Error("no consumer data");
+      },
+    });
+    const err = await consumer.sessions.connect({ proposal: signed(), service, relay: async () => leg as never }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).to.equal("no consumer data");
+    expect(closed).to.deep.equal(["the session did not come up"]);
+  });
+
   it("is not picked by filter from a provider reachable only by punching: connect says how many matched and why", async function () {
     reachability = punchOnly;
     const listed = async () => (await consumer.discovery.search({ serviceType: "noop" }, { limit: 5 })).proposals[0]?.proposal;
