@@ -28,22 +28,33 @@ export async function openTcpRelayLeg(
   const tunnel = session.tunnel as RelayGrantTunnel;
   const { server } = tunnel.grant;
   const where = { address: server.address, port: server.port };
+  // The provider permits (its allocation); nothing to do on this side.
+  return { ...tcpLeg(found, session, tunnel, where, promised), peers: tunnel.grant.peers, relayed: where, grant: tunnel.grant };
+}
+
+/**
+ * What both TCP legs are alike in: reached at the relay's TURN port `where` over TCP, nothing to
+ * permit on this side, ended and paid as their relay session, metered by the proxy's bytes on the wire.
+ */
+function tcpLeg(
+  found: FoundProposal,
+  session: ConsumerSession,
+  tunnel: RelayGrantTunnel | TcpHeldTunnel,
+  where: { address: string; port: number },
+  promised: (session: ConsumerSession) => bigint,
+): Omit<RelayLeg, "peers" | "relayed"> {
   return {
     provider: session.provider,
     proposal: found.signed,
-    peers: tunnel.grant.peers,
-    relayed: where,
     local: where,
     outside: { ...where, protocol: "tcp" },
     transport: "tcp",
-    // The provider permits (its allocation); nothing to do on this side.
     permit: async () => undefined,
     onDown: (listener) => void session.ended.then(listener),
     close: (reason) => session.destroy(reason),
     stats: () => tunnel.stats(),
     capBy: (proxy) => tunnel.meterBy(() => proxy.wireBytes?.() ?? { bytesIn: 0, bytesOut: 0 }),
     promised: () => promised(session),
-    grant: tunnel.grant,
   };
 }
 
@@ -65,21 +76,11 @@ async function openHeldTcpRelayLeg(
   const session = await connect(service);
   const tunnel = session.tunnel as TcpHeldTunnel;
   const where = { address: tunnel.server.address, port: tunnel.server.port };
+  // This host's allocation permitted the provider's addresses as it opened.
   return {
-    provider: session.provider,
-    proposal: found.signed,
+    ...tcpLeg(found, session, tunnel, where, promised),
     peers: held.peers,
     relayed: { address: tunnel.dialBack.address, port: tunnel.dialBack.port },
-    local: where,
-    outside: { ...where, protocol: "tcp" },
-    transport: "tcp",
-    // This host's allocation permitted the provider's addresses as it opened.
-    permit: async () => undefined,
-    onDown: (listener) => void session.ended.then(listener),
-    close: (reason) => session.destroy(reason),
-    stats: () => tunnel.stats(),
-    capBy: (proxy) => tunnel.meterBy(() => proxy.wireBytes?.() ?? { bytesIn: 0, bytesOut: 0 }),
-    promised: () => promised(session),
     dialBack: tunnel.dialBack,
     stream: () => tunnel.next(),
   };
