@@ -182,7 +182,7 @@ export async function benchProxy(): Promise<void> {
         cpuNsPerByte: { provider: providerNsPerByte, consumer: consumerNsPerByte },
         ratio,
         firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
-        wireguardMbps: round(wireguard.mbps, 1),
+        wireguardMbps: round(wireguard.throughput.myst[0], 1),
         runs,
         bytes: { single: singleBytes, parallelEach: singleBytes / 8 },
         targets:
@@ -218,7 +218,7 @@ export async function benchProxy(): Promise<void> {
           `${wireguard.phases.tunnel.p50} + ${wireguard.phases.firstByte.p50} = ${wgFirst}`,
           "1× (baseline)",
         ],
-        ["myst WireGuard iperf3, same run (Mbit/s), for scale", String(round(wireguard.mbps, 1)), ""],
+        ["myst WireGuard iperf3, same run (Mbit/s), for scale", String(round(wireguard.throughput.myst[0], 1)), ""],
       ],
     );
   } finally {

@@ -17,6 +17,7 @@ import type { TestNetwork } from "../lib/test-network";
 import { makeProposal } from "../lib/proposals";
 import type { Topology } from "../lib/topology";
 import { summarize } from "./stats";
+import type { StockPair } from "./tunnel-stock";
 import { parseEther, Wallet } from "ethers";
 import { ConsumerVaultClient } from "../../node/chain/vault";
 import { ConsumerPayments } from "../../node/payments/consumer-payments";
@@ -37,7 +38,8 @@ export interface MystTunnel {
 }
 
 export interface TunnelResult {
-  mbps: number;
+  /** iperf3 through myst's tunnel and through the stock pair (when given), alternated round by round (stock first), and each round's ratio. */
+  throughput: { myst: number[]; stock: number[]; ratios: number[] };
   phases: Record<string, ReturnType<typeof summarize>>;
   killSwitch: { off: ReturnType<typeof summarize>; on: ReturnType<typeof summarize>; tunnelPhaseOn: ReturnType<typeof summarize> };
   /**
@@ -66,6 +68,10 @@ export async function benchMyst(
     connects: number;
     /** Also measure a consumer's first session with a provider never used (payments on). */
     firstSessions?: boolean;
+    /** The stock pair the throughput is compared with, measured in alternation with myst's (down when given); none: myst's alone. */
+    stock?: StockPair;
+    /** How many stock/myst throughput rounds (default 1). */
+    rounds?: number;
   },
 ): Promise<TunnelResult> {
   const { net, topology, providerKey, consumerKey } = o;
@@ -116,10 +122,26 @@ export async function benchMyst(
     const consumerService = tunnel.consumer(dir);
     for (let i = 0; i < 100 && !(await client.get(providerKey.address, tunnel.type)); i++) await new Promise((r) => setTimeout(r, 100));
 
-    console.log(`myst ${tunnel.type} throughput…`);
-    const first = await sessions.connect({ proposal: (await client.get(providerKey.address, tunnel.type))!.signed, service: consumerService });
-    const mbps = iperf(topology, topology.consumers[0], topology.internetAddress, o.seconds);
-    await first.destroy();
+    // Throughput: one iperf3 each through the stock pair and through a myst session, alternated (A B A B …), each round's
+    // ratio kept: one run of each, minutes apart, measured the machine's other load as much as the tunnels.
+    const rounds = o.rounds ?? 1;
+    console.log(`${rounds} rounds of ${o.stock ? "stock / " : ""}myst ${tunnel.type} throughput (${o.seconds} s each)…`);
+    const throughput: TunnelResult["throughput"] = { myst: [], stock: [], ratios: [] };
+    for (let r = 0; r < rounds; r++) {
+      let stock: number | undefined;
+      if (o.stock) {
+        await o.stock.up();
+        stock = iperf(topology, topology.consumers[0], topology.internetAddress, o.seconds);
+        await o.stock.down();
+      }
+      const session = await sessions.connect({ proposal: (await client.get(providerKey.address, tunnel.type))!.signed, service: consumerService });
+      const myst = iperf(topology, topology.consumers[0], topology.internetAddress, o.seconds);
+      await session.destroy();
+      throughput.myst.push(myst);
+      if (stock === undefined) continue;
+      throughput.stock.push(stock);
+      throughput.ratios.push(myst / stock);
+    }
 
     console.log(
       `${o.connects} ${tunnel.type} connects with the kill switch off, ${o.connects} with it on, ${o.connects} with the in-process stage check (interleaved)…`,
@@ -252,7 +274,7 @@ export async function benchMyst(
       firstSession = { neverUsed: summarize(sample.neverUsed), known: summarize(sample.known), deposit: summarize(sample.deposit) };
     }
     return {
-      mbps,
+      throughput,
       ...(firstSession ? { firstSession } : {}),
       phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
       killSwitch: { off: summarize(phases.total), on: summarize(guarded.total), tunnelPhaseOn: summarize(guarded.tunnel) },

@@ -1,6 +1,6 @@
 // The baselines of the tunnel benchmark: stock OpenVPN and wireguard-go pairs set up by hand.
 import { curl } from "./tunnel-measure";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -10,12 +10,22 @@ import { stopChild } from "../lib/local-chain";
 import type { Topology } from "../lib/topology";
 import { summarize } from "./stats";
 
+/** A stock pair whose client side can be brought up and down again, for throughput runs alternated with myst's. */
+export interface StockPair {
+  /** The client side up (the tunnel carries the internet host's subnet). */
+  up(): Promise<void>;
+  /** The client side down (nothing of it routes the internet host's subnet). */
+  down(): Promise<void>;
+  /** Both sides gone. */
+  stop(): Promise<void>;
+}
+
 /**
  * A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours; the
  * client started `connects` times: `upMs` is the p50 from its start to "Initialization Sequence
- * Completed" (the last one stays up for the throughput measure).
+ * Completed". The server stays up; `up` starts a client again (for the throughput runs), `down` stops it.
  */
-export async function stockTunnel(t: Topology, dir: string, connects: number): Promise<{ upMs: number; samples: number[]; stop: () => Promise<void> }> {
+export async function stockTunnel(t: Topology, dir: string, connects: number): Promise<StockPair & { upMs: number; samples: number[] }> {
   const pki = await ensurePki(path.join(dir, "stock-pki"));
   const server = path.join(dir, "stock-server.conf");
   fs.writeFileSync(
@@ -101,11 +111,21 @@ export async function stockTunnel(t: Topology, dir: string, connects: number): P
     last = await connect();
     samples.push(last.ms);
   }
+  let running: ChildProcess | undefined = last.c;
+  const down = async () => {
+    if (running) await stopChild(running);
+    running = undefined;
+  };
   return {
     upMs: summarize(samples).p50,
     samples,
+    up: async () => {
+      await down();
+      running = (await connect()).c;
+    },
+    down,
     stop: async () => {
-      await stopChild(last.c);
+      await down();
       await stopChild(s);
     },
   };
@@ -116,7 +136,7 @@ export async function stockTunnel(t: Topology, dir: string, connects: number): P
  * `ip` as wg-quick would, the same MTU as myst's (1420), nothing else (the sockets keep the OS's
  * default receive buffer). The consumer routes only the internet host's subnet into it.
  */
-export async function stockWireGuard(t: Topology): Promise<{ upMs: number; stop: () => Promise<void> }> {
+export async function stockWireGuard(t: Topology): Promise<StockPair & { upMs: number }> {
   const WG = "/usr/bin/wg";
   const server = generateKeyPair();
   const client = generateKeyPair();
@@ -146,8 +166,19 @@ export async function stockWireGuard(t: Topology): Promise<{ upMs: number; stop:
   const upMs = Date.now() - started;
   fs.rmSync(sk);
   fs.rmSync(ck);
+  // Down: the internet host's subnet no longer routed into the device (its peer and keys stay, idle).
+  const route = (verb: "add" | "del") => t.exec(t.consumers[0], ["/usr/sbin/ip", "route", verb, "198.18.2.0/24", "dev", cdev]);
+  let routed = true;
   return {
     upMs,
+    up: async () => {
+      if (!routed) route("add");
+      routed = true;
+    },
+    down: async () => {
+      if (routed) route("del");
+      routed = false;
+    },
     stop: async () => {
       await stopChild(c);
       await stopChild(s);

@@ -16,12 +16,24 @@ import { TestNetwork } from "../lib/test-network";
 import { missingE2EPrerequisites } from "../lib/prereqs";
 import { stopChild } from "../lib/local-chain";
 import { topologyUp } from "../lib/topology";
-import { round, writeResults } from "./stats";
+import { percentile, round, writeResults } from "./stats";
+
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+const roundsOf = (r: TunnelResult) => ({
+  stockMbps: r.throughput.stock.map((x) => round(x, 1)),
+  mystMbps: r.throughput.myst.map((x) => round(x, 1)),
+  ratios: r.throughput.ratios.map((x) => round(x, 3)),
+});
 
 /**
- * (1) Throughput (iperf3, consumer → internet host, BENCH_SECONDS each) in one run: the bare
- * namespace link; a stock OpenVPN pair with myst's cipher and myst's OpenVPN; a stock wireguard-go
- * pair with myst's MTU and myst's WireGuard. (2) `connect` → first byte for each myst tunnel type
+ * (1) Throughput (iperf3, consumer → internet host, BENCH_SECONDS each, default 5) in one run: the bare
+ * namespace link; a stock OpenVPN pair with myst's cipher against myst's OpenVPN, and a stock wireguard-go
+ * pair with myst's MTU against myst's WireGuard, each in BENCH_ROUNDS rounds (default 5) of one stock run and
+ * one myst run back to back, reported as the median of the rounds' ratios with their spread. (2) `connect` → first byte for each myst tunnel type
  * over BENCH_CONNECTS connects, by phase: discovery, negotiation, tunnel up, confirm, first byte.
  */
 export async function benchTunnel(): Promise<void> {
@@ -30,7 +42,9 @@ export async function benchTunnel(): Promise<void> {
   if (!fs.existsSync(CURL)) missing.push("curl");
   if (!fs.existsSync("/usr/bin/wg")) missing.push("wg (wireguard-tools)");
   if (missing.length) throw new Error(`the tunnel benchmark needs: ${missing.join(", ")}`);
-  const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+  // Throughput: BENCH_ROUNDS rounds of one stock and one myst iperf3 (BENCH_SECONDS each), alternated.
+  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
   const connects = Number(process.env.BENCH_CONNECTS ?? 12);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-bench-tunnel-"));
   const net = await new TestNetwork().start();
@@ -47,14 +61,9 @@ export async function benchTunnel(): Promise<void> {
     const bare = iperf(topology, topology.consumers[0], topology.providerAddress, seconds);
     console.log("stock openvpn…");
     const stock = await stockTunnel(topology, dir, connects);
-    const stockMbps = iperf(topology, topology.consumers[0], topology.internetAddress, seconds);
-    await stock.stop();
-    console.log("stock wireguard-go…");
-    const stockWg = await stockWireGuard(topology);
-    const stockWgMbps = iperf(topology, topology.consumers[0], topology.internetAddress, seconds);
-    await stockWg.stop();
+    await stock.down();
 
-    const common = { net, topology, dir, providerKey, consumerKey, seconds, connects };
+    const common = { net, topology, dir, providerKey, consumerKey, seconds, connects, rounds };
     const openvpn = await benchMyst(
       {
         type: "openvpn",
@@ -67,8 +76,11 @@ export async function benchTunnel(): Promise<void> {
           }),
         consumer: (d, key = consumerKey) => new OpenVpnConsumerService({ key, runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
       },
-      { ...common, firstSessions: true },
-    );
+      { ...common, firstSessions: true, stock },
+    ).finally(() => stock.stop());
+    console.log("stock wireguard-go…");
+    const stockWg = await stockWireGuard(topology);
+    await stockWg.down();
     // As a consumer daemon with `wireguardSpare` on: one unconfigured wireguard-go kept ready, taken by each connect.
     const spare = new WireGuardSpare({ runDir: path.join(dir, "spare"), netns: topology.consumers[0] });
     await spare.start();
@@ -84,15 +96,20 @@ export async function benchTunnel(): Promise<void> {
           }),
         consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], spare }),
       },
-      common,
-    ).finally(() => spare.stop());
+      { ...common, stock: stockWg },
+    ).finally(() => Promise.all([spare.stop(), stockWg.stop()]));
 
+    const [stockMbps, openvpnMbps] = [median(openvpn.throughput.stock), median(openvpn.throughput.myst)];
+    const [stockWgMbps, wireguardMbps] = [median(wireguard.throughput.stock), median(wireguard.throughput.myst)];
+    // The median of the rounds' ratios (each round's stock and myst run back to back), with their spread.
     const ratio = {
-      openvpnVsStock: round(openvpn.mbps / stockMbps, 3),
-      wireguardVsStock: round(wireguard.mbps / stockWgMbps, 3),
-      wireguardVsOpenvpn: round(wireguard.mbps / openvpn.mbps, 3),
-      openvpnVsBare: round(openvpn.mbps / bare, 3),
+      openvpnVsStock: round(median(openvpn.throughput.ratios), 3),
+      wireguardVsStock: round(median(wireguard.throughput.ratios), 3),
+      wireguardVsOpenvpn: round(wireguardMbps / openvpnMbps, 3),
+      openvpnVsBare: round(openvpnMbps / bare, 3),
     };
+    const spread = (r: TunnelResult) => `${round(Math.min(...r.throughput.ratios), 2)}–${round(Math.max(...r.throughput.ratios), 2)}`;
+    const each = `median of ${rounds} rounds, stock and myst alternated, ${seconds} s each`;
     const cost = (r: TunnelResult) => round(r.killSwitch.on.p50 - r.killSwitch.off.p50, 1);
     const checkCost = (r: TunnelResult) => round(r.stageChecks.on.p50 - r.killSwitch.off.p50, 1);
     const rows = (name: string, r: TunnelResult, stockUpMs: number): string[][] => [
@@ -124,9 +141,14 @@ export async function benchTunnel(): Promise<void> {
         throughputMbps: {
           bare: round(bare, 1),
           stockOpenvpn: round(stockMbps, 1),
-          mystOpenvpn: round(openvpn.mbps, 1),
+          mystOpenvpn: round(openvpnMbps, 1),
           stockWireguardGo: round(stockWgMbps, 1),
-          mystWireguard: round(wireguard.mbps, 1),
+          mystWireguard: round(wireguardMbps, 1),
+        },
+        throughputRounds: {
+          seconds,
+          openvpn: roundsOf(openvpn),
+          wireguard: roundsOf(wireguard),
         },
         ratio,
         openvpn: {
@@ -148,13 +170,17 @@ export async function benchTunnel(): Promise<void> {
       [
         ["measure", "value", "ratio"],
         ["iperf3 bare namespace link (Mbit/s)", String(round(bare, 1)), ""],
-        ["iperf3 stock OpenVPN, AES-256-GCM (Mbit/s)", String(round(stockMbps, 1)), "1× (baseline)"],
-        ["iperf3 myst OpenVPN, AES-256-GCM (Mbit/s)", String(round(openvpn.mbps, 1)), `${ratio.openvpnVsStock}× of stock OpenVPN (aim ≥ 0.95)`],
-        ["iperf3 stock wireguard-go pair, MTU 1420 (Mbit/s)", String(round(stockWgMbps, 1)), "1× (baseline)"],
+        [`iperf3 stock OpenVPN, AES-256-GCM (Mbit/s), ${each}`, String(round(stockMbps, 1)), "1× (baseline)"],
         [
-          "iperf3 myst WireGuard (wireguard-go, MTU 1420) (Mbit/s)",
-          String(round(wireguard.mbps, 1)),
-          `${ratio.wireguardVsStock}× of stock wireguard-go (aim ≥ 0.95); ${ratio.wireguardVsOpenvpn}× of myst OpenVPN`,
+          `iperf3 myst OpenVPN, AES-256-GCM (Mbit/s), ${each}`,
+          String(round(openvpnMbps, 1)),
+          `${ratio.openvpnVsStock}× of stock OpenVPN, median of the rounds' ratios (rounds ${spread(openvpn)}; aim ≥ 0.95)`,
+        ],
+        [`iperf3 stock wireguard-go pair, MTU 1420 (Mbit/s), ${each}`, String(round(stockWgMbps, 1)), "1× (baseline)"],
+        [
+          `iperf3 myst WireGuard (wireguard-go, MTU 1420) (Mbit/s), ${each}`,
+          String(round(wireguardMbps, 1)),
+          `${ratio.wireguardVsStock}× of stock wireguard-go, median of the rounds' ratios (rounds ${spread(wireguard)}; aim ≥ 0.95); ${ratio.wireguardVsOpenvpn}× of myst OpenVPN`,
         ],
         [`stock OpenVPN client start to tunnel up, synchronous auth (ms) p50 of ${stock.samples.length}`, String(stock.upMs), "1× (baseline)"],
         ["stock wireguard-go: `wg set` on the client to first byte (ms)", String(stockWg.upMs), "1× (baseline)"],
