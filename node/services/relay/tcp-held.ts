@@ -169,12 +169,8 @@ export class TcpHeldTunnel implements Tunnel {
     readonly dialBack: DialBack,
   ) {
     this.#first = new Promise((resolve, reject) => {
+      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters).
       listener.on("connection", (socket) => {
-        // coturn reports a TCP allocation's counters (what the relay bills by) when the sum of its packet
-        // counts is a multiple of 4,096, checked after each read it splices, which adds two: an odd sum
-        // never reports again. The ConnectionAttempt made it odd (nothing came from the provider before
-        // the bind: it speaks only after our TLS hello); one indication makes it even.
-        listener.turn.keepalive();
         if (this.#taken) return socket.destroy();
         this.#taken = true;
         resolve(socket);
