@@ -400,7 +400,13 @@ export class ProxyProviderService implements ProviderService {
       socket.destroy();
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
-    socket.once("close", done);
+    socket.once("close", () => {
+      if (!stream.writableEnded) return done();
+      // The destination ended cleanly and the stream with it: what it sent may still be on its way or
+      // unread at the consumer, which a reset (CANCEL) would throw away. The stream closes when the
+      // consumer ends its side, or is cut after the idle time.
+      setTimeout(() => !stream.closed && done(), this.#limits.streamIdleMs).unref();
+    });
     socket.on("error", () => undefined);
     stream.once("close", done);
     // The socket's timer runs while no byte moves either way (what the consumer sends is written to it).
