@@ -72,7 +72,7 @@ async function openHeldTcpRelayLeg(
   promised: (session: ConsumerSession) => bigint,
   held: { peers: string[]; provider: SignedProposal },
 ): Promise<RelayLeg> {
-  const service = new TcpHeldService({ relay: found.proposal.provider, server: { address }, ...held });
+  const service = new TcpHeldService({ relay: found.proposal.provider, relayProposal: found.signed, server: { address }, ...held });
   const session = await connect(service);
   const tunnel = session.tunnel as TcpHeldTunnel;
   const where = { address: tunnel.server.address, port: tunnel.server.port };

@@ -144,11 +144,37 @@ function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: Strea
     socket.on("data", (chunk: Buffer) => meter.sent(chunk.length));
     stream.on("data", (chunk: Buffer) => meter.received(chunk.length));
   }
-  stream.on("error", () => socket.destroy());
+  // A stream whose data all came (its end read, even if the provider then resets it) leaves the socket
+  // to finish writing what it holds; one cut off before its end cuts the socket off.
+  const streamGone = () => (stream.readableEnded ? socket.end() : socket.destroy());
+  stream.on("error", streamGone);
+  stream.once("close", streamGone);
   socket.once("close", () => stream.destroy());
-  stream.once("close", () => socket.destroy());
   socket.pipe(stream);
+  writeInBatches(stream, socket);
   stream.pipe(socket);
+}
+
+/**
+ * Holds `to`'s writes of one turn of the event loop and sends them in one system call: the stream
+ * gives its data in pieces of at most a TLS record (16 KiB), and a write of each cost the consumer more
+ * CPU than TLS and HTTP/2 together (its profile: 43 % in the socket's writeBuffer). Measured on
+ * loopback (2 GB, 3 runs each, 2026-12-07): the consumer's CPU 1.25-1.31 → 1.0-1.09 ns per byte, one
+ * stream 4.6-5.2 → 5.5-5.9 Gbit/s. Flushed by `setImmediate` (a `nextTick` batches nothing: each
+ * piece comes in its own callback). `end()` flushes what is held.
+ */
+function writeInBatches(from: Duplex, to: net.Socket): void {
+  let held = false;
+  const flush = () => {
+    held = false;
+    to.uncork();
+  };
+  from.on("data", () => {
+    if (held) return;
+    held = true;
+    to.cork();
+    setImmediate(flush);
+  });
 }
 
 function socksReply(code: number): Buffer {

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
+import type { SignerDirectory } from "../../identity/protocol-signature";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ProviderService } from "../../session/service";
 import { TunnelError } from "../system";
@@ -21,7 +22,7 @@ import {
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
 import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
-import { connectRelayed, type DialBack, dialBackOf } from "../relay/tcp-held";
+import { connectRelayed, type DialBack, dialBackOf, relayDialBack } from "../relay/tcp-held";
 import { TcpRelayedListener } from "../relay/turn-tcp";
 
 /** The lowest port a relay may relay from (services/relay/tunnel.ts: minPort ≥ 1024). */
@@ -44,6 +45,11 @@ export interface ProxyProviderOptions {
   serviceMbps?: number;
   /** How long a dial out may take. Default 10 s. */
   connectTimeoutMs?: number;
+  /**
+   * The registry a dial-back's relay proposal is checked against (the relay must be registered and
+   * have signed it). Without it, no dial-back is taken.
+   */
+  directory?: SignerDirectory;
   /** Streams and connections per session, idle timeouts (PROXY_LIMITS unless given). */
   limits?: Partial<ProxyLimits>;
   log?: Logger;
@@ -248,6 +254,13 @@ export class ProxyProviderService implements ProviderService {
     } catch (err) {
       throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${(err as Error).message}`);
     }
+    if (!this.#o.directory)
+      throw new TunnelError("BAD_CONSUMER_DATA", "this provider has no registry to check a relay's proposal against: it takes no dial-back");
+    // Only an address a registered relay announces in its signed proposal: nobody else's host is dialled.
+    await relayDialBack(back, this.#o.directory).catch((err: Error) => {
+      this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
+      throw err;
+    });
     const socket = await connectRelayed(back.address, back.port, this.#o.connectTimeoutMs ?? 10_000, "the consumer's relayed address");
     this.#server?.emit("connection", socket);
     this.#log.info({ sessionId, relay: back.relay, dialled: `${back.address}:${back.port}` }, "proxy session relayed: dialled the consumer's TCP allocation");
@@ -387,7 +400,13 @@ export class ProxyProviderService implements ProviderService {
       socket.destroy();
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
-    socket.once("close", done);
+    socket.once("close", () => {
+      if (!stream.writableEnded) return done();
+      // The destination ended cleanly and the stream with it: what it sent may still be on its way or
+      // unread at the consumer, which a reset (CANCEL) would throw away. The stream closes when the
+      // consumer ends its side, or is cut after the idle time.
+      setTimeout(() => !stream.closed && done(), this.#limits.streamIdleMs).unref();
+    });
     socket.on("error", () => undefined);
     stream.once("close", done);
     // The socket's timer runs while no byte moves either way (what the consumer sends is written to it).

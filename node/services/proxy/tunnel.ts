@@ -69,6 +69,7 @@ export const proxy = defineTunnel({
       }),
       sessionMbps: deps.limits?.sessionMbps,
       serviceMbps: deps.limits?.serviceMbps,
+      directory: deps.directory,
       log: deps.log,
     });
     await service.start();

@@ -1,7 +1,11 @@
 import net from "node:net";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
-import type { SignedProposal } from "../../proposal/proposal";
+import type { SignerDirectory } from "../../identity/protocol-signature";
+import { ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
+import { announcedAddressesOf } from "../../session/offer-addresses";
+import { sameAddress } from "../../values/address";
+import { isPublicAddress } from "../../values/ip";
 import type { ConsumerService, Tunnel } from "../../session/service";
 import { checkPinnedCertificate } from "../certificate";
 import { TunnelError } from "../system";
@@ -18,12 +22,18 @@ import { TcpRelayedListener } from "./turn-tcp";
  * the same port, over which its proxy runs TLS to the provider as on any path.
  */
 
-/** Where a proxy provider dials back (the consumer's relayed TCP address), in the proxy's `session.create` consumer data (`dialBack`). */
+/**
+ * Where a proxy provider dials back (the consumer's relayed TCP address), in the proxy's
+ * `session.create` consumer data (`dialBack`), with the relay's signed proposal (`proposal`): the
+ * provider dials only an address that proposal announces (relayDialBack), so a consumer cannot make
+ * it connect to any host it likes before paying.
+ */
 export const DialBackSchema = Type.Object(
   {
     relay: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
     address: Type.String({ maxLength: 15, pattern: "^[0-9.]+$" }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    proposal: SignedProposalSchema,
   },
   { additionalProperties: false },
 );
@@ -38,6 +48,33 @@ export function dialBackOf(consumerData: unknown): DialBack | undefined {
   if ((consumerData as { relay?: unknown }).relay !== undefined)
     throw new TunnelError("BAD_CONSUMER_DATA", "the consumer names both a relay grant and a dial-back address");
   return back;
+}
+
+/**
+ * Whether a dial-back address is a relay's (what a provider checks before it dials, which comes
+ * before any payment): the relay's proposal the dial-back carries must be signed by the relay it
+ * names, that relay registered, the proposal unexpired and a relay's; and the address must be one
+ * that proposal announces (coturn relays from the relay's announced public address). A private
+ * address, which no proposal can announce, is for the caller's destination policy to judge first (it
+ * refuses one unless the operator lets consumers reach private networks: tests on one host). Refuses
+ * with BAD_CONSUMER_DATA and a sentence naming the failed check.
+ */
+export async function relayDialBack(back: DialBack, directory: SignerDirectory): Promise<void> {
+  const { proposal } = await verifySignedProposal(back.proposal, directory).catch((err: unknown) => {
+    const why = err instanceof ProposalError ? err.message : "it cannot be verified now";
+    throw new TunnelError("BAD_CONSUMER_DATA", `the relay's proposal the consumer's dial-back carries is refused: ${why}`, { cause: err });
+  });
+  if (proposal.serviceType !== "relay")
+    throw new TunnelError("BAD_CONSUMER_DATA", `the proposal the consumer's dial-back carries is a ${proposal.serviceType} proposal, not a relay's`);
+  if (!sameAddress(proposal.provider, back.relay))
+    throw new TunnelError("BAD_CONSUMER_DATA", `the consumer's dial-back names relay ${back.relay} but carries the proposal of ${proposal.provider}`);
+  if (!isPublicAddress(back.address)) return;
+  const announced = announcedAddressesOf(proposal);
+  if (!announced.includes(back.address))
+    throw new TunnelError(
+      "BAD_CONSUMER_DATA",
+      `the consumer's dial-back address ${back.address} is not one relay ${proposal.provider} announces (${announced.join(", ") || "it announces none"})`,
+    );
 }
 
 /**
@@ -76,7 +113,16 @@ const DIAL_BACK_WAIT_MS = 10_000;
 export class TcpHeldService implements ConsumerService {
   readonly type = "relay";
 
-  constructor(private readonly o: { relay: string; server: { address: string }; peers: string[]; provider: SignedProposal }) {}
+  constructor(
+    private readonly o: {
+      relay: string;
+      /** The relay's signed proposal: it goes to the provider with the dial-back, which dials only an address it announces. */
+      relayProposal: SignedProposal;
+      server: { address: string };
+      peers: string[];
+      provider: SignedProposal;
+    },
+  ) {}
 
   async consumerData(): Promise<RelayConsumerData> {
     return { transports: ["udp", "tcp", "tls"], peers: this.o.peers, provider: this.o.provider };
@@ -101,7 +147,8 @@ export class TcpHeldService implements ConsumerService {
         cause: err,
       });
     });
-    return new TcpHeldTunnel(listener, { relay: this.o.relay, address: listener.relayed.address, port: listener.relayed.port });
+    const { address, port } = listener.relayed;
+    return new TcpHeldTunnel(listener, { relay: this.o.relay, address, port, proposal: this.o.relayProposal });
   }
 }
 
@@ -122,12 +169,8 @@ export class TcpHeldTunnel implements Tunnel {
     readonly dialBack: DialBack,
   ) {
     this.#first = new Promise((resolve, reject) => {
+      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters).
       listener.on("connection", (socket) => {
-        // coturn reports a TCP allocation's counters (what the relay bills by) when the sum of its packet
-        // counts is a multiple of 4,096, checked after each read it splices, which adds two: an odd sum
-        // never reports again. The ConnectionAttempt made it odd (nothing came from the provider before
-        // the bind: it speaks only after our TLS hello); one indication makes it even.
-        listener.turn.keepalive();
         if (this.#taken) return socket.destroy();
         this.#taken = true;
         resolve(socket);

@@ -2,7 +2,8 @@ import { expect } from "chai";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type { SignedProposal } from "../../../node/proposal/proposal";
+import { IdentityKey } from "../../../node/identity/key";
+import { type SignedProposal, signProposal } from "../../../node/proposal/proposal";
 import { decodeStunMessage, encodeXorAddress, longTermKey } from "../../../node/nat/stun";
 import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
 import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/proxy/consumer";
@@ -17,6 +18,7 @@ import { CONNECTION_ID, connectionAttemptOf, connectionIdOf, encodeConnectionBin
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
+import { makeProposal } from "../../../scripts/lib/proposals";
 
 const TX = Buffer.from("0102030405060708090a0b0c", "hex");
 
@@ -84,8 +86,13 @@ describe("a proxy consumer's relay grant (the credential it hands a provider nob
   });
 });
 
+/** A relay identity and its signed proposal (the one a dial-back carries), known to a one-entry registry. */
+const relayKey = IdentityKey.generate();
+const relayProposal = signProposal(relayKey, makeProposal(relayKey, { serviceType: "relay" }));
+const relayRegistry = { publicKeyOf: async (id: string) => (id.toLowerCase() === relayKey.address.toLowerCase() ? relayKey.publicKey : null) };
+
 describe("a proxy consumer's dial-back address (a TCP allocation it holds itself)", function () {
-  const back = { relay: `0x${"ab".repeat(20)}`, address: "198.51.100.7", port: 50123 };
+  const back = { relay: `0x${"ab".repeat(20)}`, address: "198.51.100.7", port: 50123, proposal: relayProposal };
   it("takes a well-formed one, none, and refuses a malformed one, or one beside a relay grant (BAD_CONSUMER_DATA)", function () {
     expect(dialBackOf({ client: "proxy/1", dialBack: back })).to.deep.equal(back);
     expect(dialBackOf({ client: "proxy/1" })).to.equal(undefined);
@@ -137,6 +144,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       port: 0,
       listen: "127.0.0.1",
       policy: new DestinationPolicy({ allowPrivate: true }),
+      directory: relayRegistry,
     });
     await provider.start();
   });
@@ -349,7 +357,7 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       .openSession({
         id: session(),
         consumer: "0xc",
-        consumerData: { client: "proxy/1", dialBack: { relay: `0x${"cd".repeat(20)}`, address: "127.0.0.1", port: 25 } },
+        consumerData: { client: "proxy/1", dialBack: { relay: relayKey.address, address: "127.0.0.1", port: 25, proposal: relayProposal } },
       })
       .then(
         () => undefined,
@@ -361,7 +369,13 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
 
   it("carries a proxy session through a TCP allocation the consumer holds (a consumer allowed only TCP/443): the provider dials back to the relayed address, TLS end to end over the data connection, coturn counting what the consumer meters", async function () {
     const id = session();
-    const held = new TcpHeldService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, peers: ["127.0.0.1"], provider: {} as SignedProposal });
+    const held = new TcpHeldService({
+      relay: relayKey.address,
+      relayProposal,
+      server: { address: RELAY_IP },
+      peers: ["127.0.0.1"],
+      provider: {} as SignedProposal,
+    });
     const relayConfig = await relay.openSession({ id, consumer: "0xc", consumerData: await held.consumerData() });
     const allocation = await held.connect({ id, provider: "0xr", serviceConfig: relayConfig });
     expect(allocation.server, "the allocation is held over the relay's TURN port").to.deep.equal({ address: RELAY_IP, port: relayPort });

@@ -1,0 +1,83 @@
+import { expect } from "chai";
+import net from "node:net";
+import { RelayProviderService } from "../../../node/services/relay/provider";
+import { RelayGrantService } from "../../../node/services/relay/tcp-grant";
+import { TcpRelayedListener } from "../../../node/services/relay/turn-tcp";
+import { requirePrerequisites } from "../../../scripts/lib/prereqs";
+import { tempDir } from "../../../scripts/lib/tmp";
+
+/**
+ * coturn (4.6.1) brings a TCP allocation's counters, which the relay bills by, up to date only when
+ * the sum of its packet counts is a multiple of 4,096; each spliced read adds two, so an odd sum is
+ * never reported again. Whether it is odd after the bind depends on whether the peer spoke before it
+ * (a provider-held allocation's peer is the consumer, whose TLS hello may come before or after; a
+ * consumer-held one's is the provider, which speaks only after that hello). Either way one 12 MB
+ * transfer must show in coturn's count. Real coturn on loopback.
+ */
+describe("a held TCP allocation keeps coturn counting, whether the peer speaks before the bind or after", function () {
+  this.timeout(60_000);
+  const RELAY_IP = "127.0.0.2";
+  const dir = tempDir("myst-ttc-r-");
+  let relay: RelayProviderService;
+  let relayPort: number;
+  let n = 0;
+
+  before(async function () {
+    requirePrerequisites(this, "relay", process.getuid?.() === 0 ? [] : ["root"]);
+    relayPort = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    relay = new RelayProviderService({ dir: dir.dir, publicIp: RELAY_IP, port: relayPort, minPort: 50500, maxPort: 50599, allowPrivatePeers: true });
+    await relay.start();
+  });
+  after(async () => {
+    await relay?.stop();
+    dir.cleanup();
+  });
+
+  /** coturn's count for one session after 12 MB from the allocation's side to a peer that says 300 bytes before or after the bind. */
+  async function countedAfter12MB(peerSpeaksFirst: boolean): Promise<number> {
+    const id = (0xa00 + n++).toString(16).padStart(32, "0");
+    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, allowPrivate: true });
+    const config = await relay.openSession({ id, consumer: "0xc", consumerData: await service.consumerData() });
+    const { grant } = await service.connect({ id, provider: "0xr", serviceConfig: config });
+    const listener = await TcpRelayedListener.open(
+      { address: RELAY_IP, port: relayPort, transport: "tls", pin: { certificate: grant.certificate!, fingerprint: grant.fingerprint! } },
+      { username: grant.username, password: grant.password },
+      grant.peers,
+    );
+    const peer = net.connect({ host: listener.relayed.address, port: listener.relayed.port });
+    try {
+      const bound = new Promise<net.Socket>((r) => listener.once("connection", (s) => r(s)));
+      let got = 0;
+      const all = new Promise<void>((r) =>
+        peer.on("data", (d) => {
+          got += d.length;
+          if (got >= 12_000_000) r();
+        }),
+      );
+      if (peerSpeaksFirst) peer.write(Buffer.alloc(300, 1));
+      const held = await bound;
+      held.on("data", () => undefined);
+      if (!peerSpeaksFirst) peer.write(Buffer.alloc(300, 1));
+      const chunk = Buffer.alloc(16_000, 7);
+      for (let sent = 0; sent < 12_000_000; sent += chunk.length) if (!held.write(chunk)) await new Promise((r) => held.once("drain", r));
+      await all;
+      await relay.readCounters();
+      const counted = relay.usage(id)!;
+      return counted.bytesIn + counted.bytesOut;
+    } finally {
+      peer.destroy();
+      await listener.close();
+      await relay.closeSession(id, "done");
+    }
+  }
+
+  for (const first of [false, true])
+    it(`counts at least 6 MB of one 12 MB transfer when the peer speaks ${first ? "before" : "only after"} the bind (2 runs)`, async function () {
+      for (let run = 1; run <= 2; run++) expect(await countedAfter12MB(first), `run ${run}`).to.be.greaterThan(6_000_000);
+    });
+});
