@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { program, TunnelError } from "../system";
+import { COPY_UDP_SOCKETS_PY } from "./socket-copy";
 
 /**
  * Sends datagrams from wireguard-go's own UDP socket (hard-NAT probing for a consumer whose router
  * maps ports per destination, node/nat/direct): a copy of the socket is taken with pidfd_getfd(2)
- * (root may), as socket-buffer.ts does, and each datagram goes out with `sendto` on it, so the
+ * (root may; socket-copy.ts), as socket-buffer.ts does, and each datagram goes out with `sendto` on it, so the
  * provider's router maps the tunnel's own port toward the consumer's mappings they reach. The
  * datagrams are sealed by the node (channel keys); wireguard-go never sees them, and no tunnel
  * packet passes through this process. Paced at about 2,048 a second (4,096 over two seconds).
@@ -13,20 +14,12 @@ import { program, TunnelError } from "../system";
  * are still being sealed, and sends each as it arrives, so the search's first probes leave without
  * waiting for all of them (sealing 4,096 took 34–87 ms here, python's start-up tens more).
  */
-const SCRIPT = `
-import ctypes, os, socket, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
+const SCRIPT = `${COPY_UDP_SOCKETS_PY}
+import sys, time
 pid, port = int(sys.argv[1]), int(sys.argv[2])
-pidfd = os.pidfd_open(pid)
 out = None
-for name in os.listdir(f"/proc/{pid}/fd"):
-    if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-        continue
-    fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
-    if fd < 0:
-        continue
-    s = socket.socket(fileno=fd)
-    if out is None and s.type == socket.SOCK_DGRAM and s.family == socket.AF_INET and s.getsockname()[1] == port:
+for s in udp_sockets_of(pid):
+    if out is None and s.family == socket.AF_INET and s.getsockname()[1] == port:
         out = s
     else:
         s.close()
