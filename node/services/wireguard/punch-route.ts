@@ -96,16 +96,32 @@ export function routeScript(route: PunchRoute, action: "add" | "delete", wasProb
 }
 
 /**
- * The provider's punch routes in one namespace: `probing` before a hard-side search sends, `route`
- * when it met, `release` when the session ends (or the search failed). The table is removed when
- * nothing is left in it, so a failed or ended session leaves nothing behind.
+ * The provider's punch routes in one namespace: `prepare` as a hard-side search starts, `probing`
+ * before it sends, `route` when it met, `release` when the session ends (or the search failed). The
+ * table is removed when nothing is left in it, so a failed or ended session leaves nothing behind.
  */
 export class PunchRoutes {
   readonly #probing = new Set<number>();
   readonly #routes = new Map<string, PunchRoute>();
+  /** Sessions whose search is on, the table made for them in advance (`prepare`). */
+  readonly #searching = new Set<string>();
   #made = false;
 
   constructor(readonly netns?: string) {}
+
+  /**
+   * The table made (and nft's session warm) while the session's search runs, so that when it meets
+   * `route` is one small transaction: an nft start (3–25 ms) and the table's set-up are no longer
+   * between the meeting and the tunnel's first packet.
+   */
+  async prepare(sessionId: string): Promise<void> {
+    this.#searching.add(sessionId);
+    if (this.#made) return;
+    await this.#apply(punchTableScript());
+    this.#made = true;
+    // Released meanwhile (the session ended) with nothing else in the table: it goes.
+    if (this.#searching.size === 0 && this.#routes.size === 0 && this.#probing.size === 0) await this.clear();
+  }
 
   async probing(ports: number[]): Promise<void> {
     await this.#apply((this.#made ? "" : punchTableScript()) + probePortsScript(ports, "add"));
@@ -117,6 +133,7 @@ export class PunchRoutes {
     await this.#apply((this.#made ? "" : punchTableScript()) + routeScript(route, "add", this.#probing.has(route.localPort)));
     this.#made = true;
     this.#probing.delete(route.localPort);
+    this.#searching.delete(sessionId);
     this.#routes.set(sessionId, route);
     // What the host tracked for the consumer's tunnel before (the probe's own flow, an older session's
     // tunnel flow) would keep its translation: forgotten, so the next packet takes this route.
@@ -127,10 +144,11 @@ export class PunchRoutes {
   async release(sessionId: string, probePorts: number[] = []): Promise<void> {
     const route = this.#routes.get(sessionId);
     const ports = probePorts.filter((p) => this.#probing.has(p));
-    if (!this.#made || (!route && ports.length === 0)) return;
+    const searched = this.#searching.delete(sessionId);
+    if (!this.#made || (!route && ports.length === 0 && !searched)) return;
     this.#routes.delete(sessionId);
     for (const p of ports) this.#probing.delete(p);
-    if (this.#routes.size === 0 && this.#probing.size === 0) {
+    if (this.#routes.size === 0 && this.#probing.size === 0 && this.#searching.size === 0) {
       this.#made = false;
       await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
     } else await this.#apply((route ? routeScript(route, "delete") : "") + probePortsScript(ports, "delete"));
@@ -142,6 +160,7 @@ export class PunchRoutes {
   async clear(): Promise<void> {
     this.#routes.clear();
     this.#probing.clear();
+    this.#searching.clear();
     this.#made = false;
     await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
   }
