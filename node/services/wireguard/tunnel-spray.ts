@@ -57,7 +57,7 @@ print("sent", i, "dropped", dropped)
 
 /**
  * Datagrams a second. The birthday search's first meeting comes after about 64,512 / (sockets + 1)
- * probes (about 500 against the provider's 128 sockets), so the pace is what the search's time is
+ * probes (about 250 against the provider's 256 sockets), so the pace is what the search's time is
  * made of: at 2,048 a second (the first pace) it took 140–215 ms of the connect. 4,096 probes now
  * take half a second: about 71 bytes each as IP, 4.7 Mbit/s of the uplink for that half second.
  */
