@@ -133,6 +133,25 @@ describe("wireguard: the provider's punch route (its tunnel leaves from the prob
       expect(tables()).to.not.include(PUNCH_TABLE);
     });
 
+    it("has the table made while a search runs, routes in one step when it meets, and leaves nothing when the session ends either way", async function () {
+      const punch = routes();
+      await punch.prepare("met");
+      await punch.prepare("missed");
+      expect(tables()).to.include(PUNCH_TABLE);
+      await punch.route("met", { ...route, localPort: 40558 });
+      expect(send(p, 51820, "198.18.5.1", 40100, "prepared tunnel")).to.equal("198.18.5.1:40100 ack prepared tunnel");
+      await until(() => heard.some((l) => l.endsWith(" prepared tunnel")), "the consumer's note of the tunnel's datagram");
+      expect(heard.filter((l) => l.endsWith(" prepared tunnel"))).to.deep.equal(["40100 40558 prepared tunnel"]);
+      await punch.release("missed");
+      expect(tables()).to.include(PUNCH_TABLE);
+      await punch.release("met");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+      // A search that never met, alone: its table goes with it.
+      await punch.prepare("alone");
+      await punch.release("alone");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+    });
+
     it("a search that failed leaves nothing behind: its probing ports go, and with them the table", async function () {
       const punch = routes();
       await punch.probing([40601, 40602, 40603]);
