@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { nftSession } from "../../consumer-protection/nft-session";
 import { spawner } from "../spawner";
+import { ConntrackForgetter } from "./conntrack-forget";
 import { inNetns, program, TunnelError } from "../system";
 
 /**
@@ -106,6 +107,8 @@ export class PunchRoutes {
   /** Sessions whose search is on, the table made for them in advance (`prepare`). */
   readonly #searching = new Set<string>();
   #made = false;
+  /** Started as a search starts (`prepare`): forgets the probe's flow when it meets with no process start. */
+  #forgetter?: ConntrackForgetter;
 
   constructor(readonly netns?: string) {}
 
@@ -116,6 +119,7 @@ export class PunchRoutes {
    */
   async prepare(sessionId: string): Promise<void> {
     this.#searching.add(sessionId);
+    if (!this.#forgetter?.usable) this.#forgetter = new ConntrackForgetter(this.netns);
     if (this.#made) return;
     await this.#apply(punchTableScript());
     this.#made = true;
@@ -135,9 +139,15 @@ export class PunchRoutes {
     this.#probing.delete(route.localPort);
     this.#searching.delete(sessionId);
     this.#routes.set(sessionId, route);
-    // What the host tracked for the consumer's tunnel before (the probe's own flow, an older session's
-    // tunnel flow) would keep its translation: forgotten, so the next packet takes this route.
-    await this.#forget(route);
+    // What the host tracked between the consumer's tunnel and the probing port (the probe's own flow)
+    // would keep its translation: forgotten, so the tunnel's next packet takes this route. Over the
+    // warm forgetter when the search was prepared; `conntrack -D` otherwise, or if that fails.
+    const forgetter = this.#forgetter?.usable ? this.#forgetter : undefined;
+    const forgot = await forgetter?.forget(route.consumer, route.consumerPort, route.localPort).then(
+      () => true,
+      () => false,
+    );
+    if (!forgot) await this.#forget(route);
   }
 
   /** The session's route (if any) and these probing ports go; the table too when nothing is left. */
@@ -150,6 +160,7 @@ export class PunchRoutes {
     for (const p of ports) this.#probing.delete(p);
     if (this.#routes.size === 0 && this.#probing.size === 0 && this.#searching.size === 0) {
       this.#made = false;
+      this.#endForgetter();
       await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
     } else await this.#apply((route ? routeScript(route, "delete") : "") + probePortsScript(ports, "delete"));
     // The tunnel's translated flow would outlive the route (and catch a later session to the same port).
@@ -162,7 +173,13 @@ export class PunchRoutes {
     this.#probing.clear();
     this.#searching.clear();
     this.#made = false;
+    this.#endForgetter();
     await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
+  }
+
+  #endForgetter(): void {
+    this.#forgetter?.end();
+    this.#forgetter = undefined;
   }
 
   /** Drops the host's conntrack entries to and from the consumer's tunnel (conntrack -D; none is no error), both at once: it is on the connect's path. */
