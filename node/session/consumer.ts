@@ -15,7 +15,7 @@ import type { ConnectOptions } from "./connect-options";
 import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
-import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, withChannel } from "./tunnel-ahead";
+import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "./tunnel-ahead";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant, heldHereAfter } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -179,7 +179,7 @@ export class ConsumerSessions {
     }
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
-    options.service.prepare?.(consumerData);
+    options.service.prepare?.(consumerData, { spray: !tcpRelay && options.direct !== false && tunnelMaySpray(proposal) });
     // A kill switch holds already (a reconnect): a relay's TURN server is let through it alone, and
     // no STUN or punch goes out (it would not pass; the relay is taken at once where a punch was needed).
     const holding = protection?.holds?.() === true;

@@ -39,6 +39,9 @@ export function followDirectPath(o: {
   const { sessionId, service, channel, consumerTunnelPort, log } = o;
   if (!consumerTunnelPort || !service.directRoute) return;
   const hard = channel.plan.kind === "hard-side" && !!service.punchRoute;
+  // The route's table is made while the search runs: when it meets, the route is one transaction.
+  if (hard)
+    service.preparePunchRoute?.(sessionId).catch((err) => log.warn({ err: (err as Error).message, sessionId }, "the punch route could not be prepared"));
   let told = "";
   const tell = (kind: DirectPath["kind"], tunnel: { address: string; port: number }) => {
     // The consumer may have moved (a router's mapping lost and punched again): tell the tunnel each time.

@@ -92,6 +92,8 @@ export interface ProviderService {
    * packets to the consumer's tunnel (`address`:`port`) leave from that port, in the kernel.
    */
   punchRoute?(sessionId: string, punch: { address: string; port: number; localPort: number }): Promise<void>;
+  /** Optional: that search has started; what `punchRoute` will need is made now (removed when the session ends). */
+  preparePunchRoute?(sessionId: string): Promise<void>;
 }
 
 /** Where a tunnel's own packets go: the provider's endpoint, reached outside the tunnel. */
@@ -259,9 +261,11 @@ export interface ConsumerService {
   /**
    * Optional: starts what the tunnel for `consumerData` needs before the provider has answered (a
    * device, its process), in parallel with the negotiation; `connect` then only configures it.
-   * Never rejects: a failure shows when `connect` uses it.
+   * Never rejects: a failure shows when `connect` uses it. `spray`: the proposal says the provider's
+   * router maps per destination and nothing else reaches it, so the tunnel will likely spray
+   * (`sprayFromTunnel`): its sender is started now too.
    */
-  prepare?(consumerData: unknown): void;
+  prepare?(consumerData: unknown, o?: { spray?: boolean }): void;
   /** Optional: the session for `consumerData` will not connect: stop what `prepare` started. Idempotent. */
   discard?(consumerData: unknown): Promise<void>;
   /** The UDP port the tunnel made for `consumerData` will listen on, when its own packets can punch (WireGuard). */

@@ -1,6 +1,7 @@
 import type { DirectOffer } from "../nat/direct/candidates";
 import type { DirectPath } from "../nat/direct/channel";
 import type { PunchPlan } from "../nat/direct/plan";
+import { directContactOf, type Proposal } from "../proposal/proposal";
 import { channelEndpoints, peerSendsFirst, tunnelCannotFollow } from "./offer-addresses";
 import type { DirectRoute, TunnelPlan } from "./service";
 
@@ -29,6 +30,16 @@ export async function firstMeeting(channel: Promise<DirectPath>, tunnels: Promis
     ),
     both,
   ]);
+}
+
+/**
+ * Whether the consumer's tunnel will likely spray for the tunnels' meeting, as far as the proposal
+ * says before the provider answers: its router maps per destination and it named nothing reachable
+ * without a punch (no public or mapped candidate). The spray's sender is then started in advance.
+ */
+export function tunnelMaySpray(proposal: Proposal): boolean {
+  const direct = directContactOf(proposal);
+  return direct?.nat.mapping === "endpoint-dependent" && !direct.candidates.some((c) => c.kind === "public" || c.kind === "mapped");
 }
 
 /**

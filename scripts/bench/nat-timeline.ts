@@ -10,6 +10,7 @@ export const TIMELINE = () => process.env.BENCH_NAT_TIMELINE === "1";
 
 /** The events worth placing (log messages of node/nat/direct, node/session and services/wireguard). */
 const EVENTS = [
+  "session accepted",
   "probing from the tunnel's port",
   "the peer's tunnel port reached us",
   "the tunnel sends to the consumer from the probe that met its tunnel",

@@ -10,6 +10,7 @@ import { missingE2EPrerequisites } from "../lib/prereqs";
 import { tempDir } from "../lib/tmp";
 import { onConsumerMachine, topologyUp, type NatKind, type Topology } from "../lib/topology";
 import { until } from "../lib/until";
+import { watchConnect } from "./nat-debug";
 import { connectTimeline, TIMELINE, timelineP50 } from "./nat-timeline";
 import { IPERF, CURL, iperfServer } from "./tunnel-measure";
 import { nowMs, round, summarize, writeResults } from "./stats";
@@ -304,7 +305,9 @@ async function benchTopology(
           const t0Epoch = Date.now();
           // BENCH_NAT_NO_KILL_SWITCH=1: the connects without the kill switch (what its arming costs a punched connect).
           const noGuard = process.env.BENCH_NAT_NO_KILL_SWITCH === "1" ? ["--no-kill-switch"] : [];
+          const watched = watchConnect(cell.name, n, debugNamespaces(topology, netns), () => ({ consumer: consumer.output(), provider: provider.output() }));
           const r = await myst(["connect", "--service", service, "--country", "DE", ...noGuard, "--json"], env, 120_000, { netns });
+          watched(r.code !== 0);
           if (r.code !== 0) {
             result.failures.push(r.stderr.trim().split("\n").pop() ?? `exit ${r.code}`);
             continue;
@@ -350,6 +353,17 @@ async function benchTopology(
     for (const stop of stops.reverse()) await stop().catch((err) => console.error(`clean-up: ${(err as Error).message}`));
   }
   return results;
+}
+
+/** The namespaces a connect's packets cross, for BENCH_NAT_DEBUG_DIR's snapshots (nat-debug.ts). */
+function debugNamespaces(topology: Topology, consumer: string): { label: string; netns: string; host?: boolean }[] {
+  const nat = topology.nat!;
+  return [
+    { label: "provider", netns: topology.provider, host: true },
+    ...nat.natRoutersOf(topology.provider).map((netns) => ({ label: "provider's router", netns })),
+    ...nat.natRoutersOf(consumer).map((netns) => ({ label: "consumer's router", netns })),
+    { label: "consumer", netns: consumer, host: true },
+  ];
 }
 
 /** A relay node on the topology's public relay host, selling `relay` on 443 with no per-session limit; returns its stop. */

@@ -70,8 +70,9 @@ export function channelDefaults(options: { keepaliveMs?: number }): Required<Omi
     nominateAfterMs: 120,
     keepaliveMs: 2500,
     lostAfterMs: 4 * (options.keepaliveMs ?? 2500),
-    hardSockets: 128,
-    // 128 sockets × 4,096 ports over 64,512: 1 − e^(−8.1), about 99.97% a try (1,024 gave about 87%).
+    // 256 sockets × 4,096 ports over 64,512: 1 − e^(−16.3), a miss about once in 10 million tries (128 gave
+    // 99.97%); the first meeting after about 250 probes instead of 500 (birthday.ts): half the search's time.
+    hardSockets: 256,
     sprayPorts: 4096,
     allowLoopback: false,
     peerTunnelPort: 0,

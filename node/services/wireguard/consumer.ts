@@ -12,7 +12,7 @@ import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
-import { sprayFromSocketOf } from "./tunnel-spray";
+import { startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
@@ -32,6 +32,8 @@ interface Pending {
   ip?: PrespawnedCommand[];
   /** The device that was given the provider's key in advance (`expectPeer`): its peer, and any handshake done, stay. */
   expecting?: WireGuardProcess;
+  /** The spray's sender on the device's socket, started in advance (`prepare` with `spray`). */
+  sprayer?: Promise<TunnelSprayer | undefined>;
 }
 
 /** The public key in a consumerData this service made. */
@@ -124,10 +126,12 @@ export class WireGuardConsumerService implements ConsumerService {
   /**
    * Starts the tunnel's device for this key pair while the session is negotiated: wireguard-go
    * (its interface, down, with no address), its private key and UDP port, and the two `ip` batches
-   * of the tunnel phase waiting for their input. `connect` then adds the provider as the one peer
-   * and the routes; `discard` (or the key pair's expiry) stops it all.
+   * of the tunnel phase waiting for their input, and with `spray` the spray's sender on the
+   * device's socket (its python start-up is then paid before the provider answers: tunnel-spray.ts).
+   * `connect` then adds the provider as the one peer and the routes; `discard` (or the key pair's
+   * expiry) stops it all.
    */
-  prepare(consumerData: unknown): void {
+  prepare(consumerData: unknown, o: { spray?: boolean } = {}): void {
     const key = publicKeyOf(consumerData);
     const pending = key ? this.#pending.get(key) : undefined;
     if (!key || !pending || pending.ip) return;
@@ -135,6 +139,11 @@ export class WireGuardConsumerService implements ConsumerService {
       pending.device = this.#startDevice(key, pending);
       pending.device.catch(() => undefined); // `connect` reports it
     }
+    if (o.spray)
+      pending.sprayer = pending.device.then(
+        (process) => (process.pid ? startSprayer(process.pid, pending.listenPort) : undefined),
+        () => undefined,
+      );
     const ip = () => new PrespawnedCommand([program("ip", "iproute2"), ...(this.o.netns ? ["-n", this.o.netns] : []), "-batch", "-"]);
     pending.ip = [ip(), ip()];
   }
@@ -150,6 +159,7 @@ export class WireGuardConsumerService implements ConsumerService {
   async #release(key: string, pending: Pending): Promise<void> {
     this.#pending.delete(key);
     for (const c of pending.ip ?? []) c.cancel();
+    void pending.sprayer?.then((s) => s?.cancel());
     const device = await pending.device?.catch(() => undefined);
     await device?.stop();
   }
@@ -212,13 +222,14 @@ export class WireGuardConsumerService implements ConsumerService {
   /**
    * Resolves once the device given the provider's key in advance (`expectPeer`) answered the
    * provider's first handshake: the tunnels met (their own birthday search), whether or not the
-   * direct channel has. Asked every 20 ms: the searches still run beside it.
+   * direct channel has. Asked every 5 ms (as `waitHandshake` does): the searches take tens of
+   * milliseconds now (tunnel-spray.ts), and each poll late is a millisecond of the connect.
    */
   async peerAnswered(consumerData: unknown, timeoutMs: number): Promise<void> {
     const key = publicKeyOf(consumerData);
     const process = key ? this.#pending.get(key)?.expecting : undefined;
     if (!process) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device expects the provider's handshake");
-    await waitHandshake(process, timeoutMs, 20);
+    await waitHandshake(process, timeoutMs);
   }
 
   /**
@@ -231,7 +242,9 @@ export class WireGuardConsumerService implements ConsumerService {
     const pending = key ? this.#pending.get(key) : undefined;
     const process = await pending?.device;
     if (!pending || !process?.pid) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device to probe from");
-    await sprayFromSocketOf(process.pid, pending.listenPort, datagrams);
+    const started = await pending.sprayer;
+    pending.sprayer = undefined;
+    await (started?.ready ? started : startSprayer(process.pid, pending.listenPort)).send(datagrams);
   }
 
   /**
@@ -370,6 +383,7 @@ export class WireGuardConsumerService implements ConsumerService {
       await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000));
       // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
       this.#pending.delete(config.clientPublicKey);
+      void pending.sprayer?.then((s) => s?.cancel());
       const tunnel = new WireGuardTunnel(
         process,
         device,

@@ -251,6 +251,13 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
     await this.#punch.route(sessionId, { consumer: punch.address, consumerPort: punch.port, tunnelPort: this.#port(), localPort: punch.localPort });
   }
 
+  /** The session's search has started (punch-route.ts `prepare`): its route's table is made now, before it meets. */
+  async preparePunchRoute(sessionId: string): Promise<void> {
+    if (!this.sessions.has(sessionId) || !this.#process?.running) return;
+    this.#punch ??= new PunchRoutes(this.#o.netns);
+    await this.#punch.prepare(sessionId);
+  }
+
   /** Hard-NAT probing for the tunnel: the datagrams leave from wireguard-go's own socket (tunnel-spray.ts). */
   async sprayFromTunnel(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void> {
     const pid = this.#process?.pid;

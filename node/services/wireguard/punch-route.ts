@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { nftSession } from "../../consumer-protection/nft-session";
 import { spawner } from "../spawner";
+import { ConntrackForgetter } from "./conntrack-forget";
 import { inNetns, program, TunnelError } from "../system";
 
 /**
@@ -96,16 +97,35 @@ export function routeScript(route: PunchRoute, action: "add" | "delete", wasProb
 }
 
 /**
- * The provider's punch routes in one namespace: `probing` before a hard-side search sends, `route`
- * when it met, `release` when the session ends (or the search failed). The table is removed when
- * nothing is left in it, so a failed or ended session leaves nothing behind.
+ * The provider's punch routes in one namespace: `prepare` as a hard-side search starts, `probing`
+ * before it sends, `route` when it met, `release` when the session ends (or the search failed). The
+ * table is removed when nothing is left in it, so a failed or ended session leaves nothing behind.
  */
 export class PunchRoutes {
   readonly #probing = new Set<number>();
   readonly #routes = new Map<string, PunchRoute>();
+  /** Sessions whose search is on, the table made for them in advance (`prepare`). */
+  readonly #searching = new Set<string>();
   #made = false;
+  /** Started as a search starts (`prepare`): forgets the probe's flow when it meets with no process start. */
+  #forgetter?: ConntrackForgetter;
 
   constructor(readonly netns?: string) {}
+
+  /**
+   * The table made (and nft's session warm) while the session's search runs, so that when it meets
+   * `route` is one small transaction: an nft start (3–25 ms) and the table's set-up are no longer
+   * between the meeting and the tunnel's first packet.
+   */
+  async prepare(sessionId: string): Promise<void> {
+    this.#searching.add(sessionId);
+    if (!this.#forgetter?.usable) this.#forgetter = new ConntrackForgetter(this.netns);
+    if (this.#made) return;
+    await this.#apply(punchTableScript());
+    this.#made = true;
+    // Released meanwhile (the session ended) with nothing else in the table: it goes.
+    if (this.#searching.size === 0 && this.#routes.size === 0 && this.#probing.size === 0) await this.clear();
+  }
 
   async probing(ports: number[]): Promise<void> {
     await this.#apply((this.#made ? "" : punchTableScript()) + probePortsScript(ports, "add"));
@@ -117,21 +137,30 @@ export class PunchRoutes {
     await this.#apply((this.#made ? "" : punchTableScript()) + routeScript(route, "add", this.#probing.has(route.localPort)));
     this.#made = true;
     this.#probing.delete(route.localPort);
+    this.#searching.delete(sessionId);
     this.#routes.set(sessionId, route);
-    // What the host tracked for the consumer's tunnel before (the probe's own flow, an older session's
-    // tunnel flow) would keep its translation: forgotten, so the next packet takes this route.
-    await this.#forget(route);
+    // What the host tracked between the consumer's tunnel and the probing port (the probe's own flow)
+    // would keep its translation: forgotten, so the tunnel's next packet takes this route. Over the
+    // warm forgetter when the search was prepared; `conntrack -D` otherwise, or if that fails.
+    const forgetter = this.#forgetter?.usable ? this.#forgetter : undefined;
+    const forgot = await forgetter?.forget(route.consumer, route.consumerPort, route.localPort).then(
+      () => true,
+      () => false,
+    );
+    if (!forgot) await this.#forget(route);
   }
 
   /** The session's route (if any) and these probing ports go; the table too when nothing is left. */
   async release(sessionId: string, probePorts: number[] = []): Promise<void> {
     const route = this.#routes.get(sessionId);
     const ports = probePorts.filter((p) => this.#probing.has(p));
-    if (!this.#made || (!route && ports.length === 0)) return;
+    const searched = this.#searching.delete(sessionId);
+    if (!this.#made || (!route && ports.length === 0 && !searched)) return;
     this.#routes.delete(sessionId);
     for (const p of ports) this.#probing.delete(p);
-    if (this.#routes.size === 0 && this.#probing.size === 0) {
+    if (this.#routes.size === 0 && this.#probing.size === 0 && this.#searching.size === 0) {
       this.#made = false;
+      this.#endForgetter();
       await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
     } else await this.#apply((route ? routeScript(route, "delete") : "") + probePortsScript(ports, "delete"));
     // The tunnel's translated flow would outlive the route (and catch a later session to the same port).
@@ -142,8 +171,15 @@ export class PunchRoutes {
   async clear(): Promise<void> {
     this.#routes.clear();
     this.#probing.clear();
+    this.#searching.clear();
     this.#made = false;
+    this.#endForgetter();
     await this.#apply(`table ip ${PUNCH_TABLE}\ndelete table ip ${PUNCH_TABLE}\n`);
+  }
+
+  #endForgetter(): void {
+    this.#forgetter?.end();
+    this.#forgetter = undefined;
   }
 
   /** Drops the host's conntrack entries to and from the consumer's tunnel (conntrack -D; none is no error), both at once: it is on the connect's path. */

@@ -1,5 +1,6 @@
 import { spawner } from "../spawner";
 import { program } from "../system";
+import { COPY_UDP_SOCKETS_PY } from "./socket-copy";
 
 /**
  * The UDP receive buffer wireguard-go's sockets get, as OpenVPN's `rcvbuf 2097152` (capped by
@@ -11,23 +12,14 @@ import { program } from "../system";
  */
 export const RECEIVE_BUFFER = 2 * 1024 * 1024;
 
-const SCRIPT = `
-import ctypes, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
+const SCRIPT = `${COPY_UDP_SOCKETS_PY}
+import sys
 pid, size = int(sys.argv[1]), int(sys.argv[2])
-pidfd = os.pidfd_open(pid)
 done = 0
-for name in os.listdir(f"/proc/{pid}/fd"):
-    if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-        continue
-    fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
-    if fd < 0:
-        continue
-    s = socket.socket(fileno=fd)
+for s in udp_sockets_of(pid):
     try:
-        if s.type == socket.SOCK_DGRAM and s.family in (socket.AF_INET, socket.AF_INET6):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-            done += 1
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        done += 1
     finally:
         s.close()
 print(done)

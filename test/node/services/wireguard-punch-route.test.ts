@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import { endNftSessions } from "../../../node/consumer-protection/nft-session";
 import { until } from "../../../scripts/lib/until";
+import { ConntrackForgetter } from "../../../node/services/wireguard/conntrack-forget";
 import { PUNCH_TABLE, PunchRoutes, punchTableScript, routeScript } from "../../../node/services/wireguard/punch-route";
 
 const nftCheckable = fs.existsSync("/usr/sbin/nft") && process.getuid?.() === 0;
@@ -130,6 +131,54 @@ describe("wireguard: the provider's punch route (its tunnel leaves from the prob
         "40100 40557 tunnel again",
       ]);
       await punch.release("s3");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+    });
+
+    it("has the table made while a search runs, routes in one step when it meets, and leaves nothing when the session ends either way", async function () {
+      const punch = routes();
+      await punch.prepare("met");
+      await punch.prepare("missed");
+      expect(tables()).to.include(PUNCH_TABLE);
+      // The probe tracked by the host (as on a node): the route forgets its flow (the warm forgetter, conntrack-forget.ts).
+      expect(send(p, 40558, "198.18.5.1", 40100, "prepared probe")).to.equal("198.18.5.1:40100 ack prepared probe");
+      await punch.route("met", { ...route, localPort: 40558 });
+      expect(send(p, 51820, "198.18.5.1", 40100, "prepared tunnel")).to.equal("198.18.5.1:40100 ack prepared tunnel");
+      await until(() => heard.some((l) => l.endsWith(" prepared tunnel")), "the consumer's note of the tunnel's datagram");
+      expect(heard.filter((l) => l.endsWith(" prepared tunnel"))).to.deep.equal(["40100 40558 prepared tunnel"]);
+      await punch.release("missed");
+      expect(tables()).to.include(PUNCH_TABLE);
+      await punch.release("met");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+      // A search that never met, alone: its table goes with it.
+      await punch.prepare("alone");
+      await punch.release("alone");
+      expect(tables()).to.not.include(PUNCH_TABLE);
+    });
+
+    it("forgets the flow between the consumer's tunnel and one probing port over ctnetlink, in either direction, and no other", async function () {
+      const punch = routes();
+      await punch.probing([]); // the table: connection tracking on in the namespace
+      const flows = () =>
+        execFileSync("/usr/sbin/ip", ["netns", "exec", p, "/usr/sbin/conntrack", "-L", "-p", "udp"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      expect(send(p, 40570, "198.18.5.1", 40100, "ours")).to.equal("198.18.5.1:40100 ack ours");
+      expect(send(p, 40571, "198.18.5.1", 40100, "another")).to.equal("198.18.5.1:40100 ack another");
+      expect(send(c, 40101, "198.18.5.2", 40572, "inbound")).to.equal("none"); // nothing listens: the entry stays
+      const forgetter = new ConntrackForgetter(p);
+      try {
+        expect(flows()).to.include("sport=40570").and.include("sport=40571").and.include("dport=40572");
+        expect(await forgetter.forget("198.18.5.1", 40100, 40570)).to.equal(1);
+        expect(await forgetter.forget("198.18.5.1", 40101, 40572)).to.equal(1);
+        const left = flows();
+        expect(left).to.not.include("sport=40570");
+        expect(left).to.not.include("dport=40572");
+        expect(left).to.include("sport=40571");
+        // Gone already: none, and no error.
+        expect(await forgetter.forget("198.18.5.1", 40100, 40570)).to.equal(0);
+      } finally {
+        forgetter.end();
+      }
+      await punch.release("never-routed");
+      await punch.clear();
       expect(tables()).to.not.include(PUNCH_TABLE);
     });
 

@@ -15,13 +15,17 @@ function fakeChannel(kind: "plain" | "hard-side", punch: Promise<TunnelPunch>) {
 
 function fakeService(o: { punchRoute?: boolean } = {}) {
   const calls: string[] = [];
+  const prepared: string[] = [];
   const service = {
     directRoute: async (_id: string, r: { address: string; tunnelPort: number }) => void calls.push(`direct ${r.address}:${r.tunnelPort}`),
     ...(o.punchRoute === false
       ? {}
-      : { punchRoute: async (_id: string, p: TunnelPunch) => void calls.push(`punch ${p.address}:${p.port} from ${p.localPort}`) }),
+      : {
+          punchRoute: async (_id: string, p: TunnelPunch) => void calls.push(`punch ${p.address}:${p.port} from ${p.localPort}`),
+          preparePunchRoute: async (id: string) => void prepared.push(id),
+        }),
   } as unknown as ProviderService;
-  return { service, calls };
+  return { service, calls, prepared };
 }
 
 const up: DirectPath = { kind: "punched", address: "198.18.1.6", port: 40000, tookMs: 1 };
@@ -47,6 +51,35 @@ describe("the provider's tunnel following the direct path", function () {
     channel.emit("up", up);
     await new Promise((r) => setImmediate(r));
     expect(calls).to.have.length(2);
+  });
+
+  it("on the hard side: has the punch route's table made as the search starts, before anything met", async function () {
+    const { service, calls, prepared } = fakeService();
+    const channel = fakeChannel("hard-side", new Promise(() => undefined));
+    followDirectPath({ sessionId: "s", ended: () => false, relayed: () => false, service, channel, consumerTunnelPort: 56000, log: silentLogger });
+    expect(prepared).to.deep.equal(["s"]);
+    expect(calls).to.deep.equal([]);
+    // Nothing to prepare where no route will be made: a plain search, or no consumer tunnel port to meet.
+    const plain = fakeService();
+    followDirectPath({
+      sessionId: "p",
+      ended: () => false,
+      relayed: () => false,
+      service: plain.service,
+      channel: fakeChannel("plain", new Promise(() => undefined)),
+      consumerTunnelPort: 56000,
+      log: silentLogger,
+    });
+    const noTunnel = fakeService();
+    followDirectPath({
+      sessionId: "n",
+      ended: () => false,
+      relayed: () => false,
+      service: noTunnel.service,
+      channel: fakeChannel("hard-side", new Promise(() => undefined)),
+      log: silentLogger,
+    });
+    expect([...plain.prepared, ...noTunnel.prepared]).to.deep.equal([]);
   });
 
   it("on the hard side with no punch: never points the tunnel at the consumer (a relay's route may come instead)", async function () {

@@ -3,7 +3,8 @@ import type { DirectOffer } from "../../../node/nat/direct/candidates";
 import { newSecret } from "../../../node/nat/direct/keys";
 import { planPunch } from "../../../node/nat/direct/plan";
 import { directTunnelRoute, keepsPorts, tunnelCannotFollow } from "../../../node/session/offer-addresses";
-import { firstMeeting, tunnelAheadOfChannel, withChannel } from "../../../node/session/tunnel-ahead";
+import type { Proposal } from "../../../node/proposal/proposal";
+import { firstMeeting, tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "../../../node/session/tunnel-ahead";
 
 const offer = (o: Partial<DirectOffer>): DirectOffer => ({ v: 1, secret: newSecret(), mapping: "endpoint-independent", candidates: [], ...o });
 /** A consumer behind a router that keeps its socket's port (STUN saw 40100 for local 40100), or gives another. */
@@ -134,5 +135,30 @@ describe("the consumer's wait before its tunnel comes up, when the tunnels meet 
     lost.catch(() => undefined);
     expect(await firstMeeting(Promise.reject(new Error("no direct path")), lost)).to.equal(undefined);
     expect(await firstMeeting(Promise.reject(new Error("no direct path")), undefined)).to.equal(undefined);
+  });
+});
+
+describe("the tunnel spray's sender, started while the provider is asked", function () {
+  const withContact = (mapping: "endpoint-dependent" | "endpoint-independent" | "none", kinds: ("punch-only" | "public" | "mapped")[]) =>
+    ({
+      contacts: [
+        { type: "nats/v1", brokerUrls: ["nats://198.18.9.2:4222"], subject: "myst.dialog.x" },
+        {
+          type: "direct/v1",
+          nat: { mapping, filtering: "address-and-port-dependent" },
+          candidates: kinds.map((kind, i) => ({ kind, address: "198.18.6.2", port: 40000 + i, protocol: "udp" })),
+        },
+      ],
+    }) as unknown as Proposal;
+
+  it("is started when the proposal says the provider's router maps per destination and nothing reaches it without a punch", function () {
+    expect(tunnelMaySpray(withContact("endpoint-dependent", ["punch-only"]))).to.equal(true);
+  });
+
+  it("is not started for any other provider (a spray is then never asked for, or the tunnel goes to a mapped port)", function () {
+    expect(tunnelMaySpray(withContact("endpoint-dependent", ["punch-only", "mapped"]))).to.equal(false);
+    expect(tunnelMaySpray(withContact("endpoint-independent", ["punch-only"]))).to.equal(false);
+    expect(tunnelMaySpray(withContact("none", ["public"]))).to.equal(false);
+    expect(tunnelMaySpray({ contacts: [] } as unknown as Proposal)).to.equal(false);
   });
 });
