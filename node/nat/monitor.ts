@@ -1,4 +1,6 @@
 import dgram from "node:dgram";
+import fs from "node:fs";
+import os from "node:os";
 import type { Logger } from "pino";
 import { localAddresses } from "./addresses";
 import { type PortMapper, type RouterMapping, RouterPortMapper } from "./port-mapping";
@@ -224,4 +226,32 @@ export class ReachabilityMonitor {
 
 const portKey = (port: number, protocol: string) => `${protocol}/${port}`;
 const advertised = (r: Reachability) => JSON.stringify([r.mapping, r.filtering, r.contacts, r.summary]);
-const addressKey = () => localAddresses().sort().join(",");
+/**
+ * This machine's IPv4 addresses that say which network it is on: not loopback, and not a tunnel
+ * device's (a TUN or WireGuard interface has no link layer: /sys/class/net/<name>/type 65534,
+ * ARPHRD_NONE). A session's own tunnel coming up is not a new network; measuring again then would
+ * send the STUN probes into the session's kill switch, get no answer, and leave the node's
+ * reachability unknown, so that its next connects failed at once ("UDP gets nothing back here").
+ */
+export function networkAddressKey(
+  interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
+  isTunnel: (name: string) => boolean = isTunnelDevice,
+): string {
+  return Object.entries(interfaces)
+    .filter(([name]) => !isTunnel(name))
+    .flatMap(([, list]) => (list ?? []).filter((i) => i.family === "IPv4" && !i.internal).map((i) => i.address))
+    .sort()
+    .join(",");
+}
+
+const ARPHRD_NONE = "65534";
+
+function isTunnelDevice(name: string): boolean {
+  try {
+    return fs.readFileSync(`/sys/class/net/${name}/type`, "utf8").trim() === ARPHRD_NONE;
+  } catch {
+    return false;
+  }
+}
+
+const addressKey = () => networkAddressKey();
