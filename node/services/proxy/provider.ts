@@ -398,14 +398,21 @@ export class ProxyProviderService implements ProviderService {
     stream.respond({ ":status": 200 });
     const done = () => {
       socket.destroy();
-      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (stream.destroyed) return;
+      // A stream nghttp2 already closed (both ends sent END_STREAM) is only waiting for its reader.
+      if (stream.closed) stream.destroy();
+      else stream.close(http2.constants.NGHTTP2_CANCEL);
     };
     socket.once("close", () => {
       if (!stream.writableEnded) return done();
       // The destination ended cleanly and the stream with it: what it sent may still be on its way or
-      // unread at the consumer, which a reset (CANCEL) would throw away. The stream closes when the
-      // consumer ends its side, or is cut after the idle time.
-      setTimeout(() => !stream.closed && done(), this.#limits.streamIdleMs).unref();
+      // unread at the consumer, which a reset (CANCEL) would throw away. What the consumer still sends
+      // has nowhere to go: it is read and dropped (uncounted), so the stream is never held paused on a
+      // socket that will not drain. The stream closes when the consumer ends its side, or is cut once
+      // no byte has moved on it for the idle time (the stream's own timer, cleared when it closes).
+      stream.removeAllListeners("data");
+      stream.resume();
+      stream.setTimeout(this.#limits.streamIdleMs, done);
     });
     socket.on("error", () => undefined);
     stream.once("close", done);

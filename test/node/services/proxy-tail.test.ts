@@ -57,18 +57,93 @@ describe("proxy service: the end of a download reaches a slow reader", function 
       app.pause();
       await originClosed;
       await new Promise((r) => setTimeout(r, 300));
-      let got = 0;
+      const chunks: Buffer[] = [];
       const ended = new Promise<void>((r) => {
         app.on("end", r);
         app.on("close", r);
       });
-      app.on("data", (d: Buffer) => (got += d.length));
+      app.on("data", (d: Buffer) => chunks.push(d));
       app.resume();
       await ended;
-      expect(got, "bytes the app received (headers and the 8 MB body)").to.be.greaterThan(8_000_000);
+      const got = Buffer.concat(chunks);
+      const head = got.indexOf("\r\n\r\n");
+      expect(head, "the response's header block").to.be.greaterThan(0);
+      expect(got.length - head - 4, "the body's bytes the app received").to.equal(8_000_000);
     } finally {
       await tunnel.stop();
       await provider.closeSession("tail", "done");
+    }
+  });
+});
+
+/**
+ * The other direction of the same end: the destination closed cleanly, and the consumer still sends
+ * (several DATA frames) before it ends its side. The provider has nowhere to put those bytes; it must
+ * drop them and let the stream close, not hold it paused on a socket that will never drain (the
+ * stream then stayed open, counted against the session's streams, until the session ended).
+ */
+describe("proxy service: a stream whose destination has gone closes when the consumer ends it", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let provider: ProxyProviderService;
+  let origin: net.Server;
+
+  before(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-proxy-gone-"));
+    origin = net.createServer((s) => s.end("hello"));
+    await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
+    provider = new ProxyProviderService({
+      dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      policy: new DestinationPolicy({ allowPrivateRanges: ["127.0.0.1/32"] }),
+      limits: { streamsPerSession: 1 },
+    });
+    await provider.start();
+  });
+
+  after(async function () {
+    await provider?.stop();
+    origin?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An app's CONNECT through the local proxy: the proxy's status line, and the socket (half-open allowed). */
+  async function connectThrough(port: number, target: number): Promise<{ status: string; app: net.Socket; body: () => string; ended: Promise<void> }> {
+    const app = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true });
+    const ended = new Promise<void>((r) => app.once("end", r));
+    let text = "";
+    app.on("data", (d: Buffer) => (text += d.toString("latin1")));
+    app.write(`CONNECT 127.0.0.1:${target} HTTP/1.1\r\nHost: 127.0.0.1:${target}\r\n\r\n`);
+    const deadline = Date.now() + 10_000;
+    while (!text.includes("\r\n\r\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return { status: text.split("\r\n")[0], app, body: () => text.slice(text.indexOf("\r\n\r\n") + 4), ended };
+  }
+
+  it("frees the session's only stream for the next one", async function () {
+    const config = await provider.openSession({ id: "gone", consumer: "0xc", consumerData: {} });
+    const tunnel = (await new ProxyConsumerService({ listen: "127.0.0.1:0" }).connect({ id: "gone", provider: "0xp", serviceConfig: config })) as ProxyTunnel;
+    const target = (origin.address() as net.AddressInfo).port;
+    try {
+      const first = await connectThrough(tunnel.address!.port, target);
+      expect(first.status).to.match(/^HTTP\/1\.1 200/);
+      await first.ended;
+      expect(first.body()).to.equal("hello");
+      // The destination is gone; the app still sends, in several writes, then ends its side.
+      for (let i = 0; i < 4; i++) {
+        first.app.write(Buffer.alloc(64 * 1024, i));
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      first.app.end();
+      await new Promise((r) => setTimeout(r, 500));
+      const second = await connectThrough(tunnel.address!.port, target);
+      second.app.destroy();
+      first.app.destroy();
+      expect(second.status, "the next stream of a session allowed one at a time").to.match(/^HTTP\/1\.1 200/);
+    } finally {
+      await tunnel.stop();
+      await provider.closeSession("gone", "done");
     }
   });
 });
