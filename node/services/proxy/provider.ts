@@ -182,7 +182,7 @@ export class ProxyProviderService implements ProviderService {
     const grant = relayGrantOf(session.consumerData);
     const back = dialBackOf(session.consumerData);
     const relayed = grant ? await this.#holdRelayed(session.id, grant) : undefined;
-    const dialled = back ? await this.#dialBack(session.id, back) : undefined;
+    const dialled = back ? await this.#dialBack(session.id, session.consumer, back) : undefined;
     const credential = crypto.randomBytes(32).toString("base64url");
     const s: ProxySession = {
       id: session.id,
@@ -239,7 +239,7 @@ export class ProxyProviderService implements ProviderService {
    * server accepted (TLS, then the session's credential on every stream, as on any path). A connection
    * that shows no credential is closed after 10 s like any other.
    */
-  async #dialBack(sessionId: string, back: DialBack): Promise<DialBack> {
+  async #dialBack(sessionId: string, consumer: string, back: DialBack): Promise<DialBack> {
     const refused = this.#o.policy.refusalOf(back.address);
     if (refused) throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${refused.message}`);
     // A relay's relayed ports are never below 1024 (the relay service's own bound), and the ports this
@@ -257,7 +257,7 @@ export class ProxyProviderService implements ProviderService {
     if (!this.#o.directory)
       throw new TunnelError("BAD_CONSUMER_DATA", "this provider has no registry to check a relay's proposal against: it takes no dial-back");
     // Only an address a registered relay announces in its signed proposal: nobody else's host is dialled.
-    await relayDialBack(back, this.#o.directory).catch((err: Error) => {
+    await relayDialBack(back, this.#o.directory, consumer).catch((err: Error) => {
       this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
       throw err;
     });

@@ -2,7 +2,7 @@ import net from "node:net";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { SignerDirectory } from "../../identity/protocol-signature";
-import { ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
+import { directContactOf, ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
 import { announcedAddressesOf } from "../../session/offer-addresses";
 import { sameAddress } from "../../values/address";
 import { isPublicAddress } from "../../values/ip";
@@ -58,8 +58,16 @@ export function dialBackOf(consumerData: unknown): DialBack | undefined {
  * address, which no proposal can announce, is for the caller's destination policy to judge first (it
  * refuses one unless the operator lets consumers reach private networks: tests on one host). Refuses
  * with BAD_CONSUMER_DATA and a sentence naming the failed check.
+ *
+ * What this does not prove: that the relay is anyone but a registered identity that signed a relay
+ * proposal. A consumer may not name itself (`consumer`), but one with a second registered identity can
+ * announce any public address as that "relay's" and have the provider try one TCP connection to it, on
+ * a port ≥ 1024 that is not mail, before paying (the provider sends nothing on it: the consumer's TLS
+ * speaks first). docs/proxy.md says so.
  */
-export async function relayDialBack(back: DialBack, directory: SignerDirectory): Promise<void> {
+export async function relayDialBack(back: DialBack, directory: SignerDirectory, consumer?: string): Promise<void> {
+  if (consumer !== undefined && sameAddress(back.relay, consumer))
+    throw new TunnelError("BAD_CONSUMER_DATA", "the consumer's dial-back names the consumer itself as the relay");
   const { proposal } = await verifySignedProposal(back.proposal, directory).catch((err: unknown) => {
     const why = err instanceof ProposalError ? err.message : "it cannot be verified now";
     throw new TunnelError("BAD_CONSUMER_DATA", `the relay's proposal the consumer's dial-back carries is refused: ${why}`, { cause: err });
@@ -69,7 +77,9 @@ export async function relayDialBack(back: DialBack, directory: SignerDirectory):
   if (!sameAddress(proposal.provider, back.relay))
     throw new TunnelError("BAD_CONSUMER_DATA", `the consumer's dial-back names relay ${back.relay} but carries the proposal of ${proposal.provider}`);
   if (!isPublicAddress(back.address)) return;
-  const announced = announcedAddressesOf(proposal);
+  // A relay relays from an address it can be reached at: not one its router only lets through after a punch.
+  const reachable = (directContactOf(proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address);
+  const announced = announcedAddressesOf(proposal).filter((a) => reachable.includes(a));
   if (!announced.includes(back.address))
     throw new TunnelError(
       "BAD_CONSUMER_DATA",

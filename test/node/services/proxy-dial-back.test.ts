@@ -100,6 +100,23 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     );
   });
 
+  it("refuses a consumer that names itself as the relay, and a relay address announced only for punching", async function () {
+    const self = await relayDialBack(backTo(RELAY_IP), net.registry, relayKey.address).then(
+      () => "ok",
+      (err: TunnelError) => `${err.code}: ${err.message}`,
+    );
+    expect(self).to.equal("BAD_CONSUMER_DATA: the consumer's dial-back names the consumer itself as the relay");
+    expect(await relayDialBack(backTo(RELAY_IP), net.registry, otherKey.address).then(() => "ok")).to.equal("ok");
+    const punchOnly = announcing(relayKey, []);
+    const contact = {
+      type: "direct/v1",
+      nat: { mapping: "none", filtering: "address-dependent" },
+      candidates: [{ kind: "punch-only", address: RELAY_IP, port: 443, protocol: "udp" }],
+    };
+    const signed = signProposal(relayKey, { ...punchOnly, contacts: [...punchOnly.contacts.filter((c) => c.type !== "direct/v1"), contact] } as Proposal);
+    expect(await check(backTo(RELAY_IP, relayKey, signed))).to.match(/is not one relay .* announces \(it announces none\)/);
+  });
+
   it("takes no dial-back without the relay's proposal (BAD_CONSUMER_DATA)", function () {
     const { proposal: _, ...bare } = backTo(RELAY_IP);
     expect(() => dialBackOf({ dialBack: bare })).to.throw(/dial-back address is malformed/);
