@@ -26,7 +26,8 @@ function snapshot(namespaces: { label: string; netns: string; host?: boolean }[]
     if (host) {
       out.push(run(["ip", "netns", "exec", netns, "ss", "-uanpe"]));
       out.push(run(["ip", "netns", "exec", netns, "nft", "list", "table", "ip", "myst_punch"]));
-      out.push(run(["ip", "netns", "exec", netns, "wg", "show", "all", "dump"]));
+      // Not `dump`: it prints the devices' private keys, which have no place in a debug directory.
+      out.push(run(["ip", "netns", "exec", netns, "wg", "show", "all"]));
     }
   }
   return out.join("\n");

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { orderCandidates } from "./candidates";
 import { randomPorts } from "./channel-codec";
 import { type DirectionKey, PacketType, sealPacket } from "./packet";
 import type { PunchPlan } from "./plan";
@@ -14,9 +15,26 @@ export interface SprayTargets {
   ports: number[];
 }
 
-/** The search's targets: `count` random ports of each of the peer's internet addresses; none when it named none. */
+/**
+ * How many of the peer's internet addresses a search aims at, and how many of its internet candidates
+ * the hard side's sockets probe: the peer chooses them (up to 16 in an offer), and each costs a whole
+ * spray (4,096 datagrams) or a probe from every one of 256 sockets each round, so a peer naming many
+ * could make this node send tens of thousands of datagrams at addresses of its choosing. A node has
+ * one public address, or two (a mapped and a reflexive one); its best-ranked come first.
+ */
+export const SEARCH_ADDRESSES_MAX = 2;
+export const HARD_SIDE_CANDIDATES_MAX = 4;
+
+/** The peer's internet candidates a search aims at, best-ranked first, capped (SEARCH_ADDRESSES_MAX, HARD_SIDE_CANDIDATES_MAX). */
+export function searchCandidates(plan: PunchPlan): PunchPlan["peerCandidates"] {
+  const internet = orderCandidates(plan.peerCandidates).filter((c) => c.kind !== "local");
+  const addresses = [...new Set(internet.map((c) => c.address))].slice(0, SEARCH_ADDRESSES_MAX);
+  return internet.filter((c) => addresses.includes(c.address)).slice(0, HARD_SIDE_CANDIDATES_MAX);
+}
+
+/** The search's targets: `count` random ports of each of the peer's internet addresses (at most SEARCH_ADDRESSES_MAX); none when it named none. */
 export function sprayTargets(plan: PunchPlan, count: number): SprayTargets | undefined {
-  const addresses = [...new Set(plan.peerCandidates.filter((c) => c.kind !== "local").map((c) => c.address))];
+  const addresses = [...new Set(searchCandidates(plan).map((c) => c.address))];
   return addresses.length === 0 ? undefined : { addresses, ports: randomPorts(count) };
 }
 

@@ -3,7 +3,7 @@ import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { silentLogger, type Logger } from "../../log/logger";
 import { CANDIDATE_PRIORITY, orderCandidates, usableCandidates } from "./candidates";
-import { sprayTargets, tunnelSprayDatagrams } from "./birthday";
+import { searchCandidates, sprayTargets, tunnelSprayDatagrams } from "./birthday";
 import { decodeAddress, encodeAddress, FRAME_KIND, FRAME_KIND_OF, type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
 import {
   type ChannelState,
@@ -180,7 +180,7 @@ export class DirectChannel extends EventEmitter<{
         s.bind(0);
         this.#listen(s);
         this.#sockets.push(s);
-        for (const c of this.plan.peerCandidates.filter((c) => c.kind !== "local")) {
+        for (const c of searchCandidates(this.plan)) {
           pairs.push({ socket: s, address: c.address, port: c.port, kind: "punched" });
           // The peer's tunnel port on the same address: the mapping our tunnel will use.
           if (this.#o.peerTunnelPort) pairs.push({ socket: s, address: c.address, port: this.#o.peerTunnelPort, kind: "punched" });

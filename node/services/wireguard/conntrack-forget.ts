@@ -114,8 +114,8 @@ export class ConntrackForgetter {
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         // A late answer would be taken for the next request's: this process is done.
-        this.#ended = true;
-        this.#child.stdin!.end();
+        // A process stuck in a netlink read would never see its input end: it is killed.
+        this.end();
         reject(new Error(`the conntrack forgetter did not answer within ${ANSWER_MS} ms`));
       }, ANSWER_MS);
       this.#waiting.push({
@@ -134,9 +134,13 @@ export class ConntrackForgetter {
     });
   }
 
-  /** Ends the process (its input closes). */
+  /** Ends the process: its input closes, and it is killed if it has not gone a second later (stuck in a netlink read). */
   end(): void {
     if (this.#ended) return;
+    this.#ended = true;
     this.#child.stdin!.end();
+    setTimeout(() => {
+      if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill("SIGKILL");
+    }, 1000).unref();
   }
 }

@@ -143,8 +143,10 @@ export class PunchRoutes {
     // would keep its translation: forgotten, so the tunnel's next packet takes this route. Over the
     // warm forgetter when the search was prepared; `conntrack -D` otherwise, or if that fails.
     const forgetter = this.#forgetter?.usable ? this.#forgetter : undefined;
+    // "dropped 0" is not taken as done: the forgetter looks only at each interface's first address,
+    // and the flow may have left from another; `conntrack -D` then matches it wherever it is.
     const forgot = await forgetter?.forget(route.consumer, route.consumerPort, route.localPort).then(
-      () => true,
+      (dropped) => dropped > 0,
       () => false,
     );
     if (!forgot) await this.#forget(route);
@@ -155,6 +157,8 @@ export class PunchRoutes {
     const route = this.#routes.get(sessionId);
     const ports = probePorts.filter((p) => this.#probing.has(p));
     const searched = this.#searching.delete(sessionId);
+    // A prepare whose table could not be made still started the forgetter: it goes with the last search.
+    if (!this.#made && this.#searching.size === 0 && this.#routes.size === 0 && this.#probing.size === 0) this.#endForgetter();
     if (!this.#made || (!route && ports.length === 0 && !searched)) return;
     this.#routes.delete(sessionId);
     for (const p of ports) this.#probing.delete(p);
