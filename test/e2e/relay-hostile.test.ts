@@ -145,6 +145,17 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
       async () => (await json(envOf(dirs.consumer), ["proposals", "--service-type", "relay"], topology.consumers[0])).length === 2,
       "both relays in discovery",
     );
+    // A relay lets in only the addresses the provider's proposal announces: those come once its
+    // reachability is measured (a STUN round and the router asked for a port), which may end after the
+    // relays are listed.
+    step = "the provider's measured contact in discovery";
+    await until(
+      async () =>
+        ((await json(envOf(dirs.consumer), ["proposals", "--service-type", "wireguard"], topology.consumers[0])) as { contacts?: { type: string }[] }[]).some(
+          (p) => p.contacts?.some((c) => c.type === "direct/v1"),
+        ),
+      "the provider's direct contact in discovery",
+    );
     step = "the consumer connects";
     consumerDaemon = await daemon(envOf(dirs.consumer), topology.consumers[0]);
     const connected = await json(envOf(dirs.consumer), ["connect", "--service", "wireguard", "--country", "DE"], topology.consumers[0]);
