@@ -179,8 +179,11 @@ describe("e2e: a hostile relay breaks nothing but its own session", function () 
     await mode("flip");
     const got = download(3_000_000);
     expect(got, consumerDaemon.output().slice(-3000)).to.deep.equal({ length: 3_000_000, corrupt: 0 });
-    // A fetch through a relay that spoils one frame in four can lose its SYN twice: no short cut-off here.
-    expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl, 20_000)).to.equal(topology.nat!.publicAddressOf(topology.provider));
+    // A fetch through a relay that spoils one frame in four loses each TCP handshake attempt about half
+    // the time (the SYN or its answer): one 20-s curl failed in a loaded CI run. Up to three tries.
+    let seen: string | null = null;
+    for (let i = 0; i < 3 && seen === null; i++) seen = fetchFrom(topology, topology.consumers[0], topology.internetUrl, 20_000);
+    expect(seen).to.equal(topology.nat!.publicAddressOf(topology.provider));
     const shimmed = await shimStats();
     expect(shimmed.flipped, "frames the relay flipped").to.be.above(100);
     expect(shimmed.junk, "junk bytes the relay sent").to.be.above(1_000_000);

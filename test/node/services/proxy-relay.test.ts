@@ -202,8 +202,9 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       expect(grant.grant.peers, "the address coturn's socket had").to.deep.equal(["127.0.0.1"]);
       expect(grant.config.proof!.username).to.match(/:proof-/);
       // The proof credential relays nothing: a new allocation under it is cut off on sight.
-      const again = await TurnClient.allocate(tlsServer(grant.config), grant.config.proof!, {});
-      expect(await closedOf(again)).to.match(/closed|ECONNRESET/);
+      // Cut off on sight: after the allocation was answered, or (a loaded machine) before.
+      const cut = await TurnClient.allocate(tlsServer(grant.config), grant.config.proof!, {}).then(closedOf, (err: Error) => err.message);
+      expect(cut).to.match(/closed|ECONNRESET/);
       expect(relay.isConnected(id), "the session itself goes on").to.equal(true);
     } finally {
       await relay.closeSession(id, "done");
