@@ -74,7 +74,9 @@ describe("stage checks through a tunnel (services/tunnel-check.ts)", function ()
         const d = data === "none" ? undefined : await bytesServer(data);
         if (d) open.push(d);
         const c = await checkWith({ resolver: r.address, name, ...(d ? { url: d.url } : {}), ...check });
-        return { check: c, stage: stageOfCheck(c, 1) };
+        // Judged against 0.1 Mbit/s advertised: what is tested is which stage is reached, not speed (against
+        // 1 Mbit/s, a program of its own started at load 5-8 took too long over its 256 KiB and failed 'throughput').
+        return { check: c, stage: stageOfCheck(c, 0.1) };
       }
 
       it("passes every stage when the resolver resolves the name and the target sends its bytes", async function () {
