@@ -237,11 +237,7 @@ export function networkAddressKey(
   interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
   isTunnel: (name: string) => boolean = isTunnelDevice,
 ): string {
-  return Object.entries(interfaces)
-    .filter(([name]) => !isTunnel(name))
-    .flatMap(([, list]) => (list ?? []).filter((i) => i.family === "IPv4" && !i.internal).map((i) => i.address))
-    .sort()
-    .join(",");
+  return localAddresses(interfaces, isTunnel).sort().join(",");
 }
 
 const ARPHRD_NONE = "65534";

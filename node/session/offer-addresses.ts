@@ -27,10 +27,11 @@ export function publicAddressesOf(offer: DirectOffer): string[] {
 /**
  * The provider's public IPv4 addresses as its signed proposal announces them (its direct contact):
  * what a relay opened before the provider answers is told to let in. Its answer's offer may name
- * others (its network changed); the relay is then opened anew for those.
+ * others (its network changed); the relay is then opened anew for those. `reachableOnly`: not the
+ * addresses its router lets through only after a punch (a relay's that others must be able to dial).
  */
-export function announcedAddressesOf(proposal: Proposal): string[] {
-  const candidates = directContactOf(proposal)?.candidates ?? [];
+export function announcedAddressesOf(proposal: Proposal, o: { reachableOnly?: boolean } = {}): string[] {
+  const candidates = (directContactOf(proposal)?.candidates ?? []).filter((c) => !o.reachableOnly || c.kind !== "punch-only");
   return [...new Set(candidates.filter((c) => isIP(c.address) === 4 && isPublicAddress(c.address)).map((c) => c.address))];
 }
 

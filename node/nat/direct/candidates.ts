@@ -1,7 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isIP } from "node:net";
-import os from "node:os";
 import { SECRET_PATTERN } from "./keys";
 
 /**
@@ -84,12 +83,7 @@ export function isPrivate(address: string): boolean {
 }
 
 /** This machine's own IPv4 addresses (its LAN addresses), for a peer that may share the LAN. */
-export function localAddresses(): string[] {
-  return Object.values(os.networkInterfaces())
-    .flat()
-    .filter((a): a is os.NetworkInterfaceInfo => !!a && a.family === "IPv4" && !a.internal)
-    .map((a) => a.address);
-}
+export { localAddresses } from "../addresses";
 
 /** Pairs to check, best first (RFC 8445 §6.1.2: local before mapped before public). */
 export function orderCandidates(candidates: Candidate[]): Candidate[] {

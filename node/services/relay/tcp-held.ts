@@ -2,7 +2,7 @@ import net from "node:net";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { SignerDirectory } from "../../identity/protocol-signature";
-import { directContactOf, ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
+import { ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
 import { announcedAddressesOf } from "../../session/offer-addresses";
 import { sameAddress } from "../../values/address";
 import { isPublicAddress } from "../../values/ip";
@@ -78,8 +78,7 @@ export async function relayDialBack(back: DialBack, directory: SignerDirectory, 
     throw new TunnelError("BAD_CONSUMER_DATA", `the consumer's dial-back names relay ${back.relay} but carries the proposal of ${proposal.provider}`);
   if (!isPublicAddress(back.address)) return;
   // A relay relays from an address it can be reached at: not one its router only lets through after a punch.
-  const reachable = (directContactOf(proposal)?.candidates ?? []).filter((c) => c.kind !== "punch-only").map((c) => c.address);
-  const announced = announcedAddressesOf(proposal).filter((a) => reachable.includes(a));
+  const announced = announcedAddressesOf(proposal, { reachableOnly: true });
   if (!announced.includes(back.address))
     throw new TunnelError(
       "BAD_CONSUMER_DATA",

@@ -3,8 +3,8 @@
  * sockets with pidfd_getfd(2) (root may): `udp_sockets_of(pid)` yields each as a socket object.
  *
  * The process's descriptors change while they are listed: wireguard-go accepts a connection on its
- * control socket for every UAPI request (the consumer asks it every few ms — every 1 ms for the first 50, then every 5 — whether the provider's
- * handshake came) and closes it after. A descriptor listed and closed before it is read is skipped.
+ * control socket for every UAPI request (the consumer asks it every few ms whether the provider's
+ * handshake came: every 1 ms for the first 50 ms, then every 5) and closes it after. A descriptor listed and closed before it is read is skipped.
  * Not skipped, `os.readlink` raised FileNotFoundError and the tunnel's spray never left: the
  * provider's probing sockets waited in vain and the connect failed after the 10 s handshake wait
  * (docs/direct-channel.md, "A handshake that never came").

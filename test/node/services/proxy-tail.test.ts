@@ -8,6 +8,20 @@ import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/p
 import { DestinationPolicy } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
 
+/** A proxy provider on loopback that may dial loopback destinations (the tests' origins). */
+async function loopbackProvider(dir: string, limits?: { streamsPerSession: number }): Promise<ProxyProviderService> {
+  const provider = new ProxyProviderService({
+    dir,
+    publicAddress: "127.0.0.1",
+    port: 0,
+    listen: "127.0.0.1",
+    policy: new DestinationPolicy({ allowPrivateRanges: ["127.0.0.1/32"] }),
+    limits,
+  });
+  await provider.start();
+  return provider;
+}
+
 /**
  * A download's tail reaches an app that reads slower than the proxy brings it: the destination
  * closes after sending everything, while up to a stream window of it is still on its way or unread at
@@ -31,14 +45,7 @@ describe("proxy service: the end of a download reaches a slow reader", function 
     });
     await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
     originPort = (origin.address() as net.AddressInfo).port;
-    provider = new ProxyProviderService({
-      dir,
-      publicAddress: "127.0.0.1",
-      port: 0,
-      listen: "127.0.0.1",
-      policy: new DestinationPolicy({ allowPrivateRanges: ["127.0.0.1/32"] }),
-    });
-    await provider.start();
+    provider = await loopbackProvider(dir);
   });
 
   after(async function () {
@@ -92,15 +99,7 @@ describe("proxy service: a stream whose destination has gone closes when the con
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "myst-proxy-gone-"));
     origin = net.createServer((s) => s.end("hello"));
     await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
-    provider = new ProxyProviderService({
-      dir,
-      publicAddress: "127.0.0.1",
-      port: 0,
-      listen: "127.0.0.1",
-      policy: new DestinationPolicy({ allowPrivateRanges: ["127.0.0.1/32"] }),
-      limits: { streamsPerSession: 1 },
-    });
-    await provider.start();
+    provider = await loopbackProvider(dir, { streamsPerSession: 1 });
   });
 
   after(async function () {
