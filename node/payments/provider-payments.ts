@@ -48,6 +48,8 @@ interface Ledger {
   /** The pair's cumulative amount last invoiced. */
   invoiced: bigint;
   invoicedAt: number;
+  /** What this session owed (its own amount) when it was last invoiced: a cut-off counts only what it was asked for. */
+  asked: bigint;
   /** What this session's promises added to the pair's cumulative amount. */
   paid: bigint;
 }
@@ -211,7 +213,7 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
   start(): void {
     const { sessions } = this.#o;
     sessions.on("session-accepted", (s: ProviderSession) => {
-      this.#ledgers.set(s.id, { invoiced: 0n, invoicedAt: Date.now(), paid: 0n });
+      this.#ledgers.set(s.id, { invoiced: 0n, invoicedAt: Date.now(), asked: 0n, paid: 0n });
       s.dialog.handle(PAYMENT_PROMISE, (body) =>
         this.#onPromise(s, body).catch((err) => {
           // The consumer is told the code (STORE_FULL…); the operator's health names the file and the cause.
@@ -273,7 +275,11 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       if (!ledger) continue;
       const due = this.due(s);
       const unpaid = due - ledger.paid;
-      if (enforce && unpaid > this.#o.maxUnpaid) {
+      // Lagging is not paying what was asked: a burst of usage between two checks is invoiced first
+      // (at once, below), and the session ends only if the next check still finds more than the
+      // limit of what the invoice asked for unpaid.
+      const overLimit = unpaid > this.#o.maxUnpaid;
+      if (enforce && overLimit && ledger.asked - ledger.paid > this.#o.maxUnpaid) {
         await this.#o.sessions.end(s.id, `payment lagging: ${unpaid} wei unpaid, limit ${this.#o.maxUnpaid}`);
         continue;
       }
@@ -295,9 +301,10 @@ export class ProviderPayments extends EventEmitter<ProviderPaymentsEvents> {
       if (unpaid <= 0n) continue;
       const amount = (this.#o.store.latest(pairIdOf(s.consumer, s.proposal.provider))?.amount ?? 0n) + unpaid;
       const periodOver = Date.now() - ledger.invoicedAt >= this.#o.invoiceEveryMs;
-      if (amount > ledger.invoiced && (periodOver || amount - ledger.invoiced >= this.#o.invoiceAboveWei)) {
+      if (amount > ledger.invoiced && (periodOver || overLimit || amount - ledger.invoiced >= this.#o.invoiceAboveWei)) {
         ledger.invoiced = amount;
         ledger.invoicedAt = Date.now();
+        ledger.asked = due;
         const usage = this.#o.usage(s.id) ?? { bytesIn: 0, bytesOut: 0 };
         try {
           s.dialog.notify(PAYMENT_INVOICE, {

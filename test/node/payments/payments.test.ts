@@ -208,6 +208,21 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  it("does not cut off a paying consumer whose usage jumped past the limit between two checks: it invoices at once and is paid", async function () {
+    const m = await market({ maxUnpaid: E("0.2") });
+    try {
+      const { session, tunnel, pay } = await m.connect();
+      m.move(session.id, tunnel, 400); // 0.39 MYST due at once, limit 0.2: a fast download between two checks
+      await until(() => pay.acknowledged === (400n * BigInt(MiB) * E("1")) / GIB, "the burst invoiced and paid");
+      await new Promise((r) => setTimeout(r, 500)); // five more checks
+      expect(session.state).to.equal("active");
+      expect(m.service.closed).to.have.length(0);
+      await session.destroy();
+    } finally {
+      await m.stop();
+    }
+  });
+
   it("answers a promise it cannot store with a named code (STORE_READ_ONLY, not INTERNAL), says so in its store check, and takes it once it can write", async function () {
     const m = await market({ pay: false, maxUnpaid: E("100") });
     try {
