@@ -378,6 +378,9 @@ async function startRelay(topology: Topology, env: NodeJS.ProcessEnv): Promise<(
   return () => relay.stop();
 }
 
+/** Issue 29's aim for a pair that needs a relay: connect → first byte p50 within 1.5 s. */
+const RELAYED_CONNECT_AIM_MS = 1500;
+
 function report(results: NatCellResult[], connects: number, seconds: number): void {
   const baseline = results.find((r) => NAT_BENCH_CASES.some((c) => c.name === r.name && c.throughput === "baseline")) ?? results[0];
   const baseP50 = baseline?.connectToFirstByteMs?.p50;
@@ -391,7 +394,10 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
       .filter((k) => ph[k])
       .map((k) => `${k} ${ph[k].p50}`)
       .join(", ");
-    const ratio = c && baseP50 && r !== baseline ? `${round(c.p50 / baseP50, 2)}× p50 (aim ≤ 2×)` : r === baseline ? "1× (baseline)" : "";
+    // A relayed cell's aim is its own (issue 29: ≤ 1.5 s from connect to first byte), not the punched ≤ 2×.
+    const relayedCell = NAT_BENCH_CASES.find((k) => k.name === r.name)?.expectPath?.includes("relayed");
+    const aim = relayedCell ? `aim ≤ ${RELAYED_CONNECT_AIM_MS} ms` : "aim ≤ 2×";
+    const ratio = c && baseP50 && r !== baseline ? `${round(c.p50 / baseP50, 2)}× p50 (${aim})` : r === baseline ? "1× (baseline)" : "";
     const paths = Object.entries(r.paths)
       .map(([p, n]) => `${p} ×${n}`)
       .join("; ");
