@@ -178,7 +178,7 @@ export class TcpHeldTunnel implements Tunnel {
     readonly dialBack: DialBack,
   ) {
     this.#first = new Promise((resolve, reject) => {
-      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters).
+      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters, #flipParity).
       listener.on("connection", (socket) => {
         if (this.#taken) return socket.destroy();
         this.#taken = true;
