@@ -44,6 +44,7 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     relay: key.address,
     address,
     port: 50123,
+    turnPort: 443,
     proposal,
   });
   const check = (back: DialBack) =>
@@ -115,6 +116,13 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     };
     const signed = signProposal(relayKey, { ...punchOnly, contacts: [...punchOnly.contacts.filter((c) => c.type !== "direct/v1"), contact] } as Proposal);
     expect(await check(backTo(RELAY_IP, relayKey, signed))).to.match(/is not one relay .* announces \(it announces none\)/);
+  });
+
+  it("refuses a public relay's TURN port other than 443, 3478 or 5349: the proof of the relay reaches no other port (BAD_CONSUMER_DATA)", async function () {
+    for (const turnPort of [443, 3478, 5349]) expect(await check({ ...backTo(RELAY_IP), turnPort }), String(turnPort)).to.equal("ok");
+    expect(await check({ ...backTo(RELAY_IP), turnPort: 22_000 })).to.equal(
+      "BAD_CONSUMER_DATA: the consumer's dial-back names TURN port 22000: a relay it takes a dial-back to serves TURN over TLS on 443, 3478, 5349",
+    );
   });
 
   it("takes no dial-back without the relay's proposal (BAD_CONSUMER_DATA)", function () {
