@@ -3,7 +3,7 @@ import tls from "node:tls";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { SignerDirectory } from "../../identity/protocol-signature";
-import { ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
+import { type SignedProposal, SignedProposalSchema } from "../../proposal/proposal";
 import { announcedAddressesOf } from "../../session/offer-addresses";
 import { sameAddress } from "../../values/address";
 import { isPublicAddress } from "../../values/ip";
@@ -11,6 +11,7 @@ import type { ConsumerService, Tunnel } from "../../session/service";
 import { checkPinnedCertificate } from "../certificate";
 import { TunnelError } from "../system";
 import { checkRelayServiceConfig, type RelayConsumerData, relayCommonName } from "./config";
+import { verifyCarriedProposal } from "./provider-peers";
 import { TcpRelayedListener } from "./turn-tcp";
 
 /**
@@ -70,10 +71,7 @@ export function dialBackOf(consumerData: unknown): DialBack | undefined {
 export async function relayDialBack(back: DialBack, directory: SignerDirectory, consumer?: string): Promise<void> {
   if (consumer !== undefined && sameAddress(back.relay, consumer))
     throw new TunnelError("BAD_CONSUMER_DATA", "the consumer's dial-back names the consumer itself as the relay");
-  const { proposal } = await verifySignedProposal(back.proposal, directory).catch((err: unknown) => {
-    const why = err instanceof ProposalError ? err.message : "it cannot be verified now";
-    throw new TunnelError("BAD_CONSUMER_DATA", `the relay's proposal the consumer's dial-back carries is refused: ${why}`, { cause: err });
-  });
+  const proposal = await verifyCarriedProposal(back.proposal, directory, "the relay's proposal the consumer's dial-back carries");
   if (proposal.serviceType !== "relay")
     throw new TunnelError("BAD_CONSUMER_DATA", `the proposal the consumer's dial-back carries is a ${proposal.serviceType} proposal, not a relay's`);
   if (!sameAddress(proposal.provider, back.relay))

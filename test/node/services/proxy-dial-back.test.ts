@@ -153,4 +153,35 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
       await unchecked.stop();
     }
   });
+
+  it("says the registry did not answer, not that the consumer's data is bad, when it cannot check (REGISTRY_UNAVAILABLE, a refusal to try again)", async function () {
+    const down = {
+      publicKeyOf: async (): Promise<Uint8Array | null> => {
+        throw new Error("connect ECONNREFUSED 127.0.0.1:8545");
+      },
+    };
+    const err = await relayDialBack(backTo(RELAY_IP), down).catch((e: TunnelError) => e);
+    expect((err as TunnelError).code).to.equal("REGISTRY_UNAVAILABLE");
+    expect((err as TunnelError).message).to.equal(
+      "the relay's proposal the consumer's dial-back carries could not be checked: the identity registry did not answer (connect ECONNREFUSED 127.0.0.1:8545); try again",
+    );
+    // A provider behind that registry refuses the session so, before it dials.
+    const blind = new ProxyProviderService({
+      dir: dir.dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      policy: new DestinationPolicy({}),
+      directory: down,
+    });
+    await blind.start();
+    try {
+      const refused = await blind
+        .openSession({ id: "ef".repeat(16), consumer: otherKey.address, consumerData: { client: "proxy/1", dialBack: backTo(RELAY_IP) } })
+        .catch((e: TunnelError) => e);
+      expect((refused as TunnelError).code).to.equal("REGISTRY_UNAVAILABLE");
+    } finally {
+      await blind.stop();
+    }
+  });
 });
