@@ -39,10 +39,23 @@ export async function checkProviderPeers(consumerData: unknown, peers: string[],
  * provider could not check; the same request may pass later).
  */
 export async function verifyCarriedProposal(signed: unknown, directory: SignerDirectory, whose: string): Promise<Proposal> {
+  // Only what the registry itself throws is its outage; anything else the check throws is about the proposal.
+  let unanswered: unknown;
+  const asked: SignerDirectory = {
+    knownPublicKeyOf: directory.knownPublicKeyOf?.bind(directory),
+    publicKeyOf: (identity) =>
+      directory.publicKeyOf(identity).catch((err: unknown) => {
+        unanswered = err;
+        throw err;
+      }),
+  };
   try {
-    return (await verifySignedProposal(signed, directory)).proposal;
+    return (await verifySignedProposal(signed, asked)).proposal;
   } catch (err) {
-    if (err instanceof ProposalError) throw new TunnelError("BAD_CONSUMER_DATA", `${whose} is refused: ${err.message}`, { cause: err });
+    if (unanswered === undefined || err !== unanswered) {
+      const why = err instanceof ProposalError ? err.message : `it cannot be verified (${String((err as Error)?.message ?? err).slice(0, 120)})`;
+      throw new TunnelError("BAD_CONSUMER_DATA", `${whose} is refused: ${why}`, { cause: err });
+    }
     const said = String((err as Error)?.message ?? err).slice(0, 120);
     throw new TunnelError("REGISTRY_UNAVAILABLE", `${whose} could not be checked: the identity registry did not answer (${said}); try again`, {
       cause: err,
