@@ -291,7 +291,8 @@ export class ConsumerNode {
       if (o.tcp) {
         try {
           const paid = (service: ConsumerService) => this.#paidRelaySession(found, service, filter);
-          return await openTcpRelayLeg(found, paid, (s) => this.#paid.get(s)?.promised ?? 0n, o.heldHere ? { peers: o.peers, provider } : undefined);
+          const held = o.heldHere ? { peers: o.peers, provider, current: () => this.discovery.get(found.proposal.provider, "relay") } : undefined;
+          return await openTcpRelayLeg(found, paid, (s) => this.#paid.get(s)?.promised ?? 0n, held);
         } catch (err) {
           failures.push(`${found.proposal.provider}: ${(err as Error).message}`);
           continue;
@@ -407,8 +408,7 @@ export class ConsumerNode {
     const matching = await this.discovery
       .search({ ...target.filter, serviceType, sort: "quality" }, { limit: 50 })
       .then((page) => page.proposals.filter((p) => !excluded.has(p.proposal.provider.toLowerCase())));
-    // A proposal whose tunnel cannot reach its provider (OpenVPN from a provider behind a home router) is never
-    // picked; the proxy reaches one through a relay's TCP allocation.
+    // A proposal whose tunnel cannot reach its provider (OpenVPN behind a home router) is never picked; the proxy's goes through a relay.
     const proposals = matching.filter((p) => target.service.relayedTcp || !unreachableReason(p.proposal));
     if (proposals.length === 0)
       throw new SessionError(

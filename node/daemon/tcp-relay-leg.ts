@@ -2,9 +2,40 @@ import type { FoundProposal } from "../discovery/client";
 import { directContactOf, type SignedProposal } from "../proposal/proposal";
 import type { ConsumerSession, RelayLeg } from "../session/consumer-session";
 import { SessionError } from "../session/errors";
+import { sameAddress } from "../values/address";
 import type { ConsumerService } from "../session/service";
 import { RelayGrantService, type RelayGrantTunnel } from "../services/relay/tcp-grant";
 import { TcpHeldService, type TcpHeldTunnel } from "../services/relay/tcp-held";
+
+export interface HeldHere {
+  peers: string[];
+  provider: SignedProposal;
+  current?: () => Promise<FoundProposal | null>;
+}
+
+/**
+ * How long a relay's proposal must still be valid when a dial-back is to carry it: the relay session
+ * opens first (seconds; several relays may be tried), then the provider checks it, on a clock that
+ * may be a little apart from ours.
+ */
+export const DIAL_BACK_VALID_MS = 60_000;
+
+/**
+ * The relay's proposal a dial-back is to carry (the provider refuses an expired one, review C4):
+ * `found`'s while it is valid for DIAL_BACK_VALID_MS more, else discovery's current one of the same
+ * relay (`current`) if that is; NO_RELAY saying so when neither is.
+ */
+export async function dialBackProposal(found: FoundProposal, current: () => Promise<FoundProposal | null>, now = Date.now()): Promise<FoundProposal> {
+  const lasts = (p: FoundProposal) => p.proposal.expiresAt - now > DIAL_BACK_VALID_MS;
+  if (lasts(found)) return found;
+  const fresh = await current().catch(() => null);
+  if (fresh && sameAddress(fresh.proposal.provider, found.proposal.provider) && fresh.proposal.serviceType === "relay" && lasts(fresh)) return fresh;
+  const left = Math.max(0, Math.round((found.proposal.expiresAt - now) / 1000));
+  throw new SessionError(
+    "NO_RELAY",
+    `relay ${found.proposal.provider}'s proposal expires in ${left} s (${new Date(found.proposal.expiresAt).toISOString()}), too soon for a provider to check it before dialling back, and discovery has no newer one`,
+  );
+}
 
 /**
  * A relay session whose allocation the provider will hold (a proxy provider nobody can dial;
@@ -16,12 +47,16 @@ export async function openTcpRelayLeg(
   found: FoundProposal,
   connect: (service: ConsumerService) => Promise<ConsumerSession>,
   promised: (session: ConsumerSession) => bigint,
-  /** This host holds the allocation and the provider dials in (tcp-held.ts): the provider's announced addresses and its signed proposal. */
-  heldHere?: { peers: string[]; provider: SignedProposal },
+  /**
+   * This host holds the allocation and the provider dials in (tcp-held.ts): the provider's announced
+   * addresses and its signed proposal, and discovery's current proposal of the relay (`current`), for
+   * when `found`'s is about to expire (dialBackProposal).
+   */
+  heldHere?: HeldHere,
 ): Promise<RelayLeg> {
   const contact = (directContactOf(found.proposal)?.candidates ?? []).find((c) => c.kind !== "punch-only");
   if (!contact) throw new SessionError("NO_RELAY", "the relay's proposal names no public address");
-  if (heldHere) return openHeldTcpRelayLeg(found, contact.address, connect, promised, heldHere);
+  if (heldHere) return openHeldTcpRelayLeg(found, connect, promised, heldHere);
   // The proposal names the relay's address; its answer names the TURN port, where the proof goes.
   const service = new RelayGrantService({ relay: found.proposal.provider, server: { address: contact.address } });
   const session = await connect(service);
@@ -67,12 +102,15 @@ function tcpLeg(
  */
 async function openHeldTcpRelayLeg(
   found: FoundProposal,
-  address: string,
   connect: (service: ConsumerService) => Promise<ConsumerSession>,
   promised: (session: ConsumerSession) => bigint,
-  held: { peers: string[]; provider: SignedProposal },
+  { current, ...held }: HeldHere,
 ): Promise<RelayLeg> {
-  const service = new TcpHeldService({ relay: found.proposal.provider, relayProposal: found.signed, server: { address }, ...held });
+  // The proposal goes to the provider with the dial-back, which refuses an expired one.
+  const relay = await dialBackProposal(found, current ?? (async () => null));
+  const address = (directContactOf(relay.proposal)?.candidates ?? []).find((c) => c.kind !== "punch-only")?.address;
+  if (!address) throw new SessionError("NO_RELAY", "the relay's proposal names no public address");
+  const service = new TcpHeldService({ relay: relay.proposal.provider, relayProposal: relay.signed, server: { address }, ...held });
   const session = await connect(service);
   const tunnel = session.tunnel as TcpHeldTunnel;
   const where = { address: tunnel.server.address, port: tunnel.server.port };

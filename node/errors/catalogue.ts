@@ -251,6 +251,9 @@ export const ERRORS = {
   PRICE_NOT_ACCEPTED: r("the consumer's price does not match the provider's"),
   PAYMENT_NOT_COVERED: r("the consumer's vault cannot cover the session (balance or escrow too low)"),
   SERVICE_FAILED: r("the service failed to set the session up"),
+  REGISTRY_UNAVAILABLE: r(
+    "the provider could not check what the consumer sent (a signed proposal) against the identity registry, which did not answer: nothing is wrong with the request, try again",
+  ),
   TRAFFIC_CAP: r("the provider's daily or monthly traffic cap is reached"),
   ACCESS_DENIED: r("the provider's allow or deny list keeps this consumer out"),
   OUTSIDE_SCHEDULE: r("outside the service's schedule"),

@@ -59,6 +59,8 @@ export interface ServiceSpec {
 export interface ServiceDeps {
   dataDir: string;
   directory: PublicKeyDirectory;
+  /** The node's identity (a relay's certificate names it). */
+  identity?: string;
   log: Logger;
   /** The offer's bandwidth: each session of a tunnel service is limited to it (0: no limit). */
   bandwidthMbps?: number;
@@ -136,6 +138,7 @@ export async function startProviderService(spec: ServiceSpec, deps: ServiceDeps)
   return tunnelType(spec.type).startProvider((spec[spec.type] ?? {}) as Static<TObject>, {
     dir: path.join(deps.dataDir, "services", spec.type),
     directory: deps.directory,
+    ...(deps.identity ? { identity: deps.identity } : {}),
     log: deps.log,
     ...(deps.meterMs !== undefined ? { meterMs: deps.meterMs } : {}),
     limits: { sessionMbps: deps.bandwidthMbps, serviceMbps: spec.controls?.serviceBandwidthMbps, egress: spec.controls?.egress },

@@ -21,18 +21,22 @@ export interface ServiceCertificate {
 /**
  * Makes (once, with openssl) or loads a service's EC P-256 key and self-signed certificate under
  * `dir`, as `<name>.key` (0600) and `<name>.crt`: one per node and service, kept across restarts so
- * the fingerprint a consumer saw stays the provider's.
+ * the fingerprint a consumer saw stays the provider's. Its subject is `CN=<commonName>` (default
+ * `myst-<name>`); a kept certificate with another subject is made anew (a relay's names its identity:
+ * services/relay/tcp-held.ts `proveRelayAt`).
  */
-export async function ensureCertificate(dir: string, name: string): Promise<ServiceCertificate> {
+export async function ensureCertificate(dir: string, name: string, o: { commonName?: string } = {}): Promise<ServiceCertificate> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const keyFile = path.join(dir, `${name}.key`);
   const certificateFile = path.join(dir, `${name}.crt`);
-  if (!fs.existsSync(keyFile) || !fs.existsSync(certificateFile)) {
+  const commonName = o.commonName ?? `myst-${name}`;
+  const kept = fs.existsSync(keyFile) && fs.existsSync(certificateFile);
+  if (!kept || new crypto.X509Certificate(fs.readFileSync(certificateFile)).subject !== `CN=${commonName}`) {
     const openssl = program("openssl");
     const tmpKey = `${keyFile}.new`;
     await run([openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", tmpKey]);
     fs.chmodSync(tmpKey, 0o600);
-    await run([openssl, "req", "-new", "-x509", "-key", tmpKey, "-out", `${certificateFile}.new`, "-days", "3650", "-subj", `/CN=myst-${name}`]);
+    await run([openssl, "req", "-new", "-x509", "-key", tmpKey, "-out", `${certificateFile}.new`, "-days", "3650", "-subj", `/CN=${commonName}`]);
     fs.renameSync(`${certificateFile}.new`, certificateFile);
     fs.renameSync(tmpKey, keyFile);
   }

@@ -19,6 +19,7 @@ export type TunnelErrorCode =
   | "NO_UPLINK"
   | "OPENVPN_FAILED"
   | "PORT_IN_USE"
+  | "REGISTRY_UNAVAILABLE"
   | "RELAY_FAILED"
   | "RESOLVER_FAILED"
   | "SERVICE_NOT_RUNNING"

@@ -18,6 +18,8 @@ export interface ProviderDeps {
   /** The service's own directory (keys, config, pid files, sockets): `<data-dir>/services/<type>`. */
   dir: string;
   directory: PublicKeyDirectory;
+  /** The node's identity (a relay's certificate names it). */
+  identity?: string;
   log: Logger;
   /** The provider's controls on a tunnel device (bandwidth limits, egress policy): the same for every type. */
   controls: (tunnel: { netns?: string; device: string; ipv6?: boolean }) => TunnelControls;

@@ -47,6 +47,8 @@ export const REFUSAL_CODES = [
   "PAYMENT_NOT_COVERED",
   "BAD_REQUEST",
   "SERVICE_FAILED",
+  /** The provider could not check a signed proposal the consumer sent: the registry did not answer. Nothing is wrong with the request; try again. */
+  "REGISTRY_UNAVAILABLE",
   /** The provider's daily or monthly traffic cap is reached; it sells again when the period rolls over. */
   "TRAFFIC_CAP",
   /** The provider's allow or deny list keeps this consumer out. */

@@ -358,6 +358,8 @@ export class ProviderSessions extends EventEmitter<ProviderSessionsEvents> {
     } catch (err) {
       // What the consumer sent the service is wrong (a relay's peers that are not the provider's): it is told what, in the service's own words.
       if ((err as MystError).code === "BAD_CONSUMER_DATA") return refuse("BAD_REQUEST", (err as Error).message.slice(0, 400));
+      // It could not check (the registry is down): the consumer is told so, not that its request was bad.
+      if ((err as MystError).code === "REGISTRY_UNAVAILABLE") return refuse("REGISTRY_UNAVAILABLE", (err as Error).message.slice(0, 400));
       this.#o.log.error({ err, consumer: dialog.peer }, "the service could not open a session");
       return refuse("SERVICE_FAILED", "the service could not open a session");
     }

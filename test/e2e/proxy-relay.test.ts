@@ -47,7 +47,7 @@ describe("e2e: the proxy through a relay's TCP allocation (provider behind a NAT
   }
   /**
    * Consumer `i`'s status once it has promised the relay at least 10 MB after a 20 MB download. Both
-   * TCP legs keep coturn's counters reporting (TcpRelayedListener #evenCounters), but coturn brings
+   * TCP legs keep coturn's counters reporting (TcpRelayedListener #evenCounters, #flipParity), but coturn brings
    * them up to date only every 4,096 reads it splices, and under load it reads in bigger chunks: one
    * 20 MB download may be fewer reads than that (a CI run at load 5-8 timed out after one). Another
    * 20 MB (at most 3 more) until they show; quiet, the first is enough.

@@ -104,10 +104,16 @@ export class ServiceOps {
     this.#starting.add(spec.type);
     try {
       const { registry } = await this.#core.chain();
-      const { provider } = this.#core.online();
+      const { provider, key } = this.#core.online();
       // The policy first: a bad schedule or an unreadable access list stops the start before anything runs.
       const policy = servicePolicy(spec, log);
-      const service = await startProviderService(spec, { dataDir: config.dataDir, directory: registry, log, bandwidthMbps: offer.bandwidthMbps });
+      const service = await startProviderService(spec, {
+        dataDir: config.dataDir,
+        directory: registry,
+        identity: key.address,
+        log,
+        bandwidthMbps: offer.bandwidthMbps,
+      });
       try {
         provider.addService({ service, offer, policy });
       } catch (err) {

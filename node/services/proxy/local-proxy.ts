@@ -144,9 +144,18 @@ function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: Strea
     socket.on("data", (chunk: Buffer) => meter.sent(chunk.length));
     stream.on("data", (chunk: Buffer) => meter.received(chunk.length));
   }
-  // A stream whose data all came (its end read, even if the provider then resets it) leaves the socket
-  // to finish writing what it holds; one cut off before its end cuts the socket off.
-  const streamGone = () => (stream.readableEnded ? socket.end() : socket.destroy());
+  // A stream cut off before its end cuts the socket off. One whose data all came (its end read) and that
+  // then closed or was reset by the provider leaves the socket to finish writing what it holds, and is
+  // then closed: what the app still sends has nowhere to go, so it is read and dropped (uncounted; an
+  // unread byte would make the close a reset, which can throw away the tail still on its way) rather
+  // than the socket left open, half-closed, until the app closes it.
+  const streamGone = () => {
+    if (!stream.readableEnded) return void socket.destroy();
+    socket.unpipe(stream);
+    socket.removeAllListeners("data");
+    socket.on("data", () => undefined).resume();
+    socket.destroySoon();
+  };
   stream.on("error", streamGone);
   stream.once("close", streamGone);
   socket.once("close", () => stream.destroy());

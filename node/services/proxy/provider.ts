@@ -22,7 +22,7 @@ import {
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
 import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
-import { connectRelayed, type DialBack, dialBackOf, relayDialBack } from "../relay/tcp-held";
+import { connectRelayed, type DialBack, dialBackOf, proveRelayAt, relayDialBack } from "../relay/tcp-held";
 import { TcpRelayedListener } from "../relay/turn-tcp";
 
 /** The lowest port a relay may relay from (services/relay/tunnel.ts: minPort ≥ 1024). */
@@ -256,12 +256,15 @@ export class ProxyProviderService implements ProviderService {
     }
     if (!this.#o.directory)
       throw new TunnelError("BAD_CONSUMER_DATA", "this provider has no registry to check a relay's proposal against: it takes no dial-back");
-    // Only an address a registered relay announces in its signed proposal: nobody else's host is dialled.
-    await relayDialBack(back, this.#o.directory, consumer).catch((err: Error) => {
-      this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
-      throw err;
-    });
-    const socket = await connectRelayed(back.address, back.port, this.#o.connectTimeoutMs ?? 10_000, "the consumer's relayed address");
+    // Only an address a registered relay announces in its signed proposal, and that runs that relay.
+    const timeoutMs = this.#o.connectTimeoutMs ?? 10_000;
+    await relayDialBack(back, this.#o.directory, consumer)
+      .then(() => proveRelayAt(back.address, back.turnPort, back.relay, timeoutMs))
+      .catch((err: Error) => {
+        this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
+        throw err;
+      });
+    const socket = await connectRelayed(back.address, back.port, timeoutMs, "the consumer's relayed address");
     this.#server?.emit("connection", socket);
     this.#log.info({ sessionId, relay: back.relay, dialled: `${back.address}:${back.port}` }, "proxy session relayed: dialled the consumer's TCP allocation");
     return back;

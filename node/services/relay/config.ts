@@ -107,3 +107,8 @@ export function speaksTls(consumerData: unknown): boolean {
   const transports = (consumerData as RelayConsumerData | null)?.transports;
   return Array.isArray(transports) && transports.includes("tls");
 }
+
+/** The subject of a relay's TLS certificate: `myst-relay <identity>` (lower case), or `myst-relay` without one. */
+export function relayCommonName(identity?: string): string {
+  return identity ? `myst-relay ${identity.toLowerCase()}` : "myst-relay";
+}

@@ -1,5 +1,5 @@
 import type { SignerDirectory } from "../../identity/protocol-signature";
-import { ProposalError, verifySignedProposal } from "../../proposal/proposal";
+import { type Proposal, ProposalError, verifySignedProposal } from "../../proposal/proposal";
 import { announcedAddressesOf } from "../../session/offer-addresses";
 import { TunnelError } from "../system";
 import type { RelayConsumerData } from "./config";
@@ -20,10 +20,7 @@ export async function checkProviderPeers(consumerData: unknown, peers: string[],
       "BAD_CONSUMER_DATA",
       "a relay session must carry the provider's signed proposal: the relay relays only to the addresses it announces",
     );
-  const { proposal } = await verifySignedProposal(signed, directory).catch((err: unknown) => {
-    const why = err instanceof ProposalError ? err.message : "it cannot be verified now";
-    throw new TunnelError("BAD_CONSUMER_DATA", `the provider's proposal a relay session carries is refused: ${why}`, { cause: err });
-  });
+  const proposal = await verifyCarriedProposal(signed, directory, "the provider's proposal a relay session carries");
   if (proposal.serviceType === "relay") throw new TunnelError("BAD_CONSUMER_DATA", "the proposal a relay session carries is a relay's, not a provider's");
   const announced = announcedAddressesOf(proposal);
   const foreign = peers.filter((p) => !announced.includes(p));
@@ -33,4 +30,35 @@ export async function checkProviderPeers(consumerData: unknown, peers: string[],
       `a relay session names ${foreign.join(", ")}, not an address provider ${proposal.provider} announces (${announced.join(", ") || "it announces none"})`,
     );
   return proposal.provider;
+}
+
+/**
+ * A signed proposal a consumer's data carries (a provider's in a relay session, a relay's in a proxy's
+ * dial-back), verified: one that fails a check is the consumer's to mend, BAD_CONSUMER_DATA naming
+ * `whose` and the check; a registry that does not answer is nobody's fault, REGISTRY_UNAVAILABLE (the
+ * provider could not check; the same request may pass later).
+ */
+export async function verifyCarriedProposal(signed: unknown, directory: SignerDirectory, whose: string): Promise<Proposal> {
+  // Only what the registry itself throws is its outage; anything else the check throws is about the proposal.
+  let unanswered: unknown;
+  const asked: SignerDirectory = {
+    knownPublicKeyOf: directory.knownPublicKeyOf?.bind(directory),
+    publicKeyOf: (identity) =>
+      directory.publicKeyOf(identity).catch((err: unknown) => {
+        unanswered = err;
+        throw err;
+      }),
+  };
+  try {
+    return (await verifySignedProposal(signed, asked)).proposal;
+  } catch (err) {
+    if (unanswered === undefined || err !== unanswered) {
+      const why = err instanceof ProposalError ? err.message : `it cannot be verified (${String((err as Error)?.message ?? err).slice(0, 120)})`;
+      throw new TunnelError("BAD_CONSUMER_DATA", `${whose} is refused: ${why}`, { cause: err });
+    }
+    const said = String((err as Error)?.message ?? err).slice(0, 120);
+    throw new TunnelError("REGISTRY_UNAVAILABLE", `${whose} could not be checked: the identity registry did not answer (${said}); try again`, {
+      cause: err,
+    });
+  }
 }

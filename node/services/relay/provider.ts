@@ -6,7 +6,7 @@ import { ensureCertificate, type ServiceCertificate } from "../certificate";
 import { Supervisor } from "../supervision";
 import { TunnelError } from "../system";
 import { CoturnProcess, type CoturnSession } from "./coturn";
-import { namedPeers, provesSelf, type RelayServiceConfig, speaksTls } from "./config";
+import { namedPeers, provesSelf, relayCommonName, type RelayServiceConfig, speaksTls } from "./config";
 import { checkProviderPeers } from "./provider-peers";
 import { proofUsername, provenAddress } from "./self-proof";
 import type { SignerDirectory } from "../../identity/protocol-signature";
@@ -32,6 +32,12 @@ export interface RelayProviderOptions {
   directory?: SignerDirectory;
   /** Each session's bandwidth in Mbit/s, each way (the offer's `bandwidthMbps`): coturn's `max-bps`. None: unlimited. */
   sessionMbps?: number;
+  /**
+   * The relay's identity: its TLS certificate names it (`CN=myst-relay <identity>`), which is how a
+   * proxy provider asked to dial back to an allocation on it tells that its address runs this relay
+   * (tcp-held.ts `proveRelayAt`). Without it (tests) the certificate names none and no provider dials back.
+   */
+  identity?: string;
   log?: Logger;
 }
 
@@ -122,7 +128,7 @@ export class RelayProviderService implements ProviderService {
 
   async start(): Promise<void> {
     this.#cliPort = await freeTcpPort();
-    this.#cert = await ensureCertificate(this.#o.dir, "relay");
+    this.#cert = await ensureCertificate(this.#o.dir, "relay", { commonName: relayCommonName(this.#o.identity) });
     await this.#launch();
     this.#supervisor.start();
     this.#meter = setInterval(() => {

@@ -1,15 +1,17 @@
 import net from "node:net";
+import tls from "node:tls";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { SignerDirectory } from "../../identity/protocol-signature";
-import { ProposalError, type SignedProposal, SignedProposalSchema, verifySignedProposal } from "../../proposal/proposal";
+import { type SignedProposal, SignedProposalSchema } from "../../proposal/proposal";
 import { announcedAddressesOf } from "../../session/offer-addresses";
 import { sameAddress } from "../../values/address";
 import { isPublicAddress } from "../../values/ip";
 import type { ConsumerService, Tunnel } from "../../session/service";
 import { checkPinnedCertificate } from "../certificate";
 import { TunnelError } from "../system";
-import { checkRelayServiceConfig, type RelayConsumerData } from "./config";
+import { checkRelayServiceConfig, type RelayConsumerData, relayCommonName } from "./config";
+import { verifyCarriedProposal } from "./provider-peers";
 import { TcpRelayedListener } from "./turn-tcp";
 
 /**
@@ -24,15 +26,17 @@ import { TcpRelayedListener } from "./turn-tcp";
 
 /**
  * Where a proxy provider dials back (the consumer's relayed TCP address), in the proxy's
- * `session.create` consumer data (`dialBack`), with the relay's signed proposal (`proposal`): the
- * provider dials only an address that proposal announces (relayDialBack), so a consumer cannot make
- * it connect to any host it likes before paying.
+ * `session.create` consumer data (`dialBack`), with the relay's signed proposal (`proposal`) and the
+ * TURN port the allocation is held on (`turnPort`): the provider dials only an address that proposal
+ * announces (relayDialBack) and that serves the relay's certificate on that port (proveRelayAt), so
+ * a consumer cannot make it connect to any host it likes before paying.
  */
 export const DialBackSchema = Type.Object(
   {
     relay: Type.String({ pattern: "^0x[0-9a-fA-F]{40}$" }),
     address: Type.String({ maxLength: 15, pattern: "^[0-9.]+$" }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    turnPort: Type.Integer({ minimum: 1, maximum: 65535 }),
     proposal: SignedProposalSchema,
   },
   { additionalProperties: false },
@@ -60,23 +64,24 @@ export function dialBackOf(consumerData: unknown): DialBack | undefined {
  * with BAD_CONSUMER_DATA and a sentence naming the failed check.
  *
  * What this does not prove: that the relay is anyone but a registered identity that signed a relay
- * proposal. A consumer may not name itself (`consumer`), but one with a second registered identity can
- * announce any public address as that "relay's" and have the provider try one TCP connection to it, on
- * a port ≥ 1024 that is not mail, before paying (the provider sends nothing on it: the consumer's TLS
- * speaks first). docs/proxy.md says so.
+ * proposal (a consumer may not name itself, `consumer`, but may have a second identity). That the
+ * address runs that relay is proveRelayAt's, which the provider asks next; for it, a public address's
+ * TURN port must be one of TURN_PORTS, so that the proof itself reaches no other port.
  */
 export async function relayDialBack(back: DialBack, directory: SignerDirectory, consumer?: string): Promise<void> {
   if (consumer !== undefined && sameAddress(back.relay, consumer))
     throw new TunnelError("BAD_CONSUMER_DATA", "the consumer's dial-back names the consumer itself as the relay");
-  const { proposal } = await verifySignedProposal(back.proposal, directory).catch((err: unknown) => {
-    const why = err instanceof ProposalError ? err.message : "it cannot be verified now";
-    throw new TunnelError("BAD_CONSUMER_DATA", `the relay's proposal the consumer's dial-back carries is refused: ${why}`, { cause: err });
-  });
+  const proposal = await verifyCarriedProposal(back.proposal, directory, "the relay's proposal the consumer's dial-back carries");
   if (proposal.serviceType !== "relay")
     throw new TunnelError("BAD_CONSUMER_DATA", `the proposal the consumer's dial-back carries is a ${proposal.serviceType} proposal, not a relay's`);
   if (!sameAddress(proposal.provider, back.relay))
     throw new TunnelError("BAD_CONSUMER_DATA", `the consumer's dial-back names relay ${back.relay} but carries the proposal of ${proposal.provider}`);
   if (!isPublicAddress(back.address)) return;
+  if (!TURN_PORTS.includes(back.turnPort))
+    throw new TunnelError(
+      "BAD_CONSUMER_DATA",
+      `the consumer's dial-back names TURN port ${back.turnPort}: a relay it takes a dial-back to serves TURN over TLS on ${TURN_PORTS.join(", ")}`,
+    );
   // A relay relays from an address it can be reached at: not one its router only lets through after a punch.
   const announced = announcedAddressesOf(proposal, { reachableOnly: true });
   if (!announced.includes(back.address))
@@ -84,6 +89,40 @@ export async function relayDialBack(back: DialBack, directory: SignerDirectory, 
       "BAD_CONSUMER_DATA",
       `the consumer's dial-back address ${back.address} is not one relay ${proposal.provider} announces (${announced.join(", ") || "it announces none"})`,
     );
+}
+
+/** The ports a relay on a public address must serve TURN over TLS on for a provider to dial back to it: 443 (web traffic), and TURN's own (RFC 8656 §18). */
+export const TURN_PORTS: readonly number[] = [443, 3478, 5349];
+
+/**
+ * Proves that `address` runs the relay `relay` before a provider dials its relayed port (the dial-back
+ * comes before any payment): a TLS handshake to its TURN port must show a certificate naming that relay
+ * (`CN=myst-relay <identity>`, services/relay/provider.ts), and the handshake proves the server holds
+ * its key. Anybody can make such a certificate, but only a host its maker runs serves it: a host of
+ * someone else's answers with its own or not at all, and is then never dialled. Nothing is sent on the
+ * connection but the TLS hello (no name: the address alone), and it is closed after the handshake.
+ * Refuses with BAD_CONSUMER_DATA naming what failed.
+ */
+export function proveRelayAt(address: string, turnPort: number, relay: string, timeoutMs: number): Promise<void> {
+  const expected = `CN=${relayCommonName(relay)}`;
+  return new Promise((resolve, reject) => {
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new TunnelError("BAD_CONSUMER_DATA", `${address}:${turnPort} is not shown to run relay ${relay}: ${why}`));
+    };
+    // No CA: a relay's certificate is self-signed. What is checked is whom it names, and that the server holds its key.
+    const socket = tls.connect({ host: address, port: turnPort, rejectUnauthorized: false, minVersion: "TLSv1.2" });
+    socket.setTimeout(timeoutMs, () => fail(`no TLS answer in ${timeoutMs / 1000} s`));
+    socket.once("error", (err) => fail(err.message));
+    socket.once("secureConnect", () => {
+      const subject = socket.getPeerX509Certificate()?.subject;
+      if (subject === expected) {
+        socket.destroy();
+        return resolve();
+      }
+      fail(`its certificate names ${subject ? `"${subject.replaceAll("\n", ", ").slice(0, 80)}"` : "nobody"}, not that relay`);
+    });
+  });
 }
 
 /**
@@ -157,7 +196,7 @@ export class TcpHeldService implements ConsumerService {
       });
     });
     const { address, port } = listener.relayed;
-    return new TcpHeldTunnel(listener, { relay: this.o.relay, address, port, proposal: this.o.relayProposal });
+    return new TcpHeldTunnel(listener, { relay: this.o.relay, address, port, turnPort: server.port, proposal: this.o.relayProposal });
   }
 }
 
@@ -178,7 +217,7 @@ export class TcpHeldTunnel implements Tunnel {
     readonly dialBack: DialBack,
   ) {
     this.#first = new Promise((resolve, reject) => {
-      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters).
+      // Each bound connection keeps coturn's counters reporting (TcpRelayedListener #evenCounters, #flipParity).
       listener.on("connection", (socket) => {
         if (this.#taken) return socket.destroy();
         this.#taken = true;

@@ -50,6 +50,7 @@ export const relay = defineTunnel({
       credentialTtlS: settings.credentialTtl,
       allowPrivatePeers: settings.allowPrivatePeers,
       directory: deps.directory,
+      identity: deps.identity,
       sessionMbps: deps.limits?.sessionMbps,
       log: deps.log,
     });

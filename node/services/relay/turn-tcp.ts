@@ -154,6 +154,12 @@ export async function bindConnection(
 const PERMIT_EVERY_MS = 120_000;
 
 /**
+ * How long, drawn at random between these bounds each time, the holder of a TCP allocation waits
+ * between two Binding indications while a data connection is bound (TcpRelayedListener #flipParity).
+ */
+export const PARITY_FLIP_MS = { min: 15_000, max: 30_000 } as const;
+
+/**
  * A TCP allocation held for peers to connect to (the passive half of RFC 6062): the control
  * connection (TLS or TCP) kept refreshed, a permission for the named peers' addresses only (the
  * relay refuses connections from any other), and each peer's connection bound on a data connection
@@ -168,19 +174,27 @@ export class TcpRelayedListener extends EventEmitter<{
   closed: [reason: string];
 }> {
   #permitTimer?: NodeJS.Timeout;
+  #flipTimer?: NodeJS.Timeout;
   readonly #sockets = new Set<net.Socket>();
 
   private constructor(
     readonly turn: TurnClient,
     readonly peers: string[],
     private readonly timeoutMs: number,
+    private readonly flipMs: { min: number; max: number },
   ) {
     super();
   }
 
-  static async open(server: TurnServer, credential: TurnCredential, peers: string[], o: { timeoutMs?: number } = {}): Promise<TcpRelayedListener> {
+  /** `parityFlipMs`: the bounds of #flipParity's random wait (PARITY_FLIP_MS unless given: tests shorten it). */
+  static async open(
+    server: TurnServer,
+    credential: TurnCredential,
+    peers: string[],
+    o: { timeoutMs?: number; parityFlipMs?: { min: number; max: number } } = {},
+  ): Promise<TcpRelayedListener> {
     const turn = await TurnClient.allocate(server, credential, { relayedTransport: "tcp", timeoutMs: o.timeoutMs ?? 3000 });
-    const listener = new TcpRelayedListener(turn, peers, o.timeoutMs ?? 3000);
+    const listener = new TcpRelayedListener(turn, peers, o.timeoutMs ?? 3000, o.parityFlipMs ?? PARITY_FLIP_MS);
     turn.on("indication", (m) => listener.#attempt(m));
     turn.once("closed", (reason) => listener.#closed(reason));
     try {
@@ -210,6 +224,7 @@ export class TcpRelayedListener extends EventEmitter<{
         this.#evenCounters(early);
         this.#sockets.add(socket);
         socket.once("close", () => this.#sockets.delete(socket));
+        this.#flipParity();
         this.emit("connection", socket, attempt.peer);
       },
       (err) => this.emit("unbound", (err as Error).message),
@@ -229,14 +244,40 @@ export class TcpRelayedListener extends EventEmitter<{
     if (early === 0) this.turn.keepalive();
   }
 
+  /**
+   * The guess of #evenCounters can be wrong, and a peer can make it so: held bytes it sends in two
+   * reads before the bind add two, not one, and come behind the answer all the same; held bytes that
+   * reach this host in a read of their own look like none. Once wrong, the sum stays odd whatever the
+   * peer sends. So while a data connection is bound, one Binding indication goes out at random moments
+   * (PARITY_FLIP_MS apart): each flips the sum's parity, so the allocation is counted in every other
+   * interval whatever the peer did before, around or after the bind, and the peer, which does not see
+   * this control connection, cannot know which intervals those are to time its traffic. coturn resets
+   * the sum to zero at each report, so after one the parity is even until the next flip.
+   */
+  #flipParity(): void {
+    if (this.#flipTimer || this.turn.closed) return;
+    this.#flipTimer = setTimeout(
+      () => {
+        this.#flipTimer = undefined;
+        if (this.turn.closed || this.#sockets.size === 0) return;
+        this.turn.keepalive();
+        this.#flipParity();
+      },
+      crypto.randomInt(this.flipMs.min, this.flipMs.max + 1),
+    );
+    this.#flipTimer.unref();
+  }
+
   #closed(reason: string): void {
     clearInterval(this.#permitTimer);
+    clearTimeout(this.#flipTimer);
     this.emit("closed", reason);
   }
 
   /** Releases the allocation (its data connections with it). */
   async close(): Promise<void> {
     clearInterval(this.#permitTimer);
+    clearTimeout(this.#flipTimer);
     for (const s of this.#sockets) s.destroy();
     await this.turn.close();
   }

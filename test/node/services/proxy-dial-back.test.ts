@@ -44,6 +44,7 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     relay: key.address,
     address,
     port: 50123,
+    turnPort: 443,
     proposal,
   });
   const check = (back: DialBack) =>
@@ -117,6 +118,13 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     expect(await check(backTo(RELAY_IP, relayKey, signed))).to.match(/is not one relay .* announces \(it announces none\)/);
   });
 
+  it("refuses a public relay's TURN port other than 443, 3478 or 5349: the proof of the relay reaches no other port (BAD_CONSUMER_DATA)", async function () {
+    for (const turnPort of [443, 3478, 5349]) expect(await check({ ...backTo(RELAY_IP), turnPort }), String(turnPort)).to.equal("ok");
+    expect(await check({ ...backTo(RELAY_IP), turnPort: 22_000 })).to.equal(
+      "BAD_CONSUMER_DATA: the consumer's dial-back names TURN port 22000: a relay it takes a dial-back to serves TURN over TLS on 443, 3478, 5349",
+    );
+  });
+
   it("takes no dial-back without the relay's proposal (BAD_CONSUMER_DATA)", function () {
     const { proposal: _, ...bare } = backTo(RELAY_IP);
     expect(() => dialBackOf({ dialBack: bare })).to.throw(/dial-back address is malformed/);
@@ -143,6 +151,37 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
       expect((err as TunnelError).message).to.match(/no registry to check a relay's proposal against/);
     } finally {
       await unchecked.stop();
+    }
+  });
+
+  it("says the registry did not answer, not that the consumer's data is bad, when it cannot check (REGISTRY_UNAVAILABLE, a refusal to try again)", async function () {
+    const down = {
+      publicKeyOf: async (): Promise<Uint8Array | null> => {
+        throw new Error("connect ECONNREFUSED 127.0.0.1:8545");
+      },
+    };
+    const err = await relayDialBack(backTo(RELAY_IP), down).catch((e: TunnelError) => e);
+    expect((err as TunnelError).code).to.equal("REGISTRY_UNAVAILABLE");
+    expect((err as TunnelError).message).to.equal(
+      "the relay's proposal the consumer's dial-back carries could not be checked: the identity registry did not answer (connect ECONNREFUSED 127.0.0.1:8545); try again",
+    );
+    // A provider behind that registry refuses the session so, before it dials.
+    const blind = new ProxyProviderService({
+      dir: dir.dir,
+      publicAddress: "127.0.0.1",
+      port: 0,
+      listen: "127.0.0.1",
+      policy: new DestinationPolicy({}),
+      directory: down,
+    });
+    await blind.start();
+    try {
+      const refused = await blind
+        .openSession({ id: "ef".repeat(16), consumer: otherKey.address, consumerData: { client: "proxy/1", dialBack: backTo(RELAY_IP) } })
+        .catch((e: TunnelError) => e);
+      expect((refused as TunnelError).code).to.equal("REGISTRY_UNAVAILABLE");
+    } finally {
+      await blind.stop();
     }
   });
 });

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { IdentityKey } from "../../../node/identity/key";
 import { type SignedProposal, signProposal } from "../../../node/proposal/proposal";
 import { decodeStunMessage, encodeXorAddress, longTermKey } from "../../../node/nat/stun";
@@ -9,6 +10,7 @@ import type { ProxyServiceConfig } from "../../../node/services/proxy/config";
 import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/proxy/consumer";
 import { DestinationPolicy } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
+import { ensureCertificate } from "../../../node/services/certificate";
 import { RelayProviderService } from "../../../node/services/relay/provider";
 import type { RelayServiceConfig } from "../../../node/services/relay/config";
 import { RelayGrantService, type RelayGrantTunnel, relayGrantOf } from "../../../node/services/relay/tcp-grant";
@@ -92,13 +94,14 @@ const relayProposal = signProposal(relayKey, makeProposal(relayKey, { serviceTyp
 const relayRegistry = { publicKeyOf: async (id: string) => (id.toLowerCase() === relayKey.address.toLowerCase() ? relayKey.publicKey : null) };
 
 describe("a proxy consumer's dial-back address (a TCP allocation it holds itself)", function () {
-  const back = { relay: `0x${"ab".repeat(20)}`, address: "198.51.100.7", port: 50123, proposal: relayProposal };
+  const back = { relay: `0x${"ab".repeat(20)}`, address: "198.51.100.7", port: 50123, turnPort: 443, proposal: relayProposal };
   it("takes a well-formed one, none, and refuses a malformed one, or one beside a relay grant (BAD_CONSUMER_DATA)", function () {
     expect(dialBackOf({ client: "proxy/1", dialBack: back })).to.deep.equal(back);
     expect(dialBackOf({ client: "proxy/1" })).to.equal(undefined);
     for (const bad of [
       { ...back, address: "relay.example" },
       { ...back, port: 0 },
+      { ...back, turnPort: 70_000 },
       { ...back, extra: 1 },
       { address: back.address, port: back.port },
     ])
@@ -133,7 +136,15 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
         s.close(() => resolve(p));
       });
     });
-    relay = new RelayProviderService({ dir: dirs.relay.dir, publicIp: RELAY_IP, port: relayPort, minPort: 50300, maxPort: 50399, allowPrivatePeers: true });
+    relay = new RelayProviderService({
+      dir: dirs.relay.dir,
+      publicIp: RELAY_IP,
+      port: relayPort,
+      minPort: 50300,
+      maxPort: 50399,
+      allowPrivatePeers: true,
+      identity: relayKey.address,
+    });
     await relay.start();
     origin = http.createServer((req, res) => res.end(req.url === "/big" ? Buffer.alloc(12_000_000, 7) : `hello ${req.socket.remoteAddress}`));
     await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
@@ -358,7 +369,10 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       .openSession({
         id: session(),
         consumer: "0xc",
-        consumerData: { client: "proxy/1", dialBack: { relay: relayKey.address, address: "127.0.0.1", port: 25, proposal: relayProposal } },
+        consumerData: {
+          client: "proxy/1",
+          dialBack: { relay: relayKey.address, address: "127.0.0.1", port: 25, turnPort: relayPort, proposal: relayProposal },
+        },
       })
       .then(
         () => undefined,
@@ -366,6 +380,53 @@ describe("proxy through a relay's TCP allocation (real coturn on loopback)", fun
       );
     expect(err?.code).to.equal("BAD_CONSUMER_DATA");
     expect(err?.message).to.match(/relayed port the consumer names \(25\) is not a relay's/);
+  });
+
+  it("dials back only to an address whose TURN port shows the relay's certificate: not to a host that serves another, or none", async function () {
+    // A host that is not the relay: a TLS server with a certificate of its own, and a port the dial-back names.
+    const host = "127.0.0.3";
+    const certDir = tempDir("myst-prelay-x-");
+    const own = await ensureCertificate(certDir.dir, "other", { commonName: "myst-relay 0x" + "ee".repeat(20) });
+    const tlsServer = tls.createServer({ key: own.key, cert: own.certificate }, (s) => s.on("error", () => undefined).end());
+    await new Promise<void>((r) => tlsServer.listen(0, host, r));
+    let dialled = 0;
+    const target = net.createServer((s) => {
+      dialled++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => target.listen(0, host, r));
+    const refusal = (turnPort: number) =>
+      provider
+        .openSession({
+          id: session(),
+          consumer: "0xc",
+          consumerData: {
+            client: "proxy/1",
+            dialBack: { relay: relayKey.address, address: host, port: (target.address() as net.AddressInfo).port, turnPort, proposal: relayProposal },
+          },
+        })
+        .then(
+          () => "opened",
+          (e: Error & { code?: string }) => `${e.code}: ${e.message}`,
+        );
+    try {
+      expect(await refusal((tlsServer.address() as net.AddressInfo).port)).to.match(
+        new RegExp(`^BAD_CONSUMER_DATA: ${host}:\\d+ is not shown to run relay ${relayKey.address}: its certificate names "CN=myst-relay 0xee`),
+      );
+      // Nothing listens there: refused too (what it tells the consumer is what any HTTPS client learns).
+      const closed = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, host, () => {
+          const p = (s.address() as net.AddressInfo).port;
+          s.close(() => resolve(p));
+        });
+      });
+      expect(await refusal(closed)).to.match(/is not shown to run relay .*ECONNREFUSED/);
+      expect(dialled, "the port the dial-back named").to.equal(0);
+    } finally {
+      tlsServer.close();
+      target.close();
+      certDir.cleanup();
+    }
   });
 
   it("carries a proxy session through a TCP allocation the consumer holds (a consumer allowed only TCP/443): the provider dials back to the relayed address, TLS end to end over the data connection, coturn counting what the consumer meters", async function () {

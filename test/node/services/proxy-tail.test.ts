@@ -7,6 +7,8 @@ import path from "node:path";
 import { ProxyConsumerService, type ProxyTunnel } from "../../../node/services/proxy/consumer";
 import { DestinationPolicy } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
+import { LocalProxy } from "../../../node/services/proxy/local-proxy";
+import { Duplex } from "node:stream";
 
 /** A proxy provider on loopback that may dial loopback destinations (the tests' origins). */
 async function loopbackProvider(dir: string, limits?: { streamsPerSession: number }): Promise<ProxyProviderService> {
@@ -143,6 +145,59 @@ describe("proxy service: a stream whose destination has gone closes when the con
     } finally {
       await tunnel.stop();
       await provider.closeSession("gone", "done");
+    }
+  });
+});
+
+/**
+ * The consumer's side of a stream the provider ended cleanly and then reset (its destination closed
+ * and it cut the stream after the idle time, or at the session's end): the app has its download to the
+ * last byte and its end, and its connection is then closed, not left half open until the app closes it.
+ */
+describe("proxy consumer: a stream the provider resets after a clean end", function () {
+  this.timeout(20_000);
+
+  it("gives the app every byte and the end, then closes the app's connection though the app never closes its side", async function () {
+    const body = Buffer.alloc(1_000_000, 9);
+    let stream!: Duplex;
+    let uploaded = 0;
+    const local = new LocalProxy(async () => {
+      stream = new Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, done) {
+          uploaded += chunk.length;
+          done();
+        },
+      });
+      stream.push(body);
+      stream.push(null);
+      return { ok: true, stream };
+    });
+    const { port } = await local.listen("127.0.0.1", 0);
+    // Half open, as an app that goes on sending after the download ends.
+    const app = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true });
+    app.on("error", () => undefined);
+    try {
+      app.write("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n");
+      let got = Buffer.alloc(0);
+      const ended = new Promise<void>((r) => app.once("end", r));
+      const closed = new Promise<void>((r) => app.once("close", () => r()));
+      app.on("data", (d: Buffer) => (got = Buffer.concat([got, d])));
+      // The app keeps its side open and goes on sending while it reads.
+      app.write("still sending");
+      await ended;
+      stream.destroy(new Error("RST_STREAM after the clean end"));
+      // Once the proxy has closed the connection, what the app sends next is answered with a reset (and
+      // it closes); while the proxy holds it open, nothing ever answers.
+      const poke = setInterval(() => app.write("and more after the reset"), 50);
+      await closed.finally(() => clearInterval(poke));
+      const head = "HTTP/1.1 200 Connection Established\r\n\r\n";
+      expect(got.subarray(0, head.length).toString()).to.equal(head);
+      expect(got.length - head.length, "the whole body").to.equal(body.length);
+      expect(uploaded, "what the app sent before the reset went to the stream").to.equal("still sending".length);
+    } finally {
+      app.destroy();
+      await local.close();
     }
   });
 });

@@ -76,4 +76,17 @@ describe("relay: the named peers are the provider's (its signed proposal)", func
     );
     expect(await check({ provider: "not a proposal" }, peers)).to.match(/^BAD_CONSUMER_DATA: the provider's proposal a relay session carries is refused/);
   });
+
+  it("says the registry did not answer when it cannot check the provider's proposal (REGISTRY_UNAVAILABLE), not that the session's data is bad", async function () {
+    const peers = ["93.184.216.34"];
+    const down = {
+      publicKeyOf: async (): Promise<Uint8Array | null> => {
+        throw new Error("timeout");
+      },
+    };
+    const err = await checkProviderPeers({ provider: signProposal(providerKey, announcing(providerKey, peers)) }, peers, down).catch((e: TunnelError) => e);
+    expect(`${(err as TunnelError).code}: ${(err as TunnelError).message}`).to.equal(
+      "REGISTRY_UNAVAILABLE: the provider's proposal a relay session carries could not be checked: the identity registry did not answer (timeout); try again",
+    );
+  });
 });

@@ -80,4 +80,74 @@ describe("a held TCP allocation keeps coturn counting, whether the peer speaks b
     it(`counts at least 6 MB of one 12 MB transfer when the peer speaks ${first ? "before" : "only after"} the bind (2 runs)`, async function () {
       for (let run = 1; run <= 2; run++) expect(await countedAfter12MB(first), `run ${run}`).to.be.greaterThan(6_000_000);
     });
+
+  /**
+   * A peer that splits its first bytes around the bind: two writes coturn reads apart and holds (the
+   * ConnectionAttempt is held back here until both are in, so that the bind comes after them), then the
+   * rest after the bind. The two held reads come behind coturn's answer in one read of the holder's, so
+   * it takes them for one and guesses the parity wrong; only the random flips (shortened here to
+   * 100-200 ms) bring the count back. 128 MB sent over a few seconds, many flips.
+   */
+  it("counts a transfer whose peer split its first bytes into two reads before the bind", async function () {
+    const id = (0xb00 + n++).toString(16).padStart(32, "0");
+    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, allowPrivate: true });
+    const config = await relay.openSession({ id, consumer: "0xc", consumerData: await service.consumerData() });
+    const { grant } = await service.connect({ id, provider: "0xr", serviceConfig: config });
+    const listener = await TcpRelayedListener.open(
+      { address: RELAY_IP, port: relayPort, transport: "tls", pin: { certificate: grant.certificate!, fingerprint: grant.fingerprint! } },
+      { username: grant.username, password: grant.password },
+      grant.peers,
+      { parityFlipMs: { min: 100, max: 200 } },
+    );
+    // Holds the relay's ConnectionAttempt until released: the listener binds only then.
+    let release!: () => void;
+    const attempt = new Promise<void>((r) => (release = r));
+    const emit = listener.turn.emit.bind(listener.turn) as (event: string, ...args: unknown[]) => boolean;
+    let seen!: () => void;
+    const announced = new Promise<void>((r) => (seen = r));
+    (listener.turn as unknown as { emit: typeof emit }).emit = (event, ...args) => {
+      if (event !== "indication") return emit(event, ...args);
+      seen();
+      void attempt.then(() => emit(event, ...args));
+      return true;
+    };
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const peer = net.connect({ host: listener.relayed.address, port: listener.relayed.port, noDelay: true });
+    const total = 128 * 1024 * 1024;
+    try {
+      const bound = new Promise<net.Socket>((r) => listener.once("connection", (s) => r(s)));
+      let got = 0;
+      const all = new Promise<void>((r) =>
+        peer.on("data", (d) => {
+          got += d.length;
+          if (got >= total) r();
+        }),
+      );
+      await new Promise((r) => peer.once("connect", r));
+      await announced;
+      peer.write(Buffer.alloc(150, 1));
+      await pause(100);
+      peer.write(Buffer.alloc(150, 2));
+      await pause(100);
+      release();
+      const held = await bound;
+      let heard = 0;
+      held.on("data", (d) => (heard += d.length)).resume();
+      peer.write(Buffer.alloc(300, 3));
+      const chunk = Buffer.alloc(1024 * 1024, 7);
+      for (let sent = 0; sent < total; sent += chunk.length) {
+        if (!held.write(chunk)) await new Promise((r) => held.once("drain", r));
+        await pause(15);
+      }
+      await all;
+      expect(heard, "the peer's 600 bytes, held ones first").to.equal(600);
+      await relay.readCounters();
+      const counted = relay.usage(id)!;
+      expect(counted.bytesIn + counted.bytesOut).to.be.greaterThan(6_000_000);
+    } finally {
+      peer.destroy();
+      await listener.close();
+      await relay.closeSession(id, "done");
+    }
+  });
 });

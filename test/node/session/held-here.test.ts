@@ -1,4 +1,9 @@
 import { expect } from "chai";
+import { dialBackProposal, openTcpRelayLeg } from "../../../node/daemon/tcp-relay-leg";
+import type { FoundProposal } from "../../../node/discovery/client";
+import { IdentityKey } from "../../../node/identity/key";
+import { type Proposal, type SignedProposal, signProposal } from "../../../node/proposal/proposal";
+import { makeProposal } from "../../../scripts/lib/proposals";
 import type { ConnectOptions } from "../../../node/session/consumer";
 import type { ConsumerSession } from "../../../node/session/consumer-session";
 import { SessionError } from "../../../node/session/errors";
@@ -55,5 +60,59 @@ describe("the connect again with the TCP allocation held here (relay-opener.ts h
     expect(withGrant({ client: "proxy/1" }, leg({ grant: { g: 1 } }))).to.deep.equal({ client: "proxy/1", relay: { g: 1 } });
     expect(withGrant({ client: "proxy/1" }, leg({ dialBack: { d: 1 } }))).to.deep.equal({ client: "proxy/1", dialBack: { d: 1 } });
     expect(withGrant({ client: "proxy/1" }, undefined)).to.deep.equal({ client: "proxy/1" });
+  });
+});
+
+/**
+ * The relay's proposal the dial-back carries must still be valid when the provider checks it (it
+ * refuses an expired one): one about to expire is replaced by discovery's current one of that relay,
+ * or the leg is not opened, saying why (review C4).
+ */
+describe("the relay's proposal a dial-back carries (tcp-relay-leg.ts dialBackProposal)", function () {
+  const relayKey = IdentityKey.generate();
+  const otherKey = IdentityKey.generate();
+  const now = Date.now();
+  const relayContact = {
+    type: "direct/v1",
+    nat: { mapping: "none", filtering: "endpoint-independent" },
+    candidates: [{ kind: "public", address: "198.51.100.9", port: 443, protocol: "udp" }],
+  };
+  const relayFound = (key: IdentityKey, expiresIn: number): FoundProposal => {
+    const base = makeProposal(key, { serviceType: "relay" });
+    const proposal = { ...base, contacts: [...base.contacts, relayContact], createdAt: now - 1000, expiresAt: now + expiresIn } as Proposal;
+    return { proposal, signed: signProposal(key, proposal) };
+  };
+
+  it("keeps one valid for more than a minute, and takes discovery's current one of the same relay for one that is not", async function () {
+    const lasting = relayFound(relayKey, 600_000);
+    expect(await dialBackProposal(lasting, async () => null, now)).to.equal(lasting);
+    const fresh = relayFound(relayKey, 3_600_000);
+    expect(await dialBackProposal(relayFound(relayKey, 20_000), async () => fresh, now)).to.equal(fresh);
+  });
+
+  it("opens no leg with one about to expire when discovery has none newer (or another relay's, or only that one), and says so (NO_RELAY)", async function () {
+    const stale = relayFound(relayKey, 20_000);
+    for (const current of [async () => null, async () => stale, async () => relayFound(otherKey, 3_600_000)]) {
+      const err = await dialBackProposal(stale, current, now).catch((e: SessionError) => e);
+      expect((err as SessionError).code).to.equal("NO_RELAY");
+      expect((err as SessionError).message).to.match(
+        /proposal expires in 20 s .*too soon for a provider to check it before dialling back, and discovery has no newer one/,
+      );
+    }
+  });
+
+  it("opens no relay session for a dial-back whose relay proposal is about to expire and has no newer one", async function () {
+    let connected = 0;
+    const leg = await openTcpRelayLeg(
+      relayFound(relayKey, 5_000),
+      async () => {
+        connected++;
+        throw new Error("stop here");
+      },
+      () => 0n,
+      { peers: ["203.0.113.5"], provider: {} as SignedProposal, current: async () => null },
+    ).catch((e: Error) => e);
+    expect((leg as SessionError).code).to.equal("NO_RELAY");
+    expect(connected, "relay sessions opened").to.equal(0);
   });
 });
