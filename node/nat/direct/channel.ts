@@ -16,7 +16,7 @@ import {
   type TunnelPunch,
 } from "./channel-types";
 import { type DirectionKey, openPacket, type PacketDropReason, PacketType, ReplayWindow, sealPacket } from "./packet";
-import { planPunch, type PunchPlan } from "./plan";
+import { bestPossibleRank, planPunch, type PunchPlan } from "./plan";
 export { type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
 export { DirectChannelError } from "./channel-types";
 export type { ChannelState, DirectChannelErrorCode, DirectChannelOptions, DirectPath, TunnelPunch } from "./channel-types";
@@ -374,14 +374,17 @@ export class DirectChannel extends EventEmitter<{
     this.#heard(source);
   }
 
-  /** The consumer nominates the best pair that answered, a moment after the first (a better one may still answer). */
+  /**
+   * The consumer nominates the best pair that answered: at once when no better kind can still answer,
+   * else a moment after the first (`nominateAfterMs`: a better one may still answer).
+   */
   #nominateSoon(): void {
     const best = () => [...this.#valid].sort((a, b) => CANDIDATE_PRIORITY[kindRank(b.pair.kind)] - CANDIDATE_PRIORITY[kindRank(a.pair.kind)])[0];
     const nominate = () => {
       if (this.#state !== "checking") return;
       this.#probe(best().pair, true);
     };
-    const firstIsBest = this.#valid[0].pair.kind === "local";
+    const firstIsBest = CANDIDATE_PRIORITY[kindRank(this.#valid[0].pair.kind)] >= bestPossibleRank(this.plan);
     setTimeout(
       () => {
         nominate();
