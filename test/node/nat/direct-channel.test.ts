@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import crypto from "node:crypto";
 import dgram from "node:dgram";
+import fs from "node:fs";
 import { once } from "node:events";
 import type { Candidate, PeerMapping } from "../../../node/nat/direct/candidates";
 import { DirectChannel, DirectChannelError } from "../../../node/nat/direct/channel";
@@ -132,6 +133,26 @@ describe("the direct channel between a session's two nodes", function () {
     expect(planPunch(easy, hard).kind).to.equal("easy-side");
     expect(planPunch(hard, easy).kind).to.equal("hard-side");
     expect(planPunch(hard, { ...easy, mapping: "none" }).kind).to.equal("plain");
+  });
+
+  it("on the hard side: binds its probing sockets as it is made, before its checks start (their first probes then leave as they are sealed)", async function () {
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const hard = new DirectChannel({
+      role: "provider",
+      keys: channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret()),
+      socket: await bound(),
+      allowLoopback: true,
+      hardSockets: 16,
+      own: { mapping: "endpoint-dependent", candidates: [] },
+      peer: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: 9 }] },
+    });
+    open.push(hard);
+    expect(hard.plan.kind).to.equal("hard-side");
+    // The channel's own socket (bound above) and its 16 probing sockets; connect() was never called.
+    await until(() => fds() >= before + 17, "16 probing sockets bound before connect()", 5000);
+    hard.close();
+    await until(() => fds() <= before, "the probing sockets closed with the channel", 5000);
   });
 
   it("on the hard side as provider: probes the consumer's tunnel port from every socket, and takes the one its tunnel spray reached", async function () {
