@@ -15,7 +15,7 @@ import type { ConnectOptions } from "./connect-options";
 import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
-import { firstMeeting, TUNNELS_MEET_MS, tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "./tunnel-ahead";
+import { tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "./tunnel-ahead";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant, heldHereAfter } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -327,11 +327,13 @@ export class ConsumerSessions {
     if (relayNow) {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : holding ? "the kill switch holds: no punch passes it" : "asked to go through a relay");
     } else if (peerOffer && punching && punchNeeded && (route = tunnelAheadOfChannel(channel!.plan, peerOffer, prepared?.offer, !!spray))) {
-      // The tunnels meet by their own search: ours answers the provider's first handshake; the channel meets beside it.
+      // The tunnels meet by their own search (ours answers the provider's first handshake), the channel beside it:
+      // the tunnel comes up during the search (kill switch, routes) and its handshake wait is the meeting.
       tunnelPath = "punched";
-      punching.catch((err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"));
-      channelPath = await firstMeeting(punching, options.service.peerAnswered?.(consumerData, TUNNELS_MEET_MS));
-      stages?.mark(channelPath ? "direct path met" : "tunnels met");
+      punching.then(
+        () => stages?.mark("direct path met"),
+        (err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"),
+      );
     } else if (peerOffer && punching && punchNeeded) {
       try {
         const path = await punching;

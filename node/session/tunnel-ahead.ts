@@ -1,5 +1,4 @@
 import type { DirectOffer } from "../nat/direct/candidates";
-import type { DirectPath } from "../nat/direct/channel";
 import type { PunchPlan } from "../nat/direct/plan";
 import { directContactOf, type Proposal } from "../proposal/proposal";
 import { channelEndpoints, peerSendsFirst, tunnelCannotFollow } from "./offer-addresses";
@@ -8,29 +7,9 @@ import type { DirectRoute, TunnelPlan } from "./service";
 /**
  * The tunnel ahead of the direct channel (docs/direct-channel.md, "The tunnels meet first"): with a
  * provider whose router maps per destination, the tunnels meet by a birthday search of their own,
- * beside the channel's. The consumer's tunnel comes up after whichever met first.
+ * beside the channel's. The consumer's tunnel comes up while they search (kill switch, routes, the
+ * provider's key known, no endpoint): its handshake with the provider's tunnel is the meeting.
  */
-
-/** How long the consumer waits for either meeting (the tunnels' spray lasts about 2 s; the channel fails after 3 s). */
-export const TUNNELS_MEET_MS = 5000;
-
-/**
- * The channel's path when the channel met first; undefined when the tunnels did (the provider's
- * first handshake was answered: `peerAnswered`), or when neither did within the wait (the tunnel's
- * own handshake wait then says so, and a relay is tried).
- */
-export async function firstMeeting(channel: Promise<DirectPath>, tunnels: Promise<void> | undefined): Promise<DirectPath | undefined> {
-  const never = new Promise<never>(() => undefined);
-  const both = Promise.allSettled([channel, tunnels ?? Promise.reject(new Error("no tunnel to ask"))]).then(() => undefined);
-  return Promise.race([
-    channel.catch(() => never),
-    (tunnels ?? never).then(
-      () => undefined,
-      () => never,
-    ),
-    both,
-  ]);
-}
 
 /**
  * Whether the consumer's tunnel will likely spray for the tunnels' meeting, as far as the proposal

@@ -96,6 +96,23 @@ export interface NatCellResult {
   unexpectedPaths: number;
   failures: string[];
   throughputMbps?: number;
+  /**
+   * CPU time (ms) each daemon's node process used while iperf3 ran through the tunnel. No tunnel packet
+   * passes through either (wireguard-go and the kernel carry them): a user-space copy would cost one of
+   * them most of a core for the run, not the few milliseconds of keepalives.
+   */
+  daemonCpuMs?: { provider: number; consumer: number };
+}
+
+/** CPU time (user + system, ms) process `pid` used so far: /proc/<pid>/stat, in USER_HZ ticks (100 a second on Linux). */
+function cpuMs(pid: number | undefined): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const [utime, stime] = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .slice(11, 13)
+    .map(Number);
+  return (utime + stime) * 10;
 }
 
 /**
@@ -338,7 +355,10 @@ async function benchTopology(
           if (r.code !== 0) result.failures.push(`throughput: ${r.stderr.trim().split("\n").pop()}`);
           else {
             try {
+              const cpu = [cpuMs(provider.child.pid), cpuMs(consumer.child.pid)];
               result.throughputMbps = round(iperfIn(netns, topology.internetAddress, o.seconds), 1);
+              result.daemonCpuMs = { provider: cpuMs(provider.child.pid) - cpu[0], consumer: cpuMs(consumer.child.pid) - cpu[1] };
+              console.log(`${cell.name}: the daemons' CPU while iperf3 ran (ms)`, result.daemonCpuMs);
             } catch (err) {
               result.failures.push(`throughput: ${(err as Error).message}`);
             }
@@ -416,7 +436,8 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
       : r === baseline || !base
         ? "1× (baseline)"
         : `${round(r.throughputMbps! / base, 3)}× (aim ≥ ${cell?.relay ? "0.5" : "0.95"})`;
-    rows.push([`iperf3 through the tunnel, ${r.name} (Mbit/s)`, String(r.throughputMbps), "", Object.keys(r.paths)[0] ?? "", ratio]);
+    const cpu = r.daemonCpuMs ? `daemons' CPU during it: provider ${r.daemonCpuMs.provider} ms, consumer ${r.daemonCpuMs.consumer} ms` : "";
+    rows.push([`iperf3 through the tunnel, ${r.name} (Mbit/s)`, String(r.throughputMbps), cpu, Object.keys(r.paths)[0] ?? "", ratio]);
   }
   const shape = SHAPE_MBIT();
   writeResults(

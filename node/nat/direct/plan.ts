@@ -1,4 +1,4 @@
-import type { Candidate, PeerMapping } from "./candidates";
+import { CANDIDATE_PRIORITY, type Candidate, type PeerMapping } from "./candidates";
 
 /**
  * How two nodes try to meet, from how each one's router maps ports (each measured its own with
@@ -61,6 +61,17 @@ function choosePlan(own: { mapping: PeerMapping; candidates: Candidate[] }, peer
       peerCandidates,
     };
   return { kind: "plain", reason: "both routers keep one public port per socket", peerCandidates };
+}
+
+/**
+ * The best rank (CANDIDATE_PRIORITY) a pair with the peer can answer with: what the consumer's
+ * nomination may wait for. The peer's LAN addresses count only when the offers share a LAN: off it, a
+ * home's private address is another home's or nobody's, and waiting for it only delays the connect
+ * (a punched eim × eim connect waited the nomination's whole 120 ms for them).
+ */
+export function bestPossibleRank(plan: PunchPlan): number {
+  const possible = plan.peerCandidates.filter((c) => c.kind !== "local" || plan.sharedLan);
+  return Math.max(0, ...possible.map((c) => CANDIDATE_PRIORITY[c.kind]));
 }
 
 /** Whether two offers name local addresses on one LAN (a /24): two nodes behind the same router. */

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import crypto from "node:crypto";
 import dgram from "node:dgram";
+import fs from "node:fs";
 import { once } from "node:events";
 import type { Candidate, PeerMapping } from "../../../node/nat/direct/candidates";
 import { DirectChannel, DirectChannelError } from "../../../node/nat/direct/channel";
@@ -134,6 +135,26 @@ describe("the direct channel between a session's two nodes", function () {
     expect(planPunch(hard, { ...easy, mapping: "none" }).kind).to.equal("plain");
   });
 
+  it("on the hard side: binds its probing sockets as it is made, before its checks start (their first probes then leave as they are sealed)", async function () {
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const hard = new DirectChannel({
+      role: "provider",
+      keys: channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret()),
+      socket: await bound(),
+      allowLoopback: true,
+      hardSockets: 16,
+      own: { mapping: "endpoint-dependent", candidates: [] },
+      peer: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: 9 }] },
+    });
+    open.push(hard);
+    expect(hard.plan.kind).to.equal("hard-side");
+    // The channel's own socket (bound above) and its 16 probing sockets; connect() was never called.
+    await until(() => fds() >= before + 17, "16 probing sockets bound before connect()", 5000);
+    hard.close();
+    await until(() => fds() <= before, "the probing sockets closed with the channel", 5000);
+  });
+
   it("on the hard side as provider: probes the consumer's tunnel port from every socket, and takes the one its tunnel spray reached", async function () {
     const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
     const [ps, cs, tunnel] = [await bound(), await bound(), await bound()];
@@ -167,6 +188,57 @@ describe("the direct channel between a session's two nodes", function () {
     await until(() => probers.size === 7, "the 7 other sockets probing on after the winner went to the tunnel");
     expect(probers.has(winner)).to.equal(false);
     for (const s of [cs, tunnel]) s.close();
+  });
+
+  describe("when the consumer nominates a pair", function () {
+    /** A consumer and a provider whose internet candidate (`reflexive`) answers; the provider also names a LAN address that never does. */
+    async function nominating(o: { providerLan: string; consumerLan: string }) {
+      const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
+      const [cs, ps, silent] = [await bound(), await bound(), await bound()];
+      // A long wait for a better pair: a nomination that waits for it cannot come before the deadline.
+      const common = { keys, allowLoopback: true, nominateAfterMs: 60_000, deadlineMs: 1500 };
+      const consumer = new DirectChannel({
+        ...common,
+        role: "consumer",
+        socket: cs,
+        own: { mapping: "endpoint-independent", candidates: [{ kind: "local", address: o.consumerLan, port: cs.address().port }] },
+        peer: {
+          mapping: "endpoint-independent",
+          candidates: [
+            { kind: "local", address: o.providerLan, port: silent.address().port },
+            { kind: "reflexive", address: "127.0.0.1", port: ps.address().port },
+          ],
+        },
+      });
+      const provider = new DirectChannel({
+        ...common,
+        role: "provider",
+        socket: ps,
+        own: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: ps.address().port }] },
+        peer: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: cs.address().port }] },
+      });
+      open.push(consumer, provider);
+      provider.connect().catch(() => undefined);
+      return { consumer, silent };
+    }
+
+    it("nominates the first pair that answered at once when the provider's LAN is not ours (no better pair can answer)", async function () {
+      // The provider's LAN address is on another /24 than ours (another home's LAN): it cannot answer.
+      const { consumer, silent } = await nominating({ consumerLan: "127.0.0.1", providerLan: "127.0.5.1" });
+      expect(consumer.plan.sharedLan).to.equal(false);
+      const path = await consumer.connect();
+      expect(path).to.deep.include({ kind: "reflexive", address: "127.0.0.1" });
+      silent.close();
+    });
+
+    it("still waits for a better pair when the offers share a LAN (its local pair may answer yet)", async function () {
+      const { consumer, silent } = await nominating({ consumerLan: "127.0.0.1", providerLan: "127.0.0.1" });
+      silent.close(); // the LAN pair never answers
+      expect(consumer.plan.sharedLan).to.equal(true);
+      const err = await rejectionOf(consumer.connect());
+      expect((err as DirectChannelError).code).to.equal("NO_DIRECT_PATH");
+      expect((err as Error).message).to.match(/one answered but the nomination did not get through/);
+    });
   });
 
   it("marks the path lost when the peer goes silent, and takes it up again when the peer answers (the re-punch)", async function () {

@@ -4,7 +4,7 @@ import { newSecret } from "../../../node/nat/direct/keys";
 import { planPunch } from "../../../node/nat/direct/plan";
 import { directTunnelRoute, keepsPorts, tunnelCannotFollow } from "../../../node/session/offer-addresses";
 import type { Proposal } from "../../../node/proposal/proposal";
-import { firstMeeting, tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "../../../node/session/tunnel-ahead";
+import { tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "../../../node/session/tunnel-ahead";
 
 const offer = (o: Partial<DirectOffer>): DirectOffer => ({ v: 1, secret: newSecret(), mapping: "endpoint-independent", candidates: [], ...o });
 /** A consumer behind a router that keeps its socket's port (STUN saw 40100 for local 40100), or gives another. */
@@ -108,33 +108,6 @@ describe("the consumer's tunnel going ahead of the channel (the tunnels meet by 
     const met = withChannel(plan, symmetricProvider(true), { path: { address: "198.18.6.2", port: 61000 } });
     expect(met.tunnelPeers).to.deep.equal([{ address: "198.18.6.2", localPort: 40200 }]);
     expect(met.endpoints).to.deep.include({ address: "198.18.6.2", port: 61000, protocol: "udp" });
-  });
-});
-
-describe("the consumer's wait before its tunnel comes up, when the tunnels meet by themselves", function () {
-  const path = { kind: "punched" as const, address: "198.18.6.2", port: 61000, tookMs: 1 };
-  const never = new Promise<never>(() => undefined);
-
-  it("goes on when the tunnels met (the provider's handshake answered), the channel still searching", async function () {
-    expect(await firstMeeting(never, Promise.resolve())).to.equal(undefined);
-  });
-
-  it("goes on with the channel's path when the channel met first", async function () {
-    expect(await firstMeeting(Promise.resolve(path), never)).to.deep.equal(path);
-  });
-
-  it("waits for the tunnels when the channel failed, and goes on (to the handshake's own wait) when both failed", async function () {
-    let answered!: () => void;
-    const tunnels = new Promise<void>((r) => (answered = r));
-    const failed = Promise.reject(new Error("no direct path"));
-    failed.catch(() => undefined);
-    const waiting = firstMeeting(failed, tunnels);
-    answered();
-    expect(await waiting).to.equal(undefined);
-    const lost = Promise.reject(new Error("timeout"));
-    lost.catch(() => undefined);
-    expect(await firstMeeting(Promise.reject(new Error("no direct path")), lost)).to.equal(undefined);
-    expect(await firstMeeting(Promise.reject(new Error("no direct path")), undefined)).to.equal(undefined);
   });
 });
 
