@@ -134,6 +134,9 @@ export class LocalProxy {
   }
 }
 
+/** How long an app's connection whose stream has ended and gone may go on sending before it is closed. */
+const TAIL_LINGER_MS = 2_000;
+
 /** Joins the local connection and its stream both ways (`first`: what was read past the handshake). */
 function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: StreamMeter): void {
   if (first.length) {
@@ -145,16 +148,19 @@ function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: Strea
     stream.on("data", (chunk: Buffer) => meter.received(chunk.length));
   }
   // A stream cut off before its end cuts the socket off. One whose data all came (its end read) and that
-  // then closed or was reset by the provider leaves the socket to finish writing what it holds, and is
-  // then closed: what the app still sends has nowhere to go, so it is read and dropped (uncounted; an
-  // unread byte would make the close a reset, which can throw away the tail still on its way) rather
-  // than the socket left open, half-closed, until the app closes it.
+  // then closed or was reset by the provider leaves the socket to finish writing what it holds (its end
+  // follows the tail), and is then closed: what the app still sends has nowhere to go, so it is read and
+  // dropped (uncounted) rather than the socket left open, half-closed, until the app closes it. It is
+  // closed when the app ends its side, or TAIL_LINGER_MS after: a close with bytes unread or still on
+  // their way in is a reset, which can throw away the tail the app has not yet received.
   const streamGone = () => {
     if (!stream.readableEnded) return void socket.destroy();
     socket.unpipe(stream);
     socket.removeAllListeners("data");
     socket.on("data", () => undefined).resume();
-    socket.destroySoon();
+    socket.end();
+    const linger = setTimeout(() => socket.destroy(), TAIL_LINGER_MS).unref();
+    socket.once("close", () => clearTimeout(linger));
   };
   stream.on("error", streamGone);
   stream.once("close", streamGone);

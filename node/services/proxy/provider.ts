@@ -22,7 +22,7 @@ import {
 import { type DestinationPolicy, DestinationRefused, parseAuthority } from "./destination";
 import { bucketFor, pump, type TokenBucket } from "./throttle";
 import { type RelayGrant, relayGrantOf } from "../relay/tcp-grant";
-import { connectRelayed, type DialBack, dialBackOf, proveRelayAt, relayDialBack } from "../relay/tcp-held";
+import { connectRelayed, DIAL_BACK_PROOFS_PER_MINUTE, type DialBack, dialBackOf, ProofBudget, proveRelayAt, relayDialBack } from "../relay/tcp-held";
 import { TcpRelayedListener } from "../relay/turn-tcp";
 
 /** The lowest port a relay may relay from (services/relay/tunnel.ts: minPort ≥ 1024). */
@@ -97,6 +97,8 @@ export class ProxyProviderService implements ProviderService {
   readonly #serviceUp?: TokenBucket;
   readonly #serviceDown?: TokenBucket;
   readonly #limits: ProxyLimits;
+  /** The relay proofs a dial-back asks for (each one TLS hello to an address a consumer chose, before any payment), per consumer. */
+  readonly #proofs = new ProofBudget(DIAL_BACK_PROOFS_PER_MINUTE);
   #server?: http2.Http2SecureServer;
   #cert?: ServiceCertificate;
   #running = false;
@@ -249,21 +251,30 @@ export class ProxyProviderService implements ProviderService {
         "BAD_CONSUMER_DATA",
         `the relayed port the consumer names (${back.port}) is not a relay's: relayed ports start at ${RELAYED_PORT_MIN}`,
       );
-    try {
-      this.#o.policy.checkPort(back.port);
-    } catch (err) {
-      throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${(err as Error).message}`);
-    }
+    // The TURN port the proof below connects to, as much as the relayed port (a private address skips
+    // relayDialBack's TURN_PORTS rule): neither is a port this proxy blocks.
+    for (const port of [back.port, back.turnPort])
+      try {
+        this.#o.policy.checkPort(port);
+      } catch (err) {
+        throw new TunnelError("BAD_CONSUMER_DATA", `the relayed address the consumer names is refused: ${(err as Error).message}`);
+      }
     if (!this.#o.directory)
       throw new TunnelError("BAD_CONSUMER_DATA", "this provider has no registry to check a relay's proposal against: it takes no dial-back");
     // Only an address a registered relay announces in its signed proposal, and that runs that relay.
     const timeoutMs = this.#o.connectTimeoutMs ?? 10_000;
-    await relayDialBack(back, this.#o.directory, consumer)
-      .then(() => proveRelayAt(back.address, back.turnPort, back.relay, timeoutMs))
-      .catch((err: Error) => {
-        this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
-        throw err;
-      });
+    const logged = (err: Error) => {
+      this.#log.warn({ sessionId, relay: back.relay, address: `${back.address}:${back.port}`, refusal: err.message }, "proxy dial-back refused");
+      return err;
+    };
+    await relayDialBack(back, this.#o.directory, consumer).catch((err: Error) => Promise.reject(logged(err)));
+    this.#proofs.take(consumer);
+    await proveRelayAt(back.address, back.turnPort, back.relay, timeoutMs).catch((err: Error) => {
+      // What the handshake met (refused, silent, which certificate) stays in this log: told to the
+      // consumer, it would make this provider a TLS scanner that reports back.
+      logged(err);
+      throw new TunnelError("BAD_CONSUMER_DATA", `${back.address}:${back.turnPort} is not shown to run relay ${back.relay} (the provider's log says why)`);
+    });
     const socket = await connectRelayed(back.address, back.port, timeoutMs, "the consumer's relayed address");
     this.#server?.emit("connection", socket);
     this.#log.info({ sessionId, relay: back.relay, dialled: `${back.address}:${back.port}` }, "proxy session relayed: dialled the consumer's TCP allocation");

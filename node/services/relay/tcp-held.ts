@@ -91,6 +91,34 @@ export async function relayDialBack(back: DialBack, directory: SignerDirectory, 
     );
 }
 
+/** How many relay proofs (proveRelayAt) a provider makes for one consumer in a minute. */
+export const DIAL_BACK_PROOFS_PER_MINUTE = 6;
+
+/**
+ * A budget of relay proofs per consumer over the last minute. A refused session is not a session: a
+ * consumer could otherwise have a provider send TLS hellos, before any payment, to one address after
+ * another at the pace it opens sessions. Refuses with BAD_CONSUMER_DATA naming the limit.
+ */
+export class ProofBudget {
+  readonly #taken = new Map<string, number[]>();
+  constructor(
+    readonly perMinute: number,
+    readonly clock: () => number = Date.now,
+  ) {}
+
+  take(consumer: string): void {
+    const now = this.clock();
+    const key = consumer.toLowerCase();
+    const recent = (this.#taken.get(key) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= this.perMinute)
+      throw new TunnelError("BAD_CONSUMER_DATA", `the consumer asked for more than ${this.perMinute} relay dial-backs in a minute: try again later`);
+    recent.push(now);
+    this.#taken.set(key, recent);
+    // Forget consumers whose last proof is a minute old, now and then: the map stays as small as the last minute.
+    if (this.#taken.size > 1024) for (const [k, ts] of this.#taken) if (now - ts[ts.length - 1] >= 60_000) this.#taken.delete(k);
+  }
+}
+
 /** The ports a relay on a public address must serve TURN over TLS on for a provider to dial back to it: 443 (web traffic), and TURN's own (RFC 8656 §18). */
 export const TURN_PORTS: readonly number[] = [443, 3478, 5349];
 
@@ -107,16 +135,21 @@ export function proveRelayAt(address: string, turnPort: number, relay: string, t
   const expected = `CN=${relayCommonName(relay)}`;
   return new Promise((resolve, reject) => {
     const fail = (why: string) => {
+      clearTimeout(deadline);
       socket.destroy();
       reject(new TunnelError("BAD_CONSUMER_DATA", `${address}:${turnPort} is not shown to run relay ${relay}: ${why}`));
     };
     // No CA: a relay's certificate is self-signed. What is checked is whom it names, and that the server holds its key.
     const socket = tls.connect({ host: address, port: turnPort, rejectUnauthorized: false, minVersion: "TLSv1.2" });
-    socket.setTimeout(timeoutMs, () => fail(`no TLS answer in ${timeoutMs / 1000} s`));
+    // A deadline for the whole handshake, not an idle timeout: a server that sends its handshake a byte
+    // at a time would hold an idle timeout off for ever, and the session's admission with it.
+    const deadline = setTimeout(() => fail(`no TLS handshake in ${timeoutMs / 1000} s`), timeoutMs);
+    socket.once("close", () => clearTimeout(deadline));
     socket.once("error", (err) => fail(err.message));
     socket.once("secureConnect", () => {
       const subject = socket.getPeerX509Certificate()?.subject;
       if (subject === expected) {
+        clearTimeout(deadline);
         socket.destroy();
         return resolve();
       }

@@ -156,8 +156,11 @@ const PERMIT_EVERY_MS = 120_000;
 /**
  * How long, drawn at random between these bounds each time, the holder of a TCP allocation waits
  * between two Binding indications while a data connection is bound (TcpRelayedListener #flipParity).
+ * Short: a session that ends in an uncounted stretch loses that stretch's bytes to the relay, and a
+ * payer that watches its invoices stall could otherwise stream through a long one and end there. At
+ * about one 28-byte indication a second, the loss is a second or two plus coturn's own lag.
  */
-export const PARITY_FLIP_MS = { min: 15_000, max: 30_000 } as const;
+export const PARITY_FLIP_MS = { min: 500, max: 2_000 } as const;
 
 /**
  * A TCP allocation held for peers to connect to (the passive half of RFC 6062): the control

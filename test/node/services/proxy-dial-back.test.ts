@@ -1,9 +1,10 @@
 import { expect } from "chai";
+import netModule from "node:net";
 import { IdentityKey } from "../../../node/identity/key";
 import { type Proposal, signProposal } from "../../../node/proposal/proposal";
 import { DestinationPolicy } from "../../../node/services/proxy/destination";
 import { ProxyProviderService } from "../../../node/services/proxy/provider";
-import { type DialBack, dialBackOf, relayDialBack } from "../../../node/services/relay/tcp-held";
+import { DIAL_BACK_PROOFS_PER_MINUTE, type DialBack, dialBackOf, ProofBudget, proveRelayAt, relayDialBack } from "../../../node/services/relay/tcp-held";
 import type { TunnelError } from "../../../node/services/system";
 import { makeProposal } from "../../../scripts/lib/proposals";
 import { TestNetwork } from "../../../scripts/lib/test-network";
@@ -183,5 +184,49 @@ describe("proxy: the dial-back goes only to an address a registered relay announ
     } finally {
       await blind.stop();
     }
+  });
+});
+
+/**
+ * What bounds the relay proof a dial-back asks for (review of s8-proxy): it has a deadline a slow
+ * server cannot hold off, and a consumer gets only so many a minute, refused sessions included.
+ */
+describe("proxy: the relay proof before a dial-back is bounded", function () {
+  this.timeout(20_000);
+
+  // The review of s8-proxy feared an idle timeout held off by a server that dribbles its handshake. Measured: Node's
+  // TLS socket does not count handshake bytes as activity, so the old idle timeout fired too; the fixed deadline
+  // makes that bound not depend on it. This case passes on both (it guards the bound, it does not show a fix).
+  it("gives up at its deadline on a server that sends its handshake a byte at a time", async function () {
+    const drip = netModule.createServer((socket) => {
+      socket.on("error", () => undefined);
+      // A TLS record header announcing a 16 KiB handshake record, then its body a byte every 100 ms.
+      socket.write(Buffer.from([0x16, 0x03, 0x03, 0x40, 0x00]));
+      const timer = setInterval(() => socket.write(Buffer.from([0x00])), 100);
+      socket.on("close", () => clearInterval(timer));
+    });
+    await new Promise<void>((r) => drip.listen(0, "127.0.0.1", r));
+    try {
+      const outcome = await Promise.race([
+        proveRelayAt("127.0.0.1", (drip.address() as netModule.AddressInfo).port, "0x" + "ee".repeat(20), 1000).then(
+          () => "proved",
+          (e: TunnelError) => `${e.code}: ${e.message}`,
+        ),
+        new Promise<string>((r) => setTimeout(() => r("still waiting after 5 s"), 5000)),
+      ]);
+      expect(outcome).to.match(/^BAD_CONSUMER_DATA: .*no TLS handshake in 1 s/);
+    } finally {
+      drip.close();
+    }
+  });
+
+  it(`takes ${DIAL_BACK_PROOFS_PER_MINUTE} proofs a minute from one consumer, then refuses (BAD_CONSUMER_DATA) until the minute has passed; other consumers are not held up`, function () {
+    let now = 1_000_000;
+    const budget = new ProofBudget(DIAL_BACK_PROOFS_PER_MINUTE, () => now);
+    for (let i = 0; i < DIAL_BACK_PROOFS_PER_MINUTE; i++) budget.take("0xAbC");
+    expect(() => budget.take("0xabc")).to.throw(/more than 6 relay dial-backs in a minute/);
+    budget.take("0xdef");
+    now += 60_000;
+    budget.take("0xabc");
   });
 });
