@@ -11,10 +11,12 @@ const IDLE_MS = 20_000;
  * transaction: each script is sent as one line, which nft runs as one batch (one atomic
  * transaction, as `nft -f`), so the kill switch's table is installed and armed with no process
  * start on the connect path (an `nft` start is 3–25 ms of exec, libnftables and netlink set-up on
- * a loaded machine; the transaction itself 1–3 ms). After each script a lookup of a table that
- * cannot exist (`myst_mark_<n>`) makes nft print that name to stderr once the script's batch is
- * done: what came before it is the script's own outcome. The session ends after IDLE_MS without
- * work (a namespace a test deletes is not held for long), when the node dies (its input closes),
+ * a loaded machine; the transaction itself 1–3 ms). After each script a line nft cannot parse (the
+ * bare word `myst_mark_<n>`) makes nft print it to stderr, with its syntax error, once the script's
+ * batch is done: what came before it is the script's own outcome. Nothing is asked of the kernel
+ * for it (a lookup of a missing table, the marker before, read the ruleset back after each script).
+ * The session ends after IDLE_MS without work (a namespace a test deletes is not held for long),
+ * when the node dies (its input closes),
  * or when its namespace was replaced by another of the same name (checked by inode before each
  * use). Scripts run one at a time, in the order given: each is written at once, behind the ones
  * still running (nft reads its input line by line), so a script that must follow another costs no
@@ -110,7 +112,7 @@ export class NftSession {
           reject(e);
         },
       });
-      this.#child.stdin?.write(`${line}\nlist table inet ${marker}\n`);
+      this.#child.stdin?.write(`${line}\n${marker}\n`);
     });
     this.#touch();
     if (/^Error/m.test(out)) {
@@ -121,11 +123,15 @@ export class NftSession {
   /** Hands each waiting script, oldest first, what nft printed for it, once its marker's line is there. */
   #settle(): void {
     for (let w = this.#waiting[0]; w; w = this.#waiting[0]) {
-      const at = this.#stderr.indexOf(`list table inet ${w.marker}\n`);
+      // The marker's line, after its own error line (so never at the start).
+      const at = this.#stderr.indexOf(`\n${w.marker}\n`);
       if (at < 0) return;
-      // The marker's own error is the line before its command line; the caret line after it is dropped.
-      const before = this.#stderr.slice(0, at).replace(/[^\n]*\n$/, "");
-      const rest = this.#stderr.slice(at).split("\n").slice(1);
+      // The marker's own error is the line before it; the caret line after it is dropped.
+      const before = this.#stderr.slice(0, at + 1).replace(/[^\n]*\n$/, "");
+      const rest = this.#stderr
+        .slice(at + 1)
+        .split("\n")
+        .slice(1);
       if (rest.length > 0 && /^\s*\^+\s*$/.test(rest[0])) rest.shift();
       this.#stderr = rest.join("\n").replace(/^\s*\^+\s*\n?/, "");
       this.#waiting.shift();

@@ -1,14 +1,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
-import { isIP } from "node:net";
 import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
 import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
+import { protectionRecordFile, readRecord, type ProtectionRecord } from "./record";
 import { hostPrefix, hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
 import { nftSession } from "./nft-session";
-import { pointResolver, resolverFile, restoreResolver, snapshotResolver, type ResolverSnapshot } from "./resolver";
+import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "./resolver";
 import { Admissions } from "./admissions";
 import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
@@ -37,22 +37,7 @@ export interface ProtectionOptions {
 /** What is in force: nothing, protecting a live tunnel, or blocking because the tunnel is gone. */
 export type ProtectionState = "off" | "protecting" | "blocked";
 
-/** The durable record of what protection changed on this machine (written before each change). */
-export interface ProtectionRecord {
-  version: 1;
-  pid: number;
-  netns?: string;
-  killSwitch: boolean;
-  /**
-   * Provider endpoints that had no host route before the tunnel: the tunnel adds one via the
-   * consumer's gateway (openvpn does), and a tunnel killed outright leaves it behind. And the
-   * control endpoints this added a host route for.
-   */
-  endpointRoutes?: string[];
-  resolver?: ResolverSnapshot;
-  /** Only a prepared (disarmed) table is in place: it blocks nothing yet. */
-  prepared?: boolean;
-}
+export { protectionRecordFile, readRecord, type ProtectionRecord };
 
 /**
  * One transaction through the namespace's warm `nft -i` (nft-session.ts); through a fresh `nft -f`
@@ -62,10 +47,6 @@ export interface ProtectionRecord {
 function transact(script: string, netns?: string): Promise<void> {
   const session = nftSession(netns);
   return session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns)));
-}
-
-export function protectionRecordFile(dataDir: string): string {
-  return path.join(dataDir, "protection.json");
 }
 
 /**
@@ -85,6 +66,10 @@ export class ConsumerProtection implements SessionProtection {
   #madeFresh?: Promise<boolean>;
   /** What `admit` let out beside the plan, and how many hold each. */
   readonly #admissions = new Admissions();
+  /** The resolver file pointed at the plan's resolvers once the rules are armed (engageBeside), and at which. */
+  #pointed?: Promise<string | undefined>;
+  /** The record's text as last written: the same record is not written again. */
+  #written?: string;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -197,13 +182,15 @@ export class ConsumerProtection implements SessionProtection {
       const found = readRecord(this.options.dataDir);
       const inherited = found && found.netns === this.options.netns && !found.prepared ? found : undefined;
       const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
+      // The resolver file as it is before anything of this session changed it (or as a dead myst found it).
+      const resolver = inherited?.resolver ?? (spec.dns.length > 0 ? snapshotResolver(resolverFile(this.options.netns)) : undefined);
       const record = (): ProtectionRecord => ({
         version: 1,
         pid: process.pid,
         netns: this.options.netns,
         killSwitch: this.options.killSwitch,
         endpointRoutes: [...endpointRoutes],
-        ...(inherited?.resolver ? { resolver: inherited.resolver } : {}),
+        ...(resolver ? { resolver } : {}),
       });
       // Written before the rules change; the endpoint routes are added to it before the tunnel (which adds them) may.
       this.#write(record());
@@ -226,6 +213,17 @@ export class ConsumerProtection implements SessionProtection {
           "consumer protection engaged",
         );
       });
+      // Once armed, nothing but the plan's resolvers through the tunnel answers: the file names them
+      // then, not after the handshake (tunnelUp). After the steps that were waiting for the arming
+      // (the tunnel's peer), so that its file writes are not on their way.
+      this.#pointed = armed
+        .then(() => new Promise((resolve) => setImmediate(resolve)))
+        .then(() => {
+          if (!resolver || spec.dns.length === 0) return undefined;
+          pointResolver(resolver, spec.dns);
+          return spec.dns.join();
+        });
+      this.#pointed.catch(() => undefined);
       guard = { routesKept, armed };
     } catch (err) {
       guard = { routesKept: Promise.reject(err), armed: Promise.reject(err) };
@@ -300,11 +298,16 @@ export class ConsumerProtection implements SessionProtection {
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();
     if (!same) await transact(this.#armed(this.#spec), this.options.netns);
+    // Pointed at the plan's resolvers once armed: again only when the tunnel brought others.
+    const pointedAt = await this.#pointed?.catch(() => undefined);
+    const resolver = this.#record!.resolver;
     if (tunnel.dns.length > 0) {
-      const resolver = this.#record!.resolver ?? snapshotResolver(resolverFile(this.options.netns));
-      this.#write({ ...this.#record!, resolver });
-      pointResolver(resolver, tunnel.dns);
+      if (pointedAt === tunnel.dns.join()) return;
+      const snapshot = resolver ?? snapshotResolver(resolverFile(this.options.netns));
+      this.#write({ ...this.#record!, resolver: snapshot });
+      pointResolver(snapshot, tunnel.dns);
     } else {
+      if (pointedAt !== undefined && resolver) restoreResolver(resolver);
       this.#log.warn({}, "the tunnel brings no resolver: name lookups are blocked while connected");
     }
   }
@@ -410,11 +413,13 @@ export class ConsumerProtection implements SessionProtection {
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
     await this.#prepared;
-    this.#prepared = this.#madeFresh = undefined;
+    // A pointing still to come would follow the restore below.
+    await this.#pointed?.catch(() => undefined);
+    this.#prepared = this.#madeFresh = this.#pointed = undefined;
     const record = this.#record ?? readRecord(this.options.dataDir);
     if (record) await undo(record);
     fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
-    this.#record = undefined;
+    this.#record = this.#written = undefined;
     this.#spec = undefined;
     this.#admissions.clear();
     if (this.#state !== "off") this.#log.info({ netns: this.options.netns }, "consumer protection lifted");
@@ -422,11 +427,14 @@ export class ConsumerProtection implements SessionProtection {
   }
 
   #write(record: ProtectionRecord): void {
+    this.#record = record;
+    const text = JSON.stringify(record, null, 2);
+    if (text === this.#written) return;
     const file = protectionRecordFile(this.options.dataDir);
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2), { mode: 0o600 });
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
     fs.renameSync(`${file}.tmp`, file);
-    this.#record = record;
+    this.#written = text;
   }
 }
 
@@ -451,25 +459,3 @@ const recordIfValid = (dataDir: string) => {
     return undefined;
   }
 };
-
-export function readRecord(dataDir: string): ProtectionRecord | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(protectionRecordFile(dataDir), "utf8");
-  } catch {
-    return undefined;
-  }
-  const record = JSON.parse(text) as ProtectionRecord;
-  // The record becomes commands and file names: fenced like a peer's words.
-  if (record?.version !== 1 || !Number.isInteger(record.pid))
-    throw new ProtectionError(
-      "BAD_RECORD",
-      `${protectionRecordFile(dataDir)} is not a protection record; remove it, then \`nft delete table inet myst_guard\``,
-    );
-  if (record.netns !== undefined) resolverFile(record.netns);
-  if (record.endpointRoutes && !record.endpointRoutes.every((a) => typeof a === "string" && isIP(a) !== 0))
-    throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names an endpoint that is not an address`);
-  if (record.resolver && record.resolver.path !== resolverFile(record.netns))
-    throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
-  return record;
-}

@@ -211,6 +211,12 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     return passed;
   }
 
+  /** Whether the resolver file of namespace `n` names `server`. */
+  const resolverNames = (n: string, server: string) => {
+    const file = `/etc/netns/${n}/resolv.conf`;
+    return fs.existsSync(file) && fs.readFileSync(file, "utf8").includes(`nameserver ${server}\n`);
+  };
+
   const ENDPOINT: TunnelEndpoint = { address: "198.18.3.2", port: 51820, protocol: "udp" };
   const CONTROL: ControlEndpoint[] = [{ address: "198.18.9.2", port: 4222, protocol: "tcp", role: "broker" }];
   const CONNECTIONS: { name: string; spec: GuardSpec & { control?: ControlEndpoint[] } }[] = [
@@ -254,6 +260,8 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(probe()).to.deep.equal(open);
       await protection.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
       expect(probe()).to.deep.equal(legacy);
+      // Once armed the file names the plan's resolver, before the tunnel is up (tunnelUp is not called here).
+      await until(() => resolverNames(c, spec.dns[0]), "the resolver file pointed once the rules are armed", 5000);
       if (spec.killSwitch) {
         await protection.block();
         expect(probe()).to.deep.equal(legacyBetween);
@@ -265,6 +273,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       await protection.lift();
       expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
       expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+      expect(fs.existsSync(`/etc/netns/${c}`), "the resolver file and its directory, which were not there").to.equal(false);
       expect(probe()).to.deep.equal(open);
     });
 
@@ -571,6 +580,59 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         usableConfig = false;
         afterPrepared = undefined;
         await nftApply("table inet ksw_endpoint\ndelete table inet ksw_endpoint\n", w);
+      }
+    });
+
+    it("armed, then no handshake: meanwhile nothing leaves outside the tunnel and the resolver names the provider's; after, all is as before", async function () {
+      refuseWith = undefined;
+      seenPrepared = [];
+      usableConfig = true;
+      // The consumer's resolver before: a host on its own link (reached outside the tunnel's routes, by the link's own).
+      const resolvDir = `/etc/netns/${c}`;
+      fs.mkdirSync(resolvDir, { recursive: true });
+      fs.writeFileSync(`${resolvDir}/resolv.conf`, "nameserver 198.18.1.1\n");
+      // What reaches the LAN resolver on w from the consumer, counted where it arrives.
+      await nftApply(
+        `table inet ksw_lan {\n chain in { type filter hook input priority 0; ip saddr 198.18.1.2 ip daddr 198.18.1.1 udp dport 53 counter; }\n}\n`,
+        w,
+      );
+      const lookup = () =>
+        execFileSync("/usr/sbin/ip", [
+          "netns",
+          "exec",
+          c,
+          process.execPath,
+          "-e",
+          'const s = require("node:dgram").createSocket("udp4"); s.on("error", () => undefined); s.send(Buffer.from("q"), 53, "198.18.1.1", () => setTimeout(() => s.close(), 100));',
+        ]);
+      const arrived = () =>
+        /counter packets (\d+)/.exec(execFileSync("/usr/sbin/ip", ["netns", "exec", w, "nft", "list", "table", "inet", "ksw_lan"], { encoding: "utf8" }))?.[1];
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir });
+      // The provider's endpoint on w never answers: the tunnel waits for its handshake, then fails.
+      const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c, connectTimeoutMs: 4000 });
+      try {
+        lookup();
+        const before = await until(() => Number(arrived()), "the lookup arriving without a guard (the probe can pass)", 5000);
+        const connecting = rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service, protection }));
+        await until(() => resolverNames(c, "10.99.0.1"), "the resolver naming the provider's while the tunnel waits for its handshake", 4000);
+        expect(protection.state).to.equal("protecting");
+        lookup();
+        const err = await connecting;
+        expect(err.code).to.equal("TUNNEL_FAILED");
+        expect(Number(arrived()), "lookups that reached the LAN resolver").to.equal(before);
+        expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal("nameserver 198.18.1.1\n");
+        expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
+        expect(
+          ip("-n", c, "route")
+            .split("\n")
+            .filter((r) => /^(0\.0\.0\.0\/1|128\.0\.0\.0\/1|198\.18\.3\.2) /.test(r)),
+        ).to.deep.equal([]);
+        expect(protection.state).to.equal("off");
+      } finally {
+        usableConfig = false;
+        fs.rmSync(resolvDir, { recursive: true, force: true });
+        await nftApply("table inet ksw_lan\ndelete table inet ksw_lan\n", w);
       }
     });
 
