@@ -183,13 +183,23 @@ export class NodeCore {
     return new MystError("NO_IDENTITY", `no identity in ${this.keystore.dir}: run \`myst identities new\` (or name one with --identity)`);
   }
 
-  /** Builds the provider and consumer sides on the node's one broker connection and dialogs. */
-  buildOnline(key: IdentityKey, chain: ChainParts, policy: PaymentPolicy): OnlineParts {
+  /**
+   * Builds the provider and consumer sides on the node's one broker connection and dialogs.
+   * `tunnelled`: whether a consumer connection's tunnel or kill switch holds this machine's traffic
+   * (the reachability monitor then keeps its last measurement: nat/monitor.ts).
+   */
+  buildOnline(key: IdentityKey, chain: ChainParts, policy: PaymentPolicy, o: { tunnelled?: () => boolean } = {}): OnlineParts {
     const { config, log } = this.options;
     const { registry, conn } = chain;
     const broker = new Broker({ servers: config.brokerUrls, name: "myst-node", credentials: config.brokerCredentials, log });
     const dialogs = new Dialogs({ broker, key, directory: registry, log, maxDialogsPerPeer: config.maxDialogsPerPeer });
-    const reachability = new ReachabilityMonitor({ stunServers: config.stunServers, portMapping: config.portMapping, port: config.natPort, log });
+    const reachability = new ReachabilityMonitor({
+      stunServers: config.stunServers,
+      portMapping: config.portMapping,
+      port: config.natPort,
+      log,
+      tunnelled: o.tunnelled,
+    });
     // A direct channel per session (node/nat/direct): each channel's socket measured with the same STUN servers.
     const direct = config.stunServers.length > 0 ? new DirectPeering({ stunServers: config.stunServers, log }) : undefined;
     const provider = new ProviderNode({

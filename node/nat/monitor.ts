@@ -25,6 +25,14 @@ export interface ReachabilityMonitorOptions extends ReachabilitySettings {
   portMapper?: PortMapper;
   /** Passed to each measurement (tests shorten the STUN timeouts). */
   measure?: Pick<MeasureOptions, "stun" | "filteringProbe">;
+  /**
+   * Whether this machine's own traffic goes into a consumer's tunnel now, or is held by that
+   * connection's kill switch: a measurement would then see the provider's network, or nothing (no
+   * STUN answer: "reachability unknown", and the next connects failed at once with "UDP gets
+   * nothing back here"). While it does, the last measurement is kept, and one that falls due (a
+   * network change, the recheck, a lost router mapping) is made once it no longer does.
+   */
+  tunnelled?: () => boolean;
 }
 
 /** What the node shows: the last measurement, or why there is none yet. */
@@ -48,6 +56,8 @@ export class ReachabilityMonitor {
   #again = false;
   #timers: NodeJS.Timeout[] = [];
   #addresses = "";
+  /** A measurement fell due while this machine's traffic was tunnelled: made at the first look after it no longer is. */
+  #owed = false;
   #listeners = new Set<(r: Reachability) => void>();
   #stopped = true;
   /** Services' own ports to keep mapped on the router ("udp/1194"), and what the router granted for each. */
@@ -113,6 +123,7 @@ export class ReachabilityMonitor {
       : undefined;
     this.#addresses = addressKey();
     const watch = setInterval(() => {
+      if (this.#owed && !this.#o.tunnelled?.()) void this.measure();
       const now = addressKey();
       if (now === this.#addresses) return;
       this.#addresses = now;
@@ -128,6 +139,8 @@ export class ReachabilityMonitor {
   /** Measures now (a measurement under way is followed by one more); resolves when done. */
   measure(): Promise<void> {
     if (this.#stopped || !this.#socket) return Promise.resolve();
+    if (this.#o.tunnelled?.()) return this.#owe();
+    this.#owed = false;
     if (this.#measuring) {
       this.#again = true;
       return this.#measuring;
@@ -153,6 +166,8 @@ export class ReachabilityMonitor {
         ...this.#o.measure,
       });
       if (this.#stopped) return;
+      // A tunnel came up (or its kill switch armed) while it measured: what it saw is not this network.
+      if (this.#o.tunnelled?.()) return void this.#owe();
       const before = this.#current;
       this.#current = r;
       this.#o.log?.info({ mapping: r.mapping, filtering: r.filtering, contacts: r.contacts, summary: r.summary }, "reachability measured");
@@ -161,6 +176,14 @@ export class ReachabilityMonitor {
     } catch (err) {
       this.#o.log?.warn({ err }, "could not measure reachability");
     }
+  }
+
+  /** Keeps the last measurement until this machine's traffic no longer goes into a tunnel (`tunnelled`). */
+  #owe(): Promise<void> {
+    if (!this.#owed)
+      this.#o.log?.info({}, "a consumer tunnel or its kill switch holds this machine's traffic: reachability kept as last measured until it no longer does");
+    this.#owed = true;
+    return Promise.resolve();
   }
 
   /**
@@ -228,26 +251,28 @@ const portKey = (port: number, protocol: string) => `${protocol}/${port}`;
 const advertised = (r: Reachability) => JSON.stringify([r.mapping, r.filtering, r.contacts, r.summary]);
 /**
  * This machine's IPv4 addresses that say which network it is on: not loopback, and not a tunnel
- * device's (a TUN or WireGuard interface has no link layer: /sys/class/net/<name>/type 65534,
- * ARPHRD_NONE). A session's own tunnel coming up is not a new network; measuring again then would
- * send the STUN probes into the session's kill switch, get no answer, and leave the node's
- * reachability unknown, so that its next connects failed at once ("UDP gets nothing back here").
+ * device's (TUN, WireGuard, TAP). A session's own tunnel coming up is not a new network; measuring
+ * again then would send the STUN probes into the session's kill switch, get no answer, and leave the
+ * node's reachability unknown, so that its next connects failed at once ("UDP gets nothing back here").
  */
 export function networkAddressKey(
   interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
-  isTunnel: (name: string) => boolean = isTunnelDevice,
+  isTunnel: (name: string) => boolean = (name) => isTunnelDevice(interfaces[name] ?? [], name),
 ): string {
   return localAddresses(interfaces, isTunnel).sort().join(",");
 }
 
-const ARPHRD_NONE = "65534";
+const NO_LINK_ADDRESS = "00:00:00:00:00:00";
 
-function isTunnelDevice(name: string): boolean {
-  try {
-    return fs.readFileSync(`/sys/class/net/${name}/type`, "utf8").trim() === ARPHRD_NONE;
-  } catch {
-    return false;
-  }
+/**
+ * A TUN or WireGuard device has no link-layer address: what getifaddrs says of this process's own
+ * namespace, whichever namespace /sys was mounted for (a process that entered a namespace without
+ * remounting /sys reads another's). A TAP device (OpenVPN's `dev tap`) has one; its
+ * /sys/class/net/<name>/tun_flags names it, where /sys is this namespace's (`ip netns exec`).
+ */
+function isTunnelDevice(addresses: os.NetworkInterfaceInfo[], name: string): boolean {
+  if (addresses.length > 0 && addresses.every((a) => a.mac === NO_LINK_ADDRESS)) return true;
+  return fs.existsSync(`/sys/class/net/${name}/tun_flags`);
 }
 
 const addressKey = () => networkAddressKey();

@@ -89,7 +89,7 @@ export class MystNode {
     await recoverConfinement(config.dataDir, log);
     // The node follows registry events while online; injected parts are their owner's to start.
     if (!options.chain) await chain.registry.start();
-    const online = core.buildOnline(key, chain, options.policy ?? config.paymentPolicy);
+    const online = core.buildOnline(key, chain, options.policy ?? config.paymentPolicy, { tunnelled: () => this.connection.holdsOwnTraffic() });
     // In order, and if one part fails the ones started are stopped again: no half-started node.
     try {
       this.#stopOnline = await startInOrder([

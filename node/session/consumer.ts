@@ -15,7 +15,7 @@ import type { ConnectOptions } from "./connect-options";
 import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
 import { announcedAddressesOf, directTunnelRoute, peerSendsFirst, publicAddressesOf, tunnelCannotFollow } from "./offer-addresses";
-import { tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "./tunnel-ahead";
+import { TunnelSprayWatch, tunnelAheadOfChannel, tunnelMaySpray, withChannel } from "./tunnel-ahead";
 import { type KillSwitchPassage, passageThrough, type RelayOpener, type RelayToOpen, tcpRelayFor, withGrant, heldHereAfter } from "./relay-opener";
 import { prepareOffer } from "./udp-blocked";
 
@@ -179,10 +179,10 @@ export class ConsumerSessions {
     }
     let response: unknown;
     const correlationId = crypto.randomBytes(8).toString("hex");
-    options.service.prepare?.(consumerData, { spray: !tcpRelay && options.direct !== false && tunnelMaySpray(proposal) });
     // A kill switch holds already (a reconnect): a relay's TURN server is let through it alone, and
     // no STUN or punch goes out (it would not pass; the relay is taken at once where a punch was needed).
     const holding = protection?.holds?.() === true;
+    options.service.prepare?.(consumerData, { spray: !tcpRelay && !holding && options.direct !== false && tunnelMaySpray(proposal) });
     const passage = passageThrough(protection);
     /** A relay opened while the provider is asked (when one will be needed anyway), until the session takes it. */
     let early: Promise<RelayLeg> | undefined;
@@ -268,8 +268,9 @@ export class ConsumerSessions {
     // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
     // otherwise the channel comes up beside the tunnel and takes the session's messages when it can.
     const peerOffer = response.accepted.direct;
-    const spray = peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
-    const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer, { sprayFromTunnel: spray }) : undefined;
+    const sprayer = peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
+    const spray = sprayer ? new TunnelSprayWatch(sprayer) : undefined;
+    const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer, { sprayFromTunnel: spray?.send }) : undefined;
     // The provider's tunnel will send first: ours knows its key before any probe leaves (so before its handshake can come).
     if (channel && peerSendsFirst(peerOffer!)) await options.service.expectPeer?.(consumerData, serviceConfig);
     const punching = channel?.connect();
@@ -328,8 +329,10 @@ export class ConsumerSessions {
       await viaRelay(udpBlocked ? "UDP gets nothing back here" : holding ? "the kill switch holds: no punch passes it" : "asked to go through a relay");
     } else if (peerOffer && punching && punchNeeded && (route = tunnelAheadOfChannel(channel!.plan, peerOffer, prepared?.offer, !!spray))) {
       // The tunnels meet by their own search (ours answers the provider's first handshake), the channel beside it:
-      // the tunnel comes up during the search (kill switch, routes) and its handshake wait is the meeting.
+      // the tunnel comes up during the search (kill switch, routes) and its handshake wait is the meeting,
+      // ended at once when the meeting cannot come (the spray failed or missed: `TunnelSprayWatch`).
       tunnelPath = "punched";
+      spray?.watch();
       punching.then(
         () => stages?.mark("direct path met"),
         (err) => this.#log.info({ sessionId, reason: (err as Error).message }, "no direct channel; the broker carries the session"),
@@ -367,7 +370,8 @@ export class ConsumerSessions {
 
     let tunnel: Tunnel | undefined;
     const bringUp = async (): Promise<void> => {
-      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}), stream: relay?.stream };
+      const giveUp = relay ? undefined : spray?.signal; // the tunnels cannot meet: the handshake wait ends at once
+      const target = { id: sessionId, provider: proposal.provider, serviceConfig, ...(route ? { route } : {}), stream: relay?.stream, giveUp };
       const planned = protection ? await options.service.plan!(target) : undefined;
       // The kill switch lets the direct channel's packets out too: to each of the provider's candidates.
       const searching = !channelPath && route?.peerSendsFirst && prepared ? { address: route.address, localPort: prepared.socket.address().port } : undefined;
@@ -402,6 +406,7 @@ export class ConsumerSessions {
       throw new SessionError("TUNNEL_FAILED", `could not bring the ${proposal.serviceType} tunnel up: ${reason}`, { cause: err });
     }
     if (!tunnel) throw new SessionError("TUNNEL_FAILED", "the tunnel did not come up");
+    spray?.met();
     // The relay is credited only for what the session's WireGuard authenticated (a forging relay's frames are not).
     relay?.capBy(tunnel);
     const tunnelUp = Date.now();

@@ -36,6 +36,19 @@ export interface DirectRoute {
   peerSendsFirst?: true;
 }
 
+/** What a tunnel's spray did: datagrams sent, datagrams its socket refused, and whether it stopped early (the tunnels met). */
+export type TunnelSprayCount = { sent: number; dropped: number; stopped?: boolean };
+
+/** The session a consumer's tunnel is brought up for (`ConsumerService.connect`). */
+export type ConnectTarget = {
+  id: string;
+  provider: string;
+  serviceConfig: unknown;
+  route?: DirectRoute;
+  stream?: () => Promise<net.Socket>;
+  giveUp?: AbortSignal;
+};
+
 /** What the provider side of a service does for sessions. */
 export interface ProviderService {
   readonly type: string;
@@ -83,9 +96,9 @@ export interface ProviderService {
   /**
    * Sends these datagrams from the tunnel's own UDP socket (hard-NAT probing for a consumer whose
    * router maps per destination): the tunnel's port opens our router toward the one of the
-   * consumer's mappings they reach.
+   * consumer's mappings they reach. Resolves with how many were sent and how many the socket refused.
    */
-  sprayFromTunnel?(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
+  sprayFromTunnel?(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<TunnelSprayCount | undefined>;
   /**
    * The hard-side half of that, the other way round (our router maps per destination): the
    * consumer's tunnel spray reached our probing socket on `localPort`; from now on the tunnel's
@@ -250,14 +263,16 @@ export interface ConsumerService {
    * the provider is reached over the session's direct path (punched, or on the same LAN), not at
    * the config's endpoint. `stream`: the connection to the provider is one a relay this host holds
    * spliced to it (a proxy provider that dialled back: tcp-held.ts), not one this host opens.
+   * `giveUp`: aborted once the route cannot work (the tunnels' search cannot meet): the wait for the
+   * provider's first packet ends at once, rejecting with the signal's reason.
    */
-  connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute; stream?: () => Promise<net.Socket> }): Promise<Tunnel>;
+  connect(session: ConnectTarget): Promise<Tunnel>;
   /**
    * Optional: `connect` while the kill switch is armed beside it: the interface and routes are set
    * up once `guard.routesKept` settles, and nothing (not even the handshake) is sent before
    * `guard.armed` does; when either rejects, what was set up is undone and this rejects with it.
    */
-  connectBeside?(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard): Promise<Tunnel>;
+  connectBeside?(session: ConnectTarget, guard: TunnelGuard): Promise<Tunnel>;
   /**
    * Optional: starts what the tunnel for `consumerData` needs before the provider has answered (a
    * device, its process), in parallel with the negotiation; `connect` then only configures it.
@@ -283,6 +298,9 @@ export interface ConsumerService {
    * reached through a TCP allocation it holds on a relay this consumer pays (the proxy's streams).
    */
   readonly relayedTcp?: boolean;
-  /** Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the provider's router is the hard one). */
-  sprayFromTunnel?(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void>;
+  /**
+   * Optional: sends these datagrams from the tunnel's own UDP socket (hard-NAT probing when the
+   * provider's router is the hard one); resolves once the last left, or the tunnels met and it stopped.
+   */
+  sprayFromTunnel?(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<TunnelSprayCount | undefined>;
 }

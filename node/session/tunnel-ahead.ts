@@ -1,8 +1,9 @@
 import type { DirectOffer } from "../nat/direct/candidates";
+import { DirectChannelError } from "../nat/direct/channel";
 import type { PunchPlan } from "../nat/direct/plan";
 import { directContactOf, type Proposal } from "../proposal/proposal";
 import { channelEndpoints, peerSendsFirst, tunnelCannotFollow } from "./offer-addresses";
-import type { DirectRoute, TunnelPlan } from "./service";
+import type { DirectRoute, TunnelPlan, TunnelSprayCount } from "./service";
 
 /**
  * The tunnel ahead of the direct channel (docs/direct-channel.md, "The tunnels meet first"): with a
@@ -10,6 +11,85 @@ import type { DirectRoute, TunnelPlan } from "./service";
  * beside the channel's. The consumer's tunnel comes up while they search (kill switch, routes, the
  * provider's key known, no endpoint): its handshake with the provider's tunnel is the meeting.
  */
+
+/**
+ * How long after the tunnel's last spray probe left the tunnels may still meet: the provider hears
+ * the probe, routes its tunnel from the probing socket's port (5–60 ms, more under load) and its
+ * first handshake comes; the provider's probing sockets started before our spray did.
+ */
+export const TUNNELS_AFTER_SPRAY_MS = 1500;
+
+type Spray = (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<TunnelSprayCount | undefined>;
+
+/**
+ * Our tunnel's spray for the tunnels' meeting, watched, so that a pair whose tunnels cannot meet
+ * fails fast (issue 28: ≤ 3 s, with the reason) instead of waiting out the handshake (10 s): `signal`
+ * is aborted, with a `NO_DIRECT_PATH` error that says why, when the spray could not be sent (its
+ * sender failed, wireguard-go's socket was not found) or when it ended and the provider's tunnel had
+ * not answered `TUNNELS_AFTER_SPRAY_MS` later (none of its probes met a probing socket). Never once
+ * the tunnels met. What the spray sent, and what its socket refused, is named in the reason (the
+ * channel logs it).
+ */
+export class TunnelSprayWatch {
+  readonly #giveUp = new AbortController();
+  readonly signal = this.#giveUp.signal;
+  #sent?: Promise<TunnelSprayCount | Error | undefined>;
+  #watching = false;
+  #met = false;
+  /** The meeting cannot be seen (no device expects the provider's handshake): only a spray that could not be sent gives up. */
+  #blind = false;
+
+  constructor(
+    private readonly spray: Spray,
+    private readonly afterMs = TUNNELS_AFTER_SPRAY_MS,
+  ) {}
+
+  /** What the channel calls with the spray's datagrams. */
+  readonly send: Spray = (datagrams) => {
+    const sending = this.spray(datagrams);
+    this.#sent = sending.catch((err: Error) => err);
+    if (this.#watching) this.#afterSpray(this.#sent);
+    return sending;
+  };
+
+  /**
+   * Watches for a meeting that cannot come, from now: `met` (optional) resolves when the tunnels met,
+   * rejects when they did not in time; `met()` says so too (the tunnel's handshake came).
+   */
+  watch(met: Promise<void> = new Promise(() => undefined)): void {
+    if (this.#watching) return;
+    this.#watching = true;
+    // Only its timeout says the tunnels cannot meet. A device not given the provider's key in advance
+    // cannot tell when they met: the tunnel's own set-up gives it, and its handshake wait decides.
+    met.then(
+      () => (this.#met = true),
+      (err: Error & { code?: unknown }) => {
+        if (err.code === "HANDSHAKE_TIMEOUT") this.#cannot(`the provider's tunnel did not answer ours: ${err.message}`);
+        else this.#blind = true;
+      },
+    );
+    if (this.#sent) this.#afterSpray(this.#sent);
+  }
+
+  /** The tunnels met (the tunnel's handshake came): nothing is given up from now on. */
+  met(): void {
+    this.#met = true;
+  }
+
+  #afterSpray(sent: Promise<TunnelSprayCount | Error | undefined>): void {
+    void sent.then((count) => {
+      if (count instanceof Error) return this.#cannot(`our tunnel could not send its probes to the provider's: ${count.message}`);
+      if (!count || count.stopped) return; // stopped: the tunnels met
+      const refused = count.dropped > 0 ? ` (${count.dropped} more refused by its socket)` : "";
+      const why = `the tunnels did not meet: ours sent ${count.sent} probes${refused} and the provider's did not answer within ${this.afterMs} ms of the last`;
+      setTimeout(() => !this.#blind && this.#cannot(why), this.afterMs).unref();
+    });
+  }
+
+  #cannot(why: string): void {
+    if (!this.#met && !this.signal.aborted) this.#giveUp.abort(new DirectChannelError("NO_DIRECT_PATH", why));
+  }
+}
 
 /**
  * Whether the consumer's tunnel will likely spray for the tunnels' meeting, as far as the proposal

@@ -19,6 +19,8 @@ import { depositIn, registerIdentityIn } from "../../scripts/lib/data-dir-setup"
  * node's uplink (WireGuard message type 1, 148 bytes; type 2, 92 bytes); no timing is asserted.
  */
 const CONSUMERS: NatKind[] = ["public", "eim", "cgnat"];
+/** One more consumer behind an eim router that drops every datagram toward the provider's address: the tunnels cannot meet. */
+const CUT = CONSUMERS.length;
 const TABLE = "myst_wg_count";
 const KINDS = { init: { length: 156, type: "0x01000000" }, resp: { length: 100, type: "0x02000000" } } as const;
 type Counts = Record<"initOut" | "initIn" | "respOut" | "respIn", number>;
@@ -65,7 +67,7 @@ describe("e2e: a symmetric provider's punched tunnel completes its first WireGua
   let nats: NatsServer;
   let topology: Topology;
   let machineEnv: NodeJS.ProcessEnv;
-  const dirs = { provider: tempDir("myst-nfh-p-"), consumers: CONSUMERS.map(() => tempDir("myst-nfh-c-")) };
+  const dirs = { provider: tempDir("myst-nfh-p-"), consumers: [...CONSUMERS, "eim"].map(() => tempDir("myst-nfh-c-")) };
   const background: ReturnType<typeof mystBackground>[] = [];
 
   const json = mystJson;
@@ -76,7 +78,7 @@ describe("e2e: a symmetric provider's punched tunnel completes its first WireGua
     [chain, nats, topology] = await Promise.all([
       testChain(),
       startNatsServer(),
-      topologyUp({ consumers: CONSUMERS.length, nat: { provider: "symmetric", consumer: CONSUMERS } }),
+      topologyUp({ consumers: CONSUMERS.length + 1, nat: { provider: "symmetric", consumer: [...CONSUMERS, "eim"] } }),
     ]);
     const base = cliEnv(chain, nats.url, await freePort());
     for (const d of [dirs.provider, ...dirs.consumers]) await registerIdentityIn(chain, { ...base, MYST_DATA_DIR: d.dir });
@@ -141,4 +143,32 @@ describe("e2e: a symmetric provider's punched tunnel completes its first WireGua
       }
     }),
   );
+
+  it("a consumer whose router lets nothing reach the provider: fails fast, saying the tunnels did not meet (not after the handshake's 10 s)", async function () {
+    const netns = topology.consumers[CUT];
+    const router = topology.nat!.natRoutersOf(netns)[0];
+    const table = "ip myst_cut";
+    const cut = [`add table ${table}`, `add chain ${table} cut { type filter hook forward priority -10; policy accept; }`];
+    nft(
+      router,
+      ["-f", "-"],
+      [...cut, `add rule ${table} cut ip daddr ${topology.nat!.publicAddressOf(topology.provider)} meta l4proto udp drop`, ""].join("\n"),
+    );
+    const env = { ...machineEnv, MYST_DATA_DIR: dirs.consumers[CUT].dir };
+    const consumer = mystBackground(["daemon", "--api-port", "0"], env, { netns });
+    try {
+      await until(() => consumer.output().includes("REST API:") || consumer.child.exitCode !== null, "the consumer daemon to listen");
+      await until(async () => (await json(env, ["proposals", "--service-type", "wireguard"], netns)).length === 1, "the proposal in discovery");
+      const started = Date.now();
+      const r = await myst(["connect", "--service", "wireguard", "--country", "DE", "--json"], env, 120_000, { netns });
+      const tookMs = Date.now() - started; // reported, not asserted (timings belong in the bench)
+      expect(r.code, r.stdout).to.not.equal(0);
+      expect(`${r.stdout}${r.stderr}`, `took ${tookMs} ms; consumer: ${consumer.output().slice(-3000)}`).to.match(
+        /the tunnels did not meet: ours sent \d+ probes.* and the provider's did not answer within 1500 ms of the last/,
+      );
+      console.log(`      (the failed connect took ${tookMs} ms, the CLI's start included)`);
+    } finally {
+      await consumer.stop();
+    }
+  });
 });

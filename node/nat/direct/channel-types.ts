@@ -59,7 +59,7 @@ export interface DirectChannelOptions {
    * `ProviderService.sprayFromTunnel`, `ConsumerService.sprayFromTunnel`), so no tunnel packet ever
    * passes through us.
    */
-  sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<void>;
+  sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<{ sent: number; dropped: number } | undefined>;
 }
 
 /** Every option's default (the hard-NAT bounds: plan.ts and birthday.ts). */

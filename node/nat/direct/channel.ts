@@ -208,9 +208,10 @@ export class DirectChannel extends EventEmitter<{
     const key = this.#o.role === "provider" ? this.#o.keys.providerTunnelToConsumer : this.#o.keys.consumerTunnelToProvider;
     const { addresses, ports } = targets;
     this.#o.log.info({ datagrams: ports.length * addresses.length, addresses }, "probing from the tunnel's port");
-    this.#o
-      .sprayFromTunnel(tunnelSprayDatagrams(key, targets))
-      .catch((err) => this.#o.log.warn({ err: (err as Error).message }, "could not probe from the tunnel's port"));
+    this.#o.sprayFromTunnel(tunnelSprayDatagrams(key, targets)).then(
+      (count) => count && this.#o.log.info(count, "probes from the tunnel's port sent"),
+      (err) => this.#o.log.warn({ err: (err as Error).message }, "could not probe from the tunnel's port"),
+    );
   }
 
   /**

@@ -4,7 +4,7 @@ import net from "node:net";
 import { silentLogger, type Logger } from "../../log/logger";
 import { parseServer, stunBinding, type TransportAddress } from "../stun";
 import { type Candidate, localAddresses, type PeerMapping, type DirectOffer } from "./candidates";
-import { DirectChannel } from "./channel";
+import { DirectChannel, type DirectChannelOptions } from "./channel";
 import { channelKeys, newSecret } from "./keys";
 
 /** What a node knows of its own reachability (measured at start: nat/reachability.ts). */
@@ -44,12 +44,7 @@ export interface PreparedChannel {
    * Makes the channel once the peer's offer and the session id are known. `sprayFromTunnel`: the
    * provider's tunnel can send the hard-NAT probes from its own port (WireGuard's).
    */
-  open(
-    sessionId: string,
-    role: "consumer" | "provider",
-    peer: DirectOffer,
-    o?: { sprayFromTunnel?: (datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>) => Promise<void> },
-  ): DirectChannel;
+  open(sessionId: string, role: "consumer" | "provider", peer: DirectOffer, o?: { sprayFromTunnel?: DirectChannelOptions["sprayFromTunnel"] }): DirectChannel;
   /** Nothing came of it (refused, failed): closes the socket. */
   discard(): void;
 }

@@ -79,6 +79,15 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     this.#reconnect = new Reconnector(core, { isWanted: (w) => this.#wanted === w, watch: (c, w) => this.#watch(c, w) });
   }
 
+  /**
+   * Whether this connection's tunnel, or its kill switch between sessions, holds the node's own
+   * traffic: protection engaged (a tunnel that routes everything) in the node's own namespace.
+   */
+  holdsOwnTraffic(): boolean {
+    const protection = this.#protection;
+    return !!protection && protection.state !== "off" && carriesOwnConnections(protection.options.netns);
+  }
+
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     const { config, log, metrics } = this.#core;
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, DirectRoute, Tunnel, TunnelGuard, TunnelPlan } from "../../session/service";
+import type { ConnectTarget, ConsumerService, DirectRoute, Tunnel, TunnelGuard, TunnelPlan } from "../../session/service";
 import { PrespawnedCommand } from "../prespawned";
 import { ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
 import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
@@ -12,7 +12,7 @@ import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
-import { startSprayer, type TunnelSprayer } from "./tunnel-spray";
+import { type SprayResult, sprayerFor, startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
@@ -34,6 +34,8 @@ interface Pending {
   expecting?: WireGuardProcess;
   /** The spray's sender on the device's socket, started in advance (`prepare` with `spray`). */
   sprayer?: Promise<TunnelSprayer | undefined>;
+  /** The sender that took the spray's datagrams: stopped once the tunnels met (what is left of the spray would be wasted). */
+  spraying?: TunnelSprayer;
 }
 
 /** The public key in a consumerData this service made. */
@@ -160,6 +162,7 @@ export class WireGuardConsumerService implements ConsumerService {
     this.#pending.delete(key);
     for (const c of pending.ip ?? []) c.cancel();
     void pending.sprayer?.then((s) => s?.cancel());
+    pending.spraying?.stop();
     const device = await pending.device?.catch(() => undefined);
     await device?.stop();
   }
@@ -227,24 +230,29 @@ export class WireGuardConsumerService implements ConsumerService {
    */
   async peerAnswered(consumerData: unknown, timeoutMs: number): Promise<void> {
     const key = publicKeyOf(consumerData);
-    const process = key ? this.#pending.get(key)?.expecting : undefined;
-    if (!process) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device expects the provider's handshake");
-    await waitHandshake(process, timeoutMs);
+    const pending = key ? this.#pending.get(key) : undefined;
+    if (!pending?.expecting) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device expects the provider's handshake");
+    await waitHandshake(pending.expecting, timeoutMs);
+    pending.spraying?.stop();
   }
 
   /**
    * Hard-NAT probing when the provider's router is the hard one: the datagrams leave from the
    * prepared wireguard-go's own socket (tunnel-spray.ts), so our router maps the tunnel's port
-   * toward the provider's probing sockets they reach. No tunnel packet passes through us.
+   * toward the provider's probing sockets they reach. No tunnel packet passes through us. The sender
+   * started in advance is used once it said it holds the socket; one that failed is replaced by a
+   * fresh one, whose failure rejects (the tunnels then cannot meet: the session says so at once).
    */
-  async sprayFromTunnel(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void> {
+  async sprayFromTunnel(consumerData: unknown, datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<SprayResult> {
     const key = publicKeyOf(consumerData);
     const pending = key ? this.#pending.get(key) : undefined;
     const process = await pending?.device;
     if (!pending || !process?.pid) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device to probe from");
-    const started = await pending.sprayer;
+    const early = await pending.sprayer;
     pending.sprayer = undefined;
-    await (started?.ready ? started : startSprayer(process.pid, pending.listenPort)).send(datagrams);
+    const sprayer = await sprayerFor(early, () => startSprayer(process.pid!, pending.listenPort));
+    pending.spraying = sprayer;
+    return sprayer.send(datagrams);
   }
 
   /**
@@ -278,7 +286,7 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   /** Brings the tunnel up; then (up or failed) the daemon's spare, if one was taken, is made again. */
-  async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
+  async connect(session: ConnectTarget): Promise<Tunnel> {
     return this.connectBeside(session, undefined);
   }
 
@@ -288,7 +296,7 @@ export class WireGuardConsumerService implements ConsumerService {
    * provider becomes the device's peer (the handshake starts) only once it is armed. A device with
    * no peer sends nothing, and what is routed into it meanwhile goes nowhere.
    */
-  async connectBeside(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {
+  async connectBeside(session: ConnectTarget, guard: TunnelGuard | undefined): Promise<Tunnel> {
     try {
       return await this.#connect(session, guard);
     } finally {
@@ -296,7 +304,7 @@ export class WireGuardConsumerService implements ConsumerService {
     }
   }
 
-  async #connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }, guard: TunnelGuard | undefined): Promise<Tunnel> {
+  async #connect(session: ConnectTarget, guard: TunnelGuard | undefined): Promise<Tunnel> {
     requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
     program("wireguard-go");
     const checkedConfig = checked(session);
@@ -380,10 +388,11 @@ export class WireGuardConsumerService implements ConsumerService {
       // A new port is a new socket, with the default buffer again.
       if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
       // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
-      await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000));
+      await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000), 5, session.giveUp);
       // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
       this.#pending.delete(config.clientPublicKey);
       void pending.sprayer?.then((s) => s?.cancel());
+      pending.spraying?.stop();
       const tunnel = new WireGuardTunnel(
         process,
         device,

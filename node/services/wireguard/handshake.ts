@@ -21,11 +21,12 @@ export async function freeUdpPort(netns: string | undefined): Promise<number> {
 }
 
 /**
- * Resolves once wireguard-go has a handshake with its (first) peer; `HANDSHAKE_TIMEOUT` after `timeoutMs`. Polled every
- * millisecond at first (a handshake on a near link takes about one), then every `everyMs` (5 by default: the connect waits
- * on it; a caller that waits while a birthday search runs asks less often, which leaves the CPU to the search).
+ * Resolves once wireguard-go has a handshake with its (first) peer; `HANDSHAKE_TIMEOUT` after `timeoutMs`, or the reason
+ * of `giveUp` as soon as it is aborted (the path cannot work: no wait for the timeout). Polled every millisecond at first
+ * (a handshake on a near link takes about one), then every `everyMs` (5 by default: the connect waits on it; a caller that
+ * waits while a birthday search runs asks less often, which leaves the CPU to the search).
  */
-export function waitHandshake(process: WireGuardProcess, timeoutMs: number, everyMs = 5): Promise<void> {
+export function waitHandshake(process: WireGuardProcess, timeoutMs: number, everyMs = 5, giveUp?: AbortSignal): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   return (async () => {
@@ -33,6 +34,7 @@ export function waitHandshake(process: WireGuardProcess, timeoutMs: number, ever
       if (!process.running) throw process.explain("wireguard-go exited before the tunnel came up");
       const state = await process.uapi.get();
       if (state.peers[0]?.lastHandshakeMs) return;
+      if (giveUp?.aborted) throw giveUp.reason;
       if (Date.now() > deadline)
         throw new TunnelError(
           "HANDSHAKE_TIMEOUT",

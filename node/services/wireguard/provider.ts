@@ -11,7 +11,7 @@ import { generateKeyPair, isKey, publicKeyOf } from "./keys";
 import { DEVICE_NAME, WireGuardProcess } from "./process";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import { PunchRoutes } from "./punch-route";
-import { sprayFromSocketOf } from "./tunnel-spray";
+import { type SprayResult, sprayFromSocketOf } from "./tunnel-spray";
 import type { PeerChange, PeerState } from "./uapi";
 
 export interface WireGuardProviderOptions extends TunnelServiceOptions {
@@ -248,7 +248,9 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
   async punchRoute(sessionId: string, punch: { address: string; port: number; localPort: number }): Promise<void> {
     if (!this.sessions.has(sessionId) || !this.#process?.running) return;
     this.#punch ??= new PunchRoutes(this.#o.netns);
-    await this.#punch.route(sessionId, { consumer: punch.address, consumerPort: punch.port, tunnelPort: this.#port(), localPort: punch.localPort });
+    const route = { consumer: punch.address, consumerPort: punch.port, tunnelPort: this.#port(), localPort: punch.localPort };
+    if ((await this.#punch.route(sessionId, route)) === "conntrack")
+      this.log.info({ sessionId }, "the probe's flow was forgotten by conntrack -D (not by the warm forgetter)");
   }
 
   /** The session's search has started (punch-route.ts `prepare`): its route's table is made now, before it meets. */
@@ -259,10 +261,10 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
   }
 
   /** Hard-NAT probing for the tunnel: the datagrams leave from wireguard-go's own socket (tunnel-spray.ts). */
-  async sprayFromTunnel(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<void> {
+  async sprayFromTunnel(datagrams: Iterable<{ address: string; port: number; bytes: Buffer }>): Promise<SprayResult> {
     const pid = this.#process?.pid;
     if (!pid || !this.#process?.running) throw new TunnelError("SERVICE_NOT_RUNNING", "the WireGuard server is not running");
-    await sprayFromSocketOf(pid, this.#port(), datagrams);
+    return sprayFromSocketOf(pid, this.#port(), datagrams);
   }
 
   /**

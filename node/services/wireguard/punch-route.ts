@@ -133,7 +133,11 @@ export class PunchRoutes {
     for (const p of ports) this.#probing.add(p);
   }
 
-  async route(sessionId: string, route: PunchRoute): Promise<void> {
+  /**
+   * Puts the session's route in place. Resolves with how the probe's flow was forgotten: by the warm
+   * forgetter (`ctnetlink`), or by `conntrack -D` (`conntrack`: no forgetter, or it failed or found nothing).
+   */
+  async route(sessionId: string, route: PunchRoute): Promise<"ctnetlink" | "conntrack"> {
     await this.#apply((this.#made ? "" : punchTableScript()) + routeScript(route, "add", this.#probing.has(route.localPort)));
     this.#made = true;
     this.#probing.delete(route.localPort);
@@ -149,7 +153,9 @@ export class PunchRoutes {
       (dropped) => dropped > 0,
       () => false,
     );
-    if (!forgot) await this.#forget(route);
+    if (forgot) return "ctnetlink";
+    await this.#forget(route);
+    return "conntrack";
   }
 
   /** The session's route (if any) and these probing ports go; the table too when nothing is left. */

@@ -4,6 +4,7 @@ import { isCarrierAddress, isPublicAddress } from "../../../node/nat/addresses";
 import type { PortMapper, RouterMapping } from "../../../node/nat/port-mapping";
 import { ReachabilityMonitor } from "../../../node/nat/monitor";
 import { measureReachability, type Reachability } from "../../../node/nat/reachability";
+import { until } from "../../../scripts/lib/until";
 import { ATTR, BINDING, decodeStunMessage, encodeAddress, encodeStunMessage, encodeXorAddress, type StunMessage } from "../../../node/nat/stun";
 
 /**
@@ -16,6 +17,8 @@ async function natLikeServers(nat: {
   mappedFor: (server: { address: string; port: number }, client: { address: string; port: number }) => { address: string; port: number };
   /** Which CHANGE-REQUEST answers get through the NAT's filter. */
   letsIn: (change: { ip: boolean; port: boolean }) => boolean;
+  /** Nothing gets through now (a kill switch that lets only the tunnel out). */
+  silent?: () => boolean;
 }) {
   const sockets = new Map<string, dgram.Socket>();
   const requests: { at: string; change?: number }[] = [];
@@ -28,6 +31,7 @@ async function natLikeServers(nat: {
   const addressOf = (k: string) => ({ address: k.split("/")[0], port: sockets.get(k)!.address().port });
   for (const [k, s] of sockets) {
     s.on("message", (b, from) => {
+      if (nat.silent?.()) return;
       const req: StunMessage = decodeStunMessage(b);
       const changeAttr = req.attributes.find((a) => a.type === ATTR.CHANGE_REQUEST);
       const change = changeAttr ? changeAttr.value.readUInt32BE(0) : 0;
@@ -259,6 +263,36 @@ describe("the reachability monitor", function () {
       const socket = monitor.socket!;
       await monitor.stop();
       expect(() => socket.address()).to.throw();
+    } finally {
+      await monitor.stop();
+      await servers.close();
+    }
+  });
+
+  it("keeps the last measurement while a consumer tunnel's kill switch holds this machine's traffic, and measures again once it no longer does", async function () {
+    let tunnelled = false;
+    const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false, silent: () => tunnelled });
+    const monitor = new ReachabilityMonitor({
+      stunServers: [servers.primary],
+      portMapping: false,
+      port: 0,
+      measure: FAST,
+      watchMs: 20,
+      tunnelled: () => tunnelled,
+    });
+    try {
+      const measured = new Promise<Reachability>((resolve) => monitor.onChange(resolve));
+      await monitor.start();
+      const first = await measured;
+      // A session's tunnel comes up with its kill switch (no STUN answer gets through it), and the
+      // 10-minute recheck or a network change falls inside the session.
+      tunnelled = true;
+      await monitor.measure();
+      expect(monitor.view()).to.deep.include({ state: "measured", mapping: "endpoint-independent", contacts: first.contacts });
+      // The session ends: measured again, at the watch's next look.
+      tunnelled = false;
+      await until(() => monitor.current()!.measuredAt > first.measuredAt, "a measurement after the tunnel went", 5_000, 10);
+      expect(monitor.view()).to.deep.include({ state: "measured", mapping: "endpoint-independent", contacts: first.contacts });
     } finally {
       await monitor.stop();
       await servers.close();

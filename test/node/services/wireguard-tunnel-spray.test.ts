@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { type ChildProcess, spawn } from "node:child_process";
 import dgram from "node:dgram";
 import fs from "node:fs";
-import { startSprayer } from "../../../node/services/wireguard/tunnel-spray";
+import { sprayerFor, startSprayer } from "../../../node/services/wireguard/tunnel-spray";
 import { until } from "../../../scripts/lib/until";
 
 // pidfd_getfd(2) on another process's socket needs root (or ptrace rights over it), as on a node.
@@ -14,6 +14,16 @@ const rejection = (p: Promise<unknown>) =>
   );
 
 const sprayable = process.getuid?.() === 0 && fs.existsSync("/usr/bin/python3");
+
+/** Whether process `pid` is still there. */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** A process holding a UDP socket, as wireguard-go holds its tunnel's: prints its port. */
 const HOLDER = `
@@ -42,13 +52,31 @@ const HOLDER = `
     receiver?.close();
   });
 
+  /** The pids of the senders on the holder's socket now running (found by their command line). */
+  const sprayerPids = () => {
+    const pids: number[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      let args: string[];
+      try {
+        args = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      } catch {
+        continue; // gone
+      }
+      if (args[0].endsWith("python3") && args.includes(String(holder.pid)) && args.includes(String(holderPort))) pids.push(Number(entry));
+    }
+    return pids;
+  };
+
   const datagrams = (n: number, tag: string) =>
     Array.from({ length: n }, (_, i) => ({ address: "127.0.0.1", port: receiver.address().port, bytes: Buffer.from(`${tag} ${i}`) }));
 
-  it("started before its datagrams exist, sends each of them from the tunnel's socket (its port, not one of its own)", async function () {
+  it("started before its datagrams exist, says it holds the tunnel's socket, then sends each of them from it (its port, not one of its own)", async function () {
     const sprayer = startSprayer(holder.pid!, holderPort);
+    // Said by the sender once it holds its copy of the socket, before any datagram was made.
+    expect(await sprayer.found).to.equal(true);
     expect(sprayer.ready).to.equal(true);
-    await sprayer.send(datagrams(40, "early"));
+    expect(await sprayer.send(datagrams(40, "early"))).to.deep.equal({ sent: 40, dropped: 0, stopped: false });
     await until(() => heard.filter((h) => h.text.startsWith("early")).length === 40, "the 40 datagrams");
     const got = heard.filter((h) => h.text.startsWith("early"));
     expect(new Set(got.map((h) => h.from))).to.deep.equal(new Set([holderPort]));
@@ -59,15 +87,73 @@ const HOLDER = `
   });
 
   it("one not needed ends when cancelled, having sent nothing", async function () {
+    const before = sprayerPids();
     const sprayer = startSprayer(holder.pid!, holderPort);
+    const pid = await until(() => sprayerPids().find((p) => !before.includes(p)), "the sender's process");
     sprayer.cancel();
     expect(sprayer.ready).to.equal(false);
+    await until(() => !alive(pid), "the sender's exit");
     expect(await rejection(sprayer.send(datagrams(1, "cancelled")))).to.match(/already sent or cancelled/);
     expect(heard.some((h) => h.text.startsWith("cancelled"))).to.equal(false);
   });
 
+  it("one that failed is never ready, even before its exit is seen, and is replaced by a fresh one (review finding 3)", async function () {
+    const failed = startSprayer(holder.pid!, holderPort === 1 ? 2 : 1); // no socket of the holder's on that port
+    // Checked at once, as the consumer did: the exit not yet reported, it was taken for ready and its datagrams were lost.
+    expect(failed.ready).to.equal(false);
+    const chosen = await sprayerFor(failed, () => startSprayer(holder.pid!, holderPort));
+    expect(chosen).to.not.equal(failed);
+    expect(await failed.found).to.equal(false);
+    expect(failed.ready).to.equal(false);
+    expect((await chosen.send(datagrams(5, "fresh"))).sent).to.equal(5);
+    await until(() => heard.filter((h) => h.text.startsWith("fresh")).length === 5, "the fresh sender's datagrams");
+  });
+
+  it("stops when told (the tunnels met): what was not sent yet is not, and it says how many were", async function () {
+    const sprayer = startSprayer(holder.pid!, holderPort, 200); // 2,000 datagrams: 10 s at this pace
+    expect(await sprayer.found).to.equal(true);
+    const sending = sprayer.send(datagrams(2000, "stopped"));
+    await until(() => heard.some((h) => h.text.startsWith("stopped")), "the first datagrams");
+    sprayer.stop();
+    const result = await sending;
+    expect(result.stopped).to.equal(true);
+    expect(result.sent).to.be.greaterThan(0).and.lessThan(2000);
+    await until(() => heard.filter((h) => h.text.startsWith("stopped")).length === result.sent, "every datagram it says it sent");
+  });
+
+  it("counts the datagrams its socket refused (an address its socket cannot reach)", async function () {
+    const sprayer = startSprayer(holder.pid!, holderPort);
+    const unreachable = Array.from({ length: 3 }, (_, i) => ({ address: "192.0.2.1", port: 9, bytes: Buffer.from(`refused ${i}`) }));
+    // A socket bound to 127.0.0.1 cannot send to another host: each sendto fails (EINVAL).
+    expect(await sprayer.send([...datagrams(5, "counted"), ...unreachable])).to.deep.equal({ sent: 5, dropped: 3, stopped: false });
+  });
+
+  it("paces at most at its rate: datagrams that came late do not leave in a burst to catch up", async function () {
+    const sprayer = startSprayer(holder.pid!, holderPort, 200); // 16 every 80 ms
+    const tag = "paced";
+    /** 64 datagrams, then (the node busy sealing) nothing for 600 ms, then 64 more. */
+    function* late() {
+      yield* datagrams(64, `${tag}-a`);
+      const until = Date.now() + 600;
+      while (Date.now() < until); // the node busy: the sender waits for its input
+      yield* datagrams(64, `${tag}-b`);
+    }
+    const at: number[] = [];
+    const onLate = (m: Buffer) => m.toString().startsWith(`${tag}-b`) && at.push(Date.now());
+    receiver.on("message", onLate);
+    try {
+      await sprayer.send(late());
+      await until(() => at.length === 64, "the late datagrams");
+    } finally {
+      receiver.off("message", onLate);
+    }
+    // Capped: four batches of 16, one period (80 ms) apart. Paced as an average, the 600 ms without
+    // input had earned credit for all of them, and they left together.
+    expect(at[63] - at[0]).to.be.at.least(200);
+  });
+
   it("says so when the process holds no UDP socket on that port", async function () {
     const sprayer = startSprayer(holder.pid!, holderPort === 1 ? 2 : 1);
-    expect(await rejection(sprayer.send(datagrams(1, "nowhere")))).to.match(/could not send from wireguard-go's port/);
+    expect(await rejection(sprayer.send(datagrams(1, "nowhere")))).to.match(/could not send from wireguard-go's port .*holds no IPv4 UDP socket/);
   });
 });

@@ -5,6 +5,7 @@ import { checkConsumerData, checkServiceConfig } from "../../../node/services/wi
 import { WireGuardConsumerService } from "../../../node/services/wireguard/consumer";
 import { generateKeyPair, isKey, keyFromHex, keyHex, publicKeyOf } from "../../../node/services/wireguard/keys";
 import { WireGuardProcess } from "../../../node/services/wireguard/process";
+import { waitHandshake } from "../../../node/services/wireguard/handshake";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { rejectionOf } from "../../support/rejection";
 
@@ -108,6 +109,19 @@ describe("wireguard: keys, settings and the provider's words fenced", function (
       } finally {
         tmp.cleanup();
       }
+    });
+
+    it("ends the wait for the provider's first handshake as soon as the route cannot work, with its reason (not after the 10 s)", async function () {
+      // wireguard-go that never gets a handshake: its peer listed, no handshake time.
+      const silent = { running: true, uapi: { get: async () => ({ peers: [{}] }) } } as unknown as WireGuardProcess;
+      const giveUp = new AbortController();
+      const waiting = waitHandshake(silent, 10_000, 5, giveUp.signal).then(
+        () => "came",
+        (err: Error) => err.message,
+      );
+      setTimeout(() => giveUp.abort(new Error("the tunnels did not meet")), 20);
+      const outcome = await Promise.race([waiting, new Promise((r) => setTimeout(() => r("still waiting after 5 s"), 5_000))]);
+      expect(outcome).to.equal("the tunnels did not meet");
     });
 
     it("refuses an interface name that could become a path", function () {

@@ -199,6 +199,23 @@ describe("sessions: negotiation over dialogs (real NATS, real registry, no-op se
       expect(events.slice(0, 4)).to.deep.equal(["prepare", "dialog opened", "engage", "tunnel up"]);
     });
 
+    it("starts no spray sender for a provider behind a symmetric router while the kill switch already holds (a reconnect: no punch goes out)", async function () {
+      const { service, sessions } = await guardedSide();
+      const sprays: (boolean | undefined)[] = [];
+      const spraying = Object.assign(service, { prepare: (_data: unknown, o?: { spray?: boolean }) => void sprays.push(o?.spray) });
+      const direct = {
+        type: "direct/v1",
+        nat: { mapping: "endpoint-dependent", filtering: "address-and-port-dependent" },
+        candidates: [{ kind: "punch-only", address: "198.18.6.2", port: 40000, protocol: "udp" }],
+      };
+      const symmetric = signProposal(providerKey, { ...current, contacts: [...current.contacts, direct] } as Proposal);
+      for (const holds of [false, true]) {
+        const session = await sessions.connect({ proposal: symmetric, service: spraying, protection: { ...protection, holds: () => holds } });
+        await session.destroy();
+      }
+      expect(sprays).to.deep.equal([true, false]);
+    });
+
     it("discards what it prepared when the dialog cannot be opened (the provider is not registered)", async function () {
       const directory = { publicKeyOf: async (id: string) => (id === providerKey.address ? undefined : net.registry.publicKeyOf(id)) };
       const { service, sessions } = await guardedSide(directory as typeof net.registry);

@@ -56,7 +56,9 @@ class SprayingConsumer extends NoopConsumerService {
   peerAnswered(): Promise<void> {
     return this.met;
   }
-  async sprayFromTunnel(): Promise<void> {}
+  async sprayFromTunnel(): Promise<undefined> {
+    return undefined; // no count: the spray "sent" nothing to judge by
+  }
   override async connect(session: { id: string; provider: string; serviceConfig: unknown; route?: DirectRoute }): Promise<Tunnel> {
     this.routes.push(session.route);
     return super.connect(session);
