@@ -291,8 +291,6 @@ export interface ConsumerService {
    * before the direct path is punched, so that handshake is answered when it arrives. Never rejects.
    */
   expectPeer?(consumerData: unknown, serviceConfig: unknown): Promise<void>;
-  /** Resolves once the tunnel prepared by `expectPeer` answered the provider's first handshake (the tunnels met); rejects after `timeoutMs`. */
-  peerAnswered?(consumerData: unknown, timeoutMs: number): Promise<void>;
   /**
    * A provider nobody can dial (reach "public-or-mapped" without a public or mapped address) is
    * reached through a TCP allocation it holds on a relay this consumer pays (the proxy's streams).

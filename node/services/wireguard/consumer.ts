@@ -223,20 +223,6 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   /**
-   * Resolves once the device given the provider's key in advance (`expectPeer`) answered the
-   * provider's first handshake: the tunnels met (their own birthday search), whether or not the
-   * direct channel has. Asked every 5 ms (as `waitHandshake` does): the searches take tens of
-   * milliseconds now (tunnel-spray.ts), and each poll late is a millisecond of the connect.
-   */
-  async peerAnswered(consumerData: unknown, timeoutMs: number): Promise<void> {
-    const key = publicKeyOf(consumerData);
-    const pending = key ? this.#pending.get(key) : undefined;
-    if (!pending?.expecting) throw new TunnelError("WIREGUARD_FAILED", "no prepared WireGuard device expects the provider's handshake");
-    await waitHandshake(pending.expecting, timeoutMs);
-    pending.spraying?.stop();
-  }
-
-  /**
    * Hard-NAT probing when the provider's router is the hard one: the datagrams leave from the
    * prepared wireguard-go's own socket (tunnel-spray.ts), so our router maps the tunnel's port
    * toward the provider's probing sockets they reach. No tunnel packet passes through us. The sender

@@ -41,21 +41,13 @@ class MeetingProvider extends NoopProviderService {
   async punchRoute(): Promise<void> {}
 }
 
-/** A consumer tunnel that sprays and answers the provider's first handshake; the test says when the tunnels met. */
+/** A consumer tunnel that sprays and answers the provider's first handshake (the no-op tunnel's connect comes up at once). */
 class SprayingConsumer extends NoopConsumerService {
   readonly routes: (DirectRoute | undefined)[] = [];
-  #met!: () => void;
-  readonly met = new Promise<void>((resolve) => (this.#met = resolve));
-  meet(): void {
-    this.#met();
-  }
   tunnelPortFor(): number {
     return 40200;
   }
   async expectPeer(): Promise<void> {}
-  peerAnswered(): Promise<void> {
-    return this.met;
-  }
   async sprayFromTunnel(): Promise<undefined> {
     return undefined; // no count: the spray "sent" nothing to judge by
   }
@@ -125,7 +117,6 @@ describe("the consumer's tunnel when the tunnels meet by their own search", func
     // naming no endpoint (the provider's handshake comes first, from wherever its router maps it).
     await until(() => service.routes.length > 0, "the tunnel brought up before any meeting", 8000);
     expect(service.routes[0]).to.deep.equal({ kind: "punched", address: "127.0.9.2", tunnelPort: 51820, peerSendsFirst: true });
-    service.meet(); // (the code before waited for this, or for the channel, before bringing the tunnel up)
     const session = await connecting;
     expect(session.path.tunnel).to.equal("punched");
     await session.destroy();
