@@ -13,8 +13,9 @@ const IDLE_MS = 20_000;
  * start on the connect path (an `nft` start is 3–25 ms of exec, libnftables and netlink set-up on
  * a loaded machine; the transaction itself 1–3 ms). After each script a line nft cannot parse (the
  * bare word `myst_mark_<n>`) makes nft print it to stderr, with its syntax error, once the script's
- * batch is done: what came before it is the script's own outcome. Nothing is asked of the kernel
- * for it (a lookup of a missing table, the marker before, read the ruleset back after each script).
+ * batch is done: what came before it is the script's own outcome. No table is read back for it (a
+ * lookup of a missing table, the marker before, read the ruleset back after each script); nft still
+ * asks the kernel for the ruleset's generation, and the marker's error drops nft's cache.
  * The session ends after IDLE_MS without work (a namespace a test deletes is not held for long),
  * when the node dies (its input closes),
  * or when its namespace was replaced by another of the same name (checked by inode before each

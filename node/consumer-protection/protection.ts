@@ -52,7 +52,7 @@ function transact(script: string, netns?: string): Promise<void> {
 /**
  * Consumer protection for one connection, the same for every tunnel type: a guard rule set
  * (nftables, one atomic table) installed before the tunnel comes up, the resolver pointed at the
- * provider's resolver while it is up, both undone by `lift()` (disconnect) — and, after a crash,
+ * provider's resolver from the moment the rules are armed, both undone by `lift()` (disconnect) — and, after a crash,
  * by `recoverProtection()` at the next start, from the record this writes before each change.
  */
 export class ConsumerProtection implements SessionProtection {
@@ -70,6 +70,12 @@ export class ConsumerProtection implements SessionProtection {
   #pointed?: Promise<string | undefined>;
   /** The record's text as last written: the same record is not written again. */
   #written?: string;
+  /**
+   * Whether the resolver file is ours to put back at `lift`: this instance pointed it, or a dead myst's
+   * record says it may have. A connect that failed before pointing it leaves it as it is (a network
+   * manager may have rewritten it meanwhile).
+   */
+  #resolverOurs = false;
 
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
@@ -184,6 +190,7 @@ export class ConsumerProtection implements SessionProtection {
       const endpointRoutes = new Set(inherited?.endpointRoutes ?? []);
       // The resolver file as it is before anything of this session changed it (or as a dead myst found it).
       const resolver = inherited?.resolver ?? (spec.dns.length > 0 ? snapshotResolver(resolverFile(this.options.netns)) : undefined);
+      if (inherited?.resolver) this.#resolverOurs = true;
       const record = (): ProtectionRecord => ({
         version: 1,
         pid: process.pid,
@@ -220,6 +227,7 @@ export class ConsumerProtection implements SessionProtection {
         .then(() => new Promise((resolve) => setImmediate(resolve)))
         .then(() => {
           if (!resolver || spec.dns.length === 0) return undefined;
+          this.#resolverOurs = true;
           pointResolver(resolver, spec.dns);
           return spec.dns.join();
         });
@@ -305,6 +313,7 @@ export class ConsumerProtection implements SessionProtection {
       if (pointedAt === tunnel.dns.join()) return;
       const snapshot = resolver ?? snapshotResolver(resolverFile(this.options.netns));
       this.#write({ ...this.#record!, resolver: snapshot });
+      this.#resolverOurs = true;
       pointResolver(snapshot, tunnel.dns);
     } else {
       if (pointedAt !== undefined && resolver) restoreResolver(resolver);
@@ -331,7 +340,7 @@ export class ConsumerProtection implements SessionProtection {
    * Between sessions of one connection (`--reconnect`): nothing passes but loopback (and the LAN
    * with `allowLan`) and what an admission still holds, not even the last provider's endpoint, until
    * the next `engage` replaces the rules atomically (a relay's TURN server may be `admit`ted alone).
-   * The resolver file keeps pointing at the last provider's resolver, which is unreachable
+   * The resolver file keeps pointing at the last attempted provider's resolver, which is unreachable
    * meanwhile; the record keeps the snapshot `lift` restores.
    */
   async block(): Promise<void> {
@@ -416,10 +425,12 @@ export class ConsumerProtection implements SessionProtection {
     // A pointing still to come would follow the restore below.
     await this.#pointed?.catch(() => undefined);
     this.#prepared = this.#madeFresh = this.#pointed = undefined;
+    // A record read from disk is a dead myst's: its resolver file is put back whatever this instance did.
     const record = this.#record ?? readRecord(this.options.dataDir);
-    if (record) await undo(record);
+    if (record) await undo(record, { resolver: this.#record === undefined || this.#resolverOurs });
     fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
     this.#record = this.#written = undefined;
+    this.#resolverOurs = false;
     this.#spec = undefined;
     this.#admissions.clear();
     if (this.#state !== "off") this.#log.info({ netns: this.options.netns }, "consumer protection lifted");
@@ -429,8 +440,8 @@ export class ConsumerProtection implements SessionProtection {
   #write(record: ProtectionRecord): void {
     this.#record = record;
     const text = JSON.stringify(record, null, 2);
-    if (text === this.#written) return;
     const file = protectionRecordFile(this.options.dataDir);
+    if (text === this.#written && fs.existsSync(file)) return;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
     fs.renameSync(`${file}.tmp`, file);
@@ -438,10 +449,12 @@ export class ConsumerProtection implements SessionProtection {
   }
 }
 
-export async function undo(record: ProtectionRecord): Promise<void> {
+/** Undoes what `record` names; `resolver: false` leaves the resolver file as it is (this instance never pointed it). */
+export async function undo(record: ProtectionRecord, o: { resolver: boolean } = { resolver: true }): Promise<void> {
+  const restore = o.resolver ? record.resolver : undefined;
   if (record.netns !== undefined && !fs.existsSync(path.join("/run/netns", record.netns))) {
     // The namespace is gone, and its rules and routes with it; only the resolver file is left.
-    if (record.resolver) restoreResolver(record.resolver);
+    if (restore) restoreResolver(restore);
     return;
   }
   for (const address of record.endpointRoutes ?? []) {
@@ -449,7 +462,7 @@ export async function undo(record: ProtectionRecord): Promise<void> {
       await run(inNetns(record.netns, [program("ip", "iproute2"), "route", "del", hostPrefix(address)])).catch(() => undefined);
   }
   await nftApply(unguardScript(), record.netns);
-  if (record.resolver) restoreResolver(record.resolver);
+  if (restore) restoreResolver(restore);
 }
 
 const recordIfValid = (dataDir: string) => {

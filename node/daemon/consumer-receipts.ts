@@ -36,8 +36,9 @@ export function stageOfCheck(c: TunnelCheck | undefined, advertisedMbps: number)
 }
 
 export function throughputKbps(c: TunnelCheck | undefined): number {
-  if (!c || c.ms <= 0) return 0;
-  return Math.round((c.bytes * 8) / c.ms);
+  if (!c || c.bytes <= 0) return 0;
+  // Bytes that all came within the clock's millisecond (ms 0) came at least that fast: not a failed throughput.
+  return Math.round((c.bytes * 8) / Math.max(1, c.ms));
 }
 
 /** How much a throughput test moves: a quarter second at the advertised rate, between 64 KiB and 4 MiB. */

@@ -265,14 +265,27 @@ export function networkAddressKey(
 const NO_LINK_ADDRESS = "00:00:00:00:00:00";
 
 /**
- * A TUN or WireGuard device has no link-layer address: what getifaddrs says of this process's own
- * namespace, whichever namespace /sys was mounted for (a process that entered a namespace without
- * remounting /sys reads another's). A TAP device (OpenVPN's `dev tap`) has one; its
- * /sys/class/net/<name>/tun_flags names it, where /sys is this namespace's (`ip netns exec`).
+ * A tunnel device, by /sys/class/net/<name> where /sys lists it: its type 65534 (TUN, WireGuard) or
+ * its tun_flags (TAP, OpenVPN's `dev tap`). A PPP link (PPPoE, type 512) has no link-layer address
+ * either, yet it is the network: a new address on it is a change. Where /sys does not list the device
+ * (a process that entered a namespace without remounting /sys reads another's), what getifaddrs says
+ * of this process's own namespace decides: a TUN or WireGuard device has no link-layer address.
  */
 function isTunnelDevice(addresses: os.NetworkInterfaceInfo[], name: string): boolean {
-  if (addresses.length > 0 && addresses.every((a) => a.mac === NO_LINK_ADDRESS)) return true;
-  return fs.existsSync(`/sys/class/net/${name}/tun_flags`);
+  const sys = `/sys/class/net/${name}`;
+  if (fs.existsSync(sys)) return readType(`${sys}/type`) === TUN_TYPE || fs.existsSync(`${sys}/tun_flags`);
+  return addresses.length > 0 && addresses.every((a) => a.mac === NO_LINK_ADDRESS);
+}
+
+/** ARPHRD_NONE: the link type of TUN and WireGuard devices. */
+const TUN_TYPE = 65534;
+
+function readType(file: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(file, "utf8").trim());
+  } catch {
+    return undefined;
+  }
 }
 
 const addressKey = () => networkAddressKey();

@@ -71,7 +71,9 @@ function fetchBytes() {
       done = true;
       clearTimeout(timer);
       req.destroy();
-      resolve({ firstByteMs: first === null ? null : first - t0, bytes, ms: first === null ? 0 : Date.now() - first });
+      // At least a millisecond: a body read in one go (it waited in the socket while this program was not
+      // running, or the link is that fast) came in 0 ms of the clock, which is a rate, not none.
+      resolve({ firstByteMs: first === null ? null : first - t0, bytes, ms: first === null ? 0 : Math.max(1, Date.now() - first) });
     };
     const timer = setTimeout(finish, spec.timeoutMs);
     const req = http.get(url, { agent: false }, (res) => {

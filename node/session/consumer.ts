@@ -268,7 +268,8 @@ export class ConsumerSessions {
     // can be reached only by punching, the tunnel waits for the path (and fails fast without one);
     // otherwise the channel comes up beside the tunnel and takes the session's messages when it can.
     const peerOffer = response.accepted.direct;
-    const sprayer = peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
+    // No spray while a kill switch holds (a reconnect): it would refuse every probe.
+    const sprayer = !holding && peerOffer?.tunnelMeets ? options.service.sprayFromTunnel?.bind(options.service, consumerData) : undefined;
     const spray = sprayer ? new TunnelSprayWatch(sprayer) : undefined;
     const channel = prepared && peerOffer ? prepared.open(sessionId, "consumer", peerOffer, { sprayFromTunnel: spray?.send }) : undefined;
     // The provider's tunnel will send first: ours knows its key before any probe leaves (so before its handshake can come).

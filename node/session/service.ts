@@ -171,7 +171,7 @@ export interface SessionProtection {
    * recorded before `routesKept` settles; nothing is let through the tunnel before `armed` does.
    */
   engageBeside?(plan: TunnelPlan): TunnelGuard;
-  /** The tunnel is up: its resolvers take over name resolution; IPv6 through it if it carries IPv6. */
+  /** The tunnel is up: the resolver file names its resolvers (already so since the arming, unless it brought others); IPv6 through it if it carries IPv6. */
   tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void>;
   /** The tunnel never came up: undo what `engage` did. */
   abandon(): Promise<void>;

@@ -36,8 +36,6 @@ export class TunnelSprayWatch {
   #sent?: Promise<TunnelSprayCount | Error | undefined>;
   #watching = false;
   #met = false;
-  /** The meeting cannot be seen (no device expects the provider's handshake): only a spray that could not be sent gives up. */
-  #blind = false;
 
   constructor(
     private readonly spray: Spray,
@@ -53,21 +51,14 @@ export class TunnelSprayWatch {
   };
 
   /**
-   * Watches for a meeting that cannot come, from now: `met` (optional) resolves when the tunnels met,
-   * rejects when they did not in time; `met()` says so too (the tunnel's handshake came).
+   * Watches for a meeting that cannot come, from now (the spray handed over before is watched too). The
+   * meeting itself is the tunnel's handshake: `met()` says it came. A handshake lost after the meeting
+   * is the handshake wait's to retry: it honours the give-up only while no provider's packet reached
+   * the tunnel (services/wireguard/handshake.ts).
    */
-  watch(met: Promise<void> = new Promise(() => undefined)): void {
+  watch(): void {
     if (this.#watching) return;
     this.#watching = true;
-    // Only its timeout says the tunnels cannot meet. A device not given the provider's key in advance
-    // cannot tell when they met: the tunnel's own set-up gives it, and its handshake wait decides.
-    met.then(
-      () => (this.#met = true),
-      (err: Error & { code?: unknown }) => {
-        if (err.code === "HANDSHAKE_TIMEOUT") this.#cannot(`the provider's tunnel did not answer ours: ${err.message}`);
-        else this.#blind = true;
-      },
-    );
     if (this.#sent) this.#afterSpray(this.#sent);
   }
 
@@ -82,7 +73,7 @@ export class TunnelSprayWatch {
       if (!count || count.stopped) return; // stopped: the tunnels met
       const refused = count.dropped > 0 ? ` (${count.dropped} more refused by its socket)` : "";
       const why = `the tunnels did not meet: ours sent ${count.sent} probes${refused} and the provider's did not answer within ${this.afterMs} ms of the last`;
-      setTimeout(() => !this.#blind && this.#cannot(why), this.afterMs).unref();
+      setTimeout(() => this.#cannot(why), this.afterMs).unref();
     });
   }
 

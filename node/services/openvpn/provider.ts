@@ -266,7 +266,7 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       "explicit-exit-notify 1",
       // What the consumers upload: 512 KiB drops few datagrams (~750 in 5 s of four consumers
       // uploading at once, ~15,000 with the OS default), and 2 MiB, which drops none, carried no more
-      // at once and cost one consumer's upload 3-5% (docs/connect-path.md). Capped by net.core.rmem_max.
+      // at once and left one consumer's upload 0-3% slower (docs/connect-path.md). Capped by net.core.rmem_max.
       "rcvbuf 524288",
       "verb 3",
       "",

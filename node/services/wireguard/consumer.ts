@@ -237,6 +237,11 @@ export class WireGuardConsumerService implements ConsumerService {
     const early = await pending.sprayer;
     pending.sprayer = undefined;
     const sprayer = await sprayerFor(early, () => startSprayer(process.pid!, pending.listenPort));
+    // Released (discarded, or its tunnel up) while the sender started: nothing would stop it.
+    if (this.#pending.get(key!) !== pending) {
+      sprayer.cancel();
+      throw new TunnelError("WIREGUARD_FAILED", "the prepared WireGuard device was released before its spray began");
+    }
     pending.spraying = sprayer;
     return sprayer.send(datagrams);
   }
@@ -419,6 +424,9 @@ export class WireGuardConsumerService implements ConsumerService {
     } catch (err) {
       routeIp?.cancel();
       setupIp?.cancel();
+      // Its copy of the tunnel's socket would go on spraying after wireguard-go is gone.
+      void pending.sprayer?.then((s) => s?.cancel());
+      pending.spraying?.stop();
       await process.stop();
       if (hostRoute) await this.#dropRoute(outside);
       throw err;

@@ -22,7 +22,8 @@ export async function freeUdpPort(netns: string | undefined): Promise<number> {
 
 /**
  * Resolves once wireguard-go has a handshake with its (first) peer; `HANDSHAKE_TIMEOUT` after `timeoutMs`, or the reason
- * of `giveUp` as soon as it is aborted (the path cannot work: no wait for the timeout). Polled every millisecond at first
+ * of `giveUp` as soon as it is aborted (the path cannot work: no wait for the timeout) while the peer has no endpoint yet
+ * (a peer set up without one learns it from the provider's first initiation: from then on only the timeout ends the wait). Polled every millisecond at first
  * (a handshake on a near link takes about one), then every `everyMs` (5 by default: the connect waits on it; a caller that
  * waits while a birthday search runs asks less often, which leaves the CPU to the search).
  */
@@ -33,8 +34,11 @@ export function waitHandshake(process: WireGuardProcess, timeoutMs: number, ever
     for (;;) {
       if (!process.running) throw process.explain("wireguard-go exited before the tunnel came up");
       const state = await process.uapi.get();
-      if (state.peers[0]?.lastHandshakeMs) return;
-      if (giveUp?.aborted) throw giveUp.reason;
+      const peer = state.peers[0];
+      if (peer?.lastHandshakeMs) return;
+      // Given up only while nothing of the provider's reached us: a peer that learned an endpoint took
+      // its authenticated initiation (the tunnels met), and a lost answer is retried by WireGuard (5 s).
+      if (giveUp?.aborted && !peer?.endpoint) throw giveUp.reason;
       if (Date.now() > deadline)
         throw new TunnelError(
           "HANDSHAKE_TIMEOUT",

@@ -124,6 +124,22 @@ describe("wireguard: keys, settings and the provider's words fenced", function (
       expect(outcome).to.equal("the tunnels did not meet");
     });
 
+    it("does not give up once the provider's initiation reached the tunnel (its peer learned an endpoint): a lost answer is WireGuard's to retry", async function () {
+      let handshakeAt = 0;
+      const met = {
+        running: true,
+        uapi: { get: async () => ({ peers: [{ endpoint: "198.18.3.2:40001", lastHandshakeMs: handshakeAt }] }) },
+      } as unknown as WireGuardProcess;
+      const giveUp = new AbortController();
+      giveUp.abort(new Error("the tunnels did not meet"));
+      const waiting = waitHandshake(met, 10_000, 5, giveUp.signal).then(
+        () => "came",
+        (err: Error) => err.message,
+      );
+      setTimeout(() => (handshakeAt = Date.now()), 200); // the provider's retry completes the handshake
+      expect(await waiting).to.equal("came");
+    });
+
     it("refuses an interface name that could become a path", function () {
       expect(() => new WireGuardProcess({ device: "../../tmp/x" })).to.throw(/not an interface name/);
     });

@@ -15,7 +15,10 @@ import { until } from "../../../scripts/lib/until";
 
 /** A peering whose offers say what a router measured (`mapping`, `candidates`): loopback addresses nothing listens on. */
 class MeasuredAs extends DirectPeering {
-  constructor(private readonly measured: Pick<DirectOffer, "mapping" | "candidates">) {
+  constructor(
+    private readonly measured: Pick<DirectOffer, "mapping" | "candidates">,
+    deadlineMs = 1000,
+  ) {
     super({
       reachability: () => ({ mapping: measured.mapping }),
       localAddresses: () => [],
@@ -23,7 +26,7 @@ class MeasuredAs extends DirectPeering {
       allowLoopback: true,
       hardSockets: 2,
       sprayPorts: 8,
-      deadlineMs: 1000,
+      deadlineMs,
     });
   }
 
@@ -102,20 +105,24 @@ describe("the consumer's tunnel when the tunnels meet by their own search", func
     stops.push(() => provider.stop());
     const consumer = new ConsumerSessions(await dialogsOf(consumerKey, "myst.dialog.consumer"), {
       // STUN saw our socket at its own port: our router keeps ports, so our tunnel's public port is known.
-      direct: new MeasuredAs({
-        mapping: "endpoint-independent",
-        candidates: [
-          { kind: "local", address: "127.0.8.2", port: 4000 },
-          { kind: "reflexive", address: "127.0.8.3", port: 4000 },
-        ],
-      }),
+      // Its channel searches for 30 s: the code before brought the tunnel up only once the channel met or gave up.
+      direct: new MeasuredAs(
+        {
+          mapping: "endpoint-independent",
+          candidates: [
+            { kind: "local", address: "127.0.8.2", port: 4000 },
+            { kind: "reflexive", address: "127.0.8.3", port: 4000 },
+          ],
+        },
+        30_000,
+      ),
     });
     const service = new SprayingConsumer();
     const connecting = consumer.connect({ proposal: signProposal(providerKey, proposal), service });
     connecting.catch(() => undefined);
     // Neither the channel nor the tunnels have met: the tunnel is brought up all the same, its route
     // naming no endpoint (the provider's handshake comes first, from wherever its router maps it).
-    await until(() => service.routes.length > 0, "the tunnel brought up before any meeting", 8000);
+    await until(() => service.routes.length > 0, "the tunnel brought up before any meeting", 3000);
     expect(service.routes[0]).to.deep.equal({ kind: "punched", address: "127.0.9.2", tunnelPort: 51820, peerSendsFirst: true });
     const session = await connecting;
     expect(session.path.tunnel).to.equal("punched");
