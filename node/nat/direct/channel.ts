@@ -365,7 +365,7 @@ export class DirectChannel extends EventEmitter<{
     if (!pair) return;
     const seenAs = decodeAddress(payload.subarray(9, 15));
     if (this.#state === "checking") {
-      // Valid: the pair as probed (the answer may come from elsewhere; the probe's target is what we keep using).
+      // Valid: the pair as probed, at the address the (sealed) answer came from: a router that maps per destination answers from another port.
       const kind: DirectPath["kind"] = pair.kind === "punched" || pair.socket !== this.#o.socket ? "punched" : pair.kind;
       const valid = { pair: { ...pair, address: source.address, port: source.port, kind }, seenAs, at: Date.now() };
       if (this.#o.role === "consumer") {
