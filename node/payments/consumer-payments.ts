@@ -79,7 +79,9 @@ export class ConsumerPayments extends EventEmitter<ConsumerPaymentsEvents> {
     const own = priceOf(price, { ms, bytes: BigInt(stats.bytesIn + stats.bytesOut) });
     const relative = (own * BigInt(Math.round(t.percent * 100))) / 10_000n;
     const absolute = priceOf(price, { ms: t.ms, bytes: t.bytes });
-    return own + (relative > absolute ? relative : absolute);
+    // What the provider counted as it sent it and we have not received yet: not an overcharge.
+    const inFlight = priceOf(price, { ms: 0n, bytes: BigInt(this.session.tunnel.inFlightBytes?.() ?? 0) });
+    return own + (relative > absolute ? relative : absolute) + inFlight;
   }
 
   start(): void {

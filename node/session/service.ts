@@ -214,6 +214,11 @@ export interface Tunnel {
   stats(): { bytesIn: number; bytesOut: number };
   /** Reads the meter now (stats() may lag by a polling period). */
   refresh?(): Promise<void>;
+  /**
+   * At most how many bytes the provider may have counted that have not reached our meter yet: what its
+   * transport lets be on the way (the proxy's HTTP/2 windows). The invoice check allows them.
+   */
+  inFlightBytes?(): number;
   /** Whether the tunnel is up and talking to the provider now (false while it reconnects). */
   isUp?(): boolean;
   /** Through a relay's TCP allocation: the connection's bytes on the wire, what the relay carries (the proxy's). */

@@ -136,7 +136,12 @@ describe("tunnel adapters: one behaviour for every tunnel type", function () {
 
     /** Moves `bytes` to consumer i through its tunnel (a download from the internet host), or through the meters of a tunnel without a network. */
     async function carry(i: number, session: ConsumerSession, bytes: number): Promise<void> {
-      if (adapter.simulate) return adapter.simulate(provider, session, bytes);
+      if (adapter.simulate)
+        // A transfer that broke says how the session ended, if it did (a cut-off, an invoice refused).
+        return Promise.resolve(adapter.simulate(provider, session, bytes)).catch(async (err: Error) => {
+          const ended = await Promise.race([session.ended, new Promise((r) => setTimeout(() => r("not ended"), 1000))]);
+          throw new Error(`${err.message} (the session: ${ended})`);
+        });
       expect(downloadFrom(topology, topology.consumers[i], `${topology.internetUrl}?bytes=${bytes}`)).to.equal(bytes);
     }
 

@@ -302,6 +302,23 @@ describe("payments: invoices, promises and settlement (real chain, real NATS, no
     }
   });
 
+  it("pays an invoice above its meter by no more than its tunnel says may still be on the way (the proxy's windows), and refuses one above that", async function () {
+    const m = await market();
+    try {
+      const { session, pay, tunnel } = await m.connect();
+      // The provider counted 300 MiB as it sent them; 100 have reached us, and up to 250 may still be on the way.
+      Object.assign(tunnel, { inFlightBytes: () => 250 * MiB });
+      m.move(session.id, tunnel, 100, 3);
+      await until(() => pay.acknowledged === (300n * BigInt(MiB) * E("1")) / GIB, "the invoice paid");
+      expect(session.state).to.equal("active");
+      // Beyond what may be on the way, it is an overcharge as before.
+      m.move(session.id, tunnel, 100, 5);
+      expect(await session.ended).to.match(/^invoice overcharges/);
+    } finally {
+      await m.stop();
+    }
+  });
+
   it("refuses a session whose vault does not cover the provider's minimum balance", async function () {
     const m = await market({ deposit: 0n });
     try {
