@@ -15,6 +15,7 @@ import { ensurePki } from "../../node/services/openvpn/pki";
 import { stopChild } from "../lib/local-chain";
 import { topologyUp, type Topology } from "../lib/topology";
 import { IPERF } from "./tunnel-measure";
+import { stockServerLines } from "./tunnel-stock";
 import { round } from "./stats";
 
 /** A provider's receive buffer: bytes, or undefined for the OS's default. */
@@ -28,27 +29,7 @@ interface Server {
 }
 
 function serverConfig(o: { pkiDir: string; cert: string; key: string; dev: string; port: number; subnet: string; stock: boolean; rcvbuf?: number }): string {
-  const common = [
-    "mode server",
-    "tls-server",
-    `dev ${o.dev}`,
-    "dev-type tun",
-    "proto udp",
-    `port ${o.port}`,
-    "topology subnet",
-    `server ${o.subnet} 255.255.255.0`,
-    `ca ${o.pkiDir}/ca.crt`,
-    `cert ${o.cert}`,
-    `key ${o.key}`,
-    "dh none",
-    `tls-crypt ${o.pkiDir}/tls-crypt.key`,
-    "tls-version-min 1.2",
-    "data-ciphers AES-256-GCM",
-    "verify-client-cert none",
-    "script-security 2",
-    "auth-user-pass-verify /usr/bin/true via-file",
-    "username-as-common-name",
-  ];
+  const common = stockServerLines(o);
   if (o.stock) return [...common, "keepalive 10 60", "verb 1", ""].join("\n");
   return [
     ...common,

@@ -20,6 +20,31 @@ export interface StockPair {
   stop(): Promise<void>;
 }
 
+/** The stock OpenVPN server's options but its keepalive and verbosity (shared with scripts/bench/openvpn-buffer.ts). */
+export function stockServerLines(o: { pkiDir: string; cert: string; key: string; dev: string; port: number; subnet: string }): string[] {
+  return [
+    "mode server",
+    "tls-server",
+    `dev ${o.dev}`,
+    "dev-type tun",
+    "proto udp",
+    `port ${o.port}`,
+    "topology subnet",
+    `server ${o.subnet} 255.255.255.0`,
+    `ca ${o.pkiDir}/ca.crt`,
+    `cert ${o.cert}`,
+    `key ${o.key}`,
+    "dh none",
+    `tls-crypt ${o.pkiDir}/tls-crypt.key`,
+    "tls-version-min 1.2",
+    "data-ciphers AES-256-GCM",
+    "verify-client-cert none",
+    "script-security 2",
+    "auth-user-pass-verify /usr/bin/true via-file",
+    "username-as-common-name",
+  ];
+}
+
 /**
  * A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours; the
  * client started `connects` times: `upMs` is the p50 from its start to "Initialization Sequence
@@ -31,25 +56,7 @@ export async function stockTunnel(t: Topology, dir: string, connects: number): P
   fs.writeFileSync(
     server,
     [
-      "mode server",
-      "tls-server",
-      "dev stock0",
-      "dev-type tun",
-      "proto udp",
-      "port 1195",
-      "topology subnet",
-      "server 10.9.0.0 255.255.255.0",
-      `ca ${pki.dir}/ca.crt`,
-      `cert ${pki.cert}`,
-      `key ${pki.key}`,
-      "dh none",
-      `tls-crypt ${pki.dir}/tls-crypt.key`,
-      "tls-version-min 1.2",
-      "data-ciphers AES-256-GCM",
-      "verify-client-cert none",
-      "script-security 2",
-      "auth-user-pass-verify /usr/bin/true via-file",
-      "username-as-common-name",
+      ...stockServerLines({ pkiDir: pki.dir, cert: pki.cert, key: pki.key, dev: "stock0", port: 1195, subnet: "10.9.0.0" }),
       "keepalive 10 60",
       "verb 1",
       "",
