@@ -529,6 +529,12 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       sockets: fs.existsSync("/var/run/wireguard") ? fs.readdirSync("/var/run/wireguard").filter((f) => devices().some((d) => f.startsWith(d))) : [],
     });
 
+    /** The consumer's routes a WireGuard connect adds (the two halves of the default route, the provider's host route) still there. */
+    const tunnelRoutesLeft = () =>
+      ip("-n", c, "route")
+        .split("\n")
+        .filter((r) => /^(0\.0\.0\.0\/1|128\.0\.0\.0\/1|198\.18\.3\.2) /.test(r));
+
     for (const [when, refusal, code] of [
       ["refused by the provider", "CAPACITY_REACHED", "SESSION_REFUSED"],
       ["accepted with a config the tunnel cannot use", undefined, "TUNNEL_FAILED"],
@@ -566,11 +572,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(err.message).to.match(/nftables refused/);
         expect(seenPrepared).to.deep.equal([true]);
         expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
-        expect(
-          ip("-n", c, "route")
-            .split("\n")
-            .filter((r) => /^(0\.0\.0\.0\/1|128\.0\.0\.0\/1|198\.18\.3\.2) /.test(r)),
-        ).to.deep.equal([]);
+        expect(tunnelRoutesLeft()).to.deep.equal([]);
         const counted = /counter packets (\d+)/.exec(
           execFileSync("/usr/sbin/ip", ["netns", "exec", w, "nft", "list", "table", "inet", "ksw_endpoint"], { encoding: "utf8" }),
         );
@@ -623,11 +625,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(Number(arrived()), "lookups that reached the LAN resolver").to.equal(before);
         expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal("nameserver 198.18.1.1\n");
         expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
-        expect(
-          ip("-n", c, "route")
-            .split("\n")
-            .filter((r) => /^(0\.0\.0\.0\/1|128\.0\.0\.0\/1|198\.18\.3\.2) /.test(r)),
-        ).to.deep.equal([]);
+        expect(tunnelRoutesLeft()).to.deep.equal([]);
         expect(protection.state).to.equal("off");
       } finally {
         usableConfig = false;
