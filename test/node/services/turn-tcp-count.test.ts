@@ -38,9 +38,9 @@ describe("a held TCP allocation keeps coturn counting, whether the peer speaks b
     dir.cleanup();
   });
 
-  /** coturn's count for one session after 12 MB from the allocation's side to a peer that says 300 bytes before or after the bind. */
-  async function countedAfter12MB(peerSpeaksFirst: boolean): Promise<number> {
-    const id = (0xa00 + n++).toString(16).padStart(32, "0");
+  /** A relay session granted and its TCP allocation held over TLS, as a provider holds one (ids from `base`). */
+  async function heldAllocation(base: number, o?: { parityFlipMs: { min: number; max: number } }): Promise<{ id: string; listener: TcpRelayedListener }> {
+    const id = (base + n++).toString(16).padStart(32, "0");
     const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, allowPrivate: true });
     const config = await relay.openSession({ id, consumer: "0xc", consumerData: await service.consumerData() });
     const { grant } = await service.connect({ id, provider: "0xr", serviceConfig: config });
@@ -48,7 +48,14 @@ describe("a held TCP allocation keeps coturn counting, whether the peer speaks b
       { address: RELAY_IP, port: relayPort, transport: "tls", pin: { certificate: grant.certificate!, fingerprint: grant.fingerprint! } },
       { username: grant.username, password: grant.password },
       grant.peers,
+      ...(o ? [o] : []),
     );
+    return { id, listener };
+  }
+
+  /** coturn's count for one session after 12 MB from the allocation's side to a peer that says 300 bytes before or after the bind. */
+  async function countedAfter12MB(peerSpeaksFirst: boolean): Promise<number> {
+    const { id, listener } = await heldAllocation(0xa00);
     const peer = net.connect({ host: listener.relayed.address, port: listener.relayed.port });
     try {
       const bound = new Promise<net.Socket>((r) => listener.once("connection", (s) => r(s)));
@@ -89,16 +96,7 @@ describe("a held TCP allocation keeps coturn counting, whether the peer speaks b
    * 100-200 ms) bring the count back. 128 MB sent over a few seconds, many flips.
    */
   it("counts a transfer whose peer split its first bytes into two reads before the bind", async function () {
-    const id = (0xb00 + n++).toString(16).padStart(32, "0");
-    const service = new RelayGrantService({ relay: `0x${"cd".repeat(20)}`, server: { address: RELAY_IP }, allowPrivate: true });
-    const config = await relay.openSession({ id, consumer: "0xc", consumerData: await service.consumerData() });
-    const { grant } = await service.connect({ id, provider: "0xr", serviceConfig: config });
-    const listener = await TcpRelayedListener.open(
-      { address: RELAY_IP, port: relayPort, transport: "tls", pin: { certificate: grant.certificate!, fingerprint: grant.fingerprint! } },
-      { username: grant.username, password: grant.password },
-      grant.peers,
-      { parityFlipMs: { min: 100, max: 200 } },
-    );
+    const { id, listener } = await heldAllocation(0xb00, { parityFlipMs: { min: 100, max: 200 } });
     // Holds the relay's ConnectionAttempt until released: the listener binds only then.
     let release!: () => void;
     const attempt = new Promise<void>((r) => (release = r));
