@@ -7,6 +7,7 @@ import { inNetns, program, requireNetworkCapabilities, run } from "../services/s
 import type { SessionProtection, TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { nftApply } from "./nft";
+import { confineHostLookups, nsswitchBeside } from "./nsswitch";
 import { resolverFile } from "./resolver";
 import { otherProcessAlive } from "../lifecycle/process";
 
@@ -45,7 +46,8 @@ export function confinementRecordFile(dataDir: string): string {
  * - The tunnel runs in the consumer's namespace without taking its routes (no redirect-gateway).
  * - The confined namespace (`myst-run-<hex>`) has one veth to the consumer's namespace, a /30
  *   from 100.127.0.0/16, its only route (default via that veth) and IPv6 disabled; its resolver
- *   file (/etc/netns/<name>/resolv.conf) names only the provider's resolver.
+ *   file (/etc/netns/<name>/resolv.conf) names only the provider's resolver, and its name-service
+ *   switch sends host lookups only through that file (nsswitch.ts).
  * - In the consumer's namespace, `ip rule iif <veth> lookup 27769` sends its packets to a table
  *   whose routes are `default dev <tunnel>` and, behind it, `unreachable default`; an nftables
  *   table forwards the veth only into the tunnel (masqueraded to the tunnel's address) and drops
@@ -104,6 +106,8 @@ export class Confinement implements SessionProtection {
     await run([ip, "netns", "add", this.name]);
     fs.mkdirSync(path.join("/etc/netns", this.name), { recursive: true });
     fs.writeFileSync(resolverFile(this.name), "# written by myst: no resolver until the tunnel is up\n");
+    // Host lookups through that file only: nss-resolve would ask systemd-resolved outside the namespace.
+    confineHostLookups(nsswitchBeside(resolverFile(this.name)));
     await inC("link", "add", this.veth, "type", "veth", "peer", "name", `${this.veth}k`);
     await inC("link", "set", `${this.veth}k`, "netns", this.name);
     await inK("link", "set", `${this.veth}k`, "name", "eth0");

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { ProtectionError } from "./errors";
+import { nsswitchBeside } from "./nsswitch";
 import { resolverFile, type ResolverSnapshot } from "./resolver";
 
 /** The durable record of what protection changed on this machine (written before each change). */
@@ -45,5 +46,7 @@ export function readRecord(dataDir: string): ProtectionRecord | undefined {
     throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names an endpoint that is not an address`);
   if (record.resolver && record.resolver.path !== resolverFile(record.netns))
     throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a resolver file that is not ${resolverFile(record.netns)}`);
+  if (record.resolver?.nsswitch && record.resolver.nsswitch.path !== nsswitchBeside(record.resolver.path))
+    throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a name-service switch that is not ${nsswitchBeside(record.resolver.path)}`);
   return record;
 }

@@ -2,12 +2,19 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { ProtectionError } from "./errors";
+import { confineHostLookups, nsswitchBeside, SYSTEM_NSSWITCH, writtenByMyst } from "./nsswitch";
 
-/** What a resolver file was before myst changed it: enough to put it back exactly. */
-export type ResolverSnapshot =
+/** What a file was before myst changed it: enough to put it back exactly. */
+export type FileSnapshot =
   | { path: string; kind: "file"; content: string; mode: number }
   | { path: string; kind: "symlink"; target: string }
   | { path: string; kind: "absent"; createdDir?: string };
+
+/**
+ * The resolver file as it was, and the name-service switch beside it (a record written before
+ * this was added has none: its switch is left as it is).
+ */
+export type ResolverSnapshot = FileSnapshot & { nsswitch?: FileSnapshot };
 
 const NETNS_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -22,6 +29,13 @@ export function resolverFile(netns?: string): string {
 }
 
 export function snapshotResolver(file: string): ResolverSnapshot {
+  const nsswitch = snapshotFile(nsswitchBeside(file));
+  // The directory the resolver file's snapshot may create is removed by it, not by the switch's.
+  if (nsswitch.kind === "absent") delete nsswitch.createdDir;
+  return { ...snapshotFile(file), nsswitch };
+}
+
+function snapshotFile(file: string): FileSnapshot {
   const stat = fs.lstatSync(file, { throwIfNoEntry: false });
   if (!stat) {
     const dir = path.dirname(file);
@@ -34,9 +48,11 @@ export function snapshotResolver(file: string): ResolverSnapshot {
 /**
  * Points the resolver file at `servers`. A regular file is rewritten in place (same inode), so
  * namespaces that bind-mounted it see the change; a symlink (systemd-resolved's stub) is replaced
- * by a file, not written through.
+ * by a file, not written through. The name-service switch beside it is made to send host lookups
+ * through the resolver file when it sends them elsewhere too (nsswitch.ts): glibc's nss-resolve
+ * would ask systemd-resolved in the root namespace, past the file and the kill switch.
  */
-export function pointResolver(snapshot: ResolverSnapshot, servers: string[]): void {
+export function pointResolver(snapshot: ResolverSnapshot, servers: string[], o: { system?: string } = {}): void {
   if (servers.length === 0 || servers.some((s) => isIP(s) === 0)) throw new ProtectionError("BAD_DNS", `not resolver addresses: ${servers.join(", ")}`);
   const text = [
     "# written by myst while connected: names are resolved by the provider, through the tunnel.",
@@ -48,10 +64,18 @@ export function pointResolver(snapshot: ResolverSnapshot, servers: string[]): vo
   // As the file is now (it may already be ours, taken over from a myst that died): a link is replaced.
   if (fs.lstatSync(snapshot.path, { throwIfNoEntry: false })?.isSymbolicLink()) fs.unlinkSync(snapshot.path);
   fs.writeFileSync(snapshot.path, text, { mode: 0o644 });
+  if (snapshot.nsswitch) confineHostLookups(snapshot.nsswitch.path, o.system ?? SYSTEM_NSSWITCH);
 }
 
-/** Puts the resolver file back as the snapshot found it. Safe to run twice. */
+/** Puts the resolver file (and the switch beside it) back as the snapshot found them. Safe to run twice. */
 export function restoreResolver(snapshot: ResolverSnapshot): void {
+  // First: the directory the resolver file's snapshot created goes only once it is empty. The
+  // switch only if myst's change is still there (it is left alone where nothing needed changing).
+  if (snapshot.nsswitch && writtenByMyst(snapshot.nsswitch.path)) restoreFile(snapshot.nsswitch);
+  restoreFile(snapshot);
+}
+
+function restoreFile(snapshot: FileSnapshot): void {
   const current = fs.lstatSync(snapshot.path, { throwIfNoEntry: false });
   switch (snapshot.kind) {
     case "file":
