@@ -4,9 +4,29 @@ import type { TunnelEndpoint, TunnelPeer } from "../session/service";
 /** The nftables table that holds every consumer-protection rule, in the consumer's namespace. */
 export const GUARD_TABLE = "myst_guard";
 
-/** Private and link-local ranges `--allow-lan` keeps reachable. */
+/** Private and link-local ranges `--allow-lan` keeps reachable, both ways. */
 export const LAN_RANGES_4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"];
-export const LAN_RANGES_6 = ["fe80::/10", "fc00::/7", "ff00::/8"];
+export const LAN_RANGES_6 = ["fe80::/10", "fc00::/7"];
+/**
+ * Broadcast and multicast that stays on the LAN, which `--allow-lan` also lets out: finding a
+ * printer or a screen to cast to (mDNS, SSDP, LLMNR) needs it. IPv4: the broadcast address, the
+ * local network control block (224.0.0.0/24, never forwarded), administratively scoped groups;
+ * IPv6: the interface- to site-local scopes. Not global-scope multicast (ff0e::/16, 224.0.1.0 and
+ * up outside 239/8), which routers carry beyond the LAN. The same list as Mullvad's.
+ */
+export const LAN_MULTICAST_4 = ["255.255.255.255", "224.0.0.0/24", "239.0.0.0/8"];
+export const LAN_MULTICAST_6 = ["ff01::/16", "ff02::/16", "ff03::/16", "ff04::/16", "ff05::/16"];
+
+/** The `--allow-lan` rules: out to the LAN and its multicast, in from the LAN. */
+export function lanRules(): { out: string[]; in: string[] } {
+  return {
+    out: [
+      `ip daddr { ${[...LAN_RANGES_4, ...LAN_MULTICAST_4].join(", ")} } accept`,
+      `ip6 daddr { ${[...LAN_RANGES_6, ...LAN_MULTICAST_6].join(", ")} } accept`,
+    ],
+    in: [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`],
+  };
+}
 
 export interface GuardSpec {
   /** Fail closed: nothing leaves but through the tunnel, also when the tunnel is down. */
@@ -87,8 +107,8 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
   const dev = "@tunnel";
   const controlOut = (base.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
   const controlIn = (base.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
-  const lanOut = base.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
-  const lanIn = base.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
+  const lanOut = base.allowLan ? lanRules().out : [];
+  const lanIn = base.allowLan ? lanRules().in : [];
   const link = {
     out: [
       "udp sport 68 udp dport 67 accept",

@@ -110,6 +110,8 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     port: number;
     from?: string;
     sport?: number;
+    /** A multicast probe's way out: the interface's address (IPv4) or `::%<interface>` (IPv6). */
+    via?: string;
   }
   const out = (name: string, proto: "udp" | "tcp", to: string, port: number, sport?: number): Probe => ({ name, proto, to, port, ...(sport ? { sport } : {}) });
   const into = (name: string, proto: "udp" | "tcp", from: string, to: string, port: number, sport?: number): Probe => ({
@@ -142,6 +144,10 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     out("a relay's TURN server, UDP", "udp", "198.18.4.2", 3478),
     out("a relay's TURN server, TCP", "tcp", "198.18.4.2", 3478),
     out("a relay's host, another port", "udp", "198.18.4.2", 3479),
+    { ...out("mDNS on the LAN, IPv4", "udp", "224.0.0.251", 5353), via: "198.18.1.2" },
+    { ...out("mDNS on the LAN, IPv6", "udp", "ff02::fb", 5353), via: "::%eth0" },
+    { ...out("global-scope multicast, IPv6", "udp", "ff0e::1:7", 5000), via: "::%eth0" },
+    { ...out("global-scope multicast, IPv4", "udp", "224.0.1.7", 5000), via: "198.18.1.2" },
     into("from the endpoint", "udp", "198.18.3.2", "198.18.1.2", 40001),
     into("from the internet", "udp", "198.18.2.2", "198.18.1.2", 40002),
     into("from the control endpoint's port", "tcp", "198.18.9.2", "198.18.1.2", 40003, 4222),
@@ -160,7 +166,10 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       if (p.proto === "udp") {
         const s = dgram.createSocket(p.to.includes(":") ? "udp6" : "udp4");
         s.on("error", () => undefined);
-        s.bind({ address: p.from, port: p.sport ?? 0 }, () => s.send(Buffer.from("x"), p.port, p.to, () => setTimeout(() => s.close(), 100)));
+        s.bind({ address: p.from, port: p.sport ?? 0 }, () => {
+          if (p.via) s.setMulticastInterface(p.via);
+          s.send(Buffer.from("x"), p.port, p.to, () => setTimeout(() => s.close(), 100));
+        });
       } else {
         const s = net.connect({ host: p.to, port: p.port, localAddress: p.from, localPort: p.sport });
         s.on("error", () => undefined);
@@ -276,6 +285,34 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(fs.existsSync(`/etc/netns/${c}`), "the resolver file and its directory, which were not there").to.equal(false);
       expect(probe()).to.deep.equal(open);
     });
+
+  it("--allow-lan lets the LAN's multicast out (mDNS in both families) and not global-scope multicast; without it, neither", async function () {
+    const multicast = ["mDNS on the LAN, IPv4", "mDNS on the LAN, IPv6", "global-scope multicast, IPv4", "global-scope multicast, IPv6"];
+    const passed = async (allowLan: boolean) => {
+      const spec = CONNECTIONS.find((x) => x.spec.allowLan === allowLan && x.spec.killSwitch)!.spec;
+      const protection = new ConsumerProtection({
+        killSwitch: true,
+        allowLan,
+        control: spec.control,
+        netns: c,
+        dataDir: path.join(tmp.dir, crypto.randomBytes(4).toString("hex")),
+      });
+      protection.prepare();
+      try {
+        await protection.engage({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+        const seen = probe();
+        return multicast.filter((name) => seen[name]);
+      } finally {
+        await protection.lift();
+      }
+    };
+    expect(
+      multicast.filter((name) => open[name]),
+      "every multicast probe passes with no guard",
+    ).to.deep.equal(multicast);
+    expect(await passed(true)).to.deep.equal(["mDNS on the LAN, IPv4", "mDNS on the LAN, IPv6"]);
+    expect(await passed(false)).to.deep.equal([]);
+  });
 
   it("a disarmed table left without a record (another configuration's) is replaced, and the arming sent behind the install lands on its replacement", async function () {
     const { spec } = CONNECTIONS[0];

@@ -2,7 +2,7 @@
 // (node/consumer-protection/rules.ts until issue 31), verbatim: the reference that
 // test/e2e/prepared-kill-switch.test.ts compares the prepared table with, probe by probe.
 import { isIP } from "node:net";
-import { GUARD_TABLE, LAN_RANGES_4, LAN_RANGES_6, type GuardSpec } from "../../node/consumer-protection/rules";
+import { GUARD_TABLE, LAN_RANGES_4, lanRules, type GuardSpec } from "../../node/consumer-protection/rules";
 
 const quote = (name: string) => `"${name}"`;
 const family = (address: string) => (isIP(address) === 6 ? "ip6" : "ip");
@@ -31,8 +31,9 @@ export function legacyGuardScript(spec: GuardSpec, options: { fresh?: boolean } 
   const endpointIn = spec.endpoints.map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} accept`);
   const controlOut = (spec.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
   const controlIn = (spec.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
-  const lanOut = spec.allowLan ? [`ip daddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 daddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
-  const lanIn = spec.allowLan ? [`ip saddr { ${LAN_RANGES_4.join(", ")} } accept`, `ip6 saddr { ${LAN_RANGES_6.join(", ")} } accept`] : [];
+  // What --allow-lan admits is one decision, shared with the prepared rules (since the LAN's multicast was added to it).
+  const lanOut = spec.allowLan ? lanRules().out : [];
+  const lanIn = spec.allowLan ? lanRules().in : [];
   const link = {
     out: [
       "udp sport 68 udp dport 67 accept",

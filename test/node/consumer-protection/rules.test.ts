@@ -103,8 +103,9 @@ describe("consumer protection: the guard rule set", function () {
 
     it("keeps private ranges and link-local reachable only with --allow-lan", function () {
       const out = output(preparedGuardScript({ ...base, allowLan: true }, "fresh"));
-      expect(out).to.include("ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } accept");
-      expect(out).to.include("ip6 daddr { fe80::/10, fc00::/7, ff00::/8 } accept");
+      expect(out).to.include("ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 255.255.255.255, 224.0.0.0/24, 239.0.0.0/8 } accept");
+      expect(out).to.include("ip6 daddr { fe80::/10, fc00::/7, ff01::/16, ff02::/16, ff03::/16, ff04::/16, ff05::/16 } accept");
+      expect(output(preparedGuardScript(base, "fresh"))).to.not.match(/224\.0\.0\.0|ff02::/);
     });
   });
 
