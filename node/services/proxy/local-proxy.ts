@@ -21,7 +21,7 @@ const HEAD_LIMIT = 16 * 1024;
  * The high-water mark of each app's connection to the local port (both ways; Node's default is 16
  * KiB). At 16 KiB the stream piped into it paused after every piece (a TLS record), so writeInBatches
  * had one piece to send per turn of the event loop: profiled on loopback, one 16 KiB writev and one
- * turn per piece. At 256 KiB one writev carries about 250 KiB (docs/proxy.md "Where the time goes").
+ * turn per piece. At 256 KiB one writev carries about 250 KiB (docs/proxy.md "Measured", s9).
  */
 const APP_SOCKET_BUFFER = 256 * 1024;
 

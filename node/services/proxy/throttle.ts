@@ -41,16 +41,16 @@ export function bucketFor(mbps: number | undefined, clock?: () => number): Token
  * the source. A stream's own mark (16 KiB) paused the source after every 64 KiB read: profiled on
  * loopback, the provider then read, wrote one TLS write and paused and resumed its destination socket
  * (four epoll_ctl calls) per 64 KiB; with this it writes about 512 KiB at a time (docs/proxy.md
- * "Where the time goes").
+ * "Measured", s9).
  */
 export const PUMP_BUFFER = 1024 * 1024;
 
 /**
  * Copies `from` into `to`, holding the source back while PUMP_BUFFER waits unsent in `to` or a bucket
- * is in debt. Each chunk is counted once `to` has taken it (for an HTTP/2 stream: once framed, within
- * the flow-control windows), not while it waits here, so what the provider has counted and the
- * consumer has not yet received stays within the windows (ProxyTunnel.inFlightBytes). Ends `to` when
- * `from` ends.
+ * is in debt. Each chunk is counted once `to` has sent all of it (its write's callback: for an HTTP/2
+ * stream, once framed within the flow-control windows), not while it waits here, so what the provider
+ * has counted and the consumer has not yet received stays within the windows
+ * (ProxyTunnel.inFlightBytes). Ends `to` when `from` ends.
  */
 export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, buckets: (TokenBucket | undefined)[] = []): void {
   const limited = buckets.filter((b): b is TokenBucket => !!b);
