@@ -25,6 +25,21 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** CPU seconds the whole machine has spent so far (every core, all but idle and iowait), from /proc/stat. */
+function machineCpuSeconds(): number {
+  const jiffies = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return (jiffies.reduce((a, b) => a + b, 0) - jiffies[3] - jiffies[4]) / 100;
+}
+
+/** The CPU `pids` and the whole machine spend per byte (ns) while `run` moves `bytes`. */
+function cpuPerByte(pids: number[], bytes: number, run: () => void): { processes: number[]; machine: number } {
+  const before = pids.map(cpuSeconds);
+  const machine0 = machineCpuSeconds();
+  run();
+  const perByte = (seconds: number) => round((seconds * 1e9) / bytes, 2);
+  return { processes: pids.map((pid, i) => perByte(cpuSeconds(pid) - before[i])), machine: perByte(machineCpuSeconds() - machine0) };
+}
+
 /** Shapes what the internet host sends (both the direct download and the provider's fetch cross it) to `mbit` Mbit/s; none: unshaped. */
 function shapeInternetLink(t: Topology, mbit?: number): void {
   const tc = (...args: string[]) => {
@@ -59,9 +74,12 @@ function end(netns: string, args: string[]): ChildProcess {
   );
 }
 
-/** `count` downloads of `bytes` each at once with curl in the consumer's namespace (through `proxy` when given): Mbit/s of the whole. */
-function download(t: Topology, bytes: number, count: number, proxy?: string): number {
-  const urls = Array.from({ length: count }, (_, i) => `${t.internetUrl}?bytes=${bytes}&n=${i}`);
+/**
+ * `count` downloads of `bytes` each at once with curl in the consumer's namespace (through `proxy` when
+ * given; from `url`, the internet host unless given): Mbit/s of the whole.
+ */
+function download(t: Topology, bytes: number, count: number, proxy?: string, url = t.internetUrl): number {
+  const urls = Array.from({ length: count }, (_, i) => `${url}?bytes=${bytes}&n=${i}`);
   const args = [CURL, "-s", "--parallel", "--parallel-max", String(count), ...(proxy ? ["--proxy", proxy] : []), "-w", "%{size_download}\\n"];
   const t0 = process.hrtime.bigint();
   const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.consumers[0], ...args, ...urls.flatMap((u) => ["-o", "/dev/null", u])], {
@@ -111,17 +129,32 @@ export async function benchProxy(): Promise<void> {
     const { firstByteMs } = (await firstLine(consumer, "the proxy consumer")) as { firstByteMs: number[] };
 
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const measure = (bytes: number, count: number, proxy?: string) => median(Array.from({ length: runs }, () => download(topology, bytes, count, proxy)));
+    const measure = (bytes: number, count: number, proxy?: string, url?: string) =>
+      median(Array.from({ length: runs }, () => download(topology, bytes, count, proxy, url)));
     console.log("throughput, one stream and 16, straight and through the proxy…");
     const direct1 = measure(singleBytes, 1);
     const proxy1 = measure(singleBytes, 1, "socks5h://127.0.0.1:1080");
     const direct16 = measure(singleBytes / 8, 16);
     const proxy16 = measure(singleBytes / 8, 16, "socks5h://127.0.0.1:1080");
     const http1 = measure(singleBytes, 1, "http://127.0.0.1:1080");
-    // Where the proxy's time goes: the CPU each end spends per byte of one stream (both are single Node processes).
-    const cpu0 = [provider.pid!, consumer.pid!].map(cpuSeconds);
-    download(topology, singleBytes, 1, "socks5h://127.0.0.1:1080");
-    const [providerNsPerByte, consumerNsPerByte] = [provider.pid!, consumer.pid!].map((pid, i) => round(((cpuSeconds(pid) - cpu0[i]) * 1e9) / singleBytes, 2));
+    // The floor of any proxy with a process at each end: two plain TCP relays (Node, no TLS, no HTTP/2)
+    // where the proxy's ends are, the consumer's relay to the provider's and it to the internet host.
+    const internet = new URL(topology.internetUrl);
+    const relays = [
+      end(topology.provider, ["relay", "8444", internet.hostname, internet.port]),
+      end(topology.consumers[0], ["relay", "1081", topology.providerAddress, "8444"]),
+    ];
+    children.push(...relays);
+    for (const r of relays) await firstLine(r, "a plain relay");
+    const relayUrl = "http://127.0.0.1:1081/";
+    const relay1 = measure(singleBytes, 1, undefined, relayUrl);
+    // Where the time goes: the CPU each end (single Node processes) and the whole machine spend per byte of one stream.
+    const cpu = {
+      direct: cpuPerByte([], singleBytes, () => download(topology, singleBytes, 1)),
+      relay: cpuPerByte([relays[0].pid!, relays[1].pid!], singleBytes, () => download(topology, singleBytes, 1, undefined, relayUrl)),
+      proxy: cpuPerByte([provider.pid!, consumer.pid!], singleBytes, () => download(topology, singleBytes, 1, "socks5h://127.0.0.1:1080")),
+    };
+    const [providerNsPerByte, consumerNsPerByte] = cpu.proxy.processes;
 
     console.log(`the same on a path shaped to ${PATH_MBIT} Mbit/s…`);
     shapeInternetLink(topology, PATH_MBIT);
@@ -156,6 +189,8 @@ export async function benchProxy(): Promise<void> {
     const wgFirst = round(wireguard.phases.tunnel.p50 + wireguard.phases.firstByte.p50, 1);
     const ratio = {
       oneStreamVsDirect: round(proxy1 / direct1, 3),
+      relayOneStreamVsDirect: round(relay1 / direct1, 3),
+      oneStreamVsRelay: round(proxy1 / relay1, 3),
       sixteenStreamsVsDirect: round(proxy16 / direct16, 3),
       httpConnectOneStreamVsDirect: round(http1 / direct1, 3),
       firstByteVsWireguard: round(proxyFirst.p50 / wgFirst, 2),
@@ -171,6 +206,7 @@ export async function benchProxy(): Promise<void> {
           proxyHttp1: round(http1, 1),
           direct16: round(direct16, 1),
           proxySocks16: round(proxy16, 1),
+          plainRelays1: round(relay1, 1),
         },
         shapedPath: {
           mbit: PATH_MBIT,
@@ -179,7 +215,13 @@ export async function benchProxy(): Promise<void> {
           direct16: round(shapedDirect16, 1),
           proxySocks16: round(shapedProxy16, 1),
         },
-        cpuNsPerByte: { provider: providerNsPerByte, consumer: consumerNsPerByte },
+        cpuNsPerByte: {
+          provider: providerNsPerByte,
+          consumer: consumerNsPerByte,
+          relayAtProvider: cpu.relay.processes[0],
+          relayAtConsumer: cpu.relay.processes[1],
+          machine: { direct: cpu.direct.machine, plainRelays: cpu.relay.machine, proxy: cpu.proxy.machine },
+        },
         ratio,
         firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
         wireguardMbps: round(wireguard.throughput.myst[0], 1),
@@ -193,9 +235,20 @@ export async function benchProxy(): Promise<void> {
         ["download straight from the internet host, 1 stream (Mbit/s)", String(round(direct1, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 1 stream (Mbit/s)", String(round(proxy1, 1)), `${ratio.oneStreamVsDirect}× of direct (aim ≥ 0.8)`],
         ["through the proxy, HTTP CONNECT, 1 stream (Mbit/s)", String(round(http1, 1)), `${ratio.httpConnectOneStreamVsDirect}× of direct`],
+        [
+          "through two plain TCP relays at the proxy's two ends (Node, no TLS, no HTTP/2), 1 stream (Mbit/s)",
+          String(round(relay1, 1)),
+          `${ratio.relayOneStreamVsDirect}× of direct; the proxy ${ratio.oneStreamVsRelay}× of this`,
+        ],
         ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
         ["CPU per byte of one stream through the proxy, provider / consumer process (ns)", `${providerNsPerByte} / ${consumerNsPerByte}`, ""],
+        ["CPU per byte of one stream through the plain relays, at the provider / at the consumer (ns)", `${cpu.relay.processes.join(" / ")}`, ""],
+        [
+          "CPU per byte of one stream, whole machine: straight / plain relays / proxy (ns)",
+          `${cpu.direct.machine} / ${cpu.relay.machine} / ${cpu.proxy.machine}`,
+          "2 cores",
+        ],
         [`path shaped to ${PATH_MBIT} Mbit/s: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
         [
           "shaped path: through the proxy, SOCKS5, 1 stream (Mbit/s)",

@@ -18,6 +18,14 @@ export type OpenStream = (host: string, port: number) => Promise<OpenedStream>;
 const HEAD_LIMIT = 16 * 1024;
 
 /**
+ * The high-water mark of each app's connection to the local port (both ways; Node's default is 16
+ * KiB). At 16 KiB the stream piped into it paused after every piece (a TLS record), so writeInBatches
+ * had one piece to send per turn of the event loop: profiled on loopback, one 16 KiB writev and one
+ * turn per piece. At 256 KiB one writev carries about 250 KiB (docs/proxy.md "Measured", s9).
+ */
+const APP_SOCKET_BUFFER = 256 * 1024;
+
+/**
  * The consumer's local proxy: one TCP port that speaks SOCKS5 (RFC 1928: no authentication,
  * CONNECT, IPv4, IPv6 and domain names, which are passed on unresolved) and HTTP (CONNECT, and
  * plain requests with an absolute URI, sent on with `Connection: close`), told apart by the first
@@ -38,7 +46,7 @@ export class LocalProxy {
   ) {
     this.#log = o.log ?? silentLogger;
     this.#meter = o.meter;
-    this.#server = net.createServer((socket) => this.#accept(socket));
+    this.#server = net.createServer({ highWaterMark: APP_SOCKET_BUFFER }, (socket) => this.#accept(socket));
   }
 
   /** Listens on `host:port`; a port in use is PORT_IN_USE. Resolves to the address it took. */
@@ -176,7 +184,8 @@ function splice(socket: net.Socket, first: Buffer, stream: Duplex, meter?: Strea
  * CPU than TLS and HTTP/2 together (its profile: 43 % in the socket's writeBuffer). Measured on
  * loopback (2 GB, 3 runs each, 2026-12-07): the consumer's CPU 1.25-1.31 → 1.0-1.09 ns per byte, one
  * stream 4.6-5.2 → 5.5-5.9 Gbit/s. Flushed by `setImmediate` (a `nextTick` batches nothing: each
- * piece comes in its own callback). `end()` flushes what is held.
+ * piece comes in its own callback). `end()` flushes what is held. A turn holds as much as the
+ * socket's mark lets the stream give (APP_SOCKET_BUFFER).
  */
 function writeInBatches(from: Duplex, to: net.Socket): void {
   let held = false;
