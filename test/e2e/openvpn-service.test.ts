@@ -102,6 +102,27 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     expect(routesOf(topology, topology.consumers[0])).to.equal(routesBefore);
   });
 
+  it("leaves the provider's UDP receive buffer at the OS default, as stock openvpn's, and gives the consumer's 2 MiB", async function () {
+    // What the kernel gives openvpn's UDP socket in `netns` (`ss -m`: rb, twice what was asked, as SO_RCVBUF reports it).
+    const rb = (netns: string) => {
+      const sockets = topology.exec(netns, ["/usr/bin/ss", "-H", "-uanmp"]).split(/\n(?=\S)/);
+      const m = sockets.filter((s) => s.includes('"openvpn"')).map((s) => /\brb(\d+)\b/.exec(s));
+      if (m.length !== 1 || !m[0]) throw new Error(`not one openvpn UDP socket in ${netns}: ${sockets.join("\n")}`);
+      return Number(m[0][1]);
+    };
+    const sysctl = (netns: string, name: string) => Number(topology.exec(netns, ["/usr/sbin/sysctl", "-n", name]).trim());
+    const c = consumerSide(0);
+    const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });
+    try {
+      // A larger buffer at the provider queued one consumer's upload and carried 4-9% less (docs/connect-path.md).
+      expect(rb(topology.provider)).to.equal(sysctl(topology.provider, "net.core.rmem_default"));
+      // The consumer's download bursts are not dropped (and billed without arriving): 2 MiB, capped by rmem_max.
+      expect(rb(topology.consumers[0])).to.equal(2 * Math.min(2_097_152, sysctl(topology.consumers[0], "net.core.rmem_max")));
+    } finally {
+      await session.destroy();
+    }
+  });
+
   it("keeps the consumer out of the provider's private LAN", async function () {
     const c = consumerSide(0);
     const session = await (await c.sessions).connect({ proposal: signProposal(providerKey, rig.current), service: c.svc });

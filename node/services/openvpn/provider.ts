@@ -264,10 +264,10 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       "persist-key",
       "persist-tun",
       "explicit-exit-notify 1",
-      // What the consumers upload: 512 KiB drops few datagrams (~750 in 5 s of four consumers
-      // uploading at once, ~15,000 with the OS default), and 2 MiB, which drops none, carried no more
-      // at once and left one consumer's upload 0-3% slower (docs/connect-path.md). Capped by net.core.rmem_max.
-      "rcvbuf 524288",
+      // No `rcvbuf`: what the consumers upload gets the OS's default receive buffer, as stock openvpn.
+      // A larger one (512 KiB, 2 MiB) drops fewer datagrams but queues the upload here instead: one
+      // consumer's upload carried 4-9% less with 512 KiB, four at once no more (docs/connect-path.md).
+      // What it drops of an upload it never counts, so never bills.
       "verb 3",
       "",
     ].join("\n");
