@@ -7,6 +7,7 @@ import { ProtectionError } from "./errors";
 import { protectionRecordFile, readRecord, type ProtectionRecord } from "./record";
 import { hostPrefix, hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
+import { traced, tracedSync } from "../log/connect-trace";
 import { nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "./resolver";
 import { Admissions } from "./admissions";
@@ -44,9 +45,12 @@ export { protectionRecordFile, readRecord, type ProtectionRecord };
  * when that session cannot take it (it ended, or its namespace was replaced). nft's refusal of the
  * script itself is not retried.
  */
-function transact(script: string, netns?: string): Promise<void> {
+function transact(script: string, netns?: string, step = "nft: a transaction"): Promise<void> {
   const session = nftSession(netns);
-  return session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns)));
+  return traced(
+    step,
+    session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns))),
+  );
 }
 
 /**
@@ -131,7 +135,7 @@ export class ConsumerProtection implements SessionProtection {
     }
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
-    const fresh = transact(preparedGuardScript(this.#base, "fresh"), netns);
+    const fresh = transact(preparedGuardScript(this.#base, "fresh"), netns, "nft: the prepared table installed");
     this.#madeFresh = fresh.then(
       () => true,
       () => false,
@@ -228,11 +232,14 @@ export class ConsumerProtection implements SessionProtection {
         .then(() => {
           if (!resolver || spec.dns.length === 0) return undefined;
           this.#resolverOurs = true;
-          pointResolver(resolver, spec.dns);
+          tracedSync("resolver file pointed", () => pointResolver(resolver, spec.dns));
           return spec.dns.join();
         });
       this.#pointed.catch(() => undefined);
-      guard = { routesKept, armed };
+      guard = {
+        routesKept: traced("kill switch: routes recorded, control routes kept", routesKept),
+        armed: traced("kill switch: armed (rules in force)", armed),
+      };
     } catch (err) {
       guard = { routesKept: Promise.reject(err), armed: Promise.reject(err) };
     }
@@ -252,7 +259,7 @@ export class ConsumerProtection implements SessionProtection {
     // Made after the wait: it lets out what is admitted by then (an admission meanwhile changed nothing in nft).
     const arm = () => this.#armed(spec);
     const netns = this.options.netns;
-    if (prepared || this.#state !== "off") return transact(arm(), netns);
+    if (prepared || this.#state !== "off") return transact(arm(), netns, "nft: armed");
     if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm(), netns);
     await transact(preparedGuardScript(this.#base, "fresh") + arm(), netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
   }
@@ -267,7 +274,7 @@ export class ConsumerProtection implements SessionProtection {
    */
   async #armBehindInstall(spec: GuardSpec, madeFresh: Promise<boolean>): Promise<boolean> {
     const arm = armScript(spec);
-    const early = transact(arm, this.options.netns);
+    const early = transact(arm, this.options.netns, "nft: armed (behind the install)");
     if (!(await madeFresh)) {
       await early.catch(() => undefined);
       return false;
@@ -442,9 +449,11 @@ export class ConsumerProtection implements SessionProtection {
     const text = JSON.stringify(record, null, 2);
     const file = protectionRecordFile(this.options.dataDir);
     if (text === this.#written && fs.existsSync(file)) return;
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
-    fs.renameSync(`${file}.tmp`, file);
+    tracedSync("kill switch: record written", () => {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+      fs.renameSync(`${file}.tmp`, file);
+    });
     this.#written = text;
   }
 }

@@ -11,6 +11,7 @@ import { SessionError, SessionRefusedError } from "./errors";
 import { SERVICE_AVAILABILITY, SESSION_CONFIRM, SESSION_CREATE, SESSION_DESTROY, SESSION_NOTICE, SESSION_RELAY, check, type Availability } from "./messages";
 import type { ConnectStages } from "./stages";
 import { connectGuarded } from "./guarded-connect";
+import { traced, tracedSync } from "../log/connect-trace";
 import type { ConnectOptions } from "./connect-options";
 import { type DirectRoute, sameEndpoint, type Tunnel } from "./service";
 import { ConsumerSession, type RelayLeg, type SessionPath } from "./consumer-session";
@@ -159,16 +160,16 @@ export class ConsumerSessions {
     // session, so it is sent first: its install (the longest of these) runs beside the dialog's opening too.
     const protection = options.service.plan ? options.protection : undefined;
     try {
-      protection?.prepare?.();
+      if (protection?.prepare) tracedSync("kill switch: prepare (its synchronous part)", () => protection.prepare!());
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "the kill switch could not be prepared; it is built when the tunnel is planned");
     }
     let dialog: Dialog | undefined;
     let consumerData: unknown;
     try {
-      dialog = await this.dialogs.open(proposal.provider, contact.subject);
+      dialog = await traced("dialog opened", this.dialogs.open(proposal.provider, contact.subject));
       stages?.mark("dialog open");
-      consumerData = withGrant(await options.service.consumerData(), tcpRelay);
+      consumerData = withGrant(await traced("service: consumerData", options.service.consumerData()), tcpRelay);
     } catch (err) {
       // Nothing of the session was used: the prepared kill switch, the paid TCP relay leg and the dialog go.
       dialog?.close();
@@ -378,8 +379,8 @@ export class ConsumerSessions {
       const searching = !channelPath && route?.peerSendsFirst && prepared ? { address: route.address, localPort: prepared.socket.address().port } : undefined;
       const plan = planned && peerOffer && channel && !relay ? withChannel(planned, peerOffer, { path: channelPath, searching }) : planned;
       const onEngaged = () => stages?.mark("kill switch engaged");
-      tunnel = await connectGuarded(options.service, target, plan && protection ? { protection, plan } : undefined, onEngaged);
-      if (plan) await protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
+      tunnel = await traced("tunnel connected", connectGuarded(options.service, target, plan && protection ? { protection, plan } : undefined, onEngaged));
+      if (plan) await traced("kill switch: tunnelUp", protection!.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false }));
     };
     try {
       try {
@@ -413,7 +414,7 @@ export class ConsumerSessions {
     const tunnelUp = Date.now();
     stages?.mark("tunnel up (handshake)", tunnelUp);
     try {
-      await dialog.request(SESSION_CONFIRM, { sessionId, ok: true, path: tunnelPath }, { timeoutMs });
+      await traced("session.confirm answered", dialog.request(SESSION_CONFIRM, { sessionId, ok: true, path: tunnelPath }, { timeoutMs }));
       stages?.mark("confirmed");
     } catch (err) {
       await tunnel.stop().catch(() => undefined);

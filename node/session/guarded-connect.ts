@@ -1,3 +1,4 @@
+import { tracedSync } from "../log/connect-trace";
 import type { ConsumerService, SessionProtection, Tunnel, TunnelPlan } from "./service";
 
 /**
@@ -24,7 +25,7 @@ export async function connectGuarded(
     onEngaged?.();
     return service.connect(target);
   }
-  const guard = protection.engageBeside(plan);
+  const guard = tracedSync("kill switch: engageBeside (its synchronous part)", () => protection.engageBeside!(plan));
   void guard.armed.then(onEngaged, () => undefined);
   let tunnel: Tunnel | undefined;
   try {

@@ -17,6 +17,8 @@ import type { TestNetwork } from "../lib/test-network";
 import { makeProposal } from "../lib/proposals";
 import type { Topology } from "../lib/topology";
 import { summarize } from "./stats";
+import { ConnectTimeline, type StepSummary } from "./tunnel-timeline";
+import { traced } from "../../node/log/connect-trace";
 import type { StockPair } from "./tunnel-stock";
 import { parseEther, Wallet } from "ethers";
 import { ConsumerVaultClient } from "../../node/chain/vault";
@@ -41,7 +43,15 @@ export interface TunnelResult {
   /** iperf3 through myst's tunnel and through the stock pair (when given), alternated round by round (stock first), and each round's ratio. */
   throughput: { myst: number[]; stock: number[]; ratios: number[] };
   phases: Record<string, ReturnType<typeof summarize>>;
-  killSwitch: { off: ReturnType<typeof summarize>; on: ReturnType<typeof summarize>; tunnelPhaseOn: ReturnType<typeof summarize> };
+  killSwitch: {
+    off: ReturnType<typeof summarize>;
+    on: ReturnType<typeof summarize>;
+    tunnelPhaseOn: ReturnType<typeof summarize>;
+    /** Each phase of the connects with the kill switch on, as `phases` for those without. */
+    phasesOn: Record<string, ReturnType<typeof summarize>>;
+  };
+  /** Each step of the connects (kill switch off, on, with the stage check), p50 start and end in ms from the connect's start. */
+  timeline: Record<string, StepSummary[]>;
   /**
    * Connect → first byte with the stage checks' DNS question asked in-process before the first byte (docs/quality.md),
    * by a node process resident in the consumer's namespace (a daemon in its own namespace), and the check's own time.
@@ -159,7 +169,17 @@ export async function benchMyst(
     };
     // The same connects with consumer protection on (kill switch, DNS, IPv6: rules installed before
     // the tunnel, replaced once it is up, resolver file rewritten), interleaved with the plain ones.
-    const guarded = { tunnel: [] as number[], total: [] as number[] };
+    const guarded = {
+      discovery: [] as number[],
+      negotiation: [] as number[],
+      tunnel: [] as number[],
+      confirm: [] as number[],
+      firstByte: [] as number[],
+      total: [] as number[],
+    };
+    // Every step of each connect the node publishes (connect-trace.ts), in ms from its start: kill switch off beside on.
+    const timeline = new ConnectTimeline();
+    stops.push(async () => timeline.stop());
     // And the same connects with the in-process stage check (DNS through the tunnel) before the first byte: a third, interleaved.
     const checker = await residentChecker(topology.consumers[0]);
     stops.push(async () => checker.stop());
@@ -170,24 +190,38 @@ export async function benchMyst(
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const protection =
         i % 3 === 1 ? new ConsumerProtection({ killSwitch: true, allowLan: false, netns: topology.consumers[0], dataDir: path.join(dir, "guard") }) : undefined;
+      timeline.begin(protection ? "on" : i % 3 === 2 ? "check" : "off");
       const t0 = Date.now();
       const found = await client.get(providerKey.address, tunnel.type);
       const t1 = Date.now();
       const session = await sessions.connect({ proposal: found!.signed, service: consumerService, protection });
       const check = i % 3 === 2 ? await checker.check({ resolver: session.tunnel.dns![0], maxBytes: 65_536, timeoutMs: 2000 }) : undefined;
       if (check && check.check.dns !== true) throw new Error(`the stage check through the ${tunnel.type} tunnel failed: ${JSON.stringify(check)}`);
+      const c0 = timeline.now();
       const got = curl(topology, `${topology.internetUrl}?bytes=1`);
       const t2 = Date.now();
+      timeline.mark("bench: curl's first byte (its start-up included)", c0, timeline.now());
       if (got !== "1") throw new Error(`no first byte through the ${tunnel.type} tunnel`);
       const t = session.timings;
       const p0 = Date.now();
       curl(topology, "http://127.0.0.1:9/"); // refused at once
       const probe = Date.now() - p0;
+      for (const [step, from, to] of [
+        ["phase: discovery", t0, t1],
+        ["phase: negotiation (connect → the provider's answer)", t.started, t.accepted],
+        ["phase: tunnel (→ tunnel up)", t.accepted, t.tunnelUp],
+        ["phase: confirm", t.tunnelUp, t.confirmed],
+      ] as const)
+        timeline.mark(step, from - t0, to - t0);
       if (protection) {
+        guarded.discovery.push(t1 - t0);
+        guarded.negotiation.push(t.accepted - t.started);
         guarded.tunnel.push(t.tunnelUp - t.accepted);
+        guarded.confirm.push(t.confirmed - t.tunnelUp);
+        guarded.firstByte.push(Math.max(0, t2 - t.confirmed - probe));
         guarded.total.push(t2 - t0 - probe);
-        await session.destroy();
-        await protection.lift();
+        await traced("bench: session destroyed", session.destroy());
+        await traced("bench: kill switch lifted", protection.lift());
         continue;
       }
       if (check) {
@@ -203,8 +237,9 @@ export async function benchMyst(
       phases.firstByte.push(Math.max(0, t2 - t.confirmed - probe));
       phases.probeStartup.push(probe);
       phases.total.push(t2 - t0 - probe);
-      await session.destroy();
+      await traced("bench: session destroyed", session.destroy());
     }
+    timeline.stop();
     let firstSession: TunnelResult["firstSession"];
     if (o.firstSessions) {
       console.log(`${o.connects} first ${tunnel.type} sessions with a provider never used before, ${o.connects} with a known one (payments on, interleaved)…`);
@@ -277,7 +312,13 @@ export async function benchMyst(
       throughput,
       ...(firstSession ? { firstSession } : {}),
       phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
-      killSwitch: { off: summarize(phases.total), on: summarize(guarded.total), tunnelPhaseOn: summarize(guarded.tunnel) },
+      killSwitch: {
+        off: summarize(phases.total),
+        on: summarize(guarded.total),
+        tunnelPhaseOn: summarize(guarded.tunnel),
+        phasesOn: Object.fromEntries(Object.entries(guarded).map(([k, v]) => [k, summarize(v)])),
+      },
+      timeline: timeline.summary(),
       stageChecks: { on: summarize(checked.total), checkMs: summarize(checked.checkMs) },
     };
   } finally {

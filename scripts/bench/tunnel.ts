@@ -17,6 +17,7 @@ import { missingE2EPrerequisites } from "../lib/prereqs";
 import { stopChild } from "../lib/local-chain";
 import { topologyUp } from "../lib/topology";
 import { percentile, round, writeResults } from "./stats";
+import { timelineRows } from "./tunnel-timeline";
 
 const median = (xs: number[]) =>
   percentile(
@@ -128,7 +129,10 @@ export async function benchTunnel(): Promise<void> {
         `${r.killSwitch.on.p50} / ${r.killSwitch.on.p99}`,
         `${cost(r) >= 0 ? "+" : ""}${cost(r)} ms p50 (aim ≤ +5)`,
       ],
-      [`  of which tunnel phase with kill switch on (ms) p50 / p99`, `${r.killSwitch.tunnelPhaseOn.p50} / ${r.killSwitch.tunnelPhaseOn.p99}`, ""],
+      ...Object.entries(r.killSwitch.phasesOn).map(([k, s]) => {
+        const d = round(s.p50 - r.phases[k].p50, 1);
+        return [`  ${name} phase ${k} with kill switch on (ms) p50 / p99`, `${s.p50} / ${s.p99}`, `${d >= 0 ? "+" : ""}${d} ms p50 against off`];
+      }),
       [
         `${name} connect → first byte, in-process stage check (DNS through the tunnel) first (ms) p50 / p99`,
         `${r.stageChecks.on.p50} / ${r.stageChecks.on.p99}`,
@@ -156,11 +160,13 @@ export async function benchTunnel(): Promise<void> {
           connectToFirstByteKillSwitchMs: { ...openvpn.killSwitch, costP50: cost(openvpn) },
           connectToFirstByteStageCheckMs: { ...openvpn.stageChecks, costP50: checkCost(openvpn) },
           firstSessionMs: openvpn.firstSession,
+          timeline: openvpn.timeline,
         },
         wireguard: {
           connectPhasesMs: wireguard.phases,
           connectToFirstByteKillSwitchMs: { ...wireguard.killSwitch, costP50: cost(wireguard) },
           connectToFirstByteStageCheckMs: { ...wireguard.stageChecks, costP50: checkCost(wireguard) },
+          timeline: wireguard.timeline,
         },
         stockTunnelUpMs: { openvpn: stock.upMs, openvpnSamples: stock.samples, wireguardGo: stockWg.upMs },
         loadAverage: os.loadavg().map((l) => round(l, 2)),
@@ -201,6 +207,8 @@ export async function benchTunnel(): Promise<void> {
             ]
           : []),
         ...rows("wireguard", wireguard, stockWg.upMs),
+        ...timelineRows("wireguard", wireguard.timeline, "off", "on"),
+        ...timelineRows("openvpn", openvpn.timeline, "off", "on"),
         [
           "load average at the end (1 / 5 / 15 min)",
           os

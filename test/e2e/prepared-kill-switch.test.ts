@@ -337,6 +337,32 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
   });
 
+  it("a lift that comes between the arming and the resolver's pointing that follows it waits for the pointing, then puts the file back", async function () {
+    const { spec } = CONNECTIONS[0];
+    const resolvDir = `/etc/netns/${c}`;
+    fs.mkdirSync(resolvDir, { recursive: true });
+    fs.writeFileSync(`${resolvDir}/resolv.conf`, "nameserver 198.18.1.1\n");
+    const protection = new ConsumerProtection({
+      killSwitch: true,
+      allowLan: false,
+      netns: c,
+      dataDir: path.join(tmp.dir, crypto.randomBytes(4).toString("hex")),
+    });
+    try {
+      protection.prepare();
+      const guard = protection.engageBeside({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+      await guard.armed;
+      // At once (a failed connect undoes everything as soon as the arming settled): the pointing is still to come.
+      await protection.lift();
+      // Whatever was still pending has run by now.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal("nameserver 198.18.1.1\n");
+      expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
+    } finally {
+      fs.rmSync(resolvDir, { recursive: true, force: true });
+    }
+  });
+
   describe("a relay's TURN server let through a kill switch in force (issue 29: a reconnect, a move to another relay)", function () {
     const RELAY: TunnelEndpoint = { address: "198.18.4.2", port: 3478, protocol: "udp" };
     const { spec } = CONNECTIONS[0];
@@ -622,19 +648,21 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       }
     });
 
-    it("armed, then no handshake: meanwhile nothing leaves outside the tunnel and the resolver names the provider's; after, all is as before", async function () {
+    it("armed, then no handshake: meanwhile no lookup reaches any resolver the file named, and the file names the provider's; after, all is as before", async function () {
       refuseWith = undefined;
       seenPrepared = [];
       usableConfig = true;
-      // The consumer's resolver before: a host on its own link (reached outside the tunnel's routes, by the link's own).
+      // The consumer's resolvers before: a host on its own link and one on another subnet of its LAN, beyond its gateway
+      // by a route of its own: both reached outside the tunnel's routes (its halves of the address space are less specific).
+      ip("-n", c, "route", "add", "198.18.2.53/32", "via", "198.18.1.1");
       const resolvDir = `/etc/netns/${c}`;
+      const named = "nameserver 198.18.1.1\nnameserver 198.18.2.53\n";
       fs.mkdirSync(resolvDir, { recursive: true });
-      fs.writeFileSync(`${resolvDir}/resolv.conf`, "nameserver 198.18.1.1\n");
-      // What reaches the LAN resolver on w from the consumer, counted where it arrives.
-      await nftApply(
-        `table inet ksw_lan {\n chain in { type filter hook input priority 0; ip saddr 198.18.1.2 ip daddr 198.18.1.1 udp dport 53 counter; }\n}\n`,
-        w,
-      );
+      fs.writeFileSync(`${resolvDir}/resolv.conf`, named);
+      const resolvers = [...named.matchAll(/^nameserver (\S+)$/gm)].map((m) => m[1]);
+      // What reaches any resolver on w from the consumer (every destination), counted where it arrives.
+      await nftApply(`table inet ksw_lan {\n chain in { type filter hook input priority 0; ip saddr 198.18.1.2 udp dport 53 counter; }\n}\n`, w);
+      // One lookup to each resolver the file names.
       const lookup = () =>
         execFileSync("/usr/sbin/ip", [
           "netns",
@@ -642,7 +670,7 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
           c,
           process.execPath,
           "-e",
-          'const s = require("node:dgram").createSocket("udp4"); s.on("error", () => undefined); s.send(Buffer.from("q"), 53, "198.18.1.1", () => setTimeout(() => s.close(), 100));',
+          `const s = require("node:dgram").createSocket("udp4"); s.on("error", () => undefined); let n = 0; for (const a of ${JSON.stringify(resolvers)}) s.send(Buffer.from("q"), 53, a, () => ++n === ${resolvers.length} && setTimeout(() => s.close(), 100));`,
         ]);
       const arrived = () =>
         /counter packets (\d+)/.exec(execFileSync("/usr/sbin/ip", ["netns", "exec", w, "nft", "list", "table", "inet", "ksw_lan"], { encoding: "utf8" }))?.[1];
@@ -652,20 +680,22 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c, connectTimeoutMs: 4000 });
       try {
         lookup();
-        const before = await until(() => Number(arrived()), "the lookup arriving without a guard (the probe can pass)", 5000);
+        await until(() => Number(arrived()) === resolvers.length, "the lookups arriving without a guard (the probes can pass)", 5000);
+        const before = resolvers.length;
         const connecting = rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service, protection }));
         await until(() => resolverNames(c, "10.99.0.1"), "the resolver naming the provider's while the tunnel waits for its handshake", 4000);
         expect(protection.state).to.equal("protecting");
         lookup();
         const err = await connecting;
         expect(err.code).to.equal("TUNNEL_FAILED");
-        expect(Number(arrived()), "lookups that reached the LAN resolver").to.equal(before);
-        expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal("nameserver 198.18.1.1\n");
+        expect(Number(arrived()), "lookups that reached a resolver the file named").to.equal(before);
+        expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal(named);
         expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
         expect(tunnelRoutesLeft()).to.deep.equal([]);
         expect(protection.state).to.equal("off");
       } finally {
         usableConfig = false;
+        ip("-n", c, "route", "del", "198.18.2.53/32");
         fs.rmSync(resolvDir, { recursive: true, force: true });
         await nftApply("table inet ksw_lan\ndelete table inet ksw_lan\n", w);
       }

@@ -14,6 +14,7 @@ import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import { SPARE_DEVICE, WireGuardSpare } from "../../node/services/wireguard/spare";
+import { RECEIVE_BUFFER } from "../../node/services/wireguard/socket-buffer";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { requireE2E } from "../../scripts/lib/prereqs";
@@ -68,6 +69,14 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     processes: wireguardGos().length,
     addressed: devices().filter((d) => /\binet /.test(ip("-n", c(), "-o", "address", "show", "dev", d))),
   });
+  /** The receive buffer (`ss`'s skmem rb) of each UDP socket of the wireguard-go serving `device`. */
+  const receiveBuffers = (device: string | undefined) => {
+    const pid = device && wireguardGos().find((p) => fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes(device));
+    return ip("netns", "exec", c(), "ss", "-H", "-O", "-u", "-a", "-n", "-m", "-p")
+      .split("\n")
+      .filter((l) => pid !== undefined && l.includes(`pid=${pid},`))
+      .map((l) => Number(/skmem:\(r\d+,rb(\d+)/.exec(l)?.[1]));
+  };
   const oneSpare = (notThis?: string) =>
     until(
       async () => {
@@ -117,9 +126,12 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     await net.stop();
   });
 
-  it("is made at start: one interface with no address, served by one wireguard-go, before any connect", async function () {
+  it("is made at start: one interface with no address, served by one wireguard-go, before any connect; it listens with a tunnel's receive buffer", async function () {
     await oneSpare();
     expect(state()).to.deep.equal({ devices: devices(), processes: 1, addressed: [] });
+    // Enlarged when it is made (not by the connect that takes it): each of its sockets (IPv4, IPv6) at least RECEIVE_BUFFER.
+    const [made] = devices();
+    await until(() => receiveBuffers(made).length > 0 && receiveBuffers(made).every((rb) => rb >= RECEIVE_BUFFER), "the spare's enlarged sockets", 10_000);
   });
 
   it("is taken by the next connect (the tunnel runs on it), and a new spare is made once the connect is settled", async function () {
@@ -133,6 +145,10 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
       expect(now.devices).to.include(taken);
       expect(now.addressed, "only the taken spare carries the tunnel").to.deep.equal([taken]);
       expect(spare.deviceIn(c())).to.match(SPARE_DEVICE).and.not.equal(taken);
+      // The tunnel kept the socket the spare was made with (its key set, no rebind): still the enlarged buffer, as a device made for the session gets.
+      const buffers = receiveBuffers(taken);
+      expect(buffers).to.not.deep.equal([]);
+      expect(buffers.filter((rb) => rb < RECEIVE_BUFFER)).to.deep.equal([]);
     } finally {
       await session.destroy();
     }

@@ -15,6 +15,7 @@ import { enlargeReceiveBuffers } from "./socket-buffer";
 import { type SprayResult, sprayerFor, startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
+import { traced } from "../../log/connect-trace";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
@@ -92,8 +93,9 @@ export class WireGuardConsumerService implements ConsumerService {
     const now = Date.now();
     for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) void this.#release(key, p);
     const pair = generateKeyPair();
-    const pending: Pending = { privateKey: pair.privateKey, at: now, listenPort: await freeUdpPort(this.o.netns) };
     const spare = this.o.device ? undefined : this.o.spare?.take(this.o.netns);
+    // A spare listens already (on the port it chose when it was made), its receive buffers enlarged then.
+    const pending: Pending = { privateKey: pair.privateKey, at: now, listenPort: await (spare?.port ?? freeUdpPort(this.o.netns)) };
     if (spare) {
       pending.spareDevice = spare.device;
       pending.device = this.#configureSpare(pair.publicKey, pending, spare.process);
@@ -103,25 +105,25 @@ export class WireGuardConsumerService implements ConsumerService {
     return { publicKey: pair.publicKey };
   }
 
-  /** The spare given this key pair's private key and port; if it failed to start, a device of the key pair's own. */
+  /** The spare given this key pair's private key (its port and buffers are its own); if it failed to start, a device of the key pair's own. */
   async #configureSpare(publicKey: string, pending: Pending, spare: Promise<WireGuardProcess | undefined>): Promise<WireGuardProcess> {
     const process = await spare;
     if (!process?.running) {
       pending.spareDevice = undefined;
       return this.#startDevice(publicKey, pending);
     }
-    return this.#keyed(process, pending);
+    return this.#keyed(process, pending, false);
   }
 
-  /** `process` given the session's private key and port, its socket buffers enlarged; stopped if that fails. */
-  async #keyed(process: WireGuardProcess, pending: Pending): Promise<WireGuardProcess> {
+  /** `process` given the session's private key and (`bind`) port, that socket's buffers enlarged; stopped if that fails. */
+  async #keyed(process: WireGuardProcess, pending: Pending, bind = true): Promise<WireGuardProcess> {
     try {
-      await process.uapi.set({ privateKey: pending.privateKey, listenPort: pending.listenPort });
+      await traced("wireguard: the device keyed", process.uapi.set({ privateKey: pending.privateKey, ...(bind ? { listenPort: pending.listenPort } : {}) }));
     } catch (err) {
       await process.stop();
       throw err;
     }
-    this.#enlargeBuffers(process);
+    if (bind) this.#enlargeBuffers(process);
     return process;
   }
 
@@ -180,7 +182,7 @@ export class WireGuardConsumerService implements ConsumerService {
       log: this.o.log ?? silentLogger,
       viaHelper: true,
     });
-    await process.start();
+    await traced("wireguard-go started (no spare)", process.start());
     return this.#keyed(process, pending);
   }
 
@@ -189,7 +191,9 @@ export class WireGuardConsumerService implements ConsumerService {
    * otherwise delay the tunnel, and the default buffer holds the first few hundred KiB.
    */
   #enlargeBuffers(process: WireGuardProcess): void {
-    enlargeReceiveBuffers(process.pid!).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
+    traced("python3: receive buffers enlarged", enlargeReceiveBuffers(process.pid!)).catch((err) =>
+      this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"),
+    );
   }
 
   /**
@@ -348,7 +352,7 @@ export class WireGuardConsumerService implements ConsumerService {
           ...(routeAll ? [`route add 0.0.0.0/1 dev ${device}`, `route add 128.0.0.0/1 dev ${device}`] : []),
           ...(routeAll && ipv6 ? [`route add ::/1 dev ${device}`, `route add 8000::/1 dev ${device}`] : []),
         ];
-        await (setupIp ? setupIp.run(`${setup.join("\n")}\n`) : ipBatch(this.o.netns, setup));
+        await traced("ip: address, link and routes set", setupIp ? setupIp.run(`${setup.join("\n")}\n`) : ipBatch(this.o.netns, setup));
       };
       // The keepalive makes wireguard-go start the handshake as soon as the link is up rather than on the first packet.
       const endpoint =
@@ -361,25 +365,31 @@ export class WireGuardConsumerService implements ConsumerService {
       const peer = async () => {
         // Nothing is sent (not even the handshake) before the kill switch is armed.
         await guard?.armed;
-        await process.uapi.set({
-          ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
-          ...(expected ? {} : { replacePeers: true }),
-          peers: [
-            {
-              publicKey: config.publicKey,
-              ...(session.route?.peerSendsFirst ? {} : { endpoint }),
-              persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
-              allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
-            },
-          ],
-        });
+        await traced(
+          "wireguard: the provider set as peer",
+          process.uapi.set({
+            ...(listenPort !== undefined && listenPort !== pending.listenPort ? { listenPort } : {}),
+            ...(expected ? {} : { replacePeers: true }),
+            peers: [
+              {
+                publicKey: config.publicKey,
+                ...(session.route?.peerSendsFirst ? {} : { endpoint }),
+                persistentKeepalive: this.o.keepaliveS ?? KEEPALIVE_S,
+                allowedIps: ["0.0.0.0/0", ...(ipv6 ? ["::/0"] : [])],
+              },
+            ],
+          }),
+        );
       };
       // Both settled before anything is undone: a batch still adding routes would leave them behind.
       for (const step of await Promise.allSettled([routes(), peer()])) if (step.status === "rejected") throw step.reason;
       // A new port is a new socket, with the default buffer again.
       if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
       // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
-      await waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000), 5, session.giveUp);
+      await traced(
+        "wireguard: handshake seen",
+        waitHandshake(process, this.o.connectTimeoutMs ?? (session.route?.kind === "relayed" ? 15_000 : 10_000), 5, session.giveUp),
+      );
       // Kept until now: a tunnel that failed on one path may be tried again on another (a relay).
       this.#pending.delete(config.clientPublicKey);
       void pending.sprayer?.then((s) => s?.cancel());
@@ -442,7 +452,7 @@ export class WireGuardConsumerService implements ConsumerService {
     // `route show exact` prints one line (starting with the address) when there is a host route and
     // nothing otherwise; `route get` then prints the route the endpoint takes, also starting with it.
     const ask = [`route show exact ${prefix}`, `route get ${address}`];
-    const out = await (ip ? ip.run(`${ask.join("\n")}\n`) : ipBatch(this.o.netns, ask));
+    const out = await traced("ip: the endpoint's route asked", ip ? ip.run(`${ask.join("\n")}\n`) : ipBatch(this.o.netns, ask));
     const lines = out.split("\n").filter((l) => l.startsWith(`${address} `));
     if (lines.length === 0) throw new TunnelError("NO_UPLINK", `no route to the provider's endpoint ${address}`);
     if (lines.length > 1) return undefined;

@@ -4,7 +4,10 @@ import path from "node:path";
 import { silentLogger, type Logger } from "../../log/logger";
 import type { ConsumerSpare } from "../tunnel-type";
 import { stopStale } from "../supervision";
+import { traced } from "../../log/connect-trace";
 import { WireGuardProcess } from "./process";
+import { freeUdpPort } from "./handshake";
+import { enlargeReceiveBuffers } from "./socket-buffer";
 
 /** The interface name of a spare: `mws` + 12 hex characters, random (the key pair does not exist yet). */
 export const SPARE_DEVICE = /^mws[0-9a-f]{12}$/;
@@ -21,6 +24,8 @@ export interface WireGuardSpareOptions {
 interface Making {
   netns?: string;
   device: string;
+  /** The UDP port it listens on, chosen first: the port a session request names. */
+  port: Promise<number>;
   process: Promise<WireGuardProcess | undefined>;
 }
 
@@ -28,7 +33,10 @@ interface Making {
  * At most one wireguard-go made before any connection asks for it, so that a connection starts
  * with a device that already serves its control socket (wireguard-go takes 25–30 ms to get there,
  * longer than the negotiation it would run beside: docs/connect-path.md). The spare carries
- * nothing: no key, no address, no route, no peer, its interface down. `take` hands it to the next
+ * nothing: no key, no address, no route, no peer, its interface down. It listens on its UDP port,
+ * with the receive buffers a tunnel gets (socket-buffer.ts): python3's start-up (about 60 ms of CPU)
+ * and the socket's rebinding are then paid here, not beside a connect; without a private key it
+ * answers nothing that arrives there. `take` hands it to the next
  * WireGuard connection in its namespace and the caller's `refill` makes the next one once that
  * connection is settled (so the two do not compete for the CPU on the connect path). A spare in
  * another namespace than the one a connection asks for is stopped, and the refill makes one there:
@@ -66,12 +74,12 @@ export class WireGuardSpare implements ConsumerSpare {
    * configures and stops it), or undefined when there is none there. A spare elsewhere is stopped,
    * so that the next `refill` makes one where connections now go.
    */
-  take(netns: string | undefined): { device: string; process: Promise<WireGuardProcess | undefined> } | undefined {
+  take(netns: string | undefined): { device: string; port: Promise<number>; process: Promise<WireGuardProcess | undefined> } | undefined {
     const making = this.#making;
     this.#netns = netns;
     if (!making) return undefined;
     this.#making = undefined;
-    if (making.netns === netns) return { device: making.device, process: making.process };
+    if (making.netns === netns) return { device: making.device, port: making.port, process: making.process };
     void making.process.then((p) => p?.stop());
     return undefined;
   }
@@ -82,15 +90,22 @@ export class WireGuardSpare implements ConsumerSpare {
     const netns = this.#netns;
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
     const log = this.o.log ?? silentLogger;
-    const making: Making = { netns, device, process: Promise.resolve(undefined) };
+    const making: Making = { netns, device, port: freeUdpPort(netns), process: Promise.resolve(undefined) };
     making.process = (async () => {
+      let process: WireGuardProcess | undefined;
       try {
         fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
-        const process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true });
-        await process.start();
+        process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true });
+        await traced("wireguard-go: the next spare started", process.start());
+        await process.uapi.set({ listenPort: await making.port });
+        // In the background: a connection may take the spare meanwhile (setting its key does not rebind the socket).
+        traced("python3: the spare's receive buffers enlarged", enlargeReceiveBuffers(process.pid!)).catch((err) =>
+          log.warn({ err: (err as Error).message }, "could not enlarge the spare wireguard-go's receive buffer"),
+        );
         // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it.
         return process;
       } catch (err) {
+        await process?.stop();
         log.info({ err: (err as Error).message }, "no spare WireGuard device: connections make their own");
         if (this.#making === making) this.#making = undefined;
         return undefined;
