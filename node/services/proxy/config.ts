@@ -37,7 +37,7 @@ export const CONNECTION_WINDOW = 64 * 1024 * 1024;
  * stream over a limit is refused with 429 and its reason in `myst-refusal`.
  */
 export interface ProxyLimits {
-  /** Open CONNECT streams per session (each holds a socket and up to throttle.ts PUMP_BUFFER each way). Default 128. */
+  /** Open CONNECT streams per session (each holds a socket and what its stream's and socket's buffers hold each way: 16 KiB marks at the provider). Default 128. */
   streamsPerSession: number;
   /** HTTP/2 connections per session (the consumer uses one). Default 4. */
   connectionsPerSession: number;

@@ -200,11 +200,10 @@ export class ProxyTunnel implements Tunnel {
   }
 
   /**
-   * The provider meters a stream's bytes once its HTTP/2 stream has sent them (framed, within the
-   * windows: throttle.ts pump), not while they wait in its buffer; ours count them as they arrive.
-   * Between the two: up to a stream's window each, the connection's window in all (16 and 64 MiB). A
-   * 4 MiB download on loopback had the provider invoice it while a part was still on its way, and this
-   * side ended the session as overcharged (stop 39's CI).
+   * The provider meters a stream's bytes as it writes them into the stream; ours count them as they
+   * arrive. Between the two: up to a stream's window each, the connection's window in all (16 and 64
+   * MiB). A 4 MiB download on loopback had the provider invoice it while a part was still on its way,
+   * and this side ended the session as overcharged (stop 39's CI).
    */
   inFlightBytes(): number {
     return Math.min(CONNECTION_WINDOW, STREAM_WINDOW * this.#streams);

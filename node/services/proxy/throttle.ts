@@ -37,20 +37,8 @@ export function bucketFor(mbps: number | undefined, clock?: () => number): Token
 }
 
 /**
- * How much of one direction of a stream `pump` lets wait unsent in its destination before it pauses
- * the source. A stream's own mark (16 KiB) paused the source after every 64 KiB read: profiled on
- * loopback, the provider then read, wrote one TLS write and paused and resumed its destination socket
- * (four epoll_ctl calls) per 64 KiB; with this it writes about 512 KiB at a time (docs/proxy.md
- * "Measured", s9).
- */
-export const PUMP_BUFFER = 1024 * 1024;
-
-/**
- * Copies `from` into `to`, holding the source back while PUMP_BUFFER waits unsent in `to` or a bucket
- * is in debt. Each chunk is counted once `to` has sent all of it (its write's callback: for an HTTP/2
- * stream, once framed within the flow-control windows), not while it waits here, so what the provider
- * has counted and the consumer has not yet received stays within the windows
- * (ProxyTunnel.inFlightBytes). Ends `to` when `from` ends.
+ * Copies `from` into `to`, counting each chunk and holding the source back while the destination
+ * is full or a bucket is in debt. Ends `to` when `from` ends.
  */
 export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, buckets: (TokenBucket | undefined)[] = []): void {
   const limited = buckets.filter((b): b is TokenBucket => !!b);
@@ -62,17 +50,12 @@ export function pump(from: Duplex, to: Duplex, count: (bytes: number) => void, b
     if (waiting++ === 0) from.pause();
   };
   from.on("data", (chunk: Buffer) => {
-    const bytes = chunk.length;
-    // A write that returned false is owed a "drain"; one that fails (the stream gone) is not counted.
-    const full =
-      !to.write(chunk, (err) => {
-        if (!err) count(bytes);
-      }) && to.writableLength >= PUMP_BUFFER;
-    if (full) {
+    count(chunk.length);
+    if (!to.write(chunk)) {
       hold();
       to.once("drain", resume);
     }
-    const delay = limited.reduce((d, b) => Math.max(d, b.take(bytes)), 0);
+    const delay = limited.reduce((d, b) => Math.max(d, b.take(chunk.length)), 0);
     if (delay > 0) {
       hold();
       setTimeout(resume, delay);
