@@ -654,14 +654,9 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       usableConfig = true;
       // The consumer's resolvers before: a host on its own link and one on another subnet of its LAN, beyond its gateway
       // by a route of its own: both reached outside the tunnel's routes (its halves of the address space are less specific).
-      ip("-n", c, "route", "add", "198.18.2.53/32", "via", "198.18.1.1");
       const resolvDir = `/etc/netns/${c}`;
       const named = "nameserver 198.18.1.1\nnameserver 198.18.2.53\n";
-      fs.mkdirSync(resolvDir, { recursive: true });
-      fs.writeFileSync(`${resolvDir}/resolv.conf`, named);
       const resolvers = [...named.matchAll(/^nameserver (\S+)$/gm)].map((m) => m[1]);
-      // What reaches any resolver on w from the consumer (every destination), counted where it arrives.
-      await nftApply(`table inet ksw_lan {\n chain in { type filter hook input priority 0; ip saddr 198.18.1.2 udp dport 53 counter; }\n}\n`, w);
       // One lookup to each resolver the file names.
       const lookup = () =>
         execFileSync("/usr/sbin/ip", [
@@ -679,6 +674,12 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       // The provider's endpoint on w never answers: the tunnel waits for its handshake, then fails.
       const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c, connectTimeoutMs: 4000 });
       try {
+        // Inside the try: a set-up that fails half-way is undone too (review L7).
+        ip("-n", c, "route", "add", "198.18.2.53/32", "via", "198.18.1.1");
+        fs.mkdirSync(resolvDir, { recursive: true });
+        fs.writeFileSync(`${resolvDir}/resolv.conf`, named);
+        // What reaches any resolver on w from the consumer (every destination), counted where it arrives.
+        await nftApply(`table inet ksw_lan {\n chain in { type filter hook input priority 0; ip saddr 198.18.1.2 udp dport 53 counter; }\n}\n`, w);
         lookup();
         await until(() => Number(arrived()) === resolvers.length, "the lookups arriving without a guard (the probes can pass)", 5000);
         const before = resolvers.length;
@@ -695,7 +696,11 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(protection.state).to.equal("off");
       } finally {
         usableConfig = false;
-        ip("-n", c, "route", "del", "198.18.2.53/32");
+        try {
+          ip("-n", c, "route", "del", "198.18.2.53/32");
+        } catch {
+          // not added: the set-up failed before it
+        }
         fs.rmSync(resolvDir, { recursive: true, force: true });
         await nftApply("table inet ksw_lan\ndelete table inet ksw_lan\n", w);
       }

@@ -266,7 +266,7 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       "explicit-exit-notify 1",
       // No `rcvbuf`: what the consumers upload gets the OS's default receive buffer, as stock openvpn.
       // A larger one (512 KiB, 2 MiB) drops fewer datagrams but queues the upload here instead: one
-      // consumer's upload carried 4-9% less with 512 KiB, four at once no more (docs/connect-path.md).
+      // consumer's upload carried 2-9% less by mean (0.3-7% by median ratio) with 512 KiB, four at once no more (docs/connect-path.md).
       // What it drops of an upload it never counts, so never bills.
       "verb 3",
       "",

@@ -95,7 +95,11 @@ export class WireGuardConsumerService implements ConsumerService {
     const pair = generateKeyPair();
     const spare = this.o.device ? undefined : this.o.spare?.take(this.o.netns);
     // A spare listens already (on the port it chose when it was made), its receive buffers enlarged then.
-    const pending: Pending = { privateKey: pair.privateKey, at: now, listenPort: await (spare?.port ?? freeUdpPort(this.o.netns)) };
+    const pending: Pending = {
+      privateKey: pair.privateKey,
+      at: now,
+      listenPort: await (spare?.port.catch(() => freeUdpPort(this.o.netns)) ?? freeUdpPort(this.o.netns)),
+    };
     if (spare) {
       pending.spareDevice = spare.device;
       pending.device = this.#configureSpare(pair.publicKey, pending, spare.process);

@@ -7,6 +7,7 @@ import { stopStale } from "../supervision";
 import { traced } from "../../log/connect-trace";
 import { WireGuardProcess } from "./process";
 import { freeUdpPort } from "./handshake";
+import { generateKeyPair } from "./keys";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 
 /** The interface name of a spare: `mws` + 12 hex characters, random (the key pair does not exist yet). */
@@ -33,10 +34,10 @@ interface Making {
  * At most one wireguard-go made before any connection asks for it, so that a connection starts
  * with a device that already serves its control socket (wireguard-go takes 25–30 ms to get there,
  * longer than the negotiation it would run beside: docs/connect-path.md). The spare carries
- * nothing: no key, no address, no route, no peer, its interface down. It listens on its UDP port,
+ * nothing: no session key, no address, no route, no peer, its interface down. It listens on its UDP port,
  * with the receive buffers a tunnel gets (socket-buffer.ts): python3's start-up (about 60 ms of CPU)
- * and the socket's rebinding are then paid here, not beside a connect; without a private key it
- * answers nothing that arrives there. `take` hands it to the next
+ * and the socket's rebinding are then paid here, not beside a connect; with a throwaway private key
+ * and no peer it answers nothing that arrives there (an initiation fails MAC1 before any work). `take` hands it to the next
  * WireGuard connection in its namespace and the caller's `refill` makes the next one once that
  * connection is settled (so the two do not compete for the CPU on the connect path). A spare in
  * another namespace than the one a connection asks for is stopped, and the refill makes one there:
@@ -91,13 +92,17 @@ export class WireGuardSpare implements ConsumerSpare {
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
     const log = this.o.log ?? silentLogger;
     const making: Making = { netns, device, port: freeUdpPort(netns), process: Promise.resolve(undefined) };
+    making.port.catch(() => undefined); // awaited below, or by the connect that takes it (which then picks one of its own)
     making.process = (async () => {
       let process: WireGuardProcess | undefined;
       try {
         fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
         process = new WireGuardProcess({ device, netns, pidFile: path.join(this.o.runDir, `wireguard-${device}.pid`), log, viaHelper: true });
         await traced("wireguard-go: the next spare started", process.start());
-        await process.uapi.set({ listenPort: await making.port });
+        // A throwaway key with the port: until a connection gives it the session's, wireguard-go's MAC1
+        // check fails for every initiation (with no key its MAC1 key is all zeros, which anyone can
+        // compute: each crafted initiation would cost a Diffie-Hellman). Review L1.
+        await process.uapi.set({ privateKey: generateKeyPair().privateKey, listenPort: await making.port });
         // In the background: a connection may take the spare meanwhile (setting its key does not rebind the socket).
         traced("python3: the spare's receive buffers enlarged", enlargeReceiveBuffers(process.pid!)).catch((err) =>
           log.warn({ err: (err as Error).message }, "could not enlarge the spare wireguard-go's receive buffer"),
