@@ -186,13 +186,14 @@ export class DirectChannel extends EventEmitter<{
     for (const socket of probing) for (const c of targets) pairs.push({ socket, address: c.address, port: c.port, kind: "punched" });
     // In batches: a probe is sealed and queued in one go, and leaves only when the loop yields (sealing
     // 512 took 8-19 ms), so the first mappings open while the rest are sealed.
-    const round = async () => {
+    const round = async (first = false) => {
       for (const [i, p] of pairs.entries()) {
         this.#probe(p);
         if (i % 64 === 63) await new Promise(setImmediate);
       }
+      if (first && probing.length) this.#o.log.info({ probes: pairs.length, ms: Date.now() - this.#startedAt }, "the probing sockets' first round handed over");
     };
-    void round();
+    void round(true);
     this.#every(this.#o.probeEveryMs * (this.plan.kind === "hard-side" ? 4 : 1), () => void round());
     if (this.plan.kind === "easy-side") {
       this.#spray();
@@ -328,7 +329,7 @@ export class DirectChannel extends EventEmitter<{
     if (!this.#tunnelWindow.accept(opened.seq)) return this.#drop("replayed", from);
     if (opened.type !== PacketType.probe || this.#tunnelPunch || socket === this.#o.socket) return;
     this.#tunnelPunch = { socket, punch: { localPort: socket.address().port, address: rinfo.address, port: rinfo.port } };
-    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch }, "the peer's tunnel port reached us");
+    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch, probe: Number(opened.seq) }, "the peer's tunnel port reached us");
     this.emit("tunnel-punched", this.#tunnelPunch.punch);
   }
 

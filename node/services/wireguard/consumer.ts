@@ -247,6 +247,7 @@ export class WireGuardConsumerService implements ConsumerService {
       throw new TunnelError("WIREGUARD_FAILED", "the prepared WireGuard device was released before its spray began");
     }
     pending.spraying = sprayer;
+    this.o.log?.info({ fresh: sprayer !== early }, "the tunnel spray's sender takes its datagrams");
     return sprayer.send(datagrams);
   }
 
