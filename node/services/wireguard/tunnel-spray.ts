@@ -28,7 +28,10 @@ use Socket qw(AF_INET inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_fam
 use Time::HiRes qw(time sleep);
 use Errno qw(EAGAIN);
 $| = 1;
-my ($pid, $port, $rate) = (0 + $ARGV[0], 0 + $ARGV[1], 0 + $ARGV[2]);
+my $rate = 0 + $ARGV[0];
+my $aim = <STDIN>;  # "pid port": the sender may start before wireguard-go's socket exists
+exit 0 unless defined $aim;  # cancelled before it was aimed
+my ($pid, $port) = map { 0 + $_ } split " ", $aim;
 my $pidfd = syscall(434, $pid, 0);  # pidfd_open
 if ($pidfd < 0) { print STDERR "pidfd_open($pid): $!\n"; exit 4 }
 my $out;
@@ -114,11 +117,18 @@ export interface TunnelSprayer {
  * listen port is set), in that process's namespace, from the spawning helper (no fork of the node).
  */
 export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SECOND): TunnelSprayer {
-  const child = spawner.launch([program("perl", "perl-base"), "-e", SCRIPT, String(pid), String(port), String(perSecond)], {
-    stdin: true,
-    background: true,
-    env: {},
-  });
+  const sender = launchSprayer(perSecond);
+  sender.aim(pid, port);
+  return sender.sprayer;
+}
+
+/**
+ * Starts a sender before the socket it will send from exists (the consumer's, beside wireguard-go's own start): `aim`
+ * names the process and port once they are known; until then it waits, and `sprayer.cancel()` ends it.
+ */
+export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSprayer; aim(pid: number, port: number): void } {
+  const child = spawner.launch([program("perl", "perl-base"), "-e", SCRIPT, String(perSecond)], { stdin: true, background: true, env: {} });
+  let port = 0;
   let err = "";
   let out = "";
   let holds = false;
@@ -148,7 +158,7 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
   });
   exited.catch(() => undefined); // `send` reports it
   const ended = () => child.exitCode !== null || child.signalCode !== null;
-  return {
+  const sprayer: TunnelSprayer = {
     found,
     get ready() {
       return holds && !used && !ended();
@@ -171,6 +181,11 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
       child.stdin!.end();
     },
   };
+  const aim = (pid: number, at: number) => {
+    port = at;
+    child.stdin!.write(`${pid} ${at}\n`);
+  };
+  return { sprayer, aim };
 }
 
 /**

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { type ChildProcess, spawn } from "node:child_process";
 import dgram from "node:dgram";
 import fs from "node:fs";
-import { sprayerFor, startSprayer } from "../../../node/services/wireguard/tunnel-spray";
+import { launchSprayer, sprayerFor, startSprayer } from "../../../node/services/wireguard/tunnel-spray";
 import { until } from "../../../scripts/lib/until";
 
 // pidfd_getfd(2) on another process's socket needs root (or ptrace rights over it), as on a node.
@@ -52,7 +52,7 @@ const HOLDER = `
     receiver?.close();
   });
 
-  /** The pids of the senders on the holder's socket now running (found by their command line). */
+  /** The pids of the senders now running (found by their command line). */
   const sprayerPids = () => {
     const pids: number[] = [];
     for (const entry of fs.readdirSync("/proc")) {
@@ -63,7 +63,8 @@ const HOLDER = `
       } catch {
         continue; // gone
       }
-      if (args[0].endsWith("perl") && args.includes(String(holder.pid)) && args.includes(String(holderPort))) pids.push(Number(entry));
+      // The sender is told its process and port on its input: found by its program and script.
+      if (args[0].endsWith("perl") && args.some((a) => a.includes("pidfd_getfd"))) pids.push(Number(entry));
     }
     return pids;
   };
@@ -88,6 +89,20 @@ const HOLDER = `
     // Used once.
     expect(sprayer.ready).to.equal(false);
     expect(await rejection(sprayer.send(datagrams(1, "again")))).to.match(/already sent or cancelled/);
+  });
+
+  it("started before the socket is known, waits, then sends from the socket it is aimed at; one never aimed ends when cancelled", async function () {
+    const early = launchSprayer();
+    const waiting = launchSprayer();
+    // Nothing to hold yet: not ready until it is told which process and port.
+    expect(early.sprayer.ready).to.equal(false);
+    early.aim(holder.pid!, holderPort);
+    expect(await early.sprayer.found).to.equal(true);
+    expect((await early.sprayer.send(datagrams(8, "aimed"))).sent).to.equal(8);
+    await until(() => heard.filter((h) => h.text.startsWith("aimed")).length === 8, "the 8 datagrams");
+    expect(new Set(heard.filter((h) => h.text.startsWith("aimed")).map((h) => h.from))).to.deep.equal(new Set([holderPort]));
+    waiting.sprayer.cancel();
+    expect(await waiting.sprayer.found).to.equal(false);
   });
 
   it("one not needed ends when cancelled, having sent nothing", async function () {
