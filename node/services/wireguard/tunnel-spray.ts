@@ -1,5 +1,3 @@
-import crypto from "node:crypto";
-import net from "node:net";
 import { spawner } from "../spawner";
 import { program, TunnelError } from "../system";
 
@@ -26,15 +24,11 @@ import { program, TunnelError } from "../system";
  */
 const SCRIPT = String.raw`
 use strict; use warnings;
-use Socket qw(AF_INET AF_UNIX SOCK_STREAM SOL_SOCKET SO_PEERCRED inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_family);
+use Socket qw(AF_INET inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_family);
 use Time::HiRes qw(time sleep);
 use Errno qw(EAGAIN);
 $| = 1;
-my ($rate, $listen, $node) = (0 + $ARGV[0], $ARGV[1], 0 + $ARGV[2]);
-# The datagrams come over a unix socket of the node's own (abstract, this namespace), not through the spawning helper.
-my $server;
-# Its name padded to the whole sun_path with NULs, as node (libuv) names an abstract socket it connects to.
-socket($server, AF_UNIX, SOCK_STREAM, 0) && bind($server, pack("S a108", AF_UNIX, "\0$listen")) && listen($server, 4) or do { print STDERR "$listen: $!\n"; exit 4 };
+my $rate = 0 + $ARGV[0];
 my $aim = <STDIN>;  # "pid port": the sender may start before wireguard-go's socket exists
 exit 0 unless defined $aim;  # cancelled before it was aimed
 my ($pid, $port) = map { 0 + $_ } split " ", $aim;
@@ -57,19 +51,8 @@ my ($i, $dropped, $first, $batch) = (0, 0, 0, undef);
 sub finish { printf "sent %d dropped %d first %d\n", $i - $dropped, $dropped, $first * 1000; exit 0 }
 $SIG{TERM} = \&finish;  # stopped (the tunnels met): what was sent is still told
 print "ready\n";
-my $in;  # the node's connection: a process that is not the node (SO_PEERCRED) is closed unread
-while (!$in) {
-  my $r = "";
-  vec($r, fileno($server), 1) = 1;
-  vec($r, fileno(STDIN), 1) = 1;
-  select($r, undef, undef, undef);
-  exit 0 if vec($r, fileno(STDIN), 1) && !sysread(STDIN, my $b, 1);  # its input closed: cancelled
-  next unless vec($r, fileno($server), 1) && accept(my $c, $server);
-  my ($peer) = unpack("i", getsockopt($c, SOL_SOCKET, SO_PEERCRED) // pack("i", -1));
-  if ($peer == $node) { $in = $c } else { close $c }
-}
 my $period = 16 / $rate;
-while (my $line = <$in>) {
+while (my $line = <STDIN>) {
   chomp $line;
   next if $line eq "";
   my ($address, $p, $hex) = split / /, $line;
@@ -144,9 +127,7 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
  * names the process and port once they are known; until then it waits, and `sprayer.cancel()` ends it.
  */
 export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSprayer; aim(pid: number, port: number): void } {
-  const listen = `myst-spray-${crypto.randomBytes(8).toString("hex")}`;
-  const argv = [program("perl", "perl-base"), "-e", SCRIPT, String(perSecond), listen, String(process.pid)];
-  const child = spawner.launch(argv, { stdin: true, background: true, env: {} });
+  const child = spawner.launch([program("perl", "perl-base"), "-e", SCRIPT, String(perSecond)], { stdin: true, background: true, env: {} });
   let port = 0;
   let err = "";
   let out = "";
@@ -185,15 +166,7 @@ export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSp
     send(datagrams) {
       if (used) return Promise.reject(new TunnelError("WIREGUARD_FAILED", "this tunnel spray was already sent or cancelled"));
       used = true;
-      // Straight to the sender, not through the spawning helper, which may be busy starting the kill switch's commands
-      // (through it, the first probe left up to 19 ms after the datagrams were handed over: docs/direct-channel.md).
-      // Once it listens and holds the socket (it says `ready`): a connection before it listens would be refused.
-      void found.then((holding) => {
-        if (!holding || stopped || ended()) return;
-        const conn = net.connect({ path: `\0${listen}` });
-        conn.on("error", () => undefined); // the sender's exit says what went wrong
-        void streamLines(conn, datagrams, () => stopped || ended());
-      });
+      void streamLines(child.stdin!, datagrams, () => stopped || ended());
       return exited;
     },
     stop() {
