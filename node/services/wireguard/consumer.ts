@@ -12,7 +12,7 @@ import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
-import { launchSprayer, type SprayResult, sprayerFor, startSprayer, type TunnelSprayer } from "./tunnel-spray";
+import { type SprayResult, sprayerFor, sprayerForDevice, startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
 import { traced } from "../../log/connect-trace";
@@ -143,16 +143,8 @@ export class WireGuardConsumerService implements ConsumerService {
       pending.device = this.#startDevice(key, pending);
       pending.device.catch(() => undefined); // `connect` reports it
     }
-    if (o.spray) {
-      // Started now, beside wireguard-go's own start, and aimed at its socket once the device has its port.
-      const early = launchSprayer();
-      const unused = () => void early.sprayer.cancel();
-      pending.sprayer = pending.device.then((process) => {
-        if (!process.pid) return unused();
-        early.aim(process.pid, pending.listenPort);
-        return early.sprayer;
-      }, unused);
-    }
+    // Started now, beside wireguard-go's own start, and aimed at its socket once the device has its port.
+    if (o.spray) pending.sprayer = sprayerForDevice(pending.device, () => pending.listenPort);
     const ip = () => new PrespawnedCommand([program("ip", "iproute2"), ...(this.o.netns ? ["-n", this.o.netns] : []), "-batch", "-"]);
     pending.ip = [ip(), ip()];
   }

@@ -188,6 +188,17 @@ export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSp
   return { sprayer, aim };
 }
 
+/** A sender started now and aimed at `device`'s socket once it is up (on `port()`); undefined, and ended, when it failed. */
+export function sprayerForDevice(device: Promise<{ pid?: number }>, port: () => number): Promise<TunnelSprayer | undefined> {
+  const early = launchSprayer();
+  const unused = () => void early.sprayer.cancel();
+  return device.then((process) => {
+    if (!process.pid) return unused();
+    early.aim(process.pid, port());
+    return early.sprayer;
+  }, unused);
+}
+
 /**
  * The sender to give the datagrams to: the one started in advance once it said it holds the socket,
  * otherwise (it failed, or ended) a fresh one. A sender that failed is never handed datagrams: its
