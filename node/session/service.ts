@@ -37,7 +37,7 @@ export interface DirectRoute {
 }
 
 /** What a tunnel's spray did: datagrams sent, datagrams its socket refused, and whether it stopped early (the tunnels met). */
-export type TunnelSprayCount = { sent: number; dropped: number; stopped?: boolean };
+export type TunnelSprayCount = { sent: number; dropped: number; stopped?: boolean; firstSentAt?: number };
 
 /** The session a consumer's tunnel is brought up for (`ConsumerService.connect`). */
 export type ConnectTarget = {

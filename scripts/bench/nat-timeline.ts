@@ -12,6 +12,8 @@ export const TIMELINE = () => process.env.BENCH_NAT_TIMELINE === "1";
 const EVENTS = [
   "session accepted",
   "probing from the tunnel's port",
+  "the probing sockets' first round handed over",
+  "the tunnel spray's sender takes its datagrams",
   "the peer's tunnel port reached us",
   "the tunnel sends to the consumer from the probe that met its tunnel",
   "direct channel up",
@@ -38,10 +40,21 @@ export function connectTimeline(logs: { consumer: string; provider: string }, si
         continue;
       }
       if (EVENTS.some((e) => entry.msg!.startsWith(e))) out[`${who}: ${entry.msg}`] ??= entry.time - sinceEpochMs;
+      const { firstSentAt, probe } = entry as { firstSentAt?: number; probe?: number };
+      // The tunnel spray's first datagram (the sender's own clock, told when it ends), and which probe of it met.
+      if (typeof firstSentAt === "number") out[`${who}: the tunnel spray's first probe left`] ??= firstSentAt - sinceEpochMs;
+      if (typeof probe === "number") out[`${who}: ${SEARCH_PROBES}`] ??= probe;
     }
   }
+  // Per connect: from the spray's first probe to the provider hearing the one that met (the birthday search's own time).
+  const [first, heard] = [out["consumer: the tunnel spray's first probe left"], out["provider: the peer's tunnel port reached us"]];
+  if (first !== undefined && heard !== undefined) out[SEARCH_MS] = heard - first;
   return out;
 }
+
+/** Not times after the connect's start: the search's own length (ms, per connect), and the index of the spray's probe that met (a count). */
+const SEARCH_MS = "search: first spray probe → provider heard it (ms)";
+const SEARCH_PROBES = "search: index of the spray probe that met (a count, not ms)";
 
 /** p50 of each event over a cell's connects, in the order of their p50. */
 export function timelineP50(timelines: Record<string, number>[]): Record<string, { p50: number; n: number }> {

@@ -8,6 +8,7 @@ import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli
 import { startNatsServer, type NatsServer } from "../lib/nats-server";
 import { missingE2EPrerequisites } from "../lib/prereqs";
 import { tempDir } from "../lib/tmp";
+import { masqueradeRules } from "../lib/home-routers";
 import { onConsumerMachine, topologyUp, type NatKind, type Topology } from "../lib/topology";
 import { until } from "../lib/until";
 import { watchConnect } from "./nat-debug";
@@ -39,6 +40,12 @@ export interface NatBenchCase {
   relay?: boolean;
   /** The cell whose throughput this one's is compared with (the same pair's direct path). Default: the baseline. */
   compareWith?: string;
+  /**
+   * A public provider only: its router (g, which routes to it without NAT, the hops of a home router) also runs a home
+   * router's conntrack and NAT table for the cell, translating nothing of the provider's: the second baseline, which
+   * carries what a NAT router's own work costs the shared CPU (docs/direct-channel.md, "Throughput on a punched path").
+   */
+  routerTracks?: boolean;
 }
 
 /**
@@ -46,8 +53,19 @@ export interface NatBenchCase {
  * UPnP router, and on the consumer's own LAN; and two that need a relay (issue 29): a consumer whose
  * network drops all UDP (TURN over TLS on 443), and symmetric × symmetric (TURN over UDP).
  */
+/** The second baseline's name (`routerTracks`): the punched cells' throughput is also given against it. */
+const TRACKING_BASELINE = "public provider, its router tracking connections as a NAT router does (nothing translated) × home consumer (eim)";
+
 export const NAT_BENCH_CASES: NatBenchCase[] = [
   { name: "public provider × home consumer (eim)", provider: "public", consumer: "eim", expectPath: ["public"], throughput: "baseline" },
+  {
+    name: TRACKING_BASELINE,
+    provider: "public",
+    consumer: "eim",
+    expectPath: ["public"],
+    throughput: "compare",
+    routerTracks: true,
+  },
   { name: "provider behind an eim router × home consumer (eim)", provider: "eim", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
   // The punched eim cell's fair baseline: the same routers (the provider's home router crossed on the way in and out,
   // both NATing), the tunnel at a port the router maps instead of one punched (docs/direct-channel.md, "Throughput").
@@ -125,7 +143,7 @@ export function selectedNatCases(list = process.env.BENCH_NAT_CELLS): NatBenchCa
   const known = new Set(NAT_BENCH_CASES.map((c) => `${c.provider}×${c.consumer}`));
   const unknown = [...wanted].filter((w) => !known.has(w));
   if (unknown.length) throw new Error(`BENCH_NAT_CELLS: no cell ${unknown.join(", ")} (cells: ${[...known].join(", ")})`);
-  return NAT_BENCH_CASES.filter((c) => c.throughput === "baseline" || wanted.has(`${c.provider}×${c.consumer}`));
+  return NAT_BENCH_CASES.filter((c) => c.provider === "public" || wanted.has(`${c.provider}×${c.consumer}`));
 }
 
 /**
@@ -294,6 +312,7 @@ async function benchTopology(
       const env = { ...machine, MYST_DATA_DIR: o.dirOf(cell.consumer), ...(cell.consumerEnv ?? {}) };
       const result: NatCellResult = { name: cell.name, provider: providerKind, consumer: cell.consumer, service, paths: {}, unexpectedPaths: 0, failures: [] };
       results.push(result);
+      if (cell.routerTracks) routerTable(topology.gateway, "add");
       const consumer = mystBackground(["daemon", "--api-port", "0"], env, { netns });
       try {
         await until(() => consumer.output().includes("REST API:") || consumer.child.exitCode !== null, "the consumer daemon to listen", 60_000);
@@ -367,12 +386,23 @@ async function benchTopology(
         }
       } finally {
         await consumer.stop();
+        if (cell.routerTracks) routerTable(topology.gateway, "delete");
       }
     }
   } finally {
     for (const stop of stops.reverse()) await stop().catch((err) => console.error(`clean-up: ${(err as Error).message}`));
   }
   return results;
+}
+
+/**
+ * A home router's nftables table (home-routers.ts: masquerade of its LAN, the WAN's unsolicited inbound dropped) on
+ * the public provider's router, whose LAN it is not: conntrack now tracks every flow there and the NAT hooks see every
+ * packet, as on a NAT router, but nothing of the provider's is translated.
+ */
+function routerTable(netns: string, action: "add" | "delete"): void {
+  const script = action === "add" ? masqueradeRules("192.168.88.0/24", false) : "delete table ip myst_nat\n";
+  execFileSync("/usr/sbin/ip", ["netns", "exec", netns, "/usr/sbin/nft", "-f", "-"], { input: script, stdio: ["pipe", "ignore", "pipe"] });
 }
 
 /** The namespaces a connect's packets cross, for BENCH_NAT_DEBUG_DIR's snapshots (nat-debug.ts). */
@@ -416,7 +446,8 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
       .join(", ");
     // A relayed cell's aim is its own (issue 29: ≤ 1.5 s from connect to first byte), not the punched ≤ 2×.
     const relayedCell = NAT_BENCH_CASES.find((k) => k.name === r.name)?.expectPath?.includes("relayed");
-    const aim = relayedCell ? `aim ≤ ${RELAYED_CONNECT_AIM_MS} ms` : "aim ≤ 2×";
+    const tracks = NAT_BENCH_CASES.find((k) => k.name === r.name)?.routerTracks;
+    const aim = relayedCell ? `aim ≤ ${RELAYED_CONNECT_AIM_MS} ms` : tracks ? "a second baseline, not punched" : "aim ≤ 2×";
     const ratio = c && baseP50 && r !== baseline ? `${round(c.p50 / baseP50, 2)}× p50 (${aim})` : r === baseline ? "1× (baseline)" : "";
     const paths = Object.entries(r.paths)
       .map(([p, n]) => `${p} ×${n}`)
@@ -431,11 +462,15 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
     const cell = NAT_BENCH_CASES.find((c) => c.name === r.name);
     const other = cell?.compareWith ? through.find((t) => t.name === cell.compareWith) : undefined;
     // A relayed cell: aim ≥ 0.5× the same pair's direct path (issue 29); a punched one: ≥ 0.95× the public provider.
+    const tracking = through.find((t) => t.name === TRACKING_BASELINE);
+    // Beside the public provider's ratio, a punched cell's against the provider whose router tracks as a NAT router does.
+    const besides =
+      tracking && r !== tracking && !cell?.relay && !other ? `; ${round(r.throughputMbps! / tracking.throughputMbps!, 3)}× the tracking router's` : "";
     const ratio = other
       ? `${round(r.throughputMbps! / other.throughputMbps!, 3)}× the same pair direct (aim ≥ 0.5)`
       : r === baseline || !base
         ? "1× (baseline)"
-        : `${round(r.throughputMbps! / base, 3)}× (aim ≥ ${cell?.relay ? "0.5" : "0.95"})`;
+        : `${round(r.throughputMbps! / base, 3)}× (aim ≥ ${cell?.relay ? "0.5" : "0.95"})${besides}`;
     const cpu = r.daemonCpuMs ? `daemons' CPU during it: provider ${r.daemonCpuMs.provider} ms, consumer ${r.daemonCpuMs.consumer} ms` : "";
     rows.push([`iperf3 through the tunnel, ${r.name} (Mbit/s)`, String(r.throughputMbps), cpu, Object.keys(r.paths)[0] ?? "", ratio]);
   }

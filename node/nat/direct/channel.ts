@@ -1,9 +1,10 @@
 import crypto from "node:crypto";
-import dgram from "node:dgram";
+import type dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { silentLogger, type Logger } from "../../log/logger";
 import { CANDIDATE_PRIORITY, orderCandidates, usableCandidates } from "./candidates";
 import { searchCandidates, sprayTargets, tunnelSprayDatagrams } from "./birthday";
+import { ChannelSockets } from "./channel-sockets";
 import { decodeAddress, encodeAddress, FRAME_KIND, FRAME_KIND_OF, type FrameKind, MAX_FRAME_BYTES } from "./channel-codec";
 import {
   type ChannelState,
@@ -51,7 +52,7 @@ export class DirectChannel extends EventEmitter<{
   #state: ChannelState = "idle";
   #pair?: Pair;
   path?: DirectPath;
-  readonly #sockets: dgram.Socket[];
+  readonly #sockets: ChannelSockets;
   readonly #txids = new Map<string, Pair>();
   /** Sources of the peer's probes we answered with a check of our own (RFC 8445's triggered checks). */
   readonly #triggered = new Set<string>();
@@ -76,15 +77,10 @@ export class DirectChannel extends EventEmitter<{
       mapping: options.peer.mapping,
       candidates: usableCandidates(options.peer.candidates, { allowLoopback: options.allowLoopback }),
     });
-    this.#sockets = [options.socket];
-    this.#listen(options.socket);
     // The hard side's probing sockets, bound now (the session's answer is still on its way): bound with
     // the checks, a round's first probe left only 15-130 ms after they began (loopback, load 3).
-    for (let i = 0; this.plan.kind === "hard-side" && i < this.#o.hardSockets; i++) {
-      const s = dgram.createSocket("udp4").bind(0);
-      this.#listen(s);
-      this.#sockets.push(s);
-    }
+    const probing = this.plan.kind === "hard-side" ? this.#o.hardSockets : 0;
+    this.#sockets = new ChannelSockets(options.socket, probing, (s) => this.#listen(s));
   }
 
   get state(): ChannelState {
@@ -132,6 +128,9 @@ export class DirectChannel extends EventEmitter<{
         if (this.#state !== "checking") return;
         this.#state = "failed";
         this.#stopTimers();
+        // A failed channel hears nothing more (#onDatagram): its probing sockets go now, not when the session ends
+        // (review L3); its own stays its owner's to close, and a tunnel's winner not yet taken stays for the tunnel.
+        this.#sockets.keepOnly([this.#o.socket, this.#tunnelPunch?.socket]);
         done(new DirectChannelError("NO_DIRECT_PATH", this.#failureReason()));
       }, this.#o.deadlineMs);
       this.#startChecks();
@@ -154,7 +153,7 @@ export class DirectChannel extends EventEmitter<{
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#stopTimers();
-    const sockets = this.#sockets.splice(0);
+    const sockets = this.#sockets.takeAll();
     const closeAll = () => {
       for (const s of sockets) {
         try {
@@ -182,18 +181,19 @@ export class DirectChannel extends EventEmitter<{
     // Our router maps each destination to a new port: many sockets, each probing the peer's internet
     // candidates, give many mappings for the peer's spray to find. The peer's tunnel port on the same
     // address (the mapping our tunnel will use) first: the connect waits for the tunnels' meeting.
-    const [probing, targets, tunnelPort] = [this.plan.kind === "hard-side" ? this.#sockets.slice(1) : [], searchCandidates(this.plan), this.#o.peerTunnelPort];
+    const [probing, targets, tunnelPort] = [this.#sockets.probing, searchCandidates(this.plan), this.#o.peerTunnelPort];
     if (tunnelPort) for (const socket of probing) for (const c of targets) pairs.push({ socket, address: c.address, port: tunnelPort, kind: "punched" });
     for (const socket of probing) for (const c of targets) pairs.push({ socket, address: c.address, port: c.port, kind: "punched" });
     // In batches: a probe is sealed and queued in one go, and leaves only when the loop yields (sealing
     // 512 took 8-19 ms), so the first mappings open while the rest are sealed.
-    const round = async () => {
+    const round = async (first = false) => {
       for (const [i, p] of pairs.entries()) {
         this.#probe(p);
         if (i % 64 === 63) await new Promise(setImmediate);
       }
+      if (first && probing.length) this.#o.log.info({ probes: pairs.length, ms: Date.now() - this.#startedAt }, "the probing sockets' first round handed over");
     };
-    void round();
+    void round(true);
     this.#every(this.#o.probeEveryMs * (this.plan.kind === "hard-side" ? 4 : 1), () => void round());
     if (this.plan.kind === "easy-side") {
       this.#spray();
@@ -222,17 +222,8 @@ export class DirectChannel extends EventEmitter<{
     const take = (won: { socket: dgram.Socket; punch: TunnelPunch }): TunnelPunch => {
       // The winner closes (its port goes to the tunnel; the routers keep its mappings), and with it
       // every other socket the search opened, once the channel is up (while it checks, they probe on).
-      for (const s of this.#sockets.splice(0)) {
-        if (s !== won.socket && (!this.#pair || s === this.#pair.socket)) {
-          this.#sockets.push(s);
-          continue;
-        }
-        try {
-          s.close();
-        } catch {
-          // closed
-        }
-      }
+      if (this.#pair) this.#sockets.keepOnly([this.#pair.socket === won.socket ? undefined : this.#pair.socket]);
+      else this.#sockets.closeOne(won.socket);
       return won.punch;
     };
     if (this.#tunnelPunch) return Promise.resolve(take(this.#tunnelPunch));
@@ -338,7 +329,7 @@ export class DirectChannel extends EventEmitter<{
     if (!this.#tunnelWindow.accept(opened.seq)) return this.#drop("replayed", from);
     if (opened.type !== PacketType.probe || this.#tunnelPunch || socket === this.#o.socket) return;
     this.#tunnelPunch = { socket, punch: { localPort: socket.address().port, address: rinfo.address, port: rinfo.port } };
-    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch }, "the peer's tunnel port reached us");
+    this.#o.log.info({ tunnelPunch: this.#tunnelPunch.punch, probe: Number(opened.seq) }, "the peer's tunnel port reached us");
     this.emit("tunnel-punched", this.#tunnelPunch.punch);
   }
 
@@ -365,7 +356,8 @@ export class DirectChannel extends EventEmitter<{
     if (!pair) return;
     const seenAs = decodeAddress(payload.subarray(9, 15));
     if (this.#state === "checking") {
-      // Valid: the pair as probed, at the address the (sealed) answer came from: a router that maps per destination answers from another port.
+      // Valid: our socket that probed, toward the address and port the (sealed) answer came from, not the one it probed (review
+      // L5): a router that maps per destination answers from another port than the one probed, and only that one reaches back.
       const kind: DirectPath["kind"] = pair.kind === "punched" || pair.socket !== this.#o.socket ? "punched" : pair.kind;
       const valid = { pair: { ...pair, address: source.address, port: source.port, kind }, seenAs, at: Date.now() };
       if (this.#o.role === "consumer") {
@@ -421,20 +413,7 @@ export class DirectChannel extends EventEmitter<{
 
   #closeOtherSockets(keep: dgram.Socket): void {
     // Our sockets stay open for the provider's tunnel spray until `tunnelPunch` takes the winner.
-    if (this.#awaitingTunnel) return;
-    for (const s of this.#sockets.splice(0)) {
-      if (s === keep) continue;
-      if (s === this.#tunnelPunch?.socket) {
-        this.#sockets.push(s);
-        continue;
-      }
-      try {
-        s.close();
-      } catch {
-        // closed
-      }
-    }
-    this.#sockets.push(keep);
+    if (!this.#awaitingTunnel) this.#sockets.keepOnly([keep, this.#tunnelPunch?.socket]);
   }
 
   /** An authentic packet on the chosen socket: the peer is alive there (and may have moved: roaming, as WireGuard does). */

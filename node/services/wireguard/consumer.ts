@@ -12,7 +12,7 @@ import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
 import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
-import { type SprayResult, sprayerFor, startSprayer, type TunnelSprayer } from "./tunnel-spray";
+import { type SprayResult, sprayerFor, sprayerForDevice, startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
 import type { WireGuardSpare } from "./spare";
 import { traced } from "../../log/connect-trace";
@@ -147,11 +147,8 @@ export class WireGuardConsumerService implements ConsumerService {
       pending.device = this.#startDevice(key, pending);
       pending.device.catch(() => undefined); // `connect` reports it
     }
-    if (o.spray)
-      pending.sprayer = pending.device.then(
-        (process) => (process.pid ? startSprayer(process.pid, pending.listenPort) : undefined),
-        () => undefined,
-      );
+    // Started now, beside wireguard-go's own start, and aimed at its socket once the device has its port.
+    if (o.spray) pending.sprayer = sprayerForDevice(pending.device, () => pending.listenPort);
     const ip = () => new PrespawnedCommand([program("ip", "iproute2"), ...(this.o.netns ? ["-n", this.o.netns] : []), "-batch", "-"]);
     pending.ip = [ip(), ip()];
   }
@@ -251,6 +248,7 @@ export class WireGuardConsumerService implements ConsumerService {
       throw new TunnelError("WIREGUARD_FAILED", "the prepared WireGuard device was released before its spray began");
     }
     pending.spraying = sprayer;
+    this.o.log?.info({ fresh: sprayer !== early }, "the tunnel spray's sender takes its datagrams");
     return sprayer.send(datagrams);
   }
 

@@ -1,6 +1,6 @@
 /**
- * Python (run by socket-buffer.ts and tunnel-spray.ts) that takes copies of another process's UDP
- * sockets with pidfd_getfd(2) (root may): `udp_sockets_of(pid)` yields each as a socket object.
+ * Python (run by socket-buffer.ts; tunnel-spray.ts's perl sender does the same) that takes copies of another
+ * process's UDP sockets with pidfd_getfd(2) (root may): `udp_sockets_of(pid)` yields each as a socket object.
  *
  * The process's descriptors change while they are listed: wireguard-go accepts a connection on its
  * control socket for every UAPI request (the consumer asks it every few ms whether the provider's

@@ -1,68 +1,78 @@
 import { spawner } from "../spawner";
 import { program, TunnelError } from "../system";
-import { COPY_UDP_SOCKETS_PY } from "./socket-copy";
 
 /**
  * Sends datagrams from wireguard-go's own UDP socket (hard-NAT probing for a consumer whose router
  * maps ports per destination, node/nat/direct): a copy of the socket is taken with pidfd_getfd(2)
- * (root may; socket-copy.ts), as socket-buffer.ts does, and each datagram goes out with `sendto` on it, so the
+ * (root may), as socket-buffer.ts does, and each datagram goes out with `send` on it, so the
  * provider's router maps the tunnel's own port toward the consumer's mappings they reach. The
  * datagrams are sealed by the node (channel keys); wireguard-go never sees them, and no tunnel
  * packet passes through this process.
  *
- * The sender can be started before the datagrams are known (`startSprayer`, while the session is
- * negotiated): python's start-up (0.2 s at a load of 6, measured) and the socket's copy are then
- * paid before the provider's answer, not after it. The datagrams stream in: each is sent as it
+ * The sender is started before the datagrams are known (`startSprayer`, while the session is
+ * negotiated), so its start-up and the socket's copy are paid before the provider's answer. It is
+ * perl (perl-base: on every Debian system), not python: python3's start-up took 80–220 ms of wall
+ * time and 50–60 ms of CPU here (load 2.5), longer than the negotiation it ran beside, and the
+ * tunnel's first probe then left 17–30 ms (p50) after the channel asked for it (docs/direct-channel.md,
+ * "The spray's sender"); perl's takes under 10 ms. The datagrams stream in: each is sent as it
  * arrives, so the search's first probes leave while the last are still being sealed.
+ *
+ * Descriptors are listed, then read, while they change (wireguard-go accepts and closes a connection
+ * for every UAPI request): one closed in between is skipped (socket-copy.ts says what happened when
+ * it was not). `-e` with an emptied environment: no PERL5OPT or PERL5LIB can add code to this
+ * root-run script.
  */
-const SCRIPT = `${COPY_UDP_SOCKETS_PY}
-import select, signal, sys, time
-pid, port, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-out = None
-for s in udp_sockets_of(pid):
-    if out is None and s.family == socket.AF_INET and s.getsockname()[1] == port:
-        out = s
-    else:
-        s.close()
-if out is None:
-    sys.exit(3)
-i = dropped = 0
-
-def finish(*_):
-    print("sent", i - dropped, "dropped", dropped, flush=True)
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, finish)  # stopped (the tunnels met): what was sent is still told
-print("ready", flush=True)
-period = 16 / rate
-batch = None
-for line in sys.stdin:
-    line = line.strip()
-    if not line:
-        continue
-    address, p, data = line.split(" ")
-    if i % 16 == 0:
-        # A cap, in batches of 16 (thousands of sub-millisecond sleeps overrun): a batch starts no
-        # sooner than one period after the last one was due, so time spent waiting for datagrams
-        # earns no burst (paced as an average, the datagrams that came late all left at once).
-        now = time.monotonic()
-        if batch is not None and batch + period > now:
-            time.sleep(batch + period - now)
-        batch = now if batch is None else max(now, batch + period)
-    datagram, to = bytes.fromhex(data), (address, int(p))
-    try:
-        out.sendto(datagram, to)
-    except BlockingIOError:
-        # wireguard-go's socket is non-blocking (this copy shares it): a full send buffer waits, not drops.
-        select.select([], [out], [], 0.05)
-        try:
-            out.sendto(datagram, to)
-        except OSError:
-            dropped += 1
-    except OSError:
-        dropped += 1
-    i += 1
-finish()
+const SCRIPT = String.raw`
+use strict; use warnings;
+use Socket qw(AF_INET inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_family);
+use Time::HiRes qw(time sleep);
+use Errno qw(EAGAIN);
+$| = 1;
+my $rate = 0 + $ARGV[0];
+my $aim = <STDIN>;  # "pid port": the sender may start before wireguard-go's socket exists
+exit 0 unless defined $aim;  # cancelled before it was aimed
+my ($pid, $port) = map { 0 + $_ } split " ", $aim;
+my $pidfd = syscall(434, $pid, 0);  # pidfd_open
+if ($pidfd < 0) { print STDERR "pidfd_open($pid): $!\n"; exit 4 }
+my $out;
+opendir(my $dir, "/proc/$pid/fd") or do { print STDERR "/proc/$pid/fd: $!\n"; exit 4 };
+for my $name (readdir $dir) {
+  next unless $name =~ /^\d+$/;
+  my $link = readlink("/proc/$pid/fd/$name");
+  next unless defined $link && $link =~ /^socket:/;  # closed since it was listed (a UAPI connection)
+  my $fd = syscall(438, $pidfd, 0 + $name, 0);  # pidfd_getfd
+  next if $fd < 0;
+  open(my $s, "+<&=", $fd) or next;
+  my $local = getsockname($s);
+  if (!$out && defined $local && sockaddr_family($local) == AF_INET && (unpack_sockaddr_in($local))[0] == $port) { $out = $s } else { close $s }
+}
+exit 3 unless $out;
+my ($i, $dropped, $first, $batch) = (0, 0, 0, undef);
+sub finish { printf "sent %d dropped %d first %d\n", $i - $dropped, $dropped, $first * 1000; exit 0 }
+$SIG{TERM} = \&finish;  # stopped (the tunnels met): what was sent is still told
+print "ready\n";
+my $period = 16 / $rate;
+while (my $line = <STDIN>) {
+  chomp $line;
+  next if $line eq "";
+  my ($address, $p, $hex) = split / /, $line;
+  if ($i % 16 == 0) {
+    # A cap, in batches of 16 (thousands of sub-millisecond sleeps overrun): a batch starts no sooner than one
+    # period after the last one was due, so time spent waiting for datagrams earns no burst.
+    my $now = time;
+    sleep($batch + $period - $now) if defined $batch && $batch + $period > $now;
+    $batch = !defined $batch || $now > $batch + $period ? $now : $batch + $period;
+  }
+  $first = time if $i == 0;
+  my ($datagram, $to) = (pack("H*", $hex), pack_sockaddr_in(0 + $p, inet_aton($address)));
+  if (!defined send($out, $datagram, 0, $to)) {
+    # wireguard-go's socket is non-blocking (this copy shares it): a full send buffer waits, not drops.
+    if ($! == EAGAIN) { my $w = ""; vec($w, fileno($out), 1) = 1; select(undef, $w, undef, 0.05); $dropped++ unless defined send($out, $datagram, 0, $to) }
+    else { $dropped++ }
+  }
+  $i++;
+}
+finish();
 `;
 
 /**
@@ -75,8 +85,11 @@ export const SPRAY_PER_SECOND = 8192;
 
 export type SprayDatagram = { address: string; port: number; bytes: Buffer };
 
-/** What a sender did: datagrams sent, datagrams the socket refused (a full buffer, an unreachable network), and whether it was stopped early. */
-export type SprayResult = { sent: number; dropped: number; stopped: boolean };
+/**
+ * What a sender did: datagrams sent, datagrams the socket refused (a full buffer, an unreachable network), whether it
+ * was stopped early, and when its first datagram left (epoch ms; the search's own time is from then).
+ */
+export type SprayResult = { sent: number; dropped: number; stopped: boolean; firstSentAt?: number };
 
 /**
  * A sender started in advance on wireguard-go's socket: `found` says whether it holds the socket,
@@ -86,7 +99,7 @@ export type SprayResult = { sent: number; dropped: number; stopped: boolean };
 export interface TunnelSprayer {
   /**
    * Resolves true once the sender holds a copy of the tunnel's socket ("ready"), false when it ended
-   * before (no such socket, python failed): one that failed is never handed datagrams, which would
+   * before (no such socket, the sender failed): one that failed is never handed datagrams, which would
    * be lost (review finding 3).
    */
   readonly found: Promise<boolean>;
@@ -104,10 +117,18 @@ export interface TunnelSprayer {
  * listen port is set), in that process's namespace, from the spawning helper (no fork of the node).
  */
 export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SECOND): TunnelSprayer {
-  const child = spawner.launch([program("python3", "python3"), "-I", "-S", "-u", "-c", SCRIPT, String(pid), String(port), String(perSecond)], {
-    stdin: true,
-    background: true,
-  });
+  const sender = launchSprayer(perSecond);
+  sender.aim(pid, port);
+  return sender.sprayer;
+}
+
+/**
+ * Starts a sender before the socket it will send from exists (the consumer's, beside wireguard-go's own start): `aim`
+ * names the process and port once they are known; until then it waits, and `sprayer.cancel()` ends it.
+ */
+export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSprayer; aim(pid: number, port: number): void } {
+  const child = spawner.launch([program("perl", "perl-base"), "-e", SCRIPT, String(perSecond)], { stdin: true, background: true, env: {} });
+  let port = 0;
   let err = "";
   let out = "";
   let holds = false;
@@ -125,8 +146,9 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
     child.once("exit", (code, signal) => {
       void outEnded.then(() => {
         said(holds);
-        const told = /^sent (\d+) dropped (\d+)$/m.exec(out);
-        if (code === 0 || stopped) resolve({ sent: Number(told?.[1] ?? 0), dropped: Number(told?.[2] ?? 0), stopped });
+        const told = /^sent (\d+) dropped (\d+) first (\d+)$/m.exec(out);
+        const firstSentAt = Number(told?.[3] ?? 0) || undefined;
+        if (code === 0 || stopped) resolve({ sent: Number(told?.[1] ?? 0), dropped: Number(told?.[2] ?? 0), stopped, ...(firstSentAt ? { firstSentAt } : {}) });
         else {
           const why = code === 3 ? `wireguard-go holds no IPv4 UDP socket on port ${port}` : `${code ?? signal}: ${err.trim().slice(-300)}`;
           reject(new TunnelError("WIREGUARD_FAILED", `could not send from wireguard-go's port ${port} (${why})`));
@@ -136,7 +158,7 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
   });
   exited.catch(() => undefined); // `send` reports it
   const ended = () => child.exitCode !== null || child.signalCode !== null;
-  return {
+  const sprayer: TunnelSprayer = {
     found,
     get ready() {
       return holds && !used && !ended();
@@ -159,6 +181,22 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
       child.stdin!.end();
     },
   };
+  const aim = (pid: number, at: number) => {
+    port = at;
+    child.stdin!.write(`${pid} ${at}\n`);
+  };
+  return { sprayer, aim };
+}
+
+/** A sender started now and aimed at `device`'s socket once it is up (on `port()`); undefined, and ended, when it failed. */
+export function sprayerForDevice(device: Promise<{ pid?: number }>, port: () => number): Promise<TunnelSprayer | undefined> {
+  const early = launchSprayer();
+  const unused = () => void early.sprayer.cancel();
+  return device.then((process) => {
+    if (!process.pid) return unused();
+    early.aim(process.pid, port());
+    return early.sprayer;
+  }, unused);
 }
 
 /**

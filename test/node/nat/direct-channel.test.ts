@@ -155,6 +155,31 @@ describe("the direct channel between a session's two nodes", function () {
     await until(() => fds() <= before, "the probing sockets closed with the channel", 5000);
   });
 
+  it("on the hard side: closes its probing sockets when the search fails, keeping its own socket for its owner (review L3)", async function () {
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const own = await bound();
+    const hard = new DirectChannel({
+      role: "provider",
+      keys: channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret()),
+      socket: own,
+      allowLoopback: true,
+      hardSockets: 16,
+      deadlineMs: 300,
+      own: { mapping: "endpoint-dependent", candidates: [] },
+      // Nobody listens there: the search cannot meet.
+      peer: { mapping: "endpoint-independent", candidates: [{ kind: "reflexive", address: "127.0.0.1", port: 9 }] },
+    });
+    open.push(hard);
+    await until(() => fds() >= before + 17, "the channel's own socket and its 16 probing sockets", 5000);
+    expect(((await rejectionOf(hard.connect())) as DirectChannelError).code).to.equal("NO_DIRECT_PATH");
+    // Before, all 16 stayed open until the session ended (closed with the channel).
+    await until(() => fds() === before + 1, "the 16 probing sockets closed as the search failed", 5000);
+    expect(own.address().port).to.be.a("number"); // its own socket is still open (address() throws on a closed one)
+    hard.close();
+    await until(() => fds() <= before, "its own socket closed with the channel", 5000);
+  });
+
   it("on the hard side as provider: probes the consumer's tunnel port from every socket, and takes the one its tunnel spray reached", async function () {
     const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
     const [ps, cs, tunnel] = [await bound(), await bound(), await bound()];
