@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # nftables: the consumer's kill switch; dnsmasq-base: the provider's resolver for its consumers
 # (and the test network's resolvers). dnsmasq-base is the binary alone, with no system service.
 # wireguard-go, wireguard-tools: the WireGuard service (userspace: no kernel module here);
-# perl-base: sends the tunnel's hard-NAT spray from wireguard-go's socket (node/services/wireguard/tunnel-spray.ts; on every Debian system anyway);
+# perl: sends the tunnel's hard-NAT spray from wireguard-go's socket (node/services/wireguard/tunnel-spray.ts; its Time::HiRes is not in perl-base);
 # python3: sets wireguard-go's UDP receive buffers (pidfd_getfd; node/services/wireguard/socket-buffer.ts);
 # chromium: the browser the dashboard tests drive through playwright-core (no browser download);
 # conntrack: also the provider's punch route behind a symmetric NAT (node/services/wireguard/punch-route.ts).
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # server (scripts/lib/home-routers.ts), each run by the tests inside a namespace, never as a service.
 # systemd: its systemd-analyze checks packaging/systemd's units offline (no running systemd needed);
 # util-linux: setpriv, which runs the provider as its own user with only its capabilities in tests.
-packages=(nats-server openvpn wireguard-go wireguard-tools python3 perl-base openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack systemd util-linux)
+packages=(nats-server openvpn wireguard-go wireguard-tools python3 perl openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

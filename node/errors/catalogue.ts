@@ -303,7 +303,7 @@ export const ERRORS = {
   NSENTER_NOT_INSTALLED: missing("nsenter (util-linux)"),
   OPENSSL_NOT_INSTALLED: missing("openssl"),
   OPENVPN_NOT_INSTALLED: missing("openvpn"),
-  PERL_NOT_INSTALLED: missing("perl (perl-base)"),
+  PERL_NOT_INSTALLED: missing("perl"),
   PYTHON3_NOT_INSTALLED: missing("python3"),
   SETPRIV_NOT_INSTALLED: missing("setpriv (util-linux)"),
   SH_NOT_INSTALLED: missing("sh"),

@@ -135,7 +135,7 @@ export class WireGuardConsumerService implements ConsumerService {
    * Starts the tunnel's device for this key pair while the session is negotiated: wireguard-go
    * (its interface, down, with no address), its private key and UDP port, and the two `ip` batches
    * of the tunnel phase waiting for their input, and with `spray` the spray's sender on the
-   * device's socket (its python start-up is then paid before the provider answers: tunnel-spray.ts).
+   * device's socket (its perl start-up is then paid before the provider answers: tunnel-spray.ts).
    * `connect` then adds the provider as the one peer and the routes; `discard` (or the key pair's
    * expiry) stops it all.
    */

@@ -11,7 +11,7 @@ import { program, TunnelError } from "../system";
  *
  * The sender is started before the datagrams are known (`startSprayer`, while the session is
  * negotiated), so its start-up and the socket's copy are paid before the provider's answer. It is
- * perl (perl-base: on every Debian system), not python: python3's start-up took 80–220 ms of wall
+ * perl (Debian's perl: Time::HiRes is in it, not in perl-base), not python: python3's start-up took 80–220 ms of wall
  * time and 50–60 ms of CPU here (load 2.5), longer than the negotiation it ran beside, and the
  * tunnel's first probe then left 17–30 ms (p50) after the channel asked for it (docs/direct-channel.md,
  * "The spray's sender"); perl's takes under 10 ms. The datagrams stream in: each is sent as it
@@ -23,8 +23,9 @@ import { program, TunnelError } from "../system";
  * root-run script.
  */
 const SCRIPT = String.raw`
+BEGIN { @INC = grep { !m{^/usr/local/} && $_ ne "." } @INC }  # root-run: only Debian's own modules (as python's -S)
 use strict; use warnings;
-use Socket qw(AF_INET inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_family);
+use Socket qw(AF_INET SOCK_DGRAM SOL_SOCKET SO_TYPE inet_aton pack_sockaddr_in unpack_sockaddr_in sockaddr_family);
 use Time::HiRes qw(time sleep);
 use Errno qw(EAGAIN);
 $| = 1;
@@ -44,7 +45,8 @@ for my $name (readdir $dir) {
   next if $fd < 0;
   open(my $s, "+<&=", $fd) or next;
   my $local = getsockname($s);
-  if (!$out && defined $local && sockaddr_family($local) == AF_INET && (unpack_sockaddr_in($local))[0] == $port) { $out = $s } else { close $s }
+  my $type = getsockopt($s, SOL_SOCKET, SO_TYPE);
+  if (!$out && defined $local && defined $type && unpack("i", $type) == SOCK_DGRAM && sockaddr_family($local) == AF_INET && (unpack_sockaddr_in($local))[0] == $port) { $out = $s } else { close $s }
 }
 exit 3 unless $out;
 my ($i, $dropped, $first, $batch) = (0, 0, 0, undef);
@@ -127,7 +129,7 @@ export function startSprayer(pid: number, port: number, perSecond = SPRAY_PER_SE
  * names the process and port once they are known; until then it waits, and `sprayer.cancel()` ends it.
  */
 export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSprayer; aim(pid: number, port: number): void } {
-  const child = spawner.launch([program("perl", "perl-base"), "-e", SCRIPT, String(perSecond)], { stdin: true, background: true, env: {} });
+  const child = spawner.launch([program("perl", "perl"), "-e", SCRIPT, String(perSecond)], { stdin: true, background: true, env: {} });
   let port = 0;
   let err = "";
   let out = "";
@@ -150,7 +152,7 @@ export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSp
         const firstSentAt = Number(told?.[3] ?? 0) || undefined;
         if (code === 0 || stopped) resolve({ sent: Number(told?.[1] ?? 0), dropped: Number(told?.[2] ?? 0), stopped, ...(firstSentAt ? { firstSentAt } : {}) });
         else {
-          const why = code === 3 ? `wireguard-go holds no IPv4 UDP socket on port ${port}` : `${code ?? signal}: ${err.trim().slice(-300)}`;
+          const why = code === 3 ? `wireguard-go holds no IPv4 UDP socket on port ${port}` : `${code ?? signal}: ${err.trim().slice(0, 300)}`;
           reject(new TunnelError("WIREGUARD_FAILED", `could not send from wireguard-go's port ${port} (${why})`));
         }
       });
@@ -190,7 +192,16 @@ export function launchSprayer(perSecond = SPRAY_PER_SECOND): { sprayer: TunnelSp
 
 /** A sender started now and aimed at `device`'s socket once it is up (on `port()`); undefined, and ended, when it failed. */
 export function sprayerForDevice(device: Promise<{ pid?: number }>, port: () => number): Promise<TunnelSprayer | undefined> {
-  const early = launchSprayer();
+  let early: ReturnType<typeof launchSprayer>;
+  try {
+    early = launchSprayer();
+  } catch {
+    // perl missing: no early sender; the spray's own start then fails with the reason, and the connect with it (never here, in `prepare`).
+    return device.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
   const unused = () => void early.sprayer.cancel();
   return device.then((process) => {
     if (!process.pid) return unused();
