@@ -224,6 +224,10 @@ export class DiscoveryService {
    * signed unregister is stored with it, so every replica can check that the provider asked.
    */
   async withdraw(provider: string, serviceType: string, at: number, signed: SignedUnregister): Promise<boolean> {
+    // The stored header is marked as this replica's word: it must say what the signed text says.
+    const said = JSON.parse(signed.unregister) as { provider?: string; serviceType?: string; at?: number };
+    if (said.provider?.toLowerCase() !== provider.toLowerCase() || said.serviceType !== serviceType || said.at !== at)
+      throw new ProposalError("UNREGISTER_MALFORMED", "the withdrawal's provider, service type or time is not the signed unregister's");
     let removes = false;
     const result = await this.#write(
       () => ({ kind: "withdrawal", at, signature: signed.signature, text: signed.unregister }),

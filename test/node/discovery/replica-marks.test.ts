@@ -85,7 +85,15 @@ describe("discovery replicas trust their own marks, and nothing else", function 
     const first = await replica(bucket, key);
     for (const k of fleet.keys.slice(0, 6)) expect(await post(first.d, signProposal(k, makeProposal(k)))).to.equal(201);
     const gone = fleet.keys[5];
-    expect(await first.d.withdraw(gone.address, "noop", Date.now(), signUnregister(gone, "noop"))).to.equal(true);
+    // One clock reading for both: two could differ by a millisecond, and the stored time would then not be the signed one.
+    const at = Date.now();
+    // A header that is not the signed text's is refused, not marked and stored.
+    const refused = await first.d.withdraw(gone.address, "noop", at, signUnregister(gone, "noop", at - 1)).then(
+      () => undefined,
+      (err: { code?: string }) => err,
+    );
+    expect(refused?.code).to.equal("UNREGISTER_MALFORMED");
+    expect(await first.d.withdraw(gone.address, "noop", at, signUnregister(gone, "noop", at))).to.equal(true);
     const listed = fleet.keys
       .slice(0, 5)
       .map((k) => k.address.toLowerCase())
