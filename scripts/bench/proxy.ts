@@ -5,15 +5,13 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
-import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import { stopChild } from "../lib/local-chain";
 import { missingE2EPrerequisites } from "../lib/prereqs";
 import { TestNetwork } from "../lib/test-network";
 import { topologyUp, type Topology } from "../lib/topology";
 import { round, summarize, writeResults } from "./stats";
 import { CURL, IPERF, iperfServer } from "./tunnel-measure";
-import { benchMyst } from "./tunnel-myst";
+import { benchMyst, mystWireGuard } from "./tunnel-myst";
 
 const MB = 1e6;
 /** The shaped path's rate (Mbit/s) on the internet host's link: a real path's limit instead of the CPU's (this kernel has htb, not netem or tbf: no added delay). */
@@ -170,20 +168,7 @@ export async function benchProxy(): Promise<void> {
     const providerKey = await net.registeredIdentity();
     const consumerKey = await net.registeredIdentity();
     children.push(iperfServer(topology.internet, topology.internetAddress));
-    const wireguard = await benchMyst(
-      {
-        type: "wireguard",
-        provider: (d) =>
-          new WireGuardProviderService({
-            dir: path.join(d, "provider"),
-            publicAddress: topology.providerAddress,
-            netns: topology.provider,
-            device: `mwp${topology.tag}`.slice(0, 15),
-          }),
-        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0] }),
-      },
-      { net, topology, dir, providerKey, consumerKey, seconds: 3, connects },
-    );
+    const wireguard = await benchMyst(mystWireGuard(topology), { net, topology, dir, providerKey, consumerKey, seconds: 3, connects });
     const proxyFirst = summarize(firstByteMs);
     // WireGuard's tunnel phase and its first byte after confirm (curl's own start-up taken off), p50 of each.
     const wgFirst = round(wireguard.phases.tunnel.p50 + wireguard.phases.firstByte.p50, 1);

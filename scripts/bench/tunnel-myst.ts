@@ -26,6 +26,9 @@ import { ConsumerPayments } from "../../node/payments/consumer-payments";
 import { ConsumerPromises } from "../../node/payments/consumer-promises";
 import { ProviderPayments } from "../../node/payments/provider-payments";
 import { Settler } from "../../node/payments/settlement";
+import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
+import { WireGuardProviderService } from "../../node/services/wireguard/provider";
+import type { WireGuardSpare } from "../../node/services/wireguard/spare";
 import { VaultStateCache } from "../../node/payments/vault-cache";
 import type { Admission } from "../../node/session/provider";
 import { openDatabase } from "../../node/store/database";
@@ -61,6 +64,20 @@ export interface TunnelResult {
   firstSession?: { neverUsed: ReturnType<typeof summarize>; known: ReturnType<typeof summarize>; deposit: ReturnType<typeof summarize> };
 }
 
+/** myst's WireGuard pair on the bench topology: the provider in its namespace, the consumer in the first consumer's (with `spare`: a daemon's kept wireguard-go). */
+export function mystWireGuard(topology: Topology, spare?: WireGuardSpare): MystTunnel {
+  return {
+    type: "wireguard",
+    provider: (d) =>
+      new WireGuardProviderService({
+        dir: path.join(d, "provider"),
+        publicAddress: topology.providerAddress,
+        netns: topology.provider,
+        device: `mwp${topology.tag}`.slice(0, 15),
+      }),
+    consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], ...(spare ? { spare } : {}) }),
+  };
+}
 /**
  * myst's own tunnel of one type: provider service, discovery, announcer; consumer dialogs and
  * sessions. Throughput (iperf3) through one session, then `connect` → first byte, phase by phase,

@@ -4,12 +4,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
-import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import { WireGuardSpare } from "../../node/services/wireguard/spare";
 import { TestNetwork } from "../lib/test-network";
 import { topologyUp } from "../lib/topology";
-import { benchMyst } from "./tunnel-myst";
+import { benchMyst, mystWireGuard } from "./tunnel-myst";
 import { timelineRows } from "./tunnel-timeline";
 
 async function main(): Promise<void> {
@@ -22,20 +20,9 @@ async function main(): Promise<void> {
     const consumerKey = await net.registeredIdentity();
     const spare = new WireGuardSpare({ runDir: path.join(dir, "spare"), netns: topology.consumers[0] });
     await spare.start();
-    const r = await benchMyst(
-      {
-        type: "wireguard",
-        provider: (d) =>
-          new WireGuardProviderService({
-            dir: path.join(d, "provider"),
-            publicAddress: topology.providerAddress,
-            netns: topology.provider,
-            device: `mwp${topology.tag}`.slice(0, 15),
-          }),
-        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], spare }),
-      },
-      { net, topology, dir, providerKey, consumerKey, seconds: 1, connects, rounds: 0 },
-    ).finally(() => spare.stop());
+    const r = await benchMyst(mystWireGuard(topology, spare), { net, topology, dir, providerKey, consumerKey, seconds: 1, connects, rounds: 0 }).finally(() =>
+      spare.stop(),
+    );
     const phases = Object.keys(r.phases).map((k) => `${k} ${r.phases[k].p50}${r.killSwitch.phasesOn[k] ? ` / ${r.killSwitch.phasesOn[k].p50}` : ""}`);
     console.log(`p50 off / on (ms): ${phases.join(", ")}; cost ${r.killSwitch.on.p50 - r.killSwitch.off.p50}`);
     for (const row of timelineRows("wireguard", r.timeline, "off", "on")) console.log(row.join(" | "));

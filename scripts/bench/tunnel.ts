@@ -2,14 +2,12 @@
 // tunnel-myst.ts, the tools in tunnel-measure.ts; this file runs them in one test network and writes the report.
 import { CURL, IPERF, iperf, iperfServer } from "./tunnel-measure";
 import { stockTunnel, stockWireGuard } from "./tunnel-stock";
-import { benchMyst, type TunnelResult } from "./tunnel-myst";
+import { benchMyst, mystWireGuard, type TunnelResult } from "./tunnel-myst";
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
-import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
-import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import { WireGuardSpare } from "../../node/services/wireguard/spare";
 import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { TestNetwork } from "../lib/test-network";
@@ -85,20 +83,7 @@ export async function benchTunnel(): Promise<void> {
     // As a consumer daemon with `wireguardSpare` on: one unconfigured wireguard-go kept ready, taken by each connect.
     const spare = new WireGuardSpare({ runDir: path.join(dir, "spare"), netns: topology.consumers[0] });
     await spare.start();
-    const wireguard = await benchMyst(
-      {
-        type: "wireguard",
-        provider: (d) =>
-          new WireGuardProviderService({
-            dir: path.join(d, "provider"),
-            publicAddress: topology.providerAddress,
-            netns: topology.provider,
-            device: `mwp${topology.tag}`.slice(0, 15),
-          }),
-        consumer: (d) => new WireGuardConsumerService({ runDir: path.join(d, "consumer"), netns: topology.consumers[0], spare }),
-      },
-      { ...common, stock: stockWg },
-    ).finally(() => Promise.all([spare.stop(), stockWg.stop()]));
+    const wireguard = await benchMyst(mystWireGuard(topology, spare), { ...common, stock: stockWg }).finally(() => Promise.all([spare.stop(), stockWg.stop()]));
 
     const [stockMbps, openvpnMbps] = [median(openvpn.throughput.stock), median(openvpn.throughput.myst)];
     const [stockWgMbps, wireguardMbps] = [median(wireguard.throughput.stock), median(wireguard.throughput.myst)];
