@@ -107,8 +107,7 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
   const dev = "@tunnel";
   const controlOut = (base.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
   const controlIn = (base.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
-  const lanOut = base.allowLan ? lanRules().out : [];
-  const lanIn = base.allowLan ? lanRules().in : [];
+  const lan = base.allowLan ? lanRules() : { out: [], in: [] };
   const link = {
     out: [
       "udp sport 68 udp dport 67 accept",
@@ -142,7 +141,7 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
       "oifname @no_ipv6 meta nfproto ipv6 reject",
       `oifname ${dev} accept`,
       ...link.out,
-      ...lanOut,
+      ...lan.out,
       base.killSwitch ? "reject" : "meta nfproto ipv6 reject",
     ]),
     ...chain("guard_input", [
@@ -152,7 +151,7 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
       `iifname != ${dev} ip6 saddr @endpoint_hosts6 accept`,
       ...controlIn,
       ...link.in,
-      ...lanIn,
+      ...lan.in,
       base.killSwitch ? "drop" : "meta nfproto ipv6 drop",
     ]),
     ...chain("guard_forward", [

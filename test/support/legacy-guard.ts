@@ -32,8 +32,7 @@ export function legacyGuardScript(spec: GuardSpec, options: { fresh?: boolean } 
   const controlOut = (spec.control ?? []).map((e) => `oifname != ${dev} ${family(e.address)} daddr ${e.address} ${e.protocol} dport ${e.port} accept`);
   const controlIn = (spec.control ?? []).map((e) => `iifname != ${dev} ${family(e.address)} saddr ${e.address} ${e.protocol} sport ${e.port} accept`);
   // What --allow-lan admits is one decision, shared with the prepared rules (since the LAN's multicast was added to it).
-  const lanOut = spec.allowLan ? lanRules().out : [];
-  const lanIn = spec.allowLan ? lanRules().in : [];
+  const lan = spec.allowLan ? lanRules() : { out: [], in: [] };
   const link = {
     out: [
       "udp sport 68 udp dport 67 accept",
@@ -63,7 +62,7 @@ export function legacyGuardScript(spec: GuardSpec, options: { fresh?: boolean } 
     ...tunnel6.map((l) => `    ${l}`),
     `    oifname ${dev} accept`,
     ...link.out.map((l) => `    ${l}`),
-    ...lanOut.map((l) => `    ${l}`),
+    ...lan.out.map((l) => `    ${l}`),
     spec.killSwitch ? "    reject" : "    meta nfproto ipv6 reject",
     "  }",
     "  chain input {",
@@ -73,7 +72,7 @@ export function legacyGuardScript(spec: GuardSpec, options: { fresh?: boolean } 
     ...endpointIn.map((l) => `    ${l}`),
     ...controlIn.map((l) => `    ${l}`),
     ...link.in.map((l) => `    ${l}`),
-    ...lanIn.map((l) => `    ${l}`),
+    ...lan.in.map((l) => `    ${l}`),
     ...(spec.killSwitch ? [] : ["    meta nfproto ipv6 drop"]),
     "  }",
     "  chain forward {",
