@@ -9,7 +9,8 @@ import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
 import { generateKeyPair } from "../../node/services/wireguard/keys";
-import { WireGuardProcess } from "../../node/services/wireguard/process";
+import { freeUdpPort } from "../../node/services/wireguard/handshake";
+import { udpSocketsOf, WireGuardProcess } from "../../node/services/wireguard/process";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import type { HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
@@ -115,21 +116,61 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     }
   });
 
-  it("refuses to start on a UDP port another program holds, saying so (PORT_IN_USE), and leaves nothing behind", async function () {
+  it("refuses to start on a UDP port another program holds, saying so (PORT_IN_USE), and leaves nothing behind, every time", async function () {
+    // Twenty starts: wireguard-go answers errno=0 to a listen_port given before its device came up
+    // (8 of 100 starts measured), and a check that trusted its answer let about one start in
+    // twelve run listening on nothing (process.ts, `listening`).
     const device = `mwx${topology.tag}`;
-    const second = new WireGuardProviderService({
-      dir: path.join(dir, "second"),
-      publicAddress: topology.providerAddress,
-      netns: topology.provider,
-      device,
-      subnet: "10.19.0.0",
-    });
-    const err = await rejectionOf(second.start());
-    expect(err.code).to.equal("PORT_IN_USE");
-    expect(err.message).to.match(/UDP port 51820.*--port/);
-    expect(topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"])).to.not.include(`MYST-F-${device.toUpperCase()}`);
-    expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.include(device);
+    for (let i = 0; i < 20; i++) {
+      const second = new WireGuardProviderService({
+        dir: path.join(dir, "second"),
+        publicAddress: topology.providerAddress,
+        netns: topology.provider,
+        device,
+        subnet: "10.19.0.0",
+      });
+      const err = await rejectionOf(second.start().finally(() => second.stop()));
+      expect(err.code, `start ${i + 1}`).to.equal("PORT_IN_USE");
+      expect(err.message).to.match(/UDP port 51820.*--port/);
+      expect(topology.exec(topology.provider, ["/usr/sbin/iptables", "-S"])).to.not.include(`MYST-F-${device.toUpperCase()}`);
+      expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.include(device);
+    }
     expect(service.isRunning()).to.equal(true);
+  });
+
+  it("waits for wireguard-go to listen, not for its answer: a held port is PORT_IN_USE even when wireguard-go answered errno=0, a free one is listened on", async function () {
+    // As early as a provider or a consumer asks: the moment its control socket answers. Some
+    // starts win the race with its device's coming up (8 of 100 measured) and get errno=0.
+    const device = `mwl${topology.tag}`;
+    let answeredYes = 0;
+    for (let i = 0; i < 40; i++) {
+      const wg = new WireGuardProcess({ device, netns: topology.provider });
+      await wg.start();
+      try {
+        // 51820 is the hosted provider's.
+        const err = await rejectionOf(
+          wg.uapi.set({ listenPort: 51820 }).then(() => {
+            answeredYes++;
+            return wg.listening(51820, 3_000);
+          }),
+        );
+        expect(err.code, `start ${i + 1}`).to.equal("PORT_IN_USE");
+        expect(udpSocketsOf(wg.pid).filter((s) => s.ours)).to.deep.equal([]);
+        // As a provider goes on: its link up brings a device that failed to come up, up.
+        const free = await freeUdpPort(topology.provider);
+        await wg.uapi.set({ listenPort: free });
+        topology.exec(topology.provider, ["/usr/sbin/ip", "link", "set", device, "up"]);
+        await wg.listening(free);
+        expect(
+          udpSocketsOf(wg.pid)
+            .filter((s) => s.ours)
+            .map((s) => s.port),
+        ).to.include(free);
+      } finally {
+        await wg.stop();
+      }
+    }
+    console.log(`      (${answeredYes} of 40 starts: errno=0 for the held port, PORT_IN_USE all the same)`);
   });
 
   describe("when two providers start with the default interface name (the demo's case)", function () {

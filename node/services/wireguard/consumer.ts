@@ -127,7 +127,7 @@ export class WireGuardConsumerService implements ConsumerService {
       await process.stop();
       throw err;
     }
-    if (bind) this.#enlargeBuffers(process);
+    if (bind) this.#enlargeBuffers(process, pending.listenPort);
     return process;
   }
 
@@ -191,10 +191,12 @@ export class WireGuardConsumerService implements ConsumerService {
    * The receive buffers are enlarged in the background: python's start-up (30-100 ms) would
    * otherwise delay the tunnel, and the default buffer holds the first few hundred KiB.
    */
-  #enlargeBuffers(process: WireGuardProcess): void {
-    traced("python3: receive buffers enlarged", enlargeReceiveBuffers(process.pid!)).catch((err) =>
-      this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"),
-    );
+  #enlargeBuffers(process: WireGuardProcess, port: number): void {
+    // Once it listens there: its answer to listen_port does not prove it (process.ts, `listening`).
+    traced(
+      "python3: receive buffers enlarged",
+      process.listening(port).then(() => enlargeReceiveBuffers(process.pid!)),
+    ).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
   }
 
   /**
@@ -386,7 +388,7 @@ export class WireGuardConsumerService implements ConsumerService {
       // Both settled before anything is undone: a batch still adding routes would leave them behind.
       for (const step of await Promise.allSettled([routes(), peer()])) if (step.status === "rejected") throw step.reason;
       // A new port is a new socket, with the default buffer again.
-      if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process);
+      if (listenPort !== undefined && listenPort !== pending.listenPort) this.#enlargeBuffers(process, listenPort);
       // Relayed, the first packet comes from the provider through the relay (wireguard-go resends its handshake every 5 s): a little longer.
       await traced(
         "wireguard: handshake seen",

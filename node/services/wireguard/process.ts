@@ -91,6 +91,37 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
     }
   }
 
+  /**
+   * Resolves once wireguard-go holds a UDP socket on `port`. Its answer to `listen_port` does not
+   * say so: it binds at once only when its device is up, and the device comes up on its own a few
+   * ms after start (its TUN status probe). Given before that, the answer is errno=0 whatever the
+   * port; the bind comes when the device comes up, and if another program holds the port it fails
+   * there, only logged ("Unable to update bind"): wireguard-go then runs listening on nothing, its
+   * device down and its port forgotten (its `get` names none) until its link comes up again.
+   * Measured: 8 of 100 starts beside a held port answered errno=0 (docs/ARCHITECTURE.md). A port
+   * another socket of its namespace holds is PORT_IN_USE; any other failure WIREGUARD_FAILED.
+   */
+  async listening(port: number, timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!udpSocketsOf(this.pid).some((s) => s.port === port && s.ours)) {
+      if (!this.running) throw this.explain(`wireguard-go exited (${this.child?.exitCode ?? this.child?.signalCode}) before it listened on UDP port ${port}`);
+      // Still named: the bind is to come (the device is not up yet). Forgotten: it failed.
+      const named = (await this.uapi.get().catch(() => undefined))?.listenPort;
+      if (named !== port) {
+        const sockets = udpSocketsOf(this.pid);
+        if (sockets.some((s) => s.port === port && s.ours)) return;
+        if (sockets.some((s) => s.port === port)) throw new TunnelError("PORT_IN_USE", `wireguard-go cannot bind UDP port ${port}: another socket holds it`);
+        const why = this.recent.findLast((line) => /Unable to update bind/.test(line));
+        throw new TunnelError(
+          "WIREGUARD_FAILED",
+          `wireguard-go did not listen on UDP port ${port} (it names ${named ?? "none"})${why ? `: ${why.trim()}` : ""}`,
+        );
+      }
+      if (Date.now() > deadline) throw new TunnelError("WIREGUARD_FAILED", `wireguard-go did not listen on UDP port ${port} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   /** Stops wireguard-go (TERM, then KILL after 5 s) and waits for it to exit; its interface goes with it. */
   async stop(): Promise<void> {
     if (this.child) await terminate(this.child);
@@ -139,4 +170,40 @@ function servedBy(pid: number | undefined, socket: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The UDP sockets (IPv4 and IPv6) of process `pid`'s network namespace, by local port, and whether
+ * each is one of its own open files: /proc/<pid>/net/udp{,6} ("sl local_address rem_address st
+ * tx:rx tr:when retrnsmt uid timeout inode", the address as hex "ADDR:PORT"). Empty when it is gone.
+ */
+export function udpSocketsOf(pid: number | undefined): { port: number; ours: boolean }[] {
+  if (!pid) return [];
+  const sockets = new Map<string, number>();
+  for (const table of ["udp", "udp6"]) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${table}`, "utf8");
+    } catch {
+      continue; // gone, or no IPv6 here
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const port = f[1]?.split(":")[1];
+      if (port && f[9]) sockets.set(`socket:[${f[9]}]`, Number.parseInt(port, 16));
+    }
+  }
+  const own = new Set<string>();
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        own.add(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        // closed meanwhile (a control-socket connection)
+      }
+    }
+  } catch {
+    return [];
+  }
+  return [...sockets].map(([inode, port]) => ({ port, ours: own.has(inode) }));
 }

@@ -349,6 +349,8 @@ export class WireGuardProviderService extends TunnelProvider<LiveSession> {
         ...(this.#o.ipv6 ? [`address add ${this.#serverAddress6()}/64 dev ${this.device}`] : []),
         `link set ${this.device} mtu ${this.#mtu()} up`,
       ]);
+      // Its answer to listen_port is not proof that it listens (process.ts, `listening`).
+      await process.listening(this.#port());
       // After the link is up: bringing it up opens wireguard-go's sockets again.
       await enlargeReceiveBuffers(process.pid!);
     } catch (err) {

@@ -102,9 +102,12 @@ export class WireGuardSpare implements ConsumerSpare {
         // A throwaway key with the port: until a connection gives it the session's, wireguard-go's MAC1
         // check fails for every initiation (with no key its MAC1 key is all zeros, which anyone can
         // compute: each crafted initiation would cost a Diffie-Hellman). Review L1.
-        await process.uapi.set({ privateKey: generateKeyPair().privateKey, listenPort: await making.port });
-        // In the background: a connection may take the spare meanwhile (setting its key does not rebind the socket).
-        traced("python3: the spare's receive buffers enlarged", enlargeReceiveBuffers(process.pid!)).catch((err) =>
+        const port = await making.port;
+        await process.uapi.set({ privateKey: generateKeyPair().privateKey, listenPort: port });
+        // In the background: a connection may take the spare meanwhile (setting its key does not rebind the
+        // socket). Once it listens: its answer to listen_port does not prove that (process.ts, `listening`).
+        const enlarged = process.listening(port).then(() => enlargeReceiveBuffers(process!.pid!));
+        traced("python3: the spare's receive buffers enlarged", enlarged).catch((err) =>
           log.warn({ err: (err as Error).message }, "could not enlarge the spare wireguard-go's receive buffer"),
         );
         // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it.
