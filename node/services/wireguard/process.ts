@@ -92,25 +92,35 @@ export class WireGuardProcess extends EventEmitter<{ exit: [code: number | null]
   }
 
   /**
-   * Resolves once wireguard-go holds a UDP socket on `port`. Its answer to `listen_port` does not
-   * say so: it binds at once only when its device is up, and the device comes up on its own a few
-   * ms after start (its TUN status probe). Given before that, the answer is errno=0 whatever the
-   * port; the bind comes when the device comes up, and if another program holds the port it fails
-   * there, only logged ("Unable to update bind"): wireguard-go then runs listening on nothing, its
-   * device down and its port forgotten (its `get` names none) until its link comes up again.
-   * Measured: 8 of 100 starts beside a held port answered errno=0 (docs/ARCHITECTURE.md). A port
+   * Resolves once wireguard-go listens on UDP `port`. Its answer to `listen_port` does not say so:
+   * it binds at once only when its device is up, and the device comes up on its own a few ms after
+   * start (its TUN status probe; on this kernel even with the link down). Given before that, the
+   * answer is errno=0 whatever the port; the bind comes when the device comes up, and if another
+   * program holds the port it fails there, only logged ("Unable to update bind"): its device goes
+   * back down with no socket and its port forgotten (`get` names none), and the next link up binds
+   * a random port. Measured: 8 of 100 starts beside a held port answered errno=0
+   * (docs/ARCHITECTURE.md). A socket of its own on the port is not proof alone: it binds IPv6 first
+   * and closes that socket when IPv4 fails (a holder with IPv4 only). Its `get` is: `get` takes the
+   * lock a bind holds, so it answers after that bind, naming the port only if it held. A port
    * another socket of its namespace holds is PORT_IN_USE; any other failure WIREGUARD_FAILED.
    */
   async listening(port: number, timeoutMs = 5_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!udpSocketsOf(this.pid).some((s) => s.port === port && s.ours)) {
-      if (!this.running) throw this.explain(`wireguard-go exited (${this.child?.exitCode ?? this.child?.signalCode}) before it listened on UDP port ${port}`);
-      // Still named: the bind is to come (the device is not up yet). Forgotten: it failed.
-      const named = (await this.uapi.get().catch(() => undefined))?.listenPort;
+    const exited = () => this.explain(`wireguard-go exited (${this.child?.exitCode ?? this.child?.signalCode}) before it listened on UDP port ${port}`);
+    for (;;) {
+      if (!this.running) throw exited();
+      const ours = udpSocketsOf(this.pid).some((s) => s.port === port && s.ours);
+      let named: number | undefined;
+      try {
+        named = (await this.uapi.get()).listenPort;
+      } catch (err) {
+        throw this.running ? err : exited();
+      }
+      if (named === port && ours) return;
       if (named !== port) {
-        const sockets = udpSocketsOf(this.pid);
-        if (sockets.some((s) => s.port === port && s.ours)) return;
-        if (sockets.some((s) => s.port === port)) throw new TunnelError("PORT_IN_USE", `wireguard-go cannot bind UDP port ${port}: another socket holds it`);
+        // Forgotten: the bind failed (while it is to come, the device not up yet, the port is still named).
+        if (udpSocketsOf(this.pid).some((s) => s.port === port && !s.ours))
+          throw new TunnelError("PORT_IN_USE", `wireguard-go cannot bind UDP port ${port}: another socket holds it`);
         const why = this.recent.findLast((line) => /Unable to update bind/.test(line));
         throw new TunnelError(
           "WIREGUARD_FAILED",

@@ -115,7 +115,8 @@ export class WireGuardUapi {
         socket.end();
         const lines = buffer.slice(0, end).split("\n");
         const errno = lines.pop() ?? "";
-        // wireguard-go answers -EADDRINUSE when the listen port is taken (it binds at once, even down).
+        // wireguard-go answers -EADDRINUSE when the listen port is taken and its device is up (it binds
+        // then). Given before its device came up, the bind comes later: WireGuardProcess.listening.
         if (/^errno=-?98$/.test(errno)) return reject(new TunnelError("PORT_IN_USE", "wireguard-go cannot bind its UDP port: address already in use"));
         if (errno !== "errno=0") return reject(new TunnelError("UAPI_FAILED", `wireguard-go refused "${request.split("\n")[0]}": ${errno || "no errno"}`));
         resolve(lines);
