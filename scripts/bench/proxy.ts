@@ -10,33 +10,13 @@ import { missingE2EPrerequisites } from "../lib/prereqs";
 import { TestNetwork } from "../lib/test-network";
 import { topologyUp, type Topology } from "../lib/topology";
 import { round, summarize, writeResults } from "./stats";
+import { checkSpliced, download, interleaved, spliceRelay } from "./proxy-floor";
 import { CURL, IPERF, iperfServer } from "./tunnel-measure";
 import { benchMyst, mystWireGuard } from "./tunnel-myst";
 
 const MB = 1e6;
 /** The shaped path's rate (Mbit/s) on the internet host's link: a real path's limit instead of the CPU's (this kernel has htb, not netem or tbf: no added delay). */
 const PATH_MBIT = Number(process.env.BENCH_PATH_MBIT ?? 1000);
-
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** CPU seconds the whole machine has spent so far (every core, all but idle and iowait), from /proc/stat. */
-function machineCpuSeconds(): number {
-  const jiffies = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return (jiffies.reduce((a, b) => a + b, 0) - jiffies[3] - jiffies[4]) / 100;
-}
-
-/** The CPU `pids` and the whole machine spend per byte (ns) while `run` moves `bytes`. */
-function cpuPerByte(pids: number[], bytes: number, run: () => void): { processes: number[]; machine: number } {
-  const before = pids.map(cpuSeconds);
-  const machine0 = machineCpuSeconds();
-  run();
-  const perByte = (seconds: number) => round((seconds * 1e9) / bytes, 2);
-  return { processes: pids.map((pid, i) => perByte(cpuSeconds(pid) - before[i])), machine: perByte(machineCpuSeconds() - machine0) };
-}
 
 /** Shapes what the internet host sends (both the direct download and the provider's fetch cross it) to `mbit` Mbit/s; none: unshaped. */
 function shapeInternetLink(t: Topology, mbit?: number): void {
@@ -73,28 +53,12 @@ function end(netns: string, args: string[]): ChildProcess {
 }
 
 /**
- * `count` downloads of `bytes` each at once with curl in the consumer's namespace (through `proxy` when
- * given; from `url`, the internet host unless given): Mbit/s of the whole.
- */
-function download(t: Topology, bytes: number, count: number, proxy?: string, url = t.internetUrl): number {
-  const urls = Array.from({ length: count }, (_, i) => `${url}?bytes=${bytes}&n=${i}`);
-  const args = [CURL, "-s", "--parallel", "--parallel-max", String(count), ...(proxy ? ["--proxy", proxy] : []), "-w", "%{size_download}\\n"];
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync("/usr/sbin/ip", ["netns", "exec", t.consumers[0], ...args, ...urls.flatMap((u) => ["-o", "/dev/null", u])], {
-    encoding: "utf8",
-    timeout: 300_000,
-  });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const got = r.stdout.trim().split("\n").map(Number);
-  if (got.length !== count || got.some((n) => n !== bytes)) throw new Error(`download${proxy ? ` through ${proxy}` : ""} incomplete: ${r.stdout} ${r.stderr}`);
-  return (bytes * count * 8) / seconds / 1e6;
-}
-
-/**
  * (1) Download throughput from the internet host in the consumer's namespace, one stream and 16 at
  * once: straight (the consumer's own route) and through the proxy service (consumer → the
  * provider behind its NAT gateway → the internet host), each with curl, in one run; BENCH_RUNS
- * repetitions each, the median kept. (2) A new proxy connection to its first byte (TLS 1.3 +
+ * repetitions each, the median kept. One stream is also measured through two plain relays at the
+ * proxy's two ends (Node's and splice(2)'s: the floor of a two-ended relay here), interleaved with
+ * the straight download and the proxy, each path with its CPU per byte (proxy-floor.ts). (2) A new proxy connection to its first byte (TLS 1.3 +
  * HTTP/2 to the provider, the local port, a request through it) over BENCH_CONNECTS connections,
  * against myst's WireGuard tunnel phase + first byte measured in the same run by the tunnel
  * benchmark's code. Session negotiation is the same dialog for both and is left out of both.
@@ -129,14 +93,9 @@ export async function benchProxy(): Promise<void> {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const measure = (bytes: number, count: number, proxy?: string, url?: string) =>
       median(Array.from({ length: runs }, () => download(topology, bytes, count, proxy, url)));
-    console.log("throughput, one stream and 16, straight and through the proxy…");
-    const direct1 = measure(singleBytes, 1);
-    const proxy1 = measure(singleBytes, 1, "socks5h://127.0.0.1:1080");
-    const direct16 = measure(singleBytes / 8, 16);
-    const proxy16 = measure(singleBytes / 8, 16, "socks5h://127.0.0.1:1080");
-    const http1 = measure(singleBytes, 1, "http://127.0.0.1:1080");
-    // The floor of any proxy with a process at each end: two plain TCP relays (Node, no TLS, no HTTP/2)
-    // where the proxy's ends are, the consumer's relay to the provider's and it to the internet host.
+    // The floor of any proxy with a process at each end: two plain TCP relays (no TLS, no HTTP/2) where
+    // the proxy's ends are, the consumer's relay to the provider's and it to the internet host. Node's
+    // (pipe(): each byte read into the process and written out) and splice(2)'s (no copy through user space).
     const internet = new URL(topology.internetUrl);
     const relays = [
       end(topology.provider, ["relay", "8444", internet.hostname, internet.port]),
@@ -144,15 +103,35 @@ export async function benchProxy(): Promise<void> {
     ];
     children.push(...relays);
     for (const r of relays) await firstLine(r, "a plain relay");
-    const relayUrl = "http://127.0.0.1:1081/";
-    const relay1 = measure(singleBytes, 1, undefined, relayUrl);
-    // Where the time goes: the CPU each end (single Node processes) and the whole machine spend per byte of one stream.
-    const cpu = {
-      direct: cpuPerByte([], singleBytes, () => download(topology, singleBytes, 1)),
-      relay: cpuPerByte([relays[0].pid!, relays[1].pid!], singleBytes, () => download(topology, singleBytes, 1, undefined, relayUrl)),
-      proxy: cpuPerByte([provider.pid!, consumer.pid!], singleBytes, () => download(topology, singleBytes, 1, "socks5h://127.0.0.1:1080")),
-    };
-    const [providerNsPerByte, consumerNsPerByte] = cpu.proxy.processes;
+    const spliceRelays = [
+      spliceRelay(topology.provider, 8445, internet.hostname, Number(internet.port)),
+      spliceRelay(topology.consumers[0], 1082, topology.providerAddress, 8445),
+    ];
+    children.push(...spliceRelays.map((r) => r.child));
+    const pipeBytes = ((await spliceRelays[0].ready) as { pipeBytes: number }).pipeBytes;
+    await spliceRelays[1].ready;
+    const spliced = { bytes: 0 };
+
+    console.log("one stream, interleaved: straight, the two relays, the proxy (SOCKS5, HTTP CONNECT), each with its CPU per byte…");
+    const one = (proxy?: string, url?: string, received?: { bytes: number }) => () => download(topology, singleBytes, 1, proxy, url, received);
+    const proxyPids = [provider.pid!, consumer.pid!];
+    const single = interleaved(
+      {
+        direct: { pids: [], bytes: singleBytes, run: one() },
+        splice: { pids: spliceRelays.map((r) => r.child.pid!), bytes: singleBytes, run: one(undefined, "http://127.0.0.1:1082/", spliced) },
+        relay: { pids: relays.map((r) => r.pid!), bytes: singleBytes, run: one(undefined, "http://127.0.0.1:1081/") },
+        socks: { pids: proxyPids, bytes: singleBytes, run: one("socks5h://127.0.0.1:1080") },
+        http: { pids: proxyPids, bytes: singleBytes, run: one("http://127.0.0.1:1080") },
+      },
+      runs,
+    );
+    // Every byte curl received through the splice relays is one each of them moved (no more, no fewer).
+    for (const [i, r] of spliceRelays.entries()) await checkSpliced(r, runs, spliced.bytes, `the splice relay at the ${i ? "consumer" : "provider"}`);
+    const [direct1, splice1, relay1, proxy1, http1] = [single.direct, single.splice, single.relay, single.socks, single.http].map((p) => p.mbps);
+    console.log("16 streams, straight and through the proxy…");
+    const direct16 = measure(singleBytes / 8, 16);
+    const proxy16 = measure(singleBytes / 8, 16, "socks5h://127.0.0.1:1080");
+    const [providerNsPerByte, consumerNsPerByte] = single.socks.processes;
 
     console.log(`the same on a path shaped to ${PATH_MBIT} Mbit/s…`);
     shapeInternetLink(topology, PATH_MBIT);
@@ -175,7 +154,9 @@ export async function benchProxy(): Promise<void> {
     const ratio = {
       oneStreamVsDirect: round(proxy1 / direct1, 3),
       relayOneStreamVsDirect: round(relay1 / direct1, 3),
+      spliceOneStreamVsDirect: round(splice1 / direct1, 3),
       oneStreamVsRelay: round(proxy1 / relay1, 3),
+      oneStreamVsSplice: round(proxy1 / splice1, 3),
       sixteenStreamsVsDirect: round(proxy16 / direct16, 3),
       httpConnectOneStreamVsDirect: round(http1 / direct1, 3),
       firstByteVsWireguard: round(proxyFirst.p50 / wgFirst, 2),
@@ -192,6 +173,7 @@ export async function benchProxy(): Promise<void> {
           direct16: round(direct16, 1),
           proxySocks16: round(proxy16, 1),
           plainRelays1: round(relay1, 1),
+          spliceRelays1: round(splice1, 1),
         },
         shapedPath: {
           mbit: PATH_MBIT,
@@ -203,10 +185,21 @@ export async function benchProxy(): Promise<void> {
         cpuNsPerByte: {
           provider: providerNsPerByte,
           consumer: consumerNsPerByte,
-          relayAtProvider: cpu.relay.processes[0],
-          relayAtConsumer: cpu.relay.processes[1],
-          machine: { direct: cpu.direct.machine, plainRelays: cpu.relay.machine, proxy: cpu.proxy.machine },
+          providerHttpConnect: single.http.processes[0],
+          consumerHttpConnect: single.http.processes[1],
+          relayAtProvider: single.relay.processes[0],
+          relayAtConsumer: single.relay.processes[1],
+          spliceRelayAtProvider: single.splice.processes[0],
+          spliceRelayAtConsumer: single.splice.processes[1],
+          machine: {
+            direct: single.direct.machine,
+            spliceRelays: single.splice.machine,
+            plainRelays: single.relay.machine,
+            proxy: single.socks.machine,
+            proxyHttpConnect: single.http.machine,
+          },
         },
+        spliceRelays: { pipeBytes, bytesChecked: spliced.bytes },
         ratio,
         firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
         wireguardMbps: round(wireguard.throughput.myst[0], 1),
@@ -225,13 +218,20 @@ export async function benchProxy(): Promise<void> {
           String(round(relay1, 1)),
           `${ratio.relayOneStreamVsDirect}× of direct; the proxy ${ratio.oneStreamVsRelay}× of this`,
         ],
+        [
+          `through two splice(2) relays at the proxy's two ends (no copy through user space, ${pipeBytes / 1024} KiB pipes), 1 stream (Mbit/s)`,
+          String(round(splice1, 1)),
+          `${ratio.spliceOneStreamVsDirect}× of direct; the proxy ${ratio.oneStreamVsSplice}× of this`,
+        ],
         ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
         ["CPU per byte of one stream through the proxy, provider / consumer process (ns)", `${providerNsPerByte} / ${consumerNsPerByte}`, ""],
-        ["CPU per byte of one stream through the plain relays, at the provider / at the consumer (ns)", `${cpu.relay.processes.join(" / ")}`, ""],
+        ["CPU per byte of one stream through the proxy, HTTP CONNECT, provider / consumer process (ns)", single.http.processes.join(" / "), ""],
+        ["CPU per byte of one stream through the plain relays, at the provider / at the consumer (ns)", single.relay.processes.join(" / "), ""],
+        ["CPU per byte of one stream through the splice relays, at the provider / at the consumer (ns)", single.splice.processes.join(" / "), ""],
         [
-          "CPU per byte of one stream, whole machine: straight / plain relays / proxy (ns)",
-          `${cpu.direct.machine} / ${cpu.relay.machine} / ${cpu.proxy.machine}`,
+          "CPU per byte of one stream, whole machine: straight / splice relays / plain relays / proxy SOCKS5 / proxy HTTP CONNECT (ns)",
+          [single.direct, single.splice, single.relay, single.socks, single.http].map((p) => p.machine).join(" / "),
           "2 cores",
         ],
         [`path shaped to ${PATH_MBIT} Mbit/s: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
