@@ -37,7 +37,7 @@ async function withChain<T>(env: NodeJS.ProcessEnv, use: (conn: ChainConnection)
 }
 
 /** The data dir's first identity, unlocked with the environment's passphrase. */
-async function unlockedIn(env: NodeJS.ProcessEnv): Promise<IdentityKey> {
+export async function unlockedIn(env: NodeJS.ProcessEnv): Promise<IdentityKey> {
   const keystore = keystoreOf(env);
   const entry = keystore.list()[0];
   if (!entry) throw new Error(`no identity in ${dataDirOf(env)}`);
