@@ -125,6 +125,8 @@ export interface PathFigures {
   machine: number;
   /** Each of the path's own processes (ns per byte), in the order given. */
   processes: number[];
+  /** Cores the whole machine kept busy meanwhile (its CPU seconds over the download's seconds; 2 is all of them here). */
+  cores: number;
 }
 
 /**
@@ -132,11 +134,12 @@ export interface PathFigures {
  * every path alike), each timed with its CPU per byte; the median of each figure over `runs`.
  */
 export function interleaved(paths: Record<string, { pids: number[]; bytes: number; run: () => number }>, runs: number): Record<string, PathFigures> {
-  const samples: Record<string, { mbps: number; machine: number; processes: number[] }[]> = {};
+  const samples: Record<string, PathFigures[]> = {};
   for (let r = 0; r < runs; r++)
     for (const [name, p] of Object.entries(paths)) {
       const { processes, machine, result } = cpuPerByte(p.pids, p.bytes, p.run);
-      (samples[name] ??= []).push({ mbps: result, machine, processes });
+      // ns per byte × bytes per ns (Mbit/s ÷ 8,000): CPU seconds per second.
+      (samples[name] ??= []).push({ mbps: result, machine, processes, cores: (machine * result) / 8000 });
     }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   return Object.fromEntries(
@@ -146,6 +149,7 @@ export function interleaved(paths: Record<string, { pids: number[]; bytes: numbe
         mbps: round(median(s.map((x) => x.mbps)), 1),
         machine: median(s.map((x) => x.machine)),
         processes: s[0].processes.map((_, i) => median(s.map((x) => x.processes[i]))),
+        cores: round(median(s.map((x) => x.cores)), 2),
       },
     ]),
   );

@@ -110,7 +110,8 @@ export async function benchProxy(): Promise<void> {
     children.push(...spliceRelays.map((r) => r.child));
     const pipeBytes = ((await spliceRelays[0].ready) as { pipeBytes: number }).pipeBytes;
     await spliceRelays[1].ready;
-    const spliced = { bytes: 0 };
+    // What curl received through both splice relays, and through the provider's alone (one hop: the cost of the second).
+    const [spliced, splicedOne] = [{ bytes: 0 }, { bytes: 0 }];
 
     console.log("one stream, interleaved: straight, the two relays, the proxy (SOCKS5, HTTP CONNECT), each with its CPU per byte…");
     const one = (proxy?: string, url?: string, received?: { bytes: number }) => () => download(topology, singleBytes, 1, proxy, url, received);
@@ -119,6 +120,7 @@ export async function benchProxy(): Promise<void> {
       {
         direct: { pids: [], bytes: singleBytes, run: one() },
         splice: { pids: spliceRelays.map((r) => r.child.pid!), bytes: singleBytes, run: one(undefined, "http://127.0.0.1:1082/", spliced) },
+        spliceOne: { pids: [spliceRelays[0].child.pid!], bytes: singleBytes, run: one(undefined, `http://${topology.providerAddress}:8445/`, splicedOne) },
         relay: { pids: relays.map((r) => r.pid!), bytes: singleBytes, run: one(undefined, "http://127.0.0.1:1081/") },
         socks: { pids: proxyPids, bytes: singleBytes, run: one("socks5h://127.0.0.1:1080") },
         http: { pids: proxyPids, bytes: singleBytes, run: one("http://127.0.0.1:1080") },
@@ -126,7 +128,8 @@ export async function benchProxy(): Promise<void> {
       runs,
     );
     // Every byte curl received through the splice relays is one each of them moved (no more, no fewer).
-    for (const [i, r] of spliceRelays.entries()) await checkSpliced(r, runs, spliced.bytes, `the splice relay at the ${i ? "consumer" : "provider"}`);
+    await checkSpliced(spliceRelays[0], 2 * runs, spliced.bytes + splicedOne.bytes, "the splice relay at the provider");
+    await checkSpliced(spliceRelays[1], runs, spliced.bytes, "the splice relay at the consumer");
     const [direct1, splice1, relay1, proxy1, http1] = [single.direct, single.splice, single.relay, single.socks, single.http].map((p) => p.mbps);
     console.log("16 streams, straight and through the proxy…");
     const direct16 = measure(singleBytes / 8, 16);
@@ -155,6 +158,7 @@ export async function benchProxy(): Promise<void> {
       oneStreamVsDirect: round(proxy1 / direct1, 3),
       relayOneStreamVsDirect: round(relay1 / direct1, 3),
       spliceOneStreamVsDirect: round(splice1 / direct1, 3),
+      oneSpliceRelayVsDirect: round(single.spliceOne.mbps / direct1, 3),
       oneStreamVsRelay: round(proxy1 / relay1, 3),
       oneStreamVsSplice: round(proxy1 / splice1, 3),
       sixteenStreamsVsDirect: round(proxy16 / direct16, 3),
@@ -174,6 +178,7 @@ export async function benchProxy(): Promise<void> {
           proxySocks16: round(proxy16, 1),
           plainRelays1: round(relay1, 1),
           spliceRelays1: round(splice1, 1),
+          oneSpliceRelay1: single.spliceOne.mbps,
         },
         shapedPath: {
           mbit: PATH_MBIT,
@@ -194,12 +199,14 @@ export async function benchProxy(): Promise<void> {
           machine: {
             direct: single.direct.machine,
             spliceRelays: single.splice.machine,
+            oneSpliceRelay: single.spliceOne.machine,
             plainRelays: single.relay.machine,
             proxy: single.socks.machine,
             proxyHttpConnect: single.http.machine,
           },
         },
-        spliceRelays: { pipeBytes, bytesChecked: spliced.bytes },
+        coresBusy: Object.fromEntries(Object.entries(single).map(([name, p]) => [name, p.cores])),
+        spliceRelays: { pipeBytes, bytesChecked: spliced.bytes + splicedOne.bytes },
         ratio,
         firstByteMs: { proxyNewConnection: proxyFirst, wireguardTunnelPhaseP50: wireguard.phases.tunnel, wireguardFirstBytePhase: wireguard.phases.firstByte },
         wireguardMbps: round(wireguard.throughput.myst[0], 1),
@@ -223,6 +230,11 @@ export async function benchProxy(): Promise<void> {
           String(round(splice1, 1)),
           `${ratio.spliceOneStreamVsDirect}× of direct; the proxy ${ratio.oneStreamVsSplice}× of this`,
         ],
+        [
+          "through the provider's splice(2) relay alone (one relay, curl to the provider's address), 1 stream (Mbit/s)",
+          String(single.spliceOne.mbps),
+          `${ratio.oneSpliceRelayVsDirect}× of direct`,
+        ],
         ["download straight, 16 streams at once (Mbit/s)", String(round(direct16, 1)), "1× (baseline)"],
         ["through the proxy, SOCKS5, 16 streams on one HTTP/2 connection (Mbit/s)", String(round(proxy16, 1)), `${ratio.sixteenStreamsVsDirect}× of direct`],
         ["CPU per byte of one stream through the proxy, provider / consumer process (ns)", `${providerNsPerByte} / ${consumerNsPerByte}`, ""],
@@ -230,9 +242,14 @@ export async function benchProxy(): Promise<void> {
         ["CPU per byte of one stream through the plain relays, at the provider / at the consumer (ns)", single.relay.processes.join(" / "), ""],
         ["CPU per byte of one stream through the splice relays, at the provider / at the consumer (ns)", single.splice.processes.join(" / "), ""],
         [
-          "CPU per byte of one stream, whole machine: straight / splice relays / plain relays / proxy SOCKS5 / proxy HTTP CONNECT (ns)",
-          [single.direct, single.splice, single.relay, single.socks, single.http].map((p) => p.machine).join(" / "),
-          "2 cores",
+          "CPU per byte of one stream, whole machine: straight / one splice relay / splice relays / plain relays / proxy SOCKS5 / proxy HTTP CONNECT (ns)",
+          [single.direct, single.spliceOne, single.splice, single.relay, single.socks, single.http].map((p) => p.machine).join(" / "),
+          "",
+        ],
+        [
+          "cores the whole machine kept busy during one stream: the same six paths",
+          [single.direct, single.spliceOne, single.splice, single.relay, single.socks, single.http].map((p) => p.cores).join(" / "),
+          "of 2",
         ],
         [`path shaped to ${PATH_MBIT} Mbit/s: straight, 1 stream (Mbit/s)`, String(round(shapedDirect1, 1)), "1× (baseline)"],
         [
