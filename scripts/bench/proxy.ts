@@ -67,6 +67,7 @@ export async function benchProxy(): Promise<void> {
   const missing = missingE2EPrerequisites();
   if (!fs.existsSync(CURL)) missing.push("curl");
   if (!fs.existsSync(IPERF)) missing.push("iperf3");
+  if (!["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((dir) => fs.existsSync(`${dir}/python3`))) missing.push("python3 (the splice relays)");
   if (missing.length) throw new Error(`the proxy benchmark needs: ${missing.join(", ")}`);
   const connects = Number(process.env.BENCH_CONNECTS ?? 12);
   const runs = Number(process.env.BENCH_RUNS ?? 3);

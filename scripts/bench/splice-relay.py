@@ -91,6 +91,8 @@ def relay(app, host, port):
 
 
 def main():
+    if not hasattr(os, "splice"):
+        sys.exit(f"the splice relay needs Python 3.10 or later (os.splice); this is {sys.version.split()[0]}")
     port, host, target = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     server = socket.create_server(("0.0.0.0", port), backlog=64)
     r, w, pipe_bytes = make_pipe()
