@@ -188,6 +188,8 @@ export class DirectChannel extends EventEmitter<{
     // 512 took 8-19 ms), so the first mappings open while the rest are sealed.
     const round = async (first = false) => {
       for (const [i, p] of pairs.entries()) {
+        // A search that failed (or a channel closed) while a round runs: the rest of it is not sealed (review L4).
+        if (this.#state === "failed" || this.#state === "closed") return;
         this.#probe(p);
         if (i % 64 === 63) await new Promise(setImmediate);
       }

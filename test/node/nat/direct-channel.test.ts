@@ -180,6 +180,49 @@ describe("the direct channel between a session's two nodes", function () {
     await until(() => fds() <= before, "its own socket closed with the channel", 5000);
   });
 
+  it("on the hard side: a round of probes running when the search fails seals and sends no more of them (review L4)", async function () {
+    const hard = new DirectChannel({
+      role: "provider",
+      keys: channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret()),
+      socket: await bound(),
+      allowLoopback: true,
+      hardSockets: 256,
+      // Due inside the first round: 4 + 256 × 4 probes, sealed 64 at a time with the loop yielding between.
+      deadlineMs: 1,
+      own: { mapping: "endpoint-dependent", candidates: [] },
+      // Nobody listens there: the search cannot meet.
+      peer: { mapping: "endpoint-independent", candidates: [9, 10, 11, 12].map((port) => ({ kind: "reflexive" as const, address: "127.0.0.1", port })) },
+    });
+    open.push(hard);
+    const sockets = dgram.Socket.prototype as unknown as { send: (...args: unknown[]) => void };
+    const send = sockets.send;
+    const sent = { before: 0, after: 0 };
+    let failed = false;
+    sockets.send = function (this: dgram.Socket, ...args: unknown[]) {
+      sent[failed ? "after" : "before"]++;
+      return send.apply(this, args);
+    };
+    try {
+      const err = await hard.connect().then(
+        () => undefined,
+        (e: DirectChannelError) => {
+          failed = true;
+          return e;
+        },
+      );
+      expect(err?.code).to.equal("NO_DIRECT_PATH");
+      // A round hands over one batch per turn of the loop: 17 turns finish one of 1,028 probes.
+      for (let turn = 0; turn < 40; turn++) await new Promise(setImmediate);
+      expect(sent.before, "the search failed inside its first round")
+        .to.be.greaterThan(0)
+        .and.lessThan(4 + 256 * 4);
+      // Before, the round went on: every probe left was sealed and handed to a socket the failure had closed.
+      expect(sent.after).to.equal(0);
+    } finally {
+      sockets.send = send;
+    }
+  });
+
   it("on the hard side as provider: probes the consumer's tunnel port from every socket, and takes the one its tunnel spray reached", async function () {
     const keys = channelKeys(crypto.randomBytes(16).toString("hex"), newSecret(), newSecret());
     const [ps, cs, tunnel] = [await bound(), await bound(), await bound()];
