@@ -1,8 +1,9 @@
 import { expect } from "chai";
 import { type ChildProcess, spawn } from "node:child_process";
+import crypto from "node:crypto";
 import dgram from "node:dgram";
 import fs from "node:fs";
-import { launchSprayer, sprayerFor, startSprayer } from "../../../node/services/wireguard/tunnel-spray";
+import { launchSprayer, sprayerFor, sprayerForDevice, startSprayer, type TunnelSprayer } from "../../../node/services/wireguard/tunnel-spray";
 import { until } from "../../../scripts/lib/until";
 
 // pidfd_getfd(2) on another process's socket needs root (or ptrace rights over it), as on a node.
@@ -52,7 +53,39 @@ const HOLDER = `
     receiver?.close();
   });
 
-  /** The pids of the senders now running (found by their command line). */
+  /** Whether process `pid` descends from this one (the senders run under its spawning helper; other runs' are not ours). */
+  const ours = (pid: number) => {
+    for (let p = pid; p > 1; ) {
+      if (p === process.pid) return true;
+      try {
+        p = Number(fs.readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1].split(" ")[1]);
+      } catch {
+        return false; // gone
+      }
+    }
+    return false;
+  };
+
+  /** Whether sender `pid` is blocked reading its input (read(2) on fd 0, as /proc/<pid>/syscall shows): waiting to be aimed. */
+  const readingInput = (pid: number) => {
+    try {
+      const [call, fd] = fs.readFileSync(`/proc/${pid}/syscall`, "utf8").split(" ");
+      return Number(call) === (process.arch === "arm64" ? 63 : 0) && Number(fd) === 0;
+    } catch {
+      return false;
+    }
+  };
+
+  /** Resolves once every datagram sent to the receiver before now was heard: a marker behind them (loopback keeps their order). */
+  const heardAllSent = async () => {
+    const marker = `marker ${crypto.randomBytes(4).toString("hex")}`;
+    const s = dgram.createSocket("udp4");
+    await new Promise<void>((r) => s.send(marker, receiver.address().port, "127.0.0.1", () => r()));
+    s.close();
+    await until(() => heard.some((h) => h.text === marker), "the marker sent behind them");
+  };
+
+  /** The pids of this run's senders now running (found by their command line). */
   const sprayerPids = () => {
     const pids: number[] = [];
     for (const entry of fs.readdirSync("/proc")) {
@@ -64,7 +97,7 @@ const HOLDER = `
         continue; // gone
       }
       // The sender is told its process and port on its input: found by its program and script.
-      if (args[0].endsWith("perl") && args.some((a) => a.includes("pidfd_getfd"))) pids.push(Number(entry));
+      if (args[0].endsWith("perl") && args.some((a) => a.includes("pidfd_getfd")) && ours(Number(entry))) pids.push(Number(entry));
     }
     return pids;
   };
@@ -92,10 +125,15 @@ const HOLDER = `
   });
 
   it("started before the socket is known, waits, then sends from the socket it is aimed at; one never aimed ends when cancelled", async function () {
+    const before = sprayerPids();
     const early = launchSprayer();
     const waiting = launchSprayer();
-    // Nothing to hold yet: not ready until it is told which process and port.
-    expect(early.sprayer.ready).to.equal(false);
+    // Nothing to hold yet: not ready until it is told which process and port. Asked once it waits for
+    // them (read at once, `ready` was false whatever the sender did: it had not even started), and
+    // after a moment for anything it printed to come through the spawning helper.
+    await until(() => sprayerPids().filter((p) => !before.includes(p) && readingInput(p)).length === 2, "both senders waiting for their aim");
+    await new Promise((r) => setTimeout(r, 200));
+    expect([early, waiting].map((s) => s.sprayer.ready)).to.deep.equal([false, false]);
     early.aim(holder.pid!, holderPort);
     expect(await early.sprayer.found).to.equal(true);
     expect((await early.sprayer.send(datagrams(8, "aimed"))).sent).to.equal(8);
@@ -111,9 +149,57 @@ const HOLDER = `
     const pid = await until(() => sprayerPids().find((p) => !before.includes(p)), "the sender's process");
     sprayer.cancel();
     expect(sprayer.ready).to.equal(false);
+    // Handed datagrams after its cancel, while it still runs: refused, and none leaves. (Checked after its
+    // exit, as before, nothing could have left whatever `send` did: the sender was gone.)
+    const refused = rejection(sprayer.send(datagrams(3, "cancelled")));
     await until(() => !alive(pid), "the sender's exit");
-    expect(await rejection(sprayer.send(datagrams(1, "cancelled")))).to.match(/already sent or cancelled/);
+    expect(await refused).to.match(/already sent or cancelled/);
+    await heardAllSent();
     expect(heard.some((h) => h.text.startsWith("cancelled"))).to.equal(false);
+  });
+
+  describe("sprayerForDevice (the consumer's sender, started beside its wireguard-go)", function () {
+    /** A device whose start the test settles: as the consumer's `pending.device`. */
+    const device = () => {
+      let settle: { up(pid: number | undefined): void; failed(err: Error): void } = { up: () => undefined, failed: () => undefined };
+      const started = new Promise<{ pid?: number }>((resolve, reject) => {
+        settle = { up: (pid) => resolve({ pid }), failed: reject };
+      });
+      return { started, settle: () => settle };
+    };
+    /** The sender sprayerForDevice started (it starts before the device is up). */
+    const startedSender = async (before: number[]) => until(() => sprayerPids().find((p) => !before.includes(p)), "a sender started before the device was up");
+
+    it("starts its sender at once, and aims it at the device's socket once the device is up, on the port named then", async function () {
+      const before = sprayerPids();
+      const d = device();
+      let port = holderPort === 1 ? 2 : 1; // not the tunnel's port yet
+      const sprayer = sprayerForDevice(d.started, () => port);
+      await startedSender(before);
+      port = holderPort;
+      d.settle().up(holder.pid!);
+      const chosen = (await sprayer) as TunnelSprayer;
+      // Aimed with the port named when the device came up (read at the start, it held nothing: exit 3).
+      expect(await chosen.found).to.equal(true);
+      expect((await chosen.send(datagrams(6, "device"))).sent).to.equal(6);
+      await until(() => heard.filter((h) => h.text.startsWith("device")).length === 6, "the 6 datagrams");
+      expect(new Set(heard.filter((h) => h.text.startsWith("device")).map((h) => h.from))).to.deep.equal(new Set([holderPort]));
+    });
+
+    for (const [what, settle] of [
+      ["failed to start", (d: ReturnType<typeof device>) => d.settle().failed(new Error("wireguard-go did not start"))],
+      ["has no process", (d: ReturnType<typeof device>) => d.settle().up(undefined)],
+    ] as const)
+      it(`gives no sender when the device ${what}, and ends the one it started`, async function () {
+        const before = sprayerPids();
+        const d = device();
+        const sprayer = sprayerForDevice(d.started, () => holderPort);
+        const pid = await startedSender(before);
+        settle(d);
+        expect(await sprayer).to.equal(undefined);
+        // Never aimed, it would wait for its input for as long as the node runs.
+        await until(() => !alive(pid), "the unused sender's exit", 5000);
+      });
   });
 
   it("one that failed is never ready, even before its exit is seen, and is replaced by a fresh one (review finding 3)", async function () {
