@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ConnectTarget, ConsumerService, DirectRoute, Tunnel, TunnelGuard, TunnelPlan } from "../../session/service";
 import { PrespawnedCommand } from "../prespawned";
 import { ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
-import { checkServiceConfig, type WireGuardServiceConfig } from "./config";
+import { checkedServiceConfig, checkServiceConfig, endpointOf } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
@@ -18,7 +18,6 @@ import type { WireGuardSpare } from "./spare";
 import { traced } from "../../log/connect-trace";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
-const SESSION_ID = /^[0-9a-f]{32}$/;
 /** How long a key pair sent in a session request waits for the provider's answer. */
 const PENDING_MS = 5 * 60_000;
 /** A key pair sent in a session request, and what was prepared for its tunnel. */
@@ -264,7 +263,7 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   async plan(session: { id: string; serviceConfig: unknown; route?: DirectRoute }): Promise<TunnelPlan> {
-    const config = checked(session);
+    const config = checkedServiceConfig(session);
     const endpoint = endpointOf(config, session.route);
     // A spare that failed to start is replaced by a device of the key pair's own name: known once it settled.
     const pending = this.#pending.get(config.clientPublicKey);
@@ -306,7 +305,7 @@ export class WireGuardConsumerService implements ConsumerService {
   async #connect(session: ConnectTarget, guard: TunnelGuard | undefined): Promise<Tunnel> {
     requireNetworkCapabilities("connecting a WireGuard tunnel", { netns: this.o.netns, why: "to create its interface and routes" });
     program("wireguard-go");
-    const checkedConfig = checked(session);
+    const checkedConfig = checkedServiceConfig(session);
     // Over a direct route the provider's tunnel is where the punched path reached it (its LAN
     // address, its router's public address), at the port it said; otherwise at the config's endpoint.
     const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
@@ -470,30 +469,4 @@ export class WireGuardConsumerService implements ConsumerService {
   async #dropRoute(address: string): Promise<void> {
     await ipBatch(this.o.netns, [`route del ${address}/${isIP(address) === 6 ? 128 : 32}`]).catch(() => undefined);
   }
-}
-
-/** The endpoint a tunnel sends to: the direct route's when there is one (an IPv4 address the channel reached), else the config's. */
-function endpointOf(config: WireGuardServiceConfig, route: DirectRoute | undefined): { address: string; port: number } {
-  if (!route) return config.endpoint;
-  if (isIP(route.address) !== 4 || !Number.isInteger(route.tunnelPort) || route.tunnelPort < 1 || route.tunnelPort > 65535)
-    throw new TunnelError("BAD_SERVICE_CONFIG", "the direct route to the provider is not an IPv4 address and port");
-  // Only a relay's forwarder is on this host: a provider's route never points at loopback.
-  if (route.address.startsWith("127.") && (route.kind !== "relayed" || !route.outside))
-    throw new TunnelError("BAD_SERVICE_CONFIG", "a route to this host itself is only a relay's forwarder");
-  return { address: route.address, port: route.tunnelPort };
-}
-
-/** The provider's words, fenced: the session id becomes part of names, the config of root-run commands. */
-function checked(session: { id: string; serviceConfig: unknown }): WireGuardServiceConfig {
-  if (!SESSION_ID.test(session.id)) throw new TunnelError("BAD_SESSION_ID", "the provider's session id is not 32 hex characters");
-  if (!checkServiceConfig.Check(session.serviceConfig)) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config is malformed");
-  const c = session.serviceConfig;
-  if (
-    isIP(c.endpoint.address) === 0 ||
-    isIP(c.address.split("/")[0]) !== 4 ||
-    (c.address6 && isIP(c.address6.split("/")[0]) !== 6) ||
-    c.dns.some((a) => isIP(a) === 0)
-  )
-    throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config names something that is not an IP address");
-  return c;
 }
