@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -14,6 +14,9 @@ import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import { SPARE_DEVICE, WireGuardSpare } from "../../node/services/wireguard/spare";
+import * as handshake from "../../node/services/wireguard/handshake";
+import { udpSocketsOf } from "../../node/services/wireguard/process";
+import * as socketBuffer from "../../node/services/wireguard/socket-buffer";
 import { RECEIVE_BUFFER } from "../../node/services/wireguard/socket-buffer";
 
 /** What `ss -m` shows for a socket given RECEIVE_BUFFER: the kernel caps SO_RCVBUF at rmem_max (one value for all namespaces) and doubles it (review M1). */
@@ -91,6 +94,38 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     );
 
   const { dialogsFor } = pool;
+
+  /**
+   * Replaces a module's export for one case: the spare and the consumer call it through the module
+   * (as the code before did), so a failure can be made where the real one cannot be forced. Undone by the result.
+   */
+  const replaced = <K extends string>(module: object, name: K, by: (...args: never[]) => unknown) => {
+    const exports = module as Record<K, unknown>;
+    const was = exports[name];
+    exports[name] = by;
+    return () => {
+      exports[name] = was;
+    };
+  };
+  /** A process of the consumer's namespace holding a UDP port (IPv4, any address), as another program may. */
+  const holdUdpPort = async () => {
+    const holder: ChildProcess = spawn(
+      "/usr/sbin/ip",
+      ["netns", "exec", c(), process.execPath, "-e", `const s = require("node:dgram").createSocket("udp4"); s.bind(0, () => console.log(s.address().port));`],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let port = 0;
+    holder.stdout!.setEncoding("utf8").on("data", (d: string) => (port = Number(d.trim())));
+    await until(() => port > 0, "the holder's port", 10_000);
+    return { port, stop: () => holder.kill() };
+  };
+  /** The UDP ports wireguard-go for `device` (in the consumer's namespace) holds. */
+  const portsOf = (device: string) => {
+    const pid = wireguardGos().find((p) => fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes(device));
+    return udpSocketsOf(Number(pid))
+      .filter((s) => s.ours)
+      .map((s) => s.port);
+  };
 
   before(async function () {
     requireE2E(this);
@@ -174,6 +209,92 @@ describe("e2e: the spare WireGuard device (real wireguard-go in namespaces, NATS
     expect(state()).to.deep.equal({ devices: devices(), processes: 1, addressed: [] });
     expect(await nftHasTable(GUARD_TABLE, c())).to.equal(false);
     expect(sockets()).to.deep.equal(devices().map((d) => `${d}.sock`));
+  });
+
+  it("gives a connection only a port its device listens on: a spare whose port another program holds is dropped, and the connection gets a device and port of its own (review L3)", async function () {
+    await oneSpare();
+    await spare.stop();
+    const held = await holdUdpPort();
+    // The next spare is told that port (a random one in a namespace, as `freeUdpPort` picks there, can be held too).
+    const free = handshake.freeUdpPort;
+    let told = false;
+    const restore = replaced(handshake, "freeUdpPort", (netns: string | undefined) => {
+      if (told) return free(netns);
+      told = true;
+      return Promise.resolve(held.port);
+    });
+    let data: { publicKey: string } | undefined;
+    try {
+      await spare.start();
+      // Asked at once, as a connect that comes while the spare is being made: before, its port was
+      // handed out as soon as it was chosen, and the session request named a port wireguard-go never held.
+      data = await service.consumerData();
+      const port = service.tunnelPortFor(data);
+      expect(told, "the spare was told the held port").to.equal(true);
+      expect(port).to.be.a("number").and.not.equal(held.port);
+      service.prepare(data);
+      const device = service.deviceFor(data.publicKey);
+      expect(device, "a device of the key pair's own").to.not.match(SPARE_DEVICE);
+      await until(() => portsOf(device).includes(port!), `its wireguard-go listening on ${port}`, 10_000);
+    } finally {
+      if (data) await service.discard(data);
+      restore();
+      held.stop();
+    }
+    // The spare that could not bind is gone; the discard made the next one.
+    await oneSpare();
+  });
+
+  it("enlarges the spare's receive buffers once more when python3 found none of its sockets, which counted as success before (review L4)", async function () {
+    await oneSpare();
+    await spare.stop();
+    const enlarge = socketBuffer.enlargeReceiveBuffers;
+    let calls = 0;
+    // The first run finds nothing (as one that ran before the bind, or between a rebind's close and open).
+    const restore = replaced(socketBuffer, "enlargeReceiveBuffers", (pid: number) => (++calls === 1 ? Promise.resolve(0) : enlarge(pid)));
+    try {
+      await spare.start();
+      await oneSpare();
+      const [made] = devices();
+      await until(() => receiveBuffers(made).length > 0 && receiveBuffers(made).every((rb) => rb >= ENLARGED), "the spare's enlarged sockets", 10_000);
+      expect(calls).to.equal(2);
+    } finally {
+      restore();
+    }
+  });
+
+  it("a connection that takes a spare whose buffers could not be enlarged enlarges them itself (review L4)", async function () {
+    await oneSpare();
+    await spare.stop();
+    const enlarge = socketBuffer.enlargeReceiveBuffers;
+    let calls = 0;
+    // Both of the spare's tries fail; what comes after (the connection's, the next spare's) runs.
+    const restore = replaced(socketBuffer, "enlargeReceiveBuffers", (pid: number) =>
+      ++calls <= 2 ? Promise.reject(new Error("python3 failed (made by the test)")) : enlarge(pid),
+    );
+    try {
+      await spare.start();
+      await oneSpare();
+      const [taken] = devices();
+      await until(() => calls >= 2, "the spare's two tries", 10_000);
+      expect(
+        receiveBuffers(taken).filter((rb) => rb >= ENLARGED),
+        "the spare left with the default buffer",
+      ).to.deep.equal([]);
+      const session = await sessions.connect({ proposal: proposal(), service });
+      try {
+        await until(
+          () => receiveBuffers(taken).length > 0 && receiveBuffers(taken).every((rb) => rb >= ENLARGED),
+          "the taken spare's enlarged sockets",
+          10_000,
+        );
+      } finally {
+        await session.destroy();
+      }
+    } finally {
+      restore();
+    }
+    await oneSpare();
   });
 
   it("is removed when the daemon stops: no device, no wireguard-go, no socket, no pid file", async function () {

@@ -14,7 +14,7 @@ import { freeUdpPort, waitHandshake } from "./handshake";
 import { enlargeReceiveBuffers } from "./socket-buffer";
 import { type SprayResult, sprayerFor, sprayerForDevice, startSprayer, type TunnelSprayer } from "./tunnel-spray";
 import { probe, WireGuardTunnel } from "./consumer-tunnel";
-import type { WireGuardSpare } from "./spare";
+import type { TakenSpare, WireGuardSpare } from "./spare";
 import { traced } from "../../log/connect-trace";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
@@ -93,28 +93,30 @@ export class WireGuardConsumerService implements ConsumerService {
     for (const [key, p] of this.#pending) if (now - p.at > PENDING_MS) void this.#release(key, p);
     const pair = generateKeyPair();
     const spare = this.o.device ? undefined : this.o.spare?.take(this.o.netns);
-    // A spare listens already (on the port it chose when it was made), its receive buffers enlarged then.
-    const pending: Pending = {
-      privateKey: pair.privateKey,
-      at: now,
-      listenPort: await (spare?.port.catch(() => freeUdpPort(this.o.netns)) ?? freeUdpPort(this.o.netns)),
-    };
-    if (spare) {
+    // A spare listens already, on the port it was made with (resolved once wireguard-go held it), its receive buffers
+    // enlarged then. One that could not bind was stopped by the spare: this key pair gets a device and port of its own.
+    const sparePort = await spare?.port.catch(() => undefined);
+    const pending: Pending = { privateKey: pair.privateKey, at: now, listenPort: sparePort ?? (await freeUdpPort(this.o.netns)) };
+    if (spare && sparePort !== undefined) {
       pending.spareDevice = spare.device;
-      pending.device = this.#configureSpare(pair.publicKey, pending, spare.process);
+      pending.device = this.#configureSpare(pair.publicKey, pending, spare);
       pending.device.catch(() => undefined); // `connect` reports it
     }
     this.#pending.set(pair.publicKey, pending);
     return { publicKey: pair.publicKey };
   }
 
-  /** The spare given this key pair's private key (its port and buffers are its own); if it failed to start, a device of the key pair's own. */
-  async #configureSpare(publicKey: string, pending: Pending, spare: Promise<WireGuardProcess | undefined>): Promise<WireGuardProcess> {
-    const process = await spare;
+  /**
+   * The spare given this key pair's private key (its port is its own; its buffers too, or, when their enlargement
+   * failed, enlarged now in the background); if it died since, a device of the key pair's own.
+   */
+  async #configureSpare(publicKey: string, pending: Pending, spare: TakenSpare): Promise<WireGuardProcess> {
+    const process = await spare.process;
     if (!process?.running) {
       pending.spareDevice = undefined;
       return this.#startDevice(publicKey, pending);
     }
+    void spare.buffers.then((enlarged) => enlarged || this.#enlargeBuffers(process, pending.listenPort));
     return this.#keyed(process, pending, false);
   }
 
@@ -192,10 +194,13 @@ export class WireGuardConsumerService implements ConsumerService {
    */
   #enlargeBuffers(process: WireGuardProcess, port: number): void {
     // Once it listens there: its answer to listen_port does not prove it (process.ts, `listening`).
-    traced(
-      "python3: receive buffers enlarged",
-      process.listening(port).then(() => enlargeReceiveBuffers(process.pid!)),
-    ).catch((err) => this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"));
+    // None of its sockets found is no success (review L4).
+    const enlarged = process.listening(port).then(async () => {
+      if ((await enlargeReceiveBuffers(process.pid!)) === 0) throw new Error("python3 found none of its UDP sockets");
+    });
+    traced("python3: receive buffers enlarged", enlarged).catch((err) =>
+      this.o.log?.warn({ err: (err as Error).message }, "could not enlarge wireguard-go's receive buffer"),
+    );
   }
 
   /**

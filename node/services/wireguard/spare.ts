@@ -25,10 +25,20 @@ export interface WireGuardSpareOptions {
 interface Making {
   netns?: string;
   device: string;
-  /** The UDP port it listens on, chosen first: the port a session request names. */
+  /**
+   * The UDP port it listens on: the port a session request names. It resolves only once wireguard-go
+   * holds a socket there (`WireGuardProcess.listening`: its answer to listen_port is no proof), and
+   * rejects when it could not bind (the spare is then stopped and dropped): a connection is never
+   * given a port its device does not receive on (review L3).
+   */
   port: Promise<number>;
   process: Promise<WireGuardProcess | undefined>;
+  /** Whether its sockets' receive buffers were enlarged (false once that failed twice, or it failed to start). */
+  buffers: Promise<boolean>;
 }
+
+/** A spare handed to a connection (`take`). */
+export type TakenSpare = Omit<Making, "netns">;
 
 /**
  * At most one wireguard-go made before any connection asks for it, so that a connection starts
@@ -72,15 +82,17 @@ export class WireGuardSpare implements ConsumerSpare {
 
   /**
    * The spare for a connection in `netns`, handed over (the caller owns it from now on: it
-   * configures and stops it), or undefined when there is none there. A spare elsewhere is stopped,
+   * configures and stops it), or undefined when there is none there. Its `port` resolves once its
+   * wireguard-go listens there (at once for a spare made long before), or rejects when it could not
+   * bind: the connection then makes a device and a port of its own. A spare elsewhere is stopped,
    * so that the next `refill` makes one where connections now go.
    */
-  take(netns: string | undefined): { device: string; port: Promise<number>; process: Promise<WireGuardProcess | undefined> } | undefined {
+  take(netns: string | undefined): TakenSpare | undefined {
     const making = this.#making;
     this.#netns = netns;
     if (!making) return undefined;
     this.#making = undefined;
-    if (making.netns === netns) return { device: making.device, port: making.port, process: making.process };
+    if (making.netns === netns) return { device: making.device, port: making.port, process: making.process, buffers: making.buffers };
     void making.process.then((p) => p?.stop());
     return undefined;
   }
@@ -91,9 +103,8 @@ export class WireGuardSpare implements ConsumerSpare {
     const netns = this.#netns;
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
     const log = this.o.log ?? silentLogger;
-    const making: Making = { netns, device, port: freeUdpPort(netns), process: Promise.resolve(undefined) };
-    making.port.catch(() => undefined); // awaited below, or by the connect that takes it (which then picks one of its own)
-    making.process = (async () => {
+    const chosen = freeUdpPort(netns);
+    const made = (async () => {
       let process: WireGuardProcess | undefined;
       try {
         fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
@@ -102,24 +113,58 @@ export class WireGuardSpare implements ConsumerSpare {
         // A throwaway key with the port: until a connection gives it the session's, wireguard-go's MAC1
         // check fails for every initiation (with no key its MAC1 key is all zeros, which anyone can
         // compute: each crafted initiation would cost a Diffie-Hellman). Review L1.
-        const port = await making.port;
+        const port = await chosen;
         await process.uapi.set({ privateKey: generateKeyPair().privateKey, listenPort: port });
-        // In the background: a connection may take the spare meanwhile (setting its key does not rebind the
-        // socket). Once it listens: its answer to listen_port does not prove that (process.ts, `listening`).
-        const enlarged = process.listening(port).then(() => enlargeReceiveBuffers(process!.pid!));
-        traced("python3: the spare's receive buffers enlarged", enlarged).catch((err) =>
-          log.warn({ err: (err as Error).message }, "could not enlarge the spare wireguard-go's receive buffer"),
-        );
-        // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it.
-        return process;
+        // Its answer errno=0 is no proof (process.ts, `listening`): a port another socket of the namespace
+        // holds would be handed out while wireguard-go listens on nothing.
+        await traced("wireguard-go: the next spare listens", process.listening(port));
+        return { process, port };
       } catch (err) {
         await process?.stop();
         log.info({ err: (err as Error).message }, "no spare WireGuard device: connections make their own");
-        if (this.#making === making) this.#making = undefined;
-        return undefined;
+        throw err;
       }
     })();
+    const making: Making = {
+      netns,
+      device,
+      port: made.then((m) => m.port),
+      process: made.then(
+        (m) => m.process,
+        () => undefined,
+      ),
+      // In the background: a connection may take the spare meanwhile (setting its key does not rebind the socket).
+      buffers: made.then(
+        (m) => this.#enlarge(m.process, log),
+        () => false,
+      ),
+    };
+    // Whoever holds it now (a connection, `take` elsewhere, `stop`) stops it; one that failed is dropped.
+    made.catch(() => {
+      if (this.#making === making) this.#making = undefined;
+    });
+    making.port.catch(() => undefined); // awaited by the connect that takes it (which then makes its own device and port)
     this.#making = making;
+  }
+
+  /**
+   * The spare's receive buffers enlarged (socket-buffer.ts). A failure, or python3 finding none of
+   * its UDP sockets (which counted as success before), is tried once more, then warned; the
+   * connection that takes such a spare enlarges them itself (review L4).
+   */
+  async #enlarge(process: WireGuardProcess, log: Logger): Promise<boolean> {
+    for (const last of [false, true]) {
+      try {
+        const count = await traced("python3: the spare's receive buffers enlarged", enlargeReceiveBuffers(process.pid!));
+        if (count > 0) return true;
+        throw new Error("python3 found none of its UDP sockets");
+      } catch (err) {
+        if (!process.running) return false; // stopped meanwhile (taken elsewhere, or the node stopping)
+        if (last) log.warn({ err: (err as Error).message }, "could not enlarge the spare wireguard-go's receive buffer");
+        else log.info({ err: (err as Error).message }, "enlarging the spare wireguard-go's receive buffer failed: once more");
+      }
+    }
+    return false;
   }
 
   async #drop(): Promise<void> {
