@@ -104,6 +104,7 @@ export class WireGuardSpare implements ConsumerSpare {
     const device = `mws${crypto.randomBytes(6).toString("hex")}`;
     const log = this.o.log ?? silentLogger;
     const chosen = freeUdpPort(netns);
+    chosen.catch(() => undefined); // awaited once wireguard-go is up
     const made = (async () => {
       let process: WireGuardProcess | undefined;
       try {
