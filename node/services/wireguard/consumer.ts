@@ -120,10 +120,15 @@ export class WireGuardConsumerService implements ConsumerService {
     return this.#keyed(process, pending, false);
   }
 
-  /** `process` given the session's private key and (`bind`) port, that socket's buffers enlarged; stopped if that fails. */
+  /**
+   * `process` given the session's private key and (`bind`) port, listening there (a port another
+   * program took since it was chosen is PORT_IN_USE here, not a handshake that never comes: review
+   * of fd0d74a, M2), that socket's buffers enlarged; stopped if that fails.
+   */
   async #keyed(process: WireGuardProcess, pending: Pending, bind = true): Promise<WireGuardProcess> {
     try {
       await traced("wireguard: the device keyed", process.uapi.set({ privateKey: pending.privateKey, ...(bind ? { listenPort: pending.listenPort } : {}) }));
+      if (bind) await traced("wireguard: the device listens", process.listening(pending.listenPort));
     } catch (err) {
       await process.stop();
       throw err;
