@@ -1,6 +1,7 @@
 import { benchDialog } from "./bench/dialog";
 import { benchDiscovery } from "./bench/discovery";
 import { benchNat } from "./bench/nat";
+import { benchNatPaths } from "./bench/nat-paths";
 import { benchPayments } from "./bench/payments";
 import { benchTunnel } from "./bench/tunnel";
 import { benchShaping } from "./bench/shaping";
@@ -22,6 +23,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   relay: benchRelay,
   quality: benchQuality,
   nat: async () => void (await benchNat()),
+  "nat-paths": async () => void (await benchNatPaths()),
 };
 
 async function main() {

@@ -15,112 +15,17 @@ import { watchConnect } from "./nat-debug";
 import { connectTimeline, TIMELINE, timelineP50 } from "./nat-timeline";
 import { IPERF, CURL, iperfServer } from "./tunnel-measure";
 import { nowMs, round, summarize, writeResults } from "./stats";
+import {
+  type BenchProviderKind,
+  FORWARDED_BASELINE,
+  NAT_BENCH_CASES,
+  type NatBenchCase,
+  type NatCellResult,
+  selectedNatCases,
+  TRACKING_BASELINE,
+} from "./nat-cells";
 
-/**
- * One cell of the benchmark: a provider behind `provider`, a consumer behind `consumer` (or on the
- * provider's own LAN), buying `service`. Cells with the same provider kind share one topology.
- * More cells (a relayed pair, say) are one entry each in NAT_BENCH_CASES, or given to `benchNat`.
- */
-export interface NatBenchCase {
-  /** The row's name in the report. */
-  name: string;
-  provider: NatKind;
-  consumer: NatKind | "same-router";
-  /** Default "wireguard". */
-  service?: "wireguard" | "openvpn";
-  /** The tunnel paths this cell should take (connect's `path.tunnel`); another is reported as unexpected, not hidden. */
-  expectPath?: string[];
-  /** Measure throughput through this cell's tunnel: "baseline" is the one others are compared with. */
-  throughput?: "baseline" | "compare";
-  /** Extra environment for the consumer's node (settings a relayed cell needs, say). */
-  consumerEnv?: NodeJS.ProcessEnv;
-  /** Extra environment for the provider's node. */
-  providerEnv?: NodeJS.ProcessEnv;
-  /** A public relay node sells `relay` (port 443, no bandwidth limit) in this cell's topology. */
-  relay?: boolean;
-  /** The cell whose throughput this one's is compared with (the same pair's direct path). Default: the baseline. */
-  compareWith?: string;
-  /**
-   * A public provider only: its router (g, which routes to it without NAT, the hops of a home router) also runs a home
-   * router's conntrack and NAT table for the cell, translating nothing of the provider's: the second baseline, which
-   * carries what a NAT router's own work costs the shared CPU (docs/direct-channel.md, "Throughput on a punched path").
-   */
-  routerTracks?: boolean;
-}
-
-/**
- * The cells measured by default: the provider public, behind an endpoint-independent router, behind a
- * UPnP router, and on the consumer's own LAN; and two that need a relay (issue 29): a consumer whose
- * network drops all UDP (TURN over TLS on 443), and symmetric × symmetric (TURN over UDP).
- */
-/** The second baseline's name (`routerTracks`): the punched cells' throughput is also given against it. */
-const TRACKING_BASELINE = "public provider, its router tracking connections as a NAT router does (nothing translated) × home consumer (eim)";
-
-export const NAT_BENCH_CASES: NatBenchCase[] = [
-  { name: "public provider × home consumer (eim)", provider: "public", consumer: "eim", expectPath: ["public"], throughput: "baseline" },
-  {
-    name: TRACKING_BASELINE,
-    provider: "public",
-    consumer: "eim",
-    expectPath: ["public"],
-    throughput: "compare",
-    routerTracks: true,
-  },
-  { name: "provider behind an eim router × home consumer (eim)", provider: "eim", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
-  // The punched eim cell's fair baseline: the same routers (the provider's home router crossed on the way in and out,
-  // both NATing), the tunnel at a port the router maps instead of one punched (docs/direct-channel.md, "Throughput").
-  { name: "provider behind a UPnP router × home consumer (eim)", provider: "upnp", consumer: "eim", expectPath: ["mapped", "punched"], throughput: "compare" },
-  { name: "provider and consumer behind the same router", provider: "eim", consumer: "same-router", expectPath: ["local"] },
-  {
-    name: "provider behind an eim router × consumer whose network drops all UDP (relayed over TLS/443)",
-    provider: "eim",
-    consumer: "udp-blocked",
-    expectPath: ["relayed"],
-    throughput: "compare",
-    relay: true,
-    compareWith: "provider behind an eim router × home consumer (eim)",
-  },
-  // The tunnels meet by a birthday search (node/services/wireguard/punch-route.ts): no relay, no user-space copy.
-  { name: "provider behind a symmetric router × home consumer (eim)", provider: "symmetric", consumer: "eim", expectPath: ["punched"], throughput: "compare" },
-  {
-    name: "provider behind a symmetric router × consumer behind a carrier-grade NAT",
-    provider: "symmetric",
-    consumer: "cgnat",
-    expectPath: ["punched"],
-  },
-  {
-    name: "provider behind a symmetric router × consumer behind another (relayed over UDP)",
-    provider: "symmetric",
-    consumer: "symmetric",
-    expectPath: ["relayed"],
-    throughput: "compare",
-    relay: true,
-  },
-];
-
-export interface NatCellResult {
-  name: string;
-  provider: NatKind;
-  consumer: NatKind | "same-router";
-  service: string;
-  /** connect → first byte as a user sees it (the `myst connect` process started to the first byte through the tunnel), without the CLI's own start-up. */
-  connectToFirstByteMs?: ReturnType<typeof summarize>;
-  /** The node's own phases (from `connect --json`): discovery, negotiation, tunnel, confirm. */
-  phasesMs?: Record<string, ReturnType<typeof summarize>>;
-  /** With `BENCH_NAT_TIMELINE=1`: each event both nodes logged, p50 ms after `myst connect` started (nat-timeline.ts). */
-  timelineMs?: Record<string, { p50: number; n: number }>;
-  /** The paths taken (`path.tunnel` / `path.channel`), with how often. */
-  paths: Record<string, number>;
-  unexpectedPaths: number;
-  failures: string[];
-  throughputMbps?: number;
-  /**
-   * CPU time (ms) each daemon's node process used while iperf3 ran through the tunnel. No tunnel packet
-   * passes through either (wireguard-go and the kernel carry them): a user-space copy would cost one of
-   * them most of a core for the run, not the few milliseconds of keepalives.
-   */
-  daemonCpuMs?: { provider: number; consumer: number };
-}
+export { NAT_BENCH_CASES, type NatBenchCase, type NatCellResult, selectedNatCases } from "./nat-cells";
 
 /** CPU time (user + system, ms) process `pid` used so far: /proc/<pid>/stat, in USER_HZ ticks (100 a second on Linux). */
 function cpuMs(pid: number | undefined): number {
@@ -131,19 +36,6 @@ function cpuMs(pid: number | undefined): number {
     .slice(11, 13)
     .map(Number);
   return (utime + stime) * 10;
-}
-
-/**
- * The cells of this run: `BENCH_NAT_CELLS` names some as provider×consumer (`symmetric×eim,upnp×eim`);
- * the baseline is always measured (the others are compared with it). Default: all.
- */
-export function selectedNatCases(list = process.env.BENCH_NAT_CELLS): NatBenchCase[] {
-  if (!list) return NAT_BENCH_CASES;
-  const wanted = new Set(list.split(",").map((c) => c.trim().replace("x", "×")));
-  const known = new Set(NAT_BENCH_CASES.map((c) => `${c.provider}×${c.consumer}`));
-  const unknown = [...wanted].filter((w) => !known.has(w));
-  if (unknown.length) throw new Error(`BENCH_NAT_CELLS: no cell ${unknown.join(", ")} (cells: ${[...known].join(", ")})`);
-  return NAT_BENCH_CASES.filter((c) => c.provider === "public" || wanted.has(`${c.provider}×${c.consumer}`));
 }
 
 /**
@@ -246,7 +138,7 @@ export async function benchNat(cases: NatBenchCase[] = selectedNatCases()): Prom
 }
 
 async function benchTopology(
-  providerKind: NatKind,
+  providerKind: BenchProviderKind,
   cells: NatBenchCase[],
   o: { base: NodeJS.ProcessEnv; tag: string; dirOf: (who: string) => string; connects: number; seconds: number },
 ): Promise<NatCellResult[]> {
@@ -258,7 +150,11 @@ async function benchTopology(
     tag: o.tag,
     consumers: consumerKinds.length,
     relays: cells.some((c) => c.relay) ? 1 : 0,
-    nat: { provider: providerKind, consumer: consumerKinds, sameRouter },
+    // A forwarded port: the same eim home router, every inbound port forwarded to the provider.
+    nat:
+      providerKind === "forwarded"
+        ? { provider: "eim", forwardedProviders: [1], consumer: consumerKinds }
+        : { provider: providerKind, consumer: consumerKinds, sameRouter },
   });
   const nat = topology.nat!;
   const stops: (() => Promise<unknown>)[] = [() => topology.down()];
@@ -446,8 +342,10 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
       .join(", ");
     // A relayed cell's aim is its own (issue 29: ≤ 1.5 s from connect to first byte), not the punched ≤ 2×.
     const relayedCell = NAT_BENCH_CASES.find((k) => k.name === r.name)?.expectPath?.includes("relayed");
-    const tracks = NAT_BENCH_CASES.find((k) => k.name === r.name)?.routerTracks;
-    const aim = relayedCell ? `aim ≤ ${RELAYED_CONNECT_AIM_MS} ms` : tracks ? "a second baseline, not punched" : "aim ≤ 2×";
+    const baselineAim = { [TRACKING_BASELINE]: "a second baseline, not punched", [FORWARDED_BASELINE]: "a third baseline, a forwarded port: not punched" }[
+      r.name
+    ];
+    const aim = relayedCell ? `aim ≤ ${RELAYED_CONNECT_AIM_MS} ms` : (baselineAim ?? "aim ≤ 2×");
     const ratio = c && baseP50 && r !== baseline ? `${round(c.p50 / baseP50, 2)}× p50 (${aim})` : r === baseline ? "1× (baseline)" : "";
     const paths = Object.entries(r.paths)
       .map(([p, n]) => `${p} ×${n}`)
@@ -458,19 +356,37 @@ function report(results: NatCellResult[], connects: number, seconds: number): vo
   }
   const through = results.filter((r) => r.throughputMbps !== undefined);
   const base = baseline?.throughputMbps;
+  const tracking = through.find((t) => t.name === TRACKING_BASELINE);
+  const forwarded = through.find((t) => t.name === FORWARDED_BASELINE);
   for (const r of through) {
     const cell = NAT_BENCH_CASES.find((c) => c.name === r.name);
     const other = cell?.compareWith ? through.find((t) => t.name === cell.compareWith) : undefined;
+    const of = (b: NatCellResult | undefined) => (b ? round(r.throughputMbps! / b.throughputMbps!, 3) : undefined);
+    const isBaseline = r === baseline || r === tracking || r === forwarded;
     // A relayed cell: aim ≥ 0.5× the same pair's direct path (issue 29); a punched one: ≥ 0.95× the public provider.
-    const tracking = through.find((t) => t.name === TRACKING_BASELINE);
-    // Beside the public provider's ratio, a punched cell's against the provider whose router tracks as a NAT router does.
-    const besides =
-      tracking && r !== tracking && !cell?.relay && !other ? `; ${round(r.throughputMbps! / tracking.throughputMbps!, 3)}× the tracking router's` : "";
+    // Beside a punched cell's ratio (never instead of it), the same against the other two baselines: the provider whose
+    // router tracks as a NAT router does, and the one behind the same home router reached at a forwarded port.
+    const aim = other ? 0.5 : isBaseline ? undefined : cell?.relay ? 0.5 : 0.95;
+    r.throughputRatio = other
+      ? { vsSamePairDirect: of(other), aim }
+      : {
+          vsPublicProvider: of(baseline),
+          aim,
+          ...(isBaseline || cell?.relay ? {} : { vsTrackingRouter: of(tracking), vsForwardedPort: of(forwarded) }),
+        };
+    const t = r.throughputRatio;
+    const besides = [
+      t.vsTrackingRouter !== undefined ? `${t.vsTrackingRouter}× the tracking router's` : "",
+      t.vsForwardedPort !== undefined ? `${t.vsForwardedPort}× the forwarded port's (the same home router, not punched)` : "",
+    ]
+      .filter(Boolean)
+      .map((b) => `; ${b}`)
+      .join("");
     const ratio = other
-      ? `${round(r.throughputMbps! / other.throughputMbps!, 3)}× the same pair direct (aim ≥ 0.5)`
+      ? `${t.vsSamePairDirect}× the same pair direct (aim ≥ 0.5)`
       : r === baseline || !base
         ? "1× (baseline)"
-        : `${round(r.throughputMbps! / base, 3)}× (aim ≥ ${cell?.relay ? "0.5" : "0.95"})${besides}`;
+        : `${t.vsPublicProvider}× ${aim ? `(aim ≥ ${aim})` : "(a baseline: no aim)"}${besides}`;
     const cpu = r.daemonCpuMs ? `daemons' CPU during it: provider ${r.daemonCpuMs.provider} ms, consumer ${r.daemonCpuMs.consumer} ms` : "";
     rows.push([`iperf3 through the tunnel, ${r.name} (Mbit/s)`, String(r.throughputMbps), cpu, Object.keys(r.paths)[0] ?? "", ratio]);
   }

@@ -49,6 +49,11 @@ export interface NatOptions {
   thirdProvider?: Exclude<NatKind, "public">;
   /** Every NAT router's UDP conntrack timeout (`nf_conntrack_udp_timeout` and `_stream`), in seconds (kernel defaults: 30 and 120). */
   udpTimeoutSeconds?: number;
+  /**
+   * The providers (1: the first, 2, 3) whose `eim` home router forwards every inbound port to them (a "DMZ host", as the
+   * demo's gateway does): a provider public by a forwarded port, behind the same masquerade and LAN bridge as a punched one.
+   */
+  forwardedProviders?: (1 | 2 | 3)[];
 }
 
 export interface HomeUplink {
@@ -73,6 +78,8 @@ export interface HomePlan {
   publicAddress: string;
   /** `cgnat-upnp`: the public address miniupnpd is told it has (`ext_ip`), which is not what the internet sees. */
   upnpClaimedAddress?: string;
+  /** Every inbound port of the router's WAN address is forwarded to this host of its LAN (`forwardedProviders`). */
+  dmzHost?: string;
   uplink: HomeUplink;
 }
 
@@ -111,11 +118,14 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
   if (sameRouter && providerKind === "public") throw new Error("topologyUp: sameRouter needs a provider behind a home router");
   if (options.udpTimeoutSeconds !== undefined && !(Number.isInteger(options.udpTimeoutSeconds) && options.udpTimeoutSeconds > 0))
     throw new Error("topologyUp: nat.udpTimeoutSeconds must be a positive whole number");
+  const providerKinds = [providerKind, options.secondProvider, options.thirdProvider];
+  for (const n of options.forwardedProviders ?? [])
+    if (providerKinds[n - 1] !== "eim") throw new Error(`topologyUp: nat.forwardedProviders names provider ${n}, whose home router is not "eim"`);
 
   const home = (
     kind: Exclude<NatKind, "public">,
     names: { router: string; carrier: string },
-    addresses: { lan: string; carrierLan: string; upnp: string; claimed: string; wan: string; wanVia: string; routerCidr?: string },
+    addresses: { lan: string; carrierLan: string; upnp: string; claimed: string; wan: string; wanVia: string; routerCidr?: string; dmz?: boolean },
   ): HomePlan => {
     const carrier = kind === "cgnat" || kind === "cgnat-upnp";
     // A UPnP router needs a WAN address miniupnpd accepts: its own link from the ISP's router, in 11.0.0.0/8.
@@ -131,6 +141,7 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
       carrierLan: carrier ? addresses.carrierLan : undefined,
       publicAddress: kind === "upnp" ? `${addresses.upnp}.2` : addresses.wan,
       upnpClaimedAddress: kind === "cgnat-upnp" ? addresses.claimed : undefined,
+      dmzHost: addresses.dmz ? `${addresses.lan}.2` : undefined,
       uplink,
     };
   };
@@ -149,6 +160,7 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
             wan: "198.18.3.2",
             wanVia: "198.18.3.1",
             routerCidr: "198.18.3.1/24",
+            dmz: options.forwardedProviders?.includes(1),
           },
         );
   const secondProviderHome = options.secondProvider
@@ -163,6 +175,7 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
           wan: "198.18.4.2",
           wanVia: "198.18.4.1",
           routerCidr: "198.18.4.1/24",
+          dmz: options.forwardedProviders?.includes(2),
         },
       )
     : undefined;
@@ -178,6 +191,7 @@ export function natPlan(options: NatOptions, consumerCount: number, ns: (name: s
           wan: "198.18.5.2",
           wanVia: "198.18.5.1",
           routerCidr: "198.18.5.1/24",
+          dmz: options.forwardedProviders?.includes(3),
         },
       )
     : undefined;
@@ -234,8 +248,9 @@ const SERVICES_HOST = "198.18.9.2";
  * Source NAT of `source` out of wan0: endpoint-independent, or a new port per destination with
  * `fullyRandom`; a `udp-blocked` router lets no UDP out but DNS; a `tcp443-only` one lets out only
  * DNS, TCP to port 443 and the services host (everything else dropped, as a firewall does: no reset).
+ * With `dmzHost`, every datagram and connection arriving on wan0 is forwarded to that host (a port forward of all ports).
  */
-export function masqueradeRules(source: string, fullyRandom: boolean, kind?: NatKind): string {
+export function masqueradeRules(source: string, fullyRandom: boolean, kind?: NatKind, dmzHost?: string): string {
   const filters: Partial<Record<NatKind, string>> = {
     "udp-blocked": `    oifname "wan0" meta l4proto udp udp dport != 53 drop
 `,
@@ -257,7 +272,7 @@ ${filter}  }
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan0" ip saddr ${source} masquerade${fullyRandom ? " fully-random" : ""}
   }
-${forward}${WAN_INPUT}
+${dmzHost ? `  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname "wan0" dnat to ${dmzHost}\n  }\n` : ""}${forward}${WAN_INPUT}
 }
 `;
 }

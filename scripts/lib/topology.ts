@@ -252,7 +252,7 @@ export async function topologyUp(options: TopologyOptions = {}): Promise<Topolog
         ip("-n", h, "route", "add", "default", "via", `${home.lan}.1`);
       });
       if (home.kind === "upnp" || home.kind === "cgnat-upnp") children.push(await startMiniupnpd(home, logs));
-      else nft(home.router, masqueradeRules(`${home.lan}.0/24`, home.kind === "symmetric", home.kind));
+      else nft(home.router, masqueradeRules(`${home.lan}.0/24`, home.kind === "symmetric", home.kind, home.dmzHost));
     };
 
     // The router: the consumers' LAN (a bridge), the internet host's link, the provider gateway's link.
