@@ -6,7 +6,7 @@
 //   p2  behind an eim home router (g2: masquerade, LAN bridge, no port forwarded): reached by a hole punch;
 //   p3  behind the same kind of home router (g3) that forwards every port to it (a DMZ host, as the demo's provider
 //       is public): reached at its forwarded port, with no STUN server set (its proposal names its public address).
-// Variants (BENCH_NAT_PATHS, default all), each one upload (iperf3, consumer → internet host, BENCH_SECONDS, default
+// Variants (BENCH_NAT_PATHS, default all but symmetric), each one upload (iperf3, consumer → internet host, BENCH_SECONDS, default
 // 10) through a fresh `myst connect <provider>`:
 //   public           p1
 //   public+bridge    p1, its router's LAN side moved behind a bridge as a home router's is (undone after)
@@ -21,10 +21,13 @@
 // Each round (BENCH_ROUNDS, default 4) runs `public` first, then the others in an order that turns round by round. For
 // each run: Mbit/s, TCP retransmits, UDP receive-buffer drops in the provider's and the consumer's namespaces, and the
 // whole machine's busy CPU (/proc/stat) per Gbit carried. At the end, per variant: mean Mbit/s and the median of the
-// rounds' ratios to `public`. With BENCH_NAT_PATHS_PERF=<dir>, `perf record -a` samples the whole machine during each
+// rounds' ratios to `public`. A connect that fails is recorded, the consumer's log so far saved to a file it names
+// (MYST_LOG_LEVEL=info for more than warnings), and the round goes on. With BENCH_NAT_PATHS_PERF=<dir>, `perf record -a` samples the whole machine during each
 // upload into <dir>/<variant>-<round>.data (`perf report -i … --sort sym` shows where the CPU went; it costs throughput).
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { stopChild, freePort, startLocalChain } from "../lib/local-chain";
 import { buildCli, cliEnv, depositWithCli, myst, mystBackground, registerWithCli, startCliDiscovery } from "../lib/myst-cli";
 import { startNatsServer } from "../lib/nats-server";
@@ -200,7 +203,11 @@ export async function benchNatPaths(): Promise<PathRun[]> {
     const nat = t.nat!;
     const iperfd = iperfServer(t.internet, t.internetAddress);
     stops.push(() => stopChild(iperfd));
-    const machine = { ...(await onConsumerMachine(t, base)), MYST_STUN_SERVERS: nat.stunServers.join(",") };
+    const machine = {
+      ...(await onConsumerMachine(t, base)),
+      MYST_STUN_SERVERS: nat.stunServers.join(","),
+      MYST_LOG_LEVEL: process.env.MYST_LOG_LEVEL ?? "warn",
+    };
     const bridgeNf = run(`myst-${tag}-g2`, ["/usr/sbin/sysctl", "-n", "net.bridge.bridge-nf-call-iptables"]).trim();
     console.log(`net.bridge.bridge-nf-call-iptables in the home routers: ${bridgeNf}`);
 
@@ -245,11 +252,14 @@ export async function benchNatPaths(): Promise<PathRun[]> {
         try {
           const r = await myst(["connect", providerIds[PROVIDER_OF[variant]], "--service", "wireguard", "--json"], cEnv, 120_000, { netns: consumerNs });
           if (r.code !== 0) {
-            failures.push(`round ${n + 1}, ${variant}: myst connect: ${r.stderr.trim().split("\n").pop()}`);
+            // The consumer's log so far (MYST_LOG_LEVEL=info for more than warnings) kept for a look at why.
+            const log = path.join(os.tmpdir(), `myst-bench-natpaths-failed-${Date.now()}.log`);
+            fs.writeFileSync(log, consumer.output());
+            failures.push(`round ${n + 1}, ${variant}: myst connect: ${r.stderr.trim().split("\n").pop()} (the consumer's log: ${log})`);
             console.log(failures.at(-1));
             continue;
           }
-          const path = JSON.parse(r.stdout).path?.tunnel ?? "?";
+          const taken = JSON.parse(r.stdout).path?.tunnel ?? "?";
           const drops = [rcvbufErrors(provider), rcvbufErrors(consumerNs)];
           const perfDir = process.env.BENCH_NAT_PATHS_PERF;
           const perfArgs = ["record", "-a", "-F", "499", "-o", `${perfDir}/${variant}-${n + 1}.data`, "--", "sleep", String(Math.max(seconds - 2, 1))];
@@ -267,7 +277,7 @@ export async function benchNatPaths(): Promise<PathRun[]> {
             rcvbufDrops: { provider: rcvbufErrors(provider) - drops[0], consumer: rcvbufErrors(consumerNs) - drops[1] },
             cpuMsPerGbit: round(busyMs / ((mbps * seconds) / 1000), 0),
             softirqShare: round((cpu1.softirq - cpu0.softirq) / Math.max(cpu1.busy - cpu0.busy, 1), 3),
-            path,
+            path: taken,
             punchTable: hasPunchTable(provider),
           };
           runs.push(result);
