@@ -18,6 +18,7 @@
 //   forwarded        p3
 //   symmetric        only when named (instead of forwarded): p3 behind a symmetric router (`masquerade fully-random`),
 //                    reached by the birthday search, its tunnel's packets crossing the provider's myst_punch table
+//   symmetric-noraw  the same, myst_punch's two raw-hook chains emptied once the tunnels met (its NAT kept)
 // Each round (BENCH_ROUNDS, default 4) runs `public` first, then the others in an order that turns round by round. For
 // each run: Mbit/s, TCP retransmits, UDP receive-buffer drops in the provider's and the consumer's namespaces, and the
 // whole machine's busy CPU (/proc/stat) per Gbit carried. At the end, per variant: mean Mbit/s and the median of the
@@ -38,7 +39,7 @@ import { until } from "../lib/until";
 import { IPERF, iperfServer } from "./tunnel-measure";
 import { round, writeResults } from "./stats";
 
-const VARIANTS = ["public", "public+bridge", "punched", "punched-bridge", "punched-brnf", "forwarded", "symmetric"] as const;
+const VARIANTS = ["public", "public+bridge", "punched", "punched-bridge", "punched-brnf", "forwarded", "symmetric", "symmetric-noraw"] as const;
 type Variant = (typeof VARIANTS)[number];
 /** Which provider (index into topology.providers) each variant buys from. */
 const PROVIDER_OF: Record<Variant, number> = {
@@ -49,6 +50,7 @@ const PROVIDER_OF: Record<Variant, number> = {
   "punched-brnf": 1,
   forwarded: 2,
   symmetric: 2,
+  "symmetric-noraw": 2,
 };
 
 export interface PathRun {
@@ -150,11 +152,11 @@ function reshape(t: Topology, variant: Variant, action: "do" | "undo"): void {
 }
 
 function selectedVariants(list = process.env.BENCH_NAT_PATHS): Variant[] {
-  if (!list) return VARIANTS.filter((v) => v !== "symmetric");
+  if (!list) return VARIANTS.filter((v) => !v.startsWith("symmetric"));
   const wanted = list.split(",").map((v) => v.trim());
   const unknown = wanted.filter((w) => !(VARIANTS as readonly string[]).includes(w));
   if (unknown.length) throw new Error(`BENCH_NAT_PATHS: no variant ${unknown.join(", ")} (variants: ${VARIANTS.join(", ")})`);
-  if (wanted.includes("symmetric") && wanted.includes("forwarded"))
+  if (wanted.some((w) => w.startsWith("symmetric")) && wanted.includes("forwarded"))
     throw new Error("BENCH_NAT_PATHS: symmetric and forwarded are the same third provider: name one");
   return ["public", ...(wanted as Variant[]).filter((v) => v !== "public")];
 }
@@ -195,7 +197,7 @@ export async function benchNatPaths(): Promise<PathRun[]> {
       tag,
       consumers: 1,
       providers: 3,
-      nat: variants.includes("symmetric")
+      nat: variants.some((v) => v.startsWith("symmetric"))
         ? { provider: "public", secondProvider: "eim", thirdProvider: "symmetric", consumer: "eim" }
         : { provider: "public", secondProvider: "eim", thirdProvider: "eim", forwardedProviders: [3], consumer: "eim" },
     });
@@ -213,7 +215,7 @@ export async function benchNatPaths(): Promise<PathRun[]> {
 
     for (const [i, netns] of t.providers.entries()) {
       // The forwarded provider measures nothing: its proposal names its router's address and the forwarded port.
-      const env = { ...machine, MYST_DATA_DIR: dirs[i].dir, ...(i === 2 && !variants.includes("symmetric") ? { MYST_STUN_SERVERS: "" } : {}) };
+      const env = { ...machine, MYST_DATA_DIR: dirs[i].dir, ...(i === 2 && !variants.some((v) => v.startsWith("symmetric")) ? { MYST_STUN_SERVERS: "" } : {}) };
       const daemon = mystBackground(["daemon", "--api-port", "0"], env, { netns });
       stops.push(() => daemon.stop());
       await until(() => daemon.output().includes("REST API:") || daemon.child.exitCode !== null, `provider ${i + 1}'s daemon to listen`, 60_000);
@@ -260,6 +262,12 @@ export async function benchNatPaths(): Promise<PathRun[]> {
             continue;
           }
           const taken = JSON.parse(r.stdout).path?.tunnel ?? "?";
+          // The met session's raw-hook rules (punch-route.ts: `notrack` for probing ports, an empty set once met) taken
+          // out for this upload; the table goes with the session at the disconnect.
+          if (variant === "symmetric-noraw" && hasPunchTable(provider))
+            execFileSync("/usr/sbin/ip", ["netns", "exec", provider, "/usr/sbin/nft", "-f", "-"], {
+              input: "flush chain ip myst_punch raw_out\nflush chain ip myst_punch raw_in\n",
+            });
           const drops = [rcvbufErrors(provider), rcvbufErrors(consumerNs)];
           const perfDir = process.env.BENCH_NAT_PATHS_PERF;
           const perfArgs = ["record", "-a", "-F", "499", "-o", `${perfDir}/${variant}-${n + 1}.data`, "--", "sleep", String(Math.max(seconds - 2, 1))];
