@@ -157,6 +157,14 @@ export class ReachabilityMonitor {
   async #measureOnce(): Promise<void> {
     const socket = this.#socket;
     if (!socket) return;
+    // Looked at all along, not only at the end: a connect whose kill switch held the traffic for part
+    // of the measurement and was gone by its end (a short session, a failed connect) left a
+    // measurement that saw nothing kept as "UDP gets nothing back here", and every later connect
+    // failed with that until the 10-minute recheck (s10's nat-paths bench: 18 connects in a row).
+    let heldMeanwhile = false;
+    const look = setInterval(() => {
+      if (this.#o.tunnelled?.()) heldMeanwhile = true;
+    }, TUNNEL_LOOK_MS);
     try {
       const r = await measureReachability({
         stunServers: this.#o.stunServers,
@@ -167,7 +175,7 @@ export class ReachabilityMonitor {
       });
       if (this.#stopped) return;
       // A tunnel came up (or its kill switch armed) while it measured: what it saw is not this network.
-      if (this.#o.tunnelled?.()) return void this.#owe();
+      if (heldMeanwhile || this.#o.tunnelled?.()) return void this.#owe();
       const before = this.#current;
       this.#current = r;
       this.#o.log?.info({ mapping: r.mapping, filtering: r.filtering, contacts: r.contacts, summary: r.summary }, "reachability measured");
@@ -175,6 +183,8 @@ export class ReachabilityMonitor {
       await this.#mapServicePorts();
     } catch (err) {
       this.#o.log?.warn({ err }, "could not measure reachability");
+    } finally {
+      clearInterval(look);
     }
   }
 
@@ -248,6 +258,9 @@ export class ReachabilityMonitor {
 }
 
 const portKey = (port: number, protocol: string) => `${protocol}/${port}`;
+/** How often a measurement looks whether a tunnel or kill switch holds this machine's traffic (one holds it for tens of ms at the least). */
+const TUNNEL_LOOK_MS = 5;
+
 const advertised = (r: Reachability) => JSON.stringify([r.mapping, r.filtering, r.contacts, r.summary]);
 /**
  * This machine's IPv4 addresses that say which network it is on: not loopback, and not a tunnel

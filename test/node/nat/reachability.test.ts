@@ -299,6 +299,42 @@ describe("the reachability monitor", function () {
     }
   });
 
+  it("does not keep a measurement during which a kill switch held this machine's traffic for a while, even when it no longer did by the end", async function () {
+    let tunnelled = false;
+    let silent = false;
+    const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false, silent: () => silent });
+    const monitor = new ReachabilityMonitor({
+      stunServers: [servers.primary],
+      portMapping: false,
+      port: 0,
+      measure: { stun: { rtoMs: 50, requests: 2, lastWaitFactor: 2 }, filteringProbe: { rtoMs: 50, requests: 2, lastWaitFactor: 2 } },
+      watchMs: 20,
+      tunnelled: () => tunnelled,
+    });
+    try {
+      const measured = new Promise<Reachability>((resolve) => monitor.onChange(resolve));
+      await monitor.start();
+      const first = await measured;
+      // A short session inside one measurement (about 150 ms here): its kill switch holds the traffic
+      // (no STUN answer comes back) for 40 ms, and is gone well before the measurement ends.
+      silent = true;
+      const during = monitor.measure();
+      await new Promise((r) => setTimeout(r, 10));
+      tunnelled = true;
+      await new Promise((r) => setTimeout(r, 40));
+      tunnelled = false;
+      await during;
+      expect(monitor.view()).to.deep.include({ state: "measured", mapping: "endpoint-independent", contacts: first.contacts });
+      // Measured again once nothing holds the traffic.
+      silent = false;
+      await until(() => monitor.current()!.measuredAt > first.measuredAt, "a measurement after the session", 5_000, 10);
+      expect(monitor.view()).to.deep.include({ state: "measured", mapping: "endpoint-independent", contacts: first.contacts });
+    } finally {
+      await monitor.stop();
+      await servers.close();
+    }
+  });
+
   it("keeps a service's own port mapped on a router whose mappings lead somewhere (OpenVPN's), and gives it back when released", async function () {
     const servers = await natLikeServers({ mappedFor: () => ({ address: "198.51.100.7", port: 40000 }), letsIn: () => false });
     const mapper = new FakeMapper((port) => ({ ...routerMapping(port, "198.51.100.7"), externalPort: port === 1194 ? 1194 : 41000 }));
