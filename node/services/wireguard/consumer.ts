@@ -36,6 +36,8 @@ interface Pending {
   sprayer?: Promise<TunnelSprayer | undefined>;
   /** The sender that took the spray's datagrams: stopped once the tunnels met (what is left of the spray would be wasted). */
   spraying?: TunnelSprayer;
+  /** Whether the device made for this key pair listens on `listenPort` (`WireGuardProcess.listening`), awaited before the peer is set. */
+  listens?: { process: WireGuardProcess; done: Promise<void> };
 }
 
 /** The public key in a consumerData this service made. */
@@ -121,19 +123,25 @@ export class WireGuardConsumerService implements ConsumerService {
   }
 
   /**
-   * `process` given the session's private key and (`bind`) port, listening there (a port another
-   * program took since it was chosen is PORT_IN_USE here, not a handshake that never comes: review
-   * of fd0d74a, M2), that socket's buffers enlarged; stopped if that fails.
+   * `process` given the session's private key and (`bind`) port, that socket's buffers enlarged;
+   * stopped if that fails. Whether it listens on that port (`pending.listens`) is awaited by
+   * `connect` beside its routes, before the provider is set as peer: a port another program took
+   * since it was chosen is then PORT_IN_USE, not a handshake that never comes (review of fd0d74a,
+   * M2), and the device is not held back meanwhile (it is the connect path: review of s10-spare, M1).
    */
   async #keyed(process: WireGuardProcess, pending: Pending, bind = true): Promise<WireGuardProcess> {
     try {
       await traced("wireguard: the device keyed", process.uapi.set({ privateKey: pending.privateKey, ...(bind ? { listenPort: pending.listenPort } : {}) }));
-      if (bind) await traced("wireguard: the device listens", process.listening(pending.listenPort));
     } catch (err) {
       await process.stop();
       throw err;
     }
-    if (bind) this.#enlargeBuffers(process, pending.listenPort);
+    if (bind) {
+      const listens = process.listening(pending.listenPort);
+      listens.catch(() => undefined); // awaited by `connect`
+      pending.listens = { process, done: listens };
+      this.#enlargeBuffers(process, pending.listenPort, listens);
+    }
     return process;
   }
 
@@ -197,10 +205,10 @@ export class WireGuardConsumerService implements ConsumerService {
    * The receive buffers are enlarged in the background: python's start-up (30-100 ms) would
    * otherwise delay the tunnel, and the default buffer holds the first few hundred KiB.
    */
-  #enlargeBuffers(process: WireGuardProcess, port: number): void {
+  #enlargeBuffers(process: WireGuardProcess, port: number, listens = process.listening(port)): void {
     // Once it listens there: its answer to listen_port does not prove it (process.ts, `listening`).
     // None of its sockets found is no success (review L4).
-    const enlarged = process.listening(port).then(async () => {
+    const enlarged = listens.then(async () => {
       if ((await enlargeReceiveBuffers(process.pid!)) === 0) throw new Error("python3 found none of its UDP sockets");
     });
     traced("python3: receive buffers enlarged", enlarged).catch((err) =>
@@ -378,6 +386,9 @@ export class WireGuardConsumerService implements ConsumerService {
       const peer = async () => {
         // Nothing is sent (not even the handshake) before the kill switch is armed.
         await guard?.armed;
+        // On the port the session request named (unless the tunnel takes a probe's port now).
+        if (pending.listens?.process === process && (listenPort === undefined || listenPort === pending.listenPort))
+          await traced("wireguard: the device listens", pending.listens.done);
         await traced(
           "wireguard: the provider set as peer",
           process.uapi.set({
