@@ -58,7 +58,11 @@ export const checkDirectOffer = TypeCompiler.Compile(DirectOfferSchema);
 /**
  * A peer's candidates, fenced: real IPv4 addresses only (the channel is IPv4 for now), no
  * loopback, multicast, broadcast or unspecified address — nothing that turns our probes against
- * this host or a whole network — and each at most once.
+ * this host or a whole network — and each at most once. An internet candidate (mapped, public,
+ * reflexive) in a private or shared range (RFC 1918, RFC 6598) is no internet address: the peer
+ * labelled it so, and the birthday search would spray 4,096 datagrams at it (and the hard side
+ * probe it from 256 sockets) — a host of the peer's choosing on this node's own LAN. Only a LAN
+ * candidate (`local`) may be private; it is probed from one socket (review of s7, finding 1).
  */
 export function usableCandidates(candidates: Candidate[], o: { allowLoopback?: boolean } = {}): Candidate[] {
   const seen = new Set<string>();
@@ -66,6 +70,7 @@ export function usableCandidates(candidates: Candidate[], o: { allowLoopback?: b
     const key = `${c.address}:${c.port}`;
     if (seen.has(key) || isIP(c.address) !== 4) return false;
     if (!routable(c.address) && !(o.allowLoopback && c.address.startsWith("127."))) return false;
+    if (c.kind !== "local" && isPrivate(c.address)) return false;
     seen.add(key);
     return true;
   });

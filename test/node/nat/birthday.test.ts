@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { HARD_SIDE_CANDIDATES_MAX, SEARCH_ADDRESSES_MAX, searchCandidates, sprayTargets } from "../../../node/nat/direct/birthday";
-import type { Candidate } from "../../../node/nat/direct/candidates";
+import { type Candidate, usableCandidates } from "../../../node/nat/direct/candidates";
 import type { PunchPlan } from "../../../node/nat/direct/plan";
 
 /**
@@ -29,5 +29,21 @@ describe("nat: the birthday search's targets are bounded", function () {
     const chosen = searchCandidates(plan([...ports, { kind: "reflexive", address: "198.51.100.1", port: 4001 }]));
     expect(chosen).to.have.length(HARD_SIDE_CANDIDATES_MAX);
     expect(new Set(chosen.map((c) => c.address)).size).to.be.at.most(SEARCH_ADDRESSES_MAX);
+  });
+
+  it("takes no internet candidate in a private or shared range: a peer cannot aim the spray at a host on this node's LAN", function () {
+    const labelled: Candidate[] = [
+      { kind: "reflexive", address: "192.168.1.1", port: 4000 },
+      { kind: "mapped", address: "10.0.0.7", port: 4001 },
+      { kind: "public", address: "172.16.5.5", port: 4002 },
+      { kind: "reflexive", address: "100.64.3.2", port: 4003 },
+    ];
+    const usable = usableCandidates([...labelled, { kind: "local", address: "192.168.1.20", port: 4004 }]);
+    // A LAN candidate may be private (it is probed from one socket, never sprayed).
+    expect(usable).to.deep.equal([{ kind: "local", address: "192.168.1.20", port: 4004 }]);
+    expect(sprayTargets(plan(usable), 16)).to.equal(undefined);
+    expect(searchCandidates(plan(usableCandidates([...labelled, { kind: "reflexive", address: "198.51.100.1", port: 4005 }])))).to.deep.equal([
+      { kind: "reflexive", address: "198.51.100.1", port: 4005 },
+    ]);
   });
 });
