@@ -15,8 +15,7 @@ cd "$(dirname "$0")/.."
 # server (scripts/lib/home-routers.ts), each run by the tests inside a namespace, never as a service.
 # systemd: its systemd-analyze checks packaging/systemd's units offline (no running systemd needed);
 # util-linux: setpriv, which runs the provider as its own user with only its capabilities in tests.
-# strace: the tests hold back one of wireguard-go's system calls to make a start-up race happen every time (wireguard-service.test.ts).
-packages=(nats-server openvpn wireguard-go wireguard-tools python3 perl openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack systemd util-linux strace)
+packages=(nats-server openvpn wireguard-go wireguard-tools python3 perl openssl iproute2 iptables nftables dnsmasq-base iperf3 curl ca-certificates chromium miniupnpd coturn conntrack systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

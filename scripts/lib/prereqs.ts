@@ -15,7 +15,6 @@ export function missingE2EPrerequisites(): string[] {
     ["dnsmasq", "dnsmasq-base"],
     ["wireguard-go", "wireguard-go"],
     ["python3", "python3"],
-    ["strace", "strace"],
   ]) {
     if (!["/usr/sbin", "/usr/bin", "/sbin"].some((d) => fs.existsSync(`${d}/${bin}`))) missing.push(`${bin} (apt-get install ${pkg})`);
   }

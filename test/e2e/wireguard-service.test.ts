@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { parseEther } from "ethers";
@@ -10,11 +9,7 @@ import { signProposal } from "../../node/proposal/proposal";
 import { WireGuardConsumerService } from "../../node/services/wireguard/consumer";
 import type { WireGuardServiceConfig } from "../../node/services/wireguard/config";
 import { generateKeyPair } from "../../node/services/wireguard/keys";
-import { program } from "../../node/services/system";
-import { answers } from "../../node/services/wireguard/device-claim";
-import { uapiSocket } from "../../node/services/wireguard/uapi";
-import { freeUdpPort } from "../../node/services/wireguard/handshake";
-import { udpSocketsOf, WireGuardProcess } from "../../node/services/wireguard/process";
+import { WireGuardProcess } from "../../node/services/wireguard/process";
 import { WireGuardProviderService } from "../../node/services/wireguard/provider";
 import type { HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
@@ -140,38 +135,6 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
       expect(topology.exec(topology.provider, ["/usr/sbin/ip", "link"])).to.not.include(device);
     }
     expect(service.isRunning()).to.equal(true);
-  });
-
-  it("waits for wireguard-go to listen, not for its answer: a port given before its device came up is answered errno=0, and a held one is PORT_IN_USE", async function () {
-    const device = `mwl${topology.tag}`;
-    const wg = await slowToComeUp(device, topology.provider, 300);
-    try {
-      // 51820 is the hosted provider's: wireguard-go says yes all the same, and names it for now.
-      await wg.uapi.set({ listenPort: 51820 });
-      expect((await wg.uapi.get()).listenPort).to.equal(51820);
-      const err = await rejectionOf(wg.listening(51820));
-      expect(err.code).to.equal("PORT_IN_USE");
-      expect(udpSocketsOf(wg.pid).filter((s) => s.ours)).to.deep.equal([]);
-      // As a provider goes on, its link up: that comes up with a random port, not the one announced.
-      topology.exec(topology.provider, ["/usr/sbin/ip", "link", "set", device, "up"]);
-      const random = await until(async () => (await wg.uapi.get()).listenPort, "a port after the link came up");
-      expect(random).to.not.equal(51820);
-    } finally {
-      await wg.stop();
-    }
-  });
-
-  it("waits for wireguard-go to listen on a free port given before its device came up", async function () {
-    const wg = await slowToComeUp(`mwl${topology.tag}`, topology.provider, 300);
-    try {
-      const free = await freeUdpPort(topology.provider);
-      await wg.uapi.set({ listenPort: free });
-      expect(udpSocketsOf(wg.pid).filter((s) => s.ours)).to.deep.equal([]);
-      await wg.listening(free);
-      expect(udpSocketsOf(wg.pid).filter((s) => s.ours && s.port === free)).to.have.length.greaterThan(0);
-    } finally {
-      await wg.stop();
-    }
   });
 
   describe("when two providers start with the default interface name (the demo's case)", function () {
@@ -302,38 +265,3 @@ describe("e2e: WireGuard sessions through network namespaces (real wireguard-go,
     }
   });
 });
-
-/**
- * A wireguard-go whose device comes up only after about `ms`: strace holds back its TUN status probe
- * (the null write to /dev/net/tun that brings its device up), so a `listen_port` given at once wins
- * the start-up race every time (without it, 8 starts in 100; review of fd0d74a). The process object
- * is handed wireguard-go's own pid (strace's child), as `start` would have.
- */
-async function slowToComeUp(device: string, netns: string, ms: number): Promise<WireGuardProcess> {
-  const argv = ["netns", "exec", netns, "strace", "-f", "-qq", "-o", "/dev/null", "-P", "/dev/net/tun", "-e", "trace=write"];
-  const tracer = spawn("/usr/sbin/ip", [...argv, "-e", `inject=write:delay_enter=${ms * 1000}`, program("wireguard-go"), "-f", device], {
-    stdio: "ignore",
-    env: { ...process.env, LOG_LEVEL: "error" },
-  });
-  const children = () => {
-    try {
-      return Number(fs.readFileSync(`/proc/${tracer.pid}/task/${tracer.pid}/children`, "utf8").trim().split(/\s+/)[0]) || undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const pid = await until(children, "wireguard-go under strace", 10_000, 5);
-  const wg = new WireGuardProcess({ device, netns });
-  wg.child = { pid, exitCode: null, signalCode: null } as ChildProcess;
-  // Stopped by its own pid (strace then exits with it).
-  wg.stop = async () => {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // gone already
-    }
-    if (tracer.exitCode === null) await new Promise((r) => tracer.once("exit", r));
-  };
-  await until(() => answers(uapiSocket(device)), "its control socket", 10_000, 5);
-  return wg;
-}
