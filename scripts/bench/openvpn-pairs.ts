@@ -22,9 +22,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Broker } from "../../node/broker/broker";
+import type { Broker } from "../../node/broker/broker";
 import { DiscoveryClient } from "../../node/discovery/client";
-import { DiscoveryService } from "../../node/discovery/server";
 import { ProposalAnnouncer } from "../../node/discovery/announcer";
 import { Dialogs } from "../../node/dialog/dialogs";
 import type { IdentityKey } from "../../node/identity/key";
@@ -37,13 +36,13 @@ import { OpenVpnProviderService } from "../../node/services/openvpn/provider";
 import { ConsumerSessions } from "../../node/session/consumer";
 import { ProviderSessions } from "../../node/session/provider";
 import { stopChild } from "../lib/local-chain";
-import { REPLICA_CREDENTIALS } from "../lib/nats-server";
 import { makeProposal } from "../lib/proposals";
 import { TestNetwork } from "../lib/test-network";
 import { topologyUp, type Topology } from "../lib/topology";
 import { round } from "./stats";
 import { IPERF, iperfServer } from "./tunnel-measure";
 import { stockServerLines, stockTunnel } from "./tunnel-stock";
+import { benchBrokerAndDiscovery } from "./tunnel-myst";
 
 const HZ = 100;
 
@@ -212,15 +211,7 @@ async function main(): Promise<void> {
     stops.push(() => stock.stop());
     const stockPki = await ensurePki(path.join(dir, "stock-pki"));
 
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    stops.push(() => broker.stop());
-    const discoveryBroker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
-    await discoveryBroker.start();
-    stops.push(() => discoveryBroker.stop());
-    const discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
-    await discovery.start();
-    stops.push(() => discovery.stop());
+    const { broker, discovery } = await benchBrokerAndDiscovery(net, stops);
     const provider = await mystProvider({ net, t, broker, dir: path.join(dir, "provider"), key: providerKey }, stops);
     if (wanted.includes("MMbuf"))
       await mystProvider(

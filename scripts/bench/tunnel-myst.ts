@@ -34,6 +34,22 @@ import type { Admission } from "../../node/session/provider";
 import { openDatabase } from "../../node/store/database";
 import { PromiseStore } from "../../node/store/promise-store";
 
+/**
+ * A node's broker connection and a discovery service for a bench (discovery logs in as the replica;
+ * the provider and consumer are nodes: docs/security.md), each stopped by `stops` (pushed in start order).
+ */
+export async function benchBrokerAndDiscovery(net: TestNetwork, stops: (() => Promise<unknown>)[]): Promise<{ broker: Broker; discovery: DiscoveryService }> {
+  const broker = new Broker({ servers: [net.nats.url] });
+  await broker.start();
+  stops.push(() => broker.stop());
+  const discoveryBroker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
+  await discoveryBroker.start();
+  stops.push(() => discoveryBroker.stop());
+  const discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
+  await discovery.start();
+  stops.push(() => discovery.stop());
+  return { broker, discovery };
+}
 /** One tunnel type sold and bought through myst: its provider service and a consumer service for it. */
 export interface MystTunnel {
   type: "openvpn" | "wireguard";
@@ -108,16 +124,7 @@ export async function benchMyst(
     const service = tunnel.provider(dir);
     await service.start();
     stops.push(() => service.stop());
-    const broker = new Broker({ servers: [net.nats.url] });
-    await broker.start();
-    stops.push(() => broker.stop());
-    // Discovery logs in as the replica; the provider and consumer below are nodes (docs/security.md).
-    const discoveryBroker = new Broker({ servers: [net.nats.url], credentials: REPLICA_CREDENTIALS });
-    await discoveryBroker.start();
-    stops.push(() => discoveryBroker.stop());
-    const discovery = new DiscoveryService({ broker: discoveryBroker, directory: net.registry, port: 0 });
-    await discovery.start();
-    stops.push(() => discovery.stop());
+    const { broker, discovery } = await benchBrokerAndDiscovery(net, stops);
     const pd = new Dialogs({ broker, key: providerKey, directory: net.registry });
     const announcer = new ProposalAnnouncer({
       broker,
