@@ -96,6 +96,12 @@ export interface MystConfig extends QualitySettings {
    */
   wireguardSpare: boolean;
   /**
+   * A consumer daemon keeps its kill switch's table between connections, disarmed (it blocks nothing),
+   * so that a connect's only nftables change is the arming (docs/privacy.md, docs/connect-path.md);
+   * removed when the node stops. Default false. Env MYST_KILL_SWITCH_SPARE (true/false).
+   */
+  killSwitchSpare: boolean;
+  /**
    * The provider's payment policy, for every service it sells: invoicing, whom it admits, when it
    * settles. In the config file an object with any of `maxSessions` (default 50), `invoiceEvery`
    * (seconds, 10), `invoiceAbove` (MYST, 0.01), `maxUnpaid` (0.05), `minVaultBalance` (0.1),
@@ -149,6 +155,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     portMapping: true,
     natPort: 0,
     wireguardSpare: false,
+    killSwitchSpare: false,
     ipCheckUrl: undefined,
     paymentPolicy: defaultPaymentPolicy(),
     tunnelCheckName: undefined,
@@ -213,6 +220,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_PORT_MAPPING: "portMapping",
   MYST_NAT_PORT: "natPort",
   MYST_WIREGUARD_SPARE: "wireguardSpare",
+  MYST_KILL_SWITCH_SPARE: "killSwitchSpare",
   ...QUALITY_ENV,
 };
 
@@ -376,6 +384,7 @@ function applyChoice(config: MystConfig, key: keyof MystConfig, value: unknown, 
     case "lightKdf":
     case "portMapping":
     case "wireguardSpare":
+    case "killSwitchSpare":
       config[key] = bool(value) ?? bad(key, "must be true or false");
       break;
     case "stunServers": {

@@ -1,7 +1,8 @@
 import { silentLogger, type Logger } from "../log/logger";
 import { otherProcessAlive } from "../lifecycle/process";
 import fs from "node:fs";
-import { protectionRecordFile, readRecord, undo } from "./protection";
+import { protectionRecordFile, readRecord } from "./protection";
+import { undo } from "./undo";
 
 /** What a myst that ended without disconnecting left in force here, as `status` tells it. */
 export interface LeftProtection {
@@ -26,7 +27,7 @@ export function leftProtection(dataDir: string): LeftProtection | undefined {
       pid: record.pid,
       ...(record.netns !== undefined ? { netns: record.netns } : {}),
       killSwitch: false,
-      message: `a disarmed kill-switch table${where} (it blocks nothing) left by a myst (pid ${record.pid}) that ended while connecting; removed at the next start or by \`myst disconnect\``,
+      message: `a disarmed kill-switch table${where} (it blocks nothing) left by a myst (pid ${record.pid}) that ended while connecting or while keeping it for its next connection (killSwitchSpare); removed at the next start or by \`myst disconnect\``,
     };
   const message = record.killSwitch
     ? `kill switch on, all traffic blocked${where}: a myst (pid ${record.pid}) ended without disconnecting; run \`myst disconnect\``

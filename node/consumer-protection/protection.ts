@@ -1,15 +1,17 @@
 import fs from "node:fs";
 import path from "node:path";
 import { silentLogger, type Logger } from "../log/logger";
-import { inNetns, program, requireNetworkCapabilities, run } from "../services/system";
+import { requireNetworkCapabilities } from "../services/system";
 import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
 import { protectionRecordFile, readRecord, type ProtectionRecord } from "./record";
-import { hostPrefix, hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
+import { hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
 import { traced, tracedSync } from "../log/connect-trace";
 import { nftSession } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "./resolver";
+import type { GuardSpare } from "./guard-spare";
+import { undo } from "./undo";
 import { Admissions } from "./admissions";
 import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
@@ -32,6 +34,8 @@ export interface ProtectionOptions {
   control?: ControlEndpoint[];
   /** Where the record of what was changed lives (`<data-dir>`), so a crash can be undone at the next start. */
   dataDir: string;
+  /** The disarmed table this node keeps between connections (config `killSwitchSpare`): taken by `prepare`, given back by `lift`. */
+  spare?: GuardSpare;
   log?: Logger;
 }
 
@@ -66,6 +70,8 @@ export class ConsumerProtection implements SessionProtection {
   readonly #log: Logger;
   /** The disarmed table `prepare` is installing: true once it is in place. */
   #prepared?: Promise<boolean>;
+  /** Whether `prepare` took the spare's table (guard-spare.ts), which may have been removed behind its back meanwhile. */
+  #spareTaken = false;
   /** Whether `prepare`'s own first transaction made the table (none was there): then nothing came between it and an arming written behind it. */
   #madeFresh?: Promise<boolean>;
   /** What `admit` let out beside the plan, and how many hold each. */
@@ -129,13 +135,22 @@ export class ConsumerProtection implements SessionProtection {
       this.#prepared = Promise.resolve(false);
       return;
     }
-    if (this.#state !== "off" || found) {
+    // The disarmed table this node kept from its last connection (guard-spare.ts): taken as it is, or replaced.
+    const spares = this.#state === "off" && !!found?.prepared && found.pid === process.pid && this.options.spare !== undefined;
+    const spared = spares ? this.options.spare!.take(this.options.netns, this.#base) : "none";
+    this.#spareTaken = spared === "taken";
+    if (this.#spareTaken) {
+      this.#record = found;
+      this.#prepared = Promise.resolve(true);
+      return;
+    }
+    if (this.#state !== "off" || (found && !spares)) {
       this.#prepared = Promise.resolve(false);
       return;
     }
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
-    const fresh = transact(preparedGuardScript(this.#base, "fresh"), netns, "nft: the prepared table installed");
+    const fresh = transact(preparedGuardScript(this.#base, spared === "replace" ? "replace" : "fresh"), netns, "nft: the prepared table installed");
     this.#madeFresh = fresh.then(
       () => true,
       () => false,
@@ -153,9 +168,9 @@ export class ConsumerProtection implements SessionProtection {
 
   /** The session ended before `engage`: the prepared table and commands go; a kill switch in force stays. */
   async discard(): Promise<void> {
-    const prepared = this.#prepared;
+    // `lift` reads whether the table was made (a spare may keep it).
+    if ((await this.#prepared) && this.#state === "off") return this.lift();
     this.#prepared = this.#madeFresh = undefined;
-    if ((await prepared) && this.#state === "off") await this.lift();
   }
 
   engage(plan: TunnelPlan): Promise<void> {
@@ -259,6 +274,10 @@ export class ConsumerProtection implements SessionProtection {
     // Made after the wait: it lets out what is admitted by then (an admission meanwhile changed nothing in nft).
     const arm = () => this.#armed(spec);
     const netns = this.options.netns;
+    if (this.#spareTaken && this.#state === "off")
+      // A spare's table is held for as long as the node waits for its next connection: one removed meanwhile (a
+      // firewall reloaded, say) is made and armed in one transaction, as with no spare.
+      return transact(arm(), netns, "nft: armed").catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
     if (prepared || this.#state !== "off") return transact(arm(), netns, "nft: armed");
     if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm(), netns);
     await transact(preparedGuardScript(this.#base, "fresh") + arm(), netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
@@ -428,14 +447,24 @@ export class ConsumerProtection implements SessionProtection {
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
-    await this.#prepared;
+    // The table is this instance's own layout once its install or an arming succeeded: only then may a spare keep it.
+    const ownTable = (await this.#prepared) === true || this.#state !== "off";
     // A pointing still to come would follow the restore below.
     await this.#pointed?.catch(() => undefined);
     this.#prepared = this.#madeFresh = this.#pointed = undefined;
     // A record read from disk is a dead myst's: its resolver file is put back whatever this instance did.
     const record = this.#record ?? readRecord(this.options.dataDir);
-    if (record) await undo(record, { resolver: this.#record === undefined || this.#resolverOurs });
-    fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
+    const spare = this.options.spare;
+    // The table this node's spare holds (this instance was lifted before): the spare's, not undone here.
+    const sparesOwn = !this.#record && !!record?.prepared && record.pid === process.pid && !!spare?.holds(record.netns);
+    const keepTable = !!this.#record && ownTable && !!spare?.keeping;
+    const kept = record && !sparesOwn ? await undo(record, { resolver: this.#record === undefined || this.#resolverOurs, keepTable }) : false;
+    if (kept && spare!.hold(this.options.netns, this.#base))
+      this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
+    else if (!sparesOwn) {
+      if (kept) await nftApply(unguardScript(), this.options.netns);
+      fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
+    }
     this.#record = this.#written = undefined;
     this.#resolverOurs = false;
     this.#spec = undefined;
@@ -456,22 +485,6 @@ export class ConsumerProtection implements SessionProtection {
     });
     this.#written = text;
   }
-}
-
-/** Undoes what `record` names; `resolver: false` leaves the resolver file as it is (this instance never pointed it). */
-export async function undo(record: ProtectionRecord, o: { resolver: boolean } = { resolver: true }): Promise<void> {
-  const restore = o.resolver ? record.resolver : undefined;
-  if (record.netns !== undefined && !fs.existsSync(path.join("/run/netns", record.netns))) {
-    // The namespace is gone, and its rules and routes with it; only the resolver file is left.
-    if (restore) restoreResolver(restore);
-    return;
-  }
-  for (const address of record.endpointRoutes ?? []) {
-    if (await hostRoute(address, record.netns))
-      await run(inNetns(record.netns, [program("ip", "iproute2"), "route", "del", hostPrefix(address)])).catch(() => undefined);
-  }
-  await nftApply(unguardScript(), record.netns);
-  if (restore) restoreResolver(restore);
 }
 
 const recordIfValid = (dataDir: string) => {

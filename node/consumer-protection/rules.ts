@@ -218,6 +218,16 @@ export function endpointsScript(op: "add" | "delete", endpoints: TunnelEndpoint[
   ].join("\n");
 }
 
+/**
+ * Disarms the guard table in one transaction: `armed` and every session set emptied, the table left
+ * in place letting everything pass, ready for the next session's `armScript` (what a disconnect
+ * leaves with a spare kept, guard-spare.ts). Fails when the table is not there, or is not ours.
+ */
+export function disarmScript(): string {
+  const t = `inet ${GUARD_TABLE}`;
+  return [`flush set ${t} armed`, ...Object.keys(SESSION_SETS).map((name) => `flush set ${t} ${name}`), ""].join("\n");
+}
+
 /** Removes the guard table (and nothing else); succeeds when it is not there. */
 export function unguardScript(): string {
   return `table inet ${GUARD_TABLE}\ndelete table inet ${GUARD_TABLE}\n`;

@@ -14,6 +14,7 @@ import { Keystore } from "../identity/keystore";
 import type { Logger } from "../log/logger";
 import { ReachabilityMonitor } from "../nat/monitor";
 import { consumerSpares } from "../services/catalog";
+import { GuardSpare } from "../consumer-protection/guard-spare";
 import type { ConsumerSpare } from "../services/tunnel-type";
 import { databaseFile, openDatabase, type Db } from "../store/database";
 import { OwnReceipts } from "../store/own-receipts";
@@ -87,6 +88,8 @@ export interface OnlineParts {
   reachability: ReachabilityMonitor;
   /** What the consumer keeps ready for its next connection, by service type (config `wireguardSpare`; empty when off). */
   spares: Map<string, ConsumerSpare>;
+  /** The kill switch's table kept disarmed between connections (config `killSwitchSpare`; none when off). */
+  guardSpare?: GuardSpare;
 }
 
 /** Asked of an offline node what only an online one does (sell, buy, hold a connection). */
@@ -240,7 +243,8 @@ export class NodeCore {
     const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.db, log });
     reachability.onChange(() => provider.reannounce());
     const spares = config.wireguardSpare ? consumerSpares({ dataDir: config.dataDir, log }) : new Map<string, ConsumerSpare>();
-    this.#online = { key, broker, dialogs, provider, consumer, activity, reachability, spares };
+    const guardSpare = config.killSwitchSpare ? new GuardSpare({ dataDir: config.dataDir, log }) : undefined;
+    this.#online = { key, broker, dialogs, provider, consumer, activity, reachability, spares, guardSpare };
     return this.#online;
   }
 

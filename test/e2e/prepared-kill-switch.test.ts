@@ -8,7 +8,8 @@ import { DialogsPool } from "../../scripts/lib/dialogs-pool";
 import type { ControlEndpoint } from "../../node/consumer-protection/control-endpoints";
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
 import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
-import { ConsumerProtection, protectionRecordFile } from "../../node/consumer-protection/protection";
+import { GuardSpare } from "../../node/consumer-protection/guard-spare";
+import { ConsumerProtection, protectionRecordFile, readRecord } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE, preparedGuardScript, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
 import type { IdentityKey } from "../../node/identity/key";
 import { signProposal } from "../../node/proposal/proposal";
@@ -285,6 +286,111 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
       expect(fs.existsSync(`/etc/netns/${c}`), "the resolver file and its directory, which were not there").to.equal(false);
       expect(probe()).to.deep.equal(open);
     });
+
+  /** The guard table's handle in the consumer's namespace (a table made again gets another), or undefined when there is none. */
+  const guardHandle = () => {
+    const r = spawnSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "-a", "list", "table", "inet", GUARD_TABLE], { encoding: "utf8" });
+    return r.status === 0 ? /# handle (\d+)/.exec(r.stdout)?.[1] : undefined;
+  };
+
+  describe("with a spare (killSwitchSpare): the table stays disarmed between connections", function () {
+    const plan = (spec: GuardSpec) => ({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+    const protectionWith = (spec: GuardSpec & { control?: ControlEndpoint[] }, spare: GuardSpare, dataDir: string) =>
+      new ConsumerProtection({ killSwitch: spec.killSwitch, allowLan: spec.allowLan, control: spec.control, netns: c, dataDir, spare });
+
+    for (const { name, spec } of CONNECTIONS.slice(0, 2))
+      it(`${name}: disconnected, the table stops nothing and names no session; the next connect arms that same table, which stops exactly what the old rule set did; the node's stop removes it`, async function () {
+        await nftApply(legacyGuardScript(spec), c);
+        const legacy = probe();
+        await nftApply(legacyGuardScript({ ...spec, endpoints: [], dns: [] }), c);
+        const legacyBetween = probe();
+        await nftApply(unguardScript(), c);
+        const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+        const spare = new GuardSpare({ dataDir });
+        try {
+          const first = protectionWith(spec, spare, dataDir);
+          first.prepare();
+          await first.engage(plan(spec));
+          expect(probe()).to.deep.equal(legacy);
+          await first.lift();
+          // Disconnected: the table is there, disarmed, with nothing of the session in it; the record says so.
+          const handle = guardHandle();
+          expect(handle, "the table kept").to.not.equal(undefined);
+          expect(probe()).to.deep.equal(open);
+          const listed = execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "list", "table", "inet", GUARD_TABLE], { encoding: "utf8" });
+          expect(listed, "no element of the last session left in its sets").to.not.match(/elements =/);
+          expect(readRecord(dataDir)).to.deep.include({ pid: process.pid, prepared: true, netns: c, endpointRoutes: [] });
+          expect(fs.existsSync(`/etc/netns/${c}`), "the resolver file put back (it was not there)").to.equal(false);
+          // A second lift of the connection that ended (the daemon lifts the last one before its next connect) leaves the spare's table.
+          await first.lift();
+          expect(guardHandle()).to.equal(handle);
+
+          const next = protectionWith(spec, spare, dataDir);
+          next.prepare();
+          await next.engage(plan(spec));
+          expect(guardHandle(), "the same table armed, not another installed").to.equal(handle);
+          expect(probe()).to.deep.equal(legacy);
+          // The tunnel gone (kill switch holding), then `myst disconnect`.
+          await next.block();
+          expect(probe()).to.deep.equal(legacyBetween);
+          await next.lift();
+          expect(guardHandle()).to.equal(handle);
+          expect(probe()).to.deep.equal(open);
+        } finally {
+          await spare.stop();
+        }
+        expect(guardHandle(), "removed when the node stops").to.equal(undefined);
+        expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+        // Once the node stops, a connection lifted later removes its own table.
+        const late = protectionWith(spec, spare, dataDir);
+        late.prepare();
+        await late.engage(plan(spec));
+        await late.lift();
+        expect(guardHandle()).to.equal(undefined);
+        expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+      });
+
+    it("a connect with other rules (--allow-lan) replaces the spare's table in one transaction and stops what the old rule set with the LAN did; one removed behind its back is made again", async function () {
+      const [strict, lan] = [CONNECTIONS[0].spec, CONNECTIONS[1].spec];
+      await nftApply(legacyGuardScript(lan), c);
+      const legacyLan = probe();
+      await nftApply(legacyGuardScript(strict), c);
+      const legacyStrict = probe();
+      await nftApply(unguardScript(), c);
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const spare = new GuardSpare({ dataDir });
+      try {
+        const first = protectionWith(strict, spare, dataDir);
+        first.prepare();
+        await first.engage(plan(strict));
+        await first.lift();
+        const handle = guardHandle();
+        const other = protectionWith(lan, spare, dataDir);
+        other.prepare();
+        await other.engage(plan(lan));
+        expect(guardHandle(), "another table").to.not.equal(handle);
+        expect(probe()).to.deep.equal(legacyLan);
+        await other.lift();
+        expect(probe()).to.deep.equal(open);
+        // The spare's table goes behind its back (a firewall reloaded): the next connect still arms.
+        await nftApply(unguardScript(), c);
+        const after = protectionWith(lan, spare, dataDir);
+        after.prepare();
+        await after.engage(plan(lan));
+        expect(probe()).to.deep.equal(legacyLan);
+        await after.lift();
+        // And back to the strict rules.
+        const strictAgain = protectionWith(strict, spare, dataDir);
+        strictAgain.prepare();
+        await strictAgain.engage(plan(strict));
+        expect(probe()).to.deep.equal(legacyStrict);
+        await strictAgain.lift();
+      } finally {
+        await spare.stop();
+      }
+      expect(guardHandle()).to.equal(undefined);
+    });
+  });
 
   it("--allow-lan lets the LAN's multicast out (mDNS in both families) and not global-scope multicast; without it, neither", async function () {
     const multicast = ["mDNS on the LAN, IPv4", "mDNS on the LAN, IPv6", "global-scope multicast, IPv4", "global-scope multicast, IPv6"];
@@ -614,6 +720,34 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
         expect(protection.state).to.equal("off");
       });
+
+    it("with a spare (killSwitchSpare), refused by the provider: the device and its wireguard-go are gone, and the spare's table taken for it is disarmed again, stopping nothing", async function () {
+      refuseWith = "CAPACITY_REACHED";
+      seenPrepared = [];
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const spare = new GuardSpare({ dataDir });
+      try {
+        // The spare's table, as a disconnect leaves it.
+        const last = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir, spare });
+        last.prepare();
+        await last.engage({ device: DEVICE, endpoints: [ENDPOINT], dns: ["10.9.0.1"], ipv6: false });
+        await last.lift();
+        const handle = guardHandle();
+        const protection = new ConsumerProtection({ killSwitch: true, allowLan: false, netns: c, dataDir, spare });
+        const service = new WireGuardConsumerService({ runDir: path.join(dataDir, "run"), netns: c });
+        const err = await rejectionOf(consumerSessions.connect({ proposal: signProposal(providerKey, proposal), service, protection }));
+        expect(err.code).to.equal("SESSION_REFUSED");
+        expect(seenPrepared).to.deep.equal([true]);
+        expect(await nothingLeft(dataDir)).to.deep.equal({ table: true, record: true, processes: [], devices: [], sockets: [] });
+        expect(guardHandle(), "the spare's own table").to.equal(handle);
+        expect(readRecord(dataDir)).to.deep.include({ prepared: true, pid: process.pid });
+        expect(probe()).to.deep.equal(open);
+        expect(protection.state).to.equal("off");
+      } finally {
+        await spare.stop();
+      }
+      expect(await nothingLeft(dataDir)).to.deep.equal({ table: false, record: false, processes: [], devices: [], sockets: [] });
+    });
 
     it("armed beside the tunnel: when the arming is refused, the tunnel sent nothing (not even its handshake) and its routes, device and table are gone", async function () {
       refuseWith = undefined;

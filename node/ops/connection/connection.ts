@@ -95,7 +95,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     if (request.reconnect && request.killSwitch === false)
       throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
     if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
-    const { key, consumer, spares } = this.#core.online();
+    const { key, consumer, spares, guardSpare } = this.#core.online();
     const service = consumerService(request.serviceType, {
       key,
       spares,
@@ -134,6 +134,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
             netns: request.netns,
             control,
             dataDir: config.dataDir,
+            spare: guardSpare,
             log,
           })
         : undefined;
