@@ -109,7 +109,9 @@ for (const service of ["openvpn", "wireguard"] as const)
       const nodes = await cliProviderAndConsumer(chain, nats.url, [tmps[0].dir, tmps[1].dir]);
       providerEnv = nodes.providerEnv;
       rootConsumerEnv = nodes.consumerEnv;
-      consumerEnv = await onConsumerMachine(topology, nodes.consumerEnv);
+      // WireGuard's consumer keeps its kill switch's table between connections (config `killSwitchSpare`): each
+      // disconnect disarms it, and the node's exit removes it — every `networkState()` comparison below holds it to that.
+      consumerEnv = { ...(await onConsumerMachine(topology, nodes.consumerEnv)), ...(service === "wireguard" ? { MYST_KILL_SWITCH_SPARE: "true" } : {}) };
       background.push(nodes.discovery);
       provider = mystBackground(["daemon", "--api-port", "0", "--invoice-every", "1"], { ...providerEnv, MYST_LOG_LEVEL: "info" });
       background.push(provider);
@@ -191,6 +193,8 @@ for (const service of ["openvpn", "wireguard"] as const)
 
       await json(consumerEnv, ["disconnect"]);
       expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
+      // WireGuard's consumer (killSwitchSpare) kept the table disarmed at the disconnect; its exit removed it.
+      if (service === "wireguard") expect(consumer.output()).to.include("the table stays disarmed for the next connection");
       expect(networkState()).to.deep.equal(before);
       // The counter does see the consumer's own packets once it is let out again.
       expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));

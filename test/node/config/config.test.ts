@@ -58,6 +58,14 @@ describe("config", function () {
     expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger }).keys()]).to.deep.equal(["wireguard"]);
   });
 
+  it("keeps no disarmed kill-switch table between connections unless asked (MYST_KILL_SWITCH_SPARE or the file), and names a bad value", function () {
+    expect(loadConfig({ dataDir: tmp.dir }, {}).killSwitchSpare).to.equal(false);
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_KILL_SWITCH_SPARE: "true" }).killSwitchSpare).to.equal(true);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_KILL_SWITCH_SPARE: "yes please" })).to.throw(
+      /killSwitchSpare \(from MYST_KILL_SWITCH_SPARE\) must be true or false/,
+    );
+  });
+
   it("takes the reachability settings (STUN servers, port mapping, the measured port) from the file and the environment, and names bad ones", function () {
     expect(loadConfig({ dataDir: tmp.dir }, {})).to.include({ portMapping: true, natPort: 0 });
     expect(loadConfig({ dataDir: tmp.dir }, {}).stunServers).to.deep.equal([]);
