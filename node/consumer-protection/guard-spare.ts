@@ -69,15 +69,19 @@ export class GuardSpare {
     this.#stopped = true;
     const held = this.#held;
     this.#held = undefined;
-    if (!held) return;
-    await this.#remove(held.netns);
+    // Not removed: the record stays, so the next start removes it.
+    if (!held || !(await this.#remove(held.netns))) return;
     const record = readRecordIfValid(this.o.dataDir);
     if (record?.prepared && record.pid === process.pid && record.netns === held.netns) fs.rmSync(protectionRecordFile(this.o.dataDir), { force: true });
   }
 
-  async #remove(netns: string | undefined): Promise<void> {
-    await nftApply(unguardScript(), netns).catch((err) =>
-      this.#log.warn({ netns, err: (err as Error).message }, "could not remove the spare kill-switch table"),
+  async #remove(netns: string | undefined): Promise<boolean> {
+    return nftApply(unguardScript(), netns).then(
+      () => true,
+      (err) => {
+        this.#log.warn({ netns, err: (err as Error).message }, "could not remove the spare kill-switch table");
+        return false;
+      },
     );
   }
 }

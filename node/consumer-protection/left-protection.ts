@@ -52,7 +52,9 @@ export async function recoverProtection(dataDir: string, log: Logger = silentLog
   await undo(record);
   fs.rmSync(protectionRecordFile(dataDir), { force: true });
   const where = record.netns ? ` in network namespace ${record.netns}` : "";
-  const message = `removed the kill switch${record.resolver ? " and restored the resolver settings" : ""}${where} left by a myst (pid ${record.pid}) that ended without disconnecting: traffic flows by this machine's own route again`;
+  const message = record.prepared
+    ? `removed a disarmed kill-switch table${where} (it blocked nothing) left by a myst (pid ${record.pid}) that ended without removing it`
+    : `removed the kill switch${record.resolver ? " and restored the resolver settings" : ""}${where} left by a myst (pid ${record.pid}) that ended without disconnecting: traffic flows by this machine's own route again`;
   log.warn({ netns: record.netns, pid: record.pid }, message);
   return message;
 }

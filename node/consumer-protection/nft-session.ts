@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import { type RemoteChild, spawner } from "../services/spawner";
 import { ProtectionError } from "./errors";
-import { nftIn } from "./nft";
+import { nftApply, nftIn } from "./nft";
+import { traced } from "../log/connect-trace";
 
 /** How long a warm `nft -i` waits for the next transaction before it ends. */
 const IDLE_MS = 20_000;
@@ -193,4 +194,17 @@ export function hasHostRoute4(table: string, address: string): boolean {
 export function endNftSessions(): void {
   for (const s of sessions.values()) s.end();
   sessions.clear();
+}
+
+/**
+ * One transaction through the namespace's warm `nft -i` (nft-session.ts); through a fresh `nft -f`
+ * when that session cannot take it (it ended, or its namespace was replaced). nft's refusal of the
+ * script itself is not retried.
+ */
+export function transact(script: string, netns?: string, step = "nft: a transaction"): Promise<void> {
+  const session = nftSession(netns);
+  return traced(
+    step,
+    session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns))),
+  );
 }

@@ -8,7 +8,7 @@ import { protectionRecordFile, readRecord, type ProtectionRecord } from "./recor
 import { hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
 import { traced, tracedSync } from "../log/connect-trace";
-import { nftSession } from "./nft-session";
+import { nftSession, transact } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "./resolver";
 import type { GuardSpare } from "./guard-spare";
 import { undo } from "./undo";
@@ -43,19 +43,6 @@ export interface ProtectionOptions {
 export type ProtectionState = "off" | "protecting" | "blocked";
 
 export { protectionRecordFile, readRecord, type ProtectionRecord };
-
-/**
- * One transaction through the namespace's warm `nft -i` (nft-session.ts); through a fresh `nft -f`
- * when that session cannot take it (it ended, or its namespace was replaced). nft's refusal of the
- * script itself is not retried.
- */
-function transact(script: string, netns?: string, step = "nft: a transaction"): Promise<void> {
-  const session = nftSession(netns);
-  return traced(
-    step,
-    session.apply(script).catch((err) => (session.usable ? Promise.reject(err) : nftApply(script, netns))),
-  );
-}
 
 /**
  * Consumer protection for one connection, the same for every tunnel type: a guard rule set
@@ -151,8 +138,9 @@ export class ConsumerProtection implements SessionProtection {
     this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     const netns = this.options.netns;
     const fresh = transact(preparedGuardScript(this.#base, spared === "replace" ? "replace" : "fresh"), netns, "nft: the prepared table installed");
+    // A replace does not count as made fresh: an arming written behind it may land on the spare's table it replaces.
     this.#madeFresh = fresh.then(
-      () => true,
+      () => spared !== "replace",
       () => false,
     );
     this.#prepared = fresh
@@ -294,6 +282,7 @@ export class ConsumerProtection implements SessionProtection {
   async #armBehindInstall(spec: GuardSpec, madeFresh: Promise<boolean>): Promise<boolean> {
     const arm = armScript(spec);
     const early = transact(arm, this.options.netns, "nft: armed (behind the install)");
+    early.catch(() => undefined); // awaited below, after the install's answer: not left unhandled meanwhile
     if (!(await madeFresh)) {
       await early.catch(() => undefined);
       return false;

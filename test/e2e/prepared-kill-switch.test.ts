@@ -9,6 +9,7 @@ import type { ControlEndpoint } from "../../node/consumer-protection/control-end
 import { nftApply, nftHasTable } from "../../node/consumer-protection/nft";
 import { endNftSessions, hasHostRoute4, nftSession } from "../../node/consumer-protection/nft-session";
 import { GuardSpare } from "../../node/consumer-protection/guard-spare";
+import { leftProtection, recoverProtection } from "../../node/consumer-protection/left-protection";
 import { ConsumerProtection, protectionRecordFile, readRecord } from "../../node/consumer-protection/protection";
 import { GUARD_TABLE, preparedGuardScript, unguardScript, type GuardSpec } from "../../node/consumer-protection/rules";
 import type { IdentityKey } from "../../node/identity/key";
@@ -349,6 +350,77 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
         expect(guardHandle()).to.equal(undefined);
         expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
       });
+
+    /** The namespace's warm `nft -i` (nft-session.ts), found by its network namespace among this machine's processes. */
+    const warmNftPids = () => {
+      const inode = fs.statSync(`/run/netns/${c}`).ino;
+      return fs
+        .readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            const argv = fs.readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+            return argv[0].endsWith("nft") && argv.includes("-i") && fs.readlinkSync(`/proc/${d}/ns/net`) === `net:[${inode}]`;
+          } catch {
+            return false; // exited meanwhile
+          }
+        })
+        .map(Number);
+    };
+
+    it("a spare made for other rules, replaced while the warm nft dies with the install and the arming pending: the arming lands on the replacement, every round (review H1)", async function () {
+      const armedSet = () =>
+        execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "list", "set", "inet", GUARD_TABLE, "armed"], { encoding: "utf8" });
+      const lanRules = () =>
+        execFileSync("/usr/sbin/ip", ["netns", "exec", c, "/usr/sbin/nft", "list", "table", "inet", GUARD_TABLE], { encoding: "utf8" }).includes(
+          "192.168.0.0/16",
+        );
+      const [lan, strict] = [CONNECTIONS[1].spec, CONNECTIONS[0].spec];
+      const outcomes: { state: string; armed: boolean; lan: boolean }[] = [];
+      for (let round = 0; round < 6; round++) {
+        const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+        const spare = new GuardSpare({ dataDir });
+        try {
+          const last = protectionWith(lan, spare, dataDir);
+          last.prepare();
+          await last.engage(plan(lan));
+          await last.lift();
+          // The warm nft stopped: the replace and the arming written behind it wait unanswered, then it dies, and
+          // both are sent again, each by an `nft -f` of its own, at the same time.
+          nftSession(c);
+          const [pid] = await until(() => warmNftPids().length === 1 && warmNftPids(), "the namespace's warm nft -i", 5000);
+          process.kill(pid, "SIGSTOP");
+          const next = protectionWith(strict, spare, dataDir);
+          next.prepare();
+          const armed = next.engage(plan(strict));
+          await new Promise((r) => setTimeout(r, 100));
+          process.kill(pid, "SIGKILL");
+          await armed;
+          outcomes.push({ state: next.state, armed: /elements = \{ ipv4, ipv6 \}/.test(armedSet()), lan: lanRules() });
+          await next.lift();
+        } finally {
+          await spare.stop();
+        }
+      }
+      expect(outcomes).to.deep.equal(outcomes.map(() => ({ state: "protecting", armed: true, lan: false })));
+    });
+
+    it("a daemon that dies holding a spare: the next start removes the disarmed table and its record, and says it blocked nothing", async function () {
+      const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+      const spare = new GuardSpare({ dataDir });
+      const { spec } = CONNECTIONS[0];
+      const last = protectionWith(spec, spare, dataDir);
+      last.prepare();
+      await last.engage(plan(spec));
+      await last.lift();
+      // As a dead daemon's: its pid no longer runs.
+      const record = readRecord(dataDir)!;
+      fs.writeFileSync(protectionRecordFile(dataDir), JSON.stringify({ ...record, pid: spawnSync("/bin/true").pid }));
+      expect(leftProtection(dataDir)?.message).to.match(/^a disarmed kill-switch table in network namespace .* \(it blocks nothing\)/);
+      expect(await recoverProtection(dataDir)).to.match(/^removed a disarmed kill-switch table in network namespace .* \(it blocked nothing\)/);
+      expect(guardHandle()).to.equal(undefined);
+      expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+    });
 
     it("a connect with other rules (--allow-lan) replaces the spare's table in one transaction and stops what the old rule set with the LAN did; one removed behind its back is made again", async function () {
       const [strict, lan] = [CONNECTIONS[0].spec, CONNECTIONS[1].spec];
