@@ -184,6 +184,7 @@ describe("e2e: a provider's resolver at its own port-53 endpoint never gets the 
   interface Up {
     protection: ConsumerProtection;
     tunnel: Tunnel;
+    device: string;
     end(): Promise<void>;
   }
 
@@ -209,8 +210,10 @@ describe("e2e: a provider's resolver at its own port-53 endpoint never gets the 
     };
     const target = { id: crypto.randomBytes(16).toString("hex"), provider: "0x0", serviceConfig };
     let tunnel: Tunnel | undefined;
+    let device = "";
     try {
       const plan = await service.plan(target);
+      device = plan.device;
       tunnel = await connectGuarded(service, target, { protection, plan });
       await protection.tunnelUp({ device: plan.device, dns: tunnel.dns ?? [], ipv6: tunnel.ipv6 ?? false });
     } catch (err) {
@@ -223,6 +226,7 @@ describe("e2e: a provider's resolver at its own port-53 endpoint never gets the 
     return {
       protection,
       tunnel: up,
+      device,
       async end() {
         await up.stop();
         await protection.lift();
@@ -269,6 +273,30 @@ describe("e2e: a provider's resolver at its own port-53 endpoint never gets the 
     ).to.deep.equal({ udp: 0, tcp: 0 });
     expect(outcome instanceof Error && outcome.code).to.equal("RESOLVER_OUTSIDE_TUNNEL");
     expect(outcome instanceof Error && outcome.message).to.match(new RegExp(`names ${ENDPOINT.replace(/\./g, "\\.")} as its resolver`));
+    expect(await leftOver(dataDir)).to.deep.equal(nothing);
+  });
+
+  it("a tunnel that brings its endpoint as a resolver once up (what an OpenVPN server pushes reaches the guard at tunnelUp): refused, the rules and the resolver file stay as they were, no clear-text lookup", async function () {
+    const dataDir = newDataDir();
+    const up = await session({ dns: [TUNNEL_RESOLVER], dataDir });
+    try {
+      const pointed = fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8");
+      expect(pointed).to.include(`nameserver ${TUNNEL_RESOLVER}\n`);
+      await startCounting();
+      const refused = await up.protection.tunnelUp({ device: up.device, dns: [ENDPOINT], ipv6: false }).catch((err: Error & { code?: string }) => err);
+      lookup(false);
+      lookup(true);
+      const n = counted();
+      expect({ udp: n[`udp ${ENDPOINT}`], tcp: n[`tcp ${ENDPOINT}`] }, "clear-text lookups to the provider's endpoint outside the tunnel").to.deep.equal({
+        udp: 0,
+        tcp: 0,
+      });
+      expect(refused instanceof Error && refused.code).to.equal("RESOLVER_OUTSIDE_TUNNEL");
+      expect(fs.readFileSync(`${resolvDir}/resolv.conf`, "utf8")).to.equal(pointed);
+      expect(lookup(false), "names still resolve through the tunnel").to.deep.equal([NAME_ANSWER]);
+    } finally {
+      await up.end();
+    }
     expect(await leftOver(dataDir)).to.deep.equal(nothing);
   });
 
