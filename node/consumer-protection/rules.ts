@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
-import type { TunnelEndpoint, TunnelPeer } from "../session/service";
+import { canonicalAddress, resolverOutsideTunnelMessage, resolversOutsideTunnel, type TunnelEndpoint, type TunnelPeer } from "../session/service";
+import { ProtectionError } from "./errors";
 
 /** The nftables table that holds every consumer-protection rule, in the consumer's namespace. */
 export const GUARD_TABLE = "myst_guard";
@@ -50,6 +51,17 @@ export interface GuardSpec {
   ipv6: boolean;
 }
 
+/**
+ * Refuses resolvers at an address the tunnel's own packets go to (an endpoint, a tunnel peer): that
+ * address is routed outside the tunnel, and the endpoint's rule would let a lookup to it out there in
+ * clear text when the endpoint's port is 53. Checked before a session's sets are filled (engage, and
+ * tunnelUp when the tunnel brings other resolvers); the table itself refuses such lookups too.
+ */
+export function refuseResolversOutsideTunnel(spec: Pick<GuardSpec, "dns" | "endpoints" | "tunnelPeers">): void {
+  const found = resolversOutsideTunnel(spec.dns, [...spec.endpoints, ...(spec.tunnelPeers ?? [])]);
+  if (found.length > 0) throw new ProtectionError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(found));
+}
+
 /** What a guard table is made of before a session is known: the connection's own choices. */
 export type GuardBase = Pick<GuardSpec, "killSwitch" | "allowLan" | "control">;
 
@@ -89,7 +101,9 @@ const SESSION_SETS = {
  * test/e2e/prepared-kill-switch.test.ts compares the two probe by probe).
  *
  * - Always: DNS only to the provider's resolver through the tunnel (UDP/TCP 53 and DoT 853 to
- *   anything else are refused), no IPv6 outside the tunnel (through it only if it carries IPv6).
+ *   anything else are refused, and to a resolver's address outside the tunnel before anything is let
+ *   out there: an endpoint, a tunnel peer or a control endpoint at that address on port 53 does not let
+ *   lookups out beside the tunnel), no IPv6 outside the tunnel (through it only if it carries IPv6).
  * - Kill switch: nothing else leaves or arrives but loopback, the tunnel interface, the
  *   provider's endpoint (in: anything from its address; out: its exact address·port, or any port
  *   of a tunnel peer's address from the tunnel's own UDP port, where a provider whose router maps
@@ -130,6 +144,8 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
     "  set armed { type nf_proto; }",
     ...chain("guard_output", [
       'oifname "lo" accept',
+      `oifname != ${dev} ip daddr @dns4 meta l4proto { tcp, udp } th dport { 53, 853 } reject`,
+      `oifname != ${dev} ip6 daddr @dns6 meta l4proto { tcp, udp } th dport { 53, 853 } reject`,
       `oifname != ${dev} ip daddr . meta l4proto . th dport @endpoints4 accept`,
       `oifname != ${dev} ip6 daddr . meta l4proto . th dport @endpoints6 accept`,
       `oifname != ${dev} ip daddr . udp sport @tunnel_peers4 accept`,
@@ -175,7 +191,10 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
  * replaces them (flushes, then fills) in the same single step.
  */
 export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
+  refuseResolversOutsideTunnel(spec);
   const t = `inet ${GUARD_TABLE}`;
+  // An IPv4-mapped IPv6 resolver is asked over IPv4: it is in the IPv4 set.
+  const dns = [...new Set(spec.dns.map(canonicalAddress))];
   const add = (set: string, elements: string[]) => (elements.length > 0 ? [`add element ${t} ${set} { ${elements.join(", ")} }`] : []);
   const endpoints = (list: TunnelEndpoint[]) => list.map((e) => `${e.address} . ${e.protocol} . ${e.port}`);
   const hosts = (list: TunnelEndpoint[]) => [...new Set(list.map((e) => e.address))];
@@ -191,8 +210,8 @@ export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
     ...add("endpoint_hosts6", v6(hosts(spec.endpoints))),
     ...add("tunnel_peers4", peers(4)),
     ...add("tunnel_peers6", peers(6)),
-    ...add("dns4", [...new Set(v4(spec.dns))]),
-    ...add("dns6", [...new Set(v6(spec.dns))]),
+    ...add("dns4", v4(dns)),
+    ...add("dns6", v6(dns)),
     ...add("no_ipv6", spec.ipv6 ? [] : [quote(spec.device)]),
     `add element ${t} armed { ipv4, ipv6 }`,
     "",

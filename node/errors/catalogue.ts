@@ -291,6 +291,11 @@ export const ERRORS = {
   NO_UPLINK: e("services", 422, "no default route to send consumer traffic out of (--uplink)"),
   PORT_IN_USE: e("services", 422, "the tunnel's port is in use"),
   RESOLVER_FAILED: e("services", 422, "the tunnel's resolver (dnsmasq) did not start"),
+  RESOLVER_OUTSIDE_TUNNEL: e(
+    "services",
+    422,
+    "the provider names as its resolver an address its tunnel's own packets go to (its endpoint), reached outside the tunnel: lookups would leave in clear text, so the session is refused",
+  ),
   SERVICE_NOT_RUNNING: { ...e("services", 422, "the service is not running"), refusal: true },
   SERVICE_TYPE_UNKNOWN: e("services", 400, "not a service type this node knows"),
   TUN_BUSY: e("services", 422, "the tun device is busy"),

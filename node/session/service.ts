@@ -1,4 +1,5 @@
 import type net from "node:net";
+import { isIP } from "node:net";
 /**
  * The service-specific part of a session, as ports: the session machinery negotiates, the
  * service provides. Each service type is an adapter in its own folder under services/, listed in
@@ -117,6 +118,31 @@ export interface TunnelEndpoint {
 }
 
 export const sameEndpoint = (a: TunnelEndpoint, b: TunnelEndpoint): boolean => a.address === b.address && a.port === b.port && a.protocol === b.protocol;
+
+/** An IP address in one spelling: IPv6 compressed and in lower case, an IPv4-mapped IPv6 address as the IPv4 address its packets go to. */
+export function canonicalAddress(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const compressed = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(compressed);
+  if (!mapped) return compressed;
+  const [hi, lo] = [Number.parseInt(mapped[1], 16), Number.parseInt(mapped[2], 16)];
+  return [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
+}
+
+/**
+ * The resolvers among `dns` at an address the tunnel's own packets go to outside it (an endpoint, a
+ * tunnel peer). That address keeps a route outside the tunnel, so a name lookup sent there leaves
+ * beside the tunnel, in clear text (let out with the tunnel's packets when the endpoint's port is 53),
+ * or not at all: such a resolver is never reached through the tunnel.
+ */
+export function resolversOutsideTunnel(dns: string[], outside: { address: string }[]): string[] {
+  const addresses = new Set(outside.map((o) => canonicalAddress(o.address)));
+  return [...new Set(dns.filter((a) => addresses.has(canonicalAddress(a))))];
+}
+
+/** What a consumer says when refusing a provider's resolver at its own endpoint (the session is not made). */
+export const resolverOutsideTunnelMessage = (resolvers: string[]): string =>
+  `the provider names ${resolvers.join(", ")} as its resolver, an address its tunnel's own packets go to (its endpoint), which is reached outside the tunnel: name lookups sent there would leave in clear text, so the session is refused`;
 
 /**
  * A peer whose tunnel may answer from any UDP port of its address, to our tunnel's own port (a

@@ -4,7 +4,14 @@ import { isIP } from "node:net";
 import path from "node:path";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, Tunnel, TunnelCheck, TunnelPlan } from "../../session/service";
+import {
+  resolverOutsideTunnelMessage,
+  resolversOutsideTunnel,
+  type ConsumerService,
+  type Tunnel,
+  type TunnelCheck,
+  type TunnelPlan,
+} from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import { OpenVpnProcess } from "./process";
 import { program, requireNetworkCapabilities, TunnelError } from "../system";
@@ -161,6 +168,9 @@ function checked(session: { id: string; serviceConfig: unknown }): OpenVpnServic
   if (!checkServiceConfig.Check(session.serviceConfig)) {
     throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
   }
+  // Its resolver at its endpoint would be reached outside the tunnel, in clear text (docs/privacy.md).
+  const outside = resolversOutsideTunnel(session.serviceConfig.dns ?? [], [{ address: session.serviceConfig.remote }]);
+  if (outside.length > 0) throw new TunnelError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(outside));
   return session.serviceConfig;
 }
 

@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from "../../log/logger";
 import type { ConnectTarget, ConsumerService, DirectRoute, Tunnel, TunnelGuard, TunnelPlan } from "../../session/service";
 import { PrespawnedCommand } from "../prespawned";
 import { ipBatch, program, requireNetworkCapabilities, TunnelError } from "../system";
-import { checkedServiceConfig, checkServiceConfig, endpointOf } from "./config";
+import { checkedServiceConfig, checkServiceConfig, endpointOf, refuseResolversOutsideTunnel } from "./config";
 import { generateKeyPair } from "./keys";
 import { WireGuardProcess } from "./process";
 import { KEEPALIVE_S } from "./provider";
@@ -291,7 +291,7 @@ export class WireGuardConsumerService implements ConsumerService {
     // wireguard-go then sends there. Not relayed: the forwarder on loopback is the tunnel's peer then.
     const localPort = session.route?.localPort ?? pending?.listenPort;
     const roams = session.route?.kind !== "relayed" && localPort !== undefined;
-    return {
+    const plan: TunnelPlan = {
       device: this.deviceFor(config.clientPublicKey),
       // Relayed: the packets leave this host toward the relay (UDP or TCP), from the forwarder on loopback.
       endpoints: [session.route?.outside ?? { address: endpoint.address, port: endpoint.port, protocol: "udp" }],
@@ -299,6 +299,8 @@ export class WireGuardConsumerService implements ConsumerService {
       dns: config.dns.filter((a) => isIP(a) !== 0),
       ipv6: config.ipv6 ?? false,
     };
+    refuseResolversOutsideTunnel(config.dns, [...plan.endpoints, ...(plan.tunnelPeers ?? [])]);
+    return plan;
   }
 
   /** Brings the tunnel up; then (up or failed) the daemon's spare, if one was taken, is made again. */
@@ -327,6 +329,7 @@ export class WireGuardConsumerService implements ConsumerService {
     // Over a direct route the provider's tunnel is where the punched path reached it (its LAN
     // address, its router's public address), at the port it said; otherwise at the config's endpoint.
     const config = { ...checkedConfig, endpoint: endpointOf(checkedConfig, session.route) };
+    refuseResolversOutsideTunnel(config.dns, [config.endpoint, ...(session.route?.outside ? [session.route.outside] : [])]);
     const pending = this.#pending.get(config.clientPublicKey);
     if (!pending) throw new TunnelError("BAD_SERVICE_CONFIG", "the provider answered for a WireGuard key this node did not send (or sent too long ago)");
     // The device made while the session was negotiated (`prepare`), or made now. Either is used once:

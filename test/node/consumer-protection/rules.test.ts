@@ -75,11 +75,43 @@ describe("consumer protection: the guard rule set", function () {
     it("refuses DNS (53, and DoT 853) to anything but the provider's resolver through the tunnel, before the tunnel rule", function () {
       const out = output(preparedGuardScript(base, "fresh"));
       const allowDns = out.indexOf("oifname @tunnel ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept");
-      const refuseDns = out.indexOf("meta l4proto { tcp, udp } th dport { 53, 853 } reject");
+      // The rule for every other destination (a line of its own; the one before the endpoints names the resolvers' sets).
+      const refuseDns = out.indexOf("\n    meta l4proto { tcp, udp } th dport { 53, 853 } reject");
       const tunnel = out.indexOf("oifname @tunnel accept");
       expect(allowDns).to.be.greaterThan(0);
       expect(refuseDns).to.be.greaterThan(allowDns);
       expect(tunnel).to.be.greaterThan(refuseDns);
+    });
+
+    it("refuses DNS to a resolver's address outside the tunnel before anything is let out there (endpoints, tunnel peers, control endpoints)", function () {
+      const control = [{ address: "198.18.9.2", port: 53, protocol: "tcp" as const }];
+      for (const b of [base, { ...base, killSwitch: false }, { ...base, allowLan: true, control }]) {
+        const out = output(preparedGuardScript(b, "fresh"));
+        const lines = out.split("\n").map((l) => l.trim());
+        const first = lines.indexOf("oifname != @tunnel ip daddr @dns4 meta l4proto { tcp, udp } th dport { 53, 853 } reject");
+        expect(first, "the resolvers' IPv4 rule").to.be.greaterThan(0);
+        expect(lines[first + 1]).to.equal("oifname != @tunnel ip6 daddr @dns6 meta l4proto { tcp, udp } th dport { 53, 853 } reject");
+        expect(lines.slice(0, first).filter((l) => l.endsWith("accept"))).to.deep.equal(['oifname "lo" accept']);
+        expect(lines.findIndex((l) => l.includes("@endpoints4 accept"))).to.be.greaterThan(first);
+        expect(lines.findIndex((l) => l.includes("@tunnel_peers4 accept"))).to.be.greaterThan(first);
+      }
+    });
+
+    it("refuses to arm a resolver at an endpoint's or a tunnel peer's address (RESOLVER_OUTSIDE_TUNNEL); an IPv4-mapped resolver is in the IPv4 set", function () {
+      const refused = (spec: Omit<GuardSpec, keyof GuardBase>) => {
+        try {
+          armScript(spec);
+        } catch (err) {
+          return (err as { code?: string }).code;
+        }
+        return undefined;
+      };
+      expect(refused({ ...session, dns: ["198.18.3.2"] })).to.equal("RESOLVER_OUTSIDE_TUNNEL");
+      expect(refused({ ...session, dns: ["::ffff:198.18.3.2"] })).to.equal("RESOLVER_OUTSIDE_TUNNEL");
+      expect(refused({ ...session, dns: ["198.18.5.5"], tunnelPeers: [{ address: "198.18.5.5", localPort: 40100 }] })).to.equal("RESOLVER_OUTSIDE_TUNNEL");
+      expect(refused({ ...session, dns: ["10.8.0.1"] })).to.equal(undefined);
+      expect(armScript({ ...session, dns: ["::ffff:10.8.0.1", "10.8.0.1"] })).to.include("add element inet myst_guard dns4 { 10.8.0.1 }\n");
+      expect(armScript({ ...session, dns: ["::ffff:10.8.0.1"] })).to.not.include("dns6 {");
     });
 
     it("refuses IPv6 through a tunnel that does not carry it (its device in `no_ipv6`), before the tunnel rule", function () {
@@ -96,7 +128,7 @@ describe("consumer protection: the guard rule set", function () {
       const out = output(script);
       expect(out).to.include("oifname != @tunnel ip daddr 198.18.9.2 tcp dport 4222 accept");
       expect(out).to.include("oifname != @tunnel ip6 daddr 2001:db8:9::2 tcp dport 8545 accept");
-      expect(out.indexOf("tcp dport 4222 accept")).to.be.lessThan(out.indexOf("th dport { 53, 853 } reject"));
+      expect(out.indexOf("tcp dport 4222 accept")).to.be.lessThan(out.indexOf("\n    meta l4proto { tcp, udp } th dport { 53, 853 } reject"));
       expect(chain(script, "guard_input")).to.include("iifname != @tunnel ip saddr 198.18.9.2 tcp sport 4222 accept");
       expect(preparedGuardScript(base, "fresh")).to.not.include("4222");
     });
