@@ -13,7 +13,7 @@ import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "
 import type { GuardSpare } from "./guard-spare";
 import { undo } from "./undo";
 import { Admissions } from "./admissions";
-import { armScript, endpointsScript, preparedGuardScript, refuseResolversOutsideTunnel, unguardScript, type GuardBase, type GuardSpec } from "./rules";
+import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
 import { spawner } from "../services/spawner";
 import { otherProcessAlive } from "../lifecycle/process";
 import type { ControlEndpoint } from "./control-endpoints";
@@ -186,7 +186,6 @@ export class ConsumerProtection implements SessionProtection {
         dns: plan.dns ?? [],
         ipv6: plan.ipv6 ?? false,
       };
-      refuseResolversOutsideTunnel(spec); // before anything changes, and before the prepared table is let go of
       this.#spec = spec;
       // Read now, before any await: nothing the tunnel does can come first.
       const missing = withoutHostRoute(
@@ -318,7 +317,6 @@ export class ConsumerProtection implements SessionProtection {
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was not engaged before the tunnel came up");
     const before = this.#spec;
-    refuseResolversOutsideTunnel({ ...before, dns: tunnel.dns });
     this.#spec = { ...this.#spec, device: tunnel.device, dns: tunnel.dns, ipv6: tunnel.ipv6 };
     // Replaced only when the tunnel brought other resolvers or IPv6 than its plan announced.
     const same = before.device === tunnel.device && before.ipv6 === tunnel.ipv6 && before.dns.join() === tunnel.dns.join();

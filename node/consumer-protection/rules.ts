@@ -1,6 +1,5 @@
 import { isIP } from "node:net";
-import { canonicalAddress, resolverOutsideTunnelMessage, resolversOutsideTunnel, type TunnelEndpoint, type TunnelPeer } from "../session/service";
-import { ProtectionError } from "./errors";
+import { canonicalAddress, type TunnelEndpoint, type TunnelPeer } from "../session/service";
 
 /** The nftables table that holds every consumer-protection rule, in the consumer's namespace. */
 export const GUARD_TABLE = "myst_guard";
@@ -51,16 +50,10 @@ export interface GuardSpec {
   ipv6: boolean;
 }
 
-/**
- * Refuses resolvers at an address the tunnel's own packets go to (an endpoint, a tunnel peer): that
- * address is routed outside the tunnel, and the endpoint's rule would let a lookup to it out there in
- * clear text when the endpoint's port is 53. Checked before a session's sets are filled (engage, and
- * tunnelUp when the tunnel brings other resolvers); the table itself refuses such lookups too.
- */
-export function refuseResolversOutsideTunnel(spec: Pick<GuardSpec, "dns" | "endpoints" | "tunnelPeers">): void {
-  const found = resolversOutsideTunnel(spec.dns, [...spec.endpoints, ...(spec.tunnelPeers ?? [])]);
-  if (found.length > 0) throw new ProtectionError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(found));
-}
+// A resolver at an address the tunnel's own packets go to is refused where the tunnel's own addresses are known
+// (the service's config and plan: services/wireguard/config.ts, services/openvpn/consumer.ts), not here: the
+// guard's endpoints also hold the direct channel's candidates, among them the provider's tunnel address. The
+// table refuses DNS to any resolver outside the tunnel before anything is let out there (preparedGuardScript).
 
 /** What a guard table is made of before a session is known: the connection's own choices. */
 export type GuardBase = Pick<GuardSpec, "killSwitch" | "allowLan" | "control">;
@@ -191,7 +184,6 @@ export function preparedGuardScript(base: GuardBase, mode: "fresh" | "replace"):
  * replaces them (flushes, then fills) in the same single step.
  */
 export function armScript(spec: Omit<GuardSpec, keyof GuardBase>): string {
-  refuseResolversOutsideTunnel(spec);
   const t = `inet ${GUARD_TABLE}`;
   // An IPv4-mapped IPv6 resolver is asked over IPv4: it is in the IPv4 set.
   const dns = [...new Set(spec.dns.map(canonicalAddress))];
