@@ -50,7 +50,8 @@ export function openvpnTunnelVsStock(mystP50: number, stockP50: number, myst: nu
  * namespace link; a stock OpenVPN pair with myst's cipher against myst's OpenVPN, and a stock wireguard-go
  * pair with myst's MTU against myst's WireGuard, each in BENCH_ROUNDS rounds (default 5) of one stock run and
  * one myst run back to back, reported as the median of the rounds' ratios with their spread. (2) `connect` → first byte for each myst tunnel type
- * over BENCH_CONNECTS connects, by phase: discovery, negotiation, tunnel up, confirm, first byte.
+ * over BENCH_CONNECTS connects, by phase: discovery, negotiation, tunnel up, confirm, first byte; OpenVPN's plain connects
+ * each right after one stock openvpn start (alternated: the tunnel phase's aim is read on their p50s, docs/connect-path.md).
  */
 export async function benchTunnel(): Promise<void> {
   const missing = missingE2EPrerequisites();
