@@ -102,6 +102,12 @@ export interface MystConfig extends QualitySettings {
    */
   killSwitchSpare: boolean;
   /**
+   * A consumer daemon keeps one openvpn started and waiting for its config (none yet: no key, tun device or
+   * socket) in its namespace, so an OpenVPN connect does not wait for one to start (docs/connect-path.md).
+   * Default false. Env MYST_OPENVPN_SPARE (true/false).
+   */
+  openvpnSpare: boolean;
+  /**
    * The provider's payment policy, for every service it sells: invoicing, whom it admits, when it
    * settles. In the config file an object with any of `maxSessions` (default 50), `invoiceEvery`
    * (seconds, 10), `invoiceAbove` (MYST, 0.01), `maxUnpaid` (0.05), `minVaultBalance` (0.1),
@@ -156,6 +162,7 @@ export function defaultConfig(home = os.homedir()): MystConfig {
     natPort: 0,
     wireguardSpare: false,
     killSwitchSpare: false,
+    openvpnSpare: false,
     ipCheckUrl: undefined,
     paymentPolicy: defaultPaymentPolicy(),
     tunnelCheckName: undefined,
@@ -221,6 +228,7 @@ const ENV: Record<string, keyof MystConfig> = {
   MYST_NAT_PORT: "natPort",
   MYST_WIREGUARD_SPARE: "wireguardSpare",
   MYST_KILL_SWITCH_SPARE: "killSwitchSpare",
+  MYST_OPENVPN_SPARE: "openvpnSpare",
   ...QUALITY_ENV,
 };
 
@@ -385,6 +393,7 @@ function applyChoice(config: MystConfig, key: keyof MystConfig, value: unknown, 
     case "portMapping":
     case "wireguardSpare":
     case "killSwitchSpare":
+    case "openvpnSpare":
       config[key] = bool(value) ?? bad(key, "must be true or false");
       break;
     case "stunServers": {

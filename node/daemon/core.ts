@@ -86,7 +86,7 @@ export interface OnlineParts {
   activity: NodeActivity;
   /** How the node can be reached, measured (node/nat): its public contacts go into the proposals. */
   reachability: ReachabilityMonitor;
-  /** What the consumer keeps ready for its next connection, by service type (config `wireguardSpare`; empty when off). */
+  /** What the consumer keeps ready for its next connection, by service type (configs `wireguardSpare`, `openvpnSpare`; empty when off). */
   spares: Map<string, ConsumerSpare>;
   /** The kill switch's table kept disarmed between connections (config `killSwitchSpare`; none when off). */
   guardSpare?: GuardSpare;
@@ -242,7 +242,8 @@ export class NodeCore {
     this.metrics.watchConsumer(() => consumer.current);
     const activity = new NodeActivity({ identity: key.address, provider, consumer, conn, registry, db: this.db, log });
     reachability.onChange(() => provider.reannounce());
-    const spares = config.wireguardSpare ? consumerSpares({ dataDir: config.dataDir, log }) : new Map<string, ConsumerSpare>();
+    const spareTypes = [...(config.wireguardSpare ? ["wireguard"] : []), ...(config.openvpnSpare ? ["openvpn"] : [])];
+    const spares = spareTypes.length ? consumerSpares({ dataDir: config.dataDir, log, types: spareTypes }) : new Map<string, ConsumerSpare>();
     const guardSpare = config.killSwitchSpare ? new GuardSpare({ dataDir: config.dataDir, log }) : undefined;
     this.#online = { key, broker, dialogs, provider, consumer, activity, reachability, spares, guardSpare };
     return this.#online;

@@ -105,8 +105,8 @@ export class MystNode {
           stop: () => this.services.stopSelling(),
         },
         { start: () => online.consumer.start(), stop: () => this.connection.stopBuying() },
-        // Spare devices for the next connection (config `wireguardSpare`) and the kill switch's spare table
-        // (`killSwitchSpare`): none left once the node stops.
+        // Spare devices for the next connection (configs `wireguardSpare`, `openvpnSpare`) and the kill switch's spare
+        // table (`killSwitchSpare`): none left once the node stops.
         {
           start: async () => void (await Promise.all([...online.spares.values()].map((s) => s.start()))),
           stop: async () => void (await Promise.all([...[...online.spares.values()].map((s) => s.stop()), online.guardSpare?.stop()])),

@@ -180,10 +180,14 @@ export function consumerService(
   });
 }
 
-/** What a consumer daemon keeps ready for the next connection, by service type (config `wireguardSpare`): started and stopped with the node. */
-export function consumerSpares(deps: { dataDir: string; log: Logger }): Map<string, ConsumerSpare> {
+/**
+ * What a consumer daemon keeps ready for the next connection, by service type (configs `wireguardSpare`,
+ * `openvpnSpare`; `types`: only these, default every type that has one): started and stopped with the node.
+ */
+export function consumerSpares(deps: { dataDir: string; log: Logger; types?: string[] }): Map<string, ConsumerSpare> {
   const runDir = path.join(deps.dataDir, "run");
-  return new Map(TUNNEL_TYPES.flatMap((t) => (t.consumerSpare ? [[t.type, t.consumerSpare({ runDir, log: deps.log })] as const] : [])));
+  const wanted = (type: string) => !deps.types || deps.types.includes(type);
+  return new Map(TUNNEL_TYPES.flatMap((t) => (t.consumerSpare && wanted(t.type) ? [[t.type, t.consumerSpare({ runDir, log: deps.log })] as const] : [])));
 }
 
 /**

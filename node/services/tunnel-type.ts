@@ -91,7 +91,7 @@ export interface TunnelType<Settings extends TObject = TObject> {
   startProvider(settings: Static<Settings>, deps: ProviderDeps): Promise<ProviderService>;
   /** The consumer side, for one connection. */
   consumer(deps: ConsumerDeps): ConsumerService;
-  /** Optional: what a consumer daemon keeps ready for the next connection (config `wireguardSpare`); handed to `consumer` as `deps.spare`. */
+  /** Optional: what a consumer daemon keeps ready for the next connection (configs `wireguardSpare`, `openvpnSpare`); handed to `consumer` as `deps.spare`. */
   consumerSpare?(deps: { runDir: string; log: Logger }): ConsumerSpare;
 }
 

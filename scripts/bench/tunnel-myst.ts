@@ -63,6 +63,8 @@ export interface TunnelResult {
   /** iperf3 through myst's tunnel and through the stock pair (when given), alternated round by round (stock first), and each round's ratio. */
   throughput: { myst: number[]; stock: number[]; ratios: number[] };
   phases: Record<string, ReturnType<typeof summarize>>;
+  /** The tunnel phase of each connect with the kill switch off, in order (what `phases.tunnel` summarizes). */
+  tunnelSamples: number[];
   killSwitch: {
     off: ReturnType<typeof summarize>;
     on: ReturnType<typeof summarize>;
@@ -77,6 +79,11 @@ export interface TunnelResult {
    * by a node process resident in the consumer's namespace (a daemon in its own namespace), and the check's own time.
    */
   stageChecks: { on: ReturnType<typeof summarize>; checkMs: ReturnType<typeof summarize> };
+  /**
+   * With `stockStart`: each stock start's ms, timed just before each connect with the kill switch off (pair i is
+   * `stockStarts[i]` and the i-th sample of `phases.tunnel`), so that load changes during the run reach both alike.
+   */
+  stockStarts?: number[];
   /** With payments on: connect → first byte of a consumer's first session with this provider, against a known pair's; and the deposit it no longer waits for. */
   firstSession?: { neverUsed: ReturnType<typeof summarize>; known: ReturnType<typeof summarize>; deposit: ReturnType<typeof summarize> };
 }
@@ -116,6 +123,11 @@ export async function benchMyst(
     stock?: StockPair;
     /** How many stock/myst throughput rounds (default 1). */
     rounds?: number;
+    /**
+     * One stock start timed (start → up, its client stopped and exited before it resolves): run just before each
+     * connect with the kill switch off, so stock's starts and myst's connects alternate (stock, myst, stock, …).
+     */
+    stockStart?: () => Promise<number>;
   },
 ): Promise<TunnelResult> {
   const { net, topology, providerKey, consumerKey } = o;
@@ -216,7 +228,10 @@ export async function benchMyst(
     stops.push(async () => guardSpare?.stop());
     // BENCH_PAUSE_MS: idle before each connect (a user connects after idle; back to back, caches and connections are warm).
     const pauseMs = Number(process.env.BENCH_PAUSE_MS ?? 0);
+    const stockStarts: number[] = [];
     for (let i = 0; i < 3 * o.connects; i++) {
+      // Stock's start right before myst's plain connect: never up at once (its client has exited), both kill switches off.
+      if (i % 3 === 0 && o.stockStart) stockStarts.push(await o.stockStart());
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const protection =
         i % 3 === 1
@@ -342,6 +357,8 @@ export async function benchMyst(
     }
     return {
       throughput,
+      tunnelSamples: phases.tunnel,
+      ...(o.stockStart ? { stockStarts } : {}),
       ...(firstSession ? { firstSession } : {}),
       phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])),
       killSwitch: {

@@ -47,10 +47,16 @@ export function stockServerLines(o: { pkiDir: string; cert: string; key: string;
 
 /**
  * A hand-configured stock OpenVPN server + client, same cipher, certificate-less like ours; the
- * client started `connects` times: `upMs` is the p50 from its start to "Initialization Sequence
- * Completed". The server stays up; `up` starts a client again (for the throughput runs), `down` stops it.
+ * client started `connects` times in a block: `upMs` is the p50 from its start to "Initialization Sequence
+ * Completed" (the first start, which the server's first client pays, included). The server stays up; `up` starts
+ * a client again (for the throughput runs), `down` stops it; `start` times one more start and stops the client again
+ * (its process exited before it resolves), for starts alternated with myst's connects (the tunnel bench).
  */
-export async function stockTunnel(t: Topology, dir: string, connects: number): Promise<StockPair & { upMs: number; samples: number[] }> {
+export async function stockTunnel(
+  t: Topology,
+  dir: string,
+  connects: number,
+): Promise<StockPair & { upMs: number; samples: number[]; start(): Promise<number> }> {
   const pki = await ensurePki(path.join(dir, "stock-pki"));
   const server = path.join(dir, "stock-server.conf");
   fs.writeFileSync(
@@ -129,6 +135,12 @@ export async function stockTunnel(t: Topology, dir: string, connects: number): P
     up: async () => {
       await down();
       running = (await connect()).c;
+    },
+    start: async () => {
+      await down();
+      const { c, ms } = await connect();
+      await stopChild(c);
+      return ms;
     },
     down,
     stop: async () => {

@@ -1,7 +1,5 @@
-import crypto from "node:crypto";
 import fs from "node:fs";
 import { isIP } from "node:net";
-import path from "node:path";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
 import {
@@ -13,18 +11,14 @@ import {
   type TunnelPlan,
 } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
-import { OpenVpnProcess } from "./process";
+import type { OpenVpnProcess } from "./process";
+import { traced } from "../../log/connect-trace";
+import type { OpenVpnSpare } from "./spare";
+import { launchWaiting, type WaitingOpenVpn } from "./waiting";
 import { program, requireNetworkCapabilities, TunnelError } from "../system";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
-
-/** An openvpn started before its session is known, and the names of the files it will use. */
-interface Prepared {
-  process: OpenVpnProcess;
-  files: { auth: string; socket: string };
-  launched: Promise<void>;
-}
 
 export interface OpenVpnConsumerOptions {
   key: IdentityKey;
@@ -41,6 +35,11 @@ export interface OpenVpnConsumerOptions {
    * tunnel comes up without touching the routes (confined apps route into it themselves).
    */
   routeAll?: boolean;
+  /**
+   * A consumer daemon's spare openvpn (config `openvpnSpare`, spare.ts): taken by the next connection (instead of
+   * one started while its session is negotiated), refilled once that connection is settled.
+   */
+  spare?: OpenVpnSpare;
   /** What the stage checks ask through the tunnel (services/tunnel-check.ts); they run only when the tunnel routes everything. */
   tunnelCheck?: TunnelCheckSettings;
   log?: Logger;
@@ -59,19 +58,19 @@ export class OpenVpnConsumerService implements ConsumerService {
    * openvpn processes started while sessions are negotiated, waiting for their config on a FIFO:
    * interchangeable (nothing of a session is in them yet), taken first come first served.
    */
-  readonly #ready: Prepared[] = [];
+  readonly #ready: WaitingOpenVpn[] = [];
 
   constructor(private readonly o: OpenVpnConsumerOptions) {}
 
   /**
-   * Starts openvpn while the session is negotiated (`ip netns exec`, setpriv, openvpn's own
-   * start-up), waiting for its config on a FIFO: `connect` writes the config there and openvpn
-   * starts connecting at once. `discard` stops it.
+   * An openvpn for the session being negotiated, waiting for its config on a FIFO: the spare (when the daemon keeps
+   * one), else one started now (`ip netns exec`, setpriv, openvpn's own start-up). `connect` writes the config there
+   * and openvpn starts connecting at once. `discard` stops it.
    */
   prepare(): void {
     try {
       requireNetworkCapabilities("connecting an OpenVPN tunnel", { netns: this.o.netns, why: "to create its tun device and routes" });
-      this.#ready.push(this.#launch());
+      this.#ready.push(this.#waiting());
     } catch {
       // `connect` says why.
     }
@@ -79,24 +78,12 @@ export class OpenVpnConsumerService implements ConsumerService {
 
   async discard(): Promise<void> {
     await this.#ready.shift()?.process.stop();
+    this.o.spare?.refill();
   }
 
-  /** An openvpn waiting for its config, with the names of its files. */
-  #launch(): Prepared {
-    fs.mkdirSync(this.o.runDir, { recursive: true, mode: 0o700 });
-    const base = path.join(this.o.runDir, `openvpn-${crypto.randomBytes(8).toString("hex")}`);
-    const files = { auth: `${base}.auth`, socket: `${base}.sock` };
-    const process = new OpenVpnProcess({
-      configFile: `${base}.conf`,
-      configFifo: true,
-      viaHelper: true,
-      managementSocket: files.socket,
-      netns: this.o.netns,
-      log: this.o.log ?? silentLogger,
-    });
-    const launched = process.launch();
-    launched.catch(() => undefined); // `connect` reports it
-    return { process, files, launched };
+  /** An openvpn waiting for its config, with the names of its files: the spare's, or one started now. */
+  #waiting(): WaitingOpenVpn {
+    return this.o.spare?.take(this.o.netns) ?? launchWaiting({ runDir: this.o.runDir, netns: this.o.netns, log: this.o.log ?? silentLogger });
   }
 
   async consumerData(): Promise<unknown> {
@@ -129,7 +116,7 @@ export class OpenVpnConsumerService implements ConsumerService {
     const config = checked(session);
     const password = Buffer.from(this.o.key.signProtocol(authMessage(session.id))).toString("base64");
     // The openvpn started while the session was negotiated, or one started now.
-    const { process, files, launched } = this.#ready.shift() ?? this.#launch();
+    const { process, files, launched } = this.#ready.shift() ?? this.#waiting();
     const removeSecrets = () => fs.rmSync(files.auth, { force: true });
     // Up when openvpn says so on its output, the moment it does (stock openvpn's own signal): its
     // management socket, polled until it opens, would add up to a polling period to every connect.
@@ -139,7 +126,10 @@ export class OpenVpnConsumerService implements ConsumerService {
       fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
       await launched;
       if (!process.running) throw process.explain("openvpn exited before it was given its config");
-      await process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true));
+      await traced(
+        "openvpn: config written (once openvpn opened its FIFO)",
+        process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true)),
+      );
       await Promise.all([process.attach(), up]);
     } catch (err) {
       await process.stop();
@@ -147,6 +137,8 @@ export class OpenVpnConsumerService implements ConsumerService {
       throw err instanceof TunnelError ? err : process.explain((err as Error).message);
     } finally {
       removeSecrets();
+      // The next connection's openvpn, started once this one is settled (not beside it).
+      this.o.spare?.refill();
     }
     // State changes (a reconnect to a restarted server) tell the tunnel whether it is up.
     process.management?.command("state on").catch(() => undefined);

@@ -39,6 +39,8 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   management?: ManagementClient;
   readonly recent: string[] = [];
   #exited?: Promise<number | null>;
+  /** `configure` has begun to give it its config (with `configFifo`): until then it holds nothing of a session. */
+  #configured = false;
 
   constructor(readonly options: OpenVpnProcessOptions) {
     super();
@@ -70,13 +72,16 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     }
     fs.rmSync(this.options.managementSocket, { force: true });
     // Tied to our life: when this node dies (even by SIGKILL) the kernel sends openvpn SIGTERM
-    // (setpriv's parent-death signal survives the exec of `ip netns exec` and of openvpn).
+    // (setpriv's parent-death signal survives the exec of sh, of `ip netns exec` and of openvpn).
+    const openvpn = inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile]);
+    let argv = [...parentDeathSignal(), ...openvpn];
     if (this.options.configFifo) {
       fs.rmSync(this.options.configFile, { force: true });
-      // coreutils' mkfifo (essential on every Debian-like system), through sh: no program of its own to look up.
-      await spawner.run([program("sh"), "-c", 'exec mkfifo -m 600 -- "$0"', this.options.configFile]);
+      // The FIFO is made by the same start, then openvpn is exec'd: one spawn, not a mkfifo and a spawn one after the
+      // other (about 5 ms on the connect path: docs/connect-path.md, session 11). coreutils' mkfifo (essential on every
+      // Debian-like system), through sh: no program of its own to look up. `configure` waits until openvpn opens it.
+      argv = [...parentDeathSignal(), program("sh"), "-c", 'mkfifo -m 600 -- "$0" && exec "$@"', this.options.configFile, ...openvpn];
     }
-    const argv = [...parentDeathSignal(), ...inNetns(this.options.netns, [program("openvpn"), "--config", this.options.configFile])];
     const child = this.options.viaHelper ? spawner.launch(argv) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     recordPid(child, this.options.pidFile);
@@ -110,23 +115,27 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
 
   /**
    * Writes the config into the FIFO an openvpn started with `configFifo` waits on (it reads it to
-   * the end, then starts), and removes the FIFO. Never blocks the event loop: until openvpn opens
-   * the FIFO, opening it to write fails (ENXIO) and is tried again every millisecond while openvpn runs.
+   * the end, then starts), and removes the FIFO. Never blocks the event loop: until the FIFO is made (ENOENT) and
+   * openvpn opens it (ENXIO), opening it to write fails and is tried again every millisecond while openvpn runs.
    */
   async configure(config: string, timeoutMs = 10_000): Promise<void> {
     if (!this.options.configFifo) throw new TunnelError("OPENVPN_FAILED", "this openvpn was not started to wait for its config");
     let fd: number | undefined;
-    // Until openvpn has opened the FIFO (it may still be starting), a writer's open fails with ENXIO.
+    // Until the start has made the FIFO (ENOENT) and openvpn has opened it (ENXIO), a writer's open fails.
     for (const deadline = Date.now() + timeoutMs; fd === undefined; ) {
       try {
         fd = fs.openSync(this.options.configFile, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "ENXIO" || !this.running || Date.now() > deadline) throw this.explain(`openvpn is not waiting for its config (${(err as Error).message})`);
+        if ((code !== "ENXIO" && code !== "ENOENT") || !this.running || Date.now() > deadline)
+          throw this.explain(`openvpn is not waiting for its config (${(err as Error).message})`);
         await new Promise((r) => setTimeout(r, 1));
       }
     }
+    this.#configured = true;
     try {
+      // Only ever into the FIFO: the config is never written to a file (the run directory is private; this holds all the same).
+      if (!fs.fstatSync(fd).isFIFO()) throw new TunnelError("OPENVPN_FAILED", `${this.options.configFile} is not the FIFO openvpn waits on`);
       const bytes = Buffer.from(config);
       // A pipe takes 64 KiB at once; a client config is a few KiB. Written in a loop all the same.
       for (let at = 0; at < bytes.length; ) {
@@ -154,9 +163,13 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     return management;
   }
 
-  /** Stops openvpn (TERM, then KILL after 5 s) and waits for it to exit, so its port is free again. */
+  /**
+   * Stops openvpn (TERM, then KILL after 5 s) and waits for it to exit, so its port is free again. One still waiting
+   * for its config is killed at once: it holds nothing yet (no tun device, socket or peer), and blocked in the FIFO's
+   * open it ignores TERM, which cost every discarded or spare openvpn the 5 s.
+   */
   async stop(): Promise<void> {
-    if (this.child) await terminate(this.child);
+    if (this.child) await terminate(this.child, this.options.configFifo && !this.#configured ? 0 : 5000);
     fs.rmSync(this.options.managementSocket, { force: true });
     if (this.options.configFifo) fs.rmSync(this.options.configFile, { force: true });
   }

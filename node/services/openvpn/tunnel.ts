@@ -5,6 +5,7 @@ import { tunnelCapabilities } from "../capabilities";
 import { defineTunnel, ServiceSpecError } from "../tunnel-type";
 import { OpenVpnConsumerService } from "./consumer";
 import { OpenVpnProviderService } from "./provider";
+import { OpenVpnSpare } from "./spare";
 
 /** An OpenVPN service's settings, as the API takes them and services.json keeps them. */
 export const OpenVpnSettingsSchema = tunnelSettingsSchema(1194, {
@@ -34,6 +35,8 @@ export const openvpn = defineTunnel({
       netns: deps.netns,
       log: deps.log,
       routeAll: deps.routeAll,
+      spare: deps.spare instanceof OpenVpnSpare ? deps.spare : undefined,
       tunnelCheck: deps.tunnelCheck,
     }),
+  consumerSpare: (deps) => new OpenVpnSpare(deps),
 });

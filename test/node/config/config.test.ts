@@ -55,7 +55,15 @@ describe("config", function () {
     expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_WIREGUARD_SPARE: "one" })).to.throw(
       /wireguardSpare \(from MYST_WIREGUARD_SPARE\) must be true or false/,
     );
-    expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger }).keys()]).to.deep.equal(["wireguard"]);
+    expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger, types: ["wireguard"] }).keys()]).to.deep.equal(["wireguard"]);
+  });
+
+  it("keeps no spare openvpn unless asked (MYST_OPENVPN_SPARE or the file), and names a bad value", function () {
+    expect(loadConfig({ dataDir: tmp.dir }, {}).openvpnSpare).to.equal(false);
+    expect(loadConfig({ dataDir: tmp.dir }, { MYST_OPENVPN_SPARE: "true" }).openvpnSpare).to.equal(true);
+    expect(() => loadConfig({ dataDir: tmp.dir }, { MYST_OPENVPN_SPARE: "two" })).to.throw(/openvpnSpare \(from MYST_OPENVPN_SPARE\) must be true or false/);
+    expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger, types: ["openvpn"] }).keys()]).to.deep.equal(["openvpn"]);
+    expect([...consumerSpares({ dataDir: tmp.dir, log: silentLogger }).keys()].sort()).to.deep.equal(["openvpn", "wireguard"]);
   });
 
   it("keeps no disarmed kill-switch table between connections unless asked (MYST_KILL_SWITCH_SPARE or the file), and names a bad value", function () {
