@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
 import { nftApply } from "./nft";
-import { protectionRecordFile, readRecord } from "./record";
+import { protectionRecordFile, readRecordIfValid } from "./record";
 import { unguardScript, type GuardBase } from "./rules";
 
 /**
@@ -89,12 +89,4 @@ export class GuardSpare {
 function baseKey(base: GuardBase): string {
   const control = (base.control ?? []).map((e) => `${e.address}|${e.protocol}|${e.port}`);
   return JSON.stringify([base.killSwitch, base.allowLan, control]);
-}
-
-function readRecordIfValid(dataDir: string) {
-  try {
-    return readRecord(dataDir);
-  } catch {
-    return undefined;
-  }
 }

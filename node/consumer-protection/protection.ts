@@ -4,8 +4,8 @@ import { silentLogger, type Logger } from "../log/logger";
 import { requireNetworkCapabilities } from "../services/system";
 import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
-import { protectionRecordFile, readRecord, type ProtectionRecord } from "./record";
-import { hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
+import { protectionRecordFile, readRecord, readRecordIfValid, type ProtectionRecord } from "./record";
+import { keepControlRoutes, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
 import { traced, tracedSync } from "../log/connect-trace";
 import { nftSession, transact } from "./nft-session";
@@ -214,7 +214,7 @@ export class ConsumerProtection implements SessionProtection {
       const routesKept = (async () => {
         for (const address of await missing) endpointRoutes.add(address);
         this.#write(record());
-        await this.#keepControlRoutes(spec, endpointRoutes, record);
+        await keepControlRoutes(spec.control ?? [], this.options.netns, endpointRoutes, () => this.#write(record()), this.#log);
       })();
       // Settles only once both have: an undo that follows a failure must not race the transaction.
       const armed = Promise.allSettled([installed, routesKept]).then(([i, r]) => {
@@ -293,27 +293,6 @@ export class ConsumerProtection implements SessionProtection {
     return true;
   }
 
-  /**
-   * The control connections keep the way out they have now, before the tunnel takes the default
-   * route: recorded before each route is added, so a crash in between still removes it.
-   */
-  async #keepControlRoutes(spec: GuardSpec, endpointRoutes: Set<string>, record: () => ProtectionRecord): Promise<void> {
-    for (const address of new Set(spec.control?.map((e) => e.address))) {
-      if (await hostRoute(address, this.options.netns)) continue;
-      endpointRoutes.add(address);
-      this.#write(record());
-      try {
-        await routeAsNow(address, this.options.netns);
-      } catch (err) {
-        // No way there now (an AAAA answer on a machine without IPv6, say): nothing to keep. The
-        // node's connections use the addresses that do have a route.
-        endpointRoutes.delete(address);
-        this.#write(record());
-        this.#log.warn({ address, err: (err as Error).message }, "a control endpoint has no route; it is not kept outside the tunnel");
-      }
-    }
-  }
-
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
     if (!this.#spec) throw new ProtectionError("NOT_ENGAGED", "protection was not engaged before the tunnel came up");
     const before = this.#spec;
@@ -374,7 +353,7 @@ export class ConsumerProtection implements SessionProtection {
   /** A dead myst's kill switch left in force here (recoverProtection's `keepFor`), until this connection's `engage` replaces it. */
   #inherited(): boolean {
     if (this.#state !== "off" || this.#spec) return false;
-    const found = recordIfValid(this.options.dataDir);
+    const found = readRecordIfValid(this.options.dataDir);
     return !!found?.killSwitch && !found.prepared && found.netns === this.options.netns && !otherProcessAlive(found.pid);
   }
 
@@ -475,11 +454,3 @@ export class ConsumerProtection implements SessionProtection {
     this.#written = text;
   }
 }
-
-const recordIfValid = (dataDir: string) => {
-  try {
-    return readRecord(dataDir);
-  } catch {
-    return undefined;
-  }
-};
