@@ -86,7 +86,8 @@ export class GuardSpare {
   }
 }
 
-function baseKey(base: GuardBase): string {
+/** The rules around the sets a table was made for, as one comparable key. */
+export function baseKey(base: GuardBase): string {
   const control = (base.control ?? []).map((e) => `${e.address}|${e.protocol}|${e.port}`);
   return JSON.stringify([base.killSwitch, base.allowLan, control]);
 }
