@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { silentLogger, type Logger } from "../log/logger";
 import { nftApply } from "./nft";
-import { protectionRecordFile, readRecord } from "./record";
+import { protectionRecordFile, readRecordIfValid } from "./record";
 import { unguardScript, type GuardBase } from "./rules";
 
 /**
@@ -86,15 +86,8 @@ export class GuardSpare {
   }
 }
 
-function baseKey(base: GuardBase): string {
+/** The rules around the sets a table was made for, as one comparable key. */
+export function baseKey(base: GuardBase): string {
   const control = (base.control ?? []).map((e) => `${e.address}|${e.protocol}|${e.port}`);
   return JSON.stringify([base.killSwitch, base.allowLan, control]);
-}
-
-function readRecordIfValid(dataDir: string) {
-  try {
-    return readRecord(dataDir);
-  } catch {
-    return undefined;
-  }
 }

@@ -3,6 +3,7 @@ import { program, run } from "../services/system";
 import { spawner } from "../services/spawner";
 import { ProtectionError } from "./errors";
 import { hasHostRoute4, nftSession } from "./nft-session";
+import type { Logger } from "../log/logger";
 
 /* Host routes outside the tunnel: which endpoints have one, and pinning the way a control endpoint takes now. */
 
@@ -62,4 +63,32 @@ export async function routeAsNow(address: string, netns?: string): Promise<void>
   if (!route?.dev) throw new ProtectionError("CONTROL_ENDPOINT", `no route to the node's control endpoint ${address}`);
   if (route.dev === "lo") return; // an address of this machine: never routed into a tunnel
   await run([...ip, "route", "add", hostPrefix(address), ...(route.gateway ? ["via", route.gateway] : []), "dev", route.dev]);
+}
+
+/**
+ * The control connections keep the way out they have now, before the tunnel takes the default
+ * route: each address is added to `endpointRoutes` and `save`d (the record written) before its route
+ * is added, so a crash in between still removes it; one with no route now is taken out again.
+ */
+export async function keepControlRoutes(
+  control: { address: string }[],
+  netns: string | undefined,
+  endpointRoutes: Set<string>,
+  save: () => void,
+  log: Logger,
+): Promise<void> {
+  for (const address of new Set(control.map((e) => e.address))) {
+    if (await hostRoute(address, netns)) continue;
+    endpointRoutes.add(address);
+    save();
+    try {
+      await routeAsNow(address, netns);
+    } catch (err) {
+      // No way there now (an AAAA answer on a machine without IPv6, say): nothing to keep. The
+      // node's connections use the addresses that do have a route.
+      endpointRoutes.delete(address);
+      save();
+      log.warn({ address, err: (err as Error).message }, "a control endpoint has no route; it is not kept outside the tunnel");
+    }
+  }
 }

@@ -4,13 +4,13 @@ import { silentLogger, type Logger } from "../log/logger";
 import { requireNetworkCapabilities } from "../services/system";
 import { sameEndpoint, type SessionProtection, type TunnelEndpoint, type TunnelGuard, type TunnelPlan } from "../session/service";
 import { ProtectionError } from "./errors";
-import { protectionRecordFile, readRecord, type ProtectionRecord } from "./record";
-import { hostRoute, routeAsNow, withoutHostRoute } from "./host-routes";
+import { protectionRecordFile, readRecord, readRecordIfValid, type ProtectionRecord } from "./record";
+import { keepControlRoutes, withoutHostRoute } from "./host-routes";
 import { nftApply } from "./nft";
 import { traced, tracedSync } from "../log/connect-trace";
 import { nftSession, transact } from "./nft-session";
 import { pointResolver, resolverFile, restoreResolver, snapshotResolver } from "./resolver";
-import type { GuardSpare } from "./guard-spare";
+import { baseKey, type GuardSpare } from "./guard-spare";
 import { undo } from "./undo";
 import { Admissions } from "./admissions";
 import { armScript, endpointsScript, preparedGuardScript, unguardScript, type GuardBase, type GuardSpec } from "./rules";
@@ -62,7 +62,13 @@ export class ConsumerProtection implements SessionProtection {
   /** Whether `prepare`'s own first transaction made the table (none was there): then nothing came between it and an arming written behind it. */
   #madeFresh?: Promise<boolean>;
   /** What `admit` let out beside the plan, and how many hold each. */
-  readonly #admissions = new Admissions();
+  #admissions = new Admissions();
+  /** The connection this one's blocking kill switch went to (`handOver`): nothing is undone here any more. */
+  #successor?: ConsumerProtection;
+  /** This connection took a blocking kill switch over (`handOver`): a connect that fails goes back to blocking, not to nothing. */
+  #tookOver = false;
+  /** The rules around the sets of the table in force, while they are a handed-over block's and not this connection's own. */
+  #tableBase?: GuardBase;
   /** The resolver file pointed at the plan's resolvers once the rules are armed (engageBeside), and at which. */
   #pointed?: Promise<string | undefined>;
   /** The record's text as last written: the same record is not written again. */
@@ -77,6 +83,27 @@ export class ConsumerProtection implements SessionProtection {
   constructor(readonly options: ProtectionOptions) {
     this.#log = options.log ?? silentLogger;
     resolverFile(options.netns); // fences the namespace name before anything is changed
+  }
+
+  /**
+   * A new connect in this namespace, with the kill switch, while this connection's kill switch blocks (its session
+   * ended): `next` takes the block as it is — the table in force, the record (the host routes, the resolver file's
+   * snapshot from before the first session), the admissions — and blocks until its own arming replaces the rules in
+   * one transaction (docs/privacy.md); a failed connect leaves it blocking. This one undoes nothing any
+   * more; an admission given back to it goes to `next`.
+   */
+  handOver(next: ConsumerProtection): void {
+    if (!next.options.killSwitch) throw new ProtectionError("NO_KILL_SWITCH", "a blocking kill switch goes over only to a connection with the kill switch");
+    if (this.#state !== "blocked" || !this.#spec || next.options.netns !== this.options.netns || next.#spec)
+      throw new ProtectionError("NOT_ENGAGED", "only a blocking kill switch goes over, to a new connection in the same namespace");
+    [next.#state, next.#spec, next.#record, next.#resolverOurs, next.#admissions] = ["blocked", this.#spec, this.#record, this.#resolverOurs, this.#admissions];
+    next.#tableBase = this.#tableBase ?? this.#base;
+    next.#tookOver = true;
+    this.#successor = next;
+    this.#state = "off";
+    this.#spec = this.#record = this.#written = undefined;
+    this.#admissions = new Admissions();
+    this.#log.info({ netns: this.options.netns }, "kill switch: the block stays in force until the new connection's rules replace it");
   }
 
   get state(): ProtectionState {
@@ -214,7 +241,7 @@ export class ConsumerProtection implements SessionProtection {
       const routesKept = (async () => {
         for (const address of await missing) endpointRoutes.add(address);
         this.#write(record());
-        await this.#keepControlRoutes(spec, endpointRoutes, record);
+        await keepControlRoutes(spec.control ?? [], this.options.netns, endpointRoutes, () => this.#write(record()), this.#log);
       })();
       // Settles only once both have: an undo that follows a failure must not race the transaction.
       const armed = Promise.allSettled([installed, routesKept]).then(([i, r]) => {
@@ -266,6 +293,10 @@ export class ConsumerProtection implements SessionProtection {
       // A spare's table is held for as long as the node waits for its next connection: one removed meanwhile (a
       // firewall reloaded, say) is made and armed in one transaction, as with no spare.
       return transact(arm(), netns, "nft: armed").catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
+    // A handed-over block made for other rules around the sets (--allow-lan, the control endpoints): replaced and armed in one.
+    const held = this.#tableBase;
+    if (held && baseKey(held) !== baseKey(this.#base))
+      return transact(preparedGuardScript(this.#base, "replace") + arm(), netns, "nft: replaced and armed").then(() => void (this.#tableBase = undefined));
     if (prepared || this.#state !== "off") return transact(arm(), netns, "nft: armed");
     if (inherited) return transact(preparedGuardScript(this.#base, "replace") + arm(), netns);
     await transact(preparedGuardScript(this.#base, "fresh") + arm(), netns).catch(() => transact(preparedGuardScript(this.#base, "replace") + arm(), netns));
@@ -291,27 +322,6 @@ export class ConsumerProtection implements SessionProtection {
     // and a fresh nft took it): once more, now that the table is there.
     await early.catch(() => transact(arm, this.options.netns));
     return true;
-  }
-
-  /**
-   * The control connections keep the way out they have now, before the tunnel takes the default
-   * route: recorded before each route is added, so a crash in between still removes it.
-   */
-  async #keepControlRoutes(spec: GuardSpec, endpointRoutes: Set<string>, record: () => ProtectionRecord): Promise<void> {
-    for (const address of new Set(spec.control?.map((e) => e.address))) {
-      if (await hostRoute(address, this.options.netns)) continue;
-      endpointRoutes.add(address);
-      this.#write(record());
-      try {
-        await routeAsNow(address, this.options.netns);
-      } catch (err) {
-        // No way there now (an AAAA answer on a machine without IPv6, say): nothing to keep. The
-        // node's connections use the addresses that do have a route.
-        endpointRoutes.delete(address);
-        this.#write(record());
-        this.#log.warn({ address, err: (err as Error).message }, "a control endpoint has no route; it is not kept outside the tunnel");
-      }
-    }
   }
 
   async tunnelUp(tunnel: { device: string; dns: string[]; ipv6: boolean }): Promise<void> {
@@ -348,6 +358,8 @@ export class ConsumerProtection implements SessionProtection {
   }
 
   async abandon(): Promise<void> {
+    // A connect that took a blocking kill switch over and failed: it blocks again, as before it started.
+    if (this.#tookOver && this.#spec) return this.block();
     await this.lift();
   }
 
@@ -373,8 +385,8 @@ export class ConsumerProtection implements SessionProtection {
 
   /** A dead myst's kill switch left in force here (recoverProtection's `keepFor`), until this connection's `engage` replaces it. */
   #inherited(): boolean {
-    if (this.#state !== "off" || this.#spec) return false;
-    const found = recordIfValid(this.options.dataDir);
+    if (this.#state !== "off" || this.#spec || this.#successor) return false;
+    const found = readRecordIfValid(this.options.dataDir);
     return !!found?.killSwitch && !found.prepared && found.netns === this.options.netns && !otherProcessAlive(found.pid);
   }
 
@@ -397,6 +409,7 @@ export class ConsumerProtection implements SessionProtection {
 
   /** Gives back one `admit` of each endpoint: one no admission holds and the plan does not name leaves the sets (one transaction). */
   async withdraw(endpoints: TunnelEndpoint[]): Promise<void> {
+    if (this.#successor) return this.#successor.withdraw(endpoints);
     const plan = this.#spec?.endpoints ?? [];
     await this.#takeOut(this.#admissions.give(endpoints, plan), plan);
   }
@@ -436,6 +449,8 @@ export class ConsumerProtection implements SessionProtection {
 
   /** Removes the rules and restores the resolver file; the end of protection (disconnect). Idempotent. */
   async lift(): Promise<void> {
+    // Handed over (`handOver`): what is in force is the new connection's to lift.
+    if (this.#successor) return;
     // The table is this instance's own layout once its install or an arming succeeded: only then may a spare keep it.
     const ownTable = (await this.#prepared) === true || this.#state !== "off";
     // A pointing still to come would follow the restore below.
@@ -448,15 +463,15 @@ export class ConsumerProtection implements SessionProtection {
     const sparesOwn = !this.#record && !!record?.prepared && record.pid === process.pid && !!spare?.holds(record.netns);
     const keepTable = !!this.#record && ownTable && !!spare?.keeping;
     const kept = record && !sparesOwn ? await undo(record, { resolver: this.#record === undefined || this.#resolverOurs, keepTable }) : false;
-    if (kept && spare!.hold(this.options.netns, this.#base))
+    if (kept && spare!.hold(this.options.netns, this.#tableBase ?? this.#base))
       this.#write({ version: 1, pid: process.pid, netns: this.options.netns, killSwitch: this.options.killSwitch, endpointRoutes: [], prepared: true });
     else if (!sparesOwn) {
       if (kept) await nftApply(unguardScript(), this.options.netns);
       fs.rmSync(protectionRecordFile(this.options.dataDir), { force: true });
     }
     this.#record = this.#written = undefined;
-    this.#resolverOurs = false;
-    this.#spec = undefined;
+    this.#resolverOurs = this.#tookOver = false;
+    this.#spec = this.#tableBase = undefined;
     this.#admissions.clear();
     if (this.#state !== "off") this.#log.info({ netns: this.options.netns }, "consumer protection lifted");
     this.#state = "off";
@@ -475,11 +490,3 @@ export class ConsumerProtection implements SessionProtection {
     this.#written = text;
   }
 }
-
-const recordIfValid = (dataDir: string) => {
-  try {
-    return readRecord(dataDir);
-  } catch {
-    return undefined;
-  }
-};

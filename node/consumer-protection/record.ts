@@ -50,3 +50,12 @@ export function readRecord(dataDir: string): ProtectionRecord | undefined {
     throw new ProtectionError("BAD_RECORD", `${protectionRecordFile(dataDir)} names a name-service switch that is not ${nsswitchBeside(record.resolver.path)}`);
   return record;
 }
+
+/** The protection record in `dataDir`; undefined when there is none or it is not one. */
+export function readRecordIfValid(dataDir: string): ProtectionRecord | undefined {
+  try {
+    return readRecord(dataDir);
+  } catch {
+    return undefined;
+  }
+}

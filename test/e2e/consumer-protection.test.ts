@@ -224,6 +224,50 @@ for (const service of ["openvpn", "wireguard"] as const)
       },
     );
 
+    it("a new `myst connect` while the kill switch blocks keeps it blocking: to a provider that does not answer, and after that connect fails, nothing leaves by the consumer's own route; one that succeeds replaces it with no gap; `myst disconnect` then restores everything", async function () {
+      const before = networkState();
+      const consumer = await connect();
+      process.kill(consumerTunnelPid()!, "SIGKILL");
+      await until(async () => (await json(consumerEnv, ["status"])).state === "blocked", "the kill switch to block");
+      const packets = topology.packetsFrom(0);
+      const queries = topology.lanResolverQueries();
+      // An application that keeps trying to reach the internet host the whole time (by PID, stopped below).
+      const app = keepFetching(consumerNs, topology.internetUrl);
+      try {
+        // The provider stalls (SIGSTOP, by its PID): the new connect's dialog gets no answer, and the connect fails.
+        provider.child.kill("SIGSTOP");
+        let failed: Awaited<ReturnType<typeof myst>>;
+        try {
+          failed = await myst(["connect", "--service", service, "--json"], consumerEnv, 120_000, { netns: consumerNs });
+        } finally {
+          provider.child.kill("SIGCONT");
+        }
+        expect(failed.code, `${failed.stdout}${failed.stderr}`).to.not.equal(0);
+        expect(topology.packetsFrom(0), "no packet by the consumer's own route while it negotiated or since").to.deep.equal(packets);
+        const status = await json(consumerEnv, ["status"]);
+        expect(status.state).to.equal("blocked");
+        expect(status.protection.message).to.match(/^tunnel down, traffic blocked/);
+        expect(tryEveryWayOut()).to.deep.equal({ v4: null, v6: null, name: null, lanDns: null });
+        expect(topology.packetsFrom(0)).to.deep.equal(packets);
+        expect(topology.lanResolverQueries()).to.equal(queries);
+        expect(consumer.child.exitCode, "the foreground myst still holds the connection").to.equal(null);
+
+        // Now one that succeeds, with --allow-lan: other rules around the sets, which replace the block in the arming's transaction.
+        const next = await json(consumerEnv, ["connect", "--service", service, "--allow-lan"]);
+        expect(next.state).to.equal("connected");
+        expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+        expect(topology.packetsFrom(0), "no packet by the consumer's own route between the two").to.deep.equal(packets);
+        expect(topology.lanResolverQueries()).to.equal(queries);
+      } finally {
+        app.kill("SIGKILL");
+      }
+      await json(consumerEnv, ["disconnect"]);
+      expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
+      // The resolver file as it was before the first session, the host routes and the firewall as before.
+      expect(networkState()).to.deep.equal(before);
+      expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+    });
+
     tunnelIndependent(
       "after SIGKILL of myst, the next `myst connect` keeps the old kill switch until its own replaces it: nothing leaks while it negotiates",
       async function () {

@@ -464,6 +464,77 @@ describe("e2e: the prepared kill switch blocks what the per-session rule set did
     });
   });
 
+  it("handOver (a new connect while the kill switch blocks): the block holds through the negotiation, a relay's server admitted meanwhile goes out alone; the same rules are armed in the same table, a failed session blocks again, other rules (--allow-lan) replace the table in one; the old connection's late withdraw reaches the new one; lifted, nothing is left", async function () {
+    const [strict, lan] = [CONNECTIONS[0].spec, CONNECTIONS[1].spec];
+    await nftApply(legacyGuardScript(strict), c);
+    const legacyStrict = probe();
+    await nftApply(legacyGuardScript({ ...strict, endpoints: [], dns: [] }), c);
+    const legacyBetween = probe();
+    await nftApply(legacyGuardScript(lan), c);
+    const legacyLan = probe();
+    await nftApply(unguardScript(), c);
+    const TURN: TunnelEndpoint = { address: "198.18.4.2", port: 3478, protocol: "udp" };
+    const dataDir = path.join(tmp.dir, crypto.randomBytes(4).toString("hex"));
+    const make = (spec: GuardSpec & { control?: ControlEndpoint[] }) =>
+      new ConsumerProtection({ killSwitch: spec.killSwitch, allowLan: spec.allowLan, control: spec.control, netns: c, dataDir });
+    const plan = (spec: GuardSpec) => ({ device: spec.device, endpoints: spec.endpoints, dns: spec.dns, ipv6: spec.ipv6 });
+    /** The probes that tell a block from a leak, and whether the TURN server is let out. */
+    const leaks = () => {
+      const p = probe();
+      return { internet4: p["internet IPv4"], internet6: p["internet IPv6"], lanResolver: p["the LAN's resolver"], turn: p["a relay's TURN server, UDP"] };
+    };
+
+    const first = make(strict);
+    first.prepare();
+    await first.engage(plan(strict));
+    await until(() => resolverNames(c, "10.9.0.1"), "the resolver file pointed", 5000);
+    await first.tunnelDown();
+    expect(first.state).to.equal("blocked");
+    const record = readRecord(dataDir);
+    const handle = guardHandle();
+    // A relay leg of the old session still holds its TURN server when the new connect starts.
+    await first.admit([TURN]);
+    const second = make(strict);
+    first.handOver(second);
+    expect([second.state, second.holds(), first.state]).to.deep.equal(["blocked", true, "off"]);
+    // The old connection undoes nothing any more; the new one's prepare installs nothing over the block.
+    await first.lift();
+    second.prepare();
+    expect(guardHandle()).to.equal(handle);
+    expect(readRecord(dataDir)).to.deep.equal(record);
+    expect(leaks()).to.deep.equal({ internet4: false, internet6: false, lanResolver: false, turn: true });
+
+    // The new session's rules around the sets are the same: its arming alone, in the same table, the old leg's server still out.
+    await second.engage(plan(strict));
+    expect(guardHandle(), "the same table armed").to.equal(handle);
+    expect(leaks().turn).to.equal(true);
+    // The old relay leg stops late: its withdraw reaches the new connection, which takes the server out.
+    await first.withdraw([TURN]);
+    expect(probe()).to.deep.equal(legacyStrict);
+    // Its tunnel does not come up: blocking again, not lifted; the record keeps the first session's resolver snapshot.
+    await second.abandon();
+    expect(second.state).to.equal("blocked");
+    expect(probe()).to.deep.equal(legacyBetween);
+    expect(readRecord(dataDir)?.resolver).to.deep.equal(record?.resolver);
+
+    // A third connect, with --allow-lan and the control endpoints: a relay's server admitted through the block alone,
+    // then the block replaced by a table of the other rules in the arming's transaction.
+    const third = make(lan);
+    second.handOver(third);
+    third.prepare();
+    await third.admit([TURN]);
+    expect(leaks()).to.deep.equal({ internet4: false, internet6: false, lanResolver: false, turn: true });
+    await third.engage(plan(lan));
+    expect(guardHandle(), "another table").to.not.equal(handle);
+    await third.withdraw([TURN]);
+    expect(probe()).to.deep.equal(legacyLan);
+    await third.lift();
+    expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
+    expect(fs.existsSync(protectionRecordFile(dataDir))).to.equal(false);
+    expect(fs.existsSync(`/etc/netns/${c}`), "the resolver file and its directory, which were not there before the first session").to.equal(false);
+    expect(probe()).to.deep.equal(open);
+  });
+
   it("--allow-lan lets the LAN's multicast out (mDNS in both families) and not global-scope multicast; without it, neither", async function () {
     const multicast = ["mDNS on the LAN, IPv4", "mDNS on the LAN, IPv6", "global-scope multicast, IPv4", "global-scope multicast, IPv6"];
     const passed = async (allowLan: boolean) => {

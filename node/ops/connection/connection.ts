@@ -122,7 +122,18 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     this.#connecting = true;
     this.emit("change");
     let connection: Connection;
-    await this.#protection?.lift();
+    // This connection's kill switch blocks (its session ended) and the new one has the kill switch, in the same place:
+    // the block stays in force until the new session's rules replace it; a failed connect leaves it blocking. Otherwise
+    // (--no-kill-switch, another namespace, confined, a proxy) it is lifted first, as the user chose.
+    const last = this.#protection;
+    const handOver =
+      !!service.plan &&
+      !request.confine &&
+      request.killSwitch !== false &&
+      last?.state === "blocked" &&
+      last.options.killSwitch &&
+      last.options.netns === request.netns;
+    if (!handOver) await last?.lift();
     await this.#confinement?.remove();
     const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: config.dataDir, log }) : undefined;
     this.#confinement = confinement;
@@ -138,6 +149,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
             log,
           })
         : undefined;
+    if (handOver && protection) last!.handOver(protection);
     this.#protection = protection;
     this.#reconnect.status = undefined;
     try {
