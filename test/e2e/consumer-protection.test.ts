@@ -50,12 +50,16 @@ for (const service of ["openvpn", "wireguard"] as const)
     };
 
     /** `myst connect` in the foreground (as a user runs it), in the background of the test. */
-    async function connect(extra: string[] = [], options: { keepCrashed?: boolean } = {}) {
+    async function connect(extra: string[] = [], options: { keepCrashed?: boolean; env?: NodeJS.ProcessEnv } = {}) {
       // A session whose consumer died holds one of its two slots at the provider until keepalives
       // lapse: wait for it, unless the test connects while the crashed session still holds one.
       if (!options.keepCrashed)
         await until(async () => (await json(providerEnv, ["service", "list"]))[0]?.sessions === 0, "the provider to release earlier sessions", 60_000);
-      const consumer = mystBackground(["connect", "--service", service, ...extra], { ...consumerEnv, MYST_LOG_LEVEL: "info" }, { netns: consumerNs });
+      const consumer = mystBackground(
+        ["connect", "--service", service, ...extra],
+        { ...consumerEnv, MYST_LOG_LEVEL: "info", ...options.env },
+        { netns: consumerNs },
+      );
       background.push(consumer);
       await until(() => consumer.output().includes("connected: session") || consumer.child.exitCode !== null, "myst connect to connect", 60_000);
       if (consumer.child.exitCode !== null) throw new Error(`myst connect exited: ${consumer.output()}`);
@@ -221,6 +225,38 @@ for (const service of ["openvpn", "wireguard"] as const)
         expect(answer.recovered[0]).to.match(/removed the kill switch and restored the resolver settings left by a myst \(pid \d+\)/);
         expect(networkState()).to.deep.equal(before);
         expect(fetchFrom(topology, consumerNs, topology.internetUrl)).to.equal(topology.consumerAddress(0));
+      },
+    );
+
+    tunnelIndependent(
+      "a new `myst connect` while the kill switch blocks, to a provider whose tunnel comes up and then fails the first-byte check: it blocks again, and `myst disconnect` lifts it",
+      async function () {
+        const before = networkState();
+        // The node checks a first byte through each tunnel it brings up (from the internet host).
+        const consumer = await connect([], { env: { MYST_TUNNEL_CHECK_URL: topology.internetUrl } });
+        process.kill(consumerTunnelPid()!, "SIGKILL");
+        await until(async () => (await json(consumerEnv, ["status"])).state === "blocked", "the kill switch to block");
+        const packets = topology.packetsFrom(0);
+        // The provider's tunnel comes up but carries nothing on: its namespace forwards nothing (restored below).
+        const forwarding = (on: boolean) => topology.exec(topology.provider, ["/usr/sbin/sysctl", "-qw", `net.ipv4.ip_forward=${on ? 1 : 0}`]);
+        forwarding(false);
+        let failed: Awaited<ReturnType<typeof myst>>;
+        try {
+          failed = await myst(["connect", "--service", service, "--json"], consumerEnv, 120_000, { netns: consumerNs });
+        } finally {
+          forwarding(true);
+        }
+        expect(failed.code, `${failed.stdout}${failed.stderr}`).to.not.equal(0);
+        expect(`${failed.stdout}${failed.stderr}`).to.match(/check/);
+        const status = await json(consumerEnv, ["status"]);
+        expect(status.state).to.equal("blocked");
+        expect(status.protection.state, "the failed provider's rules are not left armed").to.equal("blocked");
+        expect(tryEveryWayOut()).to.deep.equal({ v4: null, v6: null, name: null, lanDns: null });
+        expect(topology.packetsFrom(0)).to.deep.equal(packets);
+        // Before, the failed provider's rules stayed armed ("protecting") and this answered NOT_CONNECTED.
+        await json(consumerEnv, ["disconnect"]);
+        expect(await exitOf(consumer)).to.deep.equal({ code: 0, signal: null });
+        expect(networkState()).to.deep.equal(before);
       },
     );
 

@@ -163,6 +163,10 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     } catch (err) {
       metrics.error("connect", (err as MystError).code ?? "INTERNAL");
       this.#lastFailure = connectFailure(err);
+      // A candidate whose tunnel came up and then failed its checks left its rules armed: what was in force
+      // before the connect comes back (the block it took over, or nothing), and `disconnect` can lift it.
+      if (protection?.state === "protecting")
+        await protection.abandon().catch((e) => log.error({ err: (e as Error).message }, "undoing a failed connect's kill switch failed"));
       throw err;
     } finally {
       this.#connecting = false;
