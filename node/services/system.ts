@@ -3,6 +3,7 @@ import fs from "node:fs";
 import type { ErrorCode } from "../errors/catalogue";
 import { MystError } from "../errors/MystError";
 import { requireCapabilities } from "./capabilities";
+import { resolverOutsideTunnelMessage, resolversOutsideTunnel } from "../session/service";
 
 export type TunnelErrorCode =
   | "ADDRESS_POOL_EXHAUSTED"
@@ -95,4 +96,15 @@ export function run(argv: string[], input?: string): Promise<string> {
 /** `ip` commands run as one batch (one process), in `netns` when given (`ip -n`, cheaper than `ip netns exec`). */
 export function ipBatch(netns: string | undefined, commands: string[]): Promise<string> {
   return run([program("ip", "iproute2"), ...(netns ? ["-n", netns] : []), "-batch", "-"], `${commands.join("\n")}\n`);
+}
+
+/**
+ * A resolver at an address the tunnel's own packets go to (its endpoint, the direct route's, a tunnel
+ * peer's) is refused: that address is routed outside the tunnel, so lookups there would leave in clear
+ * text (docs/privacy.md). Every tunnel type checks its config's endpoint with the config, and what its
+ * route adds once known.
+ */
+export function refuseResolversOutsideTunnel(dns: string[], outside: { address: string }[]): void {
+  const found = resolversOutsideTunnel(dns, outside);
+  if (found.length > 0) throw new TunnelError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(found));
 }

@@ -2,20 +2,13 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
-import {
-  resolverOutsideTunnelMessage,
-  resolversOutsideTunnel,
-  type ConsumerService,
-  type Tunnel,
-  type TunnelCheck,
-  type TunnelPlan,
-} from "../../session/service";
+import type { ConsumerService, Tunnel, TunnelCheck, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import type { OpenVpnProcess } from "./process";
 import { traced } from "../../log/connect-trace";
 import type { OpenVpnSpare } from "./spare";
 import { launchWaiting, type WaitingOpenVpn } from "./waiting";
-import { program, requireNetworkCapabilities, TunnelError } from "../system";
+import { program, refuseResolversOutsideTunnel, requireNetworkCapabilities, TunnelError } from "../system";
 import { stageChecks, type TunnelCheckSettings } from "../tunnel-check";
 
 const SESSION_ID = /^[0-9a-f]{32}$/;
@@ -161,8 +154,7 @@ function checked(session: { id: string; serviceConfig: unknown }): OpenVpnServic
     throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's OpenVPN service config is malformed");
   }
   // Its resolver at its endpoint would be reached outside the tunnel, in clear text (docs/privacy.md).
-  const outside = resolversOutsideTunnel(session.serviceConfig.dns ?? [], [{ address: session.serviceConfig.remote }]);
-  if (outside.length > 0) throw new TunnelError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(outside));
+  refuseResolversOutsideTunnel(session.serviceConfig.dns ?? [], [{ address: session.serviceConfig.remote }]);
   return session.serviceConfig;
 }
 

@@ -1,8 +1,8 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { isIP } from "node:net";
-import { resolverOutsideTunnelMessage, resolversOutsideTunnel, type DirectRoute } from "../../session/service";
-import { TunnelError } from "../system";
+import type { DirectRoute } from "../../session/service";
+import { refuseResolversOutsideTunnel, TunnelError } from "../system";
 import { KEY_PATTERN } from "./keys";
 
 const Key = Type.String({ pattern: KEY_PATTERN, maxLength: 44 });
@@ -67,14 +67,4 @@ export function checkedServiceConfig(session: { id: string; serviceConfig: unkno
     throw new TunnelError("BAD_SERVICE_CONFIG", "the provider's WireGuard service config names something that is not an IP address");
   refuseResolversOutsideTunnel(c.dns, [c.endpoint]);
   return c;
-}
-
-/**
- * A resolver at an address the tunnel's own packets go to (its endpoint, the direct route's, a tunnel
- * peer's) is refused: that address is routed outside the tunnel, so lookups there would leave in clear
- * text (docs/privacy.md). The config's own endpoint is checked with the config; the plan's, once known.
- */
-export function refuseResolversOutsideTunnel(dns: string[], outside: { address: string }[]): void {
-  const found = resolversOutsideTunnel(dns, outside);
-  if (found.length > 0) throw new TunnelError("RESOLVER_OUTSIDE_TUNNEL", resolverOutsideTunnelMessage(found));
 }
