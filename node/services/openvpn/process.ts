@@ -41,6 +41,8 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   #exited?: Promise<number | null>;
   /** `configure` has begun to give it its config (with `configFifo`): until then it holds nothing of a session. */
   #configured = false;
+  /** Resolves once openvpn printed that its management socket listens. */
+  #listening?: Promise<void>;
 
   constructor(readonly options: OpenVpnProcessOptions) {
     super();
@@ -101,6 +103,14 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
         }
       };
     };
+    this.#listening = new Promise((resolve) => {
+      const onLine = (line: string) => {
+        if (!line.includes("MANAGEMENT: unix domain socket listening")) return;
+        this.off("line", onLine);
+        resolve();
+      };
+      this.on("line", onLine);
+    });
     child.stdout!.on("data", lines());
     child.stderr!.on("data", lines());
     this.#exited = new Promise((resolve) =>
@@ -157,7 +167,7 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     const exitedEarly = this.#exited!.then((code) => {
       throw this.explain(`openvpn exited (${code}) while starting`);
     });
-    await Promise.race([management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000), exitedEarly]);
+    await Promise.race([management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000, this.#listening), exitedEarly]);
     exitedEarly.catch(() => undefined);
     this.management = management;
     return management;
