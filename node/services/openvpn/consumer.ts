@@ -130,6 +130,7 @@ export class OpenVpnConsumerService implements ConsumerService {
     // management socket, polled until it opens, would add up to a polling period to every connect.
     const up = waitInitialized(process, this.o.connectTimeoutMs ?? 20_000);
     up.catch(() => undefined);
+    let rulesFailed: unknown;
     try {
       fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
       await launched;
@@ -140,7 +141,11 @@ export class OpenVpnConsumerService implements ConsumerService {
         process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true, hold)),
       );
       if (hold) {
-        const [management] = await Promise.all([process.attach(), guard.routesKept, guard.armed]);
+        const rules = Promise.all([guard.routesKept, guard.armed]).catch((err) => {
+          rulesFailed = err;
+          throw err;
+        });
+        const [management] = await Promise.all([process.attach(), rules]);
         // `hold off` first: a restart of openvpn's own (a reconnect under persist-tun) does not hold again.
         await traced("openvpn: hold released (the rules in force)", management.commands(["hold off", "hold release"]));
         await up;
@@ -148,7 +153,8 @@ export class OpenVpnConsumerService implements ConsumerService {
     } catch (err) {
       await process.stop();
       removeSecrets();
-      throw err instanceof TunnelError ? err : process.explain((err as Error).message);
+      // The kill switch's own error (its arming refused) is the session's as it is, not openvpn's.
+      throw err instanceof TunnelError || err === rulesFailed ? err : process.explain((err as Error).message);
     } finally {
       removeSecrets();
       // The next connection's openvpn, started once this one is settled (not beside it).
