@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { IdentityKey } from "../../node/identity/key";
@@ -6,6 +7,8 @@ import { OpenVpnConsumerService } from "../../node/services/openvpn/consumer";
 import { OpenVpnProcess } from "../../node/services/openvpn/process";
 import type { HostedProvider } from "../../scripts/lib/provider-host";
 import { ConsumerSessions } from "../../node/session/consumer";
+import type { SessionProtection } from "../../node/session/service";
+import pino from "pino";
 import type { ProviderSessions } from "../../node/session/provider";
 import { signProposal } from "../../node/proposal/proposal";
 import { downloadFrom, fetchFrom, resolveFrom, routesOf, type Topology } from "../../scripts/lib/topology";
@@ -262,6 +265,114 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
     } finally {
       await next.stop();
     }
+  });
+
+  describe("beside the kill switch's arming (connectBeside: openvpn holds on its management interface until the rules are in force)", function () {
+    /** The rules' side in the test's hand (the openvpn, provider and session are real): its arming settles when the test says. */
+    function heldArming() {
+      let arm!: () => void;
+      let refuse!: (err: Error) => void;
+      const armed = new Promise<void>((resolve, reject) => {
+        arm = resolve;
+        refuse = reject;
+      });
+      armed.catch(() => undefined);
+      const calls: string[] = [];
+      const protection: SessionProtection = {
+        engage: async () => {
+          throw new Error("the rules were engaged before the tunnel, not beside it");
+        },
+        engageBeside: () => {
+          calls.push("engageBeside");
+          return { routesKept: Promise.resolve(), armed };
+        },
+        tunnelUp: async () => void calls.push("tunnelUp"),
+        abandon: async () => void calls.push("abandon"),
+      };
+      return { protection, arm, refuse, calls };
+    }
+    const runDir = () => path.join(dir, "beside");
+    /**
+     * A consumer whose openvpn's lines the test sees. `holding` resolves once openvpn holds with the node connected to its
+     * management socket (from then on the node could release it at once), and 300 ms more have passed: a release sent
+     * before the rules are in force would have let openvpn start its handshake by then (what a count then finds).
+     */
+    function holdingConsumer() {
+      let held!: () => void;
+      const connected = new Promise<void>((resolve) => (held = resolve));
+      const log = pino({ level: "debug" }, { write: (s: string) => /MANAGEMENT: Client connected/.test(s) && held() });
+      const svc = new OpenVpnConsumerService({ key: consumerKeys[0], runDir: runDir(), netns: topology.consumers[0], log });
+      return { svc, holding: connected.then(() => new Promise<void>((resolve) => setTimeout(resolve, 300))) };
+    }
+    /**
+     * Every datagram or segment the consumer's namespace sends to the provider's address (only openvpn talks to it there),
+     * counted as it leaves; not the kernel's ICMP errors to the provider's late packets for an earlier session.
+     */
+    const COUNT = "table inet myst_t_beside";
+    const nftIn = (args: string[], input?: string) =>
+      execFileSync("/usr/sbin/ip", ["netns", "exec", topology.consumers[0], "/usr/sbin/nft", ...args], { encoding: "utf8", input });
+    const countToProvider = () =>
+      nftIn(
+        ["-f", "-"],
+        `${COUNT} {\n chain out { type filter hook output priority -300; ip daddr ${topology.providerAddress} meta l4proto { udp, tcp } counter; }\n}\n`,
+      );
+    const countedToProvider = () => Number(/counter packets (\d+)/.exec(nftIn(["list", ...COUNT.split(" ")]))?.[1]);
+    const tunDevice = () => topology.exec(topology.consumers[0], ["/usr/sbin/ip", "-o", "link", "show", "type", "tun"]).trim();
+    const openvpnsIn = (netns: string) =>
+      execFileSync("/usr/sbin/ip", ["netns", "pids", netns], { encoding: "utf8" })
+        .split("\n")
+        .filter(Boolean)
+        .filter((pid) => {
+          try {
+            return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0].endsWith("openvpn");
+          } catch {
+            return false; // gone meanwhile
+          }
+        });
+
+    beforeEach(() => countToProvider());
+    afterEach(() => nftIn(["delete", ...COUNT.split(" ")]));
+
+    it("reads its config and holds, sending nothing and opening no tun device, until the rules are armed; then the tunnel comes up", async function () {
+      const { protection, arm, calls } = heldArming();
+      const { svc, holding } = holdingConsumer();
+      const sessions = new ConsumerSessions(await rig.dialogsFor(consumerKeys[0], "myst.dialog.e2e-beside"));
+      const connecting = sessions.connect({ proposal: signProposal(providerKey, rig.current), service: svc, protection });
+      // A connect that ends before its openvpn holds (the rules engaged first, say) says so here.
+      await Promise.race([holding, connecting.then(() => Promise.reject(new Error("connected without holding")))]);
+      expect(calls).to.deep.equal(["engageBeside"]);
+      expect(countedToProvider(), "packets to the provider before the arming").to.equal(0);
+      expect(tunDevice(), "tun devices before the arming").to.equal("");
+      arm();
+      const session = await connecting;
+      try {
+        expect(calls).to.deep.equal(["engageBeside", "tunnelUp"]);
+        expect(fetchFrom(topology, topology.consumers[0], topology.internetUrl)).to.equal(topology.providerUplinkAddress);
+        expect(countedToProvider()).to.be.greaterThan(0);
+        // Held once: a restart of openvpn's own (a reconnect to a restarted server) does not wait for a release again.
+        const { process: openvpn } = session.tunnel as unknown as { process: OpenVpnProcess };
+        expect(await openvpn.management!.command("hold")).to.deep.equal(["hold=0"]);
+      } finally {
+        await session.destroy();
+      }
+    });
+
+    it("when the arming is refused, the session fails with its error and openvpn is gone, having sent nothing", async function () {
+      const { protection, refuse, calls } = heldArming();
+      const { svc, holding } = holdingConsumer();
+      const sessions = new ConsumerSessions(await rig.dialogsFor(consumerKeys[0], "myst.dialog.e2e-beside"));
+      const connecting = rejectionOf(sessions.connect({ proposal: signProposal(providerKey, rig.current), service: svc, protection }));
+      await Promise.race([holding, connecting.then((err) => Promise.reject(new Error(`failed before its openvpn held: ${err.message}`)))]);
+      refuse(new Error("nftables refused the rule set (the test's)"));
+      const err = await connecting;
+      // The kill switch's error as it is: not made into openvpn's (review L1 of session 12).
+      expect(err.message).to.equal("could not bring the openvpn tunnel up: nftables refused the rule set (the test's)");
+      expect(calls).to.deep.equal(["engageBeside", "abandon"]);
+      expect(openvpnsIn(topology.consumers[0]), "openvpn processes left").to.deep.equal([]);
+      expect(countedToProvider(), "packets to the provider").to.equal(0);
+      expect(tunDevice(), "tun devices left").to.equal("");
+      expect(fs.readdirSync(runDir()), "the credentials file, FIFO and management socket").to.deep.equal([]);
+    });
   });
 
   it("invoices the bytes the consumer measured, within tolerance, and pays the provider on chain", async function () {

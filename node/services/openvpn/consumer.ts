@@ -2,7 +2,7 @@ import fs from "node:fs";
 import { isIP } from "node:net";
 import type { IdentityKey } from "../../identity/key";
 import { silentLogger, type Logger } from "../../log/logger";
-import type { ConsumerService, Tunnel, TunnelCheck, TunnelPlan } from "../../session/service";
+import type { ConnectTarget, ConsumerService, Tunnel, TunnelCheck, TunnelGuard, TunnelPlan } from "../../session/service";
 import { authMessage, checkServiceConfig, type OpenVpnServiceConfig } from "./credentials";
 import type { OpenVpnProcess } from "./process";
 import { traced } from "../../log/connect-trace";
@@ -103,7 +103,22 @@ export class OpenVpnConsumerService implements ConsumerService {
     };
   }
 
-  async connect(session: { id: string; provider: string; serviceConfig: unknown }): Promise<Tunnel> {
+  connect(session: ConnectTarget): Promise<Tunnel> {
+    return this.#connect(session);
+  }
+
+  /**
+   * `connect` with the kill switch armed beside it (`guard`): openvpn is given its config at once, with
+   * `management-hold`, so it reads it and opens its management socket while the rules are armed, then holds before it
+   * does anything on the network (its link socket, a name lookup, the tun device and routes all come after the hold in
+   * openvpn's `init_instance`). The hold is released once the routes are recorded and the rules are in force; when
+   * either fails, openvpn is stopped without having sent anything.
+   */
+  connectBeside(session: ConnectTarget, guard: TunnelGuard): Promise<Tunnel> {
+    return this.#connect(session, guard);
+  }
+
+  async #connect(session: ConnectTarget, guard?: TunnelGuard): Promise<Tunnel> {
     requireNetworkCapabilities("connecting an OpenVPN tunnel", { netns: this.o.netns, why: "to create its tun device and routes" });
     program("openvpn");
     const config = checked(session);
@@ -115,19 +130,31 @@ export class OpenVpnConsumerService implements ConsumerService {
     // management socket, polled until it opens, would add up to a polling period to every connect.
     const up = waitInitialized(process, this.o.connectTimeoutMs ?? 20_000);
     up.catch(() => undefined);
+    let rulesFailed: unknown;
     try {
       fs.writeFileSync(files.auth, `${session.id}\n${password}\n`, { mode: 0o600 });
       await launched;
       if (!process.running) throw process.explain("openvpn exited before it was given its config");
+      const hold = guard !== undefined;
       await traced(
         "openvpn: config written (once openvpn opened its FIFO)",
-        process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true)),
+        process.configure(clientConfig(config, files, this.device, this.o.routeAll !== false, config.ipv6 === true, hold)),
       );
-      await Promise.all([process.attach(), up]);
+      if (hold) {
+        const rules = Promise.all([guard.routesKept, guard.armed]).catch((err) => {
+          rulesFailed = err;
+          throw err;
+        });
+        const [management] = await Promise.all([process.attach(), rules]);
+        // `hold off` first: a restart of openvpn's own (a reconnect under persist-tun) does not hold again.
+        await traced("openvpn: hold released (the rules in force)", management.commands(["hold off", "hold release"]));
+        await up;
+      } else await Promise.all([process.attach(), up]);
     } catch (err) {
       await process.stop();
       removeSecrets();
-      throw err instanceof TunnelError ? err : process.explain((err as Error).message);
+      // The kill switch's own error (its arming refused) is the session's as it is, not openvpn's.
+      throw err instanceof TunnelError || err === rulesFailed ? err : process.explain((err as Error).message);
     } finally {
       removeSecrets();
       // The next connection's openvpn, started once this one is settled (not beside it).
@@ -249,7 +276,14 @@ function waitInitialized(process: OpenVpnProcess, timeoutMs: number): Promise<vo
   });
 }
 
-function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: string }, device: string, routeAll: boolean, ipv6: boolean): string {
+function clientConfig(
+  c: OpenVpnServiceConfig,
+  files: { auth: string; socket: string },
+  device: string,
+  routeAll: boolean,
+  ipv6: boolean,
+  hold: boolean,
+): string {
   return [
     "# given by myst to this session's openvpn through a FIFO (never written to disk)",
     "client",
@@ -269,6 +303,8 @@ function clientConfig(c: OpenVpnServiceConfig, files: { auth: string; socket: st
     // `ipv6`: the provider carries IPv6, so IPv6 is routed into the tunnel too (::/3, 2000::/4, …).
     ...(routeAll ? [ipv6 ? "redirect-gateway def1 ipv6" : "redirect-gateway def1"] : []),
     `management ${files.socket} unix`,
+    // Beside the kill switch's arming: nothing is sent before the node releases it (connectBeside).
+    ...(hold ? ["management-hold"] : []),
     "auth-retry none",
     "explicit-exit-notify 1",
     // A server that restarts (crash, supervisor) is reconnected to in place: the tun device and

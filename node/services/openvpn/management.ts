@@ -56,9 +56,29 @@ export class ManagementClient extends EventEmitter<ManagementEvents> {
   #queue: Pending[] = [];
   #clientBlock?: ClientBlock;
 
-  async connect(path: string, timeoutMs = 10_000): Promise<void> {
+  /**
+   * Connects to openvpn's socket at `path`, trying again until it opens. `listening`, when given, resolves once
+   * openvpn said it listens (its log line): the next attempt is made then, not after the current pause. `gone`: once
+   * it settles (openvpn exited), no more attempts.
+   */
+  async connect(path: string, timeoutMs = 10_000, o: { listening?: Promise<unknown>; gone?: Promise<unknown> } = {}): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let attempt = 0;
+    let heard = false;
+    let ended = false;
+    let wake: (() => void) | undefined;
+    o.listening?.then(
+      () => {
+        heard = true;
+        wake?.();
+      },
+      () => undefined,
+    );
+    const end = () => {
+      ended = true;
+      wake?.();
+    };
+    o.gone?.then(end, end);
     for (;;) {
       try {
         await new Promise<void>((resolve, reject) => {
@@ -71,9 +91,19 @@ export class ManagementClient extends EventEmitter<ManagementEvents> {
         });
         break;
       } catch (err) {
+        if (ended) throw new ManagementError("MANAGEMENT_UNREACHABLE", `openvpn exited before its management socket ${path} opened`, { cause: err });
         if (Date.now() > deadline) throw new ManagementError("MANAGEMENT_UNREACHABLE", `openvpn's management socket ${path} did not open`, { cause: err });
-        // openvpn opens it a few ms after it starts: poll often at first, then every 25 ms.
-        await new Promise((r) => setTimeout(r, Math.min(25, 2 ** ++attempt)));
+        // openvpn opens it a few ms after it reads its config: poll every ms at first (and once it said it listens),
+        // then less often, up to every 25 ms.
+        const pause = heard || ++attempt <= 8 ? 1 : Math.min(25, 2 ** (attempt - 8));
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, pause);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        wake = undefined;
       }
     }
     const socket = this.#socket!;

@@ -41,6 +41,8 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   #exited?: Promise<number | null>;
   /** `configure` has begun to give it its config (with `configFifo`): until then it holds nothing of a session. */
   #configured = false;
+  /** Resolves once openvpn printed that its management socket listens. */
+  #listening?: Promise<void>;
 
   constructor(readonly options: OpenVpnProcessOptions) {
     super();
@@ -101,6 +103,14 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
         }
       };
     };
+    this.#listening = new Promise((resolve) => {
+      const onLine = (line: string) => {
+        if (!line.includes("MANAGEMENT: unix domain socket listening")) return;
+        this.off("line", onLine);
+        resolve();
+      };
+      this.on("line", onLine);
+    });
     child.stdout!.on("data", lines());
     child.stderr!.on("data", lines());
     this.#exited = new Promise((resolve) =>
@@ -157,7 +167,10 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     const exitedEarly = this.#exited!.then((code) => {
       throw this.explain(`openvpn exited (${code}) while starting`);
     });
-    await Promise.race([management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000), exitedEarly]);
+    await Promise.race([
+      management.connect(this.options.managementSocket, this.options.startTimeoutMs ?? 10_000, { listening: this.#listening, gone: this.#exited }),
+      exitedEarly,
+    ]);
     exitedEarly.catch(() => undefined);
     this.management = management;
     return management;
@@ -181,7 +194,8 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   /** An error from what openvpn logged. */
   explain(fallback: string): TunnelError {
     const log = this.recent.join("\n");
-    const last = this.recent.filter((l) => /error|fail|cannot|denied/i.test(l)).pop() ?? this.recent[this.recent.length - 1] ?? "";
+    // Not its notes: "Note: --cipher is not set … fallback …" is printed by every start.
+    const last = this.recent.filter((l) => /error|fail|cannot|denied/i.test(l) && !/\bNote:/.test(l)).pop() ?? this.recent[this.recent.length - 1] ?? "";
     if (/Address already in use/.test(log)) return new TunnelError("PORT_IN_USE", `openvpn cannot bind its port: address already in use (${last.trim()})`);
     if (/AUTH_FAILED|auth-failure/i.test(log)) return new TunnelError("AUTH_REFUSED", "the provider refused the session credentials");
     if (/TUNSETIFF.*(Device or resource busy|errno=16)/i.test(log)) {
