@@ -219,6 +219,20 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     expect(leaks()).to.deep.equal({ internet: true, lan: true });
   });
 
+  it("a disconnect made while the ended session still winds down (status: blocked) lifts the kill switch once the end is taken in, rather than answering NOT_CONNECTED", async function () {
+    const n = node();
+    await n.ops.connect(request());
+    const first = n.sessions[0];
+    first.end("tunnel down: test");
+    expect(view(n).state).to.equal("blocked");
+    const disconnect = n.ops.disconnect();
+    disconnect.catch(() => undefined);
+    first.settle();
+    expect((await disconnect).state).to.equal("disconnected");
+    expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
+    expect(leaks()).to.deep.equal({ internet: true, lan: true });
+  });
+
   it("after a failed connect with --allow-lan made while blocked, the status says what is in force: the block's rules, without the LAN (review M2)", async function () {
     const n = node();
     await blocked(n);
