@@ -284,6 +284,23 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     expect(leaks()).to.deep.equal({ internet: true, lan: true });
   });
 
+  it("the node's stop during a handover connect's negotiation: the connect is given up, and the kill switch is lifted after it, not before (nothing left armed)", async function () {
+    const n = node();
+    await blocked(n);
+    const open = n.held();
+    const second = n.ops.connect(request());
+    second.catch(() => undefined);
+    await until(() => n.negotiations.length === 2, "the second connect to negotiate");
+    const stopped = n.ops.stopBuying();
+    // The negotiation was past the point the stop could cut: its tunnel comes up.
+    open("up");
+    expect(((await rejectionOf(second)) as SessionError).code).to.equal("SESSION_ENDED");
+    await stopped;
+    expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
+    expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);
+    expect(leaks()).to.deep.equal({ internet: true, lan: true });
+  });
+
   it("a handover that throws leaves the block in force and does not refuse every later connect (review low: #connecting)", async function () {
     const n = node();
     await blocked(n);

@@ -348,8 +348,12 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   /** The consumer side stops: no reconnect, the session ended, the kill switch and confinement lifted. */
   async stopBuying(): Promise<void> {
     const { log } = this.#core;
+    // A connect negotiating now is given up, as by a disconnect: what it would arm is lifted after it, not before.
+    const attempt = this.#attempt;
+    if (attempt) attempt.cancelled = true;
     await this.#cancelReconnect();
     await this.#core.online().consumer.stop();
+    await attempt?.done;
     await this.#protection?.lift().catch((err) => log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
     await this.#confinement?.remove().catch((err) => log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
   }
