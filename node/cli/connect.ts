@@ -126,7 +126,9 @@ function disconnectCommand(context: Ctx): Command {
     const ctx = context(cmd);
     // With no node running, the offline node lifts what a myst that died while connected left in force.
     const answer = await ctx.withNode({}, (node) => node.disconnect());
-    ctx.out.result(answer, () => (answer.recovered ? answer.recovered : [`disconnected session ${answer.sessionId}`]));
+    // Nothing recovered and no session: the first connect, still negotiating, was given up.
+    const lines = () => (answer.recovered ? answer.recovered : [`disconnected session ${answer.sessionId}`]);
+    ctx.out.result(answer, () => (answer.recovered?.length === 0 ? ["disconnected: the connect in progress was given up"] : lines()));
   });
 }
 
@@ -159,11 +161,15 @@ function statusLines(answer: Connection): string[] {
     const left = answer.leftBehind;
     return [`state:    ${left.killSwitch ? "not connected; " : ""}${left.message}`];
   }
+  const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
+  // Why the last attempt failed: the provider's refusal code and words (a connect while blocked that did not replace the block).
+  const failedLine = failed ? [`last attempt (${failed.at}): ${failed.message}`] : [];
   if (answer?.state === "blocked" || answer?.state === "reconnecting")
     return [
       `state:    tunnel down, traffic blocked${answer.state === "reconnecting" ? ", reconnecting" : ""}`,
       `session:  ${answer.sessionId} (${answer.endReason ?? "ended"})`,
       ...reconnectLine,
+      ...failedLine,
       ...confinedLine,
       confined
         ? "`myst disconnect` (or the command's exit, with `myst run`) removes the namespace"
@@ -174,13 +180,7 @@ function statusLines(answer: Connection): string[] {
     (b) => `beside:   proxy on ${b.listen}, session ${b.sessionId} with ${b.provider}, ${b.bytesIn} in, ${b.bytesOut} out`,
   );
   if (answer?.state !== "connected") {
-    const failed = answer && "lastFailure" in answer ? answer.lastFailure : undefined;
-    return [
-      answer?.state === "connecting" ? "connecting" : "not connected",
-      // Why the last attempt failed: the provider's refusal code and words.
-      ...(failed ? [`last attempt (${failed.at}): ${failed.message}`] : []),
-      ...besideLines,
-    ];
+    return [answer?.state === "connecting" ? "connecting" : "not connected", ...failedLine, ...besideLines];
   }
   return [...connectedLines(answer), ...reconnectLine, ...confinedLine];
 }
@@ -256,7 +256,7 @@ async function followConnection(client: NodeClient, first: Connection): Promise<
       const r = now.reconnect;
       const news =
         now.state === "reconnecting"
-          ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting (attempt ${r?.attempts ?? 0} of ${r?.maxAttempts}${r?.attempts ? `, last: ${r.lastError}` : ""})\n`
+          ? `myst: tunnel down (${reason}), traffic blocked by the kill switch; reconnecting${r ? ` (attempt ${r.attempts} of ${r.maxAttempts}${r.attempts ? `, last: ${r.lastError}` : ""})` : ""}\n`
           : `myst: tunnel down (${r ? `gave up reconnecting: ${r.lastError}` : reason}), traffic blocked by the kill switch: \`myst disconnect\` lets it out by this machine's own route\n`;
       if (news !== told) process.stderr.write((told = news));
     }

@@ -117,7 +117,9 @@ export class ConsumerProtection implements SessionProtection {
       protecting: this.options.killSwitch ? "kill switch on: traffic leaves only through the tunnel" : "DNS and IPv6 only through the tunnel (kill switch off)",
       blocked: "tunnel down, traffic blocked (kill switch): `myst disconnect` lets traffic out by this machine's own route",
     }[this.#state];
-    return { state: this.#state, killSwitch: this.options.killSwitch, allowLan: this.options.allowLan, message };
+    // What is in force: a handed-over block keeps its own rules (--allow-lan or not) until this connection's arming.
+    const inForce = this.#tableBase ?? this.#base;
+    return { state: this.#state, killSwitch: inForce.killSwitch, allowLan: inForce.allowLan, message };
   }
 
   get #base(): GuardBase {

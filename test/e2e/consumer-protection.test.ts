@@ -283,6 +283,9 @@ for (const service of ["openvpn", "wireguard"] as const)
         const status = await json(consumerEnv, ["status"]);
         expect(status.state).to.equal("blocked");
         expect(status.protection.message).to.match(/^tunnel down, traffic blocked/);
+        // Why the connect did not replace the block, in the blocked view (before session 12 only the failing `myst connect` said it).
+        expect(status.lastFailure, JSON.stringify(status)).to.be.an("object").that.includes.keys("at", "code", "message");
+        expect((await myst(["status"], consumerEnv, 60_000, { netns: consumerNs })).stdout).to.include(`last attempt (${status.lastFailure.at})`);
         expect(tryEveryWayOut()).to.deep.equal({ v4: null, v6: null, name: null, lanDns: null });
         expect(topology.packetsFrom(0)).to.deep.equal(packets);
         expect(topology.lanResolverQueries()).to.equal(queries);

@@ -21,6 +21,8 @@ export type ConnectionView =
       state: ProtectedStatus["state"] | "reconnecting";
       reconnect?: ReconnectStatus;
       confined?: ReturnType<Confinement["describe"]>;
+      /** Why the last connect failed: a blocked connection shows why a new connect did not replace the block. */
+      lastFailure?: ConnectFailure;
     })
   | { state: "disconnected" | "connecting"; sessionId?: string; endReason?: string; lastFailure?: ConnectFailure }
   /** No myst runs, but one that died while connected left its kill switch (or resolver settings) in force. */
@@ -72,6 +74,13 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   #wanted?: WantedConnection;
   /** Why the last connect failed (the provider's refusal code and words), until one succeeds. */
   #lastFailure?: ConnectFailure;
+  /**
+   * Settles when the last watched session's end has been taken in (its kill switch blocking, a reconnect started, or
+   * its protection lifted): what a connect or disconnect made while it winds down (its tunnel stopping) acts on.
+   */
+  #settled: Promise<void> = Promise.resolve();
+  /** The connect in progress: a disconnect meanwhile cancels it and waits for its negotiation to end. */
+  #attempt?: { cancelled: boolean; done: Promise<void> };
 
   constructor(core: NodeCore) {
     super();
@@ -89,13 +98,13 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   }
 
   async connect(request: ConnectRequest): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
-    const { config, log, metrics } = this.#core;
+    const { config, log } = this.#core;
     if (this.#connecting) throw new SessionError("ALREADY_CONNECTING", "a connection is being set up");
     if (this.#reconnect.running) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
     if (request.reconnect && request.killSwitch === false)
       throw new MystError("BAD_REQUEST", "--reconnect keeps the kill switch between sessions: it cannot be combined with --no-kill-switch");
     if (request.confine && request.reconnect) throw new MystError("BAD_REQUEST", "a confined connection (myst run) does not reconnect: leave out --reconnect");
-    const { key, consumer, spares, guardSpare } = this.#core.online();
+    const { key, consumer, spares } = this.#core.online();
     const service = consumerService(request.serviceType, {
       key,
       spares,
@@ -116,11 +125,39 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     }
     if (request.confine && !service.plan)
       throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
+    this.#connecting = true;
+    this.emit("change");
+    const attempt = { cancelled: false, done: Promise.resolve() };
+    const connecting = this.#connectNow(request, service, attempt);
+    attempt.done = connecting.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#attempt = attempt;
+    try {
+      return await connecting;
+    } finally {
+      // Whatever failed on the way (a lift, a handover), the next connect is not refused.
+      this.#connecting = false;
+      this.#attempt = undefined;
+      this.emit("change");
+    }
+  }
+
+  async #connectNow(
+    request: ConnectRequest,
+    service: ConsumerService,
+    attempt: { cancelled: boolean },
+  ): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
+    const { config, log, metrics } = this.#core;
+    const { consumer, guardSpare } = this.#core.online();
+    // A session that ended by itself and is still winding down is taken in first (the status says so meanwhile): its
+    // kill switch blocks, or a reconnect runs. The connect then reads the state the status showed.
+    await this.#settledEnd();
+    if (this.#reconnect.running) throw new SessionError("ALREADY_CONNECTING", "the connection is reconnecting: `myst disconnect` first");
     // The node's own connections go through the tunnel only when it is in the node's namespace:
     // their endpoints, resolved while the resolver still answers.
     const control = service.plan && !request.confine && carriesOwnConnections(request.netns) ? await this.#controlEndpoints() : undefined;
-    this.#connecting = true;
-    this.emit("change");
     let connection: Connection;
     // This connection's kill switch blocks (its session ended) and the new one has the kill switch, in the same place:
     // the block stays in force until the new session's rules replace it; a failed connect leaves it blocking. Otherwise
@@ -133,12 +170,8 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       last?.state === "blocked" &&
       last.options.killSwitch &&
       last.options.netns === request.netns;
-    if (!handOver) await last?.lift();
-    await this.#confinement?.remove();
-    const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: config.dataDir, log }) : undefined;
-    this.#confinement = confinement;
     const protection =
-      service.plan && !confinement
+      service.plan && !request.confine
         ? new ConsumerProtection({
             killSwitch: request.killSwitch !== false,
             allowLan: !!request.allowLan,
@@ -149,10 +182,19 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
             log,
           })
         : undefined;
-    if (handOver && protection) last!.handOver(protection);
+    // Handed over at once, with nothing awaited since the check: the block is the new connection's from here.
+    if (handOver) {
+      last!.handOver(protection!);
+      this.#protection = protection;
+    } else await last?.lift();
+    await this.#confinement?.remove();
+    const confinement = request.confine ? new Confinement({ netns: request.netns, dataDir: config.dataDir, log }) : undefined;
+    this.#confinement = confinement;
     this.#protection = protection;
     this.#reconnect.status = undefined;
+    const cancelled = () => new SessionError("SESSION_ENDED", "`myst disconnect` came while this connect negotiated: it was given up");
     try {
+      if (attempt.cancelled) throw cancelled();
       connection = await consumer.connect({
         provider: request.provider,
         filter: request.filter,
@@ -160,6 +202,11 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
         protection: confinement ?? protection,
         viaRelay: request.viaRelay,
       });
+      // `myst disconnect` came while this negotiated: the disconnect wins (it lifts the kill switch once this has failed).
+      if (attempt.cancelled) {
+        await connection.session.destroy("consumer disconnected");
+        throw cancelled();
+      }
     } catch (err) {
       metrics.error("connect", (err as MystError).code ?? "INTERNAL");
       this.#lastFailure = connectFailure(err);
@@ -168,9 +215,6 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       if (protection?.state === "protecting")
         await protection.abandon().catch((e) => log.error({ err: (e as Error).message }, "undoing a failed connect's kill switch failed"));
       throw err;
-    } finally {
-      this.#connecting = false;
-      this.emit("change");
     }
     this.#lastFailure = undefined;
     metrics.connected(connection);
@@ -221,13 +265,21 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
    * "blocked") until disconnect; with `reconnect`, a new session is negotiated meanwhile.
    */
   #watch(connection: Connection, wanted: WantedConnection): void {
-    void connection.session.ended.then((reason) => {
-      this.emit("change");
-      if (this.#wanted !== wanted) return;
-      if (wanted.confinement) return void wanted.confinement.tunnelDown();
-      if (!wanted.request.reconnect) return void wanted.protection?.tunnelDown();
-      this.#reconnect.start(connection, wanted, reason);
-    });
+    this.#settled = connection.session.ended
+      .then(async (reason) => {
+        this.emit("change");
+        if (this.#wanted !== wanted) return;
+        if (wanted.confinement) return wanted.confinement.tunnelDown();
+        if (!wanted.request.reconnect) return wanted.protection?.tunnelDown();
+        this.#reconnect.start(connection, wanted, reason);
+      })
+      .catch((err) => this.#core.log.error({ err: (err as Error).message }, "taking in the session's end failed"));
+  }
+
+  /** Settles once the current session's end, if it ended, has been taken in (`#watch`); at once while it is up. */
+  #settledEnd(): Promise<void> {
+    const c = this.#core.maybeOnline?.consumer.current;
+    return c && c.session.state !== "active" ? this.#settled : Promise.resolve();
   }
 
   /** Whatever session ends from now on was ended on purpose; a reconnect in progress stops (its attempt finishes first). */
@@ -256,6 +308,12 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       if (done.length === 0) throw new SessionError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
       return { state: "disconnected", recovered: done };
     }
+    // A connect negotiating now loses to this disconnect: it is cancelled, and its end awaited (the kill switch it
+    // took over keeps blocking meanwhile); a session winding down is taken in first (its kill switch then blocks).
+    const attempt = this.#attempt;
+    if (attempt) attempt.cancelled = true;
+    await attempt?.done;
+    await this.#settledEnd();
     try {
       const wasReconnecting = this.#reconnect.running !== undefined;
       await this.#cancelReconnect();
@@ -265,11 +323,13 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
         await this.#confinement.remove();
         return { ...protectedStatus(connectionStatus(c), this.#protection), state: "disconnected" };
       }
-      if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting)) {
+      if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting || attempt)) {
         await this.#protection.lift();
         return protectedStatus(connectionStatus(c), this.#protection);
       }
       if (c?.session.state !== "active") {
+        // The connect it cancelled was the first: nothing of it is left in force.
+        if (attempt) return { state: "disconnected", recovered: [] };
         const last = besides.at(-1);
         if (last) return protectedStatus(connectionStatus(last), undefined);
         throw new SessionError("NOT_CONNECTED", "not connected");
@@ -288,8 +348,12 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   /** The consumer side stops: no reconnect, the session ended, the kill switch and confinement lifted. */
   async stopBuying(): Promise<void> {
     const { log } = this.#core;
+    // A connect negotiating now is given up, as by a disconnect: what it would arm is lifted after it, not before.
+    const attempt = this.#attempt;
+    if (attempt) attempt.cancelled = true;
     await this.#cancelReconnect();
     await this.#core.online().consumer.stop();
+    await attempt?.done;
     await this.#protection?.lift().catch((err) => log.error({ err: (err as Error).message }, "lifting the kill switch failed"));
     await this.#confinement?.remove().catch((err) => log.error({ err: (err as Error).message }, "removing the confined namespace failed"));
   }
@@ -316,25 +380,29 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       return left ? { state: left.killSwitch ? "blocked" : "disconnected", leftBehind: left } : { state: "disconnected" };
     }
     const c = online.consumer.current;
+    const failed = this.#lastFailure ? { lastFailure: this.#lastFailure } : {};
     const reconnect = this.#reconnect.status;
-    const extra = {
-      ...(reconnect ? { reconnect: { ...reconnect } } : {}),
+    const now = (state?: "reconnecting" | "blocked", withReconnect = true) => ({
+      ...protectedStatus(connectionStatus(c!), this.#protection),
+      ...(state ? { state } : {}),
+      ...(reconnect && withReconnect ? { reconnect: { ...reconnect } } : {}),
       ...(this.#confinement?.active ? { confined: this.#confinement.describe() } : {}),
-    };
-    const now = (state?: "reconnecting" | "blocked") => ({ ...protectedStatus(connectionStatus(c!), this.#protection), ...(state ? { state } : {}), ...extra });
+      ...failed,
+    });
     if (c && this.#reconnect.running) return now("reconnecting");
     // The session ended by itself and is still winding down (its tunnel stopping) before the node
-    // takes it in: what follows is a reconnect or the kill switch holding, not a disconnect.
+    // takes it in (#watch): what follows is a reconnect or the kill switch holding, not a disconnect;
+    // a connect or disconnect made meanwhile waits for it (#settledEnd). A reconnect starts whatever an
+    // earlier one of this connection left in the status: not shown, it is not this one.
     const wanted = this.#wanted;
     if (c && c.session.state !== "active" && wanted?.protection && this.#protection?.state === "protecting") {
-      if (wanted.request.reconnect && !reconnect) return now("reconnecting");
+      if (wanted.request.reconnect) return now("reconnecting", false);
       if (wanted.request.killSwitch !== false) return now("blocked");
     }
     if (c && (c.session.state === "active" || this.#protection?.state === "blocked")) return now();
     // A confined connection whose session ended: its namespace stays, without a route, until disconnect.
     if (c && this.#confinement?.active) return now("blocked");
     if (this.#connecting) return { state: "connecting" };
-    const failed = this.#lastFailure ? { lastFailure: this.#lastFailure } : {};
     // The last connection's end, for whoever follows it (a foreground `myst connect`).
     return c
       ? { state: "disconnected", sessionId: c.session.id, ...(c.session.endReason ? { endReason: c.session.endReason } : {}), ...failed }
