@@ -367,30 +367,30 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
                 mstore(0x00, 0x1901)
                 mstore(0x20, domain)
                 let digest := keccak256(0x1e, 0x42)
-                // ecrecover(digest, v, r, s) of the compact signature; a high s is left to `_settleUncommon`.
+                // ecrecover(digest, v, r, s) of the compact signature. It is the consumer's when the precompile
+                // answers (no key recovers: it returns nothing, and 0x00 still holds the digest) with the
+                // consumer (a recovered key is never address 0, so a promise naming consumer 0 never passes);
+                // a high s (the malleable twin, which ecrecover accepts) is left to `_settleUncommon`.
                 let vs := calldataload(add(at, 0x40))
                 let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                if gt(s, HALF_N) { break }
                 mstore(0x00, digest)
                 mstore(0x20, add(shr(255, vs), 27))
                 mstore(0x40, calldataload(add(at, 0x20)))
                 mstore(0x60, s)
                 pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20))
-                // No key recovers: the precompile returns nothing (and 0x00 still holds the digest). A key
-                // recovers: a non-zero address, so a promise naming consumer 0 never passes either.
-                if iszero(and(eq(returndatasize(), 0x20), eq(mload(0x00), consumer))) { break }
-                // The pair's figure: a promise not above it pays nothing (left to `_settleUncommon`).
+                if iszero(and(and(eq(returndatasize(), 0x20), eq(mload(0x00), consumer)), iszero(gt(s, HALF_N)))) { break }
+                // The pair's figure and the vault's balance (its low 96 bits): the increase `owed` must be
+                // at least 1 (a promise not above the figure pays nothing) and at most the balance (more is
+                // an overdraft); both go to `_settleUncommon`. As one comparison: owed − 1 below the balance
+                // (a promise below the figure wraps `owed` past 2^255, one equal to it wraps owed − 1).
                 mstore(0x00, consumer)
                 mstore(0x20, pairs)
                 let pairSlot := keccak256(0x00, 0x40)
-                let owed := sload(pairSlot)
-                if iszero(gt(amount, owed)) { break }
-                owed := sub(amount, owed)
-                // The vault: balance in the low 96 bits; an increase above it is an overdraft (`_settleUncommon`).
+                let owed := sub(amount, sload(pairSlot))
                 mstore(0x20, _vaults.slot)
                 let vaultSlot := keccak256(0x00, 0x40)
                 let word := sload(vaultSlot)
-                if gt(owed, and(word, 0xffffffffffffffffffffffff)) { break }
+                if iszero(lt(sub(owed, 1), and(word, 0xffffffffffffffffffffffff))) { break }
                 sstore(vaultSlot, sub(word, owed))
                 sstore(pairSlot, amount)
                 mstore(0x00, owed)
