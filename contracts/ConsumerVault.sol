@@ -137,7 +137,11 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         bytes32 domain = _domainSeparatorV4();
         uint256 pairs = _pairsOf(provider);
         uint256 at = _offsetOf(promise_);
-        (uint256 stoppedAt, uint256 run) = _settleRun(provider, pairs, at, at + PROMISE_BYTES, domain);
+        uint256 end;
+        unchecked {
+            end = at + PROMISE_BYTES; // within calldata: its length was checked
+        }
+        (uint256 stoppedAt, uint256 run) = _settleRun(provider, pairs, at, end, domain);
         paid = stoppedAt == at ? _settleUncommon(provider, at, true) : run;
         _addEarnings(provider, paid);
     }
@@ -322,9 +326,9 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         bytes32 domain = _domainSeparatorV4();
         uint256 pairs = _pairsOf(provider);
         uint256 at = _offsetOf(promises);
-        uint256 end = at + promises.length;
         // Unchecked: each promise pays less than 2^96, and `at` stays within calldata.
         unchecked {
+            uint256 end = at + promises.length;
             while (true) {
                 uint256 run;
                 (at, run) = _settleRun(provider, pairs, at, end, domain);
