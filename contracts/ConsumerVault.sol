@@ -463,15 +463,30 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         uint256 expected = _earners[provider].relayNonce;
         if (nonce != expected) revert RelayNonceInvalid(provider, expected, nonce);
         if (promises.length % PROMISE_BYTES != 0) revert PromisesMalformed(promises.length);
-        bytes32[] memory claims = new bytes32[](promises.length / PROMISE_BYTES);
-        uint256 at = _offsetOf(promises);
-        for (uint256 i; i < claims.length; ++i) {
-            (address consumer, uint256 amount,,) = _promiseAt(at + i * PROMISE_BYTES);
-            claims[i] = keccak256(abi.encode(CLAIM_TYPEHASH, consumer, amount));
+        // keccak256 of the claims' struct hashes back to back (EIP-712's Claim[]), each
+        // keccak256(abi.encode(CLAIM_TYPEHASH, consumer, amount)): hashed in the scratch space and laid
+        // out past the free memory pointer, never allocated (a Solidity array of them cost a memory
+        // allocation and its growth a claim).
+        bytes32 claimTypeHash = CLAIM_TYPEHASH;
+        bytes32 claimsHash;
+        assembly ("memory-safe") {
+            let list := mload(0x40)
+            let next := list
+            for {
+                let at := promises.offset
+                let end := add(at, promises.length)
+            } lt(at, end) { at := add(at, 0x60) } {
+                let head := calldataload(at)
+                mstore(0x00, claimTypeHash)
+                mstore(0x20, shr(96, head))
+                mstore(0x40, and(head, 0xffffffffffffffffffffffff))
+                mstore(next, keccak256(0x00, 0x60))
+                next := add(next, 0x20)
+            }
+            claimsHash := keccak256(list, sub(next, list))
+            mstore(0x40, list)
         }
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, keccak256(abi.encodePacked(claims)), maxFee, nonce))
-        );
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, claimsHash, maxFee, nonce)));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, providerSignature);
         if (err != ECDSA.RecoverError.NoError || signer != provider) revert RelaySignatureInvalid(provider, signer);
     }
