@@ -355,7 +355,8 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         assembly ("memory-safe") {
             // Every hash, the ecrecover call and the event are written in the first four words of memory
             // (the scratch space, the free memory pointer, the zero slot), at fixed offsets, so the loop
-            // expands no memory and computes no address; the pointer and the zero slot are put back after.
+            // expands no memory and computes no address; the pointer and the zero slot are put back after the
+            // loop, on every way out of it, before any Solidity code runs again.
             let freeMemory := mload(0x40)
             for {} lt(at, end) { at := add(at, 0x60) } {
                 let head := calldataload(at)
@@ -484,7 +485,7 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
                 next := add(next, 0x20)
             }
             claimsHash := keccak256(list, sub(next, list))
-            mstore(0x40, list)
+            mstore(0x40, list) // the free memory pointer, overwritten by the claims' hashing
         }
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, claimsHash, maxFee, nonce)));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, providerSignature);

@@ -257,7 +257,10 @@ describe("ConsumerVault: review of the packed, assembly settlement", function ()
         };
         expect(trace.failed, `${name}: ${succeeds ? "pays" : "reverts"}`).to.equal(!succeeds);
         const calls = trace.structLogs.filter((step) => HANDS_CONTROL.has(step.op)).map((step) => `${step.op} ${BigInt(step.stack![step.stack!.length - 2])}`);
-        expect(new Set(calls), `${name}: what it called`).to.satisfy((seen: Set<string>) => [...seen].every((c) => c === "STATICCALL 1"));
+        expect(
+          calls.filter((c) => c !== "STATICCALL 1"),
+          `${name}: what it called besides ecrecover`,
+        ).to.deep.equal([]);
         if (!name.includes("96")) expect(calls.length, `${name}: it recovered a signature`).to.be.above(0);
       }
     });
