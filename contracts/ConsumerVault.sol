@@ -359,11 +359,11 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
             // loop, on every way out of it, before any Solidity code runs again.
             let freeMemory := mload(0x40)
             for {} lt(at, end) { at := add(at, 0x60) } {
-                let head := calldataload(at)
-                let consumer := shr(96, head)
-                let amount := and(head, 0xffffffffffffffffffffffff)
+                let consumer := shr(96, calldataload(at))
+                let amount := and(calldataload(at), 0xffffffffffffffffffffffff)
                 // The EIP-712 digest of Promise(consumer, provider, amount), as `_hashTypedDataV4` makes it:
-                // keccak256(typeHash ‖ consumer ‖ provider ‖ amount), then keccak256(0x1901 ‖ domain ‖ that).
+                // keccak256(typeHash ‖ consumer ‖ provider ‖ amount), then keccak256(0x1901 ‖ domain ‖ that),
+                // left at 0x00 as ecrecover's first word.
                 mstore(0x00, typeHash)
                 mstore(0x20, consumer)
                 mstore(0x40, provider)
@@ -371,19 +371,20 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
                 mstore(0x40, keccak256(0x00, 0x80))
                 mstore(0x00, 0x1901)
                 mstore(0x20, domain)
-                let digest := keccak256(0x1e, 0x42)
+                mstore(0x00, keccak256(0x1e, 0x42))
                 // ecrecover(digest, v, r, s) of the compact signature. It is the consumer's when the precompile
                 // answers (no key recovers: it returns nothing, and 0x00 still holds the digest) with the
                 // consumer (a recovered key is never address 0, so a promise naming consumer 0 never passes);
                 // a high s (the malleable twin, which ecrecover accepts) is left to `_settleUncommon`.
-                let vs := calldataload(add(at, 0x40))
-                let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                mstore(0x00, digest)
-                mstore(0x20, add(shr(255, vs), 27))
-                mstore(0x40, calldataload(add(at, 0x20)))
-                mstore(0x60, s)
-                pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20))
-                if iszero(and(and(eq(returndatasize(), 0x20), eq(mload(0x00), consumer)), iszero(gt(s, HALF_N)))) { break }
+                {
+                    let s := calldataload(add(at, 0x40)) // yParity‖s
+                    mstore(0x20, add(shr(255, s), 27))
+                    s := and(s, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                    mstore(0x40, calldataload(add(at, 0x20)))
+                    mstore(0x60, s)
+                    pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20))
+                    if iszero(and(and(eq(returndatasize(), 0x20), eq(mload(0x00), consumer)), iszero(gt(s, HALF_N)))) { break }
+                }
                 // The pair's figure and the vault's balance (its low 96 bits): the increase `owed` must be
                 // at least 1 (a promise not above the figure pays nothing) and at most the balance (more is
                 // an overdraft); both go to `_settleUncommon`. As one comparison: owed − 1 below the balance

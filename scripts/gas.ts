@@ -260,7 +260,7 @@ async function main() {
       "control (`ReentrancyGuardReentrantCall`, as before: the hostile-token test), but no longer set the guard: two TSTOREs. −18 / −358.",
     "- *The earnings credited with one read*: `+=` on the packed slot read it twice (a warm 100) and masked it in Solidity. −13 / −262.",
     "- *The loop in the first four words of memory* (scratch, free memory pointer, zero slot, put back after): fixed offsets instead of " +
-      "offsets added to the free memory pointer a store, and no memory expansion past 0x80. About −59 / −150.",
+      "offsets added to the free memory pointer a store, no memory expansion past 0x80, and the digest left where ecrecover reads it. About −66 / −157.",
     "- *Two jumps fewer a promise*: the high-s test joins the signer's, and the pair's-figure test joins the balance's " +
       "(`owed − 1` below the balance: an equal promise wraps to 2^256 − 1, a lower one past 2^255). −37 / −37. A promise that pays " +
       "nothing now reads its vault (a cold 2,100) before `_settleUncommon` skips it; the node sends only promises above the pair's figure.",
