@@ -144,7 +144,9 @@ describe("ConsumerVault: review of the packed, assembly settlement", function ()
       ["r = n (not below the group order)", (p: ReturnType<typeof unpack>) => ({ ...p, r: ethers.toBeHex(N, 32) })],
       ["s = 0", (p: ReturnType<typeof unpack>) => ({ ...p, vs: ethers.toBeHex(BigInt(p.vs) & (1n << 255n), 32) })],
       [
-        "the high-s twin with the other yParity",
+        // In the packed form the twin's s (n − s) almost always has its top bit set, which overlaps yParity: what is
+        // sent is a wrong signature, not a high-s one (a real high-s twin fits only with a chance of about 2^-128).
+        "the high-s twin with the other yParity, as packed (a wrong signature)",
         (p: ReturnType<typeof unpack>) => {
           const s = BigInt(p.vs) & ((1n << 255n) - 1n);
           const parity = BigInt(p.vs) >> 255n;
@@ -218,7 +220,8 @@ describe("ConsumerVault: review of the packed, assembly settlement", function ()
       const overdraft = await signPromise(c2, address, provider.address, E("6"));
       const empty = await signPromise(c3, address, provider.address, E("10"));
       const forged = pack({ ...unpack(await signPromise(c2, address, provider.address, E("1"))), consumer: c1.address });
-      // The high-s twin of a good signature: ecrecover recovers the consumer from it, the vault refuses it (EIP-2).
+      // The high-s twin of a good signature, as packed: n − s overlaps yParity's bit (almost always), so this is a wrong
+      // signature, not one ecrecover would take for the consumer's; the fast path's high-s check is not reached by it.
       const { vs } = unpack(common);
       const twinS = N - (BigInt(vs) & ((1n << 255n) - 1n));
       const highS = pack({ ...unpack(common), vs: ethers.toBeHex(((1n - (BigInt(vs) >> 255n)) << 255n) | twinS, 32) });
