@@ -4,7 +4,9 @@ import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 
 const SOLC_VERSION = "0.8.28";
-const SOLC_SETTINGS = { optimizer: { enabled: true, runs: 10_000 }, evmVersion: "cancun" };
+// runs 1,000,000 rather than 10,000 (measured by `npm run gas`, 2026-12-07): a single settle 24 gas less, a
+// deposit 15, a relayed batch of 20 about 230, a payout of earnings 99; nothing dearer; the vault's code 11.0 → 11.9 KB.
+const SOLC_SETTINGS = { optimizer: { enabled: true, runs: 1_000_000 }, evmVersion: "cancun" };
 
 // No native compiler can be downloaded on our machines: compile with the WebAssembly build that
 // the pinned npm `solc` package ships.

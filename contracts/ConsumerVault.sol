@@ -121,21 +121,35 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         }
     }
 
+    /// @dev Refused while a `nonReentrant` function holds control, as `nonReentrant` refuses it, but without
+    ///      setting the guard (its two TSTOREs, 200 gas a call): for `settle` and `settleBatch` only, which hand
+    ///      control to no contract on any path (their one call is to the ecrecover precompile, which runs no
+    ///      code; the test "hands control to no contract" checks every path's trace), so nothing can re-enter
+    ///      while they run. A function that calls a contract (the token, the registry) takes `nonReentrant`.
+    modifier notEntered() {
+        if (_reentrancyGuardEntered()) revert ReentrancyGuardReentrantCall();
+        _;
+    }
+
     /// @inheritdoc IConsumerVault
-    function settle(address provider, bytes calldata promise_) external nonReentrant returns (uint256 paid) {
+    function settle(address provider, bytes calldata promise_) external notEntered returns (uint256 paid) {
         if (promise_.length != PROMISE_BYTES) revert PromisesMalformed(promise_.length);
         bytes32 domain = _domainSeparatorV4();
         uint256 pairs = _pairsOf(provider);
         uint256 at = _offsetOf(promise_);
-        (uint256 stoppedAt, uint256 run) = _settleRun(provider, pairs, at, at + PROMISE_BYTES, domain);
+        uint256 end;
+        unchecked {
+            end = at + PROMISE_BYTES; // within calldata: its length was checked
+        }
+        (uint256 stoppedAt, uint256 run) = _settleRun(provider, pairs, at, end, domain);
         paid = stoppedAt == at ? _settleUncommon(provider, at, true) : run;
-        _earners[provider].earnings += SafeCast.toUint128(paid);
+        _addEarnings(provider, paid);
     }
 
     /// @inheritdoc IConsumerVault
-    function settleBatch(address provider, bytes calldata promises) external nonReentrant returns (uint256 paid) {
+    function settleBatch(address provider, bytes calldata promises) external notEntered returns (uint256 paid) {
         paid = _settleAll(provider, promises);
-        if (paid != 0) _earners[provider].earnings += SafeCast.toUint128(paid);
+        if (paid != 0) _addEarnings(provider, paid);
     }
 
     /// @inheritdoc IConsumerVault
@@ -312,9 +326,9 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         bytes32 domain = _domainSeparatorV4();
         uint256 pairs = _pairsOf(provider);
         uint256 at = _offsetOf(promises);
-        uint256 end = at + promises.length;
         // Unchecked: each promise pays less than 2^96, and `at` stays within calldata.
         unchecked {
+            uint256 end = at + promises.length;
             while (true) {
                 uint256 run;
                 (at, run) = _settleRun(provider, pairs, at, end, domain);
@@ -336,64 +350,80 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         private
         returns (uint256 stoppedAt, uint256 paid)
     {
-        // Scratch beyond the free memory pointer, never allocated: m+0x00 the struct hashed
-        // (typeHash ‖ consumer ‖ provider ‖ amount), m+0x80 the digest hashed (0x1901 ‖ domain ‖
-        // structHash), m+0x100 ecrecover's input (digest ‖ v ‖ r ‖ s) and then the event's data.
-        // What does not change from promise to promise is written once.
-        uint256 m;
-        {
-            bytes32 typeHash = PROMISE_TYPEHASH;
-            bytes32 settledTopic = PromiseSettled.selector;
-            assembly ("memory-safe") {
-                m := mload(0x40)
-                mstore(m, typeHash)
-                mstore(add(m, 0x40), provider)
-                mstore(add(m, 0x80), shl(240, 0x1901))
-                mstore(add(m, 0x82), domain)
-                mstore(add(m, 0x180), settledTopic)
-            }
-        }
+        bytes32 typeHash = PROMISE_TYPEHASH;
+        bytes32 settledTopic = PromiseSettled.selector;
         assembly ("memory-safe") {
+            // Every hash, the ecrecover call and the event are written in the first four words of memory
+            // (the scratch space, the free memory pointer, the zero slot), at fixed offsets, so the loop
+            // expands no memory and computes no address; the pointer and the zero slot are put back after the
+            // loop, on every way out of it, before any Solidity code runs again.
+            let freeMemory := mload(0x40)
             for {} lt(at, end) { at := add(at, 0x60) } {
                 let consumer := shr(96, calldataload(at))
                 let amount := and(calldataload(at), 0xffffffffffffffffffffffff)
-                // The EIP-712 digest of Promise(consumer, provider, amount), as `_hashTypedDataV4` makes it.
-                mstore(add(m, 0x20), consumer)
-                mstore(add(m, 0x60), amount)
-                mstore(add(m, 0xa2), keccak256(m, 0x80))
-                mstore(add(m, 0x100), keccak256(add(m, 0x80), 0x42))
-                // ecrecover(digest, v, r, s) of the compact signature; a high s is left to `_settleUncommon`.
+                // The EIP-712 digest of Promise(consumer, provider, amount), as `_hashTypedDataV4` makes it:
+                // keccak256(typeHash ‖ consumer ‖ provider ‖ amount), then keccak256(0x1901 ‖ domain ‖ that),
+                // left at 0x00 as ecrecover's first word.
+                mstore(0x00, typeHash)
+                mstore(0x20, consumer)
+                mstore(0x40, provider)
+                mstore(0x60, amount)
+                mstore(0x40, keccak256(0x00, 0x80))
+                mstore(0x00, 0x1901)
+                mstore(0x20, domain)
+                mstore(0x00, keccak256(0x1e, 0x42))
+                // ecrecover(digest, v, r, s) of the compact signature. It is the consumer's when the precompile
+                // answers (no key recovers: it returns nothing, and 0x00 still holds the digest) with the
+                // consumer (a recovered key is never address 0, so a promise naming consumer 0 never passes);
+                // a high s (the malleable twin, which ecrecover accepts) is left to `_settleUncommon`.
                 {
-                    let vs := calldataload(add(at, 0x40))
-                    let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                    if gt(s, HALF_N) { break }
-                    mstore(add(m, 0x120), add(shr(255, vs), 27))
-                    mstore(add(m, 0x160), s)
+                    let s := calldataload(add(at, 0x40)) // yParity‖s
+                    mstore(0x20, add(shr(255, s), 27))
+                    s := and(s, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                    mstore(0x40, calldataload(add(at, 0x20)))
+                    mstore(0x60, s)
+                    pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20))
+                    if iszero(and(and(eq(returndatasize(), 0x20), eq(mload(0x00), consumer)), iszero(gt(s, HALF_N)))) { break }
                 }
-                mstore(add(m, 0x140), calldataload(add(at, 0x20)))
-                mstore(0x00, 0) // the precompile writes nothing when no key recovers
-                pop(staticcall(gas(), 0x01, add(m, 0x100), 0x80, 0x00, 0x20))
-                if or(iszero(consumer), iszero(eq(mload(0x00), consumer))) { break }
-                // The pair's figure: a promise not above it pays nothing (left to `_settleUncommon`).
+                // The pair's figure and the vault's balance (its low 96 bits): the increase `owed` must be
+                // at least 1 (a promise not above the figure pays nothing) and at most the balance (more is
+                // an overdraft); both go to `_settleUncommon`. As one comparison: owed − 1 below the balance
+                // (a promise below the figure wraps `owed` past 2^255, one equal to it wraps owed − 1).
                 mstore(0x00, consumer)
                 mstore(0x20, pairs)
                 let pairSlot := keccak256(0x00, 0x40)
-                let owed := sload(pairSlot)
-                if iszero(gt(amount, owed)) { break }
-                owed := sub(amount, owed)
-                // The vault: balance in the low 96 bits; an increase above it is an overdraft (`_settleUncommon`).
+                let owed := sub(amount, sload(pairSlot))
                 mstore(0x20, _vaults.slot)
                 let vaultSlot := keccak256(0x00, 0x40)
                 let word := sload(vaultSlot)
-                if gt(owed, and(word, 0xffffffffffffffffffffffff)) { break }
+                if iszero(lt(sub(owed, 1), and(word, 0xffffffffffffffffffffffff))) { break }
                 sstore(vaultSlot, sub(word, owed))
                 sstore(pairSlot, amount)
-                mstore(add(m, 0x100), owed)
-                mstore(add(m, 0x120), amount)
-                log3(add(m, 0x100), 0x40, mload(add(m, 0x180)), consumer, provider)
+                mstore(0x00, owed)
+                mstore(0x20, amount)
+                log3(0x00, 0x40, settledTopic, consumer, provider)
                 paid := add(paid, owed)
             }
+            mstore(0x40, freeMemory)
+            mstore(0x60, 0)
             stoppedAt := at
+        }
+    }
+
+    /// @dev Credits `paid` to `provider`'s earnings: the low 128 bits of its word (the relay nonce is the
+    ///      high 128), read and written once; an overflow of the 128 bits reverts with Panic(0x11), as `+=` did.
+    function _addEarnings(address provider, uint256 paid) private {
+        assembly ("memory-safe") {
+            mstore(0x00, provider)
+            mstore(0x20, _earners.slot)
+            let slot := keccak256(0x00, 0x40)
+            let word := sload(slot)
+            if shr(128, add(and(word, 0xffffffffffffffffffffffffffffffff), paid)) {
+                mstore(0x00, 0x4e487b71) // Panic(uint256)
+                mstore(0x20, 0x11)
+                revert(0x1c, 0x24)
+            }
+            sstore(slot, add(word, paid))
         }
     }
 
@@ -435,15 +465,30 @@ contract ConsumerVault is IConsumerVault, EIP712, ReentrancyGuardTransient {
         uint256 expected = _earners[provider].relayNonce;
         if (nonce != expected) revert RelayNonceInvalid(provider, expected, nonce);
         if (promises.length % PROMISE_BYTES != 0) revert PromisesMalformed(promises.length);
-        bytes32[] memory claims = new bytes32[](promises.length / PROMISE_BYTES);
-        uint256 at = _offsetOf(promises);
-        for (uint256 i; i < claims.length; ++i) {
-            (address consumer, uint256 amount,,) = _promiseAt(at + i * PROMISE_BYTES);
-            claims[i] = keccak256(abi.encode(CLAIM_TYPEHASH, consumer, amount));
+        // keccak256 of the claims' struct hashes back to back (EIP-712's Claim[]), each
+        // keccak256(abi.encode(CLAIM_TYPEHASH, consumer, amount)): hashed in the scratch space and laid
+        // out past the free memory pointer, never allocated (a Solidity array of them cost a memory
+        // allocation and its growth a claim).
+        bytes32 claimTypeHash = CLAIM_TYPEHASH;
+        bytes32 claimsHash;
+        assembly ("memory-safe") {
+            let list := mload(0x40)
+            let next := list
+            for {
+                let at := promises.offset
+                let end := add(at, promises.length)
+            } lt(at, end) { at := add(at, 0x60) } {
+                let head := calldataload(at)
+                mstore(0x00, claimTypeHash)
+                mstore(0x20, shr(96, head))
+                mstore(0x40, and(head, 0xffffffffffffffffffffffff))
+                mstore(next, keccak256(0x00, 0x60))
+                next := add(next, 0x20)
+            }
+            claimsHash := keccak256(list, sub(next, list))
+            mstore(0x40, list) // the free memory pointer, overwritten by the claims' hashing
         }
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, keccak256(abi.encodePacked(claims)), maxFee, nonce))
-        );
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(RELAYED_TYPEHASH, provider, relayer, claimsHash, maxFee, nonce)));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, providerSignature);
         if (err != ECDSA.RecoverError.NoError || signer != provider) revert RelaySignatureInvalid(provider, signer);
     }

@@ -77,10 +77,11 @@ function kindOf(op: string): string {
 /** What each kind of gas above a floor is, in this contract. */
 const ABOVE_FLOOR: Record<string, string> = {
   "other opcodes": "code: dispatch, calldata decoding, the checks, the MSTOREs the hashing needs, the jumps",
-  SSTORE: "the provider's earnings slot, written once a call (in a batch, shared by its promises)",
-  SLOAD: "warm re-reads (100 each) and, in a batch, the share of the earnings slot's cold read",
-  KECCAK256: "hashing the floor does not count (the batch's floor counts a promise's own; the first settle's counts none)",
-  TLOAD: "the re-entrancy guard (transient storage)",
+  SSTORE: "slot writes the floor does not count",
+  SLOAD: "slot reads the floor does not count (warm re-reads, 100 each)",
+  KECCAK256:
+    "hashing the floor does not count: a pair's key is two hashes (the provider's map, then the consumer in it) where the first settle's floor counts one; in a batch, the map's and the earnings slot's keys, once a call",
+  TLOAD: "the re-entrancy guard's check (transient storage): settle and settleBatch read it and do not set it, calling no contract",
   TSTORE: "the re-entrancy guard (transient storage)",
 };
 
@@ -133,6 +134,7 @@ async function main() {
     ["the consumer's vault: cold SLOAD 2,100 + SSTORE 2,900 (the one balance all providers draw on)", 5_000],
     ["PromiseSettled: LOG 375 + 3 topics × 375 + 64 bytes × 8", 2_012],
     ["KECCAK256: the struct hash (128 bytes) 54, the digest (66 bytes) 48, two mapping slots 2 × 42", 186],
+    [`the provider's earnings, once a call: cold SLOAD 2,100 + SSTORE 2,900, shared by ${BATCH}`, 5_000 / BATCH],
   ];
   const firstFloor: Floor = [
     ["the transaction", 21_000],
@@ -142,6 +144,7 @@ async function main() {
     ["the consumer's vault: cold SLOAD 2,100 + SSTORE 2,900", 5_000],
     ["ecrecover", 3_100],
     ["PromiseSettled", 2_012],
+    ["KECCAK256: the struct hash 54, the digest 48, the keys of the vault's and the earnings' slots 2 × 42, the pair's (consumer, provider) 48", 234],
   ];
   const depositFloor: Floor = [
     ["the transaction", 21_000],
@@ -207,7 +210,11 @@ async function main() {
     "EIP-2098), and a batch's common promises are settled by one assembly loop (`_settleRun`); every other one (an error, a skip,",
     "an overdraft) by the plain Solidity path (`_settleUncommon`). Before that (issue 31's measurement): 20,902 a batched promise,",
     "81,319 the first settle, 47,119 a later settle, 52,330 a later deposit by approval and 81,055 by permit (the node's deposit then);",
-    "before issue 31's second pass: 46,757 the node's later deposit (`transferAndCall`); before its third pass: 45,421.",
+    "before issue 31's second pass: 46,757 the node's later deposit (`transferAndCall`); before its third pass: 45,421. Before its fourth",
+    "(2026-12-07, the floor sections say what changed): 18,758 a batched promise, 80,374 the first settle, 46,174 a later settle, 430,263",
+    "a later relayed batch of 20, 62,809 a payout of earnings; the floors then left out hashing in the first settle and the earnings slot's",
+    "share in a batch: counted now (+234, which any EIP-712 check pays, and +250, which this design pays: one earnings slot a provider,",
+    'read and written once a call, 5,000 over the batch\'s size), so "above the floor" fell by more than the gas did.',
     "",
     "| operation | gasUsed | Mysterium | aim |",
     "|---|---:|---:|---:|",
@@ -228,8 +235,8 @@ async function main() {
     "",
     ...aboveFloor(batchBreakdown, {
       "intrinsic (21,000 + calldata)": 21_000 / BATCH + batchData.gas / BATCH,
-      SSTORE: 5_800,
-      SLOAD: 4_200,
+      SSTORE: 5_800 + 2_900 / BATCH,
+      SLOAD: 4_200 + 2_100 / BATCH,
       ecrecover: 3_100,
       "events (LOG)": 2_012,
       KECCAK256: 186,
@@ -239,10 +246,35 @@ async function main() {
       `${fmtGas(unreachable)} gas, before the amount, the consumer's address, the digest and any event: no contract that checks ` +
       "one signature a promise on chain and keeps a cumulative figure per pair against one shared balance can settle a promise for 15,000. " +
       "What is above the floor is in the table above: code (the loop's MSTOREs for the hashing, its checks and jumps, and the call's " +
-      "dispatch, decoding and domain separator shared by its promises) and the provider's earnings slot, read and written once a batch. " +
+      "dispatch, decoding, domain separator and earnings' arithmetic shared by its promises) and the re-entrancy guard's check. " +
       "No change of layout takes a promise under the aim: the two slots a promise changes are the consumer's vault (shared by every " +
       "provider, so it cannot be folded into the pair) and the pair's settled figure (per pair, so it cannot be folded into the vault), " +
       "and nothing else is read per promise that could share a slot with either.",
+    "",
+    "Issue 31's fourth pass took a later batch from 18,758 to " +
+      `${fmtGas(perPromise)} a promise and the first settle from 80,374 to ${fmtGas(rows["settle (first)"])} (ablations on the same chain, ` +
+      "a promise in a batch / the first settle):",
+    "",
+    "- *The guard checked, not set*: `settle` and `settleBatch` call no contract on any path (their one call is to the ecrecover " +
+      'precompile, which runs no code: the review test "hands control to no contract" traces every path, paying and reverting, and ' +
+      "fails if one calls anything else), so nothing can re-enter them. They still refuse to run while a `nonReentrant` function holds " +
+      "control (`ReentrancyGuardReentrantCall`, as before: the hostile-token test), but no longer set the guard: two TSTOREs. −18 / −358.",
+    "- *The earnings credited with one read*: `+=` on the packed slot read it twice (a warm 100) and masked it in Solidity. −13 / −262.",
+    "- *The loop in the first four words of memory* (scratch, free memory pointer, zero slot, put back after): fixed offsets instead of " +
+      "offsets added to the free memory pointer a store, no memory expansion past 0x80, and the digest left where ecrecover reads it. About −66 / −157.",
+    "- *Two jumps fewer a promise*: the high-s test joins the signer's, and the pair's-figure test joins the balance's " +
+      "(`owed − 1` below the balance: an equal promise wraps to 2^256 − 1, a lower one past 2^255). −37 / −37. A promise that pays " +
+      "nothing now reads its vault (a cold 2,100) before `_settleUncommon` skips it; the node sends only promises above the pair's figure.",
+    "- *The calldata's end computed unchecked* (an offset and a length the decoder checked): −4 / −58. *Optimizer runs 1,000,000* " +
+      "instead of 10,000: −1 / −24 (and −15 a deposit).",
+    `- *A relayed batch* (not in the floor): the provider's signed claims are hashed in the scratch space and listed past the free memory ` +
+      "pointer, instead of a Solidity array and an `abi.encode` allocation a claim (memory that grew with the batch): 430,263 → " +
+      `${fmtGas(rows[`settle relayed batch of ${BATCH} (later)`])} for a later one of ${BATCH}, with the same digest (the relayed tests and the model test check it).`,
+    "",
+    "Measured and not taken: the vault through the IR pipeline (`viaIR`): −115 the first settle but +5 a batched promise and +129 a " +
+      "later deposit, which would pass the 45,000 aim. A cheaper selector for `settle`/`settleBatch` (the dispatcher compares up to four " +
+      "selectors, 22 gas each) and fixed-size arguments instead of `bytes` for `settle` (its decoder and offset words: about 400 gas of " +
+      "the first settle) both change the ABI the node calls; not done.",
     "",
     "What would go below it, and why it is not done:",
     "",
@@ -278,12 +310,14 @@ async function main() {
       SLOAD: 6_300,
       ecrecover: 3_100,
       "events (LOG)": 2_012,
+      KECCAK256: 234,
     }),
     "",
     "Two slots go from zero to non-zero (20,000 each, EIP-2200): the pair's settled figure, which is the replay protection of the pair's " +
       "cumulative promises, and the provider's earnings, where its money waits for `withdraw earnings`. With the transaction, ecrecover, the " +
       "vault's slot and the event that is above 75,000 before one opcode of logic; above the floor are the dispatch, the calldata's " +
-      "decoding, the re-entrancy guard (TLOAD + two TSTORE: 300) and the earnings' read-modify-write. The 20,000 of the earnings slot is paid " +
+      "decoding, the domain separator's checks, the loop's stores and jumps and the re-entrancy guard's check (one TLOAD; it set the guard " +
+      "too, two TSTOREs, until issue 31's fourth pass: see the batch's section). The 20,000 of the earnings slot is paid " +
       `once per provider: a provider's new consumer costs ${fmtGas(rows["settle (new pair)"])} (the "settle (new pair)" row). ` +
       "Crediting earnings inside the pair's record instead would make the first settle about 22,000 cheaper, but every payout would then read and " +
       "clear one slot per pair (5,000 each) instead of one per provider: not done.",

@@ -144,7 +144,9 @@ describe("ConsumerVault: review of the packed, assembly settlement", function ()
       ["r = n (not below the group order)", (p: ReturnType<typeof unpack>) => ({ ...p, r: ethers.toBeHex(N, 32) })],
       ["s = 0", (p: ReturnType<typeof unpack>) => ({ ...p, vs: ethers.toBeHex(BigInt(p.vs) & (1n << 255n), 32) })],
       [
-        "the high-s twin with the other yParity",
+        // In the packed form the twin's s (n − s) almost always has its top bit set, which overlaps yParity: what is
+        // sent is a wrong signature, not a high-s one (a real high-s twin fits only with a chance of about 2^-128).
+        "the high-s twin with the other yParity, as packed (a wrong signature)",
         (p: ReturnType<typeof unpack>) => {
           const s = BigInt(p.vs) & ((1n << 255n) - 1n);
           const parity = BigInt(p.vs) >> 255n;
@@ -173,6 +175,97 @@ describe("ConsumerVault: review of the packed, assembly settlement", function ()
       const cut = ethers.dataSlice(full, 0, ethers.dataLength(full) - 64 - 32);
       await expect(consumers[0].sendTransaction({ to: address, data: cut })).to.be.reverted;
       expect(await vault.settled(consumers[0].address, provider.address)).to.equal(0n);
+    });
+  });
+
+  describe("the run's limits: an increase of exactly the balance, and promises at or below the pair's figure", function () {
+    it("settles the first from the balance and keeps the escrow; skips the others; an increase of one wei more is an overdraft", async function () {
+      const { vault, address, consumers, provider } = await loadFixture(manyFixture);
+      const [c0, c1] = consumers; // c0: 3 MYST of balance and 1 of escrow; c1: 4 and 2
+      await vault.settle(provider.address, await signPromise(c0, address, provider.address, E("1")));
+      const batch = [
+        await signPromise(c0, address, provider.address, E("1")), // equal to the pair's figure: pays nothing
+        await signPromise(c0, address, provider.address, E("0.5")), // below it: pays nothing
+        await signPromise(c0, address, provider.address, E("3")), // an increase of 2, the whole balance
+        await signPromise(c1, address, provider.address, E("4") + 1n), // one wei above the balance
+      ];
+      const tx = vault.settleBatch(provider.address, ethers.concat(batch));
+      await expect(tx)
+        .to.emit(vault, "PromiseSettled")
+        .withArgs(c0.address, provider.address, E("2"), E("3"))
+        .and.to.emit(vault, "EscrowForfeited")
+        .withArgs(c1.address, provider.address, 1n, E("2") - 1n)
+        .and.to.emit(vault, "PromiseSettled")
+        .withArgs(c1.address, provider.address, E("4") + 1n, E("4") + 1n);
+      const events = (await (await tx).wait())!.logs.filter((l) => l.address === address).map((l) => vault.interface.parseLog(l)!.name);
+      expect(events, "one settlement each, no other forfeit").to.deep.equal(["PromiseSettled", "EscrowForfeited", "PromiseSettled"]);
+      expect(await vault.vault(c0.address)).to.deep.equal([0n, E("1"), 0n]);
+      expect(await vault.vault(c1.address)).to.deep.equal([0n, 0n, 0n]);
+      expect(await vault.settled(c0.address, provider.address)).to.equal(E("3"));
+      expect(await vault.earnings(provider.address)).to.equal(E("1") + E("2") + E("4") + 1n);
+    });
+  });
+
+  describe("settle and settleBatch hand control to no contract (so they check the re-entrancy guard without setting it)", function () {
+    /** Every opcode that could run another contract's code, on every path: calls, creations, self-destruction. */
+    const HANDS_CONTROL = new Set(["CALL", "CALLCODE", "DELEGATECALL", "STATICCALL", "CREATE", "CREATE2", "SELFDESTRUCT"]);
+
+    it("calls nothing but the ecrecover precompile on any path, common or not, paying or reverting", async function () {
+      const { vault, address, consumers, provider, deployer } = await loadFixture(manyFixture);
+      const [c0, c1, c2, c3] = consumers;
+      await vault.settle(provider.address, await signPromise(c0, address, provider.address, E("1")));
+      await vault.settle(provider.address, await signPromise(c3, address, provider.address, E("7"))); // an overdraft: c3's vault is now empty
+      const common = await signPromise(c1, address, provider.address, E("1"));
+      const stale = await signPromise(c0, address, provider.address, E("1"));
+      const overdraft = await signPromise(c2, address, provider.address, E("6"));
+      const empty = await signPromise(c3, address, provider.address, E("10"));
+      const forged = pack({ ...unpack(await signPromise(c2, address, provider.address, E("1"))), consumer: c1.address });
+      // The high-s twin of a good signature, as packed: n − s overlaps yParity's bit (almost always), so this is a wrong
+      // signature, not one ecrecover would take for the consumer's; the fast path's high-s check is not reached by it.
+      const { vs } = unpack(common);
+      const twinS = N - (BigInt(vs) & ((1n << 255n) - 1n));
+      const highS = pack({ ...unpack(common), vs: ethers.toBeHex(((1n - (BigInt(vs) >> 255n)) << 255n) | twinS, 32) });
+      const cases: [string, string, boolean][] = [
+        ["settle: common", vault.interface.encodeFunctionData("settle", [provider.address, common]), true],
+        ["settle: not above the pair's figure", vault.interface.encodeFunctionData("settle", [provider.address, stale]), false],
+        ["settle: an overdraft", vault.interface.encodeFunctionData("settle", [provider.address, overdraft]), true],
+        ["settle: an empty vault", vault.interface.encodeFunctionData("settle", [provider.address, empty]), false],
+        ["settle: a forged signature", vault.interface.encodeFunctionData("settle", [provider.address, forged]), false],
+        ["settle: a malformed s", vault.interface.encodeFunctionData("settle", [provider.address, highS]), false],
+        ["settle: not 96 bytes", vault.interface.encodeFunctionData("settle", [provider.address, ethers.concat([common, "0x00"])]), false],
+        [
+          "settleBatch: common, skip, overdraft, empty",
+          vault.interface.encodeFunctionData("settleBatch", [provider.address, ethers.concat([common, stale, overdraft, empty])]),
+          true,
+        ],
+        [
+          "settleBatch: a forged promise after a common one",
+          vault.interface.encodeFunctionData("settleBatch", [provider.address, ethers.concat([common, forged])]),
+          false,
+        ],
+        [
+          "settleBatch: not a multiple of 96 bytes",
+          vault.interface.encodeFunctionData("settleBatch", [provider.address, ethers.concat([common, "0x00"])]),
+          false,
+        ],
+      ];
+      for (const [name, data, succeeds] of cases) {
+        const trace = (await ethers.provider.send("debug_traceCall", [
+          { from: deployer.address, to: address, data, gas: "0x1000000" },
+          "latest",
+          { disableMemory: true, disableStorage: true },
+        ])) as {
+          failed: boolean;
+          structLogs: { op: string; stack?: string[] }[];
+        };
+        expect(trace.failed, `${name}: ${succeeds ? "pays" : "reverts"}`).to.equal(!succeeds);
+        const calls = trace.structLogs.filter((step) => HANDS_CONTROL.has(step.op)).map((step) => `${step.op} ${BigInt(step.stack![step.stack!.length - 2])}`);
+        expect(
+          calls.filter((c) => c !== "STATICCALL 1"),
+          `${name}: what it called besides ecrecover`,
+        ).to.deep.equal([]);
+        if (!name.includes("96")) expect(calls.length, `${name}: it recovered a signature`).to.be.above(0);
+      }
     });
   });
 
