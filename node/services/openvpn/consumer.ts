@@ -239,7 +239,7 @@ class OpenVpnTunnel implements Tunnel {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#meter);
-    await this.process.stop();
+    await this.process.stopAfterExitNotification();
   }
 
   onDown(listener: (reason: string) => void): void {
