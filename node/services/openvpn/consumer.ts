@@ -151,7 +151,8 @@ export class OpenVpnConsumerService implements ConsumerService {
         await up;
       } else await Promise.all([process.attach(), up]);
     } catch (err) {
-      await process.stop();
+      // Not TERM alone: openvpn would wait its second for the exit notification, reached the provider or not.
+      await process.stopAfterExitNotification();
       removeSecrets();
       // The kill switch's own error (its arming refused) is the session's as it is, not openvpn's.
       throw err instanceof TunnelError || err === rulesFailed ? err : process.explain((err as Error).message);
