@@ -131,6 +131,28 @@ describe("e2e: ending an OpenVPN session (real openvpn in namespaces, NATS, regi
     }
   });
 
+  it("stops a consumer's openvpn that does not answer its management interface (stopped by SIGSTOP): TERM, then KILL", async function () {
+    // IPv4's (the tunnel's): a link-local IPv6 route of eth0's came and went once meanwhile (21:13 UTC), unrelated.
+    const routes4 = () => topology.exec(topology.consumers[0], [IP, "-4", "route", "show", "table", "all"]);
+    const routes = routes4();
+    const session = await connect();
+    const openvpn = tunnelProcess(session);
+    process.kill(openvpn.pid!, "SIGSTOP");
+    try {
+      await session.tunnel.stop();
+      expect(openvpn.running).to.equal(false);
+    } finally {
+      if (openvpn.running) process.kill(openvpn.pid!, "SIGKILL");
+      await session.destroy();
+      // Killed, it could not remove its host route to the provider (its tun device's routes went with the device).
+      const left = routes4()
+        .split("\n")
+        .find((r) => r.startsWith(`${topology.providerAddress} via`));
+      if (left) topology.exec(topology.consumers[0], [IP, "route", "del", topology.providerAddress]);
+    }
+    expect(routes4()).to.equal(routes);
+  });
+
   it("closes the client's instance on its exit notification alone (the dialog says nothing), even while it downloads", async function () {
     for (let i = 0; i < 3; i++) {
       const session = await connect();

@@ -197,16 +197,21 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
    * management interface, which openvpn reads once per loop step, before the datagram that step writes, and acts
    * on after it: the first starts the notification; `pid`, sent once that is answered, is read a step later (the
    * step that writes the notification, or the one after when a packet of the tunnel's was waiting first); the
-   * second TERM, sent once `pid` is answered, later still. Without its management interface, `stop`.
+   * second TERM, sent once `pid` is answered, later still. Without its management interface, or when it does not
+   * answer within `answerMs`, `stop` (TERM, KILL 5 s later).
    */
-  async stopAfterExitNotification(): Promise<void> {
+  async stopAfterExitNotification(answerMs = 2000): Promise<void> {
     const management = this.management;
     if (this.running && management && this.#configured) {
-      try {
+      let timer: NodeJS.Timeout | undefined;
+      const signals = (async () => {
         for (const command of ["signal SIGTERM", "pid", "signal SIGTERM"]) await management.command(command);
-      } catch {
+      })();
+      await Promise.race([signals, new Promise((resolve) => (timer = setTimeout(resolve, answerMs)))]).catch(() => {
         // The interface closed: openvpn is exiting already (`stop` waits for it).
-      }
+      });
+      clearTimeout(timer);
+      signals.catch(() => undefined);
     }
     await this.stop();
   }
