@@ -187,6 +187,35 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
     if (this.options.configFifo) fs.rmSync(this.options.configFile, { force: true });
   }
 
+  /**
+   * Stops a client openvpn as soon as its exit notification (`explicit-exit-notify`) has gone out, not a second later.
+   * On TERM openvpn queues the notification (the EXIT control message, or OCC_EXIT on the data channel with an
+   * older server), writes it in the next step of its event loop, and then waits for its once-a-second timer to exit
+   * (1.0–1.2 s measured); it sends the notification only once meanwhile (its control channel's first retransmission
+   * is 2 s away), so that wait adds nothing the provider receives. A second TERM, once the notification is out, ends
+   * the wait: it exits at once, tearing down as on any exit (routes, tun device). The signals go through the
+   * management interface, which openvpn reads once per loop step, before the datagram that step writes, and acts
+   * on after it: the first starts the notification; `pid`, sent once that is answered, is read a step later (the
+   * step that writes the notification, or the one after when a packet of the tunnel's was waiting first); the
+   * second TERM, sent once `pid` is answered, later still. Without its management interface, or when it does not
+   * answer within `answerMs`, `stop` (TERM, KILL 5 s later).
+   */
+  async stopAfterExitNotification(answerMs = 2000): Promise<void> {
+    const management = this.management;
+    if (this.running && management && this.#configured) {
+      let timer: NodeJS.Timeout | undefined;
+      const signals = (async () => {
+        for (const command of ["signal SIGTERM", "pid", "signal SIGTERM"]) await management.command(command);
+      })();
+      await Promise.race([signals, new Promise((resolve) => (timer = setTimeout(resolve, answerMs)))]).catch(() => {
+        // The interface closed: openvpn is exiting already (`stop` waits for it).
+      });
+      clearTimeout(timer);
+      signals.catch(() => undefined);
+    }
+    await this.stop();
+  }
+
   get running(): boolean {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -17,6 +17,12 @@ export interface OpenVpnProviderOptions extends TunnelServiceOptions {
   tunDevice?: string;
 }
 
+/**
+ * openvpn's line (verb 3) for a client's exit notification through the control channel (`explicit-exit-notify` of
+ * 2.6 peers): `<common name>/<IPv4 address>:<port> CC-EEN exit message received by peer`.
+ */
+const EXIT_NOTIFIED = /\/(\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}) CC-EEN exit message received by peer$/;
+
 /** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst"). */
 export const TUNNEL_SUBNET_6 = "fd6d:7973:7400::/64";
 
@@ -75,19 +81,30 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
     };
   }
 
-  /** Gives a consumer that is leaving by itself a moment, then `client-kill … HALT`. */
+  /**
+   * Closes the client's instance of a session the consumer ended (`kill` by its common name, the session id): at once,
+   * with no message to a client that is gone or going. Its exit notification (`explicit-exit-notify`, sent by its
+   * openvpn before it exits) only schedules that: openvpn keeps the instance 5 s after it (for retransmissions), and
+   * `client-kill` of it schedules the same exit again. Any other consumer is told to stop (`client-kill … HALT`; without
+   * HALT its openvpn would reconnect).
+   */
   protected async cutOff(session: LiveSession, reason: string, options: { byConsumer?: boolean }): Promise<void> {
-    if (options.byConsumer && session.clientId !== undefined) {
-      // A consumer that ended its session leaves with an exit notification; a HALT crossing it
-      // confuses openvpn's instance bookkeeping. Give it a moment, then cut it off anyway.
-      await this.#clientGone(session.clientId, 3000);
-    }
-    if (session.clientId !== undefined && (await this.#connected(session.clientId))) {
-      await this.#process?.management?.command(`client-kill ${session.clientId} HALT`).catch((err) => {
+    const management = this.#process?.management;
+    const cid = session.clientId;
+    if (!management || cid === undefined || !(await this.#connected(cid))) return;
+    if (options.byConsumer) {
+      // Answered once the instance is closed (its DISCONNECT), so the consumer's disconnect returns with it gone.
+      const closed = instanceClosed(management, cid, 1000);
+      await management.command(`kill ${session.id}`).then(
+        () => closed,
+        (err) => this.log.debug({ err: (err as Error).message, sessionId: session.id }, "kill: the client is gone already"),
+      );
+    } else {
+      await management.command(`client-kill ${cid} HALT`).catch((err) => {
         this.log.warn({ err: (err as Error).message, sessionId: session.id }, "client-kill failed (already gone?)");
       });
-      this.log.info({ sessionId: session.id, reason }, "consumer cut off");
     }
+    this.log.info({ sessionId: session.id, reason }, "consumer cut off");
   }
 
   isConnected(sessionId: string): boolean {
@@ -97,11 +114,6 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
   async #connected(clientId: number): Promise<boolean> {
     const rows = await this.#process?.management?.clients().catch(() => []);
     return !!rows?.some((r) => r.clientId === clientId);
-  }
-
-  async #clientGone(clientId: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && (await this.#connected(clientId))) await new Promise((r) => setTimeout(r, 100));
   }
 
   /** Reads byte counts of every connected client from the management interface. */
@@ -127,6 +139,12 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       log: this.log,
     });
     this.#process = process;
+    // A client's exit notification: openvpn would keep its instance 5 s more (`cutOff`). Closed now, by its address
+    // (exactly the instance that sent it), for a consumer gone without a word on the dialog. IPv4 only (`kill`'s).
+    process.on("line", (line) => {
+      const address = EXIT_NOTIFIED.exec(line)?.[1];
+      if (address) void process.management?.command(`kill ${address}`).catch(() => undefined);
+    });
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
     process.once("exit", (code) => this.supervisor.exited(code, process.recent));
@@ -272,4 +290,20 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       "",
     ].join("\n");
   }
+}
+
+/** Resolves when openvpn reports a client's instance closed (`>CLIENT:DISCONNECT`), or after `timeoutMs`. */
+function instanceClosed(management: ManagementClient, cid: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function onClient(block: ClientBlock) {
+      if (block.kind === "DISCONNECT" && block.cid === cid) done();
+    }
+    function done() {
+      clearTimeout(timer);
+      management.off("client", onClient);
+      resolve();
+    }
+    management.on("client", onClient);
+  });
 }
