@@ -239,30 +239,33 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     expect(leaks()).to.deep.equal({ internet: true, lan: true });
   });
 
-  it("a connect made right after a disconnect (while it lifts the block) is a fresh connect: the disconnect answers disconnected, the status never claims a block not in force, nothing is left armed after the connect fails (review 2 M1)", async function () {
-    const n = node();
-    await blocked(n);
-    // Every status the node announces from the disconnect on, with whether a kill switch is recorded in force then.
-    const seen: { state: string; recorded: boolean }[] = [];
-    n.ops.on("change", () => seen.push({ state: view(n).state, recorded: fs.existsSync(protectionRecordFile(n.dataDir)) }));
-    const open = n.held();
-    const disconnect = n.ops.disconnect();
-    const second = n.ops.connect(request());
-    second.catch(() => undefined);
-    expect((await disconnect).state).to.equal("disconnected");
-    await until(() => n.negotiations.length === 2, "the second connect to negotiate");
-    expect(view(n).state, "a fresh connect, not a handover of the lifted block").to.equal("connecting");
-    // As any first connect: the own route is open while it negotiates (the disconnect lifted the block, as asked).
-    expect(n.negotiations[1].leaks).to.deep.equal({ internet: true, lan: true });
-    open(refused());
-    expect(((await rejectionOf(second)) as SessionError).code, "the provider's refusal, not a firewall error").to.equal("SESSION_REFUSED");
-    expect(view(n).state).to.equal("disconnected");
-    expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
-    expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);
-    expect(leaks()).to.deep.equal({ internet: true, lan: true });
-    const claimed = seen.filter((s) => s.state === "blocked" && !s.recorded);
-    expect(claimed, "a block claimed while none was in force").to.deep.equal([]);
-  });
+  // Sent with no await between, or one turn of the event loop later (the disconnect's lift under way: the review's case).
+  for (const later of [false, true])
+    it(`a connect made right after a disconnect${later ? ", while it lifts the block," : ""} is a fresh connect: the disconnect answers disconnected, the status never claims a block not in force, nothing is left armed after the connect fails (review 2 M1)`, async function () {
+      const n = node();
+      await blocked(n);
+      // Every status the node announces from the disconnect on, with whether a kill switch is recorded in force then.
+      const seen: { state: string; recorded: boolean }[] = [];
+      n.ops.on("change", () => seen.push({ state: view(n).state, recorded: fs.existsSync(protectionRecordFile(n.dataDir)) }));
+      const open = n.held();
+      const disconnect = n.ops.disconnect();
+      if (later) await new Promise((resolve) => setImmediate(resolve));
+      const second = n.ops.connect(request());
+      second.catch(() => undefined);
+      expect((await disconnect).state).to.equal("disconnected");
+      await until(() => n.negotiations.length === 2, "the second connect to negotiate");
+      expect(view(n).state, "a fresh connect, not a handover of the lifted block").to.equal("connecting");
+      // As any first connect: the own route is open while it negotiates (the disconnect lifted the block, as asked).
+      expect(n.negotiations[1].leaks).to.deep.equal({ internet: true, lan: true });
+      open(refused());
+      expect(((await rejectionOf(second)) as SessionError).code, "the provider's refusal, not a firewall error").to.equal("SESSION_REFUSED");
+      expect(view(n).state).to.equal("disconnected");
+      expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
+      expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);
+      expect(leaks()).to.deep.equal({ internet: true, lan: true });
+      const claimed = seen.filter((s) => s.state === "blocked" && !s.recorded);
+      expect(claimed, "a block claimed while none was in force").to.deep.equal([]);
+    });
 
   it("after a failed connect with --allow-lan made while blocked, the status says what is in force: the block's rules, without the LAN (review M2)", async function () {
     const n = node();
