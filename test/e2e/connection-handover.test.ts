@@ -225,13 +225,47 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     const first = n.sessions[0];
     first.end("tunnel down: test");
     expect(view(n).state).to.equal("blocked");
-    const disconnect = n.ops.disconnect();
+    let answered = false;
+    const disconnect = n.ops.disconnect().finally(() => (answered = true));
     disconnect.catch(() => undefined);
+    // What is tested is that the disconnect has not answered yet (a NOT_CONNECTED would come at once): a short wait.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(answered, "the disconnect waits for the end to be taken in").to.equal(false);
+    expect(await nftHasTable(GUARD_TABLE, c)).to.equal(true);
+    // The tunnel has stopped: the node takes the end in (the kill switch blocks), then the disconnect lifts it.
     first.settle();
     expect((await disconnect).state).to.equal("disconnected");
     expect(await nftHasTable(GUARD_TABLE, c)).to.equal(false);
     expect(leaks()).to.deep.equal({ internet: true, lan: true });
   });
+
+  // Sent with no await between, or one turn of the event loop later (the disconnect's lift under way: the review's case).
+  for (const later of [false, true])
+    it(`a connect made right after a disconnect${later ? ", while it lifts the block," : ""} is a fresh connect: the disconnect answers disconnected, the status never claims a block not in force, nothing is left armed after the connect fails (review 2 M1)`, async function () {
+      const n = node();
+      await blocked(n);
+      // Every status the node announces from the disconnect on, with whether a kill switch is recorded in force then.
+      const seen: { state: string; recorded: boolean }[] = [];
+      n.ops.on("change", () => seen.push({ state: view(n).state, recorded: fs.existsSync(protectionRecordFile(n.dataDir)) }));
+      const open = n.held();
+      const disconnect = n.ops.disconnect();
+      if (later) await new Promise((resolve) => setImmediate(resolve));
+      const second = n.ops.connect(request());
+      second.catch(() => undefined);
+      expect((await disconnect).state).to.equal("disconnected");
+      await until(() => n.negotiations.length === 2, "the second connect to negotiate");
+      expect(view(n).state, "a fresh connect, not a handover of the lifted block").to.equal("connecting");
+      // As any first connect: the own route is open while it negotiates (the disconnect lifted the block, as asked).
+      expect(n.negotiations[1].leaks).to.deep.equal({ internet: true, lan: true });
+      open(refused());
+      expect(((await rejectionOf(second)) as SessionError).code, "the provider's refusal, not a firewall error").to.equal("SESSION_REFUSED");
+      expect(view(n).state).to.equal("disconnected");
+      expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
+      expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);
+      expect(leaks()).to.deep.equal({ internet: true, lan: true });
+      const claimed = seen.filter((s) => s.state === "blocked" && !s.recorded);
+      expect(claimed, "a block claimed while none was in force").to.deep.equal([]);
+    });
 
   it("after a failed connect with --allow-lan made while blocked, the status says what is in force: the block's rules, without the LAN (review M2)", async function () {
     const n = node();
@@ -276,7 +310,8 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     // The provider answers after all: the tunnel comes up, and is ended at once.
     open("up");
     expect(((await rejectionOf(second)) as SessionError).code).to.equal("SESSION_ENDED");
-    expect((await disconnect).state).to.equal("disconnected");
+    // As docs/api.md says for a connect given up: no session (not the one before it, nor the one granted meanwhile).
+    expect(await disconnect).to.deep.equal({ state: "disconnected", recovered: [] });
     expect(n.sessions[1].connection.session.state).to.equal("ended");
     expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
     expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);
@@ -291,10 +326,18 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     const second = n.ops.connect(request());
     second.catch(() => undefined);
     await until(() => n.negotiations.length === 2, "the second connect to negotiate");
-    const stopped = n.ops.stopBuying();
+    let returned = false;
+    const stopped = n.ops.stopBuying().finally(() => (returned = true));
+    // A moment for a stop that would not wait to lift the block.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(returned, "the stop waits for the connect it gave up").to.equal(false);
+    expect(await nftHasTable(GUARD_TABLE, c), "the block holds while the connect still negotiates").to.equal(true);
+    expect(leaks()).to.deep.equal(BLOCKED);
     // The negotiation was past the point the stop could cut: its tunnel comes up.
     open("up");
-    expect(((await rejectionOf(second)) as SessionError).code).to.equal("SESSION_ENDED");
+    const given = (await rejectionOf(second)) as SessionError;
+    expect(given.code).to.equal("SESSION_ENDED");
+    expect(given.message, "the stop named as the reason (review 2 L4)").to.equal("the node's stop came while this connect negotiated: it was given up");
     await stopped;
     expect(await nftHasTable(GUARD_TABLE, c), "nothing left armed").to.equal(false);
     expect(fs.existsSync(protectionRecordFile(n.dataDir))).to.equal(false);

@@ -55,6 +55,12 @@ function connectFailure(err: unknown): ConnectFailure {
   return isMystError(err) ? { at, code: err.code, message: err.message } : { at, code: "INTERNAL", message: "internal error (see the node's log)" };
 }
 
+/** A connect in progress: `cancelled` names who gave it up (a disconnect, the node's stop); `done` settles when it has ended. */
+interface Attempt {
+  cancelled?: string;
+  done: Promise<void>;
+}
+
 /**
  * The node's one connection as a consumer: connect (with kill switch, DNS and IPv6 handling, or
  * confined to a namespace), follow it (a session that ends by itself leaves the kill switch
@@ -79,8 +85,13 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
    * its protection lifted): what a connect or disconnect made while it winds down (its tunnel stopping) acts on.
    */
   #settled: Promise<void> = Promise.resolve();
-  /** The connect in progress: a disconnect meanwhile cancels it and waits for its negotiation to end. */
-  #attempt?: { cancelled: boolean; done: Promise<void> };
+  /** The connect in progress: a disconnect (or the stop) meanwhile cancels it, saying why, and waits for its negotiation to end. */
+  #attempt?: Attempt;
+  /**
+   * Settles when the disconnects and the stop made so far have lifted what they lift: a connect made meanwhile decides
+   * whether to take over a block only after that (a block being lifted is not one to take over).
+   */
+  #ending: Promise<void> = Promise.resolve();
 
   constructor(core: NodeCore) {
     super();
@@ -127,7 +138,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       throw new MystError("BAD_REQUEST", `a ${request.serviceType} tunnel cannot be confined to a namespace (it declares no tunnel device)`);
     this.#connecting = true;
     this.emit("change");
-    const attempt = { cancelled: false, done: Promise.resolve() };
+    const attempt: Attempt = { done: Promise.resolve() };
     const connecting = this.#connectNow(request, service, attempt);
     attempt.done = connecting.then(
       () => undefined,
@@ -147,10 +158,12 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
   async #connectNow(
     request: ConnectRequest,
     service: ConsumerService,
-    attempt: { cancelled: boolean },
+    attempt: Attempt,
   ): Promise<ProtectedStatus & { confined?: ReturnType<Confinement["describe"]> }> {
     const { config, log, metrics } = this.#core;
     const { consumer, guardSpare } = this.#core.online();
+    // A disconnect (or the stop) made before this connect lifts first: what it lifts is not a block to take over.
+    await this.#ending;
     // A session that ended by itself and is still winding down is taken in first (the status says so meanwhile): its
     // kill switch blocks, or a reconnect runs. The connect then reads the state the status showed.
     await this.#settledEnd();
@@ -192,7 +205,7 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     this.#confinement = confinement;
     this.#protection = protection;
     this.#reconnect.status = undefined;
-    const cancelled = () => new SessionError("SESSION_ENDED", "`myst disconnect` came while this connect negotiated: it was given up");
+    const cancelled = () => new SessionError("SESSION_ENDED", `${attempt.cancelled} came while this connect negotiated: it was given up`);
     try {
       if (attempt.cancelled) throw cancelled();
       connection = await consumer.connect({
@@ -288,7 +301,20 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
     await this.#reconnect.cancel();
   }
 
-  async disconnect(sessionId?: string): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
+  disconnect(sessionId?: string): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
+    return this.#ends(() => this.#disconnectNow(sessionId));
+  }
+
+  /** Runs a disconnect or the stop; a connect made meanwhile waits for it (and the ones before it) to end (`#ending`). */
+  #ends<T>(end: () => Promise<T>): Promise<T> {
+    const ending = end();
+    const before = this.#ending;
+    const settles = () => undefined;
+    this.#ending = Promise.all([before, ending.then(settles, settles)]).then(settles);
+    return ending;
+  }
+
+  async #disconnectNow(sessionId?: string): Promise<ProtectedStatus | { state: "disconnected"; recovered: string[] }> {
     const { config, log } = this.#core;
     const online = this.#core.maybeOnline;
     // One of the connections beside the current one, by its session (`myst run --proxy` ends its own).
@@ -298,6 +324,11 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       this.emit("change");
       return protectedStatus(connectionStatus(beside), undefined);
     }
+    // A connect negotiating now loses to this disconnect: it is cancelled (before anything is awaited: a connect made
+    // after this disconnect is not given up, it waits for it), and its end awaited (the kill switch it took over keeps
+    // blocking meanwhile); a session winding down is taken in first (its kill switch then blocks).
+    const attempt = this.#attempt;
+    if (attempt) attempt.cancelled ??= "`myst disconnect`";
     // Every connection beside the current one ends with it.
     const besides = [...(online?.consumer.alongside ?? [])];
     await Promise.all(besides.map((c) => c.session.destroy("consumer disconnected")));
@@ -308,10 +339,6 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       if (done.length === 0) throw new SessionError("NOT_CONNECTED", "not connected (no node runs for this data dir)");
       return { state: "disconnected", recovered: done };
     }
-    // A connect negotiating now loses to this disconnect: it is cancelled, and its end awaited (the kill switch it
-    // took over keeps blocking meanwhile); a session winding down is taken in first (its kill switch then blocks).
-    const attempt = this.#attempt;
-    if (attempt) attempt.cancelled = true;
     await attempt?.done;
     await this.#settledEnd();
     try {
@@ -323,9 +350,11 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
         await this.#confinement.remove();
         return { ...protectedStatus(connectionStatus(c), this.#protection), state: "disconnected" };
       }
-      if (c && c.session.state !== "active" && this.#protection && (this.#protection.state === "blocked" || wasReconnecting || attempt)) {
-        await this.#protection.lift();
-        return protectedStatus(connectionStatus(c), this.#protection);
+      const protection = this.#protection;
+      if (c && c.session.state !== "active" && protection && (protection.state === "blocked" || wasReconnecting || attempt)) {
+        await protection.lift();
+        // A connect it gave up answers as documented (docs/api.md): not the session before it, nor the one it was granted.
+        return attempt ? { state: "disconnected", recovered: [] } : protectedStatus(connectionStatus(c), protection);
       }
       if (c?.session.state !== "active") {
         // The connect it cancelled was the first: nothing of it is left in force.
@@ -336,21 +365,25 @@ export class ConnectionOps extends EventEmitter<{ change: [] }> {
       }
       await c.session.tunnel.refresh?.().catch(() => undefined);
       await c.session.destroy("consumer disconnected");
-      await this.#protection?.lift();
+      await protection?.lift();
       await this.#confinement?.remove();
       log.info({ sessionId: c.session.id }, "disconnected");
-      return protectedStatus(connectionStatus(c), this.#protection);
+      return protectedStatus(connectionStatus(c), protection);
     } finally {
       this.emit("change");
     }
   }
 
   /** The consumer side stops: no reconnect, the session ended, the kill switch and confinement lifted. */
-  async stopBuying(): Promise<void> {
+  stopBuying(): Promise<void> {
+    return this.#ends(() => this.#stopBuyingNow());
+  }
+
+  async #stopBuyingNow(): Promise<void> {
     const { log } = this.#core;
     // A connect negotiating now is given up, as by a disconnect: what it would arm is lifted after it, not before.
     const attempt = this.#attempt;
-    if (attempt) attempt.cancelled = true;
+    if (attempt) attempt.cancelled ??= "the node's stop";
     await this.#cancelReconnect();
     await this.#core.online().consumer.stop();
     await attempt?.done;
