@@ -156,7 +156,8 @@ describe("e2e: ending an OpenVPN session (real openvpn in namespaces, NATS, regi
     expect(routes4()).to.equal(routes);
   });
 
-  it("closes the client's instance on its exit notification alone (the dialog says nothing), even while it downloads", async function () {
+  // openvpn's own delayed exit (5 s) closes it: the provider does not act on a log line a client's text can imitate.
+  it("the client's instance still goes on its exit notification alone (the dialog says nothing), even while it downloads", async function () {
     for (let i = 0; i < 3; i++) {
       const session = await connect();
       // A download through the tunnel while it stops: openvpn's loop carries it beside the notification.

@@ -17,12 +17,6 @@ export interface OpenVpnProviderOptions extends TunnelServiceOptions {
   tunDevice?: string;
 }
 
-/**
- * openvpn's line (verb 3) for a client's exit notification through the control channel (`explicit-exit-notify` of
- * 2.6 peers): `<common name>/<IPv4 address>:<port> CC-EEN exit message received by peer`.
- */
-const EXIT_NOTIFIED = /\/(\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}) CC-EEN exit message received by peer$/;
-
 /** The tunnel's IPv6 subnet when the service carries IPv6 (unique local addresses, "myst"). */
 export const TUNNEL_SUBNET_6 = "fd6d:7973:7400::/64";
 
@@ -139,12 +133,9 @@ export class OpenVpnProviderService extends TunnelProvider<LiveSession> {
       log: this.log,
     });
     this.#process = process;
-    // A client's exit notification: openvpn would keep its instance 5 s more (`cutOff`). Closed now, by its address
-    // (exactly the instance that sent it), for a consumer gone without a word on the dialog. IPv4 only (`kill`'s).
-    process.on("line", (line) => {
-      const address = EXIT_NOTIFIED.exec(line)?.[1];
-      if (address) void process.management?.command(`kill ${address}`).catch(() => undefined);
-    });
+    // Not acted on: a client's exit notification in openvpn's log. A client controls text that openvpn logs at the end
+    // of a line of the same shape (an unknown control message), so a log line cannot say which instance to close
+    // (review of session 12: one consumer closed another's). Without a word on the dialog, openvpn's own 5 s close it.
     const management = await process.start();
     management.on("client", (block) => void this.#onClient(management, block));
     process.once("exit", (code) => this.supervisor.exited(code, process.recent));
