@@ -3,7 +3,7 @@ import { Broker } from "../../node/broker/broker";
 import { DiscoveryService } from "../../node/discovery/server";
 import { SignatureWorkers } from "../../node/discovery/signature-workers";
 import { directoryFromKeysFile } from "../lib/proposal-fleet";
-import { nowMs, round } from "./stats";
+import { nowMs, round, runScript } from "./stats";
 
 /**
  * The in-process ingest of `npm run bench -- discovery`, in its own process so the benchmark can
@@ -54,10 +54,4 @@ async function main() {
   );
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

@@ -16,7 +16,7 @@ import { stopChild } from "../lib/local-chain";
 import { topologyUp, type Topology } from "../lib/topology";
 import { IPERF } from "./tunnel-measure";
 import { stockServerLines } from "./tunnel-stock";
-import { round } from "./stats";
+import { loadLine, round, runScript } from "./stats";
 
 /** A provider's receive buffer: bytes, or undefined for the OS's default. */
 const BUFFERS: { name: string; rcvbuf?: number }[] = [{ name: "2 MiB", rcvbuf: 2_097_152 }, { name: "512 KiB", rcvbuf: 524_288 }, { name: "OS default" }];
@@ -221,12 +221,7 @@ async function main(): Promise<void> {
         `| ${b.name} | ${round(median(ratios[b.name]), 3)} (${span(ratios[b.name], 2)}) | ${round(median(m.total), 1)} (${span(m.total, 0)}) | ${round(median(m.slowest), 1)} | ${median(m.drops)} (${span(m.drops, 0)}) | ${median(m.retransmits)} (${span(m.retransmits, 0)}) |`,
       );
     }
-    console.log(
-      `stock single-consumer Mbit/s: ${single.stock.map((x) => round(x, 1)).join(", ")}; load ${os
-        .loadavg()
-        .map((l) => l.toFixed(2))
-        .join(" / ")}`,
-    );
+    console.log(`stock single-consumer Mbit/s: ${single.stock.map((x) => round(x, 1)).join(", ")}; load ${loadLine()}`);
     fs.writeFileSync(
       process.env.BENCH_OUT ?? path.join(os.tmpdir(), "openvpn-buffer.json"),
       JSON.stringify({ rounds, seconds, consumers, single, ratios, many }, null, 1),
@@ -238,10 +233,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

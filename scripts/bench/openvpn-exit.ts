@@ -22,7 +22,7 @@ import { TestNetwork } from "../lib/test-network";
 import { topologyUp } from "../lib/topology";
 import { makeProposal } from "../lib/proposals";
 import { benchBrokerAndDiscovery } from "./tunnel-myst";
-import { summarize } from "./stats";
+import { runScript, summarize } from "./stats";
 
 async function main(): Promise<void> {
   const disconnects = Number(process.env.BENCH_DISCONNECTS ?? 6);
@@ -139,10 +139,4 @@ async function main(): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

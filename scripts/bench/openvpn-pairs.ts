@@ -39,7 +39,7 @@ import { stopChild } from "../lib/local-chain";
 import { makeProposal } from "../lib/proposals";
 import { TestNetwork } from "../lib/test-network";
 import { topologyUp, type Topology } from "../lib/topology";
-import { round } from "./stats";
+import { loadLine, round, runScript } from "./stats";
 import { IPERF, iperfServer } from "./tunnel-measure";
 import { stockServerLines, stockTunnel } from "./tunnel-stock";
 import { benchBrokerAndDiscovery } from "./tunnel-myst";
@@ -449,12 +449,7 @@ async function main(): Promise<void> {
         `| ${v.name} | ${round(mean(rs.map((x) => x.mbps)), 1)} | ${own[0]} | ${own[1]} | ${mean(rs.map((x) => x.busyPerMbit)).toFixed(4)} / ${mean(rs.map((x) => x.receiverPerMbit)).toFixed(4)} |`,
       );
     }
-    console.log(
-      `load ${os
-        .loadavg()
-        .map((l) => l.toFixed(2))
-        .join(" / ")}`,
-    );
+    console.log(`load ${loadLine()}`);
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     for (const c of children) await stopChild(c);
@@ -464,10 +459,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

@@ -1,3 +1,4 @@
+import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 
@@ -29,4 +30,23 @@ export function writeResults(name: string, data: Record<string, unknown>, table:
   const md = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
   fs.writeFileSync(path.join(dir, `${name}.md`), `# ${name} benchmark (${meta.at})\n\n${md}\n`);
   console.log(md);
+}
+
+/** The machine's load averages (1, 5 and 15 min), as "a / b / c". */
+export function loadLine(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" / ");
+}
+
+/** Runs a bench script's `main`: the process exits 0 once it resolves, 1 with its error printed when it rejects. */
+export function runScript(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

@@ -23,6 +23,7 @@ import { benchMyst } from "./tunnel-myst";
 import { stockTunnel } from "./tunnel-stock";
 import { timelineRows } from "./tunnel-timeline";
 import { openvpnTunnelVsStock } from "./tunnel";
+import { runScript, loadLine } from "./stats";
 
 /** openvpn's lines (which side, the line with its numbers and ids blanked) and management events, as point steps. */
 function traceOpenVpnLines(): void {
@@ -98,22 +99,11 @@ async function main(): Promise<void> {
       `tunnel phase p50 ${vs.mystP50} against stock ${vs.stockP50}: ${vs.ratioOfP50s}×; median of the pairs' ratios ${vs.medianPairRatio}× (${vs.pairSpread})`,
     );
     for (const row of timelineRows("openvpn", r.timeline, "off", "on")) console.log(row.join(" | "));
-    console.log(
-      `load ${os
-        .loadavg()
-        .map((l) => l.toFixed(2))
-        .join(" / ")}`,
-    );
+    console.log(`load ${loadLine()}`);
   } finally {
     await topology.down();
     await net.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

@@ -9,6 +9,7 @@ import { TestNetwork } from "../lib/test-network";
 import { topologyUp } from "../lib/topology";
 import { benchMyst, mystWireGuard } from "./tunnel-myst";
 import { timelineRows } from "./tunnel-timeline";
+import { runScript } from "./stats";
 
 async function main(): Promise<void> {
   const connects = Number(process.env.BENCH_CONNECTS ?? 12);
@@ -32,10 +33,4 @@ async function main(): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);
