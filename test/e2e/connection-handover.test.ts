@@ -293,13 +293,19 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
     await n.ops.disconnect();
   });
 
-  it("a disconnect during a handover connect's negotiation wins: the block holds until that negotiation is given up, then it is lifted and nothing is left armed (review low)", async function () {
+  /** A node the kill switch blocks, with a second connect negotiating (its provider's answer held): a handover under way. */
+  async function handoverNegotiating() {
     const n = node();
     await blocked(n);
     const open = n.held();
     const second = n.ops.connect(request());
     second.catch(() => undefined);
     await until(() => n.negotiations.length === 2, "the second connect to negotiate");
+    return { n, open, second };
+  }
+
+  it("a disconnect during a handover connect's negotiation wins: the block holds until that negotiation is given up, then it is lifted and nothing is left armed (review low)", async function () {
+    const { n, open, second } = await handoverNegotiating();
     let disconnected = false;
     const disconnect = n.ops.disconnect().finally(() => (disconnected = true));
     disconnect.catch(() => undefined);
@@ -320,12 +326,7 @@ describe("e2e: a connect or disconnect while the kill switch holds (ConnectionOp
   });
 
   it("the node's stop during a handover connect's negotiation: the connect is given up, and the kill switch is lifted after it, not before (nothing left armed)", async function () {
-    const n = node();
-    await blocked(n);
-    const open = n.held();
-    const second = n.ops.connect(request());
-    second.catch(() => undefined);
-    await until(() => n.negotiations.length === 2, "the second connect to negotiate");
+    const { n, open, second } = await handoverNegotiating();
     let returned = false;
     const stopped = n.ops.stopBuying().finally(() => (returned = true));
     // A moment for a stop that would not wait to lift the block.

@@ -28,6 +28,7 @@ import { DiscoveryService } from "../../node/discovery/server";
 import { parseReceipt } from "../../node/quality/receipt";
 import { promiseCheckOf } from "../../node/quality/score";
 import { REPLICA_CREDENTIALS } from "../../scripts/lib/nats-server";
+import { pidsIn } from "../support/netns-processes";
 
 describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, chain)", function () {
   this.timeout(120_000);
@@ -318,17 +319,7 @@ describe("e2e: OpenVPN sessions through network namespaces (real openvpn, NATS, 
       );
     const countedToProvider = () => Number(/counter packets (\d+)/.exec(nftIn(["list", ...COUNT.split(" ")]))?.[1]);
     const tunDevice = () => topology.exec(topology.consumers[0], ["/usr/sbin/ip", "-o", "link", "show", "type", "tun"]).trim();
-    const openvpnsIn = (netns: string) =>
-      execFileSync("/usr/sbin/ip", ["netns", "pids", netns], { encoding: "utf8" })
-        .split("\n")
-        .filter(Boolean)
-        .filter((pid) => {
-          try {
-            return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0].endsWith("openvpn");
-          } catch {
-            return false; // gone meanwhile
-          }
-        });
+    const openvpnsIn = (netns: string) => pidsIn(netns, "openvpn");
 
     beforeEach(() => countToProvider());
     afterEach(() => nftIn(["delete", ...COUNT.split(" ")]));

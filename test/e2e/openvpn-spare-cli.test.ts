@@ -1,6 +1,4 @@
 import { expect } from "chai";
-import { execFileSync } from "node:child_process";
-import fs from "node:fs";
 import { fetchFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
@@ -8,6 +6,7 @@ import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachi
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
+import { pidsIn } from "../support/netns-processes";
 
 /**
  * The spare openvpn (`MYST_OPENVPN_SPARE=true`, services/openvpn/spare.ts) as a user gets it: `myst connect` on the
@@ -29,17 +28,8 @@ describe("e2e: the spare openvpn through the CLI (MYST_OPENVPN_SPARE=true, real 
     if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
-  /** The openvpn processes in the consumer's namespace, by pid; `socket`: those with a UDP socket (a tunnel, not a spare). */
-  const openvpns = () => {
-    const pids = execFileSync("/usr/sbin/ip", ["netns", "pids", consumerNs], { encoding: "utf8" }).split(/\s+/).filter(Boolean).map(Number);
-    return pids.filter((pid) => {
-      try {
-        return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "openvpn";
-      } catch {
-        return false; // exited meanwhile
-      }
-    });
-  };
+  /** The openvpn processes in the consumer's namespace, by pid. */
+  const openvpns = () => pidsIn(consumerNs, "openvpn");
   const withSocket = () => [...topology.exec(consumerNs, ["/usr/bin/ss", "-H", "-uanp"]).matchAll(/"openvpn",pid=(\d+)/g)].map((m) => Number(m[1]));
 
   before(async function () {

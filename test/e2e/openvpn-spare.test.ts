@@ -18,6 +18,7 @@ import { TestNetwork } from "../../scripts/lib/test-network";
 import { fetchFrom, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { rejectionOf } from "../support/rejection";
+import { pidsIn } from "../support/netns-processes";
 
 /**
  * The consumer's spare openvpn (config `openvpnSpare`, services/openvpn/spare.ts): one openvpn started before any
@@ -44,18 +45,7 @@ describe("e2e: the spare openvpn (real openvpn in namespaces, NATS, registry)", 
   const c = (i = 0) => topology.consumers[i];
 
   /** The pids of the openvpn processes in a namespace. */
-  const openvpnsIn = (netns: string) =>
-    execFileSync("/usr/sbin/ip", ["netns", "pids", netns], { encoding: "utf8" })
-      .split("\n")
-      .filter(Boolean)
-      .map(Number)
-      .filter((pid) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0].endsWith("openvpn");
-        } catch {
-          return false; // gone meanwhile
-        }
-      });
+  const openvpnsIn = (netns: string) => pidsIn(netns, "openvpn");
   const alive = (pid: number) => {
     try {
       process.kill(pid, 0);
