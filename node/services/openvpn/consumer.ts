@@ -151,8 +151,7 @@ export class OpenVpnConsumerService implements ConsumerService {
         await up;
       } else await Promise.all([process.attach(), up]);
     } catch (err) {
-      // Not TERM alone: openvpn would wait its second for the exit notification, reached the provider or not.
-      await process.stopAfterExitNotification();
+      await process.stop();
       removeSecrets();
       // The kill switch's own error (its arming refused) is the session's as it is, not openvpn's.
       throw err instanceof TunnelError || err === rulesFailed ? err : process.explain((err as Error).message);
@@ -240,7 +239,7 @@ class OpenVpnTunnel implements Tunnel {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#meter);
-    await this.process.stopAfterExitNotification();
+    await this.process.stop();
   }
 
   onDown(listener: (reason: string) => void): void {

@@ -177,30 +177,23 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
   }
 
   /**
-   * Stops openvpn (TERM, then KILL after 5 s) and waits for it to exit, so its port is free again. One still waiting
+   * Stops openvpn and waits for it to exit, so its port is free again: TERM, then KILL after 5 s. One still waiting
    * for its config is killed at once: it holds nothing yet (no tun device, socket or peer), and blocked in the FIFO's
    * open it ignores TERM, which cost every discarded or spare openvpn the 5 s.
+   *
+   * A client given its config (`configure`) is stopped as soon as its exit notification (`explicit-exit-notify`) has
+   * gone out, not a second later. On TERM openvpn queues the notification (the EXIT control message, or OCC_EXIT on
+   * the data channel with an older server), writes it in the next step of its event loop, and then waits for its
+   * once-a-second timer to exit (1.0–1.2 s measured); it sends the notification only once meanwhile (its control
+   * channel's first retransmission is 2 s away), so that wait adds nothing the provider receives. A second TERM, once
+   * the notification is out, ends the wait: it exits at once, tearing down as on any exit (routes, tun device). The
+   * signals go through the management interface, which openvpn reads once per loop step, before the datagram that
+   * step writes, and acts on after it: the first starts the notification; `pid`, sent once that is answered, is read
+   * a step later (the step that writes the notification, or the one after when a packet of the tunnel's was waiting
+   * first); the second TERM, sent once `pid` is answered, later still. Without its management interface, or when it
+   * does not answer within `answerMs`, TERM and KILL as above.
    */
-  async stop(): Promise<void> {
-    if (this.child) await terminate(this.child, this.options.configFifo && !this.#configured ? 0 : 5000);
-    fs.rmSync(this.options.managementSocket, { force: true });
-    if (this.options.configFifo) fs.rmSync(this.options.configFile, { force: true });
-  }
-
-  /**
-   * Stops a client openvpn as soon as its exit notification (`explicit-exit-notify`) has gone out, not a second later.
-   * On TERM openvpn queues the notification (the EXIT control message, or OCC_EXIT on the data channel with an
-   * older server), writes it in the next step of its event loop, and then waits for its once-a-second timer to exit
-   * (1.0–1.2 s measured); it sends the notification only once meanwhile (its control channel's first retransmission
-   * is 2 s away), so that wait adds nothing the provider receives. A second TERM, once the notification is out, ends
-   * the wait: it exits at once, tearing down as on any exit (routes, tun device). The signals go through the
-   * management interface, which openvpn reads once per loop step, before the datagram that step writes, and acts
-   * on after it: the first starts the notification; `pid`, sent once that is answered, is read a step later (the
-   * step that writes the notification, or the one after when a packet of the tunnel's was waiting first); the
-   * second TERM, sent once `pid` is answered, later still. Without its management interface, or when it does not
-   * answer within `answerMs`, `stop` (TERM, KILL 5 s later).
-   */
-  async stopAfterExitNotification(answerMs = 2000): Promise<void> {
+  async stop(answerMs = 2000): Promise<void> {
     const management = this.management;
     if (this.running && management && this.#configured) {
       let timer: NodeJS.Timeout | undefined;
@@ -208,12 +201,14 @@ export class OpenVpnProcess extends EventEmitter<{ line: [line: string]; exit: [
         for (const command of ["signal SIGTERM", "pid", "signal SIGTERM"]) await management.command(command);
       })();
       await Promise.race([signals, new Promise((resolve) => (timer = setTimeout(resolve, answerMs)))]).catch(() => {
-        // The interface closed: openvpn is exiting already (`stop` waits for it).
+        // The interface closed: openvpn is exiting already (waited for below).
       });
       clearTimeout(timer);
       signals.catch(() => undefined);
     }
-    await this.stop();
+    if (this.child) await terminate(this.child, this.options.configFifo && !this.#configured ? 0 : 5000);
+    fs.rmSync(this.options.managementSocket, { force: true });
+    if (this.options.configFifo) fs.rmSync(this.options.configFile, { force: true });
   }
 
   get running(): boolean {
