@@ -160,7 +160,64 @@ export async function fundAccounts(rpcUrl: string, deployment: Deployment, addre
   }
 }
 
-export function freePort(): Promise<number> {
+/**
+ * Where the processes of this machine claim the ports freePort() hands out: one file per port,
+ * created exclusively, naming its process. The kernel's next bind(0) can give a port it just gave
+ * and that was closed again (measured here: once in ~10,000 back-to-back pairs), to this process
+ * or to another test worker (five run at once), and two servers started on what freePort() said
+ * would then collide: CI failed once on "nats-server exited with 1" that way.
+ */
+const CLAIMS = path.join(os.tmpdir(), "myst-port-claims");
+const claimed: string[] = [];
+process.once("exit", () => {
+  for (const file of claimed) fs.rmSync(file, { force: true });
+});
+
+/**
+ * A loopback TCP port no socket holds now and that no live process of this machine had from
+ * freePort() before: for a server another process starts. A socket bound to port 0 elsewhere can
+ * still take it before that server binds; a server that can choose its own port (nats-server's
+ * `-1`) should.
+ */
+export async function freePort(): Promise<number> {
+  fs.mkdirSync(CLAIMS, { recursive: true });
+  for (let tries = 0; tries < 100; tries++) {
+    const port = await unboundPort();
+    const file = path.join(CLAIMS, String(port));
+    if (!claim(file)) continue;
+    claimed.push(file);
+    return port;
+  }
+  throw new Error(`no free loopback port that no process has claimed in ${CLAIMS} (100 tries)`);
+}
+
+/** Creates `file` naming this process, unless a live process has it (a dead one's claim is taken over). */
+function claim(file: string): boolean {
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    // Empty while its writer is between creating and writing it: a live claim.
+    const owner = Number(fs.readFileSync(file, "utf8"));
+    if (!owner || alive(owner)) return false;
+    fs.rmSync(file, { force: true });
+  }
+  return false;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function unboundPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once("error", reject);

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "nats";
@@ -88,6 +87,8 @@ export interface NatsServer {
    * cluster with configured routes, never a cluster of one; a standalone server is extended by leaf nodes).
    */
   clusterPort: number;
+  /** The HTTP monitoring endpoints' loopback port (/connz, /subsz, /jsz), with `monitor: true`. */
+  monitorPort?: number;
   /** JetStream's store directory (temporary; removed by stop()). Unset for a leaf node. */
   storeDir?: string;
   pid: number;
@@ -104,58 +105,83 @@ export interface NatsServerOptions {
    * same subjects and the same JetStream.
    */
   routes?: number[];
-  /** Reuse these ports (e.g. to restart). */
-  port?: number;
-  clusterPort?: number;
-  /** Serve the HTTP monitoring endpoints (/connz, /subsz, /jsz) on this loopback port. */
-  monitorPort?: number;
+  /** Serve the HTTP monitoring endpoints (/connz, /subsz, /jsz) on a loopback port (`monitorPort`). */
+  monitor?: boolean;
   /** JetStream (with a temporary store directory). Default true, except for a leaf node. */
   jetstream?: boolean;
   /** Public user nkeys (`U…`) that log in as discovery replicas, besides the `myst-discovery` password user. */
   replicaNkeys?: string[];
-  /** Member of a JetStream cluster: its name in the cluster and every member's route port (its own included). */
-  cluster?: { serverName: string; routePorts: number[] };
+  /** Member of a JetStream cluster: its name in the cluster, its route port and every member's (its own included). */
+  cluster?: { serverName: string; routePort: number; routePorts: number[] };
 }
 
 export const NATS_SERVER_BIN = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
 
-/** Starts a real nats-server on 127.0.0.1, with JetStream in a temporary store directory. */
+/** The ports a server listens on; 0 for one nats-server chooses itself (its `-1`). */
+interface Ports {
+  client: number;
+  /** The route port of a cluster member, the leaf-node port otherwise. */
+  cluster: number;
+  monitor?: number;
+}
+
+/**
+ * Starts a real nats-server on 127.0.0.1, with JetStream in a temporary store directory.
+ *
+ * The server binds its own client, leaf-node and monitoring ports (`-1`) and this reads back which
+ * from its log: a port chosen here and then bound by the server could be taken in between (CI
+ * failed once on "nats-server exited with 1": the kernel had handed the same free port out twice,
+ * for its client and its leaf-node port). A cluster member's route port is chosen here (every
+ * member names the others'); the server's own error is in the message if it cannot bind it.
+ */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   if (!NATS_SERVER_BIN) throw new Error("nats-server is not installed (run scripts/install.sh)");
-  const port = options.port ?? (await freePort());
-  const clusterPort = options.clusterPort ?? (await freePort());
   const leaf = !options.cluster && (options.routes?.length ?? 0) > 0;
   const jetstream = options.jetstream ?? !leaf;
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "myst-nats-"));
   leftovers.add(home);
   const storeDir = jetstream ? path.join(home, "jetstream") : undefined;
-  const lines = [`listen: "127.0.0.1:${port}"`, `server_name: ${JSON.stringify(options.cluster?.serverName ?? `myst-${port}`)}`];
-  lines.push(...authorizationConfig(options.replicaNkeys));
-  if (options.monitorPort) lines.push(`http: "127.0.0.1:${options.monitorPort}"`);
-  if (storeDir) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
-  if (options.cluster) {
-    const routes = options.cluster.routePorts.filter((p) => p !== clusterPort).map((p) => JSON.stringify(`nats://127.0.0.1:${p}`));
-    lines.push(`cluster { name: "myst", listen: "127.0.0.1:${clusterPort}", routes: [${routes.join(", ")}] }`);
-  } else if (leaf) {
-    const remotes = options.routes!.map((p) => `{ url: ${JSON.stringify(`nats://127.0.0.1:${p}`)} }`);
-    lines.push(`leafnodes { listen: "127.0.0.1:${clusterPort}", remotes: [${remotes.join(", ")}] }`);
-  } else {
-    lines.push(`leafnodes { listen: "127.0.0.1:${clusterPort}" }`);
-  }
+  const serverName = options.cluster?.serverName ?? `myst-${path.basename(home).slice("myst-nats-".length)}`;
   const configFile = path.join(home, "nats.conf");
-  fs.writeFileSync(configFile, lines.join("\n") + "\n");
 
+  const config = (ports: Ports): string => {
+    const listen = (port: number) => JSON.stringify(`127.0.0.1:${port || -1}`);
+    const lines = [`listen: ${listen(ports.client)}`, `server_name: ${JSON.stringify(serverName)}`];
+    lines.push(...authorizationConfig(options.replicaNkeys));
+    if (ports.monitor !== undefined) lines.push(`http: ${listen(ports.monitor)}`);
+    if (storeDir) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
+    if (options.cluster) {
+      const routes = options.cluster.routePorts.filter((p) => p !== ports.cluster).map((p) => JSON.stringify(`nats://127.0.0.1:${p}`));
+      lines.push(`cluster { name: "myst", listen: ${listen(ports.cluster)}, routes: [${routes.join(", ")}] }`);
+    } else if (leaf) {
+      const remotes = options.routes!.map((p) => `{ url: ${JSON.stringify(`nats://127.0.0.1:${p}`)} }`);
+      lines.push(`leafnodes { listen: ${listen(ports.cluster)}, remotes: [${remotes.join(", ")}] }`);
+    } else {
+      lines.push(`leafnodes { listen: ${listen(ports.cluster)} }`);
+    }
+    return lines.join("\n") + "\n";
+  };
+
+  let ports: Ports = { client: 0, cluster: options.cluster?.routePort ?? 0, monitor: options.monitor ? 0 : undefined };
   let child: ChildProcess;
   const launch = async () => {
+    fs.mkdirSync(home, { recursive: true });
+    leftovers.add(home);
+    fs.writeFileSync(configFile, config(ports));
     child = spawn(NATS_SERVER_BIN!, ["-c", configFile], { stdio: ["ignore", "ignore", "pipe"] });
-    child.stderr!.resume();
-    await waitForPort(port, 10_000, child);
+    try {
+      ports = await listening(child, ports, 10_000);
+    } catch (err) {
+      await stopChild(child);
+      throw err;
+    }
   };
   await launch();
   return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    clusterPort,
+    url: `nats://127.0.0.1:${ports.client}`,
+    port: ports.client,
+    clusterPort: ports.cluster,
+    monitorPort: ports.monitor,
     storeDir,
     get pid() {
       return child.pid!;
@@ -167,15 +193,57 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
         leftovers.delete(home);
       }
     },
-    restart: async () => {
-      if (!fs.existsSync(configFile)) {
-        fs.mkdirSync(home, { recursive: true });
-        fs.writeFileSync(configFile, lines.join("\n") + "\n");
-        leftovers.add(home);
-      }
-      await launch();
-    },
+    // On the ports it has: its clients reconnect to the same URL.
+    restart: launch,
   };
+}
+
+/** The lines of nats-server 2.9's log that name a port it listens on, by which of `Ports` it is. */
+const LISTENING: [keyof Ports, RegExp][] = [
+  ["client", /Listening for client connections on 127\.0\.0\.1:(\d+)/],
+  ["cluster", /Listening for (?:route|leafnode) connections on 127\.0\.0\.1:(\d+)/],
+  ["monitor", /Starting http monitor on 127\.0\.0\.1:(\d+)/],
+];
+
+/**
+ * Resolves with the ports `child` listens on once it logs "Server is ready" (its client, leaf-node
+ * and monitoring listeners are open then; a cluster member's route listener can come after, on the
+ * port it was given): those of `wanted` that are 0 read from its log. Rejects with the end of its
+ * log if it exits first or is not ready within `timeoutMs`.
+ */
+function listening(child: ChildProcess, wanted: Ports, timeoutMs: number): Promise<Ports> {
+  return new Promise((resolve, reject) => {
+    let log = "";
+    const timer = setTimeout(() => done(new Error(`nats-server was not ready within ${timeoutMs} ms; its log:\n${tail(log)}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      if (log.length < 65_536) log += d.toString();
+      if (/\[INF\] Server is ready/.test(log)) done();
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      done(new Error(`nats-server exited (${code ?? signal}) before it was ready; its log:\n${tail(log)}`));
+    child.stderr!.on("data", onData);
+    child.once("exit", onExit);
+    function done(err?: Error) {
+      clearTimeout(timer);
+      child.stderr!.off("data", onData);
+      child.off("exit", onExit);
+      child.stderr!.resume();
+      if (err) return reject(err);
+      const found = { ...wanted };
+      for (const [which, line] of LISTENING) {
+        if (wanted[which] !== 0) continue;
+        const port = Number(line.exec(log)?.[1]);
+        if (!port) return reject(new Error(`nats-server is ready but its log names no ${which} port; its log:\n${tail(log)}`));
+        found[which] = port;
+      }
+      resolve(found);
+    }
+  });
+}
+
+/** The last lines of a log, for an error message. */
+function tail(log: string, lines = 12): string {
+  return log.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
 /**
@@ -184,7 +252,15 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
  */
 export async function startNatsCluster(size = 3): Promise<NatsServer[]> {
   const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
-  const servers = await Promise.all(routePorts.map((clusterPort, i) => startNatsServer({ clusterPort, cluster: { serverName: `myst-${i + 1}`, routePorts } })));
+  const started = await Promise.allSettled(
+    routePorts.map((routePort, i) => startNatsServer({ cluster: { serverName: `myst-${i + 1}`, routePort, routePorts } })),
+  );
+  const servers = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw failed.reason;
+  }
   try {
     await waitForJetStream(servers.map((s) => s.url));
   } catch (err) {
@@ -212,19 +288,4 @@ export async function waitForJetStream(servers: string[], timeoutMs = 30_000): P
   } finally {
     await nc.close();
   }
-}
-
-async function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode} (port ${port} in use?)`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => (socket.destroy(), resolve(true)));
-      socket.once("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`nats-server did not listen on ${port} within ${timeoutMs} ms`);
 }

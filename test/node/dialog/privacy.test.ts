@@ -8,7 +8,6 @@ import type { IdentityKey } from "../../../node/identity/key";
 import { signProposal } from "../../../node/proposal/proposal";
 import { NoopConsumerService, NoopProviderService } from "../../../node/services/noop/noop";
 import { openDatabase, type Db } from "../../../node/store/database";
-import { freePort } from "../../../scripts/lib/local-chain";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { TestNetwork, providerPayments, startNatsServer, type NatsServer } from "../../../scripts/lib/test-network";
 
@@ -23,8 +22,8 @@ describe("privacy on the broker: an eavesdropper on '>' learns no consumer addre
 
   before(async function () {
     await net.start();
-    monitorPort = await freePort();
-    nats = await startNatsServer({ monitorPort });
+    nats = await startNatsServer({ monitor: true });
+    monitorPort = nats.monitorPort!;
     [providerKey, consumerKey] = [await net.registeredIdentity(), await net.registeredIdentity()];
     db = openDatabase(`${tmp.dir}/myst.db`);
   });

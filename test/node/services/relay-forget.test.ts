@@ -1,11 +1,11 @@
 import { expect } from "chai";
 import dgram from "node:dgram";
 import fs from "node:fs";
-import net from "node:net";
 import { RelayConsumerService, type RelayTunnel } from "../../../node/services/relay/consumer";
 import type { RelayServiceConfig } from "../../../node/services/relay/config";
 import { RelayProviderService } from "../../../node/services/relay/provider";
 import { TurnClient, TurnError } from "../../../node/services/relay/turn-client";
+import { freePort } from "../../../scripts/lib/local-chain";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
@@ -15,15 +15,6 @@ const PEERS = { peers: ["127.0.0.1"] };
 const SESSION = (n: number) => (0xf000 + n).toString(16).padStart(32, "0");
 /** How long each credential lets its holder allocate, in these tests (seconds). */
 const TTL_S = 5;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A relay forgets its ended sessions (docs/relay.md "What a relay remembers of ended sessions"): it

@@ -8,6 +8,7 @@ import { RelayProviderService, restPassword } from "../../../node/services/relay
 import { TurnClient, TurnError, encodeChannelData, nextStreamFrame } from "../../../node/services/relay/turn-client";
 import { ensureCertificate } from "../../../node/services/certificate";
 import { TunnelError } from "../../../node/services/system";
+import { freePort } from "../../../scripts/lib/local-chain";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
 import { tempDir } from "../../../scripts/lib/tmp";
 import { until } from "../../../scripts/lib/until";
@@ -23,15 +24,6 @@ const hasCoturn = () => {
     return false;
   }
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const SESSION = (n: number) => n.toString(16).padStart(32, "0");
 /** The relay's own address in these tests (coturn denies relaying to it); peers live on 127.0.0.1. */
