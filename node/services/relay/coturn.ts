@@ -127,6 +127,10 @@ export function parsePs(text: string): CoturnSession[] {
 // coturn's own lines (4.6.1, simple-log): "0: : session <id>: new, realm=<r>, username=<u>, …"
 // and "0: : session <id>: realm <r> user <u>: incoming packet …" (only to cut an ended session's credential off sooner).
 const SESSION_USER = /^\d+: : session (\d+): (?:new, realm=<[^<>]*>, username=<([^<>]*)>|realm <[^<>]*> user <([^<>]*)>:)/;
+// The addresses it listens on (each once per listening-ip, or every address it found without one), and
+// each UDP listener it opened: "0: : Listener address to use: <ip>", "0: : IPv4. UDP listener opened on: <ip>:<port>".
+const LISTENER_ADDRESS = /^\d+: : Listener address to use: (\S+)$/;
+const UDP_LISTENER = /^\d+: : IPv[46]\. UDP listener opened on: (\S+)$/;
 
 /** Private, carrier-grade, link-local and loopback ranges a relay refuses to relay to by default. */
 const DENIED_PEERS = [
@@ -147,6 +151,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   readonly counted = new Map<string, { username: string; clientIn: number; clientOut: number }>();
   /** The username each coturn session was first seen with: a later line naming it for another is not believed. */
   readonly #owner = new Map<string, string>();
+  /** The addresses coturn said it listens on, and the `<ip>:<port>`s of the UDP listeners it opened. */
+  readonly #listenerAddresses = new Set<string>();
+  readonly #udpListeners = new Set<string>();
 
   constructor(readonly o: CoturnOptions) {
     super();
@@ -218,6 +225,9 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     fs.chmodSync(conf, 0o600);
     // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
     const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", conf];
+    // What an earlier run of this process said about its listeners is not this run's.
+    this.#listenerAddresses.clear();
+    this.#udpListeners.clear();
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     if (child.pid) fs.writeFileSync(this.pidFile, `${child.pid}\n`, { mode: 0o600 });
@@ -236,17 +246,19 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
         resolve(code);
       }),
     );
-    // Up when it listens on the TCP port (the UDP listener is opened before it).
+    // Up when its UDP listener on every address is open (coturn opens them after its TCP listeners, and
+    // retries a UDP port another socket holds every second: it was once taken for up while its UDP
+    // listener was not open yet) and its TCP port answers.
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.running) {
         const code = await exited;
         throw this.explain(`turnserver exited (${code}) while starting`);
       }
-      if (await tcpOpen(this.o.listeningIps?.[0] ?? "127.0.0.1", this.o.port)) break;
+      if (this.#udpListening() && (await tcpOpen(this.o.listeningIps?.[0] ?? "127.0.0.1", this.o.port))) break;
       if (Date.now() > deadline) {
         await this.stop();
-        throw this.explain(`turnserver did not listen on port ${this.o.port} within ${timeoutMs} ms`);
+        throw this.explain(`turnserver did not listen on UDP and TCP port ${this.o.port} within ${timeoutMs} ms`);
       }
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -259,9 +271,19 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     this.recent.push(line);
     this.o.log?.trace({ coturn: line }, "coturn");
     if (this.recent.length > 60) this.recent.shift();
+    const address = LISTENER_ADDRESS.exec(line)?.[1];
+    if (address) this.#listenerAddresses.add(address);
+    const udp = UDP_LISTENER.exec(line)?.[1];
+    if (udp) this.#udpListeners.add(udp);
     const s = SESSION_USER.exec(line);
     const user = s?.[2] ?? s?.[3];
     if (s && user?.includes(":")) this.#claim(s[1], user);
+  }
+
+  /** Whether coturn has opened its UDP listener on the port on each address it listens on (those configured, or those it found). */
+  #udpListening(): boolean {
+    const addresses = this.o.listeningIps?.length ? this.o.listeningIps : [...this.#listenerAddresses];
+    return addresses.length > 0 && addresses.every((ip) => this.#udpListeners.has(`${ip}:${this.o.port}`));
   }
 
   /** Whether `session` is `username`'s (the first to name it, and a username the relay issued). */
