@@ -161,51 +161,63 @@ export async function fundAccounts(rpcUrl: string, deployment: Deployment, addre
 }
 
 /**
- * Where the processes of this machine claim the ports freePort() hands out: one file per port,
- * created exclusively, naming its process. The kernel's next bind(0) can give a port it just gave
- * and that was closed again (measured here: once in ~10,000 back-to-back pairs), to this process
- * or to another test worker (five run at once), and two servers started on what freePort() said
- * would then collide: CI failed once on "nats-server exited with 1" that way.
+ * Where this user's processes claim the ports freePort() hands out: one file per port, created
+ * exclusively, naming its process. The kernel's next bind(0) can give a port it just gave and that
+ * was closed again (measured here: once in ~10,000 back-to-back pairs), to this process or to
+ * another test worker (five run at once), and two servers started on what freePort() said would
+ * then collide: CI failed once on "nats-server exited with 1" that way. One directory per user: a
+ * root run's claims would otherwise be another user's EACCES.
  */
-const CLAIMS = path.join(os.tmpdir(), "myst-port-claims");
+const CLAIMS = path.join(os.tmpdir(), `myst-port-claims-${process.getuid?.() ?? "user"}`);
 const claimed: string[] = [];
 process.once("exit", () => {
   for (const file of claimed) fs.rmSync(file, { force: true });
 });
+let swept = false;
 
 /**
- * A loopback TCP port no socket holds now and that no live process of this machine had from
+ * A loopback TCP port no socket holds now and that no live process of this user had from
  * freePort() before: for a server another process starts. A socket bound to port 0 elsewhere can
  * still take it before that server binds; a server that can choose its own port (nats-server's
  * `-1`) should.
  */
 export async function freePort(): Promise<number> {
-  fs.mkdirSync(CLAIMS, { recursive: true });
+  if (!swept) {
+    fs.mkdirSync(CLAIMS, { recursive: true, mode: 0o700 });
+    sweepDeadClaims();
+    swept = true;
+  }
   for (let tries = 0; tries < 100; tries++) {
     const port = await unboundPort();
     const file = path.join(CLAIMS, String(port));
-    if (!claim(file)) continue;
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") continue;
+      throw new Error(`cannot claim port ${port} in ${CLAIMS}: ${(err as Error).message}`);
+    }
     claimed.push(file);
     return port;
   }
-  throw new Error(`no free loopback port that no process has claimed in ${CLAIMS} (100 tries)`);
+  throw new Error(`no free loopback port that no live process has claimed in ${CLAIMS} (100 tries)`);
 }
 
-/** Creates `file` naming this process, unless a live process has it (a dead one's claim is taken over). */
-function claim(file: string): boolean {
-  for (let tries = 0; tries < 2; tries++) {
+/**
+ * Removes the claims of processes that are gone (killed before their exit handler ran). A claim is
+ * never taken over while a port is drawn: two processes could both find it dead and both take it.
+ * Here a claim is removed only a minute after it was made, so never one a live process just made
+ * in place of a dead one's.
+ */
+function sweepDeadClaims(): void {
+  for (const name of fs.readdirSync(CLAIMS)) {
+    const file = path.join(CLAIMS, name);
     try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
-      return true;
+      const owner = Number(fs.readFileSync(file, "utf8"));
+      if (owner && !alive(owner) && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file, { force: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-    // Empty while its writer is between creating and writing it: a live claim.
-    const owner = Number(fs.readFileSync(file, "utf8"));
-    if (!owner || alive(owner)) return false;
-    fs.rmSync(file, { force: true });
   }
-  return false;
 }
 
 function alive(pid: number): boolean {

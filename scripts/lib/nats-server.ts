@@ -170,7 +170,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     fs.writeFileSync(configFile, config(ports));
     child = spawn(NATS_SERVER_BIN!, ["-c", configFile], { stdio: ["ignore", "ignore", "pipe"] });
     try {
-      ports = await listening(child, ports, 10_000);
+      ports = await listening(child, ports, { member: !!options.cluster, timeoutMs: 10_000 });
     } catch (err) {
       await stopChild(child);
       throw err;
@@ -207,26 +207,28 @@ const LISTENING: [keyof Ports, RegExp][] = [
 
 /**
  * Resolves with the ports `child` listens on once it logs "Server is ready" (its client, leaf-node
- * and monitoring listeners are open then; a cluster member's route listener can come after, on the
- * port it was given): those of `wanted` that are 0 read from its log. Rejects with the end of its
- * log if it exits first or is not ready within `timeoutMs`.
+ * and monitoring listeners are open then) and, for a cluster `member`, that it listens for routes
+ * (a line that comes after: a route port it cannot bind makes it exit then): those of `wanted` that
+ * are 0 read from its log. Rejects with the end of its log if it exits first or is not ready within
+ * `timeoutMs`.
  */
-function listening(child: ChildProcess, wanted: Ports, timeoutMs: number): Promise<Ports> {
+function listening(child: ChildProcess, wanted: Ports, o: { member: boolean; timeoutMs: number }): Promise<Ports> {
   return new Promise((resolve, reject) => {
     let log = "";
-    const timer = setTimeout(() => done(new Error(`nats-server was not ready within ${timeoutMs} ms; its log:\n${tail(log)}`)), timeoutMs);
+    const timer = setTimeout(() => done(new Error(`nats-server was not ready within ${o.timeoutMs} ms; its log:\n${tail(log)}`)), o.timeoutMs);
     const onData = (d: Buffer) => {
       if (log.length < 65_536) log += d.toString();
-      if (/\[INF\] Server is ready/.test(log)) done();
+      if (/\[INF\] Server is ready/.test(log) && (!o.member || /Listening for route connections on/.test(log))) done();
     };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+    // "close": its stderr is read to the end (its last line says why it exited).
+    const onClose = (code: number | null, signal: NodeJS.Signals | null) =>
       done(new Error(`nats-server exited (${code ?? signal}) before it was ready; its log:\n${tail(log)}`));
     child.stderr!.on("data", onData);
-    child.once("exit", onExit);
+    child.once("close", onClose);
     function done(err?: Error) {
       clearTimeout(timer);
       child.stderr!.off("data", onData);
-      child.off("exit", onExit);
+      child.off("close", onClose);
       child.stderr!.resume();
       if (err) return reject(err);
       const found = { ...wanted };

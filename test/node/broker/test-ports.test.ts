@@ -1,48 +1,66 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { expect } from "chai";
 import { freePort } from "../../../scripts/lib/local-chain";
+import { startNatsServer } from "../../../scripts/lib/nats-server";
 import { IP, ip } from "../../../scripts/lib/netns-exec";
 import { requireE2E } from "../../../scripts/lib/prereqs";
+import { rejectionOf } from "../../support/rejection";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const LOCAL_CHAIN_TS = path.join(ROOT, "scripts", "lib", "local-chain.ts");
 const NATS_SERVER_TS = path.join(ROOT, "scripts", "lib", "nats-server.ts");
 const BROKER_TS = path.join(ROOT, "node", "broker", "broker.ts");
 
-/** The namespace's ports for listeners and connections: 40000-40010, of which the odd ones but 40001 are held. */
-const RANGE = [40000, 40010];
-const HELD = [40003, 40005, 40007, 40009];
+/** The namespace's ports for listeners and connections: 40000-40020, of which the odd ones but 40001 are held. */
+const RANGE = [40000, 40020];
+const HELD = Array.from({ length: 9 }, (_, i) => 40003 + 2 * i);
 
 /**
  * Holds every odd port of the namespace's range but one, then starts a server with the test
- * helper, talks to it (a request and JetStream), restarts it and talks to it again; prints the
- * ports it had, or the error.
+ * helper (its monitoring port on): talks to it (a request and JetStream), checks its monitoring
+ * endpoint names the ports read from its log, has a leaf node join it on its leaf-node port,
+ * restarts it and talks to it again. Prints the ports, or the error.
  */
 const START = `
   const net = require("node:net");
   const { startNatsServer, ADMIN_CREDENTIALS } = require(${JSON.stringify(NATS_SERVER_TS)});
   const { authOptions } = require(${JSON.stringify(BROKER_TS)});
   const { connect } = require("nats");
-  const talk = async (url) => {
-    const nc = await connect({ servers: url, ...authOptions(ADMIN_CREDENTIALS) });
-    nc.subscribe("myst.test.echo", { callback: (_, m) => m.respond(m.data) });
-    const answer = await nc.request("myst.test.echo", new TextEncoder().encode("hi"), { timeout: 2000 });
-    if (new TextDecoder().decode(answer.data) !== "hi") throw new Error("no echo");
-    await (await nc.jetstreamManager()).getAccountInfo();
-    await nc.close();
+  // A node (no credentials) asks and answers on a subject a node may use; the administrator reads JetStream.
+  const talk = async (server) => {
+    const [a, b] = [await connect({ servers: server.url }), await connect({ servers: server.url })];
+    b.subscribe("myst.dialog.echo", { callback: (_, m) => m.respond(m.data) });
+    await b.flush();
+    const answer = await a.request("myst.dialog.echo", new TextEncoder().encode("hi"), { timeout: 2000 });
+    if (new TextDecoder().decode(answer.data) !== "hi") throw new Error("no echo on " + server.url);
+    await Promise.all([a.close(), b.close()]);
+    const admin = await connect({ servers: server.url, ...authOptions(ADMIN_CREDENTIALS) });
+    await (await admin.jetstreamManager()).getAccountInfo();
+    await admin.close();
   };
+  const monitor = async (server, endpoint) => (await fetch("http://127.0.0.1:" + server.monitorPort + endpoint)).json();
   (async () => {
     for (const port of ${JSON.stringify(HELD)})
       await new Promise((resolve, reject) => net.createServer().once("error", reject).listen(port, "127.0.0.1", resolve));
-    const server = await startNatsServer();
-    await talk(server.url);
-    await server.stop({ keepStore: true });
-    await server.restart();
-    await talk(server.url);
-    await server.stop();
-    console.log(JSON.stringify({ port: server.port, clusterPort: server.clusterPort }));
+    const hub = await startNatsServer({ monitor: true });
+    await talk(hub);
+    const varz = await monitor(hub, "/varz");
+    if (varz.port !== hub.port || varz.leaf.port !== hub.clusterPort) throw new Error("/varz names other ports: " + JSON.stringify([varz.port, varz.leaf]));
+    // A leaf node joins on the leaf-node port read from the hub's log.
+    const leaf = await startNatsServer({ routes: [hub.clusterPort] });
+    for (let i = 0; (await monitor(hub, "/leafz")).leafnodes !== 1; i++) {
+      if (i === 50) throw new Error("the leaf node did not join the hub on " + hub.clusterPort);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await leaf.stop();
+    await hub.stop({ keepStore: true });
+    await hub.restart();
+    await talk(hub);
+    await hub.stop();
+    console.log(JSON.stringify({ ports: [hub.port, hub.clusterPort, hub.monitorPort, leaf.port, leaf.clusterPort] }));
     process.exit(0);
   })().catch((err) => { console.log(JSON.stringify({ error: err.message })); process.exit(1); });`;
 
@@ -95,6 +113,23 @@ describe("test helpers: loopback ports", function () {
     }
   });
 
+  it("startNatsServer fails, with the server's own reason, when a cluster member's route port is taken (it binds that one after it says it is ready)", async function () {
+    this.timeout(20_000);
+    const routePort = await freePort();
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(routePort, "127.0.0.1", resolve));
+    try {
+      // Another member to route to (a JetStream cluster needs one); it need not be up.
+      const routePorts = [routePort, await freePort()];
+      const err = await rejectionOf(startNatsServer({ cluster: { serverName: "myst-taken", routePort, routePorts } }));
+      expect(err.message).to.match(/exited .*before it was ready/);
+      expect(err.message).to.include(`127.0.0.1:${routePort}`);
+      expect(err.message).to.match(/address already in use/i);
+    } finally {
+      holder.close();
+    }
+  });
+
   describe("startNatsServer, when the kernel has a single port to hand out for a listener", function () {
     this.timeout(60_000);
     const ns = `myst-ports-${process.pid}`;
@@ -112,19 +147,18 @@ describe("test helpers: loopback ports", function () {
       if (fs.existsSync(`/run/netns/${ns}`)) ip("netns", "del", ns);
     });
 
-    it("lets nats-server choose its own ports, and restarts it on the same ones", function () {
+    it("lets nats-server choose its own ports (client, leaf node, monitoring; a leaf node joins it), and restarts it on the same ones", function () {
       const run = spawnSync(IP, ["netns", "exec", ns, process.execPath, "-r", "ts-node/register/transpile-only", "-e", START], {
         cwd: ROOT,
         encoding: "utf8",
         timeout: 50_000,
       });
       const lastLine = run.stdout.trim().split("\n").pop() ?? "";
-      expect(lastLine, `its output:\n${run.stdout}\n${run.stderr}`).to.match(/^\{"port"/);
-      const { port, clusterPort } = JSON.parse(lastLine) as { port: number; clusterPort: number };
-      // The one odd port free, then an even one: both inside the namespace's range, never the same.
-      expect(port).to.be.within(RANGE[0], RANGE[1]);
-      expect(clusterPort).to.be.within(RANGE[0], RANGE[1]);
-      expect(port).to.not.equal(clusterPort);
+      expect(lastLine, `its output:\n${run.stdout}\n${run.stderr}`).to.match(/^\{"ports"/);
+      const { ports } = JSON.parse(lastLine) as { ports: number[] };
+      // The one odd port free, then even ones: all inside the namespace's range, no two the same.
+      for (const port of ports) expect(port).to.be.within(RANGE[0], RANGE[1]);
+      expect(new Set(ports).size).to.equal(5);
     });
   });
 });
