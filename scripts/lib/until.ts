@@ -13,3 +13,30 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * `promise`, or a failure naming `what` once `timeoutMs` have passed without it settling: a wait
+ * with no bound of its own, inside a hook mocha would otherwise time out without saying which step.
+ * What it resolves with after that goes to `onLate` (to stop what it started).
+ */
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs: number, onLate?: (value: T) => unknown): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`${what} did not finish within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+  });
+  promise.then(
+    (value) => {
+      if (late) Promise.resolve(onLate?.(value)).catch(() => undefined);
+    },
+    () => undefined,
+  );
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -19,6 +19,7 @@ import { makeProposal } from "../../scripts/lib/proposals";
 import { startHostedProvider, type HostedProvider } from "../../scripts/lib/provider-host";
 import type { TestNetwork } from "../../scripts/lib/test-network";
 import { topologyUp, type Topology } from "../../scripts/lib/topology";
+import { within } from "../../scripts/lib/until";
 
 /**
  * What the tunnel service e2e files (openvpn-service, wireguard-service) share: the chain and
@@ -66,20 +67,29 @@ export async function startHostedServiceRig(net: TestNetwork, o: HostedServiceOp
     await net.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   };
+  // Each step bounded, so a rig that hangs says where (one hung once in CI with no word of which step).
   try {
-    await net.start();
-    const providerKey = await net.registeredIdentity();
-    const consumerKeys = [await net.registeredIdentity(), await net.registeredIdentity()];
-    const topology = (parts.topology = await topologyUp({ consumers: 2 }));
-    const service = (parts.service = await startHostedProvider({
-      netns: topology.provider,
-      spec: checkServiceSpec({ type: o.type, [o.type]: o.settings(topology) }),
-      dir,
-      uid: o.uid,
-      directory: net.registry,
-      meterMs: 200,
-      logFile: o.logFile,
-    }));
+    await within(net.start(), "the rig's chain and broker (net.start)", 45_000);
+    const providerKey = await within(net.registeredIdentity(), "the rig's provider registration", 30_000);
+    const consumerKeys = [
+      await within(net.registeredIdentity(), "the rig's first consumer registration", 30_000),
+      await within(net.registeredIdentity(), "the rig's second consumer registration", 30_000),
+    ];
+    const topology = (parts.topology = await within(topologyUp({ consumers: 2 }), "the rig's namespaces (topologyUp)", 45_000, (t) => t.down()));
+    const service = (parts.service = await within(
+      startHostedProvider({
+        netns: topology.provider,
+        spec: checkServiceSpec({ type: o.type, [o.type]: o.settings(topology) }),
+        dir,
+        uid: o.uid,
+        directory: net.registry,
+        meterMs: 200,
+        logFile: o.logFile,
+      }),
+      `the rig's ${o.type} provider service (startHostedProvider)`,
+      60_000,
+      (p) => p.stop(),
+    ));
     let current = makeProposal(providerKey, { serviceType: o.type });
     const pd = await dialogsFor(providerKey);
     const providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([[o.type, service]]), currentProposal: () => current, keepaliveMs: 1000 });

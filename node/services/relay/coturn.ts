@@ -127,10 +127,11 @@ export function parsePs(text: string): CoturnSession[] {
 // coturn's own lines (4.6.1, simple-log): "0: : session <id>: new, realm=<r>, username=<u>, …"
 // and "0: : session <id>: realm <r> user <u>: incoming packet …" (only to cut an ended session's credential off sooner).
 const SESSION_USER = /^\d+: : session (\d+): (?:new, realm=<[^<>]*>, username=<([^<>]*)>|realm <[^<>]*> user <([^<>]*)>:)/;
-// The addresses it listens on (each once per listening-ip, or every address it found without one), and
-// each UDP listener it opened: "0: : Listener address to use: <ip>", "0: : IPv4. UDP listener opened on: <ip>:<port>".
+// While it starts: the addresses it listens on (each listening-ip, or every address it found without
+// one), and each listener it opened: "0: : Listener address to use: <ip>", "0: : IPv4. UDP listener
+// opened on: <ip>:<port>", "0: : IPv4. TCP listener opened on : <ip>:<port>" ("TLS/TCP" with TLS).
 const LISTENER_ADDRESS = /^\d+: : Listener address to use: (\S+)$/;
-const UDP_LISTENER = /^\d+: : IPv[46]\. UDP listener opened on: (\S+)$/;
+const LISTENER = /^\d+: : IPv[46]\. (UDP|TCP|TLS\/TCP) listener opened on ?: (\S+)$/;
 
 /** Private, carrier-grade, link-local and loopback ranges a relay refuses to relay to by default. */
 const DENIED_PEERS = [
@@ -151,9 +152,14 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
   readonly counted = new Map<string, { username: string; clientIn: number; clientOut: number }>();
   /** The username each coturn session was first seen with: a later line naming it for another is not believed. */
   readonly #owner = new Map<string, string>();
-  /** The addresses coturn said it listens on, and the `<ip>:<port>`s of the UDP listeners it opened. */
+  /**
+   * While it starts (after that, log lines can be a client's text: a refused username is logged
+   * verbatim): the addresses coturn said it listens on, and its listeners opened, `UDP <ip>:<port>`
+   * and `TCP <ip>:<port>`.
+   */
+  #starting = false;
   readonly #listenerAddresses = new Set<string>();
-  readonly #udpListeners = new Set<string>();
+  readonly #listeners = new Set<string>();
 
   constructor(readonly o: CoturnOptions) {
     super();
@@ -223,11 +229,21 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     // The mode above applies only to a new file: one left from an earlier start keeps its own.
     fs.chmodSync(this.o.dir, 0o700);
     fs.chmodSync(conf, 0o600);
-    // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
-    const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", conf];
     // What an earlier run of this process said about its listeners is not this run's.
     this.#listenerAddresses.clear();
-    this.#udpListeners.clear();
+    this.#listeners.clear();
+    this.#starting = true;
+    try {
+      await this.#spawn(timeoutMs);
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  async #spawn(timeoutMs: number): Promise<void> {
+    const log = this.o.log ?? silentLogger;
+    // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
+    const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", this.configFile];
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     if (child.pid) fs.writeFileSync(this.pidFile, `${child.pid}\n`, { mode: 0o600 });
@@ -246,16 +262,16 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
         resolve(code);
       }),
     );
-    // Up when its UDP listener on every address is open (coturn opens them after its TCP listeners, and
-    // retries a UDP port another socket holds every second: it was once taken for up while its UDP
-    // listener was not open yet) and its TCP port answers.
+    // Up when its UDP and TCP listeners on every address are open, as it logs them (coturn opens UDP
+    // after TCP, and retries a port another socket holds every second: it was once taken for up, its
+    // TCP port answering, while its UDP listener was not open yet), and its TCP port answers.
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.running) {
         const code = await exited;
         throw this.explain(`turnserver exited (${code}) while starting`);
       }
-      if (this.#udpListening() && (await tcpOpen(this.o.listeningIps?.[0] ?? "127.0.0.1", this.o.port))) break;
+      if (this.#listening() && (await tcpOpen(this.o.listeningIps?.[0] ?? "127.0.0.1", this.o.port))) break;
       if (Date.now() > deadline) {
         await this.stop();
         throw this.explain(`turnserver did not listen on UDP and TCP port ${this.o.port} within ${timeoutMs} ms`);
@@ -271,19 +287,21 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     this.recent.push(line);
     this.o.log?.trace({ coturn: line }, "coturn");
     if (this.recent.length > 60) this.recent.shift();
-    const address = LISTENER_ADDRESS.exec(line)?.[1];
-    if (address) this.#listenerAddresses.add(address);
-    const udp = UDP_LISTENER.exec(line)?.[1];
-    if (udp) this.#udpListeners.add(udp);
+    if (this.#starting) {
+      const address = LISTENER_ADDRESS.exec(line)?.[1];
+      if (address) this.#listenerAddresses.add(address);
+      const listener = LISTENER.exec(line);
+      if (listener) this.#listeners.add(`${listener[1] === "UDP" ? "UDP" : "TCP"} ${listener[2]}`);
+    }
     const s = SESSION_USER.exec(line);
     const user = s?.[2] ?? s?.[3];
     if (s && user?.includes(":")) this.#claim(s[1], user);
   }
 
-  /** Whether coturn has opened its UDP listener on the port on each address it listens on (those configured, or those it found). */
-  #udpListening(): boolean {
+  /** Whether coturn has opened its UDP and TCP listeners on the port on each address it listens on (those configured, or those it found). */
+  #listening(): boolean {
     const addresses = this.o.listeningIps?.length ? this.o.listeningIps : [...this.#listenerAddresses];
-    return addresses.length > 0 && addresses.every((ip) => this.#udpListeners.has(`${ip}:${this.o.port}`));
+    return addresses.length > 0 && addresses.every((ip) => this.#listeners.has(`UDP ${ip}:${this.o.port}`) && this.#listeners.has(`TCP ${ip}:${this.o.port}`));
   }
 
   /** Whether `session` is `username`'s (the first to name it, and a username the relay issued). */

@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import dgram from "node:dgram";
 import fs from "node:fs";
+import net from "node:net";
 import { expect } from "chai";
 import { CoturnProcess } from "../../../node/services/relay/coturn";
 import { freePort } from "../../../scripts/lib/local-chain";
@@ -39,8 +40,8 @@ function stunBinding(port: number): Promise<string> {
 }
 
 /**
- * coturn opens its TCP listeners first and its UDP listeners after them, and retries a UDP port
- * another socket holds once a second. CoturnProcess.start() took the TCP port answering for up: a
+ * coturn opens its TCP listeners first and its UDP listeners after them, and retries a port another
+ * socket holds once a second. CoturnProcess.start() took the TCP port answering for up: a
  * relay test's first TURN-UDP allocation then failed with ECONNREFUSED (in a run of the relay
  * tests; under load 3-9, 16 of 150 starts on the old code had no UDP listener when start() returned).
  */
@@ -87,11 +88,26 @@ describe("coturn: a relay is up when its UDP listener is", function () {
     expect(await stunBinding(port)).to.equal("answer");
   });
 
+  it("fails with PORT_IN_USE when another program holds its TCP port: that program answering is not coturn listening", async function () {
+    const port = await freePort();
+    const holder = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => holder.listen(port, RELAY_IP, resolve));
+    try {
+      coturn = relay(port);
+      const err = await rejectionOf(coturn.start(5000));
+      expect(err).to.include({ code: "PORT_IN_USE" });
+      expect(err.message).to.include(String(port));
+      expect(coturn.running).to.equal(false);
+    } finally {
+      holder.close();
+    }
+  });
+
   it("fails with PORT_IN_USE, naming the port, when its UDP port stays taken, and leaves no coturn running", async function () {
     const port = await freePort();
     held = await holdUdp(port);
     coturn = relay(port);
-    const err = await rejectionOf(coturn.start(3000));
+    const err = await rejectionOf(coturn.start(5000));
     expect(err).to.include({ code: "PORT_IN_USE" });
     expect(err.message).to.include(String(port));
     expect(coturn.running).to.equal(false);
