@@ -63,9 +63,15 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
   const dialogsList: Dialogs[] = [];
   const unregistered: string[] = [];
   let smtp: ChildProcess | undefined;
-  /** The provider's clock: the real one moved by `shiftMs` (schedules and day rollover in seconds). */
+  /**
+   * The provider's clock (schedules and day rollover in seconds): noon of today, local time, going
+   * on with the real one and moved by `shiftMs`. Not the real time itself: a run that crossed local
+   * midnight saw the daily cap's day roll over between the download and the restart (CI, 00:00 UTC).
+   */
   let shiftMs = 0;
-  const clock = () => Date.now() + shiftMs;
+  const startedAt = Date.now();
+  const noon = new Date(startedAt).setHours(12, 0, 0, 0);
+  const clock = () => noon + (Date.now() - startedAt) + shiftMs;
   let running: { node: ProviderNode; provided: ProvidedService } | undefined;
 
   /**
@@ -278,8 +284,8 @@ describe("e2e: provider controls — caps, access lists, schedules, egress polic
 
   describe("a schedule", function () {
     it("ends the running session when the window closes, withdraws the proposal, and refuses with OUTSIDE_SCHEDULE", async function () {
-      // A window from now to ten minutes later (local time), then the clock moved past its close.
-      const start = new Date();
+      // A window from now to ten minutes later (the provider's local time), then the clock moved past its close.
+      const start = new Date(clock());
       const end = new Date(start.getTime() + 10 * 60_000);
       const hm = (d: Date) => `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
       const days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
