@@ -172,11 +172,28 @@ export class HostedProvider implements ProviderService {
         else w?.reject(new HostedProviderError(m.error?.code, m.error?.message ?? "failed"));
       });
     });
+    // Bounded, with what the host said last (its log's info lines when it has no log file): a start
+    // that hung once in CI left the test's hook to time out with no word of where.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new HostedProviderError(
+              undefined,
+              `the provider host was not ready within ${READY_MS / 1000} s; its last output: ${this.#output.trim() || "(none)"}`,
+            ),
+          ),
+        READY_MS,
+      );
+    });
     try {
-      await ready;
+      await Promise.race([ready, late]);
     } catch (err) {
       await this.#end();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -256,6 +273,9 @@ export class HostedProvider implements ProviderService {
   }
 }
 
+/** How long the host may take to start its service (ts-node's compile of the node included). */
+const READY_MS = 60_000;
+
 /** Starts a provider service as `o.user` in `o.netns` (see HostedProvider). */
 export async function startHostedProvider(o: HostedProviderOptions): Promise<HostedProvider> {
   const provider = new HostedProvider(o);
@@ -266,7 +286,6 @@ export async function startHostedProvider(o: HostedProviderOptions): Promise<Hos
 /** The child: the service, its port over stdin/stdout. */
 async function host(): Promise<void> {
   const { startProviderService } = await import("../../node/services/catalog");
-  const { silentLogger } = await import("../../node/log/logger");
   const config = JSON.parse(process.env.MYST_PROVIDER_HOST ?? "{}") as {
     spec: ServiceSpec;
     dataDir: string;
@@ -285,7 +304,8 @@ async function host(): Promise<void> {
         send({ ask: n, publicKeyOf: identity });
       }),
   };
-  const log = config.logFile ? require("pino")({ level: "debug" }, require("pino").destination({ dest: config.logFile, sync: true })) : silentLogger;
+  // Without a log file, the info lines go to stderr: the parent keeps their end for its errors.
+  const log = require("pino")({ level: config.logFile ? "debug" : "info" }, require("pino").destination({ dest: config.logFile ?? 2, sync: true }));
   const errorOf = (err: unknown) => ({ code: (err as { code?: string }).code, message: (err as Error).message ?? String(err) });
   let service: (ProviderService & { stop?(): Promise<void>; meter?(): Promise<void>; pid?: number; restarts?: readonly number[] }) | undefined;
   const sessions = new Set<string>();

@@ -86,8 +86,8 @@ export async function startHostedServiceRig(net: TestNetwork, o: HostedServiceOp
         meterMs: 200,
         logFile: o.logFile,
       }),
-      `the rig's ${o.type} provider service (startHostedProvider)`,
-      60_000,
+      `the rig's ${o.type} provider service (startHostedProvider, which gives up itself after 60 s with the host's last output)`,
+      90_000,
       (p) => p.stop(),
     ));
     let current = makeProposal(providerKey, { serviceType: o.type });
