@@ -91,7 +91,7 @@ export async function startHostedServiceRig(net: TestNetwork, o: HostedServiceOp
       (p) => p.stop(),
     ));
     let current = makeProposal(providerKey, { serviceType: o.type });
-    const pd = await dialogsFor(providerKey);
+    const pd = await within(dialogsFor(providerKey), "the rig's provider dialogs (dialogsFor)", 30_000);
     const providerSessions = new ProviderSessions({ dialogs: pd, services: new Map([[o.type, service]]), currentProposal: () => current, keepaliveMs: 1000 });
     parts.providerSessions = providerSessions;
     providerSessions.start();
