@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -11,6 +11,7 @@ import { parentDeathSignal, terminate } from "../../node/services/supervision";
 /** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
 export { terminate as stopChild };
 import { MystToken__factory } from "../../typechain-types";
+import { waitForOutput } from "./until";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const HARDHAT_CLI = require.resolve("hardhat/internal/cli/cli", { paths: [ROOT] });
@@ -56,7 +57,7 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
   const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const stop = () => terminate(child);
   try {
-    await waitForOutput(child, /Started HTTP and WebSocket JSON-RPC server/, 60_000);
+    await waitForOutput(child, "hardhat node", (output) => /Started HTTP and WebSocket JSON-RPC server/.test(output), 60_000);
     await runDeploy(rpcUrl, deploymentFile, options.challengePeriod, options.log);
   } catch (err) {
     await stop();
@@ -237,32 +238,6 @@ function unboundPort(): Promise<number> {
       const { port } = server.address() as net.AddressInfo;
       server.close(() => resolve(port));
     });
-  });
-}
-
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = "";
-    const timer = setTimeout(() => done(new Error(`hardhat node did not start within ${timeoutMs} ms:\n${seen}`)), timeoutMs);
-    const onData = (d: Buffer) => {
-      seen += d.toString();
-      if (pattern.test(seen)) done();
-    };
-    const onExit = (code: number | null) => done(new Error(`hardhat node exited (${code}) before it was ready:\n${seen}`));
-    function done(err?: Error) {
-      clearTimeout(timer);
-      child.stdout!.off("data", onData);
-      child.stderr!.off("data", onData);
-      child.off("exit", onExit);
-      // Keep draining so the child never blocks on a full pipe.
-      child.stdout!.resume();
-      child.stderr!.resume();
-      if (err) reject(err);
-      else resolve();
-    }
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", onExit);
   });
 }
 

@@ -7,6 +7,7 @@ import { connect } from "nats";
 import { authOptions } from "../../node/broker/broker";
 import type { BrokerCredentials } from "../../node/config/broker-credentials";
 import { freePort, stopChild } from "./local-chain";
+import { waitForOutput } from "./until";
 
 /**
  * Who may do what on the broker (docs/security.md): the same three users on every server these
@@ -206,46 +207,22 @@ const LISTENING: [keyof Ports, RegExp][] = [
 ];
 
 /**
- * Resolves with the ports `child` listens on once it logs "Server is ready" (its client, leaf-node
- * and monitoring listeners are open then) and, for a cluster `member`, that it listens for routes
- * (a line that comes after: a route port it cannot bind makes it exit then): those of `wanted` that
- * are 0 read from its log. Rejects with the end of its log if it exits first or is not ready within
- * `timeoutMs`.
+ * The ports `child` listens on once it logs "Server is ready" (its client, leaf-node and monitoring
+ * listeners are open then) and, for a cluster `member`, that it listens for routes (a line that
+ * comes after: a route port it cannot bind makes it exit then): those of `wanted` that are 0 read
+ * from its log. Rejects with the end of its log if it exits first or is not ready within `timeoutMs`.
  */
-function listening(child: ChildProcess, wanted: Ports, o: { member: boolean; timeoutMs: number }): Promise<Ports> {
-  return new Promise((resolve, reject) => {
-    let log = "";
-    const timer = setTimeout(() => done(new Error(`nats-server was not ready within ${o.timeoutMs} ms; its log:\n${tail(log)}`)), o.timeoutMs);
-    const onData = (d: Buffer) => {
-      if (log.length < 65_536) log += d.toString();
-      if (/\[INF\] Server is ready/.test(log) && (!o.member || /Listening for route connections on/.test(log))) done();
-    };
-    // "close": its stderr is read to the end (its last line says why it exited).
-    const onClose = (code: number | null, signal: NodeJS.Signals | null) =>
-      done(new Error(`nats-server exited (${code ?? signal}) before it was ready; its log:\n${tail(log)}`));
-    child.stderr!.on("data", onData);
-    child.once("close", onClose);
-    function done(err?: Error) {
-      clearTimeout(timer);
-      child.stderr!.off("data", onData);
-      child.off("close", onClose);
-      child.stderr!.resume();
-      if (err) return reject(err);
-      const found = { ...wanted };
-      for (const [which, line] of LISTENING) {
-        if (wanted[which] !== 0) continue;
-        const port = Number(line.exec(log)?.[1]);
-        if (!port) return reject(new Error(`nats-server is ready but its log names no ${which} port; its log:\n${tail(log)}`));
-        found[which] = port;
-      }
-      resolve(found);
-    }
-  });
-}
-
-/** The last lines of a log, for an error message. */
-function tail(log: string, lines = 12): string {
-  return log.trimEnd().split("\n").slice(-lines).join("\n");
+async function listening(child: ChildProcess, wanted: Ports, o: { member: boolean; timeoutMs: number }): Promise<Ports> {
+  const ready = (log: string) => /\[INF\] Server is ready/.test(log) && (!o.member || /Listening for route connections on/.test(log));
+  const log = await waitForOutput(child, "nats-server", ready, o.timeoutMs);
+  const found = { ...wanted };
+  for (const [which, line] of LISTENING) {
+    if (wanted[which] !== 0) continue;
+    const port = Number(line.exec(log)?.[1]);
+    if (!port) throw new Error(`nats-server is ready but its log names no ${which} port; its log:\n${log}`);
+    found[which] = port;
+  }
+  return found;
 }
 
 /**

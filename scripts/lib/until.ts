@@ -1,3 +1,6 @@
+import type { ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
+
 /** Polls `probe` until it returns something truthy; fails naming `what` after `timeoutMs`. */
 export async function until<T>(
   probe: () => T | Promise<T>,
@@ -39,4 +42,36 @@ export async function within<T>(promise: Promise<T>, what: string, timeoutMs: nu
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * What `child` wrote (its stdout and stderr, those piped) once `ready` holds for it. Rejects, naming
+ * `what` with the end of its output, when it exits first (its output read to the end: its last line
+ * often says why) or after `timeoutMs`. Its pipes are drained after, so it never blocks on a full one.
+ */
+export function waitForOutput(child: ChildProcess, what: string, ready: (output: string) => boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let output = "";
+    const streams = [child.stdout, child.stderr].filter((s): s is Readable => s !== null);
+    const end = () => output.trimEnd().split("\n").slice(-40).join("\n");
+    const timer = setTimeout(() => done(new Error(`${what} was not ready within ${timeoutMs} ms; its output:\n${end()}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      if (output.length < 65_536) output += d.toString();
+      if (ready(output)) done();
+    };
+    const onClose = (code: number | null, signal: NodeJS.Signals | null) =>
+      done(new Error(`${what} exited (${code ?? signal}) before it was ready; its output:\n${end()}`));
+    for (const s of streams) s.on("data", onData);
+    child.once("close", onClose);
+    function done(err?: Error) {
+      clearTimeout(timer);
+      child.off("close", onClose);
+      for (const s of streams) {
+        s.off("data", onData);
+        s.resume();
+      }
+      if (err) reject(err);
+      else resolve(output);
+    }
+  });
 }
