@@ -109,9 +109,9 @@ export function myst(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60
   });
 }
 
-/** `myst args… --json` on the machine `netns` stands for: its parsed output, or an error with its stderr. */
+/** `myst args… --json` (on the machine `netns` stands for, when given): its parsed output, or an error with its stderr. */
 // biome-ignore lint/suspicious/noExplicitAny: each caller reads the JSON of its own command field by field
-export async function mystJson(env: NodeJS.ProcessEnv, args: string[], netns: string): Promise<any> {
+export async function mystJson(env: NodeJS.ProcessEnv, args: string[], netns?: string): Promise<any> {
   const r = await myst([...args, "--json"], env, 120_000, { netns });
   if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout);

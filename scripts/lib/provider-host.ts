@@ -13,6 +13,7 @@ import type { PublicKeyDirectory } from "../../node/identity/protocol-signature"
 import { type ServiceSpec, serviceCapabilities } from "../../node/services/catalog";
 import type { DirectRoute, ProviderService } from "../../node/session/service";
 import { type UnprivilegedUser, unprivilegedUser } from "./myst-cli";
+import { within } from "./until";
 
 type Usage = { bytesIn: number; bytesOut: number; downMs?: number };
 /** What the child reports after every answer and every `meterMs`: what the port's synchronous reads answer from. */
@@ -174,26 +175,12 @@ export class HostedProvider implements ProviderService {
     });
     // Bounded, with what the host said last (its log's info lines when it has no log file): a start
     // that hung once in CI left the test's hook to time out with no word of where.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new HostedProviderError(
-              undefined,
-              `the provider host was not ready within ${READY_MS / 1000} s; its last output: ${this.#output.trim() || "(none)"}`,
-            ),
-          ),
-        READY_MS,
-      );
-    });
     try {
-      await Promise.race([ready, late]);
+      await within(ready, "the provider host's start", READY_MS);
     } catch (err) {
       await this.#end();
-      throw err;
-    } finally {
-      clearTimeout(timer);
+      if (err instanceof HostedProviderError) throw err;
+      throw new HostedProviderError(undefined, `${(err as Error).message}; its last output: ${this.#output.trim() || "(none)"}`);
     }
   }
 

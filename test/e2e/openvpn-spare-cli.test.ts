@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { fetchFrom, routesOf, topologyUp, type Topology } from "../../scripts/lib/topology";
 import { until } from "../../scripts/lib/until";
 import { testChain, type LocalChain } from "../../scripts/lib/local-chain";
-import { buildCli, cliProviderAndConsumer, myst, mystBackground, onConsumerMachine, serviceStartArgs } from "../support/cli";
+import { buildCli, cliProviderAndConsumer, mystBackground, mystJson, onConsumerMachine, serviceStartArgs } from "../support/cli";
 import { startNatsServer, type NatsServer } from "../../scripts/lib/test-network";
 import { requireE2E } from "../../scripts/lib/prereqs";
 import { tempDir } from "../../scripts/lib/tmp";
@@ -23,11 +23,7 @@ describe("e2e: the spare openvpn through the CLI (MYST_OPENVPN_SPARE=true, real 
   let providerEnv: NodeJS.ProcessEnv;
   let consumerEnv: NodeJS.ProcessEnv;
 
-  const json = async (env: NodeJS.ProcessEnv, args: string[]) => {
-    const r = await myst([...args, "--json"], env, 120_000, { netns: env === consumerEnv ? consumerNs : undefined });
-    if (r.code !== 0) throw new Error(`myst ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const json = (env: NodeJS.ProcessEnv, args: string[]) => mystJson(env, args, env === consumerEnv ? consumerNs : undefined);
   /** The openvpn processes in the consumer's namespace, by pid. */
   const openvpns = () => pidsIn(consumerNs, "openvpn");
   const withSocket = () => [...topology.exec(consumerNs, ["/usr/bin/ss", "-H", "-uanp"]).matchAll(/"openvpn",pid=(\d+)/g)].map((m) => Number(m[1]));

@@ -3,6 +3,7 @@ import dgram from "node:dgram";
 import fs from "node:fs";
 import net from "node:net";
 import { expect } from "chai";
+import { BINDING, decodeStunMessage, encodeStunMessage, looksLikeStun } from "../../../node/nat/stun";
 import { CoturnProcess } from "../../../node/services/relay/coturn";
 import { freePort } from "../../../scripts/lib/local-chain";
 import { requirePrerequisites } from "../../../scripts/lib/prereqs";
@@ -23,10 +24,7 @@ async function holdUdp(port: number): Promise<dgram.Socket> {
 function stunBinding(port: number): Promise<string> {
   return new Promise((resolve) => {
     const s = dgram.createSocket("udp4");
-    const request = Buffer.alloc(20);
-    request.writeUInt16BE(0x0001, 0);
-    request.writeUInt32BE(0x2112a442, 4);
-    crypto.randomBytes(12).copy(request, 8);
+    const request = encodeStunMessage({ method: BINDING, cls: "request", transactionId: crypto.randomBytes(12) });
     const done = (result: string) => {
       clearTimeout(timer);
       s.close();
@@ -34,7 +32,10 @@ function stunBinding(port: number): Promise<string> {
     };
     const timer = setTimeout(() => done("no answer within 2 s"), 2000);
     s.on("error", (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
-    s.on("message", (m) => done(m.readUInt16BE(0) === 0x0101 ? "answer" : `message type ${m.readUInt16BE(0)}`));
+    s.on("message", (m) => {
+      const answer = looksLikeStun(m) ? decodeStunMessage(m).cls : "not STUN";
+      done(answer === "success" ? "answer" : `an answer: ${answer}`);
+    });
     s.connect(port, RELAY_IP, () => s.send(request));
   });
 }
