@@ -6,6 +6,7 @@ import path from "node:path";
 import { JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { readDeployment, type Deployment } from "../../node/chain/deployment";
 import { rpcRequest } from "../../node/chain/rpc-request";
+import { otherProcessAlive } from "../../node/lifecycle/process";
 import { parentDeathSignal, terminate } from "../../node/services/supervision";
 
 /** Stops a child we started, by its PID: TERM, then KILL if it lingers. */
@@ -214,19 +215,10 @@ function sweepDeadClaims(): void {
     const file = path.join(CLAIMS, name);
     try {
       const owner = Number(fs.readFileSync(file, "utf8"));
-      if (owner && !alive(owner) && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file, { force: true });
+      if (owner && !otherProcessAlive(owner) && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file, { force: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -234,14 +234,13 @@ export class CoturnProcess extends EventEmitter<{ exit: [code: number | null] }>
     this.#listeners.clear();
     this.#starting = true;
     try {
-      await this.#spawn(timeoutMs);
+      await this.#spawn(timeoutMs, log);
     } finally {
       this.#starting = false;
     }
   }
 
-  async #spawn(timeoutMs: number): Promise<void> {
-    const log = this.o.log ?? silentLogger;
+  async #spawn(timeoutMs: number, log: Logger): Promise<void> {
     // Tied to our life: a SIGKILLed node takes coturn with it (the parent-death signal survives the exec).
     const argv = [...parentDeathSignal(), program("turnserver", "coturn"), "-c", this.configFile];
     const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
